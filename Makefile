@@ -1,0 +1,183 @@
+# conc - header-only concurrency primitives for C
+# SPDX-License-Identifier: MIT
+#
+#   make test                 everything CI runs: headers, tests (plain, TSan gcc+clang,
+#                             ASan+UBSan), spin models, examples; ends "N passed, N failed, N skipped"
+#   make bench                every benchmark, conc against its baselines, as markdown tables
+#   make stress DURATION=600  the stress cases, CONC_CHAOS delays on, for DURATION seconds
+#   make examples             build the examples (build/examples/)
+#   make check                one configuration's tests: make check CC=clang SANITIZE=thread
+#   make install PREFIX=/usr/local   headers and conc.pc
+#   make format / make lint / make clean
+#
+# Variables: CC=gcc|clang, SANITIZE= | thread | address,undefined, OPT (-O2 -g), WERROR (1),
+# CONC_TEST_* knobs (tests/harness.h) pass through the environment.
+
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+SANITIZE ?=
+OPT ?= -O2 -g
+WERROR ?= 1
+PREFIX ?= /usr/local
+DURATION ?= 60
+
+STD := -std=c11 -D_DEFAULT_SOURCE
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wstrict-prototypes -Wmissing-prototypes
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+comma := ,
+ifeq ($(SANITIZE),)
+SANFLAGS :=
+else ifeq ($(SANITIZE),thread)
+SANFLAGS := -fsanitize=thread
+else ifeq ($(SANITIZE),address,undefined)
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else ifeq ($(SANITIZE),address)
+SANFLAGS := -fsanitize=address -fno-omit-frame-pointer
+else ifeq ($(SANITIZE),undefined)
+SANFLAGS := -fsanitize=undefined -fno-sanitize-recover=all
+else
+$(error SANITIZE must be empty, thread, address, undefined or address$(comma)undefined (TSan and ASan cannot be combined))
+endif
+
+CFLAGS_ALL := $(STD) $(OPT) $(WARN) $(SANFLAGS) -Iinclude $(EXTRA_CFLAGS)
+LDLIBS := -pthread -lrt -lm
+
+CONFIG := $(notdir $(CC))$(if $(SANITIZE),-$(subst $(comma),+,$(SANITIZE)))
+BUILD := build/$(CONFIG)
+HEADERS := $(wildcard include/conc/*.h) include/conc.h
+
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/%)
+BENCH_SRCS := $(sort $(wildcard bench/bench_*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=build/bench/%)
+EXAMPLE_SRCS := $(sort $(wildcard examples/[0-9]*.c))
+EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=build/examples/%)
+
+# Sanitizer runtime options: stop at the first report, and make a report fail the test.
+export TSAN_OPTIONS ?= halt_on_error=1 second_deadlock_stack=1 exitcode=66
+export ASAN_OPTIONS ?= detect_leaks=1 abort_on_error=0 detect_stack_use_after_return=1
+export UBSAN_OPTIONS ?= halt_on_error=1 print_stacktrace=1
+
+RESULTS := build/results
+RUN := bash tests/run.sh
+
+.PHONY: all test check tests bench stress examples install uninstall format lint clean \
+        deps-test deps-bench test-headers test-models test-examples test-config
+
+all: tests examples $(BENCH_BINS)
+
+tests: $(TEST_BINS)
+
+$(BUILD)/test_%: tests/test_%.c tests/harness.h $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(LDLIBS)
+
+build/examples/%: examples/%.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(STD) -O2 -g $(WARN) -Iinclude -o $@ $< $(LDLIBS)
+
+build/bench/%: bench/%.c bench/bench.h $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(STD) -O2 -g $(WARN) -Iinclude -o $@ $< $(LDLIBS)
+
+examples: $(EXAMPLE_BINS)
+
+# --- make test ---------------------------------------------------------------------------------
+# Each configuration writes its log to build/results/; the summary sums their closing lines.
+# A configuration that fails to build counts as one failure, and the next one still runs.
+test: deps-test
+	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
+	@$(MAKE) --no-print-directory test-headers
+	@$(MAKE) --no-print-directory test-config CC=gcc SANITIZE=
+	@$(MAKE) --no-print-directory test-config CC=gcc SANITIZE=thread
+	@$(MAKE) --no-print-directory test-config CC=clang SANITIZE=thread
+	@$(MAKE) --no-print-directory test-config CC=gcc SANITIZE=address,undefined
+	@$(MAKE) --no-print-directory test-models
+	@$(MAKE) --no-print-directory test-examples
+	@$(RUN) summary $(RESULTS)/*.log
+
+# Sanitizer builds run slower: stretch deadlines, shrink iteration counts.
+ifneq ($(SANITIZE),)
+SAN_ENV := CONC_TEST_TIMEOUT_SCALE=$${CONC_TEST_TIMEOUT_SCALE:-4} CONC_TEST_ITERS=$${CONC_TEST_ITERS:-25}
+endif
+
+test-config:
+	@echo "== tests: $(CONFIG)"
+	@$(MAKE) --no-print-directory -j2 tests >$(RESULTS)/build-$(CONFIG).out 2>&1 || \
+	  { cat $(RESULTS)/build-$(CONFIG).out; echo "0 passed, 1 failed, 0 skipped" >$(RESULTS)/$(CONFIG).log; \
+	    echo "[ FAIL ] build $(CONFIG)" >>$(RESULTS)/$(CONFIG).log; exit 0; }
+	@$(SAN_ENV) $(RUN) suite $(RESULTS)/$(CONFIG).log $(TEST_BINS) | grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true
+
+check: tests
+	@mkdir -p $(RESULTS)
+	@$(SAN_ENV) $(RUN) suite $(RESULTS)/$(CONFIG).log $(TEST_BINS)
+	@$(RUN) summary $(RESULTS)/$(CONFIG).log
+
+test-headers:
+	@echo "== headers"
+	@mkdir -p $(RESULTS)
+	@$(RUN) headers $(RESULTS)/headers.log | tail -1
+
+test-models:
+	@echo "== spin models"
+	@mkdir -p $(RESULTS)
+	@$(RUN) models $(RESULTS)/models.log
+
+test-examples:
+	@echo "== examples"
+	@mkdir -p $(RESULTS)
+	@$(MAKE) --no-print-directory -j2 examples >$(RESULTS)/build-examples.out 2>&1 || \
+	  { cat $(RESULTS)/build-examples.out; echo "0 passed, 1 failed, 0 skipped" >$(RESULTS)/examples.log; exit 0; }
+	@$(RUN) examples $(RESULTS)/examples.log $(EXAMPLE_BINS) | grep -E '^\[|passed'
+
+deps-test:
+	@$(RUN) deps gcc:gcc clang:clang g++:g++ clang++:clang spin:spin gdb:gdb \
+	  /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.tsan-x86_64.a:libclang-rt-14-dev
+
+# --- make stress -------------------------------------------------------------------------------
+stress: deps-test
+	@$(MAKE) --no-print-directory -j2 tests SANITIZE= EXTRA_CFLAGS=-DCONC_CHAOS BUILD=build/chaos \
+	  CONFIG=chaos
+	@CONC_TEST_THREADS=$${CONC_TEST_THREADS:-16} $(RUN) stress $(DURATION) \
+	  $(TEST_SRCS:tests/%.c=build/chaos/%)
+
+# --- make bench --------------------------------------------------------------------------------
+# One benchmark at a time (a lock file guards against two runs on one machine at once).
+bench: deps-bench $(BENCH_BINS)
+	@for b in $(BENCH_BINS); do flock /tmp/conc-bench.lock $$b || exit 1; done
+
+deps-bench:
+	@$(RUN) deps gcc:gcc python3:python3 /usr/include/ck_spinlock.h:libck-dev
+
+# --- housekeeping ------------------------------------------------------------------------------
+install:
+	install -d $(DESTDIR)$(PREFIX)/include/conc $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/conc.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/conc/*.h $(DESTDIR)$(PREFIX)/include/conc/
+	printf 'prefix=%s\nincludedir=$${prefix}/include\n\nName: conc\nDescription: %s\nVersion: %s\nCflags: -I$${includedir}\nLibs: -pthread\n' \
+	  '$(PREFIX)' 'header-only concurrency primitives' \
+	  "$$(sed -n 's/^#define CONC_VERSION_STRING "\(.*\)"/\1/p' include/conc/base.h)" \
+	  >$(DESTDIR)$(PREFIX)/lib/pkgconfig/conc.pc
+
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/include/conc $(DESTDIR)$(PREFIX)/include/conc.h \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/conc.pc
+
+FORMAT_FILES = $(HEADERS) tests/*.c tests/*.h bench/*.c bench/*.h examples/*.c
+format:
+	clang-format -i $(FORMAT_FILES)
+
+# lint: clang-format drift, cppcheck, and a checkpatch-style rule: every fence carries a comment.
+lint:
+	clang-format --dry-run $(FORMAT_FILES) 2>&1 | grep -c warning | xargs -I{} echo "clang-format: {} lines differ"
+	cppcheck --quiet --std=c11 --enable=warning,performance,portability --inline-suppr \
+	  --suppress=missingIncludeSystem -Iinclude $(HEADERS) tests/*.c examples/*.c
+	@! grep -n '__atomic_thread_fence' include/conc/*.h | grep -v 'conc_fence_seq_cst' \
+	  || { echo "lint: use conc_fence_seq_cst (it carries the TSan annotation)"; exit 1; }
+
+clean:
+	rm -rf build

@@ -1,0 +1,336 @@
+/* bench/bench.h - the conc benchmark harness (benchmarks only)
+ * SPDX-License-Identifier: MIT
+ *
+ * Runs conc and each baseline in the same process, interleaved (ABAB, then BABA), after a
+ * warm-up, for several repetitions, and prints a markdown table: the median and min-max of
+ * each figure, and of the per-repetition time ratio conc/baseline (below 1.0: conc is faster).
+ *
+ *     #include "bench.h"          // before any conc header: it counts futex syscalls
+ *     #include "conc/lock.h"
+ *     static void run_conc(void *ctx, bench_sample *s) { ...; s->ops = n; s->wall_ns = t; }
+ *     int main(void) {
+ *         bench_init("lock");
+ *         bench_table("uncontended acquire+release", NULL);
+ *         bench_impl impls[] = {{"conc_lock", run_conc, NULL}, {"pthread_mutex", run_pt, NULL}};
+ *         bench_run("1 thread", impls, 2);
+ *         return bench_done();
+ *     }
+ *
+ * A bench function runs one repetition of at least 100k operations (clock reads around the
+ * whole batch, never around one operation), fills ops and wall_ns, and may fill extras
+ * (columns named in bench_table). The harness measures process CPU time around the call.
+ *
+ * Environment: CONC_BENCH_REPS (default 7), CONC_BENCH_QUICK=1 (3 reps, shorter runs),
+ * CONC_BENCH_CSV=file (append rows as CSV).
+ */
+#ifndef CONC_BENCH_H
+#define CONC_BENCH_H
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+#include <gnu/libc-version.h>
+
+/* Every futex syscall conc makes is counted here (relaxed: a statistic, ordered with nothing). */
+static unsigned long bench_futex_calls;
+#define CONC_FUTEX_HOOK(kind) ((void)(kind), __atomic_fetch_add(&bench_futex_calls, 1, __ATOMIC_RELAXED))
+static inline unsigned long bench_futex_count(void) {
+    return __atomic_load_n(&bench_futex_calls, __ATOMIC_RELAXED);
+}
+
+#define BENCH_MAX_EXTRA 4
+#define BENCH_MAX_IMPLS 8
+#define BENCH_MAX_REPS 64
+
+typedef struct bench_sample {
+    double ops;                      /* operations in this repetition */
+    double wall_ns;                  /* wall time for them */
+    double extra[BENCH_MAX_EXTRA];   /* figures named by bench_table, per repetition */
+} bench_sample;
+
+typedef void (*bench_fn)(void *ctx, bench_sample *out);
+
+typedef struct bench_impl {
+    const char *name;
+    bench_fn fn;
+    void *ctx;
+} bench_impl;
+
+static struct {
+    const char *suite;
+    const char *extra_names[BENCH_MAX_EXTRA];
+    int n_extra;
+    int reps;
+    bool quick;
+    FILE *csv;
+    pthread_t idle;
+    int idle_stop;
+} bench_state;
+
+static inline int64_t bench_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int64_t bench_cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* How long a timed repetition should run: 200 ms, or 50 ms with CONC_BENCH_QUICK. */
+static inline int64_t bench_duration_ns(void) {
+    return bench_state.quick ? 50000000 : 200000000;
+}
+
+/* Pin the calling thread to one CPU (modulo the CPU count); returns 0 or an errno value. */
+static inline int bench_pin(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    CPU_SET((size_t)(cpu % (n > 0 ? n : 1)), &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+static inline void bench_unpin(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    for (long i = 0; i < n; i++)
+        CPU_SET((size_t)i, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+/* A second thread that stays alive (asleep) for the whole run: glibc skips atomics in a
+ * process that never made a thread, which would flatter the pthread baselines. */
+static void *bench_idle_main(void *arg) {
+    (void)arg;
+    while (!__atomic_load_n(&bench_state.idle_stop, __ATOMIC_ACQUIRE)) {
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+/* Threads that start together: fn(index, arg) on n threads; returns after all joined. */
+typedef void (*bench_thread_fn)(int index, void *arg);
+typedef struct bench_group {
+    bench_thread_fn fn;
+    void *arg;
+    int n, ready;
+} bench_group;
+typedef struct bench_slot {
+    bench_group *g;
+    int index;
+} bench_slot;
+static void *bench_thread_main(void *p) {
+    bench_slot *s = (bench_slot *)p;
+    __atomic_fetch_add(&s->g->ready, 1, __ATOMIC_ACQ_REL);
+    while (__atomic_load_n(&s->g->ready, __ATOMIC_ACQUIRE) < s->g->n)
+        sched_yield();
+    s->g->fn(s->index, s->g->arg);
+    return NULL;
+}
+static inline void bench_threads(int n, bench_thread_fn fn, void *arg) {
+    bench_group g = {fn, arg, n, 0};
+    pthread_t tids[64];
+    bench_slot slots[64];
+    if (n > 64)
+        n = 64;
+    g.n = n;
+    for (int i = 0; i < n; i++) {
+        slots[i].g = &g;
+        slots[i].index = i;
+        if (pthread_create(&tids[i], NULL, bench_thread_main, &slots[i]) != 0) {
+            perror("pthread_create");
+            exit(1);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(tids[i], NULL);
+}
+
+static inline void bench_machine_line(void) {
+    char model[256] = "unknown CPU";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "model name", 10) == 0) {
+                char *c = strchr(line, ':');
+                if (c) {
+                    snprintf(model, sizeof model, "%s", c + 2);
+                    model[strcspn(model, "\n")] = 0;
+                }
+                break;
+            }
+        }
+        fclose(f);
+    }
+    struct utsname u;
+    uname(&u);
+    printf("machine: %s, %ld CPUs, Linux %s, %s, glibc %s\n", model,
+           sysconf(_SC_NPROCESSORS_ONLN), u.release,
+#if defined(__clang__)
+           "clang " __clang_version__,
+#else
+           "gcc " __VERSION__,
+#endif
+           gnu_get_libc_version());
+}
+
+static inline void bench_init(const char *suite) {
+    bench_state.suite = suite;
+    const char *q = getenv("CONC_BENCH_QUICK");
+    bench_state.quick = q && *q && *q != '0';
+    const char *r = getenv("CONC_BENCH_REPS");
+    bench_state.reps = r ? atoi(r) : (bench_state.quick ? 3 : 7);
+    if (bench_state.reps < 1)
+        bench_state.reps = 1;
+    if (bench_state.reps > BENCH_MAX_REPS)
+        bench_state.reps = BENCH_MAX_REPS;
+    const char *csv = getenv("CONC_BENCH_CSV");
+    if (csv && *csv)
+        bench_state.csv = fopen(csv, "a");
+    pthread_create(&bench_state.idle, NULL, bench_idle_main, NULL);
+    printf("\n# %s\n\n", suite);
+    bench_machine_line();
+    printf("(%d repetitions, interleaved; median [min-max]; ratio = conc time / baseline time, "
+           "below 1.0 conc is faster)\n",
+           bench_state.reps);
+}
+
+/* Starts a table. extra_names: NULL-terminated names of the extra figures, or NULL. */
+static inline void bench_table(const char *title, const char *const *extra_names) {
+    bench_state.n_extra = 0;
+    for (int i = 0; extra_names && extra_names[i] && i < BENCH_MAX_EXTRA; i++)
+        bench_state.extra_names[bench_state.n_extra++] = extra_names[i];
+    printf("\n### %s\n\n| case | implementation | ns/op | CPU ns/op |", title);
+    for (int i = 0; i < bench_state.n_extra; i++)
+        printf(" %s |", bench_state.extra_names[i]);
+    printf(" ratio conc/this |\n|---|---|---:|---:|");
+    for (int i = 0; i < bench_state.n_extra; i++)
+        printf("---:|");
+    printf("---:|\n");
+    fflush(stdout);
+}
+
+static int bench_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct bench_stat {
+    double median, min, max;
+} bench_stat;
+
+static inline bench_stat bench_stats(const double *v, int n) {
+    double tmp[BENCH_MAX_REPS];
+    memcpy(tmp, v, (size_t)n * sizeof *v);
+    qsort(tmp, (size_t)n, sizeof *tmp, bench_cmp_double);
+    bench_stat s = {n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2, tmp[0], tmp[n - 1]};
+    return s;
+}
+
+static inline void bench_fmt(char *buf, size_t size, bench_stat s) {
+    int digits = s.median >= 100 ? 0 : (s.median >= 10 ? 1 : 2);
+    snprintf(buf, size, "%.*f [%.*f-%.*f]", digits, s.median, digits, s.min, digits, s.max);
+}
+
+/* The per-implementation results of the last bench_run, for callers that check bars. */
+typedef struct bench_result {
+    bench_stat ns_per_op, cpu_per_op, ratio;
+    bench_stat extra[BENCH_MAX_EXTRA];
+} bench_result;
+static bench_result bench_last[BENCH_MAX_IMPLS];
+
+/* Runs impls[0] (conc) and every baseline, interleaved, and prints one row each. */
+static inline void bench_run(const char *case_name, const bench_impl *impls, int n) {
+    static double ns[BENCH_MAX_IMPLS][BENCH_MAX_REPS], cpu[BENCH_MAX_IMPLS][BENCH_MAX_REPS],
+        ex[BENCH_MAX_IMPLS][BENCH_MAX_EXTRA][BENCH_MAX_REPS];
+    if (n > BENCH_MAX_IMPLS)
+        n = BENCH_MAX_IMPLS;
+    int reps = bench_state.reps;
+    for (int r = -1; r < reps; r++) { /* r = -1: the warm-up, not recorded */
+        for (int k = 0; k < n; k++) {
+            int i = (r & 1) ? n - 1 - k : k; /* ABAB then BABA */
+            bench_sample s;
+            memset(&s, 0, sizeof s);
+            int64_t c0 = bench_cpu_now();
+            impls[i].fn(impls[i].ctx, &s);
+            int64_t c1 = bench_cpu_now();
+            if (r < 0)
+                continue;
+            double ops = s.ops > 0 ? s.ops : 1;
+            ns[i][r] = s.wall_ns / ops;
+            cpu[i][r] = (double)(c1 - c0) / ops;
+            for (int e = 0; e < bench_state.n_extra; e++)
+                ex[i][e][r] = s.extra[e];
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        double ratio[BENCH_MAX_REPS];
+        for (int r = 0; r < reps; r++)
+            ratio[r] = ns[0][r] / (ns[i][r] > 0 ? ns[i][r] : 1e-9);
+        bench_result *res = &bench_last[i];
+        res->ns_per_op = bench_stats(ns[i], reps);
+        res->cpu_per_op = bench_stats(cpu[i], reps);
+        res->ratio = bench_stats(ratio, reps);
+        char a[64], b[64], c[64];
+        bench_fmt(a, sizeof a, res->ns_per_op);
+        bench_fmt(b, sizeof b, res->cpu_per_op);
+        printf("| %s | %s | %s | %s |", i == 0 ? case_name : "", impls[i].name, a, b);
+        for (int e = 0; e < bench_state.n_extra; e++) {
+            res->extra[e] = bench_stats(ex[i][e], reps);
+            bench_fmt(c, sizeof c, res->extra[e]);
+            printf(" %s |", c);
+        }
+        if (i == 0) {
+            printf(" - |\n");
+        } else {
+            snprintf(c, sizeof c, "%.2f [%.2f-%.2f]", res->ratio.median, res->ratio.min,
+                     res->ratio.max);
+            printf(" %s |\n", c);
+        }
+        if (bench_state.csv) {
+            fprintf(bench_state.csv, "%s,%s,%s,ns_per_op,%g,%g,%g\n", bench_state.suite,
+                    case_name, impls[i].name, res->ns_per_op.median, res->ns_per_op.min,
+                    res->ns_per_op.max);
+            fprintf(bench_state.csv, "%s,%s,%s,cpu_ns_per_op,%g,%g,%g\n", bench_state.suite,
+                    case_name, impls[i].name, res->cpu_per_op.median, res->cpu_per_op.min,
+                    res->cpu_per_op.max);
+            for (int e = 0; e < bench_state.n_extra; e++)
+                fprintf(bench_state.csv, "%s,%s,%s,%s,%g,%g,%g\n", bench_state.suite, case_name,
+                        impls[i].name, bench_state.extra_names[e], res->extra[e].median,
+                        res->extra[e].min, res->extra[e].max);
+        }
+    }
+    fflush(stdout);
+}
+
+/* Prints a bar check line: "bar: <what>: <value> (<op> <limit>) ok|MISSED". Informational:
+ * benchmarks never fail the build, but the table says plainly whether a bar was met. */
+static inline void bench_bar(const char *what, double value, const char *op, double limit) {
+    bool ok = strcmp(op, "<=") == 0 ? value <= limit : value >= limit;
+    printf("bar: %s: %.3g (%s %.3g) %s\n", what, value, op, limit, ok ? "ok" : "MISSED");
+}
+
+static inline int bench_done(void) {
+    __atomic_store_n(&bench_state.idle_stop, 1, __ATOMIC_RELEASE);
+    pthread_join(bench_state.idle, NULL);
+    if (bench_state.csv)
+        fclose(bench_state.csv);
+    return 0;
+}
+
+#endif /* CONC_BENCH_H */

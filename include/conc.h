@@ -1,0 +1,14 @@
+/* conc.h - every conc module in one include - conc v0.1.0
+ * SPDX-License-Identifier: MIT
+ *
+ * Each module is one header under conc/ and needs only conc/base.h (plus the modules it
+ * names): copy the ones you use. This umbrella includes them all.
+ */
+#ifndef CONC_H
+#define CONC_H
+
+#include "conc/base.h"
+#include "conc/lock.h"
+#include "conc/rlock.h"
+
+#endif /* CONC_H */

@@ -1,0 +1,345 @@
+/* tests/harness.h - the conc test harness (tests only, no dependencies)
+ * SPDX-License-Identifier: MIT
+ *
+ * Every case runs in a forked child, in its own process group, under a deadline. A case
+ * that passes its deadline is reported as
+ *     DEADLOCK? lock.stress_mixed exceeded 60 s
+ * followed by every thread's stack (gdb in batch mode, when installed); the harness then
+ * kills the child's process group, counts a failure and carries on with the next case.
+ *
+ * Writing a test file:
+ *     #include "harness.h"
+ *     static void lock_try_acquire_busy(void) { ...; TH_CHECK(x == 1); TH_CHECK_EQ(a, b); }
+ *     TH_MAIN("lock",
+ *             TH_CASE(lock_try_acquire_busy),
+ *             TH_CASE_T(lock_stress_mixed, 120))     // deadline in seconds (default 60)
+ *
+ * Running a test binary:
+ *     ./test_lock                       all cases
+ *     ./test_lock --list                the case names
+ *     ./test_lock --filter=stress,until  only cases whose name contains one of the words
+ * It ends with the line "N passed, N failed, N skipped" and exits 1 if anything failed.
+ *
+ * Environment knobs (read with th_threads(), th_iters(), th_duration_ns(), th_seed()):
+ *     CONC_TEST_THREADS        threads for stress cases (default: the case's own, >= 8)
+ *     CONC_TEST_ITERS          iteration multiplier in percent (default 100)
+ *     CONC_TEST_DURATION       seconds for timed stress loops (default: the case's own)
+ *     CONC_TEST_TIMEOUT_SCALE  multiplies every deadline (sanitizer builds: 4 or more)
+ *     CONC_TEST_SEED           the seed (printed at start; set it to replay a run)
+ * A case exits 77 (TH_SKIP) to be skipped. Failures print file:line and the expression.
+ */
+#ifndef CONC_TESTS_HARNESS_H
+#define CONC_TESTS_HARNESS_H
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct th_case {
+    const char *name;
+    void (*fn)(void);
+    int timeout_s;
+} th_case;
+
+#define TH_CASE(fn) {#fn, fn, 60}
+#define TH_CASE_T(fn, seconds) {#fn, fn, seconds}
+
+/* ------------------------------------------------------------------------------------------
+ * Checks. They run inside the forked child: a failure prints and ends the child.
+ * ---------------------------------------------------------------------------------------- */
+static void th_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 3, 4)));
+static void th_fail(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stdout, "    FAIL %s:%d: ", file, line);
+    vfprintf(stdout, fmt, ap);
+    fputc('\n', stdout);
+    va_end(ap);
+    fflush(stdout);
+    _exit(1);
+}
+
+#define TH_CHECK(cond)                                                                           \
+    do {                                                                                         \
+        if (!(cond))                                                                             \
+            th_fail(__FILE__, __LINE__, "%s", #cond);                                            \
+    } while (0)
+
+#define TH_CHECK_EQ(a, b)                                                                        \
+    do {                                                                                         \
+        long long th_a_ = (long long)(a), th_b_ = (long long)(b);                                \
+        if (th_a_ != th_b_)                                                                      \
+            th_fail(__FILE__, __LINE__, "%s == %s (%lld != %lld)", #a, #b, th_a_, th_b_);        \
+    } while (0)
+
+#define TH_CHECK_MSG(cond, ...)                                                                  \
+    do {                                                                                         \
+        if (!(cond))                                                                             \
+            th_fail(__FILE__, __LINE__, __VA_ARGS__);                                            \
+    } while (0)
+
+#define TH_SKIP(why)                                                                             \
+    do {                                                                                         \
+        printf("    SKIP: %s\n", why);                                                           \
+        fflush(stdout);                                                                          \
+        _exit(77);                                                                               \
+    } while (0)
+
+/* ------------------------------------------------------------------------------------------
+ * Knobs
+ * ---------------------------------------------------------------------------------------- */
+static inline long th_env_long(const char *name, long fallback) {
+    const char *s = getenv(name);
+    if (!s || !*s)
+        return fallback;
+    char *end;
+    long v = strtol(s, &end, 0);
+    return (*end == 0 && v > 0) ? v : fallback;
+}
+
+static inline double th_env_double(const char *name, double fallback) {
+    const char *s = getenv(name);
+    if (!s || !*s)
+        return fallback;
+    char *end;
+    double v = strtod(s, &end);
+    return (*end == 0 && v > 0) ? v : fallback;
+}
+
+/* Threads for a stress case: CONC_TEST_THREADS, else the case's default. */
+static inline int th_threads(int fallback) {
+    return (int)th_env_long("CONC_TEST_THREADS", fallback);
+}
+
+/* Iterations: the case's default scaled by CONC_TEST_ITERS percent (at least 1). */
+static inline long th_iters(long fallback) {
+    long pct = th_env_long("CONC_TEST_ITERS", 100);
+    long n = fallback / 100 * pct + fallback % 100 * pct / 100;
+    return n < 1 ? 1 : n;
+}
+
+/* Duration of a timed stress loop in ns: CONC_TEST_DURATION seconds, else the default. */
+static inline int64_t th_duration_ns(double fallback_s) {
+    return (int64_t)(th_env_double("CONC_TEST_DURATION", fallback_s) * 1e9);
+}
+
+static uint64_t th_seed_value;
+static inline uint64_t th_seed(void) {
+    return th_seed_value;
+}
+
+/* xorshift64*: a per-thread generator seeded from th_seed() and a stream number. */
+typedef struct th_rng {
+    uint64_t s;
+} th_rng;
+static inline th_rng th_rng_make(uint64_t stream) {
+    th_rng r = {(th_seed_value ^ (stream * 0x9E3779B97F4A7C15ull)) | 1};
+    return r;
+}
+static inline uint64_t th_rand(th_rng *r) {
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
+    return r->s * 0x2545F4914F6CDD1Dull;
+}
+static inline uint32_t th_rand_below(th_rng *r, uint32_t n) {
+    return (uint32_t)((th_rand(r) >> 32) % n);
+}
+
+static inline int64_t th_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void th_sleep_ns(int64_t ns) {
+    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Threads: run fn(index, arg) on n threads that start together; returns after all joined.
+ * ---------------------------------------------------------------------------------------- */
+typedef void (*th_thread_fn)(int index, void *arg);
+
+typedef struct th_group {
+    th_thread_fn fn;
+    void *arg;
+    int n;
+    int ready; /* gcc atomics: threads spin until all are ready, then start together */
+} th_group;
+
+typedef struct th_slot {
+    th_group *g;
+    int index;
+} th_slot;
+
+static void *th_thread_main(void *p) {
+    th_slot *s = (th_slot *)p;
+    __atomic_fetch_add(&s->g->ready, 1, __ATOMIC_ACQ_REL);
+    while (__atomic_load_n(&s->g->ready, __ATOMIC_ACQUIRE) < s->g->n)
+        sched_yield();
+    s->g->fn(s->index, s->g->arg);
+    return NULL;
+}
+
+static inline void th_run_threads(int n, th_thread_fn fn, void *arg) {
+    th_group g = {fn, arg, n, 0};
+    pthread_t *tids = (pthread_t *)calloc((size_t)n, sizeof *tids);
+    th_slot *slots = (th_slot *)calloc((size_t)n, sizeof *slots);
+    TH_CHECK(tids && slots);
+    for (int i = 0; i < n; i++) {
+        slots[i].g = &g;
+        slots[i].index = i;
+        int e = pthread_create(&tids[i], NULL, th_thread_main, &slots[i]);
+        TH_CHECK_MSG(e == 0, "pthread_create: %s", strerror(e));
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(tids[i], NULL);
+    free(tids);
+    free(slots);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The runner
+ * ---------------------------------------------------------------------------------------- */
+static bool th_matches(const char *name, const char *filter) {
+    if (!filter || !*filter)
+        return true;
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", filter);
+    for (char *save = NULL, *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save))
+        if (strstr(name, w))
+            return true;
+    return false;
+}
+
+static void th_dump_stacks(pid_t pid) {
+    if (system("command -v gdb >/dev/null 2>&1") != 0) {
+        printf("    (install gdb to see every thread's stack here)\n");
+        return;
+    }
+    char cmd[256];
+    snprintf(cmd, sizeof cmd,
+             "timeout 60 gdb -p %d -batch -nx -ex 'set pagination off' "
+             "-ex 'thread apply all bt' 2>/dev/null | grep -E '^(Thread|#)' | head -200",
+             (int)pid);
+    fflush(stdout);
+    if (system(cmd) != 0)
+        printf("    (gdb could not attach)\n");
+}
+
+/* Runs one case in a forked child; returns 0 passed, 1 failed, 2 skipped. */
+static int th_run_case(const char *suite, const th_case *c, double scale) {
+    printf("[ RUN  ] %s.%s\n", suite, c->name);
+    fflush(stdout);
+    int64_t start = th_now();
+    pid_t pid = fork();
+    if (pid < 0) {
+        printf("    FAIL fork: %s\n", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        c->fn();
+        fflush(stdout);
+        exit(0); /* exit, not _exit: sanitizers run their end-of-process checks */
+    }
+    setpgid(pid, pid);
+    int64_t limit = (int64_t)(c->timeout_s * scale * 1e9);
+    int status = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR) {
+            printf("    FAIL waitpid: %s\n", strerror(errno));
+            return 1;
+        }
+        if (th_now() - start > limit) {
+            printf("DEADLOCK? %s.%s exceeded %d s\n", suite, c->name, (int)(c->timeout_s * scale));
+            th_dump_stacks(pid);
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            printf("[ FAIL ] %s.%s (killed)\n", suite, c->name);
+            return 1;
+        }
+        th_sleep_ns(2000000);
+    }
+    double ms = (double)(th_now() - start) / 1e6;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        printf("[  OK  ] %s.%s (%.0f ms)\n", suite, c->name, ms);
+        return 0;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+        printf("[ SKIP ] %s.%s\n", suite, c->name);
+        return 2;
+    }
+    if (WIFSIGNALED(status))
+        printf("[ FAIL ] %s.%s (signal %d: %s)\n", suite, c->name, WTERMSIG(status),
+               strsignal(WTERMSIG(status)));
+    else
+        printf("[ FAIL ] %s.%s (exit %d)\n", suite, c->name, WEXITSTATUS(status));
+    return 1;
+}
+
+static int th_main(const char *suite, const th_case *cases, size_t n, int argc, char **argv) {
+    const char *filter = getenv("CONC_TEST_FILTER");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--list") == 0) {
+            for (size_t k = 0; k < n; k++)
+                if (th_matches(cases[k].name, filter))
+                    printf("%s.%s\n", suite, cases[k].name);
+            return 0;
+        } else if (strncmp(argv[i], "--filter=", 9) == 0) {
+            filter = argv[i] + 9;
+        } else {
+            fprintf(stderr, "usage: %s [--list] [--filter=word[,word...]]\n", argv[0]);
+            return 2;
+        }
+    }
+    const char *seed_env = getenv("CONC_TEST_SEED");
+    th_seed_value = seed_env ? strtoull(seed_env, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
+    if (th_seed_value == 0)
+        th_seed_value = 1;
+    char seed_text[32];
+    snprintf(seed_text, sizeof seed_text, "%" PRIu64, th_seed_value);
+    setenv("CONC_CHAOS_SEED", seed_text, 0); /* CONC_CHAOS builds replay with the same seed */
+    double scale = th_env_double("CONC_TEST_TIMEOUT_SCALE", 1.0);
+    printf("# %s: seed %s (replay: CONC_TEST_SEED=%s), timeout scale %.1f\n", suite, seed_text,
+           seed_text, scale);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int passed = 0, failed = 0, skipped = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (!th_matches(cases[k].name, filter))
+            continue;
+        int r = th_run_case(suite, &cases[k], scale);
+        passed += r == 0;
+        failed += r == 1;
+        skipped += r == 2;
+    }
+    printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+    return failed ? 1 : 0;
+}
+
+#define TH_MAIN(suite, ...)                                                                      \
+    static const th_case th_cases_[] = {__VA_ARGS__};                                            \
+    int main(int argc, char **argv) {                                                            \
+        return th_main(suite, th_cases_, sizeof th_cases_ / sizeof th_cases_[0], argc, argv);    \
+    }
+
+#endif /* CONC_TESTS_HARNESS_H */

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# tests/run.sh - the steps behind `make test`, `make stress` and the dependency checks.
+# SPDX-License-Identifier: MIT
+#
+#   tests/run.sh deps CMD:PKG ...        install missing Debian packages (root) or name them
+#   tests/run.sh suite LOG BIN...        run test binaries, keep their output in LOG
+#   tests/run.sh headers LOG             compile each header alone: C11/C++17 x gcc/clang
+#   tests/run.sh models LOG              check every spin model (and its broken variants)
+#   tests/run.sh examples LOG BIN...     run the examples; each must exit 0
+#   tests/run.sh summary LOG...          sum the closing lines; exit 1 if anything failed
+#   tests/run.sh stress SECONDS BIN...   repeat the stress cases until SECONDS have passed
+#
+# Every step ends its LOG with the line "N passed, N failed, N skipped".
+set -u
+
+closing_re='^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$'
+
+deps() {
+    local missing=() want
+    for want in "$@"; do
+        local cmd=${want%%:*} pkg=${want#*:}
+        if [[ $cmd == /* ]]; then [ -e "$cmd" ] && continue
+        else command -v "$cmd" >/dev/null 2>&1 && continue; fi
+        missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing ${missing[*]} (apt-get)"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
+            >/tmp/conc-apt.log 2>&1 || { cat /tmp/conc-apt.log; echo "apt-get failed"; return 1; }
+        return 0
+    fi
+    echo "missing packages: run: sudo apt-get install ${missing[*]}"
+    return 1
+}
+
+suite() {
+    local log=$1; shift
+    : >"$log"
+    local bin
+    for bin in "$@"; do
+        echo "== $bin" | tee -a "$log"
+        "$bin" 2>&1 | tee -a "$log.one"
+        local rc=${PIPESTATUS[0]}
+        if ! grep -Eq "$closing_re" "$log.one"; then
+            echo "0 passed, 1 failed, 0 skipped" | tee -a "$log.one" # crashed before its closing line
+        elif [ "$rc" -ne 0 ] && ! grep -E "$closing_re" "$log.one" | grep -vq ' 0 failed'; then
+            echo "0 passed, 1 failed, 0 skipped" | tee -a "$log.one" # failed exit, clean counts
+        fi
+        cat "$log.one" >>"$log"
+        rm -f "$log.one"
+    done
+}
+
+headers() {
+    local log=$1 tmp
+    tmp=$(mktemp -d)
+    local strict="-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror -Iinclude"
+    for h in include/conc/*.h include/conc.h; do
+        local rel=${h#include/}
+        printf '#include "%s"\nint main(void) { return 0; }\n' "$rel" >"$tmp/t.c"
+        printf '#include "%s"\nint main() { return 0; }\n' "$rel" >"$tmp/t.cpp"
+        for c in "gcc -std=c11 -D_DEFAULT_SOURCE $tmp/t.c" "clang -std=c11 -D_DEFAULT_SOURCE $tmp/t.c" \
+                 "gcc -std=gnu11 $tmp/t.c" \
+                 "g++ -std=c++17 $tmp/t.cpp" "clang++ -std=c++17 $tmp/t.cpp"; do
+            if ! $c $strict -c -o "$tmp/t.o" 2>"$tmp/err"; then
+                echo "FAIL header $rel: $c" ; cat "$tmp/err"
+            fi
+        done
+    done 2>&1 | tee "$log"
+    rm -rf "$tmp"
+    local total fails
+    total=$(( $(ls include/conc/*.h include/conc.h | wc -l) * 5 ))
+    fails=$(grep -c '^FAIL header' "$log")
+    echo "headers: each alone as C11 and C++17 with gcc and clang, -Werror" | tee -a "$log"
+    echo "$((total - fails)) passed, $fails failed, 0 skipped" | tee -a "$log"
+}
+
+models() {
+    local log=$1 passed=0 failed=0 dir
+    dir=$(mktemp -d)
+    : >"$log"
+    for m in tests/models/*.pml; do
+        [ -e "$m" ] || continue
+        local name cc runflags
+        name=$(basename "$m" .pml)
+        cc=$(sed -n 's|^// pan-cc: ||p' "$m" | head -1); cc=${cc:--DSAFETY}
+        runflags=$(sed -n 's|^// pan-run: ||p' "$m" | head -1); runflags=${runflags:--m1000000}
+        # The model as written must verify; each "// broken: NAME" variant must fail.
+        local variants=("") v
+        while read -r v; do variants+=("$v"); done < <(sed -n 's|^// broken: \([A-Za-z0-9_]*\).*|\1|p' "$m")
+        for v in "${variants[@]}"; do
+            local label="$name${v:+ (broken: $v)}" out="$dir/out"
+            (cd "$dir" && rm -f pan* && spin ${v:+-D$v} -a "$OLDPWD/$m" >/dev/null 2>"$dir/spin.err" &&
+                gcc -O2 $cc -o pan pan.c 2>>"$dir/spin.err" && ./pan $runflags >"$out" 2>&1)
+            local errors
+            errors=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' "$out" 2>/dev/null | head -1)
+            if [ -z "$errors" ]; then
+                echo "FAIL model $label: spin/pan did not run" ; cat "$dir/spin.err"; failed=$((failed + 1))
+            elif [ -z "$v" ] && [ "$errors" = 0 ]; then
+                echo "ok   model $label: $(grep -m1 'states, stored' "$out" | xargs), errors: 0"; passed=$((passed + 1))
+            elif [ -n "$v" ] && [ "$errors" != 0 ]; then
+                echo "ok   model $label: caught ($(grep -m1 -E 'pan:[0-9]+:|assertion|invalid end state|acceptance cycle' "$out" | xargs))"
+                passed=$((passed + 1))
+            else
+                echo "FAIL model $label: errors: $errors"; grep -E 'pan:|error' "$out" | head; failed=$((failed + 1))
+            fi
+        done
+    done 2>&1 | tee "$log"
+    passed=$(grep -c '^ok   model' "$log"); failed=$(grep -c '^FAIL model' "$log")
+    echo "$passed passed, $failed failed, 0 skipped" | tee -a "$log"
+    rm -rf "$dir"
+}
+
+examples() {
+    local log=$1; shift
+    : >"$log"
+    local passed=0 failed=0 bin
+    for bin in "$@"; do
+        echo "== $bin" | tee -a "$log"
+        if timeout 120 "$bin" 2>&1 | tee -a "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+            passed=$((passed + 1)); echo "[  OK  ] $bin" | tee -a "$log"
+        else
+            failed=$((failed + 1)); echo "[ FAIL ] $bin" | tee -a "$log"
+        fi
+    done
+    echo "examples: $passed passed, $failed failed, 0 skipped" | sed 's/^examples: //' | tee -a "$log"
+}
+
+summary() {
+    local p=0 f=0 s=0 log line
+    echo
+    echo "== summary"
+    for log in "$@"; do
+        [ -e "$log" ] || continue
+        local lp=0 lf=0 ls=0
+        while read -r line; do
+            set -- $line
+            lp=$((lp + $1)); lf=$((lf + $3)); ls=$((ls + $5))
+        done < <(grep -E "$closing_re" "$log")
+        printf '%-40s %4d passed, %d failed, %d skipped\n' "$(basename "$log" .log)" $lp $lf $ls
+        p=$((p + lp)); f=$((f + lf)); s=$((s + ls))
+    done
+    [ $f -ne 0 ] && grep -h -E '^\[ FAIL \]|^DEADLOCK\?|^FAIL ' "$@" 2>/dev/null | sed 's/^/  /'
+    echo "$p passed, $f failed, $s skipped"
+    [ $f -eq 0 ] && [ $p -gt 0 ]
+}
+
+stress() {
+    local seconds=$1; shift
+    local bins=("$@") end=$((SECONDS + seconds)) round=0 p=0 f=0 bin out line
+    while [ $SECONDS -lt $end ]; do
+        round=$((round + 1))
+        for bin in "${bins[@]}"; do
+            out=$(CONC_TEST_FILTER=stress,deadlock,starv "$bin" 2>&1)
+            line=$(echo "$out" | grep -E "$closing_re" | tail -1)
+            read -r bp _ bf _ _ _ <<<"${line:-0 passed, 1 failed, 0 skipped}"
+            p=$((p + bp)); f=$((f + bf))
+            [ "$bf" = 0 ] || { echo; echo "$out" | grep -E 'FAIL|DEADLOCK|seed'; }
+        done
+        printf '\rstress: round %d, %d s left, %d passed, %d failed   ' $round $((end - SECONDS)) $p $f
+    done
+    echo
+    echo "$p passed, $f failed, 0 skipped"
+    [ $f -eq 0 ]
+}
+
+cmd=$1; shift
+"$cmd" "$@"
