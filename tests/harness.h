@@ -313,7 +313,8 @@ static int th_main(const char *suite, const th_case *cases, size_t n, int argc, 
         }
     }
     const char *seed_env = getenv("CONC_TEST_SEED");
-    th_seed_value = seed_env ? strtoull(seed_env, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
+    th_seed_value = seed_env ? (uint64_t)strtoull(seed_env, NULL, 0)
+                             : ((uint64_t)time(NULL) ^ (uint64_t)getpid());
     if (th_seed_value == 0)
         th_seed_value = 1;
     char seed_text[32];

@@ -62,9 +62,12 @@
  *     (newcomers see HELD and cannot barge). The kernel wakes sleepers of one word in FIFO
  *     order, so the starving sleeper is reached within (sleepers) handoffs. STARVING clears
  *     when a claimer waited less than CONC_LOCK_FAIR_NS itself, or was the last sleeper.
- *   Because sleepers are counted exactly, a HANDOFF is never stranded: every registered
- *   sleeper, whether it wakes, times out or never got to sleep, re-reads the word and claims
- *   a pending HANDOFF before it leaves. A spin model of all this is tests/models/lock.pml.
+ *   Because sleepers are counted exactly, a HANDOFF is never stranded: the release that makes
+ *   it saw at least one registered sleeper, and every sleeper registered before it, whether
+ *   it wakes, times out or never got to sleep, re-reads the word and claims a pending HANDOFF
+ *   before it leaves. A thread that registers after the HANDOFF was made sleeps once before
+ *   it may claim one, so a newcomer cannot take the lock meant for a starving sleeper.
+ *   A spin model of all this is tests/models/lock.pml.
  */
 #ifndef CONC_LOCK_H
 #define CONC_LOCK_H
@@ -141,8 +144,12 @@ CONC_INLINE uint32_t conc__lock_claimed(uint32_t v, bool starving) {
     return next;
 }
 
-CONC_INLINE bool conc__lock_claimable(uint32_t v) {
-    return (v & CONC__LOCK_HANDOFF) || !(v & CONC__LOCK_HELD);
+/* Whether a registered sleeper may take the lock from v. A HANDOFF is meant for a thread that
+ * was already waiting when it was made: one that registered after it (and so is not counted
+ * in the release that made it) must sleep once before it may claim one, or a newcomer could
+ * barge past the starving sleeper the handoff exists for. */
+CONC_INLINE bool conc__lock_claimable(uint32_t v, bool may_claim_handoff) {
+    return !(v & CONC__LOCK_HELD) || ((v & CONC__LOCK_HANDOFF) && may_claim_handoff);
 }
 
 CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
@@ -179,13 +186,14 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
         if (conc_cas(&l->word, &v, v + CONC__LOCK_SLEEPER, CONC_RELAXED, CONC_RELAXED))
             break;
     }
+    bool may_claim_handoff = !(v & CONC__LOCK_HANDOFF); /* see conc__lock_claimable */
     v += CONC__LOCK_SLEEPER;
 
     int64_t since = 0; /* when we first slept; read lazily, the clock costs ~50 ns */
     bool starving = false;
     int r = 0;
     for (;;) {
-        if (conc__lock_claimable(v)) {
+        if (conc__lock_claimable(v, may_claim_handoff)) {
             /* [A2] acquire: pairs with [R2], the release that freed or handed over the lock.
              * Every way out of this loop passes here, so no registered sleeper leaves while a
              * HANDOFF is pending: that is why a handoff is never stranded. */
@@ -218,6 +226,7 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
         }
         CONC_CHAOS_POINT();
         r = conc_futex_wait(&l->word, v, deadline, flags);
+        may_claim_handoff = true;
         v = conc_load(&l->word, CONC_RELAXED);
     }
 }

@@ -1,0 +1,346 @@
+/* tests/test_lock.c - conc_lock: unit cases, race, deadlock and starvation stress,
+ * process-shared use, and the base.h seams the lock stands on.
+ * SPDX-License-Identifier: MIT */
+#include "conc/lock.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+
+#define LK_T conc_lock_t
+#define LK_INIT(p) conc_lock_init((p), 0)
+#define LK_ACQUIRE(p) conc_lock_acquire(p)
+#define LK_TRY(p) conc_lock_try_acquire(p)
+#define LK_UNTIL(p, dl) conc_lock_acquire_until((p), (dl))
+#define LK_RELEASE(p) conc_lock_release(p)
+#include "lockish.h"
+
+/* ---- base.h ------------------------------------------------------------------------------ */
+
+static void base_time_and_deadlines(void) {
+    int64_t a = conc_now(), b = conc_now();
+    TH_CHECK(a > 0 && b >= a);
+    TH_CHECK_EQ(conc_deadline_in(CONC_FOREVER), CONC_FOREVER); /* saturates */
+    TH_CHECK_EQ(conc_deadline_in(INT64_MAX - 5), CONC_FOREVER);
+    TH_CHECK(conc_deadline_in(-CONC_SEC) < conc_now()); /* negative: already past */
+    int64_t d = conc_deadline_in(5 * CONC_MS);
+    TH_CHECK(d >= b + 5 * CONC_MS);
+    TH_CHECK_EQ(CONC_SEC, 1000 * CONC_MS);
+    TH_CHECK_EQ(CONC_MS, 1000 * CONC_US);
+    TH_CHECK(strcmp(CONC_VERSION_STRING, "0.1.0") == 0);
+    TH_CHECK(conc_cpu_count() >= 1);
+}
+
+static void base_futex_wait_and_wake(void) {
+    uint32_t word = 7;
+    errno = 12345;
+    TH_CHECK_EQ(conc_futex_wait(&word, 8, CONC_FOREVER, 0), EAGAIN); /* value differs */
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, conc_now() - 1, 0), ETIMEDOUT); /* past deadline */
+    int64_t deadline = conc_deadline_in(2 * CONC_MS);
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, deadline, CONC_SHARED), ETIMEDOUT);
+    TH_CHECK(conc_now() >= deadline);
+    TH_CHECK_EQ(conc_futex_wake(&word, 1, 0), 0); /* nobody sleeps */
+    TH_CHECK_EQ(errno, 12345); /* conc never changes errno */
+}
+
+/* ---- unit -------------------------------------------------------------------------------- */
+
+static void lock_is_four_bytes_and_zero_is_unlocked(void) {
+    TH_CHECK_EQ(sizeof(conc_lock_t), 4);
+    conc_lock_t zero;
+    memset(&zero, 0, sizeof zero);
+    TH_CHECK(!conc_lock_is_locked(&zero));
+    TH_CHECK_EQ(conc_lock_try_acquire(&zero), 0);
+    TH_CHECK(conc_lock_is_locked(&zero));
+    conc_lock_release(&zero);
+    conc_lock_t init = CONC_LOCK_INIT;
+    TH_CHECK(!conc_lock_is_locked(&init));
+}
+
+static void lock_try_acquire_busy_then_free(void) {
+    conc_lock_t l;
+    conc_lock_init(&l, 0);
+    TH_CHECK_EQ(conc_lock_try_acquire(&l), 0);
+    TH_CHECK_EQ(conc_lock_try_acquire(&l), EBUSY);
+    TH_CHECK_EQ(conc_lock_acquire_until(&l, conc_now()), ETIMEDOUT); /* held: try once, fail */
+    conc_lock_release(&l);
+    TH_CHECK(!conc_lock_is_locked(&l));
+    conc_lock_acquire(&l);
+    TH_CHECK(conc_lock_is_locked(&l));
+    conc_lock_release(&l);
+    TH_CHECK_EQ(l.word, 0); /* uncontended use leaves no trace in the word */
+}
+
+static void lock_until_past_deadline_takes_a_free_lock(void) {
+    conc_lock_t l = CONC_LOCK_INIT;
+    TH_CHECK_EQ(conc_lock_acquire_until(&l, 0), 0); /* past deadline, free lock: tried once, got it */
+    conc_lock_release(&l);
+    TH_CHECK_EQ(conc_lock_acquire_until(&l, CONC_FOREVER), 0);
+    conc_lock_release(&l);
+}
+
+static void lock_shared_flag_works_in_private_memory(void) {
+    conc_lock_t l;
+    conc_lock_init(&l, CONC_SHARED);
+    TH_CHECK(!conc_lock_is_locked(&l));
+    TH_CHECK_EQ(conc_lock_try_acquire(&l), 0);
+    TH_CHECK_EQ(conc_lock_try_acquire(&l), EBUSY);
+    conc_lock_release(&l);
+    conc_lock_acquire(&l);
+    TH_CHECK_EQ(conc_lock_acquire_until(&l, conc_now()), ETIMEDOUT);
+    conc_lock_release(&l);
+    TH_CHECK_EQ(conc_lock_acquire_until(&l, conc_now()), 0);
+    conc_lock_release(&l);
+    TH_CHECK_EQ(l.word, CONC__LOCK_SHARED);
+}
+
+/* Runs fn in a forked child with stderr captured into buf; returns the wait status. */
+static int run_child_capturing_stderr(void (*fn)(void), char *buf, size_t size) {
+    int fds[2];
+    TH_CHECK_EQ(pipe(fds), 0);
+    pid_t pid = fork();
+    TH_CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    memset(buf, 0, size);
+    while (len < size - 1 && (n = read(fds[0], buf + len, size - 1 - len)) > 0)
+        len += (size_t)n;
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+/* As in Python, a plain lock may be released by a thread other than the one that took it.
+ * ThreadSanitizer models every annotated mutex as owned, so under TSan the same program is
+ * reported as "unlock ... by a wrong thread": the case checks for exactly that report there
+ * (proof that the annotations reach TSan), and for a clean release elsewhere. */
+static void *release_it(void *arg) {
+    conc_lock_release((conc_lock_t *)arg);
+    return NULL;
+}
+static void release_from_other_thread(void) {
+    conc_lock_t l = CONC_LOCK_INIT;
+    conc_lock_acquire(&l);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, release_it, &l), 0);
+    pthread_join(t, NULL);
+    TH_CHECK(!conc_lock_is_locked(&l));
+    TH_CHECK_EQ(conc_lock_try_acquire(&l), 0);
+    conc_lock_release(&l);
+}
+static void lock_release_by_another_thread(void) {
+    char err[4096];
+    int status = run_child_capturing_stderr(release_from_other_thread, err, sizeof err);
+#if defined(CONC_TSAN)
+    TH_CHECK_MSG(strstr(err, "unlock of an unlocked mutex (or by a wrong thread)") != NULL,
+                 "TSan did not see the annotated lock: %s", err);
+#else
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, err);
+#endif
+    (void)status;
+}
+
+/* Releasing a lock nobody holds is misuse that cannot be reported: it aborts with a message.
+ * (Under TSan the annotation reports it first, which is just as clear.) */
+static void release_unheld(void) {
+    conc_lock_t l = CONC_LOCK_INIT;
+    conc_lock_release(&l);
+}
+static void lock_release_unheld_aborts_with_message(void) {
+    char err[4096];
+    int status = run_child_capturing_stderr(release_unheld, err, sizeof err);
+#if defined(CONC_TSAN)
+    TH_CHECK_MSG(status != 0 && strstr(err, "unlock of an unlocked mutex") != NULL, "stderr: %s",
+                 err);
+#else
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
+    TH_CHECK_MSG(strstr(err, "conc_lock_release: the lock is not held") != NULL, "stderr: %s", err);
+#endif
+}
+
+/* A waiter blocked in acquire wakes when the holder releases (the sleep/wake path), and
+ * signals delivered to it do not end a timed wait early. */
+typedef struct sleeper_ctx {
+    conc_lock_t lock;
+    int state; /* relaxed-atomic handshake: 1 waiting, 2 acquired */
+    int result;
+    int64_t deadline;
+} sleeper_ctx;
+
+static void on_signal(int sig) {
+    (void)sig;
+}
+
+static void *timed_sleeper(void *arg) {
+    sleeper_ctx *c = (sleeper_ctx *)arg;
+    __atomic_store_n(&c->state, 1, __ATOMIC_RELAXED);
+    c->result = conc_lock_acquire_until(&c->lock, c->deadline);
+    __atomic_store_n(&c->state, 2, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void lock_until_survives_signals_keeps_deadline(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal; /* no SA_RESTART: the futex wait returns EINTR */
+    sigaction(SIGUSR1, &sa, NULL);
+    sleeper_ctx c;
+    memset(&c, 0, sizeof c);
+    conc_lock_acquire(&c.lock);
+    c.deadline = conc_deadline_in(100 * CONC_MS);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, timed_sleeper, &c), 0);
+    while (__atomic_load_n(&c.state, __ATOMIC_ACQUIRE) != 2) {
+        pthread_kill(t, SIGUSR1);
+        th_sleep_ns(2 * 1000000);
+    }
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(c.result, ETIMEDOUT);
+    TH_CHECK(conc_now() >= c.deadline);
+    conc_lock_release(&c.lock);
+}
+
+static void *blocking_sleeper(void *arg) {
+    sleeper_ctx *c = (sleeper_ctx *)arg;
+    __atomic_store_n(&c->state, 1, __ATOMIC_RELAXED);
+    conc_lock_acquire(&c->lock);
+    __atomic_store_n(&c->state, 2, __ATOMIC_RELEASE);
+    conc_lock_release(&c->lock);
+    return NULL;
+}
+
+static void lock_sleeper_wakes_on_release(void) {
+    sleeper_ctx c;
+    memset(&c, 0, sizeof c);
+    conc_lock_acquire(&c.lock);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, blocking_sleeper, &c), 0);
+    /* Wait until it has registered as a sleeper: the count shows in the word. */
+    while ((conc_load(&c.lock.word, CONC_RELAXED) & CONC__LOCK_SLEEPERS) == 0)
+        th_sleep_ns(100000);
+    TH_CHECK_EQ(__atomic_load_n(&c.state, __ATOMIC_ACQUIRE), 1);
+    conc_lock_release(&c.lock);
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(c.state, 2);
+    TH_CHECK_EQ(c.lock.word, 0); /* sleeper count back to zero, no flag left behind */
+}
+
+/* A sleeper that has waited past CONC_LOCK_FAIR_NS asks for a handoff; the next release then
+ * hands the lock over, so a thread that re-acquires immediately cannot barge past it. */
+static void lock_starving_sleeper_gets_handoff(void) {
+    sleeper_ctx c;
+    memset(&c, 0, sizeof c);
+    conc_lock_acquire(&c.lock);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, blocking_sleeper, &c), 0);
+    while ((conc_load(&c.lock.word, CONC_RELAXED) & CONC__LOCK_SLEEPERS) == 0)
+        th_sleep_ns(100000);
+    /* Wake it without letting it in, until it declares itself starving. */
+    while (!(conc_load(&c.lock.word, CONC_RELAXED) & CONC__LOCK_STARVING)) {
+        th_sleep_ns(2 * 1000000);
+        conc_futex_wake(&c.lock.word, 1, 0);
+    }
+    conc_lock_release(&c.lock); /* hands off: stays HELD for the sleeper */
+    conc_lock_acquire(&c.lock); /* so this waits until the sleeper has been through */
+    TH_CHECK_EQ(__atomic_load_n(&c.state, __ATOMIC_ACQUIRE), 2);
+    conc_lock_release(&c.lock);
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(c.lock.word, 0);
+}
+
+/* ---- process-shared ---------------------------------------------------------------------- */
+
+typedef struct shared_counter {
+    conc_lock_t lock;
+    long counter; /* plain: protected by lock, across processes */
+} shared_counter;
+
+static void lock_shared_across_processes_exact_total(void) {
+    shared_counter *s = (shared_counter *)mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE,
+                                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(s != MAP_FAILED);
+    conc_lock_init(&s->lock, CONC_SHARED);
+    s->counter = 0;
+    enum { PROCS = 4 };
+    long per_proc = th_iters(50000);
+    pid_t pids[PROCS];
+    for (int p = 0; p < PROCS; p++) {
+        pids[p] = fork();
+        TH_CHECK(pids[p] >= 0);
+        if (pids[p] == 0) {
+            for (long i = 0; i < per_proc; i++) {
+                if (i % 3 == 0)
+                    conc_lock_acquire(&s->lock);
+                else if (i % 3 == 1)
+                    while (conc_lock_try_acquire(&s->lock) != 0)
+                        sched_yield();
+                else
+                    while (conc_lock_acquire_until(&s->lock, conc_deadline_in(100 * CONC_US)))
+                        ;
+                s->counter++;
+                conc_lock_release(&s->lock);
+            }
+            _exit(0);
+        }
+    }
+    for (int p = 0; p < PROCS; p++) {
+        int status;
+        TH_CHECK_EQ(waitpid(pids[p], &status, 0), pids[p]);
+        TH_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    TH_CHECK_EQ(s->counter, PROCS * per_proc);
+    TH_CHECK_EQ(s->lock.word, CONC__LOCK_SHARED);
+    munmap(s, sizeof *s);
+}
+
+/* ---- more stress ---------------------------------------------------------------------------- */
+
+/* Many threads, one lock, blocking acquire only: the payload total must be exact and the
+ * word must return to 0 (no sleeper count or flag leaked by any interleaving). */
+typedef struct hammer {
+    conc_lock_t lock;
+    long payload;
+    long per_thread;
+} hammer;
+
+static void hammer_worker(int index, void *arg) {
+    (void)index;
+    hammer *h = (hammer *)arg;
+    for (long i = 0; i < h->per_thread; i++) {
+        conc_lock_acquire(&h->lock);
+        h->payload++;
+        conc_lock_release(&h->lock);
+    }
+}
+
+static void lock_stress_hammer_exact_total(void) {
+    hammer h;
+    memset(&h, 0, sizeof h);
+    int threads = th_threads(16);
+    h.per_thread = th_iters(100000);
+    th_run_threads(threads, hammer_worker, &h);
+    TH_CHECK_EQ(h.payload, threads * h.per_thread);
+    TH_CHECK_EQ(h.lock.word, 0);
+}
+
+TH_MAIN("lock",
+        TH_CASE(base_time_and_deadlines),
+        TH_CASE(base_futex_wait_and_wake),
+        TH_CASE(lock_is_four_bytes_and_zero_is_unlocked),
+        TH_CASE(lock_try_acquire_busy_then_free),
+        TH_CASE(lock_until_past_deadline_takes_a_free_lock),
+        TH_CASE(lock_shared_flag_works_in_private_memory),
+        TH_CASE(lock_release_by_another_thread),
+        TH_CASE(lock_release_unheld_aborts_with_message),
+        TH_CASE(lock_until_survives_signals_keeps_deadline),
+        TH_CASE(lock_sleeper_wakes_on_release),
+        TH_CASE(lock_starving_sleeper_gets_handoff),
+        TH_CASE(lock_shared_across_processes_exact_total),
+        TH_CASE(lock_stress_hammer_exact_total),
+        LOCKISH_CASES)
