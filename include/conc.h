@@ -10,5 +10,6 @@
 #include "conc/base.h"
 #include "conc/lock.h"
 #include "conc/rlock.h"
+#include "conc/future.h"
 
 #endif /* CONC_H */
