@@ -1,0 +1,732 @@
+/* conc/queue.h - a bounded MPMC queue: lock-free ring, futex eventcounts, close - conc v0.1.0
+ * SPDX-License-Identifier: MIT
+ *
+ * Python's queue.Queue(maxsize) and multiprocessing.Queue in C, and Concurrency Kit's ck_ring
+ * with blocking and close: fixed-size items copied in and out of a ring of exactly
+ * `capacity` slots, shared by any number of producers and consumers (threads or processes).
+ *
+ * QUICK START (examples/07_queue_pipeline.c)
+ *     conc_queue_t *q;
+ *     if (conc_queue_create(&q, 1024, sizeof(int)) != 0) abort();
+ *     int x = 42;
+ *     conc_queue_push(q, &x);                 // producer: blocks while full
+ *     while (conc_queue_pop(q, &x) == 0)      // consumer: blocks while empty,
+ *         use(x);                             //   EPIPE once closed and drained
+ *     conc_queue_close(q);                    // producer side, when done: wakes everyone
+ *     conc_queue_destroy(q);                  // after every thread has stopped using it
+ *
+ * API
+ *   create    conc_queue_create(&q, capacity, item_size)          0, EINVAL, ENOMEM
+ *             conc_queue_footprint(capacity, item_size)           bytes init_in needs; 0: invalid
+ *             conc_queue_init_in(&q, mem, mem_size, cap, size, flags)  0, EINVAL (flags: 0 or
+ *                                                                 CONC_SHARED); caller's memory
+ *             conc_queue_attach(mem)                              the queue init_in built in mem
+ *                                                                 (any mapping address); NULL if none
+ *             conc_queue_destroy(q)                               frees what create allocated
+ *   push      conc_queue_push(q, item)                            0, EPIPE; blocks while full
+ *             conc_queue_try_push(q, item)                        0, EAGAIN, EPIPE; never blocks
+ *             conc_queue_push_until(q, item, dl)                  0, ETIMEDOUT, EPIPE
+ *   pop       conc_queue_pop(q, item)                             0, EPIPE; blocks while empty
+ *             conc_queue_try_pop(q, item)                         0, EAGAIN, EPIPE
+ *             conc_queue_pop_until(q, item, dl)                   0, ETIMEDOUT, EPIPE
+ *   batch     conc_queue_push_batch(q, items, n, &pushed)         0, EPIPE; all n (blocks)
+ *             conc_queue_try_push_batch(q, items, n, &pushed)     0, EAGAIN, EPIPE; one claim
+ *             conc_queue_push_batch_until(q, items, n, &pushed, dl)   0, ETIMEDOUT, EPIPE
+ *             conc_queue_pop_batch(q, items, n, &popped)          0, EPIPE; 1..n (blocks for 1)
+ *             conc_queue_try_pop_batch(q, items, n, &popped)      0, EAGAIN, EPIPE; one claim
+ *             conc_queue_pop_batch_until(q, items, n, &popped, dl)    0, ETIMEDOUT, EPIPE
+ *   close     conc_queue_close(q)                                 idempotent
+ *   query     conc_queue_is_closed(q), conc_queue_size(q), conc_queue_capacity(q),
+ *             conc_queue_item_size(q)
+ *
+ *   `items` is an array of n items laid end to end (n * item_size bytes). A batch claim takes
+ *   as many consecutive slots as are ready, up to n, with one CAS: try_push_batch pushes
+ *   1..n (or fails), push_batch[_until] keeps claiming until all n are in; pop_batch[_until]
+ *   waits for one item and then takes whatever is ready, up to n (read(2)-style). The count
+ *   (pushed/popped, may be NULL) is set on every return, errors included: on EPIPE or
+ *   ETIMEDOUT from push_batch it says how many went in before. n == 0 returns 0 at once.
+ *
+ * ERRORS
+ *   EINVAL   capacity or item_size 0; capacity * slot size overflows; init_in memory that is
+ *            NULL, not 8-byte aligned, or smaller than conc_queue_footprint(); unknown flags.
+ *   ENOMEM   create could not allocate.
+ *   EAGAIN   try_push found the queue full (exactly capacity items inside); try_pop found it
+ *            empty and still open.
+ *   ETIMEDOUT the absolute deadline passed (never earlier); a past deadline tries once.
+ *   EPIPE    closed: pushes fail at once; pops return every item pushed before the close, and
+ *            EPIPE once none is left.
+ *
+ * ORDERING CONTRACT
+ *   Everything a thread wrote before pushing an item is visible to the thread whose pop
+ *   returns that item. Items of one producer come out in the order it pushed them (the queue
+ *   is linearizable FIFO); two producers' items interleave in claim order. Pops that return
+ *   EPIPE happen after every successful push (no item can appear after EPIPE).
+ *
+ * THREAD SAFETY (which calls may overlap)
+ *   Every push, pop, batch, close and query call may overlap every other, from any number of
+ *   threads and processes. Not overlapping anything: create/init_in (before the queue is
+ *   shared) and destroy (after every user has returned; blocked waiters must be released
+ *   with close and have returned first). attach may run any time after init_in returned.
+ *
+ * CONFIGURATION (define before including)
+ *   CONC_QUEUE_SPIN     tries before a blocking call registers as a sleeper (default 64;
+ *                       0 disables spinning; skipped on one CPU).
+ *   CONC_QUEUE_ALLOC(bytes), CONC_QUEUE_FREE(p)   the allocator create/destroy use
+ *                       (default: aligned_alloc(64, ...) and free). Define both or neither.
+ *
+ * CAVEATS
+ *   - Progress: each operation is lock-free against the others except at one point: a thread
+ *     preempted between claiming a slot and finishing its copy holds up the one thread that
+ *     next needs that slot (it backs off with sched_yield). A process that dies there leaves
+ *     that slot stuck forever; that is the price of one CAS per operation (ck_ring, Vyukov's
+ *     queue and crossbeam share it).
+ *   - Process-shared: init_in(..., CONC_SHARED) in MAP_SHARED / shm_open / memfd memory; other
+ *     processes call conc_queue_attach on their mapping (any address: the queue holds offsets,
+ *     never pointers). Items are copied bytes: pointers inside items mean nothing in another
+ *     process. Every process must be built with the same conc version and word size.
+ *   - fork(): a queue in private memory is copied, not shared: the child has its own copy.
+ *   - Up to 32767 threads may be blocked on one side of one queue at once (aborts beyond).
+ *   - Signal handlers may use try_push/try_pop only if the interrupted thread is not itself
+ *     inside a call on the same queue between claim and publish (it would wait on itself).
+ *   - conc_queue_size is exact when nothing runs concurrently, a snapshot otherwise.
+ *
+ * DESIGN
+ *   The ring (after crossbeam's ArrayQueue, itself after Vyukov). Positions are 64-bit
+ *   numbers lap * one_lap + index, where one_lap is the smallest power of two above capacity
+ *   and index runs 0..capacity-1: the slot is pos & (one_lap - 1), no division, and capacity
+ *   is exact for any value (1, 3, 1000, ...), not rounded to a power of two (choice justified:
+ *   ck_ring and rte_ring round and lose a slot; an exact admission counter beside a power-of-
+ *   two ring would cost a second contended RMW per operation). Each slot starts with a stamp:
+ *     stamp == pos              writable by the producer that claims pos
+ *     stamp == pos + 1          holds pos's item, readable by the consumer that claims pos
+ *     stamp == pos + one_lap    popped: writable for the next lap
+ *   A producer reads the stamp at tail; if writable it claims [tail, tail + k) with one CAS on
+ *   tail (k = how many consecutive slots are writable, up to n: a batch is one claim), copies
+ *   in and publishes each stamp. Full is exact: the slot at tail still holds the previous
+ *   lap's item and head is exactly one lap behind tail. Consumers mirror this on head.
+ *   head and tail each own a cache line. Bit 63 of tail is CLOSED: close sets it with one
+ *   RMW, so every producer CAS after it fails and reports EPIPE, and a consumer that finds the
+ *   ring empty with CLOSED in tail knows no item can ever come.
+ *
+ *   Blocking: two eventcount words beside the ring, not_empty (consumers sleep on it) and
+ *   not_full (producers). Each word: bits 0..14 the registered waiters, bits 15..29 pending
+ *   wakes (issued, not yet taken), bit 31 CLOSED. After every successful operation the
+ *   notifier runs a seq_cst fence and reads the other side's word: if waiters <= pending,
+ *   every waiter already has a wake coming and no syscall is made (the busy case: both
+ *   sides running, waiters 0). Otherwise it adds up to k pending wakes (k = items moved) and
+ *   futex-wakes that many: a sleeper is woken only for an item (or slot) it can take, and a
+ *   burst of pushes while one consumer wakes up makes one syscall, not one per push. A waiter
+ *   registers (+1 waiter), re-checks the ring, takes one pending wake if there is one (it
+ *   never sleeps while a wake is pending: that wake may be its own), else futex_waits on the
+ *   exact word it read before its re-check. Leaving (success, timeout, EPIPE) removes the
+ *   waiter and one pending wake. close sets CLOSED in tail, then in both words, and wakes
+ *   every sleeper: a waiter that reads a word without CLOSED sleeps on that value, so the
+ *   kernel refuses the sleep once CLOSED is in. tests/models/queue.pml checks all this.
+ */
+#ifndef CONC_QUEUE_H
+#define CONC_QUEUE_H
+
+#include "base.h"
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef CONC_QUEUE_SPIN
+#define CONC_QUEUE_SPIN 64
+#endif
+#if defined(CONC_QUEUE_ALLOC) != defined(CONC_QUEUE_FREE)
+#error "define both CONC_QUEUE_ALLOC and CONC_QUEUE_FREE, or neither"
+#endif
+#ifndef CONC_QUEUE_ALLOC
+#define CONC_QUEUE_ALLOC(bytes) aligned_alloc(CONC_CACHELINE, (bytes))
+#define CONC_QUEUE_FREE(p) free(p)
+#endif
+
+typedef struct conc_queue {
+    /* Read-only after init: its own line, shared read-only by every CPU. */
+    uint64_t magic;     /* CONC__QUEUE_MAGIC once init_in finished; attach checks it */
+    uint64_t capacity;  /* exact: items the queue holds when full */
+    uint64_t item_size; /* bytes per item */
+    uint64_t slot_size; /* 8-byte stamp + item, rounded up to 8 */
+    uint64_t one_lap;   /* power of two > capacity: position = lap * one_lap + index */
+    uint64_t footprint; /* bytes from the start of this struct to the end of the slots */
+    uint32_t flags;     /* CONC_SHARED: non-private futex ops */
+    uint32_t allocated; /* 1: create allocated it, destroy frees it */
+    /* Producers' claim position; bit 63 is CLOSED. */
+    __attribute__((aligned(CONC_CACHELINE))) uint64_t tail;
+    /* Consumers' claim position. */
+    __attribute__((aligned(CONC_CACHELINE))) uint64_t head;
+    /* The eventcount words (see DESIGN). Read by every notifier, written only when somebody
+     * sleeps: one line for both keeps the busy path to one read-shared line. */
+    __attribute__((aligned(CONC_CACHELINE))) uint32_t not_empty;
+    uint32_t not_full;
+    /* The slots follow the struct (offset sizeof(conc_queue_t)): no pointer anywhere. */
+} conc_queue_t;
+
+#define CONC__QUEUE_MAGIC 0x636f6e6371756575ull  /* "concqueu" */
+#define CONC__QUEUE_CLOSED (1ull << 63)          /* in tail */
+#define CONC__QW_WAITER 0x1u                     /* one registered waiter */
+#define CONC__QW_WAITERS 0x7fffu                 /* mask of the waiter count */
+#define CONC__QW_PENDING 0x8000u                 /* one pending wake */
+#define CONC__QW_PENDINGS 0x3fff8000u            /* mask of the pending count */
+#define CONC__QW_CLOSED 0x80000000u              /* closed: nobody may sleep */
+
+CONC_INLINE uint32_t conc__qw_waiters(uint32_t w) {
+    return w & CONC__QW_WAITERS;
+}
+CONC_INLINE uint32_t conc__qw_pending(uint32_t w) {
+    return (w & CONC__QW_PENDINGS) >> 15;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Creation
+ * ------------------------------------------------------------------------------------------- */
+CONC_INLINE uint64_t conc__queue_slot_size(size_t item_size) {
+    return ((uint64_t)item_size + 8 + 7) & ~(uint64_t)7;
+}
+
+static inline size_t conc_queue_footprint(size_t capacity, size_t item_size) {
+    if (capacity == 0 || item_size == 0 || (uint64_t)item_size > (UINT64_MAX >> 2))
+        return 0;
+    uint64_t slot = conc__queue_slot_size(item_size);
+    uint64_t room = (uint64_t)SIZE_MAX - sizeof(conc_queue_t) - CONC_CACHELINE;
+    /* Bound capacity too, so one_lap (a power of two > capacity) and the lap arithmetic have
+     * room below bit 63 (CLOSED) for 2^20 laps at the very least. */
+    if ((uint64_t)capacity > room / slot || (uint64_t)capacity > (1ull << 40))
+        return 0;
+    return sizeof(conc_queue_t) + (size_t)((uint64_t)capacity * slot);
+}
+
+CONC_INLINE unsigned char *conc__queue_slot(const conc_queue_t *q, uint64_t pos) {
+    uint64_t index = pos & (q->one_lap - 1);
+    return (unsigned char *)(uintptr_t)(q + 1) + index * q->slot_size;
+}
+CONC_INLINE uint64_t *conc__queue_stamp(unsigned char *slot) {
+    return (uint64_t *)(void *)slot;
+}
+
+/* pos advanced by k <= capacity places: index wraps at capacity into the next lap. */
+CONC_INLINE uint64_t conc__queue_advance(const conc_queue_t *q, uint64_t pos, uint64_t k) {
+    uint64_t index = pos & (q->one_lap - 1);
+    uint64_t lap = pos - index;
+    index += k;
+    if (index >= q->capacity) {
+        index -= q->capacity;
+        lap += q->one_lap;
+    }
+    return lap + index;
+}
+
+CONC_NODISCARD static inline int conc_queue_init_in(conc_queue_t **out, void *mem,
+                                                    size_t mem_size, size_t capacity,
+                                                    size_t item_size, int flags) {
+    size_t need = conc_queue_footprint(capacity, item_size);
+    if (!out || !mem || ((uintptr_t)mem & 7) != 0 || need == 0 || mem_size < need ||
+        (flags & ~CONC_SHARED) != 0)
+        return EINVAL;
+    conc_queue_t *q = (conc_queue_t *)mem;
+    memset(q, 0, sizeof *q);
+    q->capacity = capacity;
+    q->item_size = item_size;
+    q->slot_size = conc__queue_slot_size(item_size);
+    uint64_t lap = 1;
+    while (lap <= q->capacity)
+        lap <<= 1;
+    q->one_lap = lap;
+    q->footprint = need;
+    q->flags = (uint32_t)(flags & CONC_SHARED);
+    for (uint64_t i = 0; i < q->capacity; i++) /* lap 0: slot i writable at position i */
+        conc_store(conc__queue_stamp(conc__queue_slot(q, i)), i, CONC_RELAXED);
+    /* Release: pairs with attach's acquire, so a process that sees the magic sees the ring. */
+    conc_store(&q->magic, CONC__QUEUE_MAGIC, CONC_RELEASE);
+    *out = q;
+    return 0;
+}
+
+CONC_NODISCARD static inline int conc_queue_create(conc_queue_t **out, size_t capacity,
+                                                   size_t item_size) {
+    size_t need = conc_queue_footprint(capacity, item_size);
+    if (!out || need == 0)
+        return EINVAL;
+    size_t rounded = (need + CONC_CACHELINE - 1) & ~(size_t)(CONC_CACHELINE - 1);
+    if (rounded < need)
+        return EINVAL;
+    void *mem = CONC_QUEUE_ALLOC(rounded);
+    if (!mem)
+        return ENOMEM;
+    int r = conc_queue_init_in(out, mem, rounded, capacity, item_size, 0);
+    if (r != 0) { /* cannot happen: the sizes were checked above */
+        CONC_QUEUE_FREE(mem);
+        return r;
+    }
+    (*out)->allocated = 1;
+    return 0;
+}
+
+/* The queue that init_in built in mem, seen from a process that mapped it anywhere. */
+static inline conc_queue_t *conc_queue_attach(void *mem) {
+    if (!mem || ((uintptr_t)mem & 7) != 0)
+        return NULL;
+    conc_queue_t *q = (conc_queue_t *)mem;
+    /* Acquire: pairs with init_in's release of the magic. */
+    return conc_load(&q->magic, CONC_ACQUIRE) == CONC__QUEUE_MAGIC ? q : NULL;
+}
+
+/* Frees a created queue. For init_in memory it only clears the magic (later attaches fail):
+ * the memory is the caller's. */
+static inline void conc_queue_destroy(conc_queue_t *q) {
+    if (!q)
+        return;
+    if (conc_load(&q->magic, CONC_RELAXED) != CONC__QUEUE_MAGIC)
+        CONC_ABORT("conc_queue_destroy: not a queue (destroyed twice?)");
+    conc_store(&q->magic, 0, CONC_RELAXED);
+    if (q->allocated)
+        CONC_QUEUE_FREE(q);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * The ring (lock-free fast path)
+ * ------------------------------------------------------------------------------------------- */
+CONC_INLINE void conc__queue_copy(void *dst, const void *src, uint64_t n) {
+    /* Constant sizes become a register move; the common item sizes get one. */
+    if (n == 8)
+        memcpy(dst, src, 8);
+    else if (n == 16)
+        memcpy(dst, src, 16);
+    else if (n == 4)
+        memcpy(dst, src, 4);
+    else
+        memcpy(dst, src, (size_t)n);
+}
+
+/* Waiting for one peer between its claim and its publish: short pauses, then yield the CPU
+ * (on an oversubscribed machine that peer may be preempted). */
+CONC_INLINE void conc__queue_backoff(unsigned *round) {
+    if (*round < 6) {
+        for (unsigned i = 0; i < (1u << *round); i++)
+            conc_cpu_relax();
+        (*round)++;
+    } else {
+        sched_yield();
+    }
+}
+
+/* One claim of up to n (>= 1) slots at tail. 0 (*done >= 1), EAGAIN (full), EPIPE. */
+static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *items, size_t n,
+                                         size_t *done) {
+    uint64_t one_lap = q->one_lap;
+    uint64_t tail = conc_load(&q->tail, CONC_RELAXED);
+    unsigned round = 0;
+    *done = 0;
+    for (;;) {
+        if (CONC_UNLIKELY(tail & CONC__QUEUE_CLOSED))
+            return EPIPE;
+        unsigned char *slot = conc__queue_slot(q, tail);
+        /* [A1] acquire: pairs with [R2], the consumer that freed this slot a lap ago, so its
+         * copy-out is finished before our copy-in. */
+        uint64_t stamp = conc_load(conc__queue_stamp(slot), CONC_ACQUIRE);
+        if (CONC_LIKELY(stamp == tail)) {
+            uint64_t k = 1, pos = tail;
+            uint64_t limit = n < q->capacity ? (uint64_t)n : q->capacity;
+            while (k < limit) { /* a batch: extend the claim over slots already writable */
+                uint64_t next = conc__queue_advance(q, pos, 1);
+                if (conc_load(conc__queue_stamp(conc__queue_slot(q, next)), CONC_ACQUIRE) !=
+                    next) /* [A1] */
+                    break;
+                pos = next;
+                k++;
+            }
+            CONC_CHAOS_POINT();
+            /* Relaxed: the claim publishes nothing; the stamps [A1]/[R1] order the data. A
+             * failure refreshes tail (and sees CLOSED if close came first). */
+            if (conc_cas_weak(&q->tail, &tail, conc__queue_advance(q, tail, k), CONC_RELAXED,
+                              CONC_RELAXED)) {
+                pos = tail;
+                for (uint64_t i = 0; i < k; i++) {
+                    slot = conc__queue_slot(q, pos);
+                    conc__queue_copy(slot + 8, items + i * q->item_size, q->item_size);
+                    CONC_CHAOS_POINT();
+                    /* [R1] release: pairs with the consumer's [A2]: the item is in. */
+                    conc_store(conc__queue_stamp(slot), pos + 1, CONC_RELEASE);
+                    pos = conc__queue_advance(q, pos, 1);
+                }
+                *done = (size_t)k;
+                return 0;
+            }
+            continue;
+        }
+        if (stamp + one_lap == tail + 1) {
+            /* The slot still holds the previous lap's item. Full if head is exactly one lap
+             * behind; otherwise a consumer has claimed it and is copying it out. Acquire:
+             * pairs with nothing that orders data, it only reads the freshest head. */
+            uint64_t head = conc_load(&q->head, CONC_ACQUIRE);
+            if (head + one_lap == tail)
+                return EAGAIN;
+        }
+        conc__queue_backoff(&round);
+        tail = conc_load(&q->tail, CONC_RELAXED);
+    }
+}
+
+/* One claim of up to n (>= 1) items at head. 0 (*done >= 1), EAGAIN (empty), EPIPE. */
+static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, size_t n,
+                                        size_t *done) {
+    uint64_t one_lap = q->one_lap;
+    uint64_t head = conc_load(&q->head, CONC_RELAXED);
+    unsigned round = 0;
+    *done = 0;
+    for (;;) {
+        unsigned char *slot = conc__queue_slot(q, head);
+        /* [A2] acquire: pairs with [R1], the producer's publish: its copy-in is visible. */
+        uint64_t stamp = conc_load(conc__queue_stamp(slot), CONC_ACQUIRE);
+        if (CONC_LIKELY(stamp == head + 1)) {
+            uint64_t k = 1, pos = head;
+            uint64_t limit = n < q->capacity ? (uint64_t)n : q->capacity;
+            while (k < limit) {
+                uint64_t next = conc__queue_advance(q, pos, 1);
+                if (conc_load(conc__queue_stamp(conc__queue_slot(q, next)), CONC_ACQUIRE) !=
+                    next + 1) /* [A2] */
+                    break;
+                pos = next;
+                k++;
+            }
+            CONC_CHAOS_POINT();
+            /* Relaxed: as the producer's claim. */
+            if (conc_cas_weak(&q->head, &head, conc__queue_advance(q, head, k), CONC_RELAXED,
+                              CONC_RELAXED)) {
+                pos = head;
+                for (uint64_t i = 0; i < k; i++) {
+                    slot = conc__queue_slot(q, pos);
+                    conc__queue_copy(items + i * q->item_size, slot + 8, q->item_size);
+                    CONC_CHAOS_POINT();
+                    /* [R2] release: pairs with the next lap's producer [A1]: we are done
+                     * reading, the slot may be overwritten. */
+                    conc_store(conc__queue_stamp(slot), pos + one_lap, CONC_RELEASE);
+                    pos = conc__queue_advance(q, pos, 1);
+                }
+                *done = (size_t)k;
+                return 0;
+            }
+            continue;
+        }
+        if (stamp == head) {
+            /* Nothing published at head. Empty if tail is here too; otherwise a producer has
+             * claimed the slot and is copying in. Acquire: when tail carries CLOSED, that is
+             * tail's final value, so nothing can follow head and EPIPE is exact. */
+            uint64_t tail = conc_load(&q->tail, CONC_ACQUIRE);
+            if ((tail & ~CONC__QUEUE_CLOSED) == head)
+                return (tail & CONC__QUEUE_CLOSED) ? EPIPE : EAGAIN;
+        }
+        conc__queue_backoff(&round);
+        head = conc_load(&q->head, CONC_RELAXED);
+    }
+}
+
+/* -------------------------------------------------------------------------------------------
+ * The blocking layer: an eventcount per side (see DESIGN).
+ *
+ *   notifier (after its items are published)      waiter (found the ring full/empty)
+ *   -------------------------------------------    ------------------------------------------
+ *                                                  v = fetch_add(word, WAITER)    [W1] seq_cst
+ *   store stamp (publish)                  [R1]
+ *   fence seq_cst                          [F1]
+ *   w = load(word): waiters(w) > pending(w)        re-check the ring: finds the item, or not
+ *   CAS word: w -> w + PENDING             [N1]    pending(v) > 0 ? take one (CAS) and re-check
+ *   futex_wake(word, 1)                            futex_wait(word, v)
+ *                                                    -> EAGAIN: the word moved past v
+ *
+ *   [W1] and [F1] are the two halves of a Dekker pair: either the notifier's load sees the
+ *   registration (and wakes), or the waiter's re-check, after [W1], sees the publish (and
+ *   never sleeps). When the notifier wakes, its [N1] changes the word; the waiter's futex_wait
+ *   passes v, read before its re-check, so the kernel refuses the sleep if [N1] came first and
+ *   the wake finds it queued otherwise. The waiter never sleeps while a pending wake is in the
+ *   word: that wake may have gone to nobody (it was between [W1] and futex_wait), and
+ *   sleeping on it would strand the item it announced. close works the same way with CLOSED
+ *   in place of PENDING, for every waiter at once.
+ * ------------------------------------------------------------------------------------------- */
+CONC_INLINE int conc__queue_futex_flags(const conc_queue_t *q) {
+    return (q->flags & CONC_SHARED) ? CONC_SHARED : 0;
+}
+
+CONC_COLD void conc__queue_wake_slow(conc_queue_t *q, uint32_t *word, uint32_t w, size_t k) {
+    for (;;) {
+        uint32_t waiting = conc__qw_waiters(w), pending = conc__qw_pending(w);
+        if (waiting <= pending)
+            return;
+        uint32_t m = waiting - pending;
+        if ((size_t)m > k)
+            m = (uint32_t)k;
+        /* [N1] release: a waiter that reads this word (acquire) before its re-check sees the
+         * items published before [F1]. */
+        if (conc_cas(word, &w, w + m * CONC__QW_PENDING, CONC_RELEASE, CONC_RELAXED)) {
+            CONC_CHAOS_POINT();
+            conc_futex_wake(word, (int)m, conc__queue_futex_flags(q));
+            return;
+        }
+    }
+}
+
+/* After k items (or slots) became available to the side that sleeps on word. */
+CONC_INLINE void conc__queue_notify(conc_queue_t *q, uint32_t *word, size_t k) {
+    /* [F1] seq_cst fence: forbids the load of word below from moving before our stamp
+     * stores [R1]/[R2] (store->load reordering), which would let a waiter register and
+     * re-check unseen in between: the lost wakeup. Pairs with the waiter's [W1]. */
+    conc_fence_seq_cst(word);
+    uint32_t w = conc_load(word, CONC_RELAXED);
+    if (CONC_UNLIKELY(conc__qw_waiters(w) > conc__qw_pending(w)))
+        conc__queue_wake_slow(q, word, w, k);
+}
+
+/* Deregister: one waiter fewer, and one pending wake fewer (it may have been ours; if it was
+ * another's, that one re-checks anyway and at worst a later notifier wakes once more). */
+CONC_INLINE void conc__queue_leave(uint32_t *word) {
+    uint32_t w = conc_load(word, CONC_RELAXED);
+    for (;;) {
+        uint32_t next = w - CONC__QW_WAITER;
+        uint32_t pending = conc__qw_pending(w);
+        if (pending > 0)
+            pending--;
+        if (pending > conc__qw_waiters(next))
+            pending = conc__qw_waiters(next);
+        next = (next & ~CONC__QW_PENDINGS) | (pending << 15);
+        if (conc_cas(word, &w, next, CONC_RELAXED, CONC_RELAXED))
+            return;
+    }
+}
+
+/* The blocking loop shared by every blocking form. try_once is the side's one-claim try; it
+ * returns 0/EPIPE (done), EAGAIN (wait). */
+typedef int (*conc__queue_try_fn)(conc_queue_t *q, unsigned char *items, size_t n, size_t *done);
+
+CONC_COLD int conc__queue_wait(conc_queue_t *q, uint32_t *word, conc__queue_try_fn try_once,
+                               unsigned char *items, size_t n, size_t *done, int64_t deadline) {
+    if (deadline != CONC_FOREVER && conc_now() >= deadline)
+        return ETIMEDOUT; /* a past deadline: the caller has tried once */
+    if (CONC_QUEUE_SPIN > 0 && conc_cpu_count() > 1) {
+        for (int i = 0; i < CONC_QUEUE_SPIN; i++) {
+            conc_cpu_relax();
+            int r = try_once(q, items, n, done);
+            if (r != EAGAIN)
+                return r;
+        }
+    }
+    /* [W1] seq_cst: forbids the re-check's loads below from moving before the registration
+     * (the waiter half of the Dekker pair with [F1]). Acquire is part of it: pairs with [N1]. */
+    uint32_t v = conc_fetch_add(word, CONC__QW_WAITER, CONC_SEQ_CST) + CONC__QW_WAITER;
+    if (conc__qw_waiters(v) == 0)
+        CONC_ABORT("conc_queue: more than 32767 threads blocked on one side of a queue");
+    int r;
+    for (;;) {
+        CONC_CHAOS_POINT();
+        r = try_once(q, items, n, done);
+        if (r != EAGAIN)
+            break;
+        if (conc__qw_pending(v) > 0) {
+            /* Take the pending wake before sleeping: it may have been meant for us. Acquire:
+             * pairs with [N1]. On failure v is fresh: re-check either way. */
+            if (conc_cas(word, &v, v - CONC__QW_PENDING, CONC_ACQUIRE, CONC_ACQUIRE))
+                v -= CONC__QW_PENDING;
+            continue;
+        }
+        if (v & CONC__QW_CLOSED) {
+            /* Closed: the try above sees CLOSED in tail (close sets it first), so a push has
+             * returned EPIPE and a pop returns an item or EPIPE; only a peer mid-copy can
+             * bring us here, and the try waits that out. Never sleep on a closed word. */
+            sched_yield();
+            continue;
+        }
+        if (deadline != CONC_FOREVER && conc_now() >= deadline) {
+            r = ETIMEDOUT;
+            break;
+        }
+        CONC_CHAOS_POINT();
+        (void)conc_futex_wait(word, v, deadline, conc__queue_futex_flags(q));
+        /* Acquire: pairs with [N1] and with close's RMW. */
+        v = conc_load(word, CONC_ACQUIRE);
+    }
+    conc__queue_leave(word);
+    return r;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Push
+ * ------------------------------------------------------------------------------------------- */
+/* The tries as plain functions, for the blocking loop (cold: an indirect call is fine). */
+static int conc__queue_try_push_cb(conc_queue_t *q, unsigned char *items, size_t n,
+                                   size_t *done) __attribute__((unused));
+static int conc__queue_try_push_cb(conc_queue_t *q, unsigned char *items, size_t n,
+                                   size_t *done) {
+    return conc__queue_try_push_n(q, items, n, done);
+}
+static int conc__queue_try_pop_cb(conc_queue_t *q, unsigned char *items, size_t n,
+                                  size_t *done) __attribute__((unused));
+static int conc__queue_try_pop_cb(conc_queue_t *q, unsigned char *items, size_t n,
+                                  size_t *done) {
+    return conc__queue_try_pop_n(q, items, n, done);
+}
+
+/* All n items in, claim after claim, or the first error (count in *pushed). */
+CONC_INLINE int conc__queue_push_all(conc_queue_t *q, const void *items, size_t n,
+                                     size_t *pushed, int64_t deadline, bool block) {
+    const unsigned char *p = (const unsigned char *)items;
+    size_t total = 0;
+    int r = 0;
+    while (total < n) {
+        size_t done = 0;
+        unsigned char *at = (unsigned char *)(uintptr_t)(p + total * q->item_size);
+        r = conc__queue_try_push_n(q, at, n - total, &done);
+        if (CONC_UNLIKELY(r == EAGAIN)) {
+            if (!block)
+                break;
+            r = conc__queue_wait(q, &q->not_full, conc__queue_try_push_cb, at, n - total, &done,
+                                 deadline);
+        }
+        if (r != 0)
+            break;
+        total += done;
+        conc__queue_notify(q, &q->not_empty, done);
+    }
+    if (pushed)
+        *pushed = total;
+    return r;
+}
+
+static inline int conc_queue_push(conc_queue_t *q, const void *item) {
+    return conc__queue_push_all(q, item, 1, NULL, CONC_FOREVER, true);
+}
+
+CONC_NODISCARD static inline int conc_queue_try_push(conc_queue_t *q, const void *item) {
+    return conc__queue_push_all(q, item, 1, NULL, CONC_FOREVER, false);
+}
+
+CONC_NODISCARD static inline int conc_queue_push_until(conc_queue_t *q, const void *item,
+                                                       int64_t deadline) {
+    return conc__queue_push_all(q, item, 1, NULL, deadline, true);
+}
+
+static inline int conc_queue_push_batch(conc_queue_t *q, const void *items, size_t n,
+                                        size_t *pushed) {
+    return conc__queue_push_all(q, items, n, pushed, CONC_FOREVER, true);
+}
+
+CONC_NODISCARD static inline int conc_queue_push_batch_until(conc_queue_t *q, const void *items,
+                                                             size_t n, size_t *pushed,
+                                                             int64_t deadline) {
+    return conc__queue_push_all(q, items, n, pushed, deadline, true);
+}
+
+/* One claim: 1..n items in, or EAGAIN/EPIPE with none. */
+CONC_NODISCARD static inline int conc_queue_try_push_batch(conc_queue_t *q, const void *items,
+                                                           size_t n, size_t *pushed) {
+    size_t done = 0;
+    int r = 0;
+    if (n > 0) {
+        r = conc__queue_try_push_n(q, (const unsigned char *)items, n, &done);
+        if (r == 0)
+            conc__queue_notify(q, &q->not_empty, done);
+    }
+    if (pushed)
+        *pushed = done;
+    return r;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Pop
+ * ------------------------------------------------------------------------------------------- */
+CONC_INLINE int conc__queue_pop_some(conc_queue_t *q, void *items, size_t n, size_t *popped,
+                                     int64_t deadline, bool block) {
+    size_t done = 0;
+    int r = 0;
+    if (n > 0) {
+        r = conc__queue_try_pop_n(q, (unsigned char *)items, n, &done);
+        if (CONC_UNLIKELY(r == EAGAIN) && block)
+            r = conc__queue_wait(q, &q->not_empty, conc__queue_try_pop_cb,
+                                 (unsigned char *)items, n, &done, deadline);
+        if (r == 0)
+            conc__queue_notify(q, &q->not_full, done);
+    }
+    if (popped)
+        *popped = done;
+    return r;
+}
+
+static inline int conc_queue_pop(conc_queue_t *q, void *item) {
+    return conc__queue_pop_some(q, item, 1, NULL, CONC_FOREVER, true);
+}
+
+CONC_NODISCARD static inline int conc_queue_try_pop(conc_queue_t *q, void *item) {
+    return conc__queue_pop_some(q, item, 1, NULL, CONC_FOREVER, false);
+}
+
+CONC_NODISCARD static inline int conc_queue_pop_until(conc_queue_t *q, void *item,
+                                                      int64_t deadline) {
+    return conc__queue_pop_some(q, item, 1, NULL, deadline, true);
+}
+
+static inline int conc_queue_pop_batch(conc_queue_t *q, void *items, size_t n, size_t *popped) {
+    return conc__queue_pop_some(q, items, n, popped, CONC_FOREVER, true);
+}
+
+CONC_NODISCARD static inline int conc_queue_try_pop_batch(conc_queue_t *q, void *items, size_t n,
+                                                          size_t *popped) {
+    return conc__queue_pop_some(q, items, n, popped, CONC_FOREVER, false);
+}
+
+CONC_NODISCARD static inline int conc_queue_pop_batch_until(conc_queue_t *q, void *items,
+                                                            size_t n, size_t *popped,
+                                                            int64_t deadline) {
+    return conc__queue_pop_some(q, items, n, popped, deadline, true);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Close and queries
+ * ------------------------------------------------------------------------------------------- */
+static inline void conc_queue_close(conc_queue_t *q) {
+    /* Release: pairs with the acquire loads of tail in the tries. CLOSED goes into tail
+     * first, so a waiter that sees CLOSED in its word also sees it in tail. */
+    conc_fetch_or(&q->tail, CONC__QUEUE_CLOSED, CONC_RELEASE);
+    uint32_t *words[2] = {&q->not_empty, &q->not_full};
+    for (int i = 0; i < 2; i++) {
+        /* Release: pairs with the waiters' acquire reads of the word. A waiter that read the
+         * word before this RMW sleeps on a value without CLOSED: the kernel refuses it, or
+         * the wake below finds it queued. Nobody registered (waiters 0): no syscall. */
+        uint32_t w = conc_fetch_or(words[i], CONC__QW_CLOSED, CONC_ACQ_REL);
+        if (conc__qw_waiters(w) > 0)
+            conc_futex_wake(words[i], INT_MAX, conc__queue_futex_flags(q));
+    }
+}
+
+static inline bool conc_queue_is_closed(const conc_queue_t *q) {
+    return (conc_load(&q->tail, CONC_ACQUIRE) & CONC__QUEUE_CLOSED) != 0;
+}
+
+static inline size_t conc_queue_capacity(const conc_queue_t *q) {
+    return (size_t)q->capacity;
+}
+
+static inline size_t conc_queue_item_size(const conc_queue_t *q) {
+    return (size_t)q->item_size;
+}
+
+/* Items inside: exact when nothing runs concurrently, else a snapshot in [0, capacity]. */
+static inline size_t conc_queue_size(const conc_queue_t *q) {
+    for (;;) {
+        uint64_t tail = conc_load(&q->tail, CONC_ACQUIRE) & ~CONC__QUEUE_CLOSED;
+        uint64_t head = conc_load(&q->head, CONC_ACQUIRE);
+        if ((conc_load(&q->tail, CONC_ACQUIRE) & ~CONC__QUEUE_CLOSED) != tail)
+            continue; /* tail moved: retry for a consistent pair */
+        uint64_t mask = q->one_lap - 1, hix = head & mask, tix = tail & mask;
+        if (hix < tix)
+            return (size_t)(tix - hix);
+        if (hix > tix)
+            return (size_t)(q->capacity - hix + tix);
+        return tail == head ? 0 : (size_t)q->capacity;
+    }
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CONC_QUEUE_H */
