@@ -11,5 +11,6 @@
 #include "conc/lock.h"
 #include "conc/rlock.h"
 #include "conc/future.h"
+#include "conc/queue.h"
 
 #endif /* CONC_H */
