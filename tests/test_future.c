@@ -1,0 +1,1051 @@
+/* tests/test_future.c - futures, executor, as-completed, lazy map: unit, race and deadlock stress
+ * SPDX-License-Identifier: MIT
+ */
+#include "harness.h"
+#include "conc/future.h"
+
+/* Instrumentation counters are relaxed atomics: a statistic, never a synchronizer. */
+#define CNT_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define CNT_GET(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
+static int task_echo(void *arg, void **result) {
+    *result = arg;
+    return 0;
+}
+
+static int task_fail(void *arg, void **result) {
+    (void)result;
+    return (int)(intptr_t)arg;
+}
+
+static int task_noop(void *arg, void **result) {
+    (void)arg;
+    (void)result;
+    return 0;
+}
+
+static long noop_runs;
+static int task_count(void *arg, void **result) {
+    (void)arg;
+    (void)result;
+    CNT_ADD(&noop_runs, 1);
+    return 0;
+}
+
+/* A task that blocks on a promise (a gate) until the test opens it. */
+static int task_gate(void *arg, void **result) {
+    (void)result;
+    return conc_future_wait((conc_future_t *)arg);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Unit: futures
+ * ------------------------------------------------------------------------------------------- */
+static void future_create_is_pending(void) {
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_future_create(&f), 0);
+    TH_CHECK(!conc_future_is_done(f));
+    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_PENDING);
+    TH_CHECK(conc_future_result(f) == NULL);
+    TH_CHECK_EQ(conc_future_wait_until(f, 0), ETIMEDOUT);
+    TH_CHECK_EQ(conc_future_wait_until(f, conc_now() - CONC_SEC), ETIMEDOUT);
+    conc_future_release(f);
+}
+
+static void future_complete_done_then_ebusy(void) {
+    conc_future_t *f;
+    int value = 7;
+    TH_CHECK_EQ(conc_future_create(&f), 0);
+    TH_CHECK_EQ(conc_future_complete(f, 0, &value), 0);
+    TH_CHECK(conc_future_is_done(f));
+    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_DONE);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    TH_CHECK_EQ(conc_future_wait_until(f, 0), 0);
+    TH_CHECK(conc_future_result(f) == &value);
+    TH_CHECK_EQ(conc_future_complete(f, 0, NULL), EBUSY);
+    TH_CHECK_EQ(conc_future_complete(f, 5, NULL), EBUSY);
+    TH_CHECK_EQ(conc_future_cancel(f), EBUSY);
+    TH_CHECK(conc_future_result(f) == &value); /* the loser changed nothing */
+    conc_future_release(f);
+}
+
+static void future_complete_failed_status(void) {
+    conc_future_t *f;
+    int value = 1;
+    TH_CHECK_EQ(conc_future_create(&f), 0);
+    TH_CHECK_EQ(conc_future_complete(f, EIO, &value), 0);
+    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_FAILED);
+    TH_CHECK_EQ(conc_future_wait(f), EIO);
+    TH_CHECK(conc_future_result(f) == NULL);
+    TH_CHECK_EQ(conc_future_cancel(f), EBUSY);
+    conc_future_release(f);
+}
+
+static void future_cancel_pending_only(void) {
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_future_create(&f), 0);
+    TH_CHECK_EQ(conc_future_cancel(f), 0);
+    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
+    TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
+    TH_CHECK_EQ(conc_future_cancel(f), EBUSY);
+    TH_CHECK_EQ(conc_future_complete(f, 0, NULL), EBUSY);
+    conc_future_release(f);
+}
+
+static void future_wait_until_never_early(void) {
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_future_create(&f), 0);
+    for (int ms = 1; ms <= 20; ms *= 4) {
+        int64_t start = conc_now(), deadline = start + ms * CONC_MS;
+        TH_CHECK_EQ(conc_future_wait_until(f, deadline), ETIMEDOUT);
+        TH_CHECK_MSG(conc_now() >= deadline, "returned %lld ns early",
+                     (long long)(deadline - conc_now()));
+    }
+    conc_future_release(f);
+}
+
+typedef struct later {
+    conc_future_t *f;
+    int status;
+    void *result;
+} later;
+
+static void *complete_later(void *p) {
+    later *l = (later *)p;
+    th_sleep_ns(2 * CONC_MS); /* only to make the waiter likely to sleep first; not assumed */
+    TH_CHECK_EQ(conc_future_complete(l->f, l->status, l->result), 0);
+    conc_future_release(l->f);
+    return NULL;
+}
+
+static void future_wait_wakes_on_complete(void) {
+    for (int round = 0; round < 20; round++) {
+        conc_future_t *f;
+        TH_CHECK_EQ(conc_future_create(&f), 0);
+        conc_future_retain(f); /* the completer's own reference */
+        int value = round;
+        later l = {f, round % 2 ? 9 : 0, &value};
+        pthread_t t;
+        TH_CHECK_EQ(pthread_create(&t, NULL, complete_later, &l), 0);
+        int r = round % 3 ? conc_future_wait(f)
+                          : conc_future_wait_until(f, conc_deadline_in(60 * CONC_SEC));
+        TH_CHECK_EQ(r, round % 2 ? 9 : 0);
+        TH_CHECK(conc_future_result(f) == (round % 2 ? NULL : (void *)&value));
+        pthread_join(t, NULL);
+        conc_future_release(f);
+    }
+}
+
+typedef struct cb_log {
+    int order[8];
+    int n;
+    pthread_t thread[8];
+} cb_log;
+
+typedef struct cb_arg {
+    cb_log *log;
+    int id;
+} cb_arg;
+
+static void cb_record(conc_future_t *f, void *p) {
+    cb_arg *a = (cb_arg *)p;
+    TH_CHECK(conc_future_is_done(f));
+    a->log->thread[a->log->n] = pthread_self();
+    a->log->order[a->log->n++] = a->id;
+}
+
+static void future_on_done_fifo_by_completer(void) {
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_future_create(&f), 0);
+    cb_log log = {{0}, 0, {0}};
+    cb_arg args[3] = {{&log, 1}, {&log, 2}, {&log, 3}};
+    for (int i = 0; i < 3; i++)
+        TH_CHECK_EQ(conc_future_on_done(f, cb_record, &args[i]), 0);
+    TH_CHECK_EQ(log.n, 0); /* not yet */
+    conc_future_retain(f);
+    later l = {f, 0, NULL};
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, complete_later, &l), 0);
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(log.n, 3);
+    for (int i = 0; i < 3; i++) {
+        TH_CHECK_EQ(log.order[i], i + 1);
+        TH_CHECK(pthread_equal(log.thread[i], t)); /* ran by the completing thread */
+    }
+    /* Already done: runs at once, in the caller. */
+    cb_arg late = {&log, 4};
+    TH_CHECK_EQ(conc_future_on_done(f, cb_record, &late), 0);
+    TH_CHECK_EQ(log.n, 4);
+    TH_CHECK_EQ(log.order[3], 4);
+    TH_CHECK(pthread_equal(log.thread[3], pthread_self()));
+    conc_future_release(f);
+}
+
+static void future_on_done_never_completed_is_freed(void) {
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_future_create(&f), 0);
+    cb_log log = {{0}, 0, {0}};
+    cb_arg a = {&log, 1};
+    TH_CHECK_EQ(conc_future_on_done(f, cb_record, &a), 0);
+    conc_future_release(f); /* the node is freed with it (ASan checks), the callback never runs */
+    TH_CHECK_EQ(log.n, 0);
+}
+
+static void future_retain_release_balance(void) {
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_future_create(&f), 0);
+    for (int i = 0; i < 10; i++)
+        conc_future_retain(f);
+    for (int i = 0; i < 10; i++)
+        conc_future_release(f);
+    TH_CHECK_EQ(conc_future_complete(f, 0, NULL), 0); /* still alive: one reference left */
+    conc_future_release(f);
+}
+
+static void future_wait_any_and_all(void) {
+    enum { N = 12 }; /* more than the 8 stack nodes: exercises the malloc path */
+    conc_future_t *fs[N];
+    for (int i = 0; i < N; i++)
+        TH_CHECK_EQ(conc_future_create(&fs[i]), 0);
+    size_t index = 99;
+    TH_CHECK_EQ(conc_future_wait_any(fs, 0, CONC_FOREVER, &index), EINVAL);
+    TH_CHECK_EQ(conc_future_wait_any(fs, N, 0, &index), ETIMEDOUT);
+    int64_t deadline = conc_deadline_in(5 * CONC_MS);
+    TH_CHECK_EQ(conc_future_wait_any(fs, N, deadline, &index), ETIMEDOUT);
+    TH_CHECK(conc_now() >= deadline);
+    TH_CHECK_EQ(conc_future_wait_all(fs, N, conc_deadline_in(CONC_MS)), ETIMEDOUT);
+    TH_CHECK_EQ(conc_future_wait_any(fs, 4, 0, &index), ETIMEDOUT); /* 4: the stack path */
+
+    conc_future_retain(fs[7]);
+    later l = {fs[7], 0, NULL};
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, complete_later, &l), 0);
+    TH_CHECK_EQ(conc_future_wait_any(fs, N, CONC_FOREVER, &index), 0);
+    TH_CHECK_EQ(index, 7);
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(conc_future_wait_any(fs, N, 0, &index), 0); /* already done: no sleeping */
+    TH_CHECK_EQ(index, 7);
+    for (int i = 0; i < N; i++)
+        if (i != 7)
+            TH_CHECK_EQ(conc_future_complete(fs[i], i, NULL), 0);
+    TH_CHECK_EQ(conc_future_wait_all(fs, N, 0), 0);
+    TH_CHECK_EQ(conc_future_wait_all(fs, N, CONC_FOREVER), 0);
+    for (int i = 0; i < N; i++)
+        conc_future_release(fs[i]); /* no waker node left behind (release aborts if so) */
+}
+
+static void future_as_completed_order(void) {
+    enum { N = 6 };
+    conc_future_t *fs[N];
+    for (int i = 0; i < N; i++)
+        TH_CHECK_EQ(conc_future_create(&fs[i]), 0);
+    TH_CHECK_EQ(conc_future_complete(fs[4], 0, NULL), 0); /* done before it is added */
+    conc_as_completed_t *ac;
+    TH_CHECK_EQ(conc_as_completed_create(&ac, fs, 5), 0);
+    TH_CHECK_EQ(conc_as_completed_add(ac, fs[5]), 0);
+    conc_future_t *got;
+    TH_CHECK_EQ(conc_as_completed_next(ac, &got), 0);
+    TH_CHECK(got == fs[4]);
+    TH_CHECK_EQ(conc_as_completed_try_next(ac, &got), EAGAIN);
+    TH_CHECK(got == NULL);
+    int64_t deadline = conc_deadline_in(3 * CONC_MS);
+    TH_CHECK_EQ(conc_as_completed_next_until(ac, deadline, &got), ETIMEDOUT);
+    TH_CHECK(conc_now() >= deadline);
+    int order[] = {2, 5, 0, 3, 1};
+    for (int k = 0; k < 5; k++)
+        TH_CHECK_EQ(conc_future_complete(fs[order[k]], order[k], NULL), 0);
+    for (int k = 0; k < 5; k++) {
+        TH_CHECK_EQ(conc_as_completed_next(ac, &got), 0);
+        TH_CHECK(got == fs[order[k]]);
+        TH_CHECK_EQ(conc_future_wait(got), order[k]);
+    }
+    TH_CHECK_EQ(conc_as_completed_next(ac, &got), EPIPE);
+    TH_CHECK_EQ(conc_as_completed_try_next(ac, &got), EPIPE);
+    conc_as_completed_destroy(ac);
+    for (int i = 0; i < N; i++)
+        conc_future_release(fs[i]);
+}
+
+static void future_as_completed_destroy_early(void) {
+    conc_future_t *fs[3];
+    for (int i = 0; i < 3; i++)
+        TH_CHECK_EQ(conc_future_create(&fs[i]), 0);
+    conc_as_completed_t *ac;
+    TH_CHECK_EQ(conc_as_completed_create(&ac, fs, 3), 0);
+    conc_as_completed_destroy(ac); /* unlinks its nodes: completing later touches nothing */
+    for (int i = 0; i < 3; i++) {
+        TH_CHECK_EQ(conc_future_complete(fs[i], 0, NULL), 0);
+        conc_future_release(fs[i]);
+    }
+    TH_CHECK_EQ(conc_as_completed_create(&ac, NULL, 0), 0);
+    conc_future_t *got;
+    TH_CHECK_EQ(conc_as_completed_next(ac, &got), EPIPE);
+    conc_as_completed_destroy(ac);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Unit: executor
+ * ------------------------------------------------------------------------------------------- */
+static void executor_create_errors(void) {
+    conc_executor_t *ex = (conc_executor_t *)1;
+    TH_CHECK_EQ(conc_executor_create(&ex, 70000, 4), EINVAL);
+    TH_CHECK(ex == NULL);
+    TH_CHECK_EQ(conc_executor_create(&ex, 0, 0), 0);
+    TH_CHECK_EQ(conc_executor_threads(ex), (unsigned)conc_cpu_count());
+    TH_CHECK_EQ(conc_executor_queue_size(ex), 0);
+    conc_executor_destroy(ex);
+    conc_executor_destroy(NULL);
+}
+
+static void executor_submit_runs_task(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 3, 8), 0);
+    int value = 5;
+    conc_future_t *f, *g;
+    TH_CHECK_EQ(conc_executor_submit(ex, task_echo, &value, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    TH_CHECK(conc_future_result(f) == &value);
+    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_DONE);
+    TH_CHECK_EQ(conc_executor_try_submit(ex, task_fail, (void *)(intptr_t)EDOM, &g), 0);
+    TH_CHECK_EQ(conc_future_wait(g), EDOM);
+    TH_CHECK_EQ(conc_future_state(g), CONC_FUTURE_FAILED);
+    TH_CHECK(conc_future_result(g) == NULL);
+    TH_CHECK_EQ(conc_future_cancel(g), EBUSY);
+    __atomic_store_n(&noop_runs, 0, __ATOMIC_RELAXED);
+    for (int i = 0; i < 100; i++) /* fire and forget: no future */
+        TH_CHECK_EQ(conc_executor_submit(ex, task_count, NULL, NULL), 0);
+    conc_executor_destroy(ex); /* finishes queued work */
+    TH_CHECK_EQ(CNT_GET(&noop_runs), 100);
+    conc_future_release(f);
+    conc_future_release(g);
+}
+
+static void executor_try_submit_full_eagain(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 2), 0);
+    conc_future_t *gate, *busy, *q1, *q2, *none = (conc_future_t *)1;
+    TH_CHECK_EQ(conc_future_create(&gate), 0);
+    TH_CHECK_EQ(conc_executor_submit(ex, task_gate, gate, &busy), 0);
+    while (conc_future_state(busy) != CONC_FUTURE_RUNNING) /* the worker took it */
+        sched_yield();
+    TH_CHECK_EQ(conc_executor_try_submit(ex, task_noop, NULL, &q1), 0);
+    TH_CHECK_EQ(conc_executor_try_submit(ex, task_noop, NULL, &q2), 0);
+    TH_CHECK_EQ(conc_executor_queue_size(ex), 2);
+    TH_CHECK_EQ(conc_executor_try_submit(ex, task_noop, NULL, &none), EAGAIN);
+    TH_CHECK(none == NULL);
+    TH_CHECK_EQ(conc_future_complete(gate, 0, NULL), 0);
+    TH_CHECK_EQ(conc_future_wait(busy), 0);
+    TH_CHECK_EQ(conc_future_wait(q1), 0);
+    TH_CHECK_EQ(conc_future_wait(q2), 0);
+    conc_executor_destroy(ex);
+    conc_future_release(gate);
+    conc_future_release(busy);
+    conc_future_release(q1);
+    conc_future_release(q2);
+}
+
+typedef struct submitter {
+    conc_executor_t *ex;
+    int result;
+    conc_future_t *f;
+    int returned;
+} submitter;
+
+static void *submit_blocking(void *p) {
+    submitter *s = (submitter *)p;
+    s->result = conc_executor_submit(s->ex, task_noop, NULL, &s->f);
+    __atomic_store_n(&s->returned, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void executor_submit_blocks_then_proceeds(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 1), 0);
+    conc_future_t *gate, *busy, *queued;
+    TH_CHECK_EQ(conc_future_create(&gate), 0);
+    TH_CHECK_EQ(conc_executor_submit(ex, task_gate, gate, &busy), 0);
+    while (conc_future_state(busy) != CONC_FUTURE_RUNNING)
+        sched_yield();
+    TH_CHECK_EQ(conc_executor_submit(ex, task_noop, NULL, &queued), 0);
+    submitter s = {ex, -1, NULL, 0};
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, submit_blocking, &s), 0);
+    th_sleep_ns(5 * CONC_MS);
+    TH_CHECK_EQ(__atomic_load_n(&s.returned, __ATOMIC_ACQUIRE), 0); /* full: still blocked */
+    TH_CHECK_EQ(conc_future_complete(gate, 0, NULL), 0);
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(s.result, 0);
+    TH_CHECK_EQ(conc_future_wait(s.f), 0);
+    conc_executor_destroy(ex);
+    conc_future_release(s.f);
+    conc_future_release(gate);
+    conc_future_release(busy);
+    conc_future_release(queued);
+}
+
+static void *shutdown_cancelling(void *p) {
+    conc_executor_shutdown((conc_executor_t *)p, true);
+    return NULL;
+}
+
+static void executor_shutdown_epipe_wakes_blocked_submitter(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 1), 0);
+    conc_future_t *gate, *busy, *queued;
+    TH_CHECK_EQ(conc_future_create(&gate), 0);
+    TH_CHECK_EQ(conc_executor_submit(ex, task_gate, gate, &busy), 0);
+    while (conc_future_state(busy) != CONC_FUTURE_RUNNING)
+        sched_yield();
+    TH_CHECK_EQ(conc_executor_submit(ex, task_noop, NULL, &queued), 0);
+    submitter s = {ex, -1, (conc_future_t *)1, 0};
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, submit_blocking, &s), 0);
+    /* Wait until it is really blocked: registered as a sleeper on not_full. */
+    while ((conc_load(&ex->q.not_full, CONC_RELAXED) & CONC__EC_SLEEPERS) == 0)
+        sched_yield();
+    /* shutdown joins, and the worker is stuck on the gate: shut down from another thread,
+     * which must first wake the blocked submitter with EPIPE and cancel the queued task. */
+    pthread_t closer;
+    TH_CHECK_EQ(pthread_create(&closer, NULL, shutdown_cancelling, ex), 0);
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(s.result, EPIPE);
+    TH_CHECK(s.f == NULL);
+    TH_CHECK_EQ(conc_future_wait(queued), ECANCELED);
+    TH_CHECK_EQ(conc_future_state(busy), CONC_FUTURE_RUNNING); /* running work is not cancelled */
+    TH_CHECK_EQ(conc_future_complete(gate, 0, NULL), 0);
+    pthread_join(closer, NULL);
+    TH_CHECK_EQ(conc_future_wait(busy), 0);
+    conc_executor_shutdown(ex, false);
+    conc_executor_shutdown(ex, true); /* idempotent */
+    conc_future_t *late = (conc_future_t *)1;
+    TH_CHECK_EQ(conc_executor_submit(ex, task_noop, NULL, &late), EPIPE);
+    TH_CHECK(late == NULL);
+    TH_CHECK_EQ(conc_executor_try_submit(ex, task_noop, NULL, &late), EPIPE);
+    size_t done = 99;
+    TH_CHECK_EQ(conc_executor_submit_batch(ex, task_noop, NULL, 3, NULL, &done), EPIPE);
+    TH_CHECK_EQ(done, 0);
+    conc_executor_destroy(ex);
+    conc_future_release(gate);
+    conc_future_release(busy);
+    conc_future_release(queued);
+}
+
+static void executor_shutdown_finishes_queued_work(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 2, 256), 0);
+    __atomic_store_n(&noop_runs, 0, __ATOMIC_RELAXED);
+    for (int i = 0; i < 200; i++)
+        TH_CHECK_EQ(conc_executor_submit(ex, task_count, NULL, NULL), 0);
+    conc_executor_shutdown(ex, false); /* like Python's shutdown(wait=True): runs the queue */
+    TH_CHECK_EQ(CNT_GET(&noop_runs), 200);
+    conc_executor_shutdown(ex, false);
+    conc_executor_destroy(ex);
+}
+
+typedef struct self_stop {
+    conc_executor_t *ex;
+    int returned;
+} self_stop;
+
+static int task_shutdown_self(void *arg, void **result) {
+    (void)result;
+    self_stop *s = (self_stop *)arg;
+    conc_executor_shutdown(s->ex, true); /* must return, not join itself */
+    s->returned = 1;                     /* published by the future's completion */
+    return 0;
+}
+
+static void executor_shutdown_from_own_task_returns(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 2, 8), 0);
+    self_stop s = {ex, 0};
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_executor_submit(ex, task_shutdown_self, &s, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    TH_CHECK_EQ(s.returned, 1);
+    conc_future_t *late = NULL;
+    TH_CHECK_EQ(conc_executor_submit(ex, task_noop, NULL, &late), EPIPE);
+    conc_executor_destroy(ex); /* joins the workers the task could not join */
+    conc_future_release(f);
+}
+
+static int task_destroy_self(void *arg, void **result) {
+    (void)result;
+    conc_executor_destroy((conc_executor_t *)arg);
+    return 0;
+}
+
+static void executor_destroy_from_own_task_aborts(void) {
+    fflush(stdout);
+    pid_t pid = fork();
+    TH_CHECK(pid >= 0);
+    if (pid == 0) {
+        conc_executor_t *ex;
+        if (conc_executor_create(&ex, 1, 4) != 0)
+            _exit(3);
+        conc_future_t *f;
+        if (conc_executor_submit(ex, task_destroy_self, ex, &f) != 0)
+            _exit(4);
+        (void)conc_future_wait(f);
+        _exit(5); /* not reached: destroy aborts the process */
+    }
+    int status;
+    TH_CHECK_EQ(waitpid(pid, &status, 0), pid);
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
+}
+
+static long batch_sum;
+static int task_add_index(void *arg, void **result) {
+    CNT_ADD(&batch_sum, (long)(uintptr_t)arg);
+    *result = arg;
+    return 0;
+}
+
+static void executor_submit_batch_runs_all(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 3, 50), 0); /* smaller than the batch: it blocks */
+    enum { N = 1000 };
+    static conc_future_t *fs[N];
+    size_t done = 0;
+    __atomic_store_n(&batch_sum, 0, __ATOMIC_RELAXED);
+    TH_CHECK_EQ(conc_executor_submit_batch(ex, task_add_index, NULL, N, fs, &done), 0);
+    TH_CHECK_EQ(done, N);
+    TH_CHECK_EQ(conc_future_wait_all(fs, N, CONC_FOREVER), 0);
+    for (size_t i = 0; i < N; i++) {
+        TH_CHECK(conc_future_result(fs[i]) == (void *)(uintptr_t)i);
+        conc_future_release(fs[i]);
+    }
+    TH_CHECK_EQ(CNT_GET(&batch_sum), (long)N * (N - 1) / 2);
+    static int values[3] = {10, 20, 30};
+    void *args[3] = {&values[0], &values[1], &values[2]};
+    conc_future_t *three[3];
+    TH_CHECK_EQ(conc_executor_submit_batch(ex, task_echo, args, 3, three, NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        TH_CHECK_EQ(conc_future_wait(three[i]), 0);
+        TH_CHECK(conc_future_result(three[i]) == &values[i]);
+        conc_future_release(three[i]);
+    }
+    TH_CHECK_EQ(conc_executor_submit_batch(ex, task_noop, NULL, 0, NULL, NULL), 0);
+    conc_executor_destroy(ex);
+}
+
+static int in_flight, max_in_flight;
+static int task_square_tracked(void *arg, void **result) {
+    int now = __atomic_add_fetch(&in_flight, 1, __ATOMIC_RELAXED);
+    int seen = __atomic_load_n(&max_in_flight, __ATOMIC_RELAXED);
+    while (now > seen &&
+           !__atomic_compare_exchange_n(&max_in_flight, &seen, now, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+    }
+    sched_yield();
+    uintptr_t i = (uintptr_t)arg;
+    *result = (void *)(i * i);
+    __atomic_sub_fetch(&in_flight, 1, __ATOMIC_RELAXED);
+    return i % 7 == 3 ? ERANGE : 0;
+}
+
+static void executor_map_in_order_bounded(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 4, 64), 0);
+    conc_map_t *m;
+    TH_CHECK_EQ(conc_map_create(&m, ex, task_square_tracked, NULL, 10, 0), EINVAL);
+    TH_CHECK(m == NULL);
+    enum { N = 200, WINDOW = 3 };
+    __atomic_store_n(&max_in_flight, 0, __ATOMIC_RELAXED);
+    TH_CHECK_EQ(conc_map_create(&m, ex, task_square_tracked, NULL, N, WINDOW), 0);
+    for (size_t k = 0; k < N; k++) {
+        size_t index;
+        int status;
+        void *result;
+        TH_CHECK_EQ(conc_map_next(m, &index, &status, &result), 0);
+        TH_CHECK_EQ(index, k); /* input order */
+        if (k % 7 == 3) {
+            TH_CHECK_EQ(status, ERANGE);
+            TH_CHECK(result == NULL);
+        } else {
+            TH_CHECK_EQ(status, 0);
+            TH_CHECK_EQ((uintptr_t)result, k * k);
+        }
+    }
+    size_t index;
+    int status;
+    TH_CHECK_EQ(conc_map_next(m, &index, &status, NULL), EPIPE);
+    conc_map_destroy(m);
+    TH_CHECK(CNT_GET(&max_in_flight) <= WINDOW);
+    TH_CHECK(CNT_GET(&max_in_flight) >= 1);
+
+    /* Timeout leaves the map as it was; destroy early cancels what is queued. */
+    conc_future_t *gate, *busy;
+    TH_CHECK_EQ(conc_future_create(&gate), 0);
+    conc_executor_t *one;
+    TH_CHECK_EQ(conc_executor_create(&one, 1, 8), 0);
+    TH_CHECK_EQ(conc_executor_submit(one, task_gate, gate, &busy), 0);
+    void *args[4] = {gate, gate, gate, gate};
+    TH_CHECK_EQ(conc_map_create(&m, one, task_gate, args, 4, 2), 0);
+    TH_CHECK_EQ(conc_map_next_until(m, conc_deadline_in(2 * CONC_MS), &index, &status, NULL),
+                ETIMEDOUT);
+    TH_CHECK_EQ(conc_future_complete(gate, 0, NULL), 0);
+    TH_CHECK_EQ(conc_map_next(m, &index, &status, NULL), 0);
+    TH_CHECK_EQ(index, 0);
+    TH_CHECK_EQ(status, 0);
+    conc_map_destroy(m); /* two left, one maybe queued: cancelled or finished, then freed */
+    conc_executor_shutdown(one, false);
+    TH_CHECK_EQ(conc_map_create(&m, one, task_noop, NULL, 4, 2), EPIPE);
+    conc_executor_destroy(one);
+    conc_future_release(busy);
+    conc_future_release(gate);
+    conc_executor_destroy(ex);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Race stress (more threads than cores; exact invariants)
+ * ------------------------------------------------------------------------------------------- */
+typedef struct cancel_race {
+    conc_executor_t *ex;
+    conc_future_t **fs;
+    int *ran;       /* plain payload: written only by the task, read after its future is done */
+    int *cancelled; /* plain payload: written only by the one cancelling thread that won */
+    long n;
+    long published; /* how many fs[] are set; release/acquire */
+} cancel_race;
+
+static int task_mark_ran(void *arg, void **result) {
+    (void)result;
+    *(int *)arg += 1;
+    return 0;
+}
+
+/* Thread 0 submits; the others cancel random published futures while the workers start them. */
+static void cancel_race_thread(int index, void *p) {
+    cancel_race *c = (cancel_race *)p;
+    if (index == 0) {
+        for (long i = 0; i < c->n; i++) {
+            conc_future_t *f;
+            TH_CHECK_EQ(conc_executor_submit(c->ex, task_mark_ran, &c->ran[i], &f), 0);
+            c->fs[i] = f;
+            __atomic_store_n(&c->published, i + 1, __ATOMIC_RELEASE);
+        }
+        return;
+    }
+    th_rng rng = th_rng_make((uint64_t)index + 100);
+    for (;;) {
+        long published = __atomic_load_n(&c->published, __ATOMIC_ACQUIRE);
+        if (published == c->n)
+            break;
+        if (published < 64)
+            continue;
+        /* Aim at the newest ones: they are the ones still queued. */
+        long k = published - 1 - (long)th_rand_below(&rng, 64);
+        if (conc_future_cancel(c->fs[k]) == 0)
+            c->cancelled[k] += 1; /* one canceller can win per future, so this is race-free */
+    }
+}
+
+static void future_stress_cancel_vs_start(void) {
+    cancel_race c;
+    memset(&c, 0, sizeof c);
+    c.n = th_iters(30000);
+    TH_CHECK_EQ(conc_executor_create(&c.ex, 4, 128), 0);
+    c.fs = (conc_future_t **)calloc((size_t)c.n, sizeof *c.fs);
+    c.ran = (int *)calloc((size_t)c.n, sizeof *c.ran);
+    c.cancelled = (int *)calloc((size_t)c.n, sizeof *c.cancelled);
+    TH_CHECK(c.fs && c.ran && c.cancelled);
+    th_run_threads(th_threads(8), cancel_race_thread, &c);
+    conc_executor_shutdown(c.ex, false);
+    long ran = 0, cancelled = 0;
+    for (long i = 0; i < c.n; i++) {
+        TH_CHECK_EQ(conc_future_wait(c.fs[i]), c.cancelled[i] ? ECANCELED : 0);
+        TH_CHECK_MSG(c.ran[i] + c.cancelled[i] == 1, "task %ld ran %d cancelled %d", i, c.ran[i],
+                     c.cancelled[i]);
+        ran += c.ran[i];
+        cancelled += c.cancelled[i];
+        conc_future_release(c.fs[i]);
+    }
+    TH_CHECK_EQ(ran + cancelled, c.n);
+    printf("    %ld ran, %ld cancelled\n", ran, cancelled);
+    conc_executor_destroy(c.ex);
+    free(c.fs);
+    free(c.ran);
+    free(c.cancelled);
+}
+
+/* Half the threads register callbacks on every future, the other half race to complete each
+ * one: every callback runs exactly once, exactly one completer wins, and it is its value. */
+enum { RACE_FUTURES = 64 };
+typedef struct cb_race {
+    conc_future_t *fs[RACE_FUTURES];
+    int runs[RACE_FUTURES];    /* relaxed counter: callbacks run per future */
+    int winners[RACE_FUTURES]; /* relaxed counter: complete() that returned 0 */
+    int registrants;
+} cb_race;
+
+static void cb_count(conc_future_t *f, void *p) {
+    TH_CHECK(conc_future_is_done(f));
+    CNT_ADD((int *)p, 1);
+}
+
+static void cb_race_thread(int index, void *p) {
+    cb_race *c = (cb_race *)p;
+    th_rng rng = th_rng_make((uint64_t)index);
+    for (int i = 0; i < RACE_FUTURES; i++) {
+        if (th_rand_below(&rng, 4) == 0)
+            sched_yield();
+        if (index % 2 == 0) {
+            TH_CHECK_EQ(conc_future_on_done(c->fs[i], cb_count, &c->runs[i]), 0);
+        } else {
+            int r = conc_future_complete(c->fs[i], 0, (void *)(intptr_t)index);
+            TH_CHECK(r == 0 || r == EBUSY);
+            if (r == 0)
+                CNT_ADD(&c->winners[i], 1);
+        }
+    }
+}
+
+static void future_stress_on_done_vs_complete(void) {
+    int nthreads = th_threads(8);
+    if (nthreads < 2)
+        nthreads = 2;
+    long rounds = th_iters(100);
+    for (long round = 0; round < rounds; round++) {
+        cb_race c;
+        memset(&c, 0, sizeof c);
+        for (int i = 0; i < RACE_FUTURES; i++)
+            TH_CHECK_EQ(conc_future_create(&c.fs[i]), 0);
+        th_run_threads(nthreads, cb_race_thread, &c);
+        for (int i = 0; i < RACE_FUTURES; i++) {
+            TH_CHECK_EQ(CNT_GET(&c.runs[i]), (nthreads + 1) / 2);
+            TH_CHECK_EQ(CNT_GET(&c.winners[i]), 1);
+            intptr_t winner = (intptr_t)conc_future_result(c.fs[i]);
+            TH_CHECK(winner % 2 == 1);
+            conc_future_release(c.fs[i]);
+        }
+    }
+}
+
+typedef struct many_waiters {
+    conc_future_t *f;
+    int value;
+    int woke; /* relaxed counter */
+} many_waiters;
+
+static void many_waiters_thread(int index, void *p) {
+    many_waiters *m = (many_waiters *)p;
+    if (index == 0) {
+        for (int i = 0; i < 50; i++)
+            sched_yield(); /* give the waiters a chance to sleep; nothing assumes they did */
+        TH_CHECK_EQ(conc_future_complete(m->f, 0, &m->value), 0);
+        TH_CHECK_EQ(conc_future_complete(m->f, 0, NULL), EBUSY);
+        return;
+    }
+    int r = index % 2 ? conc_future_wait(m->f)
+                      : conc_future_wait_until(m->f, conc_deadline_in(600 * CONC_SEC));
+    TH_CHECK_EQ(r, 0);
+    TH_CHECK(conc_future_result(m->f) == &m->value);
+    CNT_ADD(&m->woke, 1);
+}
+
+static void future_stress_many_waiters_all_wake(void) {
+    int nthreads = th_threads(12);
+    long rounds = th_iters(100);
+    for (long round = 0; round < rounds; round++) {
+        many_waiters m;
+        memset(&m, 0, sizeof m);
+        TH_CHECK_EQ(conc_future_create(&m.f), 0);
+        th_run_threads(nthreads, many_waiters_thread, &m);
+        TH_CHECK_EQ(CNT_GET(&m.woke), nthreads - 1);
+        conc_future_release(m.f);
+    }
+}
+
+/* Every thread owns one reference to every future and drops it after random retain/release
+ * pairs and, for one thread, a completion: the last release frees (ASan: no leak, no UAF). */
+typedef struct ref_race {
+    conc_future_t *fs[RACE_FUTURES];
+} ref_race;
+
+static void ref_race_thread(int index, void *p) {
+    ref_race *r = (ref_race *)p;
+    th_rng rng = th_rng_make((uint64_t)index + 7);
+    for (int round = 0; round < 50; round++)
+        for (int i = 0; i < RACE_FUTURES; i++) {
+            conc_future_retain(r->fs[i]);
+            if (th_rand_below(&rng, 8) == 0)
+                sched_yield();
+            conc_future_release(r->fs[i]);
+        }
+    for (int i = 0; i < RACE_FUTURES; i++) {
+        if (i % th_threads(8) == index)
+            TH_CHECK_EQ(conc_future_complete(r->fs[i], 0, NULL), 0);
+        conc_future_release(r->fs[i]); /* this thread's own reference */
+    }
+}
+
+static void future_stress_retain_release(void) {
+    int nthreads = th_threads(8);
+    long rounds = th_iters(40);
+    for (long round = 0; round < rounds; round++) {
+        ref_race r;
+        for (int i = 0; i < RACE_FUTURES; i++) {
+            TH_CHECK_EQ(conc_future_create(&r.fs[i]), 0);
+            for (int k = 1; k < nthreads; k++)
+                conc_future_retain(r.fs[i]);
+        }
+        th_run_threads(nthreads, ref_race_thread, &r);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Deadlock stress (under the watchdog)
+ * ------------------------------------------------------------------------------------------- */
+typedef struct shutdown_race {
+    conc_executor_t *ex;
+    long submitted; /* relaxed counter */
+    long target;
+    bool cancel;
+} shutdown_race;
+
+static void shutdown_race_thread(int index, void *p) {
+    shutdown_race *s = (shutdown_race *)p;
+    if (index == 0) {
+        while (CNT_GET(&s->submitted) < s->target)
+            sched_yield();
+        conc_executor_shutdown(s->ex, s->cancel);
+        return;
+    }
+    for (;;) {
+        conc_future_t *f;
+        int r = index % 3 == 0 ? conc_executor_try_submit(s->ex, task_noop, NULL, &f)
+                               : conc_executor_submit(s->ex, task_noop, NULL, &f);
+        if (r == EAGAIN)
+            continue;
+        if (r == EPIPE) {
+            TH_CHECK(f == NULL);
+            break;
+        }
+        TH_CHECK_EQ(r, 0);
+        CNT_ADD(&s->submitted, 1);
+        r = conc_future_wait(f);
+        TH_CHECK(r == 0 || (s->cancel && r == ECANCELED));
+        conc_future_release(f);
+    }
+}
+
+static void executor_deadlock_shutdown_while_submitting(void) {
+    long rounds = th_iters(30);
+    for (long round = 0; round < rounds; round++) {
+        shutdown_race s;
+        memset(&s, 0, sizeof s);
+        TH_CHECK_EQ(conc_executor_create(&s.ex, 2, 4), 0);
+        s.target = 200 + round * 10;
+        s.cancel = round % 2;
+        th_run_threads(th_threads(9), shutdown_race_thread, &s);
+        conc_executor_shutdown(s.ex, true); /* again: idempotent */
+        conc_executor_destroy(s.ex);
+    }
+}
+
+typedef struct chain_link {
+    conc_future_t *prev; /* the task owns this reference */
+    long *order;         /* plain: each task writes its slot after the previous one finished */
+    long index;
+} chain_link;
+
+static int task_wait_prev(void *arg, void **result) {
+    chain_link *l = (chain_link *)arg;
+    (void)result;
+    if (l->prev) {
+        int r = conc_future_wait(l->prev);
+        conc_future_release(l->prev);
+        if (r != 0)
+            return r;
+        if (l->order[l->index - 1] != l->index - 1)
+            return EPROTO; /* the previous task's write must be visible: it completed */
+    }
+    l->order[l->index] = l->index;
+    return 0;
+}
+
+static void executor_deadlock_tasks_wait_on_tasks(void) {
+    long n = th_iters(3000);
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 4, 16), 0);
+    chain_link *links = (chain_link *)calloc((size_t)n, sizeof *links);
+    long *order = (long *)calloc((size_t)n, sizeof *order);
+    conc_future_t **fs = (conc_future_t **)calloc((size_t)n, sizeof *fs);
+    TH_CHECK(links && order && fs);
+    for (long i = 0; i < n; i++) {
+        links[i].prev = i ? fs[i - 1] : NULL;
+        if (links[i].prev)
+            conc_future_retain(links[i].prev);
+        links[i].order = order;
+        links[i].index = i;
+        /* FIFO: task i starts after task i-1 started, so a waiting worker always waits on a
+         * task that holds another worker (or is done): no cycle. */
+        TH_CHECK_EQ(conc_executor_submit(ex, task_wait_prev, &links[i], &fs[i]), 0);
+    }
+    TH_CHECK_EQ(conc_future_wait_all(fs, (size_t)n, CONC_FOREVER), 0);
+    for (long i = 0; i < n; i++) {
+        TH_CHECK_EQ(conc_future_wait(fs[i]), 0);
+        TH_CHECK_EQ(order[i], i);
+        conc_future_release(fs[i]);
+    }
+    conc_executor_destroy(ex);
+    free(links);
+    free(order);
+    free(fs);
+}
+
+typedef struct spawner {
+    conc_executor_t *ex;
+    long target;
+    long spawned;   /* atomic: tasks submitted so far */
+    long completed; /* atomic */
+    conc_future_t *all_done;
+} spawner;
+
+static void cb_spawn_next(conc_future_t *f, void *p);
+
+static void spawn_one(spawner *s) {
+    conc_future_t *f;
+    int r = conc_executor_submit(s->ex, task_noop, NULL, &f);
+    TH_CHECK_EQ(r, 0);
+    TH_CHECK_EQ(conc_future_on_done(f, cb_spawn_next, s), 0);
+    conc_future_release(f);
+}
+
+/* Runs on a worker (or at once in the registering thread): submits the next generation. */
+static void cb_spawn_next(conc_future_t *f, void *p) {
+    spawner *s = (spawner *)p;
+    TH_CHECK_EQ(conc_future_wait_until(f, 0), 0);
+    long done = __atomic_add_fetch(&s->completed, 1, __ATOMIC_ACQ_REL);
+    if (__atomic_add_fetch(&s->spawned, 1, __ATOMIC_ACQ_REL) <= s->target)
+        spawn_one(s);
+    if (done == s->target)
+        TH_CHECK_EQ(conc_future_complete(s->all_done, 0, NULL), 0);
+}
+
+static void executor_deadlock_callbacks_submit(void) {
+    spawner s;
+    memset(&s, 0, sizeof s);
+    TH_CHECK_EQ(conc_executor_create(&s.ex, 3, 64), 0); /* in flight <= 8 < 64: never full */
+    s.target = th_iters(20000);
+    TH_CHECK_EQ(conc_future_create(&s.all_done), 0);
+    conc_future_retain(s.all_done); /* the completing callback's reference (kept to the end) */
+    s.spawned = 8;
+    for (int i = 0; i < 8; i++)
+        spawn_one(&s);
+    TH_CHECK_EQ(conc_future_wait(s.all_done), 0);
+    conc_executor_destroy(s.ex);
+    TH_CHECK_EQ(__atomic_load_n(&s.completed, __ATOMIC_ACQUIRE), s.target);
+    conc_future_release(s.all_done);
+    conc_future_release(s.all_done);
+}
+
+enum { ANY_N = 48 };
+typedef struct any_race {
+    conc_future_t *fs[ANY_N];
+} any_race;
+
+static void any_race_thread(int index, void *p) {
+    any_race *a = (any_race *)p;
+    if (index == 0) {
+        /* the waiter: wait_any over what is left, until nothing is */
+        conc_future_t *left[ANY_N];
+        size_t n = ANY_N, seen[ANY_N] = {0};
+        memcpy(left, a->fs, sizeof left);
+        while (n > 0) {
+            size_t i;
+            TH_CHECK_EQ(conc_future_wait_any(left, n, CONC_FOREVER, &i), 0);
+            TH_CHECK(conc_future_is_done(left[i]));
+            size_t id = (size_t)conc_future_wait(left[i]) - 1000;
+            TH_CHECK(id < ANY_N);
+            seen[id]++;
+            left[i] = left[--n];
+        }
+        for (size_t i = 0; i < ANY_N; i++)
+            TH_CHECK_EQ(seen[i], 1);
+        return;
+    }
+    int completers = th_threads(5) - 1;
+    th_rng rng = th_rng_make((uint64_t)index + 3);
+    for (int i = index - 1; i < ANY_N; i += completers) {
+        if (th_rand_below(&rng, 2))
+            sched_yield();
+        TH_CHECK_EQ(conc_future_complete(a->fs[i], 1000 + i, NULL), 0);
+    }
+}
+
+static void future_deadlock_wait_any_many_completers(void) {
+    long rounds = th_iters(200);
+    for (long round = 0; round < rounds; round++) {
+        any_race a;
+        for (int i = 0; i < ANY_N; i++)
+            TH_CHECK_EQ(conc_future_create(&a.fs[i]), 0);
+        th_run_threads(th_threads(5), any_race_thread, &a);
+        for (int i = 0; i < ANY_N; i++)
+            conc_future_release(a.fs[i]);
+    }
+}
+
+static void future_deadlock_as_completed_executor(void) {
+    long rounds = th_iters(20);
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 6, 32), 0);
+    for (long round = 0; round < rounds; round++) {
+        enum { N = 300 };
+        conc_future_t *fs[N];
+        int seen[N] = {0};
+        TH_CHECK_EQ(conc_executor_submit_batch(ex, task_echo, NULL, N, fs, NULL), 0);
+        conc_as_completed_t *ac;
+        TH_CHECK_EQ(conc_as_completed_create(&ac, fs, N / 2), 0);
+        for (int i = N / 2; i < N; i++) /* added while completing */
+            TH_CHECK_EQ(conc_as_completed_add(ac, fs[i]), 0);
+        conc_future_t *f;
+        int got = 0;
+        while (conc_as_completed_next(ac, &f) == 0) {
+            TH_CHECK_EQ(conc_future_wait_until(f, 0), 0);
+            seen[(uintptr_t)conc_future_result(f)]++;
+            got++;
+        }
+        TH_CHECK_EQ(got, N);
+        for (int i = 0; i < N; i++) {
+            TH_CHECK_EQ(seen[i], 1);
+            conc_future_release(fs[i]);
+        }
+        conc_as_completed_destroy(ac);
+    }
+    conc_executor_destroy(ex);
+}
+
+TH_MAIN("future",
+        TH_CASE(future_create_is_pending),
+        TH_CASE(future_complete_done_then_ebusy),
+        TH_CASE(future_complete_failed_status),
+        TH_CASE(future_cancel_pending_only),
+        TH_CASE(future_wait_until_never_early),
+        TH_CASE(future_wait_wakes_on_complete),
+        TH_CASE(future_on_done_fifo_by_completer),
+        TH_CASE(future_on_done_never_completed_is_freed),
+        TH_CASE(future_retain_release_balance),
+        TH_CASE(future_wait_any_and_all),
+        TH_CASE(future_as_completed_order),
+        TH_CASE(future_as_completed_destroy_early),
+        TH_CASE(executor_create_errors),
+        TH_CASE(executor_submit_runs_task),
+        TH_CASE(executor_try_submit_full_eagain),
+        TH_CASE(executor_submit_blocks_then_proceeds),
+        TH_CASE(executor_shutdown_epipe_wakes_blocked_submitter),
+        TH_CASE(executor_shutdown_finishes_queued_work),
+        TH_CASE(executor_shutdown_from_own_task_returns),
+        TH_CASE(executor_destroy_from_own_task_aborts),
+        TH_CASE(executor_submit_batch_runs_all),
+        TH_CASE(executor_map_in_order_bounded),
+        TH_CASE_T(future_stress_cancel_vs_start, 120),
+        TH_CASE_T(future_stress_on_done_vs_complete, 120),
+        TH_CASE_T(future_stress_many_waiters_all_wake, 120),
+        TH_CASE_T(future_stress_retain_release, 120),
+        TH_CASE_T(executor_deadlock_shutdown_while_submitting, 120),
+        TH_CASE_T(executor_deadlock_tasks_wait_on_tasks, 120),
+        TH_CASE_T(executor_deadlock_callbacks_submit, 120),
+        TH_CASE_T(future_deadlock_wait_any_many_completers, 120),
+        TH_CASE_T(future_deadlock_as_completed_executor, 120))
