@@ -27,7 +27,7 @@
  *
  * WHERE C DIFFERS FROM PYTHON
  *   - C has no `with`: every acquire needs a release on every path out of the function,
- *     early returns included. conc_rlock_release returns an int to check (it is nodiscard).
+ *     early returns included. conc_rlock_release returns an int worth checking (EPERM).
  *   - A plain conc_lock has no owner, exactly like threading.Lock: it cannot tell that the
  *     thread waiting for it is the thread holding it, so it cannot report the self-deadlock
  *     (pthread's ERRORCHECK mutex can, at the cost of storing the owner). That is also why any
