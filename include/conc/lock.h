@@ -45,7 +45,9 @@
  *     word, which a 4-byte barging lock cannot afford).
  *   - Signal handlers must not acquire a lock the interrupted code may hold.
  *   - Under ThreadSanitizer the lock announces itself (__tsan_mutex_*), so TSan checks
- *     races and lock order through it as through a pthread mutex.
+ *     races and lock order through it as through a pthread mutex. As TSan does for
+ *     pthread_mutex_timedlock, try_acquire and acquire_until are announced as try-locks,
+ *     which its lock-order checker ignores: only blocking acquires form lock-order edges.
  *
  * DESIGN
  *   The word: bit 0 HELD, bit 1 HANDOFF, bit 2 STARVING, bits 3..30 the number of registered
@@ -82,7 +84,9 @@ typedef struct conc_lock {
     uint32_t word; /* see DESIGN above; all access atomic */
 } conc_lock_t;
 
+// clang-format off
 #define CONC_LOCK_INIT {0}
+// clang-format on
 
 #ifndef CONC_LOCK_SPIN
 #define CONC_LOCK_SPIN 128

@@ -57,7 +57,9 @@ typedef struct conc_rlock {
     uintptr_t owner;  /* pthread_self() of the holder, 0 when free; relaxed atomics */
 } conc_rlock_t;
 
+// clang-format off
 #define CONC_RLOCK_INIT {CONC_LOCK_INIT, 0, 0}
+// clang-format on
 
 CONC_INLINE uintptr_t conc__rlock_self(void) {
     return (uintptr_t)pthread_self();
@@ -119,7 +121,7 @@ CONC_NODISCARD static inline int conc_rlock_acquire_until(conc_rlock_t *r, int64
     return e;
 }
 
-CONC_NODISCARD static inline int conc_rlock_release(conc_rlock_t *r) {
+static inline int conc_rlock_release(conc_rlock_t *r) {
     if (CONC_UNLIKELY(conc_load(&r->owner, CONC_RELAXED) != conc__rlock_self()))
         return EPERM;
     if (--r->depth == 0) {
