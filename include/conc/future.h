@@ -415,6 +415,7 @@ static inline int conc_future_wait(conc_future_t *f) {
  * either the swap returns CALLBACKS (the completer will take the lock, after ours, and find
  * n) or the CAS fails on a final state. */
 CONC_NOINLINE bool conc__future_link(conc_future_t *f, conc__future_node *n) {
+    n->linked = false; /* still private: unlink of a node that never got in is a no-op */
     conc_lock_acquire(&f->lock);
     uint32_t v = conc_load(&f->state, CONC_RELAXED);
     for (;;) {
@@ -548,7 +549,8 @@ CONC_NODISCARD static inline int conc_future_wait_all(conc_future_t *const *fs, 
     for (size_t i = 0; i < n; i++) {
         if (conc_future_is_done(fs[i]))
             continue;
-        (void)conc_future_wait_until(fs[i], deadline);
+        int outcome = conc_future_wait_until(fs[i], deadline);
+        CONC_UNUSED(outcome); /* the caller reads each outcome itself */
         if (!conc_future_is_done(fs[i]))
             return ETIMEDOUT;
     }
