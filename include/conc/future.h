@@ -730,42 +730,67 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  *   count > 0; if the registration came first, the pusher saw the sleeper and changed the
  *   word before waking, so the worker cannot sleep through it. Nobody registered: no syscall.
  * ------------------------------------------------------------------------------------------- */
+/* A futex eventcount whose every change is made under the queue's lock. word: low 16 bits
+ * count the sleepers not yet claimed by a notify, the rest is a sequence. A notify claims
+ * up to n sleepers (they leave the count), leaves as many tokens, bumps the sequence and
+ * wakes that many; every sleeper that comes back takes a token if there is one, else
+ * removes its own registration. So sleepers + tokens = threads between registering and
+ * coming back, and a burst of pushes wakes each sleeping worker once, not once per push. */
+typedef struct conc__ec {
+    uint32_t word;   /* futex word; written under the lock, read by the kernel */
+    uint32_t tokens; /* claimed sleepers not yet back; under the lock */
+} conc__ec;
+
 typedef struct conc__exq {
     conc_lock_t lock;
-    uint32_t not_empty; /* eventcount: workers */
-    uint32_t not_full;  /* eventcount: blocked submitters */
+    conc__ec not_empty; /* workers sleep here */
+    conc__ec not_full;  /* blocked submitters sleep here */
     uint32_t closed;    /* written under lock; relaxed reads outside it */
     size_t count;       /* written under lock; relaxed reads by spinners */
     size_t head, cap;
     conc_future_t **slots;
 } conc__exq;
 
-/* Under the lock: note a notify on ec; returns how many to wake (0: nobody sleeps). */
-CONC_INLINE int conc__ec_notify(uint32_t *ec, size_t n) {
-    uint32_t v = conc_load(ec, CONC_RELAXED);
+/* Under the lock: claims up to n sleepers; returns how many to wake (0: nobody sleeps). */
+CONC_INLINE int conc__ec_notify(conc__ec *ec, size_t n) {
+    uint32_t v = conc_load(&ec->word, CONC_RELAXED);
     uint32_t sleepers = v & CONC__EC_SLEEPERS;
     if (sleepers == 0)
         return 0;
-    conc_store(ec, v + CONC__EC_SEQ, CONC_RELAXED);
-    return n < sleepers ? (int)n : (int)sleepers;
+    uint32_t k = n < sleepers ? (uint32_t)n : sleepers;
+    /* The sequence bump makes a registered sleeper that has not reached futex_wait yet
+     * return EAGAIN: the wake below cannot pass it by. */
+    conc_store(&ec->word, v - k * CONC__EC_SLEEPER + CONC__EC_SEQ, CONC_RELAXED);
+    ec->tokens += k;
+    return (int)k;
 }
 
-/* Under the lock: register as a sleeper (once); returns the word to sleep on. */
-CONC_INLINE uint32_t conc__ec_register(uint32_t *ec, bool *registered) {
-    uint32_t v = conc_load(ec, CONC_RELAXED);
-    if (!*registered) {
-        if ((v & CONC__EC_SLEEPERS) == CONC__EC_SLEEPERS)
-            CONC_ABORT("conc executor: more than 65535 sleepers on one queue");
-        v += CONC__EC_SLEEPER;
-        conc_store(ec, v, CONC_RELAXED);
-        *registered = true;
-    }
+/* Under the lock: registers a sleeper; returns the word to pass to futex_wait. */
+CONC_INLINE uint32_t conc__ec_register(conc__ec *ec) {
+    uint32_t v = conc_load(&ec->word, CONC_RELAXED);
+    if ((v & CONC__EC_SLEEPERS) == CONC__EC_SLEEPERS)
+        CONC_ABORT("conc executor: more than 65535 sleepers on one queue");
+    v += CONC__EC_SLEEPER;
+    conc_store(&ec->word, v, CONC_RELAXED);
     return v;
 }
 
-CONC_INLINE void conc__ec_unregister(uint32_t *ec, bool registered) {
-    if (registered)
-        conc_store(ec, conc_load(ec, CONC_RELAXED) - CONC__EC_SLEEPER, CONC_RELAXED);
+/* Under the lock, after futex_wait returned (woken, EAGAIN or spurious). */
+CONC_INLINE void conc__ec_back(conc__ec *ec) {
+    if (ec->tokens > 0)
+        ec->tokens--;
+    else
+        conc_store(&ec->word, conc_load(&ec->word, CONC_RELAXED) - CONC__EC_SLEEPER,
+                   CONC_RELAXED);
+}
+
+CONC_INLINE void conc__ec_sleep(conc_lock_t *lock, conc__ec *ec) {
+    uint32_t v = conc__ec_register(ec);
+    conc_lock_release(lock);
+    CONC_CHAOS_POINT();
+    (void)conc_futex_wait(&ec->word, v, CONC_FOREVER, 0);
+    conc_lock_acquire(lock);
+    conc__ec_back(ec);
 }
 
 /* Pushes up to n futures; blocks while full unless !block. Returns the number pushed in
@@ -773,7 +798,6 @@ CONC_INLINE void conc__ec_unregister(uint32_t *ec, bool registered) {
 CONC_NOINLINE int conc__exq_push(conc__exq *q, conc_future_t *const *fs, size_t n, bool block,
                                  size_t *pushed) {
     size_t done = 0;
-    bool registered = false;
     int r = 0;
     conc_lock_acquire(&q->lock);
     for (;;) {
@@ -791,31 +815,22 @@ CONC_NOINLINE int conc__exq_push(conc__exq *q, conc_future_t *const *fs, size_t 
             done += k;
             conc_store(&q->count, q->count + k, CONC_RELAXED);
             int wake = conc__ec_notify(&q->not_empty, k);
+            conc_lock_release(&q->lock);
+            if (wake)
+                conc_futex_wake(&q->not_empty.word, wake, 0);
             if (done == n) {
-                conc__ec_unregister(&q->not_full, registered);
-                conc_lock_release(&q->lock);
-                if (wake)
-                    conc_futex_wake(&q->not_empty, wake, 0);
                 *pushed = done;
                 return 0;
             }
-            if (wake) { /* wake workers now: they will make the space we wait for */
-                conc_lock_release(&q->lock);
-                conc_futex_wake(&q->not_empty, wake, 0);
-                conc_lock_acquire(&q->lock);
-                continue;
-            }
+            conc_lock_acquire(&q->lock);
+            continue;
         }
         if (!block) {
             r = EAGAIN;
             break;
         }
-        uint32_t v = conc__ec_register(&q->not_full, &registered);
-        conc_lock_release(&q->lock);
-        (void)conc_futex_wait(&q->not_full, v, CONC_FOREVER, 0);
-        conc_lock_acquire(&q->lock);
+        conc__ec_sleep(&q->lock, &q->not_full);
     }
-    conc__ec_unregister(&q->not_full, registered);
     conc_lock_release(&q->lock);
     *pushed = done;
     return r;
@@ -824,7 +839,6 @@ CONC_NOINLINE int conc__exq_push(conc__exq *q, conc_future_t *const *fs, size_t 
 /* Pops one future; blocks while empty unless !block. 0, EAGAIN (empty, !block), EPIPE
  * (closed and drained). */
 CONC_NOINLINE int conc__exq_pop(conc__exq *q, conc_future_t **out, bool block) {
-    bool registered = false;
     if (block && CONC_EXECUTOR_SPIN > 0 && conc_cpu_count() > 1) {
         /* Relaxed loads keep the line shared until there is something to take. */
         for (int i = 0; i < CONC_EXECUTOR_SPIN; i++) {
@@ -839,23 +853,18 @@ CONC_NOINLINE int conc__exq_pop(conc__exq *q, conc_future_t **out, bool block) {
             *out = q->slots[q->head];
             q->head = q->head + 1 == q->cap ? 0 : q->head + 1;
             conc_store(&q->count, q->count - 1, CONC_RELAXED);
-            conc__ec_unregister(&q->not_empty, registered);
             int wake = conc__ec_notify(&q->not_full, 1);
             conc_lock_release(&q->lock);
             if (wake)
-                conc_futex_wake(&q->not_full, wake, 0);
+                conc_futex_wake(&q->not_full.word, wake, 0);
             return 0;
         }
         if (q->closed || !block) {
             int r = q->closed ? EPIPE : EAGAIN; /* read under the lock */
-            conc__ec_unregister(&q->not_empty, registered);
             conc_lock_release(&q->lock);
             return r;
         }
-        uint32_t v = conc__ec_register(&q->not_empty, &registered);
-        conc_lock_release(&q->lock);
-        (void)conc_futex_wait(&q->not_empty, v, CONC_FOREVER, 0);
-        conc_lock_acquire(&q->lock);
+        conc__ec_sleep(&q->lock, &q->not_empty);
     }
 }
 
@@ -865,16 +874,14 @@ CONC_NOINLINE void conc__exq_close(conc__exq *q) {
     conc_lock_acquire(&q->lock);
     bool was = q->closed != 0;
     conc_store(&q->closed, 1u, CONC_RELAXED);
-    if (!was) {
-        conc_store(&q->not_empty, conc_load(&q->not_empty, CONC_RELAXED) + CONC__EC_SEQ,
-                   CONC_RELAXED);
-        conc_store(&q->not_full, conc_load(&q->not_full, CONC_RELAXED) + CONC__EC_SEQ,
-                   CONC_RELAXED);
+    if (!was) { /* claim every sleeper: each comes back, takes a token, sees closed */
+        (void)conc__ec_notify(&q->not_empty, CONC__EC_SLEEPERS);
+        (void)conc__ec_notify(&q->not_full, CONC__EC_SLEEPERS);
     }
     conc_lock_release(&q->lock);
     if (!was) {
-        conc_futex_wake(&q->not_empty, INT_MAX, 0);
-        conc_futex_wake(&q->not_full, INT_MAX, 0);
+        conc_futex_wake(&q->not_empty.word, INT_MAX, 0);
+        conc_futex_wake(&q->not_full.word, INT_MAX, 0);
     }
 }
 
