@@ -1,0 +1,278 @@
+/* conc/cond.h - an 8-byte condition variable: a sequence counter and a waiter count - conc v0.1.0
+ * SPDX-License-Identifier: MIT
+ *
+ * Python's threading.Condition in C: threads wait, with a lock held, for a predicate over
+ * data that lock protects; whoever changes that data notifies them.
+ *
+ * QUICK START (examples/05_condition_producer_consumer.c)
+ *     static conc_lock_t lock = CONC_LOCK_INIT;
+ *     static conc_cond_t nonempty = CONC_COND_INIT;
+ *     conc_lock_acquire(&lock);                // consumer
+ *     while (count == 0)                       // a loop, never an if: see CAVEATS
+ *         conc_cond_wait(&nonempty, &lock);
+ *     item = items[--count];
+ *     conc_lock_release(&lock);
+ *     conc_lock_acquire(&lock); items[count++] = x; conc_cond_notify(&nonempty);
+ *     conc_lock_release(&lock);                // producer
+ *
+ * API
+ *   init      conc_cond_init(c, flags)                  flags: 0 or CONC_SHARED; or = CONC_COND_INIT
+ *   wait      conc_cond_wait(c, lock)                   releases lock, sleeps, re-acquires it
+ *             conc_cond_wait_until(c, lock, dl)         0, ETIMEDOUT; lock held again either way
+ *             conc_cond_wait_rlock(c, rlock)            0, EPERM; the full depth is given up
+ *             conc_cond_wait_rlock_until(c, rlock, dl)  0, ETIMEDOUT, EPERM     and restored
+ *   notify    conc_cond_notify(c)                       wake at least one waiter, if any
+ *             conc_cond_notify_all(c)                   wake every waiter
+ *
+ * ERRORS
+ *   wait_until / wait_rlock_until: ETIMEDOUT once the absolute deadline has passed (never
+ *   earlier) with no notify seen; the lock is held again when they return, whatever they
+ *   return. A past deadline still releases and re-acquires the lock once.
+ *   wait_rlock / wait_rlock_until: EPERM if the calling thread does not own the rlock (Python:
+ *   RuntimeError); nothing is released then. conc_cond_wait on a conc_lock_t that is not held
+ *   aborts ("conc_cond_wait: the lock is not held"), as does mixing a CONC_SHARED cond with a
+ *   private lock or the other way round (cross-process wakeups would silently never arrive).
+ *
+ * ORDERING CONTRACT
+ *   The lock orders the data: change the predicate while holding the lock, then notify (with
+ *   the lock held or just after releasing it; both are correct). A waiter that re-checks the
+ *   predicate after its wait returns sees every write made under the lock before the notify.
+ *   No wakeup is lost: a notify that follows (under the lock) a thread's call to wait reaches
+ *   that thread or another waiter; notify_all reaches every thread already waiting.
+ *
+ * THREAD SAFETY
+ *   Every call may overlap every other except init, which needs the cond unused. Waits on one
+ *   cond must all use the same lock (as in POSIX). notify and notify_all need not hold the
+ *   lock. No destroy is needed: a cond owns no resources, and may be freed as soon as no
+ *   thread is inside a wait on it and no notify is running.
+ *
+ * CONFIGURATION
+ *   CONC_COND_SPIN  polls of the sequence counter before sleeping (default 4096, a few us;
+ *                   skipped on one CPU); 0 disables spinning. A wake across CPUs costs
+ *                   13-150 us on a VM: a waiter that catches its notify while spinning pays none.
+ *
+ * CAVEATS
+ *   - Spurious wakeups happen: a wait may return 0 although no notify was meant for it (a
+ *     notify for another waiter, a signal, a notify racing the wait's start). Always wait in a
+ *     loop on the predicate, as in QUICK START; Python's Condition.wait_for does the same.
+ *   - notify wakes at least one waiter, maybe more (threads still spinning see every notify).
+ *   - notify_all wakes every sleeper at once; they then queue on the lock (a "thundering herd"
+ *     of wakeups, not of lock acquisitions: each sleeps on the lock and is woken in turn).
+ *     No requeue onto the lock word: conc_lock counts its sleepers exactly and a requeued
+ *     thread would be an uncounted sleeper that no release wakes (see DESIGN).
+ *   - The counter is 32 bits: a waiter stalled between reading it and sleeping while exactly
+ *     2^32 notifies pass would sleep through them (the same trade as Rust's std condvar).
+ *   - CONC_SHARED: give both the cond and its lock CONC_SHARED, in MAP_SHARED memory.
+ *   - fork(): a cond with waiters in other threads is meaningless in the child; re-init it.
+ *   - Signal handlers must not wait or notify (the lock is not async-signal-safe).
+ *   - ThreadSanitizer: the lock's annotations carry the happens-before edges of the payload;
+ *     the cond itself uses plain atomics and needs none.
+ *
+ * DESIGN
+ *   Two 32-bit words:
+ *     seq    the futex word: +1 by each notify that finds a waiter (wraps).
+ *     state  bits 0..29 waiters: threads between registering (under the lock) and leaving the
+ *            wait; bit 30 SLEEPING: one of them may be in futex_wait (cleared when the waiter
+ *            count drops to 0); bit 31 SHARED: non-private futex ops.
+ *   wait: register (waiters + 1) and read seq, both while holding the lock; release the lock;
+ *   spin on seq for a few us; then set SLEEPING, re-read seq, and futex_wait(seq, seen).
+ *   notify: a relaxed load of state; no waiter means nothing to do (no RMW, no syscall).
+ *   Otherwise seq + 1, and a futex wake only if SLEEPING: a waiter that catches the change
+ *   while spinning costs the notifier no syscall. Why reading seq under the lock loses no
+ *   wakeup, and why SLEEPING needs seq_cst, is shown in the timelines above the slow paths.
+ *   The spin model is tests/models/cond.pml.
+ */
+#ifndef CONC_COND_H
+#define CONC_COND_H
+
+#include "lock.h"
+#include "rlock.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct conc_cond {
+    uint32_t seq;   /* the futex word: notifies seen so far, mod 2^32; all access atomic */
+    uint32_t state; /* waiters, SLEEPING, SHARED (see DESIGN); all access atomic */
+} conc_cond_t;
+
+#define CONC_COND_INIT {0, 0}
+
+#ifndef CONC_COND_SPIN
+#define CONC_COND_SPIN 4096
+#endif
+
+#define CONC__COND_WAITER 0x1u          /* one registered waiter */
+#define CONC__COND_WAITERS 0x3fffffffu  /* mask of the waiter count */
+#define CONC__COND_SLEEPING 0x40000000u /* a waiter may be asleep: notify must wake */
+#define CONC__COND_SHARED 0x80000000u   /* process-shared: non-private futex ops */
+
+static inline void conc_cond_init(conc_cond_t *c, int flags) {
+    conc_store(&c->seq, 0u, CONC_RELAXED);
+    conc_store(&c->state, (flags & CONC_SHARED) ? CONC__COND_SHARED : 0u, CONC_RELAXED);
+}
+
+CONC_INLINE int conc__cond_futex_flags(uint32_t state) {
+    return (state & CONC__COND_SHARED) ? CONC_SHARED : 0;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * The wait protocol
+ *
+ * Registering and reading seq happen while the caller holds the lock: that is what makes a
+ * notify issued after the predicate changed (under the same lock) visible to the waiter.
+ *
+ *   waiter (holds lock, predicate false)       notifier
+ *   ---------------------------------------    --------------------------------------------
+ *   state += WAITER               [relaxed]
+ *   seen = seq                    [relaxed]
+ *   release lock                  [R: lock]
+ *                                              acquire lock [A: lock]; predicate = true
+ *                                              release lock (or notify first, either way)
+ *                                              state has a WAITER (the lock orders the
+ *                                                increment before this load)
+ *                                              seq += 1                           [S1]
+ *   spin: seq != seen? -> return
+ *   state |= SLEEPING             [S2]
+ *   seq != seen? -> return        [S3]
+ *                                              state has SLEEPING?                [S4]
+ *                                                -> futex_wake(seq)
+ *   futex_wait(seq, seen)  (kernel: seq == seen? else EAGAIN)
+ *
+ *   seen was read before the lock was released, and the notifier's seq += 1 comes after it
+ *   acquired the lock, so seq != seen from [S1] on: the waiter cannot sleep through it.
+ *   S1..S4 are seq_cst: a store-buffering pair (waiter: store state, load seq; notifier: store
+ *   seq, load state). Without a single order, both loads could read the old values: the
+ *   waiter sleeps, the notifier skips the wake. With it, either [S3] sees the new seq, or
+ *   [S4] sees SLEEPING and wakes; a wake that comes before the waiter reaches futex_wait
+ *   leaves seq changed, so the kernel's re-check returns at once.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Leave the wait: deregister; the last waiter out clears SLEEPING (nobody can be asleep when
+ * nobody is registered, and a new waiter sets it again before it sleeps). Relaxed: the count
+ * only steers notify's fast path, which the lock orders (timeline above). */
+CONC_INLINE void conc__cond_leave(conc_cond_t *c) {
+    uint32_t v = conc_load(&c->state, CONC_RELAXED);
+    uint32_t next;
+    do {
+        next = v - CONC__COND_WAITER;
+        if ((next & CONC__COND_WAITERS) == 0)
+            next &= ~CONC__COND_SLEEPING;
+    } while (!conc_cas_weak(&c->state, &v, next, CONC_RELAXED, CONC_RELAXED));
+}
+
+/* Waits, with the lock released, until seq moves past seen, a futex wake arrives, or the
+ * deadline passes. Returns 0 (woken, maybe spuriously) or ETIMEDOUT. */
+CONC_COLD int conc__cond_block(conc_cond_t *c, uint32_t seen, int64_t deadline) {
+    int flags = conc__cond_futex_flags(conc_load(&c->state, CONC_RELAXED));
+    bool timed = deadline != CONC_FOREVER;
+    if (CONC_COND_SPIN > 0 && conc_cpu_count() > 1 && !(timed && conc_now() >= deadline)) {
+        /* Relaxed polls: the payload is ordered by the lock we re-acquire, not by seq. */
+        for (int i = 0; i < CONC_COND_SPIN; i++) {
+            if (conc_load(&c->seq, CONC_RELAXED) != seen)
+                return 0;
+            conc_cpu_relax();
+        }
+    }
+    CONC_CHAOS_POINT();
+    /* [S2] seq_cst: orders this store before the load [S3] (store->load), see the timeline. */
+    conc_fetch_or(&c->state, CONC__COND_SLEEPING, CONC_SEQ_CST);
+    for (;;) {
+        if (conc_load(&c->seq, CONC_SEQ_CST) != seen) /* [S3] */
+            return 0;
+        CONC_CHAOS_POINT();
+        int r = conc_futex_wait(&c->seq, seen, deadline, flags);
+        if (r == 0)
+            return 0; /* woken: a notify picked us (or a rare spurious kernel wakeup) */
+        if (r == ETIMEDOUT)
+            /* A notify that landed as the deadline passed is reported as a wakeup, so a
+             * notify-one is never spent on a waiter that then claims it saw none. */
+            return conc_load(&c->seq, CONC_RELAXED) != seen ? 0 : ETIMEDOUT;
+        /* EAGAIN (seq moved: the load above returns) or EINTR (sleep on, same deadline). */
+    }
+}
+
+/* Registers the caller as a waiter and reads seq; the caller holds the lock. */
+CONC_INLINE uint32_t conc__cond_enter(conc_cond_t *c) {
+    /* Relaxed: the lock release that follows orders it before any notify that runs after
+     * the notifier acquired the lock. */
+    conc_fetch_add(&c->state, CONC__COND_WAITER, CONC_RELAXED);
+    return conc_load(&c->seq, CONC_RELAXED); /* read while the lock is held: see timeline */
+}
+
+CONC_INLINE void conc__cond_check_lock(const conc_cond_t *c, const conc_lock_t *l) {
+    uint32_t lw = conc_load(&l->word, CONC_RELAXED);
+    if (CONC_UNLIKELY(!(lw & CONC__LOCK_HELD)))
+        CONC_ABORT("conc_cond_wait: the lock is not held");
+    if (CONC_UNLIKELY(((lw & CONC__LOCK_SHARED) != 0) !=
+                      ((conc_load(&c->state, CONC_RELAXED) & CONC__COND_SHARED) != 0)))
+        CONC_ABORT("conc_cond_wait: the cond and the lock disagree on CONC_SHARED");
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Waits
+ * ------------------------------------------------------------------------------------------- */
+
+CONC_NODISCARD static inline int conc_cond_wait_until(conc_cond_t *c, conc_lock_t *l,
+                                                      int64_t deadline) {
+    conc__cond_check_lock(c, l);
+    uint32_t seen = conc__cond_enter(c);
+    conc_lock_release(l);
+    int r = conc__cond_block(c, seen, deadline);
+    conc__cond_leave(c);
+    conc_lock_acquire(l);
+    return r;
+}
+
+static inline void conc_cond_wait(conc_cond_t *c, conc_lock_t *l) {
+    (void)conc_cond_wait_until(c, l, CONC_FOREVER);
+}
+
+CONC_NODISCARD static inline int conc_cond_wait_rlock_until(conc_cond_t *c, conc_rlock_t *r,
+                                                            int64_t deadline) {
+    if (CONC_UNLIKELY(!conc_rlock_is_owned(r)))
+        return EPERM;
+    uint32_t seen = conc__cond_enter(c);
+    uint32_t depth = conc__rlock_release_save(r); /* gives up every level, not just one */
+    int e = conc__cond_block(c, seen, deadline);
+    conc__cond_leave(c);
+    conc__rlock_acquire_restore(r, depth);
+    return e;
+}
+
+CONC_NODISCARD static inline int conc_cond_wait_rlock(conc_cond_t *c, conc_rlock_t *r) {
+    int e = conc_cond_wait_rlock_until(c, r, CONC_FOREVER);
+    return e == ETIMEDOUT ? 0 : e; /* cannot time out; keeps the contract to 0 or EPERM */
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Notify
+ * ------------------------------------------------------------------------------------------- */
+
+CONC_COLD void conc__cond_notify_slow(conc_cond_t *c, int n) {
+    conc_fetch_add(&c->seq, 1u, CONC_SEQ_CST); /* [S1]: pairs with [S3] */
+    uint32_t st = conc_load(&c->state, CONC_SEQ_CST); /* [S4]: pairs with [S2] */
+    if (st & CONC__COND_SLEEPING) {
+        CONC_CHAOS_POINT();
+        conc_futex_wake(&c->seq, n, conc__cond_futex_flags(st));
+    }
+}
+
+/* Relaxed load of the waiter count: a waiter that registered before the notifier's lock
+ * acquire is visible to it through the lock (timeline above); one that registers later reads
+ * seq afterwards and sees the predicate change anyway. No waiter: no RMW, no syscall. */
+static inline void conc_cond_notify(conc_cond_t *c) {
+    if (CONC_UNLIKELY(conc_load(&c->state, CONC_RELAXED) & CONC__COND_WAITERS))
+        conc__cond_notify_slow(c, 1);
+}
+
+static inline void conc_cond_notify_all(conc_cond_t *c) {
+    if (CONC_UNLIKELY(conc_load(&c->state, CONC_RELAXED) & CONC__COND_WAITERS))
+        conc__cond_notify_slow(c, INT_MAX);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CONC_COND_H */
