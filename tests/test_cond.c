@@ -872,8 +872,8 @@ static void timed_worker(int index, void *arg) {
     th_rng rng = th_rng_make((uint64_t)index + 400);
     long returns = 0;
     for (long n = 0;; n++) {
-        if ((n & 15) == 0 && th_now() > t->stop_at)
-            break;
+        if (n > 0 && (n & 15) == 0 && th_now() > t->stop_at)
+            break; /* n > 0: every thread waits at least once, however late it starts */
         conc_lock_acquire(&t->lock);
         if (index % 2 == 0) {
             int64_t dl = conc_now() + (int64_t)th_rand_below(&rng, 300) * CONC_US;
