@@ -579,7 +579,7 @@ static void cond_stress_mpmc_handoff(void) {
     conc_cond_init(&m->not_full, 0);
     m->producers = n / 2;
     m->consumers = n - n / 2;
-    m->per_producer = th_iters(20000);
+    m->per_producer = th_iters(50000);
     m->total = m->producers * m->per_producer;
     m->seen = (unsigned char *)calloc((size_t)m->total, 1);
     TH_CHECK(m->seen != NULL);
@@ -845,7 +845,7 @@ static void cond_deadlock_notify_all_storm(void) {
     if (n > 60)
         n = 60;
     b->parties = n;
-    b->rounds = th_iters(2000);
+    b->rounds = th_iters(5000);
     conc_lock_init(&b->lock, 0);
     conc_cond_init(&b->cond, 0);
     th_run_threads(n + 2, barrier_worker, b); /* n parties, 2 noise threads */

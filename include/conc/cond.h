@@ -179,7 +179,10 @@ CONC_COLD int conc__cond_block(conc_cond_t *c, uint32_t seen, int64_t deadline) 
         for (int i = 0; i < CONC_COND_SPIN; i++) {
             if (conc_load(&c->seq, CONC_RELAXED) != seen)
                 return 0;
-            conc_cpu_relax();
+            if ((i & 63) == 63)
+                sched_yield(); /* the notifier may be runnable on this very CPU: let it run */
+            else
+                conc_cpu_relax();
         }
     }
     CONC_CHAOS_POINT();
@@ -198,6 +201,26 @@ CONC_COLD int conc__cond_block(conc_cond_t *c, uint32_t seen, int64_t deadline) 
             return conc_load(&c->seq, CONC_RELAXED) != seen ? 0 : ETIMEDOUT;
         /* EAGAIN (seq moved: the load above returns) or EINTR (sleep on, same deadline). */
     }
+}
+
+/* After the wait, before conc_lock_acquire: a notifier that woke us usually still holds the
+ * lock, often for the length of its futex_wake syscall (microseconds on a VM). The lock's own
+ * spin is tuned for short critical sections and would give up and sleep, costing a second
+ * sleep and wake ("hurry up and wait"). So poll the lock word a while longer, under the lock's
+ * own rule: only while nobody sleeps on it. Returns whether we took it (try_acquire, so the
+ * TSan annotations and the barging rules are the lock's). */
+CONC_INLINE bool conc__cond_spin_take(conc_lock_t *l) {
+    if (CONC_COND_SPIN <= 0 || conc_cpu_count() <= 1)
+        return false;
+    for (int i = 0; i < CONC_COND_SPIN; i++) {
+        uint32_t v = conc_load(&l->word, CONC_RELAXED);
+        if (v & CONC__LOCK_SLEEPERS)
+            return false;
+        if (!(v & CONC__LOCK_HELD))
+            return conc_lock_try_acquire(l) == 0;
+        conc_cpu_relax();
+    }
+    return false;
 }
 
 /* Registers the caller as a waiter and reads seq; the caller holds the lock. */
@@ -228,7 +251,8 @@ CONC_INLINE int conc__cond_wait_lock(conc_cond_t *c, conc_lock_t *l, int64_t dea
     conc_lock_release(l);
     int r = conc__cond_block(c, seen, deadline);
     conc__cond_leave(c);
-    conc_lock_acquire(l);
+    if (!conc__cond_spin_take(l))
+        conc_lock_acquire(l);
     return r;
 }
 
@@ -250,7 +274,12 @@ CONC_NODISCARD static inline int conc_cond_wait_rlock_until(conc_cond_t *c, conc
     uint32_t depth = conc__rlock_release_save(r); /* gives up every level, not just one */
     int e = conc__cond_block(c, seen, deadline);
     conc__cond_leave(c);
-    conc__rlock_acquire_restore(r, depth);
+    if (conc__cond_spin_take(&r->lock)) {
+        conc__rlock_took(r, conc__rlock_self()); /* what acquire_restore does after acquiring */
+        r->depth = depth;
+    } else {
+        conc__rlock_acquire_restore(r, depth);
+    }
     return e;
 }
 
