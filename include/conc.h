@@ -10,6 +10,8 @@
 #include "conc/base.h"
 #include "conc/lock.h"
 #include "conc/rlock.h"
+#include "conc/sem.h"
+#include "conc/event.h"
 #include "conc/future.h"
 #include "conc/queue.h"
 
