@@ -12,6 +12,7 @@
 #include "conc/rlock.h"
 #include "conc/sem.h"
 #include "conc/event.h"
+#include "conc/cond.h"
 #include "conc/future.h"
 #include "conc/queue.h"
 

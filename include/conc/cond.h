@@ -47,11 +47,12 @@
  *   thread is inside a wait on it and no notify is running.
  *
  * CONFIGURATION
- *   CONC_COND_SPIN  polls of the sequence counter (each with a pause) before sleeping; default
- *                   512, about 7 us on a recent Xeon (a pause is ~14 ns there). Skipped on one
- *                   CPU and while another waiter of the cond sleeps; 0 disables spinning. A
- *                   wake across CPUs costs 13-150 us on a VM: a waiter that catches its notify
- *                   while spinning pays none, and its notifier makes no syscall.
+ *   CONC_COND_SPIN  polls of the sequence counter before sleeping (a pause each, a sched_yield
+ *                   every 64th); default 512, about 10 us on a recent Xeon (a pause is ~14 ns
+ *                   there). Skipped on one CPU and while another waiter of the cond sleeps; 0
+ *                   disables spinning. The same bound applies to polling the lock after the
+ *                   wait. A wake across CPUs costs 13-150 us on a VM: a waiter that catches its
+ *                   notify while spinning pays none, and its notifier makes no syscall.
  *
  * CAVEATS
  *   - Spurious wakeups happen: a wait may return 0 although no notify was meant for it (a
@@ -77,7 +78,12 @@
  *            wait; bit 30 SLEEPING: one of them may be in futex_wait (cleared when the waiter
  *            count drops to 0); bit 31 SHARED: non-private futex ops.
  *   wait: register (waiters + 1) and read seq, both while holding the lock; release the lock;
- *   spin on seq for a few us; then set SLEEPING, re-read seq, and futex_wait(seq, seen).
+ *   spin on seq for a few us, yielding now and then (if the notifier shares our CPU, the
+ *   yield lets it run and the whole hand-off stays in user space); then set SLEEPING, re-read
+ *   seq, and futex_wait(seq, seen). Leave (waiters - 1), then re-acquire: first by polling the
+ *   lock word (the notifier usually still holds the lock, often for its whole futex_wake
+ *   syscall, and the lock's own short spin would give up and sleep: "hurry up and wait"),
+ *   then with conc_lock_acquire.
  *   notify: a relaxed load of state; no waiter means nothing to do (no RMW, no syscall).
  *   Otherwise seq + 1, and a futex wake only if SLEEPING: a waiter that catches the change
  *   while spinning costs the notifier no syscall. Why reading seq under the lock loses no
@@ -209,7 +215,7 @@ CONC_COLD int conc__cond_block(conc_cond_t *c, uint32_t seen, int64_t deadline) 
  * sleep and wake ("hurry up and wait"). So poll the lock word a while longer, under the lock's
  * own rule: only while nobody sleeps on it. Returns whether we took it (try_acquire, so the
  * TSan annotations and the barging rules are the lock's). */
-CONC_INLINE bool conc__cond_spin_take(conc_lock_t *l) {
+CONC_COLD bool conc__cond_spin_take(conc_lock_t *l) {
     if (CONC_COND_SPIN <= 0 || conc_cpu_count() <= 1)
         return false;
     for (int i = 0; i < CONC_COND_SPIN; i++) {
