@@ -138,10 +138,13 @@ CONC_COLD int conc__event_wait_slow(conc_event_t *e, uint32_t w, int64_t deadlin
      * spinning saves the setter's wake syscall and our sleep (13-150 us on a VM). */
     if (CONC_EVENT_SPIN > 0 && conc_cpu_count() > 1 && !(w & CONC__EVENT_WAITERS) &&
         (deadline == CONC_FOREVER || deadline > conc_now())) {
-        for (int i = 0; i < CONC_EVENT_SPIN && !(w & CONC__EVENT_WAITERS); i++) {
+        for (int i = 1; i <= CONC_EVENT_SPIN && !(w & CONC__EVENT_WAITERS); i++) {
             if (conc__event_fired(w, gen))
                 return 0;
-            conc_cpu_relax();
+            if (i % 64 == 0)
+                sched_yield(); /* the setter may be runnable on this very CPU: let it run */
+            else
+                conc_cpu_relax();
             w = conc_load(&e->word, CONC_ACQUIRE); /* [A1] */
         }
     }

@@ -178,14 +178,17 @@ CONC_COLD int conc__sem_acquire_slow(conc_sem_t *s, int64_t deadline) {
      * costs 13-150 us, so a ping-pong partner caught while spinning is the big win. */
     if (CONC_SEM_SPIN > 0 && conc_cpu_count() > 1 &&
         (deadline == CONC_FOREVER || deadline > conc_now())) {
-        for (int i = 0; i < CONC_SEM_SPIN && conc__sem_sleepers(w) == 0; i++) {
+        for (int i = 1; i <= CONC_SEM_SPIN && conc__sem_sleepers(w) == 0; i++) {
             if (conc__sem_value(w) > 0) {
                 /* [A1] acquire: pairs with the release [R1] that added the token. */
                 if (conc_cas(&s->word, &w, w - 1, CONC_ACQUIRE, CONC_RELAXED))
                     return 0;
                 continue;
             }
-            conc_cpu_relax();
+            if (i % 64 == 0)
+                sched_yield(); /* the releaser may be runnable on this very CPU: let it run */
+            else
+                conc_cpu_relax();
             w = conc_load(&s->word, CONC_RELAXED);
         }
     }
