@@ -85,7 +85,7 @@
  *     never pointers). Items are copied bytes: pointers inside items mean nothing in another
  *     process. Every process must be built with the same conc version and word size.
  *   - fork(): a queue in private memory is copied, not shared: the child has its own copy.
- *   - Up to 32767 threads may be blocked on one side of one queue at once (aborts beyond).
+ *   - Up to 4095 threads may be blocked on one side of one queue at once (aborts beyond).
  *   - Signal handlers may use try_push/try_pop only if the interrupted thread is not itself
  *     inside a call on the same queue between claim and publish (it would wait on itself).
  *   - conc_queue_size is exact when nothing runs concurrently, a snapshot otherwise.
@@ -109,16 +109,17 @@
  *   ring empty with CLOSED in tail knows no item can ever come.
  *
  *   Blocking: two eventcount words beside the ring, not_empty (consumers sleep on it) and
- *   not_full (producers). Each word: bits 0..14 the registered waiters, bits 15..29 pending
- *   wakes (issued, not yet taken), bit 31 CLOSED. After every successful operation the
+ *   not_full (producers). Each word: bits 0..11 the registered waiters, bits 12..23 pending
+ *   wakes (issued, not yet taken), bits 24..30 a wake sequence, bit 31 CLOSED. After every successful operation the
  *   notifier runs a seq_cst fence and reads the other side's word: if waiters <= pending,
  *   every waiter already has a wake coming and no syscall is made (the busy case: both
  *   sides running, waiters 0). Otherwise it adds up to k pending wakes (k = items moved) and
- *   futex-wakes that many: a sleeper is woken only for an item (or slot) it can take, and a
+ *   futex-wakes that many, stepping the sequence: a sleeper is woken only for an item (or slot) it can take, and a
  *   burst of pushes while one consumer wakes up makes one syscall, not one per push. A waiter
  *   registers (+1 waiter), re-checks the ring, takes one pending wake if there is one (it
  *   never sleeps while a wake is pending: that wake may be its own), else futex_waits on the
- *   exact word it read before its re-check. Leaving (success, timeout, EPIPE) removes the
+ *   exact word it read before its re-check (the sequence step makes that word stale even
+ *   if another waiter took the pending wake meanwhile: the model found that ABA). Leaving (success, timeout, EPIPE) removes the
  *   waiter and one pending wake. close sets CLOSED in tail, then in both words, and wakes
  *   every sleeper: a waiter that reads a word without CLOSED sleeps on that value, so the
  *   kernel refuses the sleep once CLOSED is in. tests/models/queue.pml checks all this.
@@ -168,16 +169,19 @@ typedef struct conc_queue {
 #define CONC__QUEUE_MAGIC 0x636f6e6371756575ull  /* "concqueu" */
 #define CONC__QUEUE_CLOSED (1ull << 63)          /* in tail */
 #define CONC__QW_WAITER 0x1u                     /* one registered waiter */
-#define CONC__QW_WAITERS 0x7fffu                 /* mask of the waiter count */
-#define CONC__QW_PENDING 0x8000u                 /* one pending wake */
-#define CONC__QW_PENDINGS 0x3fff8000u            /* mask of the pending count */
+#define CONC__QW_WAITERS 0xfffu                  /* mask of the waiter count */
+#define CONC__QW_PENDING 0x1000u                 /* one pending wake */
+#define CONC__QW_PENDINGS 0xfff000u              /* mask of the pending count */
+#define CONC__QW_PENDING_SHIFT 12
+#define CONC__QW_SEQ 0x1000000u                  /* one wake sequence step */
+#define CONC__QW_SEQS 0x7f000000u                /* mask of the wake sequence */
 #define CONC__QW_CLOSED 0x80000000u              /* closed: nobody may sleep */
 
 CONC_INLINE uint32_t conc__qw_waiters(uint32_t w) {
     return w & CONC__QW_WAITERS;
 }
 CONC_INLINE uint32_t conc__qw_pending(uint32_t w) {
-    return (w & CONC__QW_PENDINGS) >> 15;
+    return (w & CONC__QW_PENDINGS) >> CONC__QW_PENDING_SHIFT;
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -433,7 +437,7 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
  *   store stamp (publish)                  [R1]
  *   fence seq_cst                          [F1]
  *   w = load(word): waiters(w) > pending(w)        re-check the ring: finds the item, or not
- *   CAS word: w -> w + PENDING             [N1]    pending(v) > 0 ? take one (CAS) and re-check
+ *   CAS word: w -> w + PENDING + SEQ       [N1]    pending(v) > 0 ? take one (CAS) and re-check
  *   futex_wake(word, 1)                            futex_wait(word, v)
  *                                                    -> EAGAIN: the word moved past v
  *
@@ -458,9 +462,13 @@ CONC_COLD void conc__queue_wake_slow(conc_queue_t *q, uint32_t *word, uint32_t w
         uint32_t m = waiting - pending;
         if ((size_t)m > k)
             m = (uint32_t)k;
+        /* The sequence step makes the word differ from every value read before it, even
+         * after the pending wake was taken again: no ABA for a waiter about to sleep. */
+        uint32_t next = ((w + m * CONC__QW_PENDING) & ~CONC__QW_SEQS) |
+                        ((w + CONC__QW_SEQ) & CONC__QW_SEQS);
         /* [N1] release: a waiter that reads this word (acquire) before its re-check sees the
          * items published before [F1]. */
-        if (conc_cas(word, &w, w + m * CONC__QW_PENDING, CONC_RELEASE, CONC_RELAXED)) {
+        if (conc_cas(word, &w, next, CONC_RELEASE, CONC_RELAXED)) {
             CONC_CHAOS_POINT();
             conc_futex_wake(word, (int)m, conc__queue_futex_flags(q));
             return;
@@ -490,7 +498,7 @@ CONC_INLINE void conc__queue_leave(uint32_t *word) {
             pending--;
         if (pending > conc__qw_waiters(next))
             pending = conc__qw_waiters(next);
-        next = (next & ~CONC__QW_PENDINGS) | (pending << 15);
+        next = (next & ~CONC__QW_PENDINGS) | (pending << CONC__QW_PENDING_SHIFT);
         if (conc_cas(word, &w, next, CONC_RELAXED, CONC_RELAXED))
             return;
     }
@@ -516,7 +524,7 @@ CONC_COLD int conc__queue_wait(conc_queue_t *q, uint32_t *word, conc__queue_try_
      * (the waiter half of the Dekker pair with [F1]). Acquire is part of it: pairs with [N1]. */
     uint32_t v = conc_fetch_add(word, CONC__QW_WAITER, CONC_SEQ_CST) + CONC__QW_WAITER;
     if (conc__qw_waiters(v) == 0)
-        CONC_ABORT("conc_queue: more than 32767 threads blocked on one side of a queue");
+        CONC_ABORT("conc_queue: more than 4095 threads blocked on one side of a queue");
     int r;
     for (;;) {
         CONC_CHAOS_POINT();
