@@ -274,6 +274,9 @@ static inline conc_queue_t *conc_queue_attach(void *mem) {
     if (!mem || ((uintptr_t)mem & 7) != 0)
         return NULL;
     conc_queue_t *q = (conc_queue_t *)mem;
+    /* Hide the pointer's origin from the optimizer: gcc's object-size tracking otherwise
+     * warns (-Wstringop-overflow) when mem is an offset into a mapping it sized itself. */
+    __asm__("" : "+r"(q));
     /* Acquire: pairs with init_in's release of the magic. */
     return conc_load(&q->magic, CONC_ACQUIRE) == CONC__QUEUE_MAGIC ? q : NULL;
 }

@@ -1,0 +1,768 @@
+/* tests/test_queue.c - unit, race stress, deadlock stress and process-shared tests of conc/queue.h
+ * SPDX-License-Identifier: MIT
+ */
+#include "harness.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+/* Count futex syscalls (relaxed: a statistic) and let one test make allocation fail. */
+static unsigned long futex_calls;
+#define CONC_FUTEX_HOOK(kind) ((void)(kind), __atomic_fetch_add(&futex_calls, 1, __ATOMIC_RELAXED))
+static int fail_alloc;
+static void *test_alloc(size_t n) {
+    return fail_alloc ? NULL : aligned_alloc(64, n);
+}
+#define CONC_QUEUE_ALLOC(n) test_alloc(n)
+#define CONC_QUEUE_FREE(p) free(p)
+#include "conc/queue.h"
+
+static conc_queue_t *make(size_t cap, size_t size) {
+    conc_queue_t *q = NULL;
+    TH_CHECK_EQ(conc_queue_create(&q, cap, size), 0);
+    TH_CHECK(q != NULL);
+    return q;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Unit cases
+ * ---------------------------------------------------------------------------------------- */
+static void queue_create_einval_enomem(void) {
+    conc_queue_t *q = (conc_queue_t *)1;
+    TH_CHECK_EQ(conc_queue_create(&q, 0, 8), EINVAL);
+    TH_CHECK_EQ(conc_queue_create(&q, 8, 0), EINVAL);
+    TH_CHECK_EQ(conc_queue_create(&q, SIZE_MAX, 8), EINVAL);
+    TH_CHECK_EQ(conc_queue_create(&q, 8, SIZE_MAX), EINVAL);
+    TH_CHECK_EQ(conc_queue_create(&q, SIZE_MAX / 64, 64), EINVAL);
+    TH_CHECK_EQ(conc_queue_create(NULL, 8, 8), EINVAL);
+    TH_CHECK(q == (conc_queue_t *)1); /* untouched on error */
+    TH_CHECK_EQ(conc_queue_footprint(0, 8), 0);
+    TH_CHECK_EQ(conc_queue_footprint(8, 0), 0);
+    TH_CHECK_EQ(conc_queue_footprint(SIZE_MAX, 1), 0);
+    TH_CHECK(conc_queue_footprint(1, 1) >= sizeof(conc_queue_t) + 16);
+    fail_alloc = 1;
+    TH_CHECK_EQ(conc_queue_create(&q, 16, 8), ENOMEM);
+    fail_alloc = 0;
+    TH_CHECK(q == (conc_queue_t *)1);
+    q = make(16, 8);
+    TH_CHECK_EQ(conc_queue_capacity(q), 16);
+    TH_CHECK_EQ(conc_queue_item_size(q), 8);
+    TH_CHECK_EQ(conc_queue_size(q), 0);
+    TH_CHECK(!conc_queue_is_closed(q));
+    conc_queue_destroy(q);
+    conc_queue_destroy(NULL); /* a no-op, like free(NULL) */
+}
+
+static void queue_init_in_attach(void) {
+    size_t need = conc_queue_footprint(5, 12);
+    TH_CHECK(need > 0);
+    unsigned char *mem = (unsigned char *)aligned_alloc(64, need + 64);
+    TH_CHECK(mem != NULL);
+    conc_queue_t *q = NULL;
+    TH_CHECK_EQ(conc_queue_init_in(&q, NULL, need, 5, 12, 0), EINVAL);
+    TH_CHECK_EQ(conc_queue_init_in(&q, mem + 4, need, 5, 12, 0), EINVAL); /* misaligned */
+    TH_CHECK_EQ(conc_queue_init_in(&q, mem, need - 1, 5, 12, 0), EINVAL); /* too small */
+    TH_CHECK_EQ(conc_queue_init_in(&q, mem, need, 5, 12, 4), EINVAL);     /* unknown flag */
+    TH_CHECK_EQ(conc_queue_init_in(&q, mem, need, 0, 12, 0), EINVAL);
+    TH_CHECK_EQ(conc_queue_init_in(NULL, mem, need, 5, 12, 0), EINVAL);
+    TH_CHECK(q == NULL);
+    TH_CHECK(conc_queue_attach(mem) == NULL); /* not built yet */
+    TH_CHECK_EQ(conc_queue_init_in(&q, mem, need, 5, 12, CONC_SHARED), 0);
+    TH_CHECK(q == (conc_queue_t *)(void *)mem);
+    TH_CHECK(conc_queue_attach(mem) == q);
+    TH_CHECK(conc_queue_attach(NULL) == NULL);
+    char item[12] = "hello world";
+    TH_CHECK_EQ(conc_queue_try_push(q, item), 0);
+    char out[12] = {0};
+    TH_CHECK_EQ(conc_queue_try_pop(conc_queue_attach(mem), out), 0);
+    TH_CHECK(memcmp(item, out, 12) == 0);
+    conc_queue_destroy(q); /* caller memory: only forgets the queue */
+    TH_CHECK(conc_queue_attach(mem) == NULL);
+    free(mem);
+}
+
+/* With exactly capacity items inside, try_push fails; below that it succeeds; across laps. */
+static void queue_capacity_exact(void) {
+    const size_t caps[] = {1, 2, 3, 7, 1000, 1024};
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+        size_t cap = caps[c];
+        conc_queue_t *q = make(cap, sizeof(uint64_t));
+        uint64_t next_in = 0, next_out = 0, x;
+        for (int lap = 0; lap < 5; lap++) {
+            /* fill from whatever is inside up to exactly cap */
+            while (conc_queue_size(q) < cap) {
+                TH_CHECK_EQ(conc_queue_try_push(q, &next_in), 0);
+                next_in++;
+            }
+            TH_CHECK_EQ(conc_queue_size(q), cap);
+            x = 12345;
+            TH_CHECK_EQ(conc_queue_try_push(q, &x), EAGAIN);
+            TH_CHECK_EQ(conc_queue_push_until(q, &x, conc_now() - 1), ETIMEDOUT);
+            size_t pushed = 99;
+            TH_CHECK_EQ(conc_queue_try_push_batch(q, &x, 1, &pushed), EAGAIN);
+            TH_CHECK_EQ(pushed, 0);
+            /* take out a lap-dependent number, in order, so the positions wrap unevenly */
+            size_t take = cap == 1 ? 1 : 1 + (size_t)lap * 7 % cap;
+            for (size_t i = 0; i < take; i++) {
+                TH_CHECK_EQ(conc_queue_try_pop(q, &x), 0);
+                TH_CHECK_EQ(x, next_out);
+                next_out++;
+            }
+            TH_CHECK_EQ(conc_queue_size(q), cap - take);
+        }
+        while (conc_queue_try_pop(q, &x) == 0) {
+            TH_CHECK_EQ(x, next_out);
+            next_out++;
+        }
+        TH_CHECK_EQ(next_out, next_in);
+        TH_CHECK_EQ(conc_queue_try_pop(q, &x), EAGAIN);
+        TH_CHECK_EQ(conc_queue_size(q), 0);
+        conc_queue_destroy(q);
+    }
+}
+
+/* Odd and large item sizes are copied whole, and only the item's bytes are written. */
+static void queue_item_sizes(void) {
+    const size_t sizes[] = {1, 3, 4, 8, 13, 16, 64, 100, 4096};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t size = sizes[s];
+        conc_queue_t *q = make(3, size);
+        unsigned char *in = (unsigned char *)malloc(size), *out = (unsigned char *)malloc(size + 8);
+        TH_CHECK(in && out);
+        for (int round = 0; round < 10; round++) {
+            memset(in, round + 1, size);
+            TH_CHECK_EQ(conc_queue_try_push(q, in), 0);
+            memset(out, 0xEE, size + 8);
+            TH_CHECK_EQ(conc_queue_try_pop(q, out), 0);
+            TH_CHECK(memcmp(in, out, size) == 0);
+            for (size_t i = size; i < size + 8; i++)
+                TH_CHECK_EQ(out[i], 0xEE);
+        }
+        free(in);
+        free(out);
+        conc_queue_destroy(q);
+    }
+}
+
+static void queue_batch_unit(void) {
+    conc_queue_t *q = make(5, sizeof(int));
+    int in[8] = {0, 1, 2, 3, 4, 5, 6, 7}, out[8];
+    size_t n = 99;
+    TH_CHECK_EQ(conc_queue_try_push_batch(q, in, 0, &n), 0);
+    TH_CHECK_EQ(n, 0);
+    TH_CHECK_EQ(conc_queue_try_pop_batch(q, out, 8, &n), EAGAIN);
+    TH_CHECK_EQ(n, 0);
+    TH_CHECK_EQ(conc_queue_try_push_batch(q, in, 3, &n), 0);
+    TH_CHECK_EQ(n, 3);
+    TH_CHECK_EQ(conc_queue_try_push_batch(q, in + 3, 5, &n), 0); /* only 2 fit */
+    TH_CHECK_EQ(n, 2);
+    TH_CHECK_EQ(conc_queue_try_push_batch(q, in, 1, NULL), EAGAIN);
+    TH_CHECK_EQ(conc_queue_try_pop_batch(q, out, 4, &n), 0);
+    TH_CHECK_EQ(n, 4);
+    for (int i = 0; i < 4; i++)
+        TH_CHECK_EQ(out[i], i);
+    TH_CHECK_EQ(conc_queue_pop_batch(q, out, 8, &n), 0); /* takes what is there: 1 */
+    TH_CHECK_EQ(n, 1);
+    TH_CHECK_EQ(out[0], 4);
+    /* A batch larger than the capacity goes in claim by claim (pop side drains meanwhile). */
+    TH_CHECK_EQ(conc_queue_push_batch_until(q, in, 8, &n, conc_now() + 5 * CONC_MS), ETIMEDOUT);
+    TH_CHECK_EQ(n, 5);
+    TH_CHECK_EQ(conc_queue_pop_batch_until(q, out, 8, &n, conc_now() + CONC_SEC), 0);
+    TH_CHECK_EQ(n, 5);
+    TH_CHECK_EQ(conc_queue_pop_batch_until(q, out, 8, &n, conc_now() - 1), ETIMEDOUT);
+    TH_CHECK_EQ(n, 0);
+    conc_queue_close(q);
+    TH_CHECK_EQ(conc_queue_push_batch(q, in, 2, &n), EPIPE);
+    TH_CHECK_EQ(n, 0);
+    TH_CHECK_EQ(conc_queue_pop_batch(q, out, 2, &n), EPIPE);
+    TH_CHECK_EQ(conc_queue_try_pop_batch(q, out, 2, &n), EPIPE);
+    TH_CHECK_EQ(conc_queue_try_push_batch(q, in, 2, &n), EPIPE);
+    conc_queue_destroy(q);
+}
+
+/* Timeouts: never early, on both sides, single and batch. */
+static void queue_until_never_early(void) {
+    conc_queue_t *q = make(1, sizeof(int));
+    int x = 1;
+    const int64_t waits[] = {0, 1 * CONC_MS, 5 * CONC_MS, 20 * CONC_MS};
+    for (size_t i = 0; i < sizeof waits / sizeof waits[0]; i++) {
+        int64_t deadline = conc_now() + waits[i];
+        TH_CHECK_EQ(conc_queue_pop_until(q, &x, deadline), ETIMEDOUT);
+        TH_CHECK(conc_now() >= deadline);
+        TH_CHECK_EQ(conc_queue_try_push(q, &x), 0);
+        deadline = conc_now() + waits[i];
+        TH_CHECK_EQ(conc_queue_push_until(q, &x, deadline), ETIMEDOUT);
+        TH_CHECK(conc_now() >= deadline);
+        size_t n = 7;
+        deadline = conc_now() + waits[i];
+        TH_CHECK_EQ(conc_queue_push_batch_until(q, &x, 1, &n, deadline), ETIMEDOUT);
+        TH_CHECK(conc_now() >= deadline);
+        TH_CHECK_EQ(n, 0);
+        TH_CHECK_EQ(conc_queue_pop_until(q, &x, CONC_FOREVER), 0);
+        deadline = conc_now() + waits[i];
+        TH_CHECK_EQ(conc_queue_pop_batch_until(q, &x, 1, &n, deadline), ETIMEDOUT);
+        TH_CHECK(conc_now() >= deadline);
+    }
+    /* A past deadline still tries once: it succeeds when it can. */
+    TH_CHECK_EQ(conc_queue_push_until(q, &x, 0), 0);
+    TH_CHECK_EQ(conc_queue_pop_until(q, &x, 0), 0);
+    conc_queue_destroy(q);
+}
+
+/* close from every state: empty, partly full, full, twice. */
+static void queue_close_every_state(void) {
+    for (size_t fill = 0; fill <= 4; fill++) {
+        conc_queue_t *q = make(4, sizeof(size_t));
+        for (size_t i = 0; i < fill; i++)
+            TH_CHECK_EQ(conc_queue_push(q, &i), 0);
+        conc_queue_close(q);
+        TH_CHECK(conc_queue_is_closed(q));
+        size_t x = 99;
+        TH_CHECK_EQ(conc_queue_try_push(q, &x), EPIPE);
+        TH_CHECK_EQ(conc_queue_push(q, &x), EPIPE);
+        TH_CHECK_EQ(conc_queue_push_until(q, &x, conc_now() + CONC_SEC), EPIPE);
+        TH_CHECK_EQ(conc_queue_size(q), fill);
+        for (size_t i = 0; i < fill; i++) {
+            if (i % 2)
+                TH_CHECK_EQ(conc_queue_pop(q, &x), 0);
+            else
+                TH_CHECK_EQ(conc_queue_try_pop(q, &x), 0);
+            TH_CHECK_EQ(x, i);
+        }
+        TH_CHECK_EQ(conc_queue_try_pop(q, &x), EPIPE);
+        TH_CHECK_EQ(conc_queue_pop(q, &x), EPIPE);
+        TH_CHECK_EQ(conc_queue_pop_until(q, &x, conc_now() + CONC_SEC), EPIPE);
+        conc_queue_close(q); /* idempotent */
+        TH_CHECK(conc_queue_is_closed(q));
+        TH_CHECK_EQ(conc_queue_try_pop(q, &x), EPIPE);
+        conc_queue_destroy(q);
+    }
+}
+
+/* With nobody waiting, push and pop make no syscall; a sleeper is woken by exactly one. */
+static void queue_no_syscall_without_waiters(void) {
+    conc_queue_t *q = make(64, sizeof(int));
+    unsigned long before = __atomic_load_n(&futex_calls, __ATOMIC_RELAXED);
+    for (int round = 0; round < 1000; round++) {
+        int x = round;
+        TH_CHECK_EQ(conc_queue_push(q, &x), 0);
+        TH_CHECK_EQ(conc_queue_pop(q, &x), 0);
+        TH_CHECK_EQ(x, round);
+    }
+    int batch[32] = {0};
+    size_t n;
+    TH_CHECK_EQ(conc_queue_push_batch(q, batch, 32, &n), 0);
+    TH_CHECK_EQ(conc_queue_pop_batch(q, batch, 32, &n), 0);
+    conc_queue_close(q); /* nobody registered: no wake either */
+    TH_CHECK_EQ(__atomic_load_n(&futex_calls, __ATOMIC_RELAXED), before);
+    conc_queue_destroy(q);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Race stress: every item popped exactly once (bitmap), per-producer order per consumer
+ * ---------------------------------------------------------------------------------------- */
+typedef struct stress {
+    conc_queue_t *q;
+    int producers, consumers;
+    uint64_t per_producer;
+    uint64_t *seen;        /* bitmap, relaxed fetch_or: instrumentation */
+    uint64_t popped;       /* relaxed counter */
+    uint64_t *pushed_ok;   /* per producer: how many went in (close races) */
+    int close_after;       /* 0: producers finish, then main closes; else close racing */
+} stress;
+
+static inline uint64_t item_of(int producer, uint64_t seq) {
+    return ((uint64_t)producer << 40) | seq;
+}
+
+static void mark_seen(stress *s, uint64_t item) {
+    uint64_t p = item >> 40, seq = item & ((1ull << 40) - 1);
+    TH_CHECK_MSG(p < (uint64_t)s->producers && seq < s->per_producer, "bad item %llx",
+                 (unsigned long long)item);
+    uint64_t bit = p * s->per_producer + seq;
+    uint64_t old = __atomic_fetch_or(&s->seen[bit / 64], 1ull << (bit % 64), __ATOMIC_RELAXED);
+    TH_CHECK_MSG(!(old & (1ull << (bit % 64))), "item %llx popped twice",
+                 (unsigned long long)item);
+}
+
+static void stress_producer(int index, void *arg) {
+    stress *s = (stress *)arg;
+    th_rng rng = th_rng_make((uint64_t)index + 1);
+    uint64_t seq = 0, batch[16];
+    while (seq < s->per_producer) {
+        uint32_t mode = th_rand_below(&rng, 8);
+        int r;
+        size_t n = 1;
+        if (mode < 2) { /* batch */
+            size_t want = 1 + th_rand_below(&rng, 16);
+            if (want > s->per_producer - seq)
+                want = (size_t)(s->per_producer - seq);
+            for (size_t i = 0; i < want; i++)
+                batch[i] = item_of(index, seq + i);
+            if (mode == 0) {
+                r = conc_queue_push_batch(s->q, batch, want, &n);
+            } else {
+                r = conc_queue_try_push_batch(s->q, batch, want, &n);
+                if (r == EAGAIN) {
+                    sched_yield();
+                    continue;
+                }
+            }
+        } else {
+            uint64_t x = item_of(index, seq);
+            if (mode == 2) {
+                r = conc_queue_try_push(s->q, &x);
+                if (r == EAGAIN) {
+                    sched_yield();
+                    continue;
+                }
+            } else if (mode == 3) {
+                r = conc_queue_push_until(s->q, &x, conc_now() + 100 * CONC_US);
+                if (r == ETIMEDOUT)
+                    continue;
+            } else {
+                r = conc_queue_push(s->q, &x);
+            }
+            n = r == 0 ? 1 : 0;
+        }
+        seq += n; /* n is also right on EPIPE: what went in before the close */
+        if (r == EPIPE)
+            break;
+        TH_CHECK_EQ(r, 0);
+    }
+    s->pushed_ok[index] = seq; /* read after the join */
+}
+
+static void stress_consumer(int index, void *arg) {
+    stress *s = (stress *)arg;
+    th_rng rng = th_rng_make(1000 + (uint64_t)index);
+    uint64_t *last = (uint64_t *)calloc((size_t)s->producers, sizeof *last); /* seq + 1 */
+    TH_CHECK(last != NULL);
+    uint64_t batch[16];
+    for (;;) {
+        uint32_t mode = th_rand_below(&rng, 8);
+        size_t n = 1;
+        int r;
+        if (mode < 2) {
+            size_t want = 1 + th_rand_below(&rng, 16);
+            r = mode == 0 ? conc_queue_pop_batch(s->q, batch, want, &n)
+                          : conc_queue_try_pop_batch(s->q, batch, want, &n);
+        } else if (mode == 2) {
+            r = conc_queue_try_pop(s->q, &batch[0]);
+        } else if (mode == 3) {
+            r = conc_queue_pop_until(s->q, &batch[0], conc_now() + 100 * CONC_US);
+        } else {
+            r = conc_queue_pop(s->q, &batch[0]);
+        }
+        if (r == EPIPE)
+            break;
+        if (r == EAGAIN || r == ETIMEDOUT) {
+            if (r == EAGAIN)
+                sched_yield();
+            continue;
+        }
+        TH_CHECK_EQ(r, 0);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t item = batch[i];
+            mark_seen(s, item);
+            int p = (int)(item >> 40);
+            uint64_t seq = item & ((1ull << 40) - 1);
+            TH_CHECK_MSG(seq + 1 > last[p], "producer %d: item %llu after %llu", p,
+                         (unsigned long long)seq, (unsigned long long)(last[p] - 1));
+            last[p] = seq + 1;
+        }
+        uint64_t total = __atomic_add_fetch(&s->popped, n, __ATOMIC_RELAXED);
+        if (s->close_after && total >= (uint64_t)s->close_after && index == 0)
+            conc_queue_close(s->q); /* races with producers still pushing */
+    }
+    free(last);
+}
+
+static void stress_thread(int index, void *arg) {
+    stress *s = (stress *)arg;
+    if (index < s->producers)
+        stress_producer(index, s);
+    else
+        stress_consumer(index - s->producers, s);
+}
+
+/* Without a close race: thread 0 runs the producers as a group and closes after they all
+ * returned, so consumers drain everything and then see EPIPE. */
+static void producers_then_close(int index, void *arg) {
+    stress *s = (stress *)arg;
+    if (index == 0) {
+        th_run_threads(s->producers, stress_producer, s);
+        conc_queue_close(s->q);
+    } else {
+        stress_consumer(index - 1, s);
+    }
+}
+
+static void check_exactly_once(stress *s) {
+    uint64_t expect = 0;
+    for (int p = 0; p < s->producers; p++) {
+        TH_CHECK(s->pushed_ok[p] <= s->per_producer);
+        for (uint64_t i = 0; i < s->per_producer; i++) {
+            uint64_t bit = (uint64_t)p * s->per_producer + i;
+            bool seen = (s->seen[bit / 64] >> (bit % 64)) & 1;
+            TH_CHECK_MSG(seen == (i < s->pushed_ok[p]),
+                         "producer %d item %llu: pushed %d, popped %d", p,
+                         (unsigned long long)i, i < s->pushed_ok[p], seen);
+        }
+        expect += s->pushed_ok[p];
+    }
+    TH_CHECK_EQ(__atomic_load_n(&s->popped, __ATOMIC_RELAXED), expect);
+}
+
+static void stress_case(int producers, int consumers, size_t capacity, long iters,
+                        int close_race) {
+    stress s;
+    memset(&s, 0, sizeof s);
+    s.q = make(capacity, sizeof(uint64_t));
+    s.producers = producers;
+    s.consumers = consumers;
+    s.per_producer = (uint64_t)th_iters(iters);
+    uint64_t bits = (uint64_t)producers * s.per_producer;
+    s.seen = (uint64_t *)calloc((size_t)(bits / 64 + 1), sizeof(uint64_t));
+    s.pushed_ok = (uint64_t *)calloc((size_t)producers, sizeof(uint64_t));
+    TH_CHECK(s.seen && s.pushed_ok);
+    if (close_race) {
+        s.close_after = (int)(bits / 3 + 1);
+        th_run_threads(producers + consumers, stress_thread, &s);
+        TH_CHECK(conc_queue_is_closed(s.q));
+    } else {
+        th_run_threads(consumers + 1, producers_then_close, &s);
+        for (int p = 0; p < producers; p++)
+            TH_CHECK_EQ(s.pushed_ok[p], s.per_producer);
+    }
+    check_exactly_once(&s);
+    TH_CHECK_EQ(conc_queue_size(s.q), 0);
+    free(s.seen);
+    free(s.pushed_ok);
+    conc_queue_destroy(s.q);
+}
+
+static void queue_stress_1p1c(void) {
+    stress_case(1, 1, 7, 200000, 0);
+}
+static void queue_stress_4p4c(void) {
+    stress_case(4, 4, 16, 50000, 0);
+}
+static void queue_stress_8p1c(void) {
+    stress_case(8, 1, 5, 20000, 0);
+}
+static void queue_stress_1p8c(void) {
+    stress_case(1, 8, 5, 150000, 0);
+}
+static void queue_stress_cap1_mixed(void) {
+    stress_case(3, 3, 1, 20000, 0);
+}
+static void queue_stress_close_race(void) {
+    int rounds = (int)th_iters(20);
+    for (int i = 0; i < rounds; i++)
+        stress_case(1 + i % 4, 1 + (i / 2) % 4, (size_t)(1 + i % 9), 5000, 1);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Deadlock stress
+ * ---------------------------------------------------------------------------------------- */
+typedef struct blocked {
+    conc_queue_t *empty, *full;
+    int registered; /* relaxed: how many threads are about to block */
+    int results[16];
+} blocked;
+
+static void block_one(int index, void *arg) {
+    blocked *b = (blocked *)arg;
+    int x = index;
+    __atomic_fetch_add(&b->registered, 1, __ATOMIC_RELAXED);
+    switch (index % 4) {
+    case 0: b->results[index] = conc_queue_pop(b->empty, &x); break;
+    case 1: b->results[index] = conc_queue_push(b->full, &x); break;
+    case 2: b->results[index] = conc_queue_pop_until(b->empty, &x, CONC_FOREVER); break;
+    default: {
+        size_t n;
+        b->results[index] = conc_queue_push_batch(b->full, &x, 1, &n);
+    }
+    }
+}
+
+static void closer_thread(int index, void *arg) {
+    blocked *b = (blocked *)arg;
+    if (index == 0) {
+        th_run_threads(12, block_one, b);
+        return;
+    }
+    /* Wait until every waiter is registered on a word (the words say so), then close. */
+    for (;;) {
+        uint32_t e = __atomic_load_n(&b->empty->not_empty, __ATOMIC_RELAXED);
+        uint32_t f = __atomic_load_n(&b->full->not_full, __ATOMIC_RELAXED);
+        if ((e & 0xfff) == 6 && (f & 0xfff) == 6)
+            break;
+        sched_yield();
+    }
+    conc_queue_close(b->empty);
+    conc_queue_close(b->full);
+}
+
+static void queue_deadlock_close_releases_waiters(void) {
+    int rounds = (int)th_iters(30);
+    for (int round = 0; round < rounds; round++) {
+        blocked b;
+        memset(&b, 0, sizeof b);
+        b.empty = make(2, sizeof(int));
+        b.full = make(2, sizeof(int));
+        int x = 0;
+        TH_CHECK_EQ(conc_queue_push(b.full, &x), 0);
+        TH_CHECK_EQ(conc_queue_push(b.full, &x), 0);
+        th_run_threads(2, closer_thread, &b);
+        for (int i = 0; i < 12; i++)
+            TH_CHECK_EQ(b.results[i], EPIPE);
+        TH_CHECK_EQ(conc_queue_size(b.full), 2); /* still drainable */
+        conc_queue_destroy(b.empty);
+        conc_queue_destroy(b.full);
+    }
+}
+
+/* Close racing with sleepers that come and go with deadlines: nobody stays asleep, and
+ * every item pushed before the close is popped. */
+typedef struct timeouts {
+    conc_queue_t *q;
+    long items;
+    uint64_t popped; /* relaxed */
+} timeouts;
+
+static void deadline_thread(int index, void *arg) {
+    timeouts *t = (timeouts *)arg;
+    th_rng rng = th_rng_make((uint64_t)index + 77);
+    int x = 0;
+    if (index == 0) { /* the producer, then the closer */
+        for (long i = 0; i < t->items; i++) {
+            TH_CHECK_EQ(conc_queue_push(t->q, &x), 0);
+            if (th_rand_below(&rng, 4) == 0)
+                sched_yield();
+        }
+        conc_queue_close(t->q);
+        return;
+    }
+    for (;;) {
+        int64_t wait = (int64_t)th_rand_below(&rng, 200) * CONC_US;
+        int r = conc_queue_pop_until(t->q, &x, conc_now() + wait);
+        if (r == EPIPE)
+            return;
+        TH_CHECK(r == ETIMEDOUT || r == 0);
+        if (r == 0)
+            __atomic_fetch_add(&t->popped, 1, __ATOMIC_RELAXED);
+    }
+}
+
+static void queue_deadlock_close_vs_timeouts(void) {
+    int rounds = (int)th_iters(20);
+    for (int round = 0; round < rounds; round++) {
+        timeouts t;
+        memset(&t, 0, sizeof t);
+        t.q = make(1 + (size_t)round % 4, sizeof(int));
+        t.items = 500;
+        th_run_threads(9, deadline_thread, &t);
+        TH_CHECK_EQ(t.popped, (uint64_t)t.items);
+        conc_queue_destroy(t.q);
+    }
+}
+
+/* A capacity-1 queue, one token, 8 threads: each pops it, bumps it, pushes it back. */
+typedef struct pingpong {
+    conc_queue_t *q;
+    long iters;
+    long moves[8]; /* per thread, checked after the join */
+} pingpong;
+
+static void pingpong_thread(int index, void *arg) {
+    pingpong *p = (pingpong *)arg;
+    for (long i = 0; i < p->iters; i++) {
+        uint64_t token;
+        TH_CHECK_EQ(conc_queue_pop(p->q, &token), 0);
+        token++;
+        TH_CHECK_EQ(conc_queue_push(p->q, &token), 0);
+        p->moves[index]++;
+    }
+}
+
+static void queue_deadlock_pingpong_cap1(void) {
+    pingpong p;
+    memset(&p, 0, sizeof p);
+    p.q = make(1, sizeof(uint64_t));
+    p.iters = th_iters(5000);
+    uint64_t token = 0;
+    TH_CHECK_EQ(conc_queue_push(p.q, &token), 0);
+    th_run_threads(8, pingpong_thread, &p);
+    TH_CHECK_EQ(conc_queue_try_pop(p.q, &token), 0);
+    TH_CHECK_EQ(token, (uint64_t)(8 * p.iters));
+    for (int i = 0; i < 8; i++)
+        TH_CHECK_EQ(p.moves[i], p.iters);
+    conc_queue_destroy(p.q);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Process-shared
+ * ---------------------------------------------------------------------------------------- */
+#define SHARED_PRODUCERS 3
+#define SHARED_CONSUMERS 3
+
+typedef struct shared_area {
+    uint64_t popped;              /* relaxed */
+    uint64_t per_producer;
+    uint64_t seen[1];             /* bitmap; the queue follows the bitmap */
+} shared_area;
+
+static void queue_shared_fork_exactly_once(void) {
+    uint64_t per = (uint64_t)th_iters(20000);
+    size_t bitmap = (size_t)((SHARED_PRODUCERS * per) / 64 + 1) * sizeof(uint64_t);
+    size_t qoff = (sizeof(shared_area) + bitmap + 63) & ~(size_t)63;
+    size_t need = conc_queue_footprint(64, sizeof(uint64_t));
+    size_t total = qoff + need;
+    void *mem = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(mem != MAP_FAILED);
+    shared_area *a = (shared_area *)mem;
+    a->per_producer = per;
+    conc_queue_t *q;
+    TH_CHECK_EQ(conc_queue_init_in(&q, (char *)mem + qoff, need, 64, sizeof(uint64_t), CONC_SHARED), 0);
+    pid_t pids[SHARED_PRODUCERS + SHARED_CONSUMERS];
+    for (int i = 0; i < SHARED_PRODUCERS + SHARED_CONSUMERS; i++) {
+        pids[i] = fork();
+        TH_CHECK(pids[i] >= 0);
+        if (pids[i] != 0)
+            continue;
+        if (i < SHARED_PRODUCERS) {
+            for (uint64_t s = 0; s < per;) {
+                uint64_t batch[8];
+                size_t want = (size_t)(per - s < 8 ? per - s : 8), n;
+                for (size_t k = 0; k < want; k++)
+                    batch[k] = ((uint64_t)i << 40) | (s + k);
+                if (s % 3 == 0) {
+                    if (conc_queue_push_batch(q, batch, want, &n) != 0)
+                        _exit(2);
+                } else {
+                    if (conc_queue_push(q, &batch[0]) != 0)
+                        _exit(2);
+                    n = 1;
+                }
+                s += n;
+            }
+            _exit(0);
+        }
+        uint64_t last[SHARED_PRODUCERS] = {0};
+        uint64_t x;
+        while (conc_queue_pop(q, &x) == 0) {
+            uint64_t p = x >> 40, s = x & ((1ull << 40) - 1);
+            if (p >= SHARED_PRODUCERS || s >= per || s + 1 <= last[p])
+                _exit(3); /* garbage, or one producer's items out of order */
+            last[p] = s + 1;
+            uint64_t bit = p * per + s;
+            uint64_t old = __atomic_fetch_or(&a->seen[bit / 64], 1ull << (bit % 64), __ATOMIC_RELAXED);
+            if (old & (1ull << (bit % 64)))
+                _exit(4); /* twice */
+            __atomic_fetch_add(&a->popped, 1, __ATOMIC_RELAXED);
+        }
+        _exit(0);
+    }
+    int status;
+    for (int i = 0; i < SHARED_PRODUCERS; i++) {
+        TH_CHECK(waitpid(pids[i], &status, 0) == pids[i]);
+        TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "producer status %d", status);
+    }
+    conc_queue_close(q);
+    for (int i = SHARED_PRODUCERS; i < SHARED_PRODUCERS + SHARED_CONSUMERS; i++) {
+        TH_CHECK(waitpid(pids[i], &status, 0) == pids[i]);
+        TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "consumer status %d", status);
+    }
+    TH_CHECK_EQ(a->popped, SHARED_PRODUCERS * per);
+    for (uint64_t b = 0; b < SHARED_PRODUCERS * per; b++)
+        TH_CHECK((a->seen[b / 64] >> (b % 64)) & 1);
+    munmap(mem, total);
+}
+
+/* Two processes through shm_open: the child maps the object at another address, attaches,
+ * and answers requests on a second queue in the same object. */
+static void queue_shared_shm_attach(void) {
+    char name[64];
+    snprintf(name, sizeof name, "/conc_test_queue_%d", (int)getpid());
+    int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    TH_CHECK_MSG(fd >= 0, "shm_open: %s", strerror(errno));
+    size_t one = (conc_queue_footprint(4, sizeof(uint64_t)) + 63) & ~(size_t)63;
+    size_t total = 2 * one;
+    TH_CHECK_EQ(ftruncate(fd, (off_t)total), 0);
+    char *base = (char *)mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    TH_CHECK(base != MAP_FAILED);
+    conc_queue_t *req, *rep;
+    TH_CHECK_EQ(conc_queue_init_in(&req, base, one, 4, sizeof(uint64_t), CONC_SHARED), 0);
+    TH_CHECK_EQ(conc_queue_init_in(&rep, base + one, one, 4, sizeof(uint64_t), CONC_SHARED), 0);
+    long rounds = th_iters(20000);
+    pid_t pid = fork();
+    TH_CHECK(pid >= 0);
+    if (pid == 0) {
+        int cfd = shm_open(name, O_RDWR, 0);
+        if (cfd < 0)
+            _exit(2);
+        char *mine = (char *)mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+        if (mine == MAP_FAILED || mine == base)
+            _exit(3);
+        munmap(base, total); /* the inherited mapping: prove nothing points into it */
+        conc_queue_t *creq = conc_queue_attach(mine), *crep = conc_queue_attach(mine + one);
+        if (!creq || !crep)
+            _exit(4);
+        uint64_t x;
+        while (conc_queue_pop(creq, &x) == 0) {
+            x = x * 2 + 1;
+            if (conc_queue_push(crep, &x) != 0)
+                _exit(5);
+        }
+        conc_queue_close(crep);
+        _exit(0);
+    }
+    for (long i = 0; i < rounds; i++) {
+        uint64_t x = (uint64_t)i;
+        TH_CHECK_EQ(conc_queue_push(req, &x), 0);
+        if (i % 3 == 2) { /* keep up to 3 in flight */
+            for (long k = i - 2; k <= i; k++) {
+                TH_CHECK_EQ(conc_queue_pop(rep, &x), 0);
+                TH_CHECK_EQ(x, (uint64_t)k * 2 + 1);
+            }
+        }
+    }
+    for (long k = rounds - rounds % 3; k < rounds; k++) {
+        uint64_t x;
+        TH_CHECK_EQ(conc_queue_pop(rep, &x), 0);
+        TH_CHECK_EQ(x, (uint64_t)k * 2 + 1);
+    }
+    conc_queue_close(req);
+    uint64_t x;
+    TH_CHECK_EQ(conc_queue_pop(rep, &x), EPIPE); /* the child closed its side */
+    int status;
+    TH_CHECK(waitpid(pid, &status, 0) == pid);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    munmap(base, total);
+    close(fd);
+    shm_unlink(name);
+}
+
+TH_MAIN("queue",
+        TH_CASE(queue_create_einval_enomem),
+        TH_CASE(queue_init_in_attach),
+        TH_CASE(queue_capacity_exact),
+        TH_CASE(queue_item_sizes),
+        TH_CASE(queue_batch_unit),
+        TH_CASE(queue_until_never_early),
+        TH_CASE(queue_close_every_state),
+        TH_CASE(queue_no_syscall_without_waiters),
+        TH_CASE_T(queue_stress_1p1c, 60),
+        TH_CASE_T(queue_stress_4p4c, 60),
+        TH_CASE_T(queue_stress_8p1c, 60),
+        TH_CASE_T(queue_stress_1p8c, 60),
+        TH_CASE_T(queue_stress_cap1_mixed, 60),
+        TH_CASE_T(queue_stress_close_race, 60),
+        TH_CASE_T(queue_deadlock_close_releases_waiters, 60),
+        TH_CASE_T(queue_deadlock_close_vs_timeouts, 60),
+        TH_CASE_T(queue_deadlock_pingpong_cap1, 60),
+        TH_CASE_T(queue_shared_fork_exactly_once, 60),
+        TH_CASE_T(queue_shared_shm_attach, 60))
