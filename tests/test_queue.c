@@ -57,7 +57,7 @@ static void queue_create_einval_enomem(void) {
 static void queue_init_in_attach(void) {
     size_t need = conc_queue_footprint(5, 12);
     TH_CHECK(need > 0);
-    unsigned char *mem = (unsigned char *)aligned_alloc(64, need + 64);
+    unsigned char *mem = (unsigned char *)aligned_alloc(64, (need + 127) & ~(size_t)63);
     TH_CHECK(mem != NULL);
     conc_queue_t *q = NULL;
     TH_CHECK_EQ(conc_queue_init_in(&q, NULL, need, 5, 12, 0), EINVAL);

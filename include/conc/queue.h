@@ -484,8 +484,17 @@ CONC_INLINE void conc__queue_notify(conc_queue_t *q, uint32_t *word, size_t k) {
     /* [F1] seq_cst fence: forbids the load of word below from moving before our stamp
      * stores [R1]/[R2] (store->load reordering), which would let a waiter register and
      * re-check unseen in between: the lost wakeup. Pairs with the waiter's [W1]. */
+#if defined(CONC_TSAN)
+    /* Under ThreadSanitizer (which ignores fences, and which gcc refuses with -Werror=tsan):
+     * a seq_cst RMW on the word itself. Stronger, and exact in the C11 model: it is ordered
+     * with the waiter's [W1] on the same word, and the acquire/release chain carries the
+     * publish to a waiter that registers after it. It dirties the word's line, so normal
+     * builds keep the fence. */
+    uint32_t w = conc_fetch_add(word, 0u, CONC_SEQ_CST);
+#else
     conc_fence_seq_cst(word);
     uint32_t w = conc_load(word, CONC_RELAXED);
+#endif
     if (CONC_UNLIKELY(conc__qw_waiters(w) > conc__qw_pending(w)))
         conc__queue_wake_slow(q, word, w, k);
 }

@@ -1,0 +1,515 @@
+/* bench/bench_queue.c - conc_queue against a mutex+cond ring, ck_ring MPMC and queue.Queue
+ * SPDX-License-Identifier: MIT
+ *
+ * Throughput: P producers push ITEMS/P items each, C consumers pop ITEMS/C each, through one
+ * queue of capacity 1024 (ck_ring: 1024 slots, 1023 usable; it needs a power of two). One op
+ * is one item moved end to end. 1P1C, 2P2C and 4P4C (8 threads on this 2-core machine), 8- and
+ * 64-byte items, batch sizes 1 and 32 (conc: push_batch/pop_batch; the mutex ring: one lock
+ * per batch; ck_ring has no batch: a loop of singles). ck_ring cannot block, so its threads
+ * retry with sched_yield. Python's queue.Queue runs the same 8-byte workload in a child
+ * process (bench/python/queue_bench.py); its ns/op is parsed so its ratio comes from this run
+ * (its CPU column counts only this process, so it reads near zero: ignore it).
+ *
+ * Latency: ping-pong through two queues (push to one, pop the answer from the other), round
+ * trip ns, with the two threads pinned to different CPUs and unpinned.
+ *
+ * futex/100 ops counts conc's futex syscalls (CONC_FUTEX_HOOK); baselines show 0 (not
+ * counted). CPU ns/op is process CPU time: spinning shows up there.
+ *
+ * Run: make build/bench/bench_queue && flock /tmp/conc-bench.lock build/bench/bench_queue
+ */
+#define _GNU_SOURCE /* bench.h pins threads: CPU_SET, pthread_setaffinity_np */
+#include "bench.h"
+#include "conc/queue.h"
+
+#include <ck_ring.h>
+
+#define CAPACITY 1024
+#define MAX_ITEM 64
+
+typedef struct item8 {
+    uint64_t v;
+} item8;
+typedef struct item64 {
+    uint64_t v[8];
+} item64;
+CK_RING_PROTOTYPE(item8, item8)
+CK_RING_PROTOTYPE(item64, item64)
+
+typedef enum impl_kind { IMPL_CONC, IMPL_MUTEX, IMPL_CK } impl_kind;
+
+/* ------------------------------------------------------------------------------------------
+ * The plain mutex+cond ring (what most C code writes by hand)
+ * ---------------------------------------------------------------------------------------- */
+typedef struct mring {
+    pthread_mutex_t lock;
+    pthread_cond_t not_empty, not_full;
+    size_t cap, item, head, count;
+    unsigned char *buf;
+} mring;
+
+static void mring_init(mring *r, size_t cap, size_t item) {
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->not_empty, NULL);
+    pthread_cond_init(&r->not_full, NULL);
+    r->cap = cap;
+    r->item = item;
+    r->head = r->count = 0;
+    r->buf = (unsigned char *)malloc(cap * item);
+    if (!r->buf)
+        abort();
+}
+
+static void mring_fini(mring *r) {
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->not_empty);
+    pthread_cond_destroy(&r->not_full);
+    free(r->buf);
+}
+
+/* Moves up to n items in under one lock hold (blocks while full); returns how many. */
+static size_t mring_push(mring *r, const unsigned char *items, size_t n) {
+    pthread_mutex_lock(&r->lock);
+    while (r->count == r->cap)
+        pthread_cond_wait(&r->not_full, &r->lock);
+    size_t k = r->cap - r->count < n ? r->cap - r->count : n;
+    for (size_t i = 0; i < k; i++)
+        memcpy(r->buf + ((r->head + r->count + i) % r->cap) * r->item, items + i * r->item,
+               r->item);
+    r->count += k;
+    if (k > 1)
+        pthread_cond_broadcast(&r->not_empty);
+    else
+        pthread_cond_signal(&r->not_empty);
+    pthread_mutex_unlock(&r->lock);
+    return k;
+}
+
+static size_t mring_pop(mring *r, unsigned char *items, size_t n) {
+    pthread_mutex_lock(&r->lock);
+    while (r->count == 0)
+        pthread_cond_wait(&r->not_empty, &r->lock);
+    size_t k = r->count < n ? r->count : n;
+    for (size_t i = 0; i < k; i++)
+        memcpy(items + i * r->item, r->buf + ((r->head + i) % r->cap) * r->item, r->item);
+    r->head = (r->head + k) % r->cap;
+    r->count -= k;
+    if (k > 1)
+        pthread_cond_broadcast(&r->not_full);
+    else
+        pthread_cond_signal(&r->not_full);
+    pthread_mutex_unlock(&r->lock);
+    return k;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * One run: the same thread bodies for every implementation
+ * ---------------------------------------------------------------------------------------- */
+typedef struct run {
+    impl_kind kind;
+    int producers, consumers;
+    size_t item_size, batch;
+    uint64_t per_producer, per_consumer;
+    conc_queue_t *cq;
+    mring mr;
+    ck_ring_t ck;
+    void *ck_buf;
+    uint64_t checksum; /* relaxed: consumers add what they saw, checked after the join */
+} run;
+
+static void ck_push1(run *r, const unsigned char *item) {
+    if (r->item_size == 8) {
+        while (!ck_ring_enqueue_mpmc_item8(&r->ck, (item8 *)r->ck_buf, (item8 *)(uintptr_t)item))
+            sched_yield();
+    } else {
+        while (!ck_ring_enqueue_mpmc_item64(&r->ck, (item64 *)r->ck_buf,
+                                            (item64 *)(uintptr_t)item))
+            sched_yield();
+    }
+}
+
+static void ck_pop1(run *r, unsigned char *item) {
+    if (r->item_size == 8) {
+        while (!ck_ring_dequeue_mpmc_item8(&r->ck, (item8 *)r->ck_buf, (item8 *)(void *)item))
+            sched_yield();
+    } else {
+        while (!ck_ring_dequeue_mpmc_item64(&r->ck, (item64 *)r->ck_buf, (item64 *)(void *)item))
+            sched_yield();
+    }
+}
+
+static void producer(run *r, int index) {
+    uint64_t buf[32 * MAX_ITEM / 8];
+    memset(buf, 0, sizeof buf);
+    size_t words = r->item_size / 8;
+    uint64_t sent = 0, base = (uint64_t)index * r->per_producer;
+    while (sent < r->per_producer) {
+        size_t n = r->batch;
+        if (n > r->per_producer - sent)
+            n = (size_t)(r->per_producer - sent);
+        for (size_t i = 0; i < n; i++)
+            buf[i * words] = base + sent + i;
+        const unsigned char *p = (const unsigned char *)buf;
+        switch (r->kind) {
+        case IMPL_CONC:
+            if (n == 1) {
+                if (conc_queue_push(r->cq, p) != 0)
+                    abort();
+            } else if (conc_queue_push_batch(r->cq, p, n, NULL) != 0) {
+                abort();
+            }
+            break;
+        case IMPL_MUTEX:
+            for (size_t done = 0; done < n;)
+                done += mring_push(&r->mr, p + done * r->item_size, n - done);
+            break;
+        case IMPL_CK:
+            for (size_t i = 0; i < n; i++)
+                ck_push1(r, p + i * r->item_size);
+            break;
+        }
+        sent += n;
+    }
+}
+
+static void consumer(run *r) {
+    uint64_t buf[32 * MAX_ITEM / 8];
+    size_t words = r->item_size / 8;
+    uint64_t got = 0, sum = 0;
+    while (got < r->per_consumer) {
+        size_t want = r->batch, n = 0;
+        if (want > r->per_consumer - got)
+            want = (size_t)(r->per_consumer - got);
+        unsigned char *p = (unsigned char *)buf;
+        switch (r->kind) {
+        case IMPL_CONC:
+            if (want == 1) {
+                if (conc_queue_pop(r->cq, p) != 0)
+                    abort();
+                n = 1;
+            } else if (conc_queue_pop_batch(r->cq, p, want, &n) != 0) {
+                abort();
+            }
+            break;
+        case IMPL_MUTEX:
+            n = mring_pop(&r->mr, p, want);
+            break;
+        case IMPL_CK:
+            for (size_t i = 0; i < want; i++)
+                ck_pop1(r, p + i * r->item_size);
+            n = want;
+            break;
+        }
+        for (size_t i = 0; i < n; i++)
+            sum += buf[i * words];
+        got += n;
+    }
+    __atomic_fetch_add(&r->checksum, sum, __ATOMIC_RELAXED);
+}
+
+static void run_thread(int index, void *arg) {
+    run *r = (run *)arg;
+    if (index < r->producers)
+        producer(r, index);
+    else
+        consumer(r);
+}
+
+typedef struct tp_case {
+    impl_kind kind;
+    int producers, consumers;
+    size_t item_size, batch;
+} tp_case;
+
+static uint64_t tp_items(void) {
+    return bench_state.quick ? 200000 : 1000000;
+}
+
+static void run_throughput(void *ctx, bench_sample *s) {
+    tp_case *c = (tp_case *)ctx;
+    run *r = (run *)aligned_alloc(64, (sizeof(run) + 63) & ~(size_t)63);
+    if (!r)
+        abort();
+    memset(r, 0, sizeof *r);
+    r->kind = c->kind;
+    r->producers = c->producers;
+    r->consumers = c->consumers;
+    r->item_size = c->item_size;
+    r->batch = c->batch;
+    uint64_t items = tp_items();
+    items -= items % (uint64_t)(c->producers * c->consumers);
+    r->per_producer = items / (uint64_t)c->producers;
+    r->per_consumer = items / (uint64_t)c->consumers;
+    switch (c->kind) {
+    case IMPL_CONC:
+        if (conc_queue_create(&r->cq, CAPACITY, c->item_size) != 0)
+            abort();
+        break;
+    case IMPL_MUTEX:
+        mring_init(&r->mr, CAPACITY, c->item_size);
+        break;
+    case IMPL_CK:
+        ck_ring_init(&r->ck, CAPACITY);
+        r->ck_buf = aligned_alloc(64, CAPACITY * c->item_size);
+        if (!r->ck_buf)
+            abort();
+        break;
+    }
+    unsigned long f0 = bench_futex_count();
+    int64_t t0 = bench_now();
+    bench_threads(c->producers + c->consumers, run_thread, r);
+    int64_t t1 = bench_now();
+    unsigned long f1 = bench_futex_count();
+    uint64_t expect = items * (items - 1) / 2;
+    if (r->checksum != expect) {
+        fprintf(stderr, "bench_queue: checksum %llu != %llu\n", (unsigned long long)r->checksum,
+                (unsigned long long)expect);
+        abort();
+    }
+    s->ops = (double)items;
+    s->wall_ns = (double)(t1 - t0);
+    s->extra[0] = (double)items / ((double)(t1 - t0) / 1e9) / 1e6;
+    s->extra[1] = c->kind == IMPL_CONC ? (double)(f1 - f0) * 100.0 / (double)items : 0;
+    switch (c->kind) {
+    case IMPL_CONC: conc_queue_destroy(r->cq); break;
+    case IMPL_MUTEX: mring_fini(&r->mr); break;
+    case IMPL_CK: free(r->ck_buf); break;
+    }
+    free(r);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Python queue.Queue, same workload, in a child process
+ * ---------------------------------------------------------------------------------------- */
+static char python_script[1024];
+
+static bool find_python_script(const char *argv0) {
+    const char *candidates[] = {"bench/python/queue_bench.py", NULL};
+    for (int i = 0; candidates[i]; i++)
+        if (access(candidates[i], R_OK) == 0) {
+            snprintf(python_script, sizeof python_script, "%s", candidates[i]);
+            return access("/usr/bin/python3", X_OK) == 0 || system("command -v python3 >/dev/null") == 0;
+        }
+    /* next to the binary: build/bench/bench_queue -> ../../bench/python */
+    char dir[900];
+    snprintf(dir, sizeof dir, "%s", argv0);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return false;
+    *slash = 0;
+    snprintf(python_script, sizeof python_script, "%s/../../bench/python/queue_bench.py", dir);
+    return access(python_script, R_OK) == 0 && system("command -v python3 >/dev/null") == 0;
+}
+
+static void run_python(void *ctx, bench_sample *s) {
+    tp_case *c = (tp_case *)ctx;
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "python3 %s %d %d %d %zu %d", python_script, c->producers,
+             c->consumers, bench_state.quick ? 30000 : 100000, c->item_size, CAPACITY);
+    FILE *f = popen(cmd, "r");
+    double ops = 0, ns = 0;
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "ops %lf", &ops) == 1)
+            continue;
+        (void)sscanf(line, "ns_per_op %lf", &ns);
+    }
+    if (!f || pclose(f) != 0 || ops <= 0 || ns <= 0) {
+        fprintf(stderr, "bench_queue: %s failed\n", cmd);
+        exit(1);
+    }
+    s->ops = ops;
+    s->wall_ns = ns * ops;
+    s->extra[0] = 1e3 / ns;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Ping-pong latency
+ * ---------------------------------------------------------------------------------------- */
+typedef struct pingpong {
+    impl_kind kind;
+    bool pin;
+    conc_queue_t *cq[2];
+    mring mr[2];
+    ck_ring_t ck[2];
+    item8 *ck_buf[2];
+    uint64_t rounds; /* set by thread 0 when it stops */
+} pingpong;
+
+static void pp_send(pingpong *p, int which, uint64_t v) {
+    item8 it = {v};
+    switch (p->kind) {
+    case IMPL_CONC:
+        if (conc_queue_push(p->cq[which], &it) != 0)
+            abort();
+        break;
+    case IMPL_MUTEX: mring_push(&p->mr[which], (const unsigned char *)&it, 1); break;
+    case IMPL_CK:
+        while (!ck_ring_enqueue_mpmc_item8(&p->ck[which], p->ck_buf[which], &it))
+            sched_yield();
+        break;
+    }
+}
+
+static uint64_t pp_recv(pingpong *p, int which) {
+    item8 it = {0};
+    switch (p->kind) {
+    case IMPL_CONC:
+        if (conc_queue_pop(p->cq[which], &it) != 0)
+            abort();
+        break;
+    case IMPL_MUTEX: mring_pop(&p->mr[which], (unsigned char *)&it, 1); break;
+    case IMPL_CK:
+        while (!ck_ring_dequeue_mpmc_item8(&p->ck[which], p->ck_buf[which], &it))
+            sched_yield();
+        break;
+    }
+    return it.v;
+}
+
+static void pp_thread(int index, void *arg) {
+    pingpong *p = (pingpong *)arg;
+    if (p->pin)
+        bench_pin(index);
+    if (index == 0) {
+        int64_t end = bench_now() + bench_duration_ns();
+        uint64_t i = 0;
+        for (;;) {
+            pp_send(p, 0, i);
+            if (pp_recv(p, 1) != i + 1)
+                abort();
+            i++;
+            if ((i & 63) == 0 && bench_now() >= end)
+                break;
+        }
+        pp_send(p, 0, UINT64_MAX); /* stop */
+        p->rounds = i;
+    } else {
+        for (;;) {
+            uint64_t v = pp_recv(p, 0);
+            if (v == UINT64_MAX)
+                break;
+            pp_send(p, 1, v + 1);
+        }
+    }
+    if (p->pin)
+        bench_unpin();
+}
+
+static void run_pingpong(void *ctx, bench_sample *s) {
+    pingpong *proto = (pingpong *)ctx;
+    pingpong p;
+    memset(&p, 0, sizeof p);
+    p.kind = proto->kind;
+    p.pin = proto->pin;
+    for (int i = 0; i < 2; i++) {
+        switch (p.kind) {
+        case IMPL_CONC:
+            if (conc_queue_create(&p.cq[i], CAPACITY, sizeof(item8)) != 0)
+                abort();
+            break;
+        case IMPL_MUTEX: mring_init(&p.mr[i], CAPACITY, sizeof(item8)); break;
+        case IMPL_CK:
+            ck_ring_init(&p.ck[i], CAPACITY);
+            p.ck_buf[i] = (item8 *)aligned_alloc(64, CAPACITY * sizeof(item8));
+            if (!p.ck_buf[i])
+                abort();
+            break;
+        }
+    }
+    unsigned long f0 = bench_futex_count();
+    int64_t t0 = bench_now();
+    bench_threads(2, pp_thread, &p);
+    int64_t t1 = bench_now();
+    unsigned long f1 = bench_futex_count();
+    s->ops = (double)p.rounds;
+    s->wall_ns = (double)(t1 - t0);
+    s->extra[0] = (double)p.rounds / ((double)(t1 - t0) / 1e9) / 1e6;
+    s->extra[1] = p.kind == IMPL_CONC ? (double)(f1 - f0) * 100.0 / (double)(2 * p.rounds) : 0;
+    for (int i = 0; i < 2; i++) {
+        switch (p.kind) {
+        case IMPL_CONC: conc_queue_destroy(p.cq[i]); break;
+        case IMPL_MUTEX: mring_fini(&p.mr[i]); break;
+        case IMPL_CK: free(p.ck_buf[i]); break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+static void bars(const char *label, bool with_python, bool with_futex) {
+    char what[160];
+    /* bench_last[i].ratio = conc time / baseline time: speedup = 1 / ratio */
+    snprintf(what, sizeof what, "%s throughput vs mutex+cond ring (x)", label);
+    bench_bar(what, 1.0 / bench_last[1].ratio.median, ">=", 1.5);
+    snprintf(what, sizeof what, "%s throughput vs ck_ring mpmc + yield (x)", label);
+    bench_bar(what, 1.0 / bench_last[2].ratio.median, ">=", 1.0);
+    if (with_python) {
+        snprintf(what, sizeof what, "%s throughput vs Python queue.Queue (x)", label);
+        bench_bar(what, 1.0 / bench_last[3].ratio.median, ">=", 25);
+    }
+    if (with_futex) {
+        snprintf(what, sizeof what, "%s futex calls per 100 ops, both sides busy", label);
+        bench_bar(what, bench_last[0].extra[1].median, "<=", 1.0);
+    }
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    bench_init("queue");
+    bool python = find_python_script(argv[0]);
+    if (!python)
+        printf("(python3 or bench/python/queue_bench.py not found: Python rows skipped)\n");
+    static const char *const tp_cols[] = {"M items/s", "futex/100 ops", NULL};
+    const int pairs[] = {1, 2, 4};
+    const size_t sizes[] = {8, 64};
+    const size_t batches[] = {1, 32};
+    for (size_t si = 0; si < 2; si++) {
+        for (size_t bi = 0; bi < 2; bi++) {
+            char title[128];
+            snprintf(title, sizeof title,
+                     "throughput, %zu-byte items, batch %zu, capacity %d (2 CPUs)", sizes[si],
+                     batches[bi], CAPACITY);
+            bench_table(title, tp_cols);
+            for (size_t pi = 0; pi < 3; pi++) {
+                int n = pairs[pi];
+                tp_case cc = {IMPL_CONC, n, n, sizes[si], batches[bi]};
+                tp_case cm = {IMPL_MUTEX, n, n, sizes[si], batches[bi]};
+                tp_case ck = {IMPL_CK, n, n, sizes[si], batches[bi]};
+                tp_case cp = {IMPL_CONC, n, n, sizes[si], batches[bi]};
+                bool py = python && sizes[si] == 8 && batches[bi] == 1;
+                bench_impl impls[] = {
+                    {batches[bi] > 1 ? "conc_queue push_batch/pop_batch" : "conc_queue",
+                     run_throughput, &cc},
+                    {"mutex+cond ring", run_throughput, &cm},
+                    {batches[bi] > 1 ? "ck_ring mpmc + yield (singles)" : "ck_ring mpmc + yield",
+                     run_throughput, &ck},
+                    {"Python queue.Queue", run_python, &cp},
+                };
+                char name[32];
+                snprintf(name, sizeof name, "%dP%dC", n, n);
+                bench_run(name, impls, py ? 4 : 3);
+                if (sizes[si] == 8 && batches[bi] == 1) {
+                    char label[48];
+                    snprintf(label, sizeof label, "%s 8-byte", name);
+                    bars(label, py, true);
+                }
+            }
+        }
+    }
+
+    static const char *const pp_cols[] = {"M round trips/s", "futex/100 ops", NULL};
+    bench_table("ping-pong latency: round trip through two queues (ns/op = one round trip)",
+                pp_cols);
+    for (int pin = 1; pin >= 0; pin--) {
+        static pingpong pc, pm, pk; /* only kind and pin are read from these */
+        pc.kind = IMPL_CONC;
+        pm.kind = IMPL_MUTEX;
+        pk.kind = IMPL_CK;
+        pc.pin = pm.pin = pk.pin = pin != 0;
+        bench_impl impls[] = {{"conc_queue", run_pingpong, &pc},
+                              {"mutex+cond ring", run_pingpong, &pm},
+                              {"ck_ring mpmc + yield", run_pingpong, &pk}};
+        bench_run(pin ? "pinned" : "unpinned", impls, 3);
+    }
+    return bench_done();
+}
