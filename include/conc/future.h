@@ -853,7 +853,11 @@ CONC_NOINLINE int conc__exq_pop(conc__exq *q, conc_future_t **out, bool block) {
             *out = q->slots[q->head];
             q->head = q->head + 1 == q->cap ? 0 : q->head + 1;
             conc_store(&q->count, q->count - 1, CONC_RELAXED);
-            int wake = conc__ec_notify(&q->not_full, 1);
+            /* Blocked submitters sleep only on a full queue; waking them once half of it is
+             * free lets each wakeup move half a queue, not one slot. The count falls past
+             * that mark while workers drain, so the wake cannot be skipped for good. */
+            int wake = q->cap - q->count >= (q->cap + 1) / 2 ? conc__ec_notify(&q->not_full, INT_MAX)
+                                                              : 0;
             conc_lock_release(&q->lock);
             if (wake)
                 conc_futex_wake(&q->not_full.word, wake, 0);
