@@ -33,6 +33,15 @@
  *     wakeups are budgeted, so a missed wake really strands someone;
  *   - afterwards the word is 0 again: no sleeper count, STARVING or HANDOFF leaks.
  *
+ * Status: lock.h as of f710d39 ("handoff goes to a sleeper that was waiting", may_claim_handoff)
+ * FAILS here: a stranded HANDOFF (invalid end state, 2 processes, ~80 steps). A sleeper that
+ * registered on a word holding a HANDOFF (may_claim false) sleeps on that word; the lock is
+ * claimed, handed off again to this very sleeper (it is counted now, but not yet queued, so
+ * the wake finds nobody), and the claimer re-registers as a newcomer: the word is back to the
+ * exact value the sleeper registered (ABA), so its futex_wait sleeps, and so does the
+ * newcomer's. With may_claim true at registration (the protocol before f710d39) the model
+ * verifies (about 1.5 million states, errors: 0).
+ *
  * Run: bash tests/run.sh models /tmp/m.log, or by hand:
  *   spin -a lock.pml && gcc -O2 -DSAFETY -o pan pan.c && ./pan -m1000000 | grep errors
  * Spin is sequentially consistent: memory ordering is TSan's job (tests/test_lock.c).
@@ -72,7 +81,8 @@ hidden byte nv;    /* scratch inside one atomic step */
     inside++;                                                                                   \
     assert(inside == 1 && (word & HELD) != 0 && (word & HANDOFF) == 0)
 
-#define CLAIMABLE(x) (((x) & HANDOFF) != 0 || ((x) & HELD) == 0)
+/* conc__lock_claimable(x, may_claim) */
+#define CLAIMABLE(x) (((x) & HELD) == 0 || (((x) & HANDOFF) != 0 && may_claim))
 
 /* The end of a round: forget its locals, so equal global states compare equal. */
 #define NEXT_ROUND                                                                              \
@@ -80,7 +90,8 @@ hidden byte nv;    /* scratch inside one atomic step */
     mode = 0;                                                                                   \
     v = 0;                                                                                      \
     r = 0;                                                                                      \
-    starving = false
+    starving = false;                                                                           \
+    may_claim = false
 
 inline futex_wake_one() {
     if
@@ -118,7 +129,7 @@ inline deregister() {
 
 proctype P(byte me) {
     byte round, mode, v, r;
-    bool starving;
+    bool starving, may_claim;
 
 next:
     atomic {
@@ -141,17 +152,32 @@ next:
         if
         :: mode == TRY -> NEXT_ROUND; goto next                   /* EBUSY */
         :: mode == UNTIL -> NEXT_ROUND; goto next                 /* ETIMEDOUT */
-        :: mode != TRY -> word = word + SLEEPER; v = word         /* registered */
+        :: mode != TRY ->                                         /* registered */
+            may_claim = ((word & HANDOFF) == 0); /* a pending HANDOFF is not for us */
+            word = word + SLEEPER;
+            v = word
         fi
     };
+    /* The first pass of the sleep loop works on v, the word as we registered it (HELD): it
+     * may claim a HANDOFF in it only if may_claim (a failed CAS sends it to a normal pass);
+     * r is 0 and the clock has only just been read (not starving yet), so otherwise it goes
+     * straight to futex_wait(v). */
+    atomic {
+        if
+        :: CLAIMABLE(v) && word == v -> claimed(); word = nv; ENTER; goto critical /* [A2] */
+        :: CLAIMABLE(v) && word != v -> goto sleep_loop
+        :: else -> skip
+        fi
+    };
+    goto futex_wait;
 
-    /* The sleep loop of conc__lock_acquire_slow. Each pass reads the word (lock.h reuses the
-     * value its last CAS or load returned, which is the word as it was a moment earlier: a
-     * case of reading now) and acts on it in one step; its CASes are that step's write. */
+    /* The later passes. Each reads the word (lock.h reuses the value its last load or failed
+     * CAS returned: the word as it was a moment earlier, a case of reading now) and acts on it
+     * in one step; its CAS is that step's write. */
 sleep_loop:
     if
-    :: atomic { mode == UNTIL && sleeping[me] -> sleeping[me] = false; r = ETIMEDOUT }
-    :: atomic { spurious > 0 && sleeping[me] -> spurious--; sleeping[me] = false }
+    :: atomic { mode == UNTIL && sleeping[me] -> sleeping[me] = false; r = ETIMEDOUT; goto sleep_loop }
+    :: atomic { spurious > 0 && sleeping[me] -> spurious--; sleeping[me] = false; goto sleep_loop }
     :: atomic {
         !sleeping[me] -> /* woken, or not asleep: run a pass */
         v = word;
@@ -177,17 +203,20 @@ sleep_loop:
         :: starving && (v & STARVING) == 0 -> word = v | STARVING; v = 0; goto sleep_loop
         :: else -> skip
         fi
-       };
-        /* r = conc_futex_wait(&word, v, deadline): compare and queue in one step */
-        atomic {
-            if
-            :: mode == UNTIL -> r = ETIMEDOUT /* deadline already past: no syscall */
-            :: word == v -> sleeping[me] = true
-            :: else -> skip                    /* EAGAIN */
-            fi;
-            v = 0 /* dead until the next pass reads the word */
-        }
+       }
     fi;
+futex_wait:
+    /* r = conc_futex_wait(&word, v, deadline): compare and queue in one step; then lock.h
+     * sets may_claim_handoff (after any return) and reloads v (the next pass reads). */
+    atomic {
+        if
+        :: mode == UNTIL -> r = ETIMEDOUT /* deadline already past: no syscall */
+        :: word == v -> sleeping[me] = true
+        :: else -> skip                    /* EAGAIN */
+        fi;
+        may_claim = true;
+        v = 0
+    };
     goto sleep_loop;
 
 critical:
