@@ -50,25 +50,29 @@
  *     which its lock-order checker ignores: only blocking acquires form lock-order edges.
  *
  * DESIGN
- *   The word: bit 0 HELD, bit 1 HANDOFF, bit 2 STARVING, bits 3..30 the number of registered
- *   sleepers, bit 31 SHARED. Uncontended, the word is 0 (or SHARED): acquire is one CAS
- *   0 -> HELD and release one CAS HELD -> 0, both inline, no syscall. Anything else goes to
- *   the cold paths below:
+ *   The word: bit 0 HELD, bit 1 HANDOFF, bit 2 STARVING, bit 3 WAKING, bits 4..30 the number
+ *   of registered sleepers, bit 31 SHARED. Uncontended, the word is 0 (or SHARED): acquire is
+ *   one CAS 0 -> HELD and release one CAS HELD -> 0, both inline, no syscall. Anything else
+ *   goes to the cold paths below:
  *   - a contended acquire spins (bounded, CONC_LOCK_SPIN relaxed loads with a pause) while
  *     nobody sleeps and more than one CPU exists, then registers as a sleeper (+1 in the
  *     count) and sleeps on the word;
- *   - a release that sees sleepers wakes exactly one;
+ *   - a release that sees sleepers wakes one, unless WAKING says a sleeper it (or an earlier
+ *     release) woke has not run yet: that sleeper will re-check the word anyway, so a second
+ *     wake would only add a thread fighting for the CPU. This keeps one woken thread in
+ *     flight, like glibc's 0/1/2 mutex, while still counting sleepers exactly. The woken
+ *     thread clears WAKING in its next CAS on the word; a release whose wake found nobody in
+ *     the kernel clears it itself, after making sure no registered sleeper is left asleep
+ *     next to a free lock;
  *   - barging: a woken sleeper competes with newcomers, which is what makes a busy lock fast.
  *     A sleeper that has waited more than CONC_LOCK_FAIR_NS sets STARVING; the next release
- *     then keeps HELD, sets HANDOFF and wakes one sleeper, which owns the lock from that moment
- *     (newcomers see HELD and cannot barge). The kernel wakes sleepers of one word in FIFO
- *     order, so the starving sleeper is reached within (sleepers) handoffs. STARVING clears
- *     when a claimer waited less than CONC_LOCK_FAIR_NS itself, or was the last sleeper.
- *   Because sleepers are counted exactly, a HANDOFF is never stranded: the release that makes
- *   it saw at least one registered sleeper, and every sleeper registered before it, whether
- *   it wakes, times out or never got to sleep, re-reads the word and claims a pending HANDOFF
- *   before it leaves. A thread that registers after the HANDOFF was made sleeps once before
- *   it may claim one, so a newcomer cannot take the lock meant for a starving sleeper.
+ *     then keeps HELD, sets HANDOFF and wakes one sleeper (the kernel wakes a word's sleepers
+ *     in FIFO order, so the oldest). Only a thread returning from a wake may claim a HANDOFF,
+ *     so newcomers and sleepers that have not been woken cannot take the lock meant for the
+ *     oldest sleeper. The releaser keeps waking until some sleeper took the wake, or takes
+ *     the HANDOFF back as a plain release if every sleeper left (timed out): a HANDOFF is
+ *     never stranded. STARVING clears when a claimer itself waited less than
+ *     CONC_LOCK_FAIR_NS, or when no sleeper is left.
  *   A spin model of all this is tests/models/lock.pml.
  */
 #ifndef CONC_LOCK_H
@@ -98,8 +102,9 @@ typedef struct conc_lock {
 #define CONC__LOCK_HELD 0x1u            /* someone owns the lock */
 #define CONC__LOCK_HANDOFF 0x2u         /* owned by a sleeper that has not claimed it yet */
 #define CONC__LOCK_STARVING 0x4u        /* a sleeper waited too long: releases hand off */
-#define CONC__LOCK_SLEEPER 0x8u         /* one registered sleeper */
-#define CONC__LOCK_SLEEPERS 0x7ffffff8u /* mask of the sleeper count */
+#define CONC__LOCK_WAKING 0x8u          /* a woken sleeper has not run yet: no second wake */
+#define CONC__LOCK_SLEEPER 0x10u        /* one registered sleeper */
+#define CONC__LOCK_SLEEPERS 0x7ffffff0u /* mask of the sleeper count */
 #define CONC__LOCK_SHARED 0x80000000u   /* process-shared: non-private futex ops */
 
 CONC_INLINE int conc__lock_futex_flags(uint32_t word) {
@@ -135,25 +140,21 @@ static inline void conc_lock_init(conc_lock_t *l, int flags) {
  *   wakeup, only the barger's turn first.
  * ------------------------------------------------------------------------------------------- */
 
-/* The word a registered sleeper installs when it takes the lock from v: v must have HANDOFF
- * set (the lock was handed to a sleeper: any sleeper may claim it) or HELD clear (free). */
-CONC_INLINE uint32_t conc__lock_claimed(uint32_t v, bool starving) {
-    if (!(v & CONC__LOCK_HANDOFF))
-        return (v | CONC__LOCK_HELD) - CONC__LOCK_SLEEPER;
-    uint32_t next = (v & ~CONC__LOCK_HANDOFF) - CONC__LOCK_SLEEPER;
-    /* Handoff mode ends when the claimer itself waited less than CONC_LOCK_FAIR_NS, or when
-     * nobody is left who could be starving. */
-    if (!starving || (next & CONC__LOCK_SLEEPERS) == 0)
-        next &= ~CONC__LOCK_STARVING;
+/* The word a registered sleeper installs when it takes the lock from v: v has HELD clear (the
+ * lock is free) or, for a sleeper that was woken, HANDOFF set (handed to it). A woken sleeper
+ * also retires the WAKING it was woken under. */
+CONC_INLINE uint32_t conc__lock_claimed(uint32_t v, bool woken, bool starving) {
+    uint32_t next = (v | CONC__LOCK_HELD) - CONC__LOCK_SLEEPER;
+    if (woken)
+        next &= ~CONC__LOCK_WAKING;
+    if (v & CONC__LOCK_HANDOFF) {
+        next &= ~CONC__LOCK_HANDOFF;
+        /* Handoff mode ends when the claimer itself waited less than CONC_LOCK_FAIR_NS, or
+         * when nobody is left who could be starving. */
+        if (!starving || (next & CONC__LOCK_SLEEPERS) == 0)
+            next &= ~CONC__LOCK_STARVING;
+    }
     return next;
-}
-
-/* Whether a registered sleeper may take the lock from v. A HANDOFF is meant for a thread that
- * was already waiting when it was made: one that registered after it (and so is not counted
- * in the release that made it) must sleep once before it may claim one, or a newcomer could
- * barge past the starving sleeper the handoff exists for. */
-CONC_INLINE bool conc__lock_claimable(uint32_t v, bool may_claim_handoff) {
-    return !(v & CONC__LOCK_HELD) || ((v & CONC__LOCK_HANDOFF) && may_claim_handoff);
 }
 
 CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
@@ -190,25 +191,25 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
         if (conc_cas(&l->word, &v, v + CONC__LOCK_SLEEPER, CONC_RELAXED, CONC_RELAXED))
             break;
     }
-    bool may_claim_handoff = !(v & CONC__LOCK_HANDOFF); /* see conc__lock_claimable */
     v += CONC__LOCK_SLEEPER;
 
-    int64_t since = 0; /* when we first slept; read lazily, the clock costs ~50 ns */
+    int64_t since = 0;   /* when we first slept; read lazily, the clock costs ~50 ns */
     bool starving = false;
+    bool woken = false;  /* our last futex_wait returned because a release woke us */
     int r = 0;
     for (;;) {
-        if (conc__lock_claimable(v, may_claim_handoff)) {
-            /* [A2] acquire: pairs with [R2], the release that freed or handed over the lock.
-             * Every way out of this loop passes here, so no registered sleeper leaves while a
-             * HANDOFF is pending: that is why a handoff is never stranded. */
-            if (conc_cas(&l->word, &v, conc__lock_claimed(v, starving), CONC_ACQUIRE,
+        if (!(v & CONC__LOCK_HELD) || (woken && (v & CONC__LOCK_HANDOFF))) {
+            /* [A2] acquire: pairs with [R2], the release that freed or handed over the lock. */
+            if (conc_cas(&l->word, &v, conc__lock_claimed(v, woken, starving), CONC_ACQUIRE,
                          CONC_RELAXED))
                 return 0;
             continue;
         }
         if (r == ETIMEDOUT) {
             /* Held by someone else at our deadline: deregister. The last sleeper out also
-             * ends handoff mode, which only sleepers can use. */
+             * ends handoff mode, which only sleepers can use. A pending HANDOFF is not ours
+             * (we were not woken); its releaser is still waking, and takes it back if we
+             * were the last sleeper. */
             uint32_t next = v - CONC__LOCK_SLEEPER;
             if ((next & CONC__LOCK_SLEEPERS) == 0)
                 next &= ~CONC__LOCK_STARVING;
@@ -223,38 +224,83 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
             else if (now - since >= CONC_LOCK_FAIR_NS)
                 starving = true;
         }
-        if (starving && !(v & CONC__LOCK_STARVING)) {
-            /* Relaxed: a request that the releaser reads in its CAS [R2]. */
-            conc_cas(&l->word, &v, v | CONC__LOCK_STARVING, CONC_RELAXED, CONC_RELAXED);
-            continue; /* v is fresh either way */
+        /* Before sleeping again: a woken thread retires its WAKING (or the next release would
+         * not wake anyone), and a starving one asks for a handoff. Relaxed: the releaser reads
+         * both in its CAS [R2]; nothing else is published. */
+        uint32_t next = v;
+        if (woken)
+            next &= ~CONC__LOCK_WAKING;
+        if (starving)
+            next |= CONC__LOCK_STARVING;
+        if (next != v) {
+            if (!conc_cas(&l->word, &v, next, CONC_RELAXED, CONC_RELAXED))
+                continue; /* v is fresh: decide again */
+            v = next;
         }
         CONC_CHAOS_POINT();
         r = conc_futex_wait(&l->word, v, deadline, flags);
-        may_claim_handoff = true;
+        woken = r == 0;
         v = conc_load(&l->word, CONC_RELAXED);
+    }
+}
+
+/* After a release that set WAKING and woke: if the wake found nobody in the kernel, nobody
+ * will retire WAKING, and releases skipped their wakes meanwhile. So take stock: while the
+ * lock is free or handed off and sleepers are registered, keep WAKING and wake again (they
+ * are on their way into futex_wait, or out of it); a HANDOFF whose sleepers all left turns
+ * into a plain free lock; otherwise retire WAKING, and the holder's release wakes later. */
+CONC_COLD void conc__lock_wake_one(conc_lock_t *l, int flags) {
+    for (;;) {
+        CONC_CHAOS_POINT();
+        if (conc_futex_wake(&l->word, 1, flags) > 0)
+            return; /* the woken thread retires WAKING */
+        uint32_t v = conc_load(&l->word, CONC_RELAXED), next;
+        bool wake_again;
+        do {
+            bool sleepers = (v & CONC__LOCK_SLEEPERS) != 0;
+            wake_again = false;
+            if (!(v & CONC__LOCK_WAKING))
+                return; /* a later release or a waking thread took over */
+            if ((v & CONC__LOCK_HANDOFF) && !sleepers) {
+                /* Every sleeper left: the handoff becomes a release. [R3] release: pairs
+                 * with [A1] of whoever takes the lock next. */
+                next = v & CONC__LOCK_SHARED;
+            } else if (sleepers && (!(v & CONC__LOCK_HELD) || (v & CONC__LOCK_HANDOFF))) {
+                wake_again = true;
+                break;
+            } else {
+                next = v & ~CONC__LOCK_WAKING;
+            }
+        } while (!conc_cas(&l->word, &v, next, CONC_RELEASE, CONC_RELAXED));
+        if (!wake_again)
+            return;
+        sched_yield(); /* let the registered sleeper reach futex_wait */
     }
 }
 
 CONC_COLD void conc__lock_release_slow(conc_lock_t *l) {
     uint32_t v = conc_load(&l->word, CONC_RELAXED);
     uint32_t next;
+    bool wake;
     for (;;) {
         if (!(v & CONC__LOCK_HELD) || (v & CONC__LOCK_HANDOFF))
             CONC_ABORT("conc_lock_release: the lock is not held");
-        if ((v & CONC__LOCK_SLEEPERS) == 0)
+        wake = false;
+        if ((v & CONC__LOCK_SLEEPERS) == 0) {
             next = v & CONC__LOCK_SHARED; /* nobody to wake: just free it */
-        else if (v & CONC__LOCK_STARVING)
-            next = v | CONC__LOCK_HANDOFF; /* stays HELD: ownership passes to a sleeper */
-        else
-            next = v & ~CONC__LOCK_HELD;
+        } else {
+            /* Keep HELD and hand over when a sleeper starves; else free it. Wake unless a
+             * woken sleeper is still on its way: it re-checks the word before sleeping. */
+            next = (v & CONC__LOCK_STARVING) ? (v | CONC__LOCK_HANDOFF) : (v & ~CONC__LOCK_HELD);
+            wake = !(v & CONC__LOCK_WAKING);
+            next |= CONC__LOCK_WAKING;
+        }
         /* [R2] release: pairs with [A1]/[A2] of the next owner. */
         if (conc_cas(&l->word, &v, next, CONC_RELEASE, CONC_RELAXED))
             break;
     }
-    if (v & CONC__LOCK_SLEEPERS) {
-        CONC_CHAOS_POINT();
-        conc_futex_wake(&l->word, 1, conc__lock_futex_flags(v));
-    }
+    if (wake)
+        conc__lock_wake_one(l, conc__lock_futex_flags(v));
 }
 
 CONC_COLD int conc__lock_try_slow(conc_lock_t *l) {
