@@ -525,8 +525,16 @@ CONC_COLD int conc__queue_wait(conc_queue_t *q, uint32_t *word, conc__queue_try_
     if (deadline != CONC_FOREVER && conc_now() >= deadline)
         return ETIMEDOUT; /* a past deadline: the caller has tried once */
     if (CONC_QUEUE_SPIN > 0 && conc_cpu_count() > 1) {
+        /* Spin on the one stamp that must change before we can proceed (read-only: no RMW,
+         * and no load of the other side's head/tail line, which its owner writes on every
+         * operation), and try only when it has. Close is seen after the spin. */
+        bool push = word == &q->not_full;
         for (int i = 0; i < CONC_QUEUE_SPIN; i++) {
             conc_cpu_relax();
+            uint64_t pos = conc_load(push ? &q->tail : &q->head, CONC_RELAXED);
+            uint64_t stamp = conc_load(conc__queue_stamp(conc__queue_slot(q, pos)), CONC_RELAXED);
+            if (stamp != (push ? pos : pos + 1) && !(pos & CONC__QUEUE_CLOSED))
+                continue;
             int r = try_once(q, items, n, done);
             if (r != EAGAIN)
                 return r;
