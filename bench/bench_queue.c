@@ -6,7 +6,8 @@
  * is one item moved end to end. 1P1C, 2P2C and 4P4C (8 threads on this 2-core machine), 8- and
  * 64-byte items, batch sizes 1 and 32 (conc: push_batch/pop_batch; the mutex ring: one lock
  * per batch; ck_ring has no batch: a loop of singles). ck_ring cannot block, so its threads
- * retry with sched_yield. Python's queue.Queue runs the same 8-byte workload in a child
+ * retry with sched_yield, and run against a deadline rather than a fixed count (see struct
+ * run: its producers can stall each other for whole time slices). Python's queue.Queue runs the same 8-byte workload in a child
  * process (bench/python/queue_bench.py); its ns/op is parsed so its ratio comes from this run
  * (its CPU column counts only this process, so it reads near zero: ignore it).
  *
@@ -115,6 +116,13 @@ typedef struct run {
     ck_ring_t ck;
     void *ck_buf;
     uint64_t checksum; /* relaxed: consumers add what they saw, checked after the join */
+    /* ck_ring only: a time limit. Its MPMC producers spin inside ck (no yield) until every
+     * earlier producer has committed; with 8 threads on 2 CPUs a preempted producer stalls
+     * the rest for a time slice at a time and a fixed item count can take minutes. So ck
+     * runs move as many items as they can before the deadline, then drain. */
+    int64_t deadline;
+    uint64_t sent[8];       /* per producer, read after the join */
+    int producers_done;     /* release by each producer when it stops */
 } run;
 
 static void ck_push1(run *r, const unsigned char *item) {
@@ -144,6 +152,8 @@ static void producer(run *r, int index) {
     size_t words = r->item_size / 8;
     uint64_t sent = 0, base = (uint64_t)index * r->per_producer;
     while (sent < r->per_producer) {
+        if (r->deadline && (sent & 63) == 0 && bench_now() >= r->deadline)
+            break;
         size_t n = r->batch;
         if (n > r->per_producer - sent)
             n = (size_t)(r->per_producer - sent);
@@ -170,6 +180,40 @@ static void producer(run *r, int index) {
         }
         sent += n;
     }
+    r->sent[index] = sent;
+    /* Release: pairs with the consumers' acquire: every enqueue of ours is committed. */
+    __atomic_fetch_add(&r->producers_done, 1, __ATOMIC_RELEASE);
+}
+
+/* ck consumers under a deadline: pop until the producers are done and the ring is empty. */
+static void ck_consumer_timed(run *r) {
+    uint64_t sum = 0;
+    unsigned char item[MAX_ITEM];
+    uint64_t first;
+    for (;;) {
+        bool ok = r->item_size == 8
+                      ? ck_ring_dequeue_mpmc_item8(&r->ck, (item8 *)r->ck_buf, (item8 *)(void *)item)
+                      : ck_ring_dequeue_mpmc_item64(&r->ck, (item64 *)r->ck_buf,
+                                                    (item64 *)(void *)item);
+        if (ok) {
+            memcpy(&first, item, sizeof first);
+            sum += first;
+            continue;
+        }
+        if (__atomic_load_n(&r->producers_done, __ATOMIC_ACQUIRE) == r->producers) {
+            ok = r->item_size == 8 ? ck_ring_dequeue_mpmc_item8(&r->ck, (item8 *)r->ck_buf,
+                                                                (item8 *)(void *)item)
+                                   : ck_ring_dequeue_mpmc_item64(&r->ck, (item64 *)r->ck_buf,
+                                                                 (item64 *)(void *)item);
+            if (!ok)
+                break;
+            memcpy(&first, item, sizeof first);
+            sum += first;
+            continue;
+        }
+        sched_yield();
+    }
+    __atomic_fetch_add(&r->checksum, sum, __ATOMIC_RELAXED);
 }
 
 static void consumer(run *r) {
@@ -211,6 +255,8 @@ static void run_thread(int index, void *arg) {
     run *r = (run *)arg;
     if (index < r->producers)
         producer(r, index);
+    else if (r->deadline)
+        ck_consumer_timed(r);
     else
         consumer(r);
 }
@@ -253,6 +299,7 @@ static void run_throughput(void *ctx, bench_sample *s) {
         r->ck_buf = aligned_alloc(64, CAPACITY * c->item_size);
         if (!r->ck_buf)
             abort();
+        r->deadline = bench_now() + bench_duration_ns() / 2;
         break;
     }
     unsigned long f0 = bench_futex_count();
@@ -261,6 +308,15 @@ static void run_throughput(void *ctx, bench_sample *s) {
     int64_t t1 = bench_now();
     unsigned long f1 = bench_futex_count();
     uint64_t expect = items * (items - 1) / 2;
+    if (r->deadline) { /* ck: what each producer managed to send */
+        expect = 0;
+        items = 0;
+        for (int p = 0; p < c->producers; p++) {
+            uint64_t base = (uint64_t)p * r->per_producer, n = r->sent[p];
+            expect += base * n + n * (n - 1) / 2;
+            items += n;
+        }
+    }
     if (r->checksum != expect) {
         fprintf(stderr, "bench_queue: checksum %llu != %llu\n", (unsigned long long)r->checksum,
                 (unsigned long long)expect);
