@@ -110,8 +110,9 @@
  *
  *   Blocking: two eventcount words beside the ring, not_empty (consumers sleep on it) and
  *   not_full (producers). Each word: bits 0..11 the registered waiters, bits 12..23 pending
- *   wakes (issued, not yet taken), bits 24..30 a wake sequence, bit 31 CLOSED. After every successful operation the
- *   notifier runs a seq_cst fence and reads the other side's word: if waiters <= pending,
+ *   wakes (issued, not yet taken), bits 24..30 a wake sequence, bit 31 CLOSED. After every
+ *   successful operation the notifier reads the other side's word (seq_cst, after its
+ *   seq_cst claim: no fence): if waiters <= pending,
  *   every waiter already has a wake coming and no syscall is made (the busy case: both
  *   sides running, waiters 0). Otherwise it adds up to k pending wakes (k = items moved) and
  *   futex-wakes that many, stepping the sequence: a sleeper is woken only for an item (or slot) it can take, and a
@@ -346,9 +347,14 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
                 k++;
             }
             CONC_CHAOS_POINT();
-            /* Relaxed: the claim publishes nothing; the stamps [A1]/[R1] order the data. A
-             * failure refreshes tail (and sees CLOSED if close came first). */
-            if (conc_cas_weak(&q->tail, &tail, conc__queue_advance(q, tail, k), CONC_RELAXED,
+            /* [C1] seq_cst: the claim is the event sleeping consumers wait for (a consumer
+             * that sees tail past head waits for the publish rather than sleeping), and it is
+             * the notifier's half of the Dekker pair with the waiter's [W1]: it forbids our
+             * later load of not_empty [F1] from being ordered before it. On x86 every CAS is
+             * a full barrier anyway, so this costs nothing there. The data is ordered by the
+             * stamps [A1]/[R1]. A failure refreshes tail (and sees CLOSED if close came
+             * first). */
+            if (conc_cas_weak(&q->tail, &tail, conc__queue_advance(q, tail, k), CONC_SEQ_CST,
                               CONC_RELAXED)) {
                 pos = tail;
                 for (uint64_t i = 0; i < k; i++) {
@@ -366,9 +372,10 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
         }
         if (stamp + one_lap == tail + 1) {
             /* The slot still holds the previous lap's item. Full if head is exactly one lap
-             * behind; otherwise a consumer has claimed it and is copying it out. Acquire:
-             * pairs with nothing that orders data, it only reads the freshest head. */
-            uint64_t head = conc_load(&q->head, CONC_ACQUIRE);
+             * behind; otherwise a consumer has claimed it and is copying it out (we wait for
+             * it: never EAGAIN once a consumer has claimed). Seq_cst: a registered waiter's
+             * re-check reads head here after its [W1], the other half of [C2]/[F1]. */
+            uint64_t head = conc_load(&q->head, CONC_SEQ_CST);
             if (head + one_lap == tail)
                 return EAGAIN;
         }
@@ -400,8 +407,8 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
                 k++;
             }
             CONC_CHAOS_POINT();
-            /* Relaxed: as the producer's claim. */
-            if (conc_cas_weak(&q->head, &head, conc__queue_advance(q, head, k), CONC_RELAXED,
+            /* [C2] seq_cst: as the producer's [C1], for sleeping producers. */
+            if (conc_cas_weak(&q->head, &head, conc__queue_advance(q, head, k), CONC_SEQ_CST,
                               CONC_RELAXED)) {
                 pos = head;
                 for (uint64_t i = 0; i < k; i++) {
@@ -420,9 +427,10 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
         }
         if (stamp == head) {
             /* Nothing published at head. Empty if tail is here too; otherwise a producer has
-             * claimed the slot and is copying in. Acquire: when tail carries CLOSED, that is
-             * tail's final value, so nothing can follow head and EPIPE is exact. */
-            uint64_t tail = conc_load(&q->tail, CONC_ACQUIRE);
+             * claimed the slot and is copying in (we wait for it). Seq_cst: a registered
+             * waiter's re-check reads tail here after its [W1], the other half of [C1]/[F1].
+             * When tail carries CLOSED, that is tail's final value: EPIPE is exact. */
+            uint64_t tail = conc_load(&q->tail, CONC_SEQ_CST);
             if ((tail & ~CONC__QUEUE_CLOSED) == head)
                 return (tail & CONC__QUEUE_CLOSED) ? EPIPE : EAGAIN;
         }
@@ -434,19 +442,21 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
 /* -------------------------------------------------------------------------------------------
  * The blocking layer: an eventcount per side (see DESIGN).
  *
- *   notifier (after its items are published)      waiter (found the ring full/empty)
+ *   notifier (pusher, for sleeping poppers)        waiter (found the ring empty)
  *   -------------------------------------------    ------------------------------------------
  *                                                  v = fetch_add(word, WAITER)    [W1] seq_cst
- *   store stamp (publish)                  [R1]
- *   fence seq_cst                          [F1]
- *   w = load(word): waiters(w) > pending(w)        re-check the ring: finds the item, or not
+ *   CAS tail: claim the slot       [C1] seq_cst
+ *   copy in, store stamp (publish)         [R1]
+ *   w = load(word)                 [F1] seq_cst    re-check: stamp, then tail     seq_cst
+ *     waiters(w) > pending(w):                       (tail past head: wait for the publish)
  *   CAS word: w -> w + PENDING + SEQ       [N1]    pending(v) > 0 ? take one (CAS) and re-check
  *   futex_wake(word, 1)                            futex_wait(word, v)
  *                                                    -> EAGAIN: the word moved past v
  *
- *   [W1] and [F1] are the two halves of a Dekker pair: either the notifier's load sees the
- *   registration (and wakes), or the waiter's re-check, after [W1], sees the publish (and
- *   never sleeps). When the notifier wakes, its [N1] changes the word; the waiter's futex_wait
+ *   [W1] and [C1]+[F1] are the two halves of a Dekker pair (seq_cst: one total order):
+ *   either the notifier's load sees the registration (and wakes), or the waiter's re-check,
+ *   after [W1], sees the claim (and waits for that item instead of sleeping). Poppers
+ *   notify sleeping pushers the same way with [C2] on head. When the notifier wakes, its [N1] changes the word; the waiter's futex_wait
  *   passes v, read before its re-check, so the kernel refuses the sleep if [N1] came first and
  *   the wake finds it queued otherwise. The waiter never sleeps while a pending wake is in the
  *   word: that wake may have gone to nobody (it was between [W1] and futex_wait), and
@@ -481,27 +491,12 @@ CONC_COLD void conc__queue_wake_slow(conc_queue_t *q, uint32_t *word, uint32_t w
 
 /* After k items (or slots) became available to the side that sleeps on word. */
 CONC_INLINE void conc__queue_notify(conc_queue_t *q, uint32_t *word, size_t k) {
-    /* [F1] seq_cst fence: forbids the load of word below from moving before our stamp
-     * stores [R1]/[R2] (store->load reordering), which would let a waiter register and
-     * re-check unseen in between: the lost wakeup. Pairs with the waiter's [W1]. */
-#if defined(CONC_TSAN)
-    /* Under ThreadSanitizer (which ignores fences, and which gcc refuses with -Werror=tsan):
-     * a seq_cst RMW on the word itself. Stronger, and exact in the C11 model: it is ordered
-     * with the waiter's [W1] on the same word, and the acquire/release chain carries the
-     * publish to a waiter that registers after it. It dirties the word's line, so normal
-     * builds keep the fence. */
-    uint32_t w = conc_fetch_add(word, 0u, CONC_SEQ_CST);
-#elif defined(__x86_64__)
-    /* On x86 any locked instruction is a full barrier (Intel SDM vol. 3 8.2.2: loads and
-     * stores are not reordered with locked instructions), and a locked add of 0 to our own
-     * stack line costs about half an mfence (the Linux kernel's smp_mb() does the same). It
-     * changes no value, so the red zone below the stack pointer is safe to touch. */
-    __asm__ __volatile__("lock addl $0, -8(%%rsp)" ::: "memory", "cc");
-    uint32_t w = conc_load(word, CONC_RELAXED);
-#else
-    conc_fence_seq_cst(word);
-    uint32_t w = conc_load(word, CONC_RELAXED);
-#endif
+    /* [F1] seq_cst load, after our seq_cst claim [C1]/[C2]: in the single total order of
+     * seq_cst operations either this load comes after the waiter's registration [W1] (we see
+     * it and wake), or the waiter's re-check load of tail/head comes after our claim (it sees
+     * the item or slot coming and waits for it instead of sleeping). No fence needed: on
+     * x86 this is a plain load, and the claim's lock cmpxchg was the barrier. */
+    uint32_t w = conc_load(word, CONC_SEQ_CST);
     if (CONC_UNLIKELY(conc__qw_waiters(w) > conc__qw_pending(w)))
         conc__queue_wake_slow(q, word, w, k);
 }

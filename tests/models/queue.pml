@@ -8,7 +8,7 @@
  * changed only by atomic read-modify-writes, as in the header. The kernel futex is modelled
  * exactly as far as it matters: futex_wait compares the word and queues the caller in one
  * step; futex_wake(n) wakes up to n queued sleepers, any of them. Promela steps are
- * sequentially consistent: the seq_cst fence [F1] and RMW [W1] of the header are what make
+ * sequentially consistent: the seq_cst claim [C1], load [F1] and RMW [W1] of the header make
  * the real code behave like this on hardware.
  *
  * Processes: one producer pushing 3 items, one blocking consumer wanting one item, one
