@@ -69,8 +69,10 @@
  *   with close and have returned first). attach may run any time after init_in returned.
  *
  * CONFIGURATION (define before including)
- *   CONC_QUEUE_SPIN     tries before a blocking call registers as a sleeper (default 64;
- *                       0 disables spinning; skipped on one CPU).
+ *   CONC_QUEUE_SPIN     pause rounds before a blocking call registers as a sleeper (default
+ *                       64; 0 disables spinning; skipped on one CPU). Each round reads the one
+ *                       stamp it waits for and tries only when that changed.
+ *   CONC_QUEUE_YIELDS   sched_yield rounds after the pauses, before sleeping (default 4).
  *   CONC_QUEUE_ALLOC(bytes), CONC_QUEUE_FREE(p)   the allocator create/destroy use
  *                       (default: aligned_alloc(64, ...) and free). Define both or neither.
  *
@@ -137,6 +139,9 @@ extern "C" {
 
 #ifndef CONC_QUEUE_SPIN
 #define CONC_QUEUE_SPIN 64
+#endif
+#ifndef CONC_QUEUE_YIELDS
+#define CONC_QUEUE_YIELDS 4
 #endif
 #if defined(CONC_QUEUE_ALLOC) != defined(CONC_QUEUE_FREE)
 #error "define both CONC_QUEUE_ALLOC and CONC_QUEUE_FREE, or neither"
@@ -531,8 +536,14 @@ CONC_COLD int conc__queue_wait(conc_queue_t *q, uint32_t *word, conc__queue_try_
          * and no load of the other side's head/tail line, which its owner writes on every
          * operation), and try only when it has. Close is seen after the spin. */
         bool push = word == &q->not_full;
-        for (int i = 0; i < CONC_QUEUE_SPIN; i++) {
-            conc_cpu_relax();
+        for (int i = 0; i < CONC_QUEUE_SPIN + CONC_QUEUE_YIELDS; i++) {
+            /* The last rounds yield the CPU instead of pausing: when the other side shares
+             * our CPU (oversubscribed, or a busy machine) a pause cannot let it run, and a
+             * futex sleep + wake costs two syscalls where a yield costs one. */
+            if (i < CONC_QUEUE_SPIN)
+                conc_cpu_relax();
+            else
+                sched_yield();
             uint64_t pos = conc_load(push ? &q->tail : &q->head, CONC_RELAXED);
             uint64_t stamp = conc_load(conc__queue_stamp(conc__queue_slot(q, pos)), CONC_RELAXED);
             if (stamp != (push ? pos : pos + 1) && !(pos & CONC__QUEUE_CLOSED))
