@@ -1,28 +1,42 @@
 /* tests/models/lock.pml - the conc_lock protocol (include/conc/lock.h), checked by spin
  * SPDX-License-Identifier: MIT
  *
- * Modelled as lock.h does it:
- *   - the word: HELD, HANDOFF, STARVING and the exact sleeper count (SHARED is left out: it
- *     only picks the futex flavour);
+ * Modelled as lock.h (commit 293be9f) does it:
+ *   - the word: HELD, HANDOFF, STARVING, WAKING and the exact sleeper count (SHARED is left
+ *     out: it only picks the futex flavour);
  *   - acquire, try_acquire and acquire_until: the inline fast CAS, the slow path's take-if-free
- *     or register CAS, the sleep loop (claim, timeout deregistration, STARVING);
- *   - futex_wait(word, seen): atomically "if word == seen, sleep"; the sleeper returns when
- *     woken, on a spurious wakeup or EINTR (a small global budget), or, for acquire_until only,
- *     on timeout at any sleep (and before any sleep: a deadline already past);
- *   - futex_wake(1): wakes one sleeper, chosen nondeterministically (the kernel's FIFO order is
- *     not relied on for safety), or nobody if nobody sleeps;
- *   - release: free the lock, or keep HELD and set HANDOFF when STARVING, then wake one.
- *   N = 3 processes run ROUNDS = 2 rounds each, each round choosing acquire, try_acquire or
+ *     or register CAS, and the sleep loop of conc__lock_acquire_slow with its `woken` flag:
+ *     claim if the lock is free, or if woken and HANDOFF is set (conc__lock_claimed); on a
+ *     timeout with the lock held by someone else, deregister; else, before sleeping again,
+ *     retire WAKING if woken and set STARVING if starving (one CAS), then futex_wait;
+ *   - futex_wait(word, seen): a past deadline returns ETIMEDOUT before the syscall; else the
+ *     kernel atomically compares (EAGAIN) and queues. A queued sleeper leaves the kernel when
+ *     a futex_wake dequeues it (it returns 0: woken), on timeout (acquire_until only, at any
+ *     sleep) or on EINTR (a small global budget of spurious returns). Only the first counts
+ *     as woken: Linux returns 0 from FUTEX_WAIT only to a thread a wake dequeued, and a
+ *     dequeued thread returns 0 even if its timeout fires meanwhile;
+ *   - futex_wake(1): dequeues any one queued sleeper (the kernel's FIFO order is not relied
+ *     on) and says whether it found one;
+ *   - release (conc__lock_release_slow): no sleepers: word = 0 (STARVING and WAKING go too);
+ *     else keep HELD and set HANDOFF if STARVING, or clear HELD; set WAKING; wake only if
+ *     WAKING was clear. The wake is conc__lock_wake_one: futex_wake(1); if it found nobody,
+ *     take stock of the word: WAKING clear -> done; HANDOFF and no sleepers -> retract it
+ *     (word = 0, a plain release); sleepers and (lock free or HANDOFF) -> wake again; else
+ *     clear WAKING.
+ *   N = 3 processes run ROUNDS = 3 rounds each, each round choosing acquire, try_acquire or
  *   acquire_until.
  *
  * One reduction keeps this small: a CAS loop whose decisions depend only on the value it read
  * is one atomic step here. A failed CAS changes nothing but the caller's copy of the word, and
  * the retry decides afresh from the value the CAS returned, so the loop behaves as a single
  * read-modify-write at the moment its successful CAS (or its give-up read) happened. This
- * also covers the bounded spin, which only reads and takes the lock when it is free: the
- * take-if-free step below at a later moment. What the reduction may not merge stays
+ * covers the fast paths with their slow paths, the bounded spin (it only reads, and takes the
+ * lock when free: the take-if-free step at a later moment), each pass of the sleep loop, the
+ * release's CAS loop and wake_one's stock-taking loop. What the reduction may not merge stays
  * separate: the value a sleeper passes to futex_wait is read in one step and compared by the
- * kernel in a later one, and a release frees the lock in one step and wakes in another.
+ * kernel in a later one; a sleeper leaves the kernel in one step and reads the word in a
+ * later one; a release frees the lock in one step and wakes in another, and each futex_wake
+ * of wake_one is a step of its own, apart from the stock-taking after it.
  *
  * Checked (pan -DSAFETY):
  *   - mutual exclusion: inside == 1 whenever a process enters, and the word then says HELD
@@ -30,17 +44,18 @@
  *   - a release never finds the lock free or handed off (lock.h would abort);
  *   - no lost wakeup and no stranded HANDOFF: every process finishes its rounds (a sleeper
  *     left behind is an invalid end state). Plain acquires cannot time out and spurious
- *     wakeups are budgeted, so a missed wake really strands someone;
- *   - afterwards the word is 0 again: no sleeper count, STARVING or HANDOFF leaks.
+ *     returns are budgeted, so a missed wake really strands someone;
+ *   - afterwards the word is 0 again: no sleeper count, STARVING, WAKING or HANDOFF leaks;
+ *   - handoff fairness: whoever takes the lock from a word with HANDOFF set is a sleeper whose
+ *     last futex_wait returned from a futex_wake (not a newcomer, not a sleeper back from
+ *     EAGAIN, EINTR or a timeout).
  *
- * Status: lock.h as of f710d39 ("handoff goes to a sleeper that was waiting", may_claim_handoff)
- * FAILS here: a stranded HANDOFF (invalid end state, 2 processes, ~80 steps). A sleeper that
- * registered on a word holding a HANDOFF (may_claim false) sleeps on that word; the lock is
- * claimed, handed off again to this very sleeper (it is counted now, but not yet queued, so
- * the wake finds nobody), and the claimer re-registers as a newcomer: the word is back to the
- * exact value the sleeper registered (ABA), so its futex_wait sleeps, and so does the
- * newcomer's. With may_claim true at registration (the protocol before f710d39) the model
- * verifies (about 1.5 million states, errors: 0).
+ * Status: lock.h as of 293be9f verifies: 3 processes x 3 rounds, 6.8 million states, errors: 0
+ * (about 10 s, 0.6 GB); every statement of the model is reached (pan's unreached list is
+ * empty), so retracts, wakes that find nobody and wake-again loops all occur. Also verified by
+ * hand: -DROUNDS=2 (1.2 million states) and -DSPURIOUS=2. 4 processes x 2 rounds exceeds 290
+ * million states (over 20 GB) and was not finished. With the rule before 293be9f (any sleeper
+ * may claim a HANDOFF: HANDOFF_TO_ANY below) only the fairness check fails.
  *
  * Run: bash tests/run.sh models /tmp/m.log, or by hand:
  *   spin -a lock.pml && gcc -O2 -DSAFETY -o pan pan.c && ./pan -m1000000 | grep errors
@@ -48,21 +63,25 @@
  *
  * Deliberately broken variants (spin -DNAME); each must make pan report errors:
  */
-// broken: NO_WAKE release frees the lock for its sleepers but forgets to wake one
-// broken: WAKE_BEFORE_FREE release wakes before the CAS that frees: the woken sleeper re-sleeps
-// broken: TIMEOUT_SKIPS_HANDOFF a timed-out sleeper deregisters without claiming a pending HANDOFF
+// broken: NO_WAKE release frees or hands off the lock for its sleepers but never wakes one
+// broken: WOKEN_KEEPS_WAKING a woken sleeper goes back to sleep without clearing WAKING
+// broken: WAKE_ONCE conc__lock_wake_one stops after one wake even if it found nobody
 // broken: HANDOFF_DROPS_HELD a handoff release clears HELD: a newcomer barges past the claimer
+// broken: HANDOFF_TO_ANY any sleeper may claim a HANDOFF, woken or not (lock.h before f710d39)
 // pan-cc: -DSAFETY
 // pan-run: -m1000000
 
 #define N 3 /* processes: futex_wake_one names each one */
-#define ROUNDS 2
+#ifndef ROUNDS
+#define ROUNDS 3
+#endif
 
 #define HELD 1
 #define HANDOFF 2
 #define STARVING 4
-#define SLEEPER 8
-#define SLEEPERS 120 /* bits 3..6: room for 15 sleepers; N is 3 */
+#define WAKING 8
+#define SLEEPER 16
+#define SLEEPERS 240 /* bits 4..7: room for 15 sleepers; N is 3 */
 
 #define ACQUIRE 0
 #define TRY 1
@@ -70,19 +89,25 @@
 
 #define ETIMEDOUT 1
 
+#ifndef SPURIOUS
+#define SPURIOUS 1
+#endif
+
 byte word;         /* the lock word */
 bool sleeping[N];  /* queued on the word in the kernel */
+bool woke[N];      /* dequeued by a futex_wake: the pending futex_wait returns 0 */
 byte inside;       /* processes between a successful acquire and their release */
-byte spurious = 1; /* spurious wakeups (or EINTR) left to hand out */
+byte spurious = SPURIOUS; /* spurious returns (EINTR) left to hand out */
 hidden byte nv;    /* scratch inside one atomic step */
+hidden byte prev;  /* the word before a successful acquire */
+hidden byte woken; /* lock.h's `woken`: our last futex_wait returned 0 */
 
-/* A process got the lock: nobody else may be inside, and the word must say so. */
+/* A process got the lock (prev: the word before): nobody else may be inside, the word must
+ * say so, and a HANDOFF went to a sleeper that a futex_wake took out of the kernel. */
 #define ENTER                                                                                   \
     inside++;                                                                                   \
-    assert(inside == 1 && (word & HELD) != 0 && (word & HANDOFF) == 0)
-
-/* conc__lock_claimable(x, may_claim) */
-#define CLAIMABLE(x) (((x) & HELD) == 0 || (((x) & HANDOFF) != 0 && may_claim))
+    assert(inside == 1 && (word & HELD) != 0 && (word & HANDOFF) == 0);                         \
+    assert((prev & HANDOFF) == 0 || woken)
 
 /* The end of a round: forget its locals, so equal global states compare equal. */
 #define NEXT_ROUND                                                                              \
@@ -90,46 +115,39 @@ hidden byte nv;    /* scratch inside one atomic step */
     mode = 0;                                                                                   \
     v = 0;                                                                                      \
     r = 0;                                                                                      \
-    starving = false;                                                                           \
-    may_claim = false
+    starving = false
 
-inline futex_wake_one() {
-    if
-    :: sleeping[0] -> sleeping[0] = false
-    :: sleeping[1] -> sleeping[1] = false
-    :: sleeping[2] -> sleeping[2] = false
-    :: else -> skip
+/* conc_futex_wake(word, 1): wake any one queued sleeper (the kernel's FIFO order is not
+ * relied on), or nobody; proceed at `woke_one` or `woke_none`. */
+#define FUTEX_WAKE_ONE(woke_one, woke_none)                                                     \
+    if                                                                                          \
+    :: sleeping[0] -> sleeping[0] = false; woke[0] = true; goto woke_one                        \
+    :: sleeping[1] -> sleeping[1] = false; woke[1] = true; goto woke_one                        \
+    :: sleeping[2] -> sleeping[2] = false; woke[2] = true; goto woke_one                        \
+    :: else -> goto woke_none                                                                   \
     fi
-}
 
-/* conc__lock_claimed(v, starving) into nv */
+/* conc__lock_claimed(v, woken, starving) into nv */
 inline claimed() {
+    nv = (v | HELD) - SLEEPER;
     if
-    :: (v & HANDOFF) == 0 -> nv = (v | HELD) - SLEEPER
-    :: else ->
-        nv = (v & ~HANDOFF) - SLEEPER;
+    :: woken -> nv = nv & ~WAKING
+    :: else -> skip
+    fi;
+    if
+    :: (v & HANDOFF) != 0 ->
+        nv = nv & ~HANDOFF;
         if
         :: !starving || (nv & SLEEPERS) == 0 -> nv = nv & ~STARVING
         :: else -> skip
         fi
-    fi
-}
-
-/* The timed-out sleeper's way out when the lock is held by someone else: deregister; the
- * last sleeper out ends handoff mode. */
-inline deregister() {
-    assert((v & SLEEPERS) != 0);
-    nv = v - SLEEPER;
-    if
-    :: (nv & SLEEPERS) == 0 -> nv = nv & ~STARVING
     :: else -> skip
-    fi;
-    word = nv
+    fi
 }
 
 proctype P(byte me) {
     byte round, mode, v, r;
-    bool starving, may_claim;
+    bool starving;
 
 next:
     atomic {
@@ -146,75 +164,86 @@ next:
          * take the lock if HELD is clear; otherwise try gives up, acquire_until may find its
          * deadline passed, and the rest register as a sleeper. */
         if
-        :: (word & HELD) == 0 -> word = word | HELD; ENTER; goto critical
+        :: (word & HELD) == 0 -> prev = word; word = word | HELD; woken = false; ENTER; goto critical
         :: else -> skip
         fi;
         if
         :: mode == TRY -> NEXT_ROUND; goto next                   /* EBUSY */
         :: mode == UNTIL -> NEXT_ROUND; goto next                 /* ETIMEDOUT */
-        :: mode != TRY ->                                         /* registered */
-            may_claim = ((word & HANDOFF) == 0); /* a pending HANDOFF is not for us */
-            word = word + SLEEPER;
-            v = word
+        :: mode != TRY -> word = word + SLEEPER; v = word         /* registered */
         fi
     };
-    /* The first pass of the sleep loop works on v, the word as we registered it (HELD): it
-     * may claim a HANDOFF in it only if may_claim (a failed CAS sends it to a normal pass);
-     * r is 0 and the clock has only just been read (not starving yet), so otherwise it goes
-     * straight to futex_wait(v). */
-    atomic {
-        if
-        :: CLAIMABLE(v) && word == v -> claimed(); word = nv; ENTER; goto critical /* [A2] */
-        :: CLAIMABLE(v) && word != v -> goto sleep_loop
-        :: else -> skip
-        fi
-    };
+    /* The first pass of the sleep loop decides on v, the word as we registered it: HELD, and
+     * we were not woken, r is 0, and the clock has only just been read (not starving), so it
+     * goes straight to futex_wait(v). */
     goto futex_wait;
 
-    /* The later passes. Each reads the word (lock.h reuses the value its last load or failed
-     * CAS returned: the word as it was a moment earlier, a case of reading now) and acts on it
-     * in one step; its CAS is that step's write. */
 sleep_loop:
     if
-    :: atomic { mode == UNTIL && sleeping[me] -> sleeping[me] = false; r = ETIMEDOUT; goto sleep_loop }
-    :: atomic { spurious > 0 && sleeping[me] -> spurious--; sleeping[me] = false; goto sleep_loop }
+    :: atomic { mode == UNTIL && sleeping[me] -> sleeping[me] = false; r = ETIMEDOUT }
+    :: atomic { spurious > 0 && sleeping[me] -> spurious--; sleeping[me] = false } /* EINTR */
     :: atomic {
-        !sleeping[me] -> /* woken, or not asleep: run a pass */
+        !sleeping[me] ->
+        /* Back from futex_wait (or never asleep): woken = (r == 0), then the later passes.
+         * Each reads the word and acts on it in one step (a failed CAS only refreshes v and
+         * decides again); its CAS, if any, is that step's write. */
+        woken = woke[me];
+        woke[me] = false;
         v = word;
-#ifdef TIMEOUT_SKIPS_HANDOFF
+#ifdef HANDOFF_TO_ANY
         if
-        :: r == ETIMEDOUT -> deregister(); NEXT_ROUND; goto next
-        :: else -> skip
-        fi;
+        :: (v & HELD) == 0 || (v & HANDOFF) != 0 ->
+#else
+        if
+        :: (v & HELD) == 0 || (woken && (v & HANDOFF) != 0) ->
 #endif
-        if
-        :: CLAIMABLE(v) -> claimed(); word = nv; ENTER; goto critical /* [A2] */
+            claimed(); prev = word; word = nv; ENTER; goto critical /* [A2] */
         :: else -> skip
         fi;
         if
-        :: r == ETIMEDOUT -> deregister(); NEXT_ROUND; goto next
+        :: r == ETIMEDOUT ->
+            /* held by someone else at our deadline: deregister; the last one out ends
+             * handoff mode */
+            nv = v - SLEEPER;
+            if
+            :: (nv & SLEEPERS) == 0 -> nv = nv & ~STARVING
+            :: else -> skip
+            fi;
+            word = nv;
+            NEXT_ROUND;
+            goto next
         :: else -> skip
         fi;
         if
         :: !starving -> starving = true /* waited CONC_LOCK_FAIR_NS by now */
         :: true -> skip
         fi;
+        /* before sleeping again: retire our WAKING, ask for a handoff (one CAS) */
+        nv = v;
+#ifndef WOKEN_KEEPS_WAKING
         if
-        :: starving && (v & STARVING) == 0 -> word = v | STARVING; v = 0; goto sleep_loop
+        :: woken -> nv = nv & ~WAKING
         :: else -> skip
-        fi
+        fi;
+#endif
+        if
+        :: starving -> nv = nv | STARVING
+        :: else -> skip
+        fi;
+        word = nv;
+        v = nv
        }
     fi;
 futex_wait:
-    /* r = conc_futex_wait(&word, v, deadline): compare and queue in one step; then lock.h
-     * sets may_claim_handoff (after any return) and reloads v (the next pass reads). */
+    /* r = conc_futex_wait(&word, v, deadline): a past deadline returns before the syscall;
+     * else the kernel compares and queues in one step (EAGAIN if the word changed). The next
+     * pass reloads v. */
     atomic {
         if
-        :: mode == UNTIL -> r = ETIMEDOUT /* deadline already past: no syscall */
+        :: mode == UNTIL -> r = ETIMEDOUT
         :: word == v -> sleeping[me] = true
-        :: else -> skip                    /* EAGAIN */
+        :: else -> skip
         fi;
-        may_claim = true;
         v = 0
     };
     goto sleep_loop;
@@ -224,43 +253,60 @@ critical:
     atomic {
         inside--;
         v = word;
-#ifdef WAKE_BEFORE_FREE
-        if
-        :: (v & SLEEPERS) != 0 -> futex_wake_one()
-        :: else -> skip
-        fi
-    };
-    atomic {
-        v = word;
-#endif
         assert((v & HELD) != 0 && (v & HANDOFF) == 0); /* "the lock is not held" */
         if
-        :: (v & SLEEPERS) == 0 -> word = 0
-#ifdef HANDOFF_DROPS_HELD
-        :: else -> if
-                   :: (v & STARVING) != 0 -> word = (v | HANDOFF) & ~HELD
-                   :: else -> word = v & ~HELD
-                   fi
-#else
-        :: else -> if
-                   :: (v & STARVING) != 0 -> word = v | HANDOFF
-                   :: else -> word = v & ~HELD
-                   fi
-#endif
+        :: (v & SLEEPERS) == 0 -> word = 0; NEXT_ROUND; goto next
+        :: else -> skip
         fi;
-#if defined(NO_WAKE) || defined(WAKE_BEFORE_FREE)
+        if
+#ifdef HANDOFF_DROPS_HELD
+        :: (v & STARVING) != 0 -> nv = (v | HANDOFF) & ~HELD
+#else
+        :: (v & STARVING) != 0 -> nv = v | HANDOFF
+#endif
+        :: else -> nv = v & ~HELD
+        fi;
+        word = nv | WAKING;
+#ifdef NO_WAKE
         NEXT_ROUND; goto next
 #else
         if
-        :: (v & SLEEPERS) == 0 -> NEXT_ROUND; goto next
+        :: (v & WAKING) != 0 -> NEXT_ROUND; goto next /* a woken sleeper is on its way */
         :: else -> v = 0
         fi
 #endif
     };
+    /* conc__lock_wake_one: wake; if that found nobody, take stock in one step (its load and
+     * CAS loop) and maybe wake again. */
+wake:
     atomic {
-        futex_wake_one();
+        FUTEX_WAKE_ONE(woke_one, woke_none);
+woke_one:
         NEXT_ROUND;
         goto next
+    };
+woke_none:
+    atomic {
+#ifdef WAKE_ONCE
+        NEXT_ROUND; goto next
+#else
+        v = word;
+        if
+        :: (v & WAKING) == 0 -> skip /* a later release or a woken sleeper took over */
+        :: else ->
+            if
+            :: (v & HANDOFF) != 0 && (v & SLEEPERS) == 0 -> word = 0 /* [R3] retract */
+            :: else ->
+                if
+                :: (v & SLEEPERS) != 0 && ((v & HELD) == 0 || (v & HANDOFF) != 0) ->
+                    v = 0; goto wake
+                :: else -> word = v & ~WAKING
+                fi
+            fi
+        fi;
+        NEXT_ROUND;
+        goto next
+#endif
     };
 
 finished:
@@ -270,5 +316,6 @@ finished:
 init {
     atomic { run P(0); run P(1); run P(2) };
     (_nr_pr == 1); /* every process finished its rounds: nobody is stranded asleep */
-    assert(word == 0 && !sleeping[0] && !sleeping[1] && !sleeping[2])
+    assert(word == 0 && !sleeping[0] && !sleeping[1] && !sleeping[2]);
+    assert(!woke[0] && !woke[1] && !woke[2])
 }
