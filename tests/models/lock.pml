@@ -53,8 +53,9 @@
  * Status: lock.h as of 293be9f verifies: 3 processes x 3 rounds, 6.8 million states, errors: 0
  * (about 10 s, 0.6 GB); every statement of the model is reached (pan's unreached list is
  * empty), so retracts, wakes that find nobody and wake-again loops all occur. Also verified by
- * hand: -DROUNDS=2 (1.2 million states) and -DSPURIOUS=2. 4 processes x 2 rounds exceeds 290
- * million states (over 20 GB) and was not finished. With the rule before 293be9f (any sleeper
+ * hand: -DROUNDS=2 (1.2 million states), -DSPURIOUS=2 (11 million states, 0.9 GB) and 4
+ * processes x 1 round (3.1 million states). 4 processes x 2 rounds exceeds 290 million states
+ * (over 20 GB) and was not finished. With the rule before 293be9f (any sleeper
  * may claim a HANDOFF: HANDOFF_TO_ANY below) only the fairness check fails.
  *
  * Run: bash tests/run.sh models /tmp/m.log, or by hand:
