@@ -55,8 +55,8 @@
  * empty), so retracts, wakes that find nobody and wake-again loops all occur. Also verified by
  * hand: -DROUNDS=2 (1.2 million states), -DSPURIOUS=2 (11 million states, 0.9 GB) and 4
  * processes x 1 round (3.1 million states). 4 processes x 2 rounds exceeds 290 million states
- * (over 20 GB) and was not finished. With the rule before 293be9f (any sleeper
- * may claim a HANDOFF: HANDOFF_TO_ANY below) only the fairness check fails.
+ * (over 20 GB) and was not finished. With the rule of lock.h before f710d39 (any sleeper may
+ * claim a HANDOFF: HANDOFF_TO_ANY below) only the fairness check fails.
  *
  * Run: bash tests/run.sh models /tmp/m.log, or by hand:
  *   spin -a lock.pml && gcc -O2 -DSAFETY -o pan pan.c && ./pan -m1000000 | grep errors
