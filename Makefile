@@ -82,7 +82,7 @@ build/examples/%: examples/%.c $(HEADERS)
 
 build/bench/%: bench/%.c bench/bench.h $(HEADERS)
 	@mkdir -p $(@D)
-	$(CC) $(STD) -O2 -g $(WARN) -Iinclude -o $@ $< $(LDLIBS)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude -o $@ $< $(LDLIBS)
 
 examples: $(EXAMPLE_BINS)
 

@@ -26,6 +26,10 @@
 #ifndef CONC_BENCH_H
 #define CONC_BENCH_H
 
+#if !defined(_GNU_SOURCE)
+#error "bench.h pins threads (CPU_SET, pthread_setaffinity_np): build with -D_GNU_SOURCE"
+#endif
+
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -158,6 +162,54 @@ static inline void bench_threads(int n, bench_thread_fn fn, void *arg) {
     }
     for (int i = 0; i < n; i++)
         pthread_join(tids[i], NULL);
+}
+
+/* Ping-pong between two threads over two one-way signals: A sends to B and waits for B's
+ * answer, B waits and answers, for bench_duration_ns(). send(ctx, to) signals thread `to`
+ * (0 = A, 1 = B); recv(ctx, me) waits for a signal to thread `me`. Fills s->ops (round trips)
+ * and s->wall_ns. With pinned, A runs on CPU 0 and B on CPU 1. */
+typedef struct bench_pingpong {
+    void (*send)(void *ctx, int to);
+    void (*recv)(void *ctx, int me);
+    void *ctx;
+    bool pinned;
+    int stop;  /* release/acquire: set by A before its last send */
+    long trips; /* written by A */
+    int64_t wall_ns;
+} bench_pingpong;
+
+static void bench_pingpong_thread(int index, void *arg) {
+    bench_pingpong *p = (bench_pingpong *)arg;
+    if (p->pinned)
+        bench_pin(index);
+    if (index == 1) {
+        for (;;) {
+            p->recv(p->ctx, 1);
+            if (__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
+                return;
+            p->send(p->ctx, 0);
+        }
+    }
+    int64_t start = bench_now(), stop_at = start + bench_duration_ns();
+    long trips = 0;
+    for (;;) {
+        p->send(p->ctx, 1);
+        p->recv(p->ctx, 0);
+        if ((++trips & 255) == 0 && bench_now() >= stop_at)
+            break;
+    }
+    p->wall_ns = bench_now() - start;
+    p->trips = trips;
+    __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+    p->send(p->ctx, 1);
+}
+
+static inline void bench_pingpong_run(void (*send)(void *, int), void (*recv)(void *, int),
+                                      void *ctx, bool pinned, bench_sample *s) {
+    bench_pingpong p = {send, recv, ctx, pinned, 0, 0, 0};
+    bench_threads(2, bench_pingpong_thread, &p);
+    s->ops = (double)p.trips;
+    s->wall_ns = (double)p.wall_ns;
 }
 
 static inline void bench_machine_line(void) {

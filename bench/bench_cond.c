@@ -10,7 +10,6 @@
  * Bars (issue 3): ping-pong at most 0.5x pthread's round trip without more than 1.5x its
  * CPU time per round trip; notify with nobody waiting makes no syscall.
  */
-#define _GNU_SOURCE /* CPU_SET, pthread_setaffinity_np for bench_pin */
 #include "bench.h" /* first: it counts futex syscalls */
 #include "conc/cond.h"
 

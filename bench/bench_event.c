@@ -12,7 +12,6 @@
  * Bars (issue 3): ping-pong at most 0.5x the mutex+cond event's round trip without more than
  * 1.5x its CPU time; set with nobody waiting makes no syscall.
  */
-#define _GNU_SOURCE /* CPU_SET, pthread_setaffinity_np for bench_pin */
 #include "bench.h"  /* first: it counts futex syscalls */
 #include "conc/event.h"
 
@@ -203,52 +202,30 @@ static void run_wait_when_set(void *ctx, bench_sample *s) {
 
 typedef struct pingpong {
     const impl_ctx *impl;
-    any_event to_b, to_a;
-    int stop; /* release/acquire: set by A before its last set */
-    long round_trips;
-    int64_t wall_ns;
+    any_event to[2]; /* to[0]: A's event, to[1]: B's */
 } pingpong;
 
-static void pingpong_thread(int index, void *arg) {
-    pingpong *p = (pingpong *)arg;
-    const event_ops *ops = p->impl->ops;
-    if (p->impl->pinned)
-        bench_pin(index);
-    if (index == 1) {
-        for (;;) {
-            ops->wait_clear(&p->to_b);
-            if (__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
-                return;
-            ops->set(&p->to_a);
-        }
-    }
-    int64_t start = bench_now(), stop_at = start + bench_duration_ns();
-    long trips = 0;
-    for (;;) {
-        ops->set(&p->to_b);
-        ops->wait_clear(&p->to_a);
-        if ((++trips & 255) == 0 && bench_now() >= stop_at)
-            break;
-    }
-    p->wall_ns = bench_now() - start;
-    p->round_trips = trips;
-    __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
-    ops->set(&p->to_b);
+static void pingpong_send(void *ctx, int to) {
+    pingpong *p = (pingpong *)ctx;
+    p->impl->ops->set(&p->to[to]);
+}
+
+static void pingpong_recv(void *ctx, int me) {
+    pingpong *p = (pingpong *)ctx;
+    p->impl->ops->wait_clear(&p->to[me]);
 }
 
 static void run_pingpong(void *ctx, bench_sample *s) {
     const impl_ctx *impl = (const impl_ctx *)ctx;
     pingpong *p = (pingpong *)calloc(1, sizeof *p);
     p->impl = impl;
-    impl->ops->init(&p->to_b);
-    impl->ops->init(&p->to_a);
+    impl->ops->init(&p->to[0]);
+    impl->ops->init(&p->to[1]);
     unsigned long f0 = bench_futex_count();
-    bench_threads(2, pingpong_thread, p);
-    s->ops = (double)p->round_trips;
-    s->wall_ns = (double)p->wall_ns;
+    bench_pingpong_run(pingpong_send, pingpong_recv, p, impl->pinned, s);
     futex_per_op(impl, s, f0);
-    impl->ops->destroy(&p->to_b);
-    impl->ops->destroy(&p->to_a);
+    impl->ops->destroy(&p->to[0]);
+    impl->ops->destroy(&p->to[1]);
     free(p);
 }
 

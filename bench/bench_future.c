@@ -13,7 +13,6 @@
  * The plain pool is what a C programmer writes first: a mutex+cond ring of jobs and a
  * malloc'd future per task with its own mutex+cond.
  */
-#define _GNU_SOURCE /* bench.h pins threads: CPU_SET, pthread_setaffinity_np */
 #include "bench.h"
 #include "conc/future.h"
 

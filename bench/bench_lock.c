@@ -30,7 +30,6 @@
  * (ratio <= 0.1); worst acquisition wait with 4 threads under 20 ms; rlock uncontended at
  * most 1.0x the recursive pthread_mutex.
  */
-#define _GNU_SOURCE /* pthread_setaffinity_np in bench.h, PTHREAD_MUTEX_RECURSIVE */
 #include "bench.h"  /* first: it counts futex syscalls */
 #include "conc/lock.h"
 #include "conc/rlock.h"

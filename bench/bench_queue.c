@@ -19,7 +19,6 @@
  *
  * Run: make build/bench/bench_queue && flock /tmp/conc-bench.lock build/bench/bench_queue
  */
-#define _GNU_SOURCE /* bench.h pins threads: CPU_SET, pthread_setaffinity_np */
 #include "bench.h"
 #include "conc/queue.h"
 

@@ -214,6 +214,48 @@ static inline void th_run_threads(int n, th_thread_fn fn, void *arg) {
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Helpers for misuse and signal cases
+ * ---------------------------------------------------------------------------------------- */
+
+/* Runs fn in a forked child with its stderr captured into buf (always NUL-terminated);
+ * returns the child's wait status. For misuse that must abort with a clear message. */
+static inline int th_run_child_capturing_stderr(void (*fn)(void), char *buf, size_t size) {
+    int fds[2];
+    TH_CHECK_EQ(pipe(fds), 0);
+    pid_t pid = fork();
+    TH_CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        fn();
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t n;
+    memset(buf, 0, size);
+    while (len < size - 1 && (n = read(fds[0], buf + len, size - 1 - len)) > 0)
+        len += (size_t)n;
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+static void th_ignore_signal(int sig) {
+    (void)sig;
+}
+
+/* Installs a do-nothing handler for sig without SA_RESTART, so that a thread blocked in a
+ * futex wait really returns EINTR when sig arrives: for "signals do not end a timed wait
+ * early, nor stretch it". */
+static inline void th_interrupt_waits_with(int sig) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = th_ignore_signal;
+    sigaction(sig, &sa, NULL);
+}
+
+/* ------------------------------------------------------------------------------------------
  * The runner
  * ---------------------------------------------------------------------------------------- */
 static bool th_matches(const char *name, const char *filter) {

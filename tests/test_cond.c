@@ -301,10 +301,6 @@ static void cond_each_notify_releases_a_waiter(void) {
 }
 
 /* Signals delivered to a timed waiter neither end the wait early nor stretch it. */
-static void on_usr1(int sig) {
-    (void)sig;
-}
-
 typedef struct signal_ctx {
     conc_lock_t lock;
     conc_cond_t cond;
@@ -324,10 +320,7 @@ static void *timed_waiter(void *arg) {
 }
 
 static void cond_until_survives_signals_keeps_deadline(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_usr1; /* no SA_RESTART: the futex wait really returns EINTR */
-    sigaction(SIGUSR1, &sa, NULL);
+    th_interrupt_waits_with(SIGUSR1);
     signal_ctx s = {CONC_LOCK_INIT, CONC_COND_INIT, 0, -1, conc_deadline_in(50 * CONC_MS), 0};
     pthread_t t = spawn(timed_waiter, &s);
     int sent = 0;
@@ -432,28 +425,6 @@ static void cond_wait_rlock_by_non_owner_is_eperm(void) {
 
 /* ---- misuse that cannot be reported: aborts with a message -------------------------------- */
 
-static int run_child_capturing_stderr(void (*fn)(void), char *buf, size_t size) {
-    int fds[2];
-    TH_CHECK_EQ(pipe(fds), 0);
-    pid_t pid = fork();
-    TH_CHECK(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        fn();
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t n;
-    memset(buf, 0, size);
-    while (len < size - 1 && (n = read(fds[0], buf + len, size - 1 - len)) > 0)
-        len += (size_t)n;
-    close(fds[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return status;
-}
-
 static void wait_on_unheld_lock(void) {
     conc_lock_t l = CONC_LOCK_INIT;
     conc_cond_t c = CONC_COND_INIT;
@@ -471,10 +442,10 @@ static void wait_with_shared_mismatch(void) {
 
 static void cond_misuse_aborts_with_message(void) {
     char err[4096];
-    int status = run_child_capturing_stderr(wait_on_unheld_lock, err, sizeof err);
+    int status = th_run_child_capturing_stderr(wait_on_unheld_lock, err, sizeof err);
     TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
     TH_CHECK_MSG(strstr(err, "conc_cond_wait: the lock is not held") != NULL, "stderr: %s", err);
-    status = run_child_capturing_stderr(wait_with_shared_mismatch, err, sizeof err);
+    status = th_run_child_capturing_stderr(wait_with_shared_mismatch, err, sizeof err);
     TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
     TH_CHECK_MSG(strstr(err, "disagree on CONC_SHARED") != NULL, "stderr: %s", err);
 }

@@ -134,10 +134,6 @@ static void event_wait_after_set_then_clear_blocks(void) {
     TH_CHECK(conc_now() >= deadline);
 }
 
-static void on_signal(int sig) {
-    (void)sig;
-}
-
 typedef struct waiter_arg {
     conc_event_t *e;
     int64_t deadline; /* CONC_FOREVER: conc_event_wait */
@@ -162,10 +158,7 @@ static void *waiter_main(void *p) {
 }
 
 static void event_until_survives_signals_keeps_deadline(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal; /* no SA_RESTART: the futex wait really returns EINTR */
-    sigaction(SIGUSR1, &sa, NULL);
+    th_interrupt_waits_with(SIGUSR1);
     conc_event_t e = CONC_EVENT_INIT;
     waiter_arg a = {&e, conc_deadline_in(60 * CONC_MS), -1, 0, 0, 0};
     pthread_t t;

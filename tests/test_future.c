@@ -475,33 +475,21 @@ static int task_destroy_self(void *arg, void **result) {
     return 0;
 }
 
+static void destroy_from_own_task(void) {
+    conc_executor_t *ex;
+    if (conc_executor_create(&ex, 1, 4) != 0)
+        _exit(3);
+    conc_future_t *f;
+    if (conc_executor_submit(ex, task_destroy_self, ex, &f) != 0)
+        _exit(4);
+    (void)conc_future_wait(f);
+    _exit(5); /* not reached: destroy aborts the process */
+}
+
 static void executor_destroy_from_own_task_aborts(void) {
     fflush(stdout);
-    int fds[2];
-    TH_CHECK_EQ(pipe(fds), 0);
-    pid_t pid = fork();
-    TH_CHECK(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 2); /* the abort message goes to the pipe, checked below */
-        close(fds[0]);
-        conc_executor_t *ex;
-        if (conc_executor_create(&ex, 1, 4) != 0)
-            _exit(3);
-        conc_future_t *f;
-        if (conc_executor_submit(ex, task_destroy_self, ex, &f) != 0)
-            _exit(4);
-        (void)conc_future_wait(f);
-        _exit(5); /* not reached: destroy aborts the process */
-    }
-    close(fds[1]);
-    char msg[512] = {0};
-    size_t got = 0;
-    ssize_t r;
-    while (got < sizeof msg - 1 && (r = read(fds[0], msg + got, sizeof msg - 1 - got)) > 0)
-        got += (size_t)r;
-    close(fds[0]);
-    int status;
-    TH_CHECK_EQ(waitpid(pid, &status, 0), pid);
+    char msg[4096];
+    int status = th_run_child_capturing_stderr(destroy_from_own_task, msg, sizeof msg);
     TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
     TH_CHECK_MSG(strstr(msg, "conc_executor_destroy: called from one of its own tasks") != NULL,
                  "message: %s", msg);

@@ -93,29 +93,6 @@ static void lock_shared_flag_works_in_private_memory(void) {
     TH_CHECK_EQ(l.word, CONC__LOCK_SHARED);
 }
 
-/* Runs fn in a forked child with stderr captured into buf; returns the wait status. */
-static int run_child_capturing_stderr(void (*fn)(void), char *buf, size_t size) {
-    int fds[2];
-    TH_CHECK_EQ(pipe(fds), 0);
-    pid_t pid = fork();
-    TH_CHECK(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        fn();
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t len = 0;
-    ssize_t n;
-    memset(buf, 0, size);
-    while (len < size - 1 && (n = read(fds[0], buf + len, size - 1 - len)) > 0)
-        len += (size_t)n;
-    close(fds[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return status;
-}
-
 /* As in Python, a plain lock may be released by a thread other than the one that took it.
  * ThreadSanitizer models every annotated mutex as owned, so under TSan the same program is
  * reported as "unlock ... by a wrong thread": the case checks for exactly that report there
@@ -136,7 +113,7 @@ static void release_from_other_thread(void) {
 }
 static void lock_release_by_another_thread(void) {
     char err[4096];
-    int status = run_child_capturing_stderr(release_from_other_thread, err, sizeof err);
+    int status = th_run_child_capturing_stderr(release_from_other_thread, err, sizeof err);
 #if defined(CONC_TSAN)
     TH_CHECK_MSG(strstr(err, "unlock of an unlocked mutex (or by a wrong thread)") != NULL,
                  "TSan did not see the annotated lock: %s", err);
@@ -154,7 +131,7 @@ static void release_unheld(void) {
 }
 static void lock_release_unheld_aborts_with_message(void) {
     char err[4096];
-    int status = run_child_capturing_stderr(release_unheld, err, sizeof err);
+    int status = th_run_child_capturing_stderr(release_unheld, err, sizeof err);
 #if defined(CONC_TSAN)
     TH_CHECK_MSG(status != 0 && strstr(err, "unlock of an unlocked mutex") != NULL, "stderr: %s",
                  err);
@@ -173,10 +150,6 @@ typedef struct sleeper_ctx {
     int64_t deadline;
 } sleeper_ctx;
 
-static void on_signal(int sig) {
-    (void)sig;
-}
-
 static void *timed_sleeper(void *arg) {
     sleeper_ctx *c = (sleeper_ctx *)arg;
     __atomic_store_n(&c->state, 1, __ATOMIC_RELAXED);
@@ -186,10 +159,7 @@ static void *timed_sleeper(void *arg) {
 }
 
 static void lock_until_survives_signals_keeps_deadline(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal; /* no SA_RESTART: the futex wait returns EINTR */
-    sigaction(SIGUSR1, &sa, NULL);
+    th_interrupt_waits_with(SIGUSR1);
     sleeper_ctx c;
     memset(&c, 0, sizeof c);
     conc_lock_acquire(&c.lock);

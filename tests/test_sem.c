@@ -129,10 +129,6 @@ static void sem_until_times_out_never_early(void) {
     }
 }
 
-static void on_signal(int sig) {
-    (void)sig;
-}
-
 typedef struct timed_arg {
     conc_sem_t *s;
     int64_t deadline;
@@ -151,10 +147,7 @@ static void *timed_acquirer(void *p) {
 
 /* EINTR loops inside with the same absolute deadline: signals neither end nor stretch it. */
 static void sem_until_survives_signals_keeps_deadline(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal; /* no SA_RESTART: the futex wait really returns EINTR */
-    sigaction(SIGUSR1, &sa, NULL);
+    th_interrupt_waits_with(SIGUSR1);
     conc_sem_t s = CONC_SEM_INIT(0);
     timed_arg a = {&s, conc_deadline_in(60 * CONC_MS), -1, 0, 0};
     pthread_t t;

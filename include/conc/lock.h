@@ -51,13 +51,15 @@
  *
  * DESIGN
  *   The word: bit 0 HELD, bit 1 HANDOFF, bit 2 STARVING, bit 3 WAKING, bits 4..30 the number
- *   of registered sleepers, bit 31 SHARED. Uncontended, the word is 0 (or SHARED): acquire is
- *   one CAS 0 -> HELD and release one CAS HELD -> 0, both inline, no syscall. Anything else
- *   goes to the cold paths below:
+ *   of registered sleepers, bit 31 SHARED. Acquire is one RMW that sets HELD and sees whether
+ *   it was set already; release is one RMW that clears HELD and sees whether anything else is
+ *   in the word. Both are inline and make no syscall, and both stay one RMW when sleepers
+ *   are registered, so a busy lock is as cheap to pass around as an idle one. Only a failed
+ *   acquire, or a release that finds sleepers, goes to the cold paths below:
  *   - a contended acquire spins (bounded, CONC_LOCK_SPIN relaxed loads with a pause) while
  *     nobody sleeps and more than one CPU exists, then registers as a sleeper (+1 in the
  *     count) and sleeps on the word;
- *   - a release that sees sleepers wakes one, unless WAKING says a sleeper it (or an earlier
+ *   - a release that sees sleepers (and finds the lock still free) wakes one, unless WAKING says a sleeper it (or an earlier
  *     release) woke has not run yet: that sleeper will re-check the word anyway, so a second
  *     wake would only add a thread fighting for the CPU. This keeps one woken thread in
  *     flight, like glibc's 0/1/2 mutex, while still counting sleepers exactly. The woken
@@ -66,7 +68,8 @@
  *     next to a free lock;
  *   - barging: a woken sleeper competes with newcomers, which is what makes a busy lock fast.
  *     A sleeper that has waited more than CONC_LOCK_FAIR_NS sets STARVING; the next release
- *     then keeps HELD, sets HANDOFF and wakes one sleeper (the kernel wakes a word's sleepers
+ *     then takes the lock straight back (unless a newcomer beat it to that), sets HANDOFF and
+ *     wakes one sleeper (the kernel wakes a word's sleepers
  *     in FIFO order, so the oldest). Only a thread returning from a wake may claim a HANDOFF,
  *     so newcomers and sleepers that have not been woken cannot take the lock meant for the
  *     oldest sleeper. The releaser keeps waking until some sleeper took the wake, or takes
@@ -126,18 +129,22 @@ static inline void conc_lock_init(conc_lock_t *l, int flags) {
  *   releaser                                   sleeper
  *   ---------------------------------------    --------------------------------------------
  *                                              CAS word: seen -> seen + SLEEPER   [registers]
- *   CAS word: v -> v & ~HELD   [R2, release]
- *   (v counts our sleeper, so:) wake(word, 1)
+ *   old = fetch_sub(word, HELD)   [R1]
+ *   old counts our sleeper, the lock is still
+ *   free, no WAKING: CAS sets WAKING; wake(1)
  *                                              futex_wait(word, seen + SLEEPER)
  *                                                -> EAGAIN: word lost HELD, so it differs
  *
- *   Either the releaser's CAS comes first, and the sleeper's futex_wait finds the word changed
- *   and returns at once; or the sleeper is queued first, and the releaser's wake finds it. The
- *   releaser reads the count in the same CAS that frees the lock, so it cannot miss a sleeper
+ *   Either the release comes first, and the sleeper's futex_wait finds the word changed and
+ *   returns at once; or the sleeper is queued first, and the releaser's wake finds it. The
+ *   releaser reads the count in the same RMW that frees the lock, so it cannot miss a sleeper
  *   that registered before the lock was freed; one that registers after sees the lock free.
- *   If the word returns to the very value the sleeper saw (a barger took the lock again), the
- *   sleeper sleeps, and that barger's release sees the count and wakes someone: no lost
- *   wakeup, only the barger's turn first.
+ *   If a barger takes the lock before the releaser looks again, the releaser leaves the wake
+ *   to the barger's own release. If the word returns to the very value the sleeper saw (a
+ *   barger took the lock again), the sleeper sleeps, and that barger's release wakes someone:
+ *   no lost wakeup, only the barger's turn first. WAKING set means a woken thread (or a
+ *   releaser still in conc__lock_wake_one) will look at the word again, so skipping the wake
+ *   then loses nothing either.
  * ------------------------------------------------------------------------------------------- */
 
 /* The word a registered sleeper installs when it takes the lock from v: v has HELD clear (the
@@ -278,49 +285,47 @@ CONC_COLD void conc__lock_wake_one(conc_lock_t *l, int flags) {
     }
 }
 
-CONC_COLD void conc__lock_release_slow(conc_lock_t *l) {
-    uint32_t v = conc_load(&l->word, CONC_RELAXED);
-    uint32_t next;
-    bool wake;
+/* The release fast path has already cleared HELD [R1]; `old` is the word it replaced. Here:
+ * misuse, handing the lock over to a starving sleeper, or waking one. */
+CONC_COLD void conc__lock_release_slow(conc_lock_t *l, uint32_t old) {
+    if (!(old & CONC__LOCK_HELD) || (old & CONC__LOCK_HANDOFF))
+        CONC_ABORT("conc_lock_release: the lock is not held");
+    if (!(old & CONC__LOCK_SLEEPERS))
+        return; /* nobody to wake (STARVING never outlives the last sleeper) */
+    uint32_t v = old - CONC__LOCK_HELD, next;
     for (;;) {
-        if (!(v & CONC__LOCK_HELD) || (v & CONC__LOCK_HANDOFF))
-            CONC_ABORT("conc_lock_release: the lock is not held");
-        wake = false;
-        if ((v & CONC__LOCK_SLEEPERS) == 0) {
-            next = v & CONC__LOCK_SHARED; /* nobody to wake: just free it */
+        /* Someone barged in since [R1]: its own release hands over or wakes. All sleepers
+         * gone (timed out): nothing to do. */
+        if ((v & CONC__LOCK_HELD) || !(v & CONC__LOCK_SLEEPERS))
+            return;
+        if (v & CONC__LOCK_STARVING) {
+            /* Take the lock back and hand it to a sleeper: it stays HELD, so no newcomer can
+             * barge past the starving sleeper. [R2] release: pairs with the claimer's [A2]
+             * (and continues [R1]'s release sequence). */
+            next = v | CONC__LOCK_HELD | CONC__LOCK_HANDOFF | CONC__LOCK_WAKING;
+        } else if (v & CONC__LOCK_WAKING) {
+            return; /* a woken sleeper is on its way: it re-checks the word before sleeping */
         } else {
-            /* Keep HELD and hand over when a sleeper starves; else free it. Wake unless a
-             * woken sleeper is still on its way: it re-checks the word before sleeping. */
-            next = (v & CONC__LOCK_STARVING) ? (v | CONC__LOCK_HANDOFF) : (v & ~CONC__LOCK_HELD);
-            wake = !(v & CONC__LOCK_WAKING);
-            next |= CONC__LOCK_WAKING;
+            next = v | CONC__LOCK_WAKING; /* we wake; the woken sleeper retires it */
         }
-        /* [R2] release: pairs with [A1]/[A2] of the next owner. */
         if (conc_cas(&l->word, &v, next, CONC_RELEASE, CONC_RELAXED))
             break;
     }
-    if (wake)
+    if (!(v & CONC__LOCK_WAKING))
         conc__lock_wake_one(l, conc__lock_futex_flags(v));
-}
-
-CONC_COLD int conc__lock_try_slow(conc_lock_t *l) {
-    uint32_t v = conc_load(&l->word, CONC_RELAXED);
-    while (!(v & CONC__LOCK_HELD)) /* free, but sleepers or SHARED make the word non-zero */
-        if (conc_cas(&l->word, &v, v | CONC__LOCK_HELD, CONC_ACQUIRE, CONC_RELAXED)) /* [A1] */
-            return 0;
-    return EBUSY;
 }
 
 /* -------------------------------------------------------------------------------------------
  * Fast paths (inline)
  * ------------------------------------------------------------------------------------------- */
 
-/* One CAS 0 -> HELD. [A1] acquire on success: pairs with [R1]/[R2], the previous owner's
- * release, so its writes are visible to us. Relaxed on failure: the value only routes us to
- * the slow path, which reads again. */
+/* One RMW: set HELD (a `lock bts` on x86) and see whether it was already set. It works whatever
+ * else the word holds (sleepers, WAKING, SHARED), so a free lock is taken in one instruction
+ * even under contention; during a HANDOFF the word stays HELD, so nobody barges then.
+ * [A1] acquire: pairs with [R1]/[R2], the previous owner's release, so its writes are
+ * visible to us. */
 CONC_INLINE bool conc__lock_fast(conc_lock_t *l) {
-    uint32_t expected = 0;
-    return conc_cas(&l->word, &expected, CONC__LOCK_HELD, CONC_ACQUIRE, CONC_RELAXED);
+    return !(conc_fetch_or(&l->word, CONC__LOCK_HELD, CONC_ACQUIRE) & CONC__LOCK_HELD);
 }
 
 static inline void conc_lock_acquire(conc_lock_t *l) {
@@ -332,7 +337,7 @@ static inline void conc_lock_acquire(conc_lock_t *l) {
 
 CONC_NODISCARD static inline int conc_lock_try_acquire(conc_lock_t *l) {
     CONC_TSAN_MUTEX_PRE_LOCK(l, CONC_TSAN_MUTEX_TRY_LOCK);
-    int r = CONC_LIKELY(conc__lock_fast(l)) ? 0 : conc__lock_try_slow(l);
+    int r = CONC_LIKELY(conc__lock_fast(l)) ? 0 : EBUSY;
     CONC_TSAN_MUTEX_POST_LOCK(l, CONC_TSAN_MUTEX_TRY_LOCK |
                                      (r ? CONC_TSAN_MUTEX_TRY_LOCK_FAILED : 0u));
     return r;
@@ -346,14 +351,14 @@ CONC_NODISCARD static inline int conc_lock_acquire_until(conc_lock_t *l, int64_t
     return r;
 }
 
-/* One CAS HELD -> 0. [R1] release: pairs with the next owner's [A1]/[A2]. If the word holds
- * anything else (sleepers, STARVING, SHARED, or no HELD at all: misuse), the slow path
- * decides. */
+/* One RMW: clear HELD (a `lock xadd`). [R1] release: pairs with the next owner's [A1]/[A2].
+ * If the word held anything besides HELD (and SHARED), the slow path sees what: sleepers to
+ * wake, a starving sleeper to hand the lock to, or misuse (no HELD at all). */
 static inline void conc_lock_release(conc_lock_t *l) {
     CONC_TSAN_MUTEX_PRE_UNLOCK(l);
-    uint32_t expected = CONC__LOCK_HELD;
-    if (CONC_UNLIKELY(!conc_cas(&l->word, &expected, 0u, CONC_RELEASE, CONC_RELAXED)))
-        conc__lock_release_slow(l);
+    uint32_t old = conc_fetch_sub(&l->word, CONC__LOCK_HELD, CONC_RELEASE);
+    if (CONC_UNLIKELY((old & ~CONC__LOCK_SHARED) != CONC__LOCK_HELD))
+        conc__lock_release_slow(l, old);
     CONC_TSAN_MUTEX_POST_UNLOCK(l);
 }
 

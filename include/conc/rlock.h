@@ -81,12 +81,19 @@ CONC_INLINE void conc__rlock_took(conc_rlock_t *r, uintptr_t self) {
     conc_store(&r->owner, self, CONC_RELAXED); /* ordered by the inner lock's acquire */
 }
 
+/* The owner acquiring again: one more level. 0, or EOVERFLOW at UINT32_MAX levels. */
+CONC_INLINE int conc__rlock_reenter(conc_rlock_t *r) {
+    if (CONC_UNLIKELY(r->depth == UINT32_MAX))
+        return EOVERFLOW;
+    r->depth++;
+    return 0;
+}
+
 static inline void conc_rlock_acquire(conc_rlock_t *r) {
     uintptr_t self = conc__rlock_self();
     if (conc_load(&r->owner, CONC_RELAXED) == self) {
-        if (CONC_UNLIKELY(r->depth == UINT32_MAX))
+        if (CONC_UNLIKELY(conc__rlock_reenter(r) != 0))
             CONC_ABORT("conc_rlock_acquire: recursion depth overflow");
-        r->depth++;
         return;
     }
     conc_lock_acquire(&r->lock);
@@ -95,12 +102,8 @@ static inline void conc_rlock_acquire(conc_rlock_t *r) {
 
 CONC_NODISCARD static inline int conc_rlock_try_acquire(conc_rlock_t *r) {
     uintptr_t self = conc__rlock_self();
-    if (conc_load(&r->owner, CONC_RELAXED) == self) {
-        if (CONC_UNLIKELY(r->depth == UINT32_MAX))
-            return EOVERFLOW;
-        r->depth++;
-        return 0;
-    }
+    if (conc_load(&r->owner, CONC_RELAXED) == self)
+        return conc__rlock_reenter(r);
     int e = conc_lock_try_acquire(&r->lock);
     if (e == 0)
         conc__rlock_took(r, self);
@@ -109,12 +112,8 @@ CONC_NODISCARD static inline int conc_rlock_try_acquire(conc_rlock_t *r) {
 
 CONC_NODISCARD static inline int conc_rlock_acquire_until(conc_rlock_t *r, int64_t deadline) {
     uintptr_t self = conc__rlock_self();
-    if (conc_load(&r->owner, CONC_RELAXED) == self) {
-        if (CONC_UNLIKELY(r->depth == UINT32_MAX))
-            return EOVERFLOW;
-        r->depth++;
-        return 0;
-    }
+    if (conc_load(&r->owner, CONC_RELAXED) == self)
+        return conc__rlock_reenter(r);
     int e = conc_lock_acquire_until(&r->lock, deadline);
     if (e == 0)
         conc__rlock_took(r, self);
