@@ -117,8 +117,9 @@
  *   lock, no completer can still be touching the caller's stack.
  *   The executor's queue is a ring of future pointers under a conc_lock, with two futex
  *   eventcounts (not empty, not full) whose sleeper counts are changed under that lock: a
- *   push wakes one worker only if one is registered, so a busy stream makes no syscall. Idle
- *   workers spin CONC_EXECUTOR_SPIN loads on a relaxed copy of the count before registering.
+ *   push wakes one worker only if one is registered and none spins, so a busy stream makes no
+ *   syscall. One idle worker at a time spins CONC_EXECUTOR_SPIN loads on a relaxed copy of
+ *   the count before registering; a pop that leaves work queued wakes the next worker.
  *   (The kit's queue.h did not exist when this was written; see the report in CHANGELOG.)
  *   as-completed: each future gets a waker node that appends its entry to the set's FIFO
  *   and wakes one sleeper: O(1) per completion. The lazy map keeps a ring of `window` futures
@@ -746,6 +747,7 @@ typedef struct conc__exq {
     conc__ec not_empty; /* workers sleep here */
     conc__ec not_full;  /* blocked submitters sleep here */
     uint32_t closed;    /* written under lock; relaxed reads outside it */
+    uint32_t spinning;  /* 1 while an idle worker spins; set by CAS, cleared under lock */
     size_t count;       /* written under lock; relaxed reads by spinners */
     size_t head, cap;
     conc_future_t **slots;
@@ -814,7 +816,12 @@ CONC_NOINLINE int conc__exq_push(conc__exq *q, conc_future_t *const *fs, size_t 
             }
             done += k;
             conc_store(&q->count, q->count + k, CONC_RELAXED);
-            int wake = conc__ec_notify(&q->not_empty, k);
+            /* A spinning worker will see the count without a syscall, and the first pop it
+             * makes wakes a sleeper if more is queued (below). Relaxed: read under the lock,
+             * which is also where the spinner gives up (see conc__exq_pop). */
+            int wake = conc_load(&q->spinning, CONC_RELAXED)
+                           ? 0
+                           : conc__ec_notify(&q->not_empty, k);
             conc_lock_release(&q->lock);
             if (wake)
                 conc_futex_wake(&q->not_empty.word, wake, 0);
@@ -837,28 +844,57 @@ CONC_NOINLINE int conc__exq_push(conc__exq *q, conc_future_t *const *fs, size_t 
 }
 
 /* Pops one future; blocks while empty unless !block. 0, EAGAIN (empty, !block), EPIPE
- * (closed and drained). */
+ * (closed and drained).
+ *
+ * At most one idle worker spins (the others sleep at once): on two CPUs, two spinning
+ * workers would take both from the threads that submit and wait. A push skips the wake while
+ * that spinner exists, and every pop that leaves work queued wakes one more sleeper, so a
+ * burst still fans out to every worker, one wake at a time:
+ *
+ *   pusher (under the lock)                   spinner
+ *   -------------------------------------     ---------------------------------------------
+ *                                             CAS spinning 0 -> 1; spin on count (relaxed)
+ *   count += 1; spinning == 1: no wake
+ *                                             sees count > 0 (or gives up after the spin);
+ *                                             lock; count > 0: pop, spinning = 0
+ *                                             (or count == 0: spinning = 0, register, sleep)
+ *
+ *   The spinner clears `spinning` only under the lock, after looking at the count there: a
+ *   pusher that saw spinning == 1 under the lock pushed before that look, so the item is
+ *   seen. A pusher that saw 0 wakes a registered sleeper as usual. */
 CONC_NOINLINE int conc__exq_pop(conc__exq *q, conc_future_t **out, bool block) {
-    if (block && CONC_EXECUTOR_SPIN > 0 && conc_cpu_count() > 1) {
+    bool spinner = false;
+    if (block && CONC_EXECUTOR_SPIN > 0 && conc_cpu_count() > 1 &&
+        conc_load(&q->count, CONC_RELAXED) == 0) {
+        uint32_t idle = 0;
+        spinner = conc_cas(&q->spinning, &idle, 1u, CONC_RELAXED, CONC_RELAXED);
         /* Relaxed loads keep the line shared until there is something to take. */
-        for (int i = 0; i < CONC_EXECUTOR_SPIN; i++) {
+        for (int i = 0; spinner && i < CONC_EXECUTOR_SPIN; i++) {
             if (conc_load(&q->count, CONC_RELAXED) || conc_load(&q->closed, CONC_RELAXED))
                 break;
             conc_cpu_relax();
         }
     }
     conc_lock_acquire(&q->lock);
+    if (spinner)
+        conc_store(&q->spinning, 0u, CONC_RELAXED); /* under the lock: see above */
     for (;;) {
         if (q->count > 0) {
             *out = q->slots[q->head];
             q->head = q->head + 1 == q->cap ? 0 : q->head + 1;
             conc_store(&q->count, q->count - 1, CONC_RELAXED);
+            /* More queued and nobody spinning: pass the wake on to one more worker. */
+            int more = q->count > 0 && !conc_load(&q->spinning, CONC_RELAXED)
+                           ? conc__ec_notify(&q->not_empty, 1)
+                           : 0;
             /* Blocked submitters sleep only on a full queue; waking them once half of it is
              * free lets each wakeup move half a queue, not one slot. The count falls past
              * that mark while workers drain, so the wake cannot be skipped for good. */
             int wake = q->cap - q->count >= (q->cap + 1) / 2 ? conc__ec_notify(&q->not_full, INT_MAX)
                                                               : 0;
             conc_lock_release(&q->lock);
+            if (more)
+                conc_futex_wake(&q->not_empty.word, more, 0);
             if (wake)
                 conc_futex_wake(&q->not_full.word, wake, 0);
             return 0;
