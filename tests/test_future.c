@@ -400,8 +400,8 @@ static void executor_shutdown_epipe_wakes_blocked_submitter(void) {
     submitter s = {ex, -1, (conc_future_t *)1, 0};
     pthread_t t;
     TH_CHECK_EQ(pthread_create(&t, NULL, submit_blocking, &s), 0);
-    /* Wait until it is really blocked: registered as a sleeper on not_full. */
-    while ((conc_load(&ex->q.not_full.word, CONC_RELAXED) & CONC__EC_SLEEPERS) == 0)
+    /* Wait until it is really blocked: registered as a waiter on the queue's not_full. */
+    while (conc__qw_waiters(conc_load(&ex->q->not_full, CONC_RELAXED)) == 0)
         sched_yield();
     /* shutdown joins, and the worker is stuck on the gate: shut down from another thread,
      * which must first wake the blocked submitter with EPIPE and cancel the queued task. */

@@ -88,7 +88,7 @@
  *
  * CONFIGURATION
  *   CONC_FUTURE_SPIN     relaxed loads a waiter spins before sleeping (default 256)
- *   CONC_EXECUTOR_SPIN   relaxed loads an idle worker spins before sleeping (default 2048)
+ *   CONC_EXECUTOR_SPIN   pauses one idle worker polls the queue before it blocks (default 2048)
  *   Both skip spinning on a single CPU.
  *
  * CAVEATS
@@ -115,12 +115,12 @@
  *   itself). Internal "waker" nodes (wait_any, as-completed) run under the lock and can be
  *   unlinked again, which is how wait_any leaves no node behind: after unlinking under the
  *   lock, no completer can still be touching the caller's stack.
- *   The executor's queue is a ring of future pointers under a conc_lock, with two futex
- *   eventcounts (not empty, not full) whose sleeper counts are changed under that lock: a
- *   push wakes one worker only if one is registered and none spins, so a busy stream makes no
- *   syscall. One idle worker at a time spins CONC_EXECUTOR_SPIN loads on a relaxed copy of
- *   the count before registering; a pop that leaves work queued wakes the next worker.
- *   (The kit's queue.h did not exist when this was written; see the report in CHANGELOG.)
+ *   The executor's submission queue is the kit's own conc_queue (queue.h) of future pointers:
+ *   lock-free, bounded, blocking and closable, so submit blocks while full, try_submit gets
+ *   EAGAIN, shutdown's close hands EPIPE to every submitter (blocked ones too) while the
+ *   workers drain, and a busy stream makes no syscall. One idle worker at a time polls the
+ *   queue for CONC_EXECUTOR_SPIN pauses before it blocks in conc_queue_pop, so a steady
+ *   stream of tiny tasks finds a worker awake.
  *   as-completed: each future gets a waker node that appends its entry to the set's FIFO
  *   and wakes one sleeper: O(1) per completion. The lazy map keeps a ring of `window` futures
  *   and submits input i + window when result i is taken.
@@ -130,6 +130,7 @@
 
 #include "base.h"
 #include "lock.h"
+#include "queue.h"
 #include <pthread.h>
 
 #ifdef __cplusplus
@@ -714,222 +715,11 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
 }
 
 /* -------------------------------------------------------------------------------------------
- * The executor's submission queue: a ring of futures under a conc_lock, with two eventcounts
- * (workers wait on not_empty, submitters on not_full). Every change to an eventcount is made
- * under the lock, so:
- *
- *   pusher                                      worker (queue empty)
- *   ----------------------------------------    -------------------------------------------
- *                                               lock; count == 0: not_empty += SLEEPER
- *                                               e = not_empty; unlock
- *   lock; push; not_empty has sleepers:
- *     not_empty += SEQ; unlock
- *     futex_wake(not_empty, 1)                  futex_wait(not_empty, e)
- *                                                 -> EAGAIN (SEQ changed) or woken
- *
- *   The lock orders the registration and the push: if the push came first, the worker saw
- *   count > 0; if the registration came first, the pusher saw the sleeper and changed the
- *   word before waking, so the worker cannot sleep through it. Nobody registered: no syscall.
- * ------------------------------------------------------------------------------------------- */
-/* A futex eventcount whose every change is made under the queue's lock. word: low 16 bits
- * count the sleepers not yet claimed by a notify, the rest is a sequence. A notify claims
- * up to n sleepers (they leave the count), leaves as many tokens, bumps the sequence and
- * wakes that many; every sleeper that comes back takes a token if there is one, else
- * removes its own registration. So sleepers + tokens = threads between registering and
- * coming back, and a burst of pushes wakes each sleeping worker once, not once per push. */
-typedef struct conc__ec {
-    uint32_t word;   /* futex word; written under the lock, read by the kernel */
-    uint32_t tokens; /* claimed sleepers not yet back; under the lock */
-} conc__ec;
-
-typedef struct conc__exq {
-    conc_lock_t lock;
-    conc__ec not_empty; /* workers sleep here */
-    conc__ec not_full;  /* blocked submitters sleep here */
-    uint32_t closed;    /* written under lock; relaxed reads outside it */
-    uint32_t spinning;  /* 1 while an idle worker spins; set by CAS, cleared under lock */
-    size_t count;       /* written under lock; relaxed reads by spinners */
-    size_t head, cap;
-    conc_future_t **slots;
-} conc__exq;
-
-/* Under the lock: claims up to n sleepers; returns how many to wake (0: nobody sleeps). */
-CONC_INLINE int conc__ec_notify(conc__ec *ec, size_t n) {
-    uint32_t v = conc_load(&ec->word, CONC_RELAXED);
-    uint32_t sleepers = v & CONC__EC_SLEEPERS;
-    if (sleepers == 0)
-        return 0;
-    uint32_t k = n < sleepers ? (uint32_t)n : sleepers;
-    /* The sequence bump makes a registered sleeper that has not reached futex_wait yet
-     * return EAGAIN: the wake below cannot pass it by. */
-    conc_store(&ec->word, v - k * CONC__EC_SLEEPER + CONC__EC_SEQ, CONC_RELAXED);
-    ec->tokens += k;
-    return (int)k;
-}
-
-/* Under the lock: registers a sleeper; returns the word to pass to futex_wait. */
-CONC_INLINE uint32_t conc__ec_register(conc__ec *ec) {
-    uint32_t v = conc_load(&ec->word, CONC_RELAXED);
-    if ((v & CONC__EC_SLEEPERS) == CONC__EC_SLEEPERS)
-        CONC_ABORT("conc executor: more than 65535 sleepers on one queue");
-    v += CONC__EC_SLEEPER;
-    conc_store(&ec->word, v, CONC_RELAXED);
-    return v;
-}
-
-/* Under the lock, after futex_wait returned (woken, EAGAIN or spurious). */
-CONC_INLINE void conc__ec_back(conc__ec *ec) {
-    if (ec->tokens > 0)
-        ec->tokens--;
-    else
-        conc_store(&ec->word, conc_load(&ec->word, CONC_RELAXED) - CONC__EC_SLEEPER,
-                   CONC_RELAXED);
-}
-
-CONC_INLINE void conc__ec_sleep(conc_lock_t *lock, conc__ec *ec) {
-    uint32_t v = conc__ec_register(ec);
-    conc_lock_release(lock);
-    CONC_CHAOS_POINT();
-    (void)conc_futex_wait(&ec->word, v, CONC_FOREVER, 0);
-    conc_lock_acquire(lock);
-    conc__ec_back(ec);
-}
-
-/* Pushes up to n futures; blocks while full unless !block. Returns the number pushed in
- * *pushed and 0, EAGAIN (full, !block) or EPIPE (closed). */
-CONC_NOINLINE int conc__exq_push(conc__exq *q, conc_future_t *const *fs, size_t n, bool block,
-                                 size_t *pushed) {
-    size_t done = 0;
-    int r = 0;
-    conc_lock_acquire(&q->lock);
-    for (;;) {
-        if (q->closed) {
-            r = EPIPE;
-            break;
-        }
-        size_t space = q->cap - q->count, k = n - done < space ? n - done : space;
-        if (k > 0) {
-            size_t tail = q->head + q->count;
-            for (size_t i = 0; i < k; i++) {
-                size_t at = tail + i;
-                q->slots[at >= q->cap ? at - q->cap : at] = fs[done + i];
-            }
-            done += k;
-            conc_store(&q->count, q->count + k, CONC_RELAXED);
-            /* A spinning worker will see the count without a syscall, and the first pop it
-             * makes wakes a sleeper if more is queued (below). Relaxed: read under the lock,
-             * which is also where the spinner gives up (see conc__exq_pop). */
-            int wake = conc_load(&q->spinning, CONC_RELAXED)
-                           ? 0
-                           : conc__ec_notify(&q->not_empty, k);
-            conc_lock_release(&q->lock);
-            if (wake)
-                conc_futex_wake(&q->not_empty.word, wake, 0);
-            if (done == n) {
-                *pushed = done;
-                return 0;
-            }
-            conc_lock_acquire(&q->lock);
-            continue;
-        }
-        if (!block) {
-            r = EAGAIN;
-            break;
-        }
-        conc__ec_sleep(&q->lock, &q->not_full);
-    }
-    conc_lock_release(&q->lock);
-    *pushed = done;
-    return r;
-}
-
-/* Pops one future; blocks while empty unless !block. 0, EAGAIN (empty, !block), EPIPE
- * (closed and drained).
- *
- * At most one idle worker spins (the others sleep at once): on two CPUs, two spinning
- * workers would take both from the threads that submit and wait. A push skips the wake while
- * that spinner exists, and every pop that leaves work queued wakes one more sleeper, so a
- * burst still fans out to every worker, one wake at a time:
- *
- *   pusher (under the lock)                   spinner
- *   -------------------------------------     ---------------------------------------------
- *                                             CAS spinning 0 -> 1; spin on count (relaxed)
- *   count += 1; spinning == 1: no wake
- *                                             sees count > 0 (or gives up after the spin);
- *                                             lock; count > 0: pop, spinning = 0
- *                                             (or count == 0: spinning = 0, register, sleep)
- *
- *   The spinner clears `spinning` only under the lock, after looking at the count there: a
- *   pusher that saw spinning == 1 under the lock pushed before that look, so the item is
- *   seen. A pusher that saw 0 wakes a registered sleeper as usual. */
-CONC_NOINLINE int conc__exq_pop(conc__exq *q, conc_future_t **out, bool block) {
-    bool spinner = false;
-    if (block && CONC_EXECUTOR_SPIN > 0 && conc_cpu_count() > 1 &&
-        conc_load(&q->count, CONC_RELAXED) == 0) {
-        uint32_t idle = 0;
-        spinner = conc_cas(&q->spinning, &idle, 1u, CONC_RELAXED, CONC_RELAXED);
-        /* Relaxed loads keep the line shared until there is something to take. */
-        for (int i = 0; spinner && i < CONC_EXECUTOR_SPIN; i++) {
-            if (conc_load(&q->count, CONC_RELAXED) || conc_load(&q->closed, CONC_RELAXED))
-                break;
-            conc_cpu_relax();
-        }
-    }
-    conc_lock_acquire(&q->lock);
-    if (spinner)
-        conc_store(&q->spinning, 0u, CONC_RELAXED); /* under the lock: see above */
-    for (;;) {
-        if (q->count > 0) {
-            *out = q->slots[q->head];
-            q->head = q->head + 1 == q->cap ? 0 : q->head + 1;
-            conc_store(&q->count, q->count - 1, CONC_RELAXED);
-            /* More queued and nobody spinning: pass the wake on to one more worker. */
-            int more = q->count > 0 && !conc_load(&q->spinning, CONC_RELAXED)
-                           ? conc__ec_notify(&q->not_empty, 1)
-                           : 0;
-            /* Blocked submitters sleep only on a full queue; waking them once half of it is
-             * free lets each wakeup move half a queue, not one slot. The count falls past
-             * that mark while workers drain, so the wake cannot be skipped for good. */
-            int wake = q->cap - q->count >= (q->cap + 1) / 2 ? conc__ec_notify(&q->not_full, INT_MAX)
-                                                              : 0;
-            conc_lock_release(&q->lock);
-            if (more)
-                conc_futex_wake(&q->not_empty.word, more, 0);
-            if (wake)
-                conc_futex_wake(&q->not_full.word, wake, 0);
-            return 0;
-        }
-        if (q->closed || !block) {
-            int r = q->closed ? EPIPE : EAGAIN; /* read under the lock */
-            conc_lock_release(&q->lock);
-            return r;
-        }
-        conc__ec_sleep(&q->lock, &q->not_empty);
-    }
-}
-
-/* Idempotent. Bumps both eventcounts and wakes everyone: blocked submitters get EPIPE,
- * workers drain what is left and then get EPIPE. */
-CONC_NOINLINE void conc__exq_close(conc__exq *q) {
-    conc_lock_acquire(&q->lock);
-    bool was = q->closed != 0;
-    conc_store(&q->closed, 1u, CONC_RELAXED);
-    if (!was) { /* claim every sleeper: each comes back, takes a token, sees closed */
-        (void)conc__ec_notify(&q->not_empty, CONC__EC_SLEEPERS);
-        (void)conc__ec_notify(&q->not_full, CONC__EC_SLEEPERS);
-    }
-    conc_lock_release(&q->lock);
-    if (!was) {
-        conc_futex_wake(&q->not_empty.word, INT_MAX, 0);
-        conc_futex_wake(&q->not_full.word, INT_MAX, 0);
-    }
-}
-
-/* -------------------------------------------------------------------------------------------
  * The executor
  * ------------------------------------------------------------------------------------------- */
 typedef struct conc_executor {
-    conc__exq q;
+    conc_queue_t *q;      /* the bounded submission queue: conc_future_t pointers */
+    uint32_t polling;     /* 1 while an idle worker polls the queue (relaxed: a hint) */
     unsigned nthreads;
     pthread_t *threads;   /* written by create before any worker starts; then read-only */
     conc_lock_t shutdown_lock;
@@ -943,7 +733,7 @@ CONC_INLINE void conc__executor_run(conc_future_t *f) {
     for (;;) {
         if ((v & CONC__FUT_STATE) != CONC__FUT_PENDING)
             break; /* cancelled (or completed by hand): never run */
-        /* Relaxed: the task's inputs were ordered by the queue's lock. */
+        /* Relaxed: the task's inputs were ordered by the queue (push happens-before pop). */
         if (conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING,
                           CONC_RELAXED, CONC_RELAXED)) {
             CONC_CHAOS_POINT();
@@ -958,10 +748,35 @@ CONC_INLINE void conc__executor_run(conc_future_t *f) {
     conc_future_release(f);
 }
 
+/* Waits for the next task: EPIPE once shut down and drained. One idle worker at a time polls
+ * the queue for up to CONC_EXECUTOR_SPIN pauses before it blocks in conc_queue_pop (the
+ * others block at once: on two CPUs, two pollers would starve the threads that submit and
+ * wait). So a steady stream of tiny tasks, or a submit-then-wait loop, finds a worker awake
+ * and pays no wakeup. The poll is only an optimization: the blocking pop decides. */
+CONC_INLINE int conc__executor_next(conc_executor_t *ex, conc_future_t **f) {
+    if (conc_queue_try_pop(ex->q, f) == 0)
+        return 0;
+    uint32_t idle = 0;
+    if (CONC_EXECUTOR_SPIN > 0 && conc_cpu_count() > 1 &&
+        conc_cas(&ex->polling, &idle, 1u, CONC_RELAXED, CONC_RELAXED)) {
+        int r = EAGAIN;
+        for (int i = 0; i < CONC_EXECUTOR_SPIN && r == EAGAIN; i++) {
+            if ((i & 15) == 0 || conc_queue_size(ex->q) > 0)
+                r = conc_queue_try_pop(ex->q, f);
+            else
+                conc_cpu_relax();
+        }
+        conc_store(&ex->polling, 0u, CONC_RELAXED); /* a hint for other workers only */
+        if (r != EAGAIN)
+            return r;
+    }
+    return conc_queue_pop(ex->q, f);
+}
+
 static inline void *conc__executor_worker(void *arg) {
     conc_executor_t *ex = (conc_executor_t *)arg;
     conc_future_t *f;
-    while (conc__exq_pop(&ex->q, &f, true) == 0)
+    while (conc__executor_next(ex, &f) == 0)
         conc__executor_run(f);
     return NULL;
 }
@@ -975,10 +790,10 @@ CONC_INLINE bool conc__executor_is_worker(const conc_executor_t *ex) {
 }
 
 static inline void conc_executor_shutdown(conc_executor_t *ex, bool cancel_pending) {
-    conc__exq_close(&ex->q);
+    conc_queue_close(ex->q); /* new submits get EPIPE, blocked ones too; workers drain */
     if (cancel_pending) {
         conc_future_t *f;
-        while (conc__exq_pop(&ex->q, &f, false) == 0) {
+        while (conc_queue_try_pop(ex->q, &f) == 0) { /* races the workers: each item once */
             (void)conc_future_cancel(f);
             conc_future_release(f);
         }
@@ -1001,7 +816,7 @@ static inline void conc_executor_destroy(conc_executor_t *ex) {
         CONC_ABORT("conc_executor_destroy: called from one of its own tasks");
     conc_executor_shutdown(ex, false);
     free(ex->threads);
-    free(ex->q.slots);
+    conc_queue_destroy(ex->q);
     free(ex);
 }
 
@@ -1017,19 +832,17 @@ CONC_NODISCARD static inline int conc_executor_create(conc_executor_t **out, uns
     conc_executor_t *ex = (conc_executor_t *)calloc(1, sizeof *ex);
     if (!ex)
         return ENOMEM;
-    ex->q.slots = (conc_future_t **)malloc(queue_capacity * sizeof *ex->q.slots);
     ex->threads = (pthread_t *)calloc(threads, sizeof *ex->threads);
-    if (!ex->q.slots || !ex->threads) {
-        free(ex->q.slots);
+    int e = ex->threads ? conc_queue_create(&ex->q, queue_capacity, sizeof(conc_future_t *))
+                        : ENOMEM;
+    if (e != 0) {
         free(ex->threads);
         free(ex);
-        return ENOMEM;
+        return e;
     }
-    conc_lock_init(&ex->q.lock, 0);
     conc_lock_init(&ex->shutdown_lock, 0);
-    ex->q.cap = queue_capacity;
     for (unsigned i = 0; i < threads; i++) {
-        int e = pthread_create(&ex->threads[i], NULL, conc__executor_worker, ex);
+        e = pthread_create(&ex->threads[i], NULL, conc__executor_worker, ex);
         if (e != 0) {
             ex->nthreads = i;
             conc_executor_destroy(ex);
@@ -1047,7 +860,7 @@ static inline unsigned conc_executor_threads(const conc_executor_t *ex) {
 
 /* Relaxed: a snapshot of the queued (not yet started) tasks, for metrics. */
 static inline size_t conc_executor_queue_size(const conc_executor_t *ex) {
-    return conc_load(&ex->q.count, CONC_RELAXED);
+    return conc_queue_size(ex->q);
 }
 
 CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void *arg,
@@ -1057,8 +870,7 @@ CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void
     conc_future_t *f = conc__future_new(out ? 2u : 1u, fn, arg);
     if (!f)
         return ENOMEM;
-    size_t pushed;
-    int r = conc__exq_push(&ex->q, &f, 1, block, &pushed);
+    int r = block ? conc_queue_push(ex->q, &f) : conc_queue_try_push(ex->q, &f);
     if (r != 0) {
         free(f);
         return r;
@@ -1098,7 +910,7 @@ CONC_NODISCARD static inline int conc_executor_submit_batch(conc_executor_t *ex,
             }
         }
         if (made > 0) {
-            int e = conc__exq_push(&ex->q, chunk, made, true, &pushed);
+            int e = conc_queue_push_batch(ex->q, chunk, made, &pushed);
             if (e != 0)
                 r = e;
         }
