@@ -156,11 +156,15 @@ CONC_INLINE uint32_t conc__lock_claimed(uint32_t v, bool woken, bool starving) {
         next &= ~CONC__LOCK_WAKING;
     if (v & CONC__LOCK_HANDOFF) {
         next &= ~CONC__LOCK_HANDOFF;
-        /* Handoff mode ends when the claimer itself waited less than CONC_LOCK_FAIR_NS, or
-         * when nobody is left who could be starving. */
-        if (!starving || (next & CONC__LOCK_SLEEPERS) == 0)
+        /* Handoff mode ends when the claimer itself waited less than CONC_LOCK_FAIR_NS... */
+        if (!starving)
             next &= ~CONC__LOCK_STARVING;
     }
+    /* ...or when nobody is left who could be starving. This holds for a plain claim of a free
+     * lock too: a release frees the lock (fetch_sub) before it looks for STARVING, so the last
+     * sleeper may find the lock free with STARVING still set (found by tests/models/lock.pml). */
+    if ((next & CONC__LOCK_SLEEPERS) == 0)
+        next &= ~CONC__LOCK_STARVING;
     return next;
 }
 
