@@ -255,6 +255,21 @@ static inline void th_interrupt_waits_with(int sig) {
     sigaction(sig, &sa, NULL);
 }
 
+/* Sends sig to thread t every half millisecond until *done (an acquire-loaded flag the thread
+ * sets when its wait returned) is non-zero, then joins t. Returns how many signals were sent:
+ * with th_interrupt_waits_with(sig) installed, each one makes a blocked futex wait return
+ * EINTR, which the primitive must absorb without ending or stretching its deadline. */
+static inline int th_interrupt_until_done(pthread_t t, int sig, const int *done) {
+    int sent = 0;
+    while (!__atomic_load_n(done, __ATOMIC_ACQUIRE)) {
+        pthread_kill(t, sig);
+        sent++;
+        th_sleep_ns(500 * 1000);
+    }
+    pthread_join(t, NULL);
+    return sent;
+}
+
 /* ------------------------------------------------------------------------------------------
  * The runner
  * ---------------------------------------------------------------------------------------- */

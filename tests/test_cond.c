@@ -323,13 +323,7 @@ static void cond_until_survives_signals_keeps_deadline(void) {
     th_interrupt_waits_with(SIGUSR1);
     signal_ctx s = {CONC_LOCK_INIT, CONC_COND_INIT, 0, -1, conc_deadline_in(50 * CONC_MS), 0};
     pthread_t t = spawn(timed_waiter, &s);
-    int sent = 0;
-    while (!__atomic_load_n(&s.done, __ATOMIC_ACQUIRE)) {
-        pthread_kill(t, SIGUSR1);
-        sent++;
-        th_sleep_ns(CONC_MS);
-    }
-    pthread_join(t, NULL);
+    int sent = th_interrupt_until_done(t, SIGUSR1, &s.done);
     TH_CHECK(sent > 0);
     TH_CHECK_EQ(s.result, ETIMEDOUT); /* EINTR sleeps again: nobody notified */
     TH_CHECK(s.returned_at >= s.deadline);

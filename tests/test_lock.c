@@ -146,6 +146,7 @@ static void lock_release_unheld_aborts_with_message(void) {
 typedef struct sleeper_ctx {
     conc_lock_t lock;
     int state; /* relaxed-atomic handshake: 1 waiting, 2 acquired */
+    int done;  /* release/acquire: the timed sleeper's wait has returned */
     int result;
     int64_t deadline;
 } sleeper_ctx;
@@ -154,7 +155,7 @@ static void *timed_sleeper(void *arg) {
     sleeper_ctx *c = (sleeper_ctx *)arg;
     __atomic_store_n(&c->state, 1, __ATOMIC_RELAXED);
     c->result = conc_lock_acquire_until(&c->lock, c->deadline);
-    __atomic_store_n(&c->state, 2, __ATOMIC_RELEASE);
+    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -166,11 +167,7 @@ static void lock_until_survives_signals_keeps_deadline(void) {
     c.deadline = conc_deadline_in(100 * CONC_MS);
     pthread_t t;
     TH_CHECK_EQ(pthread_create(&t, NULL, timed_sleeper, &c), 0);
-    while (__atomic_load_n(&c.state, __ATOMIC_ACQUIRE) != 2) {
-        pthread_kill(t, SIGUSR1);
-        th_sleep_ns(2 * 1000000);
-    }
-    pthread_join(t, NULL);
+    TH_CHECK(th_interrupt_until_done(t, SIGUSR1, &c.done) > 0);
     TH_CHECK_EQ(c.result, ETIMEDOUT);
     TH_CHECK(conc_now() >= c.deadline);
     conc_lock_release(&c.lock);

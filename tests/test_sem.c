@@ -152,13 +152,7 @@ static void sem_until_survives_signals_keeps_deadline(void) {
     timed_arg a = {&s, conc_deadline_in(60 * CONC_MS), -1, 0, 0};
     pthread_t t;
     TH_CHECK_EQ(pthread_create(&t, NULL, timed_acquirer, &a), 0);
-    int signals = 0;
-    while (!__atomic_load_n(&a.done, __ATOMIC_ACQUIRE)) {
-        pthread_kill(t, SIGUSR1);
-        signals++;
-        th_sleep_ns(500 * 1000);
-    }
-    pthread_join(t, NULL);
+    int signals = th_interrupt_until_done(t, SIGUSR1, &a.done);
     TH_CHECK_EQ(a.result, ETIMEDOUT);
     TH_CHECK_MSG(a.returned_at >= a.deadline, "returned %lld ns early after %d signals",
                  (long long)(a.deadline - a.returned_at), signals);

@@ -16,6 +16,7 @@
  *             CONC_US, CONC_MS, CONC_SEC  int64_t multipliers (5 * CONC_MS)
  *   futex     conc_futex_wait(word, expected, deadline, flags)  0, EAGAIN, ETIMEDOUT, EINTR
  *             conc_futex_wake(word, n, flags)                   number woken
+ *             conc_futex_wait_tagged / conc_futex_wake_tagged   the same, waking by tag
  *             (flags: 0 for a private object, CONC_SHARED between processes)
  *   cpu       conc_cpu_relax()            the spin-loop hint (pause / yield)
  *             conc_cpu_count()            online CPUs, cached
@@ -307,14 +308,21 @@ static inline void conc__chaos(void) {
 #define CONC_FUTEX_HOOK(kind) ((void)0)
 #endif
 
+/* Tags: a sleeper may carry a tag, and a wake may name the tags it wants. A wake for
+ * CONC_FUTEX_ANY wakes the oldest sleepers whatever their tags; a wake for one tag wakes the
+ * oldest sleepers carrying it (Linux: FUTEX_WAIT_BITSET / FUTEX_WAKE_BITSET). conc_lock uses
+ * this to hand the lock to a starving sleeper rather than to whoever slept first. A port
+ * without tags may treat every tag as CONC_FUTEX_ANY: only who is woken first changes. */
+#define CONC_FUTEX_ANY 0xffffffffu
+
 /* Sleep while *word == expected, until woken or the absolute CLOCK_MONOTONIC deadline.
- * Returns 0 (woken, maybe spuriously), EAGAIN (*word != expected at the call),
- * ETIMEDOUT (deadline passed) or EINTR (a signal). The kernel compares *word with
- * expected and queues the caller atomically with respect to conc_futex_wake: that
- * atomic check is what every sleep/wake protocol in conc builds on. The deadline is
- * absolute (FUTEX_WAIT_BITSET), so a retry after EINTR does not stretch the wait. */
-static inline int conc_futex_wait(uint32_t *word, uint32_t expected, int64_t deadline,
-                                  int flags) {
+ * Returns 0 (woken), EAGAIN (*word != expected at the call), ETIMEDOUT (deadline passed) or
+ * EINTR (a signal). The kernel compares *word with expected and queues the caller atomically
+ * with respect to conc_futex_wake: that atomic check is what every sleep/wake protocol in
+ * conc builds on. The deadline is absolute (FUTEX_WAIT_BITSET), so a retry after EINTR does
+ * not stretch the wait. tag: see above (CONC_FUTEX_ANY if unsure). */
+static inline int conc_futex_wait_tagged(uint32_t *word, uint32_t expected, int64_t deadline,
+                                         int flags, uint32_t tag) {
     struct timespec ts, *tsp = NULL;
     if (deadline != CONC_FOREVER) {
         if (deadline <= conc_now())
@@ -326,7 +334,7 @@ static inline int conc_futex_wait(uint32_t *word, uint32_t expected, int64_t dea
     int op = FUTEX_WAIT_BITSET | ((flags & CONC_SHARED) ? 0 : FUTEX_PRIVATE_FLAG);
     int saved_errno = errno; /* conc never changes errno: put back what syscall() sets */
     CONC_FUTEX_HOOK(CONC_FUTEX_HOOK_WAIT);
-    long r = syscall(SYS_futex, word, op, expected, tsp, NULL, FUTEX_BITSET_MATCH_ANY);
+    long r = syscall(SYS_futex, word, op, expected, tsp, NULL, tag);
     int e = r == 0 ? 0 : errno;
     errno = saved_errno;
     if (e == 0 || e == EAGAIN || e == ETIMEDOUT || e == EINTR)
@@ -334,14 +342,24 @@ static inline int conc_futex_wait(uint32_t *word, uint32_t expected, int64_t dea
     return EINTR; /* EFAULT/EINVAL cannot happen with a valid word; callers re-check anyway */
 }
 
-/* Wake up to n threads sleeping on word (n = INT_MAX: all). Returns how many woke. */
-static inline int conc_futex_wake(uint32_t *word, int n, int flags) {
-    int op = FUTEX_WAKE | ((flags & CONC_SHARED) ? 0 : FUTEX_PRIVATE_FLAG);
+/* Wake up to n threads sleeping on word whose tag intersects tags (n = INT_MAX: all).
+ * Returns how many woke. */
+static inline int conc_futex_wake_tagged(uint32_t *word, int n, int flags, uint32_t tags) {
+    int op = FUTEX_WAKE_BITSET | ((flags & CONC_SHARED) ? 0 : FUTEX_PRIVATE_FLAG);
     int saved_errno = errno;
     CONC_FUTEX_HOOK(CONC_FUTEX_HOOK_WAKE);
-    long r = syscall(SYS_futex, word, op, n, NULL, NULL, 0);
+    long r = syscall(SYS_futex, word, op, n, NULL, NULL, tags);
     errno = saved_errno;
     return r < 0 ? 0 : (int)r;
+}
+
+static inline int conc_futex_wait(uint32_t *word, uint32_t expected, int64_t deadline,
+                                  int flags) {
+    return conc_futex_wait_tagged(word, expected, deadline, flags, CONC_FUTEX_ANY);
+}
+
+static inline int conc_futex_wake(uint32_t *word, int n, int flags) {
+    return conc_futex_wake_tagged(word, n, flags, CONC_FUTEX_ANY);
 }
 
 #ifdef __cplusplus

@@ -35,7 +35,8 @@
  *   No destroy is needed: a lock owns no resources.
  *
  * CONFIGURATION
- *   CONC_LOCK_SPIN     spin iterations before sleeping (default 128); 0 disables spinning.
+ *   CONC_LOCK_SPIN     looks at the word before sleeping, with 1, 2, 4 ... 64 pauses between
+ *                      them (default 40: about 1,700 pauses); 0 disables spinning.
  *   CONC_LOCK_FAIR_NS  how long a waiter waits before it asks for a handoff (default 1 ms).
  *
  * CAVEATS
@@ -56,7 +57,7 @@
  *   in the word. Both are inline and make no syscall, and both stay one RMW when sleepers
  *   are registered, so a busy lock is as cheap to pass around as an idle one. Only a failed
  *   acquire, or a release that finds sleepers, goes to the cold paths below:
- *   - a contended acquire spins (bounded, CONC_LOCK_SPIN relaxed loads with a pause) while
+ *   - a contended acquire spins (bounded: CONC_LOCK_SPIN relaxed loads, backing off) while
  *     nobody sleeps and more than one CPU exists, then registers as a sleeper (+1 in the
  *     count) and sleeps on the word;
  *   - a release that sees sleepers (and finds the lock still free) wakes one, unless WAKING says a sleeper it (or an earlier
@@ -96,7 +97,7 @@ typedef struct conc_lock {
 // clang-format on
 
 #ifndef CONC_LOCK_SPIN
-#define CONC_LOCK_SPIN 128
+#define CONC_LOCK_SPIN 40
 #endif
 #ifndef CONC_LOCK_FAIR_NS
 #define CONC_LOCK_FAIR_NS (1 * CONC_MS)
@@ -109,6 +110,8 @@ typedef struct conc_lock {
 #define CONC__LOCK_SLEEPER 0x10u        /* one registered sleeper */
 #define CONC__LOCK_SLEEPERS 0x7ffffff0u /* mask of the sleeper count */
 #define CONC__LOCK_SHARED 0x80000000u   /* process-shared: non-private futex ops */
+#define CONC__LOCK_TAG_PLAIN 0x1u       /* futex tag of a sleeper that is not starving */
+#define CONC__LOCK_TAG_STARVING 0x2u    /* futex tag of a starving sleeper: handoffs go here */
 
 CONC_INLINE int conc__lock_futex_flags(uint32_t word) {
     return (word & CONC__LOCK_SHARED) ? CONC_SHARED : 0;
@@ -172,9 +175,12 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
     uint32_t v = conc_load(&l->word, CONC_RELAXED);
     int flags = conc__lock_futex_flags(v);
 
-    /* Spin while nobody sleeps and another CPU can release the lock meanwhile. Plain relaxed
-     * loads: they keep the cache line shared until it is worth a CAS. */
+    /* Spin while nobody sleeps and another CPU can release the lock meanwhile: relaxed loads
+     * with exponential backoff between them (1, 2, 4 ... 64 pauses). Every load pulls the
+     * line away from the owner, which then pays a cache miss to release; backing off lets an
+     * owner with a short critical section run many rounds undisturbed. */
     if (CONC_LOCK_SPIN > 0 && conc_cpu_count() > 1) {
+        unsigned pauses = 1;
         for (int i = 0; i < CONC_LOCK_SPIN && !(v & CONC__LOCK_SLEEPERS); i++) {
             if (!(v & CONC__LOCK_HELD)) {
                 /* [A1] acquire: pairs with the releaser's [R1]/[R2]. */
@@ -182,7 +188,10 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
                     return 0;
                 continue;
             }
-            conc_cpu_relax();
+            for (unsigned k = 0; k < pauses; k++)
+                conc_cpu_relax();
+            if (pauses < 64)
+                pauses *= 2;
             v = conc_load(&l->word, CONC_RELAXED);
         }
     }
@@ -249,7 +258,8 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
             v = next;
         }
         CONC_CHAOS_POINT();
-        r = conc_futex_wait(&l->word, v, deadline, flags);
+        r = conc_futex_wait_tagged(&l->word, v, deadline, flags,
+                                   starving ? CONC__LOCK_TAG_STARVING : CONC__LOCK_TAG_PLAIN);
         woken = r == 0;
         v = conc_load(&l->word, CONC_RELAXED);
     }
@@ -260,9 +270,14 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
  * lock is free or handed off and sleepers are registered, keep WAKING and wake again (they
  * are on their way into futex_wait, or out of it); a HANDOFF whose sleepers all left turns
  * into a plain free lock; otherwise retire WAKING, and the holder's release wakes later. */
-CONC_COLD void conc__lock_wake_one(conc_lock_t *l, int flags) {
+CONC_COLD void conc__lock_wake_one(conc_lock_t *l, int flags, bool handoff) {
     for (;;) {
         CONC_CHAOS_POINT();
+        /* A handoff goes to the oldest starving sleeper if one is asleep (a sleeper goes to
+         * the back of the kernel's queue each time it sleeps again, so "oldest in the queue"
+         * is not "waited longest"); else, and for plain wakes, to the oldest sleeper. */
+        if (handoff && conc_futex_wake_tagged(&l->word, 1, flags, CONC__LOCK_TAG_STARVING) > 0)
+            return;
         if (conc_futex_wake(&l->word, 1, flags) > 0)
             return; /* the woken thread retires WAKING */
         uint32_t v = conc_load(&l->word, CONC_RELAXED), next;
@@ -316,7 +331,7 @@ CONC_COLD void conc__lock_release_slow(conc_lock_t *l, uint32_t old) {
             break;
     }
     if (!(v & CONC__LOCK_WAKING))
-        conc__lock_wake_one(l, conc__lock_futex_flags(v));
+        conc__lock_wake_one(l, conc__lock_futex_flags(v), (next & CONC__LOCK_HANDOFF) != 0);
 }
 
 /* -------------------------------------------------------------------------------------------
