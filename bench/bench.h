@@ -46,7 +46,8 @@
 
 /* Every futex syscall conc makes is counted here (relaxed: a statistic, ordered with nothing). */
 static unsigned long bench_futex_calls;
-#define CONC_FUTEX_HOOK(kind) ((void)(kind), __atomic_fetch_add(&bench_futex_calls, 1, __ATOMIC_RELAXED))
+#define CONC_FUTEX_HOOK(kind)                                                                      \
+    ((void)(kind), __atomic_fetch_add(&bench_futex_calls, 1, __ATOMIC_RELAXED))
 static inline unsigned long bench_futex_count(void) {
     return __atomic_load_n(&bench_futex_calls, __ATOMIC_RELAXED);
 }
@@ -56,9 +57,9 @@ static inline unsigned long bench_futex_count(void) {
 #define BENCH_MAX_REPS 64
 
 typedef struct bench_sample {
-    double ops;                      /* operations in this repetition */
-    double wall_ns;                  /* wall time for them */
-    double extra[BENCH_MAX_EXTRA];   /* figures named by bench_table, per repetition */
+    double ops;                    /* operations in this repetition */
+    double wall_ns;                /* wall time for them */
+    double extra[BENCH_MAX_EXTRA]; /* figures named by bench_table, per repetition */
 } bench_sample;
 
 typedef void (*bench_fn)(void *ctx, bench_sample *out);
@@ -173,7 +174,7 @@ typedef struct bench_pingpong {
     void (*recv)(void *ctx, int me);
     void *ctx;
     bool pinned;
-    int stop;  /* release/acquire: set by A before its last send */
+    int stop;   /* release/acquire: set by A before its last send */
     long trips; /* written by A */
     int64_t wall_ns;
 } bench_pingpong;
@@ -231,8 +232,8 @@ static inline void bench_machine_line(void) {
     }
     struct utsname u;
     uname(&u);
-    printf("machine: %s, %ld CPUs, Linux %s, %s, glibc %s\n", model,
-           sysconf(_SC_NPROCESSORS_ONLN), u.release,
+    printf("machine: %s, %ld CPUs, Linux %s, %s, glibc %s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
+           u.release,
 #if defined(__clang__)
            "clang " __clang_version__,
 #else
@@ -355,9 +356,8 @@ static inline void bench_run(const char *case_name, const bench_impl *impls, int
             printf(" %s |\n", c);
         }
         if (bench_state.csv) {
-            fprintf(bench_state.csv, "%s,%s,%s,ns_per_op,%g,%g,%g\n", bench_state.suite,
-                    case_name, impls[i].name, res->ns_per_op.median, res->ns_per_op.min,
-                    res->ns_per_op.max);
+            fprintf(bench_state.csv, "%s,%s,%s,ns_per_op,%g,%g,%g\n", bench_state.suite, case_name,
+                    impls[i].name, res->ns_per_op.median, res->ns_per_op.min, res->ns_per_op.max);
             fprintf(bench_state.csv, "%s,%s,%s,cpu_ns_per_op,%g,%g,%g\n", bench_state.suite,
                     case_name, impls[i].name, res->cpu_per_op.median, res->cpu_per_op.min,
                     res->cpu_per_op.max);

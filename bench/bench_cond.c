@@ -92,8 +92,8 @@ static void objects_destroy(objects *o) {
 typedef struct pingpong {
     const impl_ctx *impl;
     void *m, *c;
-    int turn;        /* guarded by the lock */
-    bool stop;       /* guarded by the lock */
+    int turn;         /* guarded by the lock */
+    bool stop;        /* guarded by the lock */
     long round_trips; /* written by thread 0 only */
     int64_t wall_ns;
 } pingpong;
@@ -126,8 +126,13 @@ static void run_pingpong(void *ctx, bench_sample *s) {
     const impl_ctx *impl = (const impl_ctx *)ctx;
     objects o;
     objects_init(&o);
-    pingpong p = {impl, impl->is_conc ? (void *)&o.cl : (void *)&o.pm,
-                  impl->is_conc ? (void *)&o.cc : (void *)&o.pc, 0, false, 0, 0};
+    pingpong p = {impl,
+                  impl->is_conc ? (void *)&o.cl : (void *)&o.pm,
+                  impl->is_conc ? (void *)&o.cc : (void *)&o.pc,
+                  0,
+                  false,
+                  0,
+                  0};
     unsigned long f0 = bench_futex_count();
     bench_threads(2, pingpong_thread, &p);
     s->ops = (double)p.round_trips;
@@ -143,10 +148,10 @@ typedef struct pc {
     const impl_ctx *impl;
     void *m, *not_empty, *not_full;
     long ring[SLOTS];
-    int head, count;  /* guarded by the lock */
-    long produced;    /* guarded by the lock */
-    long consumed;    /* guarded by the lock */
-    bool stop;        /* guarded by the lock */
+    int head, count; /* guarded by the lock */
+    long produced;   /* guarded by the lock */
+    long consumed;   /* guarded by the lock */
+    bool stop;       /* guarded by the lock */
     int64_t start, wall_ns;
     long sum;
 } pc;

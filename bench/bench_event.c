@@ -12,7 +12,7 @@
  * Bars (issue 3): ping-pong at most 0.5x the mutex+cond event's round trip without more than
  * 1.5x its CPU time; set with nobody waiting makes no syscall.
  */
-#include "bench.h"  /* first: it counts futex syscalls */
+#include "bench.h" /* first: it counts futex syscalls */
 #include "conc/event.h"
 
 #include <poll.h>
@@ -143,12 +143,12 @@ static void p_destroy(any_event *e) {
     pthread_cond_destroy(&e->p.c);
 }
 
-static const event_ops conc_ops = {"conc_event", true, c_init, c_set, c_clear, c_is_set,
-                                   c_wait_clear, c_wait, c_destroy};
-static const event_ops fd_ops = {"eventfd", false, f_init, f_set, f_clear, f_is_set,
-                                 f_wait_clear, f_wait, f_destroy};
-static const event_ops pt_ops = {"mutex+cond", false, p_init, p_set, p_clear, p_is_set,
-                                 p_wait_clear, p_wait, p_destroy};
+static const event_ops conc_ops = {"conc_event", true,         c_init, c_set,    c_clear,
+                                   c_is_set,     c_wait_clear, c_wait, c_destroy};
+static const event_ops fd_ops = {"eventfd", false,        f_init, f_set,    f_clear,
+                                 f_is_set,  f_wait_clear, f_wait, f_destroy};
+static const event_ops pt_ops = {"mutex+cond", false,        p_init, p_set,    p_clear,
+                                 p_is_set,     p_wait_clear, p_wait, p_destroy};
 
 typedef struct impl_ctx {
     const event_ops *ops;

@@ -370,8 +370,9 @@ static int py_count;
 
 static void run_python(void) {
     char cmd[256];
-    snprintf(cmd, sizeof cmd, "FUTURES_BENCH_SLEEP='%d 20' FUTURES_BENCH_CPU='%d %ld' python3 "
-                              "bench/python/futures_bench.py 2>&1",
+    snprintf(cmd, sizeof cmd,
+             "FUTURES_BENCH_SLEEP='%d 20' FUTURES_BENCH_CPU='%d %ld' python3 "
+             "bench/python/futures_bench.py 2>&1",
              sleep_tasks, CPU_PARTS, cpu_n);
     FILE *f = popen(cmd, "r");
     if (!f)
@@ -427,7 +428,8 @@ int main(void) {
     bool have_py = python_ctx("noop_single", &py);
     bench_run("single submit", single, have_py ? 3 : 2);
     double single_vs_plain = bench_last[1].ns_per_op.median / bench_last[0].ns_per_op.median;
-    double single_vs_py = have_py ? bench_last[2].ns_per_op.median / bench_last[0].ns_per_op.median : 0;
+    double single_vs_py =
+        have_py ? bench_last[2].ns_per_op.median / bench_last[0].ns_per_op.median : 0;
 
     bench_impl batch[3] = {{"conc_executor_submit_batch", conc_noop_batch, &c},
                            {"plain pool, batch push", plain_noop_batch, &c},
@@ -435,7 +437,8 @@ int main(void) {
     have_py = python_ctx("noop_batch", &py);
     bench_run("batch submit (256)", batch, have_py ? 3 : 2);
     double batch_vs_plain = bench_last[1].ns_per_op.median / bench_last[0].ns_per_op.median;
-    double batch_vs_py = have_py ? bench_last[2].ns_per_op.median / bench_last[0].ns_per_op.median : 0;
+    double batch_vs_py =
+        have_py ? bench_last[2].ns_per_op.median / bench_last[0].ns_per_op.median : 0;
 
     bench_table("submit-then-wait latency (one task in flight)", extras);
     bench_impl lat[3] = {{"conc_executor_submit + wait", conc_latency, &c},
@@ -485,7 +488,8 @@ int main(void) {
     double speedup = bench_last[1].ns_per_op.median / bench_last[0].ns_per_op.median;
     printf("\nCPU-bound speed-up over one thread: conc %.2fx on %d CPUs", speedup, workers);
     if (have1 && haven)
-        printf("; Python threads %.2fx (the GIL)", (py1.py_ns / py1.py_ops) / (pyn.py_ns / pyn.py_ops));
+        printf("; Python threads %.2fx (the GIL)",
+               (py1.py_ns / py1.py_ops) / (pyn.py_ns / pyn.py_ops));
     printf("\n");
     conc_executor_destroy(ex);
 

@@ -30,7 +30,7 @@
  * (ratio <= 0.1); worst acquisition wait with 4 threads under 20 ms; rlock uncontended at
  * most 1.0x the recursive pthread_mutex.
  */
-#include "bench.h"  /* first: it counts futex syscalls */
+#include "bench.h" /* first: it counts futex syscalls */
 #include "conc/lock.h"
 #include "conc/rlock.h"
 
@@ -183,7 +183,7 @@ static long uncontended_ops(void) {
         s->wall_ns = (double)(bench_now() - t0);                                                   \
         s->ops = (double)n;                                                                        \
         if (g.counter != n) {                                                                      \
-            printf("ERROR: the counter is %ld after %ld acquisitions\n", g.counter, n);          \
+            printf("ERROR: the counter is %ld after %ld acquisitions\n", g.counter, n);            \
             exit(1);                                                                               \
         }                                                                                          \
     }                                                                                              \
@@ -195,7 +195,7 @@ static long uncontended_ops(void) {
         unsigned long ops = 0;                                                                     \
         int64_t worst = 0;                                                                         \
         st->t0 = bench_now();                                                                      \
-        /* The stop flag is read between operations only: no new acquire once it is set. */       \
+        /* The stop flag is read between operations only: no new acquire once it is set. */        \
         while (!__atomic_load_n(&g.stop, __ATOMIC_RELAXED)) {                                      \
             if ((ops & mask) == 0) {                                                               \
                 int64_t a = bench_now();                                                           \
@@ -229,8 +229,8 @@ enum { I_CONC, I_PT, I_FAS, I_TICKET, I_MCS, N_LOCKS };
 static void lock_impls(bench_impl *impls, bool contended, run_cfg *cfg) {
     static const char *const names[N_LOCKS] = {"conc_lock", "pthread_mutex", "ck_spinlock_fas",
                                                "ck_spinlock_ticket", "ck_spinlock_mcs"};
-    bench_fn un[N_LOCKS] = {uncontended_conc, uncontended_pt, uncontended_fas,
-                            uncontended_ticket, uncontended_mcs};
+    bench_fn un[N_LOCKS] = {uncontended_conc, uncontended_pt, uncontended_fas, uncontended_ticket,
+                            uncontended_mcs};
     bench_fn co[N_LOCKS] = {contended_conc, contended_pt, contended_fas, contended_ticket,
                             contended_mcs};
     for (int i = 0; i < N_LOCKS; i++) {
@@ -324,8 +324,7 @@ int main(void) {
     un = bench_last[I_PT];
 
     static const char *const cols[] = {"min share", "max wait us", "conc futex/op", NULL};
-    const char *cs_names[2] = {"tiny critical section (counter++)",
-                               "200 ns critical section"};
+    const char *cs_names[2] = {"tiny critical section (counter++)", "200 ns critical section"};
     for (int c = 0; c < 2; c++) {
         char title[160];
         snprintf(title, sizeof title,
@@ -366,18 +365,19 @@ int main(void) {
     bench_bar("lock uncontended, time vs pthread_mutex", un.ratio.median, "<=", 1.0);
     bench_bar("lock 2 threads tiny CS, time vs pthread_mutex", vs_pt[0][2].ratio.median, "<=", 1.0);
     bench_bar("lock 8 threads tiny CS, time vs pthread_mutex", vs_pt[0][8].ratio.median, "<=", 1.0);
-    bench_bar("lock 2 threads 200 ns CS, time vs pthread_mutex", vs_pt[1][2].ratio.median, "<=", 1.0);
-    bench_bar("lock 8 threads 200 ns CS, time vs pthread_mutex", vs_pt[1][8].ratio.median, "<=", 1.0);
-    bench_bar("lock 8 threads tiny CS, time vs ck_spinlock_ticket", vs_ticket8[0].ratio.median, "<=",
-              0.1);
-    bench_bar("lock 8 threads 200 ns CS, time vs ck_spinlock_ticket", vs_ticket8[1].ratio.median, "<=",
-              0.1);
-    double worst_us = fair[0].extra[1].max > fair[1].extra[1].max ? fair[0].extra[1].max
-                                                                  : fair[1].extra[1].max;
-    bench_bar("lock worst acquisition wait, 4 threads, all repetitions (us)", worst_us, "<=",
-              20000.0);
+    bench_bar("lock 2 threads 200 ns CS, time vs pthread_mutex", vs_pt[1][2].ratio.median,
+              "<=", 1.0);
+    bench_bar("lock 8 threads 200 ns CS, time vs pthread_mutex", vs_pt[1][8].ratio.median,
+              "<=", 1.0);
+    bench_bar("lock 8 threads tiny CS, time vs ck_spinlock_ticket", vs_ticket8[0].ratio.median,
+              "<=", 0.1);
+    bench_bar("lock 8 threads 200 ns CS, time vs ck_spinlock_ticket", vs_ticket8[1].ratio.median,
+              "<=", 0.1);
+    double worst_us =
+        fair[0].extra[1].max > fair[1].extra[1].max ? fair[0].extra[1].max : fair[1].extra[1].max;
+    bench_bar("lock worst acquisition wait, 4 threads, all repetitions (us)", worst_us,
+              "<=", 20000.0);
     bench_bar("rlock uncontended, time vs recursive pthread_mutex", rl.ratio.median, "<=", 1.0);
-    bench_bar("rlock nested depth 2, time vs recursive pthread_mutex", rl2.ratio.median, "<=",
-              1.0);
+    bench_bar("rlock nested depth 2, time vs recursive pthread_mutex", rl2.ratio.median, "<=", 1.0);
     return bench_done();
 }

@@ -120,8 +120,8 @@ typedef struct run {
      * the rest for a time slice at a time and a fixed item count can take minutes. So ck
      * runs move as many items as they can before the deadline, then drain. */
     int64_t deadline;
-    uint64_t sent[8];       /* per producer, read after the join */
-    int producers_done;     /* release by each producer when it stops */
+    uint64_t sent[8];   /* per producer, read after the join */
+    int producers_done; /* release by each producer when it stops */
 } run;
 
 static void ck_push1(run *r, const unsigned char *item) {
@@ -129,8 +129,7 @@ static void ck_push1(run *r, const unsigned char *item) {
         while (!ck_ring_enqueue_mpmc_item8(&r->ck, (item8 *)r->ck_buf, (item8 *)(uintptr_t)item))
             sched_yield();
     } else {
-        while (!ck_ring_enqueue_mpmc_item64(&r->ck, (item64 *)r->ck_buf,
-                                            (item64 *)(uintptr_t)item))
+        while (!ck_ring_enqueue_mpmc_item64(&r->ck, (item64 *)r->ck_buf, (item64 *)(uintptr_t)item))
             sched_yield();
     }
 }
@@ -190,20 +189,20 @@ static void ck_consumer_timed(run *r) {
     unsigned char item[MAX_ITEM];
     uint64_t first;
     for (;;) {
-        bool ok = r->item_size == 8
-                      ? ck_ring_dequeue_mpmc_item8(&r->ck, (item8 *)r->ck_buf, (item8 *)(void *)item)
-                      : ck_ring_dequeue_mpmc_item64(&r->ck, (item64 *)r->ck_buf,
-                                                    (item64 *)(void *)item);
+        bool ok =
+            r->item_size == 8
+                ? ck_ring_dequeue_mpmc_item8(&r->ck, (item8 *)r->ck_buf, (item8 *)(void *)item)
+                : ck_ring_dequeue_mpmc_item64(&r->ck, (item64 *)r->ck_buf, (item64 *)(void *)item);
         if (ok) {
             memcpy(&first, item, sizeof first);
             sum += first;
             continue;
         }
         if (__atomic_load_n(&r->producers_done, __ATOMIC_ACQUIRE) == r->producers) {
-            ok = r->item_size == 8 ? ck_ring_dequeue_mpmc_item8(&r->ck, (item8 *)r->ck_buf,
-                                                                (item8 *)(void *)item)
-                                   : ck_ring_dequeue_mpmc_item64(&r->ck, (item64 *)r->ck_buf,
-                                                                 (item64 *)(void *)item);
+            ok = r->item_size == 8
+                     ? ck_ring_dequeue_mpmc_item8(&r->ck, (item8 *)r->ck_buf, (item8 *)(void *)item)
+                     : ck_ring_dequeue_mpmc_item64(&r->ck, (item64 *)r->ck_buf,
+                                                   (item64 *)(void *)item);
             if (!ok)
                 break;
             memcpy(&first, item, sizeof first);
@@ -326,9 +325,15 @@ static void run_throughput(void *ctx, bench_sample *s) {
     s->extra[0] = (double)items / ((double)(t1 - t0) / 1e9) / 1e6;
     s->extra[1] = c->kind == IMPL_CONC ? (double)(f1 - f0) * 100.0 / (double)items : 0;
     switch (c->kind) {
-    case IMPL_CONC: conc_queue_destroy(r->cq); break;
-    case IMPL_MUTEX: mring_fini(&r->mr); break;
-    case IMPL_CK: free(r->ck_buf); break;
+    case IMPL_CONC:
+        conc_queue_destroy(r->cq);
+        break;
+    case IMPL_MUTEX:
+        mring_fini(&r->mr);
+        break;
+    case IMPL_CK:
+        free(r->ck_buf);
+        break;
     }
     free(r);
 }
@@ -343,7 +348,8 @@ static bool find_python_script(const char *argv0) {
     for (int i = 0; candidates[i]; i++)
         if (access(candidates[i], R_OK) == 0) {
             snprintf(python_script, sizeof python_script, "%s", candidates[i]);
-            return access("/usr/bin/python3", X_OK) == 0 || system("command -v python3 >/dev/null") == 0;
+            return access("/usr/bin/python3", X_OK) == 0 ||
+                   system("command -v python3 >/dev/null") == 0;
         }
     /* next to the binary: build/bench/bench_queue -> ../../bench/python */
     char dir[900];
@@ -398,7 +404,9 @@ static void pp_send(pingpong *p, int which, uint64_t v) {
         if (conc_queue_push(p->cq[which], &it) != 0)
             abort();
         break;
-    case IMPL_MUTEX: mring_push(&p->mr[which], (const unsigned char *)&it, 1); break;
+    case IMPL_MUTEX:
+        mring_push(&p->mr[which], (const unsigned char *)&it, 1);
+        break;
     case IMPL_CK:
         while (!ck_ring_enqueue_mpmc_item8(&p->ck[which], p->ck_buf[which], &it))
             sched_yield();
@@ -413,7 +421,9 @@ static uint64_t pp_recv(pingpong *p, int which) {
         if (conc_queue_pop(p->cq[which], &it) != 0)
             abort();
         break;
-    case IMPL_MUTEX: mring_pop(&p->mr[which], (unsigned char *)&it, 1); break;
+    case IMPL_MUTEX:
+        mring_pop(&p->mr[which], (unsigned char *)&it, 1);
+        break;
     case IMPL_CK:
         while (!ck_ring_dequeue_mpmc_item8(&p->ck[which], p->ck_buf[which], &it))
             sched_yield();
@@ -463,7 +473,9 @@ static void run_pingpong(void *ctx, bench_sample *s) {
             if (conc_queue_create(&p.cq[i], CAPACITY, sizeof(item8)) != 0)
                 abort();
             break;
-        case IMPL_MUTEX: mring_init(&p.mr[i], CAPACITY, sizeof(item8)); break;
+        case IMPL_MUTEX:
+            mring_init(&p.mr[i], CAPACITY, sizeof(item8));
+            break;
         case IMPL_CK:
             ck_ring_init(&p.ck[i], CAPACITY);
             p.ck_buf[i] = (item8 *)aligned_alloc(64, CAPACITY * sizeof(item8));
@@ -483,9 +495,15 @@ static void run_pingpong(void *ctx, bench_sample *s) {
     s->extra[1] = p.kind == IMPL_CONC ? (double)(f1 - f0) * 100.0 / (double)(2 * p.rounds) : 0;
     for (int i = 0; i < 2; i++) {
         switch (p.kind) {
-        case IMPL_CONC: conc_queue_destroy(p.cq[i]); break;
-        case IMPL_MUTEX: mring_fini(&p.mr[i]); break;
-        case IMPL_CK: free(p.ck_buf[i]); break;
+        case IMPL_CONC:
+            conc_queue_destroy(p.cq[i]);
+            break;
+        case IMPL_MUTEX:
+            mring_fini(&p.mr[i]);
+            break;
+        case IMPL_CK:
+            free(p.ck_buf[i]);
+            break;
         }
     }
 }

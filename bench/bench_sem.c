@@ -11,7 +11,7 @@
  * without more than 1.5x its CPU time per round trip; release with nobody waiting makes no
  * syscall.
  */
-#include "bench.h"  /* first: it counts futex syscalls */
+#include "bench.h" /* first: it counts futex syscalls */
 #include "conc/sem.h"
 
 #include <semaphore.h>
@@ -212,8 +212,7 @@ int main(void) {
 
     bench_table("uncontended acquire+release", futex_col);
     run_case("1 thread", run_uncontended, false, 1);
-    bench_bar("sem uncontended acquire+release, conc/sem_t", bench_last[1].ratio.median, "<=",
-              1.0);
+    bench_bar("sem uncontended acquire+release, conc/sem_t", bench_last[1].ratio.median, "<=", 1.0);
 
     bench_table("release with nobody waiting (release + try_acquire)", futex_col);
     run_case("1 thread", run_idle_release, false, 1);

@@ -54,8 +54,8 @@
 enum { WORKERS = 10, SLOTS = 3 };
 
 static conc_sem_t slots = CONC_SEM_INIT(SLOTS);
-static int inside;       /* how many workers are inside now: atomic, several are inside */
-static int most_inside;  /* the highest value of `inside` ever seen */
+static int inside;      /* how many workers are inside now: atomic, several are inside */
+static int most_inside; /* the highest value of `inside` ever seen */
 static int served;
 
 static void note_entry(int now) {

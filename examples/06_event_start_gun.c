@@ -55,9 +55,9 @@ enum { RUNNERS = 5 };
 
 static conc_event_t ready_go = CONC_EVENT_INIT;
 static conc_event_t finish = CONC_EVENT_INIT;
-static int distance;   /* plain: written before the set, read after the wait */
-static int gun_fired;  /* plain, same reason */
-static int waiting;    /* atomic: runners that are about to wait */
+static int distance;  /* plain: written before the set, read after the wait */
+static int gun_fired; /* plain, same reason */
+static int waiting;   /* atomic: runners that are about to wait */
 static int good_starts;
 
 static void *runner(void *arg) {

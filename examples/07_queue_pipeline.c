@@ -79,8 +79,8 @@ int main(void) {
         fprintf(stderr, "out of memory\n");
         return 1;
     }
-    printf("pipeline: %d numbers -> %d workers -> 1 collector, queues of %d\n", NUMBERS,
-           WORKERS, DEPTH);
+    printf("pipeline: %d numbers -> %d workers -> 1 collector, queues of %d\n", NUMBERS, WORKERS,
+           DEPTH);
     pthread_t r, w[WORKERS];
     pthread_create(&r, NULL, reader, NULL);
     for (int i = 0; i < WORKERS; i++)

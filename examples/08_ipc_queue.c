@@ -86,8 +86,8 @@ int main(void) {
     size_t results_size = conc_queue_footprint(DEPTH, sizeof(result));
     size_t offset = (tasks_size + 63) & ~(size_t)63; /* the second queue, 64-byte aligned */
     size_t total = offset + results_size;
-    char *shared = (char *)mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                                -1, 0);
+    char *shared =
+        (char *)mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (shared == MAP_FAILED) {
         perror("mmap");
         return 1;

@@ -70,7 +70,7 @@ int main(void) {
     conc_future_t *f;
     int printed = 0;
     while (conc_as_completed_next(ac, &f) == 0) { /* EPIPE: every future came back */
-        if (conc_future_wait(f) != 0)              /* done: returns at once with the outcome */
+        if (conc_future_wait(f) != 0)             /* done: returns at once with the outcome */
             return 1;
         printf("%s\n", (const char *)conc_future_result(f));
         printed++;

@@ -52,8 +52,10 @@ typedef struct th_case {
     int timeout_s;
 } th_case;
 
-#define TH_CASE(fn) {#fn, fn, 60}
-#define TH_CASE_T(fn, seconds) {#fn, fn, seconds}
+#define TH_CASE(fn)                                                                                \
+    { #fn, fn, 60 }
+#define TH_CASE_T(fn, seconds)                                                                     \
+    { #fn, fn, seconds }
 
 /* ------------------------------------------------------------------------------------------
  * Checks. They run inside the forked child: a failure prints and ends the child.
@@ -71,30 +73,30 @@ static void th_fail(const char *file, int line, const char *fmt, ...) {
     _exit(1);
 }
 
-#define TH_CHECK(cond)                                                                           \
-    do {                                                                                         \
-        if (!(cond))                                                                             \
-            th_fail(__FILE__, __LINE__, "%s", #cond);                                            \
+#define TH_CHECK(cond)                                                                             \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            th_fail(__FILE__, __LINE__, "%s", #cond);                                              \
     } while (0)
 
-#define TH_CHECK_EQ(a, b)                                                                        \
-    do {                                                                                         \
-        long long th_a_ = (long long)(a), th_b_ = (long long)(b);                                \
-        if (th_a_ != th_b_)                                                                      \
-            th_fail(__FILE__, __LINE__, "%s == %s (%lld != %lld)", #a, #b, th_a_, th_b_);        \
+#define TH_CHECK_EQ(a, b)                                                                          \
+    do {                                                                                           \
+        long long th_a_ = (long long)(a), th_b_ = (long long)(b);                                  \
+        if (th_a_ != th_b_)                                                                        \
+            th_fail(__FILE__, __LINE__, "%s == %s (%lld != %lld)", #a, #b, th_a_, th_b_);          \
     } while (0)
 
-#define TH_CHECK_MSG(cond, ...)                                                                  \
-    do {                                                                                         \
-        if (!(cond))                                                                             \
-            th_fail(__FILE__, __LINE__, __VA_ARGS__);                                            \
+#define TH_CHECK_MSG(cond, ...)                                                                    \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            th_fail(__FILE__, __LINE__, __VA_ARGS__);                                              \
     } while (0)
 
-#define TH_SKIP(why)                                                                             \
-    do {                                                                                         \
-        printf("    SKIP: %s\n", why);                                                           \
-        fflush(stdout);                                                                          \
-        _exit(77);                                                                               \
+#define TH_SKIP(why)                                                                               \
+    do {                                                                                           \
+        printf("    SKIP: %s\n", why);                                                             \
+        fflush(stdout);                                                                            \
+        _exit(77);                                                                                 \
     } while (0)
 
 /* ------------------------------------------------------------------------------------------
@@ -394,10 +396,10 @@ static int th_main(const char *suite, const th_case *cases, size_t n, int argc, 
     return failed ? 1 : 0;
 }
 
-#define TH_MAIN(suite, ...)                                                                      \
-    static const th_case th_cases_[] = {__VA_ARGS__};                                            \
-    int main(int argc, char **argv) {                                                            \
-        return th_main(suite, th_cases_, sizeof th_cases_ / sizeof th_cases_[0], argc, argv);    \
+#define TH_MAIN(suite, ...)                                                                        \
+    static const th_case th_cases_[] = {__VA_ARGS__};                                              \
+    int main(int argc, char **argv) {                                                              \
+        return th_main(suite, th_cases_, sizeof th_cases_ / sizeof th_cases_[0], argc, argv);      \
     }
 
 #endif /* CONC_TESTS_HARNESS_H */

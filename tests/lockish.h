@@ -24,10 +24,10 @@
 
 typedef struct lockish_shared {
     LK_T lock;
-    int inside;             /* relaxed atomic instrument */
-    long payload_a;         /* plain: protected by lock */
-    long payload_b;         /* plain: always 3 * payload_a when the lock is free */
-    long successes[64];     /* per thread, written only by that thread */
+    int inside;         /* relaxed atomic instrument */
+    long payload_a;     /* plain: protected by lock */
+    long payload_b;     /* plain: always 3 * payload_a when the lock is free */
+    long successes[64]; /* per thread, written only by that thread */
     long timeouts[64];
     int64_t stop_at;
 } lockish_shared;
@@ -282,9 +282,9 @@ static void lockish_until_times_out_never_early(void) {
     pthread_join(t, NULL);
 }
 
-#define LOCKISH_CASES                                                                            \
-    TH_CASE(lockish_until_times_out_never_early), TH_CASE(lockish_stress_mixed),                 \
-        TH_CASE(lockish_deadlock_ordered_multi), TH_CASE(lockish_deadlock_timed_contention),     \
+#define LOCKISH_CASES                                                                              \
+    TH_CASE(lockish_until_times_out_never_early), TH_CASE(lockish_stress_mixed),                   \
+        TH_CASE(lockish_deadlock_ordered_multi), TH_CASE(lockish_deadlock_timed_contention),       \
         TH_CASE(lockish_starvation_victim_gets_through)
 
 #endif /* CONC_TESTS_LOCKISH_H */

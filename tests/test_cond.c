@@ -233,7 +233,8 @@ static void cond_notify_all_wakes_every_waiter(void) {
     for (int round = 0; round < 20; round++) {
         gate_ctx g = {CONC_LOCK_INIT, CONC_COND_INIT, 0, 0, 0};
         pthread_t t = spawn(gate_runner, &g);
-        for (;;) { /* arrived == n under the lock: all n registered (they only release it in wait) */
+        for (;
+             ;) { /* arrived == n under the lock: all n registered (they only release it in wait) */
             conc_lock_acquire(&g.lock);
             if (g.arrived == n)
                 break;
@@ -597,8 +598,8 @@ static void rmpmc_worker(int index, void *arg) {
             m->count++;
         } else {
             while (m->count == 0 && m->taken < m->total) {
-                int r = conc_cond_wait_rlock_until(&m->cond, &m->r,
-                                                   conc_deadline_in(200 * CONC_US));
+                int r =
+                    conc_cond_wait_rlock_until(&m->cond, &m->r, conc_deadline_in(200 * CONC_US));
                 TH_CHECK(r == 0 || r == ETIMEDOUT);
                 TH_CHECK_EQ(m->r.depth, depth);
             }
@@ -763,10 +764,10 @@ typedef struct barrier_ctx {
     conc_cond_t cond;
     int parties;
     long rounds;
-    int arrived;      /* plain, guarded by lock */
-    long generation;  /* plain, guarded by lock */
+    int arrived;       /* plain, guarded by lock */
+    long generation;   /* plain, guarded by lock */
     long checksum[64]; /* per thread */
-    int finished;     /* relaxed: parties done, the noise stops at all of them */
+    int finished;      /* relaxed: parties done, the noise stops at all of them */
 } barrier_ctx;
 
 static void barrier_worker(int index, void *arg) {
@@ -931,24 +932,17 @@ static void cond_shared_across_fork(void) {
     munmap(s, sizeof *s);
 }
 
-TH_MAIN("cond",
-        TH_CASE(cond_is_eight_bytes_and_zero_is_ready),
+TH_MAIN("cond", TH_CASE(cond_is_eight_bytes_and_zero_is_ready),
         TH_CASE(cond_notify_without_waiters_makes_no_syscall),
         TH_CASE(cond_wait_until_past_deadline_times_out_with_lock_held),
-        TH_CASE(cond_wait_until_never_early),
-        TH_CASE(cond_timed_out_wait_returns_with_lock_held),
-        TH_CASE(cond_wait_returns_after_notify),
-        TH_CASE(cond_sleeping_waiter_is_woken),
-        TH_CASE(cond_notify_all_wakes_every_waiter),
-        TH_CASE(cond_each_notify_releases_a_waiter),
+        TH_CASE(cond_wait_until_never_early), TH_CASE(cond_timed_out_wait_returns_with_lock_held),
+        TH_CASE(cond_wait_returns_after_notify), TH_CASE(cond_sleeping_waiter_is_woken),
+        TH_CASE(cond_notify_all_wakes_every_waiter), TH_CASE(cond_each_notify_releases_a_waiter),
         TH_CASE(cond_until_survives_signals_keeps_deadline),
         TH_CASE(cond_wait_rlock_restores_full_depth),
-        TH_CASE(cond_wait_rlock_by_non_owner_is_eperm),
-        TH_CASE(cond_misuse_aborts_with_message),
-        TH_CASE_T(cond_stress_mpmc_handoff, 120),
-        TH_CASE_T(cond_stress_rlock_handoff, 120),
-        TH_CASE_T(cond_stress_notify_races_timeouts, 120),
-        TH_CASE_T(cond_deadlock_token_ring, 120),
+        TH_CASE(cond_wait_rlock_by_non_owner_is_eperm), TH_CASE(cond_misuse_aborts_with_message),
+        TH_CASE_T(cond_stress_mpmc_handoff, 120), TH_CASE_T(cond_stress_rlock_handoff, 120),
+        TH_CASE_T(cond_stress_notify_races_timeouts, 120), TH_CASE_T(cond_deadlock_token_ring, 120),
         TH_CASE_T(cond_deadlock_notify_all_storm, 120),
         TH_CASE_T(cond_deadlock_timed_waits_under_contention_return, 120),
         TH_CASE_T(cond_shared_across_fork, 120))

@@ -233,8 +233,8 @@ typedef struct rounds_state {
     conc_event_t go[2];
     long rounds;
     int waiters;
-    long payload; /* plain: written before set, read after wait returns */
-    long arrived; /* release/acquire: tells the setter everyone is through */
+    long payload;       /* plain: written before set, read after wait returns */
+    long arrived;       /* release/acquire: tells the setter everyone is through */
     long polled, timed; /* relaxed instrumentation */
 } rounds_state;
 
@@ -502,20 +502,14 @@ static void event_shared_across_fork_ping_pong(void) {
     munmap(sp, sizeof *sp);
 }
 
-TH_MAIN("event",
-        TH_CASE(event_is_four_bytes_and_zero_is_unset),
-        TH_CASE(event_set_and_clear_are_idempotent),
-        TH_CASE(event_wait_returns_at_once_when_set),
+TH_MAIN("event", TH_CASE(event_is_four_bytes_and_zero_is_unset),
+        TH_CASE(event_set_and_clear_are_idempotent), TH_CASE(event_wait_returns_at_once_when_set),
         TH_CASE(event_set_with_nobody_waiting_makes_no_syscall),
-        TH_CASE(event_until_past_deadline_tries_once),
-        TH_CASE(event_until_times_out_never_early),
+        TH_CASE(event_until_past_deadline_tries_once), TH_CASE(event_until_times_out_never_early),
         TH_CASE(event_wait_after_set_then_clear_blocks),
         TH_CASE(event_until_survives_signals_keeps_deadline),
-        TH_CASE(event_set_wakes_every_sleeper),
-        TH_CASE(event_pulse_releases_every_sleeper),
-        TH_CASE(event_stress_set_clear_wait_rounds),
-        TH_CASE(event_stress_pulse_rounds),
-        TH_CASE(event_stress_random_storm),
-        TH_CASE_T(event_deadlock_token_ring, 60),
+        TH_CASE(event_set_wakes_every_sleeper), TH_CASE(event_pulse_releases_every_sleeper),
+        TH_CASE(event_stress_set_clear_wait_rounds), TH_CASE(event_stress_pulse_rounds),
+        TH_CASE(event_stress_random_storm), TH_CASE_T(event_deadlock_token_ring, 60),
         TH_CASE(event_deadlock_timed_waits_under_contention),
         TH_CASE(event_shared_across_fork_ping_pong))

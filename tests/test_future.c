@@ -534,9 +534,8 @@ static int in_flight, max_in_flight;
 static int task_square_tracked(void *arg, void **result) {
     int now = __atomic_add_fetch(&in_flight, 1, __ATOMIC_RELAXED);
     int seen = __atomic_load_n(&max_in_flight, __ATOMIC_RELAXED);
-    while (now > seen &&
-           !__atomic_compare_exchange_n(&max_in_flight, &seen, now, false, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED)) {
+    while (now > seen && !__atomic_compare_exchange_n(&max_in_flight, &seen, now, false,
+                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
     sched_yield();
     uintptr_t i = (uintptr_t)arg;
@@ -1018,30 +1017,19 @@ static void future_deadlock_as_completed_executor(void) {
     conc_executor_destroy(ex);
 }
 
-TH_MAIN("future",
-        TH_CASE(future_create_is_pending),
-        TH_CASE(future_complete_done_then_ebusy),
-        TH_CASE(future_complete_failed_status),
-        TH_CASE(future_cancel_pending_only),
-        TH_CASE(future_wait_until_never_early),
-        TH_CASE(future_wait_wakes_on_complete),
-        TH_CASE(future_on_done_fifo_by_completer),
-        TH_CASE(future_on_done_never_completed_is_freed),
-        TH_CASE(future_retain_release_balance),
-        TH_CASE(future_wait_any_and_all),
-        TH_CASE(future_as_completed_order),
-        TH_CASE(future_as_completed_destroy_early),
-        TH_CASE(executor_create_errors),
-        TH_CASE(executor_submit_runs_task),
-        TH_CASE(executor_try_submit_full_eagain),
-        TH_CASE(executor_submit_blocks_then_proceeds),
+TH_MAIN("future", TH_CASE(future_create_is_pending), TH_CASE(future_complete_done_then_ebusy),
+        TH_CASE(future_complete_failed_status), TH_CASE(future_cancel_pending_only),
+        TH_CASE(future_wait_until_never_early), TH_CASE(future_wait_wakes_on_complete),
+        TH_CASE(future_on_done_fifo_by_completer), TH_CASE(future_on_done_never_completed_is_freed),
+        TH_CASE(future_retain_release_balance), TH_CASE(future_wait_any_and_all),
+        TH_CASE(future_as_completed_order), TH_CASE(future_as_completed_destroy_early),
+        TH_CASE(executor_create_errors), TH_CASE(executor_submit_runs_task),
+        TH_CASE(executor_try_submit_full_eagain), TH_CASE(executor_submit_blocks_then_proceeds),
         TH_CASE(executor_shutdown_epipe_wakes_blocked_submitter),
         TH_CASE(executor_shutdown_finishes_queued_work),
         TH_CASE(executor_shutdown_from_own_task_returns),
-        TH_CASE(executor_destroy_from_own_task_aborts),
-        TH_CASE(executor_submit_batch_runs_all),
-        TH_CASE(executor_map_in_order_bounded),
-        TH_CASE_T(future_stress_cancel_vs_start, 120),
+        TH_CASE(executor_destroy_from_own_task_aborts), TH_CASE(executor_submit_batch_runs_all),
+        TH_CASE(executor_map_in_order_bounded), TH_CASE_T(future_stress_cancel_vs_start, 120),
         TH_CASE_T(future_stress_on_done_vs_complete, 120),
         TH_CASE_T(future_stress_many_waiters_all_wake, 120),
         TH_CASE_T(future_stress_retain_release, 120),

@@ -33,13 +33,13 @@ static void base_time_and_deadlines(void) {
 static void base_futex_wait_and_wake(void) {
     uint32_t word = 7;
     errno = 12345;
-    TH_CHECK_EQ(conc_futex_wait(&word, 8, CONC_FOREVER, 0), EAGAIN); /* value differs */
+    TH_CHECK_EQ(conc_futex_wait(&word, 8, CONC_FOREVER, 0), EAGAIN);      /* value differs */
     TH_CHECK_EQ(conc_futex_wait(&word, 7, conc_now() - 1, 0), ETIMEDOUT); /* past deadline */
     int64_t deadline = conc_deadline_in(2 * CONC_MS);
     TH_CHECK_EQ(conc_futex_wait(&word, 7, deadline, CONC_SHARED), ETIMEDOUT);
     TH_CHECK(conc_now() >= deadline);
     TH_CHECK_EQ(conc_futex_wake(&word, 1, 0), 0); /* nobody sleeps */
-    TH_CHECK_EQ(errno, 12345); /* conc never changes errno */
+    TH_CHECK_EQ(errno, 12345);                    /* conc never changes errno */
 }
 
 /* ---- unit -------------------------------------------------------------------------------- */
@@ -72,7 +72,8 @@ static void lock_try_acquire_busy_then_free(void) {
 
 static void lock_until_past_deadline_takes_a_free_lock(void) {
     conc_lock_t l = CONC_LOCK_INIT;
-    TH_CHECK_EQ(conc_lock_acquire_until(&l, 0), 0); /* past deadline, free lock: tried once, got it */
+    TH_CHECK_EQ(conc_lock_acquire_until(&l, 0),
+                0); /* past deadline, free lock: tried once, got it */
     conc_lock_release(&l);
     TH_CHECK_EQ(conc_lock_acquire_until(&l, CONC_FOREVER), 0);
     conc_lock_release(&l);
@@ -296,18 +297,12 @@ static void lock_stress_hammer_exact_total(void) {
     TH_CHECK_EQ(h.lock.word, 0);
 }
 
-TH_MAIN("lock",
-        TH_CASE(base_time_and_deadlines),
-        TH_CASE(base_futex_wait_and_wake),
-        TH_CASE(lock_is_four_bytes_and_zero_is_unlocked),
-        TH_CASE(lock_try_acquire_busy_then_free),
+TH_MAIN("lock", TH_CASE(base_time_and_deadlines), TH_CASE(base_futex_wait_and_wake),
+        TH_CASE(lock_is_four_bytes_and_zero_is_unlocked), TH_CASE(lock_try_acquire_busy_then_free),
         TH_CASE(lock_until_past_deadline_takes_a_free_lock),
-        TH_CASE(lock_shared_flag_works_in_private_memory),
-        TH_CASE(lock_release_by_another_thread),
+        TH_CASE(lock_shared_flag_works_in_private_memory), TH_CASE(lock_release_by_another_thread),
         TH_CASE(lock_release_unheld_aborts_with_message),
-        TH_CASE(lock_until_survives_signals_keeps_deadline),
-        TH_CASE(lock_sleeper_wakes_on_release),
+        TH_CASE(lock_until_survives_signals_keeps_deadline), TH_CASE(lock_sleeper_wakes_on_release),
         TH_CASE(lock_starving_sleeper_gets_handoff),
-        TH_CASE(lock_shared_across_processes_exact_total),
-        TH_CASE(lock_stress_hammer_exact_total),
+        TH_CASE(lock_shared_across_processes_exact_total), TH_CASE(lock_stress_hammer_exact_total),
         LOCKISH_CASES)

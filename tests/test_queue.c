@@ -266,10 +266,10 @@ typedef struct stress {
     conc_queue_t *q;
     int producers, consumers;
     uint64_t per_producer;
-    uint64_t *seen;        /* bitmap, relaxed fetch_or: instrumentation */
-    uint64_t popped;       /* relaxed counter */
-    uint64_t *pushed_ok;   /* per producer: how many went in (close races) */
-    int close_after;       /* 0: producers finish, then main closes; else close racing */
+    uint64_t *seen;      /* bitmap, relaxed fetch_or: instrumentation */
+    uint64_t popped;     /* relaxed counter */
+    uint64_t *pushed_ok; /* per producer: how many went in (close races) */
+    int close_after;     /* 0: producers finish, then main closes; else close racing */
 } stress;
 
 static inline uint64_t item_of(int producer, uint64_t seq) {
@@ -282,8 +282,7 @@ static void mark_seen(stress *s, uint64_t item) {
                  (unsigned long long)item);
     uint64_t bit = p * s->per_producer + seq;
     uint64_t old = __atomic_fetch_or(&s->seen[bit / 64], 1ull << (bit % 64), __ATOMIC_RELAXED);
-    TH_CHECK_MSG(!(old & (1ull << (bit % 64))), "item %llx popped twice",
-                 (unsigned long long)item);
+    TH_CHECK_MSG(!(old & (1ull << (bit % 64))), "item %llx popped twice", (unsigned long long)item);
 }
 
 static void stress_producer(int index, void *arg) {
@@ -407,16 +406,15 @@ static void check_exactly_once(stress *s) {
             uint64_t bit = (uint64_t)p * s->per_producer + i;
             bool seen = (s->seen[bit / 64] >> (bit % 64)) & 1;
             TH_CHECK_MSG(seen == (i < s->pushed_ok[p]),
-                         "producer %d item %llu: pushed %d, popped %d", p,
-                         (unsigned long long)i, i < s->pushed_ok[p], seen);
+                         "producer %d item %llu: pushed %d, popped %d", p, (unsigned long long)i,
+                         i < s->pushed_ok[p], seen);
         }
         expect += s->pushed_ok[p];
     }
     TH_CHECK_EQ(__atomic_load_n(&s->popped, __ATOMIC_RELAXED), expect);
 }
 
-static void stress_case(int producers, int consumers, size_t capacity, long iters,
-                        int close_race) {
+static void stress_case(int producers, int consumers, size_t capacity, long iters, int close_race) {
     stress s;
     memset(&s, 0, sizeof s);
     s.q = make(capacity, sizeof(uint64_t));
@@ -478,9 +476,15 @@ static void block_one(int index, void *arg) {
     int x = index;
     __atomic_fetch_add(&b->registered, 1, __ATOMIC_RELAXED);
     switch (index % 4) {
-    case 0: b->results[index] = conc_queue_pop(b->empty, &x); break;
-    case 1: b->results[index] = conc_queue_push(b->full, &x); break;
-    case 2: b->results[index] = conc_queue_pop_until(b->empty, &x, CONC_FOREVER); break;
+    case 0:
+        b->results[index] = conc_queue_pop(b->empty, &x);
+        break;
+    case 1:
+        b->results[index] = conc_queue_push(b->full, &x);
+        break;
+    case 2:
+        b->results[index] = conc_queue_pop_until(b->empty, &x, CONC_FOREVER);
+        break;
     default: {
         size_t n;
         b->results[index] = conc_queue_push_batch(b->full, &x, 1, &n);
@@ -610,9 +614,9 @@ static void queue_deadlock_pingpong_cap1(void) {
 #define SHARED_CONSUMERS 3
 
 typedef struct shared_area {
-    uint64_t popped;              /* relaxed */
+    uint64_t popped; /* relaxed */
     uint64_t per_producer;
-    uint64_t seen[1];             /* bitmap; the queue follows the bitmap */
+    uint64_t seen[1]; /* bitmap; the queue follows the bitmap */
 } shared_area;
 
 static void queue_shared_fork_exactly_once(void) {
@@ -626,7 +630,8 @@ static void queue_shared_fork_exactly_once(void) {
     shared_area *a = (shared_area *)mem;
     a->per_producer = per;
     conc_queue_t *q;
-    TH_CHECK_EQ(conc_queue_init_in(&q, (char *)mem + qoff, need, 64, sizeof(uint64_t), CONC_SHARED), 0);
+    TH_CHECK_EQ(conc_queue_init_in(&q, (char *)mem + qoff, need, 64, sizeof(uint64_t), CONC_SHARED),
+                0);
     pid_t pids[SHARED_PRODUCERS + SHARED_CONSUMERS];
     for (int i = 0; i < SHARED_PRODUCERS + SHARED_CONSUMERS; i++) {
         pids[i] = fork();
@@ -659,7 +664,8 @@ static void queue_shared_fork_exactly_once(void) {
                 _exit(3); /* garbage, or one producer's items out of order */
             last[p] = s + 1;
             uint64_t bit = p * per + s;
-            uint64_t old = __atomic_fetch_or(&a->seen[bit / 64], 1ull << (bit % 64), __ATOMIC_RELAXED);
+            uint64_t old =
+                __atomic_fetch_or(&a->seen[bit / 64], 1ull << (bit % 64), __ATOMIC_RELAXED);
             if (old & (1ull << (bit % 64)))
                 _exit(4); /* twice */
             __atomic_fetch_add(&a->popped, 1, __ATOMIC_RELAXED);
@@ -746,23 +752,14 @@ static void queue_shared_shm_attach(void) {
     shm_unlink(name);
 }
 
-TH_MAIN("queue",
-        TH_CASE(queue_create_einval_enomem),
-        TH_CASE(queue_init_in_attach),
-        TH_CASE(queue_capacity_exact),
-        TH_CASE(queue_item_sizes),
-        TH_CASE(queue_batch_unit),
-        TH_CASE(queue_until_never_early),
-        TH_CASE(queue_close_every_state),
-        TH_CASE(queue_no_syscall_without_waiters),
-        TH_CASE_T(queue_stress_1p1c, 60),
-        TH_CASE_T(queue_stress_4p4c, 60),
-        TH_CASE_T(queue_stress_8p1c, 60),
-        TH_CASE_T(queue_stress_1p8c, 60),
-        TH_CASE_T(queue_stress_cap1_mixed, 60),
+TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_attach),
+        TH_CASE(queue_capacity_exact), TH_CASE(queue_item_sizes), TH_CASE(queue_batch_unit),
+        TH_CASE(queue_until_never_early), TH_CASE(queue_close_every_state),
+        TH_CASE(queue_no_syscall_without_waiters), TH_CASE_T(queue_stress_1p1c, 60),
+        TH_CASE_T(queue_stress_4p4c, 60), TH_CASE_T(queue_stress_8p1c, 60),
+        TH_CASE_T(queue_stress_1p8c, 60), TH_CASE_T(queue_stress_cap1_mixed, 60),
         TH_CASE_T(queue_stress_close_race, 60),
         TH_CASE_T(queue_deadlock_close_releases_waiters, 60),
         TH_CASE_T(queue_deadlock_close_vs_timeouts, 60),
-        TH_CASE_T(queue_deadlock_pingpong_cap1, 60),
-        TH_CASE_T(queue_shared_fork_exactly_once, 60),
+        TH_CASE_T(queue_deadlock_pingpong_cap1, 60), TH_CASE_T(queue_shared_fork_exactly_once, 60),
         TH_CASE_T(queue_shared_shm_attach, 60))

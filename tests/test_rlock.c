@@ -158,11 +158,8 @@ static void rlock_deadlock_nesting_across_threads(void) {
     free(n);
 }
 
-TH_MAIN("rlock",
-        TH_CASE(rlock_fits_sixteen_bytes_and_zero_is_free),
+TH_MAIN("rlock", TH_CASE(rlock_fits_sixteen_bytes_and_zero_is_free),
         TH_CASE(rlock_nests_and_frees_at_depth_zero),
-        TH_CASE(rlock_other_thread_busy_eperm_timeout),
-        TH_CASE(rlock_depth_overflow_is_eoverflow),
-        TH_CASE(rlock_release_save_restores_depth),
-        TH_CASE(rlock_deadlock_nesting_across_threads),
+        TH_CASE(rlock_other_thread_busy_eperm_timeout), TH_CASE(rlock_depth_overflow_is_eoverflow),
+        TH_CASE(rlock_release_save_restores_depth), TH_CASE(rlock_deadlock_nesting_across_threads),
         LOCKISH_CASES)

@@ -118,8 +118,7 @@ static void sem_until_past_deadline_tries_once(void) {
 
 static void sem_until_times_out_never_early(void) {
     conc_sem_t s = CONC_SEM_INIT(0);
-    const int64_t waits[] = {0, 1 * CONC_US, 100 * CONC_US, 1 * CONC_MS, 5 * CONC_MS,
-                             20 * CONC_MS};
+    const int64_t waits[] = {0, 1 * CONC_US, 100 * CONC_US, 1 * CONC_MS, 5 * CONC_MS, 20 * CONC_MS};
     for (size_t i = 0; i < sizeof waits / sizeof waits[0]; i++) {
         int64_t deadline = conc_deadline_in(waits[i]);
         TH_CHECK_EQ(conc_sem_acquire_until(&s, deadline), ETIMEDOUT);
@@ -223,9 +222,9 @@ enum { LIMIT = 3 };
 
 typedef struct limit_state {
     conc_sem_t sem;
-    conc_sem_t mutex;   /* a binary semaphore guarding the plain payload below */
-    long payload;       /* plain, non-atomic: only touched while holding `mutex` */
-    int inside;         /* relaxed instrumentation */
+    conc_sem_t mutex; /* a binary semaphore guarding the plain payload below */
+    long payload;     /* plain, non-atomic: only touched while holding `mutex` */
+    int inside;       /* relaxed instrumentation */
     int most_inside;
     long entries;
     long rounds;
@@ -241,8 +240,8 @@ static void take_one(conc_sem_t *s, th_rng *rng) {
             sched_yield();
         return;
     default:
-        while (conc_sem_acquire_until(s, conc_deadline_in((int64_t)th_rand_below(rng, 200) *
-                                                          CONC_US)) == ETIMEDOUT) {
+        while (conc_sem_acquire_until(
+                   s, conc_deadline_in((int64_t)th_rand_below(rng, 200) * CONC_US)) == ETIMEDOUT) {
         }
         return;
     }
@@ -468,20 +467,13 @@ static void sem_shared_across_fork_ping_pong(void) {
     munmap(sp, sizeof *sp);
 }
 
-TH_MAIN("sem",
-        TH_CASE(sem_is_eight_bytes_and_zero_is_empty),
-        TH_CASE(sem_init_checks_value_and_max),
-        TH_CASE(sem_acquire_release_count_tokens),
-        TH_CASE(sem_release_zero_is_einval),
-        TH_CASE(sem_bounded_overflow_releases_nothing),
-        TH_CASE(sem_unbounded_overflow_at_value_max),
-        TH_CASE(sem_until_past_deadline_tries_once),
+TH_MAIN("sem", TH_CASE(sem_is_eight_bytes_and_zero_is_empty),
+        TH_CASE(sem_init_checks_value_and_max), TH_CASE(sem_acquire_release_count_tokens),
+        TH_CASE(sem_release_zero_is_einval), TH_CASE(sem_bounded_overflow_releases_nothing),
+        TH_CASE(sem_unbounded_overflow_at_value_max), TH_CASE(sem_until_past_deadline_tries_once),
         TH_CASE(sem_until_times_out_never_early),
-        TH_CASE(sem_until_survives_signals_keeps_deadline),
-        TH_CASE(sem_release_n_wakes_n_sleepers),
-        TH_CASE(sem_until_sleeper_gets_token),
-        TH_CASE(sem_stress_never_more_than_n_inside),
-        TH_CASE(sem_stress_tokens_conserved),
-        TH_CASE_T(sem_deadlock_token_ring, 60),
+        TH_CASE(sem_until_survives_signals_keeps_deadline), TH_CASE(sem_release_n_wakes_n_sleepers),
+        TH_CASE(sem_until_sleeper_gets_token), TH_CASE(sem_stress_never_more_than_n_inside),
+        TH_CASE(sem_stress_tokens_conserved), TH_CASE_T(sem_deadlock_token_ring, 60),
         TH_CASE(sem_deadlock_timed_waits_under_contention),
         TH_CASE(sem_shared_across_fork_ping_pong))

@@ -65,7 +65,7 @@
 #if !defined(__linux__)
 #error "conc supports Linux for now: port conc_futex_wait/conc_futex_wake first"
 #endif
-#if !defined(__cplusplus) && !defined(_DEFAULT_SOURCE) && !defined(_GNU_SOURCE) &&                \
+#if !defined(__cplusplus) && !defined(_DEFAULT_SOURCE) && !defined(_GNU_SOURCE) &&                 \
     defined(__STRICT_ANSI__)
 #error "strict -std=c11 hides syscall(): add -D_DEFAULT_SOURCE (or compile with -std=gnu11)"
 #endif
@@ -193,10 +193,10 @@ void __tsan_release(void *addr);
 #define conc_fetch_or(p, v, mo) __atomic_fetch_or((p), (v), (mo))
 #define conc_fetch_and(p, v, mo) __atomic_fetch_and((p), (v), (mo))
 /* Strong CAS. On failure *expected receives the current value. */
-#define conc_cas(p, expected, desired, mo_ok, mo_fail)                                            \
+#define conc_cas(p, expected, desired, mo_ok, mo_fail)                                             \
     __atomic_compare_exchange_n((p), (expected), (desired), false, (mo_ok), (mo_fail))
 /* Weak CAS, for loops that retry anyway. */
-#define conc_cas_weak(p, expected, desired, mo_ok, mo_fail)                                       \
+#define conc_cas_weak(p, expected, desired, mo_ok, mo_fail)                                        \
     __atomic_compare_exchange_n((p), (expected), (desired), true, (mo_ok), (mo_fail))
 
 /* A standalone fence, with the TSan annotation TSan needs (it ignores fences): callers pass
@@ -209,11 +209,11 @@ void __tsan_release(void *addr);
 #else
 #define conc__fence_seq_cst_raw() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 #endif
-#define conc_fence_seq_cst(addr)                                                                  \
-    do {                                                                                          \
-        CONC_TSAN_RELEASE(addr);                                                                  \
-        conc__fence_seq_cst_raw();                                                                \
-        CONC_TSAN_ACQUIRE(addr);                                                                  \
+#define conc_fence_seq_cst(addr)                                                                   \
+    do {                                                                                           \
+        CONC_TSAN_RELEASE(addr);                                                                   \
+        conc__fence_seq_cst_raw();                                                                 \
+        CONC_TSAN_ACQUIRE(addr);                                                                   \
     } while (0)
 
 CONC_INLINE void conc_cpu_relax(void) {
@@ -353,8 +353,7 @@ static inline int conc_futex_wake_tagged(uint32_t *word, int n, int flags, uint3
     return r < 0 ? 0 : (int)r;
 }
 
-static inline int conc_futex_wait(uint32_t *word, uint32_t expected, int64_t deadline,
-                                  int flags) {
+static inline int conc_futex_wait(uint32_t *word, uint32_t expected, int64_t deadline, int flags) {
     return conc_futex_wait_tagged(word, expected, deadline, flags, CONC_FUTEX_ANY);
 }
 

@@ -105,7 +105,9 @@ typedef struct conc_cond {
     uint32_t state; /* waiters, SLEEPING, SHARED (see DESIGN); all access atomic */
 } conc_cond_t;
 
+// clang-format off
 #define CONC_COND_INIT {0, 0}
+// clang-format on
 
 #ifndef CONC_COND_SPIN
 #define CONC_COND_SPIN 512
@@ -299,7 +301,7 @@ CONC_NODISCARD static inline int conc_cond_wait_rlock(conc_cond_t *c, conc_rlock
  * ------------------------------------------------------------------------------------------- */
 
 CONC_COLD void conc__cond_notify_slow(conc_cond_t *c, int n) {
-    conc_fetch_add(&c->seq, 1u, CONC_SEQ_CST); /* [S1]: pairs with [S3] */
+    conc_fetch_add(&c->seq, 1u, CONC_SEQ_CST);        /* [S1]: pairs with [S3] */
     uint32_t st = conc_load(&c->state, CONC_SEQ_CST); /* [S4]: pairs with [S2] */
     if (st & CONC__COND_SLEEPING) {
         CONC_CHAOS_POINT();

@@ -82,7 +82,9 @@ typedef struct conc_event {
     uint32_t word; /* see DESIGN; all access atomic */
 } conc_event_t;
 
+// clang-format off
 #define CONC_EVENT_INIT {0}
+// clang-format on
 
 #ifndef CONC_EVENT_SPIN
 #define CONC_EVENT_SPIN 256

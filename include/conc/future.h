@@ -156,14 +156,14 @@ typedef enum conc_future_state_t {
     CONC_FUTURE_CANCELLED = 5
 } conc_future_state_t;
 
-#define CONC__FUT_PENDING 0u    /* not started, cancellable */
-#define CONC__FUT_RUNNING 1u    /* a worker runs the task */
-#define CONC__FUT_COMPLETING 2u /* one completer won and is writing the outcome */
-#define CONC__FUT_DONE 3u       /* final: status 0, result valid */
-#define CONC__FUT_FAILED 4u     /* final: non-zero status */
-#define CONC__FUT_CANCELLED 5u  /* final: cancelled while pending */
-#define CONC__FUT_STATE 0x7u    /* mask of the state field */
-#define CONC__FUT_WAITERS 0x8u  /* someone sleeps (or is about to) on the word: wake on final */
+#define CONC__FUT_PENDING 0u      /* not started, cancellable */
+#define CONC__FUT_RUNNING 1u      /* a worker runs the task */
+#define CONC__FUT_COMPLETING 2u   /* one completer won and is writing the outcome */
+#define CONC__FUT_DONE 3u         /* final: status 0, result valid */
+#define CONC__FUT_FAILED 4u       /* final: non-zero status */
+#define CONC__FUT_CANCELLED 5u    /* final: cancelled while pending */
+#define CONC__FUT_STATE 0x7u      /* mask of the state field */
+#define CONC__FUT_WAITERS 0x8u    /* someone sleeps (or is about to) on the word: wake on final */
 #define CONC__FUT_CALLBACKS 0x10u /* the callback list has (had) nodes: take the lock on final */
 
 /* A callback node. waker nodes belong to the caller (wait_any, as-completed), run under the
@@ -183,7 +183,7 @@ struct conc_future {
     int status;       /* outcome; plain, published by the final swap [R1] */
     void *result;
     conc__future_node *head, *tail; /* under lock */
-    conc_task_fn fn;  /* the task, for executor futures */
+    conc_task_fn fn;                /* the task, for executor futures */
     void *arg;
 };
 
@@ -321,8 +321,7 @@ CONC_INLINE int conc__future_settle(conc_future_t *f, unsigned from, int status,
 
 #define CONC__FROM(s) (1u << (s))
 
-CONC_NODISCARD static inline int conc_future_complete(conc_future_t *f, int status,
-                                                      void *result) {
+CONC_NODISCARD static inline int conc_future_complete(conc_future_t *f, int status, void *result) {
     return conc__future_settle(f, CONC__FROM(CONC__FUT_PENDING) | CONC__FROM(CONC__FUT_RUNNING),
                                status, status == 0 ? result : NULL,
                                status == 0 ? CONC__FUT_DONE : CONC__FUT_FAILED);
@@ -580,8 +579,8 @@ typedef struct conc__ac_entry {
 
 struct conc_as_completed {
     conc_lock_t lock;
-    uint32_t ec;          /* eventcount for next(); changed under lock, read by futex */
-    size_t remaining;     /* added but not yet returned; under lock */
+    uint32_t ec;      /* eventcount for next(); changed under lock, read by futex */
+    size_t remaining; /* added but not yet returned; under lock */
     conc__ac_entry *done_head, *done_tail, *all;
 };
 
@@ -607,8 +606,7 @@ static inline void conc__ac_wake(conc_future_t *f, void *arg) {
         conc_futex_wake(&ac->ec, 1, 0);
 }
 
-CONC_NODISCARD static inline int conc_as_completed_add(conc_as_completed_t *ac,
-                                                       conc_future_t *f) {
+CONC_NODISCARD static inline int conc_as_completed_add(conc_as_completed_t *ac, conc_future_t *f) {
     conc__ac_entry *e = (conc__ac_entry *)malloc(sizeof *e);
     if (!e)
         return ENOMEM;
@@ -658,9 +656,8 @@ CONC_NODISCARD static inline int conc_as_completed_create(conc_as_completed_t **
     return 0;
 }
 
-CONC_NODISCARD static inline int conc_as_completed_next_until(conc_as_completed_t *ac,
-                                                              int64_t deadline,
-                                                              conc_future_t **out) {
+CONC_NODISCARD static inline int
+conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_future_t **out) {
     *out = NULL;
     conc_lock_acquire(&ac->lock);
     bool registered = false;
@@ -718,12 +715,12 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  * The executor
  * ------------------------------------------------------------------------------------------- */
 typedef struct conc_executor {
-    conc_queue_t *q;      /* the bounded submission queue: conc_future_t pointers */
-    uint32_t polling;     /* 1 while an idle worker polls the queue (relaxed: a hint) */
+    conc_queue_t *q;  /* the bounded submission queue: conc_future_t pointers */
+    uint32_t polling; /* 1 while an idle worker polls the queue (relaxed: a hint) */
     unsigned nthreads;
-    pthread_t *threads;   /* written by create before any worker starts; then read-only */
+    pthread_t *threads; /* written by create before any worker starts; then read-only */
     conc_lock_t shutdown_lock;
-    bool joined;          /* under shutdown_lock */
+    bool joined; /* under shutdown_lock */
 } conc_executor_t;
 
 /* Runs a future's task if it is still pending (PENDING -> RUNNING is the gate that cancel
@@ -734,8 +731,8 @@ CONC_INLINE void conc__executor_run(conc_future_t *f) {
         if ((v & CONC__FUT_STATE) != CONC__FUT_PENDING)
             break; /* cancelled (or completed by hand): never run */
         /* Relaxed: the task's inputs were ordered by the queue (push happens-before pop). */
-        if (conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING,
-                          CONC_RELAXED, CONC_RELAXED)) {
+        if (conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING, CONC_RELAXED,
+                          CONC_RELAXED)) {
             CONC_CHAOS_POINT();
             void *result = NULL;
             int status = f->fn(f->arg, &result);
@@ -833,8 +830,8 @@ CONC_NODISCARD static inline int conc_executor_create(conc_executor_t **out, uns
     if (!ex)
         return ENOMEM;
     ex->threads = (pthread_t *)calloc(threads, sizeof *ex->threads);
-    int e = ex->threads ? conc_queue_create(&ex->q, queue_capacity, sizeof(conc_future_t *))
-                        : ENOMEM;
+    int e =
+        ex->threads ? conc_queue_create(&ex->q, queue_capacity, sizeof(conc_future_t *)) : ENOMEM;
     if (e != 0) {
         free(ex->threads);
         free(ex);
@@ -890,10 +887,9 @@ CONC_NODISCARD static inline int conc_executor_try_submit(conc_executor_t *ex, c
     return conc__executor_submit(ex, fn, arg, f, false);
 }
 
-CONC_NODISCARD static inline int conc_executor_submit_batch(conc_executor_t *ex,
-                                                            conc_task_fn fn, void *const *args,
-                                                            size_t n, conc_future_t **fs,
-                                                            size_t *submitted) {
+CONC_NODISCARD static inline int conc_executor_submit_batch(conc_executor_t *ex, conc_task_fn fn,
+                                                            void *const *args, size_t n,
+                                                            conc_future_t **fs, size_t *submitted) {
     conc_future_t *chunk[64];
     const size_t chunk_max = sizeof chunk / sizeof chunk[0];
     size_t done = 0;
@@ -902,8 +898,7 @@ CONC_NODISCARD static inline int conc_executor_submit_batch(conc_executor_t *ex,
         size_t k = n - done < chunk_max ? n - done : chunk_max, made = 0, pushed = 0;
         for (; made < k; made++) {
             size_t i = done + made;
-            chunk[made] = conc__future_new(fs ? 2u : 1u, fn,
-                                           args ? args[i] : (void *)(uintptr_t)i);
+            chunk[made] = conc__future_new(fs ? 2u : 1u, fn, args ? args[i] : (void *)(uintptr_t)i);
             if (!chunk[made]) {
                 r = ENOMEM;
                 break;
@@ -946,8 +941,8 @@ CONC_INLINE void conc__map_submit(conc_map_t *m) {
     conc_future_t **slot = &m->ring[i % m->window];
     *slot = NULL;
     if (m->submit_error == 0)
-        m->submit_error = conc_executor_submit(m->ex, m->fn,
-                                               m->args ? m->args[i] : (void *)(uintptr_t)i, slot);
+        m->submit_error =
+            conc_executor_submit(m->ex, m->fn, m->args ? m->args[i] : (void *)(uintptr_t)i, slot);
 }
 
 static inline void conc_map_destroy(conc_map_t *m) {
@@ -997,9 +992,8 @@ CONC_NODISCARD static inline int conc_map_create(conc_map_t **out, conc_executor
     return 0;
 }
 
-CONC_NODISCARD static inline int conc_map_next_until(conc_map_t *m, int64_t deadline,
-                                                     size_t *index, int *status,
-                                                     void **result) {
+CONC_NODISCARD static inline int conc_map_next_until(conc_map_t *m, int64_t deadline, size_t *index,
+                                                     int *status, void **result) {
     if (m->next_result == m->n)
         return EPIPE;
     size_t i = m->next_result;

@@ -213,9 +213,9 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
     }
     v += CONC__LOCK_SLEEPER;
 
-    int64_t since = 0;   /* when we first slept; read lazily, the clock costs ~50 ns */
+    int64_t since = 0; /* when we first slept; read lazily, the clock costs ~50 ns */
     bool starving = false;
-    bool woken = false;  /* our last futex_wait returned because a release woke us */
+    bool woken = false; /* our last futex_wait returned because a release woke us */
     int r = 0;
     for (;;) {
         if (!(v & CONC__LOCK_HELD) || (woken && (v & CONC__LOCK_HANDOFF))) {

@@ -172,16 +172,16 @@ typedef struct conc_queue {
     /* The slots follow the struct (offset sizeof(conc_queue_t)): no pointer anywhere. */
 } conc_queue_t;
 
-#define CONC__QUEUE_MAGIC 0x636f6e6371756575ull  /* "concqueu" */
-#define CONC__QUEUE_CLOSED (1ull << 63)          /* in tail */
-#define CONC__QW_WAITER 0x1u                     /* one registered waiter */
-#define CONC__QW_WAITERS 0xfffu                  /* mask of the waiter count */
-#define CONC__QW_PENDING 0x1000u                 /* one pending wake */
-#define CONC__QW_PENDINGS 0xfff000u              /* mask of the pending count */
+#define CONC__QUEUE_MAGIC 0x636f6e6371756575ull /* "concqueu" */
+#define CONC__QUEUE_CLOSED (1ull << 63)         /* in tail */
+#define CONC__QW_WAITER 0x1u                    /* one registered waiter */
+#define CONC__QW_WAITERS 0xfffu                 /* mask of the waiter count */
+#define CONC__QW_PENDING 0x1000u                /* one pending wake */
+#define CONC__QW_PENDINGS 0xfff000u             /* mask of the pending count */
 #define CONC__QW_PENDING_SHIFT 12
-#define CONC__QW_SEQ 0x1000000u                  /* one wake sequence step */
-#define CONC__QW_SEQS 0x7f000000u                /* mask of the wake sequence */
-#define CONC__QW_CLOSED 0x80000000u              /* closed: nobody may sleep */
+#define CONC__QW_SEQ 0x1000000u     /* one wake sequence step */
+#define CONC__QW_SEQS 0x7f000000u   /* mask of the wake sequence */
+#define CONC__QW_CLOSED 0x80000000u /* closed: nobody may sleep */
 
 CONC_INLINE uint32_t conc__qw_waiters(uint32_t w) {
     return w & CONC__QW_WAITERS;
@@ -229,9 +229,8 @@ CONC_INLINE uint64_t conc__queue_advance(const conc_queue_t *q, uint64_t pos, ui
     return lap + index;
 }
 
-CONC_NODISCARD static inline int conc_queue_init_in(conc_queue_t **out, void *mem,
-                                                    size_t mem_size, size_t capacity,
-                                                    size_t item_size, int flags) {
+CONC_NODISCARD static inline int conc_queue_init_in(conc_queue_t **out, void *mem, size_t mem_size,
+                                                    size_t capacity, size_t item_size, int flags) {
     size_t need = conc_queue_footprint(capacity, item_size);
     if (!out || !mem || ((uintptr_t)mem & 7) != 0 || need == 0 || mem_size < need ||
         (flags & ~CONC_SHARED) != 0)
@@ -482,8 +481,8 @@ CONC_COLD void conc__queue_wake_slow(conc_queue_t *q, uint32_t *word, uint32_t w
             m = (uint32_t)k;
         /* The sequence step makes the word differ from every value read before it, even
          * after the pending wake was taken again: no ABA for a waiter about to sleep. */
-        uint32_t next = ((w + m * CONC__QW_PENDING) & ~CONC__QW_SEQS) |
-                        ((w + CONC__QW_SEQ) & CONC__QW_SEQS);
+        uint32_t next =
+            ((w + m * CONC__QW_PENDING) & ~CONC__QW_SEQS) | ((w + CONC__QW_SEQ) & CONC__QW_SEQS);
         /* [N1] release: a waiter that reads this word (acquire) before its re-check sees the
          * items published before [F1]. */
         if (conc_cas(word, &w, next, CONC_RELEASE, CONC_RELAXED)) {
@@ -595,22 +594,20 @@ CONC_COLD int conc__queue_wait(conc_queue_t *q, uint32_t *word, conc__queue_try_
  * Push
  * ------------------------------------------------------------------------------------------- */
 /* The tries as plain functions, for the blocking loop (cold: an indirect call is fine). */
-static int conc__queue_try_push_cb(conc_queue_t *q, unsigned char *items, size_t n,
-                                   size_t *done) __attribute__((unused));
-static int conc__queue_try_push_cb(conc_queue_t *q, unsigned char *items, size_t n,
-                                   size_t *done) {
+static int conc__queue_try_push_cb(conc_queue_t *q, unsigned char *items, size_t n, size_t *done)
+    __attribute__((unused));
+static int conc__queue_try_push_cb(conc_queue_t *q, unsigned char *items, size_t n, size_t *done) {
     return conc__queue_try_push_n(q, items, n, done);
 }
-static int conc__queue_try_pop_cb(conc_queue_t *q, unsigned char *items, size_t n,
-                                  size_t *done) __attribute__((unused));
-static int conc__queue_try_pop_cb(conc_queue_t *q, unsigned char *items, size_t n,
-                                  size_t *done) {
+static int conc__queue_try_pop_cb(conc_queue_t *q, unsigned char *items, size_t n, size_t *done)
+    __attribute__((unused));
+static int conc__queue_try_pop_cb(conc_queue_t *q, unsigned char *items, size_t n, size_t *done) {
     return conc__queue_try_pop_n(q, items, n, done);
 }
 
 /* All n items in, claim after claim, or the first error (count in *pushed). */
-CONC_INLINE int conc__queue_push_all(conc_queue_t *q, const void *items, size_t n,
-                                     size_t *pushed, int64_t deadline, bool block) {
+CONC_INLINE int conc__queue_push_all(conc_queue_t *q, const void *items, size_t n, size_t *pushed,
+                                     int64_t deadline, bool block) {
     const unsigned char *p = (const unsigned char *)items;
     size_t total = 0;
     int r = 0;
@@ -683,8 +680,8 @@ CONC_INLINE int conc__queue_pop_some(conc_queue_t *q, void *items, size_t n, siz
     if (n > 0) {
         r = conc__queue_try_pop_n(q, (unsigned char *)items, n, &done);
         if (CONC_UNLIKELY(r == EAGAIN) && block)
-            r = conc__queue_wait(q, &q->not_empty, conc__queue_try_pop_cb,
-                                 (unsigned char *)items, n, &done, deadline);
+            r = conc__queue_wait(q, &q->not_empty, conc__queue_try_pop_cb, (unsigned char *)items,
+                                 n, &done, deadline);
         if (r == 0)
             conc__queue_notify(q, &q->not_full, done);
     }
@@ -715,9 +712,8 @@ CONC_NODISCARD static inline int conc_queue_try_pop_batch(conc_queue_t *q, void 
     return conc__queue_pop_some(q, items, n, popped, CONC_FOREVER, false);
 }
 
-CONC_NODISCARD static inline int conc_queue_pop_batch_until(conc_queue_t *q, void *items,
-                                                            size_t n, size_t *popped,
-                                                            int64_t deadline) {
+CONC_NODISCARD static inline int conc_queue_pop_batch_until(conc_queue_t *q, void *items, size_t n,
+                                                            size_t *popped, int64_t deadline) {
     return conc__queue_pop_some(q, items, n, popped, deadline, true);
 }
 

@@ -53,8 +53,8 @@ extern "C" {
 
 typedef struct conc_rlock {
     conc_lock_t lock;
-    uint32_t depth;   /* acquisitions by the owner; touched only by the owner */
-    uintptr_t owner;  /* pthread_self() of the holder, 0 when free; relaxed atomics */
+    uint32_t depth;  /* acquisitions by the owner; touched only by the owner */
+    uintptr_t owner; /* pthread_self() of the holder, 0 when free; relaxed atomics */
 } conc_rlock_t;
 
 // clang-format off

@@ -100,9 +100,11 @@ typedef struct conc_sem {
 #define CONC__SEM_SLEEPERS_FULL 0x7fffu /* the sleeper field is 15 bits */
 
 /* Static initializers. value and max must be <= CONC_SEM_VALUE_MAX, and value <= max. */
+// clang-format off
 #define CONC_SEM_INIT(value) {(uint64_t)(value)}
 #define CONC_SEM_INIT_BOUNDED(value, max)                                                         \
     {(uint64_t)(value) | ((uint64_t)(max) << CONC__SEM_MAX_SHIFT)}
+// clang-format on
 
 #ifndef CONC_SEM_SPIN
 #define CONC_SEM_SPIN 256
@@ -253,8 +255,7 @@ CONC_COLD int conc__sem_overflow(void) {
  * [R1] that added the token. Relaxed on failure: the slow path reads again. */
 CONC_INLINE bool conc__sem_fast(conc_sem_t *s) {
     uint64_t w = conc_load(&s->word, CONC_RELAXED);
-    return conc__sem_value(w) > 0 &&
-           conc_cas(&s->word, &w, w - 1, CONC_ACQUIRE, CONC_RELAXED);
+    return conc__sem_value(w) > 0 && conc_cas(&s->word, &w, w - 1, CONC_ACQUIRE, CONC_RELAXED);
 }
 
 static inline void conc_sem_acquire(conc_sem_t *s) {
