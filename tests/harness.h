@@ -216,6 +216,40 @@ static inline void th_run_threads(int n, th_thread_fn fn, void *arg) {
 }
 
 /* ------------------------------------------------------------------------------------------
+ * A token passed around a ring of threads through some signalling primitive: thread i takes
+ * the token (take(ctx, i, rng): blocks until it is its turn), counts a pass in plain memory
+ * that only the token holder touches, and gives it to thread i + 1 (give(ctx, next)). One
+ * lost wakeup anywhere stops the whole ring: the case deadline turns it into a DEADLOCK?
+ * report. th_ring_run checks the exact number of passes.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct th_ring {
+    void (*take)(void *ctx, int me, th_rng *rng);
+    void (*give)(void *ctx, int next);
+    void *ctx;
+    int n;        /* threads in the ring (at most 64) */
+    long rounds;  /* passes per thread */
+    long passes;  /* plain: only the token holder writes it */
+} th_ring;
+
+static void th_ring_worker(int index, void *arg) {
+    th_ring *r = (th_ring *)arg;
+    th_rng rng = th_rng_make((uint64_t)index + 5);
+    for (long round = 0; round < r->rounds; round++) {
+        r->take(r->ctx, index, &rng);
+        r->passes++;
+        r->give(r->ctx, (index + 1) % r->n);
+    }
+}
+
+/* The caller has given the token to thread 0 already. */
+static inline void th_ring_run(th_ring *r) {
+    TH_CHECK(r->n > 0 && r->n <= 64);
+    r->passes = 0;
+    th_run_threads(r->n, th_ring_worker, r);
+    TH_CHECK_EQ(r->passes, r->n * r->rounds);
+}
+
+/* ------------------------------------------------------------------------------------------
  * Helpers for misuse and signal cases
  * ---------------------------------------------------------------------------------------- */
 

@@ -364,39 +364,32 @@ static void event_stress_random_storm(void) {
 
 enum { RING = 8 };
 
-typedef struct ring_state {
-    conc_event_t hop[RING];
-    long rounds;
-    long passes; /* plain: only the token holder touches it */
-} ring_state;
+/* Each hop is an event: set hands the token on, and the taker clears its own event before
+ * passing the token on, so the next set of it comes after the clear. */
+static void ring_take(void *ctx, int me, th_rng *rng) {
+    conc_event_t *mine = &((conc_event_t *)ctx)[me];
+    if (th_rand_below(rng, 2))
+        conc_event_wait(mine);
+    else
+        while (conc_event_wait_until(mine, conc_deadline_in(CONC_MS)) == ETIMEDOUT) {
+        }
+    conc_event_clear(mine);
+}
 
-static void ring_worker(int index, void *p) {
-    ring_state *st = (ring_state *)p;
-    th_rng rng = th_rng_make((uint64_t)index + 5);
-    for (long r = 0; r < st->rounds; r++) {
-        conc_event_t *mine = &st->hop[index];
-        if (th_rand_below(&rng, 2))
-            conc_event_wait(mine);
-        else
-            while (conc_event_wait_until(mine, conc_deadline_in(CONC_MS)) == ETIMEDOUT) {
-            }
-        conc_event_clear(mine); /* before passing on: the next set of ours comes after */
-        st->passes++;
-        conc_event_set(&st->hop[(index + 1) % RING]);
-    }
+static void ring_give(void *ctx, int next) {
+    conc_event_set(&((conc_event_t *)ctx)[next]);
 }
 
 static void event_deadlock_token_ring(void) {
-    static ring_state st;
+    static conc_event_t hop[RING];
     for (int i = 0; i < RING; i++)
-        conc_event_init(&st.hop[i], 0);
-    st.rounds = th_iters(5000);
-    conc_event_set(&st.hop[0]);
-    th_run_threads(RING, ring_worker, &st);
-    TH_CHECK_EQ(st.passes, RING * st.rounds);
-    TH_CHECK(conc_event_is_set(&st.hop[0])); /* the token is back where it started */
+        conc_event_init(&hop[i], 0);
+    conc_event_set(&hop[0]);
+    th_ring ring = {ring_take, ring_give, hop, RING, th_iters(5000), 0};
+    th_ring_run(&ring);
+    TH_CHECK(conc_event_is_set(&hop[0])); /* the token is back where it started */
     for (int i = 1; i < RING; i++)
-        TH_CHECK(!conc_event_is_set(&st.hop[i]));
+        TH_CHECK(!conc_event_is_set(&hop[i]));
 }
 
 typedef struct timed_state {

@@ -352,37 +352,29 @@ static void sem_stress_tokens_conserved(void) {
 
 enum { RING = 8 };
 
-typedef struct ring_state {
-    conc_sem_t hop[RING];
-    long rounds;
-    long passes; /* plain: only the token holder touches it */
-} ring_state;
+/* Each hop is a binary semaphore: the token is one unit moving around the ring. */
+static void ring_take(void *ctx, int me, th_rng *rng) {
+    conc_sem_t *hop = &((conc_sem_t *)ctx)[me];
+    if (th_rand_below(rng, 2))
+        conc_sem_acquire(hop);
+    else
+        while (conc_sem_acquire_until(hop, conc_deadline_in(CONC_MS)) == ETIMEDOUT) {
+        }
+}
 
-static void ring_worker(int index, void *p) {
-    ring_state *st = (ring_state *)p;
-    th_rng rng = th_rng_make((uint64_t)index + 5);
-    for (long r = 0; r < st->rounds; r++) {
-        if (th_rand_below(&rng, 2))
-            conc_sem_acquire(&st->hop[index]);
-        else
-            while (conc_sem_acquire_until(&st->hop[index], conc_deadline_in(CONC_MS)) ==
-                   ETIMEDOUT) {
-            }
-        st->passes++; /* ordered by the hop semaphores: the token is a lock passed around */
-        TH_CHECK_EQ(conc_sem_release(&st->hop[(index + 1) % RING], 1), 0);
-    }
+static void ring_give(void *ctx, int next) {
+    TH_CHECK_EQ(conc_sem_release(&((conc_sem_t *)ctx)[next], 1), 0);
 }
 
 static void sem_deadlock_token_ring(void) {
-    static ring_state st;
+    static conc_sem_t hop[RING];
     for (int i = 0; i < RING; i++)
-        TH_CHECK_EQ(conc_sem_init(&st.hop[i], i == 0, 1, 0), 0);
-    st.rounds = th_iters(5000);
-    th_run_threads(RING, ring_worker, &st);
-    TH_CHECK_EQ(st.passes, RING * st.rounds);
-    TH_CHECK_EQ(conc_sem_value(&st.hop[0]), 1); /* the token is back where it started */
+        TH_CHECK_EQ(conc_sem_init(&hop[i], i == 0, 1, 0), 0);
+    th_ring ring = {ring_take, ring_give, hop, RING, th_iters(5000), 0};
+    th_ring_run(&ring);
+    TH_CHECK_EQ(conc_sem_value(&hop[0]), 1); /* the token is back where it started */
     for (int i = 1; i < RING; i++)
-        TH_CHECK_EQ(conc_sem_value(&st.hop[i]), 0);
+        TH_CHECK_EQ(conc_sem_value(&hop[i]), 0);
 }
 
 typedef struct timed_state {
