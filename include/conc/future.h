@@ -716,8 +716,10 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  * ------------------------------------------------------------------------------------------- */
 typedef struct conc_executor {
     conc_queue_t *q;  /* the bounded submission queue: conc_future_t pointers */
-    uint32_t polling; /* 1 while an idle worker polls the queue (relaxed: a hint) */
-    unsigned nthreads;
+    uint32_t polling;    /* 1 while an idle worker polls the queue (relaxed: a hint) */
+    uint32_t cancelling; /* set by shutdown(cancel_pending): taken tasks are cancelled */
+    unsigned nthreads;  /* workers started so far: written by create, read by shutdown */
+    unsigned workers;   /* workers create starts; set before the first, read by workers */
     pthread_t *threads; /* written by create before any worker starts; then read-only */
     conc_lock_t shutdown_lock;
     bool joined; /* under shutdown_lock */
@@ -745,36 +747,55 @@ CONC_INLINE void conc__executor_run(conc_future_t *f) {
     conc_future_release(f);
 }
 
-/* Waits for the next task: EPIPE once shut down and drained. One idle worker at a time polls
- * the queue for up to CONC_EXECUTOR_SPIN pauses before it blocks in conc_queue_pop (the
- * others block at once: on two CPUs, two pollers would starve the threads that submit and
- * wait). So a steady stream of tiny tasks, or a submit-then-wait loop, finds a worker awake
- * and pays no wakeup. The poll is only an optimization: the blocking pop decides. */
-CONC_INLINE int conc__executor_next(conc_executor_t *ex, conc_future_t **f) {
-    if (conc_queue_try_pop(ex->q, f) == 0)
-        return 0;
+/* Takes the next tasks into out[0..cap): how many, or 0 once shut down and drained. A worker
+ * takes several tasks per claim when the queue is long (up to a 1/(2 * threads) share of it,
+ * at most cap), so workers do not fight over the queue's head once per tiny task, while a
+ * short queue is still spread one task per worker.
+ * One idle worker at a time polls the queue for up to CONC_EXECUTOR_SPIN pauses before it
+ * blocks in conc_queue_pop_batch (the others block at once: on two CPUs, two pollers would
+ * starve the threads that submit and wait). So a steady stream of tiny tasks, or a
+ * submit-then-wait loop, finds a worker awake and pays no wakeup. The poll is only an
+ * optimization: the blocking pop decides. */
+CONC_INLINE size_t conc__executor_take(conc_executor_t *ex, conc_future_t **out, size_t cap) {
+    size_t share = conc_queue_size(ex->q) / (2u * ex->workers), n = 0;
+    if (share < 1)
+        share = 1;
+    if (share > cap)
+        share = cap;
+    if (conc_queue_try_pop_batch(ex->q, out, share, &n) == 0)
+        return n;
     uint32_t idle = 0;
     if (CONC_EXECUTOR_SPIN > 0 && conc_cpu_count() > 1 &&
         conc_cas(&ex->polling, &idle, 1u, CONC_RELAXED, CONC_RELAXED)) {
         int r = EAGAIN;
-        for (int i = 0; i < CONC_EXECUTOR_SPIN && r == EAGAIN; i++) {
-            if ((i & 15) == 0 || conc_queue_size(ex->q) > 0)
-                r = conc_queue_try_pop(ex->q, f);
-            else
-                conc_cpu_relax();
+        for (int i = 1; i <= CONC_EXECUTOR_SPIN && r == EAGAIN; i++) {
+            conc_cpu_relax();
+            if ((i & 7) == 0) /* look at the queue now and then: every look moves its lines */
+                r = conc_queue_try_pop_batch(ex->q, out, 1, &n);
         }
         conc_store(&ex->polling, 0u, CONC_RELAXED); /* a hint for other workers only */
         if (r != EAGAIN)
-            return r;
+            return r == 0 ? n : 0;
     }
-    return conc_queue_pop(ex->q, f);
+    return conc_queue_pop_batch(ex->q, out, 1, &n) == 0 ? n : 0;
 }
 
 static inline void *conc__executor_worker(void *arg) {
     conc_executor_t *ex = (conc_executor_t *)arg;
-    conc_future_t *f;
-    while (conc__executor_next(ex, &f) == 0)
-        conc__executor_run(f);
+    conc_future_t *taken[16];
+    size_t n;
+    while ((n = conc__executor_take(ex, taken, sizeof taken / sizeof taken[0])) > 0) {
+        for (size_t i = 0; i < n; i++) {
+            /* Tasks this worker took but has not started are still "queued" for
+             * shutdown(cancel_pending): acquire pairs with the release store there. */
+            if (conc_load(&ex->cancelling, CONC_ACQUIRE)) {
+                (void)conc_future_cancel(taken[i]);
+                conc_future_release(taken[i]);
+            } else {
+                conc__executor_run(taken[i]);
+            }
+        }
+    }
     return NULL;
 }
 
@@ -787,6 +808,8 @@ CONC_INLINE bool conc__executor_is_worker(const conc_executor_t *ex) {
 }
 
 static inline void conc_executor_shutdown(conc_executor_t *ex, bool cancel_pending) {
+    if (cancel_pending) /* release: pairs with the workers' acquire load */
+        conc_store(&ex->cancelling, 1u, CONC_RELEASE);
     conc_queue_close(ex->q); /* new submits get EPIPE, blocked ones too; workers drain */
     if (cancel_pending) {
         conc_future_t *f;
@@ -838,6 +861,7 @@ CONC_NODISCARD static inline int conc_executor_create(conc_executor_t **out, uns
         return e;
     }
     conc_lock_init(&ex->shutdown_lock, 0);
+    ex->workers = threads; /* before any worker starts: pthread_create orders it for them */
     for (unsigned i = 0; i < threads; i++) {
         e = pthread_create(&ex->threads[i], NULL, conc__executor_worker, ex);
         if (e != 0) {
