@@ -92,6 +92,15 @@ static void th_fail(const char *file, int line, const char *fmt, ...) {
             th_fail(__FILE__, __LINE__, __VA_ARGS__);                                              \
     } while (0)
 
+/* A wait that returned ETIMEDOUT (or gave up) at `deadline` must not have returned early. */
+#define TH_CHECK_NOT_EARLY(deadline)                                                               \
+    do {                                                                                           \
+        int64_t th_now_ = th_now(), th_dl_ = (deadline);                                           \
+        if (th_now_ < th_dl_)                                                                      \
+            th_fail(__FILE__, __LINE__, "returned %lld ns before its deadline",                    \
+                    (long long)(th_dl_ - th_now_));                                                \
+    } while (0)
+
 #define TH_SKIP(why)                                                                               \
     do {                                                                                           \
         printf("    SKIP: %s\n", why);                                                             \
@@ -226,9 +235,9 @@ typedef struct th_ring {
     void (*take)(void *ctx, int me, th_rng *rng);
     void (*give)(void *ctx, int next);
     void *ctx;
-    int n;        /* threads in the ring (at most 64) */
-    long rounds;  /* passes per thread */
-    long passes;  /* plain: only the token holder writes it */
+    int n;       /* threads in the ring (at most 64) */
+    long rounds; /* passes per thread */
+    long passes; /* plain: only the token holder writes it */
 } th_ring;
 
 static void th_ring_worker(int index, void *arg) {

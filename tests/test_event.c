@@ -116,8 +116,7 @@ static void event_until_times_out_never_early(void) {
     for (size_t i = 0; i < sizeof waits / sizeof waits[0]; i++) {
         int64_t deadline = conc_deadline_in(waits[i]);
         TH_CHECK_EQ(conc_event_wait_until(&e, deadline), ETIMEDOUT);
-        TH_CHECK_MSG(conc_now() >= deadline, "timed out %lld ns early",
-                     (long long)(deadline - conc_now()));
+        TH_CHECK_NOT_EARLY(deadline);
     }
     /* Documented cost: after a timed-out sleep, the next set makes one wake syscall. */
     unsigned long before = futex_count();
@@ -131,7 +130,7 @@ static void event_wait_after_set_then_clear_blocks(void) {
     conc_event_clear(&e);
     int64_t deadline = conc_deadline_in(3 * CONC_MS);
     TH_CHECK_EQ(conc_event_wait_until(&e, deadline), ETIMEDOUT);
-    TH_CHECK(conc_now() >= deadline);
+    TH_CHECK_NOT_EARLY(deadline);
 }
 
 typedef struct waiter_arg {
@@ -336,8 +335,7 @@ static void storm_worker(int index, void *p) {
             int64_t deadline = conc_deadline_in((int64_t)th_rand_below(&rng, 200) * CONC_US);
             int r = conc_event_wait_until(&st->e, deadline);
             if (r == ETIMEDOUT) {
-                TH_CHECK_MSG(conc_now() >= deadline, "ETIMEDOUT %lld ns early",
-                             (long long)(deadline - conc_now()));
+                TH_CHECK_NOT_EARLY(deadline);
                 __atomic_fetch_add(&st->timeouts, 1, __ATOMIC_RELAXED);
             } else {
                 TH_CHECK_EQ(r, 0);
@@ -420,8 +418,7 @@ static void timed_worker(int index, void *p) {
         int64_t deadline = conc_deadline_in((int64_t)th_rand_below(&rng, 300) * CONC_US);
         int r = conc_event_wait_until(&st->e, deadline);
         if (r == ETIMEDOUT) {
-            TH_CHECK_MSG(conc_now() >= deadline, "ETIMEDOUT %lld ns early",
-                         (long long)(deadline - conc_now()));
+            TH_CHECK_NOT_EARLY(deadline);
             __atomic_fetch_add(&st->timeouts, 1, __ATOMIC_RELAXED);
         } else {
             TH_CHECK_EQ(r, 0);

@@ -37,7 +37,7 @@ static void base_futex_wait_and_wake(void) {
     TH_CHECK_EQ(conc_futex_wait(&word, 7, conc_now() - 1, 0), ETIMEDOUT); /* past deadline */
     int64_t deadline = conc_deadline_in(2 * CONC_MS);
     TH_CHECK_EQ(conc_futex_wait(&word, 7, deadline, CONC_SHARED), ETIMEDOUT);
-    TH_CHECK(conc_now() >= deadline);
+    TH_CHECK_NOT_EARLY(deadline);
     TH_CHECK_EQ(conc_futex_wake(&word, 1, 0), 0); /* nobody sleeps */
     TH_CHECK_EQ(errno, 12345);                    /* conc never changes errno */
 }
@@ -183,15 +183,21 @@ static void *blocking_sleeper(void *arg) {
     return NULL;
 }
 
+/* Holds c->lock and starts a blocking_sleeper on it; returns once the sleeper has registered
+ * (the sleeper count shows in the word). */
+static pthread_t start_sleeper_on_held_lock(sleeper_ctx *c) {
+    memset(c, 0, sizeof *c);
+    conc_lock_acquire(&c->lock);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, blocking_sleeper, c), 0);
+    while ((conc_load(&c->lock.word, CONC_RELAXED) & CONC__LOCK_SLEEPERS) == 0)
+        th_sleep_ns(100000);
+    return t;
+}
+
 static void lock_sleeper_wakes_on_release(void) {
     sleeper_ctx c;
-    memset(&c, 0, sizeof c);
-    conc_lock_acquire(&c.lock);
-    pthread_t t;
-    TH_CHECK_EQ(pthread_create(&t, NULL, blocking_sleeper, &c), 0);
-    /* Wait until it has registered as a sleeper: the count shows in the word. */
-    while ((conc_load(&c.lock.word, CONC_RELAXED) & CONC__LOCK_SLEEPERS) == 0)
-        th_sleep_ns(100000);
+    pthread_t t = start_sleeper_on_held_lock(&c);
     TH_CHECK_EQ(__atomic_load_n(&c.state, __ATOMIC_ACQUIRE), 1);
     conc_lock_release(&c.lock);
     pthread_join(t, NULL);
@@ -203,12 +209,7 @@ static void lock_sleeper_wakes_on_release(void) {
  * hands the lock over, so a thread that re-acquires immediately cannot barge past it. */
 static void lock_starving_sleeper_gets_handoff(void) {
     sleeper_ctx c;
-    memset(&c, 0, sizeof c);
-    conc_lock_acquire(&c.lock);
-    pthread_t t;
-    TH_CHECK_EQ(pthread_create(&t, NULL, blocking_sleeper, &c), 0);
-    while ((conc_load(&c.lock.word, CONC_RELAXED) & CONC__LOCK_SLEEPERS) == 0)
-        th_sleep_ns(100000);
+    pthread_t t = start_sleeper_on_held_lock(&c);
     /* Wake it without letting it in, until it declares itself starving. */
     while (!(conc_load(&c.lock.word, CONC_RELAXED) & CONC__LOCK_STARVING)) {
         th_sleep_ns(2 * 1000000);
