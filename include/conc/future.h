@@ -715,12 +715,12 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  * The executor
  * ------------------------------------------------------------------------------------------- */
 typedef struct conc_executor {
-    conc_queue_t *q;  /* the bounded submission queue: conc_future_t pointers */
+    conc_queue_t *q;     /* the bounded submission queue: conc_future_t pointers */
     uint32_t polling;    /* 1 while an idle worker polls the queue (relaxed: a hint) */
     uint32_t cancelling; /* set by shutdown(cancel_pending): taken tasks are cancelled */
-    unsigned nthreads;  /* workers started so far: written by create, read by shutdown */
-    unsigned workers;   /* workers create starts; set before the first, read by workers */
-    pthread_t *threads; /* written by create before any worker starts; then read-only */
+    unsigned nthreads;   /* workers started so far: written by create, read by shutdown */
+    unsigned workers;    /* workers create starts; set before the first, read by workers */
+    pthread_t *threads;  /* written by create before any worker starts; then read-only */
     conc_lock_t shutdown_lock;
     bool joined; /* under shutdown_lock */
 } conc_executor_t;
