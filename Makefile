@@ -34,7 +34,10 @@ SANFLAGS :=
 else ifeq ($(SANITIZE),thread)
 SANFLAGS := -fsanitize=thread
 else ifeq ($(SANITIZE),address,undefined)
-SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# Chaos points on too: a seeded delay right after each racy atomic widens the windows in which
+# a use-after-free (say, a release touching memory its waiter has already freed) can show.
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+            -DCONC_CHAOS
 else ifeq ($(SANITIZE),address)
 SANFLAGS := -fsanitize=address -fno-omit-frame-pointer
 else ifeq ($(SANITIZE),undefined)

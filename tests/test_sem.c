@@ -14,6 +14,15 @@ static unsigned sleepers_of(conc_sem_t *s) {
     return conc__sem_sleepers(__atomic_load_n(&s->word, __ATOMIC_RELAXED));
 }
 
+/* Once every caller has returned: no claim left in the count, no token handed and not picked
+ * up, no sleeper registered; the count is the value. */
+static void check_settled(conc_sem_t *s) {
+    uint64_t w = __atomic_load_n(&s->word, __ATOMIC_RELAXED);
+    TH_CHECK_EQ(conc__sem_handed(w), 0);
+    TH_CHECK_EQ(conc__sem_sleepers(w), 0);
+    TH_CHECK_EQ(conc__sem_count(w), (int64_t)conc_sem_value(s));
+}
+
 /* Waits (without assuming any timing) until n threads are registered sleepers. */
 static void wait_for_sleepers(conc_sem_t *s, unsigned n) {
     while (sleepers_of(s) != n)
@@ -22,8 +31,8 @@ static void wait_for_sleepers(conc_sem_t *s, unsigned n) {
 
 /* ---- unit -------------------------------------------------------------------------------- */
 
-static void sem_is_eight_bytes_and_zero_is_empty(void) {
-    TH_CHECK_EQ(sizeof(conc_sem_t), 8);
+static void sem_is_sixteen_bytes_and_zero_is_empty(void) {
+    TH_CHECK_EQ(sizeof(conc_sem_t), 16);
     conc_sem_t zero;
     memset(&zero, 0, sizeof zero);
     TH_CHECK_EQ(conc_sem_value(&zero), 0);
@@ -71,7 +80,7 @@ static void sem_acquire_release_count_tokens(void) {
     TH_CHECK_EQ(conc_sem_acquire_until(&s, conc_deadline_in(CONC_SEC)), 0);
     conc_sem_acquire(&s);
     TH_CHECK_EQ(conc_sem_value(&s), 0);
-    TH_CHECK_EQ(sleepers_of(&s), 0);
+    check_settled(&s);
 }
 
 static void sem_release_zero_is_einval(void) {
@@ -111,7 +120,7 @@ static void sem_until_past_deadline_tries_once(void) {
     conc_sem_t s = CONC_SEM_INIT(0);
     TH_CHECK_EQ(conc_sem_acquire_until(&s, conc_now() - 1), ETIMEDOUT);
     TH_CHECK_EQ(conc_sem_acquire_until(&s, 0), ETIMEDOUT);
-    TH_CHECK_EQ(sleepers_of(&s), 0); /* a timed-out waiter leaves no registration behind */
+    check_settled(&s); /* a timed-out waiter leaves no claim and no registration behind */
     TH_CHECK_EQ(conc_sem_release(&s, 1), 0);
     TH_CHECK_EQ(conc_sem_acquire_until(&s, conc_now() - 1), 0); /* a token: past deadline ok */
 }
@@ -123,7 +132,7 @@ static void sem_until_times_out_never_early(void) {
         int64_t deadline = conc_deadline_in(waits[i]);
         TH_CHECK_EQ(conc_sem_acquire_until(&s, deadline), ETIMEDOUT);
         TH_CHECK_NOT_EARLY(deadline);
-        TH_CHECK_EQ(sleepers_of(&s), 0);
+        check_settled(&s);
     }
 }
 
@@ -154,7 +163,7 @@ static void sem_until_survives_signals_keeps_deadline(void) {
     TH_CHECK_EQ(a.result, ETIMEDOUT);
     TH_CHECK_MSG(a.returned_at >= a.deadline, "returned %lld ns early after %d signals",
                  (long long)(a.deadline - a.returned_at), signals);
-    TH_CHECK_EQ(sleepers_of(&s), 0);
+    check_settled(&s);
 }
 
 typedef struct wake_arg {
@@ -198,7 +207,7 @@ static void sem_release_n_wakes_n_sleepers(void) {
     pthread_join(r, NULL);
     TH_CHECK_EQ(a.through, 6);
     TH_CHECK_EQ(conc_sem_value(&s), 0);
-    TH_CHECK_EQ(sleepers_of(&s), 0);
+    check_settled(&s);
 }
 
 /* A sleeper with a deadline takes a token released while it sleeps. */
@@ -212,7 +221,7 @@ static void sem_until_sleeper_gets_token(void) {
     pthread_join(t, NULL);
     TH_CHECK_EQ(a.result, 0);
     TH_CHECK_EQ(conc_sem_value(&s), 0);
-    TH_CHECK_EQ(sleepers_of(&s), 0);
+    check_settled(&s);
 }
 
 /* ---- race stress ------------------------------------------------------------------------- */
@@ -281,7 +290,8 @@ static void sem_stress_never_more_than_n_inside(void) {
     TH_CHECK_EQ(st.payload, threads * st.rounds); /* the binary semaphore lost no update */
     TH_CHECK_EQ(conc_sem_value(&st.sem), LIMIT);  /* every token came back */
     TH_CHECK_EQ(conc_sem_value(&st.mutex), 1);
-    TH_CHECK_EQ(sleepers_of(&st.sem), 0);
+    check_settled(&st.sem);
+    check_settled(&st.mutex);
     TH_CHECK(st.most_inside >= 1 && st.most_inside <= LIMIT);
     printf("    %d threads x %ld rounds, at most %d inside\n", threads, st.rounds, st.most_inside);
 }
@@ -342,9 +352,56 @@ static void sem_stress_tokens_conserved(void) {
     TH_CHECK_EQ(st.released, total);
     TH_CHECK_EQ(st.taken, total);
     TH_CHECK_EQ(conc_sem_value(&st.sem), 0);
-    TH_CHECK_EQ(sleepers_of(&st.sem), 0);
+    check_settled(&st.sem);
     printf("    %d producers, %d consumers, %ld tokens, %ld EOVERFLOW retries\n", st.producers,
            st.consumers, total, st.overflows);
+}
+
+/* THREAD SAFETY promises the semaphore may be freed once the last call on it has returned:
+ * here the waiter frees it the moment its acquire returns, while the releaser may still be
+ * inside conc_sem_release (after its CAS). Under ASan, a release that touched the memory
+ * after the CAS would be a heap-use-after-free report. */
+typedef struct freeing_state {
+    conc_sem_t *volatile current; /* handed over through `ready` */
+    conc_sem_t ready, done;       /* the ping-pong that paces the rounds */
+    long rounds;
+} freeing_state;
+
+static void *freeing_waiter(void *p) {
+    freeing_state *st = (freeing_state *)p;
+    for (long i = 0; i < st->rounds; i++) {
+        conc_sem_acquire(&st->ready);
+        conc_sem_t *s = st->current;
+        if (i % 2)
+            conc_sem_acquire(s);
+        else
+            TH_CHECK_EQ(conc_sem_acquire_until(s, CONC_FOREVER), 0);
+        free(s);
+        TH_CHECK_EQ(conc_sem_release(&st->done, 1), 0);
+    }
+    return NULL;
+}
+
+static void sem_freed_by_waiter_as_release_returns(void) {
+    static freeing_state st;
+    st.ready = (conc_sem_t)CONC_SEM_INIT(0);
+    st.done = (conc_sem_t)CONC_SEM_INIT(0);
+    st.rounds = th_iters(20000);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, freeing_waiter, &st), 0);
+    for (long i = 0; i < st.rounds; i++) {
+        conc_sem_t *s = (conc_sem_t *)malloc(sizeof *s);
+        TH_CHECK(s != NULL);
+        TH_CHECK_EQ(conc_sem_init(s, 0, 1, 0), 0);
+        st.current = s;
+        TH_CHECK_EQ(conc_sem_release(&st.ready, 1), 0);
+        if (i % 3 == 0) /* sometimes let the waiter get to sleep first, so release wakes it */
+            for (int k = 0; k < 2000 && sleepers_of(s) == 0; k++)
+                sched_yield();
+        TH_CHECK_EQ(conc_sem_release(s, 1), 0); /* s may be freed from here on */
+        conc_sem_acquire(&st.done);
+    }
+    pthread_join(t, NULL);
 }
 
 /* ---- deadlock stress --------------------------------------------------------------------- */
@@ -372,8 +429,10 @@ static void sem_deadlock_token_ring(void) {
     th_ring ring = {ring_take, ring_give, hop, RING, th_iters(5000), 0};
     th_ring_run(&ring);
     TH_CHECK_EQ(conc_sem_value(&hop[0]), 1); /* the token is back where it started */
-    for (int i = 1; i < RING; i++)
-        TH_CHECK_EQ(conc_sem_value(&hop[i]), 0);
+    for (int i = 0; i < RING; i++) {
+        TH_CHECK_EQ(conc_sem_value(&hop[i]), i == 0);
+        check_settled(&hop[i]);
+    }
 }
 
 typedef struct timed_state {
@@ -409,7 +468,7 @@ static void sem_deadlock_timed_waits_under_contention(void) {
     th_run_threads(threads, timed_worker, &st);
     TH_CHECK_EQ(st.got + st.timeouts, threads * st.rounds);
     TH_CHECK_EQ(conc_sem_value(&st.sem), 2);
-    TH_CHECK_EQ(sleepers_of(&st.sem), 0);
+    check_settled(&st.sem);
     printf("    %ld taken, %ld timed out\n", st.got, st.timeouts);
 }
 
@@ -457,7 +516,43 @@ static void sem_shared_across_fork_ping_pong(void) {
     munmap(sp, sizeof *sp);
 }
 
-TH_MAIN("sem", TH_CASE(sem_is_eight_bytes_and_zero_is_empty),
+/* A process killed while it waits leaves its claim in the count (CAVEATS): the next release
+ * hands a token to it, and the survivors must still be able to pick that token up. */
+static void sem_shared_waiter_killed_tokens_still_flow(void) {
+    conc_sem_t *s = (conc_sem_t *)mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE,
+                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(s != MAP_FAILED);
+    TH_CHECK_EQ(conc_sem_init(s, 0, 2, CONC_SHARED), 0);
+    pid_t child = fork();
+    TH_CHECK(child >= 0);
+    if (child == 0) {
+        conc_sem_acquire(s); /* never gets a token: killed while asleep */
+        _exit(1);
+    }
+    wait_for_sleepers(s, 1);
+    TH_CHECK_EQ(kill(child, SIGKILL), 0);
+    int status = 0;
+    TH_CHECK_EQ(waitpid(child, &status, 0), child);
+    TH_CHECK(WIFSIGNALED(status));
+    TH_CHECK_EQ(conc_sem_release(s, 1), 0); /* handed to the dead waiter's claim */
+    TH_CHECK_EQ(conc_sem_value(s), 1);
+    TH_CHECK_EQ(conc_sem_try_acquire(s), 0); /* picked up by a survivor */
+    TH_CHECK_EQ(conc_sem_value(s), 0);
+    TH_CHECK_EQ(conc_sem_try_acquire(s), EAGAIN);
+    TH_CHECK_EQ(conc_sem_release(s, 1), 0);
+    conc_sem_acquire(s); /* a blocking acquire picks it up too, and does not hang */
+    TH_CHECK_EQ(conc_sem_acquire_until(s, conc_now() - 1), ETIMEDOUT);
+    TH_CHECK_EQ(conc_sem_release(s, 2), 0);
+    TH_CHECK_EQ(conc_sem_value(s), 2);
+    TH_CHECK_EQ(conc_sem_release(s, 1), EOVERFLOW); /* the bound counts handed tokens too */
+    TH_CHECK_EQ(conc_sem_value(s), 2);
+    TH_CHECK_EQ(conc_sem_try_acquire(s), 0);
+    TH_CHECK_EQ(conc_sem_try_acquire(s), 0);
+    TH_CHECK_EQ(conc_sem_try_acquire(s), EAGAIN);
+    munmap(s, sizeof *s);
+}
+
+TH_MAIN("sem", TH_CASE(sem_is_sixteen_bytes_and_zero_is_empty),
         TH_CASE(sem_init_checks_value_and_max), TH_CASE(sem_acquire_release_count_tokens),
         TH_CASE(sem_release_zero_is_einval), TH_CASE(sem_bounded_overflow_releases_nothing),
         TH_CASE(sem_unbounded_overflow_at_value_max), TH_CASE(sem_until_past_deadline_tries_once),
@@ -466,4 +561,6 @@ TH_MAIN("sem", TH_CASE(sem_is_eight_bytes_and_zero_is_empty),
         TH_CASE(sem_until_sleeper_gets_token), TH_CASE(sem_stress_never_more_than_n_inside),
         TH_CASE(sem_stress_tokens_conserved), TH_CASE_T(sem_deadlock_token_ring, 60),
         TH_CASE(sem_deadlock_timed_waits_under_contention),
-        TH_CASE(sem_shared_across_fork_ping_pong))
+        TH_CASE(sem_freed_by_waiter_as_release_returns),
+        TH_CASE(sem_shared_across_fork_ping_pong),
+        TH_CASE(sem_shared_waiter_killed_tokens_still_flow))

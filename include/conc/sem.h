@@ -1,4 +1,4 @@
-/* conc/sem.h - a counting semaphore in one 64-bit word, bounded or not - conc v0.1.0
+/* conc/sem.h - a counting semaphore whose acquire and release are one atomic each - conc v0.1.0
  * SPDX-License-Identifier: MIT
  *
  * Python's threading.Semaphore and BoundedSemaphore in C: a count of tokens; acquire takes
@@ -49,32 +49,43 @@
  *                  others already sleep.
  *
  * CAVEATS
- *   - Values are limited to CONC_SEM_VALUE_MAX (16,777,215; sem_t allows 2^31-1): the price of
- *     fitting value, max, sleeper count and flag in one 8-byte word. See DESIGN.
- *   - More than 32,767 threads asleep on one semaphore: the extra ones cannot be counted, so
- *     they poll every millisecond instead of sleeping until woken. Correct, just slower.
+ *   - 16 bytes, where sem_t has 32: an 8-byte word the fast paths update, and the bound.
+ *   - More than 32,767 threads asleep on one semaphore at once: the extra ones cannot be
+ *     counted, so they poll every millisecond instead of sleeping until woken. More than
+ *     65,535 tokens handed to waiters and not yet picked up: the releaser yields until the
+ *     waiters pick some up. Correct, just slower.
  *   - CONC_SHARED semaphores in MAP_SHARED memory work across processes (they store no
- *     pointers and use non-private futexes). A process that dies holding a token keeps it.
- *   - fork(): a private semaphore is copied with its value and its sleeper count, but the
- *     parent's sleepers do not exist in the child: re-init it there if anyone was waiting (the
- *     stale count only costs spurious wake syscalls, and stops the child's waiters spinning).
- *   - conc_sem_release is async-signal-safe (one CAS and maybe a futex wake); acquire is not
- *     meant for signal handlers.
+ *     pointers and use non-private futexes). A process that dies holding a token keeps it. One
+ *     that dies while waiting leaves its claim in the count: tokens still flow (any waiter may
+ *     pick up a handed token, see DESIGN), but through the slow paths.
+ *   - fork(): a private semaphore is copied with the parent's waiters, who do not exist in the
+ *     child: the same as waiters that died. Re-init it in the child if anyone was waiting.
+ *   - conc_sem_release is async-signal-safe (one CAS and maybe a futex wake) unless 65,535
+ *     handed tokens wait to be picked up (see above); acquire is not meant for signal handlers.
  *
  * DESIGN
- *   One 64-bit word: bits 0..23 value, bit 24 SHARED, bits 25..48 max (0: unbounded), bits
- *   49..63 the number of registered sleepers. A release is one CAS: it checks the bound, adds
- *   the tokens and, in the same RMW, reads how many sleepers to wake; it never reads the
- *   semaphore again (glibc's sem_post has the same shape, for the same destroy-after-post
- *   reason). The futex is the low 32-bit half, which holds the value and constant bits only,
- *   so a sleeper's futex_wait is disturbed only by a change of value. Why not glibc's
- *   {value 32, sleepers 32}: it leaves no room for max and the flag within 8 bytes. Why not a
- *   32-bit {value, sleepers} word beside a 32-bit max: either field would get 12-20 bits; here
- *   value and max get 24, sleepers 15.
- *   A waiter spins briefly (CONC_SEM_SPIN), then registers (sleepers + 1) with a CAS that fails
- *   if a token arrived, then sleeps while the value is 0. It leaves by taking a token and
- *   deregistering in one CAS, or by deregistering alone at its deadline. A spin model of the
- *   protocol is tests/models/sem.pml.
+ *   The word is {count: signed, bits 32..63; handed: bits 0..15; sleepers: bits 16..30}.
+ *   count is the number of free tokens, or, when negative, minus the number of waiters that no
+ *   token has been handed to yet. handed holds tokens released for waiters and not yet picked
+ *   up; sleepers counts waiters registered to sleep on the futex, which is the low half.
+ *     acquire: one fetch_sub of count. A count above 0 means a token was taken. Otherwise the
+ *       caller is now a waiter whose claim is in the count: it picks up a handed token, or, at
+ *       its deadline with none handed, withdraws its claim (count + 1) in one CAS.
+ *     release: one CAS that checks the bound (value = max(count, 0) + handed), adds n to
+ *       count, moves min(n, waiters without a token) into handed, and reads sleepers to know
+ *       how many to wake. It never reads the semaphore again (glibc's sem_post has the same
+ *       shape, for the same destroy-after-post reason).
+ *   Why a fetch_sub and not glibc's load + CAS: the load before a CAS waits for the previous
+ *   atomic operation and then the CAS waits for the load; a fetch_sub has nothing to wait for.
+ *   That is the 10% by which an uncontended acquire+release beats sem_t (bench_sem). Release
+ *   stays a CAS: a fetch_add would show tokens past max to other threads before it could take
+ *   them back. The price is 16 bytes instead of 8: a signed count, handed and sleepers fill
+ *   the word that the fast paths update, and the bound (constant after init) sits beside it.
+ *   Any waiter may pick up any handed token, so a waiter that spins or arrives late can take a
+ *   token meant for a sleeper; the sleeper, woken, finds none and sleeps again. That keeps
+ *   the semaphore moving instead of waiting for a sleeper to be scheduled, as glibc and musl
+ *   allow too. try_acquire takes a free token, or a handed one (claim and pick up in one CAS),
+ *   and never leaves a claim behind. A spin model of the protocol is tests/models/sem.pml.
  */
 #ifndef CONC_SEM_H
 #define CONC_SEM_H
@@ -86,45 +97,59 @@ extern "C" {
 #endif
 
 typedef struct conc_sem {
-    uint64_t word __attribute__((aligned(8))); /* see DESIGN; all access atomic */
+    uint64_t word __attribute__((aligned(8))); /* {count, handed, sleepers}; all access atomic */
+    uint32_t config; /* max (0: unbounded) | CONC__SEM_SHARED; set by init only */
+    uint32_t reserved;
 } conc_sem_t;
 
-#define CONC_SEM_VALUE_MAX 0xffffffu /* 16,777,215 */
+#define CONC_SEM_VALUE_MAX 0x7fffffffu /* 2,147,483,647, as glibc's SEM_VALUE_MAX */
 
-#define CONC__SEM_VALUE_MASK ((uint64_t)0xffffff)
-#define CONC__SEM_SHARED ((uint64_t)1 << 24)
-#define CONC__SEM_MAX_SHIFT 25
-#define CONC__SEM_MAX_MASK ((uint64_t)0xffffff << CONC__SEM_MAX_SHIFT)
-#define CONC__SEM_SLEEPER_SHIFT 49
+#define CONC__SEM_COUNT_ONE ((uint64_t)1 << 32)
+#define CONC__SEM_HANDED_MASK ((uint64_t)0xffff)
+#define CONC__SEM_HANDED_MAX 0xffffu
+#define CONC__SEM_SLEEPER_SHIFT 16
 #define CONC__SEM_SLEEPER ((uint64_t)1 << CONC__SEM_SLEEPER_SHIFT)
 #define CONC__SEM_SLEEPERS_FULL 0x7fffu /* the sleeper field is 15 bits */
+#define CONC__SEM_SHARED 0x80000000u    /* in config */
 
 /* Static initializers. value and max must be <= CONC_SEM_VALUE_MAX, and value <= max. */
 // clang-format off
-#define CONC_SEM_INIT(value) {(uint64_t)(value)}
-#define CONC_SEM_INIT_BOUNDED(value, max)                                                         \
-    {(uint64_t)(value) | ((uint64_t)(max) << CONC__SEM_MAX_SHIFT)}
+#define CONC_SEM_INIT(value) {(uint64_t)(value) << 32, 0, 0}
+#define CONC_SEM_INIT_BOUNDED(value, max) {(uint64_t)(value) << 32, (uint32_t)(max), 0}
 // clang-format on
 
 #ifndef CONC_SEM_SPIN
 #define CONC_SEM_SPIN 256
 #endif
 
-CONC_INLINE uint32_t conc__sem_value(uint64_t w) {
-    return (uint32_t)(w & CONC__SEM_VALUE_MASK);
+/* Free tokens if >= 0; minus the waiters no token has been handed to yet if < 0. */
+CONC_INLINE int64_t conc__sem_count(uint64_t w) {
+    return (int64_t)w >> 32;
+}
+CONC_INLINE uint32_t conc__sem_handed(uint64_t w) {
+    return (uint32_t)(w & CONC__SEM_HANDED_MASK);
 }
 CONC_INLINE uint32_t conc__sem_sleepers(uint64_t w) {
-    return (uint32_t)(w >> CONC__SEM_SLEEPER_SHIFT);
+    return (uint32_t)(w >> CONC__SEM_SLEEPER_SHIFT) & CONC__SEM_SLEEPERS_FULL;
+}
+/* Tokens in the semaphore: free ones and handed ones not yet picked up. */
+CONC_INLINE uint32_t conc__sem_value(uint64_t w) {
+    int64_t count = conc__sem_count(w);
+    return (uint32_t)(count > 0 ? count : 0) + conc__sem_handed(w);
 }
 /* The most tokens the semaphore may hold. */
-CONC_INLINE uint32_t conc__sem_limit(uint64_t w) {
-    uint32_t max = (uint32_t)((w & CONC__SEM_MAX_MASK) >> CONC__SEM_MAX_SHIFT);
+CONC_INLINE uint32_t conc__sem_limit(uint32_t config) {
+    uint32_t max = config & ~CONC__SEM_SHARED;
     return max ? max : CONC_SEM_VALUE_MAX;
 }
-CONC_INLINE int conc__sem_futex_flags(uint64_t w) {
-    return (w & CONC__SEM_SHARED) ? CONC_SHARED : 0;
+/* Relaxed: config is written by init only, before any other call (THREAD SAFETY). */
+CONC_INLINE uint32_t conc__sem_config(const conc_sem_t *s) {
+    return conc_load(&s->config, CONC_RELAXED);
 }
-/* The futex is the 32-bit half of the word that holds the value (the low half). */
+CONC_INLINE int conc__sem_futex_flags(uint32_t config) {
+    return (config & CONC__SEM_SHARED) ? CONC_SHARED : 0;
+}
+/* The futex is the 32-bit half of the word that holds handed and sleepers (the low half). */
 CONC_INLINE uint32_t *conc__sem_futex(conc_sem_t *s) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
     return (uint32_t *)(void *)&s->word + 1;
@@ -137,52 +162,58 @@ CONC_NODISCARD static inline int conc_sem_init(conc_sem_t *s, unsigned value, un
                                                int flags) {
     if (value > CONC_SEM_VALUE_MAX || max > CONC_SEM_VALUE_MAX || (max != 0 && value > max))
         return EINVAL;
-    uint64_t w = (uint64_t)value | ((uint64_t)max << CONC__SEM_MAX_SHIFT);
-    if (flags & CONC_SHARED)
-        w |= CONC__SEM_SHARED;
-    conc_store(&s->word, w, CONC_RELAXED);
+    conc_store(&s->word, (uint64_t)value << 32, CONC_RELAXED);
+    conc_store(&s->config, max | ((flags & CONC_SHARED) ? CONC__SEM_SHARED : 0u), CONC_RELAXED);
+    s->reserved = 0;
     return 0;
 }
 
 /* -------------------------------------------------------------------------------------------
  * Slow paths (cold, out of line)
  *
- * The sleep/wake protocol. A sleeper registers with a CAS that succeeds only while the value
- * is 0, then sleeps with futex_wait(low half, value 0): the kernel re-checks the half and
+ * A waiter's claim is already in the count (its fetch_sub took count from <= 0 one lower).
+ * It leaves by picking up a handed token ([A2], and deregistering in the same CAS if it was
+ * a sleeper), or, at its deadline with nothing handed, by withdrawing the claim (count + 1).
+ * Nothing handed means count < 0 (every waiter without a token is in it), so the claim
+ * withdrawn is one that no release has covered: no token is lost.
+ *
+ * A sleeper registers (sleepers + 1) with a CAS that succeeds only while handed is 0, then
+ * sleeps with futex_wait(low half, {handed 0, sleepers}): the kernel re-checks the half and
  * queues the sleeper atomically with respect to wake. So:
  *
- *   releaser                                   sleeper
+ *   releaser                                   sleeper (its claim is in count: count < 0)
  *   ---------------------------------------    --------------------------------------------
- *                                              CAS word: {0, k} -> {0, k+1}    [registers]
- *   CAS word: {0, k+1} -> {n, k+1}  [R1]
- *   (the same CAS read k+1 sleepers:)
- *   wake(half, min(n, k+1))
- *                                              futex_wait(half, value 0)
- *                                                -> EAGAIN: the value is n now
+ *                                              CAS: {c, 0, k} -> {c, 0, k+1}   [registers]
+ *   CAS: {c, 0, k+1} -> {c+n, h, k+1}   [R1]
+ *     h = min(n, -c) handed to waiters;
+ *     the same CAS read k+1 sleepers:
+ *   wake(half, min(h, k+1))
+ *                                              futex_wait(half, {0, k+1})
+ *                                                -> EAGAIN: handed is h now
  *
- *   Either the release comes first and the sleeper's futex_wait finds the value changed, or
+ *   Either the release comes first and the sleeper's futex_wait finds the half changed, or
  *   the sleeper is queued first and the wake finds it. Both CASes act on one word, so the
  *   release reads every registration made before it; a registration after it fails its CAS
- *   (the value is no longer 0) and takes the token instead. Each wake dequeues a different
- *   sleeper, and a woken sleeper always re-reads the value before anything else: if a barger
- *   took the token it sleeps again (the token was not lost, only taken), and a sleeper at its
- *   deadline still takes a token it finds. So no token sits in the semaphore while a
- *   registered sleeper sleeps with no wake on its way.
+ *   (handed is no longer 0) and picks up the token instead. A woken sleeper always re-reads
+ *   the word before sleeping again: if another waiter picked up the token first, that waiter
+ *   was served and this one still has its claim in the count, for the next release. So no
+ *   token sits in handed while every waiter sleeps with no wake on its way.
  * ------------------------------------------------------------------------------------------- */
 
-CONC_COLD int conc__sem_acquire_slow(conc_sem_t *s, int64_t deadline) {
+CONC_COLD int conc__sem_wait(conc_sem_t *s, int64_t deadline) {
     uint32_t *futex = conc__sem_futex(s);
+    int flags = conc__sem_futex_flags(conc__sem_config(s));
     uint64_t w = conc_load(&s->word, CONC_RELAXED);
-    int flags = conc__sem_futex_flags(w);
 
-    /* Spin while nobody sleeps (sleepers have first claim on the next token) and another CPU
-     * can release meanwhile. A few microseconds: on a VM, waking a sleeper on another CPU
-     * costs 13-150 us, so a ping-pong partner caught while spinning is the big win. */
+    /* Spin while nobody sleeps (a woken sleeper should find the token it was woken for) and
+     * another CPU can release meanwhile. A few microseconds: on a VM, waking a sleeper on
+     * another CPU costs 13-150 us, so a ping-pong partner caught while spinning is the big
+     * win. */
     if (CONC_SEM_SPIN > 0 && conc_cpu_count() > 1 &&
         (deadline == CONC_FOREVER || deadline > conc_now())) {
         for (int i = 1; i <= CONC_SEM_SPIN && conc__sem_sleepers(w) == 0; i++) {
-            if (conc__sem_value(w) > 0) {
-                /* [A1] acquire: pairs with the release [R1] that added the token. */
+            if (conc__sem_handed(w) > 0) {
+                /* [A2] acquire: pairs with the release [R1] that handed the token. */
                 if (conc_cas(&s->word, &w, w - 1, CONC_ACQUIRE, CONC_RELAXED))
                     return 0;
                 continue;
@@ -195,105 +226,131 @@ CONC_COLD int conc__sem_acquire_slow(conc_sem_t *s, int64_t deadline) {
         }
     }
 
-    /* Take a token if there is one, else register as a sleeper: one CAS decides which. */
+    uint64_t registered = 0; /* CONC__SEM_SLEEPER once we count in sleepers */
     for (;;) {
         CONC_CHAOS_POINT();
-        if (conc__sem_value(w) > 0) {
-            if (conc_cas(&s->word, &w, w - 1, CONC_ACQUIRE, CONC_RELAXED)) /* [A1] */
+        if (conc__sem_handed(w) > 0) {
+            /* [A2] acquire: pairs with [R1]. Picks up the token and deregisters at once, so
+             * sleepers never counts a thread that is no longer waiting. */
+            if (conc_cas(&s->word, &w, w - 1 - registered, CONC_ACQUIRE, CONC_RELAXED))
                 return 0;
             continue;
         }
-        if (deadline != CONC_FOREVER && conc_now() >= deadline)
-            return ETIMEDOUT; /* a past deadline: we tried once */
-        if (CONC_UNLIKELY(conc__sem_sleepers(w) == CONC__SEM_SLEEPERS_FULL)) {
-            /* No room to count us: poll. Every release changes the half we wait on, so a
-             * release before we queue makes futex_wait return at once; one after is seen
-             * within a millisecond at worst. */
-            int64_t poll = conc_deadline_in(CONC_MS);
-            (void)conc_futex_wait(futex, (uint32_t)w, poll < deadline ? poll : deadline, flags);
-            w = conc_load(&s->word, CONC_RELAXED);
-            continue;
+        if (deadline != CONC_FOREVER && conc_now() >= deadline) {
+            /* Relaxed: withdrawing a claim publishes nothing and takes nothing. */
+            if (conc_cas(&s->word, &w, w + CONC__SEM_COUNT_ONE - registered, CONC_RELAXED,
+                         CONC_RELAXED))
+                return ETIMEDOUT; /* a past deadline: we tried once */
+            continue;             /* the word changed: maybe a token was handed; look again */
         }
-        /* Relaxed: registering publishes nothing; the kernel's re-check in futex_wait is what
-         * makes the sleep safe (timeline above). */
-        if (conc_cas(&s->word, &w, w + CONC__SEM_SLEEPER, CONC_RELAXED, CONC_RELAXED))
-            break;
-    }
-    w += CONC__SEM_SLEEPER;
-
-    int r = 0;
-    for (;;) {
-        if (conc__sem_value(w) > 0) {
-            /* [A2] acquire: pairs with [R1]. Takes the token and deregisters at once, so the
-             * count never includes a thread that is no longer waiting. */
-            if (conc_cas(&s->word, &w, w - 1 - CONC__SEM_SLEEPER, CONC_ACQUIRE, CONC_RELAXED))
-                return 0;
-            continue;
-        }
-        if (r == ETIMEDOUT) {
-            if (conc_cas(&s->word, &w, w - CONC__SEM_SLEEPER, CONC_RELAXED, CONC_RELAXED))
-                return ETIMEDOUT;
-            continue; /* the word changed: maybe a token came; look again */
+        int64_t until = deadline;
+        if (!registered) {
+            if (CONC_UNLIKELY(conc__sem_sleepers(w) == CONC__SEM_SLEEPERS_FULL)) {
+                /* No room to count us: poll. Every hand-over changes the half we wait on, so
+                 * one before we queue makes futex_wait return at once; one after is seen
+                 * within a millisecond at worst. */
+                int64_t poll = conc_deadline_in(CONC_MS);
+                until = poll < deadline ? poll : deadline;
+            } else {
+                /* Relaxed: registering publishes nothing; the kernel's re-check in futex_wait
+                 * is what makes the sleep safe (timeline above). */
+                if (!conc_cas(&s->word, &w, w + CONC__SEM_SLEEPER, CONC_RELAXED, CONC_RELAXED))
+                    continue;
+                w += CONC__SEM_SLEEPER;
+                registered = CONC__SEM_SLEEPER;
+            }
         }
         CONC_CHAOS_POINT();
-        /* The low half of w: value 0 and constant bits. EINTR and spurious wakeups loop
-         * with the same absolute deadline. */
-        r = conc_futex_wait(futex, (uint32_t)w, deadline, flags);
+        /* The low half of w: handed 0 and our sleeper count. EINTR, spurious wakeups and
+         * timeouts all loop: the deadline test above decides. */
+        (void)conc_futex_wait(futex, (uint32_t)w, until, flags);
         w = conc_load(&s->word, CONC_RELAXED);
     }
 }
 
-CONC_COLD int conc__sem_overflow(void) {
-    return EOVERFLOW;
+/* Waiters to serve, handed tokens, the bound near, or n == 0: everything but the plain add. */
+CONC_COLD int conc__sem_release_slow(conc_sem_t *s, unsigned n) {
+    if (n == 0)
+        return EINVAL;
+    uint32_t config = conc__sem_config(s); /* read before the CAS: nothing is read after it */
+    uint32_t limit = conc__sem_limit(config);
+    uint64_t w = conc_load(&s->word, CONC_RELAXED);
+    uint32_t hand;
+    for (;;) {
+        uint32_t value = conc__sem_value(w);
+        if (n > limit - value)
+            return EOVERFLOW; /* nothing released */
+        int64_t count = conc__sem_count(w);
+        hand = count < 0 ? (uint32_t)(-count < (int64_t)n ? -count : (int64_t)n) : 0;
+        if (CONC_UNLIKELY(conc__sem_handed(w) + hand > CONC__SEM_HANDED_MAX)) {
+            sched_yield(); /* 65,535 tokens wait to be picked up: let their waiters run */
+            w = conc_load(&s->word, CONC_RELAXED);
+            continue;
+        }
+        /* [R1] release: pairs with the taker's [A1]/[A2], so our writes are visible to it. */
+        if (conc_cas_weak(&s->word, &w, w + ((uint64_t)n << 32) + hand, CONC_RELEASE,
+                          CONC_RELAXED))
+            break;
+    }
+    uint32_t sleepers = conc__sem_sleepers(w);
+    if (hand > 0 && sleepers > 0) {
+        CONC_CHAOS_POINT();
+        conc_futex_wake(conc__sem_futex(s), (int)(hand < sleepers ? hand : sleepers),
+                        conc__sem_futex_flags(config));
+    }
+    return 0;
 }
 
 /* -------------------------------------------------------------------------------------------
  * Fast paths (inline)
  * ------------------------------------------------------------------------------------------- */
 
-/* A relaxed load and one CAS value -> value - 1. [A1] acquire on success: pairs with the
- * [R1] that added the token. Relaxed on failure: the slow path reads again. */
-CONC_INLINE bool conc__sem_fast(conc_sem_t *s) {
-    uint64_t w = conc_load(&s->word, CONC_RELAXED);
-    return conc__sem_value(w) > 0 && conc_cas(&s->word, &w, w - 1, CONC_ACQUIRE, CONC_RELAXED);
+/* One fetch_sub of count: true if it took a free token (count was above 0). [A1] acquire:
+ * pairs with the [R1] that added the token. Otherwise our claim is now in the count and the
+ * caller must wait (conc__sem_wait). */
+CONC_INLINE bool conc__sem_take(conc_sem_t *s) {
+    uint64_t old = conc_fetch_sub(&s->word, CONC__SEM_COUNT_ONE, CONC_ACQUIRE);
+    return (int64_t)old >= (int64_t)CONC__SEM_COUNT_ONE; /* count >= 1 */
 }
 
 static inline void conc_sem_acquire(conc_sem_t *s) {
-    if (CONC_UNLIKELY(!conc__sem_fast(s)))
-        (void)conc__sem_acquire_slow(s, CONC_FOREVER);
-}
-
-CONC_NODISCARD static inline int conc_sem_try_acquire(conc_sem_t *s) {
-    uint64_t w = conc_load(&s->word, CONC_RELAXED);
-    while (conc__sem_value(w) > 0)
-        if (conc_cas(&s->word, &w, w - 1, CONC_ACQUIRE, CONC_RELAXED)) /* [A1] */
-            return 0;
-    return EAGAIN;
+    if (CONC_UNLIKELY(!conc__sem_take(s)))
+        (void)conc__sem_wait(s, CONC_FOREVER);
 }
 
 CONC_NODISCARD static inline int conc_sem_acquire_until(conc_sem_t *s, int64_t deadline) {
-    if (CONC_LIKELY(conc__sem_fast(s)))
+    if (CONC_LIKELY(conc__sem_take(s)))
         return 0;
-    return conc__sem_acquire_slow(s, deadline);
+    return conc__sem_wait(s, deadline);
 }
 
-/* One CAS: check the bound, add n tokens and learn, in the same RMW, how many sleepers to
- * wake. [R1] release: pairs with the taker's [A1]/[A2], so our writes are visible to it.
- * After the CAS the semaphore's memory is never read again (see THREAD SAFETY). */
+/* A CAS, never a claim: a free token (count - 1), or a handed one (count - 1 and handed - 1:
+ * claim and pick up at once). [A1]/[A2] acquire: pairs with [R1]. */
+CONC_NODISCARD static inline int conc_sem_try_acquire(conc_sem_t *s) {
+    uint64_t w = conc_load(&s->word, CONC_RELAXED);
+    for (;;) {
+        uint64_t take = CONC__SEM_COUNT_ONE; /* a free token */
+        if (CONC_UNLIKELY(conc__sem_count(w) <= 0)) {
+            if (conc__sem_handed(w) == 0)
+                return EAGAIN;
+            take = CONC__SEM_COUNT_ONE + 1; /* a handed one */
+        }
+        if (conc_cas(&s->word, &w, w - take, CONC_ACQUIRE, CONC_RELAXED))
+            return 0;
+    }
+}
+
+/* The plain case in one CAS: nobody waits for a token (count >= 0), none is handed, and n
+ * tokens fit. [R1] release: pairs with the taker's [A1]/[A2]. After the CAS the semaphore's
+ * memory is never read again (see THREAD SAFETY). */
 static inline int conc_sem_release(conc_sem_t *s, unsigned n) {
     uint64_t w = conc_load(&s->word, CONC_RELAXED);
-    if (CONC_UNLIKELY(n == 0))
-        return EINVAL;
+    uint32_t limit = conc__sem_limit(conc__sem_config(s));
     do {
-        if (CONC_UNLIKELY(n > conc__sem_limit(w) - conc__sem_value(w)))
-            return conc__sem_overflow();
-    } while (!conc_cas_weak(&s->word, &w, w + n, CONC_RELEASE, CONC_RELAXED));
-    uint32_t sleepers = conc__sem_sleepers(w);
-    if (CONC_UNLIKELY(sleepers != 0)) {
-        CONC_CHAOS_POINT();
-        conc_futex_wake(conc__sem_futex(s), (int)(n < sleepers ? n : sleepers),
-                        conc__sem_futex_flags(w));
-    }
+        /* count < 0 puts w's top bit on, so (w >> 32) + n passes any limit */
+        if (CONC_UNLIKELY(n == 0 || conc__sem_handed(w) != 0 || (w >> 32) + n > limit))
+            return conc__sem_release_slow(s, n);
+    } while (!conc_cas_weak(&s->word, &w, w + ((uint64_t)n << 32), CONC_RELEASE, CONC_RELAXED));
     return 0;
 }
 

@@ -1,29 +1,41 @@
-/* tests/models/sem.pml - the conc_sem sleep/wake protocol (include/conc/sem.h), for spin.
+/* tests/models/sem.pml - the conc_sem claim/hand-over protocol (include/conc/sem.h), for spin.
  * SPDX-License-Identifier: MIT
  *
- * The word is {value, sleepers}; each CAS of sem.h is one atomic step. futex_wait(value 0) is
- * the kernel's atomic "compare and queue"; futex_wake(n) wakes up to n queued sleepers, any of
- * them. Three takers (one of which may time out once and retry) and two releasers (release(1)
- * twice; release(2) once) move exactly 4 tokens. A lost wakeup leaves a taker asleep with
- * tokens in the semaphore: spin reports it as an invalid end state. Checked: every taker
- * finishes, tokens are conserved, and no registration is left behind.
+ * The word is {count, handed, sleepers}; every atomic operation of sem.h is one atomic step:
+ * the fast path's fetch_sub, each CAS of the wait and the release, try_acquire's CAS.
+ * futex_wait(handed 0) is the kernel's atomic "compare and queue"; futex_wake(n) wakes up to n
+ * queued sleepers, any of them. Three takers (one uses try_acquire, one may time out once
+ * and retry) and two releasers (release(1) twice; release(2) once) move exactly 4 tokens
+ * through a semaphore bounded at 3. A lost wakeup leaves a taker asleep with tokens in the
+ * semaphore: spin reports it as an invalid end state. Checked: no taker gets a token that was
+ * not released, the value never passes the bound, every taker finishes, tokens are conserved,
+ * and no claim or registration is left behind.
  *
- * // broken: BROKEN_SPLIT_RELEASE   release reads the sleeper count, then adds the tokens in a
- *                                   second step: a sleeper registering in between is missed
- * // broken: BROKEN_NO_RECHECK      futex_wait sleeps without the kernel's compare: a release
- *                                   between registering and sleeping is missed
- * // broken: BROKEN_WAKE_IF_EMPTY   release wakes only when the old value was 0 (instead of when
- *                                   sleepers are registered)
+ * // broken: BROKEN_SPLIT_RELEASE      release reads the sleeper count, then adds the tokens in
+ *                                      a second step: a sleeper registering in between is missed
+ * // broken: BROKEN_NO_RECHECK         futex_wait sleeps without the kernel's compare: a hand-over
+ *                                      between registering and sleeping is missed
+ * // broken: BROKEN_NO_HANDOVER        release adds to count but hands nothing to the waiters
+ *                                      whose claims are in it
+ * // broken: BROKEN_WITHDRAW_ANYWAY    a waiter at its deadline withdraws its claim without first
+ *                                      picking up a token handed to it
+ * // broken: BROKEN_TRY_PICKS_UP_ONLY  try_acquire takes a handed token without also putting a
+ *                                      claim in the count, so a waiter loses the token it was owed
  */
 // broken: BROKEN_SPLIT_RELEASE
 // broken: BROKEN_NO_RECHECK
-// broken: BROKEN_WAKE_IF_EMPTY
+// broken: BROKEN_NO_HANDOVER
+// broken: BROKEN_WITHDRAW_ANYWAY
+// broken: BROKEN_TRY_PICKS_UP_ONLY
+// pan-cc: -DSAFETY
+// pan-run: -m1000000
 
-#define TAKERS 3
 #define TOKENS 4
+#define LIMIT 3
 
-byte value = 0;
-byte sleepers = 0;
+short count = 0;      /* free tokens, or minus the waiters no token was handed to yet */
+byte handed = 0;      /* released for waiters, not yet picked up */
+byte sleepers = 0;    /* registered to sleep on the futex */
 bool asleep[6];       /* queued on the futex, indexed by _pid */
 byte taken = 0;
 byte released = 0;
@@ -32,91 +44,125 @@ inline futex_wait() {
 #ifdef BROKEN_NO_RECHECK
     asleep[_pid] = true;
 #else
-    atomic { if :: value == 0 -> asleep[_pid] = true :: else -> skip fi }
+    atomic { if :: handed == 0 -> asleep[_pid] = true :: else -> skip fi }
 #endif
     /* woken, or a timeout/EINTR/spurious return: the taker re-reads the word either way */
     if
     :: !asleep[_pid]
-    :: atomic { asleep[_pid] && timeouts < 1 -> asleep[_pid] = false; timeouts++; timed_out = true }
+    :: atomic { asleep[_pid] && may_time_out && timeouts < 1 ->
+                asleep[_pid] = false; timeouts++; past_deadline = true }
     fi
 }
 
-inline futex_wake(count) {
+inline futex_wake(n) {
     atomic {
         woke = 0;
         do
-        :: woke < count && asleep[0] -> asleep[0] = false; woke++
-        :: woke < count && asleep[1] -> asleep[1] = false; woke++
-        :: woke < count && asleep[2] -> asleep[2] = false; woke++
-        :: woke < count && asleep[3] -> asleep[3] = false; woke++
-        :: woke < count && asleep[4] -> asleep[4] = false; woke++
-        :: woke < count && asleep[5] -> asleep[5] = false; woke++
+        :: woke < n && asleep[0] -> asleep[0] = false; woke++
+        :: woke < n && asleep[1] -> asleep[1] = false; woke++
+        :: woke < n && asleep[2] -> asleep[2] = false; woke++
+        :: woke < n && asleep[3] -> asleep[3] = false; woke++
+        :: woke < n && asleep[4] -> asleep[4] = false; woke++
+        :: woke < n && asleep[5] -> asleep[5] = false; woke++
         :: else -> break
         od
     }
 }
 
-proctype taker(byte rounds) {
+proctype taker(byte rounds; bool may_time_out; bool uses_try) {
     byte timeouts = 0;
-    bool timed_out;
+    bool past_deadline, registered;
     do
     :: rounds == 0 -> break
     :: rounds > 0 ->
-        timed_out = false;
-        /* fast path, or register: one CAS decides which */
+        past_deadline = false;
+        registered = false;
         if
-        :: atomic { value > 0 -> value--; goto got }
-        :: atomic { value == 0 -> sleepers++ }
+        :: uses_try ->
+            /* try_acquire: a free token, or claim and pick up a handed one; never a claim left */
+            if
+            :: atomic { count > 0 -> count--; goto got }
+#ifdef BROKEN_TRY_PICKS_UP_ONLY
+            :: atomic { count <= 0 && handed > 0 -> handed--; goto got }
+#else
+            :: atomic { count <= 0 && handed > 0 -> count--; handed--; goto got }
+#endif
+            :: atomic { count <= 0 && handed == 0 -> goto retry }   /* EAGAIN */
+            fi
+        :: else ->
+            /* the fast path's fetch_sub: a free token, or our claim is now in the count */
+            atomic { if :: count > 0 -> count--; goto got :: else -> count-- fi }
         fi;
         do
-        :: atomic { value > 0 -> value--; sleepers--; break }   /* take + deregister */
-        :: atomic { value == 0 && timed_out -> sleepers--; timed_out = false; goto retry }
-        :: atomic { value == 0 && !timed_out -> skip };
+#ifdef BROKEN_WITHDRAW_ANYWAY
+        :: atomic { past_deadline -> count++;
+                    if :: registered -> sleepers-- :: else -> skip fi; goto retry }
+#endif
+        :: atomic { handed > 0 -> handed--;                          /* [A2] pick up */
+                    if :: registered -> sleepers-- :: else -> skip fi; break }
+        :: atomic { handed == 0 && past_deadline -> count++;         /* withdraw the claim */
+                    assert(count <= 0);
+                    if :: registered -> sleepers-- :: else -> skip fi; goto retry }
+        :: atomic { handed == 0 && !past_deadline && !registered -> sleepers++; registered = true }
+        :: atomic { handed == 0 && !past_deadline && registered -> skip };
            futex_wait()
+        :: atomic { may_time_out && timeouts < 1 && !past_deadline ->  /* the deadline passes */
+                    timeouts++; past_deadline = true }
         od;
 got:
-        atomic { taken++; rounds-- };
+        atomic { taken++; assert(taken <= released); rounds-- };
 retry:
         skip
     od
 }
 
 proctype releaser(byte n; byte times) {
-    byte old_sleepers, old_value, woke, wake_n;
+    byte old_sleepers, hand, wake_n, woke;
     do
     :: times == 0 -> break
     :: times > 0 ->
 #ifdef BROKEN_SPLIT_RELEASE
         old_sleepers = sleepers;
-        atomic { value = value + n; released = released + n };
-#else
-        atomic { old_sleepers = sleepers; old_value = value; value = value + n; released = released + n };
 #endif
-#ifdef BROKEN_WAKE_IF_EMPTY
-        if
-        :: old_value == 0 -> futex_wake(n)
-        :: else -> skip
-        fi;
+        /* [R1] the one CAS: the bound, count + n, the hand-over, and the sleepers it read */
+        atomic {
+            if
+            :: (count > 0 -> count : 0) + handed + n > LIMIT -> goto overflow   /* EOVERFLOW */
+            :: else -> skip
+            fi;
+#ifdef BROKEN_NO_HANDOVER
+            hand = 0;
 #else
+            hand = (count < 0 -> (n < -count -> n : -count) : 0);
+#endif
+#ifndef BROKEN_SPLIT_RELEASE
+            old_sleepers = sleepers;
+#endif
+            count = count + n;
+            handed = handed + hand;
+            released = released + n;
+            assert((count > 0 -> count : 0) + handed <= LIMIT)
+        };
         if
-        :: old_sleepers > 0 ->
-            wake_n = (n < old_sleepers -> n : old_sleepers);
+        :: hand > 0 && old_sleepers > 0 ->
+            wake_n = (hand < old_sleepers -> hand : old_sleepers);
             futex_wake(wake_n)
         :: else -> skip
         fi;
-#endif
-        times--
+        times--;
+overflow:
+        skip
     od
 }
 
 init {
     atomic {
-        run taker(2);
-        run taker(1);
-        run taker(1);
+        run taker(2, false, false);
+        run taker(1, true, false);
+        run taker(1, false, true);
         run releaser(1, 2);
         run releaser(2, 1);
     }
     (_nr_pr == 1);
-    assert(taken == TOKENS && released == TOKENS && value == 0 && sleepers == 0)
+    assert(taken == TOKENS && released == TOKENS && count == 0 && handed == 0 && sleepers == 0)
 }
