@@ -2,6 +2,15 @@
  * SPDX-License-Identifier: MIT
  */
 #include "harness.h"
+
+/* Every futex syscall the library makes (relaxed: a statistic, never a synchronizer). */
+static unsigned long futex_calls;
+#define CONC_FUTEX_HOOK(kind) ((void)(kind), __atomic_fetch_add(&futex_calls, 1, __ATOMIC_RELAXED))
+/* A small future pool, so that these tests run both kinds of executor futures: pooled ones
+ * and, past the cap, malloc'd ones (the default cap is far above any test's needs). */
+#ifndef CONC_EXECUTOR_POOL
+#define CONC_EXECUTOR_POOL 256
+#endif
 #include "conc/future.h"
 
 /* Instrumentation counters are relaxed atomics: a statistic, never a synchronizer. */
@@ -198,7 +207,38 @@ static void future_retain_release_balance(void) {
     for (int i = 0; i < 10; i++)
         conc_future_release(f);
     TH_CHECK_EQ(conc_future_complete(f, 0, NULL), 0); /* still alive: one reference left */
+    /* The count shares the state word: many references leave the state alone. */
+    for (int i = 0; i < 100000; i++)
+        conc_future_retain(f);
+    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_DONE);
+    TH_CHECK_EQ(conc_future_wait_until(f, 0), 0);
+    for (int i = 0; i < 100000; i++)
+        conc_future_release(f);
+    TH_CHECK(conc_future_is_done(f));
     conc_future_release(f);
+}
+
+/* Completing a future nobody waits for, with or without callbacks, and waiting for a done
+ * one, make no syscall at all. */
+static void future_complete_unwaited_makes_no_syscall(void) {
+    cb_log log = {{0}, 0, {0}};
+    cb_arg a = {&log, 1};
+    conc_future_t *f, *g;
+    TH_CHECK_EQ(conc_future_create(&f), 0);
+    TH_CHECK_EQ(conc_future_create(&g), 0);
+    TH_CHECK_EQ(conc_future_on_done(g, cb_record, &a), 0);
+    unsigned long before = CNT_GET(&futex_calls);
+    conc_future_retain(f);
+    TH_CHECK_EQ(conc_future_complete(f, 0, &log), 0);
+    TH_CHECK_EQ(conc_future_complete(g, EIO, NULL), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    TH_CHECK_EQ(conc_future_wait(g), EIO);
+    TH_CHECK_EQ(conc_future_cancel(f), EBUSY);
+    conc_future_release(f);
+    TH_CHECK_EQ(CNT_GET(&futex_calls), before);
+    TH_CHECK_EQ(log.n, 1); /* the callback ran, in this thread */
+    conc_future_release(f);
+    conc_future_release(g);
 }
 
 static void future_wait_any_and_all(void) {
@@ -596,6 +636,251 @@ static void executor_map_in_order_bounded(void) {
     conc_future_release(busy);
     conc_future_release(gate);
     conc_executor_destroy(ex);
+}
+
+/* Futures come from the executor's pool and go back to it: each one handed out again must
+ * behave as new (pending, no result, no old callbacks), whatever the previous one did. */
+enum { FRESH_CYCLES = 600 };
+typedef struct fresh_cb {
+    int runs;            /* relaxed counter: how many times the callback ran */
+    int saw;             /* the outcome the callback saw (written by the one run) */
+    conc_future_t *self; /* the future it was registered on */
+} fresh_cb;
+
+static void cb_fresh(conc_future_t *f, void *p) {
+    fresh_cb *c = (fresh_cb *)p;
+    TH_CHECK(f == c->self);
+    c->saw = conc_future_wait(f);
+    CNT_ADD(&c->runs, 1);
+}
+
+static void executor_recycled_futures_are_fresh(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 4), 0);
+    static int values[FRESH_CYCLES];
+    static fresh_cb cbs[FRESH_CYCLES];
+    static conc_future_t *seen[FRESH_CYCLES];
+    memset(cbs, 0, sizeof cbs);
+    size_t distinct = 0;
+    for (int i = 0; i < FRESH_CYCLES; i++) {
+        conc_future_t *f, *gate = NULL;
+        int expect;
+        if (i % 10 == 9) { /* held at a gate: observably pending or running, not done */
+            TH_CHECK_EQ(conc_future_create(&gate), 0);
+            TH_CHECK_EQ(conc_executor_submit(ex, task_gate, gate, &f), 0);
+            TH_CHECK(!conc_future_is_done(f));
+            TH_CHECK(conc_future_result(f) == NULL);
+            conc_future_state_t st = conc_future_state(f);
+            TH_CHECK(st == CONC_FUTURE_PENDING || st == CONC_FUTURE_RUNNING);
+            TH_CHECK_EQ(conc_future_wait_until(f, 0), ETIMEDOUT);
+            expect = 0;
+        } else if (i % 2 == 0) {
+            TH_CHECK_EQ(conc_executor_submit(ex, task_echo, &values[i], &f), 0);
+            expect = 0;
+        } else {
+            expect = 1000 + i;
+            TH_CHECK_EQ(conc_executor_submit(ex, task_fail, (void *)(intptr_t)expect, &f), 0);
+        }
+        if (i % 3 == 0) {
+            cbs[i].self = f;
+            TH_CHECK_EQ(conc_future_on_done(f, cb_fresh, &cbs[i]), 0);
+        }
+        if (gate)
+            TH_CHECK_EQ(conc_future_complete(gate, 0, NULL), 0);
+        TH_CHECK_EQ(conc_future_wait(f), expect);
+        if (gate) {
+            conc_future_release(gate); /* the task is done with it */
+            TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_DONE);
+            TH_CHECK(conc_future_result(f) == NULL); /* task_gate's result: nothing */
+        } else if (expect == 0) {
+            TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_DONE);
+            TH_CHECK(conc_future_result(f) == &values[i]);
+        } else {
+            TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_FAILED);
+            TH_CHECK(conc_future_result(f) == NULL);
+        }
+        TH_CHECK_EQ(conc_future_cancel(f), EBUSY);
+        TH_CHECK_EQ(conc_future_complete(f, 0, NULL), EBUSY);
+        size_t k = 0;
+        while (k < distinct && seen[k] != f)
+            k++;
+        if (k == distinct)
+            seen[distinct++] = f;
+        conc_future_release(f);
+    }
+    conc_executor_destroy(ex); /* joins: every callback has run */
+    for (int i = 0; i < FRESH_CYCLES; i++) {
+        TH_CHECK_EQ(cbs[i].runs, i % 3 == 0 ? 1 : 0);
+        if (i % 3 == 0)
+            TH_CHECK_EQ(cbs[i].saw, i % 10 == 9 || i % 2 == 0 ? 0 : 1000 + i);
+    }
+    /* One future (two, while the worker finishes with the last) is out at a time: the pool
+     * serves every cycle with a handful of objects (malloc under ASan would not reuse). */
+    printf("    %zu distinct futures for %d tasks\n", distinct, FRESH_CYCLES);
+    if (CONC_EXECUTOR_POOL > 0)
+        TH_CHECK(distinct <= 64);
+}
+
+/* Futures outlive their executor: the pool they came from lives until the last is released,
+ * in any order, from any thread, pooled (up to CONC_EXECUTOR_POOL) or malloc'd (past it). */
+enum { OUTLIVE_N = 700 }; /* > CONC_EXECUTOR_POOL: both kinds */
+typedef struct outlive {
+    conc_executor_t *ex;
+    conc_future_t *fs[OUTLIVE_N];
+    int values[OUTLIVE_N];
+} outlive;
+
+static void outlive_submit_thread(int index, void *p) {
+    outlive *o = (outlive *)p;
+    int n = th_threads(4);
+    for (int i = index; i < OUTLIVE_N; i += n)
+        TH_CHECK_EQ(conc_executor_submit(o->ex, task_echo, &o->values[i], &o->fs[i]), 0);
+}
+
+static void outlive_release_thread(int index, void *p) {
+    outlive *o = (outlive *)p;
+    int n = th_threads(4);
+    for (int i = index; i < OUTLIVE_N; i += n) {
+        TH_CHECK_EQ(conc_future_wait(o->fs[i]), 0);
+        TH_CHECK(conc_future_result(o->fs[i]) == &o->values[i]);
+        conc_future_release(o->fs[i]);
+    }
+}
+
+static void executor_futures_outlive_destroy(void) {
+    static outlive o;
+    for (int round = 0; round < 3; round++) {
+        memset(&o, 0, sizeof o);
+        TH_CHECK_EQ(conc_executor_create(&o.ex, 2, 64), 0);
+        th_run_threads(th_threads(4), outlive_submit_thread, &o); /* submitters contend */
+        if (round == 1) /* half released before the executor goes, half after */
+            for (int i = 0; i < OUTLIVE_N; i += 2) {
+                TH_CHECK_EQ(conc_future_wait(o.fs[i]), 0);
+                conc_future_release(o.fs[i]);
+                o.fs[i] = NULL;
+            }
+        conc_future_t *kept = o.fs[1];
+        conc_future_retain(kept);
+        conc_executor_destroy(o.ex); /* finishes the queued work: all done */
+        if (round == 1) {
+            for (int i = 1; i < OUTLIVE_N; i += 2) {
+                TH_CHECK_EQ(conc_future_wait(o.fs[i]), 0);
+                conc_future_release(o.fs[i]);
+            }
+        } else {
+            th_run_threads(th_threads(4), outlive_release_thread, &o); /* released in parallel */
+        }
+        TH_CHECK(conc_future_is_done(kept)); /* the last one standing: frees the pool */
+        TH_CHECK(conc_future_result(kept) == &o.values[1]);
+        conc_future_release(kept);
+    }
+    /* Cancelled by shutdown, outliving the executor; and none out at all when it goes. */
+    conc_future_t *gate, *busy, *queued[8];
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_future_create(&gate), 0);
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 8), 0);
+    TH_CHECK_EQ(conc_executor_submit(ex, task_gate, gate, &busy), 0);
+    for (int i = 0; i < 8; i++)
+        TH_CHECK_EQ(conc_executor_submit(ex, task_noop, NULL, &queued[i]), 0);
+    while (conc_future_state(busy) != CONC_FUTURE_RUNNING)
+        sched_yield();
+    pthread_t t; /* cancels the 8 queued, then joins: the running task goes on */
+    TH_CHECK_EQ(pthread_create(&t, NULL, shutdown_cancelling, ex), 0);
+    for (int i = 0; i < 8; i++)
+        TH_CHECK_EQ(conc_future_wait(queued[i]), ECANCELED);
+    TH_CHECK_EQ(conc_future_complete(gate, 0, NULL), 0); /* lets the running task end */
+    pthread_join(t, NULL);
+    conc_executor_destroy(ex);
+    TH_CHECK_EQ(conc_future_wait(busy), 0);
+    for (int i = 0; i < 8; i++)
+        conc_future_release(queued[i]);
+    conc_future_release(busy);
+    conc_future_release(gate);
+    TH_CHECK_EQ(conc_executor_create(&ex, 2, 8), 0);
+    conc_executor_destroy(ex); /* never submitted to */
+    TH_CHECK_EQ(conc_executor_create(&ex, 2, 8), 0);
+    TH_CHECK_EQ(conc_executor_submit(ex, task_noop, NULL, NULL), 0);
+    conc_executor_destroy(ex); /* every future released before destroy */
+}
+
+/* complete() may win a future whose task is running: exactly one outcome stands, the task's
+ * or complete's, and the task still runs at most once. */
+enum { RACE_TASKS = 2000 };
+typedef struct run_race {
+    conc_executor_t *ex;
+    conc_future_t *fs[RACE_TASKS];
+    int ran[RACE_TASKS]; /* written by the task only */
+    int won[RACE_TASKS]; /* relaxed counter: complete() calls that returned 0 */
+    int task_marker, hand_marker;
+    long published; /* release/acquire: fs[0..published) are set */
+} run_race;
+
+static run_race *run_race_ctx;
+static int task_dawdle(void *arg, void **result) {
+    long i = (long)(intptr_t)arg;
+    run_race *r = run_race_ctx;
+    for (long k = i % 7; k > 0; k--)
+        sched_yield();
+    r->ran[i] += 1;
+    *result = &r->task_marker;
+    return i % 5 == 0 ? EDOM : 0;
+}
+
+static void run_race_thread(int index, void *p) {
+    run_race *r = (run_race *)p;
+    if (index == 0) {
+        for (long i = 0; i < RACE_TASKS; i++) {
+            TH_CHECK_EQ(conc_executor_submit(r->ex, task_dawdle, (void *)(intptr_t)i, &r->fs[i]),
+                        0);
+            __atomic_store_n(&r->published, i + 1, __ATOMIC_RELEASE);
+        }
+        return;
+    }
+    th_rng rng = th_rng_make((uint64_t)index + 200);
+    for (;;) {
+        long published = __atomic_load_n(&r->published, __ATOMIC_ACQUIRE);
+        if (published == RACE_TASKS)
+            break;
+        if (published < 8)
+            continue;
+        long k = published - 1 - (long)th_rand_below(&rng, 8);
+        int status = k % 3 == 0 ? EIO : 0;
+        int c = conc_future_complete(r->fs[k], status, &r->hand_marker);
+        TH_CHECK(c == 0 || c == EBUSY);
+        if (c == 0)
+            CNT_ADD(&r->won[k], 1);
+    }
+}
+
+static void executor_stress_complete_vs_running_task(void) {
+    static run_race r;
+    long rounds = th_iters(5);
+    for (long round = 0; round < rounds; round++) {
+        memset(&r, 0, sizeof r);
+        run_race_ctx = &r;
+        TH_CHECK_EQ(conc_executor_create(&r.ex, 3, 32), 0);
+        th_run_threads(th_threads(4), run_race_thread, &r);
+        conc_executor_destroy(r.ex);  /* every task ran or was pre-empted by complete */
+        long hand = 0, overtaken = 0; /* complete() won a task that ran anyway */
+        for (long i = 0; i < RACE_TASKS; i++) {
+            int won = CNT_GET(&r.won[i]), out = conc_future_wait(r.fs[i]);
+            TH_CHECK(won <= 1 && r.ran[i] <= 1);
+            if (won) { /* complete's outcome, whatever the task did */
+                hand++;
+                overtaken += r.ran[i];
+                TH_CHECK_EQ(out, i % 3 == 0 ? EIO : 0);
+                TH_CHECK(conc_future_result(r.fs[i]) == (i % 3 == 0 ? NULL : &r.hand_marker));
+            } else { /* the task's own */
+                TH_CHECK_EQ(r.ran[i], 1);
+                TH_CHECK_EQ(out, i % 5 == 0 ? EDOM : 0);
+                TH_CHECK(conc_future_result(r.fs[i]) == (i % 5 == 0 ? NULL : &r.task_marker));
+            }
+            conc_future_release(r.fs[i]);
+        }
+        if (round == 0)
+            printf("    %ld of %d won by complete(), %ld of them while the task ran\n", hand,
+                   RACE_TASKS, overtaken);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1022,15 +1307,18 @@ TH_MAIN("future", TH_CASE(future_create_is_pending), TH_CASE(future_complete_don
         TH_CASE(future_complete_failed_status), TH_CASE(future_cancel_pending_only),
         TH_CASE(future_wait_until_never_early), TH_CASE(future_wait_wakes_on_complete),
         TH_CASE(future_on_done_fifo_by_completer), TH_CASE(future_on_done_never_completed_is_freed),
-        TH_CASE(future_retain_release_balance), TH_CASE(future_wait_any_and_all),
-        TH_CASE(future_as_completed_order), TH_CASE(future_as_completed_destroy_early),
-        TH_CASE(executor_create_errors), TH_CASE(executor_submit_runs_task),
-        TH_CASE(executor_try_submit_full_eagain), TH_CASE(executor_submit_blocks_then_proceeds),
+        TH_CASE(future_retain_release_balance), TH_CASE(future_complete_unwaited_makes_no_syscall),
+        TH_CASE(future_wait_any_and_all), TH_CASE(future_as_completed_order),
+        TH_CASE(future_as_completed_destroy_early), TH_CASE(executor_create_errors),
+        TH_CASE(executor_submit_runs_task), TH_CASE(executor_try_submit_full_eagain),
+        TH_CASE(executor_submit_blocks_then_proceeds),
         TH_CASE(executor_shutdown_epipe_wakes_blocked_submitter),
         TH_CASE(executor_shutdown_finishes_queued_work),
         TH_CASE(executor_shutdown_from_own_task_returns),
         TH_CASE(executor_destroy_from_own_task_aborts), TH_CASE(executor_submit_batch_runs_all),
-        TH_CASE(executor_map_in_order_bounded), TH_CASE_T(future_stress_cancel_vs_start, 120),
+        TH_CASE(executor_map_in_order_bounded), TH_CASE(executor_recycled_futures_are_fresh),
+        TH_CASE(executor_futures_outlive_destroy), TH_CASE_T(future_stress_cancel_vs_start, 120),
+        TH_CASE_T(executor_stress_complete_vs_running_task, 120),
         TH_CASE_T(future_stress_on_done_vs_complete, 120),
         TH_CASE_T(future_stress_many_waiters_all_wake, 120),
         TH_CASE_T(future_stress_retain_release, 120),

@@ -89,7 +89,9 @@
  * CONFIGURATION
  *   CONC_FUTURE_SPIN     relaxed loads a waiter spins before sleeping (default 256)
  *   CONC_EXECUTOR_SPIN   pauses one idle worker polls the queue before it blocks (default 2048)
- *   Both skip spinning on a single CPU.
+ *                        Both skip spinning on a single CPU.
+ *   CONC_EXECUTOR_POOL   futures an executor keeps for reuse, at most (default 1 << 20, i.e.
+ *                        64 MiB); past it, futures are malloc'd and freed one by one. 0: none.
  *
  * CAVEATS
  *   - on_done callbacks run in the thread that completes the future (a worker, usually) or at
@@ -99,28 +101,53 @@
  *     waits (Python's warning too). Size the executor for it or use on_done.
  *   - fork(): an executor's workers do not exist in the child. Use it only in the parent.
  *   - Spurious futex wakeups are absorbed; a signal does not interrupt a wait.
+ *   - Memory: an executor keeps the futures it made for reuse (64 bytes each), so it holds
+ *     the most that were ever alive at once, up to CONC_EXECUTOR_POOL, until it is destroyed
+ *     and its last future is released. A future released twice may already be someone
+ *     else's (as with free): under ASan a released pooled future is poisoned until reused.
+ *   - At most 2^26 - 1 references to one future at a time (retain aborts past that).
+ *   - A worker runs the tasks of one claim (up to 16 short ones, see DESIGN) in order: a task
+ *     that waits for a task submitted after it can deadlock even while other workers idle,
+ *     when both are in its claim (the task queued first starts first, as before).
  *
  * DESIGN
  *   A future is one 32-bit state word (low 3 bits: PENDING, RUNNING, COMPLETING, DONE,
  *   FAILED, CANCELLED; bit 3 WAITERS: someone sleeps on the word; bit 4 CALLBACKS: the list
- *   has nodes), a reference count, the outcome, and a callback list under a 4-byte conc_lock.
+ *   has nodes; bit 5 TASK: the executor's task completed it; bits 6-31 the reference count),
+ *   the outcome, and a callback list under a 4-byte conc_lock: 64 bytes, one cache line.
  *   Completing is a CAS into COMPLETING (exactly one winner), plain writes of the outcome,
- *   then one swap to the final state [R1] that returns the flags: only if WAITERS was set is
- *   there a futex_wake, only if CALLBACKS was set is the lock taken. So a completion nobody
- *   waits for is two atomics and no syscall; a waiter spins briefly, then sets WAITERS and
- *   sleeps on the word. Callbacks are nodes in a doubly linked list. A node is added under
- *   the lock, after a CAS that sets CALLBACKS while the state is not final: since that CAS
- *   and the final swap act on one word, either the completer sees CALLBACKS (and takes the
- *   lock, so it finds the node) or the registrant sees the final state (and runs the callback
- *   itself). Internal "waker" nodes (wait_any, as-completed) run under the lock and can be
- *   unlinked again, which is how wait_any leaves no node behind: after unlinking under the
- *   lock, no completer can still be touching the caller's stack.
+ *   then one add that moves the state to final [R1] and returns the flags: only if WAITERS
+ *   was set is there a futex_wake, only if CALLBACKS was set is the lock taken. So a
+ *   completion nobody waits for is two atomics and no syscall; a waiter spins briefly, then
+ *   sets WAITERS and sleeps on the word. The executor's worker is the only writer of the
+ *   task's own outcome fields, so it skips COMPLETING: the gate CAS (PENDING -> RUNNING),
+ *   then one CAS to the final state that also drops the worker's reference. A task nobody
+ *   sleeps on costs its worker two atomics on the future, and its reference is gone by the
+ *   time a waiter sees the outcome: the waiter's release is the last one, and the future
+ *   goes back to the pool from the waiter's own CPU. Callbacks are nodes in a doubly linked
+ *   list. A node is added under the lock, after a CAS that sets CALLBACKS while the state is
+ *   not final: since that CAS and [R1] act on one word, either the completer sees CALLBACKS
+ *   (and takes the lock, so it finds the node) or the registrant sees the final state (and
+ *   runs the callback itself). Internal "waker" nodes (wait_any, as-completed) run under the
+ *   lock and can be unlinked again, which is how wait_any leaves no node behind: after
+ *   unlinking under the lock, no completer can still be touching the caller's stack.
+ *   tests/models/future.pml checks completion, cancel, wait, on_done and the references
+ *   together.
  *   The executor's submission queue is the kit's own conc_queue (queue.h) of future pointers:
  *   lock-free, bounded, blocking and closable, so submit blocks while full, try_submit gets
  *   EAGAIN, shutdown's close hands EPIPE to every submitter (blocked ones too) while the
  *   workers drain, and a busy stream makes no syscall. One idle worker at a time polls the
  *   queue for CONC_EXECUTOR_SPIN pauses before it blocks in conc_queue_pop, so a steady
- *   stream of tiny tasks finds a worker awake.
+ *   stream of tiny tasks finds a worker awake; it watches one slot's stamp, never the
+ *   queue's tail (the submitter's line). A worker claims up to 16 ready tasks at once, as
+ *   many as fit in about 50 us of work by its recent tasks' times (so long tasks still go
+ *   one per worker), and a worker that drains a fast stream lets a few claims' worth pile
+ *   up (at most 256 pauses) before claiming again: it then never trails the submitter by a
+ *   task or two, which would move the same lines back and forth on every task.
+ *   Futures come from a per-executor pool (conc__future_pool): carved from slabs, one cache
+ *   line each, reused LIFO; a release pushes onto a lock-free stack, submitters take the
+ *   whole stack at once under a try-lock (no ABA), and a submitter that finds the try-lock
+ *   taken mallocs instead of waiting. The pool outlives the executor while its futures do.
  *   as-completed: each future gets a waker node that appends its entry to the set's FIFO
  *   and wakes one sleeper: O(1) per completion. The lazy map keeps a ring of `window` futures
  *   and submits input i + window when result i is taken.
@@ -142,6 +169,9 @@ extern "C" {
 #endif
 #ifndef CONC_EXECUTOR_SPIN
 #define CONC_EXECUTOR_SPIN 2048
+#endif
+#ifndef CONC_EXECUTOR_POOL
+#define CONC_EXECUTOR_POOL (1u << 20)
 #endif
 
 typedef int (*conc_task_fn)(void *arg, void **result);
@@ -165,6 +195,9 @@ typedef enum conc_future_state_t {
 #define CONC__FUT_STATE 0x7u      /* mask of the state field */
 #define CONC__FUT_WAITERS 0x8u    /* someone sleeps (or is about to) on the word: wake on final */
 #define CONC__FUT_CALLBACKS 0x10u /* the callback list has (had) nodes: take the lock on final */
+#define CONC__FUT_TASK 0x20u      /* final by the executor's task: outcome in task_status/_result */
+#define CONC__FUT_REF 0x40u       /* one reference: the count is the word's top 26 bits */
+#define CONC__FUT_REFS 0xffffffc0u /* mask of the reference count */
 
 /* A callback node. waker nodes belong to the caller (wait_any, as-completed), run under the
  * future's lock and may be unlinked; user nodes are malloc'd by on_done, run outside it. */
@@ -176,15 +209,23 @@ typedef struct conc__future_node {
     bool linked; /* in the list; under the future's lock */
 } conc__future_node;
 
+typedef struct conc__future_pool conc__future_pool;
+
+/* 64 bytes on LP64: a pooled future is exactly one cache line (see conc__future_pool). */
 struct conc_future {
-    uint32_t state;   /* futex word, see DESIGN */
-    uint32_t refs;    /* reference count */
+    uint32_t state;   /* futex word: state, flags and reference count, see DESIGN */
+    int task_status;  /* the task's outcome (CONC__FUT_TASK); plain, published by [R1] */
     conc_lock_t lock; /* guards the callback list */
-    int status;       /* outcome; plain, published by the final swap [R1] */
+    int status;       /* outcome of complete/cancel; plain, published by [R1] */
     void *result;
     conc__future_node *head, *tail; /* under lock */
     conc_task_fn fn;                /* the task, for executor futures */
-    void *arg;
+    union {
+        void *arg;                /* the task's argument, until it runs */
+        void *task_result;        /* then the task's result (CONC__FUT_TASK) */
+        conc_future_t *next_free; /* released, in its pool's free lists */
+    };
+    conc__future_pool *pool; /* the executor pool it was carved from (for life); NULL: malloc'd */
 };
 
 CONC_INLINE bool conc__fut_final(uint32_t v) {
@@ -192,34 +233,216 @@ CONC_INLINE bool conc__fut_final(uint32_t v) {
 }
 
 /* -------------------------------------------------------------------------------------------
+ * The future pool: an executor's futures are recycled, not malloc'd and freed per task
+ *
+ * Futures are carved from slabs, one cache line each (a malloc'd future shares its lines
+ * with its neighbours, which another thread is busy with: every submit then stalls on a
+ * worker's line). A released future goes onto `returned`, a lock-free LIFO that any thread
+ * pushes onto with one CAS [R4]. Submitters take from `local`, a plain list owned by whoever
+ * holds `busy`, a try-lock; when `local` is empty, the holder takes the whole of `returned`
+ * with one swap [A4]. Only the holder pops, and only by taking everything, so there is no ABA.
+ * A submitter that finds `busy` taken does not wait: it mallocs its future (rare, and only
+ * under contention between submitters).
+ *
+ * Lifetime: futures may outlive their executor. conc_executor_destroy closes the pool: it
+ * swaps CLOSED into `returned` (pushes after it fail and see CLOSED), counts the futures
+ * still out (those in the slabs minus those in the lists and the newest slab's uncarved
+ * rest) and adds that count to `live`; a release that finds the pool closed subtracts one
+ * instead of pushing. Whichever brings `live` to zero (the closer when nothing is out, else
+ * the last release) frees the slabs and the pool. The releases may run before the closer's
+ * add: `live` is modular, and only the add can bring it to zero from below.
+ * ------------------------------------------------------------------------------------------- */
+#define CONC__FUTURE_STRIDE                                                                        \
+    ((sizeof(conc_future_t) + CONC_CACHELINE - 1) & ~(size_t)(CONC_CACHELINE - 1))
+#define CONC__POOL_CLOSED ((uintptr_t)1) /* in `returned`: the executor is gone */
+#define CONC__POOL_SLAB_MIN 16u          /* futures in the first slab; each next one doubles */
+#define CONC__POOL_SLAB_MAX 4096u        /* up to this many (256 KiB) */
+
+typedef struct conc__future_slab {
+    struct conc__future_slab *next; /* the slab's first line; its futures follow */
+} conc__future_slab;
+
+struct conc__future_pool {
+    /* The taking side: submitters, one at a time. */
+    uint32_t busy;                    /* try-lock: 1 while a submitter owns what follows */
+    conc_future_t *local;             /* released futures, taken from `returned` */
+    unsigned char *carve, *carve_end; /* the unused rest of the newest slab */
+    size_t carved;                    /* futures in the slabs: at most CONC_EXECUTOR_POOL */
+    size_t slab_n;                    /* futures in the next slab */
+    conc__future_slab *slabs;         /* every slab, for the final free */
+    /* The releasing side, written by every last release: its own line. */
+    __attribute__((aligned(CONC_CACHELINE))) uintptr_t returned; /* LIFO via next_free; CLOSED */
+    size_t live; /* once closed: futures still out (modular, see above) */
+};
+
+#if defined(CONC_ASAN)
+/* A future in a free list is poisoned up to its link, so a use after the last release is
+ * still reported (the pool never frees it), as it would be with malloc. */
+void __asan_poison_memory_region(void const volatile *addr, size_t size);
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
+#define CONC__FUTURE_POISON(f) __asan_poison_memory_region((f), offsetof(conc_future_t, next_free))
+#define CONC__FUTURE_UNPOISON(f)                                                                   \
+    __asan_unpoison_memory_region((f), offsetof(conc_future_t, next_free))
+#else
+#define CONC__FUTURE_POISON(f) ((void)0)
+#define CONC__FUTURE_UNPOISON(f) ((void)0)
+#endif
+
+CONC_COLD conc__future_pool *conc__pool_create(void) {
+    conc__future_pool *p =
+        (conc__future_pool *)aligned_alloc(CONC_CACHELINE, sizeof(conc__future_pool));
+    if (p) {
+        memset(p, 0, sizeof *p);
+        p->slab_n = CONC__POOL_SLAB_MIN;
+    }
+    return p;
+}
+
+CONC_COLD void conc__pool_destroy(conc__future_pool *p) {
+    for (conc__future_slab *s = p->slabs, *next; s; s = next) {
+        next = s->next;
+        free(s);
+    }
+    free(p);
+}
+
+/* `local` is empty: take what was released, else carve, else NULL (the cap is reached or no
+ * memory: the caller mallocs). Under busy. */
+CONC_NOINLINE conc_future_t *conc__pool_refill(conc__future_pool *p) {
+    if (conc_load(&p->returned, CONC_RELAXED) != 0) { /* relaxed: a peek; the swap acquires */
+        /* [A4] acquire: pairs with [R4]; every releaser's last use of these futures happens
+         * before our reuse. Never CLOSED here: the pool closes only once submits are over. */
+        conc_future_t *f = (conc_future_t *)conc_swap(&p->returned, (uintptr_t)0, CONC_ACQUIRE);
+        p->local = f->next_free;
+        return f;
+    }
+    if (p->carve == p->carve_end) {
+        size_t n = p->slab_n;
+        if (n > (size_t)CONC_EXECUTOR_POOL - p->carved)
+            n = (size_t)CONC_EXECUTOR_POOL - p->carved;
+        if (n == 0)
+            return NULL;
+        conc__future_slab *s = (conc__future_slab *)aligned_alloc(
+            CONC_CACHELINE, CONC_CACHELINE + n * CONC__FUTURE_STRIDE);
+        if (!s)
+            return NULL;
+        s->next = p->slabs;
+        p->slabs = s;
+        p->carve = (unsigned char *)s + CONC_CACHELINE;
+        p->carve_end = p->carve + n * CONC__FUTURE_STRIDE;
+        p->carved += n;
+        if (p->slab_n < CONC__POOL_SLAB_MAX)
+            p->slab_n *= 2;
+    }
+    conc_future_t *f = (conc_future_t *)(void *)p->carve;
+    p->carve += CONC__FUTURE_STRIDE;
+    f->pool = p;
+    return f;
+}
+
+/* Up to n futures from the pool into fs (fewer when the cap is reached or another submitter
+ * holds it): how many. */
+CONC_INLINE size_t conc__pool_take(conc__future_pool *p, conc_future_t **fs, size_t n) {
+    if (CONC_EXECUTOR_POOL == 0)
+        return 0;
+    /* acquire: pairs with the release below, so the last holder's list edits are ours. */
+    if (conc_swap(&p->busy, 1u, CONC_ACQUIRE) != 0)
+        return 0;
+    size_t k = 0;
+    for (; k < n; k++) {
+        conc_future_t *f = p->local;
+        if (CONC_LIKELY(f))
+            p->local = f->next_free;
+        else if (!(f = conc__pool_refill(p)))
+            break;
+        fs[k] = f;
+    }
+    conc_store(&p->busy, 0u, CONC_RELEASE);
+    return k;
+}
+
+/* Closes the pool (conc_executor_destroy, after the last submit): see above. */
+CONC_COLD void conc__pool_close(conc__future_pool *p) {
+    /* Acquire: pairs with [R4], like [A4]: those futures are ours to count. */
+    uintptr_t h = conc_swap(&p->returned, CONC__POOL_CLOSED, CONC_ACQUIRE);
+    size_t in = 0;
+    for (conc_future_t *f = p->local; f; f = f->next_free)
+        in++;
+    for (conc_future_t *f = (conc_future_t *)h; f; f = f->next_free)
+        in++;
+    in += (size_t)(p->carve_end - p->carve) / CONC__FUTURE_STRIDE; /* never handed out */
+    size_t out = p->carved - in;
+    /* acq_rel: joins the chain of the late releases' subtractions, so whoever frees has
+     * seen every earlier use of the pool. */
+    if (conc_fetch_add(&p->live, out, CONC_ACQ_REL) + out == 0)
+        conc__pool_destroy(p);
+}
+
+/* The last reference is gone: back to the pool (or to free for a malloc'd future). */
+CONC_NOINLINE void conc__future_recycle(conc_future_t *f) {
+    conc__future_pool *p = f->pool;
+    if (!p) {
+        free(f);
+        return;
+    }
+#if defined(CONC_TSAN)
+    __tsan_mutex_destroy(&f->lock, 0); /* conc_lock_init announces it again on reuse */
+#endif
+    CONC__FUTURE_POISON(f);
+    uintptr_t h = conc_load(&p->returned, CONC_RELAXED); /* relaxed: the CAS decides */
+    do {
+        if (CONC_UNLIKELY(h & CONC__POOL_CLOSED)) {
+            /* acq_rel: see conc__pool_close. */
+            if (conc_fetch_sub(&p->live, (size_t)1, CONC_ACQ_REL) == 1)
+                conc__pool_destroy(p);
+            return;
+        }
+        f->next_free = (conc_future_t *)h;
+        /* [R4] release: pairs with [A4]; our last use of f happens before its reuse. */
+    } while (!conc_cas_weak(&p->returned, &h, (uintptr_t)f, CONC_RELEASE, CONC_RELAXED));
+}
+
+/* -------------------------------------------------------------------------------------------
  * Futures: creation and references
  * ------------------------------------------------------------------------------------------- */
-CONC_INLINE conc_future_t *conc__future_new(uint32_t refs, conc_task_fn fn, void *arg) {
-    conc_future_t *f = (conc_future_t *)malloc(sizeof *f);
-    if (!f)
-        return NULL;
-    f->state = CONC__FUT_PENDING;
-    f->refs = refs;
+/* Resets a future from the pool (f->pool set) or from malloc (f->pool NULL). */
+CONC_INLINE void conc__future_init(conc_future_t *f, uint32_t refs, conc_task_fn fn, void *arg) {
+    CONC__FUTURE_UNPOISON(f);
+    f->state = CONC__FUT_PENDING | refs * CONC__FUT_REF;
+    f->task_status = 0;
     conc_lock_init(&f->lock, 0);
     f->status = 0;
     f->result = NULL;
     f->head = f->tail = NULL;
     f->fn = fn;
     f->arg = arg;
+}
+
+CONC_INLINE conc_future_t *conc__future_malloc(void) {
+    conc_future_t *f = (conc_future_t *)malloc(sizeof *f);
+    if (f)
+        f->pool = NULL;
     return f;
 }
 
 CONC_NODISCARD static inline int conc_future_create(conc_future_t **out) {
-    *out = conc__future_new(1, NULL, NULL);
-    return *out ? 0 : ENOMEM;
+    conc_future_t *f = conc__future_malloc();
+    if (f)
+        conc__future_init(f, 1, NULL, NULL);
+    *out = f;
+    return f ? 0 : ENOMEM;
 }
 
-/* Relaxed: taking a new reference needs an existing one, which already orders the object. */
+/* Relaxed: taking a new reference needs an existing one, which already orders the object.
+ * (It changes the word a waiter may be about to sleep on: that futex_wait returns EAGAIN,
+ * and the waiter re-reads and sleeps again.) */
 static inline void conc_future_retain(conc_future_t *f) {
-    conc_fetch_add(&f->refs, 1u, CONC_RELAXED);
+    uint32_t old = conc_fetch_add(&f->state, CONC__FUT_REF, CONC_RELAXED);
+    if (CONC_UNLIKELY((old & CONC__FUT_REFS) == CONC__FUT_REFS))
+        CONC_ABORT("conc_future_retain: more than 2^26 - 1 references");
 }
 
-CONC_COLD void conc__future_free(conc_future_t *f) {
+CONC_NOINLINE void conc__future_free(conc_future_t *f) {
     /* Callbacks of a future that never completed never run; only user nodes can be left
      * (waker owners hold a reference until they unlink). */
     for (conc__future_node *n = f->head, *next; n; n = next) {
@@ -228,16 +451,16 @@ CONC_COLD void conc__future_free(conc_future_t *f) {
             CONC_ABORT("conc_future_release: freed while a waiter was registered on it");
         free(n);
     }
-    free(f);
+    conc__future_recycle(f);
 }
 
 /* [R2]/[A2] acq_rel: every thread's last use of the future happens before the free. */
 static inline void conc_future_release(conc_future_t *f) {
-    uint32_t old = conc_fetch_sub(&f->refs, 1u, CONC_ACQ_REL);
-    if (CONC_UNLIKELY(old == 1))
+    uint32_t old = conc_fetch_sub(&f->state, CONC__FUT_REF, CONC_ACQ_REL);
+    if (CONC_UNLIKELY((old & CONC__FUT_REFS) == CONC__FUT_REF))
         conc__future_free(f);
 #if defined(CONC_DEBUG) && CONC_DEBUG
-    else if (CONC_UNLIKELY(old == 0))
+    else if (CONC_UNLIKELY((old & CONC__FUT_REFS) == 0))
         CONC_ABORT("conc_future_release: reference count underflow");
 #endif
 }
@@ -251,15 +474,26 @@ static inline void conc_future_release(conc_future_t *f) {
  *   ----------------------------------------    -------------------------------------------
  *   CAS state: PENDING -> COMPLETING            v = load state            (not final)
  *   status, result = ...   (plain)              CAS state: v -> v | WAITERS
- *   old = swap(state, DONE)        [R1]
+ *   old = fetch_add(state, DONE - COMPLETING)   [R1]
  *   old has WAITERS: futex_wake(state, all)     futex_wait(state, v | WAITERS)
- *                                                 -> EAGAIN: the swap changed the word
+ *                                                 -> EAGAIN: [R1] changed the word
  *
- *   The swap and the CAS act on one word, so they are ordered: if the CAS came first, the
- *   swap returns WAITERS and the completer wakes; if the swap came first, the CAS fails (the
- *   word changed), the waiter re-reads and sees the final state. Between the CAS and its
- *   futex_wait the kernel re-check catches the swap. A completion whose swap returns no
- *   flags makes no syscall and takes no lock.
+ *   [R1] and the CAS act on one word, so they are ordered: if the CAS came first, [R1]
+ *   returns WAITERS and the completer wakes; if [R1] came first, the CAS fails (the word
+ *   changed), the waiter re-reads and sees the final state. Between the CAS and its
+ *   futex_wait the kernel re-check catches [R1]. A completion whose [R1] returns no flags
+ *   makes no syscall and takes no lock. [R1] is an add, not a store: it keeps the reference
+ *   count (the word's top bits) and returns the flags set while the outcome was written
+ *   (they stay set in the final word, where nobody looks at them any more).
+ *
+ *   The executor's task takes a shorter path (conc__future_task_done): the worker alone
+ *   writes task_status/task_result, so it needs no COMPLETING claim to exclude a concurrent
+ *   writer; one CAS from RUNNING to the final state | TASK publishes them [R1] and, when the
+ *   word has no flags (nothing to do after it), also drops the worker's reference: a task
+ *   nobody waits for costs the worker two atomics on the word, the gate and this CAS. The
+ *   CAS fails only on a word that changed: a flag or a reference came or went (retry), or
+ *   complete won the future meanwhile (state COMPLETING or final: the task's outcome is
+ *   dropped, as complete documents).
  * ------------------------------------------------------------------------------------------- */
 
 CONC_COLD void conc__future_finish_slow(conc_future_t *f, uint32_t old) {
@@ -305,18 +539,49 @@ CONC_INLINE int conc__future_settle(conc_future_t *f, unsigned from, int status,
     do {
         if (!(from & (1u << (v & CONC__FUT_STATE))))
             return EBUSY;
-        /* Relaxed: the claim publishes nothing; the final swap [R1] does. */
+        /* Relaxed: the claim publishes nothing; [R1] does. */
     } while (!conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_COMPLETING,
                             CONC_RELAXED, CONC_RELAXED));
     CONC_CHAOS_POINT();
     f->status = status;
     f->result = result;
     /* [R1] release: publishes status/result; pairs with [A1] in wait, on_done, is_done.
-     * A swap, not a store: it returns the flags that were set while we wrote. */
-    uint32_t old = conc_swap(&f->state, final_state, CONC_RELEASE);
+     * The state field is COMPLETING (ours alone): the add moves it to final_state and
+     * returns the flags set while we wrote. */
+    uint32_t old = conc_fetch_add(&f->state, final_state - CONC__FUT_COMPLETING, CONC_RELEASE);
     if (CONC_UNLIKELY(old & (CONC__FUT_WAITERS | CONC__FUT_CALLBACKS)))
         conc__future_finish_slow(f, old);
     return 0;
+}
+
+/* The worker's task returned: publish its outcome and drop the worker's reference (see the
+ * timeline above). v is the word as the gate left it (a guess is fine: the CAS corrects it). */
+CONC_INLINE void conc__future_task_done(conc_future_t *f, uint32_t v, int status, void *result) {
+    f->task_status = status;
+    f->task_result = status == 0 ? result : NULL; /* f->arg is dead: the task has run */
+    uint32_t final_state = (status == 0 ? CONC__FUT_DONE : CONC__FUT_FAILED) | CONC__FUT_TASK;
+    for (;;) {
+        if (CONC_UNLIKELY((v & CONC__FUT_STATE) != CONC__FUT_RUNNING))
+            break; /* complete() won while the task ran */
+        uint32_t slow = v & (CONC__FUT_WAITERS | CONC__FUT_CALLBACKS);
+        uint32_t next = (v & ~CONC__FUT_STATE) | final_state;
+        if (!slow)
+            next -= CONC__FUT_REF;
+        CONC_CHAOS_POINT();
+        /* [R1] release: publishes task_status/task_result; pairs with [A1]. Acquire too when
+         * it drops our reference: if that was the last one we free the future, after every
+         * other holder's last use ([A2]). */
+        if (conc_cas_weak(&f->state, &v, next, CONC_ACQ_REL, CONC_RELAXED)) {
+            if (slow) {
+                conc__future_finish_slow(f, v);
+                break; /* and release below: the slow path needed the future alive */
+            }
+            if ((v & CONC__FUT_REFS) == CONC__FUT_REF)
+                conc__future_free(f);
+            return;
+        }
+    }
+    conc_future_release(f);
 }
 
 #define CONC__FROM(s) (1u << (s))
@@ -350,9 +615,10 @@ static inline conc_future_state_t conc_future_state(const conc_future_t *f) {
 
 /* NULL unless the future is done with status 0. [A1] acquire: pairs with [R1]. */
 static inline void *conc_future_result(const conc_future_t *f) {
-    if ((conc_load(&f->state, CONC_ACQUIRE) & CONC__FUT_STATE) != CONC__FUT_DONE)
+    uint32_t v = conc_load(&f->state, CONC_ACQUIRE);
+    if ((v & CONC__FUT_STATE) != CONC__FUT_DONE)
         return NULL;
-    return f->result;
+    return (v & CONC__FUT_TASK) ? f->task_result : f->result;
 }
 
 /* The outcome of a future whose final state v was read with acquire. */
@@ -363,7 +629,7 @@ CONC_INLINE int conc__future_outcome(const conc_future_t *f, uint32_t v) {
     case CONC__FUT_CANCELLED:
         return ECANCELED;
     default:
-        return f->status;
+        return (v & CONC__FUT_TASK) ? f->task_status : f->status;
     }
 }
 
@@ -412,8 +678,8 @@ static inline int conc_future_wait(conc_future_t *f) {
  * ------------------------------------------------------------------------------------------- */
 
 /* Links n unless the future is final; returns false (n not linked) if it is. The CAS that
- * sets CALLBACKS while the state is not final is ordered with the completer's swap [R1]:
- * either the swap returns CALLBACKS (the completer will take the lock, after ours, and find
+ * sets CALLBACKS while the state is not final is ordered with the completer's [R1]:
+ * either [R1] returns CALLBACKS (the completer will take the lock, after ours, and find
  * n) or the CAS fails on a final state. */
 CONC_NOINLINE bool conc__future_link(conc_future_t *f, conc__future_node *n) {
     n->linked = false; /* still private: unlink of a node that never got in is a no-op */
@@ -669,7 +935,7 @@ conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_fut
             if (!ac->done_head)
                 ac->done_tail = NULL;
             ac->remaining--;
-            /* [A1] the entry was appended after the future's final swap [R1]; the set's
+            /* [A1] the entry was appended after the future's final step [R1]; the set's
              * lock carries that order to us. */
             *out = e->f;
             r = 0;
@@ -715,54 +981,86 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  * The executor
  * ------------------------------------------------------------------------------------------- */
 typedef struct conc_executor {
-    conc_queue_t *q;     /* the bounded submission queue: conc_future_t pointers */
-    uint32_t polling;    /* 1 while an idle worker polls the queue (relaxed: a hint) */
-    uint32_t cancelling; /* set by shutdown(cancel_pending): taken tasks are cancelled */
-    unsigned nthreads;   /* workers started so far: written by create, read by shutdown */
-    unsigned workers;    /* workers create starts; set before the first, read by workers */
-    pthread_t *threads;  /* written by create before any worker starts; then read-only */
+    /* Read by every submit and every worker, written only by create/shutdown: one line. */
+    conc_queue_t *q;         /* the bounded submission queue: conc_future_t pointers */
+    conc__future_pool *pool; /* where its futures come from (outlives it if they do) */
+    uint32_t cancelling;     /* set by shutdown(cancel_pending): taken tasks are cancelled */
+    unsigned nthreads;       /* workers started so far: written by create, read by shutdown */
+    pthread_t *threads;      /* written by create before any worker starts; then read-only */
     conc_lock_t shutdown_lock;
     bool joined; /* under shutdown_lock */
+    /* Written each time a worker starts or stops polling: away from the lines above. */
+    __attribute__((aligned(CONC_CACHELINE))) uint32_t polling; /* 1 while a worker polls (a hint) */
 } conc_executor_t;
 
 /* Runs a future's task if it is still pending (PENDING -> RUNNING is the gate that cancel
  * races with: one CAS decides), then drops the executor's reference. */
 CONC_INLINE void conc__executor_run(conc_future_t *f) {
-    uint32_t v = conc_load(&f->state, CONC_RELAXED);
+    /* The first guess is the word as submit left it with a future for the caller: the CAS
+     * then fetches the line once, for writing, instead of a load and then a CAS. */
+    uint32_t v = CONC__FUT_PENDING | 2u * CONC__FUT_REF;
     for (;;) {
-        if ((v & CONC__FUT_STATE) != CONC__FUT_PENDING)
-            break; /* cancelled (or completed by hand): never run */
         /* Relaxed: the task's inputs were ordered by the queue (push happens-before pop). */
         if (conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING, CONC_RELAXED,
-                          CONC_RELAXED)) {
-            CONC_CHAOS_POINT();
-            void *result = NULL;
-            int status = f->fn(f->arg, &result);
-            (void)conc__future_settle(f, CONC__FROM(CONC__FUT_RUNNING), status,
-                                      status == 0 ? result : NULL,
-                                      status == 0 ? CONC__FUT_DONE : CONC__FUT_FAILED);
+                          CONC_RELAXED))
             break;
+        if ((v & CONC__FUT_STATE) != CONC__FUT_PENDING) {
+            conc_future_release(f); /* cancelled (or completed by hand): never run */
+            return;
         }
     }
-    conc_future_release(f);
+    CONC_CHAOS_POINT();
+    void *result = NULL;
+    int status = f->fn(f->arg, &result);
+    conc__future_task_done(f, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING, status, result);
 }
 
-/* Takes the next tasks into out[0..cap): how many, or 0 once shut down and drained. A worker
- * takes several tasks per claim when the queue is long (up to a 1/(2 * threads) share of it,
- * at most cap), so workers do not fight over the queue's head once per tiny task, while a
- * short queue is still spread one task per worker.
+/* Claims. A worker takes up to `limit` ready tasks with one claim on the queue (one CAS on
+ * its head), not one task per claim: a worker that keeps pace with a submitter task by task
+ * moves the queue's lines between the two CPUs on every task, and both slow down.
+ *  - `limit` adapts to how long the worker's recent tasks took, so that a claim holds about
+ *    CONC__EXECUTOR_CLAIM_NS of work: tiny tasks go up to 16 at a time, longer ones one at a
+ *    time (spread over the workers, as a short queue of long tasks must be). A worker that
+ *    found nothing to do for a while starts again at one task per claim: what it learnt is
+ *    stale (the next tasks may be long ones). A claim is FIFO and runs in order, so a task
+ *    still starts only after every task queued before it was claimed.
+ *  - A worker that drained the queue of a fast stream (its claim found at least a cache
+ *    line's worth of tasks, 4, but fewer than `limit`) lets the next few claims' worth pile
+ *    up before it claims again, for at most CONC__EXECUTOR_LAG_PAUSES: it then claims lines
+ *    the submitter has finished with, instead of the line the submitter is writing. Without
+ *    this, a worker that is a little faster than its submitter settles into trailing it by
+ *    a task or two, and both run at half speed. The claim right after a lag never lags
+ *    again (the lag itself piled its tasks up), so a moderate stream does not settle into
+ *    lagging on every claim, and a slow one (a task per look) never lags at all.
+ *  - The worker looks at the queue by reading one slot's stamp (conc__executor_ready), and
+ *    claims only when it is ready: it never reads the tail (the submitter's line, which
+ *    conc_queue_try_pop reads to tell empty from in-flight) while it waits. */
+#define CONC__EXECUTOR_CLAIM_MAX 16
+#define CONC__EXECUTOR_CLAIM_NS ((int64_t)50000)
+#define CONC__EXECUTOR_IDLE_PAUSES 64 /* polled this long for nothing: limit back to 1 */
+#define CONC__EXECUTOR_LAG_MIN 4      /* a claim of at least this many (< limit): lag */
+#define CONC__EXECUTOR_LAG_CLAIMS 4   /* lag until this many claims' worth are queued */
+#define CONC__EXECUTOR_LAG_PAUSES 256 /* ... or for this long */
+
+/* Whether the k-th task from the queue's head (k >= 1) is published: a hint, read from the
+ * queue's own slot stamps (queue.h, DESIGN), so a worker can watch the queue without
+ * touching its tail. Only a claim (conc_queue_try_pop_batch) decides anything. */
+CONC_INLINE bool conc__executor_ready(const conc_queue_t *q, size_t k) {
+    uint64_t head = conc_load(&q->head, CONC_RELAXED); /* relaxed: a hint */
+    uint64_t pos = k > 1 ? conc__queue_advance(q, head, k - 1) : head;
+    /* Relaxed: a hint too; the claim's own loads order the item. */
+    return conc_load(conc__queue_stamp(conc__queue_slot(q, pos)), CONC_RELAXED) == pos + 1;
+}
+
+/* Takes the next tasks into out[0..*limit): how many, or 0 once shut down and drained.
  * One idle worker at a time polls the queue for up to CONC_EXECUTOR_SPIN pauses before it
  * blocks in conc_queue_pop_batch (the others block at once: on two CPUs, two pollers would
  * starve the threads that submit and wait). So a steady stream of tiny tasks, or a
  * submit-then-wait loop, finds a worker awake and pays no wakeup. The poll is only an
- * optimization: the blocking pop decides. */
-CONC_INLINE size_t conc__executor_take(conc_executor_t *ex, conc_future_t **out, size_t cap) {
-    size_t share = conc_queue_size(ex->q) / (2u * ex->workers), n = 0;
-    if (share < 1)
-        share = 1;
-    if (share > cap)
-        share = cap;
-    if (conc_queue_try_pop_batch(ex->q, out, share, &n) == 0)
+ * optimization: the blocking pop decides (and reports the shutdown). */
+CONC_INLINE size_t conc__executor_take(conc_executor_t *ex, conc_future_t **out, size_t *limit) {
+    size_t n = 0;
+    if (conc__executor_ready(ex->q, 1) && conc_queue_try_pop_batch(ex->q, out, *limit, &n) == 0)
         return n;
     uint32_t idle = 0;
     if (CONC_EXECUTOR_SPIN > 0 && conc_cpu_count() > 1 &&
@@ -770,21 +1068,43 @@ CONC_INLINE size_t conc__executor_take(conc_executor_t *ex, conc_future_t **out,
         int r = EAGAIN;
         for (int i = 1; i <= CONC_EXECUTOR_SPIN && r == EAGAIN; i++) {
             conc_cpu_relax();
-            if ((i & 7) == 0) /* look at the queue now and then: every look moves its lines */
-                r = conc_queue_try_pop_batch(ex->q, out, 1, &n);
+            if (i == CONC__EXECUTOR_IDLE_PAUSES)
+                *limit = 1;
+            if ((i & 7) == 0 && conc__executor_ready(ex->q, 1))
+                r = conc_queue_try_pop_batch(ex->q, out, *limit, &n);
         }
         conc_store(&ex->polling, 0u, CONC_RELAXED); /* a hint for other workers only */
         if (r != EAGAIN)
             return r == 0 ? n : 0;
     }
+    *limit = 1;
     return conc_queue_pop_batch(ex->q, out, 1, &n) == 0 ? n : 0;
+}
+
+/* See "Claims": waits (briefly) until the queue holds `tasks` tasks. */
+CONC_INLINE void conc__executor_lag(conc_executor_t *ex, size_t tasks) {
+    size_t half = conc_queue_capacity(ex->q) / 2; /* never wait for a full queue */
+    if (tasks > half)
+        tasks = half > 0 ? half : 1;
+    for (int i = 1; i <= CONC__EXECUTOR_LAG_PAUSES; i++) {
+        conc_cpu_relax();
+        if ((i & 7) == 0 && conc__executor_ready(ex->q, tasks))
+            return;
+    }
 }
 
 static inline void *conc__executor_worker(void *arg) {
     conc_executor_t *ex = (conc_executor_t *)arg;
-    conc_future_t *taken[16];
-    size_t n;
-    while ((n = conc__executor_take(ex, taken, sizeof taken / sizeof taken[0])) > 0) {
+    conc_future_t *taken[CONC__EXECUTOR_CLAIM_MAX];
+    size_t n, limit = 1;
+    bool lagged = false; /* the last claim followed a lag: its size says nothing of the rate */
+    while ((n = conc__executor_take(ex, taken, &limit)) > 0) {
+        bool lag = !lagged && n >= CONC__EXECUTOR_LAG_MIN && n < limit;
+        lagged = lag;
+        /* A claim of one task when more were allowed tells nothing new: untimed (the common
+         * case of a worker that keeps up with one submitter; a clock read is ~20 ns). */
+        bool timed = n > 1 || limit == 1;
+        int64_t t0 = timed ? conc_now() : 0;
         for (size_t i = 0; i < n; i++) {
             /* Tasks this worker took but has not started are still "queued" for
              * shutdown(cancel_pending): acquire pairs with the release store there. */
@@ -795,6 +1115,16 @@ static inline void *conc__executor_worker(void *arg) {
                 conc__executor_run(taken[i]);
             }
         }
+        if (timed) { /* the next limit: what fits the budget, at most doubling */
+            int64_t per = (conc_now() - t0) / (int64_t)n + 1;
+            size_t fit =
+                per >= CONC__EXECUTOR_CLAIM_NS ? 1 : (size_t)(CONC__EXECUTOR_CLAIM_NS / per);
+            if (fit > 2 * limit)
+                fit = 2 * limit;
+            limit = fit > CONC__EXECUTOR_CLAIM_MAX ? CONC__EXECUTOR_CLAIM_MAX : fit;
+        }
+        if (lag)
+            conc__executor_lag(ex, CONC__EXECUTOR_LAG_CLAIMS * limit);
     }
     return NULL;
 }
@@ -837,6 +1167,7 @@ static inline void conc_executor_destroy(conc_executor_t *ex) {
     conc_executor_shutdown(ex, false);
     free(ex->threads);
     conc_queue_destroy(ex->q);
+    conc__pool_close(ex->pool); /* frees it now, or at the last release of its futures */
     free(ex);
 }
 
@@ -849,19 +1180,22 @@ CONC_NODISCARD static inline int conc_executor_create(conc_executor_t **out, uns
         queue_capacity = 1024;
     if (threads > 65535 || queue_capacity > ((size_t)1 << 40))
         return EINVAL;
-    conc_executor_t *ex = (conc_executor_t *)calloc(1, sizeof *ex);
+    conc_executor_t *ex = (conc_executor_t *)aligned_alloc(CONC_CACHELINE, sizeof *ex);
     if (!ex)
         return ENOMEM;
+    memset(ex, 0, sizeof *ex);
     ex->threads = (pthread_t *)calloc(threads, sizeof *ex->threads);
-    int e =
-        ex->threads ? conc_queue_create(&ex->q, queue_capacity, sizeof(conc_future_t *)) : ENOMEM;
+    ex->pool = conc__pool_create();
+    int e = ex->threads && ex->pool
+                ? conc_queue_create(&ex->q, queue_capacity, sizeof(conc_future_t *))
+                : ENOMEM;
     if (e != 0) {
         free(ex->threads);
+        free(ex->pool);
         free(ex);
         return e;
     }
     conc_lock_init(&ex->shutdown_lock, 0);
-    ex->workers = threads; /* before any worker starts: pthread_create orders it for them */
     for (unsigned i = 0; i < threads; i++) {
         e = pthread_create(&ex->threads[i], NULL, conc__executor_worker, ex);
         if (e != 0) {
@@ -879,21 +1213,31 @@ static inline unsigned conc_executor_threads(const conc_executor_t *ex) {
     return ex->nthreads;
 }
 
-/* Relaxed: a snapshot of the queued (not yet started) tasks, for metrics. */
+/* Relaxed: a snapshot of the queued tasks (not yet claimed by a worker), for metrics. */
 static inline size_t conc_executor_queue_size(const conc_executor_t *ex) {
     return conc_queue_size(ex->q);
+}
+
+/* n futures into fs, uninitialized: from the pool, else malloc'd. How many (< n: ENOMEM). */
+CONC_INLINE size_t conc__executor_futures(conc_executor_t *ex, conc_future_t **fs, size_t n) {
+    size_t k = conc__pool_take(ex->pool, fs, n);
+    for (; k < n; k++)
+        if (!(fs[k] = conc__future_malloc()))
+            break;
+    return k;
 }
 
 CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void *arg,
                                       conc_future_t **out, bool block) {
     if (out)
         *out = NULL;
-    conc_future_t *f = conc__future_new(out ? 2u : 1u, fn, arg);
-    if (!f)
+    conc_future_t *f;
+    if (conc__executor_futures(ex, &f, 1) == 0)
         return ENOMEM;
+    conc__future_init(f, out ? 2u : 1u, fn, arg);
     int r = block ? conc_queue_push(ex->q, &f) : conc_queue_try_push(ex->q, &f);
     if (r != 0) {
-        free(f);
+        conc__future_recycle(f);
         return r;
     }
     if (out)
@@ -919,14 +1263,13 @@ CONC_NODISCARD static inline int conc_executor_submit_batch(conc_executor_t *ex,
     size_t done = 0;
     int r = 0;
     while (done < n && r == 0) {
-        size_t k = n - done < chunk_max ? n - done : chunk_max, made = 0, pushed = 0;
-        for (; made < k; made++) {
-            size_t i = done + made;
-            chunk[made] = conc__future_new(fs ? 2u : 1u, fn, args ? args[i] : (void *)(uintptr_t)i);
-            if (!chunk[made]) {
-                r = ENOMEM;
-                break;
-            }
+        size_t k = n - done < chunk_max ? n - done : chunk_max, pushed = 0;
+        size_t made = conc__executor_futures(ex, chunk, k);
+        if (made < k)
+            r = ENOMEM;
+        for (size_t j = 0; j < made; j++) {
+            size_t i = done + j;
+            conc__future_init(chunk[j], fs ? 2u : 1u, fn, args ? args[i] : (void *)(uintptr_t)i);
         }
         if (made > 0) {
             int e = conc_queue_push_batch(ex->q, chunk, made, &pushed);
@@ -937,7 +1280,7 @@ CONC_NODISCARD static inline int conc_executor_submit_batch(conc_executor_t *ex,
             if (fs)
                 fs[done + j] = chunk[j];
         for (size_t j = pushed; j < made; j++)
-            free(chunk[j]);
+            conc__future_recycle(chunk[j]);
         done += pushed;
     }
     if (fs)
