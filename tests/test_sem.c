@@ -362,7 +362,7 @@ static void sem_stress_tokens_conserved(void) {
  * inside conc_sem_release (after its CAS). Under ASan, a release that touched the memory
  * after the CAS would be a heap-use-after-free report. */
 typedef struct freeing_state {
-    conc_sem_t *volatile current; /* handed over through `ready` */
+    conc_sem_t *current;          /* plain: published by `ready`'s release, [R1]/[A1] */
     conc_sem_t ready, done;       /* the ping-pong that paces the rounds */
     long rounds;
 } freeing_state;
