@@ -18,7 +18,8 @@
  *
  * A bench function runs one repetition of at least 100k operations (clock reads around the
  * whole batch, never around one operation), fills ops and wall_ns, and may fill extras
- * (columns named in bench_table). The harness measures process CPU time around the call.
+ * (columns named in bench_table; NAN where an implementation has no such figure: the table
+ * prints "-"). The harness measures process CPU time around the call.
  *
  * Environment: CONC_BENCH_REPS (default 7), CONC_BENCH_QUICK=1 (3 reps, shorter runs),
  * CONC_BENCH_CSV=file (append rows as CSV).
@@ -295,7 +296,13 @@ static inline bench_stat bench_stats(const double *v, int n) {
     return s;
 }
 
+/* A figure a baseline does not have (NAN, e.g. futex calls of a pthread or Python row) prints
+ * as "-". */
 static inline void bench_fmt(char *buf, size_t size, bench_stat s) {
+    if (isnan(s.median)) {
+        snprintf(buf, size, "-");
+        return;
+    }
     int digits = s.median >= 100 ? 0 : (s.median >= 10 ? 1 : 2);
     snprintf(buf, size, "%.*f [%.*f-%.*f]", digits, s.median, digits, s.min, digits, s.max);
 }
@@ -361,10 +368,13 @@ static inline void bench_run(const char *case_name, const bench_impl *impls, int
             fprintf(bench_state.csv, "%s,%s,%s,cpu_ns_per_op,%g,%g,%g\n", bench_state.suite,
                     case_name, impls[i].name, res->cpu_per_op.median, res->cpu_per_op.min,
                     res->cpu_per_op.max);
-            for (int e = 0; e < bench_state.n_extra; e++)
+            for (int e = 0; e < bench_state.n_extra; e++) {
+                if (isnan(res->extra[e].median)) /* a figure this row does not have */
+                    continue;
                 fprintf(bench_state.csv, "%s,%s,%s,%s,%g,%g,%g\n", bench_state.suite, case_name,
                         impls[i].name, bench_state.extra_names[e], res->extra[e].median,
                         res->extra[e].min, res->extra[e].max);
+            }
         }
     }
     fflush(stdout);

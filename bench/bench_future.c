@@ -243,6 +243,7 @@ static void plain_noop(void *p, bench_sample *s, bool batch) {
     s->wall_ns = (double)(bench_now() - t);
     s->ops = (double)tasks_n;
     s->extra[0] = s->ops / (s->wall_ns / 1e9);
+    s->extra[1] = NAN; /* futex calls are counted for conc only */
 }
 
 static void plain_noop_single(void *p, bench_sample *s) {
@@ -286,6 +287,7 @@ static void plain_latency(void *p, bench_sample *s) {
     s->wall_ns = (double)(bench_now() - t);
     s->ops = (double)n;
     s->extra[0] = s->ops / (s->wall_ns / 1e9);
+    s->extra[1] = NAN; /* futex calls are counted for conc only */
 }
 
 static int sleep_tasks = 200;
@@ -359,6 +361,7 @@ static void python_result(void *p, bench_sample *s) {
     s->ops = c->py_ops;
     s->wall_ns = c->py_ns;
     s->extra[0] = s->ops / (s->wall_ns / 1e9);
+    s->extra[1] = NAN; /* futex calls are counted for conc only */
 }
 
 typedef struct py_row {

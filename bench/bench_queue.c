@@ -14,7 +14,7 @@
  * Latency: ping-pong through two queues (push to one, pop the answer from the other), round
  * trip ns, with the two threads pinned to different CPUs and unpinned.
  *
- * futex/100 ops counts conc's futex syscalls (CONC_FUTEX_HOOK); baselines show 0 (not
+ * futex/100 ops counts conc's futex syscalls (CONC_FUTEX_HOOK); baselines show "-" (not
  * counted). CPU ns/op is process CPU time: spinning shows up there.
  *
  * Run: make build/bench/bench_queue && flock /tmp/conc-bench.lock build/bench/bench_queue
@@ -323,7 +323,7 @@ static void run_throughput(void *ctx, bench_sample *s) {
     s->ops = (double)items;
     s->wall_ns = (double)(t1 - t0);
     s->extra[0] = (double)items / ((double)(t1 - t0) / 1e9) / 1e6;
-    s->extra[1] = c->kind == IMPL_CONC ? (double)(f1 - f0) * 100.0 / (double)items : 0;
+    s->extra[1] = c->kind == IMPL_CONC ? (double)(f1 - f0) * 100.0 / (double)items : NAN;
     switch (c->kind) {
     case IMPL_CONC:
         conc_queue_destroy(r->cq);
@@ -382,6 +382,7 @@ static void run_python(void *ctx, bench_sample *s) {
     s->ops = ops;
     s->wall_ns = ns * ops;
     s->extra[0] = 1e3 / ns;
+    s->extra[1] = NAN; /* futex calls are counted for conc only */
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -492,7 +493,7 @@ static void run_pingpong(void *ctx, bench_sample *s) {
     s->ops = (double)p.rounds;
     s->wall_ns = (double)(t1 - t0);
     s->extra[0] = (double)p.rounds / ((double)(t1 - t0) / 1e9) / 1e6;
-    s->extra[1] = p.kind == IMPL_CONC ? (double)(f1 - f0) * 100.0 / (double)(2 * p.rounds) : 0;
+    s->extra[1] = p.kind == IMPL_CONC ? (double)(f1 - f0) * 100.0 / (double)(2 * p.rounds) : NAN;
     for (int i = 0; i < 2; i++) {
         switch (p.kind) {
         case IMPL_CONC:
