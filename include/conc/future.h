@@ -442,6 +442,10 @@ static inline void conc_future_retain(conc_future_t *f) {
         CONC_ABORT("conc_future_retain: more than 2^26 - 1 references");
 }
 
+/* A future made by conc__future_create_ext (declared at the end, for other conc headers). */
+#define CONC__FUTURE_EXT ((conc__future_pool *)(uintptr_t)1)
+CONC_NOINLINE void conc__future_ext_free(conc_future_t *f);
+
 CONC_NOINLINE void conc__future_free(conc_future_t *f) {
     /* Callbacks of a future that never completed never run; only user nodes can be left
      * (waker owners hold a reference until they unlink). */
@@ -450,6 +454,10 @@ CONC_NOINLINE void conc__future_free(conc_future_t *f) {
         if (n->waker)
             CONC_ABORT("conc_future_release: freed while a waiter was registered on it");
         free(n);
+    }
+    if (CONC_UNLIKELY(f->pool == CONC__FUTURE_EXT)) {
+        conc__future_ext_free(f); /* see "For other conc headers" */
+        return;
     }
     conc__future_recycle(f);
 }
@@ -1390,6 +1398,70 @@ CONC_NODISCARD static inline int conc_map_next_until(conc_map_t *m, int64_t dead
 
 static inline int conc_map_next(conc_map_t *m, size_t *index, int *status, void **result) {
     return conc_map_next_until(m, CONC_FOREVER, index, status, result);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * For other conc headers (forkpool.h): futures that carry their owner's record
+ *
+ *   conc__future_create_ext(&f, size, on_free, &ext)  a promise like conc_future_create, with
+ *       `size` bytes after it that belong to the caller (*ext, max_align_t-aligned, not
+ *       zeroed) and on_free(ext), run once when the last reference goes, before the memory
+ *       is freed (the owner frees what the record points to). 0 or ENOMEM.
+ *   conc__future_ext(f, on_free)   the record of a future made with this on_free, else NULL:
+ *       a tag check (conc_forkpool_outcome says EINVAL for a future that is not its own).
+ *   conc__future_start(f)          PENDING -> RUNNING (true), the executor's gate; false if
+ *       it was cancelled or completed. conc_future_cancel then says EBUSY, as it does for a
+ *       running executor task, and conc_future_complete still settles it.
+ * Such a future is malloc'd, never pooled: its `pool` field holds CONC__FUTURE_EXT.
+ * ------------------------------------------------------------------------------------------- */
+typedef void (*conc__future_ext_fn)(void *ext);
+
+typedef struct conc__future_ext_head {
+    conc_future_t f;
+    conc__future_ext_fn on_free;
+} conc__future_ext_head;
+
+#define CONC__FUTURE_EXT_OFFSET                                                                    \
+    ((sizeof(conc__future_ext_head) + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1))
+
+CONC_NODISCARD static inline int conc__future_create_ext(conc_future_t **out, size_t size,
+                                                         conc__future_ext_fn on_free, void **ext) {
+    *out = NULL;
+    *ext = NULL;
+    if (size > SIZE_MAX - CONC__FUTURE_EXT_OFFSET)
+        return ENOMEM;
+    conc__future_ext_head *h = (conc__future_ext_head *)malloc(CONC__FUTURE_EXT_OFFSET + size);
+    if (!h)
+        return ENOMEM;
+    h->f.pool = CONC__FUTURE_EXT;
+    conc__future_init(&h->f, 1, NULL, NULL);
+    h->on_free = on_free;
+    *out = &h->f;
+    *ext = (char *)h + CONC__FUTURE_EXT_OFFSET;
+    return 0;
+}
+
+static inline void *conc__future_ext(const conc_future_t *f, conc__future_ext_fn on_free) {
+    if (f->pool != CONC__FUTURE_EXT || ((const conc__future_ext_head *)f)->on_free != on_free)
+        return NULL;
+    return (char *)(uintptr_t)f + CONC__FUTURE_EXT_OFFSET;
+}
+
+/* Relaxed: like the executor's gate, the claim publishes nothing (complete's [R1] does). */
+static inline bool conc__future_start(conc_future_t *f) {
+    uint32_t v = conc_load(&f->state, CONC_RELAXED);
+    do {
+        if ((v & CONC__FUT_STATE) != CONC__FUT_PENDING)
+            return false;
+    } while (!conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING,
+                            CONC_RELAXED, CONC_RELAXED));
+    return true;
+}
+
+CONC_NOINLINE void conc__future_ext_free(conc_future_t *f) {
+    conc__future_ext_head *h = (conc__future_ext_head *)f;
+    h->on_free((char *)h + CONC__FUTURE_EXT_OFFSET);
+    free(h);
 }
 
 #ifdef __cplusplus
