@@ -15,5 +15,6 @@
 #include "conc/cond.h"
 #include "conc/future.h"
 #include "conc/queue.h"
+#include "conc/forkpool.h"
 
 #endif /* CONC_H */

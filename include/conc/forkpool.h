@@ -1,0 +1,2108 @@
+/* conc/forkpool.h - a pool of worker processes that never hangs when one dies - conc v0.1.0
+ * SPDX-License-Identifier: MIT
+ *
+ * Python's multiprocessing.Pool and ProcessPoolExecutor for C: CPU-bound work spread over
+ * processes, with the promise neither keeps: a worker that crashes, is killed or hangs never
+ * hangs the pool and loses nothing. The item it was running gets an outcome naming how it
+ * died, every other item runs exactly once, a replacement starts, the pool stays usable.
+ *
+ * CONTENTS   quick start, API, errors, ordering, overlap, configuration, caveats, design
+ *
+ * QUICK START (examples/15_process_pool_map.c)
+ *     static int twice(size_t i, void *arg) { ((long *)arg)[i] *= 2; return 0; }
+ *     conc_forkpool_t *p;
+ *     if (conc_forkpool_create(&p, NULL) != 0) abort();        // one worker per CPU
+ *     long *v = (long *)conc_forkpool_alloc(p, 1000 * sizeof *v); // seen by every worker
+ *     for (int i = 0; i < 1000; i++) v[i] = i;
+ *     int st = conc_forkpool_map(p, twice, v, 1000, NULL);     // 0: every item returned 0
+ *     printf("%d %ld\n", st, v[999]);                          // 0 1998
+ *     conc_forkpool_destroy(p);                                // reaps every worker
+ *
+ * API
+ *   create    conc_forkpool_create(&p, opts)          opts NULL: defaults (conc_forkpool_opts_t)
+ *   memory    conc_forkpool_alloc(p, size)            shared, same address everywhere, 64-aligned
+ *             conc_forkpool_free(p, mem)              NULL is a no-op
+ *   map       conc_forkpool_map(p, fn, arg, n, outcomes)   fn(i, arg) for i in [0, n) in workers
+ *   submit    conc_forkpool_submit(p, fn, arg, len, &f)    bytes in, bytes out, a future.h future
+ *             conc_forkpool_try_submit(p, fn, arg, len, &f)   ... EAGAIN when the queue is full
+ *             conc_forkpool_result(f, &len)          the result bytes (status 0), else NULL
+ *             conc_forkpool_outcome(f, &out)         status, signal, exit code, attempts
+ *             conc_forkpool_cancel(f)                queued: dropped; running: worker killed
+ *   stop      conc_forkpool_shutdown(p, cancel_pending)   idempotent, reaps every worker
+ *             conc_forkpool_destroy(p)               shutdown(false), unmap, free
+ *   query     conc_forkpool_workers(p), conc_forkpool_pids(p, pids, n)
+ *   A fork-pool future is a future.h future: conc_future_wait, wait_until, wait_any,
+ *   as_completed, on_done, retain and release all work on it.
+ *
+ * ERRORS
+ *   create: EINVAL (workers past CONC_FORKPOOL_MAX_WORKERS, a shared size too small), ENOMEM,
+ *     the errno of mmap/socketpair/fork/pthread_create, init's non-zero return (create fails
+ *     with it and leaves no process, fd or mapping behind), ECHILD (a worker died in init).
+ *   map: 0 if every item returned 0, else the final status of the first failing item in
+ *     index order; EINVAL (fn NULL), ENOMEM (no room in the shared region for the chunk
+ *     table), EPIPE (after shutdown, or the pool gave up). Per item (outcomes[i]):
+ *       status    fn's return; ECHILD: its worker died (signal or exit_code says how);
+ *                 ETIMEDOUT: it ran past task_timeout and was killed; EPIPE: it never ran
+ *                 to the end because the pool gave up on repeated immediate deaths
+ *       attempts  times it was started (0: never), 1 plus one per retry
+ *   submit: 0, EPIPE (after shutdown or once the pool gave up), EAGAIN (try_submit, full),
+ *     EINVAL (fn NULL, or arg NULL with len > 0), ENOMEM. On error *f is NULL.
+ *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future).
+ *   cancel: 0 (queued: dropped; running: its worker is SIGKILLed and replaced, the future
+ *     completes at once with ECANCELED), EBUSY (already done), EINVAL (not a fork-pool future).
+ *   free of memory this pool did not hand out aborts: "conc_forkpool_free: not a block ...".
+ *
+ * ORDERING CONTRACT
+ *   - A worker sees the parent's memory as it was at create, plus the shared region, live.
+ *     Replacement workers see exactly that too, however the parent changed since.
+ *   - Shared-memory writes the parent made before map/submit are visible to fn; writes fn made
+ *     to the shared region are visible to the parent once map returns (or the future is done).
+ *   - Exactly once: every map item runs once, except the one running when its worker died,
+ *     which is reported as died even if fn had just returned (and with retries may run again).
+ *     Items its worker finished stay done; items of its chunk it had not started run elsewhere.
+ *
+ * WHICH CALLS MAY OVERLAP
+ *   Every call may come from any thread of the parent at any time. Maps from several threads
+ *   run one after another; submits run on workers the running map does not need (a map takes
+ *   every idle worker, so submits wait for it). alloc/free may overlap maps: the region is live.
+ *   Workers must not call forkpool functions (they have no pool, only its memory).
+ *
+ * CONFIGURATION (conc_forkpool_opts_t, or NULL for defaults)
+ *   workers              0: one per CPU (at most CONC_FORKPOOL_MAX_WORKERS = 1024)
+ *   init, init_arg       runs in each new worker, replacements too; non-zero fails create
+ *   max_tasks_per_child  a worker exits and is replaced after this many submit tasks or map
+ *                        chunks (0: never)
+ *   task_timeout         ns per map item and per submit task from its start (0: none); past
+ *                        it: SIGTERM, SIGKILL CONC_FORKPOOL_GRACE later, then a replacement
+ *   retries              re-runs of an item or task whose worker died (ECHILD only)
+ *   queue_capacity       queued submit tasks (0: 64 per worker)
+ *   shared_size          bytes reserved for the shared region (0: 1 GiB, paid as touched)
+ *   Macros: CONC_FORKPOOL_GRACE (100 ms), CONC_FORKPOOL_GIVE_UP (5 immediate deaths in a
+ *   row), CONC_FORKPOOL_BACKOFF (1 ms, doubling up to 256 ms between immediate deaths).
+ *
+ * CAVEATS (fork)
+ *   - A worker is a fork of the parent at create: pointers to memory made later (malloc'd
+ *     after create) mean nothing there. Pass data through the shared region or through
+ *     memory set up before create; map's arg and submit's fn must be valid there.
+ *   - Create the pool early, before threads that hold locks (a fork copies locked mutexes
+ *     as they are). glibc makes malloc and stdio safe across fork; your own locks are not.
+ *     Replacements never copy the live parent: they are forked from a fork server made at
+ *     create, a single-threaded copy of the parent as it was then.
+ *   - Workers ignore SIGINT (Ctrl-C reaches the whole process group: the parent decides),
+ *     die with the parent (PR_SET_PDEATHSIG), keep only fds 0, 1 and 2, leave with _exit
+ *     (stdio is flushed after each task). No SIGCHLD handler is installed: the host's
+ *     children are never touched. The pool's own fds are close-on-exec.
+ *   - on_done callbacks of fork-pool futures run on the pool's monitor thread: keep them
+ *     short and never block on the same pool (a blocking submit there could wait forever;
+ *     try_submit is fine).
+ *   - conc_future_cancel on a fork-pool future drops a queued task but cannot stop a running
+ *     one (EBUSY): use conc_forkpool_cancel to kill it.
+ *   - A worker that dies holding a lock in the shared region leaves it held (as PostgreSQL's
+ *     postmaster knows): the pool reports the death; what the shared data means is yours.
+ *   - The pool memory region is reserved with MAP_NORESERVE: touching more than the machine
+ *     can back ends in SIGBUS (a worker's is reported as its death).
+ *   - Under ThreadSanitizer, workers are forks of a multi-threaded parent; they never start
+ *     threads, which is what TSan supports (die_after_fork only concerns new threads).
+ *
+ * DESIGN
+ *   Processes. create maps the shared region (MAP_SHARED|MAP_ANONYMOUS|MAP_NORESERVE) and
+ *   starts one monitor thread in the parent. The monitor forks the fork server, and the fork
+ *   server forks every worker, first generation and replacements alike, so all of them see
+ *   the same pristine image. The monitor forks it (not the caller) because PR_SET_PDEATHSIG
+ *   fires when the forking THREAD exits: the monitor lives exactly as long as the pool, the
+ *   calling thread may not. The fork server sets PDEATHSIG too, so parent death takes the
+ *   server down and the server's death takes its workers down; both check getppid() after
+ *   prctl for a parent that died first. The server is the workers' parent: it reaps them
+ *   (it polls a pidfd per worker) and reports each death with its wait status. It sends the
+ *   monitor the worker's socket and a pidfd (SCM_RIGHTS): the pidfd lets the monitor signal
+ *   that exact process (timeouts, cancel) with no pid-reuse race.
+ *   Why a monitor thread, not the server, watches the workers: results and argument bytes
+ *   travel between the parent and the workers, and only a thread of the parent can read
+ *   them into the parent's memory and complete its futures. One thread polls everything
+ *   (an eventfd for the API calls, the server's socket, each worker's socket) and owns the
+ *   state under one lock; API calls take the lock briefly and may write to an idle worker
+ *   themselves (submit's round trip then skips a thread hop).
+ *   Death. A worker is dead once the server reported its status AND its socket reached EOF
+ *   (every byte it sent is read first: a result sent just before dying is not lost). What it
+ *   was doing is in the parent's books (a submit task) or in its slot in shared memory (a map).
+ *   map. The items of a round are a list of ranges; the round's index space is cut into
+ *   chunks that shrink toward the end (each 1/(2 workers) of what remains) and written into
+ *   a table in shared memory before the round starts. Workers take chunk numbers with one
+ *   fetch_add on a shared cursor and, per item, store "item v+1 running" in their slot:
+ *
+ *   worker (per chunk)                       parent, when the worker is dead
+ *   -------------------------------------    ------------------------------------------------
+ *   slot.running = 0                         c = slot.chunk, r = slot.running
+ *   j = fetch_add(cursor, 1)                 if c and !done[c-1]: items before r-1 are done,
+ *   slot.chunk = j + 1                         r-1 is the victim (ECHILD/ETIMEDOUT, maybe
+ *   for v in chunk j:                          retried), the rest of the chunk runs again;
+ *     slot.running = v + 1; fn(v)              mark done[c-1]
+ *     (non-zero: send FAIL(v) first)         round end (no worker left in it): every chunk
+ *   done[j] = 1                                j < cursor still !done was taken by a worker
+ *                                              that died before slot.chunk: all of it runs again
+ *
+ *   A worker that dies before `slot.chunk = j + 1` leaves chunk j undone with no slot naming
+ *   it: the end-of-round scan finds it. Dying after `running = v + 1` names v. The parent
+ *   reads the slots only after the death (reported through the kernel, which orders it after
+ *   the dead process's last store), so relaxed atomics suffice in the worker. Orphaned ranges
+ *   and retries form the next round, until a round leaves nothing over.
+ *   submit. A task is a future made by future.h's conc__future_create_ext: the task record
+ *   rides in the future's own allocation and is freed (with the result bytes) when the last
+ *   reference goes. Frames on the worker's socket: a 32-byte header and the bytes; the
+ *   monitor reads and writes without blocking, so a huge result never stalls other workers.
+ *   Respawn. A worker that dies before it reported ready is an immediate death: the next
+ *   spawn waits CONC_FORKPOOL_BACKOFF, doubling; after CONC_FORKPOOL_GIVE_UP in a row the
+ *   pool gives up: every worker is killed, pending work fails with EPIPE, later calls EPIPE.
+ *   shutdown. Refuse new work, cancel or finish queued tasks, wait for the running map, send
+ *   each worker QUIT (exit), wait for every death report, close the server's socket (it
+ *   reaps what is left and exits), reap the server, join the monitor, close every fd.
+ */
+#ifndef CONC_FORKPOOL_H
+#define CONC_FORKPOOL_H
+
+#include "base.h"
+#include "cond.h"
+#include "future.h"
+#include "lock.h"
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef CONC_FORKPOOL_GRACE
+#define CONC_FORKPOOL_GRACE (100 * CONC_MS) /* SIGTERM to SIGKILL for a timed-out worker */
+#endif
+#ifndef CONC_FORKPOOL_GIVE_UP
+#define CONC_FORKPOOL_GIVE_UP 5 /* immediate deaths in a row before the pool gives up */
+#endif
+#ifndef CONC_FORKPOOL_BACKOFF
+#define CONC_FORKPOOL_BACKOFF (1 * CONC_MS) /* first respawn delay after an immediate death */
+#endif
+#define CONC_FORKPOOL_BACKOFF_MAX (256 * CONC_MS) /* the doubling stops here */
+#define CONC_FORKPOOL_MAX_WORKERS 1024u           /* a poll set and a slot table, not a fleet */
+#define CONC__FORKPOOL_QUEUE_PER_WORKER 64u       /* default queue_capacity per worker */
+#define CONC__FORKPOOL_SHARED_DEFAULT ((size_t)1 << 30) /* reserved, paid as touched */
+#define CONC__FORKPOOL_CHUNK_DIV 2u /* a chunk is 1/(2 workers) of what remains */
+#define CONC__FORKPOOL_STOP_GRACE (2 * CONC_SEC) /* QUIT to SIGKILL for a worker at shutdown */
+#define CONC__FORKPOOL_FD 3 /* the worker's socket (and the server's) after hygiene */
+
+#if defined(__cplusplus)
+#define CONC__FORKPOOL_ASSERT(c, m) static_assert(c, m)
+#else
+#define CONC__FORKPOOL_ASSERT(c, m) _Static_assert(c, m)
+#endif
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434 /* one number on every architecture (new syscall table) */
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+typedef struct conc_forkpool_opts {
+    unsigned workers;         /* 0: one per CPU */
+    int (*init)(void *arg);   /* runs in each new worker; non-zero fails create */
+    void *init_arg;
+    unsigned max_tasks_per_child; /* 0: never recycle */
+    int64_t task_timeout;         /* ns from the start of an item or task; 0: none */
+    unsigned retries;             /* re-runs after a worker death (ECHILD only) */
+    size_t queue_capacity;        /* queued submit tasks; 0: 64 per worker */
+    size_t shared_size;           /* bytes of the shared region; 0: 1 GiB */
+} conc_forkpool_opts_t;
+
+typedef struct conc_forkpool_outcome_t { /* tag = typedef: C++ has a function of this name */
+    int status;        /* fn's return, or ECANCELED / ETIMEDOUT / ECHILD / EPIPE */
+    int signal;        /* the signal that ended the worker, 0 if it exited */
+    int exit_code;     /* its exit status, 0 if signalled */
+    unsigned attempts; /* times started: 1, plus one per retry; 0: never started */
+} conc_forkpool_outcome_t;
+
+typedef int (*conc_forkpool_task_fn)(const void *arg, size_t len, void **result,
+                                     size_t *result_len);
+typedef int (*conc_forkpool_map_fn)(size_t i, void *arg);
+typedef struct conc_forkpool conc_forkpool_t;
+
+/* -------------------------------------------------------------------------------------------
+ * Shared memory: the control area (round descriptor, one slot per worker), then the arena
+ * ------------------------------------------------------------------------------------------- */
+typedef struct conc__forkpool_range {
+    uint64_t lo, hi;   /* item indexes [lo, hi) */
+    uint64_t vstart;   /* the round's virtual index of lo */
+    uint64_t attempts; /* what a start of these items makes their attempt count (parent only) */
+} conc__forkpool_range;
+
+typedef struct conc__forkpool_round {
+    uint64_t cursor; /* next chunk number: fetch_add by workers; its own line */
+    char pad_[CONC_CACHELINE - sizeof(uint64_t)];
+    /* Written by the parent before it sends MAP; read-only for the round. */
+    conc_forkpool_map_fn fn;
+    void *arg;
+    uint64_t id;                   /* the round's number */
+    uint64_t nranges, nchunks;
+    conc__forkpool_range *ranges;  /* nranges, in the arena */
+    uint64_t *starts;              /* nchunks + 1 virtual chunk starts, in the arena */
+    uint8_t *done;                 /* nchunks flags, in the arena */
+    uint32_t timed;                /* store started_ns per item (task_timeout set) */
+} __attribute__((aligned(CONC_CACHELINE))) conc__forkpool_round;
+
+typedef struct conc__forkpool_slot {
+    uint64_t chunk;      /* chunk number + 1 being run, 0: none (worker-written) */
+    uint64_t running;    /* virtual item + 1 started, 0: none (worker-written) */
+    int64_t started_ns;  /* when `running` started (only if the round is timed) */
+    char pad_[CONC_CACHELINE - 3 * sizeof(uint64_t)];
+} conc__forkpool_slot;
+CONC__FORKPOOL_ASSERT(sizeof(conc__forkpool_slot) == CONC_CACHELINE, "a slot is one line");
+CONC__FORKPOOL_ASSERT(sizeof(conc__forkpool_round) % CONC_CACHELINE == 0, "round: lines");
+
+/* -------------------------------------------------------------------------------------------
+ * Messages. Worker socket: SOCK_STREAM, a header then `len` bytes. Server socket:
+ * SOCK_SEQPACKET, one conc__forkpool_ctl per packet (fds ride with SPAWNED).
+ * ------------------------------------------------------------------------------------------- */
+enum {
+    CONC__FORKPOOL_MSG_MAP = 1, /* P->W: run round `id` */
+    CONC__FORKPOOL_MSG_TASK,    /* P->W: task `id`, fn in `a`, len argument bytes */
+    CONC__FORKPOOL_MSG_QUIT,    /* P->W: exit */
+    CONC__FORKPOOL_MSG_READY,   /* W->P: init returned 0 */
+    CONC__FORKPOOL_MSG_INITFAIL,/* W->P: init returned `status` */
+    CONC__FORKPOOL_MSG_FAIL,    /* W->P: map item (virtual `a`) returned `status` */
+    CONC__FORKPOOL_MSG_DONE,    /* W->P: no chunk left in round `id` */
+    CONC__FORKPOOL_MSG_RESULT   /* W->P: task `id` returned `status`, len result bytes;
+                                   a = 1: the worker exits now (max_tasks_per_child) */
+};
+typedef struct conc__forkpool_msg {
+    uint32_t type;
+    int32_t status;
+    uint64_t id;
+    uint64_t a;
+    uint64_t len;
+} conc__forkpool_msg;
+CONC__FORKPOOL_ASSERT(sizeof(conc__forkpool_msg) == 32, "a frame header is 32 bytes");
+
+enum {
+    CONC__FORKPOOL_CTL_SPAWN = 1, /* P->S: fork a worker for slot */
+    CONC__FORKPOOL_CTL_SPAWNED,   /* S->P: slot, pid; fds: socket, pidfd */
+    CONC__FORKPOOL_CTL_SPAWNFAIL, /* S->P: slot, errno in status */
+    CONC__FORKPOOL_CTL_DIED       /* S->P: slot, pid, wait status */
+};
+typedef struct conc__forkpool_ctl {
+    int32_t type, slot, pid, status;
+} conc__forkpool_ctl;
+
+/* -------------------------------------------------------------------------------------------
+ * Parent-side books
+ * ------------------------------------------------------------------------------------------- */
+enum { /* task states, under the pool lock */
+    CONC__FORKPOOL_T_QUEUED,
+    CONC__FORKPOOL_T_RUNNING,
+    CONC__FORKPOOL_T_DONE
+};
+
+typedef struct conc__forkpool_task {
+    conc_forkpool_t *pool;
+    conc_future_t *f;
+    struct conc__forkpool_task *next; /* queue link */
+    conc_forkpool_task_fn fn;
+    void *arg; /* a malloc'd copy */
+    size_t len;
+    void *result; /* malloc'd by the monitor; freed with the future */
+    size_t result_len;
+    conc_forkpool_outcome_t outcome; /* final once done */
+    uint64_t id;
+    int state;      /* under the pool lock */
+    uint32_t done;  /* 1 once final: read without the lock by cancel (acquire) */
+    int worker;     /* while RUNNING */
+    bool cancelled; /* conc_forkpool_cancel killed its worker */
+} conc__forkpool_task;
+
+enum { /* worker states, under the pool lock */
+    CONC__FORKPOOL_W_EMPTY,    /* no process; spawn_at says when to ask for one */
+    CONC__FORKPOOL_W_SPAWNING, /* SPAWN sent to the server */
+    CONC__FORKPOOL_W_STARTING, /* have its socket; waiting for READY */
+    CONC__FORKPOOL_W_IDLE,
+    CONC__FORKPOOL_W_TASK, /* running `task` */
+    CONC__FORKPOOL_W_MAP,  /* in round `round` */
+    CONC__FORKPOOL_W_GONE  /* shutting down: QUIT sent or killed; waiting for the death */
+};
+
+typedef struct conc__forkpool_worker {
+    int state;
+    pid_t pid;
+    int sock, pidfd;
+    bool eof, died; /* a death is handled once both are true */
+    int wstatus;
+    int init_status;  /* INITFAIL's status */
+    int64_t spawn_at; /* EMPTY: when to spawn */
+    int64_t kill_at;  /* a SIGTERM was sent: SIGKILL at this time (0: none) */
+    bool timed_out;   /* killed for task_timeout: victim_v names the item (map) */
+    uint64_t victim_v;
+    conc__forkpool_task *task;
+    int64_t task_started;
+    uint64_t round;
+    /* input: header, then payload */
+    conc__forkpool_msg in_hdr;
+    size_t in_got;
+    char *in_buf;
+    size_t in_off;
+    /* output: one message at a time */
+    conc__forkpool_msg out_hdr;
+    const char *out_buf;
+    size_t out_len, out_off; /* out_off counts header bytes too */
+    bool out_busy;           /* a message is (partly) unsent */
+} conc__forkpool_worker;
+
+typedef struct conc__forkpool_event { /* an item outcome (map), in the order they happened */
+    uint64_t lo, hi;
+    conc_forkpool_outcome_t o;
+} conc__forkpool_event;
+
+typedef struct conc__forkpool_block { /* the arena allocator's books, parent-private */
+    size_t off, size;
+    bool used;
+    struct conc__forkpool_block *next;
+} conc__forkpool_block;
+
+struct conc_forkpool {
+    conc_forkpool_opts_t opts;
+    unsigned nworkers;
+    char *shm;        /* the shared region */
+    size_t shm_size;
+    conc__forkpool_round *round; /* at shm */
+    conc__forkpool_slot *slots;  /* after it */
+    size_t arena_off;            /* where the arena starts in shm */
+    conc__forkpool_block *blocks;
+    pid_t parent_pid, server_pid;
+    int evfd, ctl, ctl_server; /* ctl: our end; ctl_server: the server's (until forked) */
+    pthread_t monitor;
+    conc_lock_t lock;
+    conc_cond_t cond; /* everything waits here: create, submit (full), map, shutdown */
+    /* under lock */
+    conc__forkpool_worker *w;
+    conc__forkpool_task *qhead, *qtail;
+    size_t queued, running_tasks;
+    uint64_t next_task_id;
+    int create_status; /* -1 while create waits */
+    bool closed, stopping, stopped, broken, joined;
+    unsigned quick_deaths;
+    int64_t backoff;
+    /* the map in progress */
+    bool map_active, map_finished, round_live;
+    int map_status;
+    conc__forkpool_event *events; /* single items, then (from final_from) EPIPE ranges */
+    size_t nevents, cap_events, final_from;
+    conc__forkpool_range *next_ranges; /* orphans and retries for the next round (private) */
+    size_t nnext, cap_next;
+    conc__forkpool_range *cur_ranges; /* the round's ranges, private copy */
+    char *round_mem;                  /* the round's tables in the arena */
+};
+
+/* -------------------------------------------------------------------------------------------
+ * Small helpers
+ * ------------------------------------------------------------------------------------------- */
+CONC_COLD int conc__forkpool_write_full(int fd, const void *buf, size_t len) {
+    const char *p = (const char *)buf;
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+CONC_COLD int conc__forkpool_read_full(int fd, void *buf, size_t len) {
+    char *p = (char *)buf;
+    while (len) {
+        ssize_t n = recv(fd, p, len, 0);
+        if (n == 0)
+            return EPIPE;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* One control packet, with up to two fds. */
+CONC_COLD int conc__forkpool_ctl_send(int fd, const conc__forkpool_ctl *m, const int *fds,
+                                      int nfds) {
+    struct iovec iov;
+    iov.iov_base = (void *)(uintptr_t)m;
+    iov.iov_len = sizeof *m;
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    union {
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    if (nfds > 0) {
+        memset(&u, 0, sizeof u);
+        mh.msg_control = u.buf;
+        mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
+    }
+    for (;;) {
+        ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        if (n >= 0)
+            return 0;
+        if (errno != EINTR)
+            return errno;
+    }
+}
+
+/* 0 and a packet (fds[i] -1 when absent), EPIPE at EOF, EAGAIN, or an errno. */
+CONC_COLD int conc__forkpool_ctl_recv(int fd, conc__forkpool_ctl *m, int *fds, int flags) {
+    struct iovec iov;
+    iov.iov_base = m;
+    iov.iov_len = sizeof *m;
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    union {
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    fds[0] = fds[1] = -1;
+    ssize_t n;
+    do
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | flags);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno;
+    if (n == 0)
+        return EPIPE;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            memcpy(fds, CMSG_DATA(c), (k > 2 ? 2 : k) * sizeof(int));
+        }
+    return (size_t)n == sizeof *m ? 0 : EPROTO;
+}
+
+CONC_INLINE int conc__forkpool_pidfd_signal(int pidfd, int sig) {
+    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) == 0 ? 0 : errno;
+}
+
+CONC_INLINE void conc__forkpool_kick(conc_forkpool_t *p) {
+    uint64_t one = 1;
+    ssize_t r = write(p->evfd, &one, sizeof one); /* EAGAIN: the counter is already set */
+    CONC_UNUSED(r);
+}
+
+/* Process hygiene after fork (server and workers): default signal dispositions with SIGINT
+ * ignored, an empty mask, death with the parent, and no fd but 0, 1, 2 and `keep`, which
+ * ends up as CONC__FORKPOOL_FD. Returns false if the parent is already gone. */
+CONC_COLD bool conc__forkpool_hygiene(int keep, pid_t parent) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP)
+            (void)sigaction(s, &sa, NULL); /* fails harmlessly for the real-time ones libc owns */
+    sa.sa_handler = SIG_IGN;
+    (void)sigaction(SIGINT, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() != parent) /* died before prctl: the signal will never come */
+        return false;
+    if (keep != CONC__FORKPOOL_FD) {
+        if (dup2(keep, CONC__FORKPOOL_FD) < 0)
+            return false;
+    }
+    (void)fcntl(CONC__FORKPOOL_FD, F_SETFD, 0);
+    if (syscall(SYS_close_range, CONC__FORKPOOL_FD + 1, ~0u, 0) != 0) {
+        long max = sysconf(_SC_OPEN_MAX);
+        for (long fd = CONC__FORKPOOL_FD + 1; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+            (void)close((int)fd);
+    }
+    return true;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * The worker (a child of the fork server)
+ * ------------------------------------------------------------------------------------------- */
+CONC_COLD void conc__forkpool_worker_exit(int code) {
+    fflush(NULL);
+    _exit(code);
+}
+
+CONC_COLD void conc__forkpool_send_or_exit(int fd, const conc__forkpool_msg *m, const void *b) {
+    if (conc__forkpool_write_full(fd, m, sizeof *m) != 0 ||
+        (m->len && conc__forkpool_write_full(fd, b, (size_t)m->len) != 0))
+        conc__forkpool_worker_exit(0); /* the parent is gone */
+}
+
+/* Runs round chunks until none is left. Returns chunks run (for max_tasks_per_child), or
+ * exits when the quota is reached between chunks. */
+CONC_COLD void conc__forkpool_worker_map(const conc_forkpool_t *p, conc__forkpool_slot *slot,
+                                         int fd, unsigned *tasks) {
+    conc__forkpool_round *rd = p->round;
+    const conc__forkpool_range *ranges = rd->ranges;
+    uint64_t nchunks = rd->nchunks;
+    bool timed = rd->timed != 0;
+    for (;;) {
+        /* Relaxed throughout: the parent reads the slot only after this process is dead,
+         * and learns of the death through the kernel (see DESIGN). Order matters only
+         * within this process, which program order gives. */
+        conc_store(&slot->running, (uint64_t)0, CONC_RELAXED);
+        /* Relaxed: the chunk number is all we take; the table was written before MAP. */
+        uint64_t j = conc_fetch_add(&rd->cursor, (uint64_t)1, CONC_RELAXED);
+        if (j >= nchunks)
+            break;
+        conc_store(&slot->chunk, j + 1, CONC_RELAXED);
+        uint64_t v = rd->starts[j], end = rd->starts[j + 1];
+        size_t r = 0, hi_r = (size_t)rd->nranges;
+        while (hi_r - r > 1) { /* the range holding v */
+            size_t mid = r + (hi_r - r) / 2;
+            if (ranges[mid].vstart <= v)
+                r = mid;
+            else
+                hi_r = mid;
+        }
+        for (; v < end; v++) {
+            while (v >= ranges[r].vstart + (ranges[r].hi - ranges[r].lo))
+                r++;
+            size_t i = (size_t)(ranges[r].lo + (v - ranges[r].vstart));
+            if (timed)
+                conc_store(&slot->started_ns, conc_now(), CONC_RELAXED);
+            conc_store(&slot->running, v + 1, CONC_RELAXED);
+            int st = rd->fn(i, rd->arg);
+            if (CONC_UNLIKELY(st != 0)) {
+                conc__forkpool_msg m;
+                memset(&m, 0, sizeof m);
+                m.type = CONC__FORKPOOL_MSG_FAIL;
+                m.status = st;
+                m.a = v;
+                conc__forkpool_send_or_exit(fd, &m, NULL);
+            }
+        }
+        conc_store(&rd->done[j], (uint8_t)1, CONC_RELAXED);
+        if (p->opts.max_tasks_per_child && ++*tasks >= p->opts.max_tasks_per_child) {
+            conc_store(&slot->running, (uint64_t)0, CONC_RELAXED);
+            conc__forkpool_worker_exit(0); /* recycled between chunks: nothing is lost */
+        }
+    }
+}
+
+CONC_COLD void conc__forkpool_worker_main(const conc_forkpool_t *p, unsigned k) {
+    int fd = CONC__FORKPOOL_FD;
+    conc__forkpool_slot *slot = &p->slots[k];
+    conc__forkpool_msg m;
+    memset(&m, 0, sizeof m);
+    if (p->opts.init) {
+        int st = p->opts.init(p->opts.init_arg);
+        if (st != 0) {
+            m.type = CONC__FORKPOOL_MSG_INITFAIL;
+            m.status = st;
+            conc__forkpool_send_or_exit(fd, &m, NULL);
+            conc__forkpool_worker_exit(0);
+        }
+    }
+    fflush(NULL);
+    m.type = CONC__FORKPOOL_MSG_READY;
+    conc__forkpool_send_or_exit(fd, &m, NULL);
+    unsigned tasks = 0;
+    for (;;) {
+        if (conc__forkpool_read_full(fd, &m, sizeof m) != 0)
+            conc__forkpool_worker_exit(0);
+        if (m.type == CONC__FORKPOOL_MSG_QUIT)
+            conc__forkpool_worker_exit(0);
+        if (m.type == CONC__FORKPOOL_MSG_MAP) {
+            conc__forkpool_worker_map(p, slot, fd, &tasks);
+            fflush(NULL);
+            uint64_t id = m.id;
+            memset(&m, 0, sizeof m);
+            m.type = CONC__FORKPOOL_MSG_DONE;
+            m.id = id;
+            conc__forkpool_send_or_exit(fd, &m, NULL);
+            continue;
+        }
+        /* TASK */
+        void *arg = NULL;
+        if (m.len) {
+            arg = malloc((size_t)m.len);
+            if (!arg || conc__forkpool_read_full(fd, arg, (size_t)m.len) != 0)
+                conc__forkpool_worker_exit(arg ? 0 : 1);
+        }
+        conc_forkpool_task_fn fn = (conc_forkpool_task_fn)(uintptr_t)m.a;
+        void *res = NULL;
+        size_t res_len = 0;
+        int st = fn(arg, (size_t)m.len, &res, &res_len);
+        free(arg);
+        fflush(NULL);
+        uint64_t id = m.id;
+        memset(&m, 0, sizeof m);
+        m.type = CONC__FORKPOOL_MSG_RESULT;
+        m.id = id;
+        m.status = st;
+        m.len = (st == 0 && res) ? res_len : 0;
+        bool retire = p->opts.max_tasks_per_child && ++tasks >= p->opts.max_tasks_per_child;
+        m.a = retire; /* the parent sends nothing more: no task is lost to the exit */
+        conc__forkpool_send_or_exit(fd, &m, res);
+        free(res);
+        if (retire)
+            conc__forkpool_worker_exit(0);
+    }
+}
+
+/* -------------------------------------------------------------------------------------------
+ * The fork server (a child of the monitor thread, single-threaded)
+ * ------------------------------------------------------------------------------------------- */
+CONC_COLD void conc__forkpool_server_main(const conc_forkpool_t *p) {
+    int ctl = CONC__FORKPOOL_FD;
+    unsigned n = p->nworkers;
+    pid_t self = getpid();
+    pid_t *pids = (pid_t *)calloc(n, sizeof *pids);
+    struct pollfd *pf = (struct pollfd *)calloc(n + 1, sizeof *pf);
+    if (!pids || !pf)
+        _exit(1);
+    for (unsigned k = 0; k < n; k++)
+        pf[k + 1].fd = -1;
+    pf[0].fd = ctl;
+    pf[0].events = POLLIN;
+    bool quit = false;
+    for (;;) {
+        unsigned live = 0;
+        for (unsigned k = 0; k < n; k++)
+            live += pids[k] != 0;
+        if (quit && live == 0)
+            break;
+        if (poll(pf, n + 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (unsigned k = 0; k < n; k++) {
+            if (pf[k + 1].fd < 0 || !(pf[k + 1].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            int ws = 0;
+            pid_t r;
+            do
+                r = waitpid(pids[k], &ws, 0);
+            while (r < 0 && errno == EINTR);
+            conc__forkpool_ctl m = {CONC__FORKPOOL_CTL_DIED, (int32_t)k, pids[k], ws};
+            close(pf[k + 1].fd);
+            pf[k + 1].fd = -1;
+            pids[k] = 0;
+            if (!quit && conc__forkpool_ctl_send(ctl, &m, NULL, 0) != 0)
+                quit = true;
+        }
+        if (quit || !(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        conc__forkpool_ctl m;
+        int fds[2];
+        if (conc__forkpool_ctl_recv(ctl, &m, fds, 0) != 0 || m.type != CONC__FORKPOOL_CTL_SPAWN ||
+            m.slot < 0 || (unsigned)m.slot >= n || pids[m.slot] != 0) {
+            quit = true; /* the parent closed us (shutdown) or is gone: kill what is left */
+            for (unsigned k = 0; k < n; k++)
+                if (pids[k])
+                    kill(pids[k], SIGKILL); /* not yet reaped: the pid is still ours */
+            pf[0].fd = -1;
+            continue;
+        }
+        unsigned k = (unsigned)m.slot;
+        int sp[2];
+        int err = 0;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
+            err = errno;
+        } else {
+            fflush(NULL);
+            pid_t pid = fork();
+            if (pid == 0) {
+                free(pids); /* the server's books mean nothing here (and LeakSanitizer, */
+                free(pf);   /* run by an exit() in fn, would call them leaked) */
+                if (!conc__forkpool_hygiene(sp[1], self))
+                    _exit(0);
+                conc__forkpool_worker_main(p, k);
+                _exit(0);
+            }
+            close(sp[1]);
+            int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+            if (pid < 0 || pidfd < 0) {
+                err = errno;
+                if (pid > 0) {
+                    kill(pid, SIGKILL);
+                    waitpid(pid, NULL, 0);
+                }
+                close(sp[0]);
+            } else {
+                pids[k] = pid;
+                pf[k + 1].fd = pidfd;
+                pf[k + 1].events = POLLIN;
+                conc__forkpool_ctl r = {CONC__FORKPOOL_CTL_SPAWNED, (int32_t)k, pid, 0};
+                int out[2] = {sp[0], pidfd};
+                if (conc__forkpool_ctl_send(ctl, &r, out, 2) != 0)
+                    quit = true;
+                close(sp[0]);
+            }
+        }
+        if (err) {
+            conc__forkpool_ctl r = {CONC__FORKPOOL_CTL_SPAWNFAIL, (int32_t)k, 0, err};
+            if (conc__forkpool_ctl_send(ctl, &r, NULL, 0) != 0)
+                quit = true;
+        }
+    }
+    _exit(0);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * The arena (parent only; under the pool lock)
+ * ------------------------------------------------------------------------------------------- */
+CONC_COLD void *conc__forkpool_alloc_locked(conc_forkpool_t *p, size_t size) {
+    if (size == 0)
+        size = 1;
+    if (size > p->shm_size)
+        return NULL;
+    size = (size + CONC_CACHELINE - 1) & ~(size_t)(CONC_CACHELINE - 1);
+    for (conc__forkpool_block *b = p->blocks; b; b = b->next) {
+        if (b->used || b->size < size)
+            continue;
+        if (b->size > size) {
+            conc__forkpool_block *rest = (conc__forkpool_block *)malloc(sizeof *rest);
+            if (!rest)
+                return NULL;
+            rest->off = b->off + size;
+            rest->size = b->size - size;
+            rest->used = false;
+            rest->next = b->next;
+            b->next = rest;
+            b->size = size;
+        }
+        b->used = true;
+        return p->shm + b->off;
+    }
+    return NULL;
+}
+
+/* Returns false if mem is not a block in use. */
+CONC_COLD bool conc__forkpool_free_locked(conc_forkpool_t *p, void *mem) {
+    conc__forkpool_block *prev = NULL;
+    for (conc__forkpool_block *b = p->blocks; b; prev = b, b = b->next) {
+        if (p->shm + b->off != (char *)mem)
+            continue;
+        if (!b->used)
+            return false;
+        b->used = false;
+        conc__forkpool_block *nx = b->next;
+        if (nx && !nx->used) {
+            b->size += nx->size;
+            b->next = nx->next;
+            free(nx);
+        }
+        if (prev && !prev->used) {
+            prev->size += b->size;
+            prev->next = b->next;
+            free(b);
+        }
+        return true;
+    }
+    return false;
+}
+
+static inline void *conc_forkpool_alloc(conc_forkpool_t *p, size_t size) {
+    conc_lock_acquire(&p->lock);
+    void *m = conc__forkpool_alloc_locked(p, size);
+    conc_lock_release(&p->lock);
+    return m;
+}
+
+static inline void conc_forkpool_free(conc_forkpool_t *p, void *mem) {
+    if (!mem)
+        return;
+    conc_lock_acquire(&p->lock);
+    bool ok = conc__forkpool_free_locked(p, mem);
+    conc_lock_release(&p->lock);
+    if (!ok)
+        CONC_ABORT("conc_forkpool_free: not a block of this pool's shared region");
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Parent side: sending, tasks, rounds (all under the pool lock)
+ * ------------------------------------------------------------------------------------------- */
+/* Pushes the worker's pending output without blocking. false: the socket is broken. */
+CONC_COLD bool conc__forkpool_flush(conc__forkpool_worker *w) {
+    size_t hdr = sizeof w->out_hdr, total = hdr + w->out_len;
+    while (w->out_off < total) {
+        struct iovec iov[2];
+        int n = 0;
+        if (w->out_off < hdr) {
+            iov[n].iov_base = (char *)&w->out_hdr + w->out_off;
+            iov[n++].iov_len = hdr - w->out_off;
+        }
+        if (w->out_len) {
+            size_t skip = w->out_off > hdr ? w->out_off - hdr : 0;
+            iov[n].iov_base = (void *)(uintptr_t)(w->out_buf + skip);
+            iov[n++].iov_len = w->out_len - skip;
+        }
+        struct msghdr mh;
+        memset(&mh, 0, sizeof mh);
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)n;
+        ssize_t r = sendmsg(w->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return true;
+            w->out_busy = false; /* broken: the read side sees EOF and the death follows */
+            return false;
+        }
+        w->out_off += (size_t)r;
+    }
+    w->out_busy = false;
+    return true;
+}
+
+CONC_INLINE bool conc__forkpool_out_busy(const conc__forkpool_worker *w) {
+    return w->out_busy;
+}
+
+CONC_COLD void conc__forkpool_send(conc__forkpool_worker *w, uint32_t type, uint64_t id,
+                                   uint64_t a, const void *buf, size_t len) {
+    memset(&w->out_hdr, 0, sizeof w->out_hdr);
+    w->out_hdr.type = type;
+    w->out_hdr.id = id;
+    w->out_hdr.a = a;
+    w->out_hdr.len = len;
+    w->out_buf = (const char *)buf;
+    w->out_len = len;
+    w->out_off = 0;
+    w->out_busy = true;
+    (void)conc__forkpool_flush(w); /* a broken socket shows as EOF on the read side */
+}
+
+/* A task record rides in its future's allocation (future.h's ext futures). */
+static void conc__forkpool_task_free(void *ext) {
+    conc__forkpool_task *t = (conc__forkpool_task *)ext;
+    free(t->arg);
+    free(t->result);
+}
+
+CONC_INLINE conc__forkpool_task *conc__forkpool_task_of(conc_future_t *f) {
+    return (conc__forkpool_task *)conc__future_ext(f, conc__forkpool_task_free);
+}
+
+typedef struct conc__forkpool_done_list { /* futures to complete once the lock is dropped */
+    conc__forkpool_task *head;
+} conc__forkpool_done_list;
+
+/* Final outcome: the task leaves the books; its future is completed after the unlock. */
+CONC_COLD void conc__forkpool_task_finish(conc_forkpool_t *p, conc__forkpool_task *t,
+                                          conc__forkpool_done_list *dl) {
+    if (t->state == CONC__FORKPOOL_T_RUNNING)
+        p->running_tasks--;
+    t->state = CONC__FORKPOOL_T_DONE;
+    t->next = dl->head;
+    dl->head = t;
+}
+
+CONC_COLD void conc__forkpool_complete(conc__forkpool_done_list *dl) {
+    for (conc__forkpool_task *t = dl->head, *next; t; t = next) {
+        next = t->next;
+        conc_future_t *f = t->f;
+        /* [R5] release: the outcome fields are final; pairs with [A5] in cancel/outcome. */
+        conc_store(&t->done, 1u, CONC_RELEASE);
+        if (!t->cancelled) { /* a cancel completed it already */
+            int st = t->outcome.status;
+            /* Dropped before it ran: CANCELLED, as conc_future_cancel would leave it. */
+            if (st != ECANCELED || conc_future_cancel(f) != 0) {
+                int won = conc_future_complete(f, st, st == 0 ? t->result : NULL);
+                CONC_UNUSED(won); /* EBUSY: the user cancelled it first */
+            }
+        }
+        conc_future_release(f); /* the pool's reference */
+    }
+    dl->head = NULL;
+}
+
+CONC_COLD void conc__forkpool_event_add(conc_forkpool_t *p, uint64_t lo, uint64_t hi,
+                                        conc_forkpool_outcome_t o) {
+    if (p->nevents == p->cap_events) {
+        size_t cap = p->cap_events ? 2 * p->cap_events : 64;
+        conc__forkpool_event *e =
+            (conc__forkpool_event *)realloc(p->events, cap * sizeof *e);
+        if (!e)
+            CONC_ABORT("conc_forkpool_map: out of memory for item outcomes");
+        p->events = e;
+        p->cap_events = cap;
+    }
+    conc__forkpool_event *e = &p->events[p->nevents++];
+    e->lo = lo;
+    e->hi = hi;
+    e->o = o;
+}
+
+CONC_COLD void conc__forkpool_next_add(conc_forkpool_t *p, uint64_t lo, uint64_t hi,
+                                       uint64_t attempts) {
+    if (lo >= hi)
+        return;
+    if (p->nnext == p->cap_next) {
+        size_t cap = p->cap_next ? 2 * p->cap_next : 16;
+        conc__forkpool_range *r =
+            (conc__forkpool_range *)realloc(p->next_ranges, cap * sizeof *r);
+        if (!r)
+            CONC_ABORT("conc_forkpool_map: out of memory for rerun ranges");
+        p->next_ranges = r;
+        p->cap_next = cap;
+    }
+    conc__forkpool_range *r = &p->next_ranges[p->nnext++];
+    r->lo = lo;
+    r->hi = hi;
+    r->vstart = 0;
+    r->attempts = attempts;
+}
+
+/* The range of the current round holding virtual index v. */
+CONC_INLINE const conc__forkpool_range *conc__forkpool_range_of(conc_forkpool_t *p, uint64_t v) {
+    const conc__forkpool_range *r = p->cur_ranges;
+    size_t lo = 0, hi = (size_t)p->round->nranges;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r[mid].vstart <= v)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return &r[lo];
+}
+
+/* Virtual [v0, v1) of the current round goes into the next round (not yet started). */
+CONC_COLD void conc__forkpool_orphan(conc_forkpool_t *p, uint64_t v0, uint64_t v1) {
+    while (v0 < v1) {
+        const conc__forkpool_range *r = conc__forkpool_range_of(p, v0);
+        uint64_t rend = r->vstart + (r->hi - r->lo);
+        uint64_t e = v1 < rend ? v1 : rend;
+        conc__forkpool_next_add(p, r->lo + (v0 - r->vstart), r->lo + (e - r->vstart),
+                                r->attempts);
+        v0 = e;
+    }
+}
+
+/* Sets up a round over ranges (private copy kept in cur_ranges). ENOMEM if the arena is full. */
+CONC_COLD int conc__forkpool_round_setup(conc_forkpool_t *p, conc__forkpool_range *ranges,
+                                         size_t nranges, conc_forkpool_map_fn fn, void *arg) {
+    uint64_t total = 0;
+    for (size_t i = 0; i < nranges; i++) {
+        ranges[i].vstart = total;
+        total += ranges[i].hi - ranges[i].lo;
+    }
+    uint64_t div = (uint64_t)CONC__FORKPOOL_CHUNK_DIV * p->nworkers, nchunks = 0;
+    for (uint64_t rem = total; rem; nchunks++)
+        rem -= (rem + div - 1) / div;
+    size_t rsz = nranges * sizeof(conc__forkpool_range);
+    size_t ssz = (size_t)(nchunks + 1) * sizeof(uint64_t);
+    size_t need = rsz + ssz + (size_t)nchunks;
+    char *mem = (char *)conc__forkpool_alloc_locked(p, need);
+    if (!mem)
+        return ENOMEM;
+    if (p->round_mem)
+        (void)conc__forkpool_free_locked(p, p->round_mem);
+    p->round_mem = mem;
+    conc__forkpool_range *sr = (conc__forkpool_range *)(void *)mem;
+    memcpy(sr, ranges, rsz);
+    uint64_t *starts = (uint64_t *)(void *)(mem + rsz);
+    uint8_t *done = (uint8_t *)(mem + rsz + ssz);
+    uint64_t at = 0, j = 0;
+    for (uint64_t rem = total; rem; j++) {
+        starts[j] = at;
+        uint64_t c = (rem + div - 1) / div;
+        at += c;
+        rem -= c;
+    }
+    starts[nchunks] = total;
+    memset(done, 0, (size_t)nchunks);
+    conc__forkpool_round *rd = p->round;
+    rd->fn = fn;
+    rd->arg = arg;
+    rd->id++;
+    rd->nranges = nranges;
+    rd->nchunks = nchunks;
+    rd->ranges = sr;
+    rd->starts = starts;
+    rd->done = done;
+    rd->timed = p->opts.task_timeout > 0;
+    /* Relaxed: workers read the round only after the MAP message, which orders it. */
+    conc_store(&rd->cursor, (uint64_t)0, CONC_RELAXED);
+    p->cur_ranges = sr; /* the parent reads the same table (it is not written in a round) */
+    p->round_live = true;
+    return 0;
+}
+
+/* A worker died: what it was doing gets its outcome. */
+CONC_COLD void conc__forkpool_death(conc_forkpool_t *p, unsigned k, conc__forkpool_done_list *dl) {
+    conc__forkpool_worker *w = &p->w[k];
+    conc_forkpool_outcome_t o;
+    memset(&o, 0, sizeof o);
+    o.status = ECHILD;
+    if (WIFSIGNALED(w->wstatus))
+        o.signal = WTERMSIG(w->wstatus);
+    else if (WIFEXITED(w->wstatus))
+        o.exit_code = WEXITSTATUS(w->wstatus);
+    if (w->timed_out)
+        o.status = ETIMEDOUT;
+    int prior = w->state;
+    if (prior == CONC__FORKPOOL_W_TASK && w->task) {
+        conc__forkpool_task *t = w->task;
+        w->task = NULL;
+        if (!t->cancelled && o.status == ECHILD && t->outcome.attempts <= p->opts.retries &&
+            !p->broken) {
+            t->state = CONC__FORKPOOL_T_QUEUED; /* re-run at the head of the queue */
+            p->running_tasks--;
+            t->next = p->qhead;
+            p->qhead = t;
+            if (!p->qtail)
+                p->qtail = t;
+            p->queued++;
+        } else {
+            unsigned att = t->outcome.attempts;
+            if (!t->cancelled) {
+                t->outcome = o;
+                t->outcome.attempts = att;
+            }
+            conc__forkpool_task_finish(p, t, dl);
+        }
+    } else if (prior == CONC__FORKPOOL_W_MAP && p->round_live && w->round == p->round->id) {
+        conc__forkpool_round *rd = p->round;
+        conc__forkpool_slot *s = &p->slots[k];
+        /* Relaxed: the death report came through the kernel, after the worker's last store. */
+        uint64_t c = conc_load(&s->chunk, CONC_RELAXED);
+        uint64_t r = conc_load(&s->running, CONC_RELAXED);
+        if (c != 0 && c <= rd->nchunks && !conc_load(&rd->done[c - 1], CONC_RELAXED)) {
+            uint64_t v0 = rd->starts[c - 1], v1 = rd->starts[c];
+            uint64_t from = v0;
+            if (r != 0 && r - 1 >= v0 && r - 1 < v1) {
+                uint64_t v = r - 1;
+                const conc__forkpool_range *rg = conc__forkpool_range_of(p, v);
+                uint64_t i = rg->lo + (v - rg->vstart);
+                conc_forkpool_outcome_t vo = o;
+                if (w->timed_out && w->victim_v != v)
+                    vo.status = ECHILD; /* the timed-out item ended; this one was hit */
+                vo.attempts = (unsigned)rg->attempts;
+                conc__forkpool_event_add(p, i, i + 1, vo);
+                if (vo.status == ECHILD && rg->attempts <= p->opts.retries) {
+                    conc_forkpool_outcome_t reset;
+                    memset(&reset, 0, sizeof reset);
+                    reset.attempts = (unsigned)rg->attempts + 1;
+                    conc__forkpool_event_add(p, i, i + 1, reset); /* replaced by a failure */
+                    conc__forkpool_next_add(p, i, i + 1, rg->attempts + 1);
+                }
+                from = v + 1;
+            }
+            conc__forkpool_orphan(p, from, v1);
+            conc_store(&rd->done[c - 1], (uint8_t)1, CONC_RELAXED); /* resolved */
+        }
+    }
+    /* The process is gone: close its fds and plan a replacement. */
+    bool immediate = prior == CONC__FORKPOOL_W_STARTING;
+    if (w->sock >= 0)
+        close(w->sock);
+    if (w->pidfd >= 0)
+        close(w->pidfd);
+    free(w->in_buf);
+    memset(w, 0, sizeof *w);
+    w->sock = w->pidfd = -1;
+    w->state = CONC__FORKPOOL_W_EMPTY;
+    if (p->create_status == -1 && immediate)
+        p->create_status = ECHILD; /* overwritten by INITFAIL's status if one came */
+    int64_t now = conc_now();
+    if (immediate) {
+        p->quick_deaths++;
+        p->backoff = p->backoff ? (p->backoff * 2 > CONC_FORKPOOL_BACKOFF_MAX
+                                       ? CONC_FORKPOOL_BACKOFF_MAX
+                                       : p->backoff * 2)
+                                : CONC_FORKPOOL_BACKOFF;
+        w->spawn_at = now + p->backoff;
+        if (p->quick_deaths >= CONC_FORKPOOL_GIVE_UP && !p->broken) {
+            p->broken = true; /* every worker is killed; pending work fails (monitor loop) */
+            p->closed = true;
+        }
+    } else {
+        w->spawn_at = now;
+    }
+}
+
+/* Sends work to idle workers: the map's round first, then queued tasks. */
+CONC_COLD void conc__forkpool_dispatch(conc_forkpool_t *p) {
+    for (unsigned k = 0; k < p->nworkers; k++) {
+        conc__forkpool_worker *w = &p->w[k];
+        if (w->state != CONC__FORKPOOL_W_IDLE || conc__forkpool_out_busy(w))
+            continue;
+        conc__forkpool_round *rd = p->round;
+        /* Relaxed: a hint; a late worker just finds the cursor past the end. */
+        if (p->round_live && !p->broken &&
+            conc_load(&rd->cursor, CONC_RELAXED) < rd->nchunks && w->round != rd->id) {
+            conc_store(&p->slots[k].chunk, (uint64_t)0, CONC_RELAXED);
+            conc_store(&p->slots[k].running, (uint64_t)0, CONC_RELAXED);
+            w->state = CONC__FORKPOOL_W_MAP;
+            w->round = rd->id;
+            conc__forkpool_send(w, CONC__FORKPOOL_MSG_MAP, rd->id, 0, NULL, 0);
+            continue;
+        }
+        while (p->qhead) {
+            conc__forkpool_task *t = p->qhead;
+            p->qhead = t->next;
+            if (!p->qhead)
+                p->qtail = NULL;
+            p->queued--;
+            t->next = NULL;
+            /* The gate: PENDING -> RUNNING, or the user cancelled it (conc_future_cancel). A
+             * re-run (retries) is RUNNING already. */
+            if (t->outcome.attempts == 0 && !conc__future_start(t->f)) {
+                t->state = CONC__FORKPOOL_T_DONE; /* final already: no complete */
+                t->outcome.status = ECANCELED;
+                conc_store(&t->done, 1u, CONC_RELEASE); /* [R5] */
+                conc_future_release(t->f);
+                continue;
+            }
+            t->state = CONC__FORKPOOL_T_RUNNING;
+            t->worker = (int)k;
+            t->outcome.attempts++;
+            p->running_tasks++;
+            w->state = CONC__FORKPOOL_W_TASK;
+            w->task = t;
+            w->task_started = conc_now();
+            conc__forkpool_send(w, CONC__FORKPOOL_MSG_TASK, t->id, (uint64_t)(uintptr_t)t->fn,
+                                t->arg, t->len);
+            conc_cond_notify_all(&p->cond); /* a queue slot is free */
+            break;
+        }
+    }
+}
+
+/* End of a round: nobody is left in it. Plans the next round or finishes the map. */
+CONC_COLD void conc__forkpool_round_check(conc_forkpool_t *p) {
+    if (!p->round_live)
+        return;
+    conc__forkpool_round *rd = p->round;
+    for (unsigned k = 0; k < p->nworkers; k++)
+        if (p->w[k].state == CONC__FORKPOOL_W_MAP && p->w[k].round == rd->id)
+            return;
+    /* Relaxed: no worker is in the round; the last DONE/death message ordered their adds. */
+    uint64_t cursor = conc_load(&rd->cursor, CONC_RELAXED);
+    if (cursor < rd->nchunks && !p->broken)
+        return; /* chunks left and no worker free yet: a replacement will join */
+    for (uint64_t j = 0; j < rd->nchunks; j++)
+        if (!conc_load(&rd->done[j], CONC_RELAXED))
+            conc__forkpool_orphan(p, rd->starts[j], rd->starts[j + 1]);
+    p->round_live = false;
+    if (p->nnext && !p->broken) {
+        size_t n = p->nnext;
+        conc__forkpool_range *r = (conc__forkpool_range *)malloc(n * sizeof *r);
+        if (r) {
+            memcpy(r, p->next_ranges, n * sizeof *r);
+            p->nnext = 0;
+            int e = conc__forkpool_round_setup(p, r, n, rd->fn, rd->arg);
+            free(r);
+            if (e == 0)
+                return; /* the dispatch that follows sends the new round */
+            p->map_status = e;
+        } else {
+            p->map_status = ENOMEM;
+        }
+    }
+    /* Finished, or cannot go on: what is left fails with EPIPE (never ran to the end). */
+    p->final_from = p->nevents;
+    for (size_t i = 0; i < p->nnext; i++) {
+        conc_forkpool_outcome_t o;
+        memset(&o, 0, sizeof o);
+        o.status = EPIPE;
+        o.attempts = (unsigned)p->next_ranges[i].attempts - 1;
+        conc__forkpool_event_add(p, p->next_ranges[i].lo, p->next_ranges[i].hi, o);
+    }
+    p->nnext = 0;
+    p->map_finished = true;
+    conc_cond_notify_all(&p->cond);
+}
+
+/* Handles one complete message from worker k. */
+CONC_COLD void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
+                                      conc__forkpool_done_list *dl) {
+    conc__forkpool_worker *w = &p->w[k];
+    conc__forkpool_msg *m = &w->in_hdr;
+    switch (m->type) {
+    case CONC__FORKPOOL_MSG_READY:
+        if (w->state == CONC__FORKPOOL_W_STARTING) {
+            w->state = CONC__FORKPOOL_W_IDLE;
+            p->quick_deaths = 0;
+            p->backoff = 0;
+        }
+        break;
+    case CONC__FORKPOOL_MSG_INITFAIL:
+        if (p->create_status == -1 || p->create_status == ECHILD)
+            p->create_status = m->status;
+        break;
+    case CONC__FORKPOOL_MSG_FAIL:
+        if (w->state == CONC__FORKPOOL_W_MAP && p->round_live && w->round == p->round->id) {
+            const conc__forkpool_range *rg = conc__forkpool_range_of(p, m->a);
+            uint64_t i = rg->lo + (m->a - rg->vstart);
+            conc_forkpool_outcome_t o;
+            memset(&o, 0, sizeof o);
+            o.status = m->status;
+            o.attempts = (unsigned)rg->attempts;
+            conc__forkpool_event_add(p, i, i + 1, o);
+        }
+        break;
+    case CONC__FORKPOOL_MSG_DONE:
+        if (w->state == CONC__FORKPOOL_W_MAP) {
+            w->state = CONC__FORKPOOL_W_IDLE;
+            conc__forkpool_round_check(p);
+        }
+        break;
+    case CONC__FORKPOOL_MSG_RESULT:
+        if (w->state == CONC__FORKPOOL_W_TASK && w->task && w->task->id == m->id) {
+            conc__forkpool_task *t = w->task;
+            w->task = NULL;
+            w->state = m->a ? CONC__FORKPOOL_W_GONE : CONC__FORKPOOL_W_IDLE; /* a: retiring */
+            t->result = w->in_buf;
+            t->result_len = (size_t)m->len;
+            w->in_buf = NULL;
+            t->outcome.status = m->status;
+            conc__forkpool_task_finish(p, t, dl);
+        }
+        break;
+    default:
+        break;
+    }
+    free(w->in_buf);
+    w->in_buf = NULL;
+}
+
+/* Reads what worker k sent, without blocking. Sets eof at the end of the stream. */
+CONC_COLD void conc__forkpool_read(conc_forkpool_t *p, unsigned k, conc__forkpool_done_list *dl) {
+    conc__forkpool_worker *w = &p->w[k];
+    for (;;) {
+        ssize_t r;
+        if (w->in_got < sizeof w->in_hdr) {
+            r = recv(w->sock, (char *)&w->in_hdr + w->in_got, sizeof w->in_hdr - w->in_got,
+                     MSG_DONTWAIT);
+            if (r > 0) {
+                w->in_got += (size_t)r;
+                if (w->in_got == sizeof w->in_hdr) {
+                    w->in_off = 0;
+                    w->in_buf = NULL;
+                    if (w->in_hdr.len) {
+                        w->in_buf = (char *)malloc((size_t)w->in_hdr.len);
+                        if (!w->in_buf) { /* no room for the result: kill the worker; */
+                            w->eof = true; /* its task fails with ECHILD (SIGKILL) */
+                            (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
+                            return;
+                        }
+                    } else {
+                        w->in_got = 0;
+                        conc__forkpool_message(p, k, dl);
+                    }
+                }
+                continue;
+            }
+        } else {
+            r = recv(w->sock, w->in_buf + w->in_off, (size_t)w->in_hdr.len - w->in_off,
+                     MSG_DONTWAIT);
+            if (r > 0) {
+                w->in_off += (size_t)r;
+                if (w->in_off == w->in_hdr.len) {
+                    w->in_got = 0;
+                    conc__forkpool_message(p, k, dl);
+                }
+                continue;
+            }
+        }
+        if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            w->eof = true;
+            return;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        return;
+    }
+}
+
+/* Messages from the fork server. false: it is gone. */
+CONC_COLD bool conc__forkpool_server_read(conc_forkpool_t *p) {
+    for (;;) {
+        conc__forkpool_ctl m;
+        int fds[2];
+        int e = conc__forkpool_ctl_recv(p->ctl, &m, fds, MSG_DONTWAIT);
+        if (e == EAGAIN || e == EWOULDBLOCK)
+            return true;
+        if (e != 0)
+            return false;
+        if (m.slot < 0 || (unsigned)m.slot >= p->nworkers) {
+            for (int i = 0; i < 2; i++)
+                if (fds[i] >= 0)
+                    close(fds[i]);
+            continue;
+        }
+        conc__forkpool_worker *w = &p->w[m.slot];
+        if (m.type == CONC__FORKPOOL_CTL_SPAWNED) {
+            if (fds[0] < 0 || fds[1] < 0) {
+                for (int i = 0; i < 2; i++)
+                    if (fds[i] >= 0)
+                        close(fds[i]);
+                return false;
+            }
+            w->sock = fds[0];
+            w->pidfd = fds[1];
+            w->pid = m.pid;
+            (void)fcntl(w->sock, F_SETFL, fcntl(w->sock, F_GETFL) | O_NONBLOCK);
+            if (p->stopping) {
+                w->state = CONC__FORKPOOL_W_GONE;
+                (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
+            } else {
+                w->state = CONC__FORKPOOL_W_STARTING;
+            }
+        } else if (m.type == CONC__FORKPOOL_CTL_SPAWNFAIL) {
+            w->state = CONC__FORKPOOL_W_EMPTY;
+            w->spawn_at = conc_now() + CONC_FORKPOOL_BACKOFF_MAX;
+            if (p->create_status == -1)
+                p->create_status = m.status;
+        } else if (m.type == CONC__FORKPOOL_CTL_DIED) {
+            w->died = true;
+            w->wstatus = m.status;
+        }
+    }
+}
+
+/* -------------------------------------------------------------------------------------------
+ * The monitor thread
+ * ------------------------------------------------------------------------------------------- */
+CONC_COLD void conc__forkpool_fail_all(conc_forkpool_t *p, conc__forkpool_done_list *dl) {
+    while (p->qhead) {
+        conc__forkpool_task *t = p->qhead;
+        p->qhead = t->next;
+        p->queued--;
+        t->outcome.status = EPIPE;
+        conc__forkpool_task_finish(p, t, dl);
+    }
+    p->qtail = NULL;
+    conc_cond_notify_all(&p->cond);
+}
+
+CONC_COLD void *conc__forkpool_monitor(void *arg) {
+    conc_forkpool_t *p = (conc_forkpool_t *)arg;
+    /* The fork server: forked from this thread, whose life is the pool's (PDEATHSIG). */
+    fflush(NULL);
+    pid_t server = fork();
+    if (server == 0) {
+        if (!conc__forkpool_hygiene(p->ctl_server, p->parent_pid))
+            _exit(0);
+        conc__forkpool_server_main(p);
+        _exit(0);
+    }
+    conc_lock_acquire(&p->lock);
+    close(p->ctl_server);
+    p->ctl_server = -1;
+    size_t npf = 2 + p->nworkers; /* allocated after the fork: the server never sees them */
+    struct pollfd *pf = server > 0 ? (struct pollfd *)calloc(npf, sizeof *pf) : NULL;
+    int *who = server > 0 ? (int *)calloc(npf, sizeof *who) : NULL;
+    if (server > 0 && (!pf || !who)) {
+        kill(server, SIGKILL); /* our own child, not yet reaped */
+        waitpid(server, NULL, 0);
+        server = -1;
+        errno = ENOMEM;
+    }
+    if (server < 0) {
+        free(pf);
+        free(who);
+        p->create_status = errno;
+        p->stopped = true;
+        conc_cond_notify_all(&p->cond);
+        conc_lock_release(&p->lock);
+        return NULL;
+    }
+    p->server_pid = server;
+    conc__forkpool_done_list dl = {NULL};
+    bool server_ok = true;
+    bool ctl_closed = false;
+    int64_t stop_deadline = 0;
+    for (;;) {
+        int64_t now = conc_now();
+        /* Give up / shutdown: once stopping, no spawns; kill or QUIT what is there. */
+        if (p->broken && !p->stopping) {
+            for (unsigned k = 0; k < p->nworkers; k++)
+                if (p->w[k].pidfd >= 0)
+                    (void)conc__forkpool_pidfd_signal(p->w[k].pidfd, SIGKILL);
+            conc__forkpool_fail_all(p, &dl);
+            if (p->create_status == -1)
+                p->create_status = ECHILD;
+        }
+        if (!server_ok && !p->broken) {
+            p->broken = p->closed = true;
+            continue;
+        }
+        if (p->stopping) {
+            if (!stop_deadline)
+                stop_deadline = now + CONC__FORKPOOL_STOP_GRACE;
+            bool left = false;
+            for (unsigned k = 0; k < p->nworkers; k++) {
+                conc__forkpool_worker *w = &p->w[k];
+                if (w->state == CONC__FORKPOOL_W_IDLE || w->state == CONC__FORKPOOL_W_STARTING) {
+                    conc__forkpool_send(w, CONC__FORKPOOL_MSG_QUIT, 0, 0, NULL, 0);
+                    w->state = CONC__FORKPOOL_W_GONE;
+                } else if ((w->state == CONC__FORKPOOL_W_TASK || w->state == CONC__FORKPOOL_W_MAP ||
+                            (w->state == CONC__FORKPOOL_W_GONE && now >= stop_deadline)) &&
+                           w->pidfd >= 0 && !w->kill_at) {
+                    /* Work still running at a stop is the give-up or create-failure case
+                     * (shutdown waited for the rest): kill it; its death settles it. */
+                    (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
+                    w->kill_at = CONC_FOREVER;
+                } else if (w->state == CONC__FORKPOOL_W_EMPTY) {
+                    w->spawn_at = 0;
+                }
+                if (w->state != CONC__FORKPOOL_W_EMPTY)
+                    left = true;
+            }
+            if (!left || !server_ok)
+                break;
+        } else if (server_ok) {
+            for (unsigned k = 0; k < p->nworkers; k++) {
+                conc__forkpool_worker *w = &p->w[k];
+                if (w->state == CONC__FORKPOOL_W_EMPTY && !p->broken && w->spawn_at <= now) {
+                    conc__forkpool_ctl m = {CONC__FORKPOOL_CTL_SPAWN, (int32_t)k, 0, 0};
+                    if (conc__forkpool_ctl_send(p->ctl, &m, NULL, 0) != 0)
+                        server_ok = false;
+                    w->state = CONC__FORKPOOL_W_SPAWNING;
+                }
+            }
+            conc__forkpool_dispatch(p);
+        }
+        /* Timeouts: SIGTERM past task_timeout, SIGKILL after the grace. */
+        int64_t next = CONC_FOREVER;
+        int64_t to = p->opts.task_timeout;
+        for (unsigned k = 0; k < p->nworkers; k++) {
+            conc__forkpool_worker *w = &p->w[k];
+            if (w->kill_at) {
+                if (now >= w->kill_at) {
+                    (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
+                    w->kill_at = CONC_FOREVER;
+                } else if (w->kill_at < next) {
+                    next = w->kill_at;
+                }
+                continue;
+            }
+            if (w->state == CONC__FORKPOOL_W_EMPTY && !p->stopping && !p->broken &&
+                w->spawn_at < next)
+                next = w->spawn_at;
+            if (to <= 0 || w->timed_out)
+                continue;
+            int64_t start = 0;
+            uint64_t v = 0;
+            if (w->state == CONC__FORKPOOL_W_TASK) {
+                start = w->task_started;
+            } else if (w->state == CONC__FORKPOOL_W_MAP) {
+                /* Relaxed: a sample; the item identity is re-checked at the death. */
+                v = conc_load(&p->slots[k].running, CONC_RELAXED);
+                start = conc_load(&p->slots[k].started_ns, CONC_RELAXED);
+                if (v == 0)
+                    start = 0;
+            }
+            if (!start)
+                continue;
+            if (now - start >= to) {
+                w->timed_out = true;
+                w->victim_v = v - 1;
+                (void)conc__forkpool_pidfd_signal(w->pidfd, SIGTERM);
+                w->kill_at = now + CONC_FORKPOOL_GRACE;
+                if (w->kill_at < next)
+                    next = w->kill_at;
+            } else if (start + to < next) {
+                next = start + to;
+            }
+        }
+        if (p->stopping && stop_deadline < next)
+            next = stop_deadline;
+        /* A map item that started after our sample may time out before we look again. */
+        if (to > 0 && p->round_live && now + to / 4 < next)
+            next = now + (to / 4 > CONC_MS ? to / 4 : CONC_MS);
+        /* Poll set. */
+        size_t n = 0;
+        pf[n].fd = p->evfd;
+        pf[n].events = POLLIN;
+        who[n++] = -1;
+        if (!ctl_closed) {
+            pf[n].fd = p->ctl;
+            pf[n].events = POLLIN;
+            who[n++] = -2;
+        }
+        for (unsigned k = 0; k < p->nworkers; k++) {
+            conc__forkpool_worker *w = &p->w[k];
+            if (w->sock < 0 || w->eof)
+                continue;
+            pf[n].fd = w->sock;
+            pf[n].events = (short)(POLLIN | (conc__forkpool_out_busy(w) ? POLLOUT : 0));
+            who[n++] = (int)k;
+        }
+        int timeout_ms = -1;
+        if (next != CONC_FOREVER) {
+            int64_t d = next - now;
+            timeout_ms = d <= 0 ? 0 : (int)((d + CONC_MS - 1) / CONC_MS);
+        }
+        conc_lock_release(&p->lock);
+        conc__forkpool_complete(&dl); /* callbacks run without the pool lock */
+        int r = poll(pf, (nfds_t)n, timeout_ms);
+        conc_lock_acquire(&p->lock);
+        if (r < 0)
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            if (!pf[i].revents)
+                continue;
+            if (who[i] == -1) {
+                uint64_t v;
+                ssize_t rr = read(p->evfd, &v, sizeof v);
+                CONC_UNUSED(rr);
+            } else if (who[i] == -2) {
+                if (!conc__forkpool_server_read(p)) {
+                    server_ok = false;
+                    ctl_closed = true;
+                }
+            } else {
+                unsigned k = (unsigned)who[i];
+                if (pf[i].revents & POLLOUT)
+                    (void)conc__forkpool_flush(&p->w[k]);
+                if (pf[i].revents & (POLLIN | POLLHUP | POLLERR))
+                    conc__forkpool_read(p, k, &dl);
+            }
+        }
+        for (unsigned k = 0; k < p->nworkers; k++) {
+            conc__forkpool_worker *w = &p->w[k];
+            if (w->state != CONC__FORKPOOL_W_EMPTY && w->eof && w->died) {
+                conc__forkpool_death(p, k, &dl);
+                conc__forkpool_round_check(p);
+            }
+        }
+        if (!server_ok) { /* the server is gone: so is every worker, soon (PDEATHSIG) */
+            for (unsigned k = 0; k < p->nworkers; k++) {
+                conc__forkpool_worker *w = &p->w[k];
+                if (w->state == CONC__FORKPOOL_W_SPAWNING) {
+                    w->state = CONC__FORKPOOL_W_EMPTY;
+                } else if (w->state != CONC__FORKPOOL_W_EMPTY && w->eof) {
+                    w->died = true; /* no report will come: its status is unknown */
+                    conc__forkpool_death(p, k, &dl);
+                }
+            }
+            conc__forkpool_round_check(p);
+        }
+        if (p->create_status == -1) {
+            unsigned ready = 0;
+            for (unsigned k = 0; k < p->nworkers; k++)
+                ready += p->w[k].state == CONC__FORKPOOL_W_IDLE;
+            if (ready == p->nworkers) {
+                p->create_status = 0;
+                conc_cond_notify_all(&p->cond);
+            }
+        } else if (p->create_status > 0 && !p->stopping) {
+            p->stopping = p->closed = true; /* create failed: tear down */
+            conc_cond_notify_all(&p->cond);
+        }
+        if (p->broken && p->round_live)
+            conc__forkpool_round_check(p);
+        conc_cond_notify_all(&p->cond); /* cheap when nobody waits */
+    }
+    /* Every worker is reaped (the server reported each death). Let the server go. */
+    close(p->ctl);
+    p->ctl = -1;
+    for (unsigned k = 0; k < p->nworkers; k++) {
+        conc__forkpool_worker *w = &p->w[k];
+        if (w->task) { /* the server vanished with it: no status will come */
+            if (!w->task->cancelled) {
+                w->task->outcome.status = ECHILD;
+                w->task->outcome.signal = SIGKILL;
+            }
+            conc__forkpool_task_finish(p, w->task, &dl);
+        }
+        if (w->sock >= 0)
+            close(w->sock);
+        if (w->pidfd >= 0)
+            close(w->pidfd);
+        free(w->in_buf);
+        memset(w, 0, sizeof *w);
+        w->sock = w->pidfd = -1;
+    }
+    conc__forkpool_fail_all(p, &dl);
+    conc_lock_release(&p->lock);
+    conc__forkpool_complete(&dl);
+    int ws;
+    while (waitpid(server, &ws, 0) < 0 && errno == EINTR) {
+    }
+    free(pf);
+    free(who);
+    conc_lock_acquire(&p->lock);
+    p->stopped = true;
+    conc_cond_notify_all(&p->cond);
+    conc_lock_release(&p->lock);
+    return NULL;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Create, shutdown, destroy
+ * ------------------------------------------------------------------------------------------- */
+CONC_COLD void conc__forkpool_free_all(conc_forkpool_t *p) {
+    if (p->evfd >= 0)
+        close(p->evfd);
+    if (p->ctl >= 0)
+        close(p->ctl);
+    if (p->ctl_server >= 0)
+        close(p->ctl_server);
+    if (p->shm)
+        munmap(p->shm, p->shm_size);
+    for (conc__forkpool_block *b = p->blocks, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    free(p->w);
+    free(p->events);
+    free(p->next_ranges);
+    free(p);
+}
+
+static inline void conc_forkpool_shutdown(conc_forkpool_t *p, bool cancel_pending) {
+    conc__forkpool_done_list dl = {NULL};
+    conc_lock_acquire(&p->lock);
+    p->closed = true;
+    conc_cond_notify_all(&p->cond); /* blocked submitters and maps get EPIPE */
+    if (cancel_pending) {
+        while (p->qhead) {
+            conc__forkpool_task *t = p->qhead;
+            p->qhead = t->next;
+            p->queued--;
+            t->outcome.status = ECANCELED;
+            conc__forkpool_task_finish(p, t, &dl);
+        }
+        p->qtail = NULL;
+    }
+    conc_lock_release(&p->lock);
+    conc__forkpool_complete(&dl);
+    conc_lock_acquire(&p->lock);
+    /* Finish queued and running work and the running map, then stop the workers. */
+    while (!p->stopped && (p->queued || p->running_tasks || p->map_active) && !p->broken) {
+        conc__forkpool_kick(p);
+        conc_cond_wait(&p->cond, &p->lock);
+    }
+    p->stopping = true;
+    conc__forkpool_kick(p);
+    while (!p->stopped)
+        conc_cond_wait(&p->cond, &p->lock);
+    bool join = !p->joined;
+    p->joined = true;
+    conc_lock_release(&p->lock);
+    if (join)
+        pthread_join(p->monitor, NULL);
+}
+
+static inline void conc_forkpool_destroy(conc_forkpool_t *p) {
+    if (!p)
+        return;
+    conc_forkpool_shutdown(p, false);
+    conc__forkpool_free_all(p);
+}
+
+CONC_NODISCARD static inline int conc_forkpool_create(conc_forkpool_t **out,
+                                                      const conc_forkpool_opts_t *o) {
+    *out = NULL;
+    conc_forkpool_opts_t opts;
+    memset(&opts, 0, sizeof opts);
+    if (o)
+        opts = *o;
+    if (opts.workers == 0)
+        opts.workers = (unsigned)conc_cpu_count();
+    if (opts.workers > CONC_FORKPOOL_MAX_WORKERS || opts.task_timeout < 0)
+        return EINVAL;
+    if (opts.queue_capacity == 0)
+        opts.queue_capacity = (size_t)CONC__FORKPOOL_QUEUE_PER_WORKER * opts.workers;
+    if (opts.shared_size == 0)
+        opts.shared_size = CONC__FORKPOOL_SHARED_DEFAULT;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t ctl_bytes = sizeof(conc__forkpool_round) + opts.workers * sizeof(conc__forkpool_slot);
+    size_t arena_off = (ctl_bytes + page - 1) & ~(page - 1);
+    size_t shm_size = (opts.shared_size + page - 1) & ~(page - 1);
+    if (shm_size < arena_off + page || shm_size < opts.shared_size)
+        shm_size = arena_off + ((opts.shared_size + page - 1) & ~(page - 1));
+    if (shm_size <= arena_off)
+        return EINVAL;
+    conc_forkpool_t *p = (conc_forkpool_t *)calloc(1, sizeof *p);
+    if (!p)
+        return ENOMEM;
+    p->opts = opts;
+    p->nworkers = opts.workers;
+    p->evfd = p->ctl = p->ctl_server = -1;
+    p->create_status = -1;
+    conc_lock_init(&p->lock, 0);
+    conc_cond_init(&p->cond, 0);
+    p->parent_pid = getpid();
+    int e = 0;
+    p->w = (conc__forkpool_worker *)calloc(opts.workers, sizeof *p->w);
+    void *shm = mmap(NULL, shm_size, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (shm == MAP_FAILED) {
+        e = errno;
+    } else {
+        p->shm = (char *)shm;
+        p->shm_size = shm_size;
+    }
+    if (!e && !p->w)
+        e = ENOMEM;
+    if (!e) {
+        p->round = (conc__forkpool_round *)shm;
+        p->slots = (conc__forkpool_slot *)(void *)((char *)shm + sizeof(conc__forkpool_round));
+        p->arena_off = arena_off;
+        p->blocks = (conc__forkpool_block *)calloc(1, sizeof *p->blocks);
+        if (!p->blocks)
+            e = ENOMEM;
+        else {
+            p->blocks->off = arena_off;
+            p->blocks->size = shm_size - arena_off;
+        }
+    }
+    for (unsigned k = 0; !e && k < opts.workers; k++)
+        p->w[k].sock = p->w[k].pidfd = -1;
+    if (!e && (p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+        e = errno;
+    int sv[2];
+    if (!e) {
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+            e = errno;
+        } else {
+            p->ctl = sv[0];
+            p->ctl_server = sv[1];
+            (void)fcntl(p->ctl, F_SETFL, fcntl(p->ctl, F_GETFL) | O_NONBLOCK);
+        }
+    }
+    if (!e) {
+        /* The monitor runs with every signal blocked: the host's handlers run in the host's
+         * threads, and a signal never lands in the fork that makes the server. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        e = pthread_create(&p->monitor, NULL, conc__forkpool_monitor, p);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    if (e) {
+        conc__forkpool_free_all(p);
+        return e;
+    }
+    conc_lock_acquire(&p->lock);
+    while (p->create_status == -1 && !p->stopped)
+        conc_cond_wait(&p->cond, &p->lock);
+    e = p->create_status;
+    conc_lock_release(&p->lock);
+    if (e != 0) {
+        conc_forkpool_shutdown(p, true);
+        conc__forkpool_free_all(p);
+        return e;
+    }
+    *out = p;
+    return 0;
+}
+
+static inline unsigned conc_forkpool_workers(const conc_forkpool_t *p) {
+    return p->nworkers;
+}
+
+/* The live workers' pids (for tests and tools): how many were written, at most n. */
+static inline size_t conc_forkpool_pids(conc_forkpool_t *p, pid_t *pids, size_t n) {
+    size_t k = 0;
+    conc_lock_acquire(&p->lock);
+    for (unsigned i = 0; i < p->nworkers && k < n; i++)
+        if (p->w[i].state >= CONC__FORKPOOL_W_IDLE && p->w[i].state != CONC__FORKPOOL_W_GONE)
+            pids[k++] = p->w[i].pid;
+    conc_lock_release(&p->lock);
+    return k;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * map
+ * ------------------------------------------------------------------------------------------- */
+typedef struct conc__forkpool_order {
+    uint64_t lo;
+    size_t seq;
+} conc__forkpool_order;
+
+static int conc__forkpool_order_cmp(const void *a, const void *b) {
+    const conc__forkpool_order *x = (const conc__forkpool_order *)a;
+    const conc__forkpool_order *y = (const conc__forkpool_order *)b;
+    if (x->lo != y->lo)
+        return x->lo < y->lo ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+CONC_NODISCARD static inline int conc_forkpool_map(conc_forkpool_t *p, conc_forkpool_map_fn fn, void *arg,
+                                    size_t n, conc_forkpool_outcome_t *outcomes) {
+    if (!fn)
+        return EINVAL;
+    conc_lock_acquire(&p->lock);
+    while (p->map_active && !p->closed)
+        conc_cond_wait(&p->cond, &p->lock);
+    if (p->closed) {
+        conc_lock_release(&p->lock);
+        return EPIPE;
+    }
+    if (n == 0) {
+        conc_lock_release(&p->lock);
+        return 0;
+    }
+    conc__forkpool_range r0;
+    r0.lo = 0;
+    r0.hi = n;
+    r0.attempts = 1;
+    p->nevents = p->final_from = 0;
+    p->nnext = 0;
+    p->map_status = 0;
+    p->map_finished = false;
+    int e = conc__forkpool_round_setup(p, &r0, 1, fn, arg);
+    if (e) {
+        conc_lock_release(&p->lock);
+        return e;
+    }
+    p->map_active = true;
+    conc__forkpool_dispatch(p);
+    conc__forkpool_kick(p);
+    while (!p->map_finished)
+        conc_cond_wait(&p->cond, &p->lock);
+    if (p->round_mem) {
+        (void)conc__forkpool_free_locked(p, p->round_mem);
+        p->round_mem = NULL;
+    }
+    conc__forkpool_event *ev = p->events;
+    size_t nev = p->nevents, final_from = p->final_from;
+    int status = p->map_status;
+    p->events = NULL;
+    p->nevents = p->cap_events = 0;
+    p->map_active = false;
+    conc_cond_notify_all(&p->cond);
+    conc_lock_release(&p->lock);
+    /* Outcomes: the events in the order they happened; later ones win. */
+    if (outcomes) {
+        for (size_t i = 0; i < n; i++) {
+            outcomes[i].status = outcomes[i].signal = outcomes[i].exit_code = 0;
+            outcomes[i].attempts = 1;
+        }
+        for (size_t k = 0; k < nev; k++)
+            for (uint64_t i = ev[k].lo; i < ev[k].hi; i++)
+                outcomes[i] = ev[k].o;
+        if (status == 0)
+            for (size_t i = 0; i < n; i++)
+                if (outcomes[i].status != 0) {
+                    status = outcomes[i].status;
+                    break;
+                }
+    } else if (status == 0 && nev) {
+        /* The first failing item without an outcome array: each item's last single event
+         * (sorted by item, then by when), against the EPIPE ranges, which came last of all
+         * (a range's first item is EPIPE, and it is at or before any item it covers). */
+        uint64_t first = UINT64_MAX;
+        size_t ns = final_from;
+        conc__forkpool_order *ord = (conc__forkpool_order *)malloc((ns ? ns : 1) * sizeof *ord);
+        if (!ord)
+            CONC_ABORT("conc_forkpool_map: out of memory for item outcomes");
+        for (size_t k = 0; k < ns; k++) {
+            ord[k].lo = ev[k].lo;
+            ord[k].seq = k;
+        }
+        qsort(ord, ns, sizeof *ord, conc__forkpool_order_cmp);
+        for (size_t k = 0; k < ns; k++) {
+            if (k + 1 < ns && ord[k + 1].lo == ord[k].lo)
+                continue; /* not the item's last event */
+            if (ev[ord[k].seq].o.status != 0) {
+                first = ord[k].lo;
+                status = ev[ord[k].seq].o.status;
+                break;
+            }
+        }
+        free(ord);
+        for (size_t k = ns; k < nev; k++)
+            if (ev[k].lo <= first) {
+                first = ev[k].lo;
+                status = EPIPE;
+            }
+    }
+    free(ev);
+    return status;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * submit
+ * ------------------------------------------------------------------------------------------- */
+CONC_COLD int conc__forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_fn fn, const void *arg,
+                                    size_t len, conc_future_t **out, bool block) {
+    if (out)
+        *out = NULL;
+    if (!fn || (!arg && len))
+        return EINVAL;
+    conc_future_t *f;
+    void *ext;
+    if (conc__future_create_ext(&f, sizeof(conc__forkpool_task), conc__forkpool_task_free,
+                                &ext) != 0)
+        return ENOMEM;
+    conc__forkpool_task *t = (conc__forkpool_task *)ext;
+    memset(t, 0, sizeof *t);
+    t->pool = p;
+    t->f = f;
+    t->fn = fn;
+    t->len = len;
+    if (len) {
+        t->arg = malloc(len);
+        if (!t->arg) {
+            conc_future_release(f);
+            return ENOMEM;
+        }
+        memcpy(t->arg, arg, len);
+    }
+    conc_lock_acquire(&p->lock);
+    while (!p->closed && p->queued >= p->opts.queue_capacity && block)
+        conc_cond_wait(&p->cond, &p->lock);
+    int e = p->closed ? EPIPE : p->queued >= p->opts.queue_capacity ? EAGAIN : 0;
+    if (e) {
+        conc_lock_release(&p->lock);
+        conc_future_release(f);
+        return e;
+    }
+    if (out)
+        conc_future_retain(f); /* the caller's; the pool keeps the first until done */
+    t->id = ++p->next_task_id;
+    t->state = CONC__FORKPOOL_T_QUEUED;
+    if (p->qtail)
+        p->qtail->next = t;
+    else
+        p->qhead = t;
+    p->qtail = t;
+    p->queued++;
+    conc__forkpool_dispatch(p); /* an idle worker gets it now, without a thread hop */
+    bool kick = p->queued > 0;
+    for (unsigned k = 0; k < p->nworkers && !kick; k++)
+        kick = conc__forkpool_out_busy(&p->w[k]); /* a long argument: the monitor finishes it */
+    conc_lock_release(&p->lock);
+    if (kick)
+        conc__forkpool_kick(p);
+    if (out)
+        *out = f;
+    return 0;
+}
+
+CONC_NODISCARD static inline int conc_forkpool_submit(conc_forkpool_t *p,
+                                                      conc_forkpool_task_fn fn, const void *arg,
+                                                      size_t len, conc_future_t **f) {
+    return conc__forkpool_submit(p, fn, arg, len, f, true);
+}
+
+CONC_NODISCARD static inline int conc_forkpool_try_submit(conc_forkpool_t *p,
+                                                          conc_forkpool_task_fn fn,
+                                                          const void *arg, size_t len,
+                                                          conc_future_t **f) {
+    return conc__forkpool_submit(p, fn, arg, len, f, false);
+}
+
+static inline const void *conc_forkpool_result(conc_future_t *f, size_t *len) {
+    conc__forkpool_task *t = conc__forkpool_task_of(f);
+    if (len)
+        *len = 0;
+    /* [A1] acquire inside conc_future_state: the monitor wrote result and result_len before
+     * completing ([R1]). A task that returned 0 with no bytes gets "" (not NULL). */
+    if (!t || conc_future_state(f) != CONC_FUTURE_DONE)
+        return NULL;
+    if (len)
+        *len = t->result_len;
+    return t->result ? t->result : "";
+}
+
+CONC_NODISCARD static inline int conc_forkpool_outcome(conc_future_t *f,
+                                                       conc_forkpool_outcome_t *out) {
+    conc__forkpool_task *t = conc__forkpool_task_of(f);
+    if (!t)
+        return EINVAL;
+    if (!conc_future_is_done(f))
+        return EAGAIN;
+    /* [A5] acquire: pairs with [R5]; the outcome fields are final. Done but not yet off
+     * the books: conc_forkpool_cancel completed it (and wrote the outcome before completing,
+     * which [A1] in is_done orders before us), or the user cancelled it while queued. */
+    if (!conc_load(&t->done, CONC_ACQUIRE) && !t->cancelled) {
+        memset(out, 0, sizeof *out);
+        out->status = ECANCELED;
+        return 0;
+    }
+    *out = t->outcome;
+    return 0;
+}
+
+CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
+    conc__forkpool_task *t = conc__forkpool_task_of(f);
+    if (!t)
+        return EINVAL;
+    if (conc_load(&t->done, CONC_ACQUIRE)) /* [A5]: the pool may be gone; done is final */
+        return EBUSY;
+    conc_forkpool_t *p = t->pool;
+    conc__forkpool_done_list dl = {NULL};
+    int r = 0;
+    bool kill_done = false;
+    conc_lock_acquire(&p->lock);
+    if (t->state == CONC__FORKPOOL_T_QUEUED) {
+        conc__forkpool_task **pp = &p->qhead, *prev = NULL;
+        while (*pp != t) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        *pp = t->next;
+        if (p->qtail == t)
+            p->qtail = prev;
+        p->queued--;
+        t->outcome.status = ECANCELED;
+        conc__forkpool_task_finish(p, t, &dl);
+        conc_cond_notify_all(&p->cond);
+    } else if (t->state == CONC__FORKPOOL_T_RUNNING && !t->cancelled) {
+        conc__forkpool_worker *w = &p->w[t->worker];
+        (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
+        t->cancelled = true;
+        t->outcome.status = ECANCELED;
+        t->outcome.signal = SIGKILL;
+        kill_done = true;
+    } else {
+        r = EBUSY;
+    }
+    conc_lock_release(&p->lock);
+    /* Completed now, outside the lock (callbacks may call into the pool); the worker's death
+     * (soon) only takes the task off the books. The pool's reference keeps f alive. */
+    if (kill_done) {
+        int won = conc_future_complete(f, ECANCELED, NULL); /* EBUSY: conc_future_cancel won */
+        CONC_UNUSED(won);
+    }
+    conc__forkpool_complete(&dl);
+    return r;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CONC_FORKPOOL_H */

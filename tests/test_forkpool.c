@@ -1,0 +1,919 @@
+/* tests/test_forkpool.c - forkpool.h: map exactly once, deaths, timeouts, submit, cancel,
+ * recycling, fork hygiene, and nothing left behind
+ * SPDX-License-Identifier: MIT
+ *
+ * Workers are real processes: every case checks what they did through counters in the shared
+ * region (relaxed atomics: instrumentation), never through timing. A worker the test kills is
+ * told apart by a flag it raises in shared memory before it blocks, so the kill lands exactly
+ * on the item the test means.
+ */
+#include "harness.h"
+
+#include "conc/forkpool.h"
+
+#include <dirent.h>
+#include <sys/prctl.h>
+
+#define FP_FLAG_WAIT_NS (200 * 1000) /* polling step while waiting for a worker's flag */
+
+/* -------------------------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------------------------- */
+static int fp_fd_count(void) {
+    DIR *d = opendir("/proc/self/fd");
+    TH_CHECK(d != NULL);
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* No child of ours is left, dead or alive (the harness runs each case in its own process). */
+static void fp_check_no_children(void) {
+    int st;
+    pid_t r = waitpid(-1, &st, WNOHANG);
+    TH_CHECK_MSG(r == -1 && errno == ECHILD, "a child is left (waitpid gave %d)", (int)r);
+}
+
+/* Waits until *flag (shared memory, written by a worker) is at least want. */
+static void fp_wait_flag(const uint32_t *flag, uint32_t want) {
+    while (__atomic_load_n(flag, __ATOMIC_ACQUIRE) < want)
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+}
+
+static bool fp_pid_alive(pid_t pid) {
+    char path[64], state = 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    int r = fscanf(f, "%*d %*s %c", &state);
+    fclose(f);
+    return r == 1 && state != 'Z' && state != 'X';
+}
+
+static conc_forkpool_t *fp_create(unsigned workers) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = workers;
+    o.shared_size = 64u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    return p;
+}
+
+/* The shared scratch of most cases: per-item counters plus a few flags. */
+typedef struct fp_shared {
+    uint32_t flag;      /* raised by the worker running the item the test waits for */
+    uint32_t tries;     /* attempts of a "fails once" item */
+    pid_t pid;          /* the pid of the worker that raised flag */
+    uint32_t count[];   /* per-item runs */
+} fp_shared;
+
+static fp_shared *fp_shared_alloc(conc_forkpool_t *p, size_t n) {
+    fp_shared *s = (fp_shared *)conc_forkpool_alloc(p, sizeof(fp_shared) + n * sizeof(uint32_t));
+    TH_CHECK(s != NULL);
+    memset(s, 0, sizeof(fp_shared) + n * sizeof(uint32_t));
+    return s;
+}
+
+static void fp_check_once_except(const fp_shared *s, size_t n, size_t skip) {
+    for (size_t i = 0; i < n; i++)
+        if (i != skip)
+            TH_CHECK_MSG(__atomic_load_n(&s->count[i], __ATOMIC_RELAXED) == 1,
+                         "item %zu ran %u times", i, s->count[i]);
+}
+
+/* Items: count the run; special items do what the case names. */
+enum { FP_NONE, FP_HANG, FP_SEGV, FP_ABORT, FP_EXIT3, FP_FAIL_ONCE, FP_STATUS, FP_SIGINT };
+typedef struct fp_map_arg {
+    fp_shared *s;
+    size_t special[4];
+    int what[4];
+} fp_map_arg;
+
+static void fp_hang(fp_shared *s) {
+    s->pid = getpid();
+    __atomic_store_n(&s->flag, 1u, __ATOMIC_RELEASE);
+    for (;;)
+        pause();
+}
+
+static int fp_item(size_t i, void *arg) {
+    fp_map_arg *a = (fp_map_arg *)arg;
+    __atomic_fetch_add(&a->s->count[i], 1u, __ATOMIC_RELAXED);
+    for (int k = 0; k < 4; k++) {
+        if (a->special[k] != i)
+            continue;
+        switch (a->what[k]) {
+        case FP_HANG:
+            fp_hang(a->s);
+            break;
+        case FP_SEGV:
+            raise(SIGSEGV);
+            break;
+        case FP_ABORT:
+            abort();
+        case FP_EXIT3:
+            exit(3);
+        case FP_FAIL_ONCE:
+            if (__atomic_fetch_add(&a->s->tries, 1u, __ATOMIC_RELAXED) == 0)
+                raise(SIGKILL);
+            break;
+        case FP_STATUS:
+            return (int)(100 + i);
+        case FP_SIGINT:
+            __atomic_store_n(&a->s->flag, 1u, __ATOMIC_RELEASE);
+            while (__atomic_load_n(&a->s->flag, __ATOMIC_ACQUIRE) != 2)
+                usleep(100);
+            break;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+static fp_map_arg *fp_arg(conc_forkpool_t *p, fp_shared *s) {
+    fp_map_arg *a = (fp_map_arg *)conc_forkpool_alloc(p, sizeof *a);
+    TH_CHECK(a != NULL);
+    memset(a, 0, sizeof *a);
+    a->s = s;
+    for (int k = 0; k < 4; k++)
+        a->special[k] = SIZE_MAX;
+    return a;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * map
+ * ------------------------------------------------------------------------------------------- */
+static void forkpool_map_exactly_once(void) {
+    conc_forkpool_t *p = fp_create(3);
+    size_t n = (size_t)th_iters(200000);
+    fp_shared *s = fp_shared_alloc(p, n);
+    fp_map_arg *a = fp_arg(p, s);
+    conc_forkpool_outcome_t *out = (conc_forkpool_outcome_t *)malloc(n * sizeof *out);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, n, out), 0);
+    fp_check_once_except(s, n, SIZE_MAX);
+    for (size_t i = 0; i < n; i++)
+        TH_CHECK(out[i].status == 0 && out[i].attempts == 1 && out[i].signal == 0);
+    /* Again on the same workers, with no outcomes array, and a map of nothing. */
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, n, NULL), 0);
+    for (size_t i = 0; i < n; i++)
+        TH_CHECK_EQ(s->count[i], 2);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, 0, NULL), 0);
+    TH_CHECK_EQ(conc_forkpool_map(p, NULL, a, 1, NULL), EINVAL);
+    free(out);
+    conc_forkpool_destroy(p);
+}
+
+static void forkpool_map_first_failing_status(void) {
+    conc_forkpool_t *p = fp_create(2);
+    size_t n = 5000;
+    fp_shared *s = fp_shared_alloc(p, n);
+    fp_map_arg *a = fp_arg(p, s);
+    a->special[0] = 4000, a->what[0] = FP_STATUS;
+    a->special[1] = 1234, a->what[1] = FP_STATUS;
+    conc_forkpool_outcome_t *out = (conc_forkpool_outcome_t *)malloc(n * sizeof *out);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, n, out), 100 + 1234);
+    TH_CHECK_EQ(out[1234].status, 1334);
+    TH_CHECK_EQ(out[4000].status, 4100);
+    TH_CHECK_EQ(out[4000].attempts, 1);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, n, NULL), 1334); /* no outcomes: the same */
+    fp_check_once_except(s, 0, 0);
+    free(out);
+    conc_forkpool_destroy(p);
+}
+
+/* A worker SIGKILLed from outside while it runs item 777: that item is reported with the
+ * signal, every other item runs exactly once, and a replacement serves the next map. */
+static void forkpool_map_worker_sigkilled(void) {
+    conc_forkpool_t *p = fp_create(2);
+    size_t n = 20000, victim = 777;
+    fp_shared *s = fp_shared_alloc(p, n);
+    fp_map_arg *a = fp_arg(p, s);
+    a->special[0] = victim, a->what[0] = FP_HANG;
+    pid_t before[2];
+    TH_CHECK_EQ(conc_forkpool_pids(p, before, 2), 2);
+    conc_forkpool_outcome_t *out = (conc_forkpool_outcome_t *)malloc(n * sizeof *out);
+    pid_t killer = fork();
+    if (killer == 0) { /* kills from outside the pool's process tree view: another process */
+        fp_wait_flag(&s->flag, 1);
+        kill(s->pid, SIGKILL);
+        _exit(0);
+    }
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, n, out), ECHILD);
+    TH_CHECK_EQ(waitpid(killer, NULL, 0), killer);
+    TH_CHECK_EQ(out[victim].status, ECHILD);
+    TH_CHECK_EQ(out[victim].signal, SIGKILL);
+    TH_CHECK_EQ(out[victim].attempts, 1);
+    fp_check_once_except(s, n, victim);
+    for (size_t i = 0; i < n; i++)
+        if (i != victim)
+            TH_CHECK(out[i].status == 0 && out[i].attempts == 1);
+    /* The pool is whole again: a replacement with a new pid. */
+    a->special[0] = SIZE_MAX;
+    memset(s->count, 0, n * sizeof s->count[0]);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, n, NULL), 0);
+    fp_check_once_except(s, n, SIZE_MAX);
+    pid_t after[2];
+    while (conc_forkpool_pids(p, after, 2) != 2) /* the replacement may still be starting */
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    TH_CHECK(after[0] != s->pid && after[1] != s->pid);
+    free(out);
+    conc_forkpool_destroy(p);
+}
+
+/* raise(SIGSEGV), abort() and exit(3) inside fn: each item names its death. */
+static void forkpool_map_crashes_named(void) {
+    conc_forkpool_t *p = fp_create(2);
+    size_t n = 3000;
+    fp_shared *s = fp_shared_alloc(p, n);
+    fp_map_arg *a = fp_arg(p, s);
+    a->special[0] = 13, a->what[0] = FP_SEGV;
+    a->special[1] = 1777, a->what[1] = FP_ABORT;
+    a->special[2] = 2999, a->what[2] = FP_EXIT3;
+    conc_forkpool_outcome_t *out = (conc_forkpool_outcome_t *)malloc(n * sizeof *out);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, n, out), ECHILD);
+    TH_CHECK(out[13].status == ECHILD && out[13].signal == SIGSEGV && out[13].exit_code == 0);
+    TH_CHECK(out[1777].status == ECHILD && out[1777].signal == SIGABRT);
+    TH_CHECK(out[2999].status == ECHILD && out[2999].signal == 0 && out[2999].exit_code == 3);
+    size_t failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        failed += out[i].status != 0;
+        TH_CHECK_EQ(s->count[i], 1); /* the three were started once too: no retries */
+    }
+    TH_CHECK_EQ(failed, 3);
+    free(out);
+    conc_forkpool_destroy(p);
+}
+
+static void forkpool_map_retry_succeeds(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 2;
+    o.retries = 2;
+    o.shared_size = 16u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    size_t n = 4000, k = 2500;
+    fp_shared *s = fp_shared_alloc(p, n);
+    fp_map_arg *a = fp_arg(p, s);
+    a->special[0] = k, a->what[0] = FP_FAIL_ONCE;
+    conc_forkpool_outcome_t *out = (conc_forkpool_outcome_t *)malloc(n * sizeof *out);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, n, out), 0);
+    TH_CHECK_EQ(out[k].status, 0);
+    TH_CHECK_EQ(out[k].attempts, 2);
+    TH_CHECK_EQ(s->count[k], 2);
+    TH_CHECK_EQ(s->tries, 2);
+    fp_check_once_except(s, n, k);
+    free(out);
+    conc_forkpool_destroy(p);
+}
+
+static void forkpool_map_task_timeout(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 2;
+    o.retries = 3; /* a timed-out item is never re-run */
+    o.task_timeout = 300 * CONC_MS;
+    o.shared_size = 16u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    size_t n = 200, k = 50;
+    fp_shared *s = fp_shared_alloc(p, n);
+    fp_map_arg *a = fp_arg(p, s);
+    a->special[0] = k, a->what[0] = FP_HANG;
+    conc_forkpool_outcome_t *out = (conc_forkpool_outcome_t *)malloc(n * sizeof *out);
+    int64_t t0 = th_now();
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, n, out), ETIMEDOUT);
+    TH_CHECK(th_now() - t0 >= o.task_timeout); /* never before its time */
+    TH_CHECK_EQ(out[k].status, ETIMEDOUT);
+    TH_CHECK_EQ(out[k].signal, SIGTERM); /* SIGTERM ends pause(); no KILL was needed */
+    TH_CHECK_EQ(out[k].attempts, 1);
+    TH_CHECK_EQ(s->count[k], 1);
+    fp_check_once_except(s, n, k);
+    free(out);
+    conc_forkpool_destroy(p);
+}
+
+/* SIGINT to the whole process group mid-map: workers (and the fork server) ignore it, the
+ * parent's own handler sees it, and the map completes exactly once. */
+static volatile sig_atomic_t fp_sigints;
+static void fp_on_sigint(int sig) {
+    (void)sig;
+    fp_sigints++;
+}
+
+static void forkpool_map_sigint_to_group(void) {
+    conc_forkpool_t *p = fp_create(2);
+    size_t n = 10000, k = 3000;
+    fp_shared *s = fp_shared_alloc(p, n);
+    fp_map_arg *a = fp_arg(p, s);
+    a->special[0] = k, a->what[0] = FP_SIGINT;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fp_on_sigint;
+    sa.sa_flags = SA_RESTART;
+    TH_CHECK_EQ(sigaction(SIGINT, &sa, NULL), 0);
+    pid_t helper = fork();
+    if (helper == 0) {
+        signal(SIGINT, SIG_IGN);
+        fp_wait_flag(&s->flag, 1);
+        kill(0, SIGINT); /* the process group: parent, server, workers, this helper */
+        __atomic_store_n(&s->flag, 2u, __ATOMIC_RELEASE);
+        _exit(0);
+    }
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, n, NULL), 0);
+    TH_CHECK_EQ(waitpid(helper, NULL, 0), helper);
+    TH_CHECK(fp_sigints >= 1);
+    fp_check_once_except(s, n, SIZE_MAX);
+    pid_t pids[2];
+    TH_CHECK_EQ(conc_forkpool_pids(p, pids, 2), 2); /* nobody died of it */
+    conc_forkpool_destroy(p);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * submit
+ * ------------------------------------------------------------------------------------------- */
+static int fp_echo(const void *arg, size_t len, void **result, size_t *result_len) {
+    if (len == 0)
+        return 0;
+    *result = malloc(len);
+    memcpy(*result, arg, len);
+    *result_len = len;
+    return 0;
+}
+
+static int fp_fail7(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)arg, (void)len, (void)result, (void)result_len;
+    return 7;
+}
+
+static int fp_getpid(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)arg, (void)len;
+    pid_t *r = (pid_t *)malloc(sizeof *r);
+    *r = getpid();
+    *result = r;
+    *result_len = sizeof *r;
+    return 0;
+}
+
+/* arg: a size; result: that many bytes, byte i = i * 7 + 1. */
+static int fp_big(const void *arg, size_t len, void **result, size_t *result_len) {
+    TH_CHECK_EQ(len, sizeof(size_t));
+    size_t n;
+    memcpy(&n, arg, sizeof n);
+    unsigned char *r = (unsigned char *)malloc(n);
+    for (size_t i = 0; i < n; i++)
+        r[i] = (unsigned char)(i * 7 + 1);
+    *result = r;
+    *result_len = n;
+    return 0;
+}
+
+static void fp_check_big(conc_future_t *f, size_t n) {
+    size_t len;
+    const unsigned char *r = (const unsigned char *)conc_forkpool_result(f, &len);
+    TH_CHECK(r != NULL);
+    TH_CHECK_EQ(len, n);
+    for (size_t i = 0; i < n; i++)
+        if (r[i] != (unsigned char)(i * 7 + 1))
+            TH_CHECK_MSG(false, "byte %zu of %zu is wrong", i, n);
+}
+
+/* Hangs after raising the flag in the shared page it got the address of. */
+static int fp_hang_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_shared *s;
+    memcpy(&s, arg, sizeof s);
+    fp_hang(s);
+    return 0;
+}
+
+static uint32_t fp_done_calls;
+static void fp_on_done(conc_future_t *f, void *arg) {
+    (void)f;
+    __atomic_fetch_add((uint32_t *)arg, 1u, __ATOMIC_RELAXED);
+}
+
+static void forkpool_submit_future_api(void) {
+    conc_forkpool_t *p = fp_create(2);
+    conc_future_t *f[4];
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "hello", 6, &f[0]), 0);
+    TH_CHECK_EQ(conc_future_wait(f[0]), 0);
+    size_t len;
+    TH_CHECK_EQ(strcmp((const char *)conc_forkpool_result(f[0], &len), "hello"), 0);
+    TH_CHECK_EQ(len, 6);
+    TH_CHECK_EQ(strcmp((const char *)conc_future_result(f[0]), "hello"), 0);
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(f[0], &o), 0);
+    TH_CHECK(o.status == 0 && o.attempts == 1 && o.signal == 0);
+    TH_CHECK_EQ(conc_forkpool_cancel(f[0]), EBUSY);
+    /* A failing task: status, no bytes. */
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_fail7, NULL, 0, &f[1]), 0);
+    TH_CHECK_EQ(conc_future_wait(f[1]), 7);
+    TH_CHECK(conc_forkpool_result(f[1], &len) == NULL && len == 0);
+    /* An empty result is "" (not NULL) with status 0. */
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, NULL, 0, &f[2]), 0);
+    TH_CHECK_EQ(conc_future_wait(f[2]), 0);
+    TH_CHECK(conc_forkpool_result(f[2], &len) != NULL && len == 0);
+    /* wait_any, as_completed and on_done on fork-pool futures. */
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "x", 1, &f[3]), 0);
+    TH_CHECK_EQ(conc_future_on_done(f[3], fp_on_done, &fp_done_calls), 0);
+    size_t idx;
+    TH_CHECK_EQ(conc_future_wait_any(&f[3], 1, CONC_FOREVER, &idx), 0);
+    TH_CHECK_EQ(idx, 0);
+    conc_as_completed_t *ac;
+    TH_CHECK_EQ(conc_as_completed_create(&ac, f, 4), 0);
+    int seen = 0;
+    conc_future_t *g;
+    while (conc_as_completed_next(ac, &g) == 0)
+        seen++;
+    TH_CHECK_EQ(seen, 4);
+    conc_as_completed_destroy(ac);
+    TH_CHECK_EQ(conc_future_wait(f[3]), 0);
+    TH_CHECK_EQ(__atomic_load_n(&fp_done_calls, __ATOMIC_RELAXED), 1);
+    /* Not a fork-pool future: EINVAL. */
+    conc_future_t *plain;
+    TH_CHECK_EQ(conc_future_create(&plain), 0);
+    TH_CHECK_EQ(conc_forkpool_outcome(plain, &o), EINVAL);
+    TH_CHECK_EQ(conc_forkpool_cancel(plain), EINVAL);
+    TH_CHECK(conc_forkpool_result(plain, &len) == NULL);
+    conc_future_release(plain);
+    TH_CHECK_EQ(conc_forkpool_submit(p, NULL, NULL, 0, &g), EINVAL);
+    TH_CHECK(g == NULL);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, NULL, 3, &g), EINVAL);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "fire", 4, NULL), 0); /* no future wanted */
+    for (int i = 0; i < 4; i++)
+        conc_future_release(f[i]);
+    conc_forkpool_destroy(p);
+}
+
+static void forkpool_submit_big_result(void) {
+    conc_forkpool_t *p = fp_create(2);
+    size_t n = (size_t)8 << 20;
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_big, &n, sizeof n, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    fp_check_big(f, n);
+    conc_future_release(f);
+    /* And a large argument (past any socket buffer) echoed back. */
+    size_t m = (size_t)3 << 20;
+    unsigned char *arg = (unsigned char *)malloc(m);
+    for (size_t i = 0; i < m; i++)
+        arg[i] = (unsigned char)(i * 7 + 1);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, arg, m, &f), 0);
+    free(arg); /* submit copied it */
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    fp_check_big(f, m);
+    conc_future_release(f);
+    conc_forkpool_destroy(p);
+}
+
+/* 10,000 tiny tasks and 10 huge ones (1 MiB results), interleaved, through a small queue
+ * (submit blocks while it is full). */
+static void forkpool_submit_tiny_and_huge(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 2;
+    o.queue_capacity = 16;
+    o.shared_size = 16u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    size_t tiny = (size_t)th_iters(10000), huge = 10, big = (size_t)1 << 20;
+    size_t total = tiny + huge;
+    conc_future_t **f = (conc_future_t **)calloc(total, sizeof *f);
+    size_t every = tiny / huge;
+    for (size_t i = 0, h = 0; i < total; i++) {
+        if (h < huge && i % (every + 1) == every) {
+            TH_CHECK_EQ(conc_forkpool_submit(p, fp_big, &big, sizeof big, &f[i]), 0);
+            h++;
+        } else {
+            uint64_t v = i;
+            TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, &v, sizeof v, &f[i]), 0);
+        }
+    }
+    size_t bigs = 0;
+    for (size_t i = 0; i < total; i++) {
+        TH_CHECK_EQ(conc_future_wait(f[i]), 0);
+        size_t len;
+        const void *r = conc_forkpool_result(f[i], &len);
+        if (len == big) {
+            fp_check_big(f[i], big);
+            bigs++;
+        } else {
+            uint64_t v;
+            TH_CHECK_EQ(len, sizeof v);
+            memcpy(&v, r, sizeof v);
+            TH_CHECK_EQ(v, i);
+        }
+        conc_future_release(f[i]);
+    }
+    TH_CHECK_EQ(bigs, huge);
+    free(f);
+    conc_forkpool_destroy(p);
+}
+
+static void forkpool_submit_cancel_running_and_queued(void) {
+    conc_forkpool_t *p = fp_create(1);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    conc_future_t *run, *queued, *after;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task, &s, sizeof s, &run), 0);
+    fp_wait_flag(&s->flag, 1); /* it is running in the only worker */
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "q", 1, &queued), 0);
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(queued, &o), EAGAIN);
+    TH_CHECK_EQ(conc_forkpool_cancel(queued), 0); /* queued: dropped */
+    TH_CHECK_EQ(conc_future_wait(queued), ECANCELED);
+    TH_CHECK_EQ(conc_future_state(queued), CONC_FUTURE_CANCELLED);
+    TH_CHECK_EQ(conc_future_cancel(run), EBUSY); /* future.h cannot stop a running task */
+    TH_CHECK_EQ(conc_forkpool_cancel(run), 0);   /* forkpool.h kills its worker */
+    TH_CHECK_EQ(conc_future_wait(run), ECANCELED);
+    TH_CHECK_EQ(conc_forkpool_outcome(run, &o), 0);
+    TH_CHECK(o.status == ECANCELED && o.attempts == 1);
+    TH_CHECK_EQ(conc_forkpool_cancel(run), EBUSY);
+    /* A replacement serves the next task. */
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &after), 0);
+    TH_CHECK_EQ(conc_future_wait(after), 0);
+    TH_CHECK(*(const pid_t *)conc_forkpool_result(after, NULL) != s->pid);
+    TH_CHECK(!fp_pid_alive(s->pid));
+    conc_future_release(run);
+    conc_future_release(queued);
+    conc_future_release(after);
+    conc_forkpool_destroy(p);
+}
+
+static void forkpool_submit_timeout_and_crash(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 2;
+    o.task_timeout = 300 * CONC_MS;
+    o.shared_size = 16u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    conc_future_t *f, *g;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task, &s, sizeof s, &f), 0);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "ok", 3, &g), 0);
+    TH_CHECK_EQ(conc_future_wait(g), 0); /* the other worker is free meanwhile */
+    TH_CHECK_EQ(conc_future_wait(f), ETIMEDOUT);
+    conc_forkpool_outcome_t out;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &out), 0);
+    TH_CHECK(out.status == ETIMEDOUT && out.signal == SIGTERM && out.attempts == 1);
+    conc_future_release(f);
+    conc_future_release(g);
+    conc_forkpool_destroy(p);
+}
+
+static void forkpool_submit_bounded_queue(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.queue_capacity = 2;
+    o.shared_size = 16u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    conc_future_t *run, *q[2], *extra = NULL;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task, &s, sizeof s, &run), 0);
+    fp_wait_flag(&s->flag, 1);
+    TH_CHECK_EQ(conc_forkpool_try_submit(p, fp_echo, "a", 1, &q[0]), 0);
+    TH_CHECK_EQ(conc_forkpool_try_submit(p, fp_echo, "b", 1, &q[1]), 0);
+    TH_CHECK_EQ(conc_forkpool_try_submit(p, fp_echo, "c", 1, &extra), EAGAIN);
+    TH_CHECK(extra == NULL);
+    TH_CHECK_EQ(conc_forkpool_cancel(run), 0); /* frees the worker: the queue drains */
+    for (int i = 0; i < 2; i++) {
+        TH_CHECK_EQ(conc_future_wait(q[i]), 0);
+        conc_future_release(q[i]);
+    }
+    conc_future_release(run);
+    conc_forkpool_shutdown(p, false);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "d", 1, &extra), EPIPE);
+    TH_CHECK_EQ(conc_forkpool_try_submit(p, fp_echo, "d", 1, &extra), EPIPE);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, NULL, 1, NULL), EPIPE);
+    conc_forkpool_shutdown(p, true); /* idempotent */
+    conc_forkpool_destroy(p);
+}
+
+static void forkpool_shutdown_cancels_pending(void) {
+    conc_forkpool_t *p = fp_create(1);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    conc_future_t *run, *q;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task, &s, sizeof s, &run), 0);
+    fp_wait_flag(&s->flag, 1);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "a", 1, &q), 0);
+    TH_CHECK_EQ(conc_forkpool_cancel(run), 0);
+    conc_forkpool_shutdown(p, true);
+    int st = conc_future_wait(q); /* cancelled, unless the worker took it first */
+    TH_CHECK(st == ECANCELED || st == 0);
+    conc_future_release(run);
+    conc_future_release(q);
+    conc_forkpool_destroy(p);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Workers: init, recycling, the pristine image, a parent with threads
+ * ------------------------------------------------------------------------------------------- */
+static int fp_init_fails(void *arg) {
+    (void)arg;
+    return 7;
+}
+
+static int fp_init_crashes(void *arg) {
+    (void)arg;
+    raise(SIGKILL);
+    return 0;
+}
+
+static void forkpool_init_failing_leaves_nothing(void) {
+    int fds = fp_fd_count();
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 2;
+    o.init = fp_init_fails;
+    conc_forkpool_t *p = (conc_forkpool_t *)1;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 7);
+    TH_CHECK(p == NULL);
+    o.init = fp_init_crashes;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), ECHILD);
+    TH_CHECK_EQ(fp_fd_count(), fds);
+    fp_check_no_children();
+    o.workers = CONC_FORKPOOL_MAX_WORKERS + 1;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), EINVAL);
+}
+
+static int fp_init_marks(void *arg) {
+    __atomic_fetch_add((uint32_t *)arg, 1u, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static void forkpool_max_tasks_per_child(void) {
+    uint32_t *inits = (uint32_t *)mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(inits != MAP_FAILED);
+    *inits = 0;
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.max_tasks_per_child = 2;
+    o.init = fp_init_marks;
+    o.init_arg = inits;
+    o.shared_size = 16u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    enum { TASKS = 10 };
+    pid_t pids[TASKS];
+    for (int i = 0; i < TASKS; i++) {
+        conc_future_t *f;
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &f), 0);
+        TH_CHECK_EQ(conc_future_wait(f), 0);
+        pids[i] = *(const pid_t *)conc_forkpool_result(f, NULL);
+        conc_future_release(f);
+    }
+    int distinct = 0;
+    for (int i = 0; i < TASKS; i++) {
+        int same = 0, j;
+        for (j = 0; j < i; j++)
+            same |= pids[j] == pids[i];
+        distinct += !same;
+        for (j = 0, same = 0; j < TASKS; j++)
+            same += pids[j] == pids[i];
+        TH_CHECK_EQ(same, 2); /* each worker served exactly two */
+    }
+    TH_CHECK_EQ(distinct, TASKS / 2);
+    /* A map counts chunks: it completes across recycling, exactly once. */
+    size_t n = 5000;
+    fp_shared *s = fp_shared_alloc(p, n);
+    fp_map_arg *a = fp_arg(p, s);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, n, NULL), 0);
+    fp_check_once_except(s, n, SIZE_MAX);
+    conc_forkpool_destroy(p);
+    TH_CHECK(__atomic_load_n(inits, __ATOMIC_RELAXED) >= (uint32_t)(TASKS / 2));
+    munmap(inits, 4096);
+}
+
+/* A replacement sees the parent as it was at create, not as it is now. */
+static int fp_image_value = 1;
+static int fp_read_image(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)arg, (void)len;
+    int *r = (int *)malloc(sizeof *r);
+    *r = fp_image_value;
+    *result = r;
+    *result_len = sizeof *r;
+    return 0;
+}
+
+static int fp_kill_self(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)arg, (void)len, (void)result, (void)result_len;
+    raise(SIGKILL);
+    return 0;
+}
+
+static void *fp_spinner(void *arg) {
+    uint32_t *stop = (uint32_t *)arg;
+    while (!__atomic_load_n(stop, __ATOMIC_ACQUIRE))
+        th_sleep_ns(100 * 1000);
+    return NULL;
+}
+
+typedef struct fp_maker {
+    conc_forkpool_t *p;
+} fp_maker;
+
+static void *fp_make_pool(void *arg) {
+    fp_maker *m = (fp_maker *)arg;
+    TH_CHECK_EQ(conc_forkpool_create(&m->p, NULL), 0);
+    return NULL;
+}
+
+static void forkpool_parent_threads_and_pristine_replacements(void) {
+    /* A thread runs in the parent throughout, and the pool is made by a thread that then
+     * exits: PDEATHSIG follows the forking thread, and the pool must outlive that one. */
+    uint32_t stop = 0;
+    pthread_t spin, maker;
+    TH_CHECK_EQ(pthread_create(&spin, NULL, fp_spinner, &stop), 0);
+    fp_image_value = 1;
+    fp_maker m = {NULL};
+    TH_CHECK_EQ(pthread_create(&maker, NULL, fp_make_pool, &m), 0);
+    TH_CHECK_EQ(pthread_join(maker, NULL), 0);
+    conc_forkpool_t *p = m.p;
+    fp_image_value = 2; /* after create: no worker may ever see it */
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_kill_self, NULL, 0, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ECHILD);
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
+    TH_CHECK(o.signal == SIGKILL && o.attempts == 1);
+    conc_future_release(f);
+    for (int i = 0; i < 8; i++) { /* replacements among them */
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_read_image, NULL, 0, &f), 0);
+        TH_CHECK_EQ(conc_future_wait(f), 0);
+        TH_CHECK_EQ(*(const int *)conc_forkpool_result(f, NULL), 1);
+        conc_future_release(f);
+    }
+    size_t n = 20000;
+    fp_shared *s = fp_shared_alloc(p, n);
+    fp_map_arg *a = fp_arg(p, s);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, n, NULL), 0);
+    fp_check_once_except(s, n, SIZE_MAX);
+    conc_forkpool_destroy(p);
+    __atomic_store_n(&stop, 1u, __ATOMIC_RELEASE);
+    TH_CHECK_EQ(pthread_join(spin, NULL), 0);
+}
+
+/* Replacements whose init crashes: after CONC_FORKPOOL_GIVE_UP immediate deaths the pool
+ * gives up: pending work fails with EPIPE, later calls get EPIPE, nothing is left behind. */
+static int fp_init_crash_when(void *arg) {
+    if (__atomic_load_n((uint32_t *)arg, __ATOMIC_ACQUIRE))
+        raise(SIGKILL);
+    return 0;
+}
+
+static void forkpool_gives_up_on_immediate_deaths(void) {
+    int fds = fp_fd_count();
+    uint32_t *crash = (uint32_t *)mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(crash != MAP_FAILED);
+    *crash = 0;
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.init = fp_init_crash_when;
+    o.init_arg = crash;
+    o.shared_size = 16u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    __atomic_store_n(crash, 1u, __ATOMIC_RELEASE);
+    conc_future_t *f, *g;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_kill_self, NULL, 0, &f), 0);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "x", 1, &g), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ECHILD);
+    TH_CHECK_EQ(conc_future_wait(g), EPIPE); /* it never got a worker */
+    conc_forkpool_outcome_t out;
+    TH_CHECK_EQ(conc_forkpool_outcome(g, &out), 0);
+    TH_CHECK(out.status == EPIPE && out.attempts == 0);
+    conc_future_release(f);
+    conc_future_release(g);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "x", 1, &g), EPIPE);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, NULL, 10, NULL), EPIPE);
+    conc_forkpool_destroy(p);
+    munmap(crash, 4096);
+    TH_CHECK_EQ(fp_fd_count(), fds);
+    fp_check_no_children();
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Nothing left behind; the parent killed
+ * ------------------------------------------------------------------------------------------- */
+static void forkpool_destroy_leaves_nothing(void) {
+    int fds = fp_fd_count();
+    for (int round = 0; round < 3; round++) {
+        conc_forkpool_t *p = fp_create(2);
+        pid_t pids[2];
+        TH_CHECK_EQ(conc_forkpool_pids(p, pids, 2), 2);
+        conc_future_t *f;
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_kill_self, NULL, 0, &f), 0); /* one replaced */
+        TH_CHECK_EQ(conc_future_wait(f), ECHILD);
+        conc_future_release(f);
+        void *m = conc_forkpool_alloc(p, 1000);
+        TH_CHECK(m != NULL && ((uintptr_t)m & 63) == 0);
+        conc_forkpool_destroy(p);
+        TH_CHECK_EQ(fp_fd_count(), fds);
+        fp_check_no_children();
+        for (int i = 0; i < 2; i++)
+            TH_CHECK(!fp_pid_alive(pids[i]));
+    }
+}
+
+static void forkpool_alloc_free(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.shared_size = 1u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    char *a = (char *)conc_forkpool_alloc(p, 100);
+    char *b = (char *)conc_forkpool_alloc(p, 64);
+    TH_CHECK(a && b && ((uintptr_t)a & 63) == 0 && ((uintptr_t)b & 63) == 0 && a != b);
+    TH_CHECK(conc_forkpool_alloc(p, 2u << 20) == NULL); /* past the region */
+    conc_forkpool_free(p, a);
+    char *c = (char *)conc_forkpool_alloc(p, 128);
+    TH_CHECK(c == a); /* first fit reuses the hole */
+    conc_forkpool_free(p, b);
+    conc_forkpool_free(p, c);
+    conc_forkpool_free(p, NULL);
+    char *all = (char *)conc_forkpool_alloc(p, (1u << 20) - 4096 * 4); /* coalesced again */
+    TH_CHECK(all != NULL);
+    conc_forkpool_free(p, all);
+    conc_forkpool_destroy(p);
+}
+
+static conc_forkpool_t *fp_misuse_pool;
+static void fp_free_bogus(void) {
+    static char not_ours[64];
+    conc_forkpool_free(fp_misuse_pool, not_ours);
+}
+
+static void forkpool_free_misuse_aborts(void) {
+    fp_misuse_pool = fp_create(1);
+    char buf[512];
+    int st = th_run_child_capturing_stderr(fp_free_bogus, buf, sizeof buf);
+    TH_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    TH_CHECK_MSG(strstr(buf, "conc_forkpool_free") != NULL, "stderr: %s", buf);
+    conc_forkpool_destroy(fp_misuse_pool);
+}
+
+/* The parent SIGKILLed: the fork server and every worker die with it (PDEATHSIG). We adopt
+ * the orphans (a subreaper) so that we can reap them and see them go. */
+static void forkpool_parent_killed_workers_die(void) {
+    TH_CHECK_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+    int pfd[2];
+    TH_CHECK_EQ(pipe(pfd), 0);
+    pid_t parent = fork();
+    if (parent == 0) {
+        close(pfd[0]);
+        conc_forkpool_t *p = fp_create(2);
+        pid_t pids[2];
+        if (conc_forkpool_pids(p, pids, 2) != 2)
+            _exit(1);
+        if (write(pfd[1], pids, sizeof pids) != (ssize_t)sizeof pids)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(pfd[1]);
+    pid_t pids[2];
+    TH_CHECK_EQ(read(pfd[0], pids, sizeof pids), (ssize_t)sizeof pids);
+    close(pfd[0]);
+    TH_CHECK(fp_pid_alive(pids[0]) && fp_pid_alive(pids[1]));
+    int64_t t0 = th_now();
+    TH_CHECK_EQ(kill(parent, SIGKILL), 0);
+    TH_CHECK_EQ(waitpid(parent, NULL, 0), parent);
+    /* Within a second (stretched like every deadline for sanitizer builds). */
+    int64_t limit = (int64_t)(1e9 * th_env_double("CONC_TEST_TIMEOUT_SCALE", 1.0));
+    while ((fp_pid_alive(pids[0]) || fp_pid_alive(pids[1])) && th_now() - t0 < limit)
+        th_sleep_ns(1000 * 1000);
+    TH_CHECK_MSG(!fp_pid_alive(pids[0]) && !fp_pid_alive(pids[1]),
+                 "workers alive %.0f ms after the parent's death", (double)(th_now() - t0) / 1e6);
+    printf("    workers gone %.1f ms after the parent's SIGKILL\n",
+           (double)(th_now() - t0) / 1e6);
+    /* Reap the adopted server and workers. */
+    while (waitpid(-1, NULL, WNOHANG) > 0 || (errno != ECHILD && th_now() - t0 < 10 * limit))
+        th_sleep_ns(1000 * 1000);
+}
+
+TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
+        TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_map_crashes_named),
+        TH_CASE(forkpool_map_retry_succeeds), TH_CASE(forkpool_map_task_timeout),
+        TH_CASE(forkpool_map_sigint_to_group), TH_CASE(forkpool_submit_future_api),
+        TH_CASE(forkpool_submit_big_result), TH_CASE(forkpool_submit_tiny_and_huge),
+        TH_CASE(forkpool_submit_cancel_running_and_queued),
+        TH_CASE(forkpool_submit_timeout_and_crash), TH_CASE(forkpool_submit_bounded_queue),
+        TH_CASE(forkpool_shutdown_cancels_pending), TH_CASE(forkpool_init_failing_leaves_nothing),
+        TH_CASE(forkpool_max_tasks_per_child),
+        TH_CASE(forkpool_parent_threads_and_pristine_replacements),
+        TH_CASE(forkpool_gives_up_on_immediate_deaths), TH_CASE(forkpool_destroy_leaves_nothing),
+        TH_CASE(forkpool_alloc_free), TH_CASE(forkpool_free_misuse_aborts),
+        TH_CASE(forkpool_parent_killed_workers_die))
