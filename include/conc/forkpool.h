@@ -199,6 +199,7 @@ extern "C" {
 #define CONC__FORKPOOL_CHUNK_DIV 2u /* a chunk is 1/(2 workers) of what remains */
 #define CONC__FORKPOOL_STOP_GRACE (2 * CONC_SEC) /* QUIT to SIGKILL for a worker at shutdown */
 #define CONC__FORKPOOL_FD 3 /* the worker's socket (and the server's) after hygiene */
+#define CONC__FORKPOOL_STAGE 4096 /* bytes one recv takes: a small message is one call */
 
 #if defined(__cplusplus)
 #define CONC__FORKPOOL_ASSERT(c, m) static_assert(c, m)
@@ -561,10 +562,31 @@ CONC_COLD void conc__forkpool_worker_exit(int code) {
     _exit(code);
 }
 
+/* Header and payload in one sendmsg when they fit (one wakeup, one read for the parent). */
 CONC_COLD void conc__forkpool_send_or_exit(int fd, const conc__forkpool_msg *m, const void *b) {
-    if (conc__forkpool_write_full(fd, m, sizeof *m) != 0 ||
-        (m->len && conc__forkpool_write_full(fd, b, (size_t)m->len) != 0))
+    struct iovec iov[2];
+    iov[0].iov_base = (void *)(uintptr_t)m;
+    iov[0].iov_len = sizeof *m;
+    iov[1].iov_base = (void *)(uintptr_t)b;
+    iov[1].iov_len = (size_t)m->len;
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = iov;
+    mh.msg_iovlen = m->len ? 2 : 1;
+    ssize_t r;
+    do
+        r = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
         conc__forkpool_worker_exit(0); /* the parent is gone */
+    size_t sent = (size_t)r;
+    if (sent < sizeof *m &&
+        conc__forkpool_write_full(fd, (const char *)m + sent, sizeof *m - sent) != 0)
+        conc__forkpool_worker_exit(0);
+    size_t body = sent > sizeof *m ? sent - sizeof *m : 0;
+    if (m->len > body &&
+        conc__forkpool_write_full(fd, (const char *)b + body, (size_t)m->len - body) != 0)
+        conc__forkpool_worker_exit(0);
 }
 
 /* Runs round chunks until none is left. Returns chunks run (for max_tasks_per_child), or
@@ -637,9 +659,25 @@ CONC_COLD void conc__forkpool_worker_main(const conc_forkpool_t *p, unsigned k) 
     m.type = CONC__FORKPOOL_MSG_READY;
     conc__forkpool_send_or_exit(fd, &m, NULL);
     unsigned tasks = 0;
+    /* The parent sends one message at a time and nothing until we answer, so a read of
+     * more than a header takes only this message: a small argument comes with it. */
+    char stage[CONC__FORKPOOL_STAGE];
+    size_t staged = 0;
     for (;;) {
-        if (conc__forkpool_read_full(fd, &m, sizeof m) != 0)
+        ssize_t got;
+        do
+            got = recv(fd, stage, sizeof stage, 0);
+        while (got < 0 && errno == EINTR);
+        if (got <= 0)
             conc__forkpool_worker_exit(0);
+        staged = (size_t)got;
+        if (staged < sizeof m &&
+            conc__forkpool_read_full(fd, stage + staged, sizeof m - staged) != 0)
+            conc__forkpool_worker_exit(0);
+        if (staged < sizeof m)
+            staged = sizeof m;
+        memcpy(&m, stage, sizeof m);
+        staged -= sizeof m;
         if (m.type == CONC__FORKPOOL_MSG_QUIT)
             conc__forkpool_worker_exit(0);
         if (m.type == CONC__FORKPOOL_MSG_MAP) {
@@ -656,8 +694,13 @@ CONC_COLD void conc__forkpool_worker_main(const conc_forkpool_t *p, unsigned k) 
         void *arg = NULL;
         if (m.len) {
             arg = malloc((size_t)m.len);
-            if (!arg || conc__forkpool_read_full(fd, arg, (size_t)m.len) != 0)
-                conc__forkpool_worker_exit(arg ? 0 : 1);
+            if (!arg)
+                conc__forkpool_worker_exit(1);
+            size_t have = staged < m.len ? staged : (size_t)m.len;
+            memcpy(arg, stage + sizeof m, have);
+            if (have < m.len &&
+                conc__forkpool_read_full(fd, (char *)arg + have, (size_t)m.len - have) != 0)
+                conc__forkpool_worker_exit(0);
         }
         conc_forkpool_task_fn fn = (conc_forkpool_task_fn)(uintptr_t)m.a;
         void *res = NULL;
@@ -1302,52 +1345,71 @@ CONC_COLD void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
     w->in_buf = NULL;
 }
 
-/* Reads what worker k sent, without blocking. Sets eof at the end of the stream. */
+/* Takes bytes from a worker's stream (a header, then its payload) and handles each message
+ * as it completes. false: no memory for a payload (the worker is killed, its task fails). */
+CONC_COLD bool conc__forkpool_consume(conc_forkpool_t *p, unsigned k, const char *b, size_t n,
+                                      conc__forkpool_done_list *dl) {
+    conc__forkpool_worker *w = &p->w[k];
+    while (n) {
+        if (w->in_got < sizeof w->in_hdr) {
+            size_t c = sizeof w->in_hdr - w->in_got;
+            c = c < n ? c : n;
+            memcpy((char *)&w->in_hdr + w->in_got, b, c);
+            w->in_got += c, b += c, n -= c;
+            if (w->in_got < sizeof w->in_hdr)
+                break;
+            w->in_off = 0;
+            w->in_buf = NULL;
+            if (w->in_hdr.len && !(w->in_buf = (char *)malloc((size_t)w->in_hdr.len)))
+                return false;
+        } else {
+            size_t c = (size_t)w->in_hdr.len - w->in_off;
+            c = c < n ? c : n;
+            memcpy(w->in_buf + w->in_off, b, c);
+            w->in_off += c, b += c, n -= c;
+        }
+        if (w->in_off == w->in_hdr.len) {
+            w->in_got = 0;
+            conc__forkpool_message(p, k, dl);
+        }
+    }
+    return true;
+}
+
+/* Reads what worker k sent, without blocking, and sets eof at the end of the stream. A read
+ * that comes back short has (most likely) drained the socket: back to poll, which is
+ * level-triggered, rather than one more recv to hear EAGAIN. A long payload is read straight
+ * into its buffer. */
 CONC_COLD void conc__forkpool_read(conc_forkpool_t *p, unsigned k, conc__forkpool_done_list *dl) {
     conc__forkpool_worker *w = &p->w[k];
+    char stage[CONC__FORKPOOL_STAGE];
     for (;;) {
-        ssize_t r;
-        if (w->in_got < sizeof w->in_hdr) {
-            r = recv(w->sock, (char *)&w->in_hdr + w->in_got, sizeof w->in_hdr - w->in_got,
-                     MSG_DONTWAIT);
-            if (r > 0) {
-                w->in_got += (size_t)r;
-                if (w->in_got == sizeof w->in_hdr) {
-                    w->in_off = 0;
-                    w->in_buf = NULL;
-                    if (w->in_hdr.len) {
-                        w->in_buf = (char *)malloc((size_t)w->in_hdr.len);
-                        if (!w->in_buf) { /* no room for the result: kill the worker; */
-                            w->eof = true; /* its task fails with ECHILD (SIGKILL) */
-                            (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
-                            return;
-                        }
-                    } else {
-                        w->in_got = 0;
-                        conc__forkpool_message(p, k, dl);
-                    }
-                }
-                continue;
-            }
-        } else {
-            r = recv(w->sock, w->in_buf + w->in_off, (size_t)w->in_hdr.len - w->in_off,
-                     MSG_DONTWAIT);
-            if (r > 0) {
-                w->in_off += (size_t)r;
-                if (w->in_off == w->in_hdr.len) {
-                    w->in_got = 0;
-                    conc__forkpool_message(p, k, dl);
-                }
-                continue;
-            }
-        }
-        if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        bool direct = w->in_got == sizeof w->in_hdr &&
+                      (size_t)w->in_hdr.len - w->in_off >= CONC__FORKPOOL_STAGE;
+        char *dst = direct ? w->in_buf + w->in_off : stage;
+        size_t want = direct ? (size_t)w->in_hdr.len - w->in_off : sizeof stage;
+        ssize_t r = recv(w->sock, dst, want, MSG_DONTWAIT);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (r <= 0) {
             w->eof = true;
             return;
         }
-        if (r < 0 && errno == EINTR)
-            continue;
-        return;
+        if (direct) {
+            w->in_off += (size_t)r;
+            if (w->in_off == w->in_hdr.len) {
+                w->in_got = 0;
+                conc__forkpool_message(p, k, dl);
+            }
+        } else if (!conc__forkpool_consume(p, k, stage, (size_t)r, dl)) {
+            w->eof = true; /* no memory for its result: kill it; its task fails with ECHILD */
+            (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
+            return;
+        }
+        if ((size_t)r < want)
+            return;
     }
 }
 
