@@ -22,12 +22,12 @@
 
 #include <sys/wait.h>
 
-#define TINY_N 1000000L    /* items of the fast maps */
-#define SLOW_N 20000L      /* items of the one-message-per-item baselines */
-#define RT_N 2000L         /* round trips per repetition */
-#define CPU_PARTS 16       /* parts of the CPU-bound map */
-#define CPU_LOOP 2000000L  /* iterations of the loop per part */
-#define CREATE_N 5         /* create+destroy per repetition */
+#define TINY_N 1000000L   /* items of the fast maps */
+#define SLOW_N 20000L     /* items of the one-message-per-item baselines */
+#define RT_N 2000L        /* round trips per repetition */
+#define CPU_PARTS 16      /* parts of the CPU-bound map */
+#define CPU_LOOP 2000000L /* iterations of the loop per part */
+#define CREATE_N 5        /* create+destroy per repetition */
 
 static long tiny_n = TINY_N, slow_n = SLOW_N, rt_n = RT_N, cpu_loop = CPU_LOOP;
 
@@ -217,7 +217,8 @@ static int64_t cpu_part(long n) {
 }
 
 static int cpu_item(size_t i, void *arg) {
-    ((map_io *)arg)->out[i] = cpu_part(cpu_loop + (long)(i & 1)); /* +0/1: the compiler cannot fold parts */
+    ((map_io *)arg)->out[i] =
+        cpu_part(cpu_loop + (long)(i & 1)); /* +0/1: the compiler cannot fold parts */
     return 0;
 }
 
@@ -300,8 +301,8 @@ static int py_count;
 
 static void run_python(void) {
     char cmd[256];
-    snprintf(cmd, sizeof cmd, "MP_BENCH_N='%ld %ld' python3 bench/python/mp_bench.py 2>&1",
-             tiny_n, slow_n);
+    snprintf(cmd, sizeof cmd, "MP_BENCH_N='%ld %ld' python3 bench/python/mp_bench.py 2>&1", tiny_n,
+             slow_n);
     FILE *f = popen(cmd, "r");
     if (!f)
         return;
@@ -402,25 +403,25 @@ int main(void) {
     double r_cs1 = ratio_of(map_rows, 5, "Python Pool.map(chunksize=1)");
 
     bench_table("submit round trip (no-op task, submit then wait)", extras);
-    bench_impl rt_rows[3] = {{"conc_forkpool_submit + conc_future_wait", conc_round_trip, NULL},
-                             {"plain C pool, one message each way", plain_round_trip, &plain},
-                             {"Python apply_async().get()", python_result,
-                              (void *)py("apply_latency")}};
+    bench_impl rt_rows[3] = {
+        {"conc_forkpool_submit + conc_future_wait", conc_round_trip, NULL},
+        {"plain C pool, one message each way", plain_round_trip, &plain},
+        {"Python apply_async().get()", python_result, (void *)py("apply_latency")}};
     run_rows("round trip", rt_rows, 3);
     double r_rt = ratio_of(rt_rows, 3, "Python apply_async().get()");
     plain_destroy(&plain);
 
     snprintf(title, sizeof title, "pool create + destroy, %d workers", workers);
     bench_table(title, extras);
-    bench_impl cd_rows[3] = {{"conc_forkpool_create + destroy", conc_create_destroy, &workers},
-                             {"plain fork + pipes + waitpid", plain_create_destroy, &workers},
-                             {"Python Pool() + close + join", python_result,
-                              (void *)py("create_destroy")}};
+    bench_impl cd_rows[3] = {
+        {"conc_forkpool_create + destroy", conc_create_destroy, &workers},
+        {"plain fork + pipes + waitpid", plain_create_destroy, &workers},
+        {"Python Pool() + close + join", python_result, (void *)py("create_destroy")}};
     run_rows("create", cd_rows, 3);
 
     snprintf(title, sizeof title,
-             "CPU-bound map: %d parts of the concept notes' loop (%ld iterations each)",
-             CPU_PARTS, cpu_loop);
+             "CPU-bound map: %d parts of the concept notes' loop (%ld iterations each)", CPU_PARTS,
+             cpu_loop);
     bench_table(title, NULL);
     char conc_name[64];
     snprintf(conc_name, sizeof conc_name, "conc_forkpool_map, %d workers", workers);
@@ -433,16 +434,16 @@ int main(void) {
     bench_table("a worker SIGKILLed mid-map: until a replacement is ready (ns/op = per kill)",
                 rec_extras);
     unsigned w = (unsigned)workers;
-    bench_impl rec_rows[1] = {{"conc_forkpool (kill -> item reported -> replacement)",
-                               conc_recovery, &w}};
+    bench_impl rec_rows[1] = {
+        {"conc_forkpool (kill -> item reported -> replacement)", conc_recovery, &w}};
     bench_run("recovery", rec_rows, 1);
     double rec_ms = bench_last[0].ns_per_op.median / 1e6;
     double rep_us = bench_last[0].extra[0].median;
 
     printf("\n");
     if (!isnan(r_default))
-        bench_bar("tiny map, speed-up over Pool.map (default chunksize)", 1.0 / r_default, ">=",
-                  3.0);
+        bench_bar("tiny map, speed-up over Pool.map (default chunksize)", 1.0 / r_default,
+                  ">=", 3.0);
     if (!isnan(r_cs1))
         bench_bar("tiny map, speed-up over Pool.map(chunksize=1)", 1.0 / r_cs1, ">=", 100.0);
     if (!isnan(r_rt))

@@ -86,8 +86,8 @@ int main(void) {
     }
     for (int i = 0; i < PARTS; i++)
         if (w->totals[i] != one[i]) {
-            fprintf(stderr, "part %d: %" PRIu64 " in a worker, %" PRIu64 " here\n", i,
-                    w->totals[i], one[i]);
+            fprintf(stderr, "part %d: %" PRIu64 " in a worker, %" PRIu64 " here\n", i, w->totals[i],
+                    one[i]);
             return 1;
         }
     printf("%d parts of %ld iterations, totals agree (part 0: %" PRIu64 ")\n", PARTS, part_size,

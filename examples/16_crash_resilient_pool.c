@@ -32,8 +32,8 @@ enum { N = 1000, CRASH = 13, KILLED = 500 };
 typedef struct shared {
     uint32_t runs[N]; /* how often each item ran: must be 1 */
     int64_t result[N];
-    uint32_t flag;    /* item KILLED is running */
-    pid_t pid;        /* ... in this worker */
+    uint32_t flag; /* item KILLED is running */
+    pid_t pid;     /* ... in this worker */
 } shared;
 
 static int work(size_t i, void *arg) {

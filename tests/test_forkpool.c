@@ -65,10 +65,10 @@ static conc_forkpool_t *fp_create(unsigned workers) {
 
 /* The shared scratch of most cases: per-item counters plus a few flags. */
 typedef struct fp_shared {
-    uint32_t flag;      /* raised by the worker running the item the test waits for */
-    uint32_t tries;     /* attempts of a "fails once" item */
-    pid_t pid;          /* the pid of the worker that raised flag */
-    uint32_t count[];   /* per-item runs */
+    uint32_t flag;    /* raised by the worker running the item the test waits for */
+    uint32_t tries;   /* attempts of a "fails once" item */
+    pid_t pid;        /* the pid of the worker that raised flag */
+    uint32_t count[]; /* per-item runs */
 } fp_shared;
 
 static fp_shared *fp_shared_alloc(conc_forkpool_t *p, size_t n) {
@@ -650,8 +650,8 @@ static int fp_init_marks(void *arg) {
 }
 
 static void forkpool_max_tasks_per_child(void) {
-    uint32_t *inits = (uint32_t *)mmap(NULL, 4096, PROT_READ | PROT_WRITE,
-                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    uint32_t *inits =
+        (uint32_t *)mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     TH_CHECK(inits != MAP_FAILED);
     *inits = 0;
     conc_forkpool_opts_t o;
@@ -773,8 +773,8 @@ static int fp_init_crash_when(void *arg) {
 
 static void forkpool_gives_up_on_immediate_deaths(void) {
     int fds = fp_fd_count();
-    uint32_t *crash = (uint32_t *)mmap(NULL, 4096, PROT_READ | PROT_WRITE,
-                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    uint32_t *crash =
+        (uint32_t *)mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     TH_CHECK(crash != MAP_FAILED);
     *crash = 0;
     conc_forkpool_opts_t o;
@@ -897,8 +897,7 @@ static void forkpool_parent_killed_workers_die(void) {
         th_sleep_ns(1000 * 1000);
     TH_CHECK_MSG(!fp_pid_alive(pids[0]) && !fp_pid_alive(pids[1]),
                  "workers alive %.0f ms after the parent's death", (double)(th_now() - t0) / 1e6);
-    printf("    workers gone %.1f ms after the parent's SIGKILL\n",
-           (double)(th_now() - t0) / 1e6);
+    printf("    workers gone %.1f ms after the parent's SIGKILL\n", (double)(th_now() - t0) / 1e6);
     /* Reap the adopted server and workers. */
     while (waitpid(-1, NULL, WNOHANG) > 0 || (errno != ECHILD && th_now() - t0 < 10 * limit))
         th_sleep_ns(1000 * 1000);

@@ -196,9 +196,9 @@ extern "C" {
 #define CONC_FORKPOOL_MAX_WORKERS 1024u           /* a poll set and a slot table, not a fleet */
 #define CONC__FORKPOOL_QUEUE_PER_WORKER 64u       /* default queue_capacity per worker */
 #define CONC__FORKPOOL_SHARED_DEFAULT ((size_t)1 << 30) /* reserved, paid as touched */
-#define CONC__FORKPOOL_CHUNK_DIV 2u /* a chunk is 1/(2 workers) of what remains */
+#define CONC__FORKPOOL_CHUNK_DIV 2u              /* a chunk is 1/(2 workers) of what remains */
 #define CONC__FORKPOOL_STOP_GRACE (2 * CONC_SEC) /* QUIT to SIGKILL for a worker at shutdown */
-#define CONC__FORKPOOL_FD 3 /* the worker's socket (and the server's) after hygiene */
+#define CONC__FORKPOOL_FD 3       /* the worker's socket (and the server's) after hygiene */
 #define CONC__FORKPOOL_STAGE 4096 /* bytes one recv takes: a small message is one call */
 
 #if defined(__cplusplus)
@@ -218,8 +218,8 @@ extern "C" {
 #endif
 
 typedef struct conc_forkpool_opts {
-    unsigned workers;         /* 0: one per CPU */
-    int (*init)(void *arg);   /* runs in each new worker; non-zero fails create */
+    unsigned workers;       /* 0: one per CPU */
+    int (*init)(void *arg); /* runs in each new worker; non-zero fails create */
     void *init_arg;
     unsigned max_tasks_per_child; /* 0: never recycle */
     int64_t task_timeout;         /* ns from the start of an item or task; 0: none */
@@ -255,18 +255,18 @@ typedef struct conc__forkpool_round {
     /* Written by the parent before it sends MAP; read-only for the round. */
     conc_forkpool_map_fn fn;
     void *arg;
-    uint64_t id;                   /* the round's number */
+    uint64_t id; /* the round's number */
     uint64_t nranges, nchunks;
-    conc__forkpool_range *ranges;  /* nranges, in the arena */
-    uint64_t *starts;              /* nchunks + 1 virtual chunk starts, in the arena */
-    uint8_t *done;                 /* nchunks flags, in the arena */
-    uint32_t timed;                /* store started_ns per item (task_timeout set) */
+    conc__forkpool_range *ranges; /* nranges, in the arena */
+    uint64_t *starts;             /* nchunks + 1 virtual chunk starts, in the arena */
+    uint8_t *done;                /* nchunks flags, in the arena */
+    uint32_t timed;               /* store started_ns per item (task_timeout set) */
 } __attribute__((aligned(CONC_CACHELINE))) conc__forkpool_round;
 
 typedef struct conc__forkpool_slot {
-    uint64_t chunk;      /* chunk number + 1 being run, 0: none (worker-written) */
-    uint64_t running;    /* virtual item + 1 started, 0: none (worker-written) */
-    int64_t started_ns;  /* when `running` started (only if the round is timed) */
+    uint64_t chunk;     /* chunk number + 1 being run, 0: none (worker-written) */
+    uint64_t running;   /* virtual item + 1 started, 0: none (worker-written) */
+    int64_t started_ns; /* when `running` started (only if the round is timed) */
     char pad_[CONC_CACHELINE - 3 * sizeof(uint64_t)];
 } conc__forkpool_slot;
 CONC__FORKPOOL_ASSERT(sizeof(conc__forkpool_slot) == CONC_CACHELINE, "a slot is one line");
@@ -277,14 +277,14 @@ CONC__FORKPOOL_ASSERT(sizeof(conc__forkpool_round) % CONC_CACHELINE == 0, "round
  * SOCK_SEQPACKET, one conc__forkpool_ctl per packet (fds ride with SPAWNED).
  * ------------------------------------------------------------------------------------------- */
 enum {
-    CONC__FORKPOOL_MSG_MAP = 1, /* P->W: run round `id` */
-    CONC__FORKPOOL_MSG_TASK,    /* P->W: task `id`, fn in `a`, len argument bytes */
-    CONC__FORKPOOL_MSG_QUIT,    /* P->W: exit */
-    CONC__FORKPOOL_MSG_READY,   /* W->P: init returned 0 */
-    CONC__FORKPOOL_MSG_INITFAIL,/* W->P: init returned `status` */
-    CONC__FORKPOOL_MSG_FAIL,    /* W->P: map item (virtual `a`) returned `status` */
-    CONC__FORKPOOL_MSG_DONE,    /* W->P: no chunk left in round `id` */
-    CONC__FORKPOOL_MSG_RESULT   /* W->P: task `id` returned `status`, len result bytes;
+    CONC__FORKPOOL_MSG_MAP = 1,  /* P->W: run round `id` */
+    CONC__FORKPOOL_MSG_TASK,     /* P->W: task `id`, fn in `a`, len argument bytes */
+    CONC__FORKPOOL_MSG_QUIT,     /* P->W: exit */
+    CONC__FORKPOOL_MSG_READY,    /* W->P: init returned 0 */
+    CONC__FORKPOOL_MSG_INITFAIL, /* W->P: init returned `status` */
+    CONC__FORKPOOL_MSG_FAIL,     /* W->P: map item (virtual `a`) returned `status` */
+    CONC__FORKPOOL_MSG_DONE,     /* W->P: no chunk left in round `id` */
+    CONC__FORKPOOL_MSG_RESULT    /* W->P: task `id` returned `status`, len result bytes;
                                    a = 1: the worker exits now (max_tasks_per_child) */
 };
 typedef struct conc__forkpool_msg {
@@ -310,9 +310,9 @@ typedef struct conc__forkpool_ctl {
  * Parent-side books
  * ------------------------------------------------------------------------------------------- */
 enum { /* task states, under the pool lock */
-    CONC__FORKPOOL_T_QUEUED,
-    CONC__FORKPOOL_T_RUNNING,
-    CONC__FORKPOOL_T_DONE
+       CONC__FORKPOOL_T_QUEUED,
+       CONC__FORKPOOL_T_RUNNING,
+       CONC__FORKPOOL_T_DONE
 };
 
 typedef struct conc__forkpool_task {
@@ -332,14 +332,14 @@ typedef struct conc__forkpool_task {
     bool cancelled; /* conc_forkpool_cancel killed its worker */
 } conc__forkpool_task;
 
-enum { /* worker states, under the pool lock */
-    CONC__FORKPOOL_W_EMPTY,    /* no process; spawn_at says when to ask for one */
-    CONC__FORKPOOL_W_SPAWNING, /* SPAWN sent to the server */
-    CONC__FORKPOOL_W_STARTING, /* have its socket; waiting for READY */
-    CONC__FORKPOOL_W_IDLE,
-    CONC__FORKPOOL_W_TASK, /* running `task` */
-    CONC__FORKPOOL_W_MAP,  /* in round `round` */
-    CONC__FORKPOOL_W_GONE  /* shutting down: QUIT sent or killed; waiting for the death */
+enum {                            /* worker states, under the pool lock */
+       CONC__FORKPOOL_W_EMPTY,    /* no process; spawn_at says when to ask for one */
+       CONC__FORKPOOL_W_SPAWNING, /* SPAWN sent to the server */
+       CONC__FORKPOOL_W_STARTING, /* have its socket; waiting for READY */
+       CONC__FORKPOOL_W_IDLE,
+       CONC__FORKPOOL_W_TASK, /* running `task` */
+       CONC__FORKPOOL_W_MAP,  /* in round `round` */
+       CONC__FORKPOOL_W_GONE  /* shutting down: QUIT sent or killed; waiting for the death */
 };
 
 typedef struct conc__forkpool_worker {
@@ -382,7 +382,7 @@ typedef struct conc__forkpool_block { /* the arena allocator's books, parent-pri
 struct conc_forkpool {
     conc_forkpool_opts_t opts;
     unsigned nworkers;
-    char *shm;        /* the shared region */
+    char *shm; /* the shared region */
     size_t shm_size;
     conc__forkpool_round *round; /* at shm */
     conc__forkpool_slot *slots;  /* after it */
@@ -935,8 +935,8 @@ CONC_INLINE bool conc__forkpool_out_busy(const conc__forkpool_worker *w) {
     return w->out_busy;
 }
 
-CONC_COLD void conc__forkpool_send(conc__forkpool_worker *w, uint32_t type, uint64_t id,
-                                   uint64_t a, const void *buf, size_t len) {
+CONC_COLD void conc__forkpool_send(conc__forkpool_worker *w, uint32_t type, uint64_t id, uint64_t a,
+                                   const void *buf, size_t len) {
     memset(&w->out_hdr, 0, sizeof w->out_hdr);
     w->out_hdr.type = type;
     w->out_hdr.id = id;
@@ -997,8 +997,7 @@ CONC_COLD void conc__forkpool_event_add(conc_forkpool_t *p, uint64_t lo, uint64_
                                         conc_forkpool_outcome_t o) {
     if (p->nevents == p->cap_events) {
         size_t cap = p->cap_events ? 2 * p->cap_events : 64;
-        conc__forkpool_event *e =
-            (conc__forkpool_event *)realloc(p->events, cap * sizeof *e);
+        conc__forkpool_event *e = (conc__forkpool_event *)realloc(p->events, cap * sizeof *e);
         if (!e)
             CONC_ABORT("conc_forkpool_map: out of memory for item outcomes");
         p->events = e;
@@ -1016,8 +1015,7 @@ CONC_COLD void conc__forkpool_next_add(conc_forkpool_t *p, uint64_t lo, uint64_t
         return;
     if (p->nnext == p->cap_next) {
         size_t cap = p->cap_next ? 2 * p->cap_next : 16;
-        conc__forkpool_range *r =
-            (conc__forkpool_range *)realloc(p->next_ranges, cap * sizeof *r);
+        conc__forkpool_range *r = (conc__forkpool_range *)realloc(p->next_ranges, cap * sizeof *r);
         if (!r)
             CONC_ABORT("conc_forkpool_map: out of memory for rerun ranges");
         p->next_ranges = r;
@@ -1050,8 +1048,7 @@ CONC_COLD void conc__forkpool_orphan(conc_forkpool_t *p, uint64_t v0, uint64_t v
         const conc__forkpool_range *r = conc__forkpool_range_of(p, v0);
         uint64_t rend = r->vstart + (r->hi - r->lo);
         uint64_t e = v1 < rend ? v1 : rend;
-        conc__forkpool_next_add(p, r->lo + (v0 - r->vstart), r->lo + (e - r->vstart),
-                                r->attempts);
+        conc__forkpool_next_add(p, r->lo + (v0 - r->vstart), r->lo + (e - r->vstart), r->attempts);
         v0 = e;
     }
 }
@@ -1185,10 +1182,10 @@ CONC_COLD void conc__forkpool_death(conc_forkpool_t *p, unsigned k, conc__forkpo
     int64_t now = conc_now();
     if (immediate) {
         p->quick_deaths++;
-        p->backoff = p->backoff ? (p->backoff * 2 > CONC_FORKPOOL_BACKOFF_MAX
-                                       ? CONC_FORKPOOL_BACKOFF_MAX
-                                       : p->backoff * 2)
-                                : CONC_FORKPOOL_BACKOFF;
+        p->backoff = p->backoff
+                         ? (p->backoff * 2 > CONC_FORKPOOL_BACKOFF_MAX ? CONC_FORKPOOL_BACKOFF_MAX
+                                                                       : p->backoff * 2)
+                         : CONC_FORKPOOL_BACKOFF;
         w->spawn_at = now + p->backoff;
         if (p->quick_deaths >= CONC_FORKPOOL_GIVE_UP && !p->broken) {
             p->broken = true; /* every worker is killed; pending work fails (monitor loop) */
@@ -1207,8 +1204,8 @@ CONC_COLD void conc__forkpool_dispatch(conc_forkpool_t *p) {
             continue;
         conc__forkpool_round *rd = p->round;
         /* Relaxed: a hint; a late worker just finds the cursor past the end. */
-        if (p->round_live && !p->broken &&
-            conc_load(&rd->cursor, CONC_RELAXED) < rd->nchunks && w->round != rd->id) {
+        if (p->round_live && !p->broken && conc_load(&rd->cursor, CONC_RELAXED) < rd->nchunks &&
+            w->round != rd->id) {
             conc_store(&p->slots[k].chunk, (uint64_t)0, CONC_RELAXED);
             conc_store(&p->slots[k].running, (uint64_t)0, CONC_RELAXED);
             w->state = CONC__FORKPOOL_W_MAP;
@@ -1921,8 +1918,9 @@ static int conc__forkpool_order_cmp(const void *a, const void *b) {
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-CONC_NODISCARD static inline int conc_forkpool_map(conc_forkpool_t *p, conc_forkpool_map_fn fn, void *arg,
-                                    size_t n, conc_forkpool_outcome_t *outcomes) {
+CONC_NODISCARD static inline int conc_forkpool_map(conc_forkpool_t *p, conc_forkpool_map_fn fn,
+                                                   void *arg, size_t n,
+                                                   conc_forkpool_outcome_t *outcomes) {
     if (!fn)
         return EINVAL;
     conc_lock_acquire(&p->lock);
@@ -2026,8 +2024,8 @@ CONC_COLD int conc__forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_fn fn
         return EINVAL;
     conc_future_t *f;
     void *ext;
-    if (conc__future_create_ext(&f, sizeof(conc__forkpool_task), conc__forkpool_task_free,
-                                &ext) != 0)
+    if (conc__future_create_ext(&f, sizeof(conc__forkpool_task), conc__forkpool_task_free, &ext) !=
+        0)
         return ENOMEM;
     conc__forkpool_task *t = (conc__forkpool_task *)ext;
     memset(t, 0, sizeof *t);
@@ -2074,16 +2072,15 @@ CONC_COLD int conc__forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_fn fn
     return 0;
 }
 
-CONC_NODISCARD static inline int conc_forkpool_submit(conc_forkpool_t *p,
-                                                      conc_forkpool_task_fn fn, const void *arg,
-                                                      size_t len, conc_future_t **f) {
+CONC_NODISCARD static inline int conc_forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_fn fn,
+                                                      const void *arg, size_t len,
+                                                      conc_future_t **f) {
     return conc__forkpool_submit(p, fn, arg, len, f, true);
 }
 
 CONC_NODISCARD static inline int conc_forkpool_try_submit(conc_forkpool_t *p,
-                                                          conc_forkpool_task_fn fn,
-                                                          const void *arg, size_t len,
-                                                          conc_future_t **f) {
+                                                          conc_forkpool_task_fn fn, const void *arg,
+                                                          size_t len, conc_future_t **f) {
     return conc__forkpool_submit(p, fn, arg, len, f, false);
 }
 
