@@ -16,5 +16,6 @@
 #include "conc/future.h"
 #include "conc/queue.h"
 #include "conc/forkpool.h"
+#include "conc/rwlock.h"
 
 #endif /* CONC_H */

@@ -1,0 +1,557 @@
+/* tests/test_rwlock.c - conc_rwlock: unit cases, the lock-like stress on the exclusive side,
+ * reader/writer race stress on plain data, deadlock stress over mixed modes, starvation of
+ * either side, downgrade, timeouts that admit the queue, process-shared use.
+ * SPDX-License-Identifier: MIT */
+#include "conc/rwlock.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+
+#define LK_T conc_rwlock_t
+#define LK_INIT(p) conc_rwlock_init((p), 0)
+#define LK_ACQUIRE(p) conc_rwlock_acquire(p)
+#define LK_TRY(p) conc_rwlock_try_acquire(p)
+#define LK_UNTIL(p, dl) conc_rwlock_acquire_until((p), (dl))
+#define LK_RELEASE(p) conc_rwlock_release(p)
+#include "lockish.h"
+
+static uint64_t word_of(conc_rwlock_t *rw) {
+    return conc_load(&rw->word, CONC_RELAXED);
+}
+static uint64_t queued_of(conc_rwlock_t *rw) {
+    return word_of(rw) >> CONC__RWLOCK_QUEUED_SHIFT;
+}
+
+/* ---- unit -------------------------------------------------------------------------------- */
+
+static void rwlock_is_sixteen_bytes_and_zero_is_free(void) {
+    TH_CHECK_EQ(sizeof(conc_rwlock_t), 16);
+    conc_rwlock_t zero;
+    memset(&zero, 0, sizeof zero);
+    TH_CHECK(!conc_rwlock_is_locked(&zero));
+    TH_CHECK_EQ(conc_rwlock_readers(&zero), 0);
+    TH_CHECK_EQ(conc_rwlock_try_acquire(&zero), 0);
+    TH_CHECK(conc_rwlock_is_locked(&zero));
+    conc_rwlock_release(&zero);
+    conc_rwlock_t init = CONC_RWLOCK_INIT;
+    TH_CHECK_EQ(conc_rwlock_try_acquire_shared(&init), 0);
+    TH_CHECK_EQ(conc_rwlock_readers(&init), 1);
+    conc_rwlock_release_shared(&init);
+}
+
+static void rwlock_try_forms_see_each_other(void) {
+    conc_rwlock_t rw;
+    conc_rwlock_init(&rw, 0);
+    TH_CHECK_EQ(conc_rwlock_try_acquire_shared(&rw), 0);
+    TH_CHECK_EQ(conc_rwlock_try_acquire_shared(&rw), 0); /* readers share */
+    conc_rwlock_acquire_shared(&rw);
+    TH_CHECK_EQ(conc_rwlock_readers(&rw), 3);
+    TH_CHECK_EQ(conc_rwlock_try_acquire(&rw), EBUSY);
+    TH_CHECK_EQ(conc_rwlock_acquire_until(&rw, conc_now()), ETIMEDOUT); /* past: tries once */
+    TH_CHECK(!conc_rwlock_is_locked(&rw)); /* the failed writer left no trace */
+    TH_CHECK(!conc_lock_is_locked(&rw.writers));
+    for (int i = 0; i < 3; i++)
+        conc_rwlock_release_shared(&rw);
+    TH_CHECK_EQ(conc_rwlock_acquire_until(&rw, 0), 0); /* free: a past deadline still gets it */
+    TH_CHECK_EQ(conc_rwlock_try_acquire(&rw), EBUSY);
+    TH_CHECK_EQ(conc_rwlock_try_acquire_shared(&rw), EBUSY);
+    TH_CHECK_EQ(conc_rwlock_acquire_shared_until(&rw, conc_now()), ETIMEDOUT);
+    TH_CHECK_EQ(queued_of(&rw), 0); /* the timed-out reader left the queue */
+    conc_rwlock_release(&rw);
+    TH_CHECK_EQ(conc_rwlock_acquire_shared_until(&rw, CONC_FOREVER), 0);
+    conc_rwlock_release_shared(&rw);
+    /* Back to zero apart from the phase: two writer phases and a timed-out one ended. */
+    TH_CHECK_EQ(word_of(&rw) & ~CONC__RWLOCK_PHASE_MASK, 0);
+}
+
+static void rwlock_downgrade_keeps_readers_out_of_nothing(void) {
+    conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_rwlock_acquire(&rw);
+    conc_rwlock_downgrade(&rw);
+    TH_CHECK(!conc_rwlock_is_locked(&rw));
+    TH_CHECK_EQ(conc_rwlock_readers(&rw), 1);
+    TH_CHECK_EQ(conc_rwlock_try_acquire(&rw), EBUSY);     /* we still read */
+    TH_CHECK_EQ(conc_rwlock_try_acquire_shared(&rw), 0); /* and others may */
+    conc_rwlock_release_shared(&rw);
+    conc_rwlock_release_shared(&rw);
+    TH_CHECK_EQ(conc_rwlock_try_acquire(&rw), 0);
+    conc_rwlock_release(&rw);
+}
+
+static void rwlock_shared_flag_in_private_memory(void) {
+    conc_rwlock_t rw;
+    conc_rwlock_init(&rw, CONC_SHARED);
+    conc_rwlock_acquire_shared(&rw);
+    TH_CHECK_EQ(conc_rwlock_try_acquire(&rw), EBUSY);
+    conc_rwlock_release_shared(&rw);
+    conc_rwlock_acquire(&rw);
+    conc_rwlock_release(&rw);
+    TH_CHECK(word_of(&rw) & CONC__RWLOCK_SHARED);
+    TH_CHECK_EQ(rw.writers.word, CONC__LOCK_SHARED);
+}
+
+/* Misuse that cannot be reported aborts with a message naming the function (under TSan the
+ * annotation reports it first, which shows the annotations reach TSan). */
+static void release_shared_unheld(void) {
+    conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_rwlock_release_shared(&rw);
+}
+static void release_unheld(void) {
+    conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_rwlock_release(&rw);
+}
+static void downgrade_unheld(void) {
+    conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_rwlock_acquire_shared(&rw);
+    conc_rwlock_downgrade(&rw);
+}
+static void check_abort(void (*fn)(void), const char *msg) {
+    char err[4096];
+    int status = th_run_child_capturing_stderr(fn, err, sizeof err);
+#if defined(CONC_TSAN)
+    /* TSan reports a write unlock of an unlocked mutex itself; a read unlock it lets through
+     * to our own check. */
+    TH_CHECK_MSG(status != 0 && (strstr(err, "unlock of an unlocked mutex") != NULL ||
+                                 strstr(err, msg) != NULL),
+                 "stderr: %s", err);
+#else
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
+    TH_CHECK_MSG(strstr(err, msg) != NULL, "stderr: %s", err);
+#endif
+}
+static void rwlock_misuse_aborts_with_message(void) {
+    check_abort(release_shared_unheld, "conc_rwlock_release_shared: not held shared");
+    check_abort(release_unheld, "conc_rwlock_release: not held exclusively");
+    check_abort(downgrade_unheld, "conc_rwlock_downgrade: not held exclusively");
+}
+
+/* ---- orderings of events between threads ------------------------------------------------- */
+
+typedef struct actor {
+    conc_rwlock_t *rw;
+    int64_t deadline;
+    int result;
+    int done; /* release/acquire: the call has returned */
+} actor;
+
+static void *writer_until(void *arg) {
+    actor *a = (actor *)arg;
+    a->result = conc_rwlock_acquire_until(a->rw, a->deadline);
+    if (a->result == 0)
+        conc_rwlock_release(a->rw);
+    __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+static void *reader_blocking(void *arg) {
+    actor *a = (actor *)arg;
+    conc_rwlock_acquire_shared(a->rw);
+    __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+    a->result = 0;
+    return NULL;
+}
+static void *reader_until(void *arg) {
+    actor *a = (actor *)arg;
+    a->result = conc_rwlock_acquire_shared_until(a->rw, a->deadline);
+    __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+static void wait_for(bool (*cond)(conc_rwlock_t *), conc_rwlock_t *rw) {
+    while (!cond(rw))
+        th_sleep_ns(100000);
+}
+static bool has_writer(conc_rwlock_t *rw) {
+    return conc_rwlock_is_locked(rw);
+}
+static bool has_queued(conc_rwlock_t *rw) {
+    return queued_of(rw) > 0;
+}
+
+/* Writer preference: a reader arriving while a writer waits queues behind it, even though
+ * another reader is inside. The writer times out (the first reader never leaves) and its
+ * timeout admits the queued reader, while the first reader still holds the lock. */
+static void rwlock_writer_timeout_admits_queued_readers(void) {
+    conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_rwlock_acquire_shared(&rw);
+    actor w = {&rw, conc_deadline_in(200 * CONC_MS), -1, 0};
+    actor r = {&rw, CONC_FOREVER, -1, 0};
+    pthread_t tw, tr;
+    TH_CHECK_EQ(pthread_create(&tw, NULL, writer_until, &w), 0);
+    wait_for(has_writer, &rw);
+    TH_CHECK_EQ(conc_rwlock_try_acquire_shared(&rw), EBUSY); /* a writer waits: no new reader */
+    TH_CHECK_EQ(pthread_create(&tr, NULL, reader_blocking, &r), 0);
+    wait_for(has_queued, &rw);
+    pthread_join(tw, NULL);
+    TH_CHECK_EQ(w.result, ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(w.deadline);
+    pthread_join(tr, NULL); /* admitted while we still hold our read lock */
+    TH_CHECK_EQ(conc_rwlock_readers(&rw), 2);
+    conc_rwlock_release_shared(&rw);
+    conc_rwlock_release_shared(&rw);
+    TH_CHECK_EQ(word_of(&rw) & ~CONC__RWLOCK_PHASE_MASK, 0);
+}
+
+/* A timed reader behind a writer times out (never early) and leaves the queue; signals do
+ * not end or stretch its wait. */
+static void rwlock_shared_until_times_out_under_signals(void) {
+    th_interrupt_waits_with(SIGUSR1);
+    conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_rwlock_acquire(&rw);
+    actor r = {&rw, conc_deadline_in(100 * CONC_MS), -1, 0};
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, reader_until, &r), 0);
+    TH_CHECK(th_interrupt_until_done(t, SIGUSR1, &r.done) > 0);
+    TH_CHECK_EQ(r.result, ETIMEDOUT);
+    TH_CHECK(conc_now() >= r.deadline);
+    TH_CHECK_EQ(queued_of(&rw), 0);
+    conc_rwlock_release(&rw);
+    TH_CHECK_EQ(word_of(&rw) & ~CONC__RWLOCK_PHASE_MASK, 0);
+}
+
+/* Phase fairness: readers queued behind a writer get in when it leaves, before the next
+ * writer (already waiting on the inner lock) can. Then that writer waits for them. */
+static void rwlock_release_admits_readers_before_next_writer(void) {
+    conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_rwlock_acquire(&rw);
+    actor r1 = {&rw, CONC_FOREVER, -1, 0}, r2 = {&rw, CONC_FOREVER, -1, 0};
+    actor w2 = {&rw, CONC_FOREVER, -1, 0};
+    pthread_t t1, t2, tw;
+    TH_CHECK_EQ(pthread_create(&t1, NULL, reader_blocking, &r1), 0);
+    TH_CHECK_EQ(pthread_create(&t2, NULL, reader_blocking, &r2), 0);
+    while (queued_of(&rw) < 2)
+        th_sleep_ns(100000);
+    TH_CHECK_EQ(pthread_create(&tw, NULL, writer_until, &w2), 0);
+    while (!(conc_load(&rw.writers.word, CONC_RELAXED) & CONC__LOCK_SLEEPERS))
+        th_sleep_ns(100000); /* the second writer sleeps on the inner lock */
+    conc_rwlock_release(&rw);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL); /* both readers got in (they still hold the lock) */
+    TH_CHECK_EQ(__atomic_load_n(&w2.done, __ATOMIC_ACQUIRE), 0); /* the writer waits for them */
+    conc_rwlock_release_shared(&rw);
+    conc_rwlock_release_shared(&rw);
+    pthread_join(tw, NULL);
+    TH_CHECK_EQ(w2.result, 0);
+}
+
+/* Downgrade admits the queued readers with the downgrading writer, atomically: a waiting
+ * writer cannot get in between. */
+static void rwlock_downgrade_admits_queue_not_writer(void) {
+    conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_rwlock_acquire(&rw);
+    actor r = {&rw, CONC_FOREVER, -1, 0}, w = {&rw, CONC_FOREVER, -1, 0};
+    pthread_t tr, tw;
+    TH_CHECK_EQ(pthread_create(&tr, NULL, reader_blocking, &r), 0);
+    wait_for(has_queued, &rw);
+    TH_CHECK_EQ(pthread_create(&tw, NULL, writer_until, &w), 0);
+    while (!(conc_load(&rw.writers.word, CONC_RELAXED) & CONC__LOCK_SLEEPERS))
+        th_sleep_ns(100000);
+    conc_rwlock_downgrade(&rw);
+    pthread_join(tr, NULL); /* the reader is in beside us */
+    TH_CHECK_EQ(conc_rwlock_readers(&rw), 2);
+    TH_CHECK_EQ(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0);
+    conc_rwlock_release_shared(&rw);
+    conc_rwlock_release_shared(&rw);
+    pthread_join(tw, NULL);
+    TH_CHECK_EQ(w.result, 0);
+}
+
+/* ---- race stress: plain payload, readers and writers mixing every form ------------------- */
+
+typedef struct rw_race {
+    conc_rwlock_t rw;
+    long a, b;       /* plain: b == 3 * a whenever no writer is inside */
+    int readers_in;  /* relaxed instruments */
+    int writers_in;
+    long writes[64]; /* per thread */
+    int64_t stop_at;
+} rw_race;
+
+static void race_read_check(rw_race *s) {
+    __atomic_fetch_add(&s->readers_in, 1, __ATOMIC_RELAXED);
+    TH_CHECK_MSG(__atomic_load_n(&s->writers_in, __ATOMIC_RELAXED) == 0,
+                 "a reader inside with a writer");
+    TH_CHECK_EQ(s->b, 3 * s->a);
+    __atomic_fetch_sub(&s->readers_in, 1, __ATOMIC_RELAXED);
+}
+
+static void race_worker(int index, void *arg) {
+    rw_race *s = (rw_race *)arg;
+    th_rng rng = th_rng_make((uint64_t)index + 31);
+    long writes = 0;
+    for (long n = 0;; n++) {
+        if ((n & 31) == 0 && th_now() > s->stop_at)
+            break;
+        uint32_t op = th_rand_below(&rng, 16);
+        if (op < 12) { /* read, by every form */
+            int e = 0;
+            if (op < 8)
+                conc_rwlock_acquire_shared(&s->rw);
+            else if (op < 10)
+                e = conc_rwlock_try_acquire_shared(&s->rw);
+            else {
+                int64_t dl = th_now() + (int64_t)th_rand_below(&rng, 100000);
+                e = conc_rwlock_acquire_shared_until(&s->rw, dl);
+                if (e == ETIMEDOUT)
+                    TH_CHECK_NOT_EARLY(dl);
+            }
+            TH_CHECK(e == 0 || e == EBUSY || e == ETIMEDOUT);
+            if (e == 0) {
+                race_read_check(s);
+                conc_rwlock_release_shared(&s->rw);
+            }
+            continue;
+        }
+        int e = 0;
+        if (op < 14)
+            conc_rwlock_acquire(&s->rw);
+        else if (op == 14)
+            e = conc_rwlock_try_acquire(&s->rw);
+        else {
+            int64_t dl = th_now() + (int64_t)th_rand_below(&rng, 100000);
+            e = conc_rwlock_acquire_until(&s->rw, dl);
+            if (e == ETIMEDOUT)
+                TH_CHECK_NOT_EARLY(dl);
+        }
+        TH_CHECK(e == 0 || e == EBUSY || e == ETIMEDOUT);
+        if (e != 0)
+            continue;
+        TH_CHECK_EQ(__atomic_fetch_add(&s->writers_in, 1, __ATOMIC_RELAXED), 0);
+        TH_CHECK_EQ(__atomic_load_n(&s->readers_in, __ATOMIC_RELAXED), 0);
+        TH_CHECK_EQ(s->b, 3 * s->a);
+        long a = s->a + 1;
+        s->a = a;
+        s->b = 3 * a;
+        writes++;
+        __atomic_fetch_sub(&s->writers_in, 1, __ATOMIC_RELAXED);
+        if (th_rand_below(&rng, 2)) {
+            conc_rwlock_downgrade(&s->rw);
+            race_read_check(s);
+            TH_CHECK_EQ(s->a, a); /* no writer since ours */
+            conc_rwlock_release_shared(&s->rw);
+        } else {
+            conc_rwlock_release(&s->rw);
+        }
+    }
+    s->writes[index] = writes;
+}
+
+static void rwlock_stress_readers_writers_plain_payload(void) {
+    int threads = th_threads(8);
+    TH_CHECK(threads <= 64);
+    rw_race *s = (rw_race *)calloc(1, sizeof *s);
+    TH_CHECK(s != NULL);
+    conc_rwlock_init(&s->rw, 0);
+    s->stop_at = th_now() + th_duration_ns(0.5);
+    th_run_threads(threads, race_worker, s);
+    long total = 0;
+    for (int i = 0; i < threads; i++)
+        total += s->writes[i];
+    TH_CHECK(total > 0);
+    TH_CHECK_EQ(s->a, total);
+    TH_CHECK_EQ(word_of(&s->rw) & ~CONC__RWLOCK_PHASE_MASK, 0);
+    free(s);
+}
+
+/* ---- deadlock stress: K rwlocks taken in ascending order, each shared or exclusive -------- */
+
+#define RW_K 4
+typedef struct rw_multi {
+    conc_rwlock_t locks[RW_K];
+    long counters[RW_K]; /* plain: written under the exclusive side */
+    long taken[64][RW_K];
+    long rounds;
+} rw_multi;
+
+static void multi_worker(int index, void *arg) {
+    rw_multi *m = (rw_multi *)arg;
+    th_rng rng = th_rng_make((uint64_t)index + 77);
+    for (long r = 0; r < m->rounds; r++) {
+        unsigned subset = th_rand_below(&rng, 1u << RW_K);
+        unsigned excl = th_rand_below(&rng, 1u << RW_K);
+        long seen[RW_K];
+        for (int k = 0; k < RW_K; k++) {
+            if (!(subset & (1u << k)))
+                continue;
+            bool timed = th_rand_below(&rng, 2);
+            if (excl & (1u << k)) {
+                if (timed)
+                    while (conc_rwlock_acquire_until(&m->locks[k], th_now() + 20000) != 0) {
+                    }
+                else
+                    conc_rwlock_acquire(&m->locks[k]);
+            } else {
+                if (timed)
+                    while (conc_rwlock_acquire_shared_until(&m->locks[k], th_now() + 20000) != 0) {
+                    }
+                else
+                    conc_rwlock_acquire_shared(&m->locks[k]);
+            }
+            seen[k] = m->counters[k];
+        }
+        for (int k = RW_K - 1; k >= 0; k--) {
+            if (!(subset & (1u << k)))
+                continue;
+            TH_CHECK_EQ(m->counters[k], seen[k]); /* nobody wrote while we held it */
+            if (excl & (1u << k)) {
+                m->counters[k]++;
+                m->taken[index][k]++;
+                conc_rwlock_release(&m->locks[k]);
+            } else {
+                conc_rwlock_release_shared(&m->locks[k]);
+            }
+        }
+    }
+}
+
+static void rwlock_deadlock_ordered_mixed_modes(void) {
+    int threads = th_threads(8);
+    TH_CHECK(threads <= 64);
+    rw_multi *m = (rw_multi *)calloc(1, sizeof *m);
+    TH_CHECK(m != NULL);
+    for (int k = 0; k < RW_K; k++)
+        conc_rwlock_init(&m->locks[k], 0);
+    m->rounds = th_iters(10000);
+    th_run_threads(threads, multi_worker, m);
+    for (int k = 0; k < RW_K; k++) {
+        long want = 0;
+        for (int i = 0; i < threads; i++)
+            want += m->taken[i][k];
+        TH_CHECK_EQ(m->counters[k], want);
+    }
+    free(m);
+}
+
+/* ---- starvation ---------------------------------------------------------------------------- */
+
+#define RW_VICTIM_ROUNDS 100
+typedef struct rw_starve {
+    conc_rwlock_t rw;
+    long payload; /* plain */
+    int victim_done; /* relaxed: a stop signal only */
+    long victim_rounds;
+} rw_starve;
+
+static void spin_a_little(void) {
+    for (int i = 0; i < 300; i++)
+        __asm__ __volatile__("" ::: "memory");
+}
+
+/* Readers overlap without pause (a reader-preferring lock never lets the writer in); the
+ * writer (thread 0) must get through RW_VICTIM_ROUNDS times. */
+static void writer_victim_worker(int index, void *arg) {
+    rw_starve *s = (rw_starve *)arg;
+    if (index == 0) {
+        for (int r = 0; r < RW_VICTIM_ROUNDS; r++) {
+            conc_rwlock_acquire(&s->rw);
+            s->payload++;
+            s->victim_rounds++;
+            conc_rwlock_release(&s->rw);
+        }
+        __atomic_store_n(&s->victim_done, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    while (!__atomic_load_n(&s->victim_done, __ATOMIC_RELAXED)) {
+        conc_rwlock_acquire_shared(&s->rw);
+        long p = s->payload;
+        spin_a_little();
+        TH_CHECK_EQ(s->payload, p);
+        conc_rwlock_release_shared(&s->rw);
+    }
+}
+
+static void rwlock_starvation_writer_gets_through_readers(void) {
+    rw_starve *s = (rw_starve *)calloc(1, sizeof *s);
+    TH_CHECK(s != NULL);
+    conc_rwlock_init(&s->rw, 0);
+    th_run_threads(th_threads(8), writer_victim_worker, s);
+    TH_CHECK_EQ(s->victim_rounds, RW_VICTIM_ROUNDS);
+    free(s);
+}
+
+/* Writers take the lock back to back (a writer-preferring lock without phases never lets the
+ * reader in); the reader (thread 0) must get through RW_VICTIM_ROUNDS times. */
+static void reader_victim_worker(int index, void *arg) {
+    rw_starve *s = (rw_starve *)arg;
+    if (index == 0) {
+        for (int r = 0; r < RW_VICTIM_ROUNDS; r++) {
+            conc_rwlock_acquire_shared(&s->rw);
+            long p = s->payload;
+            TH_CHECK_EQ(s->payload, p);
+            __atomic_store_n(&s->victim_rounds, s->victim_rounds + 1, __ATOMIC_RELAXED);
+            conc_rwlock_release_shared(&s->rw);
+        }
+        __atomic_store_n(&s->victim_done, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    while (!__atomic_load_n(&s->victim_done, __ATOMIC_RELAXED)) {
+        conc_rwlock_acquire(&s->rw);
+        s->payload++;
+        spin_a_little();
+        conc_rwlock_release(&s->rw);
+    }
+}
+
+static void rwlock_starvation_reader_gets_through_writers(void) {
+    rw_starve *s = (rw_starve *)calloc(1, sizeof *s);
+    TH_CHECK(s != NULL);
+    conc_rwlock_init(&s->rw, 0);
+    th_run_threads(th_threads(8), reader_victim_worker, s);
+    TH_CHECK_EQ(s->victim_rounds, RW_VICTIM_ROUNDS);
+    free(s);
+}
+
+/* ---- process-shared ----------------------------------------------------------------------- */
+
+typedef struct shared_rw {
+    conc_rwlock_t rw;
+    long a, b; /* plain: b == 2 * a outside writes, across processes */
+} shared_rw;
+
+static void rwlock_shared_across_processes_exact_total(void) {
+    shared_rw *s = (shared_rw *)mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE,
+                                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(s != MAP_FAILED);
+    conc_rwlock_init(&s->rw, CONC_SHARED);
+    s->a = s->b = 0;
+    enum { PROCS = 4 };
+    long per_proc = th_iters(20000);
+    pid_t pids[PROCS];
+    for (int p = 0; p < PROCS; p++) {
+        pids[p] = fork();
+        TH_CHECK(pids[p] >= 0);
+        if (pids[p] == 0) {
+            for (long i = 0; i < per_proc; i++) {
+                conc_rwlock_acquire_shared(&s->rw);
+                if (s->b != 2 * s->a)
+                    _exit(3);
+                conc_rwlock_release_shared(&s->rw);
+                conc_rwlock_acquire(&s->rw);
+                s->a++;
+                s->b += 2;
+                conc_rwlock_release(&s->rw);
+            }
+            _exit(0);
+        }
+    }
+    for (int p = 0; p < PROCS; p++) {
+        int status;
+        TH_CHECK_EQ(waitpid(pids[p], &status, 0), pids[p]);
+        TH_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    TH_CHECK_EQ(s->a, PROCS * per_proc);
+    TH_CHECK_EQ(s->b, 2 * PROCS * per_proc);
+    munmap(s, sizeof *s);
+}
+
+TH_MAIN("rwlock", TH_CASE(rwlock_is_sixteen_bytes_and_zero_is_free),
+        TH_CASE(rwlock_try_forms_see_each_other),
+        TH_CASE(rwlock_downgrade_keeps_readers_out_of_nothing),
+        TH_CASE(rwlock_shared_flag_in_private_memory), TH_CASE(rwlock_misuse_aborts_with_message),
+        TH_CASE(rwlock_writer_timeout_admits_queued_readers),
+        TH_CASE(rwlock_shared_until_times_out_under_signals),
+        TH_CASE(rwlock_release_admits_readers_before_next_writer),
+        TH_CASE(rwlock_downgrade_admits_queue_not_writer),
+        TH_CASE(rwlock_stress_readers_writers_plain_payload),
+        TH_CASE(rwlock_deadlock_ordered_mixed_modes),
+        TH_CASE(rwlock_starvation_writer_gets_through_readers),
+        TH_CASE(rwlock_starvation_reader_gets_through_writers),
+        TH_CASE(rwlock_shared_across_processes_exact_total), LOCKISH_CASES)
