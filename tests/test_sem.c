@@ -47,6 +47,25 @@ static void sem_is_sixteen_bytes_and_zero_is_empty(void) {
     TH_CHECK_EQ(conc_sem_release(&bounded, 1), EOVERFLOW);
 }
 
+/* CONC_SEM_INIT_BOUNDED(5, 3) with constants does not compile (tests/frontdoor.sh checks that);
+ * with run-time values a debug build aborts, naming the macro. The values come through
+ * volatiles so that the compiler cannot see them. */
+static volatile unsigned bounded_value = 5, bounded_max = 3;
+static void init_bounded_value_above_max(void) {
+    conc_sem_t s = CONC_SEM_INIT_BOUNDED(bounded_value, bounded_max);
+    fprintf(stderr, "not reached: value %u\n", conc_sem_value(&s));
+}
+static void sem_init_bounded_value_above_max_aborts(void) {
+    conc_sem_t ok = CONC_SEM_INIT_BOUNDED(bounded_max, bounded_max);
+    TH_CHECK_EQ(conc_sem_value(&ok), 3);
+    conc_sem_t unbounded = CONC_SEM_INIT_BOUNDED(bounded_value, 0u);
+    TH_CHECK_EQ(conc_sem_value(&unbounded), 5);
+    char err[4096];
+    int status = th_run_child_capturing_stderr(init_bounded_value_above_max, err, sizeof err);
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d: %s", status, err);
+    TH_CHECK_MSG(strstr(err, "CONC_SEM_INIT_BOUNDED: value > max") != NULL, "stderr: %s", err);
+}
+
 static void sem_init_checks_value_and_max(void) {
     conc_sem_t s = CONC_SEM_INIT(7);
     TH_CHECK_EQ(conc_sem_init(&s, 3, 0, 0), 0);
@@ -553,7 +572,8 @@ static void sem_shared_waiter_killed_tokens_still_flow(void) {
 }
 
 TH_MAIN("sem", TH_CASE(sem_is_sixteen_bytes_and_zero_is_empty),
-        TH_CASE(sem_init_checks_value_and_max), TH_CASE(sem_acquire_release_count_tokens),
+        TH_CASE(sem_init_checks_value_and_max), TH_CASE(sem_init_bounded_value_above_max_aborts),
+        TH_CASE(sem_acquire_release_count_tokens),
         TH_CASE(sem_release_zero_is_einval), TH_CASE(sem_bounded_overflow_releases_nothing),
         TH_CASE(sem_unbounded_overflow_at_value_max), TH_CASE(sem_until_past_deadline_tries_once),
         TH_CASE(sem_until_times_out_never_early),

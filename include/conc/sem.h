@@ -7,10 +7,11 @@
  * QUICK START (examples/04_semaphore_limit.c)
  *     static conc_sem_t slots = CONC_SEM_INIT(3);   // at most three inside at once
  *     conc_sem_acquire(&slots);
- *     talk_to_the_server();                          // up to three threads here
- *     conc_sem_release(&slots, 1);
- *     conc_sem_t bounded;                            // BoundedSemaphore(3)
- *     conc_sem_init(&bounded, 3, 3, 0);              // releasing a 4th token: EOVERFLOW
+ *     puts("inside");                                // up to three threads here
+ *     if (conc_sem_release(&slots, 1) != 0) abort(); // unbounded: fails only past 2^31-1
+ *     static conc_sem_t bounded = CONC_SEM_INIT_BOUNDED(3, 3);   // BoundedSemaphore(3)
+ *     if (conc_sem_release(&bounded, 1) == EOVERFLOW)            // a 4th token: refused,
+ *         puts("released too many");                             //   nothing released
  *
  * API
  *   init      conc_sem_init(s, value, max, flags)  0, EINVAL; max 0: unbounded;
@@ -30,7 +31,9 @@
  *   never earlier; a past deadline tries once. A waiter that finds a token at its deadline
  *   takes it and returns 0. release: EOVERFLOW if n tokens would pass max (or
  *   CONC_SEM_VALUE_MAX when unbounded), and then nothing is released (Python's BoundedSemaphore
- *   raises ValueError); EINVAL for n == 0 (Python: ValueError).
+ *   raises ValueError); EINVAL for n == 0 (Python: ValueError). CONC_SEM_INIT_BOUNDED(value,
+ *   max) with value > max: a compile error for constant arguments, an abort in debug builds
+ *   for run-time ones.
  *
  * ORDERING CONTRACT
  *   Everything a thread wrote before conc_sem_release is visible to the thread whose acquire
@@ -112,11 +115,37 @@ typedef struct conc_sem {
 #define CONC__SEM_SLEEPERS_FULL 0x7fffu /* the sleeper field is 15 bits */
 #define CONC__SEM_SHARED 0x80000000u    /* in config */
 
-/* Static initializers. value and max must be <= CONC_SEM_VALUE_MAX, and value <= max. */
+/* Static initializers. value and max must be <= CONC_SEM_VALUE_MAX, and value <= max (max 0:
+ * unbounded). CONC_SEM_INIT_BOUNDED checks that: with constant arguments a violation does not
+ * compile ("array size is negative", in CONC__SEM_BOUNDED_CHECK); with run-time arguments a
+ * debug build aborts naming the macro, and the check costs nothing for constant ones. */
 // clang-format off
 #define CONC_SEM_INIT(value) {(uint64_t)(value) << 32, 0, 0}
-#define CONC_SEM_INIT_BOUNDED(value, max) {(uint64_t)(value) << 32, (uint32_t)(max), 0}
+#define CONC_SEM_INIT_BOUNDED(value, max) \
+    {(uint64_t)(value) << 32, CONC__SEM_BOUNDED_MAX(value, max) + CONC__SEM_BOUNDED_CHECK(value, max), 0}
 // clang-format on
+#define CONC__SEM_BOUNDED_BAD(value, max)                                                          \
+    ((uint64_t)(value) > CONC_SEM_VALUE_MAX || (uint64_t)(max) > CONC_SEM_VALUE_MAX ||             \
+     ((uint64_t)(max) != 0 && (uint64_t)(value) > (uint64_t)(max)))
+/* 0, or for constant arguments that break the rule a negative array size: a compile error. */
+#define CONC__SEM_BOUNDED_CHECK(value, max)                                                        \
+    (0u * (uint32_t)sizeof(                                                                        \
+              char[(__builtin_constant_p(CONC__SEM_BOUNDED_BAD(value, max)) &&                     \
+                    CONC__SEM_BOUNDED_BAD(value, max))                                             \
+                       ? -1                                                                        \
+                       : 1]))
+#if CONC_DEBUG
+/* The call sits in the arm a valid constant never evaluates, so the initializer stays a
+ * constant expression (C11 6.6p3) and a static semaphore needs no code to start. */
+#define CONC__SEM_BOUNDED_MAX(value, max)                                                          \
+    (CONC__SEM_BOUNDED_BAD(value, max) ? conc__sem_init_bounded_invalid_slow() : (uint32_t)(max))
+#else
+#define CONC__SEM_BOUNDED_MAX(value, max) ((uint32_t)(max))
+#endif
+CONC_COLD uint32_t conc__sem_init_bounded_invalid_slow(void) {
+    CONC_ABORT("CONC_SEM_INIT_BOUNDED: value > max, or either > CONC_SEM_VALUE_MAX");
+    return 0;
+}
 
 #ifndef CONC_SEM_SPIN
 #define CONC_SEM_SPIN 256
