@@ -62,6 +62,10 @@ static void queue_init_in_attach(void) {
     conc_queue_t *q = NULL;
     TH_CHECK_EQ(conc_queue_init_in(&q, NULL, need, 5, 12, 0), EINVAL);
     TH_CHECK_EQ(conc_queue_init_in(&q, mem + 4, need, 5, 12, 0), EINVAL); /* misaligned */
+    /* 8-aligned is not enough: the struct is 64-byte aligned (UBSan caught mem + 8 once). */
+    TH_CHECK_EQ(conc_queue_init_in(&q, mem + 8, need, 5, 12, 0), EINVAL);
+    TH_CHECK_EQ(conc_queue_init_in(&q, mem + 32, need, 5, 12, 0), EINVAL);
+    TH_CHECK(conc_queue_attach(mem + 8) == NULL);
     TH_CHECK_EQ(conc_queue_init_in(&q, mem, need - 1, 5, 12, 0), EINVAL); /* too small */
     TH_CHECK_EQ(conc_queue_init_in(&q, mem, need, 5, 12, 4), EINVAL);     /* unknown flag */
     TH_CHECK_EQ(conc_queue_init_in(&q, mem, need, 0, 12, 0), EINVAL);
