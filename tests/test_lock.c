@@ -124,15 +124,19 @@ static void lock_release_by_another_thread(void) {
     (void)status;
 }
 
-/* Releasing a lock nobody holds is misuse that cannot be reported: it aborts with a message.
- * (Under TSan the annotation reports it first, which is just as clear.) */
-static void release_unheld(void) {
+/* Releasing a lock nobody holds is misuse that cannot be reported: it aborts with a message
+ * that names the function and then the caller's frames, so the user's own function is in it.
+ * (Under TSan the annotation reports it first, with a stack that names the caller too.)
+ * Exported and never inlined, as a user's function would be: tests link with -rdynamic, which
+ * is what backtrace_symbols needs to print names. */
+void test_lock_misuse_by_this_function(void);
+__attribute__((noinline)) void test_lock_misuse_by_this_function(void) {
     conc_lock_t l = CONC_LOCK_INIT;
     conc_lock_release(&l);
 }
-static void lock_release_unheld_aborts_with_message(void) {
-    char err[4096];
-    int status = th_run_child_capturing_stderr(release_unheld, err, sizeof err);
+static void lock_release_unheld_aborts_naming_the_caller(void) {
+    char err[8192];
+    int status = th_run_child_capturing_stderr(test_lock_misuse_by_this_function, err, sizeof err);
 #if defined(CONC_TSAN)
     TH_CHECK_MSG(status != 0 && strstr(err, "unlock of an unlocked mutex") != NULL, "stderr: %s",
                  err);
@@ -140,6 +144,7 @@ static void lock_release_unheld_aborts_with_message(void) {
     TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
     TH_CHECK_MSG(strstr(err, "conc_lock_release: the lock is not held") != NULL, "stderr: %s", err);
 #endif
+    TH_CHECK_MSG(strstr(err, "test_lock_misuse_by_this_function") != NULL, "stderr: %s", err);
 }
 
 /* A waiter blocked in acquire wakes when the holder releases (the sleep/wake path), and
@@ -302,7 +307,7 @@ TH_MAIN("lock", TH_CASE(base_time_and_deadlines), TH_CASE(base_futex_wait_and_wa
         TH_CASE(lock_is_four_bytes_and_zero_is_unlocked), TH_CASE(lock_try_acquire_busy_then_free),
         TH_CASE(lock_until_past_deadline_takes_a_free_lock),
         TH_CASE(lock_shared_flag_works_in_private_memory), TH_CASE(lock_release_by_another_thread),
-        TH_CASE(lock_release_unheld_aborts_with_message),
+        TH_CASE(lock_release_unheld_aborts_naming_the_caller),
         TH_CASE(lock_until_survives_signals_keeps_deadline), TH_CASE(lock_sleeper_wakes_on_release),
         TH_CASE(lock_starving_sleeper_gets_handoff),
         TH_CASE(lock_shared_across_processes_exact_total), TH_CASE(lock_stress_hammer_exact_total),

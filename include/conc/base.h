@@ -5,9 +5,12 @@
  * three things in it are part of every module's API:
  *
  * QUICK START
+ *     static conc_lock_t lock = CONC_LOCK_INIT;              // conc/lock.h
  *     int64_t deadline = conc_deadline_in(250 * CONC_MS);   // 250 ms from now
  *     if (conc_lock_acquire_until(&lock, deadline) == ETIMEDOUT)
  *         puts("gave up after 250 ms");
+ *     else
+ *         conc_lock_release(&lock);
  *
  * API
  *   time      conc_now()                  CLOCK_MONOTONIC in nanoseconds
@@ -40,7 +43,10 @@
  *   CONC_CHAOS    turn CONC_CHAOS_POINT() into seeded random delays and yields, so stress
  *                 tests shake out interleavings two cores rarely produce. Seed:
  *                 CONC_CHAOS_SEED in the environment (printed by the test harness).
- *   CONC_ABORT(msg)  how misuse is reported (default: message to stderr, then abort()).
+ *   CONC_ABORT(msg)  how misuse is reported (default: message and the caller's frames to
+ *                 stderr, then abort()).
+ *   CONC_NO_BACKTRACE  leave the caller's frames out of that message (they come from glibc's
+ *                 backtrace(); function names need the program linked with -rdynamic).
  *   CONC_FUTEX_HOOK(kind)  called before every futex syscall (kind: CONC_FUTEX_HOOK_WAIT or
  *                 CONC_FUTEX_HOOK_WAKE); benchmarks count syscalls with it. Default: nothing.
  *
@@ -117,9 +123,56 @@ extern "C" {
 #ifndef CONC_ABORT
 #define CONC_ABORT(msg) conc__abort(__FILE__, __LINE__, msg)
 #endif
+/* The caller's frames after the message (glibc's backtrace; CONC_NO_BACKTRACE turns it off).
+ * Names need the program linked with -rdynamic; a static function, or the `fn.cold` part gcc
+ * splits off at -O2 (-fno-reorder-blocks-and-partition keeps it in fn), shows as
+ * prog(+0xOFFSET), which `addr2line -f -i -e prog 0xOFFSET` turns into functions and lines. */
+#if !defined(CONC_NO_BACKTRACE) && defined(__GLIBC__) && defined(__has_include)
+#if __has_include(<execinfo.h>)
+#include <execinfo.h>
+#define CONC__ABORT_BACKTRACE 1
+#endif
+#endif
+#define CONC__ABORT_FRAMES 24 /* enough to reach the user's code through any conc slow path */
+
+CONC_INLINE void conc__abort_write(const char *s) {
+    size_t n = 0;
+    while (s[n])
+        n++;
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, s, n);
+        if (w <= 0)
+            return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+/* Misuse that cannot be reported. Only write(2) and backtrace_symbols_fd (no stdio, no malloc
+ * once backtrace is loaded), so it works however broken the caller's state is. */
 CONC_COLD void conc__abort(const char *file, int line, const char *msg) {
-    fprintf(stderr, "conc: fatal: %s (%s:%d)\n", msg, file, line);
-    fflush(stderr);
+    char digits[12];
+    int i = (int)sizeof digits - 1;
+    unsigned u = line > 0 ? (unsigned)line : 0u;
+    digits[i] = '\0';
+    do
+        digits[--i] = (char)('0' + u % 10u);
+    while ((u /= 10u) != 0 && i > 0);
+    conc__abort_write("conc: fatal: ");
+    conc__abort_write(msg);
+    conc__abort_write(" (");
+    conc__abort_write(file);
+    conc__abort_write(":");
+    conc__abort_write(digits + i);
+    conc__abort_write(")\n");
+#if defined(CONC__ABORT_BACKTRACE)
+    void *frames[CONC__ABORT_FRAMES];
+    int n = backtrace(frames, CONC__ABORT_FRAMES);
+    if (n > 1) { /* frames[0] is this function */
+        conc__abort_write("conc: called from (most recent first; names need -rdynamic; "
+                          "addr2line -f -i -e PROG 0xOFFSET names any frame):\n");
+        backtrace_symbols_fd(frames + 1, n - 1, STDERR_FILENO);
+    }
+#endif
     abort();
 }
 
