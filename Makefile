@@ -7,7 +7,7 @@
 #   make stress DURATION=600  the stress cases, CONC_CHAOS delays on, for DURATION seconds
 #   make examples             build the examples (build/examples/)
 #   make check                one configuration's tests: make check CC=clang SANITIZE=thread
-#   make install PREFIX=/usr/local   headers and conc.pc
+#   make install PREFIX=/usr/local   headers, conc.pc (pkg-config), find_package(conc) files
 #   make format / make lint / make clean
 #
 # Variables: CC=gcc|clang, SANITIZE= | thread | address,undefined, OPT (-O2 -g), WERROR (1),
@@ -48,10 +48,18 @@ endif
 
 CFLAGS_ALL := $(STD) $(OPT) $(WARN) $(SANFLAGS) -Iinclude $(EXTRA_CFLAGS)
 LDLIBS := -pthread -lrt -lm
+# A misuse abort prints the caller's frames (backtrace_symbols): tests export their functions
+# so that the frames have names, and gcc keeps each function's unlikely paths inside it rather
+# than in a separate, unexported `fn.cold` part.
+TEST_LDFLAGS := -rdynamic
+ifneq ($(findstring gcc,$(notdir $(CC))),)
+TEST_LDFLAGS += -fno-reorder-blocks-and-partition
+endif
 
 CONFIG := $(notdir $(CC))$(if $(SANITIZE),-$(subst $(comma),+,$(SANITIZE)))
 BUILD := build/$(CONFIG)
 HEADERS := $(wildcard include/conc/*.h) include/conc.h
+VERSION := $(shell sed -n 's/^\#define CONC_VERSION_STRING "\(.*\)"/\1/p' include/conc/base.h)
 
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/%)
@@ -69,7 +77,7 @@ RESULTS := build/results
 RUN := bash tests/run.sh
 
 .PHONY: all test check tests bench stress examples install uninstall format lint clean \
-        deps-test deps-bench test-headers test-models test-examples test-config
+        deps-test deps-bench test-headers test-models test-examples test-config test-frontdoor needs
 
 all: tests examples $(BENCH_BINS)
 
@@ -77,7 +85,7 @@ tests: $(TEST_BINS)
 
 $(BUILD)/test_%: tests/test_%.c tests/harness.h $(HEADERS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS_ALL) $(TEST_LDFLAGS) -o $@ $< $(LDLIBS)
 
 build/examples/%: examples/%.c $(HEADERS)
 	@mkdir -p $(@D)
@@ -95,6 +103,7 @@ examples: $(EXAMPLE_BINS)
 test: deps-test
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
 	@$(MAKE) --no-print-directory test-headers
+	@$(MAKE) --no-print-directory test-frontdoor
 	@$(MAKE) --no-print-directory test-config CC=gcc SANITIZE=
 	@$(MAKE) --no-print-directory test-config CC=gcc SANITIZE=thread
 	@$(MAKE) --no-print-directory test-config CC=clang SANITIZE=thread
@@ -125,6 +134,19 @@ test-headers:
 	@mkdir -p $(RESULTS)
 	@$(RUN) headers $(RESULTS)/headers.log | tail -1
 
+# What a new user meets first (tests/frontdoor.sh): the quick starts and README snippets compile
+# -Werror; README's copy instruction and needs lists hold; pkg-config, CMake and Meson consumers.
+test-frontdoor:
+	@echo "== front door: snippets, copying, consumer projects"
+	@mkdir -p $(RESULTS)
+	@bash tests/frontdoor.sh snippets $(RESULTS)/snippets.log | grep -E '^FAIL|^    |passed'
+	@bash tests/frontdoor.sh copy $(RESULTS)/copy.log | grep -E '^FAIL|^    |passed'
+	@bash tests/frontdoor.sh consumers $(RESULTS)/consumers.log | grep -E '^FAIL|^    |passed'
+
+# The dependency list README.md shows after <!-- needs -->, from the headers' includes.
+needs:
+	@bash tests/frontdoor.sh needs
+
 test-models:
 	@echo "== spin models"
 	@mkdir -p $(RESULTS)
@@ -139,6 +161,7 @@ test-examples:
 
 deps-test:
 	@$(RUN) deps gcc:gcc clang:clang g++:g++ clang++:clang spin:spin gdb:gdb \
+	  pkg-config:pkgconf cmake:cmake meson:meson ninja:ninja-build \
 	  /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.tsan-x86_64.a:libclang-rt-14-dev
 
 # --- make stress -------------------------------------------------------------------------------
@@ -157,18 +180,26 @@ deps-bench:
 	@$(RUN) deps gcc:gcc python3:python3 /usr/include/ck_spinlock.h:libck-dev
 
 # --- housekeeping ------------------------------------------------------------------------------
+# The installed umbrella is <conc/conc.h>; conc.h at the top only forwards to it, and replaces
+# nothing but an earlier conc.h of ours (it carries the tag conc-forwarding-header).
+INSTALLED_CONC_H = $(DESTDIR)$(PREFIX)/include/conc.h
 install:
-	install -d $(DESTDIR)$(PREFIX)/include/conc $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 include/conc.h $(DESTDIR)$(PREFIX)/include/
+	install -d $(DESTDIR)$(PREFIX)/include/conc $(DESTDIR)$(PREFIX)/share/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/share/cmake/conc
 	install -m 644 include/conc/*.h $(DESTDIR)$(PREFIX)/include/conc/
-	printf 'prefix=%s\nincludedir=$${prefix}/include\n\nName: conc\nDescription: %s\nVersion: %s\nCflags: -I$${includedir}\nLibs: -pthread\n' \
-	  '$(PREFIX)' 'header-only concurrency primitives' \
-	  "$$(sed -n 's/^#define CONC_VERSION_STRING "\(.*\)"/\1/p' include/conc/base.h)" \
-	  >$(DESTDIR)$(PREFIX)/lib/pkgconfig/conc.pc
+	@if [ ! -e $(INSTALLED_CONC_H) ] || grep -q conc-forwarding-header $(INSTALLED_CONC_H); then \
+	  install -m 644 include/conc.h $(DESTDIR)$(PREFIX)/include/; \
+	else echo "warning: $(INSTALLED_CONC_H) belongs to another package: kept; use <conc/conc.h>"; fi
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' conc.pc.in \
+	  >$(DESTDIR)$(PREFIX)/share/pkgconfig/conc.pc
+	install -m 644 cmake/conc-config.cmake $(DESTDIR)$(PREFIX)/share/cmake/conc/
+	sed 's|@VERSION@|$(VERSION)|' cmake/conc-config-version.cmake.in \
+	  >$(DESTDIR)$(PREFIX)/share/cmake/conc/conc-config-version.cmake
 
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/include/conc $(DESTDIR)$(PREFIX)/include/conc.h \
-	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/conc.pc
+	rm -rf $(DESTDIR)$(PREFIX)/include/conc $(DESTDIR)$(PREFIX)/share/cmake/conc \
+	  $(DESTDIR)$(PREFIX)/share/pkgconfig/conc.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/conc.pc
+	@! grep -qs conc-forwarding-header $(INSTALLED_CONC_H) || rm -f $(INSTALLED_CONC_H)
 
 FORMAT_FILES = $(HEADERS) tests/*.c tests/*.h bench/*.c bench/*.h examples/*.c
 format:

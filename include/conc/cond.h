@@ -7,12 +7,13 @@
  * QUICK START (examples/05_condition_producer_consumer.c)
  *     static conc_lock_t lock = CONC_LOCK_INIT;
  *     static conc_cond_t nonempty = CONC_COND_INIT;
+ *     static int items[64], count;             // what the lock guards
  *     conc_lock_acquire(&lock);                // consumer
  *     while (count == 0)                       // a loop, never an if: see CAVEATS
  *         conc_cond_wait(&nonempty, &lock);
- *     item = items[--count];
+ *     printf("got %d\n", items[--count]);
  *     conc_lock_release(&lock);
- *     conc_lock_acquire(&lock); items[count++] = x; conc_cond_notify(&nonempty);
+ *     conc_lock_acquire(&lock); items[count++] = 42; conc_cond_notify(&nonempty);
  *     conc_lock_release(&lock);                // producer
  *
  * API

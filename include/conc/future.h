@@ -7,9 +7,10 @@
  *
  * QUICK START (examples/09_thread_pool_as_completed.c)
  *     static int work(void *arg, void **result) { *result = arg; return 0; }
+ *     static char greeting[] = "hi";
  *     conc_executor_t *ex; conc_future_t *f;
  *     if (conc_executor_create(&ex, 4, 64) != 0) abort();
- *     if (conc_executor_submit(ex, work, "hi", &f) == 0) {
+ *     if (conc_executor_submit(ex, work, greeting, &f) == 0) {
  *         if (conc_future_wait(f) == 0) puts((char *)conc_future_result(f));
  *         conc_future_release(f);               // the caller owns one reference
  *     }

@@ -9,9 +9,10 @@
  *     conc_queue_t *q;
  *     if (conc_queue_create(&q, 1024, sizeof(int)) != 0) abort();
  *     int x = 42;
- *     conc_queue_push(q, &x);                 // producer: blocks while full
+ *     if (conc_queue_push(q, &x) != 0)        // producer: blocks while full,
+ *         puts("closed: not pushed");         //   EPIPE once closed
  *     while (conc_queue_pop(q, &x) == 0)      // consumer: blocks while empty,
- *         use(x);                             //   EPIPE once closed and drained
+ *         printf("%d\n", x);                  //   EPIPE once closed and drained
  *     conc_queue_close(q);                    // producer side, when done: wakes everyone
  *     conc_queue_destroy(q);                  // after every thread has stopped using it
  *

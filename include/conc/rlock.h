@@ -6,7 +6,8 @@
  *
  * QUICK START (examples/02_rlock_reentrant.c)
  *     static conc_rlock_t r = CONC_RLOCK_INIT;
- *     void inner(void) { conc_rlock_acquire(&r); ...; conc_rlock_release(&r); }
+ *     static long calls;                  // what r guards
+ *     static void inner(void) { conc_rlock_acquire(&r); calls++; conc_rlock_release(&r); }
  *     void outer(void) { conc_rlock_acquire(&r); inner(); conc_rlock_release(&r); }
  *
  * API
