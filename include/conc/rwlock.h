@@ -11,6 +11,7 @@
  *
  * QUICK START (examples/20_rwlock_cache.c)
  *     static conc_rwlock_t rw = CONC_RWLOCK_INIT;
+ *     static long table[64], key;                // what rw guards
  *     conc_rwlock_acquire_shared(&rw);           // many readers at once
  *     long v = table[key];
  *     conc_rwlock_release_shared(&rw);
