@@ -225,6 +225,21 @@ static void forkpool_map_worker_sigkilled(void) {
     conc_forkpool_destroy(p);
 }
 
+/* More workers than a SEQPACKET queue holds packets (net.unix.max_dgram_qlen, 10): spawning
+ * them all must not wedge the parent and the fork server against each other. */
+static void forkpool_many_workers(void) {
+    conc_forkpool_t *p = fp_create(24);
+    size_t n = 50000;
+    fp_shared *s = fp_shared_alloc(p, n);
+    fp_map_arg *a = fp_arg(p, s);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, n, NULL), 0);
+    fp_check_once_except(s, n, SIZE_MAX);
+    pid_t pids[32];
+    TH_CHECK_EQ(conc_forkpool_pids(p, pids, 32), 24);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 /* raise(SIGSEGV), abort() and exit(3) inside fn: each item names its death. */
 static void forkpool_map_crashes_named(void) {
     conc_forkpool_t *p = fp_create(2);
@@ -903,16 +918,170 @@ static void forkpool_parent_killed_workers_die(void) {
         th_sleep_ns(1000 * 1000);
 }
 
+/* -------------------------------------------------------------------------------------------
+ * Stress: submitters that cancel at random, a mapping thread, and items and tasks that kill
+ * their own worker at random (deaths without any pid race)
+ * ------------------------------------------------------------------------------------------- */
+#define FP_STRESS_N 4000        /* items per map */
+#define FP_STRESS_DIE_EVERY 997 /* about one self-kill per this many first attempts */
+
+typedef struct fp_stress {
+    conc_forkpool_t *p;
+    fp_shared *s;   /* per-item runs of the current map */
+    uint32_t *salt; /* in shared memory: changes per map, so other items die each time */
+    int64_t stop_at;
+    uint32_t maps, tasks, cancels, deaths; /* relaxed: statistics */
+} fp_stress;
+
+typedef struct fp_stress_item_arg {
+    fp_shared *s;
+    uint32_t *salt;
+} fp_stress_item_arg;
+
+static uint32_t fp_hash(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return (uint32_t)x;
+}
+
+static int fp_stress_item(size_t i, void *arg) {
+    fp_stress_item_arg *a = (fp_stress_item_arg *)arg;
+    uint32_t before = __atomic_fetch_add(&a->s->count[i], 1u, __ATOMIC_RELAXED);
+    uint32_t salt = __atomic_load_n(a->salt, __ATOMIC_RELAXED);
+    if (before == 0 && fp_hash(i * 31 + salt) % FP_STRESS_DIE_EVERY == 0)
+        raise(SIGKILL);
+    return 0;
+}
+
+/* arg: 8 bytes; dies on the first attempt when they hash so; result: the bytes, reversed. */
+static int fp_stress_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    uint64_t v;
+    memcpy(&v, arg, sizeof v);
+    if (fp_hash(v) % 61 == 0 && (v & 1))
+        raise(SIGKILL);
+    unsigned char *r = (unsigned char *)malloc(len);
+    for (size_t i = 0; i < len; i++)
+        r[i] = ((const unsigned char *)arg)[len - 1 - i];
+    *result = r;
+    *result_len = len;
+    return 0;
+}
+
+static void fp_stress_submitter(int index, void *arg) {
+    fp_stress *st = (fp_stress *)arg;
+    th_rng rng = th_rng_make((uint64_t)index + 1);
+    while (th_now() < st->stop_at) {
+        enum { BATCH = 16 };
+        conc_future_t *f[BATCH];
+        uint64_t v[BATCH];
+        for (int k = 0; k < BATCH; k++) {
+            v[k] = th_rand(&rng);
+            int e = th_rand_below(&rng, 4) == 0
+                        ? conc_forkpool_try_submit(st->p, fp_stress_task, &v[k], sizeof v[k], &f[k])
+                        : conc_forkpool_submit(st->p, fp_stress_task, &v[k], sizeof v[k], &f[k]);
+            TH_CHECK(e == 0 || e == EAGAIN);
+            if (e == EAGAIN) {
+                TH_CHECK(f[k] == NULL);
+                continue;
+            }
+            if (th_rand_below(&rng, 8) == 0) {
+                int c = conc_forkpool_cancel(f[k]);
+                TH_CHECK(c == 0 || c == EBUSY);
+                __atomic_fetch_add(&st->cancels, (uint32_t)(c == 0), __ATOMIC_RELAXED);
+            }
+        }
+        for (int k = 0; k < BATCH; k++) {
+            if (!f[k])
+                continue;
+            int w = conc_future_wait(f[k]);
+            conc_forkpool_outcome_t o;
+            TH_CHECK_EQ(conc_forkpool_outcome(f[k], &o), 0);
+            TH_CHECK(w == 0 || w == ECANCELED || w == ECHILD);
+            if (w == 0) {
+                size_t len;
+                const unsigned char *r = (const unsigned char *)conc_forkpool_result(f[k], &len);
+                TH_CHECK(len == sizeof v[k]);
+                for (size_t i = 0; i < len; i++)
+                    TH_CHECK(r[i] == ((const unsigned char *)&v[k])[len - 1 - i]);
+                TH_CHECK(o.attempts >= 1);
+            } else if (w == ECHILD) {
+                TH_CHECK(o.signal == SIGKILL && o.attempts == 2); /* retries = 1, both died? */
+            }
+            __atomic_fetch_add(&st->deaths, (uint32_t)(o.attempts > 1), __ATOMIC_RELAXED);
+            __atomic_fetch_add(&st->tasks, 1u, __ATOMIC_RELAXED);
+            conc_future_release(f[k]);
+        }
+    }
+}
+
+static void fp_stress_mapper(fp_stress *st) {
+    size_t n = FP_STRESS_N;
+    fp_stress_item_arg *a = (fp_stress_item_arg *)conc_forkpool_alloc(st->p, sizeof *a);
+    TH_CHECK(a != NULL);
+    a->s = st->s;
+    a->salt = st->salt;
+    conc_forkpool_outcome_t *out = (conc_forkpool_outcome_t *)malloc(n * sizeof *out);
+    while (th_now() < st->stop_at) {
+        memset(st->s->count, 0, n * sizeof st->s->count[0]);
+        __atomic_fetch_add(st->salt, 1u, __ATOMIC_RELAXED);
+        int e = conc_forkpool_map(st->p, fp_stress_item, a, n, out);
+        TH_CHECK(e == 0 || e == ECHILD);
+        for (size_t i = 0; i < n; i++) {
+            uint32_t c = st->s->count[i];
+            /* Never more runs than reported starts; untouched items exactly once. A start
+             * killed before its first instruction may leave one run uncounted. */
+            TH_CHECK_MSG(c <= out[i].attempts && c + 1 >= out[i].attempts,
+                         "item %zu ran %u times, %u starts reported", i, c, out[i].attempts);
+            if (out[i].attempts == 1 && out[i].status == 0)
+                TH_CHECK_EQ(c, 1);
+            TH_CHECK(out[i].status == 0 || (out[i].status == ECHILD && out[i].signal == SIGKILL));
+        }
+        __atomic_fetch_add(&st->maps, 1u, __ATOMIC_RELAXED);
+    }
+    free(out);
+}
+
+static void fp_stress_thread(int index, void *arg) {
+    if (index == 0)
+        fp_stress_mapper((fp_stress *)arg);
+    else
+        fp_stress_submitter(index, arg);
+}
+
+static void forkpool_stress_mixed(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 3;
+    o.retries = 1;
+    o.queue_capacity = 8;
+    o.shared_size = 16u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    fp_stress st;
+    memset(&st, 0, sizeof st);
+    st.p = p;
+    st.s = fp_shared_alloc(p, FP_STRESS_N);
+    st.salt = (uint32_t *)conc_forkpool_alloc(p, sizeof *st.salt);
+    *st.salt = 0;
+    st.stop_at = th_now() + th_duration_ns(1.5);
+    th_run_threads(th_threads(5), fp_stress_thread, &st);
+    printf("    %u maps, %u tasks, %u cancelled, %u re-run after a death\n", st.maps, st.tasks,
+           st.cancels, st.deaths);
+    TH_CHECK(st.maps > 0 && st.tasks > 0);
+    conc_forkpool_destroy(p);
+}
+
 TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
-        TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_map_crashes_named),
-        TH_CASE(forkpool_map_retry_succeeds), TH_CASE(forkpool_map_task_timeout),
-        TH_CASE(forkpool_map_sigint_to_group), TH_CASE(forkpool_submit_future_api),
-        TH_CASE(forkpool_submit_big_result), TH_CASE(forkpool_submit_tiny_and_huge),
-        TH_CASE(forkpool_submit_cancel_running_and_queued),
+        TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
+        TH_CASE(forkpool_map_crashes_named), TH_CASE(forkpool_map_retry_succeeds),
+        TH_CASE(forkpool_map_task_timeout), TH_CASE(forkpool_map_sigint_to_group),
+        TH_CASE(forkpool_submit_future_api), TH_CASE(forkpool_submit_big_result),
+        TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
         TH_CASE(forkpool_submit_timeout_and_crash), TH_CASE(forkpool_submit_bounded_queue),
         TH_CASE(forkpool_shutdown_cancels_pending), TH_CASE(forkpool_init_failing_leaves_nothing),
         TH_CASE(forkpool_max_tasks_per_child),
         TH_CASE(forkpool_parent_threads_and_pristine_replacements),
         TH_CASE(forkpool_gives_up_on_immediate_deaths), TH_CASE(forkpool_destroy_leaves_nothing),
         TH_CASE(forkpool_alloc_free), TH_CASE(forkpool_free_misuse_aborts),
-        TH_CASE(forkpool_parent_killed_workers_die))
+        TH_CASE(forkpool_parent_killed_workers_die), TH_CASE_T(forkpool_stress_mixed, 120))

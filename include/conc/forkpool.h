@@ -200,6 +200,10 @@ extern "C" {
 #define CONC__FORKPOOL_STOP_GRACE (2 * CONC_SEC) /* QUIT to SIGKILL for a worker at shutdown */
 #define CONC__FORKPOOL_FD 3       /* the worker's socket (and the server's) after hygiene */
 #define CONC__FORKPOOL_STAGE 4096 /* bytes one recv takes: a small message is one call */
+/* SPAWN requests in flight at most. A SEQPACKET socket queues at most net.unix.max_dgram_qlen
+ * (default 10) packets: with fewer requests in flight than that, the parent's blocking send
+ * never waits for a server that is itself waiting to send to the parent. */
+#define CONC__FORKPOOL_SPAWN_BATCH 4u
 
 #if defined(__cplusplus)
 #define CONC__FORKPOOL_ASSERT(c, m) static_assert(c, m)
@@ -1328,10 +1332,12 @@ CONC_COLD void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
             conc__forkpool_task *t = w->task;
             w->task = NULL;
             w->state = m->a ? CONC__FORKPOOL_W_GONE : CONC__FORKPOOL_W_IDLE; /* a: retiring */
-            t->result = w->in_buf;
-            t->result_len = (size_t)m->len;
-            w->in_buf = NULL;
-            t->outcome.status = m->status;
+            if (!t->cancelled) { /* else its outcome is final already: readers may look */
+                t->result = w->in_buf;
+                t->result_len = (size_t)m->len;
+                w->in_buf = NULL;
+                t->outcome.status = m->status;
+            }
             conc__forkpool_task_finish(p, t, dl);
         }
         break;
@@ -1548,9 +1554,13 @@ CONC_COLD void *conc__forkpool_monitor(void *arg) {
             if (!left || !server_ok)
                 break;
         } else if (server_ok) {
-            for (unsigned k = 0; k < p->nworkers; k++) {
+            unsigned asked = 0;
+            for (unsigned k = 0; k < p->nworkers; k++)
+                asked += p->w[k].state == CONC__FORKPOOL_W_SPAWNING;
+            for (unsigned k = 0; k < p->nworkers && asked < CONC__FORKPOOL_SPAWN_BATCH; k++) {
                 conc__forkpool_worker *w = &p->w[k];
                 if (w->state == CONC__FORKPOOL_W_EMPTY && !p->broken && w->spawn_at <= now) {
+                    asked++;
                     conc__forkpool_ctl m = {CONC__FORKPOOL_CTL_SPAWN, (int32_t)k, 0, 0};
                     if (conc__forkpool_ctl_send(p->ctl, &m, NULL, 0) != 0)
                         server_ok = false;
@@ -1855,9 +1865,9 @@ CONC_NODISCARD static inline int conc_forkpool_create(conc_forkpool_t **out,
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
             e = errno;
         } else {
-            p->ctl = sv[0];
+            p->ctl =
+                sv[0]; /* blocking sends (see CONC__FORKPOOL_SPAWN_BATCH), MSG_DONTWAIT reads */
             p->ctl_server = sv[1];
-            (void)fcntl(p->ctl, F_SETFL, fcntl(p->ctl, F_GETFL) | O_NONBLOCK);
         }
     }
     if (!e) {
