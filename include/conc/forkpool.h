@@ -145,7 +145,8 @@
  *   it: the end-of-round scan finds it. Dying after `running = v + 1` names v. The parent
  *   reads the slots only after the death (reported through the kernel, which orders it after
  *   the dead process's last store), so relaxed atomics suffice in the worker. Orphaned ranges
- *   and retries form the next round, until a round leaves nothing over.
+ *   and retries form the next round, until a round leaves nothing over. tests/models/
+ *   forkpool.pml checks exactly-once with either or both workers dying at any step.
  *   submit. A task is a future made by future.h's conc__future_create_ext: the task record
  *   rides in the future's own allocation and is freed (with the result bytes) when the last
  *   reference goes. Frames on the worker's socket: a 32-byte header and the bytes; the
