@@ -244,8 +244,8 @@ CONC_INLINE uint64_t conc__queue_advance(const conc_queue_t *q, uint64_t pos, ui
 CONC_NODISCARD static inline int conc_queue_init_in(conc_queue_t **out, void *mem, size_t mem_size,
                                                     size_t capacity, size_t item_size, int flags) {
     size_t need = conc_queue_footprint(capacity, item_size);
-    if (!out || !mem || ((uintptr_t)mem % CONC_QUEUE_ALIGN) != 0 || need == 0 ||
-        mem_size < need || (flags & ~CONC_SHARED) != 0)
+    if (!out || !mem || ((uintptr_t)mem % CONC_QUEUE_ALIGN) != 0 || need == 0 || mem_size < need ||
+        (flags & ~CONC_SHARED) != 0)
         return EINVAL;
     conc_queue_t *q = (conc_queue_t *)mem;
     memset(q, 0, sizeof *q);
