@@ -14,7 +14,8 @@
 #                                     `make install` and after `cmake --install`), Meson subproject
 #
 # Everything is found mechanically (headers by wildcard, snippets by their markers), so a new
-# header is covered the moment it lands. Each step ends its LOG with "N passed, N failed, N skipped".
+# header is covered the moment it lands. Each step ends its LOG with
+# "N passed, N failed, N skipped".
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD

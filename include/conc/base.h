@@ -130,12 +130,12 @@ extern "C" {
 #if !defined(CONC_NO_BACKTRACE) && defined(__GLIBC__) && defined(__has_include)
 #if __has_include(<execinfo.h>)
 #include <execinfo.h>
-#define CONC__ABORT_BACKTRACE 1
+#define CONC__BASE_ABORT_BACKTRACE 1
 #endif
 #endif
-#define CONC__ABORT_FRAMES 24 /* enough to reach the user's code through any conc slow path */
+#define CONC__BASE_ABORT_FRAMES 24 /* enough to reach the user's code through any conc slow path */
 
-CONC_INLINE void conc__abort_write(const char *s) {
+CONC_INLINE void conc__base_abort_write(const char *s) {
     size_t n = 0;
     while (s[n])
         n++;
@@ -157,19 +157,19 @@ CONC_COLD void conc__abort(const char *file, int line, const char *msg) {
     do
         digits[--i] = (char)('0' + u % 10u);
     while ((u /= 10u) != 0 && i > 0);
-    conc__abort_write("conc: fatal: ");
-    conc__abort_write(msg);
-    conc__abort_write(" (");
-    conc__abort_write(file);
-    conc__abort_write(":");
-    conc__abort_write(digits + i);
-    conc__abort_write(")\n");
-#if defined(CONC__ABORT_BACKTRACE)
-    void *frames[CONC__ABORT_FRAMES];
-    int n = backtrace(frames, CONC__ABORT_FRAMES);
+    conc__base_abort_write("conc: fatal: ");
+    conc__base_abort_write(msg);
+    conc__base_abort_write(" (");
+    conc__base_abort_write(file);
+    conc__base_abort_write(":");
+    conc__base_abort_write(digits + i);
+    conc__base_abort_write(")\n");
+#if defined(CONC__BASE_ABORT_BACKTRACE)
+    void *frames[CONC__BASE_ABORT_FRAMES];
+    int n = backtrace(frames, CONC__BASE_ABORT_FRAMES);
     if (n > 1) { /* frames[0] is this function */
-        conc__abort_write("conc: called from (most recent first; names need -rdynamic; "
-                          "addr2line -f -i -e PROG 0xOFFSET names any frame):\n");
+        conc__base_abort_write("conc: called from (most recent first; names need -rdynamic; "
+                               "addr2line -f -i -e PROG 0xOFFSET names any frame):\n");
         backtrace_symbols_fd(frames + 1, n - 1, STDERR_FILENO);
     }
 #endif
