@@ -1,0 +1,316 @@
+/* conc/barrier.h - a reusable cyclic barrier that can break - conc v0.1.0
+ * SPDX-License-Identifier: MIT
+ *
+ * Python's threading.Barrier (and pthread_barrier_t) in C: `parties` threads wait until all
+ * of them have arrived, then all go on together, and the barrier is ready for the next round.
+ * A party that gives up (a deadline) or an abort breaks the barrier for everyone, as Python's
+ * BrokenBarrierError does, until reset.
+ *
+ * CONTENTS  quick start, API, errors, ordering contract, thread safety, configuration,
+ *           caveats, design
+ *
+ * QUICK START (examples/21_barrier_phases.c)
+ *     static conc_barrier_t phase_end = CONC_BARRIER_INIT(4);   // four workers
+ *     for (int step = 0; step < steps; step++) {
+ *         compute_my_slice(step);
+ *         if (conc_barrier_wait(&phase_end) == CONC_BARRIER_LEADER)
+ *             swap_buffers();                // exactly one party per round, others wait...
+ *         conc_barrier_wait(&phase_end);     // ...for it here
+ *     }
+ *
+ * API
+ *   init      conc_barrier_init(b, parties, flags)   0, EINVAL; flags: 0 or CONC_SHARED
+ *             = CONC_BARRIER_INIT(parties)            private
+ *   wait      conc_barrier_wait(b)                    0, CONC_BARRIER_LEADER, CONC_BARRIER_BROKEN
+ *             conc_barrier_wait_until(b, dl)          ... or ETIMEDOUT (and the barrier breaks)
+ *   break     conc_barrier_abort(b)                   break it: every waiter fails at once
+ *             conc_barrier_reset(b)                   break the round in progress, wait for its
+ *                                                     waiters to leave, ready again
+ *   query     conc_barrier_parties(b), conc_barrier_waiting(b) (a snapshot),
+ *             conc_barrier_is_broken(b)
+ *
+ * ERRORS
+ *   wait returns 0 to every party but one, and CONC_BARRIER_LEADER (-1, like
+ *   PTHREAD_BARRIER_SERIAL_THREAD) to the one whose arrival completed the round: negative,
+ *   so it never collides with an error. CONC_BARRIER_BROKEN (ENOTRECOVERABLE: the errno of a
+ *   robust mutex whose state is lost until re-init, the nearest pthread meaning of "broken")
+ *   when the barrier is broken on arrival or breaks while waiting (Python: BrokenBarrierError).
+ *   wait_until: ETIMEDOUT to the party whose deadline passed (never early; a past deadline
+ *   still completes a round that its arrival completes); it breaks the barrier, so the other
+ *   parties of that round get CONC_BARRIER_BROKEN. init: EINVAL for 0 parties or more than
+ *   CONC_BARRIER_PARTIES_MAX.
+ *
+ * ORDERING CONTRACT
+ *   Everything every party wrote before its wait of a round is visible to every party when its
+ *   wait of that round returns 0 or CONC_BARRIER_LEADER. A broken round orders nothing.
+ *
+ * THREAD SAFETY
+ *   Every call may overlap every other except init. More threads than parties may use one
+ *   barrier: each round takes the first `parties` arrivals. reset blocks until the waiters of
+ *   the round it broke have returned; waits that arrive meanwhile fail (it is broken).
+ *   No destroy is needed.
+ *
+ * CONFIGURATION
+ *   CONC_BARRIER_SPIN  spin iterations (a relaxed load and a pause each, ~20 ns) before a
+ *                      waiter sleeps, when the parties fit on the CPUs (default 2048: about
+ *                      40 us); 0 disables spinning.
+ *
+ * CAVEATS
+ *   - 16 bytes (pthread_barrier_t: 32). CONC_SHARED barriers in MAP_SHARED memory work across
+ *     processes; a party that dies leaves the round one short: break it with abort, or give
+ *     the parties deadlines.
+ *   - No action callback (Python's `action`): the leader runs it, then a second wait holds the
+ *     others until it is done (QUICK START).
+ *   - A waiter that stays descheduled across exactly 2^32 rounds of other threads would miss
+ *     its release and wait one more round (the generation wraps).
+ *
+ * DESIGN
+ *   One 64-bit word: the low half is {arrived: bits 0..29, WAITERS 30}, the high half
+ *   {generation: 31 bits, BROKEN}. Waiters sleep on the high half, which holds exactly what
+ *   they wait for to change (a first version slept on the low half: a waiter on its way to
+ *   sleep could find the next round's {1, WAITERS} there, the same value, and sleep through
+ *   its release; test_barrier's two-party rounds caught it). Arriving is one CAS: count + 1, or, for the last party,
+ *   count 0 and generation + 1 (the leader's release). A waiter returns when the generation
+ *   moved (released: even if a later round broke meanwhile, the move is its release) or BROKEN
+ *   is up with the generation unchanged (then it leaves: count - 1). BROKEN stays until reset,
+ *   which waits for the broken round's waiters to leave, so a waiter that has not looked yet
+ *   never mistakes a reset for a release. tests/models/barrier.pml checks it.
+ */
+#ifndef CONC_BARRIER_H
+#define CONC_BARRIER_H
+
+#include "base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct conc_barrier {
+    uint64_t word __attribute__((aligned(8))); /* see DESIGN; all access atomic */
+    uint32_t parties;                          /* set by init only */
+    uint32_t config;                           /* CONC__BARRIER_SHARED; set by init only */
+} conc_barrier_t;
+
+#define CONC_BARRIER_LEADER (-1)             /* wait's result for the party that completed it */
+#define CONC_BARRIER_BROKEN ENOTRECOVERABLE  /* the barrier is broken until reset */
+#define CONC_BARRIER_PARTIES_MAX 0x3fffffffu /* the arrived field's width */
+
+// clang-format off
+#define CONC_BARRIER_INIT(parties) {0, (uint32_t)(parties), 0}
+// clang-format on
+
+#ifndef CONC_BARRIER_SPIN
+#define CONC_BARRIER_SPIN 2048
+#endif
+
+#define CONC__BARRIER_ARRIVED_ONE ((uint64_t)1)
+#define CONC__BARRIER_ARRIVED_MASK ((uint64_t)CONC_BARRIER_PARTIES_MAX)
+#define CONC__BARRIER_WAITERS ((uint64_t)1 << 30)          /* waiters may sleep (high half) */
+#define CONC__BARRIER_GEN_SHIFT 32
+#define CONC__BARRIER_GEN_ONE ((uint64_t)1 << CONC__BARRIER_GEN_SHIFT)
+#define CONC__BARRIER_GEN_MASK ((uint64_t)0x7fffffff << CONC__BARRIER_GEN_SHIFT) /* 31 bits */
+#define CONC__BARRIER_BROKEN ((uint64_t)1 << 63)
+#define CONC__BARRIER_SHARED 0x1u /* in config */
+
+/* Waiters sleep on the high half {generation, BROKEN}: exactly what they wait to change,
+ * so no later round can make it look unchanged (short of 2^31 rounds). reset sleeps on the
+ * low half {arrived, WAITERS}, waiting for the broken round's waiters to leave. */
+CONC_INLINE uint32_t *conc__barrier_futex_high(conc_barrier_t *b) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (uint32_t *)(void *)&b->word;
+#else
+    return (uint32_t *)(void *)&b->word + 1;
+#endif
+}
+CONC_INLINE uint32_t *conc__barrier_futex_low(conc_barrier_t *b) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (uint32_t *)(void *)&b->word + 1;
+#else
+    return (uint32_t *)(void *)&b->word;
+#endif
+}
+/* Relaxed: parties and config are written by init only, before any other call. */
+CONC_INLINE int conc__barrier_futex_flags(const conc_barrier_t *b) {
+    return (conc_load(&b->config, CONC_RELAXED) & CONC__BARRIER_SHARED) ? CONC_SHARED : 0;
+}
+CONC_INLINE uint64_t conc__barrier_arrived(uint64_t w) {
+    return w & CONC__BARRIER_ARRIVED_MASK;
+}
+CONC_INLINE uint64_t conc__barrier_gen(uint64_t w) {
+    return w & CONC__BARRIER_GEN_MASK;
+}
+
+CONC_NODISCARD static inline int conc_barrier_init(conc_barrier_t *b, unsigned parties,
+                                                   int flags) {
+    if (parties == 0 || parties > CONC_BARRIER_PARTIES_MAX)
+        return EINVAL;
+    conc_store(&b->word, (uint64_t)0, CONC_RELAXED);
+    conc_store(&b->parties, (uint32_t)parties, CONC_RELAXED);
+    conc_store(&b->config, (flags & CONC_SHARED) ? CONC__BARRIER_SHARED : 0u, CONC_RELAXED);
+    return 0;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Slow paths (cold, out of line)
+ *
+ *   leader (last to arrive)                    waiter
+ *   ---------------------------------------    --------------------------------------------
+ *                                              CAS: arrived k -> k+1, generation g   [A1]
+ *                                              CAS: raise WAITERS
+ *   CAS: arrived n-1 -> 0, WAITERS off,
+ *        generation g+1   [R1]
+ *   old word had WAITERS: wake(all, high)
+ *                                              futex_wait(high, {g, not BROKEN})
+ *                                                -> EAGAIN: the generation changed
+ *
+ * Either the leader's CAS comes first and futex_wait finds the high half changed, or the
+ * waiter is queued first and the wake, decided from the very bit it raised, finds it.
+ * Breaking (abort, a deadline) raises BROKEN in the high half with the same "wake all if
+ * WAITERS" rule.
+ * ------------------------------------------------------------------------------------------- */
+
+CONC_COLD void conc__barrier_wake_all(conc_barrier_t *b) {
+    CONC_CHAOS_POINT();
+    conc_futex_wake(conc__barrier_futex_high(b), INT_MAX, conc__barrier_futex_flags(b));
+}
+
+/* Leave a broken round: count - 1; the last one out wakes a reset waiting for that. */
+CONC_COLD int conc__barrier_leave_broken(conc_barrier_t *b, uint64_t w, int result) {
+    uint64_t next;
+    do {
+        next = w - CONC__BARRIER_ARRIVED_ONE;
+    } while (!conc_cas_weak(&b->word, &w, next, CONC_RELAXED, CONC_RELAXED));
+    if (conc__barrier_arrived(next) == 0) /* a reset may wait for this (rare: no flag) */
+        conc_futex_wake(conc__barrier_futex_low(b), INT_MAX, conc__barrier_futex_flags(b));
+    return result;
+}
+
+/* We arrived in generation `gen` and were not the last: wait for the release or a break. */
+CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t deadline) {
+    const uint64_t gen = conc__barrier_gen(w);
+    int flags = conc__barrier_futex_flags(b);
+    unsigned parties = conc_load(&b->parties, CONC_RELAXED);
+    if (CONC_BARRIER_SPIN > 0 && (int)parties <= conc_cpu_count()) {
+        for (int i = 1; i <= CONC_BARRIER_SPIN && conc__barrier_gen(w) == gen &&
+                        !(w & (CONC__BARRIER_BROKEN | CONC__BARRIER_WAITERS));
+             i++) {
+            if ((i & 63) == 0) {
+                if (deadline != CONC_FOREVER && conc_now() >= deadline)
+                    break;
+                sched_yield(); /* the missing party may be runnable on this very CPU */
+            } else {
+                conc_cpu_relax();
+            }
+            w = conc_load(&b->word, CONC_ACQUIRE); /* [A2] */
+        }
+    }
+    int r = 0;
+    for (;;) {
+        CONC_CHAOS_POINT();
+        if (conc__barrier_gen(w) != gen)
+            return 0; /* [A2] acquire (load or CAS failure): pairs with the leader's [R1] */
+        if (w & CONC__BARRIER_BROKEN)
+            return conc__barrier_leave_broken(b, w, CONC_BARRIER_BROKEN);
+        if (r == ETIMEDOUT || (deadline != CONC_FOREVER && conc_now() >= deadline)) {
+            /* Break the round and leave it in one CAS. Acquire on failure: w may be the
+             * release we return 0 on. */
+            uint64_t next = (w | CONC__BARRIER_BROKEN) - CONC__BARRIER_ARRIVED_ONE;
+            if (!conc_cas(&b->word, &w, next, CONC_ACQUIRE, CONC_ACQUIRE))
+                continue;
+            if (w & CONC__BARRIER_WAITERS)
+                conc__barrier_wake_all(b);
+            if (conc__barrier_arrived(next) == 0)
+                conc_futex_wake(conc__barrier_futex_low(b), INT_MAX, flags);
+            return ETIMEDOUT;
+        }
+        if (!(w & CONC__BARRIER_WAITERS)) {
+            /* A request the leader's CAS reads (acquire for the failure case, see above). */
+            if (!conc_cas(&b->word, &w, w | CONC__BARRIER_WAITERS, CONC_ACQUIRE, CONC_ACQUIRE))
+                continue;
+            w |= CONC__BARRIER_WAITERS;
+        }
+        r = conc_futex_wait(conc__barrier_futex_high(b), (uint32_t)(w >> 32), deadline, flags);
+        w = conc_load(&b->word, CONC_ACQUIRE); /* [A2] */
+    }
+}
+
+CONC_INLINE int conc__barrier_arrive(conc_barrier_t *b, int64_t deadline) {
+    uint32_t parties = conc_load(&b->parties, CONC_RELAXED);
+    uint64_t w = conc_load(&b->word, CONC_RELAXED), next;
+    bool leader;
+    do {
+        if (w & CONC__BARRIER_BROKEN)
+            return CONC_BARRIER_BROKEN;
+        leader = conc__barrier_arrived(w) + 1 == parties;
+        next = leader ? (w & ~(CONC__BARRIER_ARRIVED_MASK | CONC__BARRIER_WAITERS |
+                               CONC__BARRIER_GEN_MASK)) |
+                            ((w + CONC__BARRIER_GEN_ONE) & CONC__BARRIER_GEN_MASK)
+                      : w + CONC__BARRIER_ARRIVED_ONE;
+        /* [A1]/[R1] acq_rel: an arrival releases its party's writes into the word's release
+         * sequence; the leader's CAS acquires all of them and releases them to the waiters. */
+    } while (!conc_cas_weak(&b->word, &w, next, CONC_ACQ_REL, CONC_RELAXED));
+    if (leader) {
+        if (w & CONC__BARRIER_WAITERS)
+            conc__barrier_wake_all(b);
+        return CONC_BARRIER_LEADER;
+    }
+    return conc__barrier_wait_slow(b, next, deadline);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * API
+ * ------------------------------------------------------------------------------------------- */
+
+static inline int conc_barrier_wait(conc_barrier_t *b) {
+    return conc__barrier_arrive(b, CONC_FOREVER);
+}
+
+CONC_NODISCARD static inline int conc_barrier_wait_until(conc_barrier_t *b, int64_t deadline) {
+    return conc__barrier_arrive(b, deadline);
+}
+
+/* Relaxed: breaking publishes nothing (a broken round orders nothing). */
+static inline void conc_barrier_abort(conc_barrier_t *b) {
+    uint64_t old = conc_fetch_or(&b->word, CONC__BARRIER_BROKEN, CONC_RELAXED);
+    if (!(old & CONC__BARRIER_BROKEN) && (old & CONC__BARRIER_WAITERS))
+        conc__barrier_wake_all(b);
+}
+
+/* Break the round in progress (if anyone waits), wait until its waiters have left, then clear
+ * BROKEN: the barrier is fresh when reset returns. */
+static inline void conc_barrier_reset(conc_barrier_t *b) {
+    uint64_t w = conc_load(&b->word, CONC_RELAXED);
+    if (conc__barrier_arrived(w) != 0 && !(w & CONC__BARRIER_BROKEN))
+        conc_barrier_abort(b);
+    int flags = conc__barrier_futex_flags(b);
+    w = conc_load(&b->word, CONC_RELAXED);
+    for (;;) {
+        if (!(w & CONC__BARRIER_BROKEN))
+            return; /* not broken (or another reset finished first) */
+        if (conc__barrier_arrived(w) == 0) {
+            if (conc_cas(&b->word, &w, w & ~(CONC__BARRIER_BROKEN | CONC__BARRIER_WAITERS),
+                         CONC_RELAXED, CONC_RELAXED))
+                return;
+            continue;
+        }
+        /* The last waiter to leave wakes the low half (conc__barrier_leave_broken). */
+        (void)conc_futex_wait(conc__barrier_futex_low(b), (uint32_t)w, CONC_FOREVER, flags);
+        w = conc_load(&b->word, CONC_RELAXED);
+    }
+}
+
+static inline unsigned conc_barrier_parties(const conc_barrier_t *b) {
+    return conc_load(&b->parties, CONC_RELAXED);
+}
+/* Relaxed snapshots, ordered with nothing. */
+static inline unsigned conc_barrier_waiting(const conc_barrier_t *b) {
+    return (unsigned)conc__barrier_arrived(conc_load(&b->word, CONC_RELAXED));
+}
+static inline bool conc_barrier_is_broken(const conc_barrier_t *b) {
+    return (conc_load(&b->word, CONC_RELAXED) & CONC__BARRIER_BROKEN) != 0;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CONC_BARRIER_H */

@@ -1,0 +1,309 @@
+/* tests/test_barrier.c - conc_barrier: unit cases, rounds stress on plain data, breaking by
+ * deadline and abort, reset, more threads than parties, process-shared use.
+ * SPDX-License-Identifier: MIT */
+#include "conc/barrier.h"
+
+#include "harness.h"
+
+#include <sys/mman.h>
+
+static void barrier_init_checks_parties(void) {
+    TH_CHECK_EQ(sizeof(conc_barrier_t), 16);
+    conc_barrier_t b;
+    TH_CHECK_EQ(conc_barrier_init(&b, 0, 0), EINVAL);
+    TH_CHECK_EQ(conc_barrier_init(&b, CONC_BARRIER_PARTIES_MAX + 1u, 0), EINVAL);
+    TH_CHECK_EQ(conc_barrier_init(&b, 3, CONC_SHARED), 0);
+    TH_CHECK_EQ(conc_barrier_parties(&b), 3);
+    TH_CHECK_EQ(conc_barrier_waiting(&b), 0);
+    TH_CHECK(!conc_barrier_is_broken(&b));
+    TH_CHECK(CONC_BARRIER_LEADER < 0 && CONC_BARRIER_BROKEN > 0);
+    TH_CHECK(CONC_BARRIER_BROKEN != ETIMEDOUT);
+}
+
+static void barrier_one_party_always_leads(void) {
+    conc_barrier_t b = CONC_BARRIER_INIT(1);
+    for (int i = 0; i < 5; i++)
+        TH_CHECK_EQ(conc_barrier_wait(&b), CONC_BARRIER_LEADER);
+    TH_CHECK_EQ(conc_barrier_wait_until(&b, 0), CONC_BARRIER_LEADER); /* completes: no timeout */
+    conc_barrier_abort(&b);
+    TH_CHECK_EQ(conc_barrier_wait(&b), CONC_BARRIER_BROKEN);
+    conc_barrier_reset(&b);
+    TH_CHECK_EQ(conc_barrier_wait(&b), CONC_BARRIER_LEADER);
+}
+
+/* Every round, every thread writes its own plain slot, waits, then reads every slot: the
+ * barrier must order all writes of a round before every read of it. A second wait keeps the
+ * next round's writes after this round's reads. One leader per round, exactly. */
+typedef struct rounds_ctx {
+    conc_barrier_t b;
+    long slot[64]; /* plain */
+    int leaders;   /* relaxed instrument */
+    long rounds;
+    int n;
+} rounds_ctx;
+
+static void rounds_worker(int index, void *arg) {
+    rounds_ctx *c = (rounds_ctx *)arg;
+    for (long r = 1; r <= c->rounds; r++) {
+        c->slot[index] = r;
+        int e = conc_barrier_wait(&c->b);
+        TH_CHECK(e == 0 || e == CONC_BARRIER_LEADER);
+        if (e == CONC_BARRIER_LEADER)
+            __atomic_fetch_add(&c->leaders, 1, __ATOMIC_RELAXED);
+        for (int i = 0; i < c->n; i++)
+            TH_CHECK_EQ(c->slot[i], r);
+        e = conc_barrier_wait(&c->b);
+        TH_CHECK(e == 0 || e == CONC_BARRIER_LEADER);
+    }
+}
+
+static void run_rounds(int n, long rounds) {
+    rounds_ctx *c = (rounds_ctx *)calloc(1, sizeof *c);
+    TH_CHECK(c != NULL);
+    TH_CHECK_EQ(conc_barrier_init(&c->b, (unsigned)n, 0), 0);
+    c->n = n;
+    c->rounds = rounds;
+    th_run_threads(n, rounds_worker, c);
+    TH_CHECK_EQ(c->leaders, rounds);
+    TH_CHECK_EQ(conc_barrier_waiting(&c->b), 0);
+    free(c);
+}
+
+static void barrier_stress_rounds_two_parties(void) {
+    run_rounds(2, th_iters(20000));
+}
+static void barrier_stress_rounds_many_parties(void) {
+    run_rounds(th_threads(8), th_iters(2000));
+}
+
+/* More threads than parties: each round takes the first `parties` arrivals. Six threads on a
+ * 3-party barrier until a closer thread aborts it; every completed round released exactly
+ * three parties, one of them its leader. */
+typedef struct crowd_ctx {
+    conc_barrier_t b;
+    int leaders, released; /* relaxed instruments */
+    int stop;              /* relaxed: a stop signal */
+    int64_t stop_at;
+} crowd_ctx;
+static void crowd_worker(int index, void *arg) {
+    crowd_ctx *c = (crowd_ctx *)arg;
+    if (index == 6) { /* the closer */
+        while (th_now() < c->stop_at)
+            th_sleep_ns(1000000);
+        __atomic_store_n(&c->stop, 1, __ATOMIC_RELAXED);
+        conc_barrier_abort(&c->b);
+        return;
+    }
+    while (!__atomic_load_n(&c->stop, __ATOMIC_RELAXED)) {
+        int e = conc_barrier_wait(&c->b);
+        if (e == CONC_BARRIER_BROKEN)
+            break;
+        TH_CHECK(e == 0 || e == CONC_BARRIER_LEADER);
+        __atomic_fetch_add(&c->released, 1, __ATOMIC_RELAXED);
+        if (e == CONC_BARRIER_LEADER)
+            __atomic_fetch_add(&c->leaders, 1, __ATOMIC_RELAXED);
+    }
+}
+static void barrier_stress_more_threads_than_parties(void) {
+    crowd_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(conc_barrier_init(&c.b, 3, 0), 0);
+    c.stop_at = th_now() + th_duration_ns(0.5);
+    th_run_threads(7, crowd_worker, &c);
+    TH_CHECK(c.leaders > 0);
+    TH_CHECK_EQ(c.released, 3 * c.leaders);
+    TH_CHECK_EQ(conc_barrier_waiting(&c.b), 0);
+}
+
+typedef struct party {
+    conc_barrier_t *b;
+    int64_t deadline;
+    int result;
+} party;
+static void *party_main(void *arg) {
+    party *p = (party *)arg;
+    p->result = p->deadline == CONC_FOREVER ? conc_barrier_wait(p->b)
+                                            : conc_barrier_wait_until(p->b, p->deadline);
+    return NULL;
+}
+static void wait_arrived(conc_barrier_t *b, unsigned n) {
+    while (conc_barrier_waiting(b) < n)
+        th_sleep_ns(100000);
+}
+
+/* A deadline breaks the barrier for every party of the round: the one whose deadline passed
+ * gets ETIMEDOUT (never early), the others CONC_BARRIER_BROKEN, and so does every arrival until
+ * reset. After reset the barrier works again. */
+static void barrier_deadline_breaks_it_for_everyone(void) {
+    conc_barrier_t b = CONC_BARRIER_INIT(3);
+    party p1 = {&b, CONC_FOREVER, -2}, p2 = {&b, 0, -2};
+    pthread_t t1, t2;
+    TH_CHECK_EQ(pthread_create(&t1, NULL, party_main, &p1), 0);
+    wait_arrived(&b, 1);
+    p2.deadline = conc_deadline_in(50 * CONC_MS);
+    TH_CHECK_EQ(pthread_create(&t2, NULL, party_main, &p2), 0);
+    pthread_join(t2, NULL);
+    TH_CHECK_EQ(p2.result, ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(p2.deadline);
+    pthread_join(t1, NULL);
+    TH_CHECK_EQ(p1.result, CONC_BARRIER_BROKEN);
+    TH_CHECK(conc_barrier_is_broken(&b));
+    TH_CHECK_EQ(conc_barrier_wait(&b), CONC_BARRIER_BROKEN); /* stays broken */
+    TH_CHECK_EQ(conc_barrier_waiting(&b), 0);                /* everyone left */
+    conc_barrier_reset(&b);
+    TH_CHECK(!conc_barrier_is_broken(&b));
+    party q[2] = {{&b, CONC_FOREVER, -2}, {&b, CONC_FOREVER, -2}};
+    pthread_t tq[2];
+    for (int i = 0; i < 2; i++)
+        TH_CHECK_EQ(pthread_create(&tq[i], NULL, party_main, &q[i]), 0);
+    int mine = conc_barrier_wait(&b);
+    for (int i = 0; i < 2; i++)
+        pthread_join(tq[i], NULL);
+    int leaders = (mine == CONC_BARRIER_LEADER) + (q[0].result == CONC_BARRIER_LEADER) +
+                  (q[1].result == CONC_BARRIER_LEADER);
+    TH_CHECK_EQ(leaders, 1);
+    TH_CHECK(mine >= -1 && mine <= 0 && q[0].result <= 0 && q[1].result <= 0);
+}
+
+/* A deadline already past when the arrival completes the round does not break anything. */
+static void barrier_past_deadline_completing_arrival_leads(void) {
+    conc_barrier_t b = CONC_BARRIER_INIT(2);
+    party p = {&b, CONC_FOREVER, -2};
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, party_main, &p), 0);
+    wait_arrived(&b, 1);
+    TH_CHECK_EQ(conc_barrier_wait_until(&b, 0), CONC_BARRIER_LEADER);
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(p.result, 0);
+    TH_CHECK(!conc_barrier_is_broken(&b));
+}
+
+/* abort wakes the sleeping waiters with CONC_BARRIER_BROKEN. */
+static void barrier_abort_releases_waiters_broken(void) {
+    conc_barrier_t b = CONC_BARRIER_INIT(4);
+    party p[3] = {{&b, CONC_FOREVER, -2}, {&b, CONC_FOREVER, -2}, {&b, CONC_FOREVER, -2}};
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        TH_CHECK_EQ(pthread_create(&t[i], NULL, party_main, &p[i]), 0);
+    wait_arrived(&b, 3);
+    conc_barrier_abort(&b);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        TH_CHECK_EQ(p[i].result, CONC_BARRIER_BROKEN);
+    }
+    TH_CHECK_EQ(conc_barrier_waiting(&b), 0);
+}
+
+/* reset with waiters: they get CONC_BARRIER_BROKEN, reset returns once they left, and the
+ * barrier is fresh (a full round completes). */
+static void barrier_reset_breaks_waiters_then_is_fresh(void) {
+    conc_barrier_t b = CONC_BARRIER_INIT(3);
+    party p[2] = {{&b, CONC_FOREVER, -2}, {&b, CONC_FOREVER, -2}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        TH_CHECK_EQ(pthread_create(&t[i], NULL, party_main, &p[i]), 0);
+    wait_arrived(&b, 2);
+    conc_barrier_reset(&b);
+    TH_CHECK(!conc_barrier_is_broken(&b));
+    TH_CHECK_EQ(conc_barrier_waiting(&b), 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        TH_CHECK_EQ(p[i].result, CONC_BARRIER_BROKEN);
+    }
+    for (int i = 0; i < 2; i++) {
+        p[i].result = -2;
+        TH_CHECK_EQ(pthread_create(&t[i], NULL, party_main, &p[i]), 0);
+    }
+    int mine = conc_barrier_wait(&b);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    TH_CHECK_EQ((mine == CONC_BARRIER_LEADER) + (p[0].result == CONC_BARRIER_LEADER) +
+                    (p[1].result == CONC_BARRIER_LEADER),
+                1);
+}
+
+/* Deadlock stress: parties with random short deadlines break rounds at random; a coordinator
+ * resets after each break. Every wait returns; the counts add up. */
+typedef struct chaos_ctx {
+    conc_barrier_t b;
+    int64_t stop_at;
+    long ok[64], broken[64], timeouts[64];
+} chaos_ctx;
+static void chaos_worker(int index, void *arg) {
+    chaos_ctx *c = (chaos_ctx *)arg;
+    th_rng rng = th_rng_make((uint64_t)index + 3);
+    while (th_now() < c->stop_at) {
+        int64_t dl = th_rand_below(&rng, 4) == 0 ? th_now() + (int64_t)th_rand_below(&rng, 200000)
+                                                 : th_now() + 20 * (int64_t)1000000;
+        int e = conc_barrier_wait_until(&c->b, dl);
+        if (e == 0 || e == CONC_BARRIER_LEADER)
+            c->ok[index]++;
+        else if (e == ETIMEDOUT) {
+            TH_CHECK_NOT_EARLY(dl);
+            c->timeouts[index]++;
+            conc_barrier_reset(&c->b);
+        } else {
+            TH_CHECK_EQ(e, CONC_BARRIER_BROKEN);
+            c->broken[index]++;
+            conc_barrier_reset(&c->b);
+        }
+    }
+}
+static void barrier_deadlock_random_breaks_and_resets(void) {
+    chaos_ctx *c = (chaos_ctx *)calloc(1, sizeof *c);
+    TH_CHECK(c != NULL);
+    int n = th_threads(4);
+    TH_CHECK(n <= 64);
+    TH_CHECK_EQ(conc_barrier_init(&c->b, (unsigned)n, 0), 0);
+    c->stop_at = th_now() + th_duration_ns(0.5);
+    th_run_threads(n, chaos_worker, c);
+    long ok = 0, timeouts = 0;
+    for (int i = 0; i < n; i++) {
+        ok += c->ok[i];
+        timeouts += c->timeouts[i];
+    }
+    TH_CHECK(ok + timeouts > 0);
+    free(c);
+}
+
+static void barrier_shared_across_processes(void) {
+    conc_barrier_t *b = (conc_barrier_t *)mmap(NULL, sizeof *b, PROT_READ | PROT_WRITE,
+                                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(b != MAP_FAILED);
+    enum { PROCS = 3 };
+    TH_CHECK_EQ(conc_barrier_init(b, PROCS + 1, CONC_SHARED), 0);
+    long rounds = th_iters(500);
+    pid_t pids[PROCS];
+    for (int p = 0; p < PROCS; p++) {
+        pids[p] = fork();
+        TH_CHECK(pids[p] >= 0);
+        if (pids[p] == 0) {
+            for (long r = 0; r < rounds; r++) {
+                int e = conc_barrier_wait(b);
+                if (e != 0 && e != CONC_BARRIER_LEADER)
+                    _exit(3);
+            }
+            _exit(0);
+        }
+    }
+    int leaders = 0;
+    for (long r = 0; r < rounds; r++)
+        leaders += conc_barrier_wait(b) == CONC_BARRIER_LEADER;
+    for (int p = 0; p < PROCS; p++) {
+        int status;
+        TH_CHECK_EQ(waitpid(pids[p], &status, 0), pids[p]);
+        TH_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    TH_CHECK(leaders <= rounds);
+    munmap(b, sizeof *b);
+}
+
+TH_MAIN("barrier", TH_CASE(barrier_init_checks_parties), TH_CASE(barrier_one_party_always_leads),
+        TH_CASE(barrier_stress_rounds_two_parties), TH_CASE(barrier_stress_rounds_many_parties),
+        TH_CASE(barrier_stress_more_threads_than_parties),
+        TH_CASE(barrier_deadline_breaks_it_for_everyone),
+        TH_CASE(barrier_past_deadline_completing_arrival_leads),
+        TH_CASE(barrier_abort_releases_waiters_broken),
+        TH_CASE(barrier_reset_breaks_waiters_then_is_fresh),
+        TH_CASE(barrier_deadlock_random_breaks_and_resets),
+        TH_CASE(barrier_shared_across_processes))
