@@ -11,12 +11,13 @@
  *
  * QUICK START (examples/21_barrier_phases.c)
  *     static conc_barrier_t phase_end = CONC_BARRIER_INIT(4);   // four workers
- *     for (int step = 0; step < steps; step++) {
- *         compute_my_slice(step);
- *         if (conc_barrier_wait(&phase_end) == CONC_BARRIER_LEADER)
- *             swap_buffers();                // exactly one party per round, others wait...
- *         conc_barrier_wait(&phase_end);     // ...for it here
- *     }
+ *     static double cell[4], next[4];
+ *     int w = 0;                                     // this worker's slice
+ *     next[w] = cell[w] + 1;                         // compute its part of the next step
+ *     if (conc_barrier_wait(&phase_end) == CONC_BARRIER_LEADER)
+ *         for (int i = 0; i < 4; i++)                // one party per round publishes it...
+ *             cell[i] = next[i];
+ *     conc_barrier_wait(&phase_end);                 // ...while the others wait here
  *
  * API
  *   init      conc_barrier_init(b, parties, flags)   0, EINVAL; flags: 0 or CONC_SHARED

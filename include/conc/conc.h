@@ -26,5 +26,6 @@
 #include "queue.h"
 #include "forkpool.h"
 #include "rwlock.h"
+#include "barrier.h"
 
 #endif /* CONC_H */
