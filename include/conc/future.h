@@ -644,8 +644,10 @@ CONC_INLINE int conc__future_outcome(const conc_future_t *f, uint32_t v) {
 
 CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
     uint32_t v = conc_load(&f->state, CONC_RELAXED);
-    /* A completion usually follows soon (a worker on another CPU): spin before the syscall. */
-    if (CONC_FUTURE_SPIN > 0 && conc_cpu_count() > 1 &&
+    /* A completion usually follows soon (a worker on another CPU): spin before the syscall.
+     * Not for an ext future (forkpool.h): its completion is a process round trip away, and
+     * the spin would only take a CPU from the processes that complete it. */
+    if (CONC_FUTURE_SPIN > 0 && conc_cpu_count() > 1 && f->pool != CONC__FUTURE_EXT &&
         (deadline == CONC_FOREVER || deadline > conc_now())) {
         for (int i = 0; i < CONC_FUTURE_SPIN && !conc__fut_final(v); i++) {
             conc_cpu_relax();
@@ -1413,7 +1415,8 @@ static inline int conc_map_next(conc_map_t *m, size_t *index, int *status, void 
  *   conc__future_start(f)          PENDING -> RUNNING (true), the executor's gate; false if
  *       it was cancelled or completed. conc_future_cancel then says EBUSY, as it does for a
  *       running executor task, and conc_future_complete still settles it.
- * Such a future is malloc'd, never pooled: its `pool` field holds CONC__FUTURE_EXT.
+ * Such a future is malloc'd, never pooled: its `pool` field holds CONC__FUTURE_EXT. A waiter
+ * does not spin on it before sleeping (see conc__future_wait_slow).
  * ------------------------------------------------------------------------------------------- */
 typedef void (*conc__future_ext_fn)(void *ext);
 
