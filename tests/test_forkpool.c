@@ -53,6 +53,12 @@ static bool fp_pid_alive(pid_t pid) {
     return r == 1 && state != 'Z' && state != 'X';
 }
 
+/* task_timeout for the timeout cases: long enough that a loaded machine never stalls an
+ * ordinary item that long (stretched like every deadline for sanitizer builds). */
+static int64_t fp_timeout_ns(void) {
+    return (int64_t)(300e6 * th_env_double("CONC_TEST_TIMEOUT_SCALE", 1.0));
+}
+
 static conc_forkpool_t *fp_create(unsigned workers) {
     conc_forkpool_opts_t o;
     memset(&o, 0, sizeof o);
@@ -292,7 +298,7 @@ static void forkpool_map_task_timeout(void) {
     memset(&o, 0, sizeof o);
     o.workers = 2;
     o.retries = 3; /* a timed-out item is never re-run */
-    o.task_timeout = 300 * CONC_MS;
+    o.task_timeout = fp_timeout_ns();
     o.shared_size = 16u << 20;
     conc_forkpool_t *p;
     TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
@@ -405,6 +411,15 @@ static int fp_hang_task(const void *arg, size_t len, void **result, size_t *resu
     memcpy(&s, arg, sizeof s);
     fp_hang(s);
     return 0;
+}
+
+/* The same, deaf to SIGTERM: only the SIGKILL after the grace period ends it. */
+static int fp_hang_task_no_term(const void *arg, size_t len, void **result, size_t *result_len) {
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, NULL);
+    return fp_hang_task(arg, len, result, result_len);
 }
 
 static uint32_t fp_done_calls;
@@ -564,21 +579,27 @@ static void forkpool_submit_timeout_and_crash(void) {
     conc_forkpool_opts_t o;
     memset(&o, 0, sizeof o);
     o.workers = 2;
-    o.task_timeout = 300 * CONC_MS;
+    o.task_timeout = fp_timeout_ns();
     o.shared_size = 16u << 20;
     conc_forkpool_t *p;
     TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
-    fp_shared *s = fp_shared_alloc(p, 1);
-    conc_future_t *f, *g;
+    fp_shared *s = fp_shared_alloc(p, 1), *s2 = fp_shared_alloc(p, 1);
+    conc_future_t *f, *g, *h;
     TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task, &s, sizeof s, &f), 0);
     TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "ok", 3, &g), 0);
     TH_CHECK_EQ(conc_future_wait(g), 0); /* the other worker is free meanwhile */
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task_no_term, &s2, sizeof s2, &h), 0);
     TH_CHECK_EQ(conc_future_wait(f), ETIMEDOUT);
     conc_forkpool_outcome_t out;
     TH_CHECK_EQ(conc_forkpool_outcome(f, &out), 0);
     TH_CHECK(out.status == ETIMEDOUT && out.signal == SIGTERM && out.attempts == 1);
+    TH_CHECK_EQ(conc_future_wait(h), ETIMEDOUT); /* TERM ignored: KILL after the grace */
+    TH_CHECK_EQ(conc_forkpool_outcome(h, &out), 0);
+    TH_CHECK(out.status == ETIMEDOUT && out.signal == SIGKILL && out.attempts == 1);
+    TH_CHECK(!fp_pid_alive(s->pid) && !fp_pid_alive(s2->pid));
     conc_future_release(f);
     conc_future_release(g);
+    conc_future_release(h);
     conc_forkpool_destroy(p);
 }
 
