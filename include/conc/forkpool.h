@@ -421,7 +421,7 @@ struct conc_forkpool {
 /* -------------------------------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------------------------------- */
-CONC_COLD int conc__forkpool_write_full(int fd, const void *buf, size_t len) {
+CONC_NOINLINE int conc__forkpool_write_full(int fd, const void *buf, size_t len) {
     const char *p = (const char *)buf;
     while (len) {
         ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
@@ -436,7 +436,7 @@ CONC_COLD int conc__forkpool_write_full(int fd, const void *buf, size_t len) {
     return 0;
 }
 
-CONC_COLD int conc__forkpool_read_full(int fd, void *buf, size_t len) {
+CONC_NOINLINE int conc__forkpool_read_full(int fd, void *buf, size_t len) {
     char *p = (char *)buf;
     while (len) {
         ssize_t n = recv(fd, p, len, 0);
@@ -454,8 +454,8 @@ CONC_COLD int conc__forkpool_read_full(int fd, void *buf, size_t len) {
 }
 
 /* One control packet, with up to two fds. */
-CONC_COLD int conc__forkpool_ctl_send(int fd, const conc__forkpool_ctl *m, const int *fds,
-                                      int nfds) {
+CONC_NOINLINE int conc__forkpool_ctl_send(int fd, const conc__forkpool_ctl *m, const int *fds,
+                                          int nfds) {
     struct iovec iov;
     iov.iov_base = (void *)(uintptr_t)m;
     iov.iov_len = sizeof *m;
@@ -487,7 +487,7 @@ CONC_COLD int conc__forkpool_ctl_send(int fd, const conc__forkpool_ctl *m, const
 }
 
 /* 0 and a packet (fds[i] -1 when absent), EPIPE at EOF, EAGAIN, or an errno. */
-CONC_COLD int conc__forkpool_ctl_recv(int fd, conc__forkpool_ctl *m, int *fds, int flags) {
+CONC_NOINLINE int conc__forkpool_ctl_recv(int fd, conc__forkpool_ctl *m, int *fds, int flags) {
     struct iovec iov;
     iov.iov_base = m;
     iov.iov_len = sizeof *m;
@@ -531,7 +531,7 @@ CONC_INLINE void conc__forkpool_kick(conc_forkpool_t *p) {
 /* Process hygiene after fork (server and workers): default signal dispositions with SIGINT
  * ignored, an empty mask, death with the parent, and no fd but 0, 1, 2 and `keep`, which
  * ends up as CONC__FORKPOOL_FD. Returns false if the parent is already gone. */
-CONC_COLD bool conc__forkpool_hygiene(int keep, pid_t parent) {
+CONC_NOINLINE bool conc__forkpool_hygiene(int keep, pid_t parent) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
@@ -562,13 +562,13 @@ CONC_COLD bool conc__forkpool_hygiene(int keep, pid_t parent) {
 /* -------------------------------------------------------------------------------------------
  * The worker (a child of the fork server)
  * ------------------------------------------------------------------------------------------- */
-CONC_COLD void conc__forkpool_worker_exit(int code) {
+CONC_NOINLINE void conc__forkpool_worker_exit(int code) {
     fflush(NULL);
     _exit(code);
 }
 
 /* Header and payload in one sendmsg when they fit (one wakeup, one read for the parent). */
-CONC_COLD void conc__forkpool_send_or_exit(int fd, const conc__forkpool_msg *m, const void *b) {
+CONC_NOINLINE void conc__forkpool_send_or_exit(int fd, const conc__forkpool_msg *m, const void *b) {
     struct iovec iov[2];
     iov[0].iov_base = (void *)(uintptr_t)m;
     iov[0].iov_len = sizeof *m;
@@ -596,8 +596,8 @@ CONC_COLD void conc__forkpool_send_or_exit(int fd, const conc__forkpool_msg *m, 
 
 /* Runs round chunks until none is left. Returns chunks run (for max_tasks_per_child), or
  * exits when the quota is reached between chunks. */
-CONC_COLD void conc__forkpool_worker_map(const conc_forkpool_t *p, conc__forkpool_slot *slot,
-                                         int fd, unsigned *tasks) {
+CONC_NOINLINE void conc__forkpool_worker_map(const conc_forkpool_t *p, conc__forkpool_slot *slot,
+                                             int fd, unsigned *tasks) {
     conc__forkpool_round *rd = p->round;
     const conc__forkpool_range *ranges = rd->ranges;
     uint64_t nchunks = rd->nchunks;
@@ -646,7 +646,7 @@ CONC_COLD void conc__forkpool_worker_map(const conc_forkpool_t *p, conc__forkpoo
     }
 }
 
-CONC_COLD void conc__forkpool_worker_main(const conc_forkpool_t *p, unsigned k) {
+CONC_NOINLINE void conc__forkpool_worker_main(const conc_forkpool_t *p, unsigned k) {
     int fd = CONC__FORKPOOL_FD;
     conc__forkpool_slot *slot = &p->slots[k];
     conc__forkpool_msg m;
@@ -731,7 +731,7 @@ CONC_COLD void conc__forkpool_worker_main(const conc_forkpool_t *p, unsigned k) 
 /* -------------------------------------------------------------------------------------------
  * The fork server (a child of the monitor thread, single-threaded)
  * ------------------------------------------------------------------------------------------- */
-CONC_COLD void conc__forkpool_server_main(const conc_forkpool_t *p) {
+CONC_NOINLINE void conc__forkpool_server_main(const conc_forkpool_t *p) {
     int ctl = CONC__FORKPOOL_FD;
     unsigned n = p->nworkers;
     pid_t self = getpid();
@@ -831,7 +831,7 @@ CONC_COLD void conc__forkpool_server_main(const conc_forkpool_t *p) {
 /* -------------------------------------------------------------------------------------------
  * The arena (parent only; under the pool lock)
  * ------------------------------------------------------------------------------------------- */
-CONC_COLD void *conc__forkpool_alloc_locked(conc_forkpool_t *p, size_t size) {
+CONC_NOINLINE void *conc__forkpool_alloc_locked(conc_forkpool_t *p, size_t size) {
     if (size == 0)
         size = 1;
     if (size > p->shm_size)
@@ -858,7 +858,7 @@ CONC_COLD void *conc__forkpool_alloc_locked(conc_forkpool_t *p, size_t size) {
 }
 
 /* Returns false if mem is not a block in use. */
-CONC_COLD bool conc__forkpool_free_locked(conc_forkpool_t *p, void *mem) {
+CONC_NOINLINE bool conc__forkpool_free_locked(conc_forkpool_t *p, void *mem) {
     conc__forkpool_block *prev = NULL;
     for (conc__forkpool_block *b = p->blocks; b; prev = b, b = b->next) {
         if (p->shm + b->off != (char *)mem)
@@ -903,7 +903,7 @@ static inline void conc_forkpool_free(conc_forkpool_t *p, void *mem) {
  * Parent side: sending, tasks, rounds (all under the pool lock)
  * ------------------------------------------------------------------------------------------- */
 /* Pushes the worker's pending output without blocking. false: the socket is broken. */
-CONC_COLD bool conc__forkpool_flush(conc__forkpool_worker *w) {
+CONC_NOINLINE bool conc__forkpool_flush(conc__forkpool_worker *w) {
     size_t hdr = sizeof w->out_hdr, total = hdr + w->out_len;
     while (w->out_off < total) {
         struct iovec iov[2];
@@ -940,8 +940,8 @@ CONC_INLINE bool conc__forkpool_out_busy(const conc__forkpool_worker *w) {
     return w->out_busy;
 }
 
-CONC_COLD void conc__forkpool_send(conc__forkpool_worker *w, uint32_t type, uint64_t id, uint64_t a,
-                                   const void *buf, size_t len) {
+CONC_NOINLINE void conc__forkpool_send(conc__forkpool_worker *w, uint32_t type, uint64_t id,
+                                       uint64_t a, const void *buf, size_t len) {
     memset(&w->out_hdr, 0, sizeof w->out_hdr);
     w->out_hdr.type = type;
     w->out_hdr.id = id;
@@ -970,8 +970,8 @@ typedef struct conc__forkpool_done_list { /* futures to complete once the lock i
 } conc__forkpool_done_list;
 
 /* Final outcome: the task leaves the books; its future is completed after the unlock. */
-CONC_COLD void conc__forkpool_task_finish(conc_forkpool_t *p, conc__forkpool_task *t,
-                                          conc__forkpool_done_list *dl) {
+CONC_NOINLINE void conc__forkpool_task_finish(conc_forkpool_t *p, conc__forkpool_task *t,
+                                              conc__forkpool_done_list *dl) {
     if (t->state == CONC__FORKPOOL_T_RUNNING)
         p->running_tasks--;
     t->state = CONC__FORKPOOL_T_DONE;
@@ -979,7 +979,7 @@ CONC_COLD void conc__forkpool_task_finish(conc_forkpool_t *p, conc__forkpool_tas
     dl->head = t;
 }
 
-CONC_COLD void conc__forkpool_complete(conc__forkpool_done_list *dl) {
+CONC_NOINLINE void conc__forkpool_complete(conc__forkpool_done_list *dl) {
     for (conc__forkpool_task *t = dl->head, *next; t; t = next) {
         next = t->next;
         conc_future_t *f = t->f;
@@ -998,8 +998,8 @@ CONC_COLD void conc__forkpool_complete(conc__forkpool_done_list *dl) {
     dl->head = NULL;
 }
 
-CONC_COLD void conc__forkpool_event_add(conc_forkpool_t *p, uint64_t lo, uint64_t hi,
-                                        conc_forkpool_outcome_t o) {
+CONC_NOINLINE void conc__forkpool_event_add(conc_forkpool_t *p, uint64_t lo, uint64_t hi,
+                                            conc_forkpool_outcome_t o) {
     if (p->nevents == p->cap_events) {
         size_t cap = p->cap_events ? 2 * p->cap_events : 64;
         conc__forkpool_event *e = (conc__forkpool_event *)realloc(p->events, cap * sizeof *e);
@@ -1014,8 +1014,8 @@ CONC_COLD void conc__forkpool_event_add(conc_forkpool_t *p, uint64_t lo, uint64_
     e->o = o;
 }
 
-CONC_COLD void conc__forkpool_next_add(conc_forkpool_t *p, uint64_t lo, uint64_t hi,
-                                       uint64_t attempts) {
+CONC_NOINLINE void conc__forkpool_next_add(conc_forkpool_t *p, uint64_t lo, uint64_t hi,
+                                           uint64_t attempts) {
     if (lo >= hi)
         return;
     if (p->nnext == p->cap_next) {
@@ -1048,7 +1048,7 @@ CONC_INLINE const conc__forkpool_range *conc__forkpool_range_of(conc_forkpool_t 
 }
 
 /* Virtual [v0, v1) of the current round goes into the next round (not yet started). */
-CONC_COLD void conc__forkpool_orphan(conc_forkpool_t *p, uint64_t v0, uint64_t v1) {
+CONC_NOINLINE void conc__forkpool_orphan(conc_forkpool_t *p, uint64_t v0, uint64_t v1) {
     while (v0 < v1) {
         const conc__forkpool_range *r = conc__forkpool_range_of(p, v0);
         uint64_t rend = r->vstart + (r->hi - r->lo);
@@ -1059,8 +1059,8 @@ CONC_COLD void conc__forkpool_orphan(conc_forkpool_t *p, uint64_t v0, uint64_t v
 }
 
 /* Sets up a round over ranges (private copy kept in cur_ranges). ENOMEM if the arena is full. */
-CONC_COLD int conc__forkpool_round_setup(conc_forkpool_t *p, conc__forkpool_range *ranges,
-                                         size_t nranges, conc_forkpool_map_fn fn, void *arg) {
+CONC_NOINLINE int conc__forkpool_round_setup(conc_forkpool_t *p, conc__forkpool_range *ranges,
+                                             size_t nranges, conc_forkpool_map_fn fn, void *arg) {
     uint64_t total = 0;
     for (size_t i = 0; i < nranges; i++) {
         ranges[i].vstart = total;
@@ -1109,7 +1109,8 @@ CONC_COLD int conc__forkpool_round_setup(conc_forkpool_t *p, conc__forkpool_rang
 }
 
 /* A worker died: what it was doing gets its outcome. */
-CONC_COLD void conc__forkpool_death(conc_forkpool_t *p, unsigned k, conc__forkpool_done_list *dl) {
+CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
+                                        conc__forkpool_done_list *dl) {
     conc__forkpool_worker *w = &p->w[k];
     conc_forkpool_outcome_t o;
     memset(&o, 0, sizeof o);
@@ -1202,7 +1203,7 @@ CONC_COLD void conc__forkpool_death(conc_forkpool_t *p, unsigned k, conc__forkpo
 }
 
 /* Sends work to idle workers: the map's round first, then queued tasks. */
-CONC_COLD void conc__forkpool_dispatch(conc_forkpool_t *p) {
+CONC_NOINLINE void conc__forkpool_dispatch(conc_forkpool_t *p) {
     for (unsigned k = 0; k < p->nworkers; k++) {
         conc__forkpool_worker *w = &p->w[k];
         if (w->state != CONC__FORKPOOL_W_IDLE || conc__forkpool_out_busy(w))
@@ -1250,7 +1251,7 @@ CONC_COLD void conc__forkpool_dispatch(conc_forkpool_t *p) {
 }
 
 /* End of a round: nobody is left in it. Plans the next round or finishes the map. */
-CONC_COLD void conc__forkpool_round_check(conc_forkpool_t *p) {
+CONC_NOINLINE void conc__forkpool_round_check(conc_forkpool_t *p) {
     if (!p->round_live)
         return;
     conc__forkpool_round *rd = p->round;
@@ -1295,8 +1296,8 @@ CONC_COLD void conc__forkpool_round_check(conc_forkpool_t *p) {
 }
 
 /* Handles one complete message from worker k. */
-CONC_COLD void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
-                                      conc__forkpool_done_list *dl) {
+CONC_NOINLINE void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
+                                          conc__forkpool_done_list *dl) {
     conc__forkpool_worker *w = &p->w[k];
     conc__forkpool_msg *m = &w->in_hdr;
     switch (m->type) {
@@ -1351,8 +1352,8 @@ CONC_COLD void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
 
 /* Takes bytes from a worker's stream (a header, then its payload) and handles each message
  * as it completes. false: no memory for a payload (the worker is killed, its task fails). */
-CONC_COLD bool conc__forkpool_consume(conc_forkpool_t *p, unsigned k, const char *b, size_t n,
-                                      conc__forkpool_done_list *dl) {
+CONC_NOINLINE bool conc__forkpool_consume(conc_forkpool_t *p, unsigned k, const char *b, size_t n,
+                                          conc__forkpool_done_list *dl) {
     conc__forkpool_worker *w = &p->w[k];
     while (n) {
         if (w->in_got < sizeof w->in_hdr) {
@@ -1384,7 +1385,8 @@ CONC_COLD bool conc__forkpool_consume(conc_forkpool_t *p, unsigned k, const char
  * that comes back short has (most likely) drained the socket: back to poll, which is
  * level-triggered, rather than one more recv to hear EAGAIN. A long payload is read straight
  * into its buffer. */
-CONC_COLD void conc__forkpool_read(conc_forkpool_t *p, unsigned k, conc__forkpool_done_list *dl) {
+CONC_NOINLINE void conc__forkpool_read(conc_forkpool_t *p, unsigned k,
+                                       conc__forkpool_done_list *dl) {
     conc__forkpool_worker *w = &p->w[k];
     char stage[CONC__FORKPOOL_STAGE];
     for (;;) {
@@ -1418,7 +1420,7 @@ CONC_COLD void conc__forkpool_read(conc_forkpool_t *p, unsigned k, conc__forkpoo
 }
 
 /* Messages from the fork server. false: it is gone. */
-CONC_COLD bool conc__forkpool_server_read(conc_forkpool_t *p) {
+CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
     for (;;) {
         conc__forkpool_ctl m;
         int fds[2];
@@ -1466,7 +1468,7 @@ CONC_COLD bool conc__forkpool_server_read(conc_forkpool_t *p) {
 /* -------------------------------------------------------------------------------------------
  * The monitor thread
  * ------------------------------------------------------------------------------------------- */
-CONC_COLD void conc__forkpool_fail_all(conc_forkpool_t *p, conc__forkpool_done_list *dl) {
+CONC_NOINLINE void conc__forkpool_fail_all(conc_forkpool_t *p, conc__forkpool_done_list *dl) {
     while (p->qhead) {
         conc__forkpool_task *t = p->qhead;
         p->qhead = t->next;
@@ -1478,7 +1480,7 @@ CONC_COLD void conc__forkpool_fail_all(conc_forkpool_t *p, conc__forkpool_done_l
     conc_cond_notify_all(&p->cond);
 }
 
-CONC_COLD void *conc__forkpool_monitor(void *arg) {
+CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
     conc_forkpool_t *p = (conc_forkpool_t *)arg;
     /* The fork server: forked from this thread, whose life is the pool's (PDEATHSIG). */
     fflush(NULL);
@@ -1740,7 +1742,7 @@ CONC_COLD void *conc__forkpool_monitor(void *arg) {
 /* -------------------------------------------------------------------------------------------
  * Create, shutdown, destroy
  * ------------------------------------------------------------------------------------------- */
-CONC_COLD void conc__forkpool_free_all(conc_forkpool_t *p) {
+CONC_NOINLINE void conc__forkpool_free_all(conc_forkpool_t *p) {
     if (p->evfd >= 0)
         close(p->evfd);
     if (p->ctl >= 0)
@@ -2027,8 +2029,9 @@ CONC_NODISCARD static inline int conc_forkpool_map(conc_forkpool_t *p, conc_fork
 /* -------------------------------------------------------------------------------------------
  * submit
  * ------------------------------------------------------------------------------------------- */
-CONC_COLD int conc__forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_fn fn, const void *arg,
-                                    size_t len, conc_future_t **out, bool block) {
+CONC_NOINLINE int conc__forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_fn fn,
+                                        const void *arg, size_t len, conc_future_t **out,
+                                        bool block) {
     if (out)
         *out = NULL;
     if (!fn || (!arg && len))
