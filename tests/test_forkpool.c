@@ -840,6 +840,50 @@ static void forkpool_gives_up_on_immediate_deaths(void) {
     fp_check_no_children();
 }
 
+/* The host's children stay the host's: the pool installs no SIGCHLD handler and reaps only
+ * its own (the fork server reaps the workers). And a host that ignores SIGCHLD (its children
+ * reaped by the kernel) still gets a working pool whose destroy returns. */
+static volatile sig_atomic_t fp_sigchlds;
+static void fp_on_sigchld(int sig) {
+    (void)sig;
+    fp_sigchlds++;
+}
+
+static void forkpool_host_children_untouched(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fp_on_sigchld;
+    sa.sa_flags = SA_RESTART;
+    TH_CHECK_EQ(sigaction(SIGCHLD, &sa, NULL), 0);
+    pid_t mine = fork();
+    if (mine == 0)
+        _exit(42);
+    conc_forkpool_t *p = fp_create(2);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_kill_self, NULL, 0, &f), 0); /* a worker dies */
+    TH_CHECK_EQ(conc_future_wait(f), ECHILD);
+    conc_future_release(f);
+    struct sigaction now;
+    TH_CHECK_EQ(sigaction(SIGCHLD, NULL, &now), 0);
+    TH_CHECK(now.sa_handler == fp_on_sigchld); /* still ours */
+    int st;
+    TH_CHECK_EQ(waitpid(mine, &st, 0), mine); /* not reaped by anyone else */
+    TH_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 42);
+    TH_CHECK(fp_sigchlds >= 1);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+
+    signal(SIGCHLD, SIG_IGN);
+    p = fp_create(2);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_kill_self, NULL, 0, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ECHILD); /* the server still sees its worker's status */
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
+    TH_CHECK_EQ(o.signal, SIGKILL);
+    conc_future_release(f);
+    conc_forkpool_destroy(p);
+}
+
 /* -------------------------------------------------------------------------------------------
  * Nothing left behind; the parent killed
  * ------------------------------------------------------------------------------------------- */
@@ -1103,6 +1147,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_shutdown_cancels_pending), TH_CASE(forkpool_init_failing_leaves_nothing),
         TH_CASE(forkpool_max_tasks_per_child),
         TH_CASE(forkpool_parent_threads_and_pristine_replacements),
-        TH_CASE(forkpool_gives_up_on_immediate_deaths), TH_CASE(forkpool_destroy_leaves_nothing),
-        TH_CASE(forkpool_alloc_free), TH_CASE(forkpool_free_misuse_aborts),
-        TH_CASE(forkpool_parent_killed_workers_die), TH_CASE_T(forkpool_stress_mixed, 120))
+        TH_CASE(forkpool_gives_up_on_immediate_deaths), TH_CASE(forkpool_host_children_untouched),
+        TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
+        TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_parent_killed_workers_die),
+        TH_CASE_T(forkpool_stress_mixed, 120))

@@ -8,7 +8,7 @@
  *
  * CONTENTS   quick start, API, errors, ordering, overlap, configuration, caveats, design
  *
- * QUICK START (examples/15_process_pool_map.c)
+ * QUICK START (examples/15_process_pool_map.c does the same with timings)
  *     static int twice(size_t i, void *arg) { ((long *)arg)[i] *= 2; return 0; }
  *     conc_forkpool_t *p;
  *     if (conc_forkpool_create(&p, NULL) != 0) abort();        // one worker per CPU
@@ -48,8 +48,9 @@
  *   submit: 0, EPIPE (after shutdown or once the pool gave up), EAGAIN (try_submit, full),
  *     EINVAL (fn NULL, or arg NULL with len > 0), ENOMEM. On error *f is NULL.
  *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future).
- *   cancel: 0 (queued: dropped; running: its worker is SIGKILLed and replaced, the future
- *     completes at once with ECANCELED), EBUSY (already done), EINVAL (not a fork-pool future).
+ *   cancel: 0 (queued: dropped, the future CANCELLED; running: its worker is SIGKILLed and
+ *     replaced, the future completes at once with status ECANCELED), EBUSY (already done),
+ *     EINVAL (not a fork-pool future).
  *   free of memory this pool did not hand out aborts: "conc_forkpool_free: not a block ...".
  *
  * ORDERING CONTRACT
@@ -74,7 +75,8 @@
  *                        chunks (0: never)
  *   task_timeout         ns per map item and per submit task from its start (0: none); past
  *                        it: SIGTERM, SIGKILL CONC_FORKPOOL_GRACE later, then a replacement
- *   retries              re-runs of an item or task whose worker died (ECHILD only)
+ *   retries              re-runs of a map item or submit task whose worker died (ECHILD
+ *                        only: timed-out and cancelled work is never re-run)
  *   queue_capacity       queued submit tasks (0: 64 per worker)
  *   shared_size          bytes reserved for the shared region (0: 1 GiB, paid as touched)
  *   Macros: CONC_FORKPOOL_GRACE (100 ms), CONC_FORKPOOL_GIVE_UP (5 immediate deaths in a
