@@ -27,5 +27,7 @@
 #include "forkpool.h"
 #include "rwlock.h"
 #include "barrier.h"
+#include "once.h"
+#include "latch.h"
 
 #endif /* CONC_H */

@@ -1,0 +1,170 @@
+/* conc/once.h - run an initializer exactly once; later calls cost one acquire load - conc v0.1.0
+ * SPDX-License-Identifier: MIT
+ *
+ * pthread_once and C11 call_once, with an initializer that may fail: the first caller runs
+ * it; callers that arrive meanwhile sleep (no spinning) until it finishes; once it succeeded,
+ * every later call is one acquire load and a compare, inline.
+ *
+ * CONTENTS  quick start, API, errors, ordering contract, thread safety, configuration,
+ *           caveats, design
+ *
+ * QUICK START
+ *     static conc_once_t table_once = CONC_ONCE_INIT;
+ *     static int table[256];
+ *     static int build_table(void *arg) {
+ *         (void)arg;
+ *         for (int i = 0; i < 256; i++)
+ *             table[i] = i * i;
+ *         return 0;                         // nonzero: failed, the next caller tries again
+ *     }
+ *     if (conc_once(&table_once, build_table, NULL) == 0) { }   // table is ready here
+ *
+ * API
+ *   init      = CONC_ONCE_INIT, or conc_once_init(o, flags)   flags: 0 or CONC_SHARED
+ *   run       conc_once(o, fn, arg)         0 once fn has succeeded (here or in another
+ *                                           thread), else what fn returned in this thread
+ *   query     conc_once_is_done(o)          true once fn has succeeded (acquire)
+ *
+ * ERRORS
+ *   conc_once returns 0, or the nonzero value fn returned when this caller ran it and it
+ *   failed. A failed run leaves the once not done and wakes the callers that were waiting;
+ *   the first of them runs fn again (C++'s std::call_once does the same when the callable
+ *   throws). A caller never returns another thread's failure. fn calling conc_once on its own
+ *   once (directly or not) would wait for itself: that aborts with "conc_once: the init
+ *   function called conc_once on its own once".
+ *
+ * ORDERING CONTRACT
+ *   Everything fn (and its thread before it) wrote is visible to every caller whose conc_once
+ *   returns 0 and to every conc_once_is_done that returns true.
+ *
+ * THREAD SAFETY
+ *   Every call may overlap every other. No destroy.
+ *
+ * CAVEATS
+ *   - fn must return to conc_once: a longjmp out of it, or pthread_exit/cancellation inside
+ *     it, leaves the once running forever and its waiters asleep (pthread_once resets on
+ *     cancellation; conc has no cancellation to reset on). Report failure by returning
+ *     nonzero instead.
+ *   - fork() while another thread runs fn: in the child the once stays running forever.
+ *   - CONC_SHARED onces in MAP_SHARED memory work across processes; the recursion check uses
+ *     the kernel thread id, which is unique across the processes of one pid namespace.
+ *
+ * DESIGN
+ *   One 32-bit state word {RUNNING 1, WAITERS 2, DONE 4, SHARED 8}, and the runner's kernel
+ *   thread id beside it (for the recursion check). The first caller CASes 0 -> RUNNING and
+ *   runs fn; others raise WAITERS and futex_wait on the word. The runner ends with one swap:
+ *   DONE on success, back to 0 on failure; the old word says whether to wake. The fast path
+ *   is `load(acquire) == DONE`. tests/models/once.pml checks it.
+ */
+#ifndef CONC_ONCE_H
+#define CONC_ONCE_H
+
+#include "base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The tag is not "conc_once": in C++ it would clash with the function. */
+typedef struct conc_once_control {
+    uint32_t state; /* see DESIGN; all access atomic */
+    uint32_t owner; /* kernel tid of the thread running fn; relaxed atomics */
+} conc_once_t;
+
+// clang-format off
+#define CONC_ONCE_INIT {0, 0}
+// clang-format on
+
+#define CONC__ONCE_RUNNING 0x1u
+#define CONC__ONCE_WAITERS 0x2u
+#define CONC__ONCE_DONE 0x4u
+#define CONC__ONCE_SHARED 0x8u
+
+static inline void conc_once_init(conc_once_t *o, int flags) {
+    conc_store(&o->state, (flags & CONC_SHARED) ? CONC__ONCE_SHARED : 0u, CONC_RELAXED);
+    conc_store(&o->owner, 0u, CONC_RELAXED);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Slow path (cold, out of line)
+ *
+ *   runner                                     waiter
+ *   ---------------------------------------    --------------------------------------------
+ *   CAS 0 -> RUNNING; fn(arg)
+ *                                              CAS RUNNING -> RUNNING|WAITERS
+ *   old = swap(DONE)   [R1]
+ *   old had WAITERS: wake(all)
+ *                                              futex_wait(state, RUNNING|WAITERS)
+ *                                                -> EAGAIN: the state is DONE
+ *
+ * Either the swap comes first and futex_wait finds the word changed, or the waiter is queued
+ * first and the wake, decided from the very bit it raised, finds it. A failed run swaps in 0
+ * (plus SHARED) the same way; the woken waiters race to CAS 0 -> RUNNING again.
+ * ------------------------------------------------------------------------------------------- */
+
+CONC_INLINE uint32_t conc__once_tid(void) {
+    return (uint32_t)syscall(SYS_gettid);
+}
+
+CONC_COLD int conc__once_slow(conc_once_t *o, int (*fn)(void *), void *arg) {
+    uint32_t s = conc_load(&o->state, CONC_ACQUIRE); /* [A1] */
+    const uint32_t shared = s & CONC__ONCE_SHARED;
+    int flags = shared ? CONC_SHARED : 0;
+    uint32_t me = 0;
+    for (;;) {
+        CONC_CHAOS_POINT();
+        if (s & CONC__ONCE_DONE)
+            return 0; /* [A1] acquire (load or CAS failure): pairs with the runner's [R1] */
+        if (!(s & CONC__ONCE_RUNNING)) {
+            /* Acquire: a failed earlier run's writes, if fn looks at them. */
+            if (!conc_cas(&o->state, &s, shared | CONC__ONCE_RUNNING, CONC_ACQUIRE, CONC_ACQUIRE))
+                continue;
+            if (me == 0)
+                me = conc__once_tid();
+            conc_store(&o->owner, me, CONC_RELAXED);
+            int r = fn(arg);
+            conc_store(&o->owner, 0u, CONC_RELAXED);
+            /* [R1] release: fn's writes go out with DONE. */
+            uint32_t old =
+                conc_swap(&o->state, shared | (r == 0 ? CONC__ONCE_DONE : 0u), CONC_RELEASE);
+            if (old & CONC__ONCE_WAITERS) {
+                CONC_CHAOS_POINT();
+                conc_futex_wake(&o->state, INT_MAX, flags);
+            }
+            return r;
+        }
+        /* Running. Relaxed: only the runner writes owner, so reading our own id there means
+         * we are the runner, whatever the ordering. */
+        if (me == 0)
+            me = conc__once_tid();
+        if (conc_load(&o->owner, CONC_RELAXED) == me)
+            CONC_ABORT("conc_once: the init function called conc_once on its own once");
+        if (!(s & CONC__ONCE_WAITERS)) {
+            /* A request the runner's swap reads (acquire for the failure case, see [A1]). */
+            if (!conc_cas(&o->state, &s, s | CONC__ONCE_WAITERS, CONC_ACQUIRE, CONC_ACQUIRE))
+                continue;
+            s |= CONC__ONCE_WAITERS;
+        }
+        (void)conc_futex_wait(&o->state, s, CONC_FOREVER, flags);
+        s = conc_load(&o->state, CONC_ACQUIRE); /* [A1] */
+    }
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Fast path (inline): one acquire load [A1] and a compare.
+ * ------------------------------------------------------------------------------------------- */
+
+CONC_NODISCARD static inline int conc_once(conc_once_t *o, int (*fn)(void *), void *arg) {
+    if (CONC_LIKELY(conc_load(&o->state, CONC_ACQUIRE) & CONC__ONCE_DONE))
+        return 0;
+    return conc__once_slow(o, fn, arg);
+}
+
+static inline bool conc_once_is_done(const conc_once_t *o) {
+    return (conc_load(&o->state, CONC_ACQUIRE) & CONC__ONCE_DONE) != 0; /* [A1] */
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CONC_ONCE_H */

@@ -1,0 +1,167 @@
+/* tests/test_latch.c - conc_latch: counts and errors, wait-group rounds on plain data, a zero
+ * followed at once by an add, timed waits under signals, process-shared use.
+ * SPDX-License-Identifier: MIT */
+#include "conc/latch.h"
+
+#include "harness.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+
+static void latch_counts_and_refuses_bad_input(void) {
+    TH_CHECK_EQ(sizeof(conc_latch_t), 8);
+    conc_latch_t l = CONC_LATCH_INIT(2);
+    TH_CHECK_EQ(conc_latch_count(&l), 2);
+    TH_CHECK_EQ(conc_latch_wait_until(&l, conc_now()), ETIMEDOUT); /* past: looks once */
+    TH_CHECK_EQ(conc_latch_add(&l, 0), EINVAL);
+    TH_CHECK_EQ(conc_latch_add(&l, CONC_LATCH_MAX), EOVERFLOW);
+    TH_CHECK_EQ(conc_latch_count(&l), 2); /* refused: nothing changed */
+    TH_CHECK_EQ(conc_latch_count_down(&l, 3), EINVAL);
+    TH_CHECK_EQ(conc_latch_count_down(&l, 0), EINVAL);
+    TH_CHECK_EQ(conc_latch_done(&l), 0);
+    TH_CHECK_EQ(conc_latch_done(&l), 0);
+    TH_CHECK_EQ(conc_latch_done(&l), EINVAL); /* Go: "negative WaitGroup counter" */
+    TH_CHECK_EQ(conc_latch_count(&l), 0);
+    conc_latch_wait(&l);
+    TH_CHECK_EQ(conc_latch_wait_until(&l, 0), 0);
+    TH_CHECK_EQ(conc_latch_add(&l, 5), 0); /* reusable */
+    TH_CHECK_EQ(conc_latch_count_down(&l, 5), 0);
+    TH_CHECK_EQ(conc_latch_count(&l), 0);
+    conc_latch_t s;
+    conc_latch_init(&s, 1, CONC_SHARED);
+    TH_CHECK_EQ(conc_latch_done(&s), 0);
+    conc_latch_wait(&s);
+}
+
+/* Wait-group rounds: the coordinator adds n, n workers each write a plain slot and call done,
+ * the coordinator waits and reads every slot. The same latch every round. */
+typedef struct group_ctx {
+    conc_latch_t wg;
+    long slot[64];   /* plain */
+    long round;      /* release/acquire: the round the workers may start */
+} group_ctx;
+
+typedef struct worker_arg {
+    group_ctx *g;
+    int index;
+    long rounds;
+} worker_arg;
+
+static void *group_worker(void *p) {
+    worker_arg *a = (worker_arg *)p;
+    for (long r = 1; r <= a->rounds; r++) {
+        while (__atomic_load_n(&a->g->round, __ATOMIC_ACQUIRE) < r)
+            sched_yield(); /* the start of a round is not what is tested here */
+        a->g->slot[a->index] = r;
+        TH_CHECK_EQ(conc_latch_done(&a->g->wg), 0);
+    }
+    return NULL;
+}
+
+static void latch_stress_wait_group_rounds(void) {
+    group_ctx *g = (group_ctx *)calloc(1, sizeof *g);
+    TH_CHECK(g != NULL);
+    int n = th_threads(8);
+    TH_CHECK(n <= 64);
+    long rounds = th_iters(2000);
+    conc_latch_init(&g->wg, 0, 0);
+    pthread_t t[64];
+    worker_arg args[64];
+    for (int i = 0; i < n; i++) {
+        args[i] = (worker_arg){g, i, rounds};
+        TH_CHECK_EQ(pthread_create(&t[i], NULL, group_worker, &args[i]), 0);
+    }
+    for (long r = 1; r <= rounds; r++) {
+        TH_CHECK_EQ(conc_latch_add(&g->wg, (unsigned)n), 0);
+        __atomic_store_n(&g->round, r, __ATOMIC_RELEASE);
+        conc_latch_wait(&g->wg);
+        for (int i = 0; i < n; i++)
+            TH_CHECK_EQ(g->slot[i], r);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    free(g);
+}
+
+/* A waiter that was waiting when the count reached zero returns 0 even if an add raised the
+ * count again before it ran (the generation). The waiter has registered (WAITERS is up) before
+ * the zero, so its wait surely began before it. */
+typedef struct pulse_ctx {
+    conc_latch_t l;
+    int returned; /* relaxed */
+} pulse_ctx;
+static void *pulse_waiter(void *p) {
+    pulse_ctx *c = (pulse_ctx *)p;
+    conc_latch_wait(&c->l);
+    __atomic_fetch_add(&c->returned, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+static void latch_zero_then_add_releases_current_waiters(void) {
+    for (long r = 0; r < th_iters(200); r++) {
+        pulse_ctx c;
+        memset(&c, 0, sizeof c);
+        conc_latch_init(&c.l, 1, 0);
+        pthread_t t;
+        TH_CHECK_EQ(pthread_create(&t, NULL, pulse_waiter, &c), 0);
+        while (!(conc_load(&c.l.word, CONC_RELAXED) & CONC__LATCH_WAITERS))
+            sched_yield();
+        TH_CHECK_EQ(conc_latch_done(&c.l), 0);
+        TH_CHECK_EQ(conc_latch_add(&c.l, 1), 0); /* up again at once */
+        pthread_join(t, NULL);                   /* it returned: it did not miss the zero */
+        TH_CHECK_EQ(c.returned, 1);
+    }
+}
+
+typedef struct timed_ctx {
+    conc_latch_t l;
+    int64_t deadline;
+    int result;
+    int done; /* release/acquire */
+} timed_ctx;
+static void *timed_waiter(void *p) {
+    timed_ctx *c = (timed_ctx *)p;
+    c->result = conc_latch_wait_until(&c->l, c->deadline);
+    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+static void latch_wait_until_times_out_under_signals(void) {
+    th_interrupt_waits_with(SIGUSR1);
+    timed_ctx c;
+    memset(&c, 0, sizeof c);
+    conc_latch_init(&c.l, 1, 0);
+    c.deadline = conc_deadline_in(100 * CONC_MS);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, timed_waiter, &c), 0);
+    TH_CHECK(th_interrupt_until_done(t, SIGUSR1, &c.done) > 0);
+    TH_CHECK_EQ(c.result, ETIMEDOUT);
+    TH_CHECK(conc_now() >= c.deadline);
+    TH_CHECK_EQ(conc_latch_count(&c.l), 1);
+}
+
+static void latch_shared_across_processes(void) {
+    conc_latch_t *l = (conc_latch_t *)mmap(NULL, sizeof *l, PROT_READ | PROT_WRITE,
+                                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(l != MAP_FAILED);
+    enum { PROCS = 4 };
+    conc_latch_init(l, PROCS, CONC_SHARED);
+    pid_t pids[PROCS];
+    for (int p = 0; p < PROCS; p++) {
+        pids[p] = fork();
+        TH_CHECK(pids[p] >= 0);
+        if (pids[p] == 0)
+            _exit(conc_latch_done(l) == 0 ? 0 : 3);
+    }
+    conc_latch_wait(l);
+    TH_CHECK_EQ(conc_latch_count(l), 0);
+    for (int p = 0; p < PROCS; p++) {
+        int status;
+        TH_CHECK_EQ(waitpid(pids[p], &status, 0), pids[p]);
+        TH_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    munmap(l, sizeof *l);
+}
+
+TH_MAIN("latch", TH_CASE(latch_counts_and_refuses_bad_input),
+        TH_CASE(latch_stress_wait_group_rounds),
+        TH_CASE(latch_zero_then_add_releases_current_waiters),
+        TH_CASE(latch_wait_until_times_out_under_signals), TH_CASE(latch_shared_across_processes))

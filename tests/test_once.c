@@ -1,0 +1,150 @@
+/* tests/test_once.c - conc_once: runs once, failures retry, recursion aborts, concurrent
+ * callers sleep and see the initializer's plain writes.
+ * SPDX-License-Identifier: MIT */
+
+/* Count futex waits, to show that callers arriving during the run sleep instead of spinning. */
+static unsigned long futex_waits;
+#define CONC_FUTEX_HOOK(kind)                                                                      \
+    ((void)((kind) == CONC_FUTEX_HOOK_WAIT ? __atomic_fetch_add(&futex_waits, 1, __ATOMIC_RELAXED) \
+                                           : 0))
+#include "conc/once.h"
+#include "conc/latch.h"
+
+#include "harness.h"
+
+#include <signal.h>
+
+static int plain_runs; /* plain: written only by fn, which runs alone */
+static int table[64];  /* plain: fn's output */
+
+static int fill_table(void *arg) {
+    int base = *(const int *)arg;
+    plain_runs++;
+    for (int i = 0; i < 64; i++)
+        table[i] = base + i;
+    return 0;
+}
+
+static void once_runs_once_then_one_load(void) {
+    TH_CHECK_EQ(sizeof(conc_once_t), 8);
+    conc_once_t o = CONC_ONCE_INIT;
+    int base = 100;
+    TH_CHECK(!conc_once_is_done(&o));
+    TH_CHECK_EQ(conc_once(&o, fill_table, &base), 0);
+    TH_CHECK(conc_once_is_done(&o));
+    TH_CHECK_EQ(conc_once(&o, fill_table, &base), 0);
+    TH_CHECK_EQ(plain_runs, 1);
+    TH_CHECK_EQ(table[63], 163);
+    TH_CHECK_EQ(o.state, CONC__ONCE_DONE); /* no flag left behind */
+    conc_once_t s;
+    conc_once_init(&s, CONC_SHARED);
+    TH_CHECK_EQ(conc_once(&s, fill_table, &base), 0);
+    TH_CHECK_EQ(s.state, CONC__ONCE_DONE | CONC__ONCE_SHARED);
+}
+
+static int fail_twice(void *arg) {
+    int *calls = (int *)arg;
+    return ++*calls <= 2 ? 7 : 0;
+}
+
+static void once_failure_is_returned_and_retried(void) {
+    conc_once_t o = CONC_ONCE_INIT;
+    int calls = 0;
+    TH_CHECK_EQ(conc_once(&o, fail_twice, &calls), 7);
+    TH_CHECK(!conc_once_is_done(&o));
+    TH_CHECK_EQ(conc_once(&o, fail_twice, &calls), 7);
+    TH_CHECK_EQ(conc_once(&o, fail_twice, &calls), 0);
+    TH_CHECK_EQ(conc_once(&o, fail_twice, &calls), 0);
+    TH_CHECK_EQ(calls, 3);
+}
+
+static conc_once_t recursive_once = CONC_ONCE_INIT;
+static int recurse(void *arg) {
+    (void)arg;
+    return conc_once(&recursive_once, recurse, NULL);
+}
+static void run_recursive(void) {
+    if (conc_once(&recursive_once, recurse, NULL) != 0)
+        _exit(3);
+}
+static void once_recursion_aborts_with_message(void) {
+    char err[4096];
+    int status = th_run_child_capturing_stderr(run_recursive, err, sizeof err);
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
+    TH_CHECK_MSG(strstr(err, "conc_once: the init function called conc_once on its own once"),
+                 "stderr: %s", err);
+}
+
+/* Many callers at once; fn waits (on a latch the test opens) until every other caller has
+ * arrived, so they really wait on the run. Each caller then reads fn's plain output. */
+typedef struct race_ctx {
+    conc_once_t once;
+    conc_latch_t arrived; /* the callers that started (fn waits for all but itself) */
+    int fails_left;       /* plain: touched only by fn */
+    int runs, failures;   /* plain in fn; failures also relaxed from callers */
+    int out[16];          /* plain: fn's output */
+    int n;
+} race_ctx;
+
+static int race_fn(void *arg) {
+    race_ctx *c = (race_ctx *)arg;
+    c->runs++;
+    conc_latch_wait(&c->arrived);
+    if (c->fails_left > 0) {
+        c->fails_left--;
+        return 42;
+    }
+    for (int i = 0; i < 16; i++)
+        c->out[i] = i * 3;
+    return 0;
+}
+
+static void race_worker(int index, void *arg) {
+    (void)index;
+    race_ctx *c = (race_ctx *)arg;
+    (void)conc_latch_done(&c->arrived);
+    int e = conc_once(&c->once, race_fn, c);
+    if (e == 42) {
+        __atomic_fetch_add(&c->failures, 1, __ATOMIC_RELAXED);
+        e = conc_once(&c->once, race_fn, c); /* try again: someone succeeds eventually */
+        TH_CHECK(e == 0 || e == 42);
+        while (e == 42) {
+            __atomic_fetch_add(&c->failures, 1, __ATOMIC_RELAXED);
+            e = conc_once(&c->once, race_fn, c);
+        }
+    }
+    TH_CHECK_EQ(e, 0);
+    for (int i = 0; i < 16; i++)
+        TH_CHECK_EQ(c->out[i], i * 3);
+}
+
+static void run_race(int fails) {
+    race_ctx *c = (race_ctx *)calloc(1, sizeof *c);
+    TH_CHECK(c != NULL);
+    c->n = th_threads(8);
+    conc_latch_init(&c->arrived, (unsigned)c->n, 0);
+    c->fails_left = fails;
+    unsigned long waits0 = __atomic_load_n(&futex_waits, __ATOMIC_RELAXED);
+    th_run_threads(c->n, race_worker, c);
+    TH_CHECK_EQ(c->runs, fails + 1);
+    TH_CHECK_EQ(c->failures, fails);
+    TH_CHECK(conc_once_is_done(&c->once));
+    /* The callers that came while fn ran slept on the futex (fn itself may sleep on the latch
+     * too): at least one futex wait happened; no caller spun its way through. */
+    TH_CHECK(__atomic_load_n(&futex_waits, __ATOMIC_RELAXED) > waits0);
+    free(c);
+}
+
+static void once_stress_concurrent_callers_see_output(void) {
+    for (int r = 0; r < th_iters(200); r++)
+        run_race(0);
+}
+static void once_stress_failures_retried_by_waiters(void) {
+    for (int r = 0; r < th_iters(100); r++)
+        run_race(3);
+}
+
+TH_MAIN("once", TH_CASE(once_runs_once_then_one_load), TH_CASE(once_failure_is_returned_and_retried),
+        TH_CASE(once_recursion_aborts_with_message),
+        TH_CASE(once_stress_concurrent_callers_see_output),
+        TH_CASE(once_stress_failures_retried_by_waiters))
