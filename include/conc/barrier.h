@@ -53,8 +53,10 @@
  *
  * CONFIGURATION
  *   CONC_BARRIER_SPIN  spin iterations (a relaxed load and a pause each, ~20 ns) before a
- *                      waiter sleeps, when the parties fit on the CPUs (default 2048: about
- *                      40 us); 0 disables spinning.
+ *                      waiter sleeps, when the parties fit on the CPUs (default 128: a few
+ *                      microseconds, what a running partner needs to arrive; longer spins, or
+ *                      yields, lost to plain sleeping on a loaded 2-CPU machine in
+ *                      bench_barrier); 0 disables spinning.
  *
  * CAVEATS
  *   - 16 bytes (pthread_barrier_t: 32). CONC_SHARED barriers in MAP_SHARED memory work across
@@ -101,7 +103,7 @@ typedef struct conc_barrier {
 // clang-format on
 
 #ifndef CONC_BARRIER_SPIN
-#define CONC_BARRIER_SPIN 2048
+#define CONC_BARRIER_SPIN 128
 #endif
 
 #define CONC__BARRIER_ARRIVED_ONE ((uint64_t)1)
@@ -195,13 +197,9 @@ CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t dea
         for (int i = 1; i <= CONC_BARRIER_SPIN && conc__barrier_gen(w) == gen &&
                         !(w & (CONC__BARRIER_BROKEN | CONC__BARRIER_WAITERS));
              i++) {
-            if ((i & 63) == 0) {
-                if (deadline != CONC_FOREVER && conc_now() >= deadline)
-                    break;
-                sched_yield(); /* the missing party may be runnable on this very CPU */
-            } else {
-                conc_cpu_relax();
-            }
+            if (deadline != CONC_FOREVER && (i & 63) == 0 && conc_now() >= deadline)
+                break;
+            conc_cpu_relax();
             w = conc_load(&b->word, CONC_ACQUIRE); /* [A2] */
         }
     }
