@@ -89,9 +89,9 @@ int main(void) {
         r[k] = bench_last[1];
     }
     printf("\n");
-    bench_bar("barrier 2 parties, time per round vs pthread_barrier_t", r[0].ratio.median, "<=",
-              1 / 1.5);
-    bench_bar("barrier 8 parties, time per round vs pthread_barrier_t", r[1].ratio.median, "<=",
-              1 / 1.5);
+    bench_bar("barrier 2 parties, time per round vs pthread_barrier_t", r[0].ratio.median,
+              "<=", 1 / 1.5);
+    bench_bar("barrier 8 parties, time per round vs pthread_barrier_t", r[1].ratio.median,
+              "<=", 1 / 1.5);
     return bench_done();
 }

@@ -229,8 +229,8 @@ int main(void) {
     printf("\n");
     bench_bar("rwlock read-mostly 8 threads, time vs pthread_rwlock_t", rm8[I_PT].ratio.median,
               "<=", 0.5);
-    bench_bar("rwlock read-mostly 8 threads, time vs ck_pflock", rm8[I_CKPF].ratio.median, "<=",
-              1.0);
+    bench_bar("rwlock read-mostly 8 threads, time vs ck_pflock", rm8[I_CKPF].ratio.median,
+              "<=", 1.0);
     printf("info: worst single wait, read-mostly 8 threads (us): conc %.0f, pthread %.0f, "
            "ck_rwlock %.0f, ck_pflock %.0f\n",
            rm8[I_CONC].extra[1].max, rm8[I_PT].extra[1].max, rm8[I_CKRW].extra[1].max,

@@ -37,8 +37,8 @@ static void latch_counts_and_refuses_bad_input(void) {
  * the coordinator waits and reads every slot. The same latch every round. */
 typedef struct group_ctx {
     conc_latch_t wg;
-    long slot[64];   /* plain */
-    long round;      /* release/acquire: the round the workers may start */
+    long slot[64]; /* plain */
+    long round;    /* release/acquire: the round the workers may start */
 } group_ctx;
 
 typedef struct worker_arg {

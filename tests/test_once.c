@@ -144,7 +144,7 @@ static void once_stress_failures_retried_by_waiters(void) {
         run_race(3);
 }
 
-TH_MAIN("once", TH_CASE(once_runs_once_then_one_load), TH_CASE(once_failure_is_returned_and_retried),
-        TH_CASE(once_recursion_aborts_with_message),
+TH_MAIN("once", TH_CASE(once_runs_once_then_one_load),
+        TH_CASE(once_failure_is_returned_and_retried), TH_CASE(once_recursion_aborts_with_message),
         TH_CASE(once_stress_concurrent_callers_see_output),
         TH_CASE(once_stress_failures_retried_by_waiters))

@@ -70,7 +70,7 @@ static void rwlock_downgrade_keeps_readers_out_of_nothing(void) {
     conc_rwlock_downgrade(&rw);
     TH_CHECK(!conc_rwlock_is_locked(&rw));
     TH_CHECK_EQ(conc_rwlock_readers(&rw), 1);
-    TH_CHECK_EQ(conc_rwlock_try_acquire(&rw), EBUSY);     /* we still read */
+    TH_CHECK_EQ(conc_rwlock_try_acquire(&rw), EBUSY);    /* we still read */
     TH_CHECK_EQ(conc_rwlock_try_acquire_shared(&rw), 0); /* and others may */
     conc_rwlock_release_shared(&rw);
     conc_rwlock_release_shared(&rw);
@@ -258,8 +258,8 @@ static void rwlock_downgrade_admits_queue_not_writer(void) {
 
 typedef struct rw_race {
     conc_rwlock_t rw;
-    long a, b;       /* plain: b == 3 * a whenever no writer is inside */
-    int readers_in;  /* relaxed instruments */
+    long a, b;      /* plain: b == 3 * a whenever no writer is inside */
+    int readers_in; /* relaxed instruments */
     int writers_in;
     long writes[64]; /* per thread */
     int64_t stop_at;
@@ -425,7 +425,7 @@ static void rwlock_deadlock_ordered_mixed_modes(void) {
 #define RW_VICTIM_ROUNDS 100
 typedef struct rw_starve {
     conc_rwlock_t rw;
-    long payload; /* plain */
+    long payload;    /* plain */
     int victim_done; /* relaxed: a stop signal only */
     long victim_rounds;
 } rw_starve;

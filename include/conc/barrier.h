@@ -68,16 +68,16 @@
  *     its release and wait one more round (the generation wraps).
  *
  * DESIGN
- *   One 64-bit word: the low half is {arrived: bits 0..29, WAITERS 30}, the high half
- *   {generation: 31 bits, BROKEN}. Waiters sleep on the high half, which holds exactly what
- *   they wait for to change (a first version slept on the low half: a waiter on its way to
- *   sleep could find the next round's {1, WAITERS} there, the same value, and sleep through
- *   its release; test_barrier's two-party rounds caught it). Arriving is one CAS: count + 1, or, for the last party,
- *   count 0 and generation + 1 (the leader's release). A waiter returns when the generation
- *   moved (released: even if a later round broke meanwhile, the move is its release) or BROKEN
- *   is up with the generation unchanged (then it leaves: count - 1). BROKEN stays until reset,
- *   which waits for the broken round's waiters to leave, so a waiter that has not looked yet
- *   never mistakes a reset for a release. tests/models/barrier.pml checks it.
+ *   One 64-bit word: the low half is {arrived: bits 0..29, WAITERS 30}, the high half {generation:
+ *   31 bits, BROKEN}. Waiters sleep on the high half, which holds exactly what they wait for to
+ *   change (a first version slept on the low half: a waiter on its way to sleep could find the next
+ *   round's {1, WAITERS} there, the same value, and sleep through its release; test_barrier's
+ *   two-party rounds caught it). Arriving is one CAS: count + 1, or, for the last party, count 0 and
+ *   generation + 1 (the leader's release). A waiter returns when the generation moved (released:
+ *   even if a later round broke meanwhile, the move is its release) or BROKEN is up with the
+ *   generation unchanged (then it leaves: count - 1). BROKEN stays until reset, which waits for the
+ *   broken round's waiters to leave, so a waiter that has not looked yet never mistakes a reset for
+ *   a release. tests/models/barrier.pml checks it.
  */
 #ifndef CONC_BARRIER_H
 #define CONC_BARRIER_H
@@ -108,7 +108,7 @@ typedef struct conc_barrier {
 
 #define CONC__BARRIER_ARRIVED_ONE ((uint64_t)1)
 #define CONC__BARRIER_ARRIVED_MASK ((uint64_t)CONC_BARRIER_PARTIES_MAX)
-#define CONC__BARRIER_WAITERS ((uint64_t)1 << 30)          /* waiters may sleep (high half) */
+#define CONC__BARRIER_WAITERS ((uint64_t)1 << 30) /* waiters may sleep (high half) */
 #define CONC__BARRIER_GEN_SHIFT 32
 #define CONC__BARRIER_GEN_ONE ((uint64_t)1 << CONC__BARRIER_GEN_SHIFT)
 #define CONC__BARRIER_GEN_MASK ((uint64_t)0x7fffffff << CONC__BARRIER_GEN_SHIFT) /* 31 bits */
@@ -143,8 +143,7 @@ CONC_INLINE uint64_t conc__barrier_gen(uint64_t w) {
     return w & CONC__BARRIER_GEN_MASK;
 }
 
-CONC_NODISCARD static inline int conc_barrier_init(conc_barrier_t *b, unsigned parties,
-                                                   int flags) {
+CONC_NODISCARD static inline int conc_barrier_init(conc_barrier_t *b, unsigned parties, int flags) {
     if (parties == 0 || parties > CONC_BARRIER_PARTIES_MAX)
         return EINVAL;
     conc_store(&b->word, (uint64_t)0, CONC_RELAXED);
@@ -158,10 +157,10 @@ CONC_NODISCARD static inline int conc_barrier_init(conc_barrier_t *b, unsigned p
  *
  *   leader (last to arrive)                    waiter
  *   ---------------------------------------    --------------------------------------------
- *                                              CAS: arrived k -> k+1, generation g   [A1]
+ *                                              CAS: arrived k -> k+1, generation g   [barrier.A1]
  *                                              CAS: raise WAITERS
  *   CAS: arrived n-1 -> 0, WAITERS off,
- *        generation g+1   [R1]
+ *        generation g+1   [barrier.R1]
  *   old word had WAITERS: wake(all, high)
  *                                              futex_wait(high, {g, not BROKEN})
  *                                                -> EAGAIN: the generation changed
@@ -172,13 +171,13 @@ CONC_NODISCARD static inline int conc_barrier_init(conc_barrier_t *b, unsigned p
  * WAITERS" rule.
  * ------------------------------------------------------------------------------------------- */
 
-CONC_COLD void conc__barrier_wake_all(conc_barrier_t *b) {
+CONC_COLD void conc__barrier_wake_all_slow(conc_barrier_t *b) {
     CONC_CHAOS_POINT();
     conc_futex_wake(conc__barrier_futex_high(b), INT_MAX, conc__barrier_futex_flags(b));
 }
 
 /* Leave a broken round: count - 1; the last one out wakes a reset waiting for that. */
-CONC_COLD int conc__barrier_leave_broken(conc_barrier_t *b, uint64_t w, int result) {
+CONC_COLD int conc__barrier_leave_broken_slow(conc_barrier_t *b, uint64_t w, int result) {
     uint64_t next;
     do {
         next = w - CONC__BARRIER_ARRIVED_ONE;
@@ -200,16 +199,16 @@ CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t dea
             if (deadline != CONC_FOREVER && (i & 63) == 0 && conc_now() >= deadline)
                 break;
             conc_cpu_relax();
-            w = conc_load(&b->word, CONC_ACQUIRE); /* [A2] */
+            w = conc_load(&b->word, CONC_ACQUIRE); /* [barrier.A2] */
         }
     }
     int r = 0;
     for (;;) {
         CONC_CHAOS_POINT();
         if (conc__barrier_gen(w) != gen)
-            return 0; /* [A2] acquire (load or CAS failure): pairs with the leader's [R1] */
+            return 0; /* [barrier.A2] (load or CAS failure): pairs with the leader's [barrier.R1] */
         if (w & CONC__BARRIER_BROKEN)
-            return conc__barrier_leave_broken(b, w, CONC_BARRIER_BROKEN);
+            return conc__barrier_leave_broken_slow(b, w, CONC_BARRIER_BROKEN);
         if (r == ETIMEDOUT || (deadline != CONC_FOREVER && conc_now() >= deadline)) {
             /* Break the round and leave it in one CAS. Acquire on failure: w may be the
              * release we return 0 on. */
@@ -217,7 +216,7 @@ CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t dea
             if (!conc_cas(&b->word, &w, next, CONC_ACQUIRE, CONC_ACQUIRE))
                 continue;
             if (w & CONC__BARRIER_WAITERS)
-                conc__barrier_wake_all(b);
+                conc__barrier_wake_all_slow(b);
             if (conc__barrier_arrived(next) == 0)
                 conc_futex_wake(conc__barrier_futex_low(b), INT_MAX, flags);
             return ETIMEDOUT;
@@ -229,7 +228,7 @@ CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t dea
             w |= CONC__BARRIER_WAITERS;
         }
         r = conc_futex_wait(conc__barrier_futex_high(b), (uint32_t)(w >> 32), deadline, flags);
-        w = conc_load(&b->word, CONC_ACQUIRE); /* [A2] */
+        w = conc_load(&b->word, CONC_ACQUIRE); /* [barrier.A2] */
     }
 }
 
@@ -245,12 +244,13 @@ CONC_INLINE int conc__barrier_arrive(conc_barrier_t *b, int64_t deadline) {
                                CONC__BARRIER_GEN_MASK)) |
                             ((w + CONC__BARRIER_GEN_ONE) & CONC__BARRIER_GEN_MASK)
                       : w + CONC__BARRIER_ARRIVED_ONE;
-        /* [A1]/[R1] acq_rel: an arrival releases its party's writes into the word's release
-         * sequence; the leader's CAS acquires all of them and releases them to the waiters. */
+        /* [barrier.A1]/[barrier.R1] acq_rel: an arrival releases its party's writes into the
+         * word's release sequence; the leader's CAS acquires all of them and releases them to
+         * the waiters. */
     } while (!conc_cas_weak(&b->word, &w, next, CONC_ACQ_REL, CONC_RELAXED));
     if (leader) {
         if (w & CONC__BARRIER_WAITERS)
-            conc__barrier_wake_all(b);
+            conc__barrier_wake_all_slow(b);
         return CONC_BARRIER_LEADER;
     }
     return conc__barrier_wait_slow(b, next, deadline);
@@ -272,7 +272,7 @@ CONC_NODISCARD static inline int conc_barrier_wait_until(conc_barrier_t *b, int6
 static inline void conc_barrier_abort(conc_barrier_t *b) {
     uint64_t old = conc_fetch_or(&b->word, CONC__BARRIER_BROKEN, CONC_RELAXED);
     if (!(old & CONC__BARRIER_BROKEN) && (old & CONC__BARRIER_WAITERS))
-        conc__barrier_wake_all(b);
+        conc__barrier_wake_all_slow(b);
 }
 
 /* Break the round in progress (if anyone waits), wait until its waiters have left, then clear
@@ -292,7 +292,7 @@ static inline void conc_barrier_reset(conc_barrier_t *b) {
                 return;
             continue;
         }
-        /* The last waiter to leave wakes the low half (conc__barrier_leave_broken). */
+        /* The last waiter to leave wakes the low half (conc__barrier_leave_broken_slow). */
         (void)conc_futex_wait(conc__barrier_futex_low(b), (uint32_t)w, CONC_FOREVER, flags);
         w = conc_load(&b->word, CONC_RELAXED);
     }

@@ -111,7 +111,7 @@ static inline void conc_latch_init(conc_latch_t *l, unsigned count, int flags) {
  *                                              load: count 1, generation g
  *                                              CAS: raise WAITERS
  *   CAS: count 1 -> 0, generation g+1,
- *        WAITERS off   [R1]
+ *        WAITERS off   [latch.R1]
  *   old word had WAITERS: wake(all)
  *                                              futex_wait(low, {g, WAITERS})
  *                                                -> EAGAIN: the generation moved
@@ -122,7 +122,7 @@ static inline void conc_latch_init(conc_latch_t *l, unsigned count, int flags) {
  * adds and dones that do not reach zero.
  * ------------------------------------------------------------------------------------------- */
 
-CONC_COLD void conc__latch_wake(conc_latch_t *l, uint64_t w) {
+CONC_COLD void conc__latch_wake_slow(conc_latch_t *l, uint64_t w) {
     CONC_CHAOS_POINT();
     conc_futex_wake(conc__latch_futex(l), INT_MAX, conc__latch_futex_flags(w));
 }
@@ -132,20 +132,20 @@ CONC_COLD int conc__latch_wait_slow(conc_latch_t *l, uint64_t w, int64_t deadlin
     int r = 0;
     for (;;) {
         CONC_CHAOS_POINT();
-        /* [A1] acquire (load or CAS failure): pairs with the [R1] that made the zero. */
+        /* [latch.A1] acquire (load or CAS failure): pairs with the [latch.R1] of the zero. */
         if (conc__latch_count(w) == 0 || (w & CONC__LATCH_GEN_MASK) != gen)
             return 0;
         if (r == ETIMEDOUT || (deadline != CONC_FOREVER && conc_now() >= deadline))
             return ETIMEDOUT;
         if (!(w & CONC__LATCH_WAITERS)) {
-            /* A request the zeroing CAS reads (acquire for the failure case, [A1]). */
+            /* A request the zeroing CAS reads (acquire for the failure case, [latch.A1]). */
             if (!conc_cas(&l->word, &w, w | CONC__LATCH_WAITERS, CONC_ACQUIRE, CONC_ACQUIRE))
                 continue;
             w |= CONC__LATCH_WAITERS;
         }
         r = conc_futex_wait(conc__latch_futex(l), (uint32_t)w, deadline,
                             conc__latch_futex_flags(w));
-        w = conc_load(&l->word, CONC_ACQUIRE); /* [A1] */
+        w = conc_load(&l->word, CONC_ACQUIRE); /* [latch.A1] */
     }
 }
 
@@ -166,7 +166,7 @@ CONC_NODISCARD static inline int conc_latch_add(conc_latch_t *l, unsigned n) {
     return 0;
 }
 
-/* One CAS. [R1] release: this thread's writes go to the waiters the zero releases (the word's
+/* One CAS. [latch.R1] release: this thread's writes go to the waiters the zero releases (the word's
  * RMWs form one release sequence, so every earlier done's writes go too). */
 static inline int conc_latch_count_down(conc_latch_t *l, unsigned n) {
     uint64_t w = conc_load(&l->word, CONC_RELAXED), next;
@@ -180,7 +180,7 @@ static inline int conc_latch_count_down(conc_latch_t *l, unsigned n) {
                    ((w + CONC__LATCH_GEN_ONE) & CONC__LATCH_GEN_MASK);
     } while (!conc_cas_weak(&l->word, &w, next, CONC_RELEASE, CONC_RELAXED));
     if (CONC_UNLIKELY(conc__latch_count(next) == 0 && (w & CONC__LATCH_WAITERS)))
-        conc__latch_wake(l, w);
+        conc__latch_wake_slow(l, w);
     return 0;
 }
 
@@ -189,13 +189,13 @@ static inline int conc_latch_done(conc_latch_t *l) {
 }
 
 static inline void conc_latch_wait(conc_latch_t *l) {
-    uint64_t w = conc_load(&l->word, CONC_ACQUIRE); /* [A1] */
+    uint64_t w = conc_load(&l->word, CONC_ACQUIRE); /* [latch.A1] */
     if (CONC_UNLIKELY(conc__latch_count(w) != 0))
         (void)conc__latch_wait_slow(l, w, CONC_FOREVER);
 }
 
 CONC_NODISCARD static inline int conc_latch_wait_until(conc_latch_t *l, int64_t deadline) {
-    uint64_t w = conc_load(&l->word, CONC_ACQUIRE); /* [A1] */
+    uint64_t w = conc_load(&l->word, CONC_ACQUIRE); /* [latch.A1] */
     if (CONC_LIKELY(conc__latch_count(w) == 0))
         return 0;
     return conc__latch_wait_slow(l, w, deadline);

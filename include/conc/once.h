@@ -92,7 +92,7 @@ static inline void conc_once_init(conc_once_t *o, int flags) {
  *   ---------------------------------------    --------------------------------------------
  *   CAS 0 -> RUNNING; fn(arg)
  *                                              CAS RUNNING -> RUNNING|WAITERS
- *   old = swap(DONE)   [R1]
+ *   old = swap(DONE)   [once.R1]
  *   old had WAITERS: wake(all)
  *                                              futex_wait(state, RUNNING|WAITERS)
  *                                                -> EAGAIN: the state is DONE
@@ -107,14 +107,14 @@ CONC_INLINE uint32_t conc__once_tid(void) {
 }
 
 CONC_COLD int conc__once_slow(conc_once_t *o, int (*fn)(void *), void *arg) {
-    uint32_t s = conc_load(&o->state, CONC_ACQUIRE); /* [A1] */
+    uint32_t s = conc_load(&o->state, CONC_ACQUIRE); /* [once.A1] */
     const uint32_t shared = s & CONC__ONCE_SHARED;
     int flags = shared ? CONC_SHARED : 0;
     uint32_t me = 0;
     for (;;) {
         CONC_CHAOS_POINT();
         if (s & CONC__ONCE_DONE)
-            return 0; /* [A1] acquire (load or CAS failure): pairs with the runner's [R1] */
+            return 0; /* [once.A1] (acquire load or CAS failure): pairs with [once.R1] */
         if (!(s & CONC__ONCE_RUNNING)) {
             /* Acquire: a failed earlier run's writes, if fn looks at them. */
             if (!conc_cas(&o->state, &s, shared | CONC__ONCE_RUNNING, CONC_ACQUIRE, CONC_ACQUIRE))
@@ -124,7 +124,7 @@ CONC_COLD int conc__once_slow(conc_once_t *o, int (*fn)(void *), void *arg) {
             conc_store(&o->owner, me, CONC_RELAXED);
             int r = fn(arg);
             conc_store(&o->owner, 0u, CONC_RELAXED);
-            /* [R1] release: fn's writes go out with DONE. */
+            /* [once.R1] release: fn's writes go out with DONE. */
             uint32_t old =
                 conc_swap(&o->state, shared | (r == 0 ? CONC__ONCE_DONE : 0u), CONC_RELEASE);
             if (old & CONC__ONCE_WAITERS) {
@@ -140,18 +140,18 @@ CONC_COLD int conc__once_slow(conc_once_t *o, int (*fn)(void *), void *arg) {
         if (conc_load(&o->owner, CONC_RELAXED) == me)
             CONC_ABORT("conc_once: the init function called conc_once on its own once");
         if (!(s & CONC__ONCE_WAITERS)) {
-            /* A request the runner's swap reads (acquire for the failure case, see [A1]). */
+            /* A request the runner's swap reads (acquire for the failure case, see [once.A1]). */
             if (!conc_cas(&o->state, &s, s | CONC__ONCE_WAITERS, CONC_ACQUIRE, CONC_ACQUIRE))
                 continue;
             s |= CONC__ONCE_WAITERS;
         }
         (void)conc_futex_wait(&o->state, s, CONC_FOREVER, flags);
-        s = conc_load(&o->state, CONC_ACQUIRE); /* [A1] */
+        s = conc_load(&o->state, CONC_ACQUIRE); /* [once.A1] */
     }
 }
 
 /* -------------------------------------------------------------------------------------------
- * Fast path (inline): one acquire load [A1] and a compare.
+ * Fast path (inline): one acquire load [once.A1] and a compare.
  * ------------------------------------------------------------------------------------------- */
 
 CONC_NODISCARD static inline int conc_once(conc_once_t *o, int (*fn)(void *), void *arg) {
@@ -161,7 +161,7 @@ CONC_NODISCARD static inline int conc_once(conc_once_t *o, int (*fn)(void *), vo
 }
 
 static inline bool conc_once_is_done(const conc_once_t *o) {
-    return (conc_load(&o->state, CONC_ACQUIRE) & CONC__ONCE_DONE) != 0; /* [A1] */
+    return (conc_load(&o->state, CONC_ACQUIRE) & CONC__ONCE_DONE) != 0; /* [once.A1] */
 }
 
 #ifdef __cplusplus

@@ -21,7 +21,8 @@
  *     conc_rwlock_release_shared(&rw);
  *
  * API
- *   init       conc_rwlock_init(rw, flags)                flags: 0 or CONC_SHARED; or = CONC_RWLOCK_INIT
+ *   init       conc_rwlock_init(rw, flags)                flags: 0 or CONC_SHARED
+ *              = CONC_RWLOCK_INIT                         private
  *   shared     conc_rwlock_acquire_shared(rw)             blocks
  *              conc_rwlock_try_acquire_shared(rw)         0, EBUSY; never blocks
  *              conc_rwlock_acquire_shared_until(rw, dl)   0, ETIMEDOUT
@@ -124,17 +125,17 @@ typedef struct conc_rwlock {
 #endif
 
 #define CONC__RWLOCK_READER_ONE ((uint64_t)1)
-#define CONC__RWLOCK_READERS_MASK ((uint64_t)0x3fffff)     /* 22 bits: PID_MAX_LIMIT - 1 */
-#define CONC__RWLOCK_WRITER ((uint64_t)1 << 22)            /* a writer holds or waits */
-#define CONC__RWLOCK_WRITER_SLEEPS ((uint64_t)1 << 23)     /* ... asleep until no reader is in */
-#define CONC__RWLOCK_READERS_SLEEP ((uint64_t)1 << 24)     /* queued readers may be asleep */
-#define CONC__RWLOCK_SHARED ((uint64_t)1 << 25)            /* process-shared futex */
-#define CONC__RWLOCK_PHASE_ONE ((uint64_t)1 << 26)         /* one end of a writer's phase */
-#define CONC__RWLOCK_PHASE_MASK ((uint64_t)0x3f << 26)     /* bits 26..31 */
+#define CONC__RWLOCK_READERS_MASK ((uint64_t)0x3fffff) /* 22 bits: PID_MAX_LIMIT - 1 */
+#define CONC__RWLOCK_WRITER ((uint64_t)1 << 22)        /* a writer holds or waits */
+#define CONC__RWLOCK_WRITER_SLEEPS ((uint64_t)1 << 23) /* ... asleep until no reader is in */
+#define CONC__RWLOCK_READERS_SLEEP ((uint64_t)1 << 24) /* queued readers may be asleep */
+#define CONC__RWLOCK_SHARED ((uint64_t)1 << 25)        /* process-shared futex */
+#define CONC__RWLOCK_PHASE_ONE ((uint64_t)1 << 26)     /* one end of a writer's phase */
+#define CONC__RWLOCK_PHASE_MASK ((uint64_t)0x3f << 26) /* bits 26..31 */
 #define CONC__RWLOCK_QUEUED_SHIFT 32
 #define CONC__RWLOCK_QUEUED_ONE ((uint64_t)1 << CONC__RWLOCK_QUEUED_SHIFT) /* a queued reader */
-#define CONC__RWLOCK_TAG_READER 0x1u                       /* futex tag of a sleeping reader */
-#define CONC__RWLOCK_TAG_WRITER 0x2u                       /* futex tag of the sleeping writer */
+#define CONC__RWLOCK_TAG_READER 0x1u /* futex tag of a sleeping reader */
+#define CONC__RWLOCK_TAG_WRITER 0x2u /* futex tag of the sleeping writer */
 /* Linux's PID_MAX_LIMIT (4 * 1024 * 1024): no more threads can exist, so neither count can
  * pass its field, and inside + queued (a release adds them) cannot reach WRITER. */
 #define CONC__RWLOCK_THREADS_MAX ((uint64_t)4 * 1024 * 1024)
@@ -193,7 +194,7 @@ static inline void conc_rwlock_init(conc_rwlock_t *rw, int flags) {
  *                                              CAS: -1 inside, +1 queued   [queues]
  *                                              CAS: raise READERS_SLEEP
  *   CAS: inside += queued, queued = 0,
- *        WRITER, READERS_SLEEP off, p+1  [R2]
+ *        WRITER, READERS_SLEEP off, p+1  [rwlock.R2]
  *   old word had READERS_SLEEP: wake(readers)
  *                                              futex_wait(low, word with p, READERS_SLEEP)
  *                                                -> EAGAIN: the phase moved
@@ -204,7 +205,7 @@ static inline void conc_rwlock_init(conc_rwlock_t *rw, int flags) {
  *   ---------------------------------------    --------------------------------------------
  *                                              fetch_or: WRITER; old has n readers inside
  *                                              CAS: raise WRITER_SLEEPS
- *   fetch_sub: 1 -> 0 inside  [R1]
+ *   fetch_sub: 1 -> 0 inside  [rwlock.R1]
  *   old had WRITER and WRITER_SLEEPS:
  *   fetch_and: WRITER_SLEEPS off; wake(writer)
  *                                              futex_wait(low, word with 1 inside)
@@ -228,8 +229,8 @@ CONC_INLINE uint64_t conc__rwlock_phase_end(uint64_t w, uint64_t extra) {
 }
 
 /* Ends the writer's phase with one CAS, then lets the next writer at the inner lock and wakes
- * sleeping readers. [R2] release: pairs with the admitted readers' [A3] and, through the
- * word's release sequence, with the next writer's [A2]. */
+ * sleeping readers. [rwlock.R2] release: pairs with the admitted readers' [rwlock.A3] and,
+ * through the word's release sequence, with the next writer's [rwlock.A2]. */
 CONC_INLINE void conc__rwlock_end_phase(conc_rwlock_t *rw, uint64_t extra, const char *who) {
     uint64_t w = conc_load(&rw->word, CONC_RELAXED), next;
     do {
@@ -247,7 +248,7 @@ CONC_INLINE void conc__rwlock_end_phase(conc_rwlock_t *rw, uint64_t extra, const
 
 /* The reader or queuing reader whose RMW left nobody inside under WRITER: clear
  * WRITER_SLEEPS and wake the writer if it was up. */
-CONC_COLD void conc__rwlock_wake_writer(conc_rwlock_t *rw) {
+CONC_COLD void conc__rwlock_wake_writer_slow(conc_rwlock_t *rw) {
     uint64_t old = conc_fetch_and(&rw->word, ~CONC__RWLOCK_WRITER_SLEEPS, CONC_RELAXED);
     if (old & CONC__RWLOCK_WRITER_SLEEPS) {
         CONC_CHAOS_POINT();
@@ -265,16 +266,17 @@ CONC_COLD int conc__rwlock_shared_slow(conc_rwlock_t *rw, uint64_t old, int64_t 
     uint64_t w = old + CONC__RWLOCK_READER_ONE;
     for (;;) {
         CONC_CHAOS_POINT();
-        /* [A3] acquire (the failure order): pairs with [R2], the end of the phase. */
+        /* [rwlock.A3] acquire (the failure order): pairs with [rwlock.R2], the end of the phase. */
         if (conc__rwlock_admitted(w, phase))
             return 0;
         uint64_t next = w - CONC__RWLOCK_READER_ONE + CONC__RWLOCK_QUEUED_ONE;
         bool last = conc__rwlock_readers(next) == 0 && (w & CONC__RWLOCK_WRITER_SLEEPS);
         /* Queuing publishes nothing. Acquire is for the failure case, where w is fresh and may
-         * be the end of the phase we return on ([A3]); C11 wants success at least as strong. */
+         * be the end of the phase we return on ([rwlock.A3]); C11 wants success at least as
+         * strong. */
         if (conc_cas(&rw->word, &w, next, CONC_ACQUIRE, CONC_ACQUIRE)) {
             if (last)
-                conc__rwlock_wake_writer(rw);
+                conc__rwlock_wake_writer_slow(rw);
             w = next;
             break;
         }
@@ -287,7 +289,7 @@ CONC_COLD int conc__rwlock_shared_slow(conc_rwlock_t *rw, uint64_t old, int64_t 
             if (deadline != CONC_FOREVER && (i & 31) == 0 && conc_now() >= deadline)
                 break;
             conc_cpu_relax();
-            w = conc_load(&rw->word, CONC_ACQUIRE); /* [A3] */
+            w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A3] */
         }
     }
 
@@ -295,7 +297,7 @@ CONC_COLD int conc__rwlock_shared_slow(conc_rwlock_t *rw, uint64_t old, int64_t 
     for (;;) {
         CONC_CHAOS_POINT();
         if (conc__rwlock_admitted(w, phase))
-            return 0; /* [A3] by the acquire load or CAS failure that read w */
+            return 0; /* [rwlock.A3] by the acquire load or CAS failure that read w */
         if (r == ETIMEDOUT || (deadline != CONC_FOREVER && conc_now() >= deadline)) {
             /* Leave the queue: publishes nothing (acquire for the failure case, as above). */
             if (conc_cas(&rw->word, &w, w - CONC__RWLOCK_QUEUED_ONE, CONC_ACQUIRE, CONC_ACQUIRE))
@@ -303,7 +305,7 @@ CONC_COLD int conc__rwlock_shared_slow(conc_rwlock_t *rw, uint64_t old, int64_t 
             continue;
         }
         if (!(w & CONC__RWLOCK_READERS_SLEEP)) {
-            /* A request the writer's [R2] CAS reads (acquire for the failure case). */
+            /* A request the writer's [rwlock.R2] CAS reads (acquire for the failure case). */
             if (!conc_cas(&rw->word, &w, w | CONC__RWLOCK_READERS_SLEEP, CONC_ACQUIRE,
                           CONC_ACQUIRE))
                 continue;
@@ -311,7 +313,7 @@ CONC_COLD int conc__rwlock_shared_slow(conc_rwlock_t *rw, uint64_t old, int64_t 
         }
         r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)w, deadline, flags,
                                    CONC__RWLOCK_TAG_READER);
-        w = conc_load(&rw->word, CONC_ACQUIRE); /* [A3] */
+        w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A3] */
     }
 }
 
@@ -324,20 +326,20 @@ CONC_COLD int conc__rwlock_drain_slow(conc_rwlock_t *rw, uint64_t w, int64_t dea
             if (deadline != CONC_FOREVER && (i & 31) == 0 && conc_now() >= deadline)
                 break;
             conc_cpu_relax();
-            w = conc_load(&rw->word, CONC_ACQUIRE); /* [A2] */
+            w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A2] */
         }
     }
     int r = 0;
     for (;;) {
         CONC_CHAOS_POINT();
         if (conc__rwlock_readers(w) == 0)
-            return 0; /* [A2] acquire: pairs with the last reader's [R1] (release sequence) */
+            return 0; /* [rwlock.A2]: pairs with the last reader's [rwlock.R1] (release seq.) */
         if (r == ETIMEDOUT || (deadline != CONC_FOREVER && conc_now() >= deadline)) {
             conc__rwlock_end_phase(rw, 0, "conc_rwlock_acquire_until: lost WRITER");
             return ETIMEDOUT;
         }
         if (!(w & CONC__RWLOCK_WRITER_SLEEPS)) {
-            /* A request the last reader's [R1] fetch_sub reads (acquire for the failure case). */
+            /* A request the last reader's [rwlock.R1] fetch_sub reads (acquire: failure case). */
             if (!conc_cas(&rw->word, &w, w | CONC__RWLOCK_WRITER_SLEEPS, CONC_ACQUIRE,
                           CONC_ACQUIRE))
                 continue;
@@ -345,7 +347,7 @@ CONC_COLD int conc__rwlock_drain_slow(conc_rwlock_t *rw, uint64_t w, int64_t dea
         }
         r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)w, deadline, flags,
                                    CONC__RWLOCK_TAG_WRITER);
-        w = conc_load(&rw->word, CONC_ACQUIRE); /* [A2] */
+        w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A2] */
     }
 }
 
@@ -354,12 +356,13 @@ CONC_COLD void conc__rwlock_release_shared_slow(conc_rwlock_t *rw, uint64_t old)
     if (conc__rwlock_readers(old) == 0)
         CONC_ABORT("conc_rwlock_release_shared: not held shared");
     if (conc__rwlock_readers(old) == 1 && (old & CONC__RWLOCK_WRITER_SLEEPS))
-        conc__rwlock_wake_writer(rw);
+        conc__rwlock_wake_writer_slow(rw);
 }
 
 /* Raise WRITER (the caller holds the inner lock) and wait for the readers inside. */
 CONC_INLINE int conc__rwlock_exclusive(conc_rwlock_t *rw, int64_t deadline) {
-    /* [A2] acquire: pairs with the readers' [R1] and the previous writer's [R2]. */
+    /* [rwlock.A2] acquire: pairs with the readers' [rwlock.R1] and the last writer's
+     * [rwlock.R2]. */
     uint64_t old = conc_fetch_or(&rw->word, CONC__RWLOCK_WRITER, CONC_ACQUIRE);
     if (CONC_UNLIKELY(conc__rwlock_readers(old) != 0))
         return conc__rwlock_drain_slow(rw, old | CONC__RWLOCK_WRITER, deadline);
@@ -370,7 +373,8 @@ CONC_INLINE int conc__rwlock_exclusive(conc_rwlock_t *rw, int64_t deadline) {
  * Fast paths (inline)
  * ------------------------------------------------------------------------------------------- */
 
-/* One fetch_add. [A1] acquire: pairs with [R2], the end of the last writer's phase. */
+/* One fetch_add. [rwlock.A1] acquire: pairs with [rwlock.R2], the end of the last writer's
+ * phase. */
 static inline void conc_rwlock_acquire_shared(conc_rwlock_t *rw) {
     CONC_TSAN_MUTEX_PRE_LOCK(rw, CONC__RWLOCK_TSAN_READ);
     uint64_t old = conc_fetch_add(&rw->word, CONC__RWLOCK_READER_ONE, CONC_ACQUIRE);
@@ -382,9 +386,10 @@ static inline void conc_rwlock_acquire_shared(conc_rwlock_t *rw) {
 CONC_NODISCARD static inline int conc_rwlock_acquire_shared_until(conc_rwlock_t *rw,
                                                                   int64_t deadline) {
     CONC_TSAN_MUTEX_PRE_LOCK(rw, CONC__RWLOCK_TSAN_READ | CONC_TSAN_MUTEX_TRY_LOCK);
-    uint64_t old = conc_fetch_add(&rw->word, CONC__RWLOCK_READER_ONE, CONC_ACQUIRE); /* [A1] */
-    int r = CONC_LIKELY(!(old & CONC__RWLOCK_WRITER)) ? 0
-                                                      : conc__rwlock_shared_slow(rw, old, deadline);
+    /* [rwlock.A1] */
+    uint64_t old = conc_fetch_add(&rw->word, CONC__RWLOCK_READER_ONE, CONC_ACQUIRE);
+    int r =
+        CONC_LIKELY(!(old & CONC__RWLOCK_WRITER)) ? 0 : conc__rwlock_shared_slow(rw, old, deadline);
     CONC_TSAN_MUTEX_POST_LOCK(rw, CONC__RWLOCK_TSAN_READ | CONC_TSAN_MUTEX_TRY_LOCK |
                                       (r ? CONC_TSAN_MUTEX_TRY_LOCK_FAILED : 0u));
     return r;
@@ -400,14 +405,15 @@ CONC_NODISCARD static inline int conc_rwlock_try_acquire_shared(conc_rwlock_t *r
             r = EBUSY;
             break;
         }
-    } while (!conc_cas_weak(&rw->word, &w, w + CONC__RWLOCK_READER_ONE, CONC_ACQUIRE, /* [A1] */
-                            CONC_RELAXED));
+        /* [rwlock.A1] on success */
+    } while (
+        !conc_cas_weak(&rw->word, &w, w + CONC__RWLOCK_READER_ONE, CONC_ACQUIRE, CONC_RELAXED));
     CONC_TSAN_MUTEX_POST_LOCK(rw, CONC__RWLOCK_TSAN_READ | CONC_TSAN_MUTEX_TRY_LOCK |
                                       (r ? CONC_TSAN_MUTEX_TRY_LOCK_FAILED : 0u));
     return r;
 }
 
-/* One fetch_sub. [R1] release: pairs with the next writer's [A2]. */
+/* One fetch_sub. [rwlock.R1] release: pairs with the next writer's [rwlock.A2]. */
 static inline void conc_rwlock_release_shared(conc_rwlock_t *rw) {
     CONC__RWLOCK_TSAN_PRE_UNLOCK(rw, CONC__RWLOCK_TSAN_READ);
     uint64_t old = conc_fetch_sub(&rw->word, CONC__RWLOCK_READER_ONE, CONC_RELEASE);
@@ -446,8 +452,9 @@ CONC_NODISCARD static inline int conc_rwlock_try_acquire(conc_rwlock_t *rw) {
                 conc_lock_release(&rw->writers);
                 break;
             }
-        } while (!conc_cas_weak(&rw->word, &w, w | CONC__RWLOCK_WRITER, CONC_ACQUIRE, /* [A2] */
-                                CONC_RELAXED));
+            /* [rwlock.A2] on success */
+        } while (
+            !conc_cas_weak(&rw->word, &w, w | CONC__RWLOCK_WRITER, CONC_ACQUIRE, CONC_RELAXED));
     }
     CONC_TSAN_MUTEX_POST_LOCK(rw, CONC_TSAN_MUTEX_TRY_LOCK |
                                       (r ? CONC_TSAN_MUTEX_TRY_LOCK_FAILED : 0u));

@@ -70,7 +70,7 @@ proctype party(byte rounds; bool timed) {
     :: rounds > 0 && !stop ->
         if
         :: atomic { broken -> stop = true }                             /* CONC_BARRIER_BROKEN */
-        :: atomic { !broken && arrived + 1 == PARTIES ->                /* the leader [R1] */
+        :: atomic { !broken && arrived + 1 == PARTIES ->         /* the leader [barrier.R1] */
                     my_gen = gen; arrivals[my_gen]++;
                     assert(arrivals[my_gen] == PARTIES);
                     leaders[my_gen]++; assert(leaders[my_gen] == 1);
@@ -85,7 +85,7 @@ proctype party(byte rounds; bool timed) {
 #endif
            if :: had_waiters -> wake_all() :: else -> skip fi;
            had_waiters = false
-        :: atomic { !broken && arrived + 1 < PARTIES ->                 /* [A1] */
+        :: atomic { !broken && arrived + 1 < PARTIES ->                 /* [barrier.A1] */
                     my_gen = gen; arrivals[my_gen]++; arrived++ };
            do
            :: atomic { gen != my_gen -> assert(arrivals[my_gen] == PARTIES); break }  /* released */

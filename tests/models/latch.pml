@@ -71,7 +71,7 @@ proctype worker() {
         if :: count == 0 -> gen++; zeros++; waiters = false :: else -> had_waiters = false fi
     };
 #else
-    atomic {                                                    /* [R1] the one CAS */
+    atomic {                                                    /* [latch.R1] the one CAS */
         assert(count > 0); count--;
         if :: count == 0 -> had_waiters = waiters; gen++; zeros++; waiters = false
            :: else -> had_waiters = false fi

@@ -46,7 +46,7 @@ proctype caller() {
     bool ok, had_waiters;
     byte seen;
     do
-    :: atomic { done -> assert(successes == 1); break }                  /* [A1] returns 0 */
+    :: atomic { done -> assert(successes == 1); break }                  /* [once.A1] returns 0 */
     :: atomic { !done && !running -> running = true; runs_inside++; assert(runs_inside == 1) };
        /* fn(arg) */
        if
@@ -58,7 +58,8 @@ proctype caller() {
        had_waiters = waiters;
        atomic { running = false; waiters = false; done = ok };
 #else
-       atomic { had_waiters = waiters; running = false; waiters = false; done = ok };   /* [R1] */
+       /* [once.R1] the swap */
+       atomic { had_waiters = waiters; running = false; waiters = false; done = ok };
 #endif
 #ifdef BROKEN_FAIL_NO_WAKE
        if :: !ok -> had_waiters = false :: else -> skip fi;

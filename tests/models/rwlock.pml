@@ -110,7 +110,7 @@ inline release_shared() {
     old_ws = wsleeps;
     atomic { old_in = inside; inside-- };
 #else
-    atomic { old_in = inside; old_ws = wsleeps; inside-- };             /* [R1] fetch_sub */
+    atomic { old_in = inside; old_ws = wsleeps; inside-- };             /* [rwlock.R1] fetch_sub */
 #endif
     if :: old_in == 1 && old_ws -> wake_writer() :: else -> skip fi;
     old_in = 0; old_ws = false
@@ -144,7 +144,7 @@ proctype reader(byte rounds; bool timed) {
     :: rounds == 0 -> break
     :: rounds > 0 ->
         past = false;
-        atomic { saw_writer = writer; p = phase; inside++ };                /* [A1] fetch_add */
+        atomic { saw_writer = writer; p = phase; inside++ };      /* [rwlock.A1] fetch_add */
 #ifdef BROKEN_READER_BARGES
         saw_writer = false;
 #endif
@@ -160,8 +160,9 @@ proctype reader(byte rounds; bool timed) {
         fi;
         if :: last -> wake_writer() :: else -> skip fi;
         do
-        :: atomic { ADMITTED -> goto enter }                                /* [A3] */
-        :: atomic { !ADMITTED && past -> queued--; pending[_pid] = false; goto next }  /* ETIMEDOUT */
+        :: atomic { ADMITTED -> goto enter }                                /* [rwlock.A3] */
+        :: atomic { !ADMITTED && past ->                                 /* ETIMEDOUT */
+                    queued--; pending[_pid] = false; goto next }
         :: atomic { !ADMITTED && timed && !past -> past = true }           /* the deadline comes */
         :: atomic { !ADMITTED && !past && !rsleep -> rsleep = true }
         :: atomic { !ADMITTED && !past && rsleep -> seen = LOW };
@@ -185,9 +186,9 @@ proctype writer_proc(bool timed; bool may_downgrade) {
     int seen;
     is_writer[_pid] = true;
     atomic { !wl -> wl = true };                                            /* inner lock */
-    atomic { writer = true };                                               /* [A2] fetch_or */
+    atomic { writer = true };                                     /* [rwlock.A2] fetch_or */
     do
-    :: atomic { inside == 0 -> break }                                      /* [A2] */
+    :: atomic { inside == 0 -> break }                                      /* [rwlock.A2] */
     :: atomic { inside != 0 && past -> skip };                              /* ETIMEDOUT */
        end_phase(0);
        goto done
