@@ -372,7 +372,10 @@ typedef struct conc__forkpool_worker {
     conc__forkpool_msg out_hdr;
     const char *out_buf;
     size_t out_len, out_off; /* out_off counts header bytes too */
-    bool out_busy;           /* a message is (partly) unsent */
+    uint8_t out_busy;        /* a message is (partly) unsent; relaxed atomic, see out_busy() */
+    bool caller_sends;       /* a submitter writes this message outside the lock: until it
+                                clears this (under the lock), the output fields and the fd
+                                are its own, and the worker's death waits */
 } conc__forkpool_worker;
 
 typedef struct conc__forkpool_event { /* an item outcome (map), in the order they happened */
@@ -929,21 +932,26 @@ CONC_NOINLINE bool conc__forkpool_flush(conc__forkpool_worker *w) {
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return true;
-            w->out_busy = false; /* broken: the read side sees EOF and the death follows */
+            conc_store(&w->out_busy, (uint8_t)0, CONC_RELAXED); /* broken: EOF and a death follow */
             return false;
         }
         w->out_off += (size_t)r;
     }
-    w->out_busy = false;
+    conc_store(&w->out_busy, (uint8_t)0, CONC_RELAXED);
     return true;
 }
 
+/* The pool lock orders everything here; out_busy is accessed with relaxed atomics only so
+ * that no compiler merges it with the caller_sends load next to it: while a submitter sends,
+ * out_busy is the submitter's, and only caller_sends may be read. */
 CONC_INLINE bool conc__forkpool_out_busy(const conc__forkpool_worker *w) {
-    return w->out_busy;
+    if (w->caller_sends)
+        return true;
+    return conc_load(&w->out_busy, CONC_RELAXED) != 0;
 }
 
-CONC_NOINLINE void conc__forkpool_send(conc__forkpool_worker *w, uint32_t type, uint64_t id,
-                                       uint64_t a, const void *buf, size_t len) {
+CONC_NOINLINE void conc__forkpool_prepare(conc__forkpool_worker *w, uint32_t type, uint64_t id,
+                                          uint64_t a, const void *buf, size_t len) {
     memset(&w->out_hdr, 0, sizeof w->out_hdr);
     w->out_hdr.type = type;
     w->out_hdr.id = id;
@@ -952,7 +960,12 @@ CONC_NOINLINE void conc__forkpool_send(conc__forkpool_worker *w, uint32_t type, 
     w->out_buf = (const char *)buf;
     w->out_len = len;
     w->out_off = 0;
-    w->out_busy = true;
+    conc_store(&w->out_busy, (uint8_t)1, CONC_RELAXED);
+}
+
+CONC_NOINLINE void conc__forkpool_send(conc__forkpool_worker *w, uint32_t type, uint64_t id,
+                                       uint64_t a, const void *buf, size_t len) {
+    conc__forkpool_prepare(w, type, id, a, buf, len);
     (void)conc__forkpool_flush(w); /* a broken socket shows as EOF on the read side */
 }
 
@@ -1204,8 +1217,11 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
     }
 }
 
-/* Sends work to idle workers: the map's round first, then queued tasks. */
-CONC_NOINLINE void conc__forkpool_dispatch(conc_forkpool_t *p) {
+/* Sends work to idle workers: the map's round first, then queued tasks. With `mine` (a
+ * submitter), the first task message is only prepared and handed back in *mine: the
+ * submitter writes it after dropping the lock. (Written under the lock, the worker's answer
+ * came back while the submitter was still in sendmsg, and the monitor spun on the lock.) */
+CONC_NOINLINE void conc__forkpool_dispatch(conc_forkpool_t *p, conc__forkpool_worker **mine) {
     for (unsigned k = 0; k < p->nworkers; k++) {
         conc__forkpool_worker *w = &p->w[k];
         if (w->state != CONC__FORKPOOL_W_IDLE || conc__forkpool_out_busy(w))
@@ -1244,8 +1260,15 @@ CONC_NOINLINE void conc__forkpool_dispatch(conc_forkpool_t *p) {
             w->state = CONC__FORKPOOL_W_TASK;
             w->task = t;
             w->task_started = conc_now();
-            conc__forkpool_send(w, CONC__FORKPOOL_MSG_TASK, t->id, (uint64_t)(uintptr_t)t->fn,
-                                t->arg, t->len);
+            if (mine && !*mine) {
+                conc__forkpool_prepare(w, CONC__FORKPOOL_MSG_TASK, t->id,
+                                       (uint64_t)(uintptr_t)t->fn, t->arg, t->len);
+                w->caller_sends = true;
+                *mine = w;
+            } else {
+                conc__forkpool_send(w, CONC__FORKPOOL_MSG_TASK, t->id, (uint64_t)(uintptr_t)t->fn,
+                                    t->arg, t->len);
+            }
             conc_cond_notify_all(&p->cond); /* a queue slot is free */
             break;
         }
@@ -1540,6 +1563,10 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             bool left = false;
             for (unsigned k = 0; k < p->nworkers; k++) {
                 conc__forkpool_worker *w = &p->w[k];
+                if (w->caller_sends) { /* a submitter's send ends soon, then it kicks us */
+                    left = true;
+                    continue;
+                }
                 if (w->state == CONC__FORKPOOL_W_IDLE || w->state == CONC__FORKPOOL_W_STARTING) {
                     conc__forkpool_send(w, CONC__FORKPOOL_MSG_QUIT, 0, 0, NULL, 0);
                     w->state = CONC__FORKPOOL_W_GONE;
@@ -1572,7 +1599,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                     w->state = CONC__FORKPOOL_W_SPAWNING;
                 }
             }
-            conc__forkpool_dispatch(p);
+            conc__forkpool_dispatch(p, NULL);
         }
         /* Timeouts: SIGTERM past task_timeout, SIGKILL after the grace. */
         int64_t next = CONC_FOREVER;
@@ -1637,7 +1664,8 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             if (w->sock < 0 || w->eof)
                 continue;
             pf[n].fd = w->sock;
-            pf[n].events = (short)(POLLIN | (conc__forkpool_out_busy(w) ? POLLOUT : 0));
+            pf[n].events =
+                (short)(POLLIN | (!w->caller_sends && conc__forkpool_out_busy(w) ? POLLOUT : 0));
             who[n++] = (int)k;
         }
         int timeout_ms = -1;
@@ -1665,7 +1693,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 }
             } else {
                 unsigned k = (unsigned)who[i];
-                if (pf[i].revents & POLLOUT)
+                if ((pf[i].revents & POLLOUT) && !p->w[k].caller_sends)
                     (void)conc__forkpool_flush(&p->w[k]);
                 if (pf[i].revents & (POLLIN | POLLHUP | POLLERR))
                     conc__forkpool_read(p, k, &dl);
@@ -1673,7 +1701,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
         }
         for (unsigned k = 0; k < p->nworkers; k++) {
             conc__forkpool_worker *w = &p->w[k];
-            if (w->state != CONC__FORKPOOL_W_EMPTY && w->eof && w->died) {
+            if (w->state != CONC__FORKPOOL_W_EMPTY && w->eof && w->died && !w->caller_sends) {
                 conc__forkpool_death(p, k, &dl);
                 conc__forkpool_round_check(p);
             }
@@ -1683,7 +1711,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 conc__forkpool_worker *w = &p->w[k];
                 if (w->state == CONC__FORKPOOL_W_SPAWNING) {
                     w->state = CONC__FORKPOOL_W_EMPTY;
-                } else if (w->state != CONC__FORKPOOL_W_EMPTY && w->eof) {
+                } else if (w->state != CONC__FORKPOOL_W_EMPTY && w->eof && !w->caller_sends) {
                     w->died = true; /* no report will come: its status is unknown */
                     conc__forkpool_death(p, k, &dl);
                 }
@@ -1963,7 +1991,7 @@ CONC_NODISCARD static inline int conc_forkpool_map(conc_forkpool_t *p, conc_fork
         return e;
     }
     p->map_active = true;
-    conc__forkpool_dispatch(p);
+    conc__forkpool_dispatch(p, NULL);
     conc__forkpool_kick(p);
     while (!p->map_finished)
         conc_cond_wait(&p->cond, &p->lock);
@@ -2076,11 +2104,28 @@ CONC_NOINLINE int conc__forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_f
         p->qhead = t;
     p->qtail = t;
     p->queued++;
-    conc__forkpool_dispatch(p); /* an idle worker gets it now, without a thread hop */
+    conc__forkpool_worker *mine = NULL;
+    conc__forkpool_dispatch(p, &mine); /* an idle worker gets it now, without a thread hop */
     bool kick = p->queued > 0;
     for (unsigned k = 0; k < p->nworkers && !kick; k++)
-        kick = conc__forkpool_out_busy(&p->w[k]); /* a long argument: the monitor finishes it */
+        kick = &p->w[k] != mine && conc__forkpool_out_busy(&p->w[k]); /* the monitor writes */
+    /* The task we send may finish (and its argument be freed) before our sendmsg returns:
+     * hold its future until we are done with the bytes. */
+    conc_future_t *held = mine ? mine->task->f : NULL;
+    if (held)
+        conc_future_retain(held);
     conc_lock_release(&p->lock);
+    if (mine) {
+        /* Ours until caller_sends is cleared: the monitor keeps off its output and its fd. */
+        (void)conc__forkpool_flush(mine);
+        conc_lock_acquire(&p->lock);
+        mine->caller_sends = false;
+        /* A long argument is left for the monitor to finish; a death or a dispatch it put
+         * off while we sent needs it awake. */
+        kick = kick || conc__forkpool_out_busy(mine) || mine->eof || p->queued > 0 || p->stopping;
+        conc_lock_release(&p->lock);
+        conc_future_release(held);
+    }
     if (kick)
         conc__forkpool_kick(p);
     if (out)
