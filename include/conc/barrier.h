@@ -54,9 +54,10 @@
  * CONFIGURATION
  *   CONC_BARRIER_SPIN  spin iterations (a relaxed load and a pause each, ~20 ns) before a
  *                      waiter sleeps, when the parties fit on the CPUs (default 128: a few
- *                      microseconds, what a running partner needs to arrive; longer spins, or
- *                      yields, lost to plain sleeping on a loaded 2-CPU machine in
- *                      bench_barrier); 0 disables spinning.
+ *                      microseconds, what a running partner needs to arrive). Adaptive: after
+ *                      a spin that gave up, the next waiter spins 8 iterations, until one
+ *                      succeeds again (on a loaded machine spinning only delays the sleep).
+ *                      0 disables spinning.
  *
  * CAVEATS
  *   - 16 bytes (pthread_barrier_t: 32). CONC_SHARED barriers in MAP_SHARED memory work across
@@ -91,7 +92,8 @@ extern "C" {
 typedef struct conc_barrier {
     uint64_t word __attribute__((aligned(8))); /* see DESIGN; all access atomic */
     uint32_t parties;                          /* set by init only */
-    uint32_t config;                           /* CONC__BARRIER_SHARED; set by init only */
+    uint32_t config;                           /* CONC__BARRIER_SHARED (set by init only) and
+                                                * the spin hint (relaxed) */
 } conc_barrier_t;
 
 #define CONC_BARRIER_LEADER (-1)             /* wait's result for the party that completed it */
@@ -113,7 +115,9 @@ typedef struct conc_barrier {
 #define CONC__BARRIER_GEN_ONE ((uint64_t)1 << CONC__BARRIER_GEN_SHIFT)
 #define CONC__BARRIER_GEN_MASK ((uint64_t)0x7fffffff << CONC__BARRIER_GEN_SHIFT) /* 31 bits */
 #define CONC__BARRIER_BROKEN ((uint64_t)1 << 63)
-#define CONC__BARRIER_SHARED 0x1u /* in config */
+#define CONC__BARRIER_SHARED 0x1u    /* in config */
+#define CONC__BARRIER_SPIN_MISS 0x2u /* in config: the last spin gave up (a hint) */
+#define CONC__BARRIER_SPIN_SHORT 8   /* pauses after a miss: enough for a partner in step */
 
 /* Waiters sleep on the high half {generation, BROKEN}: exactly what they wait to change,
  * so no later round can make it look unchanged (short of 2^31 rounds). reset sleeps on the
@@ -132,7 +136,7 @@ CONC_INLINE uint32_t *conc__barrier_futex_low(conc_barrier_t *b) {
     return (uint32_t *)(void *)&b->word;
 #endif
 }
-/* Relaxed: parties and config are written by init only, before any other call. */
+/* Relaxed: parties and the SHARED bit are written by init only, before any other call. */
 CONC_INLINE int conc__barrier_futex_flags(const conc_barrier_t *b) {
     return (conc_load(&b->config, CONC_RELAXED) & CONC__BARRIER_SHARED) ? CONC_SHARED : 0;
 }
@@ -193,14 +197,26 @@ CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t dea
     int flags = conc__barrier_futex_flags(b);
     unsigned parties = conc_load(&b->parties, CONC_RELAXED);
     if (CONC_BARRIER_SPIN > 0 && (int)parties <= conc_cpu_count()) {
-        for (int i = 1; i <= CONC_BARRIER_SPIN && conc__barrier_gen(w) == gen &&
-                        !(w & (CONC__BARRIER_BROKEN | CONC__BARRIER_WAITERS));
+        /* Adaptive: after a spin that gave up (the others were not running), spin only a
+         * little, so a loaded machine pays next to nothing for it; a short spin that succeeds
+         * brings the full one back. Relaxed: a hint, racy by design. */
+        uint32_t config = conc_load(&b->config, CONC_RELAXED);
+        int budget =
+            (config & CONC__BARRIER_SPIN_MISS) ? CONC__BARRIER_SPIN_SHORT : CONC_BARRIER_SPIN;
+        int i = 1;
+        for (; i <= budget && conc__barrier_gen(w) == gen &&
+               !(w & (CONC__BARRIER_BROKEN | CONC__BARRIER_WAITERS));
              i++) {
             if (deadline != CONC_FOREVER && (i & 63) == 0 && conc_now() >= deadline)
                 break;
             conc_cpu_relax();
             w = conc_load(&b->word, CONC_ACQUIRE); /* [barrier.A2] */
         }
+        bool miss = conc__barrier_gen(w) == gen;
+        if (miss && !(config & CONC__BARRIER_SPIN_MISS))
+            (void)conc_fetch_or(&b->config, CONC__BARRIER_SPIN_MISS, CONC_RELAXED);
+        else if (!miss && (config & CONC__BARRIER_SPIN_MISS))
+            (void)conc_fetch_and(&b->config, ~CONC__BARRIER_SPIN_MISS, CONC_RELAXED);
     }
     int r = 0;
     for (;;) {
