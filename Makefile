@@ -83,7 +83,7 @@ all: tests examples $(BENCH_BINS)
 
 tests: $(TEST_BINS)
 
-$(BUILD)/test_%: tests/test_%.c tests/harness.h $(HEADERS)
+$(BUILD)/test_%: tests/test_%.c tests/harness.h tests/group.h tests/lockish.h $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(TEST_LDFLAGS) -o $@ $< $(LDLIBS)
 
@@ -91,7 +91,7 @@ build/examples/%: examples/%.c $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(STD) -O2 -g $(WARN) -Iinclude -o $@ $< $(LDLIBS)
 
-build/bench/%: bench/%.c bench/bench.h $(HEADERS)
+build/bench/%: bench/%.c bench/bench.h tests/group.h $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude -o $@ $< $(LDLIBS)
 

@@ -45,6 +45,8 @@
 #include <unistd.h>
 #include <gnu/libc-version.h>
 
+#include "../tests/group.h"
+
 /* Every futex syscall conc makes is counted here (relaxed: a statistic, ordered with nothing). */
 static unsigned long bench_futex_calls;
 #define CONC_FUTEX_HOOK(kind)                                                                      \
@@ -128,42 +130,15 @@ static void *bench_idle_main(void *arg) {
     return NULL;
 }
 
-/* Threads that start together: fn(index, arg) on n threads; returns after all joined. */
-typedef void (*bench_thread_fn)(int index, void *arg);
-typedef struct bench_group {
-    bench_thread_fn fn;
-    void *arg;
-    int n, ready;
-} bench_group;
-typedef struct bench_slot {
-    bench_group *g;
-    int index;
-} bench_slot;
-static void *bench_thread_main(void *p) {
-    bench_slot *s = (bench_slot *)p;
-    __atomic_fetch_add(&s->g->ready, 1, __ATOMIC_ACQ_REL);
-    while (__atomic_load_n(&s->g->ready, __ATOMIC_ACQUIRE) < s->g->n)
-        sched_yield();
-    s->g->fn(s->index, s->g->arg);
-    return NULL;
-}
+/* Threads that start together (tests/group.h): fn(index, arg) on n threads; returns after
+ * all joined. A thread that cannot be created ends the benchmark. */
+typedef tgroup_fn bench_thread_fn;
 static inline void bench_threads(int n, bench_thread_fn fn, void *arg) {
-    bench_group g = {fn, arg, n, 0};
-    pthread_t tids[64];
-    bench_slot slots[64];
-    if (n > 64)
-        n = 64;
-    g.n = n;
-    for (int i = 0; i < n; i++) {
-        slots[i].g = &g;
-        slots[i].index = i;
-        if (pthread_create(&tids[i], NULL, bench_thread_main, &slots[i]) != 0) {
-            perror("pthread_create");
-            exit(1);
-        }
+    int e = tgroup_run(n, fn, arg);
+    if (e != 0) {
+        fprintf(stderr, "bench: starting %d threads: %s\n", n, strerror(e));
+        exit(1);
     }
-    for (int i = 0; i < n; i++)
-        pthread_join(tids[i], NULL);
 }
 
 /* Ping-pong between two threads over two one-way signals: A sends to B and waits for B's

@@ -46,6 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "group.h"
+
 typedef struct th_case {
     const char *name;
     void (*fn)(void);
@@ -182,46 +184,14 @@ static inline void th_sleep_ns(int64_t ns) {
 }
 
 /* ------------------------------------------------------------------------------------------
- * Threads: run fn(index, arg) on n threads that start together; returns after all joined.
+ * Threads: run fn(index, arg) on n threads that start together (tests/group.h); returns
+ * after all joined. A thread that cannot be created fails the case.
  * ---------------------------------------------------------------------------------------- */
-typedef void (*th_thread_fn)(int index, void *arg);
-
-typedef struct th_group {
-    th_thread_fn fn;
-    void *arg;
-    int n;
-    int ready; /* gcc atomics: threads spin until all are ready, then start together */
-} th_group;
-
-typedef struct th_slot {
-    th_group *g;
-    int index;
-} th_slot;
-
-static void *th_thread_main(void *p) {
-    th_slot *s = (th_slot *)p;
-    __atomic_fetch_add(&s->g->ready, 1, __ATOMIC_ACQ_REL);
-    while (__atomic_load_n(&s->g->ready, __ATOMIC_ACQUIRE) < s->g->n)
-        sched_yield();
-    s->g->fn(s->index, s->g->arg);
-    return NULL;
-}
+typedef tgroup_fn th_thread_fn;
 
 static inline void th_run_threads(int n, th_thread_fn fn, void *arg) {
-    th_group g = {fn, arg, n, 0};
-    pthread_t *tids = (pthread_t *)calloc((size_t)n, sizeof *tids);
-    th_slot *slots = (th_slot *)calloc((size_t)n, sizeof *slots);
-    TH_CHECK(tids && slots);
-    for (int i = 0; i < n; i++) {
-        slots[i].g = &g;
-        slots[i].index = i;
-        int e = pthread_create(&tids[i], NULL, th_thread_main, &slots[i]);
-        TH_CHECK_MSG(e == 0, "pthread_create: %s", strerror(e));
-    }
-    for (int i = 0; i < n; i++)
-        pthread_join(tids[i], NULL);
-    free(tids);
-    free(slots);
+    int e = tgroup_run(n, fn, arg);
+    TH_CHECK_MSG(e == 0, "starting %d threads: %s", n, strerror(e));
 }
 
 /* ------------------------------------------------------------------------------------------
