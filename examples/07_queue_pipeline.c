@@ -52,7 +52,8 @@ static void *reader(void *arg) {
         /* try first, only to count how often backpressure held us up; push alone would do */
         if (conc_queue_try_push(numbers, &n) == EAGAIN) {
             reader_waits++;
-            conc_queue_push(numbers, &n); /* waits for room: a worker pops, we go on */
+            if (conc_queue_push(numbers, &n) != 0) /* waits for room: a worker pops, we go on */
+                abort(); /* EPIPE: only once closed, and only this thread closes it */
         }
     }
     conc_queue_close(numbers); /* "no more": workers drain what is left, then see EPIPE */
@@ -64,7 +65,8 @@ static void *worker(void *arg) {
     long n;
     while (conc_queue_pop(numbers, &n) == 0) { /* 0: an item; EPIPE: closed and empty */
         long square = n * n;
-        conc_queue_push(squares, &square);
+        if (conc_queue_push(squares, &square) != 0) /* closed only after every worker is done */
+            abort();
     }
     /* Acq_rel: the last one out must see every other worker's pushes done before it closes
      * (close after a push means that push's item is still popped: nothing is lost). */

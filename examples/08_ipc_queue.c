@@ -119,7 +119,8 @@ int main(void) {
     result r;
     for (long t = 1; t <= TASKS; t++) {
         long n = t * 2500;
-        conc_queue_push(tasks, &n);
+        if (conc_queue_push(tasks, &n) != 0) /* EPIPE: only after close, which comes last */
+            abort();
         while (conc_queue_try_pop(results, &r) == 0) {
             done++;
             bad += r.primes != count_primes_below(r.number);

@@ -17,7 +17,7 @@ static unsigned long futex_count(void) {
 }
 
 static uint32_t waiters_of(const conc_cond_t *c) {
-    return conc_load(&c->state, CONC_RELAXED) & CONC__COND_WAITERS;
+    return conc_load(&c->state, CONC_RELAXED) & CONC__COND_WAITER_MASK;
 }
 
 /* Runs fn on a new thread; join with pthread_join. */

@@ -442,7 +442,7 @@ static void executor_shutdown_epipe_wakes_blocked_submitter(void) {
     pthread_t t;
     TH_CHECK_EQ(pthread_create(&t, NULL, submit_blocking, &s), 0);
     /* Wait until it is really blocked: registered as a waiter on the queue's not_full. */
-    while (conc__qw_waiters(conc_load(&ex->q->not_full, CONC_RELAXED)) == 0)
+    while (conc__base_ec_waiters(conc_load(&ex->q->not_full, CONC_RELAXED)) == 0)
         sched_yield();
     /* shutdown joins, and the worker is stuck on the gate: shut down from another thread,
      * which must first wake the blocked submitter with EPIPE and cancel the queued task. */

@@ -1,5 +1,5 @@
-/* tests/test_lock.c - conc_lock: unit cases, race, deadlock and starvation stress,
- * process-shared use, and the base.h seams the lock stands on.
+/* tests/test_lock.c - conc_lock: unit cases, race, deadlock and starvation stress, and
+ * process-shared use (base.h's own cases are in test_base.c).
  * SPDX-License-Identifier: MIT */
 #include "conc/lock.h"
 
@@ -13,34 +13,6 @@
 #define LK_UNTIL(p, dl) conc_lock_acquire_until((p), (dl))
 #define LK_RELEASE(p) conc_lock_release(p)
 #include "lockish.h"
-
-/* ---- base.h ------------------------------------------------------------------------------ */
-
-static void base_time_and_deadlines(void) {
-    int64_t a = conc_now(), b = conc_now();
-    TH_CHECK(a > 0 && b >= a);
-    TH_CHECK_EQ(conc_deadline_in(CONC_FOREVER), CONC_FOREVER); /* saturates */
-    TH_CHECK_EQ(conc_deadline_in(INT64_MAX - 5), CONC_FOREVER);
-    TH_CHECK(conc_deadline_in(-CONC_SEC) < conc_now()); /* negative: already past */
-    int64_t d = conc_deadline_in(5 * CONC_MS);
-    TH_CHECK(d >= b + 5 * CONC_MS);
-    TH_CHECK_EQ(CONC_SEC, 1000 * CONC_MS);
-    TH_CHECK_EQ(CONC_MS, 1000 * CONC_US);
-    TH_CHECK(strcmp(CONC_VERSION_STRING, "0.1.0") == 0);
-    TH_CHECK(conc_cpu_count() >= 1);
-}
-
-static void base_futex_wait_and_wake(void) {
-    uint32_t word = 7;
-    errno = 12345;
-    TH_CHECK_EQ(conc_futex_wait(&word, 8, CONC_FOREVER, 0), EAGAIN);      /* value differs */
-    TH_CHECK_EQ(conc_futex_wait(&word, 7, conc_now() - 1, 0), ETIMEDOUT); /* past deadline */
-    int64_t deadline = conc_deadline_in(2 * CONC_MS);
-    TH_CHECK_EQ(conc_futex_wait(&word, 7, deadline, CONC_SHARED), ETIMEDOUT);
-    TH_CHECK_NOT_EARLY(deadline);
-    TH_CHECK_EQ(conc_futex_wake(&word, 1, 0), 0); /* nobody sleeps */
-    TH_CHECK_EQ(errno, 12345);                    /* conc never changes errno */
-}
 
 /* ---- unit -------------------------------------------------------------------------------- */
 
@@ -195,7 +167,7 @@ static pthread_t start_sleeper_on_held_lock(sleeper_ctx *c) {
     conc_lock_acquire(&c->lock);
     pthread_t t;
     TH_CHECK_EQ(pthread_create(&t, NULL, blocking_sleeper, c), 0);
-    while ((conc_load(&c->lock.word, CONC_RELAXED) & CONC__LOCK_SLEEPERS) == 0)
+    while ((conc_load(&c->lock.word, CONC_RELAXED) & CONC__LOCK_SLEEPER_MASK) == 0)
         th_sleep_ns(100000);
     return t;
 }
@@ -303,8 +275,8 @@ static void lock_stress_hammer_exact_total(void) {
     TH_CHECK_EQ(h.lock.word, 0);
 }
 
-TH_MAIN("lock", TH_CASE(base_time_and_deadlines), TH_CASE(base_futex_wait_and_wake),
-        TH_CASE(lock_is_four_bytes_and_zero_is_unlocked), TH_CASE(lock_try_acquire_busy_then_free),
+TH_MAIN("lock", TH_CASE(lock_is_four_bytes_and_zero_is_unlocked),
+        TH_CASE(lock_try_acquire_busy_then_free),
         TH_CASE(lock_until_past_deadline_takes_a_free_lock),
         TH_CASE(lock_shared_flag_works_in_private_memory), TH_CASE(lock_release_by_another_thread),
         TH_CASE(lock_release_unheld_aborts_naming_the_caller),

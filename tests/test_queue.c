@@ -170,11 +170,11 @@ static void queue_batch_unit(void) {
     TH_CHECK_EQ(n, 1);
     TH_CHECK_EQ(out[0], 4);
     /* A batch larger than the capacity goes in claim by claim (pop side drains meanwhile). */
-    TH_CHECK_EQ(conc_queue_push_batch_until(q, in, 8, &n, conc_now() + 5 * CONC_MS), ETIMEDOUT);
+    TH_CHECK_EQ(conc_queue_push_batch_until(q, in, 8, conc_now() + 5 * CONC_MS, &n), ETIMEDOUT);
     TH_CHECK_EQ(n, 5);
-    TH_CHECK_EQ(conc_queue_pop_batch_until(q, out, 8, &n, conc_now() + CONC_SEC), 0);
+    TH_CHECK_EQ(conc_queue_pop_batch_until(q, out, 8, conc_now() + CONC_SEC, &n), 0);
     TH_CHECK_EQ(n, 5);
-    TH_CHECK_EQ(conc_queue_pop_batch_until(q, out, 8, &n, conc_now() - 1), ETIMEDOUT);
+    TH_CHECK_EQ(conc_queue_pop_batch_until(q, out, 8, conc_now() - 1, &n), ETIMEDOUT);
     TH_CHECK_EQ(n, 0);
     conc_queue_close(q);
     TH_CHECK_EQ(conc_queue_push_batch(q, in, 2, &n), EPIPE);
@@ -200,12 +200,12 @@ static void queue_until_never_early(void) {
         TH_CHECK_NOT_EARLY(deadline);
         size_t n = 7;
         deadline = conc_now() + waits[i];
-        TH_CHECK_EQ(conc_queue_push_batch_until(q, &x, 1, &n, deadline), ETIMEDOUT);
+        TH_CHECK_EQ(conc_queue_push_batch_until(q, &x, 1, deadline, &n), ETIMEDOUT);
         TH_CHECK_NOT_EARLY(deadline);
         TH_CHECK_EQ(n, 0);
         TH_CHECK_EQ(conc_queue_pop_until(q, &x, CONC_FOREVER), 0);
         deadline = conc_now() + waits[i];
-        TH_CHECK_EQ(conc_queue_pop_batch_until(q, &x, 1, &n, deadline), ETIMEDOUT);
+        TH_CHECK_EQ(conc_queue_pop_batch_until(q, &x, 1, deadline, &n), ETIMEDOUT);
         TH_CHECK_NOT_EARLY(deadline);
     }
     /* A past deadline still tries once: it succeeds when it can. */

@@ -102,7 +102,7 @@ static void rlock_release_save_restores_depth(void) {
     TH_CHECK_EQ(depth, 5);
     TH_CHECK(!conc_rlock_is_owned(&r));
     TH_CHECK(!conc_lock_is_locked(&r.lock));
-    conc__rlock_acquire_restore(&r, depth);
+    conc__rlock_acquire_restore(&r, depth, 0); /* no polling: the lock is free */
     TH_CHECK(conc_rlock_is_owned(&r));
     for (int i = 0; i < 5; i++)
         TH_CHECK_EQ(conc_rlock_release(&r), 0);

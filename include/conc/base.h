@@ -1,8 +1,13 @@
-/* conc/base.h - time, deadlines, futex seam, atomics seam, sanitizer hooks - conc v0.1.0
+/* conc/base.h - time, deadlines, futex seam, spinning, eventcount, atomics seam - conc v0.1.0
  * SPDX-License-Identifier: MIT
  *
  * The one header every conc module stands on. You rarely call it directly, but
  * three things in it are part of every module's API:
+ *
+ * CONTENTS
+ *   QUICK START, API, CONVENTIONS (return codes, deadlines, CONC_NODISCARD, names),
+ *   ORDERING CONTRACT, CONFIGURATION, CAVEATS; then the code: compiler vocabulary,
+ *   sanitizers, atomics, time and deadlines, chaos points, futex seam, spinning, eventcount.
  *
  * QUICK START
  *     static conc_lock_t lock = CONC_LOCK_INIT;              // conc/lock.h
@@ -17,12 +22,21 @@
  *             conc_deadline_in(ns)        now + ns, saturating at CONC_FOREVER
  *             CONC_FOREVER                INT64_MAX: a deadline that never comes
  *             CONC_US, CONC_MS, CONC_SEC  int64_t multipliers (5 * CONC_MS)
- *   futex     conc_futex_wait(word, expected, deadline, flags)  0, EAGAIN, ETIMEDOUT, EINTR
+ *             conc_deadline_passed(dl)    dl is not CONC_FOREVER and now >= dl
+ *   futex     conc_futex_wait(word, expected, flags, dl)        0, EAGAIN, ETIMEDOUT, EINTR
  *             conc_futex_wake(word, n, flags)                   number woken
- *             conc_futex_wait_tagged / conc_futex_wake_tagged   the same, waking by tag
+ *             conc_futex_wait_tagged(word, expected, flags, tag, dl) / conc_futex_wake_tagged
+ *                                         the same, waking by tag
+ *             conc_futex_flags(bits, shared_bit)  CONC_SHARED if bits has shared_bit, else 0
+ *             conc_futex_wait_flagged(word, &v, bit, flags, mo, dl)  raise a waiters bit, sleep
  *             (flags: 0 for a private object, CONC_SHARED between processes)
  *   cpu       conc_cpu_relax()            the spin-loop hint (pause / yield)
  *             conc_cpu_count()            online CPUs, cached
+ *   spin      conc_spin_begin(pauses, pace, dl), conc_spin_next(&spin)
+ *                                         the one spin-before-sleeping loop (see Spinning)
+ *   eventcount  conc_eventcount_enter/wait/leave, conc_eventcount_notify/close
+ *                                         sleep until a condition other threads make true
+ *   compile   CONC_STATIC_ASSERT(cond, why)  a size or layout claim, C11 and C++17
  *   version   CONC_VERSION_MAJOR/MINOR/PATCH, CONC_VERSION_STRING
  *
  * CONVENTIONS (all modules)
@@ -32,6 +46,21 @@
  *   - Deadlines are absolute int64_t nanoseconds on CLOCK_MONOTONIC. A deadline in the
  *     past means "try once" and fails with ETIMEDOUT. A wait interrupted by a signal or
  *     woken spuriously keeps the same deadline (FUTEX_WAIT_BITSET takes it as absolute).
+ *   - The deadline is the last argument before the out-parameters (or the last argument when
+ *     there are none): conc_queue_pop_batch_until(q, items, n, dl, &popped).
+ *   - CONC_NODISCARD marks every call whose result says whether the work was done for a
+ *     reason the caller does not control: every try_ and _until call, create, and any call
+ *     whose error loses work (a semaphore release past its bound: EOVERFLOW; a push to or a
+ *     pop from a closed queue: EPIPE). It is not on calls that cannot fail, nor on init
+ *     calls whose only error is EINVAL for arguments the caller chose (conc_sem_init(&s, 3,
+ *     3, 0) with constants cannot fail; with run-time arguments, check it). To drop a marked
+ *     result on purpose write `(void)!call(...)`: gcc's warn_unused_result ignores a plain
+ *     (void) cast, the `!` uses the value.
+ *   - Names: public conc_<module>_<verb>[_<qualifier>]; internals conc__<module>_* and
+ *     CONC__<MODULE>_* (the full module name: base.h's are conc__base_*); bit fields
+ *     *_ONE (one unit), *_MASK, *_SHIFT; cold out-of-line paths end in _slow; timeline tags
+ *     name their module ([lock.R1], [eventcount.W1]). A header reads another header's
+ *     internals only through the section "For other conc headers" at that header's end.
  *
  * ORDERING CONTRACT
  *   base.h itself orders nothing: each module states its own contract. The atomic
@@ -49,6 +78,7 @@
  *                 backtrace(); function names need the program linked with -rdynamic).
  *   CONC_FUTEX_HOOK(kind)  called before every futex syscall (kind: CONC_FUTEX_HOOK_WAIT or
  *                 CONC_FUTEX_HOOK_WAKE); benchmarks count syscalls with it. Default: nothing.
+ *   Every module's CONC_<MODULE>_SPIN counts pauses (see Spinning below).
  *
  * CAVEATS
  *   - Linux only for now: futex wait/wake live behind conc_futex_wait/conc_futex_wake,
@@ -116,12 +146,20 @@ extern "C" {
 #define CONC_CACHELINE 64
 #define CONC_UNUSED(x) ((void)(x))
 
+/* A size or layout claim checked at compile time, in C11 and in C++17. File scope or block
+ * scope; `why` is a string literal that the compiler prints when the claim breaks. */
+#if defined(__cplusplus)
+#define CONC_STATIC_ASSERT(cond, why) static_assert(cond, why)
+#else
+#define CONC_STATIC_ASSERT(cond, why) _Static_assert(cond, why)
+#endif
+
 #if !defined(CONC_DEBUG) && !defined(NDEBUG)
 #define CONC_DEBUG 1
 #endif
 
 #ifndef CONC_ABORT
-#define CONC_ABORT(msg) conc__abort(__FILE__, __LINE__, msg)
+#define CONC_ABORT(msg) conc__base_abort_slow(__FILE__, __LINE__, msg)
 #endif
 /* The caller's frames after the message (glibc's backtrace; CONC_NO_BACKTRACE turns it off).
  * Names need the program linked with -rdynamic; a static function, or the `fn.cold` part gcc
@@ -149,7 +187,7 @@ CONC_INLINE void conc__base_abort_write(const char *s) {
 }
 /* Misuse that cannot be reported. Only write(2) and backtrace_symbols_fd (no stdio, no malloc
  * once backtrace is loaded), so it works however broken the caller's state is. */
-CONC_COLD void conc__abort(const char *file, int line, const char *msg) {
+CONC_COLD void conc__base_abort_slow(const char *file, int line, const char *msg) {
     char digits[12];
     int i = (int)sizeof digits - 1;
     unsigned u = line > 0 ? (unsigned)line : 0u;
@@ -258,14 +296,14 @@ void __tsan_release(void *addr);
 /* gcc rejects __atomic_thread_fence under -fsanitize=thread (-Wtsan); TSan cannot see a
  * fence anyway, so under TSan the hardware fence does the ordering and the annotations
  * around it tell TSan about it. */
-#define conc__fence_seq_cst_raw() __asm__ __volatile__("mfence" ::: "memory")
+#define conc__base_fence_seq_cst_raw() __asm__ __volatile__("mfence" ::: "memory")
 #else
-#define conc__fence_seq_cst_raw() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#define conc__base_fence_seq_cst_raw() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 #endif
 #define conc_fence_seq_cst(addr)                                                                   \
     do {                                                                                           \
         CONC_TSAN_RELEASE(addr);                                                                   \
-        conc__fence_seq_cst_raw();                                                                 \
+        conc__base_fence_seq_cst_raw();                                                            \
         CONC_TSAN_ACQUIRE(addr);                                                                   \
     } while (0)
 
@@ -314,34 +352,69 @@ static inline int64_t conc_deadline_in(int64_t ns) {
     return now + ns;
 }
 
+/* Whether a wait with this deadline must stop now. CONC_FOREVER never passes and costs no
+ * clock read. Every blocking path in conc asks this one question, the same way. */
+static inline bool conc_deadline_passed(int64_t deadline) {
+    return deadline != CONC_FOREVER && conc_now() >= deadline;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Chaos points: in CONC_CHAOS builds, a seeded random delay or yield at the library's racy
  * points; empty otherwise. The state is thread-local and per translation unit: it only has
  * to be random, not shared. Seeded from CONC_CHAOS_SEED and the thread's stack address.
  * ------------------------------------------------------------------------------------------- */
-#if defined(CONC_CHAOS)
-static inline void conc__chaos(void) {
-    static __thread uint64_t state;
-    uint64_t x = state;
-    if (CONC_UNLIKELY(x == 0)) {
-        const char *s = getenv("CONC_CHAOS_SEED");
-        x = (s ? strtoull(s, NULL, 0) : 1u) * 0x9E3779B97F4A7C15ull;
-        x ^= (uint64_t)(uintptr_t)&x;
-        x |= 1;
-    }
-    x ^= x << 13; /* xorshift64 */
+#define CONC__BASE_CHAOS_SEED_MIX 0x9E3779B97F4A7C15ull /* 2^64 / golden ratio: spreads seeds */
+#define CONC__BASE_CHAOS_DELAY_MASK 63u                 /* 1 point in 64 gets a busy delay... */
+#define CONC__BASE_CHAOS_DELAY_MAX 500u   /* ...of fewer than this many pauses (~10 us) */
+#define CONC__BASE_CHAOS_YIELD_MASK 1023u /* 1 point in 1024 gives the CPU away */
+#define CONC__BASE_CHAOS_DELAY_SHIFT 8    /* delay length: bits above the ones that chose */
+#define CONC__BASE_CHAOS_NONE 0           /* what a chaos point does: nothing, */
+#define CONC__BASE_CHAOS_DELAY 1          /* spin for *pauses pauses, */
+#define CONC__BASE_CHAOS_YIELD 2          /* or sched_yield */
+
+/* A generator state from a seed (CONC_CHAOS_SEED) and a per-thread address: never 0. */
+static inline uint64_t conc__base_chaos_seed(uint64_t seed, const void *thread_address) {
+    uint64_t x = seed * CONC__BASE_CHAOS_SEED_MIX;
+    x ^= (uint64_t)(uintptr_t)thread_address;
+    return x | 1;
+}
+
+/* One draw: what the next chaos point does (a CONC__BASE_CHAOS_* value; *pauses is the delay's
+ * length). Pure, so tests can check the mix without timing anything. */
+static inline int conc__base_chaos_draw(uint64_t *state, unsigned *pauses) {
+    uint64_t x = *state;
+    x ^= x << 13; /* xorshift64 (Marsaglia's 13, 7, 17 triple) */
     x ^= x >> 7;
     x ^= x << 17;
-    state = x;
-    unsigned r = (unsigned)(x >> 32);
-    if ((r & 63) == 0) { /* 1 in 64: a short busy delay of up to ~500 pauses */
-        for (unsigned i = (r >> 8) % 500; i; i--)
+    *state = x;
+    unsigned r = (unsigned)(x >> 32); /* the high half: the better-mixed bits */
+    *pauses = 0;
+    if ((r & CONC__BASE_CHAOS_DELAY_MASK) == 0) {
+        *pauses = (r >> CONC__BASE_CHAOS_DELAY_SHIFT) % CONC__BASE_CHAOS_DELAY_MAX;
+        return CONC__BASE_CHAOS_DELAY;
+    }
+    if ((r & CONC__BASE_CHAOS_YIELD_MASK) == 1)
+        return CONC__BASE_CHAOS_YIELD;
+    return CONC__BASE_CHAOS_NONE;
+}
+
+#if defined(CONC_CHAOS)
+static inline void conc__base_chaos(void) {
+    static __thread uint64_t state;
+    if (CONC_UNLIKELY(state == 0)) {
+        const char *s = getenv("CONC_CHAOS_SEED");
+        state = conc__base_chaos_seed(s ? strtoull(s, NULL, 0) : 1u, &state);
+    }
+    unsigned pauses;
+    int what = conc__base_chaos_draw(&state, &pauses);
+    if (what == CONC__BASE_CHAOS_DELAY) {
+        for (; pauses; pauses--)
             conc_cpu_relax();
-    } else if ((r & 1023) == 1) { /* 1 in 1024: give the CPU away */
+    } else if (what == CONC__BASE_CHAOS_YIELD) {
         sched_yield();
     }
 }
-#define CONC_CHAOS_POINT() conc__chaos()
+#define CONC_CHAOS_POINT() conc__base_chaos()
 #else
 #define CONC_CHAOS_POINT() ((void)0)
 #endif
@@ -368,14 +441,20 @@ static inline void conc__chaos(void) {
  * without tags may treat every tag as CONC_FUTEX_ANY: only who is woken first changes. */
 #define CONC_FUTEX_ANY 0xffffffffu
 
+/* The futex flags of an object that keeps its CONC_SHARED mark as shared_bit in bits: every
+ * module stores the mark in a word it reads anyway, and asks here. */
+CONC_INLINE int conc_futex_flags(uint32_t bits, uint32_t shared_bit) {
+    return (bits & shared_bit) ? CONC_SHARED : 0;
+}
+
 /* Sleep while *word == expected, until woken or the absolute CLOCK_MONOTONIC deadline.
  * Returns 0 (woken), EAGAIN (*word != expected at the call), ETIMEDOUT (deadline passed) or
  * EINTR (a signal). The kernel compares *word with expected and queues the caller atomically
  * with respect to conc_futex_wake: that atomic check is what every sleep/wake protocol in
  * conc builds on. The deadline is absolute (FUTEX_WAIT_BITSET), so a retry after EINTR does
  * not stretch the wait. tag: see above (CONC_FUTEX_ANY if unsure). */
-static inline int conc_futex_wait_tagged(uint32_t *word, uint32_t expected, int64_t deadline,
-                                         int flags, uint32_t tag) {
+static inline int conc_futex_wait_tagged(uint32_t *word, uint32_t expected, int flags, uint32_t tag,
+                                         int64_t deadline) {
     struct timespec ts, *tsp = NULL;
     if (deadline != CONC_FOREVER) {
         if (deadline <= conc_now())
@@ -406,12 +485,263 @@ static inline int conc_futex_wake_tagged(uint32_t *word, int n, int flags, uint3
     return r < 0 ? 0 : (int)r;
 }
 
-static inline int conc_futex_wait(uint32_t *word, uint32_t expected, int64_t deadline, int flags) {
-    return conc_futex_wait_tagged(word, expected, deadline, flags, CONC_FUTEX_ANY);
+static inline int conc_futex_wait(uint32_t *word, uint32_t expected, int flags, int64_t deadline) {
+    return conc_futex_wait_tagged(word, expected, flags, CONC_FUTEX_ANY, deadline);
 }
 
 static inline int conc_futex_wake(uint32_t *word, int n, int flags) {
     return conc_futex_wake_tagged(word, n, flags, CONC_FUTEX_ANY);
+}
+
+/* One sleep on a word that carries a "someone may sleep" bit (conc_event's WAITERS, a future's
+ * waiters bit): raises the bit if *v lacks it (a request that the waker's RMW reads: it wakes
+ * only if it replaced a word with the bit), then sleeps while the word still equals *v. The
+ * kernel's re-check of the word is what makes the sleep safe. mo orders the raising CAS and
+ * the reload: acquire when a fresh *v may be the final word the caller returns on, else
+ * relaxed. Returns 0 (look again: *v is fresh) or futex_wait's ETIMEDOUT/EINTR/EAGAIN, with *v
+ * fresh too. The caller checks its condition and its deadline before each call. */
+CONC_INLINE int conc_futex_wait_flagged(uint32_t *word, uint32_t *v, uint32_t bit, int flags,
+                                        int mo, int64_t deadline) {
+    if (!(*v & bit)) {
+        if (!conc_cas(word, v, *v | bit, mo, mo))
+            return 0; /* *v is fresh: decide again */
+        *v |= bit;
+    }
+    CONC_CHAOS_POINT();
+    int r = conc_futex_wait(word, *v, flags, deadline);
+    *v = conc_load(word, mo);
+    return r;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Spinning: the one loop every module runs before it sleeps.
+ *
+ * A thread about to sleep first spins a little, in case the event it waits for is a few
+ * microseconds away: a futex sleep and wake across CPUs costs 13-150 us on a VM, a pause
+ * 10-40 ns. Every module's CONC_<MODULE>_SPIN setting counts the same unit, pauses
+ * (conc_cpu_relax), whatever the module looks at between them. One rule for yields: every
+ * CONC_SPIN_YIELD_PAUSES-th pause is a sched_yield instead, because when the thread we wait
+ * for shares our CPU (oversubscribed, or a busy machine) no number of pauses lets it run.
+ * Spinning is skipped on one CPU (nobody can make progress while we spin) and when the
+ * deadline has passed (a past deadline tries once). The pace is how many pauses separate
+ * two looks: CONC_SPIN_STEADY looks after every pause; CONC_SPIN_BACKOFF doubles the gap
+ * after each look up to CONC_SPIN_GAP_MAX pauses, for a word whose owner pays a cache miss
+ * for every look (a lock).
+ *
+ *     conc_spin_t spin = conc_spin_begin(CONC_SEM_SPIN, CONC_SPIN_STEADY, deadline);
+ *     while (conc_spin_next(&spin)) {     // pauses first, then says "look now"
+ *         w = conc_load(&s->word, CONC_RELAXED);
+ *         if (ready(w)) return take(w);
+ *     }
+ *     ...register and sleep...
+ * ------------------------------------------------------------------------------------------- */
+#define CONC_SPIN_YIELD_PAUSES 64u /* one pause in 64 is a sched_yield */
+#define CONC_SPIN_GAP_MAX 64u      /* backoff: at most this many pauses between two looks */
+#define CONC_SPIN_STEADY 0u        /* a look after every pause */
+#define CONC_SPIN_BACKOFF 1u       /* gaps of 1, 2, 4 ... CONC_SPIN_GAP_MAX pauses */
+
+typedef struct conc_spin {
+    int32_t left;   /* pauses left in the budget */
+    uint32_t spent; /* pauses spent so far: the yield rule counts them */
+    uint32_t gap;   /* pauses before the next look */
+    uint32_t pace;  /* CONC_SPIN_STEADY or CONC_SPIN_BACKOFF */
+} conc_spin_t;
+
+CONC_INLINE conc_spin_t conc_spin_begin(int pauses, uint32_t pace, int64_t deadline) {
+    conc_spin_t spin = {0, 0, 1, pace};
+    if (pauses > 0 && conc_cpu_count() > 1 && !conc_deadline_passed(deadline))
+        spin.left = pauses;
+    return spin;
+}
+
+/* Spends the next gap of the budget; false once it is spent (then sleep). */
+CONC_INLINE bool conc_spin_next(conc_spin_t *spin) {
+    if (spin->left <= 0)
+        return false;
+    uint32_t gap = spin->gap;
+    for (uint32_t i = 0; i < gap; i++) {
+        if (++spin->spent % CONC_SPIN_YIELD_PAUSES == 0)
+            sched_yield();
+        else
+            conc_cpu_relax();
+    }
+    spin->left -= (int32_t)gap;
+    if (spin->pace == CONC_SPIN_BACKOFF && gap < CONC_SPIN_GAP_MAX)
+        spin->gap = gap * 2;
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Eventcount: sleep until a condition that other threads make true, without a lock and
+ * without a syscall while nobody sleeps. One 32-bit word per condition:
+ *   bits 0..11   waiters registered (at most CONC_EVENTCOUNT_WAITERS_MAX)
+ *   bits 12..23  pending wakes: issued by a notifier, not yet taken by a waiter
+ *   bits 24..30  a wake sequence, stepped by every notify that wakes (no ABA for a sleeper)
+ *   bit 31       CLOSED: nobody may sleep any more
+ * Zero is a valid, empty word. Waiter and notifier:
+ *
+ *   notifier (made the condition true)            waiter (found it false)
+ *   -------------------------------------------    ------------------------------------------
+ *                                                  v = enter(word)        [eventcount.W1]
+ *   the RMW that makes it true (seq_cst, or
+ *     under a lock the waiter's re-check takes)
+ *   notify: w = load(word)   [eventcount.F1]      re-check the condition (seq_cst loads, or
+ *     waiters(w) > pending(w):                       under that lock): true -> leave
+ *   CAS word: w + k PENDING + SEQ [eventcount.N1] wait(word, &v): pending(v)? take one, look
+ *   futex_wake(word, k)                              again; else futex_wait(word, v)
+ *                                                    -> EAGAIN: the word moved past v
+ *
+ *   [eventcount.W1] and the notifier's RMW + [eventcount.F1] are the two halves of a Dekker
+ *   pair (seq_cst: one total order): either the notifier's load sees the registration (and
+ *   wakes), or the waiter's re-check, after W1, sees the condition. The waiter sleeps on v,
+ *   read before its re-check, so the kernel refuses the sleep if N1 came first, and the
+ *   wake finds it queued otherwise. It never sleeps while a wake is pending (that wake may
+ *   have been its own, issued between W1 and its sleep). close sets CLOSED and wakes all.
+ *   The proof is tests/models/queue.pml: it checks exactly this word against a condition
+ *   abstracted to a count (no lost wakeup, no waiter stranded by close, pending <= waiters),
+ *   with a broken variant for each rule above. conc_queue (not_empty/not_full) uses it.
+ *
+ *     uint32_t v = conc_eventcount_enter(&word);
+ *     while (!condition())
+ *         if (conc_eventcount_wait(&word, &v, flags, deadline) == ETIMEDOUT) break;
+ *     conc_eventcount_leave(&word);
+ * ------------------------------------------------------------------------------------------- */
+#define CONC__BASE_EC_WAITER_ONE 0x1u        /* one registered waiter */
+#define CONC__BASE_EC_WAITER_MASK 0xfffu     /* the waiter count */
+#define CONC__BASE_EC_PENDING_ONE 0x1000u    /* one pending wake */
+#define CONC__BASE_EC_PENDING_MASK 0xfff000u /* the pending count */
+#define CONC__BASE_EC_PENDING_SHIFT 12
+#define CONC__BASE_EC_SEQ_ONE 0x1000000u   /* one wake sequence step */
+#define CONC__BASE_EC_SEQ_MASK 0x7f000000u /* the wake sequence */
+#define CONC__BASE_EC_CLOSED 0x80000000u   /* closed: nobody may sleep */
+#define CONC_EVENTCOUNT_WAITERS_MAX 4095u  /* the waiter field's capacity */
+CONC_STATIC_ASSERT((CONC__BASE_EC_WAITER_MASK & CONC__BASE_EC_PENDING_MASK) == 0 &&
+                       (CONC__BASE_EC_PENDING_MASK & CONC__BASE_EC_SEQ_MASK) == 0 &&
+                       (CONC__BASE_EC_SEQ_MASK & CONC__BASE_EC_CLOSED) == 0,
+                   "eventcount fields overlap");
+CONC_STATIC_ASSERT(CONC__BASE_EC_PENDING_ONE == 1u << CONC__BASE_EC_PENDING_SHIFT &&
+                       CONC__BASE_EC_PENDING_MASK >> CONC__BASE_EC_PENDING_SHIFT ==
+                           CONC__BASE_EC_WAITER_MASK,
+                   "pending wakes must count as far as waiters do");
+CONC_STATIC_ASSERT(CONC_EVENTCOUNT_WAITERS_MAX == CONC__BASE_EC_WAITER_MASK,
+                   "the documented limit is the field's capacity");
+
+CONC_INLINE uint32_t conc__base_ec_waiters(uint32_t w) {
+    return w & CONC__BASE_EC_WAITER_MASK;
+}
+CONC_INLINE uint32_t conc__base_ec_pending(uint32_t w) {
+    return (w & CONC__BASE_EC_PENDING_MASK) >> CONC__BASE_EC_PENDING_SHIFT;
+}
+
+/* Whether a word (as enter or wait left it in *v) is closed. */
+CONC_INLINE bool conc_eventcount_is_closed(uint32_t w) {
+    return (w & CONC__BASE_EC_CLOSED) != 0;
+}
+
+/* Registers the caller as a waiter; returns the word to pass to conc_eventcount_wait. The
+ * caller re-checks its condition after this and before every wait. Aborts past
+ * CONC_EVENTCOUNT_WAITERS_MAX waiters on one word. */
+CONC_INLINE uint32_t conc_eventcount_enter(uint32_t *word) {
+    /* [eventcount.W1] seq_cst: forbids the re-check's loads from moving before the
+     * registration (the waiter's half of the Dekker pair with F1). Its acquire half pairs
+     * with N1. */
+    uint32_t v =
+        conc_fetch_add(word, CONC__BASE_EC_WAITER_ONE, CONC_SEQ_CST) + CONC__BASE_EC_WAITER_ONE;
+    if (conc__base_ec_waiters(v) == 0)
+        CONC_ABORT("conc_eventcount_enter: more than 4095 threads blocked on one condition");
+    return v;
+}
+
+/* After a re-check found the condition false: takes a pending wake if there is one, else
+ * sleeps on *v until a notify, close, signal or the deadline. Returns 0 (look again: the
+ * condition may be true now) or ETIMEDOUT (the deadline passed; still registered). */
+static inline int conc_eventcount_wait(uint32_t *word, uint32_t *v, int flags, int64_t deadline) {
+    uint32_t w = *v;
+    if (conc__base_ec_pending(w) > 0) {
+        /* Take the pending wake before sleeping: it may have been meant for us. Acquire:
+         * pairs with N1. On failure w is fresh: the caller re-checks either way. */
+        if (conc_cas(word, &w, w - CONC__BASE_EC_PENDING_ONE, CONC_ACQUIRE, CONC_ACQUIRE))
+            w -= CONC__BASE_EC_PENDING_ONE;
+        *v = w;
+        return 0;
+    }
+    if (w & CONC__BASE_EC_CLOSED) {
+        /* Never sleep on a closed word: the condition's owner decides what closed means
+         * (the caller's re-check sees it); a peer still mid-operation is waited out here. */
+        sched_yield();
+        *v = conc_load(word, CONC_ACQUIRE);
+        return 0;
+    }
+    if (conc_deadline_passed(deadline))
+        return ETIMEDOUT;
+    CONC_CHAOS_POINT();
+    (void)conc_futex_wait(word, w, flags, deadline);
+    *v = conc_load(word, CONC_ACQUIRE); /* acquire: pairs with N1 and with close's RMW */
+    return 0;
+}
+
+/* Deregisters: one waiter fewer, and one pending wake fewer (it may have been ours; if it
+ * was another's, that one re-checks anyway, and at worst a later notify wakes once more). */
+CONC_INLINE void conc_eventcount_leave(uint32_t *word) {
+    uint32_t w = conc_load(word, CONC_RELAXED);
+    for (;;) {
+        uint32_t next = w - CONC__BASE_EC_WAITER_ONE;
+        uint32_t pending = conc__base_ec_pending(w);
+        if (pending > 0)
+            pending--;
+        if (pending > conc__base_ec_waiters(next))
+            pending = conc__base_ec_waiters(next);
+        next = (next & ~CONC__BASE_EC_PENDING_MASK) | (pending << CONC__BASE_EC_PENDING_SHIFT);
+        /* Relaxed: leaving publishes nothing and takes nothing. */
+        if (conc_cas(word, &w, next, CONC_RELAXED, CONC_RELAXED))
+            return;
+    }
+}
+
+CONC_COLD void conc__base_ec_wake_slow(uint32_t *word, uint32_t w, size_t k, int flags) {
+    for (;;) {
+        uint32_t waiting = conc__base_ec_waiters(w), pending = conc__base_ec_pending(w);
+        if (waiting <= pending)
+            return;
+        uint32_t m = waiting - pending;
+        if ((size_t)m > k)
+            m = (uint32_t)k;
+        /* The sequence step makes the word differ from every value read before it, even
+         * after the pending wake was taken again: no ABA for a waiter about to sleep. */
+        uint32_t next = ((w + m * CONC__BASE_EC_PENDING_ONE) & ~CONC__BASE_EC_SEQ_MASK) |
+                        ((w + CONC__BASE_EC_SEQ_ONE) & CONC__BASE_EC_SEQ_MASK);
+        /* [eventcount.N1] release: a waiter that reads this word (acquire) before its
+         * re-check sees what the notifier published before F1. */
+        if (conc_cas(word, &w, next, CONC_RELEASE, CONC_RELAXED)) {
+            CONC_CHAOS_POINT();
+            conc_futex_wake(word, (int)m, flags);
+            return;
+        }
+    }
+}
+
+/* After the condition became true for k waiters (k items, slots, completions): wakes up to k
+ * sleepers that have no wake coming yet. While nobody sleeps it is one load: no RMW, no
+ * syscall. The caller made the condition true with a seq_cst RMW (or under a lock that the
+ * waiters' re-check takes) just before. */
+CONC_INLINE void conc_eventcount_notify(uint32_t *word, size_t k, int flags) {
+    /* [eventcount.F1] seq_cst load, after the caller's seq_cst RMW: in the single total order
+     * either this load comes after the waiter's W1 (we see it and wake), or the waiter's
+     * re-check comes after our RMW (it sees the condition). No fence needed: on x86 this is a
+     * plain load, and the RMW's lock prefix was the barrier. */
+    uint32_t w = conc_load(word, CONC_SEQ_CST);
+    if (CONC_UNLIKELY(conc__base_ec_waiters(w) > conc__base_ec_pending(w)))
+        conc__base_ec_wake_slow(word, w, k, flags);
+}
+
+/* Sets CLOSED and wakes every sleeper; idempotent. Nobody registered: no syscall. */
+CONC_INLINE void conc_eventcount_close(uint32_t *word, int flags) {
+    /* Release: pairs with the waiters' acquire reads of the word. A waiter that read the word
+     * before this RMW sleeps on a value without CLOSED: the kernel refuses it, or the wake
+     * below finds it queued. Acquire: the caller may read what a waiter published. */
+    uint32_t w = conc_fetch_or(word, CONC__BASE_EC_CLOSED, CONC_ACQ_REL);
+    if (conc__base_ec_waiters(w) > 0)
+        conc_futex_wake(word, INT_MAX, flags);
 }
 
 #ifdef __cplusplus

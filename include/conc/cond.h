@@ -4,6 +4,11 @@
  * Python's threading.Condition in C: threads wait, with a lock held, for a predicate over
  * data that lock protects; whoever changes that data notifies them.
  *
+ * CONTENTS
+ *   QUICK START, API, ERRORS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS,
+ *   DESIGN; then the code: the wait protocol (timeline), waits, notify. cond.h reads no lock
+ *   internals: it uses lock.h's and rlock.h's sections for other conc headers.
+ *
  * QUICK START (examples/05_condition_producer_consumer.c)
  *     static conc_lock_t lock = CONC_LOCK_INIT;
  *     static conc_cond_t nonempty = CONC_COND_INIT;
@@ -17,7 +22,8 @@
  *     conc_lock_release(&lock);                // producer
  *
  * API
- *   init      conc_cond_init(c, flags)                  flags: 0 or CONC_SHARED; or = CONC_COND_INIT
+ *   init      conc_cond_init(c, flags)                  flags: 0 or CONC_SHARED;
+ *                                                       or = CONC_COND_INIT
  *   wait      conc_cond_wait(c, lock)                   releases lock, sleeps, re-acquires it
  *             conc_cond_wait_until(c, lock, dl)         0, ETIMEDOUT; lock held again either way
  *             conc_cond_wait_rlock(c, rlock)            0, EPERM; the full depth is given up
@@ -48,12 +54,13 @@
  *   thread is inside a wait on it and no notify is running.
  *
  * CONFIGURATION
- *   CONC_COND_SPIN  polls of the sequence counter before sleeping (a pause each, a sched_yield
- *                   every 64th); default 512, about 10 us on a recent Xeon (a pause is ~14 ns
- *                   there). Skipped on one CPU and while another waiter of the cond sleeps; 0
- *                   disables spinning. The same bound applies to polling the lock after the
- *                   wait. A wake across CPUs costs 13-150 us on a VM: a waiter that catches its
- *                   notify while spinning pays none, and its notifier makes no syscall.
+ *   CONC_COND_SPIN  pauses a waiter spends polling the sequence counter before it sleeps (a
+ *                   look after each pause, one pause in 64 a sched_yield: base.h); default
+ *                   512, about 10 us on a recent Xeon (a pause is ~14 ns there). Skipped on one
+ *                   CPU and while another waiter of the cond sleeps; 0 disables spinning. The
+ *                   same budget applies to polling the lock after the wait. A wake across CPUs
+ *                   costs 13-150 us on a VM: a waiter that catches its notify while spinning
+ *                   pays none, and its notifier makes no syscall.
  *
  * CAVEATS
  *   - Spurious wakeups happen: a wait may return 0 although no notify was meant for it (a
@@ -114,19 +121,20 @@ typedef struct conc_cond {
 #define CONC_COND_SPIN 512
 #endif
 
-#define CONC__COND_WAITER 0x1u          /* one registered waiter */
-#define CONC__COND_WAITERS 0x3fffffffu  /* mask of the waiter count */
-#define CONC__COND_SLEEPING 0x40000000u /* a waiter may be asleep: notify must wake */
-#define CONC__COND_SHARED 0x80000000u   /* process-shared: non-private futex ops */
+#define CONC__COND_WAITER_ONE 0x1u         /* one registered waiter */
+#define CONC__COND_WAITER_MASK 0x3fffffffu /* the waiter count */
+#define CONC__COND_SLEEPING 0x40000000u    /* a waiter may be asleep: notify must wake */
+#define CONC__COND_SHARED 0x80000000u      /* process-shared: non-private futex ops */
 
 static inline void conc_cond_init(conc_cond_t *c, int flags) {
     conc_store(&c->seq, 0u, CONC_RELAXED);
     conc_store(&c->state, (flags & CONC_SHARED) ? CONC__COND_SHARED : 0u, CONC_RELAXED);
 }
 
-CONC_INLINE int conc__cond_futex_flags(uint32_t state) {
-    return (state & CONC__COND_SHARED) ? CONC_SHARED : 0;
-}
+CONC_STATIC_ASSERT(sizeof(conc_cond_t) == 8, "a conc_cond is two 32-bit words");
+CONC_STATIC_ASSERT(((CONC__COND_WAITER_MASK | CONC__COND_SLEEPING) & CONC__COND_SHARED) == 0 &&
+                       (CONC__COND_WAITER_MASK & CONC__COND_SLEEPING) == 0,
+                   "the state word's waiter count, SLEEPING and SHARED are disjoint");
 
 /* -------------------------------------------------------------------------------------------
  * The wait protocol
@@ -138,25 +146,25 @@ CONC_INLINE int conc__cond_futex_flags(uint32_t state) {
  *   ---------------------------------------    --------------------------------------------
  *   state += WAITER               [relaxed]
  *   seen = seq                    [relaxed]
- *   release lock                  [R: lock]
- *                                              acquire lock [A: lock]; predicate = true
+ *   release lock                  [lock.R1]
+ *                                              acquire lock [lock.A1]; predicate = true
  *                                              release lock (or notify first, either way)
  *                                              state has a WAITER (the lock orders the
  *                                                increment before this load)
- *                                              seq += 1                           [S1]
+ *                                              seq += 1                           [cond.S1]
  *   spin: seq != seen? -> return
- *   state |= SLEEPING             [S2]
- *   seq != seen? -> return        [S3]
- *                                              state has SLEEPING?                [S4]
+ *   state |= SLEEPING             [cond.S2]
+ *   seq != seen? -> return        [cond.S3]
+ *                                              state has SLEEPING?                [cond.S4]
  *                                                -> futex_wake(seq)
  *   futex_wait(seq, seen)  (kernel: seq == seen? else EAGAIN)
  *
  *   seen was read before the lock was released, and the notifier's seq += 1 comes after it
- *   acquired the lock, so seq != seen from [S1] on: the waiter cannot sleep through it.
+ *   acquired the lock, so seq != seen from [cond.S1] on: the waiter cannot sleep through it.
  *   S1..S4 are seq_cst: a store-buffering pair (waiter: store state, load seq; notifier: store
  *   seq, load state). Without a single order, both loads could read the old values: the
- *   waiter sleeps, the notifier skips the wake. With it, either [S3] sees the new seq, or
- *   [S4] sees SLEEPING and wakes; a wake that comes before the waiter reaches futex_wait
+ *   waiter sleeps, the notifier skips the wake. With it, either [cond.S3] sees the new seq, or
+ *   [cond.S4] sees SLEEPING and wakes; a wake that comes before the waiter reaches futex_wait
  *   leaves seq changed, so the kernel's re-check returns at once.
  * ------------------------------------------------------------------------------------------- */
 
@@ -167,41 +175,37 @@ CONC_INLINE void conc__cond_leave(conc_cond_t *c) {
     uint32_t v = conc_load(&c->state, CONC_RELAXED);
     uint32_t next;
     do {
-        next = v - CONC__COND_WAITER;
-        if ((next & CONC__COND_WAITERS) == 0)
+        next = v - CONC__COND_WAITER_ONE;
+        if ((next & CONC__COND_WAITER_MASK) == 0)
             next &= ~CONC__COND_SLEEPING;
     } while (!conc_cas_weak(&c->state, &v, next, CONC_RELAXED, CONC_RELAXED));
 }
 
 /* Waits, with the lock released, until seq moves past seen, a futex wake arrives, or the
  * deadline passes. Returns 0 (woken, maybe spuriously) or ETIMEDOUT. */
-CONC_COLD int conc__cond_block(conc_cond_t *c, uint32_t seen, int64_t deadline) {
+CONC_COLD int conc__cond_block_slow(conc_cond_t *c, uint32_t seen, int64_t deadline) {
     uint32_t st = conc_load(&c->state, CONC_RELAXED);
-    int flags = conc__cond_futex_flags(st);
-    bool timed = deadline != CONC_FOREVER;
+    int flags = conc_futex_flags(st, CONC__COND_SHARED);
     /* Spin only where it can pay: another CPU exists to run the notifier, nobody already
      * sleeps here (sleepers mean the waits are long, or the CPUs oversubscribed: spinning
-     * would steal the notifier's CPU), and the deadline is not already past. */
-    if (CONC_COND_SPIN > 0 && conc_cpu_count() > 1 && !(st & CONC__COND_SLEEPING) &&
-        !(timed && conc_now() >= deadline)) {
+     * would steal the notifier's CPU), and the deadline is not already past (base.h's spin
+     * checks the first and the last). */
+    if (!(st & CONC__COND_SLEEPING)) {
+        conc_spin_t spin = conc_spin_begin(CONC_COND_SPIN, CONC_SPIN_STEADY, deadline);
         /* Relaxed polls: the payload is ordered by the lock we re-acquire, not by seq. */
-        for (int i = 0; i < CONC_COND_SPIN; i++) {
+        while (conc_spin_next(&spin))
             if (conc_load(&c->seq, CONC_RELAXED) != seen)
                 return 0;
-            if ((i & 63) == 63)
-                sched_yield(); /* the notifier may be runnable on this very CPU: let it run */
-            else
-                conc_cpu_relax();
-        }
     }
     CONC_CHAOS_POINT();
-    /* [S2] seq_cst: orders this store before the load [S3] (store->load), see the timeline. */
+    /* [cond.S2] seq_cst: orders this store before the load [cond.S3] (store->load), see the
+     * timeline. */
     conc_fetch_or(&c->state, CONC__COND_SLEEPING, CONC_SEQ_CST);
     for (;;) {
-        if (conc_load(&c->seq, CONC_SEQ_CST) != seen) /* [S3] */
+        if (conc_load(&c->seq, CONC_SEQ_CST) != seen) /* [cond.S3] */
             return 0;
         CONC_CHAOS_POINT();
-        int r = conc_futex_wait(&c->seq, seen, deadline, flags);
+        int r = conc_futex_wait(&c->seq, seen, flags, deadline);
         if (r == 0)
             return 0; /* woken: a notify picked us (or a rare spurious kernel wakeup) */
         if (r == ETIMEDOUT)
@@ -212,39 +216,18 @@ CONC_COLD int conc__cond_block(conc_cond_t *c, uint32_t seen, int64_t deadline) 
     }
 }
 
-/* After the wait, before conc_lock_acquire: a notifier that woke us usually still holds the
- * lock, often for the length of its futex_wake syscall (microseconds on a VM). The lock's own
- * spin is tuned for short critical sections and would give up and sleep, costing a second
- * sleep and wake ("hurry up and wait"). So poll the lock word a while longer, under the lock's
- * own rule: only while nobody sleeps on it. Returns whether we took it (try_acquire, so the
- * TSan annotations and the barging rules are the lock's). */
-CONC_COLD bool conc__cond_spin_take(conc_lock_t *l) {
-    if (CONC_COND_SPIN <= 0 || conc_cpu_count() <= 1)
-        return false;
-    for (int i = 0; i < CONC_COND_SPIN; i++) {
-        uint32_t v = conc_load(&l->word, CONC_RELAXED);
-        if (v & CONC__LOCK_SLEEPERS)
-            return false;
-        if (!(v & CONC__LOCK_HELD))
-            return conc_lock_try_acquire(l) == 0;
-        conc_cpu_relax();
-    }
-    return false;
-}
-
 /* Registers the caller as a waiter and reads seq; the caller holds the lock. */
 CONC_INLINE uint32_t conc__cond_enter(conc_cond_t *c) {
     /* Relaxed: the lock release that follows orders it before any notify that runs after
      * the notifier acquired the lock. */
-    conc_fetch_add(&c->state, CONC__COND_WAITER, CONC_RELAXED);
+    conc_fetch_add(&c->state, CONC__COND_WAITER_ONE, CONC_RELAXED);
     return conc_load(&c->seq, CONC_RELAXED); /* read while the lock is held: see timeline */
 }
 
 CONC_INLINE void conc__cond_check_lock(const conc_cond_t *c, const conc_lock_t *l) {
-    uint32_t lw = conc_load(&l->word, CONC_RELAXED);
-    if (CONC_UNLIKELY(!(lw & CONC__LOCK_HELD)))
+    if (CONC_UNLIKELY(!conc_lock_is_locked(l)))
         CONC_ABORT("conc_cond_wait: the lock is not held");
-    if (CONC_UNLIKELY(((lw & CONC__LOCK_SHARED) != 0) !=
+    if (CONC_UNLIKELY(conc__lock_is_shared(l) !=
                       ((conc_load(&c->state, CONC_RELAXED) & CONC__COND_SHARED) != 0)))
         CONC_ABORT("conc_cond_wait: the cond and the lock disagree on CONC_SHARED");
 }
@@ -258,10 +241,10 @@ CONC_INLINE int conc__cond_wait_lock(conc_cond_t *c, conc_lock_t *l, int64_t dea
     conc__cond_check_lock(c, l);
     uint32_t seen = conc__cond_enter(c);
     conc_lock_release(l);
-    int r = conc__cond_block(c, seen, deadline);
+    int r = conc__cond_block_slow(c, seen, deadline);
     conc__cond_leave(c);
-    if (!conc__cond_spin_take(l))
-        conc_lock_acquire(l);
+    /* The notifier that woke us usually still holds the lock: poll it a while (lock.h). */
+    conc__lock_acquire_polling_slow(l, CONC_COND_SPIN);
     return r;
 }
 
@@ -281,14 +264,9 @@ CONC_NODISCARD static inline int conc_cond_wait_rlock_until(conc_cond_t *c, conc
         return EPERM;
     uint32_t seen = conc__cond_enter(c);
     uint32_t depth = conc__rlock_release_save(r); /* gives up every level, not just one */
-    int e = conc__cond_block(c, seen, deadline);
+    int e = conc__cond_block_slow(c, seen, deadline);
     conc__cond_leave(c);
-    if (conc__cond_spin_take(&r->lock)) {
-        conc__rlock_took(r, conc__rlock_self()); /* what acquire_restore does after acquiring */
-        r->depth = depth;
-    } else {
-        conc__rlock_acquire_restore(r, depth);
-    }
+    conc__rlock_acquire_restore(r, depth, CONC_COND_SPIN); /* polls first, as above */
     return e;
 }
 
@@ -302,11 +280,11 @@ CONC_NODISCARD static inline int conc_cond_wait_rlock(conc_cond_t *c, conc_rlock
  * ------------------------------------------------------------------------------------------- */
 
 CONC_COLD void conc__cond_notify_slow(conc_cond_t *c, int n) {
-    conc_fetch_add(&c->seq, 1u, CONC_SEQ_CST);        /* [S1]: pairs with [S3] */
-    uint32_t st = conc_load(&c->state, CONC_SEQ_CST); /* [S4]: pairs with [S2] */
+    conc_fetch_add(&c->seq, 1u, CONC_SEQ_CST);        /* [cond.S1]: pairs with [cond.S3] */
+    uint32_t st = conc_load(&c->state, CONC_SEQ_CST); /* [cond.S4]: pairs with [cond.S2] */
     if (st & CONC__COND_SLEEPING) {
         CONC_CHAOS_POINT();
-        conc_futex_wake(&c->seq, n, conc__cond_futex_flags(st));
+        conc_futex_wake(&c->seq, n, conc_futex_flags(st, CONC__COND_SHARED));
     }
 }
 
@@ -314,12 +292,12 @@ CONC_COLD void conc__cond_notify_slow(conc_cond_t *c, int n) {
  * acquire is visible to it through the lock (timeline above); one that registers later reads
  * seq afterwards and sees the predicate change anyway. No waiter: no RMW, no syscall. */
 static inline void conc_cond_notify(conc_cond_t *c) {
-    if (CONC_UNLIKELY(conc_load(&c->state, CONC_RELAXED) & CONC__COND_WAITERS))
+    if (CONC_UNLIKELY(conc_load(&c->state, CONC_RELAXED) & CONC__COND_WAITER_MASK))
         conc__cond_notify_slow(c, 1);
 }
 
 static inline void conc_cond_notify_all(conc_cond_t *c) {
-    if (CONC_UNLIKELY(conc_load(&c->state, CONC_RELAXED) & CONC__COND_WAITERS))
+    if (CONC_UNLIKELY(conc_load(&c->state, CONC_RELAXED) & CONC__COND_WAITER_MASK))
         conc__cond_notify_slow(c, INT_MAX);
 }
 

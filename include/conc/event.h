@@ -4,6 +4,10 @@
  * Python's threading.Event in C: a flag that threads can wait for. set() raises it and
  * releases every waiter; it stays raised (later waits return at once) until clear().
  *
+ * CONTENTS
+ *   QUICK START, API, ERRORS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS,
+ *   DESIGN; then the code: the sleep/wake protocol (timeline), fast paths.
+ *
  * QUICK START (examples/06_event_start_gun.c)
  *     static conc_event_t go = CONC_EVENT_INIT;
  *     // each worker:
@@ -14,7 +18,8 @@
  *         puts("nobody fired the gun within 2 s");
  *
  * API
- *   init      conc_event_init(e, flags)           flags: 0 or CONC_SHARED; or = CONC_EVENT_INIT
+ *   init      conc_event_init(e, flags)           flags: 0 or CONC_SHARED;
+ *                                                 or = CONC_EVENT_INIT
  *   set       conc_event_set(e)                   raise the flag, wake every waiter
  *             conc_event_clear(e)                 lower it
  *   wait      conc_event_wait(e)                  blocks until set
@@ -42,9 +47,9 @@
  *   once every wait on it has returned and no set is still running.
  *
  * CONFIGURATION
- *   CONC_EVENT_SPIN  spin iterations (a relaxed load and a pause, ~20 ns) before a waiter
- *                    sleeps (default 256); 0 disables spinning. Skipped on one CPU and while
- *                    others already sleep.
+ *   CONC_EVENT_SPIN  pauses a waiter spends spinning before it sleeps, a load after each
+ *                    (one in 64 a sched_yield: base.h); default 256; 0 disables spinning.
+ *                    Skipped on one CPU and while others already sleep.
  *
  * CAVEATS
  *   - Not a latch with a count and not an auto-reset event: set releases all waiters and stays
@@ -90,15 +95,18 @@ typedef struct conc_event {
 #define CONC_EVENT_SPIN 256
 #endif
 
-#define CONC__EVENT_SET 0x1u
-#define CONC__EVENT_WAITERS 0x2u
-#define CONC__EVENT_GEN_ONE 0x4u
-#define CONC__EVENT_GEN_MASK 0x7ffffffcu
-#define CONC__EVENT_SHARED 0x80000000u
+#define CONC__EVENT_SET 0x1u             /* raised */
+#define CONC__EVENT_WAITERS 0x2u         /* someone may sleep: set must wake */
+#define CONC__EVENT_GEN_ONE 0x4u         /* one generation (a set of an unset event) */
+#define CONC__EVENT_GEN_MASK 0x7ffffffcu /* the generation counter */
+#define CONC__EVENT_SHARED 0x80000000u   /* process-shared: non-private futex ops */
 
-CONC_INLINE int conc__event_futex_flags(uint32_t w) {
-    return (w & CONC__EVENT_SHARED) ? CONC_SHARED : 0;
-}
+CONC_STATIC_ASSERT(sizeof(conc_event_t) == 4, "a conc_event is one 32-bit futex word");
+CONC_STATIC_ASSERT(((CONC__EVENT_SET | CONC__EVENT_WAITERS) &
+                    (CONC__EVENT_GEN_MASK | CONC__EVENT_SHARED)) == 0 &&
+                       (CONC__EVENT_GEN_MASK & CONC__EVENT_SHARED) == 0 &&
+                       (CONC__EVENT_GEN_MASK & -CONC__EVENT_GEN_MASK) == CONC__EVENT_GEN_ONE,
+                   "the event word's fields are disjoint; one generation is the lowest bit");
 
 static inline void conc_event_init(conc_event_t *e, int flags) {
     conc_store(&e->word, (flags & CONC_SHARED) ? CONC__EVENT_SHARED : 0u, CONC_RELAXED);
@@ -113,7 +121,7 @@ static inline void conc_event_init(conc_event_t *e, int flags) {
  *   ---------------------------------------    --------------------------------------------
  *                                              load: unset, generation g
  *                                              CAS word: g -> g|WAITERS
- *   CAS word: g|WAITERS -> SET|g+1   [R1]
+ *   CAS word: g|WAITERS -> SET|g+1   [event.R1]
  *   (the old word had WAITERS:) wake(all)
  *                                              futex_wait(word, g|WAITERS)
  *                                                -> EAGAIN: the word changed
@@ -132,49 +140,38 @@ CONC_INLINE bool conc__event_fired(uint32_t w, uint32_t gen) {
 /* w: the caller's first look at the word (unset). The wait began there: any set after it
  * moves the generation, so it counts even if a clear follows before we look again. */
 CONC_COLD int conc__event_wait_slow(conc_event_t *e, uint32_t w, int64_t deadline) {
-    /* [A1] acquire loads throughout: pair with [R1] through the release sequence (DESIGN). */
+    /* [event.A1] acquire loads throughout: pair with [event.R1] through the release sequence
+     * (DESIGN). */
     uint32_t gen = w & CONC__EVENT_GEN_MASK;
-    int flags = conc__event_futex_flags(w);
+    int flags = conc_futex_flags(w, CONC__EVENT_SHARED);
 
     /* Spin while nobody sleeps and another CPU may set meanwhile: catching a set while
      * spinning saves the setter's wake syscall and our sleep (13-150 us on a VM). */
-    if (CONC_EVENT_SPIN > 0 && conc_cpu_count() > 1 && !(w & CONC__EVENT_WAITERS) &&
-        (deadline == CONC_FOREVER || deadline > conc_now())) {
-        for (int i = 1; i <= CONC_EVENT_SPIN && !(w & CONC__EVENT_WAITERS); i++) {
-            if (conc__event_fired(w, gen))
-                return 0;
-            if (i % 64 == 0)
-                sched_yield(); /* the setter may be runnable on this very CPU: let it run */
-            else
-                conc_cpu_relax();
-            w = conc_load(&e->word, CONC_ACQUIRE); /* [A1] */
-        }
+    conc_spin_t spin = conc_spin_begin(CONC_EVENT_SPIN, CONC_SPIN_STEADY, deadline);
+    while (!(w & CONC__EVENT_WAITERS) && conc_spin_next(&spin)) {
+        w = conc_load(&e->word, CONC_ACQUIRE); /* [event.A1] */
+        if (conc__event_fired(w, gen))
+            return 0;
     }
 
     int r = 0;
     for (;;) {
         if (conc__event_fired(w, gen))
             return 0; /* even at the deadline: the set is what the caller waited for */
-        if (r == ETIMEDOUT || (deadline != CONC_FOREVER && conc_now() >= deadline))
+        if (r == ETIMEDOUT || conc_deadline_passed(deadline))
             return ETIMEDOUT;
-        if (!(w & CONC__EVENT_WAITERS)) {
-            /* Raising WAITERS publishes nothing: it is a request that set's CAS reads. Acquire
-             * is for the failure case, where w is fresh and may be a set word we return on
-             * ([A1]); C11 wants the success order at least as strong. */
-            if (!conc_cas(&e->word, &w, w | CONC__EVENT_WAITERS, CONC_ACQUIRE, CONC_ACQUIRE))
-                continue;
-            w |= CONC__EVENT_WAITERS;
-        }
-        CONC_CHAOS_POINT();
-        /* EINTR and spurious wakeups loop with the same absolute deadline. */
-        r = conc_futex_wait(&e->word, w, deadline, flags);
-        w = conc_load(&e->word, CONC_ACQUIRE); /* [A1] */
+        /* Raise WAITERS (it publishes nothing: a request that set's CAS reads) and sleep on
+         * the word. Acquire, for the CAS's failure and the reload: w is fresh then and may be
+         * a set word we return on ([event.A1]). EINTR and spurious wakeups loop with the same
+         * absolute deadline. */
+        r = conc_futex_wait_flagged(&e->word, &w, CONC__EVENT_WAITERS, flags, CONC_ACQUIRE,
+                                    deadline);
     }
 }
 
-CONC_COLD void conc__event_wake(conc_event_t *e, uint32_t w) {
+CONC_COLD void conc__event_wake_slow(conc_event_t *e, uint32_t w) {
     CONC_CHAOS_POINT();
-    conc_futex_wake(&e->word, INT_MAX, conc__event_futex_flags(w));
+    conc_futex_wake(&e->word, INT_MAX, conc_futex_flags(w, CONC__EVENT_SHARED));
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -182,8 +179,8 @@ CONC_COLD void conc__event_wake(conc_event_t *e, uint32_t w) {
  * ------------------------------------------------------------------------------------------- */
 
 /* One CAS (a CAS that rewrites the same word when already set, so that every set heads a
- * release sequence). [R1] release: pairs with the waiters' [A1]. Wakes all only if the old
- * word said someone may sleep. */
+ * release sequence). [event.R1] release: pairs with the waiters' [event.A1]. Wakes all only if
+ * the old word said someone may sleep. */
 static inline void conc_event_set(conc_event_t *e) {
     uint32_t w = conc_load(&e->word, CONC_RELAXED);
     uint32_t next;
@@ -195,7 +192,7 @@ static inline void conc_event_set(conc_event_t *e) {
                    CONC__EVENT_SET;
     } while (!conc_cas_weak(&e->word, &w, next, CONC_RELEASE, CONC_RELAXED));
     if (CONC_UNLIKELY(w & CONC__EVENT_WAITERS))
-        conc__event_wake(e, w);
+        conc__event_wake_slow(e, w);
 }
 
 /* Relaxed: clear publishes nothing (ORDERING CONTRACT). An RMW, not a store, so the word's
@@ -206,19 +203,19 @@ static inline void conc_event_clear(conc_event_t *e) {
         (void)conc_fetch_and(&e->word, ~CONC__EVENT_SET, CONC_RELAXED);
 }
 
-/* [A1] acquire: true means the writes before the set are visible. */
+/* [event.A1] acquire: true means the writes before the set are visible. */
 static inline bool conc_event_is_set(const conc_event_t *e) {
     return (conc_load(&e->word, CONC_ACQUIRE) & CONC__EVENT_SET) != 0;
 }
 
 static inline void conc_event_wait(conc_event_t *e) {
-    uint32_t w = conc_load(&e->word, CONC_ACQUIRE); /* [A1] */
+    uint32_t w = conc_load(&e->word, CONC_ACQUIRE); /* [event.A1] */
     if (CONC_UNLIKELY(!(w & CONC__EVENT_SET)))
         (void)conc__event_wait_slow(e, w, CONC_FOREVER);
 }
 
 CONC_NODISCARD static inline int conc_event_wait_until(conc_event_t *e, int64_t deadline) {
-    uint32_t w = conc_load(&e->word, CONC_ACQUIRE); /* [A1] */
+    uint32_t w = conc_load(&e->word, CONC_ACQUIRE); /* [event.A1] */
     if (CONC_LIKELY(w & CONC__EVENT_SET))
         return 0;
     return conc__event_wait_slow(e, w, deadline);

@@ -668,7 +668,7 @@ CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
             v |= CONC__FUT_WAITERS;
         }
         CONC_CHAOS_POINT();
-        (void)conc_futex_wait(&f->state, v, deadline, 0);
+        (void)conc_futex_wait(&f->state, v, 0, deadline);
         v = conc_load(&f->state, CONC_RELAXED);
     }
 }
@@ -808,7 +808,7 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
         /* Every future is registered: the first to complete sets w.fired. futex_wait
          * re-checks fired == 0 atomically with the wake [R3], so none is lost. */
         while (conc_load(&w.fired, CONC_ACQUIRE) == 0) { /* [A3] pairs with [R3] */
-            if (conc_futex_wait(&w.fired, 0, deadline, 0) == ETIMEDOUT &&
+            if (conc_futex_wait(&w.fired, 0, 0, deadline) == ETIMEDOUT &&
                 conc_load(&w.fired, CONC_ACQUIRE) == 0)
                 break;
         }
@@ -969,7 +969,7 @@ conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_fut
         registered = true;
         conc_store(&ac->ec, ec, CONC_RELAXED);
         conc_lock_release(&ac->lock);
-        (void)conc_futex_wait(&ac->ec, ec, deadline, 0);
+        (void)conc_futex_wait(&ac->ec, ec, 0, deadline);
         conc_lock_acquire(&ac->lock);
     }
     if (registered)

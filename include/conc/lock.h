@@ -3,6 +3,10 @@
  *
  * Python's threading.Lock in C: a mutual-exclusion lock in one 32-bit word.
  *
+ * CONTENTS
+ *   QUICK START, API, ERRORS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS,
+ *   DESIGN; then the code: slow paths (timeline), fast paths, for other conc headers.
+ *
  * QUICK START (examples/01_race_counter.c)
  *     static conc_lock_t lock = CONC_LOCK_INIT;
  *     static long counter;
@@ -35,8 +39,9 @@
  *   No destroy is needed: a lock owns no resources.
  *
  * CONFIGURATION
- *   CONC_LOCK_SPIN     looks at the word before sleeping, with 1, 2, 4 ... 64 pauses between
- *                      them (default 40: about 1,700 pauses); 0 disables spinning.
+ *   CONC_LOCK_SPIN     pauses a contended acquire spends spinning before it sleeps, looking at
+ *                      the word after 1, 2, 4 ... 64 of them (default 2048; one in 64 is a
+ *                      sched_yield, see base.h); 0 disables spinning.
  *   CONC_LOCK_FAIR_NS  how long a waiter waits before it asks for a handoff (default 1 ms).
  *
  * CAVEATS
@@ -57,11 +62,12 @@
  *   in the word. Both are inline and make no syscall, and both stay one RMW when sleepers
  *   are registered, so a busy lock is as cheap to pass around as an idle one. Only a failed
  *   acquire, or a release that finds sleepers, goes to the cold paths below:
- *   - a contended acquire spins (bounded: CONC_LOCK_SPIN relaxed loads, backing off) while
+ *   - a contended acquire spins (bounded: CONC_LOCK_SPIN pauses, the looks backing off) while
  *     nobody sleeps and more than one CPU exists, then registers as a sleeper (+1 in the
  *     count) and sleeps on the word;
- *   - a release that sees sleepers (and finds the lock still free) wakes one, unless WAKING says a sleeper it (or an earlier
- *     release) woke has not run yet: that sleeper will re-check the word anyway, so a second
+ *   - a release that sees sleepers (and finds the lock still free) wakes one, unless WAKING
+ *     says a sleeper it (or an earlier release) woke has not run yet: that sleeper will
+ *     re-check the word anyway, so a second
  *     wake would only add a thread fighting for the CPU. This keeps one woken thread in
  *     flight, like glibc's 0/1/2 mutex, while still counting sleepers exactly. The woken
  *     thread clears WAKING in its next CAS on the word; a release whose wake found nobody in
@@ -78,6 +84,11 @@
  *     never stranded. STARVING clears when a claimer itself waited less than
  *     CONC_LOCK_FAIR_NS, or when no sleeper is left.
  *   A spin model of all this is tests/models/lock.pml.
+ *
+ * FOR OTHER CONC HEADERS (the last section of this file)
+ *   conc__lock_is_shared(l)                  whether the lock was made with CONC_SHARED
+ *   conc__lock_acquire_polling_slow(l, pauses)  acquire, polling the word first while nobody
+ *                                            sleeps on it (conc_cond after its wait)
  */
 #ifndef CONC_LOCK_H
 #define CONC_LOCK_H
@@ -97,25 +108,30 @@ typedef struct conc_lock {
 // clang-format on
 
 #ifndef CONC_LOCK_SPIN
-#define CONC_LOCK_SPIN 40
+#define CONC_LOCK_SPIN 2048
 #endif
 #ifndef CONC_LOCK_FAIR_NS
 #define CONC_LOCK_FAIR_NS (1 * CONC_MS)
 #endif
 
-#define CONC__LOCK_HELD 0x1u            /* someone owns the lock */
-#define CONC__LOCK_HANDOFF 0x2u         /* owned by a sleeper that has not claimed it yet */
-#define CONC__LOCK_STARVING 0x4u        /* a sleeper waited too long: releases hand off */
-#define CONC__LOCK_WAKING 0x8u          /* a woken sleeper has not run yet: no second wake */
-#define CONC__LOCK_SLEEPER 0x10u        /* one registered sleeper */
-#define CONC__LOCK_SLEEPERS 0x7ffffff0u /* mask of the sleeper count */
-#define CONC__LOCK_SHARED 0x80000000u   /* process-shared: non-private futex ops */
-#define CONC__LOCK_TAG_PLAIN 0x1u       /* futex tag of a sleeper that is not starving */
-#define CONC__LOCK_TAG_STARVING 0x2u    /* futex tag of a starving sleeper: handoffs go here */
+#define CONC__LOCK_HELD 0x1u                /* someone owns the lock */
+#define CONC__LOCK_HANDOFF 0x2u             /* owned by a sleeper that has not claimed it yet */
+#define CONC__LOCK_STARVING 0x4u            /* a sleeper waited too long: releases hand off */
+#define CONC__LOCK_WAKING 0x8u              /* a woken sleeper has not run yet: no second wake */
+#define CONC__LOCK_SLEEPER_ONE 0x10u        /* one registered sleeper */
+#define CONC__LOCK_SLEEPER_MASK 0x7ffffff0u /* the sleeper count */
+#define CONC__LOCK_SHARED 0x80000000u       /* process-shared: non-private futex ops */
+#define CONC__LOCK_TAG_PLAIN 0x1u           /* futex tag of a sleeper that is not starving */
+#define CONC__LOCK_TAG_STARVING 0x2u        /* futex tag of a starving sleeper: handoffs go here */
 
-CONC_INLINE int conc__lock_futex_flags(uint32_t word) {
-    return (word & CONC__LOCK_SHARED) ? CONC_SHARED : 0;
-}
+CONC_STATIC_ASSERT(sizeof(conc_lock_t) == 4, "a conc_lock is one 32-bit futex word");
+CONC_STATIC_ASSERT(((CONC__LOCK_HELD | CONC__LOCK_HANDOFF | CONC__LOCK_STARVING |
+                     CONC__LOCK_WAKING) &
+                    (CONC__LOCK_SLEEPER_MASK | CONC__LOCK_SHARED)) == 0 &&
+                       (CONC__LOCK_SLEEPER_MASK & CONC__LOCK_SHARED) == 0,
+                   "the lock word's flags, sleeper count and SHARED bit are disjoint");
+CONC_STATIC_ASSERT((CONC__LOCK_SLEEPER_MASK & -CONC__LOCK_SLEEPER_MASK) == CONC__LOCK_SLEEPER_ONE,
+                   "one sleeper is the count's lowest bit");
 
 static inline void conc_lock_init(conc_lock_t *l, int flags) {
     conc_store(&l->word, (flags & CONC_SHARED) ? CONC__LOCK_SHARED : 0u, CONC_RELAXED);
@@ -132,7 +148,7 @@ static inline void conc_lock_init(conc_lock_t *l, int flags) {
  *   releaser                                   sleeper
  *   ---------------------------------------    --------------------------------------------
  *                                              CAS word: seen -> seen + SLEEPER   [registers]
- *   old = fetch_sub(word, HELD)   [R1]
+ *   old = fetch_sub(word, HELD)   [lock.R1]
  *   old counts our sleeper, the lock is still
  *   free, no WAKING: CAS sets WAKING; wake(1)
  *                                              futex_wait(word, seen + SLEEPER)
@@ -146,15 +162,15 @@ static inline void conc_lock_init(conc_lock_t *l, int flags) {
  *   to the barger's own release. If the word returns to the very value the sleeper saw (a
  *   barger took the lock again), the sleeper sleeps, and that barger's release wakes someone:
  *   no lost wakeup, only the barger's turn first. WAKING set means a woken thread (or a
- *   releaser still in conc__lock_wake_one) will look at the word again, so skipping the wake
- *   then loses nothing either.
+ *   releaser still in conc__lock_wake_one_slow) will look at the word again, so skipping the
+ *   wake then loses nothing either.
  * ------------------------------------------------------------------------------------------- */
 
 /* The word a registered sleeper installs when it takes the lock from v: v has HELD clear (the
  * lock is free) or, for a sleeper that was woken, HANDOFF set (handed to it). A woken sleeper
  * also retires the WAKING it was woken under. */
 CONC_INLINE uint32_t conc__lock_claimed(uint32_t v, bool woken, bool starving) {
-    uint32_t next = (v | CONC__LOCK_HELD) - CONC__LOCK_SLEEPER;
+    uint32_t next = (v | CONC__LOCK_HELD) - CONC__LOCK_SLEEPER_ONE;
     if (woken)
         next &= ~CONC__LOCK_WAKING;
     if (v & CONC__LOCK_HANDOFF) {
@@ -166,52 +182,49 @@ CONC_INLINE uint32_t conc__lock_claimed(uint32_t v, bool woken, bool starving) {
     /* ...or when nobody is left who could be starving. This holds for a plain claim of a free
      * lock too: a release frees the lock (fetch_sub) before it looks for STARVING, so the last
      * sleeper may find the lock free with STARVING still set (found by tests/models/lock.pml). */
-    if ((next & CONC__LOCK_SLEEPERS) == 0)
+    if ((next & CONC__LOCK_SLEEPER_MASK) == 0)
         next &= ~CONC__LOCK_STARVING;
     return next;
 }
 
 CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
     uint32_t v = conc_load(&l->word, CONC_RELAXED);
-    int flags = conc__lock_futex_flags(v);
+    int flags = conc_futex_flags(v, CONC__LOCK_SHARED);
 
     /* Spin while nobody sleeps and another CPU can release the lock meanwhile: relaxed loads
-     * with exponential backoff between them (1, 2, 4 ... 64 pauses). Every load pulls the
+     * with exponential backoff between them (base.h's CONC_SPIN_BACKOFF). Every load pulls the
      * line away from the owner, which then pays a cache miss to release; backing off lets an
      * owner with a short critical section run many rounds undisturbed. */
-    if (CONC_LOCK_SPIN > 0 && conc_cpu_count() > 1) {
-        unsigned pauses = 1;
-        for (int i = 0; i < CONC_LOCK_SPIN && !(v & CONC__LOCK_SLEEPERS); i++) {
-            if (!(v & CONC__LOCK_HELD)) {
-                /* [A1] acquire: pairs with the releaser's [R1]/[R2]. */
-                if (conc_cas(&l->word, &v, v | CONC__LOCK_HELD, CONC_ACQUIRE, CONC_RELAXED))
-                    return 0;
-                continue;
-            }
-            for (unsigned k = 0; k < pauses; k++)
-                conc_cpu_relax();
-            if (pauses < 64)
-                pauses *= 2;
-            v = conc_load(&l->word, CONC_RELAXED);
+    conc_spin_t spin = conc_spin_begin(CONC_LOCK_SPIN, CONC_SPIN_BACKOFF, deadline);
+    while (!(v & CONC__LOCK_SLEEPER_MASK)) {
+        if (!(v & CONC__LOCK_HELD)) {
+            /* [lock.A1] acquire: pairs with the releaser's [lock.R1]/[lock.R2]. */
+            if (conc_cas(&l->word, &v, v | CONC__LOCK_HELD, CONC_ACQUIRE, CONC_RELAXED))
+                return 0;
+            continue; /* v is fresh: decide again */
         }
+        if (!conc_spin_next(&spin))
+            break;
+        v = conc_load(&l->word, CONC_RELAXED);
     }
 
     /* Take it if free, else register as a sleeper: one CAS decides which. */
     for (;;) {
         CONC_CHAOS_POINT();
         if (!(v & CONC__LOCK_HELD)) {
-            if (conc_cas(&l->word, &v, v | CONC__LOCK_HELD, CONC_ACQUIRE, CONC_RELAXED)) /* [A1] */
+            if (conc_cas(&l->word, &v, v | CONC__LOCK_HELD, CONC_ACQUIRE,
+                         CONC_RELAXED)) /* [lock.A1] */
                 return 0;
             continue;
         }
-        if (deadline != CONC_FOREVER && conc_now() >= deadline)
+        if (conc_deadline_passed(deadline))
             return ETIMEDOUT; /* a past deadline: we tried once */
         /* Relaxed: registering publishes nothing; the kernel's re-check of the word in
          * futex_wait is what makes the sleep safe (timeline above). */
-        if (conc_cas(&l->word, &v, v + CONC__LOCK_SLEEPER, CONC_RELAXED, CONC_RELAXED))
+        if (conc_cas(&l->word, &v, v + CONC__LOCK_SLEEPER_ONE, CONC_RELAXED, CONC_RELAXED))
             break;
     }
-    v += CONC__LOCK_SLEEPER;
+    v += CONC__LOCK_SLEEPER_ONE;
 
     int64_t since = 0; /* when we first slept; read lazily, the clock costs ~50 ns */
     bool starving = false;
@@ -219,7 +232,8 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
     int r = 0;
     for (;;) {
         if (!(v & CONC__LOCK_HELD) || (woken && (v & CONC__LOCK_HANDOFF))) {
-            /* [A2] acquire: pairs with [R2], the release that freed or handed over the lock. */
+            /* [lock.A2] acquire: pairs with [lock.R2], the release that freed or handed over the
+             * lock. */
             if (conc_cas(&l->word, &v, conc__lock_claimed(v, woken, starving), CONC_ACQUIRE,
                          CONC_RELAXED))
                 return 0;
@@ -230,8 +244,8 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
              * ends handoff mode, which only sleepers can use. A pending HANDOFF is not ours
              * (we were not woken); its releaser is still waking, and takes it back if we
              * were the last sleeper. */
-            uint32_t next = v - CONC__LOCK_SLEEPER;
-            if ((next & CONC__LOCK_SLEEPERS) == 0)
+            uint32_t next = v - CONC__LOCK_SLEEPER_ONE;
+            if ((next & CONC__LOCK_SLEEPER_MASK) == 0)
                 next &= ~CONC__LOCK_STARVING;
             if (conc_cas(&l->word, &v, next, CONC_RELAXED, CONC_RELAXED))
                 return ETIMEDOUT;
@@ -246,7 +260,7 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
         }
         /* Before sleeping again: a woken thread retires its WAKING (or the next release would
          * not wake anyone), and a starving one asks for a handoff. Relaxed: the releaser reads
-         * both in its CAS [R2]; nothing else is published. */
+         * both in its CAS [lock.R2]; nothing else is published. */
         uint32_t next = v;
         if (woken)
             next &= ~CONC__LOCK_WAKING;
@@ -258,8 +272,9 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
             v = next;
         }
         CONC_CHAOS_POINT();
-        r = conc_futex_wait_tagged(&l->word, v, deadline, flags,
-                                   starving ? CONC__LOCK_TAG_STARVING : CONC__LOCK_TAG_PLAIN);
+        r = conc_futex_wait_tagged(&l->word, v, flags,
+                                   starving ? CONC__LOCK_TAG_STARVING : CONC__LOCK_TAG_PLAIN,
+                                   deadline);
         woken = r == 0;
         v = conc_load(&l->word, CONC_RELAXED);
     }
@@ -270,7 +285,7 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
  * lock is free or handed off and sleepers are registered, keep WAKING and wake again (they
  * are on their way into futex_wait, or out of it); a HANDOFF whose sleepers all left turns
  * into a plain free lock; otherwise retire WAKING, and the holder's release wakes later. */
-CONC_COLD void conc__lock_wake_one(conc_lock_t *l, int flags, bool handoff) {
+CONC_COLD void conc__lock_wake_one_slow(conc_lock_t *l, int flags, bool handoff) {
     for (;;) {
         CONC_CHAOS_POINT();
         /* A handoff goes to the oldest starving sleeper if one is asleep (a sleeper goes to
@@ -283,13 +298,13 @@ CONC_COLD void conc__lock_wake_one(conc_lock_t *l, int flags, bool handoff) {
         uint32_t v = conc_load(&l->word, CONC_RELAXED), next;
         bool wake_again;
         do {
-            bool sleepers = (v & CONC__LOCK_SLEEPERS) != 0;
+            bool sleepers = (v & CONC__LOCK_SLEEPER_MASK) != 0;
             wake_again = false;
             if (!(v & CONC__LOCK_WAKING))
                 return; /* a later release or a waking thread took over */
             if ((v & CONC__LOCK_HANDOFF) && !sleepers) {
-                /* Every sleeper left: the handoff becomes a release. [R3] release: pairs
-                 * with [A1] of whoever takes the lock next. */
+                /* Every sleeper left: the handoff becomes a release. [lock.R3] release: pairs
+                 * with [lock.A1] of whoever takes the lock next. */
                 next = v & CONC__LOCK_SHARED;
             } else if (sleepers && (!(v & CONC__LOCK_HELD) || (v & CONC__LOCK_HANDOFF))) {
                 wake_again = true;
@@ -304,23 +319,23 @@ CONC_COLD void conc__lock_wake_one(conc_lock_t *l, int flags, bool handoff) {
     }
 }
 
-/* The release fast path has already cleared HELD [R1]; `old` is the word it replaced. Here:
+/* The release fast path has already cleared HELD [lock.R1]; `old` is the word it replaced. Here:
  * misuse, handing the lock over to a starving sleeper, or waking one. */
 CONC_COLD void conc__lock_release_slow(conc_lock_t *l, uint32_t old) {
     if (!(old & CONC__LOCK_HELD) || (old & CONC__LOCK_HANDOFF))
         CONC_ABORT("conc_lock_release: the lock is not held");
-    if (!(old & CONC__LOCK_SLEEPERS))
+    if (!(old & CONC__LOCK_SLEEPER_MASK))
         return; /* nobody to wake (STARVING never outlives the last sleeper) */
     uint32_t v = old - CONC__LOCK_HELD, next;
     for (;;) {
-        /* Someone barged in since [R1]: its own release hands over or wakes. All sleepers
+        /* Someone barged in since [lock.R1]: its own release hands over or wakes. All sleepers
          * gone (timed out): nothing to do. */
-        if ((v & CONC__LOCK_HELD) || !(v & CONC__LOCK_SLEEPERS))
+        if ((v & CONC__LOCK_HELD) || !(v & CONC__LOCK_SLEEPER_MASK))
             return;
         if (v & CONC__LOCK_STARVING) {
             /* Take the lock back and hand it to a sleeper: it stays HELD, so no newcomer can
-             * barge past the starving sleeper. [R2] release: pairs with the claimer's [A2]
-             * (and continues [R1]'s release sequence). */
+             * barge past the starving sleeper. [lock.R2] release: pairs with the claimer's
+             * [lock.A2] (and continues [lock.R1]'s release sequence). */
             next = v | CONC__LOCK_HELD | CONC__LOCK_HANDOFF | CONC__LOCK_WAKING;
         } else if (v & CONC__LOCK_WAKING) {
             return; /* a woken sleeper is on its way: it re-checks the word before sleeping */
@@ -331,7 +346,8 @@ CONC_COLD void conc__lock_release_slow(conc_lock_t *l, uint32_t old) {
             break;
     }
     if (!(v & CONC__LOCK_WAKING))
-        conc__lock_wake_one(l, conc__lock_futex_flags(v), (next & CONC__LOCK_HANDOFF) != 0);
+        conc__lock_wake_one_slow(l, conc_futex_flags(v, CONC__LOCK_SHARED),
+                                 (next & CONC__LOCK_HANDOFF) != 0);
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -341,8 +357,8 @@ CONC_COLD void conc__lock_release_slow(conc_lock_t *l, uint32_t old) {
 /* One RMW: set HELD (a `lock bts` on x86) and see whether it was already set. It works whatever
  * else the word holds (sleepers, WAKING, SHARED), so a free lock is taken in one instruction
  * even under contention; during a HANDOFF the word stays HELD, so nobody barges then.
- * [A1] acquire: pairs with [R1]/[R2], the previous owner's release, so its writes are
- * visible to us. */
+ * [lock.A1] acquire: pairs with [lock.R1]/[lock.R2], the previous owner's release, so its
+ * writes are visible to us. */
 CONC_INLINE bool conc__lock_fast(conc_lock_t *l) {
     return !(conc_fetch_or(&l->word, CONC__LOCK_HELD, CONC_ACQUIRE) & CONC__LOCK_HELD);
 }
@@ -370,8 +386,9 @@ CONC_NODISCARD static inline int conc_lock_acquire_until(conc_lock_t *l, int64_t
     return r;
 }
 
-/* One RMW: clear HELD (a `lock xadd`). [R1] release: pairs with the next owner's [A1]/[A2].
- * If the word held anything besides HELD (and SHARED), the slow path sees what: sleepers to
+/* One RMW: clear HELD (a `lock xadd`). [lock.R1] release: pairs with the next owner's
+ * [lock.A1]/[lock.A2]. If the word held anything besides HELD (and SHARED), the slow path
+ * sees what: sleepers to
  * wake, a starving sleeper to hand the lock to, or misuse (no HELD at all). */
 static inline void conc_lock_release(conc_lock_t *l) {
     CONC_TSAN_MUTEX_PRE_UNLOCK(l);
@@ -384,6 +401,37 @@ static inline void conc_lock_release(conc_lock_t *l) {
 /* Relaxed: a snapshot for assertions and diagnostics, ordered with nothing. */
 static inline bool conc_lock_is_locked(const conc_lock_t *l) {
     return (conc_load(&l->word, CONC_RELAXED) & CONC__LOCK_HELD) != 0;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * For other conc headers. The only lock internals another header may use: a change to the
+ * word's layout breaks here, at one declared place.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Relaxed: the mark is written by init only, before the lock is shared. */
+static inline bool conc__lock_is_shared(const conc_lock_t *l) {
+    return (conc_load(&l->word, CONC_RELAXED) & CONC__LOCK_SHARED) != 0;
+}
+
+/* Acquires l, polling the word for up to `pauses` pauses first (base.h's spin, steady pace),
+ * under the lock's own rule: only while nobody sleeps on it, and taking it with try_acquire
+ * (so the TSan annotations and the barging rules are the lock's). For a caller that knows
+ * the holder is about to release: conc_cond after its wait, whose notifier usually still
+ * holds the lock for the length of its futex_wake syscall. The lock's own spin is tuned for
+ * short critical sections and would give up and sleep ("hurry up and wait"). */
+CONC_COLD void conc__lock_acquire_polling_slow(conc_lock_t *l, int pauses) {
+    conc_spin_t spin = conc_spin_begin(pauses, CONC_SPIN_STEADY, CONC_FOREVER);
+    while (conc_spin_next(&spin)) {
+        uint32_t v = conc_load(&l->word, CONC_RELAXED);
+        if (v & CONC__LOCK_SLEEPER_MASK)
+            break;
+        if (!(v & CONC__LOCK_HELD)) {
+            if (conc_lock_try_acquire(l) == 0)
+                return;
+            break;
+        }
+    }
+    conc_lock_acquire(l);
 }
 
 #ifdef __cplusplus

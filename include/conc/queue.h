@@ -18,11 +18,13 @@
  *
  * API
  *   create    conc_queue_create(&q, capacity, item_size)          0, EINVAL, ENOMEM
+ *             (capacity at most CONC_QUEUE_CAPACITY_MAX, 2^40)
  *             conc_queue_footprint(capacity, item_size)           bytes init_in needs; 0: invalid
  *             conc_queue_init_in(&q, mem, mem_size, cap, size, flags)  0, EINVAL (flags: 0 or
  *                                                                 CONC_SHARED); caller's memory
  *             conc_queue_attach(mem)                              the queue init_in built in mem
- *                                                                 (any mapping address); NULL if none
+ *                                                                 (any mapping address);
+ *                                                                 NULL if none
  *             conc_queue_destroy(q)                               frees what create allocated
  *   push      conc_queue_push(q, item)                            0, EPIPE; blocks while full
  *             conc_queue_try_push(q, item)                        0, EAGAIN, EPIPE; never blocks
@@ -32,10 +34,10 @@
  *             conc_queue_pop_until(q, item, dl)                   0, ETIMEDOUT, EPIPE
  *   batch     conc_queue_push_batch(q, items, n, &pushed)         0, EPIPE; all n (blocks)
  *             conc_queue_try_push_batch(q, items, n, &pushed)     0, EAGAIN, EPIPE; one claim
- *             conc_queue_push_batch_until(q, items, n, &pushed, dl)   0, ETIMEDOUT, EPIPE
+ *             conc_queue_push_batch_until(q, items, n, dl, &pushed)   0, ETIMEDOUT, EPIPE
  *             conc_queue_pop_batch(q, items, n, &popped)          0, EPIPE; 1..n (blocks for 1)
  *             conc_queue_try_pop_batch(q, items, n, &popped)      0, EAGAIN, EPIPE; one claim
- *             conc_queue_pop_batch_until(q, items, n, &popped, dl)    0, ETIMEDOUT, EPIPE
+ *             conc_queue_pop_batch_until(q, items, n, dl, &popped)    0, ETIMEDOUT, EPIPE
  *   close     conc_queue_close(q)                                 idempotent
  *   query     conc_queue_is_closed(q), conc_queue_size(q), conc_queue_capacity(q),
  *             conc_queue_item_size(q)
@@ -112,22 +114,27 @@
  *   RMW, so every producer CAS after it fails and reports EPIPE, and a consumer that finds the
  *   ring empty with CLOSED in tail knows no item can ever come.
  *
- *   Blocking: two eventcount words beside the ring, not_empty (consumers sleep on it) and
- *   not_full (producers). Each word: bits 0..11 the registered waiters, bits 12..23 pending
- *   wakes (issued, not yet taken), bits 24..30 a wake sequence, bit 31 CLOSED. After every
+ *   Blocking: two eventcount words beside the ring (base.h's eventcount), not_empty
+ *   (consumers sleep on it) and not_full (producers). Each word: the registered waiters,
+ *   pending wakes (issued, not yet taken), a wake sequence, and CLOSED. After every
  *   successful operation the notifier reads the other side's word (seq_cst, after its
- *   seq_cst claim: no fence): if waiters <= pending,
- *   every waiter already has a wake coming and no syscall is made (the busy case: both
- *   sides running, waiters 0). Otherwise it adds up to k pending wakes (k = items moved) and
- *   futex-wakes that many, stepping the sequence: a sleeper is woken only for an item (or slot) it can take, and a
- *   burst of pushes while one consumer wakes up makes one syscall, not one per push. A waiter
+ *   seq_cst claim: no fence): if waiters <= pending, every waiter already has a wake coming
+ *   and no syscall is made (the busy case: both sides running, waiters 0). Otherwise it adds
+ *   up to k pending wakes (k = items moved) and futex-wakes that many, stepping the
+ *   sequence: a sleeper is woken only for an item (or slot) it can take, and a burst of
+ *   pushes while one consumer wakes up makes one syscall, not one per push. A waiter
  *   registers (+1 waiter), re-checks the ring, takes one pending wake if there is one (it
- *   never sleeps while a wake is pending: that wake may be its own), else futex_waits on the
- *   exact word it read before its re-check (the sequence step makes that word stale even
- *   if another waiter took the pending wake meanwhile: the model found that ABA). Leaving (success, timeout, EPIPE) removes the
- *   waiter and one pending wake. close sets CLOSED in tail, then in both words, and wakes
- *   every sleeper: a waiter that reads a word without CLOSED sleeps on that value, so the
- *   kernel refuses the sleep once CLOSED is in. tests/models/queue.pml checks all this.
+ *   never sleeps while a wake is pending: that wake may be its own), else futex_waits on
+ *   the exact word it read before its re-check (the sequence step makes that word stale
+ *   even if another waiter took the pending wake meanwhile: the model found that ABA).
+ *   Leaving (success, timeout, EPIPE) removes the waiter and one pending wake. close sets
+ *   CLOSED in tail, then in both words, and wakes every sleeper: a waiter that reads a word
+ *   without CLOSED sleeps on that value, so the kernel refuses the sleep once CLOSED is in.
+ *   tests/models/queue.pml checks all this.
+ *
+ * FOR OTHER CONC HEADERS (the last section of this file)
+ *   conc__queue_item_ready(q, k)   whether the k-th item from the head is published (a hint,
+ *                                  read from the slot stamps without touching tail)
  */
 #ifndef CONC_QUEUE_H
 #define CONC_QUEUE_H
@@ -178,35 +185,39 @@ typedef struct conc_queue {
     /* The slots follow the struct (offset sizeof(conc_queue_t)): no pointer anywhere. */
 } conc_queue_t;
 
-#ifdef __cplusplus
-static_assert(alignof(conc_queue_t) == CONC_QUEUE_ALIGN, "init_in checks the struct's alignment");
-#else
-_Static_assert(_Alignof(conc_queue_t) == CONC_QUEUE_ALIGN, "init_in checks the struct's alignment");
-#endif
+CONC_STATIC_ASSERT(__alignof__(conc_queue_t) == CONC_QUEUE_ALIGN,
+                   "init_in checks the struct's alignment");
 
 #define CONC__QUEUE_MAGIC 0x636f6e6371756575ull /* "concqueu" */
 #define CONC__QUEUE_CLOSED (1ull << 63)         /* in tail */
-#define CONC__QW_WAITER 0x1u                    /* one registered waiter */
-#define CONC__QW_WAITERS 0xfffu                 /* mask of the waiter count */
-#define CONC__QW_PENDING 0x1000u                /* one pending wake */
-#define CONC__QW_PENDINGS 0xfff000u             /* mask of the pending count */
-#define CONC__QW_PENDING_SHIFT 12
-#define CONC__QW_SEQ 0x1000000u     /* one wake sequence step */
-#define CONC__QW_SEQS 0x7f000000u   /* mask of the wake sequence */
-#define CONC__QW_CLOSED 0x80000000u /* closed: nobody may sleep */
+#define CONC__QUEUE_STAMP_SIZE 8                /* each slot starts with its 64-bit stamp */
+#define CONC__QUEUE_SLOT_ALIGN 8                /* slot sizes keep every stamp 8-byte aligned */
+/* The largest capacity: one_lap (a power of two > capacity) and the lap arithmetic keep room
+ * below bit 63 (CLOSED) for 2^20 laps at the very least. */
+#define CONC_QUEUE_CAPACITY_MAX ((uint64_t)1 << 40)
+#define CONC__QUEUE_BACKOFF_ROUNDS 6 /* pause rounds of 1..32 before yielding to a peer */
 
-CONC_INLINE uint32_t conc__qw_waiters(uint32_t w) {
-    return w & CONC__QW_WAITERS;
-}
-CONC_INLINE uint32_t conc__qw_pending(uint32_t w) {
-    return (w & CONC__QW_PENDINGS) >> CONC__QW_PENDING_SHIFT;
-}
+CONC_STATIC_ASSERT(offsetof(conc_queue_t, tail) % CONC_CACHELINE == 0 &&
+                       offsetof(conc_queue_t, head) % CONC_CACHELINE == 0 &&
+                       offsetof(conc_queue_t, not_empty) % CONC_CACHELINE == 0,
+                   "tail, head and the eventcount words each start a cache line");
+CONC_STATIC_ASSERT(offsetof(conc_queue_t, tail) >= CONC_CACHELINE &&
+                       offsetof(conc_queue_t, head) - offsetof(conc_queue_t, tail) >=
+                           CONC_CACHELINE &&
+                       offsetof(conc_queue_t, not_empty) - offsetof(conc_queue_t, head) >=
+                           CONC_CACHELINE,
+                   "the read-only fields, tail, head and the words own a line each");
+CONC_STATIC_ASSERT(sizeof(conc_queue_t) % CONC__QUEUE_SLOT_ALIGN == 0,
+                   "the slots after the struct keep their stamps aligned");
+CONC_STATIC_ASSERT(CONC_QUEUE_CAPACITY_MAX < (CONC__QUEUE_CLOSED >> 20),
+                   "2^20 laps of the largest ring stay below CLOSED");
 
 /* -------------------------------------------------------------------------------------------
  * Creation
  * ------------------------------------------------------------------------------------------- */
 CONC_INLINE uint64_t conc__queue_slot_size(size_t item_size) {
-    return ((uint64_t)item_size + 8 + 7) & ~(uint64_t)7;
+    return ((uint64_t)item_size + CONC__QUEUE_STAMP_SIZE + CONC__QUEUE_SLOT_ALIGN - 1) &
+           ~(uint64_t)(CONC__QUEUE_SLOT_ALIGN - 1);
 }
 
 static inline size_t conc_queue_footprint(size_t capacity, size_t item_size) {
@@ -214,9 +225,7 @@ static inline size_t conc_queue_footprint(size_t capacity, size_t item_size) {
         return 0;
     uint64_t slot = conc__queue_slot_size(item_size);
     uint64_t room = (uint64_t)SIZE_MAX - sizeof(conc_queue_t) - CONC_CACHELINE;
-    /* Bound capacity too, so one_lap (a power of two > capacity) and the lap arithmetic have
-     * room below bit 63 (CLOSED) for 2^20 laps at the very least. */
-    if ((uint64_t)capacity > room / slot || (uint64_t)capacity > (1ull << 40))
+    if ((uint64_t)capacity > room / slot || (uint64_t)capacity > CONC_QUEUE_CAPACITY_MAX)
         return 0;
     return sizeof(conc_queue_t) + (size_t)((uint64_t)capacity * slot);
 }
@@ -331,7 +340,7 @@ CONC_INLINE void conc__queue_copy(void *dst, const void *src, uint64_t n) {
 /* Waiting for one peer between its claim and its publish: short pauses, then yield the CPU
  * (on an oversubscribed machine that peer may be preempted). */
 CONC_INLINE void conc__queue_backoff(unsigned *round) {
-    if (*round < 6) {
+    if (*round < CONC__QUEUE_BACKOFF_ROUNDS) {
         for (unsigned i = 0; i < (1u << *round); i++)
             conc_cpu_relax();
         (*round)++;
@@ -351,8 +360,8 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
         if (CONC_UNLIKELY(tail & CONC__QUEUE_CLOSED))
             return EPIPE;
         unsigned char *slot = conc__queue_slot(q, tail);
-        /* [A1] acquire: pairs with [R2], the consumer that freed this slot a lap ago, so its
-         * copy-out is finished before our copy-in. */
+        /* [queue.A1] acquire: pairs with [queue.R2], the consumer that freed this slot a lap ago,
+         * so its copy-out is finished before our copy-in. */
         uint64_t stamp = conc_load(conc__queue_stamp(slot), CONC_ACQUIRE);
         if (CONC_LIKELY(stamp == tail)) {
             uint64_t k = 1, pos = tail;
@@ -360,27 +369,28 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
             while (k < limit) { /* a batch: extend the claim over slots already writable */
                 uint64_t next = conc__queue_advance(q, pos, 1);
                 if (conc_load(conc__queue_stamp(conc__queue_slot(q, next)), CONC_ACQUIRE) !=
-                    next) /* [A1] */
+                    next) /* [queue.A1] */
                     break;
                 pos = next;
                 k++;
             }
             CONC_CHAOS_POINT();
-            /* [C1] seq_cst: the claim is the event sleeping consumers wait for (a consumer
-             * that sees tail past head waits for the publish rather than sleeping), and it is
-             * the notifier's half of the Dekker pair with the waiter's [W1]: it forbids our
-             * later load of not_empty [F1] from being ordered before it. On x86 every CAS is
-             * a full barrier anyway, so this costs nothing there. The data is ordered by the
-             * stamps [A1]/[R1]. A failure refreshes tail (and sees CLOSED if close came
+            /* [queue.C1] seq_cst: the claim is the event sleeping consumers wait for (a consumer
+             * that sees tail past head waits for the publish rather than sleeping), and it is the
+             * notifier's half of the Dekker pair with the waiter's [eventcount.W1]: it forbids our
+             * later load of not_empty [eventcount.F1] from being ordered before it. On x86 every
+             * CAS is a full barrier anyway, so this costs nothing there. The data is ordered by the
+             * stamps [queue.A1]/[queue.R1]. A failure refreshes tail (and sees CLOSED if close came
              * first). */
             if (conc_cas_weak(&q->tail, &tail, conc__queue_advance(q, tail, k), CONC_SEQ_CST,
                               CONC_RELAXED)) {
                 pos = tail;
                 for (uint64_t i = 0; i < k; i++) {
                     slot = conc__queue_slot(q, pos);
-                    conc__queue_copy(slot + 8, items + i * q->item_size, q->item_size);
+                    conc__queue_copy(slot + CONC__QUEUE_STAMP_SIZE, items + i * q->item_size,
+                                     q->item_size);
                     CONC_CHAOS_POINT();
-                    /* [R1] release: pairs with the consumer's [A2]: the item is in. */
+                    /* [queue.R1] release: pairs with the consumer's [queue.A2]: the item is in. */
                     conc_store(conc__queue_stamp(slot), pos + 1, CONC_RELEASE);
                     pos = conc__queue_advance(q, pos, 1);
                 }
@@ -390,10 +400,10 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
             continue;
         }
         if (stamp + one_lap == tail + 1) {
-            /* The slot still holds the previous lap's item. Full if head is exactly one lap
-             * behind; otherwise a consumer has claimed it and is copying it out (we wait for
-             * it: never EAGAIN once a consumer has claimed). Seq_cst: a registered waiter's
-             * re-check reads head here after its [W1], the other half of [C2]/[F1]. */
+            /* The slot still holds the previous lap's item. Full if head is exactly one lap behind;
+             * otherwise a consumer has claimed it and is copying it out (we wait for it: never
+             * EAGAIN once a consumer has claimed). Seq_cst: a registered waiter's re-check reads
+             * head here after its [eventcount.W1], the other half of [queue.C2]/[eventcount.F1]. */
             uint64_t head = conc_load(&q->head, CONC_SEQ_CST);
             if (head + one_lap == tail)
                 return EAGAIN;
@@ -412,7 +422,8 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
     *done = 0;
     for (;;) {
         unsigned char *slot = conc__queue_slot(q, head);
-        /* [A2] acquire: pairs with [R1], the producer's publish: its copy-in is visible. */
+        /* [queue.A2] acquire: pairs with [queue.R1], the producer's publish: its copy-in is
+         * visible. */
         uint64_t stamp = conc_load(conc__queue_stamp(slot), CONC_ACQUIRE);
         if (CONC_LIKELY(stamp == head + 1)) {
             uint64_t k = 1, pos = head;
@@ -420,22 +431,23 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
             while (k < limit) {
                 uint64_t next = conc__queue_advance(q, pos, 1);
                 if (conc_load(conc__queue_stamp(conc__queue_slot(q, next)), CONC_ACQUIRE) !=
-                    next + 1) /* [A2] */
+                    next + 1) /* [queue.A2] */
                     break;
                 pos = next;
                 k++;
             }
             CONC_CHAOS_POINT();
-            /* [C2] seq_cst: as the producer's [C1], for sleeping producers. */
+            /* [queue.C2] seq_cst: as the producer's [queue.C1], for sleeping producers. */
             if (conc_cas_weak(&q->head, &head, conc__queue_advance(q, head, k), CONC_SEQ_CST,
                               CONC_RELAXED)) {
                 pos = head;
                 for (uint64_t i = 0; i < k; i++) {
                     slot = conc__queue_slot(q, pos);
-                    conc__queue_copy(items + i * q->item_size, slot + 8, q->item_size);
+                    conc__queue_copy(items + i * q->item_size, slot + CONC__QUEUE_STAMP_SIZE,
+                                     q->item_size);
                     CONC_CHAOS_POINT();
-                    /* [R2] release: pairs with the next lap's producer [A1]: we are done
-                     * reading, the slot may be overwritten. */
+                    /* [queue.R2] release: pairs with the next lap's producer [queue.A1]: we are
+                     * done reading, the slot may be overwritten. */
                     conc_store(conc__queue_stamp(slot), pos + one_lap, CONC_RELEASE);
                     pos = conc__queue_advance(q, pos, 1);
                 }
@@ -446,9 +458,10 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
         }
         if (stamp == head) {
             /* Nothing published at head. Empty if tail is here too; otherwise a producer has
-             * claimed the slot and is copying in (we wait for it). Seq_cst: a registered
-             * waiter's re-check reads tail here after its [W1], the other half of [C1]/[F1].
-             * When tail carries CLOSED, that is tail's final value: EPIPE is exact. */
+             * claimed the slot and is copying in (we wait for it). Seq_cst: a registered waiter's
+             * re-check reads tail here after its [eventcount.W1], the other half of
+             * [queue.C1]/[eventcount.F1]. When tail carries CLOSED, that is tail's final value:
+             * EPIPE is exact. */
             uint64_t tail = conc_load(&q->tail, CONC_SEQ_CST);
             if ((tail & ~CONC__QUEUE_CLOSED) == head)
                 return (tail & CONC__QUEUE_CLOSED) ? EPIPE : EAGAIN;
@@ -459,91 +472,43 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
 }
 
 /* -------------------------------------------------------------------------------------------
- * The blocking layer: an eventcount per side (see DESIGN).
+ * The blocking layer: an eventcount per side (base.h's, see DESIGN).
  *
  *   notifier (pusher, for sleeping poppers)        waiter (found the ring empty)
  *   -------------------------------------------    ------------------------------------------
- *                                                  v = fetch_add(word, WAITER)    [W1] seq_cst
- *   CAS tail: claim the slot       [C1] seq_cst
- *   copy in, store stamp (publish)         [R1]
- *   w = load(word)                 [F1] seq_cst    re-check: stamp, then tail     seq_cst
- *     waiters(w) > pending(w):                       (tail past head: wait for the publish)
- *   CAS word: w -> w + PENDING + SEQ       [N1]    pending(v) > 0 ? take one (CAS) and re-check
- *   futex_wake(word, 1)                            futex_wait(word, v)
- *                                                    -> EAGAIN: the word moved past v
+ *                                                  v = enter(word)          [eventcount.W1]
+ *   CAS tail: claim the slot       [queue.C1]
+ *   copy in, store stamp (publish) [queue.R1]
+ *   notify(word, k)                [eventcount.F1] re-check: stamp, then tail     seq_cst
+ *     waiters > pending: step the word                (tail past head: wait for the publish)
+ *     [eventcount.N1], futex_wake                  wait(word, &v): take a pending wake, or
+ *                                                    futex_wait(word, v)
  *
- *   [W1] and [C1]+[F1] are the two halves of a Dekker pair (seq_cst: one total order):
- *   either the notifier's load sees the registration (and wakes), or the waiter's re-check,
- *   after [W1], sees the claim (and waits for that item instead of sleeping). Poppers
- *   notify sleeping pushers the same way with [C2] on head. When the notifier wakes, its [N1] changes the word; the waiter's futex_wait
- *   passes v, read before its re-check, so the kernel refuses the sleep if [N1] came first and
- *   the wake finds it queued otherwise. The waiter never sleeps while a pending wake is in the
- *   word: that wake may have gone to nobody (it was between [W1] and futex_wait), and
- *   sleeping on it would strand the item it announced. close works the same way with CLOSED
- *   in place of PENDING, for every waiter at once.
+ *   [eventcount.W1] and [queue.C1] + [eventcount.F1] are the two halves of a Dekker pair
+ *   (seq_cst: one total order): either the notifier's load sees the registration (and wakes),
+ *   or the waiter's re-check, after W1, sees the claim (and waits for that item instead of
+ *   sleeping). Poppers notify sleeping pushers the same way with [queue.C2] on head. The
+ *   rest of the protocol (pending wakes, the sequence step, close) is base.h's eventcount,
+ *   whose proof is tests/models/queue.pml.
  * ------------------------------------------------------------------------------------------- */
 CONC_INLINE int conc__queue_futex_flags(const conc_queue_t *q) {
-    return (q->flags & CONC_SHARED) ? CONC_SHARED : 0;
+    return conc_futex_flags(q->flags, CONC_SHARED);
 }
 
-CONC_COLD void conc__queue_wake_slow(conc_queue_t *q, uint32_t *word, uint32_t w, size_t k) {
-    for (;;) {
-        uint32_t waiting = conc__qw_waiters(w), pending = conc__qw_pending(w);
-        if (waiting <= pending)
-            return;
-        uint32_t m = waiting - pending;
-        if ((size_t)m > k)
-            m = (uint32_t)k;
-        /* The sequence step makes the word differ from every value read before it, even
-         * after the pending wake was taken again: no ABA for a waiter about to sleep. */
-        uint32_t next =
-            ((w + m * CONC__QW_PENDING) & ~CONC__QW_SEQS) | ((w + CONC__QW_SEQ) & CONC__QW_SEQS);
-        /* [N1] release: a waiter that reads this word (acquire) before its re-check sees the
-         * items published before [F1]. */
-        if (conc_cas(word, &w, next, CONC_RELEASE, CONC_RELAXED)) {
-            CONC_CHAOS_POINT();
-            conc_futex_wake(word, (int)m, conc__queue_futex_flags(q));
-            return;
-        }
-    }
-}
-
-/* After k items (or slots) became available to the side that sleeps on word. */
+/* After k items (or slots) became available to the side that sleeps on word. The caller's
+ * claim [queue.C1]/[queue.C2] was the seq_cst RMW that the eventcount's notify needs. */
 CONC_INLINE void conc__queue_notify(conc_queue_t *q, uint32_t *word, size_t k) {
-    /* [F1] seq_cst load, after our seq_cst claim [C1]/[C2]: in the single total order of
-     * seq_cst operations either this load comes after the waiter's registration [W1] (we see
-     * it and wake), or the waiter's re-check load of tail/head comes after our claim (it sees
-     * the item or slot coming and waits for it instead of sleeping). No fence needed: on
-     * x86 this is a plain load, and the claim's lock cmpxchg was the barrier. */
-    uint32_t w = conc_load(word, CONC_SEQ_CST);
-    if (CONC_UNLIKELY(conc__qw_waiters(w) > conc__qw_pending(w)))
-        conc__queue_wake_slow(q, word, w, k);
-}
-
-/* Deregister: one waiter fewer, and one pending wake fewer (it may have been ours; if it was
- * another's, that one re-checks anyway and at worst a later notifier wakes once more). */
-CONC_INLINE void conc__queue_leave(uint32_t *word) {
-    uint32_t w = conc_load(word, CONC_RELAXED);
-    for (;;) {
-        uint32_t next = w - CONC__QW_WAITER;
-        uint32_t pending = conc__qw_pending(w);
-        if (pending > 0)
-            pending--;
-        if (pending > conc__qw_waiters(next))
-            pending = conc__qw_waiters(next);
-        next = (next & ~CONC__QW_PENDINGS) | (pending << CONC__QW_PENDING_SHIFT);
-        if (conc_cas(word, &w, next, CONC_RELAXED, CONC_RELAXED))
-            return;
-    }
+    conc_eventcount_notify(word, k, conc__queue_futex_flags(q));
 }
 
 /* The blocking loop shared by every blocking form. try_once is the side's one-claim try; it
  * returns 0/EPIPE (done), EAGAIN (wait). */
 typedef int (*conc__queue_try_fn)(conc_queue_t *q, unsigned char *items, size_t n, size_t *done);
 
-CONC_COLD int conc__queue_wait(conc_queue_t *q, uint32_t *word, conc__queue_try_fn try_once,
-                               unsigned char *items, size_t n, size_t *done, int64_t deadline) {
-    if (deadline != CONC_FOREVER && conc_now() >= deadline)
+CONC_COLD int conc__queue_wait_slow(conc_queue_t *q, uint32_t *word, conc__queue_try_fn try_once,
+                                    unsigned char *items, size_t n, int64_t deadline,
+                                    size_t *done) {
+    if (conc_deadline_passed(deadline))
         return ETIMEDOUT; /* a past deadline: the caller has tried once */
     if (CONC_QUEUE_SPIN > 0 && conc_cpu_count() > 1) {
         /* Spin on the one stamp that must change before we can proceed (read-only: no RMW,
@@ -567,41 +532,24 @@ CONC_COLD int conc__queue_wait(conc_queue_t *q, uint32_t *word, conc__queue_try_
                 return r;
         }
     }
-    /* [W1] seq_cst: forbids the re-check's loads below from moving before the registration
-     * (the waiter half of the Dekker pair with [F1]). Acquire is part of it: pairs with [N1]. */
-    uint32_t v = conc_fetch_add(word, CONC__QW_WAITER, CONC_SEQ_CST) + CONC__QW_WAITER;
-    if (conc__qw_waiters(v) == 0)
-        CONC_ABORT("conc_queue: more than 4095 threads blocked on one side of a queue");
+    /* Registered ([eventcount.W1]), every try below is the re-check the eventcount needs:
+     * its loads of the stamp and of head/tail are seq_cst where they decide "wait". */
+    uint32_t v = conc_eventcount_enter(word);
     int r;
     for (;;) {
         CONC_CHAOS_POINT();
         r = try_once(q, items, n, done);
         if (r != EAGAIN)
             break;
-        if (conc__qw_pending(v) > 0) {
-            /* Take the pending wake before sleeping: it may have been meant for us. Acquire:
-             * pairs with [N1]. On failure v is fresh: re-check either way. */
-            if (conc_cas(word, &v, v - CONC__QW_PENDING, CONC_ACQUIRE, CONC_ACQUIRE))
-                v -= CONC__QW_PENDING;
-            continue;
-        }
-        if (v & CONC__QW_CLOSED) {
-            /* Closed: the try above sees CLOSED in tail (close sets it first), so a push has
-             * returned EPIPE and a pop returns an item or EPIPE; only a peer mid-copy can
-             * bring us here, and the try waits that out. Never sleep on a closed word. */
-            sched_yield();
-            continue;
-        }
-        if (deadline != CONC_FOREVER && conc_now() >= deadline) {
+        /* A closed word: the try above sees CLOSED in tail (close sets it first), so a push
+         * has returned EPIPE and a pop returns an item or EPIPE; only a peer mid-copy can
+         * bring us here, and the eventcount yields while the try waits that out. */
+        if (conc_eventcount_wait(word, &v, conc__queue_futex_flags(q), deadline) == ETIMEDOUT) {
             r = ETIMEDOUT;
             break;
         }
-        CONC_CHAOS_POINT();
-        (void)conc_futex_wait(word, v, deadline, conc__queue_futex_flags(q));
-        /* Acquire: pairs with [N1] and with close's RMW. */
-        v = conc_load(word, CONC_ACQUIRE);
     }
-    conc__queue_leave(word);
+    conc_eventcount_leave(word);
     return r;
 }
 
@@ -633,8 +581,8 @@ CONC_INLINE int conc__queue_push_all(conc_queue_t *q, const void *items, size_t 
         if (CONC_UNLIKELY(r == EAGAIN)) {
             if (!block)
                 break;
-            r = conc__queue_wait(q, &q->not_full, conc__queue_try_push_cb, at, n - total, &done,
-                                 deadline);
+            r = conc__queue_wait_slow(q, &q->not_full, conc__queue_try_push_cb, at, n - total,
+                                      deadline, &done);
         }
         if (r != 0)
             break;
@@ -646,7 +594,7 @@ CONC_INLINE int conc__queue_push_all(conc_queue_t *q, const void *items, size_t 
     return r;
 }
 
-static inline int conc_queue_push(conc_queue_t *q, const void *item) {
+CONC_NODISCARD static inline int conc_queue_push(conc_queue_t *q, const void *item) {
     return conc__queue_push_all(q, item, 1, NULL, CONC_FOREVER, true);
 }
 
@@ -659,14 +607,14 @@ CONC_NODISCARD static inline int conc_queue_push_until(conc_queue_t *q, const vo
     return conc__queue_push_all(q, item, 1, NULL, deadline, true);
 }
 
-static inline int conc_queue_push_batch(conc_queue_t *q, const void *items, size_t n,
-                                        size_t *pushed) {
+CONC_NODISCARD static inline int conc_queue_push_batch(conc_queue_t *q, const void *items, size_t n,
+                                                       size_t *pushed) {
     return conc__queue_push_all(q, items, n, pushed, CONC_FOREVER, true);
 }
 
 CONC_NODISCARD static inline int conc_queue_push_batch_until(conc_queue_t *q, const void *items,
-                                                             size_t n, size_t *pushed,
-                                                             int64_t deadline) {
+                                                             size_t n, int64_t deadline,
+                                                             size_t *pushed) {
     return conc__queue_push_all(q, items, n, pushed, deadline, true);
 }
 
@@ -695,8 +643,8 @@ CONC_INLINE int conc__queue_pop_some(conc_queue_t *q, void *items, size_t n, siz
     if (n > 0) {
         r = conc__queue_try_pop_n(q, (unsigned char *)items, n, &done);
         if (CONC_UNLIKELY(r == EAGAIN) && block)
-            r = conc__queue_wait(q, &q->not_empty, conc__queue_try_pop_cb, (unsigned char *)items,
-                                 n, &done, deadline);
+            r = conc__queue_wait_slow(q, &q->not_empty, conc__queue_try_pop_cb,
+                                      (unsigned char *)items, n, deadline, &done);
         if (r == 0)
             conc__queue_notify(q, &q->not_full, done);
     }
@@ -705,7 +653,7 @@ CONC_INLINE int conc__queue_pop_some(conc_queue_t *q, void *items, size_t n, siz
     return r;
 }
 
-static inline int conc_queue_pop(conc_queue_t *q, void *item) {
+CONC_NODISCARD static inline int conc_queue_pop(conc_queue_t *q, void *item) {
     return conc__queue_pop_some(q, item, 1, NULL, CONC_FOREVER, true);
 }
 
@@ -718,7 +666,8 @@ CONC_NODISCARD static inline int conc_queue_pop_until(conc_queue_t *q, void *ite
     return conc__queue_pop_some(q, item, 1, NULL, deadline, true);
 }
 
-static inline int conc_queue_pop_batch(conc_queue_t *q, void *items, size_t n, size_t *popped) {
+CONC_NODISCARD static inline int conc_queue_pop_batch(conc_queue_t *q, void *items, size_t n,
+                                                      size_t *popped) {
     return conc__queue_pop_some(q, items, n, popped, CONC_FOREVER, true);
 }
 
@@ -728,7 +677,7 @@ CONC_NODISCARD static inline int conc_queue_try_pop_batch(conc_queue_t *q, void 
 }
 
 CONC_NODISCARD static inline int conc_queue_pop_batch_until(conc_queue_t *q, void *items, size_t n,
-                                                            size_t *popped, int64_t deadline) {
+                                                            int64_t deadline, size_t *popped) {
     return conc__queue_pop_some(q, items, n, popped, deadline, true);
 }
 
@@ -739,15 +688,9 @@ static inline void conc_queue_close(conc_queue_t *q) {
     /* Release: pairs with the acquire loads of tail in the tries. CLOSED goes into tail
      * first, so a waiter that sees CLOSED in its word also sees it in tail. */
     conc_fetch_or(&q->tail, CONC__QUEUE_CLOSED, CONC_RELEASE);
-    uint32_t *words[2] = {&q->not_empty, &q->not_full};
-    for (int i = 0; i < 2; i++) {
-        /* Release: pairs with the waiters' acquire reads of the word. A waiter that read the
-         * word before this RMW sleeps on a value without CLOSED: the kernel refuses it, or
-         * the wake below finds it queued. Nobody registered (waiters 0): no syscall. */
-        uint32_t w = conc_fetch_or(words[i], CONC__QW_CLOSED, CONC_ACQ_REL);
-        if (conc__qw_waiters(w) > 0)
-            conc_futex_wake(words[i], INT_MAX, conc__queue_futex_flags(q));
-    }
+    /* Then both words: a waiter that sees CLOSED there never sleeps again (eventcount). */
+    conc_eventcount_close(&q->not_empty, conc__queue_futex_flags(q));
+    conc_eventcount_close(&q->not_full, conc__queue_futex_flags(q));
 }
 
 static inline bool conc_queue_is_closed(const conc_queue_t *q) {
@@ -776,6 +719,21 @@ static inline size_t conc_queue_size(const conc_queue_t *q) {
             return (size_t)(q->capacity - hix + tix);
         return tail == head ? 0 : (size_t)q->capacity;
     }
+}
+
+/* -------------------------------------------------------------------------------------------
+ * For other conc headers. The only queue internals another header may use: a change to the
+ * ring's layout or stamps breaks here, at one declared place.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Whether the k-th item from the queue's head (k >= 1) is published: a hint, read from the
+ * slot stamps (DESIGN), so a consumer can watch the queue without touching its tail (the
+ * producers' line). Only a claim (try_pop, try_pop_batch) decides anything. */
+static inline bool conc__queue_item_ready(const conc_queue_t *q, size_t k) {
+    uint64_t head = conc_load(&q->head, CONC_RELAXED); /* relaxed: a hint */
+    uint64_t pos = k > 1 ? conc__queue_advance(q, head, k - 1) : head;
+    /* Relaxed: a hint too; the claim's own loads order the item. */
+    return conc_load(conc__queue_stamp(conc__queue_slot(q, pos)), CONC_RELAXED) == pos + 1;
 }
 
 #ifdef __cplusplus

@@ -4,6 +4,10 @@
  * Python's threading.RLock in C: the thread that holds it may acquire it again; it is
  * free once that thread has released it as many times as it acquired it.
  *
+ * CONTENTS
+ *   QUICK START, API, ERRORS, ORDERING CONTRACT, THREAD SAFETY, CAVEATS, DESIGN; then the
+ *   code, and the section for other conc headers.
+ *
  * QUICK START (examples/02_rlock_reentrant.c)
  *     static conc_rlock_t r = CONC_RLOCK_INIT;
  *     static long calls;                  // what r guards
@@ -41,6 +45,10 @@
  *   cleared before releasing), so a thread reading owner == itself is always right: no other
  *   thread can write its id there. Reads are relaxed for that reason; the inner lock orders
  *   the payload. 16 bytes: lock 4, depth 4, owner 8.
+ *
+ * FOR OTHER CONC HEADERS (the last section of this file)
+ *   conc__rlock_release_save(r)                give the rlock up whatever its depth; the depth
+ *   conc__rlock_acquire_restore(r, depth, pauses)  take it back with that depth (conc_cond)
  */
 #ifndef CONC_RLOCK_H
 #define CONC_RLOCK_H
@@ -61,6 +69,9 @@ typedef struct conc_rlock {
 // clang-format off
 #define CONC_RLOCK_INIT {CONC_LOCK_INIT, 0, 0}
 // clang-format on
+
+CONC_STATIC_ASSERT(sizeof(conc_rlock_t) == 2 * sizeof(uint32_t) + sizeof(uintptr_t),
+                   "an rlock is its lock, its depth and its owner, without padding");
 
 CONC_INLINE uintptr_t conc__rlock_self(void) {
     return (uintptr_t)pthread_self();
@@ -131,18 +142,25 @@ static inline int conc_rlock_release(conc_rlock_t *r) {
     return 0;
 }
 
-/* For conc_cond: give the rlock up entirely, whatever the depth, and take it back with the
- * same depth (Python's Condition._release_save / _acquire_restore). The caller owns it. */
+/* -------------------------------------------------------------------------------------------
+ * For other conc headers. The only rlock internals another header may use.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Gives the rlock up entirely, whatever the depth, and returns the depth; the caller owns it
+ * (Python's Condition._release_save). */
 static inline uint32_t conc__rlock_release_save(conc_rlock_t *r) {
     uint32_t depth = r->depth;
     r->depth = 0;
-    conc_store(&r->owner, (uintptr_t)0, CONC_RELAXED);
+    conc_store(&r->owner, (uintptr_t)0, CONC_RELAXED); /* before the release that orders it */
     conc_lock_release(&r->lock);
     return depth;
 }
 
-static inline void conc__rlock_acquire_restore(conc_rlock_t *r, uint32_t depth) {
-    conc_lock_acquire(&r->lock);
+/* Takes the rlock back with the depth release_save returned (Python's
+ * Condition._acquire_restore), polling the inner lock for up to `pauses` pauses first (see
+ * conc__lock_acquire_polling_slow). */
+static inline void conc__rlock_acquire_restore(conc_rlock_t *r, uint32_t depth, int pauses) {
+    conc__lock_acquire_polling_slow(&r->lock, pauses);
     conc__rlock_took(r, conc__rlock_self());
     r->depth = depth;
 }

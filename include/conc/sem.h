@@ -4,6 +4,10 @@
  * Python's threading.Semaphore and BoundedSemaphore in C: a count of tokens; acquire takes
  * one (waiting while there are none), release gives tokens back.
  *
+ * CONTENTS
+ *   QUICK START, API, ERRORS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS,
+ *   DESIGN; then the code: slow paths (timeline), fast paths.
+ *
  * QUICK START (examples/04_semaphore_limit.c)
  *     static conc_sem_t slots = CONC_SEM_INIT(3);   // at most three inside at once
  *     conc_sem_acquire(&slots);
@@ -47,9 +51,9 @@
  *   names the address). No destroy is needed.
  *
  * CONFIGURATION
- *   CONC_SEM_SPIN  spin iterations (a relaxed load and a pause each, ~20 ns) before a waiter
- *                  sleeps (default 256); 0 disables spinning. Skipped on one CPU and while
- *                  others already sleep.
+ *   CONC_SEM_SPIN  pauses a waiter spends spinning before it sleeps, a relaxed load after
+ *                  each (one in 64 a sched_yield: base.h); default 256; 0 disables
+ *                  spinning. Skipped on one CPU and while others already sleep.
  *
  * CAVEATS
  *   - 16 bytes, where sem_t has 32: an 8-byte word the fast paths update, and the bound.
@@ -107,22 +111,24 @@ typedef struct conc_sem {
 
 #define CONC_SEM_VALUE_MAX 0x7fffffffu /* 2,147,483,647, as glibc's SEM_VALUE_MAX */
 
-#define CONC__SEM_COUNT_ONE ((uint64_t)1 << 32)
-#define CONC__SEM_HANDED_MASK ((uint64_t)0xffff)
+#define CONC__SEM_COUNT_SHIFT 32 /* count: the signed high half of the word */
+#define CONC__SEM_COUNT_ONE ((uint64_t)1 << CONC__SEM_COUNT_SHIFT)
+#define CONC__SEM_HANDED_MASK ((uint64_t)0xffff) /* handed: bits 0..15 */
 #define CONC__SEM_HANDED_MAX 0xffffu
-#define CONC__SEM_SLEEPER_SHIFT 16
-#define CONC__SEM_SLEEPER ((uint64_t)1 << CONC__SEM_SLEEPER_SHIFT)
-#define CONC__SEM_SLEEPERS_FULL 0x7fffu /* the sleeper field is 15 bits */
-#define CONC__SEM_SHARED 0x80000000u    /* in config */
+#define CONC__SEM_SLEEPER_SHIFT 16 /* sleepers: bits 16..30 */
+#define CONC__SEM_SLEEPER_ONE ((uint64_t)1 << CONC__SEM_SLEEPER_SHIFT)
+#define CONC__SEM_SLEEPER_MAX 0x7fffu /* the sleeper field is 15 bits */
+#define CONC__SEM_SHARED 0x80000000u  /* in config */
 
 /* Static initializers. value and max must be <= CONC_SEM_VALUE_MAX, and value <= max (max 0:
  * unbounded). CONC_SEM_INIT_BOUNDED checks that: with constant arguments a violation does not
  * compile ("array size is negative", in CONC__SEM_BOUNDED_CHECK); with run-time arguments a
  * debug build aborts naming the macro, and the check costs nothing for constant ones. */
 // clang-format off
-#define CONC_SEM_INIT(value) {(uint64_t)(value) << 32, 0, 0}
+#define CONC_SEM_INIT(value) {(uint64_t)(value) << CONC__SEM_COUNT_SHIFT, 0, 0}
 #define CONC_SEM_INIT_BOUNDED(value, max) \
-    {(uint64_t)(value) << 32, CONC__SEM_BOUNDED_MAX(value, max) + CONC__SEM_BOUNDED_CHECK(value, max), 0}
+    {(uint64_t)(value) << CONC__SEM_COUNT_SHIFT, \
+     CONC__SEM_BOUNDED_MAX(value, max) + CONC__SEM_BOUNDED_CHECK(value, max), 0}
 // clang-format on
 #define CONC__SEM_BOUNDED_BAD(value, max)                                                          \
     ((uint64_t)(value) > CONC_SEM_VALUE_MAX || (uint64_t)(max) > CONC_SEM_VALUE_MAX ||             \
@@ -146,19 +152,29 @@ CONC_COLD uint32_t conc__sem_init_bounded_invalid_slow(void) {
     return 0;
 }
 
+CONC_STATIC_ASSERT(sizeof(conc_sem_t) == 16, "a conc_sem is its 8-byte word and its bound");
+CONC_STATIC_ASSERT(offsetof(conc_sem_t, word) == 0 && __alignof__(conc_sem_t) == 8,
+                   "the word is 8-aligned, so its low half is an aligned futex word");
+CONC_STATIC_ASSERT((CONC__SEM_HANDED_MASK &
+                    ((uint64_t)CONC__SEM_SLEEPER_MAX << CONC__SEM_SLEEPER_SHIFT)) == 0 &&
+                       (((uint64_t)CONC__SEM_SLEEPER_MAX << CONC__SEM_SLEEPER_SHIFT) >>
+                        CONC__SEM_COUNT_SHIFT) == 0,
+                   "handed and sleepers are disjoint and fit in the low (futex) half");
+CONC_STATIC_ASSERT(CONC_SEM_VALUE_MAX <= INT32_MAX, "a value fits the signed count");
+
 #ifndef CONC_SEM_SPIN
 #define CONC_SEM_SPIN 256
 #endif
 
 /* Free tokens if >= 0; minus the waiters no token has been handed to yet if < 0. */
 CONC_INLINE int64_t conc__sem_count(uint64_t w) {
-    return (int64_t)w >> 32;
+    return (int64_t)w >> CONC__SEM_COUNT_SHIFT;
 }
 CONC_INLINE uint32_t conc__sem_handed(uint64_t w) {
     return (uint32_t)(w & CONC__SEM_HANDED_MASK);
 }
 CONC_INLINE uint32_t conc__sem_sleepers(uint64_t w) {
-    return (uint32_t)(w >> CONC__SEM_SLEEPER_SHIFT) & CONC__SEM_SLEEPERS_FULL;
+    return (uint32_t)(w >> CONC__SEM_SLEEPER_SHIFT) & CONC__SEM_SLEEPER_MAX;
 }
 /* Tokens in the semaphore: free ones and handed ones not yet picked up. */
 CONC_INLINE uint32_t conc__sem_value(uint64_t w) {
@@ -174,9 +190,6 @@ CONC_INLINE uint32_t conc__sem_limit(uint32_t config) {
 CONC_INLINE uint32_t conc__sem_config(const conc_sem_t *s) {
     return conc_load(&s->config, CONC_RELAXED);
 }
-CONC_INLINE int conc__sem_futex_flags(uint32_t config) {
-    return (config & CONC__SEM_SHARED) ? CONC_SHARED : 0;
-}
 /* The futex is the 32-bit half of the word that holds handed and sleepers (the low half). */
 CONC_INLINE uint32_t *conc__sem_futex(conc_sem_t *s) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -186,11 +199,11 @@ CONC_INLINE uint32_t *conc__sem_futex(conc_sem_t *s) {
 #endif
 }
 
-CONC_NODISCARD static inline int conc_sem_init(conc_sem_t *s, unsigned value, unsigned max,
-                                               int flags) {
+/* Not CONC_NODISCARD: the only error is EINVAL for arguments the caller chose (base.h). */
+static inline int conc_sem_init(conc_sem_t *s, unsigned value, unsigned max, int flags) {
     if (value > CONC_SEM_VALUE_MAX || max > CONC_SEM_VALUE_MAX || (max != 0 && value > max))
         return EINVAL;
-    conc_store(&s->word, (uint64_t)value << 32, CONC_RELAXED);
+    conc_store(&s->word, (uint64_t)value << CONC__SEM_COUNT_SHIFT, CONC_RELAXED);
     conc_store(&s->config, max | ((flags & CONC_SHARED) ? CONC__SEM_SHARED : 0u), CONC_RELAXED);
     s->reserved = 0;
     return 0;
@@ -200,7 +213,7 @@ CONC_NODISCARD static inline int conc_sem_init(conc_sem_t *s, unsigned value, un
  * Slow paths (cold, out of line)
  *
  * A waiter's claim is already in the count (its fetch_sub took count from <= 0 one lower).
- * It leaves by picking up a handed token ([A2], and deregistering in the same CAS if it was
+ * It leaves by picking up a handed token ([sem.A2], and deregistering in the same CAS if it was
  * a sleeper), or, at its deadline with nothing handed, by withdrawing the claim (count + 1).
  * Nothing handed means count < 0 (every waiter without a token is in it), so the claim
  * withdrawn is one that no release has covered: no token is lost.
@@ -212,7 +225,7 @@ CONC_NODISCARD static inline int conc_sem_init(conc_sem_t *s, unsigned value, un
  *   releaser                                   sleeper (its claim is in count: count < 0)
  *   ---------------------------------------    --------------------------------------------
  *                                              CAS: {c, 0, k} -> {c, 0, k+1}   [registers]
- *   CAS: {c, 0, k+1} -> {c+n, h, k+1}   [R1]
+ *   CAS: {c, 0, k+1} -> {c+n, h, k+1}   [sem.R1]
  *     h = min(n, -c) handed to waiters;
  *     the same CAS read k+1 sleepers:
  *   wake(half, min(h, k+1))
@@ -228,43 +241,39 @@ CONC_NODISCARD static inline int conc_sem_init(conc_sem_t *s, unsigned value, un
  *   token sits in handed while every waiter sleeps with no wake on its way.
  * ------------------------------------------------------------------------------------------- */
 
-CONC_COLD int conc__sem_wait(conc_sem_t *s, int64_t deadline) {
+CONC_COLD int conc__sem_wait_slow(conc_sem_t *s, int64_t deadline) {
     uint32_t *futex = conc__sem_futex(s);
-    int flags = conc__sem_futex_flags(conc__sem_config(s));
+    int flags = conc_futex_flags(conc__sem_config(s), CONC__SEM_SHARED);
     uint64_t w = conc_load(&s->word, CONC_RELAXED);
 
     /* Spin while nobody sleeps (a woken sleeper should find the token it was woken for) and
      * another CPU can release meanwhile. A few microseconds: on a VM, waking a sleeper on
      * another CPU costs 13-150 us, so a ping-pong partner caught while spinning is the big
      * win. */
-    if (CONC_SEM_SPIN > 0 && conc_cpu_count() > 1 &&
-        (deadline == CONC_FOREVER || deadline > conc_now())) {
-        for (int i = 1; i <= CONC_SEM_SPIN && conc__sem_sleepers(w) == 0; i++) {
-            if (conc__sem_handed(w) > 0) {
-                /* [A2] acquire: pairs with the release [R1] that handed the token. */
-                if (conc_cas(&s->word, &w, w - 1, CONC_ACQUIRE, CONC_RELAXED))
-                    return 0;
-                continue;
-            }
-            if (i % 64 == 0)
-                sched_yield(); /* the releaser may be runnable on this very CPU: let it run */
-            else
-                conc_cpu_relax();
-            w = conc_load(&s->word, CONC_RELAXED);
+    conc_spin_t spin = conc_spin_begin(CONC_SEM_SPIN, CONC_SPIN_STEADY, deadline);
+    while (conc__sem_sleepers(w) == 0) {
+        if (conc__sem_handed(w) > 0) {
+            /* [sem.A2] acquire: pairs with the release [sem.R1] that handed the token. */
+            if (conc_cas(&s->word, &w, w - 1, CONC_ACQUIRE, CONC_RELAXED))
+                return 0;
+            continue; /* w is fresh: decide again */
         }
+        if (!conc_spin_next(&spin))
+            break;
+        w = conc_load(&s->word, CONC_RELAXED);
     }
 
-    uint64_t registered = 0; /* CONC__SEM_SLEEPER once we count in sleepers */
+    uint64_t registered = 0; /* CONC__SEM_SLEEPER_ONE once we count in sleepers */
     for (;;) {
         CONC_CHAOS_POINT();
         if (conc__sem_handed(w) > 0) {
-            /* [A2] acquire: pairs with [R1]. Picks up the token and deregisters at once, so
+            /* [sem.A2] acquire: pairs with [sem.R1]. Picks up the token and deregisters at once, so
              * sleepers never counts a thread that is no longer waiting. */
             if (conc_cas(&s->word, &w, w - 1 - registered, CONC_ACQUIRE, CONC_RELAXED))
                 return 0;
             continue;
         }
-        if (deadline != CONC_FOREVER && conc_now() >= deadline) {
+        if (conc_deadline_passed(deadline)) {
             /* Relaxed: withdrawing a claim publishes nothing and takes nothing. */
             if (conc_cas(&s->word, &w, w + CONC__SEM_COUNT_ONE - registered, CONC_RELAXED,
                          CONC_RELAXED))
@@ -273,7 +282,7 @@ CONC_COLD int conc__sem_wait(conc_sem_t *s, int64_t deadline) {
         }
         int64_t until = deadline;
         if (!registered) {
-            if (CONC_UNLIKELY(conc__sem_sleepers(w) == CONC__SEM_SLEEPERS_FULL)) {
+            if (CONC_UNLIKELY(conc__sem_sleepers(w) == CONC__SEM_SLEEPER_MAX)) {
                 /* No room to count us: poll. Every hand-over changes the half we wait on, so
                  * one before we queue makes futex_wait return at once; one after is seen
                  * within a millisecond at worst. */
@@ -282,16 +291,16 @@ CONC_COLD int conc__sem_wait(conc_sem_t *s, int64_t deadline) {
             } else {
                 /* Relaxed: registering publishes nothing; the kernel's re-check in futex_wait
                  * is what makes the sleep safe (timeline above). */
-                if (!conc_cas(&s->word, &w, w + CONC__SEM_SLEEPER, CONC_RELAXED, CONC_RELAXED))
+                if (!conc_cas(&s->word, &w, w + CONC__SEM_SLEEPER_ONE, CONC_RELAXED, CONC_RELAXED))
                     continue;
-                w += CONC__SEM_SLEEPER;
-                registered = CONC__SEM_SLEEPER;
+                w += CONC__SEM_SLEEPER_ONE;
+                registered = CONC__SEM_SLEEPER_ONE;
             }
         }
         CONC_CHAOS_POINT();
         /* The low half of w: handed 0 and our sleeper count. EINTR, spurious wakeups and
          * timeouts all loop: the deadline test above decides. */
-        (void)conc_futex_wait(futex, (uint32_t)w, until, flags);
+        (void)conc_futex_wait(futex, (uint32_t)w, flags, until);
         w = conc_load(&s->word, CONC_RELAXED);
     }
 }
@@ -315,16 +324,17 @@ CONC_COLD int conc__sem_release_slow(conc_sem_t *s, unsigned n) {
             w = conc_load(&s->word, CONC_RELAXED);
             continue;
         }
-        /* [R1] release: pairs with the taker's [A1]/[A2], so our writes are visible to it. */
-        if (conc_cas_weak(&s->word, &w, w + ((uint64_t)n << 32) + hand, CONC_RELEASE,
-                          CONC_RELAXED))
+        /* [sem.R1] release: pairs with the taker's [sem.A1]/[sem.A2], so our writes are
+         * visible to it. */
+        if (conc_cas_weak(&s->word, &w, w + ((uint64_t)n << CONC__SEM_COUNT_SHIFT) + hand,
+                          CONC_RELEASE, CONC_RELAXED))
             break;
     }
     uint32_t sleepers = conc__sem_sleepers(w);
     if (hand > 0 && sleepers > 0) {
         CONC_CHAOS_POINT();
         conc_futex_wake(conc__sem_futex(s), (int)(hand < sleepers ? hand : sleepers),
-                        conc__sem_futex_flags(config));
+                        conc_futex_flags(config, CONC__SEM_SHARED));
     }
     return 0;
 }
@@ -333,9 +343,9 @@ CONC_COLD int conc__sem_release_slow(conc_sem_t *s, unsigned n) {
  * Fast paths (inline)
  * ------------------------------------------------------------------------------------------- */
 
-/* One fetch_sub of count: true if it took a free token (count was above 0). [A1] acquire:
- * pairs with the [R1] that added the token. Otherwise our claim is now in the count and the
- * caller must wait (conc__sem_wait). */
+/* One fetch_sub of count: true if it took a free token (count was above 0). [sem.A1] acquire:
+ * pairs with the [sem.R1] that added the token. Otherwise our claim is now in the count and the
+ * caller must wait (conc__sem_wait_slow). */
 CONC_INLINE bool conc__sem_take(conc_sem_t *s) {
     uint64_t old = conc_fetch_sub(&s->word, CONC__SEM_COUNT_ONE, CONC_ACQUIRE);
     return (int64_t)old >= (int64_t)CONC__SEM_COUNT_ONE; /* count >= 1 */
@@ -343,17 +353,17 @@ CONC_INLINE bool conc__sem_take(conc_sem_t *s) {
 
 static inline void conc_sem_acquire(conc_sem_t *s) {
     if (CONC_UNLIKELY(!conc__sem_take(s)))
-        (void)conc__sem_wait(s, CONC_FOREVER);
+        (void)conc__sem_wait_slow(s, CONC_FOREVER);
 }
 
 CONC_NODISCARD static inline int conc_sem_acquire_until(conc_sem_t *s, int64_t deadline) {
     if (CONC_LIKELY(conc__sem_take(s)))
         return 0;
-    return conc__sem_wait(s, deadline);
+    return conc__sem_wait_slow(s, deadline);
 }
 
 /* A CAS, never a claim: a free token (count - 1), or a handed one (count - 1 and handed - 1:
- * claim and pick up at once). [A1]/[A2] acquire: pairs with [R1]. */
+ * claim and pick up at once). [sem.A1]/[sem.A2] acquire: pairs with [sem.R1]. */
 CONC_NODISCARD static inline int conc_sem_try_acquire(conc_sem_t *s) {
     uint64_t w = conc_load(&s->word, CONC_RELAXED);
     for (;;) {
@@ -369,16 +379,18 @@ CONC_NODISCARD static inline int conc_sem_try_acquire(conc_sem_t *s) {
 }
 
 /* The plain case in one CAS: nobody waits for a token (count >= 0), none is handed, and n
- * tokens fit. [R1] release: pairs with the taker's [A1]/[A2]. After the CAS the semaphore's
- * memory is never read again (see THREAD SAFETY). */
-static inline int conc_sem_release(conc_sem_t *s, unsigned n) {
+ * tokens fit. [sem.R1] release: pairs with the taker's [sem.A1]/[sem.A2]. After the CAS the
+ * semaphore's memory is never read again (see THREAD SAFETY). */
+CONC_NODISCARD static inline int conc_sem_release(conc_sem_t *s, unsigned n) {
     uint64_t w = conc_load(&s->word, CONC_RELAXED);
     uint32_t limit = conc__sem_limit(conc__sem_config(s));
     do {
-        /* count < 0 puts w's top bit on, so (w >> 32) + n passes any limit */
-        if (CONC_UNLIKELY(n == 0 || conc__sem_handed(w) != 0 || (w >> 32) + n > limit))
+        /* count < 0 puts w's top bit on, so (w >> COUNT_SHIFT) + n passes any limit */
+        if (CONC_UNLIKELY(n == 0 || conc__sem_handed(w) != 0 ||
+                          (w >> CONC__SEM_COUNT_SHIFT) + n > limit))
             return conc__sem_release_slow(s, n);
-    } while (!conc_cas_weak(&s->word, &w, w + ((uint64_t)n << 32), CONC_RELEASE, CONC_RELAXED));
+    } while (!conc_cas_weak(&s->word, &w, w + ((uint64_t)n << CONC__SEM_COUNT_SHIFT), CONC_RELEASE,
+                            CONC_RELAXED));
     return 0;
 }
 

@@ -1,0 +1,297 @@
+/* tests/test_base.c - base.h: time and deadlines, the futex seam, spinning, the eventcount,
+ * chaos points and misuse reports: what every module stands on.
+ * SPDX-License-Identifier: MIT */
+
+/* Counts futex syscalls, so "no syscall while nobody waits" is checked by counting. Defined
+ * before base.h, as bench.h does. Relaxed: a statistic, ordered with nothing. */
+static unsigned long futex_calls;
+#define CONC_FUTEX_HOOK(kind) ((void)(kind), __atomic_fetch_add(&futex_calls, 1, __ATOMIC_RELAXED))
+
+#include "conc/base.h"
+#include "harness.h"
+
+#include <signal.h>
+
+static unsigned long futex_count(void) {
+    return __atomic_load_n(&futex_calls, __ATOMIC_RELAXED);
+}
+
+/* Compile-time claims: at file scope here, at block scope below. */
+CONC_STATIC_ASSERT(sizeof(uint32_t) == 4, "futex words are 32 bits");
+
+/* ---- time and deadlines --------------------------------------------------------------- */
+
+static void base_time_and_deadlines(void) {
+    CONC_STATIC_ASSERT(CONC_FOREVER == INT64_MAX, "CONC_FOREVER is the largest deadline");
+    int64_t a = conc_now(), b = conc_now();
+    TH_CHECK(a > 0 && b >= a);
+    TH_CHECK_EQ(conc_deadline_in(CONC_FOREVER), CONC_FOREVER); /* saturates */
+    TH_CHECK_EQ(conc_deadline_in(INT64_MAX - 5), CONC_FOREVER);
+    TH_CHECK(conc_deadline_in(-CONC_SEC) < conc_now()); /* negative: already past */
+    int64_t d = conc_deadline_in(5 * CONC_MS);
+    TH_CHECK(d >= b + 5 * CONC_MS);
+    TH_CHECK_EQ(CONC_SEC, 1000 * CONC_MS);
+    TH_CHECK_EQ(CONC_MS, 1000 * CONC_US);
+    TH_CHECK(strcmp(CONC_VERSION_STRING, "0.1.0") == 0);
+    TH_CHECK(conc_cpu_count() >= 1);
+}
+
+static void base_deadline_passed(void) {
+    TH_CHECK(!conc_deadline_passed(CONC_FOREVER));
+    TH_CHECK(conc_deadline_passed(0));
+    TH_CHECK(conc_deadline_passed(conc_now()));
+    TH_CHECK(conc_deadline_passed(conc_now() - 1));
+    int64_t later = conc_deadline_in(CONC_SEC);
+    TH_CHECK(!conc_deadline_passed(later) || conc_now() >= later);
+    int64_t soon = conc_deadline_in(2 * CONC_MS);
+    while (!conc_deadline_passed(soon))
+        th_sleep_ns(100 * 1000);
+    TH_CHECK_NOT_EARLY(soon);
+}
+
+/* ---- the futex seam ------------------------------------------------------------------- */
+
+static void base_futex_wait_and_wake(void) {
+    uint32_t word = 7;
+    errno = 12345;
+    TH_CHECK_EQ(conc_futex_wait(&word, 8, 0, CONC_FOREVER), EAGAIN);      /* value differs */
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, 0, conc_now() - 1), ETIMEDOUT); /* past deadline */
+    int64_t deadline = conc_deadline_in(2 * CONC_MS);
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, CONC_SHARED, deadline), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    TH_CHECK_EQ(conc_futex_wake(&word, 1, 0), 0); /* nobody sleeps */
+    TH_CHECK_EQ(errno, 12345);                    /* conc never changes errno */
+}
+
+static void base_futex_flags(void) {
+    TH_CHECK_EQ(conc_futex_flags(0x80000001u, 0x80000000u), CONC_SHARED);
+    TH_CHECK_EQ(conc_futex_flags(0x7fffffffu, 0x80000000u), 0);
+    TH_CHECK_EQ(conc_futex_flags(CONC_SHARED, CONC_SHARED), CONC_SHARED);
+}
+
+typedef struct tagged_sleeper {
+    uint32_t word; /* stays 0: only wakes end a sleep */
+    int stop;      /* release/acquire: the sleepers may leave once woken */
+    int woken[2];  /* relaxed: how many times sleeper i's futex_wait returned 0 */
+    int left;      /* relaxed: sleepers that have left */
+} tagged_sleeper;
+
+static void tagged_sleeper_run(int index, void *arg) {
+    tagged_sleeper *t = (tagged_sleeper *)arg;
+    uint32_t tag = index == 0 ? 0x1u : 0x2u;
+    while (!__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE))
+        if (conc_futex_wait_tagged(&t->word, 0, 0, tag, CONC_FOREVER) == 0)
+            __atomic_fetch_add(&t->woken[index], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&t->left, 1, __ATOMIC_RELAXED);
+}
+
+static void *tagged_sleepers_main(void *arg) {
+    th_run_threads(2, tagged_sleeper_run, arg);
+    return NULL;
+}
+
+/* A wake for one tag reaches only the sleeper carrying it (what conc_lock's handoff uses). */
+static void base_futex_tagged_wake_reaches_its_tag(void) {
+    tagged_sleeper t;
+    memset(&t, 0, sizeof t);
+    pthread_t runner;
+    TH_CHECK_EQ(pthread_create(&runner, NULL, tagged_sleepers_main, &t), 0);
+    /* Once a tag-2 wake has found a sleeper, that sleeper was thread 1 (it sleeps again). */
+    while (conc_futex_wake_tagged(&t.word, 1, 0, 0x2u) == 0)
+        th_sleep_ns(100 * 1000);
+    while (__atomic_load_n(&t.woken[1], __ATOMIC_RELAXED) == 0)
+        th_sleep_ns(100 * 1000);
+    TH_CHECK_EQ(__atomic_load_n(&t.woken[0], __ATOMIC_RELAXED), 0);
+    __atomic_store_n(&t.stop, 1, __ATOMIC_RELEASE);
+    while (__atomic_load_n(&t.left, __ATOMIC_RELAXED) < 2) {
+        (void)conc_futex_wake(&t.word, INT_MAX, 0); /* CONC_FUTEX_ANY: every tag */
+        th_sleep_ns(100 * 1000);
+    }
+    pthread_join(runner, NULL);
+}
+
+/* ---- spinning ------------------------------------------------------------------------- */
+
+static int count_looks(int pauses, uint32_t pace, int64_t deadline, uint32_t *spent) {
+    conc_spin_t spin = conc_spin_begin(pauses, pace, deadline);
+    int looks = 0;
+    while (conc_spin_next(&spin))
+        looks++;
+    *spent = spin.spent;
+    return looks;
+}
+
+/* Every setting counts pauses: a steady spin looks after each one, a backoff spin after 1, 2,
+ * 4 ... CONC_SPIN_GAP_MAX of them. No spin on one CPU, with a past deadline, or a budget 0. */
+static void base_spin_budget_counts_pauses(void) {
+    uint32_t spent;
+    bool multi = conc_cpu_count() > 1;
+    TH_CHECK_EQ(count_looks(100, CONC_SPIN_STEADY, CONC_FOREVER, &spent), multi ? 100 : 0);
+    TH_CHECK_EQ(spent, multi ? 100 : 0);
+    TH_CHECK_EQ(count_looks(127, CONC_SPIN_BACKOFF, CONC_FOREVER, &spent), multi ? 7 : 0);
+    TH_CHECK_EQ(spent, multi ? 127 : 0); /* 1 + 2 + 4 + 8 + 16 + 32 + 64 */
+    TH_CHECK_EQ(count_looks(127 + 3 * 64, CONC_SPIN_BACKOFF, CONC_FOREVER, &spent),
+                multi ? 10 : 0); /* the gap stops growing at CONC_SPIN_GAP_MAX */
+    TH_CHECK_EQ(count_looks(1000, CONC_SPIN_STEADY, conc_now() - 1, &spent), 0);
+    TH_CHECK_EQ(count_looks(0, CONC_SPIN_STEADY, CONC_FOREVER, &spent), 0);
+    TH_CHECK_EQ(count_looks(-5, CONC_SPIN_BACKOFF, CONC_FOREVER, &spent), 0);
+}
+
+/* ---- the eventcount ------------------------------------------------------------------- */
+
+typedef struct ec_case {
+    uint32_t word; /* the eventcount */
+    int ready;     /* the condition: seq_cst RMWs and loads (the eventcount's contract) */
+    int result;    /* relaxed: the last waiter's result */
+    int done;      /* release/acquire */
+    int64_t deadline;
+} ec_case;
+
+static void *ec_waiter(void *arg) {
+    ec_case *c = (ec_case *)arg;
+    uint32_t v = conc_eventcount_enter(&c->word);
+    int r = 0;
+    while (__atomic_load_n(&c->ready, __ATOMIC_SEQ_CST) == 0 && !conc_eventcount_is_closed(v)) {
+        r = conc_eventcount_wait(&c->word, &v, 0, c->deadline);
+        if (r == ETIMEDOUT)
+            break;
+    }
+    conc_eventcount_leave(&c->word);
+    __atomic_store_n(&c->result, r, __ATOMIC_RELAXED); /* several waiters may share c */
+    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void wait_registered(ec_case *c) {
+    while ((conc_load(&c->word, CONC_RELAXED) & CONC__BASE_EC_WAITER_MASK) == 0)
+        th_sleep_ns(100 * 1000);
+}
+
+/* Nobody registered: notify and close are a load and an RMW, no syscall. */
+static void base_eventcount_idle_notify_makes_no_syscall(void) {
+    uint32_t word = 0;
+    unsigned long before = futex_count();
+    for (int i = 0; i < 1000; i++)
+        conc_eventcount_notify(&word, 1, 0);
+    TH_CHECK_EQ(futex_count(), before);
+    TH_CHECK_EQ(word, 0);
+    conc_eventcount_close(&word, 0);
+    TH_CHECK_EQ(futex_count(), before);
+    TH_CHECK(conc_eventcount_is_closed(word));
+}
+
+static void base_eventcount_notify_wakes_a_waiter(void) {
+    ec_case c;
+    memset(&c, 0, sizeof c);
+    c.deadline = CONC_FOREVER;
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, ec_waiter, &c), 0);
+    wait_registered(&c);
+    __atomic_fetch_add(&c.ready, 1, __ATOMIC_SEQ_CST); /* the condition's seq_cst RMW */
+    conc_eventcount_notify(&c.word, 1, 0);
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(c.result, 0);
+    TH_CHECK_EQ(c.word & (CONC__BASE_EC_WAITER_MASK | CONC__BASE_EC_PENDING_MASK), 0);
+}
+
+static void base_eventcount_close_wakes_every_waiter(void) {
+    ec_case c;
+    memset(&c, 0, sizeof c);
+    c.deadline = CONC_FOREVER;
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        TH_CHECK_EQ(pthread_create(&t[i], NULL, ec_waiter, &c), 0);
+    while ((conc_load(&c.word, CONC_RELAXED) & CONC__BASE_EC_WAITER_MASK) < 3)
+        th_sleep_ns(100 * 1000);
+    conc_eventcount_close(&c.word, 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    TH_CHECK_EQ(c.word & CONC__BASE_EC_WAITER_MASK, 0);
+    TH_CHECK(conc_eventcount_is_closed(c.word));
+}
+
+static void base_eventcount_wait_times_out_not_early(void) {
+    th_interrupt_waits_with(SIGUSR1);
+    ec_case c;
+    memset(&c, 0, sizeof c);
+    c.deadline = conc_deadline_in(30 * CONC_MS);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, ec_waiter, &c), 0);
+    (void)th_interrupt_until_done(t, SIGUSR1, &c.done); /* signals neither end nor stretch it */
+    TH_CHECK_EQ(c.result, ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(c.deadline);
+    TH_CHECK_EQ(c.word, 0); /* left: no waiter, no pending wake */
+}
+
+/* A notify that finds a registered waiter leaves a pending wake; the waiter takes it instead
+ * of sleeping (it may have been its own), and leaving clears what is left. */
+static void base_eventcount_pending_wake_is_taken_not_slept_on(void) {
+    uint32_t word = 0;
+    uint32_t v = conc_eventcount_enter(&word);
+    conc_eventcount_notify(&word, 1, 0); /* wakes nobody in the kernel, leaves one pending */
+    TH_CHECK_EQ((word & CONC__BASE_EC_PENDING_MASK) >> CONC__BASE_EC_PENDING_SHIFT, 1);
+    v = conc_load(&word, CONC_ACQUIRE);
+    TH_CHECK_EQ(conc_eventcount_wait(&word, &v, 0, conc_now() - 1), 0); /* took it: no sleep */
+    TH_CHECK_EQ(word & CONC__BASE_EC_PENDING_MASK, 0);
+    TH_CHECK_EQ(conc_eventcount_wait(&word, &v, 0, conc_now() - 1), ETIMEDOUT);
+    conc_eventcount_leave(&word);
+    TH_CHECK_EQ(word & (CONC__BASE_EC_WAITER_MASK | CONC__BASE_EC_PENDING_MASK), 0);
+}
+
+/* ---- chaos points and misuse reports -------------------------------------------------- */
+
+/* The chaos mix: about 1 point in 64 delays (fewer than CONC__BASE_CHAOS_DELAY_MAX pauses),
+ * about 1 in 1024 yields, and a seed replays the same sequence. */
+static void base_chaos_points_mix_and_replay(void) {
+    enum { DRAWS = 1 << 18 };
+    uint64_t a = conc__base_chaos_seed(42, &a), b = a;
+    TH_CHECK(a != 0);
+    long delays = 0, yields = 0;
+    for (int i = 0; i < DRAWS; i++) {
+        unsigned pa, pb;
+        int wa = conc__base_chaos_draw(&a, &pa), wb = conc__base_chaos_draw(&b, &pb);
+        TH_CHECK(wa == wb && pa == pb);
+        delays += wa == CONC__BASE_CHAOS_DELAY;
+        yields += wa == CONC__BASE_CHAOS_YIELD;
+        TH_CHECK(pa < CONC__BASE_CHAOS_DELAY_MAX);
+        TH_CHECK(wa == CONC__BASE_CHAOS_DELAY || pa == 0);
+    }
+    TH_CHECK_MSG(delays > DRAWS / 64 / 2 && delays < DRAWS / 64 * 2, "delays %ld", delays);
+    TH_CHECK_MSG(yields > DRAWS / 1024 / 2 && yields < DRAWS / 1024 * 2, "yields %ld", yields);
+    uint64_t c = conc__base_chaos_seed(43, &a);
+    unsigned pc;
+    uint64_t a2 = conc__base_chaos_seed(42, &a);
+    int differ = 0;
+    for (int i = 0; i < 64; i++) {
+        unsigned pa2;
+        (void)conc__base_chaos_draw(&c, &pc);
+        (void)conc__base_chaos_draw(&a2, &pa2);
+        differ += c != a2;
+    }
+    TH_CHECK(differ > 0); /* another seed, another sequence */
+    for (int i = 0; i < 1000; i++)
+        CONC_CHAOS_POINT(); /* a no-op, or (CONC_CHAOS builds) a short delay: returns */
+}
+
+static void abort_with_message(void) {
+    CONC_ABORT("conc_test: a message naming the function");
+}
+
+static void base_abort_names_the_function(void) {
+    char err[512];
+    int status = th_run_child_capturing_stderr(abort_with_message, err, sizeof err);
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
+    TH_CHECK_MSG(strstr(err, "conc: fatal: conc_test: a message naming the function") != NULL,
+                 "stderr: %s", err);
+    TH_CHECK_MSG(strstr(err, "test_base.c:") != NULL, "stderr: %s", err);
+}
+
+TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_deadline_passed),
+        TH_CASE(base_futex_wait_and_wake), TH_CASE(base_futex_flags),
+        TH_CASE(base_futex_tagged_wake_reaches_its_tag), TH_CASE(base_spin_budget_counts_pauses),
+        TH_CASE(base_eventcount_idle_notify_makes_no_syscall),
+        TH_CASE(base_eventcount_notify_wakes_a_waiter),
+        TH_CASE(base_eventcount_close_wakes_every_waiter),
+        TH_CASE(base_eventcount_wait_times_out_not_early),
+        TH_CASE(base_eventcount_pending_wake_is_taken_not_slept_on),
+        TH_CASE(base_chaos_points_mix_and_replay), TH_CASE(base_abort_names_the_function))
