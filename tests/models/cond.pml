@@ -24,17 +24,20 @@
  * Checked (pan -DSAFETY): every process finishes (no lost wakeup, plain waits cannot time
  * out, spurious wakeups are budgeted, so a missed wake really strands someone); items are
  * conserved (count never negative, 0 at the end); afterwards no waiter is counted and SLEEPING
- * is clear. Spin is sequentially consistent: the seq_cst pairs [S1]-[S4] are what make the
- * hardware behave like that; TSan builds of tests/test_cond.c check the ordering.
+ * is clear. Spin is sequentially consistent: the seq_cst pairs [cond.S1]-[cond.S4] are what
+ * make the hardware behave like that; TSan builds of tests/test_cond.c check the ordering.
  *
  * Run: bash tests/run.sh models /tmp/m.log
  *
  * Deliberately broken variants (spin -DNAME); each must make pan report errors:
  */
-// broken: SEQ_AFTER_RELEASE the waiter reads seq after releasing the lock (a notify in between is missed)
-// broken: REGISTER_AFTER_RELEASE the waiter counts itself after releasing the lock (notify skips it)
+// broken: SEQ_AFTER_RELEASE the waiter reads seq after releasing the lock (a notify in
+//         between is missed)
+// broken: REGISTER_AFTER_RELEASE the waiter counts itself after releasing the lock (notify
+//         skips it)
 // broken: LEAVE_CLEARS_SLEEPING every leaving waiter clears SLEEPING, not only the last one
-// broken: WAKE_WITHOUT_BUMP notify wakes sleepers but does not move seq (a waiter about to sleep sleeps)
+// broken: WAKE_WITHOUT_BUMP notify wakes sleepers but does not move seq (a waiter about to
+//         sleep sleeps)
 // broken: NOTIFY_ALL_WAKES_ONE notify_all wakes a single sleeper
 // pan-cc: -DSAFETY
 // pan-run: -m1000000
@@ -87,10 +90,10 @@ inline notify(all) {
     if
     :: (state & WAITERS) != 0 ->
 #ifndef WAKE_WITHOUT_BUMP
-        seq++; /* [S1] */
+        seq++; /* [cond.S1] */
 #endif
         if
-        :: (state & SLEEPING) != 0 -> /* [S4] */
+        :: (state & SLEEPING) != 0 -> /* [cond.S4] */
 #ifdef NOTIFY_ALL_WAKES_ONE
             futex_wake(false)
 #else
@@ -138,9 +141,9 @@ inline wait() {
     :: seq != seen -> r = 0; goto woken
     :: true -> break
     od;
-    state = state | SLEEPING; /* [S2] */
+    state = state | SLEEPING; /* [cond.S2] */
     do
-    :: seq != seen -> r = 0; break /* [S3] */
+    :: seq != seen -> r = 0; break /* [cond.S3] */
     :: else ->
         if
         :: timed -> r = ETIMEDOUT /* deadline already past: no syscall */

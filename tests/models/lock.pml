@@ -4,7 +4,7 @@
  * Modelled as lock.h (commit 062f6e0) does it:
  *   - the word: HELD, HANDOFF, STARVING, WAKING and the exact sleeper count (SHARED is left
  *     out: it only picks the futex flavour);
- *   - acquire, try_acquire and acquire_until: the inline fetch_or(word, HELD) [A1] takes the
+ *   - acquire, try_acquire and acquire_until: the inline fetch_or(word, HELD) [lock.A1] takes the
  *     lock whenever HELD was clear, whatever else the word holds (sleepers, WAKING, and since
  *     551b579 also STARVING: a release frees the lock before it looks at STARVING). If HELD
  *     was set the fetch_or changed nothing: try returns EBUSY; the others go to the slow
@@ -21,12 +21,12 @@
  *     dequeued thread returns 0 even if its timeout fires meanwhile;
  *   - futex_wake(1): dequeues any one queued sleeper (the kernel's FIFO order is not relied
  *     on) and says whether it found one;
- *   - release, two steps. First old = fetch_sub(word, HELD) [R1]: the lock is free from then
+ *   - release, two steps. First old = fetch_sub(word, HELD) [lock.R1]: the lock is free from then
  *     on. conc__lock_release_slow's checks on old belong to that step (they read nothing
  *     else): no sleepers in old -> done (STARVING or WAKING may stay in the word); WAKING and
  *     no STARVING in old -> done (the loop's first pass decides on v = old - HELD). Then, as
  *     a later step, the slow path's CAS loop on the current word: HELD (a barger got in) or
- *     no sleepers -> done; STARVING -> take the lock back with HELD|HANDOFF|WAKING [R2];
+ *     no sleepers -> done; STARVING -> take the lock back with HELD|HANDOFF|WAKING [lock.R2];
  *     WAKING -> done; else set WAKING. If its CAS found WAKING clear it wakes, through
  *     conc__lock_wake_one: futex_wake(1); if that found nobody, take stock of the word:
  *     WAKING clear -> done; HANDOFF and no sleepers -> retract it (word = 0, a plain
@@ -70,14 +70,15 @@
  * else breaks (with that one check relaxed, 12.1 million states, errors: 0), but every later
  * release takes the cold path, and the next sleeper gets a handoff nobody asked for. The fix
  * modelled here: conc__lock_claimed also clears STARVING when the claimer was the last
- * sleeper, HANDOFF or not; lock.h has it since 062f6e0. Now: 3 processes x 3 rounds, 11.5 million states, errors: 0
- * (about 15 s, 0.9 GB). Unreached is one statement: wake_one's give-up when it finds WAKING
- * already clear; since releases no longer zero the word, only a woken thread clears WAKING,
- * and a wake_one that found nobody has no woken thread behind it. Retracts, wakes that find
- * nobody, wake-again loops and handoffs taken back after a fetch_sub all occur. Also verified
- * by hand: -DROUNDS=2 (2.1 million states), -DSPURIOUS=2 (18.7 million states, 1.4 GB) and 4
- * processes x 1 round (7.0 million states). With the rule of lock.h before f710d39 (any
- * sleeper may claim a HANDOFF: HANDOFF_TO_ANY below) only the fairness check fails.
+ * sleeper, HANDOFF or not; lock.h has it since 062f6e0. Now: 3 processes x 3 rounds, 11.5
+ * million states, errors: 0 (about 15 s, 0.9 GB). Unreached is one statement: wake_one's
+ * give-up when it finds WAKING already clear; since releases no longer zero the word, only a
+ * woken thread clears WAKING, and a wake_one that found nobody has no woken thread behind it.
+ * Retracts, wakes that find nobody, wake-again loops and handoffs taken back after a fetch_sub
+ * all occur. Also verified by hand: -DROUNDS=2 (2.1 million states), -DSPURIOUS=2 (18.7
+ * million states, 1.4 GB) and 4 processes x 1 round (7.0 million states). With the rule of
+ * lock.h before f710d39 (any sleeper may claim a HANDOFF: HANDOFF_TO_ANY below) only the
+ * fairness check fails.
  *
  * Run: bash tests/run.sh models /tmp/m.log, or by hand:
  *   spin -a lock.pml && gcc -O2 -DSAFETY -o pan pan.c && ./pan -m1000000 | grep errors
@@ -195,7 +196,7 @@ next:
         :: mode = TRY
         :: mode = UNTIL
         fi;
-        /* The fetch_or(word, HELD) [A1], the spin and the register loop all take the lock
+        /* The fetch_or(word, HELD) [lock.A1], the spin and the register loop all take the lock
          * if HELD is clear, keeping the rest of the word; otherwise try returns EBUSY,
          * acquire_until may find its deadline passed, and the rest register as a sleeper. */
         if
@@ -232,7 +233,7 @@ sleep_loop:
         if
         :: (v & HELD) == 0 || (woken && (v & HANDOFF) != 0) ->
 #endif
-            claimed(); prev = word; word = nv; ENTER; goto critical /* [A2] */
+            claimed(); prev = word; word = nv; ENTER; goto critical /* [lock.A2] */
         :: else -> skip
         fi;
         if
@@ -284,7 +285,7 @@ futex_wait:
     goto sleep_loop;
 
 critical:
-    /* conc_lock_release: old = fetch_sub(word, HELD) [R1]; the lock is free from here on,
+    /* conc_lock_release: old = fetch_sub(word, HELD) [lock.R1]; the lock is free from here on,
      * whatever else the word holds. The slow path's checks on `old` (misuse, no sleepers) and
      * the first pass of its loop, which decides on the stale v = old - HELD, are decisions on
      * the value this step read, so they belong to it; only a CAS of that loop goes further. */
@@ -366,7 +367,7 @@ woke_none:
         :: (v & WAKING) == 0 -> skip /* a later release or a woken sleeper took over */
         :: else ->
             if
-            :: (v & HANDOFF) != 0 && (v & SLEEPERS) == 0 -> word = 0 /* [R3] retract */
+            :: (v & HANDOFF) != 0 && (v & SLEEPERS) == 0 -> word = 0 /* [lock.R3] retract */
             :: else ->
                 if
                 :: (v & SLEEPERS) != 0 && ((v & HELD) == 0 || (v & HANDOFF) != 0) ->

@@ -1,4 +1,4 @@
-/* tests/models/queue.pml - the blocking layer of conc/queue.h: one eventcount side and close
+/* tests/models/queue.pml - base.h's eventcount, as conc/queue.h uses it: one side and close
  * SPDX-License-Identifier: MIT
  *
  * What is modelled: the not_empty side (the not_full side is the same code with the roles
@@ -8,8 +8,8 @@
  * changed only by atomic read-modify-writes, as in the header. The kernel futex is modelled
  * exactly as far as it matters: futex_wait compares the word and queues the caller in one
  * step; futex_wake(n) wakes up to n queued sleepers, any of them. Promela steps are
- * sequentially consistent: the seq_cst claim [C1], load [F1] and RMW [W1] of the header make
- * the real code behave like this on hardware.
+ * sequentially consistent: the seq_cst claim [queue.C1], load [eventcount.F1] and RMW
+ * [eventcount.W1] of the headers make the real code behave like this on hardware.
  *
  * Processes: one producer pushing 3 items, one blocking consumer wanting one item, one
  * consumer with a deadline (it may give up at any deadline check, or be timed out of its
@@ -86,7 +86,7 @@ proctype Consumer(byte me; bool timed; bool sleeps) {
     :: r != 0 || !sleeps -> goto done
     :: else -> skip
     fi;
-    /* [W1] register and read the word in one RMW */
+    /* [eventcount.W1] register and read the word in one RMW */
     atomic { waiters++; vw = waiters; vp = pending; vc = wclosed; vs = seq };
 #ifdef BROKEN_NO_RECHECK
     goto sleep;
@@ -151,12 +151,12 @@ proctype Producer() {
             fi
         };
         k++;
-        /* [F1] then load the word */
+        /* [eventcount.F1] then load the word */
         atomic { ww = waiters; wp = pending; wc = wclosed; ws = seq };
 notify:
         if
         :: ww > wp ->
-            atomic { /* [N1] CAS w -> w + PENDING */
+            atomic { /* [eventcount.N1] CAS w -> w + PENDING */
                 if
                 :: waiters == ww && pending == wp && wclosed == wc && seq == ws ->
                    pending++; wp = 255;

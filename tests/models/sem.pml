@@ -98,7 +98,7 @@ proctype taker(byte rounds; bool may_time_out; bool uses_try) {
         :: atomic { past_deadline -> count++;
                     if :: registered -> sleepers-- :: else -> skip fi; goto retry }
 #endif
-        :: atomic { handed > 0 -> handed--;                          /* [A2] pick up */
+        :: atomic { handed > 0 -> handed--;                          /* [sem.A2] pick up */
                     if :: registered -> sleepers-- :: else -> skip fi; break }
         :: atomic { handed == 0 && past_deadline -> count++;         /* withdraw the claim */
                     assert(count <= 0);
@@ -124,7 +124,7 @@ proctype releaser(byte n; byte times) {
 #ifdef BROKEN_SPLIT_RELEASE
         old_sleepers = sleepers;
 #endif
-        /* [R1] the one CAS: the bound, count + n, the hand-over, and the sleepers it read */
+        /* [sem.R1] the one CAS: the bound, count + n, the hand-over, and the sleepers it read */
         atomic {
             if
             :: (count > 0 -> count : 0) + handed + n > LIMIT -> goto overflow   /* EOVERFLOW */
