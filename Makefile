@@ -1,7 +1,7 @@
 # conc - header-only concurrency primitives for C
 # SPDX-License-Identifier: MIT
 #
-#   make test                 everything CI runs: headers, tests (plain, TSan gcc+clang,
+#   make test                 everything CI runs: lint, headers, tests (plain, TSan gcc+clang,
 #                             ASan+UBSan), spin models, examples; ends "N passed, N failed, N skipped"
 #   make bench                every benchmark, conc against its baselines, as markdown tables
 #   make stress DURATION=600  the stress cases, CONC_CHAOS delays on, for DURATION seconds
@@ -77,7 +77,8 @@ RESULTS := build/results
 RUN := bash tests/run.sh
 
 .PHONY: all test check tests bench stress examples install uninstall format lint clean \
-        deps-test deps-bench test-headers test-models test-examples test-config test-frontdoor needs
+        deps-test deps-bench test-headers test-models test-examples test-config test-frontdoor needs \
+        test-lint
 
 all: tests examples $(BENCH_BINS)
 
@@ -102,6 +103,7 @@ examples: $(EXAMPLE_BINS)
 # A configuration that fails to build counts as one failure, and the next one still runs.
 test: deps-test
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
+	@$(MAKE) --no-print-directory test-lint
 	@$(MAKE) --no-print-directory test-headers
 	@$(MAKE) --no-print-directory test-frontdoor
 	@$(MAKE) --no-print-directory test-config CC=gcc SANITIZE=
@@ -162,6 +164,7 @@ test-examples:
 deps-test:
 	@$(RUN) deps gcc:gcc clang:clang g++:g++ clang++:clang spin:spin gdb:gdb \
 	  pkg-config:pkgconf cmake:cmake meson:meson ninja:ninja-build \
+	  cppcheck:cppcheck clang-format:clang-format \
 	  /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.tsan-x86_64.a:libclang-rt-14-dev
 
 # --- make stress -------------------------------------------------------------------------------
@@ -205,13 +208,20 @@ FORMAT_FILES = $(HEADERS) tests/*.c tests/*.h bench/*.c bench/*.h examples/*.c
 format:
 	clang-format -i $(FORMAT_FILES)
 
-# lint: clang-format drift, cppcheck, and a checkpatch-style rule: every fence carries a comment.
+# lint: the house style a machine can check (tests/lint.sh lists the rules): comment lines
+# within 100 columns, internal names with their module's prefix or from a declared seam, _slow
+# on cold paths, module-qualified timeline tags, every configuration macro in README's
+# table, no bare fences; clang-format drift and cppcheck are reported. Every header
+# include/conc/NAME.h is checked as module NAME, except the modules listed here, whose
+# headers do not follow the house style yet. Remove a name once its header conforms.
+LINT_EXCLUDE := future executor
 lint:
-	clang-format --dry-run $(FORMAT_FILES) 2>&1 | grep -c warning | xargs -I{} echo "clang-format: {} lines differ"
-	cppcheck --quiet --std=c11 --enable=warning,performance,portability --inline-suppr \
-	  --suppress=missingIncludeSystem -Iinclude $(HEADERS) tests/*.c examples/*.c
-	@! grep -n '__atomic_thread_fence' $(filter-out include/conc/base.h,$(HEADERS)) \
-	  || { echo "lint: use conc_fence_seq_cst (it carries the TSan annotation)"; exit 1; }
+	@bash tests/lint.sh $(LINT_EXCLUDE)
+
+test-lint:
+	@echo "== lint"
+	@mkdir -p $(RESULTS)
+	@bash tests/lint.sh --log $(RESULTS)/lint.log $(LINT_EXCLUDE) | grep -E '^(FAIL|    |[0-9]+ passed)' || true
 
 clean:
 	rm -rf build

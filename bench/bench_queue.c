@@ -7,9 +7,10 @@
  * 64-byte items, batch sizes 1 and 32 (conc: push_batch/pop_batch; the mutex ring: one lock
  * per batch; ck_ring has no batch: a loop of singles). ck_ring cannot block, so its threads
  * retry with sched_yield, and run against a deadline rather than a fixed count (see struct
- * run: its producers can stall each other for whole time slices). Python's queue.Queue runs the same 8-byte workload in a child
- * process (bench/python/queue_bench.py); its ns/op is parsed so its ratio comes from this run
- * (its CPU column counts only this process, so it reads near zero: ignore it).
+ * run: its producers can stall each other for whole time slices). Python's queue.Queue runs
+ * the same 8-byte workload in a child process (bench/python/queue_bench.py); its ns/op is
+ * parsed so its ratio comes from this run (its CPU column counts only this process, so it
+ * reads near zero: ignore it).
  *
  * Latency: ping-pong through two queues (push to one, pop the answer from the other), round
  * trip ns, with the two threads pinned to different CPUs and unpinned.

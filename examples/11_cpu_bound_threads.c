@@ -10,8 +10,10 @@
  *
  *       Python (no speed-up with threads)              C (this file)
  *       with ThreadPoolExecutor() as ex:               conc_executor_create(&ex, 0, 16);
- *           results = list(ex.map(cpu_task, work))     conc_map_create(&m, ex, cpu_task, args, 4, 4);
- *                                                      while (conc_map_next(m, &i, &st, &r) == 0) ...
+ *           results = list(ex.map(cpu_task, work))     conc_map_create(&m, ex, cpu_task, args,
+ *                                                                      4, 4);
+ *                                                      while (conc_map_next(m, &i, &st, &r)
+ *                                                             == 0) ...
  *
  * RUN
  *   make examples && build/examples/11_cpu_bound_threads
