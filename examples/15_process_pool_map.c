@@ -11,7 +11,8 @@
  *
  *       Python (processes: true parallelism)          C (this file)
  *       with Pool() as pool:                          conc_forkpool_create(&p, NULL);
- *           totals = pool.map(cpu_task, parts)        conc_forkpool_map(p, cpu_part, io, PARTS, NULL);
+ *           totals = pool.map(cpu_task, parts)        conc_forkpool_map(p, cpu_part, io, PARTS,
+ *                                                                       NULL);
  *
  * RUN
  *   make examples && build/examples/15_process_pool_map

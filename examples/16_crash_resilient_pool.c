@@ -10,7 +10,8 @@
  *   the same pool runs clean.
  *
  *       Python                                        C (this file)
- *       pool.map(work, range(1000))  # hangs          st = conc_forkpool_map(p, work, s, 1000, out);
+ *       pool.map(work, range(1000))  # hangs          st = conc_forkpool_map(p, work, s, 1000,
+ *                                                                          out);
  *                                                     out[13].status == ECHILD, .signal == SIGSEGV
  *
  * RUN
