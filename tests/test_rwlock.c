@@ -220,7 +220,7 @@ static void rwlock_release_admits_readers_before_next_writer(void) {
     while (queued_of(&rw) < 2)
         th_sleep_ns(100000);
     TH_CHECK_EQ(pthread_create(&tw, NULL, writer_until, &w2), 0);
-    while (!(conc_load(&rw.writers.word, CONC_RELAXED) & CONC__LOCK_SLEEPERS))
+    while (!(conc_load(&rw.writers.word, CONC_RELAXED) & CONC__LOCK_SLEEPER_MASK))
         th_sleep_ns(100000); /* the second writer sleeps on the inner lock */
     conc_rwlock_release(&rw);
     pthread_join(t1, NULL);
@@ -242,7 +242,7 @@ static void rwlock_downgrade_admits_queue_not_writer(void) {
     TH_CHECK_EQ(pthread_create(&tr, NULL, reader_blocking, &r), 0);
     wait_for(has_queued, &rw);
     TH_CHECK_EQ(pthread_create(&tw, NULL, writer_until, &w), 0);
-    while (!(conc_load(&rw.writers.word, CONC_RELAXED) & CONC__LOCK_SLEEPERS))
+    while (!(conc_load(&rw.writers.word, CONC_RELAXED) & CONC__LOCK_SLEEPER_MASK))
         th_sleep_ns(100000);
     conc_rwlock_downgrade(&rw);
     pthread_join(tr, NULL); /* the reader is in beside us */

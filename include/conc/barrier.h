@@ -243,7 +243,7 @@ CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t dea
                 continue;
             w |= CONC__BARRIER_WAITERS;
         }
-        r = conc_futex_wait(conc__barrier_futex_high(b), (uint32_t)(w >> 32), deadline, flags);
+        r = conc_futex_wait(conc__barrier_futex_high(b), (uint32_t)(w >> 32), flags, deadline);
         w = conc_load(&b->word, CONC_ACQUIRE); /* [barrier.A2] */
     }
 }
@@ -309,7 +309,7 @@ static inline void conc_barrier_reset(conc_barrier_t *b) {
             continue;
         }
         /* The last waiter to leave wakes the low half (conc__barrier_leave_broken_slow). */
-        (void)conc_futex_wait(conc__barrier_futex_low(b), (uint32_t)w, CONC_FOREVER, flags);
+        (void)conc_futex_wait(conc__barrier_futex_low(b), (uint32_t)w, flags, CONC_FOREVER);
         w = conc_load(&b->word, CONC_RELAXED);
     }
 }

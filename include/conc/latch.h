@@ -143,8 +143,8 @@ CONC_COLD int conc__latch_wait_slow(conc_latch_t *l, uint64_t w, int64_t deadlin
                 continue;
             w |= CONC__LATCH_WAITERS;
         }
-        r = conc_futex_wait(conc__latch_futex(l), (uint32_t)w, deadline,
-                            conc__latch_futex_flags(w));
+        r = conc_futex_wait(conc__latch_futex(l), (uint32_t)w, conc__latch_futex_flags(w),
+                            deadline);
         w = conc_load(&l->word, CONC_ACQUIRE); /* [latch.A1] */
     }
 }

@@ -145,7 +145,7 @@ CONC_COLD int conc__once_slow(conc_once_t *o, int (*fn)(void *), void *arg) {
                 continue;
             s |= CONC__ONCE_WAITERS;
         }
-        (void)conc_futex_wait(&o->state, s, CONC_FOREVER, flags);
+        (void)conc_futex_wait(&o->state, s, flags, CONC_FOREVER);
         s = conc_load(&o->state, CONC_ACQUIRE); /* [once.A1] */
     }
 }

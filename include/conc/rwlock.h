@@ -311,8 +311,8 @@ CONC_COLD int conc__rwlock_shared_slow(conc_rwlock_t *rw, uint64_t old, int64_t 
                 continue;
             w |= CONC__RWLOCK_READERS_SLEEP;
         }
-        r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)w, deadline, flags,
-                                   CONC__RWLOCK_TAG_READER);
+        r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)w, flags,
+                                   CONC__RWLOCK_TAG_READER, deadline);
         w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A3] */
     }
 }
@@ -345,8 +345,8 @@ CONC_COLD int conc__rwlock_drain_slow(conc_rwlock_t *rw, uint64_t w, int64_t dea
                 continue;
             w |= CONC__RWLOCK_WRITER_SLEEPS;
         }
-        r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)w, deadline, flags,
-                                   CONC__RWLOCK_TAG_WRITER);
+        r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)w, flags,
+                                   CONC__RWLOCK_TAG_WRITER, deadline);
         w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A2] */
     }
 }
