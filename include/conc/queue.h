@@ -5,6 +5,11 @@
  * with blocking and close: fixed-size items copied in and out of a ring of exactly
  * `capacity` slots, shared by any number of producers and consumers (threads or processes).
  *
+ * CONTENTS
+ *   QUICK START, API, ERRORS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS,
+ *   DESIGN, FOR OTHER CONC HEADERS; then the code: creation, the ring, the blocking layer
+ *   (timeline), push, pop, close and queries, and the section for other conc headers.
+ *
  * QUICK START (examples/07_queue_pipeline.c)
  *     conc_queue_t *q;
  *     if (conc_queue_create(&q, 1024, sizeof(int)) != 0) abort();
@@ -296,7 +301,7 @@ CONC_NODISCARD static inline int conc_queue_create(conc_queue_t **out, size_t ca
 }
 
 /* The queue that init_in built in mem, seen from a process that mapped it anywhere. */
-static inline conc_queue_t *conc_queue_attach(void *mem) {
+CONC_NODISCARD static inline conc_queue_t *conc_queue_attach(void *mem) {
     if (!mem || ((uintptr_t)mem % CONC_QUEUE_ALIGN) != 0)
         return NULL;
     conc_queue_t *q = (conc_queue_t *)mem;
