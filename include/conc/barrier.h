@@ -73,12 +73,12 @@
  *   31 bits, BROKEN}. Waiters sleep on the high half, which holds exactly what they wait for to
  *   change (a first version slept on the low half: a waiter on its way to sleep could find the next
  *   round's {1, WAITERS} there, the same value, and sleep through its release; test_barrier's
- *   two-party rounds caught it). Arriving is one CAS: count + 1, or, for the last party, count 0 and
- *   generation + 1 (the leader's release). A waiter returns when the generation moved (released:
- *   even if a later round broke meanwhile, the move is its release) or BROKEN is up with the
- *   generation unchanged (then it leaves: count - 1). BROKEN stays until reset, which waits for the
- *   broken round's waiters to leave, so a waiter that has not looked yet never mistakes a reset for
- *   a release. tests/models/barrier.pml checks it.
+ *   two-party rounds caught it). Arriving is one CAS: count + 1, or, for the last party, count 0
+ *   and generation + 1 (the leader's release). A waiter returns when the generation moved
+ *   (released: even if a later round broke meanwhile, the move is its release) or BROKEN is up with
+ *   the generation unchanged (then it leaves: count - 1). BROKEN stays until reset, which waits for
+ *   the broken round's waiters to leave, so a waiter that has not looked yet never mistakes a reset
+ *   for a release. tests/models/barrier.pml checks it.
  */
 #ifndef CONC_BARRIER_H
 #define CONC_BARRIER_H
