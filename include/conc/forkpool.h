@@ -103,8 +103,11 @@
  *     postmaster knows): the pool reports the death; what the shared data means is yours.
  *   - The pool memory region is reserved with MAP_NORESERVE: touching more than the machine
  *     can back ends in SIGBUS (a worker's is reported as its death).
- *   - Under ThreadSanitizer, workers are forks of a multi-threaded parent; they never start
- *     threads, which is what TSan supports (die_after_fork only concerns new threads).
+ *   - Under ThreadSanitizer the fork server and the workers are forks of a multi-threaded
+ *     parent: TSan turns its checks off in such a child (its ForkChildAfter: "ignores for
+ *     everything") and would die only if it started a thread (die_after_fork), which neither
+ *     ever does, so no TSAN_OPTIONS are needed. The parent side, where the threads are (API
+ *     calls and the monitor), is checked in full; a worker is single-threaded.
  *
  * DESIGN
  *   Processes. create maps the shared region (MAP_SHARED|MAP_ANONYMOUS|MAP_NORESERVE) and
