@@ -991,18 +991,80 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
 /* -------------------------------------------------------------------------------------------
  * The executor
  * ------------------------------------------------------------------------------------------- */
-typedef struct conc_executor {
+#define CONC__EXECUTOR_CLAIM_MAX 16
+#define CONC__EXECUTOR_CLAIM_NS ((int64_t)50000)
+#define CONC__EXECUTOR_IDLE_PAUSES 64 /* polled this long for nothing: limit back to 1 */
+#define CONC__EXECUTOR_LAG_MIN 4      /* a claim of at least this many (< limit): lag */
+#define CONC__EXECUTOR_LAG_CLAIMS 4   /* lag until this many claims' worth are queued */
+#define CONC__EXECUTOR_LAG_PAUSES 256 /* ... or for this long */
+#define CONC__EXECUTOR_POLL_EVERY 8   /* a poller looks at the queue and claims every 8 pauses */
+#define CONC__EXECUTOR_IDLE_YIELDS 4  /* an idle worker yields this often before it sleeps */
+/* A claim this old is stuck (its owner runs one task far past the claim's budget, 50 us):
+ * a worker steals from it before it takes newer tasks from the queue. Well under the
+ * millisecond within which a claimed task must start once a worker is free. */
+#define CONC__EXECUTOR_STEAL_AGE_NS ((int64_t)200000)
+
+/* A worker's claim word (see "Claims and steals"): bits 0-7 END (tasks in the claim), bits
+ * 8-15 NEXT (the first not yet taken), bits 32-63 GEN (claims published: a thief's CAS on a
+ * word it read before the owner re-published fails). */
+#define CONC__EXECUTOR_CLAIM_END_MASK ((uint64_t)0xff)
+#define CONC__EXECUTOR_CLAIM_NEXT_SHIFT 8
+#define CONC__EXECUTOR_CLAIM_NEXT_ONE ((uint64_t)1 << CONC__EXECUTOR_CLAIM_NEXT_SHIFT)
+#define CONC__EXECUTOR_CLAIM_NEXT_MASK ((uint64_t)0xff << CONC__EXECUTOR_CLAIM_NEXT_SHIFT)
+#define CONC__EXECUTOR_CLAIM_GEN_ONE ((uint64_t)1 << 32)
+#define CONC__EXECUTOR_CLAIM_GEN_MASK (~(CONC__EXECUTOR_CLAIM_GEN_ONE - 1))
+
+/* The idle word, an eventcount idle workers sleep on: bits 0-15 SLEEPERS (registered),
+ * bit 16 WAKING (a wake is on its way: later wakers need not make a syscall), bit 17
+ * WATCHING (a sleeper sleeps until an open claim turns stale: a new claim need not wake
+ * anyone), bits 18-31 a sequence every wake steps (a sleeper that registered before it
+ * never sleeps through it). */
+#define CONC__EXECUTOR_IDLE_SLEEPER_ONE 1u
+#define CONC__EXECUTOR_IDLE_SLEEPERS_MASK 0xffffu
+#define CONC__EXECUTOR_IDLE_WAKING 0x10000u
+#define CONC__EXECUTOR_IDLE_WATCHING 0x20000u
+#define CONC__EXECUTOR_IDLE_SEQ_ONE 0x40000u
+#define CONC__EXECUTOR_THREADS_MAX 65535u /* sleepers fit SLEEPERS_MASK */
+
+#if defined(__cplusplus)
+static_assert(CONC__EXECUTOR_CLAIM_MAX <= 0xff, "a claim's END and NEXT fit 8 bits");
+static_assert(CONC__EXECUTOR_THREADS_MAX <= CONC__EXECUTOR_IDLE_SLEEPERS_MASK,
+              "every worker can sleep at once");
+#else
+_Static_assert(CONC__EXECUTOR_CLAIM_MAX <= 0xff, "a claim's END and NEXT fit 8 bits");
+_Static_assert(CONC__EXECUTOR_THREADS_MAX <= CONC__EXECUTOR_IDLE_SLEEPERS_MASK,
+               "every worker can sleep at once");
+#endif
+
+typedef struct conc_executor conc_executor_t;
+
+/* One worker and its published claim, on lines of its own (thieves read them). */
+typedef struct conc__executor_worker {
+    uint64_t claim; /* the claim word: the owner stores and CASes it, thieves CAS it */
+    conc_future_t *slot[CONC__EXECUTOR_CLAIM_MAX]; /* the claim's tasks (atomic, relaxed) */
+    int64_t claimed_at; /* when the claim was published (relaxed: an age hint for thieves) */
+    conc_executor_t *ex;
+    unsigned index;
+    pthread_t thread;
+} __attribute__((aligned(CONC_CACHELINE))) conc__executor_worker;
+
+struct conc_executor {
     /* Read by every submit and every worker, written only by create/shutdown: one line. */
     conc_queue_t *q;         /* the bounded submission queue: conc_future_t pointers */
     conc__future_pool *pool; /* where its futures come from (outlives it if they do) */
     uint32_t cancelling;     /* set by shutdown(cancel_pending): taken tasks are cancelled */
+    uint32_t closed;         /* set by shutdown after closing the queue: workers need never
+                              * read the queue's tail (the submitter's line) to learn it */
     unsigned nthreads;       /* workers started so far: written by create, read by shutdown */
-    pthread_t *threads;      /* written by create before any worker starts; then read-only */
+    conc__executor_worker *workers; /* written by create before any worker starts */
     conc_lock_t shutdown_lock;
     bool joined; /* under shutdown_lock */
     /* Written each time a worker starts or stops polling: away from the lines above. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t polling; /* 1 while a worker polls (a hint) */
-} conc_executor_t;
+    /* Read by every submit, written when a worker goes to sleep or wakes: its own line. */
+    __attribute__((aligned(CONC_CACHELINE))) uint32_t idle; /* the idle eventcount, see above */
+    uint32_t quiet; /* workers that found the queue closed, drained, nothing to steal */
+};
 
 /* Runs a future's task if it is still pending (PENDING -> RUNNING is the gate that cancel
  * races with: one CAS decides), then drops the executor's reference. */
@@ -1011,7 +1073,8 @@ CONC_INLINE void conc__executor_run(conc_future_t *f) {
      * then fetches the line once, for writing, instead of a load and then a CAS. */
     uint32_t v = CONC__FUT_PENDING | 2u * CONC__FUT_REF;
     for (;;) {
-        /* Relaxed: the task's inputs were ordered by the queue (push happens-before pop). */
+        /* Relaxed: the task's inputs were ordered by the queue (push happens-before pop) and,
+         * for a stolen task, by the claim word (publish [exec.P1] before steal [exec.S1]). */
         if (conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING, CONC_RELAXED,
                           CONC_RELAXED))
             break;
@@ -1026,32 +1089,205 @@ CONC_INLINE void conc__executor_run(conc_future_t *f) {
     conc__future_task_done(f, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING, status, result);
 }
 
-/* Claims. A worker takes up to `limit` ready tasks with one claim on the queue (one CAS on
- * its head), not one task per claim: a worker that keeps pace with a submitter task by task
- * moves the queue's lines between the two CPUs on every task, and both slow down.
+/* A task this worker took: run it, or cancel it once shutdown(cancel_pending) has begun
+ * (tasks taken but not started are still "queued" for it). Acquire: pairs with the release
+ * store in shutdown. */
+CONC_INLINE void conc__executor_start(conc_executor_t *ex, conc_future_t *f) {
+    if (CONC_UNLIKELY(conc_load(&ex->cancelling, CONC_ACQUIRE))) {
+        (void)conc_future_cancel(f);
+        conc_future_release(f);
+    } else {
+        conc__executor_run(f);
+    }
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Idle workers: sleeping and waking
+ *
+ * A worker with nothing to do polls (one at a time), then sleeps on the idle word, not in the
+ * queue: a task can become startable without a push (a claim that holds tasks behind a
+ * running one), and the sleeper must then be reachable. Three events wake one sleeper: a
+ * submit, a published claim of two or more tasks (the rest are stealable), a take that left
+ * more behind (a chain: each woken worker wakes the next while work is left).
+ *
+ *   waker (submit / publish / take)            idle worker
+ *   ----------------------------------------    -------------------------------------------
+ *   push (seq_cst CAS on tail)  or             (a poller: [exec.E0] store polling = 0)
+ *   publish (seq_cst store of the claim word)   [exec.E1] v = fetch_add(idle, SLEEPER_ONE)
+ *   [exec.E2] w = load(idle) (seq_cst)          fence seq_cst
+ *   w has SLEEPERS, not WAKING, and             re-check: queue size, closed, claims
+ *   load(polling) == 0 (seq_cst):                 -> work: leave, look again
+ *     CAS idle: w -> w | WAKING + SEQ_ONE       futex_wait(idle, v)
+ *     futex_wake(idle, 1)                       leave: SLEEPERS - 1, clear WAKING
+ *
+ *   [exec.E1] and [exec.E2] are a Dekker pair (seq_cst on both sides): either the waker's
+ *   load sees the sleeper (and wakes it, or a wake is already on its way), or the sleeper's
+ *   re-check sees the task. A waker that sees a poller wakes nobody: the poller's stop
+ *   [exec.E0] comes after that load in the single seq_cst order, so its re-check sees the
+ *   task too. The CAS steps the sequence, so a sleeper between its re-check
+ *   and its futex_wait is refused the sleep (EAGAIN). WAKING saves a burst of submits a
+ *   syscall each: while it is set a wake is on its way to a worker that will look, and that
+ *   worker, if it leaves work behind, wakes the next (the chain). Every leaver clears WAKING:
+ *   a clear too many costs a syscall, never a lost wake. tests/models/executor.pml checks it.
+ * ------------------------------------------------------------------------------------------- */
+CONC_COLD void conc__executor_wake_slow(conc_executor_t *ex, uint32_t v) {
+    do {
+        if ((v & CONC__EXECUTOR_IDLE_SLEEPERS_MASK) == 0 || (v & CONC__EXECUTOR_IDLE_WAKING))
+            return;
+        /* Relaxed: the futex word itself carries the wake; the Dekker pair is [E1]/[E2]. */
+    } while (!conc_cas_weak(&ex->idle, &v,
+                            (v | CONC__EXECUTOR_IDLE_WAKING) + CONC__EXECUTOR_IDLE_SEQ_ONE,
+                            CONC_RELAXED, CONC_RELAXED));
+    CONC_CHAOS_POINT();
+    conc_futex_wake(&ex->idle, 1, 0);
+}
+
+/* [exec.E2] seq_cst: after the caller's seq_cst push or publish (the timeline above). For
+ * a claim (stealable only once stale) no wake while a worker polls (it finds the claim, or
+ * stops polling [exec.E0] and then registers and re-checks like any sleeper) or a sleeper
+ * watches (it wakes when the oldest open claim turns stale and looks again; its leaving
+ * [exec.E3] comes before its next re-check). A submit wakes a sleeper even while a worker
+ * polls: the poller may be preempted (more threads than CPUs), and the task would wait for
+ * the scheduler's next slice. */
+CONC_INLINE void conc__executor_wake(conc_executor_t *ex, bool claim) {
+    uint32_t v = conc_load(&ex->idle, CONC_SEQ_CST);
+    uint32_t skip = CONC__EXECUTOR_IDLE_WAKING | (claim ? CONC__EXECUTOR_IDLE_WATCHING : 0u);
+    if (CONC_UNLIKELY((v & CONC__EXECUTOR_IDLE_SLEEPERS_MASK) != 0 && !(v & skip)) &&
+        (!claim || conc_load(&ex->polling, CONC_SEQ_CST) == 0))
+        conc__executor_wake_slow(ex, v);
+}
+
+/* Whether shutdown has closed the queue. Acquire: pairs with the release in shutdown, so the
+ * close itself is visible to the try_pop that follows. */
+CONC_INLINE bool conc__executor_closed(conc_executor_t *ex) {
+    return conc_load(&ex->closed, CONC_ACQUIRE) != 0;
+}
+
+/* Whether another worker's claim holds a task nobody has taken. Acquire: pairs with the
+ * publish [exec.P1], so a thief that acts on the answer sees the slots. */
+CONC_INLINE bool conc__executor_claim_open(uint64_t c) {
+    return ((c & CONC__EXECUTOR_CLAIM_NEXT_MASK) >> CONC__EXECUTOR_CLAIM_NEXT_SHIFT) <
+           (c & CONC__EXECUTOR_CLAIM_END_MASK);
+}
+
+/* Whether another worker's open claim is stale (see CONC__EXECUTOR_STEAL_AGE_NS); if none
+ * is, *stale_at (may be NULL) is when the oldest open one turns stale, or CONC_FOREVER. */
+CONC_NOINLINE bool conc__executor_stealable(conc_executor_t *ex, const conc__executor_worker *self,
+                                            int64_t *stale_at) {
+    unsigned n = conc_load(&ex->nthreads, CONC_RELAXED);
+    int64_t first = CONC_FOREVER, now = 0;
+    for (unsigned i = 0; i < n; i++) {
+        const conc__executor_worker *v = &ex->workers[i];
+        /* Acquire: pairs with [exec.P1]; claimed_at was stored before it. */
+        if (v == self || !conc__executor_claim_open(conc_load(&v->claim, CONC_ACQUIRE)))
+            continue;
+        int64_t at = conc_load(&v->claimed_at, CONC_RELAXED) + CONC__EXECUTOR_STEAL_AGE_NS;
+        if (now == 0)
+            now = conc_now();
+        if (at <= now)
+            return true;
+        if (at < first)
+            first = at;
+    }
+    if (stale_at)
+        *stale_at = first;
+    return false;
+}
+
+/* All workers are quiet (see "Ending"). */
+CONC_INLINE bool conc__executor_all_quiet(conc_executor_t *ex) {
+    /* Acquire: pairs with the acq_rel arrivals, so the last one's view is everyone's. */
+    return conc_load(&ex->quiet, CONC_ACQUIRE) == conc_load(&ex->nthreads, CONC_RELAXED);
+}
+
+/* Sleeps until woken, unless the re-check finds work: a task in the queue (or on its way
+ * in: the size counts claimed slots), the close, a claim to steal; once quiet (see
+ * "Ending"), a claim to steal or the end. */
+CONC_COLD void conc__executor_sleep_slow(conc__executor_worker *w, bool quiet) {
+    conc_executor_t *ex = w->ex;
+    /* [exec.E1] seq_cst, and the fence after it: the re-check's loads cannot be ordered
+     * before the registration (the timeline above). */
+    uint32_t v = conc_fetch_add(&ex->idle, CONC__EXECUTOR_IDLE_SLEEPER_ONE, CONC_SEQ_CST) +
+                 CONC__EXECUTOR_IDLE_SLEEPER_ONE;
+    conc_fence_seq_cst(&ex->idle);
+    int64_t deadline = CONC_FOREVER;
+    bool work = conc__executor_stealable(ex, w, &deadline) ||
+                (quiet ? conc__executor_all_quiet(ex)
+                       : conc_queue_size(ex->q) > 0 || conc__executor_closed(ex));
+    /* An open claim that is not stale yet: sleep until it is, and say so (WATCHING), so
+     * that new claims do not wake anyone. Relaxed: the word is only the futex's here. */
+    while (!work && deadline != CONC_FOREVER && !(v & CONC__EXECUTOR_IDLE_WATCHING) &&
+           !conc_cas_weak(&ex->idle, &v, v | CONC__EXECUTOR_IDLE_WATCHING, CONC_RELAXED,
+                          CONC_RELAXED)) {
+    }
+    if (!work && deadline != CONC_FOREVER)
+        v |= CONC__EXECUTOR_IDLE_WATCHING;
+    if (!work) {
+        CONC_CHAOS_POINT();
+        (void)conc_futex_wait(&ex->idle, v, deadline, 0);
+    }
+    /* [exec.E3] seq_cst: leaving, before the next look (a claim's waker that saw WATCHING
+     * counts on it). It clears WAKING and WATCHING: a clear too many costs a syscall at most
+     * (another sleeper's watch or wake is taken for over), never a lost wake. */
+    v = conc_load(&ex->idle, CONC_RELAXED);
+    while (!conc_cas_weak(&ex->idle, &v,
+                          (v - CONC__EXECUTOR_IDLE_SLEEPER_ONE) &
+                              ~(CONC__EXECUTOR_IDLE_WAKING | CONC__EXECUTOR_IDLE_WATCHING),
+                          CONC_SEQ_CST, CONC_RELAXED)) {
+    }
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Claims and steals
+ *
+ * A worker takes up to `limit` ready tasks with one claim on the queue (one CAS on its head),
+ * not one task per claim: a worker that keeps pace with a submitter task by task moves the
+ * queue's lines between the two CPUs on every task, and both slow down.
  *  - `limit` adapts to how long the worker's recent tasks took, so that a claim holds about
  *    CONC__EXECUTOR_CLAIM_NS of work: tiny tasks go up to 16 at a time, longer ones one at a
- *    time (spread over the workers, as a short queue of long tasks must be). A worker that
- *    found nothing to do for a while starts again at one task per claim: what it learnt is
- *    stale (the next tasks may be long ones). A claim is FIFO and runs in order, so a task
- *    still starts only after every task queued before it was claimed.
+ *    time. A worker that found nothing to do for a while starts again at one task per claim.
  *  - A worker that drained the queue of a fast stream (its claim found at least a cache
  *    line's worth of tasks, 4, but fewer than `limit`) lets the next few claims' worth pile
  *    up before it claims again, for at most CONC__EXECUTOR_LAG_PAUSES: it then claims lines
- *    the submitter has finished with, instead of the line the submitter is writing. Without
- *    this, a worker that is a little faster than its submitter settles into trailing it by
- *    a task or two, and both run at half speed. The claim right after a lag never lags
- *    again (the lag itself piled its tasks up), so a moderate stream does not settle into
- *    lagging on every claim, and a slow one (a task per look) never lags at all.
+ *    the submitter has finished with, instead of the line the submitter is writing. The claim
+ *    right after a lag never lags again, so a moderate stream does not settle into lagging.
  *  - The worker looks at the queue by reading one slot's stamp (conc__executor_ready), and
- *    claims only when it is ready: it never reads the tail (the submitter's line, which
- *    conc_queue_try_pop reads to tell empty from in-flight) while it waits. */
-#define CONC__EXECUTOR_CLAIM_MAX 16
-#define CONC__EXECUTOR_CLAIM_NS ((int64_t)50000)
-#define CONC__EXECUTOR_IDLE_PAUSES 64 /* polled this long for nothing: limit back to 1 */
-#define CONC__EXECUTOR_LAG_MIN 4      /* a claim of at least this many (< limit): lag */
-#define CONC__EXECUTOR_LAG_CLAIMS 4   /* lag until this many claims' worth are queued */
-#define CONC__EXECUTOR_LAG_PAUSES 256 /* ... or for this long */
+ *    claims only when it is ready: it never reads the tail (the submitter's line) while it
+ *    waits.
+ *
+ * No claimed task waits behind a running one while another worker is free (the mechanism,
+ * chosen over giving claims back before blocking, which only works for the waits conc can
+ * see, not for a sleep, a lock or a syscall): a claim of two or more tasks is PUBLISHED in the
+ * worker's slots, and any other worker may STEAL from it. Owner and thieves take tasks from
+ * the front of a claim with one CAS on its word (NEXT + k), so each task is taken exactly
+ * once, and a claim starts in queue order. A worker looks for work oldest first: claims
+ * before the queue, so the tasks that have started are the queue's first ones, as with
+ * Python's one shared queue (except for two claims made at the same moment, whose order
+ * among each other is the order their owners get to them). A thief takes the older half of
+ * what is left and publishes it as its own claim: a claim that a blocked thief holds can be
+ * stolen again. Publishing wakes a sleeper ([exec.E2]); the sleeper's re-check scans the
+ * claims ([exec.E1]): a free worker starts a stolen task at once, a sleeping one within a
+ * wakeup. The owner of a one-task claim publishes nothing (nothing would be left to steal).
+ *
+ *   owner                                        thief
+ *   ----------------------------------------    -------------------------------------------
+ *   claim n tasks from the queue or a claim      c = load claim (acquire)      [exec.S0]
+ *   slot[1..n) = tasks (relaxed)                 c open: read slot[NEXT..NEXT+k) (relaxed)
+ *   [exec.P1] store claim: GEN+1, NEXT 1, END n  [exec.S1] CAS claim: c -> c + k NEXT
+ *     (seq_cst), then wake one sleeper             -> fails: the word changed, look again
+ *   run tasks[0]; then for each next task:        publish the k tasks as its own claim
+ *   CAS claim: NEXT -> NEXT + 1 (the same race)
+ *
+ *   The slots are rewritten only after the claim is used up, and the GEN step on publishing
+ *   makes every CAS on an older word fail: a thief that read slots of a newer claim never
+ *   takes them (no ABA). A thief starts or cancels what it took exactly like the owner.
+ *
+ * Ending: a worker that finds the queue closed and drained and nothing to steal does not exit
+ * at once (a claim still open elsewhere may hold the task its owner waits for): it counts
+ * itself QUIET and sleeps; it leaves QUIET to steal. A quiet worker holds no task, so once
+ * all are quiet no claim is open, no task is in flight, and none can appear: the last to
+ * arrive wakes the others and all exit.
+ * ------------------------------------------------------------------------------------------- */
 
 /* Whether the k-th task from the queue's head (k >= 1) is published: a hint, read from the
  * queue's own slot stamps (queue.h, DESIGN), so a worker can watch the queue without
@@ -1063,33 +1299,148 @@ CONC_INLINE bool conc__executor_ready(const conc_queue_t *q, size_t k) {
     return conc_load(conc__queue_stamp(conc__queue_slot(q, pos)), CONC_RELAXED) == pos + 1;
 }
 
-/* Takes the next tasks into out[0..*limit): how many, or 0 once shut down and drained.
- * One idle worker at a time polls the queue for up to CONC_EXECUTOR_SPIN pauses before it
- * blocks in conc_queue_pop_batch (the others block at once: on two CPUs, two pollers would
- * starve the threads that submit and wait). So a steady stream of tiny tasks, or a
- * submit-then-wait loop, finds a worker awake and pays no wakeup. The poll is only an
- * optimization: the blocking pop decides (and reports the shutdown). */
-CONC_INLINE size_t conc__executor_take(conc_executor_t *ex, conc_future_t **out, size_t *limit) {
-    size_t n = 0;
-    if (conc__executor_ready(ex->q, 1) && conc_queue_try_pop_batch(ex->q, out, *limit, &n) == 0)
-        return n;
-    uint32_t idle = 0;
-    if (CONC_EXECUTOR_SPIN > 0 && conc_cpu_count() > 1 &&
-        conc_cas(&ex->polling, &idle, 1u, CONC_RELAXED, CONC_RELAXED)) {
-        int r = EAGAIN;
-        for (int i = 1; i <= CONC_EXECUTOR_SPIN && r == EAGAIN; i++) {
-            conc_cpu_relax();
-            if (i == CONC__EXECUTOR_IDLE_PAUSES)
-                *limit = 1;
-            if ((i & 7) == 0 && conc__executor_ready(ex->q, 1))
-                r = conc_queue_try_pop_batch(ex->q, out, *limit, &n);
+/* Steals the older half of a stale claim of another worker (published at least
+ * CONC__EXECUTOR_STEAL_AGE_NS ago: its owner is stuck on a task far longer than the claim's
+ * budget) into out: how many (0: none). */
+CONC_NOINLINE size_t conc__executor_steal_slow(conc_executor_t *ex, conc__executor_worker *self,
+                                               conc_future_t **out) {
+    unsigned n = conc_load(&ex->nthreads, CONC_RELAXED);
+    int64_t now = 0;
+    for (unsigned d = 1; d < n; d++) {
+        conc__executor_worker *v = &ex->workers[(self->index + d) % n];
+        uint64_t c = conc_load(&v->claim, CONC_ACQUIRE); /* [exec.S0] pairs with [exec.P1] */
+        if (conc__executor_claim_open(c)) {
+            if (now == 0)
+                now = conc_now();
+            /* Relaxed: an age hint; a stale stamp (an older claim's) only makes us steal
+             * sooner, and the CAS below decides what is taken. */
+            if (now - conc_load(&v->claimed_at, CONC_RELAXED) < CONC__EXECUTOR_STEAL_AGE_NS)
+                continue;
         }
-        conc_store(&ex->polling, 0u, CONC_RELAXED); /* a hint for other workers only */
-        if (r != EAGAIN)
-            return r == 0 ? n : 0;
+        while (conc__executor_claim_open(c)) {
+            size_t next = (size_t)((c & CONC__EXECUTOR_CLAIM_NEXT_MASK) >>
+                                   CONC__EXECUTOR_CLAIM_NEXT_SHIFT);
+            size_t left = (size_t)(c & CONC__EXECUTOR_CLAIM_END_MASK) - next;
+            size_t k = (left + 1) / 2;
+            for (size_t i = 0; i < k; i++)
+                out[i] = conc_load(&v->slot[next + i], CONC_RELAXED);
+            CONC_CHAOS_POINT();
+            /* [exec.S1] acquire: pairs with [exec.P1] (the slots we read are that claim's:
+             * the word, GEN included, is unchanged). The owner's CAS races this one. */
+            if (conc_cas(&v->claim, &c, c + k * CONC__EXECUTOR_CLAIM_NEXT_ONE, CONC_ACQUIRE,
+                         CONC_ACQUIRE))
+                return k;
+        }
     }
-    *limit = 1;
-    return conc_queue_pop_batch(ex->q, out, 1, &n) == 0 ? n : 0;
+    return 0;
+}
+
+/* The next task of the worker's own published claim, or NULL once it is used up (by the
+ * worker or by thieves). The same CAS as a steal: exactly one of them takes each task. */
+CONC_INLINE conc_future_t *conc__executor_claim_next(conc__executor_worker *w) {
+    uint64_t c = conc_load(&w->claim, CONC_RELAXED); /* relaxed: our own word; the CAS decides */
+    while (conc__executor_claim_open(c)) {
+        size_t next =
+            (size_t)((c & CONC__EXECUTOR_CLAIM_NEXT_MASK) >> CONC__EXECUTOR_CLAIM_NEXT_SHIFT);
+        conc_future_t *f = conc_load(&w->slot[next], CONC_RELAXED); /* ours: written by us */
+        if (conc_cas_weak(&w->claim, &c, c + CONC__EXECUTOR_CLAIM_NEXT_ONE, CONC_RELAXED,
+                          CONC_RELAXED))
+            return f;
+    }
+    return NULL;
+}
+
+/* Publishes tasks[0..n) (n >= 2) as the worker's claim, the first already taken by it. */
+CONC_INLINE void conc__executor_publish(conc__executor_worker *w, conc_future_t **tasks,
+                                        size_t n) {
+    for (size_t i = 1; i < n; i++)
+        conc_store(&w->slot[i], tasks[i], CONC_RELAXED);
+    uint64_t gen = (conc_load(&w->claim, CONC_RELAXED) & CONC__EXECUTOR_CLAIM_GEN_MASK) +
+                   CONC__EXECUTOR_CLAIM_GEN_ONE;
+    /* [exec.P1] seq_cst: release for the slots (pairs with [exec.S0]/[exec.S1]), and the
+     * first half of the Dekker pair with a sleeper's [exec.E1] (the caller's wake follows). */
+    conc_store(&w->claim, gen | CONC__EXECUTOR_CLAIM_NEXT_ONE | (uint64_t)n, CONC_SEQ_CST);
+}
+
+/* The queue is closed and drained and there was nothing to steal: true once every worker
+ * is quiet (exit), false when a claim opened (leave quiet and steal). */
+CONC_COLD bool conc__executor_quiet_slow(conc__executor_worker *w) {
+    conc_executor_t *ex = w->ex;
+    /* acq_rel: every arrival sees the ones before it; the last sees them all. */
+    uint32_t q = conc_fetch_add(&ex->quiet, 1u, CONC_ACQ_REL) + 1u;
+    if (q == conc_load(&ex->nthreads, CONC_RELAXED)) {
+        /* Wake all. seq_cst (release would do): a sleeper whose registration reads this step
+         * sees our arrival in its re-check. */
+        conc_fetch_add(&ex->idle, CONC__EXECUTOR_IDLE_SEQ_ONE, CONC_SEQ_CST);
+        conc_futex_wake(&ex->idle, INT_MAX, 0);
+        return true;
+    }
+    for (;;) {
+        if (conc__executor_all_quiet(ex))
+            return true;
+        if (conc__executor_stealable(ex, w, NULL)) {
+            conc_fetch_sub(&ex->quiet, 1u, CONC_RELAXED); /* still short of all: no race */
+            return false;
+        }
+        conc__executor_sleep_slow(w, true);
+    }
+}
+
+/* Takes the next tasks into out[0..*limit): how many, or 0 once the executor has ended.
+ * Oldest first: another worker's open claim, then the queue. One idle worker at a time
+ * polls for CONC_EXECUTOR_SPIN pauses before it sleeps (the others sleep at once: on two
+ * CPUs, two pollers would starve the threads that submit and wait), so a steady stream of
+ * tiny tasks, or a submit-then-wait loop, finds a worker awake and pays no wakeup. */
+CONC_INLINE size_t conc__executor_take(conc__executor_worker *w, conc_future_t **out,
+                                       size_t *limit) {
+    conc_executor_t *ex = w->ex;
+    size_t n = 0;
+    for (;;) {
+        bool many = conc_load(&ex->nthreads, CONC_RELAXED) > 1;
+        if (many && (n = conc__executor_steal_slow(ex, w, out)) > 0)
+            return n; /* a stuck claim: older than anything in the queue */
+        int r = EAGAIN;
+        if (conc__executor_ready(ex->q, 1) || conc__executor_closed(ex))
+            r = conc_queue_try_pop_batch(ex->q, out, *limit, &n); /* closed, drained: EPIPE */
+        if (r == 0)
+            return n;
+        if (r == EPIPE) {
+            if (conc__executor_quiet_slow(w))
+                return 0;
+            continue;
+        }
+        uint32_t idle = 0;
+        if (CONC_EXECUTOR_SPIN > 0 && conc_cpu_count() > 1 &&
+            conc_cas(&ex->polling, &idle, 1u, CONC_RELAXED, CONC_RELAXED)) {
+            for (int i = 1; i <= CONC_EXECUTOR_SPIN && r == EAGAIN; i++) {
+                conc_cpu_relax();
+                if (i == CONC__EXECUTOR_IDLE_PAUSES)
+                    *limit = 1;
+                if (i % CONC__EXECUTOR_POLL_EVERY == 0 &&
+                    (conc__executor_ready(ex->q, 1) || conc__executor_closed(ex) ||
+                     conc__executor_stealable(ex, w, NULL)))
+                    r = 0; /* look again, from the top */
+            }
+            /* [exec.E0] seq_cst: a waker that saw us polling made no wake, so our stop must
+             * come before our registration [exec.E1] in the one order (and it does: both
+             * seq_cst, the waker's loads too). */
+            conc_store(&ex->polling, 0u, CONC_SEQ_CST);
+            if (r == 0)
+                continue;
+        }
+        *limit = 1;
+        /* A few yields before the sleep, as conc_queue_pop does: with more threads than
+         * CPUs the submitter may be the one waiting for this CPU, and a sleep now would cost
+         * it a wakeup once it runs again. */
+        for (int i = 0; i < CONC__EXECUTOR_IDLE_YIELDS && r == EAGAIN && conc_cpu_count() > 1;
+             i++) {
+            sched_yield();
+            if (conc__executor_ready(ex->q, 1) || conc__executor_closed(ex))
+                r = 0;
+        }
+        if (r == EAGAIN)
+            conc__executor_sleep_slow(w, false);
+    }
 }
 
 /* See "Claims": waits (briefly) until the queue holds `tasks` tasks. */
@@ -1099,35 +1450,42 @@ CONC_INLINE void conc__executor_lag(conc_executor_t *ex, size_t tasks) {
         tasks = half > 0 ? half : 1;
     for (int i = 1; i <= CONC__EXECUTOR_LAG_PAUSES; i++) {
         conc_cpu_relax();
-        if ((i & 7) == 0 && conc__executor_ready(ex->q, tasks))
+        if (i % CONC__EXECUTOR_POLL_EVERY == 0 && conc__executor_ready(ex->q, tasks))
             return;
     }
 }
 
-static inline void *conc__executor_worker(void *arg) {
-    conc_executor_t *ex = (conc_executor_t *)arg;
+static inline void *conc__executor_worker_main(void *arg) {
+    conc__executor_worker *w = (conc__executor_worker *)arg;
+    conc_executor_t *ex = w->ex;
     conc_future_t *taken[CONC__EXECUTOR_CLAIM_MAX];
     size_t n, limit = 1;
     bool lagged = false; /* the last claim followed a lag: its size says nothing of the rate */
-    while ((n = conc__executor_take(ex, taken, &limit)) > 0) {
+    while ((n = conc__executor_take(w, taken, &limit)) > 0) {
         bool lag = !lagged && n >= CONC__EXECUTOR_LAG_MIN && n < limit;
         lagged = lag;
         /* A claim of one task when more were allowed tells nothing new: untimed (the common
          * case of a worker that keeps up with one submitter; a clock read is ~20 ns). */
         bool timed = n > 1 || limit == 1;
         int64_t t0 = timed ? conc_now() : 0;
-        for (size_t i = 0; i < n; i++) {
-            /* Tasks this worker took but has not started are still "queued" for
-             * shutdown(cancel_pending): acquire pairs with the release store there. */
-            if (conc_load(&ex->cancelling, CONC_ACQUIRE)) {
-                (void)conc_future_cancel(taken[i]);
-                conc_future_release(taken[i]);
-            } else {
-                conc__executor_run(taken[i]);
+        if (n > 1) {
+            conc_store(&w->claimed_at, t0, CONC_RELAXED); /* before [exec.P1]: an age hint */
+            conc__executor_publish(w, taken, n);
+        }
+        bool more = conc__executor_ready(ex->q, 1);
+        if (n > 1 || more) /* work left behind: the chain (see "Idle workers") */
+            conc__executor_wake(ex, !more);
+        size_t ran = 1;
+        conc__executor_start(ex, taken[0]);
+        if (n > 1) {
+            conc_future_t *f;
+            while ((f = conc__executor_claim_next(w)) != NULL) {
+                conc__executor_start(ex, f);
+                ran++;
             }
         }
         if (timed) { /* the next limit: what fits the budget, at most doubling */
-            int64_t per = (conc_now() - t0) / (int64_t)n + 1;
+            int64_t per = (conc_now() - t0) / (int64_t)ran + 1;
             size_t fit =
                 per >= CONC__EXECUTOR_CLAIM_NS ? 1 : (size_t)(CONC__EXECUTOR_CLAIM_NS / per);
             if (fit > 2 * limit)
@@ -1142,8 +1500,9 @@ static inline void *conc__executor_worker(void *arg) {
 
 CONC_INLINE bool conc__executor_is_worker(const conc_executor_t *ex) {
     pthread_t self = pthread_self();
-    for (unsigned i = 0; i < ex->nthreads; i++)
-        if (pthread_equal(ex->threads[i], self))
+    unsigned n = conc_load(&ex->nthreads, CONC_RELAXED);
+    for (unsigned i = 0; i < n; i++)
+        if (pthread_equal(ex->workers[i].thread, self))
             return true;
     return false;
 }
@@ -1152,6 +1511,12 @@ static inline void conc_executor_shutdown(conc_executor_t *ex, bool cancel_pendi
     if (cancel_pending) /* release: pairs with the workers' acquire load */
         conc_store(&ex->cancelling, 1u, CONC_RELEASE);
     conc_queue_close(ex->q); /* new submits get EPIPE, blocked ones too; workers drain */
+    conc_store(&ex->closed, 1u, CONC_RELEASE); /* after the close: see conc__executor_closed */
+    /* Every sleeper re-checks (and finds the queue closed): step the sequence, wake all.
+     * seq_cst (release would do): a sleeper whose registration reads this step sees the
+     * close in its re-check. */
+    conc_fetch_add(&ex->idle, CONC__EXECUTOR_IDLE_SEQ_ONE, CONC_SEQ_CST);
+    conc_futex_wake(&ex->idle, INT_MAX, 0);
     if (cancel_pending) {
         conc_future_t *f;
         while (conc_queue_try_pop(ex->q, &f) == 0) { /* races the workers: each item once */
@@ -1164,7 +1529,7 @@ static inline void conc_executor_shutdown(conc_executor_t *ex, bool cancel_pendi
     conc_lock_acquire(&ex->shutdown_lock);
     if (!ex->joined) {
         for (unsigned i = 0; i < ex->nthreads; i++)
-            pthread_join(ex->threads[i], NULL);
+            pthread_join(ex->workers[i].thread, NULL);
         ex->joined = true;
     }
     conc_lock_release(&ex->shutdown_lock);
@@ -1176,7 +1541,7 @@ static inline void conc_executor_destroy(conc_executor_t *ex) {
     if (conc__executor_is_worker(ex))
         CONC_ABORT("conc_executor_destroy: called from one of its own tasks");
     conc_executor_shutdown(ex, false);
-    free(ex->threads);
+    free(ex->workers);
     conc_queue_destroy(ex->q);
     conc__pool_close(ex->pool); /* frees it now, or at the last release of its futures */
     free(ex);
@@ -1189,32 +1554,44 @@ CONC_NODISCARD static inline int conc_executor_create(conc_executor_t **out, uns
         threads = (unsigned)conc_cpu_count();
     if (queue_capacity == 0)
         queue_capacity = 1024;
-    if (threads > 65535 || queue_capacity > ((size_t)1 << 40))
+    if (threads > CONC__EXECUTOR_THREADS_MAX || queue_capacity > ((size_t)1 << 40))
         return EINVAL;
     conc_executor_t *ex = (conc_executor_t *)aligned_alloc(CONC_CACHELINE, sizeof *ex);
     if (!ex)
         return ENOMEM;
     memset(ex, 0, sizeof *ex);
-    ex->threads = (pthread_t *)calloc(threads, sizeof *ex->threads);
+    ex->workers = (conc__executor_worker *)aligned_alloc(
+        CONC_CACHELINE, threads * sizeof(conc__executor_worker));
+    if (ex->workers)
+        memset(ex->workers, 0, threads * sizeof(conc__executor_worker));
     ex->pool = conc__pool_create();
-    int e = ex->threads && ex->pool
+    int e = ex->workers && ex->pool
                 ? conc_queue_create(&ex->q, queue_capacity, sizeof(conc_future_t *))
                 : ENOMEM;
     if (e != 0) {
-        free(ex->threads);
+        free(ex->workers);
         free(ex->pool);
         free(ex);
         return e;
     }
     conc_lock_init(&ex->shutdown_lock, 0);
     for (unsigned i = 0; i < threads; i++) {
-        e = pthread_create(&ex->threads[i], NULL, conc__executor_worker, ex);
+        ex->workers[i].ex = ex;
+        ex->workers[i].index = i;
+    }
+    for (unsigned i = 0; i < threads; i++) {
+        /* nthreads first: a worker scans workers[0..nthreads) and the new one must be in it.
+         * Relaxed stores are enough for scans: pthread_create orders them for the new
+         * thread, and an older worker that misses the newest one misses a worker with
+         * nothing claimed yet. */
+        conc_store(&ex->nthreads, i + 1, CONC_RELAXED);
+        e = pthread_create(&ex->workers[i].thread, NULL, conc__executor_worker_main,
+                           &ex->workers[i]);
         if (e != 0) {
-            ex->nthreads = i;
+            conc_store(&ex->nthreads, i, CONC_RELAXED);
             conc_executor_destroy(ex);
             return e;
         }
-        ex->nthreads = i + 1;
     }
     *out = ex;
     return 0;
@@ -1251,6 +1628,7 @@ CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void
         conc__future_recycle(f);
         return r;
     }
+    conc__executor_wake(ex, false); /* [exec.E2], after the push's seq_cst claim */
     if (out)
         *out = f;
     return 0;
@@ -1264,6 +1642,28 @@ CONC_NODISCARD static inline int conc_executor_submit(conc_executor_t *ex, conc_
 CONC_NODISCARD static inline int conc_executor_try_submit(conc_executor_t *ex, conc_task_fn fn,
                                                           void *arg, conc_future_t **f) {
     return conc__executor_submit(ex, fn, arg, f, false);
+}
+
+/* Pushes all n (blocking while full), waking a worker after every piece that went in: a
+ * blocking conc_queue_push_batch would sleep on a full queue with its first pieces in and
+ * no worker told. 0 or EPIPE; *pushed says how many went in. */
+CONC_INLINE int conc__executor_push_all(conc_executor_t *ex, conc_future_t **fs, size_t n,
+                                        size_t *pushed) {
+    *pushed = 0;
+    while (*pushed < n) {
+        size_t k = 0;
+        int e = conc_queue_try_push_batch(ex->q, fs + *pushed, n - *pushed, &k);
+        if (e == EAGAIN) { /* full: the workers are awake (a sleeper's re-check sees it) */
+            e = conc_queue_push(ex->q, fs + *pushed);
+            k = e == 0 ? 1 : 0;
+        }
+        *pushed += k;
+        if (k > 0)
+            conc__executor_wake(ex, false); /* [exec.E2]; a woken worker wakes the next */
+        if (e != 0)
+            return e;
+    }
+    return 0;
 }
 
 CONC_NODISCARD static inline int conc_executor_submit_batch(conc_executor_t *ex, conc_task_fn fn,
@@ -1283,7 +1683,7 @@ CONC_NODISCARD static inline int conc_executor_submit_batch(conc_executor_t *ex,
             conc__future_init(chunk[j], fs ? 2u : 1u, fn, args ? args[i] : (void *)(uintptr_t)i);
         }
         if (made > 0) {
-            int e = conc_queue_push_batch(ex->q, chunk, made, &pushed);
+            int e = conc__executor_push_all(ex, chunk, made, &pushed);
             if (e != 0)
                 r = e;
         }
