@@ -11,6 +11,9 @@ static unsigned long futex_calls;
 #ifndef CONC_EXECUTOR_POOL
 #define CONC_EXECUTOR_POOL 256
 #endif
+/* Every steal from another worker's claim (relaxed: a statistic). */
+static unsigned long steals;
+#define CONC_EXECUTOR_STEAL_HOOK(tasks) ((void)(tasks), __atomic_fetch_add(&steals, 1, __ATOMIC_RELAXED))
 #include "conc/future.h"
 
 /* Instrumentation counters are relaxed atomics: a statistic, never a synchronizer. */
@@ -1303,6 +1306,284 @@ static void future_deadlock_as_completed_executor(void) {
     conc_executor_destroy(ex);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Claims: no task waits behind a blocked worker's running task while another worker is free
+ * (issue 9). Every workload here is one Python's ThreadPoolExecutor with the same number of
+ * workers finishes (checked with python3: see the closing note); conc must finish it too, so
+ * a stranded task shows as a DEADLOCK? report. Each round starts with a burst of no-op tasks:
+ * a worker that keeps up with it claims up to 16 tasks at once, so the tasks that follow are
+ * claimed together, behind each other.
+ * ------------------------------------------------------------------------------------------- */
+enum { CLAIM_WARMUP = 64 };
+
+static void claim_warmup(conc_executor_t *ex) {
+    for (int i = 0; i < CLAIM_WARMUP; i++)
+        TH_CHECK_EQ(conc_executor_submit(ex, task_noop, NULL, NULL), 0);
+}
+
+/* outer_i waits for inner_i, submitted right after it. The inner future is published to the
+ * outer task once its submit returns (the submitter retains it for the outer). */
+typedef struct pair_job {
+    conc_future_t *inner; /* atomic: NULL until published */
+    int64_t timeout_ns;   /* 0: wait for ever; else give up after this long (ETIMEDOUT) */
+} pair_job;
+
+static conc_future_t *await_published(conc_future_t **slot) {
+    conc_future_t *g;
+    while ((g = __atomic_load_n(slot, __ATOMIC_ACQUIRE)) == NULL)
+        sched_yield();
+    return g;
+}
+
+static int task_outer(void *arg, void **result) {
+    pair_job *j = (pair_job *)arg;
+    conc_future_t *g = await_published(&j->inner);
+    int r = j->timeout_ns ? conc_future_wait_until(g, conc_deadline_in(j->timeout_ns))
+                          : conc_future_wait(g);
+    *result = r == 0 ? conc_future_result(g) : NULL;
+    conc_future_release(g);
+    return r;
+}
+
+static void claim_pairs(unsigned workers, int64_t timeout_ns) {
+    enum { PAIRS = 8 };
+    long rounds = th_iters(60);
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, workers, 256), 0);
+    for (long round = 0; round < rounds; round++) {
+        pair_job jobs[PAIRS];
+        conc_future_t *outer[PAIRS], *inner[PAIRS];
+        long values[PAIRS];
+        claim_warmup(ex);
+        for (int i = 0; i < PAIRS; i++) {
+            jobs[i].inner = NULL;
+            jobs[i].timeout_ns = timeout_ns;
+            values[i] = round * PAIRS + i;
+            TH_CHECK_EQ(conc_executor_submit(ex, task_outer, &jobs[i], &outer[i]), 0);
+            TH_CHECK_EQ(conc_executor_submit(ex, task_echo, &values[i], &inner[i]), 0);
+            conc_future_retain(inner[i]); /* the outer task's reference */
+            __atomic_store_n(&jobs[i].inner, inner[i], __ATOMIC_RELEASE);
+        }
+        for (int i = 0; i < PAIRS; i++) {
+            int r = conc_future_wait(outer[i]);
+            if (timeout_ns == 0) {
+                TH_CHECK_EQ(r, 0);
+                TH_CHECK(conc_future_result(outer[i]) == &values[i]);
+            } else {
+                TH_CHECK(r == 0 || r == ETIMEDOUT);
+            }
+            TH_CHECK_EQ(conc_future_wait(inner[i]), 0);
+            TH_CHECK(conc_future_result(inner[i]) == &values[i]);
+            conc_future_release(outer[i]);
+            conc_future_release(inner[i]);
+        }
+    }
+    conc_executor_destroy(ex);
+}
+
+/* One worker: Python's pool deadlocks on outer-waits-for-inner (its only thread waits), so
+ * the outer waits with a deadline there, as a Python user would (result(timeout=...)): the
+ * outer gives up, the inner runs. Two and four workers: Python finishes with plain waits. */
+static void executor_deadlock_pairs_outer_waits_inner(void) {
+    claim_pairs(1, CONC_MS);
+    claim_pairs(2, 0);
+    claim_pairs(4, 0);
+}
+
+/* A chain: task k waits for task k + 1, submitted after it; as many workers as tasks, so
+ * Python's pool finishes it (each task gets a thread). */
+typedef struct chain_job {
+    conc_future_t *next; /* atomic: task k + 1's future (NULL for the last, once published) */
+    bool last;
+} chain_job;
+
+static int task_chain(void *arg, void **result) {
+    chain_job *j = (chain_job *)arg;
+    long depth = 0;
+    if (!j->last) {
+        conc_future_t *g = await_published(&j->next);
+        int r = conc_future_wait(g);
+        depth = (long)(intptr_t)conc_future_result(g) + 1;
+        conc_future_release(g);
+        if (r != 0)
+            return r;
+    }
+    *result = (void *)(intptr_t)depth;
+    return 0;
+}
+
+static void executor_deadlock_chains_wait_on_later_tasks(void) {
+    enum { MAX_LINKS = 4 };
+    for (unsigned workers = 2; workers <= MAX_LINKS; workers++) {
+        conc_executor_t *ex;
+        TH_CHECK_EQ(conc_executor_create(&ex, workers, 256), 0);
+        long rounds = th_iters(40);
+        for (long round = 0; round < rounds; round++) {
+            chain_job jobs[MAX_LINKS];
+            conc_future_t *fs[MAX_LINKS];
+            claim_warmup(ex);
+            for (unsigned k = 0; k < workers; k++) {
+                jobs[k].next = NULL;
+                jobs[k].last = k + 1 == workers;
+                TH_CHECK_EQ(conc_executor_submit(ex, task_chain, &jobs[k], &fs[k]), 0);
+                if (k > 0) {
+                    conc_future_retain(fs[k]); /* task k - 1's reference */
+                    __atomic_store_n(&jobs[k - 1].next, fs[k], __ATOMIC_RELEASE);
+                }
+            }
+            TH_CHECK_EQ(conc_future_wait(fs[0]), 0);
+            TH_CHECK_EQ((long)(intptr_t)conc_future_result(fs[0]), (long)workers - 1);
+            for (unsigned k = 0; k < workers; k++) {
+                TH_CHECK_EQ(conc_future_wait(fs[k]), 0);
+                conc_future_release(fs[k]);
+            }
+        }
+        conc_executor_destroy(ex);
+    }
+}
+
+/* A blocked task does not hold back the tasks claimed with it: the first task of a burst
+ * blocks until every other task of the burst has run, first by sleeping (nanosleep in a
+ * loop), then by waiting on a promise that the last of them completes. Ordering, not time:
+ * the blocker returns only after the others ran, so a stranded one is a deadlock. */
+enum { BURST_OTHERS = 7 };
+typedef struct burst {
+    long ran;              /* atomic: the others that have run */
+    conc_future_t *gate;   /* completed by the last of the others (promise mode) */
+    bool sleep_mode;       /* the blocker sleeps instead of waiting on the gate */
+    long seen_by_blocker;  /* plain: written by the blocker, read after its future */
+} burst;
+
+typedef struct burst_arg {
+    burst *b;
+    bool blocker;
+} burst_arg;
+
+static int task_burst(void *arg, void **result) {
+    burst_arg *a = (burst_arg *)arg;
+    burst *b = a->b;
+    (void)result;
+    if (a->blocker) {
+        if (b->sleep_mode) {
+            while (__atomic_load_n(&b->ran, __ATOMIC_ACQUIRE) < BURST_OTHERS)
+                th_sleep_ns(100 * CONC_US);
+        } else {
+            TH_CHECK_EQ(conc_future_wait(b->gate), 0);
+        }
+        b->seen_by_blocker = __atomic_load_n(&b->ran, __ATOMIC_ACQUIRE);
+        return 0;
+    }
+    if (__atomic_add_fetch(&b->ran, 1, __ATOMIC_ACQ_REL) == BURST_OTHERS && !b->sleep_mode)
+        TH_CHECK_EQ(conc_future_complete(b->gate, 0, NULL), 0);
+    return 0;
+}
+
+static void executor_deadlock_blocked_task_does_not_hold_its_claim(void) {
+    for (unsigned workers = 2; workers <= 4; workers += 2) {
+        conc_executor_t *ex;
+        TH_CHECK_EQ(conc_executor_create(&ex, workers, 256), 0);
+        long rounds = th_iters(60);
+        for (long round = 0; round < rounds; round++) {
+            burst b = {0, NULL, round % 2 == 0, -1};
+            burst_arg args[BURST_OTHERS + 1];
+            void *argv[BURST_OTHERS + 1];
+            conc_future_t *fs[BURST_OTHERS + 1];
+            TH_CHECK_EQ(conc_future_create(&b.gate), 0);
+            for (int i = 0; i <= BURST_OTHERS; i++) {
+                args[i].b = &b;
+                args[i].blocker = i == 0;
+                argv[i] = &args[i];
+            }
+            claim_warmup(ex);
+            TH_CHECK_EQ(conc_executor_submit_batch(ex, task_burst, argv, BURST_OTHERS + 1, fs,
+                                                   NULL),
+                        0);
+            TH_CHECK_EQ(conc_future_wait_all(fs, BURST_OTHERS + 1, CONC_FOREVER), 0);
+            TH_CHECK_EQ(b.seen_by_blocker, BURST_OTHERS); /* every other ran before it ended */
+            for (int i = 0; i <= BURST_OTHERS; i++) {
+                TH_CHECK_EQ(conc_future_wait(fs[i]), 0);
+                conc_future_release(fs[i]);
+            }
+            conc_future_release(b.gate);
+        }
+        conc_executor_destroy(ex);
+    }
+}
+
+/* Steals race cancel, on_done and shutdown(cancel_pending): bursts whose first task sleeps
+ * past the claim age, so its claim is stolen from while the test cancels tasks of it and
+ * every few rounds shuts the executor down with cancel_pending. Each task runs or is
+ * cancelled, exactly once; each callback runs exactly once; nothing is left behind. */
+enum { STEAL_BURST = 16 };
+typedef struct steal_task {
+    long runs;      /* atomic */
+    long callbacks; /* atomic */
+    bool blocker;   /* a burst's first task: it sleeps, and its claim turns stale */
+} steal_task;
+
+static int task_steal(void *arg, void **result) {
+    steal_task *s = (steal_task *)arg;
+    (void)result;
+    CNT_ADD(&s->runs, 1);
+    if (s->blocker)
+        th_sleep_ns(300 * CONC_US);
+    return 0;
+}
+
+static void cb_steal(conc_future_t *f, void *p) {
+    (void)f;
+    CNT_ADD(&((steal_task *)p)->callbacks, 1);
+}
+
+static void executor_stress_steal_vs_cancel_shutdown_on_done(void) {
+    long rounds = th_iters(200);
+    steal_task tasks[STEAL_BURST];
+    th_rng rng = th_rng_make(9);
+    unsigned long steals_before = CNT_GET(&steals);
+    long ran = 0, cancelled = 0;
+    conc_executor_t *ex = NULL;
+    for (long round = 0; round < rounds; round++) {
+        if (!ex)
+            TH_CHECK_EQ(conc_executor_create(&ex, 4, 64), 0);
+        memset(tasks, 0, sizeof tasks);
+        tasks[0].blocker = true;
+        void *argv[STEAL_BURST];
+        conc_future_t *fs[STEAL_BURST];
+        for (int i = 0; i < STEAL_BURST; i++)
+            argv[i] = &tasks[i];
+        claim_warmup(ex);
+        TH_CHECK_EQ(conc_executor_submit_batch(ex, task_steal, argv, STEAL_BURST, fs, NULL), 0);
+        for (int i = 0; i < STEAL_BURST; i++)
+            TH_CHECK_EQ(conc_future_on_done(fs[i], cb_steal, &tasks[i]), 0);
+        th_sleep_ns((int64_t)th_rand_below(&rng, 400) * CONC_US);
+        for (int i = 1; i < STEAL_BURST; i++)
+            if (th_rand_below(&rng, 4) == 0)
+                (void)conc_future_cancel(fs[i]);
+        if (round % 5 == 4) {
+            conc_executor_shutdown(ex, true);
+            conc_executor_destroy(ex);
+            ex = NULL;
+        }
+        TH_CHECK_EQ(conc_future_wait_all(fs, STEAL_BURST, CONC_FOREVER), 0);
+        for (int i = 0; i < STEAL_BURST; i++) {
+            conc_future_state_t st = conc_future_state(fs[i]);
+            long runs = CNT_GET(&tasks[i].runs);
+            TH_CHECK(st == CONC_FUTURE_DONE || st == CONC_FUTURE_CANCELLED);
+            TH_CHECK_EQ(runs, st == CONC_FUTURE_DONE ? 1 : 0);
+            while (CNT_GET(&tasks[i].callbacks) == 0) /* it runs after the final state */
+                sched_yield();
+            TH_CHECK_EQ(CNT_GET(&tasks[i].callbacks), 1);
+            ran += runs;
+            cancelled += st == CONC_FUTURE_CANCELLED;
+            conc_future_release(fs[i]);
+        }
+    }
+    conc_executor_destroy(ex);
+    printf("    %ld ran, %ld cancelled, %lu steals\n", ran, cancelled,
+           CNT_GET(&steals) - steals_before);
+    TH_CHECK_EQ(ran + cancelled, rounds * STEAL_BURST);
+}
+
 TH_MAIN("future", TH_CASE(future_create_is_pending), TH_CASE(future_complete_done_then_ebusy),
         TH_CASE(future_complete_failed_status), TH_CASE(future_cancel_pending_only),
         TH_CASE(future_wait_until_never_early), TH_CASE(future_wait_wakes_on_complete),
@@ -1326,4 +1607,8 @@ TH_MAIN("future", TH_CASE(future_create_is_pending), TH_CASE(future_complete_don
         TH_CASE_T(executor_deadlock_tasks_wait_on_tasks, 120),
         TH_CASE_T(executor_deadlock_callbacks_submit, 120),
         TH_CASE_T(future_deadlock_wait_any_many_completers, 120),
-        TH_CASE_T(future_deadlock_as_completed_executor, 120))
+        TH_CASE_T(future_deadlock_as_completed_executor, 120),
+        TH_CASE_T(executor_deadlock_pairs_outer_waits_inner, 120),
+        TH_CASE_T(executor_deadlock_chains_wait_on_later_tasks, 120),
+        TH_CASE_T(executor_deadlock_blocked_task_does_not_hold_its_claim, 120),
+        TH_CASE_T(executor_stress_steal_vs_cancel_shutdown_on_done, 120))

@@ -93,6 +93,10 @@
  *                        Both skip spinning on a single CPU.
  *   CONC_EXECUTOR_POOL   futures an executor keeps for reuse, at most (default 1 << 20, i.e.
  *                        64 MiB); past it, futures are malloc'd and freed one by one. 0: none.
+ *   CONC_EXECUTOR_STEAL_HOOK(tasks)   called after every steal from another worker's claim
+ *                        with the number of tasks taken; tests count steals with it.
+ *   CONC_EXECUTOR_HELP_HOOK()  called when a waiting worker runs the awaited task itself.
+ *                        Both default to nothing.
  *
  * CAVEATS
  *   - on_done callbacks run in the thread that completes the future (a worker, usually) or at
@@ -173,6 +177,12 @@ extern "C" {
 #endif
 #ifndef CONC_EXECUTOR_POOL
 #define CONC_EXECUTOR_POOL (1u << 20)
+#endif
+#ifndef CONC_EXECUTOR_STEAL_HOOK
+#define CONC_EXECUTOR_STEAL_HOOK(tasks) ((void)0)
+#endif
+#ifndef CONC_EXECUTOR_HELP_HOOK
+#define CONC_EXECUTOR_HELP_HOOK() ((void)0)
 #endif
 
 typedef int (*conc_task_fn)(void *arg, void **result);
@@ -256,6 +266,9 @@ CONC_INLINE bool conc__fut_final(uint32_t v) {
 #define CONC__FUTURE_STRIDE                                                                        \
     ((sizeof(conc_future_t) + CONC_CACHELINE - 1) & ~(size_t)(CONC_CACHELINE - 1))
 #define CONC__POOL_CLOSED ((uintptr_t)1) /* in `returned`: the executor is gone */
+/* In a future's `pool`: malloc'd by the executor whose pool this is (the pointer only names
+ * the executor, for conc__executor_help_slow; the future goes back to free). */
+#define CONC__FUTURE_POOL_MALLOCED ((uintptr_t)1)
 #define CONC__POOL_SLAB_MIN 16u          /* futures in the first slab; each next one doubles */
 #define CONC__POOL_SLAB_MAX 4096u        /* up to this many (256 KiB) */
 
@@ -382,7 +395,7 @@ CONC_COLD void conc__pool_close(conc__future_pool *p) {
 /* The last reference is gone: back to the pool (or to free for a malloc'd future). */
 CONC_NOINLINE void conc__future_recycle(conc_future_t *f) {
     conc__future_pool *p = f->pool;
-    if (!p) {
+    if (!p || ((uintptr_t)p & CONC__FUTURE_POOL_MALLOCED)) {
         free(f);
         return;
     }
@@ -642,8 +655,25 @@ CONC_INLINE int conc__future_outcome(const conc_future_t *f, uint32_t v) {
     }
 }
 
+/* A worker thread that waits for a task of its own executor that nobody has started runs it
+ * itself (defined with the executor). */
+CONC_NOINLINE void conc__executor_help_slow(conc_future_t *f);
+/* The executor worker the calling thread is, or NULL. One variable for the whole program
+ * (weak: every translation unit that includes this header defines it, the linker keeps one),
+ * so a task compiled in another file than the executor's creator sees it too. */
+struct conc__executor_worker;
+#if defined(__cplusplus)
+__attribute__((weak)) thread_local struct conc__executor_worker *conc__executor_self;
+#else
+__attribute__((weak)) _Thread_local struct conc__executor_worker *conc__executor_self;
+#endif
+
 CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
     uint32_t v = conc_load(&f->state, CONC_RELAXED);
+    if (conc__executor_self && f->fn && (v & CONC__FUT_STATE) == CONC__FUT_PENDING) {
+        conc__executor_help_slow(f);
+        v = conc_load(&f->state, CONC_RELAXED);
+    }
     /* A completion usually follows soon (a worker on another CPU): spin before the syscall.
      * Not for an ext future (forkpool.h): its completion is a process round trip away, and
      * the spin would only take a CPU from the processes that complete it. */
@@ -999,6 +1029,7 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
 #define CONC__EXECUTOR_LAG_PAUSES 256 /* ... or for this long */
 #define CONC__EXECUTOR_POLL_EVERY 8   /* a poller looks at the queue and claims every 8 pauses */
 #define CONC__EXECUTOR_IDLE_YIELDS 4  /* an idle worker yields this often before it sleeps */
+#define CONC__EXECUTOR_HELP_DEPTH 8   /* tasks run inline by waits within waits, at most */
 /* A claim this old is stuck (its owner runs one task far past the claim's budget, 50 us):
  * a worker steals from it before it takes newer tasks from the queue. Well under the
  * millisecond within which a claimed task must start once a worker is free. */
@@ -1043,6 +1074,7 @@ typedef struct conc__executor_worker {
     uint64_t claim; /* the claim word: the owner stores and CASes it, thieves CAS it */
     conc_future_t *slot[CONC__EXECUTOR_CLAIM_MAX]; /* the claim's tasks (atomic, relaxed) */
     int64_t claimed_at; /* when the claim was published (relaxed: an age hint for thieves) */
+    unsigned help_depth; /* tasks this worker runs inline while waiting (its own thread only) */
     conc_executor_t *ex;
     unsigned index;
     pthread_t thread;
@@ -1099,6 +1131,39 @@ CONC_INLINE void conc__executor_start(conc_executor_t *ex, conc_future_t *f) {
     } else {
         conc__executor_run(f);
     }
+}
+
+/* A worker that waits for a task of its own executor that has not started runs it itself,
+ * inline, instead of blocking: if that task sits in the worker's own claim, or behind
+ * another blocked worker, nobody else may start it soon (or ever, if every worker waits).
+ * The gate decides as usual (one CAS: the claim's owner later finds it started and drops its
+ * reference). Only tasks of the same executor (a task of another one would run outside its
+ * own executor's thread count), never during shutdown(cancel_pending), and at most
+ * CONC__EXECUTOR_HELP_DEPTH deep (each level is a task's frames on this stack). */
+CONC_NOINLINE void conc__executor_help_slow(conc_future_t *f) {
+    conc__executor_worker *w = conc__executor_self;
+    conc_executor_t *ex = w->ex;
+    if (((uintptr_t)f->pool & ~CONC__FUTURE_POOL_MALLOCED) != (uintptr_t)ex->pool ||
+        w->help_depth >= CONC__EXECUTOR_HELP_DEPTH || conc_load(&ex->cancelling, CONC_ACQUIRE))
+        return;
+    /* Our own reference for the run: conc__future_task_done drops one, and the executor's
+     * stays with the queue or claim entry, dropped when that entry finds the task started. */
+    conc_future_retain(f);
+    uint32_t v = conc_load(&f->state, CONC_RELAXED);
+    while ((v & CONC__FUT_STATE) == CONC__FUT_PENDING) {
+        /* Relaxed, as in conc__executor_run: the caller's reference ordered the inputs. */
+        if (conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING,
+                          CONC_RELAXED, CONC_RELAXED)) {
+            CONC_EXECUTOR_HELP_HOOK();
+            w->help_depth++;
+            void *result = NULL;
+            int status = f->fn(f->arg, &result);
+            w->help_depth--;
+            conc__future_task_done(f, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING, status, result);
+            return;
+        }
+    }
+    conc_future_release(f); /* started (or cancelled) meanwhile: wait as usual */
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -1328,8 +1393,10 @@ CONC_NOINLINE size_t conc__executor_steal_slow(conc_executor_t *ex, conc__execut
             /* [exec.S1] acquire: pairs with [exec.P1] (the slots we read are that claim's:
              * the word, GEN included, is unchanged). The owner's CAS races this one. */
             if (conc_cas(&v->claim, &c, c + k * CONC__EXECUTOR_CLAIM_NEXT_ONE, CONC_ACQUIRE,
-                         CONC_ACQUIRE))
+                         CONC_ACQUIRE)) {
+                CONC_EXECUTOR_STEAL_HOOK(k);
                 return k;
+            }
         }
     }
     return 0;
@@ -1459,6 +1526,7 @@ static inline void *conc__executor_worker_main(void *arg) {
     conc__executor_worker *w = (conc__executor_worker *)arg;
     conc_executor_t *ex = w->ex;
     conc_future_t *taken[CONC__EXECUTOR_CLAIM_MAX];
+    conc__executor_self = w;
     size_t n, limit = 1;
     bool lagged = false; /* the last claim followed a lag: its size says nothing of the rate */
     while ((n = conc__executor_take(w, taken, &limit)) > 0) {
@@ -1609,9 +1677,11 @@ static inline size_t conc_executor_queue_size(const conc_executor_t *ex) {
 /* n futures into fs, uninitialized: from the pool, else malloc'd. How many (< n: ENOMEM). */
 CONC_INLINE size_t conc__executor_futures(conc_executor_t *ex, conc_future_t **fs, size_t n) {
     size_t k = conc__pool_take(ex->pool, fs, n);
-    for (; k < n; k++)
+    for (; k < n; k++) {
         if (!(fs[k] = conc__future_malloc()))
             break;
+        fs[k]->pool = (conc__future_pool *)((uintptr_t)ex->pool | CONC__FUTURE_POOL_MALLOCED);
+    }
     return k;
 }
 
