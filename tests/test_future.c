@@ -13,7 +13,8 @@ static unsigned long futex_calls;
 #endif
 /* Every steal from another worker's claim (relaxed: a statistic). */
 static unsigned long steals;
-#define CONC_EXECUTOR_STEAL_HOOK(tasks) ((void)(tasks), __atomic_fetch_add(&steals, 1, __ATOMIC_RELAXED))
+#define CONC_EXECUTOR_STEAL_HOOK(tasks)                                                            \
+    ((void)(tasks), __atomic_fetch_add(&steals, 1, __ATOMIC_RELAXED))
 #include "conc/future.h"
 
 /* Instrumentation counters are relaxed atomics: a statistic, never a synchronizer. */
@@ -1448,10 +1449,10 @@ static void executor_deadlock_chains_wait_on_later_tasks(void) {
  * the blocker returns only after the others ran, so a stranded one is a deadlock. */
 enum { BURST_OTHERS = 7 };
 typedef struct burst {
-    long ran;              /* atomic: the others that have run */
-    conc_future_t *gate;   /* completed by the last of the others (promise mode) */
-    bool sleep_mode;       /* the blocker sleeps instead of waiting on the gate */
-    long seen_by_blocker;  /* plain: written by the blocker, read after its future */
+    long ran;             /* atomic: the others that have run */
+    conc_future_t *gate;  /* completed by the last of the others (promise mode) */
+    bool sleep_mode;      /* the blocker sleeps instead of waiting on the gate */
+    long seen_by_blocker; /* plain: written by the blocker, read after its future */
 } burst;
 
 typedef struct burst_arg {
@@ -1495,9 +1496,8 @@ static void executor_deadlock_blocked_task_does_not_hold_its_claim(void) {
                 argv[i] = &args[i];
             }
             claim_warmup(ex);
-            TH_CHECK_EQ(conc_executor_submit_batch(ex, task_burst, argv, BURST_OTHERS + 1, fs,
-                                                   NULL),
-                        0);
+            TH_CHECK_EQ(
+                conc_executor_submit_batch(ex, task_burst, argv, BURST_OTHERS + 1, fs, NULL), 0);
             TH_CHECK_EQ(conc_future_wait_all(fs, BURST_OTHERS + 1, CONC_FOREVER), 0);
             TH_CHECK_EQ(b.seen_by_blocker, BURST_OTHERS); /* every other ran before it ended */
             for (int i = 0; i <= BURST_OTHERS; i++) {

@@ -102,8 +102,15 @@
  *   - on_done callbacks run in the thread that completes the future (a worker, usually) or at
  *     once in the registering thread if it is already done: keep them short, and do not block
  *     in them on a full queue of the same executor (a worker waiting for itself deadlocks).
- *   - A task that waits for another task of the same executor can deadlock if every worker
- *     waits (Python's warning too). Size the executor for it or use on_done.
+ *   - Tasks that wait for tasks of the same executor: whenever Python's ThreadPoolExecutor
+ *     with as many workers finishes such a workload, so does this executor (a waiting worker
+ *     runs an unstarted awaited task itself, and idle workers steal what a stuck worker
+ *     claimed; see "Claims and steals"). Like Python's, it deadlocks when every worker waits
+ *     for a task that none can start. One difference remains: a worker may start tasks of
+ *     its own claim while an older claimed task waits behind another worker that is stuck,
+ *     so a workload whose tasks block on each other through something other than a future
+ *     (a semaphore, a lock) with every worker busy can stop where Python's would not. Size
+ *     the executor for it, or wait on futures.
  *   - fork(): an executor's workers do not exist in the child. Use it only in the parent.
  *   - Spurious futex wakeups are absorbed; a signal does not interrupt a wait.
  *   - Memory: an executor keeps the futures it made for reuse (64 bytes each), so it holds
@@ -111,9 +118,9 @@
  *     and its last future is released. A future released twice may already be someone
  *     else's (as with free): under ASan a released pooled future is poisoned until reused.
  *   - At most 2^26 - 1 references to one future at a time (retain aborts past that).
- *   - A worker runs the tasks of one claim (up to 16 short ones, see DESIGN) in order: a task
- *     that waits for a task submitted after it can deadlock even while other workers idle,
- *     when both are in its claim (the task queued first starts first, as before).
+ *   - A waiting worker may run the awaited task on its own stack (at most 8 deep): a task
+ *     must not hold a non-recursive lock that a task it waits for takes (Python deadlocks
+ *     there too, differently).
  *
  * DESIGN
  *   A future is one 32-bit state word (low 3 bits: PENDING, RUNNING, COMPLETING, DONE,
@@ -142,13 +149,23 @@
  *   lock-free, bounded, blocking and closable, so submit blocks while full, try_submit gets
  *   EAGAIN, shutdown's close hands EPIPE to every submitter (blocked ones too) while the
  *   workers drain, and a busy stream makes no syscall. One idle worker at a time polls the
- *   queue for CONC_EXECUTOR_SPIN pauses before it blocks in conc_queue_pop, so a steady
- *   stream of tiny tasks finds a worker awake; it watches one slot's stamp, never the
- *   queue's tail (the submitter's line). A worker claims up to 16 ready tasks at once, as
- *   many as fit in about 50 us of work by its recent tasks' times (so long tasks still go
- *   one per worker), and a worker that drains a fast stream lets a few claims' worth pile
- *   up (at most 256 pauses) before claiming again: it then never trails the submitter by a
- *   task or two, which would move the same lines back and forth on every task.
+ *   queue for CONC_EXECUTOR_SPIN pauses before it sleeps, so a steady stream of tiny tasks
+ *   finds a worker awake; it watches one slot's stamp, never the queue's tail (the
+ *   submitter's line). A worker claims up to 16 ready tasks at once, as many as fit in
+ *   about 50 us of work by its recent tasks' times (so long tasks still go one per worker),
+ *   and a worker that drains a fast stream lets a few claims' worth pile up (at most 256
+ *   pauses) before claiming again: it then never trails the submitter by a task or two,
+ *   which would move the same lines back and forth on every task. No claimed task waits
+ *   behind a stuck worker while another is free: a claim of two or more is published in the
+ *   worker's slots, and any worker steals the older half of a claim 200 us old (its owner
+ *   is stuck far past the claim's budget) before it takes newer tasks from the queue. Idle
+ *   workers sleep on the executor's own eventcount (not in the queue), so a publish reaches
+ *   them; one that sees an open claim sleeps only until it turns stale. A worker that waits
+ *   for an unstarted task of its executor runs it itself. Why both, and not "give the claim
+ *   back before blocking": only the waits conc sees could give it back, while a sleep, a
+ *   lock or a syscall blocks too; stealing covers every kind of blocking, and running the
+ *   awaited task covers the case where every worker waits. tests/models/executor.pml checks
+ *   the claims, steals, idle sleep and ending.
  *   Futures come from a per-executor pool (conc__future_pool): carved from slabs, one cache
  *   line each, reused LIFO; a release pushes onto a lock-free stack, submitters take the
  *   whole stack at once under a try-lock (no ABA), and a submitter that finds the try-lock
@@ -269,8 +286,8 @@ CONC_INLINE bool conc__fut_final(uint32_t v) {
 /* In a future's `pool`: malloc'd by the executor whose pool this is (the pointer only names
  * the executor, for conc__executor_help_slow; the future goes back to free). */
 #define CONC__FUTURE_POOL_MALLOCED ((uintptr_t)1)
-#define CONC__POOL_SLAB_MIN 16u          /* futures in the first slab; each next one doubles */
-#define CONC__POOL_SLAB_MAX 4096u        /* up to this many (256 KiB) */
+#define CONC__POOL_SLAB_MIN 16u   /* futures in the first slab; each next one doubles */
+#define CONC__POOL_SLAB_MAX 4096u /* up to this many (256 KiB) */
 
 typedef struct conc__future_slab {
     struct conc__future_slab *next; /* the slab's first line; its futures follow */
@@ -1073,7 +1090,7 @@ typedef struct conc_executor conc_executor_t;
 typedef struct conc__executor_worker {
     uint64_t claim; /* the claim word: the owner stores and CASes it, thieves CAS it */
     conc_future_t *slot[CONC__EXECUTOR_CLAIM_MAX]; /* the claim's tasks (atomic, relaxed) */
-    int64_t claimed_at; /* when the claim was published (relaxed: an age hint for thieves) */
+    int64_t claimed_at;  /* when the claim was published (relaxed: an age hint for thieves) */
     unsigned help_depth; /* tasks this worker runs inline while waiting (its own thread only) */
     conc_executor_t *ex;
     unsigned index;
@@ -1152,8 +1169,8 @@ CONC_NOINLINE void conc__executor_help_slow(conc_future_t *f) {
     uint32_t v = conc_load(&f->state, CONC_RELAXED);
     while ((v & CONC__FUT_STATE) == CONC__FUT_PENDING) {
         /* Relaxed, as in conc__executor_run: the caller's reference ordered the inputs. */
-        if (conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING,
-                          CONC_RELAXED, CONC_RELAXED)) {
+        if (conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING, CONC_RELAXED,
+                          CONC_RELAXED)) {
             CONC_EXECUTOR_HELP_HOOK();
             w->help_depth++;
             void *result = NULL;
@@ -1383,8 +1400,8 @@ CONC_NOINLINE size_t conc__executor_steal_slow(conc_executor_t *ex, conc__execut
                 continue;
         }
         while (conc__executor_claim_open(c)) {
-            size_t next = (size_t)((c & CONC__EXECUTOR_CLAIM_NEXT_MASK) >>
-                                   CONC__EXECUTOR_CLAIM_NEXT_SHIFT);
+            size_t next =
+                (size_t)((c & CONC__EXECUTOR_CLAIM_NEXT_MASK) >> CONC__EXECUTOR_CLAIM_NEXT_SHIFT);
             size_t left = (size_t)(c & CONC__EXECUTOR_CLAIM_END_MASK) - next;
             size_t k = (left + 1) / 2;
             for (size_t i = 0; i < k; i++)
@@ -1418,8 +1435,7 @@ CONC_INLINE conc_future_t *conc__executor_claim_next(conc__executor_worker *w) {
 }
 
 /* Publishes tasks[0..n) (n >= 2) as the worker's claim, the first already taken by it. */
-CONC_INLINE void conc__executor_publish(conc__executor_worker *w, conc_future_t **tasks,
-                                        size_t n) {
+CONC_INLINE void conc__executor_publish(conc__executor_worker *w, conc_future_t **tasks, size_t n) {
     for (size_t i = 1; i < n; i++)
         conc_store(&w->slot[i], tasks[i], CONC_RELAXED);
     uint64_t gen = (conc_load(&w->claim, CONC_RELAXED) & CONC__EXECUTOR_CLAIM_GEN_MASK) +
@@ -1628,8 +1644,8 @@ CONC_NODISCARD static inline int conc_executor_create(conc_executor_t **out, uns
     if (!ex)
         return ENOMEM;
     memset(ex, 0, sizeof *ex);
-    ex->workers = (conc__executor_worker *)aligned_alloc(
-        CONC_CACHELINE, threads * sizeof(conc__executor_worker));
+    ex->workers = (conc__executor_worker *)aligned_alloc(CONC_CACHELINE,
+                                                         threads * sizeof(conc__executor_worker));
     if (ex->workers)
         memset(ex->workers, 0, threads * sizeof(conc__executor_worker));
     ex->pool = conc__pool_create();
