@@ -1306,7 +1306,7 @@ CONC_COLD void conc__executor_sleep_slow(conc__executor_worker *w, bool quiet) {
         v |= CONC__EXECUTOR_IDLE_WATCHING;
     if (!work) {
         CONC_CHAOS_POINT();
-        (void)conc_futex_wait(&ex->idle, v, deadline, 0);
+        (void)conc_futex_wait(&ex->idle, v, 0, deadline);
     }
     /* [exec.E3] seq_cst: leaving, before the next look (a claim's waker that saw WATCHING
      * counts on it). It clears WAKING and WATCHING: a clear too many costs a syscall at most
@@ -1333,7 +1333,7 @@ CONC_COLD void conc__executor_sleep_slow(conc__executor_worker *w, bool quiet) {
  *    up before it claims again, for at most CONC__EXECUTOR_LAG_PAUSES: it then claims lines
  *    the submitter has finished with, instead of the line the submitter is writing. The claim
  *    right after a lag never lags again, so a moderate stream does not settle into lagging.
- *  - The worker looks at the queue by reading one slot's stamp (conc__executor_ready), and
+ *  - The worker looks at the queue by reading one slot's stamp (conc__queue_item_ready, queue.h's seam), and
  *    claims only when it is ready: it never reads the tail (the submitter's line) while it
  *    waits.
  *
@@ -1370,16 +1370,6 @@ CONC_COLD void conc__executor_sleep_slow(conc__executor_worker *w, bool quiet) {
  * all are quiet no claim is open, no task is in flight, and none can appear: the last to
  * arrive wakes the others and all exit.
  * ------------------------------------------------------------------------------------------- */
-
-/* Whether the k-th task from the queue's head (k >= 1) is published: a hint, read from the
- * queue's own slot stamps (queue.h, DESIGN), so a worker can watch the queue without
- * touching its tail. Only a claim (conc_queue_try_pop_batch) decides anything. */
-CONC_INLINE bool conc__executor_ready(const conc_queue_t *q, size_t k) {
-    uint64_t head = conc_load(&q->head, CONC_RELAXED); /* relaxed: a hint */
-    uint64_t pos = k > 1 ? conc__queue_advance(q, head, k - 1) : head;
-    /* Relaxed: a hint too; the claim's own loads order the item. */
-    return conc_load(conc__queue_stamp(conc__queue_slot(q, pos)), CONC_RELAXED) == pos + 1;
-}
 
 /* Steals the older half of a stale claim of another worker (published at least
  * CONC__EXECUTOR_STEAL_AGE_NS ago: its owner is stuck on a task far longer than the claim's
@@ -1483,7 +1473,7 @@ CONC_INLINE size_t conc__executor_take(conc__executor_worker *w, conc_future_t *
         if (many && (n = conc__executor_steal_slow(ex, w, out)) > 0)
             return n; /* a stuck claim: older than anything in the queue */
         int r = EAGAIN;
-        if (conc__executor_ready(ex->q, 1) || conc__executor_closed(ex))
+        if (conc__queue_item_ready(ex->q, 1) || conc__executor_closed(ex))
             r = conc_queue_try_pop_batch(ex->q, out, *limit, &n); /* closed, drained: EPIPE */
         if (r == 0)
             return n;
@@ -1500,7 +1490,7 @@ CONC_INLINE size_t conc__executor_take(conc__executor_worker *w, conc_future_t *
                 if (i == CONC__EXECUTOR_IDLE_PAUSES)
                     *limit = 1;
                 if (i % CONC__EXECUTOR_POLL_EVERY == 0 &&
-                    (conc__executor_ready(ex->q, 1) || conc__executor_closed(ex) ||
+                    (conc__queue_item_ready(ex->q, 1) || conc__executor_closed(ex) ||
                      conc__executor_stealable(ex, w, NULL)))
                     r = 0; /* look again, from the top */
             }
@@ -1518,7 +1508,7 @@ CONC_INLINE size_t conc__executor_take(conc__executor_worker *w, conc_future_t *
         for (int i = 0; i < CONC__EXECUTOR_IDLE_YIELDS && r == EAGAIN && conc_cpu_count() > 1;
              i++) {
             sched_yield();
-            if (conc__executor_ready(ex->q, 1) || conc__executor_closed(ex))
+            if (conc__queue_item_ready(ex->q, 1) || conc__executor_closed(ex))
                 r = 0;
         }
         if (r == EAGAIN)
@@ -1533,7 +1523,7 @@ CONC_INLINE void conc__executor_lag(conc_executor_t *ex, size_t tasks) {
         tasks = half > 0 ? half : 1;
     for (int i = 1; i <= CONC__EXECUTOR_LAG_PAUSES; i++) {
         conc_cpu_relax();
-        if (i % CONC__EXECUTOR_POLL_EVERY == 0 && conc__executor_ready(ex->q, tasks))
+        if (i % CONC__EXECUTOR_POLL_EVERY == 0 && conc__queue_item_ready(ex->q, tasks))
             return;
     }
 }
@@ -1556,7 +1546,7 @@ static inline void *conc__executor_worker_main(void *arg) {
             conc_store(&w->claimed_at, t0, CONC_RELAXED); /* before [exec.P1]: an age hint */
             conc__executor_publish(w, taken, n);
         }
-        bool more = conc__executor_ready(ex->q, 1);
+        bool more = conc__queue_item_ready(ex->q, 1);
         if (n > 1 || more) /* work left behind: the chain (see "Idle workers") */
             conc__executor_wake(ex, !more);
         size_t ran = 1;
