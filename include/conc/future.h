@@ -1333,9 +1333,9 @@ CONC_COLD void conc__executor_sleep_slow(conc__executor_worker *w, bool quiet) {
  *    up before it claims again, for at most CONC__EXECUTOR_LAG_PAUSES: it then claims lines
  *    the submitter has finished with, instead of the line the submitter is writing. The claim
  *    right after a lag never lags again, so a moderate stream does not settle into lagging.
- *  - The worker looks at the queue by reading one slot's stamp (conc__queue_item_ready, queue.h's seam), and
- *    claims only when it is ready: it never reads the tail (the submitter's line) while it
- *    waits.
+ *  - The worker looks at the queue by reading one slot's stamp (conc__queue_item_ready,
+ *    queue.h's seam), and claims only when it is ready: it never reads the tail (the
+ *    submitter's line) while it waits.
  *
  * No claimed task waits behind a running one while another worker is free (the mechanism,
  * chosen over giving claims back before blocking, which only works for the waits conc can
