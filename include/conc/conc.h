@@ -29,5 +29,6 @@
 #include "barrier.h"
 #include "once.h"
 #include "latch.h"
+#include "coro.h"
 
 #endif /* CONC_H */

@@ -1,0 +1,2351 @@
+/* conc/coro.h - stackful coroutines on one thread: asyncio for C - conc v0.1.0
+ * SPDX-License-Identifier: MIT
+ *
+ * One scheduler per thread runs thousands of coroutines, each on its own stack, that wait for
+ * time, file descriptors and each other without blocking the thread. A switch is a dozen
+ * instructions and no syscall; when every coroutine is asleep for good, conc_sched_run says
+ * so (EDEADLK, with one line per stuck coroutine) instead of hanging.
+ *
+ * CONTENTS
+ *   quick start - API - errors - ordering contract - which calls may overlap - configuration -
+ *   caveats - design - the section "for other conc headers" (park / wake / wait queues)
+ *
+ * QUICK START (examples/12_asyncio_gather.c)
+ *     static int download(void *arg) {                    // a coroutine: returns its status
+ *         return conc_coro_sleep_until(conc_deadline_in(CONC_SEC)); // 0, or ECANCELED
+ *     }
+ *     static int main_coro(void *arg) {
+ *         conc_coro_t *c[3];
+ *         for (int i = 0; i < 3; i++)                     // three downloads, one thread
+ *             if (conc_coro_spawn(NULL, download, NULL, NULL, &c[i]) != 0) return ENOMEM;
+ *         for (int i = 0; i < 3; i++) { int st; (void)conc_coro_join(c[i], CONC_FOREVER, &st);
+ *                                       conc_coro_release(c[i]); }
+ *         return 0;                                       // about 1 s in all, not 3
+ *     }                                   // main: int st; conc_run(main_coro, NULL, &st);
+ *
+ * API
+ *   scheduler  conc_sched_create(&s, opts)          opts NULL: defaults; 0, ENOMEM, EMFILE
+ *              conc_sched_run(s)                    until every coroutine finished: 0; EDEADLK
+ *              conc_sched_destroy(s)                cancels what is left, runs it out, frees
+ *              conc_run(fn, arg, &status)           asyncio.run: create, spawn, run, destroy
+ *              conc_sched_spawn(s, fn, arg)         from ANY thread: a detached coroutine
+ *              conc_sched_hold(s) / unhold(s)       from any thread: "more work will come"
+ *              conc_sched_dump(s, FILE *)           every coroutine: name, state, wait, origin
+ *   spawn      conc_coro_spawn(s, fn, arg, opts, &c)  s NULL: the current scheduler; c NULL:
+ *                                                   detached, else the caller owns a handle
+ *   lifecycle  conc_coro_join(c, deadline, &status) 0 (status: fn's return), ETIMEDOUT,
+ *                                                   ECANCELED (the joiner was cancelled)
+ *              conc_coro_cancel(c)                  its pending and later blocking calls fail
+ *              conc_coro_release(c)                 drop the handle (exactly once)
+ *              conc_coro_self()                     the running coroutine, NULL outside one
+ *              conc_coro_name(c), conc_coro_id(c)   for messages
+ *   wait       conc_coro_yield()                    0, ECANCELED (let the others run)
+ *              conc_coro_sleep_until(deadline)      0, ECANCELED; never early
+ *              conc_coro_wait_fd(fd, ev, deadline)  CONC_FD_READ|CONC_FD_WRITE: 0 (ready, hung
+ *                                                   up or in error), ETIMEDOUT, ECANCELED, EBUSY
+ *              conc_coro_read(fd, buf, n, dl, &got) one read(2) that waits: 0 (got 0: EOF)
+ *              conc_coro_write(fd, buf, n, dl, &put) every byte, or the error
+ *   groups     conc_group_create(s, &g)             asyncio.TaskGroup; s NULL: current
+ *              conc_group_spawn(g, fn, arg, opts)   a child; ECANCELED once the group failed
+ *              conc_group_wait(g, deadline, &status) 0 once every child finished (status: 0
+ *                                                   or the first non-zero child status)
+ *              conc_group_destroy(g)                cancels and joins what is left, frees
+ *   stacks     conc_coro_catch_overflow()           opt-in SIGSEGV reporter that names the
+ *                                                   coroutine; 0 or an errno
+ *              conc_coro_stack_usage(c, &bytes)     high-water mark (CONC_SCHED_STACK_USAGE)
+ *
+ * ERRORS
+ *   EINVAL  NULL function, bad fd or events, a handle of another scheduler, a stack size
+ *           below CONC_CORO_STACK_MIN or above CONC_CORO_STACK_MAX.
+ *   EPERM   a call that must run on the scheduler's own thread (spawn, join, cancel, run)
+ *           made from another one; a blocking call made outside any coroutine.
+ *   ENOMEM  no memory for a stack or a table. When guard pages come from mprotect (kernels
+ *           before 6.13) and the process hits vm.max_map_count, spawn also prints one line
+ *           naming that limit.
+ *   ECANCELED  the calling coroutine was cancelled: every call that would block returns it
+ *           from then on (a call that completes at once still completes: joining a finished
+ *           coroutine returns its status). A wake that came first wins: a coroutine woken
+ *           with a result (a lock handed to it, say) gets the result, and ECANCELED next time.
+ *   ETIMEDOUT  the absolute deadline passed; never returned before it. A past deadline looks
+ *           once. conc_coro_sleep_until returns 0 at its deadline (sleeping was the point).
+ *   EDEADLK conc_sched_run found nothing runnable, no timer, no fd wait, no hold and no
+ *           cross-thread spawn pending, with coroutines still waiting: they can never wake.
+ *   EBUSY   conc_coro_wait_fd: another coroutine already waits on that fd in that direction.
+ *   EMFILE  conc_sched_create: no fd left for epoll or the eventfd.
+ *
+ * ORDERING CONTRACT
+ *   Coroutines of one scheduler run one at a time on its thread, so they share plain data
+ *   with no atomics: everything a coroutine wrote before it blocked (or finished) is seen by
+ *   the coroutine that runs next. Run order: a spawned coroutine, a yielding one and one woken
+ *   by a timer or an fd go to the tail of one FIFO queue; a coroutine woken by the running one
+ *   (a join completing, a lock handed over) runs next (Go's runnext), at most
+ *   CONC__CORO_RUNNEXT_MAX times in a row before the queue gets a turn. Across threads:
+ *   everything a thread wrote before conc_sched_spawn is visible to the coroutine it starts.
+ *
+ * WHICH CALLS MAY OVERLAP
+ *   A scheduler belongs to the thread that created it. From other threads only
+ *   conc_sched_spawn, conc_sched_hold and conc_sched_unhold may be called, at any time while
+ *   the scheduler exists. Everything else runs on the owner thread: the coroutine calls inside
+ *   its coroutines, create/run/destroy/dump and spawn/cancel/release outside them.
+ *
+ * CONFIGURATION (define before including)
+ *   CONC_CORO_SWAPCONTEXT  switch with swapcontext (one sigprocmask syscall per switch) instead
+ *                          of the built-in switch. Automatic under CET shadow stacks
+ *                          (__CET__ & 2), whose shadow stack glibc's swapcontext switches.
+ *   CONC_CORO_SETJMP       the portable fallback: makecontext to create, _setjmp/_longjmp to
+ *                          switch (QEMU's technique); the default on architectures other than
+ *                          x86-64 and aarch64 unless _FORTIFY_SOURCE turns _longjmp into the
+ *                          checking __longjmp_chk, which aborts on a stack change: then the
+ *                          swapcontext switch is used.
+ *   CONC_CORO_STACK_DEFAULT  stack size when neither the spawn nor the scheduler names one
+ *                          (64 KiB). CONC_CORO_STACK_MIN (16 KiB) / CONC_CORO_STACK_MAX (1 GiB).
+ *   CONC_CORO_POLL_NS      how often a busy scheduler still polls epoll and its timers
+ *                          (default 2 ms; also conc_sched_opts_t.poll_interval).
+ *   CONC_CORO_NO_VALGRIND  do not register stacks with valgrind even if <valgrind/valgrind.h>
+ *                          exists (it costs a few instructions per stack, never per switch).
+ *   CONC_DEBUG             (base.h; on unless NDEBUG) check a canary at the bottom of the
+ *                          stack at every switch and abort naming the coroutine. It touches
+ *                          one more page per coroutine (about 4 KiB resident).
+ *
+ * CAVEATS
+ *   - Coroutines never migrate between threads; use one scheduler per thread and
+ *     conc_sched_spawn to hand work across. A coroutine may use thread-locals (the thread
+ *     never changes under it), and conc itself never caches a TLS address across a switch.
+ *   - Cancellation is a return code, never an unwind: a cancelled coroutine keeps running
+ *     until it returns; it is told by ECANCELED from every blocking call. One that was
+ *     cancelled before it first ran still runs (so it can free its argument).
+ *   - A blocking call that is not conc's (read on a blocking fd, sleep, a pthread lock)
+ *     blocks every coroutine of the thread. Use non-blocking fds with conc_coro_read/write.
+ *   - Stack overflow: one guard page below each stack stops an overflow that touches it; a
+ *     frame larger than a page can jump it (keep big arrays off coroutine stacks, or use a
+ *     bigger stack). conc_coro_catch_overflow turns the fault into a message naming the
+ *     coroutine; it installs a SIGSEGV handler only when you call it (and an alternate
+ *     signal stack on each thread that calls it or runs a scheduler).
+ *   - Do not close an fd while a coroutine waits on it (epoll forgets it silently): wake or
+ *     cancel the waiter first.
+ *   - fork: a child must not use its parent's schedulers (the epoll set is shared); build
+ *     new ones. Signals: handlers must not call coroutine functions.
+ *   - Handles: release each one exactly once, before its scheduler is destroyed.
+ *
+ * DESIGN
+ *   Contexts. A coroutine's stack is a slot carved from a large mmap arena: a guard page, the
+ *   stack, and at the very top the coroutine's own struct (so its state and its saved
+ *   registers share the top page, and an idle coroutine costs one resident page). On
+ *   x86-64 and aarch64 a 20-instruction switch saves exactly what the ABI makes callee-saved
+ *   (conc__coro_ctx_switch, below) and moves the stack pointer: no syscall, nothing for
+ *   _FORTIFY_SOURCE to check. Elsewhere makecontext creates and _setjmp/_longjmp switch. A
+ *   slot's first context runs a trampoline that loops: when a coroutine returns, the slot
+ *   goes to the free list with its context parked in the loop, and the next spawn on it just
+ *   resumes the loop with a new function (QEMU's pool). Creating a coroutine is therefore a
+ *   pop from a free list and a push on the run queue.
+ *   Scheduling. A ring buffer of runnable coroutines plus a runnext slot. A coroutine that
+ *   blocks switches straight to the next runnable one; only when none is runnable, or every
+ *   CONC__CORO_TICKS switches when the poll interval has passed, does it switch to the
+ *   scheduler's loop, which fires due timers (a binary heap), polls epoll, drains the
+ *   cross-thread inbox and otherwise sleeps in epoll_wait until the next deadline.
+ *   Deadlock detection falls out of the loop: nothing runnable and nothing that could wake
+ *   anyone (no timer, no fd, no hold, no inbox) is EDEADLK.
+ */
+#ifndef CONC_CORO_H
+#define CONC_CORO_H
+
+#include "base.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#if !defined(CONC_CORO_NO_VALGRIND) && defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define CONC__CORO_VALGRIND 1
+#endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A wait-queue waiter lives on the waiting coroutine's stack and is unlinked before its frame
+ * ends (after the park returns); gcc 12+ cannot see the unlink across the switch and calls
+ * the queued address dangling. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#define CONC__CORO_POP_DIAGNOSTIC 1
+#endif
+
+#ifndef CONC_STATIC_ASSERT
+#ifdef __cplusplus
+#define CONC_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define CONC_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Backend selection
+ * ------------------------------------------------------------------------------------------- */
+#if defined(__CET__) && (__CET__ & 2) && !defined(CONC_CORO_SWAPCONTEXT)
+#define CONC_CORO_SWAPCONTEXT 1 /* shadow stacks: only glibc's swapcontext switches them */
+#endif
+#if defined(CONC_CORO_SWAPCONTEXT)
+#define CONC__CORO_BACKEND_UCONTEXT 1
+#elif defined(CONC_CORO_SETJMP)
+#if defined(__USE_FORTIFY_LEVEL) && __USE_FORTIFY_LEVEL > 0
+/* _longjmp is __longjmp_chk here, which aborts when it lands on another stack. */
+#define CONC__CORO_BACKEND_UCONTEXT 1
+#else
+#define CONC__CORO_BACKEND_SJLJ 1
+#endif
+#elif defined(__x86_64__) || defined(__aarch64__)
+#define CONC__CORO_BACKEND_ASM 1
+#elif defined(__USE_FORTIFY_LEVEL) && __USE_FORTIFY_LEVEL > 0
+#define CONC__CORO_BACKEND_UCONTEXT 1
+#else
+#define CONC__CORO_BACKEND_SJLJ 1
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Public types and constants
+ * ------------------------------------------------------------------------------------------- */
+typedef struct conc_sched conc_sched_t;
+typedef struct conc_coro conc_coro_t;
+typedef struct conc_group conc_group_t;
+typedef int (*conc_coro_fn)(void *arg); /* returns the coroutine's status */
+
+#ifndef CONC_CORO_STACK_DEFAULT
+#define CONC_CORO_STACK_DEFAULT ((size_t)64 * 1024)
+#endif
+#ifndef CONC_CORO_STACK_MIN
+#define CONC_CORO_STACK_MIN ((size_t)16 * 1024) /* the struct, the trampoline, a few frames */
+#endif
+#ifndef CONC_CORO_STACK_MAX
+#define CONC_CORO_STACK_MAX ((size_t)1 << 30) /* a typo guard, not a resource limit */
+#endif
+#ifndef CONC_CORO_POLL_NS
+#define CONC_CORO_POLL_NS (2 * CONC_MS)
+#endif
+
+/* conc_sched_opts_t.flags */
+#define CONC_SCHED_NO_GUARD 0x1u       /* no guard pages (saves a madvise per new stack) */
+#define CONC_SCHED_GUARD_MPROTECT 0x2u /* mprotect guards even if MADV_GUARD_INSTALL works */
+#define CONC_SCHED_STACK_USAGE 0x4u    /* paint stacks so conc_coro_stack_usage can measure */
+
+typedef struct conc_sched_opts {
+    size_t stack_size;     /* default stack of its coroutines; 0: CONC_CORO_STACK_DEFAULT */
+    unsigned flags;        /* CONC_SCHED_* */
+    int64_t poll_interval; /* ns between epoll polls while busy; 0: CONC_CORO_POLL_NS */
+} conc_sched_opts_t;
+
+typedef struct conc_coro_opts {
+    size_t stack_size; /* 0: the scheduler's default */
+    const char *name;  /* copied (truncated to CONC_CORO_NAME_MAX - 1); NULL: "coro#<id>" */
+} conc_coro_opts_t;
+
+#define CONC_CORO_NAME_MAX 32
+#define CONC_FD_READ 1
+#define CONC_FD_WRITE 2
+
+/* What a parked coroutine waits on: the EDEADLK report and conc_sched_dump print it. Other
+ * conc headers fill one in for each wait (see the section "for other conc headers"). */
+typedef struct conc_coro_wait {
+    const char *what;   /* "join", "sleep", "fd", "lock", "channel recv", ... */
+    const void *object; /* the thing waited on */
+    long detail;        /* a number worth printing (an fd), or 0 */
+    /* Optional: writes a fuller description ("lock 0x... held by coro \"a\" (#3)"). */
+    void (*describe)(const struct conc_coro_wait *w, char *buf, size_t size);
+} conc_coro_wait_t;
+
+/* A waiter in a wait queue: lives on the waiting coroutine's stack while it waits. */
+typedef struct conc_coro_waiter {
+    struct conc_coro_waiter *prev, *next;
+    conc_coro_t *coro;
+    void *data; /* free for the queue's owner (a channel's item pointer, say) */
+    int linked; /* in a queue */
+} conc_coro_waiter_t;
+
+typedef struct conc_coro_waitq {
+    conc_coro_waiter_t *head, *tail;
+} conc_coro_waitq_t;
+
+// clang-format off
+#define CONC_CORO_WAITQ_INIT {NULL, NULL}
+// clang-format on
+
+/* ---------------------------------------------------------------------------------------------
+ * Internal constants (each with its reason)
+ * ------------------------------------------------------------------------------------------- */
+/* Switches between two looks at the clock while coroutines stay runnable: a clock read costs
+ * 20-75 ns here, a switch 5-10, so one look per 64 switches is noise. */
+#define CONC__CORO_TICKS 64u
+#define CONC__CORO_TICKS_MASK (CONC__CORO_TICKS - 1u)
+/* Consecutive runnext handoffs before the FIFO queue gets a turn: two coroutines that wake
+ * each other forever must not starve the rest (Go bounds it by the time slice). */
+#define CONC__CORO_RUNNEXT_MAX 64u
+/* Run queue ring: initial slots (a power of two; it doubles when full). */
+#define CONC__CORO_RING_INIT 256u
+/* Prefetch distances in the run queue: the struct of the coroutine this far ahead, and the
+ * saved registers of the one half as far (its struct line is in cache by then). */
+#define CONC__CORO_PREFETCH_STRUCT 4u
+#define CONC__CORO_PREFETCH_STACK 2u
+/* Arena growth: the first arena of a size class holds this many stacks, each next one twice
+ * as many, up to the cap (64 KiB stacks: 4 MiB, then up to 68 MiB of address space). */
+#define CONC__CORO_ARENA_SLOTS_MIN 64u
+#define CONC__CORO_ARENA_SLOTS_MAX 1024u
+/* epoll events taken per epoll_wait call. */
+#define CONC__CORO_EVENTS 64
+/* epoll data of the scheduler's eventfd: no fd has this number. */
+#define CONC__CORO_EVFD_TAG UINT64_MAX
+/* Debug canary at the bottom of each stack (xor the coroutine's address). */
+#define CONC__CORO_CANARY 0x5a17c0de0ddba11ull
+/* High-water painting: the byte, and the distance kept below the painter's own frame. */
+#define CONC__CORO_PAINT_BYTE 0xa5
+#define CONC__CORO_PAINT_MARGIN 1024u
+/* Alternate signal stack for the overflow reporter. */
+#define CONC__CORO_ALTSTACK_SIZE ((size_t)64 * 1024)
+/* The struct at the top of each stack is aligned to a cache line. */
+#define CONC__CORO_ALIGN 64u
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13 uapi/asm-generic/mman-common.h */
+#endif
+
+/* Coroutine states */
+#define CONC__CORO_FREE 0     /* a slot on the free list */
+#define CONC__CORO_RUNNABLE 1 /* in the run queue or runnext */
+#define CONC__CORO_RUNNING 2  /* s->current */
+#define CONC__CORO_PARKED 3   /* waiting for a wake, a timer or a cancel */
+#define CONC__CORO_DONE 4     /* returned; kept while a handle holds it */
+
+/* ---------------------------------------------------------------------------------------------
+ * Sanitizer and valgrind interfaces (declared here: no sanitizer header needed)
+ * ------------------------------------------------------------------------------------------- */
+#if defined(CONC_ASAN)
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
+                                     size_t *size_old);
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
+#endif
+#if defined(CONC_TSAN)
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void *fiber);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+void __tsan_set_fiber_name(void *fiber, const char *name);
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * The context switch
+ * ------------------------------------------------------------------------------------------- */
+#if defined(CONC__CORO_BACKEND_ASM)
+typedef struct conc__coro_ctx {
+    void *sp; /* the saved stack pointer; the registers sit on the stack below it */
+} conc__coro_ctx;
+
+/* void conc__coro_ctx_switch(void **save_sp, void *load_sp): saves the callee-saved state on
+ * the current stack, stores the stack pointer in *save_sp, loads load_sp and restores the
+ * state saved there, returning into whoever saved it. Written as a weak, hidden symbol in a
+ * COMDAT group so every translation unit that includes this header may define it and the
+ * linker keeps one copy; hidden so each shared object calls its own without a PLT. */
+void conc__coro_ctx_switch(void **save_sp, void *load_sp);
+
+#if defined(__x86_64__)
+/* System V x86-64: rbx, rbp, r12-r15 are callee-saved (the caller may keep values in them
+ * across our call); the MXCSR control bits and the x87 control word are callee-saved too
+ * (psABI 3.2.1: a coroutine that sets rounding or masks exceptions must not change them for
+ * the others). Everything else is caller-saved: the compiler already spilled it before the
+ * call. The direction flag is clear at every call by the ABI. */
+__asm__(".pushsection .text.conc__coro_ctx_switch,\"axG\",@progbits,conc__coro_ctx_switch,comdat\n"
+        ".weak conc__coro_ctx_switch\n"
+        ".hidden conc__coro_ctx_switch\n"
+        ".type conc__coro_ctx_switch,@function\n"
+        ".p2align 4\n"
+        "conc__coro_ctx_switch:\n"
+        "  pushq %rbp\n" /* frame pointer: callee-saved */
+        "  pushq %rbx\n" /* callee-saved */
+        "  pushq %r12\n" /* r12-r15: callee-saved */
+        "  pushq %r13\n"
+        "  pushq %r14\n"
+        "  pushq %r15\n"
+        "  subq $8, %rsp\n"
+        "  stmxcsr (%rsp)\n"    /* SSE rounding/exception masks: callee-saved control bits */
+        "  fnstcw 4(%rsp)\n"    /* x87 precision/rounding control word: callee-saved */
+        "  movq %rsp, (%rdi)\n" /* *save_sp = sp */
+        "  movq %rsi, %rsp\n"   /* sp = load_sp: now on the other stack */
+        "  ldmxcsr (%rsp)\n"
+        "  fldcw 4(%rsp)\n"
+        "  addq $8, %rsp\n"
+        "  popq %r15\n"
+        "  popq %r14\n"
+        "  popq %r13\n"
+        "  popq %r12\n"
+        "  popq %rbx\n"
+        "  popq %rbp\n"
+        "  ret\n" /* into the other context's caller (or its trampoline) */
+        ".size conc__coro_ctx_switch,.-conc__coro_ctx_switch\n"
+        ".popsection\n");
+/* The initial frame of a new context, from its top down: a zero return address (ends
+ * backtraces), the trampoline as the address `ret` pops, six zeroed registers, and the
+ * MXCSR/x87 words. */
+#define CONC__CORO_FRAME_WORDS 9u
+#elif defined(__aarch64__)
+/* AAPCS64: x19-x28, the frame pointer x29 and the link register x30 are callee-saved, as are
+ * the low 64 bits of v8-v15 (d8-d15); FPCR (rounding mode, flush-to-zero) is callee-saved
+ * control state. sp stays 16-byte aligned: the frame is 176 bytes. */
+__asm__(".pushsection .text.conc__coro_ctx_switch,\"axG\",%progbits,conc__coro_ctx_switch,comdat\n"
+        ".weak conc__coro_ctx_switch\n"
+        ".hidden conc__coro_ctx_switch\n"
+        ".type conc__coro_ctx_switch,%function\n"
+        ".p2align 4\n"
+        "conc__coro_ctx_switch:\n"
+        "  sub sp, sp, #176\n"
+        "  stp x19, x20, [sp, #0]\n" /* x19-x28: callee-saved */
+        "  stp x21, x22, [sp, #16]\n"
+        "  stp x23, x24, [sp, #32]\n"
+        "  stp x25, x26, [sp, #48]\n"
+        "  stp x27, x28, [sp, #64]\n"
+        "  stp x29, x30, [sp, #80]\n" /* frame pointer, and the return address we resume at */
+        "  stp d8, d9, [sp, #96]\n"   /* d8-d15: callee-saved halves of v8-v15 */
+        "  stp d10, d11, [sp, #112]\n"
+        "  stp d12, d13, [sp, #128]\n"
+        "  stp d14, d15, [sp, #144]\n"
+        "  mrs x9, fpcr\n" /* rounding mode / flush-to-zero: callee-saved */
+        "  str x9, [sp, #160]\n"
+        "  mov x9, sp\n"
+        "  str x9, [x0]\n" /* *save_sp = sp */
+        "  mov sp, x1\n"   /* sp = load_sp */
+        "  ldr x9, [sp, #160]\n"
+        "  msr fpcr, x9\n"
+        "  ldp x19, x20, [sp, #0]\n"
+        "  ldp x21, x22, [sp, #16]\n"
+        "  ldp x23, x24, [sp, #32]\n"
+        "  ldp x25, x26, [sp, #48]\n"
+        "  ldp x27, x28, [sp, #64]\n"
+        "  ldp x29, x30, [sp, #80]\n"
+        "  ldp d8, d9, [sp, #96]\n"
+        "  ldp d10, d11, [sp, #112]\n"
+        "  ldp d12, d13, [sp, #128]\n"
+        "  ldp d14, d15, [sp, #144]\n"
+        "  add sp, sp, #176\n"
+        "  ret\n" /* to x30: the caller, or a new context's trampoline */
+        ".size conc__coro_ctx_switch,.-conc__coro_ctx_switch\n"
+        ".popsection\n");
+#define CONC__CORO_FRAME_WORDS 22u /* 176 bytes */
+#endif
+
+CONC_INLINE void conc__coro_ctx_jump(conc__coro_ctx *from, conc__coro_ctx *to) {
+    conc__coro_ctx_switch(&from->sp, to->sp);
+}
+
+#elif defined(CONC__CORO_BACKEND_SJLJ)
+typedef struct conc__coro_ctx {
+    jmp_buf jb; /* _setjmp: no signal mask, so no syscall (plain setjmp may save it on BSDs) */
+} conc__coro_ctx;
+/* Noinline: the function that calls _setjmp must still exist when _longjmp comes back. */
+CONC_NOINLINE void conc__coro_ctx_jump(conc__coro_ctx *from, conc__coro_ctx *to) {
+    if (!_setjmp(from->jb))
+        _longjmp(to->jb, 1);
+}
+#else
+typedef struct conc__coro_ctx {
+    ucontext_t uc;
+} conc__coro_ctx;
+CONC_NOINLINE void conc__coro_ctx_jump(conc__coro_ctx *from, conc__coro_ctx *to) {
+    if (swapcontext(&from->uc, &to->uc) != 0)
+        CONC_ABORT("conc_coro: swapcontext failed");
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Structures
+ * ------------------------------------------------------------------------------------------- */
+typedef struct conc__coro_class conc__coro_class;
+
+struct conc_coro {
+    conc__coro_ctx ctx; /* first: the switch touches it, and it shares the line with state */
+    conc_sched_t *sched;
+    conc_coro_fn fn;
+    void *arg;
+    uint8_t state;                /* CONC__CORO_* */
+    uint8_t cancelled;            /* its blocking calls return ECANCELED */
+    uint8_t handle;               /* a handle is outstanding: the slot outlives the coroutine */
+    uint8_t immune;               /* parked in a wait cancellation cannot end (a group destroy) */
+    int status;                   /* fn's return value, once DONE */
+    int wake_status;              /* what the pending park returns */
+    size_t heap_index;            /* in the timer heap, or SIZE_MAX */
+    int64_t deadline;             /* of the pending park */
+    const conc_coro_wait_t *wait; /* while parked */
+    conc_coro_waitq_t joiners;
+    conc_group_t *group;
+    conc_coro_t *group_prev, *group_next;
+    conc_coro_t *all_prev, *all_next; /* every coroutine of the scheduler not yet freed */
+    conc_coro_t *free_next;           /* the size class's free list */
+    conc__coro_class *cls;
+    char *stack_lo;    /* lowest usable byte, right above the guard page */
+    size_t stack_size; /* usable bytes below this struct */
+    void *tsan_fiber;
+    unsigned valgrind_id;
+    uint64_t id;
+    uint64_t parent_id; /* 0: spawned outside any coroutine */
+    const char *spawn_file;
+    int spawn_line;
+    char name[CONC_CORO_NAME_MAX];
+};
+
+struct conc__coro_class {
+    conc__coro_class *next;
+    size_t stack_size; /* usable stack including the struct at its top */
+    size_t slot_size;  /* guard + stack */
+    conc_coro_t *free;
+    char *carve;       /* next uncarved slot in the newest arena */
+    size_t carve_left; /* slots left there */
+    size_t next_slots; /* slots in the next arena */
+};
+
+typedef struct conc__coro_arena {
+    struct conc__coro_arena *next;
+    char *base;
+    size_t len;
+    size_t slot_size;
+    size_t carved;
+} conc__coro_arena;
+
+typedef struct conc__coro_fdw {
+    conc_coro_t *reader, *writer;
+    uint32_t registered; /* the epoll event mask registered for this fd, 0: not registered */
+} conc__coro_fdw;
+
+typedef struct conc__coro_msg {
+    struct conc__coro_msg *next;
+    conc_coro_fn fn;
+    void *arg;
+    const char *file;
+    int line;
+} conc__coro_msg;
+
+struct conc_sched {
+    conc_coro_t *current; /* the running coroutine; NULL while the loop runs */
+    conc_coro_t **ring;   /* the FIFO run queue */
+    size_t ring_mask, head, tail;
+    conc_coro_t *runnext;
+    unsigned runnext_streak;
+    unsigned ticks;
+    int64_t last_poll;
+    int64_t poll_ns;
+    conc__coro_ctx main_ctx; /* the thread's own context while coroutines run */
+    const void *main_lo;     /* the thread stack's bounds (ASan learns them at the first switch) */
+    size_t main_size;
+    void *main_fiber;  /* TSan */
+    int from_main;     /* the switch in flight leaves the thread's context */
+    conc_coro_t *boot; /* SJLJ: the slot whose context is being created */
+    conc__coro_ctx boot_ctx;
+    conc_coro_t **heap; /* timers: min-heap on deadline */
+    size_t heap_len, heap_cap;
+    int epfd, evfd;
+    conc__coro_fdw *fds;
+    size_t fds_cap, fd_waiters;
+    pthread_mutex_t inbox_lock;
+    conc__coro_msg *inbox_head, *inbox_tail; /* under inbox_lock */
+    uint32_t inbox_pending; /* atomic hint: the inbox is not empty (read outside the lock) */
+    uint32_t holds;         /* atomic: conc_sched_hold count */
+    size_t live;            /* coroutines not yet returned */
+    conc_coro_t *all;       /* every coroutine not yet freed */
+    conc__coro_class *classes;
+    conc__coro_arena *arenas;
+    size_t page, stack_default;
+    unsigned flags;
+    int guard_mprotect; /* MADV_GUARD_INSTALL unavailable: mprotect guards */
+    int running;
+    pthread_t owner;
+    uint64_t next_id;
+    void *altstack; /* the overflow reporter's alternate stack installed by run, or NULL */
+};
+
+struct conc_group {
+    conc_sched_t *sched;
+    conc_coro_t *children; /* live children */
+    size_t live;
+    int status; /* the first non-zero child status */
+    conc_coro_waitq_t waiters;
+};
+
+CONC_STATIC_ASSERT(sizeof(struct conc_coro) - sizeof(conc__coro_ctx) <= 512,
+                   "the coroutine struct must stay small: it shares the top page with the first "
+                   "frames (the ucontext backend adds its ~1 KiB ucontext_t)");
+CONC_STATIC_ASSERT((CONC__CORO_TICKS & (CONC__CORO_TICKS - 1u)) == 0, "ticks: a power of two");
+CONC_STATIC_ASSERT((CONC__CORO_RING_INIT & (CONC__CORO_RING_INIT - 1u)) == 0,
+                   "ring: a power of two");
+
+/* ---------------------------------------------------------------------------------------------
+ * The thread's current scheduler. One weak thread-local shared by every translation unit
+ * (a `static` one would give each file its own copy). Read only through a noinline function,
+ * so no compiler can keep its address across a switch (QEMU's lesson; coroutines never
+ * migrate here, but the rule costs ~1 ns and removes the question).
+ * ------------------------------------------------------------------------------------------- */
+extern __thread conc_sched_t *conc__coro_tls_sched;
+__attribute__((weak)) __thread conc_sched_t *conc__coro_tls_sched = NULL;
+/* The overflow reporter's process-wide state (weak: one copy for every translation unit). */
+extern int conc__coro_overflow_installed;
+__attribute__((weak)) int conc__coro_overflow_installed = 0;
+extern struct sigaction conc__coro_overflow_prev;
+__attribute__((weak)) struct sigaction conc__coro_overflow_prev;
+
+CONC_NOINLINE conc_sched_t *conc__coro_sched_here(void) {
+    return conc__coro_tls_sched;
+}
+CONC_NOINLINE void conc__coro_sched_set_here(conc_sched_t *s) {
+    conc__coro_tls_sched = s;
+}
+
+CONC_INLINE int conc__coro_on_owner(const conc_sched_t *s) {
+    return pthread_equal(s->owner, pthread_self());
+}
+
+/* A syscall that must leave errno as it found it (conc never changes errno). */
+CONC_INLINE int conc__coro_errno_save(void) {
+    return errno;
+}
+CONC_INLINE void conc__coro_errno_restore(int e) {
+    errno = e;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Switching: the context jump wrapped in the sanitizer fiber protocol (QEMU's order)
+ * ------------------------------------------------------------------------------------------- */
+CONC_INLINE void conc__coro_arrived(conc_sched_t *s, void *fake) {
+#if defined(CONC_ASAN)
+    const void *lo;
+    size_t size;
+    __sanitizer_finish_switch_fiber(fake, &lo, &size);
+    if (s->from_main) { /* we came from the thread's own stack: remember where it is */
+        s->main_lo = lo;
+        s->main_size = size;
+    }
+#else
+    CONC_UNUSED(s);
+    CONC_UNUSED(fake);
+#endif
+}
+
+/* Switch from the context `from` to coroutine `to` (NULL: the scheduler's own context). */
+CONC_INLINE void conc__coro_switch(conc_sched_t *s, conc__coro_ctx *from, int from_main,
+                                   conc_coro_t *to) {
+    conc__coro_ctx *dest = to ? &to->ctx : &s->main_ctx;
+    s->from_main = from_main;
+#if defined(CONC_ASAN)
+    void *fake = NULL;
+    if (to)
+        __sanitizer_start_switch_fiber(&fake, to->stack_lo, to->stack_size);
+    else
+        __sanitizer_start_switch_fiber(&fake, s->main_lo, s->main_size);
+#else
+    void *fake = NULL;
+#endif
+#if defined(CONC_TSAN)
+    __tsan_switch_to_fiber(to ? to->tsan_fiber : s->main_fiber, 0);
+#endif
+    conc__coro_ctx_jump(from, dest);
+    conc__coro_arrived(s, fake);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Run queue: a ring buffer plus the runnext slot
+ * ------------------------------------------------------------------------------------------- */
+CONC_COLD int conc__sched_ring_grow_slow(conc_sched_t *s) {
+    size_t cap = s->ring_mask + 1, n = s->tail - s->head;
+    conc_coro_t **ring = (conc_coro_t **)malloc(2 * cap * sizeof *ring);
+    if (!ring)
+        return ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        ring[i] = s->ring[(s->head + i) & s->ring_mask];
+    free(s->ring);
+    s->ring = ring;
+    s->ring_mask = 2 * cap - 1;
+    s->head = 0;
+    s->tail = n;
+    return 0;
+}
+
+/* Every runnable coroutine has a ring slot reserved at spawn (conc__sched_reserve), so a
+ * push never fails. */
+CONC_INLINE void conc__sched_push_tail(conc_sched_t *s, conc_coro_t *c) {
+    s->ring[s->tail++ & s->ring_mask] = c;
+}
+
+/* Makes c runnable: runnext if the running coroutine woke it, else the tail. */
+CONC_INLINE void conc__sched_ready(conc_sched_t *s, conc_coro_t *c, int next) {
+    c->state = CONC__CORO_RUNNABLE;
+    if (next) {
+        conc_coro_t *old = s->runnext;
+        s->runnext = c;
+        if (old)
+            conc__sched_push_tail(s, old);
+    } else {
+        conc__sched_push_tail(s, c);
+    }
+}
+
+CONC_INLINE conc_coro_t *conc__sched_pop(conc_sched_t *s) {
+    conc_coro_t *c = s->runnext;
+    if (c) {
+        s->runnext = NULL;
+        if (s->runnext_streak < CONC__CORO_RUNNEXT_MAX || s->head == s->tail) {
+            s->runnext_streak++;
+            return c;
+        }
+        conc__sched_push_tail(s, c); /* its streak is over: the queue goes first */
+    }
+    s->runnext_streak = 0;
+    if (s->head == s->tail)
+        return NULL;
+    size_t h = s->head++;
+    c = s->ring[h & s->ring_mask];
+    /* Cache and TLB misses dominate a yield among 100k coroutines: start loading the
+     * coroutines a few places ahead (their struct, then the registers their stack holds). */
+    if (h + CONC__CORO_PREFETCH_STRUCT < s->tail)
+        __builtin_prefetch(s->ring[(h + CONC__CORO_PREFETCH_STRUCT) & s->ring_mask]);
+#if defined(CONC__CORO_BACKEND_ASM)
+    if (h + CONC__CORO_PREFETCH_STACK < s->tail) {
+        conc_coro_t *a = s->ring[(h + CONC__CORO_PREFETCH_STACK) & s->ring_mask];
+        __builtin_prefetch(a->ctx.sp);
+        __builtin_prefetch((char *)a->ctx.sp + CONC_CACHELINE);
+    }
+#endif
+    return c;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Timer heap (min-heap on deadline; each coroutine knows its index)
+ * ------------------------------------------------------------------------------------------- */
+CONC_INLINE void conc__sched_heap_set(conc_sched_t *s, size_t i, conc_coro_t *c) {
+    s->heap[i] = c;
+    c->heap_index = i;
+}
+
+static inline void conc__sched_heap_up(conc_sched_t *s, size_t i) {
+    conc_coro_t *c = s->heap[i];
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (s->heap[p]->deadline <= c->deadline)
+            break;
+        conc__sched_heap_set(s, i, s->heap[p]);
+        i = p;
+    }
+    conc__sched_heap_set(s, i, c);
+}
+
+static inline void conc__sched_heap_down(conc_sched_t *s, size_t i) {
+    conc_coro_t *c = s->heap[i];
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        int64_t best = c->deadline;
+        if (l < s->heap_len && s->heap[l]->deadline < best)
+            m = l, best = s->heap[l]->deadline;
+        if (l + 1 < s->heap_len && s->heap[l + 1]->deadline < best)
+            m = l + 1;
+        if (m == i)
+            break;
+        conc__sched_heap_set(s, i, s->heap[m]);
+        i = m;
+    }
+    conc__sched_heap_set(s, i, c);
+}
+
+static inline int conc__sched_heap_push(conc_sched_t *s, conc_coro_t *c) {
+    if (s->heap_len == s->heap_cap) {
+        size_t cap = s->heap_cap ? 2 * s->heap_cap : 64;
+        conc_coro_t **h = (conc_coro_t **)realloc(s->heap, cap * sizeof *h);
+        if (!h)
+            return ENOMEM;
+        s->heap = h;
+        s->heap_cap = cap;
+    }
+    conc__sched_heap_set(s, s->heap_len++, c);
+    conc__sched_heap_up(s, s->heap_len - 1);
+    return 0;
+}
+
+static inline void conc__sched_heap_remove(conc_sched_t *s, conc_coro_t *c) {
+    size_t i = c->heap_index;
+    c->heap_index = SIZE_MAX;
+    conc_coro_t *last = s->heap[--s->heap_len];
+    if (i == s->heap_len)
+        return;
+    conc__sched_heap_set(s, i, last);
+    conc__sched_heap_up(s, i);
+    conc__sched_heap_down(s, last->heap_index);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Park and wake: the one blocking mechanism (the public face is at the end of this header)
+ * ------------------------------------------------------------------------------------------- */
+CONC_INLINE void conc__coro_check_canary(conc_coro_t *c) {
+#if CONC_DEBUG
+    if (CONC_UNLIKELY(*(uint64_t *)(void *)c->stack_lo !=
+                      (CONC__CORO_CANARY ^ (uint64_t)(uintptr_t)c))) {
+        fprintf(stderr,
+                "conc: stack overflow in coroutine \"%s\" (#%llu): the canary at the bottom of "
+                "its %zu-byte stack was overwritten\n",
+                c->name, (unsigned long long)c->id, c->stack_size);
+        CONC_ABORT("conc_coro: stack canary overwritten");
+    }
+#else
+    CONC_UNUSED(c);
+#endif
+}
+
+CONC_NOINLINE int conc__sched_service_due_slow(conc_sched_t *s) {
+    if (conc_load(&s->inbox_pending, CONC_RELAXED)) /* a hint: the loop re-reads under lock */
+        return 1;
+    if (!s->heap_len && !s->fd_waiters)
+        return 0;
+    int64_t now = conc_now();
+    if (s->heap_len && s->heap[0]->deadline <= now)
+        return 1;
+    return s->fd_waiters && now - s->last_poll >= s->poll_ns;
+}
+
+/* The running coroutine `from` gives up the CPU: the caller queued it (yield), parked it or
+ * it returned. Runs the next runnable coroutine directly, or returns to the scheduler's loop
+ * when none is runnable or when timers, fds or the inbox need a look. Returns when `from`
+ * is resumed (never, for a returned coroutine whose slot is not reused). */
+static inline void conc__sched_switch_away(conc_sched_t *s, conc_coro_t *from) {
+    conc__coro_check_canary(from);
+    conc_coro_t *next = NULL;
+    if (CONC_LIKELY((++s->ticks & CONC__CORO_TICKS_MASK) != 0) || !conc__sched_service_due_slow(s))
+        next = conc__sched_pop(s);
+    if (next == from) {
+        from->state = CONC__CORO_RUNNING;
+        return;
+    }
+    s->current = next;
+    if (next)
+        next->state = CONC__CORO_RUNNING;
+    conc__coro_switch(s, &from->ctx, 0, next);
+}
+
+/* Parks the running coroutine until conc__coro_wake, its deadline or a cancel. */
+static inline int conc__coro_park(conc_sched_t *s, conc_coro_t *co, const conc_coro_wait_t *w,
+                                  int64_t deadline) {
+    if (co->cancelled && !co->immune)
+        return ECANCELED;
+    if (deadline != CONC_FOREVER) {
+        if (deadline <= conc_now())
+            return ETIMEDOUT;
+        co->deadline = deadline;
+        if (conc__sched_heap_push(s, co) != 0)
+            return ENOMEM;
+    }
+    co->wait = w;
+    co->wake_status = 0;
+    co->state = CONC__CORO_PARKED;
+    conc__sched_switch_away(s, co);
+    co->wait = NULL;
+    return co->wake_status;
+}
+
+/* Makes a parked coroutine runnable with `status` as its park's result. The first wake wins:
+ * a coroutine no longer parked is left alone (0). next: runnext, else the queue's tail. */
+static inline int conc__coro_wake_to(conc_sched_t *s, conc_coro_t *c, int status, int next) {
+    if (c->state != CONC__CORO_PARKED)
+        return 0;
+    if (c->heap_index != SIZE_MAX)
+        conc__sched_heap_remove(s, c);
+    c->wake_status = status;
+    conc__sched_ready(s, c, next);
+    return 1;
+}
+
+/* A wake by the running coroutine goes to runnext; one by the loop (timer, fd) to the tail. */
+static inline void conc__coro_wake(conc_sched_t *s, conc_coro_t *c, int status) {
+    conc__coro_wake_to(s, c, status, s->current != NULL);
+}
+
+/* Wakes every waiter of q in FIFO order: the first runs next (if the running coroutine wakes
+ * them), the others follow it at the queue's tail in their order. */
+static inline size_t conc__coro_wake_all(conc_sched_t *s, conc_coro_waitq_t *q, int status);
+
+/* ---------------------------------------------------------------------------------------------
+ * Wait queues (intrusive FIFO of waiters on the waiting coroutines' stacks)
+ * ------------------------------------------------------------------------------------------- */
+static inline void conc_coro_waitq_push(conc_coro_waitq_t *q, conc_coro_waiter_t *w) {
+    w->next = NULL;
+    w->prev = q->tail;
+    if (q->tail)
+        q->tail->next = w;
+    else
+        q->head = w;
+    q->tail = w;
+    w->linked = 1;
+}
+
+static inline void conc_coro_waitq_remove(conc_coro_waitq_t *q, conc_coro_waiter_t *w) {
+    if (!w->linked)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->prev = w->next = NULL;
+    w->linked = 0;
+}
+
+static inline conc_coro_waiter_t *conc_coro_waitq_pop(conc_coro_waitq_t *q) {
+    conc_coro_waiter_t *w = q->head;
+    if (w)
+        conc_coro_waitq_remove(q, w);
+    return w;
+}
+
+static inline bool conc_coro_waitq_is_empty(const conc_coro_waitq_t *q) {
+    return q->head == NULL;
+}
+
+static inline size_t conc__coro_wake_all(conc_sched_t *s, conc_coro_waitq_t *q, int status) {
+    size_t n = 0;
+    conc_coro_waiter_t *w;
+    while ((w = conc_coro_waitq_pop(q)) != NULL)
+        n += (size_t)conc__coro_wake_to(s, w->coro, status, n == 0 && s->current != NULL);
+    return n;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Stacks: size classes, arenas, guard pages
+ * ------------------------------------------------------------------------------------------- */
+CONC_INLINE size_t conc__coro_struct_span(void) {
+    return (sizeof(conc_coro_t) + CONC__CORO_ALIGN - 1) & ~(size_t)(CONC__CORO_ALIGN - 1);
+}
+
+CONC_COLD int conc__coro_guard_slow(conc_sched_t *s, char *guard) {
+    int saved = conc__coro_errno_save(), e = 0;
+    if (!s->guard_mprotect) {
+        if (madvise(guard, s->page, MADV_GUARD_INSTALL) == 0)
+            goto out;
+        s->guard_mprotect = 1; /* EINVAL: a kernel before 6.13 (or valgrind): mprotect */
+    }
+    if (mprotect(guard, s->page, PROT_NONE) != 0) {
+        e = errno == ENOMEM ? ENOMEM : errno;
+        if (e == ENOMEM) {
+            char line[96];
+            FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+            if (!f || !fgets(line, sizeof line, f))
+                snprintf(line, sizeof line, "?\n");
+            if (f)
+                fclose(f);
+            fprintf(stderr,
+                    "conc_coro_spawn: ENOMEM: a guard page (mprotect) needs a mapping and the "
+                    "process reached vm.max_map_count = %.*s (raise it: sysctl -w "
+                    "vm.max_map_count=262144, use a kernel with MADV_GUARD_INSTALL (6.13+), or "
+                    "CONC_SCHED_NO_GUARD)\n",
+                    (int)strcspn(line, "\n"), line);
+        }
+    }
+out:
+    conc__coro_errno_restore(saved);
+    return e;
+}
+
+/* The slot's first context: a trampoline that runs coroutine after coroutine. */
+static inline void conc__coro_trampoline(void);
+
+#if defined(CONC__CORO_BACKEND_SJLJ)
+/* Creating a context with _setjmp: makecontext gives the new stack a first frame, setcontext
+ * enters it once, and the trampoline saves itself with _setjmp and jumps back. */
+static inline void conc__coro_boot_entry(void) {
+    conc_sched_t *s = conc__coro_sched_here();
+    conc_coro_t *co = s->boot;
+#if defined(CONC_ASAN)
+    const void *lo;
+    size_t size;
+    __sanitizer_finish_switch_fiber(NULL, &lo, &size);
+#endif
+    if (!_setjmp(co->ctx.jb)) {
+#if defined(CONC_ASAN)
+        void *fake = NULL;
+        __sanitizer_start_switch_fiber(&fake, lo, size);
+#endif
+#if defined(CONC_TSAN)
+        __tsan_switch_to_fiber(s->main_fiber, 0);
+#endif
+        _longjmp(s->boot_ctx.jb, 1);
+    }
+    /* First real switch into this slot: go on as any arrival does. */
+    conc__coro_arrived(s, NULL);
+    conc__coro_trampoline();
+}
+#endif
+
+static inline int conc__coro_ctx_make(conc_sched_t *s, conc_coro_t *co) {
+#if defined(CONC__CORO_BACKEND_ASM)
+    CONC_UNUSED(s);
+    void **top = (void **)(void *)co; /* 64-byte aligned: a valid 16-byte-aligned stack top */
+    void **sp = top - CONC__CORO_FRAME_WORDS;
+    memset(sp, 0, CONC__CORO_FRAME_WORDS * sizeof(void *));
+#if defined(__x86_64__)
+    uint32_t mxcsr;
+    uint16_t fpcw;
+    __asm__ __volatile__("stmxcsr %0\n\tfnstcw %1" : "=m"(mxcsr), "=m"(fpcw));
+    memcpy((char *)sp, &mxcsr, sizeof mxcsr);         /* the spawner's FP control state, */
+    memcpy((char *)sp + 4, &fpcw, sizeof fpcw);       /* as a new thread inherits it */
+    sp[7] = (void *)(uintptr_t)conc__coro_trampoline; /* what the switch's `ret` pops */
+    /* sp[8] = 0: the trampoline's return address, which ends backtraces */
+#else
+    uint64_t fpcr;
+    __asm__ __volatile__("mrs %0, fpcr" : "=r"(fpcr));
+    sp[11] = (void *)(uintptr_t)conc__coro_trampoline; /* x30: where `ret` goes */
+    sp[20] = (void *)(uintptr_t)fpcr;
+#endif
+    co->ctx.sp = sp;
+    return 0;
+#else
+    ucontext_t *uc;
+#if defined(CONC__CORO_BACKEND_SJLJ)
+    ucontext_t boot;
+    uc = &boot;
+#else
+    uc = &co->ctx.uc;
+#endif
+    int saved = conc__coro_errno_save();
+    if (getcontext(uc) != 0) {
+        int e = errno;
+        conc__coro_errno_restore(saved);
+        return e;
+    }
+    conc__coro_errno_restore(saved);
+    uc->uc_stack.ss_sp = co->stack_lo;
+    uc->uc_stack.ss_size = co->stack_size;
+    uc->uc_link = NULL;
+#if defined(CONC__CORO_BACKEND_SJLJ)
+    makecontext(uc, conc__coro_boot_entry, 0);
+    conc_sched_t *prev = conc__coro_sched_here();
+    conc__coro_sched_set_here(s);
+    s->boot = co;
+#if defined(CONC_TSAN)
+    void *here_fiber = __tsan_get_current_fiber();
+    void *main_fiber = s->main_fiber;
+    s->main_fiber = here_fiber; /* the boot entry switches back to this fiber */
+#endif
+    if (!_setjmp(s->boot_ctx.jb)) {
+#if defined(CONC_ASAN)
+        void *fake = NULL;
+        __sanitizer_start_switch_fiber(&fake, co->stack_lo, co->stack_size);
+#endif
+#if defined(CONC_TSAN)
+        __tsan_switch_to_fiber(co->tsan_fiber, 0);
+#endif
+        setcontext(uc);
+        CONC_ABORT("conc_coro: setcontext failed");
+    }
+#if defined(CONC_ASAN)
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+#if defined(CONC_TSAN)
+    s->main_fiber = main_fiber;
+#endif
+    s->boot = NULL;
+    conc__coro_sched_set_here(prev);
+#else
+    CONC_UNUSED(s);
+    makecontext(uc, conc__coro_trampoline, 0);
+#endif
+    return 0;
+#endif
+}
+
+/* A size class for a usable stack size (page multiple). */
+static inline conc__coro_class *conc__coro_class_for(conc_sched_t *s, size_t stack_size) {
+    for (conc__coro_class *k = s->classes; k; k = k->next)
+        if (k->stack_size == stack_size)
+            return k;
+    conc__coro_class *k = (conc__coro_class *)calloc(1, sizeof *k);
+    if (!k)
+        return NULL;
+    k->stack_size = stack_size;
+    k->slot_size = stack_size + s->page;
+    k->next_slots = CONC__CORO_ARENA_SLOTS_MIN;
+    k->next = s->classes;
+    s->classes = k;
+    return k;
+}
+
+CONC_COLD int conc__coro_arena_slow(conc_sched_t *s, conc__coro_class *k) {
+    conc__coro_arena *a = (conc__coro_arena *)calloc(1, sizeof *a);
+    if (!a)
+        return ENOMEM;
+    size_t slots = k->next_slots;
+    int saved = conc__coro_errno_save();
+    void *mem = mmap(NULL, slots * k->slot_size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    conc__coro_errno_restore(saved);
+    if (mem == MAP_FAILED) {
+        free(a);
+        return ENOMEM;
+    }
+    a->base = (char *)mem;
+    a->len = slots * k->slot_size;
+    a->slot_size = k->slot_size;
+    a->next = s->arenas;
+    s->arenas = a;
+    k->carve = a->base;
+    k->carve_left = slots;
+    if (k->next_slots < CONC__CORO_ARENA_SLOTS_MAX)
+        k->next_slots *= 2;
+    return 0;
+}
+
+CONC_INLINE conc_coro_t *conc__coro_of_slot(char *slot, size_t slot_size) {
+    return (conc_coro_t *)(void *)(slot + slot_size - conc__coro_struct_span());
+}
+
+/* A fresh slot: carve it, guard it, give it a context parked in the trampoline. */
+CONC_COLD int conc__coro_carve_slow(conc_sched_t *s, conc__coro_class *k, conc_coro_t **out) {
+    if (!k->carve_left) {
+        int e = conc__coro_arena_slow(s, k);
+        if (e)
+            return e;
+    }
+    char *slot = k->carve;
+    if (!(s->flags & CONC_SCHED_NO_GUARD)) {
+        int e = conc__coro_guard_slow(s, slot);
+        if (e)
+            return e;
+    }
+    k->carve += k->slot_size;
+    k->carve_left--;
+    s->arenas->carved++; /* the newest arena is the one being carved */
+    conc_coro_t *co = conc__coro_of_slot(slot, k->slot_size);
+    memset(co, 0, sizeof *co);
+    co->cls = k;
+    co->stack_lo = slot + s->page;
+    co->stack_size = (size_t)((char *)co - co->stack_lo);
+#if defined(CONC_TSAN)
+    co->tsan_fiber = __tsan_create_fiber(0);
+#endif
+#if defined(CONC__CORO_VALGRIND)
+    co->valgrind_id = VALGRIND_STACK_REGISTER(co->stack_lo, (char *)co);
+#endif
+    int e = conc__coro_ctx_make(s, co);
+    if (e)
+        return e; /* the slot stays carved; its memory goes with the arena */
+    *out = co;
+    return 0;
+}
+
+static inline int conc__coro_alloc(conc_sched_t *s, size_t stack_size, conc_coro_t **out) {
+    conc__coro_class *k = s->classes;
+    if (CONC_UNLIKELY(!k || k->stack_size != stack_size)) {
+        k = conc__coro_class_for(s, stack_size);
+        if (!k)
+            return ENOMEM;
+    }
+    conc_coro_t *co = k->free;
+    if (CONC_LIKELY(co != NULL)) {
+        k->free = co->free_next;
+        *out = co;
+        return 0;
+    }
+    return conc__coro_carve_slow(s, k, out);
+}
+
+static inline void conc__coro_slot_put(conc_sched_t *s, conc_coro_t *co) {
+    if (co->all_prev)
+        co->all_prev->all_next = co->all_next;
+    else
+        s->all = co->all_next;
+    if (co->all_next)
+        co->all_next->all_prev = co->all_prev;
+    co->state = CONC__CORO_FREE;
+    co->free_next = co->cls->free;
+    co->cls->free = co;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Spawn, finish, the trampoline
+ * ------------------------------------------------------------------------------------------- */
+CONC_INLINE int conc__sched_reserve(conc_sched_t *s) {
+    /* Room in the ring for every coroutine that could be runnable at once: live ones. */
+    if (CONC_UNLIKELY(s->live + 1 > s->ring_mask)) /* +1: runnext can spill one back */
+        return conc__sched_ring_grow_slow(s);
+    return 0;
+}
+
+static inline int conc__coro_spawn_on(conc_sched_t *s, conc_coro_fn fn, void *arg,
+                                      const conc_coro_opts_t *o, conc_coro_t **c, const char *file,
+                                      int line) {
+    size_t size = (o && o->stack_size) ? o->stack_size : s->stack_default;
+    if (size < CONC_CORO_STACK_MIN || size > CONC_CORO_STACK_MAX)
+        return EINVAL;
+    size = (size + s->page - 1) & ~(s->page - 1);
+    int e = conc__sched_reserve(s);
+    if (e)
+        return e;
+    conc_coro_t *co;
+    e = conc__coro_alloc(s, size, &co);
+    if (e)
+        return e;
+    co->sched = s;
+    co->fn = fn;
+    co->arg = arg;
+    co->cancelled = 0;
+    co->handle = c != NULL;
+    co->immune = 0;
+    co->status = 0;
+    co->wake_status = 0;
+    co->heap_index = SIZE_MAX;
+    co->wait = NULL;
+    co->joiners.head = co->joiners.tail = NULL;
+    co->group = NULL;
+    co->group_prev = co->group_next = NULL;
+    co->id = ++s->next_id;
+    co->parent_id = s->current ? s->current->id : 0;
+    co->spawn_file = file;
+    co->spawn_line = line;
+    if (o && o->name)
+        snprintf(co->name, sizeof co->name, "%s", o->name);
+    else
+        snprintf(co->name, sizeof co->name, "coro#%llu", (unsigned long long)co->id);
+#if CONC_DEBUG
+    *(uint64_t *)(void *)co->stack_lo = CONC__CORO_CANARY ^ (uint64_t)(uintptr_t)co;
+#endif
+    co->all_prev = NULL;
+    co->all_next = s->all;
+    if (s->all)
+        s->all->all_prev = co;
+    s->all = co;
+    s->live++;
+    conc__sched_ready(s, co, 0);
+    if (c)
+        *c = co;
+    return 0;
+}
+
+static inline void conc__group_child_done(conc_group_t *g, conc_coro_t *co);
+CONC_NOINLINE void conc__coro_paint(conc_coro_t *co);
+
+/* The coroutine returned: wake its joiners, tell its group, free or keep its slot, and
+ * switch away for good (until the slot is reused). */
+static inline void conc__coro_finish(conc_sched_t *s, conc_coro_t *co, int status) {
+    co->status = status;
+    co->state = CONC__CORO_DONE;
+    s->live--;
+    conc__coro_wake_all(s, &co->joiners, 0);
+    if (co->group)
+        conc__group_child_done(co->group, co);
+    if (!co->handle)
+        conc__coro_slot_put(s, co); /* we still run on it: safe until we switch away */
+    conc__sched_switch_away(s, co);
+}
+
+static inline void conc__coro_trampoline(void) {
+    conc_sched_t *s = conc__coro_sched_here(); /* read once, at the slot's first entry */
+    conc_coro_t *co = s->current;
+#if !defined(CONC__CORO_BACKEND_SJLJ)
+    conc__coro_arrived(s, NULL); /* SJLJ: its boot entry did this */
+#endif
+    for (;;) {
+        if (s->flags & CONC_SCHED_STACK_USAGE)
+            conc__coro_paint(co);
+        int status = co->fn(co->arg);
+        s = co->sched; /* the same scheduler: a slot never changes owner */
+        conc__coro_finish(s, co, status);
+        /* Resumed: the slot was reused by a new spawn; co is the same address. */
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Stack high-water mark (CONC_SCHED_STACK_USAGE)
+ * ------------------------------------------------------------------------------------------- */
+CONC_NOINLINE void conc__coro_paint(conc_coro_t *co) {
+    uintptr_t hi = (uintptr_t)__builtin_frame_address(0) - CONC__CORO_PAINT_MARGIN;
+    char *lo = co->stack_lo + sizeof(uint64_t); /* above the canary */
+#if defined(CONC__CORO_VALGRIND)
+    VALGRIND_DISABLE_ERROR_REPORTING; /* memcheck: writing below the stack pointer is on purpose */
+#endif
+    if (hi > (uintptr_t)lo)
+        memset(lo, CONC__CORO_PAINT_BYTE, (size_t)(hi - (uintptr_t)lo));
+#if defined(CONC__CORO_VALGRIND)
+    VALGRIND_ENABLE_ERROR_REPORTING;
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The scheduler's loop
+ * ------------------------------------------------------------------------------------------- */
+static inline void conc__sched_fd_wake(conc_sched_t *s, int fd, uint32_t ev) {
+    if ((size_t)fd >= s->fds_cap)
+        return;
+    conc__coro_fdw *w = &s->fds[fd];
+    if (w->reader && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        conc__coro_wake(s, w->reader, 0);
+    if (w->writer && (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)))
+        conc__coro_wake(s, w->writer, 0);
+}
+
+static inline void conc__sched_drain_inbox(conc_sched_t *s);
+
+/* One epoll_wait (timeout_ms: 0 polls, -1 blocks) and what it found. */
+CONC_NOINLINE void conc__sched_poll(conc_sched_t *s, int timeout_ms) {
+    struct epoll_event ev[CONC__CORO_EVENTS];
+    int saved = conc__coro_errno_save();
+    int n = epoll_wait(s->epfd, ev, CONC__CORO_EVENTS, timeout_ms);
+    conc__coro_errno_restore(saved);
+    for (int i = 0; i < n; i++) {
+        if (ev[i].data.u64 == CONC__CORO_EVFD_TAG) {
+            /* [coro.I3] clear the eventfd before draining: see the inbox timeline */
+            uint64_t v;
+            saved = conc__coro_errno_save();
+            ssize_t r = read(s->evfd, &v, sizeof v);
+            conc__coro_errno_restore(saved);
+            (void)r;
+            conc__sched_drain_inbox(s);
+        } else {
+            conc__sched_fd_wake(s, (int)ev[i].data.u64, ev[i].events);
+        }
+    }
+}
+
+CONC_INLINE void conc__sched_fire_timers(conc_sched_t *s, int64_t now) {
+    while (s->heap_len && s->heap[0]->deadline <= now)
+        conc__coro_wake(s, s->heap[0], ETIMEDOUT); /* removes it from the heap */
+}
+
+static inline bool conc__sched_has_runnable(const conc_sched_t *s) {
+    return s->runnext != NULL || s->head != s->tail;
+}
+
+CONC_COLD void conc__sched_describe(const conc_coro_t *c, char *buf, size_t size) {
+    const conc_coro_wait_t *w = c->wait;
+    if (!w) {
+        snprintf(buf, size, "-");
+    } else if (w->describe) {
+        w->describe(w, buf, size);
+    } else if (w->detail) {
+        snprintf(buf, size, "%s %p (%ld)", w->what, w->object, w->detail);
+    } else {
+        snprintf(buf, size, "%s %p", w->what, w->object);
+    }
+}
+
+CONC_COLD void conc__sched_line(FILE *out, const char *lead, const conc_coro_t *c) {
+    static const char *const states[] = {"free", "runnable", "running", "waiting", "done"};
+    char what[160], origin[160];
+    conc__sched_describe(c, what, sizeof what);
+    if (c->parent_id)
+        snprintf(origin, sizeof origin, "%s:%d by coro #%llu", c->spawn_file ? c->spawn_file : "?",
+                 c->spawn_line, (unsigned long long)c->parent_id);
+    else
+        snprintf(origin, sizeof origin, "%s:%d", c->spawn_file ? c->spawn_file : "?",
+                 c->spawn_line);
+    fprintf(out, "%scoro \"%s\" (#%llu) %s%s%s; spawned at %s\n", lead, c->name,
+            (unsigned long long)c->id, states[c->state],
+            c->state == CONC__CORO_PARKED ? " on " : "", c->state == CONC__CORO_PARKED ? what : "",
+            origin);
+}
+
+CONC_COLD int conc__sched_deadlock_slow(conc_sched_t *s) {
+    fprintf(stderr,
+            "conc: conc_sched_run: EDEADLK: all %zu coroutines are asleep and nothing can wake "
+            "them (no timer, fd wait, hold or cross-thread spawn pending):\n",
+            s->live);
+    for (conc_coro_t *c = s->all; c; c = c->all_next)
+        if (c->state == CONC__CORO_PARKED)
+            conc__sched_line(stderr, "conc:   ", c);
+    fflush(stderr);
+    return EDEADLK;
+}
+
+/* Runs the loop until stop(s, arg) holds (0) or nothing can ever run again (EDEADLK). */
+static inline int conc__sched_loop(conc_sched_t *s, bool (*stop)(conc_sched_t *, void *),
+                                   void *arg) {
+    for (;;) {
+        if (conc_load(&s->inbox_pending, CONC_RELAXED))
+            conc__sched_drain_inbox(s);
+        if (stop(s, arg))
+            return 0;
+        if (s->heap_len || s->fd_waiters) {
+            int64_t now = conc_now();
+            conc__sched_fire_timers(s, now);
+            if (s->fd_waiters && now - s->last_poll >= s->poll_ns && conc__sched_has_runnable(s)) {
+                conc__sched_poll(s, 0); /* busy: still look at fds every poll interval */
+                s->last_poll = now;
+            }
+        }
+        conc_coro_t *next = conc__sched_pop(s);
+        if (next) {
+            s->current = next;
+            next->state = CONC__CORO_RUNNING;
+            conc__coro_switch(s, &s->main_ctx, 1, next);
+            continue; /* a coroutine had nothing to run after it, or the loop is due */
+        }
+        if (stop(s, arg))
+            return 0;
+        /* [coro.I4] holds is read (acquire) before the inbox hint, see conc_sched_unhold */
+        uint32_t holds = conc_load(&s->holds, CONC_ACQUIRE);
+        if (!s->heap_len && !s->fd_waiters && !holds && !conc_load(&s->inbox_pending, CONC_RELAXED))
+            return conc__sched_deadlock_slow(s);
+        int timeout = -1;
+        if (s->heap_len) {
+            int64_t left = s->heap[0]->deadline - conc_now();
+            /* round up: waking a little late is allowed, early is not (the loop re-checks) */
+            int64_t ms = left <= 0 ? 0 : (left + CONC_MS - 1) / CONC_MS;
+            timeout = ms > INT_MAX ? INT_MAX : (int)ms;
+        }
+        conc__sched_poll(s, timeout);
+        s->last_poll = conc_now();
+    }
+}
+
+static inline bool conc__sched_stop_all_done(conc_sched_t *s, void *arg) {
+    CONC_UNUSED(arg);
+    return s->live == 0 && conc_load(&s->holds, CONC_ACQUIRE) == 0 &&
+           !conc_load(&s->inbox_pending, CONC_RELAXED);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Cross-thread spawn: a mutex-guarded inbox and an eventfd.
+ *
+ *   spawning thread                            scheduler
+ *   ------------------------------------       ------------------------------------------
+ *   lock; was_empty = !head; append;           epoll_wait ... returns: eventfd readable
+ *   pending = 1; unlock              [I1]      read(evfd): counter -> 0          [I3]
+ *   if was_empty: write(evfd, 1)     [I2]      lock; take the list; pending = 0;
+ *                                              unlock                            [I5]
+ *   A message appended after [I5] finds the list empty, so it writes the eventfd again
+ *   [I2]; one appended between [I3] and [I5] is taken by [I5]. Clearing after taking
+ *   ([I5] before [I3]) would lose the first case: its write could be consumed by a read of
+ *   a list already emptied, and the message would wait for an unrelated wakeup. The busy loop
+ *   also takes the list when it sees the pending hint (relaxed: the mutex orders the
+ *   messages); the eventfd then stays readable and the next epoll_wait returns at once,
+ *   harmlessly. tests/models/coro_inbox.pml checks this (and the broken order).
+ * ------------------------------------------------------------------------------------------- */
+CONC_INLINE void conc__sched_kick(conc_sched_t *s) {
+    uint64_t one = 1;
+    int saved = conc__coro_errno_save();
+    ssize_t r = write(s->evfd, &one, sizeof one); /* [coro.I2] */
+    conc__coro_errno_restore(saved);
+    (void)r; /* EAGAIN only at a counter of 2^64-2: it is readable anyway */
+}
+
+static inline void conc__sched_drain_inbox(conc_sched_t *s) {
+    pthread_mutex_lock(&s->inbox_lock);
+    conc__coro_msg *m = s->inbox_head; /* [coro.I5] */
+    s->inbox_head = s->inbox_tail = NULL;
+    conc_store(&s->inbox_pending, 0u, CONC_RELAXED);
+    pthread_mutex_unlock(&s->inbox_lock);
+    while (m) {
+        conc__coro_msg *next = m->next;
+        conc_coro_opts_t o = {0, NULL};
+        if (conc__coro_spawn_on(s, m->fn, m->arg, &o, NULL, m->file, m->line) != 0) {
+            /* Out of memory for a stack: put the rest back and retry on the next pass. */
+            pthread_mutex_lock(&s->inbox_lock);
+            conc__coro_msg *tail = m;
+            while (tail->next)
+                tail = tail->next;
+            tail->next = s->inbox_head;
+            if (!s->inbox_head)
+                s->inbox_tail = tail;
+            s->inbox_head = m;
+            conc_store(&s->inbox_pending, 1u, CONC_RELAXED);
+            pthread_mutex_unlock(&s->inbox_lock);
+            return;
+        }
+        free(m);
+        m = next;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Scheduler lifecycle
+ * ------------------------------------------------------------------------------------------- */
+CONC_NODISCARD static inline int conc_sched_create(conc_sched_t **out, const conc_sched_opts_t *o) {
+    if (!out)
+        return EINVAL;
+    *out = NULL;
+    if (o && o->stack_size &&
+        (o->stack_size < CONC_CORO_STACK_MIN || o->stack_size > CONC_CORO_STACK_MAX))
+        return EINVAL;
+    conc_sched_t *s = (conc_sched_t *)calloc(1, sizeof *s);
+    if (!s)
+        return ENOMEM;
+    s->ring = (conc_coro_t **)malloc(CONC__CORO_RING_INIT * sizeof *s->ring);
+    if (!s->ring) {
+        free(s);
+        return ENOMEM;
+    }
+    s->ring_mask = CONC__CORO_RING_INIT - 1;
+    long page = sysconf(_SC_PAGESIZE);
+    s->page = page > 0 ? (size_t)page : 4096u;
+    s->stack_default = (o && o->stack_size) ? o->stack_size : CONC_CORO_STACK_DEFAULT;
+    s->flags = o ? o->flags : 0u;
+    s->guard_mprotect = (s->flags & CONC_SCHED_GUARD_MPROTECT) != 0;
+    s->poll_ns = (o && o->poll_interval > 0) ? o->poll_interval : CONC_CORO_POLL_NS;
+    s->owner = pthread_self();
+    int saved = conc__coro_errno_save();
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    s->evfd = s->epfd < 0 ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.u64 = CONC__CORO_EVFD_TAG;
+    int e = 0;
+    if (s->epfd < 0 || s->evfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->evfd, &ev) != 0)
+        e = (errno == EMFILE || errno == ENFILE) ? EMFILE : ENOMEM;
+    conc__coro_errno_restore(saved);
+    if (e) {
+        if (s->evfd >= 0)
+            close(s->evfd);
+        if (s->epfd >= 0)
+            close(s->epfd);
+        free(s->ring);
+        free(s);
+        return e;
+    }
+    pthread_mutex_init(&s->inbox_lock, NULL);
+    *out = s;
+    return 0;
+}
+
+/* Before conc_sched_run: an alternate signal stack on this thread for the overflow reporter,
+ * if it is installed and the thread has none yet. */
+CONC_COLD void conc__sched_altstack_slow(conc_sched_t *s) {
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) != 0 || !(cur.ss_flags & SS_DISABLE))
+        return;
+    void *mem = malloc(CONC__CORO_ALTSTACK_SIZE);
+    if (!mem)
+        return;
+    stack_t st;
+    memset(&st, 0, sizeof st);
+    st.ss_sp = mem;
+    st.ss_size = CONC__CORO_ALTSTACK_SIZE;
+    if (sigaltstack(&st, NULL) != 0) {
+        free(mem);
+        return;
+    }
+    s->altstack = mem;
+}
+
+CONC_COLD void conc__sched_altstack_remove_slow(conc_sched_t *s) {
+    stack_t st;
+    memset(&st, 0, sizeof st);
+    st.ss_flags = SS_DISABLE;
+    sigaltstack(&st, NULL);
+    free(s->altstack);
+    s->altstack = NULL;
+}
+
+static inline int conc__sched_run_until(conc_sched_t *s, bool (*stop)(conc_sched_t *, void *),
+                                        void *arg) {
+    if (!conc__coro_on_owner(s) || s->running)
+        return EPERM;
+    conc_sched_t *outer = conc__coro_sched_here();
+    if (outer && outer->current)
+        return EPERM; /* inside a coroutine: a nested loop would strand it */
+    int saved = conc__coro_errno_save();
+    if (conc_load(&conc__coro_overflow_installed, CONC_ACQUIRE))
+        conc__sched_altstack_slow(s);
+    s->running = 1;
+    conc__coro_sched_set_here(s);
+#if defined(CONC_TSAN)
+    s->main_fiber = __tsan_get_current_fiber();
+#endif
+    s->last_poll = conc_now();
+    int e = conc__sched_loop(s, stop, arg);
+    conc__coro_sched_set_here(outer);
+    s->running = 0;
+    if (s->altstack)
+        conc__sched_altstack_remove_slow(s);
+    conc__coro_errno_restore(saved);
+    return e;
+}
+
+CONC_NODISCARD static inline int conc_sched_run(conc_sched_t *s) {
+    if (!s)
+        return EINVAL;
+    return conc__sched_run_until(s, conc__sched_stop_all_done, NULL);
+}
+
+static inline int conc__coro_cancel_on(conc_sched_t *s, conc_coro_t *c);
+
+static inline void conc_sched_destroy(conc_sched_t *s) {
+    if (!s)
+        return;
+    if (!conc__coro_on_owner(s) || s->running)
+        CONC_ABORT("conc_sched_destroy: called from another thread or while the scheduler runs");
+    /* Whatever other threads handed over still runs (cancelled), so it can free its argument. */
+    conc__sched_drain_inbox(s);
+    for (conc_coro_t *c = s->all; c; c = c->all_next)
+        if (c->state != CONC__CORO_DONE)
+            conc__coro_cancel_on(s, c);
+    if (s->live) {
+        /* Holds no longer matter: the scheduler is going away. */
+        conc_store(&s->holds, 0u, CONC_RELAXED);
+        int e = conc__sched_run_until(s, conc__sched_stop_all_done, NULL);
+        if (e)
+            CONC_ABORT("conc_sched_destroy: coroutines still blocked after being cancelled");
+    }
+    for (conc__coro_arena *a = s->arenas, *an; a; a = an) {
+        an = a->next;
+        for (size_t i = 0; i < a->carved; i++) {
+            conc_coro_t *co = conc__coro_of_slot(a->base + i * a->slot_size, a->slot_size);
+            CONC_UNUSED(co);
+#if defined(CONC_TSAN)
+            __tsan_destroy_fiber(co->tsan_fiber);
+#endif
+#if defined(CONC__CORO_VALGRIND)
+            VALGRIND_STACK_DEREGISTER(co->valgrind_id);
+#endif
+        }
+#if defined(CONC_ASAN)
+        /* Frames left on the stacks (each slot's trampoline) keep their redzones poisoned in
+         * ASan's shadow, which munmap does not reset: the next mmap of this range would
+         * inherit them. */
+        __asan_unpoison_memory_region(a->base, a->len);
+#endif
+        int saved = conc__coro_errno_save();
+        munmap(a->base, a->len);
+        conc__coro_errno_restore(saved);
+        free(a);
+    }
+    for (conc__coro_class *k = s->classes, *kn; k; k = kn) {
+        kn = k->next;
+        free(k);
+    }
+    for (conc__coro_msg *m = s->inbox_head, *mn; m; m = mn) {
+        mn = m->next;
+        free(m);
+    }
+    close(s->evfd);
+    close(s->epfd);
+    pthread_mutex_destroy(&s->inbox_lock);
+    free(s->fds);
+    free(s->heap);
+    free(s->ring);
+    free(s);
+}
+
+/* From any thread: spawn a detached coroutine on s (asyncio's call_soon_threadsafe). */
+CONC_NODISCARD static inline int conc__sched_spawn_at(conc_sched_t *s, conc_coro_fn fn, void *arg,
+                                                      const char *file, int line) {
+    if (!s || !fn)
+        return EINVAL;
+    if (conc__coro_on_owner(s))
+        return conc__coro_spawn_on(s, fn, arg, NULL, NULL, file, line);
+    conc__coro_msg *m = (conc__coro_msg *)malloc(sizeof *m);
+    if (!m)
+        return ENOMEM;
+    m->next = NULL;
+    m->fn = fn;
+    m->arg = arg;
+    m->file = file;
+    m->line = line;
+    pthread_mutex_lock(&s->inbox_lock);
+    int was_empty = s->inbox_head == NULL; /* [coro.I1] */
+    if (s->inbox_tail)
+        s->inbox_tail->next = m;
+    else
+        s->inbox_head = m;
+    s->inbox_tail = m;
+    conc_store(&s->inbox_pending, 1u, CONC_RELAXED);
+    pthread_mutex_unlock(&s->inbox_lock);
+    if (was_empty)
+        conc__sched_kick(s);
+    return 0;
+}
+
+static inline void conc_sched_hold(conc_sched_t *s) {
+    /* Relaxed: a hold publishes nothing; the work it announces comes through the inbox. */
+    conc_fetch_add(&s->holds, 1u, CONC_RELAXED);
+}
+
+static inline void conc_sched_unhold(conc_sched_t *s) {
+    /* [coro.I4] release: a spawn made before the unhold is seen by a loop that reads
+     * holds == 0 with acquire and then looks at the inbox. Then kick, so a loop asleep in
+     * epoll_wait re-checks whether it is done. */
+    uint32_t old = conc_fetch_sub(&s->holds, 1u, CONC_RELEASE);
+    if (old == 0)
+        CONC_ABORT("conc_sched_unhold: more unholds than holds");
+    if (old == 1)
+        conc__sched_kick(s);
+}
+
+static inline void conc_sched_dump(conc_sched_t *s, FILE *out) {
+    if (!s || !out)
+        return;
+    fprintf(out, "conc scheduler %p: %zu live coroutines, %zu timers, %zu fd waits, %u holds\n",
+            (void *)s, s->live, s->heap_len, s->fd_waiters, conc_load(&s->holds, CONC_RELAXED));
+    for (conc_coro_t *c = s->all; c; c = c->all_next)
+        conc__sched_line(out, "  ", c);
+    fflush(out);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Coroutines
+ * ------------------------------------------------------------------------------------------- */
+CONC_NODISCARD static inline int conc__coro_spawn_at(conc_sched_t *s, conc_coro_fn fn, void *arg,
+                                                     const conc_coro_opts_t *o, conc_coro_t **c,
+                                                     const char *file, int line) {
+    if (c)
+        *c = NULL;
+    if (!fn)
+        return EINVAL;
+    if (!s) {
+        s = conc__coro_sched_here();
+        if (!s || !s->current)
+            return EINVAL; /* s NULL means "mine", and this is no coroutine */
+    }
+    if (!conc__coro_on_owner(s))
+        return EPERM;
+    return conc__coro_spawn_on(s, fn, arg, o, c, file, line);
+}
+
+/* The functions, and macros of the same names that add the spawn site for the reports
+ * ((conc_coro_spawn)(...) calls the function without it). */
+CONC_NODISCARD static inline int conc_coro_spawn(conc_sched_t *s, conc_coro_fn fn, void *arg,
+                                                 const conc_coro_opts_t *o, conc_coro_t **c) {
+    return conc__coro_spawn_at(s, fn, arg, o, c, NULL, 0);
+}
+CONC_NODISCARD static inline int conc_sched_spawn(conc_sched_t *s, conc_coro_fn fn, void *arg) {
+    return conc__sched_spawn_at(s, fn, arg, NULL, 0);
+}
+#define conc_coro_spawn(s, fn, arg, o, c) conc__coro_spawn_at(s, fn, arg, o, c, __FILE__, __LINE__)
+#define conc_sched_spawn(s, fn, arg) conc__sched_spawn_at(s, fn, arg, __FILE__, __LINE__)
+
+static inline conc_coro_t *conc_coro_self(void) {
+    conc_sched_t *s = conc__coro_sched_here();
+    return s ? s->current : NULL;
+}
+
+static inline const char *conc_coro_name(const conc_coro_t *c) {
+    return c ? c->name : "";
+}
+
+static inline uint64_t conc_coro_id(const conc_coro_t *c) {
+    return c ? c->id : 0;
+}
+
+/* The running coroutine and its scheduler, or EPERM outside a coroutine. */
+CONC_INLINE int conc__coro_me(conc_sched_t **s, conc_coro_t **co) {
+    *s = conc__coro_sched_here();
+    *co = *s ? (*s)->current : NULL;
+    return *co ? 0 : EPERM;
+}
+
+CONC_NODISCARD static inline int conc_coro_yield(void) {
+    conc_sched_t *s;
+    conc_coro_t *co;
+    if (CONC_UNLIKELY(conc__coro_me(&s, &co) != 0))
+        return EPERM;
+    if (CONC_UNLIKELY(co->cancelled))
+        return ECANCELED;
+    conc__sched_ready(s, co, 0);
+    conc__sched_switch_away(s, co);
+    return 0;
+}
+
+CONC_COLD void conc__coro_describe_join(const conc_coro_wait_t *w, char *buf, size_t size) {
+    const conc_coro_t *t = (const conc_coro_t *)w->object;
+    const conc_coro_t *self = conc_coro_self();
+    snprintf(buf, size, "join of coro \"%s\" (#%llu)%s", t->name, (unsigned long long)t->id,
+             (w->detail == 1 || t == self) ? " (itself)" : "");
+}
+
+CONC_NODISCARD static inline int conc_coro_join(conc_coro_t *c, int64_t deadline, int *status) {
+    conc_sched_t *s;
+    conc_coro_t *co;
+    if (!c)
+        return EINVAL;
+    if (conc__coro_me(&s, &co) != 0)
+        return EPERM;
+    if (c->sched != s || c->state == CONC__CORO_FREE)
+        return EINVAL;
+    while (c->state != CONC__CORO_DONE) {
+        conc_coro_wait_t w;
+        memset(&w, 0, sizeof w);
+        w.what = "join";
+        w.object = c;
+        w.detail = c == co;
+        w.describe = conc__coro_describe_join;
+        conc_coro_waiter_t me;
+        memset(&me, 0, sizeof me);
+        me.coro = co;
+        if (co->cancelled)
+            return ECANCELED;
+        conc_coro_waitq_push(&c->joiners, &me);
+        int e = conc__coro_park(s, co, &w, deadline);
+        conc_coro_waitq_remove(&c->joiners, &me);
+        if (e)
+            return e;
+    }
+    if (status)
+        *status = c->status;
+    return 0;
+}
+
+static inline int conc__coro_cancel_on(conc_sched_t *s, conc_coro_t *c) {
+    if (c->state == CONC__CORO_DONE || c->state == CONC__CORO_FREE)
+        return 0;
+    c->cancelled = 1;
+    if (c->state == CONC__CORO_PARKED && !c->immune)
+        conc__coro_wake(s, c, ECANCELED);
+    return 0;
+}
+
+static inline int conc_coro_cancel(conc_coro_t *c) {
+    if (!c)
+        return EINVAL;
+    if (!conc__coro_on_owner(c->sched))
+        return EPERM;
+    return conc__coro_cancel_on(c->sched, c);
+}
+
+static inline void conc_coro_release(conc_coro_t *c) {
+    if (!c)
+        return;
+    if (!c->handle)
+        CONC_ABORT("conc_coro_release: a handle released twice (or a detached coroutine)");
+    if (!conc__coro_on_owner(c->sched))
+        CONC_ABORT("conc_coro_release: called from another thread than the scheduler's");
+    c->handle = 0;
+    if (c->state == CONC__CORO_DONE)
+        conc__coro_slot_put(c->sched, c);
+}
+
+CONC_NODISCARD static inline int conc_coro_sleep_until(int64_t deadline) {
+    conc_sched_t *s;
+    conc_coro_t *co;
+    if (conc__coro_me(&s, &co) != 0)
+        return EPERM;
+    if (co->cancelled)
+        return ECANCELED;
+    conc_coro_wait_t w;
+    memset(&w, 0, sizeof w);
+    w.what = deadline == CONC_FOREVER ? "sleep forever" : "sleep";
+    w.object = co;
+    for (;;) {
+        if (deadline != CONC_FOREVER && deadline <= conc_now()) {
+            /* A past deadline still yields once, as asyncio.sleep(0) does. */
+            conc__sched_ready(s, co, 0);
+            conc__sched_switch_away(s, co);
+            return 0;
+        }
+        int e = conc__coro_park(s, co, &w, deadline);
+        if (e == ETIMEDOUT)
+            return 0;
+        if (e)
+            return e; /* ECANCELED (or ENOMEM for the timer) */
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * File descriptors
+ * ------------------------------------------------------------------------------------------- */
+CONC_COLD int conc__sched_fds_grow_slow(conc_sched_t *s, int fd) {
+    size_t cap = s->fds_cap ? s->fds_cap : 64;
+    while (cap <= (size_t)fd)
+        cap *= 2;
+    conc__coro_fdw *f = (conc__coro_fdw *)realloc(s->fds, cap * sizeof *f);
+    if (!f)
+        return ENOMEM;
+    memset(f + s->fds_cap, 0, (cap - s->fds_cap) * sizeof *f);
+    s->fds = f;
+    s->fds_cap = cap;
+    return 0;
+}
+
+/* Registers (or changes, or drops) fd's epoll interest to match its waiters. */
+static inline int conc__sched_fd_update(conc_sched_t *s, int fd) {
+    conc__coro_fdw *w = &s->fds[fd];
+    uint32_t want =
+        (w->reader ? (uint32_t)(EPOLLIN | EPOLLRDHUP) : 0u) | (w->writer ? (uint32_t)EPOLLOUT : 0u);
+    if (want == w->registered)
+        return 0;
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = want;
+    ev.data.u64 = (uint64_t)fd;
+    int op = !want ? EPOLL_CTL_DEL : (w->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD);
+    int saved = conc__coro_errno_save();
+    int r = epoll_ctl(s->epfd, op, fd, &ev);
+    if (r != 0 && op == EPOLL_CTL_MOD && errno == ENOENT) /* closed and reopened meanwhile */
+        r = epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+    int e = r == 0 ? 0 : errno;
+    conc__coro_errno_restore(saved);
+    if (r == 0 || op == EPOLL_CTL_DEL)
+        w->registered = want; /* a failed DEL: the fd was closed, epoll dropped it already */
+    return e;
+}
+
+CONC_COLD void conc__coro_describe_fd(const conc_coro_wait_t *w, char *buf, size_t size) {
+    snprintf(buf, size, "fd %ld", w->detail);
+}
+
+CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t deadline) {
+    conc_sched_t *s;
+    conc_coro_t *co;
+    if (fd < 0 || !events || (events & ~(CONC_FD_READ | CONC_FD_WRITE)))
+        return EINVAL;
+    if (conc__coro_me(&s, &co) != 0)
+        return EPERM;
+    if (co->cancelled)
+        return ECANCELED;
+    if (deadline != CONC_FOREVER && deadline <= conc_now()) {
+        /* A past deadline looks once, without parking. */
+        struct pollfd p;
+        p.fd = fd;
+        p.events = (short)(((events & CONC_FD_READ) ? POLLIN : 0) |
+                           ((events & CONC_FD_WRITE) ? POLLOUT : 0));
+        p.revents = 0;
+        int saved = conc__coro_errno_save();
+        int r = poll(&p, 1, 0);
+        conc__coro_errno_restore(saved);
+        return r > 0 ? ((p.revents & POLLNVAL) ? EBADF : 0) : ETIMEDOUT;
+    }
+    if ((size_t)fd >= s->fds_cap && conc__sched_fds_grow_slow(s, fd) != 0)
+        return ENOMEM;
+    conc__coro_fdw *w = &s->fds[fd];
+    if (((events & CONC_FD_READ) && w->reader) || ((events & CONC_FD_WRITE) && w->writer))
+        return EBUSY;
+    if (events & CONC_FD_READ)
+        w->reader = co;
+    if (events & CONC_FD_WRITE)
+        w->writer = co;
+    int e = conc__sched_fd_update(s, fd);
+    if (e) {
+        if (events & CONC_FD_READ)
+            w->reader = NULL;
+        if (events & CONC_FD_WRITE)
+            w->writer = NULL;
+        conc__sched_fd_update(s, fd);
+        return e == EPERM ? 0 : e; /* EPERM: a regular file, always ready (as poll says) */
+    }
+    s->fd_waiters++;
+    conc_coro_wait_t wd;
+    memset(&wd, 0, sizeof wd);
+    wd.what =
+        (events == CONC_FD_READ) ? "fd readable" : (events == CONC_FD_WRITE ? "fd writable" : "fd");
+    wd.object = co;
+    wd.detail = fd;
+    wd.describe = conc__coro_describe_fd;
+    e = conc__coro_park(s, co, &wd, deadline);
+    s->fd_waiters--;
+    w = &s->fds[fd];
+    if (events & CONC_FD_READ)
+        w->reader = NULL;
+    if (events & CONC_FD_WRITE)
+        w->writer = NULL;
+    conc__sched_fd_update(s, fd);
+    return e;
+}
+
+CONC_NODISCARD static inline int conc_coro_read(int fd, void *buf, size_t n, int64_t deadline,
+                                                size_t *got) {
+    if (got)
+        *got = 0;
+    for (;;) {
+        int saved = conc__coro_errno_save();
+        ssize_t r = read(fd, buf, n);
+        int e = r < 0 ? errno : 0;
+        conc__coro_errno_restore(saved);
+        if (r >= 0) {
+            if (got)
+                *got = (size_t)r;
+            return 0;
+        }
+        if (e == EINTR)
+            continue;
+        if (e != EAGAIN && e != EWOULDBLOCK)
+            return e;
+        e = conc_coro_wait_fd(fd, CONC_FD_READ, deadline);
+        if (e)
+            return e;
+    }
+}
+
+CONC_NODISCARD static inline int conc_coro_write(int fd, const void *buf, size_t n,
+                                                 int64_t deadline, size_t *put) {
+    size_t done = 0;
+    int e = 0;
+    while (done < n) {
+        int saved = conc__coro_errno_save();
+        ssize_t r = write(fd, (const char *)buf + done, n - done);
+        e = r < 0 ? errno : 0;
+        conc__coro_errno_restore(saved);
+        if (r >= 0) {
+            done += (size_t)r;
+            continue;
+        }
+        if (e == EINTR)
+            continue;
+        if (e != EAGAIN && e != EWOULDBLOCK)
+            break;
+        e = conc_coro_wait_fd(fd, CONC_FD_WRITE, deadline);
+        if (e)
+            break;
+    }
+    if (put)
+        *put = done;
+    return done == n ? 0 : e;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Groups (asyncio.TaskGroup; libdill's bundles)
+ * ------------------------------------------------------------------------------------------- */
+CONC_NODISCARD static inline int conc_group_create(conc_sched_t *s, conc_group_t **out) {
+    if (!out)
+        return EINVAL;
+    *out = NULL;
+    if (!s) {
+        s = conc__coro_sched_here();
+        if (!s || !s->current)
+            return EINVAL;
+    }
+    if (!conc__coro_on_owner(s))
+        return EPERM;
+    conc_group_t *g = (conc_group_t *)calloc(1, sizeof *g);
+    if (!g)
+        return ENOMEM;
+    g->sched = s;
+    *out = g;
+    return 0;
+}
+
+CONC_NODISCARD static inline int conc__group_spawn_at(conc_group_t *g, conc_coro_fn fn, void *arg,
+                                                      const conc_coro_opts_t *o, const char *file,
+                                                      int line) {
+    if (!g || !fn)
+        return EINVAL;
+    if (!conc__coro_on_owner(g->sched))
+        return EPERM;
+    if (g->status != 0)
+        return ECANCELED; /* the group failed: its children are being cancelled */
+    conc_coro_t *co;
+    int e = conc__coro_spawn_on(g->sched, fn, arg, o, &co, file, line);
+    if (e)
+        return e;
+    co->handle = 0; /* the group keeps track; nothing to release */
+    co->group = g;
+    co->group_prev = NULL;
+    co->group_next = g->children;
+    if (g->children)
+        g->children->group_prev = co;
+    g->children = co;
+    g->live++;
+    return 0;
+}
+CONC_NODISCARD static inline int conc_group_spawn(conc_group_t *g, conc_coro_fn fn, void *arg,
+                                                  const conc_coro_opts_t *o) {
+    return conc__group_spawn_at(g, fn, arg, o, NULL, 0);
+}
+#define conc_group_spawn(g, fn, arg, o) conc__group_spawn_at(g, fn, arg, o, __FILE__, __LINE__)
+
+static inline void conc__group_child_done(conc_group_t *g, conc_coro_t *co) {
+    if (co->group_prev)
+        co->group_prev->group_next = co->group_next;
+    else
+        g->children = co->group_next;
+    if (co->group_next)
+        co->group_next->group_prev = co->group_prev;
+    co->group = NULL;
+    g->live--;
+    if (co->status != 0 && g->status == 0) {
+        g->status = co->status; /* the first failure cancels the siblings */
+        for (conc_coro_t *c = g->children; c; c = c->group_next)
+            conc__coro_cancel_on(g->sched, c);
+    }
+    if (g->live == 0)
+        conc__coro_wake_all(g->sched, &g->waiters, 0);
+}
+
+CONC_COLD void conc__group_describe(const conc_coro_wait_t *w, char *buf, size_t size) {
+    const conc_group_t *g = (const conc_group_t *)w->object;
+    snprintf(buf, size, "group %p (%zu children left)", w->object, g->live);
+}
+
+static inline int conc__group_wait(conc_group_t *g, conc_sched_t *s, conc_coro_t *co,
+                                   int64_t deadline) {
+    while (g->live) {
+        conc_coro_wait_t w;
+        memset(&w, 0, sizeof w);
+        w.what = "group";
+        w.object = g;
+        w.describe = conc__group_describe;
+        conc_coro_waiter_t me;
+        memset(&me, 0, sizeof me);
+        me.coro = co;
+        conc_coro_waitq_push(&g->waiters, &me);
+        int e = conc__coro_park(s, co, &w, deadline);
+        conc_coro_waitq_remove(&g->waiters, &me);
+        if (e)
+            return e;
+    }
+    return 0;
+}
+
+CONC_NODISCARD static inline int conc_group_wait(conc_group_t *g, int64_t deadline, int *status) {
+    conc_sched_t *s;
+    conc_coro_t *co;
+    if (!g)
+        return EINVAL;
+    if (conc__coro_me(&s, &co) != 0)
+        return EPERM;
+    if (s != g->sched)
+        return EINVAL;
+    if (g->live && co->cancelled)
+        return ECANCELED;
+    int e = conc__group_wait(g, s, co, deadline);
+    if (e)
+        return e;
+    if (status)
+        *status = g->status;
+    return 0;
+}
+
+static inline bool conc__group_stop_empty(conc_sched_t *s, void *arg) {
+    CONC_UNUSED(s);
+    return ((conc_group_t *)arg)->live == 0;
+}
+
+static inline void conc_group_destroy(conc_group_t *g) {
+    if (!g)
+        return;
+    conc_sched_t *s = g->sched;
+    if (!conc__coro_on_owner(s))
+        CONC_ABORT("conc_group_destroy: called from another thread than the scheduler's");
+    for (conc_coro_t *c = g->children; c; c = c->group_next)
+        conc__coro_cancel_on(s, c);
+    if (g->live) {
+        conc_coro_t *co = s->current;
+        if (co) {
+            if (co->group == g)
+                CONC_ABORT("conc_group_destroy: called by a child of the group (it would wait "
+                           "for itself)");
+            uint8_t immune = co->immune;
+            co->immune = 1; /* joining the cancelled children is not itself cancellable */
+            int e = conc__group_wait(g, s, co, CONC_FOREVER);
+            co->immune = immune;
+            if (e)
+                CONC_ABORT("conc_group_destroy: could not join the children");
+        } else if (conc__sched_run_until(s, conc__group_stop_empty, g) != 0) {
+            CONC_ABORT("conc_group_destroy: the cancelled children could not finish");
+        }
+    }
+    free(g);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * asyncio.run
+ * ------------------------------------------------------------------------------------------- */
+CONC_NODISCARD static inline int conc_run(conc_coro_fn fn, void *arg, int *status) {
+    conc_sched_t *s;
+    conc_coro_t *c;
+    if (!fn)
+        return EINVAL;
+    int e = conc_sched_create(&s, NULL);
+    if (e)
+        return e;
+    e = (conc_coro_spawn)(s, fn, arg, NULL, &c);
+    if (e) {
+        conc_sched_destroy(s);
+        return e;
+    }
+    c->spawn_file = "conc_run";
+    e = conc_sched_run(s);
+    if (e == 0 && status)
+        *status = c->status;
+    conc_coro_release(c);
+    conc_sched_destroy(s);
+    return e;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Stack overflow reporter and high-water mark
+ * ------------------------------------------------------------------------------------------- */
+CONC_INLINE size_t conc__coro_append(char *buf, size_t at, size_t cap, const char *s) {
+    while (*s && at + 1 < cap)
+        buf[at++] = *s++;
+    return at;
+}
+
+static inline void conc__coro_segv(int sig, siginfo_t *si, void *uctx) {
+    CONC_UNUSED(uctx);
+    conc_sched_t *s = conc__coro_tls_sched;
+    conc_coro_t *co = s ? s->current : NULL;
+    char *a = (char *)si->si_addr;
+    if (co && a < co->stack_lo && a >= co->stack_lo - s->page) {
+        char msg[256], num[24];
+        size_t n = 0, k = sizeof num;
+        unsigned long long id = (unsigned long long)co->id;
+        num[--k] = 0;
+        do
+            num[--k] = (char)('0' + id % 10);
+        while ((id /= 10) != 0 && k > 0);
+        n = conc__coro_append(msg, n, sizeof msg, "conc: stack overflow in coroutine \"");
+        n = conc__coro_append(msg, n, sizeof msg, co->name);
+        n = conc__coro_append(msg, n, sizeof msg, "\" (#");
+        n = conc__coro_append(msg, n, sizeof msg, num + k);
+        n = conc__coro_append(msg, n, sizeof msg,
+                              "): it hit the guard page below its stack (give it a bigger "
+                              "conc_coro_opts_t.stack_size)\n");
+        ssize_t r = write(2, msg, n);
+        (void)r;
+        signal(SIGABRT, SIG_DFL);
+        abort();
+    }
+    /* Not ours: put the previous handler back and let the fault happen again. */
+    sigaction(sig, &conc__coro_overflow_prev, NULL);
+}
+
+static inline int conc_coro_catch_overflow(void) {
+    int saved = conc__coro_errno_save(), e = 0;
+    if (!conc_load(&conc__coro_overflow_installed, CONC_ACQUIRE)) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = conc__coro_segv;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGSEGV, &sa, &conc__coro_overflow_prev) != 0)
+            e = errno;
+        else
+            conc_store(&conc__coro_overflow_installed, 1, CONC_RELEASE);
+    }
+    if (!e) {
+        /* The calling thread's alternate stack (kept for the thread's life). */
+        stack_t cur;
+        if (sigaltstack(NULL, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
+            stack_t st;
+            memset(&st, 0, sizeof st);
+            st.ss_sp = malloc(CONC__CORO_ALTSTACK_SIZE);
+            st.ss_size = CONC__CORO_ALTSTACK_SIZE;
+            if (!st.ss_sp)
+                e = ENOMEM;
+            else if (sigaltstack(&st, NULL) != 0)
+                e = errno;
+        }
+    }
+    conc__coro_errno_restore(saved);
+    return e;
+}
+
+/* Bytes of c's stack ever used (high-water mark, from the top of the stack down to the
+ * deepest byte written), for a scheduler created with CONC_SCHED_STACK_USAGE. */
+CONC_NODISCARD static inline int conc_coro_stack_usage(const conc_coro_t *c, size_t *bytes) {
+    if (!c || !bytes)
+        return EINVAL;
+    if (!(c->sched->flags & CONC_SCHED_STACK_USAGE))
+        return ENOTSUP;
+    const unsigned char *p = (const unsigned char *)c->stack_lo + sizeof(uint64_t);
+    const unsigned char *top = (const unsigned char *)c;
+#if defined(CONC__CORO_VALGRIND)
+    VALGRIND_DISABLE_ERROR_REPORTING; /* memcheck: the bytes sit below that stack's pointer */
+#endif
+    while (p < top && *p == CONC__CORO_PAINT_BYTE)
+        p++;
+#if defined(CONC__CORO_VALGRIND)
+    VALGRIND_ENABLE_ERROR_REPORTING;
+#endif
+    *bytes = (size_t)(top - p);
+    return 0;
+}
+
+/* =============================================================================================
+ * For other conc headers: parking a coroutine and waking it
+ *
+ * Every coroutine-aware primitive (locks, semaphores, events, channels, bridges) blocks
+ * through these, so cancellation, deadlines, the EDEADLK report and the dump work the same
+ * for all of them. Owner-thread only, like everything in a scheduler.
+ *
+ *   conc_coro_park(wait, deadline)   parks the running coroutine: returns the status given to
+ *                                    conc_coro_wake, ETIMEDOUT at the deadline, ECANCELED on
+ *                                    cancel (at once if already cancelled), EPERM outside a
+ *                                    coroutine. `wait` (kept by the caller until park returns)
+ *                                    says what it waits on, for the report.
+ *   conc_coro_wake(c, status)        makes a parked c runnable, its park returning status; the
+ *                                    running coroutine's wake puts c next in line (runnext).
+ *                                    First wake wins; a c not parked is left alone (false).
+ *   conc_coro_is_cancelled(c)        so a primitive can refuse work before parking.
+ *   conc_coro_waitq_*                an intrusive FIFO of waiters: push a waiter, park, and on
+ *                                    return remove it (a no-op if a waker popped it).
+ *   conc_coro_waitq_wait(q, w, dl)   that sequence in one call.
+ *   conc_coro_waitq_wake_one/all     pop and wake with a status.
+ *
+ * The protocol, single-threaded (no atomics: one scheduler runs one coroutine at a time):
+ *
+ *   waiter (running)                           waker (running later)
+ *   ---------------------------------------    ---------------------------------------
+ *   condition false? push(q, &me)              make the condition true
+ *   park(&wait, deadline) -- switches away     w = pop(q); wake(w->coro, 0)
+ *   ... resumed: remove(q, &me) (no-op)        (the waiter runs next)
+ *   status 0: the condition was handed over
+ *   A timeout or cancel wakes the waiter while it is still queued: its remove unlinks it,
+ *   so no waker can hand a resource to a coroutine that has stopped waiting.
+ * ============================================================================================= */
+CONC_NODISCARD static inline int conc_coro_park(const conc_coro_wait_t *w, int64_t deadline) {
+    conc_sched_t *s;
+    conc_coro_t *co;
+    if (conc__coro_me(&s, &co) != 0)
+        return EPERM;
+    return conc__coro_park(s, co, w, deadline);
+}
+
+static inline bool conc_coro_wake(conc_coro_t *c, int status) {
+    if (!c || c->state != CONC__CORO_PARKED)
+        return false;
+    conc__coro_wake(c->sched, c, status);
+    return true;
+}
+
+static inline bool conc_coro_is_cancelled(const conc_coro_t *c) {
+    return c && c->cancelled;
+}
+
+CONC_NODISCARD static inline int conc_coro_waitq_wait(conc_coro_waitq_t *q,
+                                                      const conc_coro_wait_t *w, int64_t deadline) {
+    conc_sched_t *s;
+    conc_coro_t *co;
+    if (conc__coro_me(&s, &co) != 0)
+        return EPERM;
+    conc_coro_waiter_t me;
+    memset(&me, 0, sizeof me);
+    me.coro = co;
+    if (co->cancelled)
+        return ECANCELED;
+    conc_coro_waitq_push(q, &me);
+    int e = conc__coro_park(s, co, w, deadline);
+    conc_coro_waitq_remove(q, &me);
+    return e;
+}
+
+static inline bool conc_coro_waitq_wake_one(conc_coro_waitq_t *q, int status) {
+    conc_coro_waiter_t *w;
+    while ((w = conc_coro_waitq_pop(q)) != NULL)
+        if (conc_coro_wake(w->coro, status))
+            return true;
+    return false;
+}
+
+static inline size_t conc_coro_waitq_wake_all(conc_coro_waitq_t *q, int status) {
+    if (!q->head)
+        return 0;
+    return conc__coro_wake_all(q->head->coro->sched, q, status);
+}
+
+#if defined(CONC__CORO_POP_DIAGNOSTIC)
+#pragma GCC diagnostic pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CONC_CORO_H */
