@@ -1,0 +1,1448 @@
+/* tests/test_coro.c - coroutines: lifecycle, run order (FIFO, runnext), nesting, join, cancel
+ * in every blocking call, deadlines, fd waits, groups, 100,000 guarded coroutines, stack reuse,
+ * the EDEADLK report, stack overflow in a forked child, schedulers on many threads handing
+ * work across, and the park/wake section other headers build on.
+ * Also compiled as C++17 (make test: build/<cc>-cxx/test_coro) and with -D_FORTIFY_SOURCE=2.
+ * SPDX-License-Identifier: MIT */
+#include "conc/coro.h"
+
+#include "harness.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define UNDER_VALGRIND() (RUNNING_ON_VALGRIND != 0)
+#endif
+#endif
+#ifndef UNDER_VALGRIND
+#define UNDER_VALGRIND() 0
+#endif
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+/* Runs fn(arg) as the main coroutine of a fresh scheduler; checks run's result and returns
+ * fn's status. */
+static int run_main(conc_coro_fn fn, void *arg) {
+    int status = -1;
+    int e = conc_run(fn, arg, &status);
+    TH_CHECK_EQ(e, 0);
+    return status;
+}
+
+static conc_coro_t *spawn_h(conc_coro_fn fn, void *arg, const char *name) {
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.name = name;
+    conc_coro_t *c = NULL;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, fn, arg, &o, &c), 0);
+    TH_CHECK(c != NULL);
+    return c;
+}
+
+static int join_release(conc_coro_t *c) {
+    int st = -1;
+    TH_CHECK_EQ(conc_coro_join(c, CONC_FOREVER, &st), 0);
+    conc_coro_release(c);
+    return st;
+}
+
+/* An event log: plain data (coroutines of one scheduler never run at once). */
+typedef struct log_t {
+    int v[4096];
+    int n;
+} log_t;
+static void log_add(log_t *l, int x) {
+    TH_CHECK(l->n < 4096);
+    l->v[l->n++] = x;
+}
+
+static void set_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    TH_CHECK(fl >= 0);
+    TH_CHECK_EQ(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
+}
+
+static int return_arg(void *arg) {
+    return (int)(intptr_t)arg;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+static int lifecycle_main(void *arg) {
+    TH_CHECK(arg == (void *)0x1234);
+    conc_coro_t *self = conc_coro_self();
+    TH_CHECK(self != NULL);
+    TH_CHECK(strncmp(conc_coro_name(self), "coro#", 5) == 0);
+    conc_coro_t *c = spawn_h(return_arg, (void *)(intptr_t)42, "answer");
+    TH_CHECK(strcmp(conc_coro_name(c), "answer") == 0);
+    TH_CHECK(conc_coro_id(c) > conc_coro_id(self));
+    int st = -1;
+    TH_CHECK_EQ(conc_coro_join(c, CONC_FOREVER, &st), 0);
+    TH_CHECK_EQ(st, 42);
+    /* join does not consume the handle: a second join sees the same status */
+    st = -1;
+    TH_CHECK_EQ(conc_coro_join(c, CONC_FOREVER, &st), 0);
+    TH_CHECK_EQ(st, 42);
+    conc_coro_release(c);
+    /* detached: no handle; it still runs before conc_run returns */
+    TH_CHECK_EQ(conc_coro_spawn(NULL, return_arg, NULL, NULL, NULL), 0);
+    return 7;
+}
+
+static void coro_lifecycle_spawn_join_status(void) {
+    TH_CHECK(conc_coro_self() == NULL);
+    TH_CHECK_EQ(run_main(lifecycle_main, (void *)0x1234), 7);
+    TH_CHECK(conc_coro_self() == NULL);
+}
+
+static int long_name(void *arg) {
+    (void)arg;
+    TH_CHECK_EQ(strlen(conc_coro_name(conc_coro_self())), CONC_CORO_NAME_MAX - 1);
+    return 0;
+}
+
+static void coro_bad_input_gets_error_codes(void) {
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(NULL, NULL), EINVAL);
+    conc_sched_opts_t so;
+    memset(&so, 0, sizeof so);
+    so.stack_size = 100;
+    TH_CHECK_EQ(conc_sched_create(&s, &so), EINVAL);
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    conc_coro_t *c = (conc_coro_t *)0x1;
+    TH_CHECK_EQ(conc_coro_spawn(s, NULL, NULL, NULL, &c), EINVAL);
+    TH_CHECK(c == NULL);
+    TH_CHECK_EQ(conc_coro_spawn(NULL, return_arg, NULL, NULL, NULL), EINVAL); /* no current */
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.stack_size = CONC_CORO_STACK_MIN - 1;
+    TH_CHECK_EQ(conc_coro_spawn(s, return_arg, NULL, &o, NULL), EINVAL);
+    o.stack_size = CONC_CORO_STACK_MAX + 1;
+    TH_CHECK_EQ(conc_coro_spawn(s, return_arg, NULL, &o, NULL), EINVAL);
+    /* blocking calls outside a coroutine */
+    TH_CHECK_EQ(conc_coro_yield(), EPERM);
+    TH_CHECK_EQ(conc_coro_sleep_until(CONC_FOREVER), EPERM);
+    TH_CHECK_EQ(conc_coro_wait_fd(0, CONC_FD_READ, CONC_FOREVER), EPERM);
+    TH_CHECK_EQ(conc_coro_wait_fd(-1, CONC_FD_READ, CONC_FOREVER), EINVAL);
+    TH_CHECK_EQ(conc_coro_wait_fd(0, 4, CONC_FOREVER), EINVAL);
+    TH_CHECK_EQ(conc_coro_park(NULL, CONC_FOREVER), EPERM);
+    conc_coro_t *h;
+    TH_CHECK_EQ(conc_coro_spawn(s, return_arg, NULL, NULL, &h), 0);
+    TH_CHECK_EQ(conc_coro_join(h, CONC_FOREVER, NULL), EPERM);
+    TH_CHECK_EQ(conc_coro_join(NULL, CONC_FOREVER, NULL), EINVAL);
+    TH_CHECK_EQ(conc_coro_cancel(NULL), EINVAL);
+    TH_CHECK_EQ(conc_sched_run(NULL), EINVAL);
+    TH_CHECK_EQ(conc_run(NULL, NULL, NULL), EINVAL);
+    conc_group_t *g;
+    TH_CHECK_EQ(conc_group_create(NULL, &g), EINVAL);
+    TH_CHECK_EQ(conc_group_create(s, NULL), EINVAL);
+    TH_CHECK_EQ(conc_sched_spawn(NULL, return_arg, NULL), EINVAL);
+    TH_CHECK_EQ(conc_sched_spawn(s, NULL, NULL), EINVAL);
+    /* a name longer than the maximum is truncated, not refused */
+    o.stack_size = 0;
+    o.name = "a-name-that-is-much-longer-than-thirty-two-characters";
+    TH_CHECK_EQ(conc_coro_spawn(s, long_name, NULL, &o, NULL), 0);
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    conc_coro_release(h);
+    conc_sched_destroy(s);
+}
+
+/* No call changes errno. */
+static int errno_main(void *arg) {
+    (void)arg;
+    int p[2];
+    TH_CHECK_EQ(pipe(p), 0);
+    set_nonblock(p[0]);
+    errno = 1234;
+    TH_CHECK_EQ(conc_coro_yield(), 0);
+    TH_CHECK_EQ(conc_coro_sleep_until(conc_deadline_in(CONC_MS)), 0);
+    TH_CHECK_EQ(conc_coro_wait_fd(p[0], CONC_FD_READ, conc_deadline_in(CONC_MS)), ETIMEDOUT);
+    TH_CHECK_EQ(conc_coro_wait_fd(p[0], CONC_FD_READ, 0), ETIMEDOUT);
+    char b;
+    size_t got;
+    TH_CHECK_EQ(conc_coro_read(p[0], &b, 1, conc_deadline_in(CONC_MS), &got), ETIMEDOUT);
+    TH_CHECK_EQ(errno, 1234);
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
+static void coro_calls_leave_errno_alone(void) {
+    TH_CHECK_EQ(run_main(errno_main, NULL), 0);
+}
+
+/* ---- run order ---------------------------------------------------------------------------- */
+
+typedef struct order_arg {
+    log_t *log;
+    int id;
+} order_arg;
+
+static int yield_thrice(void *p) {
+    order_arg *a = (order_arg *)p;
+    for (int i = 0; i < 3; i++) {
+        log_add(a->log, a->id * 10 + i);
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+    }
+    return 0;
+}
+
+static void coro_run_order_is_fifo(void) {
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    log_t log;
+    memset(&log, 0, sizeof log);
+    order_arg a[3];
+    for (int i = 0; i < 3; i++) {
+        a[i].log = &log;
+        a[i].id = i + 1;
+        TH_CHECK_EQ(conc_coro_spawn(s, yield_thrice, &a[i], NULL, NULL), 0);
+    }
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    static const int want[] = {10, 20, 30, 11, 21, 31, 12, 22, 32};
+    TH_CHECK_EQ(log.n, 9);
+    for (int i = 0; i < 9; i++)
+        TH_CHECK_EQ(log.v[i], want[i]);
+    conc_sched_destroy(s);
+}
+
+/* runnext: a coroutine woken by the running one runs before the queue. */
+typedef struct runnext_ctx {
+    log_t log;
+    conc_coro_waitq_t q;
+} runnext_ctx;
+
+static int runnext_sleeper(void *p) {
+    runnext_ctx *r = (runnext_ctx *)p;
+    conc_coro_wait_t w;
+    memset(&w, 0, sizeof w);
+    w.what = "test queue";
+    w.object = &r->q;
+    log_add(&r->log, 1);
+    TH_CHECK_EQ(conc_coro_waitq_wait(&r->q, &w, CONC_FOREVER), 77);
+    log_add(&r->log, 2);
+    return 0;
+}
+
+static int runnext_other(void *p) {
+    runnext_ctx *r = (runnext_ctx *)p;
+    log_add(&r->log, 10);
+    return 0;
+}
+
+static int runnext_waker(void *p) {
+    runnext_ctx *r = (runnext_ctx *)p;
+    log_add(&r->log, 3);
+    TH_CHECK_EQ(conc_coro_spawn(NULL, runnext_other, r, NULL, NULL), 0); /* queued first */
+    TH_CHECK(conc_coro_waitq_wake_one(&r->q, 77));                       /* but this runs first */
+    TH_CHECK(!conc_coro_waitq_wake_one(&r->q, 77));                      /* nobody left */
+    TH_CHECK_EQ(conc_coro_yield(), 0);
+    log_add(&r->log, 4);
+    return 0;
+}
+
+static void coro_run_order_runnext_for_the_woken(void) {
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    runnext_ctx *r = (runnext_ctx *)calloc(1, sizeof *r);
+    TH_CHECK(r);
+    TH_CHECK_EQ(conc_coro_spawn(s, runnext_sleeper, r, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, runnext_waker, r, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    static const int want[] = {1, 3, 2, 10, 4};
+    TH_CHECK_EQ(r->log.n, 5);
+    for (int i = 0; i < 5; i++)
+        TH_CHECK_EQ(r->log.v[i], want[i]);
+    conc_sched_destroy(s);
+    free(r);
+}
+
+/* Two coroutines waking each other through runnext forever must not starve a third. */
+typedef struct pingpong_ctx {
+    conc_coro_waitq_t q[2];
+    int stop;
+    long rounds;
+} pingpong_ctx;
+
+static int pingpong_side(void *p, int me) {
+    pingpong_ctx *c = (pingpong_ctx *)p;
+    conc_coro_wait_t w;
+    memset(&w, 0, sizeof w);
+    w.what = "pingpong";
+    while (!c->stop) {
+        c->rounds++;
+        conc_coro_waitq_wake_one(&c->q[1 - me], 0);
+        if (c->stop)
+            break;
+        int e = conc_coro_waitq_wait(&c->q[me], &w, CONC_FOREVER);
+        TH_CHECK_EQ(e, 0);
+    }
+    conc_coro_waitq_wake_one(&c->q[1 - me], 0);
+    return 0;
+}
+static int pingpong_a(void *p) {
+    return pingpong_side(p, 0);
+}
+static int pingpong_b(void *p) {
+    return pingpong_side(p, 1);
+}
+static int pingpong_stopper(void *p) {
+    ((pingpong_ctx *)p)->stop = 1;
+    return 0;
+}
+
+static void coro_runnext_handoffs_cannot_starve_the_queue(void) {
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    pingpong_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(conc_coro_spawn(s, pingpong_a, &c, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, pingpong_b, &c, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, pingpong_stopper, &c, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_sched_run(s), 0); /* a starved stopper would make this hang */
+    TH_CHECK(c.rounds > 0);
+    conc_sched_destroy(s);
+}
+
+/* ---- nesting ------------------------------------------------------------------------------ */
+
+typedef struct tree_arg {
+    int depth;
+    long *count;
+} tree_arg;
+
+static int tree_node(void *p) {
+    tree_arg *a = (tree_arg *)p;
+    (*a->count)++;
+    if (a->depth == 0)
+        return 1;
+    tree_arg kids[2];
+    conc_coro_t *c[2];
+    for (int i = 0; i < 2; i++) {
+        kids[i].depth = a->depth - 1;
+        kids[i].count = a->count;
+        TH_CHECK_EQ(conc_coro_spawn(NULL, tree_node, &kids[i], NULL, &c[i]), 0);
+    }
+    int sum = 1;
+    for (int i = 0; i < 2; i++)
+        sum += join_release(c[i]);
+    return sum;
+}
+
+static void coro_nesting_spawns_a_tree(void) {
+    long count = 0;
+    tree_arg root = {10, &count};
+    TH_CHECK_EQ(run_main(tree_node, &root), 2047); /* 2^11 - 1 nodes */
+    TH_CHECK_EQ(count, 2047);
+}
+
+/* ---- join --------------------------------------------------------------------------------- */
+
+static int sleep_ms_then_return(void *arg) {
+    int ms = (int)(intptr_t)arg;
+    TH_CHECK_EQ(conc_coro_sleep_until(conc_deadline_in(ms * CONC_MS)), 0);
+    return ms;
+}
+
+static int join_deadline_main(void *arg) {
+    (void)arg;
+    conc_coro_t *c = spawn_h(sleep_ms_then_return, (void *)(intptr_t)200, "slow");
+    int64_t dl = conc_deadline_in(20 * CONC_MS);
+    int st = -1;
+    TH_CHECK_EQ(conc_coro_join(c, dl, &st), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(dl);
+    TH_CHECK_EQ(st, -1);
+    TH_CHECK_EQ(conc_coro_join(c, 0, &st), ETIMEDOUT); /* a past deadline looks once */
+    TH_CHECK_EQ(conc_coro_join(c, CONC_FOREVER, &st), 0);
+    TH_CHECK_EQ(st, 200);
+    TH_CHECK_EQ(conc_coro_join(c, 0, &st), 0); /* finished: a past deadline still succeeds */
+    conc_coro_release(c);
+    /* several joiners of one coroutine all get its status */
+    return 0;
+}
+
+static void coro_join_deadline_never_early(void) {
+    TH_CHECK_EQ(run_main(join_deadline_main, NULL), 0);
+}
+
+typedef struct multi_join {
+    conc_coro_t *target;
+    int seen;
+} multi_join;
+
+static int joiner(void *p) {
+    multi_join *m = (multi_join *)p;
+    int st = -1;
+    TH_CHECK_EQ(conc_coro_join(m->target, CONC_FOREVER, &st), 0);
+    TH_CHECK_EQ(st, 5);
+    m->seen++;
+    return 0;
+}
+
+static int multi_join_main(void *arg) {
+    (void)arg;
+    multi_join m;
+    m.seen = 0;
+    m.target = spawn_h(sleep_ms_then_return, (void *)(intptr_t)5, "target");
+    conc_coro_t *j[4];
+    for (int i = 0; i < 4; i++)
+        j[i] = spawn_h(joiner, &m, "joiner");
+    for (int i = 0; i < 4; i++)
+        TH_CHECK_EQ(join_release(j[i]), 0);
+    TH_CHECK_EQ(m.seen, 4);
+    conc_coro_release(m.target);
+    return 0;
+}
+
+static void coro_join_many_joiners_all_see_the_status(void) {
+    TH_CHECK_EQ(run_main(multi_join_main, NULL), 0);
+}
+
+/* ---- cancel ------------------------------------------------------------------------------- */
+
+typedef struct cancel_arg {
+    int which; /* the blocking call to sit in */
+    int first, later;
+    int started;
+    int fds[2];
+    conc_coro_t *other;
+    conc_coro_waitq_t q;
+} cancel_arg;
+
+enum { IN_SLEEP, IN_JOIN, IN_FD, IN_PARK, IN_GROUP, IN_YIELD_LOOP, IN_CALLS };
+
+static int forever(void *arg) {
+    (void)arg;
+    return conc_coro_sleep_until(CONC_FOREVER);
+}
+
+static int blocked(void *p) {
+    cancel_arg *a = (cancel_arg *)p;
+    a->started = 1;
+    conc_coro_wait_t w;
+    memset(&w, 0, sizeof w);
+    w.what = "test";
+    switch (a->which) {
+    case IN_SLEEP:
+        a->first = conc_coro_sleep_until(CONC_FOREVER);
+        break;
+    case IN_JOIN:
+        a->first = conc_coro_join(a->other, CONC_FOREVER, NULL);
+        break;
+    case IN_FD:
+        a->first = conc_coro_wait_fd(a->fds[0], CONC_FD_READ, CONC_FOREVER);
+        break;
+    case IN_PARK:
+        a->first = conc_coro_waitq_wait(&a->q, &w, CONC_FOREVER);
+        break;
+    case IN_GROUP: {
+        conc_group_t *g;
+        TH_CHECK_EQ(conc_group_create(NULL, &g), 0);
+        TH_CHECK_EQ(conc_group_spawn(g, forever, NULL, NULL), 0);
+        int st = -1;
+        a->first = conc_group_wait(g, CONC_FOREVER, &st);
+        conc_group_destroy(g); /* cancels the child and joins it, though we are cancelled */
+        break;
+    }
+    case IN_YIELD_LOOP:
+        while ((a->first = conc_coro_yield()) == 0) {
+        }
+        break;
+    }
+    /* every later blocking call returns ECANCELED too */
+    int later = 0;
+    later += conc_coro_yield() == ECANCELED;
+    later += conc_coro_sleep_until(conc_deadline_in(CONC_SEC)) == ECANCELED;
+    later += conc_coro_join(a->other, CONC_FOREVER, NULL) == ECANCELED;
+    later += conc_coro_wait_fd(a->fds[0], CONC_FD_READ, CONC_FOREVER) == ECANCELED;
+    later += conc_coro_park(&w, CONC_FOREVER) == ECANCELED;
+    later += conc_coro_waitq_wait(&a->q, &w, CONC_FOREVER) == ECANCELED;
+    a->later = later;
+    return ECANCELED;
+}
+
+static int cancel_main(void *p) {
+    cancel_arg *a = (cancel_arg *)p;
+    a->other = spawn_h(forever, NULL, "forever");
+    conc_coro_t *c = spawn_h(blocked, a, "blocked");
+    while (!a->started)
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+    for (int i = 0; i < 3; i++) /* let it get into its call */
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+    TH_CHECK_EQ(conc_coro_cancel(c), 0);
+    TH_CHECK_EQ(conc_coro_cancel(c), 0); /* idempotent */
+    TH_CHECK_EQ(join_release(c), ECANCELED);
+    TH_CHECK_EQ(a->first, ECANCELED);
+    TH_CHECK_EQ(a->later, 6);
+    TH_CHECK_EQ(conc_coro_cancel(a->other), 0);
+    TH_CHECK_EQ(join_release(a->other), ECANCELED);
+    return 0;
+}
+
+static void coro_cancel_while_blocked_in_each_call(void) {
+    for (int which = 0; which < IN_CALLS; which++) {
+        cancel_arg a;
+        memset(&a, 0, sizeof a);
+        a.which = which;
+        TH_CHECK_EQ(pipe(a.fds), 0);
+        TH_CHECK_EQ(run_main(cancel_main, &a), 0);
+        close(a.fds[0]);
+        close(a.fds[1]);
+    }
+}
+
+static int cancel_first_check(void *p) {
+    int *ran = (int *)p;
+    *ran = 1;
+    TH_CHECK(conc_coro_is_cancelled(conc_coro_self()));
+    TH_CHECK_EQ(conc_coro_yield(), ECANCELED);
+    return conc_coro_sleep_until(CONC_FOREVER);
+}
+
+static int cancel_before_start_main(void *arg) {
+    (void)arg;
+    int ran = 0;
+    conc_coro_t *c = spawn_h(cancel_first_check, &ran, "never-started");
+    TH_CHECK_EQ(conc_coro_cancel(c), 0); /* before its first switch */
+    TH_CHECK_EQ(ran, 0);
+    TH_CHECK_EQ(join_release(c), ECANCELED);
+    TH_CHECK_EQ(ran, 1); /* it still ran, so it could free what it owns */
+    /* cancelling a finished coroutine is a no-op */
+    c = spawn_h(return_arg, (void *)(intptr_t)3, "done");
+    int st;
+    TH_CHECK_EQ(conc_coro_join(c, CONC_FOREVER, &st), 0);
+    TH_CHECK_EQ(conc_coro_cancel(c), 0);
+    TH_CHECK_EQ(conc_coro_join(c, CONC_FOREVER, &st), 0);
+    TH_CHECK_EQ(st, 3);
+    conc_coro_release(c);
+    return 0;
+}
+
+static void coro_cancel_before_the_first_switch(void) {
+    TH_CHECK_EQ(run_main(cancel_before_start_main, NULL), 0);
+}
+
+/* A cancelled joiner gets ECANCELED; the joined coroutine goes on. Joining a finished
+ * coroutine still works after a cancel (it does not block). */
+static int cancelled_joiner(void *p) {
+    conc_coro_t *target = (conc_coro_t *)p;
+    int e = conc_coro_join(target, CONC_FOREVER, NULL);
+    TH_CHECK_EQ(e, ECANCELED);
+    return e;
+}
+
+static int cancel_joiner_main(void *arg) {
+    (void)arg;
+    conc_coro_t *t = spawn_h(sleep_ms_then_return, (void *)(intptr_t)10, "target");
+    conc_coro_t *j = spawn_h(cancelled_joiner, t, "joiner");
+    TH_CHECK_EQ(conc_coro_yield(), 0);
+    TH_CHECK_EQ(conc_coro_cancel(j), 0);
+    TH_CHECK_EQ(join_release(j), ECANCELED);
+    TH_CHECK_EQ(join_release(t), 10);
+    return 0;
+}
+
+static void coro_cancel_a_joiner_leaves_the_target_running(void) {
+    TH_CHECK_EQ(run_main(cancel_joiner_main, NULL), 0);
+}
+
+/* First wake wins: woken with a result, then cancelled before it ran: it gets the result. */
+static int wake_then_cancel_waiter(void *p) {
+    conc_coro_waitq_t *q = (conc_coro_waitq_t *)p;
+    conc_coro_wait_t w;
+    memset(&w, 0, sizeof w);
+    w.what = "handoff";
+    TH_CHECK_EQ(conc_coro_waitq_wait(q, &w, CONC_FOREVER), 5);
+    TH_CHECK_EQ(conc_coro_yield(), ECANCELED);
+    return 0;
+}
+
+static int wake_then_cancel_main(void *arg) {
+    (void)arg;
+    conc_coro_waitq_t q = CONC_CORO_WAITQ_INIT;
+    conc_coro_t *c = spawn_h(wake_then_cancel_waiter, &q, "waiter");
+    TH_CHECK_EQ(conc_coro_yield(), 0);
+    TH_CHECK(!conc_coro_waitq_is_empty(&q));
+    TH_CHECK_EQ(conc_coro_waitq_wake_all(&q, 5), 1);
+    TH_CHECK_EQ(conc_coro_cancel(c), 0);
+    TH_CHECK(!conc_coro_wake(c, 9)); /* not parked any more: left alone */
+    TH_CHECK_EQ(join_release(c), 0);
+    return 0;
+}
+
+static void coro_wake_before_cancel_wins(void) {
+    TH_CHECK_EQ(run_main(wake_then_cancel_main, NULL), 0);
+}
+
+/* ---- deadlines and timers ----------------------------------------------------------------- */
+
+typedef struct timer_ctx {
+    int64_t *woke_deadline;
+    int n, done;
+    uint64_t seed;
+} timer_ctx;
+
+typedef struct timer_arg {
+    timer_ctx *t;
+    int64_t deadline; /* an offset until the sleeper runs */
+} timer_arg;
+
+static int timer_sleeper(void *p) {
+    timer_arg *a = (timer_arg *)p;
+    a->deadline += conc_now();
+    /* One that first runs after its deadline passed never sleeps (it yields once): only the
+     * ones the timer heap woke are checked for order. */
+    int parked = conc_now() < a->deadline;
+    TH_CHECK_EQ(conc_coro_sleep_until(a->deadline), 0);
+    TH_CHECK_NOT_EARLY(a->deadline);
+    a->t->woke_deadline[a->t->done++] = parked ? a->deadline : -1;
+    return 0;
+}
+
+static void coro_sleepers_wake_in_deadline_order_never_early(void) {
+    int n = (int)th_iters(2000);
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    timer_ctx t;
+    memset(&t, 0, sizeof t);
+    t.woke_deadline = (int64_t *)calloc((size_t)n, sizeof(int64_t));
+    timer_arg *args = (timer_arg *)calloc((size_t)n, sizeof *args);
+    TH_CHECK(t.woke_deadline && args);
+    th_rng rng = th_rng_make(1);
+    for (int i = 0; i < n; i++) {
+        args[i].t = &t;
+        args[i].deadline = 20 * CONC_MS + (int64_t)th_rand_below(&rng, 50) * CONC_MS +
+                           (int64_t)th_rand_below(&rng, 1000) * CONC_US;
+        TH_CHECK_EQ(conc_coro_spawn(s, timer_sleeper, &args[i], NULL, NULL), 0);
+    }
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    TH_CHECK_EQ(t.done, n);
+    int64_t last = 0;
+    int checked = 0;
+    for (int i = 0; i < n; i++) { /* the heap hands them out in deadline order */
+        if (t.woke_deadline[i] < 0)
+            continue;
+        TH_CHECK_MSG(last <= t.woke_deadline[i], "woke out of order at %d", i);
+        last = t.woke_deadline[i];
+        checked++;
+    }
+    TH_CHECK(checked > 0);
+    conc_sched_destroy(s);
+    free(t.woke_deadline);
+    free(args);
+}
+
+static int past_deadline_main(void *arg) {
+    (void)arg;
+    int64_t past = conc_now() - CONC_SEC;
+    TH_CHECK_EQ(conc_coro_sleep_until(past), 0); /* yields once, returns */
+    conc_coro_wait_t w;
+    memset(&w, 0, sizeof w);
+    w.what = "nothing";
+    TH_CHECK_EQ(conc_coro_park(&w, past), ETIMEDOUT);
+    int64_t dl = conc_deadline_in(5 * CONC_MS);
+    TH_CHECK_EQ(conc_coro_park(&w, dl), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(dl);
+    return 0;
+}
+
+static void coro_past_deadlines_look_once(void) {
+    TH_CHECK_EQ(run_main(past_deadline_main, NULL), 0);
+}
+
+/* ---- fd waits ----------------------------------------------------------------------------- */
+
+typedef struct fd_ctx {
+    int fds[2];
+    int step;
+} fd_ctx;
+
+static int fd_writer_later(void *p) {
+    fd_ctx *f = (fd_ctx *)p;
+    TH_CHECK_EQ(conc_coro_sleep_until(conc_deadline_in(5 * CONC_MS)), 0);
+    f->step = 1;
+    size_t put;
+    TH_CHECK_EQ(conc_coro_write(f->fds[1], "x", 1, CONC_FOREVER, &put), 0);
+    TH_CHECK_EQ(put, 1);
+    return 0;
+}
+
+static int fd_closer_later(void *p) {
+    fd_ctx *f = (fd_ctx *)p;
+    TH_CHECK_EQ(conc_coro_sleep_until(conc_deadline_in(5 * CONC_MS)), 0);
+    f->step = 2;
+    close(f->fds[1]);
+    return 0;
+}
+
+static int fd_reader(void *p) {
+    fd_ctx *f = (fd_ctx *)p;
+    int64_t dl = conc_deadline_in(10 * CONC_MS);
+    TH_CHECK_EQ(conc_coro_wait_fd(f->fds[0], CONC_FD_READ, dl), ETIMEDOUT); /* nothing yet */
+    TH_CHECK_NOT_EARLY(dl);
+    conc_coro_t *w = spawn_h(fd_writer_later, f, "writer");
+    TH_CHECK_EQ(conc_coro_wait_fd(f->fds[0], CONC_FD_READ, CONC_FOREVER), 0);
+    TH_CHECK_EQ(f->step, 1); /* readable only after the write */
+    char b = 0;
+    size_t got = 0;
+    TH_CHECK_EQ(conc_coro_read(f->fds[0], &b, 1, CONC_FOREVER, &got), 0);
+    TH_CHECK_EQ(got, 1);
+    TH_CHECK_EQ(b, 'x');
+    TH_CHECK_EQ(join_release(w), 0);
+    /* hang-up: the other end closes: readable (EOF) */
+    w = spawn_h(fd_closer_later, f, "closer");
+    TH_CHECK_EQ(conc_coro_read(f->fds[0], &b, 1, CONC_FOREVER, &got), 0);
+    TH_CHECK_EQ(f->step, 2);
+    TH_CHECK_EQ(got, 0); /* EOF */
+    TH_CHECK_EQ(join_release(w), 0);
+    return 0;
+}
+
+static void coro_fd_wait_pipe_readable_hangup_deadline(void) {
+    fd_ctx f;
+    memset(&f, 0, sizeof f);
+    TH_CHECK_EQ(pipe(f.fds), 0);
+    set_nonblock(f.fds[0]);
+    set_nonblock(f.fds[1]);
+    TH_CHECK_EQ(run_main(fd_reader, &f), 0);
+    close(f.fds[0]);
+}
+
+typedef struct sock_ctx {
+    int sv[2];
+    long rounds;
+    int busy;
+} sock_ctx;
+
+static int sock_echo(void *p) {
+    sock_ctx *c = (sock_ctx *)p;
+    char buf[64];
+    for (;;) {
+        size_t got;
+        TH_CHECK_EQ(conc_coro_read(c->sv[1], buf, sizeof buf, CONC_FOREVER, &got), 0);
+        if (got == 0)
+            return 0;
+        size_t put;
+        TH_CHECK_EQ(conc_coro_write(c->sv[1], buf, got, CONC_FOREVER, &put), 0);
+    }
+}
+
+static int sock_client(void *p) {
+    sock_ctx *c = (sock_ctx *)p;
+    conc_coro_t *e = spawn_h(sock_echo, c, "echo");
+    for (long i = 0; i < c->rounds; i++) {
+        char msg[16], back[16];
+        int len = snprintf(msg, sizeof msg, "m%ld", i);
+        size_t put, got = 0, n;
+        TH_CHECK_EQ(conc_coro_write(c->sv[0], msg, (size_t)len, CONC_FOREVER, &put), 0);
+        while (got < (size_t)len) {
+            TH_CHECK_EQ(conc_coro_read(c->sv[0], back + got, sizeof back - got, CONC_FOREVER, &n),
+                        0);
+            TH_CHECK(n > 0);
+            got += n;
+        }
+        TH_CHECK(memcmp(msg, back, (size_t)len) == 0);
+    }
+    shutdown(c->sv[0], SHUT_WR);
+    TH_CHECK_EQ(join_release(e), 0);
+    /* writable: a socket with room in its buffer is writable at once */
+    TH_CHECK_EQ(conc_coro_wait_fd(c->sv[0], CONC_FD_WRITE, CONC_FOREVER), 0);
+    return 0;
+}
+
+static void coro_fd_socketpair_echo(void) {
+    sock_ctx c;
+    memset(&c, 0, sizeof c);
+    c.rounds = th_iters(2000);
+    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, c.sv), 0);
+    set_nonblock(c.sv[0]);
+    set_nonblock(c.sv[1]);
+    TH_CHECK_EQ(run_main(sock_client, &c), 0);
+    close(c.sv[0]);
+    close(c.sv[1]);
+}
+
+static int fd_fill_then_wait_writable(void *p) {
+    sock_ctx *c = (sock_ctx *)p;
+    char buf[4096];
+    memset(buf, 'z', sizeof buf);
+    while (write(c->sv[0], buf, sizeof buf) > 0) {
+    }
+    TH_CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+    int64_t dl = conc_deadline_in(10 * CONC_MS);
+    TH_CHECK_EQ(conc_coro_wait_fd(c->sv[0], CONC_FD_WRITE, dl), ETIMEDOUT); /* full */
+    TH_CHECK_NOT_EARLY(dl);
+    /* a second waiter for the same direction is refused */
+    c->busy = 1;
+    TH_CHECK_EQ(conc_coro_wait_fd(c->sv[0], CONC_FD_WRITE, CONC_FOREVER), 0); /* drained */
+    return 0;
+}
+
+static int fd_second_writer(void *p) {
+    sock_ctx *c = (sock_ctx *)p;
+    while (!c->busy)
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+    TH_CHECK_EQ(conc_coro_wait_fd(c->sv[0], CONC_FD_WRITE, CONC_FOREVER), EBUSY);
+    /* now drain the other end so the first waiter becomes writable */
+    char buf[4096];
+    while (read(c->sv[1], buf, sizeof buf) > 0) {
+    }
+    return 0;
+}
+
+static int fd_writable_main(void *p) {
+    conc_coro_t *a = spawn_h(fd_fill_then_wait_writable, p, "filler");
+    conc_coro_t *b = spawn_h(fd_second_writer, p, "second");
+    TH_CHECK_EQ(join_release(a), 0);
+    TH_CHECK_EQ(join_release(b), 0);
+    return 0;
+}
+
+static void coro_fd_writable_after_drain_and_ebusy(void) {
+    sock_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, c.sv), 0);
+    set_nonblock(c.sv[0]);
+    set_nonblock(c.sv[1]);
+    TH_CHECK_EQ(run_main(fd_writable_main, &c), 0);
+    close(c.sv[0]);
+    close(c.sv[1]);
+}
+
+/* I/O never starves: a coroutine that yields forever cannot keep an fd waiter from running. */
+typedef struct starve_ctx {
+    int fds[2];
+    int got;
+} starve_ctx;
+
+static int starve_yielder(void *p) {
+    starve_ctx *c = (starve_ctx *)p;
+    while (!c->got)
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+    return 0;
+}
+
+static int starve_reader(void *p) {
+    starve_ctx *c = (starve_ctx *)p;
+    TH_CHECK_EQ(conc_coro_wait_fd(c->fds[0], CONC_FD_READ, CONC_FOREVER), 0);
+    c->got = 1;
+    return 0;
+}
+
+static void coro_fd_polled_while_coroutines_stay_runnable(void) {
+    starve_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(pipe(c.fds), 0);
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, starve_reader, &c, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, starve_yielder, &c, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, starve_yielder, &c, NULL, NULL), 0);
+    TH_CHECK_EQ(write(c.fds[1], "y", 1), 1); /* ready before run: only a poll can see it */
+    TH_CHECK_EQ(conc_sched_run(s), 0);       /* hangs if epoll is never polled while busy */
+    TH_CHECK_EQ(c.got, 1);
+    conc_sched_destroy(s);
+    close(c.fds[0]);
+    close(c.fds[1]);
+}
+
+/* ---- groups ------------------------------------------------------------------------------- */
+
+typedef struct group_ctx {
+    int cancelled, finished;
+} group_ctx;
+
+static int group_sleeper(void *p) {
+    group_ctx *g = (group_ctx *)p;
+    int e = conc_coro_sleep_until(conc_deadline_in(60 * CONC_SEC));
+    if (e == ECANCELED)
+        g->cancelled++;
+    g->finished++;
+    return e;
+}
+
+static int group_failer(void *p) {
+    (void)p;
+    TH_CHECK_EQ(conc_coro_sleep_until(conc_deadline_in(2 * CONC_MS)), 0);
+    return EIO;
+}
+
+static int group_main(void *p) {
+    group_ctx *gc = (group_ctx *)p;
+    conc_group_t *g;
+    TH_CHECK_EQ(conc_group_create(NULL, &g), 0);
+    for (int i = 0; i < 5; i++)
+        TH_CHECK_EQ(conc_group_spawn(g, group_sleeper, gc, NULL), 0);
+    TH_CHECK_EQ(conc_group_spawn(g, group_failer, gc, NULL), 0);
+    int st = -1;
+    TH_CHECK_EQ(conc_group_wait(g, CONC_FOREVER, &st), 0);
+    TH_CHECK_EQ(st, EIO);          /* the first failure */
+    TH_CHECK_EQ(gc->cancelled, 5); /* cancelled the siblings */
+    TH_CHECK_EQ(gc->finished, 5);  /* and waited for them */
+    TH_CHECK_EQ(conc_group_spawn(g, group_sleeper, gc, NULL), ECANCELED); /* failed group */
+    conc_group_destroy(g);
+    /* a group whose children all succeed reports 0; an empty group waits for nothing */
+    TH_CHECK_EQ(conc_group_create(NULL, &g), 0);
+    TH_CHECK_EQ(conc_group_wait(g, 0, &st), 0);
+    TH_CHECK_EQ(st, 0);
+    for (int i = 0; i < 3; i++)
+        TH_CHECK_EQ(conc_group_spawn(g, return_arg, NULL, NULL), 0);
+    int64_t dl = conc_deadline_in(0);
+    st = -1;
+    TH_CHECK_EQ(conc_group_wait(g, dl, &st), ETIMEDOUT);
+    TH_CHECK_EQ(conc_group_wait(g, CONC_FOREVER, &st), 0);
+    TH_CHECK_EQ(st, 0);
+    conc_group_destroy(g);
+    /* destroy cancels and joins the children left */
+    gc->cancelled = gc->finished = 0;
+    TH_CHECK_EQ(conc_group_create(NULL, &g), 0);
+    for (int i = 0; i < 4; i++)
+        TH_CHECK_EQ(conc_group_spawn(g, group_sleeper, gc, NULL), 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0);
+    conc_group_destroy(g);
+    TH_CHECK_EQ(gc->finished, 4);
+    TH_CHECK_EQ(gc->cancelled, 4);
+    return 0;
+}
+
+static void coro_group_first_failure_cancels_siblings_destroy_joins(void) {
+    group_ctx gc;
+    memset(&gc, 0, sizeof gc);
+    TH_CHECK_EQ(run_main(group_main, &gc), 0);
+}
+
+static void coro_group_destroy_outside_a_coroutine_runs_them_out(void) {
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    conc_group_t *g;
+    TH_CHECK_EQ(conc_group_create(s, &g), 0);
+    group_ctx gc;
+    memset(&gc, 0, sizeof gc);
+    for (int i = 0; i < 3; i++)
+        TH_CHECK_EQ(conc_group_spawn(g, group_sleeper, &gc, NULL), 0);
+    conc_group_destroy(g); /* the loop runs them, cancelled, until they return */
+    TH_CHECK_EQ(gc.finished, 3);
+    TH_CHECK_EQ(gc.cancelled, 3);
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    conc_sched_destroy(s);
+}
+
+/* ---- scheduler lifecycle ------------------------------------------------------------------ */
+
+typedef struct cleanup_ctx {
+    int cleaned;
+} cleanup_ctx;
+
+static int needs_cleanup(void *p) {
+    cleanup_ctx *c = (cleanup_ctx *)p;
+    int e = conc_coro_sleep_until(CONC_FOREVER);
+    TH_CHECK_EQ(e, ECANCELED);
+    c->cleaned++;
+    return e;
+}
+
+static void coro_sched_destroy_cancels_and_runs_cleanup(void) {
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    cleanup_ctx c = {0};
+    for (int i = 0; i < 10; i++)
+        TH_CHECK_EQ(conc_coro_spawn(s, needs_cleanup, &c, NULL, NULL), 0);
+    conc_coro_t *h;
+    TH_CHECK_EQ(conc_coro_spawn(s, needs_cleanup, &c, NULL, &h), 0);
+    conc_coro_release(h); /* handle dropped: it runs on, detached */
+    TH_CHECK_EQ(c.cleaned, 0);
+    conc_sched_destroy(s); /* never ran: destroy starts them cancelled */
+    TH_CHECK_EQ(c.cleaned, 11);
+}
+
+/* ---- stacks ------------------------------------------------------------------------------- */
+
+typedef struct many_ctx {
+    long alive, woke;
+    int go;
+    conc_coro_waitq_t q;
+} many_ctx;
+
+static int many_waiter(void *p) {
+    many_ctx *m = (many_ctx *)p;
+    volatile char touch[256]; /* use some stack */
+    touch[0] = 1;
+    m->alive++;
+    conc_coro_wait_t w;
+    memset(&w, 0, sizeof w);
+    w.what = "go";
+    TH_CHECK_EQ(conc_coro_waitq_wait(&m->q, &w, CONC_FOREVER), 0);
+    m->woke++;
+    return touch[0] - 1;
+}
+
+static int many_main(void *p) {
+    many_ctx *m = (many_ctx *)p;
+    long n = (long)(intptr_t)m->go;
+    for (long i = 0; i < n; i++)
+        TH_CHECK_EQ(conc_coro_spawn(NULL, many_waiter, m, NULL, NULL), 0);
+    while (m->alive < n)
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+    TH_CHECK_EQ(conc_coro_waitq_wake_all(&m->q, 0), (size_t)n); /* all alive at once */
+    return 0;
+}
+
+static void coro_100k_alive_at_once_with_guards(void) {
+    long n = 100000;
+#if defined(CONC_TSAN)
+    n = 2000; /* every coroutine is a TSan fiber: TSan's thread table and memory bound it */
+#elif defined(CONC_ASAN)
+    n = 20000; /* ASan gives every fiber a fake stack */
+#endif
+    if (UNDER_VALGRIND())
+        n = 2000;
+    many_ctx m;
+    memset(&m, 0, sizeof m);
+    m.go = (int)n;
+    TH_CHECK_EQ(run_main(many_main, &m), 0);
+    TH_CHECK_EQ(m.alive, n);
+    TH_CHECK_EQ(m.woke, n);
+}
+
+/* QEMU's no-dangling-access: a slot reused by a new coroutine carries nothing over. */
+static int dirty_and_return(void *arg) {
+    volatile unsigned char junk[2048];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = 0xEE;
+    (void)arg;
+    return junk[7];
+}
+
+static int check_clean(void *arg) {
+    conc_coro_t *self = conc_coro_self();
+    TH_CHECK(arg == (void *)0x77);
+    TH_CHECK(!conc_coro_is_cancelled(self)); /* the previous owner of the slot was cancelled */
+    TH_CHECK(strcmp(conc_coro_name(self), "second") == 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0);
+    return 11;
+}
+
+static int reuse_main(void *arg) {
+    (void)arg;
+    conc_coro_t *a = spawn_h(dirty_and_return, NULL, "first");
+    TH_CHECK_EQ(conc_coro_cancel(a), 0);
+    TH_CHECK_EQ(join_release(a), 0xEE);
+    conc_coro_t *b = spawn_h(check_clean, (void *)0x77, "second");
+    TH_CHECK(b == a); /* LIFO free list: the very same slot */
+    int st = -1;
+    TH_CHECK_EQ(conc_coro_join(b, CONC_FOREVER, &st), 0);
+    TH_CHECK_EQ(st, 11);
+    /* the handle stays valid after the coroutine finished, until released */
+    TH_CHECK(strcmp(conc_coro_name(b), "second") == 0);
+    conc_coro_release(b);
+    /* different stack sizes use different slots and both work */
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.stack_size = 256 * 1024;
+    o.name = "big";
+    conc_coro_t *c;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, dirty_and_return, NULL, &o, &c), 0);
+    TH_CHECK(c != a);
+    TH_CHECK_EQ(join_release(c), 0xEE);
+    return 0;
+}
+
+static void coro_stack_reuse_without_dangling_data(void) {
+    TH_CHECK_EQ(run_main(reuse_main, NULL), 0);
+}
+
+static int use_stack(void *arg) {
+    size_t n = (size_t)(uintptr_t)arg;
+    volatile char *buf = (volatile char *)__builtin_alloca(n);
+    for (size_t i = 0; i < n; i += 64)
+        buf[i] = 1;
+    return buf[0] - 1;
+}
+
+static void coro_stack_usage_high_water_mark(void) {
+    conc_sched_t *s;
+    conc_sched_opts_t so;
+    memset(&so, 0, sizeof so);
+    so.flags = CONC_SCHED_STACK_USAGE;
+    TH_CHECK_EQ(conc_sched_create(&s, &so), 0);
+    conc_coro_t *small, *big;
+    TH_CHECK_EQ(conc_coro_spawn(s, use_stack, (void *)(uintptr_t)1024, NULL, &small), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, use_stack, (void *)(uintptr_t)(32 * 1024), NULL, &big), 0);
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    size_t us = 0, ub = 0;
+    TH_CHECK_EQ(conc_coro_stack_usage(small, &us), 0);
+    TH_CHECK_EQ(conc_coro_stack_usage(big, &ub), 0);
+    TH_CHECK_MSG(us >= 1024 && us < 32 * 1024, "small used %zu", us);
+    TH_CHECK_MSG(ub >= 32 * 1024 && ub < 64 * 1024, "big used %zu", ub);
+    conc_coro_release(small);
+    conc_coro_release(big);
+    conc_sched_destroy(s);
+    /* without the flag: ENOTSUP */
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, return_arg, NULL, NULL, &small), 0);
+    TH_CHECK_EQ(conc_coro_stack_usage(small, &us), ENOTSUP);
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    conc_coro_release(small);
+    conc_sched_destroy(s);
+}
+
+/* Stack overflow, caught in a forked child: the message names the coroutine. */
+static int recurse(int depth) {
+    volatile char frame[512];
+    frame[0] = (char)depth;
+    if (depth > (1 << 28))
+        return frame[0];
+    return recurse(depth + 1) + frame[0];
+}
+
+static int overflow_coro(void *arg) {
+    (void)arg;
+    return recurse(0);
+}
+
+static void overflow_child(void) {
+    TH_CHECK_EQ(conc_coro_catch_overflow(), 0);
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.name = "deep-diver";
+    TH_CHECK_EQ(conc_coro_spawn(s, overflow_coro, NULL, &o, NULL), 0);
+    int e = conc_sched_run(s);
+    printf("run returned %d\n", e); /* not reached */
+}
+
+static void coro_stack_overflow_names_the_coroutine(void) {
+    char buf[4096];
+    int status = th_run_child_capturing_stderr(overflow_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d, stderr: %s",
+                 status, buf);
+    TH_CHECK_MSG(strstr(buf, "stack overflow in coroutine \"deep-diver\"") != NULL, "stderr: %s",
+                 buf);
+}
+
+/* mprotect guards (kernels before 6.13): hitting vm.max_map_count is ENOMEM with a message
+ * that names the limit. The child first uses up all but `leave` mappings (isolated PROT_NONE
+ * pages), so a few hundred coroutines reach the limit. */
+static long read_long_file(const char *path) {
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+static long count_mappings(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    long n = 0;
+    int ch;
+    TH_CHECK(f);
+    while ((ch = fgetc(f)) != EOF)
+        n += ch == '\n';
+    fclose(f);
+    return n;
+}
+
+static void consume_map_count(long leave) {
+    long max = read_long_file("/proc/sys/vm/max_map_count");
+    TH_CHECK(max > 0);
+    long want = max - count_mappings() - leave;
+    if (want <= 0)
+        return;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = (size_t)want + 4;
+    char *m = (char *)mmap(NULL, pages * page, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    TH_CHECK(m != MAP_FAILED);
+    for (size_t i = 1; i + 1 < pages && count_mappings() < max - leave; i += 2 * 256)
+        for (size_t k = i; k < i + 2 * 256 && k + 1 < pages; k += 2) /* each: +2 mappings */
+            if (mprotect(m + k * page, page, PROT_NONE) != 0)
+                return;
+}
+
+static void map_count_child(void) {
+    consume_map_count(1000);
+    conc_sched_t *s;
+    conc_sched_opts_t so;
+    memset(&so, 0, sizeof so);
+    so.flags = CONC_SCHED_GUARD_MPROTECT;
+    TH_CHECK_EQ(conc_sched_create(&s, &so), 0);
+    long spawned = 0;
+    int e = 0;
+    while ((e = conc_coro_spawn(s, return_arg, NULL, NULL, NULL)) == 0)
+        spawned++;
+    printf("spawned %ld, then %d\n", spawned, e);
+    if (e != ENOMEM)
+        _exit(2);
+    _exit(spawned > 10 ? 0 : 3); /* the scheduler is left to the exit: no cleanup needed */
+}
+
+static void coro_mprotect_guards_name_vm_max_map_count(void) {
+    if (UNDER_VALGRIND())
+        TH_SKIP("valgrind keeps its own table of mappings and stops far below vm.max_map_count");
+#if defined(CONC_TSAN)
+    TH_SKIP("TSan maps memory for every fiber: at the limit its runtime dies before the guard "
+            "(the plain, C++, fortified and ASan builds run this case)");
+#endif
+    char buf[4096];
+    int status = th_run_child_capturing_stderr(map_count_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d, stderr: %s", status,
+                 buf);
+    TH_CHECK_MSG(strstr(buf, "vm.max_map_count") != NULL, "stderr: %s", buf);
+}
+
+/* ---- deadlock detection ------------------------------------------------------------------- */
+
+typedef struct cycle_ctx {
+    conc_coro_t *a, *b;
+    int ready;
+} cycle_ctx;
+
+static int join_b(void *p) {
+    cycle_ctx *c = (cycle_ctx *)p;
+    while (!c->ready)
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+    return conc_coro_join(c->b, CONC_FOREVER, NULL);
+}
+
+static int join_a(void *p) {
+    cycle_ctx *c = (cycle_ctx *)p;
+    while (!c->ready)
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+    return conc_coro_join(c->a, CONC_FOREVER, NULL);
+}
+
+static int join_self(void *p) {
+    (void)p;
+    return conc_coro_join(conc_coro_self(), CONC_FOREVER, NULL);
+}
+
+static void deadlock_child(void) {
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    cycle_ctx c;
+    memset(&c, 0, sizeof c);
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.name = "alice";
+    TH_CHECK_EQ(conc_coro_spawn(s, join_b, &c, &o, &c.a), 0);
+    o.name = "bob";
+    TH_CHECK_EQ(conc_coro_spawn(s, join_a, &c, &o, &c.b), 0);
+    o.name = "narcissus";
+    conc_coro_t *n;
+    TH_CHECK_EQ(conc_coro_spawn(s, join_self, &c, &o, &n), 0);
+    c.ready = 1;
+    TH_CHECK_EQ(conc_sched_run(s), EDEADLK);
+    conc_sched_dump(s, stdout);
+    /* destroy cancels them: every join returns ECANCELED */
+    conc_sched_destroy(s);
+    _exit(0);
+}
+
+static void coro_deadlock_report_join_cycle_and_self_join(void) {
+    char buf[8192];
+    int status = th_run_child_capturing_stderr(deadlock_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d, stderr: %s", status,
+                 buf);
+    TH_CHECK_MSG(strstr(buf, "EDEADLK") != NULL, "stderr: %s", buf);
+    TH_CHECK_MSG(strstr(buf, "coro \"alice\" (#1) waiting on join of coro \"bob\" (#2); "
+                             "spawned at tests/test_coro.c:") != NULL,
+                 "stderr: %s", buf);
+    TH_CHECK_MSG(strstr(buf, "coro \"bob\" (#2) waiting on join of coro \"alice\" (#1)") != NULL,
+                 "stderr: %s", buf);
+    TH_CHECK_MSG(strstr(buf, "coro \"narcissus\" (#3) waiting on join of coro \"narcissus\" "
+                             "(#3) (itself)") != NULL,
+                 "stderr: %s", buf);
+    int lines = 0;
+    for (const char *p = buf; (p = strstr(p, "conc:   coro ")) != NULL; p++)
+        lines++;
+    TH_CHECK_EQ(lines, 3); /* one line per stuck coroutine */
+}
+
+typedef struct hold_ctx {
+    conc_sched_t *s;
+    int ran;
+    int release; /* atomic: the main thread lets the helper go */
+} hold_ctx;
+
+static int mark_ran(void *p) {
+    hold_ctx *h = (hold_ctx *)p;
+    h->ran++;
+    return 0;
+}
+
+static void *hold_helper(void *p) {
+    hold_ctx *h = (hold_ctx *)p;
+    while (!__atomic_load_n(&h->release, __ATOMIC_ACQUIRE))
+        th_sleep_ns(100 * 1000);
+    TH_CHECK_EQ(conc_sched_spawn(h->s, mark_ran, h), 0);
+    conc_sched_unhold(h->s);
+    return NULL;
+}
+
+static int release_helper(void *p) {
+    hold_ctx *h = (hold_ctx *)p;
+    __atomic_store_n(&h->release, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static void coro_hold_keeps_run_waiting_for_another_thread(void) {
+    hold_ctx h;
+    memset(&h, 0, sizeof h);
+    TH_CHECK_EQ(conc_sched_create(&h.s, NULL), 0);
+    conc_sched_hold(h.s); /* before the helper exists: run must wait for it */
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, hold_helper, &h), 0);
+    TH_CHECK_EQ(conc_coro_spawn(h.s, release_helper, &h, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_sched_run(h.s), 0); /* without the hold: returns before the spawn */
+    TH_CHECK_EQ(h.ran, 1);
+    pthread_join(t, NULL);
+    conc_sched_destroy(h.s);
+}
+
+static int sleeps_forever_named(void *p) {
+    (void)p;
+    return conc_coro_sleep_until(CONC_FOREVER);
+}
+
+static void dump_child(void) {
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.name = "sleepy";
+    TH_CHECK_EQ(conc_coro_spawn(s, sleeps_forever_named, NULL, &o, NULL), 0);
+    o.name = "queued";
+    TH_CHECK_EQ(conc_coro_spawn(s, return_arg, NULL, &o, NULL), 0);
+    conc_sched_dump(s, stderr); /* before run: both runnable */
+    TH_CHECK_EQ(conc_sched_run(s), EDEADLK);
+    conc_sched_dump(s, stderr);
+    conc_sched_destroy(s);
+    _exit(0);
+}
+
+static void coro_dump_lists_every_coroutine(void) {
+    char buf[8192];
+    int status = th_run_child_capturing_stderr(dump_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, buf);
+    TH_CHECK_MSG(strstr(buf, "coro \"sleepy\" (#1) runnable; spawned at") != NULL, "%s", buf);
+    TH_CHECK_MSG(strstr(buf, "coro \"queued\" (#2) runnable") != NULL, "%s", buf);
+    TH_CHECK_MSG(strstr(buf, "coro \"sleepy\" (#1) waiting on sleep forever") != NULL, "%s", buf);
+}
+
+/* ---- many schedulers on many threads ------------------------------------------------------ */
+
+#define XT_MAX 16
+typedef struct xt_ctx {
+    conc_sched_t *s[XT_MAX];
+    int n;
+    long per_thread;
+    long received[XT_MAX]; /* each written only by its own scheduler's coroutines */
+    int ready;             /* atomic: schedulers created */
+} xt_ctx;
+
+typedef struct xt_msg {
+    xt_ctx *x;
+    int to;
+} xt_msg;
+
+static int xt_receive(void *p) {
+    xt_msg *m = (xt_msg *)p;
+    m->x->received[m->to]++;
+    int to = m->to;
+    free(m);
+    int e = conc_coro_yield();
+    return e == 0 ? to - to : e;
+}
+
+typedef struct xt_sender {
+    xt_ctx *x;
+    int me;
+} xt_sender;
+
+static int xt_send_all(void *p) {
+    xt_sender *snd = (xt_sender *)p;
+    xt_ctx *x = snd->x;
+    th_rng rng = th_rng_make((uint64_t)snd->me + 100);
+    for (long i = 0; i < x->per_thread; i++) {
+        xt_msg *m = (xt_msg *)malloc(sizeof *m);
+        TH_CHECK(m);
+        m->x = x;
+        m->to = (int)th_rand_below(&rng, (uint32_t)x->n);
+        TH_CHECK_EQ(conc_sched_spawn(x->s[m->to], xt_receive, m), 0);
+        if ((i & 15) == 0)
+            TH_CHECK_EQ(conc_coro_yield(), 0);
+    }
+    /* done sending to everyone: let go of every scheduler's hold */
+    for (int k = 0; k < x->n; k++)
+        conc_sched_unhold(x->s[k]);
+    return 0;
+}
+
+static void xt_thread(int index, void *arg) {
+    xt_ctx *x = (xt_ctx *)arg;
+    TH_CHECK_EQ(conc_sched_create(&x->s[index], NULL), 0);
+    for (int k = 0; k < x->n; k++) /* one hold per sender, each dropped when it is done */
+        conc_sched_hold(x->s[index]);
+    __atomic_fetch_add(&x->ready, 1, __ATOMIC_ACQ_REL);
+    while (__atomic_load_n(&x->ready, __ATOMIC_ACQUIRE) < x->n)
+        sched_yield();
+    xt_sender snd = {x, index};
+    TH_CHECK_EQ(conc_coro_spawn(x->s[index], xt_send_all, &snd, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_sched_run(x->s[index]), 0);
+    /* Every sender has let go of this scheduler: nothing can reach it any more. */
+    conc_sched_destroy(x->s[index]);
+}
+
+static void coro_stress_many_schedulers_spawn_across_threads(void) {
+    xt_ctx *x = (xt_ctx *)calloc(1, sizeof *x);
+    TH_CHECK(x);
+    x->n = th_threads(6);
+    if (x->n > XT_MAX)
+        x->n = XT_MAX;
+    x->per_thread = th_iters(20000);
+#if defined(CONC_TSAN)
+    /* Each message becomes a coroutine, and each live coroutine is a TSan fiber: TSan allows
+     * 8128 threads and fibers in all. */
+    if (x->per_thread > 600)
+        x->per_thread = 600;
+#endif
+    th_run_threads(x->n, xt_thread, x);
+    long total = 0;
+    for (int i = 0; i < x->n; i++)
+        total += x->received[i];
+    TH_CHECK_EQ(total, x->n * x->per_thread);
+    free(x);
+}
+
+TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_input_gets_error_codes),
+        TH_CASE(coro_calls_leave_errno_alone), TH_CASE(coro_run_order_is_fifo),
+        TH_CASE(coro_run_order_runnext_for_the_woken),
+        TH_CASE(coro_runnext_handoffs_cannot_starve_the_queue), TH_CASE(coro_nesting_spawns_a_tree),
+        TH_CASE(coro_join_deadline_never_early), TH_CASE(coro_join_many_joiners_all_see_the_status),
+        TH_CASE(coro_cancel_while_blocked_in_each_call),
+        TH_CASE(coro_cancel_before_the_first_switch),
+        TH_CASE(coro_cancel_a_joiner_leaves_the_target_running),
+        TH_CASE(coro_wake_before_cancel_wins),
+        TH_CASE(coro_sleepers_wake_in_deadline_order_never_early),
+        TH_CASE(coro_past_deadlines_look_once), TH_CASE(coro_fd_wait_pipe_readable_hangup_deadline),
+        TH_CASE(coro_fd_socketpair_echo), TH_CASE(coro_fd_writable_after_drain_and_ebusy),
+        TH_CASE(coro_fd_polled_while_coroutines_stay_runnable),
+        TH_CASE(coro_group_first_failure_cancels_siblings_destroy_joins),
+        TH_CASE(coro_group_destroy_outside_a_coroutine_runs_them_out),
+        TH_CASE(coro_sched_destroy_cancels_and_runs_cleanup),
+        TH_CASE_T(coro_100k_alive_at_once_with_guards, 120),
+        TH_CASE(coro_stack_reuse_without_dangling_data), TH_CASE(coro_stack_usage_high_water_mark),
+        TH_CASE(coro_stack_overflow_names_the_coroutine),
+        TH_CASE_T(coro_mprotect_guards_name_vm_max_map_count, 120),
+        TH_CASE(coro_deadlock_report_join_cycle_and_self_join),
+        TH_CASE(coro_hold_keeps_run_waiting_for_another_thread),
+        TH_CASE(coro_dump_lists_every_coroutine),
+        TH_CASE_T(coro_stress_many_schedulers_spawn_across_threads, 120))
