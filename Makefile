@@ -78,7 +78,7 @@ RUN := bash tests/run.sh
 
 .PHONY: all test check tests bench stress examples install uninstall format lint clean \
         deps-test deps-bench test-headers test-models test-examples test-config test-frontdoor needs \
-        test-lint
+        test-lint test-coro-variants
 
 all: tests examples $(BENCH_BINS)
 
@@ -110,6 +110,7 @@ test: deps-test
 	@$(MAKE) --no-print-directory test-config CC=gcc SANITIZE=thread
 	@$(MAKE) --no-print-directory test-config CC=clang SANITIZE=thread
 	@$(MAKE) --no-print-directory test-config CC=gcc SANITIZE=address,undefined
+	@$(MAKE) --no-print-directory test-coro-variants
 	@$(MAKE) --no-print-directory test-models
 	@$(MAKE) --no-print-directory test-examples
 	@$(RUN) summary $(RESULTS)/*.log
@@ -125,6 +126,41 @@ test-config:
 	  { cat $(RESULTS)/build-$(CONFIG).out; echo "0 passed, 1 failed, 0 skipped" >$(RESULTS)/$(CONFIG).log; \
 	    echo "[ FAIL ] build $(CONFIG)" >>$(RESULTS)/$(CONFIG).log; exit 0; }
 	@$(SAN_ENV) $(RUN) suite $(RESULTS)/$(CONFIG).log $(TEST_BINS) | grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true
+
+# The coroutine switch has backends and build modes the four configurations do not reach: a
+# C++17 build, a -D_FORTIFY_SOURCE=2 -O2 build (glibc's longjmp check), the swapcontext and
+# setjmp fallbacks; and valgrind memcheck over the plain build (stack registration, no
+# suppressions), with iterations scaled down.
+CORO_VARIANTS := fortify cxx swapcontext setjmp
+CORO_FLAGS_fortify := -O2 -D_FORTIFY_SOURCE=2
+CORO_FLAGS_swapcontext := -DCONC_CORO_SWAPCONTEXT
+CORO_FLAGS_setjmp := -DCONC_CORO_SETJMP
+CXXWARN := -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror
+VALGRIND := valgrind -q --error-exitcode=99
+
+build/coro-%/test_coro: tests/test_coro.c tests/harness.h $(HEADERS)
+	@mkdir -p $(@D)
+	$(if $(filter cxx,$*),g++ -x c++ -std=c++17 $(CXXWARN),gcc $(STD) $(WARN)) -O2 -g \
+	  $(CORO_FLAGS_$*) -Iinclude -o $@ $< $(LDLIBS)
+
+test-coro-variants:
+	@for v in $(CORO_VARIANTS); do \
+	  echo "== tests: coro-$$v"; \
+	  $(MAKE) --no-print-directory build/coro-$$v/test_coro >$(RESULTS)/build-coro-$$v.out 2>&1 || \
+	    { cat $(RESULTS)/build-coro-$$v.out; \
+	      printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build coro-%s\n' $$v >$(RESULTS)/coro-$$v.log; \
+	      continue; }; \
+	  $(RUN) suite $(RESULTS)/coro-$$v.log build/coro-$$v/test_coro | \
+	    grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true; \
+	done
+	@echo "== tests: coro-valgrind"
+	@$(MAKE) --no-print-directory build/gcc/test_coro CC=gcc SANITIZE= >$(RESULTS)/build-coro-valgrind.out 2>&1 || \
+	  { cat $(RESULTS)/build-coro-valgrind.out; \
+	    printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build coro-valgrind\n' >$(RESULTS)/coro-valgrind.log; exit 0; }
+	@CONC_TEST_WRAPPER="$(VALGRIND)" CONC_TEST_ITERS=$${CONC_TEST_ITERS:-5} \
+	  CONC_TEST_TIMEOUT_SCALE=$${CONC_TEST_TIMEOUT_SCALE:-20} \
+	  $(RUN) suite $(RESULTS)/coro-valgrind.log build/gcc/test_coro | \
+	  grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true
 
 check: tests
 	@mkdir -p $(RESULTS)
@@ -162,7 +198,7 @@ test-examples:
 	@$(RUN) examples $(RESULTS)/examples.log $(EXAMPLE_BINS) | grep -E '^\[|passed'
 
 deps-test:
-	@$(RUN) deps gcc:gcc clang:clang g++:g++ clang++:clang spin:spin gdb:gdb \
+	@$(RUN) deps gcc:gcc clang:clang g++:g++ clang++:clang spin:spin gdb:gdb valgrind:valgrind \
 	  pkg-config:pkgconf cmake:cmake meson:meson ninja:ninja-build \
 	  cppcheck:cppcheck clang-format:clang-format \
 	  /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.tsan-x86_64.a:libclang-rt-14-dev

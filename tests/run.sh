@@ -4,6 +4,7 @@
 #
 #   tests/run.sh deps CMD:PKG ...        install missing Debian packages (root) or name them
 #   tests/run.sh suite LOG BIN...        run test binaries, keep their output in LOG
+#                                        (under $CONC_TEST_WRAPPER if set: valgrind ...)
 #   tests/run.sh headers LOG             compile each header alone: C11/C++17 x gcc/clang
 #   tests/run.sh models LOG              check every spin model (and its broken variants)
 #   tests/run.sh examples LOG BIN...     run the examples; each must exit 0
@@ -40,7 +41,7 @@ suite() {
     local bin
     for bin in "$@"; do
         echo "== $bin" | tee -a "$log"
-        "$bin" 2>&1 | tee -a "$log.one"
+        ${CONC_TEST_WRAPPER:-} "$bin" 2>&1 | tee -a "$log.one" # wrapper: valgrind, say
         local rc=${PIPESTATUS[0]}
         if ! grep -Eq "$closing_re" "$log.one"; then
             echo "0 passed, 1 failed, 0 skipped" | tee -a "$log.one" # crashed before its closing line
