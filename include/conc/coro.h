@@ -10,18 +10,17 @@
  *   quick start - API - errors - ordering contract - which calls may overlap - configuration -
  *   caveats - design - the section "for other conc headers" (park / wake / wait queues)
  *
- * QUICK START (examples/12_asyncio_gather.c)
+ * QUICK START (examples/12_asyncio_gather.c has the whole program)
  *     static int download(void *arg) {                    // a coroutine: returns its status
- *         return conc_coro_sleep_until(conc_deadline_in(CONC_SEC)); // 0, or ECANCELED
+ *         (void)arg;
+ *         return conc_coro_sleep_until(conc_deadline_in(CONC_SEC)); // 0 (or ECANCELED)
  *     }
- *     static int main_coro(void *arg) {
- *         conc_coro_t *c[3];
- *         for (int i = 0; i < 3; i++)                     // three downloads, one thread
- *             if (conc_coro_spawn(NULL, download, NULL, NULL, &c[i]) != 0) return ENOMEM;
- *         for (int i = 0; i < 3; i++) { int st; (void)conc_coro_join(c[i], CONC_FOREVER, &st);
- *                                       conc_coro_release(c[i]); }
- *         return 0;                                       // about 1 s in all, not 3
- *     }                                   // main: int st; conc_run(main_coro, NULL, &st);
+ *     conc_sched_t *s;
+ *     if (conc_sched_create(&s, NULL) != 0) return;
+ *     for (int i = 0; i < 3; i++)                         // three downloads, one thread
+ *         if (conc_coro_spawn(s, download, NULL, NULL, NULL) != 0) puts("out of memory");
+ *     if (conc_sched_run(s) == 0) puts("all three done in about 1 s, not 3");
+ *     conc_sched_destroy(s);
  *
  * API
  *   scheduler  conc_sched_create(&s, opts)          opts NULL: defaults; 0, ENOMEM, EMFILE
