@@ -1741,7 +1741,9 @@ CONC_INLINE int conc__coro_me(conc_sched_t **s, conc_coro_t **co) {
     return *co ? 0 : EPERM;
 }
 
-CONC_NODISCARD static inline int conc_coro_yield(void) {
+/* Not CONC_NODISCARD: a bare yield in a loop is the common use (gcc's warn_unused_result cannot
+ * be silenced with a cast); a cancelled coroutine still hears of it at its next real wait. */
+static inline int conc_coro_yield(void) {
     conc_sched_t *s;
     conc_coro_t *co;
     if (CONC_UNLIKELY(conc__coro_me(&s, &co) != 0))
