@@ -1417,9 +1417,9 @@ static inline bool conc__sched_stop_all_done(conc_sched_t *s, void *arg) {
  *   spawning thread                            scheduler
  *   ------------------------------------       ------------------------------------------
  *   lock; was_empty = !head; append;           epoll_wait ... returns: eventfd readable
- *   pending = 1; unlock              [I1]      read(evfd): counter -> 0          [I3]
+ *   pending = 1                      [I1]      read(evfd): counter -> 0          [I3]
  *   if was_empty: write(evfd, 1)     [I2]      lock; take the list; pending = 0;
- *                                              unlock                            [I5]
+ *   unlock                                     unlock                            [I5]
  *   A message appended after [I5] finds the list empty, so it writes the eventfd again
  *   [I2]; one appended between [I3] and [I5] is taken by [I5]. Clearing after taking
  *   ([I5] before [I3]) would lose the first case: its write could be consumed by a read of
@@ -1427,6 +1427,10 @@ static inline bool conc__sched_stop_all_done(conc_sched_t *s, void *arg) {
  *   also takes the list when it sees the pending hint (relaxed: the mutex orders the
  *   messages); the eventfd then stays readable and the next epoll_wait returns at once,
  *   harmlessly. tests/models/coro_inbox.pml checks this (and the broken order).
+ *   The write [I2] happens under the mutex, and so does unhold's last decrement and its
+ *   write: the scheduler may finish and be destroyed as soon as it has taken the message or
+ *   seen holds at 0, and conc_sched_destroy takes the mutex before it closes the eventfd, so
+ *   no thread can still be writing to it (or to an fd that reused its number).
  * ------------------------------------------------------------------------------------------- */
 CONC_INLINE void conc__sched_kick(conc_sched_t *s) {
     uint64_t one = 1;
@@ -1625,7 +1629,10 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
         mn = m->next;
         free(m);
     }
+    /* Wait out a conc_sched_spawn or unhold still writing the eventfd (see the inbox). */
+    pthread_mutex_lock(&s->inbox_lock);
     close(s->evfd);
+    pthread_mutex_unlock(&s->inbox_lock);
     close(s->epfd);
     pthread_mutex_destroy(&s->inbox_lock);
     free(s->fds);
@@ -1657,9 +1664,9 @@ CONC_NODISCARD static inline int conc__sched_spawn_at(conc_sched_t *s, conc_coro
         s->inbox_head = m;
     s->inbox_tail = m;
     conc_store(&s->inbox_pending, 1u, CONC_RELAXED);
-    pthread_mutex_unlock(&s->inbox_lock);
     if (was_empty)
-        conc__sched_kick(s);
+        conc__sched_kick(s); /* under the mutex: see the timeline */
+    pthread_mutex_unlock(&s->inbox_lock);
     return 0;
 }
 
@@ -1671,12 +1678,16 @@ static inline void conc_sched_hold(conc_sched_t *s) {
 static inline void conc_sched_unhold(conc_sched_t *s) {
     /* [coro.I4] release: a spawn made before the unhold is seen by a loop that reads
      * holds == 0 with acquire and then looks at the inbox. Then kick, so a loop asleep in
-     * epoll_wait re-checks whether it is done. */
+     * epoll_wait re-checks whether it is done. Under the inbox mutex: the scheduler may end
+     * and be destroyed the moment holds reaches 0, and destroy takes the mutex before it
+     * closes the eventfd we write. */
+    pthread_mutex_lock(&s->inbox_lock);
     uint32_t old = conc_fetch_sub(&s->holds, 1u, CONC_RELEASE);
-    if (old == 0)
-        CONC_ABORT("conc_sched_unhold: more unholds than holds");
     if (old == 1)
         conc__sched_kick(s);
+    pthread_mutex_unlock(&s->inbox_lock);
+    if (old == 0)
+        CONC_ABORT("conc_sched_unhold: more unholds than holds");
 }
 
 static inline void conc_sched_dump(conc_sched_t *s, FILE *out) {

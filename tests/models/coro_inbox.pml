@@ -4,7 +4,8 @@
  *
  * Two threads each hand the scheduler two coroutines through the inbox: under the inbox
  * mutex (one atomic step here) they note whether the list was empty, append and raise the
- * pending hint [I1]; after unlocking, the one that found it empty writes the eventfd [I2].
+ * pending hint [I1], and the one that found it empty writes the eventfd [I2] (still under the
+ * mutex, so a scheduler that took the message and ended cannot close it under the writer).
  * The scheduler either drains on the pending hint (the busy loop; it may also miss the hint,
  * which is relaxed, so the model lets it go idle at any time), or sleeps in epoll_wait until
  * the eventfd counter is non-zero, reads it to zero [I3] and drains [I5]. It stops once it has
@@ -31,12 +32,14 @@ proctype producer() {
     bool was_empty;
     do
     :: i < 2 ->
-        atomic { was_empty = (inbox == 0); inbox++; pending = true };   /* [I1] */
+        atomic {
+            was_empty = (inbox == 0); inbox++; pending = true;          /* [I1] */
 #ifdef BROKEN_ALWAYS_SKIP
-        if :: was_empty && i == 0 -> counter++ :: else -> skip fi;
+            if :: was_empty && i == 0 -> counter++ :: else -> skip fi
 #else
-        if :: was_empty -> counter++ :: else -> skip fi;                /* [I2] */
+            if :: was_empty -> counter++ :: else -> skip fi             /* [I2] */
 #endif
+        };
         i++
     :: else -> break
     od
