@@ -181,14 +181,6 @@ extern "C" {
 #define CONC__CORO_POP_DIAGNOSTIC 1
 #endif
 
-#ifndef CONC_STATIC_ASSERT
-#ifdef __cplusplus
-#define CONC_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
-#else
-#define CONC_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
-#endif
-#endif
-
 /* ---------------------------------------------------------------------------------------------
  * Backend selection
  * ------------------------------------------------------------------------------------------- */
@@ -657,7 +649,7 @@ CONC_INLINE void conc__coro_switch(conc_sched_t *s, conc__coro_ctx *from, int fr
 /* ---------------------------------------------------------------------------------------------
  * Run queue: a ring buffer plus the runnext slot
  * ------------------------------------------------------------------------------------------- */
-CONC_COLD int conc__sched_ring_grow_slow(conc_sched_t *s) {
+CONC_COLD int conc__coro_sched_ring_grow_slow(conc_sched_t *s) {
     size_t cap = s->ring_mask + 1, n = s->tail - s->head;
     conc_coro_t **ring = (conc_coro_t **)malloc(2 * cap * sizeof *ring);
     if (!ring)
@@ -672,26 +664,26 @@ CONC_COLD int conc__sched_ring_grow_slow(conc_sched_t *s) {
     return 0;
 }
 
-/* Every runnable coroutine has a ring slot reserved at spawn (conc__sched_reserve), so a
+/* Every runnable coroutine has a ring slot reserved at spawn (conc__coro_sched_reserve), so a
  * push never fails. */
-CONC_INLINE void conc__sched_push_tail(conc_sched_t *s, conc_coro_t *c) {
+CONC_INLINE void conc__coro_sched_push_tail(conc_sched_t *s, conc_coro_t *c) {
     s->ring[s->tail++ & s->ring_mask] = c;
 }
 
 /* Makes c runnable: runnext if the running coroutine woke it, else the tail. */
-CONC_INLINE void conc__sched_ready(conc_sched_t *s, conc_coro_t *c, int next) {
+CONC_INLINE void conc__coro_sched_ready(conc_sched_t *s, conc_coro_t *c, int next) {
     c->state = CONC__CORO_RUNNABLE;
     if (next) {
         conc_coro_t *old = s->runnext;
         s->runnext = c;
         if (old)
-            conc__sched_push_tail(s, old);
+            conc__coro_sched_push_tail(s, old);
     } else {
-        conc__sched_push_tail(s, c);
+        conc__coro_sched_push_tail(s, c);
     }
 }
 
-CONC_INLINE conc_coro_t *conc__sched_pop(conc_sched_t *s) {
+CONC_INLINE conc_coro_t *conc__coro_sched_pop(conc_sched_t *s) {
     conc_coro_t *c = s->runnext;
     if (c) {
         s->runnext = NULL;
@@ -699,7 +691,7 @@ CONC_INLINE conc_coro_t *conc__sched_pop(conc_sched_t *s) {
             s->runnext_streak++;
             return c;
         }
-        conc__sched_push_tail(s, c); /* its streak is over: the queue goes first */
+        conc__coro_sched_push_tail(s, c); /* its streak is over: the queue goes first */
     }
     s->runnext_streak = 0;
     if (s->head == s->tail)
@@ -723,24 +715,24 @@ CONC_INLINE conc_coro_t *conc__sched_pop(conc_sched_t *s) {
 /* ---------------------------------------------------------------------------------------------
  * Timer heap (min-heap on deadline; each coroutine knows its index)
  * ------------------------------------------------------------------------------------------- */
-CONC_INLINE void conc__sched_heap_set(conc_sched_t *s, size_t i, conc_coro_t *c) {
+CONC_INLINE void conc__coro_sched_heap_set(conc_sched_t *s, size_t i, conc_coro_t *c) {
     s->heap[i] = c;
     c->heap_index = i;
 }
 
-static inline void conc__sched_heap_up(conc_sched_t *s, size_t i) {
+static inline void conc__coro_sched_heap_up(conc_sched_t *s, size_t i) {
     conc_coro_t *c = s->heap[i];
     while (i > 0) {
         size_t p = (i - 1) / 2;
         if (s->heap[p]->deadline <= c->deadline)
             break;
-        conc__sched_heap_set(s, i, s->heap[p]);
+        conc__coro_sched_heap_set(s, i, s->heap[p]);
         i = p;
     }
-    conc__sched_heap_set(s, i, c);
+    conc__coro_sched_heap_set(s, i, c);
 }
 
-static inline void conc__sched_heap_down(conc_sched_t *s, size_t i) {
+static inline void conc__coro_sched_heap_down(conc_sched_t *s, size_t i) {
     conc_coro_t *c = s->heap[i];
     for (;;) {
         size_t l = 2 * i + 1, m = i;
@@ -751,13 +743,13 @@ static inline void conc__sched_heap_down(conc_sched_t *s, size_t i) {
             m = l + 1;
         if (m == i)
             break;
-        conc__sched_heap_set(s, i, s->heap[m]);
+        conc__coro_sched_heap_set(s, i, s->heap[m]);
         i = m;
     }
-    conc__sched_heap_set(s, i, c);
+    conc__coro_sched_heap_set(s, i, c);
 }
 
-static inline int conc__sched_heap_push(conc_sched_t *s, conc_coro_t *c) {
+static inline int conc__coro_sched_heap_push(conc_sched_t *s, conc_coro_t *c) {
     if (s->heap_len == s->heap_cap) {
         size_t cap = s->heap_cap ? 2 * s->heap_cap : 64;
         conc_coro_t **h = (conc_coro_t **)realloc(s->heap, cap * sizeof *h);
@@ -766,20 +758,20 @@ static inline int conc__sched_heap_push(conc_sched_t *s, conc_coro_t *c) {
         s->heap = h;
         s->heap_cap = cap;
     }
-    conc__sched_heap_set(s, s->heap_len++, c);
-    conc__sched_heap_up(s, s->heap_len - 1);
+    conc__coro_sched_heap_set(s, s->heap_len++, c);
+    conc__coro_sched_heap_up(s, s->heap_len - 1);
     return 0;
 }
 
-static inline void conc__sched_heap_remove(conc_sched_t *s, conc_coro_t *c) {
+static inline void conc__coro_sched_heap_remove(conc_sched_t *s, conc_coro_t *c) {
     size_t i = c->heap_index;
     c->heap_index = SIZE_MAX;
     conc_coro_t *last = s->heap[--s->heap_len];
     if (i == s->heap_len)
         return;
-    conc__sched_heap_set(s, i, last);
-    conc__sched_heap_up(s, i);
-    conc__sched_heap_down(s, last->heap_index);
+    conc__coro_sched_heap_set(s, i, last);
+    conc__coro_sched_heap_up(s, i);
+    conc__coro_sched_heap_down(s, last->heap_index);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -800,7 +792,7 @@ CONC_INLINE void conc__coro_check_canary(conc_coro_t *c) {
 #endif
 }
 
-CONC_NOINLINE int conc__sched_service_due_slow(conc_sched_t *s) {
+CONC_NOINLINE int conc__coro_sched_service_due_slow(conc_sched_t *s) {
     if (conc_load(&s->inbox_pending, CONC_RELAXED)) /* a hint: the loop re-reads under lock */
         return 1;
     if (!s->heap_len && !s->fd_waiters)
@@ -815,11 +807,12 @@ CONC_NOINLINE int conc__sched_service_due_slow(conc_sched_t *s) {
  * it returned. Runs the next runnable coroutine directly, or returns to the scheduler's loop
  * when none is runnable or when timers, fds or the inbox need a look. Returns when `from`
  * is resumed (never, for a returned coroutine whose slot is not reused). */
-static inline void conc__sched_switch_away(conc_sched_t *s, conc_coro_t *from) {
+static inline void conc__coro_sched_switch_away(conc_sched_t *s, conc_coro_t *from) {
     conc__coro_check_canary(from);
     conc_coro_t *next = NULL;
-    if (CONC_LIKELY((++s->ticks & CONC__CORO_TICKS_MASK) != 0) || !conc__sched_service_due_slow(s))
-        next = conc__sched_pop(s);
+    if (CONC_LIKELY((++s->ticks & CONC__CORO_TICKS_MASK) != 0) ||
+        !conc__coro_sched_service_due_slow(s))
+        next = conc__coro_sched_pop(s);
     if (next == from) {
         from->state = CONC__CORO_RUNNING;
         return;
@@ -839,13 +832,13 @@ static inline int conc__coro_park(conc_sched_t *s, conc_coro_t *co, const conc_c
         if (deadline <= conc_now())
             return ETIMEDOUT;
         co->deadline = deadline;
-        if (conc__sched_heap_push(s, co) != 0)
+        if (conc__coro_sched_heap_push(s, co) != 0)
             return ENOMEM;
     }
     co->wait = w;
     co->wake_status = 0;
     co->state = CONC__CORO_PARKED;
-    conc__sched_switch_away(s, co);
+    conc__coro_sched_switch_away(s, co);
     co->wait = NULL;
     return co->wake_status;
 }
@@ -856,9 +849,9 @@ static inline int conc__coro_wake_to(conc_sched_t *s, conc_coro_t *c, int status
     if (c->state != CONC__CORO_PARKED)
         return 0;
     if (c->heap_index != SIZE_MAX)
-        conc__sched_heap_remove(s, c);
+        conc__coro_sched_heap_remove(s, c);
     c->wake_status = status;
-    conc__sched_ready(s, c, next);
+    conc__coro_sched_ready(s, c, next);
     return 1;
 }
 
@@ -1172,10 +1165,10 @@ static inline void conc__coro_slot_put(conc_sched_t *s, conc_coro_t *co) {
 /* ---------------------------------------------------------------------------------------------
  * Spawn, finish, the trampoline
  * ------------------------------------------------------------------------------------------- */
-CONC_INLINE int conc__sched_reserve(conc_sched_t *s) {
+CONC_INLINE int conc__coro_sched_reserve(conc_sched_t *s) {
     /* Room in the ring for every coroutine that could be runnable at once: live ones. */
     if (CONC_UNLIKELY(s->live + 1 > s->ring_mask)) /* +1: runnext can spill one back */
-        return conc__sched_ring_grow_slow(s);
+        return conc__coro_sched_ring_grow_slow(s);
     return 0;
 }
 
@@ -1186,7 +1179,7 @@ static inline int conc__coro_spawn_on(conc_sched_t *s, conc_coro_fn fn, void *ar
     if (size < CONC_CORO_STACK_MIN || size > CONC_CORO_STACK_MAX)
         return EINVAL;
     size = (size + s->page - 1) & ~(s->page - 1);
-    int e = conc__sched_reserve(s);
+    int e = conc__coro_sched_reserve(s);
     if (e)
         return e;
     conc_coro_t *co;
@@ -1223,13 +1216,13 @@ static inline int conc__coro_spawn_on(conc_sched_t *s, conc_coro_fn fn, void *ar
         s->all->all_prev = co;
     s->all = co;
     s->live++;
-    conc__sched_ready(s, co, 0);
+    conc__coro_sched_ready(s, co, 0);
     if (c)
         *c = co;
     return 0;
 }
 
-static inline void conc__group_child_done(conc_group_t *g, conc_coro_t *co);
+static inline void conc__coro_group_child_done(conc_group_t *g, conc_coro_t *co);
 CONC_NOINLINE void conc__coro_paint(conc_coro_t *co);
 
 /* The coroutine returned: wake its joiners, tell its group, free or keep its slot, and
@@ -1240,17 +1233,19 @@ static inline void conc__coro_finish(conc_sched_t *s, conc_coro_t *co, int statu
     s->live--;
     conc__coro_wake_all(s, &co->joiners, 0);
     if (co->group)
-        conc__group_child_done(co->group, co);
+        conc__coro_group_child_done(co->group, co);
     if (!co->handle)
         conc__coro_slot_put(s, co); /* we still run on it: safe until we switch away */
-    conc__sched_switch_away(s, co);
+    conc__coro_sched_switch_away(s, co);
 }
 
 static inline void conc__coro_trampoline(void) {
     conc_sched_t *s = conc__coro_sched_here(); /* read once, at the slot's first entry */
     conc_coro_t *co = s->current;
-#if !defined(CONC__CORO_BACKEND_SJLJ)
-    conc__coro_arrived(s, NULL); /* SJLJ: its boot entry did this */
+#if defined(CONC__CORO_BACKEND_SJLJ)
+    /* its boot entry already did conc__coro_arrived */
+#else
+    conc__coro_arrived(s, NULL);
 #endif
     for (;;) {
         if (s->flags & CONC_SCHED_STACK_USAGE)
@@ -1281,7 +1276,7 @@ CONC_NOINLINE void conc__coro_paint(conc_coro_t *co) {
 /* ---------------------------------------------------------------------------------------------
  * The scheduler's loop
  * ------------------------------------------------------------------------------------------- */
-static inline void conc__sched_fd_wake(conc_sched_t *s, int fd, uint32_t ev) {
+static inline void conc__coro_sched_fd_wake(conc_sched_t *s, int fd, uint32_t ev) {
     if ((size_t)fd >= s->fds_cap)
         return;
     conc__coro_fdw *w = &s->fds[fd];
@@ -1291,10 +1286,10 @@ static inline void conc__sched_fd_wake(conc_sched_t *s, int fd, uint32_t ev) {
         conc__coro_wake(s, w->writer, 0);
 }
 
-static inline void conc__sched_drain_inbox(conc_sched_t *s);
+static inline void conc__coro_sched_drain_inbox(conc_sched_t *s);
 
 /* One epoll_wait (timeout_ms: 0 polls, -1 blocks) and what it found. */
-CONC_NOINLINE void conc__sched_poll(conc_sched_t *s, int timeout_ms) {
+CONC_NOINLINE void conc__coro_sched_poll(conc_sched_t *s, int timeout_ms) {
     struct epoll_event ev[CONC__CORO_EVENTS];
     int saved = conc__coro_errno_save();
     int n = epoll_wait(s->epfd, ev, CONC__CORO_EVENTS, timeout_ms);
@@ -1307,23 +1302,23 @@ CONC_NOINLINE void conc__sched_poll(conc_sched_t *s, int timeout_ms) {
             ssize_t r = read(s->evfd, &v, sizeof v);
             conc__coro_errno_restore(saved);
             (void)r;
-            conc__sched_drain_inbox(s);
+            conc__coro_sched_drain_inbox(s);
         } else {
-            conc__sched_fd_wake(s, (int)ev[i].data.u64, ev[i].events);
+            conc__coro_sched_fd_wake(s, (int)ev[i].data.u64, ev[i].events);
         }
     }
 }
 
-CONC_INLINE void conc__sched_fire_timers(conc_sched_t *s, int64_t now) {
+CONC_INLINE void conc__coro_sched_fire_timers(conc_sched_t *s, int64_t now) {
     while (s->heap_len && s->heap[0]->deadline <= now)
         conc__coro_wake(s, s->heap[0], ETIMEDOUT); /* removes it from the heap */
 }
 
-static inline bool conc__sched_has_runnable(const conc_sched_t *s) {
+static inline bool conc__coro_sched_has_runnable(const conc_sched_t *s) {
     return s->runnext != NULL || s->head != s->tail;
 }
 
-CONC_COLD void conc__sched_describe(const conc_coro_t *c, char *buf, size_t size) {
+CONC_COLD void conc__coro_sched_describe_slow(const conc_coro_t *c, char *buf, size_t size) {
     const conc_coro_wait_t *w = c->wait;
     if (!w) {
         snprintf(buf, size, "-");
@@ -1336,10 +1331,10 @@ CONC_COLD void conc__sched_describe(const conc_coro_t *c, char *buf, size_t size
     }
 }
 
-CONC_COLD void conc__sched_line(FILE *out, const char *lead, const conc_coro_t *c) {
+CONC_COLD void conc__coro_sched_line_slow(FILE *out, const char *lead, const conc_coro_t *c) {
     static const char *const states[] = {"free", "runnable", "running", "waiting", "done"};
     char what[160], origin[160];
-    conc__sched_describe(c, what, sizeof what);
+    conc__coro_sched_describe_slow(c, what, sizeof what);
     if (c->parent_id)
         snprintf(origin, sizeof origin, "%s:%d by coro #%llu", c->spawn_file ? c->spawn_file : "?",
                  c->spawn_line, (unsigned long long)c->parent_id);
@@ -1352,35 +1347,36 @@ CONC_COLD void conc__sched_line(FILE *out, const char *lead, const conc_coro_t *
             origin);
 }
 
-CONC_COLD int conc__sched_deadlock_slow(conc_sched_t *s) {
+CONC_COLD int conc__coro_sched_deadlock_slow(conc_sched_t *s) {
     fprintf(stderr,
             "conc: conc_sched_run: EDEADLK: all %zu coroutines are asleep and nothing can wake "
             "them (no timer, fd wait, hold or cross-thread spawn pending):\n",
             s->live);
     for (conc_coro_t *c = s->all; c; c = c->all_next)
         if (c->state == CONC__CORO_PARKED)
-            conc__sched_line(stderr, "conc:   ", c);
+            conc__coro_sched_line_slow(stderr, "conc:   ", c);
     fflush(stderr);
     return EDEADLK;
 }
 
 /* Runs the loop until stop(s, arg) holds (0) or nothing can ever run again (EDEADLK). */
-static inline int conc__sched_loop(conc_sched_t *s, bool (*stop)(conc_sched_t *, void *),
-                                   void *arg) {
+static inline int conc__coro_sched_loop(conc_sched_t *s, bool (*stop)(conc_sched_t *, void *),
+                                        void *arg) {
     for (;;) {
         if (conc_load(&s->inbox_pending, CONC_RELAXED))
-            conc__sched_drain_inbox(s);
+            conc__coro_sched_drain_inbox(s);
         if (stop(s, arg))
             return 0;
         if (s->heap_len || s->fd_waiters) {
             int64_t now = conc_now();
-            conc__sched_fire_timers(s, now);
-            if (s->fd_waiters && now - s->last_poll >= s->poll_ns && conc__sched_has_runnable(s)) {
-                conc__sched_poll(s, 0); /* busy: still look at fds every poll interval */
+            conc__coro_sched_fire_timers(s, now);
+            if (s->fd_waiters && now - s->last_poll >= s->poll_ns &&
+                conc__coro_sched_has_runnable(s)) {
+                conc__coro_sched_poll(s, 0); /* busy: still look at fds every poll interval */
                 s->last_poll = now;
             }
         }
-        conc_coro_t *next = conc__sched_pop(s);
+        conc_coro_t *next = conc__coro_sched_pop(s);
         if (next) {
             s->current = next;
             next->state = CONC__CORO_RUNNING;
@@ -1392,7 +1388,7 @@ static inline int conc__sched_loop(conc_sched_t *s, bool (*stop)(conc_sched_t *,
         /* [coro.I4] holds is read (acquire) before the inbox hint, see conc_sched_unhold */
         uint32_t holds = conc_load(&s->holds, CONC_ACQUIRE);
         if (!s->heap_len && !s->fd_waiters && !holds && !conc_load(&s->inbox_pending, CONC_RELAXED))
-            return conc__sched_deadlock_slow(s);
+            return conc__coro_sched_deadlock_slow(s);
         int timeout = -1;
         if (s->heap_len) {
             int64_t left = s->heap[0]->deadline - conc_now();
@@ -1400,12 +1396,12 @@ static inline int conc__sched_loop(conc_sched_t *s, bool (*stop)(conc_sched_t *,
             int64_t ms = left <= 0 ? 0 : (left + CONC_MS - 1) / CONC_MS;
             timeout = ms > INT_MAX ? INT_MAX : (int)ms;
         }
-        conc__sched_poll(s, timeout);
+        conc__coro_sched_poll(s, timeout);
         s->last_poll = conc_now();
     }
 }
 
-static inline bool conc__sched_stop_all_done(conc_sched_t *s, void *arg) {
+static inline bool conc__coro_sched_stop_all_done(conc_sched_t *s, void *arg) {
     CONC_UNUSED(arg);
     return s->live == 0 && conc_load(&s->holds, CONC_ACQUIRE) == 0 &&
            !conc_load(&s->inbox_pending, CONC_RELAXED);
@@ -1414,25 +1410,27 @@ static inline bool conc__sched_stop_all_done(conc_sched_t *s, void *arg) {
 /* ---------------------------------------------------------------------------------------------
  * Cross-thread spawn: a mutex-guarded inbox and an eventfd.
  *
- *   spawning thread                            scheduler
- *   ------------------------------------       ------------------------------------------
- *   lock; was_empty = !head; append;           epoll_wait ... returns: eventfd readable
- *   pending = 1                      [I1]      read(evfd): counter -> 0          [I3]
- *   if was_empty: write(evfd, 1)     [I2]      lock; take the list; pending = 0;
- *   unlock                                     unlock                            [I5]
- *   A message appended after [I5] finds the list empty, so it writes the eventfd again
- *   [I2]; one appended between [I3] and [I5] is taken by [I5]. Clearing after taking
- *   ([I5] before [I3]) would lose the first case: its write could be consumed by a read of
- *   a list already emptied, and the message would wait for an unrelated wakeup. The busy loop
- *   also takes the list when it sees the pending hint (relaxed: the mutex orders the
- *   messages); the eventfd then stays readable and the next epoll_wait returns at once,
+ *   spawning thread                        scheduler
+ *   -----------------------------------    ----------------------------------------------
+ *   lock; was_empty = !head; append;       epoll_wait ... returns: eventfd readable
+ *   pending = 1               [coro.I1]    read(evfd): counter -> 0            [coro.I3]
+ *   if was_empty:                          lock; take the list; pending = 0;
+ *     write(evfd, 1)          [coro.I2]    unlock                              [coro.I5]
+ *   unlock
+ *   A message appended after [coro.I5] finds the list empty, so it writes the eventfd again
+ *   [coro.I2]; one appended between [coro.I3] and [coro.I5] is taken by [coro.I5]. Clearing
+ *   after taking ([coro.I5] before [coro.I3]) would lose the first case: its write could be
+ *   consumed by a read of a list already emptied, and the message would wait for an
+ *   unrelated wakeup. The busy loop also takes the list when it sees the pending hint
+ *   (relaxed: the mutex orders the messages); the eventfd then stays readable and the next
+ *   epoll_wait returns at once,
  *   harmlessly. tests/models/coro_inbox.pml checks this (and the broken order).
- *   The write [I2] happens under the mutex, and so does unhold's last decrement and its
+ *   The write [coro.I2] happens under the mutex, and so does unhold's last decrement and its
  *   write: the scheduler may finish and be destroyed as soon as it has taken the message or
  *   seen holds at 0, and conc_sched_destroy takes the mutex before it closes the eventfd, so
  *   no thread can still be writing to it (or to an fd that reused its number).
  * ------------------------------------------------------------------------------------------- */
-CONC_INLINE void conc__sched_kick(conc_sched_t *s) {
+CONC_INLINE void conc__coro_sched_kick(conc_sched_t *s) {
     uint64_t one = 1;
     int saved = conc__coro_errno_save();
     ssize_t r = write(s->evfd, &one, sizeof one); /* [coro.I2] */
@@ -1440,7 +1438,7 @@ CONC_INLINE void conc__sched_kick(conc_sched_t *s) {
     (void)r; /* EAGAIN only at a counter of 2^64-2: it is readable anyway */
 }
 
-static inline void conc__sched_drain_inbox(conc_sched_t *s) {
+static inline void conc__coro_sched_drain_inbox(conc_sched_t *s) {
     pthread_mutex_lock(&s->inbox_lock);
     conc__coro_msg *m = s->inbox_head; /* [coro.I5] */
     s->inbox_head = s->inbox_tail = NULL;
@@ -1521,7 +1519,7 @@ CONC_NODISCARD static inline int conc_sched_create(conc_sched_t **out, const con
 
 /* Before conc_sched_run: an alternate signal stack on this thread for the overflow reporter,
  * if it is installed and the thread has none yet. */
-CONC_COLD void conc__sched_altstack_slow(conc_sched_t *s) {
+CONC_COLD void conc__coro_sched_altstack_slow(conc_sched_t *s) {
     stack_t cur;
     if (sigaltstack(NULL, &cur) != 0 || !(cur.ss_flags & SS_DISABLE))
         return;
@@ -1539,7 +1537,7 @@ CONC_COLD void conc__sched_altstack_slow(conc_sched_t *s) {
     s->altstack = mem;
 }
 
-CONC_COLD void conc__sched_altstack_remove_slow(conc_sched_t *s) {
+CONC_COLD void conc__coro_sched_altstack_remove_slow(conc_sched_t *s) {
     stack_t st;
     memset(&st, 0, sizeof st);
     st.ss_flags = SS_DISABLE;
@@ -1548,8 +1546,8 @@ CONC_COLD void conc__sched_altstack_remove_slow(conc_sched_t *s) {
     s->altstack = NULL;
 }
 
-static inline int conc__sched_run_until(conc_sched_t *s, bool (*stop)(conc_sched_t *, void *),
-                                        void *arg) {
+static inline int conc__coro_sched_run_until(conc_sched_t *s, bool (*stop)(conc_sched_t *, void *),
+                                             void *arg) {
     if (!conc__coro_on_owner(s) || s->running)
         return EPERM;
     conc_sched_t *outer = conc__coro_sched_here();
@@ -1557,18 +1555,18 @@ static inline int conc__sched_run_until(conc_sched_t *s, bool (*stop)(conc_sched
         return EPERM; /* inside a coroutine: a nested loop would strand it */
     int saved = conc__coro_errno_save();
     if (conc_load(&conc__coro_overflow_installed, CONC_ACQUIRE))
-        conc__sched_altstack_slow(s);
+        conc__coro_sched_altstack_slow(s);
     s->running = 1;
     conc__coro_sched_set_here(s);
 #if defined(CONC_TSAN)
     s->main_fiber = __tsan_get_current_fiber();
 #endif
     s->last_poll = conc_now();
-    int e = conc__sched_loop(s, stop, arg);
+    int e = conc__coro_sched_loop(s, stop, arg);
     conc__coro_sched_set_here(outer);
     s->running = 0;
     if (s->altstack)
-        conc__sched_altstack_remove_slow(s);
+        conc__coro_sched_altstack_remove_slow(s);
     conc__coro_errno_restore(saved);
     return e;
 }
@@ -1576,7 +1574,7 @@ static inline int conc__sched_run_until(conc_sched_t *s, bool (*stop)(conc_sched
 CONC_NODISCARD static inline int conc_sched_run(conc_sched_t *s) {
     if (!s)
         return EINVAL;
-    return conc__sched_run_until(s, conc__sched_stop_all_done, NULL);
+    return conc__coro_sched_run_until(s, conc__coro_sched_stop_all_done, NULL);
 }
 
 static inline int conc__coro_cancel_on(conc_sched_t *s, conc_coro_t *c);
@@ -1587,14 +1585,14 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
     if (!conc__coro_on_owner(s) || s->running)
         CONC_ABORT("conc_sched_destroy: called from another thread or while the scheduler runs");
     /* Whatever other threads handed over still runs (cancelled), so it can free its argument. */
-    conc__sched_drain_inbox(s);
+    conc__coro_sched_drain_inbox(s);
     for (conc_coro_t *c = s->all; c; c = c->all_next)
         if (c->state != CONC__CORO_DONE)
             conc__coro_cancel_on(s, c);
     if (s->live) {
         /* Holds no longer matter: the scheduler is going away. */
         conc_store(&s->holds, 0u, CONC_RELAXED);
-        int e = conc__sched_run_until(s, conc__sched_stop_all_done, NULL);
+        int e = conc__coro_sched_run_until(s, conc__coro_sched_stop_all_done, NULL);
         if (e)
             CONC_ABORT("conc_sched_destroy: coroutines still blocked after being cancelled");
     }
@@ -1642,8 +1640,8 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
 }
 
 /* From any thread: spawn a detached coroutine on s (asyncio's call_soon_threadsafe). */
-CONC_NODISCARD static inline int conc__sched_spawn_at(conc_sched_t *s, conc_coro_fn fn, void *arg,
-                                                      const char *file, int line) {
+CONC_NODISCARD static inline int conc__coro_sched_spawn_at(conc_sched_t *s, conc_coro_fn fn,
+                                                           void *arg, const char *file, int line) {
     if (!s || !fn)
         return EINVAL;
     if (conc__coro_on_owner(s))
@@ -1665,7 +1663,7 @@ CONC_NODISCARD static inline int conc__sched_spawn_at(conc_sched_t *s, conc_coro
     s->inbox_tail = m;
     conc_store(&s->inbox_pending, 1u, CONC_RELAXED);
     if (was_empty)
-        conc__sched_kick(s); /* under the mutex: see the timeline */
+        conc__coro_sched_kick(s); /* under the mutex: see the timeline */
     pthread_mutex_unlock(&s->inbox_lock);
     return 0;
 }
@@ -1684,7 +1682,7 @@ static inline void conc_sched_unhold(conc_sched_t *s) {
     pthread_mutex_lock(&s->inbox_lock);
     uint32_t old = conc_fetch_sub(&s->holds, 1u, CONC_RELEASE);
     if (old == 1)
-        conc__sched_kick(s);
+        conc__coro_sched_kick(s);
     pthread_mutex_unlock(&s->inbox_lock);
     if (old == 0)
         CONC_ABORT("conc_sched_unhold: more unholds than holds");
@@ -1696,7 +1694,7 @@ static inline void conc_sched_dump(conc_sched_t *s, FILE *out) {
     fprintf(out, "conc scheduler %p: %zu live coroutines, %zu timers, %zu fd waits, %u holds\n",
             (void *)s, s->live, s->heap_len, s->fd_waiters, conc_load(&s->holds, CONC_RELAXED));
     for (conc_coro_t *c = s->all; c; c = c->all_next)
-        conc__sched_line(out, "  ", c);
+        conc__coro_sched_line_slow(out, "  ", c);
     fflush(out);
 }
 
@@ -1727,10 +1725,10 @@ CONC_NODISCARD static inline int conc_coro_spawn(conc_sched_t *s, conc_coro_fn f
     return conc__coro_spawn_at(s, fn, arg, o, c, NULL, 0);
 }
 CONC_NODISCARD static inline int conc_sched_spawn(conc_sched_t *s, conc_coro_fn fn, void *arg) {
-    return conc__sched_spawn_at(s, fn, arg, NULL, 0);
+    return conc__coro_sched_spawn_at(s, fn, arg, NULL, 0);
 }
 #define conc_coro_spawn(s, fn, arg, o, c) conc__coro_spawn_at(s, fn, arg, o, c, __FILE__, __LINE__)
-#define conc_sched_spawn(s, fn, arg) conc__sched_spawn_at(s, fn, arg, __FILE__, __LINE__)
+#define conc_sched_spawn(s, fn, arg) conc__coro_sched_spawn_at(s, fn, arg, __FILE__, __LINE__)
 
 static inline conc_coro_t *conc_coro_self(void) {
     conc_sched_t *s = conc__coro_sched_here();
@@ -1761,12 +1759,12 @@ static inline int conc_coro_yield(void) {
         return EPERM;
     if (CONC_UNLIKELY(co->cancelled))
         return ECANCELED;
-    conc__sched_ready(s, co, 0);
-    conc__sched_switch_away(s, co);
+    conc__coro_sched_ready(s, co, 0);
+    conc__coro_sched_switch_away(s, co);
     return 0;
 }
 
-CONC_COLD void conc__coro_describe_join(const conc_coro_wait_t *w, char *buf, size_t size) {
+CONC_COLD void conc__coro_describe_join_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
     const conc_coro_t *t = (const conc_coro_t *)w->object;
     const conc_coro_t *self = conc_coro_self();
     snprintf(buf, size, "join of coro \"%s\" (#%llu)%s", t->name, (unsigned long long)t->id,
@@ -1788,7 +1786,7 @@ CONC_NODISCARD static inline int conc_coro_join(conc_coro_t *c, int64_t deadline
         w.what = "join";
         w.object = c;
         w.detail = c == co;
-        w.describe = conc__coro_describe_join;
+        w.describe = conc__coro_describe_join_slow;
         conc_coro_waiter_t me;
         memset(&me, 0, sizeof me);
         me.coro = co;
@@ -1848,8 +1846,8 @@ CONC_NODISCARD static inline int conc_coro_sleep_until(int64_t deadline) {
     for (;;) {
         if (deadline != CONC_FOREVER && deadline <= conc_now()) {
             /* A past deadline still yields once, as asyncio.sleep(0) does. */
-            conc__sched_ready(s, co, 0);
-            conc__sched_switch_away(s, co);
+            conc__coro_sched_ready(s, co, 0);
+            conc__coro_sched_switch_away(s, co);
             return 0;
         }
         int e = conc__coro_park(s, co, &w, deadline);
@@ -1863,7 +1861,7 @@ CONC_NODISCARD static inline int conc_coro_sleep_until(int64_t deadline) {
 /* ---------------------------------------------------------------------------------------------
  * File descriptors
  * ------------------------------------------------------------------------------------------- */
-CONC_COLD int conc__sched_fds_grow_slow(conc_sched_t *s, int fd) {
+CONC_COLD int conc__coro_sched_fds_grow_slow(conc_sched_t *s, int fd) {
     size_t cap = s->fds_cap ? s->fds_cap : 64;
     while (cap <= (size_t)fd)
         cap *= 2;
@@ -1877,7 +1875,7 @@ CONC_COLD int conc__sched_fds_grow_slow(conc_sched_t *s, int fd) {
 }
 
 /* Registers (or changes, or drops) fd's epoll interest to match its waiters. */
-static inline int conc__sched_fd_update(conc_sched_t *s, int fd) {
+static inline int conc__coro_sched_fd_update(conc_sched_t *s, int fd) {
     conc__coro_fdw *w = &s->fds[fd];
     uint32_t want =
         (w->reader ? (uint32_t)(EPOLLIN | EPOLLRDHUP) : 0u) | (w->writer ? (uint32_t)EPOLLOUT : 0u);
@@ -1899,7 +1897,7 @@ static inline int conc__sched_fd_update(conc_sched_t *s, int fd) {
     return e;
 }
 
-CONC_COLD void conc__coro_describe_fd(const conc_coro_wait_t *w, char *buf, size_t size) {
+CONC_COLD void conc__coro_describe_fd_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
     snprintf(buf, size, "fd %ld", w->detail);
 }
 
@@ -1924,7 +1922,7 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
         conc__coro_errno_restore(saved);
         return r > 0 ? ((p.revents & POLLNVAL) ? EBADF : 0) : ETIMEDOUT;
     }
-    if ((size_t)fd >= s->fds_cap && conc__sched_fds_grow_slow(s, fd) != 0)
+    if ((size_t)fd >= s->fds_cap && conc__coro_sched_fds_grow_slow(s, fd) != 0)
         return ENOMEM;
     conc__coro_fdw *w = &s->fds[fd];
     if (((events & CONC_FD_READ) && w->reader) || ((events & CONC_FD_WRITE) && w->writer))
@@ -1933,13 +1931,13 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
         w->reader = co;
     if (events & CONC_FD_WRITE)
         w->writer = co;
-    int e = conc__sched_fd_update(s, fd);
+    int e = conc__coro_sched_fd_update(s, fd);
     if (e) {
         if (events & CONC_FD_READ)
             w->reader = NULL;
         if (events & CONC_FD_WRITE)
             w->writer = NULL;
-        conc__sched_fd_update(s, fd);
+        conc__coro_sched_fd_update(s, fd);
         return e == EPERM ? 0 : e; /* EPERM: a regular file, always ready (as poll says) */
     }
     s->fd_waiters++;
@@ -1949,7 +1947,7 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
         (events == CONC_FD_READ) ? "fd readable" : (events == CONC_FD_WRITE ? "fd writable" : "fd");
     wd.object = co;
     wd.detail = fd;
-    wd.describe = conc__coro_describe_fd;
+    wd.describe = conc__coro_describe_fd_slow;
     e = conc__coro_park(s, co, &wd, deadline);
     s->fd_waiters--;
     w = &s->fds[fd];
@@ -1957,7 +1955,7 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
         w->reader = NULL;
     if (events & CONC_FD_WRITE)
         w->writer = NULL;
-    conc__sched_fd_update(s, fd);
+    conc__coro_sched_fd_update(s, fd);
     return e;
 }
 
@@ -2033,9 +2031,9 @@ CONC_NODISCARD static inline int conc_group_create(conc_sched_t *s, conc_group_t
     return 0;
 }
 
-CONC_NODISCARD static inline int conc__group_spawn_at(conc_group_t *g, conc_coro_fn fn, void *arg,
-                                                      const conc_coro_opts_t *o, const char *file,
-                                                      int line) {
+CONC_NODISCARD static inline int conc__coro_group_spawn_at(conc_group_t *g, conc_coro_fn fn,
+                                                           void *arg, const conc_coro_opts_t *o,
+                                                           const char *file, int line) {
     if (!g || !fn)
         return EINVAL;
     if (!conc__coro_on_owner(g->sched))
@@ -2058,11 +2056,11 @@ CONC_NODISCARD static inline int conc__group_spawn_at(conc_group_t *g, conc_coro
 }
 CONC_NODISCARD static inline int conc_group_spawn(conc_group_t *g, conc_coro_fn fn, void *arg,
                                                   const conc_coro_opts_t *o) {
-    return conc__group_spawn_at(g, fn, arg, o, NULL, 0);
+    return conc__coro_group_spawn_at(g, fn, arg, o, NULL, 0);
 }
-#define conc_group_spawn(g, fn, arg, o) conc__group_spawn_at(g, fn, arg, o, __FILE__, __LINE__)
+#define conc_group_spawn(g, fn, arg, o) conc__coro_group_spawn_at(g, fn, arg, o, __FILE__, __LINE__)
 
-static inline void conc__group_child_done(conc_group_t *g, conc_coro_t *co) {
+static inline void conc__coro_group_child_done(conc_group_t *g, conc_coro_t *co) {
     if (co->group_prev)
         co->group_prev->group_next = co->group_next;
     else
@@ -2080,19 +2078,19 @@ static inline void conc__group_child_done(conc_group_t *g, conc_coro_t *co) {
         conc__coro_wake_all(g->sched, &g->waiters, 0);
 }
 
-CONC_COLD void conc__group_describe(const conc_coro_wait_t *w, char *buf, size_t size) {
+CONC_COLD void conc__coro_group_describe_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
     const conc_group_t *g = (const conc_group_t *)w->object;
     snprintf(buf, size, "group %p (%zu children left)", w->object, g->live);
 }
 
-static inline int conc__group_wait(conc_group_t *g, conc_sched_t *s, conc_coro_t *co,
-                                   int64_t deadline) {
+static inline int conc__coro_group_wait(conc_group_t *g, conc_sched_t *s, conc_coro_t *co,
+                                        int64_t deadline) {
     while (g->live) {
         conc_coro_wait_t w;
         memset(&w, 0, sizeof w);
         w.what = "group";
         w.object = g;
-        w.describe = conc__group_describe;
+        w.describe = conc__coro_group_describe_slow;
         conc_coro_waiter_t me;
         memset(&me, 0, sizeof me);
         me.coro = co;
@@ -2116,7 +2114,7 @@ CONC_NODISCARD static inline int conc_group_wait(conc_group_t *g, int64_t deadli
         return EINVAL;
     if (g->live && co->cancelled)
         return ECANCELED;
-    int e = conc__group_wait(g, s, co, deadline);
+    int e = conc__coro_group_wait(g, s, co, deadline);
     if (e)
         return e;
     if (status)
@@ -2124,7 +2122,7 @@ CONC_NODISCARD static inline int conc_group_wait(conc_group_t *g, int64_t deadli
     return 0;
 }
 
-static inline bool conc__group_stop_empty(conc_sched_t *s, void *arg) {
+static inline bool conc__coro_group_stop_empty(conc_sched_t *s, void *arg) {
     CONC_UNUSED(s);
     return ((conc_group_t *)arg)->live == 0;
 }
@@ -2145,11 +2143,11 @@ static inline void conc_group_destroy(conc_group_t *g) {
                            "for itself)");
             uint8_t immune = co->immune;
             co->immune = 1; /* joining the cancelled children is not itself cancellable */
-            int e = conc__group_wait(g, s, co, CONC_FOREVER);
+            int e = conc__coro_group_wait(g, s, co, CONC_FOREVER);
             co->immune = immune;
             if (e)
                 CONC_ABORT("conc_group_destroy: could not join the children");
-        } else if (conc__sched_run_until(s, conc__group_stop_empty, g) != 0) {
+        } else if (conc__coro_sched_run_until(s, conc__coro_group_stop_empty, g) != 0) {
             CONC_ABORT("conc_group_destroy: the cancelled children could not finish");
         }
     }

@@ -4,13 +4,14 @@
  *
  * Two threads each hand the scheduler two coroutines through the inbox: under the inbox
  * mutex (one atomic step here) they note whether the list was empty, append and raise the
- * pending hint [I1], and the one that found it empty writes the eventfd [I2] (still under the
- * mutex, so a scheduler that took the message and ended cannot close it under the writer).
- * The scheduler either drains on the pending hint (the busy loop; it may also miss the hint,
- * which is relaxed, so the model lets it go idle at any time), or sleeps in epoll_wait until
- * the eventfd counter is non-zero, reads it to zero [I3] and drains [I5]. It stops once it has
- * taken all four. A message left in the list while the scheduler sleeps with the counter at
- * zero is a lost wakeup: spin reports the scheduler blocked as an invalid end state.
+ * pending hint [coro.I1], and the one that found it empty writes the eventfd [coro.I2]
+ * (still under the mutex, so a scheduler that took the message and ended cannot close it
+ * under the writer). The scheduler either drains on the pending hint (the busy loop; it may
+ * also miss the hint, which is relaxed, so the model lets it go idle at any time), or sleeps
+ * in epoll_wait until the eventfd counter is non-zero, reads it to zero [coro.I3] and drains
+ * [coro.I5]. It stops once it has taken all four. A message left in the list while the
+ * scheduler sleeps with the counter at zero is a lost wakeup: spin reports the scheduler
+ * blocked as an invalid end state.
  *
  * // broken: BROKEN_DRAIN_FIRST   drain, then read the eventfd: a message appended between
  *                                 the two wrote the counter that the read then swallows
@@ -33,11 +34,11 @@ proctype producer() {
     do
     :: i < 2 ->
         atomic {
-            was_empty = (inbox == 0); inbox++; pending = true;          /* [I1] */
+            was_empty = (inbox == 0); inbox++; pending = true;          /* [coro.I1] */
 #ifdef BROKEN_ALWAYS_SKIP
             if :: was_empty && i == 0 -> counter++ :: else -> skip fi
 #else
-            if :: was_empty -> counter++ :: else -> skip fi             /* [I2] */
+            if :: was_empty -> counter++ :: else -> skip fi             /* [coro.I2] */
 #endif
         };
         i++
@@ -58,8 +59,8 @@ proctype scheduler() {
             atomic { taken = taken + inbox; inbox = 0; pending = false };
             counter = 0
 #else
-            counter = 0;                                                 /* [I3] */
-            atomic { taken = taken + inbox; inbox = 0; pending = false } /* [I5] */
+            counter = 0;                                                 /* [coro.I3] */
+            atomic { taken = taken + inbox; inbox = 0; pending = false } /* [coro.I5] */
 #endif
         fi
     od;
