@@ -2,7 +2,7 @@
  * SPDX-License-Identifier: MIT
  *
  * WHAT IT SHOWS
- *   The concept notes' ThreadPoolExecutor example, in C: ten I/O-bound tasks that each wait
+ *   Python's classic ThreadPoolExecutor example, in C: ten I/O-bound tasks that each wait
  *   0.5 s (a sleep standing in for a network call) on five workers. Five run at once, so the
  *   whole batch takes about 1 s instead of 5 s, and as_completed hands back each result as
  *   soon as its task finishes, whatever order they were submitted in.

@@ -89,7 +89,7 @@ static void future_complete_failed_status(void) {
     TH_CHECK_EQ(conc_future_complete(f, EIO, &value), 0);
     TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_FAILED);
     TH_CHECK_EQ(conc_future_wait(f), EIO);
-    TH_CHECK(conc_future_result(f) == NULL);
+    TH_CHECK(conc_future_result(f) == &value); /* a failure keeps its detail */
     TH_CHECK_EQ(conc_future_cancel(f), EBUSY);
     conc_future_release(f);
 }
@@ -142,7 +142,7 @@ static void future_wait_wakes_on_complete(void) {
         int r = round % 3 ? conc_future_wait(f)
                           : conc_future_wait_until(f, conc_deadline_in(60 * CONC_SEC));
         TH_CHECK_EQ(r, round % 2 ? 9 : 0);
-        TH_CHECK(conc_future_result(f) == (round % 2 ? NULL : (void *)&value));
+        TH_CHECK(conc_future_result(f) == (void *)&value); /* done or failed: kept */
         pthread_join(t, NULL);
         conc_future_release(f);
     }
@@ -606,7 +606,7 @@ static void executor_map_in_order_bounded(void) {
         TH_CHECK_EQ(index, k); /* input order */
         if (k % 7 == 3) {
             TH_CHECK_EQ(status, ERANGE);
-            TH_CHECK(result == NULL);
+            TH_CHECK_EQ((uintptr_t)result, k * k); /* a failed input keeps its result */
         } else {
             TH_CHECK_EQ(status, 0);
             TH_CHECK_EQ((uintptr_t)result, k * k);
@@ -873,11 +873,11 @@ static void executor_stress_complete_vs_running_task(void) {
                 hand++;
                 overtaken += r.ran[i];
                 TH_CHECK_EQ(out, i % 3 == 0 ? EIO : 0);
-                TH_CHECK(conc_future_result(r.fs[i]) == (i % 3 == 0 ? NULL : &r.hand_marker));
-            } else { /* the task's own */
+                TH_CHECK(conc_future_result(r.fs[i]) == &r.hand_marker); /* failed too */
+            } else {                                                     /* the task's own */
                 TH_CHECK_EQ(r.ran[i], 1);
                 TH_CHECK_EQ(out, i % 5 == 0 ? EDOM : 0);
-                TH_CHECK(conc_future_result(r.fs[i]) == (i % 5 == 0 ? NULL : &r.task_marker));
+                TH_CHECK(conc_future_result(r.fs[i]) == &r.task_marker); /* failed too */
             }
             conc_future_release(r.fs[i]);
         }
@@ -1584,6 +1584,138 @@ static void executor_stress_steal_vs_cancel_shutdown_on_done(void) {
     TH_CHECK_EQ(ran + cancelled, rounds * STEAL_BURST);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The front door (issue 11): NULL and cleanup, failed results, create's limits, map's args
+ * ------------------------------------------------------------------------------------------- */
+static void future_release_null_is_noop(void) {
+    conc_future_release(NULL);
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 4), 0);
+    conc_executor_shutdown(ex, false);
+    conc_future_t *f = (conc_future_t *)&f; /* not NULL: submit must clear it */
+    TH_CHECK_EQ(conc_executor_submit(ex, task_noop, NULL, &f), EPIPE);
+    TH_CHECK(f == NULL);
+    conc_future_release(f); /* the plain cleanup of a failed submit */
+    conc_future_t *fs[3] = {NULL, NULL, NULL};
+    size_t done = 99;
+    TH_CHECK_EQ(conc_executor_submit_batch(ex, task_noop, NULL, 3, fs, &done), EPIPE);
+    TH_CHECK_EQ(done, 0);
+    for (int i = 0; i < 3; i++) {
+        TH_CHECK(fs[i] == NULL);
+        conc_future_release(fs[i]);
+    }
+    conc_executor_destroy(ex);
+}
+
+static char partial_detail[] = "partial";
+
+static int task_fail_with_detail(void *arg, void **result) {
+    if (arg) { /* a malloc'd detail: the waiter frees it */
+        char *msg = (char *)malloc(16);
+        if (msg)
+            strcpy(msg, "disk full");
+        *result = msg;
+        return ENOSPC;
+    }
+    *result = partial_detail;
+    return 42;
+}
+
+static void future_failed_task_keeps_result(void) {
+    conc_executor_t *ex;
+    conc_future_t *f, *g;
+    TH_CHECK_EQ(conc_executor_create(&ex, 2, 8), 0);
+    TH_CHECK_EQ(conc_executor_submit(ex, task_fail_with_detail, NULL, &f), 0);
+    TH_CHECK_EQ(conc_executor_submit(ex, task_fail_with_detail, &ex, &g), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 42);
+    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_FAILED);
+    TH_CHECK(conc_future_result(f) == partial_detail);
+    TH_CHECK_EQ(conc_future_wait(g), ENOSPC);
+    char *msg = (char *)conc_future_result(g);
+    TH_CHECK(msg != NULL && strcmp(msg, "disk full") == 0);
+    free(msg); /* the consumer owns the result (ASan reports a leak otherwise) */
+    conc_future_release(f);
+    conc_future_release(g);
+    conc_future_t *c;
+    TH_CHECK_EQ(conc_future_create(&c), 0);
+    TH_CHECK_EQ(conc_future_cancel(c), 0);
+    TH_CHECK(conc_future_result(c) == NULL); /* cancelled: no result */
+    conc_future_release(c);
+    conc_executor_destroy(ex);
+}
+
+typedef struct gate_start {
+    conc_future_t *gate;
+    long started; /* atomic */
+} gate_start;
+
+static int task_gate_started(void *arg, void **result) {
+    gate_start *g = (gate_start *)arg;
+    (void)result;
+    __atomic_store_n(&g->started, 1, __ATOMIC_RELEASE);
+    return conc_future_wait(g->gate);
+}
+
+static void executor_create_limits_match_docs(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, CONC_EXECUTOR_THREADS_MAX + 1, 4), EINVAL);
+    TH_CHECK(ex == NULL);
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, CONC_EXECUTOR_CAPACITY_MAX + 1), EINVAL);
+    TH_CHECK(ex == NULL);
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 100000), 0); /* past 65535: fine */
+    conc_executor_destroy(ex);
+    /* Capacity 0 is the default: exactly CONC_EXECUTOR_CAPACITY_DEFAULT queued tasks fit
+     * while the only worker is held in a task. */
+    gate_start g = {NULL, 0};
+    TH_CHECK_EQ(conc_future_create(&g.gate), 0);
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 0), 0);
+    TH_CHECK_EQ(conc_executor_submit(ex, task_gate_started, &g, NULL), 0);
+    while (__atomic_load_n(&g.started, __ATOMIC_ACQUIRE) == 0)
+        sched_yield();
+    for (size_t i = 0; i < CONC_EXECUTOR_CAPACITY_DEFAULT; i++)
+        TH_CHECK_EQ(conc_executor_try_submit(ex, task_count, NULL, NULL), 0); /* f == NULL */
+    TH_CHECK_EQ(conc_executor_try_submit(ex, task_count, NULL, NULL), EAGAIN);
+    long before = CNT_GET(&noop_runs);
+    TH_CHECK_EQ(conc_future_complete(g.gate, 0, NULL), 0);
+    conc_executor_destroy(ex); /* runs what was queued: the fire-and-forget tasks ran */
+    TH_CHECK_EQ(CNT_GET(&noop_runs) - before, (long)CONC_EXECUTOR_CAPACITY_DEFAULT);
+    conc_future_release(g.gate);
+}
+
+static void executor_map_reads_args_lazily(void) {
+    enum { N = 6, WINDOW = 2 };
+    static int values[N + 1] = {10, 11, 12, 13, 14, 15, 99};
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 2, 8), 0);
+    void **args = (void **)malloc(N * sizeof *args);
+    TH_CHECK(args != NULL);
+    for (int i = 0; i < N; i++)
+        args[i] = &values[i];
+    conc_map_t *m;
+    TH_CHECK_EQ(conc_map_create(&m, ex, task_echo, args, N, WINDOW), 0);
+    args[4] = &values[N]; /* input 4 is not submitted yet: it is read as changed */
+    for (int i = 0; i < N; i++) {
+        size_t index;
+        int status;
+        void *result;
+        TH_CHECK_EQ(conc_map_next(m, &index, &status, &result), 0);
+        TH_CHECK_EQ(index, (size_t)i);
+        TH_CHECK_EQ(status, 0);
+        TH_CHECK(result == (i == 4 ? &values[N] : &values[i]));
+    }
+    conc_map_destroy(m);
+    /* Destroyed early: after it returns, args is no longer read. */
+    TH_CHECK_EQ(conc_map_create(&m, ex, task_echo, args, N, WINDOW), 0);
+    size_t index;
+    int status;
+    void *result;
+    TH_CHECK_EQ(conc_map_next(m, &index, &status, &result), 0);
+    TH_CHECK(index == 0 && status == 0 && result == &values[0]);
+    conc_map_destroy(m);
+    free(args); /* ASan: any later read would be a use after free */
+    conc_executor_destroy(ex);
+}
+
 TH_MAIN("future", TH_CASE(future_create_is_pending), TH_CASE(future_complete_done_then_ebusy),
         TH_CASE(future_complete_failed_status), TH_CASE(future_cancel_pending_only),
         TH_CASE(future_wait_until_never_early), TH_CASE(future_wait_wakes_on_complete),
@@ -1611,4 +1743,6 @@ TH_MAIN("future", TH_CASE(future_create_is_pending), TH_CASE(future_complete_don
         TH_CASE_T(executor_deadlock_pairs_outer_waits_inner, 120),
         TH_CASE_T(executor_deadlock_chains_wait_on_later_tasks, 120),
         TH_CASE_T(executor_deadlock_blocked_task_does_not_hold_its_claim, 120),
-        TH_CASE_T(executor_stress_steal_vs_cancel_shutdown_on_done, 120))
+        TH_CASE_T(executor_stress_steal_vs_cancel_shutdown_on_done, 120),
+        TH_CASE(future_release_null_is_noop), TH_CASE(future_failed_task_keeps_result),
+        TH_CASE(executor_create_limits_match_docs), TH_CASE(executor_map_reads_args_lazily))

@@ -26,13 +26,17 @@
  *             conc_future_wait_any(fs, n, dl, &i)  0 (fs[i] is done), ETIMEDOUT, EINVAL, ENOMEM
  *             conc_future_wait_all(fs, n, dl)      0 (all done), ETIMEDOUT
  *   query     conc_future_is_done(f)               done, failed or cancelled
- *             conc_future_state(f)                 CONC_FUTURE_PENDING/RUNNING/DONE/FAILED/CANCELLED
- *             conc_future_result(f)                the result of a future done with status 0
+ *             conc_future_state(f)                 CONC_FUTURE_PENDING/RUNNING/DONE/FAILED/
+ *                                                  CANCELLED
+ *             conc_future_result(f)                done or failed: what the task (or complete)
+ *                                                  stored; NULL otherwise (see RESULTS)
  *   callback  conc_future_on_done(f, fn, arg)      0, ENOMEM; fn(f, arg) runs exactly once
- *   refs      conc_future_retain(f), conc_future_release(f)
- *   executor  conc_executor_create(&ex, threads, capacity)   0 threads: one per CPU
- *             conc_executor_submit(ex, fn, arg, &f)          blocks while full; 0, EPIPE
- *             conc_executor_try_submit(ex, fn, arg, &f)      0, EAGAIN, EPIPE
+ *   refs      conc_future_retain(f), conc_future_release(f)   release(NULL): no-op, as free
+ *   executor  conc_executor_create(&ex, threads, capacity)   0, EINVAL, ENOMEM; threads 0:
+ *                                                  one per CPU; capacity 0: 1024
+ *             conc_executor_submit(ex, fn, arg, &f)          blocks while full; 0, EPIPE,
+ *                                                  ENOMEM; f may be NULL (fire and forget)
+ *             conc_executor_try_submit(ex, fn, arg, &f)      0, EAGAIN, EPIPE, ENOMEM
  *             conc_executor_submit_batch(ex, fn, args, n, fs, &done)   0, EPIPE, ENOMEM
  *             conc_executor_shutdown(ex, cancel_pending)     idempotent; joins
  *             conc_executor_destroy(ex)                      shutdown(false), then free
@@ -55,15 +59,34 @@
  *   complete: EBUSY if the future is already completing, done, failed or cancelled (the
  *   second completer loses; nothing is changed). cancel: EBUSY unless pending.
  *   submit: EPIPE once shutdown has begun (also for submitters blocked on a full queue at
- *   that moment); try_submit: EAGAIN when the queue is full. create: EINVAL (capacity or
- *   threads past 65535), ENOMEM, or pthread_create's error. On any error nothing is queued
- *   and *f is set to NULL.
+ *   that moment); try_submit: EAGAIN when the queue is full; both: ENOMEM when no future
+ *   could be allocated (the pool is at CONC_EXECUTOR_POOL and malloc failed). On any error
+ *   nothing is queued and *f is set to NULL (so a cleanup loop may release every entry:
+ *   conc_future_release(NULL) does nothing). With f == NULL the task is fire and forget:
+ *   it runs as usual, and its outcome is dropped when it ends.
+ *   create: EINVAL for threads past 65535 or a capacity past 2^30 (CONC_EXECUTOR_THREADS_MAX,
+ *   CONC_EXECUTOR_CAPACITY_MAX), ENOMEM, or pthread_create's error; threads 0 means one per
+ *   CPU, capacity 0 the default, 1024 (CONC_EXECUTOR_CAPACITY_DEFAULT).
  *   submit_batch args: args[i] is task i's argument; args == NULL passes the index i itself,
  *   as (void *)(uintptr_t)i (a parallel for). It blocks while the queue is full and returns 0
  *   once all n are queued, or EPIPE: then *submitted (may be NULL) says how many were queued,
  *   and fs[i] is NULL for the rest.
+ *   conc_map_create: args is NULL (input i gets (void *)(uintptr_t)i) or an array of n task
+ *   arguments (void *const *: conc_map never writes or frees it). It is read lazily: args[i]
+ *   when input i is submitted (the first `window` at create, then one each time a result is
+ *   taken), so it must stay valid until every input is submitted or conc_map_destroy
+ *   returns, and an element changed before its input is submitted is read as changed.
+ *   window: EINVAL if 0; above n it is n.
  *   conc_map_next: the results come in INPUT order (as Python's map); *status is task i's
- *   outcome, or EPIPE if input i could not be submitted because the executor shut down.
+ *   outcome, or EPIPE if input i could not be submitted because the executor shut down;
+ *   *result is conc_future_result of task i (so a failed input's error detail too).
+ *
+ * RESULTS
+ *   A done future's result is what the task stored in *result (or complete's r). A failed
+ *   one keeps its result too: the task's error detail, as Python's Future.exception()
+ *   (NULL if it stored none). conc never frees a result, the task's or complete's: the code
+ *   that consumes the outcome owns it (a task that mallocs an error message expects its
+ *   waiter to free it). A cancelled future has none (NULL).
  *   conc_executor_destroy called from one of the executor's own tasks aborts with
  *   "conc_executor_destroy: called from one of its own tasks".
  *
@@ -495,6 +518,8 @@ CONC_NOINLINE void conc__future_free(conc_future_t *f) {
 
 /* [R2]/[A2] acq_rel: every thread's last use of the future happens before the free. */
 static inline void conc_future_release(conc_future_t *f) {
+    if (!f)
+        return; /* as free(NULL): a failed submit leaves NULL behind */
     uint32_t old = conc_fetch_sub(&f->state, CONC__FUT_REF, CONC_ACQ_REL);
     if (CONC_UNLIKELY((old & CONC__FUT_REFS) == CONC__FUT_REF))
         conc__future_free(f);
@@ -597,7 +622,7 @@ CONC_INLINE int conc__future_settle(conc_future_t *f, unsigned from, int status,
  * timeline above). v is the word as the gate left it (a guess is fine: the CAS corrects it). */
 CONC_INLINE void conc__future_task_done(conc_future_t *f, uint32_t v, int status, void *result) {
     f->task_status = status;
-    f->task_result = status == 0 ? result : NULL; /* f->arg is dead: the task has run */
+    f->task_result = result; /* kept for a failure too (RESULTS); f->arg is dead: it has run */
     uint32_t final_state = (status == 0 ? CONC__FUT_DONE : CONC__FUT_FAILED) | CONC__FUT_TASK;
     for (;;) {
         if (CONC_UNLIKELY((v & CONC__FUT_STATE) != CONC__FUT_RUNNING))
@@ -627,8 +652,7 @@ CONC_INLINE void conc__future_task_done(conc_future_t *f, uint32_t v, int status
 
 CONC_NODISCARD static inline int conc_future_complete(conc_future_t *f, int status, void *result) {
     return conc__future_settle(f, CONC__FROM(CONC__FUT_PENDING) | CONC__FROM(CONC__FUT_RUNNING),
-                               status, status == 0 ? result : NULL,
-                               status == 0 ? CONC__FUT_DONE : CONC__FUT_FAILED);
+                               status, result, status == 0 ? CONC__FUT_DONE : CONC__FUT_FAILED);
 }
 
 static inline int conc_future_cancel(conc_future_t *f) {
@@ -655,7 +679,8 @@ static inline conc_future_state_t conc_future_state(const conc_future_t *f) {
 /* NULL unless the future is done with status 0. [A1] acquire: pairs with [R1]. */
 static inline void *conc_future_result(const conc_future_t *f) {
     uint32_t v = conc_load(&f->state, CONC_ACQUIRE);
-    if ((v & CONC__FUT_STATE) != CONC__FUT_DONE)
+    uint32_t s = v & CONC__FUT_STATE;
+    if (s != CONC__FUT_DONE && s != CONC__FUT_FAILED)
         return NULL;
     return (v & CONC__FUT_TASK) ? f->task_result : f->result;
 }
@@ -1072,15 +1097,18 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
 #define CONC__EXECUTOR_IDLE_WAKING 0x10000u
 #define CONC__EXECUTOR_IDLE_WATCHING 0x20000u
 #define CONC__EXECUTOR_IDLE_SEQ_ONE 0x40000u
-#define CONC__EXECUTOR_THREADS_MAX 65535u /* sleepers fit SLEEPERS_MASK */
+/* create's limits (ERRORS). Threads: the idle word counts every sleeper in 16 bits. */
+#define CONC_EXECUTOR_THREADS_MAX 65535u
+#define CONC_EXECUTOR_CAPACITY_MAX ((size_t)1 << 30) /* 8 GiB of queue: any more is a mistake */
+#define CONC_EXECUTOR_CAPACITY_DEFAULT ((size_t)1024)
 
 #if defined(__cplusplus)
 static_assert(CONC__EXECUTOR_CLAIM_MAX <= 0xff, "a claim's END and NEXT fit 8 bits");
-static_assert(CONC__EXECUTOR_THREADS_MAX <= CONC__EXECUTOR_IDLE_SLEEPERS_MASK,
+static_assert(CONC_EXECUTOR_THREADS_MAX <= CONC__EXECUTOR_IDLE_SLEEPERS_MASK,
               "every worker can sleep at once");
 #else
 _Static_assert(CONC__EXECUTOR_CLAIM_MAX <= 0xff, "a claim's END and NEXT fit 8 bits");
-_Static_assert(CONC__EXECUTOR_THREADS_MAX <= CONC__EXECUTOR_IDLE_SLEEPERS_MASK,
+_Static_assert(CONC_EXECUTOR_THREADS_MAX <= CONC__EXECUTOR_IDLE_SLEEPERS_MASK,
                "every worker can sleep at once");
 #endif
 
@@ -1627,8 +1655,8 @@ CONC_NODISCARD static inline int conc_executor_create(conc_executor_t **out, uns
     if (threads == 0)
         threads = (unsigned)conc_cpu_count();
     if (queue_capacity == 0)
-        queue_capacity = 1024;
-    if (threads > CONC__EXECUTOR_THREADS_MAX || queue_capacity > ((size_t)1 << 40))
+        queue_capacity = CONC_EXECUTOR_CAPACITY_DEFAULT;
+    if (threads > CONC_EXECUTOR_THREADS_MAX || queue_capacity > CONC_EXECUTOR_CAPACITY_MAX)
         return EINVAL;
     conc_executor_t *ex = (conc_executor_t *)aligned_alloc(CONC_CACHELINE, sizeof *ex);
     if (!ex)
@@ -1935,8 +1963,8 @@ static inline bool conc__future_start(conc_future_t *f) {
     do {
         if ((v & CONC__FUT_STATE) != CONC__FUT_PENDING)
             return false;
-    } while (!conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING,
-                            CONC_RELAXED, CONC_RELAXED));
+    } while (!conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING, CONC_RELAXED,
+                            CONC_RELAXED));
     return true;
 }
 
