@@ -88,6 +88,8 @@
  *     memory set up before create; map's arg and submit's fn must be valid there.
  *   - Create the pool early, before threads that hold locks (a fork copies locked mutexes
  *     as they are). glibc makes malloc and stdio safe across fork; your own locks are not.
+ *     create flushes every stdio stream first (fflush(NULL), so no buffered output is
+ *     duplicated into the workers): it waits for a stream another thread holds locked.
  *     Replacements never copy the live parent: they are forked from a fork server made at
  *     create, a single-threaded copy of the parent as it was then.
  *   - Workers ignore SIGINT (Ctrl-C reaches the whole process group: the parent decides),
@@ -1901,8 +1903,8 @@ CONC_NODISCARD static inline int conc_forkpool_create(conc_forkpool_t **out,
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
             e = errno;
         } else {
-            p->ctl =
-                sv[0]; /* blocking sends (see CONC__FORKPOOL_SPAWN_BATCH), MSG_DONTWAIT reads */
+            /* Blocking sends (see CONC__FORKPOOL_SPAWN_BATCH), MSG_DONTWAIT reads. */
+            p->ctl = sv[0];
             p->ctl_server = sv[1];
         }
     }
