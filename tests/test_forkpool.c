@@ -246,6 +246,30 @@ static void forkpool_many_workers(void) {
     fp_check_no_children();
 }
 
+/* Maps from several threads run one after another, each exactly once over its own items. */
+typedef struct fp_two_maps {
+    conc_forkpool_t *p;
+    fp_map_arg *a[2];
+} fp_two_maps;
+
+static void fp_two_maps_thread(int index, void *arg) {
+    fp_two_maps *t = (fp_two_maps *)arg;
+    size_t n = 3000;
+    for (int round = 0; round < 20; round++)
+        TH_CHECK_EQ(conc_forkpool_map(t->p, fp_item, t->a[index], n, NULL), 0);
+    for (size_t i = 0; i < n; i++)
+        TH_CHECK_EQ(t->a[index]->s->count[i], 20);
+}
+
+static void forkpool_maps_from_two_threads(void) {
+    fp_two_maps t;
+    t.p = fp_create(2);
+    for (int k = 0; k < 2; k++)
+        t.a[k] = fp_arg(t.p, fp_shared_alloc(t.p, 3000));
+    th_run_threads(2, fp_two_maps_thread, &t);
+    conc_forkpool_destroy(t.p);
+}
+
 /* raise(SIGSEGV), abort() and exit(3) inside fn: each item names its death. */
 static void forkpool_map_crashes_named(void) {
     conc_forkpool_t *p = fp_create(2);
@@ -1139,10 +1163,11 @@ static void forkpool_stress_mixed(void) {
 
 TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
         TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
-        TH_CASE(forkpool_map_crashes_named), TH_CASE(forkpool_map_retry_succeeds),
-        TH_CASE(forkpool_map_task_timeout), TH_CASE(forkpool_map_sigint_to_group),
-        TH_CASE(forkpool_submit_future_api), TH_CASE(forkpool_submit_big_result),
-        TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
+        TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_map_crashes_named),
+        TH_CASE(forkpool_map_retry_succeeds), TH_CASE(forkpool_map_task_timeout),
+        TH_CASE(forkpool_map_sigint_to_group), TH_CASE(forkpool_submit_future_api),
+        TH_CASE(forkpool_submit_big_result), TH_CASE(forkpool_submit_tiny_and_huge),
+        TH_CASE(forkpool_submit_cancel_running_and_queued),
         TH_CASE(forkpool_submit_timeout_and_crash), TH_CASE(forkpool_submit_bounded_queue),
         TH_CASE(forkpool_shutdown_cancels_pending), TH_CASE(forkpool_init_failing_leaves_nothing),
         TH_CASE(forkpool_max_tasks_per_child),
