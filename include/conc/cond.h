@@ -28,6 +28,8 @@
  *             conc_cond_wait_until(c, lock, dl)         0, ETIMEDOUT; lock held again either way
  *             conc_cond_wait_rlock(c, rlock)            0, EPERM; the full depth is given up
  *             conc_cond_wait_rlock_until(c, rlock, dl)  0, ETIMEDOUT, EPERM     and restored
+ *             conc_cond_wait_for(c, lock, pred, arg, dl)  pred's last value (bool): waits
+ *                                                       until pred(arg) holds or dl passes
  *   notify    conc_cond_notify(c)                       wake at least one waiter, if any
  *             conc_cond_notify_all(c)                   wake every waiter
  *
@@ -299,6 +301,27 @@ static inline void conc_cond_notify(conc_cond_t *c) {
 static inline void conc_cond_notify_all(conc_cond_t *c) {
     if (CONC_UNLIKELY(conc_load(&c->state, CONC_RELAXED) & CONC__COND_WAITER_MASK))
         conc__cond_notify_slow(c, INT_MAX);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Predicate waits (Python's Condition.wait_for)
+ * ------------------------------------------------------------------------------------------- */
+
+/* The caller holds l; pred(arg) runs with l held, first before any wait, then after every
+ * wake (a notify, a spurious wakeup or the deadline). Returns pred's last value: true as soon
+ * as it holds, false once the deadline passed with it false (it is checked one last time after
+ * the deadline's wait). A past deadline checks once and never waits. l is held on return. */
+CONC_NODISCARD static inline bool conc_cond_wait_for(conc_cond_t *c, conc_lock_t *l,
+                                                     bool (*pred)(void *), void *arg,
+                                                     int64_t deadline) {
+    bool result = pred(arg);
+    while (!result) {
+        if (deadline != CONC_FOREVER && conc_now() >= deadline)
+            break;
+        (void)conc__cond_wait_lock(c, l, deadline);
+        result = pred(arg);
+    }
+    return result;
 }
 
 #ifdef __cplusplus

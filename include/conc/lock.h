@@ -22,6 +22,7 @@
  *             conc_lock_try_acquire(l)            0, EBUSY; never blocks
  *             conc_lock_acquire_until(l, dl)      0, ETIMEDOUT; dl is an absolute deadline
  *   release   conc_lock_release(l)
+ *   scoped    CONC_WITH_LOCK(&l) { ... }          released on every way out but longjmp
  *   query     conc_lock_is_locked(l)              a snapshot: stale as soon as it returns
  *
  * ERRORS
@@ -402,6 +403,49 @@ static inline void conc_lock_release(conc_lock_t *l) {
 static inline bool conc_lock_is_locked(const conc_lock_t *l) {
     return (conc_load(&l->word, CONC_RELAXED) & CONC__LOCK_HELD) != 0;
 }
+
+/* -------------------------------------------------------------------------------------------
+ * Scoped form: CONC_WITH_LOCK(&l) { ... }  (Python's `with lock:`)
+ *
+ * Acquires l, runs the block, releases l however the block is left: falling off its end,
+ * `return`, `break`, `continue` or a `goto` out of it. Built on __attribute__((cleanup)) (gcc
+ * and clang, C and C++): the guard variable's cleanup releases the lock when the variable
+ * goes out of scope; the hidden one-pass `for` releases it on the normal way out.
+ * Caveats:
+ *   - `break` and `continue` inside the block end the block: they bind to the hidden `for`,
+ *     not to a loop around CONC_WITH_LOCK (to leave that loop, set a flag or use goto).
+ *   - goto out of the block releases; never jump into it (past the acquire).
+ *   - longjmp out of the block and exit() skip cleanups: the lock stays held.
+ *   - C++ exceptions unwinding through the block run the cleanup (g++ and clang++ treat it as
+ *     a destructor), but in C code compiled without -fexceptions they do not; in C++ prefer
+ *     an RAII guard anyway.
+ *   - Blocking acquire only: for a deadline use conc_lock_acquire_until and release yourself.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct conc__lock_guard {
+    conc_lock_t *lock; /* NULL once released */
+} conc__lock_guard;
+
+CONC_INLINE conc__lock_guard conc__lock_guard_take(conc_lock_t *l) {
+    conc_lock_acquire(l);
+    conc__lock_guard g = {l};
+    return g;
+}
+
+static inline void conc__lock_guard_drop(conc__lock_guard *g) {
+    if (g->lock != NULL) {
+        conc_lock_release(g->lock);
+        g->lock = NULL;
+    }
+}
+
+#define CONC__LOCK_CAT2(a, b) a##b
+#define CONC__LOCK_CAT(a, b) CONC__LOCK_CAT2(a, b)
+#define CONC__LOCK_WITH(l, g)                                                                      \
+    for (conc__lock_guard g                                                                        \
+         __attribute__((cleanup(conc__lock_guard_drop))) = conc__lock_guard_take(l);               \
+         g.lock != NULL; conc__lock_guard_drop(&g))
+#define CONC_WITH_LOCK(l) CONC__LOCK_WITH((l), CONC__LOCK_CAT(conc__lock_guard_, __COUNTER__))
 
 /* -------------------------------------------------------------------------------------------
  * For other conc headers. The only lock internals another header may use: a change to the

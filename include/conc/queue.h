@@ -44,6 +44,12 @@
  *             conc_queue_try_pop_batch(q, items, n, &popped)      0, EAGAIN, EPIPE; one claim
  *             conc_queue_pop_batch_until(q, items, n, dl, &popped)    0, ETIMEDOUT, EPIPE
  *   close     conc_queue_close(q)                                 idempotent
+ *   tasks     conc_queue_push_task(q, item) / _try_push_task / _push_task_until(q, item, dl)
+ *                                                                 push, counting a task; as push,
+ *                                                                 and EOVERFLOW
+ *             conc_queue_task_done(q)                             0, EINVAL (none unfinished)
+ *             conc_queue_join(q), conc_queue_join_until(q, dl)    0, ETIMEDOUT; every task done
+ *             conc_queue_unfinished(q)                            a snapshot
  *   query     conc_queue_is_closed(q), conc_queue_size(q), conc_queue_capacity(q),
  *             conc_queue_item_size(q)
  *
@@ -187,11 +193,19 @@ typedef struct conc_queue {
      * sleeps: one line for both keeps the busy path to one read-shared line. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t not_empty;
     uint32_t not_full;
+    /* Task accounting (push_task, task_done, join): {unfinished: high half; WAITERS bit 0,
+     * generation bits 1..31: the low half, a futex}. Touched only by the _task calls, so a
+     * queue that never uses them pays nothing: the word fills spare room in this line. */
+    uint64_t tasks;
     /* The slots follow the struct (offset sizeof(conc_queue_t)): no pointer anywhere. */
 } conc_queue_t;
 
 CONC_STATIC_ASSERT(__alignof__(conc_queue_t) == CONC_QUEUE_ALIGN,
                    "init_in checks the struct's alignment");
+
+/* Four lines: read-only, tail, head, eventcounts (the task word fits in the last one's spare
+ * room, so a queue that never counts tasks pays nothing for it). */
+CONC_STATIC_ASSERT(sizeof(conc_queue_t) == 4 * CONC_CACHELINE, "the task word adds no room");
 
 #define CONC__QUEUE_MAGIC 0x636f6e6371756575ull /* "concqueu" */
 #define CONC__QUEUE_CLOSED (1ull << 63)         /* in tail */
@@ -724,6 +738,140 @@ static inline size_t conc_queue_size(const conc_queue_t *q) {
             return (size_t)(q->capacity - hix + tix);
         return tail == head ? 0 : (size_t)q->capacity;
     }
+}
+
+/* -------------------------------------------------------------------------------------------
+ * Task accounting (Python's Queue.task_done / Queue.join), opt-in
+ *
+ * push_task counts the item as an unfinished task before pushing it (a push that fails takes
+ * the count back); a consumer calls task_done once it has finished with an item it popped;
+ * join waits until every counted task is done. Plain push never touches the count, and a
+ * queue whose users never call the _task verbs pays nothing (bench_queue shows it).
+ *
+ *   last task_done                             joiner
+ *   ---------------------------------------    --------------------------------------------
+ *                                              load: unfinished 1, generation g
+ *                                              CAS: raise WAITERS
+ *   CAS: 1 -> 0, generation g+1,
+ *        WAITERS off   [queue.T1]
+ *   old word had WAITERS: wake(all)
+ *                                              futex_wait(low, {g, WAITERS})
+ *                                                -> EAGAIN: the generation moved
+ *
+ * Either the CAS comes first and futex_wait finds the low half changed, or the joiner is
+ * queued first and the wake, decided from the very bit it raised, finds it. A join returns
+ * when the count is 0 or a zero happened after it began (a push_task right after the zero
+ * does not strand it). tests/models/latch.pml checks the same protocol (conc_latch).
+ * ------------------------------------------------------------------------------------------- */
+
+#define CONC__QUEUE_TASK_ONE ((uint64_t)1 << 32)
+#define CONC__QUEUE_TASK_WAITERS ((uint64_t)0x1)
+#define CONC__QUEUE_TASK_GEN_ONE ((uint64_t)0x2)
+#define CONC__QUEUE_TASK_GEN_MASK ((uint64_t)0xfffffffe)
+
+CONC_INLINE uint32_t *conc__queue_tasks_futex(conc_queue_t *q) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (uint32_t *)(void *)&q->tasks + 1;
+#else
+    return (uint32_t *)(void *)&q->tasks;
+#endif
+}
+
+/* Relaxed: counting a task publishes nothing (the push that follows publishes the item). */
+CONC_INLINE int conc__queue_task_add(conc_queue_t *q) {
+    uint64_t w = conc_load(&q->tasks, CONC_RELAXED);
+    do {
+        if ((w >> 32) == UINT32_MAX)
+            return EOVERFLOW;
+    } while (!conc_cas_weak(&q->tasks, &w, w + CONC__QUEUE_TASK_ONE, CONC_RELAXED, CONC_RELAXED));
+    return 0;
+}
+
+/* [queue.T1] release: what the consumer did with its items goes to the joiners the zero
+ * releases (the word's RMWs form one release sequence). */
+CONC_INLINE int conc__queue_task_sub(conc_queue_t *q) {
+    uint64_t w = conc_load(&q->tasks, CONC_RELAXED), next;
+    do {
+        if ((w >> 32) == 0)
+            return EINVAL;
+        next = w - CONC__QUEUE_TASK_ONE;
+        if ((next >> 32) == 0)
+            next = (next & ~(CONC__QUEUE_TASK_GEN_MASK | CONC__QUEUE_TASK_WAITERS)) |
+                   ((w + CONC__QUEUE_TASK_GEN_ONE) & CONC__QUEUE_TASK_GEN_MASK);
+    } while (!conc_cas_weak(&q->tasks, &w, next, CONC_RELEASE, CONC_RELAXED));
+    if ((next >> 32) == 0 && (w & CONC__QUEUE_TASK_WAITERS))
+        conc_futex_wake(conc__queue_tasks_futex(q), INT_MAX, (int)(q->flags & CONC_SHARED));
+    return 0;
+}
+
+CONC_COLD int conc__queue_join_slow(conc_queue_t *q, uint64_t w, int64_t deadline) {
+    const uint64_t gen = w & CONC__QUEUE_TASK_GEN_MASK;
+    int r = 0;
+    for (;;) {
+        /* [queue.T2] acquire (load or CAS failure): pairs with the [queue.T1] of the zero. */
+        if ((w >> 32) == 0 || (w & CONC__QUEUE_TASK_GEN_MASK) != gen)
+            return 0;
+        if (r == ETIMEDOUT || (deadline != CONC_FOREVER && conc_now() >= deadline))
+            return ETIMEDOUT;
+        if (!(w & CONC__QUEUE_TASK_WAITERS)) {
+            /* A request the zeroing CAS reads (acquire for the failure case, [queue.T2]). */
+            if (!conc_cas(&q->tasks, &w, w | CONC__QUEUE_TASK_WAITERS, CONC_ACQUIRE, CONC_ACQUIRE))
+                continue;
+            w |= CONC__QUEUE_TASK_WAITERS;
+        }
+        r = conc_futex_wait(conc__queue_tasks_futex(q), (uint32_t)w, (int)(q->flags & CONC_SHARED),
+                            deadline);
+        w = conc_load(&q->tasks, CONC_ACQUIRE); /* [queue.T2] */
+    }
+}
+
+/* push, counting the item as an unfinished task: 0, EPIPE (closed: not counted),
+ * EOVERFLOW (2^32 - 1 tasks unfinished: not pushed). */
+static inline int conc_queue_push_task(conc_queue_t *q, const void *item) {
+    int e = conc__queue_task_add(q);
+    if (e == 0 && (e = conc_queue_push(q, item)) != 0)
+        (void)conc__queue_task_sub(q);
+    return e;
+}
+
+CONC_NODISCARD static inline int conc_queue_try_push_task(conc_queue_t *q, const void *item) {
+    int e = conc__queue_task_add(q);
+    if (e == 0 && (e = conc_queue_try_push(q, item)) != 0)
+        (void)conc__queue_task_sub(q);
+    return e;
+}
+
+CONC_NODISCARD static inline int conc_queue_push_task_until(conc_queue_t *q, const void *item,
+                                                            int64_t deadline) {
+    int e = conc__queue_task_add(q);
+    if (e == 0 && (e = conc_queue_push_until(q, item, deadline)) != 0)
+        (void)conc__queue_task_sub(q);
+    return e;
+}
+
+/* One counted task is finished: 0, or EINVAL when no task is unfinished (Python: ValueError
+ * "task_done() called too many times"); the count is left as it was then. */
+static inline int conc_queue_task_done(conc_queue_t *q) {
+    return conc__queue_task_sub(q);
+}
+
+/* Waits until every counted task is done: 0, ETIMEDOUT. */
+CONC_NODISCARD static inline int conc_queue_join_until(conc_queue_t *q, int64_t deadline) {
+    uint64_t w = conc_load(&q->tasks, CONC_ACQUIRE); /* [queue.T2] */
+    if ((w >> 32) == 0)
+        return 0;
+    return conc__queue_join_slow(q, w, deadline);
+}
+
+static inline void conc_queue_join(conc_queue_t *q) {
+    uint64_t w = conc_load(&q->tasks, CONC_ACQUIRE); /* [queue.T2] */
+    if ((w >> 32) != 0)
+        (void)conc__queue_join_slow(q, w, CONC_FOREVER);
+}
+
+/* Counted tasks not yet done: a relaxed snapshot. */
+static inline size_t conc_queue_unfinished(const conc_queue_t *q) {
+    return (size_t)(conc_load(&q->tasks, CONC_RELAXED) >> 32);
 }
 
 /* -------------------------------------------------------------------------------------------

@@ -1,0 +1,287 @@
+/* tests/test_verbs.c - the verbs issue 15 adds to existing modules: conc_cond_wait_for,
+ * CONC_WITH_LOCK, and the queue's opt-in task accounting (push_task, task_done, join).
+ * SPDX-License-Identifier: MIT */
+#include "conc/cond.h"
+#include "conc/queue.h"
+
+#include "harness.h"
+
+/* ---- conc_cond_wait_for ------------------------------------------------------------------- */
+
+typedef struct box {
+    conc_lock_t lock;
+    conc_cond_t cond;
+    int value;      /* plain: guarded by lock */
+    int pred_calls; /* plain: pred runs with the lock held */
+    int want;
+    int done; /* release/acquire: the waiter returned */
+    bool result;
+    int64_t deadline;
+} box;
+
+static bool value_reached(void *arg) {
+    box *b = (box *)arg;
+    TH_CHECK(conc_lock_is_locked(&b->lock)); /* always called with the lock held */
+    b->pred_calls++;
+    return b->value >= b->want;
+}
+
+static void cond_wait_for_checks_before_waiting(void) {
+    box b;
+    memset(&b, 0, sizeof b);
+    b.want = 0;
+    conc_lock_acquire(&b.lock);
+    TH_CHECK(conc_cond_wait_for(&b.cond, &b.lock, value_reached, &b, conc_now() - 1));
+    TH_CHECK_EQ(b.pred_calls, 1); /* true at once: no wait, even with a past deadline */
+    b.want = 1;
+    TH_CHECK(!conc_cond_wait_for(&b.cond, &b.lock, value_reached, &b, 0));
+    TH_CHECK_EQ(b.pred_calls, 2); /* past deadline, false: checked once, no wait */
+    int64_t dl = conc_deadline_in(20 * CONC_MS);
+    TH_CHECK(!conc_cond_wait_for(&b.cond, &b.lock, value_reached, &b, dl));
+    TH_CHECK_NOT_EARLY(dl);
+    TH_CHECK(b.pred_calls >= 4); /* before the wait and after it */
+    TH_CHECK(conc_lock_is_locked(&b.lock));
+    conc_lock_release(&b.lock);
+}
+
+static void *wait_for_main(void *arg) {
+    box *b = (box *)arg;
+    conc_lock_acquire(&b->lock);
+    b->result = conc_cond_wait_for(&b->cond, &b->lock, value_reached, b, b->deadline);
+    TH_CHECK(conc_lock_is_locked(&b->lock));
+    conc_lock_release(&b->lock);
+    __atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Notifies that leave the predicate false do not end the wait; the one that makes it true
+ * does, and the waiter returns true having re-checked after every wake. */
+static void cond_wait_for_rechecks_after_every_wake(void) {
+    box b;
+    memset(&b, 0, sizeof b);
+    b.want = 5;
+    b.deadline = CONC_FOREVER;
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, wait_for_main, &b), 0);
+    for (int v = 1; v <= 5; v++) {
+        th_sleep_ns(1000000);
+        conc_lock_acquire(&b.lock);
+        b.value = v;
+        conc_cond_notify_all(&b.cond);
+        conc_lock_release(&b.lock);
+        if (v < 5)
+            TH_CHECK_EQ(__atomic_load_n(&b.done, __ATOMIC_ACQUIRE), 0); /* still false */
+    }
+    pthread_join(t, NULL);
+    TH_CHECK(b.result);
+    TH_CHECK(b.pred_calls >= 2);
+}
+
+static void cond_wait_for_times_out_false(void) {
+    box b;
+    memset(&b, 0, sizeof b);
+    b.want = 1;
+    b.deadline = conc_deadline_in(30 * CONC_MS);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, wait_for_main, &b), 0);
+    for (int i = 0; i < 3; i++) { /* wakes with the predicate still false */
+        th_sleep_ns(2000000);
+        conc_lock_acquire(&b.lock);
+        conc_cond_notify(&b.cond);
+        conc_lock_release(&b.lock);
+    }
+    pthread_join(t, NULL);
+    TH_CHECK(!b.result);
+    TH_CHECK_NOT_EARLY(b.deadline);
+}
+
+/* ---- CONC_WITH_LOCK ----------------------------------------------------------------------- */
+
+static conc_lock_t scoped = CONC_LOCK_INIT;
+static long scoped_counter; /* plain: guarded by scoped */
+
+static int returns_from_inside(int x) {
+    CONC_WITH_LOCK(&scoped) {
+        scoped_counter++;
+        if (x > 0)
+            return x; /* the cleanup releases */
+        scoped_counter++;
+    }
+    return -1;
+}
+
+static void with_lock_releases_on_every_way_out(void) {
+    CONC_WITH_LOCK(&scoped) {
+        TH_CHECK(conc_lock_is_locked(&scoped));
+        scoped_counter++;
+    }
+    TH_CHECK(!conc_lock_is_locked(&scoped)); /* falling off the end */
+
+    TH_CHECK_EQ(returns_from_inside(7), 7);
+    TH_CHECK(!conc_lock_is_locked(&scoped)); /* return */
+    TH_CHECK_EQ(returns_from_inside(0), -1);
+    TH_CHECK(!conc_lock_is_locked(&scoped));
+
+    int runs = 0;
+    for (int i = 0; i < 3; i++) {
+        CONC_WITH_LOCK(&scoped) {
+            runs++;
+            if (i == 1)
+                break; /* ends the block (the hidden for), not the outer loop */
+            scoped_counter++;
+        }
+        TH_CHECK(!conc_lock_is_locked(&scoped));
+    }
+    TH_CHECK_EQ(runs, 3); /* the outer loop ran on */
+
+    CONC_WITH_LOCK(&scoped) {
+        runs++;
+        continue; /* also ends the block, releasing */
+    }
+    TH_CHECK(!conc_lock_is_locked(&scoped));
+    TH_CHECK_EQ(runs, 4);
+
+    CONC_WITH_LOCK(&scoped) {
+        if (runs == 4)
+            goto out; /* leaving the scope by goto runs the cleanup */
+    }
+    TH_CHECK(0); /* not reached */
+out:
+    TH_CHECK(!conc_lock_is_locked(&scoped));
+
+    conc_lock_t second = CONC_LOCK_INIT;
+    CONC_WITH_LOCK(&scoped) {
+        CONC_WITH_LOCK(&second) { /* nested, in lock order */
+            TH_CHECK(conc_lock_is_locked(&scoped) && conc_lock_is_locked(&second));
+        }
+        TH_CHECK(!conc_lock_is_locked(&second));
+    }
+    TH_CHECK(!conc_lock_is_locked(&scoped));
+}
+
+static void with_lock_worker(int index, void *arg) {
+    (void)index;
+    long n = *(const long *)arg;
+    for (long i = 0; i < n; i++) {
+        CONC_WITH_LOCK(&scoped) {
+            scoped_counter++;
+            if (i % 3 == 0)
+                continue;
+            if (i % 5 == 0)
+                break;
+        }
+    }
+}
+
+static void with_lock_stress_exact_total(void) {
+    scoped_counter = 0;
+    long n = th_iters(50000);
+    int threads = th_threads(8);
+    th_run_threads(threads, with_lock_worker, &n);
+    TH_CHECK_EQ(scoped_counter, threads * n);
+    TH_CHECK(!conc_lock_is_locked(&scoped));
+}
+
+/* ---- queue task accounting ----------------------------------------------------------------- */
+
+static void queue_tasks_count_and_refuse(void) {
+    conc_queue_t *q;
+    TH_CHECK_EQ(conc_queue_create(&q, 2, sizeof(int)), 0);
+    int x = 1;
+    TH_CHECK_EQ(conc_queue_task_done(q), EINVAL); /* nothing unfinished */
+    TH_CHECK_EQ(conc_queue_join_until(q, 0), 0);  /* nothing to wait for */
+    TH_CHECK_EQ(conc_queue_push(q, &x), 0);       /* plain push: not counted */
+    TH_CHECK_EQ(conc_queue_unfinished(q), 0);
+    TH_CHECK_EQ(conc_queue_push_task(q, &x), 0);
+    TH_CHECK_EQ(conc_queue_unfinished(q), 1);
+    TH_CHECK_EQ(conc_queue_try_push_task(q, &x), EAGAIN); /* full: not counted */
+    TH_CHECK_EQ(conc_queue_push_task_until(q, &x, conc_now()), ETIMEDOUT);
+    TH_CHECK_EQ(conc_queue_unfinished(q), 1);
+    int64_t dl = conc_deadline_in(10 * CONC_MS);
+    TH_CHECK_EQ(conc_queue_join_until(q, dl), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(dl);
+    TH_CHECK_EQ(conc_queue_pop(q, &x), 0);
+    TH_CHECK_EQ(conc_queue_pop(q, &x), 0);
+    TH_CHECK_EQ(conc_queue_task_done(q), 0);
+    TH_CHECK_EQ(conc_queue_unfinished(q), 0);
+    conc_queue_join(q);
+    conc_queue_close(q);
+    TH_CHECK_EQ(conc_queue_push_task(q, &x), EPIPE); /* closed: not counted */
+    TH_CHECK_EQ(conc_queue_unfinished(q), 0);
+    conc_queue_destroy(q);
+}
+
+/* Producers push_task numbered items; consumers pop each, bump its plain counter, then
+ * task_done; the main thread joins and reads the counters: join orders every consumer's
+ * writes before it returns. Three rounds on the same queue (the count reaches zero each time,
+ * and the consumers stay). */
+typedef struct tasks_ctx {
+    conc_queue_t *q;
+    long per_producer;
+    unsigned char *seen; /* plain: bumped by the consumer that got the item */
+} tasks_ctx;
+
+typedef struct tasks_arg {
+    tasks_ctx *c;
+    int index;
+} tasks_arg;
+
+static void *tasks_producer(void *p) {
+    tasks_arg *a = (tasks_arg *)p;
+    for (long i = 0; i < a->c->per_producer; i++) {
+        long item = a->index * a->c->per_producer + i;
+        TH_CHECK_EQ(conc_queue_push_task(a->c->q, &item), 0);
+    }
+    return NULL;
+}
+
+static void *tasks_consumer(void *p) {
+    tasks_arg *a = (tasks_arg *)p;
+    long item;
+    while (conc_queue_pop(a->c->q, &item) == 0) {
+        a->c->seen[item]++;
+        TH_CHECK_EQ(conc_queue_task_done(a->c->q), 0);
+    }
+    return NULL;
+}
+
+static void queue_tasks_stress_join_sees_every_item(void) {
+    enum { PRODUCERS = 2 };
+    tasks_ctx c;
+    memset(&c, 0, sizeof c);
+    int consumers = th_threads(4);
+    TH_CHECK(consumers <= 32);
+    c.per_producer = th_iters(20000);
+    long total = PRODUCERS * c.per_producer;
+    c.seen = (unsigned char *)calloc((size_t)total, 1);
+    TH_CHECK(c.seen != NULL);
+    TH_CHECK_EQ(conc_queue_create(&c.q, 64, sizeof(long)), 0);
+    pthread_t ct[32], pt[PRODUCERS];
+    tasks_arg ca[32], pa[PRODUCERS];
+    for (int i = 0; i < consumers; i++) {
+        ca[i] = (tasks_arg){&c, i};
+        TH_CHECK_EQ(pthread_create(&ct[i], NULL, tasks_consumer, &ca[i]), 0);
+    }
+    for (int round = 1; round <= 3; round++) {
+        for (int i = 0; i < PRODUCERS; i++) {
+            pa[i] = (tasks_arg){&c, i};
+            TH_CHECK_EQ(pthread_create(&pt[i], NULL, tasks_producer, &pa[i]), 0);
+        }
+        for (int i = 0; i < PRODUCERS; i++)
+            pthread_join(pt[i], NULL); /* every item of the round is counted */
+        conc_queue_join(c.q);
+        for (long k = 0; k < total; k++)
+            TH_CHECK_EQ(c.seen[k], round); /* each item processed exactly once per round */
+        TH_CHECK_EQ(conc_queue_unfinished(c.q), 0);
+    }
+    conc_queue_close(c.q);
+    for (int i = 0; i < consumers; i++)
+        pthread_join(ct[i], NULL);
+    free(c.seen);
+    conc_queue_destroy(c.q);
+}
+
+TH_MAIN("verbs", TH_CASE(cond_wait_for_checks_before_waiting),
+        TH_CASE(cond_wait_for_rechecks_after_every_wake), TH_CASE(cond_wait_for_times_out_false),
+        TH_CASE(with_lock_releases_on_every_way_out), TH_CASE(with_lock_stress_exact_total),
+        TH_CASE(queue_tasks_count_and_refuse), TH_CASE(queue_tasks_stress_join_sees_every_item))
