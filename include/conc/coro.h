@@ -1389,8 +1389,10 @@ static inline int conc__coro_sched_loop(conc_sched_t *s, bool (*stop)(conc_sched
         uint32_t holds = conc_load(&s->holds, CONC_ACQUIRE);
         if (!s->heap_len && !s->fd_waiters && !holds && !conc_load(&s->inbox_pending, CONC_RELAXED))
             return conc__coro_sched_deadlock_slow(s);
-        int timeout = -1;
-        if (s->heap_len) {
+        /* A pending inbox nobody kicked (a drain that ran out of memory put it back): look
+         * again at once rather than sleep on the eventfd. */
+        int timeout = conc_load(&s->inbox_pending, CONC_RELAXED) ? 0 : -1;
+        if (timeout != 0 && s->heap_len) {
             int64_t left = s->heap[0]->deadline - conc_now();
             /* round up: waking a little late is allowed, early is not (the loop re-checks) */
             int64_t ms = left <= 0 ? 0 : (left + CONC_MS - 1) / CONC_MS;
