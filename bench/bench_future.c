@@ -14,7 +14,7 @@
  * malloc'd future per task with its own mutex+cond.
  */
 #include "bench.h"
-#include "conc/future.h"
+#include "conc/executor.h"
 
 #define NOOP_TASKS 200000
 #define BATCH 256

@@ -37,7 +37,7 @@
  *   - The submission queue is bounded (16 here): submit blocks while it is full, where
  *     Python's queue grows without limit.
  */
-#include "conc/future.h"
+#include "conc/executor.h"
 
 #include <stdio.h>
 #include <time.h>

@@ -29,7 +29,7 @@
  *   - Deadlines are absolute (conc_deadline_in(50 * CONC_MS)), so a retry loop does not
  *     stretch the total wait.
  */
-#include "conc/future.h"
+#include "conc/executor.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -29,7 +29,7 @@
  *   - The speed-up is a measurement, not a promise: on a busy machine other processes take
  *     the cores. The example checks only that the answers agree.
  */
-#include "conc/future.h"
+#include "conc/executor.h"
 
 #include <inttypes.h>
 #include <stdio.h>

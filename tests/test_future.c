@@ -15,7 +15,7 @@ static unsigned long futex_calls;
 static unsigned long steals;
 #define CONC_EXECUTOR_STEAL_HOOK(tasks)                                                            \
     ((void)(tasks), __atomic_fetch_add(&steals, 1, __ATOMIC_RELAXED))
-#include "conc/future.h"
+#include "conc/executor.h"
 
 /* Instrumentation counters are relaxed atomics: a statistic, never a synchronizer. */
 #define CNT_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)

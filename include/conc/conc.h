@@ -23,6 +23,7 @@
 #include "event.h"
 #include "cond.h"
 #include "future.h"
+#include "executor.h"
 #include "queue.h"
 #include "forkpool.h"
 #include "rwlock.h"

@@ -1,5 +1,5 @@
 /* tests/models/executor.pml - the executor's claims, steals, idle sleep and ending
- * (include/conc/future.h, "Idle workers", "Claims and steals"), checked by spin
+ * (include/conc/executor.h, "Idle workers", "Claims and steals"), checked by spin
  * SPDX-License-Identifier: MIT
  *
  * What is modelled, step for step as future.h does it:
