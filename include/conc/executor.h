@@ -194,6 +194,8 @@ extern "C" {
  *   starts at 0 and is modular: the subtractions may come first (it wraps below zero), and
  *   only the closer's add, or the last subtraction after it, brings it to exactly zero; acq_rel
  *   on both makes whoever frees see every earlier use of the pool.
+ *   tests/models/executor_pool.pml checks that the pool is freed exactly once, after every
+ *   use, whatever the order.
  * ------------------------------------------------------------------------------------------- */
 #define CONC__FUTURE_STRIDE                                                                        \
     ((sizeof(conc_future_t) + CONC_CACHELINE - 1) & ~(size_t)(CONC_CACHELINE - 1))

@@ -38,10 +38,10 @@
  *
  * Deliberately broken variants (spin -DNAME); each must make pan report errors:
  */
-// broken: NO_CLAIM_WAKE a published claim wakes nobody (a sleeper that registered before it stays asleep while the owner is stuck)
-// broken: STEAL_WITHOUT_CAS a thief writes NEXT + 1 after reading the word, without comparing it (a task taken twice, with an owner that is not stuck)
-// broken: NO_RECHECK a sleeper sleeps without re-checking the queue after registering (a push's wake is lost)
-// broken: EXIT_WHEN_DRAINED a worker exits as soon as the queue is closed and drained (a stuck owner's claim is stranded)
+// broken: NO_CLAIM_WAKE a published claim wakes nobody (an earlier sleeper sleeps on)
+// broken: STEAL_WITHOUT_CAS a thief stores NEXT + 1 without a CAS (a task taken twice)
+// broken: NO_RECHECK a sleeper sleeps without its re-check (a push's wake is lost)
+// broken: EXIT_WHEN_DRAINED a worker exits once closed and drained (a claim is stranded)
 // pan-cc: -DSAFETY -DCOLLAPSE
 // pan-run: -m1000000
 
