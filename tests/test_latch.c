@@ -112,6 +112,63 @@ static void latch_zero_then_add_releases_current_waiters(void) {
     }
 }
 
+/* Many waiters, many counters, many rounds: each round the coordinator raises the count to
+ * the number of counters, the counters each write a plain slot and call done, and every
+ * waiter (half of them with a far deadline) must return 0 and see every slot of its round.
+ * The coordinator waits too, then starts the next round only once every waiter has reported. */
+enum { MW_WAITERS = 4, MW_COUNTERS = 4 };
+typedef struct multi_ctx {
+    conc_latch_t l;
+    conc_latch_t reported;  /* waiters that finished the round */
+    long slot[MW_COUNTERS]; /* plain */
+    long round;             /* release/acquire: the round in progress */
+    long rounds;
+} multi_ctx;
+
+static void multi_worker(int index, void *arg) {
+    multi_ctx *c = (multi_ctx *)arg;
+    for (long r = 1; r <= c->rounds; r++) {
+        while (__atomic_load_n(&c->round, __ATOMIC_ACQUIRE) < r)
+            sched_yield();
+        if (index < MW_COUNTERS) {
+            c->slot[index] = r;
+            TH_CHECK_EQ(conc_latch_done(&c->l), 0);
+        } else {
+            if (index % 2)
+                conc_latch_wait(&c->l);
+            else
+                TH_CHECK_EQ(conc_latch_wait_until(&c->l, conc_deadline_in(60 * CONC_SEC)), 0);
+            for (int i = 0; i < MW_COUNTERS; i++)
+                TH_CHECK(c->slot[i] >= r); /* the round's writes are visible */
+            TH_CHECK_EQ(conc_latch_done(&c->reported), 0);
+        }
+    }
+}
+
+static void *multi_coordinator(void *arg) {
+    multi_ctx *c = (multi_ctx *)arg;
+    for (long r = 1; r <= c->rounds; r++) {
+        TH_CHECK_EQ(conc_latch_add(&c->l, MW_COUNTERS), 0);
+        TH_CHECK_EQ(conc_latch_add(&c->reported, MW_WAITERS), 0);
+        __atomic_store_n(&c->round, r, __ATOMIC_RELEASE);
+        conc_latch_wait(&c->reported);
+    }
+    return NULL;
+}
+
+static void latch_stress_many_waiters_many_counters(void) {
+    multi_ctx *c = (multi_ctx *)calloc(1, sizeof *c);
+    TH_CHECK(c != NULL);
+    c->rounds = th_iters(2000);
+    pthread_t coord;
+    TH_CHECK_EQ(pthread_create(&coord, NULL, multi_coordinator, c), 0);
+    th_run_threads(MW_COUNTERS + MW_WAITERS, multi_worker, c);
+    pthread_join(coord, NULL);
+    TH_CHECK_EQ(conc_latch_count(&c->l), 0);
+    TH_CHECK_EQ(conc_latch_count(&c->reported), 0);
+    free(c);
+}
+
 typedef struct timed_ctx {
     conc_latch_t l;
     int64_t deadline;
@@ -164,4 +221,5 @@ static void latch_shared_across_processes(void) {
 TH_MAIN("latch", TH_CASE(latch_counts_and_refuses_bad_input),
         TH_CASE(latch_stress_wait_group_rounds),
         TH_CASE(latch_zero_then_add_releases_current_waiters),
+        TH_CASE(latch_stress_many_waiters_many_counters),
         TH_CASE(latch_wait_until_times_out_under_signals), TH_CASE(latch_shared_across_processes))
