@@ -152,6 +152,45 @@ static void coro_bad_input_gets_error_codes(void) {
     conc_sched_destroy(s);
 }
 
+/* EMFILE: no fd left for the scheduler's epoll instance and eventfd. EPERM: a scheduler used
+ * from another thread than its owner. */
+static void emfile_child(void) {
+    int probe = dup(0); /* the lowest free fd number: the limit goes right there */
+    TH_CHECK(probe >= 0);
+    close(probe);
+    struct rlimit rl;
+    TH_CHECK_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    rl.rlim_cur = (rlim_t)probe;
+    TH_CHECK_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    conc_sched_t *s = (conc_sched_t *)0x1;
+    int e = conc_sched_create(&s, NULL);
+    _exit(e == EMFILE && s == NULL ? 0 : 10 + e);
+}
+
+static void *other_thread_spawns(void *p) {
+    conc_sched_t *s = (conc_sched_t *)p;
+    conc_coro_t *c = NULL;
+    intptr_t ok = conc_coro_spawn(s, return_arg, NULL, NULL, &c) == EPERM && c == NULL &&
+                  conc_sched_run(s) == EPERM;
+    ok = ok && conc_sched_spawn(s, return_arg, NULL) == 0; /* this one works from anywhere */
+    return (void *)ok;
+}
+
+static void coro_emfile_and_eperm_from_another_thread(void) {
+    char buf[256];
+    int status = th_run_child_capturing_stderr(emfile_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    pthread_t t;
+    void *ok = NULL;
+    TH_CHECK_EQ(pthread_create(&t, NULL, other_thread_spawns, s), 0);
+    pthread_join(t, &ok);
+    TH_CHECK(ok != NULL);
+    TH_CHECK_EQ(conc_sched_run(s), 0); /* runs the coroutine handed over */
+    conc_sched_destroy(s);
+}
+
 /* No call changes errno. */
 static int errno_main(void *arg) {
     (void)arg;
@@ -1423,8 +1462,8 @@ static void coro_stress_many_schedulers_spawn_across_threads(void) {
 }
 
 TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_input_gets_error_codes),
-        TH_CASE(coro_calls_leave_errno_alone), TH_CASE(coro_run_order_is_fifo),
-        TH_CASE(coro_run_order_runnext_for_the_woken),
+        TH_CASE(coro_emfile_and_eperm_from_another_thread), TH_CASE(coro_calls_leave_errno_alone),
+        TH_CASE(coro_run_order_is_fifo), TH_CASE(coro_run_order_runnext_for_the_woken),
         TH_CASE(coro_runnext_handoffs_cannot_starve_the_queue), TH_CASE(coro_nesting_spawns_a_tree),
         TH_CASE(coro_join_deadline_never_early), TH_CASE(coro_join_many_joiners_all_see_the_status),
         TH_CASE(coro_cancel_while_blocked_in_each_call),

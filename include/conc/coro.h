@@ -7,8 +7,10 @@
  * so (EDEADLK, with one line per stuck coroutine) instead of hanging.
  *
  * CONTENTS
- *   quick start - API - errors - ordering contract - which calls may overlap - configuration -
- *   caveats - design - the section "for other conc headers" (park / wake / wait queues)
+ *   quick start - API - errors - ordering contract - thread safety - configuration - caveats -
+ *   design - code: the switch, structures, run queue, timers, park/wake, stacks, spawn, the
+ *   loop, cross-thread spawn, lifecycle, fds, groups, overflow - FOR OTHER CONC HEADERS (park,
+ *   wake, wait queues)
  *
  * QUICK START (examples/12_asyncio_gather.c has the whole program)
  *     static int download(void *arg) {                    // a coroutine: returns its status
@@ -71,6 +73,7 @@
  *           cross-thread spawn pending, with coroutines still waiting: they can never wake.
  *   EBUSY   conc_coro_wait_fd: another coroutine already waits on that fd in that direction.
  *   EMFILE  conc_sched_create: no fd left for epoll or the eventfd.
+ *   ENOTSUP conc_coro_stack_usage on a scheduler created without CONC_SCHED_STACK_USAGE.
  *
  * ORDERING CONTRACT
  *   Coroutines of one scheduler run one at a time on its thread, so they share plain data
@@ -81,7 +84,7 @@
  *   CONC__CORO_RUNNEXT_MAX times in a row before the queue gets a turn. Across threads:
  *   everything a thread wrote before conc_sched_spawn is visible to the coroutine it starts.
  *
- * WHICH CALLS MAY OVERLAP
+ * THREAD SAFETY
  *   A scheduler belongs to the thread that created it. From other threads only
  *   conc_sched_spawn, conc_sched_hold and conc_sched_unhold may be called, at any time while
  *   the scheduler exists. Everything else runs on the owner thread: the coroutine calls inside
@@ -2272,7 +2275,7 @@ CONC_NODISCARD static inline int conc_coro_stack_usage(const conc_coro_t *c, siz
 }
 
 /* =============================================================================================
- * For other conc headers: parking a coroutine and waking it
+ * FOR OTHER CONC HEADERS: parking a coroutine and waking it
  *
  * Every coroutine-aware primitive (locks, semaphores, events, channels, bridges) blocks
  * through these, so cancellation, deadlines, the EDEADLK report and the dump work the same
