@@ -1,7 +1,10 @@
 /* tests/test_verbs.c - the verbs issue 15 adds to existing modules: conc_cond_wait_for,
- * CONC_WITH_LOCK, and the queue's opt-in task accounting (push_task, task_done, join).
+ * CONC_WITH_LOCK, the queue's opt-in task accounting (push_task, task_done, join), and the
+ * executor's initializer, thread name prefix and shutdown without waiting.
  * SPDX-License-Identifier: MIT */
 #include "conc/cond.h"
+#include "conc/event.h"
+#include "conc/executor.h"
 #include "conc/queue.h"
 
 #include "harness.h"
@@ -281,7 +284,168 @@ static void queue_tasks_stress_join_sees_every_item(void) {
     conc_queue_destroy(c.q);
 }
 
+/* ---- executor: initializer, name prefix, shutdown without waiting ------------------------- */
+
+static int inits;                /* relaxed: initializer calls */
+static __thread int initialized; /* set by the initializer in its own worker */
+
+static int init_worker(void *arg) {
+    TH_CHECK(arg == (void *)&inits);
+    initialized = 1;
+    __atomic_fetch_add(&inits, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static int needs_init(void *arg, void **result) {
+    (void)arg;
+    *result = NULL;
+    return initialized ? 0 : 99; /* the initializer ran first in this worker */
+}
+
+static void executor_initializer_runs_first_in_every_worker(void) {
+    conc_executor_options_t o;
+    memset(&o, 0, sizeof o);
+    o.threads = 4;
+    o.initializer = init_worker;
+    o.initarg = &inits;
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create_with(&ex, &o), 0);
+    conc_future_t *fs[200];
+    for (int i = 0; i < 200; i++)
+        TH_CHECK_EQ(conc_executor_submit(ex, needs_init, NULL, &fs[i]), 0);
+    for (int i = 0; i < 200; i++) {
+        TH_CHECK_EQ(conc_future_wait(fs[i]), 0);
+        conc_future_release(fs[i]);
+    }
+    TH_CHECK_EQ(conc_executor_broken(ex), 0);
+    conc_executor_destroy(ex);
+    TH_CHECK_EQ(inits, 4); /* once per worker, every worker */
+}
+
+static int failing_init(void *arg) {
+    (void)arg;
+    return 42;
+}
+
+static void executor_failing_initializer_breaks_it(void) {
+    conc_executor_options_t o;
+    memset(&o, 0, sizeof o);
+    o.threads = 2;
+    o.initializer = failing_init;
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create_with(&ex, &o), 0);
+    conc_future_t *f;
+    int e = conc_executor_submit(ex, needs_init, NULL, &f);
+    if (e == 0) { /* queued before the first initializer failed: cancelled, never run */
+        TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
+        TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
+        conc_future_release(f);
+    } else {
+        TH_CHECK_EQ(e, EPIPE);
+    }
+    while (conc_executor_broken(ex) == 0)
+        th_sleep_ns(100000);
+    TH_CHECK_EQ(conc_executor_broken(ex), 42);
+    TH_CHECK_EQ(conc_executor_submit(ex, needs_init, NULL, &f), EPIPE); /* BrokenThreadPool */
+    TH_CHECK(f == NULL);
+    conc_executor_destroy(ex);
+}
+
+static int fail_second(void *arg) {
+    int *calls = (int *)arg; /* relaxed atomic */
+    if (__atomic_add_fetch(calls, 1, __ATOMIC_RELAXED) == 2)
+        return 7;
+    initialized = 1;
+    return 0;
+}
+
+/* One worker's initializer fails, the others' succeed: the executor breaks, and the workers
+ * whose initializer succeeded still end (destroy returns: the case's deadline would catch a
+ * worker waiting forever for the failed one). */
+static void executor_one_failing_initializer_still_ends(void) {
+    int calls = 0;
+    conc_executor_options_t o;
+    memset(&o, 0, sizeof o);
+    o.threads = 4;
+    o.initializer = fail_second;
+    o.initarg = &calls;
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create_with(&ex, &o), 0);
+    conc_future_t *fs[50];
+    int queued = 0;
+    for (int i = 0; i < 50; i++)
+        if (conc_executor_submit(ex, needs_init, NULL, &fs[queued]) == 0)
+            queued++;
+    for (int i = 0; i < queued; i++) { /* ran after its worker's init succeeded, or cancelled */
+        int e = conc_future_wait(fs[i]);
+        TH_CHECK(e == 0 || e == ECANCELED);
+        conc_future_release(fs[i]);
+    }
+    while (conc_executor_broken(ex) == 0)
+        th_sleep_ns(100000);
+    TH_CHECK_EQ(conc_executor_broken(ex), 7);
+    conc_executor_destroy(ex);
+    TH_CHECK_EQ(calls, 4);
+}
+
+static int report_name(void *arg, void **result) {
+    char *name = (char *)arg; /* 16 bytes, this task's own */
+    TH_CHECK_EQ(prctl(PR_GET_NAME, name, 0, 0, 0), 0);
+    *result = name;
+    return 0;
+}
+
+static void executor_workers_carry_the_name_prefix(void) {
+    conc_executor_options_t o;
+    memset(&o, 0, sizeof o);
+    o.threads = 3;
+    o.name_prefix = "verbs-pool-long-prefix"; /* kept to 9 bytes: Linux names are 15 */
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create_with(&ex, &o), 0);
+    char names[12][16];
+    conc_future_t *fs[12];
+    for (int i = 0; i < 12; i++)
+        TH_CHECK_EQ(conc_executor_submit(ex, report_name, names[i], &fs[i]), 0);
+    for (int i = 0; i < 12; i++) {
+        TH_CHECK_EQ(conc_future_wait(fs[i]), 0);
+        TH_CHECK_MSG(strncmp(names[i], "verbs-poo_", 10) == 0, "worker name %s", names[i]);
+        int index = atoi(names[i] + 10);
+        TH_CHECK(index >= 0 && index < 3);
+        conc_future_release(fs[i]);
+    }
+    conc_executor_destroy(ex);
+}
+
+static int wait_for_gate(void *arg, void **result) {
+    conc_event_wait((conc_event_t *)arg);
+    *result = arg;
+    return 0;
+}
+
+/* shutdown_nowait returns while a task is still running (it waits for a gate the test opens
+ * only afterwards: a joining shutdown would never return), refuses new work, and the task
+ * still completes; destroy joins. */
+static void executor_shutdown_nowait_returns_before_tasks_end(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 2, 16), 0);
+    conc_event_t gate = CONC_EVENT_INIT;
+    conc_future_t *f, *g;
+    TH_CHECK_EQ(conc_executor_submit(ex, wait_for_gate, &gate, &f), 0);
+    conc_executor_shutdown_nowait(ex, false);
+    TH_CHECK_EQ(conc_executor_submit(ex, wait_for_gate, &gate, &g), EPIPE);
+    TH_CHECK(!conc_future_is_done(f)); /* still waiting for the gate */
+    conc_event_set(&gate);
+    TH_CHECK_EQ(conc_future_wait(f), 0); /* queued work still runs */
+    conc_future_release(f);
+    conc_executor_destroy(ex);
+}
+
 TH_MAIN("verbs", TH_CASE(cond_wait_for_checks_before_waiting),
         TH_CASE(cond_wait_for_rechecks_after_every_wake), TH_CASE(cond_wait_for_times_out_false),
         TH_CASE(with_lock_releases_on_every_way_out), TH_CASE(with_lock_stress_exact_total),
-        TH_CASE(queue_tasks_count_and_refuse), TH_CASE(queue_tasks_stress_join_sees_every_item))
+        TH_CASE(queue_tasks_count_and_refuse), TH_CASE(queue_tasks_stress_join_sees_every_item),
+        TH_CASE(executor_initializer_runs_first_in_every_worker),
+        TH_CASE(executor_failing_initializer_breaks_it),
+        TH_CASE(executor_one_failing_initializer_still_ends),
+        TH_CASE(executor_workers_carry_the_name_prefix),
+        TH_CASE(executor_shutdown_nowait_returns_before_tasks_end))

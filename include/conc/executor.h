@@ -29,7 +29,12 @@
  *                                                  ENOMEM; f may be NULL (fire and forget)
  *             conc_executor_try_submit(ex, fn, arg, &f)      0, EAGAIN, EPIPE, ENOMEM
  *             conc_executor_submit_batch(ex, fn, args, n, fs, &done)   0, EPIPE, ENOMEM
+ *             conc_executor_create_with(&ex, &options)       create plus Python's initializer,
+ *                                                  initargs and thread_name_prefix (below)
  *             conc_executor_shutdown(ex, cancel_pending)     idempotent; joins
+ *             conc_executor_shutdown_nowait(ex, cancel_pending)  shutdown(wait=False): returns at
+ *                                                  once; destroy joins later
+ *             conc_executor_broken(ex)                       0, or the failed initializer's value
  *             conc_executor_destroy(ex)                      shutdown(false), then free
  *             conc_executor_threads(ex), conc_executor_queue_size(ex)
  *   lazy map  conc_map_create(&m, ex, fn, args, n, window)   0, EINVAL, ENOMEM, EPIPE
@@ -44,6 +49,11 @@
  *   nothing is queued and *f is set to NULL (so a cleanup loop may release every entry:
  *   conc_future_release(NULL) does nothing). With f == NULL the task is fire and forget:
  *   it runs as usual, and its outcome is dropped when it ends.
+ *   create_with: options.initializer runs first in every worker thread; if it returns
+ *   nonzero the executor is broken (Python's BrokenThreadPool): it shuts down with
+ *   cancel_pending (submits get EPIPE, queued tasks are cancelled), and conc_executor_broken
+ *   returns that value. options.name_prefix names the workers "<prefix>_<i>" (at most 9
+ *   bytes of prefix are kept: Linux names are 15 bytes), visible in gdb and top -H.
  *   create: EINVAL for threads past 65535 or a capacity past 2^30 (CONC_EXECUTOR_THREADS_MAX,
  *   CONC_EXECUTOR_CAPACITY_MAX), ENOMEM, or pthread_create's error; threads 0 means one per
  *   CPU, capacity 0 the default, 1024 (CONC_EXECUTOR_CAPACITY_DEFAULT).
@@ -142,6 +152,7 @@
 #include "lock.h"
 #include "queue.h"
 #include <pthread.h>
+#include <sys/prctl.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -395,6 +406,9 @@ CONC_STATIC_ASSERT(CONC_EXECUTOR_THREADS_MAX <= CONC__EXECUTOR_IDLE_SLEEPERS_MAS
 
 typedef struct conc_executor conc_executor_t;
 
+#define CONC__EXECUTOR_NAME_MAX 15       /* Linux's thread name limit (16 bytes with the NUL) */
+#define CONC__EXECUTOR_NAME_PREFIX_MAX 9 /* room for "_" and five digits (65535 workers) */
+
 /* One worker and its published claim, on lines of its own (thieves read them). */
 typedef struct conc__executor_worker {
     conc__future_helper helper; /* future.h's view of this worker (first: same address) */
@@ -423,6 +437,11 @@ struct conc_executor {
     /* Read by every submit, written when a worker goes to sleep or wakes: its own line. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t idle; /* the idle eventcount, see above */
     uint32_t quiet; /* workers that found the queue closed, drained, nothing to steal */
+    /* create_with's options: written by create before any worker starts, then read-only. */
+    int (*init_fn)(void *arg); /* runs first in every worker; nonzero breaks the executor */
+    void *init_arg;
+    char name_prefix[CONC__EXECUTOR_NAME_PREFIX_MAX + 1]; /* "" or the workers' name prefix */
+    int broken; /* the first failing initializer's result (relaxed: reported, not ordered) */
 };
 
 /* Runs a future's task if it is still pending (PENDING -> RUNNING is the gate that cancel
@@ -838,12 +857,57 @@ CONC_INLINE void conc__executor_lag(conc_executor_t *ex, size_t tasks) {
     }
 }
 
+/* Shutdown without the join: refuse new work, cancel what is queued if asked, wake every
+ * worker. (conc_executor_shutdown joins after it; shutdown_nowait and a failed initializer
+ * stop here.) */
+CONC_INLINE void conc__executor_close(conc_executor_t *ex, bool cancel_pending) {
+    if (cancel_pending) /* release: pairs with the workers' acquire load */
+        conc_store(&ex->cancelling, 1u, CONC_RELEASE);
+    conc_queue_close(ex->q); /* new submits get EPIPE, blocked ones too; workers drain */
+    conc_store(&ex->closed, 1u, CONC_RELEASE); /* after the close: see conc__executor_closed */
+    /* Every sleeper re-checks (and finds the queue closed): step the sequence, wake all.
+     * seq_cst (release would do): a sleeper whose registration reads this step sees the
+     * close in its re-check. */
+    conc_fetch_add(&ex->idle, CONC__EXECUTOR_IDLE_SEQ_ONE, CONC_SEQ_CST);
+    conc_futex_wake(&ex->idle, INT_MAX, 0);
+    if (cancel_pending) {
+        conc_future_t *f;
+        while (conc_queue_try_pop(ex->q, &f) == 0) { /* races the workers: each item once */
+            (void)conc_future_cancel(f);
+            conc_future_release(f);
+        }
+    }
+}
+
+/* A worker's first steps: its name (prctl sets the calling thread's, as gdb and top -H show
+ * it), then the initializer. A failing initializer breaks the executor as Python's
+ * BrokenThreadPool does: new submits fail (EPIPE), queued tasks are cancelled, and every
+ * worker, this one included, goes on to the normal ending ("Ending" below: it must count
+ * itself quiet, or the workers whose initializer succeeded would wait for it forever);
+ * with cancel_pending set, any task a worker still takes is cancelled, not run.
+ * conc_executor_broken reports the value. */
+CONC_COLD void conc__executor_worker_start_slow(conc_executor_t *ex, unsigned index) {
+    if (ex->name_prefix[0] != '\0') {
+        char name[CONC__EXECUTOR_NAME_MAX + 1];
+        snprintf(name, sizeof name, "%s_%u", ex->name_prefix, index);
+        (void)prctl(PR_SET_NAME, name, 0, 0, 0);
+    }
+    int e = ex->init_fn != NULL ? ex->init_fn(ex->init_arg) : 0;
+    if (e != 0) {
+        int none = 0; /* the first failure is the one reported */
+        (void)conc_cas(&ex->broken, &none, e, CONC_RELAXED, CONC_RELAXED);
+        conc__executor_close(ex, true);
+    }
+}
+
 static inline void *conc__executor_worker_main(void *arg) {
     conc__executor_worker *w = (conc__executor_worker *)arg;
     conc_executor_t *ex = w->ex;
     conc_future_t *taken[CONC__EXECUTOR_CLAIM_MAX];
     w->helper.help = conc__executor_help_slow;
     conc__future_helper_self = &w->helper;
+    if (ex->init_fn != NULL || ex->name_prefix[0] != '\0')
+        conc__executor_worker_start_slow(ex, w->index);
     size_t n, limit = 1;
     bool lagged = false; /* the last claim followed a lag: its size says nothing of the rate */
     while ((n = conc__executor_take(w, taken, &limit)) > 0) {
@@ -893,22 +957,7 @@ CONC_INLINE bool conc__executor_is_worker(const conc_executor_t *ex) {
 }
 
 static inline void conc_executor_shutdown(conc_executor_t *ex, bool cancel_pending) {
-    if (cancel_pending) /* release: pairs with the workers' acquire load */
-        conc_store(&ex->cancelling, 1u, CONC_RELEASE);
-    conc_queue_close(ex->q); /* new submits get EPIPE, blocked ones too; workers drain */
-    conc_store(&ex->closed, 1u, CONC_RELEASE); /* after the close: see conc__executor_closed */
-    /* Every sleeper re-checks (and finds the queue closed): step the sequence, wake all.
-     * seq_cst (release would do): a sleeper whose registration reads this step sees the
-     * close in its re-check. */
-    conc_fetch_add(&ex->idle, CONC__EXECUTOR_IDLE_SEQ_ONE, CONC_SEQ_CST);
-    conc_futex_wake(&ex->idle, INT_MAX, 0);
-    if (cancel_pending) {
-        conc_future_t *f;
-        while (conc_queue_try_pop(ex->q, &f) == 0) { /* races the workers: each item once */
-            (void)conc_future_cancel(f);
-            conc_future_release(f);
-        }
-    }
+    conc__executor_close(ex, cancel_pending);
     if (conc__executor_is_worker(ex))
         return; /* a thread cannot join itself: the joining is left to a caller outside */
     conc_lock_acquire(&ex->shutdown_lock);
@@ -918,6 +967,18 @@ static inline void conc_executor_shutdown(conc_executor_t *ex, bool cancel_pendi
         ex->joined = true;
     }
     conc_lock_release(&ex->shutdown_lock);
+}
+
+/* Python's shutdown(wait=False): refuses new work (and cancels what is queued if asked) and
+ * returns at once; the workers finish what they have. conc_executor_destroy (or a later
+ * shutdown) joins them and frees the executor. */
+static inline void conc_executor_shutdown_nowait(conc_executor_t *ex, bool cancel_pending) {
+    conc__executor_close(ex, cancel_pending);
+}
+
+/* 0, or what the first failing initializer returned (the executor is then shut down). */
+static inline int conc_executor_broken(const conc_executor_t *ex) {
+    return conc_load(&ex->broken, CONC_RELAXED);
 }
 
 static inline void conc_executor_destroy(conc_executor_t *ex) {
@@ -932,8 +993,19 @@ static inline void conc_executor_destroy(conc_executor_t *ex) {
     free(ex);
 }
 
-CONC_NODISCARD static inline int conc_executor_create(conc_executor_t **out, unsigned threads,
-                                                      size_t queue_capacity) {
+/* create's arguments, and the Python ThreadPoolExecutor options create does not take. A
+ * zeroed struct is create(&ex, 0, 0). */
+typedef struct conc_executor_options {
+    unsigned threads;              /* 0: one per CPU */
+    size_t capacity;               /* the submission queue; 0: CONC_EXECUTOR_CAPACITY_DEFAULT */
+    int (*initializer)(void *arg); /* run first in every worker (initializer=); nonzero: broken */
+    void *initarg;                 /* initializer's argument (initargs=) */
+    const char *name_prefix; /* workers named "<prefix>_<i>" (thread_name_prefix=); NULL: none */
+} conc_executor_options_t;
+
+CONC_NODISCARD static inline int conc__executor_create(conc_executor_t **out, unsigned threads,
+                                                       size_t queue_capacity,
+                                                       const conc_executor_options_t *o) {
     *out = NULL;
     if (threads == 0)
         threads = (unsigned)conc_cpu_count();
@@ -960,6 +1032,12 @@ CONC_NODISCARD static inline int conc_executor_create(conc_executor_t **out, uns
         return e;
     }
     conc_lock_init(&ex->shutdown_lock, 0);
+    if (o != NULL) {
+        ex->init_fn = o->initializer;
+        ex->init_arg = o->initarg;
+        if (o->name_prefix != NULL)
+            snprintf(ex->name_prefix, sizeof ex->name_prefix, "%s", o->name_prefix);
+    }
     for (unsigned i = 0; i < threads; i++) {
         ex->workers[i].ex = ex;
         ex->workers[i].index = i;
@@ -980,6 +1058,17 @@ CONC_NODISCARD static inline int conc_executor_create(conc_executor_t **out, uns
     }
     *out = ex;
     return 0;
+}
+
+CONC_NODISCARD static inline int conc_executor_create(conc_executor_t **out, unsigned threads,
+                                                      size_t queue_capacity) {
+    return conc__executor_create(out, threads, queue_capacity, NULL);
+}
+
+/* create with options (o may be NULL: the defaults). Errors as create. */
+CONC_NODISCARD static inline int conc_executor_create_with(conc_executor_t **out,
+                                                           const conc_executor_options_t *o) {
+    return conc__executor_create(out, o ? o->threads : 0, o ? o->capacity : 0, o);
 }
 
 static inline unsigned conc_executor_threads(const conc_executor_t *ex) {
