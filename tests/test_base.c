@@ -63,6 +63,13 @@ static void base_futex_wait_and_wake(void) {
     TH_CHECK_EQ(errno, 12345);                    /* conc never changes errno */
 }
 
+static void base_futex_halves_of_a_64_bit_word(void) {
+    uint64_t word __attribute__((aligned(8))) = 0x1122334455667788ull;
+    TH_CHECK_EQ(*conc_futex_half_low(&word), 0x55667788u);
+    TH_CHECK_EQ(*conc_futex_half_high(&word), 0x11223344u);
+    TH_CHECK(conc_futex_half_low(&word) != conc_futex_half_high(&word));
+}
+
 static void base_futex_flags(void) {
     TH_CHECK_EQ(conc_futex_flags(0x80000001u, 0x80000000u), CONC_SHARED);
     TH_CHECK_EQ(conc_futex_flags(0x7fffffffu, 0x80000000u), 0);
@@ -288,6 +295,7 @@ static void base_abort_names_the_function(void) {
 
 TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_deadline_passed),
         TH_CASE(base_futex_wait_and_wake), TH_CASE(base_futex_flags),
+        TH_CASE(base_futex_halves_of_a_64_bit_word),
         TH_CASE(base_futex_tagged_wake_reaches_its_tag), TH_CASE(base_spin_budget_counts_pauses),
         TH_CASE(base_eventcount_idle_notify_makes_no_syscall),
         TH_CASE(base_eventcount_notify_wakes_a_waiter),

@@ -28,6 +28,7 @@
  *             conc_futex_wait_tagged(word, expected, flags, tag, dl) / conc_futex_wake_tagged
  *                                         the same, waking by tag
  *             conc_futex_flags(bits, shared_bit)  CONC_SHARED if bits has shared_bit, else 0
+ *             conc_futex_half_low(w64) / conc_futex_half_high(w64)  a 64-bit word's halves
  *             conc_futex_wait_flagged(word, &v, bit, flags, mo, dl)  raise a waiters bit, sleep
  *             (flags: 0 for a private object, CONC_SHARED between processes)
  *   cpu       conc_cpu_relax()            the spin-loop hint (pause / yield)
@@ -440,6 +441,21 @@ static inline void conc__base_chaos(void) {
  * this to hand the lock to a starving sleeper rather than to whoever slept first. A port
  * without tags may treat every tag as CONC_FUTEX_ANY: only who is woken first changes. */
 #define CONC_FUTEX_ANY 0xffffffffu
+
+/* The low and the high 32-bit halves of a 64-bit word, as futex words (a futex is 32 bits):
+ * for objects whose fast paths update one 64-bit word but whose sleepers wait for one half of
+ * it to change. The word must be 8-byte aligned. */
+CONC_INLINE uint32_t *conc_futex_half_low(uint64_t *word) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (uint32_t *)(void *)word + 1;
+#else
+    return (uint32_t *)(void *)word;
+#endif
+}
+CONC_INLINE uint32_t *conc_futex_half_high(uint64_t *word) {
+    uint32_t *low = conc_futex_half_low(word), *base = (uint32_t *)(void *)word;
+    return low == base ? base + 1 : base;
+}
 
 /* The futex flags of an object that keeps its CONC_SHARED mark as shared_bit in bits: every
  * module stores the mark in a word it reads anyway, and asks here. */

@@ -192,11 +192,7 @@ CONC_INLINE uint32_t conc__sem_config(const conc_sem_t *s) {
 }
 /* The futex is the 32-bit half of the word that holds handed and sleepers (the low half). */
 CONC_INLINE uint32_t *conc__sem_futex(conc_sem_t *s) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    return (uint32_t *)(void *)&s->word + 1;
-#else
-    return (uint32_t *)(void *)&s->word;
-#endif
+    return conc_futex_half_low(&s->word);
 }
 
 /* Not CONC_NODISCARD: the only error is EINVAL for arguments the caller chose (base.h). */
