@@ -36,6 +36,7 @@
  *   spin      conc_spin_begin(pauses, pace, dl), conc_spin_next(&spin)
  *                                         the one spin-before-sleeping loop (see Spinning)
  *   eventcount  conc_eventcount_enter/wait/leave, conc_eventcount_notify/close
+ *             (notify = conc_eventcount_wants_wake + conc_eventcount_wake_slow)
  *                                         sleep until a condition other threads make true
  *   compile   CONC_STATIC_ASSERT(cond, why)  a size or layout claim, C11 and C++17
  *   version   CONC_VERSION_MAJOR/MINOR/PATCH, CONC_VERSION_STRING
@@ -714,7 +715,8 @@ CONC_INLINE void conc_eventcount_leave(uint32_t *word) {
     }
 }
 
-CONC_COLD void conc__base_ec_wake_slow(uint32_t *word, uint32_t w, size_t k, int flags) {
+/* The slow half of notify: w is the word conc_eventcount_wants_wake returned. */
+CONC_COLD void conc_eventcount_wake_slow(uint32_t *word, uint32_t w, size_t k, int flags) {
     for (;;) {
         uint32_t waiting = conc__base_ec_waiters(w), pending = conc__base_ec_pending(w);
         if (waiting <= pending)
@@ -736,18 +738,26 @@ CONC_COLD void conc__base_ec_wake_slow(uint32_t *word, uint32_t w, size_t k, int
     }
 }
 
-/* After the condition became true for k waiters (k items, slots, completions): wakes up to k
- * sleepers that have no wake coming yet. While nobody sleeps it is one load: no RMW, no
- * syscall. The caller made the condition true with a seq_cst RMW (or under a lock that the
- * waiters' re-check takes) just before. */
-CONC_INLINE void conc_eventcount_notify(uint32_t *word, size_t k, int flags) {
+/* The fast half of notify, for callers whose futex flags cost a load: the F1 load; returns
+ * the word when a registered sleeper has no wake coming (then call conc_eventcount_wake_slow
+ * with it), else 0 (a word with a waiter is never 0). */
+CONC_INLINE uint32_t conc_eventcount_wants_wake(uint32_t *word) {
     /* [eventcount.F1] seq_cst load, after the caller's seq_cst RMW: in the single total order
      * either this load comes after the waiter's W1 (we see it and wake), or the waiter's
      * re-check comes after our RMW (it sees the condition). No fence needed: on x86 this is a
      * plain load, and the RMW's lock prefix was the barrier. */
     uint32_t w = conc_load(word, CONC_SEQ_CST);
-    if (CONC_UNLIKELY(conc__base_ec_waiters(w) > conc__base_ec_pending(w)))
-        conc__base_ec_wake_slow(word, w, k, flags);
+    return conc__base_ec_waiters(w) > conc__base_ec_pending(w) ? w : 0u;
+}
+
+/* After the condition became true for k waiters (k items, slots, completions): wakes up to k
+ * sleepers that have no wake coming yet. While nobody sleeps it is one load: no RMW, no
+ * syscall. The caller made the condition true with a seq_cst RMW (or under a lock that the
+ * waiters' re-check takes) just before. */
+CONC_INLINE void conc_eventcount_notify(uint32_t *word, size_t k, int flags) {
+    uint32_t w = conc_eventcount_wants_wake(word);
+    if (CONC_UNLIKELY(w != 0))
+        conc_eventcount_wake_slow(word, w, k, flags);
 }
 
 /* Sets CLOSED and wakes every sleeper; idempotent. Nobody registered: no syscall. */

@@ -517,7 +517,10 @@ CONC_INLINE int conc__queue_futex_flags(const conc_queue_t *q) {
 /* After k items (or slots) became available to the side that sleeps on word. The caller's
  * claim [queue.C1]/[queue.C2] was the seq_cst RMW that the eventcount's notify needs. */
 CONC_INLINE void conc__queue_notify(conc_queue_t *q, uint32_t *word, size_t k) {
-    conc_eventcount_notify(word, k, conc__queue_futex_flags(q));
+    /* The two halves of conc_eventcount_notify, so the flags are read only to wake. */
+    uint32_t w = conc_eventcount_wants_wake(word);
+    if (CONC_UNLIKELY(w != 0))
+        conc_eventcount_wake_slow(word, w, k, conc__queue_futex_flags(q));
 }
 
 /* The blocking loop shared by every blocking form. try_once is the side's one-claim try; it
