@@ -124,7 +124,8 @@ static int count_looks(int pauses, uint32_t pace, int64_t deadline, uint32_t *sp
     int looks = 0;
     while (conc_spin_next(&spin))
         looks++;
-    *spent = spin.spent;
+    *spent = pauses > 0 && looks > 0 ? (uint32_t)(pauses - spin.left) : 0;
+    TH_CHECK_EQ(spin.looks, looks);
     return looks;
 }
 

@@ -57,7 +57,7 @@
  *
  * CONFIGURATION
  *   CONC_COND_SPIN  pauses a waiter spends polling the sequence counter before it sleeps (a
- *                   look after each pause, one pause in 64 a sched_yield: base.h); default
+ *                   look after each pause, a sched_yield before every 64th: base.h); default
  *                   512, about 10 us on a recent Xeon (a pause is ~14 ns there). Skipped on one
  *                   CPU and while another waiter of the cond sleeps; 0 disables spinning. The
  *                   same budget applies to polling the lock after the wait. A wake across CPUs

@@ -48,7 +48,7 @@
  *
  * CONFIGURATION
  *   CONC_EVENT_SPIN  pauses a waiter spends spinning before it sleeps, a load after each
- *                    (one in 64 a sched_yield: base.h); default 256; 0 disables spinning.
+ *                    (a sched_yield before every 64th: base.h); default 256; 0 disables spinning.
  *                    Skipped on one CPU and while others already sleep.
  *
  * CAVEATS

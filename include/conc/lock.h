@@ -41,8 +41,8 @@
  *
  * CONFIGURATION
  *   CONC_LOCK_SPIN     pauses a contended acquire spends spinning before it sleeps, looking at
- *                      the word after 1, 2, 4 ... 64 of them (default 2048; one in 64 is a
- *                      sched_yield, see base.h); 0 disables spinning.
+ *                      the word after 1, 2, 4 ... 64 of them (default 2048: about 40 looks,
+ *                      under base.h's yield-before-every-64th-look); 0 disables spinning.
  *   CONC_LOCK_FAIR_NS  how long a waiter waits before it asks for a handoff (default 1 ms).
  *
  * CAVEATS

@@ -52,7 +52,7 @@
  *
  * CONFIGURATION
  *   CONC_SEM_SPIN  pauses a waiter spends spinning before it sleeps, a relaxed load after
- *                  each (one in 64 a sched_yield: base.h); default 256; 0 disables
+ *                  each (a sched_yield before every 64th: base.h); default 256; 0 disables
  *                  spinning. Skipped on one CPU and while others already sleep.
  *
  * CAVEATS
