@@ -2290,6 +2290,10 @@ CONC_NODISCARD static inline int conc_coro_stack_usage(const conc_coro_t *c, siz
  *                                    running coroutine's wake puts c next in line (runnext).
  *                                    First wake wins; a c not parked is left alone (false).
  *   conc_coro_is_cancelled(c)        so a primitive can refuse work before parking.
+ *   conc_coro_is_parked(c)           c waits in a park (a queued waiter whose timer or cancel
+ *                                    already woke it is not parked: skip it, it will unlink).
+ *   conc_coro_sched(c)               the scheduler c belongs to (a channel's owner check).
+ *   conc_sched_is_owner(s)           the calling thread is s's owner thread.
  *   conc_coro_waitq_*                an intrusive FIFO of waiters: push a waiter, park, and on
  *                                    return remove it (a no-op if a waker popped it).
  *   conc_coro_waitq_wait(q, w, dl)   that sequence in one call.
@@ -2323,6 +2327,18 @@ static inline bool conc_coro_wake(conc_coro_t *c, int status) {
 
 static inline bool conc_coro_is_cancelled(const conc_coro_t *c) {
     return c && c->cancelled;
+}
+
+static inline bool conc_coro_is_parked(const conc_coro_t *c) {
+    return c && c->state == CONC__CORO_PARKED;
+}
+
+static inline conc_sched_t *conc_coro_sched(const conc_coro_t *c) {
+    return c ? c->sched : NULL;
+}
+
+static inline bool conc_sched_is_owner(const conc_sched_t *s) {
+    return s && conc__coro_on_owner(s);
 }
 
 CONC_NODISCARD static inline int conc_coro_waitq_wait(conc_coro_waitq_t *q,
