@@ -46,6 +46,9 @@
  *                                                   up or in error), ETIMEDOUT, ECANCELED, EBUSY
  *              conc_coro_read(fd, buf, n, dl, &got) one read(2) that waits: 0 (got 0: EOF)
  *              conc_coro_write(fd, buf, n, dl, &put) every byte, or the error
+ *              conc_coro_accept(fd, addr, &len, dl, &newfd)  a non-blocking, close-on-exec
+ *                                                   connection; addr/len may be NULL
+ *              conc_coro_connect(fd, addr, len, dl) 0 once connected, or the socket's error
  *   groups     conc_group_create(s, &g)             asyncio.TaskGroup; s NULL: current
  *              conc_group_spawn(g, fn, arg, opts)   a child; ECANCELED once the group failed
  *              conc_group_wait(g, deadline, &status) 0 once every child finished (status: 0
@@ -162,6 +165,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <ucontext.h>
 
 #if !defined(CONC_CORO_NO_VALGRIND) && defined(__has_include)
@@ -2012,6 +2016,59 @@ CONC_NODISCARD static inline int conc_coro_write(int fd, const void *buf, size_t
     if (put)
         *put = done;
     return done == n ? 0 : e;
+}
+
+/* accept4 on a non-blocking listening fd, waiting while no connection is pending. The new fd
+ * is non-blocking and close-on-exec (what conc_coro_read/write need). ECONNABORTED (a client
+ * that left before we looked) is retried: the caller asked for a connection. */
+CONC_NODISCARD static inline int conc_coro_accept(int fd, struct sockaddr *addr, socklen_t *len,
+                                                  int64_t deadline, int *newfd) {
+    if (!newfd)
+        return EINVAL;
+    *newfd = -1;
+    for (;;) {
+        int saved = conc__coro_errno_save();
+        /* accept4 is a _GNU_SOURCE declaration; the syscall is there under strict C11 too. */
+        int r = (int)syscall(SYS_accept4, fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int e = r < 0 ? errno : 0;
+        conc__coro_errno_restore(saved);
+        if (r >= 0) {
+            *newfd = r;
+            return 0;
+        }
+        if (e == EINTR || e == ECONNABORTED)
+            continue;
+        if (e != EAGAIN && e != EWOULDBLOCK)
+            return e;
+        e = conc_coro_wait_fd(fd, CONC_FD_READ, deadline);
+        if (e)
+            return e;
+    }
+}
+
+/* connect on a non-blocking socket: EINPROGRESS (or EINTR, after which the kernel goes on
+ * connecting) waits for writability, then SO_ERROR says how it ended. On ETIMEDOUT or
+ * ECANCELED the attempt is still in flight: close the fd. */
+CONC_NODISCARD static inline int conc_coro_connect(int fd, const struct sockaddr *addr,
+                                                   socklen_t len, int64_t deadline) {
+    int saved = conc__coro_errno_save();
+    int r = connect(fd, addr, len);
+    int e = r < 0 ? errno : 0;
+    conc__coro_errno_restore(saved);
+    if (r == 0)
+        return 0;
+    if (e != EINPROGRESS && e != EINTR && e != EAGAIN)
+        return e;
+    e = conc_coro_wait_fd(fd, CONC_FD_WRITE, deadline);
+    if (e)
+        return e;
+    int err = 0;
+    socklen_t n = sizeof err;
+    saved = conc__coro_errno_save();
+    r = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &n);
+    e = r < 0 ? errno : err;
+    conc__coro_errno_restore(saved);
+    return e;
 }
 
 /* ---------------------------------------------------------------------------------------------
