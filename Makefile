@@ -154,12 +154,13 @@ test-coro-variants:
 	    grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true; \
 	done
 	@echo "== tests: coro-valgrind"
-	@$(MAKE) --no-print-directory build/gcc/test_coro CC=gcc SANITIZE= >$(RESULTS)/build-coro-valgrind.out 2>&1 || \
+	@$(MAKE) --no-print-directory build/gcc/test_coro build/gcc/test_chan CC=gcc SANITIZE= \
+	  >$(RESULTS)/build-coro-valgrind.out 2>&1 || \
 	  { cat $(RESULTS)/build-coro-valgrind.out; \
 	    printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build coro-valgrind\n' >$(RESULTS)/coro-valgrind.log; exit 0; }
 	@CONC_TEST_WRAPPER="$(VALGRIND)" CONC_TEST_ITERS=$${CONC_TEST_ITERS:-5} \
 	  CONC_TEST_TIMEOUT_SCALE=$${CONC_TEST_TIMEOUT_SCALE:-20} \
-	  $(RUN) suite $(RESULTS)/coro-valgrind.log build/gcc/test_coro | \
+	  $(RUN) suite $(RESULTS)/coro-valgrind.log build/gcc/test_coro build/gcc/test_chan | \
 	  grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true
 
 check: tests

@@ -31,5 +31,6 @@
 #include "once.h"
 #include "latch.h"
 #include "coro.h"
+#include "chan.h"
 
 #endif /* CONC_H */

@@ -1,0 +1,811 @@
+/* conc/chan.h - channels, select, and locks, semaphores and events for coroutines - conc v0.1.0
+ * SPDX-License-Identifier: MIT
+ *
+ * What asyncio programs are made of, for coro.h's coroutines: Go's channels (bounded, capacity
+ * 0 a rendezvous, close, a fair select with a deadline) and asyncio's Lock, (Bounded)Semaphore
+ * and Event. Every wait parks the coroutine, never the thread, and goes through coro.h's park,
+ * so deadlines, cancel (ECANCELED) and the EDEADLK report ("lock 0x... held by coro "a" (#3)")
+ * work the same for all of them. Needs coro.h only.
+ *
+ * CONTENTS
+ *   quick start - API - errors - ordering contract - which calls may overlap - configuration -
+ *   caveats - design
+ *
+ * QUICK START (examples/17_chan_pipeline.c has the whole program)
+ *     static int producer(void *ch) {                        // a coroutine
+ *         for (int i = 0; i < 3; i++)
+ *             if (conc_chan_send((conc_chan_t *)ch, &i) != 0) break;   // parks until taken
+ *         conc_chan_close((conc_chan_t *)ch);                // the receiver drains, then EPIPE
+ *         return 0;
+ *     }
+ *     static int consumer(void *ch) {
+ *         int x;
+ *         while (conc_chan_recv((conc_chan_t *)ch, &x) == 0) printf("got %d\n", x);
+ *         return 0;
+ *     }
+ *     conc_chan_t *ch; conc_sched_t *s;                      // capacity 0: rendezvous
+ *     if (conc_chan_create(&ch, 0, sizeof(int)) || conc_sched_create(&s, NULL)) return;
+ *     if (conc_coro_spawn(s, producer, ch, NULL, NULL) ||
+ *         conc_coro_spawn(s, consumer, ch, NULL, NULL) || conc_sched_run(s)) puts("failed");
+ *     conc_sched_destroy(s);
+ *     conc_chan_destroy(ch);
+ *
+ * API
+ *   channel   conc_chan_create(&ch, capacity, item_size)  0, EINVAL, ENOMEM; capacity 0:
+ *                                                    rendezvous (a send waits for its receiver)
+ *             conc_chan_destroy(ch)                  nobody may be waiting on it
+ *             conc_chan_send(ch, item)               0, EPIPE, ECANCELED; copies item_size bytes
+ *             conc_chan_try_send(ch, item)           0, EAGAIN, EPIPE; never parks
+ *             conc_chan_send_until(ch, item, dl)     0, EPIPE, ETIMEDOUT, ECANCELED
+ *             conc_chan_recv(ch, item)               0, EPIPE (closed and drained), ECANCELED
+ *             conc_chan_try_recv(ch, item)           0, EAGAIN, EPIPE
+ *             conc_chan_recv_until(ch, item, dl)     0, EPIPE, ETIMEDOUT, ECANCELED
+ *             conc_chan_close(ch)                    idempotent; every waiter wakes
+ *             conc_chan_is_closed(ch), conc_chan_size(ch), conc_chan_capacity(ch)
+ *   select    conc_chan_select(ops, n, dl, &chosen)  one of n sends/receives, fairly chosen among
+ *                                                    the ready ones: its result (0, or EPIPE if
+ *                                                    its channel is closed), ETIMEDOUT, ECANCELED
+ *             conc_chan_try_select(ops, n, &chosen)  ... EAGAIN when none is ready
+ *             ops[i] = {ch, CONC_CHAN_SEND or CONC_CHAN_RECV, item}; ch NULL: never ready
+ *   lock      conc_coro_lock_init(l) / CONC_CORO_LOCK_INIT   asyncio.Lock, FIFO handoff
+ *             conc_coro_lock_acquire(l)              0, ECANCELED, EDEADLK (the owner again)
+ *             conc_coro_lock_try_acquire(l)          0, EBUSY
+ *             conc_coro_lock_acquire_until(l, dl)    0, ETIMEDOUT, ECANCELED, EDEADLK
+ *             conc_coro_lock_release(l)              0, EPERM (the caller does not own it)
+ *             conc_coro_lock_is_locked(l), conc_coro_lock_owner(l)
+ *   semaphore conc_coro_sem_init(s, value, max)      0, EINVAL (value > max); max 0: unbounded
+ *             conc_coro_sem_acquire(s)               0, ECANCELED
+ *             conc_coro_sem_try_acquire(s)           0, EAGAIN
+ *             conc_coro_sem_acquire_until(s, dl)     0, ETIMEDOUT, ECANCELED
+ *             conc_coro_sem_release(s, n)            0, EOVERFLOW (past max: nothing released)
+ *             conc_coro_sem_value(s)
+ *   event     conc_coro_event_init(e) / CONC_CORO_EVENT_INIT
+ *             conc_coro_event_set(e), conc_coro_event_clear(e), conc_coro_event_is_set(e)
+ *             conc_coro_event_wait(e)                0, ECANCELED
+ *             conc_coro_event_wait_until(e, dl)      0, ETIMEDOUT, ECANCELED
+ *
+ * ERRORS
+ *   EINVAL    NULL arguments, item_size 0, capacity * item_size overflowing, a select op with
+ *             an unknown direction.
+ *   EPERM     a call that may park made outside a coroutine; a lock released by a coroutine
+ *             that does not own it.
+ *   EPIPE     send on a closed channel (nothing sent); recv on a closed, drained channel.
+ *   EAGAIN    try_send: full (rendezvous: no receiver waiting); try_recv: empty and open;
+ *             try_select: no op ready. EBUSY: try_acquire of a held lock.
+ *   ETIMEDOUT the absolute deadline passed, never before it; a past deadline tries once.
+ *   ECANCELED the calling coroutine was cancelled: every call that would park returns it; a
+ *             call that completes at once still completes. A handoff that came first wins: a
+ *             coroutine handed a lock, an item or a unit gets it, and ECANCELED next time.
+ *   EDEADLK   conc_coro_lock_acquire by the lock's owner (it would wait for itself forever).
+ *   EOVERFLOW conc_coro_sem_release past a bounded semaphore's max: nothing is released.
+ *
+ * ORDERING CONTRACT
+ *   Coroutines of one scheduler run one at a time, so everything a coroutine wrote before a
+ *   send is seen by the receiver of that item, and everything before a release by the next
+ *   owner. FIFO everywhere: items come out in send order; parked senders, receivers, lock and
+ *   semaphore waiters are served in arrival order, and a released lock or unit goes to the
+ *   first waiter (no barging: a coroutine arriving later waits behind it even if it runs
+ *   first). The coroutine handed something runs next (coro.h's runnext), so ping-pong between
+ *   two coroutines is two switches per round trip. select: when several ops are ready, each is
+ *   chosen with equal probability (Go's rule); when none is, the first counterpart to arrive
+ *   completes exactly one op (the others stay untouched). close: sends after it fail with
+ *   EPIPE and send nothing; receivers get every item sent before it, then EPIPE; every parked
+ *   sender (EPIPE, its item not sent) and receiver (EPIPE) wakes.
+ *
+ * WHICH CALLS MAY OVERLAP
+ *   None across threads: a channel, lock, semaphore or event belongs to the scheduler of the
+ *   coroutines that use it, and every call runs on that scheduler's thread (debug builds
+ *   check it for channels: the first coroutine to use a channel binds it to its scheduler, and
+ *   a coroutine of another scheduler aborts naming the function). To cross threads use
+ *   coro_bridge.h (conc_coro_mailbox_t, conc_coro_await). close and destroy may also run on
+ *   the owner thread outside any coroutine.
+ *
+ * CONFIGURATION
+ *   CONC_DEBUG (base.h; on unless NDEBUG)  the channel's one-scheduler check.
+ *
+ * CAVEATS
+ *   - Objects parked coroutines wait on must outlive the wait: destroy a channel only when
+ *     nobody waits on it (debug builds abort otherwise).
+ *   - The items a send or select waits to hand over are read when a receiver arrives, not
+ *     when send was called: keep them unchanged until the call returns (they are usually the
+ *     caller's locals, so this is automatic).
+ *   - No condition variable: after a cancel it would have to re-acquire its lock with a park
+ *     that ignores the cancel, which coro.h does not offer to other headers. Use an event, a
+ *     channel or a semaphore.
+ *
+ * DESIGN
+ *   Each object is plain data plus coro.h wait queues (intrusive lists of waiters living on
+ *   the parked coroutines' stacks). A handoff is: pop the first waiter, conc_coro_wake it (it
+ *   succeeds only if the waiter is still parked: one whose timer or cancel fired first is
+ *   skipped and unlinks itself when it runs), then copy the item into, or out of, the buffer
+ *   its parked call pointed at. Single-threaded, so no atomics: the wake succeeding is the
+ *   whole commit. A select parks one waiter per op on the coroutine's stack (up to
+ *   CONC__CHAN_SELECT_LOCAL ops, the heap beyond); the first counterpart's wake succeeds, every
+ *   later one fails on "no longer parked", so exactly one op completes.
+ *
+ *   selecting coroutine                        counterpart (runs while it is parked)
+ *   ---------------------------------------    ---------------------------------------
+ *   no op ready: push one waiter per op        pop waiter w of op i            [chan.S1]
+ *   park(select, deadline)                     wake(w->coro, 0) succeeds: commit [chan.S2]
+ *                                              copy the item; *w->fired = i
+ *   resumed: unlink every waiter (no-op for    another channel pops waiter j: wake fails
+ *   the popped one); return ops[fired]         (not parked any more): skipped   [chan.S3]
+ */
+#ifndef CONC_CHAN_H
+#define CONC_CHAN_H
+
+#include "coro.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdangling-pointer" /* waiters on parked stacks: see coro.h */
+#define CONC__CHAN_POP_DIAGNOSTIC 1
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Types and constants
+ * ------------------------------------------------------------------------------------------- */
+typedef struct conc_chan conc_chan_t;
+
+#define CONC_CHAN_SEND 1
+#define CONC_CHAN_RECV 2
+
+typedef struct conc_chan_op {
+    conc_chan_t *chan; /* NULL: never ready (Go's nil channel: a case switched off) */
+    int dir;           /* CONC_CHAN_SEND or CONC_CHAN_RECV */
+    void *item;        /* send: the item to copy in; recv: where the item goes */
+} conc_chan_op_t;
+
+typedef struct conc_coro_lock {
+    conc_coro_t *owner;
+    conc_coro_waitq_t waiters;
+} conc_coro_lock_t;
+
+typedef struct conc_coro_sem {
+    unsigned value;
+    unsigned max; /* 0: unbounded */
+    conc_coro_waitq_t waiters;
+} conc_coro_sem_t;
+
+typedef struct conc_coro_event {
+    int set;
+    conc_coro_waitq_t waiters;
+} conc_coro_event_t;
+
+// clang-format off
+#define CONC_CORO_LOCK_INIT {NULL, CONC_CORO_WAITQ_INIT}
+#define CONC_CORO_EVENT_INIT {0, CONC_CORO_WAITQ_INIT}
+// clang-format on
+
+/* Select ops whose waiters live on the caller's stack; more come from the heap. Four covers
+ * the usual "data, quit, timer channel" selects without a malloc (a waiter is 56 bytes). */
+#define CONC__CHAN_SELECT_LOCAL 4u
+/* Marks a select's `fired` slot while no op completed. */
+#define CONC__CHAN_NONE SIZE_MAX
+
+/* One parked send, receive or select op: its coro.h waiter and what to hand over. */
+typedef struct conc__chan_wait {
+    conc_coro_waiter_t w; /* w.data points back here */
+    void *item;           /* send: source; recv: destination */
+    size_t index;         /* the op's index in a select (0 for send/recv) */
+    size_t *fired;        /* written with index when this op completes */
+    int *status;          /* written with the op's result (0 or EPIPE) */
+} conc__chan_wait;
+
+struct conc_chan {
+    size_t item_size, capacity;
+    size_t head, count; /* ring of capacity slots in buf */
+    int closed;
+    conc_sched_t *sched; /* bound by the first coroutine that uses it (the debug check) */
+    conc_coro_waitq_t senders, receivers;
+    unsigned char *buf;
+};
+
+CONC_STATIC_ASSERT(CONC_CHAN_SEND != CONC_CHAN_RECV, "directions differ");
+
+/* ---------------------------------------------------------------------------------------------
+ * Shared helpers
+ * ------------------------------------------------------------------------------------------- */
+/* Pops waiters until one is still parked, wakes it with status and returns it; NULL if none.
+ * [chan.S1]/[chan.S2]: the wake succeeding is the commit; a waiter whose timer or cancel came
+ * first (runnable, still linked) is dropped from the queue and will find itself unlinked. */
+CONC_INLINE conc__chan_wait *conc__chan_pop_live(conc_coro_waitq_t *q, int status) {
+    conc_coro_waiter_t *w;
+    while ((w = conc_coro_waitq_pop(q)) != NULL) {
+        if (conc_coro_wake(w->coro, status)) {
+            conc__chan_wait *cw = (conc__chan_wait *)w->data;
+            if (cw) {
+                *cw->fired = cw->index;
+                *cw->status = status;
+            }
+            return cw;
+        }
+    }
+    return NULL;
+}
+
+/* A waiter that a handoff would find: the first still-parked one (stale ones stay linked). */
+CONC_INLINE bool conc__chan_has_live(const conc_coro_waitq_t *q) {
+    for (const conc_coro_waiter_t *w = q->head; w; w = w->next)
+        if (conc_coro_is_parked(w->coro))
+            return true;
+    return false;
+}
+
+/* The caller's coroutine, or EPERM. */
+CONC_INLINE int conc__chan_self(conc_coro_t **co) {
+    *co = conc_coro_self();
+    return *co ? 0 : EPERM;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Channels
+ * ------------------------------------------------------------------------------------------- */
+CONC_NODISCARD static inline int conc_chan_create(conc_chan_t **out, size_t capacity,
+                                                  size_t item_size) {
+    if (!out)
+        return EINVAL;
+    *out = NULL;
+    if (item_size == 0 || (capacity && item_size > (SIZE_MAX - sizeof(conc_chan_t)) / capacity))
+        return EINVAL;
+    conc_chan_t *ch = (conc_chan_t *)calloc(1, sizeof *ch + capacity * item_size);
+    if (!ch)
+        return ENOMEM;
+    ch->item_size = item_size;
+    ch->capacity = capacity;
+    ch->buf = (unsigned char *)(ch + 1);
+    *out = ch;
+    return 0;
+}
+
+static inline void conc_chan_destroy(conc_chan_t *ch) {
+    if (!ch)
+        return;
+    if (CONC_DEBUG && (ch->senders.head || ch->receivers.head))
+        CONC_ABORT("conc_chan_destroy: coroutines still wait on the channel");
+    free(ch);
+}
+
+CONC_COLD void conc__chan_foreign_slow(const char *fn) {
+    fprintf(stderr, "conc: %s: the channel belongs to another scheduler (a channel is used by "
+                    "the coroutines of one scheduler only)\n", fn);
+    CONC_ABORT("conc_chan: channel used from another scheduler");
+}
+
+/* The owner check: binds the channel to the first scheduler that uses it. */
+CONC_INLINE void conc__chan_check(conc_chan_t *ch, conc_coro_t *co, const char *fn) {
+#if CONC_DEBUG
+    conc_sched_t *s = conc_coro_sched(co);
+    if (!ch->sched)
+        ch->sched = s;
+    else if (CONC_UNLIKELY(ch->sched != s))
+        conc__chan_foreign_slow(fn);
+#else
+    CONC_UNUSED(ch);
+    CONC_UNUSED(co);
+    CONC_UNUSED(fn);
+#endif
+}
+
+CONC_INLINE unsigned char *conc__chan_slot(conc_chan_t *ch, size_t i) {
+    size_t at = ch->head + i;
+    if (at >= ch->capacity)
+        at -= ch->capacity;
+    return ch->buf + at * ch->item_size;
+}
+
+/* Send without parking: 0, EAGAIN, EPIPE. */
+CONC_INLINE int conc__chan_send_now(conc_chan_t *ch, const void *item) {
+    if (CONC_UNLIKELY(ch->closed))
+        return EPIPE;
+    conc__chan_wait *r = conc__chan_pop_live(&ch->receivers, 0);
+    if (r) { /* receivers wait only while the buffer is empty: straight into theirs */
+        memcpy(r->item, item, ch->item_size);
+        return 0;
+    }
+    if (ch->count < ch->capacity) {
+        memcpy(conc__chan_slot(ch, ch->count), item, ch->item_size);
+        ch->count++;
+        return 0;
+    }
+    return EAGAIN;
+}
+
+/* Receive without parking: 0, EAGAIN, EPIPE. */
+CONC_INLINE int conc__chan_recv_now(conc_chan_t *ch, void *item) {
+    if (ch->count) {
+        memcpy(item, conc__chan_slot(ch, 0), ch->item_size);
+        ch->head = ch->head + 1 == ch->capacity ? 0 : ch->head + 1;
+        ch->count--;
+        conc__chan_wait *s = conc__chan_pop_live(&ch->senders, 0);
+        if (s) { /* a sender waited for this slot: its item joins the tail */
+            memcpy(conc__chan_slot(ch, ch->count), s->item, ch->item_size);
+            ch->count++;
+        }
+        return 0;
+    }
+    conc__chan_wait *s = conc__chan_pop_live(&ch->senders, 0);
+    if (s) { /* rendezvous */
+        memcpy(item, s->item, ch->item_size);
+        return 0;
+    }
+    return ch->closed ? EPIPE : EAGAIN;
+}
+
+CONC_COLD void conc__chan_describe(const conc_coro_wait_t *w, char *buf, size_t size) {
+    const conc_chan_t *ch = (const conc_chan_t *)w->object;
+    snprintf(buf, size, "channel %p %s (capacity %zu, %zu items%s)", w->object,
+             w->detail == CONC_CHAN_SEND ? "send" : "recv", ch->capacity, ch->count,
+             ch->closed ? ", closed" : "");
+}
+
+/* Parks the caller on one channel op until a counterpart completes it. */
+CONC_NOINLINE int conc__chan_park_slow(conc_chan_t *ch, int dir, void *item, int64_t deadline) {
+    size_t fired = CONC__CHAN_NONE;
+    int status = 0;
+    conc__chan_wait me;
+    memset(&me, 0, sizeof me);
+    me.w.coro = conc_coro_self();
+    me.w.data = &me;
+    me.item = item;
+    me.fired = &fired;
+    me.status = &status;
+    if (conc_coro_is_cancelled(me.w.coro))
+        return ECANCELED;
+    conc_coro_wait_t wait;
+    memset(&wait, 0, sizeof wait);
+    wait.what = dir == CONC_CHAN_SEND ? "channel send" : "channel recv";
+    wait.object = ch;
+    wait.detail = dir;
+    wait.describe = conc__chan_describe;
+    conc_coro_waitq_t *q = dir == CONC_CHAN_SEND ? &ch->senders : &ch->receivers;
+    conc_coro_waitq_push(q, &me.w);
+    int e = conc_coro_park(&wait, deadline);
+    conc_coro_waitq_remove(q, &me.w);
+    return fired != CONC__CHAN_NONE ? status : e;
+}
+
+CONC_NODISCARD static inline int conc_chan_send_until(conc_chan_t *ch, const void *item,
+                                                      int64_t deadline) {
+    conc_coro_t *co;
+    if (CONC_UNLIKELY(!ch || !item))
+        return EINVAL;
+    if (CONC_UNLIKELY(conc__chan_self(&co) != 0))
+        return EPERM;
+    conc__chan_check(ch, co, "conc_chan_send");
+    int e = conc__chan_send_now(ch, item);
+    if (CONC_LIKELY(e != EAGAIN))
+        return e;
+    return conc__chan_park_slow(ch, CONC_CHAN_SEND, (void *)(uintptr_t)item, deadline);
+}
+
+CONC_NODISCARD static inline int conc_chan_send(conc_chan_t *ch, const void *item) {
+    return conc_chan_send_until(ch, item, CONC_FOREVER);
+}
+
+CONC_NODISCARD static inline int conc_chan_try_send(conc_chan_t *ch, const void *item) {
+    conc_coro_t *co;
+    if (CONC_UNLIKELY(!ch || !item))
+        return EINVAL;
+    if (CONC_UNLIKELY(conc__chan_self(&co) != 0))
+        return EPERM;
+    conc__chan_check(ch, co, "conc_chan_try_send");
+    return conc__chan_send_now(ch, item);
+}
+
+CONC_NODISCARD static inline int conc_chan_recv_until(conc_chan_t *ch, void *item,
+                                                      int64_t deadline) {
+    conc_coro_t *co;
+    if (CONC_UNLIKELY(!ch || !item))
+        return EINVAL;
+    if (CONC_UNLIKELY(conc__chan_self(&co) != 0))
+        return EPERM;
+    conc__chan_check(ch, co, "conc_chan_recv");
+    int e = conc__chan_recv_now(ch, item);
+    if (CONC_LIKELY(e != EAGAIN))
+        return e;
+    return conc__chan_park_slow(ch, CONC_CHAN_RECV, item, deadline);
+}
+
+CONC_NODISCARD static inline int conc_chan_recv(conc_chan_t *ch, void *item) {
+    return conc_chan_recv_until(ch, item, CONC_FOREVER);
+}
+
+CONC_NODISCARD static inline int conc_chan_try_recv(conc_chan_t *ch, void *item) {
+    conc_coro_t *co;
+    if (CONC_UNLIKELY(!ch || !item))
+        return EINVAL;
+    if (CONC_UNLIKELY(conc__chan_self(&co) != 0))
+        return EPERM;
+    conc__chan_check(ch, co, "conc_chan_try_recv");
+    return conc__chan_recv_now(ch, item);
+}
+
+static inline void conc_chan_close(conc_chan_t *ch) {
+    if (!ch || ch->closed)
+        return;
+    conc_coro_t *co = conc_coro_self();
+    if (co)
+        conc__chan_check(ch, co, "conc_chan_close");
+    else if (CONC_DEBUG && ch->sched && !conc_sched_is_owner(ch->sched))
+        conc__chan_foreign_slow("conc_chan_close");
+    ch->closed = 1;
+    /* Receivers wait only on an empty buffer: nothing left for them. Senders' items were
+     * never taken. Both wake in FIFO order with EPIPE. */
+    while (conc__chan_pop_live(&ch->receivers, EPIPE))
+        ;
+    while (conc__chan_pop_live(&ch->senders, EPIPE))
+        ;
+}
+
+static inline bool conc_chan_is_closed(const conc_chan_t *ch) {
+    return ch && ch->closed;
+}
+
+static inline size_t conc_chan_size(const conc_chan_t *ch) {
+    return ch ? ch->count : 0;
+}
+
+static inline size_t conc_chan_capacity(const conc_chan_t *ch) {
+    return ch ? ch->capacity : 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Select
+ * ------------------------------------------------------------------------------------------- */
+/* xorshift64*: the select's fair pick. One state per thread (schedulers never share one). */
+CONC_INLINE uint64_t conc__chan_random(void) {
+    static __thread uint64_t state;
+    if (CONC_UNLIKELY(state == 0))
+        state = (uint64_t)(uintptr_t)&state ^ (uint64_t)conc_now() ^ 0x9e3779b97f4a7c15ull;
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return state * 0x2545f4914f6cdd1dull;
+}
+
+CONC_INLINE bool conc__chan_op_ready(const conc_chan_op_t *op) {
+    const conc_chan_t *ch = op->chan;
+    if (!ch)
+        return false;
+    if (op->dir == CONC_CHAN_SEND)
+        return ch->closed || ch->count < ch->capacity || conc__chan_has_live(&ch->receivers);
+    return ch->count || ch->closed || conc__chan_has_live(&ch->senders);
+}
+
+CONC_COLD void conc__chan_describe_select(const conc_coro_wait_t *w, char *buf, size_t size) {
+    const conc_chan_op_t *ops = (const conc_chan_op_t *)w->object;
+    size_t n = (size_t)w->detail, at = 0;
+    at += (size_t)snprintf(buf, size, "select over %zu channel ops:", n);
+    for (size_t i = 0; i < n && at < size; i++)
+        if (ops[i].chan)
+            at += (size_t)snprintf(buf + at, size - at, " %s %p",
+                                   ops[i].dir == CONC_CHAN_SEND ? "send" : "recv",
+                                   (void *)ops[i].chan);
+}
+
+/* Validates ops and performs one ready op chosen uniformly (reservoir sampling over the ready
+ * ones): its result, or EAGAIN if none is ready. */
+CONC_INLINE int conc__chan_select_now(conc_chan_op_t *ops, size_t n, conc_coro_t *co,
+                                      size_t *chosen) {
+    size_t pick = CONC__CHAN_NONE, ready = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].dir != CONC_CHAN_SEND && ops[i].dir != CONC_CHAN_RECV)
+            return EINVAL;
+        if (ops[i].chan && !ops[i].item)
+            return EINVAL;
+        if (ops[i].chan)
+            conc__chan_check(ops[i].chan, co, "conc_chan_select");
+        if (conc__chan_op_ready(&ops[i]) && conc__chan_random() % ++ready == 0)
+            pick = i;
+    }
+    if (pick == CONC__CHAN_NONE)
+        return EAGAIN;
+    *chosen = pick;
+    conc_chan_op_t *op = &ops[pick];
+    return op->dir == CONC_CHAN_SEND ? conc__chan_send_now(op->chan, op->item)
+                                     : conc__chan_recv_now(op->chan, op->item);
+}
+
+CONC_NOINLINE int conc__chan_select_park_slow(conc_chan_op_t *ops, size_t n, conc_coro_t *co,
+                                              int64_t deadline, size_t *chosen) {
+    conc__chan_wait local[CONC__CHAN_SELECT_LOCAL];
+    conc__chan_wait *ws = local;
+    if (n > CONC__CHAN_SELECT_LOCAL) {
+        ws = (conc__chan_wait *)malloc(n * sizeof *ws);
+        if (!ws)
+            return ENOMEM;
+    }
+    size_t fired = CONC__CHAN_NONE;
+    int status = 0, e;
+    if (conc_coro_is_cancelled(co)) {
+        e = ECANCELED;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memset(&ws[i], 0, sizeof ws[i]);
+        ws[i].w.coro = co;
+        ws[i].w.data = &ws[i];
+        ws[i].item = ops[i].item;
+        ws[i].index = i;
+        ws[i].fired = &fired;
+        ws[i].status = &status;
+        if (ops[i].chan)
+            conc_coro_waitq_push(ops[i].dir == CONC_CHAN_SEND ? &ops[i].chan->senders
+                                                              : &ops[i].chan->receivers,
+                                 &ws[i].w);
+    }
+    conc_coro_wait_t wait;
+    memset(&wait, 0, sizeof wait);
+    wait.what = "channel select";
+    wait.object = ops;
+    wait.detail = (long)n;
+    wait.describe = conc__chan_describe_select;
+    e = conc_coro_park(&wait, deadline);
+    for (size_t i = 0; i < n; i++) /* [chan.S3]: the popped one is already unlinked */
+        if (ops[i].chan)
+            conc_coro_waitq_remove(ops[i].dir == CONC_CHAN_SEND ? &ops[i].chan->senders
+                                                                : &ops[i].chan->receivers,
+                                   &ws[i].w);
+    if (fired != CONC__CHAN_NONE) {
+        *chosen = fired;
+        e = status;
+    }
+out:
+    if (ws != local)
+        free(ws);
+    return e;
+}
+
+CONC_NODISCARD static inline int conc_chan_select(conc_chan_op_t *ops, size_t n, int64_t deadline,
+                                                  size_t *chosen) {
+    conc_coro_t *co;
+    if (!chosen)
+        return EINVAL;
+    *chosen = CONC__CHAN_NONE;
+    if (!ops && n)
+        return EINVAL;
+    if (conc__chan_self(&co) != 0)
+        return EPERM;
+    int e = conc__chan_select_now(ops, n, co, chosen);
+    if (e != EAGAIN)
+        return e;
+    return conc__chan_select_park_slow(ops, n, co, deadline, chosen);
+}
+
+CONC_NODISCARD static inline int conc_chan_try_select(conc_chan_op_t *ops, size_t n,
+                                                      size_t *chosen) {
+    conc_coro_t *co;
+    if (!chosen)
+        return EINVAL;
+    *chosen = CONC__CHAN_NONE;
+    if (!ops && n)
+        return EINVAL;
+    if (conc__chan_self(&co) != 0)
+        return EPERM;
+    return conc__chan_select_now(ops, n, co, chosen);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Lock (asyncio.Lock): FIFO handoff, no barging
+ * ------------------------------------------------------------------------------------------- */
+static inline void conc_coro_lock_init(conc_coro_lock_t *l) {
+    l->owner = NULL;
+    l->waiters.head = l->waiters.tail = NULL;
+}
+
+CONC_COLD void conc__coro_lock_describe(const conc_coro_wait_t *w, char *buf, size_t size) {
+    const conc_coro_lock_t *l = (const conc_coro_lock_t *)w->object;
+    if (l->owner)
+        snprintf(buf, size, "lock %p held by coro \"%s\" (#%llu)", w->object,
+                 conc_coro_name(l->owner), (unsigned long long)conc_coro_id(l->owner));
+    else
+        snprintf(buf, size, "lock %p (being handed over)", w->object);
+}
+
+CONC_NODISCARD static inline int conc_coro_lock_try_acquire(conc_coro_lock_t *l) {
+    conc_coro_t *co;
+    if (!l)
+        return EINVAL;
+    if (conc__chan_self(&co) != 0)
+        return EPERM;
+    if (l->owner)
+        return EBUSY;
+    l->owner = co;
+    return 0;
+}
+
+CONC_NODISCARD static inline int conc_coro_lock_acquire_until(conc_coro_lock_t *l,
+                                                              int64_t deadline) {
+    conc_coro_t *co;
+    if (!l)
+        return EINVAL;
+    if (conc__chan_self(&co) != 0)
+        return EPERM;
+    if (CONC_LIKELY(!l->owner)) { /* free means nobody waits: release hands it to the first */
+        l->owner = co;
+        return 0;
+    }
+    if (l->owner == co)
+        return EDEADLK;
+    conc_coro_wait_t wait;
+    memset(&wait, 0, sizeof wait);
+    wait.what = "lock";
+    wait.object = l;
+    wait.describe = conc__coro_lock_describe;
+    /* status 0: release made us the owner (it sets owner before waking us) */
+    return conc_coro_waitq_wait(&l->waiters, &wait, deadline);
+}
+
+CONC_NODISCARD static inline int conc_coro_lock_acquire(conc_coro_lock_t *l) {
+    return conc_coro_lock_acquire_until(l, CONC_FOREVER);
+}
+
+static inline int conc_coro_lock_release(conc_coro_lock_t *l) {
+    if (!l)
+        return EINVAL;
+    conc_coro_t *co = conc_coro_self();
+    if (!co || l->owner != co)
+        return EPERM;
+    /* Hand it to the first waiter still parked: it owns the lock before it runs, so a
+     * coroutine that runs in between finds it held (no barging). */
+    conc_coro_waiter_t *w;
+    while ((w = conc_coro_waitq_pop(&l->waiters)) != NULL) {
+        if (conc_coro_wake(w->coro, 0)) {
+            l->owner = w->coro;
+            return 0;
+        }
+    }
+    l->owner = NULL;
+    return 0;
+}
+
+static inline bool conc_coro_lock_is_locked(const conc_coro_lock_t *l) {
+    return l && l->owner;
+}
+
+static inline conc_coro_t *conc_coro_lock_owner(const conc_coro_lock_t *l) {
+    return l ? l->owner : NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Semaphore (asyncio.Semaphore / BoundedSemaphore): FIFO handoff
+ * ------------------------------------------------------------------------------------------- */
+static inline int conc_coro_sem_init(conc_coro_sem_t *s, unsigned value, unsigned max) {
+    if (!s || (max && value > max))
+        return EINVAL;
+    s->value = value;
+    s->max = max;
+    s->waiters.head = s->waiters.tail = NULL;
+    return 0;
+}
+
+CONC_COLD void conc__coro_sem_describe(const conc_coro_wait_t *w, char *buf, size_t size) {
+    const conc_coro_sem_t *s = (const conc_coro_sem_t *)w->object;
+    if (s->max)
+        snprintf(buf, size, "semaphore %p (value %u of max %u)", w->object, s->value, s->max);
+    else
+        snprintf(buf, size, "semaphore %p (value %u)", w->object, s->value);
+}
+
+CONC_NODISCARD static inline int conc_coro_sem_try_acquire(conc_coro_sem_t *s) {
+    conc_coro_t *co;
+    if (!s)
+        return EINVAL;
+    if (conc__chan_self(&co) != 0)
+        return EPERM;
+    if (!s->value)
+        return EAGAIN;
+    s->value--;
+    return 0;
+}
+
+CONC_NODISCARD static inline int conc_coro_sem_acquire_until(conc_coro_sem_t *s, int64_t deadline) {
+    conc_coro_t *co;
+    if (!s)
+        return EINVAL;
+    if (conc__chan_self(&co) != 0)
+        return EPERM;
+    if (s->value) { /* a value above 0 means nobody waits (release hands units over first) */
+        s->value--;
+        return 0;
+    }
+    conc_coro_wait_t wait;
+    memset(&wait, 0, sizeof wait);
+    wait.what = "semaphore";
+    wait.object = s;
+    wait.describe = conc__coro_sem_describe;
+    return conc_coro_waitq_wait(&s->waiters, &wait, deadline); /* 0: a unit was handed over */
+}
+
+CONC_NODISCARD static inline int conc_coro_sem_acquire(conc_coro_sem_t *s) {
+    return conc_coro_sem_acquire_until(s, CONC_FOREVER);
+}
+
+/* Releases n units: each goes to the first parked waiter, the rest raise the value. Bounded:
+ * if the units left after the parked waiters would take the value past max, EOVERFLOW and
+ * nothing changes. Owner thread; from a coroutine or outside one. */
+CONC_NODISCARD static inline int conc_coro_sem_release(conc_coro_sem_t *s, unsigned n) {
+    if (!s)
+        return EINVAL;
+    if (s->max) {
+        unsigned parked = 0;
+        for (const conc_coro_waiter_t *w = s->waiters.head; w && parked < n; w = w->next)
+            parked += conc_coro_is_parked(w->coro);
+        if ((unsigned long long)s->value + (n - parked) > s->max)
+            return EOVERFLOW;
+    } else if (n > UINT_MAX - s->value) {
+        return EOVERFLOW;
+    }
+    while (n) {
+        conc_coro_waiter_t *w = conc_coro_waitq_pop(&s->waiters);
+        if (!w)
+            break;
+        if (conc_coro_wake(w->coro, 0))
+            n--;
+    }
+    s->value += n;
+    return 0;
+}
+
+static inline unsigned conc_coro_sem_value(const conc_coro_sem_t *s) {
+    return s ? s->value : 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Event (asyncio.Event)
+ * ------------------------------------------------------------------------------------------- */
+static inline void conc_coro_event_init(conc_coro_event_t *e) {
+    e->set = 0;
+    e->waiters.head = e->waiters.tail = NULL;
+}
+
+static inline void conc_coro_event_set(conc_coro_event_t *e) {
+    if (!e || e->set)
+        return;
+    e->set = 1;
+    conc_coro_waitq_wake_all(&e->waiters, 0);
+}
+
+static inline void conc_coro_event_clear(conc_coro_event_t *e) {
+    if (e)
+        e->set = 0;
+}
+
+static inline bool conc_coro_event_is_set(const conc_coro_event_t *e) {
+    return e && e->set;
+}
+
+CONC_NODISCARD static inline int conc_coro_event_wait_until(conc_coro_event_t *e,
+                                                            int64_t deadline) {
+    conc_coro_t *co;
+    if (!e)
+        return EINVAL;
+    if (conc__chan_self(&co) != 0)
+        return EPERM;
+    if (e->set)
+        return 0;
+    conc_coro_wait_t wait;
+    memset(&wait, 0, sizeof wait);
+    wait.what = "event";
+    wait.object = e;
+    /* 0: set woke us (a clear right after does not take it back, as in asyncio) */
+    return conc_coro_waitq_wait(&e->waiters, &wait, deadline);
+}
+
+CONC_NODISCARD static inline int conc_coro_event_wait(conc_coro_event_t *e) {
+    return conc_coro_event_wait_until(e, CONC_FOREVER);
+}
+
+#if defined(CONC__CHAN_POP_DIAGNOSTIC)
+#pragma GCC diagnostic pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CONC_CHAN_H */
