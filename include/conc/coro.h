@@ -2351,6 +2351,11 @@ CONC_NODISCARD static inline int conc_coro_stack_usage(const conc_coro_t *c, siz
  *                                    already woke it is not parked: skip it, it will unlink).
  *   conc_coro_sched(c)               the scheduler c belongs to (a channel's owner check).
  *   conc_sched_is_owner(s)           the calling thread is s's owner thread.
+ *   conc_sched_msg_create(&m, fn, a) a conc_sched_spawn made in two halves, for a wake that
+ *   conc_sched_msg_post(s, m)        must not fail where nobody could report it (a future's
+ *   conc_sched_msg_free(m)           callback on another thread): create allocates on the
+ *                                    owner thread (0, ENOMEM), post (any thread) hands it to
+ *                                    s's inbox and cannot fail; free drops one never posted.
  *   conc_coro_waitq_*                an intrusive FIFO of waiters: push a waiter, park, and on
  *                                    return remove it (a no-op if a waker popped it).
  *   conc_coro_waitq_wait(q, w, dl)   that sequence in one call.
@@ -2427,6 +2432,44 @@ static inline size_t conc_coro_waitq_wake_all(conc_coro_waitq_t *q, int status) 
     if (!q->head)
         return 0;
     return conc__coro_wake_all(q->head->coro->sched, q, status);
+}
+
+typedef struct conc__coro_msg conc_sched_msg_t;
+
+CONC_NODISCARD static inline int conc_sched_msg_create(conc_sched_msg_t **out, conc_coro_fn fn,
+                                                       void *arg) {
+    if (!out || !fn)
+        return EINVAL;
+    conc__coro_msg *m = (conc__coro_msg *)malloc(sizeof *m);
+    *out = m;
+    if (!m)
+        return ENOMEM;
+    m->next = NULL;
+    m->fn = fn;
+    m->arg = arg;
+    m->file = NULL;
+    m->line = 0;
+    return 0;
+}
+
+/* The second half of conc__sched_spawn_at's cross-thread path ([coro.I1], [coro.I2]). */
+static inline void conc_sched_msg_post(conc_sched_t *s, conc_sched_msg_t *m) {
+    m->next = NULL;
+    pthread_mutex_lock(&s->inbox_lock);
+    int was_empty = s->inbox_head == NULL; /* [coro.I1] */
+    if (s->inbox_tail)
+        s->inbox_tail->next = m;
+    else
+        s->inbox_head = m;
+    s->inbox_tail = m;
+    conc_store(&s->inbox_pending, 1u, CONC_RELAXED);
+    pthread_mutex_unlock(&s->inbox_lock);
+    if (was_empty)
+        conc__sched_kick(s); /* [coro.I2] */
+}
+
+static inline void conc_sched_msg_free(conc_sched_msg_t *m) {
+    free(m);
 }
 
 #if defined(CONC__CORO_POP_DIAGNOSTIC)
