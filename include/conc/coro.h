@@ -2452,7 +2452,11 @@ CONC_NODISCARD static inline int conc_sched_msg_create(conc_sched_msg_t **out, c
     return 0;
 }
 
-/* The second half of conc__sched_spawn_at's cross-thread path ([coro.I1], [coro.I2]). */
+/* The second half of conc__sched_spawn_at's cross-thread path ([coro.I1], [coro.I2]), with
+ * the eventfd write inside the mutex: the message may be the last thing the scheduler waits
+ * for (a hold it releases), and once the scheduler can drain it, run may return and destroy
+ * free s. Kicking before the unlock makes the unlock our last touch of s (a mutex may be
+ * destroyed as soon as it is unlocked). */
 static inline void conc_sched_msg_post(conc_sched_t *s, conc_sched_msg_t *m) {
     m->next = NULL;
     pthread_mutex_lock(&s->inbox_lock);
@@ -2463,9 +2467,9 @@ static inline void conc_sched_msg_post(conc_sched_t *s, conc_sched_msg_t *m) {
         s->inbox_head = m;
     s->inbox_tail = m;
     conc_store(&s->inbox_pending, 1u, CONC_RELAXED);
-    pthread_mutex_unlock(&s->inbox_lock);
     if (was_empty)
         conc__sched_kick(s); /* [coro.I2] */
+    pthread_mutex_unlock(&s->inbox_lock);
 }
 
 static inline void conc_sched_msg_free(conc_sched_msg_t *m) {
