@@ -32,5 +32,6 @@
 #include "latch.h"
 #include "coro.h"
 #include "chan.h"
+#include "coro_bridge.h"
 
 #endif /* CONC_H */

@@ -1,0 +1,381 @@
+/* conc/coro_bridge.h - coroutines meet threads: await futures, mailboxes from any thread -
+ * conc v0.1.0
+ * SPDX-License-Identifier: MIT
+ *
+ * A coroutine waits for a thread-pool or fork-pool future, or for items other threads push,
+ * without blocking its scheduler's thread (asyncio's wrap_future / run_in_executor and
+ * call_soon_threadsafe + a queue). Its own header so that coro.h needs only base.h: this one
+ * joins coro.h to future.h and queue.h, and only programs that use both pay for both.
+ *
+ * CONTENTS
+ *   quick start - API - errors - ordering contract - which calls may overlap - configuration -
+ *   caveats - design (the one cross-thread sleep/wake protocol, with its timeline)
+ *
+ * QUICK START (examples/19_choosing_a_model.c uses it with an executor and a fork pool)
+ *     static int slow_square(void *arg, void **result) {     // runs on a pool thread
+ *         *result = (void *)((intptr_t)arg * (intptr_t)arg);
+ *         return 0;
+ *     }
+ *     static int handler(void *ex) {                          // a coroutine
+ *         conc_future_t *f;
+ *         if (conc_executor_submit((conc_executor_t *)ex, slow_square, (void *)7, &f)) return 1;
+ *         int e = conc_coro_await(f, conc_deadline_in(CONC_SEC)); // other coroutines run
+ *         if (e == 0) printf("%ld\n", (long)(intptr_t)conc_future_result(f)); // 49
+ *         conc_future_release(f);
+ *         return e;
+ *     }
+ *
+ * API
+ *   await     conc_coro_await(f, deadline)          f's outcome (0, its status, ECANCELED if
+ *                                                   the future was cancelled), ETIMEDOUT,
+ *                                                   ECANCELED (the coroutine was), ENOMEM, EPERM
+ *   mailbox   conc_coro_mailbox_create(&mb, s, q)   a scheduler's end of conc_queue_t q (the
+ *                                                   caller's; s NULL: the current scheduler)
+ *             conc_coro_mailbox_destroy(mb)         owner thread; q stays the caller's
+ *             conc_coro_mailbox_send(mb, item)      ANY thread: push (the thread blocks while
+ *                                                   full) and wake a parked receiver; 0, EPIPE
+ *             conc_coro_mailbox_try_send(mb, item)  any thread: 0, EAGAIN, EPIPE
+ *             conc_coro_mailbox_send_until(mb, item, dl)  any thread: 0, ETIMEDOUT, EPIPE
+ *             conc_coro_mailbox_notify(mb)          any thread, after a plain conc_queue_push
+ *                                                   (or batch push) to q: wakes a receiver
+ *             conc_coro_mailbox_close(mb)           any thread: closes q and wakes receivers
+ *             conc_coro_mailbox_recv(mb, item)      a coroutine of s: 0, EPIPE (closed and
+ *                                                   drained), ECANCELED, ENOMEM
+ *             conc_coro_mailbox_try_recv(mb, item)  0, EAGAIN, EPIPE
+ *             conc_coro_mailbox_recv_until(mb, item, dl)  ... or ETIMEDOUT
+ *
+ * ERRORS
+ *   EINVAL    NULL arguments; a mailbox used by a coroutine of another scheduler.
+ *   EPERM     conc_coro_await or a mailbox receive outside a coroutine.
+ *   ENOMEM    no memory for the wake record (allocated before parking, so a wake can never
+ *             be lost to a failed allocation on the completing thread).
+ *   ETIMEDOUT the deadline passed; the future (or the item) is left as it is: await again, or
+ *             receive again, later. ECANCELED: the calling coroutine was cancelled.
+ *   EPIPE     the mailbox's queue is closed (send), or closed and drained (receive).
+ *
+ * ORDERING CONTRACT
+ *   Everything the completing thread wrote before completing the future is visible to the
+ *   coroutine whose await returns its outcome (the future's own [R1]/[A1], then the inbox
+ *   mutex). Everything a thread wrote before sending an item is visible to the coroutine that
+ *   receives it (the queue's own ordering). Items come out in the queue's order; parked
+ *   receivers are woken together and take items in the order they run.
+ *
+ * WHICH CALLS MAY OVERLAP
+ *   Sends, try_sends, notify and close: from any threads, at any time between create and
+ *   destroy, overlapping each other and the receivers. Receives, create and destroy: on the
+ *   scheduler's thread (receives in its coroutines). conc_coro_await: in a coroutine; the
+ *   future may be completed by any thread, before, during or after the call.
+ *
+ * CONFIGURATION
+ *   None of its own (coro.h's, future.h's and queue.h's apply).
+ *
+ * CAVEATS
+ *   - A parked await keeps the scheduler alive (conc_sched_hold) until the future completes,
+ *     even after the await timed out or was cancelled: conc_sched_run returns only after
+ *     every awaited future completed. Cancel futures you stop waiting for
+ *     (conc_future_cancel, conc_forkpool_cancel). A future released without ever completing
+ *     keeps the hold forever (future.h futures from an executor or a fork pool always
+ *     complete, if only as ECANCELED at shutdown).
+ *   - conc_coro_mailbox_send blocks its thread while the queue is full: from a coroutine of
+ *     the receiving scheduler use try_send (blocking there would stop the receivers).
+ *   - A plain conc_queue_push to q does not wake a parked receiver until something calls
+ *     conc_coro_mailbox_notify (queue.h has no hook, and polling would spin the scheduler).
+ *   - A parked receiver likewise keeps run() from returning (a hold) while it waits: close
+ *     the mailbox to end it.
+ *
+ * DESIGN
+ *   await: the coroutine allocates a wake record and a coro.h message, holds the scheduler,
+ *   registers conc_future_on_done and parks. The callback (on the completing thread, or at
+ *   once) posts the message, which cannot fail; on the scheduler's thread the message's
+ *   coroutine wakes the waiter if it still waits, unholds and drops the record. The record is
+ *   touched by the callback only to read its scheduler and message, so its reference count
+ *   lives on the owner thread (no atomics).
+ *   mailbox: Dekker's pattern between receivers (one scheduler) and senders (any thread), on
+ *   one atomic word `armed`:
+ *
+ *   receiver coroutine (scheduler thread)       sender (any thread)
+ *   ---------------------------------------    ---------------------------------------
+ *   try_pop(q): EAGAIN                         push(q, item)
+ *   first to sleep: msg = create; hold         fence(seq_cst)                    [bridge.M3]
+ *   store(armed, 1, release)        [bridge.M1] load(armed, relaxed) == 1 and
+ *   fence(seq_cst)                  [bridge.M2]   swap(armed, 0, acquire) == 1  [bridge.M4]
+ *   try_pop(q) again: an item? disarm:           -> post(msg)  (this sender owns it)
+ *     swap(armed, 0) == 1: free msg,        ... scheduler: the message's coroutine wakes
+ *     unhold (else a sender posts: harmless)        every parked receiver, unholds [bridge.M5]
+ *   else park
+ *
+ *   The two fences order each side's store before its load: either the receiver's second
+ *   try_pop sees the item, or the sender's load sees armed == 1 (or both; the exchange then
+ *   gives the message to exactly one party). [M1] release / [M4] acquire publish the msg
+ *   pointer. tests/models/coro_bridge.pml checks this, and catches the receiver that parks
+ *   without the second look and the sender that reads armed before it pushes.
+ */
+#ifndef CONC_CORO_BRIDGE_H
+#define CONC_CORO_BRIDGE_H
+
+#include "coro.h"
+#include "future.h"
+#include "queue.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * conc_coro_await
+ * ------------------------------------------------------------------------------------------- */
+typedef struct conc__bridge_await {
+    conc_sched_t *sched;
+    conc_sched_msg_t *msg;
+    conc_coro_t *waiter; /* NULL once it stopped waiting (timeout, cancel) */
+    int refs;            /* the waiter and the message: owner thread only */
+} conc__bridge_await;
+
+CONC_INLINE void conc__bridge_await_put(conc__bridge_await *a) {
+    if (--a->refs == 0)
+        free(a);
+}
+
+/* The message's coroutine, on the scheduler's thread. */
+static inline int conc__bridge_await_wake(void *arg) {
+    conc__bridge_await *a = (conc__bridge_await *)arg;
+    if (a->waiter)
+        (void)conc_coro_wake(a->waiter, 0);
+    conc_sched_unhold(a->sched);
+    conc__bridge_await_put(a);
+    return 0;
+}
+
+/* On the completing thread (or at once): reads only sched and msg, written before on_done
+ * registered us (the future's lock orders them). */
+static inline void conc__bridge_await_done(conc_future_t *f, void *arg) {
+    CONC_UNUSED(f);
+    conc__bridge_await *a = (conc__bridge_await *)arg;
+    conc_sched_msg_post(a->sched, a->msg);
+}
+
+CONC_COLD void conc__bridge_describe_future(const conc_coro_wait_t *w, char *buf, size_t size) {
+    snprintf(buf, size, "future %p (from another thread)", w->object);
+}
+
+CONC_NODISCARD static inline int conc_coro_await(conc_future_t *f, int64_t deadline) {
+    if (!f)
+        return EINVAL;
+    conc_coro_t *co = conc_coro_self();
+    if (!co)
+        return EPERM;
+    if (conc_future_is_done(f))
+        return conc_future_wait(f); /* final: returns the outcome at once */
+    if (conc_coro_is_cancelled(co))
+        return ECANCELED;
+    if (deadline != CONC_FOREVER && deadline <= conc_now())
+        return ETIMEDOUT;
+    conc__bridge_await *a = (conc__bridge_await *)malloc(sizeof *a);
+    if (!a)
+        return ENOMEM;
+    a->sched = conc_coro_sched(co);
+    a->waiter = co;
+    a->refs = 2;
+    if (conc_sched_msg_create(&a->msg, conc__bridge_await_wake, a) != 0) {
+        free(a);
+        return ENOMEM;
+    }
+    conc_sched_hold(a->sched); /* a completion may come: run() must not end, nor say EDEADLK */
+    if (conc_future_on_done(f, conc__bridge_await_done, a) != 0) {
+        conc_sched_unhold(a->sched);
+        conc_sched_msg_free(a->msg);
+        free(a);
+        return ENOMEM;
+    }
+    conc_coro_wait_t wait;
+    memset(&wait, 0, sizeof wait);
+    wait.what = "future";
+    wait.object = f;
+    wait.describe = conc__bridge_describe_future;
+    int e = conc_coro_park(&wait, deadline); /* 0: the message's coroutine woke us */
+    a->waiter = NULL;
+    conc__bridge_await_put(a);
+    if (e == 0)
+        return conc_future_wait(f); /* done: the callback ran after completion */
+    return e;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Mailboxes
+ * ------------------------------------------------------------------------------------------- */
+typedef struct conc_coro_mailbox {
+    uint32_t armed;        /* atomic: a receiver sleeps and msg is ready to post */
+    conc_sched_msg_t *msg; /* written by the arming receiver, taken by whoever disarms */
+    conc_queue_t *q;
+    conc_sched_t *sched;
+    conc_coro_waitq_t waiters; /* owner thread only, like everything below */
+    unsigned inflight;         /* arms not yet undone (posted or reclaimed) */
+    int dead;                  /* destroyed while a posted wake was in flight */
+} conc_coro_mailbox_t;
+
+CONC_NODISCARD static inline int conc_coro_mailbox_create(conc_coro_mailbox_t **out,
+                                                          conc_sched_t *s, conc_queue_t *q) {
+    if (!out)
+        return EINVAL;
+    *out = NULL;
+    if (!q)
+        return EINVAL;
+    if (!s)
+        s = conc_coro_sched(conc_coro_self());
+    if (!s)
+        return EINVAL;
+    conc_coro_mailbox_t *mb = (conc_coro_mailbox_t *)calloc(1, sizeof *mb);
+    if (!mb)
+        return ENOMEM;
+    mb->q = q;
+    mb->sched = s;
+    *out = mb;
+    return 0;
+}
+
+/* [bridge.M5] On the scheduler's thread: a sender posted the armed message. */
+static inline int conc__bridge_mailbox_wake(void *arg) {
+    conc_coro_mailbox_t *mb = (conc_coro_mailbox_t *)arg;
+    mb->inflight--;
+    conc_sched_unhold(mb->sched);
+    if (mb->dead) {
+        if (!mb->inflight)
+            free(mb);
+        return 0;
+    }
+    conc_coro_waitq_wake_all(&mb->waiters, 0);
+    return 0;
+}
+
+/* Takes the armed message back if no sender took it: true if we did (then nobody posts). */
+CONC_INLINE bool conc__bridge_mailbox_disarm(conc_coro_mailbox_t *mb) {
+    if (conc_swap(&mb->armed, 0u, CONC_ACQUIRE) != 1u)
+        return false; /* a sender owns the message and posts it */
+    conc_sched_msg_free(mb->msg);
+    mb->msg = NULL;
+    mb->inflight--;
+    conc_sched_unhold(mb->sched);
+    return true;
+}
+
+static inline void conc_coro_mailbox_notify(conc_coro_mailbox_t *mb) {
+    if (!mb)
+        return;
+    conc_fence_seq_cst(&mb->armed); /* [bridge.M3]: the push, then the load of armed */
+    if (conc_load(&mb->armed, CONC_RELAXED) &&
+        conc_swap(&mb->armed, 0u, CONC_ACQUIRE) == 1u) /* [bridge.M4] acquire: msg */
+        conc_sched_msg_post(mb->sched, mb->msg);
+}
+
+CONC_NODISCARD static inline int conc_coro_mailbox_try_send(conc_coro_mailbox_t *mb,
+                                                            const void *item) {
+    if (!mb || !item)
+        return EINVAL;
+    int e = conc_queue_try_push(mb->q, item);
+    if (e == 0)
+        conc_coro_mailbox_notify(mb);
+    return e;
+}
+
+CONC_NODISCARD static inline int conc_coro_mailbox_send_until(conc_coro_mailbox_t *mb,
+                                                              const void *item, int64_t deadline) {
+    if (!mb || !item)
+        return EINVAL;
+    int e = conc_queue_push_until(mb->q, item, deadline);
+    if (e == 0)
+        conc_coro_mailbox_notify(mb);
+    return e;
+}
+
+CONC_NODISCARD static inline int conc_coro_mailbox_send(conc_coro_mailbox_t *mb,
+                                                        const void *item) {
+    return conc_coro_mailbox_send_until(mb, item, CONC_FOREVER);
+}
+
+static inline void conc_coro_mailbox_close(conc_coro_mailbox_t *mb) {
+    if (!mb)
+        return;
+    conc_queue_close(mb->q);
+    conc_coro_mailbox_notify(mb);
+}
+
+CONC_NODISCARD static inline int conc_coro_mailbox_try_recv(conc_coro_mailbox_t *mb, void *item) {
+    if (!mb || !item)
+        return EINVAL;
+    conc_coro_t *co = conc_coro_self();
+    if (!co)
+        return EPERM;
+    if (conc_coro_sched(co) != mb->sched)
+        return EINVAL;
+    return conc_queue_try_pop(mb->q, item);
+}
+
+CONC_COLD void conc__bridge_describe_mailbox(const conc_coro_wait_t *w, char *buf, size_t size) {
+    snprintf(buf, size, "mailbox %p (items from other threads)", w->object);
+}
+
+CONC_NODISCARD static inline int conc_coro_mailbox_recv_until(conc_coro_mailbox_t *mb, void *item,
+                                                              int64_t deadline) {
+    if (!mb || !item)
+        return EINVAL;
+    conc_coro_t *co = conc_coro_self();
+    if (!co)
+        return EPERM;
+    if (conc_coro_sched(co) != mb->sched)
+        return EINVAL;
+    conc_coro_wait_t wait;
+    memset(&wait, 0, sizeof wait);
+    wait.what = "mailbox";
+    wait.object = mb;
+    wait.describe = conc__bridge_describe_mailbox;
+    for (;;) {
+        int e = conc_queue_try_pop(mb->q, item);
+        if (e != EAGAIN)
+            return e; /* 0 or EPIPE */
+        if (conc_coro_is_cancelled(co))
+            return ECANCELED;
+        if (deadline != CONC_FOREVER && deadline <= conc_now())
+            return ETIMEDOUT;
+        if (!conc_load(&mb->armed, CONC_RELAXED) && !mb->inflight) {
+            /* The first receiver to sleep arms the mailbox. */
+            if (conc_sched_msg_create(&mb->msg, conc__bridge_mailbox_wake, mb) != 0)
+                return ENOMEM;
+            mb->inflight++;
+            conc_sched_hold(mb->sched);
+            conc_store(&mb->armed, 1u, CONC_RELEASE); /* [bridge.M1] publishes msg */
+            conc_fence_seq_cst(&mb->armed);            /* [bridge.M2]: store armed, then look */
+            e = conc_queue_try_pop(mb->q, item);
+            if (e != EAGAIN) {
+                (void)conc__bridge_mailbox_disarm(mb); /* or a sender posts: a spare wake */
+                return e;
+            }
+        }
+        e = conc_coro_waitq_wait(&mb->waiters, &wait, deadline);
+        if (e != 0) {
+            if (conc_coro_waitq_is_empty(&mb->waiters) && mb->inflight)
+                (void)conc__bridge_mailbox_disarm(mb); /* the last one leaves: undo the arm */
+            return e;
+        }
+    }
+}
+
+CONC_NODISCARD static inline int conc_coro_mailbox_recv(conc_coro_mailbox_t *mb, void *item) {
+    return conc_coro_mailbox_recv_until(mb, item, CONC_FOREVER);
+}
+
+static inline void conc_coro_mailbox_destroy(conc_coro_mailbox_t *mb) {
+    if (!mb)
+        return;
+    if (CONC_DEBUG && !conc_coro_waitq_is_empty(&mb->waiters))
+        CONC_ABORT("conc_coro_mailbox_destroy: coroutines still wait on the mailbox");
+    if (mb->inflight && !conc__bridge_mailbox_disarm(mb)) {
+        mb->dead = 1; /* a sender posted the wake: its coroutine frees the mailbox */
+        return;
+    }
+    free(mb);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CONC_CORO_BRIDGE_H */

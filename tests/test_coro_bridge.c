@@ -1,0 +1,414 @@
+/* tests/test_coro_bridge.c - coroutines awaiting futures and mailboxes fed by other threads
+ * SPDX-License-Identifier: MIT */
+#include "conc/coro_bridge.h"
+#include "conc/conc.h" /* the executor and the fork pool */
+
+#include "harness.h"
+
+static int run_main(conc_coro_fn fn, void *arg) {
+    int status = -1;
+    TH_CHECK_EQ(conc_run(fn, arg, &status), 0);
+    return status;
+}
+
+/* ---- await ------------------------------------------------------------------------------- */
+
+static int square_task(void *arg, void **result) {
+    intptr_t x = (intptr_t)arg;
+    *result = (void *)(x * x);
+    return x < 0 ? EDOM : 0;
+}
+
+typedef struct ex_ctx {
+    conc_executor_t *ex;
+    int ticks; /* another coroutine ran while we waited */
+} ex_ctx;
+
+static int ticker(void *p) {
+    ex_ctx *c = (ex_ctx *)p;
+    for (int i = 0; i < 3; i++) {
+        __atomic_fetch_add(&c->ticks, 1, __ATOMIC_RELEASE); /* the gate task reads it */
+        if (conc_coro_yield() != 0)
+            break;
+    }
+    return 0;
+}
+
+static int gate_task(void *arg, void **result) { /* waits for the coroutine to tick */
+    volatile int *ticks = (volatile int *)arg;
+    while (__atomic_load_n(ticks, __ATOMIC_ACQUIRE) == 0)
+        th_sleep_ns(CONC_US * 100);
+    *result = NULL;
+    return 0;
+}
+
+static int await_main(void *p) {
+    ex_ctx *c = (ex_ctx *)p;
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_coro_await(NULL, CONC_FOREVER), EINVAL);
+    /* result and status */
+    TH_CHECK_EQ(conc_executor_submit(c->ex, square_task, (void *)(intptr_t)7, &f), 0);
+    TH_CHECK_EQ(conc_coro_await(f, CONC_FOREVER), 0);
+    TH_CHECK_EQ((intptr_t)conc_future_result(f), 49);
+    TH_CHECK_EQ(conc_coro_await(f, 0), 0); /* done: at once, even with a past deadline */
+    conc_future_release(f);
+    TH_CHECK_EQ(conc_executor_submit(c->ex, square_task, (void *)(intptr_t)-1, &f), 0);
+    TH_CHECK_EQ(conc_coro_await(f, CONC_FOREVER), EDOM);
+    conc_future_release(f);
+    /* the thread is not blocked: a sibling coroutine runs while the task waits for it */
+    int ticks_seen = 0;
+    conc_coro_t *t;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, ticker, c, NULL, &t), 0);
+    TH_CHECK_EQ(conc_executor_submit(c->ex, gate_task, &c->ticks, &f), 0);
+    TH_CHECK_EQ(conc_coro_await(f, CONC_FOREVER), 0);
+    ticks_seen = __atomic_load_n(&c->ticks, __ATOMIC_RELAXED);
+    TH_CHECK(ticks_seen > 0);
+    conc_future_release(f);
+    TH_CHECK_EQ(conc_coro_join(t, CONC_FOREVER, NULL), 0);
+    conc_coro_release(t);
+    return 0;
+}
+
+static void bridge_await_executor_future_without_blocking(void) {
+    ex_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(conc_executor_create(&c.ex, 2, 16), 0);
+    TH_CHECK_EQ(run_main(await_main, &c), 0);
+    conc_executor_destroy(c.ex);
+}
+
+/* A promise completed by a thread after the await timed out: run() waits for it (the hold),
+ * and no wake reaches a coroutine that stopped waiting. */
+typedef struct late_ctx {
+    conc_future_t *f;
+    int stage; /* atomic */
+} late_ctx;
+
+static void *late_completer(void *p) {
+    late_ctx *l = (late_ctx *)p;
+    while (__atomic_load_n(&l->stage, __ATOMIC_ACQUIRE) != 1)
+        th_sleep_ns(CONC_US * 100);
+    TH_CHECK_EQ(conc_future_complete(l->f, 0, (void *)(intptr_t)5), 0);
+    return NULL;
+}
+
+static int late_main(void *p) {
+    late_ctx *l = (late_ctx *)p;
+    int64_t dl = conc_deadline_in(2 * CONC_MS);
+    TH_CHECK_EQ(conc_coro_await(l->f, dl), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(dl);
+    TH_CHECK_EQ(conc_coro_await(l->f, 0), ETIMEDOUT); /* past deadline, not done */
+    __atomic_store_n(&l->stage, 1, __ATOMIC_RELEASE);
+    /* wait again, now for real: both registrations' wakes arrive, one finds us gone */
+    TH_CHECK_EQ(conc_coro_await(l->f, CONC_FOREVER), 0);
+    TH_CHECK_EQ((intptr_t)conc_future_result(l->f), 5);
+    return 0;
+}
+
+static void bridge_await_timeout_then_late_completion(void) {
+    late_ctx l;
+    memset(&l, 0, sizeof l);
+    TH_CHECK_EQ(conc_future_create(&l.f), 0);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, late_completer, &l), 0);
+    TH_CHECK_EQ(run_main(late_main, &l), 0);
+    pthread_join(t, NULL);
+    conc_future_release(l.f);
+}
+
+/* Cancel while parked in an await: ECANCELED; the completion later is harmless. */
+typedef struct cancel_ctx {
+    conc_future_t *f;
+    int result;
+} cancel_ctx;
+
+static int cancel_waiter(void *p) {
+    cancel_ctx *c = (cancel_ctx *)p;
+    c->result = conc_coro_await(c->f, CONC_FOREVER);
+    return 0;
+}
+
+static int cancel_main(void *p) {
+    cancel_ctx *c = (cancel_ctx *)p;
+    conc_coro_t *w;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, cancel_waiter, c, NULL, &w), 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0);
+    TH_CHECK_EQ(conc_coro_cancel(w), 0);
+    TH_CHECK_EQ(conc_coro_join(w, CONC_FOREVER, NULL), 0);
+    conc_coro_release(w);
+    TH_CHECK_EQ(c->result, ECANCELED);
+    TH_CHECK_EQ(conc_future_complete(c->f, 3, NULL), 0); /* on this thread: the wake posts */
+    return 0;
+}
+
+static void bridge_await_cancelled_while_parked(void) {
+    cancel_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(conc_future_create(&c.f), 0);
+    TH_CHECK_EQ(run_main(cancel_main, &c), 0);
+    TH_CHECK_EQ(conc_future_wait(c.f), 3);
+    conc_future_release(c.f);
+}
+
+/* A fork-pool future, awaited like any other. */
+static int fp_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len;
+    int *r = (int *)malloc(sizeof *r);
+    if (!r)
+        return ENOMEM;
+    *r = *(const int *)arg * 3;
+    *result = r;
+    *result_len = sizeof *r;
+    return 0;
+}
+
+static int fp_main(void *p) {
+    conc_forkpool_t *pool = (conc_forkpool_t *)p;
+    conc_future_t *f[4];
+    int in[4];
+    for (int i = 0; i < 4; i++) {
+        in[i] = i + 1;
+        TH_CHECK_EQ(conc_forkpool_submit(pool, fp_task, &in[i], sizeof in[i], &f[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        TH_CHECK_EQ(conc_coro_await(f[i], CONC_FOREVER), 0);
+        size_t len;
+        const int *r = (const int *)conc_forkpool_result(f[i], &len);
+        TH_CHECK_EQ(len, sizeof(int));
+        TH_CHECK_EQ(*r, 3 * (i + 1));
+        conc_future_release(f[i]);
+    }
+    return 0;
+}
+
+static void bridge_await_fork_pool_future(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 2;
+    o.shared_size = (size_t)1 << 20;
+    conc_forkpool_t *pool;
+    TH_CHECK_EQ(conc_forkpool_create(&pool, &o), 0);
+    TH_CHECK_EQ(run_main(fp_main, pool), 0);
+    conc_forkpool_destroy(pool);
+}
+
+/* Stress: schedulers on several threads, many coroutines each awaiting promises that many
+ * other threads complete in random order. */
+enum { ST_SCHEDS = 3, ST_CORO = 40, ST_COMPLETERS = 4 };
+
+typedef struct st_ctx {
+    conc_future_t **fs;
+    size_t n;
+    size_t next;       /* atomic: completers claim futures */
+    long awaited;      /* atomic */
+    int rounds;
+} st_ctx;
+
+typedef struct st_arg {
+    st_ctx *c;
+    size_t base;
+} st_arg;
+
+static int st_coro(void *p) {
+    st_arg *a = (st_arg *)p;
+    for (int r = 0; r < a->c->rounds; r++) {
+        conc_future_t *f = a->c->fs[a->base + (size_t)r];
+        intptr_t want = (intptr_t)(a->base + (size_t)r);
+        int e;
+        /* sometimes a short deadline first: a timed-out await, then the real one */
+        if (r % 3 == 0 && (e = conc_coro_await(f, conc_deadline_in(CONC_US * 20))) != 0)
+            TH_CHECK_EQ(e, ETIMEDOUT);
+        TH_CHECK_EQ(conc_coro_await(f, CONC_FOREVER), 0);
+        TH_CHECK_EQ((intptr_t)conc_future_result(f), want);
+        __atomic_fetch_add(&a->c->awaited, 1, __ATOMIC_RELAXED);
+    }
+    return 0;
+}
+
+static void st_sched_thread(int idx, void *arg) {
+    st_ctx *c = (st_ctx *)arg;
+    if (idx >= ST_SCHEDS) { /* a completer */
+        size_t i;
+        while ((i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED)) < c->n) {
+            /* a permutation of the indices: completions out of await order */
+            size_t j = (i * 7919u) % c->n;
+            TH_CHECK_EQ(conc_future_complete(c->fs[j], 0, (void *)(intptr_t)j), 0);
+        }
+        return;
+    }
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    st_arg args[ST_CORO];
+    for (int k = 0; k < ST_CORO; k++) {
+        args[k].c = c;
+        args[k].base = ((size_t)idx * ST_CORO + (size_t)k) * (size_t)c->rounds;
+        TH_CHECK_EQ(conc_coro_spawn(s, st_coro, &args[k], NULL, NULL), 0);
+    }
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    conc_sched_destroy(s);
+}
+
+static void bridge_stress_many_threads_complete_many_schedulers_await(void) {
+    st_ctx c;
+    memset(&c, 0, sizeof c);
+    c.rounds = (int)th_iters(40);
+    if (c.rounds < 3)
+        c.rounds = 3;
+    c.n = (size_t)ST_SCHEDS * ST_CORO * (size_t)c.rounds;
+    while (c.n % 7919u == 0)
+        c.rounds++, c.n = (size_t)ST_SCHEDS * ST_CORO * (size_t)c.rounds;
+    c.fs = (conc_future_t **)calloc(c.n, sizeof *c.fs);
+    TH_CHECK(c.fs);
+    for (size_t i = 0; i < c.n; i++)
+        TH_CHECK_EQ(conc_future_create(&c.fs[i]), 0);
+    th_run_threads(ST_SCHEDS + ST_COMPLETERS, st_sched_thread, &c);
+    TH_CHECK_EQ(c.awaited, (long)c.n);
+    for (size_t i = 0; i < c.n; i++)
+        conc_future_release(c.fs[i]);
+    free(c.fs);
+}
+
+/* ---- mailboxes ----------------------------------------------------------------------------- */
+
+typedef struct mb_ctx {
+    conc_queue_t *q;
+    conc_coro_mailbox_t *mb;
+    conc_sched_t *s;
+    int producers;
+    long per_producer;
+    long got_n, got_sum; /* plain: the receivers share one thread */
+    int ready;           /* atomic: the mailbox exists */
+    int closers_left;    /* atomic */
+} mb_ctx;
+
+static int mb_receiver(void *p) {
+    mb_ctx *c = (mb_ctx *)p;
+    long v;
+    int e;
+    for (;;) {
+        /* mix deadlines in: a timed-out receiver undoes its arm */
+        e = (c->got_n % 5 == 0) ? conc_coro_mailbox_recv_until(c->mb, &v, conc_deadline_in(CONC_US))
+                                : conc_coro_mailbox_recv(c->mb, &v);
+        if (e == ETIMEDOUT)
+            continue;
+        if (e != 0)
+            break;
+        TH_CHECK(v >= 1);
+        c->got_n++;
+        c->got_sum += v;
+    }
+    TH_CHECK_EQ(e, EPIPE);
+    return 0;
+}
+
+static int mb_main(void *p) {
+    mb_ctx *c = (mb_ctx *)p;
+    TH_CHECK_EQ(conc_coro_mailbox_create(&c->mb, NULL, c->q), 0);
+    __atomic_store_n(&c->ready, 1, __ATOMIC_RELEASE);
+    conc_coro_t *r[4];
+    for (int i = 0; i < 4; i++)
+        TH_CHECK_EQ(conc_coro_spawn(NULL, mb_receiver, c, NULL, &r[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        TH_CHECK_EQ(conc_coro_join(r[i], CONC_FOREVER, NULL), 0);
+        conc_coro_release(r[i]);
+    }
+    return 0;
+}
+
+static void mb_thread(int idx, void *arg) {
+    mb_ctx *c = (mb_ctx *)arg;
+    if (idx == 0) {
+        TH_CHECK_EQ(run_main(mb_main, c), 0);
+        return;
+    }
+    while (!__atomic_load_n(&c->ready, __ATOMIC_ACQUIRE))
+        th_sleep_ns(CONC_US * 50);
+    for (long i = 1; i <= c->per_producer; i++) {
+        if (i % 3 == 0) { /* a plain queue push, then notify */
+            TH_CHECK_EQ(conc_queue_push(c->q, &i), 0);
+            conc_coro_mailbox_notify(c->mb);
+        } else {
+            TH_CHECK_EQ(conc_coro_mailbox_send(c->mb, &i), 0);
+        }
+        if (i % 64 == 0)
+            th_sleep_ns(CONC_US * 20); /* let the receivers go to sleep now and then */
+    }
+    if (__atomic_sub_fetch(&c->closers_left, 1, __ATOMIC_ACQ_REL) == 0)
+        conc_coro_mailbox_close(c->mb);
+}
+
+static void bridge_mailbox_every_item_once_from_many_threads(void) {
+    mb_ctx c;
+    memset(&c, 0, sizeof c);
+    c.producers = 4;
+    c.per_producer = th_iters(4000);
+    c.closers_left = c.producers;
+    TH_CHECK_EQ(conc_queue_create(&c.q, 8, sizeof(long)), 0);
+    th_run_threads(1 + c.producers, mb_thread, &c);
+    TH_CHECK_EQ(c.got_n, c.producers * c.per_producer);
+    TH_CHECK_EQ(c.got_sum, c.producers * c.per_producer * (c.per_producer + 1) / 2);
+    conc_coro_mailbox_destroy(c.mb);
+    conc_queue_destroy(c.q);
+}
+
+/* Single-threaded edges: try forms, deadline, cancel, other scheduler, destroy while armed. */
+typedef struct edge_ctx {
+    conc_coro_mailbox_t *mb;
+    int result;
+} edge_ctx;
+
+static int edge_waiter(void *p) {
+    edge_ctx *e = (edge_ctx *)p;
+    long v;
+    e->result = conc_coro_mailbox_recv(e->mb, &v);
+    return 0;
+}
+
+static int edge_main(void *p) {
+    conc_queue_t *q = (conc_queue_t *)p;
+    conc_coro_mailbox_t *mb;
+    TH_CHECK_EQ(conc_coro_mailbox_create(&mb, NULL, NULL), EINVAL);
+    TH_CHECK_EQ(conc_coro_mailbox_create(&mb, NULL, q), 0);
+    long v = 0;
+    TH_CHECK_EQ(conc_coro_mailbox_try_recv(mb, &v), EAGAIN);
+    int64_t dl = conc_deadline_in(2 * CONC_MS);
+    TH_CHECK_EQ(conc_coro_mailbox_recv_until(mb, &v, dl), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(dl);
+    v = 4;
+    TH_CHECK_EQ(conc_coro_mailbox_try_send(mb, &v), 0); /* from a coroutine: try_send */
+    v = 0;
+    TH_CHECK_EQ(conc_coro_mailbox_recv(mb, &v), 0);
+    TH_CHECK_EQ(v, 4);
+    edge_ctx e = {mb, -1};
+    conc_coro_t *w;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, edge_waiter, &e, NULL, &w), 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* parked, armed */
+    TH_CHECK_EQ(conc_coro_cancel(w), 0);
+    TH_CHECK_EQ(conc_coro_join(w, CONC_FOREVER, NULL), 0);
+    conc_coro_release(w);
+    TH_CHECK_EQ(e.result, ECANCELED);
+    /* close wakes a parked receiver with EPIPE */
+    TH_CHECK_EQ(conc_coro_spawn(NULL, edge_waiter, &e, NULL, &w), 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0);
+    conc_coro_mailbox_close(mb);
+    TH_CHECK_EQ(conc_coro_join(w, CONC_FOREVER, NULL), 0);
+    conc_coro_release(w);
+    TH_CHECK_EQ(e.result, EPIPE);
+    TH_CHECK_EQ(conc_coro_mailbox_try_send(mb, &v), EPIPE);
+    conc_coro_mailbox_destroy(mb);
+    return 0;
+}
+
+static void bridge_mailbox_edges_deadline_cancel_close(void) {
+    conc_queue_t *q;
+    TH_CHECK_EQ(conc_queue_create(&q, 2, sizeof(long)), 0);
+    TH_CHECK_EQ(run_main(edge_main, q), 0);
+    conc_queue_destroy(q);
+}
+
+TH_MAIN("coro_bridge", TH_CASE(bridge_await_executor_future_without_blocking),
+        TH_CASE(bridge_await_timeout_then_late_completion),
+        TH_CASE(bridge_await_cancelled_while_parked), TH_CASE(bridge_await_fork_pool_future),
+        TH_CASE_T(bridge_stress_many_threads_complete_many_schedulers_await, 120),
+        TH_CASE_T(bridge_mailbox_every_item_once_from_many_threads, 120),
+        TH_CASE(bridge_mailbox_edges_deadline_cancel_close))
