@@ -24,7 +24,7 @@
  *         conc_future_release(f);
  *         return e;
  *     }
- *     conc_executor_t *ex; int status;                        // in main:
+ *     conc_executor_t *ex; int status = -1;                   // in main:
  *     if (conc_executor_create(&ex, 2, 64) != 0) return;
  *     if (conc_run(handler, ex, &status) != 0 || status != 0) puts("failed");
  *     conc_executor_destroy(ex);
