@@ -2468,7 +2468,7 @@ static inline void conc_sched_msg_post(conc_sched_t *s, conc_sched_msg_t *m) {
     s->inbox_tail = m;
     conc_store(&s->inbox_pending, 1u, CONC_RELAXED);
     if (was_empty)
-        conc__sched_kick(s); /* [coro.I2] */
+        conc__coro_sched_kick(s); /* [coro.I2] */
     pthread_mutex_unlock(&s->inbox_lock);
 }
 
