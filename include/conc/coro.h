@@ -2356,6 +2356,8 @@ CONC_NODISCARD static inline int conc_coro_stack_usage(const conc_coro_t *c, siz
  *   conc_sched_msg_free(m)           callback on another thread): create allocates on the
  *                                    owner thread (0, ENOMEM), post (any thread) hands it to
  *                                    s's inbox and cannot fail; free drops one never posted.
+ *   conc_sched_unhold_here(s)        conc_sched_unhold on s's own thread: its loop is not
+ *                                    asleep (it runs the caller), so no eventfd write.
  *   conc_coro_waitq_*                an intrusive FIFO of waiters: push a waiter, park, and on
  *                                    return remove it (a no-op if a waker popped it).
  *   conc_coro_waitq_wait(q, w, dl)   that sequence in one call.
@@ -2474,6 +2476,15 @@ static inline void conc_sched_msg_post(conc_sched_t *s, conc_sched_msg_t *m) {
 
 static inline void conc_sched_msg_free(conc_sched_msg_t *m) {
     free(m);
+}
+
+static inline void conc_sched_unhold_here(conc_sched_t *s) {
+    if (!conc__coro_on_owner(s))
+        CONC_ABORT("conc_sched_unhold_here: called from another thread than the scheduler's");
+    /* [coro.I4] release, as conc_sched_unhold; the loop that reads it runs on this thread. */
+    uint32_t old = conc_fetch_sub(&s->holds, 1u, CONC_RELEASE);
+    if (old == 0)
+        CONC_ABORT("conc_sched_unhold_here: more unholds than holds");
 }
 
 #if defined(CONC__CORO_POP_DIAGNOSTIC)

@@ -145,7 +145,7 @@ static inline int conc__bridge_await_wake(void *arg) {
     conc__bridge_await *a = (conc__bridge_await *)arg;
     if (a->waiter)
         (void)conc_coro_wake(a->waiter, 0);
-    conc_sched_unhold(a->sched);
+    conc_sched_unhold_here(a->sched);
     conc__bridge_await_put(a);
     return 0;
 }
@@ -186,7 +186,7 @@ CONC_NODISCARD static inline int conc_coro_await(conc_future_t *f, int64_t deadl
     }
     conc_sched_hold(a->sched); /* a completion may come: run() must not end, nor say EDEADLK */
     if (conc_future_on_done(f, conc__bridge_await_done, a) != 0) {
-        conc_sched_unhold(a->sched);
+        conc_sched_unhold_here(a->sched);
         conc_sched_msg_free(a->msg);
         free(a);
         return ENOMEM;
@@ -241,7 +241,7 @@ CONC_NODISCARD static inline int conc_coro_mailbox_create(conc_coro_mailbox_t **
 static inline int conc__bridge_mailbox_wake(void *arg) {
     conc_coro_mailbox_t *mb = (conc_coro_mailbox_t *)arg;
     mb->inflight--;
-    conc_sched_unhold(mb->sched);
+    conc_sched_unhold_here(mb->sched);
     if (mb->dead) {
         if (!mb->inflight)
             free(mb);
@@ -258,7 +258,7 @@ CONC_INLINE bool conc__bridge_mailbox_disarm(conc_coro_mailbox_t *mb) {
     conc_sched_msg_free(mb->msg);
     mb->msg = NULL;
     mb->inflight--;
-    conc_sched_unhold(mb->sched);
+    conc_sched_unhold_here(mb->sched);
     return true;
 }
 
