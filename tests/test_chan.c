@@ -781,8 +781,8 @@ static void chan_used_by_a_second_scheduler_aborts_in_debug(void) {
     char buf[4096];
     int status = th_run_child_capturing_stderr(foreign_child, buf, sizeof buf);
     TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d: %s", status, buf);
-    TH_CHECK_MSG(strstr(buf, "conc_chan_try_send: the channel belongs to another scheduler"),
-                 "%s", buf);
+    TH_CHECK_MSG(strstr(buf, "conc_chan_try_send: the channel belongs to another scheduler"), "%s",
+                 buf);
 }
 
 /* ---- stress: many coroutines, random ops, timeouts, cancels, close racing ----------------- */

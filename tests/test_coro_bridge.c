@@ -199,8 +199,8 @@ enum { ST_SCHEDS = 3, ST_CORO = 40, ST_COMPLETERS = 4 };
 typedef struct st_ctx {
     conc_future_t **fs;
     size_t n;
-    size_t next;       /* atomic: completers claim futures */
-    long awaited;      /* atomic */
+    size_t next;  /* atomic: completers claim futures */
+    long awaited; /* atomic */
     int rounds;
 } st_ctx;
 

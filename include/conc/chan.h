@@ -140,6 +140,13 @@
 extern "C" {
 #endif
 
+/* CONC_DEBUG (base.h) may be undefined (NDEBUG): the checks below read this. */
+#if defined(CONC_DEBUG) && CONC_DEBUG
+#define CONC__CHAN_DEBUG 1
+#else
+#define CONC__CHAN_DEBUG 0
+#endif
+
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdangling-pointer" /* waiters on parked stacks: see coro.h */
@@ -265,20 +272,22 @@ CONC_NODISCARD static inline int conc_chan_create(conc_chan_t **out, size_t capa
 static inline void conc_chan_destroy(conc_chan_t *ch) {
     if (!ch)
         return;
-    if (CONC_DEBUG && (ch->senders.head || ch->receivers.head))
+    if (CONC__CHAN_DEBUG && (ch->senders.head || ch->receivers.head))
         CONC_ABORT("conc_chan_destroy: coroutines still wait on the channel");
     free(ch);
 }
 
 CONC_COLD void conc__chan_foreign_slow(const char *fn) {
-    fprintf(stderr, "conc: %s: the channel belongs to another scheduler (a channel is used by "
-                    "the coroutines of one scheduler only)\n", fn);
+    fprintf(stderr,
+            "conc: %s: the channel belongs to another scheduler (a channel is used by "
+            "the coroutines of one scheduler only)\n",
+            fn);
     CONC_ABORT("conc_chan: channel used from another scheduler");
 }
 
 /* The owner check: binds the channel to the first scheduler that uses it. */
 CONC_INLINE void conc__chan_check(conc_chan_t *ch, conc_coro_t *co, const char *fn) {
-#if CONC_DEBUG
+#if CONC__CHAN_DEBUG
     conc_sched_t *s = conc_coro_sched(co);
     if (!ch->sched)
         ch->sched = s;
@@ -336,7 +345,7 @@ CONC_INLINE int conc__chan_recv_now(conc_chan_t *ch, void *item) {
     return ch->closed ? EPIPE : EAGAIN;
 }
 
-CONC_COLD void conc__chan_describe(const conc_coro_wait_t *w, char *buf, size_t size) {
+CONC_COLD void conc__chan_describe_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
     const conc_chan_t *ch = (const conc_chan_t *)w->object;
     snprintf(buf, size, "channel %p %s (capacity %zu, %zu items%s)", w->object,
              w->detail == CONC_CHAN_SEND ? "send" : "recv", ch->capacity, ch->count,
@@ -361,7 +370,7 @@ CONC_NOINLINE int conc__chan_park_slow(conc_chan_t *ch, int dir, void *item, int
     wait.what = dir == CONC_CHAN_SEND ? "channel send" : "channel recv";
     wait.object = ch;
     wait.detail = dir;
-    wait.describe = conc__chan_describe;
+    wait.describe = conc__chan_describe_slow;
     conc_coro_waitq_t *q = dir == CONC_CHAN_SEND ? &ch->senders : &ch->receivers;
     conc_coro_waitq_push(q, &me.w);
     int e = conc_coro_park(&wait, deadline);
@@ -431,7 +440,7 @@ static inline void conc_chan_close(conc_chan_t *ch) {
     conc_coro_t *co = conc_coro_self();
     if (co)
         conc__chan_check(ch, co, "conc_chan_close");
-    else if (CONC_DEBUG && ch->sched && !conc_sched_is_owner(ch->sched))
+    else if (CONC__CHAN_DEBUG && ch->sched && !conc_sched_is_owner(ch->sched))
         conc__chan_foreign_slow("conc_chan_close");
     ch->closed = 1;
     /* Receivers wait only on an empty buffer: nothing left for them. Senders' items were
@@ -477,7 +486,7 @@ CONC_INLINE bool conc__chan_op_ready(const conc_chan_op_t *op) {
     return ch->count || ch->closed || conc__chan_has_live(&ch->senders);
 }
 
-CONC_COLD void conc__chan_describe_select(const conc_coro_wait_t *w, char *buf, size_t size) {
+CONC_COLD void conc__chan_describe_select_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
     const conc_chan_op_t *ops = (const conc_chan_op_t *)w->object;
     size_t n = (size_t)w->detail, at = 0;
     at += (size_t)snprintf(buf, size, "select over %zu channel ops:", n);
@@ -544,7 +553,7 @@ CONC_NOINLINE int conc__chan_select_park_slow(conc_chan_op_t *ops, size_t n, con
     wait.what = "channel select";
     wait.object = ops;
     wait.detail = (long)n;
-    wait.describe = conc__chan_describe_select;
+    wait.describe = conc__chan_describe_select_slow;
     e = conc_coro_park(&wait, deadline);
     for (size_t i = 0; i < n; i++) /* [chan.S3]: the popped one is already unlinked */
         if (ops[i].chan)
@@ -598,7 +607,7 @@ static inline void conc_coro_lock_init(conc_coro_lock_t *l) {
     l->waiters.head = l->waiters.tail = NULL;
 }
 
-CONC_COLD void conc__coro_lock_describe(const conc_coro_wait_t *w, char *buf, size_t size) {
+CONC_COLD void conc__chan_lock_describe_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
     const conc_coro_lock_t *l = (const conc_coro_lock_t *)w->object;
     if (l->owner)
         snprintf(buf, size, "lock %p held by coro \"%s\" (#%llu)", w->object,
@@ -636,7 +645,7 @@ CONC_NODISCARD static inline int conc_coro_lock_acquire_until(conc_coro_lock_t *
     memset(&wait, 0, sizeof wait);
     wait.what = "lock";
     wait.object = l;
-    wait.describe = conc__coro_lock_describe;
+    wait.describe = conc__chan_lock_describe_slow;
     /* status 0: release made us the owner (it sets owner before waking us) */
     return conc_coro_waitq_wait(&l->waiters, &wait, deadline);
 }
@@ -684,7 +693,7 @@ static inline int conc_coro_sem_init(conc_coro_sem_t *s, unsigned value, unsigne
     return 0;
 }
 
-CONC_COLD void conc__coro_sem_describe(const conc_coro_wait_t *w, char *buf, size_t size) {
+CONC_COLD void conc__chan_sem_describe_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
     const conc_coro_sem_t *s = (const conc_coro_sem_t *)w->object;
     if (s->max)
         snprintf(buf, size, "semaphore %p (value %u of max %u)", w->object, s->value, s->max);
@@ -718,7 +727,7 @@ CONC_NODISCARD static inline int conc_coro_sem_acquire_until(conc_coro_sem_t *s,
     memset(&wait, 0, sizeof wait);
     wait.what = "semaphore";
     wait.object = s;
-    wait.describe = conc__coro_sem_describe;
+    wait.describe = conc__chan_sem_describe_slow;
     return conc_coro_waitq_wait(&s->waiters, &wait, deadline); /* 0: a unit was handed over */
 }
 

@@ -59,7 +59,7 @@
  *
  * ORDERING CONTRACT
  *   Everything the completing thread wrote before completing the future is visible to the
- *   coroutine whose await returns its outcome (the future's own [R1]/[A1], then the inbox
+ *   coroutine whose await returns its outcome (the future's own release and acquire, then the inbox
  *   mutex). Everything a thread wrote before sending an item is visible to the coroutine that
  *   receives it (the queue's own ordering). Items come out in the queue's order; parked
  *   receivers are woken together and take items in the order they run.
@@ -97,20 +97,20 @@
  *   mailbox: Dekker's pattern between receivers (one scheduler) and senders (any thread), on
  *   one atomic word `armed`:
  *
- *   receiver coroutine (scheduler thread)       sender (any thread)
- *   ---------------------------------------    ---------------------------------------
+ *   receiver coroutine (scheduler thread)      sender (any thread)
+ *   ---------------------------------------    ----------------------------------------
  *   try_pop(q): EAGAIN                         push(q, item)
- *   first to sleep: msg = create; hold         fence(seq_cst)                    [bridge.M3]
- *   store(armed, 1, release)        [bridge.M1] load(armed, relaxed) == 1 and
- *   fence(seq_cst)                  [bridge.M2]   swap(armed, 0, acquire) == 1  [bridge.M4]
- *   try_pop(q) again: an item? disarm:           -> post(msg)  (this sender owns it)
- *     swap(armed, 0) == 1: free msg,        ... scheduler: the message's coroutine wakes
- *     unhold (else a sender posts: harmless)        every parked receiver, unholds [bridge.M5]
- *   else park
+ *   first to sleep: msg = create; hold         fence(seq_cst)        [coro_bridge.M3]
+ *   store(armed, 1, release) [coro_bridge.M1]  load(armed, relaxed) == 1 and
+ *   fence(seq_cst)           [coro_bridge.M2]  swap(armed, 0, acquire) == 1
+ *   try_pop(q) again: an item? disarm:           [coro_bridge.M4]: post(msg), ours now
+ *     swap(armed, 0) == 1: free msg, unhold    ... on the scheduler: the message's
+ *     (else a sender posts: a spare wake)      coroutine wakes every parked receiver,
+ *   else park                                  unholds               [coro_bridge.M5]
  *
  *   The two fences order each side's store before its load: either the receiver's second
- *   try_pop sees the item, or the sender's load sees armed == 1 (or both; the exchange then
- *   gives the message to exactly one party). [M1] release / [M4] acquire publish the msg
+ *   try_pop sees the item, or the sender's load sees armed == 1 (or both; the swap then
+ *   gives the message to exactly one party). The M1 release and the M4 acquire publish the msg
  *   pointer. tests/models/coro_bridge.pml checks this, and catches the receiver that parks
  *   without the second look and the sender that reads armed before it pushes.
  */
@@ -125,40 +125,48 @@
 extern "C" {
 #endif
 
+/* CONC_DEBUG (base.h) may be undefined (NDEBUG): the checks below read this. */
+#if defined(CONC_DEBUG) && CONC_DEBUG
+#define CONC__CORO_BRIDGE_DEBUG 1
+#else
+#define CONC__CORO_BRIDGE_DEBUG 0
+#endif
+
 /* ---------------------------------------------------------------------------------------------
  * conc_coro_await
  * ------------------------------------------------------------------------------------------- */
-typedef struct conc__bridge_await {
+typedef struct conc__coro_bridge_await {
     conc_sched_t *sched;
     conc_sched_msg_t *msg;
     conc_coro_t *waiter; /* NULL once it stopped waiting (timeout, cancel) */
     int refs;            /* the waiter and the message: owner thread only */
-} conc__bridge_await;
+} conc__coro_bridge_await;
 
-CONC_INLINE void conc__bridge_await_put(conc__bridge_await *a) {
+CONC_INLINE void conc__coro_bridge_await_put(conc__coro_bridge_await *a) {
     if (--a->refs == 0)
         free(a);
 }
 
 /* The message's coroutine, on the scheduler's thread. */
-static inline int conc__bridge_await_wake(void *arg) {
-    conc__bridge_await *a = (conc__bridge_await *)arg;
+static inline int conc__coro_bridge_await_wake(void *arg) {
+    conc__coro_bridge_await *a = (conc__coro_bridge_await *)arg;
     if (a->waiter)
         (void)conc_coro_wake(a->waiter, 0);
     conc_sched_unhold_here(a->sched);
-    conc__bridge_await_put(a);
+    conc__coro_bridge_await_put(a);
     return 0;
 }
 
 /* On the completing thread (or at once): reads only sched and msg, written before on_done
  * registered us (the future's lock orders them). */
-static inline void conc__bridge_await_done(conc_future_t *f, void *arg) {
+static inline void conc__coro_bridge_await_done(conc_future_t *f, void *arg) {
     CONC_UNUSED(f);
-    conc__bridge_await *a = (conc__bridge_await *)arg;
+    conc__coro_bridge_await *a = (conc__coro_bridge_await *)arg;
     conc_sched_msg_post(a->sched, a->msg);
 }
 
-CONC_COLD void conc__bridge_describe_future(const conc_coro_wait_t *w, char *buf, size_t size) {
+CONC_COLD void conc__coro_bridge_describe_future_slow(const conc_coro_wait_t *w, char *buf,
+                                                      size_t size) {
     snprintf(buf, size, "future %p (from another thread)", w->object);
 }
 
@@ -174,18 +182,18 @@ CONC_NODISCARD static inline int conc_coro_await(conc_future_t *f, int64_t deadl
         return ECANCELED;
     if (deadline != CONC_FOREVER && deadline <= conc_now())
         return ETIMEDOUT;
-    conc__bridge_await *a = (conc__bridge_await *)malloc(sizeof *a);
+    conc__coro_bridge_await *a = (conc__coro_bridge_await *)malloc(sizeof *a);
     if (!a)
         return ENOMEM;
     a->sched = conc_coro_sched(co);
     a->waiter = co;
     a->refs = 2;
-    if (conc_sched_msg_create(&a->msg, conc__bridge_await_wake, a) != 0) {
+    if (conc_sched_msg_create(&a->msg, conc__coro_bridge_await_wake, a) != 0) {
         free(a);
         return ENOMEM;
     }
     conc_sched_hold(a->sched); /* a completion may come: run() must not end, nor say EDEADLK */
-    if (conc_future_on_done(f, conc__bridge_await_done, a) != 0) {
+    if (conc_future_on_done(f, conc__coro_bridge_await_done, a) != 0) {
         conc_sched_unhold_here(a->sched);
         conc_sched_msg_free(a->msg);
         free(a);
@@ -195,10 +203,10 @@ CONC_NODISCARD static inline int conc_coro_await(conc_future_t *f, int64_t deadl
     memset(&wait, 0, sizeof wait);
     wait.what = "future";
     wait.object = f;
-    wait.describe = conc__bridge_describe_future;
+    wait.describe = conc__coro_bridge_describe_future_slow;
     int e = conc_coro_park(&wait, deadline); /* 0: the message's coroutine woke us */
     a->waiter = NULL;
-    conc__bridge_await_put(a);
+    conc__coro_bridge_await_put(a);
     if (e == 0)
         return conc_future_wait(f); /* done: the callback ran after completion */
     return e;
@@ -237,8 +245,8 @@ CONC_NODISCARD static inline int conc_coro_mailbox_create(conc_coro_mailbox_t **
     return 0;
 }
 
-/* [bridge.M5] On the scheduler's thread: a sender posted the armed message. */
-static inline int conc__bridge_mailbox_wake(void *arg) {
+/* [coro_bridge.M5] On the scheduler's thread: a sender posted the armed message. */
+static inline int conc__coro_bridge_mailbox_wake(void *arg) {
     conc_coro_mailbox_t *mb = (conc_coro_mailbox_t *)arg;
     mb->inflight--;
     conc_sched_unhold_here(mb->sched);
@@ -252,7 +260,7 @@ static inline int conc__bridge_mailbox_wake(void *arg) {
 }
 
 /* Takes the armed message back if no sender took it: true if we did (then nobody posts). */
-CONC_INLINE bool conc__bridge_mailbox_disarm(conc_coro_mailbox_t *mb) {
+CONC_INLINE bool conc__coro_bridge_mailbox_disarm(conc_coro_mailbox_t *mb) {
     if (conc_swap(&mb->armed, 0u, CONC_ACQUIRE) != 1u)
         return false; /* a sender owns the message and posts it */
     conc_sched_msg_free(mb->msg);
@@ -265,9 +273,9 @@ CONC_INLINE bool conc__bridge_mailbox_disarm(conc_coro_mailbox_t *mb) {
 static inline void conc_coro_mailbox_notify(conc_coro_mailbox_t *mb) {
     if (!mb)
         return;
-    conc_fence_seq_cst(&mb->armed); /* [bridge.M3]: the push, then the load of armed */
+    conc_fence_seq_cst(&mb->armed); /* [coro_bridge.M3]: the push, then the load of armed */
     if (conc_load(&mb->armed, CONC_RELAXED) &&
-        conc_swap(&mb->armed, 0u, CONC_ACQUIRE) == 1u) /* [bridge.M4] acquire: msg */
+        conc_swap(&mb->armed, 0u, CONC_ACQUIRE) == 1u) /* [coro_bridge.M4] acquire: msg */
         conc_sched_msg_post(mb->sched, mb->msg);
 }
 
@@ -291,8 +299,7 @@ CONC_NODISCARD static inline int conc_coro_mailbox_send_until(conc_coro_mailbox_
     return e;
 }
 
-CONC_NODISCARD static inline int conc_coro_mailbox_send(conc_coro_mailbox_t *mb,
-                                                        const void *item) {
+CONC_NODISCARD static inline int conc_coro_mailbox_send(conc_coro_mailbox_t *mb, const void *item) {
     return conc_coro_mailbox_send_until(mb, item, CONC_FOREVER);
 }
 
@@ -314,7 +321,8 @@ CONC_NODISCARD static inline int conc_coro_mailbox_try_recv(conc_coro_mailbox_t 
     return conc_queue_try_pop(mb->q, item);
 }
 
-CONC_COLD void conc__bridge_describe_mailbox(const conc_coro_wait_t *w, char *buf, size_t size) {
+CONC_COLD void conc__coro_bridge_describe_mailbox_slow(const conc_coro_wait_t *w, char *buf,
+                                                       size_t size) {
     snprintf(buf, size, "mailbox %p (items from other threads)", w->object);
 }
 
@@ -331,7 +339,7 @@ CONC_NODISCARD static inline int conc_coro_mailbox_recv_until(conc_coro_mailbox_
     memset(&wait, 0, sizeof wait);
     wait.what = "mailbox";
     wait.object = mb;
-    wait.describe = conc__bridge_describe_mailbox;
+    wait.describe = conc__coro_bridge_describe_mailbox_slow;
     for (;;) {
         int e = conc_queue_try_pop(mb->q, item);
         if (e != EAGAIN)
@@ -342,22 +350,22 @@ CONC_NODISCARD static inline int conc_coro_mailbox_recv_until(conc_coro_mailbox_
             return ETIMEDOUT;
         if (!conc_load(&mb->armed, CONC_RELAXED) && !mb->inflight) {
             /* The first receiver to sleep arms the mailbox. */
-            if (conc_sched_msg_create(&mb->msg, conc__bridge_mailbox_wake, mb) != 0)
+            if (conc_sched_msg_create(&mb->msg, conc__coro_bridge_mailbox_wake, mb) != 0)
                 return ENOMEM;
             mb->inflight++;
             conc_sched_hold(mb->sched);
-            conc_store(&mb->armed, 1u, CONC_RELEASE); /* [bridge.M1] publishes msg */
-            conc_fence_seq_cst(&mb->armed);            /* [bridge.M2]: store armed, then look */
+            conc_store(&mb->armed, 1u, CONC_RELEASE); /* [coro_bridge.M1] publishes msg */
+            conc_fence_seq_cst(&mb->armed);           /* [coro_bridge.M2]: store, then look */
             e = conc_queue_try_pop(mb->q, item);
             if (e != EAGAIN) {
-                (void)conc__bridge_mailbox_disarm(mb); /* or a sender posts: a spare wake */
+                (void)conc__coro_bridge_mailbox_disarm(mb); /* or a sender posts: a spare wake */
                 return e;
             }
         }
         e = conc_coro_waitq_wait(&mb->waiters, &wait, deadline);
         if (e != 0) {
             if (conc_coro_waitq_is_empty(&mb->waiters) && mb->inflight)
-                (void)conc__bridge_mailbox_disarm(mb); /* the last one leaves: undo the arm */
+                (void)conc__coro_bridge_mailbox_disarm(mb); /* the last one leaves: undo the arm */
             return e;
         }
     }
@@ -370,9 +378,9 @@ CONC_NODISCARD static inline int conc_coro_mailbox_recv(conc_coro_mailbox_t *mb,
 static inline void conc_coro_mailbox_destroy(conc_coro_mailbox_t *mb) {
     if (!mb)
         return;
-    if (CONC_DEBUG && !conc_coro_waitq_is_empty(&mb->waiters))
+    if (CONC__CORO_BRIDGE_DEBUG && !conc_coro_waitq_is_empty(&mb->waiters))
         CONC_ABORT("conc_coro_mailbox_destroy: coroutines still wait on the mailbox");
-    if (mb->inflight && !conc__bridge_mailbox_disarm(mb)) {
+    if (mb->inflight && !conc__coro_bridge_mailbox_disarm(mb)) {
         mb->dead = 1; /* a sender posted the wake: its coroutine frees the mailbox */
         return;
     }
