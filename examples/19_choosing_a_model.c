@@ -323,6 +323,11 @@ int main(void) {
            "for isolation when a chunk may crash or leak.\n",
            cpu_wall[0] / 1e6, ncpu, cpu_wall[1] / 1e6, cpu_wall[0] / cpu_wall[1], ncpu,
            cpu_wall[2] / 1e6);
+    if (cpu_wall[0] / cpu_wall[1] < 1.3)
+        printf("  (this run had little free CPU: the CPU column shows the same work in every "
+               "row, but other processes kept the cores busy, so parallel rows could not go "
+               "faster; on an idle machine threads and processes approach %dx)\n",
+               ncpu);
     printf("- In CPython only processes parallelise CPU work (the GIL); in C threads do.\n");
     printf("- Mixed work: I/O on coroutines, CPU chunks handed to a pool and awaited "
            "(conc_coro_await), as the threads row above does.\n");
