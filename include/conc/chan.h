@@ -8,27 +8,20 @@
  * work the same for all of them. Needs coro.h only.
  *
  * CONTENTS
- *   quick start - API - errors - ordering contract - which calls may overlap - configuration -
- *   caveats - design
+ *   quick start - API - errors - ordering contract - thread safety - configuration - caveats -
+ *   design; code: types, helpers, channels, select, lock, semaphore, event
  *
- * QUICK START (examples/17_chan_pipeline.c has the whole program)
- *     static int producer(void *ch) {                        // a coroutine
- *         for (int i = 0; i < 3; i++)
- *             if (conc_chan_send((conc_chan_t *)ch, &i) != 0) break;   // parks until taken
- *         conc_chan_close((conc_chan_t *)ch);                // the receiver drains, then EPIPE
- *         return 0;
+ * QUICK START (examples/17_chan_pipeline.c has producers, workers and a collector)
+ *     static int main_coro(void *arg) {                     // a coroutine
+ *         conc_chan_t *ch; int x;                           // 4 ints, copied in and out
+ *         if (conc_chan_create(&ch, 4, sizeof(int)) != 0) return ENOMEM;
+ *         for (int i = 0; i < 3; i++) if (conc_chan_send(ch, &i) != 0) break; // parks if full
+ *         conc_chan_close(ch);                              // no more sends; the rest drains
+ *         while (conc_chan_recv(ch, &x) == 0) printf("%d\n", x); // 0 1 2, then EPIPE
+ *         conc_chan_destroy(ch);
+ *         return (void)arg, 0;
  *     }
- *     static int consumer(void *ch) {
- *         int x;
- *         while (conc_chan_recv((conc_chan_t *)ch, &x) == 0) printf("got %d\n", x);
- *         return 0;
- *     }
- *     conc_chan_t *ch; conc_sched_t *s;                      // capacity 0: rendezvous
- *     if (conc_chan_create(&ch, 0, sizeof(int)) || conc_sched_create(&s, NULL)) return;
- *     if (conc_coro_spawn(s, producer, ch, NULL, NULL) ||
- *         conc_coro_spawn(s, consumer, ch, NULL, NULL) || conc_sched_run(s)) puts("failed");
- *     conc_sched_destroy(s);
- *     conc_chan_destroy(ch);
+ *     int st = -1; if (conc_run(main_coro, NULL, &st) != 0 || st != 0) puts("failed");
  *
  * API
  *   channel   conc_chan_create(&ch, capacity, item_size)  0, EINVAL, ENOMEM; capacity 0:
@@ -92,7 +85,7 @@
  *   EPIPE and send nothing; receivers get every item sent before it, then EPIPE; every parked
  *   sender (EPIPE, its item not sent) and receiver (EPIPE) wakes.
  *
- * WHICH CALLS MAY OVERLAP
+ * THREAD SAFETY
  *   None across threads: a channel, lock, semaphore or event belongs to the scheduler of the
  *   coroutines that use it, and every call runs on that scheduler's thread (debug builds
  *   check it for channels: the first coroutine to use a channel binds it to its scheduler, and

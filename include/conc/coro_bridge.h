@@ -8,26 +8,21 @@
  * joins coro.h to future.h and queue.h, and only programs that use both pay for both.
  *
  * CONTENTS
- *   quick start - API - errors - ordering contract - which calls may overlap - configuration -
- *   caveats - design (the one cross-thread sleep/wake protocol, with its timeline)
+ *   quick start - API - errors - ordering contract - thread safety - configuration - caveats -
+ *   design (the one cross-thread sleep/wake protocol, with its timeline); code: await,
+ *   mailboxes
  *
- * QUICK START (examples/19_choosing_a_model.c uses it with an executor and a fork pool)
- *     static int slow_square(void *arg, void **result) {     // runs on a pool thread
- *         *result = (void *)((intptr_t)arg * (intptr_t)arg);
- *         return 0;
+ * QUICK START (examples/19_choosing_a_model.c awaits an executor's futures)
+ *     static int handler(void *f) {                          // a coroutine
+ *         int e = conc_coro_await((conc_future_t *)f, conc_deadline_in(CONC_SEC));
+ *         if (e == 0) printf("%p\n", conc_future_result((conc_future_t *)f));
+ *         return e;                                          // other coroutines ran meanwhile
  *     }
- *     static int handler(void *ex) {                          // a coroutine
- *         conc_future_t *f;
- *         if (conc_executor_submit((conc_executor_t *)ex, slow_square, (void *)7, &f)) return 1;
- *         int e = conc_coro_await(f, conc_deadline_in(CONC_SEC)); // other coroutines run
- *         if (e == 0) printf("%ld\n", (long)(intptr_t)conc_future_result(f)); // 49
- *         conc_future_release(f);
- *         return e;
- *     }
- *     conc_executor_t *ex; int status = -1;                   // in main:
- *     if (conc_executor_create(&ex, 2, 64) != 0) return;
- *     if (conc_run(handler, ex, &status) != 0 || status != 0) puts("failed");
- *     conc_executor_destroy(ex);
+ *     conc_future_t *f; int status = -1;                     // completed by any thread:
+ *     if (conc_future_create(&f) != 0) return;               // an executor, a fork pool, you
+ *     if (conc_future_complete(f, 0, (void *)0x49) != 0) puts("already done");
+ *     if (conc_run(handler, f, &status) != 0 || status != 0) puts("failed");
+ *     conc_future_release(f);
  *
  * API
  *   await     conc_coro_await(f, deadline)          f's outcome (0, its status, ECANCELED if
@@ -64,7 +59,7 @@
  *   receives it (the queue's own ordering). Items come out in the queue's order; parked
  *   receivers are woken together and take items in the order they run.
  *
- * WHICH CALLS MAY OVERLAP
+ * THREAD SAFETY
  *   Sends, try_sends, notify and close: from any threads, at any time between create and
  *   destroy, overlapping each other and the receivers. Receives, create and destroy: on the
  *   scheduler's thread (receives in its coroutines). conc_coro_await: in a coroutine; the
