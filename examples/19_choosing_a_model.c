@@ -33,7 +33,9 @@
  * RUN
  *   make examples && build/examples/19_choosing_a_model      (about 2 s)
  */
-#include "conc/conc.h"
+#include "conc/coro_bridge.h"
+#include "conc/executor.h"
+#include "conc/forkpool.h"
 
 #include <stdio.h>
 #include <sys/resource.h>
