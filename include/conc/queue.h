@@ -773,11 +773,7 @@ static inline size_t conc_queue_size(const conc_queue_t *q) {
 #define CONC__QUEUE_TASK_GEN_MASK ((uint64_t)0xfffffffe)
 
 CONC_INLINE uint32_t *conc__queue_tasks_futex(conc_queue_t *q) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    return (uint32_t *)(void *)&q->tasks + 1;
-#else
-    return (uint32_t *)(void *)&q->tasks;
-#endif
+    return conc_futex_half_low(&q->tasks); /* WAITERS and the generation */
 }
 
 /* Relaxed: counting a task publishes nothing (the push that follows publishes the item). */
@@ -803,7 +799,7 @@ CONC_INLINE int conc__queue_task_sub(conc_queue_t *q) {
                    ((w + CONC__QUEUE_TASK_GEN_ONE) & CONC__QUEUE_TASK_GEN_MASK);
     } while (!conc_cas_weak(&q->tasks, &w, next, CONC_RELEASE, CONC_RELAXED));
     if ((next >> 32) == 0 && (w & CONC__QUEUE_TASK_WAITERS))
-        conc_futex_wake(conc__queue_tasks_futex(q), INT_MAX, (int)(q->flags & CONC_SHARED));
+        conc_futex_wake(conc__queue_tasks_futex(q), INT_MAX, conc__queue_futex_flags(q));
     return 0;
 }
 
@@ -814,7 +810,7 @@ CONC_COLD int conc__queue_join_slow(conc_queue_t *q, uint64_t w, int64_t deadlin
         /* [queue.T2] acquire (load or CAS failure): pairs with the [queue.T1] of the zero. */
         if ((w >> 32) == 0 || (w & CONC__QUEUE_TASK_GEN_MASK) != gen)
             return 0;
-        if (r == ETIMEDOUT || (deadline != CONC_FOREVER && conc_now() >= deadline))
+        if (r == ETIMEDOUT || conc_deadline_passed(deadline))
             return ETIMEDOUT;
         if (!(w & CONC__QUEUE_TASK_WAITERS)) {
             /* A request the zeroing CAS reads (acquire for the failure case, [queue.T2]). */
@@ -822,7 +818,7 @@ CONC_COLD int conc__queue_join_slow(conc_queue_t *q, uint64_t w, int64_t deadlin
                 continue;
             w |= CONC__QUEUE_TASK_WAITERS;
         }
-        r = conc_futex_wait(conc__queue_tasks_futex(q), (uint32_t)w, (int)(q->flags & CONC_SHARED),
+        r = conc_futex_wait(conc__queue_tasks_futex(q), (uint32_t)w, conc__queue_futex_flags(q),
                             deadline);
         w = conc_load(&q->tasks, CONC_ACQUIRE); /* [queue.T2] */
     }
