@@ -71,6 +71,8 @@
  *             coroutine handed a lock, an item or a unit gets it, and ECANCELED next time.
  *   EDEADLK   conc_coro_lock_acquire by the lock's owner (it would wait for itself forever).
  *   EOVERFLOW conc_coro_sem_release past a bounded semaphore's max: nothing is released.
+ *   ENOMEM    conc_chan_create; conc_chan_select parking on more than four ops (their
+ *             waiters come from the heap): nothing was sent or received.
  *
  * ORDERING CONTRACT
  *   Coroutines of one scheduler run one at a time, so everything a coroutine wrote before a

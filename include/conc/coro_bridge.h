@@ -256,6 +256,8 @@ static inline int conc__coro_bridge_mailbox_wake(void *arg) {
 
 /* Takes the armed message back if no sender took it: true if we did (then nobody posts). */
 CONC_INLINE bool conc__coro_bridge_mailbox_disarm(conc_coro_mailbox_t *mb) {
+    /* Acquire for symmetry with [coro_bridge.M4]; the msg is our own write here. The swap
+     * (not a store) decides against a sender's swap which of us owns the message. */
     if (conc_swap(&mb->armed, 0u, CONC_ACQUIRE) != 1u)
         return false; /* a sender owns the message and posts it */
     conc_sched_msg_free(mb->msg);
@@ -269,6 +271,8 @@ static inline void conc_coro_mailbox_notify(conc_coro_mailbox_t *mb) {
     if (!mb)
         return;
     conc_fence_seq_cst(&mb->armed); /* [coro_bridge.M3]: the push, then the load of armed */
+    /* Relaxed look first (the common case, nobody asleep, costs no RMW); the fence above
+     * orders it after the push. */
     if (conc_load(&mb->armed, CONC_RELAXED) &&
         conc_swap(&mb->armed, 0u, CONC_ACQUIRE) == 1u) /* [coro_bridge.M4] acquire: msg */
         conc_sched_msg_post(mb->sched, mb->msg);
@@ -343,6 +347,8 @@ CONC_NODISCARD static inline int conc_coro_mailbox_recv_until(conc_coro_mailbox_
             return ECANCELED;
         if (deadline != CONC_FOREVER && deadline <= conc_now())
             return ETIMEDOUT;
+        /* Relaxed: only this thread sets armed; a sender can only clear it, and then
+         * inflight (ours, plain) is still 1 until the posted wake runs. */
         if (!conc_load(&mb->armed, CONC_RELAXED) && !mb->inflight) {
             /* The first receiver to sleep arms the mailbox. */
             if (conc_sched_msg_create(&mb->msg, conc__coro_bridge_mailbox_wake, mb) != 0)
