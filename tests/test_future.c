@@ -1532,7 +1532,9 @@ static int task_steal(void *arg, void **result) {
 
 static void cb_steal(conc_future_t *f, void *p) {
     (void)f;
-    CNT_ADD(&((steal_task *)p)->callbacks, 1);
+    /* Release: the round's memset of this task follows the acquire load that sees the count,
+     * so the callback's write happens before it (a relaxed pair leaves them unordered). */
+    __atomic_fetch_add(&((steal_task *)p)->callbacks, 1, __ATOMIC_RELEASE);
 }
 
 static void executor_stress_steal_vs_cancel_shutdown_on_done(void) {
@@ -1570,7 +1572,9 @@ static void executor_stress_steal_vs_cancel_shutdown_on_done(void) {
             long runs = CNT_GET(&tasks[i].runs);
             TH_CHECK(st == CONC_FUTURE_DONE || st == CONC_FUTURE_CANCELLED);
             TH_CHECK_EQ(runs, st == CONC_FUTURE_DONE ? 1 : 0);
-            while (CNT_GET(&tasks[i].callbacks) == 0) /* it runs after the final state */
+            /* Acquire, paired with cb_steal's release: the callback runs after the final
+             * state, and the next round's memset must come after it. */
+            while (__atomic_load_n(&tasks[i].callbacks, __ATOMIC_ACQUIRE) == 0)
                 sched_yield();
             TH_CHECK_EQ(CNT_GET(&tasks[i].callbacks), 1);
             ran += runs;
