@@ -251,8 +251,8 @@ format:
 # table, no bare fences; clang-format drift and cppcheck are reported. Every header
 # include/conc/NAME.h is checked as module NAME, except the modules listed here, whose
 # headers do not follow the house style yet. Remove a name once its header conforms
-# (future, executor: issue 10's future.h split; forkpool: _slow names and qualified tags).
-LINT_EXCLUDE := future executor forkpool
+# (forkpool: _slow names and qualified tags).
+LINT_EXCLUDE := forkpool
 lint:
 	@bash tests/lint.sh $(LINT_EXCLUDE)
 

@@ -177,9 +177,10 @@ extern "C" {
  * Futures are carved from slabs, one cache line each (a malloc'd future shares its lines
  * with its neighbours, which another thread is busy with: every submit then stalls on a
  * worker's line). A released future goes onto `returned`, a lock-free LIFO that any thread
- * pushes onto with one CAS [R4]. Submitters take from `local`, a plain list owned by whoever
- * holds `busy`, a try-lock; when `local` is empty, the holder takes the whole of `returned`
- * with one swap [A4]. Only the holder pops, and only by taking everything, so there is no ABA.
+ * pushes onto with one CAS [executor.R4]. Submitters take from `local`, a plain list owned by
+ * whoever holds `busy`, a try-lock; when `local` is empty, the holder takes the whole of
+ * `returned` with one swap [executor.A4]. Only the holder pops, and only by taking
+ * everything, so there is no ABA.
  * A submitter that finds `busy` taken does not wait: it mallocs its future (rare, and only
  * under contention between submitters).
  *
@@ -208,15 +209,15 @@ extern "C" {
  *   tests/models/executor_pool.pml checks that the pool is freed exactly once, after every
  *   use, whatever the order.
  * ------------------------------------------------------------------------------------------- */
-#define CONC__FUTURE_STRIDE                                                                        \
+#define CONC__EXECUTOR_FUTURE_STRIDE                                                               \
     ((sizeof(conc_future_t) + CONC_CACHELINE - 1) & ~(size_t)(CONC_CACHELINE - 1))
-#define CONC__POOL_CLOSED ((uintptr_t)1) /* in `returned`: the executor is gone */
-#define CONC__POOL_SLAB_MIN 16u          /* futures in the first slab; each next one doubles */
-#define CONC__POOL_SLAB_MAX 4096u        /* up to this many (256 KiB) */
+#define CONC__EXECUTOR_POOL_CLOSED ((uintptr_t)1) /* in `returned`: the executor is gone */
+#define CONC__EXECUTOR_POOL_SLAB_MIN 16u   /* futures in the first slab; each next one doubles */
+#define CONC__EXECUTOR_POOL_SLAB_MAX 4096u /* up to this many (256 KiB) */
 
-typedef struct conc__future_slab {
-    struct conc__future_slab *next; /* the slab's first line; its futures follow */
-} conc__future_slab;
+typedef struct conc__executor_slab {
+    struct conc__executor_slab *next; /* the slab's first line; its futures follow */
+} conc__executor_slab;
 
 typedef struct conc__executor_pool {
     conc__future_pool base; /* future.h's view: the recycle function (first: same address) */
@@ -226,7 +227,7 @@ typedef struct conc__executor_pool {
     unsigned char *carve, *carve_end; /* the unused rest of the newest slab */
     size_t carved;                    /* futures in the slabs: at most CONC_EXECUTOR_POOL */
     size_t slab_n;                    /* futures in the next slab */
-    conc__future_slab *slabs;         /* every slab, for the final free */
+    conc__executor_slab *slabs;       /* every slab, for the final free */
     /* The releasing side, written by every last release: its own line. */
     __attribute__((aligned(CONC_CACHELINE))) uintptr_t returned; /* LIFO via next_free; CLOSED */
     size_t live; /* once closed: futures still out (modular, see above) */
@@ -237,29 +238,30 @@ typedef struct conc__executor_pool {
  * still reported (the pool never frees it), as it would be with malloc. */
 void __asan_poison_memory_region(void const volatile *addr, size_t size);
 void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
-#define CONC__FUTURE_POISON(f) __asan_poison_memory_region((f), offsetof(conc_future_t, next_free))
-#define CONC__FUTURE_UNPOISON(f)                                                                   \
+#define CONC__EXECUTOR_POISON(f)                                                                   \
+    __asan_poison_memory_region((f), offsetof(conc_future_t, next_free))
+#define CONC__EXECUTOR_UNPOISON(f)                                                                 \
     __asan_unpoison_memory_region((f), offsetof(conc_future_t, next_free))
 #else
-#define CONC__FUTURE_POISON(f) ((void)0)
-#define CONC__FUTURE_UNPOISON(f) ((void)0)
+#define CONC__EXECUTOR_POISON(f) ((void)0)
+#define CONC__EXECUTOR_UNPOISON(f) ((void)0)
 #endif
 
 CONC_NOINLINE void conc__executor_pool_recycle(conc_future_t *f);
 
-CONC_COLD conc__executor_pool *conc__pool_create(void) {
+CONC_COLD conc__executor_pool *conc__executor_pool_create_slow(void) {
     conc__executor_pool *p =
         (conc__executor_pool *)aligned_alloc(CONC_CACHELINE, sizeof(conc__executor_pool));
     if (p) {
         memset(p, 0, sizeof *p);
         p->base.recycle = conc__executor_pool_recycle;
-        p->slab_n = CONC__POOL_SLAB_MIN;
+        p->slab_n = CONC__EXECUTOR_POOL_SLAB_MIN;
     }
     return p;
 }
 
-CONC_COLD void conc__pool_destroy(conc__executor_pool *p) {
-    for (conc__future_slab *s = p->slabs, *next; s; s = next) {
+CONC_COLD void conc__executor_pool_destroy_slow(conc__executor_pool *p) {
+    for (conc__executor_slab *s = p->slabs, *next; s; s = next) {
         next = s->next;
         free(s);
     }
@@ -268,10 +270,11 @@ CONC_COLD void conc__pool_destroy(conc__executor_pool *p) {
 
 /* `local` is empty: take what was released, else carve, else NULL (the cap is reached or no
  * memory: the caller mallocs). Under busy. */
-CONC_NOINLINE conc_future_t *conc__pool_refill(conc__executor_pool *p) {
+CONC_NOINLINE conc_future_t *conc__executor_pool_refill_slow(conc__executor_pool *p) {
     if (conc_load(&p->returned, CONC_RELAXED) != 0) { /* relaxed: a peek; the swap acquires */
-        /* [A4] acquire: pairs with [R4]; every releaser's last use of these futures happens
-         * before our reuse. Never CLOSED here: the pool closes only once submits are over. */
+        /* [executor.A4] acquire: pairs with [executor.R4]; every releaser's last use of these
+         * futures happens before our reuse. Never CLOSED here: the pool closes only once
+         * submits are over. */
         conc_future_t *f = (conc_future_t *)conc_swap(&p->returned, (uintptr_t)0, CONC_ACQUIRE);
         p->local = f->next_free;
         return f;
@@ -282,27 +285,27 @@ CONC_NOINLINE conc_future_t *conc__pool_refill(conc__executor_pool *p) {
             n = (size_t)CONC_EXECUTOR_POOL - p->carved;
         if (n == 0)
             return NULL;
-        conc__future_slab *s = (conc__future_slab *)aligned_alloc(
-            CONC_CACHELINE, CONC_CACHELINE + n * CONC__FUTURE_STRIDE);
+        conc__executor_slab *s = (conc__executor_slab *)aligned_alloc(
+            CONC_CACHELINE, CONC_CACHELINE + n * CONC__EXECUTOR_FUTURE_STRIDE);
         if (!s)
             return NULL;
         s->next = p->slabs;
         p->slabs = s;
         p->carve = (unsigned char *)s + CONC_CACHELINE;
-        p->carve_end = p->carve + n * CONC__FUTURE_STRIDE;
+        p->carve_end = p->carve + n * CONC__EXECUTOR_FUTURE_STRIDE;
         p->carved += n;
-        if (p->slab_n < CONC__POOL_SLAB_MAX)
+        if (p->slab_n < CONC__EXECUTOR_POOL_SLAB_MAX)
             p->slab_n *= 2;
     }
     conc_future_t *f = (conc_future_t *)(void *)p->carve;
-    p->carve += CONC__FUTURE_STRIDE;
-    f->pool = &p->base;
+    p->carve += CONC__EXECUTOR_FUTURE_STRIDE;
+    conc__future_set_pool(f, &p->base, false);
     return f;
 }
 
 /* Up to n futures from the pool into fs (fewer when the cap is reached or another submitter
  * holds it): how many. */
-CONC_INLINE size_t conc__pool_take(conc__executor_pool *p, conc_future_t **fs, size_t n) {
+CONC_INLINE size_t conc__executor_pool_take(conc__executor_pool *p, conc_future_t **fs, size_t n) {
     if (CONC_EXECUTOR_POOL == 0)
         return 0;
     /* acquire: pairs with the release below, so the last holder's list edits are ours. */
@@ -313,7 +316,7 @@ CONC_INLINE size_t conc__pool_take(conc__executor_pool *p, conc_future_t **fs, s
         conc_future_t *f = p->local;
         if (CONC_LIKELY(f))
             p->local = f->next_free;
-        else if (!(f = conc__pool_refill(p)))
+        else if (!(f = conc__executor_pool_refill_slow(p)))
             break;
         fs[k] = f;
     }
@@ -322,39 +325,40 @@ CONC_INLINE size_t conc__pool_take(conc__executor_pool *p, conc_future_t **fs, s
 }
 
 /* Closes the pool (conc_executor_destroy, after the last submit): see above. */
-CONC_COLD void conc__pool_close(conc__executor_pool *p) {
-    /* Acquire: pairs with [R4], like [A4]: those futures are ours to count. */
-    uintptr_t h = conc_swap(&p->returned, CONC__POOL_CLOSED, CONC_ACQUIRE);
+CONC_COLD void conc__executor_pool_close_slow(conc__executor_pool *p) {
+    /* Acquire: pairs with [executor.R4], like [executor.A4]: those futures are ours to count. */
+    uintptr_t h = conc_swap(&p->returned, CONC__EXECUTOR_POOL_CLOSED, CONC_ACQUIRE);
     size_t in = 0;
     for (conc_future_t *f = p->local; f; f = f->next_free)
         in++;
     for (conc_future_t *f = (conc_future_t *)h; f; f = f->next_free)
         in++;
-    in += (size_t)(p->carve_end - p->carve) / CONC__FUTURE_STRIDE; /* never handed out */
+    in += (size_t)(p->carve_end - p->carve) / CONC__EXECUTOR_FUTURE_STRIDE; /* never handed out */
     size_t out = p->carved - in;
     /* acq_rel: joins the chain of the late releases' subtractions, so whoever frees has
      * seen every earlier use of the pool. */
     if (conc_fetch_add(&p->live, out, CONC_ACQ_REL) + out == 0)
-        conc__pool_destroy(p);
+        conc__executor_pool_destroy_slow(p);
 }
 
 /* The last reference is gone: back to the pool (or to free for a malloc'd future). */
 CONC_NOINLINE void conc__executor_pool_recycle(conc_future_t *f) {
-    conc__executor_pool *p = (conc__executor_pool *)(void *)f->pool;
+    conc__executor_pool *p = (conc__executor_pool *)(void *)conc__future_pool_of(f);
 #if defined(CONC_TSAN)
     __tsan_mutex_destroy(&f->lock, 0); /* conc_lock_init announces it again on reuse */
 #endif
-    CONC__FUTURE_POISON(f);
+    CONC__EXECUTOR_POISON(f);
     uintptr_t h = conc_load(&p->returned, CONC_RELAXED); /* relaxed: the CAS decides */
     do {
-        if (CONC_UNLIKELY(h & CONC__POOL_CLOSED)) {
-            /* acq_rel: see conc__pool_close. */
+        if (CONC_UNLIKELY(h & CONC__EXECUTOR_POOL_CLOSED)) {
+            /* acq_rel: see conc__executor_pool_close_slow. */
             if (conc_fetch_sub(&p->live, (size_t)1, CONC_ACQ_REL) == 1)
-                conc__pool_destroy(p);
+                conc__executor_pool_destroy_slow(p);
             return;
         }
         f->next_free = (conc_future_t *)h;
-        /* [R4] release: pairs with [A4]; our last use of f happens before its reuse. */
+        /* [executor.R4] release: pairs with [executor.A4]; our last use of f happens before
+         * its reuse. */
     } while (!conc_cas_weak(&p->returned, &h, (uintptr_t)f, CONC_RELEASE, CONC_RELAXED));
 }
 
@@ -370,6 +374,12 @@ CONC_NOINLINE void conc__executor_pool_recycle(conc_future_t *f) {
 #define CONC__EXECUTOR_POLL_EVERY 8   /* a poller looks at the queue and claims every 8 pauses */
 #define CONC__EXECUTOR_IDLE_YIELDS 4  /* an idle worker yields this often before it sleeps */
 #define CONC__EXECUTOR_HELP_DEPTH 8   /* tasks run inline by waits within waits, at most */
+/* References a submitted future starts with when the caller takes one: the executor's (dropped
+ * when the task ends or is cancelled) and the caller's. Fire and forget: the executor's only. */
+#define CONC__EXECUTOR_SUBMIT_REFS 2u
+/* submit_batch makes and pushes futures in chunks of this many, on its stack (512 bytes):
+ * few enough that a failed chunk frees little, many enough that a push is one batch CAS. */
+#define CONC__EXECUTOR_BATCH_CHUNK 64
 /* A claim this old is stuck (its owner runs one task far past the claim's budget, 50 us):
  * a worker steals from it before it takes newer tasks from the queue. Well under the
  * millisecond within which a claimed task must start once a worker is free. */
@@ -382,7 +392,8 @@ CONC_NOINLINE void conc__executor_pool_recycle(conc_future_t *f) {
 #define CONC__EXECUTOR_CLAIM_NEXT_SHIFT 8
 #define CONC__EXECUTOR_CLAIM_NEXT_ONE ((uint64_t)1 << CONC__EXECUTOR_CLAIM_NEXT_SHIFT)
 #define CONC__EXECUTOR_CLAIM_NEXT_MASK ((uint64_t)0xff << CONC__EXECUTOR_CLAIM_NEXT_SHIFT)
-#define CONC__EXECUTOR_CLAIM_GEN_ONE ((uint64_t)1 << 32)
+#define CONC__EXECUTOR_CLAIM_GEN_SHIFT 32
+#define CONC__EXECUTOR_CLAIM_GEN_ONE ((uint64_t)1 << CONC__EXECUTOR_CLAIM_GEN_SHIFT)
 #define CONC__EXECUTOR_CLAIM_GEN_MASK (~(CONC__EXECUTOR_CLAIM_GEN_ONE - 1))
 
 /* The idle word, an eventcount idle workers sleep on: bits 0-15 SLEEPERS (registered),
@@ -394,13 +405,21 @@ CONC_NOINLINE void conc__executor_pool_recycle(conc_future_t *f) {
 #define CONC__EXECUTOR_IDLE_SLEEPERS_MASK 0xffffu
 #define CONC__EXECUTOR_IDLE_WAKING 0x10000u
 #define CONC__EXECUTOR_IDLE_WATCHING 0x20000u
-#define CONC__EXECUTOR_IDLE_SEQ_ONE 0x40000u
+#define CONC__EXECUTOR_IDLE_SEQ_SHIFT 18
+#define CONC__EXECUTOR_IDLE_SEQ_ONE (1u << CONC__EXECUTOR_IDLE_SEQ_SHIFT)
 /* create's limits (ERRORS). Threads: the idle word counts every sleeper in 16 bits. */
 #define CONC_EXECUTOR_THREADS_MAX 65535u
 #define CONC_EXECUTOR_CAPACITY_MAX ((size_t)1 << 30) /* 8 GiB of queue: any more is a mistake */
 #define CONC_EXECUTOR_CAPACITY_DEFAULT ((size_t)1024)
 
-CONC_STATIC_ASSERT(CONC__EXECUTOR_CLAIM_MAX <= 0xff, "a claim's END and NEXT fit 8 bits");
+CONC_STATIC_ASSERT(CONC__EXECUTOR_CLAIM_MAX <= CONC__EXECUTOR_CLAIM_END_MASK,
+                   "a claim's END and NEXT fit 8 bits");
+CONC_STATIC_ASSERT((CONC__EXECUTOR_CLAIM_NEXT_MASK & CONC__EXECUTOR_CLAIM_GEN_MASK) == 0,
+                   "a claim's NEXT and GEN are disjoint");
+CONC_STATIC_ASSERT(CONC__EXECUTOR_IDLE_SLEEPERS_MASK < CONC__EXECUTOR_IDLE_WAKING &&
+                       CONC__EXECUTOR_IDLE_WAKING < CONC__EXECUTOR_IDLE_WATCHING &&
+                       CONC__EXECUTOR_IDLE_WATCHING < CONC__EXECUTOR_IDLE_SEQ_ONE,
+                   "the idle word's fields are disjoint");
 CONC_STATIC_ASSERT(CONC_EXECUTOR_THREADS_MAX <= CONC__EXECUTOR_IDLE_SLEEPERS_MASK,
                    "every worker can sleep at once");
 
@@ -449,22 +468,17 @@ struct conc_executor {
 CONC_INLINE void conc__executor_run(conc_future_t *f) {
     /* The first guess is the word as submit left it with a future for the caller: the CAS
      * then fetches the line once, for writing, instead of a load and then a CAS. */
-    uint32_t v = CONC__FUT_PENDING | 2u * CONC__FUT_REF;
-    for (;;) {
-        /* Relaxed: the task's inputs were ordered by the queue (push happens-before pop) and,
-         * for a stolen task, by the claim word (publish [exec.P1] before steal [exec.S1]). */
-        if (conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING, CONC_RELAXED,
-                          CONC_RELAXED))
-            break;
-        if ((v & CONC__FUT_STATE) != CONC__FUT_PENDING) {
-            conc_future_release(f); /* cancelled (or completed by hand): never run */
-            return;
-        }
+    uint32_t v = conc__future_fresh_word(CONC__EXECUTOR_SUBMIT_REFS);
+    /* Relaxed (the gate's): the task's inputs were ordered by the queue (push happens-before
+     * pop) and, for a stolen task, by the claim word ([executor.P1] before [executor.S1]). */
+    if (!conc__future_gate(f, &v)) {
+        conc_future_release(f); /* cancelled (or completed by hand): never run */
+        return;
     }
     CONC_CHAOS_POINT();
     void *result = NULL;
     int status = f->fn(f->arg, &result);
-    conc__future_task_done(f, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING, status, result);
+    conc__future_task_done(f, v, status, result);
 }
 
 /* A task this worker took: run it, or cancel it once shutdown(cancel_pending) has begun
@@ -489,25 +503,22 @@ CONC_INLINE void conc__executor_start(conc_executor_t *ex, conc_future_t *f) {
 CONC_NOINLINE void conc__executor_help_slow(conc__future_helper *h, conc_future_t *f) {
     conc__executor_worker *w = (conc__executor_worker *)(void *)h;
     conc_executor_t *ex = w->ex;
-    if (((uintptr_t)f->pool & ~CONC__FUTURE_POOL_MALLOCED) != (uintptr_t)&ex->pool->base ||
-        w->help_depth >= CONC__EXECUTOR_HELP_DEPTH || conc_load(&ex->cancelling, CONC_ACQUIRE))
+    if (conc__future_pool_of(f) != &ex->pool->base || w->help_depth >= CONC__EXECUTOR_HELP_DEPTH ||
+        conc_load(&ex->cancelling, CONC_ACQUIRE))
         return;
     /* Our own reference for the run: conc__future_task_done drops one, and the executor's
      * stays with the queue or claim entry, dropped when that entry finds the task started. */
     conc_future_retain(f);
+    /* Relaxed, as in conc__executor_run: the caller's reference ordered the inputs. */
     uint32_t v = conc_load(&f->state, CONC_RELAXED);
-    while ((v & CONC__FUT_STATE) == CONC__FUT_PENDING) {
-        /* Relaxed, as in conc__executor_run: the caller's reference ordered the inputs. */
-        if (conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING, CONC_RELAXED,
-                          CONC_RELAXED)) {
-            CONC_EXECUTOR_HELP_HOOK();
-            w->help_depth++;
-            void *result = NULL;
-            int status = f->fn(f->arg, &result);
-            w->help_depth--;
-            conc__future_task_done(f, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING, status, result);
-            return;
-        }
+    if (conc__future_gate(f, &v)) {
+        CONC_EXECUTOR_HELP_HOOK();
+        w->help_depth++;
+        void *result = NULL;
+        int status = f->fn(f->arg, &result);
+        w->help_depth--;
+        conc__future_task_done(f, v, status, result);
+        return;
     }
     conc_future_release(f); /* started (or cancelled) meanwhile: wait as usual */
 }
@@ -523,18 +534,18 @@ CONC_NOINLINE void conc__executor_help_slow(conc__future_helper *h, conc_future_
  *
  *   waker (submit / publish / take)            idle worker
  *   ----------------------------------------    -------------------------------------------
- *   push (seq_cst CAS on tail)  or             (a poller: [exec.E0] store polling = 0)
- *   publish (seq_cst store of the claim word)   [exec.E1] v = fetch_add(idle, SLEEPER_ONE)
- *   [exec.E2] w = load(idle) (seq_cst)          fence seq_cst
+ *   push (seq_cst CAS on tail)  or             (a poller: [executor.E0] store polling = 0)
+ *   publish (seq_cst store of the claim word)   [executor.E1] v = fetch_add(idle, SLEEPER_ONE)
+ *   [executor.E2] w = load(idle) (seq_cst)          fence seq_cst
  *   w has SLEEPERS, not WAKING, and             re-check: queue size, closed, claims
  *   load(polling) == 0 (seq_cst):                 -> work: leave, look again
  *     CAS idle: w -> w | WAKING + SEQ_ONE       futex_wait(idle, v)
  *     futex_wake(idle, 1)                       leave: SLEEPERS - 1, clear WAKING
  *
- *   [exec.E1] and [exec.E2] are a Dekker pair (seq_cst on both sides): either the waker's
+ *   [executor.E1] and [executor.E2] are a Dekker pair (seq_cst on both sides): either the waker's
  *   load sees the sleeper (and wakes it, or a wake is already on its way), or the sleeper's
  *   re-check sees the task. A waker that sees a poller wakes nobody: the poller's stop
- *   [exec.E0] comes after that load in the single seq_cst order, so its re-check sees the
+ *   [executor.E0] comes after that load in the single seq_cst order, so its re-check sees the
  *   task too. The CAS steps the sequence, so a sleeper between its re-check
  *   and its futex_wait is refused the sleep (EAGAIN). WAKING saves a burst of submits a
  *   syscall each: while it is set a wake is on its way to a worker that will look, and that
@@ -545,7 +556,8 @@ CONC_COLD void conc__executor_wake_slow(conc_executor_t *ex, uint32_t v) {
     do {
         if ((v & CONC__EXECUTOR_IDLE_SLEEPERS_MASK) == 0 || (v & CONC__EXECUTOR_IDLE_WAKING))
             return;
-        /* Relaxed: the futex word itself carries the wake; the Dekker pair is [E1]/[E2]. */
+        /* Relaxed: the futex word itself carries the wake; the Dekker pair is
+         * [executor.E1]/[executor.E2]. */
     } while (!conc_cas_weak(&ex->idle, &v,
                             (v | CONC__EXECUTOR_IDLE_WAKING) + CONC__EXECUTOR_IDLE_SEQ_ONE,
                             CONC_RELAXED, CONC_RELAXED));
@@ -553,11 +565,11 @@ CONC_COLD void conc__executor_wake_slow(conc_executor_t *ex, uint32_t v) {
     conc_futex_wake(&ex->idle, 1, 0);
 }
 
-/* [exec.E2] seq_cst: after the caller's seq_cst push or publish (the timeline above). For
+/* [executor.E2] seq_cst: after the caller's seq_cst push or publish (the timeline above). For
  * a claim (stealable only once stale) no wake while a worker polls (it finds the claim, or
- * stops polling [exec.E0] and then registers and re-checks like any sleeper) or a sleeper
+ * stops polling [executor.E0] and then registers and re-checks like any sleeper) or a sleeper
  * watches (it wakes when the oldest open claim turns stale and looks again; its leaving
- * [exec.E3] comes before its next re-check). A submit wakes a sleeper even while a worker
+ * [executor.E3] comes before its next re-check). A submit wakes a sleeper even while a worker
  * polls: the poller may be preempted (more threads than CPUs), and the task would wait for
  * the scheduler's next slice. */
 CONC_INLINE void conc__executor_wake(conc_executor_t *ex, bool claim) {
@@ -575,7 +587,7 @@ CONC_INLINE bool conc__executor_closed(conc_executor_t *ex) {
 }
 
 /* Whether another worker's claim holds a task nobody has taken. Acquire: pairs with the
- * publish [exec.P1], so a thief that acts on the answer sees the slots. */
+ * publish [executor.P1], so a thief that acts on the answer sees the slots. */
 CONC_INLINE bool conc__executor_claim_open(uint64_t c) {
     return ((c & CONC__EXECUTOR_CLAIM_NEXT_MASK) >> CONC__EXECUTOR_CLAIM_NEXT_SHIFT) <
            (c & CONC__EXECUTOR_CLAIM_END_MASK);
@@ -589,7 +601,7 @@ CONC_NOINLINE bool conc__executor_stealable(conc_executor_t *ex, const conc__exe
     int64_t first = CONC_FOREVER, now = 0;
     for (unsigned i = 0; i < n; i++) {
         const conc__executor_worker *v = &ex->workers[i];
-        /* Acquire: pairs with [exec.P1]; claimed_at was stored before it. */
+        /* Acquire: pairs with [executor.P1]; claimed_at was stored before it. */
         if (v == self || !conc__executor_claim_open(conc_load(&v->claim, CONC_ACQUIRE)))
             continue;
         int64_t at = conc_load(&v->claimed_at, CONC_RELAXED) + CONC__EXECUTOR_STEAL_AGE_NS;
@@ -616,7 +628,7 @@ CONC_INLINE bool conc__executor_all_quiet(conc_executor_t *ex) {
  * "Ending"), a claim to steal or the end. */
 CONC_COLD void conc__executor_sleep_slow(conc__executor_worker *w, bool quiet) {
     conc_executor_t *ex = w->ex;
-    /* [exec.E1] seq_cst, and the fence after it: the re-check's loads cannot be ordered
+    /* [executor.E1] seq_cst, and the fence after it: the re-check's loads cannot be ordered
      * before the registration (the timeline above). */
     uint32_t v = conc_fetch_add(&ex->idle, CONC__EXECUTOR_IDLE_SLEEPER_ONE, CONC_SEQ_CST) +
                  CONC__EXECUTOR_IDLE_SLEEPER_ONE;
@@ -637,7 +649,7 @@ CONC_COLD void conc__executor_sleep_slow(conc__executor_worker *w, bool quiet) {
         CONC_CHAOS_POINT();
         (void)conc_futex_wait(&ex->idle, v, 0, deadline);
     }
-    /* [exec.E3] seq_cst: leaving, before the next look (a claim's waker that saw WATCHING
+    /* [executor.E3] seq_cst: leaving, before the next look (a claim's waker that saw WATCHING
      * counts on it). It clears WAKING and WATCHING: a clear too many costs a syscall at most
      * (another sleeper's watch or wake is taken for over), never a lost wake. */
     v = conc_load(&ex->idle, CONC_RELAXED);
@@ -676,15 +688,15 @@ CONC_COLD void conc__executor_sleep_slow(conc__executor_worker *w, bool quiet) {
  * Python's one shared queue (except for two claims made at the same moment, whose order
  * among each other is the order their owners get to them). A thief takes the older half of
  * what is left and publishes it as its own claim: a claim that a blocked thief holds can be
- * stolen again. Publishing wakes a sleeper ([exec.E2]); the sleeper's re-check scans the
- * claims ([exec.E1]): a free worker starts a stolen task at once, a sleeping one within a
+ * stolen again. Publishing wakes a sleeper ([executor.E2]); the sleeper's re-check scans the
+ * claims ([executor.E1]): a free worker starts a stolen task at once, a sleeping one within a
  * wakeup. The owner of a one-task claim publishes nothing (nothing would be left to steal).
  *
  *   owner                                        thief
  *   ----------------------------------------    -------------------------------------------
- *   claim n tasks from the queue or a claim      c = load claim (acquire)      [exec.S0]
+ *   claim n tasks from the queue or a claim      c = load claim (acquire)      [executor.S0]
  *   slot[1..n) = tasks (relaxed)                 c open: read slot[NEXT..NEXT+k) (relaxed)
- *   [exec.P1] store claim: GEN+1, NEXT 1, END n  [exec.S1] CAS claim: c -> c + k NEXT
+ *   [executor.P1] store claim: GEN+1, NEXT 1, END n  [executor.S1] CAS claim: c -> c + k NEXT
  *     (seq_cst), then wake one sleeper             -> fails: the word changed, look again
  *   run tasks[0]; then for each next task:        publish the k tasks as its own claim
  *   CAS claim: NEXT -> NEXT + 1 (the same race)
@@ -709,7 +721,8 @@ CONC_NOINLINE size_t conc__executor_steal_slow(conc_executor_t *ex, conc__execut
     int64_t now = 0;
     for (unsigned d = 1; d < n; d++) {
         conc__executor_worker *v = &ex->workers[(self->index + d) % n];
-        uint64_t c = conc_load(&v->claim, CONC_ACQUIRE); /* [exec.S0] pairs with [exec.P1] */
+        uint64_t c =
+            conc_load(&v->claim, CONC_ACQUIRE); /* [executor.S0] pairs with [executor.P1] */
         if (conc__executor_claim_open(c)) {
             if (now == 0)
                 now = conc_now();
@@ -726,7 +739,7 @@ CONC_NOINLINE size_t conc__executor_steal_slow(conc_executor_t *ex, conc__execut
             for (size_t i = 0; i < k; i++)
                 out[i] = conc_load(&v->slot[next + i], CONC_RELAXED);
             CONC_CHAOS_POINT();
-            /* [exec.S1] acquire: pairs with [exec.P1] (the slots we read are that claim's:
+            /* [executor.S1] acquire: pairs with [executor.P1] (the slots we read are that claim's:
              * the word, GEN included, is unchanged). The owner's CAS races this one. */
             if (conc_cas(&v->claim, &c, c + k * CONC__EXECUTOR_CLAIM_NEXT_ONE, CONC_ACQUIRE,
                          CONC_ACQUIRE)) {
@@ -759,8 +772,9 @@ CONC_INLINE void conc__executor_publish(conc__executor_worker *w, conc_future_t 
         conc_store(&w->slot[i], tasks[i], CONC_RELAXED);
     uint64_t gen = (conc_load(&w->claim, CONC_RELAXED) & CONC__EXECUTOR_CLAIM_GEN_MASK) +
                    CONC__EXECUTOR_CLAIM_GEN_ONE;
-    /* [exec.P1] seq_cst: release for the slots (pairs with [exec.S0]/[exec.S1]), and the
-     * first half of the Dekker pair with a sleeper's [exec.E1] (the caller's wake follows). */
+    /* [executor.P1] seq_cst: release for the slots (pairs with [executor.S0]/[executor.S1]),
+     * and the first half of the Dekker pair with a sleeper's [executor.E1] (the caller's
+     * wake follows). */
     conc_store(&w->claim, gen | CONC__EXECUTOR_CLAIM_NEXT_ONE | (uint64_t)n, CONC_SEQ_CST);
 }
 
@@ -823,8 +837,8 @@ CONC_INLINE size_t conc__executor_take(conc__executor_worker *w, conc_future_t *
                      conc__executor_stealable(ex, w, NULL)))
                     r = 0; /* look again, from the top */
             }
-            /* [exec.E0] seq_cst: a waker that saw us polling made no wake, so our stop must
-             * come before our registration [exec.E1] in the one order (and it does: both
+            /* [executor.E0] seq_cst: a waker that saw us polling made no wake, so our stop must
+             * come before our registration [executor.E1] in the one order (and it does: both
              * seq_cst, the waker's loads too). */
             conc_store(&ex->polling, 0u, CONC_SEQ_CST);
             if (r == 0)
@@ -918,7 +932,7 @@ static inline void *conc__executor_worker_main(void *arg) {
         bool timed = n > 1 || limit == 1;
         int64_t t0 = timed ? conc_now() : 0;
         if (n > 1) {
-            conc_store(&w->claimed_at, t0, CONC_RELAXED); /* before [exec.P1]: an age hint */
+            conc_store(&w->claimed_at, t0, CONC_RELAXED); /* before [executor.P1]: an age hint */
             conc__executor_publish(w, taken, n);
         }
         bool more = conc__queue_item_ready(ex->q, 1);
@@ -989,7 +1003,8 @@ static inline void conc_executor_destroy(conc_executor_t *ex) {
     conc_executor_shutdown(ex, false);
     free(ex->workers);
     conc_queue_destroy(ex->q);
-    conc__pool_close(ex->pool); /* frees it now, or at the last release of its futures */
+    conc__executor_pool_close_slow(
+        ex->pool); /* frees it now, or at the last release of its futures */
     free(ex);
 }
 
@@ -1021,7 +1036,7 @@ CONC_NODISCARD static inline int conc__executor_create(conc_executor_t **out, un
                                                          threads * sizeof(conc__executor_worker));
     if (ex->workers)
         memset(ex->workers, 0, threads * sizeof(conc__executor_worker));
-    ex->pool = conc__pool_create();
+    ex->pool = conc__executor_pool_create_slow();
     int e = ex->workers && ex->pool
                 ? conc_queue_create(&ex->q, queue_capacity, sizeof(conc_future_t *))
                 : ENOMEM;
@@ -1082,14 +1097,13 @@ static inline size_t conc_executor_queue_size(const conc_executor_t *ex) {
 
 /* n futures into fs, uninitialized: from the pool, else malloc'd. How many (< n: ENOMEM). */
 CONC_INLINE size_t conc__executor_futures(conc_executor_t *ex, conc_future_t **fs, size_t n) {
-    size_t k = conc__pool_take(ex->pool, fs, n);
+    size_t k = conc__executor_pool_take(ex->pool, fs, n);
     for (size_t i = 0; i < k; i++)
-        CONC__FUTURE_UNPOISON(fs[i]); /* poisoned while in the pool's lists */
+        CONC__EXECUTOR_UNPOISON(fs[i]); /* poisoned while in the pool's lists */
     for (; k < n; k++) {
         if (!(fs[k] = conc__future_malloc()))
             break;
-        fs[k]->pool =
-            (conc__future_pool *)((uintptr_t)&ex->pool->base | CONC__FUTURE_POOL_MALLOCED);
+        conc__future_set_pool(fs[k], &ex->pool->base, true);
     }
     return k;
 }
@@ -1101,13 +1115,13 @@ CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void
     conc_future_t *f;
     if (conc__executor_futures(ex, &f, 1) == 0)
         return ENOMEM;
-    conc__future_init(f, out ? 2u : 1u, fn, arg);
+    conc__future_init(f, out ? CONC__EXECUTOR_SUBMIT_REFS : 1u, fn, arg);
     int r = block ? conc_queue_push(ex->q, &f) : conc_queue_try_push(ex->q, &f);
     if (r != 0) {
         conc__future_free(f);
         return r;
     }
-    conc__executor_wake(ex, false); /* [exec.E2], after the push's seq_cst claim */
+    conc__executor_wake(ex, false); /* [executor.E2], after the push's seq_cst claim */
     if (out)
         *out = f;
     return 0;
@@ -1138,7 +1152,7 @@ CONC_INLINE int conc__executor_push_all(conc_executor_t *ex, conc_future_t **fs,
         }
         *pushed += k;
         if (k > 0)
-            conc__executor_wake(ex, false); /* [exec.E2]; a woken worker wakes the next */
+            conc__executor_wake(ex, false); /* [executor.E2]; a woken worker wakes the next */
         if (e != 0)
             return e;
     }
@@ -1148,8 +1162,8 @@ CONC_INLINE int conc__executor_push_all(conc_executor_t *ex, conc_future_t **fs,
 CONC_NODISCARD static inline int conc_executor_submit_batch(conc_executor_t *ex, conc_task_fn fn,
                                                             void *const *args, size_t n,
                                                             conc_future_t **fs, size_t *submitted) {
-    conc_future_t *chunk[64];
-    const size_t chunk_max = sizeof chunk / sizeof chunk[0];
+    conc_future_t *chunk[CONC__EXECUTOR_BATCH_CHUNK];
+    const size_t chunk_max = CONC__EXECUTOR_BATCH_CHUNK;
     size_t done = 0;
     int r = 0;
     while (done < n && r == 0) {
@@ -1159,7 +1173,8 @@ CONC_NODISCARD static inline int conc_executor_submit_batch(conc_executor_t *ex,
             r = ENOMEM;
         for (size_t j = 0; j < made; j++) {
             size_t i = done + j;
-            conc__future_init(chunk[j], fs ? 2u : 1u, fn, args ? args[i] : (void *)(uintptr_t)i);
+            conc__future_init(chunk[j], fs ? CONC__EXECUTOR_SUBMIT_REFS : 1u, fn,
+                              args ? args[i] : (void *)(uintptr_t)i);
         }
         if (made > 0) {
             int e = conc__executor_push_all(ex, chunk, made, &pushed);
@@ -1193,7 +1208,7 @@ typedef struct conc_map {
     int submit_error;     /* why the submits stopped (EPIPE), for inputs with NULL */
 } conc_map_t;
 
-CONC_INLINE void conc__map_submit(conc_map_t *m) {
+CONC_INLINE void conc__executor_map_submit(conc_map_t *m) {
     size_t i = m->next_submit++;
     conc_future_t **slot = &m->ring[i % m->window];
     *slot = NULL;
@@ -1240,7 +1255,7 @@ CONC_NODISCARD static inline int conc_map_create(conc_map_t **out, conc_executor
     m->n = n;
     m->window = window;
     while (m->next_submit < n && m->next_submit < window)
-        conc__map_submit(m);
+        conc__executor_map_submit(m);
     if (m->submit_error == EPIPE && m->ring[0] == NULL) {
         conc_map_destroy(m);
         return EPIPE;
@@ -1268,7 +1283,7 @@ CONC_NODISCARD static inline int conc_map_next_until(conc_map_t *m, int64_t dead
     }
     m->next_result++;
     if (m->next_submit < m->n)
-        conc__map_submit(m); /* keeps `window` in flight */
+        conc__executor_map_submit(m); /* keeps `window` in flight */
     if (index)
         *index = i;
     if (status)
@@ -1278,7 +1293,8 @@ CONC_NODISCARD static inline int conc_map_next_until(conc_map_t *m, int64_t dead
     return 0;
 }
 
-static inline int conc_map_next(conc_map_t *m, size_t *index, int *status, void **result) {
+CONC_NODISCARD static inline int conc_map_next(conc_map_t *m, size_t *index, int *status,
+                                               void **result) {
     return conc_map_next_until(m, CONC_FOREVER, index, status, result);
 }
 

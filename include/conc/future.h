@@ -8,7 +8,7 @@
  * CONTENTS
  *   API, ERRORS, RESULTS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS, DESIGN;
  *   then the code: the state word and the future; creation and references; completion (the
- *   waiter protocol, [R1]); queries and waiting; callbacks; wait_any / wait_all;
+ *   waiter protocol, [future.R1]); queries and waiting; callbacks; wait_any / wait_all;
  *   as-completed; for other conc headers (executor.h, forkpool.h).
  *
  * QUICK START (examples/10_future_timeout_cancel.c)
@@ -90,14 +90,14 @@
  *   has nodes; bit 5 TASK: the executor's task completed it; bits 6-31 the reference count),
  *   the outcome, and a callback list under a 4-byte conc_lock: 64 bytes, one cache line.
  *   Completing is a CAS into COMPLETING (exactly one winner), plain writes of the outcome,
- *   then one add that moves the state to final [R1] and returns the flags: only if WAITERS
+ *   then one add that moves the state to final [future.R1] and returns the flags: only if WAITERS
  *   was set is there a futex_wake, only if CALLBACKS was set is the lock taken. So a
  *   completion nobody waits for is two atomics and no syscall; a waiter spins briefly, then
  *   sets WAITERS and sleeps on the word. An executor's worker is the only writer of the
  *   task's own outcome fields, so it skips COMPLETING: the gate CAS (PENDING -> RUNNING),
  *   then one CAS to the final state that also drops the worker's reference. Callbacks are
  *   nodes in a doubly linked list. A node is added under the lock, after a CAS that sets
- *   CALLBACKS while the state is not final: since that CAS and [R1] act on one word, either
+ *   CALLBACKS while the state is not final: since that CAS and [future.R1] act on one word, either
  *   the completer sees CALLBACKS (and takes the lock, so it finds the node) or the
  *   registrant sees the final state (and runs the callback itself). Internal "waker" nodes
  *   (wait_any, as-completed) run under the lock and can be unlinked again, which is how
@@ -134,18 +134,35 @@ typedef enum conc_future_state_t {
     CONC_FUTURE_CANCELLED = 5
 } conc_future_state_t;
 
-#define CONC__FUT_PENDING 0u      /* not started, cancellable */
-#define CONC__FUT_RUNNING 1u      /* a worker runs the task */
-#define CONC__FUT_COMPLETING 2u   /* one completer won and is writing the outcome */
-#define CONC__FUT_DONE 3u         /* final: status 0, result valid */
-#define CONC__FUT_FAILED 4u       /* final: non-zero status */
-#define CONC__FUT_CANCELLED 5u    /* final: cancelled while pending */
-#define CONC__FUT_STATE 0x7u      /* mask of the state field */
-#define CONC__FUT_WAITERS 0x8u    /* someone sleeps (or is about to) on the word: wake on final */
-#define CONC__FUT_CALLBACKS 0x10u /* the callback list has (had) nodes: take the lock on final */
-#define CONC__FUT_TASK 0x20u      /* final by the executor's task: outcome in task_status/_result */
-#define CONC__FUT_REF 0x40u       /* one reference: the count is the word's top 26 bits */
-#define CONC__FUT_REFS 0xffffffc0u /* mask of the reference count */
+/* The state word: the state field (bits 0-2), three flags, the reference count above them. */
+#define CONC__FUTURE_PENDING 0u      /* not started, cancellable */
+#define CONC__FUTURE_RUNNING 1u      /* a worker runs the task */
+#define CONC__FUTURE_COMPLETING 2u   /* one completer won and is writing the outcome */
+#define CONC__FUTURE_DONE 3u         /* final: status 0, result valid */
+#define CONC__FUTURE_FAILED 4u       /* final: non-zero status */
+#define CONC__FUTURE_CANCELLED 5u    /* final: cancelled while pending */
+#define CONC__FUTURE_STATE_MASK 0x7u /* the state field */
+#define CONC__FUTURE_WAITERS 0x8u /* someone sleeps (or is about to) on the word: wake on final */
+#define CONC__FUTURE_CALLBACKS 0x10u /* the callback list has (had) nodes: lock on final */
+#define CONC__FUTURE_TASK 0x20u  /* final by the executor's task: outcome in task_status/_result */
+#define CONC__FUTURE_REF_SHIFT 6 /* the reference count: the word's top 26 bits */
+#define CONC__FUTURE_REF_ONE (1u << CONC__FUTURE_REF_SHIFT)
+#define CONC__FUTURE_REF_MASK (~(CONC__FUTURE_REF_ONE - 1u))
+
+CONC_STATIC_ASSERT(CONC__FUTURE_CANCELLED <= CONC__FUTURE_STATE_MASK, "every state fits its field");
+CONC_STATIC_ASSERT(((CONC__FUTURE_STATE_MASK | CONC__FUTURE_WAITERS | CONC__FUTURE_CALLBACKS |
+                     CONC__FUTURE_TASK) &
+                    CONC__FUTURE_REF_MASK) == 0 &&
+                       (CONC__FUTURE_STATE_MASK &
+                        (CONC__FUTURE_WAITERS | CONC__FUTURE_CALLBACKS | CONC__FUTURE_TASK)) == 0 &&
+                       CONC__FUTURE_TASK < CONC__FUTURE_REF_ONE,
+                   "the state field, the flags and the reference count are disjoint");
+CONC_STATIC_ASSERT(CONC_FUTURE_PENDING == CONC__FUTURE_PENDING &&
+                       CONC_FUTURE_RUNNING == CONC__FUTURE_RUNNING &&
+                       CONC_FUTURE_DONE == CONC__FUTURE_DONE &&
+                       CONC_FUTURE_FAILED == CONC__FUTURE_FAILED &&
+                       CONC_FUTURE_CANCELLED == CONC__FUTURE_CANCELLED,
+                   "conc_future_state_t mirrors the state field (conc_future_state casts it)");
 
 /* A callback node. waker nodes belong to the caller (wait_any, as-completed), run under the
  * future's lock and may be unlinked; user nodes are malloc'd by on_done, run outside it. */
@@ -168,15 +185,15 @@ typedef struct conc__future_pool {
 /* 64 bytes on LP64: a pooled future is exactly one cache line (see conc__future_pool). */
 struct conc_future {
     uint32_t state;   /* futex word: state, flags and reference count, see DESIGN */
-    int task_status;  /* the task's outcome (CONC__FUT_TASK); plain, published by [R1] */
+    int task_status;  /* the task's outcome (CONC__FUTURE_TASK); plain, published by [future.R1] */
     conc_lock_t lock; /* guards the callback list */
-    int status;       /* outcome of complete/cancel; plain, published by [R1] */
+    int status;       /* outcome of complete/cancel; plain, published by [future.R1] */
     void *result;
     conc__future_node *head, *tail; /* under lock */
     conc_task_fn fn;                /* the task, for executor futures */
     union {
         void *arg;                /* the task's argument, until it runs */
-        void *task_result;        /* then the task's result (CONC__FUT_TASK) */
+        void *task_result;        /* then the task's result (CONC__FUTURE_TASK) */
         conc_future_t *next_free; /* released, in its pool's free lists */
     };
     conc__future_pool *pool; /* the executor pool it was carved from (for life); NULL: malloc'd */
@@ -186,8 +203,8 @@ struct conc_future {
 CONC_STATIC_ASSERT(sizeof(conc_future_t) == CONC_CACHELINE, "a future is one cache line (LP64)");
 #endif
 
-CONC_INLINE bool conc__fut_final(uint32_t v) {
-    return (v & CONC__FUT_STATE) >= CONC__FUT_DONE;
+CONC_INLINE bool conc__future_final(uint32_t v) {
+    return (v & CONC__FUTURE_STATE_MASK) >= CONC__FUTURE_DONE;
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -195,7 +212,7 @@ CONC_INLINE bool conc__fut_final(uint32_t v) {
  * ------------------------------------------------------------------------------------------- */
 /* Resets a future from the pool (f->pool set) or from malloc (f->pool NULL). */
 CONC_INLINE void conc__future_init(conc_future_t *f, uint32_t refs, conc_task_fn fn, void *arg) {
-    f->state = CONC__FUT_PENDING | refs * CONC__FUT_REF;
+    f->state = CONC__FUTURE_PENDING | refs * CONC__FUTURE_REF_ONE;
     f->task_status = 0;
     conc_lock_init(&f->lock, 0);
     f->status = 0;
@@ -224,14 +241,14 @@ CONC_NODISCARD static inline int conc_future_create(conc_future_t **out) {
  * (It changes the word a waiter may be about to sleep on: that futex_wait returns EAGAIN,
  * and the waiter re-reads and sleeps again.) */
 static inline void conc_future_retain(conc_future_t *f) {
-    uint32_t old = conc_fetch_add(&f->state, CONC__FUT_REF, CONC_RELAXED);
-    if (CONC_UNLIKELY((old & CONC__FUT_REFS) == CONC__FUT_REFS))
+    uint32_t old = conc_fetch_add(&f->state, CONC__FUTURE_REF_ONE, CONC_RELAXED);
+    if (CONC_UNLIKELY((old & CONC__FUTURE_REF_MASK) == CONC__FUTURE_REF_MASK))
         CONC_ABORT("conc_future_retain: more than 2^26 - 1 references");
 }
 
 /* A future made by conc__future_create_ext (declared at the end, for other conc headers). */
 #define CONC__FUTURE_EXT ((conc__future_pool *)(uintptr_t)1)
-CONC_NOINLINE void conc__future_ext_free(conc_future_t *f);
+CONC_COLD void conc__future_ext_free_slow(conc_future_t *f);
 
 CONC_NOINLINE void conc__future_free(conc_future_t *f) {
     /* Callbacks of a future that never completed never run; only user nodes can be left
@@ -244,7 +261,7 @@ CONC_NOINLINE void conc__future_free(conc_future_t *f) {
     }
     conc__future_pool *p = f->pool;
     if (CONC_UNLIKELY(p == CONC__FUTURE_EXT)) {
-        conc__future_ext_free(f); /* see "For other conc headers" */
+        conc__future_ext_free_slow(f); /* see "For other conc headers" */
         return;
     }
     if (!p || ((uintptr_t)p & CONC__FUTURE_POOL_MALLOCED))
@@ -253,15 +270,16 @@ CONC_NOINLINE void conc__future_free(conc_future_t *f) {
         p->recycle(f); /* executor.h's pool */
 }
 
-/* [R2]/[A2] acq_rel: every thread's last use of the future happens before the free. */
+/* [future.R2]/[future.A2] acq_rel: every thread's last use of the future happens before the
+ * free. */
 static inline void conc_future_release(conc_future_t *f) {
     if (!f)
         return; /* as free(NULL): a failed submit leaves NULL behind */
-    uint32_t old = conc_fetch_sub(&f->state, CONC__FUT_REF, CONC_ACQ_REL);
-    if (CONC_UNLIKELY((old & CONC__FUT_REFS) == CONC__FUT_REF))
+    uint32_t old = conc_fetch_sub(&f->state, CONC__FUTURE_REF_ONE, CONC_ACQ_REL);
+    if (CONC_UNLIKELY((old & CONC__FUTURE_REF_MASK) == CONC__FUTURE_REF_ONE))
         conc__future_free(f);
 #if defined(CONC_DEBUG) && CONC_DEBUG
-    else if (CONC_UNLIKELY((old & CONC__FUT_REFS) == 0))
+    else if (CONC_UNLIKELY((old & CONC__FUTURE_REF_MASK) == 0))
         CONC_ABORT("conc_future_release: reference count underflow");
 #endif
 }
@@ -275,22 +293,23 @@ static inline void conc_future_release(conc_future_t *f) {
  *   ----------------------------------------    -------------------------------------------
  *   CAS state: PENDING -> COMPLETING            v = load state            (not final)
  *   status, result = ...   (plain)              CAS state: v -> v | WAITERS
- *   old = fetch_add(state, DONE - COMPLETING)   [R1]
+ *   old = fetch_add(state, DONE - COMPLETING)   [future.R1]
  *   old has WAITERS: futex_wake(state, all)     futex_wait(state, v | WAITERS)
- *                                                 -> EAGAIN: [R1] changed the word
+ *                                                 -> EAGAIN: [future.R1] changed the word
  *
- *   [R1] and the CAS act on one word, so they are ordered: if the CAS came first, [R1]
- *   returns WAITERS and the completer wakes; if [R1] came first, the CAS fails (the word
- *   changed), the waiter re-reads and sees the final state. Between the CAS and its
- *   futex_wait the kernel re-check catches [R1]. A completion whose [R1] returns no flags
- *   makes no syscall and takes no lock. [R1] is an add, not a store: it keeps the reference
- *   count (the word's top bits) and returns the flags set while the outcome was written
- *   (they stay set in the final word, where nobody looks at them any more).
+ *   [future.R1] and the CAS act on one word, so they are ordered: if the CAS came first,
+ *   [future.R1] returns WAITERS and the completer wakes; if [future.R1] came first, the CAS
+ *   fails (the word changed), the waiter re-reads and sees the final state. Between the CAS
+ *   and its futex_wait the kernel re-check catches [future.R1]. A completion whose
+ *   [future.R1] returns no flags makes no syscall and takes no lock. [future.R1] is an add,
+ *   not a store: it keeps the reference count (the word's top bits) and returns the flags set
+ *   while the outcome was written (they stay set in the final word, where nobody looks at
+ *   them any more).
  *
  *   The executor's task takes a shorter path (conc__future_task_done): the worker alone
  *   writes task_status/task_result, so it needs no COMPLETING claim to exclude a concurrent
- *   writer; one CAS from RUNNING to the final state | TASK publishes them [R1] and, when the
- *   word has no flags (nothing to do after it), also drops the worker's reference: a task
+ *   writer; one CAS from RUNNING to the final state | TASK publishes them [future.R1] and,
+ *   when the word has no flags (nothing to do after it), also drops the worker's reference: a task
  *   nobody waits for costs the worker two atomics on the word, the gate and this CAS. The
  *   CAS fails only on a word that changed: a flag or a reference came or went (retry), or
  *   complete won the future meanwhile (state COMPLETING or final: the task's outcome is
@@ -298,11 +317,11 @@ static inline void conc_future_release(conc_future_t *f) {
  * ------------------------------------------------------------------------------------------- */
 
 CONC_COLD void conc__future_finish_slow(conc_future_t *f, uint32_t old) {
-    if (old & CONC__FUT_WAITERS) {
+    if (old & CONC__FUTURE_WAITERS) {
         CONC_CHAOS_POINT();
         conc_futex_wake(&f->state, INT_MAX, 0);
     }
-    if (!(old & CONC__FUT_CALLBACKS))
+    if (!(old & CONC__FUTURE_CALLBACKS))
         return;
     /* Detach the list under the lock. Waker nodes run here, under the lock, so whoever
      * unlinks them later (under the lock) knows no completer still touches them. */
@@ -338,19 +357,20 @@ CONC_INLINE int conc__future_settle(conc_future_t *f, unsigned from, int status,
                                     uint32_t final_state) {
     uint32_t v = conc_load(&f->state, CONC_RELAXED);
     do {
-        if (!(from & (1u << (v & CONC__FUT_STATE))))
+        if (!(from & (1u << (v & CONC__FUTURE_STATE_MASK))))
             return EBUSY;
-        /* Relaxed: the claim publishes nothing; [R1] does. */
-    } while (!conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_COMPLETING,
+        /* Relaxed: the claim publishes nothing; [future.R1] does. */
+    } while (!conc_cas_weak(&f->state, &v, (v & ~CONC__FUTURE_STATE_MASK) | CONC__FUTURE_COMPLETING,
                             CONC_RELAXED, CONC_RELAXED));
     CONC_CHAOS_POINT();
     f->status = status;
     f->result = result;
-    /* [R1] release: publishes status/result; pairs with [A1] in wait, on_done, is_done.
+    /* [future.R1] release: publishes status/result; pairs with [future.A1] in wait, on_done,
+     * is_done.
      * The state field is COMPLETING (ours alone): the add moves it to final_state and
      * returns the flags set while we wrote. */
-    uint32_t old = conc_fetch_add(&f->state, final_state - CONC__FUT_COMPLETING, CONC_RELEASE);
-    if (CONC_UNLIKELY(old & (CONC__FUT_WAITERS | CONC__FUT_CALLBACKS)))
+    uint32_t old = conc_fetch_add(&f->state, final_state - CONC__FUTURE_COMPLETING, CONC_RELEASE);
+    if (CONC_UNLIKELY(old & (CONC__FUTURE_WAITERS | CONC__FUTURE_CALLBACKS)))
         conc__future_finish_slow(f, old);
     return 0;
 }
@@ -360,24 +380,25 @@ CONC_INLINE int conc__future_settle(conc_future_t *f, unsigned from, int status,
 CONC_INLINE void conc__future_task_done(conc_future_t *f, uint32_t v, int status, void *result) {
     f->task_status = status;
     f->task_result = result; /* kept for a failure too (RESULTS); f->arg is dead: it has run */
-    uint32_t final_state = (status == 0 ? CONC__FUT_DONE : CONC__FUT_FAILED) | CONC__FUT_TASK;
+    uint32_t final_state =
+        (status == 0 ? CONC__FUTURE_DONE : CONC__FUTURE_FAILED) | CONC__FUTURE_TASK;
     for (;;) {
-        if (CONC_UNLIKELY((v & CONC__FUT_STATE) != CONC__FUT_RUNNING))
+        if (CONC_UNLIKELY((v & CONC__FUTURE_STATE_MASK) != CONC__FUTURE_RUNNING))
             break; /* complete() won while the task ran */
-        uint32_t slow = v & (CONC__FUT_WAITERS | CONC__FUT_CALLBACKS);
-        uint32_t next = (v & ~CONC__FUT_STATE) | final_state;
+        uint32_t slow = v & (CONC__FUTURE_WAITERS | CONC__FUTURE_CALLBACKS);
+        uint32_t next = (v & ~CONC__FUTURE_STATE_MASK) | final_state;
         if (!slow)
-            next -= CONC__FUT_REF;
+            next -= CONC__FUTURE_REF_ONE;
         CONC_CHAOS_POINT();
-        /* [R1] release: publishes task_status/task_result; pairs with [A1]. Acquire too when
-         * it drops our reference: if that was the last one we free the future, after every
-         * other holder's last use ([A2]). */
+        /* [future.R1] release: publishes task_status/task_result; pairs with [future.A1].
+         * Acquire too when it drops our reference: if that was the last one we free the
+         * future, after every other holder's last use ([future.A2]). */
         if (conc_cas_weak(&f->state, &v, next, CONC_ACQ_REL, CONC_RELAXED)) {
             if (slow) {
                 conc__future_finish_slow(f, v);
                 break; /* and release below: the slow path needed the future alive */
             }
-            if ((v & CONC__FUT_REFS) == CONC__FUT_REF)
+            if ((v & CONC__FUTURE_REF_MASK) == CONC__FUTURE_REF_ONE)
                 conc__future_free(f);
             return;
         }
@@ -385,52 +406,53 @@ CONC_INLINE void conc__future_task_done(conc_future_t *f, uint32_t v, int status
     conc_future_release(f);
 }
 
-#define CONC__FROM(s) (1u << (s))
+#define CONC__FUTURE_FROM(s) (1u << (s))
 
 CONC_NODISCARD static inline int conc_future_complete(conc_future_t *f, int status, void *result) {
-    return conc__future_settle(f, CONC__FROM(CONC__FUT_PENDING) | CONC__FROM(CONC__FUT_RUNNING),
-                               status, result, status == 0 ? CONC__FUT_DONE : CONC__FUT_FAILED);
+    return conc__future_settle(
+        f, CONC__FUTURE_FROM(CONC__FUTURE_PENDING) | CONC__FUTURE_FROM(CONC__FUTURE_RUNNING),
+        status, result, status == 0 ? CONC__FUTURE_DONE : CONC__FUTURE_FAILED);
 }
 
 static inline int conc_future_cancel(conc_future_t *f) {
-    return conc__future_settle(f, CONC__FROM(CONC__FUT_PENDING), ECANCELED, NULL,
-                               CONC__FUT_CANCELLED);
+    return conc__future_settle(f, CONC__FUTURE_FROM(CONC__FUTURE_PENDING), ECANCELED, NULL,
+                               CONC__FUTURE_CANCELLED);
 }
 
 /* -------------------------------------------------------------------------------------------
  * Queries and waiting
  * ------------------------------------------------------------------------------------------- */
 
-/* [A1] acquire: pairs with [R1]; a true answer makes the outcome visible. */
+/* [future.A1] acquire: pairs with [future.R1]; a true answer makes the outcome visible. */
 static inline bool conc_future_is_done(const conc_future_t *f) {
-    return conc__fut_final(conc_load(&f->state, CONC_ACQUIRE));
+    return conc__future_final(conc_load(&f->state, CONC_ACQUIRE));
 }
 
 static inline conc_future_state_t conc_future_state(const conc_future_t *f) {
-    uint32_t s = conc_load(&f->state, CONC_ACQUIRE) & CONC__FUT_STATE; /* [A1] */
-    if (s == CONC__FUT_COMPLETING)
-        s = CONC__FUT_RUNNING; /* a completion in progress: not yet observable as done */
+    uint32_t s = conc_load(&f->state, CONC_ACQUIRE) & CONC__FUTURE_STATE_MASK; /* [future.A1] */
+    if (s == CONC__FUTURE_COMPLETING)
+        s = CONC__FUTURE_RUNNING; /* a completion in progress: not yet observable as done */
     return (conc_future_state_t)s;
 }
 
-/* NULL unless the future is done with status 0. [A1] acquire: pairs with [R1]. */
+/* NULL unless the future is done with status 0. [future.A1] acquire: pairs with [future.R1]. */
 static inline void *conc_future_result(const conc_future_t *f) {
     uint32_t v = conc_load(&f->state, CONC_ACQUIRE);
-    uint32_t s = v & CONC__FUT_STATE;
-    if (s != CONC__FUT_DONE && s != CONC__FUT_FAILED)
+    uint32_t s = v & CONC__FUTURE_STATE_MASK;
+    if (s != CONC__FUTURE_DONE && s != CONC__FUTURE_FAILED)
         return NULL;
-    return (v & CONC__FUT_TASK) ? f->task_result : f->result;
+    return (v & CONC__FUTURE_TASK) ? f->task_result : f->result;
 }
 
 /* The outcome of a future whose final state v was read with acquire. */
 CONC_INLINE int conc__future_outcome(const conc_future_t *f, uint32_t v) {
-    switch (v & CONC__FUT_STATE) {
-    case CONC__FUT_DONE:
+    switch (v & CONC__FUTURE_STATE_MASK) {
+    case CONC__FUTURE_DONE:
         return 0;
-    case CONC__FUT_CANCELLED:
+    case CONC__FUTURE_CANCELLED:
         return ECANCELED;
     default:
-        return (v & CONC__FUT_TASK) ? f->task_status : f->status;
+        return (v & CONC__FUTURE_TASK) ? f->task_status : f->status;
     }
 }
 
@@ -451,7 +473,7 @@ __attribute__((weak)) _Thread_local conc__future_helper *conc__future_helper_sel
 CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
     uint32_t v = conc_load(&f->state, CONC_RELAXED);
     conc__future_helper *h = conc__future_helper_self;
-    if (h && f->fn && (v & CONC__FUT_STATE) == CONC__FUT_PENDING) {
+    if (h && f->fn && (v & CONC__FUTURE_STATE_MASK) == CONC__FUTURE_PENDING) {
         h->help(h, f); /* runs the task here if it is this helper's to run and unstarted */
         v = conc_load(&f->state, CONC_RELAXED);
     }
@@ -460,23 +482,23 @@ CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
      * the spin would only take a CPU from the processes that complete it. */
     if (CONC_FUTURE_SPIN > 0 && conc_cpu_count() > 1 && f->pool != CONC__FUTURE_EXT &&
         (deadline == CONC_FOREVER || deadline > conc_now())) {
-        for (int i = 0; i < CONC_FUTURE_SPIN && !conc__fut_final(v); i++) {
+        for (int i = 0; i < CONC_FUTURE_SPIN && !conc__future_final(v); i++) {
             conc_cpu_relax();
             v = conc_load(&f->state, CONC_RELAXED);
         }
     }
     for (;;) {
-        if (conc__fut_final(v)) {
-            v = conc_load(&f->state, CONC_ACQUIRE); /* [A1] pairs with [R1] */
+        if (conc__future_final(v)) {
+            v = conc_load(&f->state, CONC_ACQUIRE); /* [future.A1] pairs with [future.R1] */
             return conc__future_outcome(f, v);
         }
         if (deadline != CONC_FOREVER && conc_now() >= deadline)
             return ETIMEDOUT;
-        if (!(v & CONC__FUT_WAITERS)) {
+        if (!(v & CONC__FUTURE_WAITERS)) {
             /* Relaxed: the kernel's re-check of the word orders the sleep (timeline above). */
-            if (!conc_cas(&f->state, &v, v | CONC__FUT_WAITERS, CONC_RELAXED, CONC_RELAXED))
+            if (!conc_cas(&f->state, &v, v | CONC__FUTURE_WAITERS, CONC_RELAXED, CONC_RELAXED))
                 continue;
-            v |= CONC__FUT_WAITERS;
+            v |= CONC__FUTURE_WAITERS;
         }
         CONC_CHAOS_POINT();
         (void)conc_futex_wait(&f->state, v, 0, deadline);
@@ -485,8 +507,8 @@ CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
 }
 
 CONC_NODISCARD static inline int conc_future_wait_until(conc_future_t *f, int64_t deadline) {
-    uint32_t v = conc_load(&f->state, CONC_ACQUIRE); /* [A1] pairs with [R1] */
-    if (CONC_LIKELY(conc__fut_final(v)))
+    uint32_t v = conc_load(&f->state, CONC_ACQUIRE); /* [future.A1] pairs with [future.R1] */
+    if (CONC_LIKELY(conc__future_final(v)))
         return conc__future_outcome(f, v);
     return conc__future_wait_slow(f, deadline);
 }
@@ -500,21 +522,21 @@ static inline int conc_future_wait(conc_future_t *f) {
  * ------------------------------------------------------------------------------------------- */
 
 /* Links n unless the future is final; returns false (n not linked) if it is. The CAS that
- * sets CALLBACKS while the state is not final is ordered with the completer's [R1]:
- * either [R1] returns CALLBACKS (the completer will take the lock, after ours, and find
+ * sets CALLBACKS while the state is not final is ordered with the completer's [future.R1]:
+ * either [future.R1] returns CALLBACKS (the completer will take the lock, after ours, and find
  * n) or the CAS fails on a final state. */
 CONC_NOINLINE bool conc__future_link(conc_future_t *f, conc__future_node *n) {
     n->linked = false; /* still private: unlink of a node that never got in is a no-op */
     conc_lock_acquire(&f->lock);
     uint32_t v = conc_load(&f->state, CONC_RELAXED);
     for (;;) {
-        if (conc__fut_final(v)) {
+        if (conc__future_final(v)) {
             conc_lock_release(&f->lock);
             return false;
         }
-        if (v & CONC__FUT_CALLBACKS)
+        if (v & CONC__FUTURE_CALLBACKS)
             break;
-        if (conc_cas(&f->state, &v, v | CONC__FUT_CALLBACKS, CONC_RELAXED, CONC_RELAXED))
+        if (conc_cas(&f->state, &v, v | CONC__FUTURE_CALLBACKS, CONC_RELAXED, CONC_RELAXED))
             break;
     }
     n->next = NULL;
@@ -549,7 +571,7 @@ CONC_NOINLINE void conc__future_unlink(conc_future_t *f, conc__future_node *n) {
 
 CONC_NODISCARD static inline int conc_future_on_done(conc_future_t *f, conc_future_cb fn,
                                                      void *arg) {
-    if (!conc_future_is_done(f)) { /* [A1] on the way out if done */
+    if (!conc_future_is_done(f)) { /* [future.A1] on the way out if done */
         conc__future_node *n = (conc__future_node *)malloc(sizeof *n);
         if (!n)
             return ENOMEM;
@@ -559,7 +581,7 @@ CONC_NODISCARD static inline int conc_future_on_done(conc_future_t *f, conc_futu
         if (conc__future_link(f, n))
             return 0;
         free(n);
-        (void)conc_load(&f->state, CONC_ACQUIRE); /* [A1]: the outcome is visible to fn */
+        (void)conc_load(&f->state, CONC_ACQUIRE); /* [future.A1]: the outcome is visible to fn */
     }
     fn(f, arg);
     return 0;
@@ -568,21 +590,25 @@ CONC_NODISCARD static inline int conc_future_on_done(conc_future_t *f, conc_futu
 /* -------------------------------------------------------------------------------------------
  * wait_any / wait_all
  * ------------------------------------------------------------------------------------------- */
-typedef struct conc__any_waiter {
-    uint32_t fired; /* futex word: 0 until a future completes */
-} conc__any_waiter;
+/* Waker nodes wait_any keeps on its stack (one per future): the common small waits malloc
+ * nothing, and 8 nodes (256 bytes) keep the frame small. */
+#define CONC__FUTURE_ANY_STACK_NODES 8
 
-/* Runs under the completing future's lock. [R3] release: pairs with [A3]. */
-static inline void conc__any_wake(conc_future_t *f, void *arg) {
+typedef struct conc__future_any_waiter {
+    uint32_t fired; /* futex word: 0 until a future completes */
+} conc__future_any_waiter;
+
+/* Runs under the completing future's lock. [future.R3] release: pairs with [future.A3]. */
+static inline void conc__future_any_wake(conc_future_t *f, void *arg) {
     CONC_UNUSED(f);
-    conc__any_waiter *w = (conc__any_waiter *)arg;
+    conc__future_any_waiter *w = (conc__future_any_waiter *)arg;
     conc_store(&w->fired, 1u, CONC_RELEASE);
     conc_futex_wake(&w->fired, 1, 0);
 }
 
-CONC_INLINE bool conc__any_scan(conc_future_t *const *fs, size_t n, size_t *index) {
+CONC_INLINE bool conc__future_any_scan(conc_future_t *const *fs, size_t n, size_t *index) {
     for (size_t i = 0; i < n; i++)
-        if (conc_future_is_done(fs[i])) { /* [A1] */
+        if (conc_future_is_done(fs[i])) { /* [future.A1] */
             if (index)
                 *index = i;
             return true;
@@ -594,22 +620,22 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
                                                       int64_t deadline, size_t *index) {
     if (n == 0)
         return EINVAL;
-    if (conc__any_scan(fs, n, index))
+    if (conc__future_any_scan(fs, n, index))
         return 0;
     if (deadline != CONC_FOREVER && conc_now() >= deadline)
         return ETIMEDOUT;
-    conc__future_node stack_nodes[8];
+    conc__future_node stack_nodes[CONC__FUTURE_ANY_STACK_NODES];
     conc__future_node *nodes = stack_nodes;
-    if (n > 8) {
+    if (n > CONC__FUTURE_ANY_STACK_NODES) {
         nodes = (conc__future_node *)malloc(n * sizeof *nodes);
         if (!nodes)
             return ENOMEM;
     }
-    conc__any_waiter w = {0};
+    conc__future_any_waiter w = {0};
     size_t linked = 0;
     int r = ETIMEDOUT;
     for (; linked < n; linked++) {
-        nodes[linked].fn = conc__any_wake;
+        nodes[linked].fn = conc__future_any_wake;
         nodes[linked].arg = &w;
         nodes[linked].waker = true;
         if (!conc__future_link(fs[linked], &nodes[linked]))
@@ -617,8 +643,8 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
     }
     if (linked == n) {
         /* Every future is registered: the first to complete sets w.fired. futex_wait
-         * re-checks fired == 0 atomically with the wake [R3], so none is lost. */
-        while (conc_load(&w.fired, CONC_ACQUIRE) == 0) { /* [A3] pairs with [R3] */
+         * re-checks fired == 0 atomically with the wake [future.R3], so none is lost. */
+        while (conc_load(&w.fired, CONC_ACQUIRE) == 0) { /* [future.A3] pairs with [future.R3] */
             if (conc_futex_wait(&w.fired, 0, 0, deadline) == ETIMEDOUT &&
                 conc_load(&w.fired, CONC_ACQUIRE) == 0)
                 break;
@@ -626,7 +652,7 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
     }
     for (size_t i = 0; i < linked; i++)
         conc__future_unlink(fs[i], &nodes[i]);
-    if (conc__any_scan(fs, n, index))
+    if (conc__future_any_scan(fs, n, index))
         r = 0;
     if (nodes != stack_nodes)
         free(nodes);
@@ -651,32 +677,37 @@ CONC_NODISCARD static inline int conc_future_wait_all(conc_future_t *const *fs, 
  * ------------------------------------------------------------------------------------------- */
 typedef struct conc_as_completed conc_as_completed_t;
 
-typedef struct conc__ac_entry {
+typedef struct conc__future_as_completed_entry {
     conc__future_node node; /* waker node on the future */
     conc_future_t *f;
     conc_as_completed_t *set;
-    struct conc__ac_entry *done_next; /* the FIFO of completed entries, under set->lock */
-    struct conc__ac_entry *all_next;  /* every entry, for destroy; under set->lock */
-} conc__ac_entry;
+    struct conc__future_as_completed_entry
+        *done_next; /* the FIFO of completed entries, under set->lock */
+    struct conc__future_as_completed_entry
+        *all_next; /* every entry, for destroy; under set->lock */
+} conc__future_as_completed_entry;
 
 /* A sleeper eventcount whose changes are all made under a lock: low 16 bits count the
  * registered sleepers, the rest is a sequence bumped by every notify. */
-#define CONC__EC_SLEEPER 1u
-#define CONC__EC_SLEEPERS 0xffffu
-#define CONC__EC_SEQ 0x10000u
+#define CONC__FUTURE_AS_COMPLETED_SLEEPER_ONE 1u
+#define CONC__FUTURE_AS_COMPLETED_SLEEPER_MASK 0xffffu
+#define CONC__FUTURE_AS_COMPLETED_SEQ_SHIFT 16
+#define CONC__FUTURE_AS_COMPLETED_SEQ_ONE (1u << CONC__FUTURE_AS_COMPLETED_SEQ_SHIFT)
+CONC_STATIC_ASSERT(CONC__FUTURE_AS_COMPLETED_SLEEPER_MASK < CONC__FUTURE_AS_COMPLETED_SEQ_ONE,
+                   "the sleeper count and the sequence are disjoint");
 
 struct conc_as_completed {
     conc_lock_t lock;
     uint32_t ec;      /* eventcount for next(); changed under lock, read by futex */
     size_t remaining; /* added but not yet returned; under lock */
-    conc__ac_entry *done_head, *done_tail, *all;
+    conc__future_as_completed_entry *done_head, *done_tail, *all;
 };
 
 /* Runs under the completing future's lock, so destroy (which unlinks under that lock) knows
  * when it has finished with the set. */
-static inline void conc__ac_wake(conc_future_t *f, void *arg) {
+static inline void conc__future_as_completed_wake(conc_future_t *f, void *arg) {
     CONC_UNUSED(f);
-    conc__ac_entry *e = (conc__ac_entry *)arg;
+    conc__future_as_completed_entry *e = (conc__future_as_completed_entry *)arg;
     conc_as_completed_t *ac = e->set;
     conc_lock_acquire(&ac->lock);
     e->done_next = NULL;
@@ -686,22 +717,22 @@ static inline void conc__ac_wake(conc_future_t *f, void *arg) {
         ac->done_head = e;
     ac->done_tail = e;
     uint32_t ec = conc_load(&ac->ec, CONC_RELAXED);
-    bool wake = (ec & CONC__EC_SLEEPERS) != 0;
+    bool wake = (ec & CONC__FUTURE_AS_COMPLETED_SLEEPER_MASK) != 0;
     if (wake) /* the bump makes a sleeper that registered but has not slept yet see EAGAIN */
-        conc_store(&ac->ec, ec + CONC__EC_SEQ, CONC_RELAXED);
+        conc_store(&ac->ec, ec + CONC__FUTURE_AS_COMPLETED_SEQ_ONE, CONC_RELAXED);
     conc_lock_release(&ac->lock);
     if (wake)
         conc_futex_wake(&ac->ec, 1, 0);
 }
 
 CONC_NODISCARD static inline int conc_as_completed_add(conc_as_completed_t *ac, conc_future_t *f) {
-    conc__ac_entry *e = (conc__ac_entry *)malloc(sizeof *e);
+    conc__future_as_completed_entry *e = (conc__future_as_completed_entry *)malloc(sizeof *e);
     if (!e)
         return ENOMEM;
     conc_future_retain(f);
     e->f = f;
     e->set = ac;
-    e->node.fn = conc__ac_wake;
+    e->node.fn = conc__future_as_completed_wake;
     e->node.arg = e;
     e->node.waker = true;
     conc_lock_acquire(&ac->lock);
@@ -710,7 +741,7 @@ CONC_NODISCARD static inline int conc_as_completed_add(conc_as_completed_t *ac, 
     ac->remaining++;
     conc_lock_release(&ac->lock);
     if (!conc__future_link(f, &e->node))
-        conc__ac_wake(f, e); /* already final: completed "now" */
+        conc__future_as_completed_wake(f, e); /* already final: completed "now" */
     return 0;
 }
 
@@ -718,8 +749,8 @@ static inline void conc_as_completed_destroy(conc_as_completed_t *ac) {
     if (!ac)
         return;
     /* Unlinking under each future's lock is also the barrier that waits out a completer
-     * running conc__ac_wake on this set. */
-    for (conc__ac_entry *e = ac->all, *next; e; e = next) {
+     * running conc__future_as_completed_wake on this set. */
+    for (conc__future_as_completed_entry *e = ac->all, *next; e; e = next) {
         next = e->all_next;
         conc__future_unlink(e->f, &e->node);
         conc_future_release(e->f);
@@ -751,14 +782,14 @@ conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_fut
     bool registered = false;
     int r;
     for (;;) {
-        conc__ac_entry *e = ac->done_head;
+        conc__future_as_completed_entry *e = ac->done_head;
         if (e) {
             ac->done_head = e->done_next;
             if (!ac->done_head)
                 ac->done_tail = NULL;
             ac->remaining--;
-            /* [A1] the entry was appended after the future's final step [R1]; the set's
-             * lock carries that order to us. */
+            /* [future.A1] the entry was appended after the future's final step [future.R1];
+             * the set's lock carries that order to us. */
             *out = e->f;
             r = 0;
             break;
@@ -776,7 +807,7 @@ conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_fut
          * arrived between our unlock and our sleep. */
         uint32_t ec = conc_load(&ac->ec, CONC_RELAXED);
         if (!registered)
-            ec += CONC__EC_SLEEPER;
+            ec += CONC__FUTURE_AS_COMPLETED_SLEEPER_ONE;
         registered = true;
         conc_store(&ac->ec, ec, CONC_RELAXED);
         conc_lock_release(&ac->lock);
@@ -784,12 +815,15 @@ conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_fut
         conc_lock_acquire(&ac->lock);
     }
     if (registered)
-        conc_store(&ac->ec, conc_load(&ac->ec, CONC_RELAXED) - CONC__EC_SLEEPER, CONC_RELAXED);
+        conc_store(&ac->ec,
+                   conc_load(&ac->ec, CONC_RELAXED) - CONC__FUTURE_AS_COMPLETED_SLEEPER_ONE,
+                   CONC_RELAXED);
     conc_lock_release(&ac->lock);
     return r;
 }
 
-static inline int conc_as_completed_next(conc_as_completed_t *ac, conc_future_t **out) {
+CONC_NODISCARD static inline int conc_as_completed_next(conc_as_completed_t *ac,
+                                                        conc_future_t **out) {
     return conc_as_completed_next_until(ac, CONC_FOREVER, out);
 }
 
@@ -800,8 +834,19 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
 }
 
 /* -------------------------------------------------------------------------------------------
- * For other conc headers (forkpool.h): futures that carry their owner's record
+ * For other conc headers (executor.h, forkpool.h, and any header that runs tasks as futures)
  *
+ * Defined above, where they belong, and meant for other conc headers:
+ *   conc__future_pool, conc__future_helper, conc__future_helper_self   see their comments
+ *   conc__future_malloc()            an uninitialized future from malloc, owned by nobody
+ *   conc__future_init(f, refs, fn, arg)   pending, `refs` references, task fn(arg)
+ *   conc__future_free(f)             drop a future that never escaped (a failed submit)
+ *   conc__future_task_done(f, v, status, result)   the task returned: publish its outcome
+ *       [future.R1] and drop the runner's reference; v is the word the gate left
+ * Defined here:
+ *   conc__future_gate(f, &v)         PENDING -> RUNNING from a guess v of the word
+ *   conc__future_fresh_word(refs)    that guess for a future fresh from conc__future_init
+ *   conc__future_pool_of(f), conc__future_set_pool(f, p, malloced)   the owner pool
  *   conc__future_create_ext(&f, size, on_free, &ext)  a promise like conc_future_create, with
  *       `size` bytes after it that belong to the caller (*ext, max_align_t-aligned, not
  *       zeroed) and on_free(ext), run once when the last reference goes, before the memory
@@ -811,8 +856,10 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  *   conc__future_start(f)          PENDING -> RUNNING (true), the executor's gate; false if
  *       it was cancelled or completed. conc_future_cancel then says EBUSY, as it does for a
  *       running executor task, and conc_future_complete still settles it.
- * Such a future is malloc'd, never pooled: its `pool` field holds CONC__FUTURE_EXT. A waiter
- * does not spin on it before sleeping (see conc__future_wait_slow).
+ * An ext future is malloc'd, never pooled: its `pool` field holds CONC__FUTURE_EXT. A waiter
+ * does not spin on it before sleeping (see conc__future_wait_slow). Other headers may also
+ * use the fields a pool needs: `pool` (through the two functions above), `next_free` (a
+ * released pooled future, until reused), `fn`/`arg` (the task, until it runs).
  * ------------------------------------------------------------------------------------------- */
 typedef void (*conc__future_ext_fn)(void *ext);
 
@@ -849,18 +896,47 @@ CONC_NOINLINE void *conc__future_ext(const conc_future_t *f, conc__future_ext_fn
     return (char *)(uintptr_t)f + CONC__FUTURE_EXT_OFFSET;
 }
 
-/* Relaxed: like the executor's gate, the claim publishes nothing (complete's [R1] does). */
-static inline bool conc__future_start(conc_future_t *f) {
-    uint32_t v = conc_load(&f->state, CONC_RELAXED);
-    do {
-        if ((v & CONC__FUT_STATE) != CONC__FUT_PENDING)
-            return false;
-    } while (!conc_cas_weak(&f->state, &v, (v & ~CONC__FUT_STATE) | CONC__FUT_RUNNING, CONC_RELAXED,
-                            CONC_RELAXED));
-    return true;
+/* The gate: PENDING -> RUNNING, starting from *v, a guess of the word (a load, or the word a
+ * fresh task future has: conc__future_fresh_word). True: the caller won and runs the task,
+ * *v is the word it left; false: cancelled or completed first, never to run. Relaxed: the
+ * claim publishes nothing (the outcome's [future.R1] does); the task's inputs were ordered by
+ * whatever handed the caller its reference (a queue, a claim word). */
+CONC_INLINE bool conc__future_gate(conc_future_t *f, uint32_t *v) {
+    while ((*v & CONC__FUTURE_STATE_MASK) == CONC__FUTURE_PENDING) {
+        uint32_t next = (*v & ~CONC__FUTURE_STATE_MASK) | CONC__FUTURE_RUNNING;
+        if (conc_cas_weak(&f->state, v, next, CONC_RELAXED, CONC_RELAXED)) {
+            *v = next;
+            return true;
+        }
+    }
+    return false;
 }
 
-CONC_NOINLINE void conc__future_ext_free(conc_future_t *f) {
+/* The word of a task future just made with conc__future_init(f, refs, ...). */
+CONC_INLINE uint32_t conc__future_fresh_word(uint32_t refs) {
+    return CONC__FUTURE_PENDING | refs * CONC__FUTURE_REF_ONE;
+}
+
+/* The pool a future names as its owner (conc__future_set_pool), tag bits cleared; NULL for a
+ * plain or ext future. */
+CONC_INLINE conc__future_pool *conc__future_pool_of(const conc_future_t *f) {
+    if (f->pool == CONC__FUTURE_EXT)
+        return NULL;
+    return (conc__future_pool *)((uintptr_t)f->pool & ~CONC__FUTURE_POOL_MALLOCED);
+}
+
+/* Names p as f's owner. malloced: f came from malloc (the pool was at its cap or busy), so its
+ * last release frees it instead of calling p->recycle. */
+CONC_INLINE void conc__future_set_pool(conc_future_t *f, conc__future_pool *p, bool malloced) {
+    f->pool = malloced ? (conc__future_pool *)((uintptr_t)p | CONC__FUTURE_POOL_MALLOCED) : p;
+}
+
+static inline bool conc__future_start(conc_future_t *f) {
+    uint32_t v = conc_load(&f->state, CONC_RELAXED);
+    return conc__future_gate(f, &v);
+}
+
+CONC_COLD void conc__future_ext_free_slow(conc_future_t *f) {
     conc__future_ext_head *h = (conc__future_ext_head *)f;
     h->on_free((char *)h + CONC__FUTURE_EXT_OFFSET);
     free(h);

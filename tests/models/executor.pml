@@ -6,7 +6,7 @@
  *   - the queue: tasks 0..T-1 pushed in order by a submitter; a claim takes up to LIMIT of the
  *     queued tasks with one atomic step (the CAS on the queue's head);
  *   - a claim of two or more is PUBLISHED: the slots (here: the first task's number) are
- *     written, then the claim word (GEN, NEXT, END) in one store [exec.P1], then a wake. The
+ *     written, then the claim word (GEN, NEXT, END) in one store [executor.P1], then a wake. The
  *     owner takes each next task with a CAS on its word; a thief reads the word, then the
  *     slot (a separate step), then CASes the word it read (GEN included): the same race;
  *   - a thief steals from a STALE claim: one whose owner is blocked in a task must be stolen
@@ -14,10 +14,10 @@
  *     owner is merely slow, and that owner races the thief). With T = 2 and LIMIT = 2 a thief
  *     takes one task (the older half of what is left), never re-published;
  *   - the idle word: SLEEPERS, WAKING, WATCHING, SEQ in one futex word. A sleeper registers
- *     [exec.E1], re-checks (queue, close, stale claims), sleeps on the word it read: with a
+ *     [executor.E1], re-checks (queue, close, stale claims), sleeps on the word it read: with a
  *     timeout when a claim is open but not stale (WATCHING; the timeout may fire at any
- *     moment), else until the word changes. Leaving [exec.E3] drops SLEEPERS, WAKING and
- *     WATCHING. A waker [exec.E2] reads the word; with sleepers and no WAKING (and, for a
+ *     moment), else until the word changes. Leaving [executor.E3] drops SLEEPERS, WAKING and
+ *     WATCHING. A waker [executor.E2] reads the word; with sleepers and no WAKING (and, for a
  *     claim, no WATCHING) it CASes WAKING and SEQ + 1 in, then futex-wakes one sleeper;
  *   - tasks: task 0 blocks until task 1 is final (done or cancelled): a worker that claimed
  *     both is stuck on its own claim and only a thief can free it. The gate is one CAS from
@@ -92,7 +92,7 @@ inline futex_wake_one() {
 
 inline futex_wake_all() { atomic { sleeping[0] = false; sleeping[1] = false } }
 
-/* [exec.E2]: claim says whether WATCHING also holds the wake back */
+/* [executor.E2]: claim says whether WATCHING also holds the wake back */
 inline wake(claim) {
     byte w_v;
     do
@@ -143,7 +143,7 @@ inline start(me, t) {
 inline idle_sleep(me, o, quietly) {
     byte s_v;
     bool work;
-    atomic { word++; s_v = word };                         /* [exec.E1] */
+    atomic { word++; s_v = word };                         /* [executor.E1] */
 #ifdef NO_RECHECK
     work = false;
 #else
@@ -166,7 +166,7 @@ inline idle_sleep(me, o, quietly) {
        !sleeping[me]
     :: else -> skip
     fi;
-    atomic { word = (word - 1) & ~(WAKING | WATCHING); s_v = 0; work = false } /* [exec.E3] */
+    atomic { word = (word - 1) & ~(WAKING | WATCHING); s_v = 0; work = false } /* [executor.E3] */
 }
 
 proctype worker(byte me) {
@@ -212,7 +212,7 @@ top:
        if
        :: n > 1 ->
           cbase[me] = t;
-          atomic { cgen[me]++; cnext[me] = 1; cend[me] = n }   /* [exec.P1] */
+          atomic { cgen[me]++; cnext[me] = 1; cend[me] = n }   /* [executor.P1] */
        :: else -> skip
        fi;
        if

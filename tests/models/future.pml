@@ -7,7 +7,7 @@
  *     three flags (WAITERS, CALLBACKS, TASK) and the reference count above them; each CAS,
  *     add or subtract is one atomic step;
  *   - settle (complete and cancel): CAS the state from an allowed one to COMPLETING (exactly
- *     one winner), write the outcome (plain), add (final - COMPLETING) to the word [R1]; if
+ *     one winner), write the outcome (plain), add (final - COMPLETING) to the word [future.R1]; if
  *     the old word had WAITERS, futex_wake(all); if it had CALLBACKS, take the callback lock
  *     and run every linked callback;
  *   - the worker: CAS PENDING -> RUNNING (the gate cancel races with), run the task, write its
@@ -37,12 +37,17 @@
  *
  * Deliberately broken variants (spin -DNAME); each must make pan report errors:
  */
-// broken: SPLIT_FINAL the completer reads the word, then writes it plus the final state in a second step (a WAITERS flag or a release in between is lost)
-// broken: NO_RECHECK futex_wait sleeps without the kernel's compare (a completion before the sleep is missed)
-// broken: LINK_WITHOUT_FLAG on_done links its node without setting CALLBACKS (the completer never looks)
+// broken: SPLIT_FINAL the completer reads the word, then writes it plus the final state in a second
+//   step (a WAITERS flag or a release in between is lost)
+// broken: NO_RECHECK futex_wait sleeps without the kernel's compare (a completion before the sleep
+//   is missed)
+// broken: LINK_WITHOUT_FLAG on_done links its node without setting CALLBACKS (the completer never
+//   looks)
 // broken: CANCEL_WHILE_RUNNING cancel is allowed from RUNNING too (a task runs and is cancelled)
-// broken: DROP_REF_WITH_FLAGS the worker drops its reference in its final CAS even when it still has a wake or callbacks to do
-// broken: TASK_OUTCOME_IN_STATUS the worker writes its outcome into complete's fields (it races a complete that won)
+// broken: DROP_REF_WITH_FLAGS the worker drops its reference in its final CAS even when it still
+//   has a wake or callbacks to do
+// broken: TASK_OUTCOME_IN_STATUS the worker writes its outcome into complete's fields (it races a
+//   complete that won)
 // pan-cc: -DSAFETY -DCOLLAPSE
 // pan-run: -m1000000
 
