@@ -15,7 +15,10 @@ static unsigned long futex_calls;
 static unsigned long steals;
 #define CONC_EXECUTOR_STEAL_HOOK(tasks)                                                            \
     ((void)(tasks), __atomic_fetch_add(&steals, 1, __ATOMIC_RELAXED))
+#include "conc/event.h"
 #include "conc/executor.h"
+
+#include <dirent.h>
 
 /* Instrumentation counters are relaxed atomics: a statistic, never a synchronizer. */
 #define CNT_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
@@ -1720,6 +1723,189 @@ static void executor_map_reads_args_lazily(void) {
     conc_executor_destroy(ex);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Issue 15's executor verbs: a failing initializer, shutdown without waiting, worker names
+ * ------------------------------------------------------------------------------------------- */
+typedef struct init_gate {
+    conc_event_t open; /* the initializer waits for it */
+    int result;        /* what the initializer then returns */
+    long calls;        /* atomic */
+} init_gate;
+
+static int init_gated(void *arg) {
+    init_gate *g = (init_gate *)arg;
+    CNT_ADD(&g->calls, 1);
+    conc_event_wait(&g->open);
+    return g->result;
+}
+
+static long broken_runs; /* atomic: tasks of a broken executor that ran (must stay 0) */
+
+static int task_count_run(void *arg, void **result) {
+    (void)arg;
+    (void)result;
+    CNT_ADD(&broken_runs, 1);
+    return 0;
+}
+
+/* One worker whose initializer waits for the test: the tasks queued meanwhile cannot start,
+ * so when it fails every one of them must fail with CONC_EXECUTOR_BROKEN, never run; every
+ * way of submitting then refuses with CONC_EXECUTOR_BROKEN, not EPIPE. */
+static void executor_broken_initializer_fails_queued_tasks(void) {
+    init_gate g = {CONC_EVENT_INIT, EIO, 0};
+    conc_executor_options_t o;
+    memset(&o, 0, sizeof o);
+    o.threads = 1;
+    o.capacity = 8;
+    o.initializer = init_gated;
+    o.initarg = &g;
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create_with(&ex, &o), 0);
+    conc_future_t *fs[5];
+    for (int i = 0; i < 5; i++)
+        TH_CHECK_EQ(conc_executor_submit(ex, task_count_run, NULL, &fs[i]), 0);
+    TH_CHECK_EQ(conc_executor_broken(ex), 0);
+    conc_event_set(&g.open); /* the initializer returns EIO */
+    for (int i = 0; i < 5; i++) {
+        TH_CHECK_EQ(conc_future_wait(fs[i]), CONC_EXECUTOR_BROKEN);
+        TH_CHECK_EQ(conc_future_state(fs[i]), CONC_FUTURE_FAILED);
+        TH_CHECK(conc_future_result(fs[i]) == NULL);
+        conc_future_release(fs[i]);
+    }
+    TH_CHECK_EQ(CNT_GET(&broken_runs), 0);
+    TH_CHECK_EQ(conc_executor_broken(ex), EIO); /* visible once a task reported the break */
+    conc_future_t *f = (conc_future_t *)&f;
+    TH_CHECK_EQ(conc_executor_submit(ex, task_count_run, NULL, &f), CONC_EXECUTOR_BROKEN);
+    TH_CHECK(f == NULL);
+    TH_CHECK_EQ(conc_executor_try_submit(ex, task_count_run, NULL, NULL), CONC_EXECUTOR_BROKEN);
+    size_t done = 99;
+    TH_CHECK_EQ(conc_executor_submit_batch(ex, task_count_run, NULL, 3, fs, &done),
+                CONC_EXECUTOR_BROKEN);
+    TH_CHECK_EQ(done, 0);
+    TH_CHECK(fs[0] == NULL && fs[2] == NULL);
+    conc_map_t *m = (conc_map_t *)&m;
+    TH_CHECK_EQ(conc_map_create(&m, ex, task_count_run, NULL, 4, 2), CONC_EXECUTOR_BROKEN);
+    TH_CHECK(m == NULL);
+    conc_executor_shutdown(ex, false); /* a broken executor still shuts down and joins */
+    conc_executor_destroy(ex);
+    TH_CHECK_EQ(CNT_GET(&g.calls), 1);
+    TH_CHECK_EQ(CNT_GET(&broken_runs), 0);
+}
+
+typedef struct nowait_blocker {
+    conc_event_t started, gate;
+} nowait_blocker;
+
+static int task_block_on_gate(void *arg, void **result) {
+    nowait_blocker *b = (nowait_blocker *)arg;
+    conc_event_set(&b->started);
+    conc_event_wait(&b->gate);
+    *result = arg;
+    return 0;
+}
+
+/* shutdown_nowait(ex, true): returns while a task still runs (it waits for a gate opened
+ * only afterwards: a joining shutdown would hang, and the case's deadline would say so),
+ * cancels what was queued behind it, refuses new work; the running task still completes,
+ * and destroy joins. */
+static void executor_shutdown_nowait_cancels_queued(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 16), 0);
+    nowait_blocker b = {CONC_EVENT_INIT, CONC_EVENT_INIT};
+    conc_future_t *running, *queued[4];
+    TH_CHECK_EQ(conc_executor_submit(ex, task_block_on_gate, &b, &running), 0);
+    conc_event_wait(&b.started); /* the one worker is inside the blocker */
+    for (int i = 0; i < 4; i++)
+        TH_CHECK_EQ(conc_executor_submit(ex, task_count_run, NULL, &queued[i]), 0);
+    long runs_before = CNT_GET(&broken_runs);
+    conc_executor_shutdown_nowait(ex, true);
+    TH_CHECK(!conc_future_is_done(running));
+    for (int i = 0; i < 4; i++) {
+        TH_CHECK_EQ(conc_future_wait(queued[i]), ECANCELED);
+        conc_future_release(queued[i]);
+    }
+    conc_future_t *late;
+    TH_CHECK_EQ(conc_executor_submit(ex, task_count_run, NULL, &late), EPIPE);
+    conc_executor_shutdown_nowait(ex, false); /* idempotent, still does not wait */
+    TH_CHECK(!conc_future_is_done(running));
+    conc_event_set(&b.gate);
+    TH_CHECK_EQ(conc_future_wait(running), 0);
+    TH_CHECK(conc_future_result(running) == &b);
+    conc_future_release(running);
+    conc_executor_destroy(ex);
+    TH_CHECK_EQ(CNT_GET(&broken_runs), runs_before);
+}
+
+static long named_inits; /* atomic: initializers that ran (each after its worker's naming) */
+
+static int init_count(void *arg) {
+    (void)arg;
+    __atomic_fetch_add(&named_inits, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* How many of this process's threads carry each name in names[0..n) (from
+ * /proc/self/task/<tid>/comm, what top -H and ps -L show); counts[i] gets name i's. */
+static void count_thread_names(char (*names)[16], int n, int *counts) {
+    for (int i = 0; i < n; i++)
+        counts[i] = 0;
+    DIR *d = opendir("/proc/self/task");
+    TH_CHECK(d != NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[32] = {0}; /* d_name is at most 255 bytes */
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            continue; /* a thread that ended meanwhile */
+        if (fgets(comm, sizeof comm, fp))
+            comm[strcspn(comm, "\n")] = '\0';
+        fclose(fp);
+        for (int i = 0; i < n; i++)
+            if (strcmp(comm, names[i]) == 0)
+                counts[i]++;
+    }
+    closedir(d);
+}
+
+/* Every worker carries "<prefix>_<i>", i from 0, each name once; a prefix too long for
+ * Linux's 15 bytes is cut to what fits beside the largest index, the same for all. */
+static void executor_worker_names_in_proc(void) {
+    static const struct {
+        const char *prefix;
+        unsigned threads;
+        const char *kept;
+    } cases[] = {{"io", 3, "io"},
+                 {"conc-long-worker-prefix", 4, "conc-long-wor"},  /* 13 + "_3" */
+                 {"conc-long-worker-prefix", 12, "conc-long-wo"}}; /* 12 + "_11" */
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        __atomic_store_n(&named_inits, 0, __ATOMIC_RELAXED);
+        conc_executor_options_t o;
+        memset(&o, 0, sizeof o);
+        o.threads = cases[c].threads;
+        o.name_prefix = cases[c].prefix;
+        o.initializer = init_count;
+        conc_executor_t *ex;
+        TH_CHECK_EQ(conc_executor_create_with(&ex, &o), 0);
+        /* Each worker names itself, then runs its initializer: once all have counted, all
+         * are named. */
+        while (__atomic_load_n(&named_inits, __ATOMIC_ACQUIRE) < (long)cases[c].threads)
+            sched_yield();
+        char names[16][16];
+        int counts[16];
+        for (unsigned i = 0; i < cases[c].threads; i++) {
+            snprintf(names[i], sizeof names[i], "%s_%u", cases[c].kept, i);
+            TH_CHECK_MSG(strlen(names[i]) <= 15, "%s", names[i]);
+        }
+        count_thread_names(names, (int)cases[c].threads, counts);
+        for (unsigned i = 0; i < cases[c].threads; i++)
+            TH_CHECK_MSG(counts[i] == 1, "%d threads named %s", counts[i], names[i]);
+        conc_executor_destroy(ex);
+    }
+}
+
 TH_MAIN("future", TH_CASE(future_create_is_pending), TH_CASE(future_complete_done_then_ebusy),
         TH_CASE(future_complete_failed_status), TH_CASE(future_cancel_pending_only),
         TH_CASE(future_wait_until_never_early), TH_CASE(future_wait_wakes_on_complete),
@@ -1749,4 +1935,6 @@ TH_MAIN("future", TH_CASE(future_create_is_pending), TH_CASE(future_complete_don
         TH_CASE_T(executor_deadlock_blocked_task_does_not_hold_its_claim, 120),
         TH_CASE_T(executor_stress_steal_vs_cancel_shutdown_on_done, 120),
         TH_CASE(future_release_null_is_noop), TH_CASE(future_failed_task_keeps_result),
-        TH_CASE(executor_create_limits_match_docs), TH_CASE(executor_map_reads_args_lazily))
+        TH_CASE(executor_create_limits_match_docs), TH_CASE(executor_map_reads_args_lazily),
+        TH_CASE(executor_broken_initializer_fails_queued_tasks),
+        TH_CASE(executor_shutdown_nowait_cancels_queued), TH_CASE(executor_worker_names_in_proc))

@@ -26,9 +26,12 @@
  *   executor  conc_executor_create(&ex, threads, capacity)   0, EINVAL, ENOMEM; threads 0:
  *                                                  one per CPU; capacity 0: 1024
  *             conc_executor_submit(ex, fn, arg, &f)          blocks while full; 0, EPIPE,
- *                                                  ENOMEM; f may be NULL (fire and forget)
- *             conc_executor_try_submit(ex, fn, arg, &f)      0, EAGAIN, EPIPE, ENOMEM
- *             conc_executor_submit_batch(ex, fn, args, n, fs, &done)   0, EPIPE, ENOMEM
+ *                                                  CONC_EXECUTOR_BROKEN, ENOMEM; f may be
+ *                                                  NULL (fire and forget)
+ *             conc_executor_try_submit(ex, fn, arg, &f)      0, EAGAIN, EPIPE, ..._BROKEN,
+ *                                                  ENOMEM
+ *             conc_executor_submit_batch(ex, fn, args, n, fs, &done)   0, EPIPE,
+ *                                                  CONC_EXECUTOR_BROKEN, ENOMEM
  *             conc_executor_create_with(&ex, &options)       create plus Python's initializer,
  *                                                  initargs and thread_name_prefix (below)
  *             conc_executor_shutdown(ex, cancel_pending)     idempotent; joins
@@ -37,7 +40,8 @@
  *             conc_executor_broken(ex)                       0, or the failed initializer's value
  *             conc_executor_destroy(ex)                      shutdown(false), then free
  *             conc_executor_threads(ex), conc_executor_queue_size(ex)
- *   lazy map  conc_map_create(&m, ex, fn, args, n, window)   0, EINVAL, ENOMEM, EPIPE
+ *   lazy map  conc_map_create(&m, ex, fn, args, n, window)   0, EINVAL, ENOMEM, EPIPE,
+ *                                                  CONC_EXECUTOR_BROKEN
  *             conc_map_next(m, &i, &status, &result)         0, EPIPE (all n returned)
  *             conc_map_next_until(m, dl, &i, &status, &result)  0, ETIMEDOUT, EPIPE
  *             conc_map_destroy(m)                            cancels what is queued, waits
@@ -49,18 +53,26 @@
  *   nothing is queued and *f is set to NULL (so a cleanup loop may release every entry:
  *   conc_future_release(NULL) does nothing). With f == NULL the task is fire and forget:
  *   it runs as usual, and its outcome is dropped when it ends.
- *   create_with: options.initializer runs first in every worker thread; if it returns
- *   nonzero the executor is broken (Python's BrokenThreadPool): it shuts down with
- *   cancel_pending (submits get EPIPE, queued tasks are cancelled), and conc_executor_broken
- *   returns that value. options.name_prefix names the workers "<prefix>_<i>" (at most 9
- *   bytes of prefix are kept: Linux names are 15 bytes), visible in gdb and top -H.
+ *   create_with: options.initializer(options.initarg) runs once in every worker thread,
+ *   before that worker takes any task. If it returns nonzero the executor is BROKEN
+ *   (Python's BrokenThreadPool): it refuses new work as after a shutdown, but submits get
+ *   CONC_EXECUTOR_BROKEN (ENOTRECOVERABLE, as barrier.h's broken barrier) instead of EPIPE,
+ *   every task not yet started fails with it (state FAILED, status CONC_EXECUTOR_BROKEN,
+ *   result NULL; it never runs), tasks already running finish, and conc_executor_broken
+ *   returns the first failing initializer's value (once a submit or a task reported the
+ *   break, it is visible). The other workers' initializers still run once each. destroy
+ *   joins and frees as usual. options.name_prefix names the workers "<prefix>_<i>" with
+ *   prctl(PR_SET_NAME) before the initializer, visible in gdb, top -H, ps -L and
+ *   /proc/<pid>/task/<tid>/comm; Linux keeps 15 bytes, so the prefix is cut to what fits
+ *   beside "_" and the largest index (13 bytes for up to 10 workers, 12 up to 100...), the
+ *   same for every worker. NULL or "": the workers keep the name they inherit.
  *   create: EINVAL for threads past 65535 or a capacity past 2^30 (CONC_EXECUTOR_THREADS_MAX,
  *   CONC_EXECUTOR_CAPACITY_MAX), ENOMEM, or pthread_create's error; threads 0 means one per
  *   CPU, capacity 0 the default, 1024 (CONC_EXECUTOR_CAPACITY_DEFAULT).
  *   submit_batch args: args[i] is task i's argument; args == NULL passes the index i itself,
  *   as (void *)(uintptr_t)i (a parallel for). It blocks while the queue is full and returns 0
- *   once all n are queued, or EPIPE: then *submitted (may be NULL) says how many were queued,
- *   and fs[i] is NULL for the rest.
+ *   once all n are queued, or EPIPE (CONC_EXECUTOR_BROKEN): then *submitted (may be NULL)
+ *   says how many were queued, and fs[i] is NULL for the rest.
  *   conc_map_create: args is NULL (input i gets (void *)(uintptr_t)i) or an array of n task
  *   arguments (void *const *: conc_map never writes or frees it). It is read lazily: args[i]
  *   when input i is submitted (the first `window` at create, then one each time a result is
@@ -68,7 +80,9 @@
  *   returns, and an element changed before its input is submitted is read as changed.
  *   window: EINVAL if 0; above n it is n.
  *   conc_map_next: the results come in INPUT order (as Python's map); *status is task i's
- *   outcome, or EPIPE if input i could not be submitted because the executor shut down;
+ *   outcome, or EPIPE if input i could not be submitted because the executor shut down
+ *   (CONC_EXECUTOR_BROKEN if it broke); conc_map_create returns either when not even the
+ *   first input could be submitted;
  *   *result is conc_future_result of task i (so a failed input's error detail too).
  *
  * ORDERING CONTRACT
@@ -105,7 +119,10 @@
  *     (a semaphore, a lock) with every worker busy can stop where Python's would not. Size
  *     the executor for it, or wait on futures.
  *   - fork(): an executor's workers do not exist in the child. Use it only in the parent.
- *   - fork(): an executor's workers do not exist in the child. Use it only in the parent.
+ *   - An initializer runs on its worker before that worker takes any task, while the other
+ *     workers already run tasks: one that blocks holds its worker, not the executor. It must
+ *     not wait for a task of its own executor (with one worker, nothing would run it).
+ *     Worker names: Linux thread names are 15 bytes (the prefix is cut, see ERRORS).
  *   - Memory: an executor keeps the futures it made for reuse (64 bytes each), so it holds
  *     the most that were ever alive at once, up to CONC_EXECUTOR_POOL, until it is destroyed
  *     and its last future is released. A future released twice may already be someone
@@ -425,8 +442,12 @@ CONC_STATIC_ASSERT(CONC_EXECUTOR_THREADS_MAX <= CONC__EXECUTOR_IDLE_SLEEPERS_MAS
 
 typedef struct conc_executor conc_executor_t;
 
-#define CONC__EXECUTOR_NAME_MAX 15       /* Linux's thread name limit (16 bytes with the NUL) */
-#define CONC__EXECUTOR_NAME_PREFIX_MAX 9 /* room for "_" and five digits (65535 workers) */
+#define CONC__EXECUTOR_NAME_MAX 15 /* Linux's thread name limit (16 bytes with the NUL) */
+/* A failing initializer's code for submits and for the tasks it stops (BrokenThreadPool). */
+#define CONC_EXECUTOR_BROKEN ENOTRECOVERABLE
+/* The `cancelling` word: why tasks taken but not started are dropped instead of run. */
+#define CONC__EXECUTOR_DROP_CANCEL 1u /* shutdown(cancel_pending): cancelled */
+#define CONC__EXECUTOR_DROP_BROKEN 2u /* an initializer failed: failed with CONC_EXECUTOR_BROKEN */
 
 /* One worker and its published claim, on lines of its own (thieves read them). */
 typedef struct conc__executor_worker {
@@ -444,7 +465,7 @@ struct conc_executor {
     /* Read by every submit and every worker, written only by create/shutdown: one line. */
     conc_queue_t *q;           /* the bounded submission queue: conc_future_t pointers */
     conc__executor_pool *pool; /* where its futures come from (outlives it if they do) */
-    uint32_t cancelling;       /* set by shutdown(cancel_pending): taken tasks are cancelled */
+    uint32_t cancelling;       /* CONC__EXECUTOR_DROP_*: taken tasks are cancelled or failed */
     uint32_t closed;           /* set by shutdown after closing the queue: workers need never
                               * read the queue's tail (the submitter's line) to learn it */
     unsigned nthreads;         /* workers started so far: written by create, read by shutdown */
@@ -459,8 +480,9 @@ struct conc_executor {
     /* create_with's options: written by create before any worker starts, then read-only. */
     int (*init_fn)(void *arg); /* runs first in every worker; nonzero breaks the executor */
     void *init_arg;
-    char name_prefix[CONC__EXECUTOR_NAME_PREFIX_MAX + 1]; /* "" or the workers' name prefix */
-    int broken; /* the first failing initializer's result (relaxed: reported, not ordered) */
+    char name_prefix[CONC__EXECUTOR_NAME_MAX + 1]; /* "" or the workers' name prefix */
+    size_t name_prefix_len; /* what fits beside "_<largest index>" in 15 bytes */
+    int broken; /* the first failing initializer's result; stored before DROP_BROKEN is set */
 };
 
 /* Runs a future's task if it is still pending (PENDING -> RUNNING is the gate that cancel
@@ -481,16 +503,32 @@ CONC_INLINE void conc__executor_run(conc_future_t *f) {
     conc__future_task_done(f, v, status, result);
 }
 
-/* A task this worker took: run it, or cancel it once shutdown(cancel_pending) has begun
- * (tasks taken but not started are still "queued" for it). Acquire: pairs with the release
- * store in shutdown. */
-CONC_INLINE void conc__executor_start(conc_executor_t *ex, conc_future_t *f) {
-    if (CONC_UNLIKELY(conc_load(&ex->cancelling, CONC_ACQUIRE))) {
-        (void)conc_future_cancel(f);
-        conc_future_release(f);
+/* A task that will not run: failed with CONC_EXECUTOR_BROKEN once an initializer failed,
+ * else cancelled (shutdown(cancel_pending)); the executor's reference goes either way. Only
+ * a pending task: the gate, as for a run (a waiting worker may have started it inline, or
+ * the user cancelled or completed it first), then the outcome a task would publish. */
+CONC_COLD void conc__executor_drop_slow(conc_future_t *f, uint32_t drop) {
+    if (drop & CONC__EXECUTOR_DROP_BROKEN) {
+        uint32_t v = conc__future_fresh_word(CONC__EXECUTOR_SUBMIT_REFS); /* a guess */
+        if (conc__future_gate(f, &v)) {
+            conc__future_task_done(f, v, CONC_EXECUTOR_BROKEN, NULL); /* drops our reference */
+            return;
+        }
     } else {
-        conc__executor_run(f);
+        (void)conc_future_cancel(f);
     }
+    conc_future_release(f);
+}
+
+/* A task this worker took: run it, or drop it once shutdown(cancel_pending) has begun or an
+ * initializer failed (tasks taken but not started are still "queued" for both). Acquire:
+ * pairs with the release in conc__executor_close. */
+CONC_INLINE void conc__executor_start(conc_executor_t *ex, conc_future_t *f) {
+    uint32_t drop = conc_load(&ex->cancelling, CONC_ACQUIRE);
+    if (CONC_UNLIKELY(drop != 0))
+        conc__executor_drop_slow(f, drop);
+    else
+        conc__executor_run(f);
 }
 
 /* A worker that waits for a task of its own executor that has not started runs it itself,
@@ -509,8 +547,9 @@ CONC_NOINLINE void conc__executor_help_slow(conc__future_helper *h, conc_future_
     /* Our own reference for the run: conc__future_task_done drops one, and the executor's
      * stays with the queue or claim entry, dropped when that entry finds the task started. */
     conc_future_retain(f);
-    /* Relaxed, as in conc__executor_run: the caller's reference ordered the inputs. */
-    uint32_t v = conc_load(&f->state, CONC_RELAXED);
+    /* Relaxed, as in conc__executor_run: the caller's reference ordered the inputs. The
+     * first guess is a fresh future's word (the gate's CAS corrects it). */
+    uint32_t v = conc__future_fresh_word(CONC__EXECUTOR_SUBMIT_REFS);
     if (conc__future_gate(f, &v)) {
         CONC_EXECUTOR_HELP_HOOK();
         w->help_depth++;
@@ -871,12 +910,15 @@ CONC_INLINE void conc__executor_lag(conc_executor_t *ex, size_t tasks) {
     }
 }
 
-/* Shutdown without the join: refuse new work, cancel what is queued if asked, wake every
- * worker. (conc_executor_shutdown joins after it; shutdown_nowait and a failed initializer
- * stop here.) */
-CONC_INLINE void conc__executor_close(conc_executor_t *ex, bool cancel_pending) {
-    if (cancel_pending) /* release: pairs with the workers' acquire load */
-        conc_store(&ex->cancelling, 1u, CONC_RELEASE);
+/* Shutdown without the join: refuse new work, drop what is queued if asked (drop: 0, or
+ * CONC__EXECUTOR_DROP_CANCEL or _BROKEN), wake every worker. (conc_executor_shutdown joins
+ * after it; shutdown_nowait and a failed initializer stop here.) */
+CONC_INLINE void conc__executor_close(conc_executor_t *ex, uint32_t drop) {
+    /* Release: pairs with the workers' acquire load in start, and with a refused submitter's
+     * (conc__executor_refusal): the close below comes after it. An or, not a store: BROKEN
+     * stays once set, and wins over CANCEL (conc__executor_drop_slow). */
+    if (drop != 0)
+        conc_fetch_or(&ex->cancelling, drop, CONC_RELEASE);
     conc_queue_close(ex->q); /* new submits get EPIPE, blocked ones too; workers drain */
     conc_store(&ex->closed, 1u, CONC_RELEASE); /* after the close: see conc__executor_closed */
     /* Every sleeper re-checks (and finds the queue closed): step the sequence, wake all.
@@ -884,33 +926,41 @@ CONC_INLINE void conc__executor_close(conc_executor_t *ex, bool cancel_pending) 
      * close in its re-check. */
     conc_fetch_add(&ex->idle, CONC__EXECUTOR_IDLE_SEQ_ONE, CONC_SEQ_CST);
     conc_futex_wake(&ex->idle, INT_MAX, 0);
-    if (cancel_pending) {
+    if (drop != 0) {
         conc_future_t *f;
-        while (conc_queue_try_pop(ex->q, &f) == 0) { /* races the workers: each item once */
-            (void)conc_future_cancel(f);
-            conc_future_release(f);
-        }
+        while (conc_queue_try_pop(ex->q, &f) == 0) /* races the workers: each item once */
+            conc__executor_drop_slow(f, conc_load(&ex->cancelling, CONC_RELAXED));
     }
+}
+
+/* What a submit refused with EPIPE says: CONC_EXECUTOR_BROKEN if an initializer failed. The
+ * submit saw the queue closed (an acquire load of its tail, pairing with the close's
+ * release), and a failed initializer sets BROKEN before it closes the queue. */
+CONC_INLINE int conc__executor_refusal(conc_executor_t *ex, int e) {
+    if (e == EPIPE && (conc_load(&ex->cancelling, CONC_ACQUIRE) & CONC__EXECUTOR_DROP_BROKEN))
+        return CONC_EXECUTOR_BROKEN;
+    return e;
 }
 
 /* A worker's first steps: its name (prctl sets the calling thread's, as gdb and top -H show
  * it), then the initializer. A failing initializer breaks the executor as Python's
- * BrokenThreadPool does: new submits fail (EPIPE), queued tasks are cancelled, and every
- * worker, this one included, goes on to the normal ending ("Ending" below: it must count
- * itself quiet, or the workers whose initializer succeeded would wait for it forever);
- * with cancel_pending set, any task a worker still takes is cancelled, not run.
- * conc_executor_broken reports the value. */
+ * BrokenThreadPool does: new submits fail with CONC_EXECUTOR_BROKEN, tasks not yet started
+ * fail with it too (state FAILED, never run), and every worker, this one included, goes on
+ * to the normal ending ("Ending" below: it must count itself quiet, or the workers whose
+ * initializer succeeded would wait for it forever); any task a worker still takes is
+ * dropped, not run. conc_executor_broken reports the initializer's value; it is stored
+ * before BROKEN, so whoever sees a task or a submit fail with CONC_EXECUTOR_BROKEN sees it. */
 CONC_COLD void conc__executor_worker_start_slow(conc_executor_t *ex, unsigned index) {
     if (ex->name_prefix[0] != '\0') {
         char name[CONC__EXECUTOR_NAME_MAX + 1];
-        snprintf(name, sizeof name, "%s_%u", ex->name_prefix, index);
+        snprintf(name, sizeof name, "%.*s_%u", (int)ex->name_prefix_len, ex->name_prefix, index);
         (void)prctl(PR_SET_NAME, name, 0, 0, 0);
     }
     int e = ex->init_fn != NULL ? ex->init_fn(ex->init_arg) : 0;
     if (e != 0) {
         int none = 0; /* the first failure is the one reported */
         (void)conc_cas(&ex->broken, &none, e, CONC_RELAXED, CONC_RELAXED);
-        conc__executor_close(ex, true);
+        conc__executor_close(ex, CONC__EXECUTOR_DROP_BROKEN);
     }
 }
 
@@ -971,7 +1021,7 @@ CONC_INLINE bool conc__executor_is_worker(const conc_executor_t *ex) {
 }
 
 static inline void conc_executor_shutdown(conc_executor_t *ex, bool cancel_pending) {
-    conc__executor_close(ex, cancel_pending);
+    conc__executor_close(ex, cancel_pending ? CONC__EXECUTOR_DROP_CANCEL : 0u);
     if (conc__executor_is_worker(ex))
         return; /* a thread cannot join itself: the joining is left to a caller outside */
     conc_lock_acquire(&ex->shutdown_lock);
@@ -987,10 +1037,12 @@ static inline void conc_executor_shutdown(conc_executor_t *ex, bool cancel_pendi
  * returns at once; the workers finish what they have. conc_executor_destroy (or a later
  * shutdown) joins them and frees the executor. */
 static inline void conc_executor_shutdown_nowait(conc_executor_t *ex, bool cancel_pending) {
-    conc__executor_close(ex, cancel_pending);
+    conc__executor_close(ex, cancel_pending ? CONC__EXECUTOR_DROP_CANCEL : 0u);
 }
 
-/* 0, or what the first failing initializer returned (the executor is then shut down). */
+/* 0, or what the first failing initializer returned (the executor then refuses work).
+ * Relaxed: a thread that saw a submit or a task fail with CONC_EXECUTOR_BROKEN already
+ * happens after the store (it precedes DROP_BROKEN's release); anyone else gets a snapshot. */
 static inline int conc_executor_broken(const conc_executor_t *ex) {
     return conc_load(&ex->broken, CONC_RELAXED);
 }
@@ -1050,8 +1102,17 @@ CONC_NODISCARD static inline int conc__executor_create(conc_executor_t **out, un
     if (o != NULL) {
         ex->init_fn = o->initializer;
         ex->init_arg = o->initarg;
-        if (o->name_prefix != NULL)
-            snprintf(ex->name_prefix, sizeof ex->name_prefix, "%s", o->name_prefix);
+        if (o->name_prefix != NULL) {
+            /* Keep what fits beside "_" and the largest index: every worker's name then
+             * has the same prefix, as long as Linux allows (15 bytes). */
+            size_t digits = 1;
+            for (unsigned top = threads - 1; top >= 10; top /= 10)
+                digits++;
+            size_t room = CONC__EXECUTOR_NAME_MAX - 1 - digits, len = strlen(o->name_prefix);
+            ex->name_prefix_len = len < room ? len : room;
+            memcpy(ex->name_prefix, o->name_prefix, ex->name_prefix_len);
+            ex->name_prefix[ex->name_prefix_len] = '\0';
+        }
     }
     for (unsigned i = 0; i < threads; i++) {
         ex->workers[i].ex = ex;
@@ -1119,7 +1180,7 @@ CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void
     int r = block ? conc_queue_push(ex->q, &f) : conc_queue_try_push(ex->q, &f);
     if (r != 0) {
         conc__future_free(f);
-        return r;
+        return conc__executor_refusal(ex, r);
     }
     conc__executor_wake(ex, false); /* [executor.E2], after the push's seq_cst claim */
     if (out)
@@ -1139,7 +1200,7 @@ CONC_NODISCARD static inline int conc_executor_try_submit(conc_executor_t *ex, c
 
 /* Pushes all n (blocking while full), waking a worker after every piece that went in: a
  * blocking conc_queue_push_batch would sleep on a full queue with its first pieces in and
- * no worker told. 0 or EPIPE; *pushed says how many went in. */
+ * no worker told. 0, EPIPE or CONC_EXECUTOR_BROKEN; *pushed says how many went in. */
 CONC_INLINE int conc__executor_push_all(conc_executor_t *ex, conc_future_t **fs, size_t n,
                                         size_t *pushed) {
     *pushed = 0;
@@ -1154,7 +1215,7 @@ CONC_INLINE int conc__executor_push_all(conc_executor_t *ex, conc_future_t **fs,
         if (k > 0)
             conc__executor_wake(ex, false); /* [executor.E2]; a woken worker wakes the next */
         if (e != 0)
-            return e;
+            return conc__executor_refusal(ex, e);
     }
     return 0;
 }
@@ -1256,9 +1317,10 @@ CONC_NODISCARD static inline int conc_map_create(conc_map_t **out, conc_executor
     m->window = window;
     while (m->next_submit < n && m->next_submit < window)
         conc__executor_map_submit(m);
-    if (m->submit_error == EPIPE && m->ring[0] == NULL) {
+    int refused = m->submit_error;
+    if ((refused == EPIPE || refused == CONC_EXECUTOR_BROKEN) && m->ring[0] == NULL) {
         conc_map_destroy(m);
-        return EPIPE;
+        return refused;
     }
     *out = m;
     return 0;
