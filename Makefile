@@ -5,6 +5,7 @@
 #                             ASan+UBSan), spin models, examples; ends "N passed, N failed, N skipped"
 #   make bench                every benchmark, conc against its baselines, as markdown tables
 #   make stress DURATION=600  the stress cases, CONC_CHAOS delays on, for DURATION seconds
+#   make test-shaken ROUNDS=3 every configuration's tests ROUNDS times beside a CPU hog per core
 #   make examples             build the examples (build/examples/)
 #   make check                one configuration's tests: make check CC=clang SANITIZE=thread
 #   make install PREFIX=/usr/local   headers, conc.pc (pkg-config), find_package(conc) files
@@ -78,7 +79,7 @@ RUN := bash tests/run.sh
 
 .PHONY: all test check tests bench stress examples install uninstall format lint clean \
         deps-test deps-bench test-headers test-models test-examples test-config test-frontdoor needs \
-        test-lint test-coro-variants
+        test-lint test-coro-variants test-shaken
 
 all: tests examples $(BENCH_BINS)
 
@@ -203,6 +204,18 @@ deps-test:
 	  pkg-config:pkgconf cmake:cmake meson:meson ninja:ninja-build \
 	  cppcheck:cppcheck clang-format:clang-format \
 	  /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.tsan-x86_64.a:libclang-rt-14-dev
+
+# --- make test-shaken ---------------------------------------------------------------------------
+# A test that assumes timing fails here sooner or later: every test binary of every
+# configuration, ROUNDS times, with a busy loop on every core beside it (other builds and CI
+# neighbours do the same to a test, only less often). Ends with how many rounds passed.
+ROUNDS ?= 3
+SHAKEN_CONFIGS := gcc: gcc:thread clang:thread gcc:address,undefined
+test-shaken: deps-test
+	@rm -rf $(RESULTS)/shaken && mkdir -p $(RESULTS)/shaken
+	@for c in $(SHAKEN_CONFIGS); do \
+	  $(MAKE) --no-print-directory -j2 tests CC=$${c%%:*} SANITIZE=$${c#*:} || exit 1; done
+	@$(RUN) shaken $(ROUNDS) $(RESULTS)/shaken "$(MAKE) --no-print-directory" $(SHAKEN_CONFIGS)
 
 # --- make stress -------------------------------------------------------------------------------
 stress: deps-test

@@ -10,6 +10,9 @@
 #   tests/run.sh examples LOG BIN...     run the examples; each must exit 0
 #   tests/run.sh summary LOG...          sum the closing lines; exit 1 if anything failed
 #   tests/run.sh stress SECONDS BIN...   repeat the stress cases until SECONDS have passed
+#   tests/run.sh shaken ROUNDS DIR MAKE CC:SANITIZE...
+#                                        every configuration's tests ROUNDS times (through
+#                                        MAKE test-config), a CPU hog on every core beside them
 #
 # Every step ends its LOG with the line "N passed, N failed, N skipped".
 set -u
@@ -164,6 +167,34 @@ stress() {
     echo
     echo "$p passed, $f failed, 0 skipped"
     [ $f -eq 0 ]
+}
+
+shaken() {
+    local rounds=$1 dir=$2 make=$3; shift 3
+    local configs=("$@") hogs=() i round cfg clean=0 p=0 f=0 s=0 line
+    # One busy loop per core, at the caller's priority (so `nice make test-shaken` shakes
+    # only itself), killed by pid however this ends.
+    for ((i = 0; i < $(nproc); i++)); do
+        (while :; do :; done) &
+        hogs+=($!)
+    done
+    trap 'kill "${hogs[@]}" 2>/dev/null; wait "${hogs[@]}" 2>/dev/null' EXIT
+    trap 'exit 130' INT TERM
+    echo "shaken: ${#hogs[@]} CPU hogs beside every test binary, $rounds rounds"
+    for ((round = 1; round <= rounds; round++)); do
+        mkdir -p "$dir/round-$round"
+        for cfg in "${configs[@]}"; do
+            $make test-config CC="${cfg%%:*}" SANITIZE="${cfg#*:}" RESULTS="$dir/round-$round"
+        done
+        line=$(summary "$dir/round-$round"/*.log | tail -1)
+        read -r rp _ rf _ rs _ <<<"$line"
+        p=$((p + rp)); f=$((f + rf)); s=$((s + rs))
+        [ "$rf" = 0 ] && clean=$((clean + 1))
+        echo "shaken: round $round: $line"
+    done
+    echo "shaken: $clean of $rounds rounds passed"
+    echo "$p passed, $f failed, $s skipped"
+    [ $f -eq 0 ] && [ $clean -eq "$rounds" ]
 }
 
 cmd=$1; shift
