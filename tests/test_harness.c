@@ -1,5 +1,7 @@
 /* tests/test_harness.c - the harness tests itself: a real ABBA deadlock is reported as
- * DEADLOCK? with every thread's stack, killed, counted as a failure, and the run carries on.
+ * DEADLOCK? with every thread's stack, killed, counted as a failure, and the run carries on;
+ * a case that runs past its deadline while using CPU (a loaded machine) is not a deadlock,
+ * unless it is still at it TH_BUSY_GRACE times later (a livelock).
  * SPDX-License-Identifier: MIT
  *
  * The outer cases run this same binary again with CONC_HARNESS_INNER=1, which selects the
@@ -45,11 +47,30 @@ static void inner_passes_after_the_deadlock(void) {
     TH_CHECK(1 + 1 == 2);
 }
 
+/* Busy for half again its 1 s deadline, as a case is on a machine that gives it a fraction
+ * of a core: it uses CPU all along, so the harness lets it finish. */
+static void inner_busy_past_its_deadline(void) {
+    int64_t until = th_now() + 1500 * 1000000LL;
+    volatile unsigned long spins = 0;
+    while (th_now() < until)
+        spins++;
+    TH_CHECK(spins > 0);
+}
+
+/* Spins without end: busy, but still at it TH_BUSY_GRACE times its deadline later. */
+static void inner_livelock(void) {
+    volatile unsigned long spins = 0;
+    for (;;)
+        spins++;
+}
+
 static const th_case inner_cases[] = {
     TH_CASE_T(inner_abba_deadlock, 1),
     TH_CASE(inner_failing_check),
     TH_CASE(inner_skip),
     TH_CASE(inner_passes_after_the_deadlock),
+    TH_CASE_T(inner_busy_past_its_deadline, 1),
+    TH_CASE_T(inner_livelock, 1),
 };
 
 /* ---- outer cases -------------------------------------------------------------------------- */
@@ -91,7 +112,14 @@ static void harness_reports_kills_and_carries_on_after_deadlock(void) {
     TH_CHECK_MSG(strstr(out, "two + two == 5 (4 != 5)"), "%s", out);
     TH_CHECK_MSG(strstr(out, "[ SKIP ] harness.inner_skip"), "%s", out);
     TH_CHECK_MSG(strstr(out, "[  OK  ] harness.inner_passes_after_the_deadlock"), "%s", out);
-    TH_CHECK_MSG(strstr(out, "\n1 passed, 2 failed, 1 skipped\n"), "%s", out);
+    TH_CHECK_MSG(strstr(out, "DEADLOCK? harness.inner_abba_deadlock exceeded 1 s (asleep"), "%s",
+                 out);
+    TH_CHECK_MSG(strstr(out, "NOTE: ran past its 1 s deadline"), "%s", out);
+    TH_CHECK_MSG(strstr(out, "[  OK  ] harness.inner_busy_past_its_deadline"), "%s", out);
+    TH_CHECK_MSG(strstr(out, "DEADLOCK? harness.inner_livelock exceeded 1 s (still busy"), "%s",
+                 out);
+    TH_CHECK_MSG(strstr(out, "[ FAIL ] harness.inner_livelock (killed)"), "%s", out);
+    TH_CHECK_MSG(strstr(out, "\n2 passed, 3 failed, 1 skipped\n"), "%s", out);
     TH_CHECK_MSG(strstr(out, "seed 4242"), "%s", out);
     TH_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
     /* With gdb installed, the report shows each thread's stack: both workers inside the lock. */
