@@ -22,7 +22,8 @@
  * prints "-"). The harness measures process CPU time around the call.
  *
  * Environment: CONC_BENCH_REPS (default 7), CONC_BENCH_QUICK=1 (3 reps, shorter runs),
- * CONC_BENCH_CSV=file (append rows as CSV).
+ * CONC_BENCH_CSV=file (append rows as CSV), CONC_BENCH_FILTER=word (only the tables whose
+ * title contains word; the others, and their bar lines, are skipped).
  */
 #ifndef CONC_BENCH_H
 #define CONC_BENCH_H
@@ -82,6 +83,7 @@ static struct {
     FILE *csv;
     pthread_t idle;
     int idle_stop;
+    bool skip_table; /* CONC_BENCH_FILTER left the current table out */
 } bench_state;
 
 static inline int64_t bench_now(void) {
@@ -241,6 +243,10 @@ static inline void bench_init(const char *suite) {
 
 /* Starts a table. extra_names: NULL-terminated names of the extra figures, or NULL. */
 static inline void bench_table(const char *title, const char *const *extra_names) {
+    const char *filter = getenv("CONC_BENCH_FILTER");
+    bench_state.skip_table = filter && *filter && !strstr(title, filter);
+    if (bench_state.skip_table)
+        return;
     bench_state.n_extra = 0;
     for (int i = 0; extra_names && extra_names[i] && i < BENCH_MAX_EXTRA; i++)
         bench_state.extra_names[bench_state.n_extra++] = extra_names[i];
@@ -293,6 +299,8 @@ static bench_result bench_last[BENCH_MAX_IMPLS];
 static inline void bench_run(const char *case_name, const bench_impl *impls, int n) {
     static double ns[BENCH_MAX_IMPLS][BENCH_MAX_REPS], cpu[BENCH_MAX_IMPLS][BENCH_MAX_REPS],
         ex[BENCH_MAX_IMPLS][BENCH_MAX_EXTRA][BENCH_MAX_REPS];
+    if (bench_state.skip_table)
+        return;
     if (n > BENCH_MAX_IMPLS)
         n = BENCH_MAX_IMPLS;
     int reps = bench_state.reps;
@@ -358,6 +366,8 @@ static inline void bench_run(const char *case_name, const bench_impl *impls, int
 /* Prints a bar check line: "bar: <what>: <value> (<op> <limit>) ok|MISSED". Informational:
  * benchmarks never fail the build, but the table says plainly whether a bar was met. */
 static inline void bench_bar(const char *what, double value, const char *op, double limit) {
+    if (bench_state.skip_table)
+        return;
     bool ok = strcmp(op, "<=") == 0 ? value <= limit : value >= limit;
     printf("bar: %s: %.3g (%s %.3g) %s\n", what, value, op, limit, ok ? "ok" : "MISSED");
 }

@@ -12,6 +12,11 @@
  * parsed so its ratio comes from this run (its CPU column counts only this process, so it
  * reads near zero: ignore it).
  *
+ * Placement: 1P1C with 8-byte items three ways: both threads pinned to CPU 0 (they take turns:
+ * each runs until the queue is full or empty, so the cost is the operations themselves and
+ * how cheaply a side gives the CPU away), producer on CPU 0 and consumer on CPU 1, and
+ * unpinned (wherever the scheduler puts them: on a busy host often one CPU).
+ *
  * Latency: ping-pong through two queues (push to one, pop the answer from the other), round
  * trip ns, with the two threads pinned to different CPUs and unpinned.
  *
@@ -38,6 +43,9 @@ CK_RING_PROTOTYPE(item8, item8)
 CK_RING_PROTOTYPE(item64, item64)
 
 typedef enum impl_kind { IMPL_CONC, IMPL_MUTEX, IMPL_CK } impl_kind;
+
+/* Where the threads of a throughput run are: unpinned, all on CPU 0, or thread i on CPU i. */
+typedef enum placement { PLACE_UNPINNED, PLACE_SAME_CPU, PLACE_SPREAD } placement;
 
 /* ------------------------------------------------------------------------------------------
  * The plain mutex+cond ring (what most C code writes by hand)
@@ -108,6 +116,7 @@ static size_t mring_pop(mring *r, unsigned char *items, size_t n) {
  * ---------------------------------------------------------------------------------------- */
 typedef struct run {
     impl_kind kind;
+    placement place;
     int producers, consumers;
     size_t item_size, batch;
     uint64_t per_producer, per_consumer;
@@ -252,6 +261,8 @@ static void consumer(run *r) {
 
 static void run_thread(int index, void *arg) {
     run *r = (run *)arg;
+    if (r->place != PLACE_UNPINNED)
+        bench_pin(r->place == PLACE_SAME_CPU ? 0 : index);
     if (index < r->producers)
         producer(r, index);
     else if (r->deadline)
@@ -264,6 +275,7 @@ typedef struct tp_case {
     impl_kind kind;
     int producers, consumers;
     size_t item_size, batch;
+    placement place;
 } tp_case;
 
 static uint64_t tp_items(void) {
@@ -277,6 +289,7 @@ static void run_throughput(void *ctx, bench_sample *s) {
         abort();
     memset(r, 0, sizeof *r);
     r->kind = c->kind;
+    r->place = c->place;
     r->producers = c->producers;
     r->consumers = c->consumers;
     r->item_size = c->item_size;
@@ -592,10 +605,10 @@ int main(int argc, char **argv) {
             bench_table(title, tp_cols);
             for (size_t pi = 0; pi < 3; pi++) {
                 int n = pairs[pi];
-                tp_case cc = {IMPL_CONC, n, n, sizes[si], batches[bi]};
-                tp_case cm = {IMPL_MUTEX, n, n, sizes[si], batches[bi]};
-                tp_case ck = {IMPL_CK, n, n, sizes[si], batches[bi]};
-                tp_case cp = {IMPL_CONC, n, n, sizes[si], batches[bi]};
+                tp_case cc = {IMPL_CONC, n, n, sizes[si], batches[bi], PLACE_UNPINNED};
+                tp_case cm = {IMPL_MUTEX, n, n, sizes[si], batches[bi], PLACE_UNPINNED};
+                tp_case ck = {IMPL_CK, n, n, sizes[si], batches[bi], PLACE_UNPINNED};
+                tp_case cp = {IMPL_CONC, n, n, sizes[si], batches[bi], PLACE_UNPINNED};
                 bool py = python && sizes[si] == 8 && batches[bi] == 1;
                 bench_impl impls[] = {
                     {batches[bi] > 1 ? "conc_queue push_batch/pop_batch" : "conc_queue",
@@ -615,6 +628,27 @@ int main(int argc, char **argv) {
                 }
             }
         }
+    }
+
+    bench_table("1P1C by placement, 8-byte items, batch 1, capacity 1024", tp_cols);
+    static const struct {
+        placement place;
+        const char *name, *label;
+    } places[] = {{PLACE_SAME_CPU, "same CPU (both on CPU 0)", "1P1C same CPU"},
+                  {PLACE_SPREAD, "two CPUs (producer 0, consumer 1)", "1P1C two CPUs"},
+                  {PLACE_UNPINNED, "unpinned", "1P1C unpinned"}};
+    for (size_t pl = 0; pl < sizeof places / sizeof places[0]; pl++) {
+        tp_case cc = {IMPL_CONC, 1, 1, 8, 1, places[pl].place};
+        tp_case cm = {IMPL_MUTEX, 1, 1, 8, 1, places[pl].place};
+        tp_case ck = {IMPL_CK, 1, 1, 8, 1, places[pl].place};
+        bench_impl impls[] = {{"conc_queue", run_throughput, &cc},
+                              {"mutex+cond ring", run_throughput, &cm},
+                              {"ck_ring mpmc + yield", run_throughput, &ck}};
+        bench_run(places[pl].name, impls, 3);
+        char what[96];
+        snprintf(what, sizeof what, "%s 8-byte throughput vs ck_ring mpmc + yield (x)",
+                 places[pl].label);
+        bench_bar(what, 1.0 / bench_last[2].ratio.median, ">=", 1.0);
     }
 
     static const char *const pp_cols[] = {"M round trips/s", "futex/100 ops", NULL};
