@@ -171,16 +171,17 @@ stress() {
 
 shaken() {
     local rounds=$1 dir=$2 make=$3; shift 3
-    local configs=("$@") hogs=() i round cfg clean=0 p=0 f=0 s=0 line
-    # One busy loop per core, at the caller's priority (so `nice make test-shaken` shakes
-    # only itself), killed by pid however this ends.
+    local configs=("$@") i round cfg clean=0 p=0 f=0 s=0 line
+    # One busy loop per core, at the caller's priority, killed by pid however this ends
+    # (shaken_hogs is global: the EXIT trap runs after this function has returned).
+    shaken_hogs=()
     for ((i = 0; i < $(nproc); i++)); do
         (while :; do :; done) &
-        hogs+=($!)
+        shaken_hogs+=($!)
     done
-    trap 'kill "${hogs[@]}" 2>/dev/null; wait "${hogs[@]}" 2>/dev/null' EXIT
+    trap 'kill "${shaken_hogs[@]}" 2>/dev/null; wait "${shaken_hogs[@]}" 2>/dev/null' EXIT
     trap 'exit 130' INT TERM
-    echo "shaken: ${#hogs[@]} CPU hogs beside every test binary, $rounds rounds"
+    echo "shaken: ${#shaken_hogs[@]} CPU hogs beside every test binary, $rounds rounds"
     for ((round = 1; round <= rounds; round++)); do
         mkdir -p "$dir/round-$round"
         for cfg in "${configs[@]}"; do
@@ -189,7 +190,7 @@ shaken() {
         line=$(summary "$dir/round-$round"/*.log | tail -1)
         read -r rp _ rf _ rs _ <<<"$line"
         p=$((p + rp)); f=$((f + rf)); s=$((s + rs))
-        [ "$rf" = 0 ] && clean=$((clean + 1))
+        [ "$rf" = 0 ] && [ "$rp" -gt 0 ] && clean=$((clean + 1))
         echo "shaken: round $round: $line"
     done
     echo "shaken: $clean of $rounds rounds passed"
