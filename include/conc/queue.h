@@ -85,8 +85,11 @@
  *
  * CONFIGURATION (define before including)
  *   CONC_QUEUE_SPIN     pause rounds before a blocking call registers as a sleeper (default
- *                       64; 0 disables spinning; skipped on one CPU). Each round reads the one
- *                       stamp it waits for and tries only when that changed.
+ *                       64; 0 disables pausing; skipped on one CPU). Each round reads the one
+ *                       stamp it waits for and tries only when that changed. A side whose
+ *                       last pauses ran out (its peer shares its CPU) pauses only
+ *                       CONC_QUEUE_SPIN_PROBE rounds (default 4), and all of them again
+ *                       every 16th wait, until pausing pays again.
  *   CONC_QUEUE_YIELDS   sched_yield rounds after the pauses, before sleeping (default 4).
  *   CONC_QUEUE_ALLOC(bytes), CONC_QUEUE_FREE(p)   the allocator create/destroy use
  *                       (default: aligned_alloc(64, ...) and free). Define both or neither.
@@ -125,6 +128,17 @@
  *   RMW, so every producer CAS after it fails and reports EPIPE, and a consumer that finds the
  *   ring empty with CLOSED in tail knows no item can ever come.
  *
+ *   One item (push, pop and their try/until forms) takes an inline fast path with no stamp
+ *   load in front of its claim. Beside tail sits push_limit, beside head pop_limit (same
+ *   line): every position below the limit is known ready (writable, readable). A thread whose
+ *   position reached the limit verifies up to 64 stamps ahead in one scan of independent
+ *   loads and raises the limit (release; the fast path loads it with acquire, so a copy-in
+ *   still follows the freeing consumer's copy-out). A ready position stays ready until its
+ *   own side claims it, so a verified limit never lies about positions at or past the
+ *   current tail (head), and the claim CAS checks the position. The claim's locked CAS then
+ *   waits on two independent loads of one line, as ck_ring's does, not on a load of tail and
+ *   then a load of the stamp it addresses: on one CPU that chain was a third of a push.
+ *
  *   Blocking: two eventcount words beside the ring (base.h's eventcount), not_empty
  *   (consumers sleep on it) and not_full (producers). Each word: the registered waiters,
  *   pending wakes (issued, not yet taken), a wake sequence, and CLOSED. After every
@@ -141,7 +155,12 @@
  *   Leaving (success, timeout, EPIPE) removes the waiter and one pending wake. close sets
  *   CLOSED in tail, then in both words, and wakes every sleeper: a waiter that reads a word
  *   without CLOSED sleeps on that value, so the kernel refuses the sleep once CLOSED is in.
- *   tests/models/queue.pml checks all this.
+ *   tests/models/queue.pml checks all this. Before registering, a waiter pauses
+ *   (CONC_QUEUE_SPIN) and then yields (CONC_QUEUE_YIELDS), trying whenever the stamp it
+ *   waits for changes. Pauses pay only while the peer runs on another CPU: a side whose last
+ *   pauses ran out (the peer shares its CPU, pinned there or placed there by the scheduler)
+ *   probes a few and yields at once, with a full round every 16th wait to notice the peer
+ *   has moved.
  *
  * FOR OTHER CONC HEADERS (the last section of this file)
  *   conc__queue_item_ready(q, k)   whether the k-th item from the head is published (a hint,
@@ -160,6 +179,9 @@ extern "C" {
 #ifndef CONC_QUEUE_SPIN
 #define CONC_QUEUE_SPIN 64
 #endif
+#ifndef CONC_QUEUE_SPIN_PROBE
+#define CONC_QUEUE_SPIN_PROBE 4
+#endif
 #ifndef CONC_QUEUE_YIELDS
 #define CONC_QUEUE_YIELDS 4
 #endif
@@ -177,18 +199,24 @@ extern "C" {
 
 typedef struct conc_queue {
     /* Read-only after init: its own line, shared read-only by every CPU. */
-    uint64_t magic;     /* CONC__QUEUE_MAGIC once init_in finished; attach checks it */
-    uint64_t capacity;  /* exact: items the queue holds when full */
-    uint64_t item_size; /* bytes per item */
-    uint64_t slot_size; /* 8-byte stamp + item, rounded up to 8 */
-    uint64_t one_lap;   /* power of two > capacity: position = lap * one_lap + index */
-    uint64_t footprint; /* bytes from the start of this struct to the end of the slots */
-    uint32_t flags;     /* CONC_SHARED: non-private futex ops */
-    uint32_t allocated; /* 1: create allocated it, destroy frees it */
+    uint64_t magic;      /* CONC__QUEUE_MAGIC once init_in finished; attach checks it */
+    uint64_t capacity;   /* exact: items the queue holds when full */
+    uint64_t item_size;  /* bytes per item */
+    uint64_t slot_size;  /* 8-byte stamp + item, rounded up to 8 */
+    uint64_t one_lap;    /* power of two > capacity: position = lap * one_lap + index */
+    uint64_t footprint;  /* bytes from the start of this struct to the end of the slots */
+    uint32_t flags;      /* CONC_SHARED: non-private futex ops */
+    uint32_t allocated;  /* 1: create allocated it, destroy frees it */
+    uint64_t slot_shift; /* log2(slot_size) when that is a power of two (8-byte items), else 0 */
     /* Producers' claim position; bit 63 is CLOSED. */
     __attribute__((aligned(CONC_CACHELINE))) uint64_t tail;
+    /* Every position in [tail, push_limit) is writable: a producer verified those stamps
+     * (see the one-item fast path). Written by producers only, on their own line. */
+    uint64_t push_limit;
     /* Consumers' claim position. */
     __attribute__((aligned(CONC_CACHELINE))) uint64_t head;
+    /* Every position in [head, pop_limit) is readable, as push_limit for producers. */
+    uint64_t pop_limit;
     /* The eventcount words (see DESIGN). Read by every notifier, written only when somebody
      * sleeps: one line for both keeps the busy path to one read-shared line. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t not_empty;
@@ -197,6 +225,11 @@ typedef struct conc_queue {
      * generation bits 1..31: the low half, a futex}. Touched only by the _task calls, so a
      * queue that never uses them pays nothing: the word fills spare room in this line. */
     uint64_t tasks;
+    /* Per side (consumers, producers): 0 while pausing pays (the peer moved within the pause
+     * rounds), else how many waits ago the pauses last ran out (the peer shares our CPU, or
+     * was away). A hint, written only when it changes: a stale value costs time, never
+     * correctness. */
+    uint32_t pop_spin_skips, push_spin_skips;
     /* The slots follow the struct (offset sizeof(conc_queue_t)): no pointer anywhere. */
 } conc_queue_t;
 
@@ -215,6 +248,14 @@ CONC_STATIC_ASSERT(sizeof(conc_queue_t) == 4 * CONC_CACHELINE, "the task word ad
  * below bit 63 (CLOSED) for 2^20 laps at the very least. */
 #define CONC_QUEUE_CAPACITY_MAX ((uint64_t)1 << 40)
 #define CONC__QUEUE_BACKOFF_ROUNDS 6 /* pause rounds of 1..32 before yielding to a peer */
+/* How many stamps a side verifies ahead of its position at once for the one-item fast path
+ * (or capacity, if smaller): one scan of independent loads per this many operations instead
+ * of a stamp load in front of every claim; short enough that no single call scans long. */
+#define CONC__QUEUE_LIMIT_WINDOW 64
+/* A side that skips its pauses still pauses fully once in this many waits: often enough to
+ * notice within microseconds that its peer now runs on another CPU, rarely enough to cost
+ * nothing (one run of pauses per 16 yields to a peer that shares the CPU). */
+#define CONC__QUEUE_SPIN_RETRY 16
 
 CONC_STATIC_ASSERT(offsetof(conc_queue_t, tail) % CONC_CACHELINE == 0 &&
                        offsetof(conc_queue_t, head) % CONC_CACHELINE == 0 &&
@@ -226,6 +267,11 @@ CONC_STATIC_ASSERT(offsetof(conc_queue_t, tail) >= CONC_CACHELINE &&
                        offsetof(conc_queue_t, not_empty) - offsetof(conc_queue_t, head) >=
                            CONC_CACHELINE,
                    "the read-only fields, tail, head and the words own a line each");
+CONC_STATIC_ASSERT(offsetof(conc_queue_t, push_limit) - offsetof(conc_queue_t, tail) <
+                           CONC_CACHELINE &&
+                       offsetof(conc_queue_t, pop_limit) - offsetof(conc_queue_t, head) <
+                           CONC_CACHELINE,
+                   "a position and its limit share a line: the fast path loads both at once");
 CONC_STATIC_ASSERT(sizeof(conc_queue_t) % CONC__QUEUE_SLOT_ALIGN == 0,
                    "the slots after the struct keep their stamps aligned");
 CONC_STATIC_ASSERT(CONC_QUEUE_CAPACITY_MAX < (CONC__QUEUE_CLOSED >> 20),
@@ -251,7 +297,9 @@ static inline size_t conc_queue_footprint(size_t capacity, size_t item_size) {
 
 CONC_INLINE unsigned char *conc__queue_slot(const conc_queue_t *q, uint64_t pos) {
     uint64_t index = pos & (q->one_lap - 1);
-    return (unsigned char *)(uintptr_t)(q + 1) + index * q->slot_size;
+    /* A shift is two cycles shorter than a multiply on the way to a stamp. */
+    uint64_t offset = q->slot_shift ? index << q->slot_shift : index * q->slot_size;
+    return (unsigned char *)(uintptr_t)(q + 1) + offset;
 }
 CONC_INLINE uint64_t *conc__queue_stamp(unsigned char *slot) {
     return (uint64_t *)(void *)slot;
@@ -280,6 +328,9 @@ CONC_NODISCARD static inline int conc_queue_init_in(conc_queue_t **out, void *me
     q->capacity = capacity;
     q->item_size = item_size;
     q->slot_size = conc__queue_slot_size(item_size);
+    if ((q->slot_size & (q->slot_size - 1)) == 0)
+        while ((1ull << q->slot_shift) < q->slot_size)
+            q->slot_shift++;
     uint64_t lap = 1;
     while (lap <= q->capacity)
         lap <<= 1;
@@ -345,8 +396,9 @@ CONC_INLINE void conc__queue_copy(void *dst, const void *src, uint64_t n) {
     /* Hide where the pointers come from: inlined into a push of an 8-byte object, gcc -O3
      * otherwise warns (-Warray-bounds) about the 16-byte branch, which n never takes there. */
     __asm__("" : "+r"(dst), "+r"(src));
-    /* Constant sizes become a register move; the common item sizes get one. */
-    if (n == 8)
+    /* Constant sizes become a register move; the common item sizes get one. Pointer-sized
+     * items (the executor's futures, handles, indices) are laid out as the straight path. */
+    if (CONC_LIKELY(n == 8))
         memcpy(dst, src, 8);
     else if (n == 16)
         memcpy(dst, src, 16);
@@ -490,6 +542,100 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
     }
 }
 
+/* The positions from pos on that are ready for this side (writable for producers: stamp ==
+ * position; readable for consumers: stamp == position + 1), up to the window: stores and
+ * returns the side's new limit (pos itself when the slot at pos is not ready).
+ *
+ * Why the fast path may trust a limit: a position at or past tail stops being writable only
+ * when a producer claims it, which moves tail past it; consumers only make more positions
+ * writable. So "[tail, L) is writable", once verified, stays true for the tail of any later
+ * moment; a claim CAS that finds tail == t with t < L (L loaded before the CAS) claims a
+ * writable position, whichever producer stored L (a stale smaller L costs a scan, no more).
+ * The same holds for consumers, readable positions and head. L is at most one lap ahead, so
+ * no two positions below it share a slot. */
+CONC_NOINLINE uint64_t conc__queue_limit_slow(conc_queue_t *q, uint64_t pos, bool push) {
+    if (pos & CONC__QUEUE_CLOSED)
+        return pos; /* tail after close: the general path reports EPIPE */
+    /* Locals: the acquire loads below would make the compiler re-read q's fields each time. */
+    const uint64_t capacity = q->capacity, one_lap = q->one_lap, slot_size = q->slot_size;
+    uint64_t lap = pos & ~(one_lap - 1), index = pos & (one_lap - 1);
+    uint64_t left = capacity < CONC__QUEUE_LIMIT_WINDOW ? capacity : CONC__QUEUE_LIMIT_WINDOW;
+    const uint64_t ready = push ? 0 : 1; /* stamp - position of a ready slot */
+    while (left > 0) {
+        /* The slots from index to the end of the lap are contiguous: no wrap test inside. */
+        uint64_t run = capacity - index < left ? capacity - index : left, k = 0;
+        const unsigned char *slot = conc__queue_slot(q, lap + index);
+        for (uint64_t want = lap + index + ready; k < run; k++, want++, slot += slot_size) {
+            /* [queue.A1] (push) / [queue.A2] (pop) acquire: pairs with the [queue.R2] /
+             * [queue.R1] that made the slot ready for us. */
+            if (conc_load(conc__queue_stamp((unsigned char *)(uintptr_t)slot), CONC_ACQUIRE) !=
+                want)
+                break;
+        }
+        index += k;
+        left -= k;
+        if (k < run)
+            break; /* a slot not ready */
+        if (index == capacity) {
+            index = 0;
+            lap += one_lap;
+        }
+    }
+    uint64_t limit = lap + index;
+    /* [queue.R3] release: pairs with the fast path's [queue.A3], so a thread that trusts this
+     * limit has seen, through us, each [queue.R1]/[queue.R2] that made its position ready. */
+    if (limit != pos)
+        conc_store(push ? &q->push_limit : &q->pop_limit, limit, CONC_RELEASE);
+    return limit;
+}
+
+/* One item, the common case: the slot is ready and the claim wins. The same steps as the
+ * n == 1 case above without its loops, and with the side's limit in place of the stamp
+ * check (see DESIGN). Anything else (full, empty, closed, a lost race, a peer mid-copy)
+ * returns false and the caller takes the general path: CLOSED in tail is above every limit.
+ * The empty asm hides where q came from: inlined after a call that may return NULL
+ * (attach), gcc 12 would warn (-Wstringop-overflow) about the NULL path. */
+CONC_INLINE bool conc__queue_push_one_fast(conc_queue_t *q, const void *item) {
+    __asm__("" : "+r"(q));
+    uint64_t tail = conc_load(&q->tail, CONC_RELAXED);
+    /* [queue.A3] acquire: pairs with [queue.R3], the producer that verified the stamps. */
+    uint64_t limit = conc_load(&q->push_limit, CONC_ACQUIRE);
+    if (CONC_UNLIKELY(tail >= limit) && tail >= conc__queue_limit_slow(q, tail, true))
+        return false;
+    CONC_CHAOS_POINT();
+    /* [queue.C1] seq_cst, as in try_push_n (the notifier's half of the Dekker pair). Success
+     * means tail was still the position checked against the limit. */
+    if (CONC_UNLIKELY(!conc_cas(&q->tail, &tail, conc__queue_advance(q, tail, 1), CONC_SEQ_CST,
+                                CONC_RELAXED)))
+        return false;
+    unsigned char *slot = conc__queue_slot(q, tail);
+    conc__queue_copy(slot + CONC__QUEUE_STAMP_SIZE, item, q->item_size);
+    CONC_CHAOS_POINT();
+    /* [queue.R1] release: pairs with the consumer's [queue.A2]. */
+    conc_store(conc__queue_stamp(slot), tail + 1, CONC_RELEASE);
+    return true;
+}
+
+CONC_INLINE bool conc__queue_pop_one_fast(conc_queue_t *q, void *item) {
+    __asm__("" : "+r"(q)); /* see push */
+    uint64_t head = conc_load(&q->head, CONC_RELAXED);
+    /* [queue.A3] acquire: pairs with [queue.R3], the consumer that verified the stamps. */
+    uint64_t limit = conc_load(&q->pop_limit, CONC_ACQUIRE);
+    if (CONC_UNLIKELY(head >= limit) && head >= conc__queue_limit_slow(q, head, false))
+        return false;
+    CONC_CHAOS_POINT();
+    /* [queue.C2] seq_cst, as in try_pop_n. */
+    if (CONC_UNLIKELY(!conc_cas(&q->head, &head, conc__queue_advance(q, head, 1), CONC_SEQ_CST,
+                                CONC_RELAXED)))
+        return false;
+    unsigned char *slot = conc__queue_slot(q, head);
+    conc__queue_copy(item, slot + CONC__QUEUE_STAMP_SIZE, q->item_size);
+    CONC_CHAOS_POINT();
+    /* [queue.R2] release: pairs with the next lap's producer [queue.A1]. */
+    conc_store(conc__queue_stamp(slot), head + q->one_lap, CONC_RELEASE);
+    return true;
+}
+
 /* -------------------------------------------------------------------------------------------
  * The blocking layer: an eventcount per side (base.h's, see DESIGN).
  *
@@ -532,26 +678,44 @@ CONC_COLD int conc__queue_wait_slow(conc_queue_t *q, uint32_t *word, conc__queue
                                     size_t *done) {
     if (conc_deadline_passed(deadline))
         return ETIMEDOUT; /* a past deadline: the caller has tried once */
-    if (CONC_QUEUE_SPIN > 0 && conc_cpu_count() > 1) {
+    {
         /* Spin on the one stamp that must change before we can proceed (read-only: no RMW,
          * and no load of the other side's head/tail line, which its owner writes on every
          * operation), and try only when it has. Close is seen after the spin. */
         bool push = word == &q->not_full;
-        for (int i = 0; i < CONC_QUEUE_SPIN + CONC_QUEUE_YIELDS; i++) {
+        /* Pauses pay only while the peer runs on another CPU. When the last ones ran out
+         * (relaxed: a hint), the peer likely shares our CPU (pinned together, or placed
+         * together by the scheduler): a few probe pauses, then yield to it at once, and a
+         * full round of pauses every CONC__QUEUE_SPIN_RETRY waits to notice when it moved. */
+        uint32_t *skips = push ? &q->push_spin_skips : &q->pop_spin_skips;
+        uint32_t skipped = conc_load(skips, CONC_RELAXED);
+        bool full = skipped == 0 || skipped >= CONC__QUEUE_SPIN_RETRY;
+        if (skipped != 0)
+            conc_store(skips, full ? 1u : skipped + 1, CONC_RELAXED);
+        int pauses = conc_cpu_count() == 1 ? 0 : full ? CONC_QUEUE_SPIN : CONC_QUEUE_SPIN_PROBE;
+        if (pauses > CONC_QUEUE_SPIN)
+            pauses = CONC_QUEUE_SPIN;
+        for (int i = 0; i < pauses + CONC_QUEUE_YIELDS; i++) {
             /* The last rounds yield the CPU instead of pausing: when the other side shares
              * our CPU (oversubscribed, or a busy machine) a pause cannot let it run, and a
              * futex sleep + wake costs two syscalls where a yield costs one. */
-            if (i < CONC_QUEUE_SPIN)
+            if (i < pauses) {
                 conc_cpu_relax();
-            else
+            } else {
+                if (i == pauses && full && pauses > 0 && skipped == 0)
+                    conc_store(skips, 1u, CONC_RELAXED); /* the pauses ran out */
                 sched_yield();
+            }
             uint64_t pos = conc_load(push ? &q->tail : &q->head, CONC_RELAXED);
             uint64_t stamp = conc_load(conc__queue_stamp(conc__queue_slot(q, pos)), CONC_RELAXED);
             if (stamp != (push ? pos : pos + 1) && !(pos & CONC__QUEUE_CLOSED))
                 continue;
             int r = try_once(q, items, n, done);
-            if (r != EAGAIN)
+            if (r != EAGAIN) {
+                if (i < pauses && conc_load(skips, CONC_RELAXED) != 0)
+                    conc_store(skips, 0u, CONC_RELAXED); /* the peer moved while we paused */
                 return r;
+            }
         }
     }
     /* Registered ([eventcount.W1]), every try below is the re-check the eventcount needs:
@@ -616,17 +780,33 @@ CONC_INLINE int conc__queue_push_all(conc_queue_t *q, const void *items, size_t 
     return r;
 }
 
+/* One item: the fast path inline, everything else out of line. Not CONC_COLD: with a cold
+ * callee on its failure side, gcc 12 moves the fast path's success side to .text.unlikely. */
+CONC_NOINLINE int conc__queue_push_one_slow(conc_queue_t *q, const void *item, int64_t deadline,
+                                            bool block) {
+    return conc__queue_push_all(q, item, 1, NULL, deadline, block);
+}
+
+CONC_INLINE int conc__queue_push_one(conc_queue_t *q, const void *item, int64_t deadline,
+                                     bool block) {
+    if (CONC_LIKELY(conc__queue_push_one_fast(q, item))) {
+        conc__queue_notify(q, &q->not_empty, 1);
+        return 0;
+    }
+    return conc__queue_push_one_slow(q, item, deadline, block);
+}
+
 CONC_NODISCARD static inline int conc_queue_push(conc_queue_t *q, const void *item) {
-    return conc__queue_push_all(q, item, 1, NULL, CONC_FOREVER, true);
+    return conc__queue_push_one(q, item, CONC_FOREVER, true);
 }
 
 CONC_NODISCARD static inline int conc_queue_try_push(conc_queue_t *q, const void *item) {
-    return conc__queue_push_all(q, item, 1, NULL, CONC_FOREVER, false);
+    return conc__queue_push_one(q, item, CONC_FOREVER, false);
 }
 
 CONC_NODISCARD static inline int conc_queue_push_until(conc_queue_t *q, const void *item,
                                                        int64_t deadline) {
-    return conc__queue_push_all(q, item, 1, NULL, deadline, true);
+    return conc__queue_push_one(q, item, deadline, true);
 }
 
 CONC_NODISCARD static inline int conc_queue_push_batch(conc_queue_t *q, const void *items, size_t n,
@@ -675,17 +855,31 @@ CONC_INLINE int conc__queue_pop_some(conc_queue_t *q, void *items, size_t n, siz
     return r;
 }
 
+/* One item: the fast path inline, everything else out of line (not CONC_COLD: see push). */
+CONC_NOINLINE int conc__queue_pop_one_slow(conc_queue_t *q, void *item, int64_t deadline,
+                                           bool block) {
+    return conc__queue_pop_some(q, item, 1, NULL, deadline, block);
+}
+
+CONC_INLINE int conc__queue_pop_one(conc_queue_t *q, void *item, int64_t deadline, bool block) {
+    if (CONC_LIKELY(conc__queue_pop_one_fast(q, item))) {
+        conc__queue_notify(q, &q->not_full, 1);
+        return 0;
+    }
+    return conc__queue_pop_one_slow(q, item, deadline, block);
+}
+
 CONC_NODISCARD static inline int conc_queue_pop(conc_queue_t *q, void *item) {
-    return conc__queue_pop_some(q, item, 1, NULL, CONC_FOREVER, true);
+    return conc__queue_pop_one(q, item, CONC_FOREVER, true);
 }
 
 CONC_NODISCARD static inline int conc_queue_try_pop(conc_queue_t *q, void *item) {
-    return conc__queue_pop_some(q, item, 1, NULL, CONC_FOREVER, false);
+    return conc__queue_pop_one(q, item, CONC_FOREVER, false);
 }
 
 CONC_NODISCARD static inline int conc_queue_pop_until(conc_queue_t *q, void *item,
                                                       int64_t deadline) {
-    return conc__queue_pop_some(q, item, 1, NULL, deadline, true);
+    return conc__queue_pop_one(q, item, deadline, true);
 }
 
 CONC_NODISCARD static inline int conc_queue_pop_batch(conc_queue_t *q, void *items, size_t n,
