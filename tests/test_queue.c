@@ -88,7 +88,7 @@ static void queue_init_in_attach(void) {
 
 /* With exactly capacity items inside, try_push fails; below that it succeeds; across laps. */
 static void queue_capacity_exact(void) {
-    const size_t caps[] = {1, 2, 3, 7, 1000, 1024};
+    const size_t caps[] = {1, 2, 3, 7, 150, 1000, 1024};
     for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
         size_t cap = caps[c];
         conc_queue_t *q = make(cap, sizeof(uint64_t));
@@ -460,6 +460,11 @@ static void queue_stress_1p8c(void) {
 static void queue_stress_cap1_mixed(void) {
     stress_case(3, 3, 1, 20000, 0);
 }
+/* A ring wider than the window a one-item push or pop verifies ahead of its position, and no
+ * power of two: the verified limits cross laps while batches and timed calls interleave. */
+static void queue_stress_wide_ring_mixed(void) {
+    stress_case(3, 3, 150, 60000, 0);
+}
 static void queue_stress_close_race(void) {
     int rounds = (int)th_iters(20);
     for (int i = 0; i < rounds; i++)
@@ -762,7 +767,7 @@ TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_atta
         TH_CASE(queue_no_syscall_without_waiters), TH_CASE_T(queue_stress_1p1c, 60),
         TH_CASE_T(queue_stress_4p4c, 60), TH_CASE_T(queue_stress_8p1c, 60),
         TH_CASE_T(queue_stress_1p8c, 60), TH_CASE_T(queue_stress_cap1_mixed, 60),
-        TH_CASE_T(queue_stress_close_race, 60),
+        TH_CASE_T(queue_stress_wide_ring_mixed, 60), TH_CASE_T(queue_stress_close_race, 60),
         TH_CASE_T(queue_deadlock_close_releases_waiters, 60),
         TH_CASE_T(queue_deadlock_close_vs_timeouts, 60),
         TH_CASE_T(queue_deadlock_pingpong_cap1, 60), TH_CASE_T(queue_shared_fork_exactly_once, 60),
