@@ -376,8 +376,11 @@ static void stress_consumer(int index, void *arg) {
             last[p] = seq + 1;
         }
         uint64_t total = __atomic_add_fetch(&s->popped, n, __ATOMIC_RELAXED);
-        if (s->close_after && total >= (uint64_t)s->close_after && index == 0)
-            conc_queue_close(s->q); /* races with producers still pushing */
+        /* Whoever pops past the mark closes (close is idempotent), racing with producers
+         * still pushing. Not one chosen consumer: if it popped nothing after the mark (the
+         * others drained everything), nobody closed and every consumer slept forever. */
+        if (s->close_after && total >= (uint64_t)s->close_after)
+            conc_queue_close(s->q);
     }
     free(last);
 }
