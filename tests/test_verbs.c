@@ -67,17 +67,25 @@ static void cond_wait_for_rechecks_after_every_wake(void) {
     pthread_t t;
     TH_CHECK_EQ(pthread_create(&t, NULL, wait_for_main, &b), 0);
     for (int v = 1; v <= 5; v++) {
-        th_sleep_ns(1000000);
-        conc_lock_acquire(&b.lock);
+        /* Wait for the scenario, not for a timing: the waiter has checked the predicate v
+         * times (once before its first wait, once after each earlier notify), found it false
+         * each time, and released the lock only inside its wait. */
+        for (;;) {
+            conc_lock_acquire(&b.lock);
+            if (b.pred_calls >= v)
+                break;
+            conc_lock_release(&b.lock);
+            sched_yield();
+        }
+        if (v > 1)
+            TH_CHECK_EQ(__atomic_load_n(&b.done, __ATOMIC_ACQUIRE), 0); /* still false */
         b.value = v;
         conc_cond_notify_all(&b.cond);
         conc_lock_release(&b.lock);
-        if (v < 5)
-            TH_CHECK_EQ(__atomic_load_n(&b.done, __ATOMIC_ACQUIRE), 0); /* still false */
     }
     pthread_join(t, NULL);
     TH_CHECK(b.result);
-    TH_CHECK(b.pred_calls >= 2);
+    TH_CHECK(b.pred_calls >= 6); /* a re-check after every one of the five wakes */
 }
 
 static void cond_wait_for_times_out_false(void) {
