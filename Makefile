@@ -264,8 +264,8 @@ format:
 # table, no bare fences; clang-format drift and cppcheck are reported. Every header
 # include/conc/NAME.h is checked as module NAME, except the modules listed here, whose
 # headers do not follow the house style yet. Remove a name once its header conforms
-# (forkpool: _slow names and qualified tags).
-LINT_EXCLUDE := forkpool
+# (empty: every header conforms).
+LINT_EXCLUDE :=
 lint:
 	@bash tests/lint.sh $(LINT_EXCLUDE)
 

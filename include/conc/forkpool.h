@@ -1003,7 +1003,8 @@ CONC_NOINLINE void conc__forkpool_complete(conc__forkpool_done_list *dl) {
     for (conc__forkpool_task *t = dl->head, *next; t; t = next) {
         next = t->next;
         conc_future_t *f = t->f;
-        /* [R5] release: the outcome fields are final; pairs with [A5] in cancel/outcome. */
+        /* [forkpool.R5] release: the outcome fields are final; pairs with [forkpool.A5] in
+         * cancel/outcome. */
         conc_store(&t->done, 1u, CONC_RELEASE);
         if (!t->cancelled) { /* a cancel completed it already */
             int st = t->outcome.status;
@@ -1254,7 +1255,7 @@ CONC_NOINLINE void conc__forkpool_dispatch(conc_forkpool_t *p, conc__forkpool_wo
             if (t->outcome.attempts == 0 && !conc__future_start(t->f)) {
                 t->state = CONC__FORKPOOL_T_DONE; /* final already: no complete */
                 t->outcome.status = ECANCELED;
-                conc_store(&t->done, 1u, CONC_RELEASE); /* [R5] */
+                conc_store(&t->done, 1u, CONC_RELEASE); /* [forkpool.R5] */
                 conc_future_release(t->f);
                 continue;
             }
@@ -2154,8 +2155,8 @@ static inline const void *conc_forkpool_result(conc_future_t *f, size_t *len) {
     conc__forkpool_task *t = conc__forkpool_task_of(f);
     if (len)
         *len = 0;
-    /* [A1] acquire inside conc_future_state: the monitor wrote result and result_len before
-     * completing ([R1]). A task that returned 0 with no bytes gets "" (not NULL). */
+    /* [future.A1] acquire inside conc_future_state: the monitor wrote result and result_len before
+     * completing ([future.R1]). A task that returned 0 with no bytes gets "" (not NULL). */
     if (!t || conc_future_state(f) != CONC_FUTURE_DONE)
         return NULL;
     if (len)
@@ -2170,9 +2171,10 @@ CONC_NODISCARD static inline int conc_forkpool_outcome(conc_future_t *f,
         return EINVAL;
     if (!conc_future_is_done(f))
         return EAGAIN;
-    /* [A5] acquire: pairs with [R5]; the outcome fields are final. Done but not yet off
-     * the books: conc_forkpool_cancel completed it (and wrote the outcome before completing,
-     * which [A1] in is_done orders before us), or the user cancelled it while queued. */
+    /* [forkpool.A5] acquire: pairs with [forkpool.R5]; the outcome fields are final. Done but
+     * not yet off the books: conc_forkpool_cancel completed it (and wrote the outcome before
+     * completing, which [future.A1] in is_done orders before us), or the user cancelled it
+     * while queued. */
     if (!conc_load(&t->done, CONC_ACQUIRE) && !t->cancelled) {
         memset(out, 0, sizeof *out);
         out->status = ECANCELED;
@@ -2186,7 +2188,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
     conc__forkpool_task *t = conc__forkpool_task_of(f);
     if (!t)
         return EINVAL;
-    if (conc_load(&t->done, CONC_ACQUIRE)) /* [A5]: the pool may be gone; done is final */
+    if (conc_load(&t->done, CONC_ACQUIRE)) /* [forkpool.A5]: the pool may be gone; done is final */
         return EBUSY;
     conc_forkpool_t *p = t->pool;
     conc__forkpool_done_list dl = {NULL};

@@ -16,10 +16,14 @@
  * have died before fn started).
  *
  * Deliberately broken variants (spin -DNAME); each must make pan report errors:
-// broken: NO_END_SCAN the end-of-round scan is skipped (a chunk taken by a worker that died before recording it is lost)
-// broken: DONE_AT_CLAIM the chunk is marked done when taken, not when finished (a death mid-chunk loses the rest)
-// broken: RUNNING_AFTER_RUN the slot names an item only after fn ran it (a death in between reruns a finished item)
-// broken: NO_RESOLVED_MARK the parent does not mark a resolved chunk done (the end scan reruns it all)
+// broken: NO_END_SCAN the end-of-round scan is skipped (a chunk taken by a worker that died
+//         before recording it is lost)
+// broken: DONE_AT_CLAIM the chunk is marked done when taken, not when finished (a death
+//         mid-chunk loses the rest)
+// broken: RUNNING_AFTER_RUN the slot names an item only after fn ran it (a death in between
+//         reruns a finished item)
+// broken: NO_RESOLVED_MARK the parent does not mark a resolved chunk done (the end scan reruns
+//         it all)
 // pan-cc: -DSAFETY
 // pan-run: -m100000
  */
