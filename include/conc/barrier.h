@@ -52,11 +52,12 @@
  *   No destroy is needed.
  *
  * CONFIGURATION
- *   CONC_BARRIER_SPIN  spin iterations (a relaxed load and a pause each, ~20 ns) before a
- *                      waiter sleeps, when the parties fit on the CPUs (default 128: a few
- *                      microseconds, what a running partner needs to arrive). Adaptive: after
- *                      a spin that gave up, the next waiter spins 8 iterations, until one
- *                      succeeds again (on a loaded machine spinning only delays the sleep).
+ *   CONC_BARRIER_SPIN  pauses spent looking at the word (base.h's conc_spin: a look after each
+ *                      pause, ~20 ns) before a waiter sleeps, when the parties fit on the
+ *                      CPUs (default 128: a few microseconds, what a running partner needs to
+ *                      arrive). Adaptive: after a spin that gave up, the next waiter spins 8
+ *                      pauses, until one succeeds again (on a loaded machine spinning only
+ *                      delays the sleep).
  *                      0 disables spinning.
  *
  * CAVEATS
@@ -123,22 +124,14 @@ typedef struct conc_barrier {
  * so no later round can make it look unchanged (short of 2^31 rounds). reset sleeps on the
  * low half {arrived, WAITERS}, waiting for the broken round's waiters to leave. */
 CONC_INLINE uint32_t *conc__barrier_futex_high(conc_barrier_t *b) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    return (uint32_t *)(void *)&b->word;
-#else
-    return (uint32_t *)(void *)&b->word + 1;
-#endif
+    return conc_futex_half_high(&b->word);
 }
 CONC_INLINE uint32_t *conc__barrier_futex_low(conc_barrier_t *b) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    return (uint32_t *)(void *)&b->word + 1;
-#else
-    return (uint32_t *)(void *)&b->word;
-#endif
+    return conc_futex_half_low(&b->word);
 }
 /* Relaxed: parties and the SHARED bit are written by init only, before any other call. */
 CONC_INLINE int conc__barrier_futex_flags(const conc_barrier_t *b) {
-    return (conc_load(&b->config, CONC_RELAXED) & CONC__BARRIER_SHARED) ? CONC_SHARED : 0;
+    return conc_futex_flags(conc_load(&b->config, CONC_RELAXED), CONC__BARRIER_SHARED);
 }
 CONC_INLINE uint64_t conc__barrier_arrived(uint64_t w) {
     return w & CONC__BARRIER_ARRIVED_MASK;
@@ -203,15 +196,10 @@ CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t dea
         uint32_t config = conc_load(&b->config, CONC_RELAXED);
         int budget =
             (config & CONC__BARRIER_SPIN_MISS) ? CONC__BARRIER_SPIN_SHORT : CONC_BARRIER_SPIN;
-        int i = 1;
-        for (; i <= budget && conc__barrier_gen(w) == gen &&
-               !(w & (CONC__BARRIER_BROKEN | CONC__BARRIER_WAITERS));
-             i++) {
-            if (deadline != CONC_FOREVER && (i & 63) == 0 && conc_now() >= deadline)
-                break;
-            conc_cpu_relax();
+        conc_spin_t spin = conc_spin_begin(budget, CONC_SPIN_STEADY, deadline);
+        while (conc__barrier_gen(w) == gen &&
+               !(w & (CONC__BARRIER_BROKEN | CONC__BARRIER_WAITERS)) && conc_spin_next(&spin))
             w = conc_load(&b->word, CONC_ACQUIRE); /* [barrier.A2] */
-        }
         bool miss = conc__barrier_gen(w) == gen;
         if (miss && !(config & CONC__BARRIER_SPIN_MISS))
             (void)conc_fetch_or(&b->config, CONC__BARRIER_SPIN_MISS, CONC_RELAXED);
@@ -225,7 +213,7 @@ CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t dea
             return 0; /* [barrier.A2] (load or CAS failure): pairs with the leader's [barrier.R1] */
         if (w & CONC__BARRIER_BROKEN)
             return conc__barrier_leave_broken_slow(b, w, CONC_BARRIER_BROKEN);
-        if (r == ETIMEDOUT || (deadline != CONC_FOREVER && conc_now() >= deadline)) {
+        if (r == ETIMEDOUT || conc_deadline_passed(deadline)) {
             /* Break the round and leave it in one CAS. Acquire on failure: w may be the
              * release we return 0 on. */
             uint64_t next = (w | CONC__BARRIER_BROKEN) - CONC__BARRIER_ARRIVED_ONE;

@@ -83,18 +83,15 @@ typedef struct conc_latch {
 #define CONC__LATCH_GEN_MASK ((uint64_t)0xfffffffc)
 #define CONC__LATCH_COUNT_SHIFT 32
 
+/* Waiters sleep on the low half {generation, SHARED, WAITERS}: it changes only at a zero. */
 CONC_INLINE uint32_t *conc__latch_futex(conc_latch_t *l) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    return (uint32_t *)(void *)&l->word + 1;
-#else
-    return (uint32_t *)(void *)&l->word;
-#endif
+    return conc_futex_half_low(&l->word);
 }
 CONC_INLINE uint64_t conc__latch_count(uint64_t w) {
     return w >> CONC__LATCH_COUNT_SHIFT;
 }
 CONC_INLINE int conc__latch_futex_flags(uint64_t w) {
-    return (w & CONC__LATCH_SHARED) ? CONC_SHARED : 0;
+    return conc_futex_flags((uint32_t)w, (uint32_t)CONC__LATCH_SHARED);
 }
 
 /* Cannot fail: any unsigned count fits (CONC_LATCH_MAX is UINT32_MAX). */
@@ -135,7 +132,7 @@ CONC_COLD int conc__latch_wait_slow(conc_latch_t *l, uint64_t w, int64_t deadlin
         /* [latch.A1] acquire (load or CAS failure): pairs with the [latch.R1] of the zero. */
         if (conc__latch_count(w) == 0 || (w & CONC__LATCH_GEN_MASK) != gen)
             return 0;
-        if (r == ETIMEDOUT || (deadline != CONC_FOREVER && conc_now() >= deadline))
+        if (r == ETIMEDOUT || conc_deadline_passed(deadline))
             return ETIMEDOUT;
         if (!(w & CONC__LATCH_WAITERS)) {
             /* A request the zeroing CAS reads (acquire for the failure case, [latch.A1]). */

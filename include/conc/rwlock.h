@@ -57,8 +57,9 @@
  *   pthread_rwlock_t under writer preference); a writer acquiring again deadlocks.
  *
  * CONFIGURATION
- *   CONC_RWLOCK_SPIN  looks at the word before sleeping (a relaxed load and a pause each,
- *                     ~20 ns), default 128; 0 disables spinning. Skipped on one CPU.
+ *   CONC_RWLOCK_SPIN  pauses spent looking at the word before sleeping (base.h's conc_spin: a
+ *                     look after each pause, ~20 ns), default 128; 0 disables spinning.
+ *                     Skipped on one CPU.
  *   Writers queue on an inner conc_lock, so CONC_LOCK_SPIN and CONC_LOCK_FAIR_NS apply too.
  *
  * CAVEATS
@@ -142,9 +143,11 @@ typedef struct conc_rwlock {
 #if defined(__cplusplus)
 static_assert(CONC__RWLOCK_READERS_MASK == CONC__RWLOCK_THREADS_MAX - 1, "reader field width");
 static_assert(sizeof(conc_lock_t) == 4, "conc_rwlock_t is 16 bytes");
+static_assert(CONC__RWLOCK_PHASE_MASK >> 32 == 0, "the sleepers' fields are in the low half");
 #else
 _Static_assert(CONC__RWLOCK_READERS_MASK == CONC__RWLOCK_THREADS_MAX - 1, "reader field width");
 _Static_assert(sizeof(conc_lock_t) == 4, "conc_rwlock_t is 16 bytes");
+_Static_assert(CONC__RWLOCK_PHASE_MASK >> 32 == 0, "the sleepers' fields are in the low half");
 #endif
 
 /* TSan: the read-lock flag, and unlock annotations that carry it (base.h's pass no flags). */
@@ -158,15 +161,12 @@ _Static_assert(sizeof(conc_lock_t) == 4, "conc_rwlock_t is 16 bytes");
 #define CONC__RWLOCK_TSAN_POST_UNLOCK(a, f) ((void)0)
 #endif
 
+/* Sleepers wait on the low half: readers, WRITER, the sleep bits, SHARED and the phase. */
 CONC_INLINE uint32_t *conc__rwlock_futex(conc_rwlock_t *rw) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    return (uint32_t *)(void *)&rw->word + 1;
-#else
-    return (uint32_t *)(void *)&rw->word;
-#endif
+    return conc_futex_half_low(&rw->word);
 }
 CONC_INLINE int conc__rwlock_futex_flags(uint64_t w) {
-    return (w & CONC__RWLOCK_SHARED) ? CONC_SHARED : 0;
+    return conc_futex_flags((uint32_t)w, (uint32_t)CONC__RWLOCK_SHARED);
 }
 CONC_INLINE uint64_t conc__rwlock_readers(uint64_t w) {
     return w & CONC__RWLOCK_READERS_MASK;
@@ -257,6 +257,25 @@ CONC_COLD void conc__rwlock_wake_writer_slow(conc_rwlock_t *rw) {
     }
 }
 
+/* One sleep of a reader or the writer on the low half: raises `bit` (READERS_SLEEP or
+ * WRITER_SLEEPS) if *w lacks it, a request the waker's RMW reads, then sleeps with `tag` while
+ * the low half still equals *w's. The same step as base.h's conc_futex_wait_flagged, on a
+ * 64-bit word whose futex is one half (the raising CAS must act on the whole word). Acquire
+ * for the CAS failure and the reload: a fresh *w may be the word the caller returns on
+ * ([rwlock.A2]/[rwlock.A3]). Returns 0 (look again) or futex_wait's ETIMEDOUT/EINTR/EAGAIN;
+ * *w is fresh either way. */
+CONC_INLINE int conc__rwlock_sleep(conc_rwlock_t *rw, uint64_t *w, uint64_t bit, uint32_t tag,
+                                   int flags, int64_t deadline) {
+    if (!(*w & bit)) {
+        if (!conc_cas(&rw->word, w, *w | bit, CONC_ACQUIRE, CONC_ACQUIRE))
+            return 0;
+        *w |= bit;
+    }
+    int r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)*w, flags, tag, deadline);
+    *w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A2]/[rwlock.A3] */
+    return r;
+}
+
 /* The reader's fast-path fetch_add returned `old` with WRITER up: this reader is counted
  * inside but may not read. Queue (unless the phase already ended), then wait for the phase
  * to end or the deadline. */
@@ -282,38 +301,25 @@ CONC_COLD int conc__rwlock_shared_slow(conc_rwlock_t *rw, uint64_t old, int64_t 
         }
     }
 
-    if (CONC_RWLOCK_SPIN > 0 && conc_cpu_count() > 1) {
-        for (int i = 1; i <= CONC_RWLOCK_SPIN && !conc__rwlock_admitted(w, phase) &&
-                        !(w & CONC__RWLOCK_READERS_SLEEP);
-             i++) {
-            if (deadline != CONC_FOREVER && (i & 31) == 0 && conc_now() >= deadline)
-                break;
-            conc_cpu_relax();
-            w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A3] */
-        }
-    }
+    conc_spin_t spin = conc_spin_begin(CONC_RWLOCK_SPIN, CONC_SPIN_STEADY, deadline);
+    while (!conc__rwlock_admitted(w, phase) && !(w & CONC__RWLOCK_READERS_SLEEP) &&
+           conc_spin_next(&spin))
+        w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A3] */
 
     int r = 0;
     for (;;) {
         CONC_CHAOS_POINT();
         if (conc__rwlock_admitted(w, phase))
             return 0; /* [rwlock.A3] by the acquire load or CAS failure that read w */
-        if (r == ETIMEDOUT || (deadline != CONC_FOREVER && conc_now() >= deadline)) {
+        if (r == ETIMEDOUT || conc_deadline_passed(deadline)) {
             /* Leave the queue: publishes nothing (acquire for the failure case, as above). */
             if (conc_cas(&rw->word, &w, w - CONC__RWLOCK_QUEUED_ONE, CONC_ACQUIRE, CONC_ACQUIRE))
                 return ETIMEDOUT;
             continue;
         }
-        if (!(w & CONC__RWLOCK_READERS_SLEEP)) {
-            /* A request the writer's [rwlock.R2] CAS reads (acquire for the failure case). */
-            if (!conc_cas(&rw->word, &w, w | CONC__RWLOCK_READERS_SLEEP, CONC_ACQUIRE,
-                          CONC_ACQUIRE))
-                continue;
-            w |= CONC__RWLOCK_READERS_SLEEP;
-        }
-        r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)w, flags,
-                                   CONC__RWLOCK_TAG_READER, deadline);
-        w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A3] */
+        /* READERS_SLEEP: a request the writer's [rwlock.R2] CAS reads. */
+        r = conc__rwlock_sleep(rw, &w, CONC__RWLOCK_READERS_SLEEP, CONC__RWLOCK_TAG_READER, flags,
+                               deadline);
     }
 }
 
@@ -321,33 +327,21 @@ CONC_COLD int conc__rwlock_shared_slow(conc_rwlock_t *rw, uint64_t old, int64_t 
  * the readers inside to leave; at the deadline, end the phase as a release would. */
 CONC_COLD int conc__rwlock_drain_slow(conc_rwlock_t *rw, uint64_t w, int64_t deadline) {
     int flags = conc__rwlock_futex_flags(w);
-    if (CONC_RWLOCK_SPIN > 0 && conc_cpu_count() > 1) {
-        for (int i = 1; i <= CONC_RWLOCK_SPIN && conc__rwlock_readers(w) != 0; i++) {
-            if (deadline != CONC_FOREVER && (i & 31) == 0 && conc_now() >= deadline)
-                break;
-            conc_cpu_relax();
-            w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A2] */
-        }
-    }
+    conc_spin_t spin = conc_spin_begin(CONC_RWLOCK_SPIN, CONC_SPIN_STEADY, deadline);
+    while (conc__rwlock_readers(w) != 0 && conc_spin_next(&spin))
+        w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A2] */
     int r = 0;
     for (;;) {
         CONC_CHAOS_POINT();
         if (conc__rwlock_readers(w) == 0)
             return 0; /* [rwlock.A2]: pairs with the last reader's [rwlock.R1] (release seq.) */
-        if (r == ETIMEDOUT || (deadline != CONC_FOREVER && conc_now() >= deadline)) {
+        if (r == ETIMEDOUT || conc_deadline_passed(deadline)) {
             conc__rwlock_end_phase(rw, 0, "conc_rwlock_acquire_until: lost WRITER");
             return ETIMEDOUT;
         }
-        if (!(w & CONC__RWLOCK_WRITER_SLEEPS)) {
-            /* A request the last reader's [rwlock.R1] fetch_sub reads (acquire: failure case). */
-            if (!conc_cas(&rw->word, &w, w | CONC__RWLOCK_WRITER_SLEEPS, CONC_ACQUIRE,
-                          CONC_ACQUIRE))
-                continue;
-            w |= CONC__RWLOCK_WRITER_SLEEPS;
-        }
-        r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)w, flags,
-                                   CONC__RWLOCK_TAG_WRITER, deadline);
-        w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A2] */
+        /* WRITER_SLEEPS: a request the last reader's [rwlock.R1] fetch_sub reads. */
+        r = conc__rwlock_sleep(rw, &w, CONC__RWLOCK_WRITER_SLEEPS, CONC__RWLOCK_TAG_WRITER, flags,
+                               deadline);
     }
 }
 
