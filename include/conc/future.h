@@ -82,6 +82,8 @@
  *   - Spurious futex wakeups are absorbed; a signal does not interrupt a wait.
  *   - A future released twice may already be someone else's (as with free).
  *   - At most 2^26 - 1 references to one future at a time (retain aborts past that).
+ *   - At most 4095 threads blocked at once in next on one as-completed set (base.h's
+ *     eventcount aborts past that).
  *   - A wait from an executor's worker may run the awaited task itself (executor.h).
  *
  * DESIGN
@@ -102,7 +104,9 @@
  *   registrant sees the final state (and runs the callback itself). Internal "waker" nodes
  *   (wait_any, as-completed) run under the lock and can be unlinked again, which is how
  *   wait_any leaves no node behind. as-completed: each future gets a waker node that appends
- *   its entry to the set's FIFO and wakes one sleeper: O(1) per completion.
+ *   its entry to the set's FIFO and wakes one sleeper: O(1) per completion. wait_any and
+ *   as-completed's next sleep on base.h's eventcount (tests/models/queue.pml checks its word;
+ *   each one's timeline says which lock orders its registration before the notify).
  *   tests/models/future.pml checks completion, cancel, wait, on_done and the references
  *   together. A future whose `pool` is set goes back to its pool (executor.h) through the
  *   pool's own recycle function when its last reference goes.
@@ -594,16 +598,33 @@ CONC_NODISCARD static inline int conc_future_on_done(conc_future_t *f, conc_futu
  * nothing, and 8 nodes (256 bytes) keep the frame small. */
 #define CONC__FUTURE_ANY_STACK_NODES 8
 
+/* wait_any sleeps on base.h's eventcount (its proof: tests/models/queue.pml). The pairing it
+ * relies on is the futures' locks, not a Dekker pair:
+ *
+ *   completer of fs[i]                         wait_any
+ *   ---------------------------------------    --------------------------------------------
+ *                                              v = enter(word)              [eventcount.W1]
+ *                                              link a node to each future (under its lock;
+ *                                                a future final already: no sleep)
+ *   final RMW of fs[i]              [future.R1]
+ *   under fs[i]'s lock, finds our node:
+ *     notify(word, 1): F1 load, N1 CAS, wake   scan: any future done? ([future.A1]) -> done
+ *                                              else wait(word, &v): pending? take it; or
+ *                                                futex_wait(word, v) -> EAGAIN after N1
+ *
+ * The completer finds our node in a lock section after our link, so its F1 load happens after
+ * W1 and sees us registered: it wakes us (or a wake is pending already, which our wait takes
+ * before it sleeps). Our wait reads the word with acquire after N1 ([eventcount.N1] release,
+ * after [future.R1] in the completer's order), so the re-scan sees that future done. */
 typedef struct conc__future_any_waiter {
-    uint32_t fired; /* futex word: 0 until a future completes */
+    uint32_t word; /* conc_eventcount word: one notify per future that completes */
 } conc__future_any_waiter;
 
-/* Runs under the completing future's lock. [future.R3] release: pairs with [future.A3]. */
+/* Runs under the completing future's lock, after its final [future.R1]. */
 static inline void conc__future_any_wake(conc_future_t *f, void *arg) {
     CONC_UNUSED(f);
     conc__future_any_waiter *w = (conc__future_any_waiter *)arg;
-    conc_store(&w->fired, 1u, CONC_RELEASE);
-    conc_futex_wake(&w->fired, 1, 0);
+    conc_eventcount_notify(&w->word, 1, 0);
 }
 
 CONC_INLINE bool conc__future_any_scan(conc_future_t *const *fs, size_t n, size_t *index) {
@@ -634,6 +655,8 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
     conc__future_any_waiter w = {0};
     size_t linked = 0;
     int r = ETIMEDOUT;
+    /* [eventcount.W1] before the first link: a completer that finds a node sees us. */
+    uint32_t v = conc_eventcount_enter(&w.word);
     for (; linked < n; linked++) {
         nodes[linked].fn = conc__future_any_wake;
         nodes[linked].arg = &w;
@@ -642,16 +665,15 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
             break; /* already final: no need to sleep */
     }
     if (linked == n) {
-        /* Every future is registered: the first to complete sets w.fired. futex_wait
-         * re-checks fired == 0 atomically with the wake [future.R3], so none is lost. */
-        while (conc_load(&w.fired, CONC_ACQUIRE) == 0) { /* [future.A3] pairs with [future.R3] */
-            if (conc_futex_wait(&w.fired, 0, 0, deadline) == ETIMEDOUT &&
-                conc_load(&w.fired, CONC_ACQUIRE) == 0)
+        /* Every future is registered: the first to complete notifies (timeline above). */
+        while (!conc__future_any_scan(fs, n, NULL)) /* [future.A1] */
+            if (conc_eventcount_wait(&w.word, &v, 0, deadline) == ETIMEDOUT)
                 break;
-        }
     }
+    /* Unlinking under each future's lock waits out a completer still notifying w. */
     for (size_t i = 0; i < linked; i++)
         conc__future_unlink(fs[i], &nodes[i]);
+    conc_eventcount_leave(&w.word);
     if (conc__future_any_scan(fs, n, index))
         r = 0;
     if (nodes != stack_nodes)
@@ -687,18 +709,24 @@ typedef struct conc__future_as_completed_entry {
         *all_next; /* every entry, for destroy; under set->lock */
 } conc__future_as_completed_entry;
 
-/* A sleeper eventcount whose changes are all made under a lock: low 16 bits count the
- * registered sleepers, the rest is a sequence bumped by every notify. */
-#define CONC__FUTURE_AS_COMPLETED_SLEEPER_ONE 1u
-#define CONC__FUTURE_AS_COMPLETED_SLEEPER_MASK 0xffffu
-#define CONC__FUTURE_AS_COMPLETED_SEQ_SHIFT 16
-#define CONC__FUTURE_AS_COMPLETED_SEQ_ONE (1u << CONC__FUTURE_AS_COMPLETED_SEQ_SHIFT)
-CONC_STATIC_ASSERT(CONC__FUTURE_AS_COMPLETED_SLEEPER_MASK < CONC__FUTURE_AS_COMPLETED_SEQ_ONE,
-                   "the sleeper count and the sequence are disjoint");
-
+/* next() sleeps on base.h's eventcount (its proof: tests/models/queue.pml), with the set's
+ * lock as the pairing (no Dekker pair needed):
+ *
+ *   completer (conc__future_as_completed_wake)   next()
+ *   -----------------------------------------    ------------------------------------------
+ *                                                lock; done list empty;
+ *                                                v = enter(ec)  [eventcount.W1]; unlock
+ *   lock; append the entry; unlock
+ *   notify(ec, 1): F1 load, N1 CAS, wake         wait(ec, &v): pending? take it; or
+ *                                                  futex_wait(ec, v) -> EAGAIN after N1
+ *                                                lock; re-check the done list
+ *
+ * Both lock sections are RMWs on one lock word: either the append comes first (our re-check
+ * under the lock sees it) or our registration does (the completer's lock acquire is after our
+ * unlock, so its F1 load sees W1 and wakes us, or a wake is pending that our wait takes). */
 struct conc_as_completed {
     conc_lock_t lock;
-    uint32_t ec;      /* eventcount for next(); changed under lock, read by futex */
+    uint32_t ec;      /* conc_eventcount word for next(); one notify per appended entry */
     size_t remaining; /* added but not yet returned; under lock */
     conc__future_as_completed_entry *done_head, *done_tail, *all;
 };
@@ -716,13 +744,8 @@ static inline void conc__future_as_completed_wake(conc_future_t *f, void *arg) {
     else
         ac->done_head = e;
     ac->done_tail = e;
-    uint32_t ec = conc_load(&ac->ec, CONC_RELAXED);
-    bool wake = (ec & CONC__FUTURE_AS_COMPLETED_SLEEPER_MASK) != 0;
-    if (wake) /* the bump makes a sleeper that registered but has not slept yet see EAGAIN */
-        conc_store(&ac->ec, ec + CONC__FUTURE_AS_COMPLETED_SEQ_ONE, CONC_RELAXED);
     conc_lock_release(&ac->lock);
-    if (wake)
-        conc_futex_wake(&ac->ec, 1, 0);
+    conc_eventcount_notify(&ac->ec, 1, 0); /* after the unlock: see the timeline above */
 }
 
 CONC_NODISCARD static inline int conc_as_completed_add(conc_as_completed_t *ac, conc_future_t *f) {
@@ -780,6 +803,7 @@ conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_fut
     *out = NULL;
     conc_lock_acquire(&ac->lock);
     bool registered = false;
+    uint32_t v = 0;
     int r;
     for (;;) {
         conc__future_as_completed_entry *e = ac->done_head;
@@ -802,23 +826,17 @@ conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_fut
             r = ETIMEDOUT;
             break;
         }
-        /* Register under the lock, sleep outside it: a notifier, under the same lock, sees
-         * the registration and bumps the sequence, so futex_wait returns EAGAIN if the entry
-         * arrived between our unlock and our sleep. */
-        uint32_t ec = conc_load(&ac->ec, CONC_RELAXED);
+        /* Register under the lock (after this check of the list), sleep outside it. */
         if (!registered)
-            ec += CONC__FUTURE_AS_COMPLETED_SLEEPER_ONE;
+            v = conc_eventcount_enter(&ac->ec); /* [eventcount.W1] */
         registered = true;
-        conc_store(&ac->ec, ec, CONC_RELAXED);
         conc_lock_release(&ac->lock);
-        (void)conc_futex_wait(&ac->ec, ec, 0, deadline);
+        (void)conc_eventcount_wait(&ac->ec, &v, 0, deadline); /* ETIMEDOUT: checked above */
         conc_lock_acquire(&ac->lock);
     }
-    if (registered)
-        conc_store(&ac->ec,
-                   conc_load(&ac->ec, CONC_RELAXED) - CONC__FUTURE_AS_COMPLETED_SLEEPER_ONE,
-                   CONC_RELAXED);
     conc_lock_release(&ac->lock);
+    if (registered)
+        conc_eventcount_leave(&ac->ec);
     return r;
 }
 
