@@ -4,6 +4,11 @@
  * work across, and the park/wake section other headers build on.
  * Also compiled as C++17 (make test: build/<cc>-cxx/test_coro) and with -D_FORTIFY_SOURCE=2.
  * SPDX-License-Identifier: MIT */
+/* Counts coro.h's epoll_ctl calls (relaxed: an instrumentation counter; schedulers on other
+ * threads of the stress case add to it too, so cases read it from inside one scheduler). */
+static unsigned long epoll_ctl_calls;
+#define CONC_CORO_EPOLL_CTL_HOOK(op) \
+    ((void)(op), (void)__atomic_fetch_add(&epoll_ctl_calls, 1ul, __ATOMIC_RELAXED))
 #include "conc/coro.h"
 
 #include "harness.h"
@@ -853,6 +858,184 @@ static void coro_fd_writable_after_drain_and_ebusy(void) {
     close(c.sv[1]);
 }
 
+/* One epoll_ctl per wait: an echo round trip between two coroutines of one scheduler is two
+ * waits (the client for the reply, the echo for the next request), so two epoll_ctl calls,
+ * the first ADD of each fd included (registering and dropping the interest per wait was 4). */
+static int sock_client_counting(void *p) {
+    sock_ctx *c = (sock_ctx *)p;
+    unsigned long before = __atomic_load_n(&epoll_ctl_calls, __ATOMIC_RELAXED);
+    conc_coro_t *e = spawn_h(sock_echo, c, "echo");
+    for (long i = 0; i < c->rounds; i++) {
+        char msg[16], back[16];
+        int len = snprintf(msg, sizeof msg, "r%ld", i);
+        size_t put, n;
+        TH_CHECK_EQ(conc_coro_write(c->sv[0], msg, (size_t)len, CONC_FOREVER, &put), 0);
+        TH_CHECK_EQ(conc_coro_read(c->sv[0], back, sizeof back, CONC_FOREVER, &n), 0);
+        TH_CHECK_EQ(n, (size_t)len); /* one write of a few bytes arrives whole on a socketpair */
+        TH_CHECK(memcmp(msg, back, (size_t)len) == 0);
+    }
+    unsigned long calls = __atomic_load_n(&epoll_ctl_calls, __ATOMIC_RELAXED) - before;
+    TH_CHECK_EQ(calls, (unsigned long)(2 * c->rounds));
+    shutdown(c->sv[0], SHUT_WR);
+    TH_CHECK_EQ(join_release(e), 0);
+    return 0;
+}
+
+static void coro_fd_echo_round_trip_costs_two_epoll_ctl(void) {
+    sock_ctx c;
+    memset(&c, 0, sizeof c);
+    c.rounds = th_iters(500);
+    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, c.sv), 0);
+    set_nonblock(c.sv[0]);
+    set_nonblock(c.sv[1]);
+    TH_CHECK_EQ(run_main(sock_client_counting, &c), 0);
+    close(c.sv[0]);
+    close(c.sv[1]);
+}
+
+/* An fd closed while still registered (a wait on it timed out, so its one-shot stays armed),
+ * its number reused by another file: the next wait must see the new file's events (no missed
+ * wake), and an event of the old file (kept open by a dup, so epoll keeps its registration)
+ * must wake nobody. */
+static int fd_reuse_main(void *arg) {
+    (void)arg;
+    int a[2], b[2];
+    char ch = 'x';
+    /* 1: the last dup closed (epoll dropped the registration), the number reused */
+    TH_CHECK_EQ(pipe(a), 0);
+    set_nonblock(a[0]);
+    int num = a[0];
+    TH_CHECK_EQ(conc_coro_wait_fd(num, CONC_FD_READ, conc_deadline_in(CONC_MS)), ETIMEDOUT);
+    close(a[0]);
+    close(a[1]);
+    TH_CHECK_EQ(pipe(b), 0);
+    if (b[0] != num) { /* lowest free number: normally num again; make sure */
+        TH_CHECK_EQ(dup2(b[0], num), num);
+        close(b[0]);
+        b[0] = num;
+    }
+    TH_CHECK_EQ(write(b[1], &ch, 1), 1);
+    TH_CHECK_EQ(conc_coro_wait_fd(num, CONC_FD_READ, CONC_FOREVER), 0);
+    TH_CHECK_EQ(read(num, &ch, 1), 1);
+    /* 2: a dup keeps the old file (and its armed registration) alive */
+    TH_CHECK_EQ(conc_coro_wait_fd(num, CONC_FD_READ, conc_deadline_in(CONC_MS)), ETIMEDOUT);
+    int keep = dup(num);
+    TH_CHECK(keep >= 0);
+    close(num);
+    TH_CHECK_EQ(pipe(a), 0);
+    if (a[0] != num) {
+        TH_CHECK_EQ(dup2(a[0], num), num);
+        close(a[0]);
+        a[0] = num;
+    }
+    TH_CHECK_EQ(write(b[1], &ch, 1), 1); /* the old file (still registered) becomes readable */
+    int64_t dl = conc_deadline_in(20 * CONC_MS);
+    TH_CHECK_EQ(conc_coro_wait_fd(num, CONC_FD_READ, dl), ETIMEDOUT); /* the new one is not */
+    TH_CHECK_NOT_EARLY(dl);
+    TH_CHECK_EQ(write(a[1], &ch, 1), 1);
+    TH_CHECK_EQ(conc_coro_wait_fd(num, CONC_FD_READ, CONC_FOREVER), 0);
+    TH_CHECK_EQ(read(num, &ch, 1), 1);
+    /* the old file waited on again under its own (new) number still works */
+    TH_CHECK_EQ(conc_coro_wait_fd(keep, CONC_FD_READ, CONC_FOREVER), 0);
+    TH_CHECK_EQ(read(keep, &ch, 1), 1);
+    close(keep);
+    close(num);
+    close(a[1]);
+    close(b[1]);
+    return 0;
+}
+
+static void coro_fd_reuse_after_close_while_registered(void) {
+    TH_CHECK_EQ(run_main(fd_reuse_main, NULL), 0);
+}
+
+/* A reader and a writer on one fd: an event for one direction (which disarms the one-shot
+ * registration) wakes only its waiter, and the other is still woken by its own event later. */
+typedef struct two_ctx {
+    int sv[2];
+    log_t log;
+} two_ctx;
+
+static int two_reader(void *p) {
+    two_ctx *c = (two_ctx *)p;
+    TH_CHECK_EQ(conc_coro_wait_fd(c->sv[0], CONC_FD_READ, CONC_FOREVER), 0);
+    log_add(&c->log, 'R');
+    return 0;
+}
+
+static int two_writer(void *p) {
+    two_ctx *c = (two_ctx *)p;
+    TH_CHECK_EQ(conc_coro_wait_fd(c->sv[0], CONC_FD_WRITE, CONC_FOREVER), 0);
+    log_add(&c->log, 'W');
+    return 0;
+}
+
+static void two_fill(two_ctx *c) {
+    char buf[4096];
+    memset(buf, 'f', sizeof buf);
+    while (write(c->sv[0], buf, sizeof buf) > 0) {
+    }
+    TH_CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static void two_drain(two_ctx *c) {
+    char buf[4096];
+    while (read(c->sv[1], buf, sizeof buf) > 0) {
+    }
+}
+
+/* Yields until the log holds n entries; both waiters parked meanwhile, or one woken. */
+static void two_yield_until(two_ctx *c, int n) {
+    while (c->log.n < n)
+        TH_CHECK_EQ(conc_coro_sleep_until(conc_deadline_in(CONC_MS)), 0);
+}
+
+static int two_main(void *p) {
+    two_ctx *c = (two_ctx *)p;
+    for (int first_read = 1; first_read >= 0; first_read--) {
+        c->log.n = 0;
+        two_fill(c);
+        conc_coro_t *r = spawn_h(two_reader, c, "reader");
+        conc_coro_t *w = spawn_h(two_writer, c, "writer");
+        while (!conc_coro_is_parked(r) || !conc_coro_is_parked(w))
+            TH_CHECK_EQ(conc_coro_yield(), 0);
+        /* a second waiter in a direction already taken: EBUSY, the others undisturbed */
+        TH_CHECK_EQ(conc_coro_wait_fd(c->sv[0], CONC_FD_READ, CONC_FOREVER), EBUSY);
+        char ch = 'q';
+        if (first_read)
+            TH_CHECK_EQ(write(c->sv[1], &ch, 1), 1);
+        else
+            two_drain(c);
+        two_yield_until(c, 1);
+        TH_CHECK_EQ(c->log.v[0], first_read ? 'R' : 'W');
+        /* the other one is still parked: the event for the first did not wake it */
+        TH_CHECK(conc_coro_is_parked(first_read ? w : r));
+        if (first_read)
+            two_drain(c);
+        else
+            TH_CHECK_EQ(write(c->sv[1], &ch, 1), 1);
+        two_yield_until(c, 2);
+        TH_CHECK_EQ(c->log.v[1], first_read ? 'W' : 'R');
+        TH_CHECK_EQ(join_release(r), 0);
+        TH_CHECK_EQ(join_release(w), 0);
+        while (read(c->sv[0], &ch, 1) > 0) {
+        }
+        two_drain(c);
+    }
+    return 0;
+}
+
+static void coro_fd_reader_and_writer_on_one_fd(void) {
+    two_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, c.sv), 0);
+    set_nonblock(c.sv[0]);
+    set_nonblock(c.sv[1]);
+    TH_CHECK_EQ(run_main(two_main, &c), 0);
+    close(c.sv[0]);
+    close(c.sv[1]);
+}
+
 /* I/O never starves: a coroutine that yields forever cannot keep an fd waiter from running. */
 typedef struct starve_ctx {
     int fds[2];
@@ -1474,6 +1657,9 @@ TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_inpu
         TH_CASE(coro_past_deadlines_look_once), TH_CASE(coro_fd_wait_pipe_readable_hangup_deadline),
         TH_CASE(coro_fd_socketpair_echo), TH_CASE(coro_fd_writable_after_drain_and_ebusy),
         TH_CASE(coro_fd_polled_while_coroutines_stay_runnable),
+        TH_CASE(coro_fd_echo_round_trip_costs_two_epoll_ctl),
+        TH_CASE(coro_fd_reuse_after_close_while_registered),
+        TH_CASE(coro_fd_reader_and_writer_on_one_fd),
         TH_CASE(coro_group_first_failure_cancels_siblings_destroy_joins),
         TH_CASE(coro_group_destroy_outside_a_coroutine_runs_them_out),
         TH_CASE(coro_sched_destroy_cancels_and_runs_cleanup),

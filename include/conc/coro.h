@@ -106,6 +106,8 @@
  *                          (64 KiB). CONC_CORO_STACK_MIN (16 KiB) / CONC_CORO_STACK_MAX (1 GiB).
  *   CONC_CORO_POLL_NS      how often a busy scheduler still polls epoll and its timers
  *                          (default 2 ms; also conc_sched_opts_t.poll_interval).
+ *   CONC_CORO_EPOLL_CTL_HOOK(op)  called before every epoll_ctl for an fd wait (op:
+ *                          EPOLL_CTL_ADD or _MOD); tests count syscalls with it. Default: nothing.
  *   CONC_CORO_NO_VALGRIND  do not register stacks with valgrind even if <valgrind/valgrind.h>
  *                          exists (it costs a few instructions per stack, never per switch).
  *   CONC_DEBUG             (base.h; on unless NDEBUG) check a canary at the bottom of the
@@ -150,6 +152,14 @@
  *   cross-thread inbox and otherwise sleeps in epoll_wait until the next deadline.
  *   Deadlock detection falls out of the loop: nothing runnable and nothing that could wake
  *   anyone (no timer, no fd, no hold, no inbox) is EDEADLK.
+ *   fd waits. Each fd number keeps one epoll registration between waits, armed one-shot: its
+ *   event disarms it, the next wait re-arms it with one EPOLL_CTL_MOD (no ADD/DEL pair), so a
+ *   wait costs one epoll_ctl and an echo request read-EAGAIN, MOD, read, write plus a share of
+ *   an epoll_wait. conc_coro_read/write/accept try the syscall first and wait only on EAGAIN.
+ *   A registration is never dropped by hand: epoll drops it when the file's last dup closes,
+ *   and one left by an fd closed between waits (a dup still open) carries an older generation
+ *   in its event data than the number's next registration, so it wakes nobody. Timeline
+ *   [coro.F1-F4] at the code.
  */
 #ifndef CONC_CORO_H
 #define CONC_CORO_H
@@ -298,10 +308,18 @@ typedef struct conc_coro_waitq {
  * as many, up to the cap (64 KiB stacks: 4 MiB, then up to 68 MiB of address space). */
 #define CONC__CORO_ARENA_SLOTS_MIN 64u
 #define CONC__CORO_ARENA_SLOTS_MAX 1024u
+/* CONC_CORO_EPOLL_CTL_HOOK(op) runs before every epoll_ctl on a waited fd; tests count
+ * syscalls per wait with it. Default: nothing. */
+#ifndef CONC_CORO_EPOLL_CTL_HOOK
+#define CONC_CORO_EPOLL_CTL_HOOK(op) ((void)0)
+#endif
 /* epoll events taken per epoll_wait call. */
 #define CONC__CORO_EVENTS 64
-/* epoll data of the scheduler's eventfd: no fd has this number. */
+/* epoll data of the scheduler's eventfd: no fd has this number (an fd's data is its number in
+ * the low half, which is below 2^31, and its registration's generation in the high half). */
 #define CONC__CORO_EVFD_TAG UINT64_MAX
+#define CONC__CORO_FD_GEN_SHIFT 32u
+#define CONC__CORO_FD_NUM_MASK 0xffffffffu
 /* Debug canary at the bottom of each stack (xor the coroutine's address). */
 #define CONC__CORO_CANARY 0x5a17c0de0ddba11ull
 /* High-water painting: the byte, and the distance kept below the painter's own frame. */
@@ -515,9 +533,12 @@ typedef struct conc__coro_arena {
     size_t carved;
 } conc__coro_arena;
 
+/* One fd number's registration (see "fd waits" in DESIGN and the timeline at the code). */
 typedef struct conc__coro_fdw {
-    conc_coro_t *reader, *writer;
-    uint32_t registered; /* the epoll event mask registered for this fd, 0: not registered */
+    conc_coro_t *reader, *writer; /* set only while a coroutine is inside conc_coro_wait_fd */
+    uint32_t armed;      /* the mask last armed (EPOLLONESHOT); 0: fired, or never armed */
+    uint32_t gen;        /* generation: bumped by every EPOLL_CTL_ADD, carried in the event */
+    uint32_t registered; /* 1: an ADD succeeded and no failure since said it is gone */
 } conc__coro_fdw;
 
 typedef struct conc__coro_msg {
@@ -1283,14 +1304,34 @@ CONC_NOINLINE void conc__coro_paint(conc_coro_t *co) {
 /* ---------------------------------------------------------------------------------------------
  * The scheduler's loop
  * ------------------------------------------------------------------------------------------- */
-static inline void conc__coro_sched_fd_wake(conc_sched_t *s, int fd, uint32_t ev) {
-    if ((size_t)fd >= s->fds_cap)
+static inline int conc__coro_sched_fd_arm(conc_sched_t *s, int fd, uint32_t want);
+
+/* An event of fd's registration `data` ([coro.F3]). One of an earlier generation belongs to a
+ * file that was closed while registered (its number since reused): nobody waits on it. The
+ * event disarmed the one-shot registration, so a waiter it did not wake is armed again. */
+static inline void conc__coro_sched_fd_wake(conc_sched_t *s, uint64_t data, uint32_t ev) {
+    size_t fd = (size_t)(data & CONC__CORO_FD_NUM_MASK);
+    if (fd >= s->fds_cap)
         return;
     conc__coro_fdw *w = &s->fds[fd];
-    if (w->reader && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-        conc__coro_wake(s, w->reader, 0);
-    if (w->writer && (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)))
-        conc__coro_wake(s, w->writer, 0);
+    if ((uint32_t)(data >> CONC__CORO_FD_GEN_SHIFT) != w->gen)
+        return; /* stale: one-shot, so it cannot fire again */
+    w->armed = 0;
+    uint32_t rest = 0;
+    if (w->reader) {
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            conc__coro_wake(s, w->reader, 0);
+        else if (w->reader->state == CONC__CORO_PARKED)
+            rest |= (uint32_t)(EPOLLIN | EPOLLRDHUP);
+    }
+    if (w->writer) {
+        if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+            conc__coro_wake(s, w->writer, 0);
+        else if (w->writer->state == CONC__CORO_PARKED)
+            rest |= (uint32_t)EPOLLOUT;
+    }
+    if (rest)
+        (void)conc__coro_sched_fd_arm(s, (int)fd, rest); /* fails only if closed (misuse) */
 }
 
 static inline void conc__coro_sched_drain_inbox(conc_sched_t *s);
@@ -1311,7 +1352,7 @@ CONC_NOINLINE void conc__coro_sched_poll(conc_sched_t *s, int timeout_ms) {
             (void)r;
             conc__coro_sched_drain_inbox(s);
         } else {
-            conc__coro_sched_fd_wake(s, (int)ev[i].data.u64, ev[i].events);
+            conc__coro_sched_fd_wake(s, ev[i].data.u64, ev[i].events);
         }
     }
 }
@@ -1883,26 +1924,65 @@ CONC_COLD int conc__coro_sched_fds_grow_slow(conc_sched_t *s, int fd) {
     return 0;
 }
 
-/* Registers (or changes, or drops) fd's epoll interest to match its waiters. */
-static inline int conc__coro_sched_fd_update(conc_sched_t *s, int fd) {
+/*
+ * fd waits: one epoll registration per fd number, kept between waits, armed one-shot.
+ *
+ *   waiter (conc_coro_wait_fd)                   the loop (conc__coro_sched_poll)
+ *   ------------------------------------------   ------------------------------------------
+ *   reader/writer = me                 [coro.F1]
+ *   arm: MOD(fd, want|ONESHOT, gen)    [coro.F2]
+ *     ENOENT (closed, number reused):  gen++,    epoll_wait: event (data: fd, gen)  [coro.F3]
+ *     ADD; EEXIST: MOD; not registered           gen != fds[fd].gen: stale, dropped
+ *     yet: gen++, ADD first                      (the old file's one-shot cannot fire again)
+ *   park                                         armed = 0 (the one-shot fired); wake the
+ *                                                waiter whose direction it is; arm again for
+ *                                                one still parked (one MOD)
+ *   reader/writer = NULL (no DEL)      [coro.F4]
+ *
+ * One epoll_ctl per wait instead of two (ADD and DEL): the registration stays, disarmed by its
+ * own event, and the next wait's MOD re-arms it. MOD re-evaluates readiness, so a wait on an
+ * fd that is ready already returns at once, as with a fresh ADD. Why a generation: epoll keys a
+ * registration by (open file, fd number) and drops it only when the last dup of the file is
+ * closed. An fd closed between waits while a dup stays open leaves its registration behind,
+ * and the number may name another file by the next wait: that wait's MOD finds no
+ * registration for the new file (ENOENT), ADDs one under a new generation, and the old file's
+ * event, if its one-shot is still armed, carries the old generation and wakes nobody. A wait
+ * that ends by deadline or cancel leaves its registration armed: the event comes later for
+ * nobody and disarms it (one spurious epoll_wait return at most). The arm is skipped only
+ * when another coroutine is inside a wait on the same fd (so it cannot have been closed, see
+ * CAVEATS) and the armed mask already covers the new direction.
+ */
+static inline int conc__coro_sched_fd_ctl(conc_sched_t *s, int op, int fd, uint32_t want) {
     conc__coro_fdw *w = &s->fds[fd];
-    uint32_t want =
-        (w->reader ? (uint32_t)(EPOLLIN | EPOLLRDHUP) : 0u) | (w->writer ? (uint32_t)EPOLLOUT : 0u);
-    if (want == w->registered)
-        return 0;
     struct epoll_event ev;
     memset(&ev, 0, sizeof ev);
-    ev.events = want;
-    ev.data.u64 = (uint64_t)fd;
-    int op = !want ? EPOLL_CTL_DEL : (w->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD);
+    ev.events = want | (uint32_t)EPOLLONESHOT;
+    ev.data.u64 = (uint64_t)(unsigned)fd | ((uint64_t)w->gen << CONC__CORO_FD_GEN_SHIFT);
+    CONC_CORO_EPOLL_CTL_HOOK(op);
+    return epoll_ctl(s->epfd, op, fd, &ev) == 0 ? 0 : errno;
+}
+
+/* Arms fd's one-shot registration for `want` ([coro.F2]): 0, or epoll_ctl's error (EPERM: a
+ * regular file; EBADF: not open). errno is left alone. */
+static inline int conc__coro_sched_fd_arm(conc_sched_t *s, int fd, uint32_t want) {
+    conc__coro_fdw *w = &s->fds[fd];
     int saved = conc__coro_errno_save();
-    int r = epoll_ctl(s->epfd, op, fd, &ev);
-    if (r != 0 && op == EPOLL_CTL_MOD && errno == ENOENT) /* closed and reopened meanwhile */
-        r = epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
-    int e = r == 0 ? 0 : errno;
+    int e;
+    if (w->registered) {
+        e = conc__coro_sched_fd_ctl(s, EPOLL_CTL_MOD, fd, want);
+        if (e == ENOENT) { /* the file we registered was closed; the number names another */
+            w->gen++;
+            e = conc__coro_sched_fd_ctl(s, EPOLL_CTL_ADD, fd, want);
+        }
+    } else {
+        w->gen++;
+        e = conc__coro_sched_fd_ctl(s, EPOLL_CTL_ADD, fd, want);
+        if (e == EEXIST) /* registered by this set before we knew: adopt it */
+            e = conc__coro_sched_fd_ctl(s, EPOLL_CTL_MOD, fd, want);
+    }
     conc__coro_errno_restore(saved);
-    if (r == 0 || op == EPOLL_CTL_DEL)
-        w->registered = want; /* a failed DEL: the fd was closed, epoll dropped it already */
+    w->registered = e == 0;
+    w->armed = e == 0 ? want : 0;
     return e;
 }
 
@@ -1936,17 +2016,22 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
     conc__coro_fdw *w = &s->fds[fd];
     if (((events & CONC_FD_READ) && w->reader) || ((events & CONC_FD_WRITE) && w->writer))
         return EBUSY;
-    if (events & CONC_FD_READ)
+    bool other = w->reader || w->writer; /* inside a wait on fd: not closed meanwhile */
+    if (events & CONC_FD_READ) /* [coro.F1] */
         w->reader = co;
     if (events & CONC_FD_WRITE)
         w->writer = co;
-    int e = conc__coro_sched_fd_update(s, fd);
+    uint32_t want =
+        (w->reader ? (uint32_t)(EPOLLIN | EPOLLRDHUP) : 0u) | (w->writer ? (uint32_t)EPOLLOUT : 0u);
+    int e = (other && (w->armed & want) == want) ? 0 : conc__coro_sched_fd_arm(s, fd, want);
     if (e) {
         if (events & CONC_FD_READ)
             w->reader = NULL;
         if (events & CONC_FD_WRITE)
             w->writer = NULL;
-        conc__coro_sched_fd_update(s, fd);
+        if (other) /* the other waiter's direction must stay armed */
+            (void)conc__coro_sched_fd_arm(s, fd, (w->reader ? (uint32_t)(EPOLLIN | EPOLLRDHUP) : 0u) |
+                                                     (w->writer ? (uint32_t)EPOLLOUT : 0u));
         return e == EPERM ? 0 : e; /* EPERM: a regular file, always ready (as poll says) */
     }
     s->fd_waiters++;
@@ -1959,12 +2044,11 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
     wd.describe = conc__coro_describe_fd_slow;
     e = conc__coro_park(s, co, &wd, deadline);
     s->fd_waiters--;
-    w = &s->fds[fd];
+    w = &s->fds[fd]; /* [coro.F4] the registration stays (armed or fired) for the next wait */
     if (events & CONC_FD_READ)
         w->reader = NULL;
     if (events & CONC_FD_WRITE)
         w->writer = NULL;
-    conc__coro_sched_fd_update(s, fd);
     return e;
 }
 
