@@ -7,7 +7,7 @@
 /* Counts coro.h's epoll_ctl calls (relaxed: an instrumentation counter; schedulers on other
  * threads of the stress case add to it too, so cases read it from inside one scheduler). */
 static unsigned long epoll_ctl_calls;
-#define CONC_CORO_EPOLL_CTL_HOOK(op) \
+#define CONC_CORO_EPOLL_CTL_HOOK(op)                                                               \
     ((void)(op), (void)__atomic_fetch_add(&epoll_ctl_calls, 1ul, __ATOMIC_RELAXED))
 #include "conc/coro.h"
 

@@ -535,7 +535,8 @@ typedef struct conc__coro_arena {
 
 /* One fd number's registration (see "fd waits" in DESIGN and the timeline at the code). */
 typedef struct conc__coro_fdw {
-    conc_coro_t *reader, *writer; /* set only while a coroutine is inside conc_coro_wait_fd */
+    /* set only while a coroutine is inside conc_coro_wait_fd */
+    conc_coro_t *reader, *writer;
     uint32_t armed;      /* the mask last armed (EPOLLONESHOT); 0: fired, or never armed */
     uint32_t gen;        /* generation: bumped by every EPOLL_CTL_ADD, carried in the event */
     uint32_t registered; /* 1: an ADD succeeded and no failure since said it is gone */
@@ -2017,7 +2018,8 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
     if (((events & CONC_FD_READ) && w->reader) || ((events & CONC_FD_WRITE) && w->writer))
         return EBUSY;
     bool other = w->reader || w->writer; /* inside a wait on fd: not closed meanwhile */
-    if (events & CONC_FD_READ) /* [coro.F1] */
+    /* [coro.F1] */
+    if (events & CONC_FD_READ)
         w->reader = co;
     if (events & CONC_FD_WRITE)
         w->writer = co;
@@ -2029,9 +2031,10 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
             w->reader = NULL;
         if (events & CONC_FD_WRITE)
             w->writer = NULL;
-        if (other) /* the other waiter's direction must stay armed */
-            (void)conc__coro_sched_fd_arm(s, fd, (w->reader ? (uint32_t)(EPOLLIN | EPOLLRDHUP) : 0u) |
-                                                     (w->writer ? (uint32_t)EPOLLOUT : 0u));
+        uint32_t left = (w->reader ? (uint32_t)(EPOLLIN | EPOLLRDHUP) : 0u) |
+                        (w->writer ? (uint32_t)EPOLLOUT : 0u);
+        if (left) /* the other waiter's direction must stay armed */
+            (void)conc__coro_sched_fd_arm(s, fd, left);
         return e == EPERM ? 0 : e; /* EPERM: a regular file, always ready (as poll says) */
     }
     s->fd_waiters++;
