@@ -1690,21 +1690,27 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
     free(s);
 }
 
-/* From any thread: spawn a detached coroutine on s (asyncio's call_soon_threadsafe). */
-CONC_NODISCARD static inline int conc__coro_sched_spawn_at(conc_sched_t *s, conc_coro_fn fn,
-                                                           void *arg, const char *file, int line) {
-    if (!s || !fn)
-        return EINVAL;
-    if (conc__coro_on_owner(s))
-        return conc__coro_spawn_on(s, fn, arg, NULL, NULL, file, line);
+/* A cross-thread spawn's message, allocated by the sending thread. */
+static inline conc__coro_msg *conc__coro_msg_new(conc_coro_fn fn, void *arg, const char *file,
+                                                 int line) {
     conc__coro_msg *m = (conc__coro_msg *)malloc(sizeof *m);
-    if (!m)
-        return ENOMEM;
+    if (m) {
+        m->next = NULL;
+        m->fn = fn;
+        m->arg = arg;
+        m->file = file;
+        m->line = line;
+    }
+    return m;
+}
+
+/* Append m to s's inbox from any thread ([coro.I1], [coro.I2]), with the eventfd write inside
+ * the mutex: the message may be the last thing the scheduler waits for (a hold it releases),
+ * and once the scheduler can drain it, run may return and destroy free s. Kicking before the
+ * unlock makes the unlock our last touch of s (a mutex may be destroyed as soon as it is
+ * unlocked). */
+static inline void conc__coro_inbox_post(conc_sched_t *s, conc__coro_msg *m) {
     m->next = NULL;
-    m->fn = fn;
-    m->arg = arg;
-    m->file = file;
-    m->line = line;
     pthread_mutex_lock(&s->inbox_lock);
     int was_empty = s->inbox_head == NULL; /* [coro.I1] */
     if (s->inbox_tail)
@@ -1712,10 +1718,23 @@ CONC_NODISCARD static inline int conc__coro_sched_spawn_at(conc_sched_t *s, conc
     else
         s->inbox_head = m;
     s->inbox_tail = m;
-    conc_store(&s->inbox_pending, 1u, CONC_RELAXED);
+    conc_store(&s->inbox_pending, 1u, CONC_RELAXED); /* the mutex orders it; a hint to run */
     if (was_empty)
-        conc__coro_sched_kick(s); /* under the mutex: see the timeline */
+        conc__coro_sched_kick(s); /* [coro.I2] */
     pthread_mutex_unlock(&s->inbox_lock);
+}
+
+/* From any thread: spawn a detached coroutine on s (asyncio's call_soon_threadsafe). */
+CONC_NODISCARD static inline int conc__coro_sched_spawn_at(conc_sched_t *s, conc_coro_fn fn,
+                                                           void *arg, const char *file, int line) {
+    if (!s || !fn)
+        return EINVAL;
+    if (conc__coro_on_owner(s))
+        return conc__coro_spawn_on(s, fn, arg, NULL, NULL, file, line);
+    conc__coro_msg *m = conc__coro_msg_new(fn, arg, file, line);
+    if (!m)
+        return ENOMEM;
+    conc__coro_inbox_post(s, m);
     return 0;
 }
 
@@ -2529,36 +2548,14 @@ CONC_NODISCARD static inline int conc_sched_msg_create(conc_sched_msg_t **out, c
                                                        void *arg) {
     if (!out || !fn)
         return EINVAL;
-    conc__coro_msg *m = (conc__coro_msg *)malloc(sizeof *m);
+    conc__coro_msg *m = conc__coro_msg_new(fn, arg, NULL, 0);
     *out = m;
-    if (!m)
-        return ENOMEM;
-    m->next = NULL;
-    m->fn = fn;
-    m->arg = arg;
-    m->file = NULL;
-    m->line = 0;
-    return 0;
+    return m ? 0 : ENOMEM;
 }
 
-/* The second half of conc__sched_spawn_at's cross-thread path ([coro.I1], [coro.I2]), with
- * the eventfd write inside the mutex: the message may be the last thing the scheduler waits
- * for (a hold it releases), and once the scheduler can drain it, run may return and destroy
- * free s. Kicking before the unlock makes the unlock our last touch of s (a mutex may be
- * destroyed as soon as it is unlocked). */
+/* The second half of conc__sched_spawn_at's cross-thread path: conc__coro_inbox_post. */
 static inline void conc_sched_msg_post(conc_sched_t *s, conc_sched_msg_t *m) {
-    m->next = NULL;
-    pthread_mutex_lock(&s->inbox_lock);
-    int was_empty = s->inbox_head == NULL; /* [coro.I1] */
-    if (s->inbox_tail)
-        s->inbox_tail->next = m;
-    else
-        s->inbox_head = m;
-    s->inbox_tail = m;
-    conc_store(&s->inbox_pending, 1u, CONC_RELAXED);
-    if (was_empty)
-        conc__coro_sched_kick(s); /* [coro.I2] */
-    pthread_mutex_unlock(&s->inbox_lock);
+    conc__coro_inbox_post(s, m);
 }
 
 static inline void conc_sched_msg_free(conc_sched_msg_t *m) {
