@@ -60,7 +60,7 @@ step comment-width "$out"
 # The seam of a header: every conc__ name written after its "For other conc headers" line.
 seam_names=$(for h in include/conc/*.h; do
     awk 'tolower($0) ~ /for other conc headers/ && $0 !~ /^ \* FOR OTHER/ { on = 1 } on' "$h" |
-        grep -o '\bconc__[a-z0-9_]*' ; done | sort -u)
+        grep -o '\b\(conc\|CONC\)__[A-Za-z0-9_]*' ; done | sort -u)
 out=""
 for h in "${headers[@]}"; do
     m=$(module_of "$h") M=$(module_of "$h" | tr 'a-z' 'A-Z')

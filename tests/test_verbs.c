@@ -1,11 +1,13 @@
-/* tests/test_verbs.c - the verbs issue 15 adds to existing modules: conc_cond_wait_for,
- * CONC_WITH_LOCK, the queue's opt-in task accounting (push_task, task_done, join), and the
+/* tests/test_verbs.c - the verbs issue 15 adds to existing modules: conc_cond_wait_for and
+ * conc_cond_wait_rlock_for, the scoped forms (CONC_WITH_LOCK, CONC_WITH_RWLOCK[_SHARED],
+ * CONC_WITH_RLOCK), the queue's opt-in task accounting (push_task, task_done, join), and the
  * executor's initializer, thread name prefix and shutdown without waiting.
  * SPDX-License-Identifier: MIT */
 #include "conc/cond.h"
 #include "conc/event.h"
 #include "conc/executor.h"
 #include "conc/queue.h"
+#include "conc/rwlock.h"
 
 #include "harness.h"
 
@@ -191,6 +193,291 @@ static void with_lock_stress_exact_total(void) {
     th_run_threads(threads, with_lock_worker, &n);
     TH_CHECK_EQ(scoped_counter, threads * n);
     TH_CHECK(!conc_lock_is_locked(&scoped));
+}
+
+/* ---- conc_cond_wait_rlock_for --------------------------------------------------------------- */
+
+typedef struct rbox {
+    conc_rlock_t r;
+    conc_cond_t cond;
+    int value;      /* plain: guarded by r */
+    int pred_calls; /* plain: pred runs with r held */
+    int want;
+    int done; /* release/acquire: the waiter returned */
+    int result;
+    int64_t deadline;
+} rbox;
+
+static bool rvalue_reached(void *arg) {
+    rbox *b = (rbox *)arg;
+    TH_CHECK(conc_rlock_is_owned(&b->r)); /* always called by the owner */
+    b->pred_calls++;
+    return b->value >= b->want;
+}
+
+/* Checks the rlock is held at exactly `depth` levels by the caller, then restores them. */
+static void check_rlock_depth(conc_rlock_t *r, int depth) {
+    for (int i = 0; i < depth; i++) {
+        TH_CHECK(conc_rlock_is_owned(r));
+        TH_CHECK_EQ(conc_rlock_release(r), 0);
+    }
+    TH_CHECK_EQ(conc_rlock_release(r), EPERM); /* no level left */
+    for (int i = 0; i < depth; i++)
+        conc_rlock_acquire(r);
+}
+
+static void cond_wait_rlock_for_checks_first_and_refuses_non_owner(void) {
+    rbox b;
+    memset(&b, 0, sizeof b);
+    conc_rlock_init(&b.r);
+    b.want = 1;
+    TH_CHECK_EQ(conc_cond_wait_rlock_for(&b.cond, &b.r, rvalue_reached, &b, CONC_FOREVER), EPERM);
+    TH_CHECK_EQ(b.pred_calls, 0); /* not owned: pred never runs */
+    conc_rlock_acquire(&b.r);
+    conc_rlock_acquire(&b.r); /* depth 2 */
+    b.want = 0;
+    TH_CHECK_EQ(conc_cond_wait_rlock_for(&b.cond, &b.r, rvalue_reached, &b, 0), 0);
+    TH_CHECK_EQ(b.pred_calls, 1); /* true at once: no wait, even with a past deadline */
+    b.want = 1;
+    TH_CHECK_EQ(conc_cond_wait_rlock_for(&b.cond, &b.r, rvalue_reached, &b, 0), ETIMEDOUT);
+    TH_CHECK_EQ(b.pred_calls, 2); /* past deadline, false: checked once, no wait */
+    int64_t dl = conc_deadline_in(20 * CONC_MS);
+    TH_CHECK_EQ(conc_cond_wait_rlock_for(&b.cond, &b.r, rvalue_reached, &b, dl), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(dl);
+    TH_CHECK(b.pred_calls >= 4); /* before the wait and after it */
+    check_rlock_depth(&b.r, 2);  /* the full depth came back */
+    TH_CHECK_EQ(conc_rlock_release(&b.r), 0);
+    TH_CHECK_EQ(conc_rlock_release(&b.r), 0);
+}
+
+static void *rwait_for_main(void *arg) {
+    rbox *b = (rbox *)arg;
+    conc_rlock_acquire(&b->r);
+    conc_rlock_acquire(&b->r);
+    conc_rlock_acquire(&b->r); /* depth 3: every wait must give up all three */
+    b->result = conc_cond_wait_rlock_for(&b->cond, &b->r, rvalue_reached, b, b->deadline);
+    check_rlock_depth(&b->r, 3);
+    for (int i = 0; i < 3; i++)
+        TH_CHECK_EQ(conc_rlock_release(&b->r), 0);
+    __atomic_store_n(&b->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* As cond_wait_for_rechecks_after_every_wake, over an rlock held three deep: the notifier can
+ * take the rlock only because each wait gives up every level. */
+static void cond_wait_rlock_for_rechecks_after_every_wake(void) {
+    rbox b;
+    memset(&b, 0, sizeof b);
+    conc_rlock_init(&b.r);
+    b.want = 5;
+    b.deadline = CONC_FOREVER;
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, rwait_for_main, &b), 0);
+    for (int v = 1; v <= 5; v++) {
+        for (;;) { /* the waiter has checked v times and is inside a wait */
+            conc_rlock_acquire(&b.r);
+            if (b.pred_calls >= v)
+                break;
+            TH_CHECK_EQ(conc_rlock_release(&b.r), 0);
+            sched_yield();
+        }
+        if (v > 1)
+            TH_CHECK_EQ(__atomic_load_n(&b.done, __ATOMIC_ACQUIRE), 0); /* still false */
+        b.value = v;
+        conc_cond_notify_all(&b.cond);
+        TH_CHECK_EQ(conc_rlock_release(&b.r), 0);
+    }
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(b.result, 0);
+    TH_CHECK(b.pred_calls >= 6);
+}
+
+static void cond_wait_rlock_for_times_out(void) {
+    rbox b;
+    memset(&b, 0, sizeof b);
+    conc_rlock_init(&b.r);
+    b.want = 1;
+    b.deadline = conc_deadline_in(30 * CONC_MS);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, rwait_for_main, &b), 0);
+    for (int i = 0; i < 3; i++) { /* wakes with the predicate still false */
+        th_sleep_ns(2000000);
+        conc_rlock_acquire(&b.r);
+        conc_cond_notify(&b.cond);
+        TH_CHECK_EQ(conc_rlock_release(&b.r), 0);
+    }
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(b.result, ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(b.deadline);
+}
+
+/* ---- CONC_WITH_RWLOCK_SHARED, CONC_WITH_RWLOCK, CONC_WITH_RLOCK ----------------------------- */
+
+static conc_rwlock_t scoped_rw = CONC_RWLOCK_INIT;
+static conc_rlock_t scoped_r = CONC_RLOCK_INIT;
+static long scoped_record[2]; /* plain: written under scoped_rw exclusive, read shared */
+
+static int rw_returns_from_inside(int x, bool exclusive) {
+    if (exclusive) {
+        CONC_WITH_RWLOCK(&scoped_rw) {
+            if (x > 0)
+                return x; /* the cleanup releases */
+        }
+    } else {
+        CONC_WITH_RWLOCK_SHARED(&scoped_rw) {
+            if (x > 0)
+                return x;
+        }
+    }
+    return -1;
+}
+
+static bool rw_idle(void) {
+    return !conc_rwlock_is_locked(&scoped_rw) && conc_rwlock_readers(&scoped_rw) == 0;
+}
+
+static void with_rwlock_releases_on_every_way_out(void) {
+    CONC_WITH_RWLOCK_SHARED(&scoped_rw) {
+        TH_CHECK_EQ(conc_rwlock_readers(&scoped_rw), 1u);
+        TH_CHECK(!conc_rwlock_is_locked(&scoped_rw));
+        CONC_WITH_RWLOCK_SHARED(&scoped_rw) { /* a second reader (no writer waits) */
+            TH_CHECK_EQ(conc_rwlock_readers(&scoped_rw), 2u);
+        }
+        TH_CHECK_EQ(conc_rwlock_readers(&scoped_rw), 1u);
+    }
+    TH_CHECK(rw_idle());
+    CONC_WITH_RWLOCK(&scoped_rw) {
+        TH_CHECK(conc_rwlock_is_locked(&scoped_rw));
+        TH_CHECK_EQ(conc_rwlock_try_acquire_shared(&scoped_rw), EBUSY);
+    }
+    TH_CHECK(rw_idle());
+
+    for (int ex = 0; ex < 2; ex++) {
+        TH_CHECK_EQ(rw_returns_from_inside(3, ex), 3);
+        TH_CHECK(rw_idle()); /* return */
+        TH_CHECK_EQ(rw_returns_from_inside(0, ex), -1);
+        TH_CHECK(rw_idle());
+    }
+
+    int runs = 0;
+    for (int i = 0; i < 3; i++) {
+        CONC_WITH_RWLOCK_SHARED(&scoped_rw) {
+            runs++;
+            if (i == 1)
+                break; /* ends the block, not the loop */
+        }
+        TH_CHECK(rw_idle());
+        CONC_WITH_RWLOCK(&scoped_rw) {
+            runs++;
+            if (i == 2)
+                continue; /* ends the block too */
+        }
+        TH_CHECK(rw_idle());
+    }
+    TH_CHECK_EQ(runs, 6);
+
+    CONC_WITH_RWLOCK(&scoped_rw) {
+        if (runs == 6)
+            goto out; /* the cleanup runs */
+    }
+    TH_CHECK(0); /* not reached */
+out:
+    TH_CHECK(rw_idle());
+    /* A writer can get in after all of the above: nothing leaked. */
+    TH_CHECK_EQ(conc_rwlock_try_acquire(&scoped_rw), 0);
+    conc_rwlock_release(&scoped_rw);
+}
+
+static int rlock_returns_from_nested(int depth) {
+    CONC_WITH_RLOCK(&scoped_r) {
+        if (depth == 0)
+            return 0; /* releases this level only */
+        int r = rlock_returns_from_nested(depth - 1) + 1;
+        TH_CHECK(conc_rlock_is_owned(&scoped_r)); /* the outer levels still hold */
+        return r;
+    }
+    return -1;
+}
+
+static void with_rlock_releases_on_every_way_out(void) {
+    CONC_WITH_RLOCK(&scoped_r) {
+        CONC_WITH_RLOCK(&scoped_r) { /* re-entrant */
+            check_rlock_depth(&scoped_r, 2);
+        }
+        check_rlock_depth(&scoped_r, 1);
+    }
+    TH_CHECK(!conc_rlock_is_owned(&scoped_r));
+    TH_CHECK_EQ(rlock_returns_from_nested(4), 4);
+    TH_CHECK(!conc_rlock_is_owned(&scoped_r));
+
+    int runs = 0;
+    for (int i = 0; i < 3; i++) {
+        CONC_WITH_RLOCK(&scoped_r) {
+            runs++;
+            if (i == 0)
+                continue;
+            CONC_WITH_RLOCK(&scoped_r) {
+                if (i == 1)
+                    break; /* ends the inner block: the outer level still holds */
+            }
+            check_rlock_depth(&scoped_r, 1);
+        }
+        TH_CHECK(!conc_rlock_is_owned(&scoped_r));
+    }
+    TH_CHECK_EQ(runs, 3);
+    TH_CHECK_EQ(conc_rlock_try_acquire(&scoped_r), 0); /* nothing leaked */
+    TH_CHECK_EQ(conc_rlock_release(&scoped_r), 0);
+}
+
+/* Readers check the record under CONC_WITH_RWLOCK_SHARED, writers bump it under
+ * CONC_WITH_RWLOCK and an rlock-guarded counter under nested CONC_WITH_RLOCK, every block left
+ * early now and then: the totals are exact and every lock ends free. */
+static long scoped_r_counter; /* plain: guarded by scoped_r */
+
+static void with_rw_worker(int index, void *arg) {
+    long n = *(const long *)arg;
+    for (long i = 0; i < n; i++) {
+        if ((i + index) % 8 == 0) {
+            CONC_WITH_RWLOCK(&scoped_rw) {
+                scoped_record[0]++;
+                scoped_record[1] += 2;
+                if (i % 3 == 0)
+                    continue;
+            }
+        } else {
+            CONC_WITH_RWLOCK_SHARED(&scoped_rw) {
+                if (scoped_record[1] != 2 * scoped_record[0])
+                    TH_CHECK(0); /* a torn record: exclusion broke */
+                if (i % 5 == 0)
+                    break;
+            }
+        }
+        CONC_WITH_RLOCK(&scoped_r) {
+            CONC_WITH_RLOCK(&scoped_r) {
+                scoped_r_counter++;
+                if (i % 7 == 0)
+                    break;
+            }
+        }
+    }
+}
+
+static void with_rwlock_rlock_stress_exact_total(void) {
+    memset(scoped_record, 0, sizeof scoped_record);
+    scoped_r_counter = 0;
+    long n = th_iters(20000);
+    int threads = th_threads(8);
+    th_run_threads(threads, with_rw_worker, &n);
+    long writes = 0;
+    for (int t = 0; t < threads; t++)
+        for (long i = 0; i < n; i++)
+            writes += (i + t) % 8 == 0;
+    TH_CHECK_EQ(scoped_record[0], writes);
+    TH_CHECK_EQ(scoped_r_counter, threads * n);
+    TH_CHECK(rw_idle());
+    TH_CHECK(!conc_rlock_is_owned(&scoped_r));
+    TH_CHECK_EQ(conc_rlock_try_acquire(&scoped_r), 0);
+    TH_CHECK_EQ(conc_rlock_release(&scoped_r), 0);
 }
 
 /* ---- queue task accounting ----------------------------------------------------------------- */
@@ -450,8 +737,13 @@ static void executor_shutdown_nowait_returns_before_tasks_end(void) {
 
 TH_MAIN("verbs", TH_CASE(cond_wait_for_checks_before_waiting),
         TH_CASE(cond_wait_for_rechecks_after_every_wake), TH_CASE(cond_wait_for_times_out_false),
-        TH_CASE(with_lock_releases_on_every_way_out), TH_CASE(with_lock_stress_exact_total),
-        TH_CASE(queue_tasks_count_and_refuse), TH_CASE(queue_tasks_stress_join_sees_every_item),
+        TH_CASE(cond_wait_rlock_for_checks_first_and_refuses_non_owner),
+        TH_CASE(cond_wait_rlock_for_rechecks_after_every_wake),
+        TH_CASE(cond_wait_rlock_for_times_out), TH_CASE(with_lock_releases_on_every_way_out),
+        TH_CASE(with_lock_stress_exact_total), TH_CASE(with_rwlock_releases_on_every_way_out),
+        TH_CASE(with_rlock_releases_on_every_way_out),
+        TH_CASE(with_rwlock_rlock_stress_exact_total), TH_CASE(queue_tasks_count_and_refuse),
+        TH_CASE(queue_tasks_stress_join_sees_every_item),
         TH_CASE(executor_initializer_runs_first_in_every_worker),
         TH_CASE(executor_failing_initializer_breaks_it),
         TH_CASE(executor_one_failing_initializer_still_ends),

@@ -30,6 +30,8 @@
  *             conc_cond_wait_rlock_until(c, rlock, dl)  0, ETIMEDOUT, EPERM     and restored
  *             conc_cond_wait_for(c, lock, pred, arg, dl)  pred's last value (bool): waits
  *                                                       until pred(arg) holds or dl passes
+ *             conc_cond_wait_rlock_for(c, rlock, pred, arg, dl)  0, ETIMEDOUT (pred still
+ *                                                       false at dl), EPERM; as wait_for
  *   notify    conc_cond_notify(c)                       wake at least one waiter, if any
  *             conc_cond_notify_all(c)                   wake every waiter
  *
@@ -322,6 +324,28 @@ CONC_NODISCARD static inline bool conc_cond_wait_for(conc_cond_t *c, conc_lock_t
         result = pred(arg);
     }
     return result;
+}
+
+/* The same over an rlock (Python's Condition(RLock()).wait_for): the caller owns r at any
+ * depth; pred(arg) runs with r held at that depth, and every wait gives up the full depth and
+ * restores it (conc_cond_wait_rlock_until). Returns 0 as soon as pred holds, ETIMEDOUT once the
+ * deadline passed with it false (checked one last time after the deadline's wait), EPERM if the
+ * caller does not own r (pred never runs, nothing is released). An int, not wait_for's bool:
+ * the rlock family reports EPERM (as wait_rlock does), which a bool could not carry. */
+CONC_NODISCARD static inline int conc_cond_wait_rlock_for(conc_cond_t *c, conc_rlock_t *r,
+                                                          bool (*pred)(void *), void *arg,
+                                                          int64_t deadline) {
+    if (CONC_UNLIKELY(!conc_rlock_is_owned(r)))
+        return EPERM;
+    while (!pred(arg)) {
+        if (deadline != CONC_FOREVER && conc_now() >= deadline)
+            return ETIMEDOUT;
+        /* Owned, so 0 or ETIMEDOUT; either way pred decides. EPERM would mean pred released
+         * r (misuse): report it rather than run pred without the rlock. */
+        if (CONC_UNLIKELY(conc_cond_wait_rlock_until(c, r, deadline) == EPERM))
+            return EPERM;
+    }
+    return 0;
 }
 
 #ifdef __cplusplus

@@ -423,7 +423,7 @@ static inline bool conc_lock_is_locked(const conc_lock_t *l) {
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct conc__lock_guard {
-    conc_lock_t *lock; /* NULL once released */
+    conc_lock_t *held; /* NULL once released */
 } conc__lock_guard;
 
 CONC_INLINE conc__lock_guard conc__lock_guard_take(conc_lock_t *l) {
@@ -433,24 +433,32 @@ CONC_INLINE conc__lock_guard conc__lock_guard_take(conc_lock_t *l) {
 }
 
 static inline void conc__lock_guard_drop(conc__lock_guard *g) {
-    if (g->lock != NULL) {
-        conc_lock_release(g->lock);
-        g->lock = NULL;
+    if (g->held != NULL) {
+        conc_lock_release(g->held);
+        g->held = NULL;
     }
 }
 
-#define CONC__LOCK_CAT2(a, b) a##b
-#define CONC__LOCK_CAT(a, b) CONC__LOCK_CAT2(a, b)
-#define CONC__LOCK_WITH(l, g)                                                                      \
-    for (conc__lock_guard g                                                                        \
-         __attribute__((cleanup(conc__lock_guard_drop))) = conc__lock_guard_take(l);               \
-         g.lock != NULL; conc__lock_guard_drop(&g))
-#define CONC_WITH_LOCK(l) CONC__LOCK_WITH((l), CONC__LOCK_CAT(conc__lock_guard_, __COUNTER__))
+#define CONC_WITH_LOCK(l)                                                                          \
+    CONC__LOCK_WITH_GUARD(conc__lock_guard, conc__lock_guard_take, conc__lock_guard_drop, (l))
 
 /* -------------------------------------------------------------------------------------------
  * For other conc headers. The only lock internals another header may use: a change to the
  * word's layout breaks here, at one declared place.
  * ------------------------------------------------------------------------------------------- */
+
+/* The scoped-form mechanism (CONC_WITH_LOCK above; rwlock.h and rlock.h build theirs on it):
+ * `type` is a guard struct whose `held` member points at the object while it is held, `take`
+ * acquires obj and returns a guard, `drop` releases through a guard pointer if `held` is set
+ * and clears it. One hidden one-pass `for` per use, its guard named uniquely by __COUNTER__;
+ * the caveats are CONC_WITH_LOCK's. */
+#define CONC__LOCK_WITH_CAT2(a, b) a##b
+#define CONC__LOCK_WITH_CAT(a, b) CONC__LOCK_WITH_CAT2(a, b)
+#define CONC__LOCK_WITH_GUARD_NAMED(type, take, drop, obj, g)                                      \
+    for (type g __attribute__((cleanup(drop))) = take(obj); g.held != NULL; drop(&g))
+#define CONC__LOCK_WITH_GUARD(type, take, drop, obj)                                               \
+    CONC__LOCK_WITH_GUARD_NAMED(type, take, drop, obj,                                             \
+                                CONC__LOCK_WITH_CAT(conc__lock_scope_, __COUNTER__))
 
 /* Relaxed: the mark is written by init only, before the lock is shared. */
 static inline bool conc__lock_is_shared(const conc_lock_t *l) {

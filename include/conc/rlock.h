@@ -20,6 +20,8 @@
  *             conc_rlock_try_acquire(r)           0, EBUSY, EOVERFLOW
  *             conc_rlock_acquire_until(r, dl)     0, ETIMEDOUT, EOVERFLOW
  *   release   conc_rlock_release(r)               0, EPERM
+ *   scoped    CONC_WITH_RLOCK(&r) { ... }         one level, released on every way out but
+ *                                                 longjmp (as CONC_WITH_LOCK)
  *   query     conc_rlock_is_owned(r)              held by the calling thread
  *
  * ERRORS
@@ -141,6 +143,35 @@ static inline int conc_rlock_release(conc_rlock_t *r) {
     }
     return 0;
 }
+
+/* -------------------------------------------------------------------------------------------
+ * Scoped form: CONC_WITH_RLOCK(&r) { ... }  (Python's `with rlock:`)
+ *
+ * Acquires r (one more level for its owner), runs the block, releases that level however the
+ * block is left. lock.h's mechanism (CONC__LOCK_WITH_GUARD), with CONC_WITH_LOCK's caveats; nests,
+ * as the rlock does. The release cannot see EPERM (the guard's thread owns r); if it does,
+ * something released r behind the guard's back, and it aborts.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct conc__rlock_guard {
+    conc_rlock_t *held; /* NULL once released */
+} conc__rlock_guard;
+
+CONC_INLINE conc__rlock_guard conc__rlock_guard_take(conc_rlock_t *r) {
+    conc_rlock_acquire(r);
+    conc__rlock_guard g = {r};
+    return g;
+}
+static inline void conc__rlock_guard_drop(conc__rlock_guard *g) {
+    if (g->held != NULL) {
+        if (conc_rlock_release(g->held) != 0)
+            CONC_ABORT("CONC_WITH_RLOCK: the rlock was released inside the block");
+        g->held = NULL;
+    }
+}
+
+#define CONC_WITH_RLOCK(r)                                                                         \
+    CONC__LOCK_WITH_GUARD(conc__rlock_guard, conc__rlock_guard_take, conc__rlock_guard_drop, (r))
 
 /* -------------------------------------------------------------------------------------------
  * For other conc headers. The only rlock internals another header may use.
