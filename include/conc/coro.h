@@ -304,6 +304,15 @@ typedef struct conc_coro_waitq {
  * saved registers of the one half as far (its struct line is in cache by then). */
 #define CONC__CORO_PREFETCH_STRUCT 4u
 #define CONC__CORO_PREFETCH_STACK 2u
+/* [coro.I7] The loop's poll of the inbox before it sleeps while another thread holds it (an
+ * await, a mailbox): a sleep and its wake cost 5-10 us here (epoll_wait, the eventfd write
+ * and read, two context switches), an executor's trivial task 1-2 us. Adaptive between MIN
+ * and MAX: a poll that saw the work come doubles the next one, one that ran out halves it, so
+ * a scheduler whose work comes late (or whose CPU is shared) spends at most MIN per sleep. */
+#define CONC__CORO_SPIN_MIN_NS ((int64_t)500)
+#define CONC__CORO_SPIN_MAX_NS ((int64_t)20 * CONC_US)
+/* Pauses between two clock reads in that poll (a pause is 10-40 ns, a clock read 20-75). */
+#define CONC__CORO_SPIN_CLOCK_MASK 31u
 /* Arena growth: the first arena of a size class holds this many stacks, each next one twice
  * as many, up to the cap (64 KiB stacks: 4 MiB, then up to 68 MiB of address space). */
 #define CONC__CORO_ARENA_SLOTS_MIN 64u
@@ -548,6 +557,7 @@ typedef struct conc__coro_msg {
     void *arg;
     const char *file;
     int line;
+    int call; /* 1: the loop calls fn (conc_sched_msg_*); 0: it spawns a coroutine running fn */
 } conc__coro_msg;
 
 struct conc_sched {
@@ -575,6 +585,9 @@ struct conc_sched {
     conc__coro_msg *inbox_head, *inbox_tail; /* under inbox_lock */
     uint32_t inbox_pending; /* atomic hint: the inbox is not empty (read outside the lock) */
     uint32_t holds;         /* atomic: conc_sched_hold count */
+    uint32_t asleep;        /* atomic: the loop blocks, or is about to, in epoll_wait [coro.I6] */
+    uint32_t kicking;       /* atomic: posters between their unlock and their eventfd write */
+    int64_t spin_ns;        /* the loop's adaptive poll of the inbox before it sleeps */
     size_t live;            /* coroutines not yet returned */
     conc_coro_t *all;       /* every coroutine not yet freed */
     conc__coro_class *classes;
@@ -1345,7 +1358,7 @@ CONC_NOINLINE void conc__coro_sched_poll(conc_sched_t *s, int timeout_ms) {
     conc__coro_errno_restore(saved);
     for (int i = 0; i < n; i++) {
         if (ev[i].data.u64 == CONC__CORO_EVFD_TAG) {
-            /* [coro.I3] clear the eventfd before draining: see the inbox timeline */
+            /* [coro.I3] clear the eventfd, then drain: see the inbox timeline */
             uint64_t v;
             saved = conc__coro_errno_save();
             ssize_t r = read(s->evfd, &v, sizeof v);
@@ -1408,6 +1421,43 @@ CONC_COLD int conc__coro_sched_deadlock_slow(conc_sched_t *s) {
     return EDEADLK;
 }
 
+/* [coro.I7] Nothing is runnable, but other threads hold the scheduler (an await, a mailbox
+ * receive): watch the inbox hint and the holds for a while before paying a sleep and a wake.
+ * true: one of them moved. Bounded and adaptive (CONC__CORO_SPIN_*); never on one CPU, where
+ * it would only delay the thread that hands the work over. */
+CONC_NOINLINE bool conc__coro_sched_spin_slow(conc_sched_t *s, uint32_t holds) {
+    if (conc_cpu_count() < 2)
+        return false;
+    int64_t end = conc_now() + s->spin_ns;
+    for (unsigned i = 1;; i++) {
+        conc_cpu_relax();
+        /* Relaxed: hints; the drain takes the mutex and the stop check reads holds again. */
+        if (conc_load(&s->inbox_pending, CONC_RELAXED) ||
+            conc_load(&s->holds, CONC_RELAXED) != holds) {
+            s->spin_ns = s->spin_ns * 2 > CONC__CORO_SPIN_MAX_NS ? CONC__CORO_SPIN_MAX_NS
+                                                                 : s->spin_ns * 2;
+            return true;
+        }
+        if ((i & CONC__CORO_SPIN_CLOCK_MASK) == 0 && conc_now() >= end)
+            break;
+    }
+    s->spin_ns = s->spin_ns / 2 < CONC__CORO_SPIN_MIN_NS ? CONC__CORO_SPIN_MIN_NS : s->spin_ns / 2;
+    return false;
+}
+
+/* [coro.I6] Announces the sleep under the inbox mutex, if the inbox is still empty and the
+ * holds are what the loop decided on: from here posters and the last unhold kick the eventfd.
+ * false: something came in between; the loop looks again instead of sleeping. */
+static inline bool conc__coro_sched_doze(conc_sched_t *s, uint32_t holds) {
+    pthread_mutex_lock(&s->inbox_lock);
+    /* Relaxed: the mutex orders these against the posters' appends and unhold's decrement. */
+    bool ok = s->inbox_head == NULL && conc_load(&s->holds, CONC_RELAXED) == holds;
+    if (ok)
+        conc_store(&s->asleep, 1u, CONC_RELAXED);
+    pthread_mutex_unlock(&s->inbox_lock);
+    return ok;
+}
+
 /* Runs the loop until stop(s, arg) holds (0) or nothing can ever run again (EDEADLK). */
 static inline int conc__coro_sched_loop(conc_sched_t *s, bool (*stop)(conc_sched_t *, void *),
                                         void *arg) {
@@ -1447,7 +1497,12 @@ static inline int conc__coro_sched_loop(conc_sched_t *s, bool (*stop)(conc_sched
             int64_t ms = left <= 0 ? 0 : (left + CONC_MS - 1) / CONC_MS;
             timeout = ms > INT_MAX ? INT_MAX : (int)ms;
         }
+        if (timeout != 0 && holds && conc__coro_sched_spin_slow(s, holds))
+            continue; /* [coro.I7] the work came while we polled: no sleep, no wake */
+        if (timeout != 0 && !conc__coro_sched_doze(s, holds))
+            continue; /* [coro.I6] a message or an unhold came in between: look again */
         conc__coro_sched_poll(s, timeout);
+        conc_store(&s->asleep, 0u, CONC_RELAXED); /* awake: posters need not kick (a hint) */
         s->last_poll = conc_now();
     }
 }
@@ -1459,34 +1514,52 @@ static inline bool conc__coro_sched_stop_all_done(conc_sched_t *s, void *arg) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Cross-thread spawn: a mutex-guarded inbox and an eventfd.
+ * Cross-thread spawn: a mutex-guarded inbox and an eventfd that is written only while the loop
+ * sleeps.
  *
- *   spawning thread                        scheduler
+ *   posting thread                         scheduler
  *   -----------------------------------    ----------------------------------------------
- *   lock; was_empty = !head; append;       epoll_wait ... returns: eventfd readable
- *   pending = 1               [coro.I1]    read(evfd): counter -> 0            [coro.I3]
- *   if was_empty:                          lock; take the list; pending = 0;
- *     write(evfd, 1)          [coro.I2]    unlock                              [coro.I5]
- *   unlock
- *   A message appended after [coro.I5] finds the list empty, so it writes the eventfd again
- *   [coro.I2]; one appended between [coro.I3] and [coro.I5] is taken by [coro.I5]. Clearing
- *   after taking ([coro.I5] before [coro.I3]) would lose the first case: its write could be
- *   consumed by a read of a list already emptied, and the message would wait for an
- *   unrelated wakeup. The busy loop also takes the list when it sees the pending hint
- *   (relaxed: the mutex orders the messages); the eventfd then stays readable and the next
- *   epoll_wait returns at once,
- *   harmlessly. tests/models/coro_inbox.pml checks this (and the broken order).
- *   The write [coro.I2] happens under the mutex, and so does unhold's last decrement and its
- *   write: the scheduler may finish and be destroyed as soon as it has taken the message or
- *   seen holds at 0, and conc_sched_destroy takes the mutex before it closes the eventfd, so
- *   no thread can still be writing to it (or to an fd that reused its number).
+ *   lock; append; pending = 1  [coro.I1]   nothing runnable: poll pending briefly [coro.I7]
+ *   kick = asleep; asleep = 0;             lock; if the list is empty and holds as seen:
+ *   if kick: kicking++         [coro.I2]     asleep = 1                          [coro.I6]
+ *   unlock                                 unlock (else: look again, no sleep)
+ *   if kick: write(evfd, 1);               epoll_wait ... returns: asleep = 0 (a hint)
+ *     kicking-- (release)      [coro.I8]   read(evfd): counter -> 0              [coro.I3]
+ *                                          lock; take the list; pending = 0; unlock [coro.I5]
+ *   The mutex orders [coro.I1]/[coro.I2] against [coro.I6]: a message appended before the
+ *   loop announced its sleep keeps it awake, one appended after sees asleep == 1 and its
+ *   poster writes the eventfd. A loop that is awake is not kicked at all (its pending hint or
+ *   the check under the mutex finds the message): a completion that lands while the loop
+ *   polls costs no syscall on either side. A read of the eventfd that swallows a write whose
+ *   message is still in the list loses nothing: the next [coro.I6] finds the message and
+ *   the loop does not sleep. A late write (its message already taken by the busy loop) only
+ *   wakes the loop once for nothing. The last conc_sched_unhold kicks the same way.
+ *   The write happens outside the mutex (a scheduler waking on it would otherwise block on
+ *   the mutex its waker still holds), so the scheduler may finish and be destroyed while a
+ *   poster is still writing: conc_sched_destroy takes the mutex (every claim [coro.I2] is then
+ *   visible) and waits for kicking to reach 0 [coro.I8] before it closes the eventfd.
+ *   tests/models/coro_inbox.pml checks this (and the broken orders).
  * ------------------------------------------------------------------------------------------- */
+/* Under the inbox mutex: a loop announced its sleep [coro.I6], and this caller will wake it
+ * (true: call conc__coro_sched_kick after unlocking). */
+CONC_INLINE bool conc__coro_sched_claim_kick(conc_sched_t *s) {
+    /* Relaxed: the mutex orders asleep and kicking against the loop and against destroy. */
+    if (!conc_load(&s->asleep, CONC_RELAXED))
+        return false;
+    conc_store(&s->asleep, 0u, CONC_RELAXED);
+    conc_fetch_add(&s->kicking, 1u, CONC_RELAXED); /* [coro.I2] */
+    return true;
+}
+
+/* After the unlock: the eventfd write a claim promised, then the last touch of s [coro.I8]. */
 CONC_INLINE void conc__coro_sched_kick(conc_sched_t *s) {
     uint64_t one = 1;
     int saved = conc__coro_errno_save();
-    ssize_t r = write(s->evfd, &one, sizeof one); /* [coro.I2] */
+    ssize_t r = write(s->evfd, &one, sizeof one);
     conc__coro_errno_restore(saved);
     (void)r; /* EAGAIN only at a counter of 2^64-2: it is readable anyway */
+    /* Release: destroy's acquire load that sees 0 closes the eventfd after our write. */
+    conc_fetch_sub(&s->kicking, 1u, CONC_RELEASE);
 }
 
 static inline void conc__coro_sched_drain_inbox(conc_sched_t *s) {
@@ -1498,6 +1571,12 @@ static inline void conc__coro_sched_drain_inbox(conc_sched_t *s) {
     while (m) {
         conc__coro_msg *next = m->next;
         conc_coro_opts_t o = {0, NULL};
+        if (m->call) { /* conc_sched_msg_post: the loop calls it (it never parks) */
+            (void)m->fn(m->arg);
+            free(m);
+            m = next;
+            continue;
+        }
         if (conc__coro_spawn_on(s, m->fn, m->arg, &o, NULL, m->file, m->line) != 0) {
             /* Out of memory for a stack: put the rest back and retry on the next pass. */
             pthread_mutex_lock(&s->inbox_lock);
@@ -1564,6 +1643,7 @@ CONC_NODISCARD static inline int conc_sched_create(conc_sched_t **out, const con
         return e;
     }
     pthread_mutex_init(&s->inbox_lock, NULL);
+    s->spin_ns = CONC__CORO_SPIN_MIN_NS;
     *out = s;
     return 0;
 }
@@ -1678,10 +1758,13 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
         mn = m->next;
         free(m);
     }
-    /* Wait out a conc_sched_spawn or unhold still writing the eventfd (see the inbox). */
+    /* Wait out a conc_sched_spawn or unhold still writing the eventfd (see the inbox): after
+     * the mutex every claim is visible [coro.I2]; acquire pairs with the kick's release. */
     pthread_mutex_lock(&s->inbox_lock);
-    close(s->evfd);
     pthread_mutex_unlock(&s->inbox_lock);
+    while (conc_load(&s->kicking, CONC_ACQUIRE))
+        sched_yield(); /* a write syscall in flight: a few microseconds */
+    close(s->evfd);
     close(s->epfd);
     pthread_mutex_destroy(&s->inbox_lock);
     free(s->fds);
@@ -1700,28 +1783,27 @@ static inline conc__coro_msg *conc__coro_msg_new(conc_coro_fn fn, void *arg, con
         m->arg = arg;
         m->file = file;
         m->line = line;
+        m->call = 0;
     }
     return m;
 }
 
-/* Append m to s's inbox from any thread ([coro.I1], [coro.I2]), with the eventfd write inside
- * the mutex: the message may be the last thing the scheduler waits for (a hold it releases),
- * and once the scheduler can drain it, run may return and destroy free s. Kicking before the
- * unlock makes the unlock our last touch of s (a mutex may be destroyed as soon as it is
- * unlocked). */
+/* Append m to s's inbox from any thread ([coro.I1], [coro.I2]) and wake the loop if it sleeps.
+ * Once the scheduler can drain m, run may return and destroy free s: after the unlock we touch
+ * only the eventfd and kicking, which destroy waits out [coro.I8]. */
 static inline void conc__coro_inbox_post(conc_sched_t *s, conc__coro_msg *m) {
     m->next = NULL;
     pthread_mutex_lock(&s->inbox_lock);
-    int was_empty = s->inbox_head == NULL; /* [coro.I1] */
-    if (s->inbox_tail)
+    if (s->inbox_tail) /* [coro.I1] */
         s->inbox_tail->next = m;
     else
         s->inbox_head = m;
     s->inbox_tail = m;
     conc_store(&s->inbox_pending, 1u, CONC_RELAXED); /* the mutex orders it; a hint to run */
-    if (was_empty)
-        conc__coro_sched_kick(s); /* [coro.I2] */
+    bool kick = conc__coro_sched_claim_kick(s);
     pthread_mutex_unlock(&s->inbox_lock);
+    if (kick)
+        conc__coro_sched_kick(s);
 }
 
 /* From any thread: spawn a detached coroutine on s (asyncio's call_soon_threadsafe). */
@@ -1745,15 +1827,17 @@ static inline void conc_sched_hold(conc_sched_t *s) {
 
 static inline void conc_sched_unhold(conc_sched_t *s) {
     /* [coro.I4] release: a spawn made before the unhold is seen by a loop that reads
-     * holds == 0 with acquire and then looks at the inbox. Then kick, so a loop asleep in
-     * epoll_wait re-checks whether it is done. Under the inbox mutex: the scheduler may end
-     * and be destroyed the moment holds reaches 0, and destroy takes the mutex before it
-     * closes the eventfd we write. */
+     * holds == 0 with acquire and then looks at the inbox. Then kick a loop asleep in
+     * epoll_wait, so it re-checks whether it is done. Under the inbox mutex, which orders the
+     * decrement against [coro.I6]: a loop announcing its sleep sees the new count. The
+     * scheduler may end and be destroyed the moment holds reaches 0: destroy waits out our
+     * kick [coro.I8]. */
     pthread_mutex_lock(&s->inbox_lock);
     uint32_t old = conc_fetch_sub(&s->holds, 1u, CONC_RELEASE);
-    if (old == 1)
-        conc__coro_sched_kick(s);
+    bool kick = old == 1 && conc__coro_sched_claim_kick(s);
     pthread_mutex_unlock(&s->inbox_lock);
+    if (kick)
+        conc__coro_sched_kick(s);
     if (old == 0)
         CONC_ABORT("conc_sched_unhold: more unholds than holds");
 }
@@ -2457,11 +2541,13 @@ CONC_NODISCARD static inline int conc_coro_stack_usage(const conc_coro_t *c, siz
  *                                    already woke it is not parked: skip it, it will unlink).
  *   conc_coro_sched(c)               the scheduler c belongs to (a channel's owner check).
  *   conc_sched_is_owner(s)           the calling thread is s's owner thread.
- *   conc_sched_msg_create(&m, fn, a) a conc_sched_spawn made in two halves, for a wake that
+ *   conc_sched_msg_create(&m, fn, a) call_soon_threadsafe in two halves, for a wake that
  *   conc_sched_msg_post(s, m)        must not fail where nobody could report it (a future's
  *   conc_sched_msg_free(m)           callback on another thread): create allocates on the
  *                                    owner thread (0, ENOMEM), post (any thread) hands it to
- *                                    s's inbox and cannot fail; free drops one never posted.
+ *                                    s's inbox and cannot fail, and s's loop then calls fn(a)
+ *                                    on its thread, outside any coroutine (fn must not park;
+ *                                    its wakes queue at the tail); free drops one never posted.
  *   conc_sched_unhold_here(s)        conc_sched_unhold on s's own thread: its loop is not
  *                                    asleep (it runs the caller), so no eventfd write.
  *   conc_coro_waitq_*                an intrusive FIFO of waiters: push a waiter, park, and on
@@ -2549,11 +2635,13 @@ CONC_NODISCARD static inline int conc_sched_msg_create(conc_sched_msg_t **out, c
     if (!out || !fn)
         return EINVAL;
     conc__coro_msg *m = conc__coro_msg_new(fn, arg, NULL, 0);
+    if (m)
+        m->call = 1;
     *out = m;
     return m ? 0 : ENOMEM;
 }
 
-/* The second half of conc__sched_spawn_at's cross-thread path: conc__coro_inbox_post. */
+/* The second half: the inbox post of conc__coro_sched_spawn_at's cross-thread path. */
 static inline void conc_sched_msg_post(conc_sched_t *s, conc_sched_msg_t *m) {
     conc__coro_inbox_post(s, m);
 }

@@ -85,8 +85,11 @@
  * DESIGN
  *   await: the coroutine allocates a wake record and a coro.h message, holds the scheduler,
  *   registers conc_future_on_done and parks. The callback (on the completing thread, or at
- *   once) posts the message, which cannot fail; on the scheduler's thread the message's
- *   coroutine wakes the waiter if it still waits, unholds and drops the record. The record is
+ *   once) posts the message, which cannot fail; on the scheduler's thread the loop calls the
+ *   message's function, which wakes the waiter if it still waits, unholds and drops the
+ *   record. The loop, with nothing to run while an await is out, polls its inbox briefly
+ *   before it sleeps (coro.h [coro.I7]), and a poster kicks the eventfd only if it sleeps, so
+ *   a task that finishes within microseconds costs no syscall on the scheduler's side. The record is
  *   touched by the callback only to read its scheduler and message, so its reference count
  *   lives on the owner thread (no atomics).
  *   mailbox: Dekker's pattern between receivers (one scheduler) and senders (any thread), on
@@ -100,7 +103,7 @@
  *   fence(seq_cst)           [coro_bridge.M2]  swap(armed, 0, acquire) == 1
  *   try_pop(q) again: an item? disarm:           [coro_bridge.M4]: post(msg), ours now
  *     swap(armed, 0) == 1: free msg, unhold    ... on the scheduler: the message's
- *     (else a sender posts: a spare wake)      coroutine wakes every parked receiver,
+ *     (else a sender posts: a spare wake)      function wakes every parked receiver,
  *   else park                                  unholds               [coro_bridge.M5]
  *
  *   The two fences order each side's store before its load: either the receiver's second
@@ -142,7 +145,7 @@ CONC_INLINE void conc__coro_bridge_await_put(conc__coro_bridge_await *a) {
         free(a);
 }
 
-/* The message's coroutine, on the scheduler's thread. */
+/* The message's function, called by the scheduler's loop on its thread. */
 static inline int conc__coro_bridge_await_wake(void *arg) {
     conc__coro_bridge_await *a = (conc__coro_bridge_await *)arg;
     if (a->waiter)
@@ -199,7 +202,7 @@ CONC_NODISCARD static inline int conc_coro_await(conc_future_t *f, int64_t deadl
     wait.what = "future";
     wait.object = f;
     wait.describe = conc__coro_bridge_describe_future_slow;
-    int e = conc_coro_park(&wait, deadline); /* 0: the message's coroutine woke us */
+    int e = conc_coro_park(&wait, deadline); /* 0: the message's function woke us */
     a->waiter = NULL;
     conc__coro_bridge_await_put(a);
     if (e == 0)
