@@ -702,11 +702,329 @@ static void chan_sem_bounded_and_event_release_all(void) {
     TH_CHECK_EQ(run_main(sem_event_main, NULL), 0);
 }
 
+/* ---- condition (asyncio.Condition) ------------------------------------------------------- */
+
+typedef struct cv_ctx {
+    conc_coro_lock_t lock;
+    conc_coro_cond_t cv;
+    log_t log;
+    int ready;             /* the predicate: plain data under the lock */
+    int64_t deadline;
+    int result[8];
+} cv_ctx;
+
+typedef struct cv_arg {
+    cv_ctx *c;
+    int id;
+} cv_arg;
+
+/* Waits once (deadline c->deadline for odd ids, none for even ones), logs 100+id once the wait
+ * returned holding the lock, then releases it. */
+static int cv_waiter(void *p) {
+    cv_arg *a = (cv_arg *)p;
+    cv_ctx *c = a->c;
+    TH_CHECK_EQ(conc_coro_lock_acquire(c->cv.lock), 0);
+    log_add(&c->log, a->id);
+    if (a->id & 1) /* 20 ms: the case needs it to pass only while the waiter is parked */
+        c->deadline = conc_deadline_in(20 * CONC_MS);
+    int e = (a->id & 1) ? conc_coro_cond_wait_until(&c->cv, c->deadline)
+                        : conc_coro_cond_wait(&c->cv);
+    TH_CHECK(conc_coro_lock_owner(c->cv.lock) == conc_coro_self()); /* back, whatever ended it */
+    if (e == ETIMEDOUT)
+        TH_CHECK_NOT_EARLY(c->deadline);
+    c->result[a->id] = e;
+    log_add(&c->log, 100 + a->id);
+    TH_CHECK_EQ(conc_coro_lock_release(c->cv.lock), 0);
+    return 0;
+}
+
+static int cv_bad_input_main(void *arg) {
+    (void)arg;
+    conc_coro_cond_t cv;
+    conc_coro_lock_t l = CONC_CORO_LOCK_INIT;
+    TH_CHECK_EQ(conc_coro_cond_init(NULL, NULL), EINVAL);
+    TH_CHECK_EQ(conc_coro_cond_init(&cv, &l), 0);
+    TH_CHECK(conc_coro_cond_lock(&cv) == &l);
+    TH_CHECK_EQ(conc_coro_cond_wait(NULL), EINVAL);
+    TH_CHECK_EQ(conc_coro_cond_notify(NULL, 1), EINVAL);
+    TH_CHECK_EQ(conc_coro_cond_wait(&cv), EPERM); /* the lock is not held */
+    TH_CHECK_EQ(conc_coro_cond_notify(&cv, 1), EPERM);
+    TH_CHECK_EQ(conc_coro_cond_notify_all(&cv), EPERM);
+    TH_CHECK_EQ(conc_coro_lock_acquire(&l), 0);
+    /* a past deadline: ETIMEDOUT at once, the lock still held and never let go */
+    TH_CHECK_EQ(conc_coro_cond_wait_until(&cv, conc_now() - 1), ETIMEDOUT);
+    TH_CHECK(conc_coro_lock_owner(&l) == conc_coro_self());
+    TH_CHECK_EQ(conc_coro_cond_notify(&cv, 3), 0); /* nobody waits: nothing happens */
+    TH_CHECK_EQ(conc_coro_cond_notify_all(&cv), 0);
+    /* already cancelled: ECANCELED at once, still holding the lock */
+    TH_CHECK_EQ(conc_coro_cancel(conc_coro_self()), 0);
+    TH_CHECK_EQ(conc_coro_cond_wait(&cv), ECANCELED);
+    TH_CHECK(conc_coro_lock_owner(&l) == conc_coro_self());
+    TH_CHECK_EQ(conc_coro_lock_release(&l), 0);
+    return 0;
+}
+
+static void chan_cond_bad_input_eperm_and_immediate_results(void) {
+    TH_CHECK_EQ(run_main(cv_bad_input_main, NULL), 0);
+    conc_coro_cond_t cv;
+    TH_CHECK_EQ(conc_coro_cond_init(&cv, NULL), 0); /* its own lock */
+    TH_CHECK(conc_coro_cond_lock(&cv) != NULL);
+    TH_CHECK_EQ(conc_coro_cond_wait(&cv), EPERM); /* outside a coroutine */
+    TH_CHECK_EQ(conc_coro_cond_notify(&cv, 1), EPERM);
+}
+
+/* notify(2) wakes the first two in FIFO order, notify_all the rest; each re-takes the lock in
+ * turn, after the notifier released it. */
+static int cv_fifo_main(void *arg) {
+    cv_ctx *c = (cv_ctx *)arg;
+    cv_arg a[4];
+    conc_coro_t *h[4];
+    for (int i = 0; i < 4; i++) {
+        a[i].c = c;
+        a[i].id = 2 * i; /* even: no deadline */
+        h[i] = spawn_named(cv_waiter, &a[i], NULL);
+    }
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* all four wait: they logged 0 2 4 6 */
+    TH_CHECK_EQ(conc_coro_lock_acquire(c->cv.lock), 0);
+    TH_CHECK_EQ(conc_coro_cond_notify(&c->cv, 2), 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* the notified run, find the lock held, queue for it */
+    log_add(&c->log, 50);
+    TH_CHECK_EQ(conc_coro_lock_release(c->cv.lock), 0);
+    join_ok(h[0]);
+    join_ok(h[1]);
+    TH_CHECK_EQ(conc_coro_lock_acquire(c->cv.lock), 0);
+    log_add(&c->log, 60);
+    TH_CHECK_EQ(conc_coro_cond_notify_all(&c->cv), 0);
+    TH_CHECK_EQ(conc_coro_lock_release(c->cv.lock), 0);
+    join_ok(h[2]);
+    join_ok(h[3]);
+    static const int want[] = {0, 2, 4, 6, 50, 100, 102, 60, 104, 106};
+    TH_CHECK_EQ(c->log.n, (int)(sizeof want / sizeof want[0]));
+    for (int i = 0; i < c->log.n; i++)
+        TH_CHECK_MSG(c->log.v[i] == want[i], "log[%d] = %d, want %d", i, c->log.v[i], want[i]);
+    for (int i = 0; i < 4; i++)
+        TH_CHECK_EQ(c->result[2 * i], 0);
+    return 0;
+}
+
+static void chan_cond_notify_n_and_all_fifo_relock_after_notifier(void) {
+    cv_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(conc_coro_cond_init(&c.cv, NULL), 0); /* its own lock */
+    TH_CHECK_EQ(run_main(cv_fifo_main, &c), 0);
+    memset(&c, 0, sizeof c);
+    conc_coro_lock_init(&c.lock);
+    TH_CHECK_EQ(conc_coro_cond_init(&c.cv, &c.lock), 0); /* the caller's lock */
+    TH_CHECK_EQ(run_main(cv_fifo_main, &c), 0);
+}
+
+/* Cancel while parked on the condition: the waiter returns ECANCELED only once it holds the
+ * lock again, which the canceller still holds (and keeps across a second cancel). A cancel
+ * that comes after a notify (while the notified waiter queues for the lock) is not its
+ * result: 0, and the next blocking call says ECANCELED. */
+static int cv_cancel_after_notify(void *p) {
+    cv_arg *a = (cv_arg *)p;
+    cv_waiter(p);
+    a->c->result[7] = conc_coro_yield();
+    return 0;
+}
+
+static int cv_cancel_main(void *arg) {
+    cv_ctx *c = (cv_ctx *)arg;
+    cv_arg a0 = {c, 0}, a2 = {c, 2};
+    conc_coro_t *h0 = spawn_named(cv_waiter, &a0, NULL);
+    conc_coro_t *h2 = spawn_named(cv_cancel_after_notify, &a2, NULL);
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* both wait */
+    TH_CHECK_EQ(conc_coro_lock_acquire(c->cv.lock), 0);
+    TH_CHECK_EQ(conc_coro_cancel(h0), 0); /* parked on the condition: woken with ECANCELED */
+    TH_CHECK_EQ(conc_coro_cond_notify(&c->cv, 1), 0); /* skips h0 (woken already): h2 */
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* both run and queue for the lock, uncancellably */
+    TH_CHECK_EQ(conc_coro_cancel(h2), 0);
+    TH_CHECK_EQ(conc_coro_cancel(h0), 0);
+    for (int i = 0; i < 3; i++)
+        TH_CHECK_EQ(conc_coro_yield(), 0); /* still queued: the cancels woke nobody */
+    log_add(&c->log, 50);
+    TH_CHECK_EQ(conc_coro_lock_release(c->cv.lock), 0);
+    join_ok(h0);
+    join_ok(h2);
+    static const int want[] = {0, 2, 50, 102, 100}; /* h2 was woken last: it runs (and queues) first */
+    TH_CHECK_EQ(c->log.n, 5);
+    for (int i = 0; i < c->log.n; i++)
+        TH_CHECK_MSG(c->log.v[i] == want[i], "log[%d] = %d, want %d", i, c->log.v[i], want[i]);
+    TH_CHECK_EQ(c->result[0], ECANCELED);
+    TH_CHECK_EQ(c->result[2], 0);         /* notified before the cancel */
+    TH_CHECK_EQ(c->result[7], ECANCELED); /* ... which its next blocking call reports */
+    TH_CHECK(!conc_coro_lock_is_locked(c->cv.lock));
+    return 0;
+}
+
+static void chan_cond_cancel_while_parked_retakes_the_lock_first(void) {
+    cv_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(conc_coro_cond_init(&c.cv, NULL), 0);
+    TH_CHECK_EQ(run_main(cv_cancel_main, &c), 0);
+}
+
+/* A timed wait: ETIMEDOUT, never early, returned holding the lock that the notifier held past
+ * the deadline; a notify then skips the waiter that left and wakes the next one. */
+static int cv_timeout_main(void *arg) {
+    cv_ctx *c = (cv_ctx *)arg;
+    cv_arg a1 = {c, 1}, a2 = {c, 2};
+    conc_coro_t *h1 = spawn_named(cv_waiter, &a1, NULL);
+    conc_coro_t *h2 = spawn_named(cv_waiter, &a2, NULL);
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* both wait: 1 with the deadline */
+    TH_CHECK_EQ(conc_coro_lock_acquire(c->cv.lock), 0);
+    TH_CHECK_EQ(conc_coro_sleep_until(c->deadline + CONC_MS), 0); /* past it, lock held */
+    TH_CHECK_EQ(conc_coro_cond_notify(&c->cv, 1), 0); /* 1 left on its timeout: 2 */
+    log_add(&c->log, 50);
+    TH_CHECK_EQ(conc_coro_lock_release(c->cv.lock), 0);
+    join_ok(h1);
+    join_ok(h2);
+    static const int want[] = {1, 2, 50, 101, 102};
+    TH_CHECK_EQ(c->log.n, 5);
+    for (int i = 0; i < c->log.n; i++)
+        TH_CHECK_MSG(c->log.v[i] == want[i], "log[%d] = %d, want %d", i, c->log.v[i], want[i]);
+    TH_CHECK_EQ(c->result[1], ETIMEDOUT);
+    TH_CHECK_EQ(c->result[2], 0);
+    return 0;
+}
+
+static void chan_cond_timeout_retakes_the_lock_and_notify_skips_it(void) {
+    cv_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(conc_coro_cond_init(&c.cv, NULL), 0);
+    TH_CHECK_EQ(run_main(cv_timeout_main, &c), 0);
+}
+
+/* Stress: a bounded buffer (plain data under the coroutine lock) with producers and consumers
+ * that wait on two conditions with random deadlines, notify one or all at random, and some
+ * consumers cancelled midway; every item is taken exactly once and every wait returns holding
+ * the lock. */
+#define CVS_CAP 4
+typedef struct cvs_ctx {
+    conc_coro_lock_t lock;
+    conc_coro_cond_t not_full, not_empty;
+    int buf[CVS_CAP];
+    int count, head, in_lock, producers_left;
+    long put_sum, got_sum, put_n, got_n;
+    uint64_t seed;
+} cvs_ctx;
+
+typedef struct cvs_arg {
+    cvs_ctx *c;
+    int id;
+} cvs_arg;
+
+static void cvs_notify(conc_coro_cond_t *cv, th_rng *r) {
+    TH_CHECK_EQ(th_rand_below(r, 3) == 0 ? conc_coro_cond_notify_all(cv)
+                                         : conc_coro_cond_notify(cv, 1 + th_rand_below(r, 2)),
+                0);
+}
+
+/* The lock is held around every wait: check it is ours again, and nobody else is inside. */
+static int cvs_wait(cvs_ctx *c, conc_coro_cond_t *cv, th_rng *r) {
+    c->in_lock--;
+    int64_t dl = th_rand_below(r, 3) == 0 ? conc_deadline_in(CONC_US * 30) : CONC_FOREVER;
+    int e = conc_coro_cond_wait_until(cv, dl);
+    TH_CHECK(conc_coro_lock_owner(&c->lock) == conc_coro_self());
+    TH_CHECK_EQ(c->in_lock++, 0);
+    TH_CHECK_MSG(e == 0 || e == ETIMEDOUT || e == ECANCELED, "wait: %d", e);
+    return e;
+}
+
+static int cvs_producer(void *p) {
+    cvs_arg *a = (cvs_arg *)p;
+    cvs_ctx *c = a->c;
+    th_rng r = th_rng_make(c->seed + (uint64_t)a->id);
+    long iters = th_iters(1500);
+    for (long i = 0; i < iters; i++) {
+        int v = (int)th_rand_below(&r, 1000) + 1;
+        TH_CHECK_EQ(conc_coro_lock_acquire(&c->lock), 0);
+        TH_CHECK_EQ(c->in_lock++, 0);
+        while (c->count == CVS_CAP)
+            (void)cvs_wait(c, &c->not_full, &r); /* producers are never cancelled */
+        c->buf[(c->head + c->count++) % CVS_CAP] = v;
+        c->put_sum += v;
+        c->put_n++;
+        cvs_notify(&c->not_empty, &r);
+        if (th_rand_below(&r, 4) == 0)
+            TH_CHECK_EQ(conc_coro_yield(), 0); /* holding the lock: others queue for it */
+        c->in_lock--;
+        TH_CHECK_EQ(conc_coro_lock_release(&c->lock), 0);
+    }
+    TH_CHECK_EQ(conc_coro_lock_acquire(&c->lock), 0);
+    c->producers_left--;
+    TH_CHECK_EQ(conc_coro_cond_notify_all(&c->not_empty), 0); /* consumers re-check the end */
+    TH_CHECK_EQ(conc_coro_lock_release(&c->lock), 0);
+    return 0;
+}
+
+static int cvs_consumer(void *p) {
+    cvs_arg *a = (cvs_arg *)p;
+    cvs_ctx *c = a->c;
+    th_rng r = th_rng_make(c->seed + 1000u + (uint64_t)a->id);
+    for (;;) {
+        if (conc_coro_lock_acquire(&c->lock) != 0)
+            return 0; /* cancelled while queued for the lock */
+        TH_CHECK_EQ(c->in_lock++, 0);
+        int e = 0;
+        while (c->count == 0 && c->producers_left && e != ECANCELED)
+            e = cvs_wait(c, &c->not_empty, &r);
+        bool done = c->count == 0; /* no producers left, or cancelled */
+        if (c->count) {
+            c->got_sum += c->buf[c->head];
+            c->got_n++;
+            c->head = (c->head + 1) % CVS_CAP;
+            c->count--;
+            cvs_notify(&c->not_full, &r);
+        }
+        c->in_lock--;
+        TH_CHECK_EQ(conc_coro_lock_release(&c->lock), 0);
+        if (done || e == ECANCELED || conc_coro_is_cancelled(conc_coro_self()))
+            return 0;
+    }
+}
+
+static int cvs_main(void *p) {
+    cvs_ctx *c = (cvs_ctx *)p;
+    enum { PRODUCERS = 6, CONSUMERS = 6 };
+    cvs_arg a[PRODUCERS + CONSUMERS];
+    conc_coro_t *h[PRODUCERS + CONSUMERS];
+    c->producers_left = PRODUCERS;
+    for (int i = 0; i < PRODUCERS + CONSUMERS; i++) {
+        a[i].c = c;
+        a[i].id = i;
+        h[i] = spawn_named(i < PRODUCERS ? cvs_producer : cvs_consumer, &a[i], NULL);
+    }
+    TH_CHECK_EQ(conc_coro_sleep_until(conc_deadline_in(CONC_US * 300)), 0);
+    TH_CHECK_EQ(conc_coro_cancel(h[PRODUCERS]), 0); /* two consumers leave midway */
+    TH_CHECK_EQ(conc_coro_cancel(h[PRODUCERS + 3]), 0);
+    for (int i = 0; i < PRODUCERS + CONSUMERS; i++)
+        join_ok(h[i]);
+    return 0;
+}
+
+static void chan_cond_stress_bounded_buffer_timeouts_cancels_notify_races(void) {
+    cvs_ctx c;
+    memset(&c, 0, sizeof c);
+    c.seed = th_seed();
+    conc_coro_lock_init(&c.lock);
+    TH_CHECK_EQ(conc_coro_cond_init(&c.not_full, &c.lock), 0);
+    TH_CHECK_EQ(conc_coro_cond_init(&c.not_empty, &c.lock), 0);
+    TH_CHECK_EQ(run_main(cvs_main, &c), 0);
+    TH_CHECK(c.put_n > 0);
+    TH_CHECK_EQ(c.count, 0); /* the consumers left took everything */
+    TH_CHECK_EQ(c.put_n, c.got_n);
+    TH_CHECK_EQ(c.put_sum, c.got_sum);
+    TH_CHECK(!conc_coro_lock_is_locked(&c.lock));
+}
+
 /* ---- EDEADLK report and the owner check -------------------------------------------------- */
 
 typedef struct dl_ctx {
     conc_coro_lock_t l;
     conc_chan_t *ch;
+    conc_coro_cond_t cv;
 } dl_ctx;
 
 static int dl_alice(void *p) {
@@ -721,10 +1039,18 @@ static int dl_bob(void *p) {
     return conc_coro_lock_acquire(&d->l);
 }
 
+static int dl_carol(void *p) { /* nobody will notify */
+    dl_ctx *d = (dl_ctx *)p;
+    TH_CHECK_EQ(conc_coro_lock_acquire(conc_coro_cond_lock(&d->cv)), 0);
+    return conc_coro_cond_wait(&d->cv);
+}
+
 static void deadlock_child(void) {
     conc_sched_t *s;
     dl_ctx d;
     conc_coro_lock_init(&d.l);
+    if (conc_coro_cond_init(&d.cv, NULL) != 0)
+        _exit(2);
     if (conc_chan_create(&d.ch, 0, sizeof(int)) != 0 || conc_sched_create(&s, NULL) != 0)
         _exit(2);
     conc_coro_opts_t o;
@@ -735,7 +1061,11 @@ static void deadlock_child(void) {
     o.name = "bob";
     if (conc_coro_spawn(s, dl_bob, &d, &o, NULL) != 0)
         _exit(4);
-    fprintf(stderr, "lock=%p chan=%p\n", (void *)&d.l, (void *)d.ch);
+    o.name = "carol";
+    if (conc_coro_spawn(s, dl_carol, &d, &o, NULL) != 0)
+        _exit(4);
+    fprintf(stderr, "lock=%p chan=%p cond=%p cond_lock=%p\n", (void *)&d.l, (void *)d.ch,
+            (void *)&d.cv, (void *)conc_coro_cond_lock(&d.cv));
     _exit(conc_sched_run(s) == EDEADLK ? 0 : 5);
 }
 
@@ -743,13 +1073,15 @@ static void chan_deadlock_report_names_the_lock_owner_and_channel(void) {
     char buf[8192];
     int status = th_run_child_capturing_stderr(deadlock_child, buf, sizeof buf);
     TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, buf);
-    void *l = NULL, *ch = NULL;
-    TH_CHECK_EQ(sscanf(buf, "lock=%p chan=%p", &l, &ch), 2);
+    void *l = NULL, *ch = NULL, *cv = NULL, *cvl = NULL;
+    TH_CHECK_EQ(sscanf(buf, "lock=%p chan=%p cond=%p cond_lock=%p", &l, &ch, &cv, &cvl), 4);
     char want[256];
     snprintf(want, sizeof want, "coro \"alice\" (#1) waiting on channel %p recv (capacity 0", ch);
     TH_CHECK_MSG(strstr(buf, want) != NULL, "want %s in: %s", want, buf);
     snprintf(want, sizeof want, "coro \"bob\" (#2) waiting on lock %p held by coro \"alice\" (#1)",
              l);
+    TH_CHECK_MSG(strstr(buf, want) != NULL, "want %s in: %s", want, buf);
+    snprintf(want, sizeof want, "coro \"carol\" (#3) waiting on condition %p (lock %p)", cv, cvl);
     TH_CHECK_MSG(strstr(buf, want) != NULL, "want %s in: %s", want, buf);
 }
 
@@ -1051,6 +1383,11 @@ TH_MAIN("chan", TH_CASE(chan_bad_input_gets_error_codes),
         TH_CASE(chan_select_parked_completes_exactly_one_op),
         TH_CASE(chan_lock_fifo_handoff_no_barging_edeadlk),
         TH_CASE(chan_sem_bounded_and_event_release_all),
+        TH_CASE(chan_cond_bad_input_eperm_and_immediate_results),
+        TH_CASE(chan_cond_notify_n_and_all_fifo_relock_after_notifier),
+        TH_CASE(chan_cond_cancel_while_parked_retakes_the_lock_first),
+        TH_CASE(chan_cond_timeout_retakes_the_lock_and_notify_skips_it),
+        TH_CASE(chan_cond_stress_bounded_buffer_timeouts_cancels_notify_races),
         TH_CASE(chan_deadlock_report_names_the_lock_owner_and_channel),
         TH_CASE(chan_used_by_a_second_scheduler_aborts_in_debug),
         TH_CASE(chan_stress_every_item_once_with_timeouts_cancels_close),

@@ -1,15 +1,16 @@
-/* conc/chan.h - channels, select, and locks, semaphores and events for coroutines - conc v0.1.0
+/* conc/chan.h - channels, select, and locks, semaphores, events and conditions for coroutines -
+ * conc v0.1.0
  * SPDX-License-Identifier: MIT
  *
  * What asyncio programs are made of, for coro.h's coroutines: Go's channels (bounded, capacity
- * 0 a rendezvous, close, a fair select with a deadline) and asyncio's Lock, (Bounded)Semaphore
- * and Event. Every wait parks the coroutine, never the thread, and goes through coro.h's park,
+ * 0 a rendezvous, close, a fair select with a deadline) and asyncio's Lock, (Bounded)Semaphore,
+ * Event and Condition. Every wait parks the coroutine, never the thread, and goes through coro.h's park,
  * so deadlines, cancel (ECANCELED) and the EDEADLK report ("lock 0x... held by coro "a" (#3)")
  * work the same for all of them. Needs coro.h only.
  *
  * CONTENTS
  *   quick start - API - errors - ordering contract - thread safety - configuration - caveats -
- *   design; code: types, helpers, channels, select, lock, semaphore, event
+ *   design; code: types, helpers, channels, select, lock, semaphore, event, condition
  *
  * QUICK START (examples/17_chan_pipeline.c has producers, workers and a collector)
  *     static int main_coro(void *arg) {                     // a coroutine
@@ -56,23 +57,36 @@
  *             conc_coro_event_set(e), conc_coro_event_clear(e), conc_coro_event_is_set(e)
  *             conc_coro_event_wait(e)                0, ECANCELED
  *             conc_coro_event_wait_until(e, dl)      0, ETIMEDOUT, ECANCELED
+ *   condition conc_coro_cond_init(c, lock)           0, EINVAL; lock NULL: its own
+ *             conc_coro_cond_lock(c)                 the lock to acquire around waits/notifies
+ *             conc_coro_cond_wait(c)                 0, ECANCELED, EPERM (lock not held); it
+ *                                                    returns holding the lock, whatever the result
+ *             conc_coro_cond_wait_until(c, dl)       0, ETIMEDOUT, ECANCELED, EPERM
+ *             conc_coro_cond_notify(c, n)            0, EPERM; wakes up to n waiters, FIFO
+ *             conc_coro_cond_notify_all(c)           0, EPERM
  *
  * ERRORS
  *   EINVAL    NULL arguments, item_size 0, capacity * item_size overflowing, a select op with
  *             an unknown direction.
  *   EPERM     a call that may park made outside a coroutine; a lock released by a coroutine
- *             that does not own it.
+ *             that does not own it; a condition waited on or notified without holding its
+ *             lock.
  *   EPIPE     send on a closed channel (nothing sent); recv on a closed, drained channel.
  *   EAGAIN    try_send: full (rendezvous: no receiver waiting); try_recv: empty and open;
  *             try_select: no op ready. EBUSY: try_acquire of a held lock.
- *   ETIMEDOUT the absolute deadline passed, never before it; a past deadline tries once.
+ *   ETIMEDOUT the absolute deadline passed, never before it; a past deadline tries once. A
+ *             condition's deadline bounds the wait for a notify, not the re-take of its lock.
  *   ECANCELED the calling coroutine was cancelled: every call that would park returns it; a
  *             call that completes at once still completes. A handoff that came first wins: a
- *             coroutine handed a lock, an item or a unit gets it, and ECANCELED next time.
+ *             coroutine handed a lock, an item or a unit, or notified, gets it, and ECANCELED
+ *             next time. A condition wait that ends (notify, ETIMEDOUT, ECANCELED) always
+ *             takes its lock back first, and a cancel cannot interrupt that (asyncio's rule).
  *   EDEADLK   conc_coro_lock_acquire by the lock's owner (it would wait for itself forever).
  *   EOVERFLOW conc_coro_sem_release past a bounded semaphore's max: nothing is released.
  *   ENOMEM    conc_chan_create; conc_chan_select parking on more than four ops (their
- *             waiters come from the heap): nothing was sent or received.
+ *             waiters come from the heap): nothing was sent or received. Any wait with a
+ *             deadline whose timer could not be queued (the timer heap grows): nothing done,
+ *             and a condition wait has its lock again.
  *
  * ORDERING CONTRACT
  *   Coroutines of one scheduler run one at a time, so everything a coroutine wrote before a
@@ -85,7 +99,11 @@
  *   chosen with equal probability (Go's rule); when none is, the first counterpart to arrive
  *   completes exactly one op (the others stay untouched). close: sends after it fail with
  *   EPIPE and send nothing; receivers get every item sent before it, then EPIPE; every parked
- *   sender (EPIPE, its item not sent) and receiver (EPIPE) wakes.
+ *   sender (EPIPE, its item not sent) and receiver (EPIPE) wakes. condition: notify(n) wakes
+ *   the n waiters that have waited longest and are still waiting (one whose timeout or cancel
+ *   came first is skipped, so no notification is lost to it); they run in that order and
+ *   queue for the lock behind anyone already queued; everything the notifier wrote while
+ *   holding the lock is seen by a waiter once its wait returns.
  *
  * THREAD SAFETY
  *   None across threads: a channel, lock, semaphore or event belongs to the scheduler of the
@@ -104,9 +122,12 @@
  *   - The items a send or select waits to hand over are read when a receiver arrives, not
  *     when send was called: keep them unchanged until the call returns (they are usually the
  *     caller's locals, so this is automatic).
- *   - No condition variable: after a cancel it would have to re-acquire its lock with a park
- *     that ignores the cancel, which coro.h does not offer to other headers. Use an event, a
- *     channel or a semaphore.
+ *   - A condition wait can return 0 without the awaited state (another coroutine may run
+ *     first and change it): test the predicate in a loop, as with asyncio.Condition.
+ *   - A condition with its own lock (init with NULL) points into itself: do not move it.
+ *   - A coroutine in a condition wait re-taking its lock ignores cancels until the lock is
+ *     its: conc_sched_destroy waits for the lock's holder to release it (a holder that never
+ *     does makes destroy abort, naming the stuck coroutines).
  *
  * DESIGN
  *   Each object is plain data plus coro.h wait queues (intrusive lists of waiters living on
@@ -177,6 +198,12 @@ typedef struct conc_coro_event {
     int set;
     conc_coro_waitq_t waiters;
 } conc_coro_event_t;
+
+typedef struct conc_coro_cond {
+    conc_coro_lock_t *lock; /* the caller's, or own */
+    conc_coro_lock_t own;
+    conc_coro_waitq_t waiters;
+} conc_coro_cond_t;
 
 // clang-format off
 #define CONC_CORO_LOCK_INIT {NULL, CONC_CORO_WAITQ_INIT}
@@ -745,14 +772,7 @@ CONC_NODISCARD static inline int conc_coro_sem_release(conc_coro_sem_t *s, unsig
     } else if (n > UINT_MAX - s->value) {
         return EOVERFLOW;
     }
-    while (n) {
-        conc_coro_waiter_t *w = conc_coro_waitq_pop(&s->waiters);
-        if (!w)
-            break;
-        if (conc_coro_wake(w->coro, 0))
-            n--;
-    }
-    s->value += n;
+    s->value += n - (unsigned)conc_coro_waitq_wake_n(&s->waiters, n, 0);
     return 0;
 }
 
@@ -803,6 +823,110 @@ CONC_NODISCARD static inline int conc_coro_event_wait_until(conc_coro_event_t *e
 
 CONC_NODISCARD static inline int conc_coro_event_wait(conc_coro_event_t *e) {
     return conc_coro_event_wait_until(e, CONC_FOREVER);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Condition (asyncio.Condition): wait releases the lock, parks, and takes the lock again
+ * before it returns, whatever ended the wait.
+ *
+ *   waiter (holds the lock)                    notifier (holds the lock, runs later)
+ *   ---------------------------------------    ---------------------------------------
+ *   cancelled, or deadline past? return it,    change the state the waiter tests
+ *     the lock still held           [cond.C1]  notify(n): wake the first n waiters
+ *   release: the first lock waiter owns it       still parked, FIFO          [cond.C3]
+ *   park on the condition (cancellable,        ... release: the lock goes to the first
+ *     deadline)                     [cond.C2]    lock waiter (no barging)
+ *   woken (notify, timeout or cancel: the
+ *     first wins); unlink
+ *   re-take the lock: free? take it; else
+ *     park in the lock's FIFO, immune to a
+ *     cancel (it stays pending) [cond.C4]
+ *   return the park's status
+ *   A notify never wakes a waiter whose timeout or cancel came first (it is no longer
+ *   parked, [cond.C3] skips it), so no notification is lost to a waiter that is leaving. A
+ *   waiter notified first returns 0 even if a cancel comes while it re-takes the lock: the
+ *   cancel stays pending and its next blocking call returns ECANCELED (the module's rule:
+ *   a handoff that came first wins).
+ * ------------------------------------------------------------------------------------------- */
+static inline int conc_coro_cond_init(conc_coro_cond_t *c, conc_coro_lock_t *lock) {
+    if (!c)
+        return EINVAL;
+    conc_coro_lock_init(&c->own);
+    c->lock = lock ? lock : &c->own;
+    c->waiters.head = c->waiters.tail = NULL;
+    return 0;
+}
+
+static inline conc_coro_lock_t *conc_coro_cond_lock(conc_coro_cond_t *c) {
+    return c ? c->lock : NULL;
+}
+
+CONC_COLD void conc__chan_cond_describe_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
+    const conc_coro_cond_t *c = (const conc_coro_cond_t *)w->object;
+    snprintf(buf, size, "condition %p (lock %p)", w->object, (void *)c->lock);
+}
+
+/* The caller's coroutine if it owns c's lock: 0, EINVAL, EPERM. */
+CONC_INLINE int conc__chan_cond_owner(conc_coro_cond_t *c, conc_coro_t **co) {
+    if (!c)
+        return EINVAL;
+    if (conc__chan_self(co) != 0 || c->lock->owner != *co)
+        return EPERM;
+    return 0;
+}
+
+/* [cond.C4] Takes l back for co: at once if free, else in the lock's FIFO, uncancellably. */
+CONC_INLINE void conc__chan_cond_relock(conc_coro_lock_t *l, conc_coro_t *co) {
+    if (!l->owner) {
+        l->owner = co;
+        return;
+    }
+    conc_coro_wait_t wait;
+    memset(&wait, 0, sizeof wait);
+    wait.what = "lock";
+    wait.object = l;
+    wait.describe = conc__chan_lock_describe_slow;
+    /* Only a release wakes a lock waiter (status 0, owner set); nothing else can end it. */
+    if (conc_coro_waitq_wait_uncancellable(&l->waiters, &wait) != 0 || l->owner != co)
+        CONC_ABORT("conc_coro_cond_wait: re-taking the lock failed");
+}
+
+CONC_NODISCARD static inline int conc_coro_cond_wait_until(conc_coro_cond_t *c, int64_t deadline) {
+    conc_coro_t *co;
+    int e = conc__chan_cond_owner(c, &co);
+    if (e)
+        return e;
+    if (conc_coro_is_cancelled(co)) /* [cond.C1] */
+        return ECANCELED;
+    if (deadline != CONC_FOREVER && deadline <= conc_now())
+        return ETIMEDOUT;
+    conc_coro_wait_t wait;
+    memset(&wait, 0, sizeof wait);
+    wait.what = "condition";
+    wait.object = c;
+    wait.describe = conc__chan_cond_describe_slow;
+    (void)conc_coro_lock_release(c->lock); /* owned: 0; a lock waiter runs once we park */
+    e = conc_coro_waitq_wait(&c->waiters, &wait, deadline); /* [cond.C2] */
+    conc__chan_cond_relock(c->lock, co);
+    return e;
+}
+
+CONC_NODISCARD static inline int conc_coro_cond_wait(conc_coro_cond_t *c) {
+    return conc_coro_cond_wait_until(c, CONC_FOREVER);
+}
+
+/* [cond.C3] Wakes up to n waiters (FIFO); the caller must hold the lock. */
+static inline int conc_coro_cond_notify(conc_coro_cond_t *c, size_t n) {
+    conc_coro_t *co;
+    int e = conc__chan_cond_owner(c, &co);
+    if (e)
+        return e;
+    (void)conc_coro_waitq_wake_n(&c->waiters, n, 0);
+    return 0;
+}
+
+static inline int conc_coro_cond_notify_all(conc_coro_cond_t *c) {
+    return conc_coro_cond_notify(c, SIZE_MAX);
 }
 
 #if defined(CONC__CHAN_POP_DIAGNOSTIC)

@@ -902,9 +902,10 @@ static inline void conc__coro_wake(conc_sched_t *s, conc_coro_t *c, int status) 
     conc__coro_wake_to(s, c, status, s->current != NULL);
 }
 
-/* Wakes every waiter of q in FIFO order: the first runs next (if the running coroutine wakes
- * them), the others follow it at the queue's tail in their order. */
-static inline size_t conc__coro_wake_all(conc_sched_t *s, conc_coro_waitq_t *q, int status);
+/* Wakes up to max still-parked waiters of q in FIFO order: the first runs next (if the running
+ * coroutine wakes them), the others follow it at the queue's tail in their order. */
+static inline size_t conc__coro_wake_n(conc_sched_t *s, conc_coro_waitq_t *q, size_t max,
+                                       int status);
 
 /* ---------------------------------------------------------------------------------------------
  * Wait queues (intrusive FIFO of waiters on the waiting coroutines' stacks)
@@ -946,10 +947,11 @@ static inline bool conc_coro_waitq_is_empty(const conc_coro_waitq_t *q) {
     return q->head == NULL;
 }
 
-static inline size_t conc__coro_wake_all(conc_sched_t *s, conc_coro_waitq_t *q, int status) {
+static inline size_t conc__coro_wake_n(conc_sched_t *s, conc_coro_waitq_t *q, size_t max,
+                                       int status) {
     size_t n = 0;
     conc_coro_waiter_t *w;
-    while ((w = conc_coro_waitq_pop(q)) != NULL)
+    while (n < max && (w = conc_coro_waitq_pop(q)) != NULL)
         n += (size_t)conc__coro_wake_to(s, w->coro, status, n == 0 && s->current != NULL);
     return n;
 }
@@ -1273,7 +1275,7 @@ static inline void conc__coro_finish(conc_sched_t *s, conc_coro_t *co, int statu
     co->status = status;
     co->state = CONC__CORO_DONE;
     s->live--;
-    conc__coro_wake_all(s, &co->joiners, 0);
+    conc__coro_wake_n(s, &co->joiners, SIZE_MAX, 0);
     if (co->group)
         conc__coro_group_child_done(co->group, co);
     if (!co->handle)
@@ -2327,7 +2329,7 @@ static inline void conc__coro_group_child_done(conc_group_t *g, conc_coro_t *co)
             conc__coro_cancel_on(g->sched, c);
     }
     if (g->live == 0)
-        conc__coro_wake_all(g->sched, &g->waiters, 0);
+        conc__coro_wake_n(g->sched, &g->waiters, SIZE_MAX, 0);
 }
 
 CONC_COLD void conc__coro_group_describe_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
@@ -2335,20 +2337,17 @@ CONC_COLD void conc__coro_group_describe_slow(const conc_coro_wait_t *w, char *b
     snprintf(buf, size, "group %p (%zu children left)", w->object, g->live);
 }
 
-static inline int conc__coro_group_wait(conc_group_t *g, conc_sched_t *s, conc_coro_t *co,
-                                        int64_t deadline) {
+static inline int conc__coro_waitq_wait_on(conc_coro_waitq_t *q, const conc_coro_wait_t *w,
+                                           int64_t deadline, uint8_t immune);
+
+static inline int conc__coro_group_wait(conc_group_t *g, int64_t deadline, uint8_t immune) {
     while (g->live) {
         conc_coro_wait_t w;
         memset(&w, 0, sizeof w);
         w.what = "group";
         w.object = g;
         w.describe = conc__coro_group_describe_slow;
-        conc_coro_waiter_t me;
-        memset(&me, 0, sizeof me);
-        me.coro = co;
-        conc_coro_waitq_push(&g->waiters, &me);
-        int e = conc__coro_park(s, co, &w, deadline);
-        conc_coro_waitq_remove(&g->waiters, &me);
+        int e = conc__coro_waitq_wait_on(&g->waiters, &w, deadline, immune);
         if (e)
             return e;
     }
@@ -2366,7 +2365,7 @@ CONC_NODISCARD static inline int conc_group_wait(conc_group_t *g, int64_t deadli
         return EINVAL;
     if (g->live && co->cancelled)
         return ECANCELED;
-    int e = conc__coro_group_wait(g, s, co, deadline);
+    int e = conc__coro_group_wait(g, deadline, 0);
     if (e)
         return e;
     if (status)
@@ -2393,10 +2392,8 @@ static inline void conc_group_destroy(conc_group_t *g) {
             if (co->group == g)
                 CONC_ABORT("conc_group_destroy: called by a child of the group (it would wait "
                            "for itself)");
-            uint8_t immune = co->immune;
-            co->immune = 1; /* joining the cancelled children is not itself cancellable */
-            int e = conc__coro_group_wait(g, s, co, CONC_FOREVER);
-            co->immune = immune;
+            /* immune: joining the cancelled children is not itself cancellable */
+            int e = conc__coro_group_wait(g, CONC_FOREVER, 1);
             if (e)
                 CONC_ABORT("conc_group_destroy: could not join the children");
         } else if (conc__coro_sched_run_until(s, conc__coro_group_stop_empty, g) != 0) {
@@ -2553,7 +2550,13 @@ CONC_NODISCARD static inline int conc_coro_stack_usage(const conc_coro_t *c, siz
  *   conc_coro_waitq_*                an intrusive FIFO of waiters: push a waiter, park, and on
  *                                    return remove it (a no-op if a waker popped it).
  *   conc_coro_waitq_wait(q, w, dl)   that sequence in one call.
- *   conc_coro_waitq_wake_one/all     pop and wake with a status.
+ *   conc_coro_waitq_wait_uncancellable(q, w)  the same without a deadline, and a cancel
+ *                                    neither refuses nor ends it (it stays pending for the
+ *                                    next blocking call): for a wait that must finish, such
+ *                                    as a condition re-taking its lock (asyncio's too).
+ *   conc_coro_waitq_wake_one/n/all   pop and wake with a status: the first (true if any), up
+ *                                    to n or all still-parked waiters (how many woke), FIFO:
+ *                                    the first woken runs first.
  *
  * The protocol, single-threaded (no atomics: one scheduler runs one coroutine at a time):
  *
@@ -2597,8 +2600,10 @@ static inline bool conc_sched_is_owner(const conc_sched_t *s) {
     return s && conc__coro_on_owner(s);
 }
 
-CONC_NODISCARD static inline int conc_coro_waitq_wait(conc_coro_waitq_t *q,
-                                                      const conc_coro_wait_t *w, int64_t deadline) {
+/* Push, park, remove; immune: a cancel neither refuses nor ends the park (the group destroy's
+ * flag: saved and restored, so the waits nest). */
+static inline int conc__coro_waitq_wait_on(conc_coro_waitq_t *q, const conc_coro_wait_t *w,
+                                           int64_t deadline, uint8_t immune) {
     conc_sched_t *s;
     conc_coro_t *co;
     if (conc__coro_me(&s, &co) != 0)
@@ -2606,26 +2611,39 @@ CONC_NODISCARD static inline int conc_coro_waitq_wait(conc_coro_waitq_t *q,
     conc_coro_waiter_t me;
     memset(&me, 0, sizeof me);
     me.coro = co;
-    if (co->cancelled)
+    uint8_t was = co->immune;
+    if (co->cancelled && !was && !immune)
         return ECANCELED;
+    co->immune = (uint8_t)(was | immune);
     conc_coro_waitq_push(q, &me);
     int e = conc__coro_park(s, co, w, deadline);
     conc_coro_waitq_remove(q, &me);
+    co->immune = was;
     return e;
 }
 
+CONC_NODISCARD static inline int conc_coro_waitq_wait(conc_coro_waitq_t *q,
+                                                      const conc_coro_wait_t *w, int64_t deadline) {
+    return conc__coro_waitq_wait_on(q, w, deadline, 0);
+}
+
+CONC_NODISCARD static inline int conc_coro_waitq_wait_uncancellable(conc_coro_waitq_t *q,
+                                                                    const conc_coro_wait_t *w) {
+    return conc__coro_waitq_wait_on(q, w, CONC_FOREVER, 1);
+}
+
+static inline size_t conc_coro_waitq_wake_n(conc_coro_waitq_t *q, size_t n, int status) {
+    if (!q->head)
+        return 0;
+    return conc__coro_wake_n(q->head->coro->sched, q, n, status);
+}
+
 static inline bool conc_coro_waitq_wake_one(conc_coro_waitq_t *q, int status) {
-    conc_coro_waiter_t *w;
-    while ((w = conc_coro_waitq_pop(q)) != NULL)
-        if (conc_coro_wake(w->coro, status))
-            return true;
-    return false;
+    return conc_coro_waitq_wake_n(q, 1, status) == 1;
 }
 
 static inline size_t conc_coro_waitq_wake_all(conc_coro_waitq_t *q, int status) {
-    if (!q->head)
-        return 0;
-    return conc__coro_wake_all(q->head->coro->sched, q, status);
+    return conc_coro_waitq_wake_n(q, SIZE_MAX, status);
 }
 
 typedef struct conc__coro_msg conc_sched_msg_t;
