@@ -708,7 +708,7 @@ typedef struct cv_ctx {
     conc_coro_lock_t lock;
     conc_coro_cond_t cv;
     log_t log;
-    int ready;             /* the predicate: plain data under the lock */
+    int ready; /* the predicate: plain data under the lock */
     int64_t deadline;
     int result[8];
 } cv_ctx;
@@ -727,8 +727,8 @@ static int cv_waiter(void *p) {
     log_add(&c->log, a->id);
     if (a->id & 1) /* 20 ms: the case needs it to pass only while the waiter is parked */
         c->deadline = conc_deadline_in(20 * CONC_MS);
-    int e = (a->id & 1) ? conc_coro_cond_wait_until(&c->cv, c->deadline)
-                        : conc_coro_cond_wait(&c->cv);
+    int e =
+        (a->id & 1) ? conc_coro_cond_wait_until(&c->cv, c->deadline) : conc_coro_cond_wait(&c->cv);
     TH_CHECK(conc_coro_lock_owner(c->cv.lock) == conc_coro_self()); /* back, whatever ended it */
     if (e == ETIMEDOUT)
         TH_CHECK_NOT_EARLY(c->deadline);
@@ -847,7 +847,8 @@ static int cv_cancel_main(void *arg) {
     TH_CHECK_EQ(conc_coro_lock_release(c->cv.lock), 0);
     join_ok(h0);
     join_ok(h2);
-    static const int want[] = {0, 2, 50, 102, 100}; /* h2 was woken last: it runs (and queues) first */
+    static const int want[] = {0, 2, 50, 102,
+                               100}; /* h2 was woken last: it runs (and queues) first */
     TH_CHECK_EQ(c->log.n, 5);
     for (int i = 0; i < c->log.n; i++)
         TH_CHECK_MSG(c->log.v[i] == want[i], "log[%d] = %d, want %d", i, c->log.v[i], want[i]);
@@ -875,7 +876,7 @@ static int cv_timeout_main(void *arg) {
     TH_CHECK_EQ(conc_coro_yield(), 0); /* both wait: 1 with the deadline */
     TH_CHECK_EQ(conc_coro_lock_acquire(c->cv.lock), 0);
     TH_CHECK_EQ(conc_coro_sleep_until(c->deadline + CONC_MS), 0); /* past it, lock held */
-    TH_CHECK_EQ(conc_coro_cond_notify(&c->cv, 1), 0); /* 1 left on its timeout: 2 */
+    TH_CHECK_EQ(conc_coro_cond_notify(&c->cv, 1), 0);             /* 1 left on its timeout: 2 */
     log_add(&c->log, 50);
     TH_CHECK_EQ(conc_coro_lock_release(c->cv.lock), 0);
     join_ok(h1);

@@ -4,9 +4,9 @@
  *
  * What asyncio programs are made of, for coro.h's coroutines: Go's channels (bounded, capacity
  * 0 a rendezvous, close, a fair select with a deadline) and asyncio's Lock, (Bounded)Semaphore,
- * Event and Condition. Every wait parks the coroutine, never the thread, and goes through coro.h's park,
- * so deadlines, cancel (ECANCELED) and the EDEADLK report ("lock 0x... held by coro "a" (#3)")
- * work the same for all of them. Needs coro.h only.
+ * Event and Condition. Every wait parks the coroutine, never the thread, and goes through
+ * coro.h's park, so deadlines, cancel (ECANCELED) and the EDEADLK report ("lock 0x... held by
+ * coro "a" (#3)") work the same for all of them. Needs coro.h only.
  *
  * CONTENTS
  *   quick start - API - errors - ordering contract - thread safety - configuration - caveats -
@@ -387,12 +387,9 @@ CONC_NOINLINE int conc__chan_park_slow(conc_chan_t *ch, int dir, void *item, int
     me.status = &status;
     if (conc_coro_is_cancelled(me.w.coro))
         return ECANCELED;
-    conc_coro_wait_t wait;
-    memset(&wait, 0, sizeof wait);
-    wait.what = dir == CONC_CHAN_SEND ? "channel send" : "channel recv";
-    wait.object = ch;
-    wait.detail = dir;
-    wait.describe = conc__chan_describe_slow;
+    const conc_coro_wait_t wait =
+        conc_coro_wait_make(dir == CONC_CHAN_SEND ? "channel send" : "channel recv", ch,
+                            (long)(dir), conc__chan_describe_slow);
     conc_coro_waitq_t *q = dir == CONC_CHAN_SEND ? &ch->senders : &ch->receivers;
     conc_coro_waitq_push(q, &me.w);
     int e = conc_coro_park(&wait, deadline);
@@ -400,18 +397,29 @@ CONC_NOINLINE int conc__chan_park_slow(conc_chan_t *ch, int dir, void *item, int
     return fired != CONC__CHAN_NONE ? status : e;
 }
 
-CONC_NODISCARD static inline int conc_chan_send_until(conc_chan_t *ch, const void *item,
-                                                      int64_t deadline) {
+/* Every send and receive: the checks, the op if it can complete now, else (park) a park. dir
+ * and park are constants at each call, so each public call inlines only its own path. */
+CONC_INLINE int conc__chan_call(conc_chan_t *ch, int dir, void *item, bool park, int64_t deadline,
+                                const char *fn) {
     conc_coro_t *co;
     if (CONC_UNLIKELY(!ch || !item))
         return EINVAL;
     if (CONC_UNLIKELY(conc__chan_self(&co) != 0))
         return EPERM;
-    conc__chan_check(ch, co, "conc_chan_send");
-    int e = conc__chan_send_now(ch, item);
-    if (CONC_LIKELY(e != EAGAIN))
+    conc__chan_check(ch, co, fn);
+    int e = dir == CONC_CHAN_SEND ? conc__chan_send_now(ch, item) : conc__chan_recv_now(ch, item);
+    if (CONC_LIKELY(e != EAGAIN) || !park)
         return e;
-    return conc__chan_park_slow(ch, CONC_CHAN_SEND, (void *)(uintptr_t)item, deadline);
+    return conc__chan_park_slow(ch, dir, item, deadline);
+}
+
+/* A send's item is only read: the const goes away here, once, for the shared path. */
+#define CONC__CHAN_SEND_ITEM(item) ((void *)(uintptr_t)(item))
+
+CONC_NODISCARD static inline int conc_chan_send_until(conc_chan_t *ch, const void *item,
+                                                      int64_t deadline) {
+    return conc__chan_call(ch, CONC_CHAN_SEND, CONC__CHAN_SEND_ITEM(item), true, deadline,
+                           "conc_chan_send");
 }
 
 CONC_NODISCARD static inline int conc_chan_send(conc_chan_t *ch, const void *item) {
@@ -419,27 +427,13 @@ CONC_NODISCARD static inline int conc_chan_send(conc_chan_t *ch, const void *ite
 }
 
 CONC_NODISCARD static inline int conc_chan_try_send(conc_chan_t *ch, const void *item) {
-    conc_coro_t *co;
-    if (CONC_UNLIKELY(!ch || !item))
-        return EINVAL;
-    if (CONC_UNLIKELY(conc__chan_self(&co) != 0))
-        return EPERM;
-    conc__chan_check(ch, co, "conc_chan_try_send");
-    return conc__chan_send_now(ch, item);
+    return conc__chan_call(ch, CONC_CHAN_SEND, CONC__CHAN_SEND_ITEM(item), false, CONC_FOREVER,
+                           "conc_chan_try_send");
 }
 
 CONC_NODISCARD static inline int conc_chan_recv_until(conc_chan_t *ch, void *item,
                                                       int64_t deadline) {
-    conc_coro_t *co;
-    if (CONC_UNLIKELY(!ch || !item))
-        return EINVAL;
-    if (CONC_UNLIKELY(conc__chan_self(&co) != 0))
-        return EPERM;
-    conc__chan_check(ch, co, "conc_chan_recv");
-    int e = conc__chan_recv_now(ch, item);
-    if (CONC_LIKELY(e != EAGAIN))
-        return e;
-    return conc__chan_park_slow(ch, CONC_CHAN_RECV, item, deadline);
+    return conc__chan_call(ch, CONC_CHAN_RECV, item, true, deadline, "conc_chan_recv");
 }
 
 CONC_NODISCARD static inline int conc_chan_recv(conc_chan_t *ch, void *item) {
@@ -447,13 +441,7 @@ CONC_NODISCARD static inline int conc_chan_recv(conc_chan_t *ch, void *item) {
 }
 
 CONC_NODISCARD static inline int conc_chan_try_recv(conc_chan_t *ch, void *item) {
-    conc_coro_t *co;
-    if (CONC_UNLIKELY(!ch || !item))
-        return EINVAL;
-    if (CONC_UNLIKELY(conc__chan_self(&co) != 0))
-        return EPERM;
-    conc__chan_check(ch, co, "conc_chan_try_recv");
-    return conc__chan_recv_now(ch, item);
+    return conc__chan_call(ch, CONC_CHAN_RECV, item, false, CONC_FOREVER, "conc_chan_try_recv");
 }
 
 static inline void conc_chan_close(conc_chan_t *ch) {
@@ -570,13 +558,11 @@ CONC_NOINLINE int conc__chan_select_park_slow(conc_chan_op_t *ops, size_t n, con
                                                               : &ops[i].chan->receivers,
                                  &ws[i].w);
     }
-    conc_coro_wait_t wait;
-    memset(&wait, 0, sizeof wait);
-    wait.what = "channel select";
-    wait.object = ops;
-    wait.detail = (long)n;
-    wait.describe = conc__chan_describe_select_slow;
-    e = conc_coro_park(&wait, deadline);
+    { /* a block: C++ forbids the goto above to jump over an initialisation */
+        const conc_coro_wait_t wait =
+            conc_coro_wait_make("channel select", ops, (long)n, conc__chan_describe_select_slow);
+        e = conc_coro_park(&wait, deadline);
+    }
     for (size_t i = 0; i < n; i++) /* [chan.S3]: the popped one is already unlinked */
         if (ops[i].chan)
             conc_coro_waitq_remove(ops[i].dir == CONC_CHAN_SEND ? &ops[i].chan->senders
@@ -592,8 +578,9 @@ out:
     return e;
 }
 
-CONC_NODISCARD static inline int conc_chan_select(conc_chan_op_t *ops, size_t n, int64_t deadline,
-                                                  size_t *chosen) {
+/* select and try_select: the checks, a ready op if any, else (park) a park. */
+CONC_INLINE int conc__chan_select_call(conc_chan_op_t *ops, size_t n, bool park, int64_t deadline,
+                                       size_t *chosen) {
     conc_coro_t *co;
     if (!chosen)
         return EINVAL;
@@ -603,22 +590,19 @@ CONC_NODISCARD static inline int conc_chan_select(conc_chan_op_t *ops, size_t n,
     if (conc__chan_self(&co) != 0)
         return EPERM;
     int e = conc__chan_select_now(ops, n, co, chosen);
-    if (e != EAGAIN)
+    if (e != EAGAIN || !park)
         return e;
     return conc__chan_select_park_slow(ops, n, co, deadline, chosen);
 }
 
+CONC_NODISCARD static inline int conc_chan_select(conc_chan_op_t *ops, size_t n, int64_t deadline,
+                                                  size_t *chosen) {
+    return conc__chan_select_call(ops, n, true, deadline, chosen);
+}
+
 CONC_NODISCARD static inline int conc_chan_try_select(conc_chan_op_t *ops, size_t n,
                                                       size_t *chosen) {
-    conc_coro_t *co;
-    if (!chosen)
-        return EINVAL;
-    *chosen = CONC__CHAN_NONE;
-    if (!ops && n)
-        return EINVAL;
-    if (conc__chan_self(&co) != 0)
-        return EPERM;
-    return conc__chan_select_now(ops, n, co, chosen);
+    return conc__chan_select_call(ops, n, false, CONC_FOREVER, chosen);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -663,11 +647,7 @@ CONC_NODISCARD static inline int conc_coro_lock_acquire_until(conc_coro_lock_t *
     }
     if (l->owner == co)
         return EDEADLK;
-    conc_coro_wait_t wait;
-    memset(&wait, 0, sizeof wait);
-    wait.what = "lock";
-    wait.object = l;
-    wait.describe = conc__chan_lock_describe_slow;
+    const conc_coro_wait_t wait = conc_coro_wait_make("lock", l, 0, conc__chan_lock_describe_slow);
     /* status 0: release made us the owner (it sets owner before waking us) */
     return conc_coro_waitq_wait(&l->waiters, &wait, deadline);
 }
@@ -745,11 +725,8 @@ CONC_NODISCARD static inline int conc_coro_sem_acquire_until(conc_coro_sem_t *s,
         s->value--;
         return 0;
     }
-    conc_coro_wait_t wait;
-    memset(&wait, 0, sizeof wait);
-    wait.what = "semaphore";
-    wait.object = s;
-    wait.describe = conc__chan_sem_describe_slow;
+    const conc_coro_wait_t wait =
+        conc_coro_wait_make("semaphore", s, 0, conc__chan_sem_describe_slow);
     return conc_coro_waitq_wait(&s->waiters, &wait, deadline); /* 0: a unit was handed over */
 }
 
@@ -813,10 +790,7 @@ CONC_NODISCARD static inline int conc_coro_event_wait_until(conc_coro_event_t *e
         return EPERM;
     if (e->set)
         return 0;
-    conc_coro_wait_t wait;
-    memset(&wait, 0, sizeof wait);
-    wait.what = "event";
-    wait.object = e;
+    const conc_coro_wait_t wait = conc_coro_wait_make("event", e, 0, NULL);
     /* 0: set woke us (a clear right after does not take it back, as in asyncio) */
     return conc_coro_waitq_wait(&e->waiters, &wait, deadline);
 }
@@ -881,11 +855,7 @@ CONC_INLINE void conc__chan_cond_relock(conc_coro_lock_t *l, conc_coro_t *co) {
         l->owner = co;
         return;
     }
-    conc_coro_wait_t wait;
-    memset(&wait, 0, sizeof wait);
-    wait.what = "lock";
-    wait.object = l;
-    wait.describe = conc__chan_lock_describe_slow;
+    const conc_coro_wait_t wait = conc_coro_wait_make("lock", l, 0, conc__chan_lock_describe_slow);
     /* Only a release wakes a lock waiter (status 0, owner set); nothing else can end it. */
     if (conc_coro_waitq_wait_uncancellable(&l->waiters, &wait) != 0 || l->owner != co)
         CONC_ABORT("conc_coro_cond_wait: re-taking the lock failed");
@@ -900,11 +870,8 @@ CONC_NODISCARD static inline int conc_coro_cond_wait_until(conc_coro_cond_t *c, 
         return ECANCELED;
     if (deadline != CONC_FOREVER && deadline <= conc_now())
         return ETIMEDOUT;
-    conc_coro_wait_t wait;
-    memset(&wait, 0, sizeof wait);
-    wait.what = "condition";
-    wait.object = c;
-    wait.describe = conc__chan_cond_describe_slow;
+    const conc_coro_wait_t wait =
+        conc_coro_wait_make("condition", c, 0, conc__chan_cond_describe_slow);
     (void)conc_coro_lock_release(c->lock); /* owned: 0; a lock waiter runs once we park */
     e = conc_coro_waitq_wait(&c->waiters, &wait, deadline); /* [cond.C2] */
     conc__chan_cond_relock(c->lock, co);

@@ -272,6 +272,18 @@ typedef struct conc_coro_wait {
     void (*describe)(const struct conc_coro_wait *w, char *buf, size_t size);
 } conc_coro_wait_t;
 
+/* A wait's description in one expression (other headers build one per park; see the end). */
+static inline conc_coro_wait_t
+conc_coro_wait_make(const char *what, const void *object, long detail,
+                    void (*describe)(const conc_coro_wait_t *w, char *buf, size_t size)) {
+    conc_coro_wait_t w;
+    w.what = what;
+    w.object = object;
+    w.detail = detail;
+    w.describe = describe;
+    return w;
+}
+
 /* A waiter in a wait queue: lives on the waiting coroutine's stack while it waits. */
 typedef struct conc_coro_waiter {
     struct conc_coro_waiter *prev, *next;
@@ -902,6 +914,10 @@ static inline void conc__coro_wake(conc_sched_t *s, conc_coro_t *c, int status) 
     conc__coro_wake_to(s, c, status, s->current != NULL);
 }
 
+/* Push, park, remove (at the end of this header). */
+static inline int conc__coro_waitq_wait_on(conc_coro_waitq_t *q, const conc_coro_wait_t *w,
+                                           int64_t deadline, uint8_t immune);
+
 /* Wakes up to max still-parked waiters of q in FIFO order: the first runs next (if the running
  * coroutine wakes them), the others follow it at the queue's tail in their order. */
 static inline size_t conc__coro_wake_n(conc_sched_t *s, conc_coro_waitq_t *q, size_t max,
@@ -1194,13 +1210,29 @@ static inline int conc__coro_alloc(conc_sched_t *s, size_t stack_size, conc_coro
     return conc__coro_carve_slow(s, k, out);
 }
 
+/* The two intrusive lists a coroutine is on (every coroutine of a scheduler; a group's
+ * children), pushed at the head and unlinked anywhere: one body for both, named by its link
+ * fields. */
+#define CONC__CORO_LIST_PUSH(head, co, prev, next)                                                 \
+    do {                                                                                           \
+        (co)->prev = NULL;                                                                         \
+        (co)->next = (head);                                                                       \
+        if (head)                                                                                  \
+            (head)->prev = (co);                                                                   \
+        (head) = (co);                                                                             \
+    } while (0)
+#define CONC__CORO_LIST_UNLINK(head, co, prev, next)                                               \
+    do {                                                                                           \
+        if ((co)->prev)                                                                            \
+            (co)->prev->next = (co)->next;                                                         \
+        else                                                                                       \
+            (head) = (co)->next;                                                                   \
+        if ((co)->next)                                                                            \
+            (co)->next->prev = (co)->prev;                                                         \
+    } while (0)
+
 static inline void conc__coro_slot_put(conc_sched_t *s, conc_coro_t *co) {
-    if (co->all_prev)
-        co->all_prev->all_next = co->all_next;
-    else
-        s->all = co->all_next;
-    if (co->all_next)
-        co->all_next->all_prev = co->all_prev;
+    CONC__CORO_LIST_UNLINK(s->all, co, all_prev, all_next);
     co->state = CONC__CORO_FREE;
     co->free_next = co->cls->free;
     co->cls->free = co;
@@ -1254,11 +1286,7 @@ static inline int conc__coro_spawn_on(conc_sched_t *s, conc_coro_fn fn, void *ar
 #if CONC_DEBUG
     *(uint64_t *)(void *)co->stack_lo = CONC__CORO_CANARY ^ (uint64_t)(uintptr_t)co;
 #endif
-    co->all_prev = NULL;
-    co->all_next = s->all;
-    if (s->all)
-        s->all->all_prev = co;
-    s->all = co;
+    CONC__CORO_LIST_PUSH(s->all, co, all_prev, all_next);
     s->live++;
     conc__coro_sched_ready(s, co, 0);
     if (c)
@@ -1436,8 +1464,8 @@ CONC_NOINLINE bool conc__coro_sched_spin_slow(conc_sched_t *s, uint32_t holds) {
         /* Relaxed: hints; the drain takes the mutex and the stop check reads holds again. */
         if (conc_load(&s->inbox_pending, CONC_RELAXED) ||
             conc_load(&s->holds, CONC_RELAXED) != holds) {
-            s->spin_ns = s->spin_ns * 2 > CONC__CORO_SPIN_MAX_NS ? CONC__CORO_SPIN_MAX_NS
-                                                                 : s->spin_ns * 2;
+            s->spin_ns =
+                s->spin_ns * 2 > CONC__CORO_SPIN_MAX_NS ? CONC__CORO_SPIN_MAX_NS : s->spin_ns * 2;
             return true;
         }
         if ((i & CONC__CORO_SPIN_CLOCK_MASK) == 0 && conc_now() >= end)
@@ -1937,20 +1965,9 @@ CONC_NODISCARD static inline int conc_coro_join(conc_coro_t *c, int64_t deadline
     if (c->sched != s || c->state == CONC__CORO_FREE)
         return EINVAL;
     while (c->state != CONC__CORO_DONE) {
-        conc_coro_wait_t w;
-        memset(&w, 0, sizeof w);
-        w.what = "join";
-        w.object = c;
-        w.detail = c == co;
-        w.describe = conc__coro_describe_join_slow;
-        conc_coro_waiter_t me;
-        memset(&me, 0, sizeof me);
-        me.coro = co;
-        if (co->cancelled)
-            return ECANCELED;
-        conc_coro_waitq_push(&c->joiners, &me);
-        int e = conc__coro_park(s, co, &w, deadline);
-        conc_coro_waitq_remove(&c->joiners, &me);
+        const conc_coro_wait_t w =
+            conc_coro_wait_make("join", c, (long)(c == co), conc__coro_describe_join_slow);
+        int e = conc__coro_waitq_wait_on(&c->joiners, &w, deadline, 0);
         if (e)
             return e;
     }
@@ -1995,10 +2012,8 @@ CONC_NODISCARD static inline int conc_coro_sleep_until(int64_t deadline) {
         return EPERM;
     if (co->cancelled)
         return ECANCELED;
-    conc_coro_wait_t w;
-    memset(&w, 0, sizeof w);
-    w.what = deadline == CONC_FOREVER ? "sleep forever" : "sleep";
-    w.object = co;
+    const conc_coro_wait_t w =
+        conc_coro_wait_make(deadline == CONC_FOREVER ? "sleep forever" : "sleep", co, 0, NULL);
     for (;;) {
         if (deadline != CONC_FOREVER && deadline <= conc_now()) {
             /* A past deadline still yields once, as asyncio.sleep(0) does. */
@@ -2300,11 +2315,7 @@ CONC_NODISCARD static inline int conc__coro_group_spawn_at(conc_group_t *g, conc
         return e;
     co->handle = 0; /* the group keeps track; nothing to release */
     co->group = g;
-    co->group_prev = NULL;
-    co->group_next = g->children;
-    if (g->children)
-        g->children->group_prev = co;
-    g->children = co;
+    CONC__CORO_LIST_PUSH(g->children, co, group_prev, group_next);
     g->live++;
     return 0;
 }
@@ -2315,12 +2326,7 @@ CONC_NODISCARD static inline int conc_group_spawn(conc_group_t *g, conc_coro_fn 
 #define conc_group_spawn(g, fn, arg, o) conc__coro_group_spawn_at(g, fn, arg, o, __FILE__, __LINE__)
 
 static inline void conc__coro_group_child_done(conc_group_t *g, conc_coro_t *co) {
-    if (co->group_prev)
-        co->group_prev->group_next = co->group_next;
-    else
-        g->children = co->group_next;
-    if (co->group_next)
-        co->group_next->group_prev = co->group_prev;
+    CONC__CORO_LIST_UNLINK(g->children, co, group_prev, group_next);
     co->group = NULL;
     g->live--;
     if (co->status != 0 && g->status == 0) {
@@ -2337,16 +2343,10 @@ CONC_COLD void conc__coro_group_describe_slow(const conc_coro_wait_t *w, char *b
     snprintf(buf, size, "group %p (%zu children left)", w->object, g->live);
 }
 
-static inline int conc__coro_waitq_wait_on(conc_coro_waitq_t *q, const conc_coro_wait_t *w,
-                                           int64_t deadline, uint8_t immune);
-
 static inline int conc__coro_group_wait(conc_group_t *g, int64_t deadline, uint8_t immune) {
     while (g->live) {
-        conc_coro_wait_t w;
-        memset(&w, 0, sizeof w);
-        w.what = "group";
-        w.object = g;
-        w.describe = conc__coro_group_describe_slow;
+        const conc_coro_wait_t w =
+            conc_coro_wait_make("group", g, 0, conc__coro_group_describe_slow);
         int e = conc__coro_waitq_wait_on(&g->waiters, &w, deadline, immune);
         if (e)
             return e;
@@ -2533,6 +2533,7 @@ CONC_NODISCARD static inline int conc_coro_stack_usage(const conc_coro_t *c, siz
  *   conc_coro_wake(c, status)        makes a parked c runnable, its park returning status; the
  *                                    running coroutine's wake puts c next in line (runnext).
  *                                    First wake wins; a c not parked is left alone (false).
+ *   conc_coro_wait_make(what, object, detail, describe)  the `wait` below, in one expression.
  *   conc_coro_is_cancelled(c)        so a primitive can refuse work before parking.
  *   conc_coro_is_parked(c)           c waits in a park (a queued waiter whose timer or cancel
  *                                    already woke it is not parked: skip it, it will unlink).

@@ -89,9 +89,9 @@
  *   message's function, which wakes the waiter if it still waits, unholds and drops the
  *   record. The loop, with nothing to run while an await is out, polls its inbox briefly
  *   before it sleeps (coro.h [coro.I7]), and a poster kicks the eventfd only if it sleeps, so
- *   a task that finishes within microseconds costs no syscall on the scheduler's side. The record is
- *   touched by the callback only to read its scheduler and message, so its reference count
- *   lives on the owner thread (no atomics).
+ *   a task that finishes within microseconds costs no syscall on the scheduler's side. The
+ *   record is touched by the callback only to read its scheduler and message, so its
+ *   reference count lives on the owner thread (no atomics).
  *   mailbox: Dekker's pattern between receivers (one scheduler) and senders (any thread), on
  *   one atomic word `armed`:
  *
@@ -197,11 +197,8 @@ CONC_NODISCARD static inline int conc_coro_await(conc_future_t *f, int64_t deadl
         free(a);
         return ENOMEM;
     }
-    conc_coro_wait_t wait;
-    memset(&wait, 0, sizeof wait);
-    wait.what = "future";
-    wait.object = f;
-    wait.describe = conc__coro_bridge_describe_future_slow;
+    const conc_coro_wait_t wait =
+        conc_coro_wait_make("future", f, 0, conc__coro_bridge_describe_future_slow);
     int e = conc_coro_park(&wait, deadline); /* 0: the message's function woke us */
     a->waiter = NULL;
     conc__coro_bridge_await_put(a);
@@ -312,15 +309,21 @@ static inline void conc_coro_mailbox_close(conc_coro_mailbox_t *mb) {
     conc_coro_mailbox_notify(mb);
 }
 
-CONC_NODISCARD static inline int conc_coro_mailbox_try_recv(conc_coro_mailbox_t *mb, void *item) {
+/* The receives' checks: 0 (*co: the caller), EINVAL, EPERM. */
+CONC_INLINE int conc__coro_bridge_mailbox_receiver(conc_coro_mailbox_t *mb, const void *item,
+                                                   conc_coro_t **co) {
     if (!mb || !item)
         return EINVAL;
-    conc_coro_t *co = conc_coro_self();
-    if (!co)
+    *co = conc_coro_self();
+    if (!*co)
         return EPERM;
-    if (conc_coro_sched(co) != mb->sched)
-        return EINVAL;
-    return conc_queue_try_pop(mb->q, item);
+    return conc_coro_sched(*co) != mb->sched ? EINVAL : 0;
+}
+
+CONC_NODISCARD static inline int conc_coro_mailbox_try_recv(conc_coro_mailbox_t *mb, void *item) {
+    conc_coro_t *co;
+    int e = conc__coro_bridge_mailbox_receiver(mb, item, &co);
+    return e ? e : conc_queue_try_pop(mb->q, item);
 }
 
 CONC_COLD void conc__coro_bridge_describe_mailbox_slow(const conc_coro_wait_t *w, char *buf,
@@ -330,18 +333,12 @@ CONC_COLD void conc__coro_bridge_describe_mailbox_slow(const conc_coro_wait_t *w
 
 CONC_NODISCARD static inline int conc_coro_mailbox_recv_until(conc_coro_mailbox_t *mb, void *item,
                                                               int64_t deadline) {
-    if (!mb || !item)
-        return EINVAL;
-    conc_coro_t *co = conc_coro_self();
-    if (!co)
-        return EPERM;
-    if (conc_coro_sched(co) != mb->sched)
-        return EINVAL;
-    conc_coro_wait_t wait;
-    memset(&wait, 0, sizeof wait);
-    wait.what = "mailbox";
-    wait.object = mb;
-    wait.describe = conc__coro_bridge_describe_mailbox_slow;
+    conc_coro_t *co;
+    int e0 = conc__coro_bridge_mailbox_receiver(mb, item, &co);
+    if (e0)
+        return e0;
+    const conc_coro_wait_t wait =
+        conc_coro_wait_make("mailbox", mb, 0, conc__coro_bridge_describe_mailbox_slow);
     for (;;) {
         int e = conc_queue_try_pop(mb->q, item);
         if (e != EAGAIN)

@@ -12,11 +12,11 @@
  * it miss it at any time), or announces its sleep under the mutex if the inbox is empty and
  * holds is what it read [coro.I6], sleeps in epoll_wait until the eventfd counter is non-zero
  * or (once) an fd event comes, then reads a non-zero counter to zero [coro.I3] and drains
- * [coro.I5], and clears asleep (so a claim can meet a loop that is awake). It stops once it has taken all four and
- * holds is 0, then destroy waits for kicking to reach 0 and closes the eventfd. A message or
- * an unhold left unseen while the scheduler sleeps with the counter at zero is a lost wakeup:
- * spin reports the blocked scheduler as an invalid end state. A write after the close fails
- * the assertion.
+ * [coro.I5], and clears asleep (so a claim can meet a loop that is awake). It stops once it
+ * has taken all four and holds is 0, then destroy waits for kicking to reach 0 and closes the
+ * eventfd. A message or an unhold left unseen while the scheduler sleeps with the counter at
+ * zero is a lost wakeup: spin reports the blocked scheduler as an invalid end state. A write
+ * after the close fails the assertion.
  *
  * // broken: BROKEN_DOZE_BLIND    announce the sleep without looking at the inbox under the
  *                                 mutex: a message appended before it is never kicked
