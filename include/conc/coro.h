@@ -320,9 +320,13 @@ typedef struct conc_coro_waitq {
  * await, a mailbox): a sleep and its wake cost 5-10 us here (epoll_wait, the eventfd write
  * and read, two context switches), an executor's trivial task 1-2 us. Adaptive between MIN
  * and MAX: a poll that saw the work come doubles the next one, one that ran out halves it, so
- * a scheduler whose work comes late (or whose CPU is shared) spends at most MIN per sleep. */
+ * a scheduler whose work comes late (or whose CPU is shared) soon spends MIN once per
+ * CONC__CORO_SPIN_SKIP sleeps. */
 #define CONC__CORO_SPIN_MIN_NS ((int64_t)500)
 #define CONC__CORO_SPIN_MAX_NS ((int64_t)20 * CONC_US)
+/* Sleeps that skip the poll after one at MIN came up empty (the work comes late here, or
+ * the CPUs are shared): then the poll costs MIN once per this many sleeps. */
+#define CONC__CORO_SPIN_SKIP 8u
 /* Pauses between two clock reads in that poll (a pause is 10-40 ns, a clock read 20-75). */
 #define CONC__CORO_SPIN_CLOCK_MASK 31u
 /* Arena growth: the first arena of a size class holds this many stacks, each next one twice
@@ -600,6 +604,7 @@ struct conc_sched {
     uint32_t asleep;        /* atomic: the loop blocks, or is about to, in epoll_wait [coro.I6] */
     uint32_t kicking;       /* atomic: posters between their unlock and their eventfd write */
     int64_t spin_ns;        /* the loop's adaptive poll of the inbox before it sleeps */
+    unsigned spin_skip;     /* sleeps left that skip that poll */
     size_t live;            /* coroutines not yet returned */
     conc_coro_t *all;       /* every coroutine not yet freed */
     conc__coro_class *classes;
@@ -1458,6 +1463,10 @@ CONC_COLD int conc__coro_sched_deadlock_slow(conc_sched_t *s) {
 CONC_NOINLINE bool conc__coro_sched_spin_slow(conc_sched_t *s, uint32_t holds) {
     if (conc_cpu_count() < 2)
         return false;
+    if (s->spin_skip) {
+        s->spin_skip--;
+        return false;
+    }
     int64_t end = conc_now() + s->spin_ns;
     for (unsigned i = 1;; i++) {
         conc_cpu_relax();
@@ -1471,7 +1480,12 @@ CONC_NOINLINE bool conc__coro_sched_spin_slow(conc_sched_t *s, uint32_t holds) {
         if ((i & CONC__CORO_SPIN_CLOCK_MASK) == 0 && conc_now() >= end)
             break;
     }
-    s->spin_ns = s->spin_ns / 2 < CONC__CORO_SPIN_MIN_NS ? CONC__CORO_SPIN_MIN_NS : s->spin_ns / 2;
+    if (s->spin_ns / 2 < CONC__CORO_SPIN_MIN_NS) {
+        s->spin_ns = CONC__CORO_SPIN_MIN_NS;
+        s->spin_skip = CONC__CORO_SPIN_SKIP; /* empty at MIN: sit a few sleeps out */
+    } else {
+        s->spin_ns /= 2;
+    }
     return false;
 }
 
