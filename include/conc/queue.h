@@ -90,7 +90,10 @@
  *                       last pauses ran out (its peer shares its CPU) pauses only
  *                       CONC_QUEUE_SPIN_PROBE rounds (default 4), and all of them again
  *                       every 16th wait, until pausing pays again.
- *   CONC_QUEUE_YIELDS   sched_yield rounds after the pauses, before sleeping (default 4).
+ *   CONC_QUEUE_YIELDS   sched_yield rounds after the pauses, before sleeping (default 4);
+ *                       yielding stops at the first yield that let no peer move, and is off
+ *                       for a while (10 ms, doubling up to 1.28 s) after a yield that kept
+ *                       the caller off the CPU for over 100 us (somebody else ran there).
  *   CONC_QUEUE_ALLOC(bytes), CONC_QUEUE_FREE(p)   the allocator create/destroy use
  *                       (default: aligned_alloc(64, ...) and free). Define both or neither.
  *
@@ -160,7 +163,10 @@
  *   waits for changes. Pauses pay only while the peer runs on another CPU: a side whose last
  *   pauses ran out (the peer shares its CPU, pinned there or placed there by the scheduler)
  *   probes a few and yields at once, with a full round every 16th wait to notice the peer
- *   has moved.
+ *   has moved. Yields pay only while the scheduler hands the CPU to the peer: a yield that
+ *   saw no progress ends them, and a slow one (a time slice spent on somebody else, such as
+ *   a busy loop beside the queue) turns them off for that side for a period, so its waiters
+ *   sleep on the futex, whose wake preempts, instead of giving a time slice away per handoff.
  *
  * FOR OTHER CONC HEADERS (the last section of this file)
  *   conc__queue_item_ready(q, k)   whether the k-th item from the head is published (a hint,
@@ -230,6 +236,12 @@ typedef struct conc_queue {
      * was away). A hint, written only when it changes: a stale value costs time, never
      * correctness. */
     uint32_t pop_spin_skips, push_spin_skips;
+    /* Per side: CLOCK_MONOTONIC ns before which its waiters sleep without yielding (a yield
+     * kept one off the CPU for a time slice: somebody else runs beside the queue), and how
+     * many such yields came in a row (each doubles the next period). Hints, written only
+     * when they change. */
+    int64_t pop_yield_resume, push_yield_resume;
+    uint32_t pop_yield_strikes, push_yield_strikes;
     /* The slots follow the struct (offset sizeof(conc_queue_t)): no pointer anywhere. */
 } conc_queue_t;
 
@@ -252,10 +264,22 @@ CONC_STATIC_ASSERT(sizeof(conc_queue_t) == 4 * CONC_CACHELINE, "the task word ad
  * (or capacity, if smaller): one scan of independent loads per this many operations instead
  * of a stamp load in front of every claim; short enough that no single call scans long. */
 #define CONC__QUEUE_LIMIT_WINDOW 64
+/* Stamps the limit scan checks per branch (the scan's code is written out for four). */
+#define CONC__QUEUE_SCAN_STEP 4u
 /* A side that skips its pauses still pauses fully once in this many waits: often enough to
  * notice within microseconds that its peer now runs on another CPU, rarely enough to cost
  * nothing (one run of pauses per 16 yields to a peer that shares the CPU). */
 #define CONC__QUEUE_SPIN_RETRY 16
+/* A yield that kept its caller off the CPU longer than this ran somebody other than the peer
+ * that shares the CPU (a peer gives the CPU back once the ring is full or empty: 20 us for
+ * 1024 items here) for a time slice (0.75 ms and up); a futex sleep + wake costs less. */
+#define CONC__QUEUE_YIELD_SLOW_NS (100 * CONC_US)
+/* How long a side sleeps without yielding after a slow yield, doubled after each further
+ * slow yield up to CONC__QUEUE_YIELD_STRIKES_MAX doublings (10 ms .. 1.28 s): beside a busy
+ * loop that runs for good, a handful of wasted time slices over a queue's life; after it
+ * stopped, yields come back within one period. */
+#define CONC__QUEUE_YIELD_OFF_NS (10 * CONC_MS)
+#define CONC__QUEUE_YIELD_STRIKES_MAX 7u
 
 CONC_STATIC_ASSERT(offsetof(conc_queue_t, tail) % CONC_CACHELINE == 0 &&
                        offsetof(conc_queue_t, head) % CONC_CACHELINE == 0 &&
@@ -542,6 +566,13 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
     }
 }
 
+/* Zero when the slot's stamp is want: the limit scan ORs four of these per branch. */
+CONC_INLINE uint64_t conc__queue_stamp_miss(unsigned char *slot, uint64_t want) {
+    /* [queue.A1] (push) / [queue.A2] (pop) acquire: pairs with the [queue.R2] / [queue.R1]
+     * that made the slot ready for us. */
+    return conc_load(conc__queue_stamp(slot), CONC_ACQUIRE) ^ want;
+}
+
 /* The positions from pos on that are ready for this side (writable for producers: stamp ==
  * position; readable for consumers: stamp == position + 1), up to the window: stores and
  * returns the side's new limit (pos itself when the slot at pos is not ready).
@@ -564,14 +595,24 @@ CONC_NOINLINE uint64_t conc__queue_limit_slow(conc_queue_t *q, uint64_t pos, boo
     while (left > 0) {
         /* The slots from index to the end of the lap are contiguous: no wrap test inside. */
         uint64_t run = capacity - index < left ? capacity - index : left, k = 0;
-        const unsigned char *slot = conc__queue_slot(q, lap + index);
-        for (uint64_t want = lap + index + ready; k < run; k++, want++, slot += slot_size) {
-            /* [queue.A1] (push) / [queue.A2] (pop) acquire: pairs with the [queue.R2] /
-             * [queue.R1] that made the slot ready for us. */
-            if (conc_load(conc__queue_stamp((unsigned char *)(uintptr_t)slot), CONC_ACQUIRE) !=
-                want)
+        unsigned char *slot = conc__queue_slot(q, lap + index);
+        uint64_t want = lap + index + ready;
+        /* Four stamps per branch, their differences ORed (written out: gcc keeps a loop of
+         * atomic loads rolled); a branch per stamp was half the scan's time. */
+        while (run - k >= CONC__QUEUE_SCAN_STEP) {
+            uint64_t miss = conc__queue_stamp_miss(slot, want) |
+                            conc__queue_stamp_miss(slot + slot_size, want + 1) |
+                            conc__queue_stamp_miss(slot + 2 * slot_size, want + 2) |
+                            conc__queue_stamp_miss(slot + 3 * slot_size, want + 3);
+            if (miss != 0)
                 break;
+            k += CONC__QUEUE_SCAN_STEP;
+            want += CONC__QUEUE_SCAN_STEP;
+            slot += CONC__QUEUE_SCAN_STEP * slot_size;
         }
+        for (; k < run; k++, want++, slot += slot_size) /* the rest, or the step that missed */
+            if (conc__queue_stamp_miss(slot, want) != 0)
+                break;
         index += k;
         left -= k;
         if (k < run)
@@ -673,55 +714,89 @@ CONC_INLINE void conc__queue_notify(conc_queue_t *q, uint32_t *word, size_t k) {
  * returns 0/EPIPE (done), EAGAIN (wait). */
 typedef int (*conc__queue_try_fn)(conc_queue_t *q, unsigned char *items, size_t n, size_t *done);
 
+/* Whether the one stamp this side waits for has changed (the slot at its position is ready)
+ * or the queue closed: then a try may succeed. Relaxed: a hint; the try decides. Read-only,
+ * and no load of the other side's head/tail line, which its owner writes on every operation. */
+CONC_INLINE bool conc__queue_worth_a_try(const conc_queue_t *q, bool push) {
+    uint64_t pos = conc_load(push ? &q->tail : &q->head, CONC_RELAXED);
+    uint64_t stamp = conc_load(conc__queue_stamp(conc__queue_slot(q, pos)), CONC_RELAXED);
+    return stamp == (push ? pos : pos + 1) || (pos & CONC__QUEUE_CLOSED);
+}
+
+/* Before a waiter registers: pauses while they pay, then yields while they pay, trying
+ * whenever the stamp it waits for changes. 0/EPIPE (done), EAGAIN (sleep now). */
+CONC_COLD int conc__queue_spin_slow(conc_queue_t *q, bool push, conc__queue_try_fn try_once,
+                                    unsigned char *items, size_t n, size_t *done) {
+    /* Pauses pay only while the peer runs on another CPU. When the last ones ran out
+     * (relaxed: a hint), the peer likely shares our CPU (pinned together, or placed
+     * together by the scheduler): a few probe pauses, then yield to it at once, and a
+     * full round of pauses every CONC__QUEUE_SPIN_RETRY waits to notice when it moved. */
+    uint32_t *skips = push ? &q->push_spin_skips : &q->pop_spin_skips;
+    uint32_t skipped = conc_load(skips, CONC_RELAXED);
+    bool full = skipped == 0 || skipped >= CONC__QUEUE_SPIN_RETRY;
+    if (skipped != 0)
+        conc_store(skips, full ? 1u : skipped + 1, CONC_RELAXED);
+    int pauses = conc_cpu_count() == 1 ? 0 : full ? CONC_QUEUE_SPIN : CONC_QUEUE_SPIN_PROBE;
+    if (pauses > CONC_QUEUE_SPIN)
+        pauses = CONC_QUEUE_SPIN;
+    for (int i = 0; i < pauses; i++) {
+        conc_cpu_relax();
+        if (!conc__queue_worth_a_try(q, push))
+            continue;
+        int r = try_once(q, items, n, done);
+        if (r != EAGAIN) {
+            if (conc_load(skips, CONC_RELAXED) != 0)
+                conc_store(skips, 0u, CONC_RELAXED); /* the peer moved while we paused */
+            return r;
+        }
+    }
+    if (full && pauses > 0 && skipped == 0)
+        conc_store(skips, 1u, CONC_RELAXED); /* the pauses ran out */
+    /* Then yields, while they pay. When the peer shares our CPU a pause cannot let it run,
+     * and a yield hands it the CPU for one syscall where a futex sleep + wake costs two. But
+     * the scheduler may hand the CPU to somebody else instead (a busy loop beside us): the
+     * yield then costs a whole time slice, and a futex sleeper would have been back sooner
+     * (a wake preempts). So a yield that did not let the peer move the stamp ends the
+     * yielding, and a yield that kept us off the CPU longer than CONC__QUEUE_YIELD_SLOW_NS
+     * turns yielding off for this side for a period (CONC__QUEUE_YIELD_OFF_NS, doubled by
+     * each slow yield in a row): one costly probe per period. Relaxed: hints. */
+    int64_t *resume = push ? &q->push_yield_resume : &q->pop_yield_resume;
+    uint32_t *strikes = push ? &q->push_yield_strikes : &q->pop_yield_strikes;
+    for (int i = 0; i < CONC_QUEUE_YIELDS; i++) {
+        int64_t before = conc_now();
+        if (i == 0 && before < conc_load(resume, CONC_RELAXED))
+            break; /* yields are off: sleep at once */
+        sched_yield();
+        int64_t after = conc_now();
+        uint32_t struck = conc_load(strikes, CONC_RELAXED);
+        if (after - before > CONC__QUEUE_YIELD_SLOW_NS) {
+            conc_store(resume, after + (CONC__QUEUE_YIELD_OFF_NS << struck), CONC_RELAXED);
+            if (struck < CONC__QUEUE_YIELD_STRIKES_MAX)
+                conc_store(strikes, struck + 1, CONC_RELAXED);
+            return conc__queue_worth_a_try(q, push) ? try_once(q, items, n, done) : EAGAIN;
+        }
+        if (!conc__queue_worth_a_try(q, push))
+            break; /* the yield let nobody move our stamp: another would not either */
+        if (struck != 0)
+            conc_store(strikes, struck - 1, CONC_RELAXED); /* a yield that paid */
+        int r = try_once(q, items, n, done);
+        if (r != EAGAIN)
+            return r;
+    }
+    return EAGAIN;
+}
+
 CONC_COLD int conc__queue_wait_slow(conc_queue_t *q, uint32_t *word, conc__queue_try_fn try_once,
                                     unsigned char *items, size_t n, int64_t deadline,
                                     size_t *done) {
     if (conc_deadline_passed(deadline))
         return ETIMEDOUT; /* a past deadline: the caller has tried once */
-    {
-        /* Spin on the one stamp that must change before we can proceed (read-only: no RMW,
-         * and no load of the other side's head/tail line, which its owner writes on every
-         * operation), and try only when it has. Close is seen after the spin. */
-        bool push = word == &q->not_full;
-        /* Pauses pay only while the peer runs on another CPU. When the last ones ran out
-         * (relaxed: a hint), the peer likely shares our CPU (pinned together, or placed
-         * together by the scheduler): a few probe pauses, then yield to it at once, and a
-         * full round of pauses every CONC__QUEUE_SPIN_RETRY waits to notice when it moved. */
-        uint32_t *skips = push ? &q->push_spin_skips : &q->pop_spin_skips;
-        uint32_t skipped = conc_load(skips, CONC_RELAXED);
-        bool full = skipped == 0 || skipped >= CONC__QUEUE_SPIN_RETRY;
-        if (skipped != 0)
-            conc_store(skips, full ? 1u : skipped + 1, CONC_RELAXED);
-        int pauses = conc_cpu_count() == 1 ? 0 : full ? CONC_QUEUE_SPIN : CONC_QUEUE_SPIN_PROBE;
-        if (pauses > CONC_QUEUE_SPIN)
-            pauses = CONC_QUEUE_SPIN;
-        for (int i = 0; i < pauses + CONC_QUEUE_YIELDS; i++) {
-            /* The last rounds yield the CPU instead of pausing: when the other side shares
-             * our CPU (oversubscribed, or a busy machine) a pause cannot let it run, and a
-             * futex sleep + wake costs two syscalls where a yield costs one. */
-            if (i < pauses) {
-                conc_cpu_relax();
-            } else {
-                if (i == pauses && full && pauses > 0 && skipped == 0)
-                    conc_store(skips, 1u, CONC_RELAXED); /* the pauses ran out */
-                sched_yield();
-            }
-            uint64_t pos = conc_load(push ? &q->tail : &q->head, CONC_RELAXED);
-            uint64_t stamp = conc_load(conc__queue_stamp(conc__queue_slot(q, pos)), CONC_RELAXED);
-            if (stamp != (push ? pos : pos + 1) && !(pos & CONC__QUEUE_CLOSED))
-                continue;
-            int r = try_once(q, items, n, done);
-            if (r != EAGAIN) {
-                if (i < pauses && conc_load(skips, CONC_RELAXED) != 0)
-                    conc_store(skips, 0u, CONC_RELAXED); /* the peer moved while we paused */
-                return r;
-            }
-        }
-    }
+    int r = conc__queue_spin_slow(q, word == &q->not_full, try_once, items, n, done);
+    if (r != EAGAIN)
+        return r;
     /* Registered ([eventcount.W1]), every try below is the re-check the eventcount needs:
      * its loads of the stamp and of head/tail are seq_cst where they decide "wait". */
     uint32_t v = conc_eventcount_enter(word);
-    int r;
     for (;;) {
         CONC_CHAOS_POINT();
         r = try_once(q, items, n, done);
