@@ -421,10 +421,12 @@ static void check_exactly_once(stress *s) {
     TH_CHECK_EQ(__atomic_load_n(&s->popped, __ATOMIC_RELAXED), expect);
 }
 
-static void stress_case(int producers, int consumers, size_t capacity, long iters, int close_race) {
+/* The stress run on a queue the caller made (capacity and item size uint64_t); leaves it. */
+static void stress_case_on(conc_queue_t *q, int producers, int consumers, long iters,
+                           int close_race) {
     stress s;
     memset(&s, 0, sizeof s);
-    s.q = make(capacity, sizeof(uint64_t));
+    s.q = q;
     s.producers = producers;
     s.consumers = consumers;
     s.per_producer = (uint64_t)th_iters(iters);
@@ -445,7 +447,12 @@ static void stress_case(int producers, int consumers, size_t capacity, long iter
     TH_CHECK_EQ(conc_queue_size(s.q), 0);
     free(s.seen);
     free(s.pushed_ok);
-    conc_queue_destroy(s.q);
+}
+
+static void stress_case(int producers, int consumers, size_t capacity, long iters, int close_race) {
+    conc_queue_t *q = make(capacity, sizeof(uint64_t));
+    stress_case_on(q, producers, consumers, iters, close_race);
+    conc_queue_destroy(q);
 }
 
 static void queue_stress_1p1c(void) {
@@ -468,6 +475,46 @@ static void queue_stress_cap1_mixed(void) {
 static void queue_stress_wide_ring_mixed(void) {
     stress_case(3, 3, 150, 60000, 0);
 }
+/* The yield policy's hints (queue.h, conc__queue_spin_slow), set by hand: the blocking paths
+ * stay exact whatever they say, and the policy does what they say. */
+#define YIELD_AVG_BELOW_BAR 50000u   /* ns: below CONC__QUEUE_YIELD_SLOW_NS */
+#define YIELD_AVG_ABOVE_BAR 1000000u /* ns: ten times CONC__QUEUE_YIELD_SLOW_NS */
+CONC_STATIC_ASSERT(
+    YIELD_AVG_BELOW_BAR<CONC__QUEUE_YIELD_SLOW_NS && YIELD_AVG_ABOVE_BAR> CONC__QUEUE_YIELD_SLOW_NS,
+    "the presets sit on either side of the bar");
+
+/* Yields off for good on both sides: every wait past the pauses sleeps on the futex at once,
+ * and no yield runs (any yield would move the preset average). */
+static void queue_stress_yields_off(void) {
+    conc_queue_t *q = make(7, sizeof(uint64_t));
+    q->push_yield_resume = q->pop_yield_resume = CONC_FOREVER;
+    q->push_yield_avg = q->pop_yield_avg = YIELD_AVG_BELOW_BAR;
+    stress_case_on(q, 1, 1, 50000, 0);
+    TH_CHECK_EQ(q->push_yield_avg, YIELD_AVG_BELOW_BAR);
+    TH_CHECK_EQ(q->pop_yield_avg, YIELD_AVG_BELOW_BAR);
+    TH_CHECK_EQ(q->push_yield_strikes, 0);
+    TH_CHECK_EQ(q->pop_yield_strikes, 0);
+    conc_queue_destroy(q);
+}
+
+/* Yields that wasted their time on average: the first yield a side makes turns its yields off
+ * (a period set, a strike counted), and the items still arrive exactly once. */
+static void queue_stress_yields_wasteful(void) {
+    conc_queue_t *q = make(5, sizeof(uint64_t));
+    q->push_yield_avg = q->pop_yield_avg = YIELD_AVG_ABOVE_BAR;
+    stress_case_on(q, 4, 1, 20000, 0);
+    uint64_t avg[2] = {q->push_yield_avg, q->pop_yield_avg};
+    int64_t resume[2] = {q->push_yield_resume, q->pop_yield_resume};
+    uint32_t strikes[2] = {q->push_yield_strikes, q->pop_yield_strikes};
+    for (int side = 0; side < 2; side++) {
+        if (avg[side] == YIELD_AVG_ABOVE_BAR && resume[side] == 0)
+            continue; /* this side never yielded (its waits ended in the pauses, or none) */
+        TH_CHECK(resume[side] > 0);
+        TH_CHECK(strikes[side] >= 1);
+    }
+    conc_queue_destroy(q);
+}
+
 static void queue_stress_close_race(void) {
     int rounds = (int)th_iters(20);
     for (int i = 0; i < rounds; i++)
@@ -770,7 +817,8 @@ TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_atta
         TH_CASE(queue_no_syscall_without_waiters), TH_CASE_T(queue_stress_1p1c, 60),
         TH_CASE_T(queue_stress_4p4c, 60), TH_CASE_T(queue_stress_8p1c, 60),
         TH_CASE_T(queue_stress_1p8c, 60), TH_CASE_T(queue_stress_cap1_mixed, 60),
-        TH_CASE_T(queue_stress_wide_ring_mixed, 60), TH_CASE_T(queue_stress_close_race, 60),
+        TH_CASE_T(queue_stress_wide_ring_mixed, 60), TH_CASE_T(queue_stress_yields_off, 60),
+        TH_CASE_T(queue_stress_yields_wasteful, 60), TH_CASE_T(queue_stress_close_race, 60),
         TH_CASE_T(queue_deadlock_close_releases_waiters, 60),
         TH_CASE_T(queue_deadlock_close_vs_timeouts, 60),
         TH_CASE_T(queue_deadlock_pingpong_cap1, 60), TH_CASE_T(queue_shared_fork_exactly_once, 60),

@@ -91,9 +91,9 @@
  *                       CONC_QUEUE_SPIN_PROBE rounds (default 4), and all of them again
  *                       every 16th wait, until pausing pays again.
  *   CONC_QUEUE_YIELDS   sched_yield rounds after the pauses, before sleeping (default 4);
- *                       yielding stops at the first yield that let no peer move, and is off
- *                       for a while (10 ms, doubling up to 1.28 s) after a yield that kept
- *                       the caller off the CPU for over 100 us (somebody else ran there).
+ *                       off for a while (10 ms, doubling up to 1.28 s) while yields keep a
+ *                       side off the CPU for over 100 us on average (somebody else runs
+ *                       there: its waiters sleep on the futex instead).
  *   CONC_QUEUE_ALLOC(bytes), CONC_QUEUE_FREE(p)   the allocator create/destroy use
  *                       (default: aligned_alloc(64, ...) and free). Define both or neither.
  *
@@ -163,10 +163,11 @@
  *   waits for changes. Pauses pay only while the peer runs on another CPU: a side whose last
  *   pauses ran out (the peer shares its CPU, pinned there or placed there by the scheduler)
  *   probes a few and yields at once, with a full round every 16th wait to notice the peer
- *   has moved. Yields pay only while the scheduler hands the CPU to the peer: a yield that
- *   saw no progress ends them, and a slow one (a time slice spent on somebody else, such as
- *   a busy loop beside the queue) turns them off for that side for a period, so its waiters
- *   sleep on the futex, whose wake preempts, instead of giving a time slice away per handoff.
+ *   has moved. Yields pay only while the scheduler hands the CPU to the peer: when a side's
+ *   yields keep it off the CPU for long on average (time slices spent on somebody else, such
+ *   as a busy loop beside the queue), they are off for that side for a period, so its
+ *   waiters sleep on the futex, whose wake preempts, instead of giving a time slice away per
+ *   handoff.
  *
  * FOR OTHER CONC HEADERS (the last section of this file)
  *   conc__queue_item_ready(q, k)   whether the k-th item from the head is published (a hint,
@@ -236,12 +237,12 @@ typedef struct conc_queue {
      * was away). A hint, written only when it changes: a stale value costs time, never
      * correctness. */
     uint32_t pop_spin_skips, push_spin_skips;
-    /* Per side: CLOCK_MONOTONIC ns before which its waiters sleep without yielding (a yield
-     * kept one off the CPU for a time slice: somebody else runs beside the queue), and how
-     * many such yields came in a row (each doubles the next period). Hints, written only
-     * when they change. */
+    /* Per side, for the yield policy (see conc__queue_spin_slow): CLOCK_MONOTONIC ns before
+     * which its waiters sleep without yielding; how many periods off came in a row (each
+     * doubles the next); the running average of a yield's time off the CPU, in ns. Hints. */
     int64_t pop_yield_resume, push_yield_resume;
     uint32_t pop_yield_strikes, push_yield_strikes;
+    uint32_t pop_yield_avg, push_yield_avg;
     /* The slots follow the struct (offset sizeof(conc_queue_t)): no pointer anywhere. */
 } conc_queue_t;
 
@@ -270,14 +271,25 @@ CONC_STATIC_ASSERT(sizeof(conc_queue_t) == 4 * CONC_CACHELINE, "the task word ad
  * notice within microseconds that its peer now runs on another CPU, rarely enough to cost
  * nothing (one run of pauses per 16 yields to a peer that shares the CPU). */
 #define CONC__QUEUE_SPIN_RETRY 16
-/* A yield that kept its caller off the CPU longer than this ran somebody other than the peer
- * that shares the CPU (a peer gives the CPU back once the ring is full or empty: 20 us for
- * 1024 items here) for a time slice (0.75 ms and up); a futex sleep + wake costs less. */
+/* Yields are worth it while the time they keep a side off the CPU goes, on average, to work
+ * on the queue. A yield's waste is its time off the CPU less CONC__QUEUE_YIELD_ITEM_NS per
+ * item the other side moved meanwhile: a peer that shares the CPU fills or drains the ring
+ * (20 us for 1024 items here: no waste), and so do the side's own threads when there are more
+ * of them than CPUs; a yield to somebody else (a busy loop beside the queue) wastes a time
+ * slice (0.75 ms and up), where a futex sleeper would have been back sooner (its wake
+ * preempts). Yields stop while the average waste is above CONC__QUEUE_YIELD_SLOW_NS; on a
+ * busy machine about 1 yield in 100 loses a slice, and the average stays below. */
 #define CONC__QUEUE_YIELD_SLOW_NS (100 * CONC_US)
-/* How long a side sleeps without yielding after a slow yield, doubled after each further
- * slow yield up to CONC__QUEUE_YIELD_STRIKES_MAX doublings (10 ms .. 1.28 s): beside a busy
- * loop that runs for good, a handful of wasted time slices over a queue's life; after it
- * stopped, yields come back within one period. */
+#define CONC__QUEUE_YIELD_ITEM_NS (1 * CONC_US)
+/* The average's weight: each yield moves it by 1/64 of the difference, so it takes five
+ * wasted slices in a row to cross CONC__QUEUE_YIELD_SLOW_NS, not one unlucky yield. */
+#define CONC__QUEUE_YIELD_AVG_SHIFT 6
+/* A yield's waste counts at most this much (the average stays within 32 bits). */
+#define CONC__QUEUE_YIELD_CLAMP_NS (100 * CONC_MS)
+/* How long a side sleeps without yielding once the average crossed, doubled for each period
+ * in a row after which one probing yield found it still above, up to
+ * CONC__QUEUE_YIELD_STRIKES_MAX doublings (10 ms .. 1.28 s): beside a busy loop that runs for
+ * good, a handful of wasted time slices over a queue's life. */
 #define CONC__QUEUE_YIELD_OFF_NS (10 * CONC_MS)
 #define CONC__QUEUE_YIELD_STRIKES_MAX 7u
 
@@ -339,6 +351,12 @@ CONC_INLINE uint64_t conc__queue_advance(const conc_queue_t *q, uint64_t pos, ui
         lap += q->one_lap;
     }
     return lap + index;
+}
+
+/* Items from position a to position b (a at or before b, less than 2^20 laps apart). */
+CONC_INLINE uint64_t conc__queue_distance(const conc_queue_t *q, uint64_t a, uint64_t b) {
+    uint64_t mask = q->one_lap - 1;
+    return ((b & ~mask) - (a & ~mask)) / q->one_lap * q->capacity + (b & mask) - (a & mask);
 }
 
 CONC_NODISCARD static inline int conc_queue_init_in(conc_queue_t **out, void *mem, size_t mem_size,
@@ -755,30 +773,45 @@ CONC_COLD int conc__queue_spin_slow(conc_queue_t *q, bool push, conc__queue_try_
     /* Then yields, while they pay. When the peer shares our CPU a pause cannot let it run,
      * and a yield hands it the CPU for one syscall where a futex sleep + wake costs two. But
      * the scheduler may hand the CPU to somebody else instead (a busy loop beside us): the
-     * yield then costs a whole time slice, and a futex sleeper would have been back sooner
-     * (a wake preempts). So a yield that did not let the peer move the stamp ends the
-     * yielding, and a yield that kept us off the CPU longer than CONC__QUEUE_YIELD_SLOW_NS
-     * turns yielding off for this side for a period (CONC__QUEUE_YIELD_OFF_NS, doubled by
-     * each slow yield in a row): one costly probe per period. Relaxed: hints. */
+     * yield then wastes a whole time slice, and a futex sleeper would have been back sooner
+     * (a wake preempts). So each side keeps the average waste of its yields (see
+     * CONC__QUEUE_YIELD_SLOW_NS); while that is above the bar its waiters sleep without
+     * yielding for a period, and one probing yield after the period decides on the next.
+     * Relaxed: hints; lost updates between threads of a side cost only precision. */
     int64_t *resume = push ? &q->push_yield_resume : &q->pop_yield_resume;
     uint32_t *strikes = push ? &q->push_yield_strikes : &q->pop_yield_strikes;
+    uint32_t *average = push ? &q->push_yield_avg : &q->pop_yield_avg;
+    const uint64_t *other = push ? &q->head : &q->tail; /* the side that frees us */
     for (int i = 0; i < CONC_QUEUE_YIELDS; i++) {
         int64_t before = conc_now();
         if (i == 0 && before < conc_load(resume, CONC_RELAXED))
             break; /* yields are off: sleep at once */
+        uint64_t from = conc_load(other, CONC_RELAXED) & ~CONC__QUEUE_CLOSED;
         sched_yield();
         int64_t after = conc_now();
+        uint64_t moved =
+            conc__queue_distance(q, from, conc_load(other, CONC_RELAXED) & ~CONC__QUEUE_CLOSED);
+        int64_t waste = after - before;
+        if (moved >= (uint64_t)(waste / CONC__QUEUE_YIELD_ITEM_NS))
+            waste = 0;
+        else
+            waste -= (int64_t)moved * CONC__QUEUE_YIELD_ITEM_NS;
+        if (waste > CONC__QUEUE_YIELD_CLAMP_NS)
+            waste = CONC__QUEUE_YIELD_CLAMP_NS;
+        int64_t avg = conc_load(average, CONC_RELAXED);
+        avg += (waste - avg) / (1 << CONC__QUEUE_YIELD_AVG_SHIFT);
+        conc_store(average, (uint32_t)avg, CONC_RELAXED);
         uint32_t struck = conc_load(strikes, CONC_RELAXED);
-        if (after - before > CONC__QUEUE_YIELD_SLOW_NS) {
+        if (avg > CONC__QUEUE_YIELD_SLOW_NS) {
             conc_store(resume, after + (CONC__QUEUE_YIELD_OFF_NS << struck), CONC_RELAXED);
             if (struck < CONC__QUEUE_YIELD_STRIKES_MAX)
                 conc_store(strikes, struck + 1, CONC_RELAXED);
             return conc__queue_worth_a_try(q, push) ? try_once(q, items, n, done) : EAGAIN;
         }
-        if (!conc__queue_worth_a_try(q, push))
-            break; /* the yield let nobody move our stamp: another would not either */
         if (struck != 0)
-            conc_store(strikes, struck - 1, CONC_RELAXED); /* a yield that paid */
+            conc_store(strikes, 0u, CONC_RELAXED); /* yields pay again */
+        if (!conc__queue_worth_a_try(q, push))
+            continue;
         int r = try_once(q, items, n, done);
         if (r != EAGAIN)
             return r;
