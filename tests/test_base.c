@@ -117,6 +117,54 @@ static void base_futex_tagged_wake_reaches_its_tag(void) {
     pthread_join(runner, NULL);
 }
 
+/* ---- the wait group's wait ------------------------------------------------------------ */
+
+/* A latch-shaped word: the count in the high half; WAITERS bit 0, the generation above it. */
+#define ZW_WAITERS ((uint64_t)0x1)
+#define ZW_GEN_ONE ((uint64_t)0x2)
+#define ZW_GEN_MASK ((uint64_t)0xfffffffe)
+#define ZW_COUNT_ONE ((uint64_t)1 << 32)
+
+typedef struct zero_waiter {
+    uint64_t word __attribute__((aligned(8)));
+    int result; /* written by the waiter before it returns; read after the join */
+} zero_waiter;
+
+static void *zero_waiter_main(void *arg) {
+    zero_waiter *z = (zero_waiter *)arg;
+    uint64_t w = conc_load(&z->word, CONC_ACQUIRE);
+    z->result = conc_futex_wait_zero(&z->word, w, ZW_WAITERS, ZW_GEN_MASK, 0, CONC_FOREVER);
+    return NULL;
+}
+
+/* Returns at a zero, or at a zero already past (the generation moved, the count raised again);
+ * times out not early, with its waiters bit raised; a sleeper is woken by the zeroing RMW. */
+static void base_futex_wait_zero_returns_at_a_zero(void) {
+    uint64_t word __attribute__((aligned(8))) = ZW_GEN_ONE; /* count 0 */
+    TH_CHECK_EQ(conc_futex_wait_zero(&word, word, ZW_WAITERS, ZW_GEN_MASK, 0, 0), 0);
+    uint64_t before = ZW_COUNT_ONE | ZW_GEN_ONE;
+    word = 2 * ZW_COUNT_ONE | 2 * ZW_GEN_ONE; /* a zero came, and two adds after it */
+    TH_CHECK_EQ(conc_futex_wait_zero(&word, before, ZW_WAITERS, ZW_GEN_MASK, 0, CONC_FOREVER), 0);
+    TH_CHECK_EQ(word, 2 * ZW_COUNT_ONE | 2 * ZW_GEN_ONE); /* its raising CAS found the new word */
+    word = before;
+    int64_t deadline = conc_deadline_in(2 * CONC_MS);
+    TH_CHECK_EQ(conc_futex_wait_zero(&word, word, ZW_WAITERS, ZW_GEN_MASK, 0, deadline), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    TH_CHECK_EQ(word, before | ZW_WAITERS);
+
+    zero_waiter z = {ZW_COUNT_ONE | ZW_GEN_ONE, -1};
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, zero_waiter_main, &z), 0);
+    while (!(conc_load(&z.word, CONC_RELAXED) & ZW_WAITERS)) /* registered: about to sleep */
+        th_sleep_ns(100 * 1000);
+    /* The zero: count 0, a new generation, WAITERS off; the bit it replaced asks for a wake. */
+    uint64_t old = conc_swap(&z.word, 2 * ZW_GEN_ONE, CONC_RELEASE);
+    TH_CHECK(old & ZW_WAITERS);
+    (void)conc_futex_wake(conc_futex_half_low(&z.word), INT_MAX, 0);
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(z.result, 0);
+}
+
 /* ---- spinning ------------------------------------------------------------------------- */
 
 static int count_looks(int pauses, uint32_t pace, int64_t deadline, uint32_t *spent) {
@@ -297,7 +345,8 @@ static void base_abort_names_the_function(void) {
 TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_deadline_passed),
         TH_CASE(base_futex_wait_and_wake), TH_CASE(base_futex_flags),
         TH_CASE(base_futex_halves_of_a_64_bit_word),
-        TH_CASE(base_futex_tagged_wake_reaches_its_tag), TH_CASE(base_spin_budget_counts_pauses),
+        TH_CASE(base_futex_tagged_wake_reaches_its_tag),
+        TH_CASE(base_futex_wait_zero_returns_at_a_zero), TH_CASE(base_spin_budget_counts_pauses),
         TH_CASE(base_eventcount_idle_notify_makes_no_syscall),
         TH_CASE(base_eventcount_notify_wakes_a_waiter),
         TH_CASE(base_eventcount_close_wakes_every_waiter),

@@ -30,6 +30,7 @@
  *             conc_futex_flags(bits, shared_bit)  CONC_SHARED if bits has shared_bit, else 0
  *             conc_futex_half_low(w64) / conc_futex_half_high(w64)  a 64-bit word's halves
  *             conc_futex_wait_flagged(word, &v, bit, flags, mo, dl)  raise a waiters bit, sleep
+ *             conc_futex_wait_zero(word64, w, bit, gen_mask, flags, dl)  until a count is 0
  *             (flags: 0 for a private object, CONC_SHARED between processes)
  *   cpu       conc_cpu_relax()            the spin-loop hint (pause / yield)
  *             conc_cpu_count()            online CPUs, cached
@@ -443,6 +444,8 @@ static inline void conc__base_chaos(void) {
  * without tags may treat every tag as CONC_FUTEX_ANY: only who is woken first changes. */
 #define CONC_FUTEX_ANY 0xffffffffu
 
+#define CONC__BASE_HALF_SHIFT 32 /* a 64-bit word's high half: w >> CONC__BASE_HALF_SHIFT */
+
 /* The low and the high 32-bit halves of a 64-bit word, as futex words (a futex is 32 bits):
  * for objects whose fast paths update one 64-bit word but whose sleepers wait for one half of
  * it to change. The word must be 8-byte aligned. */
@@ -528,6 +531,37 @@ CONC_INLINE int conc_futex_wait_flagged(uint32_t *word, uint32_t *v, uint32_t bi
     int r = conc_futex_wait(word, *v, flags, deadline);
     *v = conc_load(word, mo);
     return r;
+}
+
+/* A wait group's wait (conc_latch, conc_queue's task count), on a 64-bit word whose high half
+ * is a count and whose low half, the futex, holds waiters_bit and a generation (the bits of
+ * gen_mask) that the RMW bringing the count to zero advances, clearing waiters_bit (and wakes
+ * everyone if it was up). w is the caller's acquire load of the word, count above zero.
+ * Returns 0 once the count reads zero or the generation differs from w's (a zero came since w:
+ * an add right after it does not strand the waiter), ETIMEDOUT once the deadline has passed
+ * with neither. Acquire loads and CAS failures: the word the wait returns on pairs with the
+ * zeroing RMW's release. The raising CAS acts on the whole word, so the zeroing RMW reads the
+ * bit; the sleep is on the low half, which changes only at a zero or when a waiter raises the
+ * bit, so adds and decrements that do not reach zero never wake a waiter. */
+static inline int conc_futex_wait_zero(uint64_t *word, uint64_t w, uint64_t waiters_bit,
+                                       uint64_t gen_mask, int flags, int64_t deadline) {
+    const uint64_t gen = w & gen_mask;
+    int r = 0;
+    for (;;) {
+        CONC_CHAOS_POINT();
+        if ((w >> CONC__BASE_HALF_SHIFT) == 0 || (w & gen_mask) != gen)
+            return 0;
+        if (r == ETIMEDOUT || conc_deadline_passed(deadline))
+            return ETIMEDOUT;
+        if (!(w & waiters_bit)) {
+            /* A request the zeroing RMW reads; acquire for the failure case (w is fresh). */
+            if (!conc_cas(word, &w, w | waiters_bit, CONC_ACQUIRE, CONC_ACQUIRE))
+                continue;
+            w |= waiters_bit;
+        }
+        r = conc_futex_wait(conc_futex_half_low(word), (uint32_t)w, flags, deadline);
+        w = conc_load(word, CONC_ACQUIRE);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -124,26 +124,11 @@ CONC_COLD void conc__latch_wake_slow(conc_latch_t *l, uint64_t w) {
     conc_futex_wake(conc__latch_futex(l), INT_MAX, conc__latch_futex_flags(w));
 }
 
+/* [latch.A1] acquire (every load and CAS failure in base.h's wait): pairs with the [latch.R1]
+ * of the zero. The timeline above is conc_futex_wait_zero's. */
 CONC_COLD int conc__latch_wait_slow(conc_latch_t *l, uint64_t w, int64_t deadline) {
-    const uint64_t gen = w & CONC__LATCH_GEN_MASK;
-    int r = 0;
-    for (;;) {
-        CONC_CHAOS_POINT();
-        /* [latch.A1] acquire (load or CAS failure): pairs with the [latch.R1] of the zero. */
-        if (conc__latch_count(w) == 0 || (w & CONC__LATCH_GEN_MASK) != gen)
-            return 0;
-        if (r == ETIMEDOUT || conc_deadline_passed(deadline))
-            return ETIMEDOUT;
-        if (!(w & CONC__LATCH_WAITERS)) {
-            /* A request the zeroing CAS reads (acquire for the failure case, [latch.A1]). */
-            if (!conc_cas(&l->word, &w, w | CONC__LATCH_WAITERS, CONC_ACQUIRE, CONC_ACQUIRE))
-                continue;
-            w |= CONC__LATCH_WAITERS;
-        }
-        r = conc_futex_wait(conc__latch_futex(l), (uint32_t)w, conc__latch_futex_flags(w),
-                            deadline);
-        w = conc_load(&l->word, CONC_ACQUIRE); /* [latch.A1] */
-    }
+    return conc_futex_wait_zero(&l->word, w, CONC__LATCH_WAITERS, CONC__LATCH_GEN_MASK,
+                                conc__latch_futex_flags(w), deadline);
 }
 
 /* -------------------------------------------------------------------------------------------

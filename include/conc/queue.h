@@ -1105,25 +1105,11 @@ CONC_INLINE int conc__queue_task_sub(conc_queue_t *q) {
     return 0;
 }
 
+/* [queue.T2] acquire (every load and CAS failure in base.h's wait): pairs with the [queue.T1]
+ * of the zero. */
 CONC_COLD int conc__queue_join_slow(conc_queue_t *q, uint64_t w, int64_t deadline) {
-    const uint64_t gen = w & CONC__QUEUE_TASK_GEN_MASK;
-    int r = 0;
-    for (;;) {
-        /* [queue.T2] acquire (load or CAS failure): pairs with the [queue.T1] of the zero. */
-        if ((w >> 32) == 0 || (w & CONC__QUEUE_TASK_GEN_MASK) != gen)
-            return 0;
-        if (r == ETIMEDOUT || conc_deadline_passed(deadline))
-            return ETIMEDOUT;
-        if (!(w & CONC__QUEUE_TASK_WAITERS)) {
-            /* A request the zeroing CAS reads (acquire for the failure case, [queue.T2]). */
-            if (!conc_cas(&q->tasks, &w, w | CONC__QUEUE_TASK_WAITERS, CONC_ACQUIRE, CONC_ACQUIRE))
-                continue;
-            w |= CONC__QUEUE_TASK_WAITERS;
-        }
-        r = conc_futex_wait(conc__queue_tasks_futex(q), (uint32_t)w, conc__queue_futex_flags(q),
-                            deadline);
-        w = conc_load(&q->tasks, CONC_ACQUIRE); /* [queue.T2] */
-    }
+    return conc_futex_wait_zero(&q->tasks, w, CONC__QUEUE_TASK_WAITERS, CONC__QUEUE_TASK_GEN_MASK,
+                                conc__queue_futex_flags(q), deadline);
 }
 
 /* push, counting the item as an unfinished task: 0, EPIPE (closed: not counted),
