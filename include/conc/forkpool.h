@@ -212,12 +212,10 @@ extern "C" {
  * (default 10) packets: with fewer requests in flight than that, the parent's blocking send
  * never waits for a server that is itself waiting to send to the parent. */
 #define CONC__FORKPOOL_SPAWN_BATCH 4u
-
-#if defined(__cplusplus)
-#define CONC__FORKPOOL_ASSERT(c, m) static_assert(c, m)
-#else
-#define CONC__FORKPOOL_ASSERT(c, m) _Static_assert(c, m)
-#endif
+/* First capacities of the map's two growable arrays (doubled when full): outcomes of single
+ * items (a round's failures and retries: usually few), and ranges to run again next round. */
+#define CONC__FORKPOOL_EVENTS_FIRST 64u
+#define CONC__FORKPOOL_RERUNS_FIRST 16u
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434 /* one number on every architecture (new syscall table) */
@@ -281,8 +279,8 @@ typedef struct conc__forkpool_slot {
     int64_t started_ns; /* when `running` started (only if the round is timed) */
     char pad_[CONC_CACHELINE - 3 * sizeof(uint64_t)];
 } conc__forkpool_slot;
-CONC__FORKPOOL_ASSERT(sizeof(conc__forkpool_slot) == CONC_CACHELINE, "a slot is one line");
-CONC__FORKPOOL_ASSERT(sizeof(conc__forkpool_round) % CONC_CACHELINE == 0, "round: lines");
+CONC_STATIC_ASSERT(sizeof(conc__forkpool_slot) == CONC_CACHELINE, "a slot is one line");
+CONC_STATIC_ASSERT(sizeof(conc__forkpool_round) % CONC_CACHELINE == 0, "round: lines");
 
 /* -------------------------------------------------------------------------------------------
  * Messages. Worker socket: SOCK_STREAM, a header then `len` bytes. Server socket:
@@ -306,7 +304,7 @@ typedef struct conc__forkpool_msg {
     uint64_t a;
     uint64_t len;
 } conc__forkpool_msg;
-CONC__FORKPOOL_ASSERT(sizeof(conc__forkpool_msg) == 32, "a frame header is 32 bytes");
+CONC_STATIC_ASSERT(sizeof(conc__forkpool_msg) == 32, "a frame header is 32 bytes");
 
 enum {
     CONC__FORKPOOL_CTL_SPAWN = 1, /* P->S: fork a worker for slot */
@@ -431,26 +429,12 @@ struct conc_forkpool {
 /* -------------------------------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------------------------------- */
-CONC_NOINLINE int conc__forkpool_write_full(int fd, const void *buf, size_t len) {
-    const char *p = (const char *)buf;
+/* Sends (sending) or receives len bytes in full, through EINTR and short transfers: 0, EPIPE
+ * (end of file before len bytes came), or an errno. */
+CONC_NOINLINE int conc__forkpool_transfer_full(int fd, char *p, size_t len, bool sending) {
     while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-CONC_NOINLINE int conc__forkpool_read_full(int fd, void *buf, size_t len) {
-    char *p = (char *)buf;
-    while (len) {
-        ssize_t n = recv(fd, p, len, 0);
-        if (n == 0)
+        ssize_t n = sending ? send(fd, p, len, MSG_NOSIGNAL) : recv(fd, p, len, 0);
+        if (n == 0 && !sending)
             return EPIPE;
         if (n < 0) {
             if (errno == EINTR)
@@ -463,23 +447,44 @@ CONC_NOINLINE int conc__forkpool_read_full(int fd, void *buf, size_t len) {
     return 0;
 }
 
+CONC_INLINE int conc__forkpool_write_full(int fd, const void *buf, size_t len) {
+    return conc__forkpool_transfer_full(fd, (char *)(uintptr_t)buf, len, true);
+}
+
+CONC_INLINE int conc__forkpool_read_full(int fd, void *buf, size_t len) {
+    return conc__forkpool_transfer_full(fd, (char *)buf, len, false);
+}
+
+/* Room for the SCM_RIGHTS message of a control packet: up to two fds. */
+typedef union conc__forkpool_ctl_fds {
+    char buf[CMSG_SPACE(2 * sizeof(int))];
+    struct cmsghdr align;
+} conc__forkpool_ctl_fds;
+
+/* The msghdr of one control packet m: one iovec (iov), and u's room for fds. */
+CONC_INLINE void conc__forkpool_ctl_msghdr(struct msghdr *mh, struct iovec *iov, void *m,
+                                           conc__forkpool_ctl_fds *u) {
+    iov->iov_base = m;
+    iov->iov_len = sizeof(conc__forkpool_ctl);
+    memset(mh, 0, sizeof *mh);
+    mh->msg_iov = iov;
+    mh->msg_iovlen = 1;
+    mh->msg_control = u->buf;
+    mh->msg_controllen = sizeof u->buf;
+}
+
 /* One control packet, with up to two fds. */
 CONC_NOINLINE int conc__forkpool_ctl_send(int fd, const conc__forkpool_ctl *m, const int *fds,
                                           int nfds) {
     struct iovec iov;
-    iov.iov_base = (void *)(uintptr_t)m;
-    iov.iov_len = sizeof *m;
     struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    union {
-        char buf[CMSG_SPACE(2 * sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    if (nfds > 0) {
+    conc__forkpool_ctl_fds u;
+    conc__forkpool_ctl_msghdr(&mh, &iov, (void *)(uintptr_t)m, &u);
+    if (nfds <= 0) {
+        mh.msg_control = NULL; /* no SCM_RIGHTS message */
+        mh.msg_controllen = 0;
+    } else {
         memset(&u, 0, sizeof u);
-        mh.msg_control = u.buf;
         mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
         struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
         c->cmsg_level = SOL_SOCKET;
@@ -499,18 +504,9 @@ CONC_NOINLINE int conc__forkpool_ctl_send(int fd, const conc__forkpool_ctl *m, c
 /* 0 and a packet (fds[i] -1 when absent), EPIPE at EOF, EAGAIN, or an errno. */
 CONC_NOINLINE int conc__forkpool_ctl_recv(int fd, conc__forkpool_ctl *m, int *fds, int flags) {
     struct iovec iov;
-    iov.iov_base = m;
-    iov.iov_len = sizeof *m;
     struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    union {
-        char buf[CMSG_SPACE(2 * sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof u.buf;
+    conc__forkpool_ctl_fds u;
+    conc__forkpool_ctl_msghdr(&mh, &iov, m, &u);
     fds[0] = fds[1] = -1;
     ssize_t n;
     do
@@ -1019,39 +1015,39 @@ CONC_NOINLINE void conc__forkpool_complete(conc__forkpool_done_list *dl) {
     dl->head = NULL;
 }
 
+/* Room for one more item in a growable array of `size`-byte items holding n of *cap: doubles
+ * the capacity (the first one is `first`) when it is full. Out of memory aborts with `oom`: the
+ * map has no way to report it once its round is under way. */
+CONC_NOINLINE void *conc__forkpool_grow(void *items, size_t n, size_t *cap, size_t size,
+                                        size_t first, const char *oom) {
+    if (n < *cap)
+        return items;
+    size_t grown = *cap ? 2 * *cap : first;
+    void *more = grown <= SIZE_MAX / size ? realloc(items, grown * size) : NULL;
+    if (!more)
+        CONC_ABORT(oom);
+    *cap = grown;
+    return more;
+}
+
 CONC_NOINLINE void conc__forkpool_event_add(conc_forkpool_t *p, uint64_t lo, uint64_t hi,
                                             conc_forkpool_outcome_t o) {
-    if (p->nevents == p->cap_events) {
-        size_t cap = p->cap_events ? 2 * p->cap_events : 64;
-        conc__forkpool_event *e = (conc__forkpool_event *)realloc(p->events, cap * sizeof *e);
-        if (!e)
-            CONC_ABORT("conc_forkpool_map: out of memory for item outcomes");
-        p->events = e;
-        p->cap_events = cap;
-    }
-    conc__forkpool_event *e = &p->events[p->nevents++];
-    e->lo = lo;
-    e->hi = hi;
-    e->o = o;
+    p->events = (conc__forkpool_event *)conc__forkpool_grow(
+        p->events, p->nevents, &p->cap_events, sizeof *p->events, CONC__FORKPOOL_EVENTS_FIRST,
+        "conc_forkpool_map: out of memory for item outcomes");
+    conc__forkpool_event e = {lo, hi, o};
+    p->events[p->nevents++] = e;
 }
 
 CONC_NOINLINE void conc__forkpool_next_add(conc_forkpool_t *p, uint64_t lo, uint64_t hi,
                                            uint64_t attempts) {
     if (lo >= hi)
         return;
-    if (p->nnext == p->cap_next) {
-        size_t cap = p->cap_next ? 2 * p->cap_next : 16;
-        conc__forkpool_range *r = (conc__forkpool_range *)realloc(p->next_ranges, cap * sizeof *r);
-        if (!r)
-            CONC_ABORT("conc_forkpool_map: out of memory for rerun ranges");
-        p->next_ranges = r;
-        p->cap_next = cap;
-    }
-    conc__forkpool_range *r = &p->next_ranges[p->nnext++];
-    r->lo = lo;
-    r->hi = hi;
-    r->vstart = 0;
-    r->attempts = attempts;
+    p->next_ranges = (conc__forkpool_range *)conc__forkpool_grow(
+        p->next_ranges, p->nnext, &p->cap_next, sizeof *p->next_ranges, CONC__FORKPOOL_RERUNS_FIRST,
+        "conc_forkpool_map: out of memory for rerun ranges");
+    conc__forkpool_range r = {lo, hi, 0, attempts}; /* vstart: set when a round starts */
+    p->next_ranges[p->nnext++] = r;
 }
 
 /* The range of the current round holding virtual index v. */
@@ -1129,6 +1125,18 @@ CONC_NOINLINE int conc__forkpool_round_setup(conc_forkpool_t *p, conc__forkpool_
     return 0;
 }
 
+/* A worker slot whose process is gone: its fds closed, its buffer freed, the slot EMPTY. */
+CONC_NOINLINE void conc__forkpool_worker_clear(conc__forkpool_worker *w) {
+    if (w->sock >= 0)
+        close(w->sock);
+    if (w->pidfd >= 0)
+        close(w->pidfd);
+    free(w->in_buf);
+    memset(w, 0, sizeof *w);
+    w->sock = w->pidfd = -1;
+    w->state = CONC__FORKPOOL_W_EMPTY;
+}
+
 /* A worker died: what it was doing gets its outcome. */
 CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
                                         conc__forkpool_done_list *dl) {
@@ -1196,14 +1204,7 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
     }
     /* The process is gone: close its fds and plan a replacement. */
     bool immediate = prior == CONC__FORKPOOL_W_STARTING;
-    if (w->sock >= 0)
-        close(w->sock);
-    if (w->pidfd >= 0)
-        close(w->pidfd);
-    free(w->in_buf);
-    memset(w, 0, sizeof *w);
-    w->sock = w->pidfd = -1;
-    w->state = CONC__FORKPOOL_W_EMPTY;
+    conc__forkpool_worker_clear(w);
     if (p->create_status == -1 && immediate)
         p->create_status = ECHILD; /* overwritten by INITFAIL's status if one came */
     int64_t now = conc_now();
@@ -1752,13 +1753,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             }
             conc__forkpool_task_finish(p, w->task, &dl);
         }
-        if (w->sock >= 0)
-            close(w->sock);
-        if (w->pidfd >= 0)
-            close(w->pidfd);
-        free(w->in_buf);
-        memset(w, 0, sizeof *w);
-        w->sock = w->pidfd = -1;
+        conc__forkpool_worker_clear(w);
     }
     conc__forkpool_fail_all(p, &dl);
     conc_lock_release(&p->lock);
