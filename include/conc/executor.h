@@ -246,7 +246,7 @@ typedef struct conc__executor_pool {
     size_t slab_n;                    /* futures in the next slab */
     conc__executor_slab *slabs;       /* every slab, for the final free */
     /* The releasing side, written by every last release: its own line. */
-    __attribute__((aligned(CONC_CACHELINE))) uintptr_t returned; /* LIFO via next_free; CLOSED */
+    __attribute__((aligned(CONC_CACHELINE))) uintptr_t returned; /* LIFO by free links; CLOSED */
     size_t live; /* once closed: futures still out (modular, see above) */
 } conc__executor_pool;
 
@@ -255,10 +255,8 @@ typedef struct conc__executor_pool {
  * still reported (the pool never frees it), as it would be with malloc. */
 void __asan_poison_memory_region(void const volatile *addr, size_t size);
 void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
-#define CONC__EXECUTOR_POISON(f)                                                                   \
-    __asan_poison_memory_region((f), offsetof(conc_future_t, next_free))
-#define CONC__EXECUTOR_UNPOISON(f)                                                                 \
-    __asan_unpoison_memory_region((f), offsetof(conc_future_t, next_free))
+#define CONC__EXECUTOR_POISON(f) __asan_poison_memory_region((f), conc__future_link_offset())
+#define CONC__EXECUTOR_UNPOISON(f) __asan_unpoison_memory_region((f), conc__future_link_offset())
 #else
 #define CONC__EXECUTOR_POISON(f) ((void)0)
 #define CONC__EXECUTOR_UNPOISON(f) ((void)0)
@@ -293,7 +291,7 @@ CONC_NOINLINE conc_future_t *conc__executor_pool_refill_slow(conc__executor_pool
          * futures happens before our reuse. Never CLOSED here: the pool closes only once
          * submits are over. */
         conc_future_t *f = (conc_future_t *)conc_swap(&p->returned, (uintptr_t)0, CONC_ACQUIRE);
-        p->local = f->next_free;
+        p->local = *conc__future_free_link(f);
         return f;
     }
     if (p->carve == p->carve_end) {
@@ -332,7 +330,7 @@ CONC_INLINE size_t conc__executor_pool_take(conc__executor_pool *p, conc_future_
     for (; k < n; k++) {
         conc_future_t *f = p->local;
         if (CONC_LIKELY(f))
-            p->local = f->next_free;
+            p->local = *conc__future_free_link(f);
         else if (!(f = conc__executor_pool_refill_slow(p)))
             break;
         fs[k] = f;
@@ -346,9 +344,9 @@ CONC_COLD void conc__executor_pool_close_slow(conc__executor_pool *p) {
     /* Acquire: pairs with [executor.R4], like [executor.A4]: those futures are ours to count. */
     uintptr_t h = conc_swap(&p->returned, CONC__EXECUTOR_POOL_CLOSED, CONC_ACQUIRE);
     size_t in = 0;
-    for (conc_future_t *f = p->local; f; f = f->next_free)
+    for (conc_future_t *f = p->local; f; f = *conc__future_free_link(f))
         in++;
-    for (conc_future_t *f = (conc_future_t *)h; f; f = f->next_free)
+    for (conc_future_t *f = (conc_future_t *)h; f; f = *conc__future_free_link(f))
         in++;
     in += (size_t)(p->carve_end - p->carve) / CONC__EXECUTOR_FUTURE_STRIDE; /* never handed out */
     size_t out = p->carved - in;
@@ -361,9 +359,7 @@ CONC_COLD void conc__executor_pool_close_slow(conc__executor_pool *p) {
 /* The last reference is gone: back to the pool (or to free for a malloc'd future). */
 CONC_NOINLINE void conc__executor_pool_recycle(conc_future_t *f) {
     conc__executor_pool *p = (conc__executor_pool *)(void *)conc__future_pool_of(f);
-#if defined(CONC_TSAN)
-    __tsan_mutex_destroy(&f->lock, 0); /* conc_lock_init announces it again on reuse */
-#endif
+    conc__future_retire(f);
     CONC__EXECUTOR_POISON(f);
     uintptr_t h = conc_load(&p->returned, CONC_RELAXED); /* relaxed: the CAS decides */
     do {
@@ -373,7 +369,7 @@ CONC_NOINLINE void conc__executor_pool_recycle(conc_future_t *f) {
                 conc__executor_pool_destroy_slow(p);
             return;
         }
-        f->next_free = (conc_future_t *)h;
+        *conc__future_free_link(f) = (conc_future_t *)h;
         /* [executor.R4] release: pairs with [executor.A4]; our last use of f happens before
          * its reuse. */
     } while (!conc_cas_weak(&p->returned, &h, (uintptr_t)f, CONC_RELEASE, CONC_RELAXED));
@@ -499,7 +495,7 @@ CONC_INLINE void conc__executor_run(conc_future_t *f) {
     }
     CONC_CHAOS_POINT();
     void *result = NULL;
-    int status = f->fn(f->arg, &result);
+    int status = conc__future_call(f, &result);
     conc__future_task_done(f, v, status, result);
 }
 
@@ -554,7 +550,7 @@ CONC_NOINLINE void conc__executor_help_slow(conc__future_helper *h, conc_future_
         CONC_EXECUTOR_HELP_HOOK();
         w->help_depth++;
         void *result = NULL;
-        int status = f->fn(f->arg, &result);
+        int status = conc__future_call(f, &result);
         w->help_depth--;
         conc__future_task_done(f, v, status, result);
         return;

@@ -496,7 +496,7 @@ CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
             v = conc_load(&f->state, CONC_ACQUIRE); /* [future.A1] pairs with [future.R1] */
             return conc__future_outcome(f, v);
         }
-        if (deadline != CONC_FOREVER && conc_now() >= deadline)
+        if (conc_deadline_passed(deadline))
             return ETIMEDOUT;
         if (!(v & CONC__FUTURE_WAITERS)) {
             /* Relaxed: the kernel's re-check of the word orders the sleep (timeline above). */
@@ -643,7 +643,7 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
         return EINVAL;
     if (conc__future_any_scan(fs, n, index))
         return 0;
-    if (deadline != CONC_FOREVER && conc_now() >= deadline)
+    if (conc_deadline_passed(deadline))
         return ETIMEDOUT;
     conc__future_node stack_nodes[CONC__FUTURE_ANY_STACK_NODES];
     conc__future_node *nodes = stack_nodes;
@@ -822,7 +822,7 @@ conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_fut
             r = EPIPE;
             break;
         }
-        if (deadline != CONC_FOREVER && conc_now() >= deadline) {
+        if (conc_deadline_passed(deadline)) {
             r = ETIMEDOUT;
             break;
         }
@@ -874,10 +874,15 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  *   conc__future_start(f)          PENDING -> RUNNING (true), the executor's gate; false if
  *       it was cancelled or completed. conc_future_cancel then says EBUSY, as it does for a
  *       running executor task, and conc_future_complete still settles it.
+ *   conc__future_call(f, &result)  runs the task: fn(arg, &result), its status
+ *   conc__future_free_link(f)      the link of a released pooled future in its pool's free
+ *       lists (the `arg` it had is gone then), until the pool hands it out again
+ *   conc__future_link_offset()     the bytes before that link: what a pool may poison
+ *   conc__future_retire(f)         a pooled future's last release: forget its lock (TSan)
+ *       before the memory is reused (conc__future_init announces a new one)
  * An ext future is malloc'd, never pooled: its `pool` field holds CONC__FUTURE_EXT. A waiter
- * does not spin on it before sleeping (see conc__future_wait_slow). Other headers may also
- * use the fields a pool needs: `pool` (through the two functions above), `next_free` (a
- * released pooled future, until reused), `fn`/`arg` (the task, until it runs).
+ * does not spin on it before sleeping (see conc__future_wait_slow). Other headers reach a
+ * future's fields only through the functions of this section.
  * ------------------------------------------------------------------------------------------- */
 typedef void (*conc__future_ext_fn)(void *ext);
 
@@ -947,6 +952,32 @@ CONC_INLINE conc__future_pool *conc__future_pool_of(const conc_future_t *f) {
  * last release frees it instead of calling p->recycle. */
 CONC_INLINE void conc__future_set_pool(conc_future_t *f, conc__future_pool *p, bool malloced) {
     f->pool = malloced ? (conc__future_pool *)((uintptr_t)p | CONC__FUTURE_POOL_MALLOCED) : p;
+}
+
+/* Runs f's task, once its gate was won: fn(arg, &result); returns the task's status. */
+CONC_INLINE int conc__future_call(conc_future_t *f, void **result) {
+    return f->fn(f->arg, result);
+}
+
+/* The free-list link of a released pooled future (it shares arg's bytes: the task has run). */
+CONC_INLINE conc_future_t **conc__future_free_link(conc_future_t *f) {
+    return &f->next_free;
+}
+
+/* The bytes of a future before its free link: a pool may poison them while it keeps the
+ * future, so a use after the last release is still reported (ASan). */
+CONC_INLINE size_t conc__future_link_offset(void) {
+    return offsetof(conc_future_t, next_free);
+}
+
+/* A pooled future's last reference went: its memory will be reused without a free, so TSan
+ * must forget its lock (conc__future_init, on reuse, announces it again). */
+CONC_INLINE void conc__future_retire(conc_future_t *f) {
+#if defined(CONC_TSAN)
+    __tsan_mutex_destroy(&f->lock, 0);
+#else
+    CONC_UNUSED(f);
+#endif
 }
 
 static inline bool conc__future_start(conc_future_t *f) {
