@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -189,6 +190,181 @@ static inline void bench_pingpong_run(void (*send)(void *, int), void (*recv)(vo
     bench_threads(2, bench_pingpong_thread, &p);
     s->ops = (double)p.trips;
     s->wall_ns = (double)p.wall_ns;
+}
+
+/* ---- Timed runs: n workers until a timer thread says stop ---------------------------------- */
+
+/* One worker's figures in a timed run; each on its own cache line. */
+typedef struct bench_worker_stat {
+    _Alignas(64) double ops; /* operations done */
+    double writes;           /* a second count, for cases that keep one (rwlock: writes) */
+    int64_t t0, t1;          /* the worker's first and last bench_now() */
+    int64_t worst_wait;      /* the longest single timed wait, ns */
+} bench_worker_stat;
+
+/* A timed run's worker: runs until *stop (relaxed loads) and fills *st. cfg is the case's. */
+typedef void (*bench_timed_worker)(int index, const void *cfg, bench_worker_stat *st);
+
+#define BENCH_MAX_WORKERS 16
+
+static struct {
+    int workers;
+    int *stop; /* set to 1 by the timer thread (relaxed: workers poll it) */
+    bench_timed_worker worker;
+    const void *cfg;
+    bench_worker_stat stat[BENCH_MAX_WORKERS];
+} bench_timed;
+
+static void bench_timed_thread(int index, void *p) {
+    (void)p;
+    if (index == bench_timed.workers) { /* the timer: asleep, so it costs no CPU */
+        int64_t d = bench_duration_ns();
+        struct timespec ts = {(time_t)(d / 1000000000), (long)(d % 1000000000)};
+        while (nanosleep(&ts, &ts) != 0)
+            ;
+        __atomic_store_n(bench_timed.stop, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    bench_timed.worker(index, bench_timed.cfg, &bench_timed.stat[index]);
+}
+
+/* The sums of a timed run's workers. */
+typedef struct bench_timed_totals {
+    double ops, writes, least; /* least: the slowest worker's ops */
+    int64_t first, last, worst;
+} bench_timed_totals;
+
+static inline bench_timed_totals bench_timed_sum(const bench_worker_stat *st, int workers) {
+    bench_timed_totals t = {0, 0, 1e300, INT64_MAX, 0, 0};
+    for (int i = 0; i < workers; i++) {
+        t.ops += st[i].ops;
+        t.writes += st[i].writes;
+        t.least = st[i].ops < t.least ? st[i].ops : t.least;
+        t.first = st[i].t0 < t.first ? st[i].t0 : t.first;
+        t.last = st[i].t1 > t.last ? st[i].t1 : t.last;
+        t.worst = st[i].worst_wait > t.worst ? st[i].worst_wait : t.worst;
+    }
+    return t;
+}
+
+/* Runs worker(index, cfg, &its stat) on `workers` threads started together (at most
+ * BENCH_MAX_WORKERS), and a timer thread that sets *stop after bench_duration_ns() (it is
+ * cleared first); returns the workers' sums after all joined. */
+static inline bench_timed_totals bench_timed_run(int workers, bench_timed_worker worker,
+                                                 const void *cfg, int *stop) {
+    if (workers > BENCH_MAX_WORKERS) {
+        fprintf(stderr, "bench: %d workers, at most %d\n", workers, BENCH_MAX_WORKERS);
+        exit(1);
+    }
+    memset(bench_timed.stat, 0, sizeof bench_timed.stat);
+    bench_timed.workers = workers;
+    bench_timed.stop = stop;
+    bench_timed.worker = worker;
+    bench_timed.cfg = cfg;
+    __atomic_store_n(stop, 0, __ATOMIC_RELAXED);
+    bench_threads(workers + 1, bench_timed_thread, NULL);
+    return bench_timed_sum(bench_timed.stat, workers);
+}
+
+/* A timed run's sample: its operations over the time from the first start to the last stop,
+ * and three extras: the slowest worker's share of an equal split ("min share"), the worst wait
+ * in microseconds, and futex calls per operation. */
+static inline void bench_timed_sample(const bench_timed_totals *t, int workers,
+                                      unsigned long futex_calls, bench_sample *s) {
+    s->ops = t->ops;
+    s->wall_ns = (double)(t->last - t->first);
+    s->extra[0] = t->ops > 0 ? t->least * workers / t->ops : 0;
+    s->extra[1] = (double)t->worst / 1000.0;
+    s->extra[2] = t->ops > 0 ? (double)futex_calls / t->ops : 0;
+}
+
+/* ---- Baselines in Python (bench/python/NAME.py, run in child processes) ------------------- */
+
+/* Scripts that print one row per workload, "name ops ns": bench_script_run reads them. */
+#define BENCH_SCRIPT_ROWS 16
+typedef struct bench_script_row {
+    char name[32];
+    double ops, ns;
+} bench_script_row;
+static bench_script_row bench_script_rows[BENCH_SCRIPT_ROWS];
+static int bench_script_count;
+
+/* Runs cmd (a shell command line running script) and keeps its rows; any other line goes to
+ * stderr. Then says what was measured: "Python: <what>, ok|NOT AVAILABLE; ...". */
+static inline void bench_script_run(const char *cmd, const char *what, const char *script) {
+    FILE *f = popen(cmd, "r");
+    if (f) {
+        char line[256];
+        while (bench_script_count < BENCH_SCRIPT_ROWS && fgets(line, sizeof line, f)) {
+            bench_script_row *r = &bench_script_rows[bench_script_count];
+            if (sscanf(line, "%31s %lf %lf", r->name, &r->ops, &r->ns) == 3)
+                bench_script_count++;
+            else
+                fprintf(stderr, "python: %s", line);
+        }
+        pclose(f);
+    }
+    printf("Python: %s, %s; measured by %s in the same run (%d workloads)\n", what,
+           bench_script_count ? "ok" : "NOT AVAILABLE", script, bench_script_count);
+}
+
+/* The row a script printed under name, or NULL. */
+static inline const bench_script_row *bench_script_row_named(const char *name) {
+    for (int i = 0; i < bench_script_count; i++)
+        if (strcmp(bench_script_rows[i].name, name) == 0)
+            return &bench_script_rows[i];
+    return NULL;
+}
+
+/* Scripts that run one workload per call, named by their arguments, and print "ops N",
+ * "ns_per_op X" (and "rss_per_op X"): bench_python_find, then bench_python_sample. */
+static char bench_python_script[1024];
+
+/* Finds bench/python/<name>: from the source tree's root (make bench), else from the binary's
+ * place (build/bench/X: ../../bench/python/<name>). False without python3 or the script. */
+static inline bool bench_python_find(const char *name, const char *argv0) {
+    if (system("command -v python3 >/dev/null 2>&1") != 0)
+        return false;
+    snprintf(bench_python_script, sizeof bench_python_script, "bench/python/%s", name);
+    if (access(bench_python_script, R_OK) == 0)
+        return true;
+    char dir[900];
+    snprintf(dir, sizeof dir, "%s", argv0);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return false;
+    *slash = 0;
+    snprintf(bench_python_script, sizeof bench_python_script, "%s/../../bench/python/%s", dir,
+             name);
+    return access(bench_python_script, R_OK) == 0;
+}
+
+/* One repetition of a Python row: runs the script with the arguments printf(fmt, ...) makes,
+ * and fills s with ops operations at the script's ns per op; *rss gets its rss_per_op when rss
+ * is not NULL. A failed run ends the benchmark. */
+__attribute__((format(printf, 4, 5))) static inline void
+bench_python_sample(bench_sample *s, double ops, double *rss, const char *fmt, ...) {
+    char args[128], cmd[1400], line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "python3 %s %s", bench_python_script, args);
+    FILE *f = popen(cmd, "r");
+    double n = 0, ns = 0, r = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "ops %lf", &n) == 1 || sscanf(line, "rss_per_op %lf", &r) == 1)
+            continue;
+        (void)sscanf(line, "ns_per_op %lf", &ns);
+    }
+    if (!f || pclose(f) != 0 || n <= 0 || ns <= 0) {
+        fprintf(stderr, "bench_%s: %s failed\n", bench_state.suite, cmd);
+        exit(1);
+    }
+    if (rss)
+        *rss = r;
+    s->ops = ops;
+    s->wall_ns = ns * ops;
 }
 
 static inline void bench_machine_line(void) {

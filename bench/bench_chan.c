@@ -34,48 +34,13 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-static char python_script[1024];
 static bool have_python;
-
-static bool find_python_script(const char *argv0) {
-    if (system("command -v python3 >/dev/null 2>&1") != 0)
-        return false;
-    if (access("bench/python/chan_bench.py", R_OK) == 0) {
-        snprintf(python_script, sizeof python_script, "bench/python/chan_bench.py");
-        return true;
-    }
-    char dir[900];
-    snprintf(dir, sizeof dir, "%s", argv0);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        return false;
-    *slash = 0;
-    snprintf(python_script, sizeof python_script, "%s/../../bench/python/chan_bench.py", dir);
-    return access(python_script, R_OK) == 0;
-}
 
 static void must(int e, const char *what) {
     if (e) {
         fprintf(stderr, "bench_chan: %s: %s\n", what, strerror(e));
         exit(1);
     }
-}
-
-static double run_python(const char *args) {
-    char cmd[1400], line[256];
-    snprintf(cmd, sizeof cmd, "python3 %s %s", python_script, args);
-    FILE *f = popen(cmd, "r");
-    double ops = 0, ns = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        if (sscanf(line, "ops %lf", &ops) == 1)
-            continue;
-        (void)sscanf(line, "ns_per_op %lf", &ns);
-    }
-    if (!f || pclose(f) != 0 || ops <= 0 || ns <= 0) {
-        fprintf(stderr, "bench_chan: %s failed\n", cmd);
-        exit(1);
-    }
-    return ns;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -132,10 +97,7 @@ static void run_chan_pp(void *ctx, bench_sample *s) {
 static void run_py_pp(void *ctx, bench_sample *s) {
     (void)ctx;
     long n = bench_state.quick ? 10000 : 40000;
-    char args[64];
-    snprintf(args, sizeof args, "pingpong %ld", n);
-    s->ops = (double)n;
-    s->wall_ns = run_python(args) * (double)n;
+    bench_python_sample(s, (double)n, NULL, "pingpong %ld", n);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -182,10 +144,7 @@ static void run_conc_lock(void *ctx, bench_sample *s) {
 static void run_py_lock(void *ctx, bench_sample *s) {
     (void)ctx;
     long n = bench_state.quick ? 10000 : 40000;
-    char args[64];
-    snprintf(args, sizeof args, "lock %ld %d", n, LOCK_TASKS);
-    s->ops = (double)n;
-    s->wall_ns = run_python(args) * (double)n;
+    bench_python_sample(s, (double)n, NULL, "lock %ld %d", n, LOCK_TASKS);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -229,10 +188,7 @@ static void run_conc_await(void *ctx, bench_sample *s) {
 static void run_py_executor(void *ctx, bench_sample *s) {
     (void)ctx;
     long n = bench_state.quick ? 1000 : 4000;
-    char args[64];
-    snprintf(args, sizeof args, "executor %ld", n);
-    s->ops = (double)n;
-    s->wall_ns = run_python(args) * (double)n;
+    bench_python_sample(s, (double)n, NULL, "executor %ld", n);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -356,7 +312,7 @@ static server server_start(int kind) {
             dup2(out[1], 1);
             close(in[1]);
             close(out[0]);
-            execlp("python3", "python3", python_script, "echo", (char *)NULL);
+            execlp("python3", "python3", bench_python_script, "echo", (char *)NULL);
             _exit(127);
         }
         close(in[0]);
@@ -569,7 +525,7 @@ static void raise_nofile(void) {
 int main(int argc, char **argv) {
     (void)argc;
     signal(SIGPIPE, SIG_IGN);
-    have_python = find_python_script(argv[0]);
+    have_python = bench_python_find("chan_bench.py", argv[0]);
     bench_init("chan");
     raise_nofile();
     if (!have_python)

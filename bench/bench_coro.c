@@ -27,45 +27,7 @@
 #include <sys/wait.h>
 #include <ucontext.h>
 
-static char python_script[1024];
 static bool have_python;
-
-static bool find_python_script(const char *argv0) {
-    if (system("command -v python3 >/dev/null 2>&1") != 0)
-        return false;
-    if (access("bench/python/asyncio_bench.py", R_OK) == 0) {
-        snprintf(python_script, sizeof python_script, "bench/python/asyncio_bench.py");
-        return true;
-    }
-    char dir[900];
-    snprintf(dir, sizeof dir, "%s", argv0);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        return false;
-    *slash = 0;
-    snprintf(python_script, sizeof python_script, "%s/../../bench/python/asyncio_bench.py", dir);
-    return access(python_script, R_OK) == 0;
-}
-
-/* Runs the asyncio script; returns its ns per op (and rss per op if asked). */
-static double run_python(const char *args, double *rss) {
-    char cmd[1400], line[256];
-    snprintf(cmd, sizeof cmd, "python3 %s %s", python_script, args);
-    FILE *f = popen(cmd, "r");
-    double ops = 0, ns = 0, r = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        if (sscanf(line, "ops %lf", &ops) == 1 || sscanf(line, "rss_per_op %lf", &r) == 1)
-            continue;
-        (void)sscanf(line, "ns_per_op %lf", &ns);
-    }
-    if (!f || pclose(f) != 0 || ops <= 0 || ns <= 0) {
-        fprintf(stderr, "bench_coro: %s failed\n", cmd);
-        exit(1);
-    }
-    if (rss)
-        *rss = r;
-    return ns;
-}
 
 static long rss_bytes(void) {
     long pages = 0, resident = 0;
@@ -147,10 +109,7 @@ static void run_swapcontext(void *ctx, bench_sample *s) {
 static void run_py_switch(void *ctx, bench_sample *s) {
     (void)ctx;
     long n = bench_state.quick ? 30000 : 100000;
-    char args[64];
-    snprintf(args, sizeof args, "switch %ld", n);
-    s->ops = (double)n;
-    s->wall_ns = run_python(args, NULL) * (double)n;
+    bench_python_sample(s, (double)n, NULL, "switch %ld", n);
 }
 
 /* Syscalls per yield: strace -c -f around this binary in --yields mode, with 0 and with
@@ -221,10 +180,8 @@ typedef struct py_many {
 
 static void run_py_many(void *ctx, bench_sample *s) {
     py_many *p = (py_many *)ctx;
-    char args[64];
-    snprintf(args, sizeof args, "yield %ld %ld", p->k, p->rounds);
-    s->ops = (double)(p->k * (p->rounds - 1));
-    s->wall_ns = run_python(args, NULL) * s->ops;
+    bench_python_sample(s, (double)(p->k * (p->rounds - 1)), NULL, "yield %ld %ld", p->k,
+                        p->rounds);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -292,10 +249,7 @@ static void run_pthread_spawn(void *ctx, bench_sample *s) {
 static void run_py_spawn(void *ctx, bench_sample *s) {
     (void)ctx;
     long n = bench_state.quick ? 20000 : 100000;
-    char args[64];
-    snprintf(args, sizeof args, "spawn %ld %d", n, SPAWN_BATCH);
-    s->ops = (double)n;
-    s->wall_ns = run_python(args, NULL) * (double)n;
+    bench_python_sample(s, (double)n, NULL, "spawn %ld %d", n, SPAWN_BATCH);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -381,11 +335,8 @@ static void run_threads_idle(void *ctx, bench_sample *s) {
 
 static void run_py_idle(void *ctx, bench_sample *s) {
     (void)ctx;
-    char args[64];
-    snprintf(args, sizeof args, "rss %d", IDLE_N);
     double rss = 0;
-    s->ops = IDLE_N;
-    s->wall_ns = run_python(args, &rss) * IDLE_N;
+    bench_python_sample(s, IDLE_N, &rss, "rss %d", IDLE_N);
     s->extra[0] = rss / 1024.0;
 }
 
@@ -416,10 +367,7 @@ static void run_conc_timers(void *ctx, bench_sample *s) {
 
 static void run_py_timers(void *ctx, bench_sample *s) {
     (void)ctx;
-    char args[64];
-    snprintf(args, sizeof args, "timers %d %d", TIMERS_N, TIMERS_SPAN_MS);
-    s->ops = TIMERS_N;
-    s->wall_ns = run_python(args, NULL) * TIMERS_N;
+    bench_python_sample(s, TIMERS_N, NULL, "timers %d %d", TIMERS_N, TIMERS_SPAN_MS);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -474,17 +422,14 @@ static void run_conc_fdpp(void *ctx, bench_sample *s) {
 static void run_py_fdpp(void *ctx, bench_sample *s) {
     (void)ctx;
     long n = bench_state.quick ? 10000 : 20000;
-    char args[64];
-    snprintf(args, sizeof args, "fdpingpong %ld", n);
-    s->ops = (double)n;
-    s->wall_ns = run_python(args, NULL) * (double)n;
+    bench_python_sample(s, (double)n, NULL, "fdpingpong %ld", n);
 }
 
 /* ------------------------------------------------------------------------------------------ */
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--yields") == 0)
         return yields_only(atol(argv[2]));
-    have_python = find_python_script(argv[0]);
+    have_python = bench_python_find("asyncio_bench.py", argv[0]);
     bench_init("coro");
     if (!have_python)
         printf("(python3 or bench/python/asyncio_bench.py not found: asyncio rows skipped)\n");

@@ -318,43 +318,23 @@ static void conc_recovery(void *ctx, bench_sample *s) {
 /* -------------------------------------------------------------------------------------------
  * Python
  * ------------------------------------------------------------------------------------------- */
-typedef struct py_row {
-    char name[32];
-    double ops, ns;
-} py_row;
-static py_row py_rows[16];
-static int py_count;
-
-static void run_python(void) {
-    char cmd[256];
+static void run_python(int workers) {
+    char cmd[256], what[64];
     snprintf(cmd, sizeof cmd, "MP_BENCH_N='%ld %ld' python3 bench/python/mp_bench.py 2>&1", tiny_n,
              slow_n);
-    FILE *f = popen(cmd, "r");
-    if (!f)
-        return;
-    char line[256];
-    while (py_count < 16 && fgets(line, sizeof line, f)) {
-        py_row *r = &py_rows[py_count];
-        if (sscanf(line, "%31s %lf %lf", r->name, &r->ops, &r->ns) == 3)
-            py_count++;
-        else
-            fprintf(stderr, "python: %s", line);
-    }
-    pclose(f);
+    snprintf(what, sizeof what, "multiprocessing (fork), %d workers", workers);
+    bench_script_run(cmd, what, "bench/python/mp_bench.py");
 }
 
 static void python_result(void *ctx, bench_sample *s) {
-    const py_row *r = (const py_row *)ctx;
+    const bench_script_row *r = (const bench_script_row *)ctx;
     s->ops = r->ops;
     s->wall_ns = r->ns;
     s->extra[0] = s->ops / (s->wall_ns / 1e9);
 }
 
-static const py_row *py(const char *name) {
-    for (int i = 0; i < py_count; i++)
-        if (strcmp(py_rows[i].name, name) == 0)
-            return &py_rows[i];
-    return NULL;
+static const bench_script_row *py(const char *name) {
+    return bench_script_row_named(name);
 }
 
 /* Runs conc plus the baselines that are there (a missing Python row is left out). */
@@ -388,10 +368,7 @@ int main(void) {
         cpu_loop /= 4;
     }
     int workers = conc_cpu_count();
-    run_python();
-    printf("Python: multiprocessing (fork), %d workers, %s; measured by bench/python/mp_bench.py "
-           "in the same run (%d workloads)\n",
-           workers, py_count ? "ok" : "NOT AVAILABLE", py_count);
+    run_python(workers);
     conc_forkpool_opts_t o;
     memset(&o, 0, sizeof o);
     o.workers = (unsigned)workers;

@@ -364,41 +364,23 @@ static void python_result(void *p, bench_sample *s) {
     s->extra[1] = NAN; /* futex calls are counted for conc only */
 }
 
-typedef struct py_row {
-    char name[32];
-    double ops, ns;
-} py_row;
-static py_row py_rows[16];
-static int py_count;
-
-static void run_python(void) {
-    char cmd[256];
+static void run_python(int workers) {
+    char cmd[256], what[64];
     snprintf(cmd, sizeof cmd,
              "FUTURES_BENCH_SLEEP='%d 20' FUTURES_BENCH_CPU='%d %ld' python3 "
              "bench/python/futures_bench.py 2>&1",
              sleep_tasks, CPU_PARTS, cpu_n);
-    FILE *f = popen(cmd, "r");
-    if (!f)
-        return;
-    char line[256];
-    while (py_count < 16 && fgets(line, sizeof line, f)) {
-        py_row *r = &py_rows[py_count];
-        if (sscanf(line, "%31s %lf %lf", r->name, &r->ops, &r->ns) == 3)
-            py_count++;
-        else
-            fprintf(stderr, "python: %s", line);
-    }
-    pclose(f);
+    snprintf(what, sizeof what, "concurrent.futures.ThreadPoolExecutor(%d workers)", workers);
+    bench_script_run(cmd, what, "bench/python/futures_bench.py");
 }
 
 static bool python_ctx(const char *name, ctx *c) {
-    for (int i = 0; i < py_count; i++)
-        if (strcmp(py_rows[i].name, name) == 0) {
-            c->py_ops = py_rows[i].ops;
-            c->py_ns = py_rows[i].ns;
-            return true;
-        }
-    return false;
+    const bench_script_row *r = bench_script_row_named(name);
+    if (r) {
+        c->py_ops = r->ops;
+        c->py_ns = r->ns;
+    }
+    return r != NULL;
 }
 
 int main(void) {
@@ -408,10 +390,7 @@ int main(void) {
         cpu_n /= 4;
     }
     int workers = conc_cpu_count();
-    run_python();
-    printf("Python: concurrent.futures.ThreadPoolExecutor(%d workers), %s; measured by "
-           "bench/python/futures_bench.py in the same run (%d workloads)\n",
-           workers, py_count ? "ok" : "NOT AVAILABLE", py_count);
+    run_python(workers);
 
     conc_executor_t *ex;
     if (conc_executor_create(&ex, (unsigned)workers, 1024) != 0)

@@ -37,7 +37,6 @@
 #include <ck_spinlock.h>
 
 #define CACHELINE 64
-#define MAX_THREADS 16
 #define SAMPLE_MASK 63u /* contended tables time every 64th acquire */
 
 /* Every lock and the payload on its own cache line, so no two share a line by accident. */
@@ -85,10 +84,7 @@ static void calibrate_busy(void) {
 
 /* ---- one run of n threads for bench_duration_ns() ------------------------------------------ */
 
-typedef struct thread_stat {
-    _Alignas(CACHELINE) double ops;
-    int64_t t0, t1, worst_wait;
-} thread_stat;
+typedef bench_worker_stat thread_stat; /* ops, t0, t1, worst_wait */
 
 typedef struct run_cfg {
     int threads;
@@ -96,58 +92,19 @@ typedef struct run_cfg {
     unsigned time_mask; /* time acquire number k when (k & mask) == 0 */
 } run_cfg;
 
-typedef void (*worker_fn)(int index, const run_cfg *cfg, thread_stat *st);
-
-typedef struct run_arg {
-    const run_cfg *cfg;
-    worker_fn worker;
-    thread_stat stat[MAX_THREADS];
-} run_arg;
-
-static void run_thread(int index, void *p) {
-    run_arg *a = (run_arg *)p;
-    if (index == a->cfg->threads) { /* the timer: asleep, so it costs no CPU */
-        int64_t d = bench_duration_ns();
-        struct timespec ts = {(time_t)(d / 1000000000), (long)(d % 1000000000)};
-        while (nanosleep(&ts, &ts) != 0)
-            ;
-        __atomic_store_n(&g.stop, 1, __ATOMIC_RELAXED);
-        return;
-    }
-    a->worker(index, a->cfg, &a->stat[index]);
-}
+typedef bench_timed_worker worker_fn; /* its cfg: a const run_cfg * */
 
 static void run_contended(const run_cfg *cfg, worker_fn worker, bench_sample *s) {
-    static run_arg a;
-    memset(&a, 0, sizeof a);
-    a.cfg = cfg;
-    a.worker = worker;
     g.counter = 0;
-    __atomic_store_n(&g.stop, 0, __ATOMIC_RELAXED);
     unsigned long futex0 = bench_futex_count();
-    bench_threads(cfg->threads + 1, run_thread, &a);
+    bench_timed_totals t = bench_timed_run(cfg->threads, worker, cfg, &g.stop);
     unsigned long futex1 = bench_futex_count();
-
-    double total = 0, least = 1e300;
-    int64_t first = INT64_MAX, last = 0, worst = 0;
-    for (int i = 0; i < cfg->threads; i++) {
-        thread_stat *st = &a.stat[i];
-        total += st->ops;
-        least = st->ops < least ? st->ops : least;
-        first = st->t0 < first ? st->t0 : first;
-        last = st->t1 > last ? st->t1 : last;
-        worst = st->worst_wait > worst ? st->worst_wait : worst;
-    }
-    if ((double)g.counter != total) {
+    if ((double)g.counter != t.ops) {
         printf("ERROR: the counter is %ld after %.0f acquisitions: the lock let two in\n",
-               g.counter, total);
+               g.counter, t.ops);
         exit(1);
     }
-    s->ops = total;
-    s->wall_ns = (double)(last - first);
-    s->extra[0] = total > 0 ? least * cfg->threads / total : 0;
-    s->extra[1] = (double)worst / 1000.0;
-    s->extra[2] = total > 0 ? (double)(futex1 - futex0) / total : 0;
+    bench_timed_sample(&t, cfg->threads, futex1 - futex0, s);
 }
 
 /* ---- the five locks, each with its acquire and release inlined in its own loops ------------ */
@@ -187,7 +144,8 @@ static long uncontended_ops(void) {
             exit(1);                                                                               \
         }                                                                                          \
     }                                                                                              \
-    static void worker_##tag(int index, const run_cfg *cfg, thread_stat *st) {                     \
+    static void worker_##tag(int index, const void *arg, thread_stat *st) {                        \
+        const run_cfg *cfg = (const run_cfg *)arg;                                                 \
         (void)index;                                                                               \
         ck_spinlock_mcs_context_t node;                                                            \
         (void)node;                                                                                \

@@ -27,7 +27,6 @@
 #include <ck_rwlock.h>
 
 #define CACHELINE 64
-#define MAX_THREADS 16
 #define SAMPLE_MASK 63u
 
 static struct {
@@ -39,69 +38,26 @@ static struct {
     _Alignas(CACHELINE) int stop;       /* set by the timer thread; relaxed loads */
 } g;
 
-typedef struct thread_stat {
-    _Alignas(CACHELINE) double ops;
-    double writes;
-    int64_t t0, t1, worst_wait;
-} thread_stat;
+typedef bench_worker_stat thread_stat; /* ops, writes, t0, t1, worst_wait */
 
 typedef struct run_cfg {
     int threads;
     unsigned write_every; /* one write per this many operations */
 } run_cfg;
 
-typedef void (*worker_fn)(int index, const run_cfg *cfg, thread_stat *st);
-
-typedef struct run_arg {
-    const run_cfg *cfg;
-    worker_fn worker;
-    thread_stat stat[MAX_THREADS];
-} run_arg;
-
-static void run_thread(int index, void *p) {
-    run_arg *a = (run_arg *)p;
-    if (index == a->cfg->threads) { /* the timer: asleep, so it costs no CPU */
-        int64_t d = bench_duration_ns();
-        struct timespec ts = {(time_t)(d / 1000000000), (long)(d % 1000000000)};
-        while (nanosleep(&ts, &ts) != 0)
-            ;
-        __atomic_store_n(&g.stop, 1, __ATOMIC_RELAXED);
-        return;
-    }
-    a->worker(index, a->cfg, &a->stat[index]);
-}
+typedef bench_timed_worker worker_fn; /* its cfg: a const run_cfg * */
 
 static void run_case(const run_cfg *cfg, worker_fn worker, bench_sample *s) {
-    static run_arg a;
-    memset(&a, 0, sizeof a);
-    a.cfg = cfg;
-    a.worker = worker;
     memset(g.record, 0, sizeof g.record);
-    __atomic_store_n(&g.stop, 0, __ATOMIC_RELAXED);
     unsigned long futex0 = bench_futex_count();
-    bench_threads(cfg->threads + 1, run_thread, &a);
+    bench_timed_totals t = bench_timed_run(cfg->threads, worker, cfg, &g.stop);
     unsigned long futex1 = bench_futex_count();
-    double total = 0, writes = 0, least = 1e300;
-    int64_t first = INT64_MAX, last = 0, worst = 0;
-    for (int i = 0; i < cfg->threads; i++) {
-        thread_stat *st = &a.stat[i];
-        total += st->ops;
-        writes += st->writes;
-        least = st->ops < least ? st->ops : least;
-        first = st->t0 < first ? st->t0 : first;
-        last = st->t1 > last ? st->t1 : last;
-        worst = st->worst_wait > worst ? st->worst_wait : worst;
-    }
-    if ((double)g.record[0] != writes || g.record[3] != 4 * g.record[0]) {
+    if ((double)g.record[0] != t.writes || g.record[3] != 4 * g.record[0]) {
         printf("ERROR: the record is {%ld, %ld} after %.0f writes\n", g.record[0], g.record[3],
-               writes);
+               t.writes);
         exit(1);
     }
-    s->ops = total;
-    s->wall_ns = (double)(last - first);
-    s->extra[0] = total > 0 ? least * cfg->threads / total : 0;
-    s->extra[1] = (double)worst / 1000.0;
-    s->extra[2] = total > 0 ? (double)(futex1 - futex0) / total : 0;
+    bench_timed_sample(&t, cfg->threads, futex1 - futex0, s);
 }
 
 #define CONC_RD conc_rwlock_acquire_shared(&g.conc)
@@ -122,7 +78,8 @@ static void run_case(const run_cfg *cfg, worker_fn worker, bench_sample *s) {
 #define CKPF_WU ck_pflock_write_unlock(&g.ckpf)
 
 #define DEFINE_RW(tag, RD, RU, WR, WU)                                                             \
-    static void worker_##tag(int index, const run_cfg *cfg, thread_stat *st) {                     \
+    static void worker_##tag(int index, const void *arg, thread_stat *st) {                        \
+        const run_cfg *cfg = (const run_cfg *)arg;                                                 \
         const unsigned every = cfg->write_every;                                                   \
         unsigned long ops = 0, writes = 0;                                                         \
         unsigned phase = (unsigned)index * 97u % every; /* writers spread out */                   \
