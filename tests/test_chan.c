@@ -822,6 +822,53 @@ static void chan_cond_notify_n_and_all_fifo_relock_after_notifier(void) {
  * lock again, which the canceller still holds (and keeps across a second cancel). A cancel
  * that comes after a notify (while the notified waiter queues for the lock) is not its
  * result: 0, and the next blocking call says ECANCELED. */
+static bool cv_is_ready(void *p) {
+    return ((cv_ctx *)p)->ready >= 3;
+}
+
+/* wait_for(predicate): spurious notifies (ready below 3) do not end it; the third does. */
+static int cv_wait_for_waiter(void *p) {
+    cv_ctx *c = (cv_ctx *)p;
+    TH_CHECK_EQ(conc_coro_lock_acquire(c->cv.lock), 0);
+    TH_CHECK_EQ(conc_coro_cond_wait_for(&c->cv, NULL, c, CONC_FOREVER), EINVAL);
+    int64_t dl = conc_deadline_in(CONC_US * 100);
+    int e = conc_coro_cond_wait_for(&c->cv, cv_is_ready, c, dl); /* nobody notifies yet */
+    TH_CHECK_EQ(e, ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(dl);
+    TH_CHECK(conc_coro_lock_owner(c->cv.lock) == conc_coro_self());
+    log_add(&c->log, 1);
+    c->result[0] = conc_coro_cond_wait_for(&c->cv, cv_is_ready, c, CONC_FOREVER);
+    log_add(&c->log, 100 + c->ready);
+    TH_CHECK_EQ(conc_coro_lock_release(c->cv.lock), 0);
+    return 0;
+}
+
+static int cv_wait_for_main(void *arg) {
+    cv_ctx *c = (cv_ctx *)arg;
+    conc_coro_t *h = spawn_named(cv_wait_for_waiter, c, NULL);
+    while (c->log.n == 0) /* until it has timed out once and waits again */
+        TH_CHECK_EQ(conc_coro_sleep_until(conc_deadline_in(CONC_US * 50)), 0);
+    for (int i = 0; i < 3; i++) {
+        TH_CHECK_EQ(conc_coro_lock_acquire(c->cv.lock), 0);
+        c->ready++;
+        TH_CHECK_EQ(conc_coro_cond_notify(&c->cv, 1), 0);
+        TH_CHECK_EQ(conc_coro_lock_release(c->cv.lock), 0);
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+    }
+    join_ok(h);
+    TH_CHECK_EQ(c->result[0], 0);
+    TH_CHECK_EQ(c->log.n, 2);
+    TH_CHECK_EQ(c->log.v[1], 103); /* it returned only once ready reached 3 */
+    return 0;
+}
+
+static void chan_cond_wait_for_predicate(void) {
+    cv_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(conc_coro_cond_init(&c.cv, NULL), 0);
+    TH_CHECK_EQ(run_main(cv_wait_for_main, &c), 0);
+}
+
 static int cv_cancel_after_notify(void *p) {
     cv_arg *a = (cv_arg *)p;
     cv_waiter(p);
@@ -1387,6 +1434,7 @@ TH_MAIN("chan", TH_CASE(chan_bad_input_gets_error_codes),
         TH_CASE(chan_cond_bad_input_eperm_and_immediate_results),
         TH_CASE(chan_cond_notify_n_and_all_fifo_relock_after_notifier),
         TH_CASE(chan_cond_cancel_while_parked_retakes_the_lock_first),
+        TH_CASE(chan_cond_wait_for_predicate),
         TH_CASE(chan_cond_timeout_retakes_the_lock_and_notify_skips_it),
         TH_CASE(chan_cond_stress_bounded_buffer_timeouts_cancels_notify_races),
         TH_CASE(chan_deadlock_report_names_the_lock_owner_and_channel),

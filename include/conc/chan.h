@@ -64,6 +64,8 @@
  *             conc_coro_cond_wait_until(c, dl)       0, ETIMEDOUT, ECANCELED, EPERM
  *             conc_coro_cond_notify(c, n)            0, EPERM; wakes up to n waiters, FIFO
  *             conc_coro_cond_notify_all(c)           0, EPERM
+ *             conc_coro_cond_wait_for(c, pred, a, dl) until pred(a): 0, ETIMEDOUT, ECANCELED,
+ *                                                    EPERM, EINVAL (pred NULL)
  *
  * ERRORS
  *   EINVAL    NULL arguments, item_size 0, capacity * item_size overflowing, a select op with
@@ -894,6 +896,25 @@ static inline int conc_coro_cond_notify(conc_coro_cond_t *c, size_t n) {
 
 static inline int conc_coro_cond_notify_all(conc_coro_cond_t *c) {
     return conc_coro_cond_notify(c, SIZE_MAX);
+}
+
+/* asyncio's wait_for(predicate): waits until pred(arg) holds, tested under the lock before
+ * each wait and after it; 0 (it holds), ETIMEDOUT (still false at the deadline), ECANCELED,
+ * EPERM. The lock is held on return, as for every wait. */
+CONC_NODISCARD static inline int
+conc_coro_cond_wait_for(conc_coro_cond_t *c, bool (*pred)(void *arg), void *arg, int64_t deadline) {
+    conc_coro_t *co;
+    int e = conc__chan_cond_owner(c, &co);
+    if (e || !pred)
+        return e ? e : EINVAL;
+    while (!pred(arg)) {
+        e = conc_coro_cond_wait_until(c, deadline);
+        if (e == ETIMEDOUT && pred(arg))
+            return 0; /* it came true as the deadline passed: asyncio returns it too */
+        if (e)
+            return e;
+    }
+    return 0;
 }
 
 #if defined(CONC__CHAN_POP_DIAGNOSTIC)
