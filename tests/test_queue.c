@@ -289,12 +289,19 @@ static void mark_seen(stress *s, uint64_t item) {
     TH_CHECK_MSG(!(old & (1ull << (bit % 64))), "item %llx popped twice", (unsigned long long)item);
 }
 
+/* The mode (of 0..7) a stress thread takes after a try failed: the plain blocking call. */
+#define TRY_THEN_BLOCK_MODE 4u
+
 static void stress_producer(int index, void *arg) {
     stress *s = (stress *)arg;
     th_rng rng = th_rng_make((uint64_t)index + 1);
     uint64_t seq = 0, batch[16];
+    bool block_next = false;
     while (seq < s->per_producer) {
-        uint32_t mode = th_rand_below(&rng, 8);
+        /* After a try found the ring full, a blocking push: a sched_yield there instead would
+         * hand a CPU hog beside the test a whole time slice per full ring. */
+        uint32_t mode = block_next ? TRY_THEN_BLOCK_MODE : th_rand_below(&rng, 8);
+        block_next = false;
         int r;
         size_t n = 1;
         if (mode < 2) { /* batch */
@@ -308,7 +315,7 @@ static void stress_producer(int index, void *arg) {
             } else {
                 r = conc_queue_try_push_batch(s->q, batch, want, &n);
                 if (r == EAGAIN) {
-                    sched_yield();
+                    block_next = true;
                     continue;
                 }
             }
@@ -317,7 +324,7 @@ static void stress_producer(int index, void *arg) {
             if (mode == 2) {
                 r = conc_queue_try_push(s->q, &x);
                 if (r == EAGAIN) {
-                    sched_yield();
+                    block_next = true;
                     continue;
                 }
             } else if (mode == 3) {
@@ -343,8 +350,10 @@ static void stress_consumer(int index, void *arg) {
     uint64_t *last = (uint64_t *)calloc((size_t)s->producers, sizeof *last); /* seq + 1 */
     TH_CHECK(last != NULL);
     uint64_t batch[16];
+    bool block_next = false;
     for (;;) {
-        uint32_t mode = th_rand_below(&rng, 8);
+        uint32_t mode = block_next ? TRY_THEN_BLOCK_MODE : th_rand_below(&rng, 8);
+        block_next = false;
         size_t n = 1;
         int r;
         if (mode < 2) {
@@ -361,8 +370,7 @@ static void stress_consumer(int index, void *arg) {
         if (r == EPIPE)
             break;
         if (r == EAGAIN || r == ETIMEDOUT) {
-            if (r == EAGAIN)
-                sched_yield();
+            block_next = r == EAGAIN; /* as the producer: block next, never yield */
             continue;
         }
         TH_CHECK_EQ(r, 0);
