@@ -2,14 +2,16 @@
  * SPDX-License-Identifier: MIT
  *
  * Every case runs in a forked child, in its own process group, under a deadline. A case
- * that passes its deadline asleep (its processes used no CPU time in the last second) is
- * reported as
+ * that passes its deadline asleep (its threads ran for no time at all in the last second,
+ * sanitizer runtime threads not counted) is reported as
  *     DEADLOCK? lock.stress_mixed exceeded 60 s (asleep: no CPU time in the last second)
  * followed by every thread's stack (gdb in batch mode, when installed); the harness then
  * kills the child's process group, counts a failure and carries on with the next case. A
  * case past its deadline that still uses CPU is slow, not stuck (a loaded machine gives it
  * a fraction of a core): it runs on, up to TH_BUSY_GRACE times its deadline, after which it
- * is reported the same way as a livelock.
+ * is reported the same way as a livelock. When the harness itself is killed (Ctrl-C,
+ * timeout(1), even SIGKILL), the running case's process group is killed with it: no case
+ * and nothing a case forked outlives the run.
  *
  * Writing a test file:
  *     #include "harness.h"
@@ -46,6 +48,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -328,10 +333,100 @@ static void th_dump_stacks(pid_t pid) {
 #define TH_BUSY_GRACE 4
 /* How often the watchdog looks at the case's CPU time: "asleep" means none in this window. */
 #define TH_PROGRESS_WINDOW_NS 1000000000LL
+/* Sanitizer runtime threads the watchdog leaves out (TSan starts one or two). */
+#define TH_RUNTIME_THREADS_MAX 16
 
-/* CPU time in clock ticks of every process in process group pgid (the case's child and
- * whatever it forked), reaped children included; -1 if /proc cannot be read. */
-static long long th_group_cpu_ticks(pid_t pgid) {
+/* ------------------------------------------------------------------------------------------
+ * Is the case asleep? The watchdog sums the run time of every thread of every process in the
+ * case's process group and calls the case asleep when the sum did not move in a window.
+ *   - Run time, not CPU ticks: /proc/PID/stat's utime and stime are sampled at the timer tick.
+ *     A thread that runs a few microseconds and yields (a queue handoff beside a CPU hog, whose
+ *     time slice ends at a tick) is running at no tick, so it is charged nothing however much
+ *     it gets done: a busy case read as asleep. /proc/PID/task/TID/schedstat gives each
+ *     thread's exact run time in ns, charged at every switch.
+ *   - Without the sanitizer's own threads: TSan starts a background thread (at fork and at the
+ *     first pthread_create) that wakes every 100 ms and runs for microseconds; with ns
+ *     accounting it would make every deadlocked case look busy. Those threads cannot be told
+ *     apart by name (a thread inherits its creator's), so the case's process names them: before
+ *     the case runs, it starts and joins one thread of its own, so the runtime has started
+ *     whatever it starts, and reports every other thread id it has then (th_runtime_threads).
+ *     Longer windows would not help: ticks miss the yielding thread every time, not by chance.
+ *   - Limit: a process the case forks gets runtime threads the watchdog cannot name; a deadlock
+ *     in such a process under TSan is reported at TH_BUSY_GRACE times the deadline as busy.
+ * Any change of the sum (a thread that exited takes its time with it) counts as activity.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct th_runtime_threads {
+    pid_t tid[TH_RUNTIME_THREADS_MAX];
+    int n;
+} th_runtime_threads;
+
+static void *th_noop_thread(void *arg) {
+    return arg;
+}
+
+/* In the case's process, before the case: writes the ids of the threads the sanitizer runtime
+ * has started to fd, then closes it. */
+static void th_report_runtime_threads(int fd) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, th_noop_thread, NULL) == 0)
+        pthread_join(t, NULL);
+    DIR *d = opendir("/proc/self/task");
+    pid_t self = getpid();
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        pid_t tid = (pid_t)atoi(e->d_name);
+        if (tid > 0 && tid != self && write(fd, &tid, sizeof tid) != (ssize_t)sizeof tid)
+            break;
+    }
+    if (d)
+        closedir(d);
+    close(fd);
+}
+
+/* In the harness: reads what th_report_runtime_threads wrote (until the case closed it). */
+static void th_read_runtime_threads(int fd, th_runtime_threads *rt) {
+    rt->n = 0;
+    pid_t tid;
+    ssize_t n;
+    while ((n = read(fd, &tid, sizeof tid)) == (ssize_t)sizeof tid || (n < 0 && errno == EINTR))
+        if (n > 0 && rt->n < TH_RUNTIME_THREADS_MAX)
+            rt->tid[rt->n++] = tid;
+    close(fd);
+}
+
+static bool th_is_runtime_thread(const th_runtime_threads *rt, pid_t pid, pid_t tid) {
+    for (int i = 0; i < rt->n; i++)
+        if (rt->tid[i] == tid && tid != pid)
+            return true;
+    return false;
+}
+
+static bool th_read_text(const char *path, char *buf, size_t size) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, size - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return n > 0;
+}
+
+/* One thread's run time in ns: schedstat's first field, else its utime + stime in ticks. */
+static long long th_thread_runtime(int pid, int tid) {
+    char path[300], buf[1024];
+    unsigned long long ns, ut, st;
+    snprintf(path, sizeof path, "/proc/%d/task/%d/schedstat", pid, tid);
+    if (th_read_text(path, buf, sizeof buf) && sscanf(buf, "%llu", &ns) == 1)
+        return (long long)ns;
+    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", pid, tid);
+    const char *p = th_read_text(path, buf, sizeof buf) ? strrchr(buf, ')') : NULL;
+    if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
+        return (long long)(ut + st) * (1000000000LL / sysconf(_SC_CLK_TCK));
+    return 0; /* gone meanwhile */
+}
+
+/* The sum the watchdog compares from window to window (see above); -1 if /proc cannot be read.
+ * Reaped children count by their ticks: being reaped is activity anyway. */
+static long long th_group_runtime(pid_t pgid, const th_runtime_threads *rt) {
     DIR *d = opendir("/proc");
     if (!d)
         return -1;
@@ -341,47 +436,117 @@ static long long th_group_cpu_ticks(pid_t pgid) {
             continue;
         char path[300], buf[1024];
         snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
+        if (!th_read_text(path, buf, sizeof buf))
             continue; /* gone meanwhile */
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = 0;
         /* After the command name in parentheses: state ppid pgrp session tty_nr tpgid flags
          * minflt cminflt majflt cmajflt utime stime cutime cstime (proc(5)). */
         const char *p = strrchr(buf, ')');
         int pgrp;
-        unsigned long long ut, st, cut, cst;
-        if (p &&
-            sscanf(p + 2, "%*c %*d %d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &pgrp,
-                   &ut, &st, &cut, &cst) == 5 &&
-            pgrp == (int)pgid)
-            sum += (long long)(ut + st + cut + cst);
+        unsigned long long cut, cst;
+        if (!p ||
+            sscanf(p + 2, "%*c %*d %d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %llu %llu", &pgrp,
+                   &cut, &cst) != 3 ||
+            pgrp != (int)pgid)
+            continue;
+        sum += (long long)(cut + cst) * (1000000000LL / sysconf(_SC_CLK_TCK));
+        snprintf(path, sizeof path, "/proc/%s/task", e->d_name);
+        DIR *td = opendir(path);
+        for (struct dirent *t; td && (t = readdir(td)) != NULL;) {
+            pid_t tid = (pid_t)atoi(t->d_name);
+            if (tid > 0 && !th_is_runtime_thread(rt, (pid_t)atoi(e->d_name), tid))
+                sum += th_thread_runtime(atoi(e->d_name), (int)tid);
+        }
+        if (td)
+            closedir(td);
     }
     closedir(d);
     return sum;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * No case outlives the harness. A case runs in its own process group (so that a timeout kills
+ * whatever it forked), which also keeps Ctrl-C and timeout(1)'s signal, sent to the harness's
+ * group, from reaching it. So the harness forks a guardian at start, in a process group of its
+ * own (group signals miss it too), that holds the other end of a socket: the harness sends it
+ * each case's group id as the case starts and 0 when it is reaped. When the harness dies, by
+ * any signal, SIGKILL included, the guardian reads end-of-file, kills the running case's group
+ * and exits. The case's own process also has PR_SET_PDEATHSIG, for the moment between its fork
+ * and the guardian hearing of it.
+ * ---------------------------------------------------------------------------------------- */
+static int th_guardian_fd = -1;
+
+static void th_guardian_start(void) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        return; /* no guardian: cases still die with the harness, their children may not */
+    fflush(stdout);
+    pid_t g = fork();
+    if (g < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return;
+    }
+    if (g == 0) {
+        close(sv[0]);
+        setpgid(0, 0);
+        pid_t pgid = 0, v;
+        ssize_t n;
+        while ((n = read(sv[1], &v, sizeof v)) == (ssize_t)sizeof v || (n < 0 && errno == EINTR))
+            if (n > 0)
+                pgid = v;
+        if (pgid > 0)
+            kill(-pgid, SIGKILL);
+        _exit(0);
+    }
+    close(sv[1]);
+    fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+    th_guardian_fd = sv[0];
+}
+
+static void th_guardian_tell(pid_t pgid) {
+    if (th_guardian_fd >= 0)
+        (void)send(th_guardian_fd, &pgid, sizeof pgid, MSG_NOSIGNAL);
 }
 
 /* Runs one case in a forked child; returns 0 passed, 1 failed, 2 skipped. */
 static int th_run_case(const char *suite, const th_case *c, double scale) {
     printf("[ RUN  ] %s.%s\n", suite, c->name);
     fflush(stdout);
+    int rtfd[2];
+    if (pipe(rtfd) != 0) {
+        printf("    FAIL pipe: %s\n", strerror(errno));
+        return 1;
+    }
     int64_t start = th_now();
+    pid_t harness = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         printf("    FAIL fork: %s\n", strerror(errno));
+        close(rtfd[0]);
+        close(rtfd[1]);
         return 1;
     }
     if (pid == 0) {
         setpgid(0, 0);
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (getppid() != harness)
+            _exit(1); /* the harness died before PDEATHSIG was set */
+        if (th_guardian_fd >= 0)
+            close(th_guardian_fd);
+        close(rtfd[0]);
+        th_report_runtime_threads(rtfd[1]);
         c->fn();
         fflush(stdout);
         exit(0); /* exit, not _exit: sanitizers run their end-of-process checks */
     }
     setpgid(pid, pid);
+    th_guardian_tell(pid);
+    close(rtfd[1]);
+    th_runtime_threads rt;
+    th_read_runtime_threads(rtfd[0], &rt);
     int64_t limit = (int64_t)(c->timeout_s * scale * 1e9);
     int64_t window_start = start;
-    long long window_cpu = th_group_cpu_ticks(pid);
+    long long window_cpu = th_group_runtime(pid, &rt);
     bool late = false;
     int status = 0;
     for (;;) {
@@ -390,12 +555,13 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
             break;
         if (r < 0 && errno != EINTR) {
             printf("    FAIL waitpid: %s\n", strerror(errno));
+            th_guardian_tell(0);
             return 1;
         }
         int64_t now = th_now();
         if (now - window_start >= TH_PROGRESS_WINDOW_NS) {
-            long long cpu = th_group_cpu_ticks(pid);
-            bool busy = cpu >= 0 && window_cpu >= 0 && cpu > window_cpu;
+            long long cpu = th_group_runtime(pid, &rt);
+            bool busy = cpu >= 0 && window_cpu >= 0 && cpu != window_cpu;
             window_cpu = cpu;
             window_start = now;
             if (now - start > limit) {
@@ -409,6 +575,7 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
                     kill(-pid, SIGKILL);
                     kill(pid, SIGKILL);
                     waitpid(pid, &status, 0);
+                    th_guardian_tell(0);
                     printf("[ FAIL ] %s.%s (killed)\n", suite, c->name);
                     return 1;
                 }
@@ -417,6 +584,7 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
         }
         th_sleep_ns(2000000);
     }
+    th_guardian_tell(0);
     double ms = (double)(th_now() - start) / 1e6;
     if (late)
         printf("    NOTE: ran past its %d s deadline, using CPU all along (a loaded machine)\n",
@@ -464,6 +632,7 @@ static int th_main(const char *suite, const th_case *cases, size_t n, int argc, 
     printf("# %s: seed %s (replay: CONC_TEST_SEED=%s), timeout scale %.1f\n", suite, seed_text,
            seed_text, scale);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    th_guardian_start();
     int passed = 0, failed = 0, skipped = 0;
     for (size_t k = 0; k < n; k++) {
         if (!th_matches(cases[k].name, filter))

@@ -1,13 +1,17 @@
 /* tests/test_harness.c - the harness tests itself: a real ABBA deadlock is reported as
  * DEADLOCK? with every thread's stack, killed, counted as a failure, and the run carries on;
  * a case that runs past its deadline while using CPU (a loaded machine) is not a deadlock,
- * unless it is still at it TH_BUSY_GRACE times later (a livelock).
+ * unless it is still at it TH_BUSY_GRACE times later (a livelock); a harness killed while a
+ * case runs leaves neither the case nor what the case forked behind.
  * SPDX-License-Identifier: MIT
  *
  * The outer cases run this same binary again with CONC_HARNESS_INNER=1, which selects the
- * inner cases below (a deadlock, a failing check, a skip, a pass), and read what it printed. */
+ * inner cases below (a deadlock, a failing check, a skip, a pass), and read what it printed;
+ * CONC_HARNESS_INNER=orphans selects a case that sleeps beside a child, for the kill cases. */
 #include "conc/lock.h"
 #include "harness.h"
+
+#include <fcntl.h>
 
 /* ---- inner cases: only run as the subject of the outer cases ------------------------------ */
 
@@ -73,6 +77,32 @@ static const th_case inner_cases[] = {
     TH_CASE_T(inner_livelock, 1),
 };
 
+/* Forks a child that sleeps, writes "CASE CHILD\n" (both pids) to $CONC_HARNESS_PIDFILE and
+ * sleeps too: the outer case kills the harness running it and checks that neither is left. */
+static void inner_sleeps_beside_its_child(void) {
+    pid_t child = fork();
+    TH_CHECK(child >= 0);
+    if (child == 0)
+        for (;;)
+            pause();
+    const char *path = getenv("CONC_HARNESS_PIDFILE");
+    TH_CHECK(path != NULL);
+    char tmp[4200], text[64];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int len = snprintf(text, sizeof text, "%d %d\n", (int)getpid(), (int)child);
+    FILE *f = fopen(tmp, "w");
+    TH_CHECK(f != NULL);
+    TH_CHECK_EQ(fwrite(text, 1, (size_t)len, f), len);
+    TH_CHECK_EQ(fclose(f), 0);
+    TH_CHECK_EQ(rename(tmp, path), 0); /* the outer case sees both pids or none */
+    for (;;)
+        pause();
+}
+
+static const th_case orphan_cases[] = {
+    TH_CASE(inner_sleeps_beside_its_child),
+};
+
 /* ---- outer cases -------------------------------------------------------------------------- */
 
 static char self_path[4096];
@@ -130,6 +160,84 @@ static void harness_reports_kills_and_carries_on_after_deadlock(void) {
     free(out);
 }
 
+/* Whether pid is a live (not zombie) process in process group pgid: a pid reused since by
+ * another process is not in that group. */
+static bool alive_in_group(pid_t pid, pid_t pgid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');
+    char state;
+    int pgrp;
+    if (!p || sscanf(p + 2, "%c %*d %d", &state, &pgrp) != 2)
+        return false;
+    return state != 'Z' && state != 'X' && pgrp == (int)pgid;
+}
+
+/* A harness killed by sig while a case runs (Ctrl-C, timeout(1), kill -9) takes the case and
+ * what it forked along: both live in the case's own process group, which the harness's group
+ * signals do not reach. */
+static void killed_harness_leaves_nothing(int sig) {
+    char path[] = "/tmp/conc-harness-pids-XXXXXX";
+    int fd = mkstemp(path);
+    TH_CHECK(fd >= 0);
+    close(fd);
+    unlink(path); /* the inner case creates it, by rename, once both pids are in it */
+    pid_t harness = fork();
+    TH_CHECK(harness >= 0);
+    if (harness == 0) {
+        setenv("CONC_HARNESS_INNER", "orphans", 1);
+        setenv("CONC_HARNESS_PIDFILE", path, 1);
+        setenv("CONC_TEST_TIMEOUT_SCALE", "1000", 1); /* only the kill ends it */
+        unsetenv("CONC_TEST_FILTER");
+        signal(sig, SIG_DFL); /* a background shell may have left SIGINT ignored */
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execl(self_path, self_path, (char *)NULL);
+        _exit(127);
+    }
+    int case_pid = 0, child_pid = 0;
+    for (;;) { /* until the case has started its child: an event, not a delay */
+        FILE *f = fopen(path, "r");
+        if (f) {
+            int got = fscanf(f, "%d %d", &case_pid, &child_pid);
+            fclose(f);
+            TH_CHECK_EQ(got, 2);
+            break;
+        }
+        int status;
+        TH_CHECK_MSG(waitpid(harness, &status, WNOHANG) == 0, "the inner harness ended early");
+        th_sleep_ns(1000000);
+    }
+    unlink(path);
+    TH_CHECK(alive_in_group(case_pid, case_pid) && alive_in_group(child_pid, case_pid));
+    TH_CHECK_EQ(kill(harness, sig), 0);
+    int status;
+    TH_CHECK_EQ(waitpid(harness, &status, 0), harness);
+    TH_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == sig);
+    /* Killing is asynchronous: wait for both to go. If they never do, the deadline reports it. */
+    while (alive_in_group(case_pid, case_pid) || alive_in_group(child_pid, case_pid))
+        th_sleep_ns(1000000);
+}
+
+static void harness_killed_by_sigterm_leaves_no_case_behind(void) {
+    killed_harness_leaves_nothing(SIGTERM);
+}
+
+static void harness_killed_by_sigint_leaves_no_case_behind(void) {
+    killed_harness_leaves_nothing(SIGINT);
+}
+
+static void harness_killed_by_sigkill_leaves_no_case_behind(void) {
+    killed_harness_leaves_nothing(SIGKILL);
+}
+
 static void harness_list_and_filter(void) {
     int status;
     char *out = run_inner("--list", &status);
@@ -160,6 +268,9 @@ static const th_case outer_cases[] = {
     TH_CASE_T(harness_reports_kills_and_carries_on_after_deadlock, 120),
     TH_CASE(harness_list_and_filter),
     TH_CASE(harness_knobs_scale_work),
+    TH_CASE_T(harness_killed_by_sigterm_leaves_no_case_behind, 10),
+    TH_CASE_T(harness_killed_by_sigint_leaves_no_case_behind, 10),
+    TH_CASE_T(harness_killed_by_sigkill_leaves_no_case_behind, 10),
 };
 
 int main(int argc, char **argv) {
@@ -167,7 +278,11 @@ int main(int argc, char **argv) {
     if (n <= 0)
         return 2;
     self_path[n] = 0;
-    if (getenv("CONC_HARNESS_INNER"))
+    const char *inner = getenv("CONC_HARNESS_INNER");
+    if (inner && strcmp(inner, "orphans") == 0)
+        return th_main("harness", orphan_cases, sizeof orphan_cases / sizeof orphan_cases[0], argc,
+                       argv);
+    if (inner)
         return th_main("harness", inner_cases, sizeof inner_cases / sizeof inner_cases[0], argc,
                        argv);
     return th_main("harness", outer_cases, sizeof outer_cases / sizeof outer_cases[0], argc, argv);
