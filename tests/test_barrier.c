@@ -87,8 +87,8 @@ typedef struct crowd_ctx {
 } crowd_ctx;
 static void crowd_worker(int index, void *arg) {
     crowd_ctx *c = (crowd_ctx *)arg;
-    if (index == 6) { /* the closer */
-        while (th_now() < c->stop_at)
+    if (index == 6) { /* the closer: not before a round has completed, however late we start */
+        while (th_now() < c->stop_at || __atomic_load_n(&c->leaders, __ATOMIC_RELAXED) == 0)
             th_sleep_ns(1000000);
         __atomic_store_n(&c->stop, 1, __ATOMIC_RELAXED);
         conc_barrier_abort(&c->b);
@@ -232,7 +232,7 @@ typedef struct chaos_ctx {
 static void chaos_worker(int index, void *arg) {
     chaos_ctx *c = (chaos_ctx *)arg;
     th_rng rng = th_rng_make((uint64_t)index + 3);
-    while (th_now() < c->stop_at) {
+    for (long n = 0; n == 0 || th_now() < c->stop_at; n++) { /* a late start still waits once */
         int64_t dl = th_rand_below(&rng, 4) == 0 ? th_now() + (int64_t)th_rand_below(&rng, 200000)
                                                  : th_now() + 20 * (int64_t)1000000;
         int e = conc_barrier_wait_until(&c->b, dl);

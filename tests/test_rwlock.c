@@ -282,8 +282,8 @@ static void race_worker(int index, void *arg) {
     th_rng rng = th_rng_make((uint64_t)index + 31);
     long writes = 0;
     for (long n = 0;; n++) {
-        if ((n & 31) == 0 && th_now() > s->stop_at)
-            break;
+        if (n > 0 && (n & 31) == 0 && th_now() > s->stop_at)
+            break; /* n > 0: a thread that starts after stop_at still does its 32 operations */
         uint32_t op = th_rand_below(&rng, 16);
         if (op < 12) { /* read, by every form */
             int e = 0;
