@@ -183,15 +183,18 @@ shaken() {
     trap 'exit 130' INT TERM
     echo "shaken: ${#shaken_hogs[@]} CPU hogs beside every test binary, $rounds rounds"
     for ((round = 1; round <= rounds; round++)); do
+        local started=$SECONDS
         mkdir -p "$dir/round-$round"
         for cfg in "${configs[@]}"; do
             $make test-config CC="${cfg%%:*}" SANITIZE="${cfg#*:}" RESULTS="$dir/round-$round"
         done
-        line=$(summary "$dir/round-$round"/*.log | tail -1)
+        summary "$dir/round-$round"/*.log >"$dir/round-$round.summary"
+        line=$(tail -1 "$dir/round-$round.summary")
         read -r rp _ rf _ rs _ <<<"$line"
         p=$((p + rp)); f=$((f + rf)); s=$((s + rs))
         [ "$rf" = 0 ] && [ "$rp" -gt 0 ] && clean=$((clean + 1))
-        echo "shaken: round $round: $line"
+        echo "shaken: round $round ($(date -u +%H:%M), $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s): $line"
+        grep '^  ' "$dir/round-$round.summary" # the failures, if any
     done
     echo "shaken: $clean of $rounds rounds passed"
     echo "$p passed, $f failed, $s skipped"
