@@ -24,8 +24,8 @@ static uint64_t queued_of(conc_rwlock_t *rw) {
 
 /* ---- unit -------------------------------------------------------------------------------- */
 
-static void rwlock_is_sixteen_bytes_and_zero_is_free(void) {
-    TH_CHECK_EQ(sizeof(conc_rwlock_t), 16);
+static void rwlock_is_a_line_per_slot_and_zero_is_free(void) {
+    TH_CHECK_EQ(sizeof(conc_rwlock_t), CONC_CACHELINE * (1 + CONC_RWLOCK_SLOTS));
     conc_rwlock_t zero;
     memset(&zero, 0, sizeof zero);
     TH_CHECK(!conc_rwlock_is_locked(&zero));
@@ -131,7 +131,9 @@ typedef struct actor {
     conc_rwlock_t *rw;
     int64_t deadline;
     int result;
-    int done; /* release/acquire: the call has returned */
+    int done;   /* release/acquire: the call has returned */
+    int let_go; /* release/acquire: a reader holding the lock may release it (only the
+                 * thread that acquired a shared hold may release it) */
 } actor;
 
 static void *writer_until(void *arg) {
@@ -145,8 +147,11 @@ static void *writer_until(void *arg) {
 static void *reader_blocking(void *arg) {
     actor *a = (actor *)arg;
     conc_rwlock_acquire_shared(a->rw);
-    __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
     a->result = 0;
+    __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&a->let_go, __ATOMIC_ACQUIRE))
+        th_sleep_ns(100000);
+    conc_rwlock_release_shared(a->rw);
     return NULL;
 }
 static void *reader_until(void *arg) {
@@ -158,6 +163,14 @@ static void *reader_until(void *arg) {
 static void wait_for(bool (*cond)(conc_rwlock_t *), conc_rwlock_t *rw) {
     while (!cond(rw))
         th_sleep_ns(100000);
+}
+static void wait_done(actor *a) {
+    while (!__atomic_load_n(&a->done, __ATOMIC_ACQUIRE))
+        th_sleep_ns(100000);
+}
+static void let_go(actor *a, pthread_t t) {
+    __atomic_store_n(&a->let_go, 1, __ATOMIC_RELEASE);
+    pthread_join(t, NULL);
 }
 static bool has_writer(conc_rwlock_t *rw) {
     return conc_rwlock_is_locked(rw);
@@ -172,8 +185,8 @@ static bool has_queued(conc_rwlock_t *rw) {
 static void rwlock_writer_timeout_admits_queued_readers(void) {
     conc_rwlock_t rw = CONC_RWLOCK_INIT;
     conc_rwlock_acquire_shared(&rw);
-    actor w = {&rw, conc_deadline_in(200 * CONC_MS), -1, 0};
-    actor r = {&rw, CONC_FOREVER, -1, 0};
+    actor w = {&rw, conc_deadline_in(200 * CONC_MS), -1, 0, 0};
+    actor r = {&rw, CONC_FOREVER, -1, 0, 0};
     pthread_t tw, tr;
     TH_CHECK_EQ(pthread_create(&tw, NULL, writer_until, &w), 0);
     wait_for(has_writer, &rw);
@@ -183,11 +196,12 @@ static void rwlock_writer_timeout_admits_queued_readers(void) {
     pthread_join(tw, NULL);
     TH_CHECK_EQ(w.result, ETIMEDOUT);
     TH_CHECK_NOT_EARLY(w.deadline);
-    pthread_join(tr, NULL); /* admitted while we still hold our read lock */
+    wait_done(&r); /* admitted while we still hold our read lock */
     TH_CHECK_EQ(conc_rwlock_readers(&rw), 2);
     conc_rwlock_release_shared(&rw);
-    conc_rwlock_release_shared(&rw);
+    let_go(&r, tr);
     TH_CHECK_EQ(word_of(&rw) & ~CONC__RWLOCK_PHASE_MASK, 0);
+    TH_CHECK_EQ(conc_rwlock_readers(&rw), 0);
 }
 
 /* A timed reader behind a writer times out (never early) and leaves the queue; signals do
@@ -199,7 +213,7 @@ static void rwlock_shared_until_times_out_under_signals(void) {
     int sent;
     do { /* the scenario needs a signal during the wait: on a loaded machine this thread may
           * not run again before the reader's deadline, so such an attempt is repeated */
-        actor r = {&rw, conc_deadline_in(100 * CONC_MS), -1, 0};
+        actor r = {&rw, conc_deadline_in(100 * CONC_MS), -1, 0, 0};
         pthread_t t;
         TH_CHECK_EQ(pthread_create(&t, NULL, reader_until, &r), 0);
         sent = th_interrupt_until_done(t, SIGUSR1, &r.done);
@@ -216,8 +230,8 @@ static void rwlock_shared_until_times_out_under_signals(void) {
 static void rwlock_release_admits_readers_before_next_writer(void) {
     conc_rwlock_t rw = CONC_RWLOCK_INIT;
     conc_rwlock_acquire(&rw);
-    actor r1 = {&rw, CONC_FOREVER, -1, 0}, r2 = {&rw, CONC_FOREVER, -1, 0};
-    actor w2 = {&rw, CONC_FOREVER, -1, 0};
+    actor r1 = {&rw, CONC_FOREVER, -1, 0, 0}, r2 = {&rw, CONC_FOREVER, -1, 0, 0};
+    actor w2 = {&rw, CONC_FOREVER, -1, 0, 0};
     pthread_t t1, t2, tw;
     TH_CHECK_EQ(pthread_create(&t1, NULL, reader_blocking, &r1), 0);
     TH_CHECK_EQ(pthread_create(&t2, NULL, reader_blocking, &r2), 0);
@@ -227,11 +241,12 @@ static void rwlock_release_admits_readers_before_next_writer(void) {
     while (!(conc_load(&rw.writers.word, CONC_RELAXED) & CONC__LOCK_SLEEPER_MASK))
         th_sleep_ns(100000); /* the second writer sleeps on the inner lock */
     conc_rwlock_release(&rw);
-    pthread_join(t1, NULL);
-    pthread_join(t2, NULL); /* both readers got in (they still hold the lock) */
+    wait_done(&r1);
+    wait_done(&r2); /* both readers got in (they still hold the lock) */
     TH_CHECK_EQ(__atomic_load_n(&w2.done, __ATOMIC_ACQUIRE), 0); /* the writer waits for them */
-    conc_rwlock_release_shared(&rw);
-    conc_rwlock_release_shared(&rw);
+    let_go(&r1, t1);
+    TH_CHECK_EQ(__atomic_load_n(&w2.done, __ATOMIC_ACQUIRE), 0); /* ... for both */
+    let_go(&r2, t2);
     pthread_join(tw, NULL);
     TH_CHECK_EQ(w2.result, 0);
 }
@@ -241,7 +256,7 @@ static void rwlock_release_admits_readers_before_next_writer(void) {
 static void rwlock_downgrade_admits_queue_not_writer(void) {
     conc_rwlock_t rw = CONC_RWLOCK_INIT;
     conc_rwlock_acquire(&rw);
-    actor r = {&rw, CONC_FOREVER, -1, 0}, w = {&rw, CONC_FOREVER, -1, 0};
+    actor r = {&rw, CONC_FOREVER, -1, 0, 0}, w = {&rw, CONC_FOREVER, -1, 0, 0};
     pthread_t tr, tw;
     TH_CHECK_EQ(pthread_create(&tr, NULL, reader_blocking, &r), 0);
     wait_for(has_queued, &rw);
@@ -249,11 +264,12 @@ static void rwlock_downgrade_admits_queue_not_writer(void) {
     while (!(conc_load(&rw.writers.word, CONC_RELAXED) & CONC__LOCK_SLEEPER_MASK))
         th_sleep_ns(100000);
     conc_rwlock_downgrade(&rw);
-    pthread_join(tr, NULL); /* the reader is in beside us */
+    wait_done(&r); /* the reader is in beside us */
     TH_CHECK_EQ(conc_rwlock_readers(&rw), 2);
     TH_CHECK_EQ(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0);
     conc_rwlock_release_shared(&rw);
-    conc_rwlock_release_shared(&rw);
+    TH_CHECK_EQ(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE), 0); /* the reader still reads */
+    let_go(&r, tr);
     pthread_join(tw, NULL);
     TH_CHECK_EQ(w.result, 0);
 }
@@ -546,7 +562,7 @@ static void rwlock_shared_across_processes_exact_total(void) {
     munmap(s, sizeof *s);
 }
 
-TH_MAIN("rwlock", TH_CASE(rwlock_is_sixteen_bytes_and_zero_is_free),
+TH_MAIN("rwlock", TH_CASE(rwlock_is_a_line_per_slot_and_zero_is_free),
         TH_CASE(rwlock_try_forms_see_each_other),
         TH_CASE(rwlock_downgrade_keeps_readers_out_of_nothing),
         TH_CASE(rwlock_shared_flag_in_private_memory), TH_CASE(rwlock_misuse_aborts_with_message),

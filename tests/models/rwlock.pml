@@ -1,15 +1,20 @@
 /* tests/models/rwlock.pml - the conc_rwlock phase-fair protocol (include/conc/rwlock.h), for spin.
  * SPDX-License-Identifier: MIT
  *
- * The word is {inside, queued, WRITER, WRITER_SLEEPS, READERS_SLEEP, phase}; each RMW of
- * rwlock.h is one atomic step (the readers' fetch_add/fetch_sub, every CAS, the writer's
- * fetch_or, the fetch_and that retires WRITER_SLEEPS). futex_wait(low half) is the kernel's
- * atomic "compare and queue" on {inside, WRITER, the sleep bits, phase}; readers and writers
- * sleep with different tags, and a wake for one tag wakes only those. The writers' inner lock
- * is conc_lock (tests/models/lock.pml), here one atomic test-and-set.
+ * The word is {inside (the central count), queued, WRITER, WRITER_SLEEPS, READERS_SLEEP,
+ * phase}; the readers' slots are separate counts (two here: the downgrading writer shares
+ * slot 0 with the first reader). Each atomic step of rwlock.h is one step here: a slot's
+ * fetch_add/fetch_sub, a load of the word or of one slot (a writer's scan is several steps:
+ * the word first, then slot by slot), every CAS on the word, the writer's fetch_or, the
+ * fetch_and that retires WRITER_SLEEPS. Steps interleave in one order: the model is
+ * sequentially consistent, as rwlock.h's seq_cst Dekker pairs are. futex_wait(low half) is the
+ * kernel's atomic "compare and queue" on {inside, WRITER, the sleep bits, phase} (the slots
+ * are not in it); readers and writers sleep with different tags, and a wake for one tag wakes
+ * only those. The writers' inner lock is conc_lock (tests/models/lock.pml), here one atomic
+ * test-and-set.
  *
- * Two readers (one has a deadline that may come at any moment) and two
- * writers (one has a deadline while it waits for readers to leave; the other may downgrade).
+ * Two readers (one has a deadline that may come at any moment) and two writers (one has a
+ * deadline while it waits for readers to leave; the other may downgrade).
  * Checked:
  *   - exclusion: no reader inside its critical section together with a writer, at most one
  *     writer;
@@ -17,24 +22,35 @@
  *   - phase fairness: when a writer enters, no reader is still waiting whose phase has ended
  *     (a reader waits for one writer's phase at most; it is never overtaken by a second
  *     writer);
- *   - writer preference: a reader whose fetch_add saw WRITER does not enter until that
- *     phase ended;
- *   - at the end the word is back to {0, 0, no bits}.
+ *   - writer preference: a reader that saw WRITER does not enter until that phase ended;
+ *   - at the end the word is back to {0, 0, no bits} and every slot to 0.
  *
  * // broken: BROKEN_NO_PHASE        a queued reader is admitted only by seeing WRITER clear: the
  *                                   next writer raises it first and waits for the admitted
  *                                   reader forever
  * // broken: BROKEN_READER_BARGES   the reader fast path ignores WRITER (reader preference):
  *                                   a reader enters beside the writer
- * // broken: BROKEN_SPLIT_RELEASE   release_shared reads WRITER_SLEEPS, then decrements in a
- *                                   second step: the writer raising it in between is never woken
+ * // broken: BROKEN_LOOK_FIRST      the reader loads the word before raising its slot (no
+ *                                   Dekker pair): reader and writer both miss each other
+ * // broken: BROKEN_SPLIT_RELEASE   a reader leaving its slot reads WRITER_SLEEPS before its
+ *                                   fetch_sub: the writer raising it in between is never woken
+ * // broken: BROKEN_NO_RESCAN       the writer sleeps right after raising WRITER_SLEEPS without
+ *                                   looking at the slots again (they are not in the futex word)
+ * // broken: BROKEN_SCAN_SLOTS_FIRST the writer reads the slots, then the central count: an
+ *                                   admitted reader settling into its slot in between is missed
+ * // broken: BROKEN_SETTLE_ORDER    an admitted reader leaves the central count before raising
+ *                                   its slot: for a moment it is counted nowhere
  * // broken: BROKEN_NO_RECHECK      futex_wait sleeps without the kernel's compare
  * // broken: BROKEN_TIMEOUT_CLEARS  a writer at its deadline only clears WRITER, admitting the
  *                                   queued readers without counting them inside
  */
 // broken: BROKEN_NO_PHASE
 // broken: BROKEN_READER_BARGES
+// broken: BROKEN_LOOK_FIRST
 // broken: BROKEN_SPLIT_RELEASE
+// broken: BROKEN_NO_RESCAN
+// broken: BROKEN_SCAN_SLOTS_FIRST
+// broken: BROKEN_SETTLE_ORDER
 // broken: BROKEN_NO_RECHECK
 // broken: BROKEN_TIMEOUT_CLEARS
 // pan-cc: -DSAFETY -DCOLLAPSE
@@ -42,12 +58,13 @@
 
 #define PHASES 4
 
-byte inside = 0;        /* readers inside, or admitted and on their way */
+byte inside = 0;        /* the central count: readers admitted by a phase end, not settled */
 byte queued = 0;        /* readers queued behind WRITER */
 bool writer = false;
 bool wsleeps = false;
 bool rsleep = false;
 byte phase = 0;
+byte slot[2];           /* readers inside through each slot */
 bool wl = false;        /* the writers' inner lock */
 bool asleep[8];
 bool is_writer[8];      /* futex tag */
@@ -57,6 +74,7 @@ bool pending[8];        /* ghost: queued reader, not yet inside its critical sec
 byte rphase[8];         /* ghost: the phase it queued in */
 
 #define LOW (inside + 8 * writer + 16 * wsleeps + 32 * rsleep + 64 * phase)
+#define WORD (LOW + 256 * queued)
 #ifdef BROKEN_NO_PHASE
 #define ADMITTED (!writer)
 #else
@@ -104,19 +122,25 @@ inline wake_writer() {
     fi
 }
 
-inline release_shared() {
-    atomic { cs_readers-- };
+/* A reader leaves its slot: fetch_sub [rwlock.R1], then the Dekker load of WRITER_SLEEPS. */
+inline leave_slot(k) {
 #ifdef BROKEN_SPLIT_RELEASE
-    old_ws = wsleeps;
-    atomic { old_in = inside; inside-- };
+    atomic { old_ws = wsleeps };
+    atomic { slot[k]-- };
 #else
-    atomic { old_in = inside; old_ws = wsleeps; inside-- };             /* [rwlock.R1] fetch_sub */
+    atomic { slot[k]-- };
+    atomic { old_ws = wsleeps };
 #endif
-    if :: old_in == 1 && old_ws -> wake_writer() :: else -> skip fi;
-    old_in = 0; old_ws = false
+    if :: old_ws -> wake_writer() :: else -> skip fi;
+    old_ws = false
 }
 
-inline end_phase(extra) {
+inline release_shared(k) {
+    atomic { cs_readers-- };
+    leave_slot(k)
+}
+
+inline end_phase() {
     atomic {
 #ifdef BROKEN_TIMEOUT_CLEARS
         if
@@ -124,7 +148,7 @@ inline end_phase(extra) {
         :: else ->
 #endif
         had_rsleep = rsleep;
-        inside = inside + queued + extra; queued = 0;
+        inside = inside + queued; queued = 0;
         writer = false; wsleeps = false; rsleep = false;
         phase = (phase + 1) % PHASES
 #ifdef BROKEN_TIMEOUT_CLEARS
@@ -136,15 +160,21 @@ inline end_phase(extra) {
     had_rsleep = false
 }
 
-proctype reader(byte rounds; bool timed) {
-    bool saw_writer, past, last, old_ws;
-    byte p, old_in, i;
+proctype reader(byte rounds; bool timed; byte k) {
+    bool saw_writer, past, old_ws;
+    byte p, i;
     int seen;
     do
     :: rounds == 0 -> break
     :: rounds > 0 ->
         past = false;
-        atomic { saw_writer = writer; p = phase; inside++ };      /* [rwlock.A1] fetch_add */
+#ifdef BROKEN_LOOK_FIRST
+        atomic { saw_writer = writer; p = phase };
+        atomic { slot[k]++ };
+#else
+        atomic { slot[k]++ };                                /* [rwlock.A1] slot fetch_add */
+        atomic { saw_writer = writer; p = phase };           /* [rwlock.A1] load of the word */
+#endif
 #ifdef BROKEN_READER_BARGES
         saw_writer = false;
 #endif
@@ -152,15 +182,14 @@ proctype reader(byte rounds; bool timed) {
         :: !saw_writer -> goto enter
         :: else -> skip
         fi;
-        /* queue, unless the phase ended already */
+        /* queue (the CAS), unless the phase ended already: then it is in, by its slot */
         if
         :: atomic { ADMITTED -> goto enter }
-        :: atomic { !ADMITTED -> inside--; queued++; last = (inside == 0 && wsleeps);
-                    pending[_pid] = true; rphase[_pid] = p }
+        :: atomic { !ADMITTED -> queued++; pending[_pid] = true; rphase[_pid] = p }
         fi;
-        if :: last -> wake_writer() :: else -> skip fi;
+        leave_slot(k);
         do
-        :: atomic { ADMITTED -> goto enter }                                /* [rwlock.A3] */
+        :: atomic { ADMITTED -> goto settle }                                /* [rwlock.A3] */
         :: atomic { !ADMITTED && past ->                                 /* ETIMEDOUT */
                     queued--; pending[_pid] = false; goto next }
         :: atomic { !ADMITTED && timed && !past -> past = true }           /* the deadline comes */
@@ -168,34 +197,90 @@ proctype reader(byte rounds; bool timed) {
         :: atomic { !ADMITTED && !past && rsleep -> seen = LOW };
            futex_wait(seen); seen = 0
         od;
+settle: /* admitted, counted in the central field: move into the slot */
+#ifdef BROKEN_SETTLE_ORDER
+        atomic { old_ws = wsleeps; inside-- };
+        atomic { slot[k]++ };
+#else
+        atomic { slot[k]++ };
+        atomic { old_ws = wsleeps; inside-- };
+#endif
+        if :: old_ws -> wake_writer() :: else -> skip fi;
+        old_ws = false;
 enter:
         atomic {
             assert(!cs_writer);
             assert(!saw_writer || phase != p);  /* waited for the writer it saw */
             cs_readers++; pending[_pid] = false
         };
-        release_shared();
+        release_shared(k);
 next:
         rounds--
     od
 }
 
-proctype writer_proc(bool timed; bool may_downgrade) {
-    bool past = false, had_rsleep, old_ws;
-    byte i, old_in;
-    int seen;
+/* drained(ww): the central count of the word the writer holds (loaded first), then each slot */
+inline scan() {
+#ifdef BROKEN_SCAN_SLOTS_FIRST
+    atomic { drained = (slot[0] == 0) };
+    atomic { drained = drained && slot[1] == 0 };
+    atomic { drained = drained && inside == 0 }
+#else
+    drained = (ww % 8 == 0);
+    if
+    :: drained -> atomic { drained = (slot[0] == 0) };
+        if
+        :: drained -> atomic { drained = (slot[1] == 0) }
+        :: else -> skip
+        fi
+    :: else -> skip
+    fi
+#endif
+}
+
+proctype writer_proc(bool timed; bool may_downgrade; byte k) {
+    bool past = false, had_rsleep, old_ws, drained, cas_ok;
+    byte i;
+    int ww, seen;
     is_writer[_pid] = true;
     atomic { !wl -> wl = true };                                            /* inner lock */
-    atomic { writer = true };                                     /* [rwlock.A2] fetch_or */
+    atomic { writer = true; ww = WORD };              /* [rwlock.A2] fetch_or: the word after */
     do
-    :: atomic { inside == 0 -> break }                                      /* [rwlock.A2] */
-    :: atomic { inside != 0 && past -> skip };                              /* ETIMEDOUT */
-       end_phase(0);
-       goto done
-    :: atomic { inside != 0 && timed && !past -> past = true }
-    :: atomic { inside != 0 && !past && !wsleeps -> wsleeps = true }
-    :: atomic { inside != 0 && !past && wsleeps -> seen = LOW };
-       futex_wait(seen); seen = 0
+    :: true ->
+        scan();
+        if
+        :: drained -> atomic { wsleeps = false; drained = false; ww = 0 }; break /* fetch_and */
+        :: else -> skip
+        fi;
+        if
+        :: past -> end_phase(); goto done                                    /* ETIMEDOUT */
+        :: timed && !past -> past = true; atomic { ww = WORD }          /* the deadline comes */
+        :: !past ->
+            /* sleep: raise WRITER_SLEEPS (a CAS against ww) unless ww has it */
+            if
+            :: (ww / 16) % 2 == 0 ->
+                atomic {
+                    if
+                    :: WORD == ww -> wsleeps = true; ww = WORD; cas_ok = true
+                    :: else -> ww = WORD; cas_ok = false
+                    fi
+                }
+            :: else -> cas_ok = true
+            fi;
+            if
+            :: cas_ok ->
+#ifndef BROKEN_NO_RESCAN
+                scan();   /* the slots are not in the futex word: look again */
+#endif
+                if
+                :: drained -> drained = false
+                :: else -> seen = ww % 256; futex_wait(seen); seen = 0
+                fi
+            :: else -> skip
+            fi;
+            cas_ok = false;
+            atomic { ww = WORD }                                     /* [rwlock.A2] reload */
+        fi
     od;
     atomic {
         assert(cs_readers == 0 && !cs_writer);
@@ -208,12 +293,13 @@ proctype writer_proc(bool timed; bool may_downgrade) {
     };
     if
     :: may_downgrade ->
-        atomic { cs_writer = false; cs_readers++ };   /* keeps reading: counted by extra */
-        end_phase(1);
-        release_shared()
+        atomic { cs_writer = false; cs_readers++ };    /* keeps reading: in its slot first */
+        atomic { slot[k]++ };
+        end_phase();
+        release_shared(k)
     :: true ->
         cs_writer = false;
-        end_phase(0)
+        end_phase()
     fi;
 done:
     skip
@@ -221,11 +307,12 @@ done:
 
 init {
     atomic {
-        run reader(1, false);
-        run reader(1, true);
-        run writer_proc(false, true);
-        run writer_proc(true, false);
+        run reader(1, false, 0);
+        run reader(1, true, 1);
+        run writer_proc(false, true, 0);
+        run writer_proc(true, false, 1)
     }
     (_nr_pr == 1);
-    assert(inside == 0 && queued == 0 && !writer && !wsleeps && !wl && cs_readers == 0)
+    assert(inside == 0 && queued == 0 && !writer && !wsleeps && !wl && cs_readers == 0);
+    assert(slot[0] == 0 && slot[1] == 0)
 }
