@@ -99,7 +99,7 @@
  *   checks exclusion, no lost wakeup and this bound (with broken variants).
  *
  *   Readers: CONC_RWLOCK_SLOTS counts, one per cache line, a thread's slot picked by a hash
- *   of pthread_self(). A reader raises its slot and then looks for WRITER in the word; a
+ *   of the thread pointer. A reader raises its slot and then looks for WRITER in the word; a
  *   writer raises WRITER and then looks at the word's central count and every slot (both
  *   sides seq_cst: a Dekker pair, so one sees the other). Readers on different CPUs thus
  *   write different lines and share only reads of the word, which changes once per writer
@@ -184,9 +184,9 @@ typedef struct conc_rwlock {
 #define CONC__RWLOCK_QUEUED_ONE ((uint64_t)1 << CONC__RWLOCK_QUEUED_SHIFT) /* a queued reader */
 #define CONC__RWLOCK_TAG_READER 0x1u /* futex tag of a sleeping reader */
 #define CONC__RWLOCK_TAG_WRITER 0x2u /* futex tag of the sleeping writer */
-/* Fibonacci hashing of pthread_self() onto the slots: 2^64 / golden ratio, odd. */
+/* Fibonacci hashing of the thread pointer onto the slots: 2^64 / golden ratio, odd. */
 #define CONC__RWLOCK_HASH_MUL 0x9e3779b97f4a7c15ull
-#define CONC__RWLOCK_HASH_SHIFT 40 /* the product's well-mixed middle bits */
+#define CONC__RWLOCK_PAGE_SHIFT 12 /* thread pointers differ above the page offset */
 /* Linux's PID_MAX_LIMIT (4 * 1024 * 1024): no more threads can exist, so neither count can
  * pass its field, and inside + queued (a release adds them) cannot reach WRITER. */
 #define CONC__RWLOCK_THREADS_MAX ((uint64_t)4 * 1024 * 1024)
@@ -226,11 +226,20 @@ CONC_INLINE bool conc__rwlock_admitted(uint64_t w, uint64_t phase) {
 }
 
 /* The calling thread's slot: the same one on every call, so a release finds the count its
- * acquire raised. pthread_self() is a register read; threads that hash together share a
- * line (correct, only slower). */
+ * acquire raised. The thread pointer (one register read; glibc's pthread_self() returns the
+ * same value on x86-64 but costs a call) identifies the thread; threads that hash together
+ * share a line (correct, only slower). */
 CONC_INLINE uint32_t *conc__rwlock_slot_of_self(conc_rwlock_t *rw) {
-    uint64_t h = (uint64_t)(uintptr_t)pthread_self() * CONC__RWLOCK_HASH_MUL;
-    return &rw->slot[(h >> CONC__RWLOCK_HASH_SHIFT) & (CONC_RWLOCK_SLOTS - 1)].readers;
+#if (defined(__x86_64__) || defined(__aarch64__)) && (defined(__clang__) || __GNUC__ >= 11)
+    uintptr_t self = (uintptr_t)__builtin_thread_pointer();
+#else
+    uintptr_t self = (uintptr_t)pthread_self();
+#endif
+    /* The page number, Fibonacci-hashed, top bits: thread pointers sit at a fixed stride (the
+     * stack size), and the top bits of k * stride * MUL spread consecutive k evenly. */
+    uint64_t h = (uint64_t)(self >> CONC__RWLOCK_PAGE_SHIFT) * CONC__RWLOCK_HASH_MUL;
+    unsigned bits = (unsigned)__builtin_ctz(CONC_RWLOCK_SLOTS); /* a constant */
+    return &rw->slot[bits == 0 ? 0 : (size_t)(h >> (64 - bits))].readers;
 }
 
 /* True when no reader is inside: the central count of `w` (read first) and then every slot.
