@@ -88,8 +88,8 @@
  *                       64; 0 disables pausing; skipped on one CPU). Each round reads the one
  *                       stamp it waits for and tries only when that changed. A side whose
  *                       last pauses ran out (its peer shares its CPU) pauses only
- *                       CONC_QUEUE_SPIN_PROBE rounds (default 4), and all of them again
- *                       every 16th wait, until pausing pays again.
+ *                       CONC_QUEUE_SPIN_PROBE rounds (default 0: it yields at once), and
+ *                       all of them again every 64th wait, until pausing pays again.
  *   CONC_QUEUE_YIELDS   sched_yield rounds after the pauses, before sleeping (default 4);
  *                       off for a while (10 ms, doubling up to 1.28 s) while yields keep a
  *                       side off the CPU for over 100 us on average (somebody else runs
@@ -162,8 +162,8 @@
  *   (CONC_QUEUE_SPIN) and then yields (CONC_QUEUE_YIELDS), trying whenever the stamp it
  *   waits for changes. Pauses pay only while the peer runs on another CPU: a side whose last
  *   pauses ran out (the peer shares its CPU, pinned there or placed there by the scheduler)
- *   probes a few and yields at once, with a full round every 16th wait to notice the peer
- *   has moved. Yields pay only while the scheduler hands the CPU to the peer: when a side's
+ *   yields at once (CONC_QUEUE_SPIN_PROBE pauses first), with a full round every 64th
+ *   wait to notice the peer has moved. Yields pay only while the scheduler hands the CPU to the peer: when a side's
  *   yields keep it off the CPU for long on average (time slices spent on somebody else, such
  *   as a busy loop beside the queue), they are off for that side for a period, so its
  *   waiters sleep on the futex, whose wake preempts, instead of giving a time slice away per
@@ -187,7 +187,7 @@ extern "C" {
 #define CONC_QUEUE_SPIN 64
 #endif
 #ifndef CONC_QUEUE_SPIN_PROBE
-#define CONC_QUEUE_SPIN_PROBE 4
+#define CONC_QUEUE_SPIN_PROBE 0
 #endif
 #ifndef CONC_QUEUE_YIELDS
 #define CONC_QUEUE_YIELDS 4
@@ -265,12 +265,13 @@ CONC_STATIC_ASSERT(sizeof(conc_queue_t) == 4 * CONC_CACHELINE, "the task word ad
  * (or capacity, if smaller): one scan of independent loads per this many operations instead
  * of a stamp load in front of every claim; short enough that no single call scans long. */
 #define CONC__QUEUE_LIMIT_WINDOW 64
-/* Stamps the limit scan checks per branch (the scan's code is written out for four). */
-#define CONC__QUEUE_SCAN_STEP 4u
+/* Stamps the limit scan checks per branch (the scan's code is written out for eight). */
+#define CONC__QUEUE_SCAN_STEP 8u
 /* A side that skips its pauses still pauses fully once in this many waits: often enough to
- * notice within microseconds that its peer now runs on another CPU, rarely enough to cost
- * nothing (one run of pauses per 16 yields to a peer that shares the CPU). */
-#define CONC__QUEUE_SPIN_RETRY 16
+ * notice within a millisecond that its peer now runs on another CPU, rarely enough to cost
+ * nothing (one run of pauses per 64 yields to a peer that shares the CPU: at 16, and with 4
+ * probe pauses per wait, the pauses were 1.4% of a same-CPU 1P1C run). */
+#define CONC__QUEUE_SPIN_RETRY 64
 /* Yields are worth it while the time they keep a side off the CPU goes, on average, to work
  * on the queue. A yield's waste is its time off the CPU less CONC__QUEUE_YIELD_ITEM_NS per
  * item the other side moved meanwhile: a peer that shares the CPU fills or drains the ring
@@ -584,7 +585,7 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
     }
 }
 
-/* Zero when the slot's stamp is want: the limit scan ORs four of these per branch. */
+/* Zero when the slot's stamp is want: the limit scan ORs eight of these per branch. */
 CONC_INLINE uint64_t conc__queue_stamp_miss(unsigned char *slot, uint64_t want) {
     /* [queue.A1] (push) / [queue.A2] (pop) acquire: pairs with the [queue.R2] / [queue.R1]
      * that made the slot ready for us. */
@@ -615,13 +616,17 @@ CONC_NOINLINE uint64_t conc__queue_limit_slow(conc_queue_t *q, uint64_t pos, boo
         uint64_t run = capacity - index < left ? capacity - index : left, k = 0;
         unsigned char *slot = conc__queue_slot(q, lap + index);
         uint64_t want = lap + index + ready;
-        /* Four stamps per branch, their differences ORed (written out: gcc keeps a loop of
+        /* Eight stamps per branch, their differences ORed (written out: gcc keeps a loop of
          * atomic loads rolled); a branch per stamp was half the scan's time. */
         while (run - k >= CONC__QUEUE_SCAN_STEP) {
             uint64_t miss = conc__queue_stamp_miss(slot, want) |
                             conc__queue_stamp_miss(slot + slot_size, want + 1) |
                             conc__queue_stamp_miss(slot + 2 * slot_size, want + 2) |
-                            conc__queue_stamp_miss(slot + 3 * slot_size, want + 3);
+                            conc__queue_stamp_miss(slot + 3 * slot_size, want + 3) |
+                            conc__queue_stamp_miss(slot + 4 * slot_size, want + 4) |
+                            conc__queue_stamp_miss(slot + 5 * slot_size, want + 5) |
+                            conc__queue_stamp_miss(slot + 6 * slot_size, want + 6) |
+                            conc__queue_stamp_miss(slot + 7 * slot_size, want + 7);
             if (miss != 0)
                 break;
             k += CONC__QUEUE_SCAN_STEP;
