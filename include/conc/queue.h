@@ -163,11 +163,11 @@
  *   waits for changes. Pauses pay only while the peer runs on another CPU: a side whose last
  *   pauses ran out (the peer shares its CPU, pinned there or placed there by the scheduler)
  *   yields at once (CONC_QUEUE_SPIN_PROBE pauses first), with a full round every 64th
- *   wait to notice the peer has moved. Yields pay only while the scheduler hands the CPU to the peer: when a side's
- *   yields keep it off the CPU for long on average (time slices spent on somebody else, such
- *   as a busy loop beside the queue), they are off for that side for a period, so its
- *   waiters sleep on the futex, whose wake preempts, instead of giving a time slice away per
- *   handoff.
+ *   wait to notice the peer has moved. Yields pay only while the scheduler hands the CPU to
+ *   the peer: when a side's yields keep it off the CPU for long on average (time slices
+ *   spent on somebody else, such as a busy loop beside the queue), they are off for that
+ *   side for a period, so its waiters sleep on the futex, whose wake preempts, instead of
+ *   giving a time slice away per handoff.
  *
  * FOR OTHER CONC HEADERS (the last section of this file)
  *   conc__queue_item_ready(q, k)   whether the k-th item from the head is published (a hint,
