@@ -97,7 +97,8 @@ static int main_coro(void *arg) {
         return 1;
 
     /* 3. a group whose failing child cancels its siblings */
-    fetch_t f[3] = {{"fetch a", 1000, 0, 0}, {"fetch b", 1000, 0, 0}, {"fetch c", 10, 1, 0}};
+    /* a and b would take a minute: only c's failure, never a timing, ends them early */
+    fetch_t f[3] = {{"fetch a", 60000, 0, 0}, {"fetch b", 60000, 0, 0}, {"fetch c", 10, 1, 0}};
     conc_group_t *g;
     if (conc_group_create(NULL, &g) != 0)
         return ENOMEM;
