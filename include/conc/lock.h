@@ -422,43 +422,47 @@ static inline bool conc_lock_is_locked(const conc_lock_t *l) {
  *   - Blocking acquire only: for a deadline use conc_lock_acquire_until and release yourself.
  * ------------------------------------------------------------------------------------------- */
 
-typedef struct conc__lock_guard {
-    conc_lock_t *held; /* NULL once released */
-} conc__lock_guard;
-
-CONC_INLINE conc__lock_guard conc__lock_guard_take(conc_lock_t *l) {
-    conc_lock_acquire(l);
-    conc__lock_guard g = {l};
-    return g;
-}
-
-static inline void conc__lock_guard_drop(conc__lock_guard *g) {
-    if (g->held != NULL) {
-        conc_lock_release(g->held);
-        g->held = NULL;
-    }
-}
-
-#define CONC_WITH_LOCK(l)                                                                          \
-    CONC__LOCK_WITH_GUARD(conc__lock_guard, conc__lock_guard_take, conc__lock_guard_drop, (l))
+#define CONC_WITH_LOCK(l) CONC__LOCK_WITH(conc__lock_guard, (l))
 
 /* -------------------------------------------------------------------------------------------
  * For other conc headers. The only lock internals another header may use: a change to the
  * word's layout breaks here, at one declared place.
  * ------------------------------------------------------------------------------------------- */
 
-/* The scoped-form mechanism (CONC_WITH_LOCK above; rwlock.h and rlock.h build theirs on it):
- * `type` is a guard struct whose `held` member points at the object while it is held, `take`
- * acquires obj and returns a guard, `drop` releases through a guard pointer if `held` is set
- * and clears it. One hidden one-pass `for` per use, its guard named uniquely by __COUNTER__;
- * the caveats are CONC_WITH_LOCK's. */
+/* The scoped-form mechanism (CONC_WITH_LOCK above; rwlock.h and rlock.h build theirs on it),
+ * written once for every kind of lock:
+ *   CONC__LOCK_GUARD_DEFINE(guard, lock_type, acquire, release) defines the guard type
+ *     `guard` (its `held` points at the object while held, NULL once released), guard_take
+ *     (acquire, then a guard holding the object: the object is evaluated once, and its type
+ *     is checked) and guard_drop (release through the guard if still held). `release` returns
+ *     void: a release that can fail gets a wrapper that aborts (see rlock.h).
+ *   CONC__LOCK_WITH(guard, obj) is the statement prefix: one hidden one-pass `for` per use,
+ *     its guard named uniquely by __COUNTER__, dropped by cleanup on every way out and by the
+ *     `for` on the normal one. The caveats are CONC_WITH_LOCK's. */
+#define CONC__LOCK_GUARD_DEFINE(guard, lock_type, acquire, release)                                \
+    typedef struct guard {                                                                         \
+        lock_type *held;                                                                           \
+    } guard;                                                                                       \
+    CONC_INLINE guard guard##_take(lock_type *obj) {                                               \
+        acquire(obj);                                                                              \
+        guard g = {obj};                                                                           \
+        return g;                                                                                  \
+    }                                                                                              \
+    static inline void guard##_drop(guard *g) {                                                    \
+        if (g->held != NULL) {                                                                     \
+            release(g->held);                                                                      \
+            g->held = NULL;                                                                        \
+        }                                                                                          \
+    }
 #define CONC__LOCK_WITH_CAT2(a, b) a##b
 #define CONC__LOCK_WITH_CAT(a, b) CONC__LOCK_WITH_CAT2(a, b)
-#define CONC__LOCK_WITH_GUARD_NAMED(type, take, drop, obj, g)                                      \
-    for (type g __attribute__((cleanup(drop))) = take(obj); g.held != NULL; drop(&g))
-#define CONC__LOCK_WITH_GUARD(type, take, drop, obj)                                               \
-    CONC__LOCK_WITH_GUARD_NAMED(type, take, drop, obj,                                             \
-                                CONC__LOCK_WITH_CAT(conc__lock_scope_, __COUNTER__))
+#define CONC__LOCK_WITH_NAMED(guard, obj, g)                                                       \
+    for (guard g __attribute__((cleanup(guard##_drop))) = guard##_take(obj); g.held != NULL;       \
+         guard##_drop(&g))
+#define CONC__LOCK_WITH(guard, obj)                                                                \
+    CONC__LOCK_WITH_NAMED(guard, obj, CONC__LOCK_WITH_CAT(conc__lock_scope_, __COUNTER__))
+
+CONC__LOCK_GUARD_DEFINE(conc__lock_guard, conc_lock_t, conc_lock_acquire, conc_lock_release)
 
 /* Relaxed: the mark is written by init only, before the lock is shared. */
 static inline bool conc__lock_is_shared(const conc_lock_t *l) {

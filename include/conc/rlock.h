@@ -148,30 +148,19 @@ static inline int conc_rlock_release(conc_rlock_t *r) {
  * Scoped form: CONC_WITH_RLOCK(&r) { ... }  (Python's `with rlock:`)
  *
  * Acquires r (one more level for its owner), runs the block, releases that level however the
- * block is left. lock.h's mechanism (CONC__LOCK_WITH_GUARD), with CONC_WITH_LOCK's caveats; nests,
+ * block is left. lock.h's mechanism (CONC__LOCK_WITH), with CONC_WITH_LOCK's caveats; nests,
  * as the rlock does. The release cannot see EPERM (the guard's thread owns r); if it does,
  * something released r behind the guard's back, and it aborts.
  * ------------------------------------------------------------------------------------------- */
 
-typedef struct conc__rlock_guard {
-    conc_rlock_t *held; /* NULL once released */
-} conc__rlock_guard;
-
-CONC_INLINE conc__rlock_guard conc__rlock_guard_take(conc_rlock_t *r) {
-    conc_rlock_acquire(r);
-    conc__rlock_guard g = {r};
-    return g;
+static inline void conc__rlock_release_scoped(conc_rlock_t *r) {
+    if (conc_rlock_release(r) != 0)
+        CONC_ABORT("CONC_WITH_RLOCK: the rlock was released inside the block");
 }
-static inline void conc__rlock_guard_drop(conc__rlock_guard *g) {
-    if (g->held != NULL) {
-        if (conc_rlock_release(g->held) != 0)
-            CONC_ABORT("CONC_WITH_RLOCK: the rlock was released inside the block");
-        g->held = NULL;
-    }
-}
+CONC__LOCK_GUARD_DEFINE(conc__rlock_guard, conc_rlock_t, conc_rlock_acquire,
+                        conc__rlock_release_scoped)
 
-#define CONC_WITH_RLOCK(r)                                                                         \
-    CONC__LOCK_WITH_GUARD(conc__rlock_guard, conc__rlock_guard_take, conc__rlock_guard_drop, (r))
+#define CONC_WITH_RLOCK(r) CONC__LOCK_WITH(conc__rlock_guard, (r))
 
 /* -------------------------------------------------------------------------------------------
  * For other conc headers. The only rlock internals another header may use.

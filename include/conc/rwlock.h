@@ -623,46 +623,19 @@ static inline unsigned conc_rwlock_readers(const conc_rwlock_t *rw) {
  * Scoped forms: CONC_WITH_RWLOCK_SHARED(&rw) { ... } and CONC_WITH_RWLOCK(&rw) { ... }
  *
  * Acquire rw (shared, or exclusive), run the block, release it however the block is left
- * (the end, return, break, continue, goto out). lock.h's mechanism (CONC__LOCK_WITH_GUARD) with
+ * (the end, return, break, continue, goto out). lock.h's mechanism (CONC__LOCK_WITH) with
  * CONC_WITH_LOCK's caveats: break and continue end the block, not an enclosing loop;
  * longjmp and exit() skip the release; blocking acquires only; a downgrade inside
  * CONC_WITH_RWLOCK would leave the guard releasing the wrong side (not supported: release
  * by hand instead).
  * ------------------------------------------------------------------------------------------- */
 
-typedef struct conc__rwlock_guard {
-    conc_rwlock_t *held; /* NULL once released */
-} conc__rwlock_guard;
+CONC__LOCK_GUARD_DEFINE(conc__rwlock_guard_shared, conc_rwlock_t, conc_rwlock_acquire_shared,
+                        conc_rwlock_release_shared)
+CONC__LOCK_GUARD_DEFINE(conc__rwlock_guard, conc_rwlock_t, conc_rwlock_acquire, conc_rwlock_release)
 
-CONC_INLINE conc__rwlock_guard conc__rwlock_guard_take_shared(conc_rwlock_t *rw) {
-    conc_rwlock_acquire_shared(rw);
-    conc__rwlock_guard g = {rw};
-    return g;
-}
-static inline void conc__rwlock_guard_drop_shared(conc__rwlock_guard *g) {
-    if (g->held != NULL) {
-        conc_rwlock_release_shared(g->held);
-        g->held = NULL;
-    }
-}
-CONC_INLINE conc__rwlock_guard conc__rwlock_guard_take(conc_rwlock_t *rw) {
-    conc_rwlock_acquire(rw);
-    conc__rwlock_guard g = {rw};
-    return g;
-}
-static inline void conc__rwlock_guard_drop(conc__rwlock_guard *g) {
-    if (g->held != NULL) {
-        conc_rwlock_release(g->held);
-        g->held = NULL;
-    }
-}
-
-#define CONC_WITH_RWLOCK_SHARED(rw)                                                                \
-    CONC__LOCK_WITH_GUARD(conc__rwlock_guard, conc__rwlock_guard_take_shared,                      \
-                          conc__rwlock_guard_drop_shared, (rw))
-#define CONC_WITH_RWLOCK(rw)                                                                       \
-    CONC__LOCK_WITH_GUARD(conc__rwlock_guard, conc__rwlock_guard_take, conc__rwlock_guard_drop,    \
-                          (rw))
+#define CONC_WITH_RWLOCK_SHARED(rw) CONC__LOCK_WITH(conc__rwlock_guard_shared, (rw))
+#define CONC_WITH_RWLOCK(rw) CONC__LOCK_WITH(conc__rwlock_guard, (rw))
 
 #ifdef __cplusplus
 }
