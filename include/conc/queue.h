@@ -354,6 +354,29 @@ CONC_INLINE uint64_t conc__queue_advance(const conc_queue_t *q, uint64_t pos, ui
     return lap + index;
 }
 
+/* A slot at position p is ready for a producer when its stamp is p (written), and for a
+ * consumer when it is p + 1 (published). */
+#define CONC__QUEUE_WRITABLE 0u
+#define CONC__QUEUE_READABLE 1u
+
+/* How many slots from pos on (pos's own already checked: at least 1, at most n and capacity)
+ * are ready for the same side, so that one claim can take them all. Acquire, per slot: a
+ * producer's load is [queue.A1] (the consumer that emptied it is done reading), a consumer's is
+ * [queue.A2] (the producer's copy-in is visible). */
+CONC_INLINE uint64_t conc__queue_ready_run(const conc_queue_t *q, uint64_t pos, size_t n,
+                                           unsigned ready) {
+    uint64_t limit = n < q->capacity ? (uint64_t)n : q->capacity;
+    uint64_t k = 1;
+    while (k < limit) {
+        uint64_t next = conc__queue_advance(q, pos, 1);
+        if (conc_load(conc__queue_stamp(conc__queue_slot(q, next)), CONC_ACQUIRE) != next + ready)
+            break;
+        pos = next;
+        k++;
+    }
+    return k;
+}
+
 /* Items from position a to position b (a at or before b, less than 2^20 laps apart). */
 CONC_INLINE uint64_t conc__queue_distance(const conc_queue_t *q, uint64_t a, uint64_t b) {
     uint64_t mask = q->one_lap - 1;
@@ -451,6 +474,48 @@ CONC_INLINE void conc__queue_copy(void *dst, const void *src, uint64_t n) {
         memcpy(dst, src, (size_t)n);
 }
 
+/* Moves k items through the k slots claimed from pos: a producer's copy-in (from `in`) or a
+ * consumer's copy-out (to `out`; exactly one of them is set), publishing each slot as soon as
+ * it is done. */
+CONC_INLINE void conc__queue_move_claimed(conc_queue_t *q, uint64_t pos, uint64_t k,
+                                          unsigned char *out, const unsigned char *in) {
+    for (uint64_t i = 0; i < k; i++) {
+        unsigned char *slot = conc__queue_slot(q, pos);
+        if (in != NULL)
+            conc__queue_copy(slot + CONC__QUEUE_STAMP_SIZE, in + i * q->item_size, q->item_size);
+        else
+            conc__queue_copy(out + i * q->item_size, slot + CONC__QUEUE_STAMP_SIZE, q->item_size);
+        CONC_CHAOS_POINT();
+        /* [queue.R1] release (producer): pairs with the consumer's [queue.A2]: the item is in.
+         * [queue.R2] release (consumer): pairs with the next lap's producer [queue.A1]: we are
+         * done reading, the slot may be overwritten. */
+        conc_store(conc__queue_stamp(slot), in != NULL ? pos + 1 : pos + q->one_lap, CONC_RELEASE);
+        pos = conc__queue_advance(q, pos, 1);
+    }
+}
+
+/* The claim either side makes once the slot at *pos is ready for it: extend the claim over the
+ * ready slots after it (a batch), take them all with one CAS on `end` (tail for producers, head
+ * for consumers), then move the items. False when another claim came first: the failed CAS has
+ * refreshed *pos. */
+CONC_INLINE bool conc__queue_claim(conc_queue_t *q, uint64_t *end, uint64_t *pos, size_t n,
+                                   unsigned ready, unsigned char *out, const unsigned char *in,
+                                   size_t *done) {
+    uint64_t k = conc__queue_ready_run(q, *pos, n, ready);
+    CONC_CHAOS_POINT();
+    /* [queue.C1] (tail) seq_cst: the claim is the event sleeping consumers wait for (a consumer
+     * that sees tail past head waits for the publish rather than sleeping), and it is the
+     * notifier's half of the Dekker pair with the waiter's [eventcount.W1]: it forbids our later
+     * load of not_empty [eventcount.F1] from being ordered before it. [queue.C2] (head): the same
+     * for sleeping producers. On x86 every CAS is a full barrier anyway, so this costs nothing
+     * there. The data is ordered by the stamps [queue.A1]/[queue.R1] and [queue.A2]/[queue.R2]. */
+    if (!conc_cas_weak(end, pos, conc__queue_advance(q, *pos, k), CONC_SEQ_CST, CONC_RELAXED))
+        return false;
+    conc__queue_move_claimed(q, *pos, k, out, in);
+    *done = (size_t)k;
+    return true;
+}
+
 /* Waiting for one peer between its claim and its publish: short pauses, then yield the CPU
  * (on an oversubscribed machine that peer may be preempted). */
 CONC_INLINE void conc__queue_backoff(unsigned *round) {
@@ -478,40 +543,9 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
          * so its copy-out is finished before our copy-in. */
         uint64_t stamp = conc_load(conc__queue_stamp(slot), CONC_ACQUIRE);
         if (CONC_LIKELY(stamp == tail)) {
-            uint64_t k = 1, pos = tail;
-            uint64_t limit = n < q->capacity ? (uint64_t)n : q->capacity;
-            while (k < limit) { /* a batch: extend the claim over slots already writable */
-                uint64_t next = conc__queue_advance(q, pos, 1);
-                if (conc_load(conc__queue_stamp(conc__queue_slot(q, next)), CONC_ACQUIRE) !=
-                    next) /* [queue.A1] */
-                    break;
-                pos = next;
-                k++;
-            }
-            CONC_CHAOS_POINT();
-            /* [queue.C1] seq_cst: the claim is the event sleeping consumers wait for (a consumer
-             * that sees tail past head waits for the publish rather than sleeping), and it is the
-             * notifier's half of the Dekker pair with the waiter's [eventcount.W1]: it forbids our
-             * later load of not_empty [eventcount.F1] from being ordered before it. On x86 every
-             * CAS is a full barrier anyway, so this costs nothing there. The data is ordered by the
-             * stamps [queue.A1]/[queue.R1]. A failure refreshes tail (and sees CLOSED if close came
-             * first). */
-            if (conc_cas_weak(&q->tail, &tail, conc__queue_advance(q, tail, k), CONC_SEQ_CST,
-                              CONC_RELAXED)) {
-                pos = tail;
-                for (uint64_t i = 0; i < k; i++) {
-                    slot = conc__queue_slot(q, pos);
-                    conc__queue_copy(slot + CONC__QUEUE_STAMP_SIZE, items + i * q->item_size,
-                                     q->item_size);
-                    CONC_CHAOS_POINT();
-                    /* [queue.R1] release: pairs with the consumer's [queue.A2]: the item is in. */
-                    conc_store(conc__queue_stamp(slot), pos + 1, CONC_RELEASE);
-                    pos = conc__queue_advance(q, pos, 1);
-                }
-                *done = (size_t)k;
+            if (conc__queue_claim(q, &q->tail, &tail, n, CONC__QUEUE_WRITABLE, NULL, items, done))
                 return 0;
-            }
-            continue;
+            continue; /* tail refreshed (CLOSED too, if close came first) */
         }
         if (stamp + one_lap == tail + 1) {
             /* The slot still holds the previous lap's item. Full if head is exactly one lap behind;
@@ -530,7 +564,6 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
 /* One claim of up to n (>= 1) items at head. 0 (*done >= 1), EAGAIN (empty), EPIPE. */
 static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, size_t n,
                                         size_t *done) {
-    uint64_t one_lap = q->one_lap;
     uint64_t head = conc_load(&q->head, CONC_RELAXED);
     unsigned round = 0;
     *done = 0;
@@ -540,34 +573,8 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
          * visible. */
         uint64_t stamp = conc_load(conc__queue_stamp(slot), CONC_ACQUIRE);
         if (CONC_LIKELY(stamp == head + 1)) {
-            uint64_t k = 1, pos = head;
-            uint64_t limit = n < q->capacity ? (uint64_t)n : q->capacity;
-            while (k < limit) {
-                uint64_t next = conc__queue_advance(q, pos, 1);
-                if (conc_load(conc__queue_stamp(conc__queue_slot(q, next)), CONC_ACQUIRE) !=
-                    next + 1) /* [queue.A2] */
-                    break;
-                pos = next;
-                k++;
-            }
-            CONC_CHAOS_POINT();
-            /* [queue.C2] seq_cst: as the producer's [queue.C1], for sleeping producers. */
-            if (conc_cas_weak(&q->head, &head, conc__queue_advance(q, head, k), CONC_SEQ_CST,
-                              CONC_RELAXED)) {
-                pos = head;
-                for (uint64_t i = 0; i < k; i++) {
-                    slot = conc__queue_slot(q, pos);
-                    conc__queue_copy(items + i * q->item_size, slot + CONC__QUEUE_STAMP_SIZE,
-                                     q->item_size);
-                    CONC_CHAOS_POINT();
-                    /* [queue.R2] release: pairs with the next lap's producer [queue.A1]: we are
-                     * done reading, the slot may be overwritten. */
-                    conc_store(conc__queue_stamp(slot), pos + one_lap, CONC_RELEASE);
-                    pos = conc__queue_advance(q, pos, 1);
-                }
-                *done = (size_t)k;
+            if (conc__queue_claim(q, &q->head, &head, n, CONC__QUEUE_READABLE, items, NULL, done))
                 return 0;
-            }
             continue;
         }
         if (stamp == head) {
