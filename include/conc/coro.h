@@ -1948,6 +1948,15 @@ CONC_INLINE int conc__coro_me(conc_sched_t **s, conc_coro_t **co) {
     return *co ? 0 : EPERM;
 }
 
+/* The running coroutine, when it runs on owner: EPERM outside a coroutine, EINVAL on another
+ * scheduler (an object of owner's, used from elsewhere). */
+CONC_INLINE int conc__coro_me_on(const conc_sched_t *owner, conc_coro_t **co) {
+    conc_sched_t *s;
+    if (conc__coro_me(&s, co) != 0)
+        return EPERM;
+    return s == owner ? 0 : EINVAL;
+}
+
 /* Not CONC_NODISCARD: a bare yield in a loop is the common use (gcc's warn_unused_result cannot
  * be silenced with a cast); a cancelled coroutine still hears of it at its next real wait. */
 static inline int conc_coro_yield(void) {
@@ -1970,18 +1979,16 @@ CONC_COLD void conc__coro_describe_join_slow(const conc_coro_wait_t *w, char *bu
 }
 
 CONC_NODISCARD static inline int conc_coro_join(conc_coro_t *c, int64_t deadline, int *status) {
-    conc_sched_t *s;
     conc_coro_t *co;
-    if (!c)
-        return EINVAL;
-    if (conc__coro_me(&s, &co) != 0)
-        return EPERM;
-    if (c->sched != s || c->state == CONC__CORO_FREE)
+    int e = c ? conc__coro_me_on(c->sched, &co) : EINVAL;
+    if (e)
+        return e;
+    if (c->state == CONC__CORO_FREE)
         return EINVAL;
     while (c->state != CONC__CORO_DONE) {
         const conc_coro_wait_t w =
             conc_coro_wait_make("join", c, (long)(c == co), conc__coro_describe_join_slow);
-        int e = conc__coro_waitq_wait_on(&c->joiners, &w, deadline, 0);
+        e = conc__coro_waitq_wait_on(&c->joiners, &w, deadline, 0);
         if (e)
             return e;
     }
@@ -2369,17 +2376,13 @@ static inline int conc__coro_group_wait(conc_group_t *g, int64_t deadline, uint8
 }
 
 CONC_NODISCARD static inline int conc_group_wait(conc_group_t *g, int64_t deadline, int *status) {
-    conc_sched_t *s;
     conc_coro_t *co;
-    if (!g)
-        return EINVAL;
-    if (conc__coro_me(&s, &co) != 0)
-        return EPERM;
-    if (s != g->sched)
-        return EINVAL;
+    int e = g ? conc__coro_me_on(g->sched, &co) : EINVAL;
+    if (e)
+        return e;
     if (g->live && co->cancelled)
         return ECANCELED;
-    int e = conc__coro_group_wait(g, deadline, 0);
+    e = conc__coro_group_wait(g, deadline, 0);
     if (e)
         return e;
     if (status)

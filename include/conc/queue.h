@@ -474,22 +474,28 @@ CONC_INLINE void conc__queue_copy(void *dst, const void *src, uint64_t n) {
         memcpy(dst, src, (size_t)n);
 }
 
-/* Moves k items through the k slots claimed from pos: a producer's copy-in (from `in`) or a
- * consumer's copy-out (to `out`; exactly one of them is set), publishing each slot as soon as
- * it is done. */
-CONC_INLINE void conc__queue_move_claimed(conc_queue_t *q, uint64_t pos, uint64_t k,
+/* Moves one item through the slot claimed at pos: a producer's copy-in (push: from `in`) or a
+ * consumer's copy-out (to `out`), then publishes the slot. */
+CONC_INLINE void conc__queue_move_one(conc_queue_t *q, uint64_t pos, bool push, unsigned char *out,
+                                      const unsigned char *in) {
+    unsigned char *slot = conc__queue_slot(q, pos);
+    if (push)
+        conc__queue_copy(slot + CONC__QUEUE_STAMP_SIZE, in, q->item_size);
+    else
+        conc__queue_copy(out, slot + CONC__QUEUE_STAMP_SIZE, q->item_size);
+    CONC_CHAOS_POINT();
+    /* [queue.R1] release (producer): pairs with the consumer's [queue.A2]: the item is in.
+     * [queue.R2] release (consumer): pairs with the next lap's producer [queue.A1]: we are
+     * done reading, the slot may be overwritten. */
+    conc_store(conc__queue_stamp(slot), push ? pos + 1 : pos + q->one_lap, CONC_RELEASE);
+}
+
+/* The same for the k slots claimed from pos, each published as soon as it is done. */
+CONC_INLINE void conc__queue_move_claimed(conc_queue_t *q, uint64_t pos, uint64_t k, bool push,
                                           unsigned char *out, const unsigned char *in) {
     for (uint64_t i = 0; i < k; i++) {
-        unsigned char *slot = conc__queue_slot(q, pos);
-        if (in != NULL)
-            conc__queue_copy(slot + CONC__QUEUE_STAMP_SIZE, in + i * q->item_size, q->item_size);
-        else
-            conc__queue_copy(out + i * q->item_size, slot + CONC__QUEUE_STAMP_SIZE, q->item_size);
-        CONC_CHAOS_POINT();
-        /* [queue.R1] release (producer): pairs with the consumer's [queue.A2]: the item is in.
-         * [queue.R2] release (consumer): pairs with the next lap's producer [queue.A1]: we are
-         * done reading, the slot may be overwritten. */
-        conc_store(conc__queue_stamp(slot), in != NULL ? pos + 1 : pos + q->one_lap, CONC_RELEASE);
+        conc__queue_move_one(q, pos, push, push ? NULL : out + i * q->item_size,
+                             push ? in + i * q->item_size : NULL);
         pos = conc__queue_advance(q, pos, 1);
     }
 }
@@ -499,9 +505,10 @@ CONC_INLINE void conc__queue_move_claimed(conc_queue_t *q, uint64_t pos, uint64_
  * for consumers), then move the items. False when another claim came first: the failed CAS has
  * refreshed *pos. */
 CONC_INLINE bool conc__queue_claim(conc_queue_t *q, uint64_t *end, uint64_t *pos, size_t n,
-                                   unsigned ready, unsigned char *out, const unsigned char *in,
+                                   bool push, unsigned char *out, const unsigned char *in,
                                    size_t *done) {
-    uint64_t k = conc__queue_ready_run(q, *pos, n, ready);
+    uint64_t k =
+        conc__queue_ready_run(q, *pos, n, push ? CONC__QUEUE_WRITABLE : CONC__QUEUE_READABLE);
     CONC_CHAOS_POINT();
     /* [queue.C1] (tail) seq_cst: the claim is the event sleeping consumers wait for (a consumer
      * that sees tail past head waits for the publish rather than sleeping), and it is the
@@ -511,7 +518,7 @@ CONC_INLINE bool conc__queue_claim(conc_queue_t *q, uint64_t *end, uint64_t *pos
      * there. The data is ordered by the stamps [queue.A1]/[queue.R1] and [queue.A2]/[queue.R2]. */
     if (!conc_cas_weak(end, pos, conc__queue_advance(q, *pos, k), CONC_SEQ_CST, CONC_RELAXED))
         return false;
-    conc__queue_move_claimed(q, *pos, k, out, in);
+    conc__queue_move_claimed(q, *pos, k, push, out, in);
     *done = (size_t)k;
     return true;
 }
@@ -543,7 +550,7 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
          * so its copy-out is finished before our copy-in. */
         uint64_t stamp = conc_load(conc__queue_stamp(slot), CONC_ACQUIRE);
         if (CONC_LIKELY(stamp == tail)) {
-            if (conc__queue_claim(q, &q->tail, &tail, n, CONC__QUEUE_WRITABLE, NULL, items, done))
+            if (conc__queue_claim(q, &q->tail, &tail, n, true, NULL, items, done))
                 return 0;
             continue; /* tail refreshed (CLOSED too, if close came first) */
         }
@@ -573,7 +580,7 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
          * visible. */
         uint64_t stamp = conc_load(conc__queue_stamp(slot), CONC_ACQUIRE);
         if (CONC_LIKELY(stamp == head + 1)) {
-            if (conc__queue_claim(q, &q->head, &head, n, CONC__QUEUE_READABLE, items, NULL, done))
+            if (conc__queue_claim(q, &q->head, &head, n, false, items, NULL, done))
                 return 0;
             continue;
         }
@@ -666,45 +673,35 @@ CONC_NOINLINE uint64_t conc__queue_limit_slow(conc_queue_t *q, uint64_t pos, boo
  * returns false and the caller takes the general path: CLOSED in tail is above every limit.
  * The empty asm hides where q came from: inlined after a call that may return NULL
  * (attach), gcc 12 would warn (-Wstringop-overflow) about the NULL path. */
+/* One item at the end's position (tail for a push, head for a pop) below its verified limit,
+ * or false; push and the unused pointer are constants once inlined. */
+CONC_INLINE bool conc__queue_one_fast(conc_queue_t *q, bool push, unsigned char *out,
+                                      const unsigned char *in) {
+    uint64_t *end = push ? &q->tail : &q->head;
+    uint64_t pos = conc_load(end, CONC_RELAXED);
+    /* [queue.A3] acquire: pairs with [queue.R3], the same side's thread that verified the
+     * stamps. */
+    uint64_t limit = conc_load(push ? &q->push_limit : &q->pop_limit, CONC_ACQUIRE);
+    if (CONC_UNLIKELY(pos >= limit) && pos >= conc__queue_limit_slow(q, pos, push))
+        return false;
+    CONC_CHAOS_POINT();
+    /* [queue.C1] / [queue.C2] seq_cst, as in conc__queue_claim (the notifier's half of the
+     * Dekker pair). Success means the position was still the one checked against the limit. */
+    if (CONC_UNLIKELY(
+            !conc_cas(end, &pos, conc__queue_advance(q, pos, 1), CONC_SEQ_CST, CONC_RELAXED)))
+        return false;
+    conc__queue_move_one(q, pos, push, out, in); /* [queue.R1] / [queue.R2] */
+    return true;
+}
+
 CONC_INLINE bool conc__queue_push_one_fast(conc_queue_t *q, const void *item) {
     __asm__("" : "+r"(q));
-    uint64_t tail = conc_load(&q->tail, CONC_RELAXED);
-    /* [queue.A3] acquire: pairs with [queue.R3], the producer that verified the stamps. */
-    uint64_t limit = conc_load(&q->push_limit, CONC_ACQUIRE);
-    if (CONC_UNLIKELY(tail >= limit) && tail >= conc__queue_limit_slow(q, tail, true))
-        return false;
-    CONC_CHAOS_POINT();
-    /* [queue.C1] seq_cst, as in try_push_n (the notifier's half of the Dekker pair). Success
-     * means tail was still the position checked against the limit. */
-    if (CONC_UNLIKELY(!conc_cas(&q->tail, &tail, conc__queue_advance(q, tail, 1), CONC_SEQ_CST,
-                                CONC_RELAXED)))
-        return false;
-    unsigned char *slot = conc__queue_slot(q, tail);
-    conc__queue_copy(slot + CONC__QUEUE_STAMP_SIZE, item, q->item_size);
-    CONC_CHAOS_POINT();
-    /* [queue.R1] release: pairs with the consumer's [queue.A2]. */
-    conc_store(conc__queue_stamp(slot), tail + 1, CONC_RELEASE);
-    return true;
+    return conc__queue_one_fast(q, true, NULL, (const unsigned char *)item);
 }
 
 CONC_INLINE bool conc__queue_pop_one_fast(conc_queue_t *q, void *item) {
     __asm__("" : "+r"(q)); /* see push */
-    uint64_t head = conc_load(&q->head, CONC_RELAXED);
-    /* [queue.A3] acquire: pairs with [queue.R3], the consumer that verified the stamps. */
-    uint64_t limit = conc_load(&q->pop_limit, CONC_ACQUIRE);
-    if (CONC_UNLIKELY(head >= limit) && head >= conc__queue_limit_slow(q, head, false))
-        return false;
-    CONC_CHAOS_POINT();
-    /* [queue.C2] seq_cst, as in try_pop_n. */
-    if (CONC_UNLIKELY(!conc_cas(&q->head, &head, conc__queue_advance(q, head, 1), CONC_SEQ_CST,
-                                CONC_RELAXED)))
-        return false;
-    unsigned char *slot = conc__queue_slot(q, head);
-    conc__queue_copy(item, slot + CONC__QUEUE_STAMP_SIZE, q->item_size);
-    CONC_CHAOS_POINT();
-    /* [queue.R2] release: pairs with the next lap's producer [queue.A1]. */
-    conc_store(conc__queue_stamp(slot), head + q->one_lap, CONC_RELEASE);
-    return true;
+    return conc__queue_one_fast(q, false, (unsigned char *)item, NULL);
 }
 
 /* -------------------------------------------------------------------------------------------
