@@ -2196,6 +2196,16 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
     return e;
 }
 
+/* After a non-blocking call on fd failed with e: 0 to try again (EINTR, or fd became ready for
+ * events), or the error to return (e itself, or the wait's ETIMEDOUT / ECANCELED / EPERM). */
+static inline int conc__coro_io_retry(int fd, int e, int events, int64_t deadline) {
+    if (e == EINTR)
+        return 0;
+    if (e != EAGAIN && e != EWOULDBLOCK)
+        return e;
+    return conc_coro_wait_fd(fd, events, deadline);
+}
+
 CONC_NODISCARD static inline int conc_coro_read(int fd, void *buf, size_t n, int64_t deadline,
                                                 size_t *got) {
     if (got)
@@ -2210,11 +2220,7 @@ CONC_NODISCARD static inline int conc_coro_read(int fd, void *buf, size_t n, int
                 *got = (size_t)r;
             return 0;
         }
-        if (e == EINTR)
-            continue;
-        if (e != EAGAIN && e != EWOULDBLOCK)
-            return e;
-        e = conc_coro_wait_fd(fd, CONC_FD_READ, deadline);
+        e = conc__coro_io_retry(fd, e, CONC_FD_READ, deadline);
         if (e)
             return e;
     }
@@ -2233,11 +2239,7 @@ CONC_NODISCARD static inline int conc_coro_write(int fd, const void *buf, size_t
             done += (size_t)r;
             continue;
         }
-        if (e == EINTR)
-            continue;
-        if (e != EAGAIN && e != EWOULDBLOCK)
-            break;
-        e = conc_coro_wait_fd(fd, CONC_FD_WRITE, deadline);
+        e = conc__coro_io_retry(fd, e, CONC_FD_WRITE, deadline);
         if (e)
             break;
     }
@@ -2264,11 +2266,9 @@ CONC_NODISCARD static inline int conc_coro_accept(int fd, struct sockaddr *addr,
             *newfd = r;
             return 0;
         }
-        if (e == EINTR || e == ECONNABORTED)
+        if (e == ECONNABORTED)
             continue;
-        if (e != EAGAIN && e != EWOULDBLOCK)
-            return e;
-        e = conc_coro_wait_fd(fd, CONC_FD_READ, deadline);
+        e = conc__coro_io_retry(fd, e, CONC_FD_READ, deadline);
         if (e)
             return e;
     }
