@@ -7,7 +7,8 @@
  * CONTENTS
  *   QUICK START, API, CONVENTIONS (return codes, deadlines, CONC_NODISCARD, names),
  *   ORDERING CONTRACT, CONFIGURATION, CAVEATS; then the code: compiler vocabulary,
- *   sanitizers, atomics, time and deadlines, chaos points, futex seam, spinning, eventcount.
+ *   sanitizers, atomics, time and deadlines, chaos points, futex seam, spinning, eventcount,
+ *   and the section for other conc headers (intrusive lists, scratch arrays).
  *
  * QUICK START
  *     static conc_lock_t lock = CONC_LOCK_INIT;              // conc/lock.h
@@ -805,6 +806,64 @@ CONC_INLINE void conc_eventcount_close(uint32_t *word, int flags) {
     uint32_t w = conc_fetch_or(word, CONC__BASE_EC_CLOSED, CONC_ACQ_REL);
     if (conc__base_ec_waiters(w) > 0)
         conc_futex_wake(word, INT_MAX, flags);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * For other conc headers: the list and scratch-array steps several modules write the same way.
+ * Not API. The list steps are macros because each module's nodes are its own types; their
+ * arguments are lvalues evaluated more than once, so pass plain names and fields.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Appends node to the FIFO (head, tail) singly linked through node->link. */
+#define CONC__BASE_SLIST_APPEND(head, tail, node, link)                                            \
+    do {                                                                                           \
+        (node)->link = NULL;                                                                       \
+        if (tail)                                                                                  \
+            (tail)->link = (node);                                                                 \
+        else                                                                                       \
+            (head) = (node);                                                                       \
+        (tail) = (node);                                                                           \
+    } while (0)
+
+/* Appends node to list, whose ->head and ->tail are doubly linked through ->prev and ->next. */
+#define CONC__BASE_DLIST_APPEND(list, node)                                                        \
+    do {                                                                                           \
+        (node)->next = NULL;                                                                       \
+        (node)->prev = (list)->tail;                                                               \
+        if ((list)->tail)                                                                          \
+            (list)->tail->next = (node);                                                           \
+        else                                                                                       \
+            (list)->head = (node);                                                                 \
+        (list)->tail = (node);                                                                     \
+    } while (0)
+
+/* Takes node, which is on list, out of it; node's own links are left as they were. */
+#define CONC__BASE_DLIST_UNLINK(list, node)                                                        \
+    do {                                                                                           \
+        if ((node)->prev)                                                                          \
+            (node)->prev->next = (node)->next;                                                     \
+        else                                                                                       \
+            (list)->head = (node)->next;                                                           \
+        if ((node)->next)                                                                          \
+            (node)->next->prev = (node)->prev;                                                     \
+        else                                                                                       \
+            (list)->tail = (node)->prev;                                                           \
+    } while (0)
+
+/* Room for n items of size bytes: local (room for local_n of them, on the caller's stack) when
+ * they fit, else the heap; NULL when the heap has none or n * size overflows. Give it back with
+ * conc__base_scratch_free. */
+static inline void *conc__base_scratch(void *local, size_t local_n, size_t n, size_t size) {
+    if (n <= local_n)
+        return local;
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    return malloc(n * size);
+}
+
+static inline void conc__base_scratch_free(void *scratch, void *local) {
+    if (scratch != local)
+        free(scratch);
 }
 
 #ifdef __cplusplus

@@ -273,6 +273,14 @@ CONC_INLINE int conc__chan_self(conc_coro_t **co) {
     return *co ? 0 : EPERM;
 }
 
+/* The checks every call on a coroutine lock, semaphore, event or condition starts with: 0 with
+ * the caller's coroutine, EINVAL for no object, EPERM outside a coroutine (in that order). */
+CONC_INLINE int conc__chan_caller(const void *obj, conc_coro_t **co) {
+    if (!obj)
+        return EINVAL;
+    return conc__chan_self(co);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Channels
  * ------------------------------------------------------------------------------------------- */
@@ -535,12 +543,10 @@ CONC_INLINE int conc__chan_select_now(conc_chan_op_t *ops, size_t n, conc_coro_t
 CONC_NOINLINE int conc__chan_select_park_slow(conc_chan_op_t *ops, size_t n, conc_coro_t *co,
                                               int64_t deadline, size_t *chosen) {
     conc__chan_wait local[CONC__CHAN_SELECT_LOCAL];
-    conc__chan_wait *ws = local;
-    if (n > CONC__CHAN_SELECT_LOCAL) {
-        ws = (conc__chan_wait *)malloc(n * sizeof *ws);
-        if (!ws)
-            return ENOMEM;
-    }
+    conc__chan_wait *ws =
+        (conc__chan_wait *)conc__base_scratch(local, CONC__CHAN_SELECT_LOCAL, n, sizeof *ws);
+    if (!ws)
+        return ENOMEM;
     size_t fired = CONC__CHAN_NONE;
     int status = 0, e;
     if (conc_coro_is_cancelled(co)) {
@@ -575,8 +581,7 @@ CONC_NOINLINE int conc__chan_select_park_slow(conc_chan_op_t *ops, size_t n, con
         e = status;
     }
 out:
-    if (ws != local)
-        free(ws);
+    conc__base_scratch_free(ws, local);
     return e;
 }
 
@@ -626,10 +631,9 @@ CONC_COLD void conc__chan_lock_describe_slow(const conc_coro_wait_t *w, char *bu
 
 CONC_NODISCARD static inline int conc_coro_lock_try_acquire(conc_coro_lock_t *l) {
     conc_coro_t *co;
-    if (!l)
-        return EINVAL;
-    if (conc__chan_self(&co) != 0)
-        return EPERM;
+    int e = conc__chan_caller(l, &co);
+    if (e)
+        return e;
     if (l->owner)
         return EBUSY;
     l->owner = co;
@@ -639,10 +643,9 @@ CONC_NODISCARD static inline int conc_coro_lock_try_acquire(conc_coro_lock_t *l)
 CONC_NODISCARD static inline int conc_coro_lock_acquire_until(conc_coro_lock_t *l,
                                                               int64_t deadline) {
     conc_coro_t *co;
-    if (!l)
-        return EINVAL;
-    if (conc__chan_self(&co) != 0)
-        return EPERM;
+    int e = conc__chan_caller(l, &co);
+    if (e)
+        return e;
     if (CONC_LIKELY(!l->owner)) { /* free means nobody waits: release hands it to the first */
         l->owner = co;
         return 0;
@@ -707,10 +710,9 @@ CONC_COLD void conc__chan_sem_describe_slow(const conc_coro_wait_t *w, char *buf
 
 CONC_NODISCARD static inline int conc_coro_sem_try_acquire(conc_coro_sem_t *s) {
     conc_coro_t *co;
-    if (!s)
-        return EINVAL;
-    if (conc__chan_self(&co) != 0)
-        return EPERM;
+    int e = conc__chan_caller(s, &co);
+    if (e)
+        return e;
     if (!s->value)
         return EAGAIN;
     s->value--;
@@ -719,10 +721,9 @@ CONC_NODISCARD static inline int conc_coro_sem_try_acquire(conc_coro_sem_t *s) {
 
 CONC_NODISCARD static inline int conc_coro_sem_acquire_until(conc_coro_sem_t *s, int64_t deadline) {
     conc_coro_t *co;
-    if (!s)
-        return EINVAL;
-    if (conc__chan_self(&co) != 0)
-        return EPERM;
+    int e = conc__chan_caller(s, &co);
+    if (e)
+        return e;
     if (s->value) { /* a value above 0 means nobody waits (release hands units over first) */
         s->value--;
         return 0;
@@ -786,10 +787,9 @@ static inline bool conc_coro_event_is_set(const conc_coro_event_t *e) {
 CONC_NODISCARD static inline int conc_coro_event_wait_until(conc_coro_event_t *e,
                                                             int64_t deadline) {
     conc_coro_t *co;
-    if (!e)
-        return EINVAL;
-    if (conc__chan_self(&co) != 0)
-        return EPERM;
+    int r = conc__chan_caller(e, &co);
+    if (r)
+        return r;
     if (e->set)
         return 0;
     const conc_coro_wait_t wait = conc_coro_wait_make("event", e, 0, NULL);
@@ -844,11 +844,10 @@ CONC_COLD void conc__chan_cond_describe_slow(const conc_coro_wait_t *w, char *bu
 
 /* The caller's coroutine if it owns c's lock: 0, EINVAL, EPERM. */
 CONC_INLINE int conc__chan_cond_owner(conc_coro_cond_t *c, conc_coro_t **co) {
-    if (!c)
-        return EINVAL;
-    if (conc__chan_self(co) != 0 || c->lock->owner != *co)
-        return EPERM;
-    return 0;
+    int e = conc__chan_caller(c, co);
+    if (e)
+        return e;
+    return c->lock->owner == *co ? 0 : EPERM;
 }
 
 /* [cond.C4] Takes l back for co: at once if free, else in the lock's FIFO, uncancellably. */

@@ -932,27 +932,14 @@ static inline size_t conc__coro_wake_n(conc_sched_t *s, conc_coro_waitq_t *q, si
  * Wait queues (intrusive FIFO of waiters on the waiting coroutines' stacks)
  * ------------------------------------------------------------------------------------------- */
 static inline void conc_coro_waitq_push(conc_coro_waitq_t *q, conc_coro_waiter_t *w) {
-    w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail)
-        q->tail->next = w;
-    else
-        q->head = w;
-    q->tail = w;
+    CONC__BASE_DLIST_APPEND(q, w);
     w->linked = 1;
 }
 
 static inline void conc_coro_waitq_remove(conc_coro_waitq_t *q, conc_coro_waiter_t *w) {
     if (!w->linked)
         return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        q->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        q->tail = w->prev;
+    CONC__BASE_DLIST_UNLINK(q, w);
     w->prev = w->next = NULL;
     w->linked = 0;
 }

@@ -2099,11 +2099,7 @@ CONC_NOINLINE int conc__forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_f
         conc_future_retain(f); /* the caller's; the pool keeps the first until done */
     t->id = ++p->next_task_id;
     t->state = CONC__FORKPOOL_T_QUEUED;
-    if (p->qtail)
-        p->qtail->next = t;
-    else
-        p->qhead = t;
-    p->qtail = t;
+    CONC__BASE_SLIST_APPEND(p->qhead, p->qtail, t, next);
     p->queued++;
     conc__forkpool_worker *mine = NULL;
     conc__forkpool_dispatch(p, &mine); /* an idle worker gets it now, without a thread hop */

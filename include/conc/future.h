@@ -543,13 +543,7 @@ CONC_NOINLINE bool conc__future_link(conc_future_t *f, conc__future_node *n) {
         if (conc_cas(&f->state, &v, v | CONC__FUTURE_CALLBACKS, CONC_RELAXED, CONC_RELAXED))
             break;
     }
-    n->next = NULL;
-    n->prev = f->tail;
-    if (f->tail)
-        f->tail->next = n;
-    else
-        f->head = n;
-    f->tail = n;
+    CONC__BASE_DLIST_APPEND(f, n);
     n->linked = true;
     conc_lock_release(&f->lock);
     return true;
@@ -560,14 +554,7 @@ CONC_NOINLINE bool conc__future_link(conc_future_t *f, conc__future_node *n) {
 CONC_NOINLINE void conc__future_unlink(conc_future_t *f, conc__future_node *n) {
     conc_lock_acquire(&f->lock);
     if (n->linked) {
-        if (n->prev)
-            n->prev->next = n->next;
-        else
-            f->head = n->next;
-        if (n->next)
-            n->next->prev = n->prev;
-        else
-            f->tail = n->prev;
+        CONC__BASE_DLIST_UNLINK(f, n);
         n->linked = false;
     }
     conc_lock_release(&f->lock);
@@ -646,12 +633,10 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
     if (conc_deadline_passed(deadline))
         return ETIMEDOUT;
     conc__future_node stack_nodes[CONC__FUTURE_ANY_STACK_NODES];
-    conc__future_node *nodes = stack_nodes;
-    if (n > CONC__FUTURE_ANY_STACK_NODES) {
-        nodes = (conc__future_node *)malloc(n * sizeof *nodes);
-        if (!nodes)
-            return ENOMEM;
-    }
+    conc__future_node *nodes = (conc__future_node *)conc__base_scratch(
+        stack_nodes, CONC__FUTURE_ANY_STACK_NODES, n, sizeof *nodes);
+    if (!nodes)
+        return ENOMEM;
     conc__future_any_waiter w = {0};
     size_t linked = 0;
     int r = ETIMEDOUT;
@@ -676,8 +661,7 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
     conc_eventcount_leave(&w.word);
     if (conc__future_any_scan(fs, n, index))
         r = 0;
-    if (nodes != stack_nodes)
-        free(nodes);
+    conc__base_scratch_free(nodes, stack_nodes);
     return r;
 }
 
@@ -738,12 +722,7 @@ static inline void conc__future_as_completed_wake(conc_future_t *f, void *arg) {
     conc__future_as_completed_entry *e = (conc__future_as_completed_entry *)arg;
     conc_as_completed_t *ac = e->set;
     conc_lock_acquire(&ac->lock);
-    e->done_next = NULL;
-    if (ac->done_tail)
-        ac->done_tail->done_next = e;
-    else
-        ac->done_head = e;
-    ac->done_tail = e;
+    CONC__BASE_SLIST_APPEND(ac->done_head, ac->done_tail, e, done_next);
     conc_lock_release(&ac->lock);
     conc_eventcount_notify(&ac->ec, 1, 0); /* after the unlock: see the timeline above */
 }
