@@ -278,7 +278,9 @@ CONC_INLINE int conc__chan_self(conc_coro_t **co) {
 CONC_INLINE int conc__chan_caller(const void *obj, conc_coro_t **co) {
     if (!obj)
         return EINVAL;
-    return conc__chan_self(co);
+    if (conc__chan_self(co) != 0)
+        return EPERM;
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -847,7 +849,9 @@ CONC_INLINE int conc__chan_cond_owner(conc_coro_cond_t *c, conc_coro_t **co) {
     int e = conc__chan_caller(c, co);
     if (e)
         return e;
-    return c->lock->owner == *co ? 0 : EPERM;
+    if (c->lock->owner != *co)
+        return EPERM;
+    return 0;
 }
 
 /* [cond.C4] Takes l back for co: at once if free, else in the lock's FIFO, uncancellably. */
