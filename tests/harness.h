@@ -298,6 +298,15 @@ static inline int th_interrupt_until_done(pthread_t t, int sig, const int *done)
     return sent;
 }
 
+/* Repeats its block until an attempt sent at least one signal (the block stores
+ * th_interrupt_until_done's count in `sent`): a case about signals during a timed wait needs a
+ * signal while the waiter waits, and on a loaded machine the signalling thread may not run
+ * again before the waiter's deadline. The block sets its scenario up afresh each time.
+ *     TH_UNTIL_SIGNALLED(sent) { ...start the waiter...; sent = th_interrupt_until_done(...); }
+ */
+#define TH_UNTIL_SIGNALLED(sent)                                                                   \
+    for (int sent = 0, th_first_attempt = 1; th_first_attempt || sent == 0; th_first_attempt = 0)
+
 /* ------------------------------------------------------------------------------------------
  * The runner
  * ---------------------------------------------------------------------------------------- */

@@ -186,9 +186,7 @@ static void latch_wait_until_times_out_under_signals(void) {
     timed_ctx c;
     memset(&c, 0, sizeof c);
     conc_latch_init(&c.l, 1, 0);
-    int sent;
-    do { /* the scenario needs a signal during the wait: on a loaded machine this thread may
-          * not run again before the waiter's deadline, so such an attempt is repeated */
+    TH_UNTIL_SIGNALLED(sent) {
         c.deadline = conc_deadline_in(100 * CONC_MS);
         c.done = 0;
         pthread_t t;
@@ -197,7 +195,7 @@ static void latch_wait_until_times_out_under_signals(void) {
         TH_CHECK_EQ(c.result, ETIMEDOUT);
         TH_CHECK(conc_now() >= c.deadline);
         TH_CHECK_EQ(conc_latch_count(&c.l), 1);
-    } while (sent == 0);
+    }
 }
 
 static void latch_shared_across_processes(void) {

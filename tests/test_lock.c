@@ -142,9 +142,7 @@ static void lock_until_survives_signals_keeps_deadline(void) {
     sleeper_ctx c;
     memset(&c, 0, sizeof c);
     conc_lock_acquire(&c.lock);
-    int sent;
-    do { /* the scenario needs a signal during the wait: on a loaded machine this thread may
-          * not run again before the sleeper's deadline, so such an attempt is repeated */
+    TH_UNTIL_SIGNALLED(sent) {
         c.deadline = conc_deadline_in(100 * CONC_MS);
         c.done = 0;
         pthread_t t;
@@ -152,7 +150,7 @@ static void lock_until_survives_signals_keeps_deadline(void) {
         sent = th_interrupt_until_done(t, SIGUSR1, &c.done);
         TH_CHECK_EQ(c.result, ETIMEDOUT);
         TH_CHECK(conc_now() >= c.deadline);
-    } while (sent == 0);
+    }
     conc_lock_release(&c.lock);
 }
 

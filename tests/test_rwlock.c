@@ -210,9 +210,7 @@ static void rwlock_shared_until_times_out_under_signals(void) {
     th_interrupt_waits_with(SIGUSR1);
     conc_rwlock_t rw = CONC_RWLOCK_INIT;
     conc_rwlock_acquire(&rw);
-    int sent;
-    do { /* the scenario needs a signal during the wait: on a loaded machine this thread may
-          * not run again before the reader's deadline, so such an attempt is repeated */
+    TH_UNTIL_SIGNALLED(sent) {
         actor r = {&rw, conc_deadline_in(100 * CONC_MS), -1, 0, 0};
         pthread_t t;
         TH_CHECK_EQ(pthread_create(&t, NULL, reader_until, &r), 0);
@@ -220,7 +218,7 @@ static void rwlock_shared_until_times_out_under_signals(void) {
         TH_CHECK_EQ(r.result, ETIMEDOUT);
         TH_CHECK(conc_now() >= r.deadline);
         TH_CHECK_EQ(queued_of(&rw), 0);
-    } while (sent == 0);
+    }
     conc_rwlock_release(&rw);
     TH_CHECK_EQ(word_of(&rw) & ~CONC__RWLOCK_PHASE_MASK, 0);
 }
