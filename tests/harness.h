@@ -283,11 +283,17 @@ static inline void th_interrupt_waits_with(int sig) {
     sigaction(sig, &sa, NULL);
 }
 
-/* Sends sig to thread t every half millisecond until *done (an acquire-loaded flag the thread
- * sets when its wait returned) is non-zero, then joins t. Returns how many signals were sent:
- * with th_interrupt_waits_with(sig) installed, each one makes a blocked futex wait return
- * EINTR, which the primitive must absorb without ending or stretching its deadline. */
-static inline int th_interrupt_until_done(pthread_t t, int sig, const int *done) {
+/* Runs waiter(arg) in a new thread and sends it sig every half millisecond until *done (an
+ * acquire-loaded flag the waiter sets when its wait returned) is non-zero, then joins it.
+ * Returns how many signals were sent: with th_interrupt_waits_with(sig) installed, each one
+ * makes a blocked futex wait return EINTR, which the primitive must absorb without ending or
+ * stretching its deadline. */
+static inline int th_run_interrupted(void *(*waiter)(void *), void *arg, int sig, const int *done) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, waiter, arg) != 0) {
+        fprintf(stderr, "th_run_interrupted: pthread_create failed\n");
+        abort();
+    }
     int sent = 0;
     while (!__atomic_load_n(done, __ATOMIC_ACQUIRE)) {
         pthread_kill(t, sig);
@@ -299,10 +305,10 @@ static inline int th_interrupt_until_done(pthread_t t, int sig, const int *done)
 }
 
 /* Repeats its block until an attempt sent at least one signal (the block stores
- * th_interrupt_until_done's count in `sent`): a case about signals during a timed wait needs a
+ * th_run_interrupted's count in `sent`): a case about signals during a timed wait needs a
  * signal while the waiter waits, and on a loaded machine the signalling thread may not run
  * again before the waiter's deadline. The block sets its scenario up afresh each time.
- *     TH_UNTIL_SIGNALLED(sent) { ...start the waiter...; sent = th_interrupt_until_done(...); }
+ *     TH_UNTIL_SIGNALLED(sent) { ...set up...; sent = th_run_interrupted(...); ...check... }
  */
 #define TH_UNTIL_SIGNALLED(sent)                                                                   \
     for (int sent = 0, th_first_attempt = 1; th_first_attempt || sent == 0; th_first_attempt = 0)

@@ -272,9 +272,7 @@ static void base_eventcount_wait_times_out_not_early(void) {
         ec_case c;
         memset(&c, 0, sizeof c);
         c.deadline = conc_deadline_in(30 * CONC_MS);
-        pthread_t t;
-        TH_CHECK_EQ(pthread_create(&t, NULL, ec_waiter, &c), 0);
-        sent = th_interrupt_until_done(t, SIGUSR1, &c.done); /* neither end nor stretch it */
+        sent = th_run_interrupted(ec_waiter, &c, SIGUSR1, &c.done); /* neither end nor stretch it */
         TH_CHECK_EQ(c.result, ETIMEDOUT);
         TH_CHECK_NOT_EARLY(c.deadline);
         TH_CHECK_EQ(c.word, 0); /* left: no waiter, no pending wake */

@@ -334,8 +334,7 @@ static void cond_until_survives_signals_keeps_deadline(void) {
     th_interrupt_waits_with(SIGUSR1);
     TH_UNTIL_SIGNALLED(sent) {
         signal_ctx s = {CONC_LOCK_INIT, CONC_COND_INIT, 0, -1, conc_deadline_in(50 * CONC_MS), 0};
-        pthread_t t = spawn(timed_waiter, &s);
-        sent = th_interrupt_until_done(t, SIGUSR1, &s.done);
+        sent = th_run_interrupted(timed_waiter, &s, SIGUSR1, &s.done);
         TH_CHECK_EQ(s.result, ETIMEDOUT); /* EINTR sleeps again: nobody notified */
         TH_CHECK(s.returned_at >= s.deadline);
     }

@@ -161,9 +161,7 @@ static void event_until_survives_signals_keeps_deadline(void) {
     conc_event_t e = CONC_EVENT_INIT;
     TH_UNTIL_SIGNALLED(signals) {
         waiter_arg a = {&e, conc_deadline_in(60 * CONC_MS), -1, 0, 0, 0};
-        pthread_t t;
-        TH_CHECK_EQ(pthread_create(&t, NULL, waiter_main, &a), 0);
-        signals = th_interrupt_until_done(t, SIGUSR1, &a.done);
+        signals = th_run_interrupted(waiter_main, &a, SIGUSR1, &a.done);
         TH_CHECK_EQ(a.result, ETIMEDOUT);
         TH_CHECK_MSG(a.returned_at >= a.deadline, "returned %lld ns early after %d signals",
                      (long long)(a.deadline - a.returned_at), signals);

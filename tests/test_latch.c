@@ -189,9 +189,7 @@ static void latch_wait_until_times_out_under_signals(void) {
     TH_UNTIL_SIGNALLED(sent) {
         c.deadline = conc_deadline_in(100 * CONC_MS);
         c.done = 0;
-        pthread_t t;
-        TH_CHECK_EQ(pthread_create(&t, NULL, timed_waiter, &c), 0);
-        sent = th_interrupt_until_done(t, SIGUSR1, &c.done);
+        sent = th_run_interrupted(timed_waiter, &c, SIGUSR1, &c.done);
         TH_CHECK_EQ(c.result, ETIMEDOUT);
         TH_CHECK(conc_now() >= c.deadline);
         TH_CHECK_EQ(conc_latch_count(&c.l), 1);

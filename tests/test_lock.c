@@ -145,9 +145,7 @@ static void lock_until_survives_signals_keeps_deadline(void) {
     TH_UNTIL_SIGNALLED(sent) {
         c.deadline = conc_deadline_in(100 * CONC_MS);
         c.done = 0;
-        pthread_t t;
-        TH_CHECK_EQ(pthread_create(&t, NULL, timed_sleeper, &c), 0);
-        sent = th_interrupt_until_done(t, SIGUSR1, &c.done);
+        sent = th_run_interrupted(timed_sleeper, &c, SIGUSR1, &c.done);
         TH_CHECK_EQ(c.result, ETIMEDOUT);
         TH_CHECK(conc_now() >= c.deadline);
     }

@@ -212,9 +212,7 @@ static void rwlock_shared_until_times_out_under_signals(void) {
     conc_rwlock_acquire(&rw);
     TH_UNTIL_SIGNALLED(sent) {
         actor r = {&rw, conc_deadline_in(100 * CONC_MS), -1, 0, 0};
-        pthread_t t;
-        TH_CHECK_EQ(pthread_create(&t, NULL, reader_until, &r), 0);
-        sent = th_interrupt_until_done(t, SIGUSR1, &r.done);
+        sent = th_run_interrupted(reader_until, &r, SIGUSR1, &r.done);
         TH_CHECK_EQ(r.result, ETIMEDOUT);
         TH_CHECK(conc_now() >= r.deadline);
         TH_CHECK_EQ(queued_of(&rw), 0);

@@ -177,9 +177,7 @@ static void sem_until_survives_signals_keeps_deadline(void) {
     conc_sem_t s = CONC_SEM_INIT(0);
     TH_UNTIL_SIGNALLED(signals) {
         timed_arg a = {&s, conc_deadline_in(60 * CONC_MS), -1, 0, 0};
-        pthread_t t;
-        TH_CHECK_EQ(pthread_create(&t, NULL, timed_acquirer, &a), 0);
-        signals = th_interrupt_until_done(t, SIGUSR1, &a.done);
+        signals = th_run_interrupted(timed_acquirer, &a, SIGUSR1, &a.done);
         TH_CHECK_EQ(a.result, ETIMEDOUT);
         TH_CHECK_MSG(a.returned_at >= a.deadline, "returned %lld ns early after %d signals",
                      (long long)(a.deadline - a.returned_at), signals);
