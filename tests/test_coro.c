@@ -799,16 +799,21 @@ static int sock_client(void *p) {
     return 0;
 }
 
+/* Runs fn(ctx) as the main coroutine with sv a connected pair of non-blocking sockets. */
+static void run_on_socketpair(conc_coro_fn fn, void *ctx, int sv[2]) {
+    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    set_nonblock(sv[0]);
+    set_nonblock(sv[1]);
+    TH_CHECK_EQ(run_main(fn, ctx), 0);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 static void coro_fd_socketpair_echo(void) {
     sock_ctx c;
     memset(&c, 0, sizeof c);
     c.rounds = th_iters(2000);
-    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, c.sv), 0);
-    set_nonblock(c.sv[0]);
-    set_nonblock(c.sv[1]);
-    TH_CHECK_EQ(run_main(sock_client, &c), 0);
-    close(c.sv[0]);
-    close(c.sv[1]);
+    run_on_socketpair(sock_client, &c, c.sv);
 }
 
 static int fd_fill_then_wait_writable(void *p) {
@@ -850,12 +855,7 @@ static int fd_writable_main(void *p) {
 static void coro_fd_writable_after_drain_and_ebusy(void) {
     sock_ctx c;
     memset(&c, 0, sizeof c);
-    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, c.sv), 0);
-    set_nonblock(c.sv[0]);
-    set_nonblock(c.sv[1]);
-    TH_CHECK_EQ(run_main(fd_writable_main, &c), 0);
-    close(c.sv[0]);
-    close(c.sv[1]);
+    run_on_socketpair(fd_writable_main, &c, c.sv);
 }
 
 /* One epoll_ctl per wait: an echo round trip between two coroutines of one scheduler is two
@@ -885,12 +885,7 @@ static void coro_fd_echo_round_trip_costs_two_epoll_ctl(void) {
     sock_ctx c;
     memset(&c, 0, sizeof c);
     c.rounds = th_iters(500);
-    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, c.sv), 0);
-    set_nonblock(c.sv[0]);
-    set_nonblock(c.sv[1]);
-    TH_CHECK_EQ(run_main(sock_client_counting, &c), 0);
-    close(c.sv[0]);
-    close(c.sv[1]);
+    run_on_socketpair(sock_client_counting, &c, c.sv);
 }
 
 /* An fd closed while still registered (a wait on it timed out, so its one-shot stays armed),
@@ -1028,12 +1023,7 @@ static int two_main(void *p) {
 static void coro_fd_reader_and_writer_on_one_fd(void) {
     two_ctx c;
     memset(&c, 0, sizeof c);
-    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, c.sv), 0);
-    set_nonblock(c.sv[0]);
-    set_nonblock(c.sv[1]);
-    TH_CHECK_EQ(run_main(two_main, &c), 0);
-    close(c.sv[0]);
-    close(c.sv[1]);
+    run_on_socketpair(two_main, &c, c.sv);
 }
 
 /* I/O never starves: a coroutine that yields forever cannot keep an fd waiter from running. */
