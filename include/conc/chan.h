@@ -790,10 +790,8 @@ CONC_NODISCARD static inline int conc_coro_event_wait_until(conc_coro_event_t *e
                                                             int64_t deadline) {
     conc_coro_t *co;
     int r = conc__chan_caller(e, &co);
-    if (r)
+    if (r || e->set) /* a set event: r is 0, nothing to wait for */
         return r;
-    if (e->set)
-        return 0;
     const conc_coro_wait_t wait = conc_coro_wait_make("event", e, 0, NULL);
     /* 0: set woke us (a clear right after does not take it back, as in asyncio) */
     return conc_coro_waitq_wait(&e->waiters, &wait, deadline);
