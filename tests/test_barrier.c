@@ -8,7 +8,7 @@
 #include <sys/mman.h>
 
 static void barrier_init_checks_parties(void) {
-    TH_CHECK_EQ(sizeof(conc_barrier_t), 16);
+    TH_CHECK_EQ(sizeof(conc_barrier_t), 32);
     conc_barrier_t b;
     TH_CHECK_EQ(conc_barrier_init(&b, 0, 0), EINVAL);
     TH_CHECK_EQ(conc_barrier_init(&b, CONC_BARRIER_PARTIES_MAX + 1u, 0), EINVAL);
@@ -74,6 +74,49 @@ static void barrier_stress_rounds_two_parties(void) {
 }
 static void barrier_stress_rounds_many_parties(void) {
     run_rounds(th_threads(8), th_iters(2000));
+}
+
+/* The yield policy's hints (base.h, conc__barrier_yield_slow), set by hand with more parties
+ * than CPUs, where waiters yield before they sleep: the rounds stay exact whatever the hints
+ * say, and the policy does what they say. */
+#define YIELD_AVG_BELOW_BAR 50000u   /* ns: below CONC__BASE_YIELD_SLOW_NS */
+#define YIELD_AVG_ABOVE_BAR 1000000u /* ns: ten times CONC__BASE_YIELD_SLOW_NS */
+CONC_STATIC_ASSERT(
+    YIELD_AVG_BELOW_BAR<CONC__BASE_YIELD_SLOW_NS && YIELD_AVG_ABOVE_BAR> CONC__BASE_YIELD_SLOW_NS,
+    "the presets sit on either side of the bar");
+
+static rounds_ctx *yield_case(int64_t resume, uint32_t average, long rounds) {
+    rounds_ctx *c = (rounds_ctx *)calloc(1, sizeof *c);
+    TH_CHECK(c != NULL);
+    c->n = conc_cpu_count() + 2; /* more parties than CPUs: the waiters' yield path */
+    if (c->n > (int)(sizeof c->slot / sizeof c->slot[0]))
+        c->n = (int)(sizeof c->slot / sizeof c->slot[0]);
+    TH_CHECK_EQ(conc_barrier_init(&c->b, (unsigned)c->n, 0), 0);
+    c->b.yields.resume = resume;
+    c->b.yields.average = average;
+    c->rounds = rounds;
+    th_run_threads(c->n, rounds_worker, c);
+    TH_CHECK_EQ(c->leaders, rounds);
+    TH_CHECK_EQ(conc_barrier_waiting(&c->b), 0);
+    return c;
+}
+
+/* Yields off for good: every waiter sleeps at once, and no yield runs (any would move the
+ * preset average). */
+static void barrier_stress_yields_off(void) {
+    rounds_ctx *c = yield_case(CONC_FOREVER, YIELD_AVG_BELOW_BAR, th_iters(500));
+    TH_CHECK_EQ(c->b.yields.average, YIELD_AVG_BELOW_BAR);
+    TH_CHECK_EQ(c->b.yields.strikes, 0);
+    free(c);
+}
+
+/* Yields that wasted their time on average: the first waiter that yields turns yields off (a
+ * period set, a strike counted), and the rounds stay exact. */
+static void barrier_stress_yields_wasteful(void) {
+    rounds_ctx *c = yield_case(0, YIELD_AVG_ABOVE_BAR, th_iters(500));
+    TH_CHECK(c->b.yields.resume > 0);
+    TH_CHECK(c->b.yields.strikes >= 1);
+    free(c);
 }
 
 /* More threads than parties: each round takes the first `parties` arrivals. Six threads on a
@@ -300,6 +343,7 @@ static void barrier_shared_across_processes(void) {
 
 TH_MAIN("barrier", TH_CASE(barrier_init_checks_parties), TH_CASE(barrier_one_party_always_leads),
         TH_CASE(barrier_stress_rounds_two_parties), TH_CASE(barrier_stress_rounds_many_parties),
+        TH_CASE(barrier_stress_yields_off), TH_CASE(barrier_stress_yields_wasteful),
         TH_CASE(barrier_stress_more_threads_than_parties),
         TH_CASE(barrier_deadline_breaks_it_for_everyone),
         TH_CASE(barrier_past_deadline_completing_arrival_leads),

@@ -193,6 +193,48 @@ static void base_spin_budget_counts_pauses(void) {
     TH_CHECK_EQ(count_looks(-5, CONC_SPIN_BACKOFF, CONC_FOREVER, &spent), 0);
 }
 
+/* ---- yields that pay ------------------------------------------------------------------- */
+
+/* The average moves 1/64 of the way to each yield's waste (time off less the progress's
+ * credit, never below 0, clamped); crossing the bar turns yields off for 10 ms, doubled per
+ * period in a row up to 7 doublings; a yield that keeps the average below turns them on. */
+static void base_yield_policy_books_waste(void) {
+    conc_yield_policy_t p = {0, 0, 0};
+    TH_CHECK(conc_yield_allowed(&p, 0)); /* zero: a fresh policy, yields on */
+    /* 10 us off, 20 items moved at 1 us each: no waste, the average stays 0 */
+    TH_CHECK(conc_yield_account(&p, 1000, 11000, 20, CONC_US));
+    TH_CHECK_EQ(p.average, 0);
+    /* 1 ms off, 200 us of it credited: 800 us of waste, a 64th of it in the average */
+    TH_CHECK(conc_yield_account(&p, 0, CONC_MS, 200, CONC_US));
+    TH_CHECK_EQ(p.average, 800 * CONC_US / 64);
+    /* a yield that lost a whole second counts as CONC__BASE_YIELD_CLAMP_NS */
+    uint32_t avg = p.average;
+    bool on = conc_yield_account(&p, 0, CONC_SEC, 0, CONC_US);
+    TH_CHECK_EQ(p.average, avg + (CONC__BASE_YIELD_CLAMP_NS - avg) / 64);
+    TH_CHECK(!on); /* 100 ms / 64 is above the 100 us bar */
+    int64_t after = 5 * CONC_SEC;
+    for (uint32_t strike = 1; strike <= 9; strike++) {
+        TH_CHECK(!conc_yield_account(&p, after - CONC_MS, after, 0, CONC_US));
+        uint32_t doublings =
+            strike < CONC__BASE_YIELD_STRIKES_MAX ? strike : CONC__BASE_YIELD_STRIKES_MAX;
+        TH_CHECK_EQ(p.resume, after + (CONC__BASE_YIELD_OFF_NS << doublings));
+        TH_CHECK_EQ(p.strikes, strike + 1 < CONC__BASE_YIELD_STRIKES_MAX
+                                   ? strike + 1
+                                   : CONC__BASE_YIELD_STRIKES_MAX);
+        TH_CHECK(!conc_yield_allowed(&p, p.resume - 1));
+        TH_CHECK(conc_yield_allowed(&p, p.resume));
+    }
+    /* yields that waste nothing bring the average down; the first one below the bar turns
+     * yields on again and clears the strikes */
+    int yields = 0;
+    while (!conc_yield_account(&p, 0, CONC_US, 1, CONC_US)) {
+        TH_CHECK(p.average > CONC__BASE_YIELD_SLOW_NS);
+        TH_CHECK(++yields < 1000);
+    }
+    TH_CHECK(p.average <= CONC__BASE_YIELD_SLOW_NS);
+    TH_CHECK_EQ(p.strikes, 0);
+}
+
 /* ---- the eventcount ------------------------------------------------------------------- */
 
 typedef struct ec_case {
@@ -347,6 +389,7 @@ TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_deadline_passed),
         TH_CASE(base_futex_halves_of_a_64_bit_word),
         TH_CASE(base_futex_tagged_wake_reaches_its_tag),
         TH_CASE(base_futex_wait_zero_returns_at_a_zero), TH_CASE(base_spin_budget_counts_pauses),
+        TH_CASE(base_yield_policy_books_waste),
         TH_CASE(base_eventcount_idle_notify_makes_no_syscall),
         TH_CASE(base_eventcount_notify_wakes_a_waiter),
         TH_CASE(base_eventcount_close_wakes_every_waiter),

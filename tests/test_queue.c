@@ -485,23 +485,23 @@ static void queue_stress_wide_ring_mixed(void) {
 }
 /* The yield policy's hints (queue.h, conc__queue_spin_slow), set by hand: the blocking paths
  * stay exact whatever they say, and the policy does what they say. */
-#define YIELD_AVG_BELOW_BAR 50000u   /* ns: below CONC__QUEUE_YIELD_SLOW_NS */
-#define YIELD_AVG_ABOVE_BAR 1000000u /* ns: ten times CONC__QUEUE_YIELD_SLOW_NS */
+#define YIELD_AVG_BELOW_BAR 50000u   /* ns: below CONC__BASE_YIELD_SLOW_NS */
+#define YIELD_AVG_ABOVE_BAR 1000000u /* ns: ten times CONC__BASE_YIELD_SLOW_NS */
 CONC_STATIC_ASSERT(
-    YIELD_AVG_BELOW_BAR<CONC__QUEUE_YIELD_SLOW_NS && YIELD_AVG_ABOVE_BAR> CONC__QUEUE_YIELD_SLOW_NS,
+    YIELD_AVG_BELOW_BAR<CONC__BASE_YIELD_SLOW_NS && YIELD_AVG_ABOVE_BAR> CONC__BASE_YIELD_SLOW_NS,
     "the presets sit on either side of the bar");
 
 /* Yields off for good on both sides: every wait past the pauses sleeps on the futex at once,
  * and no yield runs (any yield would move the preset average). */
 static void queue_stress_yields_off(void) {
     conc_queue_t *q = make(7, sizeof(uint64_t));
-    q->push_yield_resume = q->pop_yield_resume = CONC_FOREVER;
-    q->push_yield_avg = q->pop_yield_avg = YIELD_AVG_BELOW_BAR;
+    q->push_yields.resume = q->pop_yields.resume = CONC_FOREVER;
+    q->push_yields.average = q->pop_yields.average = YIELD_AVG_BELOW_BAR;
     stress_case_on(q, 1, 1, 50000, 0);
-    TH_CHECK_EQ(q->push_yield_avg, YIELD_AVG_BELOW_BAR);
-    TH_CHECK_EQ(q->pop_yield_avg, YIELD_AVG_BELOW_BAR);
-    TH_CHECK_EQ(q->push_yield_strikes, 0);
-    TH_CHECK_EQ(q->pop_yield_strikes, 0);
+    TH_CHECK_EQ(q->push_yields.average, YIELD_AVG_BELOW_BAR);
+    TH_CHECK_EQ(q->pop_yields.average, YIELD_AVG_BELOW_BAR);
+    TH_CHECK_EQ(q->push_yields.strikes, 0);
+    TH_CHECK_EQ(q->pop_yields.strikes, 0);
     conc_queue_destroy(q);
 }
 
@@ -509,11 +509,11 @@ static void queue_stress_yields_off(void) {
  * (a period set, a strike counted), and the items still arrive exactly once. */
 static void queue_stress_yields_wasteful(void) {
     conc_queue_t *q = make(5, sizeof(uint64_t));
-    q->push_yield_avg = q->pop_yield_avg = YIELD_AVG_ABOVE_BAR;
+    q->push_yields.average = q->pop_yields.average = YIELD_AVG_ABOVE_BAR;
     stress_case_on(q, 4, 1, 20000, 0);
-    uint64_t avg[2] = {q->push_yield_avg, q->pop_yield_avg};
-    int64_t resume[2] = {q->push_yield_resume, q->pop_yield_resume};
-    uint32_t strikes[2] = {q->push_yield_strikes, q->pop_yield_strikes};
+    uint64_t avg[2] = {q->push_yields.average, q->pop_yields.average};
+    int64_t resume[2] = {q->push_yields.resume, q->pop_yields.resume};
+    uint32_t strikes[2] = {q->push_yields.strikes, q->pop_yields.strikes};
     for (int side = 0; side < 2; side++) {
         if (avg[side] == YIELD_AVG_ABOVE_BAR && resume[side] == 0)
             continue; /* this side never yielded (its waits ended in the pauses, or none) */

@@ -59,11 +59,18 @@
  *                      pauses, until one succeeds again (on a loaded machine spinning only
  *                      delays the sleep).
  *                      0 disables spinning.
+ *   CONC_BARRIER_YIELDS  sched_yield rounds a waiter makes before it sleeps, when there are
+ *                      more parties than CPUs (default 16): the parties still to come share
+ *                      its CPU, and a yield lets one of them arrive for one syscall, where a
+ *                      sleep and a wake cost two. Off for a while (base.h's yield policy)
+ *                      while yields keep waiters off the CPU for long without parties
+ *                      arriving (somebody else runs there). 0 disables yielding.
  *
  * CAVEATS
- *   - 16 bytes (pthread_barrier_t: 32). CONC_SHARED barriers in MAP_SHARED memory work across
- *     processes; a party that dies leaves the round one short: break it with abort, or give
- *     the parties deadlines.
+ *   - 32 bytes, as pthread_barrier_t: the word, parties and flags, and the yield policy's
+ *     16 bytes of hints. CONC_SHARED barriers in MAP_SHARED memory work across processes; a
+ *     party that dies leaves the round one short: break it with abort, or give the parties
+ *     deadlines.
  *   - No action callback (Python's `action`): the leader runs it, then a second wait holds the
  *     others until it is done (QUICK START).
  *   - A waiter that stays descheduled across exactly 2^32 rounds of other threads would miss
@@ -79,7 +86,10 @@
  *   (released: even if a later round broke meanwhile, the move is its release) or BROKEN is up with
  *   the generation unchanged (then it leaves: count - 1). BROKEN stays until reset, which waits for
  *   the broken round's waiters to leave, so a waiter that has not looked yet never mistakes a reset
- *   for a release. tests/models/barrier.pml checks it.
+ *   for a release. tests/models/barrier.pml checks it. Before a waiter raises WAITERS and sleeps
+ *   it spins (parties that fit on the CPUs) or yields (more parties than CPUs: those still to
+ *   come share its CPU, and a round whose waiters all yielded makes no syscall at all); both
+ *   only load the word, so the protocol the model checks is the same.
  */
 #ifndef CONC_BARRIER_H
 #define CONC_BARRIER_H
@@ -95,6 +105,7 @@ typedef struct conc_barrier {
     uint32_t parties;                          /* set by init only */
     uint32_t config;                           /* CONC__BARRIER_SHARED (set by init only) and
                                                 * the spin hint (relaxed) */
+    conc_yield_policy_t yields; /* whether waiters' yields pay (base.h; hints, relaxed) */
 } conc_barrier_t;
 
 #define CONC_BARRIER_LEADER (-1)             /* wait's result for the party that completed it */
@@ -102,11 +113,14 @@ typedef struct conc_barrier {
 #define CONC_BARRIER_PARTIES_MAX 0x3fffffffu /* the arrived field's width */
 
 // clang-format off
-#define CONC_BARRIER_INIT(parties) {0, (uint32_t)(parties), 0}
+#define CONC_BARRIER_INIT(parties) {0, (uint32_t)(parties), 0, {0, 0, 0}}
 // clang-format on
 
 #ifndef CONC_BARRIER_SPIN
 #define CONC_BARRIER_SPIN 128
+#endif
+#ifndef CONC_BARRIER_YIELDS
+#define CONC_BARRIER_YIELDS 16
 #endif
 
 #define CONC__BARRIER_ARRIVED_ONE ((uint64_t)1)
@@ -119,6 +133,12 @@ typedef struct conc_barrier {
 #define CONC__BARRIER_SHARED 0x1u    /* in config */
 #define CONC__BARRIER_SPIN_MISS 0x2u /* in config: the last spin gave up (a hint) */
 #define CONC__BARRIER_SPIN_SHORT 8   /* pauses after a miss: enough for a partner in step */
+/* A yield's credit (base.h's yield policy) per party that arrived during it: about one
+ * context switch, what a party on our CPU needs to run to its next arrival. */
+#define CONC__BARRIER_YIELD_ARRIVAL_NS (1 * CONC_US)
+
+CONC_STATIC_ASSERT(sizeof(conc_barrier_t) == 32, "as pthread_barrier_t: word, parties, config, "
+                                                 "yield hints");
 
 /* Waiters sleep on the high half {generation, BROKEN}: exactly what they wait to change,
  * so no later round can make it look unchanged (short of 2^31 rounds). reset sleeps on the
@@ -184,6 +204,30 @@ CONC_COLD int conc__barrier_leave_broken_slow(conc_barrier_t *b, uint64_t w, int
     return result;
 }
 
+/* More parties than CPUs: some still to come share our CPU, so no pause lets them arrive, and
+ * yielding to them beats a sleep and a wake while it pays (base.h's yield policy). The round's
+ * progress during a yield is the parties that arrived (all the rest, if the generation moved).
+ * Only loads of the word: the sleep/wake protocol below (and barrier.pml) is untouched. */
+CONC_COLD uint64_t conc__barrier_yield_slow(conc_barrier_t *b, uint64_t w, uint64_t gen,
+                                            unsigned parties, int64_t deadline) {
+    for (int i = 0; i < CONC_BARRIER_YIELDS; i++) {
+        int64_t before = conc_now();
+        if (before >= deadline || (i == 0 && !conc_yield_allowed(&b->yields, before)))
+            break; /* the deadline decides below; or yields are off: sleep at once */
+        uint64_t arrived = conc__barrier_arrived(w);
+        sched_yield();
+        int64_t after = conc_now();
+        w = conc_load(&b->word, CONC_ACQUIRE); /* [barrier.A2] */
+        bool released = conc__barrier_gen(w) != gen;
+        uint64_t now_arrived = released ? parties : conc__barrier_arrived(w);
+        uint64_t came = now_arrived > arrived ? now_arrived - arrived : 0;
+        if (!conc_yield_account(&b->yields, before, after, came, CONC__BARRIER_YIELD_ARRIVAL_NS) ||
+            released || (w & CONC__BARRIER_BROKEN))
+            break;
+    }
+    return w;
+}
+
 /* We arrived in generation `gen` and were not the last: wait for the release or a break. */
 CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t deadline) {
     const uint64_t gen = conc__barrier_gen(w);
@@ -205,6 +249,8 @@ CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t dea
             (void)conc_fetch_or(&b->config, CONC__BARRIER_SPIN_MISS, CONC_RELAXED);
         else if (!miss && (config & CONC__BARRIER_SPIN_MISS))
             (void)conc_fetch_and(&b->config, ~CONC__BARRIER_SPIN_MISS, CONC_RELAXED);
+    } else if (CONC_BARRIER_YIELDS > 0 && (int)parties > conc_cpu_count()) {
+        w = conc__barrier_yield_slow(b, w, gen, parties, deadline);
     }
     int r = 0;
     for (;;) {

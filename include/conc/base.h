@@ -7,8 +7,8 @@
  * CONTENTS
  *   QUICK START, API, CONVENTIONS (return codes, deadlines, CONC_NODISCARD, names),
  *   ORDERING CONTRACT, CONFIGURATION, CAVEATS; then the code: compiler vocabulary,
- *   sanitizers, atomics, time and deadlines, chaos points, futex seam, spinning, eventcount,
- *   and the section for other conc headers (intrusive lists, scratch arrays).
+ *   sanitizers, atomics, time and deadlines, chaos points, futex seam, spinning, yields that
+ *   pay, eventcount, and the section for other conc headers (intrusive lists, scratch arrays).
  *
  * QUICK START
  *     static conc_lock_t lock = CONC_LOCK_INIT;              // conc/lock.h
@@ -37,6 +37,9 @@
  *             conc_cpu_count()            online CPUs, cached
  *   spin      conc_spin_begin(pauses, pace, dl), conc_spin_next(&spin)
  *                                         the one spin-before-sleeping loop (see Spinning)
+ *   yield     conc_yield_policy_t, conc_yield_allowed(&p, now),
+ *             conc_yield_account(&p, before, after, progress, unit_ns)
+ *                                         yield to peers on our CPU while that pays
  *   eventcount  conc_eventcount_enter/wait/leave, conc_eventcount_notify/close
  *             (notify = conc_eventcount_wants_wake + conc_eventcount_wake_slow)
  *                                         sleep until a condition other threads make true
@@ -623,6 +626,80 @@ CONC_INLINE bool conc_spin_next(conc_spin_t *spin) {
     spin->left -= (int32_t)gap;
     if (spin->pace == CONC_SPIN_BACKOFF && gap < CONC_SPIN_GAP_MAX)
         spin->gap = gap * 2;
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Yields that pay. When the threads a waiter waits for share its CPU (more threads than CPUs,
+ * or a peer the scheduler placed beside it), a sched_yield hands them the CPU for one syscall,
+ * where a futex sleep and wake cost two and a wake on another CPU 13-150 us on a VM. But the
+ * scheduler may hand the CPU to somebody else instead (a busy loop beside us): the yield then
+ * loses a whole time slice (0.75 ms and up), where a futex sleeper would have been back sooner
+ * (its wake preempts). So whoever yields keeps the running average of its yields' waste: a
+ * yield's time off the CPU, less a credit per unit of the work it waits for that got done
+ * meanwhile (items moved, parties arrived). While the average is above
+ * CONC__BASE_YIELD_SLOW_NS, waiters sleep without yielding for a period (10 ms, doubled after
+ * each period that a probing yield found still wasteful, up to 1.28 s); one probing yield after
+ * the period decides on the next. A policy is a hint (relaxed loads and stores, lost updates
+ * between threads cost only precision) and belongs to one kind of waiter (a queue side, a
+ * barrier); zero is a fresh policy, with yields on.
+ *
+ *     if (conc_yield_allowed(&policy, conc_now()))     // before the first yield of a wait
+ *         for (int i = 0; i < CONC_X_YIELDS; i++) {
+ *             int64_t before = conc_now();
+ *             sched_yield();
+ *             if (done()) break;
+ *             if (!conc_yield_account(&policy, before, conc_now(), progress, unit_ns)) break;
+ *         }
+ *     ...register and sleep...
+ * ------------------------------------------------------------------------------------------- */
+/* Above this average waste yields stop: on a busy machine about 1 yield in 100 loses a time
+ * slice, and the average stays below. */
+#define CONC__BASE_YIELD_SLOW_NS (100 * CONC_US)
+/* The average's weight: each yield moves it by 1/64 of the difference, so it takes a few
+ * wasted slices in a row to cross CONC__BASE_YIELD_SLOW_NS, not one unlucky yield. */
+#define CONC__BASE_YIELD_AVG_SHIFT 6
+/* A yield's waste counts at most this much (the average stays within 32 bits). */
+#define CONC__BASE_YIELD_CLAMP_NS (100 * CONC_MS)
+/* The first period off, and how many times it doubles at most (10 ms .. 1.28 s): beside a busy
+ * loop that runs for good, a handful of wasted time slices over a waiter's life. */
+#define CONC__BASE_YIELD_OFF_NS (10 * CONC_MS)
+#define CONC__BASE_YIELD_STRIKES_MAX 7u
+
+typedef struct conc_yield_policy {
+    int64_t resume;   /* CLOCK_MONOTONIC ns before which waiters sleep without yielding */
+    uint32_t strikes; /* periods off in a row (each doubles the next) */
+    uint32_t average; /* running average of a yield's waste, ns */
+} conc_yield_policy_t;
+
+CONC_STATIC_ASSERT(CONC__BASE_YIELD_CLAMP_NS <= UINT32_MAX, "the average fits its 32 bits");
+
+/* Whether a wait may yield now (false during a period off). */
+CONC_INLINE bool conc_yield_allowed(conc_yield_policy_t *policy, int64_t now) {
+    return now >= conc_load(&policy->resume, CONC_RELAXED);
+}
+
+/* Books one yield that kept the caller off the CPU from `before` to `after`, during which
+ * `progress` units of the work it waits for got done, each worth `unit_ns` of the time off.
+ * False when that turned yields off (then sleep). */
+static inline bool conc_yield_account(conc_yield_policy_t *policy, int64_t before, int64_t after,
+                                      uint64_t progress, int64_t unit_ns) {
+    int64_t off = after > before ? after - before : 0;
+    int64_t waste = progress >= (uint64_t)(off / unit_ns) ? 0 : off - (int64_t)progress * unit_ns;
+    if (waste > CONC__BASE_YIELD_CLAMP_NS)
+        waste = CONC__BASE_YIELD_CLAMP_NS;
+    int64_t average = conc_load(&policy->average, CONC_RELAXED);
+    average += (waste - average) / (1 << CONC__BASE_YIELD_AVG_SHIFT);
+    conc_store(&policy->average, (uint32_t)average, CONC_RELAXED);
+    uint32_t strikes = conc_load(&policy->strikes, CONC_RELAXED);
+    if (average > CONC__BASE_YIELD_SLOW_NS) {
+        conc_store(&policy->resume, after + (CONC__BASE_YIELD_OFF_NS << strikes), CONC_RELAXED);
+        if (strikes < CONC__BASE_YIELD_STRIKES_MAX)
+            conc_store(&policy->strikes, strikes + 1, CONC_RELAXED);
+        return false;
+    }
+    if (strikes != 0)
+        conc_store(&policy->strikes, 0u, CONC_RELAXED); /* yields pay again */
     return true;
 }
 

@@ -237,12 +237,8 @@ typedef struct conc_queue {
      * was away). A hint, written only when it changes: a stale value costs time, never
      * correctness. */
     uint32_t pop_spin_skips, push_spin_skips;
-    /* Per side, for the yield policy (see conc__queue_spin_slow): CLOCK_MONOTONIC ns before
-     * which its waiters sleep without yielding; how many periods off came in a row (each
-     * doubles the next); the running average of a yield's time off the CPU, in ns. Hints. */
-    int64_t pop_yield_resume, push_yield_resume;
-    uint32_t pop_yield_strikes, push_yield_strikes;
-    uint32_t pop_yield_avg, push_yield_avg;
+    /* Per side, whether its yields pay (base.h's yield policy; see conc__queue_spin_slow). */
+    conc_yield_policy_t pop_yields, push_yields;
     /* The slots follow the struct (offset sizeof(conc_queue_t)): no pointer anywhere. */
 } conc_queue_t;
 
@@ -272,27 +268,10 @@ CONC_STATIC_ASSERT(sizeof(conc_queue_t) == 4 * CONC_CACHELINE, "the task word ad
  * nothing (one run of pauses per 64 yields to a peer that shares the CPU: at 16, and with 4
  * probe pauses per wait, the pauses were 1.4% of a same-CPU 1P1C run). */
 #define CONC__QUEUE_SPIN_RETRY 64
-/* Yields are worth it while the time they keep a side off the CPU goes, on average, to work
- * on the queue. A yield's waste is its time off the CPU less CONC__QUEUE_YIELD_ITEM_NS per
- * item the other side moved meanwhile: a peer that shares the CPU fills or drains the ring
- * (20 us for 1024 items here: no waste), and so do the side's own threads when there are more
- * of them than CPUs; a yield to somebody else (a busy loop beside the queue) wastes a time
- * slice (0.75 ms and up), where a futex sleeper would have been back sooner (its wake
- * preempts). Yields stop while the average waste is above CONC__QUEUE_YIELD_SLOW_NS; on a
- * busy machine about 1 yield in 100 loses a slice, and the average stays below. */
-#define CONC__QUEUE_YIELD_SLOW_NS (100 * CONC_US)
+/* A yield's credit (base.h's yield policy) per item the other side moved during it: a peer
+ * that shares the CPU fills or drains the ring (20 us for 1024 items here: no waste), and so
+ * do the side's own threads when there are more of them than CPUs. */
 #define CONC__QUEUE_YIELD_ITEM_NS (1 * CONC_US)
-/* The average's weight: each yield moves it by 1/64 of the difference, so it takes five
- * wasted slices in a row to cross CONC__QUEUE_YIELD_SLOW_NS, not one unlucky yield. */
-#define CONC__QUEUE_YIELD_AVG_SHIFT 6
-/* A yield's waste counts at most this much (the average stays within 32 bits). */
-#define CONC__QUEUE_YIELD_CLAMP_NS (100 * CONC_MS)
-/* How long a side sleeps without yielding once the average crossed, doubled for each period
- * in a row after which one probing yield found it still above, up to
- * CONC__QUEUE_YIELD_STRIKES_MAX doublings (10 ms .. 1.28 s): beside a busy loop that runs for
- * good, a handful of wasted time slices over a queue's life. */
-#define CONC__QUEUE_YIELD_OFF_NS (10 * CONC_MS)
-#define CONC__QUEUE_YIELD_STRIKES_MAX 7u
 
 CONC_STATIC_ASSERT(offsetof(conc_queue_t, tail) % CONC_CACHELINE == 0 &&
                        offsetof(conc_queue_t, head) % CONC_CACHELINE == 0 &&
@@ -779,46 +758,21 @@ CONC_COLD int conc__queue_spin_slow(conc_queue_t *q, bool push, conc__queue_try_
     }
     if (full && pauses > 0 && skipped == 0)
         conc_store(skips, 1u, CONC_RELAXED); /* the pauses ran out */
-    /* Then yields, while they pay. When the peer shares our CPU a pause cannot let it run,
-     * and a yield hands it the CPU for one syscall where a futex sleep + wake costs two. But
-     * the scheduler may hand the CPU to somebody else instead (a busy loop beside us): the
-     * yield then wastes a whole time slice, and a futex sleeper would have been back sooner
-     * (a wake preempts). So each side keeps the average waste of its yields (see
-     * CONC__QUEUE_YIELD_SLOW_NS); while that is above the bar its waiters sleep without
-     * yielding for a period, and one probing yield after the period decides on the next.
-     * Relaxed: hints; lost updates between threads of a side cost only precision. */
-    int64_t *resume = push ? &q->push_yield_resume : &q->pop_yield_resume;
-    uint32_t *strikes = push ? &q->push_yield_strikes : &q->pop_yield_strikes;
-    uint32_t *average = push ? &q->push_yield_avg : &q->pop_yield_avg;
+    /* Then yields, while they pay (base.h's yield policy): when the peer shares our CPU a
+     * pause cannot let it run, and a yield hands it the CPU. */
+    conc_yield_policy_t *yields = push ? &q->push_yields : &q->pop_yields;
     const uint64_t *other = push ? &q->head : &q->tail; /* the side that frees us */
     for (int i = 0; i < CONC_QUEUE_YIELDS; i++) {
         int64_t before = conc_now();
-        if (i == 0 && before < conc_load(resume, CONC_RELAXED))
+        if (i == 0 && !conc_yield_allowed(yields, before))
             break; /* yields are off: sleep at once */
         uint64_t from = conc_load(other, CONC_RELAXED) & ~CONC__QUEUE_CLOSED;
         sched_yield();
         int64_t after = conc_now();
         uint64_t moved =
             conc__queue_distance(q, from, conc_load(other, CONC_RELAXED) & ~CONC__QUEUE_CLOSED);
-        int64_t waste = after - before;
-        if (moved >= (uint64_t)(waste / CONC__QUEUE_YIELD_ITEM_NS))
-            waste = 0;
-        else
-            waste -= (int64_t)moved * CONC__QUEUE_YIELD_ITEM_NS;
-        if (waste > CONC__QUEUE_YIELD_CLAMP_NS)
-            waste = CONC__QUEUE_YIELD_CLAMP_NS;
-        int64_t avg = conc_load(average, CONC_RELAXED);
-        avg += (waste - avg) / (1 << CONC__QUEUE_YIELD_AVG_SHIFT);
-        conc_store(average, (uint32_t)avg, CONC_RELAXED);
-        uint32_t struck = conc_load(strikes, CONC_RELAXED);
-        if (avg > CONC__QUEUE_YIELD_SLOW_NS) {
-            conc_store(resume, after + (CONC__QUEUE_YIELD_OFF_NS << struck), CONC_RELAXED);
-            if (struck < CONC__QUEUE_YIELD_STRIKES_MAX)
-                conc_store(strikes, struck + 1, CONC_RELAXED);
+        if (!conc_yield_account(yields, before, after, moved, CONC__QUEUE_YIELD_ITEM_NS))
             return conc__queue_worth_a_try(q, push) ? try_once(q, items, n, done) : EAGAIN;
-        }
-        if (struck != 0)
-            conc_store(strikes, 0u, CONC_RELAXED); /* yields pay again */
         if (!conc__queue_worth_a_try(q, push))
             continue;
         int r = try_once(q, items, n, done);
