@@ -134,7 +134,7 @@
  *   One item (push, pop and their try/until forms) takes an inline fast path with no stamp
  *   load in front of its claim. Beside tail sits push_limit, beside head pop_limit (same
  *   line): every position below the limit is known ready (writable, readable). A thread whose
- *   position reached the limit verifies up to 256 stamps ahead in one scan of independent
+ *   position reached the limit verifies up to 64 stamps ahead in one scan of independent
  *   loads and raises the limit (release; the fast path loads it with acquire, so a copy-in
  *   still follows the freeing consumer's copy-out). A ready position stays ready until its
  *   own side claims it, so a verified limit never lies about positions at or past the
@@ -259,11 +259,8 @@ CONC_STATIC_ASSERT(sizeof(conc_queue_t) == 4 * CONC_CACHELINE, "the task word ad
 #define CONC__QUEUE_BACKOFF_ROUNDS 6 /* pause rounds of 1..32 before yielding to a peer */
 /* How many stamps a side verifies ahead of its position at once for the one-item fast path
  * (or capacity, if smaller): one scan of independent loads per this many operations instead
- * of a stamp load in front of every claim. The scan loads a stamp per position either way;
- * what a longer window saves is the call and the limit's store: 64 to 256 made 1P1C on one
- * CPU 1.5% faster (1024 gained nothing more), and a scan of 256 stamps, about 100 ns, keeps
- * any single call short. */
-#define CONC__QUEUE_LIMIT_WINDOW 256
+ * of a stamp load in front of every claim; short enough that no single call scans long. */
+#define CONC__QUEUE_LIMIT_WINDOW 64
 /* Stamps the limit scan checks per branch (the scan's code is written out for eight). */
 #define CONC__QUEUE_SCAN_STEP 8u
 /* A side that skips its pauses still pauses fully once in this many waits: often enough to
