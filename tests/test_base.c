@@ -222,7 +222,11 @@ static void base_yield_policy_books_waste(void) {
                                    ? strike + 1
                                    : CONC__BASE_YIELD_STRIKES_MAX);
         TH_CHECK(!conc_yield_allowed(&p, p.resume - 1));
-        TH_CHECK(conc_yield_allowed(&p, p.resume));
+        int64_t probe_at = p.resume;
+        TH_CHECK(conc_yield_allowed(&p, probe_at)); /* one waiter probes... */
+        TH_CHECK_EQ(p.resume, probe_at + CONC__BASE_YIELD_OFF_NS);
+        TH_CHECK(!conc_yield_allowed(&p, probe_at)); /* ...while the others sleep */
+        after = probe_at + CONC_MS;
     }
     /* yields that waste nothing bring the average down; the first one below the bar turns
      * yields on again and clears the strikes */
@@ -233,6 +237,9 @@ static void base_yield_policy_books_waste(void) {
     }
     TH_CHECK(p.average <= CONC__BASE_YIELD_SLOW_NS);
     TH_CHECK_EQ(p.strikes, 0);
+    TH_CHECK_EQ(p.resume, 0); /* on again for every waiter, not only the prober */
+    TH_CHECK(conc_yield_allowed(&p, 0));
+    TH_CHECK(conc_yield_allowed(&p, 0));
 }
 
 /* ---- the eventcount ------------------------------------------------------------------- */

@@ -639,10 +639,11 @@ CONC_INLINE bool conc_spin_next(conc_spin_t *spin) {
  * yield's time off the CPU, less a credit per unit of the work it waits for that got done
  * meanwhile (items moved, parties arrived). While the average is above
  * CONC__BASE_YIELD_SLOW_NS, waiters sleep without yielding for a period (10 ms, doubled after
- * each period that a probing yield found still wasteful, up to 1.28 s); one probing yield after
- * the period decides on the next. A policy is a hint (relaxed loads and stores, lost updates
- * between threads cost only precision) and belongs to one kind of waiter (a queue side, a
- * barrier); zero is a fresh policy, with yields on.
+ * each period that a probing yield found still wasteful, up to 1.28 s); after the period one
+ * waiter probes with a yield while the others still sleep, and its yield decides on the next
+ * (seven parties of a barrier probing at once lost seven slices). A policy is a hint (relaxed
+ * loads, stores and CASes; lost updates between threads cost only precision) and belongs to
+ * one kind of waiter (a queue side, a barrier); zero is a fresh policy, with yields on.
  *
  *     if (conc_yield_allowed(&policy, conc_now()))     // before the first yield of a wait
  *         for (int i = 0; i < CONC_X_YIELDS; i++) {
@@ -674,9 +675,16 @@ typedef struct conc_yield_policy {
 
 CONC_STATIC_ASSERT(CONC__BASE_YIELD_CLAMP_NS <= UINT32_MAX, "the average fits its 32 bits");
 
-/* Whether a wait may yield now (false during a period off). */
+/* Whether a wait may yield now: false during a period off; after one, true for a single
+ * probing waiter (its CAS moves the period on while it probes), whose yield decides the next. */
 CONC_INLINE bool conc_yield_allowed(conc_yield_policy_t *policy, int64_t now) {
-    return now >= conc_load(&policy->resume, CONC_RELAXED);
+    int64_t resume = conc_load(&policy->resume, CONC_RELAXED);
+    if (now < resume)
+        return false;
+    if (CONC_LIKELY(conc_load(&policy->strikes, CONC_RELAXED) == 0))
+        return true;
+    return conc_cas(&policy->resume, &resume, now + CONC__BASE_YIELD_OFF_NS, CONC_RELAXED,
+                    CONC_RELAXED);
 }
 
 /* Books one yield that kept the caller off the CPU from `before` to `after`, during which
@@ -698,8 +706,10 @@ static inline bool conc_yield_account(conc_yield_policy_t *policy, int64_t befor
             conc_store(&policy->strikes, strikes + 1, CONC_RELAXED);
         return false;
     }
-    if (strikes != 0)
-        conc_store(&policy->strikes, 0u, CONC_RELAXED); /* yields pay again */
+    if (strikes != 0) { /* a probe found that yields pay again: on for every waiter */
+        conc_store(&policy->strikes, 0u, CONC_RELAXED);
+        conc_store(&policy->resume, (int64_t)0, CONC_RELAXED);
+    }
     return true;
 }
 
