@@ -79,11 +79,9 @@ static void barrier_stress_rounds_many_parties(void) {
 /* The yield policy's hints (base.h, conc__barrier_yield_slow), set by hand with more parties
  * than CPUs, where waiters yield before they sleep: the rounds stay exact whatever the hints
  * say, and the policy does what they say. */
-#define YIELD_AVG_BELOW_BAR 50000u   /* ns: below CONC__BASE_YIELD_SLOW_NS */
-#define YIELD_AVG_ABOVE_BAR 1000000u /* ns: ten times CONC__BASE_YIELD_SLOW_NS */
-CONC_STATIC_ASSERT(
-    YIELD_AVG_BELOW_BAR<CONC__BASE_YIELD_SLOW_NS && YIELD_AVG_ABOVE_BAR> CONC__BASE_YIELD_SLOW_NS,
-    "the presets sit on either side of the bar");
+/* Presets of the average on either side of the bar, by construction. */
+#define YIELD_AVG_BELOW_BAR ((uint32_t)(CONC__BASE_YIELD_SLOW_NS / 2))
+#define YIELD_AVG_ABOVE_BAR ((uint32_t)(CONC__BASE_YIELD_SLOW_NS * 10))
 
 static rounds_ctx *yield_case(int64_t resume, uint32_t average, long rounds) {
     rounds_ctx *c = (rounds_ctx *)calloc(1, sizeof *c);

@@ -485,11 +485,9 @@ static void queue_stress_wide_ring_mixed(void) {
 }
 /* The yield policy's hints (queue.h, conc__queue_spin_slow), set by hand: the blocking paths
  * stay exact whatever they say, and the policy does what they say. */
-#define YIELD_AVG_BELOW_BAR 50000u   /* ns: below CONC__BASE_YIELD_SLOW_NS */
-#define YIELD_AVG_ABOVE_BAR 1000000u /* ns: ten times CONC__BASE_YIELD_SLOW_NS */
-CONC_STATIC_ASSERT(
-    YIELD_AVG_BELOW_BAR<CONC__BASE_YIELD_SLOW_NS && YIELD_AVG_ABOVE_BAR> CONC__BASE_YIELD_SLOW_NS,
-    "the presets sit on either side of the bar");
+/* Presets of the average on either side of the bar, by construction. */
+#define YIELD_AVG_BELOW_BAR ((uint32_t)(CONC__BASE_YIELD_SLOW_NS / 2))
+#define YIELD_AVG_ABOVE_BAR ((uint32_t)(CONC__BASE_YIELD_SLOW_NS * 10))
 
 /* Yields off for good on both sides: every wait past the pauses sleeps on the futex at once,
  * and no yield runs (any yield would move the preset average). */
