@@ -228,17 +228,27 @@ static void base_yield_policy_books_waste(void) {
         TH_CHECK(!conc_yield_allowed(&p, probe_at)); /* ...while the others sleep */
         after = probe_at + CONC_MS;
     }
-    /* yields that waste nothing bring the average down; the first one below the bar turns
-     * yields on again and clears the strikes */
-    int yields = 0;
-    while (!conc_yield_account(&p, 0, CONC_US, 1, CONC_US)) {
-        TH_CHECK(p.average > CONC__BASE_YIELD_SLOW_NS);
-        TH_CHECK(++yields < 1000);
-    }
-    TH_CHECK(p.average <= CONC__BASE_YIELD_SLOW_NS);
+    /* a probe that wastes too much is one more strike, however little above the bar */
+    TH_CHECK(p.average > CONC__BASE_YIELD_SLOW_NS);
+    TH_CHECK(!conc_yield_account(&p, after, after + CONC__BASE_YIELD_SLOW_NS + 1, 0, CONC_US));
+    TH_CHECK_EQ(p.strikes, CONC__BASE_YIELD_STRIKES_MAX);
+    /* the first probe that pays turns yields on again at once, for every waiter: its waste
+     * replaces the average (at 1/64 a step the strikes' history would take minutes to fade) */
+    TH_CHECK(conc_yield_account(&p, 0, 50 * CONC_US, 0, CONC_US));
+    TH_CHECK_EQ(p.average, 50 * CONC_US);
     TH_CHECK_EQ(p.strikes, 0);
     TH_CHECK_EQ(p.resume, 0); /* on again for every waiter, not only the prober */
     TH_CHECK(conc_yield_allowed(&p, 0));
+    TH_CHECK(conc_yield_allowed(&p, 0));
+    /* with yields on, the average moves by 1/64 again */
+    TH_CHECK(conc_yield_account(&p, 0, 50 * CONC_US + 64, 0, 1));
+    TH_CHECK_EQ(p.average, 50 * CONC_US + 1);
+    /* init: a policy in memory that held anything is fresh */
+    memset(&p, 0xaa, sizeof p);
+    conc_yield_policy_init(&p);
+    TH_CHECK_EQ(p.resume, 0);
+    TH_CHECK_EQ(p.strikes, 0);
+    TH_CHECK_EQ(p.average, 0);
     TH_CHECK(conc_yield_allowed(&p, 0));
 }
 

@@ -504,7 +504,9 @@ static void queue_stress_yields_off(void) {
 }
 
 /* Yields that wasted their time on average: the first yield a side makes turns its yields off
- * (a period set, a strike counted), and the items still arrive exactly once. */
+ * (a period set, a strike counted), and the items still arrive exactly once. A probe after the
+ * period (10 ms on) may find yields paying and turn them on again: then its waste replaced
+ * the average. */
 static void queue_stress_yields_wasteful(void) {
     conc_queue_t *q = make(5, sizeof(uint64_t));
     q->push_yields.average = q->pop_yields.average = YIELD_AVG_ABOVE_BAR;
@@ -515,8 +517,11 @@ static void queue_stress_yields_wasteful(void) {
     for (int side = 0; side < 2; side++) {
         if (avg[side] == YIELD_AVG_ABOVE_BAR && resume[side] == 0)
             continue; /* this side never yielded (its waits ended in the pauses, or none) */
-        TH_CHECK(resume[side] > 0);
-        TH_CHECK(strikes[side] >= 1);
+        bool off = resume[side] > 0 && strikes[side] >= 1;
+        bool on_again =
+            resume[side] == 0 && strikes[side] == 0 && avg[side] <= CONC__BASE_YIELD_SLOW_NS;
+        TH_CHECK_MSG(off || on_again, "side %d: resume %lld, strikes %u, average %llu", side,
+                     (long long)resume[side], strikes[side], (unsigned long long)avg[side]);
     }
     conc_queue_destroy(q);
 }

@@ -70,23 +70,31 @@
  *     deadlines.
  *   - No action callback (Python's `action`): the leader runs it, then a second wait holds the
  *     others until it is done (QUICK START).
- *   - A waiter that stays descheduled across exactly 2^32 rounds of other threads would miss
- *     its release and wait one more round (the generation wraps).
+ *   - The generation has 31 bits: a waiter that stays descheduled across exactly 2^31 rounds of
+ *     other threads (hours of back-to-back rounds) would take the generation for its own and
+ *     miss its release.
+ *   - A CONC_SHARED party that dies while it waits is never counted out: abort breaks the
+ *     round for the others, but conc_barrier_reset waits for every waiter of the round to
+ *     leave, so do not reset such a barrier; init a new one.
  *
  * DESIGN
- *   One 64-bit word: the low half is {arrived: bits 0..29, WAITERS 30}, the high half {generation:
- *   31 bits, BROKEN}. Waiters sleep on the high half, which holds exactly what they wait for to
- *   change (a first version slept on the low half: a waiter on its way to sleep could find the next
- *   round's {1, WAITERS} there, the same value, and sleep through its release; test_barrier's
- *   two-party rounds caught it). Arriving is one CAS: count + 1, or, for the last party, count 0
- *   and generation + 1 (the leader's release). A waiter returns when the generation moved
- *   (released: even if a later round broke meanwhile, the move is its release) or BROKEN is up with
- *   the generation unchanged (then it leaves: count - 1). BROKEN stays until reset, which waits for
- *   the broken round's waiters to leave, so a waiter that has not looked yet never mistakes a reset
- *   for a release. tests/models/barrier.pml checks it. Before a waiter raises WAITERS and sleeps
- *   it spins (parties that fit on the CPUs) or yields (more parties than CPUs: those still to
- *   come share its CPU, and a round whose waiters all yielded makes no syscall at all); both
- *   only load the word, so the protocol the model checks is the same.
+ *   One 64-bit word: the low half is {arrived: bits 0..29, WAITERS 30, RESETTING 31}, the
+ *   high half {generation: 31 bits, BROKEN}. Waiters sleep on the high half, which holds
+ *   exactly what they wait for to change (a first version slept on the low half: a waiter on
+ *   its way to sleep could find the next round's {1, WAITERS} there, the same value, and
+ *   sleep through its release; test_barrier's two-party rounds caught it). Arriving is one
+ *   CAS: count + 1, or, for the last party, count 0 and generation + 1 (the leader's release).
+ *   A waiter returns when the generation moved (released: even if a later round broke
+ *   meanwhile, the move is its release) or BROKEN is up with the generation unchanged (then it
+ *   leaves: count - 1). BROKEN stays until reset, which waits for the broken round's waiters
+ *   to leave, so a waiter that has not looked yet never mistakes a reset for a release.
+ *   tests/models/barrier.pml checks it. A reset sleeps on the low half after raising
+ *   RESETTING, which only the reset that clears BROKEN clears: the last waiter out wakes it
+ *   (a reset that slept on the bare count could see the next round put the same count back,
+ *   and sleep through it: tests/models/barrier_reset.pml). Before a waiter
+ *   raises WAITERS and sleeps it spins (parties that fit on the CPUs) or yields (more parties
+ *   than CPUs: those still to come share its CPU, and a round whose waiters all yielded makes
+ *   no syscall at all); both only load the word, so the protocol the models check is the same.
  */
 #ifndef CONC_BARRIER_H
 #define CONC_BARRIER_H
@@ -127,6 +135,11 @@ typedef struct conc_barrier {
 #define CONC__BARRIER_GEN_MASK ((uint64_t)0x7fffffff << CONC__BARRIER_GEN_SHIFT) /* 31 bits */
 #define CONC__BARRIER_BROKEN ((uint64_t)1 << 63)
 #define CONC__BARRIER_SHARED 0x1u /* in config */
+/* Low half: a reset sleeps on it, waiting for a broken round's waiters to leave. Raised only
+ * while BROKEN and cleared with it, so no later round can put the value a reset slept on back
+ * (two resets once could: one cleared BROKEN, the next round raised {1, WAITERS} again, and
+ * the other slept on through it); it also tells the last waiter out to wake the low half. */
+#define CONC__BARRIER_RESETTING ((uint64_t)1 << 31)
 /* A yield's credit (base.h's yield policy) per party that arrived during it: about one
  * context switch, what a party on our CPU needs to run to its next arrival. */
 #define CONC__BARRIER_YIELD_ARRIVAL_NS (1 * CONC_US)
@@ -136,7 +149,7 @@ CONC_STATIC_ASSERT(sizeof(conc_barrier_t) == 32, "as pthread_barrier_t: word, pa
 
 /* Waiters sleep on the high half {generation, BROKEN}: exactly what they wait to change,
  * so no later round can make it look unchanged (short of 2^31 rounds). reset sleeps on the
- * low half {arrived, WAITERS}, waiting for the broken round's waiters to leave. */
+ * low half {arrived, WAITERS, RESETTING}, waiting for the broken round's waiters to leave. */
 CONC_INLINE uint32_t *conc__barrier_futex_high(conc_barrier_t *b) {
     return conc_futex_half_high(&b->word);
 }
@@ -155,9 +168,10 @@ CONC_INLINE uint64_t conc__barrier_gen(uint64_t w) {
 }
 
 CONC_NODISCARD static inline int conc_barrier_init(conc_barrier_t *b, unsigned parties, int flags) {
-    if (parties == 0 || parties > CONC_BARRIER_PARTIES_MAX)
+    if (parties == 0 || parties > CONC_BARRIER_PARTIES_MAX || (flags & ~CONC_SHARED))
         return EINVAL;
     conc_store(&b->word, (uint64_t)0, CONC_RELAXED);
+    conc_yield_policy_init(&b->yields); /* memory from malloc, or a barrier used before */
     conc_store(&b->parties, (uint32_t)parties, CONC_RELAXED);
     conc_store(&b->config, (flags & CONC_SHARED) ? CONC__BARRIER_SHARED : 0u, CONC_RELAXED);
     return 0;
@@ -193,7 +207,7 @@ CONC_COLD int conc__barrier_leave_broken_slow(conc_barrier_t *b, uint64_t w, int
     do {
         next = w - CONC__BARRIER_ARRIVED_ONE;
     } while (!conc_cas_weak(&b->word, &w, next, CONC_RELAXED, CONC_RELAXED));
-    if (conc__barrier_arrived(next) == 0) /* a reset may wait for this (rare: no flag) */
+    if (conc__barrier_arrived(next) == 0 && (next & CONC__BARRIER_RESETTING))
         conc_futex_wake(conc__barrier_futex_low(b), INT_MAX, conc__barrier_futex_flags(b));
     return result;
 }
@@ -255,7 +269,7 @@ CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t dea
                 continue;
             if (w & CONC__BARRIER_WAITERS)
                 conc__barrier_wake_all_slow(b);
-            if (conc__barrier_arrived(next) == 0)
+            if (conc__barrier_arrived(next) == 0 && (next & CONC__BARRIER_RESETTING))
                 conc_futex_wake(conc__barrier_futex_low(b), INT_MAX, flags);
             return ETIMEDOUT;
         }
@@ -272,6 +286,8 @@ CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t dea
 
 CONC_INLINE int conc__barrier_arrive(conc_barrier_t *b, int64_t deadline) {
     uint32_t parties = conc_load(&b->parties, CONC_RELAXED);
+    if (CONC_UNLIKELY(parties == 0))
+        return EINVAL; /* never initialised: zeroed memory, or CONC_BARRIER_INIT(0) */
     uint64_t w = conc_load(&b->word, CONC_RELAXED), next;
     bool leader;
     do {
@@ -314,7 +330,9 @@ static inline void conc_barrier_abort(conc_barrier_t *b) {
 }
 
 /* Break the round in progress (if anyone waits), wait until its waiters have left, then clear
- * BROKEN: the barrier is fresh when reset returns. */
+ * BROKEN: the barrier is fresh when reset returns. Several threads may reset at once. It waits
+ * for every party of the broken round to leave: with CONC_SHARED, one that died while waiting
+ * never does (see CAVEATS). */
 static inline void conc_barrier_reset(conc_barrier_t *b) {
     uint64_t w = conc_load(&b->word, CONC_RELAXED);
     if (conc__barrier_arrived(w) != 0 && !(w & CONC__BARRIER_BROKEN))
@@ -325,12 +343,24 @@ static inline void conc_barrier_reset(conc_barrier_t *b) {
         if (!(w & CONC__BARRIER_BROKEN))
             return; /* not broken (or another reset finished first) */
         if (conc__barrier_arrived(w) == 0) {
-            if (conc_cas(&b->word, &w, w & ~(CONC__BARRIER_BROKEN | CONC__BARRIER_WAITERS),
-                         CONC_RELAXED, CONC_RELAXED))
+            if (conc_cas(
+                    &b->word, &w,
+                    w & ~(CONC__BARRIER_BROKEN | CONC__BARRIER_WAITERS | CONC__BARRIER_RESETTING),
+                    CONC_RELAXED, CONC_RELAXED))
                 return;
             continue;
         }
-        /* The last waiter to leave wakes the low half (conc__barrier_leave_broken_slow). */
+        if (!(w & CONC__BARRIER_RESETTING)) {
+            /* Tell the last waiter out to wake us. */
+            if (!conc_cas(&b->word, &w, w | CONC__BARRIER_RESETTING, CONC_RELAXED, CONC_RELAXED))
+                continue;
+            w |= CONC__BARRIER_RESETTING;
+        }
+        /* Either the last waiter's leaving CAS comes first, and futex_wait finds the low half
+         * changed, or we are queued first and its wake, decided from the RESETTING we raised,
+         * finds us. Nothing clears RESETTING while someone is still in the round, and once it
+         * is cleared no round can put the value we slept on back
+         * (tests/models/barrier_reset.pml). */
         (void)conc_futex_wait(conc__barrier_futex_low(b), (uint32_t)w, flags, CONC_FOREVER);
         w = conc_load(&b->word, CONC_RELAXED);
     }

@@ -37,7 +37,7 @@
  *             conc_cpu_count()            online CPUs, cached
  *   spin      conc_spin_begin(pauses, pace, dl), conc_spin_next(&spin)
  *                                         the one spin-before-sleeping loop (see Spinning)
- *   yield     conc_yield_policy_t, conc_yield_allowed(&p, now),
+ *   yield     conc_yield_policy_t (zero, or conc_yield_policy_init), conc_yield_allowed(&p, now),
  *             conc_yield_account(&p, before, after, progress, unit_ns)
  *                                         yield to peers on our CPU while that pays
  *   eventcount  conc_eventcount_enter/wait/leave, conc_eventcount_notify/close
@@ -675,6 +675,13 @@ typedef struct conc_yield_policy {
 
 CONC_STATIC_ASSERT(CONC__BASE_YIELD_CLAMP_NS <= UINT32_MAX, "the average fits its 32 bits");
 
+/* A fresh policy (yields on), for memory that is not zeroed. */
+CONC_INLINE void conc_yield_policy_init(conc_yield_policy_t *policy) {
+    conc_store(&policy->resume, (int64_t)0, CONC_RELAXED);
+    conc_store(&policy->strikes, 0u, CONC_RELAXED);
+    conc_store(&policy->average, 0u, CONC_RELAXED);
+}
+
 /* Whether a wait may yield now: false during a period off; after one, true for a single
  * probing waiter (its CAS moves the period on while it probes), whose yield decides the next. */
 CONC_INLINE bool conc_yield_allowed(conc_yield_policy_t *policy, int64_t now) {
@@ -696,10 +703,16 @@ static inline bool conc_yield_account(conc_yield_policy_t *policy, int64_t befor
     int64_t waste = progress >= (uint64_t)(off / unit_ns) ? 0 : off - (int64_t)progress * unit_ns;
     if (waste > CONC__BASE_YIELD_CLAMP_NS)
         waste = CONC__BASE_YIELD_CLAMP_NS;
-    int64_t average = conc_load(&policy->average, CONC_RELAXED);
-    average += (waste - average) / (1 << CONC__BASE_YIELD_AVG_SHIFT);
-    conc_store(&policy->average, (uint32_t)average, CONC_RELAXED);
     uint32_t strikes = conc_load(&policy->strikes, CONC_RELAXED);
+    if (strikes > CONC__BASE_YIELD_STRIKES_MAX)
+        strikes = CONC__BASE_YIELD_STRIKES_MAX; /* hints: a torn or stray value stays in range */
+    int64_t average = conc_load(&policy->average, CONC_RELAXED);
+    if (strikes != 0 && waste <= CONC__BASE_YIELD_SLOW_NS)
+        average = waste; /* a probe that paid outweighs the history that turned yields off
+                          * (at 1/64 a step that history would take minutes to fade) */
+    else
+        average += (waste - average) / (1 << CONC__BASE_YIELD_AVG_SHIFT);
+    conc_store(&policy->average, (uint32_t)average, CONC_RELAXED);
     if (average > CONC__BASE_YIELD_SLOW_NS) {
         conc_store(&policy->resume, after + (CONC__BASE_YIELD_OFF_NS << strikes), CONC_RELAXED);
         if (strikes < CONC__BASE_YIELD_STRIKES_MAX)

@@ -732,7 +732,8 @@ CONC_INLINE bool conc__queue_worth_a_try(const conc_queue_t *q, bool push) {
 /* Before a waiter registers: pauses while they pay, then yields while they pay, trying
  * whenever the stamp it waits for changes. 0/EPIPE (done), EAGAIN (sleep now). */
 CONC_COLD int conc__queue_spin_slow(conc_queue_t *q, bool push, conc__queue_try_fn try_once,
-                                    unsigned char *items, size_t n, size_t *done) {
+                                    unsigned char *items, size_t n, int64_t deadline,
+                                    size_t *done) {
     /* Pauses pay only while the peer runs on another CPU. When the last ones ran out
      * (relaxed: a hint), the peer likely shares our CPU (pinned together, or placed
      * together by the scheduler): a few probe pauses, then yield to it at once, and a
@@ -764,8 +765,8 @@ CONC_COLD int conc__queue_spin_slow(conc_queue_t *q, bool push, conc__queue_try_
     const uint64_t *other = push ? &q->head : &q->tail; /* the side that frees us */
     for (int i = 0; i < CONC_QUEUE_YIELDS; i++) {
         int64_t before = conc_now();
-        if (i == 0 && !conc_yield_allowed(yields, before))
-            break; /* yields are off: sleep at once */
+        if (before >= deadline || (i == 0 && !conc_yield_allowed(yields, before)))
+            break; /* the deadline decides in the caller; or yields are off: sleep at once */
         uint64_t from = conc_load(other, CONC_RELAXED) & ~CONC__QUEUE_CLOSED;
         sched_yield();
         int64_t after = conc_now();
@@ -787,7 +788,7 @@ CONC_COLD int conc__queue_wait_slow(conc_queue_t *q, uint32_t *word, conc__queue
                                     size_t *done) {
     if (conc_deadline_passed(deadline))
         return ETIMEDOUT; /* a past deadline: the caller has tried once */
-    int r = conc__queue_spin_slow(q, word == &q->not_full, try_once, items, n, done);
+    int r = conc__queue_spin_slow(q, word == &q->not_full, try_once, items, n, deadline, done);
     if (r != EAGAIN)
         return r;
     /* Registered ([eventcount.W1]), every try below is the re-check the eventcount needs:
