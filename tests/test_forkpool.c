@@ -446,6 +446,48 @@ static int fp_hang_task_no_term(const void *arg, size_t len, void **result, size
     return fp_hang_task(arg, len, result, result_len);
 }
 
+static int fp_kill_self(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)arg, (void)len, (void)result, (void)result_len;
+    raise(SIGKILL);
+    return 0;
+}
+
+/* Raises the flag, then sleeps far past any task_timeout a case sets; returns 0 if it woke. */
+static int fp_sleep_long_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_shared *s;
+    memcpy(&s, arg, sizeof s);
+    s->pid = getpid();
+    __atomic_store_n(&s->flag, 1u, __ATOMIC_RELEASE);
+    sleep(30);
+    return 0;
+}
+
+/* Deaf to SIGTERM: waits until one is pending (the pool timed it out), then returns a result
+ * during the grace period, before the SIGKILL. */
+static int fp_term_then_return(const void *arg, size_t len, void **result, size_t *result_len) {
+    sigset_t term, pending;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, NULL);
+    fp_shared *s;
+    memcpy(&s, arg, sizeof s);
+    s->pid = getpid();
+    __atomic_store_n(&s->flag, 1u, __ATOMIC_RELEASE);
+    do {
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+        sigpending(&pending);
+    } while (!sigismember(&pending, SIGTERM));
+    return fp_getpid(arg, len, result, result_len);
+}
+
+static pid_t fp_pid_of(conc_future_t *f) {
+    size_t len;
+    const pid_t *r = (const pid_t *)conc_forkpool_result(f, &len);
+    TH_CHECK(r != NULL && len == sizeof *r);
+    return *r;
+}
+
 static uint32_t fp_done_calls;
 static void fp_on_done(conc_future_t *f, void *arg) {
     (void)f;
@@ -631,6 +673,97 @@ static void forkpool_submit_timeout_and_crash(void) {
     conc_forkpool_destroy(p);
 }
 
+/* task_timeout holds for a submit task whoever hands it to the worker: here the submitting
+ * thread itself (one idle worker, nothing else running, so the monitor had no deadline to
+ * sleep until), with a crashed worker before it or not. The overrun task ends ETIMEDOUT by
+ * SIGTERM long before its own sleep would; the next task runs on a replacement; a task within
+ * its time is untouched (same worker, plain outcome). Twice, so a replacement's task is
+ * watched too. */
+static void fp_submit_timeout_case(bool crash_first) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.task_timeout = fp_timeout_ns();
+    o.shared_size = 16u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    conc_future_t *f;
+    conc_forkpool_outcome_t out;
+    if (crash_first) {
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_kill_self, NULL, 0, &f), 0);
+        TH_CHECK_EQ(conc_future_wait(f), ECHILD);
+        conc_future_release(f);
+    }
+    for (int round = 0; round < 2; round++) {
+        __atomic_store_n(&s->flag, 0u, __ATOMIC_RELAXED);
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_sleep_long_task, &s, sizeof s, &f), 0);
+        TH_CHECK_EQ(conc_future_wait(f), ETIMEDOUT);
+        TH_CHECK_EQ(conc_forkpool_outcome(f, &out), 0);
+        TH_CHECK_EQ(out.status, ETIMEDOUT);
+        TH_CHECK_EQ(out.signal, SIGTERM); /* its default action ends sleep() and the worker */
+        TH_CHECK_EQ(out.exit_code, 0);
+        TH_CHECK_EQ(out.attempts, 1);
+        size_t len = 1;
+        TH_CHECK(conc_forkpool_result(f, &len) == NULL && len == 0);
+        conc_future_release(f);
+        fp_wait_flag(&s->flag, 1);
+        pid_t timed_out = s->pid;
+        TH_CHECK(!fp_pid_alive(timed_out));
+        conc_future_t *g, *h;
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &g), 0);
+        TH_CHECK_EQ(conc_future_wait(g), 0);
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &h), 0);
+        TH_CHECK_EQ(conc_future_wait(h), 0);
+        TH_CHECK(fp_pid_of(g) != timed_out); /* a replacement ran it */
+        TH_CHECK_EQ(fp_pid_of(h), fp_pid_of(g)); /* within its time: the worker lives on */
+        TH_CHECK_EQ(conc_forkpool_outcome(h, &out), 0);
+        TH_CHECK(out.status == 0 && out.signal == 0 && out.exit_code == 0 && out.attempts == 1);
+        conc_future_release(g);
+        conc_future_release(h);
+    }
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
+static void forkpool_submit_timeout_caller_dispatched(void) {
+    fp_submit_timeout_case(false);
+}
+
+static void forkpool_submit_timeout_after_crash(void) {
+    fp_submit_timeout_case(true);
+}
+
+/* A timed-out task whose result comes back in the grace period (it blocks SIGTERM, sees it
+ * pending and returns) still ends ETIMEDOUT, by the SIGKILL, and its doomed worker gets no
+ * new task: the one queued behind it runs on the replacement. */
+static void forkpool_submit_timeout_result_in_grace(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.task_timeout = fp_timeout_ns();
+    o.shared_size = 16u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    conc_future_t *f, *g;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_term_then_return, &s, sizeof s, &f), 0);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &g), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ETIMEDOUT);
+    conc_forkpool_outcome_t out;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &out), 0);
+    TH_CHECK(out.status == ETIMEDOUT && out.signal == SIGKILL && out.attempts == 1);
+    TH_CHECK(conc_forkpool_result(f, NULL) == NULL);
+    TH_CHECK_EQ(conc_future_wait(g), 0);
+    fp_wait_flag(&s->flag, 1);
+    TH_CHECK(fp_pid_of(g) != s->pid);
+    TH_CHECK_EQ(conc_forkpool_outcome(g, &out), 0);
+    TH_CHECK(out.status == 0 && out.attempts == 1);
+    conc_future_release(f);
+    conc_future_release(g);
+    conc_forkpool_destroy(p);
+}
+
 static void forkpool_submit_bounded_queue(void) {
     conc_forkpool_opts_t o;
     memset(&o, 0, sizeof o);
@@ -766,12 +899,6 @@ static int fp_read_image(const void *arg, size_t len, void **result, size_t *res
     *r = fp_image_value;
     *result = r;
     *result_len = sizeof *r;
-    return 0;
-}
-
-static int fp_kill_self(const void *arg, size_t len, void **result, size_t *result_len) {
-    (void)arg, (void)len, (void)result, (void)result_len;
-    raise(SIGKILL);
     return 0;
 }
 
@@ -1172,7 +1299,10 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_map_sigint_to_group), TH_CASE(forkpool_submit_future_api),
         TH_CASE(forkpool_submit_big_result), TH_CASE(forkpool_submit_tiny_and_huge),
         TH_CASE(forkpool_submit_cancel_running_and_queued),
-        TH_CASE(forkpool_submit_timeout_and_crash), TH_CASE(forkpool_submit_bounded_queue),
+        TH_CASE(forkpool_submit_timeout_and_crash),
+        TH_CASE(forkpool_submit_timeout_caller_dispatched),
+        TH_CASE(forkpool_submit_timeout_after_crash),
+        TH_CASE(forkpool_submit_timeout_result_in_grace), TH_CASE(forkpool_submit_bounded_queue),
         TH_CASE(forkpool_shutdown_cancels_pending), TH_CASE(forkpool_init_failing_leaves_nothing),
         TH_CASE(forkpool_max_tasks_per_child),
         TH_CASE(forkpool_parent_threads_and_pristine_replacements),

@@ -412,6 +412,7 @@ struct conc_forkpool {
     size_t queued, running_tasks;
     uint64_t next_task_id;
     int create_status; /* -1 while create waits */
+    int64_t monitor_wake_at; /* the monitor looks at the books again by then (see dispatch) */
     bool closed, stopping, stopped, broken, joined;
     unsigned quick_deaths;
     int64_t backoff;
@@ -1227,11 +1228,34 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
 /* Sends work to idle workers: the map's round first, then queued tasks. With `mine` (a
  * submitter), the first task message is only prepared and handed back in *mine: the
  * submitter writes it after dropping the lock. (Written under the lock, the worker's answer
- * came back while the submitter was still in sendmsg, and the monitor spun on the lock.) */
-CONC_NOINLINE void conc__forkpool_dispatch(conc_forkpool_t *p, conc__forkpool_worker **mine) {
+ * came back while the submitter was still in sendmsg, and the monitor spun on the lock.)
+ * Returns true if the monitor must be woken (conc__forkpool_kick) to learn a task deadline
+ * earlier than the one it sleeps until: only the monitor enforces task_timeout.
+ *
+ * [forkpool.T] A task started by a thread other than the monitor must not go unwatched:
+ *   submitter (dispatch, pool lock held)          monitor
+ *   --------------------------------------------  -------------------------------------------
+ *                                                 [forkpool.T1] lock; scan every deadline:
+ *                                                   next; monitor_wake_at = next; unlock
+ *   [forkpool.T2] lock; task_started = now;
+ *     started + timeout < monitor_wake_at:
+ *     monitor_wake_at = started + timeout, kick
+ *   unlock; [forkpool.T3] write(evfd)             [forkpool.T4] poll(evfd, ..., next): the
+ *                                                   counter T3 set ends it at once, even if
+ *                                                   T3 came before poll began
+ *                                                 [forkpool.T5] lock; read(evfd); T1 again:
+ *                                                   sees task_started (T2's unlock, T5's lock)
+ * No atomics: monitor_wake_at and task_started are read and written under the pool lock only
+ * (its acquire/release orders T1 before T2 or T2 before T1), and the eventfd counter keeps a
+ * kick until T5 reads it. If T2 runs while the monitor is between poll and T5 (a stale
+ * monitor_wake_at), T1 follows anyway before the stale time. A kick lowers monitor_wake_at, so
+ * a burst of submits wakes the monitor once. */
+CONC_NOINLINE bool conc__forkpool_dispatch(conc_forkpool_t *p, conc__forkpool_worker **mine) {
+    bool wake = false;
     for (unsigned k = 0; k < p->nworkers; k++) {
         conc__forkpool_worker *w = &p->w[k];
-        if (w->state != CONC__FORKPOOL_W_IDLE || conc__forkpool_out_busy(w))
+        /* timed_out: SIGTERM is on its way (a map whose chunk ended just then): no new work. */
+        if (w->state != CONC__FORKPOOL_W_IDLE || w->timed_out || conc__forkpool_out_busy(w))
             continue;
         conc__forkpool_round *rd = p->round;
         /* Relaxed: a hint; a late worker just finds the cursor past the end. */
@@ -1267,6 +1291,11 @@ CONC_NOINLINE void conc__forkpool_dispatch(conc_forkpool_t *p, conc__forkpool_wo
             w->state = CONC__FORKPOOL_W_TASK;
             w->task = t;
             w->task_started = conc_now();
+            int64_t to = p->opts.task_timeout;
+            if (to > 0 && w->task_started + to < p->monitor_wake_at) { /* [forkpool.T2] */
+                p->monitor_wake_at = w->task_started + to;
+                wake = true;
+            }
             if (mine && !*mine) {
                 conc__forkpool_prepare(w, CONC__FORKPOOL_MSG_TASK, t->id,
                                        (uint64_t)(uintptr_t)t->fn, t->arg, t->len);
@@ -1280,6 +1309,7 @@ CONC_NOINLINE void conc__forkpool_dispatch(conc_forkpool_t *p, conc__forkpool_wo
             break;
         }
     }
+    return wake;
 }
 
 /* End of a round: nobody is left in it. Plans the next round or finishes the map. */
@@ -1362,7 +1392,10 @@ CONC_NOINLINE void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
         }
         break;
     case CONC__FORKPOOL_MSG_RESULT:
-        if (w->state == CONC__FORKPOOL_W_TASK && w->task && w->task->id == m->id) {
+        /* timed_out: SIGTERM is on its way; the task ran past its time and ends ETIMEDOUT at
+         * the death, like a map item whose fn had just returned (and its worker stays busy). */
+        if (w->state == CONC__FORKPOOL_W_TASK && w->task && w->task->id == m->id &&
+            !w->timed_out) {
             conc__forkpool_task *t = w->task;
             w->task = NULL;
             w->state = m->a ? CONC__FORKPOOL_W_GONE : CONC__FORKPOOL_W_IDLE; /* a: retiring */
@@ -1606,7 +1639,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                     w->state = CONC__FORKPOOL_W_SPAWNING;
                 }
             }
-            conc__forkpool_dispatch(p, NULL);
+            (void)conc__forkpool_dispatch(p, NULL); /* the scan below sees what it started */
         }
         /* Timeouts: SIGTERM past task_timeout, SIGKILL after the grace. */
         int64_t next = CONC_FOREVER;
@@ -1675,6 +1708,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 (short)(POLLIN | (!w->caller_sends && conc__forkpool_out_busy(w) ? POLLOUT : 0));
             who[n++] = (int)k;
         }
+        p->monitor_wake_at = next; /* [forkpool.T1]: a submitter kicks us for anything sooner */
         int timeout_ms = -1;
         if (next != CONC_FOREVER) {
             int64_t d = next - now;
@@ -1863,6 +1897,7 @@ CONC_NODISCARD static inline int conc_forkpool_create(conc_forkpool_t **out,
     p->nworkers = opts.workers;
     p->evfd = p->ctl = p->ctl_server = -1;
     p->create_status = -1;
+    p->monitor_wake_at = CONC_FOREVER; /* until the monitor first sleeps: any deadline kicks */
     conc_lock_init(&p->lock, 0);
     conc_cond_init(&p->cond, 0);
     p->parent_pid = getpid();
@@ -1992,8 +2027,8 @@ CONC_NODISCARD static inline int conc_forkpool_map(conc_forkpool_t *p, conc_fork
         return e;
     }
     p->map_active = true;
-    conc__forkpool_dispatch(p, NULL);
-    conc__forkpool_kick(p);
+    (void)conc__forkpool_dispatch(p, NULL);
+    conc__forkpool_kick(p); /* always: the monitor samples the round's item deadlines */
     while (!p->map_finished)
         conc_cond_wait(&p->cond, &p->lock);
     if (p->round_mem) {
@@ -2102,8 +2137,9 @@ CONC_NOINLINE int conc__forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_f
     CONC__BASE_SLIST_APPEND(p->qhead, p->qtail, t, next);
     p->queued++;
     conc__forkpool_worker *mine = NULL;
-    conc__forkpool_dispatch(p, &mine); /* an idle worker gets it now, without a thread hop */
-    bool kick = p->queued > 0;
+    /* An idle worker gets it now, without a thread hop; the monitor hears of its deadline. */
+    bool kick = conc__forkpool_dispatch(p, &mine);
+    kick = kick || p->queued > 0;
     for (unsigned k = 0; k < p->nworkers && !kick; k++)
         kick = &p->w[k] != mine && conc__forkpool_out_busy(&p->w[k]); /* the monitor writes */
     /* The task we send may finish (and its argument be freed) before our sendmsg returns:
