@@ -995,6 +995,88 @@ static void forkpool_gives_up_on_immediate_deaths(void) {
     fp_check_no_children();
 }
 
+/* A worker killed mid-map (retries asked for) whose replacements all die in init: the pool
+ * gives up before the retry runs, and the killed item still says how its worker died; items
+ * that never ran get EPIPE. The same for a submit task awaiting its re-run. */
+typedef struct fp_doom_arg {
+    uint32_t *crash; /* fp_init_crash_when's flag, mapped before create */
+    size_t victim;
+} fp_doom_arg;
+
+static int fp_doom_item(size_t i, void *arg) {
+    const fp_doom_arg *a = (const fp_doom_arg *)arg;
+    if (i == a->victim) {
+        __atomic_store_n(a->crash, 1u, __ATOMIC_RELEASE); /* every replacement dies in init */
+        raise(SIGKILL);
+    }
+    return 0;
+}
+
+static int fp_doom_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    uint32_t *crash;
+    memcpy(&crash, arg, sizeof crash);
+    __atomic_store_n(crash, 1u, __ATOMIC_RELEASE);
+    raise(SIGKILL);
+    return 0;
+}
+
+static void forkpool_gave_up_retry_keeps_its_death(void) {
+    uint32_t *crash =
+        (uint32_t *)mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(crash != MAP_FAILED);
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1; /* the victim's chunk runs in order: items before it are done */
+    o.retries = 1;
+    o.init = fp_init_crash_when;
+    o.init_arg = crash;
+    o.shared_size = 16u << 20;
+    size_t n = 64, victim = 5;
+    conc_forkpool_outcome_t out[64];
+    for (int with_outcomes = 1; with_outcomes >= 0; with_outcomes--) {
+        __atomic_store_n(crash, 0u, __ATOMIC_RELAXED);
+        conc_forkpool_t *p;
+        TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+        fp_doom_arg *a = (fp_doom_arg *)conc_forkpool_alloc(p, sizeof *a);
+        TH_CHECK(a != NULL);
+        a->crash = crash;
+        a->victim = victim;
+        /* First failing item in index order: the victim, however the outcomes are asked. */
+        TH_CHECK_EQ(conc_forkpool_map(p, fp_doom_item, a, n, with_outcomes ? out : NULL),
+                    ECHILD);
+        if (with_outcomes) {
+            for (size_t i = 0; i < victim; i++)
+                TH_CHECK(out[i].status == 0 && out[i].attempts == 1);
+            TH_CHECK_EQ(out[victim].status, ECHILD);
+            TH_CHECK_EQ(out[victim].signal, SIGKILL);
+            TH_CHECK_EQ(out[victim].exit_code, 0);
+            TH_CHECK_EQ(out[victim].attempts, 1);
+            for (size_t i = victim + 1; i < n; i++)
+                TH_CHECK_MSG(out[i].status == EPIPE && out[i].attempts == 0,
+                             "item %zu: status %d, attempts %u", i, out[i].status,
+                             out[i].attempts);
+        }
+        TH_CHECK_EQ(conc_forkpool_map(p, fp_doom_item, a, n, NULL), EPIPE);
+        conc_forkpool_destroy(p);
+    }
+    __atomic_store_n(crash, 0u, __ATOMIC_RELAXED);
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    conc_future_t *f, *g;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_doom_task, &crash, sizeof crash, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ECHILD);
+    conc_forkpool_outcome_t oc;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &oc), 0);
+    TH_CHECK(oc.status == ECHILD && oc.signal == SIGKILL && oc.exit_code == 0);
+    TH_CHECK_EQ(oc.attempts, 1);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "x", 1, &g), EPIPE); /* given up */
+    conc_future_release(f);
+    conc_forkpool_destroy(p);
+    munmap(crash, 4096);
+    fp_check_no_children();
+}
+
 /* The host's children stay the host's: the pool installs no SIGCHLD handler and reaps only
  * its own (the fork server reaps the workers). And a host that ignores SIGCHLD (its children
  * reaped by the kernel) still gets a working pool whose destroy returns. */
@@ -1306,7 +1388,8 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_shutdown_cancels_pending), TH_CASE(forkpool_init_failing_leaves_nothing),
         TH_CASE(forkpool_max_tasks_per_child),
         TH_CASE(forkpool_parent_threads_and_pristine_replacements),
-        TH_CASE(forkpool_gives_up_on_immediate_deaths), TH_CASE(forkpool_host_children_untouched),
+        TH_CASE(forkpool_gives_up_on_immediate_deaths),
+        TH_CASE(forkpool_gave_up_retry_keeps_its_death), TH_CASE(forkpool_host_children_untouched),
         TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
         TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_parent_killed_workers_die),
         TH_CASE_T(forkpool_stress_mixed, 120))

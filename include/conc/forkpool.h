@@ -43,7 +43,9 @@
  *     table), EPIPE (after shutdown, or the pool gave up). Per item (outcomes[i]):
  *       status    fn's return; ECHILD: its worker died (signal or exit_code says how);
  *                 ETIMEDOUT: it ran past task_timeout and was killed; EPIPE: it never ran
- *                 to the end because the pool gave up on repeated immediate deaths
+ *                 to the end because the pool gave up on repeated immediate deaths (an
+ *                 item whose worker died, given up while it waited for its retry, keeps
+ *                 the outcome of that death; so does such a submit task)
  *       attempts  times it was started (0: never), 1 plus one per retry
  *   submit: 0, EPIPE (after shutdown or once the pool gave up), EAGAIN (try_submit, full),
  *     EINVAL (fn NULL, or arg NULL with len > 0), ENOMEM. On error *f is NULL.
@@ -257,6 +259,9 @@ typedef struct conc__forkpool_range {
     uint64_t lo, hi;   /* item indexes [lo, hi) */
     uint64_t vstart;   /* the round's virtual index of lo */
     uint64_t attempts; /* what a start of these items makes their attempt count (parent only) */
+    uint64_t death;    /* a retry: index + 1 of the event naming how its last start ended, its
+                          outcome if the pool gives up before the retry runs; 0: none (parent
+                          only) */
 } conc__forkpool_range;
 
 typedef struct conc__forkpool_round {
@@ -1041,13 +1046,13 @@ CONC_NOINLINE void conc__forkpool_event_add(conc_forkpool_t *p, uint64_t lo, uin
 }
 
 CONC_NOINLINE void conc__forkpool_next_add(conc_forkpool_t *p, uint64_t lo, uint64_t hi,
-                                           uint64_t attempts) {
+                                           uint64_t attempts, uint64_t death) {
     if (lo >= hi)
         return;
     p->next_ranges = (conc__forkpool_range *)conc__forkpool_grow(
         p->next_ranges, p->nnext, &p->cap_next, sizeof *p->next_ranges, CONC__FORKPOOL_RERUNS_FIRST,
         "conc_forkpool_map: out of memory for rerun ranges");
-    conc__forkpool_range r = {lo, hi, 0, attempts}; /* vstart: set when a round starts */
+    conc__forkpool_range r = {lo, hi, 0, attempts, death}; /* vstart: set when a round starts */
     p->next_ranges[p->nnext++] = r;
 }
 
@@ -1071,7 +1076,8 @@ CONC_NOINLINE void conc__forkpool_orphan(conc_forkpool_t *p, uint64_t v0, uint64
         const conc__forkpool_range *r = conc__forkpool_range_of(p, v0);
         uint64_t rend = r->vstart + (r->hi - r->lo);
         uint64_t e = v1 < rend ? v1 : rend;
-        conc__forkpool_next_add(p, r->lo + (v0 - r->vstart), r->lo + (e - r->vstart), r->attempts);
+        conc__forkpool_next_add(p, r->lo + (v0 - r->vstart), r->lo + (e - r->vstart), r->attempts,
+                                r->death); /* not started again: a retry still names its death */
         v0 = e;
     }
 }
@@ -1155,8 +1161,10 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
     if (prior == CONC__FORKPOOL_W_TASK && w->task) {
         conc__forkpool_task *t = w->task;
         w->task = NULL;
-        if (!t->cancelled && o.status == ECHILD && t->outcome.attempts <= p->opts.retries &&
-            !p->broken) {
+        unsigned att = t->outcome.attempts;
+        if (!t->cancelled && o.status == ECHILD && att <= p->opts.retries && !p->broken) {
+            t->outcome = o; /* how it died: its outcome if the pool gives up before the re-run */
+            t->outcome.attempts = att;
             t->state = CONC__FORKPOOL_T_QUEUED; /* re-run at the head of the queue */
             p->running_tasks--;
             t->next = p->qhead;
@@ -1165,7 +1173,6 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
                 p->qtail = t;
             p->queued++;
         } else {
-            unsigned att = t->outcome.attempts;
             if (!t->cancelled) {
                 t->outcome = o;
                 t->outcome.attempts = att;
@@ -1191,11 +1198,12 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
                 vo.attempts = (unsigned)rg->attempts;
                 conc__forkpool_event_add(p, i, i + 1, vo);
                 if (vo.status == ECHILD && rg->attempts <= p->opts.retries) {
+                    uint64_t death = p->nevents; /* vo's index + 1 */
                     conc_forkpool_outcome_t reset;
                     memset(&reset, 0, sizeof reset);
                     reset.attempts = (unsigned)rg->attempts + 1;
                     conc__forkpool_event_add(p, i, i + 1, reset); /* replaced by a failure */
-                    conc__forkpool_next_add(p, i, i + 1, rg->attempts + 1);
+                    conc__forkpool_next_add(p, i, i + 1, rg->attempts + 1, death);
                 }
                 from = v + 1;
             }
@@ -1286,6 +1294,7 @@ CONC_NOINLINE bool conc__forkpool_dispatch(conc_forkpool_t *p, conc__forkpool_wo
             }
             t->state = CONC__FORKPOOL_T_RUNNING;
             t->worker = (int)k;
+            t->outcome.status = t->outcome.signal = t->outcome.exit_code = 0; /* a re-run's */
             t->outcome.attempts++;
             p->running_tasks++;
             w->state = CONC__FORKPOOL_W_TASK;
@@ -1343,14 +1352,18 @@ CONC_NOINLINE void conc__forkpool_round_check(conc_forkpool_t *p) {
             p->map_status = ENOMEM;
         }
     }
-    /* Finished, or cannot go on: what is left fails with EPIPE (never ran to the end). */
+    /* Finished, or cannot go on: what is left fails with EPIPE (never ran to the end), but
+     * a retry that never ran keeps the outcome of the death that asked for it. */
     p->final_from = p->nevents;
     for (size_t i = 0; i < p->nnext; i++) {
+        const conc__forkpool_range *nr = &p->next_ranges[i];
         conc_forkpool_outcome_t o;
         memset(&o, 0, sizeof o);
         o.status = EPIPE;
-        o.attempts = (unsigned)p->next_ranges[i].attempts - 1;
-        conc__forkpool_event_add(p, p->next_ranges[i].lo, p->next_ranges[i].hi, o);
+        o.attempts = (unsigned)nr->attempts - 1;
+        if (nr->death)
+            o = p->events[nr->death - 1].o; /* its own item's death (a retry is one item) */
+        conc__forkpool_event_add(p, nr->lo, nr->hi, o);
     }
     p->nnext = 0;
     p->map_finished = true;
@@ -1538,7 +1551,8 @@ CONC_NOINLINE void conc__forkpool_fail_all(conc_forkpool_t *p, conc__forkpool_do
         conc__forkpool_task *t = p->qhead;
         p->qhead = t->next;
         p->queued--;
-        t->outcome.status = EPIPE;
+        if (t->outcome.attempts == 0) /* never ran; a re-run keeps the death that asked for it */
+            t->outcome.status = EPIPE;
         conc__forkpool_task_finish(p, t, dl);
     }
     p->qtail = NULL;
@@ -2017,6 +2031,7 @@ CONC_NODISCARD static inline int conc_forkpool_map(conc_forkpool_t *p, conc_fork
     r0.lo = 0;
     r0.hi = n;
     r0.attempts = 1;
+    r0.death = 0;
     p->nevents = p->final_from = 0;
     p->nnext = 0;
     p->map_status = 0;
@@ -2060,7 +2075,8 @@ CONC_NODISCARD static inline int conc_forkpool_map(conc_forkpool_t *p, conc_fork
                 }
     } else if (status == 0 && nev) {
         /* The first failing item without an outcome array: each item's last single event
-         * (sorted by item, then by when), against the EPIPE ranges, which came last of all
+         * (sorted by item, then by when), against the final ranges (EPIPE, or a retry's
+         * death), which came last of all
          * (a range's first item is EPIPE, and it is at or before any item it covers). */
         uint64_t first = UINT64_MAX;
         size_t ns = final_from;
@@ -2085,7 +2101,7 @@ CONC_NODISCARD static inline int conc_forkpool_map(conc_forkpool_t *p, conc_fork
         for (size_t k = ns; k < nev; k++)
             if (ev[k].lo <= first) {
                 first = ev[k].lo;
-                status = EPIPE;
+                status = ev[k].o.status; /* EPIPE, or a retry's death */
             }
     }
     free(ev);
