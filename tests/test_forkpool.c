@@ -13,6 +13,22 @@
 
 #include <dirent.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+
+/* Sanitizer runtimes abort on a malloc they cannot serve (allocator_may_return_null=0) and
+ * reserve more address space than any RLIMIT_AS a test could set: the cases that make malloc
+ * itself fail run in plain builds only. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define FP_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define FP_SANITIZED 1
+#endif
+#endif
+#ifndef FP_SANITIZED
+#define FP_SANITIZED 0
+#endif
+#define FP_ERRNO_SENTINEL 4321 /* no errno value: any change shows */
 
 #define FP_FLAG_WAIT_NS (200 * 1000) /* polling step while waiting for a worker's flag */
 
@@ -1374,6 +1390,107 @@ static void forkpool_stress_mixed(void) {
     conc_forkpool_destroy(p);
 }
 
+/* -------------------------------------------------------------------------------------------
+ * errno: no call changes it, failing or not
+ * ------------------------------------------------------------------------------------------- */
+#define FP_CHECK_ERRNO_KEPT(call, want)                                                            \
+    do {                                                                                           \
+        errno = FP_ERRNO_SENTINEL;                                                                 \
+        TH_CHECK_EQ((call), (want));                                                               \
+        TH_CHECK_MSG(errno == FP_ERRNO_SENTINEL, "%s changed errno to %d", #call, errno);         \
+    } while (0)
+
+/* In a child: an address-space limit with the heap eaten up to it, so create's first malloc
+ * fails. Exits 0 if create said ENOMEM and left errno alone. */
+static void fp_create_under_rlimit_as(void) {
+    struct rlimit rl = {64u << 20, 64u << 20};
+    if (setrlimit(RLIMIT_AS, &rl) != 0)
+        _exit(2);
+    while (malloc(1u << 16)) {
+    }
+    while (malloc(64)) {
+    }
+    conc_forkpool_t *p;
+    errno = FP_ERRNO_SENTINEL;
+    int r = conc_forkpool_create(&p, NULL);
+    _exit(r == ENOMEM && errno == FP_ERRNO_SENTINEL && p == NULL ? 0 : 1);
+}
+
+static void forkpool_errno_kept(void) {
+    conc_forkpool_t *p = (conc_forkpool_t *)1;
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.shared_size = (size_t)1 << 62; /* past any address space: mmap fails */
+    FP_CHECK_ERRNO_KEPT(conc_forkpool_create(&p, &o), ENOMEM);
+    TH_CHECK(p == NULL);
+    o.shared_size = 0;
+    o.workers = CONC_FORKPOOL_MAX_WORKERS + 1;
+    FP_CHECK_ERRNO_KEPT(conc_forkpool_create(&p, &o), EINVAL);
+    o.workers = 1;
+    o.shared_size = 1u << 20;
+    FP_CHECK_ERRNO_KEPT(conc_forkpool_create(&p, &o), 0);
+    /* A 4 MiB argument fills the socket: the send stops at EAGAIN and the monitor ends it. */
+    size_t big = 4u << 20;
+    char *arg = (char *)malloc(big);
+    TH_CHECK(arg != NULL);
+    for (size_t i = 0; i < big; i++)
+        arg[i] = (char)(i * 13 + 5);
+    conc_future_t *f = NULL, *g = NULL;
+    FP_CHECK_ERRNO_KEPT(conc_forkpool_submit(p, fp_echo, arg, big, &f), 0);
+    errno = FP_ERRNO_SENTINEL;
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    size_t len;
+    const char *res = (const char *)conc_forkpool_result(f, &len);
+    TH_CHECK(res != NULL && len == big && memcmp(res, arg, big) == 0);
+    conc_forkpool_outcome_t out;
+    FP_CHECK_ERRNO_KEPT(conc_forkpool_outcome(f, &out), 0);
+    FP_CHECK_ERRNO_KEPT(conc_forkpool_cancel(f), EBUSY);
+    conc_future_release(f);
+    FP_CHECK_ERRNO_KEPT(conc_forkpool_submit(p, NULL, NULL, 0, &g), EINVAL);
+    FP_CHECK_ERRNO_KEPT(conc_forkpool_try_submit(p, fp_echo, NULL, 1, &g), EINVAL);
+    if (!FP_SANITIZED) /* malloc of the argument's copy fails (see FP_SANITIZED) */
+        FP_CHECK_ERRNO_KEPT(conc_forkpool_submit(p, fp_echo, arg, SIZE_MAX / 2, &g), ENOMEM);
+    TH_CHECK(g == NULL);
+    FP_CHECK_ERRNO_KEPT(conc_forkpool_map(p, NULL, NULL, 1, NULL), EINVAL);
+    /* The arena full: no room for the chunk table. */
+    errno = FP_ERRNO_SENTINEL;
+    TH_CHECK(conc_forkpool_alloc(p, (size_t)1 << 40) == NULL);
+    size_t lo = 0, hi = 1u << 20; /* the largest block that fits: the whole arena */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        void *m = conc_forkpool_alloc(p, mid);
+        conc_forkpool_free(p, m);
+        *(m ? &lo : &hi) = mid;
+    }
+    void *all = conc_forkpool_alloc(p, lo);
+    TH_CHECK(all != NULL && errno == FP_ERRNO_SENTINEL);
+    FP_CHECK_ERRNO_KEPT(conc_forkpool_map(p, fp_item, NULL, 1, NULL), ENOMEM);
+    conc_forkpool_free(p, all);
+    pid_t pid;
+    errno = FP_ERRNO_SENTINEL;
+    TH_CHECK_EQ(conc_forkpool_pids(p, &pid, 1), 1);
+    conc_forkpool_shutdown(p, false);
+    TH_CHECK_EQ(errno, FP_ERRNO_SENTINEL);
+    FP_CHECK_ERRNO_KEPT(conc_forkpool_submit(p, fp_echo, "x", 1, &g), EPIPE);
+    FP_CHECK_ERRNO_KEPT(conc_forkpool_map(p, fp_item, NULL, 1, NULL), EPIPE);
+    conc_forkpool_destroy(p);
+    TH_CHECK_EQ(errno, FP_ERRNO_SENTINEL);
+    free(arg);
+    if (!FP_SANITIZED) {
+        fflush(stdout);
+        pid_t child = fork();
+        TH_CHECK(child >= 0);
+        if (child == 0)
+            fp_create_under_rlimit_as();
+        int st;
+        TH_CHECK_EQ(waitpid(child, &st, 0), child);
+        TH_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "create under RLIMIT_AS: status %#x",
+                     st);
+    }
+    fp_check_no_children();
+}
+
 TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
         TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
         TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_map_crashes_named),
@@ -1392,4 +1509,5 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_gave_up_retry_keeps_its_death), TH_CASE(forkpool_host_children_untouched),
         TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
         TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_parent_killed_workers_die),
+        TH_CASE(forkpool_errno_kept),
         TH_CASE_T(forkpool_stress_mixed, 120))

@@ -54,6 +54,7 @@
  *     replaced, the future completes at once with status ECANCELED), EBUSY (already done),
  *     EINVAL (not a fork-pool future).
  *   free of memory this pool did not hand out aborts: "conc_forkpool_free: not a block ...".
+ *   No call changes errno, failing or not (what libc sets on the way is put back).
  *
  * ORDERING CONTRACT
  *   - A worker sees the parent's memory as it was at create, plus the shared region, live.
@@ -895,18 +896,22 @@ CONC_NOINLINE bool conc__forkpool_free_locked(conc_forkpool_t *p, void *mem) {
 }
 
 static inline void *conc_forkpool_alloc(conc_forkpool_t *p, size_t size) {
+    int saved_errno = errno; /* no call sets errno: malloc and the lock's futex may */
     conc_lock_acquire(&p->lock);
     void *m = conc__forkpool_alloc_locked(p, size);
     conc_lock_release(&p->lock);
+    errno = saved_errno;
     return m;
 }
 
 static inline void conc_forkpool_free(conc_forkpool_t *p, void *mem) {
     if (!mem)
         return;
+    int saved_errno = errno;
     conc_lock_acquire(&p->lock);
     bool ok = conc__forkpool_free_locked(p, mem);
     conc_lock_release(&p->lock);
+    errno = saved_errno;
     if (!ok)
         CONC_ABORT("conc_forkpool_free: not a block of this pool's shared region");
 }
@@ -1840,7 +1845,7 @@ CONC_NOINLINE void conc__forkpool_free_all(conc_forkpool_t *p) {
     free(p);
 }
 
-static inline void conc_forkpool_shutdown(conc_forkpool_t *p, bool cancel_pending) {
+CONC_NOINLINE void conc__forkpool_shutdown_body(conc_forkpool_t *p, bool cancel_pending) {
     conc__forkpool_done_list dl = {NULL};
     conc_lock_acquire(&p->lock);
     p->closed = true;
@@ -1874,15 +1879,22 @@ static inline void conc_forkpool_shutdown(conc_forkpool_t *p, bool cancel_pendin
         pthread_join(p->monitor, NULL);
 }
 
+static inline void conc_forkpool_shutdown(conc_forkpool_t *p, bool cancel_pending) {
+    int saved_errno = errno; /* no call sets errno: the waits, writes and join may */
+    conc__forkpool_shutdown_body(p, cancel_pending);
+    errno = saved_errno;
+}
+
 static inline void conc_forkpool_destroy(conc_forkpool_t *p) {
     if (!p)
         return;
+    int saved_errno = errno; /* close and munmap too */
     conc_forkpool_shutdown(p, false);
     conc__forkpool_free_all(p);
+    errno = saved_errno;
 }
 
-CONC_NODISCARD static inline int conc_forkpool_create(conc_forkpool_t **out,
-                                                      const conc_forkpool_opts_t *o) {
+CONC_NOINLINE int conc__forkpool_create_body(conc_forkpool_t **out, const conc_forkpool_opts_t *o) {
     *out = NULL;
     conc_forkpool_opts_t opts;
     memset(&opts, 0, sizeof opts);
@@ -1980,6 +1992,14 @@ CONC_NODISCARD static inline int conc_forkpool_create(conc_forkpool_t **out,
     return 0;
 }
 
+CONC_NODISCARD static inline int conc_forkpool_create(conc_forkpool_t **out,
+                                                      const conc_forkpool_opts_t *o) {
+    int saved_errno = errno; /* no call sets errno: malloc, mmap, socketpair... may */
+    int e = conc__forkpool_create_body(out, o);
+    errno = saved_errno;
+    return e;
+}
+
 static inline unsigned conc_forkpool_workers(const conc_forkpool_t *p) {
     return p->nworkers;
 }
@@ -1987,11 +2007,13 @@ static inline unsigned conc_forkpool_workers(const conc_forkpool_t *p) {
 /* The live workers' pids (for tests and tools): how many were written, at most n. */
 static inline size_t conc_forkpool_pids(conc_forkpool_t *p, pid_t *pids, size_t n) {
     size_t k = 0;
+    int saved_errno = errno; /* the lock's futex may set it */
     conc_lock_acquire(&p->lock);
     for (unsigned i = 0; i < p->nworkers && k < n; i++)
         if (p->w[i].state >= CONC__FORKPOOL_W_IDLE && p->w[i].state != CONC__FORKPOOL_W_GONE)
             pids[k++] = p->w[i].pid;
     conc_lock_release(&p->lock);
+    errno = saved_errno;
     return k;
 }
 
@@ -2011,9 +2033,8 @@ static int conc__forkpool_order_cmp(const void *a, const void *b) {
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-CONC_NODISCARD static inline int conc_forkpool_map(conc_forkpool_t *p, conc_forkpool_map_fn fn,
-                                                   void *arg, size_t n,
-                                                   conc_forkpool_outcome_t *outcomes) {
+CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_fn fn, void *arg,
+                                          size_t n, conc_forkpool_outcome_t *outcomes) {
     if (!fn)
         return EINVAL;
     conc_lock_acquire(&p->lock);
@@ -2108,12 +2129,21 @@ CONC_NODISCARD static inline int conc_forkpool_map(conc_forkpool_t *p, conc_fork
     return status;
 }
 
+CONC_NODISCARD static inline int conc_forkpool_map(conc_forkpool_t *p, conc_forkpool_map_fn fn,
+                                                   void *arg, size_t n,
+                                                   conc_forkpool_outcome_t *outcomes) {
+    int saved_errno = errno; /* no call sets errno: the waits and the kick's write may */
+    int e = conc__forkpool_map_body(p, fn, arg, n, outcomes);
+    errno = saved_errno;
+    return e;
+}
+
 /* -------------------------------------------------------------------------------------------
  * submit
  * ------------------------------------------------------------------------------------------- */
-CONC_NOINLINE int conc__forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_fn fn,
-                                        const void *arg, size_t len, conc_future_t **out,
-                                        bool block) {
+CONC_NOINLINE int conc__forkpool_submit_body(conc_forkpool_t *p, conc_forkpool_task_fn fn,
+                                             const void *arg, size_t len, conc_future_t **out,
+                                             bool block) {
     if (out)
         *out = NULL;
     if (!fn || (!arg && len))
@@ -2182,6 +2212,14 @@ CONC_NOINLINE int conc__forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_f
     return 0;
 }
 
+CONC_INLINE int conc__forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_fn fn, const void *arg,
+                                      size_t len, conc_future_t **out, bool block) {
+    int saved_errno = errno; /* no call sets errno: malloc, and sendmsg's EAGAIN on success */
+    int e = conc__forkpool_submit_body(p, fn, arg, len, out, block);
+    errno = saved_errno;
+    return e;
+}
+
 CONC_NODISCARD static inline int conc_forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_fn fn,
                                                       const void *arg, size_t len,
                                                       conc_future_t **f) {
@@ -2237,6 +2275,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
     conc__forkpool_done_list dl = {NULL};
     int r = 0;
     bool kill_done = false;
+    int saved_errno = errno; /* no call sets errno: the kill and the lock's futex may */
     conc_lock_acquire(&p->lock);
     if (t->state == CONC__FORKPOOL_T_QUEUED) {
         conc__forkpool_task **pp = &p->qhead, *prev = NULL;
@@ -2269,6 +2308,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         CONC_UNUSED(won);
     }
     conc__forkpool_complete(&dl);
+    errno = saved_errno;
     return r;
 }
 
