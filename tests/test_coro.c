@@ -153,8 +153,131 @@ static void coro_bad_input_gets_error_codes(void) {
     o.name = "a-name-that-is-much-longer-than-thirty-two-characters";
     TH_CHECK_EQ(conc_coro_spawn(s, long_name, NULL, &o, NULL), 0);
     TH_CHECK_EQ(conc_sched_run(s), 0);
+    /* after the run, outside any coroutine: h finished, so the join has nothing to wait for */
+    int st = -1;
+    TH_CHECK_EQ(conc_coro_join(h, CONC_FOREVER, &st), 0);
+    TH_CHECK_EQ(st, 0);
     conc_coro_release(h);
     conc_sched_destroy(s);
+}
+
+/* Outside any coroutine, once the run ended: a join returns the status, a group wait the
+ * group's (asyncio's task.result() after asyncio.run). Before that: EPERM (no thread may
+ * block in them). */
+static void coro_join_and_group_wait_after_the_run(void) {
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    conc_coro_t *h;
+    TH_CHECK_EQ(conc_coro_spawn(s, return_arg, (void *)(intptr_t)42, NULL, &h), 0);
+    conc_group_t *g;
+    TH_CHECK_EQ(conc_group_create(s, &g), 0);
+    TH_CHECK_EQ(conc_group_spawn(g, return_arg, (void *)(intptr_t)0, NULL), 0);
+    TH_CHECK_EQ(conc_group_spawn(g, return_arg, (void *)(intptr_t)7, NULL), 0);
+    int st = -1;
+    TH_CHECK_EQ(conc_coro_join(h, 0, &st), EPERM);
+    TH_CHECK_EQ(conc_group_wait(g, 0, &st), EPERM);
+    TH_CHECK_EQ(st, -1);
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    TH_CHECK_EQ(conc_coro_join(h, CONC_FOREVER, &st), 0);
+    TH_CHECK_EQ(st, 42);
+    TH_CHECK_EQ(conc_coro_join(h, 0, NULL), 0); /* does not consume the handle */
+    st = -1;
+    TH_CHECK_EQ(conc_group_wait(g, CONC_FOREVER, &st), 0);
+    TH_CHECK_EQ(st, 7);
+    conc_group_destroy(g);
+    conc_coro_release(h);
+    conc_sched_destroy(s);
+}
+
+/* A scheduler created on one thread and run on another: the first spawn or run there takes
+ * it over (it never ran), its coroutines run there, and the creator may destroy it once the
+ * run left nothing. From then on it stays on the thread that ran it. */
+typedef struct handover {
+    conc_sched_t *s;
+    bool spawn_there;    /* spawn on the runner thread before the run */
+    pthread_t runner;    /* the runner thread's id (written by it) */
+    pthread_t ran_on[2]; /* where each coroutine ran */
+    int run, spawn, join, status;
+} handover;
+static int record_thread(void *arg) {
+    *(pthread_t *)arg = pthread_self();
+    return 5;
+}
+static void *handover_runner(void *arg) {
+    handover *h = (handover *)arg;
+    h->runner = pthread_self();
+    conc_coro_t *c = NULL;
+    if (h->spawn_there)
+        h->spawn = conc_coro_spawn(h->s, record_thread, &h->ran_on[1], NULL, &c);
+    h->run = conc_sched_run(h->s);
+    if (c) {
+        h->join = conc_coro_join(c, CONC_FOREVER, &h->status);
+        conc_coro_release(c);
+    }
+    return NULL;
+}
+static void coro_sched_handed_to_the_thread_that_runs_it(void) {
+    for (int spawn_there = 0; spawn_there < 2; spawn_there++) {
+        handover h;
+        memset(&h, 0, sizeof h);
+        h.spawn_there = spawn_there != 0;
+        h.status = -1;
+        TH_CHECK_EQ(conc_sched_create(&h.s, NULL), 0);
+        TH_CHECK_EQ(conc_coro_spawn(h.s, record_thread, &h.ran_on[0], NULL, NULL), 0);
+        pthread_t t;
+        TH_CHECK_EQ(pthread_create(&t, NULL, handover_runner, &h), 0);
+        pthread_join(t, NULL);
+        TH_CHECK_EQ(h.run, 0);
+        TH_CHECK(pthread_equal(h.ran_on[0], h.runner)); /* spawned here, ran there */
+        if (spawn_there) {
+            TH_CHECK_EQ(h.spawn, 0);
+            TH_CHECK(pthread_equal(h.ran_on[1], h.runner));
+            TH_CHECK_EQ(h.join, 0);
+            TH_CHECK_EQ(h.status, 5);
+        }
+        /* it ran on the other thread: it stays there */
+        TH_CHECK_EQ(conc_coro_spawn(h.s, return_arg, NULL, NULL, NULL), EPERM);
+        TH_CHECK_EQ(conc_sched_run(h.s), EPERM);
+        conc_sched_destroy(h.s); /* nothing left to run: any thread may free it */
+    }
+}
+
+/* No call changes errno, out of memory included. RLIMIT_AS makes the allocations fail (not
+ * under the sanitizers, whose allocators reserve terabytes and abort on failure, nor under
+ * valgrind, whose own mappings need the room). */
+#if !defined(CONC_ASAN) && !defined(CONC_TSAN)
+static void enomem_child(void) {
+    struct rlimit rl = {0, 0};
+    TH_CHECK_EQ(getrlimit(RLIMIT_AS, &rl), 0);
+    rl.rlim_cur = 64u << 20; /* what the process has mapped already is more than enough */
+    TH_CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
+    static void *hog[1 << 16];
+    size_t n = 0;
+    for (size_t size = 64 << 10; size >= 16; size /= 4) /* use up what is left, to the crumbs */
+        while (n < sizeof hog / sizeof hog[0] && (hog[n] = malloc(size)) != NULL)
+            n++;
+    errno = 4321;
+    conc_sched_t *s = (conc_sched_t *)0x1;
+    int e = conc_sched_create(&s, NULL);
+    int err = errno;
+    for (size_t i = 0; i < n; i++)
+        free(hog[i]);
+    if (!(e == ENOMEM && s == NULL && err == 4321))
+        fprintf(stderr, "conc_sched_create: %d, s %p, errno %d (after %zu hogs)", e, (void *)s, err,
+                n);
+    _exit(e == ENOMEM && s == NULL && err == 4321 ? 0 : 10);
+}
+#endif
+static void coro_out_of_memory_leaves_errno(void) {
+#if defined(CONC_ASAN) || defined(CONC_TSAN)
+    TH_SKIP("the sanitizers' allocators abort on failure");
+#else
+    if (UNDER_VALGRIND())
+        TH_SKIP("valgrind's own mappings need the address space");
+    char buf[256];
+    int status = th_run_child_capturing_stderr(enomem_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, buf);
+#endif
 }
 
 /* EMFILE: no fd left for the scheduler's epoll instance and eventfd. EPERM: a scheduler used
@@ -172,7 +295,7 @@ static void emfile_child(void) {
     _exit(e == EMFILE && s == NULL ? 0 : 10 + e);
 }
 
-static void *other_thread_spawns(void *p) {
+static void *other_thread_spawns(void *p) { /* s has run on its owner: it stays there */
     conc_sched_t *s = (conc_sched_t *)p;
     conc_coro_t *c = NULL;
     intptr_t ok = conc_coro_spawn(s, return_arg, NULL, NULL, &c) == EPERM && c == NULL &&
@@ -187,6 +310,7 @@ static void coro_emfile_and_eperm_from_another_thread(void) {
     TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
     conc_sched_t *s;
     TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    TH_CHECK_EQ(conc_sched_run(s), 0); /* nothing to run, but now it ran here */
     pthread_t t;
     void *ok = NULL;
     TH_CHECK_EQ(pthread_create(&t, NULL, other_thread_spawns, s), 0);
@@ -1635,6 +1759,9 @@ static void coro_stress_many_schedulers_spawn_across_threads(void) {
 }
 
 TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_input_gets_error_codes),
+        TH_CASE(coro_join_and_group_wait_after_the_run),
+        TH_CASE(coro_sched_handed_to_the_thread_that_runs_it),
+        TH_CASE(coro_out_of_memory_leaves_errno),
         TH_CASE(coro_emfile_and_eperm_from_another_thread), TH_CASE(coro_calls_leave_errno_alone),
         TH_CASE(coro_run_order_is_fifo), TH_CASE(coro_run_order_runnext_for_the_woken),
         TH_CASE(coro_runnext_handoffs_cannot_starve_the_queue), TH_CASE(coro_nesting_spawns_a_tree),

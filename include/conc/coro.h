@@ -88,10 +88,15 @@
  *   everything a thread wrote before conc_sched_spawn is visible to the coroutine it starts.
  *
  * THREAD SAFETY
- *   A scheduler belongs to the thread that created it. From other threads only
- *   conc_sched_spawn, conc_sched_hold and conc_sched_unhold may be called, at any time while
- *   the scheduler exists. Everything else runs on the owner thread: the coroutine calls inside
- *   its coroutines, create/run/destroy/dump and spawn/cancel/release outside them.
+ *   A scheduler belongs to one thread, its owner: the thread that created it, until it first
+ *   runs. Before that it may be handed to another thread (the program orders the hand-over:
+ *   pthread_create, a mutex), and the first conc_coro_spawn or conc_sched_run made there
+ *   takes it over; from its first run on it stays on the thread that ran it. From other
+ *   threads only conc_sched_spawn, conc_sched_hold and conc_sched_unhold may be called, at any
+ *   time while the scheduler exists, and conc_sched_destroy once nothing is left to run.
+ *   Everything else runs on the owner thread: the coroutine calls inside its coroutines,
+ *   run/destroy/dump and spawn/cancel/release/join outside them (a join or group wait
+ *   outside any coroutine returns at once once there is nothing to wait for; else EPERM).
  *
  * CONFIGURATION (define before including)
  *   CONC_CORO_SWAPCONTEXT  switch with swapcontext (one sigprocmask syscall per switch) instead
@@ -613,7 +618,8 @@ struct conc_sched {
     unsigned flags;
     int guard_mprotect; /* MADV_GUARD_INSTALL unavailable: mprotect guards */
     int running;
-    pthread_t owner;
+    int ran;         /* it has run (then it never changes thread: its coroutines started) */
+    pthread_t owner; /* atomic (relaxed): conc_sched_spawn compares it from any thread */
     uint64_t next_id;
     void *altstack; /* the overflow reporter's alternate stack installed by run, or NULL */
 };
@@ -655,7 +661,22 @@ CONC_NOINLINE void conc__coro_sched_set_here(conc_sched_t *s) {
 }
 
 CONC_INLINE int conc__coro_on_owner(const conc_sched_t *s) {
-    return pthread_equal(s->owner, pthread_self());
+    /* Relaxed: only the owner itself stores its id (create, or adopt below), so a thread that
+     * reads its own id here has stored it; any other value just says "not me". */
+    return pthread_equal(conc_load(&s->owner, CONC_RELAXED), pthread_self());
+}
+
+/* Whether the calling thread may act as s's owner: it is, or s has never run and is not
+ * running, and the calling thread takes it over (created on one thread, handed to the thread
+ * that runs it; the hand-over itself is the program's to order, as for any object). From
+ * its first run on, a scheduler stays on its thread: its coroutines may rely on it. */
+CONC_INLINE int conc__coro_sched_adopt(conc_sched_t *s) {
+    if (conc__coro_on_owner(s))
+        return 1;
+    if (s->ran || s->running)
+        return 0;
+    conc_store(&s->owner, pthread_self(), CONC_RELAXED);
+    return 1;
 }
 
 /* A syscall that must leave errno as it found it (conc never changes errno). */
@@ -664,6 +685,25 @@ CONC_INLINE int conc__coro_errno_save(void) {
 }
 CONC_INLINE void conc__coro_errno_restore(int e) {
     errno = e;
+}
+/* Allocation that leaves errno alone: a failure is reported as ENOMEM, never through errno. */
+CONC_INLINE void *conc__coro_malloc(size_t n) {
+    int saved = conc__coro_errno_save();
+    void *p = malloc(n);
+    conc__coro_errno_restore(saved);
+    return p;
+}
+CONC_INLINE void *conc__coro_calloc(size_t k, size_t n) {
+    int saved = conc__coro_errno_save();
+    void *p = calloc(k, n);
+    conc__coro_errno_restore(saved);
+    return p;
+}
+CONC_INLINE void *conc__coro_realloc(void *old, size_t n) {
+    int saved = conc__coro_errno_save();
+    void *p = realloc(old, n);
+    conc__coro_errno_restore(saved);
+    return p;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -710,7 +750,7 @@ CONC_INLINE void conc__coro_switch(conc_sched_t *s, conc__coro_ctx *from, int fr
  * ------------------------------------------------------------------------------------------- */
 CONC_COLD int conc__coro_sched_ring_grow_slow(conc_sched_t *s) {
     size_t cap = s->ring_mask + 1, n = s->tail - s->head;
-    conc_coro_t **ring = (conc_coro_t **)malloc(2 * cap * sizeof *ring);
+    conc_coro_t **ring = (conc_coro_t **)conc__coro_malloc(2 * cap * sizeof *ring);
     if (!ring)
         return ENOMEM;
     for (size_t i = 0; i < n; i++)
@@ -811,7 +851,7 @@ static inline void conc__coro_sched_heap_down(conc_sched_t *s, size_t i) {
 static inline int conc__coro_sched_heap_push(conc_sched_t *s, conc_coro_t *c) {
     if (s->heap_len == s->heap_cap) {
         size_t cap = s->heap_cap ? 2 * s->heap_cap : 64;
-        conc_coro_t **h = (conc_coro_t **)realloc(s->heap, cap * sizeof *h);
+        conc_coro_t **h = (conc_coro_t **)conc__coro_realloc(s->heap, cap * sizeof *h);
         if (!h)
             return ENOMEM;
         s->heap = h;
@@ -1112,7 +1152,7 @@ static inline conc__coro_class *conc__coro_class_for(conc_sched_t *s, size_t sta
     for (conc__coro_class *k = s->classes; k; k = k->next)
         if (k->stack_size == stack_size)
             return k;
-    conc__coro_class *k = (conc__coro_class *)calloc(1, sizeof *k);
+    conc__coro_class *k = (conc__coro_class *)conc__coro_calloc(1, sizeof *k);
     if (!k)
         return NULL;
     k->stack_size = stack_size;
@@ -1124,7 +1164,7 @@ static inline conc__coro_class *conc__coro_class_for(conc_sched_t *s, size_t sta
 }
 
 CONC_COLD int conc__coro_arena_slow(conc_sched_t *s, conc__coro_class *k) {
-    conc__coro_arena *a = (conc__coro_arena *)calloc(1, sizeof *a);
+    conc__coro_arena *a = (conc__coro_arena *)conc__coro_calloc(1, sizeof *a);
     if (!a)
         return ENOMEM;
     size_t slots = k->next_slots;
@@ -1637,10 +1677,10 @@ CONC_NODISCARD static inline int conc_sched_create(conc_sched_t **out, const con
     if (o && o->stack_size &&
         (o->stack_size < CONC_CORO_STACK_MIN || o->stack_size > CONC_CORO_STACK_MAX))
         return EINVAL;
-    conc_sched_t *s = (conc_sched_t *)calloc(1, sizeof *s);
+    conc_sched_t *s = (conc_sched_t *)conc__coro_calloc(1, sizeof *s);
     if (!s)
         return ENOMEM;
-    s->ring = (conc_coro_t **)malloc(CONC__CORO_RING_INIT * sizeof *s->ring);
+    s->ring = (conc_coro_t **)conc__coro_malloc(CONC__CORO_RING_INIT * sizeof *s->ring);
     if (!s->ring) {
         free(s);
         return ENOMEM;
@@ -1652,7 +1692,7 @@ CONC_NODISCARD static inline int conc_sched_create(conc_sched_t **out, const con
     s->flags = o ? o->flags : 0u;
     s->guard_mprotect = (s->flags & CONC_SCHED_GUARD_MPROTECT) != 0;
     s->poll_ns = (o && o->poll_interval > 0) ? o->poll_interval : CONC_CORO_POLL_NS;
-    s->owner = pthread_self();
+    conc_store(&s->owner, pthread_self(), CONC_RELAXED);
     int saved = conc__coro_errno_save();
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     s->evfd = s->epfd < 0 ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1685,7 +1725,7 @@ CONC_COLD void conc__coro_sched_altstack_slow(conc_sched_t *s) {
     stack_t cur;
     if (sigaltstack(NULL, &cur) != 0 || !(cur.ss_flags & SS_DISABLE))
         return;
-    void *mem = malloc(CONC__CORO_ALTSTACK_SIZE);
+    void *mem = conc__coro_malloc(CONC__CORO_ALTSTACK_SIZE);
     if (!mem)
         return;
     stack_t st;
@@ -1710,7 +1750,7 @@ CONC_COLD void conc__coro_sched_altstack_remove_slow(conc_sched_t *s) {
 
 static inline int conc__coro_sched_run_until(conc_sched_t *s, bool (*stop)(conc_sched_t *, void *),
                                              void *arg) {
-    if (!conc__coro_on_owner(s) || s->running)
+    if (s->running || !conc__coro_sched_adopt(s))
         return EPERM;
     conc_sched_t *outer = conc__coro_sched_here();
     if (outer && outer->current)
@@ -1719,6 +1759,7 @@ static inline int conc__coro_sched_run_until(conc_sched_t *s, bool (*stop)(conc_
     if (conc_load(&conc__coro_overflow_installed, CONC_ACQUIRE))
         conc__coro_sched_altstack_slow(s);
     s->running = 1;
+    s->ran = 1;
     conc__coro_sched_set_here(s);
 #if defined(CONC_TSAN)
     s->main_fiber = __tsan_get_current_fiber();
@@ -1744,8 +1785,19 @@ static inline int conc__coro_cancel_on(conc_sched_t *s, conc_coro_t *c);
 static inline void conc_sched_destroy(conc_sched_t *s) {
     if (!s)
         return;
-    if (!conc__coro_on_owner(s) || s->running)
-        CONC_ABORT("conc_sched_destroy: called from another thread or while the scheduler runs");
+    if (s->running)
+        CONC_ABORT("conc_sched_destroy: called while the scheduler runs");
+    if (!conc__coro_sched_adopt(s)) {
+        /* Ran on another thread: destroy may free it here only if nothing is left to run
+         * (its coroutines would otherwise finish on a thread they never ran on). */
+        pthread_mutex_lock(&s->inbox_lock);
+        bool idle = s->live == 0 && s->inbox_head == NULL;
+        pthread_mutex_unlock(&s->inbox_lock);
+        if (!idle)
+            CONC_ABORT("conc_sched_destroy: coroutines left, and the scheduler runs on another "
+                       "thread");
+        conc_store(&s->owner, pthread_self(), CONC_RELAXED);
+    }
     /* Whatever other threads handed over still runs (cancelled), so it can free its argument. */
     conc__coro_sched_drain_inbox(s);
     for (conc_coro_t *c = s->all; c; c = c->all_next)
@@ -1807,7 +1859,7 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
 /* A cross-thread spawn's message, allocated by the sending thread. */
 static inline conc__coro_msg *conc__coro_msg_new(conc_coro_fn fn, void *arg, const char *file,
                                                  int line) {
-    conc__coro_msg *m = (conc__coro_msg *)malloc(sizeof *m);
+    conc__coro_msg *m = (conc__coro_msg *)conc__coro_malloc(sizeof *m);
     if (m) {
         m->next = NULL;
         m->fn = fn;
@@ -1842,7 +1894,7 @@ CONC_NODISCARD static inline int conc__coro_sched_spawn_at(conc_sched_t *s, conc
                                                            void *arg, const char *file, int line) {
     if (!s || !fn)
         return EINVAL;
-    if (conc__coro_on_owner(s))
+    if (conc__coro_on_owner(s)) /* the owner itself (inside a coroutine, or before a run) */
         return conc__coro_spawn_on(s, fn, arg, NULL, NULL, file, line);
     conc__coro_msg *m = conc__coro_msg_new(fn, arg, file, line);
     if (!m)
@@ -1898,7 +1950,7 @@ CONC_NODISCARD static inline int conc__coro_spawn_at(conc_sched_t *s, conc_coro_
         if (!s || !s->current)
             return EINVAL; /* s NULL means "mine", and this is no coroutine */
     }
-    if (!conc__coro_on_owner(s))
+    if (!conc__coro_sched_adopt(s))
         return EPERM;
     return conc__coro_spawn_on(s, fn, arg, o, c, file, line);
 }
@@ -1968,6 +2020,9 @@ CONC_COLD void conc__coro_describe_join_slow(const conc_coro_wait_t *w, char *bu
 CONC_NODISCARD static inline int conc_coro_join(conc_coro_t *c, int64_t deadline, int *status) {
     conc_coro_t *co;
     int e = c ? conc__coro_me_on(c->sched, &co) : EINVAL;
+    if (e == EPERM && c->state == CONC__CORO_DONE && conc__coro_on_owner(c->sched))
+        e = 0; /* outside any coroutine, after the run: nothing to wait for (asyncio's
+                * task.result() once the loop ended) */
     if (e)
         return e;
     if (c->state == CONC__CORO_FREE)
@@ -2044,7 +2099,7 @@ CONC_COLD int conc__coro_sched_fds_grow_slow(conc_sched_t *s, int fd) {
     size_t cap = s->fds_cap ? s->fds_cap : 64;
     while (cap <= (size_t)fd)
         cap *= 2;
-    conc__coro_fdw *f = (conc__coro_fdw *)realloc(s->fds, cap * sizeof *f);
+    conc__coro_fdw *f = (conc__coro_fdw *)conc__coro_realloc(s->fds, cap * sizeof *f);
     if (!f)
         return ENOMEM;
     memset(f + s->fds_cap, 0, (cap - s->fds_cap) * sizeof *f);
@@ -2300,7 +2355,7 @@ CONC_NODISCARD static inline int conc_group_create(conc_sched_t *s, conc_group_t
     }
     if (!conc__coro_on_owner(s))
         return EPERM;
-    conc_group_t *g = (conc_group_t *)calloc(1, sizeof *g);
+    conc_group_t *g = (conc_group_t *)conc__coro_calloc(1, sizeof *g);
     if (!g)
         return ENOMEM;
     g->sched = s;
@@ -2365,6 +2420,11 @@ static inline int conc__coro_group_wait(conc_group_t *g, int64_t deadline, uint8
 CONC_NODISCARD static inline int conc_group_wait(conc_group_t *g, int64_t deadline, int *status) {
     conc_coro_t *co;
     int e = g ? conc__coro_me_on(g->sched, &co) : EINVAL;
+    if (e == EPERM && g->live == 0 && conc__coro_on_owner(g->sched)) {
+        if (status) /* outside any coroutine, every child finished: nothing to wait for */
+            *status = g->status;
+        return 0;
+    }
     if (e)
         return e;
     if (g->live && co->cancelled)
@@ -2489,7 +2549,7 @@ static inline int conc_coro_catch_overflow(void) {
         if (sigaltstack(NULL, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
             stack_t st;
             memset(&st, 0, sizeof st);
-            st.ss_sp = malloc(CONC__CORO_ALTSTACK_SIZE);
+            st.ss_sp = conc__coro_malloc(CONC__CORO_ALTSTACK_SIZE);
             st.ss_size = CONC__CORO_ALTSTACK_SIZE;
             if (!st.ss_sp)
                 e = ENOMEM;
