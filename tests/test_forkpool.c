@@ -661,14 +661,20 @@ static void forkpool_submit_cancel_running_and_queued(void) {
     conc_forkpool_destroy(p);
 }
 
-static void forkpool_submit_timeout_and_crash(void) {
+/* A pool whose tasks time out (fp_timeout_ns), with room for shared flags. */
+static conc_forkpool_t *fp_timed_pool(unsigned workers) {
     conc_forkpool_opts_t o;
     memset(&o, 0, sizeof o);
-    o.workers = 2;
+    o.workers = workers;
     o.task_timeout = fp_timeout_ns();
     o.shared_size = 16u << 20;
-    conc_forkpool_t *p;
+    conc_forkpool_t *p = NULL;
     TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    return p;
+}
+
+static void forkpool_submit_timeout_and_crash(void) {
+    conc_forkpool_t *p = fp_timed_pool(2);
     fp_shared *s = fp_shared_alloc(p, 1), *s2 = fp_shared_alloc(p, 1);
     conc_future_t *f, *g, *h;
     TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task, &s, sizeof s, &f), 0);
@@ -696,13 +702,7 @@ static void forkpool_submit_timeout_and_crash(void) {
  * its time is untouched (same worker, plain outcome). Twice, so a replacement's task is
  * watched too. */
 static void fp_submit_timeout_case(bool crash_first) {
-    conc_forkpool_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.workers = 1;
-    o.task_timeout = fp_timeout_ns();
-    o.shared_size = 16u << 20;
-    conc_forkpool_t *p;
-    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    conc_forkpool_t *p = fp_timed_pool(1);
     fp_shared *s = fp_shared_alloc(p, 1);
     conc_future_t *f;
     conc_forkpool_outcome_t out;
@@ -754,13 +754,7 @@ static void forkpool_submit_timeout_after_crash(void) {
  * pending and returns) still ends ETIMEDOUT, by the SIGKILL, and its doomed worker gets no
  * new task: the one queued behind it runs on the replacement. */
 static void forkpool_submit_timeout_result_in_grace(void) {
-    conc_forkpool_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.workers = 1;
-    o.task_timeout = fp_timeout_ns();
-    o.shared_size = 16u << 20;
-    conc_forkpool_t *p;
-    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    conc_forkpool_t *p = fp_timed_pool(1);
     fp_shared *s = fp_shared_alloc(p, 1);
     conc_future_t *f, *g;
     TH_CHECK_EQ(conc_forkpool_submit(p, fp_term_then_return, &s, sizeof s, &f), 0);
