@@ -1262,7 +1262,8 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
  * (its acquire/release orders T1 before T2 or T2 before T1), and the eventfd counter keeps a
  * kick until T5 reads it. If T2 runs while the monitor is between poll and T5 (a stale
  * monitor_wake_at), T1 follows anyway before the stale time. A kick lowers monitor_wake_at, so
- * a burst of submits wakes the monitor once. */
+ * a burst of submits wakes the monitor once. tests/models/forkpool_timeout.pml checks this (and
+ * the broken orders). */
 CONC_NOINLINE bool conc__forkpool_dispatch(conc_forkpool_t *p, conc__forkpool_worker **mine) {
     bool wake = false;
     for (unsigned k = 0; k < p->nworkers; k++) {
