@@ -44,6 +44,7 @@
  *             (notify = conc_eventcount_wants_wake + conc_eventcount_wake_slow)
  *                                         sleep until a condition other threads make true
  *   compile   CONC_STATIC_ASSERT(cond, why)  a size or layout claim, C11 and C++17
+ *   errno     conc_errno_save(), conc_errno_restore(saved)  keep errno across libc calls
  *   version   CONC_VERSION_MAJOR/MINOR/PATCH, CONC_VERSION_STRING
  *
  * CONVENTIONS (all modules)
@@ -219,6 +220,21 @@ CONC_COLD void conc__base_abort_slow(const char *file, int line, const char *msg
     }
 #endif
     abort();
+}
+
+/* No conc call sets errno (CONVENTIONS): a call that reaches libc where errno may change
+ * (allocation, thread creation, sysconf) saves it first and puts it back before returning. */
+/* The compiler barriers keep both ends where they are written: clang takes malloc for a call that
+ * touches none of the caller's memory, errno included, and would move the load after it or drop
+ * the store as one that writes back the value it believes is still there. */
+CONC_INLINE int conc_errno_save(void) {
+    int saved = errno;
+    __asm__ __volatile__("" ::: "memory");
+    return saved;
+}
+CONC_INLINE void conc_errno_restore(int saved) {
+    __asm__ __volatile__("" ::: "memory");
+    errno = saved;
 }
 
 /* ---------------------------------------------------------------------------------------------
