@@ -7,16 +7,36 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-/* Count futex syscalls (relaxed: a statistic) and let one test make allocation fail. */
+/* Count futex syscalls (relaxed: a statistic) and let one test make allocation fail (setting
+ * errno as a failing malloc does). */
 static unsigned long futex_calls;
 #define CONC_FUTEX_HOOK(kind) ((void)(kind), __atomic_fetch_add(&futex_calls, 1, __ATOMIC_RELAXED))
 static int fail_alloc;
 static void *test_alloc(size_t n) {
-    return fail_alloc ? NULL : aligned_alloc(64, n);
+    if (fail_alloc) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return aligned_alloc(64, n);
 }
 #define CONC_QUEUE_ALLOC(n) test_alloc(n)
 #define CONC_QUEUE_FREE(p) free(p)
 #include "conc/queue.h"
+
+/* queue_errno_untouched asks for more memory than exists: the sanitizers' allocators then
+ * return NULL (setting errno), as malloc does, instead of reporting and exiting. */
+#if defined(CONC_ASAN)
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) {
+    return "allocator_may_return_null=1";
+}
+#endif
+#if defined(CONC_TSAN)
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void) {
+    return "allocator_may_return_null=1";
+}
+#endif
 
 static conc_queue_t *make(size_t cap, size_t size) {
     conc_queue_t *q = NULL;
@@ -61,13 +81,12 @@ static void queue_init_in_attach(void) {
     TH_CHECK(mem != NULL);
     conc_queue_t *q = NULL;
     TH_CHECK_EQ(conc_queue_init_in(&q, NULL, need, 5, 12, 0), EINVAL);
-    TH_CHECK_EQ(conc_queue_init_in(&q, mem + 4, need, 5, 12, 0), EINVAL); /* misaligned */
-    /* 8-aligned is not enough: the struct is 64-byte aligned (UBSan caught mem + 8 once). */
-    TH_CHECK_EQ(conc_queue_init_in(&q, mem + 8, need, 5, 12, 0), EINVAL);
-    TH_CHECK_EQ(conc_queue_init_in(&q, mem + 32, need, 5, 12, 0), EINVAL);
-    TH_CHECK(conc_queue_attach(mem + 8) == NULL);
-    TH_CHECK_EQ(conc_queue_init_in(&q, mem, need - 1, 5, 12, 0), EINVAL); /* too small */
-    TH_CHECK_EQ(conc_queue_init_in(&q, mem, need, 5, 12, 4), EINVAL);     /* unknown flag */
+    TH_CHECK(conc_queue_attach(mem + 8) == NULL); /* nothing built at mem + 64 either */
+    /* Aligned mem: no gap, so the footprint's slack is spare; one byte less than the queue
+     * itself is too small. */
+    size_t bytes = need - (CONC_QUEUE_ALIGN - 1);
+    TH_CHECK_EQ(conc_queue_init_in(&q, mem, bytes - 1, 5, 12, 0), EINVAL); /* too small */
+    TH_CHECK_EQ(conc_queue_init_in(&q, mem, need, 5, 12, 4), EINVAL);      /* unknown flag */
     TH_CHECK_EQ(conc_queue_init_in(&q, mem, need, 0, 12, 0), EINVAL);
     TH_CHECK_EQ(conc_queue_init_in(NULL, mem, need, 5, 12, 0), EINVAL);
     TH_CHECK(q == NULL);
@@ -84,6 +103,197 @@ static void queue_init_in_attach(void) {
     conc_queue_destroy(q); /* caller memory: only forgets the queue */
     TH_CHECK(conc_queue_attach(mem) == NULL);
     free(mem);
+}
+
+/* DESIGN's footprint is "bytes for init_in": malloc(footprint) is enough, whatever malloc's
+ * alignment, and so is footprint bytes from any offset into a buffer. The queue sits at the
+ * first 64-byte boundary, attach finds it there, and one byte less than that needs fails. */
+static void queue_init_in_any_offset(void) {
+    const size_t cap = 7, size = 12;
+    size_t need = conc_queue_footprint(cap, size);
+    TH_CHECK(need > 0);
+    size_t bytes = need - (CONC_QUEUE_ALIGN - 1); /* the queue itself, from its aligned start */
+    void *plain = malloc(need);                   /* DESIGN's literal use */
+    TH_CHECK(plain != NULL);
+    conc_queue_t *q = NULL;
+    TH_CHECK_EQ(conc_queue_init_in(&q, plain, need, cap, size, 0), 0);
+    TH_CHECK(conc_queue_attach(plain) == q);
+    conc_queue_destroy(q);
+    free(plain);
+    for (size_t off = 0; off < CONC_QUEUE_ALIGN; off++) {
+        /* Exactly off + footprint bytes, so ASan sees any byte written past the footprint. */
+        unsigned char *buf = (unsigned char *)malloc(off + need), *mem = buf + off;
+        TH_CHECK(buf != NULL);
+        size_t gap = (size_t)(-(uintptr_t)mem % CONC_QUEUE_ALIGN);
+        q = NULL;
+        TH_CHECK_EQ(conc_queue_init_in(&q, mem, gap + bytes - 1, cap, size, 0), EINVAL);
+        TH_CHECK(q == NULL);
+        if (gap == CONC_QUEUE_ALIGN - 1) /* the worst gap uses the whole slack */
+            TH_CHECK_EQ(conc_queue_init_in(&q, mem, need - 1, cap, size, 0), EINVAL);
+        TH_CHECK(conc_queue_attach(mem) == NULL); /* not built yet */
+        TH_CHECK_EQ(conc_queue_init_in(&q, mem, need, cap, size, 0), 0);
+        TH_CHECK_MSG((unsigned char *)q == mem + gap, "offset %zu: queue at +%td, not +%zu", off,
+                     (unsigned char *)q - mem, gap);
+        TH_CHECK_EQ((uintptr_t)q % CONC_QUEUE_ALIGN, 0);
+        TH_CHECK(conc_queue_attach(mem) == q);
+        TH_CHECK(conc_queue_attach(q) == q); /* the queue pointer itself: no gap */
+        for (int lap = 0; lap < 3; lap++) {  /* every slot, three times round */
+            char item[12];
+            for (size_t i = 0; i < cap; i++) {
+                memset(item, (int)(off * 3 + i + (size_t)lap), sizeof item);
+                TH_CHECK_EQ(conc_queue_try_push(q, item), 0);
+            }
+            TH_CHECK_EQ(conc_queue_try_push(q, item), EAGAIN); /* exactly cap */
+            for (size_t i = 0; i < cap; i++) {
+                char want[12];
+                memset(want, (int)(off * 3 + i + (size_t)lap), sizeof want);
+                TH_CHECK_EQ(conc_queue_try_pop(conc_queue_attach(mem), item), 0);
+                TH_CHECK(memcmp(item, want, sizeof item) == 0);
+            }
+            TH_CHECK_EQ(conc_queue_try_pop(q, item), EAGAIN);
+        }
+        /* An exact fit, gap included, is enough. */
+        conc_queue_destroy(q);
+        TH_CHECK_EQ(conc_queue_init_in(&q, mem, gap + bytes, cap, size, CONC_SHARED), 0);
+        TH_CHECK((unsigned char *)q == mem + gap);
+        conc_queue_destroy(q);
+        TH_CHECK(conc_queue_attach(mem) == NULL);
+        free(buf);
+    }
+}
+
+/* A queue at an offset that is not a multiple of 64 in shared memory: a child maps the object
+ * at another address, attaches at the same offset, and pushes what the parent pops. */
+static void queue_shared_attach_unaligned(void) {
+    const size_t off = 40, cap = 4; /* 40: the queue starts 24 bytes in */
+    char name[64];
+    snprintf(name, sizeof name, "/conc_test_queue_off_%d", (int)getpid());
+    int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    TH_CHECK_MSG(fd >= 0, "shm_open: %s", strerror(errno));
+    size_t need = conc_queue_footprint(cap, sizeof(uint64_t)), total = off + need;
+    TH_CHECK_EQ(ftruncate(fd, (off_t)total), 0);
+    char *base = (char *)mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    TH_CHECK(base != MAP_FAILED);
+    conc_queue_t *q;
+    TH_CHECK_EQ(conc_queue_init_in(&q, base + off, need, cap, sizeof(uint64_t), CONC_SHARED), 0);
+    TH_CHECK((char *)q != base + off); /* a gap before it */
+    ptrdiff_t at = (char *)q - base;
+    long rounds = th_iters(20000);
+    pid_t pid = fork();
+    TH_CHECK(pid >= 0);
+    if (pid == 0) {
+        int cfd = shm_open(name, O_RDWR, 0);
+        if (cfd < 0)
+            _exit(2);
+        char *mine = (char *)mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+        if (mine == MAP_FAILED || mine == base)
+            _exit(3);
+        munmap(base, total); /* the inherited mapping: prove nothing points into it */
+        conc_queue_t *cq = conc_queue_attach(mine + off);
+        if (!cq || (char *)cq - mine != at)
+            _exit(4);
+        for (long i = 0; i < rounds; i++) {
+            uint64_t x = (uint64_t)i * 3 + 1;
+            if (conc_queue_push(cq, &x) != 0)
+                _exit(5);
+        }
+        conc_queue_close(cq);
+        _exit(0);
+    }
+    for (long i = 0; i < rounds; i++) {
+        uint64_t x;
+        TH_CHECK_EQ(conc_queue_pop(q, &x), 0);
+        TH_CHECK_EQ(x, (uint64_t)i * 3 + 1);
+    }
+    uint64_t x;
+    TH_CHECK_EQ(conc_queue_pop(q, &x), EPIPE); /* the child closed it after its last push */
+    int status;
+    TH_CHECK(waitpid(pid, &status, 0) == pid);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    munmap(base, total);
+    close(fd);
+    shm_unlink(name);
+}
+
+/* No call sets errno (DESIGN section 2): every error a queue call can return, and the calls
+ * that reach the allocator, leave a sentinel in errno. */
+#define ERRNO_SENTINEL 4321
+#define CHECK_ERRNO_KEPT(call)                                                                     \
+    do {                                                                                           \
+        errno = ERRNO_SENTINEL;                                                                    \
+        call;                                                                                      \
+        int e_ = errno;                                                                            \
+        TH_CHECK_MSG(e_ == ERRNO_SENTINEL, "%s set errno to %d", #call, e_);                       \
+    } while (0)
+
+static void queue_errno_untouched(void) {
+    conc_queue_t *q = NULL;
+    int r = 0;
+    /* ENOMEM from the allocator itself: more than any machine has (2^40 items of 1 KiB). */
+    CHECK_ERRNO_KEPT(r = conc_queue_create(&q, (size_t)1 << 40, 1024));
+    TH_CHECK_EQ(r, ENOMEM);
+    fail_alloc = 1; /* and from an allocator that fails as malloc does, setting errno */
+    CHECK_ERRNO_KEPT(r = conc_queue_create(&q, 16, 8));
+    fail_alloc = 0;
+    TH_CHECK_EQ(r, ENOMEM);
+    CHECK_ERRNO_KEPT(r = conc_queue_create(&q, 0, 8));
+    TH_CHECK_EQ(r, EINVAL);
+    size_t need = conc_queue_footprint(2, 8);
+    unsigned char *mem = (unsigned char *)malloc(need);
+    TH_CHECK(mem != NULL);
+    CHECK_ERRNO_KEPT(r = conc_queue_init_in(&q, mem, 8, 2, 8, 0));
+    TH_CHECK_EQ(r, EINVAL);
+    CHECK_ERRNO_KEPT(r = conc_queue_init_in(&q, mem, need, 2, 8, 0));
+    TH_CHECK_EQ(r, 0);
+    conc_queue_destroy(q);
+    free(mem);
+
+    CHECK_ERRNO_KEPT(r = conc_queue_create(&q, 2, sizeof(uint64_t)));
+    TH_CHECK_EQ(r, 0);
+    uint64_t x = 1, two[2] = {2, 3}, out[2];
+    size_t moved = 0;
+    CHECK_ERRNO_KEPT(r = conc_queue_try_pop(q, &x));
+    TH_CHECK_EQ(r, EAGAIN);
+    CHECK_ERRNO_KEPT(r = conc_queue_pop_until(q, &x, conc_now() - 1));
+    TH_CHECK_EQ(r, ETIMEDOUT);
+    CHECK_ERRNO_KEPT(r = conc_queue_pop_until(q, &x, conc_deadline_in(CONC_MS))); /* sleeps */
+    TH_CHECK_EQ(r, ETIMEDOUT);
+    CHECK_ERRNO_KEPT(r = conc_queue_try_pop_batch(q, out, 2, &moved));
+    TH_CHECK_EQ(r, EAGAIN);
+    CHECK_ERRNO_KEPT(r = conc_queue_push_batch(q, two, 2, &moved));
+    TH_CHECK_EQ(r, 0);
+    CHECK_ERRNO_KEPT(r = conc_queue_try_push(q, &x));
+    TH_CHECK_EQ(r, EAGAIN);
+    CHECK_ERRNO_KEPT(r = conc_queue_push_until(q, &x, conc_deadline_in(CONC_MS))); /* sleeps */
+    TH_CHECK_EQ(r, ETIMEDOUT);
+    CHECK_ERRNO_KEPT(r = conc_queue_push_batch_until(q, two, 2, conc_now() - 1, &moved));
+    TH_CHECK_EQ(r, ETIMEDOUT);
+    CHECK_ERRNO_KEPT(r = conc_queue_task_done(q));
+    TH_CHECK_EQ(r, EINVAL);
+    CHECK_ERRNO_KEPT(r = conc_queue_try_push_task(q, &x));
+    TH_CHECK_EQ(r, EAGAIN);
+    CHECK_ERRNO_KEPT(r = conc_queue_pop(q, &x));
+    TH_CHECK_EQ(r, 0);
+    CHECK_ERRNO_KEPT(r = conc_queue_push_task(q, &x));
+    TH_CHECK_EQ(r, 0);
+    CHECK_ERRNO_KEPT(r = conc_queue_join_until(q, conc_deadline_in(CONC_MS))); /* sleeps */
+    TH_CHECK_EQ(r, ETIMEDOUT);
+    CHECK_ERRNO_KEPT(conc_queue_close(q));
+    CHECK_ERRNO_KEPT(r = conc_queue_push(q, &x));
+    TH_CHECK_EQ(r, EPIPE);
+    CHECK_ERRNO_KEPT(r = conc_queue_try_push_batch(q, two, 2, &moved));
+    TH_CHECK_EQ(r, EPIPE);
+    CHECK_ERRNO_KEPT(r = conc_queue_pop_batch(q, out, 2, &moved)); /* drains the two */
+    TH_CHECK_EQ(r, 0);
+    TH_CHECK_EQ(moved, 2);
+    CHECK_ERRNO_KEPT(r = conc_queue_pop(q, &x));
+    TH_CHECK_EQ(r, EPIPE);
+    CHECK_ERRNO_KEPT(r = conc_queue_pop_batch_until(q, out, 2, conc_deadline_in(CONC_MS), &moved));
+    TH_CHECK_EQ(r, EPIPE);
+    CHECK_ERRNO_KEPT(r = conc_queue_task_done(q));
+    TH_CHECK_EQ(r, 0);
+    CHECK_ERRNO_KEPT(conc_queue_destroy(q));
+    CHECK_ERRNO_KEPT(TH_CHECK(conc_queue_attach(NULL) == NULL));
 }
 
 /* With exactly capacity items inside, try_push fails; below that it succeeds; across laps. */
@@ -823,6 +1033,7 @@ static void queue_shared_shm_attach(void) {
 }
 
 TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_attach),
+        TH_CASE(queue_init_in_any_offset), TH_CASE(queue_errno_untouched),
         TH_CASE(queue_capacity_exact), TH_CASE(queue_item_sizes), TH_CASE(queue_batch_unit),
         TH_CASE(queue_until_never_early), TH_CASE(queue_close_every_state),
         TH_CASE(queue_no_syscall_without_waiters), TH_CASE_T(queue_stress_1p1c, 60),
@@ -833,4 +1044,4 @@ TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_atta
         TH_CASE_T(queue_deadlock_close_releases_waiters, 60),
         TH_CASE_T(queue_deadlock_close_vs_timeouts, 60),
         TH_CASE_T(queue_deadlock_pingpong_cap1, 60), TH_CASE_T(queue_shared_fork_exactly_once, 60),
-        TH_CASE_T(queue_shared_shm_attach, 60))
+        TH_CASE_T(queue_shared_shm_attach, 60), TH_CASE_T(queue_shared_attach_unaligned, 60))

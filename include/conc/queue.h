@@ -24,9 +24,11 @@
  * API
  *   create    conc_queue_create(&q, capacity, item_size)          0, EINVAL, ENOMEM
  *             (capacity at most CONC_QUEUE_CAPACITY_MAX, 2^40)
- *             conc_queue_footprint(capacity, item_size)           bytes init_in needs; 0: invalid
+ *             conc_queue_footprint(capacity, item_size)           bytes init_in needs at any
+ *                                                                 alignment; 0: invalid
  *             conc_queue_init_in(&q, mem, mem_size, cap, size, flags)  0, EINVAL (flags: 0 or
- *                                                                 CONC_SHARED); caller's memory
+ *                                                                 CONC_SHARED); caller's memory,
+ *                                                                 any alignment (malloc's too)
  *             conc_queue_attach(mem)                              the queue init_in built in mem
  *                                                                 (any mapping address);
  *                                                                 NULL if none
@@ -62,8 +64,9 @@
  *
  * ERRORS
  *   EINVAL   capacity or item_size 0; capacity * slot size overflows; init_in memory that is
- *            NULL, not CONC_QUEUE_ALIGN (64)-byte aligned, or smaller than
- *            conc_queue_footprint(); unknown flags.
+ *            NULL or too small (the queue starts at mem's first CONC_QUEUE_ALIGN (64)-byte
+ *            boundary and needs the rest of the footprint after it: mem_size at least
+ *            conc_queue_footprint() always does); unknown flags.
  *   ENOMEM   create could not allocate.
  *   EAGAIN   try_push found the queue full (exactly capacity items inside); try_pop found it
  *            empty and still open.
@@ -107,6 +110,12 @@
  *     processes call conc_queue_attach on their mapping (any address: the queue holds offsets,
  *     never pointers). Items are copied bytes: pointers inside items mean nothing in another
  *     process. Every process must be built with the same conc version and word size.
+ *   - Where the queue sits: init_in and attach both put it at the first 64-byte boundary at or
+ *     after mem. So give attach the same place in the shared object that init_in got (the
+ *     mapping's start plus the same offset), or the queue pointer itself: every mapping
+ *     starts on a page boundary, so that place has the same remainder modulo 64, and the same
+ *     gap before the queue, in every process. A copy of the bytes at another remainder (a
+ *     memcpy into a malloc'd buffer, a file read to any address) is not a queue to attach.
  *   - fork(): a queue in private memory is copied, not shared: the child has its own copy.
  *   - Up to 4095 threads may be blocked on one side of one queue at once (aborts beyond).
  *   - Signal handlers may use try_push/try_pop only if the interrupted thread is not itself
@@ -195,8 +204,9 @@ extern "C" {
 #if defined(CONC_QUEUE_ALLOC) != defined(CONC_QUEUE_FREE)
 #error "define both CONC_QUEUE_ALLOC and CONC_QUEUE_FREE, or neither"
 #endif
-/* init_in's and attach's memory must be aligned like the struct: its hot words sit on their own
- * cache lines (mmap, shm and aligned_alloc(64, ...) memory is). */
+/* The struct's alignment: its hot words sit on their own cache lines. init_in places the queue at
+ * the first such boundary inside the caller's memory; create's allocator must return memory
+ * aligned this way (aligned_alloc(64, ...) does, and destroy frees the queue's own address). */
 #define CONC_QUEUE_ALIGN CONC_CACHELINE
 
 #ifndef CONC_QUEUE_ALLOC
@@ -243,7 +253,7 @@ typedef struct conc_queue {
 } conc_queue_t;
 
 CONC_STATIC_ASSERT(__alignof__(conc_queue_t) == CONC_QUEUE_ALIGN,
-                   "init_in checks the struct's alignment");
+                   "init_in places the struct at that alignment");
 
 /* Four lines: read-only, tail, head, eventcounts (the task word fits in the last one's spare
  * room, so a queue that never counts tasks pays nothing for it). */
@@ -253,6 +263,9 @@ CONC_STATIC_ASSERT(sizeof(conc_queue_t) == 4 * CONC_CACHELINE, "the task word ad
 #define CONC__QUEUE_CLOSED (1ull << 63)         /* in tail */
 #define CONC__QUEUE_STAMP_SIZE 8                /* each slot starts with its 64-bit stamp */
 #define CONC__QUEUE_SLOT_ALIGN 8                /* slot sizes keep every stamp 8-byte aligned */
+/* The most init_in skips to reach a CONC_QUEUE_ALIGN boundary: footprint counts it, so that
+ * malloc(footprint) (16-byte aligned) or any offset into a mapping is enough. */
+#define CONC__QUEUE_ALIGN_SLACK (CONC_QUEUE_ALIGN - 1)
 /* The largest capacity: one_lap (a power of two > capacity) and the lap arithmetic keep room
  * below bit 63 (CLOSED) for 2^20 laps at the very least. */
 #define CONC_QUEUE_CAPACITY_MAX ((uint64_t)1 << 40)
@@ -301,14 +314,27 @@ CONC_INLINE uint64_t conc__queue_slot_size(size_t item_size) {
            ~(uint64_t)(CONC__QUEUE_SLOT_ALIGN - 1);
 }
 
-static inline size_t conc_queue_footprint(size_t capacity, size_t item_size) {
+/* Bytes of the queue itself, from its aligned start to the end of the slots; 0 if invalid. */
+CONC_INLINE size_t conc__queue_bytes(size_t capacity, size_t item_size) {
     if (capacity == 0 || item_size == 0 || (uint64_t)item_size > (UINT64_MAX >> 2))
         return 0;
     uint64_t slot = conc__queue_slot_size(item_size);
+    /* room keeps bytes + CONC__QUEUE_ALIGN_SLACK (footprint) and create's rounding in size_t. */
     uint64_t room = (uint64_t)SIZE_MAX - sizeof(conc_queue_t) - CONC_CACHELINE;
     if ((uint64_t)capacity > room / slot || (uint64_t)capacity > CONC_QUEUE_CAPACITY_MAX)
         return 0;
     return sizeof(conc_queue_t) + (size_t)((uint64_t)capacity * slot);
+}
+
+/* Bytes from mem to the queue: 0 up to CONC__QUEUE_ALIGN_SLACK. The same in every process
+ * that maps the memory (mappings start on page boundaries, pages are multiples of 64). */
+CONC_INLINE size_t conc__queue_gap(const void *mem) {
+    return (size_t)(-(uintptr_t)mem & (uintptr_t)(CONC_QUEUE_ALIGN - 1));
+}
+
+static inline size_t conc_queue_footprint(size_t capacity, size_t item_size) {
+    size_t bytes = conc__queue_bytes(capacity, item_size);
+    return bytes ? bytes + CONC__QUEUE_ALIGN_SLACK : 0;
 }
 
 CONC_INLINE unsigned char *conc__queue_slot(const conc_queue_t *q, uint64_t pos) {
@@ -364,11 +390,12 @@ CONC_INLINE uint64_t conc__queue_distance(const conc_queue_t *q, uint64_t a, uin
 
 CONC_NODISCARD static inline int conc_queue_init_in(conc_queue_t **out, void *mem, size_t mem_size,
                                                     size_t capacity, size_t item_size, int flags) {
-    size_t need = conc_queue_footprint(capacity, item_size);
-    if (!out || !mem || ((uintptr_t)mem % CONC_QUEUE_ALIGN) != 0 || need == 0 || mem_size < need ||
+    size_t need = conc__queue_bytes(capacity, item_size);
+    size_t gap = mem ? conc__queue_gap(mem) : 0;
+    if (!out || !mem || need == 0 || mem_size < gap || mem_size - gap < need ||
         (flags & ~CONC_SHARED) != 0)
         return EINVAL;
-    conc_queue_t *q = (conc_queue_t *)mem;
+    conc_queue_t *q = (conc_queue_t *)(void *)((unsigned char *)mem + gap);
     memset(q, 0, sizeof *q);
     q->capacity = capacity;
     q->item_size = item_size;
@@ -392,29 +419,31 @@ CONC_NODISCARD static inline int conc_queue_init_in(conc_queue_t **out, void *me
 
 CONC_NODISCARD static inline int conc_queue_create(conc_queue_t **out, size_t capacity,
                                                    size_t item_size) {
-    size_t need = conc_queue_footprint(capacity, item_size);
+    /* No slack: the allocator's memory is CONC_QUEUE_ALIGN-aligned (destroy frees the queue's
+     * address), and aligned_alloc wants a multiple of the alignment. */
+    size_t need = conc__queue_bytes(capacity, item_size);
     if (!out || need == 0)
         return EINVAL;
     size_t rounded = (need + CONC_CACHELINE - 1) & ~(size_t)(CONC_CACHELINE - 1);
     if (rounded < need)
         return EINVAL;
+    int saved_errno = conc_errno_save(); /* a failed allocation sets it: no conc call does */
     void *mem = CONC_QUEUE_ALLOC(rounded);
-    if (!mem)
-        return ENOMEM;
-    int r = conc_queue_init_in(out, mem, rounded, capacity, item_size, 0);
-    if (r != 0) { /* cannot happen: the sizes were checked above */
+    int r = mem ? conc_queue_init_in(out, mem, rounded, capacity, item_size, 0) : ENOMEM;
+    if (r == 0)
+        (*out)->allocated = 1;
+    else if (mem) /* an allocator whose memory is not CONC_QUEUE_ALIGN-aligned: EINVAL */
         CONC_QUEUE_FREE(mem);
-        return r;
-    }
-    (*out)->allocated = 1;
-    return 0;
+    conc_errno_restore(saved_errno);
+    return r;
 }
 
-/* The queue that init_in built in mem, seen from a process that mapped it anywhere. */
+/* The queue that init_in built in mem, seen from a process that mapped it anywhere: at mem's
+ * first CONC_QUEUE_ALIGN boundary, as init_in placed it (CAVEATS: where the queue sits). */
 CONC_NODISCARD static inline conc_queue_t *conc_queue_attach(void *mem) {
-    if (!mem || ((uintptr_t)mem % CONC_QUEUE_ALIGN) != 0)
+    if (!mem)
         return NULL;
-    conc_queue_t *q = (conc_queue_t *)mem;
+    conc_queue_t *q = (conc_queue_t *)(void *)((unsigned char *)mem + conc__queue_gap(mem));
     /* Hide the pointer's origin from the optimizer: gcc's object-size tracking otherwise
      * warns (-Wstringop-overflow) when mem is an offset into a mapping it sized itself. */
     __asm__("" : "+r"(q));
@@ -430,8 +459,11 @@ static inline void conc_queue_destroy(conc_queue_t *q) {
     if (conc_load(&q->magic, CONC_RELAXED) != CONC__QUEUE_MAGIC)
         CONC_ABORT("conc_queue_destroy: not a queue (destroyed twice?)");
     conc_store(&q->magic, 0, CONC_RELAXED);
-    if (q->allocated)
+    if (q->allocated) {
+        int saved_errno = conc_errno_save(); /* a user's CONC_QUEUE_FREE may set it */
         CONC_QUEUE_FREE(q);
+        conc_errno_restore(saved_errno);
+    }
 }
 
 /* -------------------------------------------------------------------------------------------
