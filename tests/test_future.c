@@ -19,6 +19,22 @@ static unsigned long steals;
 #include "conc/executor.h"
 
 #include <dirent.h>
+#include <sys/resource.h>
+
+/* future_errno_untouched asks for more memory than exists: the sanitizers' allocators then
+ * return NULL (setting errno), as malloc does, instead of reporting and exiting. */
+#if defined(CONC_ASAN)
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) {
+    return "allocator_may_return_null=1";
+}
+#endif
+#if defined(CONC_TSAN)
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void) {
+    return "allocator_may_return_null=1";
+}
+#endif
 
 /* Instrumentation counters are relaxed atomics: a statistic, never a synchronizer. */
 #define CNT_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
@@ -1906,7 +1922,187 @@ static void executor_worker_names_in_proc(void) {
     }
 }
 
-TH_MAIN("future", TH_CASE(future_create_is_pending), TH_CASE(future_complete_done_then_ebusy),
+/* ---------------------------------------------------------------------------------------------
+ * No call sets errno (DESIGN section 2): every error a future or executor call returns, and the
+ * calls that reach the allocator or pthread_create, leave a sentinel in errno.
+ * ------------------------------------------------------------------------------------------- */
+#define ERRNO_SENTINEL 4321
+#define CHECK_ERRNO_KEPT(call)                                                                     \
+    do {                                                                                           \
+        errno = ERRNO_SENTINEL;                                                                    \
+        call;                                                                                      \
+        int e_ = errno;                                                                            \
+        TH_CHECK_MSG(e_ == ERRNO_SENTINEL, "%s set errno to %d", #call, e_);                       \
+    } while (0)
+
+static void on_done_noop(conc_future_t *f, void *arg) {
+    (void)f;
+    (void)arg;
+}
+
+static void future_errno_untouched(void) {
+    int r = 0;
+    conc_future_t *f, *g, *done_f;
+    CHECK_ERRNO_KEPT(r = conc_future_create(&f));
+    TH_CHECK_EQ(r, 0);
+    CHECK_ERRNO_KEPT(r = conc_future_create(&done_f));
+    TH_CHECK_EQ(r, 0);
+    CHECK_ERRNO_KEPT(r = conc_future_wait_until(f, conc_now() - 1));
+    TH_CHECK_EQ(r, ETIMEDOUT);
+    CHECK_ERRNO_KEPT(r = conc_future_wait_until(f, conc_deadline_in(CONC_MS))); /* sleeps */
+    TH_CHECK_EQ(r, ETIMEDOUT);
+    CHECK_ERRNO_KEPT(r = conc_future_on_done(f, on_done_noop, NULL)); /* a malloc'd node */
+    TH_CHECK_EQ(r, 0);
+    conc_future_t *many[CONC__FUTURE_ANY_STACK_NODES + 1]; /* wait_any's scratch: the heap */
+    for (size_t i = 0; i < sizeof many / sizeof many[0]; i++)
+        many[i] = f;
+    size_t index = 0;
+    CHECK_ERRNO_KEPT(r = conc_future_wait_any(many, sizeof many / sizeof many[0],
+                                              conc_deadline_in(CONC_MS), &index));
+    TH_CHECK_EQ(r, ETIMEDOUT);
+    CHECK_ERRNO_KEPT(r = conc_future_wait_any(many, 0, CONC_FOREVER, &index));
+    TH_CHECK_EQ(r, EINVAL);
+    CHECK_ERRNO_KEPT(r = conc_future_wait_all(many, 2, conc_deadline_in(CONC_MS)));
+    TH_CHECK_EQ(r, ETIMEDOUT);
+    conc_as_completed_t *ac = NULL;
+    CHECK_ERRNO_KEPT(r = conc_as_completed_create(&ac, many, 2));
+    TH_CHECK_EQ(r, 0);
+    CHECK_ERRNO_KEPT(r = conc_as_completed_next_until(ac, conc_deadline_in(CONC_MS), &g));
+    TH_CHECK_EQ(r, ETIMEDOUT);
+    CHECK_ERRNO_KEPT(conc_as_completed_destroy(ac));
+    CHECK_ERRNO_KEPT(r = conc_future_cancel(f));
+    TH_CHECK_EQ(r, 0);
+    CHECK_ERRNO_KEPT(r = conc_future_wait(f));
+    TH_CHECK_EQ(r, ECANCELED);
+    CHECK_ERRNO_KEPT(r = conc_future_cancel(f));
+    TH_CHECK_EQ(r, EBUSY);
+    CHECK_ERRNO_KEPT(r = conc_future_complete(f, 0, NULL));
+    TH_CHECK_EQ(r, EBUSY);
+    CHECK_ERRNO_KEPT(r = conc_future_complete(done_f, EIO, NULL));
+    TH_CHECK_EQ(r, 0);
+    CHECK_ERRNO_KEPT(r = conc_future_wait(done_f));
+    TH_CHECK_EQ(r, EIO);
+    CHECK_ERRNO_KEPT(conc_future_release(f));
+    CHECK_ERRNO_KEPT(conc_future_release(done_f));
+
+    conc_executor_t *ex = NULL;
+    CHECK_ERRNO_KEPT(r = conc_executor_create(&ex, CONC_EXECUTOR_THREADS_MAX + 1, 4));
+    TH_CHECK_EQ(r, EINVAL);
+    CHECK_ERRNO_KEPT(r = conc_executor_create(&ex, 0, 0)); /* one per CPU: sysconf */
+    TH_CHECK_EQ(r, 0);
+    CHECK_ERRNO_KEPT(conc_executor_destroy(ex));
+    CHECK_ERRNO_KEPT(r = conc_executor_create(&ex, 1, 1));
+    TH_CHECK_EQ(r, 0);
+    conc_future_t *gate, *busy, *queued, *none;
+    TH_CHECK_EQ(conc_future_create(&gate), 0);
+    CHECK_ERRNO_KEPT(r = conc_executor_submit(ex, task_gate, gate, &busy));
+    TH_CHECK_EQ(r, 0);
+    while (conc_future_state(busy) != CONC_FUTURE_RUNNING) /* the worker took it */
+        sched_yield();
+    CHECK_ERRNO_KEPT(r = conc_executor_try_submit(ex, task_noop, NULL, &queued));
+    TH_CHECK_EQ(r, 0);
+    CHECK_ERRNO_KEPT(r = conc_executor_try_submit(ex, task_noop, NULL, &none)); /* full */
+    TH_CHECK_EQ(r, EAGAIN);
+    /* ENOMEM from calloc itself: a window of 2^61 futures. */
+    conc_map_t *m = NULL;
+    CHECK_ERRNO_KEPT(
+        r = conc_map_create(&m, ex, task_noop, NULL, (size_t)1 << 61, (size_t)1 << 61));
+    TH_CHECK_EQ(r, ENOMEM);
+    TH_CHECK_EQ(conc_future_complete(gate, 0, NULL), 0);
+    CHECK_ERRNO_KEPT(r = conc_future_wait(queued));
+    TH_CHECK_EQ(r, 0);
+    CHECK_ERRNO_KEPT(conc_executor_shutdown(ex, false));
+    CHECK_ERRNO_KEPT(r = conc_executor_submit(ex, task_noop, NULL, &none));
+    TH_CHECK_EQ(r, EPIPE);
+    CHECK_ERRNO_KEPT(conc_executor_destroy(ex));
+    conc_future_release(gate);
+    conc_future_release(busy);
+    conc_future_release(queued);
+}
+
+/* The same when malloc itself fails, in a process out of address space (RLIMIT_AS). The
+ * sanitizers' runtimes cannot run under such a limit (their shadow and allocator regions
+ * exceed it), so there the huge requests above are the allocation failures checked. */
+#if !defined(CONC_ASAN) && !defined(CONC_TSAN)
+typedef struct hoard {
+    struct hoard *next;
+} hoard;
+/* Where the blocks and the calls' results go: clang drops an allocation nobody reads, and then
+ * calls it a success. */
+static hoard *volatile oom_hoard;
+static void *volatile oom_sink;
+
+/* Exit codes name the check that failed: 10 + 2k wrong result, 11 + 2k errno changed. */
+#define OOM_CHECK(k, call, out, want)                                                              \
+    do {                                                                                           \
+        errno = ERRNO_SENTINEL;                                                                    \
+        int r_ = (call);                                                                           \
+        oom_sink = (void *)(out);                                                                  \
+        if (errno != ERRNO_SENTINEL)                                                               \
+            _exit(11 + 2 * (k));                                                                   \
+        if (r_ != (want))                                                                          \
+            _exit(10 + 2 * (k));                                                                   \
+    } while (0)
+
+static void out_of_memory_child(void) {
+    conc_future_t *pending;
+    if (conc_future_create(&pending) != 0)
+        _exit(2);
+    conc_future_t *many[CONC__FUTURE_ANY_STACK_NODES + 1]; /* wait_any's scratch: the heap */
+    for (size_t i = 0; i < sizeof many / sizeof many[0]; i++)
+        many[i] = pending;
+    long pages = 0;
+    FILE *statm = fopen("/proc/self/statm", "r");
+    if (!statm || fscanf(statm, "%ld", &pages) != 1)
+        _exit(2);
+    fclose(statm);
+    /* Room for this function, and nothing like a thread stack (8 MiB). */
+    rlim_t room = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)4 << 20);
+    struct rlimit rl = {room, room};
+    if (setrlimit(RLIMIT_AS, &rl) != 0)
+        _exit(3);
+    hoard *all = NULL;
+    for (size_t size = 4096; size >= sizeof(hoard); size /= 2) /* every last byte */
+        for (hoard *h; (h = (hoard *)malloc(size)) != NULL;) {
+            h->next = all;
+            all = h;
+            oom_hoard = all;
+        }
+    conc_future_t *f = NULL;
+    conc_executor_t *ex = NULL;
+    conc_queue_t *q = NULL;
+    conc_as_completed_t *ac = NULL;
+    size_t index;
+    OOM_CHECK(0, conc_future_create(&f), f, ENOMEM);
+    OOM_CHECK(1, conc_queue_create(&q, 4, 8), q, ENOMEM);
+    OOM_CHECK(2, conc_executor_create(&ex, 1, 4), ex, ENOMEM);
+    OOM_CHECK(3, conc_future_on_done(pending, on_done_noop, NULL), pending, ENOMEM);
+    OOM_CHECK(4, conc_as_completed_create(&ac, many, 1), ac, ENOMEM);
+    OOM_CHECK(5, conc_future_wait_any(many, sizeof many / sizeof many[0], CONC_FOREVER, &index),
+              many, ENOMEM);
+    _exit(0);
+}
+#endif
+
+static void future_errno_untouched_out_of_memory(void) {
+#if defined(CONC_ASAN) || defined(CONC_TSAN)
+    TH_SKIP("RLIMIT_AS: the sanitizer runtime needs more address space than the limit allows");
+#else
+    pid_t pid = fork();
+    TH_CHECK(pid >= 0);
+    if (pid == 0)
+        out_of_memory_child();
+    int status;
+    TH_CHECK(waitpid(pid, &status, 0) == pid);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                 "out-of-memory child: status %#x (exit 10 + 2k: check k's result; 11 + 2k: "
+                 "check k changed errno)",
+                 status);
+#endif
+}
+
+TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouched_out_of_memory),
+        TH_CASE(future_create_is_pending), TH_CASE(future_complete_done_then_ebusy),
         TH_CASE(future_complete_failed_status), TH_CASE(future_cancel_pending_only),
         TH_CASE(future_wait_until_never_early), TH_CASE(future_wait_wakes_on_complete),
         TH_CASE(future_on_done_fifo_by_completer), TH_CASE(future_on_done_never_completed_is_freed),

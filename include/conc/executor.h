@@ -300,8 +300,10 @@ CONC_NOINLINE conc_future_t *conc__executor_pool_refill_slow(conc__executor_pool
             n = (size_t)CONC_EXECUTOR_POOL - p->carved;
         if (n == 0)
             return NULL;
+        int saved_errno = conc_errno_save(); /* no conc call sets errno: a failure here does */
         conc__executor_slab *s = (conc__executor_slab *)aligned_alloc(
             CONC_CACHELINE, CONC_CACHELINE + n * CONC__EXECUTOR_FUTURE_STRIDE);
+        conc_errno_restore(saved_errno);
         if (!s)
             return NULL;
         s->next = p->slabs;
@@ -1066,9 +1068,9 @@ typedef struct conc_executor_options {
     const char *name_prefix; /* workers named "<prefix>_<i>" (thread_name_prefix=); NULL: none */
 } conc_executor_options_t;
 
-CONC_NODISCARD static inline int conc__executor_create(conc_executor_t **out, unsigned threads,
-                                                       size_t queue_capacity,
-                                                       const conc_executor_options_t *o) {
+CONC_NODISCARD static inline int conc__executor_build(conc_executor_t **out, unsigned threads,
+                                                      size_t queue_capacity,
+                                                      const conc_executor_options_t *o) {
     *out = NULL;
     if (threads == 0)
         threads = (unsigned)conc_cpu_count();
@@ -1130,6 +1132,17 @@ CONC_NODISCARD static inline int conc__executor_create(conc_executor_t **out, un
     }
     *out = ex;
     return 0;
+}
+
+/* build, leaving errno as it was: allocation, sysconf and pthread_create may set it, and no
+ * conc call does. */
+CONC_NODISCARD static inline int conc__executor_create(conc_executor_t **out, unsigned threads,
+                                                       size_t queue_capacity,
+                                                       const conc_executor_options_t *o) {
+    int saved_errno = conc_errno_save();
+    int e = conc__executor_build(out, threads, queue_capacity, o);
+    conc_errno_restore(saved_errno);
+    return e;
 }
 
 CONC_NODISCARD static inline int conc_executor_create(conc_executor_t **out, unsigned threads,
@@ -1296,12 +1309,15 @@ CONC_NODISCARD static inline int conc_map_create(conc_map_t **out, conc_executor
     *out = NULL;
     if (window == 0)
         return EINVAL;
+    int saved_errno = conc_errno_save(); /* no conc call sets errno: a failed calloc does */
     conc_map_t *m = (conc_map_t *)calloc(1, sizeof *m);
+    conc_errno_restore(saved_errno);
     if (!m)
         return ENOMEM;
     if (window > n)
         window = n > 0 ? n : 1;
     m->ring = (conc_future_t **)calloc(window, sizeof *m->ring);
+    conc_errno_restore(saved_errno);
     if (!m->ring) {
         free(m);
         return ENOMEM;

@@ -226,8 +226,16 @@ CONC_INLINE void conc__future_init(conc_future_t *f, uint32_t refs, conc_task_fn
     f->arg = arg;
 }
 
+/* malloc, leaving errno as it was: a failure sets ENOMEM there, and no conc call sets errno. */
+CONC_INLINE void *conc__future_alloc(size_t bytes) {
+    int saved_errno = conc_errno_save();
+    void *p = malloc(bytes);
+    conc_errno_restore(saved_errno);
+    return p;
+}
+
 CONC_INLINE conc_future_t *conc__future_malloc(void) {
-    conc_future_t *f = (conc_future_t *)malloc(sizeof *f);
+    conc_future_t *f = (conc_future_t *)conc__future_alloc(sizeof *f);
     if (f)
         f->pool = NULL;
     return f;
@@ -563,7 +571,7 @@ CONC_NOINLINE void conc__future_unlink(conc_future_t *f, conc__future_node *n) {
 CONC_NODISCARD static inline int conc_future_on_done(conc_future_t *f, conc_future_cb fn,
                                                      void *arg) {
     if (!conc_future_is_done(f)) { /* [future.A1] on the way out if done */
-        conc__future_node *n = (conc__future_node *)malloc(sizeof *n);
+        conc__future_node *n = (conc__future_node *)conc__future_alloc(sizeof *n);
         if (!n)
             return ENOMEM;
         n->fn = fn;
@@ -633,8 +641,10 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
     if (conc_deadline_passed(deadline))
         return ETIMEDOUT;
     conc__future_node stack_nodes[CONC__FUTURE_ANY_STACK_NODES];
+    int saved_errno = conc_errno_save(); /* the scratch may come from malloc */
     conc__future_node *nodes = (conc__future_node *)conc__base_scratch(
         stack_nodes, CONC__FUTURE_ANY_STACK_NODES, n, sizeof *nodes);
+    conc_errno_restore(saved_errno);
     if (!nodes)
         return ENOMEM;
     conc__future_any_waiter w = {0};
@@ -728,7 +738,8 @@ static inline void conc__future_as_completed_wake(conc_future_t *f, void *arg) {
 }
 
 CONC_NODISCARD static inline int conc_as_completed_add(conc_as_completed_t *ac, conc_future_t *f) {
-    conc__future_as_completed_entry *e = (conc__future_as_completed_entry *)malloc(sizeof *e);
+    conc__future_as_completed_entry *e =
+        (conc__future_as_completed_entry *)conc__future_alloc(sizeof *e);
     if (!e)
         return ENOMEM;
     conc_future_retain(f);
@@ -763,10 +774,11 @@ static inline void conc_as_completed_destroy(conc_as_completed_t *ac) {
 
 CONC_NODISCARD static inline int conc_as_completed_create(conc_as_completed_t **out,
                                                           conc_future_t *const *fs, size_t n) {
-    conc_as_completed_t *ac = (conc_as_completed_t *)calloc(1, sizeof *ac);
+    conc_as_completed_t *ac = (conc_as_completed_t *)conc__future_alloc(sizeof *ac);
     *out = NULL;
     if (!ac)
         return ENOMEM;
+    memset(ac, 0, sizeof *ac);
     conc_lock_init(&ac->lock, 0);
     for (size_t i = 0; i < n; i++)
         if (conc_as_completed_add(ac, fs[i]) != 0) {
@@ -836,6 +848,7 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  * Defined above, where they belong, and meant for other conc headers:
  *   conc__future_pool, conc__future_helper, conc__future_helper_self   see their comments
  *   conc__future_malloc()            an uninitialized future from malloc, owned by nobody
+ *   conc__future_alloc(bytes)        malloc that leaves errno as it was
  *   conc__future_init(f, refs, fn, arg)   pending, `refs` references, task fn(arg)
  *   conc__future_free(f)             drop a future that never escaped (a failed submit)
  *   conc__future_task_done(f, v, status, result)   the task returned: publish its outcome
@@ -879,7 +892,8 @@ CONC_NODISCARD static inline int conc__future_create_ext(conc_future_t **out, si
     *ext = NULL;
     if (size > SIZE_MAX - CONC__FUTURE_EXT_OFFSET)
         return ENOMEM;
-    conc__future_ext_head *h = (conc__future_ext_head *)malloc(CONC__FUTURE_EXT_OFFSET + size);
+    conc__future_ext_head *h =
+        (conc__future_ext_head *)conc__future_alloc(CONC__FUTURE_EXT_OFFSET + size);
     if (!h)
         return ENOMEM;
     h->f.pool = CONC__FUTURE_EXT;
