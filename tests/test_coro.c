@@ -242,6 +242,61 @@ static void coro_sched_handed_to_the_thread_that_runs_it(void) {
     }
 }
 
+/* The creator hands a scheduler to a runner thread and feeds it with conc_sched_spawn at
+ * once, while the runner takes it over and runs it: every spawn goes through the inbox and
+ * runs exactly once, on the runner. Then a spawn posted after the run ended: the creator may
+ * still destroy the scheduler, and that coroutine runs then (cancelled), on the creator. */
+#define FEED_SPAWNS 2000
+typedef struct feed {
+    conc_sched_t *s;
+    pthread_t runner;
+    int run;
+    long ran, off_runner, late_ran, late_cancelled; /* written by coroutines, read after */
+} feed;
+static feed the_feed;
+static int fed(void *arg) {
+    (void)arg;
+    the_feed.ran++;
+    if (!pthread_equal(pthread_self(), the_feed.runner))
+        the_feed.off_runner++;
+    return 0;
+}
+static int fed_late(void *arg) {
+    (void)arg;
+    the_feed.late_ran++;
+    if (conc_coro_yield() == ECANCELED)
+        the_feed.late_cancelled++;
+    return 0;
+}
+static void *feed_runner(void *arg) {
+    feed *f = (feed *)arg;
+    f->runner = pthread_self();
+    f->run = conc_sched_run(f->s);
+    return NULL;
+}
+static void coro_creator_feeds_a_scheduler_another_thread_runs(void) {
+    memset(&the_feed, 0, sizeof the_feed);
+    TH_CHECK_EQ(conc_sched_create(&the_feed.s, NULL), 0);
+    conc_sched_hold(the_feed.s); /* more work comes: the run must not end meanwhile */
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, feed_runner, &the_feed), 0);
+    for (int i = 0; i < FEED_SPAWNS; i++)
+        TH_CHECK_EQ(conc_sched_spawn(the_feed.s, fed, NULL), 0);
+    conc_sched_unhold(the_feed.s);
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(the_feed.run, 0);
+    TH_CHECK_EQ(the_feed.ran, FEED_SPAWNS);
+    TH_CHECK_EQ(the_feed.off_runner, 0);
+    /* it ran on the runner: the creator is not its owner any more */
+    conc_coro_t *c = (conc_coro_t *)0x1;
+    TH_CHECK_EQ(conc_coro_spawn(the_feed.s, fed, NULL, NULL, &c), EPERM);
+    TH_CHECK(c == NULL);
+    TH_CHECK_EQ(conc_sched_spawn(the_feed.s, fed_late, NULL), 0); /* a late post: inbox */
+    conc_sched_destroy(the_feed.s); /* nothing started is left: the creator may destroy it */
+    TH_CHECK_EQ(the_feed.late_ran, 1);
+    TH_CHECK_EQ(the_feed.late_cancelled, 1);
+}
+
 /* No call changes errno, out of memory included. RLIMIT_AS makes the allocations fail (not
  * under the sanitizers, whose allocators reserve terabytes and abort on failure, nor under
  * valgrind, whose own mappings need the room). */
@@ -1761,6 +1816,7 @@ static void coro_stress_many_schedulers_spawn_across_threads(void) {
 TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_input_gets_error_codes),
         TH_CASE(coro_join_and_group_wait_after_the_run),
         TH_CASE(coro_sched_handed_to_the_thread_that_runs_it),
+        TH_CASE(coro_creator_feeds_a_scheduler_another_thread_runs),
         TH_CASE(coro_out_of_memory_leaves_errno),
         TH_CASE(coro_emfile_and_eperm_from_another_thread), TH_CASE(coro_calls_leave_errno_alone),
         TH_CASE(coro_run_order_is_fifo), TH_CASE(coro_run_order_runnext_for_the_woken),

@@ -44,7 +44,8 @@
  *             (notify = conc_eventcount_wants_wake + conc_eventcount_wake_slow)
  *                                         sleep until a condition other threads make true
  *   compile   CONC_STATIC_ASSERT(cond, why)  a size or layout claim, C11 and C++17
- *   errno     conc_errno_save(), conc_errno_restore(saved)  keep errno across libc calls
+ *   errno     conc_errno_save(), conc_errno_restore(saved)  keep errno across libc calls;
+ *             conc_malloc_keep_errno(n), _calloc_(k, n), _realloc_(p, n): failure is NULL only
  *   version   CONC_VERSION_MAJOR/MINOR/PATCH, CONC_VERSION_STRING
  *
  * CONVENTIONS (all modules)
@@ -235,6 +236,25 @@ CONC_INLINE int conc_errno_save(void) {
 CONC_INLINE void conc_errno_restore(int saved) {
     __asm__ __volatile__("" ::: "memory");
     errno = saved;
+}
+/* Allocation that leaves errno alone: a conc call reports its failure as ENOMEM. */
+CONC_INLINE void *conc_malloc_keep_errno(size_t bytes) {
+    int saved = conc_errno_save();
+    void *p = malloc(bytes);
+    conc_errno_restore(saved);
+    return p;
+}
+CONC_INLINE void *conc_calloc_keep_errno(size_t count, size_t size) {
+    int saved = conc_errno_save();
+    void *p = calloc(count, size);
+    conc_errno_restore(saved);
+    return p;
+}
+CONC_INLINE void *conc_realloc_keep_errno(void *old, size_t bytes) {
+    int saved = conc_errno_save();
+    void *p = realloc(old, bytes);
+    conc_errno_restore(saved);
+    return p;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -974,7 +994,7 @@ static inline void *conc__base_scratch(void *local, size_t local_n, size_t n, si
         return local;
     if (size && n > SIZE_MAX / size)
         return NULL;
-    return malloc(n * size);
+    return conc_malloc_keep_errno(n * size);
 }
 
 static inline void conc__base_scratch_free(void *scratch, void *local) {

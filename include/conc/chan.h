@@ -293,7 +293,7 @@ CONC_NODISCARD static inline int conc_chan_create(conc_chan_t **out, size_t capa
     *out = NULL;
     if (item_size == 0 || (capacity && item_size > (SIZE_MAX - sizeof(conc_chan_t)) / capacity))
         return EINVAL;
-    conc_chan_t *ch = (conc_chan_t *)calloc(1, sizeof *ch + capacity * item_size);
+    conc_chan_t *ch = (conc_chan_t *)conc_calloc_keep_errno(1, sizeof *ch + capacity * item_size);
     if (!ch)
         return ENOMEM;
     ch->item_size = item_size;

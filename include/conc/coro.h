@@ -673,37 +673,12 @@ CONC_INLINE int conc__coro_on_owner(const conc_sched_t *s) {
 CONC_INLINE int conc__coro_sched_adopt(conc_sched_t *s) {
     if (conc__coro_on_owner(s))
         return 1;
-    if (s->ran || s->running)
+    /* Relaxed: the owner's run stores them; a thread taking s over after a proper hand-over
+     * sees them through that hand-over, and a racing one at least reads no torn value. */
+    if (conc_load(&s->ran, CONC_RELAXED) || conc_load(&s->running, CONC_RELAXED))
         return 0;
     conc_store(&s->owner, pthread_self(), CONC_RELAXED);
     return 1;
-}
-
-/* A syscall that must leave errno as it found it (conc never changes errno). */
-CONC_INLINE int conc__coro_errno_save(void) {
-    return errno;
-}
-CONC_INLINE void conc__coro_errno_restore(int e) {
-    errno = e;
-}
-/* Allocation that leaves errno alone: a failure is reported as ENOMEM, never through errno. */
-CONC_INLINE void *conc__coro_malloc(size_t n) {
-    int saved = conc__coro_errno_save();
-    void *p = malloc(n);
-    conc__coro_errno_restore(saved);
-    return p;
-}
-CONC_INLINE void *conc__coro_calloc(size_t k, size_t n) {
-    int saved = conc__coro_errno_save();
-    void *p = calloc(k, n);
-    conc__coro_errno_restore(saved);
-    return p;
-}
-CONC_INLINE void *conc__coro_realloc(void *old, size_t n) {
-    int saved = conc__coro_errno_save();
-    void *p = realloc(old, n);
-    conc__coro_errno_restore(saved);
-    return p;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -750,7 +725,7 @@ CONC_INLINE void conc__coro_switch(conc_sched_t *s, conc__coro_ctx *from, int fr
  * ------------------------------------------------------------------------------------------- */
 CONC_COLD int conc__coro_sched_ring_grow_slow(conc_sched_t *s) {
     size_t cap = s->ring_mask + 1, n = s->tail - s->head;
-    conc_coro_t **ring = (conc_coro_t **)conc__coro_malloc(2 * cap * sizeof *ring);
+    conc_coro_t **ring = (conc_coro_t **)conc_malloc_keep_errno(2 * cap * sizeof *ring);
     if (!ring)
         return ENOMEM;
     for (size_t i = 0; i < n; i++)
@@ -851,7 +826,7 @@ static inline void conc__coro_sched_heap_down(conc_sched_t *s, size_t i) {
 static inline int conc__coro_sched_heap_push(conc_sched_t *s, conc_coro_t *c) {
     if (s->heap_len == s->heap_cap) {
         size_t cap = s->heap_cap ? 2 * s->heap_cap : 64;
-        conc_coro_t **h = (conc_coro_t **)conc__coro_realloc(s->heap, cap * sizeof *h);
+        conc_coro_t **h = (conc_coro_t **)conc_realloc_keep_errno(s->heap, cap * sizeof *h);
         if (!h)
             return ENOMEM;
         s->heap = h;
@@ -1012,7 +987,7 @@ CONC_INLINE size_t conc__coro_struct_span(void) {
 }
 
 CONC_COLD int conc__coro_guard_slow(conc_sched_t *s, char *guard) {
-    int saved = conc__coro_errno_save(), e = 0;
+    int saved = conc_errno_save(), e = 0;
     if (!s->guard_mprotect) {
         if (madvise(guard, s->page, MADV_GUARD_INSTALL) == 0)
             goto out;
@@ -1036,7 +1011,7 @@ CONC_COLD int conc__coro_guard_slow(conc_sched_t *s, char *guard) {
         }
     }
 out:
-    conc__coro_errno_restore(saved);
+    conc_errno_restore(saved);
     return e;
 }
 
@@ -1100,13 +1075,13 @@ static inline int conc__coro_ctx_make(conc_sched_t *s, conc_coro_t *co) {
 #else
     uc = &co->ctx.uc;
 #endif
-    int saved = conc__coro_errno_save();
+    int saved = conc_errno_save();
     if (getcontext(uc) != 0) {
         int e = errno;
-        conc__coro_errno_restore(saved);
+        conc_errno_restore(saved);
         return e;
     }
-    conc__coro_errno_restore(saved);
+    conc_errno_restore(saved);
     uc->uc_stack.ss_sp = co->stack_lo;
     uc->uc_stack.ss_size = co->stack_size;
     uc->uc_link = NULL;
@@ -1152,7 +1127,7 @@ static inline conc__coro_class *conc__coro_class_for(conc_sched_t *s, size_t sta
     for (conc__coro_class *k = s->classes; k; k = k->next)
         if (k->stack_size == stack_size)
             return k;
-    conc__coro_class *k = (conc__coro_class *)conc__coro_calloc(1, sizeof *k);
+    conc__coro_class *k = (conc__coro_class *)conc_calloc_keep_errno(1, sizeof *k);
     if (!k)
         return NULL;
     k->stack_size = stack_size;
@@ -1164,14 +1139,14 @@ static inline conc__coro_class *conc__coro_class_for(conc_sched_t *s, size_t sta
 }
 
 CONC_COLD int conc__coro_arena_slow(conc_sched_t *s, conc__coro_class *k) {
-    conc__coro_arena *a = (conc__coro_arena *)conc__coro_calloc(1, sizeof *a);
+    conc__coro_arena *a = (conc__coro_arena *)conc_calloc_keep_errno(1, sizeof *a);
     if (!a)
         return ENOMEM;
     size_t slots = k->next_slots;
-    int saved = conc__coro_errno_save();
+    int saved = conc_errno_save();
     void *mem = mmap(NULL, slots * k->slot_size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    conc__coro_errno_restore(saved);
+    conc_errno_restore(saved);
     if (mem == MAP_FAILED) {
         free(a);
         return ENOMEM;
@@ -1415,16 +1390,16 @@ static inline void conc__coro_sched_drain_inbox(conc_sched_t *s);
 /* One epoll_wait (timeout_ms: 0 polls, -1 blocks) and what it found. */
 CONC_NOINLINE void conc__coro_sched_poll(conc_sched_t *s, int timeout_ms) {
     struct epoll_event ev[CONC__CORO_EVENTS];
-    int saved = conc__coro_errno_save();
+    int saved = conc_errno_save();
     int n = epoll_wait(s->epfd, ev, CONC__CORO_EVENTS, timeout_ms);
-    conc__coro_errno_restore(saved);
+    conc_errno_restore(saved);
     for (int i = 0; i < n; i++) {
         if (ev[i].data.u64 == CONC__CORO_EVFD_TAG) {
             /* [coro.I3] clear the eventfd, then drain: see the inbox timeline */
             uint64_t v;
-            saved = conc__coro_errno_save();
+            saved = conc_errno_save();
             ssize_t r = read(s->evfd, &v, sizeof v);
-            conc__coro_errno_restore(saved);
+            conc_errno_restore(saved);
             (void)r;
             conc__coro_sched_drain_inbox(s);
         } else {
@@ -1625,9 +1600,9 @@ CONC_INLINE bool conc__coro_sched_claim_kick(conc_sched_t *s) {
 /* After the unlock: the eventfd write a claim promised, then the last touch of s [coro.I8]. */
 CONC_INLINE void conc__coro_sched_kick(conc_sched_t *s) {
     uint64_t one = 1;
-    int saved = conc__coro_errno_save();
+    int saved = conc_errno_save();
     ssize_t r = write(s->evfd, &one, sizeof one);
-    conc__coro_errno_restore(saved);
+    conc_errno_restore(saved);
     (void)r; /* EAGAIN only at a counter of 2^64-2: it is readable anyway */
     /* Release: destroy's acquire load that sees 0 closes the eventfd after our write. */
     conc_fetch_sub(&s->kicking, 1u, CONC_RELEASE);
@@ -1677,10 +1652,10 @@ CONC_NODISCARD static inline int conc_sched_create(conc_sched_t **out, const con
     if (o && o->stack_size &&
         (o->stack_size < CONC_CORO_STACK_MIN || o->stack_size > CONC_CORO_STACK_MAX))
         return EINVAL;
-    conc_sched_t *s = (conc_sched_t *)conc__coro_calloc(1, sizeof *s);
+    conc_sched_t *s = (conc_sched_t *)conc_calloc_keep_errno(1, sizeof *s);
     if (!s)
         return ENOMEM;
-    s->ring = (conc_coro_t **)conc__coro_malloc(CONC__CORO_RING_INIT * sizeof *s->ring);
+    s->ring = (conc_coro_t **)conc_malloc_keep_errno(CONC__CORO_RING_INIT * sizeof *s->ring);
     if (!s->ring) {
         free(s);
         return ENOMEM;
@@ -1693,7 +1668,7 @@ CONC_NODISCARD static inline int conc_sched_create(conc_sched_t **out, const con
     s->guard_mprotect = (s->flags & CONC_SCHED_GUARD_MPROTECT) != 0;
     s->poll_ns = (o && o->poll_interval > 0) ? o->poll_interval : CONC_CORO_POLL_NS;
     conc_store(&s->owner, pthread_self(), CONC_RELAXED);
-    int saved = conc__coro_errno_save();
+    int saved = conc_errno_save();
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     s->evfd = s->epfd < 0 ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event ev;
@@ -1703,7 +1678,7 @@ CONC_NODISCARD static inline int conc_sched_create(conc_sched_t **out, const con
     int e = 0;
     if (s->epfd < 0 || s->evfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->evfd, &ev) != 0)
         e = (errno == EMFILE || errno == ENFILE) ? EMFILE : ENOMEM;
-    conc__coro_errno_restore(saved);
+    conc_errno_restore(saved);
     if (e) {
         if (s->evfd >= 0)
             close(s->evfd);
@@ -1725,7 +1700,7 @@ CONC_COLD void conc__coro_sched_altstack_slow(conc_sched_t *s) {
     stack_t cur;
     if (sigaltstack(NULL, &cur) != 0 || !(cur.ss_flags & SS_DISABLE))
         return;
-    void *mem = conc__coro_malloc(CONC__CORO_ALTSTACK_SIZE);
+    void *mem = conc_malloc_keep_errno(CONC__CORO_ALTSTACK_SIZE);
     if (!mem)
         return;
     stack_t st;
@@ -1750,16 +1725,16 @@ CONC_COLD void conc__coro_sched_altstack_remove_slow(conc_sched_t *s) {
 
 static inline int conc__coro_sched_run_until(conc_sched_t *s, bool (*stop)(conc_sched_t *, void *),
                                              void *arg) {
-    if (s->running || !conc__coro_sched_adopt(s))
+    if (conc_load(&s->running, CONC_RELAXED) || !conc__coro_sched_adopt(s))
         return EPERM;
     conc_sched_t *outer = conc__coro_sched_here();
     if (outer && outer->current)
         return EPERM; /* inside a coroutine: a nested loop would strand it */
-    int saved = conc__coro_errno_save();
+    int saved = conc_errno_save();
     if (conc_load(&conc__coro_overflow_installed, CONC_ACQUIRE))
         conc__coro_sched_altstack_slow(s);
-    s->running = 1;
-    s->ran = 1;
+    conc_store(&s->running, 1, CONC_RELAXED); /* relaxed: see conc__coro_sched_adopt */
+    conc_store(&s->ran, 1, CONC_RELAXED);
     conc__coro_sched_set_here(s);
 #if defined(CONC_TSAN)
     s->main_fiber = __tsan_get_current_fiber();
@@ -1767,10 +1742,10 @@ static inline int conc__coro_sched_run_until(conc_sched_t *s, bool (*stop)(conc_
     s->last_poll = conc_now();
     int e = conc__coro_sched_loop(s, stop, arg);
     conc__coro_sched_set_here(outer);
-    s->running = 0;
+    conc_store(&s->running, 0, CONC_RELAXED);
     if (s->altstack)
         conc__coro_sched_altstack_remove_slow(s);
-    conc__coro_errno_restore(saved);
+    conc_errno_restore(saved);
     return e;
 }
 
@@ -1785,15 +1760,13 @@ static inline int conc__coro_cancel_on(conc_sched_t *s, conc_coro_t *c);
 static inline void conc_sched_destroy(conc_sched_t *s) {
     if (!s)
         return;
-    if (s->running)
+    if (conc_load(&s->running, CONC_RELAXED))
         CONC_ABORT("conc_sched_destroy: called while the scheduler runs");
     if (!conc__coro_sched_adopt(s)) {
-        /* Ran on another thread: destroy may free it here only if nothing is left to run
-         * (its coroutines would otherwise finish on a thread they never ran on). */
-        pthread_mutex_lock(&s->inbox_lock);
-        bool idle = s->live == 0 && s->inbox_head == NULL;
-        pthread_mutex_unlock(&s->inbox_lock);
-        if (!idle)
+        /* Ran on another thread: destroy may finish it here only if no coroutine that has
+         * started is left (it would go on on a thread it never ran on). Messages still in the
+         * inbox never started anywhere: they run here, cancelled, as on the owner. */
+        if (s->live != 0)
             CONC_ABORT("conc_sched_destroy: coroutines left, and the scheduler runs on another "
                        "thread");
         conc_store(&s->owner, pthread_self(), CONC_RELAXED);
@@ -1828,9 +1801,9 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
          * inherit them. */
         __asan_unpoison_memory_region(a->base, a->len);
 #endif
-        int saved = conc__coro_errno_save();
+        int saved = conc_errno_save();
         munmap(a->base, a->len);
-        conc__coro_errno_restore(saved);
+        conc_errno_restore(saved);
         free(a);
     }
     for (conc__coro_class *k = s->classes, *kn; k; k = kn) {
@@ -1859,7 +1832,7 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
 /* A cross-thread spawn's message, allocated by the sending thread. */
 static inline conc__coro_msg *conc__coro_msg_new(conc_coro_fn fn, void *arg, const char *file,
                                                  int line) {
-    conc__coro_msg *m = (conc__coro_msg *)conc__coro_malloc(sizeof *m);
+    conc__coro_msg *m = (conc__coro_msg *)conc_malloc_keep_errno(sizeof *m);
     if (m) {
         m->next = NULL;
         m->fn = fn;
@@ -1894,7 +1867,10 @@ CONC_NODISCARD static inline int conc__coro_sched_spawn_at(conc_sched_t *s, conc
                                                            void *arg, const char *file, int line) {
     if (!s || !fn)
         return EINVAL;
-    if (conc__coro_on_owner(s)) /* the owner itself (inside a coroutine, or before a run) */
+    /* Directly only from inside s's own run on this thread (a coroutine of s, or its loop):
+     * anywhere else, even on the thread that created s, another thread may be taking s over
+     * or running it right now, so the inbox it is (a run drains it first). */
+    if (conc__coro_sched_here() == s)
         return conc__coro_spawn_on(s, fn, arg, NULL, NULL, file, line);
     conc__coro_msg *m = conc__coro_msg_new(fn, arg, file, line);
     if (!m)
@@ -2020,7 +1996,7 @@ CONC_COLD void conc__coro_describe_join_slow(const conc_coro_wait_t *w, char *bu
 CONC_NODISCARD static inline int conc_coro_join(conc_coro_t *c, int64_t deadline, int *status) {
     conc_coro_t *co;
     int e = c ? conc__coro_me_on(c->sched, &co) : EINVAL;
-    if (e == EPERM && c->state == CONC__CORO_DONE && conc__coro_on_owner(c->sched))
+    if (e == EPERM && conc__coro_on_owner(c->sched) && c->state == CONC__CORO_DONE)
         e = 0; /* outside any coroutine, after the run: nothing to wait for (asyncio's
                 * task.result() once the loop ended) */
     if (e)
@@ -2099,7 +2075,7 @@ CONC_COLD int conc__coro_sched_fds_grow_slow(conc_sched_t *s, int fd) {
     size_t cap = s->fds_cap ? s->fds_cap : 64;
     while (cap <= (size_t)fd)
         cap *= 2;
-    conc__coro_fdw *f = (conc__coro_fdw *)conc__coro_realloc(s->fds, cap * sizeof *f);
+    conc__coro_fdw *f = (conc__coro_fdw *)conc_realloc_keep_errno(s->fds, cap * sizeof *f);
     if (!f)
         return ENOMEM;
     memset(f + s->fds_cap, 0, (cap - s->fds_cap) * sizeof *f);
@@ -2150,7 +2126,7 @@ static inline int conc__coro_sched_fd_ctl(conc_sched_t *s, int op, int fd, uint3
  * regular file; EBADF: not open). errno is left alone. */
 static inline int conc__coro_sched_fd_arm(conc_sched_t *s, int fd, uint32_t want) {
     conc__coro_fdw *w = &s->fds[fd];
-    int saved = conc__coro_errno_save();
+    int saved = conc_errno_save();
     int e;
     if (w->registered) {
         e = conc__coro_sched_fd_ctl(s, EPOLL_CTL_MOD, fd, want);
@@ -2164,7 +2140,7 @@ static inline int conc__coro_sched_fd_arm(conc_sched_t *s, int fd, uint32_t want
         if (e == EEXIST) /* registered by this set before we knew: adopt it */
             e = conc__coro_sched_fd_ctl(s, EPOLL_CTL_MOD, fd, want);
     }
-    conc__coro_errno_restore(saved);
+    conc_errno_restore(saved);
     w->registered = e == 0;
     w->armed = e == 0 ? want : 0;
     return e;
@@ -2190,9 +2166,9 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
         p.events = (short)(((events & CONC_FD_READ) ? POLLIN : 0) |
                            ((events & CONC_FD_WRITE) ? POLLOUT : 0));
         p.revents = 0;
-        int saved = conc__coro_errno_save();
+        int saved = conc_errno_save();
         int r = poll(&p, 1, 0);
-        conc__coro_errno_restore(saved);
+        conc_errno_restore(saved);
         return r > 0 ? ((p.revents & POLLNVAL) ? EBADF : 0) : ETIMEDOUT;
     }
     if ((size_t)fd >= s->fds_cap && conc__coro_sched_fds_grow_slow(s, fd) != 0)
@@ -2253,10 +2229,10 @@ CONC_NODISCARD static inline int conc_coro_read(int fd, void *buf, size_t n, int
     if (got)
         *got = 0;
     for (;;) {
-        int saved = conc__coro_errno_save();
+        int saved = conc_errno_save();
         ssize_t r = read(fd, buf, n);
         int e = r < 0 ? errno : 0;
-        conc__coro_errno_restore(saved);
+        conc_errno_restore(saved);
         if (r >= 0) {
             if (got)
                 *got = (size_t)r;
@@ -2273,10 +2249,10 @@ CONC_NODISCARD static inline int conc_coro_write(int fd, const void *buf, size_t
     size_t done = 0;
     int e = 0;
     while (done < n) {
-        int saved = conc__coro_errno_save();
+        int saved = conc_errno_save();
         ssize_t r = write(fd, (const char *)buf + done, n - done);
         e = r < 0 ? errno : 0;
-        conc__coro_errno_restore(saved);
+        conc_errno_restore(saved);
         if (r >= 0) {
             done += (size_t)r;
             continue;
@@ -2299,11 +2275,11 @@ CONC_NODISCARD static inline int conc_coro_accept(int fd, struct sockaddr *addr,
         return EINVAL;
     *newfd = -1;
     for (;;) {
-        int saved = conc__coro_errno_save();
+        int saved = conc_errno_save();
         /* accept4 is a _GNU_SOURCE declaration; the syscall is there under strict C11 too. */
         int r = (int)syscall(SYS_accept4, fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         int e = r < 0 ? errno : 0;
-        conc__coro_errno_restore(saved);
+        conc_errno_restore(saved);
         if (r >= 0) {
             *newfd = r;
             return 0;
@@ -2321,10 +2297,10 @@ CONC_NODISCARD static inline int conc_coro_accept(int fd, struct sockaddr *addr,
  * ECANCELED the attempt is still in flight: close the fd. */
 CONC_NODISCARD static inline int conc_coro_connect(int fd, const struct sockaddr *addr,
                                                    socklen_t len, int64_t deadline) {
-    int saved = conc__coro_errno_save();
+    int saved = conc_errno_save();
     int r = connect(fd, addr, len);
     int e = r < 0 ? errno : 0;
-    conc__coro_errno_restore(saved);
+    conc_errno_restore(saved);
     if (r == 0)
         return 0;
     if (e != EINPROGRESS && e != EINTR && e != EAGAIN)
@@ -2334,10 +2310,10 @@ CONC_NODISCARD static inline int conc_coro_connect(int fd, const struct sockaddr
         return e;
     int err = 0;
     socklen_t n = sizeof err;
-    saved = conc__coro_errno_save();
+    saved = conc_errno_save();
     r = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &n);
     e = r < 0 ? errno : err;
-    conc__coro_errno_restore(saved);
+    conc_errno_restore(saved);
     return e;
 }
 
@@ -2355,7 +2331,7 @@ CONC_NODISCARD static inline int conc_group_create(conc_sched_t *s, conc_group_t
     }
     if (!conc__coro_on_owner(s))
         return EPERM;
-    conc_group_t *g = (conc_group_t *)conc__coro_calloc(1, sizeof *g);
+    conc_group_t *g = (conc_group_t *)conc_calloc_keep_errno(1, sizeof *g);
     if (!g)
         return ENOMEM;
     g->sched = s;
@@ -2420,7 +2396,7 @@ static inline int conc__coro_group_wait(conc_group_t *g, int64_t deadline, uint8
 CONC_NODISCARD static inline int conc_group_wait(conc_group_t *g, int64_t deadline, int *status) {
     conc_coro_t *co;
     int e = g ? conc__coro_me_on(g->sched, &co) : EINVAL;
-    if (e == EPERM && g->live == 0 && conc__coro_on_owner(g->sched)) {
+    if (e == EPERM && conc__coro_on_owner(g->sched) && g->live == 0) {
         if (status) /* outside any coroutine, every child finished: nothing to wait for */
             *status = g->status;
         return 0;
@@ -2531,7 +2507,7 @@ static inline void conc__coro_segv(int sig, siginfo_t *si, void *uctx) {
 }
 
 static inline int conc_coro_catch_overflow(void) {
-    int saved = conc__coro_errno_save(), e = 0;
+    int saved = conc_errno_save(), e = 0;
     if (!conc_load(&conc__coro_overflow_installed, CONC_ACQUIRE)) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
@@ -2549,7 +2525,7 @@ static inline int conc_coro_catch_overflow(void) {
         if (sigaltstack(NULL, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
             stack_t st;
             memset(&st, 0, sizeof st);
-            st.ss_sp = conc__coro_malloc(CONC__CORO_ALTSTACK_SIZE);
+            st.ss_sp = conc_malloc_keep_errno(CONC__CORO_ALTSTACK_SIZE);
             st.ss_size = CONC__CORO_ALTSTACK_SIZE;
             if (!st.ss_sp)
                 e = ENOMEM;
@@ -2557,7 +2533,7 @@ static inline int conc_coro_catch_overflow(void) {
                 e = errno;
         }
     }
-    conc__coro_errno_restore(saved);
+    conc_errno_restore(saved);
     return e;
 }
 

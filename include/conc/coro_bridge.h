@@ -180,7 +180,7 @@ CONC_NODISCARD static inline int conc_coro_await(conc_future_t *f, int64_t deadl
         return ECANCELED;
     if (deadline != CONC_FOREVER && deadline <= conc_now())
         return ETIMEDOUT;
-    conc__coro_bridge_await *a = (conc__coro_bridge_await *)malloc(sizeof *a);
+    conc__coro_bridge_await *a = (conc__coro_bridge_await *)conc_malloc_keep_errno(sizeof *a);
     if (!a)
         return ENOMEM;
     a->sched = conc_coro_sched(co);
@@ -231,7 +231,7 @@ CONC_NODISCARD static inline int conc_coro_mailbox_create(conc_coro_mailbox_t **
         s = conc_coro_sched(conc_coro_self());
     if (!s)
         return EINVAL;
-    conc_coro_mailbox_t *mb = (conc_coro_mailbox_t *)calloc(1, sizeof *mb);
+    conc_coro_mailbox_t *mb = (conc_coro_mailbox_t *)conc_calloc_keep_errno(1, sizeof *mb);
     if (!mb)
         return ENOMEM;
     mb->q = q;

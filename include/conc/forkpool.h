@@ -417,7 +417,7 @@ struct conc_forkpool {
     conc__forkpool_task *qhead, *qtail;
     size_t queued, running_tasks;
     uint64_t next_task_id;
-    int create_status; /* -1 while create waits */
+    int create_status;       /* -1 while create waits */
     int64_t monitor_wake_at; /* the monitor looks at the books again by then (see dispatch) */
     bool closed, stopping, stopped, broken, joined;
     unsigned quick_deaths;
@@ -1413,8 +1413,7 @@ CONC_NOINLINE void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
     case CONC__FORKPOOL_MSG_RESULT:
         /* timed_out: SIGTERM is on its way; the task ran past its time and ends ETIMEDOUT at
          * the death, like a map item whose fn had just returned (and its worker stays busy). */
-        if (w->state == CONC__FORKPOOL_W_TASK && w->task && w->task->id == m->id &&
-            !w->timed_out) {
+        if (w->state == CONC__FORKPOOL_W_TASK && w->task && w->task->id == m->id && !w->timed_out) {
             conc__forkpool_task *t = w->task;
             w->task = NULL;
             w->state = m->a ? CONC__FORKPOOL_W_GONE : CONC__FORKPOOL_W_IDLE; /* a: retiring */

@@ -226,16 +226,8 @@ CONC_INLINE void conc__future_init(conc_future_t *f, uint32_t refs, conc_task_fn
     f->arg = arg;
 }
 
-/* malloc, leaving errno as it was: a failure sets ENOMEM there, and no conc call sets errno. */
-CONC_INLINE void *conc__future_alloc(size_t bytes) {
-    int saved_errno = conc_errno_save();
-    void *p = malloc(bytes);
-    conc_errno_restore(saved_errno);
-    return p;
-}
-
 CONC_INLINE conc_future_t *conc__future_malloc(void) {
-    conc_future_t *f = (conc_future_t *)conc__future_alloc(sizeof *f);
+    conc_future_t *f = (conc_future_t *)conc_malloc_keep_errno(sizeof *f);
     if (f)
         f->pool = NULL;
     return f;
@@ -571,7 +563,7 @@ CONC_NOINLINE void conc__future_unlink(conc_future_t *f, conc__future_node *n) {
 CONC_NODISCARD static inline int conc_future_on_done(conc_future_t *f, conc_future_cb fn,
                                                      void *arg) {
     if (!conc_future_is_done(f)) { /* [future.A1] on the way out if done */
-        conc__future_node *n = (conc__future_node *)conc__future_alloc(sizeof *n);
+        conc__future_node *n = (conc__future_node *)conc_malloc_keep_errno(sizeof *n);
         if (!n)
             return ENOMEM;
         n->fn = fn;
@@ -739,7 +731,7 @@ static inline void conc__future_as_completed_wake(conc_future_t *f, void *arg) {
 
 CONC_NODISCARD static inline int conc_as_completed_add(conc_as_completed_t *ac, conc_future_t *f) {
     conc__future_as_completed_entry *e =
-        (conc__future_as_completed_entry *)conc__future_alloc(sizeof *e);
+        (conc__future_as_completed_entry *)conc_malloc_keep_errno(sizeof *e);
     if (!e)
         return ENOMEM;
     conc_future_retain(f);
@@ -774,7 +766,7 @@ static inline void conc_as_completed_destroy(conc_as_completed_t *ac) {
 
 CONC_NODISCARD static inline int conc_as_completed_create(conc_as_completed_t **out,
                                                           conc_future_t *const *fs, size_t n) {
-    conc_as_completed_t *ac = (conc_as_completed_t *)conc__future_alloc(sizeof *ac);
+    conc_as_completed_t *ac = (conc_as_completed_t *)conc_malloc_keep_errno(sizeof *ac);
     *out = NULL;
     if (!ac)
         return ENOMEM;
@@ -848,7 +840,6 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  * Defined above, where they belong, and meant for other conc headers:
  *   conc__future_pool, conc__future_helper, conc__future_helper_self   see their comments
  *   conc__future_malloc()            an uninitialized future from malloc, owned by nobody
- *   conc__future_alloc(bytes)        malloc that leaves errno as it was
  *   conc__future_init(f, refs, fn, arg)   pending, `refs` references, task fn(arg)
  *   conc__future_free(f)             drop a future that never escaped (a failed submit)
  *   conc__future_task_done(f, v, status, result)   the task returned: publish its outcome
@@ -893,7 +884,7 @@ CONC_NODISCARD static inline int conc__future_create_ext(conc_future_t **out, si
     if (size > SIZE_MAX - CONC__FUTURE_EXT_OFFSET)
         return ENOMEM;
     conc__future_ext_head *h =
-        (conc__future_ext_head *)conc__future_alloc(CONC__FUTURE_EXT_OFFSET + size);
+        (conc__future_ext_head *)conc_malloc_keep_errno(CONC__FUTURE_EXT_OFFSET + size);
     if (!h)
         return ENOMEM;
     h->f.pool = CONC__FUTURE_EXT;
