@@ -162,6 +162,20 @@ static void queue_init_in_any_offset(void) {
     }
 }
 
+/* In a forked child: the shared object `name` mapped again, at another address than the
+ * parent's `base`, and the inherited mapping dropped, so nothing can point into it. Exits 2
+ * or 3 when that fails. */
+static char *child_remap(const char *name, char *base, size_t total) {
+    int cfd = shm_open(name, O_RDWR, 0);
+    if (cfd < 0)
+        _exit(2);
+    char *mine = (char *)mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+    if (mine == MAP_FAILED || mine == base)
+        _exit(3);
+    munmap(base, total);
+    return mine;
+}
+
 /* A queue at an offset that is not a multiple of 64 in shared memory: a child maps the object
  * at another address, attaches at the same offset, and pushes what the parent pops. */
 static void queue_shared_attach_unaligned(void) {
@@ -182,13 +196,7 @@ static void queue_shared_attach_unaligned(void) {
     pid_t pid = fork();
     TH_CHECK(pid >= 0);
     if (pid == 0) {
-        int cfd = shm_open(name, O_RDWR, 0);
-        if (cfd < 0)
-            _exit(2);
-        char *mine = (char *)mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
-        if (mine == MAP_FAILED || mine == base)
-            _exit(3);
-        munmap(base, total); /* the inherited mapping: prove nothing points into it */
+        char *mine = child_remap(name, base, total);
         conc_queue_t *cq = conc_queue_attach(mine + off);
         if (!cq || (char *)cq - mine != at)
             _exit(4);
@@ -987,13 +995,7 @@ static void queue_shared_shm_attach(void) {
     pid_t pid = fork();
     TH_CHECK(pid >= 0);
     if (pid == 0) {
-        int cfd = shm_open(name, O_RDWR, 0);
-        if (cfd < 0)
-            _exit(2);
-        char *mine = (char *)mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
-        if (mine == MAP_FAILED || mine == base)
-            _exit(3);
-        munmap(base, total); /* the inherited mapping: prove nothing points into it */
+        char *mine = child_remap(name, base, total);
         conc_queue_t *creq = conc_queue_attach(mine), *crep = conc_queue_attach(mine + one);
         if (!creq || !crep)
             _exit(4);
