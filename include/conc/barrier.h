@@ -39,7 +39,8 @@
  *   wait_until: ETIMEDOUT to the party whose deadline passed (never early; a past deadline
  *   still completes a round that its arrival completes); it breaks the barrier, so the other
  *   parties of that round get CONC_BARRIER_BROKEN. init: EINVAL for 0 parties or more than
- *   CONC_BARRIER_PARTIES_MAX.
+ *   CONC_BARRIER_PARTIES_MAX, or flags other than CONC_SHARED. wait: EINVAL on a barrier that
+ *   was never initialised (0 parties: zeroed memory, CONC_BARRIER_INIT(0)).
  *
  * ORDERING CONTRACT
  *   Everything every party wrote before its wait of a round is visible to every party when its
@@ -91,10 +92,10 @@
  *   tests/models/barrier.pml checks it. A reset sleeps on the low half after raising
  *   RESETTING, which only the reset that clears BROKEN clears: the last waiter out wakes it
  *   (a reset that slept on the bare count could see the next round put the same count back,
- *   and sleep through it: tests/models/barrier_reset.pml). Before a waiter
- *   raises WAITERS and sleeps it spins (parties that fit on the CPUs) or yields (more parties
- *   than CPUs: those still to come share its CPU, and a round whose waiters all yielded makes
- *   no syscall at all); both only load the word, so the protocol the models check is the same.
+ *   and sleep through it: tests/models/barrier_reset.pml). Before a waiter raises WAITERS and
+ *   sleeps it spins (parties that fit on the CPUs) or yields (more parties than CPUs: those
+ *   still to come share its CPU, and a round whose waiters all yielded makes no syscall at
+ *   all); both only load the word, so the protocol the models check is the same.
  */
 #ifndef CONC_BARRIER_H
 #define CONC_BARRIER_H
