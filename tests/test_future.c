@@ -11,10 +11,10 @@ static unsigned long futex_calls;
 #ifndef CONC_EXECUTOR_POOL
 #define CONC_EXECUTOR_POOL 256
 #endif
-/* Every steal from another worker's claim (relaxed: a statistic). */
-static unsigned long steals;
-#define CONC_EXECUTOR_STEAL_HOOK(tasks)                                                            \
-    ((void)(tasks), __atomic_fetch_add(&steals, 1, __ATOMIC_RELAXED))
+/* Every refill of staging (relaxed: a statistic). */
+static unsigned long refills;
+#define CONC_EXECUTOR_STAGE_HOOK(tasks)                                                            \
+    ((void)(tasks), __atomic_fetch_add(&refills, 1, __ATOMIC_RELAXED))
 #include "conc/event.h"
 #include "conc/executor.h"
 
@@ -1529,15 +1529,16 @@ static void executor_deadlock_blocked_task_does_not_hold_its_claim(void) {
     }
 }
 
-/* Steals race cancel, on_done and shutdown(cancel_pending): bursts whose first task sleeps
- * past the claim age, so its claim is stolen from while the test cancels tasks of it and
- * every few rounds shuts the executor down with cancel_pending. Each task runs or is
+/* Takes from staging race cancel, on_done and shutdown(cancel_pending): bursts whose first
+ * task sleeps while the other workers take the rest from staging, as the test cancels tasks
+ * of it and every few rounds shuts the executor down with cancel_pending (which drops what is
+ * queued and staged). Each task runs or is
  * cancelled, exactly once; each callback runs exactly once; nothing is left behind. */
 enum { STEAL_BURST = 16 };
 typedef struct steal_task {
     long runs;      /* atomic */
     long callbacks; /* atomic */
-    bool blocker;   /* a burst's first task: it sleeps, and its claim turns stale */
+    bool blocker;   /* a burst's first task: it sleeps while the others are taken */
 } steal_task;
 
 static int task_steal(void *arg, void **result) {
@@ -1556,11 +1557,11 @@ static void cb_steal(conc_future_t *f, void *p) {
     __atomic_fetch_add(&((steal_task *)p)->callbacks, 1, __ATOMIC_RELEASE);
 }
 
-static void executor_stress_steal_vs_cancel_shutdown_on_done(void) {
+static void executor_stress_staged_vs_cancel_shutdown_on_done(void) {
     long rounds = th_iters(200);
     steal_task tasks[STEAL_BURST];
     th_rng rng = th_rng_make(9);
-    unsigned long steals_before = CNT_GET(&steals);
+    unsigned long refills_before = CNT_GET(&refills);
     long ran = 0, cancelled = 0;
     conc_executor_t *ex = NULL;
     for (long round = 0; round < rounds; round++) {
@@ -1602,8 +1603,8 @@ static void executor_stress_steal_vs_cancel_shutdown_on_done(void) {
         }
     }
     conc_executor_destroy(ex);
-    printf("    %ld ran, %ld cancelled, %lu steals\n", ran, cancelled,
-           CNT_GET(&steals) - steals_before);
+    printf("    %ld ran, %ld cancelled, %lu refills\n", ran, cancelled,
+           CNT_GET(&refills) - refills_before);
     TH_CHECK_EQ(ran + cancelled, rounds * STEAL_BURST);
 }
 
@@ -2129,7 +2130,7 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE_T(executor_deadlock_pairs_outer_waits_inner, 120),
         TH_CASE_T(executor_deadlock_chains_wait_on_later_tasks, 120),
         TH_CASE_T(executor_deadlock_blocked_task_does_not_hold_its_claim, 120),
-        TH_CASE_T(executor_stress_steal_vs_cancel_shutdown_on_done, 120),
+        TH_CASE_T(executor_stress_staged_vs_cancel_shutdown_on_done, 120),
         TH_CASE(future_release_null_is_noop), TH_CASE(future_failed_task_keeps_result),
         TH_CASE(executor_create_limits_match_docs), TH_CASE(executor_map_reads_args_lazily),
         TH_CASE(executor_broken_initializer_fails_queued_tasks),

@@ -8,8 +8,8 @@
  * CONTENTS
  *   API, ERRORS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS, DESIGN; then the
  *   code: the future pool (lifetime timeline); the executor (workers, the gate, running an
- *   awaited task); idle workers (sleeping and waking); claims and steals; create, submit,
- *   shutdown, destroy; the lazy map.
+ *   awaited task); staging (FIFO starts); idle workers (sleeping and waking); create,
+ *   submit, shutdown, destroy; the lazy map.
  *
  * QUICK START (examples/09_thread_pool_as_completed.c)
  *     static int work(void *arg, void **result) { *result = arg; return 0; }
@@ -103,21 +103,20 @@
  *                        Both skip spinning on a single CPU.
  *   CONC_EXECUTOR_POOL   futures an executor keeps for reuse, at most (default 1 << 20, i.e.
  *                        64 MiB); past it, futures are malloc'd and freed one by one. 0: none.
- *   CONC_EXECUTOR_STEAL_HOOK(tasks)   called after every steal from another worker's claim
- *                        with the number of tasks taken; tests count steals with it.
+ *   CONC_EXECUTOR_STAGE_HOOK(tasks)   called after every refill of staging from the queue
+ *                        with the number of tasks moved; tests count refills with it.
  *   CONC_EXECUTOR_HELP_HOOK()  called when a waiting worker runs the awaited task itself.
  *                        Both default to nothing.
  *
  * CAVEATS
- *   - Tasks that wait for tasks of the same executor: whenever Python's ThreadPoolExecutor
- *     with as many workers finishes such a workload, so does this executor (a waiting worker
- *     runs an unstarted awaited task itself, and idle workers steal what a stuck worker
- *     claimed; see "Claims and steals"). Like Python's, it deadlocks when every worker waits
- *     for a task that none can start. One difference remains: a worker may start tasks of
- *     its own claim while an older claimed task waits behind another worker that is stuck,
- *     so a workload whose tasks block on each other through something other than a future
- *     (a semaphore, a lock) with every worker busy can stop where Python's would not. Size
- *     the executor for it, or wait on futures.
+ *   - Tasks start in submission order, each as soon as a worker is free, as in Python's
+ *     ThreadPoolExecutor: whenever Python's pool with as many workers finishes a workload
+ *     (tasks that wait for each other through futures, promises, events, semaphores, locks,
+ *     sleeps), so does this executor. Like Python's, it stops when every worker blocks on
+ *     something only a task not yet started would provide (an event, a semaphore: no worker
+ *     is free to start it); give such waits a deadline, or size the executor for them. Waits
+ *     on futures of the same executor finish even then: a waiting worker runs the unstarted
+ *     awaited task itself (see DESIGN), where Python's pool would deadlock.
  *   - fork(): an executor's workers do not exist in the child. Use it only in the parent.
  *   - An initializer runs on its worker before that worker takes any task, while the other
  *     workers already run tasks: one that blocks holds its worker, not the executor. It must
@@ -135,24 +134,24 @@
  *   The executor's submission queue is the kit's own conc_queue (queue.h) of future pointers:
  *   lock-free, bounded, blocking and closable, so submit blocks while full, try_submit gets
  *   EAGAIN, shutdown's close hands EPIPE to every submitter (blocked ones too) while the
- *   workers drain, and a busy stream makes no syscall. One idle worker at a time polls the
- *   queue for CONC_EXECUTOR_SPIN pauses before it sleeps, so a steady stream of tiny tasks
- *   finds a worker awake; it watches one slot's stamp, never the queue's tail (the
- *   submitter's line). A worker claims up to 16 ready tasks at once, as many as fit in
- *   about 50 us of work by its recent tasks' times (so long tasks still go one per worker),
- *   and a worker that drains a fast stream lets a few claims' worth pile up (at most 256
- *   pauses) before claiming again: it then never trails the submitter by a task or two,
- *   which would move the same lines back and forth on every task. No claimed task waits
- *   behind a stuck worker while another is free: a claim of two or more is published in the
- *   worker's slots, and any worker steals the older half of a claim 200 us old (its owner
- *   is stuck far past the claim's budget) before it takes newer tasks from the queue. Idle
- *   workers sleep on the executor's own eventcount (not in the queue), so a publish reaches
- *   them; one that sees an open claim sleeps only until it turns stale. A worker that waits
- *   for an unstarted task of its executor runs it itself. Why both, and not "give the claim
- *   back before blocking": only the waits conc sees could give it back, while a sleep, a
- *   lock or a syscall blocks too; stealing covers every kind of blocking, and running the
- *   awaited task covers the case where every worker waits. tests/models/executor.pml checks
- *   the claims, steals, idle sleep and ending.
+ *   workers drain, and a busy stream makes no syscall. Tasks start in FIFO order on the first
+ *   free worker, Python's schedule (see "Staging"): between the queue and the workers sits
+ *   one shared FIFO of up to 16 tasks, refilled with one batch pop when empty (the
+ *   submitter's lines are touched once per batch), from whose front every worker takes ONE
+ *   task at a time with one CAS. Staged tasks are older than queued ones, so the tasks taken
+ *   are always the queue's first, and any free worker can take any staged task: none waits
+ *   behind a running one, whatever that one does (waits, sleeps, blocks on a lock or in a
+ *   syscall). Per-worker claims with steals (the previous design) let a worker start its own
+ *   newer tasks while older ones sat behind a blocked worker: tasks that block on each other
+ *   through anything but a future could then stop where Python's pool finishes. One idle
+ *   worker at a time polls for CONC_EXECUTOR_SPIN pauses before it sleeps, so a steady
+ *   stream of tiny tasks finds a worker awake; it watches one slot's stamp, never the
+ *   queue's tail (the submitter's line). Idle workers sleep on the executor's own eventcount
+ *   (not in the queue), so a refill reaches them. A worker that waits for an unstarted task
+ *   of its executor runs it itself: it is a worker Python would hold blocked in that wait,
+ *   so every worker Python would have free stays free, and a workload where every worker
+ *   waits for a task behind it still finishes. tests/models/executor.pml checks the takes,
+ *   the refills, FIFO order, idle sleep, cancelling and ending.
  *   Futures come from a per-executor pool (conc__future_pool): carved from slabs, one cache
  *   line each, reused LIFO; a release pushes onto a lock-free stack, submitters take the
  *   whole stack at once under a try-lock (no ABA), and a submitter that finds the try-lock
@@ -181,8 +180,8 @@ extern "C" {
 #ifndef CONC_EXECUTOR_POOL
 #define CONC_EXECUTOR_POOL (1u << 20)
 #endif
-#ifndef CONC_EXECUTOR_STEAL_HOOK
-#define CONC_EXECUTOR_STEAL_HOOK(tasks) ((void)0)
+#ifndef CONC_EXECUTOR_STAGE_HOOK
+#define CONC_EXECUTOR_STAGE_HOOK(tasks) ((void)0)
 #endif
 #ifndef CONC_EXECUTOR_HELP_HOOK
 #define CONC_EXECUTOR_HELP_HOOK() ((void)0)
@@ -380,13 +379,8 @@ CONC_NOINLINE void conc__executor_pool_recycle(conc_future_t *f) {
 /* -------------------------------------------------------------------------------------------
  * The executor
  * ------------------------------------------------------------------------------------------- */
-#define CONC__EXECUTOR_CLAIM_MAX 16
-#define CONC__EXECUTOR_CLAIM_NS ((int64_t)50000)
-#define CONC__EXECUTOR_IDLE_PAUSES 64 /* polled this long for nothing: limit back to 1 */
-#define CONC__EXECUTOR_LAG_MIN 4      /* a claim of at least this many (< limit): lag */
-#define CONC__EXECUTOR_LAG_CLAIMS 4   /* lag until this many claims' worth are queued */
-#define CONC__EXECUTOR_LAG_PAUSES 256 /* ... or for this long */
-#define CONC__EXECUTOR_POLL_EVERY 8   /* a poller looks at the queue and claims every 8 pauses */
+#define CONC__EXECUTOR_STAGE_MAX 16   /* tasks one refill moves from the queue to staging */
+#define CONC__EXECUTOR_POLL_EVERY 8   /* a poller looks for work every 8 pauses */
 #define CONC__EXECUTOR_IDLE_YIELDS 4  /* an idle worker yields this often before it sleeps */
 #define CONC__EXECUTOR_HELP_DEPTH 8   /* tasks run inline by waits within waits, at most */
 /* References a submitted future starts with when the caller takes one: the executor's (dropped
@@ -395,45 +389,42 @@ CONC_NOINLINE void conc__executor_pool_recycle(conc_future_t *f) {
 /* submit_batch makes and pushes futures in chunks of this many, on its stack (512 bytes):
  * few enough that a failed chunk frees little, many enough that a push is one batch CAS. */
 #define CONC__EXECUTOR_BATCH_CHUNK 64
-/* A claim this old is stuck (its owner runs one task far past the claim's budget, 50 us):
- * a worker steals from it before it takes newer tasks from the queue. Well under the
- * millisecond within which a claimed task must start once a worker is free. */
-#define CONC__EXECUTOR_STEAL_AGE_NS ((int64_t)200000)
 
-/* A worker's claim word (see "Claims and steals"): bits 0-7 END (tasks in the claim), bits
- * 8-15 NEXT (the first not yet taken), bits 32-63 GEN (claims published: a thief's CAS on a
- * word it read before the owner re-published fails). */
-#define CONC__EXECUTOR_CLAIM_END_MASK ((uint64_t)0xff)
-#define CONC__EXECUTOR_CLAIM_NEXT_SHIFT 8
-#define CONC__EXECUTOR_CLAIM_NEXT_ONE ((uint64_t)1 << CONC__EXECUTOR_CLAIM_NEXT_SHIFT)
-#define CONC__EXECUTOR_CLAIM_NEXT_MASK ((uint64_t)0xff << CONC__EXECUTOR_CLAIM_NEXT_SHIFT)
-#define CONC__EXECUTOR_CLAIM_GEN_SHIFT 32
-#define CONC__EXECUTOR_CLAIM_GEN_ONE ((uint64_t)1 << CONC__EXECUTOR_CLAIM_GEN_SHIFT)
-#define CONC__EXECUTOR_CLAIM_GEN_MASK (~(CONC__EXECUTOR_CLAIM_GEN_ONE - 1))
+/* The staging word (see "Staging"): bits 0-7 TAIL (tasks the last refill staged), bits 8-15
+ * HEAD (the first not yet taken), bit 16 REFILLING (a worker is moving tasks in: nobody takes
+ * from the queue meanwhile), bit 17 ENDED (the queue was found closed and drained: no task
+ * will ever be staged again), bits 32-63 GEN (refills so far: a take whose CAS carries a
+ * word read before a refill fails, so it never takes a slot the refill rewrote). */
+#define CONC__EXECUTOR_STAGE_TAIL_MASK ((uint64_t)0xff)
+#define CONC__EXECUTOR_STAGE_HEAD_SHIFT 8
+#define CONC__EXECUTOR_STAGE_HEAD_ONE ((uint64_t)1 << CONC__EXECUTOR_STAGE_HEAD_SHIFT)
+#define CONC__EXECUTOR_STAGE_HEAD_MASK ((uint64_t)0xff << CONC__EXECUTOR_STAGE_HEAD_SHIFT)
+#define CONC__EXECUTOR_STAGE_REFILLING ((uint64_t)1 << 16)
+#define CONC__EXECUTOR_STAGE_ENDED ((uint64_t)1 << 17)
+#define CONC__EXECUTOR_STAGE_GEN_SHIFT 32
+#define CONC__EXECUTOR_STAGE_GEN_ONE ((uint64_t)1 << CONC__EXECUTOR_STAGE_GEN_SHIFT)
+#define CONC__EXECUTOR_STAGE_GEN_MASK (~(CONC__EXECUTOR_STAGE_GEN_ONE - 1))
 
 /* The idle word, an eventcount idle workers sleep on: bits 0-15 SLEEPERS (registered),
- * bit 16 WAKING (a wake is on its way: later wakers need not make a syscall), bit 17
- * WATCHING (a sleeper sleeps until an open claim turns stale: a new claim need not wake
- * anyone), bits 18-31 a sequence every wake steps (a sleeper that registered before it
- * never sleeps through it). */
+ * bit 16 WAKING (a wake is on its way: later wakers need not make a syscall), bits 17-31 a
+ * sequence every wake steps (a sleeper that registered before it never sleeps through it). */
 #define CONC__EXECUTOR_IDLE_SLEEPER_ONE 1u
 #define CONC__EXECUTOR_IDLE_SLEEPERS_MASK 0xffffu
 #define CONC__EXECUTOR_IDLE_WAKING 0x10000u
-#define CONC__EXECUTOR_IDLE_WATCHING 0x20000u
-#define CONC__EXECUTOR_IDLE_SEQ_SHIFT 18
+#define CONC__EXECUTOR_IDLE_SEQ_SHIFT 17
 #define CONC__EXECUTOR_IDLE_SEQ_ONE (1u << CONC__EXECUTOR_IDLE_SEQ_SHIFT)
 /* create's limits (ERRORS). Threads: the idle word counts every sleeper in 16 bits. */
 #define CONC_EXECUTOR_THREADS_MAX 65535u
 #define CONC_EXECUTOR_CAPACITY_MAX ((size_t)1 << 30) /* 8 GiB of queue: any more is a mistake */
 #define CONC_EXECUTOR_CAPACITY_DEFAULT ((size_t)1024)
 
-CONC_STATIC_ASSERT(CONC__EXECUTOR_CLAIM_MAX <= CONC__EXECUTOR_CLAIM_END_MASK,
-                   "a claim's END and NEXT fit 8 bits");
-CONC_STATIC_ASSERT((CONC__EXECUTOR_CLAIM_NEXT_MASK & CONC__EXECUTOR_CLAIM_GEN_MASK) == 0,
-                   "a claim's NEXT and GEN are disjoint");
+CONC_STATIC_ASSERT(CONC__EXECUTOR_STAGE_MAX <= CONC__EXECUTOR_STAGE_TAIL_MASK,
+                   "staging's HEAD and TAIL fit 8 bits");
+CONC_STATIC_ASSERT((CONC__EXECUTOR_STAGE_HEAD_MASK & CONC__EXECUTOR_STAGE_REFILLING) == 0 &&
+                       CONC__EXECUTOR_STAGE_ENDED < CONC__EXECUTOR_STAGE_GEN_ONE,
+                   "the staging word's fields are disjoint");
 CONC_STATIC_ASSERT(CONC__EXECUTOR_IDLE_SLEEPERS_MASK < CONC__EXECUTOR_IDLE_WAKING &&
-                       CONC__EXECUTOR_IDLE_WAKING < CONC__EXECUTOR_IDLE_WATCHING &&
-                       CONC__EXECUTOR_IDLE_WATCHING < CONC__EXECUTOR_IDLE_SEQ_ONE,
+                       CONC__EXECUTOR_IDLE_WAKING < CONC__EXECUTOR_IDLE_SEQ_ONE,
                    "the idle word's fields are disjoint");
 CONC_STATIC_ASSERT(CONC_EXECUTOR_THREADS_MAX <= CONC__EXECUTOR_IDLE_SLEEPERS_MASK,
                    "every worker can sleep at once");
@@ -447,12 +438,9 @@ typedef struct conc_executor conc_executor_t;
 #define CONC__EXECUTOR_DROP_CANCEL 1u /* shutdown(cancel_pending): cancelled */
 #define CONC__EXECUTOR_DROP_BROKEN 2u /* an initializer failed: failed with CONC_EXECUTOR_BROKEN */
 
-/* One worker and its published claim, on lines of its own (thieves read them). */
+/* One worker, on lines of its own. */
 typedef struct conc__executor_worker {
     conc__future_helper helper; /* future.h's view of this worker (first: same address) */
-    uint64_t claim;             /* the claim word: the owner stores and CASes it, thieves CAS it */
-    conc_future_t *slot[CONC__EXECUTOR_CLAIM_MAX]; /* the claim's tasks (atomic, relaxed) */
-    int64_t claimed_at;  /* when the claim was published (relaxed: an age hint for thieves) */
     unsigned help_depth; /* tasks this worker runs inline while waiting (its own thread only) */
     conc_executor_t *ex;
     unsigned index;
@@ -474,9 +462,11 @@ struct conc_executor {
     __attribute__((aligned(CONC_CACHELINE))) uint32_t polling; /* 1 while a worker polls (a hint) */
     /* Read by every submit, written when a worker goes to sleep or wakes: its own line. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t idle; /* the idle eventcount, see above */
-    uint32_t quiet; /* workers that found the queue closed, drained, nothing to steal */
+    /* Staging (see "Staging"): the workers' lines, never the submitters'. */
+    __attribute__((aligned(CONC_CACHELINE))) uint64_t stage; /* the staging word, see above */
+    conc_future_t *staged[CONC__EXECUTOR_STAGE_MAX]; /* the last refill's tasks (atomic) */
     /* create_with's options: written by create before any worker starts, then read-only. */
-    int (*init_fn)(void *arg); /* runs first in every worker; nonzero breaks the executor */
+    __attribute__((aligned(CONC_CACHELINE))) int (*init_fn)(void *arg); /* nonzero: broken */
     void *init_arg;
     char name_prefix[CONC__EXECUTOR_NAME_MAX + 1]; /* "" or the workers' name prefix */
     size_t name_prefix_len; /* what fits beside "_<largest index>" in 15 bytes */
@@ -490,7 +480,7 @@ CONC_INLINE void conc__executor_run(conc_future_t *f) {
      * then fetches the line once, for writing, instead of a load and then a CAS. */
     uint32_t v = conc__future_fresh_word(CONC__EXECUTOR_SUBMIT_REFS);
     /* Relaxed (the gate's): the task's inputs were ordered by the queue (push happens-before
-     * pop) and, for a stolen task, by the claim word ([executor.P1] before [executor.S1]). */
+     * pop) and, for a staged task, by the staging word ([executor.F2] before [executor.T1]). */
     if (!conc__future_gate(f, &v)) {
         conc_future_release(f); /* cancelled (or completed by hand): never run */
         return;
@@ -530,10 +520,11 @@ CONC_INLINE void conc__executor_start(conc_executor_t *ex, conc_future_t *f) {
 }
 
 /* A worker that waits for a task of its own executor that has not started runs it itself,
- * inline, instead of blocking: if that task sits in the worker's own claim, or behind
- * another blocked worker, nobody else may start it soon (or ever, if every worker waits).
- * The gate decides as usual (one CAS: the claim's owner later finds it started and drops its
- * reference). Only tasks of the same executor (a task of another one would run outside its
+ * inline, instead of blocking: when every other worker is busy or blocked, nobody else may
+ * start it soon (or ever, if every worker waits for a task behind it). The gate decides as
+ * usual (one CAS: the queue or staging entry later finds it started and drops its
+ * reference). The task starts ahead of older ones, but on a worker Python would hold blocked
+ * in this very wait (see "Staging"). Only tasks of the same executor (a task of another one would run outside its
  * own executor's thread count), never during shutdown(cancel_pending), and at most
  * CONC__EXECUTOR_HELP_DEPTH deep (each level is a task's frames on this stack). */
 CONC_NOINLINE void conc__executor_help_slow(conc__future_helper *h, conc_future_t *f) {
@@ -543,7 +534,7 @@ CONC_NOINLINE void conc__executor_help_slow(conc__future_helper *h, conc_future_
         conc_load(&ex->cancelling, CONC_ACQUIRE))
         return;
     /* Our own reference for the run: conc__future_task_done drops one, and the executor's
-     * stays with the queue or claim entry, dropped when that entry finds the task started. */
+     * stays with the queue or staging entry, dropped when that entry finds the task started. */
     conc_future_retain(f);
     /* Relaxed, as in conc__executor_run: the caller's reference ordered the inputs. The
      * first guess is a fresh future's word (the gate's CAS corrects it). */
@@ -561,33 +552,153 @@ CONC_NOINLINE void conc__executor_help_slow(conc__future_helper *h, conc_future_
 }
 
 /* -------------------------------------------------------------------------------------------
+ * Staging: every task starts in submission order, on the first free worker
+ *
+ * Python's pool has one queue: a free worker takes its front and starts it, so tasks start
+ * in FIFO order, each as soon as a worker is free, and a blocked worker never holds a task
+ * that has not started. conc keeps exactly that schedule, with fewer touches of the
+ * submitter's lines than one pop per task: between the queue and the workers sits STAGING,
+ * one shared FIFO of at most CONC__EXECUTOR_STAGE_MAX tasks.
+ *  - A worker takes ONE task at a time, from staging's front, with one CAS on the staging
+ *    word (HEAD + 1) [executor.T1]: each task is taken exactly once, in staging order.
+ *  - A worker that finds staging empty (and nobody refilling, and a task ready in the queue)
+ *    REFILLS it: it sets REFILLING with a CAS [executor.F1] (only one refill at a time, and
+ *    nobody pops the queue meanwhile), moves up to 16 tasks with one conc_queue_try_pop_batch
+ *    (one CAS on the queue's head: the submitter's lines are touched once per batch), keeps
+ *    the first for itself (staging's front: the oldest task) and publishes the rest
+ *    [executor.F2] (HEAD 1, TAIL n, GEN + 1, REFILLING cleared).
+ *  - Staged tasks are older than every queued one (a refill happens only when staging is
+ *    empty, and takes the queue's front), so takes follow the queue's order: the tasks taken
+ *    so far are always the queue's first ones, every one by a worker that was free and
+ *    starts it at once. Anything staged can be taken by any free worker: no task waits
+ *    behind a running one, whatever that one does (waits, sleeps, blocks in a syscall).
+ *  - A refill is library code of bounded length (a batch pop and up to 16 stores): the tasks
+ *    it holds in hand are not "held by a blocked worker". A worker that finds REFILLING
+ *    polls or sleeps; the refiller's publish wakes it if work is left.
+ *  - Takes read the slot, then CAS the word they read: a refill steps GEN, so a take whose
+ *    word predates a refill fails and never takes a slot the refill rewrote (GEN is 32 bits:
+ *    four billion refills would have to pass between one take's load and its CAS).
+ *  - ENDED: a refill that finds the queue closed and drained publishes ENDED (staging
+ *    empty, and nothing can be staged again: the queue accepts nothing once closed). Every
+ *    worker that sees it exits; the refiller that set it wakes all sleepers first.
+ *
+ *   refiller                                     taker
+ *   ----------------------------------------    -------------------------------------------
+ *   s = load stage: HEAD == TAIL, no REFILLING    [executor.T0] s = load stage (acquire)
+ *   [executor.F1] CAS stage: s -> GEN|REFILLING   s has HEAD < TAIL: f = staged[HEAD] (relaxed)
+ *     (acquire: earlier takes' slot reads        [executor.T1] CAS stage: s -> s + HEAD_ONE
+ *     happen before our writes)                    (seq_cst) -> fails: look again
+ *   pop_batch(queue, got, 16) -> n               f is ours: start it
+ *   staged[1..n) = got[1..n) (relaxed)           work left (staged, or queued and staging
+ *   [executor.F2] store stage: GEN+1, HEAD 1,      empty): wake one sleeper (the chain)
+ *     TAIL n (seq_cst); n == 0: GEN+1 (or ENDED)
+ *   cancelling (seq_cst) [executor.C1]: drop staged
+ *   work left: wake one sleeper; start got[0]
+ *
+ * shutdown(cancel_pending) drops what is queued and what is staged: it sets `cancelling`
+ * [executor.C1] (seq_cst), closes the queue, pops and drops every queued task, then takes
+ * and drops every staged one with the takers' CAS. A refill racing it publishes, then reads
+ * `cancelling` (seq_cst both sides, a Dekker pair): either the closer's takes see the
+ * published tasks, or the refiller sees `cancelling` and drops them itself. Tasks in flight
+ * in a worker's hand are dropped by conc__executor_start (it reads `cancelling` too).
+ * A worker waiting for an unstarted task of its executor runs it inline (see above): that
+ * task starts out of order, but on a worker that Python would hold blocked in the same wait:
+ * every worker Python would have free is still free, and staging's order is unchanged (the
+ * entry later finds its task started and only drops the executor's reference).
+ * tests/models/executor.pml checks that each task is taken once, that takes follow
+ * submission order, that no worker sleeps for good while a task is takeable, that cancel
+ * and shutdown(cancel_pending) win or lose cleanly, and the ending.
+ * ------------------------------------------------------------------------------------------- */
+CONC_INLINE size_t conc__executor_stage_left(uint64_t s) {
+    return (size_t)(s & CONC__EXECUTOR_STAGE_TAIL_MASK) -
+           (size_t)((s & CONC__EXECUTOR_STAGE_HEAD_MASK) >> CONC__EXECUTOR_STAGE_HEAD_SHIFT);
+}
+
+/* Takes staging's front task, or NULL when none is staged (empty, or being refilled); *seen
+ * is the word after our take, or the word that had none. */
+CONC_INLINE conc_future_t *conc__executor_stage_take(conc_executor_t *ex, uint64_t *seen) {
+    /* [executor.T0] acquire: pairs with the refill's publish [executor.F2] (and the takes
+     * after it, in its release sequence), so the slot read below is that refill's. */
+    uint64_t s = conc_load(&ex->stage, CONC_ACQUIRE);
+    while (conc__executor_stage_left(s) > 0) {
+        size_t head =
+            (size_t)((s & CONC__EXECUTOR_STAGE_HEAD_MASK) >> CONC__EXECUTOR_STAGE_HEAD_SHIFT);
+        conc_future_t *f = conc_load(&ex->staged[head], CONC_RELAXED);
+        CONC_CHAOS_POINT();
+        /* [executor.T1] seq_cst: acquire for the slot (the word, GEN included, is unchanged
+         * since the read, so the slot is that refill's); release so that our slot read
+         * happens before the next refill's writes ([executor.F1] acquires); and the first
+         * half of a Dekker pair with a sleeper's [executor.E1] (the caller's chain wake). */
+        if (conc_cas(&ex->stage, &s, s + CONC__EXECUTOR_STAGE_HEAD_ONE, CONC_SEQ_CST,
+                     CONC_ACQUIRE)) {
+            *seen = s + CONC__EXECUTOR_STAGE_HEAD_ONE;
+            return f;
+        }
+    }
+    *seen = s;
+    return NULL;
+}
+
+/* Drops every staged task (shutdown(cancel_pending), or a refill that found it began). */
+CONC_COLD void conc__executor_drop_staged_slow(conc_executor_t *ex) {
+    uint64_t s;
+    conc_future_t *f;
+    while ((f = conc__executor_stage_take(ex, &s)) != NULL)
+        conc__executor_drop_slow(f, conc_load(&ex->cancelling, CONC_RELAXED));
+}
+
+/* Whether shutdown has closed the queue. Acquire: pairs with the release in shutdown, so the
+ * close itself is visible to the try_pop that follows. */
+CONC_INLINE bool conc__executor_closed(conc_executor_t *ex) {
+    return conc_load(&ex->closed, CONC_ACQUIRE) != 0;
+}
+
+/* Whether a worker seeing staging word s has something to do: a staged task, the end, or
+ * (nobody refilling) a task in the queue or the close to find. `exact` (a sleeper's re-check)
+ * counts a task still being pushed (the queue's size counts claimed slots), else only a
+ * ready one (one slot's stamp: never the tail, the submitter's line). */
+CONC_INLINE bool conc__executor_has_work(conc_executor_t *ex, uint64_t s, bool exact) {
+    if (conc__executor_stage_left(s) > 0 || (s & CONC__EXECUTOR_STAGE_ENDED))
+        return true;
+    if (s & CONC__EXECUTOR_STAGE_REFILLING)
+        return false; /* the refiller's publish wakes a sleeper if it leaves work */
+    return (exact ? conc_queue_size(ex->q) > 0 : conc__queue_item_ready(ex->q, 1)) ||
+           conc__executor_closed(ex);
+}
+
+/* -------------------------------------------------------------------------------------------
  * Idle workers: sleeping and waking
  *
  * A worker with nothing to do polls (one at a time), then sleeps on the idle word, not in the
- * queue: a task can become startable without a push (a claim that holds tasks behind a
- * running one), and the sleeper must then be reachable. Three events wake one sleeper: a
- * submit, a published claim of two or more tasks (the rest are stealable), a take that left
- * more behind (a chain: each woken worker wakes the next while work is left).
+ * queue: a task can become takeable without a push (a refill publishes staged tasks), and the
+ * sleeper must then be reachable. Three events wake one sleeper: a submit; a take or refill
+ * that leaves work behind (staged tasks, or queued ones with staging empty: the chain, each
+ * woken worker wakes the next while work is left); the end (all, see "Staging").
  *
- *   waker (submit / publish / take)            idle worker
+ *   waker (submit / take / refill)              idle worker
  *   ----------------------------------------    -------------------------------------------
  *   push (seq_cst CAS on tail)  or             (a poller: [executor.E0] store polling = 0)
- *   publish (seq_cst store of the claim word)   [executor.E1] v = fetch_add(idle, SLEEPER_ONE)
+ *   take [T1] / publish [F2] (seq_cst)          [executor.E1] v = fetch_add(idle, SLEEPER_ONE)
  *   [executor.E2] w = load(idle) (seq_cst)          fence seq_cst
- *   w has SLEEPERS, not WAKING, and             re-check: queue size, closed, claims
- *   load(polling) == 0 (seq_cst):                 -> work: leave, look again
- *     CAS idle: w -> w | WAKING + SEQ_ONE       futex_wait(idle, v)
- *     futex_wake(idle, 1)                       leave: SLEEPERS - 1, clear WAKING
+ *   w has SLEEPERS, not WAKING, and             re-check: staging (a task, ENDED; REFILLING:
+ *   (a submit, or load(polling) == 0):            none), queue size, closed
+ *     CAS idle: w -> w | WAKING + SEQ_ONE         -> work: leave, look again
+ *     futex_wake(idle, 1)                       futex_wait(idle, v)
+ *                                               [executor.E3] leave: SLEEPERS - 1, clear WAKING
  *
- *   [executor.E1] and [executor.E2] are a Dekker pair (seq_cst on both sides): either the waker's
- *   load sees the sleeper (and wakes it, or a wake is already on its way), or the sleeper's
- *   re-check sees the task. A waker that sees a poller wakes nobody: the poller's stop
- *   [executor.E0] comes after that load in the single seq_cst order, so its re-check sees the
- *   task too. The CAS steps the sequence, so a sleeper between its re-check
- *   and its futex_wait is refused the sleep (EAGAIN). WAKING saves a burst of submits a
- *   syscall each: while it is set a wake is on its way to a worker that will look, and that
- *   worker, if it leaves work behind, wakes the next (the chain). Every leaver clears WAKING:
- *   a clear too many costs a syscall, never a lost wake. tests/models/executor.pml checks it.
+ *   [executor.E1] and [executor.E2] are a Dekker pair (seq_cst on both sides): either the
+ *   waker's load sees the sleeper (and wakes it, or a wake is already on its way), or the
+ *   sleeper's re-check sees the work. A sleeper that saw REFILLING counts on the refiller:
+ *   its publish [F2] comes after that re-check, so its wake [E2] sees the sleeper. A chain
+ *   waker that sees a poller wakes nobody: the poller's stop [executor.E0] comes after that
+ *   load in the single seq_cst order, so its look (or its re-check) sees the work too. A
+ *   submit wakes a sleeper even while a worker polls: the poller may be preempted (more
+ *   threads than CPUs), and the task would wait for the scheduler's next slice. The CAS
+ *   steps the sequence, so a sleeper between its re-check and its futex_wait is refused the
+ *   sleep (EAGAIN). WAKING saves a burst of submits a syscall each: while it is set a wake is
+ *   on its way to a worker that will look, and that worker, if it leaves work behind, wakes
+ *   the next. Every leaver clears WAKING: a clear too many costs a syscall, never a lost
+ *   wake. tests/models/executor.pml checks it.
  * ------------------------------------------------------------------------------------------- */
 CONC_COLD void conc__executor_wake_slow(conc_executor_t *ex, uint32_t v) {
     do {
@@ -602,332 +713,160 @@ CONC_COLD void conc__executor_wake_slow(conc_executor_t *ex, uint32_t v) {
     conc_futex_wake(&ex->idle, 1, 0);
 }
 
-/* [executor.E2] seq_cst: after the caller's seq_cst push or publish (the timeline above). For
- * a claim (stealable only once stale) no wake while a worker polls (it finds the claim, or
- * stops polling [executor.E0] and then registers and re-checks like any sleeper) or a sleeper
- * watches (it wakes when the oldest open claim turns stale and looks again; its leaving
- * [executor.E3] comes before its next re-check). A submit wakes a sleeper even while a worker
- * polls: the poller may be preempted (more threads than CPUs), and the task would wait for
- * the scheduler's next slice. */
-CONC_INLINE void conc__executor_wake(conc_executor_t *ex, bool claim) {
+/* [executor.E2] seq_cst: after the caller's seq_cst push, take or publish (the timeline
+ * above). A chain wake (take, refill) wakes nobody while a worker polls. */
+CONC_INLINE void conc__executor_wake(conc_executor_t *ex, bool chain) {
     uint32_t v = conc_load(&ex->idle, CONC_SEQ_CST);
-    uint32_t skip = CONC__EXECUTOR_IDLE_WAKING | (claim ? CONC__EXECUTOR_IDLE_WATCHING : 0u);
-    if (CONC_UNLIKELY((v & CONC__EXECUTOR_IDLE_SLEEPERS_MASK) != 0 && !(v & skip)) &&
-        (!claim || conc_load(&ex->polling, CONC_SEQ_CST) == 0))
+    if (CONC_UNLIKELY((v & CONC__EXECUTOR_IDLE_SLEEPERS_MASK) != 0 &&
+                      !(v & CONC__EXECUTOR_IDLE_WAKING)) &&
+        (!chain || conc_load(&ex->polling, CONC_SEQ_CST) == 0))
         conc__executor_wake_slow(ex, v);
 }
 
-/* Whether shutdown has closed the queue. Acquire: pairs with the release in shutdown, so the
- * close itself is visible to the try_pop that follows. */
-CONC_INLINE bool conc__executor_closed(conc_executor_t *ex) {
-    return conc_load(&ex->closed, CONC_ACQUIRE) != 0;
+/* Wakes every sleeper (the close, the end): steps the sequence, so a sleeper between its
+ * re-check and its futex_wait is refused the sleep. seq_cst (release would do for the
+ * wake): a sleeper whose registration reads this step sees, in its re-check, what the
+ * caller did before. */
+CONC_COLD void conc__executor_wake_all_slow(conc_executor_t *ex) {
+    conc_fetch_add(&ex->idle, CONC__EXECUTOR_IDLE_SEQ_ONE, CONC_SEQ_CST);
+    conc_futex_wake(&ex->idle, INT_MAX, 0);
 }
 
-/* Whether another worker's claim holds a task nobody has taken. Acquire: pairs with the
- * publish [executor.P1], so a thief that acts on the answer sees the slots. */
-CONC_INLINE bool conc__executor_claim_open(uint64_t c) {
-    return ((c & CONC__EXECUTOR_CLAIM_NEXT_MASK) >> CONC__EXECUTOR_CLAIM_NEXT_SHIFT) <
-           (c & CONC__EXECUTOR_CLAIM_END_MASK);
-}
-
-/* Whether another worker's open claim is stale (see CONC__EXECUTOR_STEAL_AGE_NS); if none
- * is, *stale_at (may be NULL) is when the oldest open one turns stale, or CONC_FOREVER. */
-CONC_NOINLINE bool conc__executor_stealable(conc_executor_t *ex, const conc__executor_worker *self,
-                                            int64_t *stale_at) {
-    unsigned n = conc_load(&ex->nthreads, CONC_RELAXED);
-    int64_t first = CONC_FOREVER, now = 0;
-    for (unsigned i = 0; i < n; i++) {
-        const conc__executor_worker *v = &ex->workers[i];
-        /* Acquire: pairs with [executor.P1]; claimed_at was stored before it. */
-        if (v == self || !conc__executor_claim_open(conc_load(&v->claim, CONC_ACQUIRE)))
-            continue;
-        int64_t at = conc_load(&v->claimed_at, CONC_RELAXED) + CONC__EXECUTOR_STEAL_AGE_NS;
-        if (now == 0)
-            now = conc_now();
-        if (at <= now)
-            return true;
-        if (at < first)
-            first = at;
-    }
-    if (stale_at)
-        *stale_at = first;
-    return false;
-}
-
-/* All workers are quiet (see "Ending"). */
-CONC_INLINE bool conc__executor_all_quiet(conc_executor_t *ex) {
-    /* Acquire: pairs with the acq_rel arrivals, so the last one's view is everyone's. */
-    return conc_load(&ex->quiet, CONC_ACQUIRE) == conc_load(&ex->nthreads, CONC_RELAXED);
-}
-
-/* Sleeps until woken, unless the re-check finds work: a task in the queue (or on its way
- * in: the size counts claimed slots), the close, a claim to steal; once quiet (see
- * "Ending"), a claim to steal or the end. */
-CONC_COLD void conc__executor_sleep_slow(conc__executor_worker *w, bool quiet) {
-    conc_executor_t *ex = w->ex;
+/* Sleeps until woken, unless the re-check finds work. */
+CONC_COLD void conc__executor_sleep_slow(conc_executor_t *ex) {
     /* [executor.E1] seq_cst, and the fence after it: the re-check's loads cannot be ordered
      * before the registration (the timeline above). */
     uint32_t v = conc_fetch_add(&ex->idle, CONC__EXECUTOR_IDLE_SLEEPER_ONE, CONC_SEQ_CST) +
                  CONC__EXECUTOR_IDLE_SLEEPER_ONE;
     conc_fence_seq_cst(&ex->idle);
-    int64_t deadline = CONC_FOREVER;
-    bool work = conc__executor_stealable(ex, w, &deadline) ||
-                (quiet ? conc__executor_all_quiet(ex)
-                       : conc_queue_size(ex->q) > 0 || conc__executor_closed(ex));
-    /* An open claim that is not stale yet: sleep until it is, and say so (WATCHING), so
-     * that new claims do not wake anyone. Relaxed: the word is only the futex's here. */
-    while (!work && deadline != CONC_FOREVER && !(v & CONC__EXECUTOR_IDLE_WATCHING) &&
-           !conc_cas_weak(&ex->idle, &v, v | CONC__EXECUTOR_IDLE_WATCHING, CONC_RELAXED,
-                          CONC_RELAXED)) {
-    }
-    if (!work && deadline != CONC_FOREVER)
-        v |= CONC__EXECUTOR_IDLE_WATCHING;
-    if (!work) {
+    /* seq_cst: the re-check's half of the Dekker pairs with [T1] and [F2]. */
+    if (!conc__executor_has_work(ex, conc_load(&ex->stage, CONC_SEQ_CST), true)) {
         CONC_CHAOS_POINT();
-        (void)conc_futex_wait(&ex->idle, v, 0, deadline);
+        (void)conc_futex_wait(&ex->idle, v, 0, CONC_FOREVER);
     }
-    /* [executor.E3] seq_cst: leaving, before the next look (a claim's waker that saw WATCHING
-     * counts on it). It clears WAKING and WATCHING: a clear too many costs a syscall at most
-     * (another sleeper's watch or wake is taken for over), never a lost wake. */
+    /* [executor.E3] seq_cst: leaving, before the next look. It clears WAKING: a clear too
+     * many costs a syscall at most (another sleeper's wake is taken for over), never a lost
+     * wake. */
     v = conc_load(&ex->idle, CONC_RELAXED);
     while (!conc_cas_weak(&ex->idle, &v,
-                          (v - CONC__EXECUTOR_IDLE_SLEEPER_ONE) &
-                              ~(CONC__EXECUTOR_IDLE_WAKING | CONC__EXECUTOR_IDLE_WATCHING),
+                          (v - CONC__EXECUTOR_IDLE_SLEEPER_ONE) & ~CONC__EXECUTOR_IDLE_WAKING,
                           CONC_SEQ_CST, CONC_RELAXED)) {
     }
 }
 
-/* -------------------------------------------------------------------------------------------
- * Claims and steals
- *
- * A worker takes up to `limit` ready tasks with one claim on the queue (one CAS on its head),
- * not one task per claim: a worker that keeps pace with a submitter task by task moves the
- * queue's lines between the two CPUs on every task, and both slow down.
- *  - `limit` adapts to how long the worker's recent tasks took, so that a claim holds about
- *    CONC__EXECUTOR_CLAIM_NS of work: tiny tasks go up to 16 at a time, longer ones one at a
- *    time. A worker that found nothing to do for a while starts again at one task per claim.
- *  - A worker that drained the queue of a fast stream (its claim found at least a cache
- *    line's worth of tasks, 4, but fewer than `limit`) lets the next few claims' worth pile
- *    up before it claims again, for at most CONC__EXECUTOR_LAG_PAUSES: it then claims lines
- *    the submitter has finished with, instead of the line the submitter is writing. The claim
- *    right after a lag never lags again, so a moderate stream does not settle into lagging.
- *  - The worker looks at the queue by reading one slot's stamp (conc__queue_item_ready,
- *    queue.h's seam), and claims only when it is ready: it never reads the tail (the
- *    submitter's line) while it waits.
- *
- * No claimed task waits behind a running one while another worker is free (the mechanism,
- * chosen over giving claims back before blocking, which only works for the waits conc can
- * see, not for a sleep, a lock or a syscall): a claim of two or more tasks is PUBLISHED in the
- * worker's slots, and any other worker may STEAL from it. Owner and thieves take tasks from
- * the front of a claim with one CAS on its word (NEXT + k), so each task is taken exactly
- * once, and a claim starts in queue order. A worker looks for work oldest first: claims
- * before the queue, so the tasks that have started are the queue's first ones, as with
- * Python's one shared queue (except for two claims made at the same moment, whose order
- * among each other is the order their owners get to them). A thief takes the older half of
- * what is left and publishes it as its own claim: a claim that a blocked thief holds can be
- * stolen again. Publishing wakes a sleeper ([executor.E2]); the sleeper's re-check scans the
- * claims ([executor.E1]): a free worker starts a stolen task at once, a sleeping one within a
- * wakeup. The owner of a one-task claim publishes nothing (nothing would be left to steal).
- *
- *   owner                                        thief
- *   ----------------------------------------    -------------------------------------------
- *   claim n tasks from the queue or a claim      c = load claim (acquire)      [executor.S0]
- *   slot[1..n) = tasks (relaxed)                 c open: read slot[NEXT..NEXT+k) (relaxed)
- *   [executor.P1] store claim: GEN+1, NEXT 1, END n  [executor.S1] CAS claim: c -> c + k NEXT
- *     (seq_cst), then wake one sleeper             -> fails: the word changed, look again
- *   run tasks[0]; then for each next task:        publish the k tasks as its own claim
- *   CAS claim: NEXT -> NEXT + 1 (the same race)
- *
- *   The slots are rewritten only after the claim is used up, and the GEN step on publishing
- *   makes every CAS on an older word fail: a thief that read slots of a newer claim never
- *   takes them (no ABA). A thief starts or cancels what it took exactly like the owner.
- *
- * Ending: a worker that finds the queue closed and drained and nothing to steal does not exit
- * at once (a claim still open elsewhere may hold the task its owner waits for): it counts
- * itself QUIET and sleeps; it leaves QUIET to steal. A quiet worker holds no task, so once
- * all are quiet no claim is open, no task is in flight, and none can appear: the last to
- * arrive wakes the others and all exit.
- * ------------------------------------------------------------------------------------------- */
-
-/* Steals the older half of a stale claim of another worker (published at least
- * CONC__EXECUTOR_STEAL_AGE_NS ago: its owner is stuck on a task far longer than the claim's
- * budget) into out: how many (0: none). */
-CONC_NOINLINE size_t conc__executor_steal_slow(conc_executor_t *ex, conc__executor_worker *self,
-                                               conc_future_t **out) {
-    unsigned n = conc_load(&ex->nthreads, CONC_RELAXED);
-    int64_t now = 0;
-    for (unsigned d = 1; d < n; d++) {
-        conc__executor_worker *v = &ex->workers[(self->index + d) % n];
-        uint64_t c =
-            conc_load(&v->claim, CONC_ACQUIRE); /* [executor.S0] pairs with [executor.P1] */
-        if (conc__executor_claim_open(c)) {
-            if (now == 0)
-                now = conc_now();
-            /* Relaxed: an age hint; a stale stamp (an older claim's) only makes us steal
-             * sooner, and the CAS below decides what is taken. */
-            if (now - conc_load(&v->claimed_at, CONC_RELAXED) < CONC__EXECUTOR_STEAL_AGE_NS)
-                continue;
-        }
-        while (conc__executor_claim_open(c)) {
-            size_t next =
-                (size_t)((c & CONC__EXECUTOR_CLAIM_NEXT_MASK) >> CONC__EXECUTOR_CLAIM_NEXT_SHIFT);
-            size_t left = (size_t)(c & CONC__EXECUTOR_CLAIM_END_MASK) - next;
-            size_t k = (left + 1) / 2;
-            for (size_t i = 0; i < k; i++)
-                out[i] = conc_load(&v->slot[next + i], CONC_RELAXED);
-            CONC_CHAOS_POINT();
-            /* [executor.S1] acquire: pairs with [executor.P1] (the slots we read are that claim's:
-             * the word, GEN included, is unchanged). The owner's CAS races this one. */
-            if (conc_cas(&v->claim, &c, c + k * CONC__EXECUTOR_CLAIM_NEXT_ONE, CONC_ACQUIRE,
-                         CONC_ACQUIRE)) {
-                CONC_EXECUTOR_STEAL_HOOK(k);
-                return k;
-            }
-        }
+/* Refills empty staging (word s: no task left, not REFILLING, not ENDED) from the queue: 0
+ * with *out the oldest task (the caller's to start), EAGAIN (the queue had none ready),
+ * EPIPE (closed and drained: ENDED is published and every sleeper woken), EBUSY (another
+ * worker changed the word first: look again). *s is the word published (or seen). */
+CONC_NOINLINE int conc__executor_refill_slow(conc_executor_t *ex, uint64_t *s,
+                                             conc_future_t **out) {
+    uint64_t gen = *s & CONC__EXECUTOR_STAGE_GEN_MASK;
+    /* [executor.F1] acquire: pairs with the takes' [executor.T1] (release), so every slot
+     * read of the last refill's tasks happens before our writes below. */
+    if (!conc_cas(&ex->stage, s, gen | CONC__EXECUTOR_STAGE_REFILLING, CONC_ACQUIRE,
+                  CONC_ACQUIRE))
+        return EBUSY;
+    conc_future_t *got[CONC__EXECUTOR_STAGE_MAX];
+    size_t n = 0;
+    int r = conc_queue_try_pop_batch(ex->q, got, CONC__EXECUTOR_STAGE_MAX, &n);
+    for (size_t i = 1; i < n; i++)
+        conc_store(&ex->staged[i], got[i], CONC_RELAXED); /* published by [executor.F2] */
+    uint64_t next = gen + CONC__EXECUTOR_STAGE_GEN_ONE;
+    if (r == 0)
+        next |= CONC__EXECUTOR_STAGE_HEAD_ONE | (uint64_t)n; /* got[0] is taken: ours */
+    else if (r == EPIPE)
+        next |= CONC__EXECUTOR_STAGE_ENDED;
+    CONC_CHAOS_POINT();
+    /* [executor.F2] seq_cst: release for the slots (pairs with [executor.T0]/[executor.T1]);
+     * the first half of the Dekker pairs with a sleeper's [executor.E1] (the wake below)
+     * and with the closer's [executor.C1] (the load of `cancelling` below). */
+    conc_store(&ex->stage, next, CONC_SEQ_CST);
+    *s = next;
+    if (r == EPIPE) {
+        conc__executor_wake_all_slow(ex); /* the end: every sleeper exits */
+        return EPIPE;
     }
+    if (r != 0)
+        return EAGAIN;
+    CONC_EXECUTOR_STAGE_HOOK(n);
+    /* seq_cst: [executor.C1]'s other half (see "Staging"). */
+    if (n > 1 && CONC_UNLIKELY(conc_load(&ex->cancelling, CONC_SEQ_CST) != 0))
+        conc__executor_drop_staged_slow(ex);
+    *out = got[0];
     return 0;
 }
 
-/* The next task of the worker's own published claim, or NULL once it is used up (by the
- * worker or by thieves). The same CAS as a steal: exactly one of them takes each task. */
-CONC_INLINE conc_future_t *conc__executor_claim_next(conc__executor_worker *w) {
-    uint64_t c = conc_load(&w->claim, CONC_RELAXED); /* relaxed: our own word; the CAS decides */
-    while (conc__executor_claim_open(c)) {
-        size_t next =
-            (size_t)((c & CONC__EXECUTOR_CLAIM_NEXT_MASK) >> CONC__EXECUTOR_CLAIM_NEXT_SHIFT);
-        conc_future_t *f = conc_load(&w->slot[next], CONC_RELAXED); /* ours: written by us */
-        if (conc_cas_weak(&w->claim, &c, c + CONC__EXECUTOR_CLAIM_NEXT_ONE, CONC_RELAXED,
-                          CONC_RELAXED))
-            return f;
-    }
-    return NULL;
-}
-
-/* Publishes tasks[0..n) (n >= 2) as the worker's claim, the first already taken by it. */
-CONC_INLINE void conc__executor_publish(conc__executor_worker *w, conc_future_t **tasks, size_t n) {
-    for (size_t i = 1; i < n; i++)
-        conc_store(&w->slot[i], tasks[i], CONC_RELAXED);
-    uint64_t gen = (conc_load(&w->claim, CONC_RELAXED) & CONC__EXECUTOR_CLAIM_GEN_MASK) +
-                   CONC__EXECUTOR_CLAIM_GEN_ONE;
-    /* [executor.P1] seq_cst: release for the slots (pairs with [executor.S0]/[executor.S1]),
-     * and the first half of the Dekker pair with a sleeper's [executor.E1] (the caller's
-     * wake follows). */
-    conc_store(&w->claim, gen | CONC__EXECUTOR_CLAIM_NEXT_ONE | (uint64_t)n, CONC_SEQ_CST);
-}
-
-/* The queue is closed and drained and there was nothing to steal: true once every worker
- * is quiet (exit), false when a claim opened (leave quiet and steal). */
-CONC_COLD bool conc__executor_quiet_slow(conc__executor_worker *w) {
-    conc_executor_t *ex = w->ex;
-    /* acq_rel: every arrival sees the ones before it; the last sees them all. */
-    uint32_t q = conc_fetch_add(&ex->quiet, 1u, CONC_ACQ_REL) + 1u;
-    if (q == conc_load(&ex->nthreads, CONC_RELAXED)) {
-        /* Wake all. seq_cst (release would do): a sleeper whose registration reads this step
-         * sees our arrival in its re-check. */
-        conc_fetch_add(&ex->idle, CONC__EXECUTOR_IDLE_SEQ_ONE, CONC_SEQ_CST);
-        conc_futex_wake(&ex->idle, INT_MAX, 0);
-        return true;
-    }
+/* The next task for a worker: the oldest not yet taken (staging's front, else the queue's
+ * through a refill), or NULL once the executor has ended. One idle worker at a time polls
+ * for CONC_EXECUTOR_SPIN pauses before it sleeps (the others sleep at once: on two CPUs, two
+ * pollers would starve the threads that submit and wait), so a steady stream of tiny tasks,
+ * or a submit-then-wait loop, finds a worker awake and pays no wakeup. */
+CONC_INLINE conc_future_t *conc__executor_next(conc_executor_t *ex) {
     for (;;) {
-        if (conc__executor_all_quiet(ex))
-            return true;
-        if (conc__executor_stealable(ex, w, NULL)) {
-            conc_fetch_sub(&ex->quiet, 1u, CONC_RELAXED); /* still short of all: no race */
-            return false;
-        }
-        conc__executor_sleep_slow(w, true);
-    }
-}
-
-/* Takes the next tasks into out[0..*limit): how many, or 0 once the executor has ended.
- * Oldest first: another worker's open claim, then the queue. One idle worker at a time
- * polls for CONC_EXECUTOR_SPIN pauses before it sleeps (the others sleep at once: on two
- * CPUs, two pollers would starve the threads that submit and wait), so a steady stream of
- * tiny tasks, or a submit-then-wait loop, finds a worker awake and pays no wakeup. */
-CONC_INLINE size_t conc__executor_take(conc__executor_worker *w, conc_future_t **out,
-                                       size_t *limit) {
-    conc_executor_t *ex = w->ex;
-    size_t n = 0;
-    for (;;) {
-        bool many = conc_load(&ex->nthreads, CONC_RELAXED) > 1;
-        if (many && (n = conc__executor_steal_slow(ex, w, out)) > 0)
-            return n; /* a stuck claim: older than anything in the queue */
-        int r = EAGAIN;
-        if (conc__queue_item_ready(ex->q, 1) || conc__executor_closed(ex))
-            r = conc_queue_try_pop_batch(ex->q, out, *limit, &n); /* closed, drained: EPIPE */
-        if (r == 0)
-            return n;
-        if (r == EPIPE) {
-            if (conc__executor_quiet_slow(w))
-                return 0;
+        uint64_t s;
+        conc_future_t *f = conc__executor_stage_take(ex, &s);
+        if (!f &&
+            !(s & (CONC__EXECUTOR_STAGE_REFILLING | CONC__EXECUTOR_STAGE_ENDED)) &&
+            (conc__queue_item_ready(ex->q, 1) || conc__executor_closed(ex)) &&
+            conc__executor_refill_slow(ex, &s, &f) == EBUSY)
             continue;
+        if (f) {
+            /* Work left behind: wake the next worker (the chain, see "Idle workers"). */
+            if (conc__executor_stage_left(s) > 0 || conc__queue_item_ready(ex->q, 1))
+                conc__executor_wake(ex, true);
+            return f;
         }
+        if (s & CONC__EXECUTOR_STAGE_ENDED)
+            return NULL;
+        bool look = false;
         uint32_t idle = 0;
         if (CONC_EXECUTOR_SPIN > 0 && conc_cpu_count() > 1 &&
             conc_cas(&ex->polling, &idle, 1u, CONC_RELAXED, CONC_RELAXED)) {
-            for (int i = 1; i <= CONC_EXECUTOR_SPIN && r == EAGAIN; i++) {
+            for (int i = 1; i <= CONC_EXECUTOR_SPIN && !look; i++) {
                 conc_cpu_relax();
-                if (i == CONC__EXECUTOR_IDLE_PAUSES)
-                    *limit = 1;
+                /* Relaxed: a hint; the take's CAS decides. */
                 if (i % CONC__EXECUTOR_POLL_EVERY == 0 &&
-                    (conc__queue_item_ready(ex->q, 1) || conc__executor_closed(ex) ||
-                     conc__executor_stealable(ex, w, NULL)))
-                    r = 0; /* look again, from the top */
+                    conc__executor_has_work(ex, conc_load(&ex->stage, CONC_RELAXED), false))
+                    look = true;
             }
-            /* [executor.E0] seq_cst: a waker that saw us polling made no wake, so our stop must
-             * come before our registration [executor.E1] in the one order (and it does: both
-             * seq_cst, the waker's loads too). */
+            /* [executor.E0] seq_cst: a chain waker that saw us polling made no wake, so our
+             * stop must come before our next look and our registration [executor.E1] in the
+             * one order (and it does: both seq_cst, the waker's loads too). */
             conc_store(&ex->polling, 0u, CONC_SEQ_CST);
-            if (r == 0)
+            if (look)
                 continue;
         }
-        *limit = 1;
         /* A few yields before the sleep, as conc_queue_pop does: with more threads than
          * CPUs the submitter may be the one waiting for this CPU, and a sleep now would cost
          * it a wakeup once it runs again. */
-        for (int i = 0; i < CONC__EXECUTOR_IDLE_YIELDS && r == EAGAIN && conc_cpu_count() > 1;
-             i++) {
+        for (int i = 0; i < CONC__EXECUTOR_IDLE_YIELDS && !look && conc_cpu_count() > 1; i++) {
             sched_yield();
-            if (conc__queue_item_ready(ex->q, 1) || conc__executor_closed(ex))
-                r = 0;
+            look = conc__executor_has_work(ex, conc_load(&ex->stage, CONC_RELAXED), false);
         }
-        if (r == EAGAIN)
-            conc__executor_sleep_slow(w, false);
+        if (!look)
+            conc__executor_sleep_slow(ex);
     }
 }
 
-/* See "Claims": waits (briefly) until the queue holds `tasks` tasks. */
-CONC_INLINE void conc__executor_lag(conc_executor_t *ex, size_t tasks) {
-    size_t half = conc_queue_capacity(ex->q) / 2; /* never wait for a full queue */
-    if (tasks > half)
-        tasks = half > 0 ? half : 1;
-    for (int i = 1; i <= CONC__EXECUTOR_LAG_PAUSES; i++) {
-        conc_cpu_relax();
-        if (i % CONC__EXECUTOR_POLL_EVERY == 0 && conc__queue_item_ready(ex->q, tasks))
-            return;
-    }
-}
-
-/* Shutdown without the join: refuse new work, drop what is queued if asked (drop: 0, or
- * CONC__EXECUTOR_DROP_CANCEL or _BROKEN), wake every worker. (conc_executor_shutdown joins
- * after it; shutdown_nowait and a failed initializer stop here.) */
+/* Shutdown without the join: refuse new work, drop what is queued and staged if asked (drop:
+ * 0, or CONC__EXECUTOR_DROP_CANCEL or _BROKEN), wake every worker. (conc_executor_shutdown
+ * joins after it; shutdown_nowait and a failed initializer stop here.) */
 CONC_INLINE void conc__executor_close(conc_executor_t *ex, uint32_t drop) {
-    /* Release: pairs with the workers' acquire load in start, and with a refused submitter's
-     * (conc__executor_refusal): the close below comes after it. An or, not a store: BROKEN
-     * stays once set, and wins over CANCEL (conc__executor_drop_slow). */
+    /* [executor.C1] seq_cst: release, pairing with the workers' acquire load in start and
+     * with a refused submitter's (conc__executor_refusal): the close below comes after it;
+     * and the first half of the Dekker pair with a refill's [executor.F2] (see "Staging").
+     * An or, not a store: BROKEN stays once set, and wins over CANCEL
+     * (conc__executor_drop_slow). */
     if (drop != 0)
-        conc_fetch_or(&ex->cancelling, drop, CONC_RELEASE);
+        conc_fetch_or(&ex->cancelling, drop, CONC_SEQ_CST);
     conc_queue_close(ex->q); /* new submits get EPIPE, blocked ones too; workers drain */
     conc_store(&ex->closed, 1u, CONC_RELEASE); /* after the close: see conc__executor_closed */
-    /* Every sleeper re-checks (and finds the queue closed): step the sequence, wake all.
-     * seq_cst (release would do): a sleeper whose registration reads this step sees the
-     * close in its re-check. */
-    conc_fetch_add(&ex->idle, CONC__EXECUTOR_IDLE_SEQ_ONE, CONC_SEQ_CST);
-    conc_futex_wake(&ex->idle, INT_MAX, 0);
+    conc__executor_wake_all_slow(ex); /* every sleeper re-checks and finds the close */
     if (drop != 0) {
         conc_future_t *f;
-        while (conc_queue_try_pop(ex->q, &f) == 0) /* races the workers: each item once */
+        while (conc_queue_try_pop(ex->q, &f) == 0) /* races the refills: each item once */
             conc__executor_drop_slow(f, conc_load(&ex->cancelling, CONC_RELAXED));
+        conc__executor_drop_staged_slow(ex); /* races the takes: each task once */
     }
 }
 
@@ -944,9 +883,8 @@ CONC_INLINE int conc__executor_refusal(conc_executor_t *ex, int e) {
  * it), then the initializer. A failing initializer breaks the executor as Python's
  * BrokenThreadPool does: new submits fail with CONC_EXECUTOR_BROKEN, tasks not yet started
  * fail with it too (state FAILED, never run), and every worker, this one included, goes on
- * to the normal ending ("Ending" below: it must count itself quiet, or the workers whose
- * initializer succeeded would wait for it forever); any task a worker still takes is
- * dropped, not run. conc_executor_broken reports the initializer's value; it is stored
+ * to the normal ending (a refill finds the queue closed and drained, publishes ENDED and
+ * wakes every worker, see "Staging"); any task a worker still takes is dropped, not run. conc_executor_broken reports the initializer's value; it is stored
  * before BROKEN, so whoever sees a task or a submit fail with CONC_EXECUTOR_BROKEN sees it. */
 CONC_COLD void conc__executor_worker_start_slow(conc_executor_t *ex, unsigned index) {
     if (ex->name_prefix[0] != '\0') {
@@ -965,47 +903,13 @@ CONC_COLD void conc__executor_worker_start_slow(conc_executor_t *ex, unsigned in
 static inline void *conc__executor_worker_main(void *arg) {
     conc__executor_worker *w = (conc__executor_worker *)arg;
     conc_executor_t *ex = w->ex;
-    conc_future_t *taken[CONC__EXECUTOR_CLAIM_MAX];
     w->helper.help = conc__executor_help_slow;
     conc__future_helper_self = &w->helper;
     if (ex->init_fn != NULL || ex->name_prefix[0] != '\0')
         conc__executor_worker_start_slow(ex, w->index);
-    size_t n, limit = 1;
-    bool lagged = false; /* the last claim followed a lag: its size says nothing of the rate */
-    while ((n = conc__executor_take(w, taken, &limit)) > 0) {
-        bool lag = !lagged && n >= CONC__EXECUTOR_LAG_MIN && n < limit;
-        lagged = lag;
-        /* A claim of one task when more were allowed tells nothing new: untimed (the common
-         * case of a worker that keeps up with one submitter; a clock read is ~20 ns). */
-        bool timed = n > 1 || limit == 1;
-        int64_t t0 = timed ? conc_now() : 0;
-        if (n > 1) {
-            conc_store(&w->claimed_at, t0, CONC_RELAXED); /* before [executor.P1]: an age hint */
-            conc__executor_publish(w, taken, n);
-        }
-        bool more = conc__queue_item_ready(ex->q, 1);
-        if (n > 1 || more) /* work left behind: the chain (see "Idle workers") */
-            conc__executor_wake(ex, !more);
-        size_t ran = 1;
-        conc__executor_start(ex, taken[0]);
-        if (n > 1) {
-            conc_future_t *f;
-            while ((f = conc__executor_claim_next(w)) != NULL) {
-                conc__executor_start(ex, f);
-                ran++;
-            }
-        }
-        if (timed) { /* the next limit: what fits the budget, at most doubling */
-            int64_t per = (conc_now() - t0) / (int64_t)ran + 1;
-            size_t fit =
-                per >= CONC__EXECUTOR_CLAIM_NS ? 1 : (size_t)(CONC__EXECUTOR_CLAIM_NS / per);
-            if (fit > 2 * limit)
-                fit = 2 * limit;
-            limit = fit > CONC__EXECUTOR_CLAIM_MAX ? CONC__EXECUTOR_CLAIM_MAX : fit;
-        }
-        if (lag)
-            conc__executor_lag(ex, CONC__EXECUTOR_LAG_CLAIMS * limit);
-    }
+    conc_future_t *f;
+    while ((f = conc__executor_next(ex)) != NULL)
+        conc__executor_start(ex, f);
     return NULL;
 }
 
@@ -1117,10 +1021,9 @@ CONC_NODISCARD static inline int conc__executor_build(conc_executor_t **out, uns
         ex->workers[i].index = i;
     }
     for (unsigned i = 0; i < threads; i++) {
-        /* nthreads first: a worker scans workers[0..nthreads) and the new one must be in it.
-         * Relaxed stores are enough for scans: pthread_create orders them for the new
-         * thread, and an older worker that misses the newest one misses a worker with
-         * nothing claimed yet. */
+        /* nthreads first: conc__executor_is_worker scans workers[0..nthreads), and a new
+         * worker must find itself there. Relaxed: pthread_create orders the store for the
+         * new thread. */
         conc_store(&ex->nthreads, i + 1, CONC_RELAXED);
         e = pthread_create(&ex->workers[i].thread, NULL, conc__executor_worker_main,
                            &ex->workers[i]);
@@ -1160,9 +1063,10 @@ static inline unsigned conc_executor_threads(const conc_executor_t *ex) {
     return ex->nthreads;
 }
 
-/* Relaxed: a snapshot of the queued tasks (not yet claimed by a worker), for metrics. */
+/* Relaxed: a snapshot of the tasks not yet taken by a worker (queued or staged), for
+ * metrics. */
 static inline size_t conc_executor_queue_size(const conc_executor_t *ex) {
-    return conc_queue_size(ex->q);
+    return conc_queue_size(ex->q) + conc__executor_stage_left(conc_load(&ex->stage, CONC_RELAXED));
 }
 
 /* n futures into fs, uninitialized: from the pool, else malloc'd. How many (< n: ENOMEM). */
