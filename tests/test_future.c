@@ -17,6 +17,7 @@ static unsigned long refills;
     ((void)(tasks), __atomic_fetch_add(&refills, 1, __ATOMIC_RELAXED))
 #include "conc/event.h"
 #include "conc/executor.h"
+#include "conc/sem.h"
 
 #include <dirent.h>
 #include <sys/resource.h>
@@ -1609,6 +1610,271 @@ static void executor_stress_staged_vs_cancel_shutdown_on_done(void) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * FIFO starts (issue 9): tasks start in submission order, each on the first free worker, as in
+ * Python's ThreadPoolExecutor, so tasks that block on each other through anything (a promise,
+ * an event, a semaphore) finish whenever Python's pool with as many workers does.
+ * ------------------------------------------------------------------------------------------- */
+enum { PAIR_ROUNDS_DEFAULT = 40, PAIR_N = 8 };
+typedef enum { PAIR_PROMISE, PAIR_EVENT, PAIR_SEM } pair_kind;
+
+/* A_i blocks until B_i signals, through a promise (a future no executor runs: no worker
+ * runs it inline), an event or a semaphore. */
+typedef struct signal_pair {
+    pair_kind kind;
+    conc_future_t *promise;
+    conc_event_t event;
+    conc_sem_t sem;
+    long signalled; /* atomic: B ran */
+} signal_pair;
+
+static int task_pair_wait(void *arg, void **result) {
+    signal_pair *p = (signal_pair *)arg;
+    (void)result;
+    switch (p->kind) {
+    case PAIR_PROMISE:
+        return conc_future_wait(p->promise);
+    case PAIR_EVENT:
+        conc_event_wait(&p->event);
+        break;
+    case PAIR_SEM:
+        conc_sem_acquire(&p->sem);
+        break;
+    }
+    /* Acquire: pairs with task_pair_signal's release; B signalled before A returned. */
+    return __atomic_load_n(&p->signalled, __ATOMIC_ACQUIRE) == 1 ? 0 : EPROTO;
+}
+
+static int task_pair_signal(void *arg, void **result) {
+    signal_pair *p = (signal_pair *)arg;
+    (void)result;
+    __atomic_store_n(&p->signalled, 1, __ATOMIC_RELEASE);
+    switch (p->kind) {
+    case PAIR_PROMISE:
+        return conc_future_complete(p->promise, 0, NULL);
+    case PAIR_EVENT:
+        conc_event_set(&p->event);
+        return 0;
+    case PAIR_SEM:
+        return conc_sem_release(&p->sem, 1);
+    }
+    return EINVAL;
+}
+
+/* Rounds of PAIR_N pairs queued A0 B0 A1 B1 ... (B first with one worker: Python's single
+ * thread would wait in A0 for ever), after a burst of no-op tasks that the old per-worker
+ * claims batched. Every A and B must end with 0: a task held behind a blocked worker hangs
+ * the round (a DEADLOCK? report). */
+static void signal_pairs(pair_kind kind, unsigned workers) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, workers, 256), 0);
+    long rounds = th_iters(PAIR_ROUNDS_DEFAULT);
+    for (long round = 0; round < rounds; round++) {
+        signal_pair pairs[PAIR_N];
+        conc_future_t *fs[2 * PAIR_N];
+        void *argv[2 * PAIR_N];
+        conc_task_fn fns[2] = {task_pair_wait, task_pair_signal};
+        bool b_first = workers == 1;
+        for (int i = 0; i < PAIR_N; i++) {
+            signal_pair *p = &pairs[i];
+            memset(p, 0, sizeof *p);
+            p->kind = kind;
+            if (kind == PAIR_PROMISE)
+                TH_CHECK_EQ(conc_future_create(&p->promise), 0);
+            conc_event_init(&p->event, 0);
+            TH_CHECK_EQ(conc_sem_init(&p->sem, 0, 0, 0), 0);
+            argv[2 * i] = argv[2 * i + 1] = p;
+        }
+        claim_warmup(ex);
+        /* One batch for the lot when the round is even (the tasks arrive together), one
+         * submit each when odd. */
+        for (int i = 0; i < 2 * PAIR_N; i++) {
+            conc_task_fn fn = fns[(i % 2) ^ (b_first ? 1 : 0)];
+            if (round % 2 == 0) {
+                TH_CHECK_EQ(conc_executor_submit(ex, fn, argv[i], &fs[i]), 0);
+            } else {
+                conc_future_t **slot = &fs[i];
+                TH_CHECK_EQ(conc_executor_submit_batch(ex, fn, &argv[i], 1, slot, NULL), 0);
+            }
+        }
+        TH_CHECK_EQ(conc_future_wait_all(fs, 2 * PAIR_N, CONC_FOREVER), 0);
+        for (int i = 0; i < 2 * PAIR_N; i++) {
+            TH_CHECK_EQ(conc_future_wait(fs[i]), 0); /* A saw B's signal; B's signal took */
+            conc_future_release(fs[i]);
+        }
+        for (int i = 0; i < PAIR_N; i++)
+            conc_future_release(pairs[i].promise);
+    }
+    conc_executor_destroy(ex);
+}
+
+static void executor_deadlock_promise_pairs(void) {
+    for (unsigned workers = 1; workers <= 4; workers++)
+        signal_pairs(PAIR_PROMISE, workers);
+}
+
+static void executor_deadlock_event_pairs(void) {
+    for (unsigned workers = 1; workers <= 4; workers++)
+        signal_pairs(PAIR_EVENT, workers);
+}
+
+static void executor_deadlock_semaphore_pairs(void) {
+    for (unsigned workers = 1; workers <= 4; workers++)
+        signal_pairs(PAIR_SEM, workers);
+}
+
+/* Start order: every task logs its start (a relaxed counter hands out log positions) and
+ * then blocks on its own gate. The test releases one running task at a time, chosen at
+ * random, and only then: exactly one worker is free at each step, so the next start must be
+ * the oldest task not yet started, and nothing else may start. */
+enum { FIFO_TASKS = 24 };
+typedef struct fifo_log {
+    long next;              /* relaxed: log positions */
+    long order[FIFO_TASKS]; /* atomic: order[k] = the k-th task to start, -1 before */
+} fifo_log;
+
+typedef struct fifo_task {
+    fifo_log *log;
+    long id;
+    conc_future_t *gate; /* completed by the test: the task returns */
+} fifo_task;
+
+static int task_fifo(void *arg, void **result) {
+    fifo_task *t = (fifo_task *)arg;
+    (void)result;
+    long k = CNT_ADD(&t->log->next, 1);
+    if (k < FIFO_TASKS)
+        __atomic_store_n(&t->log->order[k], t->id, __ATOMIC_RELAXED);
+    return conc_future_wait(t->gate);
+}
+
+static long fifo_await_start(fifo_log *log, long k) {
+    long id;
+    while ((id = __atomic_load_n(&log->order[k], __ATOMIC_RELAXED)) < 0)
+        sched_yield();
+    return id;
+}
+
+static void executor_fifo_start_order(void) {
+    th_rng rng = th_rng_make(17);
+    for (unsigned workers = 1; workers <= 4; workers++) {
+        conc_executor_t *ex;
+        TH_CHECK_EQ(conc_executor_create(&ex, workers, 256), 0);
+        long rounds = th_iters(20);
+        for (long round = 0; round < rounds; round++) {
+            fifo_log log;
+            fifo_task tasks[FIFO_TASKS];
+            void *argv[FIFO_TASKS];
+            conc_future_t *fs[FIFO_TASKS];
+            bool running[FIFO_TASKS] = {false};
+            log.next = 0;
+            for (int i = 0; i < FIFO_TASKS; i++) {
+                log.order[i] = -1;
+                tasks[i].log = &log;
+                tasks[i].id = i;
+                TH_CHECK_EQ(conc_future_create(&tasks[i].gate), 0);
+                argv[i] = &tasks[i];
+            }
+            claim_warmup(ex);
+            if (round % 2 == 0) {
+                TH_CHECK_EQ(conc_executor_submit_batch(ex, task_fifo, argv, FIFO_TASKS, fs, NULL),
+                            0);
+            } else {
+                for (int i = 0; i < FIFO_TASKS; i++)
+                    TH_CHECK_EQ(conc_executor_submit(ex, task_fifo, argv[i], &fs[i]), 0);
+            }
+            /* The first `workers` starts are the first `workers` tasks, in any order. */
+            for (long k = 0; k < (long)workers; k++) {
+                long id = fifo_await_start(&log, k);
+                TH_CHECK(id >= 0 && id < (long)workers && !running[id]);
+                running[id] = true;
+            }
+            TH_CHECK_EQ(CNT_GET(&log.next), (long)workers);
+            for (long k = (long)workers; k < FIFO_TASKS; k++) {
+                long r;
+                do
+                    r = (long)th_rand_below(&rng, FIFO_TASKS);
+                while (!running[r]);
+                running[r] = false;
+                TH_CHECK_EQ(conc_future_complete(tasks[r].gate, 0, NULL), 0);
+                TH_CHECK_EQ(fifo_await_start(&log, k), k); /* the oldest not yet started */
+                TH_CHECK_EQ(CNT_GET(&log.next), k + 1);    /* and nothing else */
+                running[k] = true;
+            }
+            for (int i = 0; i < FIFO_TASKS; i++)
+                if (running[i])
+                    TH_CHECK_EQ(conc_future_complete(tasks[i].gate, 0, NULL), 0);
+            TH_CHECK_EQ(conc_future_wait_all(fs, FIFO_TASKS, CONC_FOREVER), 0);
+            for (int i = 0; i < FIFO_TASKS; i++) {
+                TH_CHECK_EQ(conc_future_wait(fs[i]), 0);
+                conc_future_release(fs[i]);
+                conc_future_release(tasks[i].gate);
+            }
+        }
+        conc_executor_destroy(ex);
+    }
+}
+
+/* A sleeping task does not delay the tasks queued behind it while a worker is free: the
+ * sleeper sleeps in short naps until every task behind it has run, and each of those records
+ * whether the sleeper was still asleep when it ran. Ordering only: a task held back until
+ * the sleeper returned would leave the sleeper napping for ever (a DEADLOCK? report). */
+enum { NAP_BEHIND = 12 };
+typedef struct nap_round {
+    long behind_ran;     /* atomic: tasks behind the sleeper that have run */
+    long sleeper_awake;  /* atomic: 1 once the sleeper stopped napping */
+    long ran_while_asleep; /* atomic: tasks behind that ran while it napped */
+} nap_round;
+
+typedef struct nap_arg {
+    nap_round *r;
+    bool sleeper;
+} nap_arg;
+
+static int task_nap(void *arg, void **result) {
+    nap_arg *a = (nap_arg *)arg;
+    (void)result;
+    if (a->sleeper) {
+        while (__atomic_load_n(&a->r->behind_ran, __ATOMIC_ACQUIRE) < NAP_BEHIND)
+            th_sleep_ns(200 * CONC_US);
+        __atomic_store_n(&a->r->sleeper_awake, 1, __ATOMIC_RELEASE);
+        return 0;
+    }
+    if (__atomic_load_n(&a->r->sleeper_awake, __ATOMIC_ACQUIRE) == 0)
+        CNT_ADD(&a->r->ran_while_asleep, 1);
+    __atomic_add_fetch(&a->r->behind_ran, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static void executor_sleeping_task_does_not_delay_later_ones(void) {
+    for (unsigned workers = 2; workers <= 4; workers++) {
+        conc_executor_t *ex;
+        TH_CHECK_EQ(conc_executor_create(&ex, workers, 256), 0);
+        long rounds = th_iters(20);
+        for (long round = 0; round < rounds; round++) {
+            nap_round r = {0, 0, 0};
+            nap_arg args[NAP_BEHIND + 1];
+            void *argv[NAP_BEHIND + 1];
+            conc_future_t *fs[NAP_BEHIND + 1];
+            for (int i = 0; i <= NAP_BEHIND; i++) {
+                args[i].r = &r;
+                args[i].sleeper = i == 0;
+                argv[i] = &args[i];
+            }
+            claim_warmup(ex);
+            TH_CHECK_EQ(conc_executor_submit_batch(ex, task_nap, argv, NAP_BEHIND + 1, fs, NULL),
+                        0);
+            TH_CHECK_EQ(conc_future_wait_all(fs, NAP_BEHIND + 1, CONC_FOREVER), 0);
+            TH_CHECK_EQ(CNT_GET(&r.ran_while_asleep), NAP_BEHIND); /* every one, before it woke */
+            for (int i = 0; i <= NAP_BEHIND; i++) {
+                TH_CHECK_EQ(conc_future_wait(fs[i]), 0);
+                conc_future_release(fs[i]);
+            }
+        }
+        conc_executor_destroy(ex);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
  * The front door (issue 11): NULL and cleanup, failed results, create's limits, map's args
  * ------------------------------------------------------------------------------------------- */
 static void future_release_null_is_noop(void) {
@@ -2131,6 +2397,9 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE_T(executor_deadlock_chains_wait_on_later_tasks, 120),
         TH_CASE_T(executor_deadlock_blocked_task_does_not_hold_its_claim, 120),
         TH_CASE_T(executor_stress_staged_vs_cancel_shutdown_on_done, 120),
+        TH_CASE_T(executor_deadlock_promise_pairs, 120), TH_CASE_T(executor_deadlock_event_pairs, 120),
+        TH_CASE_T(executor_deadlock_semaphore_pairs, 120), TH_CASE_T(executor_fifo_start_order, 120),
+        TH_CASE_T(executor_sleeping_task_does_not_delay_later_ones, 120),
         TH_CASE(future_release_null_is_noop), TH_CASE(future_failed_task_keeps_result),
         TH_CASE(executor_create_limits_match_docs), TH_CASE(executor_map_reads_args_lazily),
         TH_CASE(executor_broken_initializer_fails_queued_tasks),

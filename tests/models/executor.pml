@@ -1,84 +1,94 @@
-/* tests/models/executor.pml - the executor's claims, steals, idle sleep and ending
- * (include/conc/executor.h, "Idle workers", "Claims and steals"), checked by spin
+/* tests/models/executor.pml - the executor's staging (FIFO takes, refills), idle sleep,
+ * cancelling and ending (include/conc/executor.h, "Staging", "Idle workers"), checked by spin
  * SPDX-License-Identifier: MIT
  *
- * What is modelled, step for step as future.h does it:
- *   - the queue: tasks 0..T-1 pushed in order by a submitter; a claim takes up to LIMIT of the
- *     queued tasks with one atomic step (the CAS on the queue's head);
- *   - a claim of two or more is PUBLISHED: the slots (here: the first task's number) are
- *     written, then the claim word (GEN, NEXT, END) in one store [executor.P1], then a wake. The
- *     owner takes each next task with a CAS on its word; a thief reads the word, then the
- *     slot (a separate step), then CASes the word it read (GEN included): the same race;
- *   - a thief steals from a STALE claim: one whose owner is blocked in a task must be stolen
- *     from; any other open claim may be (the C code's age test also finds a claim stale whose
- *     owner is merely slow, and that owner races the thief). With T = 2 and LIMIT = 2 a thief
- *     takes one task (the older half of what is left), never re-published;
- *   - the idle word: SLEEPERS, WAKING, WATCHING, SEQ in one futex word. A sleeper registers
- *     [executor.E1], re-checks (queue, close, stale claims), sleeps on the word it read: with a
- *     timeout when a claim is open but not stale (WATCHING; the timeout may fire at any
- *     moment), else until the word changes. Leaving [executor.E3] drops SLEEPERS, WAKING and
- *     WATCHING. A waker [executor.E2] reads the word; with sleepers and no WAKING (and, for a
- *     claim, no WATCHING) it CASes WAKING and SEQ + 1 in, then futex-wakes one sleeper;
- *   - tasks: task 0 blocks until task 1 is final (done or cancelled): a worker that claimed
- *     both is stuck on its own claim and only a thief can free it. The gate is one CAS from
- *     PENDING to RUNNING (run) or CANCELLED (cancel: a canceller that may cancel task 1, and
- *     any worker once shutdown(cancel_pending) began, for what it takes and for what shutdown
- *     drains);
- *   - ending: a worker that finds the queue closed and drained counts itself QUIET, sleeps,
- *     leaves QUIET to steal from a stale claim, and exits once every worker is quiet (the
- *     last to arrive wakes all);
- *   - the submitter pushes T tasks (waking after each push), then either waits until every
- *     task is final and shuts down, or shuts down at once, with or without cancel_pending.
- * Checked (pan -DSAFETY): every process ends (a stranded task or a lost wake leaves a worker
- * asleep or the submitter waiting: an invalid end state); each task is taken from the queue
- * or a claim exactly once; each task ends run exactly once or cancelled, never both, never
- * neither.
+ * What is modelled, step for step as executor.h does it:
+ *   - the queue: tasks 0..T-1 pushed in order by a submitter (waking after each push); a
+ *     refill takes up to STAGE of them with one atomic step (conc_queue_try_pop_batch: the
+ *     CAS on the queue's head; with the queue closed and drained it reports EPIPE);
+ *   - staging: the word (HEAD, TAIL, GEN, REFILLING, ENDED) and the slots (here: the first
+ *     staged task's number; the slots hold consecutive tasks). A take reads the word
+ *     [executor.T0], then the slot (a separate step), then CASes the word it read
+ *     [executor.T1]. A refill CASes REFILLING in on an empty word [executor.F1], pops a batch,
+ *     writes the slots (a separate step), publishes HEAD 1, TAIL n, GEN + 1 in one store
+ *     [executor.F2] (the first task is the refiller's), reads `cancelling` and drops what is
+ *     staged if set [executor.C1], then wakes one sleeper if work is left (staged, or queued);
+ *     a refill that finds the queue closed and drained publishes ENDED and wakes every sleeper;
+ *   - the idle word: SLEEPERS, WAKING, SEQ in one futex word. A worker that finds nothing to
+ *     do may poll (one at a time: `polling`), then registers [executor.E1], re-checks (a staged
+ *     task, ENDED, or with nobody refilling: the queue, the close), and sleeps on the word it
+ *     read until the word changes. Leaving [executor.E3] drops SLEEPERS and WAKING. A waker
+ *     [executor.E2] reads the word; with sleepers and no WAKING (and, for a take's or refill's
+ *     chain wake, nobody polling) it CASes WAKING and SEQ + 1 in, then futex-wakes one;
+ *   - tasks: task 0 blocks until task 1 is final (done or cancelled), through something that
+ *     is not a future of the executor (a promise, an event: no worker runs it inline), as in
+ *     the workload Python finishes and per-worker claims did not. The gate is one CAS from
+ *     PENDING to RUNNING (run) or CANCELLED (a canceller that may cancel task 1; any worker
+ *     once shutdown(cancel_pending) began, for what it takes; the closer, for what it drops);
+ *   - shutdown: the submitter pushes T tasks, then waits until every task is final or not,
+ *     and shuts down with or without cancel_pending: `cancelling` [executor.C1], the close,
+ *     a wake of all, then (cancelling) it pops and drops every queued task and takes and
+ *     drops every staged one with the takers' CAS.
+ * Checked (pan -DSAFETY): every process ends (a task stranded behind a blocked worker or a
+ * lost wake leaves a worker asleep, task 0 blocked, or the submitter waiting: an invalid end
+ * state); each task is taken exactly once (by a worker's take or refill, or by the closer);
+ * when a worker starts a task, every older task has been taken (a task is taken one at a
+ * time, by a free worker, which starts it next: the order of Python's pool, where a worker
+ * pops the queue's front, then starts it; a task held in a worker's private batch is not
+ * taken until that worker gets to it); each task ends run exactly once or cancelled, never both, never neither.
  *
  * Run: bash tests/run.sh models /tmp/m.log
  *
  * Deliberately broken variants (spin -DNAME); each must make pan report errors:
  */
-// broken: NO_CLAIM_WAKE a published claim wakes nobody (an earlier sleeper sleeps on)
-// broken: STEAL_WITHOUT_CAS a thief stores NEXT + 1 without a CAS (a task taken twice)
+// broken: NO_REFILL_WAKE a refill that leaves work staged wakes nobody (a sleeper that saw REFILLING sleeps on)
+// broken: OWN_BATCH the refiller keeps its batch and starts it before anyone else may (per-worker claims)
+// broken: TAKE_WITHOUT_CAS a take stores HEAD + 1 without a CAS (a task taken twice, or a rewritten slot)
 // broken: NO_RECHECK a sleeper sleeps without its re-check (a push's wake is lost)
-// broken: EXIT_WHEN_DRAINED a worker exits once closed and drained (a claim is stranded)
+// broken: NO_END_WAKE the refill that finds the end wakes nobody (a sleeper never exits)
+// broken: EXIT_WHEN_DRAINED a worker exits once the queue is closed and drained (staged tasks stranded)
 // pan-cc: -DSAFETY -DCOLLAPSE
 // pan-run: -m1000000
 
-#define T 2
+#define T 3
 #define W 2
-#define LIMIT 2
+#define STAGE 2
 
 #define PENDING 0
 #define RUNNING 1
 #define DONE 2
 #define CANCELLED 3
 
-#define SLEEPERS 15
-#define WAKING 16
-#define WATCHING 32
-#define SEQ 64       /* the sequence: the top two bits, modulo 4 */
+#define SLEEPERS 7
+#define WAKING 8
+#define SEQ 16       /* the sequence: the top four bits, modulo 16 */
 
 byte pushed = 0;      /* tasks pushed */
-byte head = 0;        /* the next task a claim takes */
+byte head = 0;        /* the queue's next task */
 bool closed = false;
 bool cancelling = false;
 
 byte tstate[T];       /* the gate */
 byte runs[T];
-byte taken[T];        /* times taken from the queue or a claim */
+byte taken[T];        /* times taken from staging or the queue, to start or to drop */
 
-/* the claim words and slots */
-byte cbase[W];        /* slot 0's task (the slots are consecutive tasks) */
-byte cnext[W];
-byte cend[W];
-byte cgen[W];
-bool blocked[W];      /* the worker is stuck in task 0 (its claim is stale) */
+/* the staging word and slots */
+byte sbase = 0;       /* slot 0's task (the slots are consecutive tasks) */
+byte shead = 0;
+byte stail = 0;
+byte sgen = 0;
+bool refilling = false;
+bool ended = false;
 
 byte word = 0;        /* the idle word */
 bool sleeping[W];     /* in futex_wait on `word` */
-byte quiet = 0;
+bool polling = false;
 byte exited = 0;
+
+/* Starts follow submission order: every task older than t is taken. */
+#define FIFO_OK(t) ((t) < 1 || taken[0] == 1) && ((t) < 2 || taken[1] == 1)
+/* What a poller or a sleeper's re-check counts as work. */
+#define HAS_WORK (shead < stail || ended || (!refilling && (head < pushed || closed)))
 
 inline futex_wake_one() {
     atomic {
@@ -92,13 +102,14 @@ inline futex_wake_one() {
 
 inline futex_wake_all() { atomic { sleeping[0] = false; sleeping[1] = false } }
 
-/* [executor.E2]: claim says whether WATCHING also holds the wake back */
-inline wake(claim) {
+/* [executor.E2]; chain: a take's or refill's wake, which skips while a worker polls */
+inline wake(chain) {
     byte w_v;
     do
     :: w_v = word;
        if
-       :: (w_v & SLEEPERS) == 0 || (w_v & WAKING) || (claim && (w_v & WATCHING)) -> break
+       :: (w_v & SLEEPERS) == 0 || (w_v & WAKING) -> break
+       :: (chain && polling) -> break
        :: else ->
           atomic {
               if
@@ -115,150 +126,190 @@ inline wake(claim) {
     w_v = 0
 }
 
-#define STALE_OPEN(o) (cnext[o] < cend[o] && blocked[o])
+inline wake_all() { atomic { word = (word + SEQ) % 256; futex_wake_all() } }
 
-/* The gate and the task body. */
-inline start(me, t) {
+/* [executor.T0], the slot, [executor.T1]: got says whether t is ours. */
+inline take(t, got, h, tl, g) {
+    got = false;
+    do
+    :: atomic { shead < stail -> h = shead; tl = stail; g = sgen };
+       t = sbase + h;                                       /* the slot: a separate read */
+#ifdef TAKE_WITHOUT_CAS
+       shead = h + 1;
+       atomic { assert(taken[t] == 0); taken[t]++; got = true };
+       break
+#else
+       atomic {
+           if
+           :: shead == h && stail == tl && sgen == g ->
+              shead = h + 1; assert(taken[t] == 0); taken[t]++; got = true
+           :: else -> skip
+           fi
+       };
+       if :: got -> break :: else -> skip fi
+#endif
+    :: shead >= stail -> break
+    od;
+    atomic { h = 0; tl = 0; g = 0 }
+}
+
+/* A task taken that will not run (conc__executor_drop_slow): cancelled if still pending. */
+inline drop(t) {
+    atomic { if :: tstate[t] == PENDING -> tstate[t] = CANCELLED :: else -> skip fi }
+}
+
+inline drop_staged(t, got, h, tl, g) {
+    do
+    :: take(t, got, h, tl, g);
+       if :: got -> drop(t) :: else -> break fi
+    od
+}
+
+/* The gate and the task body (conc__executor_start), for a task this worker took. */
+inline start(me, t, ok) {
     atomic {
-        assert(taken[t] == 0);
-        taken[t]++;
+        assert(taken[t] == 1);
         ok = false;
         if
         :: tstate[t] != PENDING -> skip                         /* cancelled: never runs */
         :: tstate[t] == PENDING && cancelling -> tstate[t] = CANCELLED
-        :: tstate[t] == PENDING && !cancelling && t != 0 -> runs[t]++; tstate[t] = DONE
-        :: tstate[t] == PENDING && !cancelling && t == 0 -> tstate[t] = RUNNING; ok = true
+        :: tstate[t] == PENDING && !cancelling ->
+           assert(FIFO_OK(t));
+           if
+           :: t != 0 -> runs[t]++; tstate[t] = DONE
+           :: t == 0 -> tstate[t] = RUNNING; ok = true
+           fi
         fi
     };
     if
     :: ok ->                                                    /* task 0: stuck until 1 ends */
-       blocked[me] = true;
        (tstate[1] == DONE || tstate[1] == CANCELLED);
-       atomic { blocked[me] = false; runs[0]++; tstate[0] = DONE }
+       atomic { runs[0]++; tstate[0] = DONE; ok = false }
     :: else -> skip
     fi
 }
 
-/* Sleeps (or not, after the re-check). quietly: the ending's sleep. */
-inline idle_sleep(me, o, quietly) {
+/* Sleeps (or not, after the re-check). */
+inline idle_sleep(me) {
     byte s_v;
     bool work;
-    atomic { word++; s_v = word };                         /* [executor.E1] */
+    atomic { word++; s_v = word };                              /* [executor.E1] */
 #ifdef NO_RECHECK
     work = false;
 #else
-    if
-    :: STALE_OPEN(o) || (!quietly && (head < pushed || closed)) || (quietly && quiet == W) ->
-       work = true
-    :: else -> work = false
-    fi;
+    atomic { work = HAS_WORK };
 #endif
     if
-    :: !work && cnext[o] < cend[o] ->                      /* open, not stale: watch */
-       atomic { word = word | WATCHING; s_v = word };
-       atomic { if :: word == s_v -> sleeping[me] = true :: else -> skip fi };
-       if
-       :: !sleeping[me] -> skip
-       :: sleeping[me] -> sleeping[me] = false             /* the timeout */
-       fi
-    :: !work && cnext[o] >= cend[o] ->
+    :: !work ->
        atomic { if :: word == s_v -> sleeping[me] = true :: else -> skip fi };
        !sleeping[me]
     :: else -> skip
     fi;
-    atomic { word = (word - 1) & ~(WAKING | WATCHING); s_v = 0; work = false } /* [executor.E3] */
+    atomic { word = (word - 1) & ~WAKING; s_v = 0; work = false } /* [executor.E3] */
 }
 
 proctype worker(byte me) {
-    byte o = 1 - me, t, n, nx, en, g;
-    bool ok, got, more;
+    byte t, n, h, tl, g, k;
+    bool ok, got, look;
 top:
     /* Locals keep no stale values between rounds (they would only multiply the states). */
-    atomic { t = 0; n = 0; nx = 0; en = 0; g = 0; ok = false; got = false; more = false };
-    /* 1. a stale claim: older than the queue (one whose owner is stuck must be taken) */
+    atomic { t = 0; n = 0; k = 0; ok = false; got = false; look = false };
+#ifdef EXIT_WHEN_DRAINED
+    if :: atomic { closed && head == pushed -> goto out } :: else -> skip fi;
+#endif
+    /* 1. staging's front */
+    take(t, got, h, tl, g);
+    /* 2. a refill: staging empty, nobody refilling, not ended, a task queued or the close */
     if
-    :: atomic { cnext[o] < cend[o] -> nx = cnext[o]; en = cend[o]; g = cgen[o] } ->
-       t = cbase[o] + nx;                                   /* the slot: a separate read */
-#ifdef STEAL_WITHOUT_CAS
-       cnext[o] = nx + 1; got = true
-#else
-       atomic {
+    :: !got ->
+       atomic {                                                 /* [executor.F1] */
            if
-           :: cnext[o] == nx && cend[o] == en && cgen[o] == g -> cnext[o] = nx + 1; got = true
-           :: else -> skip
+           :: shead == stail && !refilling && !ended && (head < pushed || closed) ->
+              refilling = true; shead = 0; stail = 0; ok = true
+           :: else -> ok = false
            fi
-       }
-#endif
-    :: !STALE_OPEN(o) -> skip
-    fi;
-    if
-    :: got -> start(me, t); goto top
-    :: else -> skip
-    fi;
-    /* 2. the queue */
-    atomic {
-        if
-        :: head < pushed ->
-           t = head;
-           n = pushed - head;
-           if :: n > LIMIT -> n = LIMIT :: else -> skip fi;
-           head = head + n;
-           more = head < pushed
-        :: else -> n = 0
-        fi
-    };
-    if
-    :: n > 0 ->
+       };
        if
-       :: n > 1 ->
-          cbase[me] = t;
-          atomic { cgen[me]++; cnext[me] = 1; cend[me] = n }   /* [executor.P1] */
-       :: else -> skip
-       fi;
-       if
-#ifdef NO_CLAIM_WAKE
-       :: n == 1 && more -> wake(false)
-#else
-       :: n > 1 || more -> wake(!more)
+       :: ok ->
+          atomic {                                              /* pop_batch */
+              t = head;
+              n = pushed - head;
+              if :: n > STAGE -> n = STAGE :: else -> skip fi;
+              head = head + n;
+              look = n == 0 && closed;                           /* EPIPE */
+#ifndef OWN_BATCH
+              if :: n > 0 -> assert(taken[t] == 0); taken[t]++ :: else -> skip fi /* ours */
 #endif
-       :: else -> skip
-       fi;
-       start(me, t);
-       do                                                      /* the rest of the claim */
-       :: atomic {
+          };
+#ifdef OWN_BATCH
+          atomic { sgen++; refilling = false; if :: look -> ended = true :: else -> skip fi };
+          if :: look -> wake_all(); goto out :: else -> skip fi;
+          k = 0;
+          do
+          :: k < n -> atomic { assert(taken[t + k] == 0); taken[t + k]++ }; start(me, t + k, ok); k++
+          :: else -> break
+          od;
+          goto top;
+#endif
+          sbase = t;                                             /* the slots */
+          atomic {                                               /* [executor.F2] */
+              sgen++;
+              refilling = false;
               if
-              :: cnext[me] < cend[me] -> t = cbase[me] + cnext[me]; cnext[me]++; got = true
-              :: else -> got = false
-              fi
+              :: n > 0 -> shead = 1; stail = n
+              :: else -> shead = 0; stail = 0
+              fi;
+              if :: look -> ended = true :: else -> skip fi
           };
           if
-          :: got -> start(me, t)
-          :: else -> break
-          fi
-       od;
+          :: look ->
+#ifndef NO_END_WAKE
+             wake_all();
+#endif
+             goto out
+          :: else -> skip
+          fi;
+          if
+          :: n > 1 && cancelling -> drop_staged(k, look, h, tl, g) /* [executor.C1] */
+          :: else -> skip
+          fi;
+          look = false;
+          got = n > 0
+       :: else -> skip
+       fi
+    :: else -> skip
+    fi;
+    /* 3. a task: wake the next if work is left (the chain), then start it */
+    if
+    :: got ->
+#ifdef NO_REFILL_WAKE
+       if :: n == 0 && (shead < stail || (shead >= stail && head < pushed)) -> wake(true)
+          :: else -> skip fi;
+#else
+       if :: shead < stail || (shead >= stail && head < pushed) -> wake(true)
+          :: else -> skip fi;
+#endif
+       start(me, t, ok);
        goto top
     :: else -> skip
     fi;
-    /* 3. closed and drained: the ending */
     if
-    :: closed && head == pushed ->
-#ifdef EXIT_WHEN_DRAINED
-       goto out;
-#endif
-       atomic { quiet++; ok = quiet == W };
-       if
-       :: ok -> atomic { word = (word + SEQ) % 256; futex_wake_all() }; goto out
-       :: else -> skip
-       fi;
-       do
-       :: quiet == W -> goto out
-       :: STALE_OPEN(o) -> quiet--; goto top
-       :: else -> idle_sleep(me, o, true)
-       od
+    :: ended -> goto out
     :: else -> skip
     fi;
-    /* 4. sleep */
-    idle_sleep(me, o, false);
+    /* 4. idle: poll (one at a time), then sleep */
+    atomic { if :: !polling -> polling = true; ok = true :: else -> ok = false fi };
+    if
+    :: ok ->
+       if
+       :: atomic { HAS_WORK -> look = true }
+       :: true -> skip                                          /* the spin ran out */
+       fi;
+       polling = false;                                         /* [executor.E0] */
+       if :: look -> goto top :: else -> skip fi
+    :: else -> skip
+    fi;
+    idle_sleep(me);
     goto top;
 out:
     exited++
@@ -272,25 +323,26 @@ proctype canceller() {
 }
 
 proctype submitter() {
-    byte i = 0, t;
+    byte i = 0, t, h, tl, g;
+    bool got;
     do
     :: i < T -> pushed++; i++; wake(false)
     :: else -> break
     od;
     if
-    :: (tstate[0] >= DONE && tstate[1] >= DONE) -> skip /* wait, then shut down */
-    :: true -> skip                                                           /* shut down now */
-    :: true -> cancelling = true                                              /* ... cancelling */
+    :: (tstate[0] >= DONE && tstate[1] >= DONE && tstate[2] >= DONE) -> skip /* wait first */
+    :: true -> skip                                                        /* shut down now */
+    :: true -> cancelling = true                                  /* ... cancelling [C1] */
     fi;
     closed = true;
-    atomic { word = (word + SEQ) % 256; futex_wake_all() };
+    wake_all();
     if
     :: cancelling ->
-       do                                                 /* drain: races the workers */
-       :: atomic { head < pushed -> t = head; head++; taken[t]++ };
-          atomic { if :: tstate[t] == PENDING -> tstate[t] = CANCELLED :: else -> skip fi }
-       :: else -> break
-       od
+       do                                                 /* the queue: races the refills */
+       :: atomic { head < pushed -> t = head; head++; assert(taken[t] == 0); taken[t]++ }; drop(t)
+       :: head >= pushed -> break
+       od;
+       drop_staged(t, got, h, tl, g)                      /* staging: races the takes */
     :: else -> skip
     fi;
     exited == W;
