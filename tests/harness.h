@@ -58,6 +58,31 @@
 
 #include "group.h"
 
+/* TH_SANITIZED: an ASan or TSan build. Their allocators then return NULL for a request they
+ * cannot serve, as malloc does, instead of reporting and exiting: the out-of-memory cases ask
+ * for more memory than exists. (They still reserve more address space than any RLIMIT_AS a
+ * test could set: cases that need that run in plain builds only.) */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TH_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TH_SANITIZED 1
+#endif
+#endif
+#ifndef TH_SANITIZED
+#define TH_SANITIZED 0
+#endif
+#if TH_SANITIZED
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) {
+    return "allocator_may_return_null=1";
+}
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void) {
+    return "allocator_may_return_null=1";
+}
+#endif
+
 #define TH_STR_(x) #x
 #define TH_STR(x) TH_STR_(x)
 

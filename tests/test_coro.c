@@ -300,7 +300,7 @@ static void coro_creator_feeds_a_scheduler_another_thread_runs(void) {
 /* No call changes errno, out of memory included. RLIMIT_AS makes the allocations fail (not
  * under the sanitizers, whose allocators reserve terabytes and abort on failure, nor under
  * valgrind, whose own mappings need the room). */
-#if !defined(CONC_ASAN) && !defined(CONC_TSAN)
+#if !TH_SANITIZED
 static void enomem_child(void) {
     struct rlimit rl = {0, 0};
     TH_CHECK_EQ(getrlimit(RLIMIT_AS, &rl), 0);
@@ -324,7 +324,7 @@ static void enomem_child(void) {
 }
 #endif
 static void coro_out_of_memory_leaves_errno(void) {
-#if defined(CONC_ASAN) || defined(CONC_TSAN)
+#if TH_SANITIZED
     TH_SKIP("the sanitizers' allocators abort on failure");
 #else
     if (UNDER_VALGRIND())

@@ -15,19 +15,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
-/* Sanitizer runtimes abort on a malloc they cannot serve (allocator_may_return_null=0) and
- * reserve more address space than any RLIMIT_AS a test could set: the cases that make malloc
- * itself fail run in plain builds only. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define FP_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define FP_SANITIZED 1
-#endif
-#endif
-#ifndef FP_SANITIZED
-#define FP_SANITIZED 0
-#endif
 #define FP_ERRNO_SENTINEL 4321 /* no errno value: any change shows */
 
 #define FP_FLAG_WAIT_NS (200 * 1000) /* polling step while waiting for a worker's flag */
@@ -731,7 +718,7 @@ static void fp_submit_timeout_case(bool crash_first) {
         TH_CHECK_EQ(conc_future_wait(g), 0);
         TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &h), 0);
         TH_CHECK_EQ(conc_future_wait(h), 0);
-        TH_CHECK(fp_pid_of(g) != timed_out); /* a replacement ran it */
+        TH_CHECK(fp_pid_of(g) != timed_out);     /* a replacement ran it */
         TH_CHECK_EQ(fp_pid_of(h), fp_pid_of(g)); /* within its time: the worker lives on */
         TH_CHECK_EQ(conc_forkpool_outcome(h, &out), 0);
         TH_CHECK(out.status == 0 && out.signal == 0 && out.exit_code == 0 && out.attempts == 1);
@@ -1053,8 +1040,7 @@ static void forkpool_gave_up_retry_keeps_its_death(void) {
         a->crash = crash;
         a->victim = victim;
         /* First failing item in index order: the victim, however the outcomes are asked. */
-        TH_CHECK_EQ(conc_forkpool_map(p, fp_doom_item, a, n, with_outcomes ? out : NULL),
-                    ECHILD);
+        TH_CHECK_EQ(conc_forkpool_map(p, fp_doom_item, a, n, with_outcomes ? out : NULL), ECHILD);
         if (with_outcomes) {
             for (size_t i = 0; i < victim; i++)
                 TH_CHECK(out[i].status == 0 && out[i].attempts == 1);
@@ -1064,8 +1050,7 @@ static void forkpool_gave_up_retry_keeps_its_death(void) {
             TH_CHECK_EQ(out[victim].attempts, 1);
             for (size_t i = victim + 1; i < n; i++)
                 TH_CHECK_MSG(out[i].status == EPIPE && out[i].attempts == 0,
-                             "item %zu: status %d, attempts %u", i, out[i].status,
-                             out[i].attempts);
+                             "item %zu: status %d, attempts %u", i, out[i].status, out[i].attempts);
         }
         TH_CHECK_EQ(conc_forkpool_map(p, fp_doom_item, a, n, NULL), EPIPE);
         conc_forkpool_destroy(p);
@@ -1391,7 +1376,7 @@ static void forkpool_stress_mixed(void) {
     do {                                                                                           \
         errno = FP_ERRNO_SENTINEL;                                                                 \
         TH_CHECK_EQ((call), (want));                                                               \
-        TH_CHECK_MSG(errno == FP_ERRNO_SENTINEL, "%s changed errno to %d", #call, errno);         \
+        TH_CHECK_MSG(errno == FP_ERRNO_SENTINEL, "%s changed errno to %d", #call, errno);          \
     } while (0)
 
 /* In a child: an address-space limit with the heap eaten up to it, so create's first malloc
@@ -1443,7 +1428,7 @@ static void forkpool_errno_kept(void) {
     conc_future_release(f);
     FP_CHECK_ERRNO_KEPT(conc_forkpool_submit(p, NULL, NULL, 0, &g), EINVAL);
     FP_CHECK_ERRNO_KEPT(conc_forkpool_try_submit(p, fp_echo, NULL, 1, &g), EINVAL);
-    if (!FP_SANITIZED) /* malloc of the argument's copy fails (see FP_SANITIZED) */
+    if (!TH_SANITIZED) /* malloc of the argument's copy fails (see TH_SANITIZED) */
         FP_CHECK_ERRNO_KEPT(conc_forkpool_submit(p, fp_echo, arg, SIZE_MAX / 2, &g), ENOMEM);
     TH_CHECK(g == NULL);
     FP_CHECK_ERRNO_KEPT(conc_forkpool_map(p, NULL, NULL, 1, NULL), EINVAL);
@@ -1471,7 +1456,7 @@ static void forkpool_errno_kept(void) {
     conc_forkpool_destroy(p);
     TH_CHECK_EQ(errno, FP_ERRNO_SENTINEL);
     free(arg);
-    if (!FP_SANITIZED) {
+    if (!TH_SANITIZED) {
         fflush(stdout);
         pid_t child = fork();
         TH_CHECK(child >= 0);
@@ -1503,5 +1488,4 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_gave_up_retry_keeps_its_death), TH_CASE(forkpool_host_children_untouched),
         TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
         TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_parent_killed_workers_die),
-        TH_CASE(forkpool_errno_kept),
-        TH_CASE_T(forkpool_stress_mixed, 120))
+        TH_CASE(forkpool_errno_kept), TH_CASE_T(forkpool_stress_mixed, 120))

@@ -22,21 +22,6 @@ static unsigned long refills;
 #include <dirent.h>
 #include <sys/resource.h>
 
-/* future_errno_untouched asks for more memory than exists: the sanitizers' allocators then
- * return NULL (setting errno), as malloc does, instead of reporting and exiting. */
-#if defined(CONC_ASAN)
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) {
-    return "allocator_may_return_null=1";
-}
-#endif
-#if defined(CONC_TSAN)
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void) {
-    return "allocator_may_return_null=1";
-}
-#endif
-
 /* Instrumentation counters are relaxed atomics: a statistic, never a synchronizer. */
 #define CNT_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
 #define CNT_GET(p) __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -1820,8 +1805,8 @@ static void executor_fifo_start_order(void) {
  * the sleeper returned would leave the sleeper napping for ever (a DEADLOCK? report). */
 enum { NAP_BEHIND = 12 };
 typedef struct nap_round {
-    long behind_ran;     /* atomic: tasks behind the sleeper that have run */
-    long sleeper_awake;  /* atomic: 1 once the sleeper stopped napping */
+    long behind_ran;       /* atomic: tasks behind the sleeper that have run */
+    long sleeper_awake;    /* atomic: 1 once the sleeper stopped napping */
     long ran_while_asleep; /* atomic: tasks behind that ran while it napped */
 } nap_round;
 
@@ -2290,7 +2275,7 @@ static void future_errno_untouched(void) {
 /* The same when malloc itself fails, in a process out of address space (RLIMIT_AS). The
  * sanitizers' runtimes cannot run under such a limit (their shadow and allocator regions
  * exceed it), so there the huge requests above are the allocation failures checked. */
-#if !defined(CONC_ASAN) && !defined(CONC_TSAN)
+#if !TH_SANITIZED
 typedef struct hoard {
     struct hoard *next;
 } hoard;
@@ -2352,7 +2337,7 @@ static void out_of_memory_child(void) {
 #endif
 
 static void future_errno_untouched_out_of_memory(void) {
-#if defined(CONC_ASAN) || defined(CONC_TSAN)
+#if TH_SANITIZED
     TH_SKIP("RLIMIT_AS: the sanitizer runtime needs more address space than the limit allows");
 #else
     pid_t pid = fork();
@@ -2397,8 +2382,10 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE_T(executor_deadlock_chains_wait_on_later_tasks, 120),
         TH_CASE_T(executor_deadlock_blocked_task_does_not_hold_its_claim, 120),
         TH_CASE_T(executor_stress_staged_vs_cancel_shutdown_on_done, 120),
-        TH_CASE_T(executor_deadlock_promise_pairs, 120), TH_CASE_T(executor_deadlock_event_pairs, 120),
-        TH_CASE_T(executor_deadlock_semaphore_pairs, 120), TH_CASE_T(executor_fifo_start_order, 120),
+        TH_CASE_T(executor_deadlock_promise_pairs, 120),
+        TH_CASE_T(executor_deadlock_event_pairs, 120),
+        TH_CASE_T(executor_deadlock_semaphore_pairs, 120),
+        TH_CASE_T(executor_fifo_start_order, 120),
         TH_CASE_T(executor_sleeping_task_does_not_delay_later_ones, 120),
         TH_CASE(future_release_null_is_noop), TH_CASE(future_failed_task_keeps_result),
         TH_CASE(executor_create_limits_match_docs), TH_CASE(executor_map_reads_args_lazily),

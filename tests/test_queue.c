@@ -23,21 +23,6 @@ static void *test_alloc(size_t n) {
 #define CONC_QUEUE_FREE(p) free(p)
 #include "conc/queue.h"
 
-/* queue_errno_untouched asks for more memory than exists: the sanitizers' allocators then
- * return NULL (setting errno), as malloc does, instead of reporting and exiting. */
-#if defined(CONC_ASAN)
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) {
-    return "allocator_may_return_null=1";
-}
-#endif
-#if defined(CONC_TSAN)
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void) {
-    return "allocator_may_return_null=1";
-}
-#endif
-
 static conc_queue_t *make(size_t cap, size_t size) {
     conc_queue_t *q = NULL;
     TH_CHECK_EQ(conc_queue_create(&q, cap, size), 0);
