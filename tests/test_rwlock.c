@@ -105,6 +105,31 @@ static void downgrade_unheld(void) {
     conc_rwlock_acquire_shared(&rw);
     conc_rwlock_downgrade(&rw);
 }
+/* The same mistakes while a writer waits for the caller's shared hold to end: WRITER is up
+ * then, yet nobody holds the lock exclusively (a check of WRITER alone let the release end
+ * that writer's phase under it, and the writer slept for good). */
+static conc_rwlock_t waited_on = CONC_RWLOCK_INIT;
+static void *writer_waits(void *arg) {
+    (void)arg;
+    conc_rwlock_acquire(&waited_on);
+    return NULL;
+}
+static void start_writer_behind_reader(void) {
+    conc_rwlock_acquire_shared(&waited_on);
+    pthread_t t;
+    if (pthread_create(&t, NULL, writer_waits, NULL) != 0)
+        _exit(2);
+    while (!conc_rwlock_is_locked(&waited_on)) /* the writer raised WRITER: it waits for us */
+        th_sleep_ns(100000);
+}
+static void release_while_writer_waits(void) {
+    start_writer_behind_reader();
+    conc_rwlock_release(&waited_on);
+}
+static void downgrade_while_writer_waits(void) {
+    start_writer_behind_reader();
+    conc_rwlock_downgrade(&waited_on);
+}
 static void check_abort(void (*fn)(void), const char *msg) {
     char err[4096];
     int status = th_run_child_capturing_stderr(fn, err, sizeof err);
@@ -123,6 +148,8 @@ static void rwlock_misuse_aborts_with_message(void) {
     check_abort(release_shared_unheld, "conc_rwlock_release_shared: not held shared");
     check_abort(release_unheld, "conc_rwlock_release: not held exclusively");
     check_abort(downgrade_unheld, "conc_rwlock_downgrade: not held exclusively");
+    check_abort(release_while_writer_waits, "conc_rwlock_release: not held exclusively");
+    check_abort(downgrade_while_writer_waits, "conc_rwlock_downgrade: not held exclusively");
 }
 
 /* ---- orderings of events between threads ------------------------------------------------- */

@@ -44,8 +44,10 @@
  *   once. A writer that times out while readers are still inside leaves no trace: the readers
  *   it held back are let in at once. Releasing a lock not held that way aborts with
  *   "conc_rwlock_release_shared: not held shared" or "conc_rwlock_release: not held
- *   exclusively" (downgrade: "conc_rwlock_downgrade: not held exclusively"). The shared check
- *   is best-effort: it sees the caller's slot, which another holder may share.
+ *   exclusively" (downgrade: "conc_rwlock_downgrade: not held exclusively"). The exclusive
+ *   check compares the caller with the holder (a thread of another process that shares the
+ *   lock may look the same); the shared check is best-effort: it sees the caller's slot,
+ *   which another holder may share.
  *
  * ORDERING CONTRACT
  *   Everything a writer wrote before conc_rwlock_release (or downgrade) is visible to every
@@ -160,12 +162,13 @@ typedef struct conc_rwlock {
     uint64_t word __attribute__((aligned(8))); /* see DESIGN; all access atomic */
     conc_lock_t writers;                       /* writers queue here, one at a time */
     uint32_t reserved;
-    uint8_t pad[CONC_CACHELINE - 16];          /* the slots start on the next line */
-    conc__rwlock_slot slot[CONC_RWLOCK_SLOTS]; /* readers inside, spread by thread */
+    uintptr_t holder; /* the exclusive holder's thread pointer, 0 (atomic, relaxed: a check) */
+    uint8_t pad[CONC_CACHELINE - 16 - sizeof(uintptr_t)]; /* the slots start on the next line */
+    conc__rwlock_slot slot[CONC_RWLOCK_SLOTS];            /* readers inside, spread by thread */
 } conc_rwlock_t;
 
 // clang-format off
-#define CONC_RWLOCK_INIT {0, CONC_LOCK_INIT, 0, {0}, {{0, {0}}}}
+#define CONC_RWLOCK_INIT {0, CONC_LOCK_INIT, 0, 0, {0}, {{0, {0}}}}
 // clang-format on
 
 #ifndef CONC_RWLOCK_SPIN
@@ -229,12 +232,17 @@ CONC_INLINE bool conc__rwlock_admitted(uint64_t w, uint64_t phase) {
  * acquire raised. The thread pointer (one register read; glibc's pthread_self() returns the
  * same value on x86-64 but costs a call) identifies the thread; threads that hash together
  * share a line (correct, only slower). */
-CONC_INLINE uint32_t *conc__rwlock_slot_of_self(conc_rwlock_t *rw) {
+/* The calling thread, as a number no other live thread of this process has. */
+CONC_INLINE uintptr_t conc__rwlock_self(void) {
 #if (defined(__x86_64__) || defined(__aarch64__)) && (defined(__clang__) || __GNUC__ >= 11)
-    uintptr_t self = (uintptr_t)__builtin_thread_pointer();
+    return (uintptr_t)__builtin_thread_pointer();
 #else
-    uintptr_t self = (uintptr_t)pthread_self();
+    return (uintptr_t)pthread_self();
 #endif
+}
+
+CONC_INLINE uint32_t *conc__rwlock_slot_of_self(conc_rwlock_t *rw) {
+    uintptr_t self = conc__rwlock_self();
     /* The page number, Fibonacci-hashed, top bits: thread pointers sit at a fixed stride (the
      * stack size), and the top bits of k * stride * MUL spread consecutive k evenly. */
     uint64_t h = (uint64_t)(self >> CONC__RWLOCK_PAGE_SHIFT) * CONC__RWLOCK_HASH_MUL;
@@ -261,6 +269,7 @@ static inline void conc_rwlock_init(conc_rwlock_t *rw, int flags) {
     conc_store(&rw->word, (flags & CONC_SHARED) ? CONC__RWLOCK_SHARED : (uint64_t)0, CONC_RELAXED);
     conc_lock_init(&rw->writers, flags);
     rw->reserved = 0;
+    conc_store(&rw->holder, (uintptr_t)0, CONC_RELAXED);
     memset(rw->pad, 0, sizeof rw->pad);
     for (int i = 0; i < CONC_RWLOCK_SLOTS; i++)
         conc_store(&rw->slot[i].readers, 0u, CONC_RELAXED);
@@ -476,6 +485,19 @@ CONC_COLD int conc__rwlock_drain_slow(conc_rwlock_t *rw, uint64_t w, int64_t dea
     }
 }
 
+/* The exclusive holder, for release's and downgrade's check. WRITER alone cannot tell:
+ * it is up while a writer still waits for readers to leave, and a release by anyone else
+ * then would end that writer's phase under it and leave it asleep for good. Relaxed: only
+ * the holder stores its own number; another thread reads "not me" whatever it sees. */
+CONC_INLINE void conc__rwlock_hold(conc_rwlock_t *rw) {
+    conc_store(&rw->holder, conc__rwlock_self(), CONC_RELAXED);
+}
+CONC_INLINE void conc__rwlock_unhold(conc_rwlock_t *rw, const char *who) {
+    if (CONC_UNLIKELY(conc_load(&rw->holder, CONC_RELAXED) != conc__rwlock_self()))
+        CONC_ABORT(who);
+    conc_store(&rw->holder, (uintptr_t)0, CONC_RELAXED);
+}
+
 /* Raise WRITER (the caller holds the inner lock) and wait for the readers inside. */
 CONC_INLINE int conc__rwlock_exclusive(conc_rwlock_t *rw, int64_t deadline) {
     /* [rwlock.A2] seq_cst: acquire pairs with the readers' [rwlock.R1] and the last writer's
@@ -550,6 +572,7 @@ static inline void conc_rwlock_acquire(conc_rwlock_t *rw) {
     CONC_TSAN_MUTEX_PRE_LOCK(rw, 0);
     conc_lock_acquire(&rw->writers);
     (void)conc__rwlock_exclusive(rw, CONC_FOREVER);
+    conc__rwlock_hold(rw);
     CONC_TSAN_MUTEX_POST_LOCK(rw, 0);
 }
 
@@ -558,6 +581,8 @@ CONC_NODISCARD static inline int conc_rwlock_acquire_until(conc_rwlock_t *rw, in
     int r = conc_lock_acquire_until(&rw->writers, deadline);
     if (r == 0)
         r = conc__rwlock_exclusive(rw, deadline);
+    if (r == 0)
+        conc__rwlock_hold(rw);
     CONC_TSAN_MUTEX_POST_LOCK(rw, CONC_TSAN_MUTEX_TRY_LOCK |
                                       (r ? CONC_TSAN_MUTEX_TRY_LOCK_FAILED : 0u));
     return r;
@@ -580,6 +605,8 @@ CONC_NODISCARD static inline int conc_rwlock_try_acquire(conc_rwlock_t *rw) {
             if (!conc__rwlock_drained(rw, w)) {
                 r = EBUSY;
                 conc__rwlock_end_phase(rw, "conc_rwlock_try_acquire: lost WRITER");
+            } else {
+                conc__rwlock_hold(rw);
             }
         }
     }
@@ -590,6 +617,7 @@ CONC_NODISCARD static inline int conc_rwlock_try_acquire(conc_rwlock_t *rw) {
 
 static inline void conc_rwlock_release(conc_rwlock_t *rw) {
     CONC__RWLOCK_TSAN_PRE_UNLOCK(rw, 0);
+    conc__rwlock_unhold(rw, "conc_rwlock_release: not held exclusively");
     conc__rwlock_end_phase(rw, "conc_rwlock_release: not held exclusively");
     CONC__RWLOCK_TSAN_POST_UNLOCK(rw, 0);
 }
@@ -598,8 +626,7 @@ static inline void conc_rwlock_release(conc_rwlock_t *rw) {
  * come between), then ends the phase, admitting the readers queued behind it. */
 static inline void conc_rwlock_downgrade(conc_rwlock_t *rw) {
     CONC__RWLOCK_TSAN_PRE_UNLOCK(rw, 0);
-    if (CONC_UNLIKELY(!(conc_load(&rw->word, CONC_RELAXED) & CONC__RWLOCK_WRITER)))
-        CONC_ABORT("conc_rwlock_downgrade: not held exclusively");
+    conc__rwlock_unhold(rw, "conc_rwlock_downgrade: not held exclusively");
     (void)conc_fetch_add(conc__rwlock_slot_of_self(rw), 1u, CONC_RELAXED); /* ordered by R2 */
     conc__rwlock_end_phase(rw, "conc_rwlock_downgrade: not held exclusively");
     CONC__RWLOCK_TSAN_POST_UNLOCK(rw, 0);
