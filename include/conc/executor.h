@@ -379,10 +379,10 @@ CONC_NOINLINE void conc__executor_pool_recycle(conc_future_t *f) {
 /* -------------------------------------------------------------------------------------------
  * The executor
  * ------------------------------------------------------------------------------------------- */
-#define CONC__EXECUTOR_STAGE_MAX 16   /* tasks one refill moves from the queue to staging */
-#define CONC__EXECUTOR_POLL_EVERY 8   /* a poller looks for work every 8 pauses */
-#define CONC__EXECUTOR_IDLE_YIELDS 4  /* an idle worker yields this often before it sleeps */
-#define CONC__EXECUTOR_HELP_DEPTH 8   /* tasks run inline by waits within waits, at most */
+#define CONC__EXECUTOR_STAGE_MAX 16  /* tasks one refill moves from the queue to staging */
+#define CONC__EXECUTOR_POLL_EVERY 8  /* a poller looks for work every 8 pauses */
+#define CONC__EXECUTOR_IDLE_YIELDS 4 /* an idle worker yields this often before it sleeps */
+#define CONC__EXECUTOR_HELP_DEPTH 8  /* tasks run inline by waits within waits, at most */
 /* References a submitted future starts with when the caller takes one: the executor's (dropped
  * when the task ends or is cancelled) and the caller's. Fire and forget: the executor's only. */
 #define CONC__EXECUTOR_SUBMIT_REFS 2u
@@ -464,7 +464,7 @@ struct conc_executor {
     __attribute__((aligned(CONC_CACHELINE))) uint32_t idle; /* the idle eventcount, see above */
     /* Staging (see "Staging"): the workers' lines, never the submitters'. */
     __attribute__((aligned(CONC_CACHELINE))) uint64_t stage; /* the staging word, see above */
-    conc_future_t *staged[CONC__EXECUTOR_STAGE_MAX]; /* the last refill's tasks (atomic) */
+    conc_future_t *staged[CONC__EXECUTOR_STAGE_MAX];         /* the last refill's tasks (atomic) */
     /* create_with's options: written by create before any worker starts, then read-only. */
     __attribute__((aligned(CONC_CACHELINE))) int (*init_fn)(void *arg); /* nonzero: broken */
     void *init_arg;
@@ -524,9 +524,9 @@ CONC_INLINE void conc__executor_start(conc_executor_t *ex, conc_future_t *f) {
  * start it soon (or ever, if every worker waits for a task behind it). The gate decides as
  * usual (one CAS: the queue or staging entry later finds it started and drops its
  * reference). The task starts ahead of older ones, but on a worker Python would hold blocked
- * in this very wait (see "Staging"). Only tasks of the same executor (a task of another one would run outside its
- * own executor's thread count), never during shutdown(cancel_pending), and at most
- * CONC__EXECUTOR_HELP_DEPTH deep (each level is a task's frames on this stack). */
+ * in this very wait (see "Staging"). Only tasks of the same executor (a task of another one
+ * would run outside its own executor's thread count), never during shutdown(cancel_pending),
+ * and at most CONC__EXECUTOR_HELP_DEPTH deep (each level is a task's frames on this stack). */
 CONC_NOINLINE void conc__executor_help_slow(conc__future_helper *h, conc_future_t *f) {
     conc__executor_worker *w = (conc__executor_worker *)(void *)h;
     conc_executor_t *ex = w->ex;
@@ -678,7 +678,7 @@ CONC_INLINE bool conc__executor_has_work(conc_executor_t *ex, uint64_t s, bool e
  *   waker (submit / take / refill)              idle worker
  *   ----------------------------------------    -------------------------------------------
  *   push (seq_cst CAS on tail)  or             (a poller: [executor.E0] store polling = 0)
- *   take [T1] / publish [F2] (seq_cst)          [executor.E1] v = fetch_add(idle, SLEEPER_ONE)
+ *   take [executor.T1] / publish [executor.F2]  [executor.E1] v = fetch_add(idle, SLEEPER_ONE)
  *   [executor.E2] w = load(idle) (seq_cst)          fence seq_cst
  *   w has SLEEPERS, not WAKING, and             re-check: staging (a task, ENDED; REFILLING:
  *   (a submit, or load(polling) == 0):            none), queue size, closed
@@ -689,11 +689,12 @@ CONC_INLINE bool conc__executor_has_work(conc_executor_t *ex, uint64_t s, bool e
  *   [executor.E1] and [executor.E2] are a Dekker pair (seq_cst on both sides): either the
  *   waker's load sees the sleeper (and wakes it, or a wake is already on its way), or the
  *   sleeper's re-check sees the work. A sleeper that saw REFILLING counts on the refiller:
- *   its publish [F2] comes after that re-check, so its wake [E2] sees the sleeper. A chain
- *   waker that sees a poller wakes nobody: the poller's stop [executor.E0] comes after that
- *   load in the single seq_cst order, so its look (or its re-check) sees the work too. A
- *   submit wakes a sleeper even while a worker polls: the poller may be preempted (more
- *   threads than CPUs), and the task would wait for the scheduler's next slice. The CAS
+ *   its publish [executor.F2] comes after that re-check, so its wake [executor.E2] sees the
+ *   sleeper. A chain waker that sees a poller wakes nobody: the poller's stop [executor.E0]
+ *   comes after that load in the single seq_cst order, so its look (or its re-check) sees the
+ *   work too. A submit wakes a sleeper even while a worker polls: the poller may be
+ *   preempted (more threads than CPUs), and the task would wait for the scheduler's next
+ *   slice. The CAS
  *   steps the sequence, so a sleeper between its re-check and its futex_wait is refused the
  *   sleep (EAGAIN). WAKING saves a burst of submits a syscall each: while it is set a wake is
  *   on its way to a worker that will look, and that worker, if it leaves work behind, wakes
@@ -739,7 +740,7 @@ CONC_COLD void conc__executor_sleep_slow(conc_executor_t *ex) {
     uint32_t v = conc_fetch_add(&ex->idle, CONC__EXECUTOR_IDLE_SLEEPER_ONE, CONC_SEQ_CST) +
                  CONC__EXECUTOR_IDLE_SLEEPER_ONE;
     conc_fence_seq_cst(&ex->idle);
-    /* seq_cst: the re-check's half of the Dekker pairs with [T1] and [F2]. */
+    /* seq_cst: the re-check's half of the Dekker pairs with [executor.T1], [executor.F2]. */
     if (!conc__executor_has_work(ex, conc_load(&ex->stage, CONC_SEQ_CST), true)) {
         CONC_CHAOS_POINT();
         (void)conc_futex_wait(&ex->idle, v, 0, CONC_FOREVER);
@@ -763,8 +764,7 @@ CONC_NOINLINE int conc__executor_refill_slow(conc_executor_t *ex, uint64_t *s,
     uint64_t gen = *s & CONC__EXECUTOR_STAGE_GEN_MASK;
     /* [executor.F1] acquire: pairs with the takes' [executor.T1] (release), so every slot
      * read of the last refill's tasks happens before our writes below. */
-    if (!conc_cas(&ex->stage, s, gen | CONC__EXECUTOR_STAGE_REFILLING, CONC_ACQUIRE,
-                  CONC_ACQUIRE))
+    if (!conc_cas(&ex->stage, s, gen | CONC__EXECUTOR_STAGE_REFILLING, CONC_ACQUIRE, CONC_ACQUIRE))
         return EBUSY;
     conc_future_t *got[CONC__EXECUTOR_STAGE_MAX];
     size_t n = 0;
@@ -805,8 +805,7 @@ CONC_INLINE conc_future_t *conc__executor_next(conc_executor_t *ex) {
     for (;;) {
         uint64_t s;
         conc_future_t *f = conc__executor_stage_take(ex, &s);
-        if (!f &&
-            !(s & (CONC__EXECUTOR_STAGE_REFILLING | CONC__EXECUTOR_STAGE_ENDED)) &&
+        if (!f && !(s & (CONC__EXECUTOR_STAGE_REFILLING | CONC__EXECUTOR_STAGE_ENDED)) &&
             (conc__queue_item_ready(ex->q, 1) || conc__executor_closed(ex)) &&
             conc__executor_refill_slow(ex, &s, &f) == EBUSY)
             continue;
@@ -861,7 +860,7 @@ CONC_INLINE void conc__executor_close(conc_executor_t *ex, uint32_t drop) {
         conc_fetch_or(&ex->cancelling, drop, CONC_SEQ_CST);
     conc_queue_close(ex->q); /* new submits get EPIPE, blocked ones too; workers drain */
     conc_store(&ex->closed, 1u, CONC_RELEASE); /* after the close: see conc__executor_closed */
-    conc__executor_wake_all_slow(ex); /* every sleeper re-checks and finds the close */
+    conc__executor_wake_all_slow(ex);          /* every sleeper re-checks and finds the close */
     if (drop != 0) {
         conc_future_t *f;
         while (conc_queue_try_pop(ex->q, &f) == 0) /* races the refills: each item once */
@@ -884,8 +883,9 @@ CONC_INLINE int conc__executor_refusal(conc_executor_t *ex, int e) {
  * BrokenThreadPool does: new submits fail with CONC_EXECUTOR_BROKEN, tasks not yet started
  * fail with it too (state FAILED, never run), and every worker, this one included, goes on
  * to the normal ending (a refill finds the queue closed and drained, publishes ENDED and
- * wakes every worker, see "Staging"); any task a worker still takes is dropped, not run. conc_executor_broken reports the initializer's value; it is stored
- * before BROKEN, so whoever sees a task or a submit fail with CONC_EXECUTOR_BROKEN sees it. */
+ * wakes every worker, see "Staging"); any task a worker still takes is dropped, not run.
+ * conc_executor_broken reports the initializer's value; it is stored before BROKEN, so
+ * whoever sees a task or a submit fail with CONC_EXECUTOR_BROKEN sees it. */
 CONC_COLD void conc__executor_worker_start_slow(conc_executor_t *ex, unsigned index) {
     if (ex->name_prefix[0] != '\0') {
         char name[CONC__EXECUTOR_NAME_MAX + 1];

@@ -35,18 +35,23 @@
  * when a worker starts a task, every older task has been taken (a task is taken one at a
  * time, by a free worker, which starts it next: the order of Python's pool, where a worker
  * pops the queue's front, then starts it; a task held in a worker's private batch is not
- * taken until that worker gets to it); each task ends run exactly once or cancelled, never both, never neither.
+ * taken until that worker gets to it); each task ends run exactly once or cancelled, never
+ * both, never neither.
  *
  * Run: bash tests/run.sh models /tmp/m.log
  *
  * Deliberately broken variants (spin -DNAME); each must make pan report errors:
  */
-// broken: NO_REFILL_WAKE a refill that leaves work staged wakes nobody (a sleeper that saw REFILLING sleeps on)
-// broken: OWN_BATCH the refiller keeps its batch and starts it before anyone else may (per-worker claims)
-// broken: TAKE_WITHOUT_CAS a take stores HEAD + 1 without a CAS (a task taken twice, or a rewritten slot)
+// broken: NO_REFILL_WAKE a refill that leaves work staged wakes nobody (a sleeper that saw
+//         REFILLING sleeps on)
+// broken: OWN_BATCH the refiller keeps its batch and starts it before anyone else may
+//         (per-worker claims)
+// broken: TAKE_WITHOUT_CAS a take stores HEAD + 1 without a CAS (a task taken twice, or a
+//         rewritten slot)
 // broken: NO_RECHECK a sleeper sleeps without its re-check (a push's wake is lost)
 // broken: NO_END_WAKE the refill that finds the end wakes nobody (a sleeper never exits)
-// broken: EXIT_WHEN_DRAINED a worker exits once the queue is closed and drained (staged tasks stranded)
+// broken: EXIT_WHEN_DRAINED a worker exits once the queue is closed and drained (staged
+//         tasks stranded)
 // pan-cc: -DSAFETY -DCOLLAPSE
 // pan-run: -m1000000
 
@@ -332,7 +337,7 @@ proctype submitter() {
     if
     :: (tstate[0] >= DONE && tstate[1] >= DONE && tstate[2] >= DONE) -> skip /* wait first */
     :: true -> skip                                                        /* shut down now */
-    :: true -> cancelling = true                                  /* ... cancelling [C1] */
+    :: true -> cancelling = true                        /* ... cancelling [executor.C1] */
     fi;
     closed = true;
     wake_all();
