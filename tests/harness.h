@@ -72,6 +72,17 @@
 #ifndef TH_SANITIZED
 #define TH_SANITIZED 0
 #endif
+/* No conc call changes errno (DESIGN section 2): TH_CHECK_ERRNO_KEPT(call) runs call with
+ * TH_ERRNO_SENTINEL (no errno value) in errno and fails if the call changed it. */
+#define TH_ERRNO_SENTINEL 4321
+#define TH_CHECK_ERRNO_KEPT(call)                                                                  \
+    do {                                                                                           \
+        errno = TH_ERRNO_SENTINEL;                                                                 \
+        call;                                                                                      \
+        int th_errno_ = errno;                                                                     \
+        TH_CHECK_MSG(th_errno_ == TH_ERRNO_SENTINEL, "%s set errno to %d", #call, th_errno_);      \
+    } while (0)
+
 #if TH_SANITIZED
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) {

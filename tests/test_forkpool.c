@@ -15,8 +15,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
-#define FP_ERRNO_SENTINEL 4321 /* no errno value: any change shows */
-
 #define FP_FLAG_WAIT_NS (200 * 1000) /* polling step while waiting for a worker's flag */
 
 /* -------------------------------------------------------------------------------------------
@@ -1372,12 +1370,7 @@ static void forkpool_stress_mixed(void) {
 /* -------------------------------------------------------------------------------------------
  * errno: no call changes it, failing or not
  * ------------------------------------------------------------------------------------------- */
-#define FP_CHECK_ERRNO_KEPT(call, want)                                                            \
-    do {                                                                                           \
-        errno = FP_ERRNO_SENTINEL;                                                                 \
-        TH_CHECK_EQ((call), (want));                                                               \
-        TH_CHECK_MSG(errno == FP_ERRNO_SENTINEL, "%s changed errno to %d", #call, errno);          \
-    } while (0)
+#define FP_CHECK_ERRNO_KEPT(call, want) TH_CHECK_ERRNO_KEPT(TH_CHECK_EQ((call), (want)))
 
 /* In a child: an address-space limit with the heap eaten up to it, so create's first malloc
  * fails. Exits 0 if create said ENOMEM and left errno alone. */
@@ -1390,9 +1383,9 @@ static void fp_create_under_rlimit_as(void) {
     while (malloc(64)) {
     }
     conc_forkpool_t *p;
-    errno = FP_ERRNO_SENTINEL;
+    errno = TH_ERRNO_SENTINEL;
     int r = conc_forkpool_create(&p, NULL);
-    _exit(r == ENOMEM && errno == FP_ERRNO_SENTINEL && p == NULL ? 0 : 1);
+    _exit(r == ENOMEM && errno == TH_ERRNO_SENTINEL && p == NULL ? 0 : 1);
 }
 
 static void forkpool_errno_kept(void) {
@@ -1417,7 +1410,7 @@ static void forkpool_errno_kept(void) {
         arg[i] = (char)(i * 13 + 5);
     conc_future_t *f = NULL, *g = NULL;
     FP_CHECK_ERRNO_KEPT(conc_forkpool_submit(p, fp_echo, arg, big, &f), 0);
-    errno = FP_ERRNO_SENTINEL;
+    errno = TH_ERRNO_SENTINEL;
     TH_CHECK_EQ(conc_future_wait(f), 0);
     size_t len;
     const char *res = (const char *)conc_forkpool_result(f, &len);
@@ -1433,7 +1426,7 @@ static void forkpool_errno_kept(void) {
     TH_CHECK(g == NULL);
     FP_CHECK_ERRNO_KEPT(conc_forkpool_map(p, NULL, NULL, 1, NULL), EINVAL);
     /* The arena full: no room for the chunk table. */
-    errno = FP_ERRNO_SENTINEL;
+    errno = TH_ERRNO_SENTINEL;
     TH_CHECK(conc_forkpool_alloc(p, (size_t)1 << 40) == NULL);
     size_t lo = 0, hi = 1u << 20; /* the largest block that fits: the whole arena */
     while (hi - lo > 1) {
@@ -1443,18 +1436,18 @@ static void forkpool_errno_kept(void) {
         *(m ? &lo : &hi) = mid;
     }
     void *all = conc_forkpool_alloc(p, lo);
-    TH_CHECK(all != NULL && errno == FP_ERRNO_SENTINEL);
+    TH_CHECK(all != NULL && errno == TH_ERRNO_SENTINEL);
     FP_CHECK_ERRNO_KEPT(conc_forkpool_map(p, fp_item, NULL, 1, NULL), ENOMEM);
     conc_forkpool_free(p, all);
     pid_t pid;
-    errno = FP_ERRNO_SENTINEL;
+    errno = TH_ERRNO_SENTINEL;
     TH_CHECK_EQ(conc_forkpool_pids(p, &pid, 1), 1);
     conc_forkpool_shutdown(p, false);
-    TH_CHECK_EQ(errno, FP_ERRNO_SENTINEL);
+    TH_CHECK_EQ(errno, TH_ERRNO_SENTINEL);
     FP_CHECK_ERRNO_KEPT(conc_forkpool_submit(p, fp_echo, "x", 1, &g), EPIPE);
     FP_CHECK_ERRNO_KEPT(conc_forkpool_map(p, fp_item, NULL, 1, NULL), EPIPE);
     conc_forkpool_destroy(p);
-    TH_CHECK_EQ(errno, FP_ERRNO_SENTINEL);
+    TH_CHECK_EQ(errno, TH_ERRNO_SENTINEL);
     free(arg);
     if (!TH_SANITIZED) {
         fflush(stdout);

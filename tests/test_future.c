@@ -2178,14 +2178,6 @@ static void executor_worker_names_in_proc(void) {
  * No call sets errno (DESIGN section 2): every error a future or executor call returns, and the
  * calls that reach the allocator or pthread_create, leave a sentinel in errno.
  * ------------------------------------------------------------------------------------------- */
-#define ERRNO_SENTINEL 4321
-#define CHECK_ERRNO_KEPT(call)                                                                     \
-    do {                                                                                           \
-        errno = ERRNO_SENTINEL;                                                                    \
-        call;                                                                                      \
-        int e_ = errno;                                                                            \
-        TH_CHECK_MSG(e_ == ERRNO_SENTINEL, "%s set errno to %d", #call, e_);                       \
-    } while (0)
 
 static void on_done_noop(conc_future_t *f, void *arg) {
     (void)f;
@@ -2195,78 +2187,78 @@ static void on_done_noop(conc_future_t *f, void *arg) {
 static void future_errno_untouched(void) {
     int r = 0;
     conc_future_t *f, *g, *done_f;
-    CHECK_ERRNO_KEPT(r = conc_future_create(&f));
+    TH_CHECK_ERRNO_KEPT(r = conc_future_create(&f));
     TH_CHECK_EQ(r, 0);
-    CHECK_ERRNO_KEPT(r = conc_future_create(&done_f));
+    TH_CHECK_ERRNO_KEPT(r = conc_future_create(&done_f));
     TH_CHECK_EQ(r, 0);
-    CHECK_ERRNO_KEPT(r = conc_future_wait_until(f, conc_now() - 1));
+    TH_CHECK_ERRNO_KEPT(r = conc_future_wait_until(f, conc_now() - 1));
     TH_CHECK_EQ(r, ETIMEDOUT);
-    CHECK_ERRNO_KEPT(r = conc_future_wait_until(f, conc_deadline_in(CONC_MS))); /* sleeps */
+    TH_CHECK_ERRNO_KEPT(r = conc_future_wait_until(f, conc_deadline_in(CONC_MS))); /* sleeps */
     TH_CHECK_EQ(r, ETIMEDOUT);
-    CHECK_ERRNO_KEPT(r = conc_future_on_done(f, on_done_noop, NULL)); /* a malloc'd node */
+    TH_CHECK_ERRNO_KEPT(r = conc_future_on_done(f, on_done_noop, NULL)); /* a malloc'd node */
     TH_CHECK_EQ(r, 0);
     conc_future_t *many[CONC__FUTURE_ANY_STACK_NODES + 1]; /* wait_any's scratch: the heap */
     for (size_t i = 0; i < sizeof many / sizeof many[0]; i++)
         many[i] = f;
     size_t index = 0;
-    CHECK_ERRNO_KEPT(r = conc_future_wait_any(many, sizeof many / sizeof many[0],
-                                              conc_deadline_in(CONC_MS), &index));
+    TH_CHECK_ERRNO_KEPT(r = conc_future_wait_any(many, sizeof many / sizeof many[0],
+                                                 conc_deadline_in(CONC_MS), &index));
     TH_CHECK_EQ(r, ETIMEDOUT);
-    CHECK_ERRNO_KEPT(r = conc_future_wait_any(many, 0, CONC_FOREVER, &index));
+    TH_CHECK_ERRNO_KEPT(r = conc_future_wait_any(many, 0, CONC_FOREVER, &index));
     TH_CHECK_EQ(r, EINVAL);
-    CHECK_ERRNO_KEPT(r = conc_future_wait_all(many, 2, conc_deadline_in(CONC_MS)));
+    TH_CHECK_ERRNO_KEPT(r = conc_future_wait_all(many, 2, conc_deadline_in(CONC_MS)));
     TH_CHECK_EQ(r, ETIMEDOUT);
     conc_as_completed_t *ac = NULL;
-    CHECK_ERRNO_KEPT(r = conc_as_completed_create(&ac, many, 2));
+    TH_CHECK_ERRNO_KEPT(r = conc_as_completed_create(&ac, many, 2));
     TH_CHECK_EQ(r, 0);
-    CHECK_ERRNO_KEPT(r = conc_as_completed_next_until(ac, conc_deadline_in(CONC_MS), &g));
+    TH_CHECK_ERRNO_KEPT(r = conc_as_completed_next_until(ac, conc_deadline_in(CONC_MS), &g));
     TH_CHECK_EQ(r, ETIMEDOUT);
-    CHECK_ERRNO_KEPT(conc_as_completed_destroy(ac));
-    CHECK_ERRNO_KEPT(r = conc_future_cancel(f));
+    TH_CHECK_ERRNO_KEPT(conc_as_completed_destroy(ac));
+    TH_CHECK_ERRNO_KEPT(r = conc_future_cancel(f));
     TH_CHECK_EQ(r, 0);
-    CHECK_ERRNO_KEPT(r = conc_future_wait(f));
+    TH_CHECK_ERRNO_KEPT(r = conc_future_wait(f));
     TH_CHECK_EQ(r, ECANCELED);
-    CHECK_ERRNO_KEPT(r = conc_future_cancel(f));
+    TH_CHECK_ERRNO_KEPT(r = conc_future_cancel(f));
     TH_CHECK_EQ(r, EBUSY);
-    CHECK_ERRNO_KEPT(r = conc_future_complete(f, 0, NULL));
+    TH_CHECK_ERRNO_KEPT(r = conc_future_complete(f, 0, NULL));
     TH_CHECK_EQ(r, EBUSY);
-    CHECK_ERRNO_KEPT(r = conc_future_complete(done_f, EIO, NULL));
+    TH_CHECK_ERRNO_KEPT(r = conc_future_complete(done_f, EIO, NULL));
     TH_CHECK_EQ(r, 0);
-    CHECK_ERRNO_KEPT(r = conc_future_wait(done_f));
+    TH_CHECK_ERRNO_KEPT(r = conc_future_wait(done_f));
     TH_CHECK_EQ(r, EIO);
-    CHECK_ERRNO_KEPT(conc_future_release(f));
-    CHECK_ERRNO_KEPT(conc_future_release(done_f));
+    TH_CHECK_ERRNO_KEPT(conc_future_release(f));
+    TH_CHECK_ERRNO_KEPT(conc_future_release(done_f));
 
     conc_executor_t *ex = NULL;
-    CHECK_ERRNO_KEPT(r = conc_executor_create(&ex, CONC_EXECUTOR_THREADS_MAX + 1, 4));
+    TH_CHECK_ERRNO_KEPT(r = conc_executor_create(&ex, CONC_EXECUTOR_THREADS_MAX + 1, 4));
     TH_CHECK_EQ(r, EINVAL);
-    CHECK_ERRNO_KEPT(r = conc_executor_create(&ex, 0, 0)); /* one per CPU: sysconf */
+    TH_CHECK_ERRNO_KEPT(r = conc_executor_create(&ex, 0, 0)); /* one per CPU: sysconf */
     TH_CHECK_EQ(r, 0);
-    CHECK_ERRNO_KEPT(conc_executor_destroy(ex));
-    CHECK_ERRNO_KEPT(r = conc_executor_create(&ex, 1, 1));
+    TH_CHECK_ERRNO_KEPT(conc_executor_destroy(ex));
+    TH_CHECK_ERRNO_KEPT(r = conc_executor_create(&ex, 1, 1));
     TH_CHECK_EQ(r, 0);
     conc_future_t *gate, *busy, *queued, *none;
     TH_CHECK_EQ(conc_future_create(&gate), 0);
-    CHECK_ERRNO_KEPT(r = conc_executor_submit(ex, task_gate, gate, &busy));
+    TH_CHECK_ERRNO_KEPT(r = conc_executor_submit(ex, task_gate, gate, &busy));
     TH_CHECK_EQ(r, 0);
     while (conc_future_state(busy) != CONC_FUTURE_RUNNING) /* the worker took it */
         sched_yield();
-    CHECK_ERRNO_KEPT(r = conc_executor_try_submit(ex, task_noop, NULL, &queued));
+    TH_CHECK_ERRNO_KEPT(r = conc_executor_try_submit(ex, task_noop, NULL, &queued));
     TH_CHECK_EQ(r, 0);
-    CHECK_ERRNO_KEPT(r = conc_executor_try_submit(ex, task_noop, NULL, &none)); /* full */
+    TH_CHECK_ERRNO_KEPT(r = conc_executor_try_submit(ex, task_noop, NULL, &none)); /* full */
     TH_CHECK_EQ(r, EAGAIN);
     /* ENOMEM from calloc itself: a window of 2^61 futures. */
     conc_map_t *m = NULL;
-    CHECK_ERRNO_KEPT(
+    TH_CHECK_ERRNO_KEPT(
         r = conc_map_create(&m, ex, task_noop, NULL, (size_t)1 << 61, (size_t)1 << 61));
     TH_CHECK_EQ(r, ENOMEM);
     TH_CHECK_EQ(conc_future_complete(gate, 0, NULL), 0);
-    CHECK_ERRNO_KEPT(r = conc_future_wait(queued));
+    TH_CHECK_ERRNO_KEPT(r = conc_future_wait(queued));
     TH_CHECK_EQ(r, 0);
-    CHECK_ERRNO_KEPT(conc_executor_shutdown(ex, false));
-    CHECK_ERRNO_KEPT(r = conc_executor_submit(ex, task_noop, NULL, &none));
+    TH_CHECK_ERRNO_KEPT(conc_executor_shutdown(ex, false));
+    TH_CHECK_ERRNO_KEPT(r = conc_executor_submit(ex, task_noop, NULL, &none));
     TH_CHECK_EQ(r, EPIPE);
-    CHECK_ERRNO_KEPT(conc_executor_destroy(ex));
+    TH_CHECK_ERRNO_KEPT(conc_executor_destroy(ex));
     conc_future_release(gate);
     conc_future_release(busy);
     conc_future_release(queued);
@@ -2287,10 +2279,10 @@ static void *volatile oom_sink;
 /* Exit codes name the check that failed: 10 + 2k wrong result, 11 + 2k errno changed. */
 #define OOM_CHECK(k, call, out, want)                                                              \
     do {                                                                                           \
-        errno = ERRNO_SENTINEL;                                                                    \
+        errno = TH_ERRNO_SENTINEL;                                                                 \
         int r_ = (call);                                                                           \
         oom_sink = (void *)(out);                                                                  \
-        if (errno != ERRNO_SENTINEL)                                                               \
+        if (errno != TH_ERRNO_SENTINEL)                                                            \
             _exit(11 + 2 * (k));                                                                   \
         if (r_ != (want))                                                                          \
             _exit(10 + 2 * (k));                                                                   \

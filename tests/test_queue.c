@@ -147,6 +147,17 @@ static void queue_init_in_any_offset(void) {
     }
 }
 
+/* The parent's end of a shared-queue case: the child exited 0, and the object is gone. */
+static void child_reaped_and_unmapped(pid_t pid, const char *name, int fd, char *base,
+                                      size_t total) {
+    int status;
+    TH_CHECK(waitpid(pid, &status, 0) == pid);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    munmap(base, total);
+    close(fd);
+    shm_unlink(name);
+}
+
 /* In a forked child: the shared object `name` mapped again, at another address than the
  * parent's `base`, and the inherited mapping dropped, so nothing can point into it. Exits 2
  * or 3 when that fails. */
@@ -200,93 +211,81 @@ static void queue_shared_attach_unaligned(void) {
     }
     uint64_t x;
     TH_CHECK_EQ(conc_queue_pop(q, &x), EPIPE); /* the child closed it after its last push */
-    int status;
-    TH_CHECK(waitpid(pid, &status, 0) == pid);
-    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
-    munmap(base, total);
-    close(fd);
-    shm_unlink(name);
+    child_reaped_and_unmapped(pid, name, fd, base, total);
 }
 
 /* No call sets errno (DESIGN section 2): every error a queue call can return, and the calls
  * that reach the allocator, leave a sentinel in errno. */
-#define ERRNO_SENTINEL 4321
-#define CHECK_ERRNO_KEPT(call)                                                                     \
-    do {                                                                                           \
-        errno = ERRNO_SENTINEL;                                                                    \
-        call;                                                                                      \
-        int e_ = errno;                                                                            \
-        TH_CHECK_MSG(e_ == ERRNO_SENTINEL, "%s set errno to %d", #call, e_);                       \
-    } while (0)
 
 static void queue_errno_untouched(void) {
     conc_queue_t *q = NULL;
     int r = 0;
     /* ENOMEM from the allocator itself: more than any machine has (2^40 items of 1 KiB). */
-    CHECK_ERRNO_KEPT(r = conc_queue_create(&q, (size_t)1 << 40, 1024));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_create(&q, (size_t)1 << 40, 1024));
     TH_CHECK_EQ(r, ENOMEM);
     fail_alloc = 1; /* and from an allocator that fails as malloc does, setting errno */
-    CHECK_ERRNO_KEPT(r = conc_queue_create(&q, 16, 8));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_create(&q, 16, 8));
     fail_alloc = 0;
     TH_CHECK_EQ(r, ENOMEM);
-    CHECK_ERRNO_KEPT(r = conc_queue_create(&q, 0, 8));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_create(&q, 0, 8));
     TH_CHECK_EQ(r, EINVAL);
     size_t need = conc_queue_footprint(2, 8);
     unsigned char *mem = (unsigned char *)malloc(need);
     TH_CHECK(mem != NULL);
-    CHECK_ERRNO_KEPT(r = conc_queue_init_in(&q, mem, 8, 2, 8, 0));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_init_in(&q, mem, 8, 2, 8, 0));
     TH_CHECK_EQ(r, EINVAL);
-    CHECK_ERRNO_KEPT(r = conc_queue_init_in(&q, mem, need, 2, 8, 0));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_init_in(&q, mem, need, 2, 8, 0));
     TH_CHECK_EQ(r, 0);
     conc_queue_destroy(q);
     free(mem);
 
-    CHECK_ERRNO_KEPT(r = conc_queue_create(&q, 2, sizeof(uint64_t)));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_create(&q, 2, sizeof(uint64_t)));
     TH_CHECK_EQ(r, 0);
     uint64_t x = 1, two[2] = {2, 3}, out[2];
     size_t moved = 0;
-    CHECK_ERRNO_KEPT(r = conc_queue_try_pop(q, &x));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_try_pop(q, &x));
     TH_CHECK_EQ(r, EAGAIN);
-    CHECK_ERRNO_KEPT(r = conc_queue_pop_until(q, &x, conc_now() - 1));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_pop_until(q, &x, conc_now() - 1));
     TH_CHECK_EQ(r, ETIMEDOUT);
-    CHECK_ERRNO_KEPT(r = conc_queue_pop_until(q, &x, conc_deadline_in(CONC_MS))); /* sleeps */
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_pop_until(q, &x, conc_deadline_in(CONC_MS))); /* sleeps */
     TH_CHECK_EQ(r, ETIMEDOUT);
-    CHECK_ERRNO_KEPT(r = conc_queue_try_pop_batch(q, out, 2, &moved));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_try_pop_batch(q, out, 2, &moved));
     TH_CHECK_EQ(r, EAGAIN);
-    CHECK_ERRNO_KEPT(r = conc_queue_push_batch(q, two, 2, &moved));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_push_batch(q, two, 2, &moved));
     TH_CHECK_EQ(r, 0);
-    CHECK_ERRNO_KEPT(r = conc_queue_try_push(q, &x));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_try_push(q, &x));
     TH_CHECK_EQ(r, EAGAIN);
-    CHECK_ERRNO_KEPT(r = conc_queue_push_until(q, &x, conc_deadline_in(CONC_MS))); /* sleeps */
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_push_until(q, &x, conc_deadline_in(CONC_MS))); /* sleeps */
     TH_CHECK_EQ(r, ETIMEDOUT);
-    CHECK_ERRNO_KEPT(r = conc_queue_push_batch_until(q, two, 2, conc_now() - 1, &moved));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_push_batch_until(q, two, 2, conc_now() - 1, &moved));
     TH_CHECK_EQ(r, ETIMEDOUT);
-    CHECK_ERRNO_KEPT(r = conc_queue_task_done(q));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_task_done(q));
     TH_CHECK_EQ(r, EINVAL);
-    CHECK_ERRNO_KEPT(r = conc_queue_try_push_task(q, &x));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_try_push_task(q, &x));
     TH_CHECK_EQ(r, EAGAIN);
-    CHECK_ERRNO_KEPT(r = conc_queue_pop(q, &x));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_pop(q, &x));
     TH_CHECK_EQ(r, 0);
-    CHECK_ERRNO_KEPT(r = conc_queue_push_task(q, &x));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_push_task(q, &x));
     TH_CHECK_EQ(r, 0);
-    CHECK_ERRNO_KEPT(r = conc_queue_join_until(q, conc_deadline_in(CONC_MS))); /* sleeps */
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_join_until(q, conc_deadline_in(CONC_MS))); /* sleeps */
     TH_CHECK_EQ(r, ETIMEDOUT);
-    CHECK_ERRNO_KEPT(conc_queue_close(q));
-    CHECK_ERRNO_KEPT(r = conc_queue_push(q, &x));
+    TH_CHECK_ERRNO_KEPT(conc_queue_close(q));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_push(q, &x));
     TH_CHECK_EQ(r, EPIPE);
-    CHECK_ERRNO_KEPT(r = conc_queue_try_push_batch(q, two, 2, &moved));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_try_push_batch(q, two, 2, &moved));
     TH_CHECK_EQ(r, EPIPE);
-    CHECK_ERRNO_KEPT(r = conc_queue_pop_batch(q, out, 2, &moved)); /* drains the two */
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_pop_batch(q, out, 2, &moved)); /* drains the two */
     TH_CHECK_EQ(r, 0);
     TH_CHECK_EQ(moved, 2);
-    CHECK_ERRNO_KEPT(r = conc_queue_pop(q, &x));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_pop(q, &x));
     TH_CHECK_EQ(r, EPIPE);
-    CHECK_ERRNO_KEPT(r = conc_queue_pop_batch_until(q, out, 2, conc_deadline_in(CONC_MS), &moved));
+    TH_CHECK_ERRNO_KEPT(
+        r = conc_queue_pop_batch_until(q, out, 2, conc_deadline_in(CONC_MS), &moved));
     TH_CHECK_EQ(r, EPIPE);
-    CHECK_ERRNO_KEPT(r = conc_queue_task_done(q));
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_task_done(q));
     TH_CHECK_EQ(r, 0);
-    CHECK_ERRNO_KEPT(conc_queue_destroy(q));
-    CHECK_ERRNO_KEPT(TH_CHECK(conc_queue_attach(NULL) == NULL));
+    TH_CHECK_ERRNO_KEPT(conc_queue_destroy(q));
+    TH_CHECK_ERRNO_KEPT(TH_CHECK(conc_queue_attach(NULL) == NULL));
 }
 
 /* With exactly capacity items inside, try_push fails; below that it succeeds; across laps. */
@@ -1011,12 +1010,7 @@ static void queue_shared_shm_attach(void) {
     conc_queue_close(req);
     uint64_t x;
     TH_CHECK_EQ(conc_queue_pop(rep, &x), EPIPE); /* the child closed its side */
-    int status;
-    TH_CHECK(waitpid(pid, &status, 0) == pid);
-    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
-    munmap(base, total);
-    close(fd);
-    shm_unlink(name);
+    child_reaped_and_unmapped(pid, name, fd, base, total);
 }
 
 TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_attach),
