@@ -1520,15 +1520,15 @@ static void executor_deadlock_blocked_task_does_not_hold_its_claim(void) {
  * of it and every few rounds shuts the executor down with cancel_pending (which drops what is
  * queued and staged). Each task runs or is
  * cancelled, exactly once; each callback runs exactly once; nothing is left behind. */
-enum { STEAL_BURST = 16 };
-typedef struct steal_task {
+enum { STAGED_BURST = 16 };
+typedef struct staged_task {
     long runs;      /* atomic */
     long callbacks; /* atomic */
     bool blocker;   /* a burst's first task: it sleeps while the others are taken */
-} steal_task;
+} staged_task;
 
-static int task_steal(void *arg, void **result) {
-    steal_task *s = (steal_task *)arg;
+static int task_staged(void *arg, void **result) {
+    staged_task *s = (staged_task *)arg;
     (void)result;
     CNT_ADD(&s->runs, 1);
     if (s->blocker)
@@ -1536,16 +1536,16 @@ static int task_steal(void *arg, void **result) {
     return 0;
 }
 
-static void cb_steal(conc_future_t *f, void *p) {
+static void cb_staged(conc_future_t *f, void *p) {
     (void)f;
     /* Release: the round's memset of this task follows the acquire load that sees the count,
      * so the callback's write happens before it (a relaxed pair leaves them unordered). */
-    __atomic_fetch_add(&((steal_task *)p)->callbacks, 1, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&((staged_task *)p)->callbacks, 1, __ATOMIC_RELEASE);
 }
 
 static void executor_stress_staged_vs_cancel_shutdown_on_done(void) {
     long rounds = th_iters(200);
-    steal_task tasks[STEAL_BURST];
+    staged_task tasks[STAGED_BURST];
     th_rng rng = th_rng_make(9);
     unsigned long refills_before = CNT_GET(&refills);
     long ran = 0, cancelled = 0;
@@ -1555,16 +1555,16 @@ static void executor_stress_staged_vs_cancel_shutdown_on_done(void) {
             TH_CHECK_EQ(conc_executor_create(&ex, 4, 64), 0);
         memset(tasks, 0, sizeof tasks);
         tasks[0].blocker = true;
-        void *argv[STEAL_BURST];
-        conc_future_t *fs[STEAL_BURST];
-        for (int i = 0; i < STEAL_BURST; i++)
+        void *argv[STAGED_BURST];
+        conc_future_t *fs[STAGED_BURST];
+        for (int i = 0; i < STAGED_BURST; i++)
             argv[i] = &tasks[i];
         claim_warmup(ex);
-        TH_CHECK_EQ(conc_executor_submit_batch(ex, task_steal, argv, STEAL_BURST, fs, NULL), 0);
-        for (int i = 0; i < STEAL_BURST; i++)
-            TH_CHECK_EQ(conc_future_on_done(fs[i], cb_steal, &tasks[i]), 0);
+        TH_CHECK_EQ(conc_executor_submit_batch(ex, task_staged, argv, STAGED_BURST, fs, NULL), 0);
+        for (int i = 0; i < STAGED_BURST; i++)
+            TH_CHECK_EQ(conc_future_on_done(fs[i], cb_staged, &tasks[i]), 0);
         th_sleep_ns((int64_t)th_rand_below(&rng, 400) * CONC_US);
-        for (int i = 1; i < STEAL_BURST; i++)
+        for (int i = 1; i < STAGED_BURST; i++)
             if (th_rand_below(&rng, 4) == 0)
                 (void)conc_future_cancel(fs[i]);
         if (round % 5 == 4) {
@@ -1572,13 +1572,13 @@ static void executor_stress_staged_vs_cancel_shutdown_on_done(void) {
             conc_executor_destroy(ex);
             ex = NULL;
         }
-        TH_CHECK_EQ(conc_future_wait_all(fs, STEAL_BURST, CONC_FOREVER), 0);
-        for (int i = 0; i < STEAL_BURST; i++) {
+        TH_CHECK_EQ(conc_future_wait_all(fs, STAGED_BURST, CONC_FOREVER), 0);
+        for (int i = 0; i < STAGED_BURST; i++) {
             conc_future_state_t st = conc_future_state(fs[i]);
             long runs = CNT_GET(&tasks[i].runs);
             TH_CHECK(st == CONC_FUTURE_DONE || st == CONC_FUTURE_CANCELLED);
             TH_CHECK_EQ(runs, st == CONC_FUTURE_DONE ? 1 : 0);
-            /* Acquire, paired with cb_steal's release: the callback runs after the final
+            /* Acquire, paired with cb_staged's release: the callback runs after the final
              * state, and the next round's memset must come after it. */
             while (__atomic_load_n(&tasks[i].callbacks, __ATOMIC_ACQUIRE) == 0)
                 sched_yield();
@@ -1591,7 +1591,7 @@ static void executor_stress_staged_vs_cancel_shutdown_on_done(void) {
     conc_executor_destroy(ex);
     printf("    %ld ran, %ld cancelled, %lu refills\n", ran, cancelled,
            CNT_GET(&refills) - refills_before);
-    TH_CHECK_EQ(ran + cancelled, rounds * STEAL_BURST);
+    TH_CHECK_EQ(ran + cancelled, rounds * STAGED_BURST);
 }
 
 /* ---------------------------------------------------------------------------------------------
