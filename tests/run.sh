@@ -80,37 +80,52 @@ headers() {
     echo "$((total - fails)) passed, $fails failed, 0 skipped" | tee -a "$log"
 }
 
+# One model, or one broken variant of it ($2 empty: the model as written), checked in its own
+# directory; its result line goes to $3.
+model_one() {
+    local m=$1 v=$2 res=$3 dir=$4 name cc runflags
+    name=$(basename "$m" .pml)
+    cc=$(sed -n 's|^// pan-cc: ||p' "$m" | head -1); cc=${cc:--DSAFETY}
+    runflags=$(sed -n 's|^// pan-run: ||p' "$m" | head -1); runflags=${runflags:--m1000000}
+    local label="$name${v:+ (broken: $v)}" out="$dir/out" errors
+    mkdir -p "$dir"
+    (cd "$dir" && spin ${v:+-D$v} -a "$OLDPWD/$m" >/dev/null 2>"$dir/spin.err" &&
+        gcc -O2 $cc -o pan pan.c 2>>"$dir/spin.err" && ./pan $runflags >"$out" 2>&1)
+    errors=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' "$out" 2>/dev/null | head -1)
+    {
+        if [ -z "$errors" ]; then
+            echo "FAIL model $label: spin/pan did not run"; cat "$dir/spin.err"
+        elif [ -z "$v" ] && [ "$errors" = 0 ]; then
+            echo "ok   model $label: $(grep -m1 'states, stored' "$out" | xargs), errors: 0"
+        elif [ -n "$v" ] && [ "$errors" != 0 ]; then
+            echo "ok   model $label: caught ($(grep -m1 -E 'pan:[0-9]+:|assertion|invalid end state|acceptance cycle' "$out" | xargs))"
+        else
+            echo "FAIL model $label: errors: $errors"; grep -E 'pan:|error' "$out" | head
+        fi
+    } >"$res" 2>&1
+    rm -rf "$dir"
+}
+
+# Every model as written must verify; each "// broken: NAME" variant must fail. One check per
+# CPU at a time (compiling pan.c is most of the time); the lines come out in model order.
 models() {
-    local log=$1 passed=0 failed=0 dir
+    local log=$1 dir n=0 jobs m v
     dir=$(mktemp -d)
+    jobs=$(nproc 2>/dev/null || echo 2)
     : >"$log"
     for m in tests/models/*.pml; do
         [ -e "$m" ] || continue
-        local name cc runflags
-        name=$(basename "$m" .pml)
-        cc=$(sed -n 's|^// pan-cc: ||p' "$m" | head -1); cc=${cc:--DSAFETY}
-        runflags=$(sed -n 's|^// pan-run: ||p' "$m" | head -1); runflags=${runflags:--m1000000}
-        # The model as written must verify; each "// broken: NAME" variant must fail.
-        local variants=("") v
+        local variants=("")
         while read -r v; do variants+=("$v"); done < <(sed -n 's|^// broken: \([A-Za-z0-9_]*\).*|\1|p' "$m")
         for v in "${variants[@]}"; do
-            local label="$name${v:+ (broken: $v)}" out="$dir/out"
-            (cd "$dir" && rm -f pan* && spin ${v:+-D$v} -a "$OLDPWD/$m" >/dev/null 2>"$dir/spin.err" &&
-                gcc -O2 $cc -o pan pan.c 2>>"$dir/spin.err" && ./pan $runflags >"$out" 2>&1)
-            local errors
-            errors=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' "$out" 2>/dev/null | head -1)
-            if [ -z "$errors" ]; then
-                echo "FAIL model $label: spin/pan did not run" ; cat "$dir/spin.err"; failed=$((failed + 1))
-            elif [ -z "$v" ] && [ "$errors" = 0 ]; then
-                echo "ok   model $label: $(grep -m1 'states, stored' "$out" | xargs), errors: 0"; passed=$((passed + 1))
-            elif [ -n "$v" ] && [ "$errors" != 0 ]; then
-                echo "ok   model $label: caught ($(grep -m1 -E 'pan:[0-9]+:|assertion|invalid end state|acceptance cycle' "$out" | xargs))"
-                passed=$((passed + 1))
-            else
-                echo "FAIL model $label: errors: $errors"; grep -E 'pan:|error' "$out" | head; failed=$((failed + 1))
-            fi
+            n=$((n + 1))
+            model_one "$m" "$v" "$dir/res.$(printf %04d "$n")" "$dir/work.$n" &
+            while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
         done
-    done 2>&1 | tee "$log"
+    done
+    wait
+    cat "$dir"/res.* 2>/dev/null | tee "$log"
+    local passed failed
     passed=$(grep -c '^ok   model' "$log"); failed=$(grep -c '^FAIL model' "$log")
     echo "$passed passed, $failed failed, 0 skipped" | tee -a "$log"
     rm -rf "$dir"
