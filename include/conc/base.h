@@ -987,8 +987,8 @@ CONC_INLINE void conc_eventcount_close(uint32_t *word, int flags) {
     } while (0)
 
 /* Room for n items of size bytes: local (room for local_n of them, on the caller's stack) when
- * they fit, else the heap; NULL when the heap has none or n * size overflows. Give it back with
- * conc__base_scratch_free. */
+ * they fit, else the heap (errno kept); NULL when the heap has none or n * size overflows. Give
+ * it back with conc__base_scratch_free. */
 static inline void *conc__base_scratch(void *local, size_t local_n, size_t n, size_t size) {
     if (n <= local_n)
         return local;

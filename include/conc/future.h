@@ -633,10 +633,8 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
     if (conc_deadline_passed(deadline))
         return ETIMEDOUT;
     conc__future_node stack_nodes[CONC__FUTURE_ANY_STACK_NODES];
-    int saved_errno = conc_errno_save(); /* the scratch may come from malloc */
     conc__future_node *nodes = (conc__future_node *)conc__base_scratch(
-        stack_nodes, CONC__FUTURE_ANY_STACK_NODES, n, sizeof *nodes);
-    conc_errno_restore(saved_errno);
+        stack_nodes, CONC__FUTURE_ANY_STACK_NODES, n, sizeof *nodes); /* keeps errno */
     if (!nodes)
         return ENOMEM;
     conc__future_any_waiter w = {0};
@@ -766,11 +764,10 @@ static inline void conc_as_completed_destroy(conc_as_completed_t *ac) {
 
 CONC_NODISCARD static inline int conc_as_completed_create(conc_as_completed_t **out,
                                                           conc_future_t *const *fs, size_t n) {
-    conc_as_completed_t *ac = (conc_as_completed_t *)conc_malloc_keep_errno(sizeof *ac);
+    conc_as_completed_t *ac = (conc_as_completed_t *)conc_calloc_keep_errno(1, sizeof *ac);
     *out = NULL;
     if (!ac)
         return ENOMEM;
-    memset(ac, 0, sizeof *ac);
     conc_lock_init(&ac->lock, 0);
     for (size_t i = 0; i < n; i++)
         if (conc_as_completed_add(ac, fs[i]) != 0) {
