@@ -896,22 +896,22 @@ CONC_NOINLINE bool conc__forkpool_free_locked(conc_forkpool_t *p, void *mem) {
 }
 
 static inline void *conc_forkpool_alloc(conc_forkpool_t *p, size_t size) {
-    int saved_errno = errno; /* no call sets errno: malloc and the lock's futex may */
+    int saved_errno = conc_errno_save(); /* no call sets errno: malloc and the lock's futex may */
     conc_lock_acquire(&p->lock);
     void *m = conc__forkpool_alloc_locked(p, size);
     conc_lock_release(&p->lock);
-    errno = saved_errno;
+    conc_errno_restore(saved_errno);
     return m;
 }
 
 static inline void conc_forkpool_free(conc_forkpool_t *p, void *mem) {
     if (!mem)
         return;
-    int saved_errno = errno;
+    int saved_errno = conc_errno_save();
     conc_lock_acquire(&p->lock);
     bool ok = conc__forkpool_free_locked(p, mem);
     conc_lock_release(&p->lock);
-    errno = saved_errno;
+    conc_errno_restore(saved_errno);
     if (!ok)
         CONC_ABORT("conc_forkpool_free: not a block of this pool's shared region");
 }
@@ -1880,18 +1880,18 @@ CONC_NOINLINE void conc__forkpool_shutdown_body(conc_forkpool_t *p, bool cancel_
 }
 
 static inline void conc_forkpool_shutdown(conc_forkpool_t *p, bool cancel_pending) {
-    int saved_errno = errno; /* no call sets errno: the waits, writes and join may */
+    int saved_errno = conc_errno_save(); /* no call sets errno: the waits, writes and join may */
     conc__forkpool_shutdown_body(p, cancel_pending);
-    errno = saved_errno;
+    conc_errno_restore(saved_errno);
 }
 
 static inline void conc_forkpool_destroy(conc_forkpool_t *p) {
     if (!p)
         return;
-    int saved_errno = errno; /* close and munmap too */
+    int saved_errno = conc_errno_save(); /* close and munmap too */
     conc_forkpool_shutdown(p, false);
     conc__forkpool_free_all(p);
-    errno = saved_errno;
+    conc_errno_restore(saved_errno);
 }
 
 CONC_NOINLINE int conc__forkpool_create_body(conc_forkpool_t **out, const conc_forkpool_opts_t *o) {
@@ -1994,9 +1994,9 @@ CONC_NOINLINE int conc__forkpool_create_body(conc_forkpool_t **out, const conc_f
 
 CONC_NODISCARD static inline int conc_forkpool_create(conc_forkpool_t **out,
                                                       const conc_forkpool_opts_t *o) {
-    int saved_errno = errno; /* no call sets errno: malloc, mmap, socketpair... may */
+    int saved_errno = conc_errno_save(); /* no call sets errno: malloc, mmap, socketpair... may */
     int e = conc__forkpool_create_body(out, o);
-    errno = saved_errno;
+    conc_errno_restore(saved_errno);
     return e;
 }
 
@@ -2007,13 +2007,13 @@ static inline unsigned conc_forkpool_workers(const conc_forkpool_t *p) {
 /* The live workers' pids (for tests and tools): how many were written, at most n. */
 static inline size_t conc_forkpool_pids(conc_forkpool_t *p, pid_t *pids, size_t n) {
     size_t k = 0;
-    int saved_errno = errno; /* the lock's futex may set it */
+    int saved_errno = conc_errno_save(); /* the lock's futex may set it */
     conc_lock_acquire(&p->lock);
     for (unsigned i = 0; i < p->nworkers && k < n; i++)
         if (p->w[i].state >= CONC__FORKPOOL_W_IDLE && p->w[i].state != CONC__FORKPOOL_W_GONE)
             pids[k++] = p->w[i].pid;
     conc_lock_release(&p->lock);
-    errno = saved_errno;
+    conc_errno_restore(saved_errno);
     return k;
 }
 
@@ -2132,9 +2132,10 @@ CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_
 CONC_NODISCARD static inline int conc_forkpool_map(conc_forkpool_t *p, conc_forkpool_map_fn fn,
                                                    void *arg, size_t n,
                                                    conc_forkpool_outcome_t *outcomes) {
-    int saved_errno = errno; /* no call sets errno: the waits and the kick's write may */
+    /* No call sets errno: the waits and the kick's write may. */
+    int saved_errno = conc_errno_save();
     int e = conc__forkpool_map_body(p, fn, arg, n, outcomes);
-    errno = saved_errno;
+    conc_errno_restore(saved_errno);
     return e;
 }
 
@@ -2214,9 +2215,10 @@ CONC_NOINLINE int conc__forkpool_submit_body(conc_forkpool_t *p, conc_forkpool_t
 
 CONC_INLINE int conc__forkpool_submit(conc_forkpool_t *p, conc_forkpool_task_fn fn, const void *arg,
                                       size_t len, conc_future_t **out, bool block) {
-    int saved_errno = errno; /* no call sets errno: malloc, and sendmsg's EAGAIN on success */
+    /* No call sets errno: malloc may, and sendmsg's EAGAIN on success. */
+    int saved_errno = conc_errno_save();
     int e = conc__forkpool_submit_body(p, fn, arg, len, out, block);
-    errno = saved_errno;
+    conc_errno_restore(saved_errno);
     return e;
 }
 
@@ -2275,7 +2277,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
     conc__forkpool_done_list dl = {NULL};
     int r = 0;
     bool kill_done = false;
-    int saved_errno = errno; /* no call sets errno: the kill and the lock's futex may */
+    int saved_errno = conc_errno_save(); /* no call sets errno: the kill and the lock's futex may */
     conc_lock_acquire(&p->lock);
     if (t->state == CONC__FORKPOOL_T_QUEUED) {
         conc__forkpool_task **pp = &p->qhead, *prev = NULL;
@@ -2308,7 +2310,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         CONC_UNUSED(won);
     }
     conc__forkpool_complete(&dl);
-    errno = saved_errno;
+    conc_errno_restore(saved_errno);
     return r;
 }
 
