@@ -12,6 +12,7 @@
 #include "conc/forkpool.h"
 
 #include <dirent.h>
+#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
@@ -1114,6 +1115,106 @@ static void forkpool_host_children_untouched(void) {
     conc_forkpool_destroy(p);
 }
 
+/* A program a task starts (exec) holds no fd of the pool: the worker's socket is close-on-exec.
+ * A helper left running in the background (`sleep`, named in s->pid) then delays nothing:
+ * the timeout of a task that hangs after starting it, and a shutdown after a task that
+ * returned, both come while the helper still runs (a held socket made them wait for its
+ * exit: the pool sees a worker dead at its socket's EOF). As the subreaper we inherit each
+ * helper when its worker dies, and kill and reap it. */
+extern char **environ;
+
+/* Status: how many fds past 0, 1 and 2 an exec would keep open (the pool's: none). */
+static int fp_inheritable_fds(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)arg, (void)len, (void)result, (void)result_len;
+    DIR *d = opendir("/proc/self/fd"); /* itself close-on-exec */
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        int fd = atoi(e->d_name), flags;
+        if (e->d_name[0] != '.' && fd > STDERR_FILENO && fd != dirfd(d) &&
+            (flags = fcntl(fd, F_GETFD)) >= 0 && !(flags & FD_CLOEXEC))
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Starts `sleep 30` (stdio on /dev/null), names it in s->pid and raises s->flag. */
+static int fp_start_helper(fp_shared *s) {
+    posix_spawn_file_actions_t fa;
+    if (posix_spawn_file_actions_init(&fa) != 0)
+        return -1;
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
+        if (posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", O_RDWR, 0) != 0)
+            return -1;
+    char *argv[] = {"sleep", "30", NULL};
+    pid_t pid;
+    int e = posix_spawnp(&pid, "sleep", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (e != 0)
+        return e;
+    s->pid = pid;
+    __atomic_store_n(&s->flag, 1u, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static int fp_helper_then_hang(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_shared *s;
+    memcpy(&s, arg, sizeof s);
+    int e = fp_start_helper(s);
+    if (e != 0)
+        return e;
+    for (;;)
+        pause();
+}
+
+static int fp_helper_then_return(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_shared *s;
+    memcpy(&s, arg, sizeof s);
+    return fp_start_helper(s);
+}
+
+/* The helper outlived what the pool did meanwhile; now it goes (it is our child by now). */
+static void fp_end_helper(pid_t helper) {
+    TH_CHECK_MSG(fp_pid_alive(helper), "the helper %d ended first", (int)helper);
+    TH_CHECK_EQ(kill(helper, SIGKILL), 0);
+    int st;
+    TH_CHECK_EQ(waitpid(helper, &st, 0), helper);
+    TH_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+}
+
+static void forkpool_exec_holds_no_pool_fd(void) {
+    TH_CHECK_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+    conc_forkpool_t *p = fp_timed_pool(1);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_inheritable_fds, NULL, 0, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    conc_future_release(f);
+    /* A task that hangs after starting the helper: ETIMEDOUT by SIGTERM, helper alive. */
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_helper_then_hang, &s, sizeof s, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ETIMEDOUT);
+    conc_forkpool_outcome_t out;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &out), 0);
+    TH_CHECK(out.status == ETIMEDOUT && out.signal == SIGTERM && out.attempts == 1);
+    conc_future_release(f);
+    TH_CHECK_EQ(s->flag, 1);
+    fp_end_helper(s->pid);
+    /* A task that returns after starting it: shutdown returns, helper alive. */
+    __atomic_store_n(&s->flag, 0u, __ATOMIC_RELAXED);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_helper_then_return, &s, sizeof s, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    conc_future_release(f);
+    conc_forkpool_shutdown(p, false);
+    TH_CHECK_EQ(s->flag, 1);
+    fp_end_helper(s->pid);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 /* -------------------------------------------------------------------------------------------
  * Nothing left behind; the parent killed
  * ------------------------------------------------------------------------------------------- */
@@ -1479,6 +1580,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_parent_threads_and_pristine_replacements),
         TH_CASE(forkpool_gives_up_on_immediate_deaths),
         TH_CASE(forkpool_gave_up_retry_keeps_its_death), TH_CASE(forkpool_host_children_untouched),
-        TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
-        TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_parent_killed_workers_die),
-        TH_CASE(forkpool_errno_kept), TH_CASE_T(forkpool_stress_mixed, 120))
+        TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_destroy_leaves_nothing),
+        TH_CASE(forkpool_alloc_free), TH_CASE(forkpool_free_misuse_aborts),
+        TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
+        TH_CASE_T(forkpool_stress_mixed, 120))

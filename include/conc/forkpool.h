@@ -543,7 +543,9 @@ CONC_INLINE void conc__forkpool_kick(conc_forkpool_t *p) {
 
 /* Process hygiene after fork (server and workers): default signal dispositions with SIGINT
  * ignored, an empty mask, death with the parent, and no fd but 0, 1, 2 and `keep`, which
- * ends up as CONC__FORKPOOL_FD. Returns false if the parent is already gone. */
+ * ends up as CONC__FORKPOOL_FD, close-on-exec (dup2 clears the flag): neither ever execs, and
+ * a program a task starts must not hold the socket, or the worker's death (its EOF) would
+ * wait for that program to exit. Returns false if the parent is already gone. */
 CONC_NOINLINE bool conc__forkpool_hygiene(int keep, pid_t parent) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -563,7 +565,8 @@ CONC_NOINLINE bool conc__forkpool_hygiene(int keep, pid_t parent) {
         if (dup2(keep, CONC__FORKPOOL_FD) < 0)
             return false;
     }
-    (void)fcntl(CONC__FORKPOOL_FD, F_SETFD, 0);
+    if (fcntl(CONC__FORKPOOL_FD, F_SETFD, FD_CLOEXEC) != 0)
+        return false;
     if (syscall(SYS_close_range, CONC__FORKPOOL_FD + 1, ~0u, 0) != 0) {
         long max = sysconf(_SC_OPEN_MAX);
         for (long fd = CONC__FORKPOOL_FD + 1; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
