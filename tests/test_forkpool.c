@@ -647,6 +647,91 @@ static void forkpool_submit_cancel_running_and_queued(void) {
     conc_forkpool_destroy(p);
 }
 
+/* conc_forkpool_cancel of a task whose result has left its worker but is not yet read: the
+ * worker is SIGKILLed all the same, so the task queued behind must not be handed to it. The
+ * monitor thread is held in an on_done callback (they run there) while the quick task runs,
+ * returns and sends its result; once the worker is asleep again (in its read of the next
+ * message: nothing else blocks between fn's return and it), the result is on its way. */
+typedef struct fp_cancel_race {
+    uint32_t go;  /* parent -> the gate task: return */
+    uint32_t ran; /* the quick task ran, in worker `pid` */
+    pid_t pid;
+    uint32_t held;    /* parent-side: the monitor is in the callback ... */
+    uint32_t release; /* ... until this is set */
+} fp_cancel_race;
+
+static int fp_gate_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_cancel_race *r;
+    memcpy(&r, arg, sizeof r);
+    fp_wait_flag(&r->go, 1);
+    return 0;
+}
+
+static int fp_quick_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_cancel_race *r;
+    memcpy(&r, arg, sizeof r);
+    r->pid = getpid();
+    __atomic_store_n(&r->ran, 1u, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static void fp_hold_monitor(conc_future_t *f, void *arg) {
+    (void)f;
+    fp_cancel_race *r = (fp_cancel_race *)arg;
+    __atomic_store_n(&r->held, 1u, __ATOMIC_RELEASE);
+    fp_wait_flag(&r->release, 1);
+}
+
+/* Waits until process pid sleeps (state S in /proc/PID/stat). */
+static void fp_wait_asleep(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        TH_CHECK(f != NULL);
+        char state = 0;
+        int n = fscanf(f, "%*d %*s %c", &state);
+        fclose(f);
+        TH_CHECK(n == 1 && state != 'Z');
+        if (state == 'S')
+            return;
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    }
+}
+
+static void forkpool_cancel_after_result_spares_next(void) {
+    conc_forkpool_t *p = fp_create(1);
+    fp_cancel_race *r = (fp_cancel_race *)conc_forkpool_alloc(p, sizeof *r);
+    TH_CHECK(r != NULL);
+    memset(r, 0, sizeof *r);
+    conc_future_t *gate, *quick, *next;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_gate_task, &r, sizeof r, &gate), 0);
+    TH_CHECK_EQ(conc_future_on_done(gate, fp_hold_monitor, r), 0); /* before it can finish */
+    __atomic_store_n(&r->go, 1u, __ATOMIC_RELEASE);
+    fp_wait_flag(&r->held, 1); /* the monitor reads no socket until r->release */
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_quick_task, &r, sizeof r, &quick), 0);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &next), 0); /* queued behind */
+    fp_wait_flag(&r->ran, 1);
+    fp_wait_asleep(r->pid);                      /* quick's result is sent, unread */
+    TH_CHECK_EQ(conc_forkpool_cancel(quick), 0); /* still running in the books: killed */
+    __atomic_store_n(&r->release, 1u, __ATOMIC_RELEASE);
+    TH_CHECK_EQ(conc_future_wait(quick), ECANCELED);
+    TH_CHECK_EQ(conc_future_wait(next), 0); /* on the replacement, untouched by the kill */
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(next, &o), 0);
+    TH_CHECK(o.status == 0 && o.signal == 0 && o.attempts == 1);
+    TH_CHECK(fp_pid_of(next) != r->pid);
+    TH_CHECK_EQ(conc_forkpool_outcome(quick, &o), 0);
+    TH_CHECK(o.status == ECANCELED && o.attempts == 1);
+    TH_CHECK_EQ(conc_future_wait(gate), 0);
+    conc_future_release(gate);
+    conc_future_release(quick);
+    conc_future_release(next);
+    conc_forkpool_destroy(p);
+}
+
 /* A pool whose tasks time out (fp_timeout_ns), with room for shared flags. */
 static conc_forkpool_t *fp_timed_pool(unsigned workers) {
     conc_forkpool_opts_t o;
@@ -1571,6 +1656,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_map_sigint_to_group), TH_CASE(forkpool_submit_future_api),
         TH_CASE(forkpool_submit_big_result), TH_CASE(forkpool_submit_tiny_and_huge),
         TH_CASE(forkpool_submit_cancel_running_and_queued),
+        TH_CASE(forkpool_cancel_after_result_spares_next),
         TH_CASE(forkpool_submit_timeout_and_crash),
         TH_CASE(forkpool_submit_timeout_caller_dispatched),
         TH_CASE(forkpool_submit_timeout_after_crash),

@@ -1419,7 +1419,9 @@ CONC_NOINLINE void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
         if (w->state == CONC__FORKPOOL_W_TASK && w->task && w->task->id == m->id && !w->timed_out) {
             conc__forkpool_task *t = w->task;
             w->task = NULL;
-            w->state = m->a ? CONC__FORKPOOL_W_GONE : CONC__FORKPOOL_W_IDLE; /* a: retiring */
+            /* a: retiring. cancelled: conc_forkpool_cancel SIGKILLed the worker after this
+             * result left it; the kill lands anyway, so it must get no new task either. */
+            w->state = m->a || t->cancelled ? CONC__FORKPOOL_W_GONE : CONC__FORKPOOL_W_IDLE;
             if (!t->cancelled) { /* else its outcome is final already: readers may look */
                 t->result = w->in_buf;
                 t->result_len = (size_t)m->len;
