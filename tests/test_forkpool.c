@@ -319,6 +319,85 @@ static void forkpool_map_retry_succeeds(void) {
     conc_forkpool_destroy(p);
 }
 
+/* A later round of a map with no room for its chunk table: the arena fills (alloc overlaps the
+ * map) while the first attempt of item 0 holds its worker, which then dies. The items of its
+ * chunk that never ran and item 0's retry cannot run: map says ENOMEM, an item that never
+ * ran says EPIPE with no attempt, item 0 keeps its death (one attempt), the rest ran once. */
+#define FP_FULL_N 10      /* items: one worker's first chunk holds item 0 and some after it */
+#define FP_FULL_BLOCKS 64 /* room for the blocks that fill a 1 MiB arena, halving sizes */
+
+typedef struct fp_full {
+    conc_forkpool_t *p;
+    fp_shared *s;
+    conc_forkpool_outcome_t out[FP_FULL_N];
+    int status;
+    void *blocks[FP_FULL_BLOCKS];
+    size_t nblocks;
+} fp_full;
+
+static int fp_die_once_when_full(size_t i, void *arg) {
+    fp_shared *s = (fp_shared *)arg;
+    __atomic_fetch_add(&s->count[i], 1u, __ATOMIC_RELAXED);
+    if (i == 0 && __atomic_load_n(&s->flag, __ATOMIC_ACQUIRE) == 0) { /* the first map only */
+        __atomic_store_n(&s->flag, 1u, __ATOMIC_RELEASE);
+        fp_wait_flag(&s->flag, 2); /* the parent has filled the arena */
+        raise(SIGKILL);
+    }
+    return 0;
+}
+
+static void fp_full_thread(int index, void *arg) {
+    fp_full *t = (fp_full *)arg;
+    if (index == 0) {
+        t->status = conc_forkpool_map(t->p, fp_die_once_when_full, t->s, FP_FULL_N, t->out);
+        return;
+    }
+    fp_wait_flag(&t->s->flag, 1); /* item 0 runs: the round's table is in place */
+    for (size_t sz = (size_t)1 << 20; sz >= 64; sz /= 2)
+        for (void *m; (m = conc_forkpool_alloc(t->p, sz)) != NULL;) {
+            TH_CHECK(t->nblocks < FP_FULL_BLOCKS);
+            t->blocks[t->nblocks++] = m;
+        }
+    __atomic_store_n(&t->s->flag, 2u, __ATOMIC_RELEASE);
+}
+
+static void forkpool_map_round_without_room(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.retries = 1;
+    o.shared_size = 1u << 20;
+    fp_full *t = (fp_full *)calloc(1, sizeof *t);
+    TH_CHECK(t != NULL);
+    TH_CHECK_EQ(conc_forkpool_create(&t->p, &o), 0);
+    t->s = fp_shared_alloc(t->p, FP_FULL_N);
+    th_run_threads(2, fp_full_thread, t);
+    TH_CHECK_EQ(t->status, ENOMEM);
+    TH_CHECK_EQ(t->s->count[0], 1);
+    TH_CHECK(t->out[0].status == ECHILD && t->out[0].signal == SIGKILL);
+    TH_CHECK_EQ(t->out[0].attempts, 1);
+    unsigned never = 0;
+    for (size_t i = 1; i < FP_FULL_N; i++) {
+        uint32_t runs = t->s->count[i];
+        TH_CHECK_MSG(runs <= 1, "item %zu ran %u times", i, runs);
+        int want = runs ? 0 : EPIPE;
+        TH_CHECK_MSG(t->out[i].status == want && t->out[i].attempts == runs,
+                     "item %zu ran %u times: status %d, attempts %u", i, runs, t->out[i].status,
+                     t->out[i].attempts);
+        never += runs == 0;
+    }
+    TH_CHECK(never > 0); /* item 0's chunk-mates: the case met the round it means */
+    /* Room again: the pool maps as before. */
+    for (size_t k = 0; k < t->nblocks; k++)
+        conc_forkpool_free(t->p, t->blocks[k]);
+    memset(t->s->count, 0, FP_FULL_N * sizeof t->s->count[0]);
+    TH_CHECK_EQ(conc_forkpool_map(t->p, fp_die_once_when_full, t->s, FP_FULL_N, t->out), 0);
+    for (size_t i = 0; i < FP_FULL_N; i++)
+        TH_CHECK(t->s->count[i] == 1 && t->out[i].status == 0 && t->out[i].attempts == 1);
+    conc_forkpool_destroy(t->p);
+    free(t);
+}
+
 static void forkpool_map_task_timeout(void) {
     conc_forkpool_opts_t o;
     memset(&o, 0, sizeof o);
@@ -1652,10 +1731,10 @@ static void forkpool_errno_kept(void) {
 TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
         TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
         TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_map_crashes_named),
-        TH_CASE(forkpool_map_retry_succeeds), TH_CASE(forkpool_map_task_timeout),
-        TH_CASE(forkpool_map_sigint_to_group), TH_CASE(forkpool_submit_future_api),
-        TH_CASE(forkpool_submit_big_result), TH_CASE(forkpool_submit_tiny_and_huge),
-        TH_CASE(forkpool_submit_cancel_running_and_queued),
+        TH_CASE(forkpool_map_retry_succeeds), TH_CASE(forkpool_map_round_without_room),
+        TH_CASE(forkpool_map_task_timeout), TH_CASE(forkpool_map_sigint_to_group),
+        TH_CASE(forkpool_submit_future_api), TH_CASE(forkpool_submit_big_result),
+        TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
         TH_CASE(forkpool_cancel_after_result_spares_next),
         TH_CASE(forkpool_submit_timeout_and_crash),
         TH_CASE(forkpool_submit_timeout_caller_dispatched),

@@ -43,9 +43,11 @@
  *     table), EPIPE (after shutdown, or the pool gave up). Per item (outcomes[i]):
  *       status    fn's return; ECHILD: its worker died (signal or exit_code says how);
  *                 ETIMEDOUT: it ran past task_timeout and was killed; EPIPE: it never ran
- *                 to the end because the pool gave up on repeated immediate deaths (an
- *                 item whose worker died, given up while it waited for its retry, keeps
- *                 the outcome of that death; so does such a submit task)
+ *                 to the end because the pool gave up on repeated immediate deaths, or
+ *                 because a later round of the map (the items a death left) found no room
+ *                 for its chunk table (map then returns ENOMEM); an item whose worker died
+ *                 and whose retry never ran keeps the outcome of that death (so does such
+ *                 a submit task, given up while it waited for its retry)
  *       attempts  times it was started (0: never), 1 plus one per retry
  *   submit: 0, EPIPE (after shutdown or once the pool gave up), EAGAIN (try_submit, full),
  *     EINVAL (fn NULL, or arg NULL with len > 0), ENOMEM. On error *f is NULL.
@@ -1351,18 +1353,20 @@ CONC_NOINLINE void conc__forkpool_round_check(conc_forkpool_t *p) {
         conc__forkpool_range *r = (conc__forkpool_range *)malloc(n * sizeof *r);
         if (r) {
             memcpy(r, p->next_ranges, n * sizeof *r);
-            p->nnext = 0;
             int e = conc__forkpool_round_setup(p, r, n, rd->fn, rd->arg);
             free(r);
-            if (e == 0)
-                return; /* the dispatch that follows sends the new round */
-            p->map_status = e;
+            if (e == 0) {
+                p->nnext = 0; /* the new round's own orphans and retries go here */
+                return;       /* the dispatch that follows sends the new round */
+            }
+            p->map_status = e; /* no room for its table: the ranges get their outcomes below */
         } else {
             p->map_status = ENOMEM;
         }
     }
-    /* Finished, or cannot go on: what is left fails with EPIPE (never ran to the end), but
-     * a retry that never ran keeps the outcome of the death that asked for it. */
+    /* Finished, or cannot go on (given up, or no room for the next round's table): what is
+     * left fails with EPIPE (never ran to the end), but a retry that never ran keeps the
+     * outcome of the death that asked for it. */
     p->final_from = p->nevents;
     for (size_t i = 0; i < p->nnext; i++) {
         const conc__forkpool_range *nr = &p->next_ranges[i];
