@@ -726,6 +726,29 @@ static void forkpool_submit_cancel_running_and_queued(void) {
     conc_forkpool_destroy(p);
 }
 
+/* conc_future_cancel dropped a queued task first: the future is done, so conc_forkpool_cancel
+ * says EBUSY (the task still sat in the pool's queue, and was reported dropped again). */
+static void forkpool_cancel_after_future_cancel(void) {
+    conc_forkpool_t *p = fp_create(1);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    conc_future_t *run, *queued;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task, &s, sizeof s, &run), 0);
+    fp_wait_flag(&s->flag, 1); /* it holds the only worker: the next task stays queued */
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "q", 1, &queued), 0);
+    TH_CHECK_EQ(conc_future_cancel(queued), 0);
+    TH_CHECK_EQ(conc_forkpool_cancel(queued), EBUSY);
+    TH_CHECK_EQ(conc_forkpool_cancel(queued), EBUSY);
+    TH_CHECK_EQ(conc_future_state(queued), CONC_FUTURE_CANCELLED);
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(queued, &o), 0);
+    TH_CHECK(o.status == ECANCELED && o.attempts == 0);
+    TH_CHECK_EQ(conc_forkpool_cancel(run), 0);
+    TH_CHECK_EQ(conc_future_wait(run), ECANCELED);
+    conc_future_release(run);
+    conc_future_release(queued);
+    conc_forkpool_destroy(p);
+}
+
 /* conc_forkpool_cancel of a task whose result has left its worker but is not yet read: the
  * worker is SIGKILLed all the same, so the task queued behind must not be handed to it. The
  * monitor thread is held in an on_done callback (they run there) while the quick task runs,
@@ -1728,24 +1751,22 @@ static void forkpool_errno_kept(void) {
     fp_check_no_children();
 }
 
-TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
-        TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
-        TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_map_crashes_named),
-        TH_CASE(forkpool_map_retry_succeeds), TH_CASE(forkpool_map_round_without_room),
-        TH_CASE(forkpool_map_task_timeout), TH_CASE(forkpool_map_sigint_to_group),
-        TH_CASE(forkpool_submit_future_api), TH_CASE(forkpool_submit_big_result),
-        TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
-        TH_CASE(forkpool_cancel_after_result_spares_next),
-        TH_CASE(forkpool_submit_timeout_and_crash),
-        TH_CASE(forkpool_submit_timeout_caller_dispatched),
-        TH_CASE(forkpool_submit_timeout_after_crash),
-        TH_CASE(forkpool_submit_timeout_result_in_grace), TH_CASE(forkpool_submit_bounded_queue),
-        TH_CASE(forkpool_shutdown_cancels_pending), TH_CASE(forkpool_init_failing_leaves_nothing),
-        TH_CASE(forkpool_max_tasks_per_child),
-        TH_CASE(forkpool_parent_threads_and_pristine_replacements),
-        TH_CASE(forkpool_gives_up_on_immediate_deaths),
-        TH_CASE(forkpool_gave_up_retry_keeps_its_death), TH_CASE(forkpool_host_children_untouched),
-        TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_destroy_leaves_nothing),
-        TH_CASE(forkpool_alloc_free), TH_CASE(forkpool_free_misuse_aborts),
-        TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
-        TH_CASE_T(forkpool_stress_mixed, 120))
+TH_MAIN(
+    "forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
+    TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
+    TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_map_crashes_named),
+    TH_CASE(forkpool_map_retry_succeeds), TH_CASE(forkpool_map_round_without_room),
+    TH_CASE(forkpool_map_task_timeout), TH_CASE(forkpool_map_sigint_to_group),
+    TH_CASE(forkpool_submit_future_api), TH_CASE(forkpool_submit_big_result),
+    TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
+    TH_CASE(forkpool_cancel_after_future_cancel), TH_CASE(forkpool_cancel_after_result_spares_next),
+    TH_CASE(forkpool_submit_timeout_and_crash), TH_CASE(forkpool_submit_timeout_caller_dispatched),
+    TH_CASE(forkpool_submit_timeout_after_crash), TH_CASE(forkpool_submit_timeout_result_in_grace),
+    TH_CASE(forkpool_submit_bounded_queue), TH_CASE(forkpool_shutdown_cancels_pending),
+    TH_CASE(forkpool_init_failing_leaves_nothing), TH_CASE(forkpool_max_tasks_per_child),
+    TH_CASE(forkpool_parent_threads_and_pristine_replacements),
+    TH_CASE(forkpool_gives_up_on_immediate_deaths), TH_CASE(forkpool_gave_up_retry_keeps_its_death),
+    TH_CASE(forkpool_host_children_untouched), TH_CASE(forkpool_exec_holds_no_pool_fd),
+    TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
+    TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_parent_killed_workers_die),
+    TH_CASE(forkpool_errno_kept), TH_CASE_T(forkpool_stress_mixed, 120))

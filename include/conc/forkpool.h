@@ -2285,10 +2285,14 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
     conc_forkpool_t *p = t->pool;
     conc__forkpool_done_list dl = {NULL};
     int r = 0;
-    bool kill_done = false;
+    bool kill_done = false, dropped_first = false;
     int saved_errno = conc_errno_save(); /* no call sets errno: the kill and the lock's futex may */
     conc_lock_acquire(&p->lock);
     if (t->state == CONC__FORKPOOL_T_QUEUED) {
+        /* Dropped from the queue either way (no dispatch starts it now). Not yet started
+         * (no attempt): its future may be CANCELLED already by conc_future_cancel, which
+         * leaves the task queued for dispatch to drop; see the cancel below. */
+        dropped_first = t->outcome.attempts == 0;
         conc__forkpool_task **pp = &p->qhead, *prev = NULL;
         while (*pp != t) {
             prev = *pp;
@@ -2318,6 +2322,11 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         int won = conc_future_complete(f, ECANCELED, NULL); /* EBUSY: conc_future_cancel won */
         CONC_UNUSED(won);
     }
+    /* The future's own PENDING -> CANCELLED decides who cancelled a queued task: EBUSY if
+     * conc_future_cancel did, before us (it was done already). A re-run waiting for its
+     * retry has a RUNNING future nobody else completes: the complete below does, 0. */
+    if (dropped_first && conc_future_cancel(f) != 0)
+        r = EBUSY;
     conc__forkpool_complete(&dl);
     conc_errno_restore(saved_errno);
     return r;
