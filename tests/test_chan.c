@@ -818,6 +818,73 @@ static void chan_cond_notify_n_and_all_fifo_relock_after_notifier(void) {
     TH_CHECK_EQ(run_main(cv_fifo_main, &c), 0);
 }
 
+/* Wakes that a notifier makes after notify_all, before it parks, never overtake the notified:
+ * a lock handed to a coroutine already queued for it, an item handed to a parked receiver.
+ * The notified re-take the lock in the order they waited, behind the one queued before. */
+typedef struct cv_handoff_ctx {
+    cv_ctx *c;
+    conc_chan_t *ch;
+} cv_handoff_ctx;
+
+static int cv_queued_for_lock(void *p) {
+    cv_ctx *c = (cv_ctx *)p;
+    TH_CHECK_EQ(conc_coro_lock_acquire(c->cv.lock), 0);
+    log_add(&c->log, 90);
+    TH_CHECK_EQ(conc_coro_lock_release(c->cv.lock), 0);
+    return 0;
+}
+
+static int cv_item_receiver(void *p) {
+    cv_handoff_ctx *x = (cv_handoff_ctx *)p;
+    int v = 0;
+    TH_CHECK_EQ(conc_chan_recv(x->ch, &v), 0);
+    log_add(&x->c->log, 80 + v);
+    return 0;
+}
+
+static int cv_handoff_main(void *arg) {
+    cv_handoff_ctx *x = (cv_handoff_ctx *)arg;
+    cv_ctx *c = x->c;
+    cv_arg a[3];
+    conc_coro_t *h[3];
+    TH_CHECK_EQ(conc_chan_create(&x->ch, 0, sizeof(int)), 0); /* rendezvous */
+    for (int i = 0; i < 3; i++) {
+        a[i].c = c;
+        a[i].id = 2 * i; /* even: no deadline */
+        h[i] = spawn_named(cv_waiter, &a[i], NULL);
+    }
+    conc_coro_t *rx = spawn_named(cv_item_receiver, x, NULL);
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* the three wait (logged 0 2 4), rx is parked */
+    TH_CHECK_EQ(conc_coro_lock_acquire(c->cv.lock), 0);
+    conc_coro_t *q = spawn_named(cv_queued_for_lock, c, NULL);
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* q queues for the lock */
+    TH_CHECK_EQ(conc_coro_cond_notify_all(&c->cv), 0);
+    int v = 1;
+    TH_CHECK_EQ(conc_chan_send(x->ch, &v), 0);          /* hands rx an item: a wake of ours */
+    TH_CHECK_EQ(conc_coro_lock_release(c->cv.lock), 0); /* hands q the lock: another */
+    join_ok(q);
+    join_ok(rx);
+    for (int i = 0; i < 3; i++)
+        join_ok(h[i]);
+    conc_chan_destroy(x->ch);
+    /* rx and q were woken after the three: they run after them, in their own order; the
+     * three find the lock q holds and queue behind it in the order they waited. */
+    static const int want[] = {0, 2, 4, 81, 90, 100, 102, 104};
+    TH_CHECK_EQ(c->log.n, (int)(sizeof want / sizeof want[0]));
+    for (int i = 0; i < c->log.n; i++)
+        TH_CHECK_MSG(c->log.v[i] == want[i], "log[%d] = %d, want %d", i, c->log.v[i], want[i]);
+    return 0;
+}
+
+static void chan_cond_wakes_after_notify_all_keep_the_notified_in_order(void) {
+    cv_ctx c;
+    memset(&c, 0, sizeof c);
+    conc_coro_lock_init(&c.lock);
+    TH_CHECK_EQ(conc_coro_cond_init(&c.cv, &c.lock), 0);
+    cv_handoff_ctx x = {&c, NULL};
+    TH_CHECK_EQ(run_main(cv_handoff_main, &x), 0);
+}
+
 /* Cancel while parked on the condition: the waiter returns ECANCELED only once it holds the
  * lock again, which the canceller still holds (and keeps across a second cancel). A cancel
  * that comes after a notify (while the notified waiter queues for the lock) is not its
@@ -894,8 +961,8 @@ static int cv_cancel_main(void *arg) {
     TH_CHECK_EQ(conc_coro_lock_release(c->cv.lock), 0);
     join_ok(h0);
     join_ok(h2);
-    static const int want[] = {0, 2, 50, 102,
-                               100}; /* h2 was woken last: it runs (and queues) first */
+    /* h0 was woken first (by the cancel): it runs, and queues for the lock, first */
+    static const int want[] = {0, 2, 50, 100, 102};
     TH_CHECK_EQ(c->log.n, 5);
     for (int i = 0; i < c->log.n; i++)
         TH_CHECK_MSG(c->log.v[i] == want[i], "log[%d] = %d, want %d", i, c->log.v[i], want[i]);
@@ -1130,6 +1197,76 @@ static void chan_deadlock_report_names_the_lock_owner_and_channel(void) {
              l);
     TH_CHECK_MSG(strstr(buf, want) != NULL, "want %s in: %s", want, buf);
     snprintf(want, sizeof want, "coro \"carol\" (#3) waiting on condition %p (lock %p)", cv, cvl);
+    TH_CHECK_MSG(strstr(buf, want) != NULL, "want %s in: %s", want, buf);
+}
+
+/* A coroutine that finishes holding a lock leaves it locked for good, and the next coroutine
+ * spawned (which reuses the finished one's pooled struct) is not taken for its owner:
+ * acquire waits (ETIMEDOUT here, not EDEADLK), release is EPERM, owner is NULL; a coroutine
+ * left waiting for it gets a deadlock report that says so. */
+typedef struct dead_owner_ctx {
+    conc_coro_lock_t l;
+    conc_coro_t *first, *second;
+} dead_owner_ctx;
+
+static int dead_owner_keeps(void *p) {
+    dead_owner_ctx *d = (dead_owner_ctx *)p;
+    d->first = conc_coro_self();
+    TH_CHECK_EQ(conc_coro_lock_acquire(&d->l), 0);
+    return 0; /* never released */
+}
+
+static int dead_owner_next(void *p) {
+    dead_owner_ctx *d = (dead_owner_ctx *)p;
+    d->second = conc_coro_self();
+    TH_CHECK(conc_coro_lock_is_locked(&d->l));
+    TH_CHECK(conc_coro_lock_owner(&d->l) == NULL);
+    TH_CHECK_EQ(conc_coro_lock_try_acquire(&d->l), EBUSY);
+    TH_CHECK_EQ(conc_coro_lock_acquire_until(&d->l, conc_deadline_in(CONC_MS)), ETIMEDOUT);
+    TH_CHECK_EQ(conc_coro_lock_release(&d->l), EPERM);
+    TH_CHECK(conc_coro_lock_is_locked(&d->l));
+    return 0;
+}
+
+static int dead_owner_main(void *p) {
+    dead_owner_ctx *d = (dead_owner_ctx *)p;
+    join_ok(spawn_named(dead_owner_keeps, d, "keeper"));
+    join_ok(spawn_named(dead_owner_next, d, "next"));
+    TH_CHECK_MSG(d->first == d->second, "the second coroutine reuses the first one's struct");
+    return 0;
+}
+
+static void dead_owner_child(void) {
+    static dead_owner_ctx d; /* the lock stays held: no cleanup */
+    conc_coro_lock_init(&d.l);
+    conc_sched_t *s;
+    if (conc_sched_create(&s, NULL) != 0)
+        _exit(2);
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.name = "keeper";
+    if (conc_coro_spawn(s, dead_owner_keeps, &d, &o, NULL) != 0)
+        _exit(3);
+    o.name = "waiter";
+    if (conc_coro_spawn(s, dl_bob, &d.l, &o, NULL) != 0) /* dl_ctx's lock is its first field */
+        _exit(4);
+    fprintf(stderr, "lock=%p\n", (void *)&d.l);
+    _exit(conc_sched_run(s) == EDEADLK ? 0 : 5);
+}
+
+static void chan_lock_kept_by_a_finished_coroutine_has_no_owner(void) {
+    dead_owner_ctx d;
+    memset(&d, 0, sizeof d);
+    conc_coro_lock_init(&d.l);
+    TH_CHECK_EQ(run_main(dead_owner_main, &d), 0);
+    char buf[8192];
+    int status = th_run_child_capturing_stderr(dead_owner_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, buf);
+    void *l = NULL;
+    TH_CHECK_EQ(sscanf(buf, "lock=%p", &l), 1);
+    char want[256];
+    snprintf(want, sizeof want,
+             "coro \"waiter\" (#2) waiting on lock %p held by a finished coroutine (#1)", l);
     TH_CHECK_MSG(strstr(buf, want) != NULL, "want %s in: %s", want, buf);
 }
 
@@ -1433,11 +1570,13 @@ TH_MAIN("chan", TH_CASE(chan_bad_input_gets_error_codes),
         TH_CASE(chan_sem_bounded_and_event_release_all),
         TH_CASE(chan_cond_bad_input_eperm_and_immediate_results),
         TH_CASE(chan_cond_notify_n_and_all_fifo_relock_after_notifier),
+        TH_CASE(chan_cond_wakes_after_notify_all_keep_the_notified_in_order),
         TH_CASE(chan_cond_cancel_while_parked_retakes_the_lock_first),
         TH_CASE(chan_cond_wait_for_predicate),
         TH_CASE(chan_cond_timeout_retakes_the_lock_and_notify_skips_it),
         TH_CASE(chan_cond_stress_bounded_buffer_timeouts_cancels_notify_races),
         TH_CASE(chan_deadlock_report_names_the_lock_owner_and_channel),
+        TH_CASE(chan_lock_kept_by_a_finished_coroutine_has_no_owner),
         TH_CASE(chan_used_by_a_second_scheduler_aborts_in_debug),
         TH_CASE(chan_stress_every_item_once_with_timeouts_cancels_close),
         TH_CASE(chan_ping_pong_on_schedulers_in_many_threads),

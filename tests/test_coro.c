@@ -485,6 +485,62 @@ static void coro_run_order_runnext_for_the_woken(void) {
     free(r);
 }
 
+/* Two wakes by the running coroutine: the first keeps runnext, the second queues behind what
+ * is already queued; neither overtakes the other. */
+typedef struct wake_order_ctx {
+    log_t log;
+    conc_coro_waitq_t q[2];
+} wake_order_ctx;
+
+typedef struct wake_order_arg {
+    wake_order_ctx *r;
+    int id;
+} wake_order_arg;
+
+static int wake_order_sleeper(void *p) {
+    wake_order_arg *a = (wake_order_arg *)p;
+    conc_coro_wait_t w;
+    memset(&w, 0, sizeof w);
+    w.what = "test queue";
+    w.object = &a->r->q[a->id];
+    TH_CHECK_EQ(conc_coro_waitq_wait(&a->r->q[a->id], &w, CONC_FOREVER), 77);
+    log_add(&a->r->log, 1 + a->id);
+    return 0;
+}
+
+static int wake_order_other(void *p) {
+    log_add(&((wake_order_ctx *)p)->log, 10);
+    return 0;
+}
+
+static int wake_order_waker(void *p) {
+    wake_order_ctx *r = (wake_order_ctx *)p;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, wake_order_other, r, NULL, NULL), 0); /* queued first */
+    TH_CHECK(conc_coro_waitq_wake_one(&r->q[0], 77)); /* runnext: before `other` */
+    TH_CHECK(conc_coro_waitq_wake_one(&r->q[1], 77)); /* runnext taken: after `other` */
+    TH_CHECK_EQ(conc_coro_yield(), 0);
+    log_add(&r->log, 4);
+    return 0;
+}
+
+static void coro_run_order_two_wakes_keep_their_order(void) {
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    wake_order_ctx *r = (wake_order_ctx *)calloc(1, sizeof *r);
+    TH_CHECK(r);
+    wake_order_arg a[2] = {{r, 0}, {r, 1}};
+    TH_CHECK_EQ(conc_coro_spawn(s, wake_order_sleeper, &a[0], NULL, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, wake_order_sleeper, &a[1], NULL, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, wake_order_waker, r, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    static const int want[] = {1, 10, 2, 4};
+    TH_CHECK_EQ(r->log.n, 4);
+    for (int i = 0; i < 4; i++)
+        TH_CHECK_MSG(r->log.v[i] == want[i], "log[%d] = %d, want %d", i, r->log.v[i], want[i]);
+    conc_sched_destroy(s);
+    free(r);
+}
+
 /* Two coroutines waking each other through runnext forever must not starve a third. */
 typedef struct pingpong_ctx {
     conc_coro_waitq_t q[2];
@@ -1820,6 +1876,7 @@ TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_inpu
         TH_CASE(coro_out_of_memory_leaves_errno),
         TH_CASE(coro_emfile_and_eperm_from_another_thread), TH_CASE(coro_calls_leave_errno_alone),
         TH_CASE(coro_run_order_is_fifo), TH_CASE(coro_run_order_runnext_for_the_woken),
+        TH_CASE(coro_run_order_two_wakes_keep_their_order),
         TH_CASE(coro_runnext_handoffs_cannot_starve_the_queue), TH_CASE(coro_nesting_spawns_a_tree),
         TH_CASE(coro_join_deadline_never_early), TH_CASE(coro_join_many_joiners_all_see_the_status),
         TH_CASE(coro_cancel_while_blocked_in_each_call),

@@ -46,7 +46,8 @@
  *             conc_coro_lock_try_acquire(l)          0, EBUSY
  *             conc_coro_lock_acquire_until(l, dl)    0, ETIMEDOUT, ECANCELED, EDEADLK
  *             conc_coro_lock_release(l)              0, EPERM (the caller does not own it)
- *             conc_coro_lock_is_locked(l), conc_coro_lock_owner(l)
+ *             conc_coro_lock_is_locked(l), conc_coro_lock_owner(l)   NULL: free, or its
+ *                                                  owner finished without releasing it
  *   semaphore conc_coro_sem_init(s, value, max)      0, EINVAL (value > max); max 0: unbounded
  *             conc_coro_sem_acquire(s)               0, ECANCELED
  *             conc_coro_sem_try_acquire(s)           0, EAGAIN
@@ -84,6 +85,10 @@
  *             next time. A condition wait that ends (notify, ETIMEDOUT, ECANCELED) always
  *             takes its lock back first, and a cancel cannot interrupt that (asyncio's rule).
  *   EDEADLK   conc_coro_lock_acquire by the lock's owner (it would wait for itself forever).
+ *             A coroutine that finishes holding a lock leaves it locked for good (asyncio's
+ *             Lock does the same); no later coroutine is taken for its owner, even one that
+ *             reuses its memory: acquire waits (the deadlock report says "held by a finished
+ *             coroutine"), release is EPERM.
  *   EOVERFLOW conc_coro_sem_release past a bounded semaphore's max: nothing is released.
  *   ENOMEM    conc_chan_create; conc_chan_select parking on more than four ops (their
  *             waiters come from the heap): nothing was sent or received. Any wait with a
@@ -188,6 +193,9 @@ typedef struct conc_chan_op {
 typedef struct conc_coro_lock {
     conc_coro_t *owner;
     conc_coro_waitq_t waiters;
+    /* The owner's id: coroutine structs are pooled, so a coroutine that finishes holding the
+     * lock leaves `owner` pointing at a slot the next spawn reuses; the id tells them apart. */
+    uint64_t owner_id;
 } conc_coro_lock_t;
 
 typedef struct conc_coro_sem {
@@ -208,7 +216,7 @@ typedef struct conc_coro_cond {
 } conc_coro_cond_t;
 
 // clang-format off
-#define CONC_CORO_LOCK_INIT {NULL, CONC_CORO_WAITQ_INIT}
+#define CONC_CORO_LOCK_INIT {NULL, CONC_CORO_WAITQ_INIT, 0}
 #define CONC_CORO_EVENT_INIT {0, CONC_CORO_WAITQ_INIT}
 // clang-format on
 
@@ -620,13 +628,29 @@ CONC_NODISCARD static inline int conc_chan_try_select(conc_chan_op_t *ops, size_
 static inline void conc_coro_lock_init(conc_coro_lock_t *l) {
     l->owner = NULL;
     l->waiters.head = l->waiters.tail = NULL;
+    l->owner_id = 0;
+}
+
+CONC_INLINE void conc__chan_lock_set_owner(conc_coro_lock_t *l, conc_coro_t *co) {
+    l->owner = co;
+    l->owner_id = conc_coro_id(co);
+}
+
+/* Whether co owns l: the same slot and the same coroutine (ids are never reused in a
+ * scheduler; a slot is, once its coroutine finished). Reading a finished owner's id is safe:
+ * slots live as long as their scheduler. */
+CONC_INLINE bool conc__chan_lock_held_by(const conc_coro_lock_t *l, const conc_coro_t *co) {
+    return l->owner == co && co != NULL && l->owner_id == conc_coro_id(co);
 }
 
 CONC_COLD void conc__chan_lock_describe_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
     const conc_coro_lock_t *l = (const conc_coro_lock_t *)w->object;
-    if (l->owner)
+    if (l->owner && conc__chan_lock_held_by(l, l->owner) && !conc_coro_has_finished(l->owner))
         snprintf(buf, size, "lock %p held by coro \"%s\" (#%llu)", w->object,
                  conc_coro_name(l->owner), (unsigned long long)conc_coro_id(l->owner));
+    else if (l->owner)
+        snprintf(buf, size, "lock %p held by a finished coroutine (#%llu) that never released it",
+                 w->object, (unsigned long long)l->owner_id);
     else
         snprintf(buf, size, "lock %p (being handed over)", w->object);
 }
@@ -638,7 +662,7 @@ CONC_NODISCARD static inline int conc_coro_lock_try_acquire(conc_coro_lock_t *l)
         return e;
     if (l->owner)
         return EBUSY;
-    l->owner = co;
+    conc__chan_lock_set_owner(l, co);
     return 0;
 }
 
@@ -649,10 +673,10 @@ CONC_NODISCARD static inline int conc_coro_lock_acquire_until(conc_coro_lock_t *
     if (e)
         return e;
     if (CONC_LIKELY(!l->owner)) { /* free means nobody waits: release hands it to the first */
-        l->owner = co;
+        conc__chan_lock_set_owner(l, co);
         return 0;
     }
-    if (l->owner == co)
+    if (conc__chan_lock_held_by(l, co))
         return EDEADLK;
     const conc_coro_wait_t wait = conc_coro_wait_make("lock", l, 0, conc__chan_lock_describe_slow);
     /* status 0: release made us the owner (it sets owner before waking us) */
@@ -667,14 +691,14 @@ static inline int conc_coro_lock_release(conc_coro_lock_t *l) {
     if (!l)
         return EINVAL;
     conc_coro_t *co = conc_coro_self();
-    if (!co || l->owner != co)
+    if (!conc__chan_lock_held_by(l, co))
         return EPERM;
     /* Hand it to the first waiter still parked: it owns the lock before it runs, so a
      * coroutine that runs in between finds it held (no barging). */
     conc_coro_waiter_t *w;
     while ((w = conc_coro_waitq_pop(&l->waiters)) != NULL) {
         if (conc_coro_wake(w->coro, 0)) {
-            l->owner = w->coro;
+            conc__chan_lock_set_owner(l, w->coro);
             return 0;
         }
     }
@@ -687,7 +711,10 @@ static inline bool conc_coro_lock_is_locked(const conc_coro_lock_t *l) {
 }
 
 static inline conc_coro_t *conc_coro_lock_owner(const conc_coro_lock_t *l) {
-    return l ? l->owner : NULL;
+    return l && l->owner && conc__chan_lock_held_by(l, l->owner) &&
+                   !conc_coro_has_finished(l->owner)
+               ? l->owner
+               : NULL;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -847,7 +874,7 @@ CONC_INLINE int conc__chan_cond_owner(conc_coro_cond_t *c, conc_coro_t **co) {
     int e = conc__chan_caller(c, co);
     if (e)
         return e;
-    if (c->lock->owner != *co)
+    if (!conc__chan_lock_held_by(c->lock, *co))
         return EPERM;
     return 0;
 }
@@ -855,12 +882,13 @@ CONC_INLINE int conc__chan_cond_owner(conc_coro_cond_t *c, conc_coro_t **co) {
 /* [cond.C4] Takes l back for co: at once if free, else in the lock's FIFO, uncancellably. */
 CONC_INLINE void conc__chan_cond_relock(conc_coro_lock_t *l, conc_coro_t *co) {
     if (!l->owner) {
-        l->owner = co;
+        conc__chan_lock_set_owner(l, co);
         return;
     }
     const conc_coro_wait_t wait = conc_coro_wait_make("lock", l, 0, conc__chan_lock_describe_slow);
     /* Only a release wakes a lock waiter (status 0, owner set); nothing else can end it. */
-    if (conc_coro_waitq_wait_uncancellable(&l->waiters, &wait) != 0 || l->owner != co)
+    if (conc_coro_waitq_wait_uncancellable(&l->waiters, &wait) != 0 ||
+        !conc__chan_lock_held_by(l, co))
         CONC_ABORT("conc_coro_cond_wait: re-taking the lock failed");
 }
 

@@ -84,7 +84,9 @@
  *   the coroutine that runs next. Run order: a spawned coroutine, a yielding one and one woken
  *   by a timer or an fd go to the tail of one FIFO queue; a coroutine woken by the running one
  *   (a join completing, a lock handed over) runs next (Go's runnext), at most
- *   CONC__CORO_RUNNEXT_MAX times in a row before the queue gets a turn. Across threads:
+ *   CONC__CORO_RUNNEXT_MAX times in a row before the queue gets a turn; when it wakes
+ *   several before it gives up the CPU, the first runs next and the others go to the tail
+ *   in the order they were woken (wakes never overtake each other). Across threads:
  *   everything a thread wrote before conc_sched_spawn is visible to the coroutine it starts.
  *
  * THREAD SAFETY
@@ -744,17 +746,16 @@ CONC_INLINE void conc__coro_sched_push_tail(conc_sched_t *s, conc_coro_t *c) {
     s->ring[s->tail++ & s->ring_mask] = c;
 }
 
-/* Makes c runnable: runnext if the running coroutine woke it, else the tail. */
+/* Makes c runnable: runnext if the running coroutine woke it and runnext is free, else the
+ * tail. The first wake keeps the slot (Go's newest wake takes it and sends the older one to
+ * the tail): a coroutine that wakes several before it parks (notify_all, then a lock handed
+ * over) has them run in the order it woke them. */
 CONC_INLINE void conc__coro_sched_ready(conc_sched_t *s, conc_coro_t *c, int next) {
     c->state = CONC__CORO_RUNNABLE;
-    if (next) {
-        conc_coro_t *old = s->runnext;
+    if (next && s->runnext == NULL)
         s->runnext = c;
-        if (old)
-            conc__coro_sched_push_tail(s, old);
-    } else {
+    else
         conc__coro_sched_push_tail(s, c);
-    }
 }
 
 CONC_INLINE conc_coro_t *conc__coro_sched_pop(conc_sched_t *s) {
@@ -2577,6 +2578,8 @@ CONC_NODISCARD static inline int conc_coro_stack_usage(const conc_coro_t *c, siz
  *   conc_coro_is_cancelled(c)        so a primitive can refuse work before parking.
  *   conc_coro_is_parked(c)           c waits in a park (a queued waiter whose timer or cancel
  *                                    already woke it is not parked: skip it, it will unlink).
+ *   conc_coro_has_finished(c)        c's function returned (its struct, pooled, may already
+ *                                    belong to a newer coroutine: compare conc_coro_id too).
  *   conc_coro_sched(c)               the scheduler c belongs to (a channel's owner check).
  *   conc_sched_is_owner(s)           the calling thread is s's owner thread.
  *   conc_sched_msg_create(&m, fn, a) call_soon_threadsafe in two halves, for a wake that
@@ -2631,6 +2634,10 @@ static inline bool conc_coro_is_cancelled(const conc_coro_t *c) {
 
 static inline bool conc_coro_is_parked(const conc_coro_t *c) {
     return c && c->state == CONC__CORO_PARKED;
+}
+
+static inline bool conc_coro_has_finished(const conc_coro_t *c) {
+    return c && (c->state == CONC__CORO_DONE || c->state == CONC__CORO_FREE);
 }
 
 static inline conc_sched_t *conc_coro_sched(const conc_coro_t *c) {
