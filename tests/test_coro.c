@@ -17,6 +17,7 @@ static unsigned long epoll_ctl_calls;
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
@@ -1379,6 +1380,135 @@ static void coro_group_destroy_outside_a_coroutine_runs_them_out(void) {
     conc_sched_destroy(s);
 }
 
+/* A reader whose wait a cancel ended, not yet run again, no longer holds the fd: another
+ * coroutine's wait on it is no EBUSY. And the old reader, once it runs, leaves the new
+ * reader's slot alone: a third coroutine gets EBUSY while the new reader stays parked. */
+typedef struct fd_handover_ctx {
+    int p[2];
+    int old_result, probe_result;
+} fd_handover_ctx;
+
+static int fd_old_reader(void *arg) {
+    fd_handover_ctx *c = (fd_handover_ctx *)arg;
+    c->old_result = conc_coro_wait_fd(c->p[0], CONC_FD_READ, CONC_FOREVER);
+    return 0;
+}
+
+static int fd_probe_reader(void *arg) { /* runs after the old reader, while main is parked */
+    fd_handover_ctx *c = (fd_handover_ctx *)arg;
+    c->probe_result = conc_coro_wait_fd(c->p[0], CONC_FD_READ, conc_deadline_in(50 * CONC_MS));
+    return 0;
+}
+
+static int fd_handover_main(void *arg) {
+    fd_handover_ctx *c = (fd_handover_ctx *)arg;
+    conc_coro_t *old_reader, *probe;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, fd_old_reader, c, NULL, &old_reader), 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0);            /* it parks on p[0] */
+    TH_CHECK_EQ(conc_coro_cancel(old_reader), 0); /* woken, not yet run */
+    TH_CHECK_EQ(conc_coro_spawn(NULL, fd_probe_reader, c, NULL, &probe), 0);
+    /* Not EBUSY: the old reader's wait is over. Parked here, the old reader runs (and must
+     * not clear our slot), then the probe (EBUSY: we are parked on p[0] for reading). */
+    TH_CHECK_EQ(conc_coro_wait_fd(c->p[0], CONC_FD_READ, conc_deadline_in(5 * CONC_MS)), ETIMEDOUT);
+    TH_CHECK_EQ(conc_coro_join(old_reader, CONC_FOREVER, NULL), 0);
+    TH_CHECK_EQ(conc_coro_join(probe, CONC_FOREVER, NULL), 0);
+    conc_coro_release(old_reader);
+    conc_coro_release(probe);
+    return 0;
+}
+
+static void coro_fd_wait_ended_by_cancel_frees_the_fd_at_once(void) {
+    fd_handover_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(pipe(c.p), 0);
+    set_nonblock(c.p[0]);
+    set_nonblock(c.p[1]);
+    int status = -1;
+    TH_CHECK_EQ(conc_run(fd_handover_main, &c, &status), 0);
+    TH_CHECK_EQ(status, 0);
+    TH_CHECK_EQ(c.old_result, ECANCELED);
+    TH_CHECK_EQ(c.probe_result, EBUSY);
+    close(c.p[0]);
+    close(c.p[1]);
+}
+
+/* A Unix listener whose backlog is full: a non-blocking connect says EAGAIN and starts
+ * nothing. conc_coro_connect tries again until the deadline (ETIMEDOUT while nobody accepts,
+ * never 0 on a socket that is not connected), and connects once an accept makes room. */
+typedef struct unix_backlog_ctx {
+    int listener;
+    struct sockaddr_un addr;
+    int filled[64];
+    int nfilled;
+    int accepted;
+} unix_backlog_ctx;
+
+static int unix_acceptor(void *arg) {
+    unix_backlog_ctx *c = (unix_backlog_ctx *)arg;
+    TH_CHECK_EQ(conc_coro_sleep_until(conc_deadline_in(2 * CONC_MS)), 0);
+    for (;;) {
+        int fd = accept(c->listener, NULL, NULL);
+        if (fd < 0)
+            break;
+        c->accepted++;
+        close(fd);
+    }
+    return 0;
+}
+
+static int unix_backlog_main(void *arg) {
+    unix_backlog_ctx *c = (unix_backlog_ctx *)arg;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    TH_CHECK(fd >= 0);
+    int e = conc_coro_connect(fd, (const struct sockaddr *)&c->addr, sizeof c->addr,
+                              conc_deadline_in(3 * CONC_MS));
+    TH_CHECK_EQ(e, ETIMEDOUT);
+    close(fd);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    TH_CHECK(fd >= 0);
+    conc_coro_t *a;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, unix_acceptor, c, NULL, &a), 0);
+    TH_CHECK_EQ(
+        conc_coro_connect(fd, (const struct sockaddr *)&c->addr, sizeof c->addr, CONC_FOREVER), 0);
+    struct sockaddr_un peer;
+    socklen_t len = sizeof peer;
+    TH_CHECK_EQ(getpeername(fd, (struct sockaddr *)&peer, &len), 0);
+    TH_CHECK_EQ(conc_coro_join(a, CONC_FOREVER, NULL), 0);
+    conc_coro_release(a);
+    close(fd);
+    return 0;
+}
+
+static void coro_connect_to_a_full_unix_backlog_retries_until_the_deadline(void) {
+    unix_backlog_ctx c;
+    memset(&c, 0, sizeof c);
+    c.listener = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    TH_CHECK(c.listener >= 0);
+    c.addr.sun_family = AF_UNIX; /* abstract: nothing left in the file system */
+    snprintf(c.addr.sun_path + 1, sizeof c.addr.sun_path - 1, "conc-test-backlog-%d",
+             (int)getpid());
+    TH_CHECK_EQ(bind(c.listener, (const struct sockaddr *)&c.addr, sizeof c.addr), 0);
+    TH_CHECK_EQ(listen(c.listener, 1), 0);
+    for (;;) { /* fill the backlog until a connect says EAGAIN */
+        TH_CHECK(c.nfilled < 64);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        TH_CHECK(fd >= 0);
+        if (connect(fd, (const struct sockaddr *)&c.addr, sizeof c.addr) != 0) {
+            TH_CHECK_EQ(errno, EAGAIN);
+            close(fd);
+            break;
+        }
+        c.filled[c.nfilled++] = fd;
+    }
+    int status = -1;
+    TH_CHECK_EQ(conc_run(unix_backlog_main, &c, &status), 0);
+    TH_CHECK_EQ(status, 0);
+    TH_CHECK(c.accepted >= 1);
+    for (int i = 0; i < c.nfilled; i++)
+        close(c.filled[i]);
+    close(c.listener);
+}
+
 /* ---- scheduler lifecycle ------------------------------------------------------------------ */
 
 typedef struct cleanup_ctx {
@@ -1405,6 +1535,55 @@ static void coro_sched_destroy_cancels_and_runs_cleanup(void) {
     TH_CHECK_EQ(c.cleaned, 0);
     conc_sched_destroy(s); /* never ran: destroy starts them cancelled */
     TH_CHECK_EQ(c.cleaned, 11);
+}
+
+/* A cancelled coroutine whose cleanup spawns another during destroy: the new one starts
+ * cancelled too (its sleep returns ECANCELED at once), so destroy does not wait on it. */
+typedef struct late_spawn_ctx {
+    int helper_result, helper_ran;
+} late_spawn_ctx;
+
+static int late_helper(void *p) {
+    late_spawn_ctx *c = (late_spawn_ctx *)p;
+    c->helper_ran = 1;
+    c->helper_result = conc_coro_sleep_until(CONC_FOREVER);
+    return 0;
+}
+
+static int cleanup_spawns(void *p) {
+    TH_CHECK_EQ(conc_coro_sleep_until(CONC_FOREVER), ECANCELED);
+    TH_CHECK_EQ(conc_coro_spawn(NULL, late_helper, p, NULL, NULL), 0); /* during destroy */
+    return 0;
+}
+
+static void coro_sched_destroy_cancels_what_cleanup_spawns(void) {
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    late_spawn_ctx c = {-1, 0};
+    TH_CHECK_EQ(conc_coro_spawn(s, cleanup_spawns, &c, NULL, NULL), 0);
+    conc_sched_destroy(s);
+    TH_CHECK_EQ(c.helper_ran, 1);
+    TH_CHECK_EQ(c.helper_result, ECANCELED);
+}
+
+/* conc_run inside a coroutine is EPERM, as conc_sched_run is: nothing made, fn never run. */
+static int nested_never(void *p) {
+    ++*(int *)p;
+    return 0;
+}
+
+static int nested_run_main(void *p) {
+    int status = -1;
+    TH_CHECK_EQ(conc_run(nested_never, p, &status), EPERM);
+    TH_CHECK_EQ(status, -1);
+    return 0;
+}
+
+static void coro_conc_run_inside_a_coroutine_is_eperm(void) {
+    int ran = 0, status = -1;
+    TH_CHECK_EQ(conc_run(nested_run_main, &ran, &status), 0);
+    TH_CHECK_EQ(status, 0);
+    TH_CHECK_EQ(ran, 0);
 }
 
 /* ---- stacks ------------------------------------------------------------------------------- */
@@ -1893,6 +2072,10 @@ TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_inpu
         TH_CASE(coro_group_first_failure_cancels_siblings_destroy_joins),
         TH_CASE(coro_group_destroy_outside_a_coroutine_runs_them_out),
         TH_CASE(coro_sched_destroy_cancels_and_runs_cleanup),
+        TH_CASE(coro_sched_destroy_cancels_what_cleanup_spawns),
+        TH_CASE(coro_conc_run_inside_a_coroutine_is_eperm),
+        TH_CASE(coro_fd_wait_ended_by_cancel_frees_the_fd_at_once),
+        TH_CASE(coro_connect_to_a_full_unix_backlog_retries_until_the_deadline),
         TH_CASE_T(coro_100k_alive_at_once_with_guards, 120),
         TH_CASE(coro_stack_reuse_without_dangling_data), TH_CASE(coro_stack_usage_high_water_mark),
         TH_CASE(coro_stack_overflow_names_the_coroutine),

@@ -28,6 +28,7 @@
  *   scheduler  conc_sched_create(&s, opts)          opts NULL: defaults; 0, ENOMEM, EMFILE
  *              conc_sched_run(s)                    until every coroutine finished: 0; EDEADLK
  *              conc_sched_destroy(s)                cancels what is left, runs it out, frees
+ *                                                   (what its cleanup spawns starts cancelled)
  *              conc_run(fn, arg, &status)           asyncio.run: create, spawn, run, destroy
  *              conc_sched_spawn(s, fn, arg)         from ANY thread: a detached coroutine
  *              conc_sched_hold(s) / unhold(s)       from any thread: "more work will come"
@@ -48,7 +49,8 @@
  *              conc_coro_write(fd, buf, n, dl, &put) every byte, or the error
  *              conc_coro_accept(fd, addr, &len, dl, &newfd)  a non-blocking, close-on-exec
  *                                                   connection; addr/len may be NULL
- *              conc_coro_connect(fd, addr, len, dl) 0 once connected, or the socket's error
+ *              conc_coro_connect(fd, addr, len, dl) 0 once connected, or the socket's error;
+ *                                                   a full Unix backlog: tried again until dl
  *   groups     conc_group_create(s, &g)             asyncio.TaskGroup; s NULL: current
  *              conc_group_spawn(g, fn, arg, opts)   a child; ECANCELED once the group failed
  *              conc_group_wait(g, deadline, &status) 0 once every child finished (status: 0
@@ -62,7 +64,9 @@
  *   EINVAL  NULL function, bad fd or events, a handle of another scheduler, a stack size
  *           below CONC_CORO_STACK_MIN or above CONC_CORO_STACK_MAX.
  *   EPERM   a call that must run on the scheduler's own thread (spawn, join, cancel, run)
- *           made from another one; a blocking call made outside any coroutine.
+ *           made from another one; a blocking call made outside any coroutine;
+ *           conc_sched_run or conc_run inside a coroutine (a loop cannot run nested in
+ *           another's: the outer one's coroutines would be stranded).
  *   ENOMEM  no memory for a stack or a table. When guard pages come from mprotect (kernels
  *           before 6.13) and the process hits vm.max_map_count, spawn also prints one line
  *           naming that limit.
@@ -74,7 +78,8 @@
  *           once. conc_coro_sleep_until returns 0 at its deadline (sleeping was the point).
  *   EDEADLK conc_sched_run found nothing runnable, no timer, no fd wait, no hold and no
  *           cross-thread spawn pending, with coroutines still waiting: they can never wake.
- *   EBUSY   conc_coro_wait_fd: another coroutine already waits on that fd in that direction.
+ *   EBUSY   conc_coro_wait_fd: another coroutine is parked on that fd in that direction (one
+ *           whose wait a timer, a cancel or the fd has already ended does not count).
  *   EMFILE  conc_sched_create: no fd left for epoll or the eventfd.
  *   ENOTSUP conc_coro_stack_usage on a scheduler created without CONC_SCHED_STACK_USAGE.
  *
@@ -317,6 +322,10 @@ typedef struct conc_coro_waitq {
 /* Consecutive runnext handoffs before the FIFO queue gets a turn: two coroutines that wake
  * each other forever must not starve the rest (Go bounds it by the time slice). */
 #define CONC__CORO_RUNNEXT_MAX 64u
+/* conc_coro_connect's pauses between tries while a Unix listener's backlog is full: short
+ * enough that an accept loop's room is taken soon, doubling so a stuck one costs little. */
+#define CONC__CORO_CONNECT_RETRY_MIN (50 * CONC_US)
+#define CONC__CORO_CONNECT_RETRY_MAX (10 * CONC_MS)
 /* Run queue ring: initial slots (a power of two; it doubles when full). */
 #define CONC__CORO_RING_INIT 256u
 /* Prefetch distances in the run queue: the struct of the coroutine this far ahead, and the
@@ -590,6 +599,7 @@ struct conc_sched {
     conc_coro_t *runnext;
     unsigned runnext_streak;
     unsigned ticks;
+    uint8_t destroying; /* conc_sched_destroy has begun: every spawn starts cancelled */
     int64_t last_poll;
     int64_t poll_ns;
     conc__coro_ctx main_ctx; /* the thread's own context while coroutines run */
@@ -1273,7 +1283,7 @@ static inline int conc__coro_spawn_on(conc_sched_t *s, conc_coro_fn fn, void *ar
     co->sched = s;
     co->fn = fn;
     co->arg = arg;
-    co->cancelled = 0;
+    co->cancelled = s->destroying; /* cleanup code's spawns during destroy: cancelled too */
     co->handle = c != NULL;
     co->immune = 0;
     co->status = 0;
@@ -1772,6 +1782,11 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
                        "thread");
         conc_store(&s->owner, pthread_self(), CONC_RELAXED);
     }
+    conc_sched_t *outer = conc__coro_sched_here();
+    if (s->live && outer && outer->current)
+        CONC_ABORT("conc_sched_destroy: called inside a coroutine while the scheduler has "
+                   "coroutines left (its loop cannot run nested in another's)");
+    s->destroying = 1;
     /* Whatever other threads handed over still runs (cancelled), so it can free its argument. */
     conc__coro_sched_drain_inbox(s);
     for (conc_coro_t *c = s->all; c; c = c->all_next)
@@ -2175,7 +2190,10 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
     if ((size_t)fd >= s->fds_cap && conc__coro_sched_fds_grow_slow(s, fd) != 0)
         return ENOMEM;
     conc__coro_fdw *w = &s->fds[fd];
-    if (((events & CONC_FD_READ) && w->reader) || ((events & CONC_FD_WRITE) && w->writer))
+    /* Busy: a waiter still parked in its wait. One that a timer, a cancel or the fd already
+     * woke leaves when it next runs, and then clears the slot only if it is still its own. */
+    if (((events & CONC_FD_READ) && w->reader && w->reader->state == CONC__CORO_PARKED) ||
+        ((events & CONC_FD_WRITE) && w->writer && w->writer->state == CONC__CORO_PARKED))
         return EBUSY;
     bool other = w->reader || w->writer; /* inside a wait on fd: not closed meanwhile */
     /* [coro.F1] */
@@ -2208,9 +2226,9 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
     e = conc__coro_park(s, co, &wd, deadline);
     s->fd_waiters--;
     w = &s->fds[fd]; /* [coro.F4] the registration stays (armed or fired) for the next wait */
-    if (events & CONC_FD_READ)
+    if ((events & CONC_FD_READ) && w->reader == co)
         w->reader = NULL;
-    if (events & CONC_FD_WRITE)
+    if ((events & CONC_FD_WRITE) && w->writer == co)
         w->writer = NULL;
     return e;
 }
@@ -2294,24 +2312,42 @@ CONC_NODISCARD static inline int conc_coro_accept(int fd, struct sockaddr *addr,
 }
 
 /* connect on a non-blocking socket: EINPROGRESS (or EINTR, after which the kernel goes on
- * connecting) waits for writability, then SO_ERROR says how it ended. On ETIMEDOUT or
- * ECANCELED the attempt is still in flight: close the fd. */
+ * connecting) waits for writability, then SO_ERROR says how it ended. EAGAIN (a Unix socket
+ * whose listener's backlog is full) started nothing, and no readiness says when room
+ * appears: the connect is tried again, after pauses that double up to a limit, until the
+ * deadline (a blocking connect waits the same way). On ETIMEDOUT or ECANCELED an attempt
+ * may still be in flight: close the fd. */
 CONC_NODISCARD static inline int conc_coro_connect(int fd, const struct sockaddr *addr,
                                                    socklen_t len, int64_t deadline) {
-    int saved = conc_errno_save();
-    int r = connect(fd, addr, len);
-    int e = r < 0 ? errno : 0;
-    conc_errno_restore(saved);
-    if (r == 0)
-        return 0;
-    if (e != EINPROGRESS && e != EINTR && e != EAGAIN)
+    int64_t pause = CONC__CORO_CONNECT_RETRY_MIN;
+    int r, e;
+    for (;;) {
+        int saved = conc_errno_save();
+        r = connect(fd, addr, len);
+        e = r < 0 ? errno : 0;
+        conc_errno_restore(saved);
+        if (r == 0)
+            return 0;
+        if (e != EAGAIN)
+            break;
+        int64_t now = conc_now();
+        if (deadline != CONC_FOREVER && deadline <= now)
+            return ETIMEDOUT;
+        int64_t until = deadline - now > pause ? now + pause : deadline;
+        int w = conc_coro_sleep_until(until);
+        if (w)
+            return w;
+        if (pause < CONC__CORO_CONNECT_RETRY_MAX)
+            pause *= 2;
+    }
+    if (e != EINPROGRESS && e != EINTR)
         return e;
     e = conc_coro_wait_fd(fd, CONC_FD_WRITE, deadline);
     if (e)
         return e;
     int err = 0;
     socklen_t n = sizeof err;
-    saved = conc_errno_save();
+    int saved = conc_errno_save();
     r = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &n);
     e = r < 0 ? errno : err;
     conc_errno_restore(saved);
@@ -2437,6 +2473,9 @@ static inline void conc_group_destroy(conc_group_t *g) {
             int e = conc__coro_group_wait(g, CONC_FOREVER, 1);
             if (e)
                 CONC_ABORT("conc_group_destroy: could not join the children");
+        } else if (conc__coro_sched_here() && conc__coro_sched_here()->current) {
+            CONC_ABORT("conc_group_destroy: called inside a coroutine of another scheduler "
+                       "while the group has children (their loop cannot run nested)");
         } else if (conc__coro_sched_run_until(s, conc__coro_group_stop_empty, g) != 0) {
             CONC_ABORT("conc_group_destroy: the cancelled children could not finish");
         }
@@ -2452,6 +2491,9 @@ CONC_NODISCARD static inline int conc_run(conc_coro_fn fn, void *arg, int *statu
     conc_coro_t *c;
     if (!fn)
         return EINVAL;
+    conc_sched_t *outer = conc__coro_sched_here();
+    if (outer && outer->current)
+        return EPERM; /* inside a coroutine: its loop cannot run nested (conc_sched_run's rule) */
     int e = conc_sched_create(&s, NULL);
     if (e)
         return e;
