@@ -36,6 +36,34 @@ static void base_time_and_deadlines(void) {
     TH_CHECK(conc_cpu_count() >= 1);
 }
 
+/* sysconf as glibc leaves it where /sys is not mounted (containers, chroots): the answer
+ * comes from its fallback, with ENOENT left in errno by the file it could not open. Defined
+ * here, it stands in for libc's for this binary; __sysconf is glibc's own entry. Not under
+ * TSan: its runtime calls sysconf while it starts, before instrumented code may run. */
+#if !defined(CONC_TSAN)
+extern long __sysconf(int name);
+static int sysconf_leaves_enoent;
+long sysconf(int name) {
+    long v = __sysconf(name);
+    if (name == _SC_NPROCESSORS_ONLN && sysconf_leaves_enoent)
+        errno = ENOENT;
+    return v;
+}
+#endif
+
+/* Each case runs in a child of its own, so this is the translation unit's first call: the
+ * one that reaches sysconf. */
+static void base_cpu_count_keeps_errno_when_sysconf_sets_it(void) {
+#if defined(CONC_TSAN)
+    TH_SKIP("sysconf cannot be replaced under TSan (its runtime calls it while it starts)");
+#else
+    sysconf_leaves_enoent = 1;
+    int n = 0;
+    TH_CHECK_ERRNO_KEPT(n = conc_cpu_count());
+    TH_CHECK(n >= 1);
+#endif
+}
+
 static void base_deadline_passed(void) {
     TH_CHECK(!conc_deadline_passed(CONC_FOREVER));
     TH_CHECK(conc_deadline_passed(0));
@@ -402,8 +430,8 @@ static void base_abort_names_the_function(void) {
 }
 
 TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_deadline_passed),
-        TH_CASE(base_futex_wait_and_wake), TH_CASE(base_futex_flags),
-        TH_CASE(base_futex_halves_of_a_64_bit_word),
+        TH_CASE(base_cpu_count_keeps_errno_when_sysconf_sets_it), TH_CASE(base_futex_wait_and_wake),
+        TH_CASE(base_futex_flags), TH_CASE(base_futex_halves_of_a_64_bit_word),
         TH_CASE(base_futex_tagged_wake_reaches_its_tag),
         TH_CASE(base_futex_wait_zero_returns_at_a_zero), TH_CASE(base_spin_budget_counts_pauses),
         TH_CASE(base_yield_policy_books_waste),

@@ -361,12 +361,15 @@ CONC_INLINE void conc_cpu_relax(void) {
 }
 
 /* Online CPUs. Cached: sysconf reads /sys on each call. Relaxed: every writer stores the
- * same value, so any value read is either 0 (not yet cached) or right. */
+ * same value, so any value read is either 0 (not yet cached) or right. errno kept: without
+ * /sys (containers, chroots) glibc falls back to /proc and leaves ENOENT behind. */
 static inline int conc_cpu_count(void) {
     static int cached; /* benign per-translation-unit cache, see CAVEATS */
     int n = conc_load(&cached, CONC_RELAXED);
     if (CONC_UNLIKELY(n == 0)) {
+        int saved = conc_errno_save();
         long v = sysconf(_SC_NPROCESSORS_ONLN);
+        conc_errno_restore(saved);
         n = v < 1 ? 1 : (v > INT_MAX ? INT_MAX : (int)v);
         conc_store(&cached, n, CONC_RELAXED);
     }
