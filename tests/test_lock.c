@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #define LK_T conc_lock_t
 #define LK_INIT(p) conc_lock_init((p), 0)
@@ -246,6 +247,70 @@ static void lock_shared_across_processes_exact_total(void) {
     munmap(s, sizeof *s);
 }
 
+/* A CONC_SHARED lock's waiter in another process is killed, or stopped, while it sleeps. The
+ * holder's release returns (it used to wait for that waiter to arrive: for good, or until it
+ * was continued), the lock goes on working, and a stopped waiter takes its turn once
+ * continued. A killed one's registration stays in the word. */
+static char proc_state(pid_t pid) {
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')'); /* "pid (comm) S ..." */
+    return paren && paren[1] == ' ' ? paren[2] : '?';
+}
+
+static void lock_shared_waiter_killed_or_stopped_holds_up_no_release(void) {
+    shared_counter *s = (shared_counter *)mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE,
+                                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(s != MAP_FAILED);
+    conc_lock_init(&s->lock, CONC_SHARED);
+    s->counter = 0;
+    for (int stop = 0; stop < 2; stop++) {
+        conc_lock_acquire(&s->lock);
+        pid_t pid = fork();
+        TH_CHECK(pid >= 0);
+        if (pid == 0) {
+            conc_lock_acquire(&s->lock);
+            s->counter++;
+            conc_lock_release(&s->lock);
+            _exit(0);
+        }
+        /* Until the child is registered in the word and asleep in the kernel. */
+        uint32_t sleepers_before = stop ? CONC__LOCK_SLEEPER_ONE : 0; /* the killed one's */
+        while ((__atomic_load_n(&s->lock.word, __ATOMIC_RELAXED) & CONC__LOCK_SLEEPER_MASK) ==
+                   sleepers_before ||
+               proc_state(pid) != 'S')
+            th_sleep_ns(100 * 1000);
+        int status;
+        if (stop) {
+            TH_CHECK_EQ(kill(pid, SIGSTOP), 0);
+            TH_CHECK_EQ(waitpid(pid, &status, WUNTRACED), pid);
+            TH_CHECK(WIFSTOPPED(status));
+        } else {
+            TH_CHECK_EQ(kill(pid, SIGKILL), 0);
+            TH_CHECK_EQ(waitpid(pid, &status, 0), pid);
+            TH_CHECK(WIFSIGNALED(status));
+        }
+        conc_lock_release(&s->lock); /* returns, with the waiter dead or stopped */
+        conc_lock_acquire(&s->lock); /* and the lock works */
+        conc_lock_release(&s->lock);
+        if (stop) {
+            TH_CHECK_EQ(kill(pid, SIGCONT), 0);
+            TH_CHECK_EQ(waitpid(pid, &status, 0), pid);
+            TH_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+    }
+    TH_CHECK_EQ(s->counter, 1); /* the stopped one, continued */
+    /* The killed waiter's registration, and nothing else. */
+    TH_CHECK_EQ(s->lock.word, CONC__LOCK_SHARED | CONC__LOCK_SLEEPER_ONE);
+    munmap(s, sizeof *s);
+}
+
 /* ---- more stress ---------------------------------------------------------------------------- */
 
 /* Many threads, one lock, blocking acquire only: the payload total must be exact and the
@@ -283,5 +348,6 @@ TH_MAIN("lock", TH_CASE(lock_is_four_bytes_and_zero_is_unlocked),
         TH_CASE(lock_release_unheld_aborts_naming_the_caller),
         TH_CASE(lock_until_survives_signals_keeps_deadline), TH_CASE(lock_sleeper_wakes_on_release),
         TH_CASE(lock_starving_sleeper_gets_handoff),
-        TH_CASE(lock_shared_across_processes_exact_total), TH_CASE(lock_stress_hammer_exact_total),
-        LOCKISH_CASES)
+        TH_CASE(lock_shared_across_processes_exact_total),
+        TH_CASE(lock_shared_waiter_killed_or_stopped_holds_up_no_release),
+        TH_CASE(lock_stress_hammer_exact_total), LOCKISH_CASES)

@@ -49,7 +49,10 @@
  *   - fork(): a lock held by another thread at fork stays held in the child; re-init it there.
  *   - CONC_SHARED locks in MAP_SHARED memory work across processes. A process that dies while
  *     holding one leaves it held (no robust-futex support: that needs the owner's tid in the
- *     word, which a 4-byte barging lock cannot afford).
+ *     word, which a 4-byte barging lock cannot afford). One that dies while waiting leaves
+ *     its registration in the word: the lock goes on working, and each release after it
+ *     makes a futex wake that finds nobody. A waiter stopped (SIGSTOP, a debugger) holds up
+ *     no release and takes its turn once continued.
  *   - Signal handlers must not acquire a lock the interrupted code may hold.
  *   - Under ThreadSanitizer the lock announces itself (__tsan_mutex_*), so TSan checks
  *     races and lock order through it as through a pthread mutex. As TSan does for
@@ -124,6 +127,10 @@ typedef struct conc_lock {
 #define CONC__LOCK_SHARED 0x80000000u       /* process-shared: non-private futex ops */
 #define CONC__LOCK_TAG_PLAIN 0x1u           /* futex tag of a sleeper that is not starving */
 #define CONC__LOCK_TAG_STARVING 0x2u        /* futex tag of a starving sleeper: handoffs go here */
+/* Wakes (a sched_yield apart) a handoff gets before it is retracted into a plain release:
+ * enough for a sleeper preempted on its way into futex_wait to get there; few enough that a
+ * sleeper that died or was stopped costs the releaser a bounded wait, not its thread. */
+#define CONC__LOCK_HANDOFF_WAKES 64u
 
 CONC_STATIC_ASSERT(sizeof(conc_lock_t) == 4, "a conc_lock is one 32-bit futex word");
 CONC_STATIC_ASSERT(((CONC__LOCK_HELD | CONC__LOCK_HANDOFF | CONC__LOCK_STARVING |
@@ -282,12 +289,24 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
 }
 
 /* After a release that set WAKING and woke: if the wake found nobody in the kernel, nobody
- * will retire WAKING, and releases skipped their wakes meanwhile. So take stock: while the
- * lock is free or handed off and sleepers are registered, keep WAKING and wake again (they
- * are on their way into futex_wait, or out of it); a HANDOFF whose sleepers all left turns
- * into a plain free lock; otherwise retire WAKING, and the holder's release wakes later. */
+ * will retire WAKING, and releases skipped their wakes meanwhile. So take stock:
+ *  - lock free, sleepers registered: retire WAKING, then wake once more. A sleeper that got
+ *    into the kernel before that CAS is found by the last wake; one that gets there after
+ *    it passes futex_wait a word that still had WAKING, so the kernel refuses it (EAGAIN)
+ *    and it finds the lock free. A later release sees WAKING clear and wakes for itself.
+ *  - handed off, sleepers registered: wake again (only a woken sleeper may claim a handoff;
+ *    the sleepers are on their way into futex_wait, or out of it), CONC__LOCK_HANDOFF_WAKES
+ *    times at most; then retract the handoff into a plain release and wake once more, as
+ *    above.
+ *  - a HANDOFF whose sleepers all left turns into a plain free lock;
+ *  - otherwise retire WAKING: the holder's release wakes later.
+ * No case waits for a registered sleeper to arrive, so one that died (a CONC_SHARED lock's
+ * process killed while it waited) or is stopped (SIGSTOP, a debugger) never holds a release:
+ * its registration stays in the count (each release then pays a wake that finds nobody), and
+ * a stopped sleeper, once continued, finds the word changed and looks again.
+ * tests/models/lock.pml checks every case. */
 CONC_COLD void conc__lock_wake_one_slow(conc_lock_t *l, int flags, bool handoff) {
-    for (;;) {
+    for (unsigned round = 0;; round++) {
         CONC_CHAOS_POINT();
         /* A handoff goes to the oldest starving sleeper if one is asleep (a sleeper goes to
          * the back of the kernel's queue each time it sleeps again, so "oldest in the queue"
@@ -297,23 +316,37 @@ CONC_COLD void conc__lock_wake_one_slow(conc_lock_t *l, int flags, bool handoff)
         if (conc_futex_wake(&l->word, 1, flags) > 0)
             return; /* the woken thread retires WAKING */
         uint32_t v = conc_load(&l->word, CONC_RELAXED), next;
-        bool wake_again;
+        bool wake_again, wake_last;
         do {
             bool sleepers = (v & CONC__LOCK_SLEEPER_MASK) != 0;
-            wake_again = false;
+            wake_again = wake_last = false;
             if (!(v & CONC__LOCK_WAKING))
                 return; /* a later release or a waking thread took over */
             if ((v & CONC__LOCK_HANDOFF) && !sleepers) {
                 /* Every sleeper left: the handoff becomes a release. [lock.R3] release: pairs
                  * with [lock.A1] of whoever takes the lock next. */
                 next = v & CONC__LOCK_SHARED;
-            } else if (sleepers && (!(v & CONC__LOCK_HELD) || (v & CONC__LOCK_HANDOFF))) {
+            } else if (sleepers && (v & CONC__LOCK_HANDOFF) &&
+                       round < CONC__LOCK_HANDOFF_WAKES) {
                 wake_again = true;
                 break;
+            } else if (sleepers && (v & CONC__LOCK_HANDOFF)) {
+                /* Nobody arrived to claim it: a plain release ([lock.R3] as above) that keeps
+                 * the sleepers and STARVING (the next release hands off again). */
+                next = v & ~(CONC__LOCK_HELD | CONC__LOCK_HANDOFF | CONC__LOCK_WAKING);
+                wake_last = true;
+            } else if (sleepers && !(v & CONC__LOCK_HELD)) {
+                next = v & ~CONC__LOCK_WAKING;
+                wake_last = true;
             } else {
                 next = v & ~CONC__LOCK_WAKING;
             }
         } while (!conc_cas(&l->word, &v, next, CONC_RELEASE, CONC_RELAXED));
+        if (wake_last) {
+            CONC_CHAOS_POINT();
+            (void)conc_futex_wake(&l->word, 1, flags); /* for a sleeper queued before the CAS */
+            return;
+        }
         if (!wake_again)
             return;
         sched_yield(); /* let the registered sleeper reach futex_wait */

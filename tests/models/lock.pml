@@ -30,7 +30,11 @@
  *     WAKING -> done; else set WAKING. If its CAS found WAKING clear it wakes, through
  *     conc__lock_wake_one: futex_wake(1); if that found nobody, take stock of the word:
  *     WAKING clear -> done; HANDOFF and no sleepers -> retract it (word = 0, a plain
- *     release); sleepers and (lock free or HANDOFF) -> wake again; else clear WAKING.
+ *     release); HANDOFF and sleepers -> wake again, or (once lock.h's bounded number of
+ *     wakes ran out; any number here) retract it into a plain release that keeps the
+ *     sleepers and STARVING, then one last futex_wake; lock free and sleepers -> clear
+ *     WAKING, then one last futex_wake; else clear WAKING. No case waits for a registered
+ *     sleeper to arrive (one that died or was stopped never would).
  *   N = 3 processes run ROUNDS = 3 rounds each, each round choosing acquire, try_acquire or
  *   acquire_until.
  *
@@ -70,10 +74,13 @@
  * else breaks (with that one check relaxed, 12.1 million states, errors: 0), but every later
  * release takes the cold path, and the next sleeper gets a handoff nobody asked for. The fix
  * modelled here: conc__lock_claimed also clears STARVING when the claimer was the last
- * sleeper, HANDOFF or not; lock.h has it since 062f6e0. Now: 3 processes x 3 rounds, 11.5
- * million states, errors: 0 (about 15 s, 0.9 GB). Unreached is one statement: wake_one's
- * give-up when it finds WAKING already clear; since releases no longer zero the word, only a
- * woken thread clears WAKING, and a wake_one that found nobody has no woken thread behind it.
+ * sleeper, HANDOFF or not; lock.h has it since 062f6e0.
+ * Later, wake_one kept waking while any sleeper was registered and the lock free or handed
+ * off, so a CONC_SHARED lock's waiter that was killed (or stopped) held its releaser in that
+ * loop for good. Retiring WAKING outright instead loses a wake (RETIRE_NO_LAST_WAKE: a
+ * sleeper queued after the wake that found nobody, while a release skipped its own wake for
+ * the WAKING it saw); retiring it and then waking once more does not. Now: 3 processes x 3
+ * rounds, 26.7 million states, errors: 0 (about 40 s, 1.9 GB); no statement unreached.
  * Retracts, wakes that find nobody, wake-again loops and handoffs taken back after a fetch_sub
  * all occur. Also verified by hand: -DROUNDS=2 (2.1 million states), -DSPURIOUS=2 (18.7
  * million states, 1.4 GB) and 4 processes x 1 round (7.0 million states). With the rule of
@@ -94,6 +101,8 @@
 // broken: RELEASE_HELD_TEST_INVERTED the slow path leaves when the lock is free, acts if held
 // broken: RELEASE_STALE_OLD the slow path acts on old: a blind fetch_or lands on a barger's lock
 // broken: CLAIM_KEEPS_STARVING conc__lock_claimed of lock.h 551b579: STARVING outlives sleepers
+// broken: RETIRE_NO_LAST_WAKE a free lock's WAKING is retired without the last wake
+// broken: RETRACT_NO_LAST_WAKE a retracted handoff (sleepers left registered) has no last wake
 // pan-cc: -DSAFETY
 // pan-run: -m1000000
 
@@ -370,8 +379,24 @@ woke_none:
             :: (v & HANDOFF) != 0 && (v & SLEEPERS) == 0 -> word = 0 /* [lock.R3] retract */
             :: else ->
                 if
-                :: (v & SLEEPERS) != 0 && ((v & HELD) == 0 || (v & HANDOFF) != 0) ->
-                    v = 0; goto wake
+                :: (v & SLEEPERS) != 0 && (v & HANDOFF) != 0 ->
+                    v = 0; goto wake /* lock.h: while its bounded count of wakes lasts */
+                :: (v & SLEEPERS) != 0 && (v & HANDOFF) != 0 ->
+                    word = v & ~(HELD | HANDOFF | WAKING); /* [lock.R3] the handoff retracted */
+                    v = 0;
+#ifdef RETRACT_NO_LAST_WAKE
+                    NEXT_ROUND; goto next
+#else
+                    goto last_wake
+#endif
+                :: (v & SLEEPERS) != 0 && (v & HELD) == 0 ->
+                    word = v & ~WAKING;
+                    v = 0;
+#ifdef RETIRE_NO_LAST_WAKE
+                    NEXT_ROUND; goto next
+#else
+                    goto last_wake
+#endif
                 :: else -> word = v & ~WAKING
                 fi
             fi
@@ -379,6 +404,17 @@ woke_none:
         NEXT_ROUND;
         goto next
 #endif
+    };
+
+    /* The last wake after WAKING was retired (or a handoff retracted): for a sleeper that got
+     * into the kernel before that step. Done whether it finds one or not. */
+last_wake:
+    atomic {
+        FUTEX_WAKE_ONE(last_woke, last_none);
+last_woke:
+last_none:
+        NEXT_ROUND;
+        goto next
     };
 
 finished:
