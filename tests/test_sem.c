@@ -135,6 +135,51 @@ static void sem_unbounded_overflow_at_value_max(void) {
     TH_CHECK_EQ(conc_sem_value(&s), CONC_SEM_VALUE_MAX - 1);
 }
 
+/* More waiters' claims in the count than handed can hold (65,535), and a release of more
+ * tokens than that: it hands them in steps as takers pick them up, and returns. The claims
+ * are written into the word (70,000 waiters are more threads than pid_max allows here);
+ * try_acquire is the taker: it claims and picks up a handed token in one CAS. */
+typedef struct big_release {
+    conc_sem_t sem;
+    int done; /* relaxed: a flag the taker polls; the join orders the rest */
+    int result;
+} big_release;
+
+static void *big_releaser(void *p) {
+    big_release *b = (big_release *)p;
+    b->result = conc_sem_release(&b->sem, 70000);
+    __atomic_store_n(&b->done, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+static void sem_release_past_what_handed_holds_goes_in_steps(void) {
+    enum { CLAIMS = 70000 };
+    big_release *b = (big_release *)calloc(1, sizeof *b);
+    TH_CHECK(b);
+    TH_CHECK_EQ(conc_sem_init(&b->sem, 0, 0, 0), 0);
+    conc_store(&b->sem.word, (uint64_t)(-(int64_t)CLAIMS) << CONC__SEM_COUNT_SHIFT, CONC_RELAXED);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, big_releaser, b), 0);
+    long taken = 0;
+    int64_t give_up = conc_deadline_in(60 * CONC_SEC); /* a hang, not a timing: fails then */
+    while (!__atomic_load_n(&b->done, __ATOMIC_RELAXED)) {
+        TH_CHECK_MSG(conc_now() < give_up, "the release never returned (%ld taken)", taken);
+        if (conc_sem_try_acquire(&b->sem) == 0)
+            taken++;
+        else
+            sched_yield();
+    }
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    TH_CHECK_EQ(b->result, 0);
+    /* 70,000 handed in all: what the taker took came out of them, and its claims replaced
+     * the fabricated ones it robbed. Handed never held more than 65,535 at once. */
+    uint64_t w = conc_load(&b->sem.word, CONC_RELAXED);
+    TH_CHECK(taken >= CLAIMS - (long)CONC__SEM_HANDED_MAX);
+    TH_CHECK_EQ(conc__sem_handed(w), (uint32_t)(CLAIMS - taken));
+    TH_CHECK_EQ(conc__sem_count(w), -(int64_t)taken);
+    free(b);
+}
+
 static void sem_until_past_deadline_tries_once(void) {
     conc_sem_t s = CONC_SEM_INIT(0);
     TH_CHECK_EQ(conc_sem_acquire_until(&s, conc_now() - 1), ETIMEDOUT);
@@ -381,8 +426,8 @@ static void sem_stress_tokens_conserved(void) {
  * inside conc_sem_release (after its CAS). Under ASan, a release that touched the memory
  * after the CAS would be a heap-use-after-free report. */
 typedef struct freeing_state {
-    conc_sem_t *current;          /* plain: published by `ready`'s release, [R1]/[A1] */
-    conc_sem_t ready, done;       /* the ping-pong that paces the rounds */
+    conc_sem_t *current;    /* plain: published by `ready`'s release, [R1]/[A1] */
+    conc_sem_t ready, done; /* the ping-pong that paces the rounds */
     long rounds;
 } freeing_state;
 
@@ -573,14 +618,14 @@ static void sem_shared_waiter_killed_tokens_still_flow(void) {
 
 TH_MAIN("sem", TH_CASE(sem_is_sixteen_bytes_and_zero_is_empty),
         TH_CASE(sem_init_checks_value_and_max), TH_CASE(sem_init_bounded_value_above_max_aborts),
-        TH_CASE(sem_acquire_release_count_tokens),
-        TH_CASE(sem_release_zero_is_einval), TH_CASE(sem_bounded_overflow_releases_nothing),
+        TH_CASE(sem_acquire_release_count_tokens), TH_CASE(sem_release_zero_is_einval),
+        TH_CASE(sem_bounded_overflow_releases_nothing),
+        TH_CASE(sem_release_past_what_handed_holds_goes_in_steps),
         TH_CASE(sem_unbounded_overflow_at_value_max), TH_CASE(sem_until_past_deadline_tries_once),
         TH_CASE(sem_until_times_out_never_early),
         TH_CASE(sem_until_survives_signals_keeps_deadline), TH_CASE(sem_release_n_wakes_n_sleepers),
         TH_CASE(sem_until_sleeper_gets_token), TH_CASE(sem_stress_never_more_than_n_inside),
         TH_CASE(sem_stress_tokens_conserved), TH_CASE_T(sem_deadlock_token_ring, 60),
         TH_CASE(sem_deadlock_timed_waits_under_contention),
-        TH_CASE(sem_freed_by_waiter_as_release_returns),
-        TH_CASE(sem_shared_across_fork_ping_pong),
+        TH_CASE(sem_freed_by_waiter_as_release_returns), TH_CASE(sem_shared_across_fork_ping_pong),
         TH_CASE(sem_shared_waiter_killed_tokens_still_flow))

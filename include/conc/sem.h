@@ -48,7 +48,8 @@
  *   Every call may overlap every other except init. Any thread may release (no owner), and
  *   the semaphore may be freed as soon as the last call on it has returned: release touches
  *   the semaphore's memory in one atomic operation and nothing after it (the wake syscall only
- *   names the address). No destroy is needed.
+ *   names the address; a release in steps, see CAVEATS, in one per step). No destroy is
+ *   needed.
  *
  * CONFIGURATION
  *   CONC_SEM_SPIN  pauses a waiter spends spinning before it sleeps, a relaxed load after
@@ -60,7 +61,10 @@
  *   - More than 32,767 threads asleep on one semaphore at once: the extra ones cannot be
  *     counted, so they poll every millisecond instead of sleeping until woken. More than
  *     65,535 tokens handed to waiters and not yet picked up: the releaser yields until the
- *     waiters pick some up. Correct, just slower.
+ *     waiters pick some up. Correct, just slower. A release of more tokens than that, with
+ *     more waiters than that, hands them in steps of what fits; a bounded semaphore then
+ *     checks its bound at each step, so a release racing it that fills the semaphore up to
+ *     its max can make a later step fail with EOVERFLOW after earlier steps were handed.
  *   - CONC_SHARED semaphores in MAP_SHARED memory work across processes (they store no
  *     pointers and use non-private futexes). A process that dies holding a token keeps it. One
  *     that dies while waiting leaves its claim in the count: tokens still flow (any waiter may
@@ -304,36 +308,45 @@ CONC_COLD int conc__sem_wait_slow(conc_sem_t *s, int64_t deadline) {
     }
 }
 
-/* Waiters to serve, handed tokens, the bound near, or n == 0: everything but the plain add. */
+/* Waiters to serve, handed tokens, the bound near, or n == 0: everything but the plain add.
+ * handed holds at most CONC__SEM_HANDED_MAX tokens: a release that would hand more (more
+ * waiters' claims than that in the count, and n above the room left) hands what fits, wakes
+ * for it, and goes on with the rest once waiters pick some up (yielding while none fits). */
 CONC_COLD int conc__sem_release_slow(conc_sem_t *s, unsigned n) {
     if (n == 0)
         return EINVAL;
     uint32_t config = conc__sem_config(s); /* read before the CAS: nothing is read after it */
     uint32_t limit = conc__sem_limit(config);
+    int flags = conc_futex_flags(config, CONC__SEM_SHARED);
     uint64_t w = conc_load(&s->word, CONC_RELAXED);
-    uint32_t hand;
-    for (;;) {
+    while (n > 0) {
         uint32_t value = conc__sem_value(w);
         if (n > limit - value)
-            return EOVERFLOW; /* nothing released */
+            return EOVERFLOW; /* nothing released (but see CAVEATS: a release in steps) */
         int64_t count = conc__sem_count(w);
-        hand = count < 0 ? (uint32_t)(-count < (int64_t)n ? -count : (int64_t)n) : 0;
-        if (CONC_UNLIKELY(conc__sem_handed(w) + hand > CONC__SEM_HANDED_MAX)) {
-            sched_yield(); /* 65,535 tokens wait to be picked up: let their waiters run */
-            w = conc_load(&s->word, CONC_RELAXED);
-            continue;
+        uint32_t hand = count < 0 ? (uint32_t)(-count < (int64_t)n ? -count : (int64_t)n) : 0;
+        uint32_t step = n, room = CONC__SEM_HANDED_MAX - conc__sem_handed(w);
+        if (CONC_UNLIKELY(hand > room)) {
+            if (room == 0) {
+                sched_yield(); /* 65,535 tokens wait to be picked up: let their waiters run */
+                w = conc_load(&s->word, CONC_RELAXED);
+                continue;
+            }
+            hand = step = room; /* every one of them handed: claims remain for the rest */
         }
         /* [sem.R1] release: pairs with the taker's [sem.A1]/[sem.A2], so our writes are
          * visible to it. */
-        if (conc_cas_weak(&s->word, &w, w + ((uint64_t)n << CONC__SEM_COUNT_SHIFT) + hand,
-                          CONC_RELEASE, CONC_RELAXED))
-            break;
-    }
-    uint32_t sleepers = conc__sem_sleepers(w);
-    if (hand > 0 && sleepers > 0) {
-        CONC_CHAOS_POINT();
-        conc_futex_wake(conc__sem_futex(s), (int)(hand < sleepers ? hand : sleepers),
-                        conc_futex_flags(config, CONC__SEM_SHARED));
+        if (!conc_cas_weak(&s->word, &w, w + ((uint64_t)step << CONC__SEM_COUNT_SHIFT) + hand,
+                           CONC_RELEASE, CONC_RELAXED))
+            continue;
+        uint32_t sleepers = conc__sem_sleepers(w);
+        if (hand > 0 && sleepers > 0) {
+            CONC_CHAOS_POINT();
+            conc_futex_wake(conc__sem_futex(s), (int)(hand < sleepers ? hand : sleepers), flags);
+        }
+        n -= step;
+        if (n > 0) /* a later step: the semaphore may be gone only after our last CAS */
+            w = conc_load(&s->word, CONC_RELAXED);
     }
     return 0;
 }

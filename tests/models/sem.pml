@@ -21,17 +21,28 @@
  *                                      picking up a token handed to it
  * // broken: BROKEN_TRY_PICKS_UP_ONLY  try_acquire takes a handed token without also putting a
  *                                      claim in the count, so a waiter loses the token it was owed
+ * // broken: BROKEN_STEP_COUNTS_ALL    a release in steps adds all its tokens to the count but
+ *                                      hands only what fits: claims covered by nothing handed
+ *
+ * handed holds at most HANDED_MAX tokens (sem.h: 65,535; here 1, so release(2) with two
+ * claims in the count hands its tokens in two steps, waiting for a pick-up in between, as
+ * sem.h's conc__sem_release_slow does). An EOVERFLOW after a step (a bounded semaphore filled
+ * up by a racing release between steps, see sem.h's CAVEATS) cannot happen here: the value
+ * is at most HANDED_MAX while claims are in the count, and n + HANDED_MAX <= LIMIT; the
+ * model asserts it.
  */
 // broken: BROKEN_SPLIT_RELEASE
 // broken: BROKEN_NO_RECHECK
 // broken: BROKEN_NO_HANDOVER
 // broken: BROKEN_WITHDRAW_ANYWAY
 // broken: BROKEN_TRY_PICKS_UP_ONLY
+// broken: BROKEN_STEP_COUNTS_ALL
 // pan-cc: -DSAFETY
 // pan-run: -m1000000
 
 #define TOKENS 4
 #define LIMIT 3
+#define HANDED_MAX 1
 
 short count = 0;      /* free tokens, or minus the waiters no token was handed to yet */
 byte handed = 0;      /* released for waiters, not yet picked up */
@@ -117,30 +128,45 @@ retry:
 }
 
 proctype releaser(byte n; byte times) {
-    byte old_sleepers, hand, wake_n, woke;
+    byte old_sleepers, hand, wake_n, woke, left, step;
     do
     :: times == 0 -> break
     :: times > 0 ->
+        left = n;
+next_step:
 #ifdef BROKEN_SPLIT_RELEASE
         old_sleepers = sleepers;
 #endif
-        /* [sem.R1] the one CAS: the bound, count + n, the hand-over, and the sleepers it read */
+        /* [sem.R1] one CAS per step: the bound, count + step, the hand-over, and the sleepers
+         * it read; a step waits (sem.h yields) while handed is full */
         atomic {
             if
-            :: (count > 0 -> count : 0) + handed + n > LIMIT -> goto overflow   /* EOVERFLOW */
+            :: (count > 0 -> count : 0) + handed + left > LIMIT ->
+                assert(left == n); goto overflow /* EOVERFLOW: nothing released */
             :: else -> skip
             fi;
 #ifdef BROKEN_NO_HANDOVER
             hand = 0;
 #else
-            hand = (count < 0 -> (n < -count -> n : -count) : 0);
+            hand = (count < 0 -> (left < -count -> left : -count) : 0);
 #endif
+            step = left;
+            if
+            :: hand > HANDED_MAX - handed && handed == HANDED_MAX -> goto no_room
+            :: hand > HANDED_MAX - handed ->
+                hand = HANDED_MAX - handed;
+#ifndef BROKEN_STEP_COUNTS_ALL
+                step = hand
+#endif
+            :: else -> skip
+            fi;
 #ifndef BROKEN_SPLIT_RELEASE
             old_sleepers = sleepers;
 #endif
-            count = count + n;
+            count = count + step;
             handed = handed + hand;
-            released = released + n;
+            released = released + step;
+            assert(handed <= HANDED_MAX);
             assert((count > 0 -> count : 0) + handed <= LIMIT)
         };
         if
@@ -149,7 +175,16 @@ proctype releaser(byte n; byte times) {
             futex_wake(wake_n)
         :: else -> skip
         fi;
+        left = left - step;
+        if
+        :: left > 0 -> goto next_step
+        :: else -> skip
+        fi;
         times--;
+        goto overflow;
+no_room:
+        (handed < HANDED_MAX); /* sem.h: sched_yield until a waiter picks one up */
+        goto next_step;
 overflow:
         skip
     od
