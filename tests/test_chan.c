@@ -465,6 +465,97 @@ static int select_fair_main(void *arg) {
     return 0;
 }
 
+/* A select that completed on one channel leaves its waiter on the other until it runs
+ * again; destroying that other channel meanwhile is no misuse (nobody waits on it). And a
+ * coroutine still parked on a channel makes its destroy abort (it would be freed under it). */
+typedef struct stale_select {
+    conc_chan_t *a, *b;
+    size_t chosen;
+    int got, result;
+} stale_select;
+
+static int stale_selector(void *p) {
+    stale_select *x = (stale_select *)p;
+    int va = 0, vb = 0;
+    conc_chan_op_t ops[2] = {{x->a, CONC_CHAN_RECV, &va}, {x->b, CONC_CHAN_RECV, &vb}};
+    x->result = conc_chan_select(ops, 2, CONC_FOREVER, &x->chosen);
+    x->got = va;
+    return 0;
+}
+
+static int stale_select_main(void *p) {
+    stale_select *x = (stale_select *)p;
+    TH_CHECK_EQ(conc_chan_create(&x->a, 0, sizeof(int)), 0);
+    TH_CHECK_EQ(conc_chan_create(&x->b, 0, sizeof(int)), 0);
+    conc_coro_t *h = spawn_named(stale_selector, x, "selector");
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* it parks on both */
+    int v = 7;
+    TH_CHECK_EQ(conc_chan_send(x->a, &v), 0); /* its select is over; it has not run yet */
+    conc_chan_destroy(x->b);                  /* its waiter on b is still linked */
+    join_ok(h);
+    TH_CHECK_EQ(x->result, 0);
+    TH_CHECK_EQ(x->chosen, 0);
+    TH_CHECK_EQ(x->got, 7);
+    conc_chan_destroy(x->a);
+    return 0;
+}
+
+static int parked_receiver(void *p) {
+    int v;
+    return conc_chan_recv((conc_chan_t *)p, &v);
+}
+
+static int destroy_under_parked_main(void *p) {
+    (void)p;
+    conc_chan_t *ch;
+    if (conc_chan_create(&ch, 0, sizeof(int)) != 0)
+        _exit(2);
+    spawn_named(parked_receiver, ch, "receiver");
+    (void)conc_coro_yield(); /* it parks */
+    conc_chan_destroy(ch);   /* aborts */
+    return 0;
+}
+
+static void destroy_under_parked_child(void) {
+    int status = -1;
+    int e = conc_run(destroy_under_parked_main, NULL, &status);
+    (void)e;
+    _exit(3); /* not reached: destroy aborts */
+}
+
+static void chan_destroy_after_a_finished_select_and_under_a_parked_waiter(void) {
+    stale_select x;
+    memset(&x, 0, sizeof x);
+    TH_CHECK_EQ(run_main(stale_select_main, &x), 0);
+    char buf[4096];
+    int status = th_run_child_capturing_stderr(destroy_under_parked_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d: %s", status, buf);
+    TH_CHECK_MSG(strstr(buf, "conc_chan_destroy: coroutines still wait on the channel") != NULL,
+                 "%s", buf);
+}
+
+/* An all-zero condition (never initialised) has its own lock, as init(c, NULL) gives. */
+static int zero_cond_main(void *p) {
+    conc_coro_cond_t *c = (conc_coro_cond_t *)p;
+    conc_coro_lock_t *l = conc_coro_cond_lock(c);
+    TH_CHECK(l != NULL);
+    TH_CHECK_EQ(conc_coro_cond_notify(c, 1), EPERM); /* the lock is not held */
+    TH_CHECK_EQ(conc_coro_lock_acquire(l), 0);
+    TH_CHECK_EQ(conc_coro_cond_notify_all(c), 0);
+    TH_CHECK_EQ(conc_coro_cond_wait_until(c, conc_deadline_in(CONC_MS)), ETIMEDOUT);
+    TH_CHECK(conc_coro_lock_owner(l) == conc_coro_self());
+    TH_CHECK_EQ(conc_coro_lock_release(l), 0);
+    return 0;
+}
+
+static void chan_cond_all_zero_has_its_own_lock(void) {
+    static conc_coro_cond_t zero; /* all-zero, as static storage is */
+    TH_CHECK_EQ(run_main(zero_cond_main, &zero), 0);
+    conc_coro_cond_t on_stack;
+    memset(&on_stack, 0, sizeof on_stack);
+    TH_CHECK_EQ(run_main(zero_cond_main, &on_stack), 0);
+}
+
 static void chan_select_picks_fairly_among_ready_ops(void) {
     TH_CHECK_EQ(run_main(select_fair_main, NULL), 0);
 }
@@ -1571,6 +1662,8 @@ TH_MAIN("chan", TH_CASE(chan_bad_input_gets_error_codes),
         TH_CASE(chan_cond_bad_input_eperm_and_immediate_results),
         TH_CASE(chan_cond_notify_n_and_all_fifo_relock_after_notifier),
         TH_CASE(chan_cond_wakes_after_notify_all_keep_the_notified_in_order),
+        TH_CASE(chan_cond_all_zero_has_its_own_lock),
+        TH_CASE(chan_destroy_after_a_finished_select_and_under_a_parked_waiter),
         TH_CASE(chan_cond_cancel_while_parked_retakes_the_lock_first),
         TH_CASE(chan_cond_wait_for_predicate),
         TH_CASE(chan_cond_timeout_retakes_the_lock_and_notify_skips_it),

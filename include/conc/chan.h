@@ -27,7 +27,8 @@
  * API
  *   channel   conc_chan_create(&ch, capacity, item_size)  0, EINVAL, ENOMEM; capacity 0:
  *                                                    rendezvous (a send waits for its receiver)
- *             conc_chan_destroy(ch)                  nobody may be waiting on it
+ *             conc_chan_destroy(ch)                  nobody may be waiting on it (aborts if
+ *                                                    a coroutine is parked on it)
  *             conc_chan_send(ch, item)               0, EPIPE, ECANCELED; copies item_size bytes
  *             conc_chan_try_send(ch, item)           0, EAGAIN, EPIPE; never parks
  *             conc_chan_send_until(ch, item, dl)     0, EPIPE, ETIMEDOUT, ECANCELED
@@ -58,7 +59,8 @@
  *             conc_coro_event_set(e), conc_coro_event_clear(e), conc_coro_event_is_set(e)
  *             conc_coro_event_wait(e)                0, ECANCELED
  *             conc_coro_event_wait_until(e, dl)      0, ETIMEDOUT, ECANCELED
- *   condition conc_coro_cond_init(c, lock)           0, EINVAL; lock NULL: its own
+ *   condition conc_coro_cond_init(c, lock)           0, EINVAL; lock NULL: its own (as an
+ *                                                    all-zero condition has)
  *             conc_coro_cond_lock(c)                 the lock to acquire around waits/notifies
  *             conc_coro_cond_wait(c)                 0, ECANCELED, EPERM (lock not held); it
  *                                                    returns holding the lock, whatever the result
@@ -311,10 +313,25 @@ CONC_NODISCARD static inline int conc_chan_create(conc_chan_t **out, size_t capa
     return 0;
 }
 
+/* Unlinks the waiters of q whose wait is over: a select that completed on another channel
+ * leaves its waiter here until its coroutine runs and removes it (a no-op once unlinked).
+ * False if a coroutine still waits (is parked) on q. */
+CONC_INLINE bool conc__chan_drop_finished_waiters(conc_coro_waitq_t *q) {
+    conc_coro_waiter_t *w = q->head, *next;
+    for (; w; w = next) {
+        next = w->next;
+        if (conc_coro_is_parked(w->coro))
+            return false;
+        conc_coro_waitq_remove(q, w);
+    }
+    return true;
+}
+
 static inline void conc_chan_destroy(conc_chan_t *ch) {
     if (!ch)
         return;
-    if (CONC__CHAN_DEBUG && (ch->senders.head || ch->receivers.head))
+    if (!conc__chan_drop_finished_waiters(&ch->senders) ||
+        !conc__chan_drop_finished_waiters(&ch->receivers))
         CONC_ABORT("conc_chan_destroy: coroutines still wait on the channel");
     free(ch);
 }
@@ -860,8 +877,16 @@ static inline int conc_coro_cond_init(conc_coro_cond_t *c, conc_coro_lock_t *loc
     return 0;
 }
 
+/* c's lock; an all-zero condition (never initialised) gets its own here. Plain writes: a
+ * condition is used by the coroutines of one scheduler, one at a time. */
+CONC_INLINE conc_coro_lock_t *conc__chan_cond_lock_of(conc_coro_cond_t *c) {
+    if (CONC_UNLIKELY(!c->lock))
+        c->lock = &c->own;
+    return c->lock;
+}
+
 static inline conc_coro_lock_t *conc_coro_cond_lock(conc_coro_cond_t *c) {
-    return c ? c->lock : NULL;
+    return c ? conc__chan_cond_lock_of(c) : NULL;
 }
 
 CONC_COLD void conc__chan_cond_describe_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
@@ -874,7 +899,7 @@ CONC_INLINE int conc__chan_cond_owner(conc_coro_cond_t *c, conc_coro_t **co) {
     int e = conc__chan_caller(c, co);
     if (e)
         return e;
-    if (!conc__chan_lock_held_by(c->lock, *co))
+    if (!conc__chan_lock_held_by(conc__chan_cond_lock_of(c), *co))
         return EPERM;
     return 0;
 }
