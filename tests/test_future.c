@@ -1390,6 +1390,115 @@ static void claim_pairs(unsigned workers, int64_t timeout_ns) {
 /* One worker: Python's pool deadlocks on outer-waits-for-inner (its only thread waits), so
  * the outer waits with a deadline there, as a Python user would (result(timeout=...)): the
  * outer gives up, the inner runs. Two and four workers: Python finishes with plain waits. */
+/* A task waits with a deadline (or wait_all, or a past deadline) for a queued task of its own
+ * executor, which waits for an event the first sets after its wait returns. Python's pool
+ * finishes it: the wait times out, the event is set, the second task runs. A timed wait
+ * must not run the awaited task inline (it would never return). With 1 worker, and with 2
+ * where the other is busy until the end. */
+typedef struct timed_help {
+    conc_executor_t *ex;
+    conc_event_t go;
+    int mode; /* 0: wait_until 5 ms; 1: a past deadline; 2: wait_all, 5 ms */
+    int first_wait;
+    conc_event_t release_busy;
+} timed_help;
+
+static int task_waits_for_go(void *arg, void **result) {
+    (void)result;
+    conc_event_wait(&((timed_help *)arg)->go);
+    return 0;
+}
+
+static int task_busy_until_released(void *arg, void **result) {
+    (void)result;
+    conc_event_wait(&((timed_help *)arg)->release_busy);
+    return 0;
+}
+
+static int task_timed_wait_then_go(void *arg, void **result) {
+    (void)result;
+    timed_help *h = (timed_help *)arg;
+    conc_future_t *b;
+    TH_CHECK_EQ(conc_executor_submit(h->ex, task_waits_for_go, h, &b), 0);
+    int64_t dl = h->mode == 1 ? conc_now() - 1 : conc_deadline_in(5 * CONC_MS);
+    h->first_wait = h->mode == 2 ? conc_future_wait_all(&b, 1, dl) : conc_future_wait_until(b, dl);
+    conc_event_set(&h->go);
+    conc_future_release(b);
+    return 0;
+}
+
+static void executor_timed_wait_on_own_task_keeps_its_deadline(void) {
+    for (unsigned workers = 1; workers <= 2; workers++)
+        for (int mode = 0; mode < 3; mode++) {
+            timed_help h;
+            memset(&h, 0, sizeof h);
+            conc_event_init(&h.go, 0);
+            conc_event_init(&h.release_busy, 0);
+            h.mode = mode;
+            TH_CHECK_EQ(conc_executor_create(&h.ex, workers, 64), 0);
+            conc_future_t *busy = NULL, *a;
+            if (workers == 2) /* the other worker: busy until the end */
+                TH_CHECK_EQ(conc_executor_submit(h.ex, task_busy_until_released, &h, &busy), 0);
+            TH_CHECK_EQ(conc_executor_submit(h.ex, task_timed_wait_then_go, &h, &a), 0);
+            TH_CHECK_EQ(conc_future_wait(a), 0);
+            TH_CHECK_EQ(h.first_wait, ETIMEDOUT);
+            conc_event_set(&h.release_busy);
+            if (busy) {
+                TH_CHECK_EQ(conc_future_wait(busy), 0);
+                conc_future_release(busy);
+            }
+            conc_future_release(a);
+            conc_executor_destroy(h.ex); /* finishes the second task: go is set */
+        }
+}
+
+/* Threads wait in next on a set whose one future is pending; the completion goes to one of
+ * them, and the others, the set now empty, get EPIPE (they slept on for good). */
+typedef struct ac_race {
+    conc_as_completed_t *ac;
+    int result;
+    conc_future_t *got;
+    int started; /* relaxed: the thread is about to call next */
+} ac_race;
+
+static void *ac_next_thread(void *p) {
+    ac_race *r = (ac_race *)p;
+    __atomic_store_n(&r->started, 1, __ATOMIC_RELAXED);
+    r->result = conc_as_completed_next(r->ac, &r->got);
+    return NULL;
+}
+
+static void future_as_completed_last_taken_wakes_the_other_waiters(void) {
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_future_create(&f), 0);
+    conc_as_completed_t *ac;
+    TH_CHECK_EQ(conc_as_completed_create(&ac, &f, 1), 0);
+    enum { T = 3 };
+    ac_race r[T];
+    pthread_t t[T];
+    for (int i = 0; i < T; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        r[i].ac = ac;
+        TH_CHECK_EQ(pthread_create(&t[i], NULL, ac_next_thread, &r[i]), 0);
+    }
+    for (int i = 0; i < T; i++) /* each about to call next: asleep in it or not, the same */
+        while (!__atomic_load_n(&r[i].started, __ATOMIC_RELAXED))
+            sched_yield();
+    TH_CHECK_EQ(conc_future_complete(f, 0, NULL), 0);
+    int got = 0, epipe = 0;
+    for (int i = 0; i < T; i++) {
+        TH_CHECK_EQ(pthread_join(t[i], NULL), 0);
+        if (r[i].result == 0 && r[i].got == f)
+            got++;
+        else if (r[i].result == EPIPE && r[i].got == NULL)
+            epipe++;
+    }
+    TH_CHECK_EQ(got, 1);
+    TH_CHECK_EQ(epipe, T - 1);
+    conc_as_completed_destroy(ac);
+    conc_future_release(f);
+}
+
 static void executor_deadlock_pairs_outer_waits_inner(void) {
     claim_pairs(1, CONC_MS);
     claim_pairs(2, 0);
@@ -2371,6 +2480,8 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE_T(future_deadlock_wait_any_many_completers, 120),
         TH_CASE_T(future_deadlock_as_completed_executor, 120),
         TH_CASE_T(executor_deadlock_pairs_outer_waits_inner, 120),
+        TH_CASE(executor_timed_wait_on_own_task_keeps_its_deadline),
+        TH_CASE(future_as_completed_last_taken_wakes_the_other_waiters),
         TH_CASE_T(executor_deadlock_chains_wait_on_later_tasks, 120),
         TH_CASE_T(executor_deadlock_blocked_task_does_not_hold_its_claim, 120),
         TH_CASE_T(executor_stress_staged_vs_cancel_shutdown_on_done, 120),

@@ -115,8 +115,10 @@
  *     sleeps), so does this executor. Like Python's, it stops when every worker blocks on
  *     something only a task not yet started would provide (an event, a semaphore: no worker
  *     is free to start it); give such waits a deadline, or size the executor for them. Waits
- *     on futures of the same executor finish even then: a waiting worker runs the unstarted
- *     awaited task itself (see DESIGN), where Python's pool would deadlock.
+ *     without a deadline on futures of the same executor finish even then: a waiting worker
+ *     runs the unstarted awaited task itself (see DESIGN), where Python's pool would
+ *     deadlock. A wait with a deadline does not (it would miss its deadline, and the task
+ *     might wait for what the waiter does next): it waits as a Python worker would.
  *   - fork(): an executor's workers do not exist in the child. Use it only in the parent.
  *   - An initializer runs on its worker before that worker takes any task, while the other
  *     workers already run tasks: one that blocks holds its worker, not the executor. It must
@@ -147,11 +149,11 @@
  *   worker at a time polls for CONC_EXECUTOR_SPIN pauses before it sleeps, so a steady
  *   stream of tiny tasks finds a worker awake; it watches one slot's stamp, never the
  *   queue's tail (the submitter's line). Idle workers sleep on the executor's own eventcount
- *   (not in the queue), so a refill reaches them. A worker that waits for an unstarted task
- *   of its executor runs it itself: it is a worker Python would hold blocked in that wait,
- *   so every worker Python would have free stays free, and a workload where every worker
- *   waits for a task behind it still finishes. tests/models/executor.pml checks the takes,
- *   the refills, FIFO order, idle sleep, cancelling and ending.
+ *   (not in the queue), so a refill reaches them. A worker that waits (with no deadline) for
+ *   an unstarted task of its executor runs it itself: it is a worker Python would hold blocked
+ *   in that wait, so every worker Python would have free stays free, and a workload where
+ *   every worker waits for a task behind it still finishes. tests/models/executor.pml checks
+ *   the takes, the refills, FIFO order, idle sleep, cancelling and ending.
  *   Futures come from a per-executor pool (conc__future_pool): carved from slabs, one cache
  *   line each, reused LIFO; a release pushes onto a lock-free stack, submitters take the
  *   whole stack at once under a try-lock (no ABA), and a submitter that finds the try-lock
@@ -519,11 +521,11 @@ CONC_INLINE void conc__executor_start(conc_executor_t *ex, conc_future_t *f) {
         conc__executor_run(f);
 }
 
-/* A worker that waits for a task of its own executor that has not started runs it itself,
- * inline, instead of blocking: when every other worker is busy or blocked, nobody else may
- * start it soon (or ever, if every worker waits for a task behind it). The gate decides as
- * usual (one CAS: the queue or staging entry later finds it started and drops its
- * reference). The task starts ahead of older ones, but on a worker Python would hold blocked
+/* A worker that waits, with no deadline, for a task of its own executor that has not started
+ * runs it itself, inline, instead of blocking: when every other worker is busy or blocked,
+ * nobody else may start it soon (or ever, if every worker waits for a task behind it). The
+ * gate decides as usual (one CAS: the queue or staging entry later finds it started and drops
+ * its reference). The task starts ahead of older ones, but on a worker Python would hold blocked
  * in this very wait (see "Staging"). Only tasks of the same executor (a task of another one
  * would run outside its own executor's thread count), never during shutdown(cancel_pending),
  * and at most CONC__EXECUTOR_HELP_DEPTH deep (each level is a task's frames on this stack). */

@@ -462,9 +462,10 @@ CONC_INLINE int conc__future_outcome(const conc_future_t *f, uint32_t v) {
 
 /* For other conc headers (executor.h): a thread that may run an awaited task itself (an
  * executor's worker) sets conc__future_helper_self; a wait on a pending task future calls
- * its help function first. One variable for the whole program (weak: every translation unit
- * that includes this header defines it, the linker keeps one), so a task compiled in another
- * file than the executor's creator sees it too. */
+ * its help function first (a wait with a deadline does not: it would miss its deadline).
+ * One variable for the whole program (weak: every translation unit that includes this header
+ * defines it, the linker keeps one), so a task compiled in another file than the executor's
+ * creator sees it too. */
 typedef struct conc__future_helper {
     void (*help)(struct conc__future_helper *self, conc_future_t *f);
 } conc__future_helper;
@@ -477,7 +478,10 @@ __attribute__((weak)) _Thread_local conc__future_helper *conc__future_helper_sel
 CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
     uint32_t v = conc_load(&f->state, CONC_RELAXED);
     conc__future_helper *h = conc__future_helper_self;
-    if (h && f->fn && (v & CONC__FUTURE_STATE_MASK) == CONC__FUTURE_PENDING) {
+    /* Only a wait without a deadline: one that runs the task here cannot return at its
+     * deadline (and a task it ran might wait for something the caller does after it). */
+    if (h && f->fn && deadline == CONC_FOREVER &&
+        (v & CONC__FUTURE_STATE_MASK) == CONC__FUTURE_PENDING) {
         h->help(h, f); /* runs the task here if it is this helper's to run and unstarted */
         v = conc_load(&f->state, CONC_RELAXED);
     }
@@ -782,7 +786,7 @@ CONC_NODISCARD static inline int
 conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_future_t **out) {
     *out = NULL;
     conc_lock_acquire(&ac->lock);
-    bool registered = false;
+    bool registered = false, last = false;
     uint32_t v = 0;
     int r;
     for (;;) {
@@ -791,7 +795,7 @@ conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_fut
             ac->done_head = e->done_next;
             if (!ac->done_head)
                 ac->done_tail = NULL;
-            ac->remaining--;
+            last = --ac->remaining == 0;
             /* [future.A1] the entry was appended after the future's final step [future.R1];
              * the set's lock carries that order to us. */
             *out = e->f;
@@ -817,6 +821,12 @@ conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_fut
     conc_lock_release(&ac->lock);
     if (registered)
         conc_eventcount_leave(&ac->ec);
+    /* The last future is taken: every other thread asleep in next gets EPIPE now, not a
+     * completion that will never come. After the unlock, as a completer's notify (the
+     * timeline above): a sleeper's re-check under the lock sees remaining 0, or its
+     * registration is seen here. */
+    if (last)
+        conc_eventcount_notify(&ac->ec, SIZE_MAX, 0);
     return r;
 }
 
