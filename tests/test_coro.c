@@ -1397,6 +1397,7 @@ static int fd_old_reader(void *arg) {
 static int fd_probe_reader(void *arg) { /* runs after the old reader, while main is parked */
     fd_handover_ctx *c = (fd_handover_ctx *)arg;
     c->probe_result = conc_coro_wait_fd(c->p[0], CONC_FD_READ, conc_deadline_in(50 * CONC_MS));
+    TH_CHECK_EQ(write(c->p[1], "x", 1), 1); /* then main's wait ends */
     return 0;
 }
 
@@ -1408,8 +1409,9 @@ static int fd_handover_main(void *arg) {
     TH_CHECK_EQ(conc_coro_cancel(old_reader), 0); /* woken, not yet run */
     TH_CHECK_EQ(conc_coro_spawn(NULL, fd_probe_reader, c, NULL, &probe), 0);
     /* Not EBUSY: the old reader's wait is over. Parked here, the old reader runs (and must
-     * not clear our slot), then the probe (EBUSY: we are parked on p[0] for reading). */
-    TH_CHECK_EQ(conc_coro_wait_fd(c->p[0], CONC_FD_READ, conc_deadline_in(5 * CONC_MS)), ETIMEDOUT);
+     * not clear our slot), then the probe (EBUSY: we are parked on p[0] for reading), which
+     * then writes the byte that ends our wait. */
+    TH_CHECK_EQ(conc_coro_wait_fd(c->p[0], CONC_FD_READ, CONC_FOREVER), 0);
     TH_CHECK_EQ(conc_coro_join(old_reader, CONC_FOREVER, NULL), 0);
     TH_CHECK_EQ(conc_coro_join(probe, CONC_FOREVER, NULL), 0);
     conc_coro_release(old_reader);
@@ -1507,6 +1509,49 @@ static void coro_connect_to_a_full_unix_backlog_retries_until_the_deadline(void)
     for (int i = 0; i < c.nfilled; i++)
         close(c.filled[i]);
     close(c.listener);
+}
+
+/* A coroutine cancelled while its yield waits its turn: the yield returns ECANCELED (asyncio
+ * raises CancelledError at the sleep(0) it resumes from), and so does its next call. */
+typedef struct yield_cancel {
+    conc_coro_t *yielder;
+    int first, second;
+} yield_cancel;
+
+static int yield_then_report(void *p) {
+    yield_cancel *y = (yield_cancel *)p;
+    y->first = conc_coro_yield(); /* queued behind the canceller */
+    y->second = conc_coro_yield();
+    return 0;
+}
+
+static int cancel_the_yielder(void *p) {
+    yield_cancel *y = (yield_cancel *)p;
+    TH_CHECK(!conc_coro_is_parked(y->yielder)); /* runnable: its yield is queued */
+    TH_CHECK_EQ(conc_coro_cancel(y->yielder), 0);
+    return 0;
+}
+
+static int yield_cancel_main(void *p) {
+    yield_cancel *y = (yield_cancel *)p;
+    conc_coro_t *c;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, yield_then_report, y, NULL, &y->yielder), 0);
+    TH_CHECK_EQ(conc_coro_spawn(NULL, cancel_the_yielder, y, NULL, &c), 0);
+    TH_CHECK_EQ(conc_coro_join(y->yielder, CONC_FOREVER, NULL), 0);
+    TH_CHECK_EQ(conc_coro_join(c, CONC_FOREVER, NULL), 0);
+    conc_coro_release(y->yielder);
+    conc_coro_release(c);
+    return 0;
+}
+
+static void coro_cancel_while_a_yield_waits_its_turn(void) {
+    yield_cancel y;
+    memset(&y, 0, sizeof y);
+    int status = -1;
+    TH_CHECK_EQ(conc_run(yield_cancel_main, &y, &status), 0);
+    TH_CHECK_EQ(status, 0);
+    TH_CHECK_EQ(y.first, ECANCELED);
+    TH_CHECK_EQ(y.second, ECANCELED);
 }
 
 /* ---- scheduler lifecycle ------------------------------------------------------------------ */
@@ -2060,6 +2105,7 @@ TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_inpu
         TH_CASE(coro_join_deadline_never_early), TH_CASE(coro_join_many_joiners_all_see_the_status),
         TH_CASE(coro_cancel_while_blocked_in_each_call),
         TH_CASE(coro_cancel_before_the_first_switch),
+        TH_CASE(coro_cancel_while_a_yield_waits_its_turn),
         TH_CASE(coro_cancel_a_joiner_leaves_the_target_running),
         TH_CASE(coro_wake_before_cancel_wins),
         TH_CASE(coro_sleepers_wake_in_deadline_order_never_early),

@@ -41,7 +41,8 @@
  *              conc_coro_release(c)                 drop the handle (exactly once)
  *              conc_coro_self()                     the running coroutine, NULL outside one
  *              conc_coro_name(c), conc_coro_id(c)   for messages
- *   wait       conc_coro_yield()                    0, ECANCELED (let the others run)
+ *   wait       conc_coro_yield()                    0, ECANCELED (let the others run; also
+ *                                                   if cancelled while waiting its turn)
  *              conc_coro_sleep_until(deadline)      0, ECANCELED; never early
  *              conc_coro_wait_fd(fd, ev, deadline)  CONC_FD_READ|CONC_FD_WRITE: 0 (ready, hung
  *                                                   up or in error), ETIMEDOUT, ECANCELED, EBUSY
@@ -63,6 +64,7 @@
  * ERRORS
  *   EINVAL  NULL function, bad fd or events, a handle of another scheduler, a stack size
  *           below CONC_CORO_STACK_MIN or above CONC_CORO_STACK_MAX.
+ *   EBADF   conc_coro_wait_fd (and the I/O calls) on an fd that is not open.
  *   EPERM   a call that must run on the scheduler's own thread (spawn, join, cancel, run)
  *           made from another one; a blocking call made outside any coroutine;
  *           conc_sched_run or conc_run inside a coroutine (a loop cannot run nested in
@@ -1999,7 +2001,9 @@ static inline int conc_coro_yield(void) {
         return ECANCELED;
     conc__coro_sched_ready(s, co, 0);
     conc__coro_sched_switch_away(s, co);
-    return 0;
+    /* Cancelled while it waited its turn: its pending blocking call fails (asyncio raises
+     * CancelledError at the sleep(0) it resumes from). */
+    return co->cancelled ? ECANCELED : 0;
 }
 
 CONC_COLD void conc__coro_describe_join_slow(const conc_coro_wait_t *w, char *buf, size_t size) {

@@ -35,7 +35,8 @@
  *   as_completed, on_done, retain and release all work on it.
  *
  * ERRORS
- *   create: EINVAL (workers past CONC_FORKPOOL_MAX_WORKERS, a shared size too small), ENOMEM,
+ *   create: EINVAL (workers past CONC_FORKPOOL_MAX_WORKERS, a negative task_timeout, a shared
+ *     size so large that rounding it up overflows), ENOMEM,
  *     the errno of mmap/socketpair/fork/pthread_create, init's non-zero return (create fails
  *     with it and leaves no process, fd or mapping behind), ECHILD (a worker died in init).
  *   map: 0 if every item returned 0, else the final status of the first failing item in
@@ -83,7 +84,8 @@
  *   retries              re-runs of a map item or submit task whose worker died (ECHILD
  *                        only: timed-out and cancelled work is never re-run)
  *   queue_capacity       queued submit tasks (0: 64 per worker)
- *   shared_size          bytes reserved for the shared region (0: 1 GiB, paid as touched)
+ *   shared_size          bytes reserved for the shared region (0: 1 GiB, paid as touched);
+ *                        rounded up to whole pages, plus the pool's own control pages
  *   Macros: CONC_FORKPOOL_GRACE (100 ms), CONC_FORKPOOL_GIVE_UP (5 immediate deaths in a
  *   row), CONC_FORKPOOL_BACKOFF (1 ms, doubling up to 256 ms between immediate deaths).
  *
