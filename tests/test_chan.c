@@ -1251,6 +1251,15 @@ static int dl_carol(void *p) { /* nobody will notify */
     return conc_coro_cond_wait(&d->cv);
 }
 
+/* In a child that reports a deadlock: a named coroutine on s, or the child exits (code 3). */
+static void spawn_named_on_or_exit(conc_sched_t *s, conc_coro_fn fn, void *arg, const char *name) {
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.name = name;
+    if (conc_coro_spawn(s, fn, arg, &o, NULL) != 0)
+        _exit(3);
+}
+
 static void deadlock_child(void) {
     conc_sched_t *s;
     dl_ctx d;
@@ -1259,17 +1268,9 @@ static void deadlock_child(void) {
         _exit(2);
     if (conc_chan_create(&d.ch, 0, sizeof(int)) != 0 || conc_sched_create(&s, NULL) != 0)
         _exit(2);
-    conc_coro_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.name = "alice";
-    if (conc_coro_spawn(s, dl_alice, &d, &o, NULL) != 0)
-        _exit(3);
-    o.name = "bob";
-    if (conc_coro_spawn(s, dl_bob, &d, &o, NULL) != 0)
-        _exit(4);
-    o.name = "carol";
-    if (conc_coro_spawn(s, dl_carol, &d, &o, NULL) != 0)
-        _exit(4);
+    spawn_named_on_or_exit(s, dl_alice, &d, "alice");
+    spawn_named_on_or_exit(s, dl_bob, &d, "bob");
+    spawn_named_on_or_exit(s, dl_carol, &d, "carol");
     fprintf(stderr, "lock=%p chan=%p cond=%p cond_lock=%p\n", (void *)&d.l, (void *)d.ch,
             (void *)&d.cv, (void *)conc_coro_cond_lock(&d.cv));
     _exit(conc_sched_run(s) == EDEADLK ? 0 : 5);
@@ -1327,20 +1328,18 @@ static int dead_owner_main(void *p) {
     return 0;
 }
 
+static int lock_waiter(void *p) {
+    return conc_coro_lock_acquire((conc_coro_lock_t *)p);
+}
+
 static void dead_owner_child(void) {
     static dead_owner_ctx d; /* the lock stays held: no cleanup */
     conc_coro_lock_init(&d.l);
     conc_sched_t *s;
     if (conc_sched_create(&s, NULL) != 0)
         _exit(2);
-    conc_coro_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.name = "keeper";
-    if (conc_coro_spawn(s, dead_owner_keeps, &d, &o, NULL) != 0)
-        _exit(3);
-    o.name = "waiter";
-    if (conc_coro_spawn(s, dl_bob, &d.l, &o, NULL) != 0) /* dl_ctx's lock is its first field */
-        _exit(4);
+    spawn_named_on_or_exit(s, dead_owner_keeps, &d, "keeper");
+    spawn_named_on_or_exit(s, lock_waiter, &d.l, "waiter");
     fprintf(stderr, "lock=%p\n", (void *)&d.l);
     _exit(conc_sched_run(s) == EDEADLK ? 0 : 5);
 }
