@@ -5,7 +5,9 @@
 
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #define LK_T conc_lock_t
 #define LK_INIT(p) conc_lock_init((p), 0)
@@ -125,6 +127,7 @@ static void lock_release_unheld_aborts_naming_the_caller(void) {
 typedef struct sleeper_ctx {
     conc_lock_t lock;
     int state; /* relaxed-atomic handshake: 1 waiting, 2 acquired */
+    pid_t tid; /* the blocking sleeper's thread id, set before state 1 */
     int done;  /* release/acquire: the timed sleeper's wait has returned */
     int result;
     int64_t deadline;
@@ -155,6 +158,7 @@ static void lock_until_survives_signals_keeps_deadline(void) {
 
 static void *blocking_sleeper(void *arg) {
     sleeper_ctx *c = (sleeper_ctx *)arg;
+    __atomic_store_n(&c->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELAXED);
     __atomic_store_n(&c->state, 1, __ATOMIC_RELAXED);
     conc_lock_acquire(&c->lock);
     __atomic_store_n(&c->state, 2, __ATOMIC_RELEASE);
@@ -184,8 +188,25 @@ static void lock_sleeper_wakes_on_release(void) {
     TH_CHECK_EQ(c.lock.word, 0); /* sleeper count back to zero, no flag left behind */
 }
 
+/* The state letter of a /proc stat file: S while asleep (in futex_wait, for a lock's sleeper). */
+static char stat_state(const char *path) {
+    char buf[256];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')'); /* "pid (comm) S ..." */
+    return paren && paren[1] == ' ' ? paren[2] : '?';
+}
+
 /* A sleeper that has waited past CONC_LOCK_FAIR_NS asks for a handoff; the next release then
- * hands the lock over, so a thread that re-acquires immediately cannot barge past it. */
+ * hands the lock over, so a thread that re-acquires immediately cannot barge past it. The
+ * release comes once the starving sleeper is back asleep in the kernel: one on its way there
+ * for longer than CONC__LOCK_HANDOFF_WAIT_NS (a loaded machine, a sanitizer) would see its
+ * handoff retracted, which is right for a sleeper that never arrives but not what this
+ * case tests. */
 static void lock_starving_sleeper_gets_handoff(void) {
     sleeper_ctx c;
     pthread_t t = start_sleeper_on_held_lock(&c);
@@ -194,6 +215,11 @@ static void lock_starving_sleeper_gets_handoff(void) {
         th_sleep_ns(2 * 1000000);
         conc_futex_wake(&c.lock.word, 1, 0);
     }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat",
+             (int)__atomic_load_n(&c.tid, __ATOMIC_RELAXED));
+    while (stat_state(path) != 'S') /* set STARVING, then futex_wait: asleep again */
+        th_sleep_ns(100 * 1000);
     conc_lock_release(&c.lock); /* hands off: stays HELD for the sleeper */
     conc_lock_acquire(&c.lock); /* so this waits until the sleeper has been through */
     TH_CHECK_EQ(__atomic_load_n(&c.state, __ATOMIC_ACQUIRE), 2);
@@ -247,21 +273,15 @@ static void lock_shared_across_processes_exact_total(void) {
     munmap(s, sizeof *s);
 }
 
-/* A CONC_SHARED lock's waiter in another process is killed, or stopped, while it sleeps. The
- * holder's release returns (it used to wait for that waiter to arrive: for good, or until it
- * was continued), the lock goes on working, and a stopped waiter takes its turn once
- * continued. A killed one's registration stays in the word. */
+/* A CONC_SHARED lock's waiter in another process is killed, or stopped, while it sleeps (or
+ * killed once it asked for a handoff). The holder's release returns (it used to wait for that
+ * waiter to arrive: for good, or until it was continued), the lock goes on working, and a
+ * stopped waiter takes its turn once continued. A killed one's registration stays in the
+ * word; its unclaimed handoff is retracted, STARVING with it. */
 static char proc_state(pid_t pid) {
-    char path[64], buf[256];
+    char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return '?';
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')'); /* "pid (comm) S ..." */
-    return paren && paren[1] == ' ' ? paren[2] : '?';
+    return stat_state(path);
 }
 
 static void lock_shared_waiter_killed_or_stopped_holds_up_no_release(void) {
@@ -270,7 +290,9 @@ static void lock_shared_waiter_killed_or_stopped_holds_up_no_release(void) {
     TH_CHECK(s != MAP_FAILED);
     conc_lock_init(&s->lock, CONC_SHARED);
     s->counter = 0;
-    for (int stop = 0; stop < 2; stop++) {
+    enum { KILLED, STOPPED, STARVING_KILLED, MODES };
+    for (int mode = KILLED; mode < MODES; mode++) {
+        bool stop = mode == STOPPED;
         conc_lock_acquire(&s->lock);
         pid_t pid = fork();
         TH_CHECK(pid >= 0);
@@ -281,11 +303,21 @@ static void lock_shared_waiter_killed_or_stopped_holds_up_no_release(void) {
             _exit(0);
         }
         /* Until the child is registered in the word and asleep in the kernel. */
-        uint32_t sleepers_before = stop ? CONC__LOCK_SLEEPER_ONE : 0; /* the killed one's */
+        uint32_t sleepers_before = mode == KILLED ? 0 : CONC__LOCK_SLEEPER_ONE; /* the killed */
         while ((__atomic_load_n(&s->lock.word, __ATOMIC_RELAXED) & CONC__LOCK_SLEEPER_MASK) ==
                    sleepers_before ||
                proc_state(pid) != 'S')
             th_sleep_ns(100 * 1000);
+        if (mode == STARVING_KILLED) {
+            /* Woken without being let in until it asks for a handoff, then asleep again: the
+             * release below hands off to a waiter that will never claim it. */
+            while (!(__atomic_load_n(&s->lock.word, __ATOMIC_RELAXED) & CONC__LOCK_STARVING)) {
+                th_sleep_ns(2 * 1000000);
+                conc_futex_wake(&s->lock.word, 1, CONC_SHARED);
+            }
+            while (proc_state(pid) != 'S')
+                th_sleep_ns(100 * 1000);
+        }
         int status;
         if (stop) {
             TH_CHECK_EQ(kill(pid, SIGSTOP), 0);
@@ -306,8 +338,8 @@ static void lock_shared_waiter_killed_or_stopped_holds_up_no_release(void) {
         }
     }
     TH_CHECK_EQ(s->counter, 1); /* the stopped one, continued */
-    /* The killed waiter's registration, and nothing else. */
-    TH_CHECK_EQ(s->lock.word, CONC__LOCK_SHARED | CONC__LOCK_SLEEPER_ONE);
+    /* The killed waiters' registrations, and nothing else (no STARVING, no HANDOFF). */
+    TH_CHECK_EQ(s->lock.word, CONC__LOCK_SHARED | 2 * CONC__LOCK_SLEEPER_ONE);
     munmap(s, sizeof *s);
 }
 

@@ -127,10 +127,11 @@ typedef struct conc_lock {
 #define CONC__LOCK_SHARED 0x80000000u       /* process-shared: non-private futex ops */
 #define CONC__LOCK_TAG_PLAIN 0x1u           /* futex tag of a sleeper that is not starving */
 #define CONC__LOCK_TAG_STARVING 0x2u        /* futex tag of a starving sleeper: handoffs go here */
-/* Wakes (a sched_yield apart) a handoff gets before it is retracted into a plain release:
- * enough for a sleeper preempted on its way into futex_wait to get there; few enough that a
- * sleeper that died or was stopped costs the releaser a bounded wait, not its thread. */
-#define CONC__LOCK_HANDOFF_WAKES 64u
+/* How long a handoff may go unclaimed (wakes a sched_yield apart) before it is retracted into
+ * a plain release: a sleeper preempted on its way into futex_wait, on a loaded machine or under
+ * a sanitizer, gets there well within it; one that died or was stopped costs the releaser this
+ * once (the retract also clears STARVING, which a live starving sleeper sets again). */
+#define CONC__LOCK_HANDOFF_WAIT_NS (10 * CONC_MS)
 
 CONC_STATIC_ASSERT(sizeof(conc_lock_t) == 4, "a conc_lock is one 32-bit futex word");
 CONC_STATIC_ASSERT(((CONC__LOCK_HELD | CONC__LOCK_HANDOFF | CONC__LOCK_STARVING |
@@ -288,6 +289,15 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
     }
 }
 
+/* Whether a handoff that found nobody to wake may go on waking: for CONC__LOCK_HANDOFF_WAIT_NS
+ * from the first time (*since: 0 until then). */
+CONC_INLINE bool conc__lock_handoff_waiting(int64_t *since) {
+    int64_t now = conc_now();
+    if (*since == 0)
+        *since = now;
+    return now - *since < CONC__LOCK_HANDOFF_WAIT_NS;
+}
+
 /* After a release that set WAKING and woke: if the wake found nobody in the kernel, nobody
  * will retire WAKING, and releases skipped their wakes meanwhile. So take stock:
  *  - lock free, sleepers registered: retire WAKING, then wake once more. A sleeper that got
@@ -295,9 +305,9 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
  *    it passes futex_wait a word that still had WAKING, so the kernel refuses it (EAGAIN)
  *    and it finds the lock free. A later release sees WAKING clear and wakes for itself.
  *  - handed off, sleepers registered: wake again (only a woken sleeper may claim a handoff;
- *    the sleepers are on their way into futex_wait, or out of it), CONC__LOCK_HANDOFF_WAKES
- *    times at most; then retract the handoff into a plain release and wake once more, as
- *    above.
+ *    the sleepers are on their way into futex_wait, or out of it), for at most
+ *    CONC__LOCK_HANDOFF_WAIT_NS; then retract the handoff into a plain release without
+ *    STARVING and wake once more, as above.
  *  - a HANDOFF whose sleepers all left turns into a plain free lock;
  *  - otherwise retire WAKING: the holder's release wakes later.
  * No case waits for a registered sleeper to arrive, so one that died (a CONC_SHARED lock's
@@ -306,7 +316,8 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
  * a stopped sleeper, once continued, finds the word changed and looks again.
  * tests/models/lock.pml checks every case. */
 CONC_COLD void conc__lock_wake_one_slow(conc_lock_t *l, int flags, bool handoff) {
-    for (unsigned round = 0;; round++) {
+    int64_t handoff_since = 0; /* when a handoff first found nobody to wake; read lazily */
+    for (;;) {
         CONC_CHAOS_POINT();
         /* A handoff goes to the oldest starving sleeper if one is asleep (a sleeper goes to
          * the back of the kernel's queue each time it sleeps again, so "oldest in the queue"
@@ -327,13 +338,15 @@ CONC_COLD void conc__lock_wake_one_slow(conc_lock_t *l, int flags, bool handoff)
                  * with [lock.A1] of whoever takes the lock next. */
                 next = v & CONC__LOCK_SHARED;
             } else if (sleepers && (v & CONC__LOCK_HANDOFF) &&
-                       round < CONC__LOCK_HANDOFF_WAKES) {
+                       conc__lock_handoff_waiting(&handoff_since)) {
                 wake_again = true;
                 break;
             } else if (sleepers && (v & CONC__LOCK_HANDOFF)) {
                 /* Nobody arrived to claim it: a plain release ([lock.R3] as above) that keeps
-                 * the sleepers and STARVING (the next release hands off again). */
-                next = v & ~(CONC__LOCK_HELD | CONC__LOCK_HANDOFF | CONC__LOCK_WAKING);
+                 * the sleepers; STARVING goes too, so a sleeper that is gone costs this wait
+                 * once (a live starving one sets it again before it sleeps). */
+                next = v & ~(CONC__LOCK_HELD | CONC__LOCK_HANDOFF | CONC__LOCK_WAKING |
+                             CONC__LOCK_STARVING);
                 wake_last = true;
             } else if (sleepers && !(v & CONC__LOCK_HELD)) {
                 next = v & ~CONC__LOCK_WAKING;
