@@ -51,8 +51,9 @@
  *     holding one leaves it held (no robust-futex support: that needs the owner's tid in the
  *     word, which a 4-byte barging lock cannot afford). One that dies while waiting leaves
  *     its registration in the word: the lock goes on working, and each release after it
- *     makes a futex wake that finds nobody. A waiter stopped (SIGSTOP, a debugger) holds up
- *     no release and takes its turn once continued.
+ *     makes two futex wakes that find nobody. A waiter that dies or is stopped (SIGSTOP, a
+ *     debugger) after it asked for a handoff holds up one release for 10 ms
+ *     (CONC__LOCK_HANDOFF_WAIT_NS), no more; a stopped one takes its turn once continued.
  *   - Signal handlers must not acquire a lock the interrupted code may hold.
  *   - Under ThreadSanitizer the lock announces itself (__tsan_mutex_*), so TSan checks
  *     races and lock order through it as through a pthread mutex. As TSan does for
