@@ -1434,6 +1434,73 @@ static void coro_fd_wait_ended_by_cancel_frees_the_fd_at_once(void) {
     close(c.p[1]);
 }
 
+/* The waiter is cancelled (the CAVEATS' "wake or cancel the waiter first"), then its fd is
+ * closed and the number reused before it runs again: a wait on the new file must arm it (the
+ * woken waiter's slot proves nothing about the file any more) and see its byte at once. */
+static int fd_reuse_cancelled_waiter(void *arg) {
+    return conc_coro_wait_fd(*(int *)arg, CONC_FD_READ, CONC_FOREVER);
+}
+
+static int fd_reuse_cancelled_main(void *arg) {
+    (void)arg;
+    int sp[2];
+    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp), 0);
+    conc_coro_t *a;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, fd_reuse_cancelled_waiter, &sp[0], NULL, &a), 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* it parks on sp[0] */
+    TH_CHECK_EQ(conc_coro_cancel(a), 0);
+    int old = sp[0];
+    close(sp[0]);
+    close(sp[1]);
+    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp), 0);
+    TH_CHECK_EQ(sp[0], old); /* the lowest free number: the same one */
+    TH_CHECK_EQ(write(sp[1], "x", 1), 1);
+    TH_CHECK_EQ(conc_coro_wait_fd(sp[0], CONC_FD_READ, CONC_FOREVER), 0);
+    int status = -1;
+    TH_CHECK_EQ(conc_coro_join(a, CONC_FOREVER, &status), 0);
+    TH_CHECK_EQ(status, ECANCELED);
+    conc_coro_release(a);
+    close(sp[0]);
+    close(sp[1]);
+    return 0;
+}
+
+static void coro_fd_reused_after_its_waiter_was_cancelled(void) {
+    int status = -1;
+    TH_CHECK_EQ(conc_run(fd_reuse_cancelled_main, NULL, &status), 0);
+    TH_CHECK_EQ(status, 0);
+}
+
+/* conc_sched_destroy inside a coroutine of another scheduler, on one with work handed over
+ * (a spawn in its inbox): abort, with the message that says why. */
+static int never_runs(void *arg) {
+    (void)arg;
+    return 0;
+}
+
+static int nested_destroy_main(void *arg) {
+    (void)arg;
+    conc_sched_t *other;
+    if (conc_sched_create(&other, NULL) != 0 || conc_sched_spawn(other, never_runs, NULL) != 0)
+        _exit(2);
+    conc_sched_destroy(other); /* aborts */
+    return 0;
+}
+
+static void nested_destroy_child(void) {
+    int status = -1;
+    int e = conc_run(nested_destroy_main, NULL, &status);
+    (void)e;
+    _exit(3); /* not reached */
+}
+
+static void coro_sched_destroy_inside_a_coroutine_aborts_saying_why(void) {
+    char buf[4096];
+    int status = th_run_child_capturing_stderr(nested_destroy_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d: %s", status, buf);
+    TH_CHECK_MSG(strstr(buf, "conc_sched_destroy: called inside a coroutine") != NULL, "%s", buf);
+}
+
 /* A Unix listener whose backlog is full: a non-blocking connect says EAGAIN and starts
  * nothing. conc_coro_connect tries again until the deadline (ETIMEDOUT while nobody accepts,
  * never 0 on a socket that is not connected), and connects once an accept makes room. */
@@ -2121,6 +2188,8 @@ TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_inpu
         TH_CASE(coro_sched_destroy_cancels_what_cleanup_spawns),
         TH_CASE(coro_conc_run_inside_a_coroutine_is_eperm),
         TH_CASE(coro_fd_wait_ended_by_cancel_frees_the_fd_at_once),
+        TH_CASE(coro_fd_reused_after_its_waiter_was_cancelled),
+        TH_CASE(coro_sched_destroy_inside_a_coroutine_aborts_saying_why),
         TH_CASE(coro_connect_to_a_full_unix_backlog_retries_until_the_deadline),
         TH_CASE_T(coro_100k_alive_at_once_with_guards, 120),
         TH_CASE(coro_stack_reuse_without_dangling_data), TH_CASE(coro_stack_usage_high_water_mark),

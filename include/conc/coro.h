@@ -1785,12 +1785,13 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
         conc_store(&s->owner, pthread_self(), CONC_RELAXED);
     }
     conc_sched_t *outer = conc__coro_sched_here();
-    if (s->live && outer && outer->current)
-        CONC_ABORT("conc_sched_destroy: called inside a coroutine while the scheduler has "
-                   "coroutines left (its loop cannot run nested in another's)");
+    bool nested = outer && outer->current; /* inside a coroutine (of another scheduler) */
     s->destroying = 1;
     /* Whatever other threads handed over still runs (cancelled), so it can free its argument. */
     conc__coro_sched_drain_inbox(s);
+    if (s->live && nested)
+        CONC_ABORT("conc_sched_destroy: called inside a coroutine while the scheduler has "
+                   "coroutines left (its loop cannot run nested in another's)");
     for (conc_coro_t *c = s->all; c; c = c->all_next)
         if (c->state != CONC__CORO_DONE)
             conc__coro_cancel_on(s, c);
@@ -2194,10 +2195,16 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
     if ((size_t)fd >= s->fds_cap && conc__coro_sched_fds_grow_slow(s, fd) != 0)
         return ENOMEM;
     conc__coro_fdw *w = &s->fds[fd];
-    /* Busy: a waiter still parked in its wait. One that a timer, a cancel or the fd already
-     * woke leaves when it next runs, and then clears the slot only if it is still its own. */
-    if (((events & CONC_FD_READ) && w->reader && w->reader->state == CONC__CORO_PARKED) ||
-        ((events & CONC_FD_WRITE) && w->writer && w->writer->state == CONC__CORO_PARKED))
+    /* A waiter that a timer, a cancel or the fd already woke is out of its wait: it leaves
+     * when it next runs (clearing its slot only if it is still its own), and meanwhile the fd
+     * may have been closed and its number reused (the CAVEATS allow that once the waiter is
+     * woken). So its slot is free now, and only a parked waiter makes the fd busy, or proves
+     * it still open. */
+    if (w->reader && w->reader->state != CONC__CORO_PARKED)
+        w->reader = NULL;
+    if (w->writer && w->writer->state != CONC__CORO_PARKED)
+        w->writer = NULL;
+    if (((events & CONC_FD_READ) && w->reader) || ((events & CONC_FD_WRITE) && w->writer))
         return EBUSY;
     bool other = w->reader || w->writer; /* inside a wait on fd: not closed meanwhile */
     /* [coro.F1] */
@@ -2332,7 +2339,9 @@ CONC_NODISCARD static inline int conc_coro_connect(int fd, const struct sockaddr
         conc_errno_restore(saved);
         if (r == 0)
             return 0;
-        if (e != EAGAIN)
+        /* EAGAIN is a full backlog only for a Unix socket (for TCP, no local port: retrying
+         * could go on for good), and addr says which. */
+        if (e != EAGAIN || !addr || addr->sa_family != AF_UNIX)
             break;
         int64_t now = conc_now();
         if (deadline != CONC_FOREVER && deadline <= now)
@@ -2345,7 +2354,7 @@ CONC_NODISCARD static inline int conc_coro_connect(int fd, const struct sockaddr
             pause *= 2;
     }
     if (e != EINPROGRESS && e != EINTR)
-        return e;
+        return e; /* EAGAIN included, but for a Unix socket */
     e = conc_coro_wait_fd(fd, CONC_FD_WRITE, deadline);
     if (e)
         return e;

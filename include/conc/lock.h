@@ -49,11 +49,15 @@
  *   - fork(): a lock held by another thread at fork stays held in the child; re-init it there.
  *   - CONC_SHARED locks in MAP_SHARED memory work across processes. A process that dies while
  *     holding one leaves it held (no robust-futex support: that needs the owner's tid in the
- *     word, which a 4-byte barging lock cannot afford). One that dies while waiting leaves
- *     its registration in the word: the lock goes on working, and each release after it
- *     makes two futex wakes that find nobody. A waiter that dies or is stopped (SIGSTOP, a
- *     debugger) after it asked for a handoff holds up one release for 10 ms
- *     (CONC__LOCK_HANDOFF_WAIT_NS), no more; a stopped one takes its turn once continued.
+ *     word, which a 4-byte barging lock cannot afford); so does one that dies after a release
+ *     woke it to hand it the lock. One that dies while asleep leaves its registration in the
+ *     word: the lock goes on working, but each release that finds nobody else asleep makes
+ *     two futex wakes that find nobody, and a release that hands the lock to a starving
+ *     waiter that is not there (the dead one, or a live one whose claim kept STARVING
+ *     because the dead registration looks like another waiter) holds the lock for
+ *     CONC__LOCK_HANDOFF_WAIT_NS (10 ms) before it gives up: about once per stretch of
+ *     starvation. A waiter stopped (SIGSTOP, a debugger) costs the same while stopped, and
+ *     takes its turn once continued.
  *   - Signal handlers must not acquire a lock the interrupted code may hold.
  *   - Under ThreadSanitizer the lock announces itself (__tsan_mutex_*), so TSan checks
  *     races and lock order through it as through a pthread mutex. As TSan does for
