@@ -438,17 +438,22 @@ static void coro_run_order_is_fifo(void) {
 /* runnext: a coroutine woken by the running one runs before the queue. */
 typedef struct runnext_ctx {
     log_t log;
-    conc_coro_waitq_t q;
+    conc_coro_waitq_t q[2];
 } runnext_ctx;
 
-static int runnext_sleeper(void *p) {
-    runnext_ctx *r = (runnext_ctx *)p;
+/* Parks on q until a wake with status 77. */
+static void park_on_test_queue(conc_coro_waitq_t *q) {
     conc_coro_wait_t w;
     memset(&w, 0, sizeof w);
     w.what = "test queue";
-    w.object = &r->q;
+    w.object = q;
+    TH_CHECK_EQ(conc_coro_waitq_wait(q, &w, CONC_FOREVER), 77);
+}
+
+static int runnext_sleeper(void *p) {
+    runnext_ctx *r = (runnext_ctx *)p;
     log_add(&r->log, 1);
-    TH_CHECK_EQ(conc_coro_waitq_wait(&r->q, &w, CONC_FOREVER), 77);
+    park_on_test_queue(&r->q[0]);
     log_add(&r->log, 2);
     return 0;
 }
@@ -463,8 +468,8 @@ static int runnext_waker(void *p) {
     runnext_ctx *r = (runnext_ctx *)p;
     log_add(&r->log, 3);
     TH_CHECK_EQ(conc_coro_spawn(NULL, runnext_other, r, NULL, NULL), 0); /* queued first */
-    TH_CHECK(conc_coro_waitq_wake_one(&r->q, 77));                       /* but this runs first */
-    TH_CHECK(!conc_coro_waitq_wake_one(&r->q, 77));                      /* nobody left */
+    TH_CHECK(conc_coro_waitq_wake_one(&r->q[0], 77));                    /* but this runs first */
+    TH_CHECK(!conc_coro_waitq_wake_one(&r->q[0], 77));                   /* nobody left */
     TH_CHECK_EQ(conc_coro_yield(), 0);
     log_add(&r->log, 4);
     return 0;
@@ -488,35 +493,21 @@ static void coro_run_order_runnext_for_the_woken(void) {
 
 /* Two wakes by the running coroutine: the first keeps runnext, the second queues behind what
  * is already queued; neither overtakes the other. */
-typedef struct wake_order_ctx {
-    log_t log;
-    conc_coro_waitq_t q[2];
-} wake_order_ctx;
-
 typedef struct wake_order_arg {
-    wake_order_ctx *r;
+    runnext_ctx *r;
     int id;
 } wake_order_arg;
 
 static int wake_order_sleeper(void *p) {
     wake_order_arg *a = (wake_order_arg *)p;
-    conc_coro_wait_t w;
-    memset(&w, 0, sizeof w);
-    w.what = "test queue";
-    w.object = &a->r->q[a->id];
-    TH_CHECK_EQ(conc_coro_waitq_wait(&a->r->q[a->id], &w, CONC_FOREVER), 77);
+    park_on_test_queue(&a->r->q[a->id]);
     log_add(&a->r->log, 1 + a->id);
     return 0;
 }
 
-static int wake_order_other(void *p) {
-    log_add(&((wake_order_ctx *)p)->log, 10);
-    return 0;
-}
-
 static int wake_order_waker(void *p) {
-    wake_order_ctx *r = (wake_order_ctx *)p;
-    TH_CHECK_EQ(conc_coro_spawn(NULL, wake_order_other, r, NULL, NULL), 0); /* queued first */
+    runnext_ctx *r = (runnext_ctx *)p;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, runnext_other, r, NULL, NULL), 0); /* queued first */
     TH_CHECK(conc_coro_waitq_wake_one(&r->q[0], 77)); /* runnext: before `other` */
     TH_CHECK(conc_coro_waitq_wake_one(&r->q[1], 77)); /* runnext taken: after `other` */
     TH_CHECK_EQ(conc_coro_yield(), 0);
@@ -527,7 +518,7 @@ static int wake_order_waker(void *p) {
 static void coro_run_order_two_wakes_keep_their_order(void) {
     conc_sched_t *s;
     TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
-    wake_order_ctx *r = (wake_order_ctx *)calloc(1, sizeof *r);
+    runnext_ctx *r = (runnext_ctx *)calloc(1, sizeof *r);
     TH_CHECK(r);
     wake_order_arg a[2] = {{r, 0}, {r, 1}};
     TH_CHECK_EQ(conc_coro_spawn(s, wake_order_sleeper, &a[0], NULL, NULL), 0);

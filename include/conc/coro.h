@@ -2354,7 +2354,7 @@ CONC_NODISCARD static inline int conc_coro_connect(int fd, const struct sockaddr
             pause *= 2;
     }
     if (e != EINPROGRESS && e != EINTR)
-        return e; /* EAGAIN included, but for a Unix socket */
+        return e; /* EAGAIN too, from a socket that is not a Unix one */
     e = conc_coro_wait_fd(fd, CONC_FD_WRITE, deadline);
     if (e)
         return e;
