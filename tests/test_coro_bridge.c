@@ -406,9 +406,82 @@ static void bridge_mailbox_edges_deadline_cancel_close(void) {
     conc_queue_destroy(q);
 }
 
+/* conc_sched_destroy after a partial run (a group destroyed from outside any coroutine runs the
+ * loop only until that group is empty) finds a receiver parked on a mailbox and an await
+ * parked on a future another thread completes later: it cancels both, keeps their pins (the
+ * receiver's disarm undoes its own; the await's goes when its future's callback has posted)
+ * and frees the scheduler only after the completion came. */
+typedef struct late_destroy_ctx {
+    conc_future_t *f;
+    conc_coro_mailbox_t *mb;
+    int await_result, recv_result;
+    int cancelled; /* atomic: the awaiter saw its cancel; the completer may go */
+} late_destroy_ctx;
+
+static int ld_awaiter(void *p) {
+    late_destroy_ctx *c = (late_destroy_ctx *)p;
+    c->await_result = conc_coro_await(c->f, CONC_FOREVER);
+    __atomic_store_n(&c->cancelled, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static int ld_receiver(void *p) {
+    late_destroy_ctx *c = (late_destroy_ctx *)p;
+    long v;
+    c->recv_result = conc_coro_mailbox_recv(c->mb, &v);
+    return 0;
+}
+
+static int ld_yielder(void *p) {
+    (void)p;
+    (void)conc_coro_yield(); /* the others park before the group is empty */
+    return 0;
+}
+
+static void *ld_completer(void *p) {
+    late_destroy_ctx *c = (late_destroy_ctx *)p;
+    while (!__atomic_load_n(&c->cancelled, __ATOMIC_ACQUIRE))
+        th_sleep_ns(CONC_US * 100);
+    TH_CHECK_EQ(conc_future_complete(c->f, 0, NULL), 0);
+    conc_future_release(c->f); /* the reference handed to this thread */
+    return NULL;
+}
+
+static void bridge_sched_destroy_waits_for_parked_awaits_and_receivers(void) {
+    late_destroy_ctx c;
+    memset(&c, 0, sizeof c);
+    c.await_result = c.recv_result = -1;
+    conc_queue_t *q;
+    conc_sched_t *s;
+    conc_group_t *g;
+    TH_CHECK_EQ(conc_queue_create(&q, 2, sizeof(long)), 0);
+    TH_CHECK_EQ(conc_future_create(&c.f), 0);
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    TH_CHECK_EQ(conc_coro_mailbox_create(&c.mb, s, q), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, ld_awaiter, &c, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, ld_receiver, &c, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_group_create(s, &g), 0);
+    TH_CHECK_EQ(conc_group_spawn(g, ld_yielder, NULL, NULL), 0);
+    conc_group_destroy(g); /* runs the loop until the yielder is done: both others park */
+    TH_CHECK_EQ(c.await_result, -1);
+    TH_CHECK_EQ(c.recv_result, -1);
+    conc_future_retain(c.f);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, ld_completer, &c), 0);
+    conc_sched_destroy(s); /* used to abort (more unholds than holds), or free s too soon */
+    TH_CHECK(conc_future_is_done(c.f)); /* destroy waited for the completion's post */
+    TH_CHECK_EQ(c.await_result, ECANCELED);
+    TH_CHECK_EQ(c.recv_result, ECANCELED);
+    pthread_join(t, NULL);
+    conc_coro_mailbox_destroy(c.mb);
+    conc_queue_destroy(q);
+    conc_future_release(c.f);
+}
+
 TH_MAIN("coro_bridge", TH_CASE(bridge_await_executor_future_without_blocking),
         TH_CASE(bridge_await_timeout_then_late_completion),
         TH_CASE(bridge_await_cancelled_while_parked), TH_CASE(bridge_await_fork_pool_future),
         TH_CASE_T(bridge_stress_many_threads_complete_many_schedulers_await, 120),
         TH_CASE_T(bridge_mailbox_every_item_once_from_many_threads, 120),
-        TH_CASE(bridge_mailbox_edges_deadline_cancel_close))
+        TH_CASE(bridge_mailbox_edges_deadline_cancel_close),
+        TH_CASE(bridge_sched_destroy_waits_for_parked_awaits_and_receivers))

@@ -28,7 +28,8 @@
  *   scheduler  conc_sched_create(&s, opts)          opts NULL: defaults; 0, ENOMEM, EMFILE
  *              conc_sched_run(s)                    until every coroutine finished: 0; EDEADLK
  *              conc_sched_destroy(s)                cancels what is left, runs it out, frees
- *                                                   (what its cleanup spawns starts cancelled)
+ *                                                   (what its cleanup spawns starts cancelled;
+ *                                                   holds are dropped, pins waited for)
  *              conc_run(fn, arg, &status)           asyncio.run: create, spawn, run, destroy
  *              conc_sched_spawn(s, fn, arg)         from ANY thread: a detached coroutine
  *              conc_sched_hold(s) / unhold(s)       from any thread: "more work will come"
@@ -620,6 +621,7 @@ struct conc_sched {
     conc__coro_msg *inbox_head, *inbox_tail; /* under inbox_lock */
     uint32_t inbox_pending; /* atomic hint: the inbox is not empty (read outside the lock) */
     uint32_t holds;         /* atomic: conc_sched_hold count */
+    size_t pins;            /* owner thread: the holds of conc_sched_pin (kept by destroy) */
     uint32_t asleep;        /* atomic: the loop blocks, or is about to, in epoll_wait [coro.I6] */
     uint32_t kicking;       /* atomic: posters between their unlock and their eventfd write */
     int64_t spin_ns;        /* the loop's adaptive poll of the inbox before it sleeps */
@@ -1789,15 +1791,17 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
     s->destroying = 1;
     /* Whatever other threads handed over still runs (cancelled), so it can free its argument. */
     conc__coro_sched_drain_inbox(s);
-    if (s->live && nested)
+    if ((s->live || s->pins) && nested)
         CONC_ABORT("conc_sched_destroy: called inside a coroutine while the scheduler has "
                    "coroutines left (its loop cannot run nested in another's)");
     for (conc_coro_t *c = s->all; c; c = c->all_next)
         if (c->state != CONC__CORO_DONE)
             conc__coro_cancel_on(s, c);
-    if (s->live) {
-        /* Holds no longer matter: the scheduler is going away. */
-        conc_store(&s->holds, 0u, CONC_RELAXED);
+    if (s->live || s->pins) {
+        /* conc_sched_hold's holds no longer matter: the scheduler is going away. A pin
+         * does: a callback elsewhere (a future's, a mailbox sender's) will post to s and
+         * its message must find s alive, so the loop runs until every pin is gone. */
+        conc_store(&s->holds, (uint32_t)s->pins, CONC_RELAXED);
         int e = conc__coro_sched_run_until(s, conc__coro_sched_stop_all_done, NULL);
         if (e)
             CONC_ABORT("conc_sched_destroy: coroutines still blocked after being cancelled");
@@ -2646,6 +2650,11 @@ CONC_NODISCARD static inline int conc_coro_stack_usage(const conc_coro_t *c, siz
  *                                    its wakes queue at the tail); free drops one never posted.
  *   conc_sched_unhold_here(s)        conc_sched_unhold on s's own thread: its loop is not
  *                                    asleep (it runs the caller), so no eventfd write.
+ *   conc_sched_pin(s)                a hold taken on s's own thread for a message that will be
+ *   conc_sched_unpin_here(s)         posted from elsewhere (a future's callback): unlike
+ *                                    conc_sched_hold's, conc_sched_destroy keeps it and runs
+ *                                    its loop until the message came and the pin is undone
+ *                                    (freeing s first would leave the post a freed scheduler).
  *   conc_coro_waitq_*                an intrusive FIFO of waiters: push a waiter, park, and on
  *                                    return remove it (a no-op if a waker popped it).
  *   conc_coro_waitq_wait(q, w, dl)   that sequence in one call.
@@ -2778,6 +2787,24 @@ static inline void conc_sched_unhold_here(conc_sched_t *s) {
     uint32_t old = conc_fetch_sub(&s->holds, 1u, CONC_RELEASE);
     if (old == 0)
         CONC_ABORT("conc_sched_unhold_here: more unholds than holds");
+}
+
+/* A hold that conc_sched_destroy waits for too: on the owner thread, before registering
+ * something that will post a message to s from elsewhere. */
+static inline void conc_sched_pin(conc_sched_t *s) {
+    if (!conc__coro_on_owner(s))
+        CONC_ABORT("conc_sched_pin: called from another thread than the scheduler's");
+    s->pins++;
+    conc_sched_hold(s);
+}
+
+static inline void conc_sched_unpin_here(conc_sched_t *s) {
+    if (!conc__coro_on_owner(s))
+        CONC_ABORT("conc_sched_unpin_here: called from another thread than the scheduler's");
+    if (s->pins == 0)
+        CONC_ABORT("conc_sched_unpin_here: more unpins than pins");
+    s->pins--;
+    conc_sched_unhold_here(s);
 }
 
 #if defined(CONC__CORO_POP_DIAGNOSTIC)

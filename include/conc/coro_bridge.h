@@ -69,24 +69,25 @@
  *   None of its own (coro.h's, future.h's and queue.h's apply).
  *
  * CAVEATS
- *   - A parked await keeps the scheduler alive (conc_sched_hold) until the future completes,
+ *   - A parked await keeps the scheduler alive (conc_sched_pin) until the future completes,
  *     even after the await timed out or was cancelled: conc_sched_run returns only after
- *     every awaited future completed. Cancel futures you stop waiting for
- *     (conc_future_cancel, conc_forkpool_cancel). A future released without ever completing
- *     keeps the hold forever (future.h futures from an executor or a fork pool always
- *     complete, if only as ECANCELED at shutdown).
+ *     every awaited future completed, and conc_sched_destroy (which cancels the awaits
+ *     still parked) waits for those futures too before it frees the scheduler. Cancel
+ *     futures you stop waiting for (conc_future_cancel, conc_forkpool_cancel). A future
+ *     released without ever completing keeps the pin forever (future.h futures from an
+ *     executor or a fork pool always complete, if only as ECANCELED at shutdown).
  *   - conc_coro_mailbox_send blocks its thread while the queue is full: from a coroutine of
  *     the receiving scheduler use try_send (blocking there would stop the receivers).
  *   - A plain conc_queue_push to q does not wake a parked receiver until something calls
  *     conc_coro_mailbox_notify (queue.h has no hook, and polling would spin the scheduler).
- *   - A parked receiver likewise keeps run() from returning (a hold) while it waits: close
- *     the mailbox to end it.
+ *   - A parked receiver likewise keeps run() from returning (a pin) while it waits: close
+ *     the mailbox to end it (conc_sched_destroy cancels it).
  *
  * DESIGN
- *   await: the coroutine allocates a wake record and a coro.h message, holds the scheduler,
+ *   await: the coroutine allocates a wake record and a coro.h message, pins the scheduler,
  *   registers conc_future_on_done and parks. The callback (on the completing thread, or at
  *   once) posts the message, which cannot fail; on the scheduler's thread the loop calls the
- *   message's function, which wakes the waiter if it still waits, unholds and drops the
+ *   message's function, which wakes the waiter if it still waits, unpins and drops the
  *   record. The loop, with nothing to run while an await is out, polls its inbox briefly
  *   before it sleeps (coro.h [coro.I7]), and a poster kicks the eventfd only if it sleeps, so
  *   a task that finishes within microseconds costs no syscall on the scheduler's side. The
@@ -150,7 +151,7 @@ static inline int conc__coro_bridge_await_wake(void *arg) {
     conc__coro_bridge_await *a = (conc__coro_bridge_await *)arg;
     if (a->waiter)
         (void)conc_coro_wake(a->waiter, 0);
-    conc_sched_unhold_here(a->sched);
+    conc_sched_unpin_here(a->sched);
     conc__coro_bridge_await_put(a);
     return 0;
 }
@@ -190,9 +191,10 @@ CONC_NODISCARD static inline int conc_coro_await(conc_future_t *f, int64_t deadl
         free(a);
         return ENOMEM;
     }
-    conc_sched_hold(a->sched); /* a completion may come: run() must not end, nor say EDEADLK */
+    conc_sched_pin(a->sched); /* a completion may come: run() must not end, nor say EDEADLK,
+                               * nor destroy free the scheduler it posts to */
     if (conc_future_on_done(f, conc__coro_bridge_await_done, a) != 0) {
-        conc_sched_unhold_here(a->sched);
+        conc_sched_unpin_here(a->sched);
         conc_sched_msg_free(a->msg);
         free(a);
         return ENOMEM;
@@ -244,7 +246,7 @@ CONC_NODISCARD static inline int conc_coro_mailbox_create(conc_coro_mailbox_t **
 static inline int conc__coro_bridge_mailbox_wake(void *arg) {
     conc_coro_mailbox_t *mb = (conc_coro_mailbox_t *)arg;
     mb->inflight--;
-    conc_sched_unhold_here(mb->sched);
+    conc_sched_unpin_here(mb->sched);
     if (mb->dead) {
         if (!mb->inflight)
             free(mb);
@@ -263,7 +265,7 @@ CONC_INLINE bool conc__coro_bridge_mailbox_disarm(conc_coro_mailbox_t *mb) {
     conc_sched_msg_free(mb->msg);
     mb->msg = NULL;
     mb->inflight--;
-    conc_sched_unhold_here(mb->sched);
+    conc_sched_unpin_here(mb->sched);
     return true;
 }
 
@@ -354,7 +356,7 @@ CONC_NODISCARD static inline int conc_coro_mailbox_recv_until(conc_coro_mailbox_
             if (conc_sched_msg_create(&mb->msg, conc__coro_bridge_mailbox_wake, mb) != 0)
                 return ENOMEM;
             mb->inflight++;
-            conc_sched_hold(mb->sched);
+            conc_sched_pin(mb->sched);
             conc_store(&mb->armed, 1u, CONC_RELEASE); /* [coro_bridge.M1] publishes msg */
             conc_fence_seq_cst(&mb->armed);           /* [coro_bridge.M2]: store, then look */
             e = conc_queue_try_pop(mb->q, item);
