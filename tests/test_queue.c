@@ -12,15 +12,34 @@
 static unsigned long futex_calls;
 #define CONC_FUTEX_HOOK(kind) ((void)(kind), __atomic_fetch_add(&futex_calls, 1, __ATOMIC_RELAXED))
 static int fail_alloc;
+/* With malloc_like set, the allocator's memory is 16 bytes past a 64-byte boundary, as
+ * malloc's may be; test_free checks it is given back exactly what test_alloc returned. */
+static int malloc_like;
+static void *last_alloc;
+static int bad_frees;
 static void *test_alloc(size_t n) {
     if (fail_alloc) {
         errno = ENOMEM;
         return NULL;
     }
-    return aligned_alloc(64, n);
+    if (!malloc_like)
+        return aligned_alloc(64, n);
+    unsigned char *base = (unsigned char *)aligned_alloc(64, n + 64);
+    return last_alloc = base ? base + 16 : NULL;
+}
+static void test_free(void *p) {
+    if (!malloc_like || !p) {
+        free(p);
+        return;
+    }
+    if (p != last_alloc) {
+        bad_frees++; /* not ours: leak it rather than corrupt the heap */
+        return;
+    }
+    free((unsigned char *)p - 16);
 }
 #define CONC_QUEUE_ALLOC(n) test_alloc(n)
-#define CONC_QUEUE_FREE(p) free(p)
+#define CONC_QUEUE_FREE(p) test_free(p)
 #include "conc/queue.h"
 
 static conc_queue_t *make(size_t cap, size_t size) {
@@ -57,6 +76,30 @@ static void queue_create_einval_enomem(void) {
     TH_CHECK(!conc_queue_is_closed(q));
     conc_queue_destroy(q);
     conc_queue_destroy(NULL); /* a no-op, like free(NULL) */
+}
+
+/* CONC_QUEUE_ALLOC may return memory at malloc's alignment: create works at every capacity,
+ * and destroy hands the allocator back its own pointer. */
+static void queue_alloc_hook_any_alignment(void) {
+    malloc_like = 1;
+    for (size_t cap = 1; cap <= 70; cap++) {
+        for (size_t size = 1; size <= 24; size += 7) {
+            conc_queue_t *q = NULL;
+            TH_CHECK_EQ(conc_queue_create(&q, cap, size), 0);
+            TH_CHECK(q != NULL);
+            TH_CHECK_EQ((uintptr_t)q % CONC_QUEUE_ALIGN, 0);
+            unsigned char item[24] = {(unsigned char)cap}, out[24] = {0};
+            for (size_t i = 0; i < cap; i++)
+                TH_CHECK_EQ(conc_queue_try_push(q, item), 0);
+            TH_CHECK_EQ(conc_queue_try_push(q, item), EAGAIN);
+            for (size_t i = 0; i < cap; i++)
+                TH_CHECK_EQ(conc_queue_try_pop(q, out), 0);
+            TH_CHECK_EQ(out[0], (unsigned char)cap);
+            conc_queue_destroy(q);
+            TH_CHECK_EQ(bad_frees, 0);
+        }
+    }
+    malloc_like = 0;
 }
 
 static void queue_init_in_attach(void) {
@@ -1025,4 +1068,5 @@ TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_atta
         TH_CASE_T(queue_deadlock_close_releases_waiters, 60),
         TH_CASE_T(queue_deadlock_close_vs_timeouts, 60),
         TH_CASE_T(queue_deadlock_pingpong_cap1, 60), TH_CASE_T(queue_shared_fork_exactly_once, 60),
-        TH_CASE_T(queue_shared_shm_attach, 60), TH_CASE_T(queue_shared_attach_unaligned, 60))
+        TH_CASE_T(queue_shared_shm_attach, 60), TH_CASE_T(queue_shared_attach_unaligned, 60),
+        TH_CASE(queue_alloc_hook_any_alignment))

@@ -98,7 +98,8 @@
  *                       side off the CPU for over 100 us on average (somebody else runs
  *                       there: its waiters sleep on the futex instead).
  *   CONC_QUEUE_ALLOC(bytes), CONC_QUEUE_FREE(p)   the allocator create/destroy use
- *                       (default: aligned_alloc(64, ...) and free). Define both or neither.
+ *                       (default: aligned_alloc(64, ...) and free; any alignment will do:
+ *                       destroy frees the pointer ALLOC returned). Define both or neither.
  *
  * CAVEATS
  *   - Progress: each operation is lock-free against the others except at one point: a thread
@@ -205,8 +206,8 @@ extern "C" {
 #error "define both CONC_QUEUE_ALLOC and CONC_QUEUE_FREE, or neither"
 #endif
 /* The struct's alignment: its hot words sit on their own cache lines. init_in places the queue at
- * the first such boundary inside the caller's memory; create's allocator must return memory
- * aligned this way (aligned_alloc(64, ...) does, and destroy frees the queue's own address). */
+ * the first such boundary inside the caller's memory; create asks its allocator for the slack
+ * too, so any alignment will do (malloc's), and destroy frees the block the allocator gave. */
 #define CONC_QUEUE_ALIGN CONC_CACHELINE
 
 #ifndef CONC_QUEUE_ALLOC
@@ -223,7 +224,7 @@ typedef struct conc_queue {
     uint64_t one_lap;    /* power of two > capacity: position = lap * one_lap + index */
     uint64_t footprint;  /* bytes from the start of this struct to the end of the slots */
     uint32_t flags;      /* CONC_SHARED: non-private futex ops */
-    uint32_t allocated;  /* 1: create allocated it, destroy frees it */
+    uint32_t allocated;  /* 0: init_in memory; else create's: 1 + bytes from its block to here */
     uint64_t slot_shift; /* log2(slot_size) when that is a power of two (8-byte items), else 0 */
     /* Producers' claim position; bit 63 is CLOSED. */
     __attribute__((aligned(CONC_CACHELINE))) uint64_t tail;
@@ -419,20 +420,22 @@ CONC_NODISCARD static inline int conc_queue_init_in(conc_queue_t **out, void *me
 
 CONC_NODISCARD static inline int conc_queue_create(conc_queue_t **out, size_t capacity,
                                                    size_t item_size) {
-    /* No slack: the allocator's memory is CONC_QUEUE_ALIGN-aligned (destroy frees the queue's
-     * address), and aligned_alloc wants a multiple of the alignment. */
+    /* With the slack, as footprint: a user's CONC_QUEUE_ALLOC may return memory at any
+     * alignment (malloc's 16), and the queue sits at its first CONC_QUEUE_ALIGN boundary.
+     * Rounded up to a multiple of the alignment, as C11's aligned_alloc wants. */
     size_t need = conc__queue_bytes(capacity, item_size);
     if (!out || need == 0)
         return EINVAL;
-    size_t rounded = (need + CONC_CACHELINE - 1) & ~(size_t)(CONC_CACHELINE - 1);
+    size_t rounded =
+        (need + CONC__QUEUE_ALIGN_SLACK + CONC_CACHELINE - 1) & ~(size_t)(CONC_CACHELINE - 1);
     if (rounded < need)
         return EINVAL;
     int saved_errno = conc_errno_save(); /* a failed allocation sets it: no conc call does */
     void *mem = CONC_QUEUE_ALLOC(rounded);
     int r = mem ? conc_queue_init_in(out, mem, rounded, capacity, item_size, 0) : ENOMEM;
-    if (r == 0)
-        (*out)->allocated = 1;
-    else if (mem) /* an allocator whose memory is not CONC_QUEUE_ALIGN-aligned: EINVAL */
+    if (r == 0) /* destroy frees mem, not the queue's address: remember the gap */
+        (*out)->allocated = 1 + (uint32_t)conc__queue_gap(mem);
+    else if (mem)
         CONC_QUEUE_FREE(mem);
     conc_errno_restore(saved_errno);
     return r;
@@ -461,7 +464,7 @@ static inline void conc_queue_destroy(conc_queue_t *q) {
     conc_store(&q->magic, 0, CONC_RELAXED);
     if (q->allocated) {
         int saved_errno = conc_errno_save(); /* a user's CONC_QUEUE_FREE may set it */
-        CONC_QUEUE_FREE(q);
+        CONC_QUEUE_FREE((unsigned char *)q - (q->allocated - 1)); /* the allocator's block */
         conc_errno_restore(saved_errno);
     }
 }
