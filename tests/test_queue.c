@@ -459,6 +459,52 @@ static void queue_until_never_early(void) {
     conc_queue_destroy(q);
 }
 
+/* A peer that claimed a slot and never finishes its copy (a process killed or stopped there,
+ * CAVEATS) holds up the other side at that slot; the until forms still return at their
+ * deadline. The claims are made by hand: a CAS of tail (head) with no copy after it. */
+static void queue_until_deadline_past_stuck_peer(void) {
+    conc_queue_t *q = make(4, sizeof(uint64_t));
+    uint64_t x = 7, out[4];
+    size_t n = 9;
+    uint64_t tail = conc_load(&q->tail, CONC_RELAXED); /* a producer claims position 0 */
+    TH_CHECK(conc_cas(&q->tail, &tail, tail + 1, CONC_SEQ_CST, CONC_RELAXED));
+    const int64_t waits[] = {-1, 0, 2 * CONC_MS};
+    for (size_t i = 0; i < sizeof waits / sizeof waits[0]; i++) {
+        int64_t deadline = conc_now() + waits[i];
+        TH_CHECK_EQ(conc_queue_pop_until(q, &x, deadline), ETIMEDOUT);
+        TH_CHECK_NOT_EARLY(deadline);
+        deadline = conc_now() + waits[i];
+        TH_CHECK_EQ(conc_queue_pop_batch_until(q, out, 4, deadline, &n), ETIMEDOUT);
+        TH_CHECK_NOT_EARLY(deadline);
+        TH_CHECK_EQ(n, 0);
+    }
+    conc_queue_close(q); /* closed, the claimed slot still holds pops up to their deadline */
+    TH_CHECK_EQ(conc_queue_pop_until(q, &x, conc_now()), ETIMEDOUT);
+    conc_queue_destroy(q);
+
+    q = make(4, sizeof(uint64_t)); /* full, and a consumer claims the head item */
+    for (int i = 0; i < 4; i++)
+        TH_CHECK_EQ(conc_queue_try_push(q, &x), 0);
+    uint64_t head = conc_load(&q->head, CONC_RELAXED);
+    TH_CHECK(conc_cas(&q->head, &head, head + 1, CONC_SEQ_CST, CONC_RELAXED));
+    for (size_t i = 0; i < sizeof waits / sizeof waits[0]; i++) {
+        int64_t deadline = conc_now() + waits[i];
+        TH_CHECK_EQ(conc_queue_push_until(q, &x, deadline), ETIMEDOUT);
+        TH_CHECK_NOT_EARLY(deadline);
+        deadline = conc_now() + waits[i];
+        TH_CHECK_EQ(conc_queue_push_batch_until(q, out, 2, deadline, &n), ETIMEDOUT);
+        TH_CHECK_NOT_EARLY(deadline);
+        TH_CHECK_EQ(n, 0);
+        TH_CHECK_EQ(conc_queue_push_task_until(q, &x, deadline), ETIMEDOUT);
+        TH_CHECK_EQ(conc_queue_unfinished(q), 0);
+    }
+    TH_CHECK_EQ(conc_queue_try_pop(q, &x), 0); /* the three items after the claimed one */
+    TH_CHECK_EQ(conc_queue_try_pop(q, &x), 0);
+    TH_CHECK_EQ(conc_queue_try_pop(q, &x), 0);
+    TH_CHECK_EQ(x, 7);
+    conc_queue_destroy(q);
+}
+
 /* close from every state: empty, partly full, full, twice. */
 static void queue_close_every_state(void) {
     for (size_t fill = 0; fill <= 4; fill++) {
@@ -1069,4 +1115,5 @@ TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_atta
         TH_CASE_T(queue_deadlock_close_vs_timeouts, 60),
         TH_CASE_T(queue_deadlock_pingpong_cap1, 60), TH_CASE_T(queue_shared_fork_exactly_once, 60),
         TH_CASE_T(queue_shared_shm_attach, 60), TH_CASE_T(queue_shared_attach_unaligned, 60),
-        TH_CASE(queue_alloc_hook_any_alignment))
+        TH_CASE(queue_alloc_hook_any_alignment),
+        TH_CASE_T(queue_until_deadline_past_stuck_peer, 20))

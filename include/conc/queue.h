@@ -70,7 +70,8 @@
  *   ENOMEM   create could not allocate.
  *   EAGAIN   try_push found the queue full (exactly capacity items inside); try_pop found it
  *            empty and still open.
- *   ETIMEDOUT the absolute deadline passed (never earlier); a past deadline tries once.
+ *   ETIMEDOUT the absolute deadline passed (never earlier); a past deadline tries once. Also
+ *            while the call waits out a peer mid-copy (CAVEATS: Progress): at its deadline.
  *   EPIPE    closed: pushes fail at once; pops return every item pushed before the close, and
  *            EPIPE once none is left.
  *
@@ -103,10 +104,12 @@
  *
  * CAVEATS
  *   - Progress: each operation is lock-free against the others except at one point: a thread
- *     preempted between claiming a slot and finishing its copy holds up the one thread that
- *     next needs that slot (it backs off with sched_yield). A process that dies there leaves
- *     that slot stuck forever; that is the price of one CAS per operation (ck_ring, Vyukov's
- *     queue and crossbeam share it).
+ *     preempted between claiming a slot and finishing its copy holds up the other side at
+ *     that slot (no claim can pass it: every thread that reaches it backs off with
+ *     sched_yield, try forms and close's EPIPE included). A process that dies (or is stopped)
+ *     there leaves that slot stuck forever: only the until forms still return, with ETIMEDOUT
+ *     at their deadline. That is the price of one CAS per operation (ck_ring, Vyukov's queue
+ *     and crossbeam share it).
  *   - Process-shared: init_in(..., CONC_SHARED) in MAP_SHARED / shm_open / memfd memory; other
  *     processes call conc_queue_attach on their mapping (any address: the queue holds offsets,
  *     never pointers). Items are copied bytes: pointers inside items mean nothing in another
@@ -538,20 +541,26 @@ CONC_INLINE bool conc__queue_claim(conc_queue_t *q, uint64_t *end, uint64_t *pos
 }
 
 /* Waiting for one peer between its claim and its publish: short pauses, then yield the CPU
- * (on an oversubscribed machine that peer may be preempted). */
-CONC_INLINE void conc__queue_backoff(unsigned *round) {
+ * (on an oversubscribed machine that peer may be preempted). False once the deadline has
+ * passed in the yield phase: that peer may never finish (a process stopped or killed there),
+ * and an until form returns ETIMEDOUT at its deadline all the same. */
+CONC_INLINE bool conc__queue_backoff(unsigned *round, int64_t deadline) {
     if (*round < CONC__QUEUE_BACKOFF_ROUNDS) {
         for (unsigned i = 0; i < (1u << *round); i++)
             conc_cpu_relax();
         (*round)++;
-    } else {
-        sched_yield();
+        return true;
     }
+    if (conc_deadline_passed(deadline))
+        return false;
+    sched_yield();
+    return true;
 }
 
-/* One claim of up to n (>= 1) slots at tail. 0 (*done >= 1), EAGAIN (full), EPIPE. */
+/* One claim of up to n (>= 1) slots at tail. 0 (*done >= 1), EAGAIN (full), EPIPE, ETIMEDOUT
+ * (the deadline passed while a consumer that claimed the slot at tail still copies it out). */
 static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *items, size_t n,
-                                         size_t *done) {
+                                         size_t *done, int64_t deadline) {
     uint64_t one_lap = q->one_lap;
     uint64_t tail = conc_load(&q->tail, CONC_RELAXED);
     unsigned round = 0;
@@ -577,14 +586,16 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
             if (head + one_lap == tail)
                 return EAGAIN;
         }
-        conc__queue_backoff(&round);
+        if (!conc__queue_backoff(&round, deadline))
+            return ETIMEDOUT;
         tail = conc_load(&q->tail, CONC_RELAXED);
     }
 }
 
-/* One claim of up to n (>= 1) items at head. 0 (*done >= 1), EAGAIN (empty), EPIPE. */
+/* One claim of up to n (>= 1) items at head. 0 (*done >= 1), EAGAIN (empty), EPIPE, ETIMEDOUT
+ * (the deadline passed while a producer that claimed the slot at head still copies in). */
 static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, size_t n,
-                                        size_t *done) {
+                                        size_t *done, int64_t deadline) {
     uint64_t head = conc_load(&q->head, CONC_RELAXED);
     unsigned round = 0;
     *done = 0;
@@ -608,7 +619,8 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
             if ((tail & ~CONC__QUEUE_CLOSED) == head)
                 return (tail & CONC__QUEUE_CLOSED) ? EPIPE : EAGAIN;
         }
-        conc__queue_backoff(&round);
+        if (!conc__queue_backoff(&round, deadline))
+            return ETIMEDOUT;
         head = conc_load(&q->head, CONC_RELAXED);
     }
 }
@@ -752,8 +764,9 @@ CONC_INLINE void conc__queue_notify(conc_queue_t *q, uint32_t *word, size_t k) {
 }
 
 /* The blocking loop shared by every blocking form. try_once is the side's one-claim try; it
- * returns 0/EPIPE (done), EAGAIN (wait). */
-typedef int (*conc__queue_try_fn)(conc_queue_t *q, unsigned char *items, size_t n, size_t *done);
+ * returns 0/EPIPE/ETIMEDOUT (done), EAGAIN (wait). */
+typedef int (*conc__queue_try_fn)(conc_queue_t *q, unsigned char *items, size_t n, size_t *done,
+                                  int64_t deadline);
 
 /* Whether the one stamp this side waits for has changed (the slot at its position is ready)
  * or the queue closed: then a try may succeed. Relaxed: a hint; the try decides. Read-only,
@@ -785,7 +798,7 @@ CONC_COLD int conc__queue_spin_slow(conc_queue_t *q, bool push, conc__queue_try_
         conc_cpu_relax();
         if (!conc__queue_worth_a_try(q, push))
             continue;
-        int r = try_once(q, items, n, done);
+        int r = try_once(q, items, n, done, deadline);
         if (r != EAGAIN) {
             if (conc_load(skips, CONC_RELAXED) != 0)
                 conc_store(skips, 0u, CONC_RELAXED); /* the peer moved while we paused */
@@ -808,10 +821,11 @@ CONC_COLD int conc__queue_spin_slow(conc_queue_t *q, bool push, conc__queue_try_
         uint64_t moved =
             conc__queue_distance(q, from, conc_load(other, CONC_RELAXED) & ~CONC__QUEUE_CLOSED);
         if (!conc_yield_account(yields, before, after, moved, CONC__QUEUE_YIELD_ITEM_NS))
-            return conc__queue_worth_a_try(q, push) ? try_once(q, items, n, done) : EAGAIN;
+            return conc__queue_worth_a_try(q, push) ? try_once(q, items, n, done, deadline)
+                                                    : EAGAIN;
         if (!conc__queue_worth_a_try(q, push))
             continue;
-        int r = try_once(q, items, n, done);
+        int r = try_once(q, items, n, done, deadline);
         if (r != EAGAIN)
             return r;
     }
@@ -831,7 +845,7 @@ CONC_COLD int conc__queue_wait_slow(conc_queue_t *q, uint32_t *word, conc__queue
     uint32_t v = conc_eventcount_enter(word);
     for (;;) {
         CONC_CHAOS_POINT();
-        r = try_once(q, items, n, done);
+        r = try_once(q, items, n, done, deadline);
         if (r != EAGAIN)
             break;
         /* A closed word: the try above sees CLOSED in tail (close sets it first), so a push
@@ -850,15 +864,17 @@ CONC_COLD int conc__queue_wait_slow(conc_queue_t *q, uint32_t *word, conc__queue
  * Push
  * ------------------------------------------------------------------------------------------- */
 /* The tries as plain functions, for the blocking loop (cold: an indirect call is fine). */
-static int conc__queue_try_push_cb(conc_queue_t *q, unsigned char *items, size_t n, size_t *done)
-    __attribute__((unused));
-static int conc__queue_try_push_cb(conc_queue_t *q, unsigned char *items, size_t n, size_t *done) {
-    return conc__queue_try_push_n(q, items, n, done);
+static int conc__queue_try_push_cb(conc_queue_t *q, unsigned char *items, size_t n, size_t *done,
+                                   int64_t deadline) __attribute__((unused));
+static int conc__queue_try_push_cb(conc_queue_t *q, unsigned char *items, size_t n, size_t *done,
+                                   int64_t deadline) {
+    return conc__queue_try_push_n(q, items, n, done, deadline);
 }
-static int conc__queue_try_pop_cb(conc_queue_t *q, unsigned char *items, size_t n, size_t *done)
-    __attribute__((unused));
-static int conc__queue_try_pop_cb(conc_queue_t *q, unsigned char *items, size_t n, size_t *done) {
-    return conc__queue_try_pop_n(q, items, n, done);
+static int conc__queue_try_pop_cb(conc_queue_t *q, unsigned char *items, size_t n, size_t *done,
+                                  int64_t deadline) __attribute__((unused));
+static int conc__queue_try_pop_cb(conc_queue_t *q, unsigned char *items, size_t n, size_t *done,
+                                  int64_t deadline) {
+    return conc__queue_try_pop_n(q, items, n, done, deadline);
 }
 
 /* All n items in, claim after claim, or the first error (count in *pushed). */
@@ -870,7 +886,7 @@ CONC_INLINE int conc__queue_push_all(conc_queue_t *q, const void *items, size_t 
     while (total < n) {
         size_t done = 0;
         unsigned char *at = (unsigned char *)(uintptr_t)(p + total * q->item_size);
-        r = conc__queue_try_push_n(q, at, n - total, &done);
+        r = conc__queue_try_push_n(q, at, n - total, &done, deadline);
         if (CONC_UNLIKELY(r == EAGAIN)) {
             if (!block)
                 break;
@@ -933,7 +949,7 @@ CONC_NODISCARD static inline int conc_queue_try_push_batch(conc_queue_t *q, cons
     size_t done = 0;
     int r = 0;
     if (n > 0) {
-        r = conc__queue_try_push_n(q, (const unsigned char *)items, n, &done);
+        r = conc__queue_try_push_n(q, (const unsigned char *)items, n, &done, CONC_FOREVER);
         if (r == 0)
             conc__queue_notify(q, &q->not_empty, done);
     }
@@ -950,7 +966,7 @@ CONC_INLINE int conc__queue_pop_some(conc_queue_t *q, void *items, size_t n, siz
     size_t done = 0;
     int r = 0;
     if (n > 0) {
-        r = conc__queue_try_pop_n(q, (unsigned char *)items, n, &done);
+        r = conc__queue_try_pop_n(q, (unsigned char *)items, n, &done, deadline);
         if (CONC_UNLIKELY(r == EAGAIN) && block)
             r = conc__queue_wait_slow(q, &q->not_empty, conc__queue_try_pop_cb,
                                       (unsigned char *)items, n, deadline, &done);
