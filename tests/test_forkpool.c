@@ -1655,6 +1655,55 @@ static void forkpool_stress_mixed(void) {
     conc_forkpool_destroy(p);
 }
 
+/* Out of fds: create says EMFILE at whichever step ran out, and leaves nothing behind. With a
+ * few fds left the parent's own ones fit but a worker's socket and pidfd, passed back from the
+ * fork server, do not (the kernel drops them from the message): that said ECHILD ("a worker
+ * died in init"), as if init had failed. */
+static int fp_nothing_item(size_t i, void *arg) {
+    (void)i;
+    (void)arg;
+    return 0;
+}
+
+static void forkpool_create_out_of_fds_says_emfile(void) {
+    struct rlimit old;
+    TH_CHECK_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+    struct rlimit low = {256, old.rlim_max};
+    TH_CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fill[256];
+    int emfile = 0, created = 0;
+    for (int k = 0; k <= 12; k++) {
+        int before = fp_fd_count();
+        int n = 0, fd;
+        while (n < 256 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+            fill[n++] = fd;
+        TH_CHECK(n < 256);
+        for (int i = 0; i < k && n > 0; i++)
+            close(fill[--n]);
+        conc_forkpool_opts_t o;
+        memset(&o, 0, sizeof o);
+        o.workers = 2;
+        o.shared_size = 1u << 20;
+        conc_forkpool_t *p = (conc_forkpool_t *)1;
+        int r = conc_forkpool_create(&p, &o);
+        while (n > 0)
+            close(fill[--n]);
+        TH_CHECK_MSG(r == 0 || r == EMFILE, "create with %d fds free: %d (%s)", k, r, strerror(r));
+        if (r == 0) {
+            created++;
+            TH_CHECK_EQ(conc_forkpool_map(p, fp_nothing_item, NULL, 4, NULL), 0);
+            conc_forkpool_destroy(p);
+        } else {
+            emfile++;
+            TH_CHECK(p == NULL);
+        }
+        TH_CHECK_EQ(fp_fd_count(), before);
+        fp_check_no_children();
+    }
+    TH_CHECK(emfile > 0 && created > 0);
+    TH_CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
 /* -------------------------------------------------------------------------------------------
  * errno: no call changes it, failing or not
  * ------------------------------------------------------------------------------------------- */
@@ -1769,4 +1818,5 @@ TH_MAIN(
     TH_CASE(forkpool_host_children_untouched), TH_CASE(forkpool_exec_holds_no_pool_fd),
     TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
     TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_parent_killed_workers_die),
-    TH_CASE(forkpool_errno_kept), TH_CASE_T(forkpool_stress_mixed, 120))
+    TH_CASE(forkpool_errno_kept), TH_CASE(forkpool_create_out_of_fds_says_emfile),
+    TH_CASE_T(forkpool_stress_mixed, 120))

@@ -37,8 +37,9 @@
  * ERRORS
  *   create: EINVAL (workers past CONC_FORKPOOL_MAX_WORKERS, a negative task_timeout, a shared
  *     size so large that rounding it up overflows), ENOMEM,
- *     the errno of mmap/socketpair/fork/pthread_create, init's non-zero return (create fails
- *     with it and leaves no process, fd or mapping behind), ECHILD (a worker died in init).
+ *     the errno of mmap/socketpair/fork/pthread_create, EMFILE (no fd left for a worker's
+ *     socket and pidfd), init's non-zero return (create fails with it and leaves no
+ *     process, fd or mapping behind), ECHILD (a worker died in init).
  *   map: 0 if every item returned 0, else the final status of the first failing item in
  *     index order; EINVAL (fn NULL), ENOMEM (no room in the shared region for the chunk
  *     table), EPIPE (after shutdown, or the pool gave up). Per item (outcomes[i]):
@@ -1532,10 +1533,22 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
         conc__forkpool_worker *w = &p->w[m.slot];
         if (m.type == CONC__FORKPOOL_CTL_SPAWNED) {
             if (fds[0] < 0 || fds[1] < 0) {
+                /* The kernel dropped the fds (MSG_CTRUNC): this process has no fd left for
+                 * them. The worker can never be reached: kill it (the server has not reaped
+                 * it, so the pid is still that process) and count its death as an immediate
+                 * one (backoff, give-up); a create still waiting fails with EMFILE. */
                 for (int i = 0; i < 2; i++)
                     if (fds[i] >= 0)
                         close(fds[i]);
-                return false;
+                if (m.pid > 0)
+                    (void)kill(m.pid, SIGKILL);
+                w->sock = w->pidfd = -1;
+                w->pid = m.pid;
+                w->eof = true; /* nothing to read: its death report settles it */
+                w->state = CONC__FORKPOOL_W_STARTING;
+                if (p->create_status == -1)
+                    p->create_status = EMFILE;
+                continue;
             }
             w->sock = fds[0];
             w->pidfd = fds[1];
