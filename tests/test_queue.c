@@ -505,6 +505,52 @@ static void queue_until_deadline_past_stuck_peer(void) {
     conc_queue_destroy(q);
 }
 
+/* destroy while a thread is still blocked in the queue (misuse: it must be closed and the
+ * waiter must have returned) aborts with a message, rather than freeing the memory the waiter
+ * sleeps on. Run in a child: the blocked thread is never released. */
+static conc_queue_t *blocked_q;
+static void *block_in_pop(void *arg) {
+    (void)arg;
+    uint64_t x;
+    (void)!conc_queue_pop(blocked_q, &x);
+    return NULL;
+}
+static void *block_in_push(void *arg) {
+    (void)arg;
+    uint64_t x = 2;
+    (void)!conc_queue_push(blocked_q, &x);
+    return NULL;
+}
+static void destroy_under_blocked(bool push) {
+    blocked_q = make(1, sizeof(uint64_t));
+    uint64_t x = 1;
+    if (push)
+        TH_CHECK_EQ(conc_queue_try_push(blocked_q, &x), 0); /* full */
+    uint32_t *word = push ? &blocked_q->not_full : &blocked_q->not_empty;
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, push ? block_in_push : block_in_pop, NULL), 0);
+    while ((conc_load(word, CONC_ACQUIRE) & CONC_EVENTCOUNT_WAITERS_MAX) == 0)
+        sched_yield(); /* until it has registered as a sleeper */
+    conc_queue_destroy(blocked_q);
+    _exit(3); /* not reached: destroy aborts */
+}
+static void destroy_under_blocked_pop(void) {
+    destroy_under_blocked(false);
+}
+static void destroy_under_blocked_push(void) {
+    destroy_under_blocked(true);
+}
+static void queue_destroy_under_blocked_waiter_aborts(void) {
+    void (*const fns[])(void) = {destroy_under_blocked_pop, destroy_under_blocked_push};
+    for (size_t i = 0; i < 2; i++) {
+        char buf[4096];
+        int status = th_run_child_capturing_stderr(fns[i], buf, sizeof buf);
+        TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d: %s", status,
+                     buf);
+        TH_CHECK_MSG(strstr(buf, "conc_queue_destroy: threads still blocked") != NULL, "%s", buf);
+    }
+}
+
 /* close from every state: empty, partly full, full, twice. */
 static void queue_close_every_state(void) {
     for (size_t fill = 0; fill <= 4; fill++) {
@@ -1116,4 +1162,5 @@ TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_atta
         TH_CASE_T(queue_deadlock_pingpong_cap1, 60), TH_CASE_T(queue_shared_fork_exactly_once, 60),
         TH_CASE_T(queue_shared_shm_attach, 60), TH_CASE_T(queue_shared_attach_unaligned, 60),
         TH_CASE(queue_alloc_hook_any_alignment),
-        TH_CASE_T(queue_until_deadline_past_stuck_peer, 20))
+        TH_CASE_T(queue_until_deadline_past_stuck_peer, 20),
+        TH_CASE_T(queue_destroy_under_blocked_waiter_aborts, 20))

@@ -85,7 +85,8 @@
  *   Every push, pop, batch, close and query call may overlap every other, from any number of
  *   threads and processes. Not overlapping anything: create/init_in (before the queue is
  *   shared) and destroy (after every user has returned; blocked waiters must be released
- *   with close and have returned first). attach may run any time after init_in returned.
+ *   with close and have returned first: destroy aborts, saying so, when it finds one still
+ *   asleep, except in a CONC_SHARED queue). attach may run any time after init_in returned.
  *
  * CONFIGURATION (define before including)
  *   CONC_QUEUE_SPIN     pause rounds before a blocking call registers as a sleeper (default
@@ -122,6 +123,10 @@
  *     memcpy into a malloc'd buffer, a file read to any address) is not a queue to attach.
  *   - fork(): a queue in private memory is copied, not shared: the child has its own copy.
  *   - Up to 4095 threads may be blocked on one side of one queue at once (aborts beyond).
+ *   - A process killed while it sleeps in a push or pop of a CONC_SHARED queue stays counted
+ *     as a sleeper for good: it counts toward those 4095, and costs up to one futex wake
+ *     (a notifier's syscall) per wait of a live sleeper on that side, since wakes are issued
+ *     for it that the live one takes and sleeps again. No item or wake is lost to it.
  *   - Signal handlers may use try_push/try_pop only if the interrupted thread is not itself
  *     inside a call on the same queue between claim and publish (it would wait on itself).
  *   - conc_queue_size is exact when nothing runs concurrently, a snapshot otherwise.
@@ -458,12 +463,21 @@ CONC_NODISCARD static inline conc_queue_t *conc_queue_attach(void *mem) {
 }
 
 /* Frees a created queue. For init_in memory it only clears the magic (later attaches fail):
- * the memory is the caller's. */
+ * the memory is the caller's. A thread still registered as a sleeper (blocked in a push or
+ * pop) is misuse that would sleep on freed memory: it aborts. Not for a CONC_SHARED queue,
+ * whose words may still count a process killed while it slept (CAVEATS). The eventcount's
+ * waiter field is its low bits, CONC_EVENTCOUNT_WAITERS_MAX the field's mask (base.h). */
 static inline void conc_queue_destroy(conc_queue_t *q) {
     if (!q)
         return;
     if (conc_load(&q->magic, CONC_RELAXED) != CONC__QUEUE_MAGIC)
         CONC_ABORT("conc_queue_destroy: not a queue (destroyed twice?)");
+    /* Relaxed: a waiter that has returned left before the caller learned it returned. */
+    if (!(q->flags & CONC_SHARED) &&
+        ((conc_load(&q->not_empty, CONC_RELAXED) | conc_load(&q->not_full, CONC_RELAXED)) &
+         CONC_EVENTCOUNT_WAITERS_MAX) != 0)
+        CONC_ABORT("conc_queue_destroy: threads still blocked in a push or pop (close the queue "
+                   "and let them return first)");
     conc_store(&q->magic, 0, CONC_RELAXED);
     if (q->allocated) {
         int saved_errno = conc_errno_save(); /* a user's CONC_QUEUE_FREE may set it */
