@@ -121,7 +121,9 @@
  *     starts on a page boundary, so that place has the same remainder modulo 64, and the same
  *     gap before the queue, in every process. A copy of the bytes at another remainder (a
  *     memcpy into a malloc'd buffer, a file read to any address) is not a queue to attach.
- *   - fork(): a queue in private memory is copied, not shared: the child has its own copy.
+ *   - fork(): a queue in private memory is copied, not shared: the child has its own copy,
+ *     as the parent's other threads left it: a slot one of them had claimed stays stuck, and
+ *     a sleeper stays counted (destroy aborts on that copy; the child may leave it alone).
  *   - Up to 4095 threads may be blocked on one side of one queue at once (aborts beyond).
  *   - A process killed while it sleeps in a push or pop of a CONC_SHARED queue stays counted
  *     as a sleeper for good: it counts toward those 4095, and costs up to one futex wake
