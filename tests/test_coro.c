@@ -2151,6 +2151,64 @@ static void coro_stress_many_schedulers_spawn_across_threads(void) {
     free(x);
 }
 
+/* fork inside a coroutine: the child runs on that coroutine's stack but in no scheduler (its
+ * parent's is not its own to run: coro.h CAVEATS), so it builds and runs new ones. conc_run
+ * and conc_sched_run there used to say EPERM ("inside a coroutine"), and conc_coro_self()
+ * named the parent's coroutine, whose blocking calls switched into the copy of its loop. */
+static int forked_inner(void *arg) {
+    (void)arg;
+    return conc_coro_sleep_until(conc_deadline_in(CONC_MS)) == 0 ? 42 : 1;
+}
+
+static int forked_sleeper(void *arg) {
+    (void)arg;
+    return conc_coro_sleep_until(conc_deadline_in(20 * CONC_MS));
+}
+
+/* In the child: 0 if everything held, else the number of the first check that failed. */
+static int forked_child_checks(void) {
+    if (conc_coro_self() != NULL)
+        return 10;
+    if (conc_coro_yield() != EPERM)
+        return 11;
+    int st = -1;
+    if (conc_run(forked_inner, NULL, &st) != 0 || st != 42)
+        return 12;
+    conc_sched_t *s;
+    if (conc_sched_create(&s, NULL) != 0)
+        return 13;
+    conc_coro_t *c;
+    if (conc_coro_spawn(s, forked_inner, NULL, NULL, &c) != 0)
+        return 14;
+    if (conc_sched_run(s) != 0 || conc_coro_join(c, CONC_FOREVER, &st) != 0 || st != 42)
+        return 15;
+    conc_coro_release(c);
+    conc_sched_destroy(s);
+    return 0;
+}
+
+static int forking_coro(void *arg) {
+    (void)arg;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, forked_sleeper, NULL, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* the sleeper is parked on a timer */
+    fflush(NULL);
+    pid_t pid = fork();
+    TH_CHECK(pid >= 0);
+    if (pid == 0)
+        _exit(forked_child_checks());
+    int ws;
+    TH_CHECK_EQ(waitpid(pid, &ws, 0), pid);
+    TH_CHECK_MSG(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "child status %#x", ws);
+    TH_CHECK(conc_coro_self() != NULL); /* the parent's side is untouched */
+    return 0;
+}
+
+static void coro_fork_inside_a_coroutine_child_runs_new_schedulers(void) {
+    int st = -1;
+    TH_CHECK_EQ(conc_run(forking_coro, NULL, &st), 0);
+    TH_CHECK_EQ(st, 0);
+}
+
 TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_input_gets_error_codes),
         TH_CASE(coro_join_and_group_wait_after_the_run),
         TH_CASE(coro_sched_handed_to_the_thread_that_runs_it),
@@ -2189,4 +2247,5 @@ TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_inpu
         TH_CASE(coro_deadlock_report_join_cycle_and_self_join),
         TH_CASE(coro_hold_keeps_run_waiting_for_another_thread),
         TH_CASE(coro_dump_lists_every_coroutine),
+        TH_CASE(coro_fork_inside_a_coroutine_child_runs_new_schedulers),
         TH_CASE_T(coro_stress_many_schedulers_spawn_across_threads, 120))

@@ -146,7 +146,9 @@
  *   - Do not close an fd while a coroutine waits on it (epoll forgets it silently): wake or
  *     cancel the waiter first.
  *   - fork: a child must not use its parent's schedulers (the epoll set is shared); build
- *     new ones. Signals: handlers must not call coroutine functions.
+ *     new ones. In a child forked inside a coroutine, conc_coro_self() is NULL and the
+ *     coroutine calls say EPERM: it runs on that coroutine's stack but in no scheduler, and
+ *     may run new ones. Signals: handlers must not call coroutine functions.
  *   - Handles: release each one exactly once, before its scheduler is destroyed.
  *
  * DESIGN
@@ -674,6 +676,21 @@ CONC_NOINLINE conc_sched_t *conc__coro_sched_here(void) {
 }
 CONC_NOINLINE void conc__coro_sched_set_here(conc_sched_t *s) {
     conc__coro_tls_sched = s;
+}
+
+/* fork: the child's one thread runs no scheduler (its parent's are not its own, CAVEATS), so
+ * one forked inside a coroutine may build and run new ones, and its coroutine calls say EPERM
+ * instead of switching into the copy of its parent's loop. Registered before the first run. */
+extern int conc__coro_atfork_registered;
+__attribute__((weak)) int conc__coro_atfork_registered = 0;
+static inline void conc__coro_atfork_child(void) {
+    conc__coro_tls_sched = NULL;
+}
+CONC_INLINE void conc__coro_atfork_register(void) {
+    /* Relaxed: one registration is enough, a second (a race) only resets NULL twice. */
+    if (!conc_load(&conc__coro_atfork_registered, CONC_RELAXED) &&
+        conc_swap(&conc__coro_atfork_registered, 1, CONC_RELAXED) == 0)
+        (void)pthread_atfork(NULL, NULL, conc__coro_atfork_child);
 }
 
 CONC_INLINE int conc__coro_on_owner(const conc_sched_t *s) {
@@ -1746,6 +1763,7 @@ static inline int conc__coro_sched_run_until(conc_sched_t *s, bool (*stop)(conc_
     if (outer && outer->current)
         return EPERM; /* inside a coroutine: a nested loop would strand it */
     int saved = conc_errno_save();
+    conc__coro_atfork_register();
     if (conc_load(&conc__coro_overflow_installed, CONC_ACQUIRE))
         conc__coro_sched_altstack_slow(s);
     conc_store(&s->running, 1, CONC_RELAXED); /* relaxed: see conc__coro_sched_adopt */
