@@ -2,6 +2,17 @@
  * reader/writer race stress on plain data, deadlock stress over mixed modes, starvation of
  * either side, downgrade, timeouts that admit the queue, process-shared use.
  * SPDX-License-Identifier: MIT */
+#include <sched.h>
+
+/* A gate at the futex seam (as test_barrier.c's): a thread that armed its gate stops before
+ * its next futex_wait syscall until the test opens it, what a preemption there would do. */
+typedef struct futex_gate {
+    int reached, open; /* release/acquire */
+} futex_gate;
+static __thread futex_gate *gate_here;
+static void gate_hook(int kind);
+#define CONC_FUTEX_HOOK(kind) gate_hook(kind)
+
 #include "conc/rwlock.h"
 
 #include <signal.h>
@@ -14,6 +25,16 @@
 #define LK_UNTIL(p, dl) conc_rwlock_acquire_until((p), (dl))
 #define LK_RELEASE(p) conc_rwlock_release(p)
 #include "lockish.h"
+
+static void gate_hook(int kind) {
+    futex_gate *g = gate_here;
+    if (kind != CONC_FUTEX_HOOK_WAIT || !g)
+        return;
+    gate_here = NULL; /* one stop per arming */
+    __atomic_store_n(&g->reached, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&g->open, __ATOMIC_ACQUIRE))
+        sched_yield();
+}
 
 static uint64_t word_of(conc_rwlock_t *rw) {
     return conc_load(&rw->word, CONC_RELAXED);
@@ -295,6 +316,80 @@ static void rwlock_downgrade_admits_queue_not_writer(void) {
     let_go(&r, tr);
     pthread_join(tw, NULL);
     TH_CHECK_EQ(w.result, 0);
+}
+
+/* A queued reader admitted by a release but not yet looking (stopped before its futex_wait,
+ * as a preemption would) must not see the phase come back round: 63 writers with a past
+ * deadline each ended a phase while it was counted inside, so the 64th end brought the
+ * phase back to the one it saw, and an untimed writer that raised WRITER then looked to it
+ * like the writer it queued behind. It slept, counted inside; the writer waited for it; both
+ * for good. Now a writer at its deadline waits for admitted readers to settle before it
+ * ends its phase. */
+typedef struct gated_reader {
+    conc_rwlock_t *rw;
+    futex_gate gate;
+    int done;   /* release/acquire: holds the lock shared */
+    int let_go; /* release/acquire */
+} gated_reader;
+static void *gated_reader_main(void *arg) {
+    gated_reader *g = (gated_reader *)arg;
+    gate_here = &g->gate;
+    conc_rwlock_acquire_shared(g->rw);
+    gate_here = NULL;
+    __atomic_store_n(&g->done, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&g->let_go, __ATOMIC_ACQUIRE))
+        th_sleep_ns(100000);
+    conc_rwlock_release_shared(g->rw);
+    return NULL;
+}
+typedef struct past_writers {
+    conc_rwlock_t *rw;
+    int ends[64]; /* what each acquire_until returned */
+    int done;     /* release/acquire */
+} past_writers;
+static void *past_writers_main(void *arg) {
+    past_writers *p = (past_writers *)arg;
+    for (int i = 0; i < 63; i++) { /* one lap of the phase but one */
+        p->ends[i] = conc_rwlock_acquire_until(p->rw, 0);
+        if (p->ends[i] == 0)
+            conc_rwlock_release(p->rw);
+    }
+    __atomic_store_n(&p->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+static void rwlock_timeouts_never_lap_an_admitted_reader(void) {
+    conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_rwlock_acquire(&rw);
+    gated_reader r = {&rw, {0, 0}, 0, 0};
+    past_writers p = {&rw, {0}, 0};
+    actor w = {&rw, CONC_FOREVER, -1, 0, 0};
+    pthread_t tr, tp, tw;
+    TH_CHECK_EQ(pthread_create(&tr, NULL, gated_reader_main, &r), 0);
+    while (!__atomic_load_n(&r.gate.reached, __ATOMIC_ACQUIRE))
+        th_sleep_ns(100000);  /* queued behind us, about to sleep */
+    conc_rwlock_release(&rw); /* admits it: counted in the central count until it looks */
+    TH_CHECK_EQ(conc_rwlock_readers(&rw), 1);
+    TH_CHECK_EQ(pthread_create(&tp, NULL, past_writers_main, &p), 0);
+    /* Either the 63 writers ended their phases (the old protocol), or the first of them
+     * waits for the admitted reader to settle. */
+    while (!__atomic_load_n(&p.done, __ATOMIC_ACQUIRE) &&
+           !(word_of(&rw) & CONC__RWLOCK_WRITER_SLEEPS))
+        th_sleep_ns(100000);
+    TH_CHECK_EQ(pthread_create(&tw, NULL, writer_until, &w), 0);
+    while (!has_writer(&rw)) /* the old protocol: the untimed writer raised WRITER */
+        th_sleep_ns(100000);
+    __atomic_store_n(&r.gate.open, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&r.done, __ATOMIC_ACQUIRE))
+        th_sleep_ns(100000); /* the reader got in (hung here before) */
+    __atomic_store_n(&r.let_go, 1, __ATOMIC_RELEASE);
+    pthread_join(tr, NULL);
+    pthread_join(tp, NULL);
+    for (int i = 0; i < 63; i++)
+        TH_CHECK(p.ends[i] == 0 || p.ends[i] == ETIMEDOUT);
+    pthread_join(tw, NULL);
+    TH_CHECK_EQ(w.result, 0);
+    TH_CHECK_EQ(word_of(&rw) & ~CONC__RWLOCK_PHASE_MASK, 0);
+    TH_CHECK_EQ(conc_rwlock_readers(&rw), 0);
 }
 
 /* ---- race stress: plain payload, readers and writers mixing every form ------------------- */
@@ -593,6 +688,7 @@ TH_MAIN("rwlock", TH_CASE(rwlock_is_a_line_per_slot_and_zero_is_free),
         TH_CASE(rwlock_shared_until_times_out_under_signals),
         TH_CASE(rwlock_release_admits_readers_before_next_writer),
         TH_CASE(rwlock_downgrade_admits_queue_not_writer),
+        TH_CASE(rwlock_timeouts_never_lap_an_admitted_reader),
         TH_CASE(rwlock_stress_readers_writers_plain_payload),
         TH_CASE(rwlock_deadlock_ordered_mixed_modes),
         TH_CASE(rwlock_starvation_writer_gets_through_readers),

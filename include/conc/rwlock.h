@@ -42,7 +42,9 @@
  *   try_*: EBUSY when a writer holds or waits (shared), or anyone holds it (exclusive).
  *   *_until: ETIMEDOUT once the deadline has passed (never earlier); a past deadline tries
  *   once. A writer that times out while readers are still inside leaves no trace: the readers
- *   it held back are let in at once. Releasing a lock not held that way aborts with
+ *   it held back are let in at once. At its deadline a writer first waits for the readers the
+ *   last end of a phase let in to look (that end woke them; DESIGN), so its ETIMEDOUT may come
+ *   that much later. Releasing a lock not held that way aborts with
  *   "conc_rwlock_release_shared: not held shared" or "conc_rwlock_release: not held
  *   exclusively" (downgrade: "conc_rwlock_downgrade: not held exclusively"). The exclusive
  *   check compares the caller with the holder (a thread of another process that shares the
@@ -133,8 +135,16 @@
  *     downgrade: the writer raises its own slot, then ends the phase as release does.
  *   A reader that saw phase p under WRITER is admitted once the phase differs from p. The
  *   phase cannot move twice before such a reader looks again: it is counted (in its slot or,
- *   once queued, in the central count at the first move), so the next writer waits for it.
- *   One bit would do; six make the word easy to read in a debugger.
+ *   once queued, in the central count at the first move), so the next writer waits for it,
+ *   and a writer at its deadline, which ends its phase without waiting for the readers
+ *   inside, first waits for the central count to be 0 (release, downgrade and a failed
+ *   try_acquire end a phase with it at 0 already). A timeout that did not wait let 63 timed
+ *   writers bring the phase back round to p while an admitted reader had not looked: it took
+ *   the next writer's phase for the one it queued in and slept, counted inside, while that
+ *   writer waited for it (a timed reader left a queue it was no longer in). A reader still
+ *   in its slot may see the phase come back round, which only makes it queue behind one more
+ *   writer, who waits for it to leave its slot. Six bits: one would do, and six make the
+ *   word easy to read in a debugger.
  */
 #ifndef CONC_RWLOCK_H
 #define CONC_RWLOCK_H
@@ -457,13 +467,18 @@ CONC_COLD int conc__rwlock_shared_slow(conc_rwlock_t *rw, uint32_t *slot, uint64
 }
 
 /* The writer holds the inner lock and raised WRITER; `w` is the word after that. Wait for
- * the readers inside to leave; at the deadline, end the phase as a release would. */
+ * the readers inside to leave; at the deadline, end the phase as a release would, but only
+ * once the central count is 0: readers admitted by the last end of a phase, not yet settled
+ * into their slots, have not seen the phase move, and another end would let the phase come
+ * back round to the one they wait to see end (DESIGN). They are running (the end that
+ * admitted them woke them), so the wait past the deadline is short. */
 CONC_COLD int conc__rwlock_drain_slow(conc_rwlock_t *rw, uint64_t w, int64_t deadline) {
     int flags = conc__rwlock_futex_flags(w);
     conc_spin_t spin = conc_spin_begin(CONC_RWLOCK_SPIN, CONC_SPIN_STEADY, deadline);
     while (!conc__rwlock_drained(rw, w) && conc_spin_next(&spin))
         w = conc_load(&rw->word, CONC_SEQ_CST); /* [rwlock.A2] */
     int r = 0;
+    bool late = false; /* the deadline passed: waiting only for the central count */
     for (;;) {
         CONC_CHAOS_POINT();
         if (conc__rwlock_drained(rw, w)) {
@@ -473,9 +488,14 @@ CONC_COLD int conc__rwlock_drain_slow(conc_rwlock_t *rw, uint64_t w, int64_t dea
                 (void)conc_fetch_and(&rw->word, ~CONC__RWLOCK_WRITER_SLEEPS, CONC_RELAXED);
             return 0;
         }
-        if (r == ETIMEDOUT || conc_deadline_passed(deadline)) {
-            conc__rwlock_end_phase(rw, "conc_rwlock_acquire_until: lost WRITER");
-            return ETIMEDOUT;
+        if (late || r == ETIMEDOUT || conc_deadline_passed(deadline)) {
+            if (conc__rwlock_readers(w) == 0) {
+                conc__rwlock_end_phase(rw, "conc_rwlock_acquire_until: lost WRITER");
+                return ETIMEDOUT;
+            }
+            /* Settling readers wake us (WRITER_SLEEPS), and each changes the futex word. */
+            late = true;
+            deadline = CONC_FOREVER;
         }
         /* WRITER_SLEEPS: a request the leaving readers' Dekker loads read. */
         r = conc__rwlock_sleep(rw, &w, CONC__RWLOCK_WRITER_SLEEPS, CONC__RWLOCK_TAG_WRITER, flags,

@@ -14,7 +14,9 @@
  * test-and-set.
  *
  * Two readers (one has a deadline that may come at any moment) and two writers (one has a
- * deadline while it waits for readers to leave; the other may downgrade).
+ * deadline while it waits for readers to leave, and at it waits for the central count to be
+ * 0 before it ends its phase; the other may downgrade). rwlock_lap.pml checks why with a
+ * phase that can come back round.
  * Checked:
  *   - exclusion: no reader inside its critical section together with a writer, at most one
  *     writer;
@@ -253,9 +255,9 @@ proctype writer_proc(bool timed; bool may_downgrade; byte k) {
         :: else -> skip
         fi;
         if
-        :: past -> end_phase(); goto done                                    /* ETIMEDOUT */
+        :: past && ww % 8 == 0 -> end_phase(); goto done                     /* ETIMEDOUT */
         :: timed && !past -> past = true; atomic { ww = WORD }          /* the deadline comes */
-        :: !past ->
+        :: !past || ww % 8 != 0 ->   /* past: admitted readers settle first (no deadline) */
             /* sleep: raise WRITER_SLEEPS (a CAS against ww) unless ww has it */
             if
             :: (ww / 16) % 2 == 0 ->
