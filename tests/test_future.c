@@ -2040,6 +2040,36 @@ static int task_gate_started(void *arg, void **result) {
     return conc_future_wait(g->gate);
 }
 
+/* A NULL task function is refused where the caller can learn of it (a worker would call it):
+ * EINVAL from every submit form and from conc_map_create, nothing queued, outputs cleared,
+ * and the executor still runs what comes next. */
+static void executor_null_task_is_einval(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 4), 0);
+    conc_future_t *f = (conc_future_t *)&f; /* not NULL: submit must clear it */
+    TH_CHECK_EQ(conc_executor_submit(ex, NULL, NULL, &f), EINVAL);
+    TH_CHECK(f == NULL);
+    f = (conc_future_t *)&f;
+    TH_CHECK_EQ(conc_executor_try_submit(ex, NULL, NULL, &f), EINVAL);
+    TH_CHECK(f == NULL);
+    TH_CHECK_EQ(conc_executor_submit(ex, NULL, NULL, NULL), EINVAL);
+    conc_future_t *fs[3] = {(conc_future_t *)&f, (conc_future_t *)&f, (conc_future_t *)&f};
+    size_t submitted = 99;
+    TH_CHECK_EQ(conc_executor_submit_batch(ex, NULL, NULL, 3, fs, &submitted), EINVAL);
+    TH_CHECK_EQ(submitted, (size_t)0);
+    for (int i = 0; i < 3; i++)
+        TH_CHECK(fs[i] == NULL);
+    conc_map_t *m = (conc_map_t *)&f;
+    TH_CHECK_EQ(conc_map_create(&m, ex, NULL, NULL, 3, 2), EINVAL);
+    TH_CHECK(m == NULL);
+    TH_CHECK_EQ(conc_executor_queue_size(ex), (size_t)0);
+    TH_CHECK_EQ(conc_executor_submit(ex, task_echo, (void *)(uintptr_t)7, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    TH_CHECK(conc_future_result(f) == (void *)(uintptr_t)7);
+    conc_future_release(f);
+    conc_executor_destroy(ex);
+}
+
 static void executor_create_limits_match_docs(void) {
     conc_executor_t *ex;
     TH_CHECK_EQ(conc_executor_create(&ex, CONC_EXECUTOR_THREADS_MAX + 1, 4), EINVAL);
@@ -2491,6 +2521,7 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE_T(executor_fifo_start_order, 120),
         TH_CASE_T(executor_sleeping_task_does_not_delay_later_ones, 120),
         TH_CASE(future_release_null_is_noop), TH_CASE(future_failed_task_keeps_result),
-        TH_CASE(executor_create_limits_match_docs), TH_CASE(executor_map_reads_args_lazily),
+        TH_CASE(executor_create_limits_match_docs),
+        TH_CASE(executor_null_task_is_einval), TH_CASE(executor_map_reads_args_lazily),
         TH_CASE(executor_broken_initializer_fails_queued_tasks),
         TH_CASE(executor_shutdown_nowait_cancels_queued), TH_CASE(executor_worker_names_in_proc))

@@ -26,12 +26,12 @@
  *   executor  conc_executor_create(&ex, threads, capacity)   0, EINVAL, ENOMEM; threads 0:
  *                                                  one per CPU; capacity 0: 1024
  *             conc_executor_submit(ex, fn, arg, &f)          blocks while full; 0, EPIPE,
- *                                                  CONC_EXECUTOR_BROKEN, ENOMEM; f may be
- *                                                  NULL (fire and forget)
+ *                                                  CONC_EXECUTOR_BROKEN, ENOMEM, EINVAL
+ *                                                  (fn NULL); f may be NULL (fire and forget)
  *             conc_executor_try_submit(ex, fn, arg, &f)      0, EAGAIN, EPIPE, ..._BROKEN,
- *                                                  ENOMEM
+ *                                                  ENOMEM, EINVAL
  *             conc_executor_submit_batch(ex, fn, args, n, fs, &done)   0, EPIPE,
- *                                                  CONC_EXECUTOR_BROKEN, ENOMEM
+ *                                                  CONC_EXECUTOR_BROKEN, ENOMEM, EINVAL
  *             conc_executor_create_with(&ex, &options)       create plus Python's initializer,
  *                                                  initargs and thread_name_prefix (below)
  *             conc_executor_shutdown(ex, cancel_pending)     idempotent; joins
@@ -78,7 +78,7 @@
  *   when input i is submitted (the first `window` at create, then one each time a result is
  *   taken), so it must stay valid until every input is submitted or conc_map_destroy
  *   returns, and an element changed before its input is submitted is read as changed.
- *   window: EINVAL if 0; above n it is n.
+ *   window: EINVAL if 0; above n it is n. A NULL fn is EINVAL here and in every submit.
  *   conc_map_next: the results come in INPUT order (as Python's map); *status is task i's
  *   outcome, or EPIPE if input i could not be submitted because the executor shut down
  *   (CONC_EXECUTOR_BROKEN if it broke); conc_map_create returns either when not even the
@@ -92,15 +92,18 @@
  *     queued is cancelled; otherwise it runs).
  *
  * THREAD SAFETY
- *   Every call may overlap every other on the same executor. The executor holds its own
+ *   Every call may overlap every other on the same executor, except destroy, which frees
+ *   it: call it once no other call can still be inside (a submit blocked on a full queue
+ *   is: shut down first, which makes such a submit return EPIPE, and let that thread
+ *   return, as with pthread_mutex_destroy and its waiters). The executor holds its own
  *   reference to a future while the task runs. conc_executor_shutdown may be called from
  *   several threads at once, and from one of the executor's own tasks: there it refuses new
  *   work and cancels if asked, then returns without joining (a thread cannot join itself); a
  *   later shutdown or destroy from outside joins. A map is used by one thread at a time.
  *
  * CONFIGURATION
- *   CONC_EXECUTOR_SPIN   pauses one idle worker polls the queue before it blocks (default 2048)
- *                        Both skip spinning on a single CPU.
+ *   CONC_EXECUTOR_SPIN   pauses one idle worker polls the queue before it blocks (default 2048);
+ *                        none on a single CPU.
  *   CONC_EXECUTOR_POOL   futures an executor keeps for reuse, at most (default 1 << 20, i.e.
  *                        64 MiB); past it, futures are malloc'd and freed one by one. 0: none.
  *   CONC_EXECUTOR_STAGE_HOOK(tasks)   called after every refill of staging from the queue
@@ -1088,6 +1091,8 @@ CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void
                                       conc_future_t **out, bool block) {
     if (out)
         *out = NULL;
+    if (!fn) /* a worker would call it: refused here, where the caller learns of it */
+        return EINVAL;
     conc_future_t *f;
     if (conc__executor_futures(ex, &f, 1) == 0)
         return ENOMEM;
@@ -1141,7 +1146,7 @@ CONC_NODISCARD static inline int conc_executor_submit_batch(conc_executor_t *ex,
     conc_future_t *chunk[CONC__EXECUTOR_BATCH_CHUNK];
     const size_t chunk_max = CONC__EXECUTOR_BATCH_CHUNK;
     size_t done = 0;
-    int r = 0;
+    int r = fn ? 0 : EINVAL; /* nothing queued: *submitted 0, every fs[i] NULL */
     while (done < n && r == 0) {
         size_t k = n - done < chunk_max ? n - done : chunk_max, pushed = 0;
         size_t made = conc__executor_futures(ex, chunk, k);
@@ -1213,7 +1218,7 @@ CONC_NODISCARD static inline int conc_map_create(conc_map_t **out, conc_executor
                                                  conc_task_fn fn, void *const *args, size_t n,
                                                  size_t window) {
     *out = NULL;
-    if (window == 0)
+    if (window == 0 || !fn)
         return EINVAL;
     int saved_errno = conc_errno_save(); /* no conc call sets errno: a failed calloc does */
     conc_map_t *m = (conc_map_t *)calloc(1, sizeof *m);
