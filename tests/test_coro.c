@@ -1570,15 +1570,18 @@ static void coro_connect_to_a_full_unix_backlog_retries_until_the_deadline(void)
 }
 
 /* A coroutine cancelled while its yield waits its turn: the yield returns ECANCELED (asyncio
- * raises CancelledError at the sleep(0) it resumes from), and so does its next call. */
+ * raises CancelledError at the sleep(0) it resumes from), and so does its next call. The same
+ * for a sleep whose deadline has passed, which yields once (asyncio's sleep(-1) raises too). */
 typedef struct yield_cancel {
     conc_coro_t *yielder;
+    bool by_past_sleep;
     int first, second;
 } yield_cancel;
 
 static int yield_then_report(void *p) {
     yield_cancel *y = (yield_cancel *)p;
-    y->first = conc_coro_yield(); /* queued behind the canceller */
+    /* queued behind the canceller */
+    y->first = y->by_past_sleep ? conc_coro_sleep_until(0) : conc_coro_yield();
     y->second = conc_coro_yield();
     return 0;
 }
@@ -1603,13 +1606,17 @@ static int yield_cancel_main(void *p) {
 }
 
 static void coro_cancel_while_a_yield_waits_its_turn(void) {
-    yield_cancel y;
-    memset(&y, 0, sizeof y);
-    int status = -1;
-    TH_CHECK_EQ(conc_run(yield_cancel_main, &y, &status), 0);
-    TH_CHECK_EQ(status, 0);
-    TH_CHECK_EQ(y.first, ECANCELED);
-    TH_CHECK_EQ(y.second, ECANCELED);
+    for (int past_sleep = 0; past_sleep < 2; past_sleep++) {
+        yield_cancel y;
+        memset(&y, 0, sizeof y);
+        y.by_past_sleep = past_sleep;
+        int status = -1;
+        TH_CHECK_EQ(conc_run(yield_cancel_main, &y, &status), 0);
+        TH_CHECK_EQ(status, 0);
+        TH_CHECK_MSG(y.first == ECANCELED, "%s: %d", past_sleep ? "sleep_until(0)" : "yield",
+                     y.first);
+        TH_CHECK_EQ(y.second, ECANCELED);
+    }
 }
 
 /* ---- scheduler lifecycle ------------------------------------------------------------------ */

@@ -67,7 +67,8 @@
  *           below CONC_CORO_STACK_MIN or above CONC_CORO_STACK_MAX.
  *   EBADF   conc_coro_wait_fd (and the I/O calls) on an fd that is not open.
  *   EPERM   a call that must run on the scheduler's own thread (spawn, join, cancel, run)
- *           made from another one; a blocking call made outside any coroutine;
+ *           made from another one once the scheduler has run (before its first run, such a
+ *           call takes it over: THREAD SAFETY); a blocking call made outside any coroutine;
  *           conc_sched_run or conc_run inside a coroutine (a loop cannot run nested in
  *           another's: the outer one's coroutines would be stranded).
  *   ENOMEM  no memory for a stack or a table. When guard pages come from mprotect (kernels
@@ -2097,12 +2098,8 @@ CONC_NODISCARD static inline int conc_coro_sleep_until(int64_t deadline) {
     const conc_coro_wait_t w =
         conc_coro_wait_make(deadline == CONC_FOREVER ? "sleep forever" : "sleep", co, 0, NULL);
     for (;;) {
-        if (deadline != CONC_FOREVER && deadline <= conc_now()) {
-            /* A past deadline still yields once, as asyncio.sleep(0) does. */
-            conc__coro_sched_ready(s, co, 0);
-            conc__coro_sched_switch_away(s, co);
-            return 0;
-        }
+        if (deadline != CONC_FOREVER && deadline <= conc_now())
+            return conc_coro_yield(); /* once, as asyncio.sleep(0): ECANCELED if cancelled */
         int e = conc__coro_park(s, co, &w, deadline);
         if (e == ETIMEDOUT)
             return 0;
