@@ -78,11 +78,23 @@ static void chan_bad_input_gets_error_codes(void) {
     size_t chosen;
     conc_chan_op_t op = {ch, CONC_CHAN_RECV, &x};
     TH_CHECK_EQ(conc_chan_send(ch, &x), EPERM);
+    TH_CHECK_EQ(conc_chan_try_send(ch, &x), EPERM); /* try forms too (chan.h ERRORS) */
+    TH_CHECK_EQ(conc_chan_size(ch), (size_t)0);
     TH_CHECK_EQ(conc_chan_try_recv(ch, &x), EPERM);
     TH_CHECK_EQ(conc_chan_select(&op, 1, 0, &chosen), EPERM);
+    TH_CHECK_EQ(conc_chan_try_select(&op, 1, &chosen), EPERM);
     conc_coro_lock_t l = CONC_CORO_LOCK_INIT;
     TH_CHECK_EQ(conc_coro_lock_acquire(&l), EPERM);
+    TH_CHECK_EQ(conc_coro_lock_try_acquire(&l), EPERM);
+    TH_CHECK(!conc_coro_lock_is_locked(&l));
+    conc_coro_sem_t sem;
+    TH_CHECK_EQ(conc_coro_sem_init(&sem, 1, 0), 0);
+    TH_CHECK_EQ(conc_coro_sem_try_acquire(&sem), EPERM);
+    TH_CHECK_EQ(conc_coro_sem_release(&sem, 1), 0); /* release: allowed outside */
+    TH_CHECK_EQ(conc_coro_sem_value(&sem), 2);
     conc_coro_event_t e = CONC_CORO_EVENT_INIT;
+    TH_CHECK_EQ(conc_coro_event_wait(&e), EPERM);
+    conc_coro_event_set(&e); /* set: allowed outside; a wait on a set event still needs one */
     TH_CHECK_EQ(conc_coro_event_wait(&e), EPERM);
     conc_chan_close(ch); /* outside any coroutine: allowed */
     TH_CHECK(conc_chan_is_closed(ch));
@@ -753,6 +765,8 @@ static int sem_event_main(void *arg) {
     conc_coro_sem_t s;
     TH_CHECK_EQ(conc_coro_sem_init(&s, 1, 2), 0);
     TH_CHECK_EQ(conc_coro_sem_release(&s, 2), EOVERFLOW); /* 3 > 2: nothing released */
+    TH_CHECK_EQ(conc_coro_sem_value(&s), 1);
+    TH_CHECK_EQ(conc_coro_sem_release(&s, 0), EINVAL); /* as sem.h: no units is a mistake */
     TH_CHECK_EQ(conc_coro_sem_value(&s), 1);
     TH_CHECK_EQ(conc_coro_sem_release(&s, 1), 0);
     TH_CHECK_EQ(conc_coro_sem_acquire(&s), 0);

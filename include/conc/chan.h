@@ -30,10 +30,10 @@
  *             conc_chan_destroy(ch)                  nobody may be waiting on it (aborts if
  *                                                    a coroutine is parked on it)
  *             conc_chan_send(ch, item)               0, EPIPE, ECANCELED; copies item_size bytes
- *             conc_chan_try_send(ch, item)           0, EAGAIN, EPIPE; never parks
+ *             conc_chan_try_send(ch, item)           0, EAGAIN, EPIPE, EPERM; never parks
  *             conc_chan_send_until(ch, item, dl)     0, EPIPE, ETIMEDOUT, ECANCELED
  *             conc_chan_recv(ch, item)               0, EPIPE (closed and drained), ECANCELED
- *             conc_chan_try_recv(ch, item)           0, EAGAIN, EPIPE
+ *             conc_chan_try_recv(ch, item)           0, EAGAIN, EPIPE, EPERM
  *             conc_chan_recv_until(ch, item, dl)     0, EPIPE, ETIMEDOUT, ECANCELED
  *             conc_chan_close(ch)                    idempotent; every waiter wakes
  *             conc_chan_is_closed(ch), conc_chan_size(ch), conc_chan_capacity(ch)
@@ -44,7 +44,7 @@
  *             ops[i] = {ch, CONC_CHAN_SEND or CONC_CHAN_RECV, item}; ch NULL: never ready
  *   lock      conc_coro_lock_init(l) / CONC_CORO_LOCK_INIT   asyncio.Lock, FIFO handoff
  *             conc_coro_lock_acquire(l)              0, ECANCELED, EDEADLK (the owner again)
- *             conc_coro_lock_try_acquire(l)          0, EBUSY
+ *             conc_coro_lock_try_acquire(l)          0, EBUSY, EPERM
  *             conc_coro_lock_acquire_until(l, dl)    0, ETIMEDOUT, ECANCELED, EDEADLK
  *             conc_coro_lock_release(l)              0, EPERM (the caller does not own it)
  *             conc_coro_lock_is_locked(l), conc_coro_lock_owner(l)   NULL: free, or its
@@ -53,7 +53,8 @@
  *             conc_coro_sem_acquire(s)               0, ECANCELED
  *             conc_coro_sem_try_acquire(s)           0, EAGAIN
  *             conc_coro_sem_acquire_until(s, dl)     0, ETIMEDOUT, ECANCELED
- *             conc_coro_sem_release(s, n)            0, EOVERFLOW (past max: nothing released)
+ *             conc_coro_sem_release(s, n)            0, EOVERFLOW (past max: nothing released),
+ *                                                    EINVAL (n 0, as sem.h)
  *             conc_coro_sem_value(s)
  *   event     conc_coro_event_init(e) / CONC_CORO_EVENT_INIT
  *             conc_coro_event_set(e), conc_coro_event_clear(e), conc_coro_event_is_set(e)
@@ -71,11 +72,14 @@
  *                                                    EPERM, EINVAL (pred NULL)
  *
  * ERRORS
- *   EINVAL    NULL arguments, item_size 0, capacity * item_size overflowing, a select op with
- *             an unknown direction.
- *   EPERM     a call that may park made outside a coroutine; a lock released by a coroutine
- *             that does not own it; a condition waited on or notified without holding its
- *             lock.
+ *   EINVAL    NULL arguments, item_size 0, capacity * item_size overflowing, a select op
+ *             with an unknown direction, a semaphore release of 0 units.
+ *   EPERM     a call that takes or waits made outside a coroutine: send, recv, select,
+ *             acquire and wait in every form, try forms included (they act for the calling
+ *             coroutine; outside one, only create/init, destroy, close, sem release, event
+ *             set/clear and the queries work); a lock released by a coroutine that does not
+ *             own it, or from outside a coroutine; a condition waited on or notified without
+ *             holding its lock.
  *   EPIPE     send on a closed channel (nothing sent); recv on a closed, drained channel.
  *   EAGAIN    try_send: full (rendezvous: no receiver waiting); try_recv: empty and open;
  *             try_select: no op ready. EBUSY: try_acquire of a held lock.
@@ -127,7 +131,7 @@
  *
  * CAVEATS
  *   - Objects parked coroutines wait on must outlive the wait: destroy a channel only when
- *     nobody waits on it (debug builds abort otherwise).
+ *     nobody waits on it (every build aborts otherwise).
  *   - The items a send or select waits to hand over are read when a receiver arrives, not
  *     when send was called: keep them unchanged until the call returns (they are usually the
  *     caller's locals, so this is automatic).
@@ -787,7 +791,7 @@ CONC_NODISCARD static inline int conc_coro_sem_acquire(conc_coro_sem_t *s) {
  * if the units left after the parked waiters would take the value past max, EOVERFLOW and
  * nothing changes. Owner thread; from a coroutine or outside one. */
 CONC_NODISCARD static inline int conc_coro_sem_release(conc_coro_sem_t *s, unsigned n) {
-    if (!s)
+    if (!s || n == 0) /* as sem.h (Python's Semaphore.release(0) raises ValueError) */
         return EINVAL;
     if (s->max) {
         unsigned parked = 0;
