@@ -3,8 +3,10 @@
  * SPDX-License-Identifier: MIT
  *
  * WHAT IT SHOWS
- *   1. asyncio.wait_for(task, 0.05) / asyncio.timeout(0.05)  -> conc_coro_join with a
- *      deadline: ETIMEDOUT, and the coroutine keeps running (join again to wait on).
+ *   1. asyncio.wait({task}, timeout=0.05) (or wait_for(shield(task), 0.05)) -> conc_coro_join
+ *      with a deadline: ETIMEDOUT, and the coroutine keeps running (join again to wait on).
+ *      asyncio.wait_for(task, 0.05) and asyncio.timeout(0.05) also cancel the task when time
+ *      is up: in C that is the join's ETIMEDOUT followed by conc_coro_cancel (part 2).
  *   2. task.cancel() -> conc_coro_cancel: the coroutine's pending wait returns ECANCELED, and
  *      so does every later one; the coroutine runs its cleanup and returns. Cancellation is a
  *      return value it handles, never an exception that unwinds its frames.
@@ -26,6 +28,10 @@
  *     blocking call until the coroutine returns, so a loop that retries on errors still ends.
  *   - Deadlines are absolute: one deadline can cover several calls (a whole conversation)
  *     without recomputing what is left.
+ *   - A join's timeout never cancels what it waits for (asyncio.wait_for does): cancelling
+ *     is a separate, explicit call.
+ *   - TaskGroup raises an ExceptionGroup with every child's failure; conc_group_wait returns
+ *     the first failure's status only (record the others in the children if you need them).
  */
 #include "conc/coro.h"
 

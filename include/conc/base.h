@@ -96,7 +96,10 @@
  *   - Needs C11 (or C++17) and the GCC/Clang __atomic builtins. With -std=c11 also
  *     define _DEFAULT_SOURCE (or use -std=gnu11): strict C11 hides syscall().
  *   - conc_cpu_count() caches its answer in a static per translation unit: a harmless
- *     cache (every copy holds the same value), the only file-scope object in conc.
+ *     cache (every copy holds the same value). The other statics: coro.h's current
+ *     scheduler and overflow-handler flag and future.h's helping-worker mark (weak: one per
+ *     program, thread-local where per thread), chan.h's select random state and base.h's
+ *     chaos state (per translation unit and thread: seeds, never shared state).
  */
 #ifndef CONC_BASE_H
 #define CONC_BASE_H

@@ -70,7 +70,10 @@
  *     Items its worker finished stay done; items of its chunk it had not started run elsewhere.
  *
  * WHICH CALLS MAY OVERLAP
- *   Every call may come from any thread of the parent at any time. Maps from several threads
+ *   Every call may come from any thread of the parent at any time, except destroy, which
+ *   frees the pool: call it once no other call can still be inside (a submit blocked on a
+ *   full queue is: shut down first, which makes such a submit return EPIPE, and let that
+ *   thread return; a map still running is waited for). Maps from several threads
  *   run one after another; submits run on workers the running map does not need (a map takes
  *   every idle worker, so submits wait for it). alloc/free may overlap maps: the region is live.
  *   Workers must not call forkpool functions (they have no pool, only its memory).

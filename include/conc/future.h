@@ -439,7 +439,8 @@ static inline conc_future_state_t conc_future_state(const conc_future_t *f) {
     return (conc_future_state_t)s;
 }
 
-/* NULL unless the future is done with status 0. [future.A1] acquire: pairs with [future.R1]. */
+/* NULL unless the future is done or failed (a failed task keeps its result: its error detail).
+ * [future.A1] acquire: pairs with [future.R1]. */
 static inline void *conc_future_result(const conc_future_t *f) {
     uint32_t v = conc_load(&f->state, CONC_ACQUIRE);
     uint32_t s = v & CONC__FUTURE_STATE_MASK;

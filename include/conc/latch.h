@@ -47,7 +47,7 @@
  *
  * CAVEATS
  *   - 8 bytes (one 64-bit word). CONC_SHARED latches in MAP_SHARED memory work across processes.
- *   - A waiter descheduled between its first look and its sleep across exactly 2^31 zeros
+ *   - A waiter descheduled between its first look and its sleep across exactly 2^30 zeros
  *     (with adds between) would miss them (the generation wraps).
  *   - done is async-signal-safe (a CAS and maybe a futex wake).
  *

@@ -89,9 +89,10 @@
  *     in FIFO order, so the oldest). Only a thread returning from a wake may claim a HANDOFF,
  *     so newcomers and sleepers that have not been woken cannot take the lock meant for the
  *     oldest sleeper. The releaser keeps waking until some sleeper took the wake, or takes
- *     the HANDOFF back as a plain release if every sleeper left (timed out): a HANDOFF is
- *     never stranded. STARVING clears when a claimer itself waited less than
- *     CONC_LOCK_FAIR_NS, or when no sleeper is left.
+ *     the HANDOFF back as a plain release if every sleeper left (timed out) or none claimed
+ *     it within 10 ms (a dead or stopped waiter: CAVEATS): a HANDOFF is never stranded.
+ *     STARVING clears when a claimer itself waited less than CONC_LOCK_FAIR_NS, or when no
+ *     sleeper is left.
  *   A spin model of all this is tests/models/lock.pml.
  *
  * FOR OTHER CONC HEADERS (the last section of this file)

@@ -38,7 +38,8 @@
  *   returns 0 and to every conc_once_is_done that returns true.
  *
  * THREAD SAFETY
- *   Every call may overlap every other. No destroy.
+ *   Every call may overlap every other except conc_once_init (it resets the state: call it
+ *   before the once is shared, or use CONC_ONCE_INIT). No destroy.
  *
  * CAVEATS
  *   - fn must return to conc_once: a longjmp out of it, or pthread_exit/cancellation inside

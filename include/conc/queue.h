@@ -16,9 +16,9 @@
  *     int x = 42;
  *     if (conc_queue_push(q, &x) != 0)        // producer: blocks while full,
  *         puts("closed: not pushed");         //   EPIPE once closed
- *     while (conc_queue_pop(q, &x) == 0)      // consumer: blocks while empty,
- *         printf("%d\n", x);                  //   EPIPE once closed and drained
  *     conc_queue_close(q);                    // producer side, when done: wakes everyone
+ *     while (conc_queue_pop(q, &x) == 0)      // consumer: blocks while empty; after the
+ *         printf("%d\n", x);                  //   close, drains, then EPIPE ends the loop
  *     conc_queue_destroy(q);                  // after every thread has stopped using it
  *
  * API
@@ -1145,7 +1145,7 @@ CONC_COLD int conc__queue_join_slow(conc_queue_t *q, uint64_t w, int64_t deadlin
 
 /* push, counting the item as an unfinished task: 0, EPIPE (closed: not counted),
  * EOVERFLOW (2^32 - 1 tasks unfinished: not pushed). */
-static inline int conc_queue_push_task(conc_queue_t *q, const void *item) {
+CONC_NODISCARD static inline int conc_queue_push_task(conc_queue_t *q, const void *item) {
     int e = conc__queue_task_add(q);
     if (e == 0 && (e = conc_queue_push(q, item)) != 0)
         (void)conc__queue_task_sub(q);
@@ -1201,6 +1201,8 @@ static inline size_t conc_queue_unfinished(const conc_queue_t *q) {
  * slot stamps (DESIGN), so a consumer can watch the queue without touching its tail (the
  * producers' line). Only a claim (try_pop, try_pop_batch) decides anything. */
 static inline bool conc__queue_item_ready(const conc_queue_t *q, size_t k) {
+    if (k == 0 || k > q->capacity) /* no such item; and advance wraps at most one lap */
+        return false;
     uint64_t head = conc_load(&q->head, CONC_RELAXED); /* relaxed: a hint */
     uint64_t pos = k > 1 ? conc__queue_advance(q, head, k - 1) : head;
     /* Relaxed: a hint too; the claim's own loads order the item. */
