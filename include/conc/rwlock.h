@@ -83,7 +83,10 @@
  *     may fit better. Align it to 64 for the best spread (it works at any 8-byte alignment:
  *     the slots' stride keeps them on separate lines anyway). Needs lock.h.
  *   - CONC_SHARED rwlocks in MAP_SHARED memory work across processes (no pointers stored). A
- *     process that dies holding the lock leaves it held.
+ *     process that dies holding the lock leaves it held. So does one whose reader dies
+ *     queued behind a writer (that writer's end lets it in), and a timed writer that finds
+ *     it still let in but not yet looked then waits past its deadline, for good: it cannot
+ *     tell a dead reader from one not yet run (ERRORS, DESIGN).
  *   - At most 4,194,303 readers inside or queued at once (every thread Linux can create,
  *     PID_MAX_LIMIT); readers of process-shared locks in many pid namespaces count together.
  *   - fork(): a lock held by another thread stays held in the child; re-init it there.
