@@ -77,8 +77,8 @@ static void bridge_await_executor_future_without_blocking(void) {
     conc_executor_destroy(c.ex);
 }
 
-/* A promise completed by a thread after the await timed out: run() waits for it (the hold),
- * and no wake reaches a coroutine that stopped waiting. */
+/* A promise completed by a thread after the await timed out: the timed-out await left nothing
+ * on it, and the second await gets the completion. */
 typedef struct late_ctx {
     conc_future_t *f;
     int stage; /* atomic */
@@ -99,7 +99,7 @@ static int late_main(void *p) {
     TH_CHECK_NOT_EARLY(dl);
     TH_CHECK_EQ(conc_coro_await(l->f, 0), ETIMEDOUT); /* past deadline, not done */
     __atomic_store_n(&l->stage, 1, __ATOMIC_RELEASE);
-    /* wait again, now for real: both registrations' wakes arrive, one finds us gone */
+    /* wait again, now for real */
     TH_CHECK_EQ(conc_coro_await(l->f, CONC_FOREVER), 0);
     TH_CHECK_EQ((intptr_t)conc_future_result(l->f), 5);
     return 0;
@@ -408,9 +408,9 @@ static void bridge_mailbox_edges_deadline_cancel_close(void) {
 
 /* conc_sched_destroy after a partial run (a group destroyed from outside any coroutine runs the
  * loop only until that group is empty) finds a receiver parked on a mailbox and an await
- * parked on a future another thread completes later: it cancels both, keeps their pins (the
- * receiver's disarm undoes its own; the await's goes when its future's callback has posted)
- * and frees the scheduler only after the completion came. */
+ * parked on a future another thread completes later: it cancels both (each undoes its own
+ * pin) and frees the scheduler; the completion that comes later finds nothing of it. It used
+ * to abort (more unholds than holds), or to post into the freed scheduler. */
 typedef struct late_destroy_ctx {
     conc_future_t *f;
     conc_coro_mailbox_t *mb;
@@ -447,7 +447,7 @@ static void *ld_completer(void *p) {
     return NULL;
 }
 
-static void bridge_sched_destroy_waits_for_parked_awaits_and_receivers(void) {
+static void bridge_sched_destroy_with_a_parked_await_and_receiver(void) {
     late_destroy_ctx c;
     memset(&c, 0, sizeof c);
     c.await_result = c.recv_result = -1;
@@ -469,7 +469,6 @@ static void bridge_sched_destroy_waits_for_parked_awaits_and_receivers(void) {
     pthread_t t;
     TH_CHECK_EQ(pthread_create(&t, NULL, ld_completer, &c), 0);
     conc_sched_destroy(s); /* used to abort (more unholds than holds), or free s too soon */
-    TH_CHECK(conc_future_is_done(c.f)); /* destroy waited for the completion's post */
     TH_CHECK_EQ(c.await_result, ECANCELED);
     TH_CHECK_EQ(c.recv_result, ECANCELED);
     pthread_join(t, NULL);
@@ -478,10 +477,82 @@ static void bridge_sched_destroy_waits_for_parked_awaits_and_receivers(void) {
     conc_future_release(c.f);
 }
 
+/* An await that ended by its deadline or a cancel takes its callback off the future and its
+ * pin off the scheduler: the run ends while the future is still pending, and destroy does not
+ * wait for a future nobody awaits any more (it used to keep the pin until the future
+ * completed: forever for a promise released pending). */
+static unsigned holds_of(conc_sched_t *s) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    TH_CHECK(out != NULL);
+    conc_sched_dump(s, out);
+    fclose(out);
+    const char *at = strstr(buf, " holds");
+    TH_CHECK(at != NULL);
+    while (at > buf && at[-1] >= '0' && at[-1] <= '9')
+        at--;
+    unsigned n = (unsigned)strtoul(at, NULL, 10);
+    free(buf);
+    return n;
+}
+
+static int ended_awaiter(void *p) {
+    return conc_coro_await((conc_future_t *)p, CONC_FOREVER);
+}
+
+static int ended_main(void *p) {
+    conc_future_t *f = (conc_future_t *)p;
+    conc_sched_t *s = conc_coro_sched(conc_coro_self());
+    int64_t dl = conc_deadline_in(CONC_MS);
+    TH_CHECK_EQ(conc_coro_await(f, dl), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(dl);
+    TH_CHECK_EQ(holds_of(s), 0u);
+    conc_coro_t *w;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, ended_awaiter, f, NULL, &w), 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* parked in the await: pinned */
+    TH_CHECK_EQ(holds_of(s), 1u);
+    TH_CHECK_EQ(conc_coro_cancel(w), 0);
+    int st = -1;
+    TH_CHECK_EQ(conc_coro_join(w, CONC_FOREVER, &st), 0);
+    conc_coro_release(w);
+    TH_CHECK_EQ(st, ECANCELED);
+    TH_CHECK_EQ(holds_of(s), 0u);
+    return 0;
+}
+
+static int ended_yielder(void *p) {
+    (void)p;
+    (void)conc_coro_yield();
+    return 0;
+}
+
+static void bridge_await_that_ended_leaves_nothing_behind(void) {
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_future_create(&f), 0);
+    TH_CHECK_EQ(run_main(ended_main, f), 0); /* returns with f still pending */
+    TH_CHECK(!conc_future_is_done(f));
+    TH_CHECK_EQ(conc_future_complete(f, 0, NULL), 0); /* runs nothing of the ended awaits */
+    conc_future_release(f);
+    /* destroy after a partial run: the parked await is cancelled, its future never completes */
+    TH_CHECK_EQ(conc_future_create(&f), 0);
+    conc_sched_t *s;
+    conc_group_t *g;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, ended_awaiter, f, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_group_create(s, &g), 0);
+    TH_CHECK_EQ(conc_group_spawn(g, ended_yielder, NULL, NULL), 0);
+    conc_group_destroy(g);
+    TH_CHECK_EQ(holds_of(s), 1u);
+    conc_sched_destroy(s); /* used to wait for f's completion, which never comes */
+    conc_future_release(f); /* pending, with nothing left on it */
+}
+
 TH_MAIN("coro_bridge", TH_CASE(bridge_await_executor_future_without_blocking),
         TH_CASE(bridge_await_timeout_then_late_completion),
         TH_CASE(bridge_await_cancelled_while_parked), TH_CASE(bridge_await_fork_pool_future),
         TH_CASE_T(bridge_stress_many_threads_complete_many_schedulers_await, 120),
         TH_CASE_T(bridge_mailbox_every_item_once_from_many_threads, 120),
         TH_CASE(bridge_mailbox_edges_deadline_cancel_close),
-        TH_CASE(bridge_sched_destroy_waits_for_parked_awaits_and_receivers))
+        TH_CASE(bridge_sched_destroy_with_a_parked_await_and_receiver),
+        TH_CASE(bridge_await_that_ended_leaves_nothing_behind))

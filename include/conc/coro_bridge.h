@@ -69,13 +69,12 @@
  *   None of its own (coro.h's, future.h's and queue.h's apply).
  *
  * CAVEATS
- *   - A parked await keeps the scheduler alive (conc_sched_pin) until the future completes,
- *     even after the await timed out or was cancelled: conc_sched_run returns only after
- *     every awaited future completed, and conc_sched_destroy (which cancels the awaits
- *     still parked) waits for those futures too before it frees the scheduler. Cancel
- *     futures you stop waiting for (conc_future_cancel, conc_forkpool_cancel). A future
- *     released without ever completing keeps the pin forever (future.h futures from an
- *     executor or a fork pool always complete, if only as ECANCELED at shutdown).
+ *   - A parked await keeps the scheduler alive (conc_sched_pin) while it waits, so
+ *     conc_sched_run does not return meanwhile. One that ends by its deadline or a cancel
+ *     takes its callback off the future before it returns: nothing of it is left to run
+ *     when the future completes later (conc_sched_destroy cancels the awaits still parked).
+ *     A future you stop waiting for still runs to its end: cancel it (conc_future_cancel,
+ *     conc_forkpool_cancel) if its work is no longer wanted.
  *   - conc_coro_mailbox_send blocks its thread while the queue is full: from a coroutine of
  *     the receiving scheduler use try_send (blocking there would stop the receivers).
  *   - A plain conc_queue_push to q does not wake a parked receiver until something calls
@@ -85,14 +84,29 @@
  *
  * DESIGN
  *   await: the coroutine allocates a wake record and a coro.h message, pins the scheduler,
- *   registers conc_future_on_done and parks. The callback (on the completing thread, or at
- *   once) posts the message, which cannot fail; on the scheduler's thread the loop calls the
- *   message's function, which wakes the waiter if it still waits, unpins and drops the
- *   record. The loop, with nothing to run while an await is out, polls its inbox briefly
+ *   links the record's waker node to the future (as future.h's wait_any does) and parks.
+ *   The node runs under the future's lock on the completing thread and posts the message,
+ *   which cannot fail; on the scheduler's thread the loop calls the message's function,
+ *   which wakes the waiter if it still waits, unpins and drops the record:
+ *
+ *   awaiting coroutine (scheduler thread)      completer (any thread)
+ *   ---------------------------------------    ---------------------------------------
+ *   link(node) under f's lock: f final? no     final RMW of f [future.R1], then under f's
+ *     wait, its outcome     [coro_bridge.A1]     lock: posted = 1; post(msg)
+ *   park                                                           [coro_bridge.A2]
+ *   resumed (woken, timed out, cancelled):
+ *   unlink(node) under f's lock [coro_bridge.A3]
+ *   posted? the message's function drops the rest; else nobody will post: free the
+ *     message, unpin, drop the record
+ *
+ *   The lock puts A2 wholly before or wholly after A3: after A3 no completer touches the
+ *   record, and `posted` says which side undoes the pin. So an await that ended leaves
+ *   nothing on the future, and run or destroy never waits for a future nobody awaits. The
+ *   loop, with nothing to run while an await is out, polls its inbox briefly
  *   before it sleeps (coro.h [coro.I7]), and a poster kicks the eventfd only if it sleeps, so
  *   a task that finishes within microseconds costs no syscall on the scheduler's side. The
- *   record is touched by the callback only to read its scheduler and message, so its
- *   reference count lives on the owner thread (no atomics).
+ *   completer touches the record only under the future's lock, so its reference count
+ *   lives on the owner thread (no atomics).
  *   mailbox: Dekker's pattern between receivers (one scheduler) and senders (any thread), on
  *   one atomic word `armed`:
  *
@@ -135,10 +149,12 @@ extern "C" {
  * conc_coro_await
  * ------------------------------------------------------------------------------------------- */
 typedef struct conc__coro_bridge_await {
+    conc__future_node node; /* a waker node on the future: run under its lock, unlinkable */
     conc_sched_t *sched;
     conc_sched_msg_t *msg;
     conc_coro_t *waiter; /* NULL once it stopped waiting (timeout, cancel) */
     int refs;            /* the waiter and the message: owner thread only */
+    bool posted;         /* the node ran and posted msg: under the future's lock */
 } conc__coro_bridge_await;
 
 CONC_INLINE void conc__coro_bridge_await_put(conc__coro_bridge_await *a) {
@@ -156,11 +172,12 @@ static inline int conc__coro_bridge_await_wake(void *arg) {
     return 0;
 }
 
-/* On the completing thread (or at once): reads only sched and msg, written before on_done
- * registered us (the future's lock orders them). */
+/* [coro_bridge.A2] On the completing thread, under the future's lock: reads sched and msg,
+ * written before the link (the lock orders them), and marks the message posted. */
 static inline void conc__coro_bridge_await_done(conc_future_t *f, void *arg) {
     CONC_UNUSED(f);
     conc__coro_bridge_await *a = (conc__coro_bridge_await *)arg;
+    a->posted = true;
     conc_sched_msg_post(a->sched, a->msg);
 }
 
@@ -187,25 +204,38 @@ CONC_NODISCARD static inline int conc_coro_await(conc_future_t *f, int64_t deadl
     a->sched = conc_coro_sched(co);
     a->waiter = co;
     a->refs = 2;
+    a->posted = false;
+    a->node.fn = conc__coro_bridge_await_done;
+    a->node.arg = a;
+    a->node.waker = true;
     if (conc_sched_msg_create(&a->msg, conc__coro_bridge_await_wake, a) != 0) {
         free(a);
         return ENOMEM;
     }
     conc_sched_pin(a->sched); /* a completion may come: run() must not end, nor say EDEADLK,
                                * nor destroy free the scheduler it posts to */
-    if (conc_future_on_done(f, conc__coro_bridge_await_done, a) != 0) {
+    if (!conc__future_link(f, &a->node)) { /* [coro_bridge.A1] final meanwhile: no wait */
         conc_sched_unpin_here(a->sched);
         conc_sched_msg_free(a->msg);
         free(a);
-        return ENOMEM;
+        return conc_future_wait(f);
     }
     const conc_coro_wait_t wait =
         conc_coro_wait_make("future", f, 0, conc__coro_bridge_describe_future_slow);
     int e = conc_coro_park(&wait, deadline); /* 0: the message's function woke us */
     a->waiter = NULL;
-    conc__coro_bridge_await_put(a);
+    /* [coro_bridge.A3] Unlinked, the node is ours: either it ran (the message is in the inbox
+     * and its function drops the rest) or it never will (undo it all here). */
+    conc__future_unlink(f, &a->node);
+    if (a->posted) {
+        conc__coro_bridge_await_put(a); /* the message keeps it */
+    } else {
+        conc_sched_msg_free(a->msg); /* never posted: both references are ours */
+        conc_sched_unpin_here(a->sched);
+        free(a);
+    }
     if (e == 0)
-        return conc_future_wait(f); /* done: the callback ran after completion */
+        return conc_future_wait(f); /* done: the node ran after completion */
     return e;
 }
 

@@ -852,6 +852,10 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  *   conc__future_free(f)             drop a future that never escaped (a failed submit)
  *   conc__future_task_done(f, v, status, result)   the task returned: publish its outcome
  *       [future.R1] and drop the runner's reference; v is the word the gate left
+ *   conc__future_link(f, n), conc__future_unlink(f, n)   a caller-owned waker node (n->fn,
+ *       n->arg, n->waker = true): linked unless f is final (false: it is, run nothing);
+ *       fn(f, arg) runs under f's lock on the completing thread; after unlink no completer
+ *       touches n (wait_any, as-completed and coro_bridge.h's await use them)
  * Defined here:
  *   conc__future_gate(f, &v)         PENDING -> RUNNING from a guess v of the word
  *   conc__future_fresh_word(refs)    that guess for a future fresh from conc__future_init
