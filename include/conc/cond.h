@@ -77,7 +77,10 @@
  *     thread would be an uncounted sleeper that no release wakes (see DESIGN).
  *   - The counter is 32 bits: a waiter stalled between reading it and sleeping while exactly
  *     2^32 notifies pass would sleep through them (the same trade as Rust's std condvar).
- *   - CONC_SHARED: give both the cond and its lock CONC_SHARED, in MAP_SHARED memory.
+ *   - CONC_SHARED: give both the cond and its lock CONC_SHARED, in MAP_SHARED memory. A
+ *     process that dies inside a wait leaves its registration behind: notifies still reach
+ *     live waiters, but each one then makes an RMW and a futex wake even with nobody waiting.
+ *   - Freeing the cond's lock: lock.h's THREAD SAFETY (only once every release returned).
  *   - fork(): a cond with waiters in other threads is meaningless in the child; re-init it.
  *   - Signal handlers must not wait or notify (the lock is not async-signal-safe).
  *   - ThreadSanitizer: the lock's annotations carry the happens-before edges of the payload;

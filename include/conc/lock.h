@@ -37,7 +37,20 @@
  *
  * THREAD SAFETY
  *   Every call may overlap every other except init, which needs the lock unused.
- *   No destroy is needed: a lock owns no resources.
+ *   No destroy is needed: a lock owns no resources. Free (or reuse) a lock's memory only once
+ *   every conc_lock_release on it has returned, not merely once it is unlocked (POSIX allows
+ *   the latter for pthread mutexes; conc does not, yet): a release that found sleepers looks
+ *   at the word again after freeing the lock (to wake one, or to hand the lock over), so a
+ *   thread that takes the lock, releases it and frees it meanwhile frees memory that release
+ *   still writes. The same holds for an rlock, a cond's lock and an rwlock. Patterns that
+ *   break, and their fix:
+ *     - the last holder frees the object that holds the lock: drop the reference after the
+ *       release (`conc_lock_release(&o->l); if (conc_fetch_sub(&o->refs, 1, CONC_ACQ_REL)
+ *       == 1) free(o);`), so every releaser's drop follows its own release;
+ *     - a waiter returns from the frame that holds the lock (and cond) another thread
+ *       notifies through: signal a one-shot completion with conc_event_t, conc_sem_t or a
+ *       future (free-safe once the set or release returned), or keep the lock in memory
+ *       that outlives both threads.
  *
  * CONFIGURATION
  *   CONC_LOCK_SPIN     pauses a contended acquire spends spinning before it sleeps, looking at
@@ -59,6 +72,9 @@
  *     starvation. A waiter stopped (SIGSTOP, a debugger) costs the same while stopped, and
  *     takes its turn once continued.
  *   - Signal handlers must not acquire a lock the interrupted code may hold.
+ *   - Under ThreadSanitizer, a release by another thread than the acquirer (allowed, as in
+ *     Python) is reported as "unlock of an unlocked mutex (or by a wrong thread)", as for a
+ *     pthread mutex: use a conc_sem_t of 1 for a lock handed between threads.
  *   - Under ThreadSanitizer the lock announces itself (__tsan_mutex_*), so TSan checks
  *     races and lock order through it as through a pthread mutex. As TSan does for
  *     pthread_mutex_timedlock, try_acquire and acquire_until are announced as try-locks,
