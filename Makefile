@@ -85,7 +85,8 @@ all: tests examples $(BENCH_BINS)
 
 tests: $(TEST_BINS)
 
-$(BUILD)/test_%: tests/test_%.c tests/harness.h tests/group.h tests/lockish.h $(HEADERS)
+$(BUILD)/test_%: tests/test_%.c tests/harness.h tests/group.h tests/lockish.h tests/futex_gate.h \
+                 $(HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(TEST_LDFLAGS) -o $@ $< $(LDLIBS)
 

@@ -1,39 +1,11 @@
 /* tests/test_barrier.c - conc_barrier: unit cases, rounds stress on plain data, breaking by
  * deadline and abort, reset, more threads than parties, process-shared use.
  * SPDX-License-Identifier: MIT */
-#include <sched.h>
-
-/* A gate at the futex seam: a thread that armed its gate stops before its next futex_wait
- * syscall until the test opens it (what a preemption there would do), so a case can order
- * steps that the scheduler orders only by chance. Acquire/release: the flags hand over the
- * test's view of the barrier. */
-typedef struct futex_gate {
-    int reached, open;
-} futex_gate;
-static __thread futex_gate *gate_here;
-static void gate_hook(int kind);
-#define CONC_FUTEX_HOOK(kind) gate_hook(kind)
+#include "futex_gate.h" /* before conc/barrier.h: it sets the futex seam */
 
 #include "conc/barrier.h"
 
 #include "harness.h"
-
-static void gate_hook(int kind) {
-    futex_gate *g = gate_here;
-    if (kind != CONC_FUTEX_HOOK_WAIT || !g)
-        return;
-    gate_here = NULL; /* one stop per arming */
-    __atomic_store_n(&g->reached, 1, __ATOMIC_RELEASE);
-    while (!__atomic_load_n(&g->open, __ATOMIC_ACQUIRE))
-        sched_yield();
-}
-static void gate_wait_reached(futex_gate *g) {
-    while (!__atomic_load_n(&g->reached, __ATOMIC_ACQUIRE))
-        sched_yield();
-}
-static void gate_open(futex_gate *g) {
-    __atomic_store_n(&g->open, 1, __ATOMIC_RELEASE);
-}
 
 #include <sys/mman.h>
 

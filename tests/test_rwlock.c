@@ -2,16 +2,7 @@
  * reader/writer race stress on plain data, deadlock stress over mixed modes, starvation of
  * either side, downgrade, timeouts that admit the queue, process-shared use.
  * SPDX-License-Identifier: MIT */
-#include <sched.h>
-
-/* A gate at the futex seam (as test_barrier.c's): a thread that armed its gate stops before
- * its next futex_wait syscall until the test opens it, what a preemption there would do. */
-typedef struct futex_gate {
-    int reached, open; /* release/acquire */
-} futex_gate;
-static __thread futex_gate *gate_here;
-static void gate_hook(int kind);
-#define CONC_FUTEX_HOOK(kind) gate_hook(kind)
+#include "futex_gate.h" /* before conc/rwlock.h: it sets the futex seam */
 
 #include "conc/rwlock.h"
 
@@ -25,16 +16,6 @@ static void gate_hook(int kind);
 #define LK_UNTIL(p, dl) conc_rwlock_acquire_until((p), (dl))
 #define LK_RELEASE(p) conc_rwlock_release(p)
 #include "lockish.h"
-
-static void gate_hook(int kind) {
-    futex_gate *g = gate_here;
-    if (kind != CONC_FUTEX_HOOK_WAIT || !g)
-        return;
-    gate_here = NULL; /* one stop per arming */
-    __atomic_store_n(&g->reached, 1, __ATOMIC_RELEASE);
-    while (!__atomic_load_n(&g->open, __ATOMIC_ACQUIRE))
-        sched_yield();
-}
 
 static uint64_t word_of(conc_rwlock_t *rw) {
     return conc_load(&rw->word, CONC_RELAXED);
@@ -365,8 +346,7 @@ static void rwlock_timeouts_never_lap_an_admitted_reader(void) {
     actor w = {&rw, CONC_FOREVER, -1, 0, 0};
     pthread_t tr, tp, tw;
     TH_CHECK_EQ(pthread_create(&tr, NULL, gated_reader_main, &r), 0);
-    while (!__atomic_load_n(&r.gate.reached, __ATOMIC_ACQUIRE))
-        th_sleep_ns(100000);  /* queued behind us, about to sleep */
+    gate_wait_reached(&r.gate); /* queued behind us, about to sleep */
     conc_rwlock_release(&rw); /* admits it: counted in the central count until it looks */
     TH_CHECK_EQ(conc_rwlock_readers(&rw), 1);
     TH_CHECK_EQ(pthread_create(&tp, NULL, past_writers_main, &p), 0);
@@ -378,7 +358,7 @@ static void rwlock_timeouts_never_lap_an_admitted_reader(void) {
     TH_CHECK_EQ(pthread_create(&tw, NULL, writer_until, &w), 0);
     while (!has_writer(&rw)) /* the old protocol: the untimed writer raised WRITER */
         th_sleep_ns(100000);
-    __atomic_store_n(&r.gate.open, 1, __ATOMIC_RELEASE);
+    gate_open(&r.gate);
     while (!__atomic_load_n(&r.done, __ATOMIC_ACQUIRE))
         th_sleep_ns(100000); /* the reader got in (hung here before) */
     __atomic_store_n(&r.let_go, 1, __ATOMIC_RELEASE);
