@@ -540,6 +540,29 @@ static void destroy_under_blocked_pop(void) {
 static void destroy_under_blocked_push(void) {
     destroy_under_blocked(true);
 }
+/* A forked child's copy of a private queue counts the parent's sleepers, but no thread of
+ * the child sleeps there: destroying the copy frees it (the child cannot know what the
+ * parent's threads were doing at fork). */
+static void queue_destroy_in_forked_child_with_a_parent_sleeper(void) {
+    blocked_q = make(1, sizeof(uint64_t));
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, block_in_pop, NULL), 0);
+    while ((conc_load(&blocked_q->not_empty, CONC_ACQUIRE) & CONC_EVENTCOUNT_WAITERS_MAX) == 0)
+        sched_yield(); /* until it has registered as a sleeper */
+    pid_t pid = fork();
+    TH_CHECK(pid >= 0);
+    if (pid == 0) {
+        conc_queue_destroy(blocked_q); /* the child's cleanup of its own copy */
+        _exit(0);
+    }
+    int status;
+    TH_CHECK(waitpid(pid, &status, 0) == pid);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+    conc_queue_close(blocked_q);
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    conc_queue_destroy(blocked_q);
+}
+
 static void queue_destroy_under_blocked_waiter_aborts(void) {
     void (*const fns[])(void) = {destroy_under_blocked_pop, destroy_under_blocked_push};
     for (size_t i = 0; i < 2; i++) {
@@ -1163,4 +1186,5 @@ TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_atta
         TH_CASE_T(queue_shared_shm_attach, 60), TH_CASE_T(queue_shared_attach_unaligned, 60),
         TH_CASE(queue_alloc_hook_any_alignment),
         TH_CASE_T(queue_until_deadline_past_stuck_peer, 20),
-        TH_CASE_T(queue_destroy_under_blocked_waiter_aborts, 20))
+        TH_CASE_T(queue_destroy_under_blocked_waiter_aborts, 20),
+        TH_CASE_T(queue_destroy_in_forked_child_with_a_parent_sleeper, 20))

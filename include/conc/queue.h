@@ -123,7 +123,7 @@
  *     memcpy into a malloc'd buffer, a file read to any address) is not a queue to attach.
  *   - fork(): a queue in private memory is copied, not shared: the child has its own copy,
  *     as the parent's other threads left it: a slot one of them had claimed stays stuck, and
- *     a sleeper stays counted (destroy aborts on that copy; the child may leave it alone).
+ *     a sleeper stays counted (harmless: destroy of the copy in the child frees it).
  *   - Up to 4095 threads may be blocked on one side of one queue at once (aborts beyond).
  *   - A process killed while it sleeps in a push or pop of a CONC_SHARED queue stays counted
  *     as a sleeper for good: it counts toward those 4095, and costs up to one futex wake
@@ -241,6 +241,10 @@ typedef struct conc_queue {
     /* Every position in [tail, push_limit) is writable: a producer verified those stamps
      * (see the one-item fast path). Written by producers only, on their own line. */
     uint64_t push_limit;
+    /* The process that initialized a private queue: destroy's check for blocked threads
+     * holds there only (a forked child's copy counts its parent's sleepers). Read-only after
+     * init, read by destroy only: spare room in this line costs the producers nothing. */
+    int32_t creator_pid;
     /* Consumers' claim position. */
     __attribute__((aligned(CONC_CACHELINE))) uint64_t head;
     /* Every position in [head, pop_limit) is readable, as push_limit for producers. */
@@ -420,6 +424,7 @@ CONC_NODISCARD static inline int conc_queue_init_in(conc_queue_t **out, void *me
     q->one_lap = lap;
     q->footprint = need;
     q->flags = (uint32_t)(flags & CONC_SHARED);
+    q->creator_pid = (int32_t)getpid();
     for (uint64_t i = 0; i < q->capacity; i++) /* lap 0: slot i writable at position i */
         conc_store(conc__queue_stamp(conc__queue_slot(q, i)), i, CONC_RELAXED);
     /* Release: pairs with attach's acquire, so a process that sees the magic sees the ring. */
@@ -467,7 +472,9 @@ CONC_NODISCARD static inline conc_queue_t *conc_queue_attach(void *mem) {
 /* Frees a created queue. For init_in memory it only clears the magic (later attaches fail):
  * the memory is the caller's. A thread still registered as a sleeper (blocked in a push or
  * pop) is misuse that would sleep on freed memory: it aborts. Not for a CONC_SHARED queue,
- * whose words may still count a process killed while it slept (CAVEATS). The eventcount's
+ * whose words may still count a process killed while it slept (CAVEATS), nor in a forked
+ * child, whose copy counts the parent's sleepers (no thread of the child sleeps there). The
+ * eventcount's
  * waiter field is its low bits, CONC_EVENTCOUNT_WAITERS_MAX the field's mask (base.h). */
 static inline void conc_queue_destroy(conc_queue_t *q) {
     if (!q)
@@ -477,7 +484,8 @@ static inline void conc_queue_destroy(conc_queue_t *q) {
     /* Relaxed: a waiter that has returned left before the caller learned it returned. */
     if (!(q->flags & CONC_SHARED) &&
         ((conc_load(&q->not_empty, CONC_RELAXED) | conc_load(&q->not_full, CONC_RELAXED)) &
-         CONC_EVENTCOUNT_WAITERS_MAX) != 0)
+         CONC_EVENTCOUNT_WAITERS_MAX) != 0 &&
+        q->creator_pid == (int32_t)getpid())
         CONC_ABORT("conc_queue_destroy: threads still blocked in a push or pop (close the queue "
                    "and let them return first)");
     conc_store(&q->magic, 0, CONC_RELAXED);
@@ -593,6 +601,7 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
                 return 0;
             continue; /* tail refreshed (CLOSED too, if close came first) */
         }
+        bool peer_copying = false; /* else our tail is stale: another producer moved it on */
         if (stamp + one_lap == tail + 1) {
             /* The slot still holds the previous lap's item. Full if head is exactly one lap behind;
              * otherwise a consumer has claimed it and is copying it out (we wait for it: never
@@ -601,8 +610,10 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
             uint64_t head = conc_load(&q->head, CONC_SEQ_CST);
             if (head + one_lap == tail)
                 return EAGAIN;
+            peer_copying = true;
         }
-        if (!conc__queue_backoff(&round, deadline))
+        /* Only a peer mid-copy may end an until form at its deadline: contention never does. */
+        if (!conc__queue_backoff(&round, peer_copying ? deadline : CONC_FOREVER))
             return ETIMEDOUT;
         tail = conc_load(&q->tail, CONC_RELAXED);
     }
@@ -625,6 +636,7 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
                 return 0;
             continue;
         }
+        bool peer_copying = false; /* else our head is stale: another consumer moved it on */
         if (stamp == head) {
             /* Nothing published at head. Empty if tail is here too; otherwise a producer has
              * claimed the slot and is copying in (we wait for it). Seq_cst: a registered waiter's
@@ -634,8 +646,10 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
             uint64_t tail = conc_load(&q->tail, CONC_SEQ_CST);
             if ((tail & ~CONC__QUEUE_CLOSED) == head)
                 return (tail & CONC__QUEUE_CLOSED) ? EPIPE : EAGAIN;
+            peer_copying = true;
         }
-        if (!conc__queue_backoff(&round, deadline))
+        /* Only a peer mid-copy may end an until form at its deadline: contention never does. */
+        if (!conc__queue_backoff(&round, peer_copying ? deadline : CONC_FOREVER))
             return ETIMEDOUT;
         head = conc_load(&q->head, CONC_RELAXED);
     }
