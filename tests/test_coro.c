@@ -1621,6 +1621,49 @@ static void coro_cancel_while_a_yield_waits_its_turn(void) {
 
 /* ---- scheduler lifecycle ------------------------------------------------------------------ */
 
+/* A nested conc_sched_destroy of a scheduler with no coroutine left but a pin whose message
+ * another thread has yet to post (a mailbox sender between taking the wake and posting it)
+ * waits for that message, runs it, and frees the scheduler; it does not abort. */
+typedef struct pinned_post {
+    conc_sched_t *s;
+    conc_sched_msg_t *msg;
+    int ran;
+} pinned_post;
+
+static int unpin_on_arrival(void *p) {
+    pinned_post *pp = (pinned_post *)p;
+    pp->ran = 1;
+    conc_sched_unpin_here(pp->s);
+    return 0;
+}
+
+static void *post_later(void *p) {
+    pinned_post *pp = (pinned_post *)p;
+    th_sleep_ns(20 * CONC_MS); /* most likely after destroy's first look; either order passes */
+    conc_sched_msg_post(pp->s, pp->msg);
+    return NULL;
+}
+
+static int destroy_nested(void *p) {
+    conc_sched_destroy(((pinned_post *)p)->s);
+    return 0;
+}
+
+static void coro_nested_destroy_waits_for_a_message_in_flight(void) {
+    pinned_post pp;
+    memset(&pp, 0, sizeof pp);
+    TH_CHECK_EQ(conc_sched_create(&pp.s, NULL), 0);
+    conc_sched_pin(pp.s);
+    TH_CHECK_EQ(conc_sched_msg_create(&pp.msg, unpin_on_arrival, &pp), 0);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, post_later, &pp), 0);
+    int status = -1;
+    TH_CHECK_EQ(conc_run(destroy_nested, &pp, &status), 0);
+    TH_CHECK_EQ(status, 0);
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    TH_CHECK_EQ(pp.ran, 1);
+}
+
 typedef struct cleanup_ctx {
     int cleaned;
 } cleanup_ctx;
@@ -2217,6 +2260,7 @@ static void coro_fork_inside_a_coroutine_child_runs_new_schedulers(void) {
 }
 
 TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_input_gets_error_codes),
+        TH_CASE(coro_nested_destroy_waits_for_a_message_in_flight),
         TH_CASE(coro_join_and_group_wait_after_the_run),
         TH_CASE(coro_sched_handed_to_the_thread_that_runs_it),
         TH_CASE(coro_creator_feeds_a_scheduler_another_thread_runs),

@@ -325,6 +325,10 @@ typedef struct conc_coro_waitq {
  * 20-75 ns here, a switch 5-10, so one look per 64 switches is noise. */
 #define CONC__CORO_TICKS 64u
 #define CONC__CORO_TICKS_MASK (CONC__CORO_TICKS - 1u)
+/* How long a nested conc_sched_destroy waits for a message another thread is about to post:
+ * that thread only has to run once (a time slice or two), so anything longer is a pin that
+ * will never be undone. */
+#define CONC__CORO_DESTROY_PIN_WAIT_NS (10 * CONC_SEC)
 /* Consecutive runnext handoffs before the FIFO queue gets a turn: two coroutines that wake
  * each other forever must not starve the rest (Go bounds it by the time slice). */
 #define CONC__CORO_RUNNEXT_MAX 64u
@@ -1810,9 +1814,22 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
     s->destroying = 1;
     /* Whatever other threads handed over still runs (cancelled), so it can free its argument. */
     conc__coro_sched_drain_inbox(s);
-    if ((s->live || s->pins) && nested)
+    if (nested && !s->live && s->pins) {
+        /* No coroutine left: a pin now stands for a message another thread is about to post
+         * (a mailbox sender between taking the wake and posting it), so wait for it here,
+         * where no loop may run. Bounded, so a pin never undone still ends in the abort. */
+        int64_t until = conc_deadline_in(CONC__CORO_DESTROY_PIN_WAIT_NS);
+        while (s->pins && !conc_deadline_passed(until)) {
+            sched_yield();
+            conc__coro_sched_drain_inbox(s);
+        }
+    }
+    if (s->live && nested)
         CONC_ABORT("conc_sched_destroy: called inside a coroutine while the scheduler has "
                    "coroutines left (its loop cannot run nested in another's)");
+    if (s->pins && nested)
+        CONC_ABORT("conc_sched_destroy: called inside a coroutine while a message another "
+                   "thread was to post never came (a conc_sched_pin not undone?)");
     for (conc_coro_t *c = s->all; c; c = c->all_next)
         if (c->state != CONC__CORO_DONE)
             conc__coro_cancel_on(s, c);
