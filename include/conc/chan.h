@@ -40,7 +40,7 @@
  *   select    conc_chan_select(ops, n, dl, &chosen)  one of n sends/receives, fairly chosen among
  *                                                    the ready ones: its result (0, or EPIPE if
  *                                                    its channel is closed), ETIMEDOUT, ECANCELED
- *             conc_chan_try_select(ops, n, &chosen)  ... EAGAIN when none is ready
+ *             conc_chan_try_select(ops, n, &chosen)  ... EAGAIN when none is ready, EPERM
  *             ops[i] = {ch, CONC_CHAN_SEND or CONC_CHAN_RECV, item}; ch NULL: never ready
  *   lock      conc_coro_lock_init(l) / CONC_CORO_LOCK_INIT   asyncio.Lock, FIFO handoff
  *             conc_coro_lock_acquire(l)              0, ECANCELED, EDEADLK (the owner again)
@@ -51,7 +51,7 @@
  *                                                  owner finished without releasing it
  *   semaphore conc_coro_sem_init(s, value, max)      0, EINVAL (value > max); max 0: unbounded
  *             conc_coro_sem_acquire(s)               0, ECANCELED
- *             conc_coro_sem_try_acquire(s)           0, EAGAIN
+ *             conc_coro_sem_try_acquire(s)           0, EAGAIN, EPERM
  *             conc_coro_sem_acquire_until(s, dl)     0, ETIMEDOUT, ECANCELED
  *             conc_coro_sem_release(s, n)            0, EOVERFLOW (past max: nothing released),
  *                                                    EINVAL (n 0, as sem.h)

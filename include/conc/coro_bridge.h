@@ -27,7 +27,9 @@
  * API
  *   await     conc_coro_await(f, deadline)          f's outcome (0, its status, ECANCELED if
  *                                                   the future was cancelled), ETIMEDOUT,
- *                                                   ECANCELED (the coroutine was), ENOMEM, EPERM
+ *                                                   ECANCELED (the coroutine was), ENOMEM, EPERM;
+ *                                                   the caller's reference to f must last
+ *                                                   until the await returns
  *   mailbox   conc_coro_mailbox_create(&mb, s, q)   a scheduler's end of conc_queue_t q (the
  *                                                   caller's; s NULL: the current scheduler)
  *             conc_coro_mailbox_destroy(mb)         owner thread; q stays the caller's

@@ -1537,8 +1537,11 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
         if (m.type == CONC__FORKPOOL_CTL_SPAWNED) {
             if (fds[0] < 0 || fds[1] < 0) {
                 /* The kernel dropped the fds (MSG_CTRUNC): this process has no fd left for
-                 * them. The worker can never be reached: kill it (the server has not reaped
-                 * it, so the pid is still that process) and count its death as an immediate
+                 * them. The worker can never be reached. The server closed its copy of our
+                 * end, so the worker reads EOF and exits by itself; the kill is for one
+                 * still in init. (The server reaps a worker once it has exited, so the pid
+                 * could be reused between that exit and this kill only if every other pid
+                 * were handed out in those microseconds.) Its death counts as an immediate
                  * one (backoff, give-up); a create still waiting fails with EMFILE. */
                 for (int i = 0; i < 2; i++)
                     if (fds[i] >= 0)

@@ -44,8 +44,9 @@
  *   once. A writer that times out while readers are still inside leaves no trace: the readers
  *   it held back are let in at once. At its deadline a writer first waits for the readers the
  *   last end of a phase let in to look (that end woke them; DESIGN), so its ETIMEDOUT may come
- *   that much later. Releasing a lock not held that way aborts with
- *   "conc_rwlock_release_shared: not held shared" or "conc_rwlock_release: not held
+ *   that much later: as long as one of them takes to run, and for good if one was a process
+ *   of a CONC_SHARED lock that died queued (CAVEATS). Releasing a lock not held that way
+ *   aborts with "conc_rwlock_release_shared: not held shared" or "conc_rwlock_release: not held
  *   exclusively" (downgrade: "conc_rwlock_downgrade: not held exclusively"). The exclusive
  *   check compares the caller with the holder (a thread of another process that shares the
  *   lock may look the same); the shared check is best-effort: it sees the caller's slot,
