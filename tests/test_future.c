@@ -2521,7 +2521,7 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE_T(executor_fifo_start_order, 120),
         TH_CASE_T(executor_sleeping_task_does_not_delay_later_ones, 120),
         TH_CASE(future_release_null_is_noop), TH_CASE(future_failed_task_keeps_result),
-        TH_CASE(executor_create_limits_match_docs),
-        TH_CASE(executor_null_task_is_einval), TH_CASE(executor_map_reads_args_lazily),
+        TH_CASE(executor_create_limits_match_docs), TH_CASE(executor_null_task_is_einval),
+        TH_CASE(executor_map_reads_args_lazily),
         TH_CASE(executor_broken_initializer_fails_queued_tasks),
         TH_CASE(executor_shutdown_nowait_cancels_queued), TH_CASE(executor_worker_names_in_proc))
