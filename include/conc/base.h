@@ -41,7 +41,8 @@
  *             conc_yield_account(&p, before, after, progress, unit_ns)
  *                                         yield to peers on our CPU while that pays
  *   eventcount  conc_eventcount_enter/wait/leave, conc_eventcount_notify/close
- *             (notify = conc_eventcount_wants_wake + conc_eventcount_wake_slow)
+ *             (notify = conc_eventcount_wants_wake + conc_eventcount_wake_slow),
+ *             conc_eventcount_waiters(w)  registered waiters in a word
  *                                         sleep until a condition other threads make true
  *   compile   CONC_STATIC_ASSERT(cond, why)  a size or layout claim, C11 and C++17
  *   errno     conc_errno_save(), conc_errno_restore(saved)  keep errno across libc calls;
@@ -828,6 +829,11 @@ CONC_INLINE uint32_t conc__base_ec_waiters(uint32_t w) {
 }
 CONC_INLINE uint32_t conc__base_ec_pending(uint32_t w) {
     return (w & CONC__BASE_EC_PENDING_MASK) >> CONC__BASE_EC_PENDING_SHIFT;
+}
+
+/* How many waiters a word counts as registered (those between enter and leave). */
+CONC_INLINE uint32_t conc_eventcount_waiters(uint32_t w) {
+    return conc__base_ec_waiters(w);
 }
 
 /* Whether a word (as enter or wait left it in *v) is closed. */

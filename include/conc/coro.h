@@ -2687,6 +2687,8 @@ CONC_NODISCARD static inline int conc_coro_stack_usage(const conc_coro_t *c, siz
  *                                    conc_sched_hold's, conc_sched_destroy keeps it and runs
  *                                    its loop until the message came and the pin is undone
  *                                    (freeing s first would leave the post a freed scheduler).
+ *                                    So a pin must be undone: one that never is leaves
+ *                                    destroy waiting for good (nested: aborting after 10 s).
  *   conc_coro_waitq_*                an intrusive FIFO of waiters: push a waiter, park, and on
  *                                    return remove it (a no-op if a waker popped it).
  *   conc_coro_waitq_wait(q, w, dl)   that sequence in one call.

@@ -164,6 +164,13 @@ CONC_INLINE void conc__coro_bridge_await_put(conc__coro_bridge_await *a) {
         free(a);
 }
 
+/* An await whose message was never posted (and now never will be): undo it all. */
+CONC_INLINE void conc__coro_bridge_await_undo(conc__coro_bridge_await *a) {
+    conc_sched_msg_free(a->msg);
+    conc_sched_unpin_here(a->sched);
+    free(a);
+}
+
 /* The message's function, called by the scheduler's loop on its thread. */
 static inline int conc__coro_bridge_await_wake(void *arg) {
     conc__coro_bridge_await *a = (conc__coro_bridge_await *)arg;
@@ -217,9 +224,7 @@ CONC_NODISCARD static inline int conc_coro_await(conc_future_t *f, int64_t deadl
     conc_sched_pin(a->sched); /* a completion may come: run() must not end, nor say EDEADLK,
                                * nor destroy free the scheduler it posts to */
     if (!conc__future_link(f, &a->node)) { /* [coro_bridge.A1] final meanwhile: no wait */
-        conc_sched_unpin_here(a->sched);
-        conc_sched_msg_free(a->msg);
-        free(a);
+        conc__coro_bridge_await_undo(a);
         return conc_future_wait(f);
     }
     const conc_coro_wait_t wait =
@@ -229,13 +234,10 @@ CONC_NODISCARD static inline int conc_coro_await(conc_future_t *f, int64_t deadl
     /* [coro_bridge.A3] Unlinked, the node is ours: either it ran (the message is in the inbox
      * and its function drops the rest) or it never will (undo it all here). */
     conc__future_unlink(f, &a->node);
-    if (a->posted) {
+    if (a->posted)
         conc__coro_bridge_await_put(a); /* the message keeps it */
-    } else {
-        conc_sched_msg_free(a->msg); /* never posted: both references are ours */
-        conc_sched_unpin_here(a->sched);
-        free(a);
-    }
+    else
+        conc__coro_bridge_await_undo(a); /* never posted: both references are ours */
     if (e == 0)
         return conc_future_wait(f); /* done: the node ran after completion */
     return e;

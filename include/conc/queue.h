@@ -473,9 +473,7 @@ CONC_NODISCARD static inline conc_queue_t *conc_queue_attach(void *mem) {
  * the memory is the caller's. A thread still registered as a sleeper (blocked in a push or
  * pop) is misuse that would sleep on freed memory: it aborts. Not for a CONC_SHARED queue,
  * whose words may still count a process killed while it slept (CAVEATS), nor in a forked
- * child, whose copy counts the parent's sleepers (no thread of the child sleeps there). The
- * eventcount's
- * waiter field is its low bits, CONC_EVENTCOUNT_WAITERS_MAX the field's mask (base.h). */
+ * child, whose copy counts the parent's sleepers (no thread of the child sleeps there). */
 static inline void conc_queue_destroy(conc_queue_t *q) {
     if (!q)
         return;
@@ -483,8 +481,8 @@ static inline void conc_queue_destroy(conc_queue_t *q) {
         CONC_ABORT("conc_queue_destroy: not a queue (destroyed twice?)");
     /* Relaxed: a waiter that has returned left before the caller learned it returned. */
     if (!(q->flags & CONC_SHARED) &&
-        ((conc_load(&q->not_empty, CONC_RELAXED) | conc_load(&q->not_full, CONC_RELAXED)) &
-         CONC_EVENTCOUNT_WAITERS_MAX) != 0 &&
+        (conc_eventcount_waiters(conc_load(&q->not_empty, CONC_RELAXED)) |
+         conc_eventcount_waiters(conc_load(&q->not_full, CONC_RELAXED))) != 0 &&
         q->creator_pid == (int32_t)getpid())
         CONC_ABORT("conc_queue_destroy: threads still blocked in a push or pop (close the queue "
                    "and let them return first)");
