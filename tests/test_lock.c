@@ -1,6 +1,13 @@
 /* tests/test_lock.c - conc_lock: unit cases, race, deadlock and starvation stress, and
  * process-shared use (base.h's own cases are in test_base.c).
  * SPDX-License-Identifier: MIT */
+/* A stop at the futex seam: a thread that armed wake_stop runs it at its next futex_wake,
+ * before the syscall (what a preemption there would do), so a case can let other threads
+ * run to completion inside a release. */
+static __thread void (*wake_stop)(void);
+static void wake_hook(int kind);
+#define CONC_FUTEX_HOOK(kind) wake_hook(kind)
+
 #include "conc/lock.h"
 
 #include <signal.h>
@@ -228,6 +235,106 @@ static void lock_starving_sleeper_gets_handoff(void) {
     TH_CHECK_EQ(c.lock.word, 0);
 }
 
+static void wake_hook(int kind) {
+    void (*stop)(void) = wake_stop;
+    if (kind != CONC_FUTEX_HOOK_WAKE || !stop)
+        return;
+    wake_stop = NULL; /* one stop per arming */
+    stop();
+}
+
+/* POSIX lets a mutex be freed as soon as it is unlocked, and so does conc: the next owner may
+ * take, release and free the lock while the release that freed it has not returned yet (a
+ * refcount's last owner frees the object that holds the lock). Here the lock is alone in a
+ * page; A holds it, B sleeps in acquire. A releases: at its wake (stopped there through the
+ * futex hook), B is let out of futex_wait, takes the lock, releases it and unmaps the page;
+ * then A's release goes on. It must touch nothing but the futex address (a wake on an unmapped
+ * address fails harmlessly). It crashed with SIGSEGV when a release that found sleepers looked
+ * at the word again after its wake. */
+typedef struct freed_ctx {
+    conc_lock_t *lock;
+    pthread_t b;
+    int registered; /* relaxed: B is about to acquire */
+    int done;       /* release/acquire: B has unmapped the page */
+} freed_ctx;
+static freed_ctx freed;
+
+static void *freed_next_owner(void *arg) {
+    (void)arg;
+    __atomic_store_n(&freed.registered, 1, __ATOMIC_RELAXED);
+    conc_lock_acquire(freed.lock);
+    conc_lock_release(freed.lock);
+    TH_CHECK_EQ(munmap(freed.lock, 4096), 0); /* the last user frees it */
+    __atomic_store_n(&freed.done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+static void freed_let_next_owner_finish(void) {
+    while (!__atomic_load_n(&freed.done, __ATOMIC_ACQUIRE)) {
+        pthread_kill(freed.b, SIGUSR1); /* out of futex_wait: EINTR */
+        th_sleep_ns(1000000);
+    }
+}
+static void lock_freed_by_next_owner_after_release(void) {
+    th_interrupt_waits_with(SIGUSR1);
+    memset(&freed, 0, sizeof freed);
+    freed.lock =
+        (conc_lock_t *)mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(freed.lock != MAP_FAILED);
+    conc_lock_init(freed.lock, 0);
+    conc_lock_acquire(freed.lock);
+    TH_CHECK_EQ(pthread_create(&freed.b, NULL, freed_next_owner, NULL), 0);
+    while ((conc_load(&freed.lock->word, CONC_RELAXED) & CONC__LOCK_SLEEPER_MASK) == 0)
+        th_sleep_ns(100000);
+    wake_stop = freed_let_next_owner_finish;
+    conc_lock_release(freed.lock); /* B runs to completion at its wake */
+    TH_CHECK(wake_stop == NULL);   /* the release did wake (and stopped there) */
+    pthread_join(freed.b, NULL);
+    TH_CHECK_EQ(__atomic_load_n(&freed.done, __ATOMIC_ACQUIRE), 1);
+}
+
+/* A handoff whose sleeper is not there (a registration that never claims: a CONC_SHARED
+ * waiter that died, made here by hand) holds the lock until a newcomer has waited
+ * CONC__LOCK_HANDOFF_WAIT_NS for it; then the newcomer claims it. Newcomers cannot barge past
+ * a handoff before that, and the release that made it returns at once. */
+typedef struct absent_ctx {
+    conc_lock_t lock;
+    int64_t waited; /* ns the newcomer's acquire took */
+    int result;
+} absent_ctx;
+static void *absent_newcomer(void *arg) {
+    absent_ctx *c = (absent_ctx *)arg;
+    int64_t t0 = conc_now();
+    c->result = conc_lock_acquire_until(&c->lock, conc_deadline_in(60 * CONC_SEC));
+    c->waited = conc_now() - t0;
+    if (c->result == 0)
+        conc_lock_release(&c->lock);
+    return NULL;
+}
+static void lock_handoff_to_absent_sleeper_claimed_by_newcomer(void) {
+    absent_ctx c;
+    memset(&c, 0, sizeof c);
+    conc_lock_acquire(&c.lock);
+    /* A starving sleeper registers, then goes away. */
+    conc_fetch_add(&c.lock.word, CONC__LOCK_SLEEPER_ONE | CONC__LOCK_STARVING, CONC_RELAXED);
+    conc_lock_release(&c.lock); /* hands off to it: the lock stays held */
+    uint32_t w = conc_load(&c.lock.word, CONC_RELAXED);
+    TH_CHECK((w & CONC__LOCK_HELD) && (w & CONC__LOCK_HANDOFF));
+    TH_CHECK_EQ(conc_lock_try_acquire(&c.lock), EBUSY);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, absent_newcomer, &c), 0);
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(c.result, 0);
+    TH_CHECK_MSG(c.waited >= CONC__LOCK_HANDOFF_WAIT_NS, "claimed after %lld ns",
+                 (long long)c.waited);
+    /* The absent sleeper's registration stays (WAKING too: nobody came to retire it); no
+     * handoff, no STARVING. Take it out by hand: the lock is as new. */
+    w = conc_load(&c.lock.word, CONC_RELAXED);
+    TH_CHECK_EQ(w & ~(CONC__LOCK_WAKING | CONC__LOCK_HANDOFF_GEN), CONC__LOCK_SLEEPER_ONE);
+    conc_store(&c.lock.word, 0u, CONC_RELAXED);
+    TH_CHECK_EQ(conc_lock_try_acquire(&c.lock), 0);
+    conc_lock_release(&c.lock);
+}
+
 /* ---- process-shared ---------------------------------------------------------------------- */
 
 typedef struct shared_counter {
@@ -338,8 +445,11 @@ static void lock_shared_waiter_killed_or_stopped_holds_up_no_release(void) {
         }
     }
     TH_CHECK_EQ(s->counter, 1); /* the stopped one, continued */
-    /* The killed waiters' registrations, and nothing else (no STARVING, no HANDOFF). */
-    TH_CHECK_EQ(s->lock.word, CONC__LOCK_SHARED | 2 * CONC__LOCK_SLEEPER_ONE);
+    /* The killed waiters' registrations, and no STARVING or HANDOFF. (WAKING may stay: the
+     * last release's wake found nobody, and no live sleeper came to retire it; the handoff
+     * generation stays while sleepers are registered.) */
+    TH_CHECK_EQ(s->lock.word & ~(CONC__LOCK_WAKING | CONC__LOCK_HANDOFF_GEN),
+                CONC__LOCK_SHARED | 2 * CONC__LOCK_SLEEPER_ONE);
     munmap(s, sizeof *s);
 }
 
@@ -380,6 +490,8 @@ TH_MAIN("lock", TH_CASE(lock_is_four_bytes_and_zero_is_unlocked),
         TH_CASE(lock_release_unheld_aborts_naming_the_caller),
         TH_CASE(lock_until_survives_signals_keeps_deadline), TH_CASE(lock_sleeper_wakes_on_release),
         TH_CASE(lock_starving_sleeper_gets_handoff),
+        TH_CASE(lock_freed_by_next_owner_after_release),
+        TH_CASE(lock_handoff_to_absent_sleeper_claimed_by_newcomer),
         TH_CASE(lock_shared_across_processes_exact_total),
         TH_CASE(lock_shared_waiter_killed_or_stopped_holds_up_no_release),
         TH_CASE(lock_stress_hammer_exact_total), LOCKISH_CASES)

@@ -37,20 +37,14 @@
  *
  * THREAD SAFETY
  *   Every call may overlap every other except init, which needs the lock unused.
- *   No destroy is needed: a lock owns no resources. Free (or reuse) a lock's memory only once
- *   every conc_lock_release on it has returned, not merely once it is unlocked (POSIX allows
- *   the latter for pthread mutexes; conc does not, yet): a release that found sleepers looks
- *   at the word again after freeing the lock (to wake one, or to hand the lock over), so a
- *   thread that takes the lock, releases it and frees it meanwhile frees memory that release
- *   still writes. The same holds for an rlock, a cond's lock and an rwlock. Patterns that
- *   break, and their fix:
- *     - the last holder frees the object that holds the lock: drop the reference after the
- *       release (`conc_lock_release(&o->l); if (conc_fetch_sub(&o->refs, 1, CONC_ACQ_REL)
- *       == 1) free(o);`), so every releaser's drop follows its own release;
- *     - a waiter returns from the frame that holds the lock (and cond) another thread
- *       notifies through: signal a one-shot completion with conc_event_t, conc_sem_t or a
- *       future (free-safe once the set or release returned), or keep the lock in memory
- *       that outlives both threads.
+ *   No destroy is needed: a lock owns no resources. As for a pthread mutex, a lock's memory
+ *   may be freed (or reused) as soon as it is unlocked and no other call on it is running:
+ *   a release touches nothing after the RMW that frees the lock (or hands it over) but a
+ *   futex wake on its address, which is harmless once the memory is gone. So the last holder
+ *   of a refcounted object may free it right after its own release, while an earlier
+ *   holder's release is still returning, and a waiter may return from the frame that holds
+ *   the lock another thread just released. The same holds for an rlock, a cond's lock and an
+ *   rwlock.
  *
  * CONFIGURATION
  *   CONC_LOCK_SPIN     pauses a contended acquire spends spinning before it sleeps, looking at
@@ -63,14 +57,19 @@
  *   - CONC_SHARED locks in MAP_SHARED memory work across processes. A process that dies while
  *     holding one leaves it held (no robust-futex support: that needs the owner's tid in the
  *     word, which a 4-byte barging lock cannot afford); so does one that dies after a release
- *     woke it to hand it the lock. One that dies while asleep leaves its registration in the
- *     word: the lock goes on working, but each release that finds nobody else asleep makes
- *     two futex wakes that find nobody, and a release that hands the lock to a starving
- *     waiter that is not there (the dead one, or a live one whose claim kept STARVING
- *     because the dead registration looks like another waiter) holds the lock for
- *     CONC__LOCK_HANDOFF_WAIT_NS (10 ms) before it gives up: about once per stretch of
- *     starvation. A waiter stopped (SIGSTOP, a debugger) costs the same while stopped, and
- *     takes its turn once continued.
+ *     woke it to hand it the lock, until another waiter has waited 10 ms for it (below). One
+ *     that dies while asleep leaves its registration in the word: the lock goes on working,
+ *     no release ever waits for it, and each release that finds only dead registrations
+ *     makes at most one futex wake that finds nobody (none while WAKING, which no live
+ *     sleeper is left to retire, stays set). A release that
+ *     hands the lock to a starving waiter that is not there (the dead one, or a live one
+ *     whose claim kept STARVING because the dead registration looks like another waiter)
+ *     leaves it held until a waiter that came later has waited CONC__LOCK_HANDOFF_WAIT_NS
+ *     (10 ms) for it: about once per stretch of starvation. Meanwhile try_acquire fails, and
+ *     so does an acquire_until whose deadline comes first. A waiter stopped (SIGSTOP, a
+ *     debugger) costs the same while stopped, and takes its turn once continued. A waiter
+ *     that dies after a release woke it and before it ran leaves WAKING set, so releases skip
+ *     their wakes until a sleeper asleep on it times out of that sleep (10 ms) and retires it.
  *   - Signal handlers must not acquire a lock the interrupted code may hold.
  *   - Under ThreadSanitizer, a release by another thread than the acquirer (allowed, as in
  *     Python) is reported as "unlock of an unlocked mutex (or by a wrong thread)", as for a
@@ -81,34 +80,39 @@
  *     which its lock-order checker ignores: only blocking acquires form lock-order edges.
  *
  * DESIGN
- *   The word: bit 0 HELD, bit 1 HANDOFF, bit 2 STARVING, bit 3 WAKING, bits 4..30 the number
- *   of registered sleepers, bit 31 SHARED. Acquire is one RMW that sets HELD and sees whether
- *   it was set already; release is one RMW that clears HELD and sees whether anything else is
- *   in the word. Both are inline and make no syscall, and both stay one RMW when sleepers
- *   are registered, so a busy lock is as cheap to pass around as an idle one. Only a failed
- *   acquire, or a release that finds sleepers, goes to the cold paths below:
+ *   The word: bit 0 HELD, bit 1 HANDOFF, bit 2 STARVING, bit 3 WAKING, bits 4..7 the handoff
+ *   generation, bits 8..30 the number of registered sleepers, bit 31 SHARED. Acquire is one
+ *   RMW that sets HELD and sees whether it was set already; release is one CAS from HELD
+ *   alone to 0. Both are inline and make no syscall. Only a failed acquire, or a release
+ *   that finds more in the word, goes to the cold paths below:
  *   - a contended acquire spins (bounded: CONC_LOCK_SPIN pauses, the looks backing off) while
  *     nobody sleeps and more than one CPU exists, then registers as a sleeper (+1 in the
  *     count) and sleeps on the word;
- *   - a release that sees sleepers (and finds the lock still free) wakes one, unless WAKING
- *     says a sleeper it (or an earlier release) woke has not run yet: that sleeper will
- *     re-check the word anyway, so a second
+ * *   - a release that finds sleepers decides everything in the one CAS that frees the lock (or
+ *     hands it over), then only wakes: after that CAS the lock may already be someone else's,
+ *     or freed, so it never looks at the word again. It wakes one sleeper, unless WAKING says
+ *     a woken sleeper is in flight: that sleeper will re-check the word anyway, so a second
  *     wake would only add a thread fighting for the CPU. This keeps one woken thread in
  *     flight, like glibc's 0/1/2 mutex, while still counting sleepers exactly. The woken
- *     thread clears WAKING in its next CAS on the word; a release whose wake found nobody in
- *     the kernel clears it itself, after making sure no registered sleeper is left asleep
- *     next to a free lock;
+ *     sleeper retires WAKING in its next CAS on the word. A wake may find nobody (the
+ *     sleepers were on their way into the kernel), and the releaser cannot look again, so
+ *     WAKING may be stale: a sleeper that sleeps on a word showing WAKING (registering keeps
+ *     it, as re-sleeping does for a sleeper that was not woken) sleeps for at most
+ *     CONC__LOCK_WAKING_WAIT_NS (10 ms), then retires it. A stale WAKING thus costs the
+ *     sleepers it strands at most that, and only after a wake that found nobody, which needs
+ *     a releaser preempted between its CAS and its wake while a sleeper registers;
  *   - barging: a woken sleeper competes with newcomers, which is what makes a busy lock fast.
  *     A sleeper that has waited more than CONC_LOCK_FAIR_NS sets STARVING; the next release
- *     then takes the lock straight back (unless a newcomer beat it to that), sets HANDOFF and
- *     wakes one sleeper (the kernel wakes a word's sleepers
- *     in FIFO order, so the oldest). Only a thread returning from a wake may claim a HANDOFF,
- *     so newcomers and sleepers that have not been woken cannot take the lock meant for the
- *     oldest sleeper. The releaser keeps waking until some sleeper took the wake, or takes
- *     the HANDOFF back as a plain release if every sleeper left (timed out) or none claimed
- *     it within 10 ms (a dead or stopped waiter: CAVEATS): a HANDOFF is never stranded.
- *     STARVING clears when a claimer itself waited less than CONC_LOCK_FAIR_NS, or when no
- *     sleeper is left.
+ *     then keeps the lock HELD, sets HANDOFF and the next generation, and wakes one sleeper
+ *     (a starving one if one is asleep). A sleeper may claim a HANDOFF if a release woke it,
+ *     or if it slept (or was on its way to sleep) on a word without that handoff (no
+ *     HANDOFF, or an older generation): the release's wake may have found nobody because it
+ *     was not in the kernel yet, and it claims the handoff itself. Newcomers, which
+ *     registered while the handoff was pending, cannot take the lock meant for the older
+ *     sleepers, unless it stays unclaimed for CONC__LOCK_HANDOFF_WAIT_NS while they wait (its
+ *     sleepers died or are stopped: CAVEATS); the last sleeper to time out of a pending
+ *     handoff frees the lock. STARVING clears when a claimer itself waited less than
+ *     CONC_LOCK_FAIR_NS, or when no sleeper is left.
  *   A spin model of all this is tests/models/lock.pml.
  *
  * FOR OTHER CONC HEADERS (the last section of this file)
@@ -140,24 +144,31 @@ typedef struct conc_lock {
 #define CONC_LOCK_FAIR_NS (1 * CONC_MS)
 #endif
 
-#define CONC__LOCK_HELD 0x1u                /* someone owns the lock */
-#define CONC__LOCK_HANDOFF 0x2u             /* owned by a sleeper that has not claimed it yet */
-#define CONC__LOCK_STARVING 0x4u            /* a sleeper waited too long: releases hand off */
-#define CONC__LOCK_WAKING 0x8u              /* a woken sleeper has not run yet: no second wake */
-#define CONC__LOCK_SLEEPER_ONE 0x10u        /* one registered sleeper */
-#define CONC__LOCK_SLEEPER_MASK 0x7ffffff0u /* the sleeper count */
+#define CONC__LOCK_HELD 0x1u         /* someone owns the lock */
+#define CONC__LOCK_HANDOFF 0x2u      /* owned by a sleeper that has not claimed it yet */
+#define CONC__LOCK_STARVING 0x4u     /* a sleeper waited too long: releases hand off */
+#define CONC__LOCK_WAKING 0x8u       /* a woken sleeper has not run yet: no second wake */
+#define CONC__LOCK_HANDOFF_GEN 0xf0u /* counts handoffs (mod 16): tells a newer from ours */
+#define CONC__LOCK_HANDOFF_GEN_ONE 0x10u
+#define CONC__LOCK_SLEEPER_ONE 0x100u       /* one registered sleeper */
+#define CONC__LOCK_SLEEPER_MASK 0x7fffff00u /* the sleeper count */
 #define CONC__LOCK_SHARED 0x80000000u       /* process-shared: non-private futex ops */
 #define CONC__LOCK_TAG_PLAIN 0x1u           /* futex tag of a sleeper that is not starving */
 #define CONC__LOCK_TAG_STARVING 0x2u        /* futex tag of a starving sleeper: handoffs go here */
-/* How long a handoff may go unclaimed (wakes a sched_yield apart) before it is retracted into
- * a plain release: a sleeper preempted on its way into futex_wait, on a loaded machine or under
- * a sanitizer, gets there well within it; one that died or was stopped costs the releaser this
- * once (the retract also clears STARVING, which a live starving sleeper sets again). */
+/* How long a sleeper waits for a HANDOFF that is not its own (one that was pending when it
+ * registered) before it claims it anyway: a handoff's wake finds a sleeper that is in the
+ * kernel, and one on its way there claims it itself, well within this on a loaded machine or
+ * under a sanitizer; a handoff made to a sleeper that died or was stopped (CAVEATS) holds the
+ * lock until somebody has waited this long for it. */
 #define CONC__LOCK_HANDOFF_WAIT_NS (10 * CONC_MS)
+/* How long a sleeper sleeps on a word with WAKING before it takes WAKING for stale (a wake that
+ * found nobody) and retires it: longer than a woken sleeper takes to run on a loaded machine,
+ * as retiring a live WAKING costs a second wake. */
+#define CONC__LOCK_WAKING_WAIT_NS (10 * CONC_MS)
 
 CONC_STATIC_ASSERT(sizeof(conc_lock_t) == 4, "a conc_lock is one 32-bit futex word");
 CONC_STATIC_ASSERT(((CONC__LOCK_HELD | CONC__LOCK_HANDOFF | CONC__LOCK_STARVING |
-                     CONC__LOCK_WAKING) &
+                     CONC__LOCK_WAKING | CONC__LOCK_HANDOFF_GEN) &
                     (CONC__LOCK_SLEEPER_MASK | CONC__LOCK_SHARED)) == 0 &&
                        (CONC__LOCK_SLEEPER_MASK & CONC__LOCK_SHARED) == 0,
                    "the lock word's flags, sleeper count and SHARED bit are disjoint");
@@ -172,34 +183,44 @@ static inline void conc_lock_init(conc_lock_t *l, int flags) {
 /* -------------------------------------------------------------------------------------------
  * Slow paths (cold, out of line)
  *
- * The sleep/wake protocol. A sleeper registers (count + 1) with a CAS that fails if the lock
- * became free, then sleeps with futex_wait(word, seen): the kernel re-checks word == seen and
- * queues the sleeper atomically with respect to wake. So:
+ * The sleep/wake protocol. A sleeper registers (count + 1) with a CAS that
+ * fails if the lock became free, then sleeps with futex_wait(word, seen): the kernel re-checks
+ * word == seen and queues the sleeper atomically with respect to wake. A release decides in
+ * the CAS that frees the lock, then only wakes. So:
  *
  *   releaser                                   sleeper
  *   ---------------------------------------    --------------------------------------------
- *                                              CAS word: seen -> seen + SLEEPER   [registers]
- *   old = fetch_sub(word, HELD)   [lock.R1]
- *   old counts our sleeper, the lock is still
- *   free, no WAKING: CAS sets WAKING; wake(1)
- *                                              futex_wait(word, seen + SLEEPER)
+ *                                              CAS word: seen -> seen + SLEEPER
+ *   CAS word: v -> (v - HELD) | WAKING          [registers]
+ *     v counts our sleeper, no WAKING [lock.R2]
+ *   (the word is not touched again)
+ *   futex_wake(word, 1)                        futex_wait(word, seen + SLEEPER)
  *                                                -> EAGAIN: word lost HELD, so it differs
+ *                                              load word: free; CAS: claim
+ *                                                [lock.A2]
  *
  *   Either the release comes first, and the sleeper's futex_wait finds the word changed and
  *   returns at once; or the sleeper is queued first, and the releaser's wake finds it. The
- *   releaser reads the count in the same RMW that frees the lock, so it cannot miss a sleeper
- *   that registered before the lock was freed; one that registers after sees the lock free.
- *   If a barger takes the lock before the releaser looks again, the releaser leaves the wake
- *   to the barger's own release. If the word returns to the very value the sleeper saw (a
- *   barger took the lock again), the sleeper sleeps, and that barger's release wakes someone:
- *   no lost wakeup, only the barger's turn first. WAKING set means a woken thread (or a
- *   releaser still in conc__lock_wake_one_slow) will look at the word again, so skipping the
- *   wake then loses nothing either.
+ *   releaser reads the count in the same CAS that frees the lock, so it cannot miss a sleeper
+ *   that registered before; one that registers after sees the lock free. If the word returns
+ *   to the very value the sleeper saw (a barger took the lock again), the sleeper sleeps, and
+ *   that barger's release wakes someone: no lost wakeup, only the barger's turn first. A
+ *   release that finds WAKING set skips its wake: the sleeper it stands for was woken and
+ *   looks at the word again; if the wake that set it found nobody, the sleepers were on their
+ *   way in: those whose value lacked WAKING find the word changed (EAGAIN), and those that
+ *   sleep on it time out of that sleep after CONC__LOCK_WAKING_WAIT_NS and retire it, so the
+ *   next release wakes again. Handing over, the releaser keeps HELD and sets HANDOFF,
+ *   WAKING and the next generation in that CAS, then wakes a starving sleeper, or any: one
+ *   asleep is found; one on its way in sees a handoff newer than the word it slept on and
+ *   claims it. Nothing the releaser does after its CAS depends on the word, so the lock may
+ *   be taken, released and freed meanwhile: a wake on a freed address wakes nobody, or a
+ *   sleeper of whatever lives there now, which re-checks its own word.
  * ------------------------------------------------------------------------------------------- */
 
 /* The word a registered sleeper installs when it takes the lock from v: v has HELD clear (the
- * lock is free) or, for a sleeper that was woken, HANDOFF set (handed to it). A woken sleeper
- * also retires the WAKING it was woken under. */
+ * lock is free) or HANDOFF set (handed over, and this sleeper may claim it: see
+ * conc__lock_acquire_slow). A woken sleeper (or one whose sleep on WAKING timed out: stale)
+ * retires WAKING. */
 CONC_INLINE uint32_t conc__lock_claimed(uint32_t v, bool woken, bool starving) {
     uint32_t next = (v | CONC__LOCK_HELD) - CONC__LOCK_SLEEPER_ONE;
     if (woken)
@@ -210,12 +231,26 @@ CONC_INLINE uint32_t conc__lock_claimed(uint32_t v, bool woken, bool starving) {
         if (!starving)
             next &= ~CONC__LOCK_STARVING;
     }
-    /* ...or when nobody is left who could be starving. This holds for a plain claim of a free
-     * lock too: a release frees the lock (fetch_sub) before it looks for STARVING, so the last
-     * sleeper may find the lock free with STARVING still set (found by tests/models/lock.pml). */
+    /* ...or when nobody is left who could be starving (a sleeper may find the lock free with
+     * STARVING still set: a release with sleepers does not clear it). With nobody left, the
+     * handoff generation has nobody to tell apart either. */
     if ((next & CONC__LOCK_SLEEPER_MASK) == 0)
-        next &= ~CONC__LOCK_STARVING;
+        next &= ~(CONC__LOCK_STARVING | CONC__LOCK_HANDOFF_GEN);
     return next;
+}
+
+/* The futex deadline of a sleeper about to sleep on v: its own, or, if v holds a HANDOFF, at
+ * most CONC__LOCK_HANDOFF_WAIT_NS after it first saw it pending (*seen: when, 0 if it does
+ * not sleep on a HANDOFF), when it may claim it whoever it was for. */
+CONC_INLINE int64_t conc__lock_sleep_deadline(uint32_t v, int64_t deadline, int64_t *seen) {
+    if (!(v & CONC__LOCK_HANDOFF)) {
+        *seen = 0;
+        return deadline;
+    }
+    if (*seen == 0)
+        *seen = conc_now();
+    int64_t fallback = *seen + CONC__LOCK_HANDOFF_WAIT_NS;
+    return fallback < deadline ? fallback : deadline;
 }
 
 CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
@@ -240,6 +275,7 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
     }
 
     /* Take it if free, else register as a sleeper: one CAS decides which. */
+    uint32_t next;
     for (;;) {
         CONC_CHAOS_POINT();
         if (!(v & CONC__LOCK_HELD)) {
@@ -252,33 +288,52 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
             return ETIMEDOUT; /* a past deadline: we tried once */
         /* Relaxed: registering publishes nothing; the kernel's re-check of the word in
          * futex_wait is what makes the sleep safe (timeline above). */
-        if (conc_cas(&l->word, &v, v + CONC__LOCK_SLEEPER_ONE, CONC_RELAXED, CONC_RELAXED))
+        next = v + CONC__LOCK_SLEEPER_ONE;
+        if (conc_cas(&l->word, &v, next, CONC_RELAXED, CONC_RELAXED))
             break;
     }
-    v += CONC__LOCK_SLEEPER_ONE;
+    v = next;
 
-    int64_t since = 0; /* when we first slept; read lazily, the clock costs ~50 ns */
+    int64_t since = 0;        /* when we first slept; read lazily, the clock costs ~50 ns */
+    int64_t handoff_seen = 0; /* when we first slept on the pending HANDOFF; 0: none */
     bool starving = false;
-    bool woken = false; /* our last futex_wait returned because a release woke us */
-    int r = 0;
+    bool woken = false;        /* our last futex_wait returned because a release woke us */
+    bool timeout = false;      /* our own deadline has passed */
+    bool waking_stale = false; /* we slept on WAKING for CONC__LOCK_WAKING_WAIT_NS */
+    uint32_t slept = v;        /* the value we last slept on, or tried to */
     for (;;) {
-        if (!(v & CONC__LOCK_HELD) || (woken && (v & CONC__LOCK_HANDOFF))) {
-            /* [lock.A2] acquire: pairs with [lock.R2], the release that freed or handed over the
-             * lock. */
-            if (conc_cas(&l->word, &v, conc__lock_claimed(v, woken, starving), CONC_ACQUIRE,
-                         CONC_RELAXED))
-                return 0;
-            continue;
+        bool claim = !(v & CONC__LOCK_HELD);
+        if (!claim && (v & CONC__LOCK_HANDOFF)) {
+            /* A handoff is ours to claim if it came after we slept: a release's wake found us
+             * (woken), or it was made after the value we slept on (no HANDOFF there, or
+             * another generation), so its wake may have found nobody because we were on our
+             * way into the kernel. A newcomer's turn comes after the one it found pending,
+             * or once that has waited CONC__LOCK_HANDOFF_WAIT_NS (nobody came for it: a
+             * dead or stopped sleeper's, CAVEATS). */
+            claim = woken || !(slept & CONC__LOCK_HANDOFF) ||
+                    ((slept ^ v) & CONC__LOCK_HANDOFF_GEN) != 0 ||
+                    (handoff_seen != 0 && conc_now() - handoff_seen >= CONC__LOCK_HANDOFF_WAIT_NS);
         }
-        if (r == ETIMEDOUT) {
-            /* Held by someone else at our deadline: deregister. The last sleeper out also
-             * ends handoff mode, which only sleepers can use. A pending HANDOFF is not ours
-             * (we were not woken); its releaser is still waking, and takes it back if we
-             * were the last sleeper. */
-            uint32_t next = v - CONC__LOCK_SLEEPER_ONE;
-            if ((next & CONC__LOCK_SLEEPER_MASK) == 0)
-                next &= ~CONC__LOCK_STARVING;
-            if (conc_cas(&l->word, &v, next, CONC_RELAXED, CONC_RELAXED))
+        if (claim) {
+            /* [lock.A2] acquire: pairs with [lock.R1]/[lock.R2], the release that freed or
+             * handed over the lock. */
+            if (conc_cas(&l->word, &v, conc__lock_claimed(v, woken || waking_stale, starving),
+                         CONC_ACQUIRE, CONC_RELAXED))
+                return 0;
+            continue; /* v is fresh: decide again */
+        }
+        if (timeout) {
+            /* Held by someone else at our deadline: deregister. The last sleeper out also ends
+             * handoff mode, which only sleepers can use, and turns a pending HANDOFF (not
+             * ours) into a free lock: [lock.R3] release, continuing the release sequence of
+             * the [lock.R2] that made it; pairs with [lock.A1]/[lock.A2] of the next owner. */
+            next = (v - CONC__LOCK_SLEEPER_ONE) & ~CONC__LOCK_WAKING;
+            if ((next & CONC__LOCK_SLEEPER_MASK) == 0) {
+                next &= ~(CONC__LOCK_STARVING | CONC__LOCK_HANDOFF_GEN);
+                if (next & CONC__LOCK_HANDOFF)
+                    next &= ~(CONC__LOCK_HELD | CONC__LOCK_HANDOFF);
+            }
+            if (conc_cas(&l->word, &v, next, CONC_RELEASE, CONC_RELAXED))
                 return ETIMEDOUT;
             continue;
         }
@@ -289,11 +344,12 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
             else if (now - since >= CONC_LOCK_FAIR_NS)
                 starving = true;
         }
-        /* Before sleeping again: a woken thread retires its WAKING (or the next release would
-         * not wake anyone), and a starving one asks for a handoff. Relaxed: the releaser reads
-         * both in its CAS [lock.R2]; nothing else is published. */
-        uint32_t next = v;
-        if (woken)
+        /* Before sleeping again: a woken sleeper retires its WAKING (else the next release
+         * would not wake anyone), as does one whose sleep on WAKING timed out (a wake that
+         * found nobody left it), and a starving one asks for a handoff. Relaxed: the
+         * releaser reads both in its CAS [lock.R2]; nothing else is published. */
+        next = v;
+        if (woken || waking_stale)
             next &= ~CONC__LOCK_WAKING;
         if (starving)
             next |= CONC__LOCK_STARVING;
@@ -302,121 +358,65 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
                 continue; /* v is fresh: decide again */
             v = next;
         }
+        slept = v;
+        int64_t dl = conc__lock_sleep_deadline(v, deadline, &handoff_seen);
+        /* On a word with WAKING: at most CONC__LOCK_WAKING_WAIT_NS, in case it is stale. */
+        bool on_waking = (v & CONC__LOCK_WAKING) != 0;
+        if (on_waking) {
+            int64_t w = conc_now() + CONC__LOCK_WAKING_WAIT_NS;
+            if (w < dl)
+                dl = w;
+        }
         CONC_CHAOS_POINT();
-        r = conc_futex_wait_tagged(&l->word, v, flags,
-                                   starving ? CONC__LOCK_TAG_STARVING : CONC__LOCK_TAG_PLAIN,
-                                   deadline);
+        int r = conc_futex_wait_tagged(
+            &l->word, v, flags, starving ? CONC__LOCK_TAG_STARVING : CONC__LOCK_TAG_PLAIN, dl);
         woken = r == 0;
+        timeout = r == ETIMEDOUT && conc_deadline_passed(deadline);
+        waking_stale = on_waking && r == ETIMEDOUT;
         v = conc_load(&l->word, CONC_RELAXED);
     }
 }
 
-/* Whether a handoff that found nobody to wake may go on waking: for CONC__LOCK_HANDOFF_WAIT_NS
- * from the first time (*since: 0 until then). */
-CONC_INLINE bool conc__lock_handoff_waiting(int64_t *since) {
-    int64_t now = conc_now();
-    if (*since == 0)
-        *since = now;
-    return now - *since < CONC__LOCK_HANDOFF_WAIT_NS;
-}
-
-/* After a release that set WAKING and woke: if the wake found nobody in the kernel, nobody
- * will retire WAKING, and releases skipped their wakes meanwhile. So take stock:
- *  - lock free, sleepers registered: retire WAKING, then wake once more. A sleeper that got
- *    into the kernel before that CAS is found by the last wake; one that gets there after
- *    it passes futex_wait a word that still had WAKING, so the kernel refuses it (EAGAIN)
- *    and it finds the lock free. A later release sees WAKING clear and wakes for itself.
- *  - handed off, sleepers registered: wake again (only a woken sleeper may claim a handoff;
- *    the sleepers are on their way into futex_wait, or out of it), for at most
- *    CONC__LOCK_HANDOFF_WAIT_NS; then retract the handoff into a plain release without
- *    STARVING and wake once more, as above.
- *  - a HANDOFF whose sleepers all left turns into a plain free lock;
- *  - otherwise retire WAKING: the holder's release wakes later.
- * No case waits for a registered sleeper to arrive, so one that died (a CONC_SHARED lock's
- * process killed while it waited) or is stopped (SIGSTOP, a debugger) never holds a release:
- * its registration stays in the count (each release then pays a wake that finds nobody), and
- * a stopped sleeper, once continued, finds the word changed and looks again.
- * tests/models/lock.pml checks every case. */
-CONC_COLD void conc__lock_wake_one_slow(conc_lock_t *l, int flags, bool handoff) {
-    int64_t handoff_since = 0; /* when a handoff first found nobody to wake; read lazily */
-    for (;;) {
-        CONC_CHAOS_POINT();
-        /* A handoff goes to the oldest starving sleeper if one is asleep (a sleeper goes to
-         * the back of the kernel's queue each time it sleeps again, so "oldest in the queue"
-         * is not "waited longest"); else, and for plain wakes, to the oldest sleeper. */
-        if (handoff && conc_futex_wake_tagged(&l->word, 1, flags, CONC__LOCK_TAG_STARVING) > 0)
-            return;
-        if (conc_futex_wake(&l->word, 1, flags) > 0)
-            return; /* the woken thread retires WAKING */
-        uint32_t v = conc_load(&l->word, CONC_RELAXED), next;
-        bool wake_again, wake_last;
-        do {
-            bool sleepers = (v & CONC__LOCK_SLEEPER_MASK) != 0;
-            wake_again = wake_last = false;
-            if (!(v & CONC__LOCK_WAKING))
-                return; /* a later release or a waking thread took over */
-            if ((v & CONC__LOCK_HANDOFF) && !sleepers) {
-                /* Every sleeper left: the handoff becomes a release. [lock.R3] release: pairs
-                 * with [lock.A1] of whoever takes the lock next. */
-                next = v & CONC__LOCK_SHARED;
-            } else if (sleepers && (v & CONC__LOCK_HANDOFF) &&
-                       conc__lock_handoff_waiting(&handoff_since)) {
-                wake_again = true;
-                break;
-            } else if (sleepers && (v & CONC__LOCK_HANDOFF)) {
-                /* Nobody arrived to claim it: a plain release ([lock.R3] as above) that keeps
-                 * the sleepers; STARVING goes too, so a sleeper that is gone costs this wait
-                 * once (a live starving one sets it again before it sleeps). */
-                next = v & ~(CONC__LOCK_HELD | CONC__LOCK_HANDOFF | CONC__LOCK_WAKING |
-                             CONC__LOCK_STARVING);
-                wake_last = true;
-            } else if (sleepers && !(v & CONC__LOCK_HELD)) {
-                next = v & ~CONC__LOCK_WAKING;
-                wake_last = true;
-            } else {
-                next = v & ~CONC__LOCK_WAKING;
-            }
-        } while (!conc_cas(&l->word, &v, next, CONC_RELEASE, CONC_RELAXED));
-        if (wake_last) {
-            CONC_CHAOS_POINT();
-            (void)conc_futex_wake(&l->word, 1, flags); /* for a sleeper queued before the CAS */
-            return;
-        }
-        if (!wake_again)
-            return;
-        sched_yield(); /* let the registered sleeper reach futex_wait */
-    }
-}
-
-/* The release fast path has already cleared HELD [lock.R1]; `old` is the word it replaced. Here:
- * misuse, handing the lock over to a starving sleeper, or waking one. */
-CONC_COLD void conc__lock_release_slow(conc_lock_t *l, uint32_t old) {
-    if (!(old & CONC__LOCK_HELD) || (old & CONC__LOCK_HANDOFF))
-        CONC_ABORT("conc_lock_release: the lock is not held");
-    if (!(old & CONC__LOCK_SLEEPER_MASK))
-        return; /* nobody to wake (STARVING never outlives the last sleeper) */
-    uint32_t v = old - CONC__LOCK_HELD, next;
-    for (;;) {
-        /* Someone barged in since [lock.R1]: its own release hands over or wakes. All sleepers
-         * gone (timed out): nothing to do. */
-        if ((v & CONC__LOCK_HELD) || !(v & CONC__LOCK_SLEEPER_MASK))
-            return;
-        if (v & CONC__LOCK_STARVING) {
-            /* Take the lock back and hand it to a sleeper: it stays HELD, so no newcomer can
-             * barge past the starving sleeper. [lock.R2] release: pairs with the claimer's
-             * [lock.A2] (and continues [lock.R1]'s release sequence). */
-            next = v | CONC__LOCK_HELD | CONC__LOCK_HANDOFF | CONC__LOCK_WAKING;
+/* The release fast path's guess (the word is HELD and nothing else) was wrong; v is the word.
+ * Decide everything in the one CAS that frees the lock or hands it over, then only wake:
+ * after that CAS the lock may be taken, released and freed by others, so the word is not
+ * touched again (a futex_wake on its address is harmless even then: it wakes nobody, or a
+ * sleeper of whatever lives there now, and every futex user tolerates spurious wakes). */
+CONC_COLD void conc__lock_release_slow(conc_lock_t *l, uint32_t v) {
+    uint32_t next;
+    do {
+        if (!(v & CONC__LOCK_HELD) || (v & CONC__LOCK_HANDOFF))
+            CONC_ABORT("conc_lock_release: the lock is not held");
+        if (!(v & CONC__LOCK_SLEEPER_MASK)) {
+            next = v & CONC__LOCK_SHARED; /* nobody to wake; no STARVING without sleepers */
+        } else if (v & CONC__LOCK_STARVING) {
+            /* Hand the lock to a sleeper: it stays HELD, so no newcomer can barge past the
+             * starving sleeper; the next generation tells sleepers that slept before it from
+             * newcomers. */
+            next = ((v | CONC__LOCK_HANDOFF | CONC__LOCK_WAKING) & ~CONC__LOCK_HANDOFF_GEN) |
+                   ((v + CONC__LOCK_HANDOFF_GEN_ONE) & CONC__LOCK_HANDOFF_GEN);
         } else if (v & CONC__LOCK_WAKING) {
-            return; /* a woken sleeper is on its way: it re-checks the word before sleeping */
+            next = v & ~CONC__LOCK_HELD; /* a woken sleeper is on its way: no second wake */
         } else {
-            next = v | CONC__LOCK_WAKING; /* we wake; the woken sleeper retires it */
+            next = (v & ~CONC__LOCK_HELD) | CONC__LOCK_WAKING; /* we wake; the woken retires it */
         }
-        if (conc_cas(&l->word, &v, next, CONC_RELEASE, CONC_RELAXED))
-            break;
+        /* [lock.R2] release: pairs with [lock.A1]/[lock.A2] of the next owner (a claimer of
+         * the handoff included). */
+    } while (!conc_cas(&l->word, &v, next, CONC_RELEASE, CONC_RELAXED));
+    if (!(v & CONC__LOCK_SLEEPER_MASK))
+        return;
+    int flags = conc_futex_flags(v, CONC__LOCK_SHARED);
+    CONC_CHAOS_POINT();
+    if (next & CONC__LOCK_HANDOFF) {
+        /* To the oldest starving sleeper if one is asleep (a sleeper goes to the back of the
+         * kernel's queue each time it sleeps again, so "oldest in the queue" is not "waited
+         * longest"); else to the oldest sleeper. If nobody is asleep, the sleepers are on
+         * their way in and claim it themselves. */
+        if (conc_futex_wake_tagged(&l->word, 1, flags, CONC__LOCK_TAG_STARVING) == 0)
+            (void)conc_futex_wake(&l->word, 1, flags);
+    } else if (!(v & CONC__LOCK_WAKING)) {
+        (void)conc_futex_wake(&l->word, 1, flags);
     }
-    if (!(v & CONC__LOCK_WAKING))
-        conc__lock_wake_one_slow(l, conc_futex_flags(v, CONC__LOCK_SHARED),
-                                 (next & CONC__LOCK_HANDOFF) != 0);
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -455,15 +455,16 @@ CONC_NODISCARD static inline int conc_lock_acquire_until(conc_lock_t *l, int64_t
     return r;
 }
 
-/* One RMW: clear HELD (a `lock xadd`). [lock.R1] release: pairs with the next owner's
- * [lock.A1]/[lock.A2]. If the word held anything besides HELD (and SHARED), the slow path
- * sees what: sleepers to
- * wake, a starving sleeper to hand the lock to, or misuse (no HELD at all). */
+/* One RMW: a CAS from HELD alone to 0 (a `lock cmpxchg`). [lock.R1] release: pairs with the
+ * next owner's [lock.A1]/[lock.A2]. If the word held anything besides HELD (sleepers, a
+ * starving sleeper, SHARED, or no HELD at all: misuse), the CAS fails and the slow path
+ * decides on the word it returned, in a CAS of its own, and then only wakes. */
 static inline void conc_lock_release(conc_lock_t *l) {
     CONC_TSAN_MUTEX_PRE_UNLOCK(l);
-    uint32_t old = conc_fetch_sub(&l->word, CONC__LOCK_HELD, CONC_RELEASE);
-    if (CONC_UNLIKELY((old & ~CONC__LOCK_SHARED) != CONC__LOCK_HELD))
-        conc__lock_release_slow(l, old);
+    uint32_t v = conc_load(&l->word, CONC_RELAXED);
+    if (CONC_UNLIKELY(v != CONC__LOCK_HELD ||
+                      !conc_cas(&l->word, &v, 0u, CONC_RELEASE, CONC_RELAXED)))
+        conc__lock_release_slow(l, v);
     CONC_TSAN_MUTEX_POST_UNLOCK(l);
 }
 

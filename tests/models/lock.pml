@@ -1,91 +1,101 @@
 /* tests/models/lock.pml - the conc_lock protocol (include/conc/lock.h), checked by spin
  * SPDX-License-Identifier: MIT
  *
- * Modelled as lock.h (commit 062f6e0) does it:
- *   - the word: HELD, HANDOFF, STARVING, WAKING and the exact sleeper count (SHARED is left
- *     out: it only picks the futex flavour);
- *   - acquire, try_acquire and acquire_until: the inline fetch_or(word, HELD) [lock.A1] takes the
- *     lock whenever HELD was clear, whatever else the word holds (sleepers, WAKING, and since
- *     551b579 also STARVING: a release frees the lock before it looks at STARVING). If HELD
- *     was set the fetch_or changed nothing: try returns EBUSY; the others go to the slow
- *     path's take-if-free or register CAS (acquire_until may find its deadline passed), and
- *     the sleep loop of conc__lock_acquire_slow with its `woken` flag: claim if the lock is
- *     free, or if woken and HANDOFF is set (conc__lock_claimed); on a timeout with the lock
- *     held by someone else, deregister; else, before sleeping again, retire WAKING if woken
- *     and set STARVING if starving (one CAS), then futex_wait;
+ * Modelled as lock.h does it since releases stopped looking at the word after freeing it:
+ *   - the word: HELD, HANDOFF, STARVING, WAKING, the handoff generation GEN and the exact
+ *     sleeper count (SHARED is left out: it only picks the futex flavour);
+ *   - acquire, try_acquire and acquire_until: the inline fetch_or(word, HELD) [lock.A1], the
+ *     spin and the register loop take the lock whenever HELD is clear, whatever else the word
+ *     holds. Otherwise try returns EBUSY, acquire_until may find its deadline passed, and the
+ *     rest register: word + SLEEPER in one CAS (WAKING stays);
+ *   - the sleep loop of conc__lock_acquire_slow: claim if the lock is free, or if a HANDOFF is
+ *     pending and we may claim it: (a) our last futex_wait returned 0 (woken), (b) the value
+ *     we last slept on (or tried to) had no HANDOFF, or another GEN: the handoff came after
+ *     we slept, (c) we have slept on it for CONC__LOCK_HANDOFF_WAIT_NS (the event "10 ms
+ *     passed", below). Else, at our deadline, deregister (the last one out of a pending
+ *     HANDOFF frees the lock [lock.R3]); else, if woken or back from a sleep on WAKING that
+ *     timed out (stale), retire WAKING, maybe set STARVING (one CAS), and futex_wait on that
+ *     value (for at most CONC__LOCK_WAKING_WAIT_NS if it shows WAKING: the event "WAKING is
+ *     stale", below). A claim retires WAKING on the same condition;
  *   - futex_wait(word, seen): a past deadline returns ETIMEDOUT before the syscall; else the
- *     kernel atomically compares (EAGAIN) and queues. A queued sleeper leaves the kernel when
- *     a futex_wake dequeues it (it returns 0: woken), on timeout (acquire_until only, at any
- *     sleep) or on EINTR (a small global budget of spurious returns). Only the first counts
- *     as woken: Linux returns 0 from FUTEX_WAIT only to a thread a wake dequeued, and a
- *     dequeued thread returns 0 even if its timeout fires meanwhile;
- *   - futex_wake(1): dequeues any one queued sleeper (the kernel's FIFO order is not relied
- *     on) and says whether it found one;
- *   - release, two steps. First old = fetch_sub(word, HELD) [lock.R1]: the lock is free from then
- *     on. conc__lock_release_slow's checks on old belong to that step (they read nothing
- *     else): no sleepers in old -> done (STARVING or WAKING may stay in the word); WAKING and
- *     no STARVING in old -> done (the loop's first pass decides on v = old - HELD). Then, as
- *     a later step, the slow path's CAS loop on the current word: HELD (a barger got in) or
- *     no sleepers -> done; STARVING -> take the lock back with HELD|HANDOFF|WAKING [lock.R2];
- *     WAKING -> done; else set WAKING. If its CAS found WAKING clear it wakes, through
- *     conc__lock_wake_one: futex_wake(1); if that found nobody, take stock of the word:
- *     WAKING clear -> done; HANDOFF and no sleepers -> retract it (word = 0, a plain
- *     release); HANDOFF and sleepers -> wake again, or (once lock.h's bounded wait for a
- *     claim ran out; any number of wakes here) retract it into a plain release that keeps
- *     the sleepers but not STARVING, then one last futex_wake; lock free and sleepers -> clear
- *     WAKING, then one last futex_wake; else clear WAKING. No case waits for a registered
- *     sleeper to arrive (one that died or was stopped never would).
- *   N = 3 processes run ROUNDS = 3 rounds each, each round choosing acquire, try_acquire or
- *   acquire_until.
+ *     kernel compares (EAGAIN) and queues in one step. A queued sleeper leaves the kernel when
+ *     a futex_wake dequeues it (it returns 0: woken), on its own deadline (acquire_until),
+ *     on EINTR (a small global budget of spurious returns), or on the handoff timeout of a
+ *     sleeper that sleeps on a pending HANDOFF (c). Only the first counts as woken;
+ *   - futex_wake(1): dequeues any one queued sleeper (the kernel's FIFO order and the tag
+ *     that prefers a starving sleeper are not relied on: any choice is allowed) and says
+ *     whether it found one;
+ *   - release: one step, the CAS loop of conc_lock_release / conc__lock_release_slow, decides
+ *     everything on the word it reads: no sleepers -> 0; STARVING -> HANDOFF|WAKING, GEN
+ *     flipped, HELD kept [lock.R2]; WAKING -> clear HELD; else clear HELD, set WAKING. Then,
+ *     unless WAKING was set already, as a separate step that touches nothing but the
+ *     kernel's queue, one futex_wake (a
+ *     handoff's two wakes, tagged then untagged, are one step here: any one sleeper). The
+ *     release is structurally unable to touch the word after its CAS, and every step that
+ *     touches the word asserts that its process is not in that phase (`freed`);
+ *   - dead sleepers: a registered sleeper may stop for good (DEAD of them: killed, or stopped
+ *     and never continued) on its way into futex_wait or while queued (the kernel dequeues
+ *     it), but not with a wake pending for it (a woken sleeper that dies before it runs
+ *     leaves WAKING for a later registration to retire: lock.h CAVEATS). It leaves its
+ *     registration in the word.
+ *   N = 3 processes run ROUNDS = 1 round each (exhaustive), each round choosing acquire,
+ *   try_acquire or acquire_until, nobody dying; tests/models/lock_dead.pml checks this file
+ *   with DEAD = 1 (and the variant without the fallback), tests/models/lock_r2.pml with
+ *   ROUNDS = 2 in bitstate mode (past 100 million states: not exhaustive) and the variants
+ *   that need a second round.
  *
- * One reduction keeps this small: a CAS loop whose decisions depend only on the value it read
- * is one atomic step here. A failed CAS changes nothing but the caller's copy of the word, and
- * the retry decides afresh from the value the CAS returned, so the loop behaves as a single
- * read-modify-write at the moment its successful CAS (or its give-up read) happened. This
- * covers the acquire paths (a fetch_or that finds HELD set writes nothing; the bounded spin
- * only reads, and takes the lock when free: the take-if-free step at a later moment), each
- * pass of the sleep loop, the release slow path's CAS loop (its first CAS, on the stale
- * old - HELD, succeeds only if the word still holds that value, so it too acts on the word
- * as it is at that moment) and wake_one's stock-taking loop. What the reduction may not merge
- * stays separate: the value a sleeper passes to futex_wait is read in one step and compared
- * by the kernel in a later one; a sleeper leaves the kernel in one step and reads the word in
- * a later one; a release's fetch_sub and its slow path's CAS are two steps (anyone may take
- * the lock, time out or claim in between), the wake is a third, and each futex_wake of
- * wake_one is a step of its own, apart from the stock-taking after it.
+ * A CAS loop whose decisions depend only on the value it read is one atomic step here: a
+ * failed CAS changes nothing but the caller's copy of the word, and the retry decides afresh.
+ * What may not be merged stays separate: the value a sleeper passes to futex_wait is read in
+ * one step and compared by the kernel in a later one; a sleeper leaves the kernel in one step
+ * and reads the word in a later one; a release's CAS and its wake are two steps.
+ *
+ * "WAKING is stale": a wake may find nobody, and the releaser does not look again, so a
+ * sleeper that sleeps on WAKING may time out of that sleep and retire it. The model lets that
+ * happen only when no wake is still to come for it (ghost wk_pending) and no woken sleeper is
+ * in flight: otherwise that one must do, so a lost wake still shows (NO_WAKING_TIMEOUT).
+ *
+ * "10 ms passed" (c) is the fallback for handoffs nobody eligible claims. The model lets that
+ * time pass only when it is needed: a sleeper has died (DEAD), or this sleeper registered
+ * before the pending handoff was made (ghost pre[]) yet cannot tell it from an older one (its
+ * value had a HANDOFF of the same GEN: it was held up across two handoffs). Without those, a
+ * handoff has to be claimed by the eligible sleepers alone, so a protocol that strands one
+ * shows as an invalid end state.
  *
  * Checked (pan -DSAFETY):
  *   - mutual exclusion: inside == 1 whenever a process enters, and the word then says HELD
  *     with no pending HANDOFF;
  *   - a release never finds the lock free or handed off (lock.h would abort);
- *   - no lost wakeup and no stranded HANDOFF: every process finishes its rounds (a sleeper
- *     left behind is an invalid end state). Plain acquires cannot time out and spurious
- *     returns are budgeted, so a missed wake really strands someone;
- *   - afterwards the word is 0 again: no sleeper count, STARVING, WAKING or HANDOFF leaks;
- *   - handoff fairness: whoever takes the lock from a word with HANDOFF set is a sleeper whose
- *     last futex_wait returned from a futex_wake (not a newcomer, not a sleeper back from
- *     EAGAIN, EINTR or a timeout).
+ *   - after the CAS that frees or hands over the lock, the release makes no access to the word;
+ *   - no lost wakeup and no stranded HANDOFF: every process that did not die finishes its
+ *     rounds. Plain acquires cannot time out and spurious returns are budgeted, so a missed
+ *     wake really strands someone;
+ *   - afterwards, if nobody died, the word is 0 again (no sleeper count, STARVING, WAKING,
+ *     GEN or HANDOFF leaks); if some died, the count is theirs;
+ *   - handoff fairness: whoever takes the lock from a word with HANDOFF set was registered
+ *     when the handoff was made (pre[]), or was woken by a futex_wake (the handoff's own wake
+ *     may find a newcomer that got into the kernel after the handoff: lock.h tags starving
+ *     sleepers so that it prefers them), or waited out (c): never another newcomer.
  *
- * History: lock.h as of 551b579 failed the end check: the word was left STARVING. A sleeper that
- * waited long enough to set STARVING is last in line; the holder's fetch_sub frees the lock,
- * and before its slow path looks again the sleeper (back from EAGAIN) finds the lock free
- * and claims it. conc__lock_claimed clears STARVING only for a HANDOFF claim, so the word is
- * HELD|STARVING with no sleeper left; the releaser's slow path sees HELD and leaves, and the
- * claimer's release finds no sleepers in old and leaves STARVING behind for good. Nothing
- * else breaks (with that one check relaxed, 12.1 million states, errors: 0), but every later
- * release takes the cold path, and the next sleeper gets a handoff nobody asked for. The fix
- * modelled here: conc__lock_claimed also clears STARVING when the claimer was the last
- * sleeper, HANDOFF or not; lock.h has it since 062f6e0.
- * Later, wake_one kept waking while any sleeper was registered and the lock free or handed
- * off, so a CONC_SHARED lock's waiter that was killed (or stopped) held its releaser in that
- * loop for good. Retiring WAKING outright instead loses a wake (RETIRE_NO_LAST_WAKE: a
- * sleeper queued after the wake that found nobody, while a release skipped its own wake for
- * the WAKING it saw); retiring it and then waking once more does not. Now: 3 processes x 3
- * rounds, 25.8 million states, errors: 0 (about 40 s, 1.9 GB); no statement unreached.
- * Retracts, wakes that find nobody, wake-again loops and handoffs taken back after a fetch_sub
- * all occur. Also verified by hand: -DROUNDS=2 (2.1 million states), -DSPURIOUS=2 (18.7
- * million states, 1.4 GB) and 4 processes x 1 round (7.0 million states). With the rule of
- * lock.h before f710d39 (any sleeper may claim a HANDOFF: HANDOFF_TO_ANY below) only the
- * fairness check fails.
+ * GEN: lock.h counts handoffs in 4 bits (16 generations); the model keeps 1 bit, so that
+ * wraps happen in it, and lets the fallback run once one has (ghost `wrapped`: a sleeper that
+ * registered before the pending handoff saw a word of the same generation as its own).
+ *
+ * History: lock.h as of 551b579 left the word STARVING (fixed in 062f6e0: conc__lock_claimed
+ * clears STARVING when the claimer was the last sleeper; since a release with no sleepers
+ * clears STARVING too, leaving that out breaks nothing now). Until the releases stopped
+ * looking at the word after freeing the lock, the model was the older protocol, whose
+ * wake_one took stock after a wake that found nobody (LOOK_AFTER_WAKE below shows the new
+ * check catching it). Without GEN (NO_GEN), a sleeper that registered while a handoff was
+ * pending is not eligible for the next one, whose wake may find nobody: that strands the
+ * handoff for the fallback's 10 ms with nobody dead (found by this model). Sleepers that all
+ * clear WAKING (register, re-sleep, claim) keep the protocol correct without the WAKING
+ * timeout, but every registration then means another wake: at 8 threads on 2 CPUs, 1.7
+ * million wakes a second and a fifth of the throughput. With 1 bit of
+ * GEN, a sleeper held up across two handoffs strands the same way (found by this model;
+ * hence 4 bits in lock.h). Now: 0.14 million states, errors: 0; lock_dead.pml 0.26 million;
+ * ROUNDS = 2 exhaustive ran to 113 million states without errors before 5 GB (-DCOLLAPSE),
+ * and lock_r2.pml's bitstate run visits about 92 million (2 minutes), errors: 0.
  *
  * Run: bash tests/run.sh models /tmp/m.log, or by hand:
  *   spin -a lock.pml && gcc -O2 -DSAFETY -o pan pan.c && ./pan -m1000000 | grep errors
@@ -93,109 +103,150 @@
  *
  * Deliberately broken variants (spin -DNAME); each must make pan report errors:
  */
-// broken: NO_WAKE the release slow path sets WAKING or hands off but never wakes anyone
-// broken: WOKEN_KEEPS_WAKING a woken sleeper goes back to sleep without clearing WAKING
-// broken: WAKE_ONCE conc__lock_wake_one stops after one wake even if it found nobody
-// broken: HANDOFF_DROPS_HELD the slow path hands off without taking HELD back: a free HANDOFF
-// broken: HANDOFF_TO_ANY any sleeper may claim a HANDOFF, woken or not (lock.h before f710d39)
-// broken: RELEASE_HELD_TEST_INVERTED the slow path leaves when the lock is free, acts if held
-// broken: RELEASE_STALE_OLD the slow path acts on old: a blind fetch_or lands on a barger's lock
-// broken: CLAIM_KEEPS_STARVING conc__lock_claimed of lock.h 551b579: STARVING outlives sleepers
-// broken: RETIRE_NO_LAST_WAKE a free lock's WAKING is retired without the last wake
-// broken: RETRACT_NO_LAST_WAKE a retracted handoff (sleepers left registered) has no last wake
+// broken: NO_WAKE a release sets WAKING (or hands off) but never wakes anyone
+// broken: NO_WAKING_TIMEOUT sleepers keep WAKING and sleep on it without a timeout: a wake lost
+// broken: HANDOFF_WOKEN_ONLY only a woken sleeper may claim a HANDOFF (or after 10 ms)
+// broken: HANDOFF_TO_ANY any sleeper may claim a HANDOFF, newcomers too
+// broken: HANDOFF_DROPS_HELD the release hands off without keeping HELD: a free HANDOFF
+// broken: LOOK_AFTER_WAKE the old wake_one: after a wake that found nobody, retire WAKING
 // pan-cc: -DSAFETY
 // pan-run: -m1000000
 
 #define N 3 /* processes: futex_wake_one names each one */
 #ifndef ROUNDS
-#define ROUNDS 3
+#define ROUNDS 1 /* lock_r2.pml: 2 */
+#endif
+#ifndef DEAD
+#define DEAD 0 /* sleepers that may die: lock_dead.pml */
+#endif
+#ifndef SPURIOUS
+#define SPURIOUS 1
 #endif
 
 #define HELD 1
 #define HANDOFF 2
 #define STARVING 4
 #define WAKING 8
-#define SLEEPER 16
-#define SLEEPERS 240 /* bits 4..7: room for 15 sleepers; N is 3 */
+#define GEN 16
+#define SLEEPER 32
+#define SLEEPERS 224 /* bits 5..7: room for 7 sleepers; N is 3 */
 
 #define ACQUIRE 0
 #define TRY 1
 #define UNTIL 2
 
-#define ETIMEDOUT 1
-
-#ifndef SPURIOUS
-#define SPURIOUS 1
-#endif
-
 byte word;         /* the lock word */
 bool sleeping[N];  /* queued on the word in the kernel */
 bool woke[N];      /* dequeued by a futex_wake: the pending futex_wait returns 0 */
+bool reg[N];       /* ghost: registered as a sleeper */
+bool pre[N];       /* ghost: registered when the pending HANDOFF was made */
 byte inside;       /* processes between a successful acquire and their release */
+byte dead;         /* sleepers that died */
+bool wrapped;      /* ghost: a sleeper was held up across two handoffs (GEN wrapped) */
+byte wk_pending;   /* ghost: releases that set WAKING and have not made their wake yet */
 byte spurious = SPURIOUS; /* spurious returns (EINTR) left to hand out */
 hidden byte nv;    /* scratch inside one atomic step */
 hidden byte prev;  /* the word before a successful acquire */
-hidden byte woken; /* lock.h's `woken`: our last futex_wait returned 0 */
+hidden byte found; /* the last futex_wake found somebody */
+hidden byte woken; /* lock.h's `woken`: our last futex_wait returned 0 (read in one step) */
+hidden byte claim; /* scratch: we take the lock in this step */
 
 /* A process got the lock (prev: the word before): nobody else may be inside, the word must
- * say so, and a HANDOFF went to a sleeper that a futex_wake took out of the kernel. */
-#define ENTER                                                                                   \
+ * say so, and a HANDOFF went to a sleeper registered before it was made, or woken, or after
+ * (c). */
+#define ENTER(fair)                                                                             \
     inside++;                                                                                   \
     assert(inside == 1 && (word & HELD) != 0 && (word & HANDOFF) == 0);                         \
-    assert((prev & HANDOFF) == 0 || woken)
+    assert((prev & HANDOFF) == 0 || (fair))
+
+/* The WAKING in the word is stale: no wake is still to come for it (wk_pending) and no woken
+ * sleeper is in flight; a sleeper that slept on it for CONC__LOCK_WAKING_WAIT_NS may then
+ * time out and retire it. The model lets that time pass only then: while a wake or a woken
+ * sleeper is on its way, that one must do. */
+#ifdef NO_WAKING_TIMEOUT
+#define STALE_EVENT false
+#else
+#define STALE_EVENT                                                                             \
+    ((slept & WAKING) != 0 && (word & WAKING) != 0 && wk_pending == 0 && !woke[0] && !woke[1] &&    \
+     !woke[2])
+#endif
+
+/* pre[] matters only while a HANDOFF is pending: forget it when none is. */
+#define CLEAR_PRE pre[0] = false; pre[1] = false; pre[2] = false
+
+/* Every step that reads or writes the word: not a release past its freeing CAS. */
+#define TOUCH assert(!freed)
+
+/* (c) may happen: a handoff is pending that needs it (see the top). */
+#define STALE (pre[me] && (slept & HANDOFF) != 0 && ((slept ^ word) & GEN) == 0)
+#define FALLBACK_OK ((word & HANDOFF) != 0 && (dead > 0 || wrapped || STALE))
+
+#ifdef NO_FALLBACK
+#define FALLBACK_EVENT false
+#else
+#define FALLBACK_EVENT ((slept & HANDOFF) != 0 && FALLBACK_OK)
+#endif
 
 /* The end of a round: forget its locals, so equal global states compare equal. */
 #define NEXT_ROUND                                                                              \
     round++;                                                                                    \
     mode = 0;                                                                                   \
     v = 0;                                                                                      \
-    r = 0;                                                                                      \
+    slept = 0;                                                                                  \
+    timedout = false;                                                                            \
+    expired = false;                                                                            \
+    stale = false;                                                                              \
+    freed = false;                                                                              \
     starving = false
 
-/* conc_futex_wake(word, 1): wake any one queued sleeper (the kernel's FIFO order is not
- * relied on), or nobody; proceed at `woke_one` or `woke_none`. */
-#define FUTEX_WAKE_ONE(woke_one, woke_none)                                                     \
+/* conc_futex_wake(word, 1): wake any one queued sleeper, or nobody. */
+#define FUTEX_WAKE_ONE                                                                          \
     if                                                                                          \
-    :: sleeping[0] -> sleeping[0] = false; woke[0] = true; goto woke_one                        \
-    :: sleeping[1] -> sleeping[1] = false; woke[1] = true; goto woke_one                        \
-    :: sleeping[2] -> sleeping[2] = false; woke[2] = true; goto woke_one                        \
-    :: else -> goto woke_none                                                                   \
+    :: sleeping[0] -> sleeping[0] = false; woke[0] = true; found = true                         \
+    :: sleeping[1] -> sleeping[1] = false; woke[1] = true; found = true                         \
+    :: sleeping[2] -> sleeping[2] = false; woke[2] = true; found = true                         \
+    :: else -> found = false                                                                    \
     fi
 
-/* conc__lock_claimed(v, woken, starving) into nv, with the fix lock.h 551b579 lacks (the
- * last block; CLAIM_KEEPS_STARVING leaves it out) */
+/* A dead sleeper: its registration stays, it never runs again. */
+#define DIE dead++; goto finished
+
+/* conc__lock_claimed(v, starving) into nv */
 inline claimed() {
     nv = (v | HELD) - SLEEPER;
     if
-    :: woken -> nv = nv & ~WAKING
+    :: woken || stale -> nv = nv & ~WAKING
     :: else -> skip
     fi;
     if
     :: (v & HANDOFF) != 0 ->
         nv = nv & ~HANDOFF;
         if
-        :: !starving || (nv & SLEEPERS) == 0 -> nv = nv & ~STARVING
+        :: !starving -> nv = nv & ~STARVING
         :: else -> skip
         fi
     :: else -> skip
     fi;
 #ifndef CLAIM_KEEPS_STARVING
-    /* The last sleeper out ends handoff mode also when it claims a free lock: since 551b579
-     * a release frees the lock before it looks at STARVING, so a sleeper can find the lock
-     * free with STARVING set. */
     if
-    :: (nv & SLEEPERS) == 0 -> nv = nv & ~STARVING
+    :: (nv & SLEEPERS) == 0 -> nv = nv & ~(STARVING | GEN)
+    :: else -> skip
+    fi
+#else
+    if
+    :: (nv & SLEEPERS) == 0 -> nv = nv & ~GEN
     :: else -> skip
     fi
 #endif
 }
 
 proctype P(byte me) {
-    byte round, mode, v, r;
-    bool starving;
+    byte round, mode, v, slept;
+    bool starving, timedout, expired, freed, stale;
 
 next:
     atomic {
+        TOUCH;
         if
         :: round == ROUNDS -> goto finished
         :: else -> skip
@@ -205,56 +256,95 @@ next:
         :: mode = TRY
         :: mode = UNTIL
         fi;
-        /* The fetch_or(word, HELD) [lock.A1], the spin and the register loop all take the lock
-         * if HELD is clear, keeping the rest of the word; otherwise try returns EBUSY,
-         * acquire_until may find its deadline passed, and the rest register as a sleeper. */
         if
-        :: (word & HELD) == 0 -> prev = word; word = word | HELD; woken = false; ENTER; goto critical
+        :: (word & HELD) == 0 -> prev = word; word = word | HELD; ENTER(false); goto critical
         :: else -> skip
         fi;
         if
         :: mode == TRY -> NEXT_ROUND; goto next                   /* EBUSY */
         :: mode == UNTIL -> NEXT_ROUND; goto next                 /* ETIMEDOUT */
-        :: mode != TRY -> word = word + SLEEPER; v = word         /* registered */
+        :: mode != TRY ->                                         /* registered */
+            word = word + SLEEPER;
+            v = word;
+            reg[me] = true;
+            pre[me] = false
         fi
     };
-    /* The first pass of the sleep loop decides on v, the word as we registered it: HELD, and
-     * we were not woken, r is 0, and the clock has only just been read (not starving), so it
-     * goes straight to futex_wait(v). */
+    /* The first pass of the sleep loop decides on v, the value it registered: HELD, not
+     * woken, not timed out, no handoff seen yet, not starving, WAKING clear: futex_wait(v). */
     goto futex_wait;
 
 sleep_loop:
     if
-    :: atomic { mode == UNTIL && sleeping[me] -> sleeping[me] = false; r = ETIMEDOUT }
-    :: atomic { spurious > 0 && sleeping[me] -> spurious--; sleeping[me] = false } /* EINTR */
+    /* leaving the kernel: on our deadline, on EINTR, on the handoff timeout (c), or dead */
+    :: atomic { mode == UNTIL && sleeping[me] -> sleeping[me] = false; timedout = true;
+                goto sleep_loop }
+    :: atomic { spurious > 0 && sleeping[me] -> spurious--; sleeping[me] = false;
+                goto sleep_loop }
+    :: atomic { sleeping[me] && FALLBACK_EVENT -> sleeping[me] = false; expired = true;
+                goto sleep_loop }
+    :: atomic { sleeping[me] && STALE_EVENT -> sleeping[me] = false; stale = true;
+                goto sleep_loop }
+    :: atomic { sleeping[me] && dead < DEAD -> sleeping[me] = false; DIE }
     :: atomic {
         !sleeping[me] ->
-        /* Back from futex_wait (or never asleep): woken = (r == 0), then the later passes.
-         * Each reads the word and acts on it in one step (a failed CAS only refreshes v and
-         * decides again); its CAS, if any, is that step's write. */
+        TOUCH;
+        /* Back from futex_wait (or never asleep): the later passes, each one step. */
         woken = woke[me];
         woke[me] = false;
+        if
+        :: FALLBACK_EVENT -> expired = true /* 10 ms passed meanwhile */
+        :: true -> skip
+        fi;
+        if
+        :: STALE -> wrapped = true
+        :: else -> skip
+        fi;
         v = word;
-#ifdef HANDOFF_TO_ANY
+        claim = (v & HELD) == 0;
         if
-        :: (v & HELD) == 0 || (v & HANDOFF) != 0 ->
+        :: (v & HELD) != 0 && (v & HANDOFF) != 0 ->
+#if defined(HANDOFF_TO_ANY)
+            claim = true
+#elif defined(HANDOFF_WOKEN_ONLY)
+            claim = woken || expired
+#elif defined(NO_GEN)
+            claim = woken || (slept & HANDOFF) == 0 || expired
 #else
-        if
-        :: (v & HELD) == 0 || (woken && (v & HANDOFF) != 0) ->
+            claim = woken || (slept & HANDOFF) == 0 || ((slept ^ v) & GEN) != 0 || expired
 #endif
-            claimed(); prev = word; word = nv; ENTER; goto critical /* [lock.A2] */
         :: else -> skip
         fi;
         if
-        :: r == ETIMEDOUT ->
+        :: claim ->
+            claimed(); prev = word; word = nv; ENTER(woken || pre[me] || expired); /* [lock.A2] */
+            reg[me] = false;
+            CLEAR_PRE;
+            goto critical
+        :: else -> skip
+        fi;
+        if
+        :: timedout ->
             /* held by someone else at our deadline: deregister; the last one out ends
-             * handoff mode */
-            nv = v - SLEEPER;
+             * handoff mode and frees a pending HANDOFF [lock.R3] */
+            nv = (v - SLEEPER) & ~WAKING;
             if
-            :: (nv & SLEEPERS) == 0 -> nv = nv & ~STARVING
+            :: (nv & SLEEPERS) == 0 ->
+                nv = nv & ~(STARVING | GEN);
+#ifndef LAST_OUT_KEEPS_HANDOFF
+                if
+                :: (nv & HANDOFF) != 0 -> nv = nv & ~(HELD | HANDOFF)
+                :: else -> skip
+                fi
+#endif
             :: else -> skip
             fi;
             word = nv;
+            reg[me] = false;
+            if
+            :: (word & HANDOFF) == 0 -> CLEAR_PRE
+            :: else -> pre[me] = false
+            fi;
             NEXT_ROUND;
             goto next
         :: else -> skip
@@ -263,14 +353,11 @@ sleep_loop:
         :: !starving -> starving = true /* waited CONC_LOCK_FAIR_NS by now */
         :: true -> skip
         fi;
-        /* before sleeping again: retire our WAKING, ask for a handoff (one CAS) */
-        nv = v;
-#ifndef WOKEN_KEEPS_WAKING
+        /* before sleeping again: retire WAKING, ask for a handoff (one CAS) */
         if
-        :: woken -> nv = nv & ~WAKING
-        :: else -> skip
+        :: woken || stale -> nv = v & ~WAKING
+        :: else -> nv = v
         fi;
-#endif
         if
         :: starving -> nv = nv | STARVING
         :: else -> skip
@@ -280,139 +367,69 @@ sleep_loop:
        }
     fi;
 futex_wait:
-    /* r = conc_futex_wait(&word, v, deadline): a past deadline returns before the syscall;
-     * else the kernel compares and queues in one step (EAGAIN if the word changed). The next
-     * pass reloads v. */
+    /* slept = v; the handoff clock (handoff_seen); r = futex_wait(&word, v, deadline): a
+     * past deadline returns before the syscall; else the kernel compares and queues in one
+     * step (EAGAIN if the word changed). The next pass reloads v. */
     atomic {
+        TOUCH;
+        if /* all that lock.h's `slept` and `on_waking` are asked for */
+        :: (v & HANDOFF) != 0 -> slept = v & (HANDOFF | GEN | WAKING)
+        :: else -> slept = v & WAKING
+        fi;
+        stale = false;
         if
-        :: mode == UNTIL -> r = ETIMEDOUT
-        :: word == v -> sleeping[me] = true
+        :: (v & HANDOFF) == 0 -> expired = false /* the handoff clock stops */
         :: else -> skip
+        fi;
+        if
+        :: mode == UNTIL -> timedout = true
+        :: dead < DEAD -> DIE
+        :: word == v -> sleeping[me] = true
+        :: word != v -> skip
         fi;
         v = 0
     };
     goto sleep_loop;
 
 critical:
-    /* conc_lock_release: old = fetch_sub(word, HELD) [lock.R1]; the lock is free from here on,
-     * whatever else the word holds. The slow path's checks on `old` (misuse, no sleepers) and
-     * the first pass of its loop, which decides on the stale v = old - HELD, are decisions on
-     * the value this step read, so they belong to it; only a CAS of that loop goes further. */
+    /* conc_lock_release: its CAS loop, one step, decides everything. */
     atomic {
+        TOUCH;
         inside--;
         v = word;
         assert((v & HELD) != 0 && (v & HANDOFF) == 0); /* "the lock is not held" */
-        word = v - HELD;
         if
-        :: (v & SLEEPERS) == 0 -> NEXT_ROUND; goto next /* fast path, or nobody to wake */
-        :: (v & SLEEPERS) != 0 && (v & STARVING) == 0 && (v & WAKING) != 0 ->
-            NEXT_ROUND; goto next /* a woken sleeper is on its way */
-#ifdef RELEASE_STALE_OLD
-        :: else -> v = v - HELD
-#else
-        :: else -> v = 0
-#endif
-        fi
-    };
-    /* conc__lock_release_slow's CAS loop, one step at its successful CAS or its give-up read
-     * (a failed CAS refreshes v and decides again; a first CAS on the stale v succeeds only
-     * if the word still is old - HELD, the value read here anyway). */
-release_slow:
-    atomic {
-#ifdef RELEASE_STALE_OLD
-        /* act on old without looking again: a blind fetch_or of what old asked for */
-        if
-        :: (v & STARVING) != 0 -> word = word | HELD | HANDOFF | WAKING
-        :: else -> word = word | WAKING
-        fi;
-#else
-        v = word;
-#ifdef RELEASE_HELD_TEST_INVERTED
-        if
-        :: (v & HELD) == 0 || (v & SLEEPERS) == 0 -> NEXT_ROUND; goto next
-        :: else -> skip
-        fi;
-#else
-        if
-        :: (v & HELD) != 0 || (v & SLEEPERS) == 0 -> NEXT_ROUND; goto next /* barged, or gone */
-        :: else -> skip
-        fi;
-#endif
-        if
+        :: (v & SLEEPERS) == 0 -> word = 0; NEXT_ROUND; goto next
+        :: (v & SLEEPERS) != 0 && (v & STARVING) != 0 ->
 #ifdef HANDOFF_DROPS_HELD
-        :: (v & STARVING) != 0 -> word = v | HANDOFF | WAKING
+            word = ((v | HANDOFF | WAKING) ^ GEN) & ~HELD;
 #else
-        :: (v & STARVING) != 0 -> word = v | HELD | HANDOFF | WAKING /* take it back, hand off */
+            word = (v | HANDOFF | WAKING) ^ GEN; /* [lock.R2]: a handoff */
 #endif
-        :: (v & STARVING) == 0 && (v & WAKING) != 0 -> NEXT_ROUND; goto next
-        :: (v & STARVING) == 0 && (v & WAKING) == 0 -> word = v | WAKING
+            pre[0] = reg[0]; pre[1] = reg[1]; pre[2] = reg[2];
+            wk_pending++ /* a handoff always wakes */
+        :: (v & SLEEPERS) != 0 && (v & STARVING) == 0 && (v & WAKING) != 0 ->
+            word = v & ~HELD; NEXT_ROUND; goto next /* a woken sleeper is on its way */
+        :: (v & SLEEPERS) != 0 && (v & STARVING) == 0 && (v & WAKING) == 0 ->
+            word = (v & ~HELD) | WAKING;
+            wk_pending++
         fi;
-#endif
+        freed = true
+    };
 #ifdef NO_WAKE
-        NEXT_ROUND; goto next
-#else
-        if
-        :: (v & WAKING) != 0 -> NEXT_ROUND; goto next /* a woken sleeper is on its way */
-        :: else -> v = 0
-        fi
+    atomic { NEXT_ROUND; goto next };
 #endif
-    };
-    /* conc__lock_wake_one: wake; if that found nobody, take stock in one step (its load and
-     * CAS loop) and maybe wake again. */
-wake:
+    /* The wake: it touches the kernel's queue only. */
     atomic {
-        FUTEX_WAKE_ONE(woke_one, woke_none);
-woke_one:
-        NEXT_ROUND;
-        goto next
-    };
-woke_none:
-    atomic {
-#ifdef WAKE_ONCE
-        NEXT_ROUND; goto next
-#else
-        v = word;
+        FUTEX_WAKE_ONE;
+        wk_pending--;
+#ifdef LOOK_AFTER_WAKE
+        /* the old wake_one's stock-taking: a wake that found nobody retires WAKING */
         if
-        :: (v & WAKING) == 0 -> skip /* a later release or a woken sleeper took over */
-        :: else ->
-            if
-            :: (v & HANDOFF) != 0 && (v & SLEEPERS) == 0 -> word = 0 /* [lock.R3] retract */
-            :: else ->
-                if
-                :: (v & SLEEPERS) != 0 && (v & HANDOFF) != 0 ->
-                    v = 0; goto wake /* lock.h: while its bounded count of wakes lasts */
-                :: (v & SLEEPERS) != 0 && (v & HANDOFF) != 0 ->
-                    word = v & ~(HELD | HANDOFF | WAKING | STARVING); /* [lock.R3] retracted */
-                    v = 0;
-#ifdef RETRACT_NO_LAST_WAKE
-                    NEXT_ROUND; goto next
-#else
-                    goto last_wake
-#endif
-                :: (v & SLEEPERS) != 0 && (v & HELD) == 0 ->
-                    word = v & ~WAKING;
-                    v = 0;
-#ifdef RETIRE_NO_LAST_WAKE
-                    NEXT_ROUND; goto next
-#else
-                    goto last_wake
-#endif
-                :: else -> word = v & ~WAKING
-                fi
-            fi
+        :: !found -> TOUCH; word = word & ~WAKING
+        :: else -> skip
         fi;
-        NEXT_ROUND;
-        goto next
 #endif
-    };
-
-    /* The last wake after WAKING was retired (or a handoff retracted): for a sleeper that got
-     * into the kernel before that step. Done whether it finds one or not. */
-last_wake:
-    atomic {
-        FUTEX_WAKE_ONE(last_woke, last_none);
-last_woke:
-last_none:
         NEXT_ROUND;
         goto next
     };
@@ -423,7 +440,9 @@ finished:
 
 init {
     atomic { run P(0); run P(1); run P(2) };
-    (_nr_pr == 1); /* every process finished its rounds: nobody is stranded asleep */
-    assert(word == 0 && !sleeping[0] && !sleeping[1] && !sleeping[2]);
-    assert(!woke[0] && !woke[1] && !woke[2])
+    (_nr_pr == 1); /* every process finished its rounds (or died): nobody is stranded */
+    assert(!sleeping[0] && !sleeping[1] && !sleeping[2]);
+    assert(!woke[0] && !woke[1] && !woke[2]);
+    assert((word & SLEEPERS) == dead * SLEEPER);
+    assert(dead > 0 || word == 0)
 }

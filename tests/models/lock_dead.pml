@@ -1,0 +1,19 @@
+/* tests/models/lock_dead.pml - tests/models/lock.pml with a sleeper that may die
+ * SPDX-License-Identifier: MIT
+ *
+ * The conc_lock model (lock.pml: what is modelled and checked) with DEAD = 1: a registered
+ * sleeper may stop for good on its way into futex_wait or while queued (a CONC_SHARED
+ * waiter's process killed, or stopped and never continued), leaving its registration. Every
+ * live process must still finish (no release waits for the dead one, and a handoff made to
+ * it is claimed by a later waiter after CONC__LOCK_HANDOFF_WAIT_NS), and the count left in
+ * the word must be the dead one's. One round per process (0.26 million states).
+ *
+ * Deliberately broken variants (spin -DNAME); each must make pan report errors:
+ */
+// broken: NO_FALLBACK no claim after 10 ms: a handoff to a dead sleeper strands the lock
+// pan-cc: -DSAFETY
+// pan-run: -m1000000
+
+#define DEAD 1
+#define ROUNDS 1
+#include "lock.pml"
