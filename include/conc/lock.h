@@ -70,6 +70,12 @@
  *     debugger) costs the same while stopped, and takes its turn once continued. A waiter
  *     that dies after a release woke it and before it ran leaves WAKING set, so releases skip
  *     their wakes until a sleeper asleep on it times out of that sleep (10 ms) and retires it.
+ *   - Latency: a release's wake that finds nobody (the sleepers were on their way into the
+ *     kernel) cannot be followed up, since the releaser never looks at the word again; if a
+ *     newcomer then takes the lock before those sleepers claim it, they sleep on WAKING for
+ *     up to CONC__LOCK_WAKING_WAIT_NS (10 ms) while the lock passes among others. On 2 CPUs
+ *     with 4 threads that makes the worst single wait about 15 ms (about 9 ms before the
+ *     release stopped looking): the price of freeing a lock as soon as it is unlocked.
  *   - Signal handlers must not acquire a lock the interrupted code may hold.
  *   - Under ThreadSanitizer, a release by another thread than the acquirer (allowed, as in
  *     Python) is reported as "unlock of an unlocked mutex (or by a wrong thread)", as for a
@@ -94,13 +100,14 @@
  *     a woken sleeper is in flight: that sleeper will re-check the word anyway, so a second
  *     wake would only add a thread fighting for the CPU. This keeps one woken thread in
  *     flight, like glibc's 0/1/2 mutex, while still counting sleepers exactly. The woken
- *     sleeper retires WAKING in its next CAS on the word. A wake may find nobody (the
+ *     sleeper retires WAKING in its next CAS on the word, and any sleeper that claims the
+ *     lock retires it too (one back from EAGAIN may claim first). A wake may find nobody (the
  *     sleepers were on their way into the kernel), and the releaser cannot look again, so
  *     WAKING may be stale: a sleeper that sleeps on a word showing WAKING (registering keeps
  *     it, as re-sleeping does for a sleeper that was not woken) sleeps for at most
  *     CONC__LOCK_WAKING_WAIT_NS (10 ms), then retires it. A stale WAKING thus costs the
- *     sleepers it strands at most that, and only after a wake that found nobody, which needs
- *     a releaser preempted between its CAS and its wake while a sleeper registers;
+ *     sleepers it strands at most that, and only after a wake that found nobody and a
+ *     newcomer that took the lock before any of those sleepers claimed it;
  *   - barging: a woken sleeper competes with newcomers, which is what makes a busy lock fast.
  *     A sleeper that has waited more than CONC_LOCK_FAIR_NS sets STARVING; the next release
  *     then keeps the lock HELD, sets HANDOFF and the next generation, and wakes one sleeper
@@ -219,12 +226,13 @@ static inline void conc_lock_init(conc_lock_t *l, int flags) {
 
 /* The word a registered sleeper installs when it takes the lock from v: v has HELD clear (the
  * lock is free) or HANDOFF set (handed over, and this sleeper may claim it: see
- * conc__lock_acquire_slow). A woken sleeper (or one whose sleep on WAKING timed out: stale)
- * retires WAKING. */
-CONC_INLINE uint32_t conc__lock_claimed(uint32_t v, bool woken, bool starving) {
-    uint32_t next = (v | CONC__LOCK_HELD) - CONC__LOCK_SLEEPER_ONE;
-    if (woken)
-        next &= ~CONC__LOCK_WAKING;
+ * conc__lock_acquire_slow). Whoever claims retires WAKING (below). */
+CONC_INLINE uint32_t conc__lock_claimed(uint32_t v, bool starving) {
+    /* Any claimer retires WAKING: a sleeper back from EAGAIN that claims the lock before the
+     * woken one runs would otherwise leave it set with no wake in flight (the wake found
+     * nobody), and the next sleeper would sleep CONC__LOCK_WAKING_WAIT_NS on a free lock.
+     * Retiring it early costs at most one extra wake (the woken one re-sleeps). */
+    uint32_t next = ((v | CONC__LOCK_HELD) - CONC__LOCK_SLEEPER_ONE) & ~CONC__LOCK_WAKING;
     if (v & CONC__LOCK_HANDOFF) {
         next &= ~CONC__LOCK_HANDOFF;
         /* Handoff mode ends when the claimer itself waited less than CONC_LOCK_FAIR_NS... */
@@ -317,8 +325,7 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
         if (claim) {
             /* [lock.A2] acquire: pairs with [lock.R1]/[lock.R2], the release that freed or
              * handed over the lock. */
-            if (conc_cas(&l->word, &v, conc__lock_claimed(v, woken || waking_stale, starving),
-                         CONC_ACQUIRE, CONC_RELAXED))
+            if (conc_cas(&l->word, &v, conc__lock_claimed(v, starving), CONC_ACQUIRE, CONC_RELAXED))
                 return 0;
             continue; /* v is fresh: decide again */
         }

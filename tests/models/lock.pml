@@ -213,11 +213,7 @@ hidden byte claim; /* scratch: we take the lock in this step */
 
 /* conc__lock_claimed(v, starving) into nv */
 inline claimed() {
-    nv = (v | HELD) - SLEEPER;
-    if
-    :: woken || stale -> nv = nv & ~WAKING
-    :: else -> skip
-    fi;
+    nv = ((v | HELD) - SLEEPER) & ~WAKING;
     if
     :: (v & HANDOFF) != 0 ->
         nv = nv & ~HANDOFF;
