@@ -80,7 +80,6 @@
  *   - CONC_SHARED: give both the cond and its lock CONC_SHARED, in MAP_SHARED memory. A
  *     process that dies inside a wait leaves its registration behind: notifies still reach
  *     live waiters, but each one then makes an RMW and a futex wake even with nobody waiting.
- *   - Freeing the cond's lock: lock.h's THREAD SAFETY (only once every release returned).
  *   - fork(): a cond with waiters in other threads is meaningless in the child; re-init it.
  *   - Signal handlers must not wait or notify (the lock is not async-signal-safe).
  *   - ThreadSanitizer: the lock's annotations carry the happens-before edges of the payload;
