@@ -336,6 +336,61 @@ static void coro_out_of_memory_leaves_errno(void) {
 #endif
 }
 
+/* A coroutine with a big stack under an address-space limit its one stack fits in: spawn
+ * must not ask for room for 64 such stacks at once (2 GiB of 32 MiB ones, where 256 MiB are
+ * left) and fail with ENOMEM. */
+#if !TH_SANITIZED
+static int big_stack_body(void *arg) {
+    volatile char deep[4 << 20]; /* well past a default stack: the big one is really there */
+    deep[0] = 1;
+    deep[sizeof deep - 1] = 2;
+    return (int)(intptr_t)arg + deep[0] + deep[sizeof deep - 1];
+}
+
+static void big_stack_child(void) {
+    unsigned long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%lu", &pages) != 1)
+        _exit(20);
+    fclose(f);
+    struct rlimit rl;
+    TH_CHECK_EQ(getrlimit(RLIMIT_AS, &rl), 0);
+    rl.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)256 << 20);
+    TH_CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
+    conc_sched_t *s;
+    if (conc_sched_create(&s, NULL) != 0)
+        _exit(21);
+    conc_coro_opts_t o = {(size_t)32 << 20, "big"};
+    conc_coro_t *c[2];
+    int e0 = conc_coro_spawn(s, big_stack_body, (void *)(intptr_t)40, &o, &c[0]);
+    int e1 = e0 ? e0 : conc_coro_spawn(s, big_stack_body, (void *)(intptr_t)50, &o, &c[1]);
+    if (e0 || e1) {
+        fprintf(stderr, "spawn with a 32 MiB stack: %d, then %d", e0, e1);
+        _exit(22);
+    }
+    int st0 = -1, st1 = -1;
+    if (conc_sched_run(s) != 0 || conc_coro_join(c[0], CONC_FOREVER, &st0) != 0 ||
+        conc_coro_join(c[1], CONC_FOREVER, &st1) != 0 || st0 != 43 || st1 != 53)
+        _exit(23);
+    conc_coro_release(c[0]);
+    conc_coro_release(c[1]);
+    conc_sched_destroy(s);
+    _exit(0);
+}
+#endif
+
+static void coro_big_stack_fits_under_an_address_space_limit(void) {
+#if TH_SANITIZED
+    TH_SKIP("the sanitizers' allocators abort on failure");
+#else
+    if (UNDER_VALGRIND())
+        TH_SKIP("valgrind's own mappings need the address space");
+    char buf[256];
+    int status = th_run_child_capturing_stderr(big_stack_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, buf);
+#endif
+}
+
 /* EMFILE: no fd left for the scheduler's epoll instance and eventfd. EPERM: a scheduler used
  * from another thread than its owner. */
 static void emfile_child(void) {
@@ -2265,6 +2320,7 @@ TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_inpu
         TH_CASE(coro_sched_handed_to_the_thread_that_runs_it),
         TH_CASE(coro_creator_feeds_a_scheduler_another_thread_runs),
         TH_CASE(coro_out_of_memory_leaves_errno),
+        TH_CASE(coro_big_stack_fits_under_an_address_space_limit),
         TH_CASE(coro_emfile_and_eperm_from_another_thread), TH_CASE(coro_calls_leave_errno_alone),
         TH_CASE(coro_run_order_is_fifo), TH_CASE(coro_run_order_runnext_for_the_woken),
         TH_CASE(coro_run_order_two_wakes_keep_their_order),

@@ -1179,10 +1179,16 @@ CONC_COLD int conc__coro_arena_slow(conc_sched_t *s, conc__coro_class *k) {
     conc__coro_arena *a = (conc__coro_arena *)conc_calloc_keep_errno(1, sizeof *a);
     if (!a)
         return ENOMEM;
+    /* An arena the address space (RLIMIT_AS) or the commit limit refuses gets half as many
+     * slots, down to one: a big stack (64 of them are gigabytes) is refused only when its own
+     * slot does not fit. */
     size_t slots = k->next_slots;
     int saved = conc_errno_save();
-    void *mem = mmap(NULL, slots * k->slot_size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *mem;
+    while ((mem = mmap(NULL, slots * k->slot_size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)) == MAP_FAILED &&
+           slots > 1)
+        slots /= 2;
     conc_errno_restore(saved);
     if (mem == MAP_FAILED) {
         free(a);
@@ -1195,8 +1201,7 @@ CONC_COLD int conc__coro_arena_slow(conc_sched_t *s, conc__coro_class *k) {
     s->arenas = a;
     k->carve = a->base;
     k->carve_left = slots;
-    if (k->next_slots < CONC__CORO_ARENA_SLOTS_MAX)
-        k->next_slots *= 2;
+    k->next_slots = slots < CONC__CORO_ARENA_SLOTS_MAX ? slots * 2 : slots; /* from what fit */
     return 0;
 }
 
