@@ -1098,6 +1098,48 @@ static void coro_fd_socketpair_echo(void) {
     run_on_socketpair(sock_client, &c, c.sv);
 }
 
+/* A socket whose peer closes mid-write: the write ends with EPIPE and says how much went
+ * out, and the process lives (no SIGPIPE; the harness runs each case in a child, which the
+ * signal would kill). */
+static int pipe_peer_reads_then_closes(void *p) {
+    sock_ctx *c = (sock_ctx *)p;
+    char buf[1000];
+    size_t got = 0, n;
+    while (got < sizeof buf) {
+        TH_CHECK_EQ(conc_coro_read(c->sv[1], buf + got, sizeof buf - got, CONC_FOREVER, &n), 0);
+        TH_CHECK(n > 0);
+        got += n;
+    }
+    TH_CHECK_EQ(close(c->sv[1]), 0);
+    c->sv[1] = -1;
+    return 0;
+}
+
+static int write_to_closing_peer(void *p) {
+    sock_ctx *c = (sock_ctx *)p;
+    static char big[4 << 20]; /* more than the socket buffers hold: the write waits */
+    memset(big, 'w', sizeof big);
+    conc_coro_t *peer = spawn_h(pipe_peer_reads_then_closes, c, "peer");
+    size_t put = 0;
+    TH_CHECK_EQ(conc_coro_write(c->sv[0], big, sizeof big, CONC_FOREVER, &put), EPIPE);
+    TH_CHECK(put >= 1000 && put < sizeof big);
+    TH_CHECK_EQ(c->sv[1], -1); /* the peer had closed */
+    TH_CHECK_EQ(conc_coro_write(c->sv[0], "x", 1, CONC_FOREVER, &put), EPIPE);
+    TH_CHECK_EQ(put, 0);
+    TH_CHECK_EQ(join_release(peer), 0);
+    return 0;
+}
+
+static void coro_write_to_a_gone_peer_is_epipe_not_sigpipe(void) {
+    sock_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, c.sv), 0);
+    set_nonblock(c.sv[0]);
+    set_nonblock(c.sv[1]);
+    TH_CHECK_EQ(run_main(write_to_closing_peer, &c), 0);
+    close(c.sv[0]);
+}
+
 static int fd_fill_then_wait_writable(void *p) {
     sock_ctx *c = (sock_ctx *)p;
     char buf[4096];
@@ -2333,7 +2375,8 @@ TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_inpu
         TH_CASE(coro_wake_before_cancel_wins),
         TH_CASE(coro_sleepers_wake_in_deadline_order_never_early),
         TH_CASE(coro_past_deadlines_look_once), TH_CASE(coro_fd_wait_pipe_readable_hangup_deadline),
-        TH_CASE(coro_fd_socketpair_echo), TH_CASE(coro_fd_writable_after_drain_and_ebusy),
+        TH_CASE(coro_fd_socketpair_echo), TH_CASE(coro_write_to_a_gone_peer_is_epipe_not_sigpipe),
+        TH_CASE(coro_fd_writable_after_drain_and_ebusy),
         TH_CASE(coro_fd_polled_while_coroutines_stay_runnable),
         TH_CASE(coro_fd_echo_round_trip_costs_two_epoll_ctl),
         TH_CASE(coro_fd_reuse_after_close_while_registered),

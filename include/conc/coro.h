@@ -48,7 +48,8 @@
  *              conc_coro_wait_fd(fd, ev, deadline)  CONC_FD_READ|CONC_FD_WRITE: 0 (ready, hung
  *                                                   up or in error), ETIMEDOUT, ECANCELED, EBUSY
  *              conc_coro_read(fd, buf, n, dl, &got) one read(2) that waits: 0 (got 0: EOF)
- *              conc_coro_write(fd, buf, n, dl, &put) every byte, or the error
+ *              conc_coro_write(fd, buf, n, dl, &put) every byte, or the error (EPIPE when a
+ *                                                   socket's peer is gone: no SIGPIPE)
  *              conc_coro_accept(fd, addr, &len, dl, &newfd)  a non-blocking, close-on-exec
  *                                                   connection; addr/len may be NULL
  *              conc_coro_connect(fd, addr, len, dl) 0 once connected, or the socket's error;
@@ -144,6 +145,9 @@
  *     bigger stack). conc_coro_catch_overflow turns the fault into a message naming the
  *     coroutine; it installs a SIGSEGV handler only when you call it (and an alternate
  *     signal stack on each thread that calls it or runs a scheduler).
+ *   - conc_coro_write to a socket never raises SIGPIPE (it sends with MSG_NOSIGNAL); to a
+ *     pipe whose reader is gone it does, as write(2) does, and SIGPIPE's default ends the
+ *     process: ignore it (signal(SIGPIPE, SIG_IGN), as Python does) to get EPIPE instead.
  *   - Do not close an fd while a coroutine waits on it (epoll forgets it silently): wake or
  *     cancel the waiter first.
  *   - fork: a child must not use its parent's schedulers (the epoll set is shared); build
@@ -2319,13 +2323,19 @@ CONC_NODISCARD static inline int conc_coro_write(int fd, const void *buf, size_t
                                                  int64_t deadline, size_t *put) {
     size_t done = 0;
     int e = 0;
+    bool sock = true; /* send's MSG_NOSIGNAL: a socket whose peer is gone is EPIPE, no SIGPIPE */
     while (done < n) {
         int saved = conc_errno_save();
-        ssize_t r = write(fd, (const char *)buf + done, n - done);
+        ssize_t r = sock ? send(fd, (const char *)buf + done, n - done, MSG_NOSIGNAL)
+                         : write(fd, (const char *)buf + done, n - done);
         e = r < 0 ? errno : 0;
         conc_errno_restore(saved);
         if (r >= 0) {
             done += (size_t)r;
+            continue;
+        }
+        if (e == ENOTSOCK && sock) { /* a pipe, a tty, a file: write(2) (CAVEATS: SIGPIPE) */
+            sock = false;
             continue;
         }
         e = conc__coro_io_retry(fd, e, CONC_FD_WRITE, deadline);
