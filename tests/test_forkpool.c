@@ -1402,6 +1402,80 @@ static void forkpool_exec_holds_no_pool_fd(void) {
     fp_check_no_children();
 }
 
+/* A child that fn forks without exec keeps a copy of the worker's socket (close-on-exec does
+ * not apply). The worker's death must not wait for that child: a task that hangs after forking
+ * it times out, a map item that dies after forking it is reported, and a shutdown after a task
+ * that returned from forking it returns, each while the child still runs (the pool waited for
+ * the socket's EOF, which came only when the child exited: a child that lives on hung the
+ * future, the map and the shutdown). As the subreaper we inherit each child and reap it. */
+static void fp_fork_helper(fp_shared *s) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        s->pid = getpid();
+        __atomic_store_n(&s->flag, 1u, __ATOMIC_RELEASE);
+        for (;;)
+            pause();
+    }
+    fp_wait_flag(&s->flag, 1); /* the child runs before fn goes on */
+}
+
+static int fp_fork_then_hang(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_shared *s;
+    memcpy(&s, arg, sizeof s);
+    fp_fork_helper(s);
+    while (pause() != 0) { /* pause returns only -1: this waits for the timeout's SIGTERM */
+    }
+    return 0;
+}
+
+static int fp_fork_then_return(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_shared *s;
+    memcpy(&s, arg, sizeof s);
+    fp_fork_helper(s);
+    return 0;
+}
+
+static int fp_fork_then_die(size_t i, void *arg) {
+    if (i == 0) {
+        fp_fork_helper((fp_shared *)arg);
+        raise(SIGKILL);
+    }
+    return 0;
+}
+
+static void forkpool_forked_child_delays_no_death(void) {
+    TH_CHECK_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+    conc_forkpool_t *p = fp_timed_pool(1);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_fork_then_hang, &s, sizeof s, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ETIMEDOUT);
+    conc_forkpool_outcome_t out[4];
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &out[0]), 0);
+    TH_CHECK(out[0].status == ETIMEDOUT && out[0].signal == SIGTERM && out[0].attempts == 1);
+    conc_future_release(f);
+    TH_CHECK_EQ(s->flag, 1);
+    fp_end_helper(s->pid);
+    __atomic_store_n(&s->flag, 0u, __ATOMIC_RELAXED);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_fork_then_die, s, 4, out), ECHILD);
+    TH_CHECK(out[0].status == ECHILD && out[0].signal == SIGKILL && out[0].attempts == 1);
+    for (int i = 1; i < 4; i++)
+        TH_CHECK(out[i].status == 0 && out[i].attempts == 1);
+    TH_CHECK_EQ(s->flag, 1);
+    fp_end_helper(s->pid);
+    __atomic_store_n(&s->flag, 0u, __ATOMIC_RELAXED);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_fork_then_return, &s, sizeof s, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    conc_future_release(f);
+    conc_forkpool_shutdown(p, false);
+    TH_CHECK_EQ(s->flag, 1);
+    fp_end_helper(s->pid);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 /* -------------------------------------------------------------------------------------------
  * Nothing left behind; the parent killed
  * ------------------------------------------------------------------------------------------- */
@@ -1816,6 +1890,7 @@ TH_MAIN(
     TH_CASE(forkpool_parent_threads_and_pristine_replacements),
     TH_CASE(forkpool_gives_up_on_immediate_deaths), TH_CASE(forkpool_gave_up_retry_keeps_its_death),
     TH_CASE(forkpool_host_children_untouched), TH_CASE(forkpool_exec_holds_no_pool_fd),
+    TH_CASE(forkpool_forked_child_delays_no_death),
     TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
     TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_parent_killed_workers_die),
     TH_CASE(forkpool_errno_kept), TH_CASE(forkpool_create_out_of_fds_says_emfile),

@@ -106,7 +106,9 @@
  *   - Workers ignore SIGINT (Ctrl-C reaches the whole process group: the parent decides),
  *     die with the parent (PR_SET_PDEATHSIG), keep only fds 0, 1 and 2, leave with _exit
  *     (stdio is flushed after each task). No SIGCHLD handler is installed: the host's
- *     children are never touched. The pool's own fds are close-on-exec.
+ *     children are never touched. The pool's own fds are close-on-exec. A child that fn
+ *     forks without exec keeps a copy of its worker's socket; the pool never waits for it
+ *     (a worker's death is settled when the server reaps it, not at its socket's EOF).
  *   - on_done callbacks of fork-pool futures run on the pool's monitor thread: keep them
  *     short and never block on the same pool (a blocking submit there could wait forever;
  *     try_submit is fine).
@@ -140,9 +142,12 @@
  *   (an eventfd for the API calls, the server's socket, each worker's socket) and owns the
  *   state under one lock; API calls take the lock briefly and may write to an idle worker
  *   themselves (submit's round trip then skips a thread hop).
- *   Death. A worker is dead once the server reported its status AND its socket reached EOF
- *   (every byte it sent is read first: a result sent just before dying is not lost). What it
- *   was doing is in the parent's books (a submit task) or in its slot in shared memory (a map).
+ *   Death. A worker is dead once the server reported its status; every byte it sent is read
+ *   first (a result sent just before dying is not lost). Those bytes are all queued on its
+ *   socket by the time it is reaped, so the pool reads what is there then and does not wait
+ *   for the socket's EOF, which a child that fn forked (and that holds a copy of the socket)
+ *   would put off for as long as it lives. What it was doing is in the parent's books (a
+ *   submit task) or in its slot in shared memory (a map).
  *   map. The items of a round are a list of ranges; the round's index space is cut into
  *   chunks that shrink toward the end (each 1/(2 workers) of what remains) and written into
  *   a table in shared memory before the round starts. Workers take chunk numbers with one
@@ -1481,10 +1486,10 @@ CONC_NOINLINE bool conc__forkpool_consume(conc_forkpool_t *p, unsigned k, const 
 
 /* Reads what worker k sent, without blocking, and sets eof at the end of the stream. A read
  * that comes back short has (most likely) drained the socket: back to poll, which is
- * level-triggered, rather than one more recv to hear EAGAIN. A long payload is read straight
- * into its buffer. */
-CONC_NOINLINE void conc__forkpool_read(conc_forkpool_t *p, unsigned k,
-                                       conc__forkpool_done_list *dl) {
+ * level-triggered, rather than one more recv to hear EAGAIN; with `drain` (the worker is
+ * dead) it reads on until EAGAIN. A long payload is read straight into its buffer. */
+CONC_NOINLINE void conc__forkpool_read(conc_forkpool_t *p, unsigned k, conc__forkpool_done_list *dl,
+                                       bool drain) {
     conc__forkpool_worker *w = &p->w[k];
     char stage[CONC__FORKPOOL_STAGE];
     for (;;) {
@@ -1512,7 +1517,7 @@ CONC_NOINLINE void conc__forkpool_read(conc_forkpool_t *p, unsigned k,
             (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
             return;
         }
-        if ((size_t)r < want)
+        if ((size_t)r < want && !drain)
             return;
     }
 }
@@ -1786,11 +1791,19 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 if ((pf[i].revents & POLLOUT) && !p->w[k].caller_sends)
                     (void)conc__forkpool_flush(&p->w[k]);
                 if (pf[i].revents & (POLLIN | POLLHUP | POLLERR))
-                    conc__forkpool_read(p, k, &dl);
+                    conc__forkpool_read(p, k, &dl, false);
             }
         }
         for (unsigned k = 0; k < p->nworkers; k++) {
             conc__forkpool_worker *w = &p->w[k];
+            if (w->died && !w->eof && w->sock >= 0) {
+                /* Reaped: every byte it sent is on its socket already (a send returns once
+                 * the bytes are queued at our end, and it exited after its last one). Read
+                 * them now rather than wait for the EOF, which a child that fn forked, still
+                 * holding a copy of the socket, would put off for as long as it lives. */
+                conc__forkpool_read(p, k, &dl, true);
+                w->eof = true;
+            }
             if (w->state != CONC__FORKPOOL_W_EMPTY && w->eof && w->died && !w->caller_sends) {
                 conc__forkpool_death(p, k, &dl);
                 conc__forkpool_round_check(p);
