@@ -1537,6 +1537,66 @@ static void forkpool_free_misuse_aborts(void) {
     conc_forkpool_destroy(fp_misuse_pool);
 }
 
+/* An on_done callback of a fork-pool future runs on the pool's monitor thread, which every
+ * wait of shutdown and destroy needs. shutdown there refuses new work and returns (it waited
+ * for the monitor, that is for itself, for good); a later destroy from another thread
+ * finishes the task queued before it and reaps. destroy there aborts, naming itself. */
+static conc_forkpool_t *fp_cb_pool;
+static uint32_t fp_cb_returned;
+
+static void fp_shutdown_cb(conc_future_t *f, void *arg) {
+    (void)f, (void)arg;
+    conc_forkpool_shutdown(fp_cb_pool, false);
+    __atomic_store_n(&fp_cb_returned, 1u, __ATOMIC_RELEASE);
+}
+
+static void fp_destroy_cb(conc_future_t *f, void *arg) {
+    (void)f, (void)arg;
+    conc_forkpool_destroy(fp_cb_pool);
+}
+
+static void fp_destroy_from_callback(void) {
+    fp_cb_pool = fp_create(1);
+    conc_future_t *f;
+    if (conc_forkpool_submit(fp_cb_pool, fp_echo, "x", 1, &f) != 0 ||
+        conc_future_on_done(f, fp_destroy_cb, NULL) != 0)
+        _exit(1);
+    (void)conc_future_wait(f);
+    for (;;) /* the callback aborts the process */
+        pause();
+}
+
+static void forkpool_shutdown_from_on_done(void) {
+    int fds = fp_fd_count();
+    fp_cb_pool = fp_create(1);
+    conc_future_t *f, *g, *h;
+    TH_CHECK_EQ(conc_forkpool_submit(fp_cb_pool, fp_echo, "x", 1, &f), 0);
+    TH_CHECK_EQ(conc_forkpool_submit(fp_cb_pool, fp_echo, "y", 1, &g), 0);
+    TH_CHECK_EQ(conc_future_on_done(f, fp_shutdown_cb, NULL), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    while (!__atomic_load_n(&fp_cb_returned, __ATOMIC_ACQUIRE))
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    TH_CHECK_EQ(conc_forkpool_submit(fp_cb_pool, fp_echo, "z", 1, &h), EPIPE);
+    TH_CHECK_EQ(conc_future_wait(g), 0); /* queued or running at the shutdown: it finishes */
+    size_t len;
+    const char *r = (const char *)conc_forkpool_result(g, &len);
+    TH_CHECK(r != NULL && len == 1 && r[0] == 'y');
+    conc_future_release(f);
+    conc_future_release(g);
+    conc_forkpool_destroy(fp_cb_pool);
+    TH_CHECK_EQ(fp_fd_count(), fds);
+    fp_check_no_children();
+    /* The aborted child's fork server and worker die with it (PDEATHSIG); as the subreaper
+     * we adopt them and reap them. */
+    TH_CHECK_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+    char buf[512];
+    int st = th_run_child_capturing_stderr(fp_destroy_from_callback, buf, sizeof buf);
+    TH_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    TH_CHECK_MSG(strstr(buf, "conc_forkpool_destroy") != NULL, "stderr: %s", buf);
+    while (waitpid(-1, &st, 0) > 0) {
+    }
+}
+
 /* The parent SIGKILLed: the fork server and every worker die with it (PDEATHSIG). We adopt
  * the orphans (a subreaper) so that we can reap them and see them go. */
 static void forkpool_parent_killed_workers_die(void) {
@@ -1874,24 +1934,26 @@ static void forkpool_errno_kept(void) {
     fp_check_no_children();
 }
 
-TH_MAIN(
-    "forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
-    TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
-    TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_map_crashes_named),
-    TH_CASE(forkpool_map_retry_succeeds), TH_CASE(forkpool_map_round_without_room),
-    TH_CASE(forkpool_map_task_timeout), TH_CASE(forkpool_map_sigint_to_group),
-    TH_CASE(forkpool_submit_future_api), TH_CASE(forkpool_submit_big_result),
-    TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
-    TH_CASE(forkpool_cancel_after_future_cancel), TH_CASE(forkpool_cancel_after_result_spares_next),
-    TH_CASE(forkpool_submit_timeout_and_crash), TH_CASE(forkpool_submit_timeout_caller_dispatched),
-    TH_CASE(forkpool_submit_timeout_after_crash), TH_CASE(forkpool_submit_timeout_result_in_grace),
-    TH_CASE(forkpool_submit_bounded_queue), TH_CASE(forkpool_shutdown_cancels_pending),
-    TH_CASE(forkpool_init_failing_leaves_nothing), TH_CASE(forkpool_max_tasks_per_child),
-    TH_CASE(forkpool_parent_threads_and_pristine_replacements),
-    TH_CASE(forkpool_gives_up_on_immediate_deaths), TH_CASE(forkpool_gave_up_retry_keeps_its_death),
-    TH_CASE(forkpool_host_children_untouched), TH_CASE(forkpool_exec_holds_no_pool_fd),
-    TH_CASE(forkpool_forked_child_delays_no_death),
-    TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
-    TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_parent_killed_workers_die),
-    TH_CASE(forkpool_errno_kept), TH_CASE(forkpool_create_out_of_fds_says_emfile),
-    TH_CASE_T(forkpool_stress_mixed, 120))
+TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
+        TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
+        TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_map_crashes_named),
+        TH_CASE(forkpool_map_retry_succeeds), TH_CASE(forkpool_map_round_without_room),
+        TH_CASE(forkpool_map_task_timeout), TH_CASE(forkpool_map_sigint_to_group),
+        TH_CASE(forkpool_submit_future_api), TH_CASE(forkpool_submit_big_result),
+        TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
+        TH_CASE(forkpool_cancel_after_future_cancel),
+        TH_CASE(forkpool_cancel_after_result_spares_next),
+        TH_CASE(forkpool_submit_timeout_and_crash),
+        TH_CASE(forkpool_submit_timeout_caller_dispatched),
+        TH_CASE(forkpool_submit_timeout_after_crash),
+        TH_CASE(forkpool_submit_timeout_result_in_grace), TH_CASE(forkpool_submit_bounded_queue),
+        TH_CASE(forkpool_shutdown_cancels_pending), TH_CASE(forkpool_init_failing_leaves_nothing),
+        TH_CASE(forkpool_max_tasks_per_child),
+        TH_CASE(forkpool_parent_threads_and_pristine_replacements),
+        TH_CASE(forkpool_gives_up_on_immediate_deaths),
+        TH_CASE(forkpool_gave_up_retry_keeps_its_death), TH_CASE(forkpool_host_children_untouched),
+        TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),
+        TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
+        TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_shutdown_from_on_done),
+        TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
+        TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120))

@@ -71,11 +71,12 @@
  *
  * WHICH CALLS MAY OVERLAP
  *   Every call may come from any thread of the parent at any time, except destroy, which
- *   frees the pool: call it once no other call can still be inside (a submit blocked on a
- *   full queue is: shut down first, which makes such a submit return EPIPE, and let that
- *   thread return; a map still running is waited for). Maps from several threads
- *   run one after another; submits run on workers the running map does not need (a map takes
- *   every idle worker, so submits wait for it). alloc/free may overlap maps: the region is live.
+ *   frees the pool (and never from an on_done callback: see CAVEATS): call it once no other
+ *   call can still be inside (a submit blocked on a full queue is: shut down first, which
+ *   makes such a submit return EPIPE, and let that thread return; a map still running is
+ *   waited for). Maps from several threads run one after another; submits run on workers
+ *   the running map does not need (a map takes every idle worker, so submits wait for it).
+ *   alloc/free may overlap maps: the region is live.
  *   Workers must not call forkpool functions (they have no pool, only its memory).
  *
  * CONFIGURATION (conc_forkpool_opts_t, or NULL for defaults)
@@ -111,7 +112,10 @@
  *     (a worker's death is settled when the server reaps it, not at its socket's EOF).
  *   - on_done callbacks of fork-pool futures run on the pool's monitor thread: keep them
  *     short and never block on the same pool (a blocking submit there could wait forever;
- *     try_submit is fine).
+ *     try_submit is fine). conc_forkpool_shutdown there refuses new work (and cancels what
+ *     is queued if asked), then returns without waiting, as conc_executor_shutdown from a
+ *     task does: a later shutdown or destroy from another thread finishes and reaps.
+ *     conc_forkpool_destroy there aborts ("called from an on_done callback").
  *   - conc_future_cancel on a fork-pool future drops a queued task but cannot stop a running
  *     one (EBUSY): use conc_forkpool_cancel to kill it.
  *   - A worker that dies holding a lock in the shared region leaves it held (as PostgreSQL's
@@ -1888,9 +1892,17 @@ CONC_NOINLINE void conc__forkpool_free_all(conc_forkpool_t *p) {
     free(p);
 }
 
+/* Whether the caller is the pool's monitor thread (an on_done callback of a fork-pool future
+ * runs there), which everything past the closing waits for. Under the pool lock: once joined,
+ * the monitor's pthread_t may belong to a new thread. */
+CONC_INLINE bool conc__forkpool_on_monitor(const conc_forkpool_t *p) {
+    return !p->joined && pthread_equal(pthread_self(), p->monitor);
+}
+
 CONC_NOINLINE void conc__forkpool_shutdown_body(conc_forkpool_t *p, bool cancel_pending) {
     conc__forkpool_done_list dl = {NULL};
     conc_lock_acquire(&p->lock);
+    bool on_monitor = conc__forkpool_on_monitor(p);
     p->closed = true;
     conc_cond_notify_all(&p->cond); /* blocked submitters and maps get EPIPE */
     if (cancel_pending) {
@@ -1905,6 +1917,9 @@ CONC_NOINLINE void conc__forkpool_shutdown_body(conc_forkpool_t *p, bool cancel_
     }
     conc_lock_release(&p->lock);
     conc__forkpool_complete(&dl);
+    if (on_monitor)
+        return; /* an on_done callback: the monitor cannot wait for itself; a later shutdown
+                   or destroy from another thread finishes the work and joins */
     conc_lock_acquire(&p->lock);
     /* Finish queued and running work and the running map, then stop the workers. */
     while (!p->stopped && (p->queued || p->running_tasks || p->map_active) && !p->broken) {
@@ -1932,6 +1947,11 @@ static inline void conc_forkpool_destroy(conc_forkpool_t *p) {
     if (!p)
         return;
     int saved_errno = conc_errno_save(); /* close and munmap too */
+    conc_lock_acquire(&p->lock);
+    bool on_monitor = conc__forkpool_on_monitor(p);
+    conc_lock_release(&p->lock);
+    if (on_monitor) /* it would wait for itself, then free the pool it runs in */
+        CONC_ABORT("conc_forkpool_destroy: called from an on_done callback of its own pool");
     conc_forkpool_shutdown(p, false);
     conc__forkpool_free_all(p);
     conc_errno_restore(saved_errno);
