@@ -2002,6 +2002,55 @@ static void coro_stack_overflow_names_the_coroutine(void) {
                  buf);
 }
 
+/* A program's own SIGSEGV handler, installed first, handles a fault of its own and returns
+ * (a write barrier's protected page): the overflow reporter must still be there for the
+ * overflow that comes later. */
+static char *own_trap;
+static volatile sig_atomic_t own_faults;
+
+static void own_segv(int sig, siginfo_t *si, void *uctx) {
+    (void)uctx;
+    char *a = (char *)si->si_addr;
+    long page = sysconf(_SC_PAGESIZE);
+    if (a >= own_trap && a < own_trap + page) {
+        own_faults++;
+        (void)mprotect(own_trap, (size_t)page, PROT_READ | PROT_WRITE);
+        return;
+    }
+    signal(sig, SIG_DFL); /* not its own: die of it */
+}
+
+static void overflow_after_own_fault_child(void) {
+    long page = sysconf(_SC_PAGESIZE);
+    own_trap = (char *)mmap(NULL, (size_t)page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(own_trap != MAP_FAILED);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = own_segv;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    TH_CHECK_EQ(sigaction(SIGSEGV, &sa, NULL), 0);
+    TH_CHECK_EQ(conc_coro_catch_overflow(), 0);
+#ifdef VALGRIND_DISABLE_ERROR_REPORTING
+    VALGRIND_DISABLE_ERROR_REPORTING; /* memcheck: the fault is the point */
+#endif
+    *(volatile char *)own_trap = 1; /* the program's fault: its handler makes it writable */
+#ifdef VALGRIND_ENABLE_ERROR_REPORTING
+    VALGRIND_ENABLE_ERROR_REPORTING;
+#endif
+    TH_CHECK_EQ(own_faults, 1);
+    overflow_child();
+}
+
+static void coro_stack_overflow_reported_after_a_fault_another_handler_took(void) {
+    char buf[4096];
+    int status = th_run_child_capturing_stderr(overflow_after_own_fault_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d, stderr: %s",
+                 status, buf);
+    TH_CHECK_MSG(strstr(buf, "stack overflow in coroutine \"deep-diver\"") != NULL, "stderr: %s",
+                 buf);
+}
+
 /* mprotect guards (kernels before 6.13): hitting vm.max_map_count is ENOMEM with a message
  * that names the limit. The child first uses up all but `leave` mappings (isolated PROT_NONE
  * pages), so a few hundred coroutines reach the limit. */
@@ -2393,6 +2442,7 @@ TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_inpu
         TH_CASE_T(coro_100k_alive_at_once_with_guards, 120),
         TH_CASE(coro_stack_reuse_without_dangling_data), TH_CASE(coro_stack_usage_high_water_mark),
         TH_CASE(coro_stack_overflow_names_the_coroutine),
+        TH_CASE(coro_stack_overflow_reported_after_a_fault_another_handler_took),
         TH_CASE_T(coro_mprotect_guards_name_vm_max_map_count, 120),
         TH_CASE(coro_deadlock_report_join_cycle_and_self_join),
         TH_CASE(coro_hold_keeps_run_waiting_for_another_thread),

@@ -144,7 +144,8 @@
  *     frame larger than a page can jump it (keep big arrays off coroutine stacks, or use a
  *     bigger stack). conc_coro_catch_overflow turns the fault into a message naming the
  *     coroutine; it installs a SIGSEGV handler only when you call it (and an alternate
- *     signal stack on each thread that calls it or runs a scheduler).
+ *     signal stack on each thread that calls it or runs a scheduler). A fault elsewhere goes
+ *     to the handler installed before it (called directly, on the alternate stack).
  *   - conc_coro_write to a socket never raises SIGPIPE (it sends with MSG_NOSIGNAL); to a
  *     pipe whose reader is gone it does, as write(2) does, and SIGPIPE's default ends the
  *     process: ignore it (signal(SIGPIPE, SIG_IGN), as Python does) to get EPIPE instead.
@@ -2585,7 +2586,6 @@ CONC_INLINE size_t conc__coro_append(char *buf, size_t at, size_t cap, const cha
 }
 
 static inline void conc__coro_segv(int sig, siginfo_t *si, void *uctx) {
-    CONC_UNUSED(uctx);
     conc_sched_t *s = conc__coro_tls_sched;
     conc_coro_t *co = s ? s->current : NULL;
     char *a = (char *)si->si_addr;
@@ -2609,8 +2609,20 @@ static inline void conc__coro_segv(int sig, siginfo_t *si, void *uctx) {
         signal(SIGABRT, SIG_DFL);
         abort();
     }
-    /* Not ours: put the previous handler back and let the fault happen again. */
-    sigaction(sig, &conc__coro_overflow_prev, NULL);
+    /* Not ours: the handler that was there before gets it, and this one stays (a program's
+     * own SIGSEGV handler may handle its faults and return: a write barrier, a JIT). */
+    const struct sigaction *prev = &conc__coro_overflow_prev;
+    if (prev->sa_flags & SA_SIGINFO) {
+        prev->sa_sigaction(sig, si, uctx);
+    } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+        prev->sa_handler(sig);
+    } else {
+        /* The default action: a fault happens again once we return, a SIGSEGV that was
+         * sent (kill, raise) is sent again, and either ends the process. */
+        sigaction(sig, prev, NULL);
+        if (si->si_code <= 0)
+            raise(sig);
+    }
 }
 
 static inline int conc_coro_catch_overflow(void) {
