@@ -58,18 +58,25 @@
  *     holding one leaves it held (no robust-futex support: that needs the owner's tid in the
  *     word, which a 4-byte barging lock cannot afford); so does one that dies after a release
  *     woke it to hand it the lock, until another waiter has waited 10 ms for it (below). One
- *     that dies while asleep leaves its registration in the word: the lock goes on working,
- *     no release ever waits for it, and each release that finds only dead registrations
- *     makes at most one futex wake that finds nobody (none while WAKING, which no live
- *     sleeper is left to retire, stays set). A release that
+ *     that dies while asleep leaves its registration in the word: the lock goes on working
+ *     and no release ever waits for it, but a release that finds only dead registrations
+ *     sets WAKING for a wake that finds nobody, and no live sleeper is left to retire it. So
+ *     the next contended acquire (it sleeps at once: the count is not 0) sleeps on that
+ *     WAKING, the holder's release skips its wake, and it waits out
+ *     CONC__LOCK_WAKING_WAIT_NS (10 ms) on a lock released long before: every stretch of
+ *     contention starts with that 10 ms, for good. A release that
  *     hands the lock to a starving waiter that is not there (the dead one, or a live one
  *     whose claim kept STARVING because the dead registration looks like another waiter)
  *     leaves it held until a waiter that came later has waited CONC__LOCK_HANDOFF_WAIT_NS
  *     (10 ms) for it: about once per stretch of starvation. Meanwhile try_acquire fails, and
  *     so does an acquire_until whose deadline comes first. A waiter stopped (SIGSTOP, a
  *     debugger) costs the same while stopped, and takes its turn once continued. A waiter
- *     that dies after a release woke it and before it ran leaves WAKING set, so releases skip
- *     their wakes until a sleeper asleep on it times out of that sleep (10 ms) and retires it.
+ *     that dies after a release woke it and before it ran leaves WAKING set (and so does a
+ *     process killed inside a release, between its CAS and its wake), so releases skip their
+ *     wakes until a waiter that registers later sleeps on it for 10 ms and retires it. The
+ *     sleepers that were asleep already slept on a word without WAKING, with no such timeout:
+ *     none of them is woken until then, the lock free and in use, and for good if no later
+ *     acquire ever has to sleep (tests/models/lock.pml leaves these deaths out).
  *   - Latency: a release's wake that finds nobody (the sleepers were on their way into the
  *     kernel) cannot be followed up, since the releaser never looks at the word again; if a
  *     newcomer then takes the lock before those sleepers claim it, they sleep on WAKING for

@@ -42,7 +42,9 @@
  *   try_acquire or acquire_until, nobody dying; tests/models/lock_dead.pml checks this file
  *   with DEAD = 1 (and the variant without the fallback), tests/models/lock_r2.pml with
  *   ROUNDS = 2 in bitstate mode (past 100 million states: not exhaustive) and the variants
- *   that need a second round.
+ *   that need a second round, tests/models/lock_any.pml with ANYTIME: the two timeouts below
+ *   whenever C's timers can fire (not only when needed), and a foreign wake (a wake meant
+ *   for a freed lock at the same address returns 0 here).
  *
  * A CAS loop whose decisions depend only on the value it read is one atomic step here: a
  * failed CAS changes nothing but the caller's copy of the word, and the retry decides afresh.
@@ -145,6 +147,9 @@ byte dead;         /* sleepers that died */
 bool wrapped;      /* ghost: a sleeper was held up across two handoffs (GEN wrapped) */
 byte wk_pending;   /* ghost: releases that set WAKING and have not made their wake yet */
 byte spurious = SPURIOUS; /* spurious returns (EINTR) left to hand out */
+#ifdef ANYTIME
+byte foreign = 1;  /* returns of 0 with no wake of this lock's (lock_any.pml) */
+#endif
 hidden byte nv;    /* scratch inside one atomic step */
 hidden byte prev;  /* the word before a successful acquire */
 hidden byte found; /* the last futex_wake found somebody */
@@ -163,8 +168,10 @@ hidden byte claim; /* scratch: we take the lock in this step */
  * sleeper is in flight; a sleeper that slept on it for CONC__LOCK_WAKING_WAIT_NS may then
  * time out and retire it. The model lets that time pass only then: while a wake or a woken
  * sleeper is on its way, that one must do. */
-#ifdef NO_WAKING_TIMEOUT
+#if defined(NO_WAKING_TIMEOUT)
 #define STALE_EVENT false
+#elif defined(ANYTIME)
+#define STALE_EVENT ((slept & WAKING) != 0)
 #else
 #define STALE_EVENT                                                                             \
     ((slept & WAKING) != 0 && (word & WAKING) != 0 && wk_pending == 0 && !woke[0] && !woke[1] &&    \
@@ -181,8 +188,10 @@ hidden byte claim; /* scratch: we take the lock in this step */
 #define STALE (pre[me] && (slept & HANDOFF) != 0 && ((slept ^ word) & GEN) == 0)
 #define FALLBACK_OK ((word & HANDOFF) != 0 && (dead > 0 || wrapped || STALE))
 
-#ifdef NO_FALLBACK
+#if defined(NO_FALLBACK)
 #define FALLBACK_EVENT false
+#elif defined(ANYTIME)
+#define FALLBACK_EVENT ((slept & HANDOFF) != 0)
 #else
 #define FALLBACK_EVENT ((slept & HANDOFF) != 0 && FALLBACK_OK)
 #endif
@@ -282,6 +291,11 @@ sleep_loop:
     :: atomic { sleeping[me] && STALE_EVENT -> sleeping[me] = false; stale = true;
                 goto sleep_loop }
     :: atomic { sleeping[me] && dead < DEAD -> sleeping[me] = false; DIE }
+#ifdef ANYTIME
+    /* a wake from whatever lives at a freed lock's address now returns 0 here */
+    :: atomic { foreign > 0 && sleeping[me] -> foreign--; sleeping[me] = false; woke[me] = true;
+                goto sleep_loop }
+#endif
     :: atomic {
         !sleeping[me] ->
         TOUCH;
@@ -292,6 +306,12 @@ sleep_loop:
         :: FALLBACK_EVENT -> expired = true /* 10 ms passed meanwhile */
         :: true -> skip
         fi;
+#ifdef ANYTIME
+        if /* the WAKING sleep's timeout passed before the syscall */
+        :: STALE_EVENT -> stale = true
+        :: true -> skip
+        fi;
+#endif
         if
         :: STALE -> wrapped = true
         :: else -> skip

@@ -1,0 +1,29 @@
+/* tests/models/lock_any.pml - tests/models/lock.pml with the timers of lock.h firing whenever
+ * they can in C
+ * SPDX-License-Identifier: MIT
+ *
+ * The conc_lock model (lock.pml: what is modelled and checked) with ANYTIME and DEAD = 1.
+ * lock.pml lets "WAKING is stale" and "10 ms passed" happen only when they are needed, so a
+ * lost wake or a stranded handoff shows as an invalid end state. In C those timeouts fire
+ * after 10 ms whatever happened meanwhile (a woken sleeper that waits long for a CPU, a
+ * handoff whose sleeper is held up): a sleeper that slept on WAKING may retire a WAKING that
+ * is not stale, one that slept on a handoff may claim it before the sleeper it was for, and
+ * the WAKING timeout may pass before the syscall. A lock's address may also be reused after
+ * it was freed, so a wake meant for the old lock returns 0 to one of the new lock's sleepers
+ * (one such foreign wake here). Those only add wakes and claims; this file checks that none
+ * of them breaks mutual exclusion, touches a freed word, strands a live process or leaks
+ * into the final word. One round per process (0.76 million states).
+ *
+ * Deliberately broken variants (spin -DNAME); each must make pan report errors:
+ */
+// broken: HANDOFF_DROPS_HELD the release hands off without keeping HELD: a free HANDOFF
+// broken: LOOK_AFTER_WAKE the old wake_one: after a wake that found nobody, retire WAKING
+// broken: NO_WAKE a release sets WAKING (or hands off) but never wakes anyone
+// broken: HANDOFF_TO_ANY any sleeper may claim a HANDOFF, newcomers too
+// pan-cc: -DSAFETY
+// pan-run: -m1000000
+
+#define ANYTIME
+#define DEAD 1
+#define ROUNDS 1
+#include "lock.pml"
