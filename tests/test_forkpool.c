@@ -1258,6 +1258,88 @@ static void forkpool_gave_up_retry_keeps_its_death(void) {
     fp_check_no_children();
 }
 
+/* What a healthy worker runs when the pool gives up (its worker is killed in the giving up)
+ * ends with EPIPE, as the items and tasks that never started: it never ran to the end
+ * because the pool gave up. It was reported as ECHILD with SIGKILL, as if something outside
+ * had killed its worker. One worker hangs in item 0 (or task f); the other dies once it has
+ * started, and every replacement of it dies in init. */
+typedef struct fp_giveup {
+    uint32_t *crash; /* fp_init_crash_when's flag, mapped before create */
+    uint32_t hanging;
+} fp_giveup;
+
+static int fp_giveup_item(size_t i, void *arg) {
+    fp_giveup *g = (fp_giveup *)arg;
+    if (i == 0) {
+        __atomic_store_n(&g->hanging, 1u, __ATOMIC_RELEASE);
+        while (pause() != 0) { /* pause returns only -1: until the giving up kills us */
+        }
+        return 0;
+    }
+    while (!__atomic_load_n(&g->hanging, __ATOMIC_ACQUIRE))
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    __atomic_store_n(g->crash, 1u, __ATOMIC_RELEASE); /* every replacement dies in init */
+    raise(SIGKILL);
+    return 0;
+}
+
+static int fp_giveup_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_giveup *g;
+    memcpy(&g, arg, sizeof g);
+    return fp_giveup_item(0, g);
+}
+
+static int fp_giveup_kill_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_giveup *g;
+    memcpy(&g, arg, sizeof g);
+    return fp_giveup_item(1, g);
+}
+
+static void forkpool_gave_up_kill_says_epipe(void) {
+    uint32_t *crash =
+        (uint32_t *)mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(crash != MAP_FAILED);
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 2; /* two chunks of one item each: each item on its own worker */
+    o.init = fp_init_crash_when;
+    o.init_arg = crash;
+    o.shared_size = 16u << 20;
+    for (int mapping = 1; mapping >= 0; mapping--) {
+        __atomic_store_n(crash, 0u, __ATOMIC_RELAXED);
+        conc_forkpool_t *p;
+        TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+        fp_giveup *g = (fp_giveup *)conc_forkpool_alloc(p, sizeof *g);
+        TH_CHECK(g != NULL);
+        g->crash = crash;
+        g->hanging = 0;
+        conc_forkpool_outcome_t out[2];
+        if (mapping) {
+            TH_CHECK_EQ(conc_forkpool_map(p, fp_giveup_item, g, 2, out), EPIPE);
+            TH_CHECK(out[1].status == ECHILD && out[1].signal == SIGKILL); /* died by itself */
+            TH_CHECK_EQ(out[1].attempts, 1);
+        } else {
+            conc_future_t *f, *k;
+            TH_CHECK_EQ(conc_forkpool_submit(p, fp_giveup_task, &g, sizeof g, &f), 0);
+            TH_CHECK_EQ(conc_forkpool_submit(p, fp_giveup_kill_task, &g, sizeof g, &k), 0);
+            TH_CHECK_EQ(conc_future_wait(k), ECHILD);
+            TH_CHECK_EQ(conc_future_wait(f), EPIPE);
+            TH_CHECK_EQ(conc_forkpool_outcome(f, &out[0]), 0);
+            conc_future_release(f);
+            conc_future_release(k);
+        }
+        TH_CHECK_MSG(out[0].status == EPIPE && out[0].signal == SIGKILL && out[0].attempts == 1,
+                     "status %d, signal %d, attempts %u", out[0].status, out[0].signal,
+                     out[0].attempts);
+        TH_CHECK_EQ(conc_forkpool_map(p, fp_giveup_item, g, 2, NULL), EPIPE); /* given up */
+        conc_forkpool_destroy(p);
+    }
+    munmap(crash, 4096);
+    fp_check_no_children();
+}
+
 /* The host's children stay the host's: the pool installs no SIGCHLD handler and reaps only
  * its own (the fork server reaps the workers). And a host that ignores SIGCHLD (its children
  * reaped by the kernel) still gets a working pool whose destroy returns. */
@@ -1934,26 +2016,24 @@ static void forkpool_errno_kept(void) {
     fp_check_no_children();
 }
 
-TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
-        TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
-        TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_map_crashes_named),
-        TH_CASE(forkpool_map_retry_succeeds), TH_CASE(forkpool_map_round_without_room),
-        TH_CASE(forkpool_map_task_timeout), TH_CASE(forkpool_map_sigint_to_group),
-        TH_CASE(forkpool_submit_future_api), TH_CASE(forkpool_submit_big_result),
-        TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
-        TH_CASE(forkpool_cancel_after_future_cancel),
-        TH_CASE(forkpool_cancel_after_result_spares_next),
-        TH_CASE(forkpool_submit_timeout_and_crash),
-        TH_CASE(forkpool_submit_timeout_caller_dispatched),
-        TH_CASE(forkpool_submit_timeout_after_crash),
-        TH_CASE(forkpool_submit_timeout_result_in_grace), TH_CASE(forkpool_submit_bounded_queue),
-        TH_CASE(forkpool_shutdown_cancels_pending), TH_CASE(forkpool_init_failing_leaves_nothing),
-        TH_CASE(forkpool_max_tasks_per_child),
-        TH_CASE(forkpool_parent_threads_and_pristine_replacements),
-        TH_CASE(forkpool_gives_up_on_immediate_deaths),
-        TH_CASE(forkpool_gave_up_retry_keeps_its_death), TH_CASE(forkpool_host_children_untouched),
-        TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),
-        TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
-        TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_shutdown_from_on_done),
-        TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
-        TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120))
+TH_MAIN(
+    "forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
+    TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
+    TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_map_crashes_named),
+    TH_CASE(forkpool_map_retry_succeeds), TH_CASE(forkpool_map_round_without_room),
+    TH_CASE(forkpool_map_task_timeout), TH_CASE(forkpool_map_sigint_to_group),
+    TH_CASE(forkpool_submit_future_api), TH_CASE(forkpool_submit_big_result),
+    TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
+    TH_CASE(forkpool_cancel_after_future_cancel), TH_CASE(forkpool_cancel_after_result_spares_next),
+    TH_CASE(forkpool_submit_timeout_and_crash), TH_CASE(forkpool_submit_timeout_caller_dispatched),
+    TH_CASE(forkpool_submit_timeout_after_crash), TH_CASE(forkpool_submit_timeout_result_in_grace),
+    TH_CASE(forkpool_submit_bounded_queue), TH_CASE(forkpool_shutdown_cancels_pending),
+    TH_CASE(forkpool_init_failing_leaves_nothing), TH_CASE(forkpool_max_tasks_per_child),
+    TH_CASE(forkpool_parent_threads_and_pristine_replacements),
+    TH_CASE(forkpool_gives_up_on_immediate_deaths), TH_CASE(forkpool_gave_up_retry_keeps_its_death),
+    TH_CASE(forkpool_gave_up_kill_says_epipe), TH_CASE(forkpool_host_children_untouched),
+    TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),
+    TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
+    TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_shutdown_from_on_done),
+    TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
+    TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120))

@@ -45,14 +45,16 @@
  *     table), EPIPE (after shutdown, or the pool gave up). Per item (outcomes[i]):
  *       status    fn's return; ECHILD: its worker died (signal or exit_code says how);
  *                 ETIMEDOUT: it ran past task_timeout and was killed; EPIPE: it never ran
- *                 to the end because the pool gave up on repeated immediate deaths, or
+ *                 to the end because the pool gave up on repeated immediate deaths (never
+ *                 started, or its worker killed in the giving up: signal SIGKILL), or
  *                 because a later round of the map (the items a death left) found no room
  *                 for its chunk table (map then returns ENOMEM); an item whose worker died
  *                 and whose retry never ran keeps the outcome of that death (so does such
  *                 a submit task, given up while it waited for its retry)
  *       attempts  times it was started (0: never), 1 plus one per retry
  *   submit: 0, EPIPE (after shutdown or once the pool gave up), EAGAIN (try_submit, full),
- *     EINVAL (fn NULL, or arg NULL with len > 0), ENOMEM. On error *f is NULL.
+ *     EINVAL (fn NULL, or arg NULL with len > 0), ENOMEM. On error *f is NULL. A task the
+ *     pool gave up on (queued, or running on a worker the giving up killed) ends with EPIPE.
  *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future).
  *   cancel: 0 (queued: dropped, the future CANCELLED; running: its worker is SIGKILLed and
  *     replaced, the future completes at once with status ECANCELED), EBUSY (already done),
@@ -385,6 +387,7 @@ typedef struct conc__forkpool_worker {
     int64_t spawn_at; /* EMPTY: when to spawn */
     int64_t kill_at;  /* a SIGTERM was sent: SIGKILL at this time (0: none) */
     bool timed_out;   /* killed for task_timeout: victim_v names the item (map) */
+    bool given_up;    /* killed because the pool gave up: what it ran ends EPIPE */
     uint64_t victim_v;
     conc__forkpool_task *task;
     int64_t task_started;
@@ -1182,6 +1185,8 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
         o.exit_code = WEXITSTATUS(w->wstatus);
     if (w->timed_out)
         o.status = ETIMEDOUT;
+    else if (w->given_up && WIFSIGNALED(w->wstatus) && WTERMSIG(w->wstatus) == SIGKILL)
+        o.status = EPIPE; /* our kill: the pool gave up on it, it did not die by itself */
     int prior = w->state;
     if (prior == CONC__FORKPOOL_W_TASK && w->task) {
         conc__forkpool_task *t = w->task;
@@ -1645,8 +1650,11 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
         /* Give up / shutdown: once stopping, no spawns; kill or QUIT what is there. */
         if (p->broken && !p->stopping) {
             for (unsigned k = 0; k < p->nworkers; k++)
-                if (p->w[k].pidfd >= 0)
+                if (p->w[k].pidfd >= 0) {
                     (void)conc__forkpool_pidfd_signal(p->w[k].pidfd, SIGKILL);
+                    if (!p->w[k].died) /* not one already reaped: it died by itself */
+                        p->w[k].given_up = true;
+                }
             conc__forkpool_fail_all(p, &dl);
             if (p->create_status == -1)
                 p->create_status = ECHILD;
