@@ -282,6 +282,38 @@ static void future_wait_any_and_all(void) {
         conc_future_release(fs[i]); /* no waker node left behind (release aborts if so) */
 }
 
+/* A failed submit leaves NULL where its future would be (submit_batch's fs past a refusal):
+ * wait_any, wait_all and as-completed refuse such an array with EINVAL and add or wait for
+ * nothing (they read through the NULL and crashed). */
+static void future_null_entry_is_einval(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 4), 0);
+    conc_executor_shutdown(ex, false);
+    conc_future_t *fs[3];
+    size_t submitted = 99;
+    TH_CHECK_EQ(conc_executor_submit_batch(ex, task_noop, NULL, 2, fs, &submitted), EPIPE);
+    TH_CHECK(submitted == 0 && fs[0] == NULL && fs[1] == NULL);
+    TH_CHECK_EQ(conc_future_create(&fs[2]), 0);
+    TH_CHECK_EQ(conc_future_complete(fs[2], 0, NULL), 0);
+    size_t index = 99;
+    TH_CHECK_EQ(conc_future_wait_any(fs, 3, CONC_FOREVER, &index), EINVAL);
+    TH_CHECK_EQ(index, 99);
+    TH_CHECK_EQ(conc_future_wait_all(fs, 3, CONC_FOREVER), EINVAL);
+    conc_as_completed_t *ac;
+    TH_CHECK_EQ(conc_as_completed_create(&ac, fs, 3), EINVAL);
+    TH_CHECK(ac == NULL);
+    TH_CHECK_EQ(conc_as_completed_create(&ac, fs + 2, 1), 0);
+    TH_CHECK_EQ(conc_as_completed_add(ac, fs[0]), EINVAL);
+    conc_future_t *f = NULL;
+    TH_CHECK_EQ(conc_as_completed_next(ac, &f), 0);
+    TH_CHECK(f == fs[2]);
+    TH_CHECK_EQ(conc_as_completed_next(ac, &f), EPIPE); /* the NULL added nothing */
+    conc_as_completed_destroy(ac);
+    for (int i = 0; i < 3; i++)
+        conc_future_release(fs[i]);
+    conc_executor_destroy(ex);
+}
+
 static void future_as_completed_order(void) {
     enum { N = 6 };
     conc_future_t *fs[N];
@@ -2490,10 +2522,10 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE(future_wait_until_never_early), TH_CASE(future_wait_wakes_on_complete),
         TH_CASE(future_on_done_fifo_by_completer), TH_CASE(future_on_done_never_completed_is_freed),
         TH_CASE(future_retain_release_balance), TH_CASE(future_complete_unwaited_makes_no_syscall),
-        TH_CASE(future_wait_any_and_all), TH_CASE(future_as_completed_order),
-        TH_CASE(future_as_completed_destroy_early), TH_CASE(executor_create_errors),
-        TH_CASE(executor_submit_runs_task), TH_CASE(executor_try_submit_full_eagain),
-        TH_CASE(executor_submit_blocks_then_proceeds),
+        TH_CASE(future_wait_any_and_all), TH_CASE(future_null_entry_is_einval),
+        TH_CASE(future_as_completed_order), TH_CASE(future_as_completed_destroy_early),
+        TH_CASE(executor_create_errors), TH_CASE(executor_submit_runs_task),
+        TH_CASE(executor_try_submit_full_eagain), TH_CASE(executor_submit_blocks_then_proceeds),
         TH_CASE(executor_shutdown_epipe_wakes_blocked_submitter),
         TH_CASE(executor_shutdown_finishes_queued_work),
         TH_CASE(executor_shutdown_from_own_task_returns),

@@ -27,7 +27,7 @@
  *   wait      conc_future_wait(f)                  outcome: 0, the task's status, ECANCELED
  *             conc_future_wait_until(f, dl)        ... or ETIMEDOUT
  *             conc_future_wait_any(fs, n, dl, &i)  0 (fs[i] is done), ETIMEDOUT, EINVAL, ENOMEM
- *             conc_future_wait_all(fs, n, dl)      0 (all done), ETIMEDOUT
+ *             conc_future_wait_all(fs, n, dl)      0 (all done), ETIMEDOUT, EINVAL
  *   query     conc_future_is_done(f)               done, failed or cancelled
  *             conc_future_state(f)                 CONC_FUTURE_PENDING/RUNNING/DONE/FAILED/
  *                                                  CANCELLED
@@ -35,8 +35,8 @@
  *                                                  stored; NULL otherwise (see RESULTS)
  *   callback  conc_future_on_done(f, fn, arg)      0, ENOMEM; fn(f, arg) runs exactly once
  *   refs      conc_future_retain(f), conc_future_release(f)   release(NULL): no-op, as free
- *   as done   conc_as_completed_create(&ac, fs, n)           0, ENOMEM; n may be 0
- *             conc_as_completed_add(ac, f)                   0, ENOMEM
+ *   as done   conc_as_completed_create(&ac, fs, n)           0, ENOMEM, EINVAL; n may be 0
+ *             conc_as_completed_add(ac, f)                   0, ENOMEM, EINVAL
  *             conc_as_completed_next(ac, &f)                 0, EPIPE (every future returned)
  *             conc_as_completed_try_next(ac, &f)             0, EAGAIN, EPIPE
  *             conc_as_completed_next_until(ac, dl, &f)       0, ETIMEDOUT, EPIPE
@@ -48,6 +48,9 @@
  *   may itself return ECANCELED or ETIMEDOUT: conc_future_state tells them apart.
  *   complete: EBUSY if the future is already completing, done, failed or cancelled (the
  *   second completer loses; nothing is changed). cancel: EBUSY unless pending.
+ *   wait_any: EINVAL for n 0. wait_any, wait_all, as_completed_create and _add: EINVAL for a
+ *   NULL future (a failed submit leaves NULL where its future would be; nothing is waited
+ *   for or added then).
  *
  * RESULTS
  *   A done future's result is what the task stored in *result (or complete's r). A failed
@@ -629,9 +632,17 @@ CONC_INLINE bool conc__future_any_scan(conc_future_t *const *fs, size_t n, size_
     return false;
 }
 
+/* Whether any of fs[0..n) is NULL (not a future: a failed submit leaves NULL behind). */
+CONC_INLINE bool conc__future_any_null(conc_future_t *const *fs, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!fs[i])
+            return true;
+    return false;
+}
+
 CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, size_t n,
                                                       int64_t deadline, size_t *index) {
-    if (n == 0)
+    if (n == 0 || conc__future_any_null(fs, n))
         return EINVAL;
     if (conc__future_any_scan(fs, n, index))
         return 0;
@@ -672,6 +683,8 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
 
 CONC_NODISCARD static inline int conc_future_wait_all(conc_future_t *const *fs, size_t n,
                                                       int64_t deadline) {
+    if (conc__future_any_null(fs, n))
+        return EINVAL;
     for (size_t i = 0; i < n; i++) {
         if (conc_future_is_done(fs[i]))
             continue;
@@ -733,6 +746,8 @@ static inline void conc__future_as_completed_wake(conc_future_t *f, void *arg) {
 }
 
 CONC_NODISCARD static inline int conc_as_completed_add(conc_as_completed_t *ac, conc_future_t *f) {
+    if (!f)
+        return EINVAL;
     conc__future_as_completed_entry *e =
         (conc__future_as_completed_entry *)conc_malloc_keep_errno(sizeof *e);
     if (!e)
@@ -769,8 +784,10 @@ static inline void conc_as_completed_destroy(conc_as_completed_t *ac) {
 
 CONC_NODISCARD static inline int conc_as_completed_create(conc_as_completed_t **out,
                                                           conc_future_t *const *fs, size_t n) {
-    conc_as_completed_t *ac = (conc_as_completed_t *)conc_calloc_keep_errno(1, sizeof *ac);
     *out = NULL;
+    if (conc__future_any_null(fs, n))
+        return EINVAL; /* checked first: nothing is added */
+    conc_as_completed_t *ac = (conc_as_completed_t *)conc_calloc_keep_errno(1, sizeof *ac);
     if (!ac)
         return ENOMEM;
     conc_lock_init(&ac->lock, 0);
