@@ -1637,12 +1637,24 @@ static void fp_destroy_cb(conc_future_t *f, void *arg) {
     conc_forkpool_destroy(fp_cb_pool);
 }
 
+/* Returns once the test opens the gate (s->flag): a callback registered before that runs on
+ * the monitor thread, never at once in the registering thread. */
+static int fp_gated_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_shared *s;
+    memcpy(&s, arg, sizeof s);
+    fp_wait_flag(&s->flag, 1);
+    return 0;
+}
+
 static void fp_destroy_from_callback(void) {
     fp_cb_pool = fp_create(1);
+    fp_shared *s = fp_shared_alloc(fp_cb_pool, 1);
     conc_future_t *f;
-    if (conc_forkpool_submit(fp_cb_pool, fp_echo, "x", 1, &f) != 0 ||
+    if (conc_forkpool_submit(fp_cb_pool, fp_gated_task, &s, sizeof s, &f) != 0 ||
         conc_future_on_done(f, fp_destroy_cb, NULL) != 0)
         _exit(1);
+    __atomic_store_n(&s->flag, 1u, __ATOMIC_RELEASE);
     (void)conc_future_wait(f);
     for (;;) /* the callback aborts the process */
         pause();
@@ -1651,10 +1663,12 @@ static void fp_destroy_from_callback(void) {
 static void forkpool_shutdown_from_on_done(void) {
     int fds = fp_fd_count();
     fp_cb_pool = fp_create(1);
+    fp_shared *s = fp_shared_alloc(fp_cb_pool, 1);
     conc_future_t *f, *g, *h;
-    TH_CHECK_EQ(conc_forkpool_submit(fp_cb_pool, fp_echo, "x", 1, &f), 0);
+    TH_CHECK_EQ(conc_forkpool_submit(fp_cb_pool, fp_gated_task, &s, sizeof s, &f), 0);
     TH_CHECK_EQ(conc_forkpool_submit(fp_cb_pool, fp_echo, "y", 1, &g), 0);
     TH_CHECK_EQ(conc_future_on_done(f, fp_shutdown_cb, NULL), 0);
+    __atomic_store_n(&s->flag, 1u, __ATOMIC_RELEASE);
     TH_CHECK_EQ(conc_future_wait(f), 0);
     while (!__atomic_load_n(&fp_cb_returned, __ATOMIC_ACQUIRE))
         th_sleep_ns(FP_FLAG_WAIT_NS);
