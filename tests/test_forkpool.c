@@ -272,6 +272,89 @@ static void forkpool_maps_from_two_threads(void) {
     conc_forkpool_destroy(t.p);
 }
 
+/* Maps from several threads take turns in the order they came: a thread that maps again as
+ * soon as its map returns does not pass one that was already waiting (it did: the waiter was
+ * only woken, and the returning thread took the pool again first, so a thread mapping in a
+ * loop kept every other map out). Thread A's first map waits on a gate; B calls map meanwhile
+ * and sleeps; then the gate opens and A maps again at once: B's item runs first. */
+typedef struct fp_turns {
+    uint32_t gate, started, seq;
+    uint32_t at[3]; /* when map k's item ran: 0 A's gated map, 1 B's, 2 A's next */
+    pid_t b_tid;
+    conc_forkpool_t *p;
+    struct fp_turn_arg {
+        struct fp_turns *t;
+        uint32_t k;
+    } arg[3];
+} fp_turns;
+
+static int fp_turn_item(size_t i, void *arg) {
+    (void)i;
+    const struct fp_turn_arg *a = (const struct fp_turn_arg *)arg;
+    fp_turns *t = a->t;
+    if (a->k == 0) {
+        __atomic_store_n(&t->started, 1u, __ATOMIC_RELEASE);
+        fp_wait_flag(&t->gate, 1);
+    }
+    t->at[a->k] = __atomic_add_fetch(&t->seq, 1u, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static void *fp_turns_a(void *arg) {
+    fp_turns *t = (fp_turns *)arg;
+    TH_CHECK_EQ(conc_forkpool_map(t->p, fp_turn_item, &t->arg[0], 1, NULL), 0);
+    TH_CHECK_EQ(conc_forkpool_map(t->p, fp_turn_item, &t->arg[2], 1, NULL), 0);
+    return NULL;
+}
+
+static void *fp_turns_b(void *arg) {
+    fp_turns *t = (fp_turns *)arg;
+    __atomic_store_n(&t->b_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+    TH_CHECK_EQ(conc_forkpool_map(t->p, fp_turn_item, &t->arg[1], 1, NULL), 0);
+    return NULL;
+}
+
+/* The state letter of /proc/self/task/<tid>/stat: S while asleep. */
+static char fp_task_state(pid_t tid) {
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')'); /* "tid (comm) S ..." */
+    return paren && paren[1] == ' ' ? paren[2] : '?';
+}
+
+static void forkpool_maps_take_turns(void) {
+    conc_forkpool_t *p = fp_create(1);
+    for (int round = 0; round < 3; round++) {
+        fp_turns *t = (fp_turns *)conc_forkpool_alloc(p, sizeof *t);
+        TH_CHECK(t != NULL);
+        memset(t, 0, sizeof *t);
+        t->p = p;
+        for (uint32_t k = 0; k < 3; k++)
+            t->arg[k].t = t, t->arg[k].k = k;
+        pthread_t a, b;
+        TH_CHECK_EQ(pthread_create(&a, NULL, fp_turns_a, t), 0);
+        fp_wait_flag(&t->started, 1); /* A's first map runs its gated item */
+        TH_CHECK_EQ(pthread_create(&b, NULL, fp_turns_b, t), 0);
+        while (__atomic_load_n(&t->b_tid, __ATOMIC_ACQUIRE) == 0 ||
+               fp_task_state(t->b_tid) != 'S') /* B waits for its turn (nothing else sleeps) */
+            th_sleep_ns(FP_FLAG_WAIT_NS);
+        __atomic_store_n(&t->gate, 1u, __ATOMIC_RELEASE);
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
+        TH_CHECK_MSG(t->at[0] == 1 && t->at[1] == 2 && t->at[2] == 3,
+                     "round %d: A's maps ran at %u and %u, B's at %u", round, t->at[0], t->at[2],
+                     t->at[1]);
+        conc_forkpool_free(p, t);
+    }
+    conc_forkpool_destroy(p);
+}
+
 /* raise(SIGSEGV), abort() and exit(3) inside fn: each item names its death. */
 static void forkpool_map_crashes_named(void) {
     conc_forkpool_t *p = fp_create(2);
@@ -2033,11 +2116,12 @@ static void forkpool_errno_kept(void) {
 TH_MAIN(
     "forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
     TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
-    TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_map_crashes_named),
-    TH_CASE(forkpool_map_retry_succeeds), TH_CASE(forkpool_map_round_without_room),
-    TH_CASE(forkpool_map_task_timeout), TH_CASE(forkpool_map_sigint_to_group),
-    TH_CASE(forkpool_submit_future_api), TH_CASE(forkpool_submit_big_result),
-    TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
+    TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_maps_take_turns),
+    TH_CASE(forkpool_map_crashes_named), TH_CASE(forkpool_map_retry_succeeds),
+    TH_CASE(forkpool_map_round_without_room), TH_CASE(forkpool_map_task_timeout),
+    TH_CASE(forkpool_map_sigint_to_group), TH_CASE(forkpool_submit_future_api),
+    TH_CASE(forkpool_submit_big_result), TH_CASE(forkpool_submit_tiny_and_huge),
+    TH_CASE(forkpool_submit_cancel_running_and_queued),
     TH_CASE(forkpool_cancel_after_future_cancel), TH_CASE(forkpool_cancel_after_result_spares_next),
     TH_CASE(forkpool_submit_timeout_and_crash), TH_CASE(forkpool_submit_timeout_caller_dispatched),
     TH_CASE(forkpool_submit_timeout_after_crash), TH_CASE(forkpool_submit_timeout_result_in_grace),

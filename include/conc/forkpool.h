@@ -76,7 +76,8 @@
  *   frees the pool (and never from an on_done callback: see CAVEATS): call it once no other
  *   call can still be inside (a submit blocked on a full queue is: shut down first, which
  *   makes such a submit return EPIPE, and let that thread return; a map still running is
- *   waited for). Maps from several threads run one after another; submits run on workers
+ *   waited for). Maps from several threads run one after another, in the order they were
+ *   called (a thread that maps in a loop passes no other); submits run on workers
  *   the running map does not need (a map takes every idle worker, so submits wait for it).
  *   alloc/free may overlap maps: the region is live.
  *   Workers must not call forkpool functions (they have no pool, only its memory).
@@ -443,6 +444,7 @@ struct conc_forkpool {
     unsigned quick_deaths;
     int64_t backoff;
     /* the map in progress */
+    uint64_t map_turns, map_serving; /* maps take turns in arrival order: tickets given, served */
     bool map_active, map_finished, round_live;
     int map_status;
     conc__forkpool_event *events; /* single items, then (from final_from) EPIPE ranges */
@@ -2109,13 +2111,19 @@ CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_
     if (!fn)
         return EINVAL;
     conc_lock_acquire(&p->lock);
-    while (p->map_active && !p->closed)
+    /* A turn in arrival order: a thread that maps again as soon as its map returns must not
+     * pass one that was already waiting (woken, it would find the pool taken again). Once
+     * the pool is closed every waiter leaves with EPIPE, and no turn matters any more. */
+    uint64_t turn = p->map_turns++;
+    while ((p->map_active || turn != p->map_serving) && !p->closed)
         conc_cond_wait(&p->cond, &p->lock);
     if (p->closed) {
         conc_lock_release(&p->lock);
         return EPIPE;
     }
     if (n == 0) {
+        p->map_serving++;
+        conc_cond_notify_all(&p->cond);
         conc_lock_release(&p->lock);
         return 0;
     }
@@ -2130,6 +2138,8 @@ CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_
     p->map_finished = false;
     int e = conc__forkpool_round_setup(p, &r0, 1, fn, arg);
     if (e) {
+        p->map_serving++;
+        conc_cond_notify_all(&p->cond);
         conc_lock_release(&p->lock);
         return e;
     }
@@ -2148,6 +2158,7 @@ CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_
     p->events = NULL;
     p->nevents = p->cap_events = 0;
     p->map_active = false;
+    p->map_serving++; /* the next turn's */
     conc_cond_notify_all(&p->cond);
     conc_lock_release(&p->lock);
     /* Outcomes: the events in the order they happened; later ones win. */
