@@ -10,6 +10,9 @@ static unsigned long epoll_ctl_calls;
 #define CONC_CORO_EPOLL_CTL_HOOK(op)                                                               \
     ((void)(op), (void)__atomic_fetch_add(&epoll_ctl_calls, 1ul, __ATOMIC_RELAXED))
 #include "conc/coro.h"
+/* After coro.h, so that coro.h's own include of chan.h is what coro_header_brings_chan_and_await
+ * checks; future.h then brings executor.h and coro_bridge.h (conc_coro_await). */
+#include "conc/future.h"
 
 #include "harness.h"
 
@@ -2405,7 +2408,49 @@ static void coro_fork_inside_a_coroutine_child_runs_new_schedulers(void) {
     TH_CHECK_EQ(st, 0);
 }
 
-TH_MAIN("coro", TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_input_gets_error_codes),
+/* DESIGN.md puts channels, the coroutine lock/semaphore/event and conc_coro_await under coro.h:
+ * a program that includes conc/coro.h (and future.h for the futures) gets them, since chan.h
+ * and coro_bridge.h sit beside it. */
+#if defined(CONC_CHAN_H) && defined(CONC_CORO_BRIDGE_H)
+static int answer_task(void *arg, void **result) {
+    *result = arg;
+    return 0;
+}
+
+static int chan_and_await_coro(void *arg) {
+    (void)arg;
+    conc_chan_t *ch;
+    TH_CHECK_EQ(conc_chan_create(&ch, 1, sizeof(int)), 0);
+    int in = 7, out = 0;
+    TH_CHECK_EQ(conc_chan_send(ch, &in), 0);
+    TH_CHECK_EQ(conc_chan_recv(ch, &out), 0);
+    TH_CHECK_EQ(out, 7);
+    conc_chan_destroy(ch);
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 0), 0);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_executor_submit(ex, answer_task, &in, &f), 0);
+    TH_CHECK_EQ(conc_coro_await(f, CONC_FOREVER), 0);
+    TH_CHECK(conc_future_result(f) == &in);
+    conc_future_release(f);
+    conc_executor_destroy(ex);
+    return 0;
+}
+#endif
+
+static void coro_header_brings_chan_and_await(void) {
+#if defined(CONC_CHAN_H) && defined(CONC_CORO_BRIDGE_H)
+    int st = -1;
+    TH_CHECK_EQ(conc_run(chan_and_await_coro, NULL, &st), 0);
+    TH_CHECK_EQ(st, 0);
+#else
+    TH_CHECK_MSG(false, "conc/coro.h did not include chan.h, or coro.h and future.h did not "
+                        "bring coro_bridge.h");
+#endif
+}
+
+TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
+        TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_input_gets_error_codes),
         TH_CASE(coro_nested_destroy_waits_for_a_message_in_flight),
         TH_CASE(coro_join_and_group_wait_after_the_run),
         TH_CASE(coro_sched_handed_to_the_thread_that_runs_it),

@@ -6,6 +6,12 @@
  * instructions and no syscall; when every coroutine is asleep for good, conc_sched_run says
  * so (EDEADLK, with one line per stuck coroutine) instead of hanging.
  *
+ * Channels, select and the coroutine lock, semaphore, event and condition live in chan.h, and
+ * conc_coro_await (a future.h future) in coro_bridge.h. As in the first design, where coro.h
+ * held them, this header includes chan.h when it sits beside it (the folder copied whole, or
+ * installed), and coro_bridge.h when future.h is included too; copied alone, with only
+ * base.h, it is the scheduler and nothing more.
+ *
  * CONTENTS
  *   quick start - API - errors - ordering contract - thread safety - configuration - caveats -
  *   design - code: the switch, structures, run queue, timers, park/wake, stacks, spawn, the
@@ -2874,5 +2880,17 @@ static inline void conc_sched_unpin_here(conc_sched_t *s) {
 
 #ifdef __cplusplus
 }
+#endif
+
+/* Optional companions (see the top): not in README's "needs" lists, so named through macros. */
+#if defined(__has_include)
+#if __has_include("chan.h")
+#define CONC__CORO_CHAN_H "chan.h"
+#include CONC__CORO_CHAN_H
+#endif
+#if defined(CONC_FUTURE_H) && __has_include("coro_bridge.h")
+#define CONC__CORO_BRIDGE_H "coro_bridge.h"
+#include CONC__CORO_BRIDGE_H
+#endif
 #endif
 #endif /* CONC_CORO_H */

@@ -3,7 +3,10 @@
  *
  * Python's concurrent.futures.Future in C, with continuations (on_done), which std::future
  * lacks. The thread-pool executor and the lazy map that make futures for tasks live in
- * executor.h (which includes this header).
+ * executor.h (which includes this header). As in the first design, where future.h held the
+ * executor too, this header includes executor.h when it sits beside it (the folder copied
+ * whole, or installed), and coro_bridge.h (conc_coro_await) when coro.h is included too;
+ * copied alone, with only base.h and lock.h, it is the futures and nothing more.
  *
  * CONTENTS
  *   API, ERRORS, RESULTS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS, DESIGN;
@@ -1006,5 +1009,17 @@ CONC_COLD void conc__future_ext_free_slow(conc_future_t *f) {
 
 #ifdef __cplusplus
 }
+#endif
+
+/* Optional companions (see the top): not in README's "needs" lists, so named through macros. */
+#if defined(__has_include)
+#if __has_include("executor.h")
+#define CONC__FUTURE_EXECUTOR_H "executor.h"
+#include CONC__FUTURE_EXECUTOR_H
+#endif
+#if defined(CONC_CORO_H) && __has_include("coro_bridge.h")
+#define CONC__FUTURE_BRIDGE_H "coro_bridge.h"
+#include CONC__FUTURE_BRIDGE_H
+#endif
 #endif
 #endif /* CONC_FUTURE_H */
