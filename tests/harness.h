@@ -24,6 +24,8 @@
  *     ./test_lock                       all cases
  *     ./test_lock --list                the case names
  *     ./test_lock --filter=stress,until  only cases whose name contains one of the words
+ *                                       (--filter WORDS too; a word with a dot may be a full
+ *                                       name as --list prints it: lock.lock_try_acquire_busy)
  * It ends with the line "N passed, N failed, N skipped" and exits 1 if anything failed.
  *
  * Environment knobs (read with th_threads(), th_iters(), th_duration_ns(), th_seed()):
@@ -352,13 +354,16 @@ static inline int th_run_interrupted(void *(*waiter)(void *), void *arg, int sig
 /* ------------------------------------------------------------------------------------------
  * The runner
  * ---------------------------------------------------------------------------------------- */
-static bool th_matches(const char *name, const char *filter) {
+/* A word matches a case whose name contains it; a word with a dot is matched against the
+ * full name "suite.case" too, so a name copied from --list runs that case. */
+static bool th_matches(const char *suite, const char *name, const char *filter) {
     if (!filter || !*filter)
         return true;
-    char buf[512];
+    char buf[512], full[512];
     snprintf(buf, sizeof buf, "%s", filter);
+    snprintf(full, sizeof full, "%s.%s", suite, name);
     for (char *save = NULL, *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save))
-        if (strstr(name, w))
+        if (strstr(name, w) || (strchr(w, '.') && strstr(full, w)))
             return true;
     return false;
 }
@@ -658,18 +663,26 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
 
 static int th_main(const char *suite, const th_case *cases, size_t n, int argc, char **argv) {
     const char *filter = getenv("CONC_TEST_FILTER");
-    for (int i = 1; i < argc; i++) {
+    bool list = false;
+    for (int i = 1; i < argc; i++) { /* every argument first: --list obeys a later --filter */
         if (strcmp(argv[i], "--list") == 0) {
-            for (size_t k = 0; k < n; k++)
-                if (th_matches(cases[k].name, filter))
-                    printf("%s.%s\n", suite, cases[k].name);
-            return 0;
+            list = true;
         } else if (strncmp(argv[i], "--filter=", 9) == 0) {
             filter = argv[i] + 9;
+        } else if (strcmp(argv[i], "--filter") == 0 && i + 1 < argc) {
+            filter = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--list] [--filter=word[,word...]]\n", argv[0]);
-            return 2;
+            bool help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
+            fprintf(help ? stdout : stderr, "usage: %s [--list] [--filter=word[,word...]]\n",
+                    argv[0]);
+            return help ? 0 : 2;
         }
+    }
+    if (list) {
+        for (size_t k = 0; k < n; k++)
+            if (th_matches(suite, cases[k].name, filter))
+                printf("%s.%s\n", suite, cases[k].name);
+        return 0;
     }
     const char *seed_env = getenv("CONC_TEST_SEED");
     th_seed_value = seed_env ? (uint64_t)strtoull(seed_env, NULL, 0)
@@ -686,7 +699,7 @@ static int th_main(const char *suite, const th_case *cases, size_t n, int argc, 
     th_guardian_start();
     int passed = 0, failed = 0, skipped = 0;
     for (size_t k = 0; k < n; k++) {
-        if (!th_matches(cases[k].name, filter))
+        if (!th_matches(suite, cases[k].name, filter))
             continue;
         int r = th_run_case(suite, &cases[k], scale);
         passed += r == 0;

@@ -252,6 +252,24 @@ static void harness_list_and_filter(void) {
     free(out);
 }
 
+/* --list obeys a --filter written after it; --filter takes its words as the next argument
+ * too; a full name as --list prints it ("suite.case") selects that case. */
+static void harness_list_and_filter_forms(void) {
+    int status;
+    char *out = run_inner("--list --filter=failing", &status);
+    TH_CHECK_MSG(strcmp(out, "harness.inner_failing_check\n") == 0, "%s", out);
+    TH_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    free(out);
+    out = run_inner("--filter passes,skip", &status);
+    TH_CHECK_MSG(strstr(out, "\n1 passed, 0 failed, 1 skipped\n"), "%s", out);
+    TH_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    free(out);
+    out = run_inner("--filter=harness.inner_passes_after_the_deadlock", &status);
+    TH_CHECK_MSG(strstr(out, "\n1 passed, 0 failed, 0 skipped\n"), "%s", out);
+    TH_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    free(out);
+}
+
 static void harness_knobs_scale_work(void) {
     setenv("CONC_TEST_ITERS", "25", 1);
     TH_CHECK_EQ(th_iters(1000), 250);
@@ -267,6 +285,7 @@ static void harness_knobs_scale_work(void) {
 static const th_case outer_cases[] = {
     TH_CASE_T(harness_reports_kills_and_carries_on_after_deadlock, 120),
     TH_CASE(harness_list_and_filter),
+    TH_CASE(harness_list_and_filter_forms),
     TH_CASE(harness_knobs_scale_work),
     TH_CASE_T(harness_killed_by_sigterm_leaves_no_case_behind, 10),
     TH_CASE_T(harness_killed_by_sigint_leaves_no_case_behind, 10),
