@@ -91,6 +91,44 @@ static void base_futex_wait_and_wake(void) {
     TH_CHECK_EQ(errno, 12345);                    /* conc never changes errno */
 }
 
+/* DESIGN.md's order, (word, expected, deadline, flags), as a program written to it calls it. */
+typedef struct first_order_waiter {
+    uint32_t word;
+    int result;
+} first_order_waiter;
+
+static void *first_order_wait_main(void *arg) {
+    first_order_waiter *w = (first_order_waiter *)arg;
+    w->result = conc_futex_wait(&w->word, 0, CONC_FOREVER, 0);
+    return NULL;
+}
+
+static void base_futex_wait_takes_the_first_designs_argument_order(void) {
+    uint32_t word = 7;
+    errno = 12345;
+    TH_CHECK_EQ(conc_futex_wait(&word, 8, CONC_FOREVER, 0), EAGAIN); /* value differs */
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, conc_now() - 1, 0), ETIMEDOUT);
+    int64_t deadline = conc_deadline_in(2 * CONC_MS);
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, deadline, 0), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    deadline = conc_deadline_in(2 * CONC_MS);
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, deadline, CONC_SHARED), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    TH_CHECK_EQ(errno, 12345);
+    /* a sleeper without a deadline in that order sleeps until a wake (or sees the new value) */
+    first_order_waiter w = {0, -1};
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, first_order_wait_main, &w), 0);
+    __atomic_store_n(&w.word, 1, __ATOMIC_RELEASE);
+    (void)conc_futex_wake(&w.word, INT_MAX, 0);
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    TH_CHECK_MSG(w.result == 0 || w.result == EAGAIN, "result %d", w.result);
+    /* the function itself, reached past the macro, keeps the order (flags, deadline) */
+    int (*fn)(uint32_t *, uint32_t, int, int64_t) = conc_futex_wait;
+    TH_CHECK_EQ(fn(&word, 7, 0, conc_now() - 1), ETIMEDOUT);
+    TH_CHECK_EQ((conc_futex_wait)(&word, 8, 0, CONC_FOREVER), EAGAIN);
+}
+
 static void base_futex_halves_of_a_64_bit_word(void) {
     uint64_t word __attribute__((aligned(8))) = 0x1122334455667788ull;
     TH_CHECK_EQ(*conc_futex_half_low(&word), 0x55667788u);
@@ -440,4 +478,5 @@ TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_deadline_passed),
         TH_CASE(base_eventcount_close_wakes_every_waiter),
         TH_CASE(base_eventcount_wait_times_out_not_early),
         TH_CASE(base_eventcount_pending_wake_is_taken_not_slept_on),
-        TH_CASE(base_chaos_points_mix_and_replay), TH_CASE(base_abort_names_the_function))
+        TH_CASE(base_chaos_points_mix_and_replay), TH_CASE(base_abort_names_the_function),
+        TH_CASE(base_futex_wait_takes_the_first_designs_argument_order))

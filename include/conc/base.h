@@ -25,6 +25,8 @@
  *             CONC_US, CONC_MS, CONC_SEC  int64_t multipliers (5 * CONC_MS)
  *             conc_deadline_passed(dl)    dl is not CONC_FOREVER and now >= dl
  *   futex     conc_futex_wait(word, expected, flags, dl)        0, EAGAIN, ETIMEDOUT, EINTR
+ *                                         (the first design's order, (word, expected, dl,
+ *                                         flags), works too: an int64_t third argument is dl)
  *             conc_futex_wake(word, n, flags)                   number woken
  *             conc_futex_wait_tagged(word, expected, flags, tag, dl) / conc_futex_wake_tagged
  *                                         the same, waking by tag
@@ -555,6 +557,21 @@ static inline int conc_futex_wake_tagged(uint32_t *word, int n, int flags, uint3
 static inline int conc_futex_wait(uint32_t *word, uint32_t expected, int flags, int64_t deadline) {
     return conc_futex_wait_tagged(word, expected, flags, CONC_FUTEX_ANY, deadline);
 }
+
+/* The first design wrote conc_futex_wait(word, expected, deadline, flags); the rule "the
+ * deadline last" won. A call written in that order still works: a deadline is an int64_t and
+ * flags an int, so the macro tells the orders apart by the third argument's size (a past
+ * deadline written as the literal 0 reads as flags 0, and the call still tries once). The
+ * function keeps its name: &conc_futex_wait and (conc_futex_wait)(...) reach it directly. */
+CONC_INLINE int conc__base_futex_wait_either(uint32_t *word, uint32_t expected,
+                                             bool third_is_deadline, int64_t third,
+                                             int64_t fourth) {
+    return third_is_deadline ? conc_futex_wait(word, expected, (int)fourth, third)
+                             : conc_futex_wait(word, expected, (int)third, fourth);
+}
+#define conc_futex_wait(word, expected, third, fourth)                                             \
+    conc__base_futex_wait_either((word), (expected), sizeof(third) == sizeof(int64_t),             \
+                                 (int64_t)(third), (int64_t)(fourth))
 
 static inline int conc_futex_wake(uint32_t *word, int n, int flags) {
     return conc_futex_wake_tagged(word, n, flags, CONC_FUTEX_ANY);
