@@ -2408,6 +2408,108 @@ static void coro_fork_inside_a_coroutine_child_runs_new_schedulers(void) {
     TH_CHECK_EQ(st, 0);
 }
 
+/* conc_coro_read/write/accept on fds in blocking mode (a plain pipe(), socketpair() or
+ * socket()) park the coroutine, never the thread: the reader (and the acceptor) run first and
+ * find nothing, the peer coroutine then writes (connects), and everything arrives. The
+ * writer pushes four times a pipe's capacity, so it must park while the reader drains. */
+typedef struct blocking_fds {
+    int pipe[2], sv[2], listener;
+    struct sockaddr_un addr;
+    size_t piped, socketed;
+    int accepted;
+} blocking_fds;
+
+enum { BLOCKING_BYTES = 4 * 65536 };
+
+static int blocking_pipe_reader(void *arg) {
+    blocking_fds *b = (blocking_fds *)arg;
+    static char buf[8192];
+    for (;;) {
+        size_t got = 0;
+        TH_CHECK_EQ(conc_coro_read(b->pipe[0], buf, sizeof buf, CONC_FOREVER, &got), 0);
+        if (got == 0)
+            return 0;
+        b->piped += got;
+    }
+}
+
+static int blocking_socket_reader(void *arg) {
+    blocking_fds *b = (blocking_fds *)arg;
+    static char buf[8192];
+    while (b->socketed < BLOCKING_BYTES) {
+        size_t got = 0;
+        TH_CHECK_EQ(conc_coro_read(b->sv[1], buf, sizeof buf, CONC_FOREVER, &got), 0);
+        TH_CHECK(got > 0);
+        b->socketed += got;
+    }
+    return 0;
+}
+
+static int blocking_acceptor(void *arg) {
+    blocking_fds *b = (blocking_fds *)arg;
+    int fd = -1;
+    TH_CHECK_EQ(conc_coro_accept(b->listener, NULL, NULL, CONC_FOREVER, &fd), 0);
+    b->accepted = fd >= 0;
+    if (fd >= 0)
+        close(fd);
+    return 0;
+}
+
+static int blocking_fds_main(void *arg) {
+    blocking_fds *b = (blocking_fds *)arg;
+    static char data[BLOCKING_BYTES];
+    conc_coro_t *r1, *r2, *a;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, blocking_pipe_reader, b, NULL, &r1), 0);
+    TH_CHECK_EQ(conc_coro_spawn(NULL, blocking_socket_reader, b, NULL, &r2), 0);
+    TH_CHECK_EQ(conc_coro_spawn(NULL, blocking_acceptor, b, NULL, &a), 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* all three ran and parked: nothing to read or accept */
+    TH_CHECK_EQ(b->piped + b->socketed, 0u);
+    TH_CHECK_EQ(b->accepted, 0);
+    size_t put = 0;
+    TH_CHECK_EQ(conc_coro_write(b->pipe[1], data, sizeof data, CONC_FOREVER, &put), 0);
+    TH_CHECK_EQ(put, sizeof data);
+    close(b->pipe[1]);
+    TH_CHECK_EQ(conc_coro_write(b->sv[0], data, sizeof data, CONC_FOREVER, &put), 0);
+    TH_CHECK_EQ(put, sizeof data);
+    int c = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    TH_CHECK(c >= 0);
+    TH_CHECK_EQ(
+        conc_coro_connect(c, (const struct sockaddr *)&b->addr, sizeof b->addr, CONC_FOREVER), 0);
+    TH_CHECK_EQ(conc_coro_join(r1, CONC_FOREVER, NULL), 0);
+    TH_CHECK_EQ(conc_coro_join(r2, CONC_FOREVER, NULL), 0);
+    TH_CHECK_EQ(conc_coro_join(a, CONC_FOREVER, NULL), 0);
+    conc_coro_release(r1);
+    conc_coro_release(r2);
+    conc_coro_release(a);
+    close(c);
+    return 0;
+}
+
+static void coro_fd_calls_on_blocking_fds_park_the_coroutine(void) {
+    blocking_fds b;
+    memset(&b, 0, sizeof b);
+    TH_CHECK_EQ(pipe(b.pipe), 0); /* blocking mode, as pipe() makes them */
+    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, b.sv), 0);
+    b.listener = socket(AF_UNIX, SOCK_STREAM, 0);
+    TH_CHECK(b.listener >= 0);
+    b.addr.sun_family = AF_UNIX;
+    snprintf(b.addr.sun_path, sizeof b.addr.sun_path, "/tmp/conc-coro-blocking-%d", (int)getpid());
+    unlink(b.addr.sun_path);
+    TH_CHECK_EQ(bind(b.listener, (const struct sockaddr *)&b.addr, sizeof b.addr), 0);
+    TH_CHECK_EQ(listen(b.listener, 4), 0);
+    int st = -1;
+    TH_CHECK_EQ(conc_run(blocking_fds_main, &b, &st), 0);
+    TH_CHECK_EQ(st, 0);
+    TH_CHECK_EQ(b.piped, (size_t)BLOCKING_BYTES);
+    TH_CHECK_EQ(b.socketed, (size_t)BLOCKING_BYTES);
+    TH_CHECK_EQ(b.accepted, 1);
+    unlink(b.addr.sun_path);
+    close(b.pipe[0]);
+    close(b.sv[0]);
+    close(b.sv[1]);
+    close(b.listener);
+}
+
 /* DESIGN.md puts channels, the coroutine lock/semaphore/event and conc_coro_await under coro.h:
  * a program that includes conc/coro.h (and future.h for the futures) gets them, since chan.h
  * and coro_bridge.h sit beside it. */
@@ -2450,6 +2552,7 @@ static void coro_header_brings_chan_and_await(void) {
 }
 
 TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
+        TH_CASE_T(coro_fd_calls_on_blocking_fds_park_the_coroutine, 20),
         TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_input_gets_error_codes),
         TH_CASE(coro_nested_destroy_waits_for_a_message_in_flight),
         TH_CASE(coro_join_and_group_wait_after_the_run),

@@ -144,8 +144,11 @@
  *   - Cancellation is a return code, never an unwind: a cancelled coroutine keeps running
  *     until it returns; it is told by ECANCELED from every blocking call. One that was
  *     cancelled before it first ran still runs (so it can free its argument).
- *   - A blocking call that is not conc's (read on a blocking fd, sleep, a pthread lock)
- *     blocks every coroutine of the thread. Use non-blocking fds with conc_coro_read/write.
+ *   - A blocking call that is not conc's (read(2) on a blocking fd, sleep, a pthread lock)
+ *     blocks every coroutine of the thread. conc_coro_read/write/accept never do, on blocking
+ *     fds too (a socket is read and written with MSG_DONTWAIT; another fd in blocking mode is
+ *     waited for first, and written a PIPE_BUF chunk at a time); conc_coro_connect needs a
+ *     non-blocking socket (a blocking connect blocks the thread until it ends).
  *   - Stack overflow: one guard page below each stack stops an overflow that touches it; a
  *     frame larger than a page can jump it (keep big arrays off coroutine stacks, or use a
  *     bigger stack). conc_coro_catch_overflow turns the fault into a message naming the
@@ -184,7 +187,8 @@
  *   fd waits. Each fd number keeps one epoll registration between waits, armed one-shot: its
  *   event disarms it, the next wait re-arms it with one EPOLL_CTL_MOD (no ADD/DEL pair), so a
  *   wait costs one epoll_ctl and an echo request read-EAGAIN, MOD, read, write plus a share of
- *   an epoll_wait. conc_coro_read/write/accept try the syscall first and wait only on EAGAIN.
+ *   an epoll_wait. conc_coro_read/write/accept try the syscall first and wait only on EAGAIN
+ *   (a socket with MSG_DONTWAIT; another fd in blocking mode waits first).
  *   A registration is never dropped by hand: epoll drops it when the file's last dup closes,
  *   and one left by an fd closed between waits (a dup still open) carries an older generation
  *   in its event data than the number's next registration, so it wakes nobody. Timeline
@@ -2306,19 +2310,46 @@ static inline int conc__coro_io_retry(int fd, int e, int events, int64_t deadlin
     return conc_coro_wait_fd(fd, events, deadline);
 }
 
+/* Whether fd is in blocking mode (no O_NONBLOCK): a read, write or accept on it would block
+ * the thread, so the caller waits for readiness first. An fcntl that fails says no: the call
+ * that follows reports the error. */
+static inline bool conc__coro_fd_blocks(int fd) {
+    int saved = conc_errno_save();
+    int fl = fcntl(fd, F_GETFL);
+    conc_errno_restore(saved);
+    return fl >= 0 && !(fl & O_NONBLOCK);
+}
+
+#ifdef PIPE_BUF
+#define CONC__CORO_BLOCKING_CHUNK ((size_t)PIPE_BUF) /* fits a pipe that polls writable */
+#else
+#define CONC__CORO_BLOCKING_CHUNK ((size_t)4096)
+#endif
+
+/* A socket is read with recv(MSG_DONTWAIT), so a blocking one never blocks the thread; any
+ * other fd with read(2), after waiting for readiness when it is in blocking mode. */
 CONC_NODISCARD static inline int conc_coro_read(int fd, void *buf, size_t n, int64_t deadline,
                                                 size_t *got) {
     if (got)
         *got = 0;
+    bool sock = true, wait_first = false;
     for (;;) {
+        int e;
+        if (wait_first && (e = conc_coro_wait_fd(fd, CONC_FD_READ, deadline)) != 0)
+            return e;
         int saved = conc_errno_save();
-        ssize_t r = read(fd, buf, n);
-        int e = r < 0 ? errno : 0;
+        ssize_t r = sock ? recv(fd, buf, n, MSG_DONTWAIT) : read(fd, buf, n);
+        e = r < 0 ? errno : 0;
         conc_errno_restore(saved);
         if (r >= 0) {
             if (got)
                 *got = (size_t)r;
             return 0;
+        }
+        if (e == ENOTSOCK && sock) { /* a pipe, a tty, a file: read(2) */
+            sock = false;
+            wait_first = conc__coro_fd_blocks(fd);
+            continue;
         }
         e = conc__coro_io_retry(fd, e, CONC_FD_READ, deadline);
         if (e)
@@ -2330,11 +2361,19 @@ CONC_NODISCARD static inline int conc_coro_write(int fd, const void *buf, size_t
                                                  int64_t deadline, size_t *put) {
     size_t done = 0;
     int e = 0;
-    bool sock = true; /* send's MSG_NOSIGNAL: a socket whose peer is gone is EPIPE, no SIGPIPE */
+    /* send's MSG_NOSIGNAL: a socket whose peer is gone is EPIPE, no SIGPIPE; MSG_DONTWAIT: a
+     * blocking socket never blocks the thread. Any other fd in blocking mode is written after
+     * it polls writable, a pipe's atomic chunk at a time, which then fits without blocking. */
+    bool sock = true, wait_first = false;
     while (done < n) {
+        if (wait_first && (e = conc_coro_wait_fd(fd, CONC_FD_WRITE, deadline)) != 0)
+            break;
+        size_t chunk = n - done;
+        if (wait_first && chunk > CONC__CORO_BLOCKING_CHUNK)
+            chunk = CONC__CORO_BLOCKING_CHUNK;
         int saved = conc_errno_save();
-        ssize_t r = sock ? send(fd, (const char *)buf + done, n - done, MSG_NOSIGNAL)
-                         : write(fd, (const char *)buf + done, n - done);
+        ssize_t r = sock ? send(fd, (const char *)buf + done, chunk, MSG_NOSIGNAL | MSG_DONTWAIT)
+                         : write(fd, (const char *)buf + done, chunk);
         e = r < 0 ? errno : 0;
         conc_errno_restore(saved);
         if (r >= 0) {
@@ -2343,6 +2382,7 @@ CONC_NODISCARD static inline int conc_coro_write(int fd, const void *buf, size_t
         }
         if (e == ENOTSOCK && sock) { /* a pipe, a tty, a file: write(2) (CAVEATS: SIGPIPE) */
             sock = false;
+            wait_first = conc__coro_fd_blocks(fd);
             continue;
         }
         e = conc__coro_io_retry(fd, e, CONC_FD_WRITE, deadline);
@@ -2354,15 +2394,20 @@ CONC_NODISCARD static inline int conc_coro_write(int fd, const void *buf, size_t
     return done == n ? 0 : e;
 }
 
-/* accept4 on a non-blocking listening fd, waiting while no connection is pending. The new fd
- * is non-blocking and close-on-exec (what conc_coro_read/write need). ECONNABORTED (a client
- * that left before we looked) is retried: the caller asked for a connection. */
+/* accept4 on a listening fd, waiting while no connection is pending (first, when the fd is in
+ * blocking mode, so the thread never blocks). The new fd is non-blocking and close-on-exec.
+ * ECONNABORTED (a client that left before we looked) is retried: the caller asked for a
+ * connection. */
 CONC_NODISCARD static inline int conc_coro_accept(int fd, struct sockaddr *addr, socklen_t *len,
                                                   int64_t deadline, int *newfd) {
     if (!newfd)
         return EINVAL;
     *newfd = -1;
+    bool wait_first = conc__coro_fd_blocks(fd);
     for (;;) {
+        int e0;
+        if (wait_first && (e0 = conc_coro_wait_fd(fd, CONC_FD_READ, deadline)) != 0)
+            return e0;
         int saved = conc_errno_save();
         /* accept4 is a _GNU_SOURCE declaration; the syscall is there under strict C11 too. */
         int r = (int)syscall(SYS_accept4, fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
