@@ -1719,6 +1719,53 @@ static void coro_cancel_while_a_yield_waits_its_turn(void) {
     }
 }
 
+/* A cancelled coroutine's bare yield loop waiting for another coroutine (cleanup code that
+ * polls: try a send, yield) still lets that coroutine run, so the loop ends. The loop is
+ * bounded so that a yield which returns without switching fails the case instead of
+ * spinning for good. Also conc_coro_sleep_until with a past deadline (asyncio.sleep(0)). */
+typedef struct cancelled_poll {
+    int flag, by_past_sleep;
+    long yields, not_cancelled;
+} cancelled_poll;
+
+static int poll_for_the_flag(void *p) {
+    cancelled_poll *c = (cancelled_poll *)p;
+    TH_CHECK(conc_coro_is_cancelled(conc_coro_self()));
+    while (!c->flag && c->yields < 100000) {
+        int e = c->by_past_sleep ? conc_coro_sleep_until(0) : conc_coro_yield();
+        c->yields++;
+        c->not_cancelled += e != ECANCELED;
+    }
+    return 0;
+}
+
+static int set_the_flag(void *p) {
+    ((cancelled_poll *)p)->flag = 1;
+    return 0;
+}
+
+static int cancelled_poll_main(void *p) {
+    conc_coro_t *poller, *setter;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, poll_for_the_flag, p, NULL, &poller), 0);
+    TH_CHECK_EQ(conc_coro_spawn(NULL, set_the_flag, p, NULL, &setter), 0);
+    TH_CHECK_EQ(conc_coro_cancel(poller), 0); /* before it first runs */
+    TH_CHECK_EQ(join_release(poller), 0);
+    TH_CHECK_EQ(join_release(setter), 0);
+    return 0;
+}
+
+static void coro_cancelled_yield_still_lets_the_others_run(void) {
+    for (int past_sleep = 0; past_sleep < 2; past_sleep++) {
+        cancelled_poll c;
+        memset(&c, 0, sizeof c);
+        c.by_past_sleep = past_sleep;
+        TH_CHECK_EQ(run_main(cancelled_poll_main, &c), 0);
+        TH_CHECK_MSG(c.flag == 1 && c.yields == 1, "%s: flag %d after %ld yields",
+                     past_sleep ? "sleep_until(0)" : "yield", c.flag, c.yields);
+        TH_CHECK_EQ(c.not_cancelled, 0);
+    }
+}
+
 /* ---- scheduler lifecycle ------------------------------------------------------------------ */
 
 /* A nested conc_sched_destroy of a scheduler with no coroutine left but a pin whose message
@@ -2568,6 +2615,7 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE(coro_cancel_while_blocked_in_each_call),
         TH_CASE(coro_cancel_before_the_first_switch),
         TH_CASE(coro_cancel_while_a_yield_waits_its_turn),
+        TH_CASE(coro_cancelled_yield_still_lets_the_others_run),
         TH_CASE(coro_cancel_a_joiner_leaves_the_target_running),
         TH_CASE(coro_wake_before_cancel_wins),
         TH_CASE(coro_sleepers_wake_in_deadline_order_never_early),

@@ -48,8 +48,9 @@
  *              conc_coro_release(c)                 drop the handle (exactly once)
  *              conc_coro_self()                     the running coroutine, NULL outside one
  *              conc_coro_name(c), conc_coro_id(c)   for messages
- *   wait       conc_coro_yield()                    0, ECANCELED (let the others run; also
- *                                                   if cancelled while waiting its turn)
+ *   wait       conc_coro_yield()                    0, ECANCELED (lets the others run, even
+ *                                                   when cancelled: ECANCELED if cancelled
+ *                                                   before or while it waited its turn)
  *              conc_coro_sleep_until(deadline)      0, ECANCELED; never early
  *              conc_coro_wait_fd(fd, ev, deadline)  CONC_FD_READ|CONC_FD_WRITE: 0 (ready, hung
  *                                                   up or in error), ETIMEDOUT, ECANCELED, EBUSY
@@ -2058,11 +2059,11 @@ static inline int conc_coro_yield(void) {
     conc_coro_t *co;
     if (CONC_UNLIKELY(conc__coro_me(&s, &co) != 0))
         return EPERM;
-    if (CONC_UNLIKELY(co->cancelled))
-        return ECANCELED;
+    /* The others run even if co is cancelled: a bare yield loop waiting for another
+     * coroutine (the common use) must not spin without ever letting it run. */
     conc__coro_sched_ready(s, co, 0);
     conc__coro_sched_switch_away(s, co);
-    /* Cancelled while it waited its turn: its pending blocking call fails (asyncio raises
+    /* Cancelled before or while it waited its turn: ECANCELED (asyncio raises
      * CancelledError at the sleep(0) it resumes from). */
     return co->cancelled ? ECANCELED : 0;
 }
@@ -2130,14 +2131,12 @@ CONC_NODISCARD static inline int conc_coro_sleep_until(int64_t deadline) {
     conc_coro_t *co;
     if (conc__coro_me(&s, &co) != 0)
         return EPERM;
-    if (co->cancelled)
-        return ECANCELED;
     const conc_coro_wait_t w =
         conc_coro_wait_make(deadline == CONC_FOREVER ? "sleep forever" : "sleep", co, 0, NULL);
     for (;;) {
         if (deadline != CONC_FOREVER && deadline <= conc_now())
             return conc_coro_yield(); /* once, as asyncio.sleep(0): ECANCELED if cancelled */
-        int e = conc__coro_park(s, co, &w, deadline);
+        int e = conc__coro_park(s, co, &w, deadline); /* cancelled: ECANCELED at once */
         if (e == ETIMEDOUT)
             return 0;
         if (e)
