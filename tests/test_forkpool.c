@@ -1423,6 +1423,52 @@ static void forkpool_gave_up_kill_says_epipe(void) {
     fp_check_no_children();
 }
 
+/* A replacement the fork server cannot make counts as an immediate death: once its fd limit
+ * is lowered so that no worker's socketpair fits, the pool gives up as for workers dying in
+ * init, and the map whose only worker died ends (it asked the server again every 256 ms for
+ * good, and the map waited as long). The server is the parent of every worker. */
+static pid_t fp_parent_of(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    TH_CHECK(f != NULL);
+    int ppid = 0;
+    TH_CHECK_EQ(fscanf(f, "%*d %*s %*c %d", &ppid), 1);
+    fclose(f);
+    return (pid_t)ppid;
+}
+
+static int fp_first_dies(size_t i, void *arg) {
+    (void)arg;
+    if (i == 0)
+        raise(SIGKILL);
+    return 0;
+}
+
+static void forkpool_server_cannot_spawn_gives_up(void) {
+    int fds = fp_fd_count();
+    conc_forkpool_t *p = fp_create(1);
+    pid_t worker = 0;
+    TH_CHECK_EQ(conc_forkpool_pids(p, &worker, 1), 1);
+    pid_t server = fp_parent_of(worker);
+    /* The server keeps 0, 1, 2, its socket and the worker's pidfd: at 4 fds no socketpair.
+     * (prlimit(2) itself; glibc declares its wrapper only with _GNU_SOURCE.) */
+    struct rlimit rl = {4, 4};
+    TH_CHECK_EQ(syscall(SYS_prlimit64, server, RLIMIT_NOFILE, &rl, NULL), 0);
+    conc_forkpool_outcome_t out[4];
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_first_dies, NULL, 4, out), ECHILD);
+    TH_CHECK(out[0].status == ECHILD && out[0].signal == SIGKILL && out[0].attempts == 1);
+    for (int i = 1; i < 4; i++)
+        TH_CHECK_MSG(out[i].status == EPIPE && out[i].attempts == 0, "item %d: %d, attempts %u", i,
+                     out[i].status, out[i].attempts);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "x", 1, &f), EPIPE);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_first_dies, NULL, 4, NULL), EPIPE);
+    conc_forkpool_destroy(p);
+    TH_CHECK_EQ(fp_fd_count(), fds);
+    fp_check_no_children();
+}
+
 /* The host's children stay the host's: the pool installs no SIGCHLD handler and reaps only
  * its own (the fork server reaps the workers). And a host that ignores SIGCHLD (its children
  * reaped by the kernel) still gets a working pool whose destroy returns. */
@@ -2113,25 +2159,28 @@ static void forkpool_errno_kept(void) {
     fp_check_no_children();
 }
 
-TH_MAIN(
-    "forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
-    TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
-    TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_maps_take_turns),
-    TH_CASE(forkpool_map_crashes_named), TH_CASE(forkpool_map_retry_succeeds),
-    TH_CASE(forkpool_map_round_without_room), TH_CASE(forkpool_map_task_timeout),
-    TH_CASE(forkpool_map_sigint_to_group), TH_CASE(forkpool_submit_future_api),
-    TH_CASE(forkpool_submit_big_result), TH_CASE(forkpool_submit_tiny_and_huge),
-    TH_CASE(forkpool_submit_cancel_running_and_queued),
-    TH_CASE(forkpool_cancel_after_future_cancel), TH_CASE(forkpool_cancel_after_result_spares_next),
-    TH_CASE(forkpool_submit_timeout_and_crash), TH_CASE(forkpool_submit_timeout_caller_dispatched),
-    TH_CASE(forkpool_submit_timeout_after_crash), TH_CASE(forkpool_submit_timeout_result_in_grace),
-    TH_CASE(forkpool_submit_bounded_queue), TH_CASE(forkpool_shutdown_cancels_pending),
-    TH_CASE(forkpool_init_failing_leaves_nothing), TH_CASE(forkpool_max_tasks_per_child),
-    TH_CASE(forkpool_parent_threads_and_pristine_replacements),
-    TH_CASE(forkpool_gives_up_on_immediate_deaths), TH_CASE(forkpool_gave_up_retry_keeps_its_death),
-    TH_CASE(forkpool_gave_up_kill_says_epipe), TH_CASE(forkpool_host_children_untouched),
-    TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),
-    TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
-    TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_shutdown_from_on_done),
-    TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
-    TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120))
+TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
+        TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
+        TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_maps_take_turns),
+        TH_CASE(forkpool_map_crashes_named), TH_CASE(forkpool_map_retry_succeeds),
+        TH_CASE(forkpool_map_round_without_room), TH_CASE(forkpool_map_task_timeout),
+        TH_CASE(forkpool_map_sigint_to_group), TH_CASE(forkpool_submit_future_api),
+        TH_CASE(forkpool_submit_big_result), TH_CASE(forkpool_submit_tiny_and_huge),
+        TH_CASE(forkpool_submit_cancel_running_and_queued),
+        TH_CASE(forkpool_cancel_after_future_cancel),
+        TH_CASE(forkpool_cancel_after_result_spares_next),
+        TH_CASE(forkpool_submit_timeout_and_crash),
+        TH_CASE(forkpool_submit_timeout_caller_dispatched),
+        TH_CASE(forkpool_submit_timeout_after_crash),
+        TH_CASE(forkpool_submit_timeout_result_in_grace), TH_CASE(forkpool_submit_bounded_queue),
+        TH_CASE(forkpool_shutdown_cancels_pending), TH_CASE(forkpool_init_failing_leaves_nothing),
+        TH_CASE(forkpool_max_tasks_per_child),
+        TH_CASE(forkpool_parent_threads_and_pristine_replacements),
+        TH_CASE(forkpool_gives_up_on_immediate_deaths),
+        TH_CASE(forkpool_gave_up_retry_keeps_its_death), TH_CASE(forkpool_gave_up_kill_says_epipe),
+        TH_CASE(forkpool_server_cannot_spawn_gives_up), TH_CASE(forkpool_host_children_untouched),
+        TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),
+        TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
+        TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_shutdown_from_on_done),
+        TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
+        TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120))

@@ -181,7 +181,8 @@
  *   rides in the future's own allocation and is freed (with the result bytes) when the last
  *   reference goes. Frames on the worker's socket: a 32-byte header and the bytes; the
  *   monitor reads and writes without blocking, so a huge result never stalls other workers.
- *   Respawn. A worker that dies before it reported ready is an immediate death: the next
+ *   Respawn. A worker that dies before it reported ready, or that the server could not make
+ *   (fork, socketpair or pidfd_open failed there), is an immediate death: the next
  *   spawn waits CONC_FORKPOOL_BACKOFF, doubling; after CONC_FORKPOOL_GIVE_UP in a row the
  *   pool gives up: every worker is killed, pending work fails with EPIPE, later calls EPIPE.
  *   shutdown. Refuse new work, cancel or finish queued tasks, wait for the running map, send
@@ -1174,6 +1175,22 @@ CONC_NOINLINE void conc__forkpool_worker_clear(conc__forkpool_worker *w) {
     w->state = CONC__FORKPOOL_W_EMPTY;
 }
 
+/* Worker slot w got no process that reported ready (it died first, or the server could not
+ * make it): the next spawn waits CONC_FORKPOOL_BACKOFF, doubling; after CONC_FORKPOOL_GIVE_UP
+ * in a row the pool gives up (the monitor kills every worker, pending work fails). */
+CONC_NOINLINE void conc__forkpool_quick_death(conc_forkpool_t *p, conc__forkpool_worker *w,
+                                              int64_t now) {
+    p->quick_deaths++;
+    p->backoff = p->backoff ? (p->backoff * 2 > CONC_FORKPOOL_BACKOFF_MAX ? CONC_FORKPOOL_BACKOFF_MAX
+                                                                          : p->backoff * 2)
+                            : CONC_FORKPOOL_BACKOFF;
+    w->spawn_at = now + p->backoff;
+    if (p->quick_deaths >= CONC_FORKPOOL_GIVE_UP && !p->broken) {
+        p->broken = true; /* every worker is killed; pending work fails (monitor loop) */
+        p->closed = true;
+    }
+}
+
 /* A worker died: what it was doing gets its outcome. */
 CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
                                         conc__forkpool_done_list *dl) {
@@ -1249,20 +1266,10 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
     if (p->create_status == -1 && immediate)
         p->create_status = ECHILD; /* overwritten by INITFAIL's status if one came */
     int64_t now = conc_now();
-    if (immediate) {
-        p->quick_deaths++;
-        p->backoff = p->backoff
-                         ? (p->backoff * 2 > CONC_FORKPOOL_BACKOFF_MAX ? CONC_FORKPOOL_BACKOFF_MAX
-                                                                       : p->backoff * 2)
-                         : CONC_FORKPOOL_BACKOFF;
-        w->spawn_at = now + p->backoff;
-        if (p->quick_deaths >= CONC_FORKPOOL_GIVE_UP && !p->broken) {
-            p->broken = true; /* every worker is killed; pending work fails (monitor loop) */
-            p->closed = true;
-        }
-    } else {
+    if (immediate)
+        conc__forkpool_quick_death(p, w, now);
+    else
         w->spawn_at = now;
-    }
 }
 
 /* Sends work to idle workers: the map's round first, then queued tasks. With `mine` (a
@@ -1583,8 +1590,12 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
                 w->state = CONC__FORKPOOL_W_STARTING;
             }
         } else if (m.type == CONC__FORKPOOL_CTL_SPAWNFAIL) {
+            /* No process at all (fork, socketpair or pidfd_open failed in the server): an
+             * immediate death, as one that died before it was ready, or whose fds never
+             * reached us. Asked for again and again, it kept a map with no worker left
+             * waiting for good. */
             w->state = CONC__FORKPOOL_W_EMPTY;
-            w->spawn_at = conc_now() + CONC_FORKPOOL_BACKOFF_MAX;
+            conc__forkpool_quick_death(p, w, conc_now());
             if (p->create_status == -1)
                 p->create_status = m.status;
         } else if (m.type == CONC__FORKPOOL_CTL_DIED) {
