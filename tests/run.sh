@@ -165,19 +165,26 @@ summary() {
     [ $f -eq 0 ] && [ $p -gt 0 ]
 }
 
+# The time is checked before each binary (at least one runs), so the run ends within one
+# binary's stress cases of SECONDS; the progress line follows every binary.
 stress() {
     local seconds=$1; shift
-    local bins=("$@") end=$((SECONDS + seconds)) round=0 p=0 f=0 bin out line
-    while [ $SECONDS -lt $end ]; do
+    local bins=("$@") end=$((SECONDS + seconds)) round=0 runs=0 p=0 f=0 bin out line left
+    [ ${#bins[@]} -gt 0 ] || { echo "0 passed, 0 failed, 0 skipped"; return 0; }
+    while [ $SECONDS -lt $end ] || [ $runs -eq 0 ]; do
         round=$((round + 1))
         for bin in "${bins[@]}"; do
+            [ $runs -gt 0 ] && [ $SECONDS -ge $end ] && break
+            runs=$((runs + 1))
             out=$(CONC_TEST_FILTER=stress,deadlock,starv "$bin" 2>&1)
             line=$(echo "$out" | grep -E "$closing_re" | tail -1)
             read -r bp _ bf _ _ _ <<<"${line:-0 passed, 1 failed, 0 skipped}"
             p=$((p + bp)); f=$((f + bf))
             [ "$bf" = 0 ] || { echo; echo "$out" | grep -E 'FAIL|DEADLOCK|seed'; }
+            left=$((end - SECONDS)); [ $left -lt 0 ] && left=0
+            printf '\rstress: round %d, %-18s %d s left, %d passed, %d failed   ' $round \
+                "${bin##*/}," $left $p $f
         done
-        printf '\rstress: round %d, %d s left, %d passed, %d failed   ' $round $((end - SECONDS)) $p $f
     done
     echo
     echo "$p passed, $f failed, 0 skipped"

@@ -12,6 +12,7 @@
 #include "harness.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 /* ---- inner cases: only run as the subject of the outer cases ------------------------------ */
 
@@ -270,6 +271,47 @@ static void harness_list_and_filter_forms(void) {
     free(out);
 }
 
+/* make stress's loop (tests/run.sh stress SECONDS BIN...) looks at the clock before each
+ * binary, not once per round over all of them: a round of every binary takes minutes, so
+ * `make stress DURATION=5` ran for minutes ("-144 s left"), and DURATION=0 ran nothing. With
+ * 0 seconds exactly one of three binaries runs (at least one always does). */
+static void harness_stress_loop_checks_the_clock_before_each_binary(void) {
+    char dir[] = "/tmp/conc-stress-XXXXXX";
+    TH_CHECK(mkdtemp(dir) != NULL);
+    char bin[64], runs[64], root[4096], cmd[4400];
+    snprintf(bin, sizeof bin, "%s/fake_test", dir);
+    snprintf(runs, sizeof runs, "%s/runs", dir);
+    FILE *f = fopen(bin, "w");
+    TH_CHECK(f != NULL);
+    fprintf(f, "#!/bin/sh\necho run >>%s\necho '2 passed, 0 failed, 0 skipped'\n", runs);
+    TH_CHECK_EQ(fclose(f), 0);
+    TH_CHECK_EQ(chmod(bin, 0755), 0);
+    snprintf(root, sizeof root, "%s", self_path); /* ROOT/build/CONFIG/test_harness */
+    for (int up = 0; up < 3; up++) {
+        char *slash = strrchr(root, '/');
+        TH_CHECK(slash != NULL);
+        *slash = 0;
+    }
+    snprintf(cmd, sizeof cmd, "bash %s/tests/run.sh stress 0 %s %s %s 2>&1", root, bin, bin, bin);
+    FILE *p = popen(cmd, "r");
+    TH_CHECK(p != NULL);
+    char out[8192];
+    size_t len = fread(out, 1, sizeof out - 1, p);
+    out[len] = 0;
+    TH_CHECK_EQ(pclose(p), 0);
+    TH_CHECK_MSG(strstr(out, "\n2 passed, 0 failed, 0 skipped\n") != NULL, "%s", out);
+    f = fopen(runs, "r");
+    TH_CHECK_MSG(f != NULL, "no binary ran: %s", out);
+    int lines = 0;
+    for (int c; (c = fgetc(f)) != EOF;)
+        lines += c == '\n';
+    fclose(f);
+    TH_CHECK_MSG(lines == 1, "%d binaries ran: %s", lines, out);
+    unlink(runs);
+    unlink(bin);
+    rmdir(dir);
+}
+
 static void harness_knobs_scale_work(void) {
     setenv("CONC_TEST_ITERS", "25", 1);
     TH_CHECK_EQ(th_iters(1000), 250);
@@ -286,6 +328,7 @@ static const th_case outer_cases[] = {
     TH_CASE_T(harness_reports_kills_and_carries_on_after_deadlock, 120),
     TH_CASE(harness_list_and_filter),
     TH_CASE(harness_list_and_filter_forms),
+    TH_CASE(harness_stress_loop_checks_the_clock_before_each_binary),
     TH_CASE(harness_knobs_scale_work),
     TH_CASE_T(harness_killed_by_sigterm_leaves_no_case_behind, 10),
     TH_CASE_T(harness_killed_by_sigint_leaves_no_case_behind, 10),
