@@ -335,6 +335,83 @@ static void lock_handoff_to_absent_sleeper_claimed_by_newcomer(void) {
     conc_lock_release(&c.lock);
 }
 
+/* A CONC_SHARED lock's releaser whose process is killed (here: stopped for good, through the
+ * futex hook) between the CAS that frees the lock or hands it over and its wake leaves WAKING
+ * (or a HANDOFF) with no wake coming, as does a waiter killed after that wake and before it
+ * ran. A sleeper asleep already, on a word without WAKING, must still get the lock while the
+ * lock is free and in use (PLAIN: others take it uncontended, and their releases skip their
+ * wakes) or handed to it (HANDOFF: it was starving). It slept for good before the sleeps of a
+ * CONC_SHARED lock's sleepers ended every CONC__LOCK_SHARED_RECHECK_NS. */
+typedef struct stalled_ctx {
+    conc_lock_t *lock;
+    int held;        /* release/acquire: the releaser holds the lock */
+    int go;          /* release/acquire: the releaser may release */
+    int stopped;     /* release/acquire: the releaser is past its CAS, before its wake */
+    uint32_t resume; /* release/acquire, a futex: the releaser may wake */
+} stalled_ctx;
+static stalled_ctx stalled;
+
+static void stalled_stop(void) {
+    __atomic_store_n(&stalled.stopped, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&stalled.resume, __ATOMIC_ACQUIRE)) /* asleep, as if dead */
+        (void)conc_futex_wait(&stalled.resume, 0, 0, CONC_FOREVER);
+}
+static void *stalled_releaser(void *arg) {
+    (void)arg;
+    conc_lock_acquire(stalled.lock);
+    __atomic_store_n(&stalled.held, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&stalled.go, __ATOMIC_ACQUIRE))
+        th_sleep_ns(100000);
+    wake_stop = stalled_stop;
+    conc_lock_release(stalled.lock);
+    return NULL;
+}
+static void lock_shared_releaser_dead_before_its_wake_strands_no_sleeper(void) {
+    enum { PLAIN, HANDOFF, MODES };
+    for (int mode = PLAIN; mode < MODES; mode++) {
+        sleeper_ctx c;
+        memset(&c, 0, sizeof c);
+        conc_lock_init(&c.lock, CONC_SHARED);
+        memset(&stalled, 0, sizeof stalled);
+        stalled.lock = &c.lock;
+        pthread_t r, t;
+        TH_CHECK_EQ(pthread_create(&r, NULL, stalled_releaser, NULL), 0);
+        while (!__atomic_load_n(&stalled.held, __ATOMIC_ACQUIRE))
+            th_sleep_ns(100000);
+        TH_CHECK_EQ(pthread_create(&t, NULL, blocking_sleeper, &c), 0);
+        while ((conc_load(&c.lock.word, CONC_RELAXED) & CONC__LOCK_SLEEPER_MASK) == 0)
+            th_sleep_ns(100000);
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/task/%d/stat",
+                 (int)__atomic_load_n(&c.tid, __ATOMIC_RELAXED));
+        if (mode == HANDOFF) /* woken without being let in until it asks for a handoff */
+            while (!(conc_load(&c.lock.word, CONC_RELAXED) & CONC__LOCK_STARVING)) {
+                th_sleep_ns(2 * 1000000);
+                conc_futex_wake(&c.lock.word, 1, CONC_SHARED);
+            }
+        while (stat_state(path) != 'S') /* asleep in futex_wait, on a word without WAKING */
+            th_sleep_ns(100 * 1000);
+        __atomic_store_n(&stalled.go, 1, __ATOMIC_RELEASE);
+        while (!__atomic_load_n(&stalled.stopped, __ATOMIC_ACQUIRE))
+            th_sleep_ns(100000);
+        uint32_t w = conc_load(&c.lock.word, CONC_RELAXED);
+        if (mode == PLAIN)
+            TH_CHECK_MSG(!(w & CONC__LOCK_HELD) && (w & CONC__LOCK_WAKING), "word %#x", w);
+        else
+            TH_CHECK_MSG((w & CONC__LOCK_HELD) && (w & CONC__LOCK_HANDOFF), "word %#x", w);
+        for (int i = 0; mode == PLAIN && i < 3; i++) {
+            conc_lock_acquire(&c.lock); /* free: taken at once, released with no wake */
+            conc_lock_release(&c.lock);
+        }
+        pthread_join(t, NULL); /* the sleeper got the lock (it hung here) */
+        TH_CHECK_EQ(c.state, 2);
+        __atomic_store_n(&stalled.resume, 1u, __ATOMIC_RELEASE);
+        conc_futex_wake(&stalled.resume, 1, 0);
+        pthread_join(r, NULL);
+        TH_CHECK_EQ(c.lock.word, CONC__LOCK_SHARED);
+    }
+}
+
 /* ---- process-shared ---------------------------------------------------------------------- */
 
 typedef struct shared_counter {
@@ -492,6 +569,7 @@ TH_MAIN("lock", TH_CASE(lock_is_four_bytes_and_zero_is_unlocked),
         TH_CASE(lock_starving_sleeper_gets_handoff),
         TH_CASE(lock_freed_by_next_owner_after_release),
         TH_CASE(lock_handoff_to_absent_sleeper_claimed_by_newcomer),
+        TH_CASE(lock_shared_releaser_dead_before_its_wake_strands_no_sleeper),
         TH_CASE(lock_shared_across_processes_exact_total),
         TH_CASE(lock_shared_waiter_killed_or_stopped_holds_up_no_release),
         TH_CASE(lock_stress_hammer_exact_total), LOCKISH_CASES)

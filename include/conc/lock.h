@@ -57,7 +57,8 @@
  *   - CONC_SHARED locks in MAP_SHARED memory work across processes. A process that dies while
  *     holding one leaves it held (no robust-futex support: that needs the owner's tid in the
  *     word, which a 4-byte barging lock cannot afford); so does one that dies after a release
- *     woke it to hand it the lock, until another waiter has waited 10 ms for it (below). One
+ *     woke it to hand it the lock, until a waiter that slept before that handoff looks again
+ *     (within 100 ms, below) or a later one has waited 10 ms for it (below). One
  *     that dies while asleep leaves its registration in the word: the lock goes on working
  *     and no release ever waits for it, but a release that finds only dead registrations
  *     sets WAKING for a wake that finds nobody, and no live sleeper is left to retire it. So
@@ -71,12 +72,14 @@
  *     (10 ms) for it: about once per stretch of starvation. Meanwhile try_acquire fails, and
  *     so does an acquire_until whose deadline comes first. A waiter stopped (SIGSTOP, a
  *     debugger) costs the same while stopped, and takes its turn once continued. A waiter
- *     that dies after a release woke it and before it ran leaves WAKING set (and so does a
- *     process killed inside a release, between its CAS and its wake), so releases skip their
- *     wakes until a waiter that registers later sleeps on it for 10 ms and retires it. The
- *     sleepers that were asleep already slept on a word without WAKING, with no such timeout:
- *     none of them is woken until then, the lock free and in use, and for good if no later
- *     acquire ever has to sleep (tests/models/lock.pml leaves these deaths out).
+ *     that dies after a release woke it and before it ran takes that wake with it (so does a
+ *     process killed inside a release, between its CAS and its wake): WAKING stays set, so
+ *     releases skip their wakes, and the sleepers asleep already are not woken. So a
+ *     CONC_SHARED lock's sleeper sleeps at most CONC__LOCK_SHARED_RECHECK_NS (100 ms) at a
+ *     time, then looks again: it takes a free lock, or a handoff made after it slept, or
+ *     retires the WAKING (as one that slept on WAKING does after 10 ms). Such a death costs
+ *     the sleepers up to 100 ms; a CONC_SHARED sleeper that waits long makes a futex call
+ *     every 100 ms.
  *   - Latency: a release's wake that finds nobody (the sleepers were on their way into the
  *     kernel) cannot be followed up, since the releaser never looks at the word again; if a
  *     newcomer then takes the lock before those sleepers claim it, they sleep on WAKING for
@@ -179,6 +182,13 @@ typedef struct conc_lock {
  * found nobody) and retires it: longer than a woken sleeper takes to run on a loaded machine,
  * as retiring a live WAKING costs a second wake. */
 #define CONC__LOCK_WAKING_WAIT_NS (10 * CONC_MS)
+/* How long a sleeper on a CONC_SHARED lock sleeps at most on a word without WAKING before it
+ * looks again (and retires a WAKING it then finds, as one that slept on WAKING does): a
+ * waiter whose process was killed after a release woke it, or a process killed inside a
+ * release between its CAS and its wake, leaves WAKING (or a HANDOFF) with no wake coming,
+ * and the sleepers asleep already would otherwise sleep until some later acquire has to
+ * sleep, for good if none does (CAVEATS). A private lock's waiters die with their process. */
+#define CONC__LOCK_SHARED_RECHECK_NS (100 * CONC_MS)
 
 CONC_STATIC_ASSERT(sizeof(conc_lock_t) == 4, "a conc_lock is one 32-bit futex word");
 CONC_STATIC_ASSERT(((CONC__LOCK_HELD | CONC__LOCK_HANDOFF | CONC__LOCK_STARVING |
@@ -228,7 +238,10 @@ static inline void conc_lock_init(conc_lock_t *l, int flags) {
  *   asleep is found; one on its way in sees a handoff newer than the word it slept on and
  *   claims it. Nothing the releaser does after its CAS depends on the word, so the lock may
  *   be taken, released and freed meanwhile: a wake on a freed address wakes nobody, or a
- *   sleeper of whatever lives there now, which re-checks its own word.
+ *   sleeper of whatever lives there now, which re-checks its own word. A woken sleeper (or a
+ *   releaser) of a CONC_SHARED lock may die before it acts: a sleeper of such a lock sleeps
+ *   at most CONC__LOCK_SHARED_RECHECK_NS at a time, then looks again and retires the WAKING
+ *   the dead one left, or claims the handoff it left (made after the value it slept on).
  * ------------------------------------------------------------------------------------------- */
 
 /* The word a registered sleeper installs when it takes the lock from v: v has HELD clear (the
@@ -314,7 +327,8 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
     bool starving = false;
     bool woken = false;        /* our last futex_wait returned because a release woke us */
     bool timeout = false;      /* our own deadline has passed */
-    bool waking_stale = false; /* we slept on WAKING for CONC__LOCK_WAKING_WAIT_NS */
+    bool waking_stale = false; /* our sleep's WAKING or CONC_SHARED cap ran out: a WAKING
+                                  the word shows may be stale */
     uint32_t slept = v;        /* the value we last slept on, or tried to */
     for (;;) {
         bool claim = !(v & CONC__LOCK_HELD);
@@ -360,7 +374,8 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
         }
         /* Before sleeping again: a woken sleeper retires its WAKING (else the next release
          * would not wake anyone), as does one whose sleep on WAKING timed out (a wake that
-         * found nobody left it), and a starving one asks for a handoff. Relaxed: the
+         * found nobody left it) or whose CONC_SHARED sleep ran out (a dead process may have
+         * left it), and a starving one asks for a handoff. Relaxed: the
          * releaser reads both in its CAS [lock.R2]; nothing else is published. */
         next = v;
         if (woken || waking_stale)
@@ -374,10 +389,14 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
         }
         slept = v;
         int64_t dl = conc__lock_sleep_deadline(v, deadline, &handoff_seen);
-        /* On a word with WAKING: at most CONC__LOCK_WAKING_WAIT_NS, in case it is stale. */
+        /* On a word with WAKING: at most CONC__LOCK_WAKING_WAIT_NS, in case it is stale; on a
+         * CONC_SHARED lock, at most CONC__LOCK_SHARED_RECHECK_NS in any case, in case a dead
+         * process left a WAKING or a HANDOFF after we slept. */
         bool on_waking = (v & CONC__LOCK_WAKING) != 0;
-        if (on_waking) {
-            int64_t w = conc_now() + CONC__LOCK_WAKING_WAIT_NS;
+        bool recheck = on_waking || (flags & CONC_SHARED);
+        if (recheck) {
+            int64_t w =
+                conc_now() + (on_waking ? CONC__LOCK_WAKING_WAIT_NS : CONC__LOCK_SHARED_RECHECK_NS);
             if (w < dl)
                 dl = w;
         }
@@ -386,7 +405,7 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
             &l->word, v, flags, starving ? CONC__LOCK_TAG_STARVING : CONC__LOCK_TAG_PLAIN, dl);
         woken = r == 0;
         timeout = r == ETIMEDOUT && conc_deadline_passed(deadline);
-        waking_stale = on_waking && r == ETIMEDOUT;
+        waking_stale = recheck && r == ETIMEDOUT;
         v = conc_load(&l->word, CONC_RELAXED);
     }
 }

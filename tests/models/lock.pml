@@ -34,10 +34,13 @@
  *     release is structurally unable to touch the word after its CAS, and every step that
  *     touches the word asserts that its process is not in that phase (`freed`);
  *   - dead sleepers: a registered sleeper may stop for good (DEAD of them: killed, or stopped
- *     and never continued) on its way into futex_wait or while queued (the kernel dequeues
- *     it), but not with a wake pending for it (a woken sleeper that dies before it runs
- *     leaves WAKING for a later registration to retire: lock.h CAVEATS). It leaves its
- *     registration in the word.
+ *     and never continued) on its way into futex_wait, while queued (the kernel dequeues
+ *     it), or after a futex_wake dequeued it and before it ran (the wake is lost with it, as
+ *     it is with a releaser killed between its CAS and its wake). It leaves its registration
+ *     in the word. Dying is for CONC_SHARED locks, whose sleepers sleep at most
+ *     CONC__LOCK_SHARED_RECHECK_NS at a time: the event "100 ms passed" (a sleeper asleep on
+ *     a word without WAKING leaves the kernel and retires a WAKING it then finds), which the
+ *     model lets happen once a sleeper has died;
  *   N = 3 processes run ROUNDS = 1 round each (exhaustive), each round choosing acquire,
  *   try_acquire or acquire_until, nobody dying; tests/models/lock_dead.pml checks this file
  *   with DEAD = 1 (and the variant without the fallback), tests/models/lock_r2.pml with
@@ -95,9 +98,14 @@
  * timeout, but every registration then means another wake: at 8 threads on 2 CPUs, 1.7
  * million wakes a second and a fifth of the throughput. With 1 bit of
  * GEN, a sleeper held up across two handoffs strands the same way (found by this model;
- * hence 4 bits in lock.h). Now: 0.14 million states, errors: 0; lock_dead.pml 0.26 million;
+ * hence 4 bits in lock.h). Now: 0.11 million states, errors: 0; lock_dead.pml 0.22 million;
  * ROUNDS = 2 exhaustive ran to 113 million states without errors before 5 GB (-DCOLLAPSE),
  * and lock_r2.pml's bitstate run visits about 92 million (2 minutes), errors: 0.
+ *
+ * Until CONC_SHARED sleeps ended every CONC__LOCK_SHARED_RECHECK_NS, a waiter killed between
+ * its wake and its first step (or a releaser killed between its CAS and its wake) left the
+ * sleepers asleep on a word without WAKING asleep for good (lock_dead.pml's
+ * NO_SHARED_RECHECK; the model left that death out then).
  *
  * Run: bash tests/run.sh models /tmp/m.log, or by hand:
  *   spin -a lock.pml && gcc -O2 -DSAFETY -o pan pan.c && ./pan -m1000000 | grep errors
@@ -187,6 +195,21 @@ hidden byte claim; /* scratch: we take the lock in this step */
 /* (c) may happen: a handoff is pending that needs it (see the top). */
 #define STALE (pre[me] && (slept & HANDOFF) != 0 && ((slept ^ word) & GEN) == 0)
 #define FALLBACK_OK ((word & HANDOFF) != 0 && (dead > 0 || wrapped || STALE))
+
+/* A CONC_SHARED sleep on a word without WAKING ran out (CONC__LOCK_SHARED_RECHECK_NS). The
+ * model lets that time pass only when it is needed: a sleeper died (it may have taken a wake
+ * with it), no wake is still to come and no woken sleeper is in flight, and the word shows a
+ * WAKING to retire or a free lock. (Else a sleeper that may not claim a pending handoff would
+ * go round for ever instead of showing as stranded: NO_FALLBACK.) */
+#if defined(NO_SHARED_RECHECK)
+#define RECHECK_EVENT false
+#elif defined(ANYTIME)
+#define RECHECK_EVENT ((slept & WAKING) == 0)
+#else
+#define RECHECK_EVENT                                                                           \
+    ((slept & WAKING) == 0 && dead > 0 && wk_pending == 0 && !woke[0] && !woke[1] && !woke[2] && \
+     ((word & WAKING) != 0 || (word & HELD) == 0))
+#endif
 
 #if defined(NO_FALLBACK)
 #define FALLBACK_EVENT false
@@ -290,7 +313,10 @@ sleep_loop:
                 goto sleep_loop }
     :: atomic { sleeping[me] && STALE_EVENT -> sleeping[me] = false; stale = true;
                 goto sleep_loop }
+    :: atomic { sleeping[me] && RECHECK_EVENT -> sleeping[me] = false; stale = true;
+                goto sleep_loop }
     :: atomic { sleeping[me] && dead < DEAD -> sleeping[me] = false; DIE }
+    :: atomic { woke[me] && dead < DEAD -> woke[me] = false; DIE } /* woken, dies before it runs */
 #ifdef ANYTIME
     /* a wake from whatever lives at a freed lock's address now returns 0 here */
     :: atomic { foreign > 0 && sleeping[me] -> foreign--; sleeping[me] = false; woke[me] = true;
