@@ -84,6 +84,7 @@ static void base_futex_wait_and_wake(void) {
     errno = 12345;
     TH_CHECK_EQ(conc_futex_wait(&word, 8, 0, CONC_FOREVER), EAGAIN);      /* value differs */
     TH_CHECK_EQ(conc_futex_wait(&word, 7, 0, conc_now() - 1), ETIMEDOUT); /* past deadline */
+    TH_CHECK_EQ(conc_futex_wait(&word, 8, 0, conc_now() - 1), EAGAIN);    /* tried once: differs */
     int64_t deadline = conc_deadline_in(2 * CONC_MS);
     TH_CHECK_EQ(conc_futex_wait(&word, 7, CONC_SHARED, deadline), ETIMEDOUT);
     TH_CHECK_NOT_EARLY(deadline);

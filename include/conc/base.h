@@ -25,6 +25,7 @@
  *             CONC_US, CONC_MS, CONC_SEC  int64_t multipliers (5 * CONC_MS)
  *             conc_deadline_passed(dl)    dl is not CONC_FOREVER and now >= dl
  *   futex     conc_futex_wait(word, expected, flags, dl)        0, EAGAIN, ETIMEDOUT, EINTR
+ *                                         (a past dl tries once: EAGAIN if the value differs)
  *                                         (the first design's order, (word, expected, dl,
  *                                         flags), works too: an int64_t third argument is dl)
  *             conc_futex_wake(word, n, flags)                   number woken
@@ -554,7 +555,12 @@ static inline int conc_futex_wake_tagged(uint32_t *word, int n, int flags, uint3
     return r < 0 ? 0 : (int)r;
 }
 
+/* conc_futex_wait: the same with CONC_FUTEX_ANY. A deadline already past tries once, as the
+ * kernel's own FUTEX_WAIT would: EAGAIN if *word != expected, else ETIMEDOUT. The tagged form
+ * returns ETIMEDOUT there without looking (lock.h reads that as a WAKING wait's end). */
 static inline int conc_futex_wait(uint32_t *word, uint32_t expected, int flags, int64_t deadline) {
+    if (deadline != CONC_FOREVER && deadline <= conc_now())
+        return conc_load(word, CONC_RELAXED) != expected ? EAGAIN : ETIMEDOUT;
     return conc_futex_wait_tagged(word, expected, flags, CONC_FUTEX_ANY, deadline);
 }
 
