@@ -173,8 +173,10 @@
  *
  *   A worker that dies before `slot.chunk = j + 1` leaves chunk j undone with no slot naming
  *   it: the end-of-round scan finds it. Dying after `running = v + 1` names v. The parent
- *   reads the slots only after the death (reported through the kernel, which orders it after
- *   the dead process's last store), so relaxed atomics suffice in the worker. Orphaned ranges
+ *   reads the slots for a death only after it (reported through the kernel, which orders it
+ *   after the dead process's last store), so relaxed atomics suffice there; the monitor's
+ *   live timeout sample pairs an acquire load of running with the worker's release store,
+ *   which orders started_ns before it. Orphaned ranges
  *   and retries form the next round, until a round leaves nothing over. tests/models/
  *   forkpool.pml checks exactly-once with either or both workers dying at any step.
  *   submit. A task is a future made by future.h's conc__future_create_ext: the task record
@@ -642,9 +644,9 @@ CONC_NOINLINE void conc__forkpool_worker_map(const conc_forkpool_t *p, conc__for
     uint64_t nchunks = rd->nchunks;
     bool timed = rd->timed != 0;
     for (;;) {
-        /* Relaxed throughout: the parent reads the slot only after this process is dead,
-         * and learns of the death through the kernel (see DESIGN). Order matters only
-         * within this process, which program order gives. */
+        /* Relaxed (but for one store below): the parent reads the slot for a death only
+         * after this process is dead, and learns of it through the kernel (see DESIGN).
+         * The one live reader is the monitor's timeout sample of running and started_ns. */
         conc_store(&slot->running, (uint64_t)0, CONC_RELAXED);
         /* Relaxed: the chunk number is all we take; the table was written before MAP. */
         uint64_t j = conc_fetch_add(&rd->cursor, (uint64_t)1, CONC_RELAXED);
@@ -666,7 +668,10 @@ CONC_NOINLINE void conc__forkpool_worker_map(const conc_forkpool_t *p, conc__for
             size_t i = (size_t)(ranges[r].lo + (v - ranges[r].vstart));
             if (timed)
                 conc_store(&slot->started_ns, conc_now(), CONC_RELAXED);
-            conc_store(&slot->running, v + 1, CONC_RELAXED);
+            /* Release: the monitor's timeout sample (acquire) that reads v + 1 reads this
+             * item's started_ns or a later one, never the previous item's, so it cannot time
+             * out an item that has just started. */
+            conc_store(&slot->running, v + 1, CONC_RELEASE);
             int st = rd->fn(i, rd->arg);
             if (CONC_UNLIKELY(st != 0)) {
                 conc__forkpool_msg m;
@@ -1744,8 +1749,10 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             if (w->state == CONC__FORKPOOL_W_TASK) {
                 start = w->task_started;
             } else if (w->state == CONC__FORKPOOL_W_MAP) {
-                /* Relaxed: a sample; the item identity is re-checked at the death. */
-                v = conc_load(&p->slots[k].running, CONC_RELAXED);
+                /* Acquire: pairs with the worker's release of running, so start is this
+                 * item's or a later one's (later only delays the timeout); a sample, the
+                 * item identity is re-checked at the death. */
+                v = conc_load(&p->slots[k].running, CONC_ACQUIRE);
                 start = conc_load(&p->slots[k].started_ns, CONC_RELAXED);
                 if (v == 0)
                     start = 0;
