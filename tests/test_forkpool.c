@@ -1822,6 +1822,117 @@ static void forkpool_shutdown_from_on_done(void) {
     }
 }
 
+static int fp_nothing_item(size_t i, void *arg) {
+    (void)i;
+    (void)arg;
+    return 0;
+}
+
+/* A map, or a blocking submit that finds the queue full, from an on_done callback would wait
+ * for the monitor thread the callback runs on, the one thread that makes room (for good):
+ * both return EDEADLK. try_submit there is the plain EAGAIN. */
+typedef struct fp_cb_calls {
+    fp_shared *gate;           /* the tasks the callback submits wait for gate->flag */
+    int tries[3];              /* try_submit until the queue (capacity 1) is full */
+    conc_future_t *queued[3];  /* what they submitted */
+    int submit, map;           /* the blocking calls */
+    uint32_t done;
+} fp_cb_calls;
+
+static void fp_blocking_calls_cb(conc_future_t *f, void *arg) {
+    (void)f;
+    fp_cb_calls *c = (fp_cb_calls *)arg;
+    for (int i = 0; i < 3; i++) {
+        c->tries[i] = conc_forkpool_try_submit(fp_cb_pool, fp_gated_task, &c->gate,
+                                               sizeof c->gate, &c->queued[i]);
+        if (c->tries[i] != 0)
+            break;
+    }
+    conc_future_t *never = NULL;
+    c->submit = conc_forkpool_submit(fp_cb_pool, fp_echo, "x", 1, &never);
+    if (never)
+        conc_future_release(never);
+    c->map = conc_forkpool_map(fp_cb_pool, fp_nothing_item, NULL, 1, NULL);
+    __atomic_store_n(&c->done, 1u, __ATOMIC_RELEASE);
+}
+
+static void forkpool_blocking_calls_from_on_done_say_edeadlk(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.queue_capacity = 1;
+    o.shared_size = 16u << 20;
+    TH_CHECK_EQ(conc_forkpool_create(&fp_cb_pool, &o), 0);
+    fp_shared *s = fp_shared_alloc(fp_cb_pool, 1);
+    static fp_cb_calls c;
+    memset(&c, 0, sizeof c);
+    c.gate = fp_shared_alloc(fp_cb_pool, 1);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(fp_cb_pool, fp_gated_task, &s, sizeof s, &f), 0);
+    TH_CHECK_EQ(conc_future_on_done(f, fp_blocking_calls_cb, &c), 0);
+    __atomic_store_n(&s->flag, 1u, __ATOMIC_RELEASE);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    fp_wait_flag(&c.done, 1); /* hangs, on a pool whose blocking calls wait for themselves */
+    int accepted = 0;
+    while (accepted < 3 && c.tries[accepted] == 0)
+        accepted++;
+    TH_CHECK_MSG(accepted >= 1 && accepted <= 2 && c.tries[accepted] == EAGAIN,
+                 "accepted %d, then %d", accepted, accepted < 3 ? c.tries[accepted] : 0);
+    TH_CHECK_EQ(c.submit, EDEADLK);
+    TH_CHECK_EQ(c.map, EDEADLK);
+    __atomic_store_n(&c.gate->flag, 1u, __ATOMIC_RELEASE);
+    for (int i = 0; i < accepted; i++) {
+        TH_CHECK_EQ(conc_future_wait(c.queued[i]), 0);
+        conc_future_release(c.queued[i]);
+    }
+    TH_CHECK_EQ(conc_forkpool_map(fp_cb_pool, fp_nothing_item, NULL, 1, NULL), 0); /* pool fine */
+    conc_future_release(f);
+    conc_forkpool_destroy(fp_cb_pool);
+    fp_check_no_children();
+}
+
+/* A worker calling through its copy of the pool (it has no monitor, and the sockets are the
+ * parent's) is refused with EPERM; the calls that cannot say so abort in any process but the
+ * parent, here a fork of the parent, and leave the parent's pool working. */
+typedef struct fp_foreign_calls {
+    conc_forkpool_t *pool;
+    int map, submit;
+} fp_foreign_calls;
+
+static int fp_item_calls_the_pool(size_t i, void *arg) {
+    (void)i;
+    fp_foreign_calls *c = (fp_foreign_calls *)arg;
+    c->map = conc_forkpool_map(c->pool, fp_nothing_item, NULL, 1, NULL);
+    c->submit = conc_forkpool_submit(c->pool, fp_echo, "x", 1, NULL);
+    return 0;
+}
+
+static void fp_shutdown_in_a_fork(void) {
+    conc_forkpool_shutdown(fp_misuse_pool, false);
+}
+
+static void forkpool_other_processes_are_refused(void) {
+    fp_misuse_pool = fp_create(1);
+    fp_foreign_calls *c = (fp_foreign_calls *)conc_forkpool_alloc(fp_misuse_pool, sizeof *c);
+    TH_CHECK(c != NULL);
+    c->pool = fp_misuse_pool;
+    c->map = c->submit = -1;
+    TH_CHECK_EQ(conc_forkpool_map(fp_misuse_pool, fp_item_calls_the_pool, c, 1, NULL), 0);
+    TH_CHECK_EQ(c->map, EPERM);
+    TH_CHECK_EQ(c->submit, EPERM);
+    char buf[512];
+    int st = th_run_child_capturing_stderr(fp_shutdown_in_a_fork, buf, sizeof buf);
+    TH_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    TH_CHECK_MSG(strstr(buf, "conc_forkpool_shutdown") != NULL, "stderr: %s", buf);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(fp_misuse_pool, fp_echo, "y", 1, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0); /* the parent's worker still runs */
+    conc_future_release(f);
+    conc_forkpool_free(fp_misuse_pool, c);
+    conc_forkpool_destroy(fp_misuse_pool);
+    fp_check_no_children();
+}
+
 /* The parent SIGKILLed: the fork server and every worker die with it (PDEATHSIG). We adopt
  * the orphans (a subreaper) so that we can reap them and see them go. */
 static void forkpool_parent_killed_workers_die(void) {
@@ -2018,11 +2129,6 @@ static void forkpool_stress_mixed(void) {
  * few fds left the parent's own ones fit but a worker's socket and pidfd, passed back from the
  * fork server, do not (the kernel drops them from the message): that said ECHILD ("a worker
  * died in init"), as if init had failed. */
-static int fp_nothing_item(size_t i, void *arg) {
-    (void)i;
-    (void)arg;
-    return 0;
-}
 
 static void forkpool_create_out_of_fds_says_emfile(void) {
     struct rlimit old;
@@ -2182,5 +2288,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),
         TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
         TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_shutdown_from_on_done),
+        TH_CASE(forkpool_blocking_calls_from_on_done_say_edeadlk),
+        TH_CASE(forkpool_other_processes_are_refused),
         TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
         TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120))

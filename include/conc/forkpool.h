@@ -42,7 +42,10 @@
  *     process, fd or mapping behind), ECHILD (a worker died in init).
  *   map: 0 if every item returned 0, else the final status of the first failing item in
  *     index order; EINVAL (fn NULL), ENOMEM (no room in the shared region for the chunk
- *     table), EPIPE (after shutdown, or the pool gave up). Per item (outcomes[i]):
+ *     table), EPIPE (after shutdown, or the pool gave up), EDEADLK (from an on_done callback
+ *     of the pool's futures: the map would wait for the thread it blocks), EPERM (in a
+ *     process other than the pool's parent: a worker, or a fork of the parent). Per item
+ *     (outcomes[i]):
  *       status    fn's return; ECHILD: its worker died (signal or exit_code says how);
  *                 ETIMEDOUT: it ran past task_timeout and was killed; EPIPE: it never ran
  *                 to the end because the pool gave up on repeated immediate deaths (never
@@ -53,13 +56,17 @@
  *                 a submit task, given up while it waited for its retry)
  *       attempts  times it was started (0: never), 1 plus one per retry
  *   submit: 0, EPIPE (after shutdown or once the pool gave up), EAGAIN (try_submit, full),
- *     EINVAL (fn NULL, or arg NULL with len > 0), ENOMEM. On error *f is NULL. A task the
+ *     EINVAL (fn NULL, or arg NULL with len > 0), ENOMEM, EDEADLK (a blocking submit from an
+ *     on_done callback of the pool's futures while the queue is full: only that thread makes
+ *     room), EPERM (as map). On error *f is NULL. A task the
  *     pool gave up on (queued, or running on a worker the giving up killed) ends with EPIPE.
  *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future).
  *   cancel: 0 (queued: dropped, the future CANCELLED; running: its worker is SIGKILLed and
  *     replaced, the future completes at once with status ECANCELED), EBUSY (already done),
  *     EINVAL (not a fork-pool future).
  *   free of memory this pool did not hand out aborts: "conc_forkpool_free: not a block ...".
+ *   alloc, free, shutdown and destroy in a process other than the pool's parent abort:
+ *   "conc_forkpool_shutdown: called in a process other than the pool's parent ...".
  *   No call changes errno, failing or not (what libc sets on the way is put back).
  *
  * ORDERING CONTRACT
@@ -80,7 +87,9 @@
  *   called (a thread that maps in a loop passes no other); submits run on workers
  *   the running map does not need (a map takes every idle worker, so submits wait for it).
  *   alloc/free may overlap maps: the region is live.
- *   Workers must not call forkpool functions (they have no pool, only its memory).
+ *   Workers, and every other process but the parent, must not call forkpool functions (they
+ *   have no pool, only a copy of its memory): map and submit return EPERM there, alloc,
+ *   free, shutdown and destroy abort (ERRORS).
  *
  * CONFIGURATION (conc_forkpool_opts_t, or NULL for defaults)
  *   workers              0: one per CPU (at most CONC_FORKPOOL_MAX_WORKERS = 1024)
@@ -114,8 +123,9 @@
  *     forks without exec keeps a copy of its worker's socket; the pool never waits for it
  *     (a worker's death is settled when the server reaps it, not at its socket's EOF).
  *   - on_done callbacks of fork-pool futures run on the pool's monitor thread: keep them
- *     short and never block on the same pool (a blocking submit there could wait forever;
- *     try_submit is fine). conc_forkpool_shutdown there refuses new work (and cancels what
+ *     short and never block on the same pool: a map there returns EDEADLK, and so does a
+ *     blocking submit that finds the queue full (try_submit: EAGAIN), since only that thread
+ *     makes room. conc_forkpool_shutdown there refuses new work (and cancels what
  *     is queued if asked), then returns without waiting, as conc_executor_shutdown from a
  *     task does: a later shutdown or destroy from another thread finishes and reaps.
  *     conc_forkpool_destroy there aborts ("called from an on_done callback").
@@ -926,7 +936,24 @@ CONC_NOINLINE bool conc__forkpool_free_locked(conc_forkpool_t *p, void *mem) {
     return false;
 }
 
+/* Whether the caller is a process other than the pool's parent: a worker (or a child fn
+ * forked) calling through its copy of the pool, or a child the parent forked. Its copy has
+ * no monitor, and its pidfds and sockets are the parent's: a map would wait for good, a
+ * shutdown would kill the parent's workers. One getpid per call (glibc caches no pid). */
+CONC_INLINE bool conc__forkpool_foreign(const conc_forkpool_t *p) {
+    return getpid() != p->parent_pid;
+}
+
+/* For the calls that cannot report it (caller: a string literal naming the call). */
+#define CONC__FORKPOOL_CHECK_PARENT(p, caller)                                                     \
+    do {                                                                                           \
+        if (CONC_UNLIKELY(conc__forkpool_foreign(p)))                                              \
+            CONC_ABORT(caller ": called in a process other than the pool's parent (a worker, "     \
+                              "or a fork of the parent)");                                         \
+    } while (0)
+
 static inline void *conc_forkpool_alloc(conc_forkpool_t *p, size_t size) {
+    CONC__FORKPOOL_CHECK_PARENT(p, "conc_forkpool_alloc");
     int saved_errno = conc_errno_save(); /* no call sets errno: malloc and the lock's futex may */
     conc_lock_acquire(&p->lock);
     void *m = conc__forkpool_alloc_locked(p, size);
@@ -938,6 +965,7 @@ static inline void *conc_forkpool_alloc(conc_forkpool_t *p, size_t size) {
 static inline void conc_forkpool_free(conc_forkpool_t *p, void *mem) {
     if (!mem)
         return;
+    CONC__FORKPOOL_CHECK_PARENT(p, "conc_forkpool_free");
     int saved_errno = conc_errno_save();
     conc_lock_acquire(&p->lock);
     bool ok = conc__forkpool_free_locked(p, mem);
@@ -1966,6 +1994,7 @@ CONC_NOINLINE void conc__forkpool_shutdown_body(conc_forkpool_t *p, bool cancel_
 }
 
 static inline void conc_forkpool_shutdown(conc_forkpool_t *p, bool cancel_pending) {
+    CONC__FORKPOOL_CHECK_PARENT(p, "conc_forkpool_shutdown");
     int saved_errno = conc_errno_save(); /* no call sets errno: the waits, writes and join may */
     conc__forkpool_shutdown_body(p, cancel_pending);
     conc_errno_restore(saved_errno);
@@ -1974,6 +2003,7 @@ static inline void conc_forkpool_shutdown(conc_forkpool_t *p, bool cancel_pendin
 static inline void conc_forkpool_destroy(conc_forkpool_t *p) {
     if (!p)
         return;
+    CONC__FORKPOOL_CHECK_PARENT(p, "conc_forkpool_destroy");
     int saved_errno = conc_errno_save(); /* close and munmap too */
     conc_lock_acquire(&p->lock);
     bool on_monitor = conc__forkpool_on_monitor(p);
@@ -2128,7 +2158,13 @@ CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_
                                           size_t n, conc_forkpool_outcome_t *outcomes) {
     if (!fn)
         return EINVAL;
+    if (conc__forkpool_foreign(p))
+        return EPERM;
     conc_lock_acquire(&p->lock);
+    if (conc__forkpool_on_monitor(p)) { /* the map would wait for the thread it blocks */
+        conc_lock_release(&p->lock);
+        return EDEADLK;
+    }
     /* A turn in arrival order: a thread that maps again as soon as its map returns must not
      * pass one that was already waiting (woken, it would find the pool taken again). Once
      * the pool is closed every waiter leaves with EPIPE, and no turn matters any more. */
@@ -2249,6 +2285,8 @@ CONC_NOINLINE int conc__forkpool_submit_body(conc_forkpool_t *p, conc_forkpool_t
         *out = NULL;
     if (!fn || (!arg && len))
         return EINVAL;
+    if (conc__forkpool_foreign(p))
+        return EPERM;
     conc_future_t *f;
     void *ext;
     if (conc__future_create_ext(&f, sizeof(conc__forkpool_task), conc__forkpool_task_free, &ext) !=
@@ -2269,9 +2307,11 @@ CONC_NOINLINE int conc__forkpool_submit_body(conc_forkpool_t *p, conc_forkpool_t
         memcpy(t->arg, arg, len);
     }
     conc_lock_acquire(&p->lock);
-    while (!p->closed && p->queued >= p->opts.queue_capacity && block)
+    /* Only the monitor (an on_done callback runs there) makes room: it must not wait for it. */
+    int full = block && conc__forkpool_on_monitor(p) ? EDEADLK : EAGAIN;
+    while (!p->closed && p->queued >= p->opts.queue_capacity && full == EAGAIN && block)
         conc_cond_wait(&p->cond, &p->lock);
-    int e = p->closed ? EPIPE : p->queued >= p->opts.queue_capacity ? EAGAIN : 0;
+    int e = p->closed ? EPIPE : p->queued >= p->opts.queue_capacity ? full : 0;
     if (e) {
         conc_lock_release(&p->lock);
         conc_future_release(f);
