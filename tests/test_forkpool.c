@@ -56,9 +56,11 @@ static bool fp_pid_alive(pid_t pid) {
 }
 
 /* task_timeout for the timeout cases: long enough that a loaded machine never stalls an
- * ordinary item that long (stretched like every deadline for sanitizer builds). */
+ * ordinary item that long (a trivial task's round trip took over 300 ms once at load 12),
+ * stretched like every deadline for sanitizer builds. */
 static int64_t fp_timeout_ns(void) {
-    return (int64_t)(300e6 * th_env_double("CONC_TEST_TIMEOUT_SCALE", 1.0));
+    double ns = 300e6 * th_env_double("CONC_TEST_TIMEOUT_SCALE", 1.0);
+    return (int64_t)(ns > 1e9 ? ns : 1e9);
 }
 
 static conc_forkpool_t *fp_create(unsigned workers) {
