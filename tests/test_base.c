@@ -130,6 +130,48 @@ static void base_futex_wait_takes_the_first_designs_argument_order(void) {
     TH_CHECK_EQ((conc_futex_wait)(&word, 8, 0, CONC_FOREVER), EAGAIN);
 }
 
+static void *wide_flags_wait_main(void *arg) {
+    first_order_waiter *w = (first_order_waiter *)arg;
+    long flags = 0;
+    w->result = conc_futex_wait(&w->word, 0, flags, CONC_FOREVER);
+    return NULL;
+}
+
+/* The macro tells the two orders apart by the third argument: flags held in a `long`, a
+ * `size_t` or an `int64_t` are as wide as a deadline, yet they are flags (the fourth
+ * argument then is the deadline); read as a deadline, their 0 or 1 was a deadline long past,
+ * and the wait returned ETIMEDOUT at once, CONC_FOREVER included. */
+static void base_futex_wait_wide_flags_are_flags(void) {
+    uint32_t word = 7;
+    long lflags = 0;
+    size_t zflags = CONC_SHARED;
+    int64_t qflags = 0;
+    int64_t deadline = conc_deadline_in(5 * CONC_MS);
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, lflags, deadline), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    deadline = conc_deadline_in(5 * CONC_MS);
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, zflags, deadline), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    deadline = conc_deadline_in(5 * CONC_MS);
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, qflags, deadline), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    TH_CHECK_EQ(conc_futex_wait(&word, 8, 0L, CONC_FOREVER), EAGAIN);
+    /* the first design's order with wide flags: the deadline is still the deadline */
+    deadline = conc_deadline_in(5 * CONC_MS);
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, deadline, lflags), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, conc_now() - 1, zflags), ETIMEDOUT);
+    TH_CHECK_EQ(conc_futex_wait(&word, 8, conc_now() - 1, zflags), EAGAIN);
+    /* a sleeper with wide flags and no deadline sleeps until a wake (or sees the new value) */
+    first_order_waiter w = {0, -1};
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, wide_flags_wait_main, &w), 0);
+    __atomic_store_n(&w.word, 1, __ATOMIC_RELEASE);
+    (void)conc_futex_wake(&w.word, INT_MAX, 0);
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    TH_CHECK_MSG(w.result == 0 || w.result == EAGAIN, "result %d", w.result);
+}
+
 static void base_futex_halves_of_a_64_bit_word(void) {
     uint64_t word __attribute__((aligned(8))) = 0x1122334455667788ull;
     TH_CHECK_EQ(*conc_futex_half_low(&word), 0x55667788u);
@@ -480,4 +522,5 @@ TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_deadline_passed),
         TH_CASE(base_eventcount_wait_times_out_not_early),
         TH_CASE(base_eventcount_pending_wake_is_taken_not_slept_on),
         TH_CASE(base_chaos_points_mix_and_replay), TH_CASE(base_abort_names_the_function),
-        TH_CASE(base_futex_wait_takes_the_first_designs_argument_order))
+        TH_CASE(base_futex_wait_takes_the_first_designs_argument_order),
+        TH_CASE(base_futex_wait_wide_flags_are_flags))

@@ -27,7 +27,8 @@
  *   futex     conc_futex_wait(word, expected, flags, dl)        0, EAGAIN, ETIMEDOUT, EINTR
  *                                         (a past dl tries once: EAGAIN if the value differs)
  *                                         (the first design's order, (word, expected, dl,
- *                                         flags), works too: an int64_t third argument is dl)
+ *                                         flags), works too: an int64_t third argument is dl,
+ *                                         but wide flags (a long) before an int64_t are flags)
  *             conc_futex_wake(word, n, flags)                   number woken
  *             conc_futex_wait_tagged(word, expected, flags, tag, dl) / conc_futex_wake_tagged
  *                                         the same, waking by tag
@@ -566,18 +567,23 @@ static inline int conc_futex_wait(uint32_t *word, uint32_t expected, int flags, 
 
 /* The first design wrote conc_futex_wait(word, expected, deadline, flags); the rule "the
  * deadline last" won. A call written in that order still works: a deadline is an int64_t and
- * flags an int, so the macro tells the orders apart by the third argument's size (a past
- * deadline written as the literal 0 reads as flags 0, and the call still tries once). The
- * function keeps its name: &conc_futex_wait and (conc_futex_wait)(...) reach it directly. */
-CONC_INLINE int conc__base_futex_wait_either(uint32_t *word, uint32_t expected,
-                                             bool third_is_deadline, int64_t third,
-                                             int64_t fourth) {
+ * flags an int, so the macro takes the third argument for the deadline when it is as wide as
+ * an int64_t, unless the fourth is as wide too and the third's value fits an int: flags held
+ * in a long, a size_t or an int64_t are flags (a deadline that fits an int is 2 s after boot
+ * at most, long past, and so is the fourth argument read as one: the call tries once either
+ * way). A past deadline written as the literal 0 reads as flags 0, and the call still tries
+ * once. The function keeps its name: &conc_futex_wait and (conc_futex_wait)(...) reach it
+ * directly. */
+CONC_INLINE int conc__base_futex_wait_either(uint32_t *word, uint32_t expected, bool third_wide,
+                                             bool fourth_wide, int64_t third, int64_t fourth) {
+    bool third_is_deadline = third_wide && (!fourth_wide || third < INT_MIN || third > INT_MAX);
     return third_is_deadline ? conc_futex_wait(word, expected, (int)fourth, third)
                              : conc_futex_wait(word, expected, (int)third, fourth);
 }
 #define conc_futex_wait(word, expected, third, fourth)                                             \
     conc__base_futex_wait_either((word), (expected), sizeof(third) == sizeof(int64_t),             \
-                                 (int64_t)(third), (int64_t)(fourth))
+                                 sizeof(fourth) == sizeof(int64_t), (int64_t)(third),              \
+                                 (int64_t)(fourth))
 
 static inline int conc_futex_wake(uint32_t *word, int n, int flags) {
     return conc_futex_wake_tagged(word, n, flags, CONC_FUTEX_ANY);
