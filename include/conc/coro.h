@@ -148,8 +148,10 @@
  *   - A blocking call that is not conc's (read(2) on a blocking fd, sleep, a pthread lock)
  *     blocks every coroutine of the thread. conc_coro_read/write/accept never do, on blocking
  *     fds too (a socket is read and written with MSG_DONTWAIT; another fd in blocking mode is
- *     waited for first, and written a PIPE_BUF chunk at a time); conc_coro_connect needs a
- *     non-blocking socket (a blocking connect blocks the thread until it ends).
+ *     waited for first, and written a PIPE_BUF chunk at a time, but for a regular file or a
+ *     block device, which poll calls always ready: one read or write(2));
+ *     conc_coro_connect needs a non-blocking socket (a blocking connect blocks the thread
+ *     until it ends).
  *   - Stack overflow: one guard page below each stack stops an overflow that touches it; a
  *     frame larger than a page can jump it (keep big arrays off coroutine stacks, or use a
  *     bigger stack). conc_coro_catch_overflow turns the fault into a message naming the
@@ -210,6 +212,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <ucontext.h>
 
 #if !defined(CONC_CORO_NO_VALGRIND) && defined(__has_include)
@@ -2310,11 +2313,16 @@ static inline int conc__coro_io_retry(int fd, int e, int events, int64_t deadlin
 }
 
 /* Whether fd is in blocking mode (no O_NONBLOCK): a read, write or accept on it would block
- * the thread, so the caller waits for readiness first. An fcntl that fails says no: the call
- * that follows reports the error. */
+ * the thread, so the caller waits for readiness first. A regular file or a block device says
+ * no: poll calls it always ready, and it is read and written whole, as read/write(2) do (an
+ * O_APPEND file's write stays one write). An fstat or fcntl that fails says no: the call that
+ * follows reports the error. */
 static inline bool conc__coro_fd_blocks(int fd) {
     int saved = conc_errno_save();
-    int fl = fcntl(fd, F_GETFL);
+    struct stat st;
+    int fl = -1;
+    if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+        fl = fcntl(fd, F_GETFL);
     conc_errno_restore(saved);
     return fl >= 0 && !(fl & O_NONBLOCK);
 }
