@@ -1390,6 +1390,77 @@ static void coro_fd_polled_while_coroutines_stay_runnable(void) {
     close(c.fds[1]);
 }
 
+/* A busy scheduler polls every few milliseconds, not every so many switches (DESIGN: "at
+ * least every few milliseconds even while coroutines are runnable"): coroutines that each
+ * compute BUSY_SLICE_NS of wall time between yields must not delay a ready fd by dozens of
+ * their runs (the look used to come every 64 switches: 64 slices). Counted in switches, not
+ * time: each slice lasts at least its wall time, so a loaded machine only makes fewer. */
+#define BUSY_SLICE_NS (2 * CONC_MS)
+#define BUSY_COROS 4
+#define BUSY_ROUNDS 4
+typedef struct busy_ctx {
+    int fds[2];
+    unsigned runs;             /* slices computed by the busy coroutines */
+    unsigned wrote_at[BUSY_ROUNDS], woke_at[BUSY_ROUNDS];
+    int round, stop;
+} busy_ctx;
+
+static int busy_worker(void *p) {
+    busy_ctx *c = (busy_ctx *)p;
+    while (!c->stop) {
+        int64_t end = conc_now() + BUSY_SLICE_NS;
+        while (conc_now() < end) {
+        }
+        if (++c->runs % 8 == 0 && c->round < BUSY_ROUNDS && !c->wrote_at[c->round]) {
+            c->wrote_at[c->round] = c->runs;
+            TH_CHECK_EQ(write(c->fds[1], "b", 1), 1);
+        }
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+    }
+    return 0;
+}
+
+static int busy_reader(void *p) {
+    busy_ctx *c = (busy_ctx *)p;
+    for (; c->round < BUSY_ROUNDS; c->round++) {
+        TH_CHECK_EQ(conc_coro_wait_fd(c->fds[0], CONC_FD_READ, CONC_FOREVER), 0);
+        c->woke_at[c->round] = c->runs;
+        char b;
+        TH_CHECK_EQ(read(c->fds[0], &b, 1), 1);
+    }
+    c->stop = 1;
+    return 0;
+}
+
+static void coro_fd_polled_every_few_ms_between_long_runs(void) {
+    struct timespec res;
+    TH_CHECK_EQ(clock_getres(CLOCK_MONOTONIC_COARSE, &res), 0);
+    int64_t tick = (int64_t)res.tv_sec * CONC_SEC + res.tv_nsec;
+    if (tick > 10 * CONC_MS)
+        TH_SKIP("the coarse clock ticks less often than every 10 ms");
+    /* After the write: the slices until the coarse clock ticks and the poll interval (2 ms)
+     * has passed, the one running then, the busy coroutines queued ahead of the reader, and
+     * slack. The 64-switch look left 0 to 63 more. */
+    int64_t wait = tick > CONC_CORO_POLL_NS ? tick : CONC_CORO_POLL_NS;
+    unsigned bound = (unsigned)((wait + BUSY_SLICE_NS - 1) / BUSY_SLICE_NS) + 1 + BUSY_COROS + 4;
+    busy_ctx c;
+    memset(&c, 0, sizeof c);
+    TH_CHECK_EQ(pipe(c.fds), 0);
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, busy_reader, &c, NULL, NULL), 0);
+    for (int i = 0; i < BUSY_COROS; i++)
+        TH_CHECK_EQ(conc_coro_spawn(s, busy_worker, &c, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    for (int r = 0; r < BUSY_ROUNDS; r++)
+        TH_CHECK_MSG(c.woke_at[r] - c.wrote_at[r] <= bound,
+                     "round %d: the ready fd waited %u runs of %lld ms (at most %u)", r,
+                     c.woke_at[r] - c.wrote_at[r], (long long)(BUSY_SLICE_NS / CONC_MS), bound);
+    conc_sched_destroy(s);
+    close(c.fds[0]);
+    close(c.fds[1]);
+}
+
 /* ---- groups ------------------------------------------------------------------------------- */
 
 typedef struct group_ctx {
@@ -2679,6 +2750,7 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE(coro_fd_socketpair_echo), TH_CASE(coro_write_to_a_gone_peer_is_epipe_not_sigpipe),
         TH_CASE(coro_fd_writable_after_drain_and_ebusy),
         TH_CASE(coro_fd_polled_while_coroutines_stay_runnable),
+        TH_CASE(coro_fd_polled_every_few_ms_between_long_runs),
         TH_CASE(coro_fd_echo_round_trip_costs_two_epoll_ctl),
         TH_CASE(coro_fd_reuse_after_close_while_registered),
         TH_CASE(coro_fd_reader_and_writer_on_one_fd),

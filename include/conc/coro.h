@@ -181,9 +181,10 @@
  *   resumes the loop with a new function (QEMU's pool). Creating a coroutine is therefore a
  *   pop from a free list and a push on the run queue.
  *   Scheduling. A ring buffer of runnable coroutines plus a runnext slot. A coroutine that
- *   blocks switches straight to the next runnable one; only when none is runnable, or every
- *   CONC__CORO_TICKS switches when the poll interval has passed, does it switch to the
- *   scheduler's loop, which fires due timers (a binary heap), polls epoll, drains the
+ *   blocks switches straight to the next runnable one; only when none is runnable, or when
+ *   timers, fds or the inbox are due (a look every CONC__CORO_TICKS switches and at every
+ *   tick of the coarse clock, so a busy scheduler still polls every few ms), does it switch
+ *   to the scheduler's loop, which fires due timers (a binary heap), polls epoll, drains the
  *   cross-thread inbox and otherwise sleeps in epoll_wait until the next deadline.
  *   Deadlock detection falls out of the loop: nothing runnable and nothing that could wake
  *   anyone (no timer, no fd, no hold, no inbox) is EDEADLK.
@@ -340,8 +341,12 @@ typedef struct conc_coro_waitq {
 /* ---------------------------------------------------------------------------------------------
  * Internal constants (each with its reason)
  * ------------------------------------------------------------------------------------------- */
-/* Switches between two looks at the clock while coroutines stay runnable: a clock read costs
- * 20-75 ns here, a switch 5-10, so one look per 64 switches is noise. */
+/* Switches between two looks at the precise clock while coroutines stay runnable: a read
+ * costs 20-75 ns here, a switch 5-10, so one look per 64 switches is noise. Coroutines that
+ * compute between switches make 64 switches long, so while a timer, an fd wait or a message
+ * could be due, every switch also reads the coarse clock (4-5 ns: a vDSO load, no TSC) and
+ * looks when it has ticked (every 1-4 ms, CONFIG_HZ): those then wait at most a tick plus
+ * one coroutine's run, not 64 of them. */
 #define CONC__CORO_TICKS 64u
 #define CONC__CORO_TICKS_MASK (CONC__CORO_TICKS - 1u)
 /* How long a nested conc_sched_destroy waits for a message another thread is about to post:
@@ -628,6 +633,7 @@ struct conc_sched {
     conc_coro_t *runnext;
     unsigned runnext_streak;
     unsigned ticks;
+    int64_t coarse_seen; /* the coarse clock at the last look it prompted */
     uint8_t destroying; /* conc_sched_destroy has begun: every spawn starts cancelled */
     int64_t last_poll;
     int64_t poll_ns;
@@ -933,6 +939,33 @@ CONC_NOINLINE int conc__coro_sched_service_due_slow(conc_sched_t *s) {
     return s->fd_waiters && now - s->last_poll >= s->poll_ns;
 }
 
+/* CLOCK_MONOTONIC_COARSE: the time of the last tick, read without touching the TSC. */
+CONC_INLINE int64_t conc__coro_coarse_now(void) {
+#ifdef CLOCK_MONOTONIC_COARSE
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * CONC_SEC + (int64_t)ts.tv_nsec;
+#else
+    return 0; /* the 64-switch look alone */
+#endif
+}
+
+/* Whether a switch should ask the loop's question (timers, fds, inbox): every
+ * CONC__CORO_TICKS switches, and whenever the coarse clock ticked since the last such look. */
+CONC_INLINE bool conc__coro_sched_look_due(conc_sched_t *s) {
+    if (CONC_UNLIKELY((++s->ticks & CONC__CORO_TICKS_MASK) == 0))
+        return true;
+    /* Nothing that could be due (no timer, no fd waiter, no message): no clock read. Relaxed:
+     * the inbox flag is a hint, as in conc__coro_sched_service_due_slow. */
+    if (CONC_LIKELY(!s->heap_len && !s->fd_waiters && !conc_load(&s->inbox_pending, CONC_RELAXED)))
+        return false;
+    int64_t coarse = conc__coro_coarse_now();
+    if (CONC_LIKELY(coarse == s->coarse_seen))
+        return false;
+    s->coarse_seen = coarse;
+    return true;
+}
+
 /* The running coroutine `from` gives up the CPU: the caller queued it (yield), parked it or
  * it returned. Runs the next runnable coroutine directly, or returns to the scheduler's loop
  * when none is runnable or when timers, fds or the inbox need a look. Returns when `from`
@@ -940,8 +973,7 @@ CONC_NOINLINE int conc__coro_sched_service_due_slow(conc_sched_t *s) {
 static inline void conc__coro_sched_switch_away(conc_sched_t *s, conc_coro_t *from) {
     conc__coro_check_canary(from);
     conc_coro_t *next = NULL;
-    if (CONC_LIKELY((++s->ticks & CONC__CORO_TICKS_MASK) != 0) ||
-        !conc__coro_sched_service_due_slow(s))
+    if (CONC_LIKELY(!conc__coro_sched_look_due(s)) || !conc__coro_sched_service_due_slow(s))
         next = conc__coro_sched_pop(s);
     if (next == from) {
         from->state = CONC__CORO_RUNNING;
