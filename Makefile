@@ -239,13 +239,14 @@ deps-bench:
 INSTALLED_CONC_H = $(DESTDIR)$(PREFIX)/include/conc.h
 install:
 	install -d $(DESTDIR)$(PREFIX)/include/conc $(DESTDIR)$(PREFIX)/share/pkgconfig \
-	  $(DESTDIR)$(PREFIX)/share/cmake/conc
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/cmake/conc
 	install -m 644 include/conc/*.h $(DESTDIR)$(PREFIX)/include/conc/
 	@if [ ! -e $(INSTALLED_CONC_H) ] || grep -q conc-forwarding-header $(INSTALLED_CONC_H); then \
 	  install -m 644 include/conc.h $(DESTDIR)$(PREFIX)/include/; \
 	else echo "warning: $(INSTALLED_CONC_H) belongs to another package: kept; use <conc/conc.h>"; fi
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' conc.pc.in \
 	  >$(DESTDIR)$(PREFIX)/share/pkgconfig/conc.pc
+	install -m 644 $(DESTDIR)$(PREFIX)/share/pkgconfig/conc.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 	install -m 644 cmake/conc-config.cmake $(DESTDIR)$(PREFIX)/share/cmake/conc/
 	sed 's|@VERSION@|$(VERSION)|' cmake/conc-config-version.cmake.in \
 	  >$(DESTDIR)$(PREFIX)/share/cmake/conc/conc-config-version.cmake

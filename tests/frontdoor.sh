@@ -287,6 +287,11 @@ consumers() {
         if [ "$(env $pc pkg-config --modversion conc)" = "$version" ]
         then ok "pkg-config --modversion conc is CONC_VERSION_STRING"
         else bad "pkg-config --modversion conc: $(env $pc pkg-config --modversion conc)"; fi
+        if cmp -s "$pfx/share/pkgconfig/conc.pc" "$pfx/lib/pkgconfig/conc.pc" &&
+           [ "$(env PKG_CONFIG_PATH="$pfx/lib/pkgconfig" pkg-config --cflags conc)" = \
+             "$(env $pc pkg-config --cflags conc)" ]
+        then ok "PREFIX/lib/pkgconfig/conc.pc is the same file"
+        else bad "PREFIX/lib/pkgconfig/conc.pc missing or different"; fi
         # An installed conc.h of another package is never overwritten.
         local other=$tmp/prefix-other
         mkdir -p "$other/include"; echo '/* another package */' >"$other/include/conc.h"
@@ -328,7 +333,9 @@ target_link_libraries(app PRIVATE conc::conc)'
             "$cm -DCMAKE_PREFIX_PATH=$pfx2 -S . -B b && cmake --build b && cp b/app app"
         if diff -r "$pfx/include" "$pfx2/include" >"$tmp/d" && diff -r "$pfx/share/cmake" "$pfx2/share/cmake" >>"$tmp/d" &&
            diff <(grep -v '^prefix=' "$pfx/share/pkgconfig/conc.pc") \
-                <(grep -v '^prefix=' "$pfx2/share/pkgconfig/conc.pc") >>"$tmp/d"
+                <(grep -v '^prefix=' "$pfx2/share/pkgconfig/conc.pc") >>"$tmp/d" &&
+           diff <(grep -v '^prefix=' "$pfx/lib/pkgconfig/conc.pc") \
+                <(grep -v '^prefix=' "$pfx2/lib/pkgconfig/conc.pc") >>"$tmp/d"
         then ok "make install and cmake --install lay out the same files"
         else bad "make install and cmake --install differ"; head "$tmp/d" | sed 's/^/    /'; fi
 
