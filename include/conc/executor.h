@@ -122,6 +122,10 @@
  *     runs the unstarted awaited task itself (see DESIGN), where Python's pool would
  *     deadlock. A wait with a deadline does not (it would miss its deadline, and the task
  *     might wait for what the waiter does next): it waits as a Python worker would.
+ *   - A task cancelled while queued (conc_future_cancel) keeps its place in the queue until
+ *     a worker takes it and drops it unrun: until then it still counts toward
+ *     queue_capacity, so with every worker busy a full queue stays full (try_submit EAGAIN,
+ *     submit waits) after such a cancel. Python's pool has no bound, so it cannot say.
  *   - fork(): an executor's workers do not exist in the child. Use it only in the parent.
  *   - An initializer runs on its worker before that worker takes any task, while the other
  *     workers already run tasks: one that blocks holds its worker, not the executor. It must
