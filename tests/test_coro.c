@@ -1400,7 +1400,7 @@ static void coro_fd_polled_while_coroutines_stay_runnable(void) {
 #define BUSY_ROUNDS 4
 typedef struct busy_ctx {
     int fds[2];
-    unsigned runs;             /* slices computed by the busy coroutines */
+    unsigned runs; /* slices computed by the busy coroutines */
     unsigned wrote_at[BUSY_ROUNDS], woke_at[BUSY_ROUNDS];
     int round, stop;
 } busy_ctx;
@@ -2726,8 +2726,8 @@ static void coro_header_brings_chan_and_await(void) {
 
 TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE_T(coro_fd_calls_on_blocking_fds_park_the_coroutine, 20),
-        TH_CASE(coro_write_to_a_file_is_one_write),
-        TH_CASE(coro_lifecycle_spawn_join_status), TH_CASE(coro_bad_input_gets_error_codes),
+        TH_CASE(coro_write_to_a_file_is_one_write), TH_CASE(coro_lifecycle_spawn_join_status),
+        TH_CASE(coro_bad_input_gets_error_codes),
         TH_CASE(coro_nested_destroy_waits_for_a_message_in_flight),
         TH_CASE(coro_join_and_group_wait_after_the_run),
         TH_CASE(coro_sched_handed_to_the_thread_that_runs_it),

@@ -544,7 +544,7 @@ static void bridge_await_that_ended_leaves_nothing_behind(void) {
     TH_CHECK_EQ(conc_group_spawn(g, ended_yielder, NULL, NULL), 0);
     conc_group_destroy(g);
     TH_CHECK_EQ(holds_of(s), 1u);
-    conc_sched_destroy(s); /* used to wait for f's completion, which never comes */
+    conc_sched_destroy(s);  /* used to wait for f's completion, which never comes */
     conc_future_release(f); /* pending, with nothing left on it */
 }
 

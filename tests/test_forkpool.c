@@ -1834,10 +1834,10 @@ static int fp_nothing_item(size_t i, void *arg) {
  * for the monitor thread the callback runs on, the one thread that makes room (for good):
  * both return EDEADLK. try_submit there is the plain EAGAIN. */
 typedef struct fp_cb_calls {
-    fp_shared *gate;           /* the tasks the callback submits wait for gate->flag */
-    int tries[3];              /* try_submit until the queue (capacity 1) is full */
-    conc_future_t *queued[3];  /* what they submitted */
-    int submit, map;           /* the blocking calls */
+    fp_shared *gate;          /* the tasks the callback submits wait for gate->flag */
+    int tries[3];             /* try_submit until the queue (capacity 1) is full */
+    conc_future_t *queued[3]; /* what they submitted */
+    int submit, map;          /* the blocking calls */
     uint32_t done;
 } fp_cb_calls;
 
@@ -1845,8 +1845,8 @@ static void fp_blocking_calls_cb(conc_future_t *f, void *arg) {
     (void)f;
     fp_cb_calls *c = (fp_cb_calls *)arg;
     for (int i = 0; i < 3; i++) {
-        c->tries[i] = conc_forkpool_try_submit(fp_cb_pool, fp_gated_task, &c->gate,
-                                               sizeof c->gate, &c->queued[i]);
+        c->tries[i] = conc_forkpool_try_submit(fp_cb_pool, fp_gated_task, &c->gate, sizeof c->gate,
+                                               &c->queued[i]);
         if (c->tries[i] != 0)
             break;
     }
@@ -2291,6 +2291,6 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
         TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_shutdown_from_on_done),
         TH_CASE(forkpool_blocking_calls_from_on_done_say_edeadlk),
-        TH_CASE(forkpool_other_processes_are_refused),
-        TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
-        TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120))
+        TH_CASE(forkpool_other_processes_are_refused), TH_CASE(forkpool_parent_killed_workers_die),
+        TH_CASE(forkpool_errno_kept), TH_CASE(forkpool_create_out_of_fds_says_emfile),
+        TH_CASE_T(forkpool_stress_mixed, 120))

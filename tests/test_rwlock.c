@@ -347,7 +347,7 @@ static void rwlock_timeouts_never_lap_an_admitted_reader(void) {
     pthread_t tr, tp, tw;
     TH_CHECK_EQ(pthread_create(&tr, NULL, gated_reader_main, &r), 0);
     gate_wait_reached(&r.gate); /* queued behind us, about to sleep */
-    conc_rwlock_release(&rw); /* admits it: counted in the central count until it looks */
+    conc_rwlock_release(&rw);   /* admits it: counted in the central count until it looks */
     TH_CHECK_EQ(conc_rwlock_readers(&rw), 1);
     TH_CHECK_EQ(pthread_create(&tp, NULL, past_writers_main, &p), 0);
     /* Either the 63 writers ended their phases (the old protocol), or the first of them

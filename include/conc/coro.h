@@ -634,7 +634,7 @@ struct conc_sched {
     unsigned runnext_streak;
     unsigned ticks;
     int64_t coarse_seen; /* the coarse clock at the last look it prompted */
-    uint8_t destroying; /* conc_sched_destroy has begun: every spawn starts cancelled */
+    uint8_t destroying;  /* conc_sched_destroy has begun: every spawn starts cancelled */
     int64_t last_poll;
     int64_t poll_ns;
     conc__coro_ctx main_ctx; /* the thread's own context while coroutines run */

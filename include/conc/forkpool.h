@@ -1214,9 +1214,10 @@ CONC_NOINLINE void conc__forkpool_worker_clear(conc__forkpool_worker *w) {
 CONC_NOINLINE void conc__forkpool_quick_death(conc_forkpool_t *p, conc__forkpool_worker *w,
                                               int64_t now) {
     p->quick_deaths++;
-    p->backoff = p->backoff ? (p->backoff * 2 > CONC_FORKPOOL_BACKOFF_MAX ? CONC_FORKPOOL_BACKOFF_MAX
-                                                                          : p->backoff * 2)
-                            : CONC_FORKPOOL_BACKOFF;
+    p->backoff = p->backoff
+                     ? (p->backoff * 2 > CONC_FORKPOOL_BACKOFF_MAX ? CONC_FORKPOOL_BACKOFF_MAX
+                                                                   : p->backoff * 2)
+                     : CONC_FORKPOOL_BACKOFF;
     w->spawn_at = now + p->backoff;
     if (p->quick_deaths >= CONC_FORKPOOL_GIVE_UP && !p->broken) {
         p->broken = true; /* every worker is killed; pending work fails (monitor loop) */
