@@ -282,7 +282,6 @@ static void forkpool_maps_from_two_threads(void) {
 typedef struct fp_turns {
     uint32_t gate, started, seq;
     uint32_t at[3]; /* when map k's item ran: 0 A's gated map, 1 B's, 2 A's next */
-    pid_t b_tid;
     conc_forkpool_t *p;
     struct fp_turn_arg {
         struct fp_turns *t;
@@ -311,23 +310,16 @@ static void *fp_turns_a(void *arg) {
 
 static void *fp_turns_b(void *arg) {
     fp_turns *t = (fp_turns *)arg;
-    __atomic_store_n(&t->b_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
     TH_CHECK_EQ(conc_forkpool_map(t->p, fp_turn_item, &t->arg[1], 1, NULL), 0);
     return NULL;
 }
 
-/* The state letter of /proc/self/task/<tid>/stat: S while asleep. */
-static char fp_task_state(pid_t tid) {
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return '?';
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')'); /* "tid (comm) S ..." */
-    return paren && paren[1] == ' ' ? paren[2] : '?';
+/* How many maps have taken their turn (a ticket) so far: read under the pool's lock. */
+static uint64_t fp_map_turns_taken(conc_forkpool_t *p) {
+    conc_lock_acquire(&p->lock);
+    uint64_t n = p->map_turns;
+    conc_lock_release(&p->lock);
+    return n;
 }
 
 static void forkpool_maps_take_turns(void) {
@@ -343,8 +335,9 @@ static void forkpool_maps_take_turns(void) {
         TH_CHECK_EQ(pthread_create(&a, NULL, fp_turns_a, t), 0);
         fp_wait_flag(&t->started, 1); /* A's first map runs its gated item */
         TH_CHECK_EQ(pthread_create(&b, NULL, fp_turns_b, t), 0);
-        while (__atomic_load_n(&t->b_tid, __ATOMIC_ACQUIRE) == 0 ||
-               fp_task_state(t->b_tid) != 'S') /* B waits for its turn (nothing else sleeps) */
+        /* B has taken its turn, after A's gated map and before A's next (asleep alone would
+         * not say so: B may sleep on the pool's lock before it takes one) */
+        while (fp_map_turns_taken(p) < 3 * (uint64_t)round + 2)
             th_sleep_ns(FP_FLAG_WAIT_NS);
         __atomic_store_n(&t->gate, 1u, __ATOMIC_RELEASE);
         pthread_join(a, NULL);
