@@ -1579,6 +1579,32 @@ static void fp_end_helper(pid_t helper) {
     TH_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
 }
 
+/* A task that hangs after starting a helper (hang): ETIMEDOUT by SIGTERM, the helper alive;
+ * one that returns after starting it (ret): shutdown returns, the helper alive. Then the
+ * pool goes, leaving no child. s->flag says a helper started. */
+static void fp_helpers_outlive_tasks(conc_forkpool_t *p, fp_shared *s, conc_forkpool_task_fn hang,
+                                     conc_forkpool_task_fn ret) {
+    conc_future_t *f;
+    __atomic_store_n(&s->flag, 0u, __ATOMIC_RELAXED);
+    TH_CHECK_EQ(conc_forkpool_submit(p, hang, &s, sizeof s, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ETIMEDOUT);
+    conc_forkpool_outcome_t out;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &out), 0);
+    TH_CHECK(out.status == ETIMEDOUT && out.signal == SIGTERM && out.attempts == 1);
+    conc_future_release(f);
+    TH_CHECK_EQ(s->flag, 1);
+    fp_end_helper(s->pid);
+    __atomic_store_n(&s->flag, 0u, __ATOMIC_RELAXED);
+    TH_CHECK_EQ(conc_forkpool_submit(p, ret, &s, sizeof s, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    conc_future_release(f);
+    conc_forkpool_shutdown(p, false);
+    TH_CHECK_EQ(s->flag, 1);
+    fp_end_helper(s->pid);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 static void forkpool_exec_holds_no_pool_fd(void) {
     TH_CHECK_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
     conc_forkpool_t *p = fp_timed_pool(1);
@@ -1587,25 +1613,7 @@ static void forkpool_exec_holds_no_pool_fd(void) {
     TH_CHECK_EQ(conc_forkpool_submit(p, fp_inheritable_fds, NULL, 0, &f), 0);
     TH_CHECK_EQ(conc_future_wait(f), 0);
     conc_future_release(f);
-    /* A task that hangs after starting the helper: ETIMEDOUT by SIGTERM, helper alive. */
-    TH_CHECK_EQ(conc_forkpool_submit(p, fp_helper_then_hang, &s, sizeof s, &f), 0);
-    TH_CHECK_EQ(conc_future_wait(f), ETIMEDOUT);
-    conc_forkpool_outcome_t out;
-    TH_CHECK_EQ(conc_forkpool_outcome(f, &out), 0);
-    TH_CHECK(out.status == ETIMEDOUT && out.signal == SIGTERM && out.attempts == 1);
-    conc_future_release(f);
-    TH_CHECK_EQ(s->flag, 1);
-    fp_end_helper(s->pid);
-    /* A task that returns after starting it: shutdown returns, helper alive. */
-    __atomic_store_n(&s->flag, 0u, __ATOMIC_RELAXED);
-    TH_CHECK_EQ(conc_forkpool_submit(p, fp_helper_then_return, &s, sizeof s, &f), 0);
-    TH_CHECK_EQ(conc_future_wait(f), 0);
-    conc_future_release(f);
-    conc_forkpool_shutdown(p, false);
-    TH_CHECK_EQ(s->flag, 1);
-    fp_end_helper(s->pid);
-    conc_forkpool_destroy(p);
-    fp_check_no_children();
+    fp_helpers_outlive_tasks(p, s, fp_helper_then_hang, fp_helper_then_return);
 }
 
 /* A child that fn forks without exec keeps a copy of the worker's socket (close-on-exec does
@@ -1655,31 +1663,14 @@ static void forkpool_forked_child_delays_no_death(void) {
     TH_CHECK_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
     conc_forkpool_t *p = fp_timed_pool(1);
     fp_shared *s = fp_shared_alloc(p, 1);
-    conc_future_t *f;
-    TH_CHECK_EQ(conc_forkpool_submit(p, fp_fork_then_hang, &s, sizeof s, &f), 0);
-    TH_CHECK_EQ(conc_future_wait(f), ETIMEDOUT);
     conc_forkpool_outcome_t out[4];
-    TH_CHECK_EQ(conc_forkpool_outcome(f, &out[0]), 0);
-    TH_CHECK(out[0].status == ETIMEDOUT && out[0].signal == SIGTERM && out[0].attempts == 1);
-    conc_future_release(f);
-    TH_CHECK_EQ(s->flag, 1);
-    fp_end_helper(s->pid);
-    __atomic_store_n(&s->flag, 0u, __ATOMIC_RELAXED);
     TH_CHECK_EQ(conc_forkpool_map(p, fp_fork_then_die, s, 4, out), ECHILD);
     TH_CHECK(out[0].status == ECHILD && out[0].signal == SIGKILL && out[0].attempts == 1);
     for (int i = 1; i < 4; i++)
         TH_CHECK(out[i].status == 0 && out[i].attempts == 1);
     TH_CHECK_EQ(s->flag, 1);
     fp_end_helper(s->pid);
-    __atomic_store_n(&s->flag, 0u, __ATOMIC_RELAXED);
-    TH_CHECK_EQ(conc_forkpool_submit(p, fp_fork_then_return, &s, sizeof s, &f), 0);
-    TH_CHECK_EQ(conc_future_wait(f), 0);
-    conc_future_release(f);
-    conc_forkpool_shutdown(p, false);
-    TH_CHECK_EQ(s->flag, 1);
-    fp_end_helper(s->pid);
-    conc_forkpool_destroy(p);
-    fp_check_no_children();
+    fp_helpers_outlive_tasks(p, s, fp_fork_then_hang, fp_fork_then_return);
 }
 
 /* -------------------------------------------------------------------------------------------
