@@ -304,7 +304,6 @@ static void coro_creator_feeds_a_scheduler_another_thread_runs(void) {
 /* No call changes errno, out of memory included. RLIMIT_AS makes the allocations fail (not
  * under the sanitizers, whose allocators reserve terabytes and abort on failure, nor under
  * valgrind, whose own mappings need the room). */
-#if !TH_SANITIZED
 static void enomem_child(void) {
     struct rlimit rl = {0, 0};
     TH_CHECK_EQ(getrlimit(RLIMIT_AS, &rl), 0);
@@ -326,23 +325,27 @@ static void enomem_child(void) {
                 n);
     _exit(e == ENOMEM && s == NULL && err == 4321 ? 0 : 10);
 }
-#endif
-static void coro_out_of_memory_leaves_errno(void) {
+/* Runs child, which lowers RLIMIT_AS and exits 0 if all went well, in a process of its own. */
+static void run_address_space_child(void (*child)(void)) {
 #if TH_SANITIZED
+    (void)child;
     TH_SKIP("the sanitizers' allocators abort on failure");
 #else
     if (UNDER_VALGRIND())
         TH_SKIP("valgrind's own mappings need the address space");
     char buf[256];
-    int status = th_run_child_capturing_stderr(enomem_child, buf, sizeof buf);
+    int status = th_run_child_capturing_stderr(child, buf, sizeof buf);
     TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, buf);
 #endif
+}
+
+static void coro_out_of_memory_leaves_errno(void) {
+    run_address_space_child(enomem_child);
 }
 
 /* A coroutine with a big stack under an address-space limit its one stack fits in: spawn
  * must not ask for room for 64 such stacks at once (2 GiB of 32 MiB ones, where 256 MiB are
  * left) and fail with ENOMEM. */
-#if !TH_SANITIZED
 static int big_stack_body(void *arg) {
     volatile char deep[4 << 20]; /* well past a default stack: the big one is really there */
     deep[0] = 1;
@@ -380,18 +383,9 @@ static void big_stack_child(void) {
     conc_sched_destroy(s);
     _exit(0);
 }
-#endif
 
 static void coro_big_stack_fits_under_an_address_space_limit(void) {
-#if TH_SANITIZED
-    TH_SKIP("the sanitizers' allocators abort on failure");
-#else
-    if (UNDER_VALGRIND())
-        TH_SKIP("valgrind's own mappings need the address space");
-    char buf[256];
-    int status = th_run_child_capturing_stderr(big_stack_child, buf, sizeof buf);
-    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, buf);
-#endif
+    run_address_space_child(big_stack_child);
 }
 
 /* EMFILE: no fd left for the scheduler's epoll instance and eventfd. EPERM: a scheduler used
