@@ -104,6 +104,18 @@ static void *first_order_wait_main(void *arg) {
     return NULL;
 }
 
+/* main sleeps on w->word (0) with no deadline; the word changes and a wake follows: main
+ * returns 0 (woken) or EAGAIN (it saw the new value first), never anything else. */
+static void check_forever_sleeper(void *(*main)(void *)) {
+    first_order_waiter w = {0, -1};
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, main, &w), 0);
+    __atomic_store_n(&w.word, 1, __ATOMIC_RELEASE);
+    (void)conc_futex_wake(&w.word, INT_MAX, 0);
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    TH_CHECK_MSG(w.result == 0 || w.result == EAGAIN, "result %d", w.result);
+}
+
 static void base_futex_wait_takes_the_first_designs_argument_order(void) {
     uint32_t word = 7;
     errno = 12345;
@@ -117,13 +129,7 @@ static void base_futex_wait_takes_the_first_designs_argument_order(void) {
     TH_CHECK_NOT_EARLY(deadline);
     TH_CHECK_EQ(errno, 12345);
     /* a sleeper without a deadline in that order sleeps until a wake (or sees the new value) */
-    first_order_waiter w = {0, -1};
-    pthread_t t;
-    TH_CHECK_EQ(pthread_create(&t, NULL, first_order_wait_main, &w), 0);
-    __atomic_store_n(&w.word, 1, __ATOMIC_RELEASE);
-    (void)conc_futex_wake(&w.word, INT_MAX, 0);
-    TH_CHECK_EQ(pthread_join(t, NULL), 0);
-    TH_CHECK_MSG(w.result == 0 || w.result == EAGAIN, "result %d", w.result);
+    check_forever_sleeper(first_order_wait_main);
     /* the function itself, reached past the macro, keeps the order (flags, deadline) */
     int (*fn)(uint32_t *, uint32_t, int, int64_t) = conc_futex_wait;
     TH_CHECK_EQ(fn(&word, 7, 0, conc_now() - 1), ETIMEDOUT);
@@ -163,13 +169,7 @@ static void base_futex_wait_wide_flags_are_flags(void) {
     TH_CHECK_EQ(conc_futex_wait(&word, 7, conc_now() - 1, zflags), ETIMEDOUT);
     TH_CHECK_EQ(conc_futex_wait(&word, 8, conc_now() - 1, zflags), EAGAIN);
     /* a sleeper with wide flags and no deadline sleeps until a wake (or sees the new value) */
-    first_order_waiter w = {0, -1};
-    pthread_t t;
-    TH_CHECK_EQ(pthread_create(&t, NULL, wide_flags_wait_main, &w), 0);
-    __atomic_store_n(&w.word, 1, __ATOMIC_RELEASE);
-    (void)conc_futex_wake(&w.word, INT_MAX, 0);
-    TH_CHECK_EQ(pthread_join(t, NULL), 0);
-    TH_CHECK_MSG(w.result == 0 || w.result == EAGAIN, "result %d", w.result);
+    check_forever_sleeper(wide_flags_wait_main);
 }
 
 static void base_futex_halves_of_a_64_bit_word(void) {
