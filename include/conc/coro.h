@@ -2351,12 +2351,12 @@ static inline int conc__coro_io_retry(int fd, int e, int events, int64_t deadlin
  * follows reports the error. */
 static inline bool conc__coro_fd_blocks(int fd) {
     int saved = conc_errno_save();
-    struct stat st;
-    int fl = -1;
-    if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-        fl = fcntl(fd, F_GETFL);
+    int fl = fcntl(fd, F_GETFL);
+    struct stat st; /* asked only of a blocking fd: a non-blocking pipe's read pays no fstat */
+    bool blocks = fl >= 0 && !(fl & O_NONBLOCK) && fstat(fd, &st) == 0 &&
+                  !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
     conc_errno_restore(saved);
-    return fl >= 0 && !(fl & O_NONBLOCK);
+    return blocks;
 }
 
 #ifdef PIPE_BUF
