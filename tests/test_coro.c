@@ -2647,12 +2647,16 @@ static int file_writer(void *arg) {
     static char data[FILE_BYTES];
     memset(data, 'x', sizeof data);
     long before = thread_write_syscalls();
+    unsigned long ctl_before = __atomic_load_n(&epoll_ctl_calls, __ATOMIC_RELAXED);
     size_t put = 0;
     TH_CHECK_EQ(conc_coro_write(fd, data, sizeof data, CONC_FOREVER, &put), 0);
     long after = thread_write_syscalls();
     TH_CHECK_EQ(put, sizeof data);
-    TH_CHECK_MSG(after - before == 1, "%ld write syscalls for one write of %d bytes to a file",
-                 after - before, FILE_BYTES);
+    TH_CHECK_EQ(__atomic_load_n(&epoll_ctl_calls, __ATOMIC_RELAXED) - ctl_before, 0ul);
+    /* valgrind makes syscalls of its own on this thread, which syscw counts too */
+    TH_CHECK_MSG(after - before == 1 || UNDER_VALGRIND(),
+                 "%ld write syscalls for one write of %d bytes to a file", after - before,
+                 FILE_BYTES);
     static char back[FILE_BYTES];
     size_t got = 0;
     TH_CHECK_EQ(lseek(fd, 0, SEEK_SET), 0);
