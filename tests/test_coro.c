@@ -2166,6 +2166,73 @@ static void coro_stack_overflow_reported_after_a_fault_another_handler_took(void
                  buf);
 }
 
+/* Two threads that call conc_coro_catch_overflow at once (each thread calls it for its own
+ * alternate stack) install the reporter once: the handler it keeps to pass foreign faults on
+ * to is the one that was there before (here SIG_DFL), never the reporter itself. Both used
+ * to see it not installed and both call sigaction, the second saving the reporter as the
+ * one before it: a fault not its own then went round the reporter until the alternate stack
+ * ran out, and the program's own handler was never called. Each round resets what the
+ * reporter keeps, in a child of its own; the threads meet at a spinning gate to overlap. */
+enum { OVERFLOW_INSTALL_ROUNDS = 1000 };
+
+typedef struct install_race {
+    uint32_t ready, go;
+    char altstack[2][CONC__CORO_ALTSTACK_SIZE];
+} install_race;
+
+static uint32_t install_race_next;
+
+static void *install_racer(void *arg) {
+    install_race *r = (install_race *)arg;
+    uint32_t k = __atomic_fetch_add(&install_race_next, 1u, __ATOMIC_RELAXED) & 1u;
+    stack_t st; /* an alternate stack of ours: catch_overflow allocates none */
+    memset(&st, 0, sizeof st);
+    st.ss_sp = r->altstack[k];
+    st.ss_size = sizeof r->altstack[k];
+    TH_CHECK_EQ(sigaltstack(&st, NULL), 0);
+    __atomic_add_fetch(&r->ready, 1u, __ATOMIC_ACQ_REL);
+    while (!__atomic_load_n(&r->go, __ATOMIC_ACQUIRE))
+        conc_cpu_relax();
+    TH_CHECK_EQ(conc_coro_catch_overflow(), 0);
+    st.ss_flags = SS_DISABLE;
+    TH_CHECK_EQ(sigaltstack(&st, NULL), 0);
+    return NULL;
+}
+
+static void overflow_install_race_child(void) {
+    install_race *r = (install_race *)calloc(1, sizeof *r);
+    TH_CHECK(r != NULL);
+    int self = 0;
+    for (int round = 0; round < OVERFLOW_INSTALL_ROUNDS; round++) {
+        signal(SIGSEGV, SIG_DFL);
+        conc_store(&conc__coro_overflow_installed, 0, CONC_RELEASE);
+        __atomic_store_n(&r->ready, 0u, __ATOMIC_RELAXED);
+        __atomic_store_n(&r->go, 0u, __ATOMIC_RELAXED);
+        pthread_t t[2];
+        for (int k = 0; k < 2; k++)
+            TH_CHECK_EQ(pthread_create(&t[k], NULL, install_racer, r), 0);
+        while (__atomic_load_n(&r->ready, __ATOMIC_ACQUIRE) < 2)
+            sched_yield(); /* the CPU to the racer not yet there, not to our spinning */
+        __atomic_store_n(&r->go, 1u, __ATOMIC_RELEASE);
+        for (int k = 0; k < 2; k++)
+            TH_CHECK_EQ(pthread_join(t[k], NULL), 0);
+        const struct sigaction *prev = &conc__coro_overflow_prev;
+        if ((prev->sa_flags & SA_SIGINFO) || prev->sa_handler != SIG_DFL)
+            self++;
+    }
+    free(r);
+    if (self)
+        fprintf(stderr, "%d of %d rounds kept a handler other than SIG_DFL as the one before",
+                self, OVERFLOW_INSTALL_ROUNDS);
+    _exit(self ? 1 : 0);
+}
+
+static void coro_overflow_reporter_installed_once_by_racing_threads(void) {
+    char buf[256];
+    int status = th_run_child_capturing_stderr(overflow_install_race_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, buf);
+}
+
 /* mprotect guards (kernels before 6.13): hitting vm.max_map_count is ENOMEM with a message
  * that names the limit. The child first uses up all but `leave` mappings (isolated PROT_NONE
  * pages), so a few hundred coroutines reach the limit. */
@@ -2765,6 +2832,7 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE(coro_stack_reuse_without_dangling_data), TH_CASE(coro_stack_usage_high_water_mark),
         TH_CASE(coro_stack_overflow_names_the_coroutine),
         TH_CASE(coro_stack_overflow_reported_after_a_fault_another_handler_took),
+        TH_CASE(coro_overflow_reporter_installed_once_by_racing_threads),
         TH_CASE_T(coro_mprotect_guards_name_vm_max_map_count, 120),
         TH_CASE(coro_deadlock_report_join_cycle_and_self_join),
         TH_CASE(coro_hold_keeps_run_waiting_for_another_thread),

@@ -695,7 +695,8 @@ CONC_STATIC_ASSERT((CONC__CORO_RING_INIT & (CONC__CORO_RING_INIT - 1u)) == 0,
  * ------------------------------------------------------------------------------------------- */
 extern __thread conc_sched_t *conc__coro_tls_sched;
 __attribute__((weak)) __thread conc_sched_t *conc__coro_tls_sched = NULL;
-/* The overflow reporter's process-wide state (weak: one copy for every translation unit). */
+/* The overflow reporter's process-wide state (weak: one copy for every translation unit).
+ * installed: 0 not, 2 a thread is installing it, 1 installed. */
 extern int conc__coro_overflow_installed;
 __attribute__((weak)) int conc__coro_overflow_installed = 0;
 extern struct sigaction conc__coro_overflow_prev;
@@ -2717,16 +2718,27 @@ static inline void conc__coro_segv(int sig, siginfo_t *si, void *uctx) {
 
 static inline int conc_coro_catch_overflow(void) {
     int saved = conc_errno_save(), e = 0;
-    if (!conc_load(&conc__coro_overflow_installed, CONC_ACQUIRE)) {
+    /* One thread installs (0 -> 2 -> 1; back to 0 if sigaction fails): two that both called
+     * sigaction would leave the second's prev naming the reporter itself, so a fault not ours
+     * would go round it, and the handler that was there before would never see it. */
+    for (int st; (st = conc_load(&conc__coro_overflow_installed, CONC_ACQUIRE)) != 1;) {
+        if (st == 2 || !conc_cas(&conc__coro_overflow_installed, &st, 2, CONC_ACQUIRE,
+                                 CONC_RELAXED)) {
+            sched_yield(); /* another thread is installing it: wait for its answer */
+            continue;
+        }
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = conc__coro_segv;
         sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
         sigemptyset(&sa.sa_mask);
-        if (sigaction(SIGSEGV, &sa, &conc__coro_overflow_prev) != 0)
+        if (sigaction(SIGSEGV, &sa, &conc__coro_overflow_prev) != 0) {
             e = errno;
-        else
+            conc_store(&conc__coro_overflow_installed, 0, CONC_RELEASE);
+        } else {
             conc_store(&conc__coro_overflow_installed, 1, CONC_RELEASE);
+        }
+        break;
     }
     if (!e) {
         /* The calling thread's alternate stack (kept for the thread's life). */
