@@ -60,6 +60,7 @@ headers() {
     local log=$1 tmp
     tmp=$(mktemp -d)
     local strict="-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror -Iinclude"
+    {
     for h in include/conc/*.h include/conc.h; do
         local rel=${h#include/}
         printf '#include "%s"\nint main(void) { return 0; }\n' "$rel" >"$tmp/t.c"
@@ -71,12 +72,30 @@ headers() {
                 echo "FAIL header $rel: $c" ; cat "$tmp/err"
             fi
         done
-    done 2>&1 | tee "$log"
+    done
+    # future.h and coro.h copied alone (with what they need) into a project whose own
+    # include path holds an executor.h, a chan.h and a coro_bridge.h of its own: the
+    # companions they include when conc's own sit beside them must not be those.
+    mkdir -p "$tmp/alone/conc" "$tmp/app"
+    for h in executor.h chan.h coro_bridge.h; do
+        printf '#error "the application'"'"'s own %s"\n' "$h" >"$tmp/app/$h"
+    done
+    cp include/conc/base.h include/conc/lock.h include/conc/future.h include/conc/coro.h \
+        "$tmp/alone/conc/"
+    printf '#include "conc/future.h"\n#include "conc/coro.h"\nint main(void) { return 0; }\n' \
+        >"$tmp/t.c"
+    if ! gcc -std=c11 -D_DEFAULT_SOURCE -Wall -Werror -I"$tmp/alone" -I"$tmp/app" \
+        -c -o "$tmp/t.o" "$tmp/t.c" 2>"$tmp/err"; then
+        echo "FAIL header future.h and coro.h copied alone, an application's executor.h and chan.h in the path"
+        cat "$tmp/err"
+    fi
+    } 2>&1 | tee "$log"
     rm -rf "$tmp"
     local total fails
-    total=$(( $(ls include/conc/*.h include/conc.h | wc -l) * 5 ))
+    total=$(( $(ls include/conc/*.h include/conc.h | wc -l) * 5 + 1 ))
     fails=$(grep -c '^FAIL header' "$log")
-    echo "headers: each alone as C11 and C++17 with gcc and clang, -Werror" | tee -a "$log"
+    echo "headers: each alone as C11 and C++17 with gcc and clang, -Werror; future.h and coro.h" \
+        "copied alone beside an application's own executor.h and chan.h" | tee -a "$log"
     echo "$((total - fails)) passed, $fails failed, 0 skipped" | tee -a "$log"
 }
 

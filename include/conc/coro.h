@@ -8,9 +8,10 @@
  *
  * Channels, select and the coroutine lock, semaphore, event and condition live in chan.h, and
  * conc_coro_await (a future.h future) in coro_bridge.h. As in the first design, where coro.h
- * held them, this header includes chan.h when it sits beside it (the folder copied whole, or
- * installed), and coro_bridge.h when future.h is included too; copied alone, with only
- * base.h, it is the scheduler and nothing more.
+ * held them, this header includes chan.h when it sits beside it in a folder named conc (the
+ * folder copied whole, or installed), and coro_bridge.h when future.h is included too; copied
+ * alone, with only base.h, it is the scheduler and nothing more (an application's own chan.h
+ * is never taken for conc's).
  *
  * CONTENTS
  *   quick start - API - errors - ordering contract - thread safety - configuration - caveats -
@@ -2978,14 +2979,16 @@ static inline void conc_sched_unpin_here(conc_sched_t *s) {
 }
 #endif
 
-/* Optional companions (see the top): not in README's "needs" lists, so named through macros. */
+/* Optional companions (see the top): not in README's "needs" lists, so named through macros;
+ * looked for as "../conc/X.h", which only conc's own folder holds, so that an X.h of the
+ * application's own on the include path is never taken for one. */
 #if defined(__has_include)
-#if __has_include("chan.h")
-#define CONC__CORO_CHAN_H "chan.h"
+#if __has_include("../conc/chan.h")
+#define CONC__CORO_CHAN_H "../conc/chan.h"
 #include CONC__CORO_CHAN_H
 #endif
-#if defined(CONC_FUTURE_H) && __has_include("coro_bridge.h")
-#define CONC__CORO_BRIDGE_H "coro_bridge.h"
+#if defined(CONC_FUTURE_H) && __has_include("../conc/coro_bridge.h")
+#define CONC__CORO_BRIDGE_H "../conc/coro_bridge.h"
 #include CONC__CORO_BRIDGE_H
 #endif
 #endif

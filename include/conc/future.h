@@ -4,9 +4,10 @@
  * Python's concurrent.futures.Future in C, with continuations (on_done), which std::future
  * lacks. The thread-pool executor and the lazy map that make futures for tasks live in
  * executor.h (which includes this header). As in the first design, where future.h held the
- * executor too, this header includes executor.h when it sits beside it (the folder copied
- * whole, or installed), and coro_bridge.h (conc_coro_await) when coro.h is included too;
- * copied alone, with only base.h and lock.h, it is the futures and nothing more.
+ * executor too, this header includes executor.h when it sits beside it in a folder named
+ * conc (the folder copied whole, or installed), and coro_bridge.h (conc_coro_await) when
+ * coro.h is included too; copied alone, with only base.h and lock.h, it is the futures and
+ * nothing more (an application's own executor.h is never taken for conc's).
  *
  * CONTENTS
  *   API, ERRORS, RESULTS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS, DESIGN;
@@ -1011,14 +1012,16 @@ CONC_COLD void conc__future_ext_free_slow(conc_future_t *f) {
 }
 #endif
 
-/* Optional companions (see the top): not in README's "needs" lists, so named through macros. */
+/* Optional companions (see the top): not in README's "needs" lists, so named through macros;
+ * looked for as "../conc/X.h", which only conc's own folder holds, so that an X.h of the
+ * application's own on the include path is never taken for one. */
 #if defined(__has_include)
-#if __has_include("executor.h")
-#define CONC__FUTURE_EXECUTOR_H "executor.h"
+#if __has_include("../conc/executor.h")
+#define CONC__FUTURE_EXECUTOR_H "../conc/executor.h"
 #include CONC__FUTURE_EXECUTOR_H
 #endif
-#if defined(CONC_CORO_H) && __has_include("coro_bridge.h")
-#define CONC__FUTURE_BRIDGE_H "coro_bridge.h"
+#if defined(CONC_CORO_H) && __has_include("../conc/coro_bridge.h")
+#define CONC__FUTURE_BRIDGE_H "../conc/coro_bridge.h"
 #include CONC__FUTURE_BRIDGE_H
 #endif
 #endif
