@@ -1418,10 +1418,10 @@ static void forkpool_gave_up_kill_says_epipe(void) {
     fp_check_no_children();
 }
 
-/* A replacement the fork server cannot make counts as an immediate death: once its fd limit
- * is lowered so that no worker's socketpair fits, the pool gives up as for workers dying in
- * init, and the map whose only worker died ends (it asked the server again every 256 ms for
- * good, and the map waited as long). The server is the parent of every worker. */
+/* A replacement the fork server cannot make: once its fd limit is lowered so that no worker's
+ * socketpair fits and the only worker has died, the pool gives up after its spawn budget, and
+ * the map whose only worker died ends (it asked the server again every 256 ms for good, and
+ * the map waited as long). The server is the parent of every worker. */
 static pid_t fp_parent_of(pid_t pid) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -1433,6 +1433,12 @@ static pid_t fp_parent_of(pid_t pid) {
     return (pid_t)ppid;
 }
 
+static int fp_nothing_item(size_t i, void *arg) {
+    (void)i;
+    (void)arg;
+    return 0;
+}
+
 static int fp_first_dies(size_t i, void *arg) {
     (void)arg;
     if (i == 0)
@@ -1440,16 +1446,55 @@ static int fp_first_dies(size_t i, void *arg) {
     return 0;
 }
 
+/* The server's fd limit: at 4 no new socketpair or pidfd fits (its own 0, 1, 2, its socket
+ * and one pidfd per worker stay open). prlimit(2) itself: glibc declares its wrapper only
+ * with _GNU_SOURCE. */
+static struct rlimit fp_limit_server_fds(pid_t server, rlim_t limit) {
+    struct rlimit old;
+    TH_CHECK_EQ(syscall(SYS_prlimit64, server, RLIMIT_NOFILE, NULL, &old), 0);
+    struct rlimit rl = {limit, old.rlim_max}; /* the soft limit: it can be put back */
+    TH_CHECK_EQ(syscall(SYS_prlimit64, server, RLIMIT_NOFILE, &rl, NULL), 0);
+    return old;
+}
+
+/* While one worker lives, a replacement the server cannot make (for a while: a burst of
+ * EMFILE, EAGAIN from RLIMIT_NPROC) does not break the pool: it goes on with the workers it
+ * has, asks again at the backoff, and is whole again once the server can fork. (It gave up
+ * for good after 5 failures, 31 ms.) */
+static void forkpool_server_cannot_spawn_while_a_worker_lives(void) {
+    conc_forkpool_t *p = fp_create(2);
+    pid_t pids[2];
+    TH_CHECK_EQ(conc_forkpool_pids(p, pids, 2), 2);
+    pid_t server = fp_parent_of(pids[0]);
+    struct rlimit old = fp_limit_server_fds(server, 4);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_kill_self, NULL, 0, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ECHILD);
+    conc_future_release(f);
+    /* Well past the 31 ms of the old budget, the pool still runs work on the one left. */
+    int64_t until = th_now() + 300 * CONC_MS;
+    int maps = 0;
+    while (th_now() < until || maps < 3) {
+        TH_CHECK_EQ(conc_forkpool_map(p, fp_nothing_item, NULL, 4, NULL), 0);
+        maps++;
+        th_sleep_ns(20 * CONC_MS);
+    }
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "x", 1, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    conc_future_release(f);
+    TH_CHECK_EQ(syscall(SYS_prlimit64, server, RLIMIT_NOFILE, &old, NULL), 0);
+    while (conc_forkpool_pids(p, pids, 2) < 2) /* the next ask (at most 256 ms) succeeds */
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 static void forkpool_server_cannot_spawn_gives_up(void) {
     int fds = fp_fd_count();
     conc_forkpool_t *p = fp_create(1);
     pid_t worker = 0;
     TH_CHECK_EQ(conc_forkpool_pids(p, &worker, 1), 1);
-    pid_t server = fp_parent_of(worker);
-    /* The server keeps 0, 1, 2, its socket and the worker's pidfd: at 4 fds no socketpair.
-     * (prlimit(2) itself; glibc declares its wrapper only with _GNU_SOURCE.) */
-    struct rlimit rl = {4, 4};
-    TH_CHECK_EQ(syscall(SYS_prlimit64, server, RLIMIT_NOFILE, &rl, NULL), 0);
+    (void)fp_limit_server_fds(fp_parent_of(worker), 4);
     conc_forkpool_outcome_t out[4];
     TH_CHECK_EQ(conc_forkpool_map(p, fp_first_dies, NULL, 4, out), ECHILD);
     TH_CHECK(out[0].status == ECHILD && out[0].signal == SIGKILL && out[0].attempts == 1);
@@ -1806,12 +1851,6 @@ static void forkpool_shutdown_from_on_done(void) {
     TH_CHECK_MSG(strstr(buf, "conc_forkpool_destroy") != NULL, "stderr: %s", buf);
     while (waitpid(-1, &st, 0) > 0) {
     }
-}
-
-static int fp_nothing_item(size_t i, void *arg) {
-    (void)i;
-    (void)arg;
-    return 0;
 }
 
 /* A map, or a blocking submit that finds the queue full, from an on_done callback would wait
@@ -2270,6 +2309,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_parent_threads_and_pristine_replacements),
         TH_CASE(forkpool_gives_up_on_immediate_deaths),
         TH_CASE(forkpool_gave_up_retry_keeps_its_death), TH_CASE(forkpool_gave_up_kill_says_epipe),
+        TH_CASE(forkpool_server_cannot_spawn_while_a_worker_lives),
         TH_CASE(forkpool_server_cannot_spawn_gives_up), TH_CASE(forkpool_host_children_untouched),
         TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),
         TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),

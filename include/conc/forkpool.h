@@ -193,10 +193,13 @@
  *   rides in the future's own allocation and is freed (with the result bytes) when the last
  *   reference goes. Frames on the worker's socket: a 32-byte header and the bytes; the
  *   monitor reads and writes without blocking, so a huge result never stalls other workers.
- *   Respawn. A worker that dies before it reported ready, or that the server could not make
- *   (fork, socketpair or pidfd_open failed there), is an immediate death: the next
+ *   Respawn. A worker that dies before it reported ready is an immediate death: the next
  *   spawn waits CONC_FORKPOOL_BACKOFF, doubling; after CONC_FORKPOOL_GIVE_UP in a row the
  *   pool gives up: every worker is killed, pending work fails with EPIPE, later calls EPIPE.
+ *   A worker the server could not make at all (fork, socketpair or pidfd_open failed there:
+ *   out of processes, memory or fds, often for a moment) is asked for again at the same
+ *   backoff while the other workers carry on; only with no worker left for 2 s of such
+ *   failures (CONC__FORKPOOL_SPAWN_GIVE_UP_NS) does the pool give up.
  *   shutdown. Refuse new work, cancel or finish queued tasks, wait for the running map, send
  *   each worker QUIT (exit), wait for every death report, close the server's socket (it
  *   reaps what is left and exits), reap the server, join the monitor, close every fd.
@@ -237,6 +240,11 @@ extern "C" {
 #define CONC_FORKPOOL_BACKOFF (1 * CONC_MS) /* first respawn delay after an immediate death */
 #endif
 #define CONC_FORKPOOL_BACKOFF_MAX (256 * CONC_MS) /* the doubling stops here */
+/* How long the fork server may fail to make any process (fork, socketpair or pidfd_open
+ * failing: out of processes, memory or fds, often for a moment) while no worker is left,
+ * before the pool gives up: long enough for a burst to pass, short enough that a map with no
+ * worker does not wait for good. With a worker left the pool goes on with fewer. */
+#define CONC__FORKPOOL_SPAWN_GIVE_UP_NS (2 * CONC_SEC)
 #define CONC_FORKPOOL_MAX_WORKERS 1024u           /* a poll set and a slot table, not a fleet */
 #define CONC__FORKPOOL_QUEUE_PER_WORKER 64u       /* default queue_capacity per worker */
 #define CONC__FORKPOOL_SHARED_DEFAULT ((size_t)1 << 30) /* reserved, paid as touched */
@@ -455,6 +463,7 @@ struct conc_forkpool {
     int64_t monitor_wake_at; /* the monitor looks at the books again by then (see dispatch) */
     bool closed, stopping, stopped, broken, joined;
     unsigned quick_deaths;
+    int64_t spawn_failing_since; /* the first of the server's failures in a row, 0: none */
     int64_t backoff;
     /* the map in progress */
     uint64_t map_turns, map_serving; /* maps take turns in arrival order: tickets given, served */
@@ -1208,21 +1217,46 @@ CONC_NOINLINE void conc__forkpool_worker_clear(conc__forkpool_worker *w) {
     w->state = CONC__FORKPOOL_W_EMPTY;
 }
 
-/* Worker slot w got no process that reported ready (it died first, or the server could not
- * make it): the next spawn waits CONC_FORKPOOL_BACKOFF, doubling; after CONC_FORKPOOL_GIVE_UP
- * in a row the pool gives up (the monitor kills every worker, pending work fails). */
-CONC_NOINLINE void conc__forkpool_quick_death(conc_forkpool_t *p, conc__forkpool_worker *w,
-                                              int64_t now) {
-    p->quick_deaths++;
+/* The pool gives up: the monitor kills every worker, pending work fails, calls say EPIPE. */
+CONC_INLINE void conc__forkpool_give_up(conc_forkpool_t *p) {
+    p->broken = true;
+    p->closed = true;
+}
+
+/* Slot w's next spawn waits CONC_FORKPOOL_BACKOFF, doubling up to CONC_FORKPOOL_BACKOFF_MAX. */
+CONC_INLINE void conc__forkpool_back_off(conc_forkpool_t *p, conc__forkpool_worker *w, int64_t now) {
     p->backoff = p->backoff
                      ? (p->backoff * 2 > CONC_FORKPOOL_BACKOFF_MAX ? CONC_FORKPOOL_BACKOFF_MAX
                                                                    : p->backoff * 2)
                      : CONC_FORKPOOL_BACKOFF;
     w->spawn_at = now + p->backoff;
-    if (p->quick_deaths >= CONC_FORKPOOL_GIVE_UP && !p->broken) {
-        p->broken = true; /* every worker is killed; pending work fails (monitor loop) */
-        p->closed = true;
-    }
+}
+
+/* Worker slot w's process died before it reported ready (init crashed, say): after
+ * CONC_FORKPOOL_GIVE_UP in a row the pool gives up, since every replacement would too. */
+CONC_NOINLINE void conc__forkpool_quick_death(conc_forkpool_t *p, conc__forkpool_worker *w,
+                                              int64_t now) {
+    p->quick_deaths++;
+    conc__forkpool_back_off(p, w, now);
+    if (p->quick_deaths >= CONC_FORKPOOL_GIVE_UP && !p->broken)
+        conc__forkpool_give_up(p);
+}
+
+/* The server could not make slot w a process at all. Unlike a quick death this says nothing
+ * about the workers, only about the machine for now: ask again at the backoff while other
+ * workers carry on; give up only once no worker is left and the failures have lasted
+ * CONC__FORKPOOL_SPAWN_GIVE_UP_NS (or a map would wait for good). */
+CONC_NOINLINE void conc__forkpool_spawn_failed(conc_forkpool_t *p, conc__forkpool_worker *w,
+                                               int64_t now) {
+    conc__forkpool_back_off(p, w, now);
+    if (!p->spawn_failing_since)
+        p->spawn_failing_since = now;
+    bool live = false;
+    for (unsigned k = 0; k < p->nworkers && !live; k++)
+        live = p->w[k].state >= CONC__FORKPOOL_W_STARTING &&
+               p->w[k].state != CONC__FORKPOOL_W_GONE;
+    if (!live && now - p->spawn_failing_since >= CONC__FORKPOOL_SPAWN_GIVE_UP_NS && !p->broken)
+        conc__forkpool_give_up(p);
 }
 
 /* A worker died: what it was doing gets its outcome. */
@@ -1457,6 +1491,7 @@ CONC_NOINLINE void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
             w->state = CONC__FORKPOOL_W_IDLE;
             p->quick_deaths = 0;
             p->backoff = 0;
+            p->spawn_failing_since = 0;
         }
         break;
     case CONC__FORKPOOL_MSG_INITFAIL:
@@ -1624,14 +1659,16 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
                 w->state = CONC__FORKPOOL_W_STARTING;
             }
         } else if (m.type == CONC__FORKPOOL_CTL_SPAWNFAIL) {
-            /* No process at all (fork, socketpair or pidfd_open failed in the server): an
-             * immediate death, as one that died before it was ready, or whose fds never
-             * reached us. Asked for again and again, it kept a map with no worker left
-             * waiting for good. */
+            /* No process at all (fork, socketpair or pidfd_open failed in the server). At
+             * create, create fails with its errno; later the pool asks again at the backoff
+             * and gives up only when no worker is left (conc__forkpool_spawn_failed). */
             w->state = CONC__FORKPOOL_W_EMPTY;
-            conc__forkpool_quick_death(p, w, conc_now());
-            if (p->create_status == -1)
+            if (p->create_status == -1) {
+                conc__forkpool_quick_death(p, w, conc_now());
                 p->create_status = m.status;
+            } else {
+                conc__forkpool_spawn_failed(p, w, conc_now());
+            }
         } else if (m.type == CONC__FORKPOOL_CTL_DIED) {
             w->died = true;
             w->wstatus = m.status;
