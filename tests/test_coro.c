@@ -2222,8 +2222,8 @@ static void overflow_install_race_child(void) {
     }
     free(r);
     if (self)
-        fprintf(stderr, "%d of %d rounds kept a handler other than SIG_DFL as the one before",
-                self, OVERFLOW_INSTALL_ROUNDS);
+        fprintf(stderr, "%d of %d rounds kept a handler other than SIG_DFL as the one before", self,
+                OVERFLOW_INSTALL_ROUNDS);
     _exit(self ? 1 : 0);
 }
 

@@ -400,11 +400,11 @@ static void lock_shared_releaser_dead_before_its_wake_strands_no_sleeper(void) {
         uint32_t w = conc_load(&c.lock.word, CONC_RELAXED);
         bool claimed = (w & CONC__LOCK_SLEEPER_MASK) == 0;
         if (mode == PLAIN)
-            TH_CHECK_MSG(claimed || (!(w & CONC__LOCK_HELD) && (w & CONC__LOCK_WAKING)),
-                         "word %#x", w);
+            TH_CHECK_MSG(claimed || (!(w & CONC__LOCK_HELD) && (w & CONC__LOCK_WAKING)), "word %#x",
+                         w);
         else
-            TH_CHECK_MSG(claimed || ((w & CONC__LOCK_HELD) && (w & CONC__LOCK_HANDOFF)),
-                         "word %#x", w);
+            TH_CHECK_MSG(claimed || ((w & CONC__LOCK_HELD) && (w & CONC__LOCK_HANDOFF)), "word %#x",
+                         w);
         for (int i = 0; mode == PLAIN && i < 3; i++) {
             conc_lock_acquire(&c.lock); /* free: taken at once, released with no wake */
             conc_lock_release(&c.lock);

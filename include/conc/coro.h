@@ -2355,8 +2355,8 @@ static inline bool conc__coro_fd_blocks(int fd) {
     int saved = conc_errno_save();
     int fl = fcntl(fd, F_GETFL);
     struct stat st; /* asked only of a blocking fd: a non-blocking pipe's read pays no fstat */
-    bool blocks = fl >= 0 && !(fl & O_NONBLOCK) && fstat(fd, &st) == 0 &&
-                  !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
+    bool blocks = fl >= 0 && !(fl & O_NONBLOCK) && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) &&
+                  !S_ISBLK(st.st_mode);
     conc_errno_restore(saved);
     return blocks;
 }
@@ -2723,8 +2723,8 @@ static inline int conc_coro_catch_overflow(void) {
      * sigaction would leave the second's prev naming the reporter itself, so a fault not ours
      * would go round it, and the handler that was there before would never see it. */
     for (int st; (st = conc_load(&conc__coro_overflow_installed, CONC_ACQUIRE)) != 1;) {
-        if (st == 2 || !conc_cas(&conc__coro_overflow_installed, &st, 2, CONC_ACQUIRE,
-                                 CONC_RELAXED)) {
+        if (st == 2 ||
+            !conc_cas(&conc__coro_overflow_installed, &st, 2, CONC_ACQUIRE, CONC_RELAXED)) {
             sched_yield(); /* another thread is installing it: wait for its answer */
             continue;
         }

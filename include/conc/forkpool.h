@@ -245,8 +245,8 @@ extern "C" {
  * before the pool gives up: long enough for a burst to pass, short enough that a map with no
  * worker does not wait for good. With a worker left the pool goes on with fewer. */
 #define CONC__FORKPOOL_SPAWN_GIVE_UP_NS (2 * CONC_SEC)
-#define CONC_FORKPOOL_MAX_WORKERS 1024u           /* a poll set and a slot table, not a fleet */
-#define CONC__FORKPOOL_QUEUE_PER_WORKER 64u       /* default queue_capacity per worker */
+#define CONC_FORKPOOL_MAX_WORKERS 1024u     /* a poll set and a slot table, not a fleet */
+#define CONC__FORKPOOL_QUEUE_PER_WORKER 64u /* default queue_capacity per worker */
 #define CONC__FORKPOOL_SHARED_DEFAULT ((size_t)1 << 30) /* reserved, paid as touched */
 #define CONC__FORKPOOL_CHUNK_DIV 2u              /* a chunk is 1/(2 workers) of what remains */
 #define CONC__FORKPOOL_STOP_GRACE (2 * CONC_SEC) /* QUIT to SIGKILL for a worker at shutdown */
@@ -1224,7 +1224,8 @@ CONC_INLINE void conc__forkpool_give_up(conc_forkpool_t *p) {
 }
 
 /* Slot w's next spawn waits CONC_FORKPOOL_BACKOFF, doubling up to CONC_FORKPOOL_BACKOFF_MAX. */
-CONC_INLINE void conc__forkpool_back_off(conc_forkpool_t *p, conc__forkpool_worker *w, int64_t now) {
+CONC_INLINE void conc__forkpool_back_off(conc_forkpool_t *p, conc__forkpool_worker *w,
+                                         int64_t now) {
     p->backoff = p->backoff
                      ? (p->backoff * 2 > CONC_FORKPOOL_BACKOFF_MAX ? CONC_FORKPOOL_BACKOFF_MAX
                                                                    : p->backoff * 2)
@@ -1253,8 +1254,7 @@ CONC_NOINLINE void conc__forkpool_spawn_failed(conc_forkpool_t *p, conc__forkpoo
         p->spawn_failing_since = now;
     bool live = false;
     for (unsigned k = 0; k < p->nworkers && !live; k++)
-        live = p->w[k].state >= CONC__FORKPOOL_W_STARTING &&
-               p->w[k].state != CONC__FORKPOOL_W_GONE;
+        live = p->w[k].state >= CONC__FORKPOOL_W_STARTING && p->w[k].state != CONC__FORKPOOL_W_GONE;
     if (!live && now - p->spawn_failing_since >= CONC__FORKPOOL_SPAWN_GIVE_UP_NS && !p->broken)
         conc__forkpool_give_up(p);
 }
