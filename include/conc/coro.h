@@ -147,10 +147,13 @@
  *     until it returns; it is told by ECANCELED from every blocking call. One that was
  *     cancelled before it first ran still runs (so it can free its argument).
  *   - A blocking call that is not conc's (read(2) on a blocking fd, sleep, a pthread lock)
- *     blocks every coroutine of the thread. conc_coro_read/write/accept never do, on blocking
+ *     blocks every coroutine of the thread. conc_coro_read/write/accept do not, on blocking
  *     fds too (a socket is read and written with MSG_DONTWAIT; another fd in blocking mode is
  *     waited for first, and written a PIPE_BUF chunk at a time, but for a regular file or a
- *     block device, which poll calls always ready: one read or write(2));
+ *     block device, which poll calls always ready: one read or write(2)). That wait is only
+ *     as good as the fd is ours: if another thread or process reads the data, fills the pipe
+ *     or accepts the connection between the wait and the call, the call blocks the thread,
+ *     so give an fd that others share O_NONBLOCK (and a listener that others accept on);
  *     conc_coro_connect needs a non-blocking socket (a blocking connect blocks the thread
  *     until it ends).
  *   - Stack overflow: one guard page below each stack stops an overflow that touches it; a
@@ -2436,7 +2439,8 @@ CONC_NODISCARD static inline int conc_coro_write(int fd, const void *buf, size_t
 }
 
 /* accept4 on a listening fd, waiting while no connection is pending (first, when the fd is in
- * blocking mode, so the thread never blocks). The new fd is non-blocking and close-on-exec.
+ * blocking mode, so the thread does not block unless another thread or process takes the
+ * connection in between: CAVEATS). The new fd is non-blocking and close-on-exec.
  * ECONNABORTED (a client that left before we looked) is retried: the caller asked for a
  * connection. */
 CONC_NODISCARD static inline int conc_coro_accept(int fd, struct sockaddr *addr, socklen_t *len,
