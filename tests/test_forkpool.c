@@ -1264,12 +1264,16 @@ typedef struct fp_doom_arg {
     size_t victim;
 } fp_doom_arg;
 
+/* Dies, and dooms every replacement to die in init (fp_init_crash_when's flag). */
+static void fp_die_dooming_replacements(uint32_t *crash) {
+    __atomic_store_n(crash, 1u, __ATOMIC_RELEASE);
+    raise(SIGKILL);
+}
+
 static int fp_doom_item(size_t i, void *arg) {
     const fp_doom_arg *a = (const fp_doom_arg *)arg;
-    if (i == a->victim) {
-        __atomic_store_n(a->crash, 1u, __ATOMIC_RELEASE); /* every replacement dies in init */
-        raise(SIGKILL);
-    }
+    if (i == a->victim)
+        fp_die_dooming_replacements(a->crash);
     return 0;
 }
 
@@ -1277,8 +1281,7 @@ static int fp_doom_task(const void *arg, size_t len, void **result, size_t *resu
     (void)len, (void)result, (void)result_len;
     uint32_t *crash;
     memcpy(&crash, arg, sizeof crash);
-    __atomic_store_n(crash, 1u, __ATOMIC_RELEASE);
-    raise(SIGKILL);
+    fp_die_dooming_replacements(crash);
     return 0;
 }
 
@@ -1356,8 +1359,7 @@ static int fp_giveup_item(size_t i, void *arg) {
     }
     while (!__atomic_load_n(&g->hanging, __ATOMIC_ACQUIRE))
         th_sleep_ns(FP_FLAG_WAIT_NS);
-    __atomic_store_n(g->crash, 1u, __ATOMIC_RELEASE); /* every replacement dies in init */
-    raise(SIGKILL);
+    fp_die_dooming_replacements(g->crash);
     return 0;
 }
 
