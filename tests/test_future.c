@@ -577,6 +577,49 @@ static void executor_destroy_from_own_task_aborts(void) {
                  "message: %s", msg);
 }
 
+/* Once shutdown has joined the workers, the next thread created may get a joined worker's
+ * pthread_t (glibc reuses the freed thread descriptor at once). Such a thread is no worker:
+ * its destroy must free the executor, not abort as if called from a task. */
+static int task_record_self(void *arg, void **result) {
+    (void)result;
+    *(pthread_t *)arg = pthread_self();
+    return 0;
+}
+
+typedef struct reused_id {
+    pthread_t worker;
+    conc_executor_t *ex;
+    int reused;
+} reused_id;
+
+static void *destroy_if_reused(void *arg) {
+    reused_id *r = (reused_id *)arg;
+    if (pthread_equal(pthread_self(), r->worker)) {
+        r->reused = 1;
+        conc_executor_destroy(r->ex); /* aborted here before: "called from one of its own tasks" */
+    }
+    return NULL;
+}
+
+static void executor_destroy_from_a_thread_with_a_joined_workers_id(void) {
+    reused_id r = {0};
+    TH_CHECK_EQ(conc_executor_create(&r.ex, 1, 4), 0);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_executor_submit(r.ex, task_record_self, &r.worker, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    conc_future_release(f);
+    conc_executor_shutdown(r.ex, false); /* joins the worker: its id is free for reuse */
+    for (int i = 0; i < 100 && !r.reused; i++) {
+        pthread_t t;
+        TH_CHECK_EQ(pthread_create(&t, NULL, destroy_if_reused, &r), 0);
+        TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    }
+    if (!r.reused) {
+        conc_executor_destroy(r.ex);
+        TH_SKIP("no new thread got the joined worker's id (the C library did not reuse it)");
+    }
+}
+
 static long batch_sum;
 static int task_add_index(void *arg, void **result) {
     CNT_ADD(&batch_sum, (long)(uintptr_t)arg);
@@ -2579,4 +2622,5 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE(executor_map_reads_args_lazily),
         TH_CASE(executor_broken_initializer_fails_queued_tasks),
         TH_CASE(executor_shutdown_nowait_cancels_queued), TH_CASE(executor_worker_names_in_proc),
-        TH_CASE(future_header_brings_the_executor))
+        TH_CASE(future_header_brings_the_executor),
+        TH_CASE(executor_destroy_from_a_thread_with_a_joined_workers_id))

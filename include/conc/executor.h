@@ -922,13 +922,14 @@ static inline void *conc__executor_worker_main(void *arg) {
     return NULL;
 }
 
+/* Whether the calling thread is one of ex's workers: a worker's thread-local helper (set first
+ * thing in conc__executor_worker_main) is its own record in ex->workers. Not thread ids: once
+ * shutdown has joined a worker, the next thread created may get its pthread_t, and would pass
+ * for a worker (destroy from it aborted, as if from a task). */
 CONC_INLINE bool conc__executor_is_worker(const conc_executor_t *ex) {
-    pthread_t self = pthread_self();
-    unsigned n = conc_load(&ex->nthreads, CONC_RELAXED);
-    for (unsigned i = 0; i < n; i++)
-        if (pthread_equal(ex->workers[i].thread, self))
-            return true;
-    return false;
+    uintptr_t self = (uintptr_t)conc__future_helper_self, first = (uintptr_t)ex->workers;
+    uintptr_t n = conc_load(&ex->nthreads, CONC_RELAXED);
+    return self >= first && self - first < n * sizeof(conc__executor_worker);
 }
 
 static inline void conc_executor_shutdown(conc_executor_t *ex, bool cancel_pending) {
@@ -1030,7 +1031,7 @@ CONC_NODISCARD static inline int conc__executor_build(conc_executor_t **out, uns
         ex->workers[i].index = i;
     }
     for (unsigned i = 0; i < threads; i++) {
-        /* nthreads first: conc__executor_is_worker scans workers[0..nthreads), and a new
+        /* nthreads first: conc__executor_is_worker looks in workers[0..nthreads), and a new
          * worker must find itself there. Relaxed: pthread_create orders the store for the
          * new thread. */
         conc_store(&ex->nthreads, i + 1, CONC_RELAXED);
