@@ -1938,8 +1938,28 @@ static void fp_shutdown_in_a_fork(void) {
     conc_forkpool_shutdown(fp_misuse_pool, false);
 }
 
-static void forkpool_other_processes_are_refused(void) {
+/* Whether madvise takes MADV_WIPEONFORK here (Linux 4.14 on). */
+static bool fp_kernel_wipes_on_fork(void) {
+#ifdef MADV_WIPEONFORK
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    void *m = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(m != MAP_FAILED);
+    bool ok = madvise(m, page, MADV_WIPEONFORK) == 0;
+    munmap(m, page);
+    return ok;
+#else
+    return false;
+#endif
+}
+
+/* with_getpid: the check a kernel without MADV_WIPEONFORK gets (no home page). */
+static void fp_other_processes_are_refused(bool with_getpid) {
     fp_misuse_pool = fp_create(1);
+    const uint32_t *home = fp_misuse_pool->home;
+    TH_CHECK_MSG(home != NULL || !fp_kernel_wipes_on_fork(),
+                 "no home page, though this kernel has MADV_WIPEONFORK");
+    if (with_getpid)
+        fp_misuse_pool->home = NULL;
     fp_foreign_calls *c = (fp_foreign_calls *)conc_forkpool_alloc(fp_misuse_pool, sizeof *c);
     TH_CHECK(c != NULL);
     c->pool = fp_misuse_pool;
@@ -1956,8 +1976,17 @@ static void forkpool_other_processes_are_refused(void) {
     TH_CHECK_EQ(conc_future_wait(f), 0); /* the parent's worker still runs */
     conc_future_release(f);
     conc_forkpool_free(fp_misuse_pool, c);
+    fp_misuse_pool->home = home; /* destroy unmaps it */
     conc_forkpool_destroy(fp_misuse_pool);
     fp_check_no_children();
+}
+
+static void forkpool_other_processes_are_refused(void) {
+    fp_other_processes_are_refused(false);
+}
+
+static void forkpool_other_processes_are_refused_by_getpid(void) {
+    fp_other_processes_are_refused(true);
 }
 
 /* The parent SIGKILLed: the fork server and every worker die with it (PDEATHSIG). We adopt
@@ -2317,6 +2346,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
         TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_shutdown_from_on_done),
         TH_CASE(forkpool_blocking_calls_from_on_done_say_edeadlk),
-        TH_CASE(forkpool_other_processes_are_refused), TH_CASE(forkpool_parent_killed_workers_die),
+        TH_CASE(forkpool_other_processes_are_refused),
+        TH_CASE(forkpool_other_processes_are_refused_by_getpid), TH_CASE(forkpool_parent_killed_workers_die),
         TH_CASE(forkpool_errno_kept), TH_CASE(forkpool_create_out_of_fds_says_emfile),
         TH_CASE_T(forkpool_stress_mixed, 120))

@@ -450,6 +450,10 @@ struct conc_forkpool {
     size_t arena_off;            /* where the arena starts in shm */
     conc__forkpool_block *blocks;
     pid_t parent_pid, server_pid;
+    /* A private page wiped in every fork (MADV_WIPEONFORK) holding CONC__FORKPOOL_HOME_MARK:
+     * the parent reads the mark, any fork of it reads 0. NULL where the kernel has no
+     * MADV_WIPEONFORK (before 4.14): getpid then. */
+    const uint32_t *home;
     int evfd, ctl, ctl_server; /* ctl: our end; ctl_server: the server's (until forked) */
     pthread_t monitor;
     conc_lock_t lock;
@@ -945,11 +949,37 @@ CONC_NOINLINE bool conc__forkpool_free_locked(conc_forkpool_t *p, void *mem) {
     return false;
 }
 
+#define CONC__FORKPOOL_HOME_MARK 0x686f6d65u /* "home": any nonzero value */
+
+/* The home page, or NULL (then the check is a getpid): a page is all madvise works on. */
+CONC_NOINLINE void conc__forkpool_home_init(conc_forkpool_t *p) {
+    p->home = NULL;
+#ifdef MADV_WIPEONFORK
+    int saved = conc_errno_save();
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    void *m = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m != MAP_FAILED) {
+        if (madvise(m, page, MADV_WIPEONFORK) == 0) {
+            conc_store((uint32_t *)m, CONC__FORKPOOL_HOME_MARK, CONC_RELAXED);
+            p->home = (const uint32_t *)m;
+        } else {
+            munmap(m, page);
+        }
+    }
+    conc_errno_restore(saved);
+#endif
+}
+
 /* Whether the caller is a process other than the pool's parent: a worker (or a child fn
  * forked) calling through its copy of the pool, or a child the parent forked. Its copy has
  * no monitor, and its pidfds and sockets are the parent's: a map would wait for good, a
- * shutdown would kill the parent's workers. One getpid per call (glibc caches no pid). */
+ * shutdown would kill the parent's workers. One load of the home page, which every fork
+ * finds zeroed (a getpid, a syscall since glibc 2.25 caches no pid, made this check most of
+ * an alloc+free pair); getpid where that page could not be had. Relaxed: the mark was
+ * written before the pool was handed to any caller. */
 CONC_INLINE bool conc__forkpool_foreign(const conc_forkpool_t *p) {
+    if (CONC_LIKELY(p->home != NULL))
+        return conc_load(p->home, CONC_RELAXED) != CONC__FORKPOOL_HOME_MARK;
     return getpid() != p->parent_pid;
 }
 
@@ -1976,6 +2006,8 @@ CONC_NOINLINE void conc__forkpool_free_all(conc_forkpool_t *p) {
         close(p->ctl_server);
     if (p->shm)
         munmap(p->shm, p->shm_size);
+    if (p->home)
+        munmap((void *)(uintptr_t)p->home, (size_t)sysconf(_SC_PAGESIZE));
     for (conc__forkpool_block *b = p->blocks, *next; b; b = next) {
         next = b->next;
         free(b);
@@ -2086,6 +2118,7 @@ CONC_NOINLINE int conc__forkpool_create_body(conc_forkpool_t **out, const conc_f
     conc_lock_init(&p->lock, 0);
     conc_cond_init(&p->cond, 0);
     p->parent_pid = getpid();
+    conc__forkpool_home_init(p);
     int e = 0;
     p->w = (conc__forkpool_worker *)calloc(opts.workers, sizeof *p->w);
     void *shm = mmap(NULL, shm_size, PROT_READ | PROT_WRITE,
