@@ -452,6 +452,50 @@ static conc_executor_t *full_executor(conc_future_t **gate, conc_future_t **busy
     return ex;
 }
 
+/* Python's map(timeout=) never waits past its timeout. conc_map_next_until refills the window
+ * after taking a result; it used to do that with a blocking submit, so with the executor's
+ * queue full it returned the result it had only once the queue had room (here: never, a hang
+ * the harness reports). Now the refill only tries, and the next call submits the input
+ * first, within its own deadline. */
+static void executor_map_next_until_never_waits_for_a_full_queue(void) {
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 1), 0);
+    conc_map_t *m;
+    TH_CHECK_EQ(conc_map_create(&m, ex, task_echo, NULL, 3, 1), 0); /* input 0 submitted */
+    conc_future_t *gate, *busy, *queued;
+    TH_CHECK_EQ(conc_future_create(&gate), 0);
+    TH_CHECK_EQ(conc_executor_submit(ex, task_gate, gate, &busy), 0);
+    while (conc_future_state(busy) != CONC_FUTURE_RUNNING) /* so input 0, before it, is done */
+        sched_yield();
+    TH_CHECK_EQ(conc_executor_submit(ex, task_noop, NULL, &queued), 0); /* the queue is full */
+    size_t index = 99;
+    int status = -1;
+    void *result = &index;
+    TH_CHECK_EQ(conc_map_next_until(m, conc_deadline_in(10 * CONC_MS), &index, &status, &result),
+                0);
+    TH_CHECK_EQ(index, 0);
+    TH_CHECK_EQ(status, 0);
+    TH_CHECK(result == NULL);
+    /* Input 1 found no room: its call says ETIMEDOUT and consumes nothing. */
+    TH_CHECK_EQ(conc_map_next_until(m, conc_now() - 1, &index, &status, &result), ETIMEDOUT);
+    TH_CHECK_EQ(conc_map_next_until(m, conc_deadline_in(CONC_MS), &index, &status, &result),
+                ETIMEDOUT);
+    TH_CHECK_EQ(conc_future_complete(gate, 0, NULL), 0);
+    for (size_t k = 1; k < 3; k++) {
+        TH_CHECK_EQ(conc_map_next_until(m, CONC_FOREVER, &index, &status, &result), 0);
+        TH_CHECK_EQ(index, k);
+        TH_CHECK_EQ(status, 0);
+        TH_CHECK(result == (void *)(uintptr_t)k);
+    }
+    TH_CHECK_EQ(conc_map_next_until(m, CONC_FOREVER, &index, &status, &result), EPIPE);
+    conc_map_destroy(m);
+    TH_CHECK_EQ(conc_future_wait(queued), 0);
+    conc_executor_destroy(ex);
+    conc_future_release(queued);
+    conc_future_release(busy);
+    conc_future_release(gate);
+}
+
 static void executor_submit_blocks_then_proceeds(void) {
     conc_future_t *gate, *busy, *queued;
     conc_executor_t *ex = full_executor(&gate, &busy, &queued);
@@ -2620,6 +2664,7 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE(future_release_null_is_noop), TH_CASE(future_failed_task_keeps_result),
         TH_CASE(executor_create_limits_match_docs), TH_CASE(executor_null_task_is_einval),
         TH_CASE(executor_map_reads_args_lazily),
+        TH_CASE(executor_map_next_until_never_waits_for_a_full_queue),
         TH_CASE(executor_broken_initializer_fails_queued_tasks),
         TH_CASE(executor_shutdown_nowait_cancels_queued), TH_CASE(executor_worker_names_in_proc),
         TH_CASE(future_header_brings_the_executor),

@@ -84,6 +84,11 @@
  *   (CONC_EXECUTOR_BROKEN if it broke); conc_map_create returns either when not even the
  *   first input could be submitted;
  *   *result is conc_future_result of task i (so a failed input's error detail too).
+ *   conc_map_next blocks while the executor's queue is full (it submits the next input to
+ *   keep `window` in flight, as create does); conc_map_next_until never waits past its
+ *   deadline, as Python's map(timeout=) never does: an input that finds the queue full is
+ *   submitted by a later call, and ETIMEDOUT when the input whose result it is asked for
+ *   found no room by then (nothing is consumed: call again).
  *
  * ORDERING CONTRACT
  *   - Everything the submitter wrote before submit is visible to the task; what the task
@@ -167,7 +172,8 @@
  *   taken mallocs instead of waiting. The pool outlives the executor while its futures do.
  *   as-completed: each future gets a waker node that appends its entry to the set's FIFO
  *   and wakes one sleeper: O(1) per completion. The lazy map keeps a ring of `window` futures
- *   and submits input i + window when result i is taken.
+ *   and submits input i + window when result i is taken (next_until: if the queue has room;
+ *   else the next call submits it first).
  */
 #ifndef CONC_EXECUTOR_H
 #define CONC_EXECUTOR_H
@@ -1092,8 +1098,9 @@ CONC_INLINE size_t conc__executor_futures(conc_executor_t *ex, conc_future_t **f
     return k;
 }
 
+/* block false: try once (EAGAIN when full); true: wait for room until deadline (ETIMEDOUT). */
 CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void *arg,
-                                      conc_future_t **out, bool block) {
+                                      conc_future_t **out, bool block, int64_t deadline) {
     if (out)
         *out = NULL;
     if (!fn) /* a worker would call it: refused here, where the caller learns of it */
@@ -1102,7 +1109,9 @@ CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void
     if (conc__executor_futures(ex, &f, 1) == 0)
         return ENOMEM;
     conc__future_init(f, out ? CONC__EXECUTOR_SUBMIT_REFS : 1u, fn, arg);
-    int r = block ? conc_queue_push(ex->q, &f) : conc_queue_try_push(ex->q, &f);
+    int r = !block                     ? conc_queue_try_push(ex->q, &f)
+            : deadline == CONC_FOREVER ? conc_queue_push(ex->q, &f)
+                                       : conc_queue_push_until(ex->q, &f, deadline);
     if (r != 0) {
         conc__future_free(f);
         return conc__executor_refusal(ex, r);
@@ -1115,12 +1124,12 @@ CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void
 
 CONC_NODISCARD static inline int conc_executor_submit(conc_executor_t *ex, conc_task_fn fn,
                                                       void *arg, conc_future_t **f) {
-    return conc__executor_submit(ex, fn, arg, f, true);
+    return conc__executor_submit(ex, fn, arg, f, true, CONC_FOREVER);
 }
 
 CONC_NODISCARD static inline int conc_executor_try_submit(conc_executor_t *ex, conc_task_fn fn,
                                                           void *arg, conc_future_t **f) {
-    return conc__executor_submit(ex, fn, arg, f, false);
+    return conc__executor_submit(ex, fn, arg, f, false, CONC_FOREVER);
 }
 
 /* Pushes all n (blocking while full), waking a worker after every piece that went in: a
@@ -1194,13 +1203,34 @@ typedef struct conc_map {
     int submit_error;     /* why the submits stopped (EPIPE), for inputs with NULL */
 } conc_map_t;
 
-CONC_INLINE void conc__executor_map_submit(conc_map_t *m) {
-    size_t i = m->next_submit++;
+/* Submits input next_submit, waiting for room until deadline (block) or trying once: 0 (it
+ * is in the ring, or NULL there after a refused submit, submit_error says why), or EAGAIN /
+ * ETIMEDOUT: the queue stayed full, nothing changed, a later call submits it. */
+CONC_INLINE int conc__executor_map_submit(conc_map_t *m, bool block, int64_t deadline) {
+    size_t i = m->next_submit;
     conc_future_t **slot = &m->ring[i % m->window];
     *slot = NULL;
-    if (m->submit_error == 0)
-        m->submit_error =
-            conc_executor_submit(m->ex, m->fn, m->args ? m->args[i] : (void *)(uintptr_t)i, slot);
+    if (m->submit_error == 0) {
+        int e = conc__executor_submit(m->ex, m->fn, m->args ? m->args[i] : (void *)(uintptr_t)i,
+                                      slot, block, deadline);
+        if (e == EAGAIN || e == ETIMEDOUT)
+            return e;
+        m->submit_error = e;
+    }
+    m->next_submit++;
+    return 0;
+}
+
+/* Submits the inputs the window has room for, in order: the one whose result is asked for
+ * now (none was submitted past it) waits for room until deadline, the others only try (a
+ * result already in flight is not kept waiting for a full queue). Stops at the first that
+ * does not fit. */
+CONC_INLINE void conc__executor_map_fill(conc_map_t *m, int64_t deadline) {
+    while (m->next_submit < m->n && m->next_submit < m->next_result + m->window) {
+        bool needed = m->next_submit == m->next_result;
+        if (conc__executor_map_submit(m, needed || deadline == CONC_FOREVER, deadline) != 0)
+            break;
+    }
 }
 
 static inline void conc_map_destroy(conc_map_t *m) {
@@ -1244,7 +1274,7 @@ CONC_NODISCARD static inline int conc_map_create(conc_map_t **out, conc_executor
     m->n = n;
     m->window = window;
     while (m->next_submit < n && m->next_submit < window)
-        conc__executor_map_submit(m);
+        (void)conc__executor_map_submit(m, true, CONC_FOREVER); /* never EAGAIN or ETIMEDOUT */
     int refused = m->submit_error;
     if ((refused == EPIPE || refused == CONC_EXECUTOR_BROKEN) && m->ring[0] == NULL) {
         conc_map_destroy(m);
@@ -1258,6 +1288,9 @@ CONC_NODISCARD static inline int conc_map_next_until(conc_map_t *m, int64_t dead
                                                      int *status, void **result) {
     if (m->next_result == m->n)
         return EPIPE;
+    conc__executor_map_fill(m, deadline); /* what a full queue left out last time */
+    if (m->next_submit == m->next_result)
+        return ETIMEDOUT; /* input i found no room by the deadline: nothing consumed */
     size_t i = m->next_result;
     conc_future_t *f = m->ring[i % m->window];
     int st;
@@ -1272,8 +1305,10 @@ CONC_NODISCARD static inline int conc_map_next_until(conc_map_t *m, int64_t dead
         st = m->submit_error;
     }
     m->next_result++;
-    if (m->next_submit < m->n)
-        conc__executor_map_submit(m); /* keeps `window` in flight */
+    /* Keeps `window` in flight: blocking for conc_map_next, as it always did; a call with a
+     * deadline returns the result it has at once and leaves an input the full queue has no
+     * room for to a later call. */
+    conc__executor_map_fill(m, deadline == CONC_FOREVER ? CONC_FOREVER : 0);
     if (index)
         *index = i;
     if (status)
