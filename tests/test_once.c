@@ -75,6 +75,63 @@ static void once_recursion_aborts_with_message(void) {
                  "stderr: %s", err);
 }
 
+/* fn forks: in the child fn goes on, on the child's first thread, whose thread id is new.
+ * Calling conc_once on its own once there is recursion and aborts, as in the parent (it used
+ * to sleep forever: the check compared the parent's thread id, and nothing else can end the
+ * copied run). A thread the child starts still waits for the copied run and gets its result. */
+static conc_once_t forking_once = CONC_ONCE_INIT;
+static bool in_waiting_child; /* plain: set in the child whose thread waits for the copied run */
+static pthread_t waiting_thread;
+static int fork_inside_fn(void *arg);
+
+static void *wait_for_copied_run(void *arg) {
+    (void)arg;
+    return (void *)(intptr_t)conc_once(&forking_once, fork_inside_fn, NULL);
+}
+
+static int fork_inside_fn(void *arg) {
+    (void)arg;
+    pid_t recursing = fork();
+    if (recursing == 0) {
+        int r = conc_once(&forking_once, fork_inside_fn, NULL); /* must abort */
+        _exit(6 + r);
+    }
+    pid_t waiting = fork();
+    if (waiting == 0) {
+        unsigned long w0 = __atomic_load_n(&futex_waits, __ATOMIC_RELAXED);
+        if (pthread_create(&waiting_thread, NULL, wait_for_copied_run, NULL) != 0)
+            _exit(7);
+        while (__atomic_load_n(&futex_waits, __ATOMIC_RELAXED) == w0)
+            sched_yield(); /* the thread sleeps on the copied run */
+        in_waiting_child = true;
+        return 0; /* the copied run ends: conc_once swaps DONE and wakes the thread */
+    }
+    int a = 0, b = 0;
+    waitpid(recursing, &a, 0);
+    waitpid(waiting, &b, 0);
+    return (WIFSIGNALED(a) && WTERMSIG(a) == SIGABRT ? 0 : 1) |
+           (WIFEXITED(b) && WEXITSTATUS(b) == 0 ? 0 : 2);
+}
+
+static void run_forking(void) {
+    int r = conc_once(&forking_once, fork_inside_fn, NULL);
+    if (in_waiting_child) {
+        void *t = NULL;
+        pthread_join(waiting_thread, &t);
+        _exit(r == 0 && t == NULL ? 0 : 8);
+    }
+    _exit(r);
+}
+
+static void once_fork_inside_fn_recursion_aborts_in_child(void) {
+    char err[4096];
+    int status = th_run_child_capturing_stderr(run_forking, err, sizeof err);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d, stderr: %s", status,
+                 err);
+    TH_CHECK_MSG(strstr(err, "conc_once: fn was running when this process was forked"),
+                 "stderr: %s", err);
+}
+
 /* Many callers at once; fn waits (on a latch the test opens) until every other caller has
  * arrived, so they really wait on the run. Each caller then reads fn's plain output. */
 typedef struct race_ctx {
@@ -146,5 +203,6 @@ static void once_stress_failures_retried_by_waiters(void) {
 
 TH_MAIN("once", TH_CASE(once_runs_once_then_one_load),
         TH_CASE(once_failure_is_returned_and_retried), TH_CASE(once_recursion_aborts_with_message),
+        TH_CASE(once_fork_inside_fn_recursion_aborts_in_child),
         TH_CASE(once_stress_concurrent_callers_see_output),
         TH_CASE(once_stress_failures_retried_by_waiters))

@@ -31,7 +31,9 @@
  *   the first of them runs fn again (C++'s std::call_once does the same when the callable
  *   throws). A caller never returns another thread's failure. fn calling conc_once on its own
  *   once (directly or not) would wait for itself: that aborts with "conc_once: the init
- *   function called conc_once on its own once".
+ *   function called conc_once on its own once". So does it in a child fn forked (the child's
+ *   copy of fn runs on a thread with another id), with "conc_once: fn was running when this
+ *   process was forked ..." (CAVEATS).
  *
  * ORDERING CONTRACT
  *   Everything fn (and its thread before it) wrote is visible to every caller whose conc_once
@@ -46,7 +48,10 @@
  *     it, leaves the once running forever and its waiters asleep (pthread_once resets on
  *     cancellation; conc has no cancellation to reset on). Report failure by returning
  *     nonzero instead.
- *   - fork() while another thread runs fn: in the child the once stays running forever.
+ *   - fork() while another thread runs fn: in the child the once stays running forever; a
+ *     conc_once on it from the child's first thread aborts with "conc_once: fn was running
+ *     when this process was forked ..." (other threads of the child wait forever). fork()
+ *     inside fn: fn goes on in the child and its run ends there as usual (a private once).
  *   - CONC_SHARED onces in MAP_SHARED memory work across processes; the recursion check uses
  *     the kernel thread id, which is unique across the processes of one pid namespace.
  *
@@ -107,6 +112,26 @@ CONC_INLINE uint32_t conc__once_tid(void) {
     return (uint32_t)syscall(SYS_gettid);
 }
 
+/* Whether a private once's run that `owner` started can never end for `me`: asked when the
+ * runner is not us. fork() copies one thread, into the child's first thread (its tid is the
+ * pid), so a run copied mid-way has its runner in no thread of the child: either that first
+ * thread is the runner's copy (fn forked, and this is fn calling conc_once on its own once
+ * again) or the run was abandoned (another thread forked). Either way no swap will ever end
+ * it, and the first thread would sleep forever. Other threads of the child may be waiting
+ * for the runner's copy to finish, so only the first thread asks. A runner in our process
+ * that finished and exited since we read owner moved the state on first (owner 0, then the
+ * swap): the re-reads after the kernel's answer tell that case apart. */
+CONC_COLD bool conc__once_run_lost_slow(conc_once_t *o, uint32_t s, uint32_t owner, uint32_t me) {
+    pid_t pid = getpid();
+    if (owner == 0 || (uint32_t)pid != me)
+        return false;
+    int saved_errno = errno;
+    bool gone = syscall(SYS_tgkill, pid, (pid_t)owner, 0) != 0 && errno == ESRCH;
+    errno = saved_errno;
+    return gone && conc_load(&o->state, CONC_ACQUIRE) == s &&
+           conc_load(&o->owner, CONC_RELAXED) == owner;
+}
+
 CONC_COLD int conc__once_slow(conc_once_t *o, int (*fn)(void *), void *arg) {
     uint32_t s = conc_load(&o->state, CONC_ACQUIRE); /* [once.A1] */
     const uint32_t shared = s & CONC__ONCE_SHARED;
@@ -138,8 +163,13 @@ CONC_COLD int conc__once_slow(conc_once_t *o, int (*fn)(void *), void *arg) {
          * we are the runner, whatever the ordering. */
         if (me == 0)
             me = conc__once_tid();
-        if (conc_load(&o->owner, CONC_RELAXED) == me)
+        uint32_t owner = conc_load(&o->owner, CONC_RELAXED);
+        if (owner == me)
             CONC_ABORT("conc_once: the init function called conc_once on its own once");
+        if (!shared && conc__once_run_lost_slow(o, s, owner, me))
+            CONC_ABORT("conc_once: fn was running when this process was forked (fn called "
+                       "conc_once on its own once after its fork, or another thread forked): "
+                       "the run never ends here");
         if (!(s & CONC__ONCE_WAITERS)) {
             /* A request the runner's swap reads (acquire for the failure case, see [once.A1]). */
             if (!conc_cas(&o->state, &s, s | CONC__ONCE_WAITERS, CONC_ACQUIRE, CONC_ACQUIRE))
