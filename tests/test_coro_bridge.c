@@ -406,6 +406,74 @@ static void bridge_mailbox_edges_deadline_cancel_close(void) {
     conc_queue_destroy(q);
 }
 
+/* conc_coro_mailbox_destroy right after a receiver's wait ended, before that receiver ran:
+ * cancelled, timed out, or woken by a send to look again. The destroy drops it, as
+ * conc_chan_destroy drops a finished waiter, and the receive returns without touching the
+ * mailbox: ECANCELED, ETIMEDOUT, EPIPE (the mailbox is gone). It used to abort for the first
+ * two ("coroutines still wait"), and a build without CONC_DEBUG freed the mailbox under them;
+ * the third was freed under the woken receiver in every build, which then popped the item
+ * through the freed mailbox (or parked in it for good). */
+typedef struct gone_ctx {
+    conc_coro_mailbox_t *mb;
+    int64_t deadline;
+    int result;
+} gone_ctx;
+
+static int gone_waiter(void *p) {
+    gone_ctx *g = (gone_ctx *)p;
+    long v;
+    g->result = conc_coro_mailbox_recv_until(g->mb, &v, g->deadline);
+    return 0;
+}
+
+static int gone_main(void *p) {
+    conc_queue_t *q = (conc_queue_t *)p;
+    static const int want[3] = {ECANCELED, ETIMEDOUT, EPIPE};
+    int64_t timeout = CONC_MS;
+    for (int how = 0; how < 3; how++) {
+        gone_ctx g = {NULL, how == 1 ? conc_deadline_in(timeout) : CONC_FOREVER, -1};
+        TH_CHECK_EQ(conc_coro_mailbox_create(&g.mb, NULL, q), 0);
+        conc_coro_t *w;
+        TH_CHECK_EQ(conc_coro_spawn(NULL, gone_waiter, &g, NULL, &w), 0);
+        /* it parks */
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+        if (how == 1 && !conc_coro_is_parked(w)) { /* a slow machine: its deadline came first */
+            TH_CHECK_EQ(conc_coro_join(w, CONC_FOREVER, NULL), 0);
+            conc_coro_release(w);
+            TH_CHECK_EQ(g.result, ETIMEDOUT);
+            conc_coro_mailbox_destroy(g.mb);
+            timeout *= 2;
+            how--;
+            continue;
+        }
+        TH_CHECK(conc_coro_is_parked(w));
+        long v = 7;
+        if (how == 0)
+            TH_CHECK_EQ(conc_coro_cancel(w), 0);
+        else if (how == 2)
+            TH_CHECK_EQ(conc_coro_mailbox_try_send(g.mb, &v), 0); /* the wake comes via the loop */
+        /* how 1: until its timer fired */
+        while (conc_coro_is_parked(w))
+            TH_CHECK_EQ(conc_coro_yield(), 0);
+        TH_CHECK_EQ(g.result, -1); /* woken, not run yet: it queued behind us */
+        conc_coro_mailbox_destroy(g.mb);
+        TH_CHECK_EQ(conc_coro_join(w, CONC_FOREVER, NULL), 0);
+        conc_coro_release(w);
+        TH_CHECK_EQ(g.result, want[how]);
+    }
+    long v = 0;
+    TH_CHECK_EQ(conc_queue_try_pop(q, &v), 0); /* the item stayed in the queue */
+    TH_CHECK_EQ(v, 7);
+    return 0;
+}
+
+static void bridge_mailbox_destroy_after_a_receivers_wait_ended(void) {
+    conc_queue_t *q;
+    TH_CHECK_EQ(conc_queue_create(&q, 2, sizeof(long)), 0);
+    TH_CHECK_EQ(run_main(gone_main, q), 0);
+    conc_queue_destroy(q);
+}
+
 /* conc_sched_destroy after a partial run (a group destroyed from outside any coroutine runs the
  * loop only until that group is empty) finds a receiver parked on a mailbox and an await
  * parked on a future another thread completes later: it cancels both (each undoes its own
@@ -555,4 +623,5 @@ TH_MAIN("coro_bridge", TH_CASE(bridge_await_executor_future_without_blocking),
         TH_CASE_T(bridge_mailbox_every_item_once_from_many_threads, 120),
         TH_CASE(bridge_mailbox_edges_deadline_cancel_close),
         TH_CASE(bridge_sched_destroy_with_a_parked_await_and_receiver),
-        TH_CASE(bridge_await_that_ended_leaves_nothing_behind))
+        TH_CASE(bridge_await_that_ended_leaves_nothing_behind),
+        TH_CASE(bridge_mailbox_destroy_after_a_receivers_wait_ended))

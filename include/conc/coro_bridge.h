@@ -32,7 +32,9 @@
  *                                                   until the await returns
  *   mailbox   conc_coro_mailbox_create(&mb, s, q)   a scheduler's end of conc_queue_t q (the
  *                                                   caller's; s NULL: the current scheduler)
- *             conc_coro_mailbox_destroy(mb)         owner thread; q stays the caller's
+ *             conc_coro_mailbox_destroy(mb)         owner thread; q stays the caller's; no
+ *                                                   coroutine may be parked in a receive on
+ *                                                   it (every build aborts)
  *             conc_coro_mailbox_send(mb, item)      ANY thread: push (the thread blocks while
  *                                                   full) and wake a parked receiver; 0, EPIPE
  *             conc_coro_mailbox_try_send(mb, item)  any thread: 0, EAGAIN, EPIPE
@@ -83,6 +85,10 @@
  *     conc_coro_mailbox_notify (queue.h has no hook, and polling would spin the scheduler).
  *   - A parked receiver likewise keeps run() from returning (a pin) while it waits: close
  *     the mailbox to end it (conc_sched_destroy cancels it).
+ *   - Destroy a mailbox only when no receiver is parked on it: cancel them (or close it) first.
+ *     A receiver whose wait has ended but which has not run yet (cancelled, timed out, or
+ *     woken by a send to look again) may remain: destroy drops it, and its receive returns
+ *     without touching the mailbox or q (ECANCELED, ETIMEDOUT, or EPIPE: the mailbox is gone).
  *
  * DESIGN
  *   await: the coroutine allocates a wake record and a coro.h message, pins the scheduler,
@@ -138,13 +144,6 @@
 
 #ifdef __cplusplus
 extern "C" {
-#endif
-
-/* CONC_DEBUG (base.h) may be undefined (NDEBUG): the checks below read this. */
-#if defined(CONC_DEBUG) && CONC_DEBUG
-#define CONC__CORO_BRIDGE_DEBUG 1
-#else
-#define CONC__CORO_BRIDGE_DEBUG 0
 #endif
 
 /* ---------------------------------------------------------------------------------------------
@@ -286,7 +285,10 @@ static inline int conc__coro_bridge_mailbox_wake(void *arg) {
             free(mb);
         return 0;
     }
-    conc_coro_waitq_wake_all(&mb->waiters, 0);
+    /* Woken, not popped: each stays linked until its own receive unlinks it, so a destroy
+     * that comes before they run still finds them (and tells them the mailbox is gone). */
+    for (conc_coro_waiter_t *w = mb->waiters.head; w; w = w->next)
+        (void)conc_coro_wake(w->coro, 0);
     return 0;
 }
 
@@ -399,7 +401,18 @@ CONC_NODISCARD static inline int conc_coro_mailbox_recv_until(conc_coro_mailbox_
                 return e;
             }
         }
-        e = conc_coro_waitq_wait(&mb->waiters, &wait, deadline);
+        /* Park on a waiter of our own: its data is the flag destroy sets when it drops us,
+         * after which nothing of the mailbox (or its queue) may be touched. */
+        int gone = 0;
+        conc_coro_waiter_t me;
+        memset(&me, 0, sizeof me);
+        me.coro = co;
+        me.data = &gone;
+        conc_coro_waitq_push(&mb->waiters, &me);
+        e = conc_coro_park(&wait, deadline);
+        if (gone) /* destroyed after our wait ended: a woken receive finds it closed */
+            return e ? e : EPIPE;
+        conc_coro_waitq_remove(&mb->waiters, &me);
         if (e != 0) {
             if (conc_coro_waitq_is_empty(&mb->waiters) && mb->inflight)
                 (void)conc__coro_bridge_mailbox_disarm(mb); /* the last one leaves: undo the arm */
@@ -415,8 +428,16 @@ CONC_NODISCARD static inline int conc_coro_mailbox_recv(conc_coro_mailbox_t *mb,
 static inline void conc_coro_mailbox_destroy(conc_coro_mailbox_t *mb) {
     if (!mb)
         return;
-    if (CONC__CORO_BRIDGE_DEBUG && !conc_coro_waitq_is_empty(&mb->waiters))
-        CONC_ABORT("conc_coro_mailbox_destroy: coroutines still wait on the mailbox");
+    /* Every build: a parked receiver would wake into freed memory. One whose wait is over
+     * (cancelled, timed out, or woken to look again) but has not run yet is told the mailbox
+     * is gone and dropped, as conc_chan_destroy drops a finished select's waiter. */
+    for (const conc_coro_waiter_t *w = mb->waiters.head; w; w = w->next)
+        if (conc_coro_is_parked(w->coro))
+            CONC_ABORT("conc_coro_mailbox_destroy: coroutines still wait on the mailbox");
+    while (mb->waiters.head) {
+        *(int *)mb->waiters.head->data = 1;
+        (void)conc_coro_waitq_pop(&mb->waiters);
+    }
     if (mb->inflight && !conc__coro_bridge_mailbox_disarm(mb)) {
         mb->dead = 1; /* a sender posted the wake: its coroutine frees the mailbox */
         return;
