@@ -346,6 +346,56 @@ static void future_as_completed_order(void) {
         conc_future_release(fs[i]);
 }
 
+/* A set, as Python's as_completed: a future given twice (in fs, or added again, even after it
+ * came out) is one member and comes out once. Before, each copy came out: a loop that releases
+ * what next returns released the future twice. */
+static void future_as_completed_duplicates_come_out_once(void) {
+    conc_future_t *a, *b;
+    TH_CHECK_EQ(conc_future_create(&a), 0);
+    TH_CHECK_EQ(conc_future_create(&b), 0);
+    TH_CHECK_EQ(conc_future_complete(b, 0, NULL), 0); /* final before it is added */
+    conc_future_t *fs[] = {a, b, a, b, a};
+    conc_as_completed_t *ac;
+    TH_CHECK_EQ(conc_as_completed_create(&ac, fs, 5), 0);
+    TH_CHECK_EQ(conc_as_completed_add(ac, a), 0);
+    TH_CHECK_EQ(conc_as_completed_add(ac, b), 0);
+    conc_future_t *got = NULL;
+    TH_CHECK_EQ(conc_as_completed_try_next(ac, &got), 0);
+    TH_CHECK(got == b);
+    TH_CHECK_EQ(conc_as_completed_try_next(ac, &got), EAGAIN); /* not b again */
+    TH_CHECK_EQ(conc_as_completed_add(ac, b), 0);              /* came out already: once */
+    TH_CHECK_EQ(conc_future_complete(a, 0, NULL), 0);
+    TH_CHECK_EQ(conc_as_completed_try_next(ac, &got), 0);
+    TH_CHECK(got == a);
+    TH_CHECK_EQ(conc_as_completed_try_next(ac, &got), EPIPE);
+    conc_as_completed_destroy(ac);
+    /* Many members (the table grows), each given three times, half of them final first. */
+    enum { N = 1000 };
+    static conc_future_t *many[3 * N];
+    for (int i = 0; i < N; i++) {
+        TH_CHECK_EQ(conc_future_create(&many[i]), 0);
+        many[N + i] = many[2 * N + i] = many[i];
+        if (i % 2)
+            TH_CHECK_EQ(conc_future_complete(many[i], 0, (void *)(uintptr_t)i), 0);
+    }
+    TH_CHECK_EQ(conc_as_completed_create(&ac, many, 3 * N), 0);
+    for (int i = 0; i < N; i += 2)
+        TH_CHECK_EQ(conc_future_complete(many[i], 0, (void *)(uintptr_t)i), 0);
+    static unsigned char seen[N];
+    int count = 0;
+    while (conc_as_completed_try_next(ac, &got) == 0) {
+        uintptr_t i = (uintptr_t)conc_future_result(got);
+        TH_CHECK_MSG(seen[i]++ == 0, "future %u came out twice", (unsigned)i);
+        count++;
+    }
+    TH_CHECK_EQ(count, N);
+    conc_as_completed_destroy(ac);
+    for (int i = 0; i < N; i++)
+        conc_future_release(many[i]);
+    conc_future_release(a);
+    conc_future_release(b);
+}
+
 static void future_as_completed_destroy_early(void) {
     conc_future_t *fs[3];
     for (int i = 0; i < 3; i++)
@@ -2668,4 +2718,5 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE(executor_broken_initializer_fails_queued_tasks),
         TH_CASE(executor_shutdown_nowait_cancels_queued), TH_CASE(executor_worker_names_in_proc),
         TH_CASE(future_header_brings_the_executor),
-        TH_CASE(executor_destroy_from_a_thread_with_a_joined_workers_id))
+        TH_CASE(executor_destroy_from_a_thread_with_a_joined_workers_id),
+        TH_CASE(future_as_completed_duplicates_come_out_once))

@@ -41,6 +41,8 @@
  *   refs      conc_future_retain(f), conc_future_release(f)   release(NULL): no-op, as free
  *   as done   conc_as_completed_create(&ac, fs, n)           0, ENOMEM, EINVAL; n may be 0
  *             conc_as_completed_add(ac, f)                   0, ENOMEM, EINVAL
+ *             (a set: a future given twice, or added again, is one member and comes out
+ *             once, as Python's as_completed returns a duplicate once)
  *             conc_as_completed_next(ac, &f)                 0, EPIPE (every future returned)
  *             conc_as_completed_try_next(ac, &f)             0, EAGAIN, EPIPE
  *             conc_as_completed_next_until(ac, dl, &f)       0, ETIMEDOUT, EPIPE
@@ -735,7 +737,47 @@ struct conc_as_completed {
     uint32_t ec;      /* conc_eventcount word for next(); one notify per appended entry */
     size_t remaining; /* added but not yet returned; under lock */
     conc__future_as_completed_entry *done_head, *done_tail, *all;
+    /* Every future ever added, an open-addressing set (linear probing, at most half full), so
+     * that a future given twice is one member and comes out once, as Python's as_completed
+     * returns a duplicate once. Under lock. */
+    conc_future_t **members;
+    size_t members_cap, members_n;
 };
+
+/* Where f is in the member table, or the empty slot where it would go (cap a power of two). */
+CONC_INLINE size_t conc__future_as_completed_slot(conc_future_t *const *members, size_t cap,
+                                                  const conc_future_t *f) {
+    uint64_t h = (uint64_t)(uintptr_t)f * 0x9e3779b97f4a7c15ull; /* Fibonacci hashing */
+    size_t i = (size_t)(h ^ (h >> 29)) & (cap - 1);
+    while (members[i] != NULL && members[i] != f)
+        i = (i + 1) & (cap - 1);
+    return i;
+}
+
+/* Makes f a member: 0, EEXIST (it is one already), ENOMEM (the table could not grow). Under
+ * the set's lock. */
+CONC_NOINLINE int conc__future_as_completed_insert(conc_as_completed_t *ac, conc_future_t *f) {
+    if (ac->members_cap != 0 &&
+        ac->members[conc__future_as_completed_slot(ac->members, ac->members_cap, f)] == f)
+        return EEXIST;
+    if ((ac->members_n + 1) * 2 > ac->members_cap) { /* grow: at most half full */
+        size_t cap = ac->members_cap ? ac->members_cap * 2 : 16;
+        if (cap < ac->members_cap)
+            return ENOMEM;
+        conc_future_t **m = (conc_future_t **)conc_calloc_keep_errno(cap, sizeof *m);
+        if (!m)
+            return ENOMEM;
+        for (size_t i = 0; i < ac->members_cap; i++)
+            if (ac->members[i])
+                m[conc__future_as_completed_slot(m, cap, ac->members[i])] = ac->members[i];
+        free(ac->members);
+        ac->members = m;
+        ac->members_cap = cap;
+    }
+    ac->members[conc__future_as_completed_slot(ac->members, ac->members_cap, f)] = f;
+    ac->members_n++;
+    return 0;
+}
 
 /* Runs under the completing future's lock, so destroy (which unlinks under that lock) knows
  * when it has finished with the set. */
@@ -749,6 +791,7 @@ static inline void conc__future_as_completed_wake(conc_future_t *f, void *arg) {
     conc_eventcount_notify(&ac->ec, 1, 0); /* after the unlock: see the timeline above */
 }
 
+/* Adds f unless it is a member already (then 0, and nothing changes: it comes out once). */
 CONC_NODISCARD static inline int conc_as_completed_add(conc_as_completed_t *ac, conc_future_t *f) {
     if (!f)
         return EINVAL;
@@ -756,13 +799,19 @@ CONC_NODISCARD static inline int conc_as_completed_add(conc_as_completed_t *ac, 
         (conc__future_as_completed_entry *)conc_malloc_keep_errno(sizeof *e);
     if (!e)
         return ENOMEM;
-    conc_future_retain(f);
     e->f = f;
     e->set = ac;
     e->node.fn = conc__future_as_completed_wake;
     e->node.arg = e;
     e->node.waker = true;
     conc_lock_acquire(&ac->lock);
+    int r = conc__future_as_completed_insert(ac, f);
+    if (r != 0) {
+        conc_lock_release(&ac->lock);
+        free(e);
+        return r == EEXIST ? 0 : r;
+    }
+    conc_future_retain(f);
     e->all_next = ac->all;
     ac->all = e;
     ac->remaining++;
@@ -783,6 +832,7 @@ static inline void conc_as_completed_destroy(conc_as_completed_t *ac) {
         conc_future_release(e->f);
         free(e);
     }
+    free(ac->members);
     free(ac);
 }
 
