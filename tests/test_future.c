@@ -2197,6 +2197,19 @@ static void future_failed_task_keeps_result(void) {
     conc_executor_destroy(ex);
 }
 
+/* add_done_callback(None) in Python fails only when the callback is called, and the future
+ * logs it. conc_future_on_done(f, NULL, arg) returned 0 and stored the NULL: the thread that
+ * completed f (an executor worker, the fork pool's monitor) then called it and the process
+ * died there, far from the mistake. Now it is EINVAL at once and nothing is registered. */
+static void future_on_done_null_fn_is_einval(void) {
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_future_create(&f), 0);
+    TH_CHECK_EQ(conc_future_on_done(f, NULL, NULL), EINVAL);
+    TH_CHECK_EQ(conc_future_complete(f, 0, NULL), 0);        /* nothing to call: no crash */
+    TH_CHECK_EQ(conc_future_on_done(f, NULL, NULL), EINVAL); /* done: not called either */
+    conc_future_release(f);
+}
+
 typedef struct gate_start {
     conc_future_t *gate;
     long started; /* atomic */
@@ -2712,8 +2725,8 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE_T(executor_fifo_start_order, 120),
         TH_CASE_T(executor_sleeping_task_does_not_delay_later_ones, 120),
         TH_CASE(future_release_null_is_noop), TH_CASE(future_failed_task_keeps_result),
-        TH_CASE(executor_create_limits_match_docs), TH_CASE(executor_null_task_is_einval),
-        TH_CASE(executor_map_reads_args_lazily),
+        TH_CASE(future_on_done_null_fn_is_einval), TH_CASE(executor_create_limits_match_docs),
+        TH_CASE(executor_null_task_is_einval), TH_CASE(executor_map_reads_args_lazily),
         TH_CASE(executor_map_next_until_never_waits_for_a_full_queue),
         TH_CASE(executor_broken_initializer_fails_queued_tasks),
         TH_CASE(executor_shutdown_nowait_cancels_queued), TH_CASE(executor_worker_names_in_proc),

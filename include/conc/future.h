@@ -37,7 +37,8 @@
  *                                                  CANCELLED
  *             conc_future_result(f)                done or failed: what the task (or complete)
  *                                                  stored; NULL otherwise (see RESULTS)
- *   callback  conc_future_on_done(f, fn, arg)      0, ENOMEM; fn(f, arg) runs exactly once
+ *   callback  conc_future_on_done(f, fn, arg)      0, ENOMEM, EINVAL (fn NULL); fn(f, arg)
+ *                                                  runs exactly once
  *   refs      conc_future_retain(f), conc_future_release(f)   release(NULL): no-op, as free
  *   as done   conc_as_completed_create(&ac, fs, n)           0, ENOMEM, EINVAL; n may be 0
  *             conc_as_completed_add(ac, f)                   0, ENOMEM, EINVAL
@@ -56,7 +57,8 @@
  *   second completer loses; nothing is changed). cancel: EBUSY unless pending.
  *   wait_any: EINVAL for n 0. wait_any, wait_all, as_completed_create and _add: EINVAL for a
  *   NULL future (a failed submit leaves NULL where its future would be; nothing is waited
- *   for or added then).
+ *   for or added then). on_done: EINVAL for a NULL fn (nothing is registered: the thread
+ *   that completes the future would call it).
  *
  * RESULTS
  *   A done future's result is what the task stored in *result (or complete's r). A failed
@@ -576,6 +578,8 @@ CONC_NOINLINE void conc__future_unlink(conc_future_t *f, conc__future_node *n) {
 
 CONC_NODISCARD static inline int conc_future_on_done(conc_future_t *f, conc_future_cb fn,
                                                      void *arg) {
+    if (!fn) /* the completer would call it, in whatever thread completes f */
+        return EINVAL;
     if (!conc_future_is_done(f)) { /* [future.A1] on the way out if done */
         conc__future_node *n = (conc__future_node *)conc_malloc_keep_errno(sizeof *n);
         if (!n)
