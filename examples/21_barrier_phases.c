@@ -7,8 +7,8 @@
  *   worker may start step k+1 before every worker finished step k: that is what a barrier is
  *   for. One party per round (the leader) swaps the buffers while the others wait at a second
  *   barrier. The result is compared with the same simulation run on one thread. Then a
- *   deadline: one worker stops showing up, the others give up after 50 ms, and the barrier
- *   breaks for everyone until reset. Python's threading.Barrier, in C:
+ *   deadline: one worker stops showing up, one of the others gives up after 50 ms, and the
+ *   barrier breaks for everyone until reset. Python's threading.Barrier, in C:
  *
  *       Python                                  C (this file)
  *       b = threading.Barrier(4)                static conc_barrier_t b = CONC_BARRIER_INIT(4);
@@ -77,7 +77,7 @@ typedef struct party {
     int result;
 } party;
 static conc_barrier_t meet = CONC_BARRIER_INIT(WORKERS);
-static void *late_party(void *arg) {
+static void *timed_party(void *arg) {
     party *p = (party *)arg;
     p->result = conc_barrier_wait_until(&meet, conc_deadline_in(50 * CONC_MS));
     return NULL;
@@ -106,12 +106,14 @@ int main(void) {
            same ? "matches the one-thread run" : "DIFFERS from the one-thread run",
            bufs[cur][CELLS / 2]);
 
-    /* One worker of four never comes: the three that do wait 50 ms at most. The first whose
-     * deadline passes breaks the barrier; the others see it broken. */
+    /* One worker of four never comes. Of the three that do, one waits with a 50 ms deadline
+     * and two without: when the deadline passes, that one breaks the barrier (ETIMEDOUT) and
+     * the two see it broken (CONC_BARRIER_BROKEN), as Python's waits all raise
+     * BrokenBarrierError once one b.wait(timeout=0.05) gives up. */
     party p[WORKERS - 1];
     pthread_t q[WORKERS - 1];
     for (int i = 0; i < WORKERS - 1; i++)
-        pthread_create(&q[i], NULL, i == 0 ? late_party : prompt_party, &p[i]);
+        pthread_create(&q[i], NULL, i == 0 ? timed_party : prompt_party, &p[i]);
     for (int i = 0; i < WORKERS - 1; i++)
         pthread_join(q[i], NULL);
     int timeouts = 0, broken = 0;

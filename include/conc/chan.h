@@ -92,9 +92,10 @@
  *             takes its lock back first, and a cancel cannot interrupt that (asyncio's rule).
  *   EDEADLK   conc_coro_lock_acquire by the lock's owner (it would wait for itself forever).
  *             A coroutine that finishes holding a lock leaves it locked for good (asyncio's
- *             Lock does the same); no later coroutine is taken for its owner, even one that
- *             reuses its memory: acquire waits (the deadlock report says "held by a finished
- *             coroutine"), release is EPERM.
+ *             Lock stays locked too, but has no owner: any task may release it there; here
+ *             release is the owner's alone); no later coroutine is taken for its owner, even
+ *             one that reuses its memory: acquire waits (the deadlock report says "held by a
+ *             finished coroutine"), release is EPERM.
  *   EOVERFLOW conc_coro_sem_release past a bounded semaphore's max: nothing is released.
  *   ENOMEM    conc_chan_create; conc_chan_select parking on more than four ops (their
  *             waiters come from the heap): nothing was sent or received. Any wait with a
