@@ -128,7 +128,7 @@ static void once_fork_inside_fn_recursion_aborts_in_child(void) {
     int status = th_run_child_capturing_stderr(run_forking, err, sizeof err);
     TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d, stderr: %s", status,
                  err);
-    TH_CHECK_MSG(strstr(err, "conc_once: fn was running when this process was forked"),
+    TH_CHECK_MSG(strstr(err, "conc_once: the thread running fn is not in this process"),
                  "stderr: %s", err);
 }
 

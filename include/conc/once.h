@@ -32,8 +32,8 @@
  *   throws). A caller never returns another thread's failure. fn calling conc_once on its own
  *   once (directly or not) would wait for itself: that aborts with "conc_once: the init
  *   function called conc_once on its own once". So does it in a child fn forked (the child's
- *   copy of fn runs on a thread with another id), with "conc_once: fn was running when this
- *   process was forked ..." (CAVEATS).
+ *   copy of fn runs on a thread with another id), with "conc_once: the thread running fn is
+ *   not in this process ..." (CAVEATS).
  *
  * ORDERING CONTRACT
  *   Everything fn (and its thread before it) wrote is visible to every caller whose conc_once
@@ -45,15 +45,20 @@
  *
  * CAVEATS
  *   - fn must return to conc_once: a longjmp out of it, or pthread_exit/cancellation inside
- *     it, leaves the once running forever and its waiters asleep (pthread_once resets on
- *     cancellation; conc has no cancellation to reset on). Report failure by returning
- *     nonzero instead.
- *   - fork() while another thread runs fn: in the child the once stays running forever; a
- *     conc_once on it from the child's first thread aborts with "conc_once: fn was running
- *     when this process was forked ..." (other threads of the child wait forever). fork()
- *     inside fn: fn goes on in the child and its run ends there as usual (a private once).
+ *     it, leaves the once running forever (pthread_once resets on cancellation; conc has no
+ *     cancellation to reset on). Report failure by returning nonzero instead.
+ *   - A private once whose run has lost its thread never completes: fork() while another
+ *     thread ran fn (in the child), or that thread exited inside fn. A conc_once on it from
+ *     the process's first thread (the one fork() copies) aborts with "conc_once: the thread
+ *     running fn is not in this process ..." (unless the kernel gave a new thread of the
+ *     process the lost thread's id); from other threads it sleeps forever.
+ *   - fork() inside fn is fine: fn goes on in the child, on its first thread, and the run
+ *     ends there as usual (a private once); fn calling conc_once on its own once there aborts,
+ *     as above.
  *   - CONC_SHARED onces in MAP_SHARED memory work across processes; the recursion check uses
- *     the kernel thread id, which is unique across the processes of one pid namespace.
+ *     the kernel thread id, which is unique across the processes of one pid namespace. A
+ *     process that dies inside fn leaves the once running forever: its waiters, and every
+ *     later caller, sleep forever (there is no timed form).
  *
  * DESIGN
  *   One 32-bit state word {RUNNING 1, WAITERS 2, DONE 4, SHARED 8}, and the runner's kernel
@@ -117,10 +122,11 @@ CONC_INLINE uint32_t conc__once_tid(void) {
  * pid), so a run copied mid-way has its runner in no thread of the child: either that first
  * thread is the runner's copy (fn forked, and this is fn calling conc_once on its own once
  * again) or the run was abandoned (another thread forked). Either way no swap will ever end
- * it, and the first thread would sleep forever. Other threads of the child may be waiting
- * for the runner's copy to finish, so only the first thread asks. A runner in our process
- * that finished and exited since we read owner moved the state on first (owner 0, then the
- * swap): the re-reads after the kernel's answer tell that case apart. */
+ * it, and the first thread would sleep forever. (A runner that exited inside fn looks the
+ * same, and is caught the same way unless its id went to a new thread.) Other threads of the
+ * child may be waiting for the runner's copy to finish, so only the first thread asks. A
+ * runner in our process that finished and exited since we read owner moved the state on
+ * first (owner 0, then the swap): the re-reads after the kernel's answer tell that apart. */
 CONC_COLD bool conc__once_run_lost_slow(conc_once_t *o, uint32_t s, uint32_t owner, uint32_t me) {
     pid_t pid = getpid();
     if (owner == 0 || (uint32_t)pid != me)
@@ -167,9 +173,9 @@ CONC_COLD int conc__once_slow(conc_once_t *o, int (*fn)(void *), void *arg) {
         if (owner == me)
             CONC_ABORT("conc_once: the init function called conc_once on its own once");
         if (!shared && conc__once_run_lost_slow(o, s, owner, me))
-            CONC_ABORT("conc_once: fn was running when this process was forked (fn called "
-                       "conc_once on its own once after its fork, or another thread forked): "
-                       "the run never ends here");
+            CONC_ABORT("conc_once: the thread running fn is not in this process (fork() while "
+                       "it ran fn, or fn called conc_once on its own once in a child it forked, "
+                       "or it exited inside fn): the run never ends");
         if (!(s & CONC__ONCE_WAITERS)) {
             /* A request the runner's swap reads (acquire for the failure case, see [once.A1]). */
             if (!conc_cas(&o->state, &s, s | CONC__ONCE_WAITERS, CONC_ACQUIRE, CONC_ACQUIRE))
