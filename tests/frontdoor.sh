@@ -120,6 +120,10 @@ snippets() {
             '#include "conc/sem.h"' 'static conc_sem_t s = CONC_SEM_INIT_BOUNDED(5, 3);' \
             'static conc_sem_t s = CONC_SEM_INIT_BOUNDED(3, 3);' \
             'unsigned conc_snippet(void); unsigned conc_snippet(void) { return conc_sem_value(&s); }'
+        must_not_compile "$tmp" 'CONC_SEM_INIT(-1): value past CONC_SEM_VALUE_MAX' \
+            '#include "conc/sem.h"' 'static conc_sem_t s = CONC_SEM_INIT(-1);' \
+            'static conc_sem_t s = CONC_SEM_INIT(0);' \
+            'unsigned conc_snippet(void); unsigned conc_snippet(void) { return conc_sem_value(&s); }'
         echo "snippets: every QUICK START and README C block, -Werror, gcc/clang, C11/C++17"
         closing
     } 2>&1 | tee "$log"

@@ -66,6 +66,35 @@ static void sem_init_bounded_value_above_max_aborts(void) {
     TH_CHECK_MSG(strstr(err, "CONC_SEM_INIT_BOUNDED: value > max") != NULL, "stderr: %s", err);
 }
 
+/* CONC_SEM_INIT(-1) with a constant does not compile (tests/frontdoor.sh); with a run-time
+ * value past CONC_SEM_VALUE_MAX a debug build aborts, naming the macro. It used to make a
+ * semaphore whose count read as negative: waiters that do not exist, each taking a release's
+ * token (here: 65,535 releases, then the next one yielding forever). */
+static volatile int negative_value = -70000;
+static volatile unsigned value_past_max = CONC_SEM_VALUE_MAX + 1u;
+static void init_value_negative(void) {
+    conc_sem_t s = CONC_SEM_INIT(negative_value);
+    fprintf(stderr, "not reached: value %u\n", conc_sem_value(&s));
+}
+static void init_value_past_max(void) {
+    conc_sem_t s = CONC_SEM_INIT(value_past_max);
+    fprintf(stderr, "not reached: value %u\n", conc_sem_value(&s));
+}
+static void sem_init_value_past_value_max_aborts(void) {
+    conc_sem_t ok = CONC_SEM_INIT(value_past_max - 1u);
+    TH_CHECK_EQ(conc_sem_value(&ok), CONC_SEM_VALUE_MAX);
+    TH_CHECK_EQ(conc_sem_release(&ok, 1), EOVERFLOW);
+    void (*cases[])(void) = {init_value_negative, init_value_past_max};
+    for (int i = 0; i < 2; i++) {
+        char err[4096];
+        int status = th_run_child_capturing_stderr(cases[i], err, sizeof err);
+        TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "case %d: status %d: %s",
+                     i, status, err);
+        TH_CHECK_MSG(strstr(err, "CONC_SEM_INIT: value > CONC_SEM_VALUE_MAX") != NULL,
+                     "case %d: stderr: %s", i, err);
+    }
+}
+
 static void sem_init_checks_value_and_max(void) {
     conc_sem_t s = CONC_SEM_INIT(7);
     TH_CHECK_EQ(conc_sem_init(&s, 3, 0, 0), 0);
@@ -618,8 +647,8 @@ static void sem_shared_waiter_killed_tokens_still_flow(void) {
 
 TH_MAIN("sem", TH_CASE(sem_is_sixteen_bytes_and_zero_is_empty),
         TH_CASE(sem_init_checks_value_and_max), TH_CASE(sem_init_bounded_value_above_max_aborts),
-        TH_CASE(sem_acquire_release_count_tokens), TH_CASE(sem_release_zero_is_einval),
-        TH_CASE(sem_bounded_overflow_releases_nothing),
+        TH_CASE(sem_init_value_past_value_max_aborts), TH_CASE(sem_acquire_release_count_tokens),
+        TH_CASE(sem_release_zero_is_einval), TH_CASE(sem_bounded_overflow_releases_nothing),
         TH_CASE(sem_release_past_what_handed_holds_goes_in_steps),
         TH_CASE(sem_unbounded_overflow_at_value_max), TH_CASE(sem_until_past_deadline_tries_once),
         TH_CASE(sem_until_times_out_never_early),

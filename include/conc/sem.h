@@ -36,8 +36,9 @@
  *   takes it and returns 0. release: EOVERFLOW if n tokens would pass max (or
  *   CONC_SEM_VALUE_MAX when unbounded), and then nothing is released (Python's BoundedSemaphore
  *   raises ValueError); EINVAL for n == 0 (Python: ValueError). CONC_SEM_INIT_BOUNDED(value,
- *   max) with value > max: a compile error for constant arguments, an abort in debug builds
- *   for run-time ones.
+ *   max) with value > max, and either macro with a value or max above CONC_SEM_VALUE_MAX (a
+ *   negative int, say; Python's Semaphore(-1) raises ValueError): a compile error for
+ *   constant arguments, an abort in debug builds for run-time ones.
  *
  * ORDERING CONTRACT
  *   Everything a thread wrote before conc_sem_release is visible to the thread whose acquire
@@ -128,11 +129,15 @@ typedef struct conc_sem {
 #define CONC__SEM_SHARED 0x80000000u  /* in config */
 
 /* Static initializers. value and max must be <= CONC_SEM_VALUE_MAX, and value <= max (max 0:
- * unbounded). CONC_SEM_INIT_BOUNDED checks that: with constant arguments a violation does not
- * compile ("array size is negative", in CONC__SEM_BOUNDED_CHECK); with run-time arguments a
- * debug build aborts naming the macro, and the check costs nothing for constant ones. */
+ * unbounded). Both macros check that: with constant arguments a violation does not compile
+ * ("array size is negative", in CONC__SEM_BOUNDED_CHECK); with run-time arguments a debug
+ * build aborts naming the macro, and the check costs nothing for constant ones. (A value past
+ * CONC_SEM_VALUE_MAX, a negative int say, would read as a negative count: that many waiters
+ * that do not exist, each taking a released token, until 65,535 handed tokens stall release.) */
 // clang-format off
-#define CONC_SEM_INIT(value) {(uint64_t)(value) << CONC__SEM_COUNT_SHIFT, 0, 0}
+#define CONC_SEM_INIT(value) \
+    {(uint64_t)(value) << CONC__SEM_COUNT_SHIFT, \
+     CONC__SEM_UNBOUNDED_MAX(value) + CONC__SEM_BOUNDED_CHECK(value, 0u), 0}
 #define CONC_SEM_INIT_BOUNDED(value, max) \
     {(uint64_t)(value) << CONC__SEM_COUNT_SHIFT, \
      CONC__SEM_BOUNDED_MAX(value, max) + CONC__SEM_BOUNDED_CHECK(value, max), 0}
@@ -151,11 +156,18 @@ typedef struct conc_sem {
  * constant expression (C11 6.6p3) and a static semaphore needs no code to start. */
 #define CONC__SEM_BOUNDED_MAX(value, max)                                                          \
     (CONC__SEM_BOUNDED_BAD(value, max) ? conc__sem_init_bounded_invalid_slow() : (uint32_t)(max))
+#define CONC__SEM_UNBOUNDED_MAX(value)                                                             \
+    (CONC__SEM_BOUNDED_BAD(value, 0u) ? conc__sem_init_invalid_slow() : 0u)
 #else
 #define CONC__SEM_BOUNDED_MAX(value, max) ((uint32_t)(max))
+#define CONC__SEM_UNBOUNDED_MAX(value) 0u
 #endif
 CONC_COLD uint32_t conc__sem_init_bounded_invalid_slow(void) {
     CONC_ABORT("CONC_SEM_INIT_BOUNDED: value > max, or either > CONC_SEM_VALUE_MAX");
+    return 0;
+}
+CONC_COLD uint32_t conc__sem_init_invalid_slow(void) {
+    CONC_ABORT("CONC_SEM_INIT: value > CONC_SEM_VALUE_MAX");
     return 0;
 }
 
