@@ -474,6 +474,76 @@ static void bridge_mailbox_destroy_after_a_receivers_wait_ended(void) {
     conc_queue_destroy(q);
 }
 
+/* A sender caught between claiming its slot and publishing it (preempted there, or a process
+ * stopped there on a CONC_SHARED queue) must not stop the receiving scheduler's thread:
+ * queue.h's try forms wait such a slot out with sched_yield, which here would freeze every
+ * coroutine of the thread until the sender ran again (for good if it never does). try_recv
+ * says EAGAIN and a receive parks; the sender's notify after its publish wakes it. The claim
+ * is made by hand (a CAS of tail with no copy after it), and published by a helper thread
+ * once the scheduler has shown it still runs coroutines (after a 5 s fallback the helper
+ * publishes anyway, so that the old code, stuck in try_pop until then, fails instead of
+ * hanging). */
+typedef struct midcopy_ctx {
+    conc_queue_t *q;
+    conc_coro_mailbox_t *mb;
+    uint64_t pos;     /* the claimed position */
+    int go;           /* atomic: the scheduler ran on past the claimed slot */
+    int went_on_time; /* written by the helper: go was set before the publish */
+    int result;
+    long got;
+} midcopy_ctx;
+
+static void *midcopy_publisher(void *p) {
+    midcopy_ctx *m = (midcopy_ctx *)p;
+    int64_t fallback = conc_deadline_in(5 * CONC_SEC);
+    while (!conc_load(&m->go, CONC_ACQUIRE) && !conc_deadline_passed(fallback))
+        sched_yield();
+    m->went_on_time = conc_load(&m->go, CONC_ACQUIRE);
+    long v = 42;
+    conc__queue_move_one(m->q, m->pos, true, NULL, (const unsigned char *)&v); /* the copy */
+    conc_coro_mailbox_notify(m->mb);
+    return NULL;
+}
+
+static int midcopy_receiver(void *p) {
+    midcopy_ctx *m = (midcopy_ctx *)p;
+    m->result = conc_coro_mailbox_recv(m->mb, &m->got);
+    return 0;
+}
+
+static int midcopy_main(void *p) {
+    midcopy_ctx *m = (midcopy_ctx *)p;
+    TH_CHECK_EQ(conc_coro_mailbox_create(&m->mb, NULL, m->q), 0);
+    uint64_t tail = conc_load(&m->q->tail, CONC_RELAXED); /* a sender claims position 0 */
+    TH_CHECK(conc_cas(&m->q->tail, &tail, tail + 1, CONC_SEQ_CST, CONC_RELAXED));
+    m->pos = tail;
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, midcopy_publisher, m), 0);
+    long v = 0;
+    TH_CHECK_EQ(conc_coro_mailbox_try_recv(m->mb, &v), EAGAIN);
+    conc_coro_t *r;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, midcopy_receiver, m, NULL, &r), 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* the receiver parks, and we run again */
+    TH_CHECK(conc_coro_is_parked(r));
+    conc_store(&m->go, 1, CONC_RELEASE);
+    TH_CHECK_EQ(conc_coro_join(r, CONC_FOREVER, NULL), 0);
+    conc_coro_release(r);
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    TH_CHECK(m->went_on_time);
+    TH_CHECK_EQ(m->result, 0);
+    TH_CHECK_EQ(m->got, 42);
+    conc_coro_mailbox_destroy(m->mb);
+    return 0;
+}
+
+static void bridge_mailbox_receive_does_not_wait_on_a_sender_mid_copy(void) {
+    midcopy_ctx m;
+    memset(&m, 0, sizeof m);
+    TH_CHECK_EQ(conc_queue_create(&m.q, 4, sizeof(long)), 0);
+    TH_CHECK_EQ(run_main(midcopy_main, &m), 0);
+    conc_queue_destroy(m.q);
+}
+
 /* conc_sched_destroy after a partial run (a group destroyed from outside any coroutine runs the
  * loop only until that group is empty) finds a receiver parked on a mailbox and an await
  * parked on a future another thread completes later: it cancels both (each undoes its own
@@ -624,4 +694,5 @@ TH_MAIN("coro_bridge", TH_CASE(bridge_await_executor_future_without_blocking),
         TH_CASE(bridge_mailbox_edges_deadline_cancel_close),
         TH_CASE(bridge_sched_destroy_with_a_parked_await_and_receiver),
         TH_CASE(bridge_await_that_ended_leaves_nothing_behind),
-        TH_CASE(bridge_mailbox_destroy_after_a_receivers_wait_ended))
+        TH_CASE(bridge_mailbox_destroy_after_a_receivers_wait_ended),
+        TH_CASE(bridge_mailbox_receive_does_not_wait_on_a_sender_mid_copy))

@@ -85,6 +85,11 @@
  *     conc_coro_mailbox_notify (queue.h has no hook, and polling would spin the scheduler).
  *   - A parked receiver likewise keeps run() from returning (a pin) while it waits: close
  *     the mailbox to end it (conc_sched_destroy cancels it).
+ *   - A receive never waits with the thread for a sender that has claimed its slot in q but
+ *     not finished copying in (queue.h's try_pop would, with sched_yield): that item counts
+ *     as not there yet, and the sender's send (or notify) wakes the receiver once it is. A
+ *     sender that never finishes (a process stopped or killed there, CONC_SHARED) holds up
+ *     the items behind it, not the scheduler.
  *   - Destroy a mailbox only when no receiver is parked on it: cancel them (or close it) first.
  *     A receiver whose wait has ended but which has not run yet (cancelled, timed out, or
  *     woken by a send to look again) may remain: destroy drops it, and its receive returns
@@ -133,7 +138,11 @@
  *   try_pop sees the item, or the sender's load sees armed == 1 (or both; the swap then
  *   gives the message to exactly one party). The M1 release and the M4 acquire publish the msg
  *   pointer. tests/models/coro_bridge.pml checks this, and catches the receiver that parks
- *   without the second look and the sender that reads armed before it pushes.
+ *   without the second look and the sender that reads armed before it pushes. A push is done
+ *   when its slot is published, and the sender's fence comes after that: so try_pop treats
+ *   an item whose sender has claimed its slot but not finished copying in as not there yet
+ *   (EAGAIN, never a wait on that sender with the scheduler's thread), and that sender's
+ *   M3-M4, which follow its publish, wake the receiver that parked meanwhile.
  */
 #ifndef CONC_CORO_BRIDGE_H
 #define CONC_CORO_BRIDGE_H
@@ -347,6 +356,17 @@ static inline void conc_coro_mailbox_close(conc_coro_mailbox_t *mb) {
     conc_coro_mailbox_notify(mb);
 }
 
+/* conc_queue_try_pop, except that a sender caught between claiming the slot at the head and
+ * publishing it (preempted there, or a process stopped there on a CONC_SHARED queue) is not
+ * waited for: queue.h's try forms wait it out with sched_yield, which here would stop every
+ * coroutine of the thread, for good if that sender never finishes. A past deadline makes
+ * pop_until try once and give such a slot a few pauses (ETIMEDOUT); that is EAGAIN here, and
+ * the sender's notify after its publish wakes a receiver that parked meanwhile. */
+CONC_INLINE int conc__coro_bridge_mailbox_pop(conc_coro_mailbox_t *mb, void *item) {
+    int e = conc_queue_pop_until(mb->q, item, 0);
+    return e == ETIMEDOUT ? EAGAIN : e;
+}
+
 /* The receives' checks: 0 (*co: the caller), EINVAL, EPERM. */
 CONC_INLINE int conc__coro_bridge_mailbox_receiver(conc_coro_mailbox_t *mb, const void *item,
                                                    conc_coro_t **co) {
@@ -361,7 +381,7 @@ CONC_INLINE int conc__coro_bridge_mailbox_receiver(conc_coro_mailbox_t *mb, cons
 CONC_NODISCARD static inline int conc_coro_mailbox_try_recv(conc_coro_mailbox_t *mb, void *item) {
     conc_coro_t *co;
     int e = conc__coro_bridge_mailbox_receiver(mb, item, &co);
-    return e ? e : conc_queue_try_pop(mb->q, item);
+    return e ? e : conc__coro_bridge_mailbox_pop(mb, item);
 }
 
 CONC_COLD void conc__coro_bridge_describe_mailbox_slow(const conc_coro_wait_t *w, char *buf,
@@ -378,7 +398,7 @@ CONC_NODISCARD static inline int conc_coro_mailbox_recv_until(conc_coro_mailbox_
     const conc_coro_wait_t wait =
         conc_coro_wait_make("mailbox", mb, 0, conc__coro_bridge_describe_mailbox_slow);
     for (;;) {
-        int e = conc_queue_try_pop(mb->q, item);
+        int e = conc__coro_bridge_mailbox_pop(mb, item);
         if (e != EAGAIN)
             return e; /* 0 or EPIPE */
         if (conc_coro_is_cancelled(co))
@@ -395,7 +415,7 @@ CONC_NODISCARD static inline int conc_coro_mailbox_recv_until(conc_coro_mailbox_
             conc_sched_pin(mb->sched);
             conc_store(&mb->armed, 1u, CONC_RELEASE); /* [coro_bridge.M1] publishes msg */
             conc_fence_seq_cst(&mb->armed);           /* [coro_bridge.M2]: store, then look */
-            e = conc_queue_try_pop(mb->q, item);
+            e = conc__coro_bridge_mailbox_pop(mb, item);
             if (e != EAGAIN) {
                 (void)conc__coro_bridge_mailbox_disarm(mb); /* or a sender posts: a spare wake */
                 return e;
