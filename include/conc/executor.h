@@ -1299,6 +1299,10 @@ CONC_NODISCARD static inline int conc_map_next_until(conc_map_t *m, int64_t dead
         st = conc_future_wait_until(f, deadline);
         if (!conc_future_is_done(f))
             return ETIMEDOUT; /* nothing consumed: call again */
+        /* Done: the task's outcome. The wait's ETIMEDOUT, if the task ended right after it
+         * gave up, is not the task's status: read it again (at once: f is done). */
+        if (st == ETIMEDOUT)
+            st = conc_future_wait_until(f, 0);
         res = conc_future_result(f);
         conc_future_release(f);
     } else {
