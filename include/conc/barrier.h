@@ -50,7 +50,9 @@
  *   Every call may overlap every other except init. More threads than parties may use one
  *   barrier: each round takes the first `parties` arrivals. reset blocks until the waiters of
  *   the round it broke have returned; waits that arrive meanwhile fail (it is broken).
- *   No destroy is needed.
+ *   No destroy is needed. Free or reuse the memory once every party's wait of the last
+ *   round has returned, not when one's has: the leader reads the barrier after it lets the
+ *   others go, to wake them (pthread_barrier_destroy waits for the same).
  *
  * CONFIGURATION
  *   CONC_BARRIER_SPIN  pauses spent looking at the word (base.h's conc_spin: a look after each
@@ -77,6 +79,9 @@
  *   - A CONC_SHARED party that dies while it waits is never counted out: abort breaks the
  *     round for the others, but conc_barrier_reset waits for every waiter of the round to
  *     leave, so do not reset such a barrier; init a new one.
+ *   - fork(): a private barrier copied mid-round counts parties that do not exist in the
+ *     child, so that round never completes there and a reset waits for them for good; init
+ *     it again in the child.
  *
  * DESIGN
  *   One 64-bit word: the low half is {arrived: bits 0..29, WAITERS 30, RESETTING 31}, the

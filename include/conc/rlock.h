@@ -39,6 +39,9 @@
  * CAVEATS
  *   - The owner is identified by pthread_self(). A thread that exits while holding the rlock
  *     leaves it held forever; a new thread may later reuse that pthread_t.
+ *   - fork(): an rlock held by another thread stays held in the child, and a thread the
+ *     child creates may get the holder's pthread_t (glibc reuses descriptors) and pass for
+ *     the owner; init it again in the child.
  *   - Not process-shared: pthread_self() means nothing in another process.
  *   - conc_cond_wait_rlock saves and restores the full depth (Python's Condition does too).
  *
