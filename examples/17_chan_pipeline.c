@@ -14,7 +14,8 @@
  *
  * RUN
  *   make examples && build/examples/17_chan_pipeline
- *   It prints each worker's share and "sum of squares 0..99 = 328350 (checked)".
+ *   It prints a progress line every 10 ms ("  ... 37 results so far"; the run takes about
+ *   25 ms), "sum of squares 0..99 = 328350 (checked)" and each worker's share.
  */
 #include "conc/chan.h"
 
@@ -63,12 +64,17 @@ static int worker(void *arg) {
 static int collector(void *arg) {
     pipeline *p = (pipeline *)arg;
     long sum = 0, got = 0, v;
+    /* One absolute deadline for every select until it passes: a progress line each 10 ms
+     * however often results come. (A deadline made anew for each call, 10 ms from then,
+     * would never pass here: a result comes about every 0.25 ms.) */
+    int64_t report = conc_deadline_in(10 * CONC_MS);
     for (;;) {
         conc_chan_op_t op = {p->results, CONC_CHAN_RECV, &v};
         size_t which;
-        int e = conc_chan_select(&op, 1, conc_deadline_in(10 * CONC_MS), &which);
+        int e = conc_chan_select(&op, 1, report, &which);
         if (e == ETIMEDOUT) {
             printf("  ... %ld results so far\n", got);
+            report = conc_deadline_in(10 * CONC_MS);
             continue;
         }
         if (e != 0)
