@@ -544,6 +544,60 @@ static void bridge_mailbox_receive_does_not_wait_on_a_sender_mid_copy(void) {
     conc_queue_destroy(m.q);
 }
 
+/* The other side of the same: the caveats tell a coroutine of the receiving scheduler to send
+ * with try_send, and queue.h's try_push waits out, with sched_yield, a consumer of q (another
+ * thread popping q directly) caught between claiming the slot at the tail of a full queue and
+ * finishing its copy out. try_send says EAGAIN instead, as for a full queue. The claim is made
+ * by hand (a CAS of head with no copy after it) and finished by a helper thread once the
+ * coroutine is past its try_send (after a 5 s fallback the helper finishes it anyway, so that
+ * the old code, stuck in try_push until then, fails instead of hanging). */
+static void *midcopy_consumer(void *p) {
+    midcopy_ctx *m = (midcopy_ctx *)p;
+    int64_t fallback = conc_deadline_in(5 * CONC_SEC);
+    while (!conc_load(&m->go, CONC_ACQUIRE) && !conc_deadline_passed(fallback))
+        sched_yield();
+    m->went_on_time = conc_load(&m->go, CONC_ACQUIRE);
+    conc__queue_move_one(m->q, m->pos, false, (unsigned char *)&m->got, NULL); /* the copy */
+    return NULL;
+}
+
+static int midcopy_send_main(void *p) {
+    midcopy_ctx *m = (midcopy_ctx *)p;
+    TH_CHECK_EQ(conc_coro_mailbox_create(&m->mb, NULL, m->q), 0);
+    long v = 1;
+    TH_CHECK_EQ(conc_coro_mailbox_try_send(m->mb, &v), 0);
+    v = 2;
+    TH_CHECK_EQ(conc_coro_mailbox_try_send(m->mb, &v), 0);
+    v = 3;
+    TH_CHECK_EQ(conc_coro_mailbox_try_send(m->mb, &v), EAGAIN); /* full */
+    /* a consumer claims item 1 */
+    uint64_t head = conc_load(&m->q->head, CONC_RELAXED);
+    TH_CHECK(conc_cas(&m->q->head, &head, head + 1, CONC_SEQ_CST, CONC_RELAXED));
+    m->pos = head;
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, midcopy_consumer, m), 0);
+    TH_CHECK_EQ(conc_coro_mailbox_try_send(m->mb, &v), EAGAIN);
+    conc_store(&m->go, 1, CONC_RELEASE);
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    TH_CHECK(m->went_on_time);
+    TH_CHECK_EQ(m->got, 1);
+    TH_CHECK_EQ(conc_coro_mailbox_try_send(m->mb, &v), 0); /* its slot is free now */
+    TH_CHECK_EQ(conc_coro_mailbox_recv(m->mb, &v), 0);
+    TH_CHECK_EQ(v, 2);
+    TH_CHECK_EQ(conc_coro_mailbox_recv(m->mb, &v), 0);
+    TH_CHECK_EQ(v, 3);
+    conc_coro_mailbox_destroy(m->mb);
+    return 0;
+}
+
+static void bridge_mailbox_try_send_does_not_wait_on_a_consumer_mid_copy(void) {
+    midcopy_ctx m;
+    memset(&m, 0, sizeof m);
+    TH_CHECK_EQ(conc_queue_create(&m.q, 2, sizeof(long)), 0);
+    TH_CHECK_EQ(run_main(midcopy_send_main, &m), 0);
+    conc_queue_destroy(m.q);
+}
+
 /* conc_sched_destroy after a partial run (a group destroyed from outside any coroutine runs the
  * loop only until that group is empty) finds a receiver parked on a mailbox and an await
  * parked on a future another thread completes later: it cancels both (each undoes its own
@@ -695,4 +749,5 @@ TH_MAIN("coro_bridge", TH_CASE(bridge_await_executor_future_without_blocking),
         TH_CASE(bridge_sched_destroy_with_a_parked_await_and_receiver),
         TH_CASE(bridge_await_that_ended_leaves_nothing_behind),
         TH_CASE(bridge_mailbox_destroy_after_a_receivers_wait_ended),
-        TH_CASE(bridge_mailbox_receive_does_not_wait_on_a_sender_mid_copy))
+        TH_CASE(bridge_mailbox_receive_does_not_wait_on_a_sender_mid_copy),
+        TH_CASE(bridge_mailbox_try_send_does_not_wait_on_a_consumer_mid_copy))

@@ -37,7 +37,9 @@
  *                                                   it (every build aborts)
  *             conc_coro_mailbox_send(mb, item)      ANY thread: push (the thread blocks while
  *                                                   full) and wake a parked receiver; 0, EPIPE
- *             conc_coro_mailbox_try_send(mb, item)  any thread: 0, EAGAIN, EPIPE
+ *             conc_coro_mailbox_try_send(mb, item)  any thread: 0, EAGAIN (full, or the
+ *                                                   tail slot's consumer is still copying out),
+ *                                                   EPIPE; never waits
  *             conc_coro_mailbox_send_until(mb, item, dl)  any thread: 0, ETIMEDOUT, EPIPE
  *             conc_coro_mailbox_notify(mb)          any thread, after a plain conc_queue_push
  *                                                   (or batch push) to q: wakes a receiver
@@ -89,7 +91,8 @@
  *     not finished copying in (queue.h's try_pop would, with sched_yield): that item counts
  *     as not there yet, and the sender's send (or notify) wakes the receiver once it is. A
  *     sender that never finishes (a process stopped or killed there, CONC_SHARED) holds up
- *     the items behind it, not the scheduler.
+ *     the items behind it, not the scheduler. try_send likewise says EAGAIN rather than wait
+ *     for a consumer of q (another thread popping it) still copying out of the tail slot.
  *   - Destroy a mailbox only when no receiver is parked on it: cancel them (or close it) first.
  *     A receiver whose wait has ended but which has not run yet (cancelled, timed out, or
  *     woken by a send to look again) may remain: destroy drops it, and its receive returns
@@ -329,10 +332,14 @@ CONC_NODISCARD static inline int conc_coro_mailbox_try_send(conc_coro_mailbox_t 
                                                             const void *item) {
     if (!mb || !item)
         return EINVAL;
-    int e = conc_queue_try_push(mb->q, item);
+    /* Not conc_queue_try_push: it waits out, with sched_yield, a consumer of q caught between
+     * claiming the slot at the tail and finishing its copy out, which would stop the
+     * scheduler's thread when a coroutine sends. A past deadline gives such a slot a few
+     * pauses and says ETIMEDOUT: EAGAIN, as for a full queue. */
+    int e = conc_queue_push_until(mb->q, item, 0);
     if (e == 0)
         conc_coro_mailbox_notify(mb);
-    return e;
+    return e == ETIMEDOUT ? EAGAIN : e;
 }
 
 CONC_NODISCARD static inline int conc_coro_mailbox_send_until(conc_coro_mailbox_t *mb,
