@@ -76,8 +76,9 @@
  *   conc_map_create: args is NULL (input i gets (void *)(uintptr_t)i) or an array of n task
  *   arguments (void *const *: conc_map never writes or frees it). It is read lazily: args[i]
  *   when input i is submitted (the first `window` at create, then one each time a result is
- *   taken), so it must stay valid until every input is submitted or conc_map_destroy
- *   returns, and an element changed before its input is submitted is read as changed.
+ *   taken, or at a later call if conc_map_next_until found the queue full), so it must stay
+ *   valid until every input is submitted or conc_map_destroy returns, and an element changed
+ *   before its input is submitted is read as changed.
  *   window: EINVAL if 0; above n it is n. A NULL fn is EINVAL here and in every submit.
  *   conc_map_next: the results come in INPUT order (as Python's map); *status is task i's
  *   outcome, or EPIPE if input i could not be submitted because the executor shut down
