@@ -56,7 +56,8 @@
  *             be lost to a failed allocation on the completing thread).
  *   ETIMEDOUT the deadline passed; the future (or the item) is left as it is: await again, or
  *             receive again, later. ECANCELED: the calling coroutine was cancelled.
- *   EPIPE     the mailbox's queue is closed (send), or closed and drained (receive).
+ *   EPIPE     the mailbox's queue is closed (send), or closed and drained (receive); also
+ *             a receive woken to look again whose mailbox was destroyed before it ran.
  *
  * ORDERING CONTRACT
  *   Everything the completing thread wrote before completing the future is visible to the
