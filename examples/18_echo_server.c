@@ -134,8 +134,11 @@ int main(void) {
     if (getrlimit(RLIMIT_NOFILE, &r) == 0) {
         r.rlim_cur = r.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &r);
-        if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < (rlim_t)(2 * WANT_CONNS + 64))
-            conns = (int)(r.rlim_cur - 64) / 2;
+        if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < (rlim_t)(2 * WANT_CONNS + 64)) {
+            /* 64 fds kept spare, or 16 under a small limit (the process needs about 10) */
+            long spare = (long)r.rlim_cur - (r.rlim_cur > 128 ? 64 : 16);
+            conns = spare >= 2 ? (int)(spare / 2) : 1;
+        }
     }
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     memset(&addr, 0, sizeof addr);
