@@ -750,6 +750,64 @@ static void executor_destroy_from_a_thread_with_a_joined_workers_id(void) {
     }
 }
 
+/* Tasks that spawn work on their own executor without waiting for it (fire and forget): with
+ * every worker in such a task and the queue full, each worker slept in its submit and nothing
+ * ever took a task again; Python's pool (its queue has no bound) finishes. Now the last worker
+ * to block runs the oldest task itself. The spawners start together (a gate), so that both
+ * workers are spawning when the queue fills: the old code then hangs every time. */
+typedef struct spawners {
+    conc_executor_t *ex;
+    conc_sem_t started;
+    conc_future_t *gate;
+    long leaves;
+} spawners;
+
+static spawners spawn_state;
+
+static int task_leaf(void *arg, void **result) {
+    (void)arg;
+    (void)result;
+    CNT_ADD(&spawn_state.leaves, 1);
+    return 0;
+}
+
+static int task_spawn(void *arg, void **result) {
+    (void)result;
+    spawners *sp = &spawn_state;
+    TH_CHECK_EQ(conc_sem_release(&sp->started, 1), 0);
+    TH_CHECK_EQ(conc_future_wait(sp->gate), 0);
+    if (arg == NULL) {
+        for (int i = 0; i < 100; i++)
+            TH_CHECK_EQ(conc_executor_submit(sp->ex, task_leaf, NULL, NULL), 0);
+    } else {
+        size_t done = 0;
+        TH_CHECK_EQ(conc_executor_submit_batch(sp->ex, task_leaf, NULL, 100, NULL, &done), 0);
+        TH_CHECK_EQ(done, 100);
+    }
+    return 0;
+}
+
+static void executor_workers_spawning_into_a_full_queue_finish(void) {
+    spawners *sp = &spawn_state;
+    sp->leaves = 0;
+    TH_CHECK_EQ(conc_sem_init(&sp->started, 0, 0, 0), 0);
+    TH_CHECK_EQ(conc_future_create(&sp->gate), 0);
+    TH_CHECK_EQ(conc_executor_create(&sp->ex, 2, 4), 0);
+    conc_future_t *fs[2];
+    TH_CHECK_EQ(conc_executor_submit(sp->ex, task_spawn, NULL, &fs[0]), 0);      /* submit */
+    TH_CHECK_EQ(conc_executor_submit(sp->ex, task_spawn, (void *)1, &fs[1]), 0); /* batch */
+    conc_sem_acquire(&sp->started);
+    conc_sem_acquire(&sp->started); /* both workers hold a spawner */
+    TH_CHECK_EQ(conc_future_complete(sp->gate, 0, NULL), 0);
+    TH_CHECK_EQ(conc_future_wait_all(fs, 2, CONC_FOREVER), 0); /* hung here before */
+    conc_executor_shutdown(sp->ex, false);
+    TH_CHECK_EQ(CNT_GET(&sp->leaves), 200);
+    conc_executor_destroy(sp->ex);
+    conc_future_release(fs[0]);
+    conc_future_release(fs[1]);
+    conc_future_release(sp->gate);
+}
+
 static long batch_sum;
 static int task_add_index(void *arg, void **result) {
     CNT_ADD(&batch_sum, (long)(uintptr_t)arg);
@@ -2769,4 +2827,5 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE(executor_shutdown_nowait_cancels_queued), TH_CASE(executor_worker_names_in_proc),
         TH_CASE(future_header_brings_the_executor),
         TH_CASE(executor_destroy_from_a_thread_with_a_joined_workers_id),
-        TH_CASE(future_as_completed_duplicates_come_out_once))
+        TH_CASE(future_as_completed_duplicates_come_out_once),
+        TH_CASE(executor_workers_spawning_into_a_full_queue_finish))

@@ -128,6 +128,13 @@
  *     runs the unstarted awaited task itself (see DESIGN), where Python's pool would
  *     deadlock. A wait with a deadline does not (it would miss its deadline, and the task
  *     might wait for what the waiter does next): it waits as a Python worker would.
+ *   - A task may submit to its own executor. While the queue is full such a submit blocks,
+ *     where Python's (unbounded) queue never would; when every worker is blocked in an untimed
+ *     submit at once, the last of them runs the oldest task not yet started itself, on its own
+ *     stack (see "A full queue and the executor's own workers"), so workers that spawn work do
+ *     not stop each other. A worker blocked in submit while the others block on something
+ *     else (an event, a wait past the 8 inline levels below) still waits: give a workload that
+ *     spawns more than the queue holds a queue large enough, or a try_submit.
  *   - A task cancelled while queued (conc_future_cancel) keeps its place in the queue until
  *     a worker takes it and drops it unrun: until then it still counts toward
  *     queue_capacity, so with every worker busy a full queue stays full (try_submit EAGAIN,
@@ -141,9 +148,10 @@
  *     the most that were ever alive at once, up to CONC_EXECUTOR_POOL, until it is destroyed
  *     and its last future is released. A future released twice may already be someone
  *     else's (as with free): under ASan a released pooled future is poisoned until reused.
- *   - A waiting worker may run the awaited task on its own stack (at most 8 deep): a task
- *     must not hold a non-recursive lock that a task it waits for takes (Python deadlocks
- *     there too, differently).
+ *   - A worker may run a task on its own stack: the awaited one while it waits, the oldest
+ *     one when every worker is blocked in submit as above (at most 8 deep in all). So a task
+ *     must not hold a non-recursive lock, across such a wait or submit, that the task run
+ *     there takes (in the wait Python deadlocks there too, differently).
  *
  * DESIGN
  *   The executor's submission queue is the kit's own conc_queue (queue.h) of future pointers:
@@ -165,8 +173,11 @@
  *   (not in the queue), so a refill reaches them. A worker that waits (with no deadline) for
  *   an unstarted task of its executor runs it itself: it is a worker Python would hold blocked
  *   in that wait, so every worker Python would have free stays free, and a workload where
- *   every worker waits for a task behind it still finishes. tests/models/executor.pml checks
- *   the takes, the refills, FIFO order, idle sleep, cancelling and ending.
+ *   every worker waits for a task behind it still finishes. Likewise the last worker to block
+ *   in a submit to its own full queue, when every other one is blocked so, runs the oldest
+ *   task instead of sleeping (see "A full queue and the executor's own workers").
+ *   tests/models/executor.pml checks the takes, the refills, FIFO order, idle sleep,
+ *   cancelling and ending; tests/models/executor_stuck.pml the submits to a full queue.
  *   Futures come from a per-executor pool (conc__future_pool): carved from slabs, one cache
  *   line each, reused LIFO; a release pushes onto a lock-free stack, submitters take the
  *   whole stack at once under a try-lock (no ABA), and a submitter that finds the try-lock
@@ -476,6 +487,7 @@ struct conc_executor {
     bool joined; /* under shutdown_lock */
     /* Written each time a worker starts or stops polling: away from the lines above. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t polling; /* 1 while a worker polls (a hint) */
+    uint32_t submit_stuck; /* workers in an untimed submit to this executor's full queue */
     /* Read by every submit, written when a worker goes to sleep or wakes: its own line. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t idle; /* the idle eventcount, see above */
     /* Staging (see "Staging"): the workers' lines, never the submitters'. */
@@ -817,20 +829,28 @@ CONC_NOINLINE int conc__executor_refill_slow(conc_executor_t *ex, uint64_t *s,
  * for CONC_EXECUTOR_SPIN pauses before it sleeps (the others sleep at once: on two CPUs, two
  * pollers would starve the threads that submit and wait), so a steady stream of tiny tasks,
  * or a submit-then-wait loop, finds a worker awake and pays no wakeup. */
+/* The oldest task not yet taken, without sleeping: staging's front, else the queue's through
+ * a refill; NULL when none is takeable now (*s says why: ENDED, REFILLING, or nothing ready). */
+CONC_INLINE conc_future_t *conc__executor_take_now(conc_executor_t *ex, uint64_t *s) {
+    for (;;) {
+        conc_future_t *f = conc__executor_stage_take(ex, s);
+        if (!f && !(*s & (CONC__EXECUTOR_STAGE_REFILLING | CONC__EXECUTOR_STAGE_ENDED)) &&
+            (conc__queue_item_ready(ex->q, 1) || conc__executor_closed(ex)) &&
+            conc__executor_refill_slow(ex, s, &f) == EBUSY)
+            continue;
+        /* Work left behind: wake the next worker (the chain, see "Idle workers"). */
+        if (f && (conc__executor_stage_left(*s) > 0 || conc__queue_item_ready(ex->q, 1)))
+            conc__executor_wake(ex, true);
+        return f;
+    }
+}
+
 CONC_INLINE conc_future_t *conc__executor_next(conc_executor_t *ex) {
     for (;;) {
         uint64_t s;
-        conc_future_t *f = conc__executor_stage_take(ex, &s);
-        if (!f && !(s & (CONC__EXECUTOR_STAGE_REFILLING | CONC__EXECUTOR_STAGE_ENDED)) &&
-            (conc__queue_item_ready(ex->q, 1) || conc__executor_closed(ex)) &&
-            conc__executor_refill_slow(ex, &s, &f) == EBUSY)
-            continue;
-        if (f) {
-            /* Work left behind: wake the next worker (the chain, see "Idle workers"). */
-            if (conc__executor_stage_left(s) > 0 || conc__queue_item_ready(ex->q, 1))
-                conc__executor_wake(ex, true);
+        conc_future_t *f = conc__executor_take_now(ex, &s);
+        if (f)
             return f;
-        }
         if (s & CONC__EXECUTOR_STAGE_ENDED)
             return NULL;
         bool look = false;
@@ -929,14 +949,20 @@ static inline void *conc__executor_worker_main(void *arg) {
     return NULL;
 }
 
-/* Whether the calling thread is one of ex's workers: a worker's thread-local helper (set first
- * thing in conc__executor_worker_main) is its own record in ex->workers. Not thread ids: once
- * shutdown has joined a worker, the next thread created may get its pthread_t, and would pass
- * for a worker (destroy from it aborted, as if from a task). */
-CONC_INLINE bool conc__executor_is_worker(const conc_executor_t *ex) {
+/* The calling thread's record if it is one of ex's workers, else NULL: a worker's thread-local
+ * helper (set first thing in conc__executor_worker_main) is its own record in ex->workers.
+ * Not thread ids: once shutdown has joined a worker, the next thread created may get its
+ * pthread_t, and would pass for a worker (destroy from it aborted, as if from a task). */
+CONC_INLINE conc__executor_worker *conc__executor_self(const conc_executor_t *ex) {
     uintptr_t self = (uintptr_t)conc__future_helper_self, first = (uintptr_t)ex->workers;
     uintptr_t n = conc_load(&ex->nthreads, CONC_RELAXED);
-    return self >= first && self - first < n * sizeof(conc__executor_worker);
+    return self >= first && self - first < n * sizeof(conc__executor_worker)
+               ? (conc__executor_worker *)self
+               : NULL;
+}
+
+CONC_INLINE bool conc__executor_is_worker(const conc_executor_t *ex) {
+    return conc__executor_self(ex) != NULL;
 }
 
 static inline void conc_executor_shutdown(conc_executor_t *ex, bool cancel_pending) {
@@ -1099,6 +1125,66 @@ CONC_INLINE size_t conc__executor_futures(conc_executor_t *ex, conc_future_t **f
     return k;
 }
 
+/* -------------------------------------------------------------------------------------------
+ * A full queue and the executor's own workers
+ *
+ * Python's queue has no bound, so its workers never block in submit; here a task that submits
+ * to its own executor blocks while the queue is full, and if every worker did so at once,
+ * nothing would ever take a task again (only workers take). So a worker's untimed submit that
+ * finds the queue full counts itself in `submit_stuck` before it sleeps in the push, and the
+ * one whose count makes it every worker's does not sleep: it takes the oldest task not yet
+ * taken (staging's front, or a refill, which frees up to 16 slots), runs it on its own stack,
+ * as a free worker would have, and tries again.
+ *
+ *   worker A (submit, queue full)               worker B (submit, queue full)
+ *   ----------------------------------------    -------------------------------------------
+ *   [executor.S1] n = fetch_add(stuck) + 1       [executor.S1] n = fetch_add(stuck) + 1
+ *   n < nthreads: push (sleeps while full),      n == nthreads: fetch_sub(stuck); take the
+ *     then fetch_sub(stuck)                        oldest task, run it, try the push again
+ *
+ * The adds are one total order: of workers that would all sleep for good, the last to count
+ * itself sees every other one counted (none of them leaves), so it does not sleep. It acts only
+ * where every worker is in such a submit (or one is leaving it: then a task it runs early is
+ * the only change). Not past CONC__EXECUTOR_HELP_DEPTH tasks deep (each is a task's frames on
+ * the stack: such a worker sleeps uncounted), nor in a timed submit (the run could miss its
+ * deadline), nor once shutdown(cancel_pending) began (its pushes fail with EPIPE).
+ * tests/models/executor_stuck.pml checks that workers that spawn into a full queue finish.
+ * ------------------------------------------------------------------------------------------- */
+CONC_NOINLINE int conc__executor_push_full_slow(conc_executor_t *ex, conc_future_t **f) {
+    conc__executor_worker *w = conc__executor_self(ex);
+    if (!w || w->help_depth >= CONC__EXECUTOR_HELP_DEPTH)
+        return conc_queue_push(ex->q, f);
+    for (;;) {
+        /* [executor.S1] seq_cst: one order of every worker's count (see above). */
+        uint32_t stuck = conc_fetch_add(&ex->submit_stuck, 1u, CONC_SEQ_CST) + 1u;
+        if (stuck < conc_load(&ex->nthreads, CONC_RELAXED) ||
+            conc_load(&ex->cancelling, CONC_ACQUIRE) != 0) {
+            int r = conc_queue_push(ex->q, f);
+            conc_fetch_sub(&ex->submit_stuck, 1u, CONC_SEQ_CST);
+            return r;
+        }
+        conc_fetch_sub(&ex->submit_stuck, 1u, CONC_SEQ_CST);
+        uint64_t s;
+        conc_future_t *t = conc__executor_take_now(ex, &s);
+        if (t) {
+            w->help_depth++;
+            conc__executor_start(ex, t);
+            w->help_depth--;
+        } else {
+            sched_yield(); /* a refill or a push in progress: its end makes room or a task */
+        }
+        int r = conc_queue_try_push(ex->q, f);
+        if (r != EAGAIN)
+            return r;
+    }
+}
+
+/* An untimed push of one task that blocks while the queue is full (see above). */
+CONC_INLINE int conc__executor_push_one(conc_executor_t *ex, conc_future_t **f) {
+    int r = conc_queue_try_push(ex->q, f);
+    return r == EAGAIN ? conc__executor_push_full_slow(ex, f) : r;
+}
+
 /* block false: try once (EAGAIN when full); true: wait for room until deadline (ETIMEDOUT). */
 CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void *arg,
                                       conc_future_t **out, bool block, int64_t deadline) {
@@ -1111,7 +1197,7 @@ CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void
         return ENOMEM;
     conc__future_init(f, out ? CONC__EXECUTOR_SUBMIT_REFS : 1u, fn, arg);
     int r = !block                     ? conc_queue_try_push(ex->q, &f)
-            : deadline == CONC_FOREVER ? conc_queue_push(ex->q, &f)
+            : deadline == CONC_FOREVER ? conc__executor_push_one(ex, &f)
                                        : conc_queue_push_until(ex->q, &f, deadline);
     if (r != 0) {
         conc__future_free(f);
@@ -1143,7 +1229,7 @@ CONC_INLINE int conc__executor_push_all(conc_executor_t *ex, conc_future_t **fs,
         size_t k = 0;
         int e = conc_queue_try_push_batch(ex->q, fs + *pushed, n - *pushed, &k);
         if (e == EAGAIN) { /* full: the workers are awake (a sleeper's re-check sees it) */
-            e = conc_queue_push(ex->q, fs + *pushed);
+            e = conc__executor_push_one(ex, fs + *pushed);
             k = e == 0 ? 1 : 0;
         }
         *pushed += k;
