@@ -2590,6 +2590,55 @@ static void coro_fork_inside_a_coroutine_child_runs_new_schedulers(void) {
     TH_CHECK_EQ(st, 0);
 }
 
+/* The signal mask is the thread's, whatever the switch: a mask a coroutine sets (to read a
+ * signalfd, say) holds for the coroutine that runs after it and for the loop, and one the
+ * thread set after a slot was made reaches that slot's coroutine. With swapcontext each
+ * context used to carry the mask it last left with. */
+static bool sig_blocked(int sig) {
+    sigset_t m;
+    sigemptyset(&m);
+    TH_CHECK_EQ(pthread_sigmask(SIG_BLOCK, NULL, &m), 0);
+    return sigismember(&m, sig) == 1;
+}
+
+static int mask_setter(void *arg) {
+    (void)arg;
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR1);
+    TH_CHECK_EQ(pthread_sigmask(SIG_BLOCK, &m, NULL), 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0);
+    TH_CHECK(sig_blocked(SIGUSR1)); /* still set when it comes back */
+    return 0;
+}
+
+static int mask_seer(void *arg) {
+    int *seen = (int *)arg;
+    *seen = sig_blocked(SIGUSR1) + 2 * sig_blocked(SIGUSR2);
+    return 0;
+}
+
+static void coro_signal_mask_is_the_threads_across_switches(void) {
+    sigset_t old, m;
+    TH_CHECK_EQ(pthread_sigmask(SIG_BLOCK, NULL, &old), 0);
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    int early = -1, late = -1;
+    /* Its slot (and that slot's first context) is made before the thread blocks SIGUSR2. */
+    TH_CHECK_EQ(conc_coro_spawn(s, mask_seer, &early, NULL, NULL), 0);
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR2);
+    TH_CHECK_EQ(pthread_sigmask(SIG_BLOCK, &m, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, mask_setter, NULL, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, mask_seer, &late, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    conc_sched_destroy(s);
+    TH_CHECK_EQ(early, 2); /* SIGUSR2 only: the setter has not run yet */
+    TH_CHECK_EQ(late, 3);  /* both: the setter's block reached the next coroutine */
+    TH_CHECK(sig_blocked(SIGUSR1) && sig_blocked(SIGUSR2)); /* and the thread after the run */
+    TH_CHECK_EQ(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+}
+
 /* conc_coro_read/write/accept on fds in blocking mode (a plain pipe(), socketpair() or
  * socket()) park the coroutine, never the thread: the reader (and the acceptor) run first and
  * find nothing, the peer coroutine then writes (connects), and everything arrives. The
@@ -2841,4 +2890,5 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE(coro_hold_keeps_run_waiting_for_another_thread),
         TH_CASE(coro_dump_lists_every_coroutine),
         TH_CASE(coro_fork_inside_a_coroutine_child_runs_new_schedulers),
+        TH_CASE(coro_signal_mask_is_the_threads_across_switches),
         TH_CASE_T(coro_stress_many_schedulers_spawn_across_threads, 120))

@@ -119,8 +119,9 @@
  *   outside any coroutine returns at once once there is nothing to wait for; else EPERM).
  *
  * CONFIGURATION (define before including)
- *   CONC_CORO_SWAPCONTEXT  switch with swapcontext (one sigprocmask syscall per switch) instead
- *                          of the built-in switch. Automatic under CET shadow stacks
+ *   CONC_CORO_SWAPCONTEXT  switch with swapcontext (two sigprocmask syscalls per switch: the
+ *                          thread's mask is read and carried over, so it stays the thread's)
+ *                          instead of the built-in switch. Automatic under CET shadow stacks
  *                          (__CET__ & 2), whose shadow stack glibc's swapcontext switches.
  *   CONC_CORO_SETJMP       the portable fallback: makecontext to create, _setjmp/_longjmp to
  *                          switch (QEMU's technique); the default on architectures other than
@@ -143,6 +144,8 @@
  *   - Coroutines never migrate between threads; use one scheduler per thread and
  *     conc_sched_spawn to hand work across. A coroutine may use thread-locals (the thread
  *     never changes under it), and conc itself never caches a TLS address across a switch.
+ *     The signal mask is the thread's too, with every switch: one a coroutine sets (say, to
+ *     read a signalfd) holds for the others and the loop until it is set again.
  *   - Cancellation is a return code, never an unwind: a cancelled coroutine keeps running
  *     until it returns; it is told by ECANCELED from every blocking call. One that was
  *     cancelled before it first ran still runs (so it can free its argument).
@@ -553,6 +556,10 @@ typedef struct conc__coro_ctx {
     ucontext_t uc;
 } conc__coro_ctx;
 CONC_NOINLINE void conc__coro_ctx_jump(conc__coro_ctx *from, conc__coro_ctx *to) {
+    /* swapcontext loads the mask `to` saved when it last left (or its slot's first context
+     * took): hand it the thread's mask now, so the signal mask stays the thread's, as with the
+     * other switches (a mask a coroutine set survives its switch, the loop's reaches it). */
+    (void)pthread_sigmask(SIG_SETMASK, NULL, &to->uc.uc_sigmask);
     if (swapcontext(&from->uc, &to->uc) != 0)
         CONC_ABORT("conc_coro: swapcontext failed");
 }
