@@ -372,6 +372,91 @@ static void rwlock_timeouts_never_lap_an_admitted_reader(void) {
     TH_CHECK_EQ(conc_rwlock_readers(&rw), 0);
 }
 
+/* The state letter of a /proc stat file: S while asleep (in futex_wait, for a sleeper). */
+static char stat_state(pid_t tid) {
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')'); /* "tid (comm) S ..." */
+    return paren && paren[1] == ' ' ? paren[2] : '?';
+}
+
+/* A CONC_SHARED lock whose releaser is killed after the RMW that lets the sleepers go and
+ * before its wake (here it stops for good at its futex_wake, through the wake gate): a reader
+ * killed in release_shared, with the writer asleep until the readers leave, or a writer
+ * killed in release, with a reader asleep in the queue. The sleeper must still get in; it
+ * slept for good, with nobody left to wake it and the lock free for it. */
+typedef struct dying_releaser {
+    conc_rwlock_t *rw;
+    bool exclusive;
+    futex_gate wake; /* stops it at its wake */
+    int held;        /* release/acquire */
+    int go;          /* release/acquire */
+} dying_releaser;
+static void *dying_releaser_main(void *arg) {
+    dying_releaser *d = (dying_releaser *)arg;
+    if (d->exclusive)
+        conc_rwlock_acquire(d->rw);
+    else
+        conc_rwlock_acquire_shared(d->rw);
+    __atomic_store_n(&d->held, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&d->go, __ATOMIC_ACQUIRE))
+        th_sleep_ns(100000);
+    gate_wake_here = &d->wake;
+    if (d->exclusive)
+        conc_rwlock_release(d->rw);
+    else
+        conc_rwlock_release_shared(d->rw);
+    gate_wake_here = NULL;
+    return NULL;
+}
+typedef struct rw_sleeper {
+    conc_rwlock_t *rw;
+    bool exclusive;
+    pid_t tid; /* relaxed */
+} rw_sleeper;
+static void *rw_sleeper_main(void *arg) {
+    rw_sleeper *s = (rw_sleeper *)arg;
+    __atomic_store_n(&s->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELAXED);
+    if (s->exclusive) {
+        conc_rwlock_acquire(s->rw);
+        conc_rwlock_release(s->rw);
+    } else {
+        conc_rwlock_acquire_shared(s->rw);
+        conc_rwlock_release_shared(s->rw);
+    }
+    return NULL;
+}
+static void rwlock_shared_releaser_dead_before_its_wake_strands_no_sleeper(void) {
+    for (int writer_dies = 0; writer_dies < 2; writer_dies++) {
+        conc_rwlock_t rw;
+        conc_rwlock_init(&rw, CONC_SHARED);
+        dying_releaser d = {&rw, writer_dies != 0, {0, 0}, 0, 0};
+        rw_sleeper s = {&rw, writer_dies == 0, 0};
+        uint64_t asleep_bit = writer_dies ? CONC__RWLOCK_READERS_SLEEP : CONC__RWLOCK_WRITER_SLEEPS;
+        pthread_t td, ts;
+        TH_CHECK_EQ(pthread_create(&td, NULL, dying_releaser_main, &d), 0);
+        while (!__atomic_load_n(&d.held, __ATOMIC_ACQUIRE))
+            th_sleep_ns(100000);
+        TH_CHECK_EQ(pthread_create(&ts, NULL, rw_sleeper_main, &s), 0);
+        while (!(word_of(&rw) & asleep_bit) || __atomic_load_n(&s.tid, __ATOMIC_RELAXED) == 0 ||
+               stat_state(__atomic_load_n(&s.tid, __ATOMIC_RELAXED)) != 'S')
+            th_sleep_ns(100000); /* asleep in futex_wait, its bit raised */
+        __atomic_store_n(&d.go, 1, __ATOMIC_RELEASE);
+        gate_wait_reached(&d.wake); /* it let the sleeper go and took the wake with it */
+        pthread_join(ts, NULL);     /* the sleeper got in (hung here before) */
+        gate_open(&d.wake);
+        pthread_join(td, NULL);
+        TH_CHECK_EQ(word_of(&rw) & ~CONC__RWLOCK_PHASE_MASK, CONC__RWLOCK_SHARED);
+        TH_CHECK_EQ(conc_rwlock_readers(&rw), 0);
+    }
+}
+
 /* ---- race stress: plain payload, readers and writers mixing every form ------------------- */
 
 typedef struct rw_race {
@@ -669,6 +754,7 @@ TH_MAIN("rwlock", TH_CASE(rwlock_is_a_line_per_slot_and_zero_is_free),
         TH_CASE(rwlock_release_admits_readers_before_next_writer),
         TH_CASE(rwlock_downgrade_admits_queue_not_writer),
         TH_CASE(rwlock_timeouts_never_lap_an_admitted_reader),
+        TH_CASE(rwlock_shared_releaser_dead_before_its_wake_strands_no_sleeper),
         TH_CASE(rwlock_stress_readers_writers_plain_payload),
         TH_CASE(rwlock_deadlock_ordered_mixed_modes),
         TH_CASE(rwlock_starvation_writer_gets_through_readers),

@@ -87,7 +87,13 @@
  *     process that dies holding the lock leaves it held. So does one whose reader dies
  *     queued behind a writer (that writer's end lets it in), and a timed writer that finds
  *     it still let in but not yet looked then waits past its deadline, for good: it cannot
- *     tell a dead reader from one not yet run (ERRORS, DESIGN).
+ *     tell a dead reader from one not yet run (ERRORS, DESIGN). A process killed inside a
+ *     release after the step that lets the sleepers go (a reader's slot fetch_sub, a writer's
+ *     CAS that ends its phase) and before its wake takes the wake with it, so a CONC_SHARED
+ *     lock's sleeper sleeps at most CONC__RWLOCK_SHARED_RECHECK_NS (100 ms) at a time, then
+ *     looks again: such a death costs the sleepers up to 100 ms, and one that waits long makes
+ *     a futex call every 100 ms. A writer killed in release before it lets go of the inner
+ *     lock (right after that CAS) leaves the lock held for writers.
  *   - At most 4,194,303 readers inside or queued at once (every thread Linux can create,
  *     PID_MAX_LIMIT); readers of process-shared locks in many pid namespaces count together.
  *   - fork(): a lock held by another thread stays held in the child; re-init it there.
@@ -201,6 +207,12 @@ typedef struct conc_rwlock {
 #define CONC__RWLOCK_QUEUED_ONE ((uint64_t)1 << CONC__RWLOCK_QUEUED_SHIFT) /* a queued reader */
 #define CONC__RWLOCK_TAG_READER 0x1u /* futex tag of a sleeping reader */
 #define CONC__RWLOCK_TAG_WRITER 0x2u /* futex tag of the sleeping writer */
+/* How long a sleeper on a CONC_SHARED rwlock sleeps at most before it looks again: a process
+ * killed inside a release, after the RMW that lets the sleepers go and before its wake (a
+ * reader after its slot fetch_sub, a writer after the CAS that ends its phase), takes that
+ * wake with it, and the writer draining (or the queued readers) would sleep for good on a
+ * lock that let them go (CAVEATS). A private lock's threads die with their process. */
+#define CONC__RWLOCK_SHARED_RECHECK_NS (100 * CONC_MS)
 /* Fibonacci hashing of the thread pointer onto the slots: 2^64 / golden ratio, odd. */
 #define CONC__RWLOCK_HASH_MUL 0x9e3779b97f4a7c15ull
 #define CONC__RWLOCK_PAGE_SHIFT 12 /* thread pointers differ above the page offset */
@@ -338,7 +350,9 @@ static inline void conc_rwlock_init(conc_rwlock_t *rw, int flags) {
  * after finds it changed. Every reader leaving while the bit is up wakes the writer, which
  * looks and, if readers remain, raises the bit and sleeps again: at most one wake per reader
  * that was inside when WRITER went up (later ones queue). Who clears WRITER_SLEEPS is who
- * wakes.
+ * wakes. A CONC_SHARED lock's sleeper also looks again every CONC__RWLOCK_SHARED_RECHECK_NS:
+ * a process killed between the RMW that lets it go and the wake takes the wake with it
+ * (tests/models/rwlock_dead.pml).
  * ------------------------------------------------------------------------------------------- */
 
 /* The word at the end of a writer's phase (release, downgrade, timeout): the queued readers
@@ -395,8 +409,9 @@ CONC_INLINE uint32_t conc__rwlock_leave_slot(conc_rwlock_t *rw, uint32_t *slot) 
  * raising its bit, since the slots are not in the futex word, and returns 0 without sleeping if
  * they are gone. Seq_cst CAS: the writer's half of the second Dekker pair (timeline above);
  * its failure order acquires, as does the reload: a fresh *w may be the word the caller
- * returns on ([rwlock.A2]/[rwlock.A3]). Returns 0 (look again) or futex_wait's
- * ETIMEDOUT/EINTR/EAGAIN; *w is fresh either way. */
+ * returns on ([rwlock.A2]/[rwlock.A3]). A CONC_SHARED lock's sleep lasts at most
+ * CONC__RWLOCK_SHARED_RECHECK_NS, and its end returns 0. Returns 0 (look again) or futex_wait's
+ * ETIMEDOUT (the caller's deadline)/EINTR/EAGAIN; *w is fresh either way. */
 CONC_INLINE int conc__rwlock_sleep(conc_rwlock_t *rw, uint64_t *w, uint64_t bit, uint32_t tag,
                                    int flags, int64_t deadline, conc_rwlock_t *drain_rw) {
     if (!(*w & bit)) {
@@ -406,8 +421,16 @@ CONC_INLINE int conc__rwlock_sleep(conc_rwlock_t *rw, uint64_t *w, uint64_t bit,
     }
     if (drain_rw != NULL && conc__rwlock_drained(drain_rw, *w))
         return 0;
-    int r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)*w, flags, tag, deadline);
+    int64_t dl = deadline;
+    if (flags & CONC_SHARED) { /* a dying releaser may have taken our wake with it */
+        int64_t recheck = conc_now() + CONC__RWLOCK_SHARED_RECHECK_NS;
+        if (recheck < dl)
+            dl = recheck;
+    }
+    int r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)*w, flags, tag, dl);
     *w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A2]/[rwlock.A3] */
+    if (r == ETIMEDOUT && dl != deadline)
+        return 0; /* the recheck ran out, not the caller's deadline: look again */
     return r;
 }
 

@@ -26,6 +26,12 @@
  *     writer);
  *   - writer preference: a reader that saw WRITER does not enter until that phase ended;
  *   - at the end the word is back to {0, 0, no bits} and every slot to 0.
+ * With DEAD (rwlock_dead.pml) one releaser may die inside its release, after the step that
+ * lets the sleepers go and before its wake (a CONC_SHARED lock's process killed there): a
+ * reader after its slot fetch_sub or after the fetch_and that retires WRITER_SLEEPS, a writer
+ * after its phase-ending CAS and the inner lock's release. Sleepers then also wake when
+ * CONC__RWLOCK_SHARED_RECHECK_NS runs out; that timer fires only once somebody has died, so
+ * lost wakeups stay visible. Every live process must still finish.
  *
  * // broken: BROKEN_NO_PHASE        a queued reader is admitted only by seeing WRITER clear: the
  *                                   next writer raises it first and waits for the admitted
@@ -74,6 +80,14 @@ byte cs_readers = 0;    /* ghost: readers in their critical sections */
 bool cs_writer = false; /* ghost */
 bool pending[8];        /* ghost: queued reader, not yet inside its critical section */
 byte rphase[8];         /* ghost: the phase it queued in */
+bool died = false;      /* DEAD: a releaser died between its RMW and its wake */
+
+/* DEAD: the releaser may die here (once in all); it takes the wake it owes with it. */
+#ifdef DEAD
+#define MAY_DIE(m) if :: (m) && !died -> died = true; goto dead :: else -> skip fi
+#else
+#define MAY_DIE(m) skip
+#endif
 
 #define LOW (inside + 8 * writer + 16 * wsleeps + 32 * rsleep + 64 * phase)
 #define WORD (LOW + 256 * queued)
@@ -92,6 +106,9 @@ inline futex_wait(expected) {
     if
     :: !asleep[_pid]                                                       /* woken */
     :: atomic { asleep[_pid] && timed && !past -> asleep[_pid] = false; past = true } /* deadline */
+#if defined(DEAD) && !defined(BROKEN_NO_SHARED_RECHECK)
+    :: atomic { asleep[_pid] && died -> asleep[_pid] = false }         /* 100 ms: look again */
+#endif
     fi
 }
 
@@ -106,11 +123,12 @@ inline wake_readers() {
     }
 }
 
-inline wake_writer() {
+inline wake_writer(may_die) {
     /* fetch_and: WRITER_SLEEPS off; wake one writer if it was up */
     atomic { old_ws = wsleeps; wsleeps = false };
     if
     :: old_ws ->
+        MAY_DIE(may_die);
         d_step {
             i = 0;
             do
@@ -125,24 +143,25 @@ inline wake_writer() {
 }
 
 /* A reader leaves its slot: fetch_sub [rwlock.R1], then the Dekker load of WRITER_SLEEPS. */
-inline leave_slot(k) {
+inline leave_slot(k, may_die) {
 #ifdef BROKEN_SPLIT_RELEASE
     atomic { old_ws = wsleeps };
     atomic { slot[k]-- };
 #else
     atomic { slot[k]-- };
+    MAY_DIE(may_die);
     atomic { old_ws = wsleeps };
 #endif
-    if :: old_ws -> wake_writer() :: else -> skip fi;
+    if :: old_ws -> wake_writer(may_die) :: else -> skip fi;
     old_ws = false
 }
 
-inline release_shared(k) {
+inline release_shared(k, may_die) {
     atomic { cs_readers-- };
-    leave_slot(k)
+    leave_slot(k, may_die)
 }
 
-inline end_phase() {
+inline end_phase(may_die) {
     atomic {
 #ifdef BROKEN_TIMEOUT_CLEARS
         if
@@ -158,7 +177,7 @@ inline end_phase() {
 #endif
     };
     wl = false;
-    if :: had_rsleep -> wake_readers() :: else -> skip fi;
+    if :: had_rsleep -> MAY_DIE(may_die); wake_readers() :: else -> skip fi;
     had_rsleep = false
 }
 
@@ -189,7 +208,7 @@ proctype reader(byte rounds; bool timed; byte k) {
         :: atomic { ADMITTED -> goto enter }
         :: atomic { !ADMITTED -> queued++; pending[_pid] = true; rphase[_pid] = p }
         fi;
-        leave_slot(k);
+        leave_slot(k, false);
         do
         :: atomic { ADMITTED -> goto settle }                                /* [rwlock.A3] */
         :: atomic { !ADMITTED && past ->                                 /* ETIMEDOUT */
@@ -207,7 +226,7 @@ settle: /* admitted, counted in the central field: move into the slot */
         atomic { slot[k]++ };
         atomic { old_ws = wsleeps; inside-- };
 #endif
-        if :: old_ws -> wake_writer() :: else -> skip fi;
+        if :: old_ws -> wake_writer(false) :: else -> skip fi;
         old_ws = false;
 enter:
         atomic {
@@ -215,10 +234,12 @@ enter:
             assert(!saw_writer || phase != p);  /* waited for the writer it saw */
             cs_readers++; pending[_pid] = false
         };
-        release_shared(k);
+        release_shared(k, true);
 next:
         rounds--
-    od
+    od;
+dead:
+    skip
 }
 
 /* drained(ww): the central count of the word the writer holds (loaded first), then each slot */
@@ -255,7 +276,7 @@ proctype writer_proc(bool timed; bool may_downgrade; byte k) {
         :: else -> skip
         fi;
         if
-        :: past && ww % 8 == 0 -> end_phase(); goto done                     /* ETIMEDOUT */
+        :: past && ww % 8 == 0 -> end_phase(true); goto done                     /* ETIMEDOUT */
         :: timed && !past -> past = true; atomic { ww = WORD }          /* the deadline comes */
         :: !past || ww % 8 != 0 ->   /* past: admitted readers settle first (no deadline) */
             /* sleep: raise WRITER_SLEEPS (a CAS against ww) unless ww has it */
@@ -297,13 +318,14 @@ proctype writer_proc(bool timed; bool may_downgrade; byte k) {
     :: may_downgrade ->
         atomic { cs_writer = false; cs_readers++ };    /* keeps reading: in its slot first */
         atomic { slot[k]++ };
-        end_phase();
-        release_shared(k)
+        end_phase(false);
+        release_shared(k, true)
     :: true ->
         cs_writer = false;
-        end_phase()
+        end_phase(true)
     fi;
 done:
+dead:
     skip
 }
 
