@@ -1536,6 +1536,57 @@ static void coro_group_destroy_outside_a_coroutine_runs_them_out(void) {
     conc_sched_destroy(s);
 }
 
+/* A group destroyed from outside any coroutine while a coroutine waits in conc_group_wait:
+ * the last child's exit wakes the waiter, and destroy returns only after the waiter has run
+ * (it reads the group). The child computes for 50 ms after its cancel while a 1 ms timer is
+ * due, so its exit goes back to the loop (a timer to fire) with the waiter still queued: the
+ * loop used to see the group empty there and free it under the waiter. */
+typedef struct group_waiter_ctx {
+    conc_group_t *g;
+    int result, status, done;
+} group_waiter_ctx;
+
+static int slow_to_leave(void *arg) {
+    (void)arg;
+    int e = conc_coro_sleep_until(CONC_FOREVER);
+    int64_t until = conc_now() + 50 * CONC_MS;
+    while (conc_now() < until) /* no switch: the timer below falls due meanwhile */
+        ;
+    return e;
+}
+
+static int group_waiter(void *arg) {
+    group_waiter_ctx *c = (group_waiter_ctx *)arg;
+    c->result = conc_group_wait(c->g, CONC_FOREVER, &c->status);
+    c->done = 1;
+    return 0;
+}
+
+static int short_sleeper(void *arg) {
+    (void)arg;
+    return conc_coro_sleep_until(conc_deadline_in(CONC_MS));
+}
+
+static void coro_group_destroy_outside_waits_for_its_waiters(void) {
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    group_waiter_ctx c;
+    memset(&c, 0, sizeof c);
+    c.result = c.status = -1;
+    TH_CHECK_EQ(conc_group_create(s, &c.g), 0);
+    /* Run order in destroy's loop: the waiter parks, the sleeper sets its timer, the child
+     * (cancelled by destroy) computes and leaves, which wakes the waiter. */
+    TH_CHECK_EQ(conc_coro_spawn(s, group_waiter, &c, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, short_sleeper, NULL, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_group_spawn(c.g, slow_to_leave, NULL, NULL), 0);
+    conc_group_destroy(c.g);
+    TH_CHECK_EQ(c.done, 1); /* the waiter returned before the group went */
+    TH_CHECK_EQ(c.result, 0);
+    TH_CHECK_EQ(c.status, ECANCELED); /* the child's status: it was cancelled */
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    conc_sched_destroy(s);
+}
+
 /* A reader whose wait a cancel ended, not yet run again, no longer holds the fd: another
  * coroutine's wait on it is no EBUSY. And the old reader, once it runs, leaves the new
  * reader's slot alone: a third coroutine gets EBUSY while the new reader stays parked. */
@@ -2873,6 +2924,7 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE(coro_fd_reader_and_writer_on_one_fd),
         TH_CASE(coro_group_first_failure_cancels_siblings_destroy_joins),
         TH_CASE(coro_group_destroy_outside_a_coroutine_runs_them_out),
+        TH_CASE(coro_group_destroy_outside_waits_for_its_waiters),
         TH_CASE(coro_sched_destroy_cancels_and_runs_cleanup),
         TH_CASE(coro_sched_destroy_cancels_what_cleanup_spawns),
         TH_CASE(coro_conc_run_inside_a_coroutine_is_eperm),

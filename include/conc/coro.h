@@ -67,6 +67,7 @@
  *              conc_group_wait(g, deadline, &status) 0 once every child finished (status: 0
  *                                                   or the first non-zero child status)
  *              conc_group_destroy(g)                cancels and joins what is left, frees
+ *                                                   (once its conc_group_wait calls returned)
  *   stacks     conc_coro_catch_overflow()           opt-in SIGSEGV reporter that names the
  *                                                   coroutine; 0 or an errno
  *              conc_coro_stack_usage(c, &bytes)     high-water mark (CONC_SCHED_STACK_USAGE)
@@ -689,6 +690,7 @@ struct conc_group {
     size_t live;
     int status; /* the first non-zero child status */
     conc_coro_waitq_t waiters;
+    size_t waiting; /* coroutines inside conc_group_wait: destroy frees g only once they left */
 };
 
 CONC_STATIC_ASSERT(sizeof(struct conc_coro) - sizeof(conc__coro_ctx) <= 512,
@@ -2610,17 +2612,18 @@ CONC_NODISCARD static inline int conc_group_wait(conc_group_t *g, int64_t deadli
         return e;
     if (g->live && co->cancelled)
         return ECANCELED;
+    g->waiting++; /* a woken waiter reads g when it runs: destroy waits for it */
     e = conc__coro_group_wait(g, deadline, 0);
-    if (e)
-        return e;
-    if (status)
+    if (!e && status)
         *status = g->status;
-    return 0;
+    g->waiting--;
+    return e;
 }
 
 static inline bool conc__coro_group_stop_empty(conc_sched_t *s, void *arg) {
     CONC_UNUSED(s);
-    return ((conc_group_t *)arg)->live == 0;
+    const conc_group_t *g = (const conc_group_t *)arg;
+    return g->live == 0 && g->waiting == 0;
 }
 
 static inline void conc_group_destroy(conc_group_t *g) {
@@ -2631,7 +2634,9 @@ static inline void conc_group_destroy(conc_group_t *g) {
         CONC_ABORT("conc_group_destroy: called from another thread than the scheduler's");
     for (conc_coro_t *c = g->children; c; c = c->group_next)
         conc__coro_cancel_on(s, c);
-    if (g->live) {
+    /* Also outlive the coroutines in conc_group_wait: the last child's exit woke them, and
+     * each reads g when it runs, which may come after the loop saw the group empty. */
+    if (g->live || g->waiting) {
         conc_coro_t *co = s->current;
         if (co) {
             if (co->group == g)
@@ -2641,9 +2646,11 @@ static inline void conc_group_destroy(conc_group_t *g) {
             int e = conc__coro_group_wait(g, CONC_FOREVER, 1);
             if (e)
                 CONC_ABORT("conc_group_destroy: could not join the children");
+            while (g->waiting) /* woken, not yet run: a yield runs them (cancelled or not) */
+                (void)conc_coro_yield();
         } else if (conc__coro_sched_here() && conc__coro_sched_here()->current) {
             CONC_ABORT("conc_group_destroy: called inside a coroutine of another scheduler "
-                       "while the group has children (their loop cannot run nested)");
+                       "while the group has children or waiters (their loop cannot run nested)");
         } else if (conc__coro_sched_run_until(s, conc__coro_group_stop_empty, g) != 0) {
             CONC_ABORT("conc_group_destroy: the cancelled children could not finish");
         }
