@@ -172,6 +172,26 @@ static void base_futex_wait_wide_flags_are_flags(void) {
     check_forever_sleeper(wide_flags_wait_main);
 }
 
+/* Arguments kept in bit-fields go to the function as their promoted values; sizeof, which
+ * the macro used to tell the orders apart, refuses a bit-field, so these did not compile. */
+static void base_futex_wait_takes_bit_field_arguments(void) {
+    struct {
+        unsigned shared : 1;
+        unsigned narrow : 31;
+        uint64_t deadline : 63;
+    } bits = {0, 0, 0};
+    uint32_t word = 7;
+    int64_t deadline = conc_deadline_in(5 * CONC_MS);
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, bits.shared, deadline), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    TH_CHECK_EQ(conc_futex_wait(&word, 8, bits.shared, CONC_FOREVER), EAGAIN);
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, bits.shared, bits.narrow), ETIMEDOUT); /* 0: past */
+    bits.deadline = (uint64_t)conc_deadline_in(5 * CONC_MS) & ((1ull << 63) - 1);
+    TH_CHECK_EQ(conc_futex_wait(&word, 7, bits.deadline, bits.shared), ETIMEDOUT); /* first order */
+    TH_CHECK_NOT_EARLY((int64_t)bits.deadline);
+    TH_CHECK_EQ(conc_futex_wait(&word, 8, bits.deadline, bits.shared), EAGAIN);
+}
+
 static void base_futex_halves_of_a_64_bit_word(void) {
     uint64_t word __attribute__((aligned(8))) = 0x1122334455667788ull;
     TH_CHECK_EQ(*conc_futex_half_low(&word), 0x55667788u);
@@ -523,4 +543,5 @@ TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_deadline_passed),
         TH_CASE(base_eventcount_pending_wake_is_taken_not_slept_on),
         TH_CASE(base_chaos_points_mix_and_replay), TH_CASE(base_abort_names_the_function),
         TH_CASE(base_futex_wait_takes_the_first_designs_argument_order),
-        TH_CASE(base_futex_wait_wide_flags_are_flags))
+        TH_CASE(base_futex_wait_wide_flags_are_flags),
+        TH_CASE(base_futex_wait_takes_bit_field_arguments))

@@ -572,8 +572,9 @@ static inline int conc_futex_wait(uint32_t *word, uint32_t expected, int flags, 
  * in a long, a size_t or an int64_t are flags (a deadline that fits an int is 2 s after boot
  * at most, long past, and so is the fourth argument read as one: the call tries once either
  * way). A past deadline written as the literal 0 reads as flags 0, and the call still tries
- * once. The function keeps its name: &conc_futex_wait and (conc_futex_wait)(...) reach it
- * directly. */
+ * once. The width is that of the argument + 0 (its promoted type), so a bit-field, which
+ * sizeof refuses, passes as it would to the function. The function keeps its name:
+ * &conc_futex_wait and (conc_futex_wait)(...) reach it directly. */
 CONC_INLINE int conc__base_futex_wait_either(uint32_t *word, uint32_t expected, bool third_wide,
                                              bool fourth_wide, int64_t third, int64_t fourth) {
     bool third_is_deadline = third_wide && (!fourth_wide || third < INT_MIN || third > INT_MAX);
@@ -581,8 +582,8 @@ CONC_INLINE int conc__base_futex_wait_either(uint32_t *word, uint32_t expected, 
                              : conc_futex_wait(word, expected, (int)third, fourth);
 }
 #define conc_futex_wait(word, expected, third, fourth)                                             \
-    conc__base_futex_wait_either((word), (expected), sizeof(third) == sizeof(int64_t),             \
-                                 sizeof(fourth) == sizeof(int64_t), (int64_t)(third),              \
+    conc__base_futex_wait_either((word), (expected), sizeof((third) + 0) == sizeof(int64_t),       \
+                                 sizeof((fourth) + 0) == sizeof(int64_t), (int64_t)(third),        \
                                  (int64_t)(fourth))
 
 static inline int conc_futex_wake(uint32_t *word, int n, int flags) {
