@@ -1743,6 +1743,33 @@ static void forkpool_destroy_leaves_nothing(void) {
     }
 }
 
+/* A child the host forks without exec holds copies of the pool's fds, the server's socket
+ * among them. shutdown ended the server's stream by closing our end, which that copy kept
+ * open: the server never saw its EOF, and destroy waited for the child to exit. The child
+ * here lives until destroy has returned (it reads a pipe we write only then). */
+static void forkpool_host_fork_delays_no_destroy(void) {
+    conc_forkpool_t *p = fp_create(2);
+    int gate[2];
+    TH_CHECK_EQ(pipe(gate), 0);
+    pid_t child = fork();
+    TH_CHECK(child >= 0);
+    if (child == 0) {
+        close(gate[1]);
+        char c;
+        _exit(read(gate[0], &c, 1) == 1 ? 0 : 1);
+    }
+    close(gate[0]);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_nothing_item, NULL, 8, NULL), 0);
+    conc_forkpool_destroy(p); /* hung here for good: the child waits for us */
+    TH_CHECK(fp_pid_alive(child));
+    TH_CHECK_EQ(write(gate[1], "x", 1), 1);
+    close(gate[1]);
+    int st;
+    TH_CHECK_EQ(waitpid(child, &st, 0), child);
+    TH_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    fp_check_no_children();
+}
+
 static void forkpool_alloc_free(void) {
     conc_forkpool_opts_t o;
     memset(&o, 0, sizeof o);
@@ -2343,7 +2370,8 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_server_cannot_spawn_while_a_worker_lives),
         TH_CASE(forkpool_server_cannot_spawn_gives_up), TH_CASE(forkpool_host_children_untouched),
         TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),
-        TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_alloc_free),
+        TH_CASE(forkpool_destroy_leaves_nothing),
+        TH_CASE(forkpool_host_fork_delays_no_destroy), TH_CASE(forkpool_alloc_free),
         TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_shutdown_from_on_done),
         TH_CASE(forkpool_blocking_calls_from_on_done_say_edeadlk),
         TH_CASE(forkpool_other_processes_are_refused),

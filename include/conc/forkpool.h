@@ -121,7 +121,9 @@
  *     (stdio is flushed after each task). No SIGCHLD handler is installed: the host's
  *     children are never touched. The pool's own fds are close-on-exec. A child that fn
  *     forks without exec keeps a copy of its worker's socket; the pool never waits for it
- *     (a worker's death is settled when the server reaps it, not at its socket's EOF).
+ *     (a worker's death is settled when the server reaps it, not at its socket's EOF). A
+ *     child the host forks without exec keeps copies of the pool's fds too; shutdown and
+ *     destroy never wait for it either.
  *   - on_done callbacks of fork-pool futures run on the pool's monitor thread: keep them
  *     short and never block on the same pool: a map there returns EDEADLK, and so does a
  *     blocking submit that finds the queue full (try_submit: EAGAIN), since only that thread
@@ -201,8 +203,8 @@
  *   backoff while the other workers carry on; only with no worker left for 2 s of such
  *   failures (CONC__FORKPOOL_SPAWN_GIVE_UP_NS) does the pool give up.
  *   shutdown. Refuse new work, cancel or finish queued tasks, wait for the running map, send
- *   each worker QUIT (exit), wait for every death report, close the server's socket (it
- *   reaps what is left and exits), reap the server, join the monitor, close every fd.
+ *   each worker QUIT (exit), wait for every death report, shut down and close the server's
+ *   socket (it reaps what is left and exits), reap the server, join the monitor, close every fd.
  */
 #ifndef CONC_FORKPOOL_H
 #define CONC_FORKPOOL_H
@@ -1965,7 +1967,10 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             conc__forkpool_round_check(p);
         conc_cond_notify_all(&p->cond); /* cheap when nobody waits */
     }
-    /* Every worker is reaped (the server reported each death). Let the server go. */
+    /* Every worker is reaped (the server reported each death). Let the server go: shutdown,
+     * not just close, ends its stream (its EOF) whatever copies of our end live on; a child
+     * the host forked without exec holds one for as long as it lives. */
+    (void)shutdown(p->ctl, SHUT_RDWR);
     close(p->ctl);
     p->ctl = -1;
     for (unsigned k = 0; k < p->nworkers; k++) {
