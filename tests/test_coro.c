@@ -388,6 +388,54 @@ static void coro_big_stack_fits_under_an_address_space_limit(void) {
     run_address_space_child(big_stack_child);
 }
 
+/* A wait on a big fd number that is not open is EBADF at once: the scheduler's per-number
+ * table is not first grown to that number (32 bytes a number: 1 GiB zeroed for 2^25, and
+ * ENOMEM near INT_MAX). Under an address-space limit 256 MiB above what the process uses, the
+ * old growth said ENOMEM for both. */
+static int huge_fd_waits(void *arg) {
+    (void)arg;
+    static const int fds[] = {1 << 25, INT_MAX - 1};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
+        if (fcntl(fds[i], F_GETFD) != -1)
+            continue; /* open after all (a huge RLIMIT_NOFILE): nothing to check */
+        if (conc_coro_wait_fd(fds[i], CONC_FD_READ, conc_deadline_in(CONC_SEC)) != EBADF)
+            return 30 + (int)i;
+        if (conc_coro_wait_fd(fds[i], CONC_FD_WRITE, CONC_FOREVER) != EBADF)
+            return 40 + (int)i;
+    }
+    /* The table still grows for an fd that is open (dup2 to a number past its 64 slots). */
+    int p[2];
+    if (pipe(p) != 0)
+        return 50;
+    int high = dup2(p[1], 1000);
+    if (high < 0)
+        return 51;
+    int e = conc_coro_wait_fd(high, CONC_FD_WRITE, conc_deadline_in(CONC_SEC));
+    close(high);
+    close(p[0]);
+    close(p[1]);
+    return e == 0 ? 0 : 52;
+}
+
+static void huge_fd_child(void) {
+    unsigned long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%lu", &pages) != 1)
+        _exit(20);
+    fclose(f);
+    struct rlimit rl;
+    TH_CHECK_EQ(getrlimit(RLIMIT_AS, &rl), 0);
+    rl.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)256 << 20);
+    TH_CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
+    int st = -1;
+    int e = conc_run(huge_fd_waits, NULL, &st);
+    _exit(e ? 10 : st);
+}
+
+static void coro_fd_wait_on_a_huge_closed_number_is_ebadf(void) {
+    run_address_space_child(huge_fd_child);
+}
+
 /* EMFILE: no fd left for the scheduler's epoll instance and eventfd. EPERM: a scheduler used
  * from another thread than its owner. */
 static void emfile_child(void) {
@@ -2921,6 +2969,7 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE(coro_fd_polled_every_few_ms_between_long_runs),
         TH_CASE(coro_fd_echo_round_trip_costs_two_epoll_ctl),
         TH_CASE(coro_fd_reuse_after_close_while_registered),
+        TH_CASE(coro_fd_wait_on_a_huge_closed_number_is_ebadf),
         TH_CASE(coro_fd_reader_and_writer_on_one_fd),
         TH_CASE(coro_group_first_failure_cancels_siblings_destroy_joins),
         TH_CASE(coro_group_destroy_outside_a_coroutine_runs_them_out),

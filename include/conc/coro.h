@@ -2197,6 +2197,13 @@ CONC_NODISCARD static inline int conc_coro_sleep_until(int64_t deadline) {
  * File descriptors
  * ------------------------------------------------------------------------------------------- */
 CONC_COLD int conc__coro_sched_fds_grow_slow(conc_sched_t *s, int fd) {
+    /* Only for an open fd: a stray number (garbage, a closed fd) is EBADF, not a table as long
+     * as the number (32 bytes each: a gigabyte, zeroed, for fd 2^25; ENOMEM near INT_MAX). */
+    int saved = conc_errno_save();
+    bool is_open = fcntl(fd, F_GETFD) != -1;
+    conc_errno_restore(saved);
+    if (!is_open)
+        return EBADF;
     size_t cap = s->fds_cap ? s->fds_cap : 64;
     while (cap <= (size_t)fd)
         cap *= 2;
@@ -2296,8 +2303,9 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
         conc_errno_restore(saved);
         return r > 0 ? ((p.revents & POLLNVAL) ? EBADF : 0) : ETIMEDOUT;
     }
-    if ((size_t)fd >= s->fds_cap && conc__coro_sched_fds_grow_slow(s, fd) != 0)
-        return ENOMEM;
+    int e = (size_t)fd >= s->fds_cap ? conc__coro_sched_fds_grow_slow(s, fd) : 0;
+    if (e)
+        return e; /* EBADF, ENOMEM */
     conc__coro_fdw *w = &s->fds[fd];
     /* A waiter that a timer, a cancel or the fd already woke is out of its wait: it leaves
      * when it next runs (clearing its slot only if it is still its own), and meanwhile the fd
@@ -2318,7 +2326,7 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
         w->writer = co;
     uint32_t want =
         (w->reader ? (uint32_t)(EPOLLIN | EPOLLRDHUP) : 0u) | (w->writer ? (uint32_t)EPOLLOUT : 0u);
-    int e = (other && (w->armed & want) == want) ? 0 : conc__coro_sched_fd_arm(s, fd, want);
+    e = (other && (w->armed & want) == want) ? 0 : conc__coro_sched_fd_arm(s, fd, want);
     if (e) {
         if (events & CONC_FD_READ)
             w->reader = NULL;
