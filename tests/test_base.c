@@ -372,6 +372,19 @@ static void base_yield_policy_books_waste(void) {
     /* with yields on, the average moves by 1/64 again */
     TH_CHECK(conc_yield_account(&p, 0, 50 * CONC_US + 64, 0, 1));
     TH_CHECK_EQ(p.average, 50 * CONC_US + 1);
+    /* the credit is progress * unit_ns: no progress earns none, even in a yield shorter than
+     * one unit, nor does progress worth 0 ns (no division by it) */
+    conc_yield_policy_init(&p);
+    TH_CHECK(conc_yield_account(&p, 0, 640, 0, CONC_US));
+    TH_CHECK_EQ(p.average, 640 / 64);
+    conc_yield_policy_init(&p);
+    TH_CHECK(conc_yield_account(&p, 0, 64 * CONC_US + 640, 64, CONC_US)); /* 640 ns left over */
+    TH_CHECK_EQ(p.average, 640 / 64);
+    conc_yield_policy_init(&p);
+    TH_CHECK(conc_yield_account(&p, 0, 6400, 5, 0));
+    TH_CHECK_EQ(p.average, 6400 / 64);
+    TH_CHECK(conc_yield_account(&p, 0, 6400, 5, -CONC_US));
+    TH_CHECK_EQ(p.average, 100 + (6400 - 100) / 64);
     /* init: a policy in memory that held anything is fresh */
     memset(&p, 0xaa, sizeof p);
     conc_yield_policy_init(&p);

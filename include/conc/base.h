@@ -768,12 +768,14 @@ CONC_INLINE bool conc_yield_allowed(conc_yield_policy_t *policy, int64_t now) {
 }
 
 /* Books one yield that kept the caller off the CPU from `before` to `after`, during which
- * `progress` units of the work it waits for got done, each worth `unit_ns` of the time off.
- * False when that turned yields off (then sleep). */
+ * `progress` units of the work it waits for got done, each worth `unit_ns` of the time off
+ * (0 or less: progress earns no credit). False when that turned yields off (then sleep). */
 static inline bool conc_yield_account(conc_yield_policy_t *policy, int64_t before, int64_t after,
                                       uint64_t progress, int64_t unit_ns) {
     int64_t off = after > before ? after - before : 0;
-    int64_t waste = progress >= (uint64_t)(off / unit_ns) ? 0 : off - (int64_t)progress * unit_ns;
+    int64_t waste = off; /* less the credit, progress * unit_ns, without overflowing */
+    if (unit_ns > 0)
+        waste = progress > (uint64_t)(off / unit_ns) ? 0 : off - (int64_t)progress * unit_ns;
     if (waste > CONC__BASE_YIELD_CLAMP_NS)
         waste = CONC__BASE_YIELD_CLAMP_NS;
     uint32_t strikes = conc_load(&policy->strikes, CONC_RELAXED);
