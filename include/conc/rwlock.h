@@ -34,7 +34,8 @@
  *   downgrade  conc_rwlock_downgrade(rw)                  exclusive -> shared, never blocks
  *   scoped     CONC_WITH_RWLOCK_SHARED(&rw) { ... }       released on every way out but longjmp
  *              CONC_WITH_RWLOCK(&rw) { ... }              (exclusive; as CONC_WITH_LOCK)
- *   query      conc_rwlock_is_locked(rw)                  held exclusively: a snapshot
+ *   query      conc_rwlock_is_locked(rw)                  a writer holds it or waits for the
+ *                                                         readers inside to leave: a snapshot
  *              conc_rwlock_readers(rw)                    readers inside or granted: a snapshot
  *   The exclusive verbs are spelled as conc_lock's, so a conc_rwlock_t drops in for a lock.
  *
@@ -84,7 +85,10 @@
  *     may fit better. Align it to 64 for the best spread (it works at any 8-byte alignment:
  *     the slots' stride keeps them on separate lines anyway). Needs lock.h.
  *   - CONC_SHARED rwlocks in MAP_SHARED memory work across processes (no pointers stored). A
- *     process that dies holding the lock leaves it held. So does one whose reader dies
+ *     process that dies holding the lock leaves it held. So does one whose writer dies while
+ *     it waits for the readers inside to leave (it holds the writers' lock and WRITER from
+ *     the moment it starts waiting: new readers queue behind it, for good), unlike a
+ *     conc_lock's waiter, whose death the lock survives. So does one whose reader dies
  *     queued behind a writer (that writer's end lets it in), and a timed writer that finds
  *     it still let in but not yet looked then waits past its deadline, for good: it cannot
  *     tell a dead reader from one not yet run (ERRORS, DESIGN). A process killed inside a
