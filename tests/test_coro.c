@@ -2738,6 +2738,86 @@ static void coro_signal_mask_is_the_threads_across_switches(void) {
     TH_CHECK_EQ(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
 }
 
+/* A thread that ends inside conc_sched_run, by pthread_cancel while the loop sleeps in
+ * epoll_wait or by pthread_exit in a coroutine, orphans its scheduler: run says EPERM, and
+ * destroy from another thread frees it (its coroutines never run again). destroy used to
+ * abort, "called while the scheduler runs", as the run never returned. In a child process. */
+typedef struct orphan_ctx {
+    conc_sched_t *s;
+    int pipe[2];
+    int parked, exits;
+} orphan_ctx;
+
+static int orphan_reader(void *arg) {
+    orphan_ctx *c = (orphan_ctx *)arg;
+    char b;
+    size_t got;
+    __atomic_store_n(&c->parked, 1, __ATOMIC_RELEASE); /* the next switch parks it */
+    return conc_coro_read(c->pipe[0], &b, 1, CONC_FOREVER, &got);
+}
+
+static int orphan_exiter(void *arg) {
+    (void)arg;
+    pthread_exit((void *)(intptr_t)42);
+    return 0;
+}
+
+static void *orphan_thread(void *arg) {
+    orphan_ctx *c = (orphan_ctx *)arg;
+    if (conc_sched_create(&c->s, NULL) != 0 ||
+        conc_coro_spawn(c->s, orphan_reader, c, NULL, NULL) != 0 ||
+        (c->exits && conc_coro_spawn(c->s, orphan_exiter, c, NULL, NULL) != 0))
+        return (void *)(intptr_t)1;
+    int e = conc_sched_run(c->s); /* never returns: the thread ends inside */
+    return (void *)(intptr_t)(100 + e);
+}
+
+static int orphan_round(int exits) {
+    orphan_ctx c;
+    memset(&c, 0, sizeof c);
+    c.exits = exits;
+    if (pipe(c.pipe) != 0)
+        return 10;
+    pthread_t t;
+    if (pthread_create(&t, NULL, orphan_thread, &c) != 0)
+        return 11;
+    if (!exits) {
+        while (!__atomic_load_n(&c.parked, __ATOMIC_ACQUIRE))
+            sched_yield();
+        pthread_cancel(t); /* acts at the loop's epoll_wait, the next cancellation point */
+    }
+    void *r = NULL;
+    pthread_join(t, &r);
+    if (r != (exits ? (void *)(intptr_t)42 : PTHREAD_CANCELED))
+        return 12;
+    if (conc_sched_run(c.s) != EPERM)
+        return 13;
+    conc_sched_destroy(c.s); /* from this thread: frees it, runs nothing */
+    close(c.pipe[0]);
+    close(c.pipe[1]);
+    return 0;
+}
+
+static void orphan_child(void) {
+    int e = orphan_round(0);
+#if !defined(CONC_TSAN) /* TSan's pthread_exit checks it runs on the thread's own fiber */
+    if (!e)
+        e = orphan_round(1);
+#endif
+    _exit(e);
+}
+
+static void coro_thread_ended_inside_run_leaves_a_destroyable_scheduler(void) {
+#if defined(CONC_ASAN)
+    TH_SKIP("ASan's thread teardown after a cancellation unwind trips on the unwound frames' "
+            "stale stack poison (with or without conc)");
+#endif
+    char buf[2048];
+    int status = th_run_child_capturing_stderr(orphan_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d, stderr: %s", status,
+                 buf);
+}
+
 /* conc_coro_read/write/accept on fds in blocking mode (a plain pipe(), socketpair() or
  * socket()) park the coroutine, never the thread: the reader (and the acceptor) run first and
  * find nothing, the peer coroutine then writes (connects), and everything arrives. The
@@ -2992,4 +3072,5 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE(coro_dump_lists_every_coroutine),
         TH_CASE(coro_fork_inside_a_coroutine_child_runs_new_schedulers),
         TH_CASE(coro_signal_mask_is_the_threads_across_switches),
+        TH_CASE(coro_thread_ended_inside_run_leaves_a_destroyable_scheduler),
         TH_CASE_T(coro_stress_many_schedulers_spawn_across_threads, 120))

@@ -80,7 +80,8 @@
  *           made from another one once the scheduler has run (before its first run, such a
  *           call takes it over: THREAD SAFETY); a blocking call made outside any coroutine;
  *           conc_sched_run or conc_run inside a coroutine (a loop cannot run nested in
- *           another's: the outer one's coroutines would be stranded).
+ *           another's: the outer one's coroutines would be stranded); conc_sched_run on a
+ *           scheduler whose thread ended inside a run (CAVEATS).
  *   ENOMEM  no memory for a stack or a table. When guard pages come from mprotect (kernels
  *           before 6.13) and the process hits vm.max_map_count, spawn also prints one line
  *           naming that limit.
@@ -176,6 +177,12 @@
  *     coroutine calls say EPERM: it runs on that coroutine's stack but in no scheduler, and
  *     may run new ones. Signals: handlers must not call coroutine functions.
  *   - Handles: release each one exactly once, before its scheduler is destroyed.
+ *   - A thread that ends inside conc_sched_run (pthread_exit in a coroutine, or pthread_cancel:
+ *     epoll_wait and the syscalls of the I/O calls are cancellation points) orphans the
+ *     scheduler: its coroutines never run again (they never migrate; their cleanup does not
+ *     run and what they own is lost), run says EPERM, and conc_sched_destroy, from any
+ *     thread, only frees it. To stop such a thread cleanly, tell its coroutines instead
+ *     (conc_sched_spawn one that cancels them) and join it once its run has returned.
  *
  * DESIGN
  *   Contexts. A coroutine's stack is a slot carved from a large mmap arena: a guard page, the
@@ -682,6 +689,10 @@ struct conc_sched {
     pthread_t owner; /* atomic (relaxed): conc_sched_spawn compares it from any thread */
     uint64_t next_id;
     void *altstack; /* the overflow reporter's alternate stack installed by run, or NULL */
+    /* While it runs: the scheduler whose run this one is nested in (or NULL). */
+    conc_sched_t *run_outer;
+    /* Its thread ended inside a run: nothing of it runs again (conc__coro_thread_exit). */
+    int orphaned;
 };
 
 struct conc_group {
@@ -735,6 +746,30 @@ CONC_INLINE void conc__coro_atfork_register(void) {
     if (!conc_load(&conc__coro_atfork_registered, CONC_RELAXED) &&
         conc_swap(&conc__coro_atfork_registered, 1, CONC_RELAXED) == 0)
         (void)pthread_atfork(NULL, NULL, conc__coro_atfork_child);
+}
+
+/* A thread that ends inside a run (pthread_exit in a coroutine; pthread_cancel acting at
+ * epoll_wait or at a coroutine's syscall) orphans the schedulers it was running: their
+ * coroutines never go on (they never migrate, and one may be half unwound), run says EPERM
+ * from then on, and destroy, from any thread, frees them without running anything. A
+ * thread-specific value set while a run is in progress calls this at the thread's end (no
+ * setjmp-based cleanup on the hot path); the thread-local names what was running. */
+extern pthread_once_t conc__coro_exit_once;
+__attribute__((weak)) pthread_once_t conc__coro_exit_once = PTHREAD_ONCE_INIT;
+extern pthread_key_t conc__coro_exit_key;
+__attribute__((weak)) pthread_key_t conc__coro_exit_key;
+extern int conc__coro_exit_key_ok;
+__attribute__((weak)) int conc__coro_exit_key_ok = 0;
+CONC_COLD void conc__coro_sched_orphan_slow(conc_sched_t *s);
+static inline void conc__coro_thread_exit(void *unused) {
+    CONC_UNUSED(unused);
+    conc_sched_t *s = conc__coro_tls_sched;
+    conc__coro_tls_sched = NULL;
+    for (; s; s = s->run_outer)
+        conc__coro_sched_orphan_slow(s);
+}
+static inline void conc__coro_exit_key_create(void) {
+    conc__coro_exit_key_ok = pthread_key_create(&conc__coro_exit_key, conc__coro_thread_exit) == 0;
 }
 
 CONC_INLINE int conc__coro_on_owner(const conc_sched_t *s) {
@@ -1830,9 +1865,21 @@ CONC_COLD void conc__coro_sched_altstack_remove_slow(conc_sched_t *s) {
     s->altstack = NULL;
 }
 
+/* The thread ended inside s's run (see conc__coro_thread_exit). */
+CONC_COLD void conc__coro_sched_orphan_slow(conc_sched_t *s) {
+#if defined(CONC_TSAN)
+    if (s->current) /* the thread left a coroutine's stack for good */
+        __tsan_switch_to_fiber(s->main_fiber, 0);
+#endif
+    s->orphaned = 1;
+    if (s->altstack)
+        conc__coro_sched_altstack_remove_slow(s);
+    conc_store(&s->running, 0, CONC_RELAXED);
+}
+
 static inline int conc__coro_sched_run_until(conc_sched_t *s, bool (*stop)(conc_sched_t *, void *),
                                              void *arg) {
-    if (conc_load(&s->running, CONC_RELAXED) || !conc__coro_sched_adopt(s))
+    if (s->orphaned || conc_load(&s->running, CONC_RELAXED) || !conc__coro_sched_adopt(s))
         return EPERM;
     conc_sched_t *outer = conc__coro_sched_here();
     if (outer && outer->current)
@@ -1843,6 +1890,10 @@ static inline int conc__coro_sched_run_until(conc_sched_t *s, bool (*stop)(conc_
         conc__coro_sched_altstack_slow(s);
     conc_store(&s->running, 1, CONC_RELAXED); /* relaxed: see conc__coro_sched_adopt */
     conc_store(&s->ran, 1, CONC_RELAXED);
+    (void)pthread_once(&conc__coro_exit_once, conc__coro_exit_key_create);
+    if (conc__coro_exit_key_ok) /* the thread's end, inside this run, orphans s */
+        (void)pthread_setspecific(conc__coro_exit_key, s);
+    s->run_outer = outer;
     conc__coro_sched_set_here(s);
 #if defined(CONC_TSAN)
     s->main_fiber = __tsan_get_current_fiber();
@@ -1850,6 +1901,8 @@ static inline int conc__coro_sched_run_until(conc_sched_t *s, bool (*stop)(conc_
     s->last_poll = conc_now();
     int e = conc__coro_sched_loop(s, stop, arg);
     conc__coro_sched_set_here(outer);
+    if (conc__coro_exit_key_ok)
+        (void)pthread_setspecific(conc__coro_exit_key, outer);
     conc_store(&s->running, 0, CONC_RELAXED);
     if (s->altstack)
         conc__coro_sched_altstack_remove_slow(s);
@@ -1864,12 +1917,24 @@ CONC_NODISCARD static inline int conc_sched_run(conc_sched_t *s) {
 }
 
 static inline int conc__coro_cancel_on(conc_sched_t *s, conc_coro_t *c);
+static inline void conc__coro_sched_free(conc_sched_t *s);
 
 static inline void conc_sched_destroy(conc_sched_t *s) {
     if (!s)
         return;
     if (conc_load(&s->running, CONC_RELAXED))
         CONC_ABORT("conc_sched_destroy: called while the scheduler runs");
+    if (s->orphaned) {
+        /* Its thread ended inside a run: nothing of it runs again, it is only freed. A pin
+         * stands for a message another thread will still post to s: freeing s would be a use
+         * after free there. */
+        if (s->pins)
+            CONC_ABORT("conc_sched_destroy: its thread ended inside its run while a future or "
+                       "a mailbox still had to post to it");
+        conc_store(&s->owner, pthread_self(), CONC_RELAXED);
+        conc__coro_sched_free(s);
+        return;
+    }
     if (!conc__coro_sched_adopt(s)) {
         /* Ran on another thread: destroy may finish it here only if no coroutine that has
          * started is left (it would go on on a thread it never ran on). Messages still in the
@@ -1912,6 +1977,11 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
         if (e)
             CONC_ABORT("conc_sched_destroy: coroutines still blocked after being cancelled");
     }
+    conc__coro_sched_free(s);
+}
+
+/* Frees s and all it holds, once nothing of it runs (destroy). */
+static inline void conc__coro_sched_free(conc_sched_t *s) {
     for (conc__coro_arena *a = s->arenas, *an; a; a = an) {
         an = a->next;
         for (size_t i = 0; i < a->carved; i++) {
