@@ -1793,6 +1793,44 @@ static void forkpool_alloc_free(void) {
     conc_forkpool_destroy(p);
 }
 
+/* shared_size is what alloc can hand out, rounded up to whole pages, with the pool's control
+ * pages on top. It was the whole mapping, control pages included, unless that left less than
+ * a page: 4096 bytes gave 4096, 8192 gave 4096 too (one worker), 1 MiB gave 1 MiB - 4096. */
+static void forkpool_shared_size_is_all_for_alloc(void) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned workers[] = {1, 64};
+    size_t sizes[] = {1, page, 2 * page, 3 * page + 1, 1u << 20};
+    for (size_t wi = 0; wi < sizeof workers / sizeof workers[0]; wi++)
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+            conc_forkpool_opts_t o;
+            memset(&o, 0, sizeof o);
+            o.workers = workers[wi];
+            o.shared_size = sizes[si];
+            conc_forkpool_t *p;
+            TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+            size_t whole = (sizes[si] + page - 1) / page * page;
+            char *m = (char *)conc_forkpool_alloc(p, whole);
+            TH_CHECK_MSG(m != NULL, "%u workers, shared_size %zu: alloc(%zu) failed",
+                         workers[wi], sizes[si], whole);
+            memset(m, 1, whole);
+            TH_CHECK(conc_forkpool_alloc(p, 1) == NULL); /* and not a byte more */
+            conc_forkpool_free(p, m);
+            conc_forkpool_destroy(p);
+        }
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    conc_forkpool_t *p = (conc_forkpool_t *)1;
+    for (size_t back = 0; back <= page; back += page / 2) { /* no room for control pages */
+        o.shared_size = SIZE_MAX - back;
+        TH_CHECK_EQ(conc_forkpool_create(&p, &o), EINVAL);
+        TH_CHECK(p == NULL);
+    }
+    o.shared_size = SIZE_MAX - 2 * page; /* fits, with the control page: mmap says no */
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), ENOMEM);
+    TH_CHECK(p == NULL);
+}
+
 static conc_forkpool_t *fp_misuse_pool;
 static void fp_free_bogus(void) {
     static char not_ours[64];
@@ -2372,6 +2410,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),
         TH_CASE(forkpool_destroy_leaves_nothing),
         TH_CASE(forkpool_host_fork_delays_no_destroy), TH_CASE(forkpool_alloc_free),
+        TH_CASE(forkpool_shared_size_is_all_for_alloc),
         TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_shutdown_from_on_done),
         TH_CASE(forkpool_blocking_calls_from_on_done_say_edeadlk),
         TH_CASE(forkpool_other_processes_are_refused),

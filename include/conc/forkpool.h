@@ -36,7 +36,7 @@
  *
  * ERRORS
  *   create: EINVAL (workers past CONC_FORKPOOL_MAX_WORKERS, a negative task_timeout, a shared
- *     size so large that rounding it up overflows), ENOMEM,
+ *     size so large that rounding it up, or adding the control pages, overflows), ENOMEM,
  *     the errno of mmap/socketpair/fork/pthread_create, EMFILE (no fd left for a worker's
  *     socket and pidfd), init's non-zero return (create fails with it and leaves no
  *     process, fd or mapping behind), ECHILD (a worker died in init).
@@ -102,7 +102,8 @@
  *                        only: timed-out and cancelled work is never re-run)
  *   queue_capacity       queued submit tasks (0: 64 per worker)
  *   shared_size          bytes reserved for the shared region (0: 1 GiB, paid as touched);
- *                        rounded up to whole pages, plus the pool's own control pages
+ *                        rounded up to whole pages, all of it for conc_forkpool_alloc (and
+ *                        a map's chunk table): the pool's own control pages come on top
  *   Macros: CONC_FORKPOOL_GRACE (100 ms), CONC_FORKPOOL_GIVE_UP (5 immediate deaths in a
  *   row), CONC_FORKPOOL_BACKOFF (1 ms, doubling up to 256 ms between immediate deaths).
  *
@@ -2107,11 +2108,11 @@ CONC_NOINLINE int conc__forkpool_create_body(conc_forkpool_t **out, const conc_f
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t ctl_bytes = sizeof(conc__forkpool_round) + opts.workers * sizeof(conc__forkpool_slot);
     size_t arena_off = (ctl_bytes + page - 1) & ~(page - 1);
-    size_t shm_size = (opts.shared_size + page - 1) & ~(page - 1);
-    if (shm_size < arena_off + page || shm_size < opts.shared_size)
-        shm_size = arena_off + ((opts.shared_size + page - 1) & ~(page - 1));
-    if (shm_size <= arena_off)
-        return EINVAL;
+    /* The arena is shared_size in whole pages; the control pages come on top of it. */
+    size_t arena = (opts.shared_size + page - 1) & ~(page - 1);
+    if (arena < opts.shared_size || arena > SIZE_MAX - arena_off)
+        return EINVAL; /* the rounding or the control pages overflow */
+    size_t shm_size = arena_off + arena;
     conc_forkpool_t *p = (conc_forkpool_t *)calloc(1, sizeof *p);
     if (!p)
         return ENOMEM;
