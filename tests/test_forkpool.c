@@ -946,6 +946,77 @@ static void forkpool_submit_timeout_and_crash(void) {
     conc_forkpool_destroy(p);
 }
 
+/* task_timeout may be as large as CONC_FOREVER, no limit in practice. The monitor's deadline
+ * sums (start + timeout) overflowed: undefined, an abort under -fsanitize=undefined, and
+ * elsewhere a wrapped deadline far in the past for the monitor to wake at. While a task and
+ * then a map item wait on a gate, the monitor's wake time must not be in the past. */
+typedef struct fp_forever {
+    uint32_t ran, go;
+} fp_forever;
+
+static int fp_forever_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_forever *g;
+    memcpy(&g, arg, sizeof g);
+    __atomic_store_n(&g->ran, 1u, __ATOMIC_RELEASE);
+    fp_wait_flag(&g->go, 1);
+    return 0;
+}
+
+static int fp_forever_item(size_t i, void *arg) {
+    fp_forever *g = (fp_forever *)arg;
+    if (i == 0) {
+        __atomic_store_n(&g->ran, 2u, __ATOMIC_RELEASE);
+        fp_wait_flag(&g->go, 2);
+    }
+    return 0;
+}
+
+static conc_forkpool_t *fp_forever_pool;
+static void *fp_forever_map(void *arg) {
+    return (void *)(intptr_t)conc_forkpool_map(fp_forever_pool, fp_forever_item, arg, 4, NULL);
+}
+
+static void fp_check_wake_not_past(conc_forkpool_t *p) {
+    int64_t now = conc_now();
+    conc_lock_acquire(&p->lock);
+    int64_t wake = p->monitor_wake_at;
+    conc_lock_release(&p->lock);
+    TH_CHECK_MSG(wake >= now, "the monitor wakes at %lld, before now (%lld)", (long long)wake,
+                 (long long)now);
+}
+
+static void forkpool_task_timeout_forever(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.task_timeout = CONC_FOREVER;
+    o.shared_size = 1u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    fp_forever *g = (fp_forever *)conc_forkpool_alloc(p, sizeof *g);
+    TH_CHECK(g != NULL);
+    memset(g, 0, sizeof *g);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_forever_task, &g, sizeof g, &f), 0);
+    fp_wait_flag(&g->ran, 1);
+    fp_check_wake_not_past(p);
+    __atomic_store_n(&g->go, 1u, __ATOMIC_RELEASE);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    conc_future_release(f);
+    fp_forever_pool = p;
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, fp_forever_map, g), 0);
+    fp_wait_flag(&g->ran, 2);
+    fp_check_wake_not_past(p);
+    __atomic_store_n(&g->go, 2u, __ATOMIC_RELEASE);
+    void *st;
+    TH_CHECK_EQ(pthread_join(t, &st), 0);
+    TH_CHECK_EQ((int)(intptr_t)st, 0);
+    conc_forkpool_free(p, g);
+    conc_forkpool_destroy(p);
+}
+
 /* task_timeout holds for a submit task whoever hands it to the worker: here the submitting
  * thread itself (one idle worker, nothing else running, so the monitor had no deadline to
  * sleep until), with a crashed worker before it or not. The overrun task ends ETIMEDOUT by
@@ -1810,8 +1881,8 @@ static void forkpool_shared_size_is_all_for_alloc(void) {
             TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
             size_t whole = (sizes[si] + page - 1) / page * page;
             char *m = (char *)conc_forkpool_alloc(p, whole);
-            TH_CHECK_MSG(m != NULL, "%u workers, shared_size %zu: alloc(%zu) failed",
-                         workers[wi], sizes[si], whole);
+            TH_CHECK_MSG(m != NULL, "%u workers, shared_size %zu: alloc(%zu) failed", workers[wi],
+                         sizes[si], whole);
             memset(m, 1, whole);
             TH_CHECK(conc_forkpool_alloc(p, 1) == NULL); /* and not a byte more */
             conc_forkpool_free(p, m);
@@ -2398,7 +2469,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_cancel_after_result_spares_next),
         TH_CASE(forkpool_submit_timeout_and_crash),
         TH_CASE(forkpool_submit_timeout_caller_dispatched),
-        TH_CASE(forkpool_submit_timeout_after_crash),
+        TH_CASE(forkpool_submit_timeout_after_crash), TH_CASE(forkpool_task_timeout_forever),
         TH_CASE(forkpool_submit_timeout_result_in_grace), TH_CASE(forkpool_submit_bounded_queue),
         TH_CASE(forkpool_shutdown_cancels_pending), TH_CASE(forkpool_init_failing_leaves_nothing),
         TH_CASE(forkpool_max_tasks_per_child),
@@ -2408,12 +2479,11 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_server_cannot_spawn_while_a_worker_lives),
         TH_CASE(forkpool_server_cannot_spawn_gives_up), TH_CASE(forkpool_host_children_untouched),
         TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),
-        TH_CASE(forkpool_destroy_leaves_nothing),
-        TH_CASE(forkpool_host_fork_delays_no_destroy), TH_CASE(forkpool_alloc_free),
-        TH_CASE(forkpool_shared_size_is_all_for_alloc),
+        TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_host_fork_delays_no_destroy),
+        TH_CASE(forkpool_alloc_free), TH_CASE(forkpool_shared_size_is_all_for_alloc),
         TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_shutdown_from_on_done),
         TH_CASE(forkpool_blocking_calls_from_on_done_say_edeadlk),
         TH_CASE(forkpool_other_processes_are_refused),
-        TH_CASE(forkpool_other_processes_are_refused_by_getpid), TH_CASE(forkpool_parent_killed_workers_die),
-        TH_CASE(forkpool_errno_kept), TH_CASE(forkpool_create_out_of_fds_says_emfile),
-        TH_CASE_T(forkpool_stress_mixed, 120))
+        TH_CASE(forkpool_other_processes_are_refused_by_getpid),
+        TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
+        TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120))

@@ -1256,6 +1256,12 @@ CONC_INLINE void conc__forkpool_give_up(conc_forkpool_t *p) {
     p->closed = true;
 }
 
+/* t + ns for a time t >= 0 and ns >= 0, saturating at CONC_FOREVER: a task_timeout may be as
+ * large as CONC_FOREVER (no limit in practice), and a signed sum past it is undefined. */
+CONC_INLINE int64_t conc__forkpool_after(int64_t t, int64_t ns) {
+    return ns > CONC_FOREVER - t ? CONC_FOREVER : t + ns;
+}
+
 /* Slot w's next spawn waits CONC_FORKPOOL_BACKOFF, doubling up to CONC_FORKPOOL_BACKOFF_MAX. */
 CONC_INLINE void conc__forkpool_back_off(conc_forkpool_t *p, conc__forkpool_worker *w,
                                          int64_t now) {
@@ -1442,8 +1448,9 @@ CONC_NOINLINE bool conc__forkpool_dispatch(conc_forkpool_t *p, conc__forkpool_wo
             w->task = t;
             w->task_started = conc_now();
             int64_t to = p->opts.task_timeout;
-            if (to > 0 && w->task_started + to < p->monitor_wake_at) { /* [forkpool.T2] */
-                p->monitor_wake_at = w->task_started + to;
+            int64_t due = conc__forkpool_after(w->task_started, to);
+            if (to > 0 && due < p->monitor_wake_at) { /* [forkpool.T2] */
+                p->monitor_wake_at = due;
                 wake = true;
             }
             if (mine && !*mine) {
@@ -1865,14 +1872,14 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 w->kill_at = now + CONC_FORKPOOL_GRACE;
                 if (w->kill_at < next)
                     next = w->kill_at;
-            } else if (start + to < next) {
-                next = start + to;
+            } else if (conc__forkpool_after(start, to) < next) {
+                next = conc__forkpool_after(start, to);
             }
         }
         if (p->stopping && stop_deadline < next)
             next = stop_deadline;
         /* A map item that started after our sample may time out before we look again. */
-        if (to > 0 && p->round_live && now + to / 4 < next)
+        if (to > 0 && p->round_live && conc__forkpool_after(now, to / 4) < next)
             next = now + (to / 4 > CONC_MS ? to / 4 : CONC_MS);
         /* Poll set. */
         size_t n = 0;
@@ -1897,7 +1904,9 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
         int timeout_ms = -1;
         if (next != CONC_FOREVER) {
             int64_t d = next - now;
-            timeout_ms = d <= 0 ? 0 : (int)((d + CONC_MS - 1) / CONC_MS);
+            timeout_ms = d <= 0                       ? 0
+                         : d / CONC_MS >= INT_MAX - 1 ? INT_MAX /* 24 days; looks again then */
+                                                      : (int)((d + CONC_MS - 1) / CONC_MS);
         }
         conc_lock_release(&p->lock);
         conc__forkpool_complete(&dl); /* callbacks run without the pool lock */
