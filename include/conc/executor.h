@@ -132,9 +132,11 @@
  *     where Python's (unbounded) queue never would; when every worker is blocked in an untimed
  *     submit at once, the last of them runs the oldest task not yet started itself, on its own
  *     stack (see "A full queue and the executor's own workers"), so workers that spawn work do
- *     not stop each other. A worker blocked in submit while the others block on something
- *     else (an event, a wait past the 8 inline levels below) still waits: give a workload that
- *     spawns more than the queue holds a queue large enough, or a try_submit.
+ *     not stop each other. A worker blocked in submit while another waits for it (for the
+ *     task it runs, or anything it does after the submit) or on something else (an event, a
+ *     wait past the 8 inline levels below) still waits, for good if no other worker is free:
+ *     give a workload that spawns more than the queue holds a queue large enough for it, or
+ *     submit with try_submit.
  *   - A task cancelled while queued (conc_future_cancel) keeps its place in the queue until
  *     a worker takes it and drops it unrun: until then it still counts toward
  *     queue_capacity, so with every worker busy a full queue stays full (try_submit EAGAIN,
