@@ -96,6 +96,8 @@
  *   EBUSY   conc_coro_wait_fd: another coroutine is parked on that fd in that direction (one
  *           whose wait a timer, a cancel or the fd has already ended does not count).
  *   EMFILE  conc_sched_create: no fd left for epoll or the eventfd.
+ *   ENOSPC  conc_coro_wait_fd (and the I/O calls that wait): the user's epoll watches are
+ *           at their limit (/proc/sys/fs/epoll/max_user_watches); epoll_ctl's own error.
  *   ENOTSUP conc_coro_stack_usage on a scheduler created without CONC_SCHED_STACK_USAGE.
  *
  * ORDERING CONTRACT
