@@ -881,6 +881,55 @@ static void fp_wait_asleep(pid_t pid) {
     }
 }
 
+typedef struct fp_spin {
+    uint64_t count;        /* the spinning task's writes */
+    pid_t pid;             /* its worker */
+    uint32_t ran, go;      /* the gate task's */
+    conc_future_t *victim; /* parent-side: what the callback cancels */
+    uint64_t at_cancel;    /* parent-side: count when the callback's cancel returned */
+    int cancelled;         /* parent-side: the callback's cancel's return */
+    int alive;             /* parent-side: its worker ran when the callback's cancel returned */
+    uint32_t called;       /* parent-side: the callback has returned */
+} fp_spin;
+
+static int fp_spin_gate_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_spin *s;
+    memcpy(&s, arg, sizeof s);
+    __atomic_store_n(&s->ran, 1u, __ATOMIC_RELEASE);
+    fp_wait_flag(&s->go, 1);
+    return 0;
+}
+
+/* conc_forkpool_cancel in a fork of the parent says EPERM, as map and submit do. The fork's
+ * copy of the pool holds the parent's pidfds: its cancel returned 0 and SIGKILLed the
+ * parent's worker, whose task then ended ECHILD in the parent. */
+static void forkpool_cancel_in_a_fork_says_eperm(void) {
+    conc_forkpool_t *p = fp_create(1);
+    fp_spin *s = (fp_spin *)conc_forkpool_alloc(p, sizeof *s);
+    TH_CHECK(s != NULL);
+    memset(s, 0, sizeof *s);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_spin_gate_task, &s, sizeof s, &f), 0);
+    fp_wait_flag(&s->ran, 1); /* running */
+    pid_t child = fork();
+    TH_CHECK(child >= 0);
+    if (child == 0)
+        _exit(conc_forkpool_cancel(f) == EPERM ? 0 : 1);
+    int st;
+    TH_CHECK_EQ(waitpid(child, &st, 0), child);
+    TH_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "cancel in the fork did not say EPERM");
+    __atomic_store_n(&s->go, 1u, __ATOMIC_RELEASE);
+    TH_CHECK_EQ(conc_future_wait(f), 0); /* untouched */
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
+    TH_CHECK(o.status == 0 && o.signal == 0 && o.attempts == 1);
+    conc_future_release(f);
+    conc_forkpool_free(p, s);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 static void forkpool_cancel_after_result_spares_next(void) {
     conc_forkpool_t *p = fp_create(1);
     fp_cancel_race *r = (fp_cancel_race *)conc_forkpool_alloc(p, sizeof *r);
@@ -2467,7 +2516,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_submit_cancel_running_and_queued),
         TH_CASE(forkpool_cancel_after_future_cancel),
         TH_CASE(forkpool_cancel_after_result_spares_next),
-        TH_CASE(forkpool_submit_timeout_and_crash),
+        TH_CASE(forkpool_cancel_in_a_fork_says_eperm), TH_CASE(forkpool_submit_timeout_and_crash),
         TH_CASE(forkpool_submit_timeout_caller_dispatched),
         TH_CASE(forkpool_submit_timeout_after_crash), TH_CASE(forkpool_task_timeout_forever),
         TH_CASE(forkpool_submit_timeout_result_in_grace), TH_CASE(forkpool_submit_bounded_queue),

@@ -63,7 +63,7 @@
  *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future).
  *   cancel: 0 (queued: dropped, the future CANCELLED; running: its worker is SIGKILLed and
  *     replaced, the future completes at once with status ECANCELED), EBUSY (already done),
- *     EINVAL (not a fork-pool future).
+ *     EINVAL (not a fork-pool future), EPERM (as map).
  *   free of memory this pool did not hand out aborts: "conc_forkpool_free: not a block ...".
  *   alloc, free, shutdown and destroy in a process other than the pool's parent abort:
  *   "conc_forkpool_shutdown: called in a process other than the pool's parent ...".
@@ -88,8 +88,8 @@
  *   the running map does not need (a map takes every idle worker, so submits wait for it).
  *   alloc/free may overlap maps: the region is live.
  *   Workers, and every other process but the parent, must not call forkpool functions (they
- *   have no pool, only a copy of its memory): map and submit return EPERM there, alloc,
- *   free, shutdown and destroy abort (ERRORS).
+ *   have no pool, only a copy of its memory): map, submit and cancel return EPERM there,
+ *   alloc, free, shutdown and destroy abort (ERRORS).
  *
  * CONFIGURATION (conc_forkpool_opts_t, or NULL for defaults)
  *   workers              0: one per CPU (at most CONC_FORKPOOL_MAX_WORKERS = 1024)
@@ -2500,6 +2500,8 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
     if (conc_load(&t->done, CONC_ACQUIRE)) /* [forkpool.A5]: the pool may be gone; done is final */
         return EBUSY;
     conc_forkpool_t *p = t->pool;
+    if (conc__forkpool_foreign(p)) /* its pidfds are the parent's: it would kill a worker there */
+        return EPERM;
     conc__forkpool_done_list dl = {NULL};
     int r = 0;
     bool kill_done = false, dropped_first = false;
