@@ -881,6 +881,11 @@ static void fp_wait_asleep(pid_t pid) {
     }
 }
 
+/* conc_forkpool_cancel of a running task returns (and completes its future) only once its
+ * worker has exited: fn writes nothing to the shared region after. It returned as soon as
+ * the SIGKILL was sent, and a worker running on another CPU went on writing for a moment (in
+ * about half the rounds here), into memory the caller may already have freed and handed out
+ * again. Rounds from a plain thread, then one from an on_done callback on the monitor. */
 typedef struct fp_spin {
     uint64_t count;        /* the spinning task's writes */
     pid_t pid;             /* its worker */
@@ -892,6 +897,16 @@ typedef struct fp_spin {
     uint32_t called;       /* parent-side: the callback has returned */
 } fp_spin;
 
+static int fp_spin_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_spin *s;
+    memcpy(&s, arg, sizeof s);
+    s->pid = getpid();
+    while (__atomic_add_fetch(&s->count, 1u, __ATOMIC_RELAXED) != 0) { /* until killed */
+    }
+    return 0;
+}
+
 static int fp_spin_gate_task(const void *arg, size_t len, void **result, size_t *result_len) {
     (void)len, (void)result, (void)result_len;
     fp_spin *s;
@@ -899,6 +914,67 @@ static int fp_spin_gate_task(const void *arg, size_t len, void **result, size_t 
     __atomic_store_n(&s->ran, 1u, __ATOMIC_RELEASE);
     fp_wait_flag(&s->go, 1);
     return 0;
+}
+
+static void fp_cancel_victim(conc_future_t *f, void *arg) {
+    (void)f;
+    fp_spin *s = (fp_spin *)arg;
+    s->cancelled = conc_forkpool_cancel(s->victim);
+    s->at_cancel = __atomic_load_n(&s->count, __ATOMIC_RELAXED);
+    s->alive = fp_pid_alive(s->pid);
+    __atomic_store_n(&s->called, 1u, __ATOMIC_RELEASE);
+}
+
+/* Starts the spinning task and waits until it writes. */
+static conc_future_t *fp_start_spin(conc_forkpool_t *p, fp_spin *s) {
+    __atomic_store_n(&s->count, 0u, __ATOMIC_RELAXED);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_spin_task, &s, sizeof s, &f), 0);
+    while (__atomic_load_n(&s->count, __ATOMIC_RELAXED) < 1000)
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    return f;
+}
+
+/* The spinner's worker is gone, and it wrote nothing after `at`. */
+static void fp_check_spin_stopped(const fp_spin *s, uint64_t at, int round) {
+    while (fp_pid_alive(s->pid))
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    uint64_t now = __atomic_load_n(&s->count, __ATOMIC_RELAXED);
+    TH_CHECK_MSG(now == at, "round %d: %llu writes after cancel returned", round,
+                 (unsigned long long)(now - at));
+}
+
+static void forkpool_cancel_returns_once_the_worker_is_dead(void) {
+    conc_forkpool_t *p = fp_create(2);
+    fp_spin *s = (fp_spin *)conc_forkpool_alloc(p, sizeof *s);
+    TH_CHECK(s != NULL);
+    memset(s, 0, sizeof *s);
+    int rounds = 20;
+    for (int round = 0; round < rounds; round++) {
+        conc_future_t *f = fp_start_spin(p, s);
+        TH_CHECK_EQ(conc_forkpool_cancel(f), 0);
+        uint64_t at = __atomic_load_n(&s->count, __ATOMIC_RELAXED);
+        TH_CHECK_MSG(!fp_pid_alive(s->pid), "round %d: the worker still runs", round);
+        TH_CHECK(conc_future_is_done(f));
+        fp_check_spin_stopped(s, at, round);
+        TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
+        conc_future_release(f);
+    }
+    s->victim = fp_start_spin(p, s);
+    conc_future_t *gate;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_spin_gate_task, &s, sizeof s, &gate), 0);
+    TH_CHECK_EQ(conc_future_on_done(gate, fp_cancel_victim, s), 0); /* before it can finish */
+    __atomic_store_n(&s->go, 1u, __ATOMIC_RELEASE);
+    TH_CHECK_EQ(conc_future_wait(gate), 0);
+    fp_wait_flag(&s->called, 1);
+    TH_CHECK_EQ(s->cancelled, 0);
+    TH_CHECK_EQ(s->alive, 0);
+    TH_CHECK_EQ(conc_future_wait(s->victim), ECANCELED);
+    fp_check_spin_stopped(s, s->at_cancel, rounds);
+    conc_future_release(s->victim);
+    conc_future_release(gate);
+    conc_forkpool_free(p, s);
+    conc_forkpool_destroy(p);
 }
 
 /* conc_forkpool_cancel in a fork of the parent says EPERM, as map and submit do. The fork's
@@ -2516,6 +2592,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_submit_cancel_running_and_queued),
         TH_CASE(forkpool_cancel_after_future_cancel),
         TH_CASE(forkpool_cancel_after_result_spares_next),
+        TH_CASE(forkpool_cancel_returns_once_the_worker_is_dead),
         TH_CASE(forkpool_cancel_in_a_fork_says_eperm), TH_CASE(forkpool_submit_timeout_and_crash),
         TH_CASE(forkpool_submit_timeout_caller_dispatched),
         TH_CASE(forkpool_submit_timeout_after_crash), TH_CASE(forkpool_task_timeout_forever),

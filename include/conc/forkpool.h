@@ -62,8 +62,10 @@
  *     pool gave up on (queued, or running on a worker the giving up killed) ends with EPIPE.
  *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future).
  *   cancel: 0 (queued: dropped, the future CANCELLED; running: its worker is SIGKILLed and
- *     replaced, the future completes at once with status ECANCELED), EBUSY (already done),
- *     EINVAL (not a fork-pool future), EPERM (as map).
+ *     replaced, and once that process has exited, so that fn writes nothing more to the
+ *     shared region, cancel returns and the future completes with status ECANCELED), EBUSY
+ *     (already done, or another cancel of it is under way), EINVAL (not a fork-pool future),
+ *     EPERM (as map).
  *   free of memory this pool did not hand out aborts: "conc_forkpool_free: not a block ...".
  *   alloc, free, shutdown and destroy in a process other than the pool's parent abort:
  *   "conc_forkpool_shutdown: called in a process other than the pool's parent ...".
@@ -584,6 +586,14 @@ CONC_NOINLINE int conc__forkpool_ctl_recv(int fd, conc__forkpool_ctl *m, int *fd
 
 CONC_INLINE int conc__forkpool_pidfd_signal(int pidfd, int sig) {
     return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) == 0 ? 0 : errno;
+}
+
+/* Returns once the process of pidfd has exited (a pidfd polls readable then, reaped or not;
+ * every store it made to the shared region came before). */
+CONC_NOINLINE void conc__forkpool_wait_exit(int pidfd) {
+    struct pollfd pf = {pidfd, POLLIN, 0};
+    while (poll(&pf, 1, -1) < 0 && errno == EINTR) {
+    }
 }
 
 CONC_INLINE void conc__forkpool_kick(conc_forkpool_t *p) {
@@ -2503,7 +2513,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
     if (conc__forkpool_foreign(p)) /* its pidfds are the parent's: it would kill a worker there */
         return EPERM;
     conc__forkpool_done_list dl = {NULL};
-    int r = 0;
+    int r = 0, watch = -1;
     bool kill_done = false, dropped_first = false;
     int saved_errno = conc_errno_save(); /* no call sets errno: the kill and the lock's futex may */
     conc_lock_acquire(&p->lock);
@@ -2527,6 +2537,13 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
     } else if (t->state == CONC__FORKPOOL_T_RUNNING && !t->cancelled) {
         conc__forkpool_worker *w = &p->w[t->worker];
         (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
+        /* The kill lands a moment later (an IPI away): until the process has exited, fn may
+         * still write to the shared region. Wait for that outside the lock, on a copy of the
+         * pidfd (the monitor closes w's once it hears of the death); with no fd to spare,
+         * here. */
+        watch = w->pidfd < 0 ? -1 : fcntl(w->pidfd, F_DUPFD_CLOEXEC, 0);
+        if (watch < 0 && w->pidfd >= 0)
+            conc__forkpool_wait_exit(w->pidfd);
         t->cancelled = true;
         t->outcome.status = ECANCELED;
         t->outcome.signal = SIGKILL;
@@ -2535,8 +2552,13 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         r = EBUSY;
     }
     conc_lock_release(&p->lock);
-    /* Completed now, outside the lock (callbacks may call into the pool); the worker's death
-     * (soon) only takes the task off the books. The pool's reference keeps f alive. */
+    if (watch >= 0) {
+        conc__forkpool_wait_exit(watch);
+        close(watch);
+    }
+    /* Completed now that the worker has exited, outside the lock (callbacks may call into the
+     * pool); its death, once the server reports it, only takes the task off the books. The
+     * pool's reference keeps f alive. */
     if (kill_done) {
         int won = conc_future_complete(f, ECANCELED, NULL); /* EBUSY: conc_future_cancel won */
         CONC_UNUSED(won);
