@@ -2250,6 +2250,58 @@ static void forkpool_other_processes_are_refused_by_getpid(void) {
     fp_other_processes_are_refused(true);
 }
 
+/* The fork server SIGKILLed while a map runs: its workers die with it (PDEATHSIG), the map
+ * returns ECHILD and later calls EPIPE. The monitor is held on the pool lock while they all
+ * die, so that its next poll finds the server's end and the workers' at once: it settled the
+ * workers' deaths before it gave up, and the round they left waited for replacements that
+ * could never come. The map never returned. */
+typedef struct fp_server_kill {
+    conc_forkpool_t *pool;
+    uint32_t started; /* items running */
+    int status;       /* the map's */
+} fp_server_kill;
+
+static int fp_started_then_hang(size_t i, void *arg) {
+    (void)i;
+    fp_server_kill *k = (fp_server_kill *)arg;
+    __atomic_fetch_add(&k->started, 1u, __ATOMIC_RELEASE);
+    while (pause() == -1) { /* until its worker dies */
+    }
+    return 0;
+}
+
+static void *fp_server_kill_map(void *arg) {
+    fp_server_kill *k = (fp_server_kill *)arg;
+    k->status = conc_forkpool_map(k->pool, fp_started_then_hang, k, 4, NULL);
+    return NULL;
+}
+
+static void forkpool_server_killed_with_its_workers(void) {
+    conc_forkpool_t *p = fp_create(2);
+    fp_server_kill *k = (fp_server_kill *)conc_forkpool_alloc(p, sizeof *k);
+    TH_CHECK(k != NULL);
+    memset(k, 0, sizeof *k);
+    k->pool = p;
+    pid_t pids[2];
+    TH_CHECK_EQ(conc_forkpool_pids(p, pids, 2), 2);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, fp_server_kill_map, k), 0);
+    fp_wait_flag(&k->started, 2); /* both workers in the round */
+    conc_lock_acquire(&p->lock);  /* the monitor stops at its next look at the books */
+    conc__forkpool_kick(p);
+    pid_t server = p->server_pid;
+    TH_CHECK_EQ(kill(server, SIGKILL), 0);
+    while (fp_pid_alive(server) || fp_pid_alive(pids[0]) || fp_pid_alive(pids[1]))
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    conc_lock_release(&p->lock);
+    TH_CHECK_EQ(pthread_join(t, NULL), 0); /* hung here for good */
+    TH_CHECK_EQ(k->status, ECHILD);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_nothing_item, NULL, 1, NULL), EPIPE);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "x", 1, NULL), EPIPE);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 /* The parent SIGKILLed: the fork server and every worker die with it (PDEATHSIG). We adopt
  * the orphans (a subreaper) so that we can reap them and see them go. */
 static void forkpool_parent_killed_workers_die(void) {
@@ -2611,5 +2663,6 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_blocking_calls_from_on_done_say_edeadlk),
         TH_CASE(forkpool_other_processes_are_refused),
         TH_CASE(forkpool_other_processes_are_refused_by_getpid),
+        TH_CASE(forkpool_server_killed_with_its_workers),
         TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
         TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120))

@@ -1793,10 +1793,6 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             if (p->create_status == -1)
                 p->create_status = ECHILD;
         }
-        if (!server_ok && !p->broken) {
-            p->broken = p->closed = true;
-            continue;
-        }
         if (p->stopping) {
             if (!stop_deadline)
                 stop_deadline = now + CONC__FORKPOOL_STOP_GRACE;
@@ -1960,6 +1956,11 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             }
         }
         if (!server_ok) { /* the server is gone: so is every worker, soon (PDEATHSIG) */
+            /* No replacement will come: give up before the deaths below, or a round they end
+             * would wait for one (a map left for good when the workers' ends came in the same
+             * poll as the server's). */
+            if (!p->broken)
+                conc__forkpool_give_up(p);
             for (unsigned k = 0; k < p->nworkers; k++) {
                 conc__forkpool_worker *w = &p->w[k];
                 if (w->state == CONC__FORKPOOL_W_SPAWNING) {
