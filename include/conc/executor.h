@@ -121,22 +121,26 @@
  *   - Tasks start in submission order, each as soon as a worker is free, as in Python's
  *     ThreadPoolExecutor: whenever Python's pool with as many workers finishes a workload
  *     (tasks that wait for each other through futures, promises, events, semaphores, locks,
- *     sleeps), so does this executor. Like Python's, it stops when every worker blocks on
- *     something only a task not yet started would provide (an event, a semaphore: no worker
- *     is free to start it); give such waits a deadline, or size the executor for them. Waits
- *     without a deadline on futures of the same executor finish even then: a waiting worker
- *     runs the unstarted awaited task itself (see DESIGN), where Python's pool would
- *     deadlock. A wait with a deadline does not (it would miss its deadline, and the task
- *     might wait for what the waiter does next): it waits as a Python worker would.
+ *     sleeps), so does this executor, given a queue that holds what its tasks submit
+ *     (Python's has no bound; tasks that submit to a full queue: next item). Like Python's,
+ *     it stops when every worker blocks on something only a task not yet started would
+ *     provide (an event, a semaphore: no worker is free to start it); give such waits a
+ *     deadline, or size the executor for them. Waits without a deadline on futures of the
+ *     same executor finish even then: a waiting worker runs the unstarted awaited task itself
+ *     (see DESIGN), where Python's pool would deadlock. A wait with a deadline does not (it
+ *     would miss its deadline, and the task might wait for what the waiter does next): it
+ *     waits as a Python worker would.
  *   - A task may submit to its own executor. While the queue is full such a submit blocks,
  *     where Python's (unbounded) queue never would; when every worker is blocked in an untimed
  *     submit at once, the last of them runs the oldest task not yet started itself, on its own
  *     stack (see "A full queue and the executor's own workers"), so workers that spawn work do
  *     not stop each other. A worker blocked in submit while another waits for it (for the
  *     task it runs, or anything it does after the submit) or on something else (an event, a
- *     wait past the 8 inline levels below) still waits, for good if no other worker is free:
- *     give a workload that spawns more than the queue holds a queue large enough for it, or
- *     submit with try_submit.
+ *     wait past the 8 inline levels below) still waits, for good if no other worker is free.
+ *     So does the last of them when the oldest task, which it runs, waits for what that
+ *     worker would do after its submit (complete a promise, set an event): Python's submit
+ *     returns at once. Give a workload that spawns more than the queue holds a queue large
+ *     enough for it, or submit with try_submit.
  *   - A task cancelled while queued (conc_future_cancel) keeps its place in the queue until
  *     a worker takes it and drops it unrun: until then it still counts toward
  *     queue_capacity, so with every worker busy a full queue stays full (try_submit EAGAIN,
