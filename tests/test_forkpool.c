@@ -15,6 +15,7 @@
 #include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #define FP_FLAG_WAIT_NS (200 * 1000) /* polling step while waiting for a worker's flag */
 
@@ -2302,6 +2303,64 @@ static void forkpool_server_killed_with_its_workers(void) {
     fp_check_no_children();
 }
 
+/* A child the host forks without exec while create runs, before the monitor has closed its
+ * copy of the server's end of the control socket, holds that end for as long as it lives.
+ * The pool learned of its server's death only from that socket's EOF: with the server
+ * killed, a map waited for the child to exit. Here the fork in the window is made exact: an
+ * atfork handler running in the monitor's fork of the server keeps copies of the pool's
+ * sockets, which a child forked after create holds until we let it go. */
+static int fp_held[8], fp_nheld;
+static int fp_hold_armed;
+
+static void fp_hold_pool_sockets(void) {
+    if (!fp_hold_armed)
+        return;
+    fp_hold_armed = 0;
+    int socks[8], n = 0;
+    for (int fd = 3; fd < 256 && n < 8; fd++) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+            socks[n++] = fd;
+    }
+    for (int i = 0; i < n; i++)
+        fp_held[fp_nheld++] = fcntl(socks[i], F_DUPFD_CLOEXEC, 0);
+}
+
+static void forkpool_server_end_held_by_a_host_fork(void) {
+    TH_CHECK_EQ(pthread_atfork(NULL, fp_hold_pool_sockets, NULL), 0);
+    fp_hold_armed = 1;
+    conc_forkpool_t *p = fp_create(2);
+    TH_CHECK(fp_nheld >= 2); /* the control socket's two ends */
+    pid_t pids[2];
+    TH_CHECK_EQ(conc_forkpool_pids(p, pids, 2), 2);
+    int gate[2];
+    TH_CHECK_EQ(pipe(gate), 0);
+    pid_t child = fork();
+    TH_CHECK(child >= 0);
+    if (child == 0) {
+        close(gate[1]);
+        char c;
+        _exit(read(gate[0], &c, 1) == 1 ? 0 : 1);
+    }
+    close(gate[0]);
+    for (int i = 0; i < fp_nheld; i++)
+        close(fp_held[i]); /* only the child holds them now */
+    pid_t server = p->server_pid;
+    TH_CHECK_EQ(kill(server, SIGKILL), 0);
+    while (fp_pid_alive(server) || fp_pid_alive(pids[0]) || fp_pid_alive(pids[1]))
+        th_sleep_ns(FP_FLAG_WAIT_NS);                              /* the workers die with it */
+    int st = conc_forkpool_map(p, fp_nothing_item, NULL, 8, NULL); /* hung here */
+    TH_CHECK_MSG(st == ECHILD || st == EPIPE, "map: %d", st);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_nothing_item, NULL, 8, NULL), EPIPE);
+    conc_forkpool_destroy(p);
+    TH_CHECK(fp_pid_alive(child));
+    TH_CHECK_EQ(write(gate[1], "x", 1), 1);
+    close(gate[1]);
+    TH_CHECK_EQ(waitpid(child, &st, 0), child);
+    TH_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    fp_check_no_children();
+}
+
 /* The parent SIGKILLed: the fork server and every worker die with it (PDEATHSIG). We adopt
  * the orphans (a subreaper) so that we can reap them and see them go. */
 static void forkpool_parent_killed_workers_die(void) {
@@ -2664,5 +2723,6 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_other_processes_are_refused),
         TH_CASE(forkpool_other_processes_are_refused_by_getpid),
         TH_CASE(forkpool_server_killed_with_its_workers),
+        TH_CASE(forkpool_server_end_held_by_a_host_fork),
         TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
         TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120))

@@ -157,7 +157,9 @@
  *   prctl for a parent that died first. The server is the workers' parent: it reaps them
  *   (it polls a pidfd per worker) and reports each death with its wait status. It sends the
  *   monitor the worker's socket and a pidfd (SCM_RIGHTS): the pidfd lets the monitor signal
- *   that exact process (timeouts, cancel) with no pid-reuse race.
+ *   that exact process (timeouts, cancel) with no pid-reuse race. The monitor polls the
+ *   server's own pidfd too: its socket's EOF would not show the server's death while a child
+ *   the host forked during create holds a copy of the server's end.
  *   Why a monitor thread, not the server, watches the workers: results and argument bytes
  *   travel between the parent and the workers, and only a thread of the parent can read
  *   them into the parent's memory and complete its futures. One thread polls everything
@@ -1756,7 +1758,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
     conc_lock_acquire(&p->lock);
     close(p->ctl_server);
     p->ctl_server = -1;
-    size_t npf = 2 + p->nworkers; /* allocated after the fork: the server never sees them */
+    size_t npf = 3 + p->nworkers; /* allocated after the fork: the server never sees them */
     struct pollfd *pf = server > 0 ? (struct pollfd *)calloc(npf, sizeof *pf) : NULL;
     int *who = server > 0 ? (int *)calloc(npf, sizeof *who) : NULL;
     if (server > 0 && (!pf || !who)) {
@@ -1775,6 +1777,10 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
         return NULL;
     }
     p->server_pid = server;
+    /* The server's end of the control socket can outlive the server: a child the host forked
+     * (no exec) while create ran, before our copy was closed above, holds one. Its EOF is
+     * then no sign of the server's death; the server's pidfd is (-1: EOF only). */
+    int server_pidfd = (int)syscall(SYS_pidfd_open, server, 0);
     conc__forkpool_done_list dl = {NULL};
     bool server_ok = true;
     bool ctl_closed = false;
@@ -1896,6 +1902,11 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             pf[n].fd = p->ctl;
             pf[n].events = POLLIN;
             who[n++] = -2;
+            if (server_pidfd >= 0) {
+                pf[n].fd = server_pidfd;
+                pf[n].events = POLLIN;
+                who[n++] = -3;
+            }
         }
         for (unsigned k = 0; k < p->nworkers; k++) {
             conc__forkpool_worker *w = &p->w[k];
@@ -1927,8 +1938,9 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 uint64_t v;
                 ssize_t rr = read(p->evfd, &v, sizeof v);
                 CONC_UNUSED(rr);
-            } else if (who[i] == -2) {
-                if (!conc__forkpool_server_read(p)) {
+            } else if (who[i] == -2 || who[i] == -3) {
+                /* -3: the server has exited; what it sent before is queued: read it all. */
+                if (!ctl_closed && (!conc__forkpool_server_read(p) || who[i] == -3)) {
                     server_ok = false;
                     ctl_closed = true;
                 }
@@ -2011,6 +2023,8 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
     int ws;
     while (waitpid(server, &ws, 0) < 0 && errno == EINTR) {
     }
+    if (server_pidfd >= 0)
+        close(server_pidfd);
     free(pf);
     free(who);
     conc_lock_acquire(&p->lock);
