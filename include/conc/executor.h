@@ -139,8 +139,11 @@
  *     wait past the 8 inline levels below) still waits, for good if no other worker is free.
  *     So does the last of them when the oldest task, which it runs, waits for what that
  *     worker would do after its submit (complete a promise, set an event): Python's submit
- *     returns at once. Give a workload that spawns more than the queue holds a queue large
- *     enough for it, or submit with try_submit.
+ *     returns at once. So does it, too, once the tasks it runs so are 8 deep (below): a tree
+ *     of tasks that each spawn several, with the queue full, runs oldest first, so each level
+ *     it runs spawns more than it takes, and the worker soon sleeps there for good (one
+ *     worker, capacity 1, a binary tree 10 deep). Give a workload that spawns more than the
+ *     queue holds a queue large enough for it, or submit with try_submit.
  *   - A task cancelled while queued (conc_future_cancel) keeps its place in the queue until
  *     a worker takes it and drops it unrun: until then it still counts toward
  *     queue_capacity, so with every worker busy a full queue stays full (try_submit EAGAIN,
