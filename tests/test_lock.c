@@ -3,8 +3,9 @@
  * SPDX-License-Identifier: MIT */
 /* A stop at the futex seam: a thread that armed wake_stop runs it at its next futex_wake,
  * before the syscall (what a preemption there would do), so a case can let other threads
- * run to completion inside a release. */
+ * run to completion inside a release; wait_stop, the same at its next futex_wait. */
 static __thread void (*wake_stop)(void);
+static __thread void (*wait_stop)(void);
 static void wake_hook(int kind);
 #define CONC_FUTEX_HOOK(kind) wake_hook(kind)
 
@@ -236,11 +237,74 @@ static void lock_starving_sleeper_gets_handoff(void) {
 }
 
 static void wake_hook(int kind) {
-    void (*stop)(void) = wake_stop;
-    if (kind != CONC_FUTEX_HOOK_WAKE || !stop)
+    void (**armed)(void) = kind == CONC_FUTEX_HOOK_WAKE ? &wake_stop : &wait_stop;
+    void (*stop)(void) = *armed;
+    if (!stop)
         return;
-    wake_stop = NULL; /* one stop per arming */
+    *armed = NULL; /* one stop per arming */
     stop();
+}
+
+/* A sleeper alone whose wake missed it (it was on its way into futex_wait when the release
+ * woke nobody) and that finds the lock taken again must not sleep on the WAKING that wake
+ * left: the releases would skip their wakes for CONC__LOCK_WAKING_WAIT_NS (10 ms) while a
+ * thread that re-takes the lock at once kept it, and a lone waiter against such a thread
+ * waited 10 ms again and again, not the CONC_LOCK_FAIR_NS before a handoff. Here the sleeper
+ * is stopped before its first futex_wait while main releases (the wake finds nobody) and
+ * takes the lock again; at its next futex_wait the word must show no WAKING. */
+typedef struct sole_sleeper {
+    conc_lock_t lock;
+    int reached;     /* release/acquire: 1 at its first futex_wait, 2 at its second */
+    int open;        /* release/acquire: how many stops main has opened */
+    uint32_t second; /* the word at its second futex_wait */
+    int state;       /* release/acquire: 2 once it got the lock */
+} sole_sleeper;
+static sole_sleeper sole;
+static void sole_stop_wait(int n) {
+    __atomic_store_n(&sole.reached, n, __ATOMIC_RELEASE);
+    while (__atomic_load_n(&sole.open, __ATOMIC_ACQUIRE) < n)
+        th_sleep_ns(100000);
+}
+static void sole_second_stop(void) {
+    sole.second = conc_load(&sole.lock.word, CONC_RELAXED); /* what it is about to sleep on */
+    sole_stop_wait(2);
+}
+static void sole_first_stop(void) {
+    wait_stop = sole_second_stop;
+    sole_stop_wait(1);
+}
+static void *sole_sleeper_main(void *arg) {
+    (void)arg;
+    wait_stop = sole_first_stop;
+    conc_lock_acquire(&sole.lock);
+    __atomic_store_n(&sole.state, 2, __ATOMIC_RELEASE);
+    conc_lock_release(&sole.lock);
+    return NULL;
+}
+static void lock_sole_sleeper_retires_a_wake_that_missed_it(void) {
+    memset(&sole, 0, sizeof sole);
+    conc_lock_acquire(&sole.lock);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, sole_sleeper_main, NULL), 0);
+    /* It registers and stops before its futex_wait; the release sets WAKING and its wake
+     * finds nobody; main takes the free lock again at once, as a barger would; the sleeper's
+     * futex_wait then returns EAGAIN and it finds the lock held. */
+    while (__atomic_load_n(&sole.reached, __ATOMIC_ACQUIRE) < 1)
+        th_sleep_ns(100000);
+    conc_lock_release(&sole.lock);
+    TH_CHECK(conc_load(&sole.lock.word, CONC_RELAXED) & CONC__LOCK_WAKING);
+    conc_lock_acquire(&sole.lock);
+    __atomic_store_n(&sole.open, 1, __ATOMIC_RELEASE);
+    while (__atomic_load_n(&sole.reached, __ATOMIC_ACQUIRE) < 2)
+        th_sleep_ns(100000);
+    TH_CHECK_MSG(!(sole.second & CONC__LOCK_WAKING) &&
+                     (sole.second & CONC__LOCK_SLEEPER_MASK) == CONC__LOCK_SLEEPER_ONE,
+                 "word %#x", sole.second);
+    __atomic_store_n(&sole.open, 2, __ATOMIC_RELEASE);
+    conc_lock_release(&sole.lock); /* wakes it */
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(sole.state, 2);
+    TH_CHECK_EQ(sole.lock.word, 0);
 }
 
 /* POSIX lets a mutex be freed as soon as it is unlocked, and so does conc: the next owner may
@@ -576,6 +640,7 @@ TH_MAIN("lock", TH_CASE(lock_is_four_bytes_and_zero_is_unlocked),
         TH_CASE(lock_freed_by_next_owner_after_release),
         TH_CASE(lock_handoff_to_absent_sleeper_claimed_by_newcomer),
         TH_CASE(lock_shared_releaser_dead_before_its_wake_strands_no_sleeper),
+        TH_CASE(lock_sole_sleeper_retires_a_wake_that_missed_it),
         TH_CASE(lock_shared_across_processes_exact_total),
         TH_CASE(lock_shared_waiter_killed_or_stopped_holds_up_no_release),
         TH_CASE(lock_stress_hammer_exact_total), LOCKISH_CASES)

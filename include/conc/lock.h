@@ -83,7 +83,8 @@
  *   - Latency: a release's wake that finds nobody (the sleepers were on their way into the
  *     kernel) cannot be followed up, since the releaser never looks at the word again; if a
  *     newcomer then takes the lock before those sleepers claim it, they sleep on WAKING for
- *     up to CONC__LOCK_WAKING_WAIT_NS (10 ms) while the lock passes among others. On 2 CPUs
+ *     up to CONC__LOCK_WAKING_WAIT_NS (10 ms) while the lock passes among others (a sleeper
+ *     alone retires that WAKING and is woken by the next release). On 2 CPUs
  *     with 4 threads that makes the worst single wait about 15 ms (about 9 ms before the
  *     release stopped looking): the price of freeing a lock as soon as it is unlocked.
  *   - Signal handlers must not acquire a lock the interrupted code may hold.
@@ -113,8 +114,10 @@
  *     sleeper retires WAKING in its next CAS on the word, and any sleeper that claims the
  *     lock retires it too (one back from EAGAIN may claim first). A wake may find nobody (the
  *     sleepers were on their way into the kernel), and the releaser cannot look again, so
- *     WAKING may be stale: a sleeper that sleeps on a word showing WAKING (registering keeps
- *     it, as re-sleeping does for a sleeper that was not woken) sleeps for at most
+ *     WAKING may be stale. A sleeper that is the only one registered knows a WAKING it sees
+ *     is stale (the wake was for it, and it is running) and retires it before it sleeps
+ *     again; among several, a sleeper that sleeps on a word showing WAKING (registering
+ *     keeps it, as re-sleeping does for a sleeper that was not woken) sleeps for at most
  *     CONC__LOCK_WAKING_WAIT_NS (10 ms), then retires it. A stale WAKING thus costs the
  *     sleepers it strands at most that, and only after a wake that found nobody and a
  *     newcomer that took the lock before any of those sleepers claimed it;
@@ -231,9 +234,10 @@ static inline void conc_lock_init(conc_lock_t *l, int flags) {
  *   that barger's release wakes someone: no lost wakeup, only the barger's turn first. A
  *   release that finds WAKING set skips its wake: the sleeper it stands for was woken and
  *   looks at the word again; if the wake that set it found nobody, the sleepers were on their
- *   way in: those whose value lacked WAKING find the word changed (EAGAIN), and those that
- *   sleep on it time out of that sleep after CONC__LOCK_WAKING_WAIT_NS and retire it, so the
- *   next release wakes again. Handing over, the releaser keeps HELD and sets HANDOFF,
+ *   way in: those whose value lacked WAKING find the word changed (EAGAIN); one that is the
+ *   only sleeper registered retires it before it sleeps again, and those that sleep on it
+ *   time out of that sleep after CONC__LOCK_WAKING_WAIT_NS and retire it, so the next
+ *   release wakes again. Handing over, the releaser keeps HELD and sets HANDOFF,
  *   WAKING and the next generation in that CAS, then wakes a starving sleeper, or any: one
  *   asleep is found; one on its way in sees a handoff newer than the word it slept on and
  *   claims it. Nothing the releaser does after its CAS depends on the word, so the lock may
@@ -375,10 +379,13 @@ CONC_COLD int conc__lock_acquire_slow(conc_lock_t *l, int64_t deadline) {
         /* Before sleeping again: a woken sleeper retires its WAKING (else the next release
          * would not wake anyone), as does one whose sleep on WAKING timed out (a wake that
          * found nobody left it) or whose CONC_SHARED sleep ran out (a dead process may have
-         * left it), and a starving one asks for a handoff. Relaxed: the
+         * left it), and one that is the only sleeper registered (no other can be in flight:
+         * the WAKING was for a wake that missed it on its way in, and sleeping on it would
+         * make the releases skip their wakes for CONC__LOCK_WAKING_WAIT_NS while a barger
+         * takes the lock again and again); a starving one asks for a handoff. Relaxed: the
          * releaser reads both in its CAS [lock.R2]; nothing else is published. */
         next = v;
-        if (woken || waking_stale)
+        if (woken || waking_stale || (v & CONC__LOCK_SLEEPER_MASK) == CONC__LOCK_SLEEPER_ONE)
             next &= ~CONC__LOCK_WAKING;
         if (starving)
             next |= CONC__LOCK_STARVING;

@@ -13,8 +13,9 @@
  *     we last slept on (or tried to) had no HANDOFF, or another GEN: the handoff came after
  *     we slept, (c) we have slept on it for CONC__LOCK_HANDOFF_WAIT_NS (the event "10 ms
  *     passed", below). Else, at our deadline, deregister (the last one out of a pending
- *     HANDOFF frees the lock [lock.R3]); else, if woken or back from a sleep on WAKING that
- *     timed out (stale), retire WAKING, maybe set STARVING (one CAS), and futex_wait on that
+ *     HANDOFF frees the lock [lock.R3]); else, if woken, back from a sleep on WAKING that
+ *     timed out (stale), or the only sleeper registered, retire WAKING, maybe set STARVING
+ *     (one CAS), and futex_wait on that
  *     value (for at most CONC__LOCK_WAKING_WAIT_NS if it shows WAKING: the event "WAKING is
  *     stale", below). A claim retires WAKING on the same condition;
  *   - futex_wait(word, seen): a past deadline returns ETIMEDOUT before the syscall; else the
@@ -58,7 +59,10 @@
  * "WAKING is stale": a wake may find nobody, and the releaser does not look again, so a
  * sleeper that sleeps on WAKING may time out of that sleep and retire it. The model lets that
  * happen only when no wake is still to come for it (ghost wk_pending) and no woken sleeper is
- * in flight: otherwise that one must do, so a lost wake still shows (NO_WAKING_TIMEOUT).
+ * in flight: otherwise that one must do, so a lost wake still shows (NO_WAKING_TIMEOUT, checked
+ * in lock_r2.pml: a sleeper alone retires a stale WAKING without the timeout, so it takes
+ * two sleepers stranded together and a third process taking the lock from them, which one
+ * round each cannot reach).
  *
  * "10 ms passed" (c) is the fallback for handoffs nobody eligible claims. The model lets that
  * time pass only when it is needed: a sleeper has died (DEAD), or this sleeper registered
@@ -77,6 +81,8 @@
  *     wake really strands someone;
  *   - afterwards, if nobody died, the word is 0 again (no sleeper count, STARVING, WAKING,
  *     GEN or HANDOFF leaks); if some died, the count is theirs;
+ *   - a sleeper alone never sleeps on WAKING (it would sleep CONC__LOCK_WAKING_WAIT_NS
+ *     while the releases skip their wakes; NO_SOLE_RETIRE, the protocol before, does);
  *   - handoff fairness: whoever takes the lock from a word with HANDOFF set was registered
  *     when the handoff was made (pre[]), or was woken by a futex_wake (the handoff's own wake
  *     may find a newcomer that got into the kernel after the handoff: lock.h tags starving
@@ -98,14 +104,18 @@
  * timeout, but every registration then means another wake: at 8 threads on 2 CPUs, 1.7
  * million wakes a second and a fifth of the throughput. With 1 bit of
  * GEN, a sleeper held up across two handoffs strands the same way (found by this model;
- * hence 4 bits in lock.h). Now: 0.11 million states, errors: 0; lock_dead.pml 0.22 million;
+ * hence 4 bits in lock.h). Now: 0.10 million states, errors: 0; lock_dead.pml 0.21 million;
  * ROUNDS = 2 exhaustive ran to 113 million states without errors before 5 GB (-DCOLLAPSE),
- * and lock_r2.pml's bitstate run visits about 92 million (2 minutes), errors: 0.
+ * and lock_r2.pml's bitstate run visits about 83 million (2 minutes), errors: 0.
  *
  * Until CONC_SHARED sleeps ended every CONC__LOCK_SHARED_RECHECK_NS, a waiter killed between
  * its wake and its first step (or a releaser killed between its CAS and its wake) left the
  * sleepers asleep on a word without WAKING asleep for good (lock_dead.pml's
  * NO_SHARED_RECHECK; the model left that death out then).
+ *
+ * Until a sleeper alone retired the WAKING it found, a lone waiter whose wake missed it on
+ * its way into the kernel, against a thread that re-took the lock at once, slept on that
+ * WAKING for CONC__LOCK_WAKING_WAIT_NS while every release skipped its wake (NO_SOLE_RETIRE).
  *
  * Run: bash tests/run.sh models /tmp/m.log, or by hand:
  *   spin -a lock.pml && gcc -O2 -DSAFETY -o pan pan.c && ./pan -m1000000 | grep errors
@@ -114,11 +124,11 @@
  * Deliberately broken variants (spin -DNAME); each must make pan report errors:
  */
 // broken: NO_WAKE a release sets WAKING (or hands off) but never wakes anyone
-// broken: NO_WAKING_TIMEOUT sleepers keep WAKING and sleep on it without a timeout: a wake lost
 // broken: HANDOFF_WOKEN_ONLY only a woken sleeper may claim a HANDOFF (or after 10 ms)
 // broken: HANDOFF_TO_ANY any sleeper may claim a HANDOFF, newcomers too
 // broken: HANDOFF_DROPS_HELD the release hands off without keeping HELD: a free HANDOFF
 // broken: LOOK_AFTER_WAKE the old wake_one: after a wake that found nobody, retire WAKING
+// broken: NO_SOLE_RETIRE a sleeper alone keeps a WAKING whose wake missed it and sleeps on it
 // pan-cc: -DSAFETY
 // pan-run: -m1000000
 
@@ -397,7 +407,11 @@ sleep_loop:
         fi;
         /* before sleeping again: retire WAKING, ask for a handoff (one CAS) */
         if
+#ifdef NO_SOLE_RETIRE
         :: woken || stale -> nv = v & ~WAKING
+#else
+        :: woken || stale || (v & SLEEPERS) == SLEEPER -> nv = v & ~WAKING
+#endif
         :: else -> nv = v
         fi;
         if
@@ -414,6 +428,7 @@ futex_wait:
      * step (EAGAIN if the word changed). The next pass reloads v. */
     atomic {
         TOUCH;
+        assert((v & WAKING) == 0 || (v & SLEEPERS) != SLEEPER); /* alone: never on WAKING */
         if /* all that lock.h's `slept` and `on_waking` are asked for */
         :: (v & HANDOFF) != 0 -> slept = v & (HANDOFF | GEN | WAKING)
         :: else -> slept = v & WAKING
