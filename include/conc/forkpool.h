@@ -120,13 +120,18 @@
  *     Replacements never copy the live parent: they are forked from a fork server made at
  *     create, a single-threaded copy of the parent as it was then.
  *   - Workers ignore SIGINT (Ctrl-C reaches the whole process group: the parent decides),
- *     die with the parent (PR_SET_PDEATHSIG), keep only fds 0, 1 and 2, leave with _exit
- *     (stdio is flushed after each task). No SIGCHLD handler is installed: the host's
- *     children are never touched. The pool's own fds are close-on-exec. A child that fn
- *     forks without exec keeps a copy of its worker's socket; the pool never waits for it
- *     (a worker's death is settled when the server reaps it, not at its socket's EOF). A
- *     child the host forks without exec keeps copies of the pool's fds too; shutdown and
- *     destroy never wait for it either.
+ *     die with the parent (PR_SET_PDEATHSIG), keep only fds 0, 1 and 2 besides their
+ *     socket to the parent at fd 3, leave with _exit (stdio is flushed after each task).
+ *     fn must leave fd 3 alone: a worker whose socket fn closed or replaced (dup2, a loop
+ *     that closes every fd past 2) dies when it answers, and that is its outcome (ECHILD,
+ *     exit code 0); if fd 3 is then some other socket, the task ends only by task_timeout
+ *     or cancel. fn that calls exit() runs, in the worker, the atexit handlers the parent
+ *     had at create (its outcome is ECHILD with that exit code): _exit skips them. No
+ *     SIGCHLD handler is installed: the host's children are never touched. The pool's own
+ *     fds are close-on-exec. A child that fn forks without exec keeps a copy of its
+ *     worker's socket; the pool never waits for it (a worker's death is settled when the
+ *     server reaps it, not at its socket's EOF). A child the host forks without exec keeps
+ *     copies of the pool's fds too; shutdown and destroy never wait for it either.
  *   - on_done callbacks of fork-pool futures run on the pool's monitor thread: keep them
  *     short and never block on the same pool: a map there returns EDEADLK, and so does a
  *     blocking submit that finds the queue full (try_submit: EAGAIN), since only that thread
