@@ -154,6 +154,46 @@ static void rwlock_misuse_aborts_with_message(void) {
     check_abort(downgrade_while_writer_waits, "conc_rwlock_downgrade: not held exclusively");
 }
 
+/* A wait without a deadline by the thread that holds the lock exclusively would wait for
+ * itself for good: it aborts naming the call (glibc's rwlock says EDEADLK). With a deadline it
+ * times out, as any wait for a holder does. */
+static void acquire_while_holding(void) {
+    static conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_rwlock_acquire(&rw);
+    conc_rwlock_acquire(&rw);
+}
+static void acquire_shared_while_holding(void) {
+    static conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_rwlock_acquire(&rw);
+    conc_rwlock_acquire_shared(&rw);
+}
+static void acquire_until_forever_while_holding(void) {
+    static conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_rwlock_acquire(&rw);
+    if (conc_rwlock_acquire_until(&rw, CONC_FOREVER) == 0)
+        abort(); /* not reached: the call aborts with its own message first */
+}
+static void check_self_wait_aborts(void (*fn)(void), const char *msg) {
+    char err[4096];
+    int status = th_run_child_capturing_stderr(fn, err, sizeof err);
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
+    TH_CHECK_MSG(strstr(err, msg) != NULL, "stderr: %s", err);
+}
+static void rwlock_holder_waiting_for_itself_aborts(void) {
+    check_self_wait_aborts(acquire_while_holding, "conc_rwlock_acquire: the calling thread holds");
+    check_self_wait_aborts(acquire_until_forever_while_holding,
+                           "conc_rwlock_acquire: the calling thread holds");
+    check_self_wait_aborts(acquire_shared_while_holding,
+                           "conc_rwlock_acquire_shared: the calling thread holds");
+    conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_rwlock_acquire(&rw);
+    TH_CHECK_EQ(conc_rwlock_acquire_until(&rw, conc_deadline_in(CONC_MS)), ETIMEDOUT);
+    TH_CHECK_EQ(conc_rwlock_acquire_shared_until(&rw, conc_deadline_in(CONC_MS)), ETIMEDOUT);
+    TH_CHECK_EQ(conc_rwlock_try_acquire(&rw), EBUSY);
+    conc_rwlock_release(&rw);
+    TH_CHECK_EQ(conc_rwlock_readers(&rw), 0u);
+}
+
 /* ---- orderings of events between threads ------------------------------------------------- */
 
 typedef struct actor {
@@ -749,6 +789,7 @@ TH_MAIN("rwlock", TH_CASE(rwlock_is_a_line_per_slot_and_zero_is_free),
         TH_CASE(rwlock_try_forms_see_each_other),
         TH_CASE(rwlock_downgrade_keeps_readers_out_of_nothing),
         TH_CASE(rwlock_shared_flag_in_private_memory), TH_CASE(rwlock_misuse_aborts_with_message),
+        TH_CASE(rwlock_holder_waiting_for_itself_aborts),
         TH_CASE(rwlock_writer_timeout_admits_queued_readers),
         TH_CASE(rwlock_shared_until_times_out_under_signals),
         TH_CASE(rwlock_release_admits_readers_before_next_writer),

@@ -65,7 +65,10 @@
  *   the thread that took it, so another thread's release_shared would take it from the wrong
  *   slot (unlike Go's RUnlock). A lock owns no resources, so there is no destroy.
  *   Recursion: a reader that acquires shared again while a writer waits deadlocks (as with
- *   pthread_rwlock_t under writer preference); a writer acquiring again deadlocks.
+ *   pthread_rwlock_t under writer preference). A writer that acquires again, either way,
+ *   would wait for itself: without a deadline that aborts naming the call ("the calling
+ *   thread holds it exclusively"; glibc says EDEADLK), with one it times out. The check is
+ *   for private locks: a CONC_SHARED lock's holder may be another process's thread.
  *
  * CONFIGURATION
  *   CONC_RWLOCK_SPIN  pauses spent looking at the word before sleeping (base.h's conc_spin: a
@@ -450,6 +453,17 @@ CONC_COLD void conc__rwlock_settle_slow(conc_rwlock_t *rw, uint32_t *slot) {
         conc__rwlock_wake_writer_slow(rw);
 }
 
+/* A wait without a deadline by the thread that holds the lock exclusively would wait for
+ * itself for good (glibc's rwlock says EDEADLK; the blocking calls return nothing): abort,
+ * naming the call. Private locks only: a CONC_SHARED lock's holder may be a thread of
+ * another process with the same thread pointer. Relaxed, as in conc__rwlock_unhold: only
+ * the holder stores its own number. */
+CONC_COLD void conc__rwlock_check_not_holder_slow(const conc_rwlock_t *rw, const char *who) {
+    if (!(conc_load(&rw->word, CONC_RELAXED) & CONC__RWLOCK_SHARED) &&
+        conc_load(&rw->holder, CONC_RELAXED) == conc__rwlock_self())
+        CONC_ABORT(who);
+}
+
 /* The reader's slot fetch_add was followed by a load that saw WRITER up in `w`, phase p: this
  * reader is counted in its slot but may not read. Queue (unless the phase ended already),
  * leave the slot, then wait for the phase to end or the deadline. */
@@ -457,6 +471,9 @@ CONC_COLD int conc__rwlock_shared_slow(conc_rwlock_t *rw, uint32_t *slot, uint64
                                        int64_t deadline) {
     const uint64_t phase = w & CONC__RWLOCK_PHASE_MASK;
     int flags = conc__rwlock_futex_flags(w);
+    if (deadline == CONC_FOREVER)
+        conc__rwlock_check_not_holder_slow(rw, "conc_rwlock_acquire_shared: the calling thread "
+                                               "holds it exclusively (it would wait for itself)");
     for (;;) {
         CONC_CHAOS_POINT();
         /* [rwlock.A3] acquire (the failure order): pairs with [rwlock.R2], the end of the
@@ -549,6 +566,16 @@ CONC_INLINE void conc__rwlock_unhold(conc_rwlock_t *rw, const char *who) {
     conc_store(&rw->holder, (uintptr_t)0, CONC_RELAXED);
 }
 
+/* The writers' lock: a try first, so that a wait can check who waits (above). */
+CONC_INLINE int conc__rwlock_writers_acquire(conc_rwlock_t *rw, int64_t deadline) {
+    if (CONC_LIKELY(conc_lock_try_acquire(&rw->writers) == 0))
+        return 0;
+    if (deadline == CONC_FOREVER)
+        conc__rwlock_check_not_holder_slow(rw, "conc_rwlock_acquire: the calling thread holds "
+                                               "it exclusively already (it would wait for itself)");
+    return conc_lock_acquire_until(&rw->writers, deadline);
+}
+
 /* Raise WRITER (the caller holds the inner lock) and wait for the readers inside. */
 CONC_INLINE int conc__rwlock_exclusive(conc_rwlock_t *rw, int64_t deadline) {
     /* [rwlock.A2] seq_cst: acquire pairs with the readers' [rwlock.R1] and the last writer's
@@ -621,7 +648,7 @@ static inline void conc_rwlock_release_shared(conc_rwlock_t *rw) {
 
 static inline void conc_rwlock_acquire(conc_rwlock_t *rw) {
     CONC_TSAN_MUTEX_PRE_LOCK(rw, 0);
-    conc_lock_acquire(&rw->writers);
+    (void)conc__rwlock_writers_acquire(rw, CONC_FOREVER);
     (void)conc__rwlock_exclusive(rw, CONC_FOREVER);
     conc__rwlock_hold(rw);
     CONC_TSAN_MUTEX_POST_LOCK(rw, 0);
@@ -629,7 +656,7 @@ static inline void conc_rwlock_acquire(conc_rwlock_t *rw) {
 
 CONC_NODISCARD static inline int conc_rwlock_acquire_until(conc_rwlock_t *rw, int64_t deadline) {
     CONC_TSAN_MUTEX_PRE_LOCK(rw, CONC_TSAN_MUTEX_TRY_LOCK);
-    int r = conc_lock_acquire_until(&rw->writers, deadline);
+    int r = conc__rwlock_writers_acquire(rw, deadline);
     if (r == 0)
         r = conc__rwlock_exclusive(rw, deadline);
     if (r == 0)
