@@ -192,6 +192,31 @@ static void base_futex_wait_takes_bit_field_arguments(void) {
     TH_CHECK_EQ(conc_futex_wait(&word, 8, bits.deadline, bits.shared), EAGAIN);
 }
 
+/* A futex word the kernel refuses (misaligned, or a tag of 0) could never be slept on: every
+ * caller would poll it at full speed. A debug build aborts naming the cause. */
+static _Alignas(8) unsigned char refused_buf[16];
+static void futex_wait_misaligned(void) {
+    uint32_t *word = (uint32_t *)(void *)(refused_buf + 1);
+    (void)!conc_futex_wait(word, 0, 0, CONC_FOREVER);
+}
+static void futex_wait_tag_zero(void) {
+    uint32_t word = 0;
+    (void)!conc_futex_wait_tagged(&word, 0, 0, 0, CONC_FOREVER);
+}
+static void base_futex_word_the_kernel_refuses_aborts_in_debug(void) {
+#if CONC_DEBUG
+    char err[1024];
+    int st = th_run_child_capturing_stderr(futex_wait_misaligned, err, sizeof err);
+    TH_CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %d", st);
+    TH_CHECK_MSG(strstr(err, "not 4-byte aligned") != NULL, "stderr: %s", err);
+    st = th_run_child_capturing_stderr(futex_wait_tag_zero, err, sizeof err);
+    TH_CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %d", st);
+    TH_CHECK_MSG(strstr(err, "or a tag of 0") != NULL, "stderr: %s", err);
+#else
+    TH_SKIP("a release build (NDEBUG) returns EINTR there and lets its callers poll");
+#endif
+}
+
 static void base_futex_halves_of_a_64_bit_word(void) {
     uint64_t word __attribute__((aligned(8))) = 0x1122334455667788ull;
     TH_CHECK_EQ(*conc_futex_half_low(&word), 0x55667788u);
@@ -545,7 +570,8 @@ static void base_abort_names_the_function(void) {
 
 TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_deadline_passed),
         TH_CASE(base_cpu_count_keeps_errno_when_sysconf_sets_it), TH_CASE(base_futex_wait_and_wake),
-        TH_CASE(base_futex_flags), TH_CASE(base_futex_halves_of_a_64_bit_word),
+        TH_CASE(base_futex_flags), TH_CASE(base_futex_word_the_kernel_refuses_aborts_in_debug),
+        TH_CASE(base_futex_halves_of_a_64_bit_word),
         TH_CASE(base_futex_tagged_wake_reaches_its_tag),
         TH_CASE(base_futex_wait_zero_returns_at_a_zero), TH_CASE(base_spin_budget_counts_pauses),
         TH_CASE(base_yield_policy_books_waste),

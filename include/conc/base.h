@@ -29,6 +29,8 @@
  *                                         (the first design's order, (word, expected, dl,
  *                                         flags), works too: an int64_t third argument is dl,
  *                                         but wide flags (a long) before an int64_t are flags)
+ *                                         (a word the kernel refuses, not 4-byte aligned or
+ *                                         unmapped, aborts in a debug build; else EINTR)
  *             conc_futex_wake(word, n, flags)                   number woken
  *             conc_futex_wait_tagged(word, expected, flags, tag, dl) / conc_futex_wake_tagged
  *                                         the same, waking by tag
@@ -518,6 +520,19 @@ CONC_INLINE int conc_futex_flags(uint32_t bits, uint32_t shared_bit) {
     return (bits & shared_bit) ? CONC_SHARED : 0;
 }
 
+/* The kernel refused a futex wait: EINVAL for a word that is not 4-byte aligned (in a
+ * packed struct, say) or a tag of 0, EFAULT for a word in no mapping (used after a free or an
+ * munmap). No caller could ever sleep there: each would look at its word again and again at
+ * full speed. A debug build says so; a release build returns EINTR, and its callers poll. */
+CONC_COLD void conc__base_futex_refused_slow(int e) {
+    if (e == EINVAL)
+        CONC_ABORT("conc_futex_wait: the kernel refused the word (EINVAL): not 4-byte aligned "
+                   "(a packed struct?), or a tag of 0");
+    if (e == EFAULT)
+        CONC_ABORT("conc_futex_wait: the word is in no mapping (EFAULT): used after it was "
+                   "freed or unmapped?");
+}
+
 /* Sleep while *word == expected, until woken or the absolute CLOCK_MONOTONIC deadline.
  * Returns 0 (woken), EAGAIN (*word != expected at the call), ETIMEDOUT (deadline passed) or
  * EINTR (a signal). The kernel compares *word with expected and queues the caller atomically
@@ -542,7 +557,10 @@ static inline int conc_futex_wait_tagged(uint32_t *word, uint32_t expected, int 
     errno = saved_errno;
     if (e == 0 || e == EAGAIN || e == ETIMEDOUT || e == EINTR)
         return e;
-    return EINTR; /* EFAULT/EINVAL cannot happen with a valid word; callers re-check anyway */
+#if CONC_DEBUG
+    conc__base_futex_refused_slow(e);
+#endif
+    return EINTR; /* release builds: callers look at the word again (and poll, see above) */
 }
 
 /* Wake up to n threads sleeping on word whose tag intersects tags (n = INT_MAX: all).
