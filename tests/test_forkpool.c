@@ -2361,6 +2361,36 @@ static void forkpool_server_end_held_by_a_host_fork(void) {
     fp_check_no_children();
 }
 
+/* A map of SIZE_MAX items (or nearly: within the chunk divisor of it) runs like any other.
+ * Its chunk sizing added div - 1 to what remained, which wrapped to a chunk of 0: map looped
+ * for good holding the pool lock, and every other call of the pool waited for it. Here the
+ * items block until the pool gives up (its fork server killed), while another call must go
+ * through; then the map returns. */
+static void *fp_huge_map(void *arg) {
+    fp_server_kill *k = (fp_server_kill *)arg;
+    k->status = conc_forkpool_map(k->pool, fp_started_then_hang, k, SIZE_MAX, NULL);
+    return NULL;
+}
+
+static void forkpool_map_of_size_max_items(void) {
+    conc_forkpool_t *p = fp_create(2);
+    fp_server_kill *k = (fp_server_kill *)conc_forkpool_alloc(p, sizeof *k);
+    TH_CHECK(k != NULL);
+    memset(k, 0, sizeof *k);
+    k->pool = p;
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, fp_huge_map, k), 0);
+    fp_wait_flag(&k->started, 2);         /* both workers in the round: it was set up */
+    void *m = conc_forkpool_alloc(p, 64); /* hung here: the lock was never free again */
+    TH_CHECK(m != NULL);
+    conc_forkpool_free(p, m);
+    TH_CHECK_EQ(kill(p->server_pid, SIGKILL), 0); /* the only way such a map ends */
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    TH_CHECK_MSG(k->status == ECHILD || k->status == EPIPE, "map: %d", k->status);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 /* The parent SIGKILLed: the fork server and every worker die with it (PDEATHSIG). We adopt
  * the orphans (a subreaper) so that we can reap them and see them go. */
 static void forkpool_parent_killed_workers_die(void) {
@@ -2723,6 +2753,6 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_other_processes_are_refused),
         TH_CASE(forkpool_other_processes_are_refused_by_getpid),
         TH_CASE(forkpool_server_killed_with_its_workers),
-        TH_CASE(forkpool_server_end_held_by_a_host_fork),
+        TH_CASE(forkpool_server_end_held_by_a_host_fork), TH_CASE(forkpool_map_of_size_max_items),
         TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
         TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120))

@@ -1205,6 +1205,13 @@ CONC_NOINLINE void conc__forkpool_orphan(conc_forkpool_t *p, uint64_t v0, uint64
     }
 }
 
+/* The next chunk's size: rem / div rounded up, without the sum that overflows for a map of
+ * nearly SIZE_MAX items (rem + div - 1 wrapped to a chunk of 0, a loop for good under the
+ * pool lock). */
+CONC_INLINE uint64_t conc__forkpool_chunk(uint64_t rem, uint64_t div) {
+    return rem / div + (rem % div != 0);
+}
+
 /* Sets up a round over ranges (private copy kept in cur_ranges). ENOMEM if the arena is full. */
 CONC_NOINLINE int conc__forkpool_round_setup(conc_forkpool_t *p, conc__forkpool_range *ranges,
                                              size_t nranges, conc_forkpool_map_fn fn, void *arg) {
@@ -1215,7 +1222,7 @@ CONC_NOINLINE int conc__forkpool_round_setup(conc_forkpool_t *p, conc__forkpool_
     }
     uint64_t div = (uint64_t)CONC__FORKPOOL_CHUNK_DIV * p->nworkers, nchunks = 0;
     for (uint64_t rem = total; rem; nchunks++)
-        rem -= (rem + div - 1) / div;
+        rem -= conc__forkpool_chunk(rem, div);
     size_t rsz = nranges * sizeof(conc__forkpool_range);
     size_t ssz = (size_t)(nchunks + 1) * sizeof(uint64_t);
     size_t need = rsz + ssz + (size_t)nchunks;
@@ -1232,7 +1239,7 @@ CONC_NOINLINE int conc__forkpool_round_setup(conc_forkpool_t *p, conc__forkpool_
     uint64_t at = 0, j = 0;
     for (uint64_t rem = total; rem; j++) {
         starts[j] = at;
-        uint64_t c = (rem + div - 1) / div;
+        uint64_t c = conc__forkpool_chunk(rem, div);
         at += c;
         rem -= c;
     }
