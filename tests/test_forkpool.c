@@ -2199,6 +2199,10 @@ static int fp_item_calls_the_pool(size_t i, void *arg) {
 static void fp_shutdown_in_a_fork(void) {
     conc_forkpool_shutdown(fp_misuse_pool, false);
 }
+static void fp_pids_in_a_fork(void) {
+    pid_t pids[4];
+    (void)conc_forkpool_pids(fp_misuse_pool, pids, 4);
+}
 
 /* Whether madvise takes MADV_WIPEONFORK here (Linux 4.14 on). */
 static bool fp_kernel_wipes_on_fork(void) {
@@ -2233,6 +2237,9 @@ static void fp_other_processes_are_refused(bool with_getpid) {
     int st = th_run_child_capturing_stderr(fp_shutdown_in_a_fork, buf, sizeof buf);
     TH_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     TH_CHECK_MSG(strstr(buf, "conc_forkpool_shutdown") != NULL, "stderr: %s", buf);
+    st = th_run_child_capturing_stderr(fp_pids_in_a_fork, buf, sizeof buf);
+    TH_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    TH_CHECK_MSG(strstr(buf, "conc_forkpool_pids") != NULL, "stderr: %s", buf);
     conc_future_t *f;
     TH_CHECK_EQ(conc_forkpool_submit(fp_misuse_pool, fp_echo, "y", 1, &f), 0);
     TH_CHECK_EQ(conc_future_wait(f), 0); /* the parent's worker still runs */

@@ -67,7 +67,7 @@
  *     (already done, or another cancel of it is under way), EINVAL (not a fork-pool future),
  *     EPERM (as map).
  *   free of memory this pool did not hand out aborts: "conc_forkpool_free: not a block ...".
- *   alloc, free, shutdown and destroy in a process other than the pool's parent abort:
+ *   alloc, free, pids, shutdown and destroy in a process other than the pool's parent abort:
  *   "conc_forkpool_shutdown: called in a process other than the pool's parent ...".
  *   No call changes errno, failing or not (what libc sets on the way is put back).
  *
@@ -91,7 +91,7 @@
  *   alloc/free may overlap maps: the region is live.
  *   Workers, and every other process but the parent, must not call forkpool functions (they
  *   have no pool, only a copy of its memory): map, submit and cancel return EPERM there,
- *   alloc, free, shutdown and destroy abort (ERRORS).
+ *   alloc, free, pids, shutdown and destroy abort (ERRORS).
  *
  * CONFIGURATION (conc_forkpool_opts_t, or NULL for defaults)
  *   workers              0: one per CPU (at most CONC_FORKPOOL_MAX_WORKERS = 1024)
@@ -2250,6 +2250,7 @@ static inline unsigned conc_forkpool_workers(const conc_forkpool_t *p) {
 
 /* The live workers' pids (for tests and tools): how many were written, at most n. */
 static inline size_t conc_forkpool_pids(conc_forkpool_t *p, pid_t *pids, size_t n) {
+    CONC__FORKPOOL_CHECK_PARENT(p, "conc_forkpool_pids"); /* a copy's lock may be held for good */
     size_t k = 0;
     int saved_errno = conc_errno_save(); /* the lock's futex may set it */
     conc_lock_acquire(&p->lock);
