@@ -139,11 +139,13 @@
  *     wait past the 8 inline levels below) still waits, for good if no other worker is free.
  *     So does the last of them when the oldest task, which it runs, waits for what that
  *     worker would do after its submit (complete a promise, set an event): Python's submit
- *     returns at once. So does it, too, once the tasks it runs so are 8 deep (below): a tree
- *     of tasks that each spawn several, with the queue full, runs oldest first, so each level
- *     it runs spawns more than it takes, and the worker soon sleeps there for good (one
- *     worker, capacity 1, a binary tree 10 deep). Give a workload that spawns more than the
- *     queue holds a queue large enough for it, or submit with try_submit.
+ *     returns at once. That can happen, rarely, while another worker's submit is just going
+ *     through too (its count not yet dropped: the rule cannot tell it from one asleep). So
+ *     does it, too, once the tasks it runs so are 8 deep (below): a tree of tasks that each
+ *     spawn several, with the queue full, runs oldest first, so each level it runs spawns
+ *     more than it takes, and the worker soon sleeps there for good (one worker, capacity 1,
+ *     a binary tree 10 deep). Give a workload that spawns more than the queue holds a queue
+ *     large enough for it, or submit with try_submit.
  *   - A task cancelled while queued (conc_future_cancel) keeps its place in the queue until
  *     a worker takes it and drops it unrun: until then it still counts toward
  *     queue_capacity, so with every worker busy a full queue stays full (try_submit EAGAIN,
@@ -1152,11 +1154,14 @@ CONC_INLINE size_t conc__executor_futures(conc_executor_t *ex, conc_future_t **f
  *     then fetch_sub(stuck)                        oldest task, run it, try the push again
  *
  * The adds are one total order: of workers that would all sleep for good, the last to count
- * itself sees every other one counted (none of them leaves), so it does not sleep. It acts only
- * where every worker is in such a submit (or one is leaving it: then a task it runs early is
- * the only change). Not past CONC__EXECUTOR_HELP_DEPTH tasks deep (each is a task's frames on
- * the stack: such a worker sleeps uncounted), nor in a timed submit (the run could miss its
- * deadline), nor once shutdown(cancel_pending) began (its pushes fail with EPIPE).
+ * itself sees every other one counted (none of them leaves), so it does not sleep. It acts
+ * where every worker is in such a submit, and also, rarely, where one of them is on its way
+ * out (its push has just gone in, its count not yet dropped): a count cannot tell the two
+ * apart. Then the oldest task starts early, on this worker's stack, and if it waits for
+ * something this worker's own task does after its submit, both wait for good. Not past
+ * CONC__EXECUTOR_HELP_DEPTH tasks deep (each is a task's frames on the stack: such a worker
+ * sleeps uncounted), nor in a timed submit (the run could miss its deadline), nor once
+ * shutdown(cancel_pending) began (its pushes fail with EPIPE).
  * tests/models/executor_stuck.pml checks that workers that spawn into a full queue finish.
  * ------------------------------------------------------------------------------------------- */
 CONC_NOINLINE int conc__executor_push_full_slow(conc_executor_t *ex, conc_future_t **f) {
