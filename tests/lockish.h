@@ -130,8 +130,9 @@ static void lockish_ordered_worker(int index, void *arg) {
                 if (th_rand_below(&rng, 2)) {
                     LK_ACQUIRE(&m->locks[k]);
                 } else {
-                    while (LK_UNTIL(&m->locks[k], th_now() + 20000) != 0) {
-                    }
+                    int e;
+                    while ((e = LK_UNTIL(&m->locks[k], th_now() + 20000)) != 0)
+                        TH_CHECK_EQ(e, ETIMEDOUT); /* not any error the retry would hide */
                 }
             }
         for (int k = 0; k < LOCKISH_K; k++)
@@ -201,13 +202,15 @@ static void lockish_deadlock_timed_contention(void) {
 
 /* Starvation: hammer threads take the lock back to back and stop only when the victim has
  * got through LOCKISH_VICTIM_ROUNDS times. Without eventual fairness the victim could lose
- * every race forever; the case deadline is the bound. */
+ * every race forever; the case deadline is the bound. The plain payload counts every round
+ * of every thread exactly once. */
 #define LOCKISH_VICTIM_ROUNDS 200
 typedef struct lockish_starve {
     LK_T lock;
     long payload;
     int victim_done; /* relaxed atomic: only a stop signal */
     long victim_rounds;
+    long rounds[64]; /* per hammer thread, written only by that thread */
 } lockish_starve;
 
 static void lockish_starve_worker(int index, void *arg) {
@@ -222,21 +225,33 @@ static void lockish_starve_worker(int index, void *arg) {
         __atomic_store_n(&s->victim_done, 1, __ATOMIC_RELAXED);
         return;
     }
+    long rounds = 0;
     while (!__atomic_load_n(&s->victim_done, __ATOMIC_RELAXED)) {
         LK_ACQUIRE(&s->lock);
-        s->payload++;
-        for (int spin = 0; spin < 200; spin++) /* a critical section worth contending for */
+        /* A critical section worth contending for, and a read-modify-write split around it:
+         * a second thread inside loses an increment, which the payload check then sees. */
+        long p = s->payload;
+        for (int spin = 0; spin < 200; spin++)
             __asm__ __volatile__("" ::: "memory");
+        s->payload = p + 1;
         LK_RELEASE(&s->lock);
+        rounds++;
     }
+    s->rounds[index] = rounds;
 }
 
 static void lockish_starvation_victim_gets_through(void) {
+    int threads = th_threads(8);
+    TH_CHECK(threads <= 64);
     lockish_starve *s = (lockish_starve *)calloc(1, sizeof *s);
     TH_CHECK(s != NULL);
     LK_INIT(&s->lock);
-    th_run_threads(th_threads(8), lockish_starve_worker, s);
+    th_run_threads(threads, lockish_starve_worker, s);
     TH_CHECK_EQ(s->victim_rounds, LOCKISH_VICTIM_ROUNDS);
+    long want = LOCKISH_VICTIM_ROUNDS; /* the payload counts every round, the victim's too */
+    for (int i = 1; i < threads; i++)
+        want += s->rounds[i];
+    TH_CHECK_EQ(s->payload, want);
     free(s);
 }
 
