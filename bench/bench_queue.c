@@ -76,6 +76,12 @@ static void mring_fini(mring *r) {
     free(r->buf);
 }
 
+/* Slot of position i < 2 * cap: one compare, not a division (cap is a run-time value, so `%`
+ * would be a div instruction, 10-40 cycles, inside the critical section). */
+static inline size_t mring_slot(const mring *r, size_t i) {
+    return i < r->cap ? i : i - r->cap;
+}
+
 /* Moves up to n items in under one lock hold (blocks while full); returns how many. */
 static size_t mring_push(mring *r, const unsigned char *items, size_t n) {
     pthread_mutex_lock(&r->lock);
@@ -83,7 +89,7 @@ static size_t mring_push(mring *r, const unsigned char *items, size_t n) {
         pthread_cond_wait(&r->not_full, &r->lock);
     size_t k = r->cap - r->count < n ? r->cap - r->count : n;
     for (size_t i = 0; i < k; i++)
-        memcpy(r->buf + ((r->head + r->count + i) % r->cap) * r->item, items + i * r->item,
+        memcpy(r->buf + mring_slot(r, r->head + r->count + i) * r->item, items + i * r->item,
                r->item);
     r->count += k;
     if (k > 1)
@@ -100,8 +106,8 @@ static size_t mring_pop(mring *r, unsigned char *items, size_t n) {
         pthread_cond_wait(&r->not_empty, &r->lock);
     size_t k = r->count < n ? r->count : n;
     for (size_t i = 0; i < k; i++)
-        memcpy(items + i * r->item, r->buf + ((r->head + i) % r->cap) * r->item, r->item);
-    r->head = (r->head + k) % r->cap;
+        memcpy(items + i * r->item, r->buf + mring_slot(r, r->head + i) * r->item, r->item);
+    r->head = mring_slot(r, r->head + k);
     r->count -= k;
     if (k > 1)
         pthread_cond_broadcast(&r->not_full);
@@ -160,7 +166,9 @@ static void producer(run *r, int index) {
     size_t words = r->item_size / 8;
     uint64_t sent = 0, base = (uint64_t)index * r->per_producer;
     while (sent < r->per_producer) {
-        if (r->deadline && (sent & 63) == 0 && bench_now() >= r->deadline)
+        /* Every 1,024 items: a clock read costs ~35 ns here, 0.5 ns per item if taken every
+         * 64, which only the ck rows (the ones with a deadline) would pay. */
+        if (r->deadline && (sent & 1023) == 0 && bench_now() >= r->deadline)
             break;
         size_t n = r->batch;
         if (n > r->per_producer - sent)
