@@ -68,8 +68,9 @@ def create_destroy():
 
 def main():
     mp.set_start_method("fork")  # the C side forks too; 3.14 defaults to forkserver
-    tiny, slow = (int(a) for a in os.environ.get("MP_BENCH_N", "1000000 20000").split())
-    if QUICK:
+    sizes = os.environ.get("MP_BENCH_N")
+    tiny, slow = (int(a) for a in (sizes or "1000000 20000").split())
+    if QUICK and not sizes:  # bench_forkpool.c passes sizes already cut for quick runs
         tiny, slow = tiny // 4, slow // 4
     results = {}
     with mp.Pool(WORKERS) as pool:
