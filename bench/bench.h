@@ -19,7 +19,8 @@
  * A bench function runs one repetition of at least 100k operations (clock reads around the
  * whole batch, never around one operation), fills ops and wall_ns, and may fill extras
  * (columns named in bench_table; NAN where an implementation has no such figure: the table
- * prints "-"). The harness measures process CPU time around the call.
+ * prints "-"). The harness measures process CPU time around the call; a function whose work
+ * runs in another process (a Python script) sets cpu_elsewhere and its CPU column prints "-".
  *
  * Environment: CONC_BENCH_REPS (default 7), CONC_BENCH_QUICK=1 (3 reps, shorter runs),
  * CONC_BENCH_CSV=file (append rows as CSV), CONC_BENCH_FILTER=word (only the tables whose
@@ -65,6 +66,8 @@ typedef struct bench_sample {
     double ops;                    /* operations in this repetition */
     double wall_ns;                /* wall time for them */
     double extra[BENCH_MAX_EXTRA]; /* figures named by bench_table, per repetition */
+    bool cpu_elsewhere; /* the work ran in another process (a Python script): this process's
+                         * CPU time says nothing about it, so CPU ns/op prints "-" */
 } bench_sample;
 
 typedef void (*bench_fn)(void *ctx, bench_sample *out);
@@ -365,6 +368,7 @@ bench_python_sample(bench_sample *s, double ops, double *rss, const char *fmt, .
         *rss = r;
     s->ops = ops;
     s->wall_ns = ns * ops;
+    s->cpu_elsewhere = true;
 }
 
 static inline void bench_machine_line(void) {
@@ -492,7 +496,7 @@ static inline void bench_run(const char *case_name, const bench_impl *impls, int
                 continue;
             double ops = s.ops > 0 ? s.ops : 1;
             ns[i][r] = s.wall_ns / ops;
-            cpu[i][r] = (double)(c1 - c0) / ops;
+            cpu[i][r] = s.cpu_elsewhere ? NAN : (double)(c1 - c0) / ops;
             for (int e = 0; e < bench_state.n_extra; e++)
                 ex[i][e][r] = s.extra[e];
         }
@@ -524,9 +528,10 @@ static inline void bench_run(const char *case_name, const bench_impl *impls, int
         if (bench_state.csv) {
             fprintf(bench_state.csv, "%s,%s,%s,ns_per_op,%g,%g,%g\n", bench_state.suite, case_name,
                     impls[i].name, res->ns_per_op.median, res->ns_per_op.min, res->ns_per_op.max);
-            fprintf(bench_state.csv, "%s,%s,%s,cpu_ns_per_op,%g,%g,%g\n", bench_state.suite,
-                    case_name, impls[i].name, res->cpu_per_op.median, res->cpu_per_op.min,
-                    res->cpu_per_op.max);
+            if (!isnan(res->cpu_per_op.median))
+                fprintf(bench_state.csv, "%s,%s,%s,cpu_ns_per_op,%g,%g,%g\n", bench_state.suite,
+                        case_name, impls[i].name, res->cpu_per_op.median, res->cpu_per_op.min,
+                        res->cpu_per_op.max);
             for (int e = 0; e < bench_state.n_extra; e++) {
                 if (isnan(res->extra[e].median)) /* a figure this row does not have */
                     continue;

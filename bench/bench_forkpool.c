@@ -330,6 +330,7 @@ static void python_result(void *ctx, bench_sample *s) {
     const bench_script_row *r = (const bench_script_row *)ctx;
     s->ops = r->ops;
     s->wall_ns = r->ns;
+    s->cpu_elsewhere = true; /* measured by the script: CPU ns/op prints "-" */
     s->extra[0] = s->ops / (s->wall_ns / 1e9);
 }
 

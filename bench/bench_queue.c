@@ -9,8 +9,8 @@
  * retry with sched_yield, and run against a deadline rather than a fixed count (see struct
  * run: its producers can stall each other for whole time slices). Python's queue.Queue runs
  * the same 8-byte workload in a child process (bench/python/queue_bench.py); its ns/op is
- * parsed so its ratio comes from this run (its CPU column counts only this process, so it
- * reads near zero: ignore it).
+ * parsed so its ratio comes from this run (its CPU column prints "-": the work runs in the
+ * child, whose CPU time this process does not see).
  *
  * Placement: 1P1C with 8-byte items three ways: both threads pinned to CPU 0 (they take turns:
  * each runs until the queue is full or empty, so the cost is the operations themselves and
@@ -403,6 +403,7 @@ static void run_python(void *ctx, bench_sample *s) {
     }
     s->ops = ops;
     s->wall_ns = ns * ops;
+    s->cpu_elsewhere = true; /* a child process: CPU ns/op prints "-" */
     s->extra[0] = 1e3 / ns;
     s->extra[1] = NAN; /* futex calls are counted for conc only */
 }
