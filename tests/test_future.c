@@ -808,6 +808,88 @@ static void executor_workers_spawning_into_a_full_queue_finish(void) {
     conc_future_release(sp->gate);
 }
 
+/* A worker that runs CONC__EXECUTOR_HELP_DEPTH tasks inline (a chain of untimed waits, each
+ * for the task the last one submitted) cannot run another there when its submit finds the
+ * queue full; it used to sleep uncounted, so the workers that blocked in submit after it
+ * never made the count every worker's, and all three slept for good (the queue full of the
+ * chain's entries, which only a take would drop). Python's pool finishes. It counts now, so
+ * the last spawner to block runs the oldest task, whose take makes room. The chain's worker
+ * is asleep in its push, so counted, before the gate lets the spawners go (the order this
+ * case is about: were it the last to count, every worker would sleep, as CAVEATS say). */
+typedef struct deep_state {
+    conc_executor_t *ex;
+    conc_sem_t started;
+    conc_future_t *gate;
+    long leaves;
+    int reached; /* release/acquire: the deepest chain task is at its submit */
+} deep_state;
+
+static deep_state deep_chain_state;
+
+static int task_deep_leaf(void *arg, void **result) {
+    (void)arg;
+    (void)result;
+    CNT_ADD(&deep_chain_state.leaves, 1);
+    return 0;
+}
+
+static int task_deep_spawn(void *arg, void **result) {
+    (void)arg;
+    (void)result;
+    deep_state *d = &deep_chain_state;
+    TH_CHECK_EQ(conc_sem_release(&d->started, 1), 0);
+    TH_CHECK_EQ(conc_future_wait(d->gate), 0); /* a promise: nothing to run inline */
+    for (int i = 0; i < 4; i++)
+        TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_leaf, NULL, NULL), 0);
+    return 0;
+}
+
+static int task_deep_chain(void *arg, void **result) {
+    (void)result;
+    deep_state *d = &deep_chain_state;
+    uintptr_t level = (uintptr_t)arg;
+    if (level < CONC__EXECUTOR_HELP_DEPTH) {
+        conc_future_t *f;
+        TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_chain, (void *)(level + 1), &f), 0);
+        TH_CHECK_EQ(conc_future_wait(f), 0); /* the other workers are held: runs it here */
+        conc_future_release(f);
+        return 0;
+    }
+    /* 8 deep, and the queue holds the chain's 8 entries: full. */
+    TH_CHECK_EQ(conc_executor_queue_size(d->ex), (size_t)CONC__EXECUTOR_HELP_DEPTH);
+    __atomic_store_n(&d->reached, 1, __ATOMIC_RELEASE);
+    TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_leaf, NULL, NULL), 0);
+    return 0;
+}
+
+static void executor_worker_too_deep_to_run_a_task_still_counts_in_submit(void) {
+    deep_state *d = &deep_chain_state;
+    d->leaves = 0;
+    d->reached = 0;
+    TH_CHECK_EQ(conc_sem_init(&d->started, 0, 0, 0), 0);
+    TH_CHECK_EQ(conc_future_create(&d->gate), 0);
+    TH_CHECK_EQ(conc_executor_create(&d->ex, 3, CONC__EXECUTOR_HELP_DEPTH), 0);
+    conc_future_t *fs[3];
+    TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_spawn, NULL, &fs[0]), 0);
+    TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_spawn, NULL, &fs[1]), 0);
+    conc_sem_acquire(&d->started);
+    conc_sem_acquire(&d->started); /* two workers held at the gate */
+    TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_chain, (void *)0, &fs[2]), 0);
+    /* The chain's worker is registered to sleep in its push (it counted itself first, or, on
+     * the old code, not at all). */
+    while (!__atomic_load_n(&d->reached, __ATOMIC_ACQUIRE) ||
+           conc_eventcount_waiters(__atomic_load_n(&d->ex->q->not_full, __ATOMIC_ACQUIRE)) == 0)
+        th_sleep_ns(100000);
+    TH_CHECK_EQ(conc_future_complete(d->gate, 0, NULL), 0);
+    TH_CHECK_EQ(conc_future_wait_all(fs, 3, CONC_FOREVER), 0); /* hung here before */
+    conc_executor_shutdown(d->ex, false);
+    TH_CHECK_EQ(CNT_GET(&d->leaves), 9);
+    conc_executor_destroy(d->ex);
+    for (int i = 0; i < 3; i++)
+        conc_future_release(fs[i]);
+    conc_future_release(d->gate);
+}
+
 static long batch_sum;
 static int task_add_index(void *arg, void **result) {
     CNT_ADD(&batch_sum, (long)(uintptr_t)arg);
@@ -2828,4 +2910,5 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE(future_header_brings_the_executor),
         TH_CASE(executor_destroy_from_a_thread_with_a_joined_workers_id),
         TH_CASE(future_as_completed_duplicates_come_out_once),
-        TH_CASE(executor_workers_spawning_into_a_full_queue_finish))
+        TH_CASE(executor_workers_spawning_into_a_full_queue_finish),
+        TH_CASE(executor_worker_too_deep_to_run_a_task_still_counts_in_submit))

@@ -188,7 +188,8 @@
  *   in a submit to its own full queue, when every other one is blocked so, runs the oldest
  *   task instead of sleeping (see "A full queue and the executor's own workers").
  *   tests/models/executor.pml checks the takes, the refills, FIFO order, idle sleep,
- *   cancelling and ending; tests/models/executor_stuck.pml the submits to a full queue.
+ *   cancelling and ending; tests/models/executor_stuck.pml (and _deep) the submits to a full
+ *   queue.
  *   Futures come from a per-executor pool (conc__future_pool): carved from slabs, one cache
  *   line each, reused LIFO; a release pushes onto a lock-free stack, submitters take the
  *   whole stack at once under a try-lock (no ABA), and a submitter that finds the try-lock
@@ -1159,19 +1160,24 @@ CONC_INLINE size_t conc__executor_futures(conc_executor_t *ex, conc_future_t **f
  * out (its push has just gone in, its count not yet dropped): a count cannot tell the two
  * apart. Then the oldest task starts early, on this worker's stack, and if it waits for
  * something this worker's own task does after its submit, both wait for good. Not past
- * CONC__EXECUTOR_HELP_DEPTH tasks deep (each is a task's frames on the stack: such a worker
- * sleeps uncounted), nor in a timed submit (the run could miss its deadline), nor once
- * shutdown(cancel_pending) began (its pushes fail with EPIPE).
- * tests/models/executor_stuck.pml checks that workers that spawn into a full queue finish.
+ * CONC__EXECUTOR_HELP_DEPTH tasks deep (each is a task's frames on the stack), nor in a timed
+ * submit (the run could miss its deadline), nor once shutdown(cancel_pending) began (its
+ * pushes fail with EPIPE). A worker that deep still counts itself before it sleeps, whatever
+ * the count: a worker that blocks after it may be the last and run a task (uncounted, it kept
+ * the count below nthreads, and the others slept for good with it); only when it is the last
+ * itself does every worker sleep.
+ * tests/models/executor_stuck.pml checks that workers that spawn into a full queue finish;
+ * executor_stuck_deep.pml, with one of them that deep.
  * ------------------------------------------------------------------------------------------- */
 CONC_NOINLINE int conc__executor_push_full_slow(conc_executor_t *ex, conc_future_t **f) {
     conc__executor_worker *w = conc__executor_self(ex);
-    if (!w || w->help_depth >= CONC__EXECUTOR_HELP_DEPTH)
+    if (!w)
         return conc_queue_push(ex->q, f);
+    bool deep = w->help_depth >= CONC__EXECUTOR_HELP_DEPTH; /* counts, never runs one here */
     for (;;) {
         /* [executor.S1] seq_cst: one order of every worker's count (see above). */
         uint32_t stuck = conc_fetch_add(&ex->submit_stuck, 1u, CONC_SEQ_CST) + 1u;
-        if (stuck < conc_load(&ex->nthreads, CONC_RELAXED) ||
+        if (deep || stuck < conc_load(&ex->nthreads, CONC_RELAXED) ||
             conc_load(&ex->cancelling, CONC_ACQUIRE) != 0) {
             int r = conc_queue_push(ex->q, f);
             conc_fetch_sub(&ex->submit_stuck, 1u, CONC_SEQ_CST);

@@ -13,6 +13,11 @@
  *     room (a step that blocks while the queue is full), then uncounts itself. At W it
  *     uncounts itself, takes a task if one is there (the oldest, run inline: a leaf, which
  *     does nothing but count), and tries the push again.
+ * With DEEP (executor_stuck_deep.pml) one worker is CONC__EXECUTOR_HELP_DEPTH tasks deep when
+ * its submit finds the queue full (which starts full of its chain's entries): it may not run a
+ * task there, so it counts itself and sleeps whatever the count; the spawners start once it
+ * has counted (a deep worker that is itself the last to count sleeps with the others, as
+ * CAVEATS say).
  * Checked (pan -DSAFETY): every process ends (workers that all sleep in a push with the queue
  * full are an invalid end state), and every leaf runs exactly once.
  *
@@ -29,12 +34,21 @@
 #define W 3
 #define CAP 1
 #define SPAWN 2
+#ifdef DEEP
+#define SPAWNERS (W - 1) /* and the deep worker */
+#define PRE CAP          /* the queue starts full: the deep worker's chain */
+#define LEAVES (SPAWNERS * SPAWN + 1 + PRE)
+#else
+#define SPAWNERS W
+#define PRE 0
 #define LEAVES (W * SPAWN)
+#endif
 
-byte queued = 0; /* tasks in the queue */
-byte stuck = 0;  /* workers counted in an untimed submit to the full queue */
-byte ran = 0;    /* leaves run */
+byte queued = PRE; /* tasks in the queue */
+byte stuck = 0;    /* workers counted in an untimed submit to the full queue */
+byte ran = 0;      /* leaves run */
 byte done = 0;
+bool deep_counted = false; /* DEEP: the deep worker is at its submit (counted, unless broken) */
 
 inline run_leaf() {
     ran++;
@@ -83,24 +97,56 @@ pushed:
     n = 0
 }
 
+inline take_leaves() {
+    do
+    :: atomic { queued > 0 -> queued-- }; run_leaf()
+    :: atomic { ran == LEAVES -> break }
+    od
+}
+
 proctype worker() {
     byte i = 0;
+#ifdef DEEP
+    deep_counted; /* the spawners block after the deep worker */
+#endif
     do
     :: i < SPAWN -> submit(); i++
     :: else -> break
     od;
-    do
-    :: atomic { queued > 0 -> queued-- }; run_leaf()
-    :: atomic { ran == LEAVES -> break }
-    od;
+    take_leaves();
     done++
 }
+
+#ifdef DEEP
+/* Too deep to run a task inline: one submit that counts and sleeps whatever the count. */
+proctype deep_worker() {
+    byte n;
+    if
+    :: atomic { queued < CAP -> queued++ }
+    :: atomic { queued == CAP -> skip };
+#ifdef DEEP_UNCOUNTED
+       deep_counted = true;                   /* sleeps uncounted (the old code) */
+       atomic { queued < CAP -> queued++ }
+#else
+       atomic { stuck++; n = stuck; deep_counted = true };              /* [executor.S1] */
+       atomic { queued < CAP -> queued++ };   /* sleeps in the push while full */
+       stuck--
+#endif
+    fi;
+    n = 0;
+    take_leaves();
+    done++
+}
+#endif
 
 init {
     byte i = 0;
     atomic {
+#ifdef DEEP
+        run deep_worker();
+#endif
         do
-        :: i < W -> run worker(); i++
+        :: i < SPAWNERS -> run worker(); i++
         :: else -> break
         od
     };
