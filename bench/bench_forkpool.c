@@ -406,7 +406,8 @@ int main(void) {
     double r_default = ratio_of(map_rows, 5, "Python Pool.map (default chunksize)");
     double r_cs1 = ratio_of(map_rows, 5, "Python Pool.map(chunksize=1)");
 
-    bench_table("submit round trip (no-op task, submit then wait)", extras);
+    const char *rt_extras[] = {"round trips/s", NULL};
+    bench_table("submit round trip (no-op task, submit then wait)", rt_extras);
     bench_impl rt_rows[3] = {
         {"conc_forkpool_submit + conc_future_wait", conc_round_trip, NULL},
         {"plain C pool, one message each way", plain_round_trip, &plain},
@@ -416,7 +417,8 @@ int main(void) {
     plain_destroy(&plain);
 
     snprintf(title, sizeof title, "pool create + destroy, %d workers", workers);
-    bench_table(title, extras);
+    const char *cd_extras[] = {"pools/s", NULL};
+    bench_table(title, cd_extras);
     bench_impl cd_rows[3] = {
         {"conc_forkpool_create + destroy", conc_create_destroy, &workers},
         {"plain fork + pipes + waitpid", plain_create_destroy, &workers},
