@@ -838,16 +838,17 @@ typedef struct timed_ctx {
     conc_lock_t lock;
     conc_cond_t cond;
     int64_t stop_at;
-    long value;       /* plain, guarded by lock */
+    long value;       /* plain, guarded by lock: one per pass of every thread */
     int inside;       /* relaxed instrument */
     long returns[64]; /* per thread */
+    long passes[64];  /* per thread */
 } timed_ctx;
 
 static void timed_worker(int index, void *arg) {
     timed_ctx *t = (timed_ctx *)arg;
     th_rng rng = th_rng_make((uint64_t)index + 400);
-    long returns = 0;
-    for (long n = 0;; n++) {
+    long returns = 0, n;
+    for (n = 0;; n++) {
         if (n > 0 && (n & 15) == 0 && th_now() > t->stop_at)
             break; /* n > 0: every thread waits at least once, however late it starts */
         conc_lock_acquire(&t->lock);
@@ -861,15 +862,17 @@ static void timed_worker(int index, void *arg) {
         }
         int was = __atomic_fetch_add(&t->inside, 1, __ATOMIC_RELAXED);
         TH_CHECK_MSG(was == 0, "two threads inside: a wait returned without the lock");
-        t->value++;
+        long value = t->value; /* split around the spin: a second thread inside loses one */
         for (uint32_t spin = th_rand_below(&rng, 200); spin; spin--)
             conc_cpu_relax(); /* hold the lock a while: the deadline often passes meanwhile */
+        t->value = value + 1;
         __atomic_fetch_sub(&t->inside, 1, __ATOMIC_RELAXED);
         if (index % 2 == 1 && th_rand_below(&rng, 3) == 0)
             th_rand_below(&rng, 2) ? conc_cond_notify(&t->cond) : conc_cond_notify_all(&t->cond);
         conc_lock_release(&t->lock);
     }
     t->returns[index] = returns;
+    t->passes[index] = n;
 }
 
 static void cond_deadlock_timed_waits_under_contention_return(void) {
@@ -880,11 +883,14 @@ static void cond_deadlock_timed_waits_under_contention_return(void) {
         n = 64;
     t->stop_at = th_now() + th_duration_ns(1.0);
     th_run_threads(n, timed_worker, t);
-    long total = 0;
+    long total = 0, passes = 0;
     for (int i = 0; i < n; i += 2) {
         TH_CHECK_MSG(t->returns[i] > 0, "waiter %d never got through", i);
         total += t->returns[i];
     }
+    for (int i = 0; i < n; i++)
+        passes += t->passes[i];
+    TH_CHECK_EQ(t->value, passes); /* every pass counted once: no wait returned without the lock */
     TH_CHECK_EQ(t->cond.state, 0);
     TH_CHECK(!conc_lock_is_locked(&t->lock));
     printf("    %ld timed waits returned\n", total);
