@@ -554,7 +554,9 @@ static int zero_cond_main(void *p) {
     TH_CHECK_EQ(conc_coro_cond_notify(c, 1), EPERM); /* the lock is not held */
     TH_CHECK_EQ(conc_coro_lock_acquire(l), 0);
     TH_CHECK_EQ(conc_coro_cond_notify_all(c), 0);
-    TH_CHECK_EQ(conc_coro_cond_wait_until(c, conc_deadline_in(CONC_MS)), ETIMEDOUT);
+    int64_t dl = conc_deadline_in(CONC_MS);
+    TH_CHECK_EQ(conc_coro_cond_wait_until(c, dl), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(dl);
     TH_CHECK(conc_coro_lock_owner(l) == conc_coro_self());
     TH_CHECK_EQ(conc_coro_lock_release(l), 0);
     return 0;
@@ -772,7 +774,9 @@ static int sem_event_main(void *arg) {
     TH_CHECK_EQ(conc_coro_sem_acquire(&s), 0);
     TH_CHECK_EQ(conc_coro_sem_try_acquire(&s), 0);
     TH_CHECK_EQ(conc_coro_sem_try_acquire(&s), EAGAIN);
-    TH_CHECK_EQ(conc_coro_sem_acquire_until(&s, conc_deadline_in(CONC_MS)), ETIMEDOUT);
+    int64_t dl = conc_deadline_in(CONC_MS);
+    TH_CHECK_EQ(conc_coro_sem_acquire_until(&s, dl), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(dl);
     conc_coro_t *h[3];
     for (int i = 0; i < 3; i++)
         h[i] = spawn_named(sem_worker, &s, NULL);
@@ -789,7 +793,9 @@ static int sem_event_main(void *arg) {
     TH_CHECK_EQ(conc_coro_sem_release(&u, 1), 0);
     /* event */
     conc_coro_event_t e = CONC_CORO_EVENT_INIT;
-    TH_CHECK_EQ(conc_coro_event_wait_until(&e, conc_deadline_in(CONC_MS)), ETIMEDOUT);
+    dl = conc_deadline_in(CONC_MS);
+    TH_CHECK_EQ(conc_coro_event_wait_until(&e, dl), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(dl);
     for (int i = 0; i < 3; i++)
         h[i] = spawn_named(event_worker, &e, NULL);
     TH_CHECK_EQ(conc_coro_yield(), 0);

@@ -187,8 +187,12 @@ static void rwlock_holder_waiting_for_itself_aborts(void) {
                            "conc_rwlock_acquire_shared: the calling thread holds");
     conc_rwlock_t rw = CONC_RWLOCK_INIT;
     conc_rwlock_acquire(&rw);
-    TH_CHECK_EQ(conc_rwlock_acquire_until(&rw, conc_deadline_in(CONC_MS)), ETIMEDOUT);
-    TH_CHECK_EQ(conc_rwlock_acquire_shared_until(&rw, conc_deadline_in(CONC_MS)), ETIMEDOUT);
+    int64_t dl = conc_deadline_in(CONC_MS);
+    TH_CHECK_EQ(conc_rwlock_acquire_until(&rw, dl), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(dl);
+    dl = conc_deadline_in(CONC_MS);
+    TH_CHECK_EQ(conc_rwlock_acquire_shared_until(&rw, dl), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(dl);
     TH_CHECK_EQ(conc_rwlock_try_acquire(&rw), EBUSY);
     conc_rwlock_release(&rw);
     TH_CHECK_EQ(conc_rwlock_readers(&rw), 0u);
