@@ -96,6 +96,11 @@
  *   - At most 4095 threads blocked at once in next on one as-completed set (base.h's
  *     eventcount aborts past that).
  *   - A wait from an executor's worker may run the awaited task itself (executor.h).
+ *   - fork(): the child gets a copy of every future. One done before the fork reads the same
+ *     there; one still pending is completed in the child only by what the child runs itself
+ *     (an executor's workers and a fork pool's monitor are threads: the child has none of
+ *     them), so a wait for it there waits for good. Waiters of the parent do not exist in the
+ *     child.
  *
  * DESIGN
  *   A future is one 32-bit state word (low 3 bits: PENDING, RUNNING, COMPLETING, DONE,
