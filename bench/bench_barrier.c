@@ -66,7 +66,10 @@ static void run_rounds(void *ctx, bench_sample *s) {
     bench_threads(c->parties, round_thread, c);
     s->ops = (double)c->rounds;
     s->wall_ns = (double)c->wall;
-    s->extra[0] = c->rounds ? (double)(bench_futex_count() - f0) / (double)c->rounds : 0;
+    /* only conc's futex calls are counted: pthread's row has no figure ("-") */
+    s->extra[0] = !c->use_conc ? NAN
+                  : c->rounds  ? (double)(bench_futex_count() - f0) / (double)c->rounds
+                               : 0;
     if (!c->use_conc)
         pthread_barrier_destroy(&c->pb);
 }
