@@ -588,8 +588,12 @@ static void executor_submit_blocks_then_proceeds(void) {
     submitter s = {ex, -1, NULL, 0};
     pthread_t t;
     TH_CHECK_EQ(pthread_create(&t, NULL, submit_blocking, &s), 0);
-    th_sleep_ns(5 * CONC_MS);
-    TH_CHECK_EQ(__atomic_load_n(&s.returned, __ATOMIC_ACQUIRE), 0); /* full: still blocked */
+    /* Full: it blocks, registered as a waiter on the queue's not_full, and does not return
+     * first (a submit that returned at once, or went on without waiting, fails here). */
+    while (conc__base_ec_waiters(conc_load(&ex->q->not_full, CONC_RELAXED)) == 0 &&
+           !__atomic_load_n(&s.returned, __ATOMIC_ACQUIRE))
+        sched_yield();
+    TH_CHECK_EQ(__atomic_load_n(&s.returned, __ATOMIC_ACQUIRE), 0);
     TH_CHECK_EQ(conc_future_complete(gate, 0, NULL), 0);
     pthread_join(t, NULL);
     TH_CHECK_EQ(s.result, 0);
