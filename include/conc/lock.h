@@ -84,9 +84,10 @@
  *     kernel) cannot be followed up, since the releaser never looks at the word again; if a
  *     newcomer then takes the lock before those sleepers claim it, they sleep on WAKING for
  *     up to CONC__LOCK_WAKING_WAIT_NS (10 ms) while the lock passes among others (a sleeper
- *     alone retires that WAKING and is woken by the next release). On 2 CPUs
- *     with 4 threads that makes the worst single wait about 15 ms (about 9 ms before the
- *     release stopped looking): the price of freeing a lock as soon as it is unlocked.
+ *     alone retires that WAKING and is woken by the next release). On 2 CPUs with 4
+ *     threads the worst single wait was 8.4 ms in the last bench run (12-15 ms before a
+ *     sleeper alone retired it, about 9 ms before the release stopped looking): the price
+ *     of freeing a lock as soon as it is unlocked.
  *   - Signal handlers must not acquire a lock the interrupted code may hold.
  *   - Under ThreadSanitizer, a release by another thread than the acquirer (allowed, as in
  *     Python) is reported as "unlock of an unlocked mutex (or by a wrong thread)", as for a
