@@ -283,6 +283,27 @@ static inline void th_ring_run(th_ring *r) {
  * Helpers for misuse and signal cases
  * ---------------------------------------------------------------------------------------- */
 
+/* The state letter of a /proc stat file ("pid (comm) S ..."): S while asleep (in futex_wait,
+ * for a sleeper), R while running; '?' when it cannot be read. */
+static inline char th_stat_state(const char *path) {
+    char buf[256];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')');
+    return paren && paren[1] == ' ' ? paren[2] : '?';
+}
+
+/* The same for a thread of this process (tid from gettid). */
+static inline char th_thread_state(pid_t tid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    return th_stat_state(path);
+}
+
 /* Runs fn in a forked child with its stderr captured into buf (always NUL-terminated);
  * returns the child's wait status. For misuse that must abort with a clear message. */
 static inline int th_run_child_capturing_stderr(void (*fn)(void), char *buf, size_t size) {

@@ -353,7 +353,9 @@ static int big_stack_body(void *arg) {
     return (int)(intptr_t)arg + deep[0] + deep[sizeof deep - 1];
 }
 
-static void big_stack_child(void) {
+/* In a child: RLIMIT_AS at the address space in use now plus `room` bytes (exit 20 if the
+ * size cannot be read). */
+static void cap_address_space_at_now_plus(rlim_t room) {
     unsigned long pages = 0;
     FILE *f = fopen("/proc/self/statm", "r");
     if (!f || fscanf(f, "%lu", &pages) != 1)
@@ -361,8 +363,12 @@ static void big_stack_child(void) {
     fclose(f);
     struct rlimit rl;
     TH_CHECK_EQ(getrlimit(RLIMIT_AS, &rl), 0);
-    rl.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)256 << 20);
+    rl.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + room;
     TH_CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
+}
+
+static void big_stack_child(void) {
+    cap_address_space_at_now_plus((rlim_t)256 << 20);
     conc_sched_t *s;
     if (conc_sched_create(&s, NULL) != 0)
         _exit(21);
@@ -418,15 +424,7 @@ static int huge_fd_waits(void *arg) {
 }
 
 static void huge_fd_child(void) {
-    unsigned long pages = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f || fscanf(f, "%lu", &pages) != 1)
-        _exit(20);
-    fclose(f);
-    struct rlimit rl;
-    TH_CHECK_EQ(getrlimit(RLIMIT_AS, &rl), 0);
-    rl.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)256 << 20);
-    TH_CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
+    cap_address_space_at_now_plus((rlim_t)256 << 20);
     int st = -1;
     int e = conc_run(huge_fd_waits, NULL, &st);
     _exit(e ? 10 : st);

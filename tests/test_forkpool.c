@@ -1940,30 +1940,44 @@ static void forkpool_destroy_leaves_nothing(void) {
     }
 }
 
+/* A child the host forks without exec (so it holds copies of every fd) that lives until
+ * fp_release_gated_child: it reads a pipe whose write end, *gate, only we hold. */
+static pid_t fp_fork_gated_child(int *gate) {
+    int fds[2];
+    TH_CHECK_EQ(pipe(fds), 0);
+    pid_t child = fork();
+    TH_CHECK(child >= 0);
+    if (child == 0) {
+        close(fds[1]);
+        char c;
+        _exit(read(fds[0], &c, 1) == 1 ? 0 : 1);
+    }
+    close(fds[0]);
+    *gate = fds[1];
+    return child;
+}
+
+/* The gated child was still alive (nothing waited for it to go), and leaves cleanly. */
+static void fp_release_gated_child(pid_t child, int gate) {
+    TH_CHECK(fp_pid_alive(child));
+    TH_CHECK_EQ(write(gate, "x", 1), 1);
+    close(gate);
+    int st;
+    TH_CHECK_EQ(waitpid(child, &st, 0), child);
+    TH_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* A child the host forks without exec holds copies of the pool's fds, the server's socket
  * among them. shutdown ended the server's stream by closing our end, which that copy kept
  * open: the server never saw its EOF, and destroy waited for the child to exit. The child
  * here lives until destroy has returned (it reads a pipe we write only then). */
 static void forkpool_host_fork_delays_no_destroy(void) {
     conc_forkpool_t *p = fp_create(2);
-    int gate[2];
-    TH_CHECK_EQ(pipe(gate), 0);
-    pid_t child = fork();
-    TH_CHECK(child >= 0);
-    if (child == 0) {
-        close(gate[1]);
-        char c;
-        _exit(read(gate[0], &c, 1) == 1 ? 0 : 1);
-    }
-    close(gate[0]);
+    int gate;
+    pid_t child = fp_fork_gated_child(&gate);
     TH_CHECK_EQ(conc_forkpool_map(p, fp_nothing_item, NULL, 8, NULL), 0);
     conc_forkpool_destroy(p); /* hung here for good: the child waits for us */
-    TH_CHECK(fp_pid_alive(child));
-    TH_CHECK_EQ(write(gate[1], "x", 1), 1);
-    close(gate[1]);
-    int st;
-    TH_CHECK_EQ(waitpid(child, &st, 0), child);
-    TH_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    fp_release_gated_child(child, gate);
     fp_check_no_children();
 }
 
@@ -2340,16 +2354,8 @@ static void forkpool_server_end_held_by_a_host_fork(void) {
     TH_CHECK(fp_nheld >= 2); /* the control socket's two ends */
     pid_t pids[2];
     TH_CHECK_EQ(conc_forkpool_pids(p, pids, 2), 2);
-    int gate[2];
-    TH_CHECK_EQ(pipe(gate), 0);
-    pid_t child = fork();
-    TH_CHECK(child >= 0);
-    if (child == 0) {
-        close(gate[1]);
-        char c;
-        _exit(read(gate[0], &c, 1) == 1 ? 0 : 1);
-    }
-    close(gate[0]);
+    int gate;
+    pid_t child = fp_fork_gated_child(&gate);
     for (int i = 0; i < fp_nheld; i++)
         close(fp_held[i]); /* only the child holds them now */
     pid_t server = p->server_pid;
@@ -2360,11 +2366,7 @@ static void forkpool_server_end_held_by_a_host_fork(void) {
     TH_CHECK_MSG(st == ECHILD || st == EPIPE, "map: %d", st);
     TH_CHECK_EQ(conc_forkpool_map(p, fp_nothing_item, NULL, 8, NULL), EPIPE);
     conc_forkpool_destroy(p);
-    TH_CHECK(fp_pid_alive(child));
-    TH_CHECK_EQ(write(gate[1], "x", 1), 1);
-    close(gate[1]);
-    TH_CHECK_EQ(waitpid(child, &st, 0), child);
-    TH_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    fp_release_gated_child(child, gate);
     fp_check_no_children();
 }
 

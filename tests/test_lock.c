@@ -196,18 +196,6 @@ static void lock_sleeper_wakes_on_release(void) {
     TH_CHECK_EQ(c.lock.word, 0); /* sleeper count back to zero, no flag left behind */
 }
 
-/* The state letter of a /proc stat file: S while asleep (in futex_wait, for a lock's sleeper). */
-static char stat_state(const char *path) {
-    char buf[256];
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return '?';
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')'); /* "pid (comm) S ..." */
-    return paren && paren[1] == ' ' ? paren[2] : '?';
-}
 
 /* A sleeper that has waited past CONC_LOCK_FAIR_NS asks for a handoff; the next release then
  * hands the lock over, so a thread that re-acquires immediately cannot barge past it. The
@@ -223,10 +211,8 @@ static void lock_starving_sleeper_gets_handoff(void) {
         th_sleep_ns(2 * 1000000);
         conc_futex_wake(&c.lock.word, 1, 0);
     }
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat",
-             (int)__atomic_load_n(&c.tid, __ATOMIC_RELAXED));
-    while (stat_state(path) != 'S') /* set STARVING, then futex_wait: asleep again */
+    /* set STARVING, then futex_wait: asleep again */
+    while (th_thread_state(__atomic_load_n(&c.tid, __ATOMIC_RELAXED)) != 'S')
         th_sleep_ns(100 * 1000);
     conc_lock_release(&c.lock); /* hands off: stays HELD for the sleeper */
     conc_lock_acquire(&c.lock); /* so this waits until the sleeper has been through */
@@ -445,15 +431,13 @@ static void lock_shared_releaser_dead_before_its_wake_strands_no_sleeper(void) {
         TH_CHECK_EQ(pthread_create(&t, NULL, blocking_sleeper, &c), 0);
         while ((conc_load(&c.lock.word, CONC_RELAXED) & CONC__LOCK_SLEEPER_MASK) == 0)
             th_sleep_ns(100000);
-        char path[64];
-        snprintf(path, sizeof path, "/proc/self/task/%d/stat",
-                 (int)__atomic_load_n(&c.tid, __ATOMIC_RELAXED));
         if (mode == HANDOFF) /* woken without being let in until it asks for a handoff */
             while (!(conc_load(&c.lock.word, CONC_RELAXED) & CONC__LOCK_STARVING)) {
                 th_sleep_ns(2 * 1000000);
                 conc_futex_wake(&c.lock.word, 1, CONC_SHARED);
             }
-        while (stat_state(path) != 'S') /* asleep in futex_wait, on a word without WAKING */
+        /* asleep in futex_wait, on a word without WAKING */
+        while (th_thread_state(__atomic_load_n(&c.tid, __ATOMIC_RELAXED)) != 'S')
             th_sleep_ns(100 * 1000);
         __atomic_store_n(&stalled.go, 1, __ATOMIC_RELEASE);
         while (!__atomic_load_n(&stalled.stopped, __ATOMIC_ACQUIRE))
@@ -535,7 +519,7 @@ static void lock_shared_across_processes_exact_total(void) {
 static char proc_state(pid_t pid) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    return stat_state(path);
+    return th_stat_state(path);
 }
 
 static void lock_shared_waiter_killed_or_stopped_holds_up_no_release(void) {

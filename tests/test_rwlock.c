@@ -416,19 +416,6 @@ static void rwlock_timeouts_never_lap_an_admitted_reader(void) {
     TH_CHECK_EQ(conc_rwlock_readers(&rw), 0);
 }
 
-/* The state letter of a /proc stat file: S while asleep (in futex_wait, for a sleeper). */
-static char stat_state(pid_t tid) {
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return '?';
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *paren = strrchr(buf, ')'); /* "tid (comm) S ..." */
-    return paren && paren[1] == ' ' ? paren[2] : '?';
-}
 
 /* A CONC_SHARED lock whose releaser is killed after the RMW that lets the sleepers go and
  * before its wake (here it stops for good at its futex_wake, through the wake gate): a reader
@@ -489,7 +476,7 @@ static void rwlock_shared_releaser_dead_before_its_wake_strands_no_sleeper(void)
             th_sleep_ns(100000);
         TH_CHECK_EQ(pthread_create(&ts, NULL, rw_sleeper_main, &s), 0);
         while (!(word_of(&rw) & asleep_bit) || __atomic_load_n(&s.tid, __ATOMIC_RELAXED) == 0 ||
-               stat_state(__atomic_load_n(&s.tid, __ATOMIC_RELAXED)) != 'S')
+               th_thread_state(__atomic_load_n(&s.tid, __ATOMIC_RELAXED)) != 'S')
             th_sleep_ns(100000); /* asleep in futex_wait, its bit raised */
         __atomic_store_n(&d.go, 1, __ATOMIC_RELEASE);
         gate_wait_reached(&d.wake); /* it let the sleeper go and took the wake with it */
