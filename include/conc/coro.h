@@ -183,7 +183,9 @@
  *     epoll_wait and the syscalls of the I/O calls are cancellation points) orphans the
  *     scheduler: its coroutines never run again (they never migrate; their cleanup does not
  *     run and what they own is lost), run says EPERM, and conc_sched_destroy, from any
- *     thread, only frees it. To stop such a thread cleanly, tell its coroutines instead
+ *     thread, only frees it, once the messages of its pending bridges (a conc_coro_await's
+ *     completion, a mailbox's send) have come: it waits for them as a nested destroy does,
+ *     then aborts naming the cause. To stop such a thread cleanly, tell its coroutines instead
  *     (conc_sched_spawn one that cancels them) and join it once its run has returned.
  *
  * DESIGN
@@ -1786,6 +1788,24 @@ static inline void conc__coro_sched_drain_inbox(conc_sched_t *s) {
     }
 }
 
+/* An orphaned scheduler's inbox (see conc_sched_destroy): calls the call messages that have
+ * come, as the loop would, and frees the spawn messages unspawned, as conc__coro_sched_free
+ * would (nothing of an orphan starts). */
+CONC_COLD void conc__coro_sched_call_posted_slow(conc_sched_t *s) {
+    pthread_mutex_lock(&s->inbox_lock);
+    conc__coro_msg *m = s->inbox_head;
+    s->inbox_head = s->inbox_tail = NULL;
+    conc_store(&s->inbox_pending, 0u, CONC_RELAXED);
+    pthread_mutex_unlock(&s->inbox_lock);
+    while (m) {
+        conc__coro_msg *next = m->next;
+        if (m->call)
+            (void)m->fn(m->arg);
+        free(m);
+        m = next;
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Scheduler lifecycle
  * ------------------------------------------------------------------------------------------- */
@@ -1928,12 +1948,21 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
         CONC_ABORT("conc_sched_destroy: called while the scheduler runs");
     if (s->orphaned) {
         /* Its thread ended inside a run: nothing of it runs again, it is only freed. A pin
-         * stands for a message another thread will still post to s: freeing s would be a use
-         * after free there. */
+         * stands for a message another thread will post to s (a future's completion, a
+         * mailbox send): freeing s before it comes would be a use after free there. Those
+         * that came, or come within the bound the nested destroy below also waits, end their
+         * pins here as the loop would have (a call message only marks a coroutine ready and
+         * unpins: no coroutine runs). */
+        conc_store(&s->owner, pthread_self(), CONC_RELAXED);
+        conc__coro_sched_call_posted_slow(s);
+        int64_t until = conc_deadline_in(CONC__CORO_DESTROY_PIN_WAIT_NS);
+        while (s->pins && !conc_deadline_passed(until)) {
+            sched_yield();
+            conc__coro_sched_call_posted_slow(s);
+        }
         if (s->pins)
             CONC_ABORT("conc_sched_destroy: its thread ended inside its run while a future or "
                        "a mailbox still had to post to it");
-        conc_store(&s->owner, pthread_self(), CONC_RELAXED);
         conc__coro_sched_free(s);
         return;
     }
