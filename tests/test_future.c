@@ -813,13 +813,12 @@ static void executor_workers_spawning_into_a_full_queue_finish(void) {
 }
 
 /* A worker that runs CONC__EXECUTOR_HELP_DEPTH tasks inline (a chain of untimed waits, each
- * for the task the last one submitted) cannot run another there when its submit finds the
- * queue full; it used to sleep uncounted, so the workers that blocked in submit after it
- * never made the count every worker's, and all three slept for good (the queue full of the
- * chain's entries, which only a take would drop). Python's pool finishes. It counts now, so
- * the last spawner to block runs the oldest task, whose take makes room. The chain's worker
- * is asleep in its push, so counted, before the gate lets the spawners go (the order this
- * case is about: were it the last to count, every worker would sleep, as CAVEATS say). */
+ * for the task the last one submitted) submits once more with the queue full of the chain's
+ * entries, which only a take would drop, while the two other workers are held; then they
+ * submit too. Python's pool finishes. Workers that blocked in such submits all slept for
+ * good here once (first every one of them, then, with a rule that let the last one run a
+ * task inline, whenever the deep worker could not); every such submit goes to the spill
+ * now and returns. */
 typedef struct deep_state {
     conc_executor_t *ex;
     conc_sem_t started;
@@ -861,12 +860,12 @@ static int task_deep_chain(void *arg, void **result) {
     }
     /* 8 deep, and the queue holds the chain's 8 entries: full. */
     TH_CHECK_EQ(conc_executor_queue_size(d->ex), (size_t)CONC__EXECUTOR_HELP_DEPTH);
-    __atomic_store_n(&d->reached, 1, __ATOMIC_RELEASE);
     TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_leaf, NULL, NULL), 0);
+    __atomic_store_n(&d->reached, 1, __ATOMIC_RELEASE); /* the submit returned */
     return 0;
 }
 
-static void executor_worker_too_deep_to_run_a_task_still_counts_in_submit(void) {
+static void executor_worker_deep_in_inline_runs_submits_past_full(void) {
     deep_state *d = &deep_chain_state;
     d->leaves = 0;
     d->reached = 0;
@@ -879,10 +878,8 @@ static void executor_worker_too_deep_to_run_a_task_still_counts_in_submit(void) 
     conc_sem_acquire(&d->started);
     conc_sem_acquire(&d->started); /* two workers held at the gate */
     TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_chain, (void *)0, &fs[2]), 0);
-    /* The chain's worker is registered to sleep in its push (it counted itself first, or, on
-     * the old code, not at all). */
-    while (!__atomic_load_n(&d->reached, __ATOMIC_ACQUIRE) ||
-           conc_eventcount_waiters(__atomic_load_n(&d->ex->q->not_full, __ATOMIC_ACQUIRE)) == 0)
+    /* The chain's deepest submit returns with the queue full (it slept there before). */
+    while (!__atomic_load_n(&d->reached, __ATOMIC_ACQUIRE))
         th_sleep_ns(100000);
     TH_CHECK_EQ(conc_future_complete(d->gate, 0, NULL), 0);
     TH_CHECK_EQ(conc_future_wait_all(fs, 3, CONC_FOREVER), 0); /* hung here before */
@@ -892,6 +889,251 @@ static void executor_worker_too_deep_to_run_a_task_still_counts_in_submit(void) 
     for (int i = 0; i < 3; i++)
         conc_future_release(fs[i]);
     conc_future_release(d->gate);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tasks that submit into their own full queue: Python's queue has no bound, so such a submit
+ * returns at once there; here it goes to the spill and returns at once too (see executor.h,
+ * "The spill"). Each workload below finishes in Python's pool with as many workers.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct spill_state {
+    conc_executor_t *ex;
+    conc_future_t *promise; /* completed by a task after its submits */
+    long leaves;
+    long nodes, total, depth, fan;
+    conc_future_t *all_done;
+} spill_state;
+
+static spill_state spill;
+
+static int task_spill_leaf(void *arg, void **result) {
+    (void)arg;
+    (void)result;
+    CNT_ADD(&spill.leaves, 1);
+    return 0;
+}
+
+static int task_spill_leaf_waits(void *arg, void **result) {
+    (void)arg;
+    (void)result;
+    CNT_ADD(&spill.leaves, 1);
+    return conc_future_wait(spill.promise);
+}
+
+/* Submits `arg` leaves (the queue is full after the first few), then completes the promise. */
+static int task_spill_producer(void *arg, void **result) {
+    (void)result;
+    for (uintptr_t i = 0; i < (uintptr_t)arg; i++)
+        TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_leaf, NULL, NULL), 0);
+    return conc_future_complete(spill.promise, 0, NULL);
+}
+
+/* Python: the producer's submits return, it completes the promise, the waiter ends. Here the
+ * producer waited in its submit for room that only the other worker, waiting for the
+ * promise, could make: both for good. */
+static void executor_task_submits_past_full_while_another_waits_for_it(void) {
+    for (int round = 0; round < 50; round++) {
+        spill.leaves = 0;
+        TH_CHECK_EQ(conc_future_create(&spill.promise), 0);
+        TH_CHECK_EQ(conc_executor_create(&spill.ex, 2, 2), 0);
+        conc_future_t *waiter, *producer;
+        TH_CHECK_EQ(conc_executor_submit(spill.ex, task_gate, spill.promise, &waiter), 0);
+        TH_CHECK_EQ(
+            conc_executor_submit(spill.ex, task_spill_producer, (void *)(uintptr_t)8, &producer),
+            0);
+        TH_CHECK_EQ(conc_future_wait(producer), 0);
+        TH_CHECK_EQ(conc_future_wait(waiter), 0);
+        conc_executor_shutdown(spill.ex, false);
+        TH_CHECK_EQ(CNT_GET(&spill.leaves), 8);
+        conc_executor_destroy(spill.ex);
+        conc_future_release(waiter);
+        conc_future_release(producer);
+        conc_future_release(spill.promise);
+    }
+}
+
+/* One worker, a queue of one: the task submits a leaf that waits for the promise, then another
+ * leaf (the queue is full), then completes the promise. Python finishes; here the second
+ * submit ran the first leaf on the producer's stack, which waited for the producer. */
+static int task_spill_producer_then_promise(void *arg, void **result) {
+    (void)arg;
+    (void)result;
+    TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_leaf_waits, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_leaf, NULL, NULL), 0);
+    return conc_future_complete(spill.promise, 0, NULL);
+}
+
+static void executor_task_submits_past_full_then_does_what_its_leaf_waits_for(void) {
+    for (int round = 0; round < 50; round++) {
+        spill.leaves = 0;
+        TH_CHECK_EQ(conc_future_create(&spill.promise), 0);
+        TH_CHECK_EQ(conc_executor_create(&spill.ex, 1, 1), 0);
+        conc_future_t *producer;
+        TH_CHECK_EQ(
+            conc_executor_submit(spill.ex, task_spill_producer_then_promise, NULL, &producer), 0);
+        TH_CHECK_EQ(conc_future_wait(producer), 0);
+        conc_executor_shutdown(spill.ex, false);
+        TH_CHECK_EQ(CNT_GET(&spill.leaves), 2);
+        conc_executor_destroy(spill.ex);
+        conc_future_release(producer);
+        conc_future_release(spill.promise);
+    }
+}
+
+/* A tree: every node above the last level submits `fan` children, fire and forget. With the
+ * queue full, each node run frees one slot and wants `fan`: the spill takes the rest. */
+static int task_spill_node(void *arg, void **result) {
+    (void)result;
+    long depth = (long)(uintptr_t)arg;
+    if (depth < spill.depth)
+        for (long i = 0; i < spill.fan; i++)
+            TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_node,
+                                             (void *)(uintptr_t)(depth + 1), NULL),
+                        0);
+    if (__atomic_add_fetch(&spill.nodes, 1, __ATOMIC_ACQ_REL) == spill.total)
+        TH_CHECK_EQ(conc_future_complete(spill.all_done, 0, NULL), 0);
+    return 0;
+}
+
+static void executor_spawn_trees_past_a_full_queue_finish(void) {
+    static const struct {
+        unsigned workers;
+        size_t capacity;
+        long depth, fan;
+    } trees[] = {{1, 1, 10, 2}, {2, 2, 7, 3}, {3, 1, 9, 2}, {4, 4, 5, 4}};
+    for (size_t t = 0; t < sizeof trees / sizeof trees[0]; t++) {
+        spill.depth = trees[t].depth;
+        spill.fan = trees[t].fan;
+        spill.nodes = 0;
+        spill.total = 0;
+        for (long level = 0, width = 1; level <= spill.depth; level++, width *= spill.fan)
+            spill.total += width;
+        TH_CHECK_EQ(conc_future_create(&spill.all_done), 0);
+        TH_CHECK_EQ(conc_executor_create(&spill.ex, trees[t].workers, trees[t].capacity), 0);
+        TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_node, (void *)(uintptr_t)0, NULL), 0);
+        TH_CHECK_EQ(conc_future_wait(spill.all_done), 0);
+        conc_executor_destroy(spill.ex);
+        TH_CHECK_EQ(__atomic_load_n(&spill.nodes, __ATOMIC_ACQUIRE), spill.total);
+        conc_future_release(spill.all_done);
+    }
+}
+
+/* Start order across the spill: a task submitted from outside after a task's spilled submit
+ * returned starts after it (Python's one FIFO), though the queue has room before the spill
+ * is empty. The only worker runs `first`, which spills `spilled` behind the full queue (a, b)
+ * and then says so; the test then submits `late`. */
+typedef struct spill_order {
+    conc_future_t *go, *spilled_said;
+    int order[8];
+    int n; /* under the worker's own program order: one worker */
+} spill_order;
+
+static spill_order sorder;
+
+static int task_spill_record(void *arg, void **result) {
+    (void)result;
+    sorder.order[sorder.n++] = (int)(uintptr_t)arg;
+    return 0;
+}
+
+static int task_spill_first(void *arg, void **result) {
+    (void)arg;
+    (void)result;
+    TH_CHECK_EQ(conc_future_wait(sorder.go), 0);
+    TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_record, (void *)(uintptr_t)3, NULL), 0);
+    /* The spill holds it: a try_submit now must not jump ahead of it. */
+    conc_future_t *f = (conc_future_t *)1;
+    TH_CHECK_EQ(conc_executor_try_submit(spill.ex, task_spill_record, NULL, &f), EAGAIN);
+    TH_CHECK(f == NULL);
+    return conc_future_complete(sorder.spilled_said, 0, NULL);
+}
+
+static void executor_spilled_task_starts_before_later_outside_submits(void) {
+    for (int round = 0; round < 50; round++) {
+        memset(&sorder, 0, sizeof sorder);
+        TH_CHECK_EQ(conc_future_create(&sorder.go), 0);
+        TH_CHECK_EQ(conc_future_create(&sorder.spilled_said), 0);
+        TH_CHECK_EQ(conc_executor_create(&spill.ex, 1, 2), 0);
+        conc_future_t *first;
+        TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_first, NULL, &first), 0);
+        while (conc_future_state(first) != CONC_FUTURE_RUNNING)
+            sched_yield();
+        TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_record, (void *)(uintptr_t)1, NULL),
+                    0);
+        TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_record, (void *)(uintptr_t)2, NULL),
+                    0);
+        TH_CHECK_EQ(conc_future_complete(sorder.go, 0, NULL), 0);
+        TH_CHECK_EQ(conc_future_wait(sorder.spilled_said), 0);
+        TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_record, (void *)(uintptr_t)4, NULL),
+                    0);
+        conc_executor_shutdown(spill.ex, false);
+        TH_CHECK_EQ(sorder.n, 4);
+        for (int i = 0; i < 4; i++)
+            TH_CHECK_EQ(sorder.order[i], i + 1);
+        conc_executor_destroy(spill.ex);
+        conc_future_release(first);
+        conc_future_release(sorder.go);
+        conc_future_release(sorder.spilled_said);
+    }
+}
+
+/* Spilled tasks are queued tasks for shutdown: shutdown(cancel_pending) cancels them, a plain
+ * shutdown runs them, and a submit from a task after shutdown began is EPIPE. */
+typedef struct spill_shut {
+    conc_future_t *go, *spilled_said, *fs[6];
+    int late_submit; /* the task's submit after the shutdown it waited for */
+} spill_shut;
+
+static spill_shut sshut;
+
+static int task_spill_fill(void *arg, void **result) {
+    (void)arg;
+    (void)result;
+    TH_CHECK_EQ(conc_future_wait(sshut.go), 0);
+    for (int i = 0; i < 6; i++) /* 2 fit in the queue, 4 spill */
+        TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_leaf, NULL, &sshut.fs[i]), 0);
+    TH_CHECK_EQ(conc_future_complete(sshut.spilled_said, 0, NULL), 0);
+    /* Wait for the shutdown to begin (a submit from outside sees it), then submit again. */
+    conc_future_t *probe;
+    while (conc_executor_try_submit(spill.ex, task_noop, NULL, &probe) != EPIPE)
+        sched_yield();
+    sshut.late_submit = conc_executor_submit(spill.ex, task_noop, NULL, &probe);
+    TH_CHECK(probe == NULL);
+    return 0;
+}
+
+static void *spill_shutdown_thread(void *arg) {
+    conc_executor_shutdown(spill.ex, arg != NULL);
+    return NULL;
+}
+
+static void executor_shutdown_cancels_or_runs_spilled_tasks(void) {
+    for (int cancel = 0; cancel < 2; cancel++) {
+        spill.leaves = 0;
+        memset(&sshut, 0, sizeof sshut);
+        TH_CHECK_EQ(conc_future_create(&sshut.go), 0);
+        TH_CHECK_EQ(conc_future_create(&sshut.spilled_said), 0);
+        TH_CHECK_EQ(conc_executor_create(&spill.ex, 1, 2), 0);
+        conc_future_t *filler;
+        TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_fill, NULL, &filler), 0);
+        TH_CHECK_EQ(conc_future_complete(sshut.go, 0, NULL), 0);
+        TH_CHECK_EQ(conc_future_wait(sshut.spilled_said), 0);
+        TH_CHECK_EQ(conc_executor_queue_size(spill.ex), 6u); /* queued and spilled */
+        pthread_t t;
+        TH_CHECK_EQ(pthread_create(&t, NULL, spill_shutdown_thread, cancel ? (void *)1 : NULL), 0);
+        pthread_join(t, NULL);
+        TH_CHECK_EQ(conc_future_wait(filler), 0);
+        TH_CHECK_EQ(sshut.late_submit, EPIPE);
+        for (int i = 0; i < 6; i++) {
+            TH_CHECK_EQ(conc_future_wait(sshut.fs[i]), cancel ? ECANCELED : 0);
+            conc_future_release(sshut.fs[i]);
+        }
+        TH_CHECK_EQ(CNT_GET(&spill.leaves), cancel ? 0 : 6);
+        conc_executor_destroy(spill.ex);
+        conc_future_release(filler);
+        conc_future_release(sshut.go);
+        conc_future_release(sshut.spilled_said);
+    }
 }
 
 static long batch_sum;
@@ -2915,4 +3157,9 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE(executor_destroy_from_a_thread_with_a_joined_workers_id),
         TH_CASE(future_as_completed_duplicates_come_out_once),
         TH_CASE(executor_workers_spawning_into_a_full_queue_finish),
-        TH_CASE(executor_worker_too_deep_to_run_a_task_still_counts_in_submit))
+        TH_CASE(executor_worker_deep_in_inline_runs_submits_past_full),
+        TH_CASE(executor_task_submits_past_full_while_another_waits_for_it),
+        TH_CASE(executor_task_submits_past_full_then_does_what_its_leaf_waits_for),
+        TH_CASE(executor_spawn_trees_past_a_full_queue_finish),
+        TH_CASE(executor_spilled_task_starts_before_later_outside_submits),
+        TH_CASE(executor_shutdown_cancels_or_runs_spilled_tasks))

@@ -8,8 +8,8 @@
  * CONTENTS
  *   API, ERRORS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS, DESIGN; then the
  *   code: the future pool (lifetime timeline); the executor (workers, the gate, running an
- *   awaited task); staging (FIFO starts); idle workers (sleeping and waking); create,
- *   submit, shutdown, destroy; the lazy map.
+ *   awaited task); staging (FIFO starts); the spill (tasks' submits past a full queue); idle
+ *   workers (sleeping and waking); create, submit, shutdown, destroy; the lazy map.
  *
  * QUICK START (examples/09_thread_pool_as_completed.c)
  *     static int work(void *arg, void **result) { *result = arg; return 0; }
@@ -25,7 +25,8 @@
  * API
  *   executor  conc_executor_create(&ex, threads, capacity)   0, EINVAL, ENOMEM; threads 0:
  *                                                  one per CPU; capacity 0: 1024
- *             conc_executor_submit(ex, fn, arg, &f)          blocks while full; 0, EPIPE,
+ *             conc_executor_submit(ex, fn, arg, &f)          blocks while full (never in
+ *                                                  ex's own tasks: CAVEATS); 0, EPIPE,
  *                                                  CONC_EXECUTOR_BROKEN, ENOMEM, EINVAL
  *                                                  (fn NULL); f may be NULL (fire and forget)
  *             conc_executor_try_submit(ex, fn, arg, &f)      0, EAGAIN, EPIPE, ..._BROKEN,
@@ -48,8 +49,10 @@
  *
  * ERRORS
  *   submit: EPIPE once shutdown has begun (also for submitters blocked on a full queue at
- *   that moment); try_submit: EAGAIN when the queue is full; both: ENOMEM when no future
- *   could be allocated (the pool is at CONC_EXECUTOR_POOL and malloc failed). On any error
+ *   that moment); try_submit: EAGAIN when the queue is full (or tasks wait behind it in the
+ *   spill, see CAVEATS); both: ENOMEM when no future could be allocated (the pool is at
+ *   CONC_EXECUTOR_POOL and malloc failed), or, in a task of ex with the queue full, no room
+ *   in the spill. On any error
  *   nothing is queued and *f is set to NULL (so a cleanup loop may release every entry:
  *   conc_future_release(NULL) does nothing). With f == NULL the task is fire and forget:
  *   it runs as usual, and its outcome is dropped when it ends.
@@ -121,31 +124,24 @@
  *   - Tasks start in submission order, each as soon as a worker is free, as in Python's
  *     ThreadPoolExecutor: whenever Python's pool with as many workers finishes a workload
  *     (tasks that wait for each other through futures, promises, events, semaphores, locks,
- *     sleeps), so does this executor, given a queue that holds what its tasks submit
- *     (Python's has no bound; tasks that submit to a full queue: next item). Like Python's,
- *     it stops when every worker blocks on something only a task not yet started would
- *     provide (an event, a semaphore: no worker is free to start it); give such waits a
- *     deadline, or size the executor for them. Waits without a deadline on futures of the
- *     same executor finish even then: a waiting worker runs the unstarted awaited task itself
- *     (see DESIGN), where Python's pool would deadlock. A wait with a deadline does not (it
- *     would miss its deadline, and the task might wait for what the waiter does next): it
- *     waits as a Python worker would.
- *   - A task may submit to its own executor. While the queue is full such a submit blocks,
- *     where Python's (unbounded) queue never would; when every worker is blocked in an untimed
- *     submit at once, the last of them runs the oldest task not yet started itself, on its own
- *     stack (see "A full queue and the executor's own workers"), so workers that spawn work do
- *     not stop each other. A worker blocked in submit while another waits for it (for the
- *     task it runs, or anything it does after the submit) or on something else (an event, a
- *     wait past the 8 inline levels below) still waits, for good if no other worker is free.
- *     So does the last of them when the oldest task, which it runs, waits for what that
- *     worker would do after its submit (complete a promise, set an event): Python's submit
- *     returns at once. That can happen, rarely, while another worker's submit is just going
- *     through too (its count not yet dropped: the rule cannot tell it from one asleep). So
- *     does it, too, once the tasks it runs so are 8 deep (below): a tree of tasks that each
- *     spawn several, with the queue full, runs oldest first, so each level it runs spawns
- *     more than it takes, and the worker soon sleeps there for good (one worker, capacity 1,
- *     a binary tree 10 deep). Give a workload that spawns more than the queue holds a queue
- *     large enough for it, or submit with try_submit.
+ *     sleeps, and tasks that submit more tasks), so does this executor. Like Python's, it
+ *     stops when every worker blocks on something only a task not yet started would provide
+ *     (an event, a semaphore: no worker is free to start it); give such waits a deadline, or
+ *     size the executor for them. Waits without a deadline on futures of the same executor
+ *     finish even then: a waiting worker runs the unstarted awaited task itself (see DESIGN),
+ *     where Python's pool would deadlock. A wait with a deadline does not (it would miss its
+ *     deadline, and the task might wait for what the waiter does next): it waits as a Python
+ *     worker would.
+ *   - The queue's bound holds back submitters outside the executor, never its own tasks: a
+ *     task's submit to its own executor never waits (with the queue full, the task goes to
+ *     the spill, an unbounded list behind the queue: "The spill"), as Python's never does.
+ *     So a workload whose tasks spawn far more than the queue holds (a tree) uses memory for
+ *     all of them, as Python's does. A thread outside (a task of another executor too) still
+ *     waits in submit while the queue is full: if the workers all wait for what that thread
+ *     does after its submit, they wait for good where Python's unbounded queue would not.
+ *     That is the bound's price: give such a producer try_submit or a queue that holds it.
+ *     While the spill holds tasks, submits from outside wait for it to empty (try_submit
+ *     says EAGAIN), so that tasks still start in submission order.
  *   - A task cancelled while queued (conc_future_cancel) keeps its place in the queue until
  *     a worker takes it and drops it unrun: until then it still counts toward
  *     queue_capacity, so with every worker busy a full queue stays full (try_submit EAGAIN,
@@ -159,10 +155,9 @@
  *     the most that were ever alive at once, up to CONC_EXECUTOR_POOL, until it is destroyed
  *     and its last future is released. A future released twice may already be someone
  *     else's (as with free): under ASan a released pooled future is poisoned until reused.
- *   - A worker may run a task on its own stack: the awaited one while it waits, the oldest
- *     one when every worker is blocked in submit as above (at most 8 deep in all). So a task
- *     must not hold a non-recursive lock, across such a wait or submit, that the task run
- *     there takes (in the wait Python deadlocks there too, differently).
+ *   - A worker may run a task on its own stack: the awaited one while it waits (at most 8
+ *     deep). So a task must not hold a non-recursive lock, across such a wait, that the task
+ *     run there takes (Python deadlocks there too, differently).
  *
  * DESIGN
  *   The executor's submission queue is the kit's own conc_queue (queue.h) of future pointers:
@@ -184,12 +179,11 @@
  *   (not in the queue), so a refill reaches them. A worker that waits (with no deadline) for
  *   an unstarted task of its executor runs it itself: it is a worker Python would hold blocked
  *   in that wait, so every worker Python would have free stays free, and a workload where
- *   every worker waits for a task behind it still finishes. Likewise the last worker to block
- *   in a submit to its own full queue, when every other one is blocked so, runs the oldest
- *   task instead of sleeping (see "A full queue and the executor's own workers").
+ *   every worker waits for a task behind it still finishes. A worker's submit to its own full
+ *   queue goes to the spill, an unbounded FIFO behind the queue (see "The spill"): only
+ *   workers take, so a worker that waited there for room could wait for good.
  *   tests/models/executor.pml checks the takes, the refills, FIFO order, idle sleep,
- *   cancelling and ending; tests/models/executor_stuck.pml (and _deep) the submits to a full
- *   queue.
+ *   cancelling and ending; tests/models/executor_spill.pml the spill.
  *   Futures come from a per-executor pool (conc__future_pool): carved from slabs, one cache
  *   line each, reused LIFO; a release pushes onto a lock-free stack, submitters take the
  *   whole stack at once under a try-lock (no ABA), and a submitter that finds the try-lock
@@ -493,18 +487,26 @@ struct conc_executor {
     uint32_t cancelling;       /* CONC__EXECUTOR_DROP_*: taken tasks are cancelled or failed */
     uint32_t closed;           /* set by shutdown after closing the queue: workers need never
                               * read the queue's tail (the submitter's line) to learn it */
-    unsigned nthreads;         /* workers started so far: written by create, read by shutdown */
+    /* Tasks in the spill (see "The spill"), written under spill_lock; a futex word (outside
+     * submitters wait for 0). Written only while the queue overflows: the line stays
+     * read-mostly. */
+    uint32_t spilled;
+    unsigned nthreads; /* workers started so far: written by create, read by shutdown */
     conc__executor_worker *workers; /* written by create before any worker starts */
     conc_lock_t shutdown_lock;
     bool joined; /* under shutdown_lock */
     /* Written each time a worker starts or stops polling: away from the lines above. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t polling; /* 1 while a worker polls (a hint) */
-    uint32_t submit_stuck; /* workers in an untimed submit to this executor's full queue */
     /* Read by every submit, written when a worker goes to sleep or wakes: its own line. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t idle; /* the idle eventcount, see above */
     /* Staging (see "Staging"): the workers' lines, never the submitters'. */
     __attribute__((aligned(CONC_CACHELINE))) uint64_t stage; /* the staging word, see above */
     conc_future_t *staged[CONC__EXECUTOR_STAGE_MAX];         /* the last refill's tasks (atomic) */
+    /* The spill (see "The spill"): touched only while the queue overflows. */
+    __attribute__((aligned(CONC_CACHELINE))) conc_lock_t spill_lock;
+    uint32_t spill_waiters;       /* outside submitters waiting for an empty spill (atomic) */
+    conc_future_t **spill;        /* under spill_lock: a ring of spill_cap (a power of two) */
+    size_t spill_cap, spill_head; /* the oldest is spill[spill_head]; `spilled` of them */
     /* create_with's options: written by create before any worker starts, then read-only. */
     __attribute__((aligned(CONC_CACHELINE))) int (*init_fn)(void *arg); /* nonzero: broken */
     void *init_arg;
@@ -694,16 +696,181 @@ CONC_INLINE bool conc__executor_closed(conc_executor_t *ex) {
 }
 
 /* Whether a worker seeing staging word s has something to do: a staged task, the end, or
- * (nobody refilling) a task in the queue or the close to find. `exact` (a sleeper's re-check)
- * counts a task still being pushed (the queue's size counts claimed slots), else only a
- * ready one (one slot's stamp: never the tail, the submitter's line). */
+ * (nobody refilling) a task in the queue or the spill, or the close to find. `exact` (a
+ * sleeper's re-check) counts a task still being pushed (the queue's size counts claimed
+ * slots), else only a ready one (one slot's stamp: never the tail, the submitter's line).
+ * `spilled`: seq_cst, the re-check's half of the Dekker pair with [executor.U0]. */
 CONC_INLINE bool conc__executor_has_work(conc_executor_t *ex, uint64_t s, bool exact) {
     if (conc__executor_stage_left(s) > 0 || (s & CONC__EXECUTOR_STAGE_ENDED))
         return true;
     if (s & CONC__EXECUTOR_STAGE_REFILLING)
         return false; /* the refiller's publish wakes a sleeper if it leaves work */
     return (exact ? conc_queue_size(ex->q) > 0 : conc__queue_item_ready(ex->q, 1)) ||
-           conc__executor_closed(ex);
+           conc__executor_closed(ex) || conc_load(&ex->spilled, CONC_SEQ_CST) != 0;
+}
+
+/* -------------------------------------------------------------------------------------------
+ * The spill: a task's submit to its own executor never waits
+ *
+ * Python's queue has no bound, so a task that submits more tasks never waits. Here the queue
+ * has one, and a worker waiting in submit for room that only workers make can stop the
+ * executor for good: every worker waiting so, or one waiting while another waits for what
+ * the first does after its submit (a promise it completes, an event it sets). So a submit
+ * from one of the executor's own workers that finds the queue full appends the task to the
+ * SPILL, an unbounded FIFO under spill_lock, and returns. The bound stays for submitters
+ * outside (the producers it is there to hold back). The spill is the queue's continuation:
+ * its tasks are newer than every queued one, so Python's single FIFO holds across the two:
+ *  - while the spill holds tasks (`spilled` > 0), nothing is pushed past it: a worker's
+ *    submit appends, a submit from outside waits until the spill is empty and then pushes as
+ *    usual (it sleeps on `spilled`; the refill that empties the spill wakes it), and
+ *    try_submit says EAGAIN, as for a full queue. A submit reads `spilled` first (acquire,
+ *    pairing with [executor.U1]): one that begins after a spilled submit returned sees the
+ *    task in the spill, or sees it staged (the refill that empties the spill stages it
+ *    first), and so its own task starts later;
+ *  - a refill takes from the spill only when the queue holds no task: queued tasks first;
+ *  - an append to an empty spill tries the queue first, under the lock. So the end needs no
+ *    flag of its own: a refill that finds the queue closed and drained looks at the spill
+ *    under its lock, and publishes ENDED only if it is empty, and an append after that look
+ *    finds it empty, tries the closed queue and gets EPIPE. No task appended is left behind
+ *    by the workers' exit;
+ *  - shutdown(cancel_pending) drops what the spill holds, with what is queued and staged; a
+ *    plain shutdown leaves it to the workers, as it leaves the queue. A worker's submit after
+ *    shutdown began is EPIPE, as anyone's is.
+ *
+ *   worker's submit (queue full)                 refill (staging empty, queue has none ready)
+ *   ----------------------------------------    -------------------------------------------
+ *   lock spill_lock                              lock spill_lock
+ *   closed: EPIPE                                queue holds a task (pushed since the pop):
+ *   spilled == 0: try_push; EPIPE or done          k = 0 (it may be older: it goes first)
+ *     unless the queue was full                  else k = up to 16 from the spill's front
+ *   append; [executor.U0] store spilled + 1      [executor.U1] store spilled -= k (seq_cst)
+ *     (seq_cst)                                  unlock; spilled now 0 and waiters: wake them
+ *   unlock; wake a worker [executor.E2]          k > 0: stage them as a queue refill does;
+ *                                                  k == 0 and the queue ended: ENDED
+ *
+ *   A sleeper's re-check reads `spilled` (seq_cst) after its registration [executor.E1]: with
+ *   [executor.U0] and the wake that follows it, a Dekker pair like a push's (see "Idle
+ *   workers"). An outside submitter registers in spill_waiters (seq_cst), reads `spilled` and
+ *   `closed` again, and sleeps on `spilled`: the refill's [executor.U1] then its load of
+ *   spill_waiters, and the closer's store of `closed` then its load, are the other halves.
+ * tests/models/executor_spill.pml checks that every task appended runs or is cancelled
+ * exactly once, that starts keep the one FIFO, and that no worker or submitter sleeps for
+ * good, against the end and a shutdown with or without cancel_pending.
+ * ------------------------------------------------------------------------------------------- */
+#define CONC__EXECUTOR_SPILL_MIN 64u /* the spill ring's first size; it doubles when full */
+
+/* Appends f to the spill, growing the ring: 0, or ENOMEM (nothing appended). Under spill_lock.
+ * `spilled` is a futex word: past UINT32_MAX - 1 tasks (256 GiB of futures) it is ENOMEM too. */
+CONC_COLD int conc__executor_spill_append_slow(conc_executor_t *ex, conc_future_t *f) {
+    uint32_t n = conc_load(&ex->spilled, CONC_RELAXED); /* ours: under spill_lock */
+    if (n == UINT32_MAX - 1)
+        return ENOMEM;
+    if (n == ex->spill_cap) {
+        size_t cap = ex->spill_cap ? ex->spill_cap * 2 : CONC__EXECUTOR_SPILL_MIN;
+        conc_future_t **ring = (conc_future_t **)conc_malloc_keep_errno(cap * sizeof *ring);
+        if (!ring)
+            return ENOMEM;
+        for (size_t i = 0; i < n; i++) /* oldest first, from 0 */
+            ring[i] = ex->spill[(ex->spill_head + i) & (ex->spill_cap - 1)];
+        free(ex->spill);
+        ex->spill = ring;
+        ex->spill_cap = cap;
+        ex->spill_head = 0;
+    }
+    ex->spill[(ex->spill_head + n) & (ex->spill_cap - 1)] = f;
+    /* [executor.U0] seq_cst: the first half of the Dekker pair with a sleeper's re-check (the
+     * caller wakes after unlocking); the task itself is published by the lock. */
+    conc_store(&ex->spilled, n + 1, CONC_SEQ_CST);
+    return 0;
+}
+
+/* A worker's submit to its own executor, once the queue was full or the spill held tasks: into
+ * the queue if it has room and the spill is empty, else into the spill. Never waits (the
+ * lock guards a few stores). 0, EPIPE (shutdown has begun), ENOMEM. */
+CONC_NOINLINE int conc__executor_spill_slow(conc_executor_t *ex, conc_future_t **f) {
+    conc_lock_acquire(&ex->spill_lock);
+    int r;
+    if (conc__executor_closed(ex))
+        r = EPIPE; /* shutdown began: refused, as a push to the closed queue is */
+    else if (conc_load(&ex->spilled, CONC_RELAXED) != 0 ||
+             (r = conc_queue_try_push(ex->q, f)) == EAGAIN)
+        r = conc__executor_spill_append_slow(ex, *f);
+    conc_lock_release(&ex->spill_lock);
+    return r;
+}
+
+/* The spill is empty now: wake the outside submitters waiting for that (see above). seq_cst:
+ * after the store that emptied it, or the close; the other half is their registration. */
+CONC_INLINE void conc__executor_wake_unspilled(conc_executor_t *ex) {
+    if (conc_load(&ex->spill_waiters, CONC_SEQ_CST) != 0)
+        conc_futex_wake(&ex->spilled, INT_MAX, 0);
+}
+
+/* A refill that found the queue with no task ready (r: EAGAIN) or closed and drained (EPIPE):
+ * up to CONC__EXECUTOR_STAGE_MAX of the spill's oldest tasks into got; 0 with *n of them, else
+ * r (EPIPE only once the spill is empty: it stays so, see above). Not while the queue
+ * holds a task (pushed since the refill's pop, or still being pushed): it may be older than
+ * the spill's (one thread's push, then its append once the queue was full again), and the
+ * refill's next look takes it first. Under the lock, that look sees every push that came
+ * before an append we take (the append came after it in its thread, the lock orders us). */
+CONC_NOINLINE int conc__executor_unspill_slow(conc_executor_t *ex, conc_future_t **got, size_t *n,
+                                              int r) {
+    conc_lock_acquire(&ex->spill_lock);
+    uint32_t left = conc_load(&ex->spilled, CONC_RELAXED); /* ours: under spill_lock */
+    size_t k = 0;
+    if (r == EAGAIN && conc_queue_size(ex->q) > 0)
+        left = 0; /* the queue first: its tasks may be older (above) */
+    for (; k < CONC__EXECUTOR_STAGE_MAX && left > 0; k++, left--) {
+        got[k] = ex->spill[ex->spill_head];
+        ex->spill_head = (ex->spill_head + 1) & (ex->spill_cap - 1);
+    }
+    if (k > 0)
+        conc_store(&ex->spilled, left, CONC_SEQ_CST); /* [executor.U1]: see above */
+    conc_lock_release(&ex->spill_lock);
+    if (k > 0 && left == 0)
+        conc__executor_wake_unspilled(ex);
+    *n = k;
+    return k > 0 ? 0 : r;
+}
+
+/* shutdown(cancel_pending): drops what the spill holds (each task once: a refill takes under
+ * the same lock; an append after this finds the queue closed). */
+CONC_COLD void conc__executor_drop_spill_slow(conc_executor_t *ex) {
+    conc_lock_acquire(&ex->spill_lock);
+    uint32_t n = conc_load(&ex->spilled, CONC_RELAXED);
+    conc_future_t **ring = ex->spill;
+    size_t cap = ex->spill_cap, head = ex->spill_head;
+    ex->spill = NULL;
+    ex->spill_cap = ex->spill_head = 0;
+    conc_store(&ex->spilled, 0u, CONC_SEQ_CST); /* [executor.U1]: see above */
+    conc_lock_release(&ex->spill_lock);
+    conc__executor_wake_unspilled(ex);
+    for (uint32_t i = 0; i < n; i++) /* outside the lock: a drop completes a future */
+        conc__executor_drop_slow(ring[(head + i) & (cap - 1)],
+                                 conc_load(&ex->cancelling, CONC_RELAXED));
+    free(ring);
+}
+
+/* A submitter from outside that found tasks in the spill: waits until it is empty (0), the
+ * executor shut down (EPIPE) or the deadline passed (ETIMEDOUT). */
+CONC_COLD int conc__executor_wait_unspilled_slow(conc_executor_t *ex, int64_t deadline) {
+    for (;;) {
+        if (conc__executor_closed(ex))
+            return EPIPE;
+        if (conc_load(&ex->spilled, CONC_ACQUIRE) == 0) /* acquire: as in conc__executor_push */
+            return 0;
+        /* seq_cst, after the registration: the Dekker pairs of the timeline above. */
+        conc_fetch_add(&ex->spill_waiters, 1u, CONC_SEQ_CST);
+        uint32_t n = conc_load(&ex->spilled, CONC_SEQ_CST);
+        int e = 0;
+        if (n != 0 && conc_load(&ex->closed, CONC_SEQ_CST) == 0)
+            e = conc_futex_wait(&ex->spilled, n, 0, deadline);
+        conc_fetch_sub(&ex->spill_waiters, 1u, CONC_RELAXED); /* a stale count: a spare wake */
+        if (n == 0)
+            return 0; /* acquire came with the seq_cst load: pairs with [executor.U1] */
+        if (e == ETIMEDOUT)
+            return ETIMEDOUT;
+    }
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -809,6 +976,10 @@ CONC_NOINLINE int conc__executor_refill_slow(conc_executor_t *ex, uint64_t *s,
     conc_future_t *got[CONC__EXECUTOR_STAGE_MAX];
     size_t n = 0;
     int r = conc_queue_try_pop_batch(ex->q, got, CONC__EXECUTOR_STAGE_MAX, &n);
+    /* None ready: the spill's turn (its tasks are newer than any queued). Relaxed: a hint
+     * (the end always looks; a task appended after a miss comes with a wake). */
+    if (r != 0 && (r == EPIPE || conc_load(&ex->spilled, CONC_RELAXED) != 0))
+        r = conc__executor_unspill_slow(ex, got, &n, r);
     for (size_t i = 1; i < n; i++)
         conc_store(&ex->staged[i], got[i], CONC_RELAXED); /* published by [executor.F2] */
     uint64_t next = gen + CONC__EXECUTOR_STAGE_GEN_ONE;
@@ -847,11 +1018,14 @@ CONC_INLINE conc_future_t *conc__executor_take_now(conc_executor_t *ex, uint64_t
     for (;;) {
         conc_future_t *f = conc__executor_stage_take(ex, s);
         if (!f && !(*s & (CONC__EXECUTOR_STAGE_REFILLING | CONC__EXECUTOR_STAGE_ENDED)) &&
-            (conc__queue_item_ready(ex->q, 1) || conc__executor_closed(ex)) &&
+            (conc__queue_item_ready(ex->q, 1) || conc__executor_closed(ex) ||
+             conc_load(&ex->spilled, CONC_RELAXED) != 0) && /* relaxed: a hint, as above */
             conc__executor_refill_slow(ex, s, &f) == EBUSY)
             continue;
-        /* Work left behind: wake the next worker (the chain, see "Idle workers"). */
-        if (f && (conc__executor_stage_left(*s) > 0 || conc__queue_item_ready(ex->q, 1)))
+        /* Work left behind: wake the next worker (the chain, see "Idle workers"). `spilled`
+         * seq_cst: an append that saw WAKING counted on this look. */
+        if (f && (conc__executor_stage_left(*s) > 0 || conc__queue_item_ready(ex->q, 1) ||
+                  conc_load(&ex->spilled, CONC_SEQ_CST) != 0))
             conc__executor_wake(ex, true);
         return f;
     }
@@ -907,13 +1081,17 @@ CONC_INLINE void conc__executor_close(conc_executor_t *ex, uint32_t drop) {
     if (drop != 0)
         conc_fetch_or(&ex->cancelling, drop, CONC_SEQ_CST);
     conc_queue_close(ex->q); /* new submits get EPIPE, blocked ones too; workers drain */
-    conc_store(&ex->closed, 1u, CONC_RELEASE); /* after the close: see conc__executor_closed */
-    conc__executor_wake_all_slow(ex);          /* every sleeper re-checks and finds the close */
+    /* After the close: see conc__executor_closed. seq_cst: also the closer's half of the
+     * Dekker pair with a submitter waiting for an empty spill (see "The spill"). */
+    conc_store(&ex->closed, 1u, CONC_SEQ_CST);
+    conc__executor_wake_unspilled(ex);
+    conc__executor_wake_all_slow(ex); /* every sleeper re-checks and finds the close */
     if (drop != 0) {
         conc_future_t *f;
         while (conc_queue_try_pop(ex->q, &f) == 0) /* races the refills: each item once */
             conc__executor_drop_slow(f, conc_load(&ex->cancelling, CONC_RELAXED));
         conc__executor_drop_staged_slow(ex); /* races the takes: each task once */
+        conc__executor_drop_spill_slow(ex);  /* races the refills: each task once */
     }
 }
 
@@ -1011,6 +1189,7 @@ static inline void conc_executor_destroy(conc_executor_t *ex) {
         CONC_ABORT("conc_executor_destroy: called from one of its own tasks");
     conc_executor_shutdown(ex, false);
     free(ex->workers);
+    free(ex->spill); /* empty: the workers ended only with it empty, or a cancel dropped it */
     conc_queue_destroy(ex->q);
     conc__executor_pool_close_slow(
         ex->pool); /* frees it now, or at the last release of its futures */
@@ -1056,6 +1235,7 @@ CONC_NODISCARD static inline int conc__executor_build(conc_executor_t **out, uns
         return e;
     }
     conc_lock_init(&ex->shutdown_lock, 0);
+    conc_lock_init(&ex->spill_lock, 0);
     if (o != NULL) {
         ex->init_fn = o->initializer;
         ex->init_arg = o->initarg;
@@ -1118,10 +1298,11 @@ static inline unsigned conc_executor_threads(const conc_executor_t *ex) {
     return ex->nthreads;
 }
 
-/* Relaxed: a snapshot of the tasks not yet taken by a worker (queued or staged), for
+/* Relaxed: a snapshot of the tasks not yet taken by a worker (queued, spilled or staged), for
  * metrics. */
 static inline size_t conc_executor_queue_size(const conc_executor_t *ex) {
-    return conc_queue_size(ex->q) + conc__executor_stage_left(conc_load(&ex->stage, CONC_RELAXED));
+    return conc_queue_size(ex->q) + conc_load(&ex->spilled, CONC_RELAXED) +
+           conc__executor_stage_left(conc_load(&ex->stage, CONC_RELAXED));
 }
 
 /* n futures into fs, uninitialized: from the pool, else malloc'd. How many (< n: ENOMEM). */
@@ -1137,72 +1318,32 @@ CONC_INLINE size_t conc__executor_futures(conc_executor_t *ex, conc_future_t **f
     return k;
 }
 
-/* -------------------------------------------------------------------------------------------
- * A full queue and the executor's own workers
- *
- * Python's queue has no bound, so its workers never block in submit; here a task that submits
- * to its own executor blocks while the queue is full, and if every worker did so at once,
- * nothing would ever take a task again (only workers take). So a worker's untimed submit that
- * finds the queue full counts itself in `submit_stuck` before it sleeps in the push, and the
- * one whose count makes it every worker's does not sleep: it takes the oldest task not yet
- * taken (staging's front, or a refill, which frees up to 16 slots), runs it on its own stack,
- * as a free worker would have, and tries again.
- *
- *   worker A (submit, queue full)               worker B (submit, queue full)
- *   ----------------------------------------    -------------------------------------------
- *   [executor.S1] n = fetch_add(stuck) + 1       [executor.S1] n = fetch_add(stuck) + 1
- *   n < nthreads: push (sleeps while full),      n == nthreads: fetch_sub(stuck); take the
- *     then fetch_sub(stuck)                        oldest task, run it, try the push again
- *
- * The adds are one total order: of workers that would all sleep for good, the last to count
- * itself sees every other one counted (none of them leaves), so it does not sleep. It acts
- * where every worker is in such a submit, and also, rarely, where one of them is on its way
- * out (its push has just gone in, its count not yet dropped): a count cannot tell the two
- * apart. Then the oldest task starts early, on this worker's stack, and if it waits for
- * something this worker's own task does after its submit, both wait for good. Not past
- * CONC__EXECUTOR_HELP_DEPTH tasks deep (each is a task's frames on the stack), nor in a timed
- * submit (the run could miss its deadline), nor once shutdown(cancel_pending) began (its
- * pushes fail with EPIPE). A worker that deep still counts itself before it sleeps, whatever
- * the count: a worker that blocks after it may be the last and run a task (uncounted, it kept
- * the count below nthreads, and the others slept for good with it); only when it is the last
- * itself does every worker sleep.
- * tests/models/executor_stuck.pml checks that workers that spawn into a full queue finish;
- * executor_stuck_deep.pml, with one of them that deep.
- * ------------------------------------------------------------------------------------------- */
-CONC_NOINLINE int conc__executor_push_full_slow(conc_executor_t *ex, conc_future_t **f) {
-    conc__executor_worker *w = conc__executor_self(ex);
-    if (!w)
-        return conc_queue_push(ex->q, f);
-    bool deep = w->help_depth >= CONC__EXECUTOR_HELP_DEPTH; /* counts, never runs one here */
-    for (;;) {
-        /* [executor.S1] seq_cst: one order of every worker's count (see above). */
-        uint32_t stuck = conc_fetch_add(&ex->submit_stuck, 1u, CONC_SEQ_CST) + 1u;
-        if (deep || stuck < conc_load(&ex->nthreads, CONC_RELAXED) ||
-            conc_load(&ex->cancelling, CONC_ACQUIRE) != 0) {
-            int r = conc_queue_push(ex->q, f);
-            conc_fetch_sub(&ex->submit_stuck, 1u, CONC_SEQ_CST);
-            return r;
-        }
-        conc_fetch_sub(&ex->submit_stuck, 1u, CONC_SEQ_CST);
-        uint64_t s;
-        conc_future_t *t = conc__executor_take_now(ex, &s);
-        if (t) {
-            w->help_depth++;
-            conc__executor_start(ex, t);
-            w->help_depth--;
-        } else {
-            sched_yield(); /* a refill or a push in progress: its end makes room or a task */
-        }
-        int r = conc_queue_try_push(ex->q, f);
-        if (r != EAGAIN)
-            return r;
-    }
+/* Pushes one task (see "The spill"): block false tries once (EAGAIN when the queue is full or
+ * the spill holds tasks); true waits for room until deadline (ETIMEDOUT), except in one of
+ * ex's own workers, which never waits: a full queue sends its task to the spill. */
+CONC_NOINLINE int conc__executor_push_slow(conc_executor_t *ex, conc_future_t **f, bool block,
+                                           int64_t deadline) {
+    if (!block)
+        return conc__executor_closed(ex) ? EPIPE : EAGAIN; /* the queue was full or spilled */
+    if (conc__executor_self(ex))
+        return conc__executor_spill_slow(ex, f);
+    int e = conc__executor_wait_unspilled_slow(ex, deadline);
+    if (e != 0)
+        return e;
+    return deadline == CONC_FOREVER ? conc_queue_push(ex->q, f)
+                                    : conc_queue_push_until(ex->q, f, deadline);
 }
 
-/* An untimed push of one task that blocks while the queue is full (see above). */
-CONC_INLINE int conc__executor_push_one(conc_executor_t *ex, conc_future_t **f) {
-    int r = conc_queue_try_push(ex->q, f);
-    return r == EAGAIN ? conc__executor_push_full_slow(ex, f) : r;
+CONC_INLINE int conc__executor_push(conc_executor_t *ex, conc_future_t **f, bool block,
+                                    int64_t deadline) {
+    /* Acquire: pairs with [executor.U1], so a spilled task whose submit returned before ours
+     * began is in the spill or staged before our task can be queued (see "The spill"). */
+    if (CONC_LIKELY(conc_load(&ex->spilled, CONC_ACQUIRE) == 0)) {
+        int r = conc_queue_try_push(ex->q, f);
+        if (CONC_LIKELY(r != EAGAIN))
+            return r;
+    }
+    return conc__executor_push_slow(ex, f, block, deadline);
 }
 
 /* block false: try once (EAGAIN when full); true: wait for room until deadline (ETIMEDOUT). */
@@ -1216,9 +1357,7 @@ CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void
     if (conc__executor_futures(ex, &f, 1) == 0)
         return ENOMEM;
     conc__future_init(f, out ? CONC__EXECUTOR_SUBMIT_REFS : 1u, fn, arg);
-    int r = !block                     ? conc_queue_try_push(ex->q, &f)
-            : deadline == CONC_FOREVER ? conc__executor_push_one(ex, &f)
-                                       : conc_queue_push_until(ex->q, &f, deadline);
+    int r = conc__executor_push(ex, &f, block, deadline);
     if (r != 0) {
         conc__future_free(f);
         return conc__executor_refusal(ex, r);
@@ -1247,9 +1386,12 @@ CONC_INLINE int conc__executor_push_all(conc_executor_t *ex, conc_future_t **fs,
     *pushed = 0;
     while (*pushed < n) {
         size_t k = 0;
-        int e = conc_queue_try_push_batch(ex->q, fs + *pushed, n - *pushed, &k);
-        if (e == EAGAIN) { /* full: the workers are awake (a sleeper's re-check sees it) */
-            e = conc__executor_push_one(ex, fs + *pushed);
+        /* Acquire: as in conc__executor_push. */
+        int e = conc_load(&ex->spilled, CONC_ACQUIRE) == 0
+                    ? conc_queue_try_push_batch(ex->q, fs + *pushed, n - *pushed, &k)
+                    : EAGAIN;
+        if (e == EAGAIN) { /* full or spilled: the workers are awake (a re-check sees it) */
+            e = conc__executor_push_slow(ex, fs + *pushed, true, CONC_FOREVER);
             k = e == 0 ? 1 : 0;
         }
         *pushed += k;
