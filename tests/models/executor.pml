@@ -328,17 +328,25 @@ proctype canceller() {
 }
 
 proctype submitter() {
-    byte i = 0, t, h, tl, g;
+    byte i = 0, t, h, tl, g, mode;
     bool got;
     do
     :: i < T -> pushed++; i++; wake(false)
     :: else -> break
     od;
+    /* The choice comes first: a guard beside `true` branches would never block, and a
+     * shutdown (which wakes every worker) would always be there to end a lost wake. */
     if
-    :: (tstate[0] >= DONE && tstate[1] >= DONE && tstate[2] >= DONE) -> skip /* wait first */
-    :: true -> skip                                                        /* shut down now */
-    :: true -> cancelling = true                        /* ... cancelling [executor.C1] */
+    :: mode = 0
+    :: mode = 1
+    :: mode = 2
     fi;
+    if
+    :: mode == 0 -> (tstate[0] >= DONE && tstate[1] >= DONE && tstate[2] >= DONE) /* wait first */
+    :: mode == 1 -> skip                                                   /* shut down now */
+    :: mode == 2 -> cancelling = true                   /* ... cancelling [executor.C1] */
+    fi;
+    mode = 0;
     closed = true;
     wake_all();
     if
