@@ -5,7 +5,12 @@
 
 /* Every futex syscall the library makes (relaxed: a statistic, never a synchronizer). */
 static unsigned long futex_calls;
-#define CONC_FUTEX_HOOK(kind) ((void)(kind), __atomic_fetch_add(&futex_calls, 1, __ATOMIC_RELAXED))
+/* A case may also set futex_wait_hook in one of its threads: it runs there before that thread's
+ * every futex wait (the case clears it), to hold the thread just before it sleeps. */
+static __thread void (*futex_wait_hook)(void);
+#define CONC_FUTEX_HOOK(kind)                                                                      \
+    ((void)__atomic_fetch_add(&futex_calls, 1, __ATOMIC_RELAXED),                                  \
+     (kind) == CONC_FUTEX_HOOK_WAIT && futex_wait_hook ? futex_wait_hook() : (void)0)
 /* A small future pool, so that these tests run both kinds of executor futures: pooled ones
  * and, past the cap, malloc'd ones (the default cap is far above any test's needs). */
 #ifndef CONC_EXECUTOR_POOL
@@ -1134,6 +1139,71 @@ static void executor_shutdown_cancels_or_runs_spilled_tasks(void) {
         conc_future_release(sshut.go);
         conc_future_release(sshut.spilled_said);
     }
+}
+
+/* A submit from outside that waits for the spill to empty returns EPIPE once shutdown begins,
+ * also when the close comes between its last look at `closed` and its sleep (the futex hook
+ * holds it there until the close is done). It used to sleep on `spilled`, which the close
+ * does not change: the close's wake came before the sleep, so it slept on until the spill
+ * emptied, here for good (the only worker's task waits for what that thread does after its
+ * submit, as a Python producer would be free to do). */
+typedef struct spill_close {
+    conc_future_t *spilled_said, *submitter_done;
+    int at_sleep, closed, submit;
+} spill_close;
+
+static spill_close sclose;
+
+static int task_spill_then_wait_outside(void *arg, void **result) {
+    (void)arg;
+    (void)result;
+    for (int i = 0; i < 2; i++) /* the first fills the queue (capacity 1), the second spills */
+        TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_leaf, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_future_complete(sclose.spilled_said, 0, NULL), 0);
+    return conc_future_wait(sclose.submitter_done); /* a promise: nothing runs it inline */
+}
+
+static void spill_close_hold(void) {
+    futex_wait_hook = NULL; /* once: the wait for an empty spill */
+    __atomic_store_n(&sclose.at_sleep, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&sclose.closed, __ATOMIC_ACQUIRE))
+        th_sleep_ns(100000);
+}
+
+static void *spill_close_submitter(void *arg) {
+    (void)arg;
+    conc_future_t *f = (conc_future_t *)1;
+    futex_wait_hook = spill_close_hold;
+    sclose.submit = conc_executor_submit(spill.ex, task_noop, NULL, &f); /* hung here before */
+    futex_wait_hook = NULL;
+    TH_CHECK(f == NULL);
+    TH_CHECK_EQ(conc_future_complete(sclose.submitter_done, 0, NULL), 0);
+    return NULL;
+}
+
+static void executor_outside_submit_waiting_for_spill_gets_epipe_at_close(void) {
+    spill.leaves = 0;
+    memset(&sclose, 0, sizeof sclose);
+    TH_CHECK_EQ(conc_future_create(&sclose.spilled_said), 0);
+    TH_CHECK_EQ(conc_future_create(&sclose.submitter_done), 0);
+    TH_CHECK_EQ(conc_executor_create(&spill.ex, 1, 1), 0);
+    conc_future_t *task;
+    TH_CHECK_EQ(conc_executor_submit(spill.ex, task_spill_then_wait_outside, NULL, &task), 0);
+    TH_CHECK_EQ(conc_future_wait(sclose.spilled_said), 0);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, spill_close_submitter, NULL), 0);
+    while (!__atomic_load_n(&sclose.at_sleep, __ATOMIC_ACQUIRE)) /* it looked: not closed */
+        th_sleep_ns(100000);
+    conc_executor_shutdown_nowait(spill.ex, false);
+    __atomic_store_n(&sclose.closed, 1, __ATOMIC_RELEASE);
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(sclose.submit, EPIPE);
+    TH_CHECK_EQ(conc_future_wait(task), 0);
+    conc_executor_destroy(spill.ex); /* the queued and the spilled leaf run */
+    TH_CHECK_EQ(CNT_GET(&spill.leaves), 2);
+    conc_future_release(task);
+    conc_future_release(sclose.spilled_said);
+    conc_future_release(sclose.submitter_done);
 }
 
 static long batch_sum;
@@ -3162,4 +3232,5 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE(executor_task_submits_past_full_then_does_what_its_leaf_waits_for),
         TH_CASE(executor_spawn_trees_past_a_full_queue_finish),
         TH_CASE(executor_spilled_task_starts_before_later_outside_submits),
-        TH_CASE(executor_shutdown_cancels_or_runs_spilled_tasks))
+        TH_CASE(executor_shutdown_cancels_or_runs_spilled_tasks),
+        TH_CASE(executor_outside_submit_waiting_for_spill_gets_epipe_at_close))

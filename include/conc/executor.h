@@ -487,9 +487,8 @@ struct conc_executor {
     uint32_t cancelling;       /* CONC__EXECUTOR_DROP_*: taken tasks are cancelled or failed */
     uint32_t closed;           /* set by shutdown after closing the queue: workers need never
                               * read the queue's tail (the submitter's line) to learn it */
-    /* Tasks in the spill (see "The spill"), written under spill_lock; a futex word (outside
-     * submitters wait for 0). Written only while the queue overflows: the line stays
-     * read-mostly. */
+    /* Tasks in the spill (see "The spill"), written under spill_lock (outside submitters wait
+     * for 0). Written only while the queue overflows: the line stays read-mostly. */
     uint32_t spilled;
     unsigned nthreads; /* workers started so far: written by create, read by shutdown */
     conc__executor_worker *workers; /* written by create before any worker starts */
@@ -505,6 +504,7 @@ struct conc_executor {
     /* The spill (see "The spill"): touched only while the queue overflows. */
     __attribute__((aligned(CONC_CACHELINE))) conc_lock_t spill_lock;
     uint32_t spill_waiters;       /* outside submitters waiting for an empty spill (atomic) */
+    uint32_t spill_epoch;         /* their futex word: stepped on an empty spill, the close */
     conc_future_t **spill;        /* under spill_lock: a ring of spill_cap (a power of two) */
     size_t spill_cap, spill_head; /* the oldest is spill[spill_head]; `spilled` of them */
     /* create_with's options: written by create before any worker starts, then read-only. */
@@ -722,7 +722,7 @@ CONC_INLINE bool conc__executor_has_work(conc_executor_t *ex, uint64_t s, bool e
  * its tasks are newer than every queued one, so Python's single FIFO holds across the two:
  *  - while the spill holds tasks (`spilled` > 0), nothing is pushed past it: a worker's
  *    submit appends, a submit from outside waits until the spill is empty and then pushes as
- *    usual (it sleeps on `spilled`; the refill that empties the spill wakes it), and
+ *    usual (it sleeps on spill_epoch; the refill that empties the spill wakes it), and
  *    try_submit says EAGAIN, as for a full queue. A submit reads `spilled` first (acquire,
  *    pairing with [executor.U1]): one that begins after a spilled submit returned sees the
  *    task in the spill, or sees it staged (the refill that empties the spill stages it
@@ -750,9 +750,15 @@ CONC_INLINE bool conc__executor_has_work(conc_executor_t *ex, uint64_t s, bool e
  *
  *   A sleeper's re-check reads `spilled` (seq_cst) after its registration [executor.E1]: with
  *   [executor.U0] and the wake that follows it, a Dekker pair like a push's (see "Idle
- *   workers"). An outside submitter registers in spill_waiters (seq_cst), reads `spilled` and
- *   `closed` again, and sleeps on `spilled`: the refill's [executor.U1] then its load of
- *   spill_waiters, and the closer's store of `closed` then its load, are the other halves.
+ *   workers"). An outside submitter registers in spill_waiters (seq_cst), reads spill_epoch,
+ *   then `spilled` and `closed` again, and sleeps on spill_epoch: the refill's [executor.U1],
+ *   and the closer's store of `closed`, each then a load of spill_waiters, are the other
+ *   halves; a waker that sees a waiter steps spill_epoch before its futex_wake, so a waiter
+ *   whose look came before the step is refused the sleep (or woken), and one whose epoch
+ *   read saw the step sees the empty spill or the close in its look. Not on `spilled`: the
+ *   close does not change it, and its wake, coming between a waiter's look and its sleep,
+ *   was lost (the waiter slept until the spill emptied, for good if the workers waited for
+ *   what it would do after its submit).
  * tests/models/executor_spill.pml checks that every task appended runs or is cancelled
  * exactly once, that starts keep the one FIFO, and that no worker or submitter sleeps for
  * good, against the end and a shutdown with or without cancel_pending.
@@ -799,11 +805,15 @@ CONC_NOINLINE int conc__executor_spill_slow(conc_executor_t *ex, conc_future_t *
     return r;
 }
 
-/* The spill is empty now: wake the outside submitters waiting for that (see above). seq_cst:
- * after the store that emptied it, or the close; the other half is their registration. */
+/* The spill is empty now, or the executor closed: wake the outside submitters waiting for
+ * that (see above). seq_cst: after the store that emptied it, or the close; the other half is
+ * their registration. The step of spill_epoch refuses the sleep of a waiter that looked
+ * before it (seq_cst: a waiter whose epoch read sees it sees our store in its look). */
 CONC_INLINE void conc__executor_wake_unspilled(conc_executor_t *ex) {
-    if (conc_load(&ex->spill_waiters, CONC_SEQ_CST) != 0)
-        conc_futex_wake(&ex->spilled, INT_MAX, 0);
+    if (conc_load(&ex->spill_waiters, CONC_SEQ_CST) != 0) {
+        conc_fetch_add(&ex->spill_epoch, 1u, CONC_SEQ_CST);
+        conc_futex_wake(&ex->spill_epoch, INT_MAX, 0);
+    }
 }
 
 /* A refill that found the queue with no task ready (r: EAGAIN) or closed and drained (EPIPE):
@@ -861,10 +871,11 @@ CONC_COLD int conc__executor_wait_unspilled_slow(conc_executor_t *ex, int64_t de
             return 0;
         /* seq_cst, after the registration: the Dekker pairs of the timeline above. */
         conc_fetch_add(&ex->spill_waiters, 1u, CONC_SEQ_CST);
+        uint32_t epoch = conc_load(&ex->spill_epoch, CONC_SEQ_CST);
         uint32_t n = conc_load(&ex->spilled, CONC_SEQ_CST);
         int e = 0;
         if (n != 0 && conc_load(&ex->closed, CONC_SEQ_CST) == 0)
-            e = conc_futex_wait(&ex->spilled, n, 0, deadline);
+            e = conc_futex_wait(&ex->spill_epoch, epoch, 0, deadline);
         conc_fetch_sub(&ex->spill_waiters, 1u, CONC_RELAXED); /* a stale count: a spare wake */
         if (n == 0)
             return 0; /* acquire came with the seq_cst load: pairs with [executor.U1] */

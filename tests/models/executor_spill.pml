@@ -29,8 +29,13 @@
  *     the sleep refuses it, as the sequence step does);
  *   - an outside submitter of task X, once P's submits have returned: `spilled` read zero is
  *     the push (blocking while the queue is full); else it registers in spill_waiters, reads
- *     `spilled` and `closed` again, and sleeps on `spilled` until woken (a changed value
- *     refuses the sleep, as futex_wait does);
+ *     spill_epoch, `spilled` and `closed` again, and sleeps on spill_epoch until woken (a
+ *     changed value refuses the sleep, as futex_wait does); a wake of the outside submitters
+ *     (the refill that empties the spill, the close, the cancel's drain) steps spill_epoch
+ *     when it sees one registered;
+ *   - worker 1 may first run a task H that waits until X's submit has returned (what a
+ *     producer outside does after its submit: the close must then reach a waiting X, as only
+ *     the close lets the spill drain), the closer then closing at any time;
  *   - a closer: at any time, or once X's submit has returned; with or without cancel_pending:
  *     `cancelling`, the queue's close, `closed`, a wake of the outside submitters and of every
  *     worker, then (cancelling) the queue drained and the spill drained, dropping each.
@@ -52,6 +57,8 @@
 // broken: SPILL_FIRST a refill takes the spill before the queue (FIFO broken)
 // broken: NO_QUEUE_LOOK a refill takes the spill without looking at the queue again under the
 //         lock (a push since its pop, older than the append behind it, starts later)
+// broken: WAIT_ON_SPILLED the outside submitter sleeps on `spilled`, which the close does not
+//         change (the close's wake, between its look and its sleep, is lost: H waits for good)
 // pan-cc: -DSAFETY -DCOLLAPSE
 // pan-run: -m1000000
 
@@ -84,7 +91,9 @@ byte seq = 0;            /* the idle word's sequence */
 bool sleeping[W];
 
 byte spill_waiters = 0;
-bool osleeping = false;  /* the outside submitter, in futex_wait on `spilled` */
+byte sepoch = 0;         /* spill_epoch */
+bool osleeping = false;  /* the outside submitter, in futex_wait on spill_epoch */
+bool hold = false;       /* worker 1 first runs H, which waits for X's submit to return */
 
 bool accepted[T];
 byte taken[T];
@@ -132,7 +141,9 @@ inline wake_one() {
 
 inline wake_all() { atomic { seq++; sleeping[0] = false; sleeping[1] = false } }
 
-inline wake_unspilled() { atomic { if :: spill_waiters > 0 -> osleeping = false :: else -> skip fi } }
+inline wake_unspilled() {
+    atomic { if :: spill_waiters > 0 -> sepoch++; osleeping = false :: else -> skip fi }
+}
 
 inline idle_sleep(me) {
     byte v;
@@ -215,7 +226,8 @@ proctype worker(byte me) {
        inside_submit(SUB2, ok);
        p_returned = true;
        (!accepted[SUB1] || tstate[SUB1] != PENDING)                  /* waits for SUB1 */
-    :: else -> skip
+    :: else ->
+       if :: hold -> x_returned :: else -> skip fi                   /* task H */
     fi;
 top:
     atomic {
@@ -288,7 +300,7 @@ out:
 /* The submit of X from outside, once P's submits returned (conc__executor_push, then
  * _wait_unspilled_slow). */
 proctype outsider() {
-    byte n;
+    byte n, e;
     p_returned;
 #ifndef OUTSIDE_SKIPS_SPILL
     do
@@ -299,10 +311,15 @@ proctype outsider() {
        :: else -> skip
        fi;
        spill_waiters++;
+       e = sepoch;
        n = spilled;
        if
        :: n != 0 && !closed ->
+#ifdef WAIT_ON_SPILLED
           atomic { if :: spilled == n -> osleeping = true :: else -> skip fi };
+#else
+          atomic { if :: sepoch == e -> osleeping = true :: else -> skip fi };
+#endif
           !osleeping
        :: else -> skip
        fi;
@@ -328,7 +345,7 @@ proctype closer() {
     /* The choice comes first: a guard `x_returned` beside `skip` would never block. */
     if
     :: late = false                                              /* at any time */
-    :: late = true
+    :: !hold -> late = true
     fi;
     if :: late -> x_returned :: else -> skip fi;                 /* after X's submit */
     if
@@ -367,6 +384,10 @@ proctype closer() {
 }
 
 init {
+    if
+    :: hold = true
+    :: skip
+    fi;
     atomic {
         accepted[A] = true;
         run worker(0);
