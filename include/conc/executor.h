@@ -183,7 +183,8 @@
  *   queue goes to the spill, an unbounded FIFO behind the queue (see "The spill"): only
  *   workers take, so a worker that waited there for room could wait for good.
  *   tests/models/executor.pml checks the takes, the refills, FIFO order, idle sleep,
- *   cancelling and ending; tests/models/executor_spill.pml the spill.
+ *   cancelling and ending; tests/models/executor_spill.pml and executor_spill_wake.pml the
+ *   spill.
  *   Futures come from a per-executor pool (conc__future_pool): carved from slabs, one cache
  *   line each, reused LIFO; a release pushes onto a lock-free stack, submitters take the
  *   whole stack at once under a try-lock (no ABA), and a submitter that finds the try-lock
@@ -760,8 +761,9 @@ CONC_INLINE bool conc__executor_has_work(conc_executor_t *ex, uint64_t s, bool e
  *   was lost (the waiter slept until the spill emptied, for good if the workers waited for
  *   what it would do after its submit).
  * tests/models/executor_spill.pml checks that every task appended runs or is cancelled
- * exactly once, that starts keep the one FIFO, and that no worker or submitter sleeps for
- * good, against the end and a shutdown with or without cancel_pending.
+ * exactly once and that starts keep the one FIFO, against the end and a shutdown with or
+ * without cancel_pending; executor_spill_wake.pml that no idle worker or outside submitter
+ * sleeps for good (the idle re-check against an append, the epoch against the close).
  * ------------------------------------------------------------------------------------------- */
 #define CONC__EXECUTOR_SPILL_MIN 64u /* the spill ring's first size; it doubles when full */
 

@@ -1,6 +1,6 @@
 /* tests/models/executor_spill.pml - a task's submit past its own executor's full queue (the
- * spill), the end and shutdown against it (include/conc/executor.h, "The spill"), checked by
- * spin
+ * spill): the order of starts, the end and shutdown against it (include/conc/executor.h, "The
+ * spill"), checked by spin
  * SPDX-License-Identifier: MIT
  *
  * What is modelled, step for step as executor.h does it:
@@ -12,38 +12,30 @@
  *     queue starts full of task A, pushed from outside before P's submits): the fast path
  *     reads `spilled`, tries the push (a separate step), and on a full queue (or spilled
  *     tasks) takes the lock: closed is EPIPE, an empty spill is a push (EPIPE if the queue is
- *     closed) unless the queue is full, else an append [executor.U0]; then the unlock, and a
- *     wake. P then says its submits returned and waits until SUB1 is final (through
- *     something that is not a future of the executor, so nothing runs it inline: another
- *     worker must);
+ *     closed) unless the queue is full, else an append [executor.U0]; then the unlock. P then
+ *     says its submits returned and waits until SUB1 is final (through something that is not
+ *     a future of the executor, so nothing runs it inline: another worker must);
  *   - a worker's take (staging abstracted to batches of one: executor.pml checks staging):
  *     REFILLING taken with one CAS, a pop of the queue; none ready (EAGAIN, or EPIPE when
- *     closed and drained): with the end, or `spilled` read nonzero (a separate relaxed read, a
- *     hint: it may miss an append), the lock, a look at the queue (a task pushed since the
- *     pop: the spill waits), the spill's front [executor.U1], the unlock, and a wake of the
- *     outside submitters once the spill is empty; REFILLING
- *     cleared (and ENDED published, all woken, at the end). A task taken is started (its
- *     gate), or dropped once `cancelling` is set; work left behind wakes one more worker;
- *   - idle workers: register, re-check (ENDED, or with nobody refilling a queued task, a
- *     spilled one, the close), sleep until woken (a wake that comes between the re-check and
- *     the sleep refuses it, as the sequence step does);
- *   - an outside submitter of task X, once P's submits have returned: `spilled` read zero is
- *     the push (blocking while the queue is full); else it registers in spill_waiters, reads
- *     spill_epoch, `spilled` and `closed` again, and sleeps on spill_epoch until woken (a
- *     changed value refuses the sleep, as futex_wait does); a wake of the outside submitters
- *     (the refill that empties the spill, the close, the cancel's drain) steps spill_epoch
- *     when it sees one registered;
- *   - worker 1 may first run a task H that waits until X's submit has returned (what a
- *     producer outside does after its submit: the close must then reach a waiting X, as only
- *     the close lets the spill drain), the closer then closing at any time;
- *   - a closer: at any time, or once X's submit has returned; with or without cancel_pending:
- *     `cancelling`, the queue's close, `closed`, a wake of the outside submitters and of every
- *     worker, then (cancelling) the queue drained and the spill drained, dropping each.
- * Checked (pan -DSAFETY): every process ends (a lost wake leaves a worker asleep, P waiting
- * for SUB1, or the outside submitter asleep: an invalid end state); every task accepted by a
- * submit runs exactly once or is cancelled, and none refused runs; starts keep the one FIFO:
- * SUB1 starts after A was taken, SUB2 after SUB1, X (submitted after SUB1's and SUB2's
- * submits returned) after both.
+ *     closed and drained): with the end, or `spilled` read nonzero (a separate read), the
+ *     lock, a look at the queue (a task pushed since the pop: the spill waits), the spill's
+ *     front [executor.U1], the unlock; REFILLING cleared (and ENDED published at the end). A
+ *     task taken is started (its gate), or dropped once `cancelling` is set;
+ *   - an outside submitter of task X, once P's submits have returned: it waits while the spill
+ *     holds tasks (EPIPE once closed), then pushes (blocking while the queue is full);
+ *   - sleeping and waking are abstracted: an idle worker, and the outside submitter, block
+ *     until what they wait for holds (work to take; an empty spill or the close), which is
+ *     what a wake protocol that loses nothing gives them. executor_spill_wake.pml checks the
+ *     wakes (the idle re-check against an append, the outside submitter's wait against the
+ *     refill that empties the spill and the close);
+ *   - a closer: at any time, or once P's wait has ended; with or without cancel_pending:
+ *     `cancelling`, the queue's close, `closed`, then (cancelling) the queue drained and the
+ *     spill drained, dropping each.
+ * Checked (pan -DSAFETY): every process ends (a task left behind leaves P waiting for SUB1, or
+ * the outside submitter waiting: an invalid end state); every task accepted by a submit runs
+ * exactly once or is cancelled, and none refused runs; starts keep the one FIFO: SUB1 starts
+ * after A was taken, SUB2 after SUB1, X (submitted after SUB1's and SUB2's submits returned)
+ * after both.
  *
  * Run: bash tests/run.sh models /tmp/m.log
  *
@@ -51,14 +43,10 @@
  */
 // broken: NO_PUSH_FIRST an append to an empty spill does not try the queue first (an append
 //         after the end's look is never run)
-// broken: NO_SPILL_RECHECK a sleeper's re-check ignores the spill (an append's wake is lost)
-// broken: NO_UNSPILL_WAKE the refill that empties the spill wakes no outside submitter
 // broken: OUTSIDE_SKIPS_SPILL an outside submit pushes past spilled tasks (FIFO broken)
 // broken: SPILL_FIRST a refill takes the spill before the queue (FIFO broken)
 // broken: NO_QUEUE_LOOK a refill takes the spill without looking at the queue again under the
 //         lock (a push since its pop, older than the append behind it, starts later)
-// broken: WAIT_ON_SPILLED the outside submitter sleeps on `spilled`, which the close does not
-//         change (the close's wake, between its look and its sleep, is lost: H waits for good)
 // pan-cc: -DSAFETY -DCOLLAPSE
 // pan-run: -m1000000
 
@@ -86,20 +74,14 @@ bool locked = false;     /* spill_lock */
 
 bool refilling = false;
 bool ended = false;
-byte sleepers = 0;
-byte seq = 0;            /* the idle word's sequence */
-bool sleeping[W];
 
-byte spill_waiters = 0;
-byte sepoch = 0;         /* spill_epoch */
-bool osleeping = false;  /* the outside submitter, in futex_wait on spill_epoch */
-bool hold = false;       /* worker 1 first runs H, which waits for X's submit to return */
 
 bool accepted[T];
 byte taken[T];
 byte tstate[T];
 byte runs[T];
 bool p_returned = false;
+bool p_done = false;     /* P's wait for SUB1 ended */
 bool x_returned = false;
 byte exited = 0;
 
@@ -110,12 +92,7 @@ byte exited = 0;
 #else
 #define QUEUE_EMPTY (qslot == NONE)
 #endif
-#define HAS_WORK (ended || (!refilling && (qslot != NONE || closed || SPILL_SEEN)))
-#ifdef NO_SPILL_RECHECK
-#define SPILL_SEEN false
-#else
-#define SPILL_SEEN (spilled > 0)
-#endif
+#define HAS_WORK (ended || (!refilling && (qslot != NONE || closed || spilled > 0)))
 /* Starts follow submission order. */
 #define BEFORE(u) (!accepted[u] || taken[u] == 1)
 #define FIFO_OK(t) (((t) != SUB1 || BEFORE(A)) && ((t) != SUB2 || BEFORE(SUB1)) && \
@@ -124,40 +101,10 @@ byte exited = 0;
 inline lock() { atomic { !locked -> locked = true } }
 inline unlock() { locked = false }
 
-inline wake_one() {
-    atomic {
-        if
-        :: sleepers > 0 ->
-           seq++;
-           if
-           :: sleeping[0] -> sleeping[0] = false
-           :: sleeping[1] -> sleeping[1] = false
-           :: else -> skip
-           fi
-        :: else -> skip
-        fi
-    }
-}
-
-inline wake_all() { atomic { seq++; sleeping[0] = false; sleeping[1] = false } }
-
-inline wake_unspilled() {
-    atomic { if :: spill_waiters > 0 -> sepoch++; osleeping = false :: else -> skip fi }
-}
-
-inline idle_sleep(me) {
-    byte v;
-    bool work;
-    atomic { sleepers++; v = seq };                              /* [executor.E1] */
-    work = HAS_WORK;                                             /* the re-check */
-    if
-    :: !work ->
-       atomic { if :: seq == v -> sleeping[me] = true :: else -> skip fi }; /* futex_wait */
-       !sleeping[me]
-    :: else -> skip
-    fi;
-    atomic { sleepers--; v = 0; work = false }                   /* [executor.E3] */
-}
+/* The wakes are abstracted: an idle worker (idle_wait) and a waiting outside submitter block
+ * until there is work (or an empty spill) to see, which is what a wake protocol that loses
+ * nothing gives them; executor_spill_wake.pml checks the wakes themselves. */
+inline idle_wait() { atomic { HAS_WORK } }
 
 /* A worker's submit of task t to its own executor (conc__executor_push, _spill_slow). */
 inline inside_submit(t, ok) {
@@ -193,8 +140,7 @@ inline inside_submit(t, ok) {
        unlock()
     :: else -> skip
     fi;
-    ok = false;
-    wake_one()                                                   /* [executor.E2] */
+    ok = false
 }
 
 /* The gate (conc__executor_start) for a task this worker took. */
@@ -219,19 +165,19 @@ inline drop(t) {
 
 proctype worker(byte me) {
     byte t, n;
-    bool got, epipe, ok, hint;
+    bool got, epipe, ok;
     if
     :: me == 0 ->                                                /* task P */
        inside_submit(SUB1, ok);
        inside_submit(SUB2, ok);
        p_returned = true;
-       (!accepted[SUB1] || tstate[SUB1] != PENDING)                  /* waits for SUB1 */
-    :: else ->
-       if :: hold -> x_returned :: else -> skip fi                   /* task H */
+       (!accepted[SUB1] || tstate[SUB1] != PENDING);                 /* waits for SUB1 */
+       p_done = true
+    :: else -> skip
     fi;
 top:
     atomic {
-        t = NONE; n = 0; got = false; epipe = false; hint = false;
+        t = NONE; n = 0; got = false; epipe = false;
         if :: ended -> goto out :: else -> skip fi;
         if :: !refilling -> refilling = true; ok = true :: else -> ok = false fi
     };
@@ -253,11 +199,7 @@ top:
            fi
        };
        if
-       :: spilled > 0 -> hint = true                             /* relaxed: it may miss */
-       :: true -> hint = false
-       fi;
-       if
-       :: !got && (epipe || hint) ->                             /* the spill's turn */
+       :: !got && (epipe || spilled > 0) ->                      /* the spill's turn */
           lock();
           atomic {
               if
@@ -266,32 +208,25 @@ top:
               :: else -> skip
               fi
           };
-          unlock();
-          if
-#ifndef NO_UNSPILL_WAKE
-          :: got && spilled == 0 -> wake_unspilled()
-#endif
-          :: else -> skip
-          fi
+          unlock()
        :: else -> skip
        fi;
 #ifdef SPILL_FIRST
 have:
 #endif
        if
-       :: !got && epipe -> atomic { refilling = false; ended = true }; wake_all(); goto out
+       :: !got && epipe -> atomic { refilling = false; ended = true }; goto out
        :: else -> refilling = false
        fi
     :: else -> skip
     fi;
     if
     :: got ->
-       if :: qslot != NONE || spilled > 0 -> wake_one() :: else -> skip fi; /* the chain */
        start(t);
        goto top
     :: else -> skip
     fi;
-    idle_sleep(me);
+    idle_wait();
     goto top;
 out:
     exited++
@@ -300,32 +235,12 @@ out:
 /* The submit of X from outside, once P's submits returned (conc__executor_push, then
  * _wait_unspilled_slow). */
 proctype outsider() {
-    byte n, e;
     p_returned;
 #ifndef OUTSIDE_SKIPS_SPILL
-    do
+    if
     :: closed -> goto refused
-    :: !closed ->
-       if
-       :: spilled == 0 -> break
-       :: else -> skip
-       fi;
-       spill_waiters++;
-       e = sepoch;
-       n = spilled;
-       if
-       :: n != 0 && !closed ->
-#ifdef WAIT_ON_SPILLED
-          atomic { if :: spilled == n -> osleeping = true :: else -> skip fi };
-#else
-          atomic { if :: sepoch == e -> osleeping = true :: else -> skip fi };
-#endif
-          !osleeping
-       :: else -> skip
-       fi;
-       spill_waiters--;
-       if :: n == 0 -> break :: else -> skip fi
-    od;
+    :: spilled == 0 -> skip              /* waits while the spill holds tasks */
+    fi;
 #endif
     atomic {                                                     /* the push: waits for room */
         (qslot == NONE || qclosed) ->
@@ -334,7 +249,6 @@ proctype outsider() {
         :: else -> qslot = X; accepted[X] = true
         fi
     };
-    wake_one();
 refused:
     x_returned = true
 }
@@ -342,20 +256,19 @@ refused:
 proctype closer() {
     byte t, i;
     bool late;
-    /* The choice comes first: a guard `x_returned` beside `skip` would never block. */
+    /* The choice comes first: a guard `p_done` beside `skip` would never block, and the
+     * close, which wakes everyone, would always be there to end a lost wake. */
     if
     :: late = false                                              /* at any time */
-    :: !hold -> late = true
+    :: late = true
     fi;
-    if :: late -> x_returned :: else -> skip fi;                 /* after X's submit */
+    if :: late -> p_done :: else -> skip fi;                     /* after P's wait */
     if
     :: cancelling = true
     :: skip
     fi;
     qclosed = true;
     closed = true;
-    wake_unspilled();
-    wake_all();
     if
     :: cancelling ->
        atomic { if :: qslot != NONE -> t = qslot; qslot = NONE; drop(t) :: else -> skip fi };
@@ -364,8 +277,7 @@ proctype closer() {
        :: atomic { spilled > 0 -> t = spill[shead]; shead = (shead + 1) % 2; spilled--; drop(t) }
        :: spilled == 0 -> break
        od;
-       unlock();
-       wake_unspilled()
+       unlock()
     :: else -> skip
     fi;
     exited == W && x_returned;
@@ -384,10 +296,6 @@ proctype closer() {
 }
 
 init {
-    if
-    :: hold = true
-    :: skip
-    fi;
     atomic {
         accepted[A] = true;
         run worker(0);
