@@ -73,9 +73,10 @@
  *   CONC_EXECUTOR_CAPACITY_MAX), ENOMEM, or pthread_create's error; threads 0 means one per
  *   CPU, capacity 0 the default, 1024 (CONC_EXECUTOR_CAPACITY_DEFAULT).
  *   submit_batch args: args[i] is task i's argument; args == NULL passes the index i itself,
- *   as (void *)(uintptr_t)i (a parallel for). It blocks while the queue is full and returns 0
- *   once all n are queued, or EPIPE (CONC_EXECUTOR_BROKEN): then *submitted (may be NULL)
- *   says how many were queued, and fs[i] is NULL for the rest.
+ *   as (void *)(uintptr_t)i (a parallel for). It blocks while the queue is full (as submit
+ *   does: never in ex's own tasks) and returns 0 once all n are queued, or EPIPE
+ *   (CONC_EXECUTOR_BROKEN) or ENOMEM: then *submitted (may be NULL) says how many were
+ *   queued, and fs[i] is NULL for the rest.
  *   conc_map_create: args is NULL (input i gets (void *)(uintptr_t)i) or an array of n task
  *   arguments (void *const *: conc_map never writes or frees it). It is read lazily: args[i]
  *   when input i is submitted (the first `window` at create, then one each time a result is
@@ -88,11 +89,11 @@
  *   (CONC_EXECUTOR_BROKEN if it broke); conc_map_create returns either when not even the
  *   first input could be submitted;
  *   *result is conc_future_result of task i (so a failed input's error detail too).
- *   conc_map_next blocks while the executor's queue is full (it submits the next input to
- *   keep `window` in flight, as create does); conc_map_next_until never waits past its
- *   deadline, as Python's map(timeout=) never does: an input that finds the queue full is
- *   submitted by a later call, and ETIMEDOUT when the input whose result it is asked for
- *   found no room by then (nothing is consumed: call again).
+ *   conc_map_next blocks while the executor's queue is full, as submit does (it submits the
+ *   next input to keep `window` in flight, as create does); conc_map_next_until never waits
+ *   past its deadline, as Python's map(timeout=) never does: an input that finds the queue
+ *   full is submitted by a later call, and ETIMEDOUT when the input whose result it is asked
+ *   for found no room by then (nothing is consumed: call again).
  *
  * ORDERING CONTRACT
  *   - Everything the submitter wrote before submit is visible to the task; what the task
@@ -161,10 +162,11 @@
  *
  * DESIGN
  *   The executor's submission queue is the kit's own conc_queue (queue.h) of future pointers:
- *   lock-free, bounded, blocking and closable, so submit blocks while full, try_submit gets
- *   EAGAIN, shutdown's close hands EPIPE to every submitter (blocked ones too) while the
- *   workers drain, and a busy stream makes no syscall. Tasks start in FIFO order on the first
- *   free worker, Python's schedule (see "Staging"): between the queue and the workers sits
+ *   lock-free, bounded, blocking and closable, so submit blocks while full (outside the
+ *   executor's own tasks: "The spill"), try_submit gets EAGAIN, shutdown's close hands
+ *   EPIPE to every submitter (blocked ones too) while the workers drain, and a busy stream
+ *   makes no syscall. Tasks start in FIFO order on the first free worker, Python's schedule
+ *   (see "Staging"): between the queue and the workers sits
  *   one shared FIFO of up to 16 tasks, refilled with one batch pop when empty (the
  *   submitter's lines are touched once per batch), from whose front every worker takes ONE
  *   task at a time with one CAS. Staged tasks are older than queued ones, so the tasks taken
