@@ -196,7 +196,6 @@ static void lock_sleeper_wakes_on_release(void) {
     TH_CHECK_EQ(c.lock.word, 0); /* sleeper count back to zero, no flag left behind */
 }
 
-
 /* A sleeper that has waited past CONC_LOCK_FAIR_NS asks for a handoff; the next release then
  * hands the lock over, so a thread that re-acquires immediately cannot barge past it. The
  * release comes once the starving sleeper is back asleep in the kernel: one on its way there

@@ -416,7 +416,6 @@ static void rwlock_timeouts_never_lap_an_admitted_reader(void) {
     TH_CHECK_EQ(conc_rwlock_readers(&rw), 0);
 }
 
-
 /* A CONC_SHARED lock whose releaser is killed after the RMW that lets the sleepers go and
  * before its wake (here it stops for good at its futex_wake, through the wake gate): a reader
  * killed in release_shared, with the writer asleep until the readers leave, or a writer
