@@ -1414,6 +1414,61 @@ static void chan_used_by_a_second_scheduler_aborts_in_debug(void) {
                  buf);
 }
 
+/* ---- a lock and a channel that outlive their scheduler ------------------------------------
+ * A lock left held by a coroutine of a scheduler since destroyed, and a channel that scheduler
+ * used: the lock has no owner and nobody after is taken for it (the next scheduler's first
+ * coroutine often has the same struct address and the same id, #1), and the channel's owner
+ * check reads nothing of the freed scheduler (ASan: no use after free; elsewhere memory
+ * reused by malloc made close abort) and lets the next scheduler have the idle channel. */
+typedef struct outlive_ctx {
+    conc_coro_lock_t *lock;
+    conc_chan_t *ch;
+} outlive_ctx;
+
+static int outlive_keeper(void *p) {
+    outlive_ctx *o = (outlive_ctx *)p;
+    TH_CHECK_EQ(conc_coro_lock_acquire(o->lock), 0);
+    int x = 7;
+    TH_CHECK_EQ(conc_chan_try_send(o->ch, &x), 0); /* binds the channel to this scheduler */
+    return 0;                                      /* finishes holding the lock */
+}
+
+static int outlive_later(void *p) {
+    outlive_ctx *o = (outlive_ctx *)p;
+    TH_CHECK_EQ(conc_coro_lock_acquire_until(o->lock, conc_deadline_in(CONC_MS)), ETIMEDOUT);
+    TH_CHECK_EQ(conc_coro_lock_release(o->lock), EPERM);
+    TH_CHECK(conc_coro_lock_is_locked(o->lock));
+    TH_CHECK(conc_coro_lock_owner(o->lock) == NULL);
+    int x = 0;
+    TH_CHECK_EQ(conc_chan_try_recv(o->ch, &x), 0); /* the idle channel passes to us */
+    TH_CHECK_EQ(x, 7);
+    return 0;
+}
+
+static void chan_lock_and_channel_outlive_their_scheduler(void) {
+    conc_coro_lock_t lock = CONC_CORO_LOCK_INIT;
+    outlive_ctx o;
+    memset(&o, 0, sizeof o);
+    o.lock = &lock;
+    TH_CHECK_EQ(conc_chan_create(&o.ch, 2, sizeof(int)), 0);
+    TH_CHECK_EQ(run_main(outlive_keeper, &o), 0); /* its scheduler is destroyed on return */
+    enum { JUNK = 16 };
+    void *junk[JUNK]; /* the freed scheduler's memory, taken by others and scribbled on */
+    for (int i = 0; i < JUNK; i++) {
+        junk[i] = malloc(sizeof(conc_sched_t));
+        TH_CHECK(junk[i] != NULL);
+        memset(junk[i], 0xa5, sizeof(conc_sched_t));
+    }
+    TH_CHECK(conc_coro_lock_is_locked(&lock));
+    TH_CHECK(conc_coro_lock_owner(&lock) == NULL); /* its owner's slot is unmapped */
+    TH_CHECK_EQ(run_main(outlive_later, &o), 0);
+    conc_chan_close(o.ch); /* outside any coroutine, both schedulers gone */
+    TH_CHECK(conc_chan_is_closed(o.ch));
+    conc_chan_destroy(o.ch);
+    for (int i = 0; i < JUNK; i++)
+        free(junk[i]);
+}
+
 /* ---- stress: many coroutines, random ops, timeouts, cancels, close racing ----------------- */
 
 typedef struct st_ctx {
@@ -1692,6 +1747,7 @@ TH_MAIN("chan", TH_CASE(chan_bad_input_gets_error_codes),
         TH_CASE(chan_deadlock_report_names_the_lock_owner_and_channel),
         TH_CASE(chan_lock_kept_by_a_finished_coroutine_has_no_owner),
         TH_CASE(chan_used_by_a_second_scheduler_aborts_in_debug),
+        TH_CASE(chan_lock_and_channel_outlive_their_scheduler),
         TH_CASE(chan_stress_every_item_once_with_timeouts_cancels_close),
         TH_CASE(chan_ping_pong_on_schedulers_in_many_threads),
         TH_CASE(chan_accept_connect_loopback_and_deadlines))

@@ -72,8 +72,10 @@
  *                                                    EPERM, EINVAL (pred NULL)
  *
  * ERRORS
- *   EINVAL    NULL arguments, item_size 0, capacity * item_size overflowing, a select op
- *             with an unknown direction, a semaphore release of 0 units.
+ *   EINVAL    NULL arguments (to the calls that return an int; the void ones, lock and
+ *             event init, need a valid pointer), item_size 0, capacity * item_size
+ *             overflowing, a select op with an unknown direction, a semaphore release of 0
+ *             units.
  *   EPERM     a call that takes or waits made outside a coroutine: send, recv, select,
  *             acquire and wait in every form, try forms included (they act for the calling
  *             coroutine; outside one, only create/init, destroy, close, sem release, event
@@ -94,8 +96,9 @@
  *             A coroutine that finishes holding a lock leaves it locked for good (asyncio's
  *             Lock stays locked too, but has no owner: any task may release it there; here
  *             release is the owner's alone); no later coroutine is taken for its owner, even
- *             one that reuses its memory: acquire waits (the deadlock report says "held by a
- *             finished coroutine"), release is EPERM.
+ *             one that reuses its memory or its id in a later scheduler: acquire waits (the
+ *             deadlock report says "held by a finished coroutine"), release is EPERM, and
+ *             conc_coro_lock_owner is NULL, also once the owner's scheduler is destroyed.
  *   EOVERFLOW conc_coro_sem_release past a bounded semaphore's max: nothing is released.
  *   ENOMEM    conc_chan_create; conc_chan_select parking on more than four ops (their
  *             waiters come from the heap): nothing was sent or received. Any wait with a
@@ -123,9 +126,10 @@
  *   None across threads: a channel, lock, semaphore or event belongs to the scheduler of the
  *   coroutines that use it, and every call runs on that scheduler's thread (debug builds
  *   check it for channels: the first coroutine to use a channel binds it to its scheduler, and
- *   a coroutine of another scheduler aborts naming the function). To cross threads use
+ *   a coroutine of another scheduler aborts naming the function, unless the first one has
+ *   been destroyed: then the channel, idle since, passes to the new one). To cross threads use
  *   coro_bridge.h (conc_coro_mailbox_t, conc_coro_await). close and destroy may also run on
- *   the owner thread outside any coroutine.
+ *   the owner thread outside any coroutine, or on any thread once that scheduler is gone.
  *
  * CONFIGURATION
  *   CONC_DEBUG (base.h; on unless NDEBUG)  the channel's one-scheduler check.
@@ -200,9 +204,11 @@ typedef struct conc_chan_op {
 typedef struct conc_coro_lock {
     conc_coro_t *owner;
     conc_coro_waitq_t waiters;
-    /* The owner's id: coroutine structs are pooled, so a coroutine that finishes holding the
-     * lock leaves `owner` pointing at a slot the next spawn reuses; the id tells them apart. */
-    uint64_t owner_id;
+    /* Who `owner` was: coroutine structs are pooled, so a coroutine that finishes holding the
+     * lock leaves `owner` pointing at a slot the next spawn reuses (its id tells them apart),
+     * and a destroyed scheduler's slots are unmapped, or reused by a later scheduler whose ids
+     * start at 1 again (its serial tells them apart, and says whether owner may be read). */
+    uint64_t owner_id, owner_serial;
 } conc_coro_lock_t;
 
 typedef struct conc_coro_sem {
@@ -223,7 +229,7 @@ typedef struct conc_coro_cond {
 } conc_coro_cond_t;
 
 // clang-format off
-#define CONC_CORO_LOCK_INIT {NULL, CONC_CORO_WAITQ_INIT, 0}
+#define CONC_CORO_LOCK_INIT {NULL, CONC_CORO_WAITQ_INIT, 0, 0}
 #define CONC_CORO_EVENT_INIT {0, CONC_CORO_WAITQ_INIT}
 // clang-format on
 
@@ -246,7 +252,7 @@ struct conc_chan {
     size_t item_size, capacity;
     size_t head, count; /* ring of capacity slots in buf */
     int closed;
-    conc_sched_t *sched; /* bound by the first coroutine that uses it (the debug check) */
+    uint64_t sched_serial; /* bound by the first coroutine that uses it (the debug check) */
     conc_coro_waitq_t senders, receivers;
     unsigned char *buf;
 };
@@ -349,14 +355,21 @@ CONC_COLD void conc__chan_foreign_slow(const char *fn) {
     CONC_ABORT("conc_chan: channel used from another scheduler");
 }
 
-/* The owner check: binds the channel to the first scheduler that uses it. */
+/* A coroutine of another scheduler than the one the channel is bound to: fine once that one
+ * is gone (the channel, idle since its destroy, moves to this one), else an abort. */
+CONC_COLD void conc__chan_rebind_slow(conc_chan_t *ch, uint64_t serial, const char *fn) {
+    if (ch->sched_serial && conc_sched_lookup(ch->sched_serial) != CONC_SCHED_GONE)
+        conc__chan_foreign_slow(fn);
+    ch->sched_serial = serial;
+}
+
+/* The owner check: binds the channel to the first scheduler that uses it, by serial (the
+ * scheduler may be destroyed before the channel: no pointer into it is kept). */
 CONC_INLINE void conc__chan_check(conc_chan_t *ch, conc_coro_t *co, const char *fn) {
 #if CONC__CHAN_DEBUG
-    conc_sched_t *s = conc_coro_sched(co);
-    if (!ch->sched)
-        ch->sched = s;
-    else if (CONC_UNLIKELY(ch->sched != s))
-        conc__chan_foreign_slow(fn);
+    uint64_t serial = conc_sched_serial(conc_coro_sched(co));
+    if (CONC_UNLIKELY(ch->sched_serial != serial))
+        conc__chan_rebind_slow(ch, serial, fn);
 #else
     CONC_UNUSED(ch);
     CONC_UNUSED(co);
@@ -492,7 +505,8 @@ static inline void conc_chan_close(conc_chan_t *ch) {
     conc_coro_t *co = conc_coro_self();
     if (co)
         conc__chan_check(ch, co, "conc_chan_close");
-    else if (CONC__CHAN_DEBUG && ch->sched && !conc_sched_is_owner(ch->sched))
+    else if (CONC__CHAN_DEBUG && ch->sched_serial &&
+             conc_sched_lookup(ch->sched_serial) == CONC_SCHED_THEIRS)
         conc__chan_foreign_slow("conc_chan_close");
     ch->closed = 1;
     /* Receivers wait only on an empty buffer: nothing left for them. Senders' items were
@@ -540,13 +554,17 @@ CONC_INLINE bool conc__chan_op_ready(const conc_chan_op_t *op) {
 
 CONC_COLD void conc__chan_describe_select_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
     const conc_chan_op_t *ops = (const conc_chan_op_t *)w->object;
-    size_t n = (size_t)w->detail, at = 0;
+    size_t n = (size_t)w->detail, at = 0, live = 0;
     at += (size_t)snprintf(buf, size, "select over %zu channel ops:", n);
     for (size_t i = 0; i < n && at < size; i++)
-        if (ops[i].chan)
+        if (ops[i].chan) {
+            live++;
             at += (size_t)snprintf(buf + at, size - at, " %s %p",
                                    ops[i].dir == CONC_CHAN_SEND ? "send" : "recv",
                                    (void *)ops[i].chan);
+        }
+    if (live == 0 && at < size) /* every op switched off (NULL channels): it can never end */
+        snprintf(buf + at, size - at, " none of them on a channel");
 }
 
 /* Validates ops and performs one ready op chosen uniformly (reservoir sampling over the ready
@@ -650,26 +668,36 @@ CONC_NODISCARD static inline int conc_chan_try_select(conc_chan_op_t *ops, size_
 static inline void conc_coro_lock_init(conc_coro_lock_t *l) {
     l->owner = NULL;
     l->waiters.head = l->waiters.tail = NULL;
-    l->owner_id = 0;
+    l->owner_id = l->owner_serial = 0;
 }
 
 CONC_INLINE void conc__chan_lock_set_owner(conc_coro_lock_t *l, conc_coro_t *co) {
     l->owner = co;
     l->owner_id = conc_coro_id(co);
+    l->owner_serial = conc_sched_serial(conc_coro_sched(co));
 }
 
-/* Whether co owns l: the same slot and the same coroutine (ids are never reused in a
- * scheduler; a slot is, once its coroutine finished). Reading a finished owner's id is safe:
- * slots live as long as their scheduler. */
+/* Whether co, a live coroutine (the caller, or one just woken), owns l: the same slot, the
+ * same coroutine of its scheduler (ids are never reused in a scheduler; a slot is, once its
+ * coroutine finished) and the same scheduler (ids are reused across schedulers, and so are
+ * addresses). Only co is read, never the owner: it may be gone with its scheduler. */
 CONC_INLINE bool conc__chan_lock_held_by(const conc_coro_lock_t *l, const conc_coro_t *co) {
-    return l->owner == co && co != NULL && l->owner_id == conc_coro_id(co);
+    return l->owner == co && co != NULL && l->owner_id == conc_coro_id(co) &&
+           l->owner_serial == conc_sched_serial(conc_coro_sched(co));
+}
+
+/* l's owner if it still runs or waits, else NULL (free, or its owner finished, with its
+ * scheduler maybe). */
+CONC_INLINE conc_coro_t *conc__chan_lock_live_owner(const conc_coro_lock_t *l) {
+    return l->owner ? conc_coro_find(l->owner, l->owner_serial, l->owner_id) : NULL;
 }
 
 CONC_COLD void conc__chan_lock_describe_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
     const conc_coro_lock_t *l = (const conc_coro_lock_t *)w->object;
-    if (l->owner && conc__chan_lock_held_by(l, l->owner) && !conc_coro_has_finished(l->owner))
-        snprintf(buf, size, "lock %p held by coro \"%s\" (#%llu)", w->object,
-                 conc_coro_name(l->owner), (unsigned long long)conc_coro_id(l->owner));
+    conc_coro_t *owner = conc__chan_lock_live_owner(l);
+    if (owner)
+        snprintf(buf, size, "lock %p held by coro \"%s\" (#%llu)", w->object, conc_coro_name(owner),
+                 (unsigned long long)conc_coro_id(owner));
     else if (l->owner)
         snprintf(buf, size, "lock %p held by a finished coroutine (#%llu) that never released it",
                  w->object, (unsigned long long)l->owner_id);
@@ -733,10 +761,7 @@ static inline bool conc_coro_lock_is_locked(const conc_coro_lock_t *l) {
 }
 
 static inline conc_coro_t *conc_coro_lock_owner(const conc_coro_lock_t *l) {
-    return l && l->owner && conc__chan_lock_held_by(l, l->owner) &&
-                   !conc_coro_has_finished(l->owner)
-               ? l->owner
-               : NULL;
+    return l ? conc__chan_lock_live_owner(l) : NULL;
 }
 
 /* ---------------------------------------------------------------------------------------------

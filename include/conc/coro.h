@@ -692,6 +692,8 @@ struct conc_sched {
     int ran;         /* it has run (then it never changes thread: its coroutines started) */
     pthread_t owner; /* atomic (relaxed): conc_sched_spawn compares it from any thread */
     uint64_t next_id;
+    uint64_t serial;             /* process-unique, never 0 (the registry) */
+    conc_sched_t *registry_next; /* the registry's list, under conc__coro_registry_lock */
     void *altstack; /* the overflow reporter's alternate stack installed by run, or NULL */
     /* While it runs: the scheduler whose run this one is nested in (or NULL). */
     conc_sched_t *run_outer;
@@ -742,8 +744,26 @@ CONC_NOINLINE void conc__coro_sched_set_here(conc_sched_t *s) {
  * instead of switching into the copy of its parent's loop. Registered before the first run. */
 extern int conc__coro_atfork_registered;
 __attribute__((weak)) int conc__coro_atfork_registered = 0;
+
+/* The registry: every scheduler that exists, by serial, in one process-wide list (weak: one
+ * for every translation unit) under one mutex. It answers, without following a pointer into
+ * a scheduler that may be gone, whether the scheduler with a serial still exists: chan.h's
+ * owner check and a coroutine lock's owner keep serials, not pointers (conc_sched_lookup,
+ * conc_coro_find). create and free take the mutex; the lookups are cold. */
+extern pthread_mutex_t conc__coro_registry_lock;
+__attribute__((weak)) pthread_mutex_t conc__coro_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+extern conc_sched_t *conc__coro_registry;
+__attribute__((weak)) conc_sched_t *conc__coro_registry = NULL;
+extern uint64_t conc__coro_registry_serial; /* the last serial given, under the mutex */
+__attribute__((weak)) uint64_t conc__coro_registry_serial = 0;
+
 static inline void conc__coro_atfork_child(void) {
     conc__coro_tls_sched = NULL;
+    /* The parent's schedulers are not the child's (CAVEATS), and the mutex may have been held
+     * by a thread the child does not have: start the registry afresh. */
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    conc__coro_registry_lock = fresh;
+    conc__coro_registry = NULL;
 }
 CONC_INLINE void conc__coro_atfork_register(void) {
     /* Relaxed: one registration is enough, a second (a race) only resets NULL twice. */
@@ -1854,6 +1874,12 @@ CONC_NODISCARD static inline int conc_sched_create(conc_sched_t **out, const con
     }
     pthread_mutex_init(&s->inbox_lock, NULL);
     s->spin_ns = CONC__CORO_SPIN_MIN_NS;
+    conc__coro_atfork_register(); /* before the registry's first use: the child resets it */
+    pthread_mutex_lock(&conc__coro_registry_lock);
+    s->serial = ++conc__coro_registry_serial;
+    s->registry_next = conc__coro_registry;
+    conc__coro_registry = s;
+    pthread_mutex_unlock(&conc__coro_registry_lock);
     *out = s;
     return 0;
 }
@@ -2013,6 +2039,15 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
 
 /* Frees s and all it holds, once nothing of it runs (destroy). */
 static inline void conc__coro_sched_free(conc_sched_t *s) {
+    /* Out of the registry before its coroutines' memory goes: a lookup that found s holds the
+     * mutex while it reads them. Not found: a copy of a parent's scheduler in a forked child. */
+    pthread_mutex_lock(&conc__coro_registry_lock);
+    for (conc_sched_t **at = &conc__coro_registry; *at; at = &(*at)->registry_next)
+        if (*at == s) {
+            *at = s->registry_next;
+            break;
+        }
+    pthread_mutex_unlock(&conc__coro_registry_lock);
     for (conc__coro_arena *a = s->arenas, *an; a; a = an) {
         an = a->next;
         for (size_t i = 0; i < a->carved; i++) {
@@ -2928,8 +2963,18 @@ CONC_NODISCARD static inline int conc_coro_stack_usage(const conc_coro_t *c, siz
  *                                    already woke it is not parked: skip it, it will unlink).
  *   conc_coro_has_finished(c)        c's function returned (its struct, pooled, may already
  *                                    belong to a newer coroutine: compare conc_coro_id too).
- *   conc_coro_sched(c)               the scheduler c belongs to (a channel's owner check).
+ *   conc_coro_sched(c)               the scheduler c belongs to.
  *   conc_sched_is_owner(s)           the calling thread is s's owner thread.
+ *   conc_sched_serial(s)             s's number: process-wide unique, never 0, never reused
+ *                                    (keep it, not s, in an object that may outlive s).
+ *   conc_sched_lookup(serial)        CONC_SCHED_GONE (no such scheduler exists now),
+ *                                    CONC_SCHED_OURS (it exists, the caller is its owner
+ *                                    thread) or CONC_SCHED_THEIRS (it exists, another thread
+ *                                    owns it). Takes the registry's mutex: for cold paths.
+ *   conc_coro_find(c, serial, id)    c (kept with its scheduler's serial and its id, taken
+ *                                    together), if that scheduler exists and c is still
+ *                                    coroutine `id`, not finished; else NULL, and c is never
+ *                                    read (it may point into a freed scheduler).
  *   conc_sched_msg_create(&m, fn, a) call_soon_threadsafe in two halves, for a wake that
  *   conc_sched_msg_post(s, m)        must not fail where nobody could report it (a future's
  *   conc_sched_msg_free(m)           callback on another thread): create allocates on the
@@ -3001,6 +3046,40 @@ static inline conc_sched_t *conc_coro_sched(const conc_coro_t *c) {
 
 static inline bool conc_sched_is_owner(const conc_sched_t *s) {
     return s && conc__coro_on_owner(s);
+}
+
+static inline uint64_t conc_sched_serial(const conc_sched_t *s) {
+    return s ? s->serial : 0;
+}
+
+/* The live scheduler with that serial, or NULL. Under conc__coro_registry_lock. */
+CONC_INLINE conc_sched_t *conc__coro_registry_find(uint64_t serial) {
+    conc_sched_t *s = conc__coro_registry;
+    while (s && s->serial != serial)
+        s = s->registry_next;
+    return s;
+}
+
+enum { CONC_SCHED_GONE, CONC_SCHED_OURS, CONC_SCHED_THEIRS };
+
+static inline int conc_sched_lookup(uint64_t serial) {
+    pthread_mutex_lock(&conc__coro_registry_lock);
+    conc_sched_t *s = serial ? conc__coro_registry_find(serial) : NULL;
+    int r = !s ? CONC_SCHED_GONE : conc__coro_on_owner(s) ? CONC_SCHED_OURS : CONC_SCHED_THEIRS;
+    pthread_mutex_unlock(&conc__coro_registry_lock);
+    return r;
+}
+
+/* Reads c only once its scheduler is found alive: the registry's mutex keeps it so (free
+ * leaves the registry before it unmaps the slots), and a slot lives as long as its scheduler. */
+static inline conc_coro_t *conc_coro_find(conc_coro_t *c, uint64_t serial, uint64_t id) {
+    if (!c || !serial)
+        return NULL;
+    pthread_mutex_lock(&conc__coro_registry_lock);
+    conc_sched_t *s = conc__coro_registry_find(serial);
+    bool found = s && c->sched == s && c->id == id && !conc_coro_has_finished(c);
+    pthread_mutex_unlock(&conc__coro_registry_lock);
+    return found ? c : NULL;
 }
 
 /* Push, park, remove; immune: a cancel neither refuses nor ends the park (the group destroy's
