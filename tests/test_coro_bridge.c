@@ -474,6 +474,78 @@ static void bridge_mailbox_destroy_after_a_receivers_wait_ended(void) {
     conc_queue_destroy(q);
 }
 
+/* Close, then destroy at once: the receivers close woke through the loop's inbox have not
+ * run, and are still parked (the posted wake has not been drained). Destroy wakes and drops
+ * them, and each receive returns EPIPE without touching the freed mailbox. It used to abort
+ * ("coroutines still wait on the mailbox") although the CAVEATS named close as the way to
+ * end the receives. Closed here, and closed by another thread (joined before the destroy). */
+enum { CLOSE_GONE_RECEIVERS = 3 };
+
+typedef struct close_gone_ctx {
+    conc_queue_t *q;
+    conc_coro_mailbox_t *mb;
+    bool close_on_another_thread;
+    int result[CLOSE_GONE_RECEIVERS];
+} close_gone_ctx;
+
+typedef struct close_gone_arg {
+    close_gone_ctx *c;
+    int i;
+} close_gone_arg;
+
+static int close_gone_recv(void *p) {
+    close_gone_arg *a = (close_gone_arg *)p;
+    long v;
+    a->c->result[a->i] = conc_coro_mailbox_recv(a->c->mb, &v);
+    return 0;
+}
+
+static void *close_gone_closer(void *p) {
+    conc_coro_mailbox_close((conc_coro_mailbox_t *)p);
+    return NULL;
+}
+
+static int close_gone_main(void *p) {
+    close_gone_ctx *c = (close_gone_ctx *)p;
+    TH_CHECK_EQ(conc_coro_mailbox_create(&c->mb, NULL, c->q), 0);
+    close_gone_arg args[CLOSE_GONE_RECEIVERS];
+    conc_coro_t *w[CLOSE_GONE_RECEIVERS];
+    for (int i = 0; i < CLOSE_GONE_RECEIVERS; i++) {
+        args[i].c = c;
+        args[i].i = i;
+        c->result[i] = -1;
+        TH_CHECK_EQ(conc_coro_spawn(NULL, close_gone_recv, &args[i], NULL, &w[i]), 0);
+    }
+    for (int i = 0; i < CLOSE_GONE_RECEIVERS; i++)
+        while (!conc_coro_is_parked(w[i]))
+            TH_CHECK_EQ(conc_coro_yield(), 0);
+    if (c->close_on_another_thread) {
+        pthread_t t;
+        TH_CHECK_EQ(pthread_create(&t, NULL, close_gone_closer, c->mb), 0);
+        TH_CHECK_EQ(pthread_join(t, NULL), 0); /* closed; its wake posted, not run */
+    } else {
+        conc_coro_mailbox_close(c->mb);
+    }
+    conc_coro_mailbox_destroy(c->mb);
+    for (int i = 0; i < CLOSE_GONE_RECEIVERS; i++) {
+        TH_CHECK_EQ(conc_coro_join(w[i], CONC_FOREVER, NULL), 0);
+        conc_coro_release(w[i]);
+        TH_CHECK_EQ(c->result[i], EPIPE);
+    }
+    return 0;
+}
+
+static void bridge_mailbox_close_then_destroy_wakes_the_parked_receivers(void) {
+    for (int other = 0; other < 2; other++) {
+        close_gone_ctx c;
+        memset(&c, 0, sizeof c);
+        c.close_on_another_thread = other != 0;
+        TH_CHECK_EQ(conc_queue_create(&c.q, 2, sizeof(long)), 0);
+        TH_CHECK_EQ(run_main(close_gone_main, &c), 0);
+        conc_queue_destroy(c.q);
+    }
+}
+
 /* A sender caught between claiming its slot and publishing it (preempted there, or a process
  * stopped there on a CONC_SHARED queue) must not stop the receiving scheduler's thread:
  * queue.h's try forms wait such a slot out with sched_yield, which here would freeze every
@@ -808,6 +880,7 @@ TH_MAIN("coro_bridge", TH_CASE(bridge_await_executor_future_without_blocking),
         TH_CASE(bridge_sched_destroy_with_a_parked_await_and_receiver),
         TH_CASE(bridge_await_that_ended_leaves_nothing_behind),
         TH_CASE(bridge_mailbox_destroy_after_a_receivers_wait_ended),
+        TH_CASE(bridge_mailbox_close_then_destroy_wakes_the_parked_receivers),
         TH_CASE(bridge_mailbox_receive_does_not_wait_on_a_sender_mid_copy),
         TH_CASE(bridge_mailbox_try_send_does_not_wait_on_a_consumer_mid_copy),
         TH_CASE(bridge_orphaned_scheduler_with_a_completed_await_is_destroyed))

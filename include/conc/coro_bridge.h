@@ -34,7 +34,8 @@
  *                                                   caller's; s NULL: the current scheduler)
  *             conc_coro_mailbox_destroy(mb)         owner thread; q stays the caller's; no
  *                                                   coroutine may be parked in a receive on
- *                                                   it (every build aborts)
+ *                                                   it unless it is closed (every build
+ *                                                   aborts; closed: they wake with EPIPE)
  *             conc_coro_mailbox_send(mb, item)      ANY thread: push (the thread blocks while
  *                                                   full) and wake a parked receiver; 0, EPIPE
  *             conc_coro_mailbox_try_send(mb, item)  any thread: 0, EAGAIN (full, or the
@@ -53,7 +54,8 @@
  *   EINVAL    NULL arguments; a mailbox used by a coroutine of another scheduler.
  *   EPERM     conc_coro_await or a mailbox receive outside a coroutine.
  *   ENOMEM    no memory for the wake record (allocated before parking, so a wake can never
- *             be lost to a failed allocation on the completing thread).
+ *             be lost to a failed allocation on the completing thread), or for the timer of a
+ *             wait with a deadline (coro.h's timer heap grows): nothing is left behind.
  *   ETIMEDOUT the deadline passed; the future (or the item) is left as it is: await again, or
  *             receive again, later. ECANCELED: the calling coroutine was cancelled.
  *   EPIPE     the mailbox's queue is closed (send), or closed and drained (receive); also
@@ -84,8 +86,9 @@
  *     conc_forkpool_cancel) if its work is no longer wanted.
  *   - conc_coro_mailbox_send blocks its thread while the queue is full: from a coroutine of
  *     the receiving scheduler use try_send (blocking there would stop the receivers).
- *   - A plain conc_queue_push to q does not wake a parked receiver until something calls
- *     conc_coro_mailbox_notify (queue.h has no hook, and polling would spin the scheduler).
+ *   - A plain conc_queue_push (or conc_queue_close) to q does not wake a parked receiver
+ *     until something calls conc_coro_mailbox_notify (queue.h has no hook, and polling would
+ *     spin the scheduler); conc_coro_mailbox_close closes and notifies.
  *   - A parked receiver likewise keeps run() from returning (a pin) while it waits: close
  *     the mailbox to end it (conc_sched_destroy cancels it).
  *   - A receive never waits with the thread for a sender that has claimed its slot in q but
@@ -94,10 +97,12 @@
  *     sender that never finishes (a process stopped or killed there, CONC_SHARED) holds up
  *     the items behind it, not the scheduler. try_send likewise says EAGAIN rather than wait
  *     for a consumer of q (another thread popping it) still copying out of the tail slot.
- *   - Destroy a mailbox only when no receiver is parked on it: cancel them (or close it) first.
- *     A receiver whose wait has ended but which has not run yet (cancelled, timed out, or
- *     woken by a send to look again) may remain: destroy drops it, and its receive returns
- *     without touching the mailbox or q (ECANCELED, ETIMEDOUT, or EPIPE: the mailbox is gone).
+ *   - Destroy a mailbox only once it is closed or no receiver is parked on it: close it, or
+ *     cancel them, first. Destroy wakes the receivers still parked on a closed mailbox (the
+ *     wake close posts comes through the loop, maybe not yet). Each receiver whose wait has
+ *     ended but which has not run yet (cancelled, timed out, woken by a send to look again, or
+ *     by this destroy) is dropped: its receive returns without touching the mailbox or q
+ *     (ECANCELED, ETIMEDOUT, or EPIPE: the mailbox is gone).
  *
  * DESIGN
  *   await: the coroutine allocates a wake record and a coro.h message, pins the scheduler,
@@ -456,13 +461,20 @@ CONC_NODISCARD static inline int conc_coro_mailbox_recv(conc_coro_mailbox_t *mb,
 static inline void conc_coro_mailbox_destroy(conc_coro_mailbox_t *mb) {
     if (!mb)
         return;
-    /* Every build: a parked receiver would wake into freed memory. One whose wait is over
-     * (cancelled, timed out, or woken to look again) but has not run yet is told the mailbox
-     * is gone and dropped, as conc_chan_destroy drops a finished select's waiter. */
-    for (const conc_coro_waiter_t *w = mb->waiters.head; w; w = w->next)
+    /* Every build: a receiver parked on an open mailbox would wake into freed memory. Once q
+     * is closed, the wake close posted may not have run yet (it comes through the loop, which
+     * a coroutine's yield reaches only now and then): destroy wakes those receivers itself.
+     * Each receiver whose wait is over (cancelled, timed out, woken to look again, or woken
+     * here) but has not run yet is told the mailbox is gone and dropped, as conc_chan_destroy
+     * drops a finished select's waiter: its receive returns EPIPE (ECANCELED, ETIMEDOUT). */
+    bool closed = conc_queue_is_closed(mb->q);
+    for (const conc_coro_waiter_t *w = mb->waiters.head; w && !closed; w = w->next)
         if (conc_coro_is_parked(w->coro))
-            CONC_ABORT("conc_coro_mailbox_destroy: coroutines still wait on the mailbox");
+            CONC_ABORT("conc_coro_mailbox_destroy: coroutines still wait on the mailbox, and it "
+                       "is open (close it or cancel them first)");
     while (mb->waiters.head) {
+        if (closed)
+            (void)conc_coro_wake(mb->waiters.head->coro, 0); /* a parked one: it sees `gone` */
         *(int *)mb->waiters.head->data = 1;
         (void)conc_coro_waitq_pop(&mb->waiters);
     }
