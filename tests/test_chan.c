@@ -1271,6 +1271,15 @@ static int dl_carol(void *p) { /* nobody will notify */
     return conc_coro_cond_wait(&d->cv);
 }
 
+/* A select whose every op is switched off (NULL channels) can never end: the report says so. */
+static int dl_dave(void *p) {
+    (void)p;
+    int a = 0, b = 0;
+    conc_chan_op_t ops[2] = {{NULL, CONC_CHAN_RECV, &a}, {NULL, CONC_CHAN_SEND, &b}};
+    size_t chosen;
+    return conc_chan_select(ops, 2, CONC_FOREVER, &chosen);
+}
+
 /* In a child that reports a deadlock: a named coroutine on s, or the child exits (code 3). */
 static void spawn_named_on_or_exit(conc_sched_t *s, conc_coro_fn fn, void *arg, const char *name) {
     conc_coro_opts_t o;
@@ -1291,6 +1300,7 @@ static void deadlock_child(void) {
     spawn_named_on_or_exit(s, dl_alice, &d, "alice");
     spawn_named_on_or_exit(s, dl_bob, &d, "bob");
     spawn_named_on_or_exit(s, dl_carol, &d, "carol");
+    spawn_named_on_or_exit(s, dl_dave, &d, "dave");
     fprintf(stderr, "lock=%p chan=%p cond=%p cond_lock=%p\n", (void *)&d.l, (void *)d.ch,
             (void *)&d.cv, (void *)conc_coro_cond_lock(&d.cv));
     _exit(conc_sched_run(s) == EDEADLK ? 0 : 5);
@@ -1310,6 +1320,9 @@ static void chan_deadlock_report_names_the_lock_owner_and_channel(void) {
     TH_CHECK_MSG(strstr(buf, want) != NULL, "want %s in: %s", want, buf);
     snprintf(want, sizeof want, "coro \"carol\" (#3) waiting on condition %p (lock %p)", cv, cvl);
     TH_CHECK_MSG(strstr(buf, want) != NULL, "want %s in: %s", want, buf);
+    TH_CHECK_MSG(strstr(buf, "coro \"dave\" (#4) waiting on select over 2 channel ops: none of "
+                             "them on a channel") != NULL,
+                 "%s", buf);
 }
 
 /* A coroutine that finishes holding a lock leaves it locked for good, and the next coroutine
