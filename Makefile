@@ -85,10 +85,13 @@ all: tests examples $(BENCH_BINS)
 
 tests: $(TEST_BINS)
 
-$(BUILD)/test_%: tests/test_%.c tests/harness.h tests/group.h tests/lockish.h tests/futex_gate.h \
-                 $(HEADERS)
+# A suite is one file, tests/test_NAME.c, plus tests/tu2_NAME.c when a case needs a second
+# translation unit (what one file's header code makes, another reads): linked into the same test.
+.SECONDEXPANSION:
+$(BUILD)/test_%: tests/test_%.c $$(wildcard tests/tu2_$$*.c) tests/harness.h tests/group.h \
+                 tests/lockish.h tests/futex_gate.h $(HEADERS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(TEST_LDFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS_ALL) $(TEST_LDFLAGS) -o $@ $< $(wildcard tests/tu2_$*.c) $(LDLIBS)
 
 build/examples/%: examples/%.c $(HEADERS)
 	@mkdir -p $(@D)

@@ -19,6 +19,12 @@
 
 #define FP_FLAG_WAIT_NS (200 * 1000) /* polling step while waiting for a worker's flag */
 
+/* tests/tu2_forkpool.c, another translation unit: a submit there, and reads of a future. */
+int tu2_forkpool_submit(conc_forkpool_t *p, const char *text, conc_future_t **f);
+const void *tu2_forkpool_result(conc_future_t *f, size_t *len);
+int tu2_forkpool_outcome(conc_future_t *f, conc_forkpool_outcome_t *out);
+int tu2_forkpool_cancel(conc_future_t *f);
+
 /* -------------------------------------------------------------------------------------------
  * Helpers
  * ------------------------------------------------------------------------------------------- */
@@ -709,6 +715,37 @@ static void forkpool_submit_future_api(void) {
         conc_future_release(f[i]);
     conc_forkpool_destroy(p);
     TH_CHECK_EQ(__atomic_load_n(&fp_done_calls, __ATOMIC_RELAXED), 1); /* once, never twice */
+}
+
+/* A future submitted in one translation unit is a fork-pool future in every other one. Its
+ * tag was a static function, with an address per file: a future made in tests/tu2_forkpool.c
+ * had no result here, outcome and cancel said EINVAL, and the same the other way round. */
+static void forkpool_future_of_another_file(void) {
+    conc_forkpool_t *p = fp_create(1);
+    conc_future_t *there, *here;
+    TH_CHECK_EQ(tu2_forkpool_submit(p, "there", &there), 0);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "here", 5, &here), 0);
+    TH_CHECK_EQ(conc_future_wait(there), 0);
+    TH_CHECK_EQ(conc_future_wait(here), 0);
+    size_t len = 0;
+    const char *r = (const char *)conc_forkpool_result(there, &len);
+    TH_CHECK_MSG(r != NULL && len == 6 && strcmp(r, "there") == 0, "result %p, len %zu",
+                 (const void *)r, len);
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(there, &o), 0);
+    TH_CHECK(o.status == 0 && o.attempts == 1);
+    TH_CHECK_EQ(conc_forkpool_cancel(there), EBUSY); /* done: not "not a fork-pool future" */
+    len = 0;
+    r = (const char *)tu2_forkpool_result(here, &len);
+    TH_CHECK_MSG(r != NULL && len == 5 && strcmp(r, "here") == 0, "result %p, len %zu",
+                 (const void *)r, len);
+    memset(&o, 0xff, sizeof o);
+    TH_CHECK_EQ(tu2_forkpool_outcome(here, &o), 0);
+    TH_CHECK(o.status == 0 && o.attempts == 1);
+    TH_CHECK_EQ(tu2_forkpool_cancel(here), EBUSY);
+    conc_future_release(there);
+    conc_future_release(here);
+    conc_forkpool_destroy(p);
 }
 
 static void forkpool_submit_big_result(void) {
@@ -2738,8 +2775,8 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_map_crashes_named), TH_CASE(forkpool_map_retry_succeeds),
         TH_CASE(forkpool_map_round_without_room), TH_CASE(forkpool_map_task_timeout),
         TH_CASE(forkpool_map_sigint_to_group), TH_CASE(forkpool_submit_future_api),
-        TH_CASE(forkpool_submit_big_result), TH_CASE(forkpool_submit_tiny_and_huge),
-        TH_CASE(forkpool_submit_cancel_running_and_queued),
+        TH_CASE(forkpool_future_of_another_file), TH_CASE(forkpool_submit_big_result),
+        TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
         TH_CASE(forkpool_cancel_after_future_cancel),
         TH_CASE(forkpool_cancel_after_result_spares_next),
         TH_CASE(forkpool_cancel_returns_once_the_worker_is_dead),

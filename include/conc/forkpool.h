@@ -1099,8 +1099,13 @@ CONC_NOINLINE void conc__forkpool_send(conc__forkpool_worker *w, uint32_t type, 
     (void)conc__forkpool_flush(w); /* a broken socket shows as EOF on the read side */
 }
 
-/* A task record rides in its future's allocation (future.h's ext futures). */
-static void conc__forkpool_task_free(void *ext) {
+/* A task record rides in its future's allocation (future.h's ext futures). This function is
+ * also the tag that marks a future as a fork-pool one (conc__future_ext compares it), so it
+ * has one address for the whole program: weak, defined in every translation unit that
+ * includes this header and kept once by the linker (a static one has an address per file,
+ * and a future submitted in one file was "not a fork-pool future" in another). */
+void conc__forkpool_task_free(void *ext);
+__attribute__((weak)) void conc__forkpool_task_free(void *ext) {
     conc__forkpool_task *t = (conc__forkpool_task *)ext;
     free(t->arg);
     free(t->result);
