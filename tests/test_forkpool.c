@@ -1573,6 +1573,51 @@ static void forkpool_gave_up_retry_keeps_its_death(void) {
     fp_check_no_children();
 }
 
+/* A queued task whose future was cancelled (conc_future_cancel) when the pool gives up: its
+ * outcome says ECANCELED, as its future does and as it would had a worker come free for it.
+ * The giving up set EPIPE over it. The only worker runs a task that waits for the word, then
+ * dies, and every replacement of it dies in init. */
+static int fp_doom_when_told(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    uint32_t *page; /* [0]: fp_init_crash_when's flag, [1]: the word */
+    memcpy(&page, arg, sizeof page);
+    while (!__atomic_load_n(&page[1], __ATOMIC_ACQUIRE))
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    fp_die_dooming_replacements(&page[0]);
+    return 0;
+}
+
+static void forkpool_gave_up_cancelled_stays_cancelled(void) {
+    uint32_t *page =
+        (uint32_t *)mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(page != MAP_FAILED);
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.init = fp_init_crash_when;
+    o.init_arg = &page[0];
+    o.shared_size = 16u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    conc_future_t *f, *g;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_doom_when_told, &page, sizeof page, &f), 0);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "x", 1, &g), 0); /* queued: no worker free */
+    TH_CHECK_EQ(conc_future_cancel(g), 0);
+    __atomic_store_n(&page[1], 1u, __ATOMIC_RELEASE);
+    TH_CHECK_EQ(conc_future_wait(f), ECHILD);
+    /* Waits for the giving up (g is still queued): every future is final after it. */
+    conc_forkpool_destroy(p);
+    TH_CHECK_EQ(conc_future_wait(g), ECANCELED);
+    conc_forkpool_outcome_t out;
+    TH_CHECK_EQ(conc_forkpool_outcome(g, &out), 0);
+    TH_CHECK_MSG(out.status == ECANCELED && out.attempts == 0, "status %d, attempts %u", out.status,
+                 out.attempts);
+    conc_future_release(f);
+    conc_future_release(g);
+    munmap(page, 4096);
+    fp_check_no_children();
+}
+
 /* What a healthy worker runs when the pool gives up (its worker is killed in the giving up)
  * ends with EPIPE, as the items and tasks that never started: it never ran to the end
  * because the pool gave up. It was reported as ECHILD with SIGKILL, as if something outside
@@ -2789,6 +2834,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_parent_threads_and_pristine_replacements),
         TH_CASE(forkpool_gives_up_on_immediate_deaths),
         TH_CASE(forkpool_gave_up_retry_keeps_its_death), TH_CASE(forkpool_gave_up_kill_says_epipe),
+        TH_CASE(forkpool_gave_up_cancelled_stays_cancelled),
         TH_CASE(forkpool_server_cannot_spawn_while_a_worker_lives),
         TH_CASE(forkpool_server_cannot_spawn_gives_up), TH_CASE(forkpool_host_children_untouched),
         TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),

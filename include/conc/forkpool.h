@@ -59,7 +59,8 @@
  *     EINVAL (fn NULL, or arg NULL with len > 0), ENOMEM, EDEADLK (a blocking submit from an
  *     on_done callback of the pool's futures while the queue is full: only that thread makes
  *     room), EPERM (as map). On error *f is NULL. A task the
- *     pool gave up on (queued, or running on a worker the giving up killed) ends with EPIPE.
+ *     pool gave up on (queued, or running on a worker the giving up killed) ends with EPIPE,
+ *     but one whose future was cancelled while queued keeps ECANCELED (outcome too).
  *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future).
  *   cancel: 0 (queued: dropped, the future CANCELLED; running: its worker is SIGKILLed and
  *     replaced, and once that process has exited, so that fn writes nothing more to the
@@ -1753,8 +1754,12 @@ CONC_NOINLINE void conc__forkpool_fail_all(conc_forkpool_t *p, conc__forkpool_do
         conc__forkpool_task *t = p->qhead;
         p->qhead = t->next;
         p->queued--;
-        if (t->outcome.attempts == 0) /* never ran; a re-run keeps the death that asked for it */
-            t->outcome.status = EPIPE;
+        /* Never ran: EPIPE, unless its future was cancelled while queued (conc_future_cancel),
+         * which keeps ECANCELED, as dispatch would have; the same gate decides (a later
+         * conc_future_cancel says EBUSY), so the future and the outcome agree. A re-run keeps
+         * the death that asked for it. */
+        if (t->outcome.attempts == 0)
+            t->outcome.status = conc__future_start(t->f) ? EPIPE : ECANCELED;
         conc__forkpool_task_finish(p, t, dl);
     }
     p->qtail = NULL;
