@@ -2002,6 +2002,67 @@ static void forkpool_forked_child_delays_no_death(void) {
 /* -------------------------------------------------------------------------------------------
  * Nothing left behind; the parent killed
  * ------------------------------------------------------------------------------------------- */
+/* A host that closed fds 0, 1 and 2 (a daemon that did not reopen /dev/null): the pool's fds
+ * took those numbers, so the host's printf and a task's (a worker keeps 0-2 as they are) wrote
+ * into the pool's sockets and broke it. In a child: the host prints, tasks print, every task
+ * succeeds, and no fd of the pool is below 3. The child's exit status says what failed. */
+static int fp_printf_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)arg, (void)len, (void)result, (void)result_len;
+    printf("a task prints a line\n");
+    fprintf(stderr, "and an error\n");
+    return 0; /* its worker flushes stdio after the task */
+}
+
+enum { FP_STDIO_CREATE = 10, FP_STDIO_SUBMIT = 20, FP_STDIO_TASK = 30, FP_STDIO_LOW_FD = 40 };
+
+static void fp_closed_stdio_child(void) {
+    close(0);
+    close(1);
+    close(2);
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 2;
+    o.shared_size = 1u << 20;
+    conc_forkpool_t *p;
+    if (conc_forkpool_create(&p, &o) != 0)
+        _exit(FP_STDIO_CREATE);
+    printf("the host prints a line\n");
+    fflush(stdout);
+    for (int i = 0; i < 8; i++) {
+        conc_future_t *f;
+        if (conc_forkpool_submit(p, fp_printf_task, NULL, 0, &f) != 0)
+            _exit(FP_STDIO_SUBMIT + i);
+        int st = conc_future_wait(f);
+        conc_future_release(f);
+        if (st != 0)
+            _exit(FP_STDIO_TASK + i);
+    }
+    conc_lock_acquire(&p->lock);
+    bool low = p->evfd < 3 || p->ctl < 3;
+    for (unsigned k = 0; k < p->nworkers; k++)
+        low = low || p->w[k].sock < 3 || p->w[k].pidfd < 3;
+    conc_lock_release(&p->lock);
+    if (low)
+        _exit(FP_STDIO_LOW_FD);
+    conc_forkpool_destroy(p);
+    _exit(0);
+}
+
+static void forkpool_closed_stdio_keeps_pool_fds_above(void) {
+    fflush(NULL);
+    pid_t child = fork();
+    TH_CHECK(child >= 0);
+    if (child == 0)
+        fp_closed_stdio_child();
+    int st;
+    TH_CHECK_EQ(waitpid(child, &st, 0), child);
+    TH_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                 "child: status %#x (exit 10: create failed, 2i: submit i, 3i: task i failed, "
+                 "40: a pool fd below 3)",
+                 st);
+    fp_check_no_children();
+}
+
 static void forkpool_destroy_leaves_nothing(void) {
     int fds = fp_fd_count();
     for (int round = 0; round < 3; round++) {
@@ -2838,6 +2899,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_server_cannot_spawn_while_a_worker_lives),
         TH_CASE(forkpool_server_cannot_spawn_gives_up), TH_CASE(forkpool_host_children_untouched),
         TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),
+        TH_CASE(forkpool_closed_stdio_keeps_pool_fds_above),
         TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_host_fork_delays_no_destroy),
         TH_CASE(forkpool_alloc_free), TH_CASE(forkpool_shared_size_is_all_for_alloc),
         TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_shutdown_from_on_done),

@@ -129,10 +129,13 @@
  *     or cancel. fn that calls exit() runs, in the worker, the atexit handlers the parent
  *     had at create (its outcome is ECHILD with that exit code): _exit skips them. No
  *     SIGCHLD handler is installed: the host's children are never touched. The pool's own
- *     fds are close-on-exec. A child that fn forks without exec keeps a copy of its
- *     worker's socket; the pool never waits for it (a worker's death is settled when the
- *     server reaps it, not at its socket's EOF). A child the host forks without exec keeps
- *     copies of the pool's fds too; shutdown and destroy never wait for it either.
+ *     fds are close-on-exec, and 3 or above in every process of the pool: where the host
+ *     closed 0, 1 or 2, the pool never takes those numbers (a printf there, the host's or
+ *     fn's, fails rather than write into a pool socket). A child that fn forks without
+ *     exec keeps a copy of its worker's socket; the pool never waits for it (a worker's
+ *     death is settled when the server reaps it, not at its socket's EOF). A child the host
+ *     forks without exec keeps copies of the pool's fds too; shutdown and destroy never wait
+ *     for it either.
  *   - on_done callbacks of fork-pool futures run on the pool's monitor thread: keep them
  *     short and never block on the same pool: a map there returns EDEADLK, and so does a
  *     blocking submit that finds the queue full (try_submit: EAGAIN), since only that thread
@@ -264,6 +267,7 @@ extern "C" {
 #define CONC__FORKPOOL_CHUNK_DIV 2u              /* a chunk is 1/(2 workers) of what remains */
 #define CONC__FORKPOOL_STOP_GRACE (2 * CONC_SEC) /* QUIT to SIGKILL for a worker at shutdown */
 #define CONC__FORKPOOL_FD 3       /* the worker's socket (and the server's) after hygiene */
+#define CONC__FORKPOOL_FD_MIN 3   /* the lowest pool fd: 0-2 are stdio, closed or not (fd_up) */
 #define CONC__FORKPOOL_STAGE 4096 /* bytes one recv takes: a small message is one call */
 /* SPAWN requests in flight at most. A SEQPACKET socket queues at most net.unix.max_dgram_qlen
  * (default 10) packets: with fewer requests in flight than that, the parent's blocking send
@@ -610,6 +614,36 @@ CONC_INLINE void conc__forkpool_kick(conc_forkpool_t *p) {
     CONC_UNUSED(r);
 }
 
+/* fd, moved to CONC__FORKPOOL_FD_MIN or above (close-on-exec) if it landed lower: in a host
+ * that closed 0, 1 or 2 a new fd takes the lowest number, and a pool fd there would take in a
+ * printf's bytes (the host's, or a task's: a worker keeps 0-2) and break the pool. -1 with
+ * errno if no fd was free up there (fd is closed either way); -1 stays -1. */
+CONC_NOINLINE int conc__forkpool_fd_up(int fd) {
+    if (fd < 0 || fd >= CONC__FORKPOOL_FD_MIN)
+        return fd;
+    int up = fcntl(fd, F_DUPFD_CLOEXEC, CONC__FORKPOOL_FD_MIN);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return up;
+}
+
+/* A close-on-exec AF_UNIX socketpair of `type`, both ends moved up (conc__forkpool_fd_up):
+ * 0, or an errno with neither end open. */
+CONC_NOINLINE int conc__forkpool_socketpair(int type, int sv[2]) {
+    if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0)
+        return errno;
+    int e = 0;
+    for (int i = 0; i < 2; i++)
+        if ((sv[i] = conc__forkpool_fd_up(sv[i])) < 0 && !e)
+            e = errno;
+    if (e)
+        for (int i = 0; i < 2; i++)
+            if (sv[i] >= 0)
+                close(sv[i]);
+    return e;
+}
+
 /* Process hygiene after fork (server and workers): default signal dispositions with SIGINT
  * ignored, an empty mask, death with the parent, and no fd but 0, 1, 2 and `keep`, which
  * ends up as CONC__FORKPOOL_FD, close-on-exec (dup2 clears the flag): neither ever execs, and
@@ -873,10 +907,8 @@ CONC_NOINLINE void conc__forkpool_server_main(const conc_forkpool_t *p) {
         }
         unsigned k = (unsigned)m.slot;
         int sp[2];
-        int err = 0;
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
-            err = errno;
-        } else {
+        int err = conc__forkpool_socketpair(SOCK_STREAM, sp);
+        if (!err) {
             fflush(NULL);
             pid_t pid = fork();
             if (pid == 0) {
@@ -888,7 +920,7 @@ CONC_NOINLINE void conc__forkpool_server_main(const conc_forkpool_t *p) {
                 _exit(0);
             }
             close(sp[1]);
-            int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+            int pidfd = pid > 0 ? conc__forkpool_fd_up((int)syscall(SYS_pidfd_open, pid, 0)) : -1;
             if (pid < 0 || pidfd < 0) {
                 err = errno;
                 if (pid > 0) {
@@ -1695,16 +1727,19 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
                     close(fds[i]);
             continue;
         }
+        for (int i = 0; i < 2; i++)
+            fds[i] = conc__forkpool_fd_up(fds[i]);
         conc__forkpool_worker *w = &p->w[m.slot];
         if (m.type == CONC__FORKPOOL_CTL_SPAWNED) {
             if (fds[0] < 0 || fds[1] < 0) {
-                /* The kernel dropped the fds (MSG_CTRUNC): this process has no fd left for
-                 * them. The worker can never be reached. The server closed its copy of our
-                 * end, so the worker reads EOF and exits by itself; the kill is for one
-                 * still in init. (The server reaps a worker once it has exited, so the pid
-                 * could be reused between that exit and this kill only if every other pid
-                 * were handed out in those microseconds.) Its death counts as an immediate
-                 * one (backoff, give-up); a create still waiting fails with EMFILE. */
+                /* The kernel dropped the fds (MSG_CTRUNC), or none was free above stdio: this
+                 * process has no fd left for them. The worker can never be reached. The server
+                 * closed its copy of our end, so the worker reads EOF and exits by itself; the
+                 * kill is for one still in init. (The server reaps a worker once it has
+                 * exited, so the pid could be reused between that exit and this kill only if
+                 * every other pid were handed out in those microseconds.) Its death counts as
+                 * an immediate one (backoff, give-up); a create still waiting fails with
+                 * EMFILE. */
                 for (int i = 0; i < 2; i++)
                     if (fds[i] >= 0)
                         close(fds[i]);
@@ -1802,7 +1837,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
     /* The server's end of the control socket can outlive the server: a child the host forked
      * (no exec) while create ran, before our copy was closed above, holds one. Its EOF is
      * then no sign of the server's death; the server's pidfd is (-1: EOF only). */
-    int server_pidfd = (int)syscall(SYS_pidfd_open, server, 0);
+    int server_pidfd = conc__forkpool_fd_up((int)syscall(SYS_pidfd_open, server, 0));
     conc__forkpool_done_list dl = {NULL};
     bool server_ok = true;
     bool ctl_closed = false;
@@ -2207,13 +2242,11 @@ CONC_NOINLINE int conc__forkpool_create_body(conc_forkpool_t **out, const conc_f
     }
     for (unsigned k = 0; !e && k < opts.workers; k++)
         p->w[k].sock = p->w[k].pidfd = -1;
-    if (!e && (p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+    if (!e && (p->evfd = conc__forkpool_fd_up(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))) < 0)
         e = errno;
     int sv[2];
     if (!e) {
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
-            e = errno;
-        } else {
+        if ((e = conc__forkpool_socketpair(SOCK_SEQPACKET, sv)) == 0) {
             /* Blocking sends (see CONC__FORKPOOL_SPAWN_BATCH), MSG_DONTWAIT reads. */
             p->ctl = sv[0];
             p->ctl_server = sv[1];
@@ -2579,7 +2612,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
          * still write to the shared region. Wait for that outside the lock, on a copy of the
          * pidfd (the monitor closes w's once it hears of the death); with no fd to spare,
          * here. */
-        watch = w->pidfd < 0 ? -1 : fcntl(w->pidfd, F_DUPFD_CLOEXEC, 0);
+        watch = w->pidfd < 0 ? -1 : fcntl(w->pidfd, F_DUPFD_CLOEXEC, CONC__FORKPOOL_FD_MIN);
         if (watch < 0 && w->pidfd >= 0)
             conc__forkpool_wait_exit(w->pidfd);
         t->cancelled = true;
