@@ -2002,6 +2002,106 @@ static void forkpool_forked_child_delays_no_death(void) {
 /* -------------------------------------------------------------------------------------------
  * Nothing left behind; the parent killed
  * ------------------------------------------------------------------------------------------- */
+/* Output another thread buffers in stdout or stderr between create's fflush(NULL) and the
+ * monitor's fork of the server is written once, by the parent: the server's copy of those bytes
+ * is dropped, not flushed (before it forks a worker, it wrote them a second time). The window
+ * is made exact with an atfork handler, which runs in the monitor right between its flush and
+ * its fork and prints a numbered line into each stream. In a child whose stdout and stderr are
+ * one file, fully buffered, each line must come out exactly once, a task's lines too. */
+#define FP_DUP_CREATES 3
+
+/* The lines' kinds: numbered 0 to FP_DUP_CREATES - 1, "begin" 0 and 1 (before any pool). */
+static const char *const fp_dup_kinds[4] = {"stdout", "stderr", "task", "begin"};
+static pid_t fp_dup_parent; /* the process whose forks print: not the server's forks */
+static int fp_dup_forks;    /* written by the monitor; read after create returned */
+
+static void fp_dup_print_at_fork(void) {
+    if (getpid() != fp_dup_parent)
+        return;
+    printf("stdout %d\n", fp_dup_forks);
+    fprintf(stderr, "stderr %d\n", fp_dup_forks);
+    fp_dup_forks++;
+}
+
+static int fp_dup_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    int i;
+    memcpy(&i, arg, sizeof i);
+    printf("task %d\n", i); /* its worker flushes stdio after the task */
+    return 0;
+}
+
+static void fp_dup_child(int fd) {
+    if (dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+        _exit(2);
+    close(fd);
+    static char outbuf[1 << 16], errbuf[1 << 16];
+    setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+    setvbuf(stderr, errbuf, _IOFBF, sizeof errbuf);
+    /* A first write after setvbuf may go out at once, in part (glibc): after this one, what
+     * is printed stays in the buffers until a flush. */
+    printf("begin 0\n");
+    fprintf(stderr, "begin 1\n");
+    fflush(NULL);
+    fp_dup_parent = getpid();
+    if (pthread_atfork(fp_dup_print_at_fork, NULL, NULL) != 0)
+        _exit(3);
+    for (int i = 0; i < FP_DUP_CREATES; i++) {
+        conc_forkpool_opts_t o;
+        memset(&o, 0, sizeof o);
+        o.workers = 1;
+        o.shared_size = 1u << 20;
+        conc_forkpool_t *p;
+        conc_future_t *f;
+        if (conc_forkpool_create(&p, &o) != 0)
+            _exit(4);
+        if (conc_forkpool_submit(p, fp_dup_task, &i, sizeof i, &f) != 0 || conc_future_wait(f))
+            _exit(5);
+        conc_future_release(f);
+        conc_forkpool_destroy(p);
+    }
+    fflush(NULL);
+    _exit(fp_dup_forks == FP_DUP_CREATES ? 0 : 6);
+}
+
+static void forkpool_output_at_create_written_once(void) {
+    char path[] = "/tmp/conc-forkpool-dup-XXXXXX";
+    int fd = mkstemp(path);
+    TH_CHECK(fd >= 0);
+    unlink(path);
+    fflush(NULL);
+    pid_t child = fork();
+    TH_CHECK(child >= 0);
+    if (child == 0)
+        fp_dup_child(fd);
+    int st;
+    TH_CHECK_EQ(waitpid(child, &st, 0), child);
+    TH_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: status %#x", st);
+    /* Every line: its kind and number, seen once. */
+    int seen[4][FP_DUP_CREATES];
+    memset(seen, 0, sizeof seen);
+    FILE *in = fdopen(fd, "r");
+    TH_CHECK(in != NULL);
+    rewind(in);
+    char line[128];
+    while (fgets(line, sizeof line, in)) {
+        char kind[16];
+        int n, k = 4;
+        TH_CHECK_MSG(sscanf(line, "%15s %d", kind, &n) == 2, "line \"%s\"", line);
+        for (int j = 0; j < 4; j++)
+            if (strcmp(kind, fp_dup_kinds[j]) == 0)
+                k = j;
+        TH_CHECK_MSG(k < 4 && n >= 0 && n < FP_DUP_CREATES, "line \"%s\"", line);
+        seen[k][n]++;
+    }
+    fclose(in);
+    for (int k = 0; k < 4; k++)
+        for (int n = 0; n < (k < 3 ? FP_DUP_CREATES : 2); n++)
+            TH_CHECK_MSG(seen[k][n] == 1, "line \"%s %d\" came out %d times", fp_dup_kinds[k], n,
+                         seen[k][n]);
+    fp_check_no_children();
+}
+
 /* A host that closed fds 0, 1 and 2 (a daemon that did not reopen /dev/null): the pool's fds
  * took those numbers, so the host's printf and a task's (a worker keeps 0-2 as they are) wrote
  * into the pool's sockets and broke it. In a child: the host prints, tasks print, every task
@@ -2899,6 +2999,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_server_cannot_spawn_while_a_worker_lives),
         TH_CASE(forkpool_server_cannot_spawn_gives_up), TH_CASE(forkpool_host_children_untouched),
         TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),
+        TH_CASE(forkpool_output_at_create_written_once),
         TH_CASE(forkpool_closed_stdio_keeps_pool_fds_above),
         TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_host_fork_delays_no_destroy),
         TH_CASE(forkpool_alloc_free), TH_CASE(forkpool_shared_size_is_all_for_alloc),

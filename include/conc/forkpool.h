@@ -118,6 +118,11 @@
  *     as they are). glibc makes malloc and stdio safe across fork; your own locks are not.
  *     create flushes every stdio stream first (fflush(NULL), so no buffered output is
  *     duplicated into the workers): it waits for a stream another thread holds locked.
+ *     Output that another thread buffers after that flush, before the fork server is forked,
+ *     is copied into the server: in stdout and stderr the server and the workers drop it
+ *     (__fpurge), so only the parent writes it; in any other stream (which cannot be
+ *     enumerated) the server writes it once more, as it forks its first worker: make such
+ *     a stream unbuffered (setvbuf) if other threads may write to it while create runs.
  *     Replacements never copy the live parent: they are forked from a fork server made at
  *     create, a single-threaded copy of the parent as it was then.
  *   - Workers ignore SIGINT (Ctrl-C reaches the whole process group: the parent decides),
@@ -232,6 +237,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -644,12 +650,20 @@ CONC_NOINLINE int conc__forkpool_socketpair(int type, int sv[2]) {
     return e;
 }
 
-/* Process hygiene after fork (server and workers): default signal dispositions with SIGINT
- * ignored, an empty mask, death with the parent, and no fd but 0, 1, 2 and `keep`, which
- * ends up as CONC__FORKPOOL_FD, close-on-exec (dup2 clears the flag): neither ever execs, and
- * a program a task starts must not hold the socket, or the worker's death (its EOF) would
- * wait for that program to exit. Returns false if the parent is already gone. */
+/* Process hygiene after fork (server and workers): nothing buffered in stdout and stderr, default
+ * signal dispositions with SIGINT ignored, an empty mask, death with the parent, and no fd but
+ * 0, 1, 2 and `keep`, which ends up as CONC__FORKPOOL_FD, close-on-exec (dup2 clears the flag):
+ * neither ever execs, and a program a task starts must not hold the socket, or the worker's
+ * death (its EOF) would wait for that program to exit. Returns false if the parent is already
+ * gone. */
 CONC_NOINLINE bool conc__forkpool_hygiene(int keep, pid_t parent) {
+    /* What stdout and stderr held at the fork is the forking process's to write: another
+     * thread of the parent may have printed between the monitor's fflush(NULL) and its fork
+     * of the server, and the server's flush before it forks a worker would write those bytes
+     * a second time. Dropped here, unwritten (the server writes nothing of its own; a
+     * worker's own output starts now). Other streams cannot be enumerated: see CAVEATS. */
+    __fpurge(stdout);
+    __fpurge(stderr);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
@@ -909,6 +923,9 @@ CONC_NOINLINE void conc__forkpool_server_main(const conc_forkpool_t *p) {
         int sp[2];
         int err = conc__forkpool_socketpair(SOCK_STREAM, sp);
         if (!err) {
+            /* Nothing to write of its own: stdout and stderr are empty (hygiene). Another
+             * stream may hold bytes copied from the parent at our fork: written here, once,
+             * rather than by every worker after its first task (CAVEATS). */
             fflush(NULL);
             pid_t pid = fork();
             if (pid == 0) {
