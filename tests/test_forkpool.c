@@ -9,6 +9,16 @@
  */
 #include "harness.h"
 
+/* A submitter that armed its gate (fp_send_gate_here = &g) stops right before it writes its
+ * task to a worker's socket, outside the pool lock, until the test opens the gate. */
+typedef struct fp_send_gate {
+    int reached, open; /* release/acquire: hand the fd over, then the test's go */
+    int fd;            /* the socket it is about to write to */
+} fp_send_gate;
+static __thread fp_send_gate *fp_send_gate_here;
+static void fp_send_hook(int fd);
+#define CONC_FORKPOOL_SEND_HOOK(fd) fp_send_hook(fd)
+
 #include "conc/forkpool.h"
 
 #include <dirent.h>
@@ -2567,6 +2577,93 @@ static void forkpool_server_killed_with_its_workers(void) {
     fp_check_no_children();
 }
 
+/* Shutdown after the fork server died while a submitter writes its task to a worker's socket
+ * outside the pool lock: the monitor stopped at once with the server gone, and its clear of
+ * the workers closed that socket under the submitter (whose send then went to whatever took
+ * the fd number) and wiped the flag the submitter clears. Now it waits for the submitter. The
+ * submitter is held at the send; the server is killed (its worker dies with it); shutdown
+ * starts; once the monitor has taken shutdown's kick (the eventfd read under the pool lock,
+ * the decision made before that lock is free), the socket must still be the worker's. */
+static void fp_send_hook(int fd) {
+    fp_send_gate *g = fp_send_gate_here;
+    if (!g)
+        return;
+    fp_send_gate_here = NULL; /* one stop per arming */
+    g->fd = fd;
+    __atomic_store_n(&g->reached, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&g->open, __ATOMIC_ACQUIRE))
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+}
+
+typedef struct fp_held_send {
+    conc_forkpool_t *p;
+    fp_send_gate gate;
+    int status; /* the submit's */
+    conc_future_t *f;
+} fp_held_send;
+
+static void *fp_held_submitter(void *arg) {
+    fp_held_send *h = (fp_held_send *)arg;
+    fp_send_gate_here = &h->gate;
+    h->status = conc_forkpool_submit(h->p, fp_echo, "held", 5, &h->f);
+    return NULL;
+}
+
+static void *fp_shutdown_thread(void *arg) {
+    conc_forkpool_shutdown((conc_forkpool_t *)arg, false);
+    return NULL;
+}
+
+/* Waits until the pool flag *b (read under the pool lock) is true. */
+static void fp_wait_locked_flag(conc_forkpool_t *p, const bool *b) {
+    for (;;) {
+        conc_lock_acquire(&p->lock);
+        bool set = *b;
+        conc_lock_release(&p->lock);
+        if (set)
+            return;
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    }
+}
+
+static void forkpool_shutdown_spares_a_socket_being_written(void) {
+    conc_forkpool_t *p = fp_create(1);
+    fp_held_send h;
+    memset(&h, 0, sizeof h);
+    h.p = p;
+    pthread_t sub, down;
+    TH_CHECK_EQ(pthread_create(&sub, NULL, fp_held_submitter, &h), 0);
+    while (!__atomic_load_n(&h.gate.reached, __ATOMIC_ACQUIRE))
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    struct stat before;
+    TH_CHECK_EQ(fstat(h.gate.fd, &before), 0);
+    pid_t server = p->server_pid;
+    TH_CHECK_EQ(kill(server, SIGKILL), 0);
+    fp_wait_locked_flag(p, &p->broken); /* the monitor saw the server die: it gave up */
+    TH_CHECK_EQ(pthread_create(&down, NULL, fp_shutdown_thread, p), 0);
+    fp_wait_locked_flag(p, &p->stopping); /* shutdown's kick is in the eventfd */
+    struct pollfd kick = {p->evfd, POLLIN, 0};
+    while (poll(&kick, 1, 0) == 1) /* not yet read by the monitor */
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    conc_lock_acquire(&p->lock); /* the monitor decided, and cleared what it would */
+    struct stat now;
+    bool same =
+        fstat(h.gate.fd, &now) == 0 && now.st_ino == before.st_ino && now.st_dev == before.st_dev;
+    bool flag = p->w[0].caller_sends;
+    conc_lock_release(&p->lock);
+    TH_CHECK_MSG(same && flag, "the socket being written to was %s and the flag %s",
+                 same ? "kept" : "closed", flag ? "kept" : "cleared");
+    __atomic_store_n(&h.gate.open, 1, __ATOMIC_RELEASE);
+    TH_CHECK_EQ(pthread_join(sub, NULL), 0);
+    TH_CHECK_EQ(h.status, 0);
+    TH_CHECK_EQ(pthread_join(down, NULL), 0); /* it ends once the submitter is done */
+    int st = conc_future_wait(h.f);           /* its worker died with the server */
+    TH_CHECK_MSG(st == ECHILD || st == EPIPE, "task: %d", st);
+    conc_future_release(h.f);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 /* A child the host forks without exec while create runs, before the monitor has closed its
  * copy of the server's end of the control socket, holds that end for as long as it lives.
  * The pool learned of its server's death only from that socket's EOF: with the server
@@ -3008,6 +3105,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_other_processes_are_refused),
         TH_CASE(forkpool_other_processes_are_refused_by_getpid),
         TH_CASE(forkpool_server_killed_with_its_workers),
+        TH_CASE(forkpool_shutdown_spares_a_socket_being_written),
         TH_CASE(forkpool_server_end_held_by_a_host_fork), TH_CASE(forkpool_map_of_size_max_items),
         TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
         TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120))

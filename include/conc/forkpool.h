@@ -108,7 +108,9 @@
  *                        rounded up to whole pages, all of it for conc_forkpool_alloc (and
  *                        a map's chunk table): the pool's own control pages come on top
  *   Macros: CONC_FORKPOOL_GRACE (100 ms), CONC_FORKPOOL_GIVE_UP (5 immediate deaths in a
- *   row), CONC_FORKPOOL_BACKOFF (1 ms, doubling up to 256 ms between immediate deaths).
+ *   row), CONC_FORKPOOL_BACKOFF (1 ms, doubling up to 256 ms between immediate deaths),
+ *   CONC_FORKPOOL_SEND_HOOK(fd) (called in a submitter right before it writes its task to a
+ *   worker's socket fd itself, outside the pool lock; tests hold it there; default nothing).
  *
  * CAVEATS (fork)
  *   - A worker is a fork of the parent at create: pointers to memory made later (malloc'd
@@ -262,6 +264,12 @@ extern "C" {
 #define CONC_FORKPOOL_BACKOFF (1 * CONC_MS) /* first respawn delay after an immediate death */
 #endif
 #define CONC_FORKPOOL_BACKOFF_MAX (256 * CONC_MS) /* the doubling stops here */
+/* CONC_FORKPOOL_SEND_HOOK(fd) runs in a submitter that writes its task to an idle worker's
+ * socket fd itself, outside the pool lock, right before the write; tests hold a thread there.
+ * Default: nothing. */
+#ifndef CONC_FORKPOOL_SEND_HOOK
+#define CONC_FORKPOOL_SEND_HOOK(fd) ((void)0)
+#endif
 /* How long the fork server may fail to make any process (fork, socketpair or pidfd_open
  * failing: out of processes, memory or fds, often for a moment) while no worker is left,
  * before the pool gives up: long enough for a burst to pass, short enough that a map with no
@@ -1876,11 +1884,11 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
         if (p->stopping) {
             if (!stop_deadline)
                 stop_deadline = now + CONC__FORKPOOL_STOP_GRACE;
-            bool left = false;
+            bool left = false, sending = false;
             for (unsigned k = 0; k < p->nworkers; k++) {
                 conc__forkpool_worker *w = &p->w[k];
                 if (w->caller_sends) { /* a submitter's send ends soon, then it kicks us */
-                    left = true;
+                    left = sending = true;
                     continue;
                 }
                 if (w->state == CONC__FORKPOOL_W_IDLE || w->state == CONC__FORKPOOL_W_STARTING) {
@@ -1899,7 +1907,11 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 if (w->state != CONC__FORKPOOL_W_EMPTY)
                     left = true;
             }
-            if (!left || !server_ok)
+            /* With the server gone no death report will come: stop without waiting for the
+             * workers (they die with it), but not while a submitter still writes to a
+             * worker's socket outside the lock: the clear below would close the fd under it
+             * (its send would go to whatever took the number) and wipe the flag it clears. */
+            if (!left || (!server_ok && !sending))
                 break;
         } else if (server_ok) {
             unsigned asked = 0;
@@ -2521,6 +2533,7 @@ CONC_NOINLINE int conc__forkpool_submit_body(conc_forkpool_t *p, conc_forkpool_t
     conc_lock_release(&p->lock);
     if (mine) {
         /* Ours until caller_sends is cleared: the monitor keeps off its output and its fd. */
+        CONC_FORKPOOL_SEND_HOOK(mine->sock);
         (void)conc__forkpool_flush(mine);
         conc_lock_acquire(&p->lock);
         mine->caller_sends = false;
