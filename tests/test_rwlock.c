@@ -8,6 +8,7 @@
 
 #include <signal.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #define LK_T conc_rwlock_t
 #define LK_INIT(p) conc_rwlock_init((p), 0)
@@ -462,19 +463,28 @@ static void *rw_sleeper_main(void *arg) {
     }
     return NULL;
 }
+static bool writer_sleeps_on_a_slot(conc_rwlock_t *rw) {
+    for (int i = 0; i < CONC_RWLOCK_SLOTS; i++)
+        if (conc_load(&rw->slot[i].readers, CONC_RELAXED) & CONC__RWLOCK_SLOT_WAITER)
+            return true;
+    return false;
+}
 static void rwlock_shared_releaser_dead_before_its_wake_strands_no_sleeper(void) {
     for (int writer_dies = 0; writer_dies < 2; writer_dies++) {
         conc_rwlock_t rw;
         conc_rwlock_init(&rw, CONC_SHARED);
         dying_releaser d = {&rw, writer_dies != 0, {0, 0}, 0, 0};
         rw_sleeper s = {&rw, writer_dies == 0, 0};
-        uint64_t asleep_bit = writer_dies ? CONC__RWLOCK_READERS_SLEEP : CONC__RWLOCK_WRITER_SLEEPS;
         pthread_t td, ts;
         TH_CHECK_EQ(pthread_create(&td, NULL, dying_releaser_main, &d), 0);
         while (!__atomic_load_n(&d.held, __ATOMIC_ACQUIRE))
             th_sleep_ns(100000);
         TH_CHECK_EQ(pthread_create(&ts, NULL, rw_sleeper_main, &s), 0);
-        while (!(word_of(&rw) & asleep_bit) || __atomic_load_n(&s.tid, __ATOMIC_RELAXED) == 0 ||
+        /* the reader queued asleep raises READERS_SLEEP in the word; the writer asleep until
+         * the readers leave raises WAITER on the slot it sleeps on */
+        while (!(writer_dies ? (word_of(&rw) & CONC__RWLOCK_READERS_SLEEP) != 0
+                             : writer_sleeps_on_a_slot(&rw)) ||
+               __atomic_load_n(&s.tid, __ATOMIC_RELAXED) == 0 ||
                th_thread_state(__atomic_load_n(&s.tid, __ATOMIC_RELAXED)) != 'S')
             th_sleep_ns(100000); /* asleep in futex_wait, its bit raised */
         __atomic_store_n(&d.go, 1, __ATOMIC_RELEASE);
@@ -485,6 +495,107 @@ static void rwlock_shared_releaser_dead_before_its_wake_strands_no_sleeper(void)
         TH_CHECK_EQ(word_of(&rw) & ~CONC__RWLOCK_PHASE_MASK, CONC__RWLOCK_SHARED);
         TH_CHECK_EQ(conc_rwlock_readers(&rw), 0);
     }
+}
+
+/* ---- freed right after a release --------------------------------------------------------
+ * As a conc_lock's (test_lock.c), an rwlock's memory may be freed as soon as it is unlocked
+ * (THREAD SAFETY): the last one out frees it while the release that let it in may still be
+ * returning. Each round puts a lock alone in a fresh page; the main thread holds it, the other
+ * thread waits in acquire, gets in once main's release lets it, releases and unmaps the page.
+ * Main's release must touch nothing after its RMW: a load or a store after it faults. Both
+ * ways: a writer's release admitting a waiting reader (it let go of the inner lock after its
+ * phase-ending CAS), and a reader's release letting in a waiting writer (it loaded the word
+ * after its slot fetch_sub, for WRITER_SLEEPS). The window is a few instructions, so a timer
+ * signal stretches main's steps now and then (a handler that spins, as a preemption would),
+ * (every 50 us, for 10 us), and many rounds go by (8,000, or 10 s at most): the old code faulted in
+ * every run. */
+typedef struct freed_rw {
+    conc_rwlock_t *rw; /* this round's lock: release/acquire */
+    int stage;         /* 0 idle, 1 held by main, 2 the other waits, 3 unmapped: rel/acq */
+    bool writer_first; /* this round: main holds it exclusively, the other comes shared */
+    bool last;         /* this round is the last: release/acquire with stage */
+    long rounds;
+} freed_rw;
+static freed_rw freed_rounds;
+
+static void freed_rw_stretch(int sig) { /* a stand-in for a preemption: 10 us off main's path */
+    (void)sig;
+    int64_t until = th_now() + 10000;
+    while (th_now() < until)
+        conc_cpu_relax();
+}
+
+static void *freed_rw_last_user(void *arg) {
+    freed_rw *f = (freed_rw *)arg;
+    for (bool last = false; !last;) {
+        while (__atomic_load_n(&f->stage, __ATOMIC_ACQUIRE) != 1)
+            sched_yield();
+        last = f->last;
+        conc_rwlock_t *rw = __atomic_load_n(&f->rw, __ATOMIC_ACQUIRE);
+        bool shared = __atomic_load_n(&f->writer_first, __ATOMIC_RELAXED);
+        __atomic_store_n(&f->stage, 2, __ATOMIC_RELEASE);
+        if (shared) {
+            conc_rwlock_acquire_shared(rw);
+            conc_rwlock_release_shared(rw);
+        } else {
+            conc_rwlock_acquire(rw);
+            conc_rwlock_release(rw);
+        }
+        TH_CHECK_EQ(munmap(rw, 4096), 0); /* the last user frees it */
+        __atomic_store_n(&f->stage, 3, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+static void rwlock_freed_by_the_next_holder_right_after_release(void) {
+    CONC_STATIC_ASSERT(sizeof(conc_rwlock_t) <= 4096, "a lock alone in a page");
+    freed_rw *f = &freed_rounds;
+    memset(f, 0, sizeof *f);
+    f->rounds = th_iters(8000);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = freed_rw_stretch;
+    sa.sa_flags = SA_RESTART;
+    TH_CHECK_EQ(sigaction(SIGUSR2, &sa, NULL), 0);
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = SIGUSR2;
+    sev._sigev_un._tid = (pid_t)syscall(SYS_gettid); /* main: the releaser */
+    timer_t timer;
+    TH_CHECK_EQ(timer_create(CLOCK_MONOTONIC, &sev, &timer), 0);
+    struct itimerspec every = {{0, 50000}, {0, 50000}};
+    TH_CHECK_EQ(timer_settime(timer, 0, &every, NULL), 0);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, freed_rw_last_user, f), 0);
+    int64_t stop_at = th_now() + 10 * CONC_SEC;
+    for (long i = 0; !f->last; i++) {
+        f->last = i + 1 == f->rounds || th_now() > stop_at;
+        conc_rwlock_t *rw = (conc_rwlock_t *)mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        TH_CHECK(rw != MAP_FAILED);
+        conc_rwlock_init(rw, 0);
+        bool writer_first = (i & 1) == 0;
+        if (writer_first)
+            conc_rwlock_acquire(rw);
+        else
+            conc_rwlock_acquire_shared(rw);
+        __atomic_store_n(&f->writer_first, writer_first, __ATOMIC_RELAXED);
+        __atomic_store_n(&f->rw, rw, __ATOMIC_RELEASE);
+        __atomic_store_n(&f->stage, 1, __ATOMIC_RELEASE);
+        while (__atomic_load_n(&f->stage, __ATOMIC_ACQUIRE) != 2)
+            sched_yield();
+        if (writer_first)
+            conc_rwlock_release(rw); /* the other may unmap the page from here on */
+        else
+            conc_rwlock_release_shared(rw);
+        while (__atomic_load_n(&f->stage, __ATOMIC_ACQUIRE) != 3)
+            sched_yield();
+        __atomic_store_n(&f->stage, 0, __ATOMIC_RELAXED);
+    }
+    pthread_join(t, NULL);
+    TH_CHECK_EQ(timer_delete(timer), 0);
+    signal(SIGUSR2, SIG_DFL);
 }
 
 /* ---- race stress: plain payload, readers and writers mixing every form ------------------- */
@@ -786,6 +897,7 @@ TH_MAIN("rwlock", TH_CASE(rwlock_is_a_line_per_slot_and_zero_is_free),
         TH_CASE(rwlock_downgrade_admits_queue_not_writer),
         TH_CASE(rwlock_timeouts_never_lap_an_admitted_reader),
         TH_CASE(rwlock_shared_releaser_dead_before_its_wake_strands_no_sleeper),
+        TH_CASE(rwlock_freed_by_the_next_holder_right_after_release),
         TH_CASE(rwlock_stress_readers_writers_plain_payload),
         TH_CASE(rwlock_deadlock_ordered_mixed_modes),
         TH_CASE(rwlock_starvation_writer_gets_through_readers),

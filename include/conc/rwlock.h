@@ -63,7 +63,15 @@
  *   Every call may overlap every other except init (needs the lock unused). The thread that
  *   acquired releases, on both sides (TSan checks it): a shared hold is counted in the slot of
  *   the thread that took it, so another thread's release_shared would take it from the wrong
- *   slot (unlike Go's RUnlock). A lock owns no resources, so there is no destroy.
+ *   slot (unlike Go's RUnlock). A lock owns no resources, so there is no destroy. As for a
+ *   conc_lock (lock.h) and a pthread_rwlock_t, the lock's memory may be freed as soon as it
+ *   is unlocked and no other call on it is running: a release touches nothing after the RMW
+ *   that lets the next holder in but a futex wake on an address in the lock (harmless once
+ *   the memory is gone). A reader's release is one fetch_sub of its slot, which returns the
+ *   writer's sleep request with the count; a writer's release lets go of the inner lock
+ *   first and ends its phase with one CAS last. So the last reader out may free the object
+ *   that holds the lock while the writer that admitted it is still returning, and a writer
+ *   may free it while a reader's release is.
  *   Recursion: a reader that acquires shared again while a writer waits deadlocks (as with
  *   pthread_rwlock_t under writer preference). A writer that acquires again, either way,
  *   would wait for itself: without a deadline that aborts naming the call ("the calling
@@ -99,8 +107,12 @@
  *     CAS that ends its phase) and before its wake takes the wake with it, so a CONC_SHARED
  *     lock's sleeper sleeps at most CONC__RWLOCK_SHARED_RECHECK_NS (100 ms) at a time, then
  *     looks again: such a death costs the sleepers up to 100 ms, and one that waits long makes
- *     a futex call every 100 ms. A writer killed in release before it lets go of the inner
- *     lock (right after that CAS) leaves the lock held for writers.
+ *     a futex call every 100 ms. A writer killed in release after it let go of the inner lock
+ *     and before the CAS that ends its phase leaves WRITER up for good: readers queue behind
+ *     it and the next writer waits for it to go, napping 1 ms at a time (a timed acquire
+ *     times out). A writer killed asleep on a slot leaves that slot's WAITER bit up: each
+ *     reader that empties the slot then makes one futex wake for nobody, until the next
+ *     writer that sleeps there clears it.
  *   - At most 4,194,303 readers inside or queued at once (every thread Linux can create,
  *     PID_MAX_LIMIT); readers of process-shared locks in many pid namespaces count together.
  *   - fork(): a lock held by another thread stays held in the child; re-init it there.
@@ -136,19 +148,22 @@
  *   One 64-bit word: bits 0..21 the central count (readers admitted by the end of a phase,
  *   not yet moved to their slots), 22 WRITER, 23 WRITER_SLEEPS, 24 READERS_SLEEP, 25 SHARED,
  *   26..31 the phase (advanced by every end of a writer's phase), bits 32..63 readers queued
- *   behind WRITER. The futex is the low half (a sleeper waits on it, and the slots, outside
- *   it, are looked at again after the sleep bit is raised); readers and writers sleep there
- *   with different futex tags, so a wake for one never wakes the other.
+ *   behind WRITER. The futex is the low half; readers and writers sleep there with different
+ *   futex tags, so a wake for one never wakes the other. A slot is a 32-bit word: bits
+ *   0..29 its count, 30 SHARED (its futex flag), 31 WAITER (the writer sleeps on this word
+ *   until the slot is empty), so a reader's fetch_sub returns all it needs to know.
  *     acquire_shared: slot fetch_add, load of the word. No WRITER: inside. Else the slow path
  *       queues (one CAS on the word) unless the phase it saw has ended already (then it is
  *       inside, by its slot), leaves its slot (waking the writer if it sleeps), and waits
  *       for the phase to end; admitted in the central count, it moves to its slot (slot
  *       +1 first, then central -1).
- *     release_shared: slot fetch_sub, load of the word: WRITER_SLEEPS up -> wake the writer.
- *     acquire: the inner lock, then one fetch_or of WRITER; wait until the central count and
- *       every slot are 0 (read in that order).
- *     release: one CAS: central += queued, queued = 0, WRITER and the sleep bits cleared, the
- *       phase advanced; then release the inner lock and wake the readers if any sleep.
+ *     release_shared: one slot fetch_sub; WAITER with a count of 1 in what it returns -> wake
+ *       the writer asleep on the slot (by address).
+ *     acquire: the inner lock, then one CAS raising WRITER (once the last writer's phase-
+ *       ending CAS has cleared it); wait until the central count and every slot are 0 (read
+ *       in that order).
+ *     release: release the inner lock, then one CAS: central += queued, queued = 0, WRITER
+ *       and the sleep bits cleared, the phase advanced; wake the readers if any sleep.
  *     downgrade: the writer raises its own slot, then ends the phase as release does.
  *   A reader that saw phase p under WRITER is admitted once the phase differs from p. The
  *   phase cannot move twice before such a reader looks again: it is counted (in its slot or,
@@ -181,7 +196,7 @@ extern "C" {
 /* One reader slot: a count on a cache line of its own (stride CONC_CACHELINE, so two slots'
  * counts never share a line even if the lock itself is not line-aligned). */
 typedef struct conc__rwlock_slot {
-    uint32_t readers;                               /* readers inside through this slot; atomic */
+    uint32_t readers; /* readers inside through this slot, and the SLOT_ bits; atomic */
     uint8_t pad[CONC_CACHELINE - sizeof(uint32_t)]; /* keeps the next slot off this line */
 } conc__rwlock_slot;
 
@@ -212,14 +227,25 @@ typedef struct conc_rwlock {
 #define CONC__RWLOCK_PHASE_MASK ((uint64_t)0x3f << 26) /* bits 26..31 */
 #define CONC__RWLOCK_QUEUED_SHIFT 32
 #define CONC__RWLOCK_QUEUED_ONE ((uint64_t)1 << CONC__RWLOCK_QUEUED_SHIFT) /* a queued reader */
-#define CONC__RWLOCK_TAG_READER 0x1u /* futex tag of a sleeping reader */
-#define CONC__RWLOCK_TAG_WRITER 0x2u /* futex tag of the sleeping writer */
+/* A slot's word: its count, and two bits a leaving reader's fetch_sub returns with it, so
+ * that the RMW that lets a waiting writer in is the last touch of the lock (THREAD SAFETY). */
+#define CONC__RWLOCK_SLOT_COUNT_MASK 0x3fffffffu /* readers inside through this slot */
+#define CONC__RWLOCK_SLOT_SHARED 0x40000000u     /* a CONC_SHARED lock: the wake's futex flag */
+#define CONC__RWLOCK_SLOT_WAITER 0x80000000u     /* the writer sleeps on this slot's word */
+#define CONC__RWLOCK_TAG_READER 0x1u             /* futex tag of a sleeping reader */
+#define CONC__RWLOCK_TAG_WRITER 0x2u             /* futex tag of the sleeping writer */
 /* How long a sleeper on a CONC_SHARED rwlock sleeps at most before it looks again: a process
  * killed inside a release, after the RMW that lets the sleepers go and before its wake (a
  * reader after its slot fetch_sub, a writer after the CAS that ends its phase), takes that
  * wake with it, and the writer draining (or the queued readers) would sleep for good on a
  * lock that let them go (CAVEATS). A private lock's threads die with their process. */
 #define CONC__RWLOCK_SHARED_RECHECK_NS (100 * CONC_MS)
+/* A writer that finds WRITER still up behind the inner lock (its predecessor between letting
+ * go of the inner lock and the CAS that ends its phase, preempted there) spins, yields this
+ * many times, then naps this long at a time (a CONC_SHARED predecessor killed there never
+ * clears it: CAVEATS). */
+#define CONC__RWLOCK_GONE_YIELDS 16
+#define CONC__RWLOCK_GONE_NAP_NS CONC_MS
 /* Fibonacci hashing of the thread pointer onto the slots: 2^64 / golden ratio, odd. */
 #define CONC__RWLOCK_HASH_MUL 0x9e3779b97f4a7c15ull
 #define CONC__RWLOCK_PAGE_SHIFT 12 /* thread pointers differ above the page offset */
@@ -229,6 +255,8 @@ typedef struct conc_rwlock {
 CONC_STATIC_ASSERT(CONC__RWLOCK_READERS_MASK == CONC__RWLOCK_THREADS_MAX - 1,
                    "the central reader field holds every thread Linux can create");
 CONC_STATIC_ASSERT(CONC__RWLOCK_PHASE_MASK >> 32 == 0, "the sleepers' fields are in the low half");
+CONC_STATIC_ASSERT(CONC__RWLOCK_THREADS_MAX <= CONC__RWLOCK_SLOT_COUNT_MASK,
+                   "a slot's count holds every thread Linux can create, below its two bits");
 CONC_STATIC_ASSERT(CONC_RWLOCK_SLOTS >= 1 && (CONC_RWLOCK_SLOTS & (CONC_RWLOCK_SLOTS - 1)) == 0,
                    "CONC_RWLOCK_SLOTS is a power of two");
 CONC_STATIC_ASSERT(sizeof(conc__rwlock_slot) == CONC_CACHELINE, "one slot per cache line");
@@ -293,7 +321,7 @@ CONC_INLINE bool conc__rwlock_drained(conc_rwlock_t *rw, uint64_t w) {
     if (conc__rwlock_readers(w) != 0)
         return false;
     for (int i = 0; i < CONC_RWLOCK_SLOTS; i++)
-        if (conc_load(&rw->slot[i].readers, CONC_SEQ_CST) != 0)
+        if (conc_load(&rw->slot[i].readers, CONC_SEQ_CST) & CONC__RWLOCK_SLOT_COUNT_MASK)
             return false;
     return true;
 }
@@ -305,7 +333,8 @@ static inline void conc_rwlock_init(conc_rwlock_t *rw, int flags) {
     conc_store(&rw->holder, (uintptr_t)0, CONC_RELAXED);
     memset(rw->pad, 0, sizeof rw->pad);
     for (int i = 0; i < CONC_RWLOCK_SLOTS; i++)
-        conc_store(&rw->slot[i].readers, 0u, CONC_RELAXED);
+        conc_store(&rw->slot[i].readers, (flags & CONC_SHARED) ? CONC__RWLOCK_SLOT_SHARED : 0u,
+                   CONC_RELAXED);
     CONC_TSAN_MUTEX_CREATE(rw, 0);
 }
 
@@ -328,38 +357,46 @@ static inline void conc_rwlock_init(conc_rwlock_t *rw, int flags) {
  *   writer (holds WRITER, phase p)             reader (in its slot, saw WRITER and p)
  *   ---------------------------------------    --------------------------------------------
  *                                              CAS: +1 queued  [queues]
- *                                              slot fetch_sub: -1; load word: WRITER_SLEEPS?
+ *                                              slot fetch_sub: -1 (as a release, below)
  *                                              CAS: raise READERS_SLEEP
+ *   release the inner lock (the next writer
+ *     may take it, and waits for the CAS)
  *   CAS: inside += queued, queued = 0,
- *        WRITER, READERS_SLEEP off, p+1  [rwlock.R2]
+ *        WRITER, READERS_SLEEP off, p+1  [rwlock.R2]  -- the last touch of the lock
  *   old word had READERS_SLEEP: wake(readers)
  *                                              futex_wait(low, word with p, READERS_SLEEP)
  *                                                -> EAGAIN: the phase moved
  *                                              slot fetch_add: +1, then central -1 [settles]
  *
- * The writer waits for the readers inside (central count and slots) to leave:
+ * The writer waits for the readers inside to leave: the central count first (admitted readers
+ * not settled into their slots yet), then the slots. While the central count is not 0 it
+ * sleeps on the word's low half (WRITER_SLEEPS: the settling reader's fetch_sub on the word
+ * returns it and wakes the writer; that reader is inside, so it may touch the lock after).
+ * Then it sleeps on one slot's word at a time, until that slot's last reader leaves:
  *
- *   a reader leaving                           writer
+ *   the last reader of slot i leaving          writer
  *   ---------------------------------------    --------------------------------------------
- *                                              fetch_or: WRITER; readers inside
- *                                              CAS: raise WRITER_SLEEPS
- *                                              load word, slots: still readers inside
- *   slot fetch_sub: -1  [rwlock.R1]
- *   load word: WRITER_SLEEPS up:
- *   fetch_and: WRITER_SLEEPS off; wake(writer)
- *                                              futex_wait(low, word with WRITER_SLEEPS)
- *                                                -> EAGAIN: the bit went
+ *                                              CAS: WRITER (once the last writer's CAS ran)
+ *                                              load word, slots: central 0, slot i not
+ *                                              slot i fetch_or: WAITER; its count was 1
+ *   slot i fetch_sub: -1, returns WAITER and
+ *     count 1  [rwlock.R1] -- the last touch
+ *   wake(slot i), by its address
+ *                                              futex_wait(slot i, count 1 with WAITER)
+ *                                                -> EAGAIN: the count went (or woken)
+ *                                              slot i fetch_and: WAITER off; look again
  *
- * The slots are not in the futex word, so the writer looks at them again after raising
- * WRITER_SLEEPS (the Dekker pair once more: its CAS, then the slot loads; a reader's slot
- * fetch_sub, then its load of the bit): either it sees the reader gone, or the reader sees
- * the bit and wakes it, and clearing the bit changes the word, so a futex_wait that comes
- * after finds it changed. Every reader leaving while the bit is up wakes the writer, which
- * looks and, if readers remain, raises the bit and sleeps again: at most one wake per reader
- * that was inside when WRITER went up (later ones queue). Who clears WRITER_SLEEPS is who
- * wakes. A CONC_SHARED lock's sleeper also looks again every CONC__RWLOCK_SHARED_RECHECK_NS:
- * a process killed between the RMW that lets it go and the wake takes the wake with it
- * (tests/models/rwlock_dead.pml).
+ * Both RMWs act on the slot's word, so one comes first: the writer's fetch_or finds the
+ * count at 0 (and does not sleep), or the reader's fetch_sub returns WAITER (and it wakes
+ * the writer, which either sleeps already or finds the word changed). A reader that leaves
+ * a slot with others still in it does not wake: the writer waits for that slot to empty
+ * anyway. The central count cannot rise while WRITER is up (only an end of the phase adds to
+ * it), so once that slot is empty the writer looks at them all again, and sleeps on the
+ * next. A release reads nothing after its RMW (THREAD SAFETY); a writer's wait for its
+ * predecessor's CAS (it let go of the inner lock first) is a few instructions unless that
+ * one is preempted there. A CONC_SHARED lock's sleeper also looks again every
+ * CONC__RWLOCK_SHARED_RECHECK_NS: a process killed between the RMW that lets it go and the
+ * wake takes the wake with it (tests/models/rwlock_dead.pml).
  * ------------------------------------------------------------------------------------------- */
 
 /* The word at the end of a writer's phase (release, downgrade, timeout): the queued readers
@@ -371,17 +408,20 @@ CONC_INLINE uint64_t conc__rwlock_phase_end(uint64_t w) {
            ((w + CONC__RWLOCK_PHASE_ONE) & CONC__RWLOCK_PHASE_MASK);
 }
 
-/* Ends the writer's phase with one CAS, then lets the next writer at the inner lock and wakes
- * sleeping readers. [rwlock.R2] release: pairs with the admitted readers' [rwlock.A3] and,
- * through the word's release sequence, with the next writer's [rwlock.A2]. */
+/* Lets the next writer at the inner lock, then ends the writer's phase with one CAS, the last
+ * touch of the lock but the readers' wake (an admitted reader may free it at once: THREAD
+ * SAFETY); the next writer, holding the inner lock, waits for that CAS before it raises
+ * WRITER (conc__rwlock_raise_writer). [rwlock.R2] release: pairs with the admitted readers'
+ * [rwlock.A3] and, through the word's release sequence, with the next writer's [rwlock.A2]. */
 CONC_INLINE void conc__rwlock_end_phase(conc_rwlock_t *rw, const char *who) {
     uint64_t w = conc_load(&rw->word, CONC_RELAXED), next;
-    do {
-        if (!(w & CONC__RWLOCK_WRITER))
-            CONC_ABORT(who);
-        next = conc__rwlock_phase_end(w);
-    } while (!conc_cas_weak(&rw->word, &w, next, CONC_RELEASE, CONC_RELAXED));
+    if (!(w & CONC__RWLOCK_WRITER)) /* only its holder clears WRITER: one look decides */
+        CONC_ABORT(who);
     conc_lock_release(&rw->writers);
+    CONC_CHAOS_POINT();
+    do
+        next = conc__rwlock_phase_end(w);
+    while (!conc_cas_weak(&rw->word, &w, next, CONC_RELEASE, CONC_RELAXED));
     if (w & CONC__RWLOCK_READERS_SLEEP) {
         CONC_CHAOS_POINT();
         conc_futex_wake_tagged(conc__rwlock_futex(rw), INT_MAX, conc__rwlock_futex_flags(w),
@@ -400,14 +440,34 @@ CONC_COLD void conc__rwlock_wake_writer_slow(conc_rwlock_t *rw) {
     }
 }
 
-/* A reader leaves its slot (release, a failed try, queuing): fetch_sub, then the Dekker load
- * of WRITER_SLEEPS. [rwlock.R1] release (seq_cst for the pair): pairs with the writer's
- * [rwlock.A2] slot loads. Returns the slot's old count (0: it was not held). */
-CONC_INLINE uint32_t conc__rwlock_leave_slot(conc_rwlock_t *rw, uint32_t *slot) {
-    uint32_t old = conc_fetch_sub(slot, 1u, CONC_SEQ_CST);
-    if (CONC_UNLIKELY(conc_load(&rw->word, CONC_SEQ_CST) & CONC__RWLOCK_WRITER_SLEEPS))
-        conc__rwlock_wake_writer_slow(rw);
-    return old;
+/* The last reader of a slot the writer sleeps on left: wake it, by the slot's address only
+ * (the lock may be gone already: a futex wake on freed memory is harmless). */
+CONC_COLD void conc__rwlock_wake_slot_writer_slow(uint32_t *slot, uint32_t old) {
+    CONC_CHAOS_POINT();
+    conc_futex_wake(slot, 1, conc_futex_flags(old, CONC__RWLOCK_SLOT_SHARED));
+}
+
+/* A reader leaves its slot (release, a failed try, queuing): one fetch_sub, the last touch of
+ * the lock: it returns the WAITER bit with the count, so the reader that empties a slot the
+ * writer sleeps on knows to wake it, and reads nothing after (THREAD SAFETY). [rwlock.R1]
+ * release: pairs with the writer's [rwlock.A2] slot loads. Returns the slot's old count (0:
+ * it was not held). */
+CONC_INLINE uint32_t conc__rwlock_leave_slot(uint32_t *slot) {
+    uint32_t old = conc_fetch_sub(slot, 1u, CONC_RELEASE);
+    if (CONC_UNLIKELY((old & ~CONC__RWLOCK_SLOT_SHARED) == (CONC__RWLOCK_SLOT_WAITER | 1u)))
+        conc__rwlock_wake_slot_writer_slow(slot, old);
+    return old & CONC__RWLOCK_SLOT_COUNT_MASK;
+}
+
+/* How long one sleep may last: to the deadline, or for a CONC_SHARED lock at most
+ * CONC__RWLOCK_SHARED_RECHECK_NS (a dying releaser may have taken our wake with it). */
+CONC_INLINE int64_t conc__rwlock_sleep_until(int flags, int64_t deadline) {
+    if (flags & CONC_SHARED) {
+        int64_t recheck = conc_now() + CONC__RWLOCK_SHARED_RECHECK_NS;
+        if (recheck < deadline)
+            return recheck;
+    }
+    return deadline;
 }
 
 /* One sleep of a reader or the writer on the low half: raises `bit` (READERS_SLEEP or
@@ -428,12 +488,7 @@ CONC_INLINE int conc__rwlock_sleep(conc_rwlock_t *rw, uint64_t *w, uint64_t bit,
     }
     if (drain_rw != NULL && conc__rwlock_drained(drain_rw, *w))
         return 0;
-    int64_t dl = deadline;
-    if (flags & CONC_SHARED) { /* a dying releaser may have taken our wake with it */
-        int64_t recheck = conc_now() + CONC__RWLOCK_SHARED_RECHECK_NS;
-        if (recheck < dl)
-            dl = recheck;
-    }
+    int64_t dl = conc__rwlock_sleep_until(flags, deadline);
     int r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)*w, flags, tag, dl);
     *w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A2]/[rwlock.A3] */
     if (r == ETIMEDOUT && dl != deadline)
@@ -487,7 +542,7 @@ CONC_COLD int conc__rwlock_shared_slow(conc_rwlock_t *rw, uint32_t *slot, uint64
             break;
         }
     }
-    (void)conc__rwlock_leave_slot(rw, slot); /* the writer may wait for this */
+    (void)conc__rwlock_leave_slot(slot); /* the writer may wait for this */
 
     conc_spin_t spin = conc_spin_begin(CONC_RWLOCK_SPIN, CONC_SPIN_STEADY, deadline);
     while (!conc__rwlock_admitted(w, phase) && !(w & CONC__RWLOCK_READERS_SLEEP) &&
@@ -512,6 +567,38 @@ CONC_COLD int conc__rwlock_shared_slow(conc_rwlock_t *rw, uint32_t *slot, uint64
         r = conc__rwlock_sleep(rw, &w, CONC__RWLOCK_READERS_SLEEP, CONC__RWLOCK_TAG_READER, flags,
                                deadline, NULL);
     }
+}
+
+/* The central count is 0 and a slot is not: sleep on the first such slot's word until its
+ * last reader leaves. That reader's fetch_sub returns WAITER with its count, so it wakes us by
+ * the slot's address and reads nothing after (THREAD SAFETY); a fetch_sub between our
+ * fetch_or and our sleep changes the word, and the kernel's compare refuses the sleep. The
+ * central count cannot rise while we hold WRITER (only an end of our phase adds to it), so
+ * once that slot is empty the caller looks at them all again. WAITER goes when we are back,
+ * however we came back (a bit left up would cost a later reader a wake for nobody). Returns
+ * 0 (look again) or futex_wait's ETIMEDOUT (the caller's deadline)/EINTR/EAGAIN; *w fresh. */
+CONC_COLD int conc__rwlock_sleep_on_slot_slow(conc_rwlock_t *rw, uint64_t *w, int flags,
+                                              int64_t deadline) {
+    uint32_t *slot = NULL;
+    for (int i = 0; i < CONC_RWLOCK_SLOTS && !slot; i++) /* relaxed: a guess, the RMW decides */
+        if (conc_load(&rw->slot[i].readers, CONC_RELAXED) & CONC__RWLOCK_SLOT_COUNT_MASK)
+            slot = &rw->slot[i].readers;
+    int r = 0;
+    if (slot) {
+        /* Relaxed: the request publishes nothing; ordered against the readers' fetch_sub by
+         * being an RMW of the same word. */
+        uint32_t v = conc_fetch_or(slot, CONC__RWLOCK_SLOT_WAITER, CONC_RELAXED);
+        if (v & CONC__RWLOCK_SLOT_COUNT_MASK) {
+            int64_t dl = conc__rwlock_sleep_until(flags, deadline);
+            CONC_CHAOS_POINT();
+            r = conc_futex_wait(slot, v | CONC__RWLOCK_SLOT_WAITER, flags, dl);
+            if (r == ETIMEDOUT && dl != deadline)
+                r = 0; /* the recheck ran out, not the caller's deadline: look again */
+        }
+        (void)conc_fetch_and(slot, ~CONC__RWLOCK_SLOT_WAITER, CONC_RELAXED); /* as the fetch_or */
+    }
+    *w = conc_load(&rw->word, CONC_SEQ_CST); /* [rwlock.A2]: the caller scans again */
+    return r;
 }
 
 /* The writer holds the inner lock and raised WRITER; `w` is the word after that. Wait for
@@ -545,11 +632,16 @@ CONC_COLD int conc__rwlock_drain_slow(conc_rwlock_t *rw, uint64_t w, int64_t dea
             late = true;
             deadline = CONC_FOREVER;
         }
-        /* WRITER_SLEEPS: a request the leaving readers' Dekker loads read. */
-        r = conc__rwlock_sleep(rw, &w, CONC__RWLOCK_WRITER_SLEEPS, CONC__RWLOCK_TAG_WRITER, flags,
-                               deadline, rw);
-        if (r == 0)
-            w = conc_load(&rw->word, CONC_SEQ_CST);
+        if (conc__rwlock_readers(w) != 0) {
+            /* Admitted readers not settled yet. WRITER_SLEEPS: a request their settling
+             * fetch_sub on the word reads. */
+            r = conc__rwlock_sleep(rw, &w, CONC__RWLOCK_WRITER_SLEEPS, CONC__RWLOCK_TAG_WRITER,
+                                   flags, deadline, rw);
+            if (r == 0)
+                w = conc_load(&rw->word, CONC_SEQ_CST);
+        } else {
+            r = conc__rwlock_sleep_on_slot_slow(rw, &w, flags, deadline);
+        }
     }
 }
 
@@ -576,11 +668,57 @@ CONC_INLINE int conc__rwlock_writers_acquire(conc_rwlock_t *rw, int64_t deadline
     return conc_lock_acquire_until(&rw->writers, deadline);
 }
 
-/* Raise WRITER (the caller holds the inner lock) and wait for the readers inside. */
+/* WRITER is still up behind the inner lock: the previous writer let go of it and has not
+ * made the CAS that ends its phase yet (preempted between the two; a CONC_SHARED one killed
+ * there never will: CAVEATS). Waits for that CAS: spins, yields, then naps, to the deadline.
+ * 0 with *w fresh and WRITER down, or ETIMEDOUT. Relaxed loads: the CAS that then raises
+ * WRITER acquires what the predecessor released. */
+CONC_COLD int conc__rwlock_wait_writer_gone_slow(conc_rwlock_t *rw, uint64_t *w, int64_t deadline) {
+    conc_spin_t spin = conc_spin_begin(CONC_RWLOCK_SPIN, CONC_SPIN_STEADY, deadline);
+    while ((*w & CONC__RWLOCK_WRITER) && conc_spin_next(&spin))
+        *w = conc_load(&rw->word, CONC_RELAXED);
+    for (int i = 0; (*w & CONC__RWLOCK_WRITER); i++) {
+        if (conc_deadline_passed(deadline))
+            return ETIMEDOUT;
+        if (i < CONC__RWLOCK_GONE_YIELDS) {
+            sched_yield(); /* it may be waiting for our CPU */
+        } else {
+            int64_t nap = conc_deadline_in(CONC__RWLOCK_GONE_NAP_NS);
+            (void)conc_futex_wait(conc__rwlock_futex(rw), (uint32_t)*w,
+                                  conc__rwlock_futex_flags(*w), nap < deadline ? nap : deadline);
+        }
+        *w = conc_load(&rw->word, CONC_RELAXED);
+    }
+    return 0;
+}
+
+/* Raise WRITER (the caller holds the inner lock) once the previous writer's phase-ending CAS
+ * has cleared it: 0 with *w the word after, or ETIMEDOUT. [rwlock.A2] seq_cst: acquire pairs
+ * with the readers' [rwlock.R1] and the last writer's [rwlock.R2]; seq_cst for the Dekker
+ * pair with the readers' [rwlock.A1]. */
+CONC_INLINE int conc__rwlock_raise_writer(conc_rwlock_t *rw, uint64_t *w, int64_t deadline) {
+    *w = conc_load(&rw->word, CONC_RELAXED);
+    for (;;) {
+        if (CONC_UNLIKELY(*w & CONC__RWLOCK_WRITER)) {
+            int r = conc__rwlock_wait_writer_gone_slow(rw, w, deadline);
+            if (r != 0)
+                return r;
+        }
+        if (conc_cas_weak(&rw->word, w, *w | CONC__RWLOCK_WRITER, CONC_SEQ_CST, CONC_RELAXED)) {
+            *w |= CONC__RWLOCK_WRITER;
+            return 0;
+        }
+    }
+}
+
+/* Raise WRITER (the caller holds the inner lock) and wait for the readers inside. On
+ * ETIMEDOUT (WRITER never came down) the inner lock is released. */
 CONC_INLINE int conc__rwlock_exclusive(conc_rwlock_t *rw, int64_t deadline) {
-    /* [rwlock.A2] seq_cst: acquire pairs with the readers' [rwlock.R1] and the last writer's
-     * [rwlock.R2]; seq_cst for the Dekker pair with the readers' [rwlock.A1]. */
-    uint64_t w = conc_fetch_or(&rw->word, CONC__RWLOCK_WRITER, CONC_SEQ_CST) | CONC__RWLOCK_WRITER;
+    uint64_t w;
+    if (CONC_UNLIKELY(conc__rwlock_raise_writer(rw, &w, deadline) != 0)) {
+        conc_lock_release(&rw->writers);
+        return ETIMEDOUT;
+    }
     if (CONC_UNLIKELY(!conc__rwlock_drained(rw, w)))
         return conc__rwlock_drain_slow(rw, w, deadline);
     return 0;
@@ -627,7 +765,7 @@ CONC_NODISCARD static inline int conc_rwlock_try_acquire_shared(conc_rwlock_t *r
     uint32_t *slot = conc__rwlock_slot_of_self(rw);
     int r = 0;
     if (conc__rwlock_enter_slot(rw, slot) & CONC__RWLOCK_WRITER) { /* [rwlock.A1] */
-        (void)conc__rwlock_leave_slot(rw, slot);
+        (void)conc__rwlock_leave_slot(slot);
         r = EBUSY;
     }
     CONC_TSAN_MUTEX_POST_LOCK(rw, CONC__RWLOCK_TSAN_READ | CONC_TSAN_MUTEX_TRY_LOCK |
@@ -640,9 +778,9 @@ CONC_NODISCARD static inline int conc_rwlock_try_acquire_shared(conc_rwlock_t *r
 static inline void conc_rwlock_release_shared(conc_rwlock_t *rw) {
     CONC__RWLOCK_TSAN_PRE_UNLOCK(rw, CONC__RWLOCK_TSAN_READ);
     uint32_t *slot = conc__rwlock_slot_of_self(rw);
-    if (CONC_UNLIKELY(conc_load(slot, CONC_RELAXED) == 0))
+    if (CONC_UNLIKELY((conc_load(slot, CONC_RELAXED) & CONC__RWLOCK_SLOT_COUNT_MASK) == 0))
         CONC_ABORT("conc_rwlock_release_shared: not held shared");
-    (void)conc__rwlock_leave_slot(rw, slot);
+    (void)conc__rwlock_leave_slot(slot);
     CONC__RWLOCK_TSAN_POST_UNLOCK(rw, CONC__RWLOCK_TSAN_READ);
 }
 
@@ -674,12 +812,12 @@ CONC_NODISCARD static inline int conc_rwlock_try_acquire(conc_rwlock_t *rw) {
     int r = conc_lock_try_acquire(&rw->writers);
     if (r == 0) {
         uint64_t w = conc_load(&rw->word, CONC_RELAXED);
-        if (!conc__rwlock_drained(rw, w)) {
+        /* A past deadline: WRITER still up (the last writer just before its phase-ending
+         * CAS) is busy, as readers inside are. */
+        if (!conc__rwlock_drained(rw, w) || conc__rwlock_raise_writer(rw, &w, 0) != 0) {
             r = EBUSY;
             conc_lock_release(&rw->writers);
         } else {
-            /* [rwlock.A2], as in conc__rwlock_exclusive */
-            w = conc_fetch_or(&rw->word, CONC__RWLOCK_WRITER, CONC_SEQ_CST) | CONC__RWLOCK_WRITER;
             if (!conc__rwlock_drained(rw, w)) {
                 r = EBUSY;
                 conc__rwlock_end_phase(rw, "conc_rwlock_try_acquire: lost WRITER");
@@ -720,7 +858,7 @@ static inline bool conc_rwlock_is_locked(const conc_rwlock_t *rw) {
 static inline unsigned conc_rwlock_readers(const conc_rwlock_t *rw) {
     uint64_t n = conc__rwlock_readers(conc_load(&rw->word, CONC_RELAXED));
     for (int i = 0; i < CONC_RWLOCK_SLOTS; i++)
-        n += conc_load(&rw->slot[i].readers, CONC_RELAXED);
+        n += conc_load(&rw->slot[i].readers, CONC_RELAXED) & CONC__RWLOCK_SLOT_COUNT_MASK;
     return (unsigned)n;
 }
 

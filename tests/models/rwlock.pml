@@ -2,16 +2,19 @@
  * SPDX-License-Identifier: MIT
  *
  * The word is {inside (the central count), queued, WRITER, WRITER_SLEEPS, READERS_SLEEP,
- * phase}; the readers' slots are separate counts (two here: the downgrading writer shares
- * slot 0 with the first reader). Each atomic step of rwlock.h is one step here: a slot's
- * fetch_add/fetch_sub, a load of the word or of one slot (a writer's scan is several steps:
- * the word first, then slot by slot), every CAS on the word, the writer's fetch_or, the
- * fetch_and that retires WRITER_SLEEPS. Steps interleave in one order: the model is
- * sequentially consistent, as rwlock.h's seq_cst Dekker pairs are. futex_wait(low half) is the
- * kernel's atomic "compare and queue" on {inside, WRITER, the sleep bits, phase} (the slots
- * are not in it); readers and writers sleep with different tags, and a wake for one tag wakes
- * only those. The writers' inner lock is conc_lock (tests/models/lock.pml), here one atomic
- * test-and-set.
+ * phase}; the readers' slots are separate words, each a count and a WAITER bit (two slots
+ * here: the downgrading writer shares slot 0 with the first reader). Each atomic step of
+ * rwlock.h is one step here: a slot's fetch_add/fetch_sub (which returns the bit with the
+ * count), fetch_or/fetch_and of the bit, a load of the word or of one slot (a writer's scan is
+ * several steps: the word first, then slot by slot), every CAS on the word (the writer raises
+ * WRITER with one, once its predecessor's phase-ending CAS cleared it), the fetch_and that
+ * retires WRITER_SLEEPS. Steps interleave in one order: the model is sequentially consistent,
+ * as rwlock.h's seq_cst Dekker pairs are. futex_wait(low half) is the kernel's atomic "compare
+ * and queue" on {inside, WRITER, the sleep bits, phase}; readers and writers sleep there with
+ * different tags, and a wake for one tag wakes only those. The writer also sleeps on a slot's
+ * word (compare: its count and bit), woken by that slot's last reader. The writers' inner
+ * lock is conc_lock (tests/models/lock.pml), here one atomic test-and-set; a writer lets go
+ * of it before its phase-ending CAS, so that CAS is its release's last touch of the lock.
  *
  * Two readers (one has a deadline that may come at any moment) and two writers (one has a
  * deadline while it waits for readers to leave, and at it waits for the central count to be
@@ -25,13 +28,12 @@
  *     (a reader waits for one writer's phase at most; it is never overtaken by a second
  *     writer);
  *   - writer preference: a reader that saw WRITER does not enter until that phase ended;
- *   - at the end the word is back to {0, 0, no bits} and every slot to 0.
+ *   - at the end the word is back to {0, 0, no bits} and every slot to 0, WAITER down.
  * With DEAD (rwlock_dead.pml) one releaser may die inside its release, after the step that
  * lets the sleepers go and before its wake (a CONC_SHARED lock's process killed there): a
- * reader after its slot fetch_sub or after the fetch_and that retires WRITER_SLEEPS, a writer
- * after its phase-ending CAS and the inner lock's release. Sleepers then also wake when
- * CONC__RWLOCK_SHARED_RECHECK_NS runs out; that timer fires only once somebody has died, so
- * lost wakeups stay visible. Every live process must still finish.
+ * reader after its slot fetch_sub, a writer after its phase-ending CAS. Sleepers then also
+ * wake when CONC__RWLOCK_SHARED_RECHECK_NS runs out; that timer fires only once somebody has
+ * died, so lost wakeups stay visible. Every live process must still finish.
  *
  * // broken: BROKEN_NO_PHASE        a queued reader is admitted only by seeing WRITER clear: the
  *                                   next writer raises it first and waits for the admitted
@@ -40,10 +42,12 @@
  *                                   a reader enters beside the writer
  * // broken: BROKEN_LOOK_FIRST      the reader loads the word before raising its slot (no
  *                                   Dekker pair): reader and writer both miss each other
- * // broken: BROKEN_SPLIT_RELEASE   a reader leaving its slot reads WRITER_SLEEPS before its
- *                                   fetch_sub: the writer raising it in between is never woken
- * // broken: BROKEN_NO_RESCAN       the writer sleeps right after raising WRITER_SLEEPS without
- *                                   looking at the slots again (they are not in the futex word)
+ * // broken: BROKEN_SPLIT_RELEASE   a reader leaving its slot reads the slot's WAITER bit before
+ *                                   its fetch_sub: the writer raising it in between is never
+ *                                   woken
+ * // broken: BROKEN_RAISE_OVER_WRITER a writer raises WRITER without waiting for the phase-ending
+ *                                   CAS of the writer before it (which let go of the inner lock
+ *                                   first): that CAS clears it under the new writer
  * // broken: BROKEN_SCAN_SLOTS_FIRST the writer reads the slots, then the central count: an
  *                                   admitted reader settling into its slot in between is missed
  * // broken: BROKEN_SETTLE_ORDER    an admitted reader leaves the central count before raising
@@ -56,7 +60,7 @@
 // broken: BROKEN_READER_BARGES
 // broken: BROKEN_LOOK_FIRST
 // broken: BROKEN_SPLIT_RELEASE
-// broken: BROKEN_NO_RESCAN
+// broken: BROKEN_RAISE_OVER_WRITER
 // broken: BROKEN_SCAN_SLOTS_FIRST
 // broken: BROKEN_SETTLE_ORDER
 // broken: BROKEN_NO_RECHECK
@@ -73,6 +77,8 @@ bool wsleeps = false;
 bool rsleep = false;
 byte phase = 0;
 byte slot[2];           /* readers inside through each slot */
+bool sbit[2];           /* each slot's WAITER bit: the writer sleeps on that slot's word */
+byte on_slot[8];        /* where a sleeper sleeps: 0 the word's low half, k + 1 slot k */
 bool wl = false;        /* the writers' inner lock */
 bool asleep[8];
 bool is_writer[8];      /* futex tag */
@@ -112,6 +118,25 @@ inline futex_wait(expected) {
     fi
 }
 
+/* The writer's sleep on slot k's word: the kernel compares {count, WAITER} with what its
+ * fetch_or returned (v, and the bit it raised). */
+inline futex_wait_slot(k, v) {
+#ifdef BROKEN_NO_RECHECK
+    asleep[_pid] = true; on_slot[_pid] = k + 1;
+#else
+    atomic { if :: slot[k] == v && sbit[k] -> asleep[_pid] = true; on_slot[_pid] = k + 1
+                :: else -> skip fi };
+#endif
+    if
+    :: !asleep[_pid]                                                       /* woken */
+    :: atomic { asleep[_pid] && timed && !past -> asleep[_pid] = false; past = true } /* deadline */
+#if defined(DEAD) && !defined(BROKEN_NO_SHARED_RECHECK)
+    :: atomic { asleep[_pid] && died -> asleep[_pid] = false }         /* 100 ms: look again */
+#endif
+    fi;
+    on_slot[_pid] = 0
+}
+
 inline wake_readers() {
     d_step {
         i = 0;
@@ -132,8 +157,8 @@ inline wake_writer(may_die) {
         d_step {
             i = 0;
             do
-            :: i < 8 && is_writer[i] && asleep[i] -> asleep[i] = false; break
-            :: i < 8 && !(is_writer[i] && asleep[i]) -> i++
+            :: i < 8 && is_writer[i] && asleep[i] && on_slot[i] == 0 -> asleep[i] = false; break
+            :: i < 8 && !(is_writer[i] && asleep[i] && on_slot[i] == 0) -> i++
             :: i == 8 -> break
             od;
             i = 0; old_ws = false
@@ -142,17 +167,29 @@ inline wake_writer(may_die) {
     fi
 }
 
-/* A reader leaves its slot: fetch_sub [rwlock.R1], then the Dekker load of WRITER_SLEEPS. */
+/* A reader leaves its slot: one fetch_sub [rwlock.R1], which returns the WAITER bit with the
+ * count: the reader that empties a slot the writer sleeps on wakes it, by the slot's address. */
 inline leave_slot(k, may_die) {
 #ifdef BROKEN_SPLIT_RELEASE
-    atomic { old_ws = wsleeps };
-    atomic { slot[k]-- };
+    atomic { old_ws = sbit[k] };
+    atomic { old_ws = old_ws && slot[k] == 1; slot[k]-- };
 #else
-    atomic { slot[k]-- };
-    MAY_DIE(may_die);
-    atomic { old_ws = wsleeps };
+    atomic { old_ws = sbit[k] && slot[k] == 1; slot[k]-- };
 #endif
-    if :: old_ws -> wake_writer(may_die) :: else -> skip fi;
+    if
+    :: old_ws ->
+        MAY_DIE(may_die);
+        d_step {
+            i = 0;
+            do
+            :: i < 8 && asleep[i] && on_slot[i] == k + 1 -> asleep[i] = false; break
+            :: i < 8 && !(asleep[i] && on_slot[i] == k + 1) -> i++
+            :: i == 8 -> break
+            od;
+            i = 0
+        }
+    :: else -> skip
+    fi;
     old_ws = false
 }
 
@@ -162,6 +199,7 @@ inline release_shared(k, may_die) {
 }
 
 inline end_phase(may_die) {
+    wl = false;   /* the inner lock first: the CAS below is the release's last touch */
     atomic {
 #ifdef BROKEN_TIMEOUT_CLEARS
         if
@@ -176,7 +214,6 @@ inline end_phase(may_die) {
         fi
 #endif
     };
-    wl = false;
     if :: had_rsleep -> MAY_DIE(may_die); wake_readers() :: else -> skip fi;
     had_rsleep = false
 }
@@ -263,11 +300,15 @@ inline scan() {
 
 proctype writer_proc(bool timed; bool may_downgrade; byte k) {
     bool past = false, had_rsleep, old_ws, drained, cas_ok;
-    byte i;
+    byte i, k2, v;
     int ww, seen;
     is_writer[_pid] = true;
     atomic { !wl -> wl = true };                                            /* inner lock */
-    atomic { writer = true; ww = WORD };              /* [rwlock.A2] fetch_or: the word after */
+#ifdef BROKEN_RAISE_OVER_WRITER
+    atomic { writer = true; ww = WORD };
+#else
+    atomic { !writer -> writer = true; ww = WORD }; /* [rwlock.A2] CAS, once the last one's ran */
+#endif
     do
     :: true ->
         scan();
@@ -278,8 +319,24 @@ proctype writer_proc(bool timed; bool may_downgrade; byte k) {
         if
         :: past && ww % 8 == 0 -> end_phase(true); goto done                     /* ETIMEDOUT */
         :: timed && !past -> past = true; atomic { ww = WORD }          /* the deadline comes */
-        :: !past || ww % 8 != 0 ->   /* past: admitted readers settle first (no deadline) */
-            /* sleep: raise WRITER_SLEEPS (a CAS against ww) unless ww has it */
+        :: !past && ww % 8 == 0 ->
+            /* no admitted reader unsettled: sleep on the first slot with readers in it */
+            atomic { if :: slot[0] != 0 -> k2 = 0 :: else -> k2 = 2 fi };
+            if :: k2 == 2 -> atomic { if :: slot[1] != 0 -> k2 = 1 :: else -> skip fi }
+               :: else -> skip fi;
+            if
+            :: k2 < 2 ->
+                atomic { v = slot[k2]; sbit[k2] = true };                         /* fetch_or */
+                if :: v != 0 -> futex_wait_slot(k2, v) :: else -> skip fi;
+                atomic { sbit[k2] = false };                                     /* fetch_and */
+                v = 0
+            :: else -> skip
+            fi;
+            k2 = 0;
+            atomic { ww = WORD }                                     /* [rwlock.A2] reload */
+        :: ww % 8 != 0 ->   /* past too: admitted readers settle first (no deadline) */
+            /* admitted readers unsettled: raise WRITER_SLEEPS (a CAS against ww) unless ww
+             * has it, and sleep on the word */
             if
             :: (ww / 16) % 2 == 0 ->
                 atomic {
@@ -292,9 +349,7 @@ proctype writer_proc(bool timed; bool may_downgrade; byte k) {
             fi;
             if
             :: cas_ok ->
-#ifndef BROKEN_NO_RESCAN
                 scan();   /* the slots are not in the futex word: look again */
-#endif
                 if
                 :: drained -> drained = false
                 :: else -> seen = ww % 256; futex_wait(seen); seen = 0
@@ -338,5 +393,5 @@ init {
     }
     (_nr_pr == 1);
     assert(inside == 0 && queued == 0 && !writer && !wsleeps && !wl && cs_readers == 0);
-    assert(slot[0] == 0 && slot[1] == 0)
+    assert(slot[0] == 0 && slot[1] == 0 && !sbit[0] && !sbit[1])
 }

@@ -4,8 +4,8 @@
  * The conc_rwlock model (rwlock.pml: what is modelled and checked) with DEAD: one releaser
  * may stop for good inside its release, after the step that lets the sleepers go and before
  * its wake (a CONC_SHARED lock's process killed there): a reader in release_shared after its
- * slot fetch_sub, or after the fetch_and that retires WRITER_SLEEPS; a writer in release (or
- * at its deadline) after the CAS that ends its phase and the inner lock's release. Every live
+ * slot fetch_sub; a writer in release (or at its deadline) after the CAS that ends its phase
+ * (its inner lock released before it). Every live
  * process must still finish: the sleepers it owed a wake look again after
  * CONC__RWLOCK_SHARED_RECHECK_NS, a timer that fires only once somebody has died.
  *

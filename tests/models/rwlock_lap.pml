@@ -40,6 +40,8 @@ bool wsleeps = false;
 bool rsleep = false;
 byte phase = 0;
 byte slot[2];           /* readers inside through each slot */
+bool sbit[2];           /* each slot's WAITER bit: the writer sleeps on that slot's word */
+byte on_slot[8];        /* where a sleeper sleeps: 0 the word's low half, k + 1 slot k */
 bool wl = false;        /* the writers' inner lock */
 bool asleep[8];
 bool is_writer[8];      /* futex tag */
@@ -58,6 +60,16 @@ inline futex_wait(expected) {
     :: !asleep[_pid]                                                       /* woken */
     :: atomic { asleep[_pid] && timed && !past -> asleep[_pid] = false; past = true } /* deadline */
     fi
+}
+
+inline futex_wait_slot(k, v) {
+    atomic { if :: slot[k] == v && sbit[k] -> asleep[_pid] = true; on_slot[_pid] = k + 1
+                :: else -> skip fi };
+    if
+    :: !asleep[_pid]                                                       /* woken */
+    :: atomic { asleep[_pid] && timed && !past -> asleep[_pid] = false; past = true } /* deadline */
+    fi;
+    on_slot[_pid] = 0
 }
 
 inline wake_readers() {
@@ -79,8 +91,8 @@ inline wake_writer() {
         d_step {
             i = 0;
             do
-            :: i < 8 && is_writer[i] && asleep[i] -> asleep[i] = false; break
-            :: i < 8 && !(is_writer[i] && asleep[i]) -> i++
+            :: i < 8 && is_writer[i] && asleep[i] && on_slot[i] == 0 -> asleep[i] = false; break
+            :: i < 8 && !(is_writer[i] && asleep[i] && on_slot[i] == 0) -> i++
             :: i == 8 -> break
             od;
             i = 0; old_ws = false
@@ -89,11 +101,23 @@ inline wake_writer() {
     fi
 }
 
-/* A reader leaves its slot: fetch_sub [rwlock.R1], then the Dekker load of WRITER_SLEEPS. */
+/* A reader leaves its slot: one fetch_sub [rwlock.R1], which returns the WAITER bit with the
+ * count: the reader that empties a slot the writer sleeps on wakes it, by the slot's address. */
 inline leave_slot(k) {
-    atomic { slot[k]-- };
-    atomic { old_ws = wsleeps };
-    if :: old_ws -> wake_writer() :: else -> skip fi;
+    atomic { old_ws = sbit[k] && slot[k] == 1; slot[k]-- };
+    if
+    :: old_ws ->
+        d_step {
+            i = 0;
+            do
+            :: i < 8 && asleep[i] && on_slot[i] == k + 1 -> asleep[i] = false; break
+            :: i < 8 && !(asleep[i] && on_slot[i] == k + 1) -> i++
+            :: i == 8 -> break
+            od;
+            i = 0
+        }
+    :: else -> skip
+    fi;
     old_ws = false
 }
 
@@ -103,13 +127,13 @@ inline release_shared(k) {
 }
 
 inline end_phase() {
+    wl = false;   /* the inner lock first: the CAS below is the release's last touch */
     atomic {
         had_rsleep = rsleep;
         inside = inside + queued; queued = 0;
         writer = false; wsleeps = false; rsleep = false;
         phase = (phase + 1) % PHASES
     };
-    wl = false;
     if :: had_rsleep -> wake_readers() :: else -> skip fi;
     had_rsleep = false
 }
@@ -174,7 +198,7 @@ inline scan() {
 
 proctype writer_proc(bool timed; byte attempts) {
     bool past, had_rsleep, old_ws, drained, cas_ok;
-    byte i;
+    byte i, k2, v;
     int ww, seen;
     is_writer[_pid] = true;
     do
@@ -182,7 +206,7 @@ proctype writer_proc(bool timed; byte attempts) {
     :: attempts > 0 ->
         past = false;
         atomic { !wl -> wl = true };                                        /* inner lock */
-        atomic { writer = true; ww = WORD };          /* [rwlock.A2] fetch_or: the word after */
+        atomic { !writer -> writer = true; ww = WORD }; /* [rwlock.A2] once the last CAS ran */
         do
         :: true ->
             scan();
@@ -197,10 +221,25 @@ proctype writer_proc(bool timed; byte attempts) {
             :: past && ww % 8 == 0 -> end_phase(); goto next                 /* ETIMEDOUT */
 #endif
             :: timed && !past -> past = true; atomic { ww = WORD }      /* the deadline comes */
+            :: !past && ww % 8 == 0 ->
+                /* no admitted reader unsettled: sleep on the first slot with readers in it */
+                atomic { if :: slot[0] != 0 -> k2 = 0 :: else -> k2 = 2 fi };
+                if :: k2 == 2 -> atomic { if :: slot[1] != 0 -> k2 = 1 :: else -> skip fi }
+                   :: else -> skip fi;
+                if
+                :: k2 < 2 ->
+                    atomic { v = slot[k2]; sbit[k2] = true };                     /* fetch_or */
+                    if :: v != 0 -> futex_wait_slot(k2, v) :: else -> skip fi;
+                    atomic { sbit[k2] = false };                                 /* fetch_and */
+                    v = 0
+                :: else -> skip
+                fi;
+                k2 = 0;
+                atomic { ww = WORD }                                 /* [rwlock.A2] reload */
 #ifdef BROKEN_TIMEOUT_LAPS
-            :: !past ->
+            :: !past && ww % 8 != 0 ->
 #else
-            :: !past || ww % 8 != 0 ->  /* past: admitted readers settle first (no deadline) */
+            :: ww % 8 != 0 ->  /* past too: admitted readers settle first (no deadline) */
 #endif
                 if
                 :: (ww / 16) % 2 == 0 ->
@@ -241,5 +280,5 @@ init {
     }
     (_nr_pr == 1);
     assert(inside == 0 && queued == 0 && !writer && !wsleeps && !wl && cs_readers == 0);
-    assert(slot[0] == 0 && slot[1] == 0)
+    assert(slot[0] == 0 && slot[1] == 0 && !sbit[0] && !sbit[1])
 }
