@@ -76,7 +76,9 @@
  *   pthread_rwlock_t under writer preference). A writer that acquires again, either way,
  *   would wait for itself: without a deadline that aborts naming the call ("the calling
  *   thread holds it exclusively"; glibc says EDEADLK), with one it times out. The check is
- *   for private locks: a CONC_SHARED lock's holder may be another process's thread.
+ *   for private locks: a CONC_SHARED lock's holder may be another process's thread. A reader
+ *   (a downgraded writer too) that acquires exclusively waits for itself for good, unchecked
+ *   (pthread_rwlock_wrlock may deadlock there too): its slot may count other threads.
  *
  * CONFIGURATION
  *   CONC_RWLOCK_SPIN  pauses spent looking at the word before sleeping (base.h's conc_spin: a
