@@ -111,8 +111,8 @@
  *     looks again: such a death costs the sleepers up to 100 ms, and one that waits long makes
  *     a futex call every 100 ms. A writer killed in release after it let go of the inner lock
  *     and before the CAS that ends its phase leaves WRITER up for good: readers queue behind
- *     it and the next writer waits for it to go, napping 1 ms at a time (a timed acquire
- *     times out). A writer killed asleep on a slot leaves that slot's WAITER bit up: each
+ *     it and the next writer waits for it to go, looking every 100 ms (a timed acquire times
+ *     out). A writer killed asleep on a slot leaves that slot's WAITER bit up: each
  *     reader that empties the slot then makes one futex wake for nobody, until the next
  *     writer that sleeps there clears it.
  *   - At most 4,194,303 readers inside or queued at once (every thread Linux can create,
@@ -242,12 +242,6 @@ typedef struct conc_rwlock {
  * wake with it, and the writer draining (or the queued readers) would sleep for good on a
  * lock that let them go (CAVEATS). A private lock's threads die with their process. */
 #define CONC__RWLOCK_SHARED_RECHECK_NS (100 * CONC_MS)
-/* A writer that finds WRITER still up behind the inner lock (its predecessor between letting
- * go of the inner lock and the CAS that ends its phase, preempted there) spins, yields this
- * many times, then naps this long at a time (a CONC_SHARED predecessor killed there never
- * clears it: CAVEATS). */
-#define CONC__RWLOCK_GONE_YIELDS 16
-#define CONC__RWLOCK_GONE_NAP_NS CONC_MS
 /* Fibonacci hashing of the thread pointer onto the slots: 2^64 / golden ratio, odd. */
 #define CONC__RWLOCK_HASH_MUL 0x9e3779b97f4a7c15ull
 #define CONC__RWLOCK_PAGE_SHIFT 12 /* thread pointers differ above the page offset */
@@ -428,6 +422,13 @@ CONC_INLINE void conc__rwlock_end_phase(conc_rwlock_t *rw, const char *who) {
         CONC_CHAOS_POINT();
         conc_futex_wake_tagged(conc__rwlock_futex(rw), INT_MAX, conc__rwlock_futex_flags(w),
                                CONC__RWLOCK_TAG_READER);
+    }
+    /* WRITER_SLEEPS: the next writer sleeps until this CAS (or it is our own request, left up
+     * by a timeout: then the wake finds nobody). */
+    if (w & CONC__RWLOCK_WRITER_SLEEPS) {
+        CONC_CHAOS_POINT();
+        conc_futex_wake_tagged(conc__rwlock_futex(rw), 1, conc__rwlock_futex_flags(w),
+                               CONC__RWLOCK_TAG_WRITER);
     }
 }
 
@@ -672,24 +673,21 @@ CONC_INLINE int conc__rwlock_writers_acquire(conc_rwlock_t *rw, int64_t deadline
 
 /* WRITER is still up behind the inner lock: the previous writer let go of it and has not
  * made the CAS that ends its phase yet (preempted between the two; a CONC_SHARED one killed
- * there never will: CAVEATS). Waits for that CAS: spins, yields, then naps, to the deadline.
- * 0 with *w fresh and WRITER down, or ETIMEDOUT. Relaxed loads: the CAS that then raises
- * WRITER acquires what the predecessor released. */
+ * there never will: CAVEATS). Waits for that CAS: spins, then sleeps on the low half with
+ * WRITER_SLEEPS raised, a request that CAS returns (its own request went when its readers
+ * had left, and no reader settles in this gap: the central count is 0), so it wakes us by
+ * the address. 0 with *w fresh and WRITER down, or ETIMEDOUT. Relaxed loads: the CAS that
+ * then raises WRITER acquires what the predecessor released. */
 CONC_COLD int conc__rwlock_wait_writer_gone_slow(conc_rwlock_t *rw, uint64_t *w, int64_t deadline) {
     conc_spin_t spin = conc_spin_begin(CONC_RWLOCK_SPIN, CONC_SPIN_STEADY, deadline);
     while ((*w & CONC__RWLOCK_WRITER) && conc_spin_next(&spin))
         *w = conc_load(&rw->word, CONC_RELAXED);
-    for (int i = 0; (*w & CONC__RWLOCK_WRITER); i++) {
+    int flags = conc__rwlock_futex_flags(*w);
+    while (*w & CONC__RWLOCK_WRITER) {
         if (conc_deadline_passed(deadline))
             return ETIMEDOUT;
-        if (i < CONC__RWLOCK_GONE_YIELDS) {
-            sched_yield(); /* it may be waiting for our CPU */
-        } else {
-            int64_t nap = conc_deadline_in(CONC__RWLOCK_GONE_NAP_NS);
-            (void)conc_futex_wait(conc__rwlock_futex(rw), (uint32_t)*w,
-                                  conc__rwlock_futex_flags(*w), nap < deadline ? nap : deadline);
-        }
-        *w = conc_load(&rw->word, CONC_RELAXED);
+        (void)conc__rwlock_sleep(rw, w, CONC__RWLOCK_WRITER_SLEEPS, CONC__RWLOCK_TAG_WRITER, flags,
+                                 deadline, NULL);
     }
     return 0;
 }

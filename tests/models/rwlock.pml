@@ -48,6 +48,8 @@
  * // broken: BROKEN_RAISE_OVER_WRITER a writer raises WRITER without waiting for the phase-ending
  *                                   CAS of the writer before it (which let go of the inner lock
  *                                   first): that CAS clears it under the new writer
+ * // broken: BROKEN_GONE_NO_WAKE     the phase-ending CAS ignores the WRITER_SLEEPS it returns:
+ *                                   the next writer, asleep until that CAS, sleeps for good
  * // broken: BROKEN_SCAN_SLOTS_FIRST the writer reads the slots, then the central count: an
  *                                   admitted reader settling into its slot in between is missed
  * // broken: BROKEN_SETTLE_ORDER    an admitted reader leaves the central count before raising
@@ -61,6 +63,7 @@
 // broken: BROKEN_LOOK_FIRST
 // broken: BROKEN_SPLIT_RELEASE
 // broken: BROKEN_RAISE_OVER_WRITER
+// broken: BROKEN_GONE_NO_WAKE
 // broken: BROKEN_SCAN_SLOTS_FIRST
 // broken: BROKEN_SETTLE_ORDER
 // broken: BROKEN_NO_RECHECK
@@ -137,6 +140,19 @@ inline futex_wait_slot(k, v) {
     on_slot[_pid] = 0
 }
 
+/* The phase-ending CAS returned WRITER_SLEEPS: wake one writer asleep on the word. */
+inline wake_word_writer() {
+    d_step {
+        i = 0;
+        do
+        :: i < 8 && is_writer[i] && asleep[i] && on_slot[i] == 0 -> asleep[i] = false; break
+        :: i < 8 && !(is_writer[i] && asleep[i] && on_slot[i] == 0) -> i++
+        :: i == 8 -> break
+        od;
+        i = 0
+    }
+}
+
 inline wake_readers() {
     d_step {
         i = 0;
@@ -203,10 +219,11 @@ inline end_phase(may_die) {
     atomic {
 #ifdef BROKEN_TIMEOUT_CLEARS
         if
-        :: timed && past -> had_rsleep = rsleep; writer = false; rsleep = false; wsleeps = false
+        :: timed && past -> had_rsleep = rsleep; had_wsleeps = wsleeps; writer = false;
+                            rsleep = false; wsleeps = false
         :: else ->
 #endif
-        had_rsleep = rsleep;
+        had_rsleep = rsleep; had_wsleeps = wsleeps;
         inside = inside + queued; queued = 0;
         writer = false; wsleeps = false; rsleep = false;
         phase = (phase + 1) % PHASES
@@ -215,7 +232,10 @@ inline end_phase(may_die) {
 #endif
     };
     if :: had_rsleep -> MAY_DIE(may_die); wake_readers() :: else -> skip fi;
-    had_rsleep = false
+#ifndef BROKEN_GONE_NO_WAKE
+    if :: had_wsleeps -> MAY_DIE(may_die); wake_word_writer() :: else -> skip fi;
+#endif
+    had_rsleep = false; had_wsleeps = false
 }
 
 proctype reader(byte rounds; bool timed; byte k) {
@@ -299,7 +319,7 @@ inline scan() {
 }
 
 proctype writer_proc(bool timed; bool may_downgrade; byte k) {
-    bool past = false, had_rsleep, old_ws, drained, cas_ok;
+    bool past = false, had_rsleep, had_wsleeps, old_ws, drained, cas_ok;
     byte i, k2, v;
     int ww, seen;
     is_writer[_pid] = true;
@@ -307,7 +327,15 @@ proctype writer_proc(bool timed; bool may_downgrade; byte k) {
 #ifdef BROKEN_RAISE_OVER_WRITER
     atomic { writer = true; ww = WORD };
 #else
-    atomic { !writer -> writer = true; ww = WORD }; /* [rwlock.A2] CAS, once the last one's ran */
+    /* [rwlock.A2] raise WRITER once the last writer's phase-ending CAS ran: until then sleep
+     * on the word with WRITER_SLEEPS, which that CAS returns (and wakes for); a timed writer
+     * gives up at its deadline (ETIMEDOUT, letting go of the inner lock) */
+    do
+    :: atomic { !writer -> writer = true; ww = WORD }; break
+    :: atomic { writer && !wsleeps -> wsleeps = true }
+    :: atomic { writer && wsleeps -> seen = LOW }; futex_wait(seen); seen = 0
+    :: atomic { writer && past -> wl = false }; goto done
+    od;
 #endif
     do
     :: true ->

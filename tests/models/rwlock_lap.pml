@@ -72,6 +72,19 @@ inline futex_wait_slot(k, v) {
     on_slot[_pid] = 0
 }
 
+/* The phase-ending CAS returned WRITER_SLEEPS: wake one writer asleep on the word. */
+inline wake_word_writer() {
+    d_step {
+        i = 0;
+        do
+        :: i < 8 && is_writer[i] && asleep[i] && on_slot[i] == 0 -> asleep[i] = false; break
+        :: i < 8 && !(is_writer[i] && asleep[i] && on_slot[i] == 0) -> i++
+        :: i == 8 -> break
+        od;
+        i = 0
+    }
+}
+
 inline wake_readers() {
     d_step {
         i = 0;
@@ -129,13 +142,14 @@ inline release_shared(k) {
 inline end_phase() {
     wl = false;   /* the inner lock first: the CAS below is the release's last touch */
     atomic {
-        had_rsleep = rsleep;
+        had_rsleep = rsleep; had_wsleeps = wsleeps;
         inside = inside + queued; queued = 0;
         writer = false; wsleeps = false; rsleep = false;
         phase = (phase + 1) % PHASES
     };
     if :: had_rsleep -> wake_readers() :: else -> skip fi;
-    had_rsleep = false
+    if :: had_wsleeps -> wake_word_writer() :: else -> skip fi;
+    had_rsleep = false; had_wsleeps = false
 }
 
 proctype reader(byte rounds; bool timed; byte k) {
@@ -197,7 +211,7 @@ inline scan() {
 }
 
 proctype writer_proc(bool timed; byte attempts) {
-    bool past, had_rsleep, old_ws, drained, cas_ok;
+    bool past, had_rsleep, had_wsleeps, old_ws, drained, cas_ok;
     byte i, k2, v;
     int ww, seen;
     is_writer[_pid] = true;
@@ -206,7 +220,13 @@ proctype writer_proc(bool timed; byte attempts) {
     :: attempts > 0 ->
         past = false;
         atomic { !wl -> wl = true };                                        /* inner lock */
-        atomic { !writer -> writer = true; ww = WORD }; /* [rwlock.A2] once the last CAS ran */
+        /* [rwlock.A2] raise WRITER once the last writer's phase-ending CAS ran: until then
+         * sleep on the word with WRITER_SLEEPS, which that CAS returns (and wakes for) */
+        do
+        :: atomic { !writer -> writer = true; ww = WORD }; break
+        :: atomic { writer && !wsleeps -> wsleeps = true }
+        :: atomic { writer && wsleeps -> seen = LOW }; futex_wait(seen); seen = 0
+        od;
         do
         :: true ->
             scan();
