@@ -388,9 +388,27 @@ static inline void conc_rwlock_init(conc_rwlock_t *rw, int flags) {
  * a slot with others still in it does not wake: the writer waits for that slot to empty
  * anyway. The central count cannot rise while WRITER is up (only an end of the phase adds to
  * it), so once that slot is empty the writer looks at them all again, and sleeps on the
- * next. A release reads nothing after its RMW (THREAD SAFETY); a writer's wait for its
- * predecessor's CAS (it let go of the inner lock first) is a few instructions unless that
- * one is preempted there. A CONC_SHARED lock's sleeper also looks again every
+ * next. A release reads nothing after its RMW (THREAD SAFETY).
+ *
+ * The next writer takes the inner lock before its predecessor's phase-ending CAS; it waits
+ * for that CAS (a few instructions, unless the predecessor is preempted between the two):
+ *
+ *   writer ending its phase                    next writer (holds the inner lock)
+ *   ---------------------------------------    --------------------------------------------
+ *   release the inner lock
+ *                                              load word: WRITER still up; spin, then
+ *                                              CAS: raise WRITER_SLEEPS
+ *   CAS: WRITER and the sleep bits off, p+1;
+ *     it returns WRITER_SLEEPS: wake(writer)
+ *                                              futex_wait(low, word with WRITER_SLEEPS)
+ *                                                -> EAGAIN: the word changed (or woken)
+ *                                              CAS: raise WRITER  [rwlock.A2]
+ *
+ * Both write the word, so one comes first: the CAS that raises WRITER_SLEEPS fails on the
+ * phase-ending one (and the next writer finds WRITER down), or the phase-ending CAS returns
+ * the bit and wakes it. Its own WRITER_SLEEPS went when its readers had left, and no reader
+ * settles in this gap (the central count is 0), so the bit is the next writer's; a timeout's
+ * leftover one costs a wake for nobody. A CONC_SHARED lock's sleeper also looks again every
  * CONC__RWLOCK_SHARED_RECHECK_NS: a process killed between the RMW that lets it go and the
  * wake takes the wake with it (tests/models/rwlock_dead.pml).
  * ------------------------------------------------------------------------------------------- */
