@@ -2477,6 +2477,66 @@ static void executor_deadlock_semaphore_pairs(void) {
         signal_pairs(PAIR_SEM, workers);
 }
 
+/* A producer outside the executor submits more tasks than the queue holds, every one waiting
+ * for an event the producer sets only after its last submit (Python:
+ *     futs = [ex.submit(ev.wait) for _ in range(n)]; ev.set()
+ * finishes, its queue has no bound). With the default capacity (0: unbounded) no submit may
+ * wait for room: the workers all wait for the event, so a submit that waited would wait for
+ * good (the watchdog's DEADLOCK). Single submits, try_submits and batch submits, 1-4 workers;
+ * every task runs once, after the set. */
+typedef struct after_set {
+    conc_event_t set;
+    long ran; /* relaxed counter */
+} after_set;
+
+static int task_wait_for_set(void *arg, void **result) {
+    after_set *a = (after_set *)arg;
+    (void)result;
+    conc_event_wait(&a->set);
+    CNT_ADD(&a->ran, 1);
+    return 0;
+}
+
+static void executor_deadlock_outside_producer_sets_after_submitting(void) {
+    long rounds = th_iters(6);
+    for (long round = 0; round < rounds; round++) {
+        unsigned workers = 1u + (unsigned)(round % 4);
+        size_t n = 2 * CONC_EXECUTOR_CAPACITY_DEFAULT + workers + (size_t)round * 37;
+        after_set a;
+        memset(&a, 0, sizeof a);
+        conc_event_init(&a.set, 0);
+        conc_executor_t *ex;
+        TH_CHECK_EQ(conc_executor_create(&ex, workers, 0), 0);
+        conc_future_t **fs = (conc_future_t **)calloc(n, sizeof *fs);
+        void **args = (void **)calloc(n, sizeof *args);
+        TH_CHECK(fs != NULL && args != NULL);
+        for (size_t i = 0; i < n; i++)
+            args[i] = &a;
+        /* Submits first, past what the queue, staging and the workers hold; then try_submits,
+         * then a batch for the rest. */
+        size_t i = 0, singles = CONC_EXECUTOR_CAPACITY_DEFAULT + 64 + workers, done = 0;
+        for (; i < singles; i++)
+            TH_CHECK_EQ(conc_executor_submit(ex, task_wait_for_set, &a, &fs[i]), 0);
+        for (; i < singles + (n - singles) / 2; i++)
+            TH_CHECK_EQ(conc_executor_try_submit(ex, task_wait_for_set, &a, &fs[i]), 0);
+        TH_CHECK_EQ(conc_executor_submit_batch(ex, task_wait_for_set, (void *const *)args + i,
+                                               n - i, fs + i, &done),
+                    0);
+        TH_CHECK_EQ(done, n - i);
+        TH_CHECK_EQ(CNT_GET(&a.ran), 0); /* nothing passed the event before its set */
+        conc_event_set(&a.set);
+        TH_CHECK_EQ(conc_future_wait_all(fs, n, CONC_FOREVER), 0);
+        for (size_t k = 0; k < n; k++) {
+            TH_CHECK_EQ(conc_future_wait(fs[k]), 0); /* the task's status */
+            conc_future_release(fs[k]);
+        }
+        TH_CHECK_EQ(CNT_GET(&a.ran), (long)n);
+        conc_executor_destroy(ex);
+        free(fs);
+        free(args);
+    }
+}
+
 /* Start order: every task logs its start (a relaxed counter hands out log positions) and
  * then blocks on its own gate. The test releases one running task at a time, chosen at
  * random, and only then: exactly one worker is free at each step, so the next start must be
@@ -2744,6 +2804,20 @@ static void executor_null_task_is_einval(void) {
     conc_executor_destroy(ex);
 }
 
+/* The start order of an unbounded executor's one worker (plain: that worker alone writes). */
+typedef struct unbounded_log {
+    long *order;
+    long next;
+} unbounded_log;
+static unbounded_log *unbounded_log_current; /* set before the worker is let go */
+
+static int task_log_order(void *arg, void **result) {
+    (void)result;
+    unbounded_log *log = unbounded_log_current;
+    log->order[log->next++] = (long)(uintptr_t)arg;
+    return 0;
+}
+
 static void executor_create_limits_match_docs(void) {
     conc_executor_t *ex;
     TH_CHECK_EQ(conc_executor_create(&ex, CONC_EXECUTOR_THREADS_MAX + 1, 4), EINVAL);
@@ -2752,21 +2826,42 @@ static void executor_create_limits_match_docs(void) {
     TH_CHECK(ex == NULL);
     TH_CHECK_EQ(conc_executor_create(&ex, 1, 100000), 0); /* past 65535: fine */
     conc_executor_destroy(ex);
-    /* Capacity 0 is the default: exactly CONC_EXECUTOR_CAPACITY_DEFAULT queued tasks fit
-     * while the only worker is held in a task. */
+    /* Capacity 0 is unbounded (Python's): while the only worker is held in a task, three
+     * queues' worth of try_submits, submits and batch submits all go in (no EAGAIN, no
+     * wait), queue_size counts them, and they run in submission order once it is free. */
     gate_start g = {NULL, 0};
     TH_CHECK_EQ(conc_future_create(&g.gate), 0);
     TH_CHECK_EQ(conc_executor_create(&ex, 1, 0), 0);
     TH_CHECK_EQ(conc_executor_submit(ex, task_gate_started, &g, NULL), 0);
     while (__atomic_load_n(&g.started, __ATOMIC_ACQUIRE) == 0)
         sched_yield();
-    for (size_t i = 0; i < CONC_EXECUTOR_CAPACITY_DEFAULT; i++)
-        TH_CHECK_EQ(conc_executor_try_submit(ex, task_count, NULL, NULL), 0); /* f == NULL */
-    TH_CHECK_EQ(conc_executor_try_submit(ex, task_count, NULL, NULL), EAGAIN);
-    long before = CNT_GET(&noop_runs);
+    enum { UNBOUNDED_TASKS = 3 * (int)CONC_EXECUTOR_CAPACITY_DEFAULT + 5 };
+    static long order[UNBOUNDED_TASKS]; /* plain: the one worker writes, read after its join */
+    static unbounded_log starts = {order, 0};
+    static void *args[UNBOUNDED_TASKS];
+    for (long i = 0; i < UNBOUNDED_TASKS; i++)
+        args[i] = (void *)(uintptr_t)i;
+    long i = 0;
+    for (; i < UNBOUNDED_TASKS / 3; i++) /* f == NULL: fire and forget */
+        TH_CHECK_EQ(conc_executor_try_submit(ex, task_log_order, args[i], NULL), 0);
+    for (; i < 2 * (UNBOUNDED_TASKS / 3); i++)
+        TH_CHECK_EQ(conc_executor_submit(ex, task_log_order, args[i], NULL), 0);
+    size_t done = 0;
+    TH_CHECK_EQ(conc_executor_submit_batch(ex, task_log_order, (void *const *)(args + i),
+                                           (size_t)(UNBOUNDED_TASKS - i), NULL, &done),
+                0);
+    TH_CHECK_EQ(done, (size_t)(UNBOUNDED_TASKS - i));
+    TH_CHECK_EQ(conc_executor_queue_size(ex), (size_t)UNBOUNDED_TASKS);
+    unbounded_log_current = &starts;
     TH_CHECK_EQ(conc_future_complete(g.gate, 0, NULL), 0);
-    conc_executor_destroy(ex); /* runs what was queued: the fire-and-forget tasks ran */
-    TH_CHECK_EQ(CNT_GET(&noop_runs) - before, (long)CONC_EXECUTOR_CAPACITY_DEFAULT);
+    conc_executor_destroy(ex); /* runs what was queued, joins the worker */
+    TH_CHECK_EQ(starts.next, (long)UNBOUNDED_TASKS);
+    for (long k = 0; k < UNBOUNDED_TASKS; k++)
+        if (order[k] != k) {
+            TH_CHECK_EQ(order[k], k);
+            break;
+        }
+    unbounded_log_current = NULL;
     conc_future_release(g.gate);
 }
 
@@ -3213,6 +3308,7 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE_T(executor_stress_staged_vs_cancel_shutdown_on_done, 120),
         TH_CASE_T(executor_deadlock_promise_pairs, 120),
         TH_CASE_T(executor_deadlock_event_pairs, 120),
+        TH_CASE_T(executor_deadlock_outside_producer_sets_after_submitting, 120),
         TH_CASE_T(executor_deadlock_semaphore_pairs, 120),
         TH_CASE_T(executor_fifo_start_order, 120),
         TH_CASE_T(executor_sleeping_task_does_not_delay_later_ones, 120),

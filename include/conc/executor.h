@@ -1,14 +1,14 @@
 /* conc/executor.h - a thread-pool executor of futures, and a lazy map - conc v0.1.0
  * SPDX-License-Identifier: MIT
  *
- * Python's concurrent.futures.ThreadPoolExecutor in C, with a bounded submission queue
- * (submit blocks or fails with EAGAIN instead of growing without limit) and a lazy map (at
- * most `window` tasks in flight). The futures themselves: future.h (included).
+ * Python's concurrent.futures.ThreadPoolExecutor in C: unbounded as Python's, or with a bound
+ * on queued tasks (submit then blocks or fails with EAGAIN instead of growing without limit),
+ * and a lazy map (at most `window` tasks in flight). The futures themselves: future.h (included).
  *
  * CONTENTS
  *   API, ERRORS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS, DESIGN; then the
  *   code: the future pool (lifetime timeline); the executor (workers, the gate, running an
- *   awaited task); staging (FIFO starts); the spill (tasks' submits past a full queue); idle
+ *   awaited task); staging (FIFO starts); the spill (submits past a full queue); idle
  *   workers (sleeping and waking); create, submit, shutdown, destroy; the lazy map.
  *
  * QUICK START (examples/09_thread_pool_as_completed.c)
@@ -24,9 +24,10 @@
  *
  * API
  *   executor  conc_executor_create(&ex, threads, capacity)   0, EINVAL, ENOMEM; threads 0:
- *                                                  one per CPU; capacity 0: 1024
- *             conc_executor_submit(ex, fn, arg, &f)          blocks while full (never in
- *                                                  ex's own tasks: CAVEATS); 0, EPIPE,
+ *                                                  one per CPU; capacity 0: unbounded
+ *                                                  (Python's); else a bound on queued tasks
+ *             conc_executor_submit(ex, fn, arg, &f)          blocks while a bound is reached
+ *                                                  (never in ex's own tasks: CAVEATS); 0, EPIPE,
  *                                                  CONC_EXECUTOR_BROKEN, ENOMEM, EINVAL
  *                                                  (fn NULL); f may be NULL (fire and forget)
  *             conc_executor_try_submit(ex, fn, arg, &f)      0, EAGAIN, EPIPE, ..._BROKEN,
@@ -49,10 +50,11 @@
  *
  * ERRORS
  *   submit: EPIPE once shutdown has begun (also for submitters blocked on a full queue at
- *   that moment); try_submit: EAGAIN when the queue is full (or tasks wait behind it in the
- *   spill, see CAVEATS); both: ENOMEM when no future could be allocated (the pool is at
- *   CONC_EXECUTOR_POOL and malloc failed), or, in a task of ex with the queue full, no room
- *   in the spill. On any error
+ *   that moment); try_submit: EAGAIN when a bounded queue is full (or tasks wait behind it in
+ *   the spill, see CAVEATS), never for an unbounded executor; both: ENOMEM when no future
+ *   could be allocated (the pool is at CONC_EXECUTOR_POOL and malloc failed), or, past the
+ *   queue of an unbounded executor or in a task of ex with the queue full, no room in the
+ *   spill. On any error
  *   nothing is queued and *f is set to NULL (so a cleanup loop may release every entry:
  *   conc_future_release(NULL) does nothing). With f == NULL the task is fire and forget:
  *   it runs as usual, and its outcome is dropped when it ends.
@@ -71,10 +73,11 @@
  *   same for every worker. NULL or "": the workers keep the name they inherit.
  *   create: EINVAL for threads past 65535 or a capacity past 2^30 (CONC_EXECUTOR_THREADS_MAX,
  *   CONC_EXECUTOR_CAPACITY_MAX), ENOMEM, or pthread_create's error; threads 0 means one per
- *   CPU, capacity 0 the default, 1024 (CONC_EXECUTOR_CAPACITY_DEFAULT).
+ *   CPU; capacity 0 means unbounded, as Python's pool: a queue of
+ *   CONC_EXECUTOR_CAPACITY_DEFAULT (1024) tasks with the spill behind it (CAVEATS).
  *   submit_batch args: args[i] is task i's argument; args == NULL passes the index i itself,
- *   as (void *)(uintptr_t)i (a parallel for). It blocks while the queue is full (as submit
- *   does: never in ex's own tasks) and returns 0 once all n are queued, or EPIPE
+ *   as (void *)(uintptr_t)i (a parallel for). It blocks while a bounded queue is full (as
+ *   submit does: never in ex's own tasks) and returns 0 once all n are queued, or EPIPE
  *   (CONC_EXECUTOR_BROKEN) or ENOMEM: then *submitted (may be NULL) says how many were
  *   queued, and fs[i] is NULL for the rest.
  *   conc_map_create: args is NULL (input i gets (void *)(uintptr_t)i) or an array of n task
@@ -89,11 +92,11 @@
  *   (CONC_EXECUTOR_BROKEN if it broke); conc_map_create returns either when not even the
  *   first input could be submitted;
  *   *result is conc_future_result of task i (so a failed input's error detail too).
- *   conc_map_next blocks while the executor's queue is full, as submit does (it submits the
- *   next input to keep `window` in flight, as create does); conc_map_next_until never waits
- *   past its deadline, as Python's map(timeout=) never does: an input that finds the queue
- *   full is submitted by a later call, and ETIMEDOUT when the input whose result it is asked
- *   for found no room by then (nothing is consumed: call again).
+ *   conc_map_next blocks while a bounded executor's queue is full, as submit does (it submits
+ *   the next input to keep `window` in flight, as create does); conc_map_next_until never
+ *   waits past its deadline, as Python's map(timeout=) never does: an input that finds the
+ *   queue full is submitted by a later call, and ETIMEDOUT when the input whose result it is
+ *   asked for found no room by then (nothing is consumed: call again).
  *
  * ORDERING CONTRACT
  *   - Everything the submitter wrote before submit is visible to the task; what the task
@@ -133,16 +136,20 @@
  *     where Python's pool would deadlock. A wait with a deadline does not (it would miss its
  *     deadline, and the task might wait for what the waiter does next): it waits as a Python
  *     worker would.
- *   - The queue's bound holds back submitters outside the executor, never its own tasks: a
- *     task's submit to its own executor never waits (with the queue full, the task goes to
- *     the spill, an unbounded list behind the queue: "The spill"), as Python's never does.
- *     So a workload whose tasks spawn far more than the queue holds (a tree) uses memory for
- *     all of them, as Python's does. A thread outside (a task of another executor too) still
- *     waits in submit while the queue is full: if the workers all wait for what that thread
- *     does after its submit, they wait for good where Python's unbounded queue would not.
- *     That is the bound's price: give such a producer try_submit or a queue that holds it.
- *     While the spill holds tasks, submits from outside wait for it to empty (try_submit
- *     says EAGAIN), so that tasks still start in submission order.
+ *   - Capacity 0 (create's default) is unbounded, as Python's pool: no submit ever waits for
+ *     room. Past the queue's 1024 tasks, a submit appends to the spill, an unbounded list
+ *     behind the queue ("The spill"), so a producer that outruns the workers holds every
+ *     pending task in memory (a 64-byte future each), as Python's does, and whatever the
+ *     workers wait for, a submit returns. A capacity is a bound, asked for to hold producers
+ *     back: a submit from outside the executor (a task of another executor too) waits while
+ *     the queue is full. So with a bound, if the workers all wait for what a thread does
+ *     after its submit, that thread waits for good, as a Python producer blocked in
+ *     queue.Queue(maxsize).put would: give such a producer try_submit, or no bound. A task's
+ *     submit to its own executor never waits, bounded or not (a full queue sends it to the
+ *     spill), as Python's never does: a workload whose tasks spawn far more than the queue
+ *     holds (a tree) uses memory for all of them, as Python's does. While the spill holds
+ *     tasks, submits from outside a bounded executor wait for it to empty (try_submit says
+ *     EAGAIN), so that tasks still start in submission order.
  *   - A task cancelled while queued (conc_future_cancel) keeps its place in the queue until
  *     a worker takes it and drops it unrun: until then it still counts toward
  *     queue_capacity, so with every worker busy a full queue stays full (try_submit EAGAIN,
@@ -162,8 +169,9 @@
  *
  * DESIGN
  *   The executor's submission queue is the kit's own conc_queue (queue.h) of future pointers:
- *   lock-free, bounded, blocking and closable, so submit blocks while full (outside the
- *   executor's own tasks: "The spill"), try_submit gets EAGAIN, shutdown's close hands
+ *   lock-free, bounded, blocking and closable. With a capacity, submit blocks while it is
+ *   full (outside the executor's own tasks: "The spill") and try_submit gets EAGAIN; an
+ *   unbounded executor's submits past it go to the spill; shutdown's close hands
  *   EPIPE to every submitter (blocked ones too) while the workers drain, and a busy stream
  *   makes no syscall. Tasks start in FIFO order on the first free worker, Python's schedule
  *   (see "Staging"): between the queue and the workers sits
@@ -494,6 +502,7 @@ struct conc_executor {
      * for 0). Written only while the queue overflows: the line stays read-mostly. */
     uint32_t spilled;
     unsigned nthreads; /* workers started so far: written by create, read by shutdown */
+    bool unbounded;    /* created with capacity 0: no submit waits for room (written by create) */
     conc__executor_worker *workers; /* written by create before any worker starts */
     conc_lock_t shutdown_lock;
     bool joined; /* under shutdown_lock */
@@ -721,7 +730,9 @@ CONC_INLINE bool conc__executor_has_work(conc_executor_t *ex, uint64_t s, bool e
  * the first does after its submit (a promise it completes, an event it sets). So a submit
  * from one of the executor's own workers that finds the queue full appends the task to the
  * SPILL, an unbounded FIFO under spill_lock, and returns. The bound stays for submitters
- * outside (the producers it is there to hold back). The spill is the queue's continuation:
+ * outside (the producers it is there to hold back), if there is one: an unbounded executor
+ * (capacity 0) sends anyone's submit past a full queue there, with the same steps (nothing
+ * below depends on who appends). The spill is the queue's continuation:
  * its tasks are newer than every queued one, so Python's single FIFO holds across the two:
  *  - while the spill holds tasks (`spilled` > 0), nothing is pushed past it: a worker's
  *    submit appends, a submit from outside waits until the spill is empty and then pushes as
@@ -794,9 +805,10 @@ CONC_COLD int conc__executor_spill_append_slow(conc_executor_t *ex, conc_future_
     return 0;
 }
 
-/* A worker's submit to its own executor, once the queue was full or the spill held tasks: into
- * the queue if it has room and the spill is empty, else into the spill. Never waits (the
- * lock guards a few stores). 0, EPIPE (shutdown has begun), ENOMEM. */
+/* A submit that never waits for room (a worker's to its own executor, anyone's to an unbounded
+ * one), once the queue was full or the spill held tasks: into the queue if it has room and
+ * the spill is empty, else into the spill. Never waits (the lock guards a few stores). 0,
+ * EPIPE (shutdown has begun), ENOMEM. */
 CONC_NOINLINE int conc__executor_spill_slow(conc_executor_t *ex, conc_future_t **f) {
     conc_lock_acquire(&ex->spill_lock);
     int r;
@@ -1215,7 +1227,7 @@ static inline void conc_executor_destroy(conc_executor_t *ex) {
  * zeroed struct is create(&ex, 0, 0). */
 typedef struct conc_executor_options {
     unsigned threads;              /* 0: one per CPU */
-    size_t capacity;               /* the submission queue; 0: CONC_EXECUTOR_CAPACITY_DEFAULT */
+    size_t capacity;               /* a bound on queued tasks; 0: unbounded (Python's) */
     int (*initializer)(void *arg); /* run first in every worker (initializer=); nonzero: broken */
     void *initarg;                 /* initializer's argument (initargs=) */
     const char *name_prefix; /* workers named "<prefix>_<i>" (thread_name_prefix=); NULL: none */
@@ -1227,8 +1239,9 @@ CONC_NODISCARD static inline int conc__executor_build(conc_executor_t **out, uns
     *out = NULL;
     if (threads == 0)
         threads = (unsigned)conc_cpu_count();
-    if (queue_capacity == 0)
-        queue_capacity = CONC_EXECUTOR_CAPACITY_DEFAULT;
+    bool unbounded = queue_capacity == 0;
+    if (unbounded)
+        queue_capacity = CONC_EXECUTOR_CAPACITY_DEFAULT; /* the ring; the spill takes the rest */
     if (threads > CONC_EXECUTOR_THREADS_MAX || queue_capacity > CONC_EXECUTOR_CAPACITY_MAX)
         return EINVAL;
     conc_executor_t *ex = (conc_executor_t *)aligned_alloc(CONC_CACHELINE, sizeof *ex);
@@ -1249,6 +1262,7 @@ CONC_NODISCARD static inline int conc__executor_build(conc_executor_t **out, uns
         free(ex);
         return e;
     }
+    ex->unbounded = unbounded;
     conc_lock_init(&ex->shutdown_lock, 0);
     conc_lock_init(&ex->spill_lock, 0);
     if (o != NULL) {
@@ -1333,15 +1347,16 @@ CONC_INLINE size_t conc__executor_futures(conc_executor_t *ex, conc_future_t **f
     return k;
 }
 
-/* Pushes one task (see "The spill"): block false tries once (EAGAIN when the queue is full or
- * the spill holds tasks); true waits for room until deadline (ETIMEDOUT), except in one of
+/* Pushes one task once the queue was full or the spill held tasks (see "The spill"). An
+ * unbounded executor sends it to the spill, from anyone, waiting or not. A bounded one: block
+ * false tries once (EAGAIN); true waits for room until deadline (ETIMEDOUT), except in one of
  * ex's own workers, which never waits: a full queue sends its task to the spill. */
 CONC_NOINLINE int conc__executor_push_slow(conc_executor_t *ex, conc_future_t **f, bool block,
                                            int64_t deadline) {
+    if (ex->unbounded || (block && conc__executor_self(ex)))
+        return conc__executor_spill_slow(ex, f);
     if (!block)
         return conc__executor_closed(ex) ? EPIPE : EAGAIN; /* the queue was full or spilled */
-    if (conc__executor_self(ex))
-        return conc__executor_spill_slow(ex, f);
     int e = conc__executor_wait_unspilled_slow(ex, deadline);
     if (e != 0)
         return e;

@@ -1,6 +1,6 @@
-/* tests/models/executor_spill.pml - a task's submit past its own executor's full queue (the
- * spill): the order of starts, the end and shutdown against it (include/conc/executor.h, "The
- * spill"), checked by spin
+/* tests/models/executor_spill.pml - a submit past the executor's full queue (the spill): a
+ * task's submit to its own executor, and any submit to an unbounded one; the order of starts,
+ * the end and shutdown against it (include/conc/executor.h, "The spill"), checked by spin
  * SPDX-License-Identifier: MIT
  *
  * What is modelled, step for step as executor.h does it:
@@ -21,8 +21,10 @@
  *     lock, a look at the queue (a task pushed since the pop: the spill waits), the spill's
  *     front [executor.U1], the unlock; REFILLING cleared (and ENDED published at the end). A
  *     task taken is started (its gate), or dropped once `cancelling` is set;
- *   - an outside submitter of task X, once P's submits have returned: it waits while the spill
- *     holds tasks (EPIPE once closed), then pushes (blocking while the queue is full);
+ *   - an outside submitter of task X, once P's submits have returned. The executor is bounded
+ *     or unbounded (capacity 0), chosen at the start: bounded, it waits while the spill holds
+ *     tasks (EPIPE once closed), then pushes (blocking while the queue is full); unbounded, it
+ *     submits as P does (the same steps, conc__executor_push_slow);
  *   - sleeping and waking are abstracted: an idle worker, and the outside submitter, block
  *     until what they wait for holds (work to take; an empty spill or the close), which is
  *     what a wake protocol that loses nothing gives them. executor_spill_wake.pml checks the
@@ -67,7 +69,8 @@ bool qclosed = false;
 bool closed = false;     /* `closed`: stored after the queue's close */
 bool cancelling = false;
 
-byte spill[2];           /* the spill's ring: only SUB1 and SUB2 ever go there */
+#define SPILL_RING 3
+byte spill[SPILL_RING];  /* the spill's ring: SUB1, SUB2, and X when unbounded */
 byte shead = 0;
 byte spilled = 0;        /* written under the lock; read without it */
 bool locked = false;     /* spill_lock */
@@ -83,6 +86,7 @@ byte runs[T];
 bool p_returned = false;
 bool p_done = false;     /* P's wait for SUB1 ended */
 bool x_returned = false;
+bool unbounded;          /* chosen in init: capacity 0, every submit past the queue spills */
 byte exited = 0;
 
 /* The refill's look at the queue under the spill's lock: a task pushed since its pop may be
@@ -106,7 +110,8 @@ inline unlock() { locked = false }
  * nothing gives them; executor_spill_wake.pml checks the wakes themselves. */
 inline idle_wait() { atomic { HAS_WORK } }
 
-/* A worker's submit of task t to its own executor (conc__executor_push, _spill_slow). */
+/* A submit that never waits for room (conc__executor_push, _spill_slow): a worker's to its own
+ * executor, or anyone's to an unbounded one. */
 inline inside_submit(t, ok) {
     ok = false;
     if
@@ -133,7 +138,7 @@ inline inside_submit(t, ok) {
               :: spilled == 0 && qclosed -> skip                 /* try_push: EPIPE */
 #endif
               :: else ->                                         /* [executor.U0] */
-                 spill[(shead + spilled) % 2] = t; spilled++; accepted[t] = true
+                 spill[(shead + spilled) % SPILL_RING] = t; spilled++; accepted[t] = true
               fi
           }
        fi;
@@ -185,7 +190,7 @@ top:
     :: ok ->
 #ifdef SPILL_FIRST
        lock();
-       atomic { if :: spilled > 0 -> t = spill[shead]; shead = (shead + 1) % 2; spilled--;
+       atomic { if :: spilled > 0 -> t = spill[shead]; shead = (shead + 1) % SPILL_RING; spilled--;
                                      taken[t]++; got = true
                    :: else -> skip fi };
        unlock();
@@ -204,7 +209,7 @@ top:
           atomic {
               if
               :: spilled > 0 && (epipe || QUEUE_EMPTY) ->         /* [executor.U1] */
-                 t = spill[shead]; shead = (shead + 1) % 2; spilled--; taken[t]++; got = true
+                 t = spill[shead]; shead = (shead + 1) % SPILL_RING; spilled--; taken[t]++; got = true
               :: else -> skip
               fi
           };
@@ -235,10 +240,15 @@ out:
 /* The submit of X from outside, once P's submits returned (conc__executor_push, then
  * _wait_unspilled_slow). */
 proctype outsider() {
+    bool ok;
     p_returned;
+    if
+    :: unbounded -> inside_submit(X, ok); goto returned
+    :: else -> skip
+    fi;
 #ifndef OUTSIDE_SKIPS_SPILL
     if
-    :: closed -> goto refused
+    :: closed -> goto returned
     :: spilled == 0 -> skip              /* waits while the spill holds tasks */
     fi;
 #endif
@@ -249,7 +259,7 @@ proctype outsider() {
         :: else -> qslot = X; accepted[X] = true
         fi
     };
-refused:
+returned:
     x_returned = true
 }
 
@@ -274,7 +284,7 @@ proctype closer() {
        atomic { if :: qslot != NONE -> t = qslot; qslot = NONE; drop(t) :: else -> skip fi };
        lock();
        do
-       :: atomic { spilled > 0 -> t = spill[shead]; shead = (shead + 1) % 2; spilled--; drop(t) }
+       :: atomic { spilled > 0 -> t = spill[shead]; shead = (shead + 1) % SPILL_RING; spilled--; drop(t) }
        :: spilled == 0 -> break
        od;
        unlock()
@@ -298,6 +308,7 @@ proctype closer() {
 init {
     atomic {
         accepted[A] = true;
+        if :: unbounded = false :: unbounded = true fi;
         run worker(0);
         run worker(1);
         run outsider();
