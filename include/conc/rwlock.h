@@ -493,22 +493,21 @@ CONC_INLINE int64_t conc__rwlock_sleep_until(int flags, int64_t deadline) {
 
 /* One sleep of a reader or the writer on the low half: raises `bit` (READERS_SLEEP or
  * WRITER_SLEEPS) if *w lacks it, a request the waker's RMW reads, then sleeps with `tag` while
- * the low half still equals *w's. A writer (drain_rw set) looks at the readers once more after
- * raising its bit, since the slots are not in the futex word, and returns 0 without sleeping if
- * they are gone. Seq_cst CAS: the writer's half of the second Dekker pair (timeline above);
- * its failure order acquires, as does the reload: a fresh *w may be the word the caller
- * returns on ([rwlock.A2]/[rwlock.A3]). A CONC_SHARED lock's sleep lasts at most
- * CONC__RWLOCK_SHARED_RECHECK_NS, and its end returns 0. Returns 0 (look again) or futex_wait's
- * ETIMEDOUT (the caller's deadline)/EINTR/EAGAIN; *w is fresh either way. */
+ * the low half still equals *w's. (A draining writer sleeps here only while admitted readers
+ * are unsettled: each settles with a fetch_sub of the word that reads WRITER_SLEEPS and wakes
+ * it, so there is nothing to look at past the word; the slots have their own sleep.) Seq_cst
+ * CAS: the writer's half of the second Dekker pair (timeline above); its failure order
+ * acquires, as does the reload: a fresh *w may be the word the caller returns on
+ * ([rwlock.A2]/[rwlock.A3]). A CONC_SHARED lock's sleep lasts at most
+ * CONC__RWLOCK_SHARED_RECHECK_NS, and its end returns 0. Returns 0 (look again) or
+ * futex_wait's ETIMEDOUT (the caller's deadline)/EINTR/EAGAIN; *w is fresh either way. */
 CONC_INLINE int conc__rwlock_sleep(conc_rwlock_t *rw, uint64_t *w, uint64_t bit, uint32_t tag,
-                                   int flags, int64_t deadline, conc_rwlock_t *drain_rw) {
+                                   int flags, int64_t deadline) {
     if (!(*w & bit)) {
         if (!conc_cas(&rw->word, w, *w | bit, CONC_SEQ_CST, CONC_ACQUIRE))
             return 0;
         *w |= bit;
     }
-    if (drain_rw != NULL && conc__rwlock_drained(drain_rw, *w))
-        return 0;
     int64_t dl = conc__rwlock_sleep_until(flags, deadline);
     int r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)*w, flags, tag, dl);
     *w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A2]/[rwlock.A3] */
@@ -586,7 +585,7 @@ CONC_COLD int conc__rwlock_shared_slow(conc_rwlock_t *rw, uint32_t *slot, uint64
         }
         /* READERS_SLEEP: a request the writer's [rwlock.R2] CAS reads. */
         r = conc__rwlock_sleep(rw, &w, CONC__RWLOCK_READERS_SLEEP, CONC__RWLOCK_TAG_READER, flags,
-                               deadline, NULL);
+                               deadline);
     }
 }
 
@@ -657,7 +656,7 @@ CONC_COLD int conc__rwlock_drain_slow(conc_rwlock_t *rw, uint64_t w, int64_t dea
             /* Admitted readers not settled yet. WRITER_SLEEPS: a request their settling
              * fetch_sub on the word reads. */
             r = conc__rwlock_sleep(rw, &w, CONC__RWLOCK_WRITER_SLEEPS, CONC__RWLOCK_TAG_WRITER,
-                                   flags, deadline, rw);
+                                   flags, deadline);
             if (r == 0)
                 w = conc_load(&rw->word, CONC_SEQ_CST);
         } else {
@@ -705,7 +704,7 @@ CONC_COLD int conc__rwlock_wait_writer_gone_slow(conc_rwlock_t *rw, uint64_t *w,
         if (conc_deadline_passed(deadline))
             return ETIMEDOUT;
         (void)conc__rwlock_sleep(rw, w, CONC__RWLOCK_WRITER_SLEEPS, CONC__RWLOCK_TAG_WRITER, flags,
-                                 deadline, NULL);
+                                 deadline);
     }
     return 0;
 }
