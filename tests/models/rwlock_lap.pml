@@ -272,12 +272,7 @@ proctype writer_proc(bool timed; byte attempts) {
                 :: else -> cas_ok = true
                 fi;
                 if
-                :: cas_ok ->
-                    scan();   /* the slots are not in the futex word: look again */
-                    if
-                    :: drained -> drained = false
-                    :: else -> seen = ww % 256; futex_wait(seen); seen = 0
-                    fi
+                :: cas_ok -> seen = ww % 256; futex_wait(seen); seen = 0   /* a settle wakes it */
                 :: else -> skip
                 fi;
                 cas_ok = false;
