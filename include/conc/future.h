@@ -88,8 +88,9 @@
  *
  * CAVEATS
  *   - on_done callbacks run in the thread that completes the future (a worker, usually) or at
- *     once in the registering thread if it is already done: keep them short, and do not block
- *     in them on a full queue of the same executor (a worker waiting for itself deadlocks).
+ *     once in the registering thread if it is already done: keep them short (one that blocks
+ *     holds that thread, a worker of the executor, as long). A callback may submit to the
+ *     executor: in one of its workers a submit never waits for room (executor.h).
  *   - Spurious futex wakeups are absorbed; a signal does not interrupt a wait.
  *   - A future released twice may already be someone else's (as with free).
  *   - At most 2^26 - 1 references to one future at a time (retain aborts past that).
