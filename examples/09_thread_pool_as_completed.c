@@ -34,10 +34,11 @@
  *     the task wrote into a buffer the caller owns.
  *   - Futures are reference counted: submit hands the caller one reference, released with
  *     conc_future_release. The as-completed set holds its own until it is destroyed.
- *   - The submission queue is bounded (16 here): submit blocks while it is full, where
- *     Python's queue grows without limit. Only submitters outside the pool wait: a task's
- *     submit to its own executor never does (past a full queue its task goes to a list
- *     behind it), as Python's never does.
+ *   - The submission queue is bounded here (16): submit blocks while it is full, where
+ *     Python's queue grows without limit. Capacity 0 gives Python's behaviour (no submit
+ *     waits); a bound holds a fast producer back. Only submitters outside the pool wait: a
+ *     task's submit to its own executor never does (past a full queue its task goes to a
+ *     list behind it), as Python's never does.
  */
 #include "conc/executor.h"
 
