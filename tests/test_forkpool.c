@@ -19,6 +19,7 @@ static __thread fp_send_gate *fp_send_gate_here;
 static void fp_send_hook(int fd);
 #define CONC_FORKPOOL_SEND_HOOK(fd) fp_send_hook(fd)
 
+#include "conc/event.h"
 #include "conc/forkpool.h"
 
 #include <dirent.h>
@@ -2173,6 +2174,46 @@ static void forkpool_closed_stdio_keeps_pool_fds_above(void) {
     fp_check_no_children();
 }
 
+/* The parent submits more tasks than the old default bound held (64 per worker), each
+ * waiting in its worker for an event in the shared region that the parent sets only after
+ * its last submit (Python's ProcessPoolExecutor finishes this: its queue has no bound). With
+ * the default queue_capacity no submit may wait for room, or the parent waits for good (the
+ * watchdog's DEADLOCK). Every task runs once, after the set. */
+static int fp_wait_for_set(const void *arg, size_t len, void **result, size_t *result_len) {
+    conc_event_t *set;
+    if (len != sizeof set)
+        return EINVAL;
+    memcpy(&set, arg, sizeof set);
+    conc_event_wait(set);
+    (void)result, (void)result_len;
+    return 0;
+}
+
+static void forkpool_submit_past_the_old_bound_then_set(void) {
+    enum { WORKERS = 2, TASKS = 64 * WORKERS + WORKERS + 40 };
+    conc_forkpool_t *p = fp_create(WORKERS); /* queue_capacity 0: the default */
+    conc_event_t *set = (conc_event_t *)conc_forkpool_alloc(p, sizeof *set);
+    TH_CHECK(set != NULL);
+    conc_event_init(set, CONC_SHARED);
+    static conc_future_t *fs[TASKS];
+    for (int i = 0; i < TASKS; i++)
+        TH_CHECK_EQ(i % 2 ? conc_forkpool_try_submit(p, fp_wait_for_set, &set, sizeof set, &fs[i])
+                          : conc_forkpool_submit(p, fp_wait_for_set, &set, sizeof set, &fs[i]),
+                    0);
+    for (int i = 0; i < TASKS; i++)
+        TH_CHECK(!conc_future_is_done(fs[i])); /* every one waits for the set */
+    conc_event_set(set);
+    for (int i = 0; i < TASKS; i++) {
+        TH_CHECK_EQ(conc_future_wait(fs[i]), 0);
+        conc_forkpool_outcome_t o;
+        TH_CHECK_EQ(conc_forkpool_outcome(fs[i], &o), 0);
+        TH_CHECK_EQ(o.attempts, 1u);
+        conc_future_release(fs[i]);
+    }
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 static void forkpool_destroy_leaves_nothing(void) {
     int fds = fp_fd_count();
     for (int round = 0; round < 3; round++) {
@@ -3108,4 +3149,5 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_shutdown_spares_a_socket_being_written),
         TH_CASE(forkpool_server_end_held_by_a_host_fork), TH_CASE(forkpool_map_of_size_max_items),
         TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),
-        TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120))
+        TH_CASE(forkpool_create_out_of_fds_says_emfile), TH_CASE_T(forkpool_stress_mixed, 120),
+        TH_CASE_T(forkpool_submit_past_the_old_bound_then_set, 60))

@@ -24,7 +24,7 @@
  *             conc_forkpool_free(p, mem)              NULL is a no-op
  *   map       conc_forkpool_map(p, fn, arg, n, outcomes)   fn(i, arg) for i in [0, n) in workers
  *   submit    conc_forkpool_submit(p, fn, arg, len, &f)    bytes in, bytes out, a future.h future
- *             conc_forkpool_try_submit(p, fn, arg, len, &f)   ... EAGAIN when the queue is full
+ *             conc_forkpool_try_submit(p, fn, arg, len, &f)   ... EAGAIN when a bound is full
  *             conc_forkpool_result(f, &len)          the result bytes (status 0), else NULL
  *             conc_forkpool_outcome(f, &out)         status, signal, exit code, attempts
  *             conc_forkpool_cancel(f)                queued: dropped; running: worker killed
@@ -55,10 +55,10 @@
  *                 and whose retry never ran keeps the outcome of that death (so does such
  *                 a submit task, given up while it waited for its retry)
  *       attempts  times it was started (0: never), 1 plus one per retry
- *   submit: 0, EPIPE (after shutdown or once the pool gave up), EAGAIN (try_submit, full),
- *     EINVAL (fn NULL, or arg NULL with len > 0), ENOMEM, EDEADLK (a blocking submit from an
- *     on_done callback of the pool's futures while the queue is full: only that thread makes
- *     room), EPERM (as map). On error *f is NULL. A task the
+ *   submit: 0, EPIPE (after shutdown or once the pool gave up), EAGAIN (try_submit, a
+ *     queue_capacity reached), EINVAL (fn NULL, or arg NULL with len > 0), ENOMEM, EDEADLK (a
+ *     blocking submit from an on_done callback of the pool's futures while a queue_capacity
+ *     is reached: only that thread makes room), EPERM (as map). On error *f is NULL. A task the
  *     pool gave up on (queued, or running on a worker the giving up killed) ends with EPIPE,
  *     but one whose future was cancelled while queued keeps ECANCELED (outcome too).
  *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future).
@@ -103,7 +103,8 @@
  *                        it: SIGTERM, SIGKILL CONC_FORKPOOL_GRACE later, then a replacement
  *   retries              re-runs of a map item or submit task whose worker died (ECHILD
  *                        only: timed-out and cancelled work is never re-run)
- *   queue_capacity       queued submit tasks (0: 64 per worker)
+ *   queue_capacity       a bound on queued submit tasks, past which submit waits (0: none,
+ *                        as Python's ProcessPoolExecutor: a submit never waits for room)
  *   shared_size          bytes reserved for the shared region (0: 1 GiB, paid as touched);
  *                        rounded up to whole pages, all of it for conc_forkpool_alloc (and
  *                        a map's chunk table): the pool's own control pages come on top
@@ -145,8 +146,8 @@
  *     for it either.
  *   - on_done callbacks of fork-pool futures run on the pool's monitor thread: keep them
  *     short and never block on the same pool: a map there returns EDEADLK, and so does a
- *     blocking submit that finds the queue full (try_submit: EAGAIN), since only that thread
- *     makes room. conc_forkpool_shutdown there refuses new work (and cancels what
+ *     blocking submit that finds a bounded queue full (try_submit: EAGAIN), since only that
+ *     thread makes room. conc_forkpool_shutdown there refuses new work (and cancels what
  *     is queued if asked), then returns without waiting, as conc_executor_shutdown from a
  *     task does: a later shutdown or destroy from another thread finishes and reaps.
  *     conc_forkpool_destroy there aborts ("called from an on_done callback").
@@ -276,7 +277,6 @@ extern "C" {
  * worker does not wait for good. With a worker left the pool goes on with fewer. */
 #define CONC__FORKPOOL_SPAWN_GIVE_UP_NS (2 * CONC_SEC)
 #define CONC_FORKPOOL_MAX_WORKERS 1024u     /* a poll set and a slot table, not a fleet */
-#define CONC__FORKPOOL_QUEUE_PER_WORKER 64u /* default queue_capacity per worker */
 #define CONC__FORKPOOL_SHARED_DEFAULT ((size_t)1 << 30) /* reserved, paid as touched */
 #define CONC__FORKPOOL_CHUNK_DIV 2u              /* a chunk is 1/(2 workers) of what remains */
 #define CONC__FORKPOOL_STOP_GRACE (2 * CONC_SEC) /* QUIT to SIGKILL for a worker at shutdown */
@@ -309,7 +309,7 @@ typedef struct conc_forkpool_opts {
     unsigned max_tasks_per_child; /* 0: never recycle */
     int64_t task_timeout;         /* ns from the start of an item or task; 0: none */
     unsigned retries;             /* re-runs after a worker death (ECHILD only) */
-    size_t queue_capacity;        /* queued submit tasks; 0: 64 per worker */
+    size_t queue_capacity;        /* a bound on queued submit tasks; 0: none (Python's) */
     size_t shared_size;           /* bytes of the shared region; 0: 1 GiB */
 } conc_forkpool_opts_t;
 
@@ -2222,7 +2222,7 @@ CONC_NOINLINE int conc__forkpool_create_body(conc_forkpool_t **out, const conc_f
     if (opts.workers > CONC_FORKPOOL_MAX_WORKERS || opts.task_timeout < 0)
         return EINVAL;
     if (opts.queue_capacity == 0)
-        opts.queue_capacity = (size_t)CONC__FORKPOOL_QUEUE_PER_WORKER * opts.workers;
+        opts.queue_capacity = SIZE_MAX; /* unbounded: no submit waits for room (Python's) */
     if (opts.shared_size == 0)
         opts.shared_size = CONC__FORKPOOL_SHARED_DEFAULT;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
