@@ -460,6 +460,8 @@ CONC_NOINLINE void conc__executor_pool_recycle(conc_future_t *f) {
 /* create's limits (ERRORS). Threads: the idle word counts every sleeper in 16 bits. */
 #define CONC_EXECUTOR_THREADS_MAX 65535u
 #define CONC_EXECUTOR_CAPACITY_MAX ((size_t)1 << 30) /* 8 GiB of queue: any more is a mistake */
+/* The ring of an unbounded executor (capacity 0): its lock-free fast path; the spill takes
+ * what it cannot hold. */
 #define CONC_EXECUTOR_CAPACITY_DEFAULT ((size_t)1024)
 
 CONC_STATIC_ASSERT(CONC__EXECUTOR_STAGE_MAX <= CONC__EXECUTOR_STAGE_TAIL_MASK,
