@@ -2289,6 +2289,7 @@ static void coro_stack_overflow_reported_after_a_fault_another_handler_took(void
  * valgrind runs one thread at a time, so the race hardly happens there: a few rounds check
  * what the case can still see (thread creation is slow under it: 1000 rounds took 23 s). */
 enum { OVERFLOW_INSTALL_ROUNDS = 1000, OVERFLOW_INSTALL_ROUNDS_VALGRIND = 50 };
+enum { INSTALL_RACER_PAUSES_PER_YIELD = 1024 }; /* tens of microseconds of pauses */
 
 typedef struct install_race {
     uint32_t ready, go;
@@ -2306,8 +2307,14 @@ static void *install_racer(void *arg) {
     st.ss_size = sizeof r->altstack[k];
     TH_CHECK_EQ(sigaltstack(&st, NULL), 0);
     __atomic_add_fetch(&r->ready, 1u, __ATOMIC_ACQ_REL);
-    while (!__atomic_load_n(&r->go, __ATOMIC_ACQUIRE))
+    /* Pauses, so that two racers on two CPUs start within nanoseconds of each other; now and
+     * then a yield, so that a racer sharing its CPU with the other (or with the thread that
+     * says go) does not hold it for a whole time slice: 4 ms a round, before. */
+    for (unsigned pauses = 1; !__atomic_load_n(&r->go, __ATOMIC_ACQUIRE); pauses++) {
+        if (pauses % INSTALL_RACER_PAUSES_PER_YIELD == 0)
+            sched_yield();
         conc_cpu_relax();
+    }
     TH_CHECK_EQ(conc_coro_catch_overflow(), 0);
     st.ss_flags = SS_DISABLE;
     TH_CHECK_EQ(sigaltstack(&st, NULL), 0);
@@ -2384,10 +2391,12 @@ static void consume_map_count(long leave) {
     char *m = (char *)mmap(NULL, pages * page, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     TH_CHECK(m != MAP_FAILED);
-    for (size_t i = 1; i + 1 < pages && count_mappings() < max - leave; i += 2 * 256)
-        for (size_t k = i; k < i + 2 * 256 && k + 1 < pages; k += 2) /* each: +2 mappings */
-            if (mprotect(m + k * page, page, PROT_NONE) != 0)
-                return;
+    /* Counted once, then by arithmetic: /proc/self/maps at 65,000 lines takes milliseconds
+     * to read, and reading it every few hundred pages was seconds of the case. */
+    long have = count_mappings();
+    for (size_t k = 1; k + 1 < pages && have < max - leave; k += 2, have += 2)
+        if (mprotect(m + k * page, page, PROT_NONE) != 0) /* an isolated page: +2 mappings */
+            return;
 }
 
 static void map_count_child(void) {
