@@ -79,7 +79,8 @@ RUN := bash tests/run.sh
 
 .PHONY: all test check tests bench stress examples install uninstall format lint clean \
         deps-test deps-bench test-headers test-models test-examples test-config test-frontdoor needs \
-        test-lint test-coro-variants test-shaken
+        test-lint test-coro-variants test-shaken test-steps test-config-build test-config-run \
+        test-build-coro test-run-coro test-build-examples test-run-examples
 
 all: tests examples $(BENCH_BINS)
 
@@ -104,33 +105,88 @@ build/bench/%: bench/%.c bench/bench.h tests/group.h $(HEADERS)
 examples: $(EXAMPLE_BINS)
 
 # --- make test ---------------------------------------------------------------------------------
-# Each configuration writes its log to build/results/; the summary sums their closing lines.
-# A configuration that fails to build counts as one failure, and the next one still runs.
+# Each step writes its log to build/results/; the summary sums their closing lines. A step that
+# fails to build counts as one failure, and the others still run.
+#
+# Two lanes, one per core (TEST_JOBS): the test binaries run one configuration at a time, in
+# the order below (never two suites at once: a stress case meets the load it was written for,
+# one other job, as under test-shaken's hogs), while the other lane builds the next
+# configuration, then checks the spin models, the headers and the front door. Each step's
+# output comes out whole when it ends (--output-sync).
+TEST_JOBS ?= 2
+TEST_CONFIGS := gcc gcc-thread clang-thread gcc-address+undefined
+CONFIG_CC_gcc := gcc
+CONFIG_SAN_gcc :=
+CONFIG_CC_gcc-thread := gcc
+CONFIG_SAN_gcc-thread := thread
+CONFIG_CC_clang-thread := clang
+CONFIG_SAN_clang-thread := thread
+CONFIG_CC_gcc-address+undefined := gcc
+CONFIG_SAN_gcc-address+undefined := address,undefined
+
 test: deps-test
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
-	@$(MAKE) --no-print-directory test-lint
-	@$(MAKE) --no-print-directory test-headers
-	@$(MAKE) --no-print-directory test-frontdoor
-	@$(MAKE) --no-print-directory test-config CC=gcc SANITIZE=
-	@$(MAKE) --no-print-directory test-config CC=gcc SANITIZE=thread
-	@$(MAKE) --no-print-directory test-config CC=clang SANITIZE=thread
-	@$(MAKE) --no-print-directory test-config CC=gcc SANITIZE=address,undefined
-	@$(MAKE) --no-print-directory test-coro-variants
-	@$(MAKE) --no-print-directory test-models
-	@$(MAKE) --no-print-directory test-examples
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=recurse test-steps
 	@$(RUN) summary $(RESULTS)/*.log
+
+# make starts whatever it meets first in its walk of the prerequisites, and waits there for a
+# free job slot: so each lane is a chain of steps (step-X runs make test-X), and nothing starts
+# out of its lane's order. The suites: one configuration after another; the other lane: the
+# next build first, then the rest.
+SUITE_LANE := $(TEST_CONFIGS:%=run-%) run-coro run-examples
+OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-examples models headers frontdoor lint
+test-steps: step-run-examples step-lint
+step-run-gcc: step-build-gcc
+step-run-gcc-thread: step-run-gcc step-build-gcc-thread
+step-run-clang-thread: step-run-gcc-thread step-build-clang-thread
+step-run-gcc-address+undefined: step-run-clang-thread step-build-gcc-address+undefined
+step-run-coro: step-run-gcc-address+undefined step-build-coro
+step-run-examples: step-run-coro step-build-examples
+step-build-gcc-thread: step-build-gcc
+step-build-clang-thread: step-build-gcc-thread
+step-build-gcc-address+undefined: step-build-clang-thread
+step-build-coro: step-build-gcc-address+undefined
+step-build-examples: step-build-coro
+step-models: step-build-examples
+step-headers: step-models
+step-frontdoor: step-headers
+step-lint: step-frontdoor
+
+$(SUITE_LANE:%=step-%) $(OTHER_LANE:%=step-%): step-%:
+	@$(MAKE) --no-print-directory test-$*
+.PHONY: $(SUITE_LANE:%=step-%) $(OTHER_LANE:%=step-%)
+
+$(TEST_CONFIGS:%=test-build-%): test-build-%:
+	@$(MAKE) --no-print-directory test-config-build CC=$(CONFIG_CC_$*) SANITIZE=$(CONFIG_SAN_$*)
+
+$(TEST_CONFIGS:%=test-run-%): test-run-%:
+	@$(MAKE) --no-print-directory test-config-run CC=$(CONFIG_CC_$*) SANITIZE=$(CONFIG_SAN_$*)
+.PHONY: $(TEST_CONFIGS:%=test-build-%) $(TEST_CONFIGS:%=test-run-%)
 
 # Sanitizer builds run slower: stretch deadlines, shrink iteration counts.
 ifneq ($(SANITIZE),)
 SAN_ENV := CONC_TEST_TIMEOUT_SCALE=$${CONC_TEST_TIMEOUT_SCALE:-4} CONC_TEST_ITERS=$${CONC_TEST_ITERS:-25}
 endif
 
+# One configuration's tests (test-shaken runs them through here): build, then run.
 test-config:
-	@echo "== tests: $(CONFIG)"
-	@$(MAKE) --no-print-directory -j2 tests >$(RESULTS)/build-$(CONFIG).out 2>&1 || \
+	@$(MAKE) --no-print-directory test-config-build
+	@$(MAKE) --no-print-directory test-config-run
+
+# A build that fails leaves the configuration's log with one failure; the run step sees it.
+# Under make test the build takes its jobs from the two lanes' (jobserver) instead of two more.
+SUBMAKE_JOBS = $(if $(findstring jobserver-auth,$(MAKEFLAGS)),,-j2)
+test-config-build:
+	@mkdir -p $(RESULTS) && rm -f $(RESULTS)/$(CONFIG).log
+	@$(MAKE) --no-print-directory $(SUBMAKE_JOBS) tests >$(RESULTS)/build-$(CONFIG).out 2>&1 || \
 	  { cat $(RESULTS)/build-$(CONFIG).out; echo "0 passed, 1 failed, 0 skipped" >$(RESULTS)/$(CONFIG).log; \
-	    echo "[ FAIL ] build $(CONFIG)" >>$(RESULTS)/$(CONFIG).log; exit 0; }
-	@$(SAN_ENV) $(RUN) suite $(RESULTS)/$(CONFIG).log $(TEST_BINS) | grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true
+	    echo "[ FAIL ] build $(CONFIG)" >>$(RESULTS)/$(CONFIG).log; }
+
+test-config-run:
+	@echo "== tests: $(CONFIG)"
+	@[ -e $(RESULTS)/$(CONFIG).log ] && cat $(RESULTS)/$(CONFIG).log || \
+	  $(SAN_ENV) $(RUN) suite $(RESULTS)/$(CONFIG).log $(TEST_BINS) | \
+	  grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true
 
 # The coroutine switch has backends and build modes the four configurations do not reach: a
 # C++17 build, a -D_FORTIFY_SOURCE=2 -O2 build (glibc's longjmp check), the swapcontext and
@@ -148,25 +204,38 @@ build/coro-%/test_coro: tests/test_coro.c tests/harness.h $(HEADERS)
 	$(if $(filter cxx,$*),g++ -x c++ -std=c++17 $(CXXWARN),gcc $(STD) $(WARN)) -O2 -g \
 	  $(CORO_FLAGS_$*) -Iinclude -o $@ $< $(LDLIBS)
 
-test-coro-variants:
+# The variants' builds, and the plain build valgrind runs (a build that fails leaves its log
+# with one failure, as a configuration's does).
+test-build-coro:
+	@mkdir -p $(RESULTS)
 	@for v in $(CORO_VARIANTS); do \
-	  echo "== tests: coro-$$v"; \
+	  rm -f $(RESULTS)/coro-$$v.log; \
 	  $(MAKE) --no-print-directory build/coro-$$v/test_coro >$(RESULTS)/build-coro-$$v.out 2>&1 || \
 	    { cat $(RESULTS)/build-coro-$$v.out; \
-	      printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build coro-%s\n' $$v >$(RESULTS)/coro-$$v.log; \
-	      continue; }; \
+	      printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build coro-%s\n' $$v >$(RESULTS)/coro-$$v.log; }; \
+	done
+	@rm -f $(RESULTS)/coro-valgrind.log
+	@$(MAKE) --no-print-directory build/gcc/test_coro build/gcc/test_chan CC=gcc SANITIZE= \
+	  >$(RESULTS)/build-coro-valgrind.out 2>&1 || \
+	  { cat $(RESULTS)/build-coro-valgrind.out; \
+	    printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build coro-valgrind\n' >$(RESULTS)/coro-valgrind.log; }
+
+test-run-coro:
+	@for v in $(CORO_VARIANTS); do \
+	  echo "== tests: coro-$$v"; \
+	  if [ -e $(RESULTS)/coro-$$v.log ]; then cat $(RESULTS)/coro-$$v.log; continue; fi; \
 	  $(RUN) suite $(RESULTS)/coro-$$v.log build/coro-$$v/test_coro | \
 	    grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true; \
 	done
 	@echo "== tests: coro-valgrind"
-	@$(MAKE) --no-print-directory build/gcc/test_coro build/gcc/test_chan CC=gcc SANITIZE= \
-	  >$(RESULTS)/build-coro-valgrind.out 2>&1 || \
-	  { cat $(RESULTS)/build-coro-valgrind.out; \
-	    printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build coro-valgrind\n' >$(RESULTS)/coro-valgrind.log; exit 0; }
-	@CONC_TEST_WRAPPER="$(VALGRIND)" CONC_TEST_ITERS=$${CONC_TEST_ITERS:-5} \
+	@[ -e $(RESULTS)/coro-valgrind.log ] && cat $(RESULTS)/coro-valgrind.log || \
+	  CONC_TEST_WRAPPER="$(VALGRIND)" CONC_TEST_ITERS=$${CONC_TEST_ITERS:-5} \
 	  CONC_TEST_TIMEOUT_SCALE=$${CONC_TEST_TIMEOUT_SCALE:-20} \
 	  $(RUN) suite $(RESULTS)/coro-valgrind.log build/gcc/test_coro build/gcc/test_chan | \
 	  grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true
+
+test-coro-variants: test-build-coro
+	@$(MAKE) --no-print-directory test-run-coro
 
 check: tests
 	@mkdir -p $(RESULTS)
@@ -196,12 +265,20 @@ test-models:
 	@mkdir -p $(RESULTS)
 	@$(RUN) models $(RESULTS)/models.log
 
-test-examples:
-	@echo "== examples"
+test-examples: test-build-examples
+	@$(MAKE) --no-print-directory test-run-examples
+
+test-build-examples:
 	@mkdir -p $(RESULTS)
-	@$(MAKE) --no-print-directory -j2 examples >$(RESULTS)/build-examples.out 2>&1 || \
-	  { cat $(RESULTS)/build-examples.out; echo "0 passed, 1 failed, 0 skipped" >$(RESULTS)/examples.log; exit 0; }
-	@$(RUN) examples $(RESULTS)/examples.log $(EXAMPLE_BINS) | grep -E '^\[|passed'
+	@rm -f $(RESULTS)/examples.log
+	@$(MAKE) --no-print-directory $(SUBMAKE_JOBS) examples >$(RESULTS)/build-examples.out 2>&1 || \
+	  { cat $(RESULTS)/build-examples.out; \
+	    printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build examples\n' >$(RESULTS)/examples.log; }
+
+test-run-examples:
+	@echo "== examples"
+	@[ -e $(RESULTS)/examples.log ] && cat $(RESULTS)/examples.log || \
+	  $(RUN) examples $(RESULTS)/examples.log $(EXAMPLE_BINS) | grep -E '^\[|passed'
 
 deps-test:
 	@$(RUN) deps gcc:gcc clang:clang g++:g++ clang++:clang spin:spin gdb:gdb valgrind:valgrind \
