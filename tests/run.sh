@@ -108,10 +108,10 @@ model_one() {
     runflags=$(sed -n 's|^// pan-run: ||p' "$m" | head -1); runflags=${runflags:--m1000000}
     # Compiling pan.c takes 0.5 s at -O0 and 1.5 to 2.5 s at -O2, and -O2 pays only in the
     # searches of tens of millions of states (the models that set -DCOLLAPSE or -DBITSTATE);
-    # elsewhere it saves less run time than its compile costs. A broken variant stops at its first violation, a
-    # few hundred steps in, and most of its run is zeroing pan's 128 MiB hash table (-w24):
-    # a smaller one (-w20) costs a search collisions, never states (a table of lists; a
-    # model's own -w, as with BITSTATE, stays).
+    # elsewhere it saves less run time than its compile costs. A broken variant stops at its
+    # first violation, a few hundred steps in, and most of its run is zeroing pan's 128 MiB
+    # hash table (-w24): a smaller one (-w20, 8 MiB) costs a search collisions, never states
+    # (a table of lists; a model's own -w, as with BITSTATE, stays).
     local opt=-O0
     [ -z "$v" ] && [[ $cc == *-DCOLLAPSE* || $cc == *-DBITSTATE* ]] && opt=-O2
     [ -n "$v" ] && [[ " $runflags" != *" -w"* ]] && runflags="$runflags -w20"
