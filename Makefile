@@ -125,9 +125,11 @@ CONFIG_CC_gcc-address+undefined := gcc
 CONFIG_SAN_gcc-address+undefined := address,undefined
 
 test: deps-test
-	@rm -rf $(RESULTS) && mkdir -p $(RESULTS)
+	@rm -rf $(RESULTS) && mkdir -p $(RESULTS) && date +%s >$(RESULTS)/started
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=recurse test-steps
-	@$(RUN) summary $(RESULTS)/*.log
+	@rc=0; $(RUN) summary $(RESULTS)/*.log || rc=$$?; \
+	  s=$$(( $$(date +%s) - $$(cat $(RESULTS)/started) )); \
+	  echo "make test: $$((s / 60)) min $$((s % 60)) s on $$(nproc) CPUs"; exit $$rc
 
 # make starts whatever it meets first in its walk of the prerequisites, and waits there for a
 # free job slot: so each lane is a chain of steps (step-X runs make test-X), and nothing starts
