@@ -214,7 +214,11 @@ static void lock_starving_sleeper_gets_handoff(void) {
     while (th_thread_state(__atomic_load_n(&c.tid, __ATOMIC_RELAXED)) != 'S')
         th_sleep_ns(100 * 1000);
     conc_lock_release(&c.lock); /* hands off: stays HELD for the sleeper */
-    conc_lock_acquire(&c.lock); /* so this waits until the sleeper has been through */
+    /* Tries, not a blocking acquire: a blocking acquirer may claim a handoff left unclaimed
+     * for CONC__LOCK_HANDOFF_WAIT_NS (a sleeper preempted that long), a try never does. So
+     * every try fails until the sleeper has been through, however late it runs. */
+    while (conc_lock_try_acquire(&c.lock) == EBUSY)
+        th_sleep_ns(100 * 1000);
     TH_CHECK_EQ(__atomic_load_n(&c.state, __ATOMIC_ACQUIRE), 2);
     conc_lock_release(&c.lock);
     pthread_join(t, NULL);
