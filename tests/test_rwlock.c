@@ -253,20 +253,55 @@ static bool has_queued(conc_rwlock_t *rw) {
     return queued_of(rw) > 0;
 }
 
+/* A timed writer held at its first futex sleep (its gate) until the test has arranged what it
+ * must find on waking, so its deadline, taken as it starts, cannot pass during that setup. */
+typedef struct gated_writer {
+    conc_rwlock_t *rw;
+    futex_gate gate;
+    int64_t deadline;
+    int result;
+    int done; /* release/acquire: the call has returned */
+} gated_writer;
+static void *gated_writer_main(void *arg) {
+    gated_writer *g = (gated_writer *)arg;
+    g->deadline = conc_deadline_in(200 * CONC_MS);
+    gate_here = &g->gate;
+    g->result = conc_rwlock_acquire_until(g->rw, g->deadline);
+    gate_here = NULL;
+    if (g->result == 0)
+        conc_rwlock_release(g->rw);
+    __atomic_store_n(&g->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
 /* Writer preference: a reader arriving while a writer waits queues behind it, even though
  * another reader is inside. The writer times out (the first reader never leaves) and its
  * timeout admits the queued reader, while the first reader still holds the lock. */
 static void rwlock_writer_timeout_admits_queued_readers(void) {
     conc_rwlock_t rw = CONC_RWLOCK_INIT;
     conc_rwlock_acquire_shared(&rw);
-    actor w = {&rw, conc_deadline_in(200 * CONC_MS), -1, 0, 0};
-    actor r = {&rw, CONC_FOREVER, -1, 0, 0};
+    gated_writer w;
     pthread_t tw, tr;
-    TH_CHECK_EQ(pthread_create(&tw, NULL, writer_until, &w), 0);
-    wait_for(has_writer, &rw);
+    for (;;) {
+        memset(&w, 0, sizeof w);
+        w.rw = &rw;
+        TH_CHECK_EQ(pthread_create(&tw, NULL, gated_writer_main, &w), 0);
+        while (!__atomic_load_n(&w.gate.reached, __ATOMIC_ACQUIRE) &&
+               !__atomic_load_n(&w.done, __ATOMIC_ACQUIRE))
+            th_sleep_ns(100000);
+        if (__atomic_load_n(&w.gate.reached, __ATOMIC_ACQUIRE))
+            break;
+        /* Done without sleeping: preempted past its deadline on its way; not this scenario. */
+        pthread_join(tw, NULL);
+        TH_CHECK_EQ(w.result, ETIMEDOUT);
+    }
+    /* it raised WRITER before it slept */
+    TH_CHECK(has_writer(&rw));
     TH_CHECK_EQ(conc_rwlock_try_acquire_shared(&rw), EBUSY); /* a writer waits: no new reader */
+    actor r = {&rw, CONC_FOREVER, -1, 0, 0};
     TH_CHECK_EQ(pthread_create(&tr, NULL, reader_blocking, &r), 0);
     wait_for(has_queued, &rw);
+    gate_open(&w.gate);
     pthread_join(tw, NULL);
     TH_CHECK_EQ(w.result, ETIMEDOUT);
     TH_CHECK_NOT_EARLY(w.deadline);
