@@ -86,10 +86,11 @@
  *                     Skipped on one CPU.
  *   CONC_RWLOCK_SLOTS reader slots per lock, a power of two, default 8; each costs a cache
  *                     line (64 bytes) and every writer reads them all. More slots keep more
- *                     CPUs' readers apart (hashed by thread, so 8 slots for 8 busy CPUs still
- *                     collide now and then); 1 gives one shared reader count, as before
- *                     slots. Every translation unit of a program must agree on it (the layout
- *                     changes).
+ *                     CPUs' readers apart (hashed by thread pointer: up to that many threads
+ *                     that glibc made in a row with default attributes get a slot each;
+ *                     other threads collide now and then); 1 gives one shared reader count,
+ *                     as before slots. Every translation unit of a program must agree on it
+ *                     (the layout changes).
  *   Writers queue on an inner conc_lock, so CONC_LOCK_SPIN and CONC_LOCK_FAIR_NS apply too.
  *
  * CAVEATS
@@ -242,8 +243,29 @@ typedef struct conc_rwlock {
  * wake with it, and the writer draining (or the queued readers) would sleep for good on a
  * lock that let them go (CAVEATS). A private lock's threads die with their process. */
 #define CONC__RWLOCK_SHARED_RECHECK_NS (100 * CONC_MS)
-/* Fibonacci hashing of the thread pointer onto the slots: 2^64 / golden ratio, odd. */
-#define CONC__RWLOCK_HASH_MUL 0x9e3779b97f4a7c15ull
+/* The slot multiplier (conc__rwlock_slot_index), one per slot count. glibc puts the thread
+ * pointers of default threads 2049 pages apart (an 8 MiB stack and its guard page); each M
+ * below has 2049 M = c 2^(64 - bits) mod 2^64 for an odd c, up to a rounding error, so any
+ * CONC_RWLOCK_SLOTS such threads in a row get a slot each. The golden-ratio multiplier put 8
+ * of them in 5 of 8 slots: 3 pairs of readers sharing a line, which bounces whenever both run.
+ * Among the multipliers with that property, bench/rwlock_slot_hash.py picked the ones that
+ * also spread odd and power-of-two strides best (it prints the comparison); more slots than
+ * 64 keep the golden ratio. */
+#if CONC_RWLOCK_SLOTS == 2
+#define CONC__RWLOCK_HASH_MUL 0x8000000000000001ull
+#elif CONC_RWLOCK_SLOTS == 4
+#define CONC__RWLOCK_HASH_MUL 0x1555555555555555ull
+#elif CONC_RWLOCK_SLOTS == 8
+#define CONC__RWLOCK_HASH_MUL 0x6db64936d924db65ull
+#elif CONC_RWLOCK_SLOTS == 16
+#define CONC__RWLOCK_HASH_MUL 0x62c5a74b169d2c5bull
+#elif CONC_RWLOCK_SLOTS == 32
+#define CONC__RWLOCK_HASH_MUL 0x453059f4c167d305ull
+#elif CONC_RWLOCK_SLOTS == 64
+#define CONC__RWLOCK_HASH_MUL 0x12073f181cfc6073ull
+#else
+#define CONC__RWLOCK_HASH_MUL 0x9e3779b97f4a7c15ull /* 2^64 / golden ratio, odd */
+#endif
 #define CONC__RWLOCK_PAGE_SHIFT 12 /* thread pointers differ above the page offset */
 /* Linux's PID_MAX_LIMIT (4 * 1024 * 1024): no more threads can exist, so neither count can
  * pass its field, and inside + queued (a release adds them) cannot reach WRITER. */
@@ -298,13 +320,17 @@ CONC_INLINE uintptr_t conc__rwlock_self(void) {
 #endif
 }
 
-CONC_INLINE uint32_t *conc__rwlock_slot_of_self(conc_rwlock_t *rw) {
-    uintptr_t self = conc__rwlock_self();
-    /* The page number, Fibonacci-hashed, top bits: thread pointers sit at a fixed stride (the
-     * stack size), and the top bits of k * stride * MUL spread consecutive k evenly. */
+/* The slot of the thread whose thread pointer is self: its page number times the multiplier,
+ * top bits (multiplicative hashing). Thread pointers sit at a fixed stride (the stack size),
+ * and the top bits of (first + k * stride) * M spread consecutive k (CONC__RWLOCK_HASH_MUL). */
+CONC_INLINE size_t conc__rwlock_slot_index(uintptr_t self) {
     uint64_t h = (uint64_t)(self >> CONC__RWLOCK_PAGE_SHIFT) * CONC__RWLOCK_HASH_MUL;
     unsigned bits = (unsigned)__builtin_ctz(CONC_RWLOCK_SLOTS); /* a constant */
-    return &rw->slot[bits == 0 ? 0 : (size_t)(h >> (64 - bits))].readers;
+    return bits == 0 ? 0 : (size_t)(h >> (64 - bits));
+}
+
+CONC_INLINE uint32_t *conc__rwlock_slot_of_self(conc_rwlock_t *rw) {
+    return &rw->slot[conc__rwlock_slot_index(conc__rwlock_self())].readers;
 }
 
 /* True when no reader is inside: the central count of `w` (read first) and then every slot.
