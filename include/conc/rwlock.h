@@ -250,7 +250,8 @@ typedef struct conc_rwlock {
  * of them in 5 of 8 slots: 3 pairs of readers sharing a line, which bounces whenever both run.
  * Among the multipliers with that property, bench/rwlock_slot_hash.py picked the ones that
  * also spread odd and power-of-two strides best (it prints the comparison); more slots than
- * 64 keep the golden ratio. */
+ * 64 keep the golden ratio. A thread's acquire and release must pick the same slot, so every
+ * translation unit (and every process of a CONC_SHARED lock) must use the same rwlock.h. */
 #if CONC_RWLOCK_SLOTS == 2
 #define CONC__RWLOCK_HASH_MUL 0x8000000000000001ull
 #elif CONC_RWLOCK_SLOTS == 4
