@@ -42,12 +42,13 @@ static void rwlock_is_a_line_per_slot_and_zero_is_free(void) {
     conc_rwlock_release_shared(&init);
 }
 
-/* glibc puts the thread pointers of default threads 2049 pages apart (an 8 MiB stack and its
- * guard page): CONC_RWLOCK_SLOTS of them made in a row get a slot each, wherever the first
- * one sits (the golden-ratio hash put 8 such threads in 5 slots). Pages of up to 35 bits
- * (x86-64 user space) with the thread pointer's offset in its page, from a fixed LCG. */
+/* glibc puts the thread pointers of default threads CONC__RWLOCK_GLIBC_STRIDE_PAGES apart
+ * (an 8 MiB stack and its guard page): CONC_RWLOCK_SLOTS of them made in a row get a slot
+ * each, wherever the first one sits (the golden-ratio hash put 8 such threads in 5 slots).
+ * Pages of up to 35 bits (x86-64 user space) with the thread pointer's offset in its page,
+ * from a fixed LCG. */
 static void rwlock_default_threads_in_a_row_get_a_slot_each(void) {
-    enum { GLIBC_STRIDE_PAGES = 2049, ROUNDS = 10000 };
+    enum { ROUNDS = 10000 };
     const uintptr_t page = (uintptr_t)1 << CONC__RWLOCK_PAGE_SHIFT;
     uint64_t seed = 1;
     for (int round = 0; round < ROUNDS; round++) {
@@ -55,7 +56,8 @@ static void rwlock_default_threads_in_a_row_get_a_slot_each(void) {
         uintptr_t first = (uintptr_t)(seed >> 29) * page + (uintptr_t)(seed & (page - 1));
         bool used[CONC_RWLOCK_SLOTS] = {false};
         for (uintptr_t k = 0; k < CONC_RWLOCK_SLOTS; k++) {
-            size_t i = conc__rwlock_slot_index(first + k * GLIBC_STRIDE_PAGES * page);
+            uintptr_t self = first + k * CONC__RWLOCK_GLIBC_STRIDE_PAGES * page;
+            size_t i = conc__rwlock_slot_index(self);
             TH_CHECK(i < CONC_RWLOCK_SLOTS);
             TH_CHECK(!used[i]);
             used[i] = true;

@@ -243,15 +243,18 @@ typedef struct conc_rwlock {
  * wake with it, and the writer draining (or the queued readers) would sleep for good on a
  * lock that let them go (CAVEATS). A private lock's threads die with their process. */
 #define CONC__RWLOCK_SHARED_RECHECK_NS (100 * CONC_MS)
-/* The slot multiplier (conc__rwlock_slot_index), one per slot count. glibc puts the thread
- * pointers of default threads 2049 pages apart (an 8 MiB stack and its guard page); each M
- * below has 2049 M = c 2^(64 - bits) mod 2^64 for an odd c, up to a rounding error, so any
- * CONC_RWLOCK_SLOTS such threads in a row get a slot each. The golden-ratio multiplier put 8
- * of them in 5 of 8 slots: 3 pairs of readers sharing a line, which bounces whenever both run.
- * Among the multipliers with that property, bench/rwlock_slot_hash.py picked the ones that
- * also spread odd and power-of-two strides best (it prints the comparison); more slots than
- * 64 keep the golden ratio. A thread's acquire and release must pick the same slot, so every
- * translation unit (and every process of a CONC_SHARED lock) must use the same rwlock.h. */
+/* How far apart glibc puts the thread pointers of threads made with default attributes: an
+ * 8 MiB stack and its guard page. The slot multipliers below are built around it. */
+#define CONC__RWLOCK_GLIBC_STRIDE_PAGES 2049
+/* The slot multiplier (conc__rwlock_slot_index), one per slot count (2^bits slots). Each M
+ * below has CONC__RWLOCK_GLIBC_STRIDE_PAGES * M = c 2^(64 - bits) mod 2^64 for an odd c, up
+ * to a rounding error, so any CONC_RWLOCK_SLOTS such threads in a row get a slot each. The
+ * golden-ratio multiplier put 8 of them in 5 of 8 slots: 3 pairs of readers sharing a line,
+ * which bounces whenever both run. Among the multipliers with that property,
+ * bench/rwlock_slot_hash.py picked the ones that also spread odd and power-of-two strides
+ * best (it prints the comparison); more slots than 64 keep the golden ratio. A thread's
+ * acquire and release must pick the same slot, so every translation unit (and every process
+ * of a CONC_SHARED lock) must use the same rwlock.h. */
 #if CONC_RWLOCK_SLOTS == 2
 #define CONC__RWLOCK_HASH_MUL 0x8000000000000001ull
 #elif CONC_RWLOCK_SLOTS == 4
