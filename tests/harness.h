@@ -4,7 +4,7 @@
  * Every case runs in a forked child, in its own process group, under a deadline. A case
  * that passes its deadline asleep (its threads ran for no time at all in the last second,
  * sanitizer runtime threads not counted) is reported as
- *     DEADLOCK? lock.stress_mixed exceeded 60 s (asleep: no CPU time in the last second)
+ *     DEADLOCK? lock.stress_mixed exceeded 60 s (asleep: no CPU time in the last 1 s)
  * followed by every thread's stack (gdb in batch mode, when installed); the harness then
  * kills the child's process group, counts a failure and carries on with the next case. A
  * case past its deadline that still uses CPU is slow, not stuck (a loaded machine gives it
@@ -408,7 +408,10 @@ static void th_dump_stacks(pid_t pid) {
  * loaded machine (other builds, make test-shaken's CPU hogs) stretches a busy case, never a
  * deadlocked one. */
 #define TH_BUSY_GRACE 4
-/* How often the watchdog looks at the case's CPU time: "asleep" means none in this window. */
+/* How often the watchdog looks at the case's CPU time: "asleep" means none in this window.
+ * A timeout scale below 1 shrinks the window with the deadlines (th_progress_window_ns), so
+ * the harness's own test of its watchdog takes a few seconds, not ten, in every
+ * configuration; real runs use scales of 1 and up, and this window. */
 #define TH_PROGRESS_WINDOW_NS 1000000000LL
 /* Sanitizer runtime threads the watchdog leaves out (TSan starts one or two). */
 #define TH_RUNTIME_THREADS_MAX 16
@@ -432,6 +435,10 @@ static void th_dump_stacks(pid_t pid) {
  *     in such a process under TSan is reported at TH_BUSY_GRACE times the deadline as busy.
  * Any change of the sum (a thread that exited takes its time with it) counts as activity.
  * ---------------------------------------------------------------------------------------- */
+static inline int64_t th_progress_window_ns(double scale) {
+    return scale < 1 ? (int64_t)((double)TH_PROGRESS_WINDOW_NS * scale) : TH_PROGRESS_WINDOW_NS;
+}
+
 typedef struct th_runtime_threads {
     pid_t tid[TH_RUNTIME_THREADS_MAX];
     int n;
@@ -622,6 +629,7 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
     th_runtime_threads rt;
     th_read_runtime_threads(rtfd[0], &rt);
     int64_t limit = (int64_t)(c->timeout_s * scale * 1e9);
+    const int64_t window = th_progress_window_ns(scale);
     int64_t window_start = start;
     long long window_cpu = th_group_runtime(pid, &rt);
     bool late = false;
@@ -636,7 +644,7 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
             return 1;
         }
         int64_t now = th_now();
-        if (now - window_start >= TH_PROGRESS_WINDOW_NS) {
+        if (now - window_start >= window) {
             long long cpu = th_group_runtime(pid, &rt);
             bool busy = cpu >= 0 && window_cpu >= 0 && cpu != window_cpu;
             window_cpu = cpu;
@@ -644,10 +652,14 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
             if (now - start > limit) {
                 bool too_long = now - start > limit * TH_BUSY_GRACE;
                 if (!busy || too_long) {
-                    printf("DEADLOCK? %s.%s exceeded %d s (%s)\n", suite, c->name,
-                           (int)(c->timeout_s * scale),
-                           !busy ? "asleep: no CPU time in the last second"
-                                 : "still busy at " TH_STR(TH_BUSY_GRACE) "x that: livelock?");
+                    if (!busy)
+                        printf("DEADLOCK? %s.%s exceeded %g s (asleep: no CPU time in the last "
+                               "%g s)\n",
+                               suite, c->name, c->timeout_s * scale, (double)window / 1e9);
+                    else
+                        printf("DEADLOCK? %s.%s exceeded %g s (still busy at " TH_STR(
+                                   TH_BUSY_GRACE) "x that: livelock?)\n",
+                               suite, c->name, c->timeout_s * scale);
                     th_dump_stacks(pid);
                     kill(-pid, SIGKILL);
                     kill(pid, SIGKILL);
@@ -664,8 +676,8 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
     th_guardian_tell(0);
     double ms = (double)(th_now() - start) / 1e6;
     if (late)
-        printf("    NOTE: ran past its %d s deadline, using CPU all along (a loaded machine)\n",
-               (int)(c->timeout_s * scale));
+        printf("    NOTE: ran past its %g s deadline, using CPU all along (a loaded machine)\n",
+               c->timeout_s * scale);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         printf("[  OK  ] %s.%s (%.0f ms)\n", suite, c->name, ms);
         return 0;
@@ -714,7 +726,7 @@ static int th_main(const char *suite, const th_case *cases, size_t n, int argc, 
     snprintf(seed_text, sizeof seed_text, "%" PRIu64, th_seed_value);
     setenv("CONC_CHAOS_SEED", seed_text, 0); /* CONC_CHAOS builds replay with the same seed */
     double scale = th_env_double("CONC_TEST_TIMEOUT_SCALE", 1.0);
-    printf("# %s: seed %s (replay: CONC_TEST_SEED=%s), timeout scale %.1f\n", suite, seed_text,
+    printf("# %s: seed %s (replay: CONC_TEST_SEED=%s), timeout scale %g\n", suite, seed_text,
            seed_text, scale);
     setvbuf(stdout, NULL, _IOLBF, 0);
     th_guardian_start();

@@ -52,10 +52,11 @@ static void inner_passes_after_the_deadlock(void) {
     TH_CHECK(1 + 1 == 2);
 }
 
-/* Busy for half again its 1 s deadline, as a case is on a machine that gives it a fraction
- * of a core: it uses CPU all along, so the harness lets it finish. */
+/* Busy for half again its deadline, as a case is on a machine that gives it a fraction of a
+ * core: it uses CPU all along, so the harness lets it finish. */
 static void inner_busy_past_its_deadline(void) {
-    int64_t until = th_now() + 1500 * 1000000LL;
+    int64_t deadline_ns = (int64_t)(th_env_double("CONC_TEST_TIMEOUT_SCALE", 1.0) * 1e9);
+    int64_t until = th_now() + deadline_ns * 3 / 2;
     volatile unsigned long spins = 0;
     while (th_now() < until)
         spins++;
@@ -68,6 +69,11 @@ static void inner_livelock(void) {
     for (;;)
         spins++;
 }
+
+/* The inner run's timeout scale: its 1 s deadlines last INNER_SCALE s, and the watchdog's
+ * window shrinks with them (th_progress_window_ns), so the run takes about 3 s instead of 9
+ * (the deadlock's stacks from gdb take most of it). */
+#define INNER_SCALE "0.25"
 
 static const th_case inner_cases[] = {
     TH_CASE_T(inner_abba_deadlock, 1),
@@ -112,8 +118,8 @@ static char self_path[4096];
 static char *run_inner(const char *args, int *status) {
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
-             "CONC_HARNESS_INNER=1 CONC_TEST_FILTER= CONC_TEST_TIMEOUT_SCALE=1 CONC_TEST_SEED=4242 "
-             "%s %s 2>&1",
+             "CONC_HARNESS_INNER=1 CONC_TEST_FILTER= CONC_TEST_TIMEOUT_SCALE=" INNER_SCALE
+             " CONC_TEST_SEED=4242 %s %s 2>&1",
              self_path, args);
     FILE *p = popen(cmd, "r");
     TH_CHECK(p != NULL);
@@ -137,18 +143,21 @@ static char *run_inner(const char *args, int *status) {
 static void harness_reports_kills_and_carries_on_after_deadlock(void) {
     int status;
     char *out = run_inner("", &status);
-    TH_CHECK_MSG(strstr(out, "DEADLOCK? harness.inner_abba_deadlock exceeded 1 s"), "%s", out);
+    TH_CHECK_MSG(strstr(out, "DEADLOCK? harness.inner_abba_deadlock exceeded " INNER_SCALE " s"),
+                 "%s", out);
     TH_CHECK_MSG(strstr(out, "[ FAIL ] harness.inner_abba_deadlock (killed)"), "%s", out);
     TH_CHECK_MSG(strstr(out, "[ FAIL ] harness.inner_failing_check"), "%s", out);
     TH_CHECK_MSG(strstr(out, "two + two == 5 (4 != 5)"), "%s", out);
     TH_CHECK_MSG(strstr(out, "[ SKIP ] harness.inner_skip"), "%s", out);
     TH_CHECK_MSG(strstr(out, "[  OK  ] harness.inner_passes_after_the_deadlock"), "%s", out);
-    TH_CHECK_MSG(strstr(out, "DEADLOCK? harness.inner_abba_deadlock exceeded 1 s (asleep"), "%s",
-                 out);
-    TH_CHECK_MSG(strstr(out, "NOTE: ran past its 1 s deadline"), "%s", out);
+    TH_CHECK_MSG(strstr(out, "DEADLOCK? harness.inner_abba_deadlock exceeded " INNER_SCALE
+                             " s (asleep: no CPU time in the last " INNER_SCALE " s)"),
+                 "%s", out);
+    TH_CHECK_MSG(strstr(out, "NOTE: ran past its " INNER_SCALE " s deadline"), "%s", out);
     TH_CHECK_MSG(strstr(out, "[  OK  ] harness.inner_busy_past_its_deadline"), "%s", out);
-    TH_CHECK_MSG(strstr(out, "DEADLOCK? harness.inner_livelock exceeded 1 s (still busy"), "%s",
-                 out);
+    TH_CHECK_MSG(
+        strstr(out, "DEADLOCK? harness.inner_livelock exceeded " INNER_SCALE " s (still busy"),
+        "%s", out);
     TH_CHECK_MSG(strstr(out, "[ FAIL ] harness.inner_livelock (killed)"), "%s", out);
     TH_CHECK_MSG(strstr(out, "\n2 passed, 3 failed, 1 skipped\n"), "%s", out);
     TH_CHECK_MSG(strstr(out, "seed 4242"), "%s", out);
