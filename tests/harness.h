@@ -652,14 +652,11 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
             if (now - start > limit) {
                 bool too_long = now - start > limit * TH_BUSY_GRACE;
                 if (!busy || too_long) {
+                    printf("DEADLOCK? %s.%s exceeded %g s (", suite, c->name, c->timeout_s * scale);
                     if (!busy)
-                        printf("DEADLOCK? %s.%s exceeded %g s (asleep: no CPU time in the last "
-                               "%g s)\n",
-                               suite, c->name, c->timeout_s * scale, (double)window / 1e9);
+                        printf("asleep: no CPU time in the last %g s)\n", (double)window / 1e9);
                     else
-                        printf("DEADLOCK? %s.%s exceeded %g s (still busy at " TH_STR(
-                                   TH_BUSY_GRACE) "x that: livelock?)\n",
-                               suite, c->name, c->timeout_s * scale);
+                        printf("still busy at " TH_STR(TH_BUSY_GRACE) "x that: livelock?)\n");
                     th_dump_stacks(pid);
                     kill(-pid, SIGKILL);
                     kill(pid, SIGKILL);
