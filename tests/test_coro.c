@@ -1408,6 +1408,321 @@ static void coro_fd_reader_and_writer_on_one_fd(void) {
     run_on_socketpair(two_main, &c, c.sv);
 }
 
+/* ---- fd watches: a coroutine spawned once an fd is ready ----------------------------------- */
+
+typedef struct watch_ctx {
+    int sv[2];
+    int spawned;     /* handler coroutines started */
+    int cancelled;   /* ... that found themselves cancelled */
+    char seen;       /* the byte the last handler read */
+    const char *sim; /* the name the handler expects for itself */
+} watch_ctx;
+
+/* Reads the byte that made sv[0] readable and answers it on the same fd. */
+static int watch_answer(void *p) {
+    watch_ctx *c = (watch_ctx *)p;
+    c->spawned++;
+    TH_CHECK(strcmp(conc_coro_name(conc_coro_self()), c->sim) == 0);
+    size_t got = 0;
+    TH_CHECK_EQ(conc_coro_read(c->sv[0], &c->seen, 1, CONC_FOREVER, &got), 0);
+    TH_CHECK_EQ(got, 1);
+    TH_CHECK_EQ(conc_coro_write(c->sv[0], "y", 1, CONC_FOREVER, NULL), 0);
+    return 0;
+}
+
+static int watch_once_main(void *p) {
+    watch_ctx *c = (watch_ctx *)p;
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.name = c->sim = "answer";
+    o.stack_size = CONC_CORO_STACK_MIN;
+    TH_CHECK_EQ(conc_coro_watch_fd(NULL, c->sv[0], CONC_FD_READ, watch_answer, c, &o), 0);
+    /* not ready: nothing spawns however long the others run (sleeps poll epoll) */
+    for (int i = 0; i < 5; i++)
+        TH_CHECK_EQ(conc_coro_sleep_until(conc_deadline_in(CONC_MS)), 0);
+    TH_CHECK_EQ(c->spawned, 0);
+    /* the direction is taken: a wait or a second watch on it is EBUSY, the other is free */
+    TH_CHECK_EQ(conc_coro_wait_fd(c->sv[0], CONC_FD_READ, CONC_FOREVER), EBUSY);
+    TH_CHECK_EQ(conc_coro_watch_fd(NULL, c->sv[0], CONC_FD_WRITE, watch_answer, c, &o), EBUSY);
+    TH_CHECK_EQ(conc_coro_wait_fd(c->sv[0], CONC_FD_WRITE, CONC_FOREVER), 0);
+    TH_CHECK_EQ(conc_coro_write(c->sv[1], "a", 1, CONC_FOREVER, NULL), 0);
+    char back = 0;
+    size_t got = 0;
+    TH_CHECK_EQ(conc_coro_read(c->sv[1], &back, 1, CONC_FOREVER, &got), 0); /* its answer */
+    TH_CHECK_EQ(back, 'y');
+    TH_CHECK_EQ(c->spawned, 1);
+    TH_CHECK_EQ(c->seen, 'a');
+    /* one-shot: the watch ended when it fired; more data spawns nothing, and the fd is free */
+    TH_CHECK_EQ(conc_coro_unwatch_fd(NULL, c->sv[0]), ENOENT);
+    TH_CHECK_EQ(conc_coro_write(c->sv[1], "b", 1, CONC_FOREVER, NULL), 0);
+    TH_CHECK_EQ(conc_coro_read(c->sv[0], &back, 1, CONC_FOREVER, &got), 0);
+    TH_CHECK_EQ(back, 'b');
+    TH_CHECK_EQ(c->spawned, 1);
+    /* unwatch before it fires: data that comes after spawns nothing */
+    TH_CHECK_EQ(conc_coro_watch_fd(NULL, c->sv[0], CONC_FD_READ, watch_answer, c, &o), 0);
+    TH_CHECK_EQ(conc_coro_unwatch_fd(NULL, c->sv[0]), 0);
+    TH_CHECK_EQ(conc_coro_unwatch_fd(NULL, c->sv[0]), ENOENT);
+    TH_CHECK_EQ(conc_coro_write(c->sv[1], "c", 1, CONC_FOREVER, NULL), 0);
+    for (int i = 0; i < 5; i++)
+        TH_CHECK_EQ(conc_coro_sleep_until(conc_deadline_in(CONC_MS)), 0);
+    TH_CHECK_EQ(c->spawned, 1);
+    TH_CHECK_EQ(conc_coro_read(c->sv[0], &back, 1, CONC_FOREVER, &got), 0);
+    TH_CHECK_EQ(back, 'c');
+    return 0;
+}
+
+static void coro_watch_fd_spawns_once_when_ready(void) {
+    watch_ctx c;
+    memset(&c, 0, sizeof c);
+    run_on_socketpair(watch_once_main, &c, c.sv);
+    TH_CHECK_EQ(c.spawned, 1);
+}
+
+/* A write-watch fires while a coroutine stays parked reading the same fd, and a read-watch
+ * waits while a coroutine writes: one registration, armed for both. */
+static int watch_note_writable(void *p) {
+    watch_ctx *c = (watch_ctx *)p;
+    c->spawned++;
+    return 0;
+}
+
+static int watch_parked_reader(void *p) {
+    watch_ctx *c = (watch_ctx *)p;
+    TH_CHECK_EQ(conc_coro_wait_fd(c->sv[0], CONC_FD_READ, CONC_FOREVER), 0);
+    c->seen = 'R';
+    return 0;
+}
+
+static int watch_two_directions_main(void *p) {
+    watch_ctx *c = (watch_ctx *)p;
+    conc_coro_t *r = spawn_h(watch_parked_reader, c, "reader");
+    while (!conc_coro_is_parked(r))
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+    TH_CHECK_EQ(conc_coro_watch_fd(NULL, c->sv[0], CONC_FD_READ, watch_note_writable, c, NULL),
+                EBUSY);
+    TH_CHECK_EQ(conc_coro_watch_fd(NULL, c->sv[0], CONC_FD_WRITE, watch_note_writable, c, NULL), 0);
+    while (c->spawned == 0) /* writable at once: it fires at the next poll */
+        TH_CHECK_EQ(conc_coro_sleep_until(conc_deadline_in(CONC_MS)), 0);
+    TH_CHECK(conc_coro_is_parked(r)); /* the write event did not wake the reader */
+    TH_CHECK_EQ(c->seen, 0);
+    TH_CHECK_EQ(conc_coro_write(c->sv[1], "z", 1, CONC_FOREVER, NULL), 0);
+    TH_CHECK_EQ(join_release(r), 0);
+    TH_CHECK_EQ(c->seen, 'R');
+    TH_CHECK_EQ(c->spawned, 1);
+    return 0;
+}
+
+static void coro_watch_fd_and_a_waiter_share_the_fd(void) {
+    watch_ctx c;
+    memset(&c, 0, sizeof c);
+    run_on_socketpair(watch_two_directions_main, &c, c.sv);
+}
+
+/* The pattern the watch is for: a server whose idle connections hold no coroutine. Each
+ * request spawns a handler that echoes it and watches the connection again; end of file
+ * closes it. Every echo is checked, and every spawn is accounted for. */
+enum { WATCH_CONNS = 64, WATCH_ROUNDS = 50 };
+
+typedef struct watch_server {
+    int srv[WATCH_CONNS], cli[WATCH_CONNS];
+    int spawned, closed, echoed;
+    conc_coro_opts_t opts;
+} watch_server;
+
+typedef struct watch_conn {
+    watch_server *w;
+    int i;
+} watch_conn;
+
+static watch_conn watch_conns[WATCH_CONNS];
+
+static int watch_serve(void *p) {
+    watch_conn *k = (watch_conn *)p;
+    watch_server *w = k->w;
+    w->spawned++;
+    char buf[64];
+    size_t got = 0;
+    TH_CHECK_EQ(conc_coro_read(w->srv[k->i], buf, sizeof buf, CONC_FOREVER, &got), 0);
+    if (got == 0) {
+        close(w->srv[k->i]);
+        w->closed++;
+        return 0;
+    }
+    TH_CHECK_EQ(conc_coro_write(w->srv[k->i], buf, got, CONC_FOREVER, NULL), 0);
+    TH_CHECK_EQ(conc_coro_watch_fd(NULL, w->srv[k->i], CONC_FD_READ, watch_serve, k, &w->opts), 0);
+    return 0;
+}
+
+static int watch_client(void *p) {
+    watch_conn *k = (watch_conn *)p;
+    watch_server *w = k->w;
+    for (int r = 0; r < WATCH_ROUNDS; r++) {
+        char msg[32], back[32];
+        int len = snprintf(msg, sizeof msg, "c%d r%d", k->i, r);
+        TH_CHECK_EQ(conc_coro_write(w->cli[k->i], msg, (size_t)len, CONC_FOREVER, NULL), 0);
+        size_t got = 0, n = 0;
+        while (got < (size_t)len) {
+            TH_CHECK_EQ(
+                conc_coro_read(w->cli[k->i], back + got, sizeof back - got, CONC_FOREVER, &n), 0);
+            TH_CHECK(n > 0);
+            got += n;
+        }
+        TH_CHECK_EQ(got, (size_t)len);
+        TH_CHECK(memcmp(back, msg, (size_t)len) == 0);
+        w->echoed++;
+        if (r % 7 == k->i % 7)
+            TH_CHECK_EQ(conc_coro_yield(), 0); /* interleave the connections */
+    }
+    shutdown(w->cli[k->i], SHUT_WR); /* end of file: the server closes its end */
+    return 0;
+}
+
+static int watch_server_main(void *p) {
+    watch_server *w = (watch_server *)p;
+    for (int i = 0; i < WATCH_CONNS; i++) {
+        watch_conns[i].w = w;
+        watch_conns[i].i = i;
+        TH_CHECK_EQ(conc_coro_watch_fd(NULL, w->srv[i], CONC_FD_READ, watch_serve, &watch_conns[i],
+                                       &w->opts),
+                    0);
+    }
+    for (int i = 0; i < WATCH_CONNS; i++)
+        TH_CHECK_EQ(conc_coro_spawn(NULL, watch_client, &watch_conns[i], NULL, NULL), 0);
+    return 0; /* the run goes on: the clients, then the watches, keep it going */
+}
+
+static void coro_watch_fd_echo_server_holds_no_coroutine_per_idle_connection(void) {
+    static watch_server w;
+    memset(&w, 0, sizeof w);
+    w.opts.stack_size = CONC_CORO_STACK_MIN;
+    for (int i = 0; i < WATCH_CONNS; i++) {
+        int sv[2];
+        TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        w.srv[i] = sv[0];
+        w.cli[i] = sv[1];
+    }
+    TH_CHECK_EQ(run_main(watch_server_main, &w), 0);
+    TH_CHECK_EQ(w.echoed, WATCH_CONNS * WATCH_ROUNDS);
+    TH_CHECK_EQ(w.closed, WATCH_CONNS);
+    /* one spawn per request and one per end of file: no spurious one, none missed */
+    TH_CHECK_EQ(w.spawned, WATCH_CONNS * (WATCH_ROUNDS + 1));
+    for (int i = 0; i < WATCH_CONNS; i++)
+        close(w.cli[i]);
+}
+
+/* A pending watch keeps the run going after every coroutine has returned; destroy spawns the
+ * watches left, cancelled, so each can free its argument (ASan's leak check would see it
+ * otherwise), and a watch made during destroy is ECANCELED. */
+typedef struct late_ctx {
+    watch_ctx c;
+    int set; /* atomic: the watch is in place, the writer may go */
+} late_ctx;
+
+static void *late_write(void *p) {
+    late_ctx *l = (late_ctx *)p;
+    while (!__atomic_load_n(&l->set, __ATOMIC_ACQUIRE))
+        sched_yield();
+    usleep(20000); /* when the run would have returned, had the watch not kept it going */
+    TH_CHECK_EQ(write(l->c.sv[1], "w", 1), 1);
+    return NULL;
+}
+
+static int watch_set_and_return(void *p) {
+    late_ctx *l = (late_ctx *)p;
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.name = l->c.sim = "late";
+    TH_CHECK_EQ(conc_coro_watch_fd(NULL, l->c.sv[0], CONC_FD_READ, watch_answer, &l->c, &o), 0);
+    __atomic_store_n(&l->set, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static int watch_cancelled_frees(void *p) {
+    watch_ctx *c = *(watch_ctx **)p;
+    c->spawned++;
+    TH_CHECK_EQ(conc_coro_yield(), ECANCELED);
+    TH_CHECK_EQ(conc_coro_watch_fd(NULL, c->sv[0], CONC_FD_READ, watch_cancelled_frees, p, NULL),
+                ECANCELED);
+    c->cancelled++;
+    free(p);
+    return 0;
+}
+
+static void coro_watch_fd_keeps_run_going_and_destroy_spawns_it_cancelled(void) {
+    static late_ctx l;
+    memset(&l, 0, sizeof l);
+    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, l.c.sv), 0);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, late_write, &l), 0);
+    TH_CHECK_EQ(run_main(watch_set_and_return, &l), 0);
+    TH_CHECK_EQ(l.c.spawned, 1); /* the run returned only once the watch had fired */
+    TH_CHECK_EQ(l.c.seen, 'w');
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    char back = 0;
+    TH_CHECK_EQ(read(l.c.sv[1], &back, 1), 1);
+    TH_CHECK_EQ(back, 'y');
+    /* destroy with a watch pending (set from outside any coroutine, before any run) */
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    watch_ctx **arg = (watch_ctx **)malloc(sizeof *arg);
+    TH_CHECK(arg != NULL);
+    *arg = &l.c;
+    l.c.spawned = 0;
+    TH_CHECK_EQ(conc_coro_watch_fd(s, l.c.sv[0], CONC_FD_READ, watch_cancelled_frees, arg, NULL),
+                0);
+    conc_sched_destroy(s);
+    TH_CHECK_EQ(l.c.spawned, 1);
+    TH_CHECK_EQ(l.c.cancelled, 1);
+    close(l.c.sv[0]);
+    close(l.c.sv[1]);
+}
+
+/* Bad input, the thread rule, a closed fd, and a regular file (always ready: spawned now). */
+static int watch_count(void *p) {
+    ++*(int *)p;
+    return 0;
+}
+
+static void coro_watch_fd_bad_input_and_regular_files(void) {
+    int n = 0;
+    conc_coro_opts_t small;
+    memset(&small, 0, sizeof small);
+    small.stack_size = CONC_CORO_STACK_MIN - 1;
+    /* s NULL outside a coroutine: no scheduler of its own to name */
+    TH_CHECK_EQ(conc_coro_watch_fd(NULL, 0, CONC_FD_READ, watch_count, &n, NULL), EINVAL);
+    TH_CHECK_EQ(conc_coro_unwatch_fd(NULL, 0), EINVAL);
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    int sv[2];
+    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    TH_CHECK_EQ(conc_coro_watch_fd(s, -1, CONC_FD_READ, watch_count, &n, NULL), EINVAL);
+    TH_CHECK_EQ(conc_coro_watch_fd(s, sv[0], 0, watch_count, &n, NULL), EINVAL);
+    TH_CHECK_EQ(conc_coro_watch_fd(s, sv[0], 4, watch_count, &n, NULL), EINVAL);
+    TH_CHECK_EQ(conc_coro_watch_fd(s, sv[0], CONC_FD_READ, NULL, &n, NULL), EINVAL);
+    TH_CHECK_EQ(conc_coro_watch_fd(s, sv[0], CONC_FD_READ, watch_count, &n, &small), EINVAL);
+    TH_CHECK_EQ(conc_coro_unwatch_fd(s, -1), EINVAL);
+    TH_CHECK_EQ(conc_coro_unwatch_fd(s, sv[0]), ENOENT);
+    TH_CHECK_EQ(conc_coro_unwatch_fd(s, 1 << 20), ENOENT);
+    TH_CHECK_EQ(conc_coro_watch_fd(s, 1 << 20, CONC_FD_READ, watch_count, &n, NULL), EBADF);
+    int closed = dup(sv[0]);
+    TH_CHECK(closed >= 0);
+    close(closed);
+    TH_CHECK_EQ(conc_coro_watch_fd(s, closed, CONC_FD_READ, watch_count, &n, NULL), EBADF);
+    /* a regular file: poll calls it always ready, so the coroutine starts at once */
+    char path[] = "/tmp/conc-watch-XXXXXX";
+    int f = mkstemp(path);
+    TH_CHECK(f >= 0);
+    unlink(path);
+    TH_CHECK_EQ(conc_coro_watch_fd(s, f, CONC_FD_READ, watch_count, &n, NULL), 0);
+    TH_CHECK_EQ(conc_coro_unwatch_fd(s, f), ENOENT); /* nothing pending: it was spawned */
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    TH_CHECK_EQ(n, 1);
+    conc_sched_destroy(s);
+    close(f);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 /* I/O never starves: a coroutine that yields forever cannot keep an fd waiter from running. */
 typedef struct starve_ctx {
     int fds[2];
@@ -3073,7 +3388,11 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE(coro_fd_echo_round_trip_costs_two_epoll_ctl),
         TH_CASE(coro_fd_reuse_after_close_while_registered),
         TH_CASE(coro_fd_wait_on_a_huge_closed_number_is_ebadf),
-        TH_CASE(coro_fd_reader_and_writer_on_one_fd),
+        TH_CASE(coro_fd_reader_and_writer_on_one_fd), TH_CASE(coro_watch_fd_spawns_once_when_ready),
+        TH_CASE(coro_watch_fd_and_a_waiter_share_the_fd),
+        TH_CASE(coro_watch_fd_echo_server_holds_no_coroutine_per_idle_connection),
+        TH_CASE(coro_watch_fd_keeps_run_going_and_destroy_spawns_it_cancelled),
+        TH_CASE(coro_watch_fd_bad_input_and_regular_files),
         TH_CASE(coro_group_first_failure_cancels_siblings_destroy_joins),
         TH_CASE(coro_group_destroy_outside_a_coroutine_runs_them_out),
         TH_CASE(coro_group_destroy_outside_waits_for_its_waiters),

@@ -62,6 +62,11 @@
  *                                                   connection; addr/len may be NULL
  *              conc_coro_connect(fd, addr, len, dl) 0 once connected, or the socket's error;
  *                                                   a full Unix backlog: tried again until dl
+ *   watches    conc_coro_watch_fd(s, fd, ev, fn, arg, opts)  asyncio's add_reader with a
+ *                                                   coroutine: spawns fn(arg), detached, once
+ *                                                   fd is ready for ev (one-shot); an idle
+ *                                                   connection then holds no stack. 0, EBUSY
+ *              conc_coro_unwatch_fd(s, fd)          drops it before it fires: 0, ENOENT
  *   groups     conc_group_create(s, &g)             asyncio.TaskGroup; s NULL: current
  *              conc_group_spawn(g, fn, arg, opts)   a child; ECANCELED once the group failed
  *              conc_group_wait(g, deadline, &status) 0 once every child finished (status: 0
@@ -91,10 +96,13 @@
  *           with a result (a lock handed to it, say) gets the result, and ECANCELED next time.
  *   ETIMEDOUT  the absolute deadline passed; never returned before it. A past deadline looks
  *           once. conc_coro_sleep_until returns 0 at its deadline (sleeping was the point).
- *   EDEADLK conc_sched_run found nothing runnable, no timer, no fd wait, no hold and no
- *           cross-thread spawn pending, with coroutines still waiting: they can never wake.
+ *   EDEADLK conc_sched_run found nothing runnable, no timer, no fd wait or watch, no hold and
+ *           no cross-thread spawn pending, with coroutines still waiting: they can never wake.
  *   EBUSY   conc_coro_wait_fd: another coroutine is parked on that fd in that direction (one
- *           whose wait a timer, a cancel or the fd has already ended does not count).
+ *           whose wait a timer, a cancel or the fd has already ended does not count), or the
+ *           fd's watch waits for it. conc_coro_watch_fd: the same, or the fd has a watch
+ *           already (one per fd, for either direction or both).
+ *   ENOENT  conc_coro_unwatch_fd: the fd has no pending watch (it fired, or never was).
  *   EMFILE  conc_sched_create: no fd left for epoll or the eventfd.
  *   ENOSPC  conc_coro_wait_fd (and the I/O calls that wait): the user's epoll watches are
  *           at their limit (/proc/sys/fs/epoll/max_user_watches); epoll_ctl's own error.
@@ -172,8 +180,12 @@
  *   - conc_coro_write to a socket never raises SIGPIPE (it sends with MSG_NOSIGNAL); to a
  *     pipe whose reader is gone it does, as write(2) does, and SIGPIPE's default ends the
  *     process: ignore it (signal(SIGPIPE, SIG_IGN), as Python does) to get EPIPE instead.
- *   - Do not close an fd while a coroutine waits on it (epoll forgets it silently): wake or
- *     cancel the waiter first.
+ *   - Do not close an fd while a coroutine waits on it or a watch waits for it (epoll forgets
+ *     it silently): wake or cancel the waiter, or unwatch, first.
+ *   - A watch keeps conc_sched_run going as a coroutine does, until it fires or is dropped.
+ *     If its spawn finds no memory, the watch stays and the next poll tries again (the fd is
+ *     still ready); conc_sched_destroy spawns the watches left, cancelled, so each can free
+ *     its argument (one it has no memory for is dropped).
  *   - fork: a child must not use its parent's schedulers (the epoll set is shared); build
  *     new ones. In a child forked inside a coroutine, conc_coro_self() is NULL and the
  *     coroutine calls say EPERM: it runs on that coroutine's stack but in no scheduler, and
@@ -216,6 +228,14 @@
  *   and one left by an fd closed between waits (a dup still open) carries an older generation
  *   in its event data than the number's next registration, so it wakes nobody. Timeline
  *   [coro.F1-F4] at the code.
+ *   fd watches. A parked coroutine keeps its stack's top page resident (about 4 KiB), so a
+ *   server with a coroutine per connection pays a page per idle connection: half a
+ *   thread's two, still four times the bytes of what an idle connection needs. A watch is
+ *   the same registration armed for a coroutine that does not exist yet: when the fd is
+ *   ready, the loop spawns it (a free-list pop; slots are reused, so only as many stacks
+ *   stay resident as requests were in hand at once). An echo request then costs read,
+ *   write, MOD (the next watch) and no read-EAGAIN, and an idle connection holds a watch
+ *   record (about 80 bytes, kept for the fd's next watch) and nothing else.
  */
 #ifndef CONC_CORO_H
 #define CONC_CORO_H
@@ -631,13 +651,27 @@ typedef struct conc__coro_arena {
     size_t carved;
 } conc__coro_arena;
 
+/* A conc_coro_watch_fd: the coroutine to spawn once its fd is ready. Kept, inactive, after it
+ * fires or is removed, for the fd number's next watch (a connection re-watched after every
+ * request allocates nothing). Freed with the scheduler. */
+typedef struct conc__coro_watch {
+    conc_coro_fn fn;
+    void *arg;
+    size_t stack_size;
+    const char *spawn_file;
+    int spawn_line;
+    int events;                    /* CONC_FD_READ | CONC_FD_WRITE; 0: inactive */
+    char name[CONC_CORO_NAME_MAX]; /* empty: the default "coro#<id>" */
+} conc__coro_watch;
+
 /* One fd number's registration (see "fd waits" in DESIGN and the timeline at the code). */
 typedef struct conc__coro_fdw {
     /* set only while a coroutine is inside conc_coro_wait_fd */
     conc_coro_t *reader, *writer;
-    uint32_t armed;      /* the mask last armed (EPOLLONESHOT); 0: fired, or never armed */
-    uint32_t gen;        /* generation: bumped by every EPOLL_CTL_ADD, carried in the event */
-    uint32_t registered; /* 1: an ADD succeeded and no failure since said it is gone */
+    conc__coro_watch *watch; /* NULL until the number's first watch */
+    uint32_t armed;          /* the mask last armed (EPOLLONESHOT); 0: fired, or never armed */
+    uint32_t gen;            /* generation: bumped by every EPOLL_CTL_ADD, carried in the event */
+    uint32_t registered;     /* 1: an ADD succeeded and no failure since said it is gone */
 } conc__coro_fdw;
 
 typedef struct conc__coro_msg {
@@ -671,7 +705,9 @@ struct conc_sched {
     size_t heap_len, heap_cap;
     int epfd, evfd;
     conc__coro_fdw *fds;
-    size_t fds_cap, fd_waiters;
+    size_t fds_cap;
+    size_t fd_waiters; /* coroutines parked on an fd, and active watches: the loop polls */
+    size_t fd_watches; /* active watches: each keeps conc_sched_run going, as a coroutine does */
     pthread_mutex_t inbox_lock;
     conc__coro_msg *inbox_head, *inbox_tail; /* under inbox_lock */
     uint32_t inbox_pending; /* atomic hint: the inbox is not empty (read outside the lock) */
@@ -1523,9 +1559,52 @@ CONC_NOINLINE void conc__coro_paint(conc_coro_t *co) {
  * ------------------------------------------------------------------------------------------- */
 static inline int conc__coro_sched_fd_arm(conc_sched_t *s, int fd, uint32_t want);
 
+/* The epoll events that wait for the directions in `events` (CONC_FD_READ | CONC_FD_WRITE). */
+CONC_INLINE uint32_t conc__coro_fd_epoll_bits(int events) {
+    return ((events & CONC_FD_READ) ? (uint32_t)(EPOLLIN | EPOLLRDHUP) : 0u) |
+           ((events & CONC_FD_WRITE) ? (uint32_t)EPOLLOUT : 0u);
+}
+
+/* Whether the event ev ends a wait for those directions: a hang-up or an error ends either. */
+CONC_INLINE bool conc__coro_fd_event_ends(int events, uint32_t ev) {
+    return ((events & CONC_FD_READ) && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) ||
+           ((events & CONC_FD_WRITE) && (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)));
+}
+
+/* The directions fd's watch waits for; 0: none. */
+CONC_INLINE int conc__coro_fdw_watching(const conc__coro_fdw *w) {
+    return w->watch ? w->watch->events : 0;
+}
+
+/* What fd's registration must be armed for: its parked waiters' and its watch's directions. */
+CONC_INLINE uint32_t conc__coro_fdw_want(const conc__coro_fdw *w) {
+    return conc__coro_fd_epoll_bits((w->reader ? CONC_FD_READ : 0) |
+                                    (w->writer ? CONC_FD_WRITE : 0) | conc__coro_fdw_watching(w));
+}
+
+/* A watch that fired, was removed, or was spawned by destroy: no longer waiting. */
+CONC_INLINE void conc__coro_watch_end(conc_sched_t *s, conc__coro_watch *wt) {
+    wt->events = 0;
+    s->fd_watches--;
+    s->fd_waiters--;
+}
+
+/* Spawns a fired watch's coroutine (detached): 0, or the spawn's error (ENOMEM), and then the
+ * watch stays, armed again by the caller, and the next poll tries once more. */
+static inline int conc__coro_watch_fire(conc_sched_t *s, conc__coro_watch *wt) {
+    conc_coro_opts_t o;
+    o.stack_size = wt->stack_size;
+    o.name = wt->name[0] ? wt->name : NULL;
+    int e = conc__coro_spawn_on(s, wt->fn, wt->arg, &o, NULL, wt->spawn_file, wt->spawn_line);
+    if (e == 0)
+        conc__coro_watch_end(s, wt);
+    return e;
+}
+
 /* An event of fd's registration `data` ([coro.F3]). One of an earlier generation belongs to a
  * file that was closed while registered (its number since reused): nobody waits on it. The
- * event disarmed the one-shot registration, so a waiter it did not wake is armed again. */
+ * event disarmed the one-shot registration, so a waiter or watch it did not end is armed
+ * again. */
 static inline void conc__coro_sched_fd_wake(conc_sched_t *s, uint64_t data, uint32_t ev) {
     size_t fd = (size_t)(data & CONC__CORO_FD_NUM_MASK);
     if (fd >= s->fds_cap)
@@ -1536,17 +1615,21 @@ static inline void conc__coro_sched_fd_wake(conc_sched_t *s, uint64_t data, uint
     w->armed = 0;
     uint32_t rest = 0;
     if (w->reader) {
-        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        if (conc__coro_fd_event_ends(CONC_FD_READ, ev))
             conc__coro_wake(s, w->reader, 0);
         else if (w->reader->state == CONC__CORO_PARKED)
-            rest |= (uint32_t)(EPOLLIN | EPOLLRDHUP);
+            rest |= conc__coro_fd_epoll_bits(CONC_FD_READ);
     }
     if (w->writer) {
-        if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        if (conc__coro_fd_event_ends(CONC_FD_WRITE, ev))
             conc__coro_wake(s, w->writer, 0);
         else if (w->writer->state == CONC__CORO_PARKED)
-            rest |= (uint32_t)EPOLLOUT;
+            rest |= conc__coro_fd_epoll_bits(CONC_FD_WRITE);
     }
+    int watching = conc__coro_fdw_watching(w);
+    if (watching &&
+        (!conc__coro_fd_event_ends(watching, ev) || conc__coro_watch_fire(s, w->watch) != 0))
+        rest |= conc__coro_fd_epoll_bits(watching);
     if (rest)
         (void)conc__coro_sched_fd_arm(s, (int)fd, rest); /* fails only if closed (misuse) */
 }
@@ -1721,7 +1804,7 @@ static inline int conc__coro_sched_loop(conc_sched_t *s, bool (*stop)(conc_sched
 
 static inline bool conc__coro_sched_stop_all_done(conc_sched_t *s, void *arg) {
     CONC_UNUSED(arg);
-    return s->live == 0 && conc_load(&s->holds, CONC_ACQUIRE) == 0 &&
+    return s->live == 0 && s->fd_watches == 0 && conc_load(&s->holds, CONC_ACQUIRE) == 0 &&
            !conc_load(&s->inbox_pending, CONC_RELAXED);
 }
 
@@ -1966,6 +2049,17 @@ CONC_NODISCARD static inline int conc_sched_run(conc_sched_t *s) {
 
 static inline int conc__coro_cancel_on(conc_sched_t *s, conc_coro_t *c);
 static inline void conc__coro_sched_free(conc_sched_t *s);
+static inline int conc__coro_watch_fire(conc_sched_t *s, conc__coro_watch *wt);
+
+/* destroy: every pending watch's coroutine starts now, cancelled (s->destroying). One that
+ * cannot (no memory) is dropped: its argument is the program's to free. */
+CONC_COLD void conc__coro_sched_spawn_watches_slow(conc_sched_t *s) {
+    for (size_t fd = 0; fd < s->fds_cap && s->fd_watches; fd++) {
+        conc__coro_watch *wt = s->fds[fd].watch;
+        if (wt && wt->events && conc__coro_watch_fire(s, wt) != 0)
+            conc__coro_watch_end(s, wt);
+    }
+}
 
 static inline void conc_sched_destroy(conc_sched_t *s) {
     if (!s)
@@ -2004,8 +2098,10 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
     conc_sched_t *outer = conc__coro_sched_here();
     bool nested = outer && outer->current; /* inside a coroutine (of another scheduler) */
     s->destroying = 1;
-    /* Whatever other threads handed over still runs (cancelled), so it can free its argument. */
+    /* Whatever other threads handed over still runs (cancelled), so it can free its argument;
+     * so does every pending watch's coroutine. */
     conc__coro_sched_drain_inbox(s);
+    conc__coro_sched_spawn_watches_slow(s);
     if (nested && !s->live && s->pins) {
         /* No coroutine left: a pin now stands for a message another thread is about to post
          * (a mailbox sender between taking the wake and posting it), so wait for it here,
@@ -2018,7 +2114,7 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
     }
     if (s->live && nested)
         CONC_ABORT("conc_sched_destroy: called inside a coroutine while the scheduler has "
-                   "coroutines left (its loop cannot run nested in another's)");
+                   "coroutines or fd watches left (its loop cannot run nested in another's)");
     if (s->pins && nested)
         CONC_ABORT("conc_sched_destroy: called inside a coroutine while a message another "
                    "thread was to post never came (a conc_sched_pin not undone?)");
@@ -2088,6 +2184,8 @@ static inline void conc__coro_sched_free(conc_sched_t *s) {
     close(s->evfd);
     close(s->epfd);
     pthread_mutex_destroy(&s->inbox_lock);
+    for (size_t fd = 0; fd < s->fds_cap; fd++)
+        free(s->fds[fd].watch);
     free(s->fds);
     free(s->heap);
     free(s->ring);
@@ -2169,8 +2267,11 @@ static inline void conc_sched_unhold(conc_sched_t *s) {
 static inline void conc_sched_dump(conc_sched_t *s, FILE *out) {
     if (!s || !out)
         return;
-    fprintf(out, "conc scheduler %p: %zu live coroutines, %zu timers, %zu fd waits, %u holds\n",
-            (void *)s, s->live, s->heap_len, s->fd_waiters, conc_load(&s->holds, CONC_RELAXED));
+    fprintf(out,
+            "conc scheduler %p: %zu live coroutines, %zu timers, %zu fd waits (%zu of them "
+            "watches), %u holds\n",
+            (void *)s, s->live, s->heap_len, s->fd_waiters, s->fd_watches,
+            conc_load(&s->holds, CONC_RELAXED));
     for (conc_coro_t *c = s->all; c; c = c->all_next)
         conc__coro_sched_line_slow(out, "  ", c);
     fflush(out);
@@ -2179,6 +2280,17 @@ static inline void conc_sched_dump(conc_sched_t *s, FILE *out) {
 /* ---------------------------------------------------------------------------------------------
  * Coroutines
  * ------------------------------------------------------------------------------------------- */
+/* The scheduler a spawn or a watch names: *s, or the caller's own when *s is NULL (EINVAL
+ * outside a coroutine), adopted by this thread before its first run (else EPERM). */
+static inline int conc__coro_sched_mine(conc_sched_t **s) {
+    if (!*s) {
+        *s = conc__coro_sched_here();
+        if (!*s || !(*s)->current)
+            return EINVAL; /* s NULL means "mine", and this is no coroutine */
+    }
+    return conc__coro_sched_adopt(*s) ? 0 : EPERM;
+}
+
 CONC_NODISCARD static inline int conc__coro_spawn_at(conc_sched_t *s, conc_coro_fn fn, void *arg,
                                                      const conc_coro_opts_t *o, conc_coro_t **c,
                                                      const char *file, int line) {
@@ -2186,14 +2298,8 @@ CONC_NODISCARD static inline int conc__coro_spawn_at(conc_sched_t *s, conc_coro_
         *c = NULL;
     if (!fn)
         return EINVAL;
-    if (!s) {
-        s = conc__coro_sched_here();
-        if (!s || !s->current)
-            return EINVAL; /* s NULL means "mine", and this is no coroutine */
-    }
-    if (!conc__coro_sched_adopt(s))
-        return EPERM;
-    return conc__coro_spawn_on(s, fn, arg, o, c, file, line);
+    int e = conc__coro_sched_mine(&s);
+    return e ? e : conc__coro_spawn_on(s, fn, arg, o, c, file, line);
 }
 
 /* The functions, and macros of the same names that add the spawn site for the reports
@@ -2414,6 +2520,48 @@ static inline int conc__coro_sched_fd_arm(conc_sched_t *s, int fd, uint32_t want
     return e;
 }
 
+/* fd's registration for a wait or a watch in the directions `events`, the table grown to hold
+ * it: EBADF, ENOMEM, or EBUSY when a parked waiter or the watch has one of them already.
+ * *other: a wait or a watch on fd is in progress, so fd was not closed meanwhile (CAVEATS). */
+static inline int conc__coro_fd_claim(conc_sched_t *s, int fd, int events, conc__coro_fdw **out,
+                                      bool *other) {
+    int e = (size_t)fd >= s->fds_cap ? conc__coro_sched_fds_grow_slow(s, fd) : 0;
+    if (e)
+        return e;
+    conc__coro_fdw *w = &s->fds[fd];
+    /* A waiter that a timer, a cancel or the fd already woke is out of its wait: it leaves
+     * when it next runs (clearing its slot only if it is still its own), and meanwhile the fd
+     * may have been closed and its number reused (the CAVEATS allow that once the waiter is
+     * woken). So its slot is free now, and only a parked waiter makes the fd busy, or proves
+     * it still open. */
+    if (w->reader && w->reader->state != CONC__CORO_PARKED)
+        w->reader = NULL;
+    if (w->writer && w->writer->state != CONC__CORO_PARKED)
+        w->writer = NULL;
+    int taken = (w->reader ? CONC_FD_READ : 0) | (w->writer ? CONC_FD_WRITE : 0) |
+                conc__coro_fdw_watching(w);
+    if (events & taken)
+        return EBUSY;
+    *other = taken != 0;
+    *out = w;
+    return 0;
+}
+
+/* [coro.F2] for what fd's registration now wants, unless a wait or watch in progress (other)
+ * has it armed for that already. */
+static inline int conc__coro_fd_arm_wanted(conc_sched_t *s, int fd, bool other) {
+    uint32_t want = conc__coro_fdw_want(&s->fds[fd]);
+    return (other && (s->fds[fd].armed & want) == want) ? 0 : conc__coro_sched_fd_arm(s, fd, want);
+}
+
+/* After a failed arm was rolled back: the directions of the other waiters and of the watch
+ * must stay armed. */
+static inline void conc__coro_fd_arm_rest(conc_sched_t *s, int fd) {
+    uint32_t left = conc__coro_fdw_want(&s->fds[fd]);
+    if (left)
+        (void)conc__coro_sched_fd_arm(s, fd, left);
+}
+
 CONC_COLD void conc__coro_describe_fd_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
     snprintf(buf, size, "fd %ld", w->detail);
 }
@@ -2439,39 +2587,23 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
         conc_errno_restore(saved);
         return r > 0 ? ((p.revents & POLLNVAL) ? EBADF : 0) : ETIMEDOUT;
     }
-    int e = (size_t)fd >= s->fds_cap ? conc__coro_sched_fds_grow_slow(s, fd) : 0;
+    conc__coro_fdw *w;
+    bool other;
+    int e = conc__coro_fd_claim(s, fd, events, &w, &other);
     if (e)
-        return e; /* EBADF, ENOMEM */
-    conc__coro_fdw *w = &s->fds[fd];
-    /* A waiter that a timer, a cancel or the fd already woke is out of its wait: it leaves
-     * when it next runs (clearing its slot only if it is still its own), and meanwhile the fd
-     * may have been closed and its number reused (the CAVEATS allow that once the waiter is
-     * woken). So its slot is free now, and only a parked waiter makes the fd busy, or proves
-     * it still open. */
-    if (w->reader && w->reader->state != CONC__CORO_PARKED)
-        w->reader = NULL;
-    if (w->writer && w->writer->state != CONC__CORO_PARKED)
-        w->writer = NULL;
-    if (((events & CONC_FD_READ) && w->reader) || ((events & CONC_FD_WRITE) && w->writer))
-        return EBUSY;
-    bool other = w->reader || w->writer; /* inside a wait on fd: not closed meanwhile */
+        return e; /* EBADF, ENOMEM, EBUSY */
     /* [coro.F1] */
     if (events & CONC_FD_READ)
         w->reader = co;
     if (events & CONC_FD_WRITE)
         w->writer = co;
-    uint32_t want =
-        (w->reader ? (uint32_t)(EPOLLIN | EPOLLRDHUP) : 0u) | (w->writer ? (uint32_t)EPOLLOUT : 0u);
-    e = (other && (w->armed & want) == want) ? 0 : conc__coro_sched_fd_arm(s, fd, want);
+    e = conc__coro_fd_arm_wanted(s, fd, other);
     if (e) {
         if (events & CONC_FD_READ)
             w->reader = NULL;
         if (events & CONC_FD_WRITE)
             w->writer = NULL;
-        uint32_t left = (w->reader ? (uint32_t)(EPOLLIN | EPOLLRDHUP) : 0u) |
-                        (w->writer ? (uint32_t)EPOLLOUT : 0u);
-        if (left) /* the other waiter's direction must stay armed */
-            (void)conc__coro_sched_fd_arm(s, fd, left);
+        conc__coro_fd_arm_rest(s, fd);
         return e == EPERM ? 0 : e; /* EPERM: a regular file, always ready (as poll says) */
     }
     s->fd_waiters++;
@@ -2490,6 +2622,95 @@ CONC_NODISCARD static inline int conc_coro_wait_fd(int fd, int events, int64_t d
     if ((events & CONC_FD_WRITE) && w->writer == co)
         w->writer = NULL;
     return e;
+}
+
+/*
+ * fd watches: a coroutine spawned once an fd is ready, so an idle connection holds no stack.
+ *
+ *   conc_coro_watch_fd (owner thread)             the loop (conc__coro_sched_poll)
+ *   ------------------------------------------   ------------------------------------------
+ *   claim fd: EBUSY if a parked waiter or the    epoll_wait: event (data: fd, gen)  [coro.F3]
+ *   watch has one of its directions              the watch's direction (or a hang-up or an
+ *   watch = {fn, arg, opts}, events              error): spawn fn(arg), detached; the watch
+ *   arm: MOD(fd, wanted|ONESHOT, gen) [coro.F2]  ends (fd_watches--); another direction's
+ *   fd_watches++ (run keeps going)               event, or no memory to spawn: armed again
+ *
+ * The same registration as a wait's, armed for the union of the parked waiters' and the
+ * watch's directions, so a coroutine may write to a connection whose reads a watch waits for.
+ * One-shot, as the registration is: the spawned coroutine serves the fd and watches it again
+ * when it is done (it may also read until EAGAIN first), so two coroutines never serve one fd
+ * at once by accident. conc_coro_unwatch_fd ends a watch; its registration stays armed, and
+ * its event, if it comes, finds nobody (as a wait ended by its deadline). A pending watch
+ * keeps conc_sched_run going and counts as an fd wait for EDEADLK; conc_sched_destroy spawns
+ * what is left, cancelled, so each can free its argument.
+ */
+CONC_NODISCARD static inline int conc__coro_watch_fd_at(conc_sched_t *s, int fd, int events,
+                                                        conc_coro_fn fn, void *arg,
+                                                        const conc_coro_opts_t *o, const char *file,
+                                                        int line) {
+    if (fd < 0 || !fn || !events || (events & ~(CONC_FD_READ | CONC_FD_WRITE)) ||
+        (o && o->stack_size &&
+         (o->stack_size < CONC_CORO_STACK_MIN || o->stack_size > CONC_CORO_STACK_MAX)))
+        return EINVAL;
+    int e = conc__coro_sched_mine(&s);
+    if (e)
+        return e;
+    if (s->destroying)
+        return ECANCELED; /* it could never fire: destroy has spawned the watches left */
+    conc__coro_fdw *w;
+    bool other;
+    e = conc__coro_fd_claim(s, fd, events, &w, &other);
+    if (e)
+        return e; /* EBADF, ENOMEM, EBUSY */
+    if (conc__coro_fdw_watching(w))
+        return EBUSY; /* one watch per fd, for either direction or both */
+    if (!w->watch) {
+        w->watch = (conc__coro_watch *)conc_malloc_keep_errno(sizeof *w->watch);
+        if (!w->watch)
+            return ENOMEM;
+        w->watch->events = 0;
+    }
+    conc__coro_watch *wt = w->watch;
+    wt->fn = fn;
+    wt->arg = arg;
+    wt->stack_size = o ? o->stack_size : 0;
+    wt->spawn_file = file;
+    wt->spawn_line = line;
+    snprintf(wt->name, sizeof wt->name, "%s", (o && o->name) ? o->name : "");
+    wt->events = events;
+    s->fd_watches++;
+    s->fd_waiters++;
+    e = conc__coro_fd_arm_wanted(s, fd, other);
+    if (e) {
+        conc__coro_watch_end(s, wt);
+        conc__coro_fd_arm_rest(s, fd);
+        if (e != EPERM)
+            return e;
+        /* EPERM: a regular file, always ready (as poll says): the coroutine starts now. */
+        return conc__coro_spawn_on(s, fn, arg, o, NULL, file, line);
+    }
+    return 0;
+}
+
+CONC_NODISCARD static inline int conc_coro_watch_fd(conc_sched_t *s, int fd, int events,
+                                                    conc_coro_fn fn, void *arg,
+                                                    const conc_coro_opts_t *o) {
+    return conc__coro_watch_fd_at(s, fd, events, fn, arg, o, NULL, 0);
+}
+#define conc_coro_watch_fd(s, fd, events, fn, arg, o)                                              \
+    conc__coro_watch_fd_at(s, fd, events, fn, arg, o, __FILE__, __LINE__)
+
+/* Ends fd's pending watch before it fires: 0, or ENOENT (none: it fired, or never was). */
+CONC_NODISCARD static inline int conc_coro_unwatch_fd(conc_sched_t *s, int fd) {
+    if (fd < 0)
+        return EINVAL;
+    int e = conc__coro_sched_mine(&s);
+    if (e)
+        return e;
+    if ((size_t)fd >= s->fds_cap || !conc__coro_fdw_watching(&s->fds[fd]))
+        return ENOENT;
+    conc__coro_watch_end(s, s->fds[fd].watch);
+    return 0;
 }
 
 /* After a non-blocking call on fd failed with e: 0 to try again (EINTR, or fd became ready for
