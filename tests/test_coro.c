@@ -1521,7 +1521,7 @@ static void coro_watch_fd_and_a_waiter_share_the_fd(void) {
 /* The pattern the watch is for: a server whose idle connections hold no coroutine. Each
  * request spawns a handler that echoes it and watches the connection again; end of file
  * closes it. Every echo is checked, and every spawn is accounted for. */
-enum { WATCH_CONNS = 64, WATCH_ROUNDS = 50 };
+enum { WATCH_CONNS = 64, WATCH_ROUNDS = 20 };
 
 typedef struct watch_server {
     int srv[WATCH_CONNS], cli[WATCH_CONNS];
