@@ -231,23 +231,6 @@ static int coro_conn(void *arg) {
     return 0;
 }
 
-static int coro_acceptor(void *arg) {
-    int lfd = (int)(intptr_t)arg;
-    conc_coro_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.stack_size = CONC_CORO_STACK_MIN; /* a connection needs a few frames and the buffer */
-    for (;;) {
-        int fd;
-        if (conc_coro_accept(lfd, NULL, NULL, CONC_FOREVER, &fd) != 0)
-            break;
-        int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (conc_coro_spawn(NULL, coro_conn, (void *)(intptr_t)fd, &o, NULL) != 0)
-            close(fd);
-    }
-    return 0;
-}
-
 /* The same server with no coroutine per idle connection: a watch spawns one for each request,
  * which echoes it and watches the connection again (asyncio's add_reader, with a coroutine
  * for the callback). What stays per connection is a watch record and the fd table's entry. */
@@ -264,25 +247,33 @@ static int ready_conn(void *arg) {
     return 0;
 }
 
-static int ready_acceptor(void *arg) {
+static bool serve_per_request; /* the design; set in the server's own process, before its run */
+
+static int coro_acceptor(void *arg) {
     int lfd = (int)(intptr_t)arg;
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.stack_size = CONC_CORO_STACK_MIN; /* a connection needs a few frames and the buffer */
     for (;;) {
         int fd;
         if (conc_coro_accept(lfd, NULL, NULL, CONC_FOREVER, &fd) != 0)
             break;
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (conc_coro_watch_fd(NULL, fd, CONC_FD_READ, ready_conn, (void *)(intptr_t)fd,
-                               &ready_opts) != 0)
+        void *conn = (void *)(intptr_t)fd;
+        if ((serve_per_request
+                 ? conc_coro_watch_fd(NULL, fd, CONC_FD_READ, ready_conn, conn, &ready_opts)
+                 : conc_coro_spawn(NULL, coro_conn, conn, &o, NULL)) != 0)
             close(fd);
     }
     return 0;
 }
 
-static void serve_coro(int lfd, conc_coro_fn acceptor) {
+static void serve_coro(int lfd, bool per_request) {
     fcntl(lfd, F_SETFL, O_NONBLOCK);
+    serve_per_request = per_request;
     int st;
-    must(conc_run(acceptor, (void *)(intptr_t)lfd, &st), "conc_run (server)");
+    must(conc_run(coro_acceptor, (void *)(intptr_t)lfd, &st), "conc_run (server)");
 }
 
 static void *thread_conn(void *arg) {
@@ -363,7 +354,7 @@ static server server_start(int kind) {
         if (kind == SRV_THREADS)
             serve_threads(lfd);
         else
-            serve_coro(lfd, kind == SRV_CORO ? coro_acceptor : ready_acceptor);
+            serve_coro(lfd, kind == SRV_CORO_READY);
         _exit(0);
     }
     close(lfd);

@@ -565,8 +565,8 @@ static void rwlock_shared_releaser_dead_before_its_wake_strands_no_sleeper(void)
  * phase-ending CAS), and a reader's release letting in a waiting writer (it loaded the word
  * after its slot fetch_sub, for WRITER_SLEEPS). The window is a few instructions, so a timer
  * signal stretches main's steps now and then (a handler that spins, as a preemption would),
- * (every 50 us, for 10 us), and many rounds go by (8,000, or 10 s at most): the old code faulted in
- * every run. */
+ * (every 50 us, for 10 us), and many rounds go by (8,000, or 5 s at most: ASan's build stops
+ * at about 4,000): the old code faulted in every run. */
 typedef struct freed_rw {
     conc_rwlock_t *rw; /* this round's lock: release/acquire */
     int stage;         /* 0 idle, 1 held by main, 2 the other waits, 3 unmapped: rel/acq */
@@ -626,7 +626,7 @@ static void rwlock_freed_by_the_next_holder_right_after_release(void) {
     TH_CHECK_EQ(timer_settime(timer, 0, &every, NULL), 0);
     pthread_t t;
     TH_CHECK_EQ(pthread_create(&t, NULL, freed_rw_last_user, f), 0);
-    int64_t stop_at = th_now() + 10 * CONC_SEC;
+    int64_t stop_at = th_now() + 5 * CONC_SEC;
     for (long i = 0; !f->last; i++) {
         f->last = i + 1 == f->rounds || th_now() > stop_at;
         conc_rwlock_t *rw = (conc_rwlock_t *)mmap(NULL, 4096, PROT_READ | PROT_WRITE,

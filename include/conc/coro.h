@@ -33,7 +33,8 @@
  *
  * API
  *   scheduler  conc_sched_create(&s, opts)          opts NULL: defaults; 0, ENOMEM, EMFILE
- *              conc_sched_run(s)                    until every coroutine finished: 0; EDEADLK
+ *              conc_sched_run(s)                    until every coroutine finished and every
+ *                                                   fd watch fired or was dropped: 0; EDEADLK
  *              conc_sched_destroy(s)                cancels what is left, runs it out, frees
  *                                                   (what its cleanup spawns starts cancelled;
  *                                                   holds are dropped, pins waited for)
@@ -65,7 +66,9 @@
  *   watches    conc_coro_watch_fd(s, fd, ev, fn, arg, opts)  asyncio's add_reader with a
  *                                                   coroutine: spawns fn(arg), detached, once
  *                                                   fd is ready for ev (one-shot); an idle
- *                                                   connection then holds no stack. 0, EBUSY
+ *                                                   connection then holds no stack. 0, EBUSY,
+ *                                                   EBADF, ENOMEM, ENOSPC, EINVAL, EPERM,
+ *                                                   ECANCELED (s is being destroyed)
  *              conc_coro_unwatch_fd(s, fd)          drops it before it fires: 0, ENOENT
  *   groups     conc_group_create(s, &g)             asyncio.TaskGroup; s NULL: current
  *              conc_group_spawn(g, fn, arg, opts)   a child; ECANCELED once the group failed
@@ -94,6 +97,7 @@
  *           from then on (a call that completes at once still completes: joining a finished
  *           coroutine returns its status). A wake that came first wins: a coroutine woken
  *           with a result (a lock handed to it, say) gets the result, and ECANCELED next time.
+ *           conc_coro_watch_fd on a scheduler being destroyed: the watch could never fire.
  *   ETIMEDOUT  the absolute deadline passed; never returned before it. A past deadline looks
  *           once. conc_coro_sleep_until returns 0 at its deadline (sleeping was the point).
  *   EDEADLK conc_sched_run found nothing runnable, no timer, no fd wait or watch, no hold and
@@ -104,8 +108,9 @@
  *           already (one per fd, for either direction or both).
  *   ENOENT  conc_coro_unwatch_fd: the fd has no pending watch (it fired, or never was).
  *   EMFILE  conc_sched_create: no fd left for epoll or the eventfd.
- *   ENOSPC  conc_coro_wait_fd (and the I/O calls that wait): the user's epoll watches are
- *           at their limit (/proc/sys/fs/epoll/max_user_watches); epoll_ctl's own error.
+ *   ENOSPC  conc_coro_wait_fd (and the I/O calls that wait) and conc_coro_watch_fd: the
+ *           user's epoll watches are at their limit (/proc/sys/fs/epoll/max_user_watches);
+ *           epoll_ctl's own error.
  *   ENOTSUP conc_coro_stack_usage on a scheduler created without CONC_SCHED_STACK_USAGE.
  *
  * ORDERING CONTRACT
@@ -183,9 +188,15 @@
  *   - Do not close an fd while a coroutine waits on it or a watch waits for it (epoll forgets
  *     it silently): wake or cancel the waiter, or unwatch, first.
  *   - A watch keeps conc_sched_run going as a coroutine does, until it fires or is dropped.
- *     If its spawn finds no memory, the watch stays and the next poll tries again (the fd is
- *     still ready); conc_sched_destroy spawns the watches left, cancelled, so each can free
- *     its argument (one it has no memory for is dropped).
+ *     If its spawn finds no memory, the watch stays armed and the loop tries again at every
+ *     poll, which returns at once while the fd is ready: the thread spins until memory comes
+ *     back, and nothing is lost. conc_sched_destroy spawns the watches left, cancelled, so
+ *     each can free its argument (one it has no memory for is dropped, and so are all of
+ *     them in a forked child's copy, whose fds are its parent's). Such a coroutine runs from
+ *     its first line, so a handler that reads or accepts should check
+ *     conc_coro_is_cancelled(conc_coro_self()) first. A watch pending makes a destroy inside
+ *     another scheduler's coroutine abort, as a coroutine left does: unwatch first. An
+ *     orphaned scheduler (a thread that ended inside its run) frees its watches unspawned.
  *   - fork: a child must not use its parent's schedulers (the epoll set is shared); build
  *     new ones. In a child forked inside a coroutine, conc_coro_self() is NULL and the
  *     coroutine calls say EPERM: it runs on that coroutine's stack but in no scheduler, and
@@ -235,7 +246,8 @@
  *   ready, the loop spawns it (a free-list pop; slots are reused, so only as many stacks
  *   stay resident as requests were in hand at once). An echo request then costs read,
  *   write, MOD (the next watch) and no read-EAGAIN, and an idle connection holds a watch
- *   record (about 80 bytes, kept for the fd's next watch) and nothing else.
+ *   record (about 80 bytes, kept for the fd's next watch) beside its fd table entry (40
+ *   bytes) and the kernel's epoll entry.
  */
 #ifndef CONC_CORO_H
 #define CONC_CORO_H
@@ -708,6 +720,7 @@ struct conc_sched {
     size_t fds_cap;
     size_t fd_waiters; /* coroutines parked on an fd, and active watches: the loop polls */
     size_t fd_watches; /* active watches: each keeps conc_sched_run going, as a coroutine does */
+    pid_t pid;         /* the creating process: a forked child's copy never spawns its watches */
     pthread_mutex_t inbox_lock;
     conc__coro_msg *inbox_head, *inbox_tail; /* under inbox_lock */
     uint32_t inbox_pending; /* atomic hint: the inbox is not empty (read outside the lock) */
@@ -1593,6 +1606,7 @@ CONC_INLINE void conc__coro_watch_end(conc_sched_t *s, conc__coro_watch *wt) {
  * watch stays, armed again by the caller, and the next poll tries once more. */
 static inline int conc__coro_watch_fire(conc_sched_t *s, conc__coro_watch *wt) {
     conc_coro_opts_t o;
+    memset(&o, 0, sizeof o); /* a field added later gets its default */
     o.stack_size = wt->stack_size;
     o.name = wt->name[0] ? wt->name : NULL;
     int e = conc__coro_spawn_on(s, wt->fn, wt->arg, &o, NULL, wt->spawn_file, wt->spawn_line);
@@ -1930,6 +1944,7 @@ CONC_NODISCARD static inline int conc_sched_create(conc_sched_t **out, const con
     s->ring_mask = CONC__CORO_RING_INIT - 1;
     long page = sysconf(_SC_PAGESIZE);
     s->page = page > 0 ? (size_t)page : 4096u;
+    s->pid = getpid();
     s->stack_default = (o && o->stack_size) ? o->stack_size : CONC_CORO_STACK_DEFAULT;
     s->flags = o ? o->flags : 0u;
     s->guard_mprotect = (s->flags & CONC_SCHED_GUARD_MPROTECT) != 0;
@@ -2052,11 +2067,15 @@ static inline void conc__coro_sched_free(conc_sched_t *s);
 static inline int conc__coro_watch_fire(conc_sched_t *s, conc__coro_watch *wt);
 
 /* destroy: every pending watch's coroutine starts now, cancelled (s->destroying). One that
- * cannot (no memory) is dropped: its argument is the program's to free. */
+ * cannot (no memory) is dropped: its argument is the program's to free. So are all of them in
+ * a forked child destroying its copy of a parent's scheduler: the fds are shared with the
+ * parent, and a handler run here (its first read or accept is tried before any wait) would
+ * take the parent's data or connection. */
 CONC_COLD void conc__coro_sched_spawn_watches_slow(conc_sched_t *s) {
+    bool ours = getpid() == s->pid;
     for (size_t fd = 0; fd < s->fds_cap && s->fd_watches; fd++) {
         conc__coro_watch *wt = s->fds[fd].watch;
-        if (wt && wt->events && conc__coro_watch_fire(s, wt) != 0)
+        if (wt && wt->events && (!ours || conc__coro_watch_fire(s, wt) != 0))
             conc__coro_watch_end(s, wt);
     }
 }
@@ -2440,7 +2459,7 @@ CONC_NODISCARD static inline int conc_coro_sleep_until(int64_t deadline) {
  * ------------------------------------------------------------------------------------------- */
 CONC_COLD int conc__coro_sched_fds_grow_slow(conc_sched_t *s, int fd) {
     /* Only for an open fd: a stray number (garbage, a closed fd) is EBADF, not a table as long
-     * as the number (32 bytes each: a gigabyte, zeroed, for fd 2^25; ENOMEM near INT_MAX). */
+     * as the number (40 bytes each: 1.25 GiB, zeroed, for fd 2^25; ENOMEM near INT_MAX). */
     int saved = conc_errno_save();
     bool is_open = fcntl(fd, F_GETFD) != -1;
     conc_errno_restore(saved);
