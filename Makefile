@@ -81,7 +81,8 @@ RUN := bash tests/run.sh
         deps-test deps-bench test-headers test-models test-examples test-config test-frontdoor \
         test-snippets-copy test-consumers needs \
         test-lint test-coro-variants test-shaken test-steps test-config-build test-config-run \
-        test-build-coro test-run-coro test-build-examples test-run-examples
+        test-build-coro test-run-coro test-build-examples test-run-examples \
+        test-models-worker-suites test-models-worker-builds test-models-collect step-models-collect
 
 all: tests examples $(BENCH_BINS)
 
@@ -109,11 +110,13 @@ examples: $(EXAMPLE_BINS)
 # Each step writes its log to build/results/; the summary sums their closing lines. A step that
 # fails to build counts as one failure, and the others still run.
 #
-# Two lanes, one per core (TEST_JOBS): the test binaries run one configuration at a time, in
-# the order below (never two suites at once: a stress case meets the load it was written for,
-# one other job, as under test-shaken's hogs), then checks the headers, while the other lane
-# builds the next configuration, then checks the spin models and the front door. Each step's
-# output comes out whole when it ends (--output-sync).
+# Two lanes, one per core (TEST_JOBS). One runs the test binaries, one configuration at a time
+# in the order below (never two suites at once: a stress case meets the load it was written
+# for, one other job, as under test-shaken's hogs), after the headers and lint and before the
+# front door; the other builds the next configuration ahead of it. Then each lane becomes a
+# worker of one shared queue of spin-model checks (tests/run.sh models-worker), so the lanes
+# end together whichever was faster, and the models never put two searches beside a suite.
+# Each step's output comes out whole when it ends (--output-sync).
 TEST_JOBS ?= 2
 TEST_CONFIGS := gcc gcc-thread clang-thread gcc-address+undefined
 CONFIG_CC_gcc := gcc
@@ -134,28 +137,31 @@ test: deps-test
 
 # make starts whatever it meets first in its walk of the prerequisites, and waits there for a
 # free job slot: so each lane is a chain of steps (step-X runs make test-X), and nothing starts
-# out of its lane's order. The suites: one configuration after another, then the headers; the
-# other lane: the next build first, then the rest. (The headers' 25 s, the consumer projects'
-# 11 s and lint's 4 s sit in the suites' lane because the other lane ended 35 to 50 s after it.)
-SUITE_LANE := $(TEST_CONFIGS:%=run-%) run-coro run-examples headers consumers lint
-OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-examples models snippets-copy
-test-steps: step-lint step-snippets-copy
-step-run-gcc: step-build-gcc
+# out of its lane's order. The suites' lane starts with the headers and lint (31 s) while the
+# first configuration builds (23 s); the builds' lane reaches the model queue first, and takes
+# its big searches.
+SUITE_LANE := headers lint $(TEST_CONFIGS:%=run-%) run-coro run-examples consumers snippets-copy \
+              models-worker-suites
+OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-examples models-worker-builds
+test-steps: step-models-collect
+step-lint: step-headers
+step-run-gcc: step-lint step-build-gcc
 step-run-gcc-thread: step-run-gcc step-build-gcc-thread
 step-run-clang-thread: step-run-gcc-thread step-build-clang-thread
 step-run-gcc-address+undefined: step-run-clang-thread step-build-gcc-address+undefined
 step-run-coro: step-run-gcc-address+undefined step-build-coro
 step-run-examples: step-run-coro step-build-examples
+step-consumers: step-run-examples
+step-snippets-copy: step-consumers
+step-models-worker-suites: step-snippets-copy
 step-build-gcc-thread: step-build-gcc
 step-build-clang-thread: step-build-gcc-thread
 step-build-gcc-address+undefined: step-build-clang-thread
 step-build-coro: step-build-gcc-address+undefined
 step-build-examples: step-build-coro
-step-models: step-build-examples
-step-headers: step-run-examples
-step-consumers: step-headers
-step-lint: step-consumers
-step-snippets-copy: step-models
+step-models-worker-builds: step-build-examples
+step-models-collect: step-models-worker-suites step-models-worker-builds
+	@$(MAKE) --no-print-directory test-models-collect
 
 $(SUITE_LANE:%=step-%) $(OTHER_LANE:%=step-%): step-%:
 	@$(MAKE) --no-print-directory test-$*
@@ -276,6 +282,16 @@ test-models:
 	@echo "== spin models"
 	@mkdir -p $(RESULTS)
 	@$(RUN) models $(RESULTS)/models.log
+
+# make test's share of the models: a worker per lane, then the results in model order.
+MODEL_QUEUE := $(RESULTS)/models.queue
+test-models-worker-suites test-models-worker-builds:
+	@mkdir -p $(RESULTS)
+	@$(RUN) models-worker $(MODEL_QUEUE)
+
+test-models-collect:
+	@echo "== spin models"
+	@$(RUN) models-collect $(MODEL_QUEUE) $(RESULTS)/models.log
 
 test-examples: test-build-examples
 	@$(MAKE) --no-print-directory test-run-examples

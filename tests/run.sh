@@ -7,6 +7,8 @@
 #                                        (under $CONC_TEST_WRAPPER if set: valgrind ...)
 #   tests/run.sh headers LOG             compile each header alone: C11/C++17 x gcc/clang
 #   tests/run.sh models LOG              check every spin model (and its broken variants)
+#   tests/run.sh models-worker DIR       claim and check models from the queue in DIR
+#   tests/run.sh models-collect DIR LOG  the queue's results in model order
 #   tests/run.sh examples LOG BIN...     run the examples; each must exit 0
 #   tests/run.sh summary LOG...          sum the closing lines; exit 1 if anything failed
 #   tests/run.sh stress SECONDS BIN...   repeat the stress cases until SECONDS have passed
@@ -139,29 +141,76 @@ model_one() {
 }
 
 # Every model as written must verify, over its whole state space (a search cut short by the
-# depth bound or memory fails); each "// broken: NAME" variant must fail. One check per
-# CPU at a time; the lines come out in model order.
-models() {
-    local log=$1 dir n=0 jobs m v
-    dir=$(mktemp -d)
-    jobs=$(nproc 2>/dev/null || echo 2)
-    : >"$log"
+# depth bound or memory fails); each "// broken: NAME" variant must fail.
+#
+# The checks form one queue in DIR that any number of workers (models_worker) share: each
+# claims its next check with mkdir, which exactly one claimant wins, and writes the result
+# to DIR/res.N, N being the check's place in model order. A worker runs one check at a time,
+# so each worker is one core's worth of load. make test starts one worker at the end of each
+# of its two lanes: whichever lane is free first takes the big searches, the other joins it,
+# and neither ever has two searches beside a suite's stress cases (two CPU hogs beside them
+# slowed some cases tenfold). The big searches are claimed first, so that the last checks left
+# are the short ones and the two workers end close together.
+model_checks() { # one line per check, in model order: "N MODEL VARIANT" (VARIANT may be empty)
+    local m v n=0
     for m in tests/models/*.pml; do
         [ -e "$m" ] || continue
-        local variants=("")
-        while read -r v; do variants+=("$v"); done < <(sed -n 's|^// broken: \([A-Za-z0-9_]*\).*|\1|p' "$m")
-        for v in "${variants[@]}"; do
-            n=$((n + 1))
-            model_one "$m" "$v" "$dir/res.$(printf %04d "$n")" "$dir/work.$n" &
-            while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
-        done
+        n=$((n + 1)); echo "$n $m"
+        while read -r v; do
+            n=$((n + 1)); echo "$n $m $v"
+        done < <(sed -n 's|^// broken: \([A-Za-z0-9_]*\).*|\1|p' "$m")
     done
-    wait
-    cat "$dir"/res.* 2>/dev/null | tee "$log"
-    local passed failed
+}
+
+model_claim_rank() { # MODEL VARIANT: 0 a supertrace search (it runs until its bit array is
+    # full: the longest), 1 an exhaustive search big enough to need -DCOLLAPSE, 2 the rest
+    local cc
+    cc=$(sed -n 's|^// pan-cc: ||p' "$1" | head -1)
+    if [ -n "$2" ]; then echo 2
+    elif [[ $cc == *-DBITSTATE* ]]; then echo 0
+    elif [[ $cc == *-DCOLLAPSE* ]]; then echo 1
+    else echo 2; fi
+}
+
+models_worker() { # DIR: claim and run checks until none is left
+    local dir n m v ran=0
+    mkdir -p "$1" && dir=$(cd "$1" && pwd) # absolute: each check runs in its own directory
+    while read -r n m v; do
+        mkdir "$dir/claim.$n" 2>/dev/null || continue
+        model_one "$m" "$v" "$dir/res.$(printf %04d "$n")" "$dir/work.$n"
+        ran=$((ran + 1))
+    done < <(model_checks | while read -r n m v; do echo "$(model_claim_rank "$m" "$v") $n $m $v"; done |
+             sort -s -k1,1n | cut -d' ' -f2-)
+    echo "== spin models: this worker ran $ran checks"
+}
+
+models_collect() { # DIR LOG: every check's result in model order, then the closing line
+    local dir=$1 log=$2 n m v passed failed
+    : >"$log"
+    while read -r n m v; do
+        local res
+        res="$dir/res.$(printf %04d "$n")"
+        if [ -e "$res" ]; then
+            cat "$res" >>"$log"
+        else # claimed by a worker that died, or never claimed
+            echo "FAIL model $(basename "$m" .pml)${v:+ (broken: $v)}: no result" >>"$log"
+        fi
+    done < <(model_checks)
+    cat "$log"
     passed=$(grep -c '^ok   model' "$log"); failed=$(grep -c '^FAIL model' "$log")
     echo "$passed passed, $failed failed, 0 skipped" | tee -a "$log"
     rm -rf "$dir"
+}
+
+# Alone (make test-models): one worker per CPU.
+models() {
+    local log=$1 dir i
+    dir=$(mktemp -d)
+    for ((i = 0; i < $(nproc 2>/dev/null || echo 2); i++)); do
+        models_worker "$dir" >/dev/null &
+    done
+    wait
+    models_collect "$dir" "$log"
 }
 
 examples() {
@@ -256,5 +305,5 @@ shaken() {
     [ $f -eq 0 ] && [ $clean -eq "$rounds" ]
 }
 
-cmd=$1; shift
+cmd=${1//-/_}; shift
 "$cmd" "$@"
