@@ -167,8 +167,12 @@ $(SUITE_LANE:%=step-%) $(OTHER_LANE:%=step-%): step-%:
 	@$(MAKE) --no-print-directory test-$*
 .PHONY: $(SUITE_LANE:%=step-%) $(OTHER_LANE:%=step-%)
 
+# make test builds with line tables only (-g1): a sanitizer report's and a deadlock dump's
+# frames keep their functions, files and lines, and the builds take a fifth less time.
+TEST_OPT ?= -O2 -g1
 $(TEST_CONFIGS:%=test-build-%): test-build-%:
-	@$(MAKE) --no-print-directory test-config-build CC=$(CONFIG_CC_$*) SANITIZE=$(CONFIG_SAN_$*)
+	@$(MAKE) --no-print-directory test-config-build CC=$(CONFIG_CC_$*) SANITIZE=$(CONFIG_SAN_$*) \
+	  OPT="$(TEST_OPT)"
 
 $(TEST_CONFIGS:%=test-run-%): test-run-%:
 	@$(MAKE) --no-print-directory test-config-run CC=$(CONFIG_CC_$*) SANITIZE=$(CONFIG_SAN_$*)
@@ -212,7 +216,7 @@ VALGRIND := valgrind -q --error-exitcode=99
 
 build/coro-%/test_coro: tests/test_coro.c tests/harness.h $(HEADERS)
 	@mkdir -p $(@D)
-	$(if $(filter cxx,$*),g++ -x c++ -std=c++17 $(CXXWARN),gcc $(STD) $(WARN)) -O2 -g \
+	$(if $(filter cxx,$*),g++ -x c++ -std=c++17 $(CXXWARN),gcc $(STD) $(WARN)) $(TEST_OPT) \
 	  $(CORO_FLAGS_$*) -Iinclude -o $@ $< $(LDLIBS)
 
 # The variants' builds, and the plain build valgrind runs (a build that fails leaves its log

@@ -233,7 +233,7 @@ typedef struct rounds_state {
     long rounds;
     int waiters;
     long payload;       /* plain: written before set, read after wait returns */
-    long arrived;       /* release/acquire: tells the setter everyone is through */
+    int arrived;        /* tells the setter everyone is through (tgroup_advance / _wait) */
     long polled, timed; /* relaxed instrumentation */
 } rounds_state;
 
@@ -250,9 +250,7 @@ static void rounds_worker(int index, void *p) {
                 conc_event_set(&st->go[r % 2]);
                 conc_event_set(&st->go[r % 2]);
             }
-            while (__atomic_load_n(&st->arrived, __ATOMIC_ACQUIRE) != r * st->waiters)
-                if (th_rand_below(&rng, 4) == 0)
-                    sched_yield();
+            tgroup_wait_at_least(&st->arrived, (int)(r * st->waiters)); /* scaffolding */
         }
         return;
     }
@@ -275,7 +273,7 @@ static void rounds_worker(int index, void *p) {
             break;
         }
         TH_CHECK_MSG(st->payload == r, "round %ld saw payload %ld", r, st->payload);
-        __atomic_fetch_add(&st->arrived, 1, __ATOMIC_RELEASE);
+        tgroup_advance(&st->arrived, 1, (int)(r * st->waiters));
     }
 }
 
@@ -285,6 +283,7 @@ static void event_stress_set_clear_wait_rounds(void) {
     conc_event_init(&st.go[1], 0);
     st.waiters = th_threads(10);
     st.rounds = th_iters(4000);
+    TH_CHECK(st.rounds * st.waiters < INT_MAX);
     th_run_threads(st.waiters + 1, rounds_worker, &st);
     TH_CHECK_EQ(st.arrived, st.rounds * st.waiters);
     printf("    %d waiters x %ld rounds (%ld timed-out waits retried, %ld polls)\n", st.waiters,

@@ -38,7 +38,7 @@ static void latch_counts_and_refuses_bad_input(void) {
 typedef struct group_ctx {
     conc_latch_t wg;
     long slot[64]; /* plain */
-    long round;    /* release/acquire: the round the workers may start */
+    int round;     /* the round the workers may start (tgroup_advance / tgroup_wait_at_least) */
 } group_ctx;
 
 typedef struct worker_arg {
@@ -50,8 +50,7 @@ typedef struct worker_arg {
 static void *group_worker(void *p) {
     worker_arg *a = (worker_arg *)p;
     for (long r = 1; r <= a->rounds; r++) {
-        while (__atomic_load_n(&a->g->round, __ATOMIC_ACQUIRE) < r)
-            sched_yield(); /* the start of a round is not what is tested here */
+        tgroup_wait_at_least(&a->g->round, (int)r); /* the start of a round is not tested */
         a->g->slot[a->index] = r;
         TH_CHECK_EQ(conc_latch_done(&a->g->wg), 0);
     }
@@ -73,7 +72,7 @@ static void latch_stress_wait_group_rounds(void) {
     }
     for (long r = 1; r <= rounds; r++) {
         TH_CHECK_EQ(conc_latch_add(&g->wg, (unsigned)n), 0);
-        __atomic_store_n(&g->round, r, __ATOMIC_RELEASE);
+        tgroup_advance(&g->round, 1, (int)r);
         conc_latch_wait(&g->wg);
         for (int i = 0; i < n; i++)
             TH_CHECK_EQ(g->slot[i], r);
@@ -121,15 +120,14 @@ typedef struct multi_ctx {
     conc_latch_t l;
     conc_latch_t reported;  /* waiters that finished the round */
     long slot[MW_COUNTERS]; /* plain */
-    long round;             /* release/acquire: the round in progress */
+    int round;              /* the round in progress (tgroup_advance / tgroup_wait_at_least) */
     long rounds;
 } multi_ctx;
 
 static void multi_worker(int index, void *arg) {
     multi_ctx *c = (multi_ctx *)arg;
     for (long r = 1; r <= c->rounds; r++) {
-        while (__atomic_load_n(&c->round, __ATOMIC_ACQUIRE) < r)
-            sched_yield();
+        tgroup_wait_at_least(&c->round, (int)r);
         if (index < MW_COUNTERS) {
             c->slot[index] = r;
             TH_CHECK_EQ(conc_latch_done(&c->l), 0);
@@ -150,7 +148,7 @@ static void *multi_coordinator(void *arg) {
     for (long r = 1; r <= c->rounds; r++) {
         TH_CHECK_EQ(conc_latch_add(&c->l, MW_COUNTERS), 0);
         TH_CHECK_EQ(conc_latch_add(&c->reported, MW_WAITERS), 0);
-        __atomic_store_n(&c->round, r, __ATOMIC_RELEASE);
+        tgroup_advance(&c->round, 1, (int)r);
         conc_latch_wait(&c->reported);
     }
     return NULL;
