@@ -176,7 +176,7 @@ model_claim_rank() { # MODEL VARIANT: 0 a supertrace search (it runs until its b
 models_worker() { # DIR [broken]: claim and run checks until none is left
     # With "broken", only the broken variants, last first: each stops at its first violation
     # in about a second, so a worker that gets a core only now and then (make test's spare,
-    # at nice 19) never holds up the end of the run by more than one of them.
+    # SCHED_IDLE) never holds up the end of the run by more than one of them.
     local dir n m v ran=0 only_broken=${2:-}
     mkdir -p "$1" && dir=$(cd "$1" && pwd) # absolute: each check runs in its own directory
     if [ "$only_broken" = broken ]; then
