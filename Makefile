@@ -113,9 +113,10 @@ examples: $(EXAMPLE_BINS)
 # Two lanes, one per core (TEST_JOBS). One runs the test binaries, one configuration at a time
 # in the order below (never two suites at once: a stress case meets the load it was written
 # for, one other job, as under test-shaken's hogs), after the headers and lint and before the
-# front door; the other builds the next configuration ahead of it. Then each lane becomes a
-# worker of one shared queue of spin-model checks (tests/run.sh models-worker), so the lanes
-# end together whichever was faster, and the models never put two searches beside a suite.
+# consumer projects; the other builds the next configuration ahead of it, then checks the
+# snippets and the copy instructions. Then each lane becomes a worker of one shared queue of
+# spin-model checks (tests/run.sh models-worker), so the lanes end together whichever was
+# faster, and the models never put two searches beside a suite.
 # Each step's output comes out whole when it ends (--output-sync).
 TEST_JOBS ?= 2
 TEST_CONFIGS := gcc gcc-thread clang-thread gcc-address+undefined
@@ -144,10 +145,12 @@ test: deps-test
 # free job slot: so each lane is a chain of steps (step-X runs make test-X), and nothing starts
 # out of its lane's order. The suites' lane starts with the headers and lint (31 s) while the
 # first configuration builds (23 s); the builds' lane reaches the model queue first, and takes
-# its big searches.
-SUITE_LANE := headers lint $(TEST_CONFIGS:%=run-%) run-coro run-examples consumers snippets-copy \
+# its big searches. (The suites' lane, about 9 minutes long with the front door's snippets
+# and copy checks in it, was the last to end; they take 65 s in the other.)
+SUITE_LANE := headers lint $(TEST_CONFIGS:%=run-%) run-coro run-examples consumers \
               models-worker-suites
-OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-examples models-worker-builds
+OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-examples snippets-copy \
+              models-worker-builds
 test-steps: step-models-collect
 step-lint: step-headers
 step-run-gcc: step-lint step-build-gcc
@@ -157,14 +160,14 @@ step-run-gcc-address+undefined: step-run-clang-thread step-build-gcc-address+und
 step-run-coro: step-run-gcc-address+undefined step-build-coro
 step-run-examples: step-run-coro step-build-examples
 step-consumers: step-run-examples
-step-snippets-copy: step-consumers
-step-models-worker-suites: step-snippets-copy
+step-models-worker-suites: step-consumers
 step-build-gcc-thread: step-build-gcc
 step-build-clang-thread: step-build-gcc-thread
 step-build-gcc-address+undefined: step-build-clang-thread
 step-build-coro: step-build-gcc-address+undefined
 step-build-examples: step-build-coro
-step-models-worker-builds: step-build-examples
+step-snippets-copy: step-build-examples
+step-models-worker-builds: step-snippets-copy
 step-models-collect: step-models-worker-suites step-models-worker-builds
 	@$(MAKE) --no-print-directory test-models-collect
 
