@@ -272,7 +272,7 @@ test-headers:
 
 # What a new user meets first (tests/frontdoor.sh): the quick starts and README snippets compile
 # -Werror; README's copy instruction and needs lists hold; pkg-config, CMake and Meson consumers.
-# make test runs the consumers in the other lane (test-consumers), to balance the two.
+# make test runs the two parts in different lanes (test-snippets-copy, test-consumers).
 test-frontdoor: test-snippets-copy test-consumers
 
 test-snippets-copy:
