@@ -29,8 +29,15 @@
 #include <unistd.h>
 
 /* Sleeps until *word >= value. Acquire: what was written before the tgroup_advance that got
- * it there is visible after. (FUTEX_WAIT returns at once if *word is no longer what was
- * read, so an advance between the load and the sleep is never missed.) */
+ * it there is visible after. No wakeup is lost:
+ *
+ *   waiter                                   advancer
+ *   seen = load(word)          (< value)
+ *                                            add_fetch(word, add)  (reaches value)
+ *                                            FUTEX_WAKE(word, all)
+ *   FUTEX_WAIT(word, seen): the kernel compares *word with seen under its bucket lock,
+ *   finds it changed, and returns at once; had the wake come after the wait began, it
+ *   would have found the waiter queued. Either way the loop loads word again. */
 static inline void tgroup_wait_at_least(int *word, int value) {
     int seen;
     while ((seen = __atomic_load_n(word, __ATOMIC_ACQUIRE)) < value)
