@@ -106,7 +106,7 @@
  * GEN, a sleeper held up across two handoffs strands the same way (found by this model;
  * hence 4 bits in lock.h). Now: 0.10 million states, errors: 0; lock_dead.pml 0.21 million;
  * ROUNDS = 2 exhaustive ran to 113 million states without errors before 5 GB (-DCOLLAPSE),
- * and lock_r2.pml's bitstate run visits about 83 million (2 minutes), errors: 0.
+ * and lock_r2.pml's bitstate run visits about 83 million (1.5 minutes), errors: 0.
  *
  * Until CONC_SHARED sleeps ended every CONC__LOCK_SHARED_RECHECK_NS, a waiter killed between
  * its wake and its first step (or a releaser killed between its CAS and its wake) left the
