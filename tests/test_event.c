@@ -265,10 +265,14 @@ static void rounds_worker(int index, void *p) {
                                                              CONC_US)) == ETIMEDOUT)
                 __atomic_fetch_add(&st->timed, 1, __ATOMIC_RELAXED);
             break;
-        default:
-            while (!conc_event_is_set(e)) {
+        default: /* poll: yield at first, then nap, so that a core shared with other work
+                  * (a build, a CPU hog) goes to the setter rather than to the pollers' turns */
+            for (int polls = 0; !conc_event_is_set(e); polls++) {
                 __atomic_fetch_add(&st->polled, 1, __ATOMIC_RELAXED);
-                sched_yield();
+                if (polls < 16)
+                    sched_yield();
+                else
+                    th_sleep_ns(20 * 1000);
             }
             break;
         }
