@@ -129,12 +129,13 @@ CONFIG_SAN_clang-thread := thread
 CONFIG_CC_gcc-address+undefined := gcc
 CONFIG_SAN_gcc-address+undefined := address,undefined
 
-# Beside the two lanes, a spare worker checks the models' broken variants and small models
-# whenever a core is idle (a suite's case asleep, waiting for a timeout, say): SCHED_IDLE, so
-# it runs only on a core that neither lane wants, and any wakeup takes the core back at once.
+# Beside the two lanes, a spare worker checks models whenever a core is idle (a suite's case
+# asleep, waiting for a timeout, say): the supertrace search, then the broken variants and
+# small models. SCHED_IDLE, so it runs only on a core that neither lane wants, and any wakeup
+# takes the core back at once.
 test: deps-test
 	@rm -rf $(RESULTS) && mkdir -p $(RESULTS) && date +%s >$(RESULTS)/started
-	@chrt --idle 0 $(RUN) models-worker $(MODEL_QUEUE) small >$(RESULTS)/models-spare.out 2>&1 & \
+	@chrt --idle 0 $(RUN) models-worker $(MODEL_QUEUE) spare >$(RESULTS)/models-spare.out 2>&1 & \
 	  $(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=recurse test-steps; \
 	  rc=$$?; wait; exit $$rc
 	@rc=0; $(RUN) summary $(RESULTS)/*.log || rc=$$?; \

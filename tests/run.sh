@@ -7,8 +7,8 @@
 #                                        (under $CONC_TEST_WRAPPER if set: valgrind ...)
 #   tests/run.sh headers LOG             compile each header alone: C11/C++17 x gcc/clang
 #   tests/run.sh models LOG              check every spin model (and its broken variants)
-#   tests/run.sh models-worker DIR [small]  claim and check models from the queue in DIR
-#                                        (small: only the checks that take seconds)
+#   tests/run.sh models-worker DIR [spare]  claim and check models from the queue in DIR
+#                                        (spare: the supertrace search, then small checks)
 #   tests/run.sh models-collect DIR LOG  the queue's results in model order
 #   tests/run.sh examples LOG BIN...     run the examples; each must exit 0
 #   tests/run.sh summary LOG...          sum the closing lines; exit 1 if anything failed
@@ -157,7 +157,8 @@ model_one() {
 # of its two lanes: whichever lane is free first takes the big searches, the other joins it,
 # and neither ever has two searches beside a suite's stress cases (two CPU hogs beside them
 # slowed some cases tenfold). The big searches are claimed first, so that the last checks left
-# are the short ones and the two workers end close together.
+# are the short ones and the two workers end close together. A spare worker at SCHED_IDLE
+# runs from the start on the cores' idle time (models_worker DIR spare).
 model_checks() { # one line per check, in model order: "N MODEL VARIANT" (VARIANT may be empty)
     local m v n=0
     for m in tests/models/*.pml; do
@@ -179,15 +180,18 @@ model_claim_rank() { # MODEL VARIANT: 0 a supertrace search (it runs until its b
     else echo 2; fi
 }
 
-models_worker() { # DIR [small]: claim and run checks until none is left
-    # With "small", only the checks that take seconds: the broken variants, last first (each
-    # stops at its first violation), then the models as written that need neither -DCOLLAPSE
-    # nor -DBITSTATE (3 s at most), last first. So a worker that gets a core only now and then
-    # (make test's spare, SCHED_IDLE) never holds up the end of the run by more than one of
-    # them, and the lanes' workers, which claim the big searches first, meet it in the middle.
-    local dir n m v ran=0 only_small=${2:-}
+models_worker() { # DIR [spare]: claim and run checks until none is left
+    # With "spare" (make test's third worker, at SCHED_IDLE: it runs only on a core neither
+    # lane wants), the supertrace search first, then only the checks that take seconds: the
+    # broken variants, last first (each stops at its first violation), then the models as
+    # written that need neither -DCOLLAPSE nor -DBITSTATE (3 to 6 s), last first. The cores
+    # sit idle for 50 to 100 s of a run (cases asleep on a timeout, builds waiting on the
+    # disk), about what the supertrace search takes (90 s): run by a lane's worker, it was
+    # the last check to end. The lanes' workers claim the big searches first and meet the
+    # spare in the middle; once they are done, whatever the spare still runs has a core.
+    local dir n m v ran=0 spare=${2:-}
     mkdir -p "$1" && dir=$(cd "$1" && pwd) # absolute: each check runs in its own directory
-    if [ "$only_small" = small ]; then
+    if [ "$spare" = spare ]; then
         exec 9>"$dir/spare.lock" && flock 9 # models_collect waits for it to be let go
     fi
     while read -r n m v; do
@@ -195,8 +199,9 @@ models_worker() { # DIR [small]: claim and run checks until none is left
         model_one "$m" "$v" "$dir/res.$(printf %04d "$n")" "$dir/work.$n"
         ran=$((ran + 1))
     done < <(model_checks | while read -r n m v; do echo "$(model_claim_rank "$m" "$v") $n $m $v"; done |
-             if [ "$only_small" = small ]; then # rank 2; a broken variant (4 fields) first
-                 awk '$1 == 2 { print (NF == 4 ? 0 : 1), $0 }' | sort -k1,1n -k3,3nr | cut -d' ' -f2-
+             if [ "$spare" = spare ]; then # rank 0, then rank 2: a broken variant (4 fields) first
+                 awk '$1 == 0 { print 0, $0 } $1 == 2 { print (NF == 4 ? 1 : 2), $0 }' |
+                     sort -k1,1n -k3,3nr | cut -d' ' -f2-
              else sort -s -k1,1n; fi | cut -d' ' -f2-)
     echo "== spin models: this worker ran $ran checks"
 }
