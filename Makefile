@@ -112,11 +112,11 @@ examples: $(EXAMPLE_BINS)
 #
 # Two lanes, one per core (TEST_JOBS). One runs the test binaries, one configuration at a time
 # in the order below (never two suites at once: a stress case meets the load it was written
-# for, one other job, as under test-shaken's hogs), after the headers and lint and before the
-# consumer projects; the other builds the next configuration ahead of it, then checks the
-# snippets and the copy instructions. Then each lane becomes a worker of one shared queue of
-# spin-model checks (tests/run.sh models-worker), so the lanes end together whichever was
-# faster, and the models never put two searches beside a suite.
+# for, one other job, as under test-shaken's hogs); the other builds the next configuration
+# ahead of it, then checks the headers, lint, the examples, the snippets, the copy
+# instructions and the consumer projects. Then each lane becomes a worker of one shared
+# queue of spin-model checks (tests/run.sh models-worker), so the lanes end together
+# whichever was faster, and the models never put two searches beside a suite.
 # Each step's output comes out whole when it ends (--output-sync).
 TEST_JOBS ?= 2
 TEST_CONFIGS := gcc gcc-thread clang-thread gcc-address+undefined
@@ -144,31 +144,32 @@ test: deps-test
 
 # make starts whatever it meets first in its walk of the prerequisites, and waits there for a
 # free job slot: so each lane is a chain of steps (step-X runs make test-X), and nothing starts
-# out of its lane's order. The suites' lane starts with the headers and lint (31 s) while the
-# first configuration builds (23 s); the builds' lane reaches the model queue first, and takes
-# its big searches. (The suites' lane, about 9 minutes long with the front door's snippets
-# and copy checks in it, was the last to end; they take 65 s in the other.)
-SUITE_LANE := headers lint $(TEST_CONFIGS:%=run-%) run-coro run-examples consumers \
-              models-worker-suites
-OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-examples snippets-copy \
-              models-worker-builds
+# out of its lane's order. The suites' lane is the test binaries alone, the longest of the
+# steps that cannot be shared: it waits only for the first configuration's build, which has
+# both cores to itself (11 s). The builds' lane keeps a configuration ahead of it with time to
+# spare, so the headers, lint, the examples' run, the front door's snippets, copy and consumer
+# projects go there (about 75 s that the suites' lane, the last to end, used to carry).
+SUITE_LANE := $(TEST_CONFIGS:%=run-%) run-coro models-worker-suites
+OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-examples headers lint run-examples \
+              snippets-copy consumers models-worker-builds
 test-steps: step-models-collect
-step-lint: step-headers
-step-run-gcc: step-lint step-build-gcc
+step-run-gcc: step-build-gcc
 step-run-gcc-thread: step-run-gcc step-build-gcc-thread
 step-run-clang-thread: step-run-gcc-thread step-build-clang-thread
 step-run-gcc-address+undefined: step-run-clang-thread step-build-gcc-address+undefined
 step-run-coro: step-run-gcc-address+undefined step-build-coro
-step-run-examples: step-run-coro step-build-examples
-step-consumers: step-run-examples
-step-models-worker-suites: step-consumers
+step-models-worker-suites: step-run-coro
 step-build-gcc-thread: step-build-gcc
 step-build-clang-thread: step-build-gcc-thread
 step-build-gcc-address+undefined: step-build-clang-thread
 step-build-coro: step-build-gcc-address+undefined
 step-build-examples: step-build-coro
-step-snippets-copy: step-build-examples
-step-models-worker-builds: step-snippets-copy
+step-headers: step-build-examples
+step-lint: step-headers
+step-run-examples: step-lint
+step-snippets-copy: step-run-examples
+step-consumers: step-snippets-copy
+step-models-worker-builds: step-consumers
 step-models-collect: step-models-worker-suites step-models-worker-builds
 	@$(MAKE) --no-print-directory test-models-collect
 
