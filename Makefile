@@ -146,9 +146,10 @@ test: deps-test
 # free job slot: so each lane is a chain of steps (step-X runs make test-X), and nothing starts
 # out of its lane's order. The suites' lane is the test binaries alone, the longest of the
 # steps that cannot be shared: it waits only for the first configuration's build, which has
-# both cores to itself (11 s). The builds' lane keeps a configuration ahead of it with time to
+# both cores to itself (13 s). The builds' lane keeps a configuration ahead of it with time to
 # spare, so the headers, lint, the examples' run, the front door's snippets, copy and consumer
-# projects go there (about 75 s that the suites' lane, the last to end, used to carry).
+# projects go there (the headers, lint, examples and consumers are 30 s that the suites' lane,
+# the last to end, used to carry).
 SUITE_LANE := $(TEST_CONFIGS:%=run-%) run-coro models-worker-suites
 OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-examples headers lint run-examples \
               snippets-copy consumers models-worker-builds

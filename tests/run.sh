@@ -121,7 +121,7 @@ model_one() {
     # pan reads its hash table or bit array (32 to 128 MiB) at random, and on 4 KiB pages
     # nearly every probe misses the TLB as well as the cache: glibc's malloc.hugetlb=1 asks
     # for transparent huge pages for its big allocations (kernel THP mode madvise or always;
-    # elsewhere it changes nothing). lock_r2 went from 122 to 92 s, executor from 40 to 33 s.
+    # elsewhere it changes nothing). lock_r2 went from 111 to 92 s, executor from 40 to 33 s.
     local tunables="glibc.malloc.hugetlb=1${GLIBC_TUNABLES:+:$GLIBC_TUNABLES}"
     local label="$name${v:+ (broken: $v)}" out="$dir/out" errors
     mkdir -p "$dir"
@@ -185,9 +185,8 @@ models_worker() { # DIR [spare]: claim and run checks until none is left
     # lane wants), the supertrace search first, then only the checks that take seconds: the
     # broken variants, last first (each stops at its first violation), then the models as
     # written that need neither -DCOLLAPSE nor -DBITSTATE (3 to 6 s), last first. The cores
-    # sit idle for 50 to 100 s of a run (cases asleep on a timeout, builds waiting on the
-    # disk), about what the supertrace search takes (90 s): run by a lane's worker, it was
-    # the last check to end. The lanes' workers claim the big searches first and meet the
+    # sit idle for 50 to 100 s of a run (cases asleep on a timeout), about what the
+    # supertrace search takes (90 s): run by a lane's worker, it was the last check to end. The lanes' workers claim the big searches first and meet the
     # spare in the middle; once they are done, whatever the spare still runs has a core.
     local dir n m v ran=0 spare=${2:-}
     mkdir -p "$1" && dir=$(cd "$1" && pwd) # absolute: each check runs in its own directory
