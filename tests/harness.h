@@ -615,8 +615,13 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
         (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
         if (getppid() != harness)
             _exit(1); /* the harness died before PDEATHSIG was set */
-        if (th_guardian_fd >= 0)
+        if (th_guardian_fd >= 0) {
+            /* The guardian learns the group before the case can fork into it: the harness's
+             * own tell, below, may come after the case has started a child, and a harness
+             * killed in between left that child running (a case that waited 40 s for it). */
+            th_guardian_tell(getpid());
             close(th_guardian_fd);
+        }
         close(rtfd[0]);
         th_report_runtime_threads(rtfd[1]);
         c->fn();
@@ -624,6 +629,8 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
         exit(0); /* exit, not _exit: sanitizers run their end-of-process checks */
     }
     setpgid(pid, pid);
+    if (getenv("CONC_HARNESS_SLOW_TELL")) /* tests/test_harness.c: a harness preempted here */
+        th_sleep_ns(200 * 1000 * 1000);
     th_guardian_tell(pid);
     close(rtfd[1]);
     th_runtime_threads rt;

@@ -191,8 +191,10 @@ static bool alive_in_group(pid_t pid, pid_t pgid) {
 
 /* A harness killed by sig while a case runs (Ctrl-C, timeout(1), kill -9) takes the case and
  * what it forked along: both live in the case's own process group, which the harness's group
- * signals do not reach. */
-static void killed_harness_leaves_nothing(int sig) {
+ * signals do not reach. slow_tell: the harness is held up between forking the case and telling
+ * its guardian the case's group (CONC_HARNESS_SLOW_TELL), as a preempted harness is; the case
+ * has forked its child by then. */
+static void killed_harness_leaves_nothing(int sig, bool slow_tell) {
     char path[] = "/tmp/conc-harness-pids-XXXXXX";
     int fd = mkstemp(path);
     TH_CHECK(fd >= 0);
@@ -204,6 +206,8 @@ static void killed_harness_leaves_nothing(int sig) {
         setenv("CONC_HARNESS_INNER", "orphans", 1);
         setenv("CONC_HARNESS_PIDFILE", path, 1);
         setenv("CONC_TEST_TIMEOUT_SCALE", "1000", 1); /* only the kill ends it */
+        if (slow_tell)
+            setenv("CONC_HARNESS_SLOW_TELL", "1", 1);
         unsetenv("CONC_TEST_FILTER");
         signal(sig, SIG_DFL); /* a background shell may have left SIGINT ignored */
         int devnull = open("/dev/null", O_WRONLY);
@@ -237,15 +241,21 @@ static void killed_harness_leaves_nothing(int sig) {
 }
 
 static void harness_killed_by_sigterm_leaves_no_case_behind(void) {
-    killed_harness_leaves_nothing(SIGTERM);
+    killed_harness_leaves_nothing(SIGTERM, false);
 }
 
 static void harness_killed_by_sigint_leaves_no_case_behind(void) {
-    killed_harness_leaves_nothing(SIGINT);
+    killed_harness_leaves_nothing(SIGINT, false);
 }
 
 static void harness_killed_by_sigkill_leaves_no_case_behind(void) {
-    killed_harness_leaves_nothing(SIGKILL);
+    killed_harness_leaves_nothing(SIGKILL, false);
+}
+
+/* Found by CI once: the case had forked its child before the harness told the guardian, and
+ * the child outlived the harness. */
+static void harness_killed_before_naming_the_case_group_leaves_nothing(void) {
+    killed_harness_leaves_nothing(SIGINT, true);
 }
 
 static void harness_list_and_filter(void) {
@@ -342,6 +352,7 @@ static const th_case outer_cases[] = {
     TH_CASE_T(harness_killed_by_sigterm_leaves_no_case_behind, 10),
     TH_CASE_T(harness_killed_by_sigint_leaves_no_case_behind, 10),
     TH_CASE_T(harness_killed_by_sigkill_leaves_no_case_behind, 10),
+    TH_CASE_T(harness_killed_before_naming_the_case_group_leaves_nothing, 10),
 };
 
 int main(int argc, char **argv) {
