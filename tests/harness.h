@@ -616,9 +616,10 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
         if (getppid() != harness)
             _exit(1); /* the harness died before PDEATHSIG was set */
         if (th_guardian_fd >= 0) {
-            /* The guardian learns the group before the case can fork into it: the harness's
-             * own tell, below, may come after the case has started a child, and a harness
-             * killed in between left that child running (a case that waited 40 s for it). */
+            /* The case names its group itself, before it can fork into it: the harness told
+             * the guardian after the fork, and a harness preempted there and then killed left
+             * the case's child running (a case that waited 40 s for it). The harness's tell of
+             * 0, after it has reaped the case, still comes after this one. */
             th_guardian_tell(getpid());
             close(th_guardian_fd);
         }
@@ -631,7 +632,6 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
     setpgid(pid, pid);
     if (getenv("CONC_HARNESS_SLOW_TELL")) /* tests/test_harness.c: a harness preempted here */
         th_sleep_ns(200 * 1000 * 1000);
-    th_guardian_tell(pid);
     close(rtfd[1]);
     th_runtime_threads rt;
     th_read_runtime_threads(rtfd[0], &rt);

@@ -191,9 +191,8 @@ static bool alive_in_group(pid_t pid, pid_t pgid) {
 
 /* A harness killed by sig while a case runs (Ctrl-C, timeout(1), kill -9) takes the case and
  * what it forked along: both live in the case's own process group, which the harness's group
- * signals do not reach. slow_tell: the harness is held up between forking the case and telling
- * its guardian the case's group (CONC_HARNESS_SLOW_TELL), as a preempted harness is; the case
- * has forked its child by then. */
+ * signals do not reach. slow_tell: the harness is held up right after forking the case
+ * (CONC_HARNESS_SLOW_TELL), as a preempted harness is; the case has forked its child by then. */
 static void killed_harness_leaves_nothing(int sig, bool slow_tell) {
     char path[] = "/tmp/conc-harness-pids-XXXXXX";
     int fd = mkstemp(path);
@@ -252,8 +251,8 @@ static void harness_killed_by_sigkill_leaves_no_case_behind(void) {
     killed_harness_leaves_nothing(SIGKILL, false);
 }
 
-/* Found by CI once: the case had forked its child before the harness told the guardian, and
- * the child outlived the harness. */
+/* Found by CI once, when the harness told the guardian the case's group after the fork: the
+ * case had forked its child before that, and the child outlived the harness. */
 static void harness_killed_before_naming_the_case_group_leaves_nothing(void) {
     killed_harness_leaves_nothing(SIGINT, true);
 }
