@@ -840,8 +840,8 @@ static void queue_stress_1p8c(void) {
 static void queue_stress_cap1_mixed(void) {
     stress_case(3, 3, 1, 20000, 0);
 }
-/* A ring wider than the window a one-item push or pop verifies ahead of its position, and no
- * power of two: the verified limits cross laps while batches and timed calls interleave. */
+/* A wide ring whose capacity is no power of two: one-item calls, batches and timed calls
+ * interleave while positions cross laps at an index that is not a lap's (one_lap 256). */
 static void queue_stress_wide_ring_mixed(void) {
     stress_case(3, 3, 150, 60000, 0);
 }
