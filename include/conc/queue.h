@@ -671,7 +671,8 @@ CONC_INLINE bool conc__queue_one_fast(conc_queue_t *q, bool push, unsigned char 
     if (CONC_UNLIKELY(
             !conc_cas(end, &pos, conc__queue_advance(q, pos, 1), CONC_SEQ_CST, CONC_RELAXED)))
         return false;
-    conc__queue_move_at(slot, item_size, next_stamp, push, out, in); /* [queue.R1] / [R2] */
+    /* [queue.R1] / [queue.R2] */
+    conc__queue_move_at(slot, item_size, next_stamp, push, out, in);
     return true;
 }
 
