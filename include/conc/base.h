@@ -983,6 +983,12 @@ CONC_INLINE uint32_t conc_eventcount_wants_wake(uint32_t *word) {
      * re-check comes after our RMW (it sees the condition). No fence needed: on x86 this is a
      * plain load, and the RMW's lock prefix was the barrier. */
     uint32_t w = conc_load(word, CONC_SEQ_CST);
+    /* Nobody registered, the busy case, is one test. The empty asm keeps gcc from folding it
+     * into the comparison below (six instructions on every push and pop of a queue: they cost
+     * a 1P1C queue on one CPU about 5% of its throughput). */
+    if (CONC_LIKELY(conc__base_ec_waiters(w) == 0))
+        return 0u;
+    __asm__("" : "+r"(w));
     return conc__base_ec_waiters(w) > conc__base_ec_pending(w) ? w : 0u;
 }
 
