@@ -17,6 +17,9 @@
  * how cheaply a side gives the CPU away), producer on CPU 0 and consumer on CPU 1, and
  * unpinned (wherever the scheduler puts them: on a busy host often one CPU).
  *
+ * One thread: on CPU 0, 1,023 pushes and then 1,023 pops, repeated (no handoff, no wait): the
+ * push and pop themselves, the part of the same-CPU row that is not the handoffs.
+ *
  * Latency: ping-pong through two queues (push to one, pop the answer from the other), round
  * trip ns, with the two threads pinned to different CPUs and unpinned.
  *
@@ -563,6 +566,68 @@ static void bars(const char *label, bool with_python, bool with_futex) {
     }
 }
 
+/* ---- one thread, no handoff: a ring's worth of pushes, then as many pops ------------------ */
+
+/* What the same-CPU row costs apart from its handoffs: the push and the pop themselves, on one
+ * thread (pinned to CPU 0), 1,023 items (ck_ring's usable capacity) in and then out, repeated.
+ * Neither queue ever waits or yields here. */
+typedef struct alone_case {
+    impl_kind kind;
+} alone_case;
+
+static void run_alone(void *ctx, bench_sample *s) {
+    alone_case *c = (alone_case *)ctx;
+    const uint64_t per_lap = CAPACITY - 1, laps = bench_state.quick ? 2000 : 10000;
+    conc_queue_t *q = NULL;
+    ck_ring_t ck;
+    item8 *ck_buf = NULL;
+    if (c->kind == IMPL_CONC) {
+        if (conc_queue_create(&q, CAPACITY, sizeof(uint64_t)) != 0)
+            abort();
+    } else {
+        ck_ring_init(&ck, CAPACITY);
+        ck_buf = (item8 *)aligned_alloc(64, CAPACITY * sizeof(item8));
+        if (!ck_buf)
+            abort();
+    }
+    bench_pin(0);
+    uint64_t sum = 0;
+    int64_t t0 = bench_now();
+    /* One loop per queue, so that neither pays for a test of the kind per item. */
+    if (c->kind == IMPL_CONC) {
+        for (uint64_t lap = 0; lap < laps; lap++) {
+            for (uint64_t i = 0; i < per_lap; i++)
+                if (conc_queue_try_push(q, &i) != 0)
+                    abort();
+            for (uint64_t i = 0, v; i < per_lap; i++, sum += v)
+                if (conc_queue_try_pop(q, &v) != 0)
+                    abort();
+        }
+    } else {
+        for (uint64_t lap = 0; lap < laps; lap++) {
+            for (uint64_t i = 0; i < per_lap; i++) {
+                item8 it = {i};
+                if (!ck_ring_enqueue_mpmc_item8(&ck, ck_buf, &it))
+                    abort();
+            }
+            for (uint64_t i = 0; i < per_lap; i++) {
+                item8 it;
+                if (!ck_ring_dequeue_mpmc_item8(&ck, ck_buf, &it))
+                    abort();
+                sum += it.v;
+            }
+        }
+    }
+    int64_t t1 = bench_now();
+    bench_unpin();
+    if (sum != laps * (per_lap * (per_lap - 1) / 2)) /* every item came back, in order */
+        abort();
+    conc_queue_destroy(q);
+    free(ck_buf);
+    s->ops = (double)(laps * per_lap);
+    s->wall_ns = (double)(t1 - t0);
+}
+
 /* ---- task accounting (opt-in): the same 1P1C transfer with and without it ---------------- */
 
 typedef struct tasks_case {
@@ -672,6 +737,14 @@ int main(int argc, char **argv) {
                  places[pl].label);
         bench_bar(what, 1.0 / bench_last[2].ratio.median, ">=", 1.0);
     }
+
+    bench_table("one thread on CPU 0: 1,023 pushes, then 1,023 pops (no handoff; ns/op: one item "
+                "in and out)",
+                NULL);
+    static alone_case alone_conc = {IMPL_CONC}, alone_ck = {IMPL_CK};
+    bench_impl aimpls[] = {{"conc_queue try_push / try_pop", run_alone, &alone_conc},
+                           {"ck_ring mpmc enqueue / dequeue", run_alone, &alone_ck}};
+    bench_run("8-byte items", aimpls, 2);
 
     static const char *const pp_cols[] = {"M round trips/s", "futex/100 ops", NULL};
     bench_table("ping-pong latency: round trip through two queues (ns/op = one round trip)",
