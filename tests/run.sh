@@ -186,8 +186,9 @@ models_worker() { # DIR [spare]: claim and run checks until none is left
     # broken variants, last first (each stops at its first violation), then the models as
     # written that need neither -DCOLLAPSE nor -DBITSTATE (3 to 6 s), last first. The cores
     # sit idle for 50 to 100 s of a run (cases asleep on a timeout), about what the
-    # supertrace search takes (90 s): run by a lane's worker, it was the last check to end. The lanes' workers claim the big searches first and meet the
-    # spare in the middle; once they are done, whatever the spare still runs has a core.
+    # supertrace search takes (90 s): run by a lane's worker, it was the last check to end.
+    # The lanes' workers claim the big searches first and meet the spare in the middle; once
+    # they are done, whatever the spare still runs has a core.
     local dir n m v ran=0 spare=${2:-}
     mkdir -p "$1" && dir=$(cd "$1" && pwd) # absolute: each check runs in its own directory
     if [ "$spare" = spare ]; then
