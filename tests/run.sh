@@ -5,7 +5,8 @@
 #   tests/run.sh deps CMD:PKG ...        install missing Debian packages (root) or name them
 #   tests/run.sh suite LOG BIN...        run test binaries, keep their output in LOG
 #                                        (under $CONC_TEST_WRAPPER if set: valgrind ...)
-#   tests/run.sh headers LOG             compile each header alone: C11/C++17 x gcc/clang
+#   tests/run.sh headers LOG             compile each header alone: C11/C++17 x gcc/clang;
+#                                        conc.h in two units linked with -flto
 #   tests/run.sh models LOG              check every spin model (and its broken variants)
 #   tests/run.sh models-worker DIR [spare]  claim and check models from the queue in DIR
 #                                        (spare: the supertrace search, then small checks)
@@ -92,13 +93,56 @@ headers() {
         echo "FAIL header future.h and coro.h copied alone, an application's executor.h and chan.h in the path"
         cat "$tmp/err"
     fi
+    # Two translation units that include everything, linked with link-time optimization (gcc
+    # merges their top-level asm into one file: the context switch must be emitted once), a
+    # coroutine switching in each, spawned with a compound literal for its options (the
+    # spawn macros that add the call site must take one: its braces hold a comma).
+    cat >"$tmp/lto1.c" <<'LTO'
+#include "conc/conc.h"
+int lto_in_other_unit(void);
+static int lto_body(void *arg) {
+    int *laps = arg;
+    for (int i = 0; i < 3; i++) {
+        ++*laps;
+        if (conc_coro_yield() != 0)
+            return -1;
+    }
+    return lto_in_other_unit();
+}
+static int lto_main(void *arg) {
+    conc_coro_t *c;
+    int st = -1;
+    if (conc_coro_spawn(NULL, lto_body, arg, &(conc_coro_opts_t){.stack_size = 0, .name = "lto"},
+                        &c) != 0 || conc_coro_join(c, CONC_FOREVER, &st) != 0)
+        return -1;
+    conc_coro_release(c);
+    return st;
+}
+int main(void) {
+    int laps = 0, st = -1;
+    return !(conc_run(lto_main, &laps, &st) == 0 && st == 7 && laps == 3);
+}
+LTO
+    printf '#include "conc/conc.h"
+int lto_in_other_unit(void);
+%s
+' \
+        'int lto_in_other_unit(void) { return conc_coro_yield() == 0 ? 7 : -1; }' >"$tmp/lto2.c"
+    for cc in gcc clang; do
+        if ! $cc -std=c11 -D_DEFAULT_SOURCE -O2 -flto -Wall -Wextra -Werror -Iinclude \
+            -o "$tmp/lto" "$tmp/lto1.c" "$tmp/lto2.c" -pthread 2>"$tmp/err" || ! "$tmp/lto"; then
+            echo "FAIL header conc.h in two translation units, $cc -flto, a coroutine switching in each"
+            cat "$tmp/err"
+        fi
+    done
     } 2>&1 | tee "$log"
     rm -rf "$tmp"
     local total fails
-    total=$(( $(ls include/conc/*.h include/conc.h | wc -l) * 5 + 1 ))
+    total=$(( $(ls include/conc/*.h include/conc.h | wc -l) * 5 + 1 + 2 ))
     fails=$(grep -c '^FAIL header' "$log")
     echo "headers: each alone as C11 and C++17 with gcc and clang, -Werror; future.h and coro.h" \
-        "copied alone beside an application's own executor.h and chan.h" | tee -a "$log"
+        "copied alone beside an application's own executor.h and chan.h; conc.h in two" \
+        "translation units linked with -flto (gcc, clang)" | tee -a "$log"
     echo "$((total - fails)) passed, $fails failed, 0 skipped" | tee -a "$log"
 }
 

@@ -495,7 +495,10 @@ typedef struct conc__coro_ctx {
  * the current stack, stores the stack pointer in *save_sp, loads load_sp and restores the
  * state saved there, returning into whoever saved it. Written as a weak, hidden symbol in a
  * COMDAT group so every translation unit that includes this header may define it and the
- * linker keeps one copy; hidden so each shared object calls its own without a PLT. */
+ * linker keeps one copy; hidden so each shared object calls its own without a PLT. The
+ * .ifndef guard is for link-time optimization: gcc -flto puts the top-level asm of every
+ * translation unit into one assembly file, where a second definition of the label is an
+ * error; the guard's .L symbol never leaves the object. */
 void conc__coro_ctx_switch(void **save_sp, void *load_sp);
 
 #if defined(__x86_64__)
@@ -504,7 +507,9 @@ void conc__coro_ctx_switch(void **save_sp, void *load_sp);
  * (psABI 3.2.1: a coroutine that sets rounding or masks exceptions must not change them for
  * the others). Everything else is caller-saved: the compiler already spilled it before the
  * call. The direction flag is clear at every call by the ABI. */
-__asm__(".pushsection .text.conc__coro_ctx_switch,\"axG\",@progbits,conc__coro_ctx_switch,comdat\n"
+__asm__(".ifndef .Lconc__coro_ctx_switch_emitted\n"
+        ".set .Lconc__coro_ctx_switch_emitted, 1\n"
+        ".pushsection .text.conc__coro_ctx_switch,\"axG\",@progbits,conc__coro_ctx_switch,comdat\n"
         ".weak conc__coro_ctx_switch\n"
         ".hidden conc__coro_ctx_switch\n"
         ".type conc__coro_ctx_switch,@function\n"
@@ -532,7 +537,8 @@ __asm__(".pushsection .text.conc__coro_ctx_switch,\"axG\",@progbits,conc__coro_c
         "  popq %rbp\n"
         "  ret\n" /* into the other context's caller (or its trampoline) */
         ".size conc__coro_ctx_switch,.-conc__coro_ctx_switch\n"
-        ".popsection\n");
+        ".popsection\n"
+        ".endif\n");
 /* The initial frame of a new context, from its top down: a zero return address (ends
  * backtraces), the trampoline as the address `ret` pops, six zeroed registers, and the
  * MXCSR/x87 words. */
@@ -541,7 +547,9 @@ __asm__(".pushsection .text.conc__coro_ctx_switch,\"axG\",@progbits,conc__coro_c
 /* AAPCS64: x19-x28, the frame pointer x29 and the link register x30 are callee-saved, as are
  * the low 64 bits of v8-v15 (d8-d15); FPCR (rounding mode, flush-to-zero) is callee-saved
  * control state. sp stays 16-byte aligned: the frame is 176 bytes. */
-__asm__(".pushsection .text.conc__coro_ctx_switch,\"axG\",%progbits,conc__coro_ctx_switch,comdat\n"
+__asm__(".ifndef .Lconc__coro_ctx_switch_emitted\n"
+        ".set .Lconc__coro_ctx_switch_emitted, 1\n"
+        ".pushsection .text.conc__coro_ctx_switch,\"axG\",%progbits,conc__coro_ctx_switch,comdat\n"
         ".weak conc__coro_ctx_switch\n"
         ".hidden conc__coro_ctx_switch\n"
         ".type conc__coro_ctx_switch,%function\n"
@@ -578,7 +586,8 @@ __asm__(".pushsection .text.conc__coro_ctx_switch,\"axG\",%progbits,conc__coro_c
         "  add sp, sp, #176\n"
         "  ret\n" /* to x30: the caller, or a new context's trampoline */
         ".size conc__coro_ctx_switch,.-conc__coro_ctx_switch\n"
-        ".popsection\n");
+        ".popsection\n"
+        ".endif\n");
 #define CONC__CORO_FRAME_WORDS 22u /* 176 bytes */
 #endif
 
@@ -2330,8 +2339,8 @@ CONC_NODISCARD static inline int conc_coro_spawn(conc_sched_t *s, conc_coro_fn f
 CONC_NODISCARD static inline int conc_sched_spawn(conc_sched_t *s, conc_coro_fn fn, void *arg) {
     return conc__coro_sched_spawn_at(s, fn, arg, NULL, 0);
 }
-#define conc_coro_spawn(s, fn, arg, o, c) conc__coro_spawn_at(s, fn, arg, o, c, __FILE__, __LINE__)
-#define conc_sched_spawn(s, fn, arg) conc__coro_sched_spawn_at(s, fn, arg, __FILE__, __LINE__)
+#define conc_coro_spawn(...) conc__coro_spawn_at(__VA_ARGS__, __FILE__, __LINE__)
+#define conc_sched_spawn(...) conc__coro_sched_spawn_at(__VA_ARGS__, __FILE__, __LINE__)
 
 static inline conc_coro_t *conc_coro_self(void) {
     conc_sched_t *s = conc__coro_sched_here();
@@ -2716,8 +2725,7 @@ CONC_NODISCARD static inline int conc_coro_watch_fd(conc_sched_t *s, int fd, int
                                                     const conc_coro_opts_t *o) {
     return conc__coro_watch_fd_at(s, fd, events, fn, arg, o, NULL, 0);
 }
-#define conc_coro_watch_fd(s, fd, events, fn, arg, o)                                              \
-    conc__coro_watch_fd_at(s, fd, events, fn, arg, o, __FILE__, __LINE__)
+#define conc_coro_watch_fd(...) conc__coro_watch_fd_at(__VA_ARGS__, __FILE__, __LINE__)
 
 /* Ends fd's pending watch before it fires: 0, or ENOENT (none: it fired, or never was). */
 CONC_NODISCARD static inline int conc_coro_unwatch_fd(conc_sched_t *s, int fd) {
@@ -2953,7 +2961,7 @@ CONC_NODISCARD static inline int conc_group_spawn(conc_group_t *g, conc_coro_fn 
                                                   const conc_coro_opts_t *o) {
     return conc__coro_group_spawn_at(g, fn, arg, o, NULL, 0);
 }
-#define conc_group_spawn(g, fn, arg, o) conc__coro_group_spawn_at(g, fn, arg, o, __FILE__, __LINE__)
+#define conc_group_spawn(...) conc__coro_group_spawn_at(__VA_ARGS__, __FILE__, __LINE__)
 
 static inline void conc__coro_group_child_done(conc_group_t *g, conc_coro_t *co) {
     CONC__CORO_LIST_UNLINK(g->children, co, group_prev, group_next);
