@@ -479,6 +479,58 @@ static void executor_try_submit_full_eagain(void) {
     conc_future_release(q2);
 }
 
+/* A capacity bounds the queue, not staging (executor.h CAVEATS): one worker, capacity 16.
+ * While the worker runs `first`, 16 tasks fill the queue; when it ends, one refill moves
+ * them all to staging and the worker starts the oldest, `second`, which blocks: 15 staged
+ * tasks wait, the queue is empty, and it takes exactly 16 more before try_submit says EAGAIN
+ * again. Every task runs once, the staged ones before the queued ones. */
+static void executor_bound_is_the_queue_staging_beside_it(void) {
+    enum { CAP = 16 };
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, CAP), 0);
+    conc_future_t *gate1, *gate2, *first, *second, *none = (conc_future_t *)1;
+    conc_future_t *staged[CAP - 1], *queued[CAP];
+    TH_CHECK_EQ(conc_future_create(&gate1), 0);
+    TH_CHECK_EQ(conc_future_create(&gate2), 0);
+    TH_CHECK_EQ(conc_executor_submit(ex, task_gate, gate1, &first), 0);
+    while (conc_future_state(first) != CONC_FUTURE_RUNNING)
+        sched_yield();
+    TH_CHECK_EQ(conc_executor_try_submit(ex, task_gate, gate2, &second), 0);
+    for (int i = 0; i < CAP - 1; i++)
+        TH_CHECK_EQ(conc_executor_try_submit(ex, task_noop, NULL, &staged[i]), 0);
+    TH_CHECK_EQ(conc_executor_try_submit(ex, task_noop, NULL, &none), EAGAIN);
+    TH_CHECK(none == NULL);
+    TH_CHECK_EQ(conc_future_complete(gate1, 0, NULL), 0);
+    while (conc_future_state(second) != CONC_FUTURE_RUNNING) /* after the refill */
+        sched_yield();
+    for (int i = 0; i < CAP; i++)
+        TH_CHECK_EQ(conc_executor_try_submit(ex, task_noop, NULL, &queued[i]), 0);
+    none = (conc_future_t *)1;
+    TH_CHECK_EQ(conc_executor_try_submit(ex, task_noop, NULL, &none), EAGAIN);
+    TH_CHECK(none == NULL);
+    TH_CHECK_EQ(conc_executor_queue_size(ex), (size_t)(2 * CAP - 1));
+    for (int i = 0; i < CAP - 1; i++)
+        TH_CHECK_EQ(conc_future_state(staged[i]), CONC_FUTURE_PENDING);
+    TH_CHECK_EQ(conc_future_complete(gate2, 0, NULL), 0);
+    TH_CHECK_EQ(conc_future_wait(queued[CAP - 1]), 0); /* the last submitted: one worker, FIFO */
+    for (int i = 0; i < CAP - 1; i++) {
+        TH_CHECK_EQ(conc_future_state(staged[i]), CONC_FUTURE_DONE);
+        conc_future_release(staged[i]);
+    }
+    for (int i = 0; i < CAP; i++) {
+        TH_CHECK_EQ(conc_future_state(queued[i]), CONC_FUTURE_DONE);
+        conc_future_release(queued[i]);
+    }
+    TH_CHECK_EQ(conc_executor_queue_size(ex), 0);
+    conc_executor_destroy(ex);
+    TH_CHECK_EQ(conc_future_wait(first), 0);
+    TH_CHECK_EQ(conc_future_wait(second), 0);
+    conc_future_release(first);
+    conc_future_release(second);
+    conc_future_release(gate1);
+    conc_future_release(gate2);
+}
+
 typedef struct submitter {
     conc_executor_t *ex;
     int result;
@@ -3284,7 +3336,8 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE(future_wait_any_and_all), TH_CASE(future_null_entry_is_einval),
         TH_CASE(future_as_completed_order), TH_CASE(future_as_completed_destroy_early),
         TH_CASE(executor_create_errors), TH_CASE(executor_submit_runs_task),
-        TH_CASE(executor_try_submit_full_eagain), TH_CASE(executor_submit_blocks_then_proceeds),
+        TH_CASE(executor_try_submit_full_eagain),
+        TH_CASE(executor_bound_is_the_queue_staging_beside_it), TH_CASE(executor_submit_blocks_then_proceeds),
         TH_CASE(executor_shutdown_epipe_wakes_blocked_submitter),
         TH_CASE(executor_shutdown_finishes_queued_work),
         TH_CASE(executor_shutdown_from_own_task_returns),

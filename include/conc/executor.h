@@ -150,6 +150,12 @@
  *     holds (a tree) uses memory for all of them, as Python's does. While the spill holds
  *     tasks, submits from outside a bounded executor wait for it to empty (try_submit says
  *     EAGAIN), so that tasks still start in submission order.
+ *   - A capacity bounds the queue, not staging: a refill moves up to 16 of the queue's oldest
+ *     tasks into staging (see "Staging"), where any free worker takes them, and frees their
+ *     places. So while every worker is busy, up to capacity + 15 submitted tasks can wait
+ *     unstarted (conc_executor_queue_size counts them all), and no more (the workers' own
+ *     submits aside: "The spill"): a submit that finds the queue full waits (try_submit gets
+ *     EAGAIN) until the next refill, once staging is empty, frees places.
  *   - A task cancelled while queued (conc_future_cancel) keeps its place in the queue until
  *     a worker takes it and drops it unrun: until then it still counts toward
  *     queue_capacity, so with every worker busy a full queue stays full (try_submit EAGAIN,
