@@ -13,6 +13,7 @@ static void barrier_init_checks_parties(void) {
     TH_CHECK_EQ(sizeof(conc_barrier_t), 32);
     conc_barrier_t b;
     TH_CHECK_EQ(conc_barrier_init(&b, 0, 0), EINVAL);
+    TH_CHECK_EQ(conc_barrier_init(NULL, 2, 0), EINVAL);
     TH_CHECK_EQ(conc_barrier_init(&b, CONC_BARRIER_PARTIES_MAX + 1u, 0), EINVAL);
     TH_CHECK_EQ(conc_barrier_init(&b, 3, CONC_SHARED), 0);
     TH_CHECK_EQ(conc_barrier_parties(&b), 3);

@@ -192,6 +192,7 @@ static void forkpool_map_exactly_once(void) {
         TH_CHECK_EQ(s->count[i], 2);
     TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, 0, NULL), 0);
     TH_CHECK_EQ(conc_forkpool_map(p, NULL, a, 1, NULL), EINVAL);
+    TH_CHECK_EQ(conc_forkpool_map(NULL, fp_item, a, 1, NULL), EINVAL);
     free(out);
     conc_forkpool_destroy(p);
 }
@@ -722,6 +723,15 @@ static void forkpool_submit_future_api(void) {
     TH_CHECK(g == NULL);
     TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, NULL, 3, &g), EINVAL);
     TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "fire", 4, NULL), 0); /* no future wanted */
+    /* NULL for the pool, the future or the outcome: EINVAL, nothing done. */
+    TH_CHECK_EQ(conc_forkpool_create(NULL, NULL), EINVAL);
+    TH_CHECK_EQ(conc_forkpool_submit(NULL, fp_echo, "x", 1, &g), EINVAL);
+    TH_CHECK(g == NULL);
+    TH_CHECK_EQ(conc_forkpool_try_submit(NULL, fp_echo, "x", 1, NULL), EINVAL);
+    TH_CHECK_EQ(conc_forkpool_outcome(NULL, &o), EINVAL);
+    TH_CHECK_EQ(conc_forkpool_outcome(f[0], NULL), EINVAL);
+    TH_CHECK_EQ(conc_forkpool_cancel(NULL), EINVAL);
+    TH_CHECK(conc_forkpool_result(NULL, &len) == NULL && len == 0);
     for (int i = 0; i < 4; i++)
         conc_future_release(f[i]);
     conc_forkpool_destroy(p);

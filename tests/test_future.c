@@ -759,6 +759,61 @@ static void destroy_from_own_task(void) {
     _exit(5); /* not reached: destroy aborts the process */
 }
 
+/* NULL where a future or an executor belongs: an error code from every call that returns
+ * one, an abort naming the call from those that cannot report it (the queries, shutdown). */
+static void on_done_ignore(conc_future_t *f, void *arg) {
+    (void)f;
+    (void)arg;
+}
+static void future_is_done_on_null(void) {
+    (void)conc_future_is_done(NULL);
+}
+static void executor_shutdown_on_null(void) {
+    conc_executor_shutdown(NULL, false);
+}
+static void null_handles_are_einval_or_abort_naming_the_call(void) {
+    TH_CHECK_EQ(conc_future_create(NULL), EINVAL);
+    TH_CHECK_EQ(conc_future_complete(NULL, 0, NULL), EINVAL);
+    TH_CHECK_EQ(conc_future_cancel(NULL), EINVAL);
+    TH_CHECK_EQ(conc_future_wait(NULL), EINVAL);
+    TH_CHECK_EQ(conc_future_wait_until(NULL, 0), EINVAL);
+    TH_CHECK_EQ(conc_future_on_done(NULL, on_done_ignore, NULL), EINVAL);
+    size_t index = 99;
+    TH_CHECK_EQ(conc_future_wait_any(NULL, 2, 0, &index), EINVAL);
+    TH_CHECK_EQ(index, 99);
+    TH_CHECK_EQ(conc_future_wait_all(NULL, 2, 0), EINVAL);
+    TH_CHECK_EQ(conc_as_completed_create(NULL, NULL, 0), EINVAL);
+    TH_CHECK_EQ(conc_executor_create(NULL, 1, 4), EINVAL);
+    conc_future_t *f = (conc_future_t *)&f;
+    TH_CHECK_EQ(conc_executor_submit(NULL, task_noop, NULL, &f), EINVAL);
+    TH_CHECK(f == NULL);
+    TH_CHECK_EQ(conc_executor_try_submit(NULL, task_noop, NULL, NULL), EINVAL);
+    size_t submitted = 99;
+    TH_CHECK_EQ(conc_executor_submit_batch(NULL, task_noop, NULL, 1, &f, &submitted), EINVAL);
+    TH_CHECK_EQ(submitted, (size_t)0);
+    conc_map_t *m = (conc_map_t *)&m;
+    TH_CHECK_EQ(conc_map_create(&m, NULL, task_noop, NULL, 1, 1), EINVAL);
+    TH_CHECK(m == NULL);
+    conc_executor_t *ex;
+    TH_CHECK_EQ(conc_executor_create(&ex, 1, 4), 0);
+    TH_CHECK_EQ(conc_map_create(NULL, ex, task_noop, NULL, 1, 1), EINVAL);
+    conc_executor_destroy(ex);
+    conc_executor_destroy(NULL); /* as free(NULL) */
+    conc_future_release(NULL);
+    struct {
+        void (*fn)(void);
+        const char *msg;
+    } aborts[] = {{future_is_done_on_null, "conc_future_is_done: NULL future"},
+                  {executor_shutdown_on_null, "conc_executor_shutdown: NULL executor"}};
+    for (size_t i = 0; i < sizeof aborts / sizeof aborts[0]; i++) {
+        fflush(stdout);
+        char msg[4096];
+        int status = th_run_child_capturing_stderr(aborts[i].fn, msg, sizeof msg);
+        TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
+        TH_CHECK_MSG(strstr(msg, aborts[i].msg) != NULL, "message: %s", msg);
+    }
+}
+
 static void executor_destroy_from_own_task_aborts(void) {
     fflush(stdout);
     char msg[4096];
@@ -3337,7 +3392,9 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE(future_as_completed_order), TH_CASE(future_as_completed_destroy_early),
         TH_CASE(executor_create_errors), TH_CASE(executor_submit_runs_task),
         TH_CASE(executor_try_submit_full_eagain),
-        TH_CASE(executor_bound_is_the_queue_staging_beside_it), TH_CASE(executor_submit_blocks_then_proceeds),
+        TH_CASE(executor_bound_is_the_queue_staging_beside_it),
+        TH_CASE(null_handles_are_einval_or_abort_naming_the_call),
+        TH_CASE(executor_submit_blocks_then_proceeds),
         TH_CASE(executor_shutdown_epipe_wakes_blocked_submitter),
         TH_CASE(executor_shutdown_finishes_queued_work),
         TH_CASE(executor_shutdown_from_own_task_returns),

@@ -107,6 +107,7 @@ static void sem_init_checks_value_and_max(void) {
     TH_CHECK_EQ(conc_sem_init(&s, 6, 5, 0), EINVAL);
     TH_CHECK_EQ(conc_sem_init(&s, CONC_SEM_VALUE_MAX + 1u, 0, 0), EINVAL);
     TH_CHECK_EQ(conc_sem_init(&s, 0, CONC_SEM_VALUE_MAX + 1u, 0), EINVAL);
+    TH_CHECK_EQ(conc_sem_init(&s, 1, 0, 0x40), EINVAL); /* unknown flags */
     TH_CHECK_EQ(conc_sem_init(&s, UINT_MAX, 0, 0), EINVAL);
     TH_CHECK_EQ(conc_sem_value(&s), 0);
     TH_CHECK_EQ(conc_sem_release(&s, 1), 0);
@@ -135,6 +136,7 @@ static void sem_release_zero_is_einval(void) {
     conc_sem_t s = CONC_SEM_INIT(1);
     TH_CHECK_EQ(conc_sem_release(&s, 0), EINVAL);
     TH_CHECK_EQ(conc_sem_value(&s), 1);
+    TH_CHECK_EQ(conc_sem_init(NULL, 1, 0, 0), EINVAL);
 }
 
 static void sem_bounded_overflow_releases_nothing(void) {

@@ -174,7 +174,7 @@ CONC_INLINE uint64_t conc__barrier_gen(uint64_t w) {
 }
 
 CONC_NODISCARD static inline int conc_barrier_init(conc_barrier_t *b, unsigned parties, int flags) {
-    if (parties == 0 || parties > CONC_BARRIER_PARTIES_MAX || (flags & ~CONC_SHARED))
+    if (!b || parties == 0 || parties > CONC_BARRIER_PARTIES_MAX || (flags & ~CONC_SHARED))
         return EINVAL;
     conc_store(&b->word, (uint64_t)0, CONC_RELAXED);
     conc_yield_policy_init(&b->yields); /* memory from malloc, or a barrier used before */

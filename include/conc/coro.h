@@ -2271,6 +2271,8 @@ CONC_NODISCARD static inline int conc__coro_sched_spawn_at(conc_sched_t *s, conc
 }
 
 static inline void conc_sched_hold(conc_sched_t *s) {
+    if (CONC_UNLIKELY(!s))
+        CONC_ABORT("conc_sched_hold: NULL scheduler");
     /* Relaxed: a hold publishes nothing; the work it announces comes through the inbox. */
     conc_fetch_add(&s->holds, 1u, CONC_RELAXED);
 }
@@ -2282,6 +2284,8 @@ static inline void conc_sched_unhold(conc_sched_t *s) {
      * decrement against [coro.I6]: a loop announcing its sleep sees the new count. The
      * scheduler may end and be destroyed the moment holds reaches 0: destroy waits out our
      * kick [coro.I8]. */
+    if (CONC_UNLIKELY(!s))
+        CONC_ABORT("conc_sched_unhold: NULL scheduler");
     pthread_mutex_lock(&s->inbox_lock);
     uint32_t old = conc_fetch_sub(&s->holds, 1u, CONC_RELEASE);
     bool kick = old == 1 && conc__coro_sched_claim_kick(s);

@@ -87,6 +87,9 @@
  *   valid until every input is submitted or conc_map_destroy returns, and an element changed
  *   before its input is submitted is read as changed.
  *   window: EINVAL if 0; above n it is n. A NULL fn is EINVAL here and in every submit.
+ *   A NULL executor (or out pointer of create or map_create) is EINVAL from every call that
+ *   returns an int; shutdown and shutdown_nowait abort naming themselves; destroy(NULL)
+ *   does nothing, as free(NULL).
  *   conc_map_next: the results come in INPUT order (as Python's map); *status is task i's
  *   outcome, or EPIPE if input i could not be submitted because the executor shut down
  *   (CONC_EXECUTOR_BROKEN if it broke); conc_map_create returns either when not even the
@@ -1191,6 +1194,8 @@ CONC_INLINE bool conc__executor_is_worker(const conc_executor_t *ex) {
 }
 
 static inline void conc_executor_shutdown(conc_executor_t *ex, bool cancel_pending) {
+    if (CONC_UNLIKELY(!ex))
+        CONC_ABORT("conc_executor_shutdown: NULL executor");
     conc__executor_close(ex, cancel_pending ? CONC__EXECUTOR_DROP_CANCEL : 0u);
     if (conc__executor_is_worker(ex))
         return; /* a thread cannot join itself: the joining is left to a caller outside */
@@ -1207,6 +1212,8 @@ static inline void conc_executor_shutdown(conc_executor_t *ex, bool cancel_pendi
  * returns at once; the workers finish what they have. conc_executor_destroy (or a later
  * shutdown) joins them and frees the executor. */
 static inline void conc_executor_shutdown_nowait(conc_executor_t *ex, bool cancel_pending) {
+    if (CONC_UNLIKELY(!ex))
+        CONC_ABORT("conc_executor_shutdown_nowait: NULL executor");
     conc__executor_close(ex, cancel_pending ? CONC__EXECUTOR_DROP_CANCEL : 0u);
 }
 
@@ -1314,6 +1321,8 @@ CONC_NODISCARD static inline int conc__executor_build(conc_executor_t **out, uns
 CONC_NODISCARD static inline int conc__executor_create(conc_executor_t **out, unsigned threads,
                                                        size_t queue_capacity,
                                                        const conc_executor_options_t *o) {
+    if (!out)
+        return EINVAL;
     int saved_errno = conc_errno_save();
     int e = conc__executor_build(out, threads, queue_capacity, o);
     conc_errno_restore(saved_errno);
@@ -1389,7 +1398,7 @@ CONC_INLINE int conc__executor_submit(conc_executor_t *ex, conc_task_fn fn, void
                                       conc_future_t **out, bool block, int64_t deadline) {
     if (out)
         *out = NULL;
-    if (!fn) /* a worker would call it: refused here, where the caller learns of it */
+    if (!ex || !fn) /* a worker would call fn: refused here, where the caller learns of it */
         return EINVAL;
     conc_future_t *f;
     if (conc__executor_futures(ex, &f, 1) == 0)
@@ -1447,7 +1456,7 @@ CONC_NODISCARD static inline int conc_executor_submit_batch(conc_executor_t *ex,
     conc_future_t *chunk[CONC__EXECUTOR_BATCH_CHUNK];
     const size_t chunk_max = CONC__EXECUTOR_BATCH_CHUNK;
     size_t done = 0;
-    int r = fn ? 0 : EINVAL; /* nothing queued: *submitted 0, every fs[i] NULL */
+    int r = ex && fn ? 0 : EINVAL; /* nothing queued: *submitted 0, every fs[i] NULL */
     while (done < n && r == 0) {
         size_t k = n - done < chunk_max ? n - done : chunk_max, pushed = 0;
         size_t made = conc__executor_futures(ex, chunk, k);
@@ -1539,8 +1548,10 @@ static inline void conc_map_destroy(conc_map_t *m) {
 CONC_NODISCARD static inline int conc_map_create(conc_map_t **out, conc_executor_t *ex,
                                                  conc_task_fn fn, void *const *args, size_t n,
                                                  size_t window) {
+    if (!out)
+        return EINVAL;
     *out = NULL;
-    if (window == 0 || !fn)
+    if (!ex || window == 0 || !fn)
         return EINVAL;
     int saved_errno = conc_errno_save(); /* no conc call sets errno: a failed calloc does */
     conc_map_t *m = (conc_map_t *)calloc(1, sizeof *m);

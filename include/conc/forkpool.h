@@ -61,7 +61,7 @@
  *     is reached: only that thread makes room), EPERM (as map). On error *f is NULL. A task the
  *     pool gave up on (queued, or running on a worker the giving up killed) ends with EPIPE,
  *     but one whose future was cancelled while queued keeps ECANCELED (outcome too).
- *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future).
+ *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future, or out NULL).
  *   cancel: 0 (queued: dropped, the future CANCELLED; running: its worker is SIGKILLed and
  *     replaced, and once that process has exited, so that fn writes nothing more to the
  *     shared region, cancel returns and the future completes with status ECANCELED), EBUSY
@@ -70,6 +70,11 @@
  *   free of memory this pool did not hand out aborts: "conc_forkpool_free: not a block ...".
  *   alloc, free, pids, shutdown and destroy in a process other than the pool's parent abort:
  *   "conc_forkpool_shutdown: called in a process other than the pool's parent ...".
+ *   NULL for the pool (or create's out pointer): EINVAL from create, map, submit and
+ *   try_submit; alloc, pids, shutdown and free of a block abort ("conc_forkpool_alloc: NULL
+ *   pool");
+ *   destroy(NULL) does nothing. A NULL future: EINVAL from outcome and cancel, NULL from
+ *   result.
  *   No call changes errno, failing or not (what libc sets on the way is put back).
  *
  * ORDERING CONTRACT
@@ -1064,6 +1069,8 @@ CONC_INLINE bool conc__forkpool_foreign(const conc_forkpool_t *p) {
 /* For the calls that cannot report it (caller: a string literal naming the call). */
 #define CONC__FORKPOOL_CHECK_PARENT(p, caller)                                                     \
     do {                                                                                           \
+        if (CONC_UNLIKELY(!(p)))                                                                   \
+            CONC_ABORT(caller ": NULL pool");                                                      \
         if (CONC_UNLIKELY(conc__forkpool_foreign(p)))                                              \
             CONC_ABORT(caller ": called in a process other than the pool's parent (a worker, "     \
                               "or a fork of the parent)");                                         \
@@ -1170,7 +1177,7 @@ __attribute__((weak)) void conc__forkpool_task_free(void *ext) {
 }
 
 CONC_INLINE conc__forkpool_task *conc__forkpool_task_of(conc_future_t *f) {
-    return (conc__forkpool_task *)conc__future_ext(f, conc__forkpool_task_free);
+    return f ? (conc__forkpool_task *)conc__future_ext(f, conc__forkpool_task_free) : NULL;
 }
 
 typedef struct conc__forkpool_done_list { /* futures to complete once the lock is dropped */
@@ -2310,6 +2317,8 @@ CONC_NOINLINE int conc__forkpool_create_body(conc_forkpool_t **out, const conc_f
 
 CONC_NODISCARD static inline int conc_forkpool_create(conc_forkpool_t **out,
                                                       const conc_forkpool_opts_t *o) {
+    if (!out)
+        return EINVAL;
     int saved_errno = conc_errno_save(); /* no call sets errno: malloc, mmap, socketpair... may */
     int e = conc__forkpool_create_body(out, o);
     conc_errno_restore(saved_errno);
@@ -2352,7 +2361,7 @@ static int conc__forkpool_order_cmp(const void *a, const void *b) {
 
 CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_fn fn, void *arg,
                                           size_t n, conc_forkpool_outcome_t *outcomes) {
-    if (!fn)
+    if (!p || !fn)
         return EINVAL;
     if (conc__forkpool_foreign(p))
         return EPERM;
@@ -2479,7 +2488,7 @@ CONC_NOINLINE int conc__forkpool_submit_body(conc_forkpool_t *p, conc_forkpool_t
                                              bool block) {
     if (out)
         *out = NULL;
-    if (!fn || (!arg && len))
+    if (!p || !fn || (!arg && len))
         return EINVAL;
     if (conc__forkpool_foreign(p))
         return EPERM;
@@ -2587,7 +2596,7 @@ static inline const void *conc_forkpool_result(conc_future_t *f, size_t *len) {
 CONC_NODISCARD static inline int conc_forkpool_outcome(conc_future_t *f,
                                                        conc_forkpool_outcome_t *out) {
     conc__forkpool_task *t = conc__forkpool_task_of(f);
-    if (!t)
+    if (!t || !out)
         return EINVAL;
     if (!conc_future_is_done(f))
         return EAGAIN;

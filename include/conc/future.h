@@ -59,6 +59,9 @@
  *   NULL future (a failed submit leaves NULL where its future would be; nothing is waited
  *   for or added then). on_done: EINVAL for a NULL fn (nothing is registered: the thread
  *   that completes the future would call it).
+ *   NULL for the future: EINVAL from complete, cancel, wait, wait_until and on_done (create
+ *   and as_completed_create: for the out pointer); is_done, state, result and retain cannot
+ *   report it and abort naming themselves. release(NULL) does nothing, as free(NULL).
  *
  * RESULTS
  *   A done future's result is what the task stored in *result (or complete's r). A failed
@@ -251,6 +254,8 @@ CONC_INLINE conc_future_t *conc__future_malloc(void) {
 }
 
 CONC_NODISCARD static inline int conc_future_create(conc_future_t **out) {
+    if (!out)
+        return EINVAL;
     conc_future_t *f = conc__future_malloc();
     if (f)
         conc__future_init(f, 1, NULL, NULL);
@@ -262,6 +267,8 @@ CONC_NODISCARD static inline int conc_future_create(conc_future_t **out) {
  * (It changes the word a waiter may be about to sleep on: that futex_wait returns EAGAIN,
  * and the waiter re-reads and sleeps again.) */
 static inline void conc_future_retain(conc_future_t *f) {
+    if (CONC_UNLIKELY(!f))
+        CONC_ABORT("conc_future_retain: NULL future");
     uint32_t old = conc_fetch_add(&f->state, CONC__FUTURE_REF_ONE, CONC_RELAXED);
     if (CONC_UNLIKELY((old & CONC__FUTURE_REF_MASK) == CONC__FUTURE_REF_MASK))
         CONC_ABORT("conc_future_retain: more than 2^26 - 1 references");
@@ -430,12 +437,16 @@ CONC_INLINE void conc__future_task_done(conc_future_t *f, uint32_t v, int status
 #define CONC__FUTURE_FROM(s) (1u << (s))
 
 CONC_NODISCARD static inline int conc_future_complete(conc_future_t *f, int status, void *result) {
+    if (!f)
+        return EINVAL;
     return conc__future_settle(
         f, CONC__FUTURE_FROM(CONC__FUTURE_PENDING) | CONC__FUTURE_FROM(CONC__FUTURE_RUNNING),
         status, result, status == 0 ? CONC__FUTURE_DONE : CONC__FUTURE_FAILED);
 }
 
 static inline int conc_future_cancel(conc_future_t *f) {
+    if (!f)
+        return EINVAL;
     return conc__future_settle(f, CONC__FUTURE_FROM(CONC__FUTURE_PENDING), ECANCELED, NULL,
                                CONC__FUTURE_CANCELLED);
 }
@@ -446,10 +457,14 @@ static inline int conc_future_cancel(conc_future_t *f) {
 
 /* [future.A1] acquire: pairs with [future.R1]; a true answer makes the outcome visible. */
 static inline bool conc_future_is_done(const conc_future_t *f) {
+    if (CONC_UNLIKELY(!f))
+        CONC_ABORT("conc_future_is_done: NULL future");
     return conc__future_final(conc_load(&f->state, CONC_ACQUIRE));
 }
 
 static inline conc_future_state_t conc_future_state(const conc_future_t *f) {
+    if (CONC_UNLIKELY(!f))
+        CONC_ABORT("conc_future_state: NULL future");
     uint32_t s = conc_load(&f->state, CONC_ACQUIRE) & CONC__FUTURE_STATE_MASK; /* [future.A1] */
     if (s == CONC__FUTURE_COMPLETING)
         s = CONC__FUTURE_RUNNING; /* a completion in progress: not yet observable as done */
@@ -459,6 +474,8 @@ static inline conc_future_state_t conc_future_state(const conc_future_t *f) {
 /* NULL unless the future is done or failed (a failed task keeps its result: its error detail).
  * [future.A1] acquire: pairs with [future.R1]. */
 static inline void *conc_future_result(const conc_future_t *f) {
+    if (CONC_UNLIKELY(!f))
+        CONC_ABORT("conc_future_result: NULL future");
     uint32_t v = conc_load(&f->state, CONC_ACQUIRE);
     uint32_t s = v & CONC__FUTURE_STATE_MASK;
     if (s != CONC__FUTURE_DONE && s != CONC__FUTURE_FAILED)
@@ -533,6 +550,8 @@ CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
 }
 
 CONC_NODISCARD static inline int conc_future_wait_until(conc_future_t *f, int64_t deadline) {
+    if (!f)
+        return EINVAL;
     uint32_t v = conc_load(&f->state, CONC_ACQUIRE); /* [future.A1] pairs with [future.R1] */
     if (CONC_LIKELY(conc__future_final(v)))
         return conc__future_outcome(f, v);
@@ -584,7 +603,7 @@ CONC_NOINLINE void conc__future_unlink(conc_future_t *f, conc__future_node *n) {
 
 CONC_NODISCARD static inline int conc_future_on_done(conc_future_t *f, conc_future_cb fn,
                                                      void *arg) {
-    if (!fn) /* the completer would call it, in whatever thread completes f */
+    if (!f || !fn) /* the completer would call fn, in whatever thread completes f */
         return EINVAL;
     if (!conc_future_is_done(f)) { /* [future.A1] on the way out if done */
         conc__future_node *n = (conc__future_node *)conc_malloc_keep_errno(sizeof *n);
@@ -650,6 +669,8 @@ CONC_INLINE bool conc__future_any_scan(conc_future_t *const *fs, size_t n, size_
 
 /* Whether any of fs[0..n) is NULL (not a future: a failed submit leaves NULL behind). */
 CONC_INLINE bool conc__future_any_null(conc_future_t *const *fs, size_t n) {
+    if (!fs && n > 0)
+        return true;
     for (size_t i = 0; i < n; i++)
         if (!fs[i])
             return true;
@@ -848,6 +869,8 @@ static inline void conc_as_completed_destroy(conc_as_completed_t *ac) {
 
 CONC_NODISCARD static inline int conc_as_completed_create(conc_as_completed_t **out,
                                                           conc_future_t *const *fs, size_t n) {
+    if (!out)
+        return EINVAL;
     *out = NULL;
     if (conc__future_any_null(fs, n))
         return EINVAL; /* checked first: nothing is added */

@@ -29,10 +29,11 @@
  *   query     conc_sem_value(s)                   tokens now: a snapshot, stale at once
  *
  * ERRORS
- *   init: EINVAL if value > max (max != 0), or value or max > CONC_SEM_VALUE_MAX; the
- *   semaphore is left untouched. try_acquire: EAGAIN when no token is there (not EBUSY: a
- *   semaphore is empty, not held). acquire_until: ETIMEDOUT once the deadline has passed,
- *   never earlier; a past deadline tries once. A waiter that finds a token at its deadline
+ *   init: EINVAL if value > max (max != 0), value or max > CONC_SEM_VALUE_MAX, s is NULL or
+ *   flags has a bit other than CONC_SHARED; the semaphore is left untouched. try_acquire:
+ *   EAGAIN when no token is there (not EBUSY: a semaphore is empty, not held).
+ *   acquire_until: ETIMEDOUT once the deadline has passed, never earlier; a past deadline
+ *   tries once. A waiter that finds a token at its deadline
  *   takes it and returns 0. release: EOVERFLOW if n tokens would pass max (or
  *   CONC_SEM_VALUE_MAX when unbounded), and then nothing is released (Python's BoundedSemaphore
  *   raises ValueError); EINVAL for n == 0 (Python: ValueError). CONC_SEM_INIT_BOUNDED(value,
@@ -216,7 +217,8 @@ CONC_INLINE uint32_t *conc__sem_futex(conc_sem_t *s) {
 
 /* Not CONC_NODISCARD: the only error is EINVAL for arguments the caller chose (base.h). */
 static inline int conc_sem_init(conc_sem_t *s, unsigned value, unsigned max, int flags) {
-    if (value > CONC_SEM_VALUE_MAX || max > CONC_SEM_VALUE_MAX || (max != 0 && value > max))
+    if (!s || (flags & ~CONC_SHARED) || value > CONC_SEM_VALUE_MAX || max > CONC_SEM_VALUE_MAX ||
+        (max != 0 && value > max))
         return EINVAL;
     conc_store(&s->word, (uint64_t)value << CONC__SEM_COUNT_SHIFT, CONC_RELAXED);
     conc_store(&s->config, max | ((flags & CONC_SHARED) ? CONC__SEM_SHARED : 0u), CONC_RELAXED);
