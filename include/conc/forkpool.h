@@ -72,9 +72,8 @@
  *   "conc_forkpool_shutdown: called in a process other than the pool's parent ...".
  *   NULL for the pool (or create's out pointer): EINVAL from create, map, submit and
  *   try_submit; alloc, pids, shutdown and free of a block abort ("conc_forkpool_alloc: NULL
- *   pool");
- *   destroy(NULL) does nothing. A NULL future: EINVAL from outcome and cancel, NULL from
- *   result.
+ *   pool"); destroy(NULL) does nothing. A NULL future: EINVAL from outcome and cancel, NULL
+ *   from result.
  *   No call changes errno, failing or not (what libc sets on the way is put back).
  *
  * ORDERING CONTRACT

@@ -29,17 +29,16 @@
  *   query     conc_sem_value(s)                   tokens now: a snapshot, stale at once
  *
  * ERRORS
- *   init: EINVAL if value > max (max != 0), value or max > CONC_SEM_VALUE_MAX, s is NULL or
- *   flags has a bit other than CONC_SHARED; the semaphore is left untouched. try_acquire:
- *   EAGAIN when no token is there (not EBUSY: a semaphore is empty, not held).
- *   acquire_until: ETIMEDOUT once the deadline has passed, never earlier; a past deadline
- *   tries once. A waiter that finds a token at its deadline
- *   takes it and returns 0. release: EOVERFLOW if n tokens would pass max (or
+ *   init: EINVAL if value > max (max != 0), value or max > CONC_SEM_VALUE_MAX, s is NULL or flags
+ *   has a bit other than CONC_SHARED; the semaphore is left untouched. try_acquire: EAGAIN when no
+ *   token is there (not EBUSY: a semaphore is empty, not held). acquire_until: ETIMEDOUT once the
+ *   deadline has passed, never earlier; a past deadline tries once. A waiter that finds a token at
+ *   its deadline takes it and returns 0. release: EOVERFLOW if n tokens would pass max (or
  *   CONC_SEM_VALUE_MAX when unbounded), and then nothing is released (Python's BoundedSemaphore
- *   raises ValueError); EINVAL for n == 0 (Python: ValueError). CONC_SEM_INIT_BOUNDED(value,
- *   max) with value > max, and either macro with a value or max above CONC_SEM_VALUE_MAX (a
- *   negative int, say; Python's Semaphore(-1) raises ValueError): a compile error for
- *   constant arguments, an abort in debug builds for run-time ones.
+ *   raises ValueError); EINVAL for n == 0 (Python: ValueError). CONC_SEM_INIT_BOUNDED(value, max)
+ *   with value > max, and either macro with a value or max above CONC_SEM_VALUE_MAX (a negative
+ *   int, say; Python's Semaphore(-1) raises ValueError): a compile error for constant arguments,
+ *   an abort in debug builds for run-time ones.
  *
  * ORDERING CONTRACT
  *   Everything a thread wrote before conc_sem_release is visible to the thread whose acquire
