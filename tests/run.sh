@@ -123,11 +123,11 @@ int main(void) {
     return !(conc_run(lto_main, &laps, &st) == 0 && st == 7 && laps == 3);
 }
 LTO
-    printf '#include "conc/conc.h"
+    cat >"$tmp/lto2.c" <<'LTO'
+#include "conc/conc.h"
 int lto_in_other_unit(void);
-%s
-' \
-        'int lto_in_other_unit(void) { return conc_coro_yield() == 0 ? 7 : -1; }' >"$tmp/lto2.c"
+int lto_in_other_unit(void) { return conc_coro_yield() == 0 ? 7 : -1; }
+LTO
     for cc in gcc clang; do
         if ! $cc -std=c11 -D_DEFAULT_SOURCE -O2 -flto -Wall -Wextra -Werror -Iinclude \
             -o "$tmp/lto" "$tmp/lto1.c" "$tmp/lto2.c" -pthread 2>"$tmp/err" || ! "$tmp/lto"; then
