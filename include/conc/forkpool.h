@@ -2179,11 +2179,12 @@ CONC_NOINLINE void conc__forkpool_shutdown_body(conc_forkpool_t *p, bool cancel_
         return; /* an on_done callback: the monitor cannot wait for itself; a later shutdown
                    or destroy from another thread finishes the work and joins */
     conc_lock_acquire(&p->lock);
-    /* Finish queued and running work and the running map, then stop the workers. */
-    while (!p->stopped && (p->queued || p->running_tasks || p->map_active) && !p->broken) {
-        conc__forkpool_kick(p);
+    /* Finish queued and running work and the running map, then stop the workers. One kick:
+     * the monitor notifies the cond on every turn of its loop, so a kick per wake would have
+     * the two threads wake each other, both CPUs busy, for as long as a task runs. */
+    conc__forkpool_kick(p);
+    while (!p->stopped && (p->queued || p->running_tasks || p->map_active) && !p->broken)
         conc_cond_wait(&p->cond, &p->lock);
-    }
     p->stopping = true;
     conc__forkpool_kick(p);
     while (!p->stopped)
