@@ -60,15 +60,16 @@ static void queue_create_einval_enomem(void) {
     TH_CHECK_EQ(conc_queue_create(&q, 8, SIZE_MAX), EINVAL);
     TH_CHECK_EQ(conc_queue_create(&q, SIZE_MAX / 64, 64), EINVAL);
     TH_CHECK_EQ(conc_queue_create(NULL, 8, 8), EINVAL);
-    TH_CHECK(q == (conc_queue_t *)1); /* untouched on error */
+    TH_CHECK(q == NULL); /* NULL on error, as every create leaves it */
     TH_CHECK_EQ(conc_queue_footprint(0, 8), 0);
     TH_CHECK_EQ(conc_queue_footprint(8, 0), 0);
     TH_CHECK_EQ(conc_queue_footprint(SIZE_MAX, 1), 0);
     TH_CHECK(conc_queue_footprint(1, 1) >= sizeof(conc_queue_t) + 16);
     fail_alloc = 1;
+    q = (conc_queue_t *)1;
     TH_CHECK_EQ(conc_queue_create(&q, 16, 8), ENOMEM);
     fail_alloc = 0;
-    TH_CHECK(q == (conc_queue_t *)1);
+    TH_CHECK(q == NULL);
     q = make(16, 8);
     TH_CHECK_EQ(conc_queue_capacity(q), 16);
     TH_CHECK_EQ(conc_queue_item_size(q), 8);
@@ -107,8 +108,9 @@ static void queue_init_in_attach(void) {
     TH_CHECK(need > 0);
     unsigned char *mem = (unsigned char *)aligned_alloc(64, (need + 127) & ~(size_t)63);
     TH_CHECK(mem != NULL);
-    conc_queue_t *q = NULL;
+    conc_queue_t *q = (conc_queue_t *)1;
     TH_CHECK_EQ(conc_queue_init_in(&q, NULL, need, 5, 12, 0), EINVAL);
+    TH_CHECK(q == NULL); /* NULL on error, as every create leaves it */
     TH_CHECK(conc_queue_attach(mem + 8) == NULL); /* nothing built at mem + 64 either */
     /* Aligned mem: no gap, so the footprint's slack is spare; one byte less than the queue
      * itself is too small. */

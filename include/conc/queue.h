@@ -388,6 +388,8 @@ CONC_INLINE uint64_t conc__queue_distance(const conc_queue_t *q, uint64_t a, uin
 
 CONC_NODISCARD static inline int conc_queue_init_in(conc_queue_t **out, void *mem, size_t mem_size,
                                                     size_t capacity, size_t item_size, int flags) {
+    if (out) /* NULL on failure, as every create leaves it: a caller's cleanup may test it */
+        *out = NULL;
     size_t need = conc__queue_bytes(capacity, item_size);
     size_t gap = mem ? conc__queue_gap(mem) : 0;
     if (!out || !mem || need == 0 || mem_size < gap || mem_size - gap < need ||
@@ -421,6 +423,8 @@ CONC_NODISCARD static inline int conc_queue_create(conc_queue_t **out, size_t ca
     /* With the slack, as footprint: a user's CONC_QUEUE_ALLOC may return memory at any
      * alignment (malloc's 16), and the queue sits at its first CONC_QUEUE_ALIGN boundary.
      * Rounded up to a multiple of the alignment, as C11's aligned_alloc wants. */
+    if (out)
+        *out = NULL;
     size_t need = conc__queue_bytes(capacity, item_size);
     if (!out || need == 0)
         return EINVAL;
