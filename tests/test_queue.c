@@ -110,7 +110,8 @@ static void queue_init_in_attach(void) {
     TH_CHECK(mem != NULL);
     conc_queue_t *q = (conc_queue_t *)1;
     TH_CHECK_EQ(conc_queue_init_in(&q, NULL, need, 5, 12, 0), EINVAL);
-    TH_CHECK(q == NULL); /* NULL on error, as every create leaves it */
+    /* NULL on error, as every create leaves it */
+    TH_CHECK(q == NULL);
     TH_CHECK(conc_queue_attach(mem + 8) == NULL); /* nothing built at mem + 64 either */
     /* Aligned mem: no gap, so the footprint's slack is spare; one byte less than the queue
      * itself is too small. */
