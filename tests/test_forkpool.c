@@ -3038,9 +3038,13 @@ static void fp_create_under_rlimit_as(void) {
     struct rlimit rl = {64u << 20, 64u << 20};
     if (setrlimit(RLIMIT_AS, &rl) != 0)
         _exit(2);
-    while (malloc(1u << 16)) {
+    /* Each block stored through a volatile: an allocation whose result goes unused may be
+     * elided, and clang -O2 then folds the loop into an endless one with no side effects (UB),
+     * which it drops along with everything after it. */
+    static void *volatile last_block;
+    while ((last_block = malloc(1u << 16)) != NULL) {
     }
-    while (malloc(64)) {
+    while ((last_block = malloc(64)) != NULL) {
     }
     conc_forkpool_t *p;
     errno = TH_ERRNO_SENTINEL;
