@@ -119,9 +119,11 @@ examples: $(EXAMPLE_BINS)
 # whichever was faster, and the models never put two searches beside a suite.
 # Each step's output comes out whole when it ends (--output-sync).
 TEST_JOBS ?= 2
-TEST_CONFIGS := gcc gcc-thread clang-thread gcc-address+undefined
+TEST_CONFIGS := gcc clang gcc-thread clang-thread gcc-address+undefined
 CONFIG_CC_gcc := gcc
 CONFIG_SAN_gcc :=
+CONFIG_CC_clang := clang
+CONFIG_SAN_clang :=
 CONFIG_CC_gcc-thread := gcc
 CONFIG_SAN_gcc-thread := thread
 CONFIG_CC_clang-thread := clang
@@ -155,12 +157,14 @@ OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-examples headers lint r
               snippets-copy consumers models-worker-builds
 test-steps: step-models-collect
 step-run-gcc: step-build-gcc
-step-run-gcc-thread: step-run-gcc step-build-gcc-thread
+step-run-clang: step-run-gcc step-build-clang
+step-run-gcc-thread: step-run-clang step-build-gcc-thread
 step-run-clang-thread: step-run-gcc-thread step-build-clang-thread
 step-run-gcc-address+undefined: step-run-clang-thread step-build-gcc-address+undefined
 step-run-coro: step-run-gcc-address+undefined step-build-coro
 step-models-worker-suites: step-run-coro
-step-build-gcc-thread: step-build-gcc
+step-build-clang: step-build-gcc
+step-build-gcc-thread: step-build-clang
 step-build-clang-thread: step-build-gcc-thread
 step-build-gcc-address+undefined: step-build-clang-thread
 step-build-coro: step-build-gcc-address+undefined
@@ -219,7 +223,7 @@ test-config-run:
 	  $(SAN_ENV) $(RUN) suite $(RESULTS)/$(CONFIG).log $(TEST_BINS) | \
 	  grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true
 
-# The coroutine switch has backends and build modes the four configurations do not reach: a
+# The coroutine switch has backends and build modes the five configurations do not reach: a
 # C++17 build, a -D_FORTIFY_SOURCE=2 -O2 build (glibc's longjmp check), the swapcontext and
 # setjmp fallbacks; and valgrind memcheck over the plain build (stack registration, no
 # suppressions), with iterations scaled down.
@@ -339,7 +343,7 @@ deps-test:
 # configuration, ROUNDS times, with a busy loop on every core beside it (other builds and CI
 # neighbours do the same to a test, only less often). Ends with how many rounds passed.
 ROUNDS ?= 3
-SHAKEN_CONFIGS := gcc: gcc:thread clang:thread gcc:address,undefined
+SHAKEN_CONFIGS := gcc: clang: gcc:thread clang:thread gcc:address,undefined
 test-shaken: deps-test
 	@rm -rf $(RESULTS)/shaken && mkdir -p $(RESULTS)/shaken
 	@for c in $(SHAKEN_CONFIGS); do \
