@@ -60,14 +60,15 @@
 
 #include "group.h"
 
-/* TH_SANITIZED: an ASan or TSan build. Their allocators then return NULL for a request they
- * cannot serve, as malloc does, instead of reporting and exiting: the out-of-memory cases ask
- * for more memory than exists. (They still reserve more address space than any RLIMIT_AS a
- * test could set: cases that need that run in plain builds only.) */
+/* TH_SANITIZED: an ASan, TSan or MSan build. Their allocators then return NULL for a request
+ * they cannot serve, as malloc does, instead of reporting and exiting: the out-of-memory cases
+ * ask for more memory than exists. (They still reserve more address space than any RLIMIT_AS
+ * a test could set: cases that need that run in plain builds only.) */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define TH_SANITIZED 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                        \
+    __has_feature(memory_sanitizer)
 #define TH_SANITIZED 1
 #endif
 #endif
@@ -92,6 +93,10 @@ const char *__asan_default_options(void) {
 }
 const char *__tsan_default_options(void);
 const char *__tsan_default_options(void) {
+    return "allocator_may_return_null=1";
+}
+const char *__msan_default_options(void);
+const char *__msan_default_options(void) {
     return "allocator_may_return_null=1";
 }
 #endif

@@ -39,8 +39,17 @@ static void base_time_and_deadlines(void) {
 /* sysconf as glibc leaves it where /sys is not mounted (containers, chroots): the answer
  * comes from its fallback, with ENOENT left in errno by the file it could not open. Defined
  * here, it stands in for libc's for this binary; __sysconf is glibc's own entry. Not under
- * TSan: its runtime calls sysconf while it starts, before instrumented code may run. */
-#if !defined(CONC_TSAN)
+ * TSan or MSan: their runtimes call sysconf while they start, before instrumented code may
+ * run. */
+#if defined(__has_feature)
+#if __has_feature(memory_sanitizer)
+#define SYSCONF_CALLED_BY_THE_RUNTIME 1
+#endif
+#endif
+#if defined(CONC_TSAN)
+#define SYSCONF_CALLED_BY_THE_RUNTIME 1
+#endif
+#if !defined(SYSCONF_CALLED_BY_THE_RUNTIME)
 extern long __sysconf(int name);
 static int sysconf_leaves_enoent;
 long sysconf(int name) {
@@ -54,8 +63,8 @@ long sysconf(int name) {
 /* Each case runs in a child of its own, so this is the translation unit's first call: the
  * one that reaches sysconf. */
 static void base_cpu_count_keeps_errno_when_sysconf_sets_it(void) {
-#if defined(CONC_TSAN)
-    TH_SKIP("sysconf cannot be replaced under TSan (its runtime calls it while it starts)");
+#if defined(SYSCONF_CALLED_BY_THE_RUNTIME)
+    TH_SKIP("sysconf cannot be replaced under TSan or MSan (the runtime calls it as it starts)");
 #else
     sysconf_leaves_enoent = 1;
     int n = 0;

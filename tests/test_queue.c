@@ -108,6 +108,8 @@ static void queue_init_in_attach(void) {
     TH_CHECK(need > 0);
     unsigned char *mem = (unsigned char *)aligned_alloc(64, (need + 127) & ~(size_t)63);
     TH_CHECK(mem != NULL);
+    /* Zeroed, as a fresh shared mapping is: attach reads the magic (garbage could match it). */
+    memset(mem, 0, (need + 127) & ~(size_t)63);
     conc_queue_t *q = (conc_queue_t *)1;
     TH_CHECK_EQ(conc_queue_init_in(&q, NULL, need, 5, 12, 0), EINVAL);
     /* NULL on error, as every create leaves it */
@@ -153,8 +155,8 @@ static void queue_init_in_any_offset(void) {
     free(plain);
     for (size_t off = 0; off < CONC_QUEUE_ALIGN; off++) {
         /* Exactly off + footprint bytes, so ASan sees any byte written past the footprint. */
-        unsigned char *buf = (unsigned char *)malloc(off + need), *mem = buf + off;
-        TH_CHECK(buf != NULL);
+        unsigned char *buf = (unsigned char *)calloc(1, off + need), *mem = buf + off;
+        TH_CHECK(buf != NULL); /* zeroed: see queue_init_in_attach */
         size_t gap = (size_t)(-(uintptr_t)mem % CONC_QUEUE_ALIGN);
         q = NULL;
         TH_CHECK_EQ(conc_queue_init_in(&q, mem, gap + bytes - 1, cap, size, 0), EINVAL);

@@ -706,6 +706,7 @@ static void executor_workers_carry_the_name_prefix(void) {
     conc_executor_t *ex;
     TH_CHECK_EQ(conc_executor_create_with(&ex, &o), 0);
     char names[12][16];
+    memset(names, 0, sizeof names); /* MSan does not see PR_GET_NAME write them */
     conc_future_t *fs[12];
     for (int i = 0; i < 12; i++)
         TH_CHECK_EQ(conc_executor_submit(ex, report_name, names[i], &fs[i]), 0);
