@@ -11,8 +11,8 @@
 #   make install PREFIX=/usr/local   headers, conc.pc (pkg-config), find_package(conc) files
 #   make format / make lint / make clean
 #
-# Variables: CC=gcc|clang, SANITIZE= | thread | address,undefined, OPT (-O2 -g), WERROR (1),
-# CONC_TEST_* knobs (tests/harness.h) pass through the environment.
+# Variables: CC=gcc|clang, SANITIZE= | thread | address,undefined | memory (clang only),
+# OPT (-O2 -g), WERROR (1); CONC_TEST_* knobs (tests/harness.h) pass through the environment.
 
 ifeq ($(origin CC),default)
 CC := gcc
@@ -43,8 +43,11 @@ else ifeq ($(SANITIZE),address)
 SANFLAGS := -fsanitize=address -fno-omit-frame-pointer
 else ifeq ($(SANITIZE),undefined)
 SANFLAGS := -fsanitize=undefined -fno-sanitize-recover=all
+else ifeq ($(SANITIZE),memory)
+# clang only: reads of uninitialized memory, with where it came from.
+SANFLAGS := -fsanitize=memory -fsanitize-memory-track-origins -fno-omit-frame-pointer
 else
-$(error SANITIZE must be empty, thread, address, undefined or address$(comma)undefined (TSan and ASan cannot be combined))
+$(error SANITIZE must be empty, thread, address, undefined, address$(comma)undefined or memory (TSan and ASan cannot be combined; memory needs clang))
 endif
 
 CFLAGS_ALL := $(STD) $(OPT) $(WARN) $(SANFLAGS) -Iinclude $(EXTRA_CFLAGS)
