@@ -1563,14 +1563,19 @@ static inline void conc__coro_trampoline(void) {
 /* ---------------------------------------------------------------------------------------------
  * Stack high-water mark (CONC_SCHED_STACK_USAGE)
  * ------------------------------------------------------------------------------------------- */
+/* Paints from above the canary up to CONC__CORO_PAINT_MARGIN below this frame, word by word
+ * through a volatile pointer, with no call: a callee's frames would lie in the range being
+ * painted (clang's ASan memset interceptor takes 2 KiB of stack, and painted its own return
+ * addresses), and a plain loop would be compiled back into a memset call. */
 CONC_NOINLINE void conc__coro_paint(conc_coro_t *co) {
     uintptr_t hi = (uintptr_t)__builtin_frame_address(0) - CONC__CORO_PAINT_MARGIN;
-    char *lo = co->stack_lo + sizeof(uint64_t); /* above the canary */
+    uintptr_t lo = (uintptr_t)co->stack_lo + sizeof(uint64_t); /* above the canary */
+    const uint64_t word = CONC__CORO_PAINT_BYTE * (UINT64_MAX / 0xff); /* the byte, 8 times */
 #if defined(CONC__CORO_VALGRIND)
     VALGRIND_DISABLE_ERROR_REPORTING; /* memcheck: writing below the stack pointer is on purpose */
 #endif
-    if (hi > (uintptr_t)lo)
-        memset(lo, CONC__CORO_PAINT_BYTE, (size_t)(hi - (uintptr_t)lo));
+    for (volatile uint64_t *p = (volatile uint64_t *)lo; (uintptr_t)(p + 1) <= hi; p++)
+        *p = word;
 #if defined(CONC__CORO_VALGRIND)
     VALGRIND_ENABLE_ERROR_REPORTING;
 #endif
