@@ -420,14 +420,14 @@ CONC_NODISCARD static inline int conc_queue_init_in(conc_queue_t **out, void *me
 
 CONC_NODISCARD static inline int conc_queue_create(conc_queue_t **out, size_t capacity,
                                                    size_t item_size) {
-    /* With the slack, as footprint: a user's CONC_QUEUE_ALLOC may return memory at any
-     * alignment (malloc's 16), and the queue sits at its first CONC_QUEUE_ALIGN boundary.
-     * Rounded up to a multiple of the alignment, as C11's aligned_alloc wants. */
-    if (out)
+    if (out) /* NULL on failure, as in init_in */
         *out = NULL;
     size_t need = conc__queue_bytes(capacity, item_size);
     if (!out || need == 0)
         return EINVAL;
+    /* With the slack, as footprint: a user's CONC_QUEUE_ALLOC may return memory at any
+     * alignment (malloc's 16), and the queue sits at its first CONC_QUEUE_ALIGN boundary.
+     * Rounded up to a multiple of the alignment, as C11's aligned_alloc wants. */
     size_t rounded =
         (need + CONC__QUEUE_ALIGN_SLACK + CONC_CACHELINE - 1) & ~(size_t)(CONC_CACHELINE - 1);
     if (rounded < need)
