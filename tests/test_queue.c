@@ -106,10 +106,11 @@ static void queue_alloc_hook_any_alignment(void) {
 static void queue_init_in_attach(void) {
     size_t need = conc_queue_footprint(5, 12);
     TH_CHECK(need > 0);
-    unsigned char *mem = (unsigned char *)aligned_alloc(64, (need + 127) & ~(size_t)63);
+    size_t mem_size = (need + 127) & ~(size_t)63;
+    unsigned char *mem = (unsigned char *)aligned_alloc(64, mem_size);
     TH_CHECK(mem != NULL);
     /* Zeroed, as a fresh shared mapping is: attach reads the magic (garbage could match it). */
-    memset(mem, 0, (need + 127) & ~(size_t)63);
+    memset(mem, 0, mem_size);
     conc_queue_t *q = (conc_queue_t *)1;
     TH_CHECK_EQ(conc_queue_init_in(&q, NULL, need, 5, 12, 0), EINVAL);
     /* NULL on error, as every create leaves it */
