@@ -909,7 +909,7 @@ CONC_INLINE int conc__queue_push_one(conc_queue_t *q, const void *item, int64_t 
  * path is the point of them, and gcc 12 keeps a plain `static inline` out of line in a caller
  * with several calls to it (bench_queue's producer), a call that cost 3.3 ns of a 23 ns item
  * with both threads on one CPU. Their slow paths stay out of line, so a call site grows by
- * the fast path only (about 200 bytes of x86-64). */
+ * the fast path only: its 8-byte and general copies, about 360 bytes of x86-64. */
 CONC_NODISCARD CONC_INLINE int conc_queue_push(conc_queue_t *q, const void *item) {
     return conc__queue_push_one(q, item, CONC_FOREVER, true);
 }
