@@ -307,9 +307,13 @@ CONC_STATIC_ASSERT(CONC_QUEUE_CAPACITY_MAX < (CONC__QUEUE_CLOSED >> 20),
 /* -------------------------------------------------------------------------------------------
  * Creation
  * ------------------------------------------------------------------------------------------- */
+/* A slot's bytes: the stamp, then the item, rounded up to CONC__QUEUE_SLOT_ALIGN. A constant
+ * expression for a constant size (the 8-byte fast path's assertion uses it). */
+#define CONC__QUEUE_SLOT_SIZE(item_size)                                                           \
+    (((uint64_t)(item_size) + CONC__QUEUE_STAMP_SIZE + CONC__QUEUE_SLOT_ALIGN - 1) &               \
+     ~(uint64_t)(CONC__QUEUE_SLOT_ALIGN - 1))
 CONC_INLINE uint64_t conc__queue_slot_size(size_t item_size) {
-    return ((uint64_t)item_size + CONC__QUEUE_STAMP_SIZE + CONC__QUEUE_SLOT_ALIGN - 1) &
-           ~(uint64_t)(CONC__QUEUE_SLOT_ALIGN - 1);
+    return CONC__QUEUE_SLOT_SIZE(item_size);
 }
 
 /* Bytes of the queue itself, from its aligned start to the end of the slots; 0 if invalid. */
@@ -692,10 +696,8 @@ CONC_INLINE bool conc__queue_one_fast_sized(conc_queue_t *q, bool push, unsigned
  * shifts by a loaded count and tests the size before it copies. With both threads on one CPU,
  * where an item costs its instructions and nothing else, that was 1.0 ns of 10.7 an item. */
 #define CONC__QUEUE_SLOT8_SHIFT 4
-CONC_STATIC_ASSERT((8 + CONC__QUEUE_STAMP_SIZE + CONC__QUEUE_SLOT_ALIGN - 1) /
-                           CONC__QUEUE_SLOT_ALIGN * CONC__QUEUE_SLOT_ALIGN ==
-                       1u << CONC__QUEUE_SLOT8_SHIFT,
-                   "an 8-byte item's slot (conc__queue_slot_size) is 16 bytes");
+CONC_STATIC_ASSERT(CONC__QUEUE_SLOT_SIZE(8) == 1u << CONC__QUEUE_SLOT8_SHIFT,
+                   "an 8-byte item's slot is 16 bytes");
 
 CONC_INLINE bool conc__queue_one_fast(conc_queue_t *q, bool push, unsigned char *out,
                                       const unsigned char *in) {
