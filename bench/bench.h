@@ -401,13 +401,14 @@ static inline void bench_machine_line(void) {
 }
 
 /* The host's distance between CPU 0 and CPU 1: a cache line handed there and back by two
- * pinned threads (the median of 5 runs of 100,000 round trips, after one to warm up). On a VM
- * it is where the host put the two vCPUs at the time: one EPYC VM gave 340-370 ns and, a few
- * minutes later, 55-61. Every row whose threads talk across CPUs moves with it, and a
- * baseline that stays on one CPU (Python's GIL-bound pools) does not: a ratio between them
- * moves too. Printed under the machine line, so that two runs can be told apart; skipped
- * unless this process may run on CPUs 0 and 1 (two spinning threads sharing one CPU would
- * take a time slice a round trip). */
+ * pinned threads (the median of 5 runs of 100,000 round trips, after one to warm up),
+ * measured when a benchmark starts and again when it ends. On a VM it is where the host put
+ * the two vCPUs at the time, and that moves: one EPYC VM gave 50 to 55 ns or 340 to 390,
+ * flipping between the binaries of one `make bench` run and within one. Every row whose
+ * threads talk across CPUs moves with it, and a baseline that stays on one CPU (Python's
+ * GIL-bound pools) does not: a ratio between them moves too. Two points a run say roughly
+ * which regime it ran in, not how long each lasted. Skipped unless this process may run on
+ * CPUs 0 and 1 (two spinning threads sharing one CPU would take a time slice a round trip). */
 static int bench_line_peer_flag;
 
 static void *bench_line_peer(void *arg) {
@@ -421,7 +422,7 @@ static void *bench_line_peer(void *arg) {
     return NULL;
 }
 
-static inline void bench_host_line(void) {
+static inline void bench_host_line(const char *when) {
     enum { TRIPS = 100000, RUNS = 5 };
     if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
         return;
@@ -455,9 +456,9 @@ static inline void bench_host_line(void) {
             ns[j] = ns[j - 1];
             ns[j - 1] = x;
         }
-    printf("host: a cache line from CPU 0 to CPU 1 and back takes %.0f ns (median of %d runs, "
-           "%.0f-%.0f)\n",
-           ns[RUNS / 2], RUNS, ns[0], ns[RUNS - 1]);
+    printf("host %s: a cache line from CPU 0 to CPU 1 and back takes %.0f ns (median of %d "
+           "runs, %.0f-%.0f)\n",
+           when, ns[RUNS / 2], RUNS, ns[0], ns[RUNS - 1]);
 }
 
 static inline void bench_init(const char *suite) {
@@ -476,7 +477,7 @@ static inline void bench_init(const char *suite) {
     pthread_create(&bench_state.idle, NULL, bench_idle_main, NULL);
     printf("\n# %s\n\n", suite);
     bench_machine_line();
-    bench_host_line();
+    bench_host_line("at the start");
     printf("(%d repetitions, interleaved; median [min-max]; ratio = conc time / baseline time, "
            "below 1.0 conc is faster)\n",
            bench_state.reps);
@@ -615,6 +616,8 @@ static inline void bench_bar(const char *what, double value, const char *op, dou
 }
 
 static inline int bench_done(void) {
+    printf("\n");
+    bench_host_line("at the end");
     __atomic_store_n(&bench_state.idle_stop, 1, __ATOMIC_RELEASE);
     pthread_join(bench_state.idle, NULL);
     if (bench_state.csv)
