@@ -403,7 +403,7 @@ static inline void bench_machine_line(void) {
 /* The host's distance between CPU 0 and CPU 1: a cache line handed there and back by two
  * pinned threads (the median of 5 runs of 100,000 round trips, after one to warm up),
  * measured when a benchmark starts and again when it ends. On a VM it is where the host put
- * the two vCPUs at the time, and that moves: one EPYC VM gave 50 to 55 ns or 340 to 390,
+ * the two vCPUs at the time, and that moves: one EPYC VM gave 49 to 61 ns or 340 to 390,
  * flipping between the binaries of one `make bench` run and within one. Every row whose
  * threads talk across CPUs moves with it, and a baseline that stays on one CPU (Python's
  * GIL-bound pools) does not: a ratio between them moves too. Two points a run say roughly
