@@ -404,11 +404,11 @@ static inline void bench_machine_line(void) {
  * pinned threads (the median of 5 runs of 100,000 round trips, after one to warm up),
  * measured when a benchmark starts and again when it ends. On a VM it is where the host put
  * the two vCPUs at the time, and that moves: one EPYC VM gave 49 to 61 ns or 340 to 390,
- * flipping between the binaries of one `make bench` run and within one. Every row whose
- * threads talk across CPUs moves with it, and a baseline that stays on one CPU (Python's
- * GIL-bound pools) does not: a ratio between them moves too. Two points a run say roughly
- * which regime it ran in, not how long each lasted. Skipped unless this process may run on
- * CPUs 0 and 1 (two spinning threads sharing one CPU would take a time slice a round trip). */
+ * flipping from one binary of a `make bench` run to the next. Every row whose threads talk
+ * across CPUs moves with it, and a baseline that stays on one CPU (Python's GIL-bound pools)
+ * does not: a ratio between them moves too. Two points a run say roughly which regime it ran
+ * in, not how long each lasted. Skipped unless this process may run on CPUs 0 and 1 (two
+ * spinning threads sharing one CPU would take a time slice a round trip). */
 static int bench_line_peer_flag; /* odd: the peer's turn, even: ours; -1: stop */
 
 /* Release/acquire on the flag: plain moves on x86, where the trip of the line is what is
