@@ -400,6 +400,23 @@ static inline void bench_machine_line(void) {
            gnu_get_libc_version());
 }
 
+static int bench_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct bench_stat {
+    double median, min, max;
+} bench_stat;
+
+static inline bench_stat bench_stats(const double *v, int n) {
+    double tmp[BENCH_MAX_REPS];
+    memcpy(tmp, v, (size_t)n * sizeof *v);
+    qsort(tmp, (size_t)n, sizeof *tmp, bench_cmp_double);
+    bench_stat s = {n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2, tmp[0], tmp[n - 1]};
+    return s;
+}
+
 /* The host's distance between CPU 0 and CPU 1: a cache line handed there and back by two
  * pinned threads (the median of 5 runs of 100,000 round trips, after one to warm up),
  * measured when a benchmark starts and again when it ends. On a VM it is where the host put
@@ -466,20 +483,13 @@ static inline void bench_host_line(const char *when) {
         __atomic_store_n(&bench_line_peer_flag, -1, __ATOMIC_RELEASE);
     pthread_join(t, NULL);
     pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
+    printf("host %s: a cache line from CPU 0 to CPU 1 and back ", when);
     if (late) {
-        printf("host %s: a cache line from CPU 0 to CPU 1 and back not measured (2 s passed)\n",
-               when);
+        printf("not measured (2 s passed)\n");
         return;
     }
-    for (int i = 1; i < RUNS; i++) /* insertion sort: five figures */
-        for (int j = i; j > 0 && ns[j] < ns[j - 1]; j--) {
-            double x = ns[j];
-            ns[j] = ns[j - 1];
-            ns[j - 1] = x;
-        }
-    printf("host %s: a cache line from CPU 0 to CPU 1 and back takes %.0f ns (median of %d "
-           "runs, %.0f-%.0f)\n",
-           when, ns[RUNS / 2], RUNS, ns[0], ns[RUNS - 1]);
+    bench_stat st = bench_stats(ns, RUNS);
+    printf("takes %.0f ns (median of %d runs, %.0f-%.0f)\n", st.median, RUNS, st.min, st.max);
 }
 
 static inline void bench_init(const char *suite) {
@@ -521,23 +531,6 @@ static inline void bench_table(const char *title, const char *const *extra_names
         printf("---:|");
     printf("---:|\n");
     fflush(stdout);
-}
-
-static int bench_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-typedef struct bench_stat {
-    double median, min, max;
-} bench_stat;
-
-static inline bench_stat bench_stats(const double *v, int n) {
-    double tmp[BENCH_MAX_REPS];
-    memcpy(tmp, v, (size_t)n * sizeof *v);
-    qsort(tmp, (size_t)n, sizeof *tmp, bench_cmp_double);
-    bench_stat s = {n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2, tmp[0], tmp[n - 1]};
-    return s;
 }
 
 /* A figure a baseline does not have (NAN, e.g. futex calls of a pthread or Python row) prints
