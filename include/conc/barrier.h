@@ -173,7 +173,8 @@ CONC_INLINE uint64_t conc__barrier_gen(uint64_t w) {
     return w & CONC__BARRIER_GEN_MASK;
 }
 
-CONC_NODISCARD static inline int conc_barrier_init(conc_barrier_t *b, unsigned parties, int flags) {
+/* Not CONC_NODISCARD: the only error is EINVAL for arguments the caller chose (base.h). */
+static inline int conc_barrier_init(conc_barrier_t *b, unsigned parties, int flags) {
     if (!b || parties == 0 || parties > CONC_BARRIER_PARTIES_MAX || (flags & ~CONC_SHARED))
         return EINVAL;
     conc_store(&b->word, (uint64_t)0, CONC_RELAXED);

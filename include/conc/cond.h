@@ -2,7 +2,8 @@
  * SPDX-License-Identifier: MIT
  *
  * Python's threading.Condition in C: threads wait, with a lock held, for a predicate over
- * data that lock protects; whoever changes that data notifies them.
+ * data that lock protects; whoever changes that data notifies them. Needs base.h, lock.h and
+ * rlock.h beside it (a cond waits with either lock).
  *
  * CONTENTS
  *   QUICK START, API, ERRORS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS,

@@ -2,7 +2,8 @@
  * SPDX-License-Identifier: MIT
  *
  * Python's threading.RLock in C: the thread that holds it may acquire it again; it is
- * free once that thread has released it as many times as it acquired it.
+ * free once that thread has released it as many times as it acquired it. Needs base.h and
+ * lock.h beside it.
  *
  * CONTENTS
  *   QUICK START, API, ERRORS, ORDERING CONTRACT, THREAD SAFETY, CAVEATS, DESIGN; then the
