@@ -513,6 +513,74 @@ static void queue_until_deadline_past_stuck_peer(void) {
     conc_queue_destroy(q);
 }
 
+/* A peer stuck a whole lap behind: the ring moved on until the other side came round to its
+ * slot again. A try there says EAGAIN (empty, or full) and an until form returns at its
+ * deadline; they took the old stamp for a stale position and retried forever. Claims and the
+ * late copy are made by hand, as above. Capacity 4: positions 0..3, then 8..11 (one_lap 8). */
+static void queue_stuck_peer_a_lap_behind(void) {
+    conc_queue_t *q = make(4, sizeof(uint64_t));
+    uint64_t x = 7, out[4];
+    size_t n = 9;
+    /* A consumer claims position 0 and never copies out; the ring then runs empty past it. */
+    TH_CHECK_EQ(conc_queue_try_push(q, &x), 0);
+    uint64_t head = conc_load(&q->head, CONC_RELAXED);
+    TH_CHECK(conc_cas(&q->head, &head, head + 1, CONC_SEQ_CST, CONC_RELAXED));
+    for (uint64_t i = 1; i < 4; i++)
+        TH_CHECK_EQ(conc_queue_try_push(q, &i), 0);
+    for (uint64_t i = 1; i < 4; i++) {
+        TH_CHECK_EQ(conc_queue_try_pop(q, &x), 0);
+        TH_CHECK_EQ(x, i);
+    }
+    TH_CHECK_EQ(conc_queue_size(q), 0);
+    TH_CHECK_EQ(conc_queue_try_pop(q, &x), EAGAIN);
+    TH_CHECK_EQ(conc_queue_try_pop_batch(q, out, 4, &n), EAGAIN);
+    TH_CHECK_EQ(n, 0);
+    int64_t deadline = conc_now() + 2 * CONC_MS;
+    TH_CHECK_EQ(conc_queue_pop_until(q, &x, deadline), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    deadline = conc_now() + 2 * CONC_MS;
+    TH_CHECK_EQ(conc_queue_pop_batch_until(q, out, 4, deadline, &n), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    /* Its copy-out ends: the slot is free for the next lap, and the ring works on. */
+    conc_store(conc__queue_stamp(conc__queue_slot(q, 0)), q->one_lap, CONC_RELEASE);
+    x = 42;
+    TH_CHECK_EQ(conc_queue_try_push(q, &x), 0);
+    TH_CHECK_EQ(conc_queue_try_pop(q, &x), 0);
+    TH_CHECK_EQ(x, 42);
+    conc_queue_close(q);
+    TH_CHECK_EQ(conc_queue_try_pop(q, &x), EPIPE);
+    conc_queue_destroy(q);
+
+    /* A producer claims position 0 and never copies in; the ring then fills up past it. */
+    q = make(4, sizeof(uint64_t));
+    uint64_t tail = conc_load(&q->tail, CONC_RELAXED);
+    TH_CHECK(conc_cas(&q->tail, &tail, tail + 1, CONC_SEQ_CST, CONC_RELAXED));
+    for (uint64_t i = 1; i < 4; i++)
+        TH_CHECK_EQ(conc_queue_try_push(q, &i), 0);
+    TH_CHECK_EQ(conc_queue_size(q), 4);
+    TH_CHECK_EQ(conc_queue_try_push(q, &x), EAGAIN);
+    TH_CHECK_EQ(conc_queue_try_push_batch(q, out, 2, &n), EAGAIN);
+    TH_CHECK_EQ(n, 0);
+    deadline = conc_now() + 2 * CONC_MS;
+    TH_CHECK_EQ(conc_queue_push_until(q, &x, deadline), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    deadline = conc_now() + 2 * CONC_MS;
+    TH_CHECK_EQ(conc_queue_push_batch_until(q, out, 2, deadline, &n), ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    TH_CHECK_EQ(n, 0);
+    /* Its copy-in ends: position 0's item is published, and all four come out in order. */
+    unsigned char *slot = conc__queue_slot(q, 0);
+    uint64_t zero = 0;
+    memcpy(slot + CONC__QUEUE_STAMP_SIZE, &zero, sizeof zero);
+    conc_store(conc__queue_stamp(slot), (uint64_t)1, CONC_RELEASE);
+    for (uint64_t i = 0; i < 4; i++) {
+        TH_CHECK_EQ(conc_queue_try_pop(q, &x), 0);
+        TH_CHECK_EQ(x, i);
+    }
+    TH_CHECK_EQ(conc_queue_try_pop(q, &x), EAGAIN);
+    conc_queue_destroy(q);
+}
+
 /* destroy while a thread is still blocked in the queue (misuse: it must be closed and the
  * waiter must have returned) aborts with a message, rather than freeing the memory the waiter
  * sleeps on. Run in a child: the blocked thread is never released. */
@@ -1194,5 +1262,6 @@ TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_atta
         TH_CASE_T(queue_shared_shm_attach, 60), TH_CASE_T(queue_shared_attach_unaligned, 60),
         TH_CASE(queue_alloc_hook_any_alignment),
         TH_CASE_T(queue_until_deadline_past_stuck_peer, 20),
+        TH_CASE_T(queue_stuck_peer_a_lap_behind, 20),
         TH_CASE_T(queue_destroy_under_blocked_waiter_aborts, 20),
         TH_CASE_T(queue_destroy_in_forked_child_with_a_parent_sleeper, 20))

@@ -618,6 +618,13 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
             if (head + one_lap == tail)
                 return EAGAIN;
             peer_copying = true;
+        } else if (stamp + one_lap == tail) {
+            /* The previous lap's producer claimed this slot and is still copying in (preempted,
+             * or stopped for good): no consumer can pass it, so if tail is current the ring is
+             * full (head is that slot's position), and a stale tail is refreshed below. Not a
+             * wait: a try says EAGAIN, an until form waits for room until its deadline. */
+            if (conc_load(&q->head, CONC_SEQ_CST) + one_lap == tail)
+                return EAGAIN;
         }
         /* Only a peer mid-copy may end an until form at its deadline: contention never does. */
         if (!conc__queue_backoff(&round, peer_copying ? deadline : CONC_FOREVER))
@@ -654,6 +661,13 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
             if ((tail & ~CONC__QUEUE_CLOSED) == head)
                 return (tail & CONC__QUEUE_CLOSED) ? EPIPE : EAGAIN;
             peer_copying = true;
+        } else if (stamp + q->one_lap == head + 1) {
+            /* The previous lap's consumer claimed this slot and is still copying out: no
+             * producer can pass it, so if head is current the ring is empty (tail is here
+             * too), and a stale head is refreshed below. Not a wait: as above for a push. */
+            uint64_t tail = conc_load(&q->tail, CONC_SEQ_CST);
+            if ((tail & ~CONC__QUEUE_CLOSED) == head)
+                return (tail & CONC__QUEUE_CLOSED) ? EPIPE : EAGAIN;
         }
         /* Only a peer mid-copy may end an until form at its deadline: contention never does. */
         if (!conc__queue_backoff(&round, peer_copying ? deadline : CONC_FOREVER))
