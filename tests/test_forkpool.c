@@ -19,6 +19,19 @@ static __thread fp_send_gate *fp_send_gate_here;
 static void fp_send_hook(int fd);
 #define CONC_FORKPOOL_SEND_HOOK(fd) fp_send_hook(fd)
 
+/* A worker that has read a submit task stops right before it claims it at the start gate,
+ * while the hold is armed, until the test opens it. The hold is MAP_SHARED memory that the
+ * case maps before create, so every worker inherits the pointer. */
+typedef struct fp_start_hold {
+    uint32_t armed;   /* the test: stop the next worker that gets here */
+    uint32_t reached; /* release/acquire: a worker is held (in process `pid`) */
+    uint32_t open;    /* the test's go */
+    pid_t pid;
+} fp_start_hold;
+static fp_start_hold *fp_start_hold_here;
+static void fp_start_hook(void);
+#define CONC_FORKPOOL_START_HOOK() fp_start_hook()
+
 #include "conc/event.h"
 #include "conc/forkpool.h"
 
@@ -861,6 +874,119 @@ static void forkpool_submit_cancel_running_and_queued(void) {
     conc_future_release(queued);
     conc_future_release(after);
     conc_forkpool_destroy(p);
+}
+
+/* Counts its run in s->count[i] before anything else: arg is {fp_shared *s; size_t i}. */
+typedef struct fp_mark_arg {
+    fp_shared *s;
+    size_t i;
+} fp_mark_arg;
+
+static int fp_mark_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_mark_arg a;
+    memcpy(&a, arg, sizeof a);
+    __atomic_fetch_add(&a.s->count[a.i], 1u, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static fp_start_hold *fp_start_hold_map(void) {
+    void *m = mmap(NULL, sizeof(fp_start_hold), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
+    TH_CHECK(m != MAP_FAILED);
+    memset(m, 0, sizeof(fp_start_hold));
+    return (fp_start_hold *)m;
+}
+
+/* A task handed over to its worker but not yet started is dropped, as a queued one is: its fn
+ * never runs, its worker is not killed but takes the next task, its future is CANCELLED and its
+ * outcome says ECANCELED with no signal and no attempt. (Before the start gate, cancel killed
+ * the worker of every task handed over, started or not.) */
+static void forkpool_cancel_handed_over_not_started_drops(void) {
+    fp_start_hold *h = fp_start_hold_here = fp_start_hold_map();
+    __atomic_store_n(&h->armed, 1u, __ATOMIC_RELAXED); /* before create: workers see it */
+    conc_forkpool_t *p = fp_create(1);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    fp_mark_arg a = {s, 0};
+    conc_future_t *f, *after;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_mark_task, &a, sizeof a, &f), 0);
+    fp_wait_flag(&h->reached, 1); /* the only worker has read it and waits at the gate */
+    TH_CHECK_EQ(conc_forkpool_cancel(f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
+    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
+    TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == 0,
+                 "outcome: status %d, signal %d, attempts %u", o.status, o.signal, o.attempts);
+    TH_CHECK_EQ(conc_forkpool_cancel(f), EBUSY);
+    TH_CHECK(fp_pid_alive(h->pid)); /* cancel did not kill it */
+    __atomic_store_n(&h->armed, 0u, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->open, 1u, __ATOMIC_RELEASE);
+    /* The same worker, not a replacement, serves the next task. */
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &after), 0);
+    TH_CHECK_EQ(conc_future_wait(after), 0);
+    TH_CHECK_EQ(*(const pid_t *)conc_forkpool_result(after, NULL), h->pid);
+    TH_CHECK_EQ(__atomic_load_n(&s->count[0], __ATOMIC_RELAXED), 0u); /* fn never ran */
+    conc_future_release(f);
+    conc_future_release(after);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
+/* Cancel right after submit, round after round, races the worker's claim at the start gate:
+ * whoever wins, the outcome must say what happened. Dropped (no signal, no attempt): fn never
+ * ran; killed (SIGKILL, one attempt): it may have; done first (cancel EBUSY): it ran once. */
+static void forkpool_cancel_races_the_start_gate(void) {
+    conc_forkpool_t *p = fp_create(2);
+    size_t rounds = (size_t)th_iters(300);
+    fp_shared *s = fp_shared_alloc(p, rounds);
+    bool *was_dropped = (bool *)calloc(rounds, sizeof *was_dropped);
+    TH_CHECK(was_dropped != NULL);
+    size_t dropped = 0, killed = 0, done = 0;
+    for (size_t i = 0; i < rounds; i++) {
+        fp_mark_arg a = {s, i};
+        conc_future_t *f;
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_mark_task, &a, sizeof a, &f), 0);
+        int c = conc_forkpool_cancel(f);
+        int w = conc_future_wait(f);
+        conc_forkpool_outcome_t o;
+        TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
+        uint32_t ran = __atomic_load_n(&s->count[i], __ATOMIC_RELAXED);
+        if (c == EBUSY) { /* it finished before the cancel */
+            TH_CHECK_MSG(w == 0 && o.status == 0 && ran == 1, "round %zu: wait %d, ran %u", i, w,
+                         ran);
+            done++;
+        } else if (o.signal == 0) {
+            TH_CHECK_EQ(c, 0);
+            TH_CHECK_MSG(w == ECANCELED && o.status == ECANCELED && o.attempts == 0 && ran == 0,
+                         "round %zu: dropped, but wait %d, status %d, attempts %u, ran %u", i, w,
+                         o.status, o.attempts, ran);
+            TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
+            was_dropped[i] = true;
+            dropped++;
+        } else {
+            TH_CHECK_EQ(c, 0);
+            TH_CHECK_MSG(w == ECANCELED && o.status == ECANCELED && o.signal == SIGKILL &&
+                             o.attempts == 1 && ran <= 1,
+                         "round %zu: killed, but wait %d, status %d, signal %d, attempts %u, "
+                         "ran %u",
+                         i, w, o.status, o.signal, o.attempts, ran);
+            killed++;
+        }
+        conc_future_release(f);
+    }
+    printf("    %zu rounds: %zu dropped (queued or at the gate), %zu killed, %zu done first\n",
+           rounds, dropped, killed, done);
+    /* Once every worker has been reaped, a dropped task's fn has still never run (a worker
+     * that ran it anyway could have done so after the wait above returned). */
+    conc_forkpool_shutdown(p, false);
+    for (size_t i = 0; i < rounds; i++)
+        if (was_dropped[i])
+            TH_CHECK_MSG(__atomic_load_n(&s->count[i], __ATOMIC_RELAXED) == 0,
+                         "round %zu: dropped, yet its fn ran", i);
+    free(was_dropped);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
 }
 
 /* conc_future_cancel dropped a queued task first: the future is done, so conc_forkpool_cancel
@@ -2635,6 +2761,16 @@ static void forkpool_server_killed_with_its_workers(void) {
  * submitter is held at the send; the server is killed (its worker dies with it); shutdown
  * starts; once the monitor has taken shutdown's kick (the eventfd read under the pool lock,
  * the decision made before that lock is free), the socket must still be the worker's. */
+static void fp_start_hook(void) {
+    fp_start_hold *h = fp_start_hold_here;
+    if (!h || !__atomic_load_n(&h->armed, __ATOMIC_RELAXED))
+        return;
+    h->pid = getpid();
+    __atomic_store_n(&h->reached, 1u, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&h->open, __ATOMIC_ACQUIRE))
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+}
+
 static void fp_send_hook(int fd) {
     fp_send_gate *g = fp_send_gate_here;
     if (!g)
@@ -3136,6 +3272,8 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_future_of_another_file), TH_CASE(forkpool_submit_big_result),
         TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
         TH_CASE(forkpool_cancel_after_future_cancel),
+        TH_CASE(forkpool_cancel_handed_over_not_started_drops),
+        TH_CASE(forkpool_cancel_races_the_start_gate),
         TH_CASE(forkpool_cancel_after_result_spares_next),
         TH_CASE(forkpool_cancel_returns_once_the_worker_is_dead),
         TH_CASE(forkpool_cancel_in_a_fork_says_eperm), TH_CASE(forkpool_submit_timeout_and_crash),

@@ -27,7 +27,8 @@
  *             conc_forkpool_try_submit(p, fn, arg, len, &f)   ... EAGAIN when a bound is full
  *             conc_forkpool_result(f, &len)          the result bytes (status 0), else NULL
  *             conc_forkpool_outcome(f, &out)         status, signal, exit code, attempts
- *             conc_forkpool_cancel(f)                queued: dropped; running: worker killed
+ *             conc_forkpool_cancel(f)                queued or handed over and not started:
+ *                                                    dropped; running: worker killed
  *   stop      conc_forkpool_shutdown(p, cancel_pending)   idempotent, reaps every worker
  *             conc_forkpool_destroy(p)               shutdown(false), unmap, free
  *   query     conc_forkpool_workers(p), conc_forkpool_pids(p, pids, n)
@@ -62,9 +63,11 @@
  *     pool gave up on (queued, or running on a worker the giving up killed) ends with EPIPE,
  *     but one whose future was cancelled while queued keeps ECANCELED (outcome too).
  *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future, or out NULL).
- *   cancel: 0 (queued: dropped, the future CANCELLED; running: its worker is SIGKILLed and
- *     replaced, and once that process has exited, so that fn writes nothing more to the
- *     shared region, cancel returns and the future completes with status ECANCELED), EBUSY
+ *   cancel: 0 (queued, or handed over to a worker that has not started it: dropped, the
+ *     future CANCELLED, fn never runs, the worker stays, and the outcome is ECANCELED with
+ *     signal 0 and attempts as before; running: its worker is SIGKILLed and replaced, and
+ *     once that process has exited, so that fn writes nothing more to the shared region,
+ *     cancel returns and the future completes with status ECANCELED), EBUSY
  *     (already done, or another cancel of it is under way), EINVAL (not a fork-pool future),
  *     EPERM (as map).
  *   free of memory this pool did not hand out aborts: "conc_forkpool_free: not a block ...".
@@ -115,7 +118,9 @@
  *   Macros: CONC_FORKPOOL_GRACE (100 ms), CONC_FORKPOOL_GIVE_UP (5 immediate deaths in a
  *   row), CONC_FORKPOOL_BACKOFF (1 ms, doubling up to 256 ms between immediate deaths),
  *   CONC_FORKPOOL_SEND_HOOK(fd) (called in a submitter right before it writes its task to a
- *   worker's socket fd itself, outside the pool lock; tests hold it there; default nothing).
+ *   worker's socket fd itself, outside the pool lock; tests hold it there; default nothing),
+ *   CONC_FORKPOOL_START_HOOK() (called in a worker that has read a submit task, right before
+ *   it claims it at the start gate; tests hold a worker there; default nothing).
  *
  * CAVEATS (fork)
  *   - A worker is a fork of the parent at create: pointers to memory made later (malloc'd
@@ -221,6 +226,9 @@
  *   rides in the future's own allocation and is freed (with the result bytes) when the last
  *   reference goes. Frames on the worker's socket: a 32-byte header and the bytes; the
  *   monitor reads and writes without blocking, so a huge result never stalls other workers.
+ *   A task handed over is claimed by its worker at a start gate (one CAS in its slot) before
+ *   fn runs; cancel tries the same CAS first, so a task not yet started is dropped without
+ *   a kill (see "The start gate").
  *   Respawn. A worker that dies before it reported ready is an immediate death: the next
  *   spawn waits CONC_FORKPOOL_BACKOFF, doubling; after CONC_FORKPOOL_GIVE_UP in a row the
  *   pool gives up: every worker is killed, pending work fails with EPIPE, later calls EPIPE.
@@ -274,6 +282,12 @@ extern "C" {
  * Default: nothing. */
 #ifndef CONC_FORKPOOL_SEND_HOOK
 #define CONC_FORKPOOL_SEND_HOOK(fd) ((void)0)
+#endif
+/* CONC_FORKPOOL_START_HOOK() runs in a worker that has read a submit task (and its argument),
+ * right before it claims the task at the gate (see "The start gate"); tests hold a worker
+ * there. Default: nothing. */
+#ifndef CONC_FORKPOOL_START_HOOK
+#define CONC_FORKPOOL_START_HOOK() ((void)0)
 #endif
 /* How long the fork server may fail to make any process (fork, socketpair or pidfd_open
  * failing: out of processes, memory or fds, often for a moment) while no worker is left,
@@ -359,7 +373,8 @@ typedef struct conc__forkpool_slot {
     uint64_t chunk;     /* chunk number + 1 being run, 0: none (worker-written) */
     uint64_t running;   /* virtual item + 1 started, 0: none (worker-written) */
     int64_t started_ns; /* when `running` started (only if the round is timed) */
-    char pad_[CONC_CACHELINE - 3 * sizeof(uint64_t)];
+    uint64_t gate;      /* submit task id * 4 + HANDED, STARTED or DROPPED: "The start gate" */
+    char pad_[CONC_CACHELINE - 4 * sizeof(uint64_t)];
 } conc__forkpool_slot;
 CONC_STATIC_ASSERT(sizeof(conc__forkpool_slot) == CONC_CACHELINE, "a slot is one line");
 CONC_STATIC_ASSERT(sizeof(conc__forkpool_round) % CONC_CACHELINE == 0, "round: lines");
@@ -421,7 +436,8 @@ typedef struct conc__forkpool_task {
     int state;      /* under the pool lock */
     uint32_t done;  /* 1 once final: read without the lock by cancel (acquire) */
     int worker;     /* while RUNNING */
-    bool cancelled; /* conc_forkpool_cancel killed its worker */
+    bool cancelled; /* conc_forkpool_cancel killed its worker, or dropped it (below) */
+    bool dropped;   /* conc_forkpool_cancel won the start gate: its worker skips it and stays */
 } conc__forkpool_task;
 
 enum {                            /* worker states, under the pool lock */
@@ -705,6 +721,46 @@ CONC_NOINLINE bool conc__forkpool_hygiene(int keep, pid_t parent) {
 }
 
 /* -------------------------------------------------------------------------------------------
+ * The start gate: a submit task handed over to a worker but not started is still dropped
+ *
+ * dispatch stores gate = id * 4 + HANDED in the worker's slot before it sends the task; the
+ * worker, once it has read the task, claims it with one CAS to STARTED before it calls fn;
+ * conc_forkpool_cancel, finding the task RUNNING in the books, first tries a CAS from HANDED
+ * to DROPPED. Both CASes expect the same value, so exactly one wins:
+ *
+ *   worker (task id read)                    canceller (pool lock held, task RUNNING)
+ *   -------------------------------------    ---------------------------------------------
+ *   CAS gate: id*4+HANDED -> id*4+STARTED    CAS gate: id*4+HANDED -> id*4+DROPPED
+ *     [forkpool.G1]                            [forkpool.G2]
+ *   won: fn runs                             won: no fn will run; the future is CANCELLED,
+ *   lost (DROPPED): no fn; answer RESULT       the worker stays; its RESULT only takes the
+ *     ECANCELED, take the next task            task off the books
+ *                                            lost (STARTED): fn may be running: SIGKILL
+ *
+ * A dropped task never runs and its worker is not replaced; a started one is killed as
+ * before. The gate value holds the id, so a stale value (an earlier task's STARTED) can never
+ * match. Relaxed: the one word decides, and nothing else rides on it; the store at dispatch
+ * reaches the worker before the task does (the socket's send and receive order them: the
+ * kernel's locks on the socket buffer). tests/models/forkpool_gate.pml checks that fn never
+ * runs for a task cancel dropped, and that cancel never reports a drop of a started task.
+ * ------------------------------------------------------------------------------------------- */
+#define CONC__FORKPOOL_GATE_HANDED 0u
+#define CONC__FORKPOOL_GATE_STARTED 1u
+#define CONC__FORKPOOL_GATE_DROPPED 2u
+CONC_INLINE uint64_t conc__forkpool_gate(uint64_t id, unsigned state) {
+    return id * 4 + state;
+}
+
+/* The canceller's side, under the pool lock for a RUNNING task: true if it won. */
+CONC_INLINE bool conc__forkpool_gate_drop(conc_forkpool_t *p, const conc__forkpool_task *t) {
+    uint64_t handed = conc__forkpool_gate(t->id, CONC__FORKPOOL_GATE_HANDED);
+    /* [forkpool.G2] relaxed: see above. */
+    return conc_cas(&p->slots[t->worker].gate, &handed,
+                    conc__forkpool_gate(t->id, CONC__FORKPOOL_GATE_DROPPED), CONC_RELAXED,
+                    CONC_RELAXED);
+}
+
+/* -------------------------------------------------------------------------------------------
  * The worker (a child of the fork server)
  * ------------------------------------------------------------------------------------------- */
 CONC_NOINLINE void conc__forkpool_worker_exit(int code) {
@@ -858,7 +914,15 @@ CONC_NOINLINE void conc__forkpool_worker_main(const conc_forkpool_t *p, unsigned
         conc_forkpool_task_fn fn = (conc_forkpool_task_fn)(uintptr_t)m.a;
         void *res = NULL;
         size_t res_len = 0;
-        int st = fn(arg, (size_t)m.len, &res, &res_len);
+        CONC_FORKPOOL_START_HOOK();
+        /* [forkpool.G1] relaxed: see "The start gate". */
+        uint64_t handed = conc__forkpool_gate(m.id, CONC__FORKPOOL_GATE_HANDED);
+        bool started =
+            conc_cas(&slot->gate, &handed, conc__forkpool_gate(m.id, CONC__FORKPOOL_GATE_STARTED),
+                     CONC_RELAXED, CONC_RELAXED);
+        if (!started && handed != conc__forkpool_gate(m.id, CONC__FORKPOOL_GATE_DROPPED))
+            CONC_ABORT("conc_forkpool: a worker's start gate holds another task's value");
+        int st = started ? fn(arg, (size_t)m.len, &res, &res_len) : ECANCELED;
         free(arg);
         fflush(NULL);
         uint64_t id = m.id;
@@ -867,7 +931,9 @@ CONC_NOINLINE void conc__forkpool_worker_main(const conc_forkpool_t *p, unsigned
         m.id = id;
         m.status = st;
         m.len = (st == 0 && res) ? res_len : 0;
-        bool retire = p->opts.max_tasks_per_child && ++tasks >= p->opts.max_tasks_per_child;
+        /* A dropped task did not run: it does not count toward max_tasks_per_child. */
+        bool retire =
+            started && p->opts.max_tasks_per_child && ++tasks >= p->opts.max_tasks_per_child;
         m.a = retire; /* the parent sends nothing more: no task is lost to the exit */
         conc__forkpool_send_or_exit(fd, &m, res);
         free(res);
@@ -1534,6 +1600,10 @@ CONC_NOINLINE bool conc__forkpool_dispatch(conc_forkpool_t *p, conc__forkpool_wo
             }
             t->state = CONC__FORKPOOL_T_RUNNING;
             t->worker = (int)k;
+            /* [forkpool.G0] relaxed, before the send that hands the task over (see "The start
+             * gate"). */
+            conc_store(&p->slots[k].gate, conc__forkpool_gate(t->id, CONC__FORKPOOL_GATE_HANDED),
+                       CONC_RELAXED);
             t->outcome.status = t->outcome.signal = t->outcome.exit_code = 0; /* a re-run's */
             t->outcome.attempts++;
             p->running_tasks++;
@@ -1655,8 +1725,10 @@ CONC_NOINLINE void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
             conc__forkpool_task *t = w->task;
             w->task = NULL;
             /* a: retiring. cancelled: conc_forkpool_cancel SIGKILLed the worker after this
-             * result left it; the kill lands anyway, so it must get no new task either. */
-            w->state = m->a || t->cancelled ? CONC__FORKPOOL_W_GONE : CONC__FORKPOOL_W_IDLE;
+             * result left it; the kill lands anyway, so it must get no new task either. A
+             * dropped task's worker skipped it (this is its answer) and stays. */
+            bool killed = t->cancelled && !t->dropped;
+            w->state = m->a || killed ? CONC__FORKPOOL_W_GONE : CONC__FORKPOOL_W_IDLE;
             if (!t->cancelled) { /* else its outcome is final already: readers may look */
                 t->result = w->in_buf;
                 t->result_len = (size_t)m->len;
@@ -2624,7 +2696,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         return EPERM;
     conc__forkpool_done_list dl = {NULL};
     int r = 0, watch = -1;
-    bool kill_done = false, dropped_first = false;
+    bool kill_done = false, dropped_first = false, dropped_handed = false;
     int saved_errno = conc_errno_save(); /* no call sets errno: the kill and the lock's futex may */
     conc_lock_acquire(&p->lock);
     if (t->state == CONC__FORKPOOL_T_QUEUED) {
@@ -2644,6 +2716,14 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         t->outcome.status = ECANCELED;
         conc__forkpool_task_finish(p, t, &dl);
         conc_cond_notify_all(&p->cond);
+    } else if (t->state == CONC__FORKPOOL_T_RUNNING && !t->cancelled &&
+               conc__forkpool_gate_drop(p, t)) {
+        /* Handed over, not started, and now never will be. Its worker answers and stays;
+         * that answer takes the task off the books. */
+        t->cancelled = t->dropped = true;
+        t->outcome.status = ECANCELED;
+        t->outcome.attempts--; /* this attempt never started */
+        dropped_handed = true;
     } else if (t->state == CONC__FORKPOOL_T_RUNNING && !t->cancelled) {
         conc__forkpool_worker *w = &p->w[t->worker];
         (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
@@ -2678,6 +2758,12 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
      * retry has a RUNNING future nobody else completes: the complete below does, 0. */
     if (dropped_first && conc_future_cancel(f) != 0)
         r = EBUSY;
+    /* CANCELLED, as a task dropped while queued (EBUSY only if the user settled the future
+     * with conc_future_complete first: that outcome stands). */
+    if (dropped_handed) {
+        int won = conc__future_unstarted_cancel(f);
+        CONC_UNUSED(won);
+    }
     conc__forkpool_complete(&dl);
     conc_errno_restore(saved_errno);
     return r;
