@@ -771,6 +771,12 @@ static void future_is_done_on_null(void) {
 static void executor_shutdown_on_null(void) {
     conc_executor_shutdown(NULL, false);
 }
+static void executor_threads_on_null(void) {
+    (void)conc_executor_threads(NULL);
+}
+static void executor_queue_size_on_null(void) {
+    (void)conc_executor_queue_size(NULL);
+}
 static void null_handles_are_einval_or_abort_naming_the_call(void) {
     TH_CHECK_EQ(conc_future_create(NULL), EINVAL);
     TH_CHECK_EQ(conc_future_complete(NULL, 0, NULL), EINVAL);
@@ -788,6 +794,7 @@ static void null_handles_are_einval_or_abort_naming_the_call(void) {
     TH_CHECK_EQ(conc_executor_submit(NULL, task_noop, NULL, &f), EINVAL);
     TH_CHECK(f == NULL);
     TH_CHECK_EQ(conc_executor_try_submit(NULL, task_noop, NULL, NULL), EINVAL);
+    TH_CHECK_EQ(conc_executor_broken(NULL), EINVAL);
     size_t submitted = 99;
     TH_CHECK_EQ(conc_executor_submit_batch(NULL, task_noop, NULL, 1, &f, &submitted), EINVAL);
     TH_CHECK_EQ(submitted, (size_t)0);
@@ -804,7 +811,9 @@ static void null_handles_are_einval_or_abort_naming_the_call(void) {
         void (*fn)(void);
         const char *msg;
     } aborts[] = {{future_is_done_on_null, "conc_future_is_done: NULL future"},
-                  {executor_shutdown_on_null, "conc_executor_shutdown: NULL executor"}};
+                  {executor_shutdown_on_null, "conc_executor_shutdown: NULL executor"},
+                  {executor_threads_on_null, "conc_executor_threads: NULL executor"},
+                  {executor_queue_size_on_null, "conc_executor_queue_size: NULL executor"}};
     for (size_t i = 0; i < sizeof aborts / sizeof aborts[0]; i++) {
         fflush(stdout);
         char msg[4096];

@@ -88,8 +88,8 @@
  *   before its input is submitted is read as changed.
  *   window: EINVAL if 0; above n it is n. A NULL fn is EINVAL here and in every submit.
  *   A NULL executor (or out pointer of create or map_create) is EINVAL from every call that
- *   returns an int; shutdown and shutdown_nowait abort naming themselves; destroy(NULL)
- *   does nothing, as free(NULL).
+ *   returns an int (conc_executor_broken too); shutdown, shutdown_nowait, threads and
+ *   queue_size abort naming themselves; destroy(NULL) does nothing, as free(NULL).
  *   conc_map_next: the results come in INPUT order (as Python's map); *status is task i's
  *   outcome, or EPIPE if input i could not be submitted because the executor shut down
  *   (CONC_EXECUTOR_BROKEN if it broke); conc_map_create returns either when not even the
@@ -134,11 +134,13 @@
  *     sleeps, and tasks that submit more tasks), so does this executor. Like Python's, it
  *     stops when every worker blocks on something only a task not yet started would provide
  *     (an event, a semaphore: no worker is free to start it); give such waits a deadline, or
- *     size the executor for them. Waits without a deadline on futures of the same executor
- *     finish even then: a waiting worker runs the unstarted awaited task itself (see DESIGN),
- *     where Python's pool would deadlock. A wait with a deadline does not (it would miss its
- *     deadline, and the task might wait for what the waiter does next): it waits as a Python
- *     worker would.
+ *     size the executor for them. A conc_future_wait (or wait_all) without a deadline on a
+ *     future of the same executor finishes even then: the waiting worker runs the unstarted
+ *     awaited task itself (see DESIGN), up to 8 such runs nested on its stack, where
+ *     Python's pool would deadlock. Other waits wait as a Python worker would: one with a
+ *     deadline (it would miss its deadline, and the task might wait for what the waiter does
+ *     next), wait_any and as-completed (which of several tasks to run is the caller's
+ *     choice), and a ninth nested run's wait.
  *   - Capacity 0 (create's default) is unbounded, as Python's pool: no submit ever waits for
  *     room. Past the queue's 1024 tasks, a submit appends to the spill, an unbounded list
  *     behind the queue ("The spill"), so a producer that outruns the workers holds every
@@ -1221,6 +1223,8 @@ static inline void conc_executor_shutdown_nowait(conc_executor_t *ex, bool cance
  * Relaxed: a thread that saw a submit or a task fail with CONC_EXECUTOR_BROKEN already
  * happens after the store (it precedes DROP_BROKEN's release); anyone else gets a snapshot. */
 static inline int conc_executor_broken(const conc_executor_t *ex) {
+    if (!ex)
+        return EINVAL; /* as every int call (ERRORS) */
     return conc_load(&ex->broken, CONC_RELAXED);
 }
 
@@ -1341,12 +1345,16 @@ CONC_NODISCARD static inline int conc_executor_create_with(conc_executor_t **out
 }
 
 static inline unsigned conc_executor_threads(const conc_executor_t *ex) {
+    if (CONC_UNLIKELY(!ex))
+        CONC_ABORT("conc_executor_threads: NULL executor");
     return ex->nthreads;
 }
 
 /* Relaxed: a snapshot of the tasks not yet taken by a worker (queued, spilled or staged), for
  * metrics. */
 static inline size_t conc_executor_queue_size(const conc_executor_t *ex) {
+    if (CONC_UNLIKELY(!ex))
+        CONC_ABORT("conc_executor_queue_size: NULL executor");
     return conc_queue_size(ex->q) + conc_load(&ex->spilled, CONC_RELAXED) +
            conc__executor_stage_left(conc_load(&ex->stage, CONC_RELAXED));
 }
