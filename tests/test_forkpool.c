@@ -890,6 +890,16 @@ static int fp_mark_task(const void *arg, size_t len, void **result, size_t *resu
     return 0;
 }
 
+static void fp_start_hook(void) {
+    fp_start_hold *h = fp_start_hold_here;
+    if (!h || !__atomic_load_n(&h->armed, __ATOMIC_RELAXED))
+        return;
+    h->pid = getpid();
+    __atomic_store_n(&h->reached, 1u, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&h->open, __ATOMIC_ACQUIRE))
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+}
+
 static fp_start_hold *fp_start_hold_map(void) {
     void *m = mmap(NULL, sizeof(fp_start_hold), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                    -1, 0);
@@ -2761,16 +2771,6 @@ static void forkpool_server_killed_with_its_workers(void) {
  * submitter is held at the send; the server is killed (its worker dies with it); shutdown
  * starts; once the monitor has taken shutdown's kick (the eventfd read under the pool lock,
  * the decision made before that lock is free), the socket must still be the worker's. */
-static void fp_start_hook(void) {
-    fp_start_hold *h = fp_start_hold_here;
-    if (!h || !__atomic_load_n(&h->armed, __ATOMIC_RELAXED))
-        return;
-    h->pid = getpid();
-    __atomic_store_n(&h->reached, 1u, __ATOMIC_RELEASE);
-    while (!__atomic_load_n(&h->open, __ATOMIC_ACQUIRE))
-        th_sleep_ns(FP_FLAG_WAIT_NS);
-}
-
 static void fp_send_hook(int fd) {
     fp_send_gate *g = fp_send_gate_here;
     if (!g)
