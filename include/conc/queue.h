@@ -609,22 +609,19 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
             continue; /* tail refreshed (CLOSED too, if close came first) */
         }
         bool peer_copying = false; /* else our tail is stale: another producer moved it on */
-        if (stamp + one_lap == tail + 1) {
-            /* The slot still holds the previous lap's item. Full if head is exactly one lap behind;
-             * otherwise a consumer has claimed it and is copying it out (we wait for it: never
-             * EAGAIN once a consumer has claimed). Seq_cst: a registered waiter's re-check reads
-             * head here after its [eventcount.W1], the other half of [queue.C2]/[eventcount.F1]. */
+        bool item_in = stamp + one_lap == tail + 1;
+        if (item_in || stamp + one_lap == tail) {
+            /* The slot is still the previous lap's: its item is in, or its producer is still
+             * copying in (preempted, or stopped for good). Full if head is exactly one lap
+             * behind. Otherwise a consumer has claimed that item and is copying it out (we wait
+             * for it: never EAGAIN once a consumer has claimed), or, with the producer still
+             * copying in, our tail is stale (no consumer passes that slot while tail is current).
+             * Seq_cst: a registered waiter's re-check reads head here after its
+             * [eventcount.W1], the other half of [queue.C2]/[eventcount.F1]. */
             uint64_t head = conc_load(&q->head, CONC_SEQ_CST);
             if (head + one_lap == tail)
                 return EAGAIN;
-            peer_copying = true;
-        } else if (stamp + one_lap == tail) {
-            /* The previous lap's producer claimed this slot and is still copying in (preempted,
-             * or stopped for good): no consumer can pass it, so if tail is current the ring is
-             * full (head is that slot's position), and a stale tail is refreshed below. Not a
-             * wait: a try says EAGAIN, an until form waits for room until its deadline. */
-            if (conc_load(&q->head, CONC_SEQ_CST) + one_lap == tail)
-                return EAGAIN;
+            peer_copying = item_in;
         }
         /* Only a peer mid-copy may end an until form at its deadline: contention never does. */
         if (!conc__queue_backoff(&round, peer_copying ? deadline : CONC_FOREVER))
@@ -651,23 +648,20 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
             continue;
         }
         bool peer_copying = false; /* else our head is stale: another consumer moved it on */
-        if (stamp == head) {
-            /* Nothing published at head. Empty if tail is here too; otherwise a producer has
-             * claimed the slot and is copying in (we wait for it). Seq_cst: a registered waiter's
+        bool unpublished = stamp == head;
+        if (unpublished || stamp + q->one_lap == head + 1) {
+            /* Nothing published at head: this lap's item is not in yet, or the previous lap's
+             * consumer is still copying out (preempted, or stopped for good). Empty if tail is
+             * here too. Otherwise a producer has claimed the slot and is copying in (we wait
+             * for it), or, with the previous consumer still there, our head is stale (no
+             * producer passes that slot while head is current). Seq_cst: a registered waiter's
              * re-check reads tail here after its [eventcount.W1], the other half of
              * [queue.C1]/[eventcount.F1]. When tail carries CLOSED, that is tail's final value:
              * EPIPE is exact. */
             uint64_t tail = conc_load(&q->tail, CONC_SEQ_CST);
             if ((tail & ~CONC__QUEUE_CLOSED) == head)
                 return (tail & CONC__QUEUE_CLOSED) ? EPIPE : EAGAIN;
-            peer_copying = true;
-        } else if (stamp + q->one_lap == head + 1) {
-            /* The previous lap's consumer claimed this slot and is still copying out: no
-             * producer can pass it, so if head is current the ring is empty (tail is here
-             * too), and a stale head is refreshed below. Not a wait: as above for a push. */
-            uint64_t tail = conc_load(&q->tail, CONC_SEQ_CST);
-            if ((tail & ~CONC__QUEUE_CLOSED) == head)
-                return (tail & CONC__QUEUE_CLOSED) ? EPIPE : EAGAIN;
+            peer_copying = unpublished;
         }
         /* Only a peer mid-copy may end an until form at its deadline: contention never does. */
         if (!conc__queue_backoff(&round, peer_copying ? deadline : CONC_FOREVER))
