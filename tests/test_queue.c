@@ -1194,6 +1194,62 @@ static void queue_shared_fork_exactly_once(void) {
     munmap(mem, total);
 }
 
+/* A process killed while it sleeps stays queued on the futex until it runs again, and a wake
+ * the kernel hands it meanwhile is lost to the live sleeper beside it: two processes sleep on
+ * one side (D, then L), D is killed, and one item (or one free slot) comes at once. L must
+ * get it: before CONC_SHARED sleeps ended every CONC_FUTEX_SHARED_RECHECK_NS, L slept on
+ * with the item in the queue (the watchdog's kill here, nearly every round on 2 CPUs). The
+ * rounds do not depend on D being picked: when it is not, L gets the wake itself. */
+static unsigned shared_sleepers(conc_queue_t *q, bool pop) {
+    return conc_eventcount_waiters(
+        __atomic_load_n(pop ? &q->not_empty : &q->not_full, __ATOMIC_SEQ_CST));
+}
+
+static pid_t shared_sleeper(conc_queue_t *q, bool pop, unsigned sleepers_before) {
+    pid_t pid = fork();
+    TH_CHECK(pid >= 0);
+    if (pid == 0) {
+        uint64_t x = 7;
+        _exit((pop ? conc_queue_pop(q, &x) : conc_queue_push(q, &x)) == 0 ? 0 : 1);
+    }
+    while (shared_sleepers(q, pop) < sleepers_before + 1) /* registered... */
+        th_sleep_ns(100000);
+    th_sleep_ns(5 * 1000000); /* ...and most likely asleep in the kernel by now */
+    return pid;
+}
+
+static void queue_shared_killed_sleeper_takes_no_live_wake(void) {
+    const size_t cap = 2;
+    size_t need = conc_queue_footprint(cap, sizeof(uint64_t));
+    void *mem = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(mem != MAP_FAILED);
+    for (int pop = 1; pop >= 0; pop--) {
+        conc_queue_t *q;
+        TH_CHECK_EQ(conc_queue_init_in(&q, mem, need, cap, sizeof(uint64_t), CONC_SHARED), 0);
+        uint64_t x = 1;
+        if (!pop) /* pushers sleep on a full queue */
+            for (size_t i = 0; i < cap; i++)
+                TH_CHECK_EQ(conc_queue_try_push(q, &x), 0);
+        for (int round = 0; round < 4; round++) {
+            unsigned dead = shared_sleepers(q, pop); /* earlier rounds' D stay counted */
+            pid_t d = shared_sleeper(q, pop, dead);
+            pid_t l = shared_sleeper(q, pop, dead + 1);
+            TH_CHECK_EQ(kill(d, SIGKILL), 0);
+            if (pop)
+                TH_CHECK_EQ(conc_queue_push(q, &x), 0); /* the item L must get */
+            else
+                TH_CHECK_EQ(conc_queue_pop(q, &x), 0); /* the slot L must fill */
+            int status;
+            TH_CHECK(waitpid(d, &status, 0) == d);
+            TH_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+            TH_CHECK(waitpid(l, &status, 0) == l); /* hung here before */
+            TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "L's status %d", status);
+            TH_CHECK_EQ(conc_queue_size(q), pop ? 0 : cap);
+        }
+    }
+    munmap(mem, need);
+}
+
 /* Two processes through shm_open: the child maps the object at another address, attaches,
  * and answers requests on a second queue in the same object. */
 static void queue_shared_shm_attach(void) {
@@ -1260,6 +1316,7 @@ TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_atta
         TH_CASE_T(queue_deadlock_close_vs_timeouts, 60),
         TH_CASE_T(queue_deadlock_pingpong_cap1, 60), TH_CASE_T(queue_shared_fork_exactly_once, 60),
         TH_CASE_T(queue_shared_shm_attach, 60), TH_CASE_T(queue_shared_attach_unaligned, 60),
+        TH_CASE_T(queue_shared_killed_sleeper_takes_no_live_wake, 60),
         TH_CASE(queue_alloc_hook_any_alignment),
         TH_CASE_T(queue_until_deadline_past_stuck_peer, 20),
         TH_CASE_T(queue_stuck_peer_a_lap_behind, 20),

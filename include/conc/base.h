@@ -35,6 +35,8 @@
  *             conc_futex_wait_tagged(word, expected, flags, tag, dl) / conc_futex_wake_tagged
  *                                         the same, waking by tag
  *             conc_futex_flags(bits, shared_bit)  CONC_SHARED if bits has shared_bit, else 0
+ *             conc_futex_sleep_until(flags, dl)  one sleep's deadline: dl, or for CONC_SHARED
+ *                                         at most CONC_FUTEX_SHARED_RECHECK_NS from now
  *             conc_futex_half_low(w64) / conc_futex_half_high(w64)  a 64-bit word's halves
  *             conc_futex_wait_flagged(word, &v, bit, flags, mo, dl)  raise a waiters bit, sleep
  *             conc_futex_wait_zero(word64, w, bit, gen_mask, flags, dl)  until a count is 0
@@ -520,6 +522,27 @@ CONC_INLINE int conc_futex_flags(uint32_t bits, uint32_t shared_bit) {
     return (bits & shared_bit) ? CONC_SHARED : 0;
 }
 
+/* How long a sleeper on a CONC_SHARED word sleeps at most before it looks again. A wake can
+ * die with a process: one killed asleep stays queued on the futex until it runs again, and
+ * a FUTEX_WAKE that picks it meanwhile counts it as woken while a live sleeper beside it
+ * sleeps on; one killed between the RMW that lets sleepers go and its wake takes the wake
+ * with it. Either way no wake is coming, so every shared sleep ends after this long and the
+ * sleeper looks at its condition again. A private object's threads die with their process:
+ * its sleepers sleep until their deadline. */
+#define CONC_FUTEX_SHARED_RECHECK_NS (100 * CONC_MS)
+
+/* The deadline of one sleep: the caller's, or for a CONC_SHARED word at most
+ * CONC_FUTEX_SHARED_RECHECK_NS from now. A sleep that ends at a deadline earlier than the
+ * caller's is a recheck: look again, as after a wake. */
+CONC_INLINE int64_t conc_futex_sleep_until(int flags, int64_t deadline) {
+    if (flags & CONC_SHARED) {
+        int64_t recheck = conc_now() + CONC_FUTEX_SHARED_RECHECK_NS;
+        if (recheck < deadline)
+            return recheck;
+    }
+    return deadline;
+}
+
 /* The kernel refused a futex wait: EINVAL for a word that is not 4-byte aligned (in a
  * packed struct, say) or a tag of 0, EFAULT for a word in no mapping (used after a free or an
  * munmap). No caller could ever sleep there: each would look at its word again and again at
@@ -928,7 +951,10 @@ static inline int conc_eventcount_wait(uint32_t *word, uint32_t *v, int flags, i
     if (conc_deadline_passed(deadline))
         return ETIMEDOUT;
     CONC_CHAOS_POINT();
-    (void)conc_futex_wait(word, w, flags, deadline);
+    /* A shared word's sleep ends every CONC_FUTEX_SHARED_RECHECK_NS: a process killed asleep
+     * here may have been picked by a notify's wake meant for a live sleeper (the caller's
+     * re-check then finds what that wake announced). */
+    (void)conc_futex_wait(word, w, flags, conc_futex_sleep_until(flags, deadline));
     *v = conc_load(word, CONC_ACQUIRE); /* acquire: pairs with N1 and with close's RMW */
     return 0;
 }

@@ -192,7 +192,7 @@ typedef struct conc_lock {
  * release between its CAS and its wake, leaves WAKING (or a HANDOFF) with no wake coming,
  * and the sleepers asleep already would otherwise sleep until some later acquire has to
  * sleep, for good if none does (CAVEATS). A private lock's waiters die with their process. */
-#define CONC__LOCK_SHARED_RECHECK_NS (100 * CONC_MS)
+#define CONC__LOCK_SHARED_RECHECK_NS CONC_FUTEX_SHARED_RECHECK_NS /* base.h's recheck */
 
 CONC_STATIC_ASSERT(sizeof(conc_lock_t) == 4, "a conc_lock is one 32-bit futex word");
 CONC_STATIC_ASSERT(((CONC__LOCK_HELD | CONC__LOCK_HANDOFF | CONC__LOCK_STARVING |

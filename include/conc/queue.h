@@ -128,7 +128,12 @@
  *   - A process killed while it sleeps in a push or pop of a CONC_SHARED queue stays counted
  *     as a sleeper for good: it counts toward those 4095, and costs up to one futex wake
  *     (a notifier's syscall) per wait of a live sleeper on that side, since wakes are issued
- *     for it that the live one takes and sleeps again. No item or wake is lost to it.
+ *     for it that the live one takes and sleeps again. Killed, it stays queued on the futex
+ *     until it runs again, and a wake the kernel hands it meanwhile is lost to the live
+ *     sleeper it was meant for: so a CONC_SHARED queue's sleepers sleep at most
+ *     CONC_FUTEX_SHARED_RECHECK_NS (100 ms, base.h) at a time and then look again. Such a
+ *     death costs a live sleeper up to 100 ms; no item is lost, and one that waits long
+ *     makes a futex call every 100 ms.
  *   - Signal handlers may use try_push/try_pop only if the interrupted thread is not itself
  *     inside a call on the same queue between claim and publish (it would wait on itself).
  *   - conc_queue_size is exact when nothing runs concurrently, a snapshot otherwise.

@@ -237,12 +237,13 @@ typedef struct conc_rwlock {
 #define CONC__RWLOCK_SLOT_WAITER 0x80000000u     /* the writer sleeps on this slot's word */
 #define CONC__RWLOCK_TAG_READER 0x1u             /* futex tag of a sleeping reader */
 #define CONC__RWLOCK_TAG_WRITER 0x2u             /* futex tag of the sleeping writer */
-/* How long a sleeper on a CONC_SHARED rwlock sleeps at most before it looks again: a process
- * killed inside a release, after the RMW that lets the sleepers go and before its wake (a
- * reader after its slot fetch_sub, a writer after the CAS that ends its phase), takes that
- * wake with it, and the writer draining (or the queued readers) would sleep for good on a
- * lock that let them go (CAVEATS). A private lock's threads die with their process. */
-#define CONC__RWLOCK_SHARED_RECHECK_NS (100 * CONC_MS)
+/* How long a sleeper on a CONC_SHARED rwlock sleeps at most before it looks again (base.h's
+ * recheck): a process killed inside a release, after the RMW that lets the sleepers go and
+ * before its wake (a reader after its slot fetch_sub, a writer after the CAS that ends its
+ * phase), takes that wake with it, and the writer draining (or the queued readers) would
+ * sleep for good on a lock that let them go (CAVEATS). A private lock's threads die with
+ * their process. */
+#define CONC__RWLOCK_SHARED_RECHECK_NS CONC_FUTEX_SHARED_RECHECK_NS
 /* How far apart glibc puts the thread pointers of threads made with default attributes: an
  * 8 MiB stack and its guard page. The slot multipliers below are built around it. */
 #define CONC__RWLOCK_GLIBC_STRIDE_PAGES 2049
@@ -510,17 +511,6 @@ CONC_INLINE uint32_t conc__rwlock_leave_slot(uint32_t *slot) {
     return old & CONC__RWLOCK_SLOT_COUNT_MASK;
 }
 
-/* How long one sleep may last: to the deadline, or for a CONC_SHARED lock at most
- * CONC__RWLOCK_SHARED_RECHECK_NS (a dying releaser may have taken our wake with it). */
-CONC_INLINE int64_t conc__rwlock_sleep_until(int flags, int64_t deadline) {
-    if (flags & CONC_SHARED) {
-        int64_t recheck = conc_now() + CONC__RWLOCK_SHARED_RECHECK_NS;
-        if (recheck < deadline)
-            return recheck;
-    }
-    return deadline;
-}
-
 /* One sleep of a reader or the writer on the low half: raises `bit` (READERS_SLEEP or
  * WRITER_SLEEPS) if *w lacks it, a request the waker's RMW reads, then sleeps with `tag` while
  * the low half still equals *w's. (A draining writer sleeps here only while admitted readers
@@ -538,7 +528,7 @@ CONC_INLINE int conc__rwlock_sleep(conc_rwlock_t *rw, uint64_t *w, uint64_t bit,
             return 0;
         *w |= bit;
     }
-    int64_t dl = conc__rwlock_sleep_until(flags, deadline);
+    int64_t dl = conc_futex_sleep_until(flags, deadline);
     int r = conc_futex_wait_tagged(conc__rwlock_futex(rw), (uint32_t)*w, flags, tag, dl);
     *w = conc_load(&rw->word, CONC_ACQUIRE); /* [rwlock.A2]/[rwlock.A3] */
     if (r == ETIMEDOUT && dl != deadline)
@@ -639,7 +629,7 @@ CONC_COLD int conc__rwlock_sleep_on_slot_slow(conc_rwlock_t *rw, uint64_t *w, in
          * being an RMW of the same word. */
         uint32_t v = conc_fetch_or(slot, CONC__RWLOCK_SLOT_WAITER, CONC_RELAXED);
         if (v & CONC__RWLOCK_SLOT_COUNT_MASK) {
-            int64_t dl = conc__rwlock_sleep_until(flags, deadline);
+            int64_t dl = conc_futex_sleep_until(flags, deadline);
             CONC_CHAOS_POINT();
             r = conc_futex_wait(slot, v | CONC__RWLOCK_SLOT_WAITER, flags, dl);
             if (r == ETIMEDOUT && dl != deadline)
