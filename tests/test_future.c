@@ -933,19 +933,15 @@ static void executor_workers_spawning_into_a_full_queue_finish(void) {
     conc_future_release(sp->gate);
 }
 
-/* A worker that runs CONC__EXECUTOR_HELP_DEPTH tasks inline (a chain of untimed waits, each
- * for the task the last one submitted) submits once more with the queue full of the chain's
- * entries, which only a take would drop, while the two other workers are held; then they
- * submit too. Python's pool finishes. Workers that blocked in such submits all slept for
- * good here once (first every one of them, then, with a rule that let the last one run a
- * task inline, whenever the deep worker could not); every such submit goes to the spill
- * now and returns. */
+/* One worker, a chain of untimed waits: each level submits the next and waits for it, so
+ * the pool is stuck at every level (Python's pool stops at the first), and the worker runs
+ * the oldest task, the next level, inline: CONC__EXECUTOR_HELP_DEPTH levels deep on its
+ * stack. The deepest submits one task more than the queue holds (the chain's entries were
+ * taken, so the queue is empty): a task's own submit never waits, the last goes to the spill,
+ * and all run once the chain unwinds. */
 typedef struct deep_state {
     conc_executor_t *ex;
-    conc_sem_t started;
-    conc_future_t *gate;
-    long leaves;
-    int reached; /* release/acquire: the deepest chain task is at its submit */
+    long leaves, levels;
 } deep_state;
 
 static deep_state deep_chain_state;
@@ -957,59 +953,123 @@ static int task_deep_leaf(void *arg, void **result) {
     return 0;
 }
 
-static int task_deep_spawn(void *arg, void **result) {
-    (void)arg;
-    (void)result;
-    deep_state *d = &deep_chain_state;
-    TH_CHECK_EQ(conc_sem_release(&d->started, 1), 0);
-    TH_CHECK_EQ(conc_future_wait(d->gate), 0); /* a promise: nothing to run inline */
-    for (int i = 0; i < 4; i++)
-        TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_leaf, NULL, NULL), 0);
-    return 0;
-}
-
 static int task_deep_chain(void *arg, void **result) {
     (void)result;
     deep_state *d = &deep_chain_state;
     uintptr_t level = (uintptr_t)arg;
+    CNT_ADD(&d->levels, 1);
     if (level < CONC__EXECUTOR_HELP_DEPTH) {
         conc_future_t *f;
         TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_chain, (void *)(level + 1), &f), 0);
-        TH_CHECK_EQ(conc_future_wait(f), 0); /* the other workers are held: runs it here */
+        TH_CHECK_EQ(conc_future_wait(f), 0); /* the only worker waits: it runs f here */
         conc_future_release(f);
         return 0;
     }
-    /* 8 deep, and the queue holds the chain's 8 entries: full. */
-    TH_CHECK_EQ(conc_executor_queue_size(d->ex), (size_t)CONC__EXECUTOR_HELP_DEPTH);
-    TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_leaf, NULL, NULL), 0);
-    __atomic_store_n(&d->reached, 1, __ATOMIC_RELEASE); /* the submit returned */
+    TH_CHECK_EQ(conc_executor_queue_size(d->ex), (size_t)0);
+    for (int i = 0; i <= CONC__EXECUTOR_HELP_DEPTH; i++) /* one past the queue's capacity */
+        TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_leaf, NULL, NULL), 0);
     return 0;
 }
 
-static void executor_worker_deep_in_inline_runs_submits_past_full(void) {
+static void executor_stuck_worker_runs_a_chain_inline_and_submits_past_full(void) {
     deep_state *d = &deep_chain_state;
-    d->leaves = 0;
-    d->reached = 0;
-    TH_CHECK_EQ(conc_sem_init(&d->started, 0, 0, 0), 0);
-    TH_CHECK_EQ(conc_future_create(&d->gate), 0);
-    TH_CHECK_EQ(conc_executor_create(&d->ex, 3, CONC__EXECUTOR_HELP_DEPTH), 0);
-    conc_future_t *fs[3];
-    TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_spawn, NULL, &fs[0]), 0);
-    TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_spawn, NULL, &fs[1]), 0);
-    conc_sem_acquire(&d->started);
-    conc_sem_acquire(&d->started); /* two workers held at the gate */
-    TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_chain, (void *)0, &fs[2]), 0);
-    /* The chain's deepest submit returns with the queue full (it slept there before). */
-    while (!__atomic_load_n(&d->reached, __ATOMIC_ACQUIRE))
-        th_sleep_ns(100000);
-    TH_CHECK_EQ(conc_future_complete(d->gate, 0, NULL), 0);
-    TH_CHECK_EQ(conc_future_wait_all(fs, 3, CONC_FOREVER), 0); /* hung here before */
+    d->leaves = d->levels = 0;
+    TH_CHECK_EQ(conc_executor_create(&d->ex, 1, CONC__EXECUTOR_HELP_DEPTH), 0);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_executor_submit(d->ex, task_deep_chain, (void *)0, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    conc_future_release(f);
     conc_executor_shutdown(d->ex, false);
-    TH_CHECK_EQ(CNT_GET(&d->leaves), 9);
+    TH_CHECK_EQ(CNT_GET(&d->levels), CONC__EXECUTOR_HELP_DEPTH + 1);
+    TH_CHECK_EQ(CNT_GET(&d->leaves), CONC__EXECUTOR_HELP_DEPTH + 1);
     conc_executor_destroy(d->ex);
-    for (int i = 0; i < 3; i++)
-        conc_future_release(fs[i]);
-    conc_future_release(d->gate);
+}
+
+/* A waiting worker must not start a task ahead of Python's schedule. Two workers. A submits X
+ * and then B, and waits for B; X (after a pause) takes L and sets E; B takes L and waits for E.
+ * Python's pool runs X on the free worker, then B: done. A waiting worker that ran B at once,
+ * inline, ahead of the older X, left B holding L while waiting for E, and X blocked on L: a
+ * deadlock (the watchdog's kill here). The same with a one-permit semaphore for L and
+ * wait_all for the wait, and with the other worker busy in an older task R (R pauses, takes
+ * L, sets E) instead of a free one: Python starts B only once R is done. The pauses only
+ * give the old fault its chance; nothing here depends on them. */
+typedef struct early_start {
+    conc_executor_t *ex;
+    int mode; /* 0: lock, wait; 1: semaphore, wait_all; 2: R on the other worker */
+    conc_lock_t l;
+    conc_sem_t permit;
+    conc_event_t e;
+} early_start;
+
+static void early_take(early_start *es) {
+    if (es->mode == 1)
+        conc_sem_acquire(&es->permit);
+    else
+        conc_lock_acquire(&es->l);
+}
+
+static void early_give(early_start *es) {
+    if (es->mode == 1)
+        TH_CHECK_EQ(conc_sem_release(&es->permit, 1), 0);
+    else
+        conc_lock_release(&es->l);
+}
+
+static int task_early_x(void *arg, void **result) { /* X, and R */
+    (void)result;
+    early_start *es = (early_start *)arg;
+    th_sleep_ns(20 * 1000000);
+    early_take(es);
+    conc_event_set(&es->e);
+    early_give(es);
+    return 0;
+}
+
+static int task_early_b(void *arg, void **result) {
+    (void)result;
+    early_start *es = (early_start *)arg;
+    early_take(es);
+    conc_event_wait(&es->e);
+    early_give(es);
+    return 0;
+}
+
+static int task_early_a(void *arg, void **result) {
+    (void)result;
+    early_start *es = (early_start *)arg;
+    conc_future_t *fs[2] = {NULL, NULL};
+    if (es->mode != 2)
+        TH_CHECK_EQ(conc_executor_submit(es->ex, task_early_x, es, &fs[1]), 0);
+    TH_CHECK_EQ(conc_executor_submit(es->ex, task_early_b, es, &fs[0]), 0);
+    TH_CHECK_EQ(es->mode == 1 ? conc_future_wait_all(fs, 1, CONC_FOREVER) : conc_future_wait(fs[0]),
+                0);
+    conc_future_release(fs[0]);
+    conc_future_release(fs[1]);
+    return 0;
+}
+
+static void executor_deadlock_waiter_starts_no_task_early(void) {
+    for (int mode = 0; mode < 3; mode++)
+        for (int round = 0; round < 4; round++) {
+            early_start es;
+            memset(&es, 0, sizeof es);
+            es.mode = mode;
+            conc_lock_init(&es.l, 0);
+            TH_CHECK_EQ(conc_sem_init(&es.permit, 1, 1, 0), 0);
+            conc_event_init(&es.e, 0);
+            TH_CHECK_EQ(conc_executor_create(&es.ex, 2, 0), 0);
+            conc_future_t *r = NULL, *a;
+            if (mode == 2) /* R first: the other worker is busy with it */
+                TH_CHECK_EQ(conc_executor_submit(es.ex, task_early_x, &es, &r), 0);
+            TH_CHECK_EQ(conc_executor_submit(es.ex, task_early_a, &es, &a), 0);
+            TH_CHECK_EQ(conc_future_wait(a), 0); /* hung here before */
+            if (r) {
+                TH_CHECK_EQ(conc_future_wait(r), 0);
+                conc_future_release(r);
+            }
+            conc_future_release(a);
+            conc_executor_destroy(es.ex);
+        }
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -2164,9 +2224,6 @@ static void claim_pairs(unsigned workers, int64_t timeout_ns) {
     conc_executor_destroy(ex);
 }
 
-/* One worker: Python's pool deadlocks on outer-waits-for-inner (its only thread waits), so
- * the outer waits with a deadline there, as a Python user would (result(timeout=...)): the
- * outer gives up, the inner runs. Two and four workers: Python finishes with plain waits. */
 /* A task waits with a deadline (or wait_all, or a past deadline) for a queued task of its own
  * executor, which waits for an event the first sets after its wait returns. Python's pool
  * finishes it: the wait times out, the event is set, the second task runs. A timed wait
@@ -2276,8 +2333,14 @@ static void future_as_completed_last_taken_wakes_the_other_waiters(void) {
     conc_future_release(f);
 }
 
+/* One worker: Python's pool deadlocks on outer-waits-for-inner (its only thread waits), so
+ * the outer waits with a deadline there, as a Python user would (result(timeout=...)): the
+ * outer gives up, the inner runs. With a plain wait the pool is stuck, and its worker runs
+ * the oldest task, the inner, inline. Two and four workers: Python finishes with plain
+ * waits. */
 static void executor_deadlock_pairs_outer_waits_inner(void) {
     claim_pairs(1, CONC_MS);
+    claim_pairs(1, 0);
     claim_pairs(2, 0);
     claim_pairs(4, 0);
 }
@@ -3442,7 +3505,8 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE(executor_destroy_from_a_thread_with_a_joined_workers_id),
         TH_CASE(future_as_completed_duplicates_come_out_once),
         TH_CASE(executor_workers_spawning_into_a_full_queue_finish),
-        TH_CASE(executor_worker_deep_in_inline_runs_submits_past_full),
+        TH_CASE(executor_stuck_worker_runs_a_chain_inline_and_submits_past_full),
+        TH_CASE_T(executor_deadlock_waiter_starts_no_task_early, 120),
         TH_CASE(executor_task_submits_past_full_while_another_waits_for_it),
         TH_CASE(executor_task_submits_past_full_then_does_what_its_leaf_waits_for),
         TH_CASE(executor_spawn_trees_past_a_full_queue_finish),

@@ -7,9 +7,10 @@
  *
  * CONTENTS
  *   API, ERRORS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS, DESIGN; then the
- *   code: the future pool (lifetime timeline); the executor (workers, the gate, running an
- *   awaited task); staging (FIFO starts); the spill (submits past a full queue); idle
- *   workers (sleeping and waking); create, submit, shutdown, destroy; the lazy map.
+ *   code: the future pool (lifetime timeline); the executor (workers, the gate); staging
+ *   (FIFO starts); the spill (submits past a full queue); idle workers (sleeping and
+ *   waking); running tasks while the pool is stuck; create, submit, shutdown, destroy; the
+ *   lazy map.
  *
  * QUICK START (examples/09_thread_pool_as_completed.c)
  *     static int work(void *arg, void **result) { *result = arg; return 0; }
@@ -124,7 +125,8 @@
  *                        64 MiB); past it, futures are malloc'd and freed one by one. 0: none.
  *   CONC_EXECUTOR_STAGE_HOOK(tasks)   called after every refill of staging from the queue
  *                        with the number of tasks moved; tests count refills with it.
- *   CONC_EXECUTOR_HELP_HOOK()  called when a waiting worker runs the awaited task itself.
+ *   CONC_EXECUTOR_HELP_HOOK()  called when a waiting worker runs a task itself (the pool
+ *                        is stuck: CAVEATS).
  *                        Both default to nothing.
  *
  * CAVEATS
@@ -134,13 +136,16 @@
  *     sleeps, and tasks that submit more tasks), so does this executor. Like Python's, it
  *     stops when every worker blocks on something only a task not yet started would provide
  *     (an event, a semaphore: no worker is free to start it); give such waits a deadline, or
- *     size the executor for them. A conc_future_wait (or wait_all) without a deadline on a
- *     future of the same executor finishes even then: the waiting worker runs the unstarted
- *     awaited task itself (see DESIGN), up to 8 such runs nested on its stack, where
- *     Python's pool would deadlock. Other waits wait as a Python worker would: one with a
- *     deadline (it would miss its deadline, and the task might wait for what the waiter does
- *     next), wait_any and as-completed (which of several tasks to run is the caller's
- *     choice), and a ninth nested run's wait.
+ *     size the executor for them. Waits on futures of the same executor go further: when
+ *     every worker waits, with conc_future_wait (or wait_all) and no deadline, for a task of
+ *     this executor that has not ended, Python's pool would stop for good; here the last of
+ *     them runs the oldest task not yet started itself, as a pool with one more worker
+ *     would, and again while the pool stays stuck, up to 8 such runs nested on its stack
+ *     ("Running tasks while the pool is stuck"). Never sooner: a task started ahead of
+ *     Python's schedule may take what an older task needs and then wait for it. Other waits
+ *     wait as a Python worker would: one with a deadline (it would miss its deadline, and
+ *     the task might wait for what the waiter does next), wait_any and as-completed, a wait
+ *     on a promise (another thread may complete it), and a ninth nested run's wait.
  *   - Capacity 0 (create's default) is unbounded, as Python's pool: no submit ever waits for
  *     room. Past the queue's 1024 tasks, a submit appends to the spill, an unbounded list
  *     behind the queue ("The spill"), so a producer that outruns the workers holds every
@@ -174,9 +179,9 @@
  *     the most that were ever alive at once, up to CONC_EXECUTOR_POOL, until it is destroyed
  *     and its last future is released. A future released twice may already be someone
  *     else's (as with free): under ASan a released pooled future is poisoned until reused.
- *   - A worker may run a task on its own stack: the awaited one while it waits (at most 8
- *     deep). So a task must not hold a non-recursive lock, across such a wait, that the task
- *     run there takes (Python deadlocks there too, differently).
+ *   - A worker of a stuck pool runs tasks on its own stack while it waits (at most 8 deep).
+ *     So a task must not hold a non-recursive lock, across such a wait, that a task run
+ *     there takes (Python's pool stops there anyway).
  *
  * DESIGN
  *   The executor's submission queue is the kit's own conc_queue (queue.h) of future pointers:
@@ -197,10 +202,11 @@
  *   worker at a time polls for CONC_EXECUTOR_SPIN pauses before it sleeps, so a steady
  *   stream of tiny tasks finds a worker awake; it watches one slot's stamp, never the
  *   queue's tail (the submitter's line). Idle workers sleep on the executor's own eventcount
- *   (not in the queue), so a refill reaches them. A worker that waits (with no deadline) for
- *   an unstarted task of its executor runs it itself: it is a worker Python would hold blocked
- *   in that wait, so every worker Python would have free stays free, and a workload where
- *   every worker waits for a task behind it still finishes. A worker's submit to its own full
+ *   (not in the queue), so a refill reaches them. A worker that waits for a future blocks,
+ *   as Python's does; only when every worker waits (no deadline) for a task of the executor
+ *   does the last one run the oldest task inline (see "Running tasks while the pool is
+ *   stuck"), so a workload where every worker waits for a task behind it still finishes,
+ *   and no task ever starts before Python's would. A worker's submit to its own full
  *   queue goes to the spill, an unbounded FIFO behind the queue (see "The spill"): only
  *   workers take, so a worker that waited there for room could wait for good.
  *   tests/models/executor.pml checks the takes, the refills, FIFO order, idle sleep,
@@ -499,6 +505,9 @@ typedef struct conc_executor conc_executor_t;
 typedef struct conc__executor_worker {
     conc__future_helper helper; /* future.h's view of this worker (first: same address) */
     unsigned help_depth; /* tasks this worker runs inline while waiting (its own thread only) */
+    /* While this worker is counted in ex->waiting: linked on the future it waits for, so that
+     * the completion takes it out of the count (see "Running tasks while the pool is stuck"). */
+    conc__future_node wait_node;
     conc_executor_t *ex;
     unsigned index;
     pthread_t thread;
@@ -521,6 +530,9 @@ struct conc_executor {
     bool joined; /* under shutdown_lock */
     /* Written each time a worker starts or stops polling: away from the lines above. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t polling; /* 1 while a worker polls (a hint) */
+    /* Workers waiting, without a deadline, for a task of this executor that has not ended
+     * (see "Running tasks while the pool is stuck"): written only by such waits. */
+    uint32_t waiting;
     /* Read by every submit, written when a worker goes to sleep or wakes: its own line. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t idle; /* the idle eventcount, see above */
     /* Staging (see "Staging"): the workers' lines, never the submitters'. */
@@ -560,8 +572,8 @@ CONC_INLINE void conc__executor_run(conc_future_t *f) {
 
 /* A task that will not run: failed with CONC_EXECUTOR_BROKEN once an initializer failed,
  * else cancelled (shutdown(cancel_pending)); the executor's reference goes either way. Only
- * a pending task: the gate, as for a run (a waiting worker may have started it inline, or
- * the user cancelled or completed it first), then the outcome a task would publish. */
+ * a pending task: the gate, as for a run (the user may have cancelled or completed it
+ * first), then the outcome a task would publish. */
 CONC_COLD void conc__executor_drop_slow(conc_future_t *f, uint32_t drop) {
     if (drop & CONC__EXECUTOR_DROP_BROKEN) {
         uint32_t v = conc__future_fresh_word(CONC__EXECUTOR_SUBMIT_REFS); /* a guess */
@@ -584,38 +596,6 @@ CONC_INLINE void conc__executor_start(conc_executor_t *ex, conc_future_t *f) {
         conc__executor_drop_slow(f, drop);
     else
         conc__executor_run(f);
-}
-
-/* A worker that waits, with no deadline, for a task of its own executor that has not started
- * runs it itself, inline, instead of blocking: when every other worker is busy or blocked,
- * nobody else may start it soon (or ever, if every worker waits for a task behind it). The
- * gate decides as usual (one CAS: the queue or staging entry later finds it started and drops
- * its reference). The task starts ahead of older ones, but on a worker Python would hold blocked
- * in this very wait (see "Staging"). Only tasks of the same executor (a task of another one
- * would run outside its own executor's thread count), never during shutdown(cancel_pending),
- * and at most CONC__EXECUTOR_HELP_DEPTH deep (each level is a task's frames on this stack). */
-CONC_NOINLINE void conc__executor_help_slow(conc__future_helper *h, conc_future_t *f) {
-    conc__executor_worker *w = (conc__executor_worker *)(void *)h;
-    conc_executor_t *ex = w->ex;
-    if (conc__future_pool_of(f) != &ex->pool->base || w->help_depth >= CONC__EXECUTOR_HELP_DEPTH ||
-        conc_load(&ex->cancelling, CONC_ACQUIRE))
-        return;
-    /* Our own reference for the run: conc__future_task_done drops one, and the executor's
-     * stays with the queue or staging entry, dropped when that entry finds the task started. */
-    conc_future_retain(f);
-    /* Relaxed, as in conc__executor_run: the caller's reference ordered the inputs. The
-     * first guess is a fresh future's word (the gate's CAS corrects it). */
-    uint32_t v = conc__future_fresh_word(CONC__EXECUTOR_SUBMIT_REFS);
-    if (conc__future_gate(f, &v)) {
-        CONC_EXECUTOR_HELP_HOOK();
-        w->help_depth++;
-        void *result = NULL;
-        int status = conc__future_call(f, &result);
-        w->help_depth--;
-        conc__future_task_done(f, v, status, result);
-        return;
-    }
-    conc_future_release(f); /* started (or cancelled) meanwhile: wait as usual */
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -668,10 +648,8 @@ CONC_NOINLINE void conc__executor_help_slow(conc__future_helper *h, conc_future_
  * `cancelling` (seq_cst both sides, a Dekker pair): either the closer's takes see the
  * published tasks, or the refiller sees `cancelling` and drops them itself. Tasks in flight
  * in a worker's hand are dropped by conc__executor_start (it reads `cancelling` too).
- * A worker waiting for an unstarted task of its executor runs it inline (see above): that
- * task starts out of order, but on a worker that Python would hold blocked in the same wait:
- * every worker Python would have free is still free, and staging's order is unchanged (the
- * entry later finds its task started and only drops the executor's reference).
+ * A worker of a stuck pool takes the oldest task as any worker does ("Running tasks while
+ * the pool is stuck"), so it runs tasks in this order too.
  * tests/models/executor.pml checks that each task is taken once, that takes follow
  * submission order, that no worker sleeps for good while a task is takeable, that cancel
  * and shutdown(cancel_pending) win or lose cleanly, and the ending.
@@ -1109,6 +1087,85 @@ CONC_INLINE conc_future_t *conc__executor_next(conc_executor_t *ex) {
     }
 }
 
+/* -------------------------------------------------------------------------------------------
+ * Running tasks while the pool is stuck
+ *
+ * A worker that waits for a future blocks, as a Python worker does: the tasks behind it start
+ * on the other workers, in submission order, when they are free ("Staging"). Only when every
+ * worker waits, without a deadline, for a task of this executor that has not ended, no task
+ * of the executor can run again: Python's pool stops there for good. Here the last worker to
+ * wait then runs the oldest task not yet taken itself, inline, as a pool with one more
+ * worker would, and again after it while the pool stays stuck, at most
+ * CONC__EXECUTOR_HELP_DEPTH runs nested on its stack. Starting a task any earlier (the
+ * awaited one, say, as soon as somebody waits for it) is not Python's schedule: it may take
+ * a lock or a permit that an older task, due to start on a free worker first, needs, and
+ * then wait for that older task: a deadlock where Python's pool finishes.
+ *
+ *   waiting worker (enter)                          completer of the awaited future
+ *   -------------------------------------------     -------------------------------------
+ *   link wait_node on f (f's lock; fails if f         [future.R1]: f final
+ *     is final: not counted, nothing to do)           run f's waker nodes under f's lock:
+ *   fetch_add waiting [executor.H1]                     wait_node: fetch_sub waiting [executor.H2]
+ *   all nthreads waiting: take the oldest task,
+ *     unlink (ours: fetch_sub), run it, link again
+ *   ... sleep on f (future.h) ...
+ *   leave: unlink (ours: fetch_sub)
+ *
+ * The count leaves a worker when its future completes, on the completer's thread and before
+ * that thread returns, so a worker that completed a task others wait for and then waits
+ * itself never sees them as still waiting. The link comes before the add, so a completion
+ * that wins the race subtracts first (the count dips, never overstates) and the add
+ * restores it; unlink says which side took the worker out, and exactly one does. A future
+ * completed or cancelled by another thread (not a task) during the last add can still make
+ * that worker run one task early; only a pool that was already stuck gets there.
+ * ------------------------------------------------------------------------------------------- */
+CONC_COLD void conc__executor_waited_done(conc_future_t *f, void *arg) {
+    (void)f;
+    /* [executor.H2] relaxed: the count is a tally whose RMWs alone decide (their one order
+     * per word); the completion's outcome is published by the future itself. */
+    (void)conc_fetch_sub(&((conc_executor_t *)arg)->waiting, 1u, CONC_RELAXED);
+}
+
+/* Counts the calling worker as waiting for f (true), running the oldest tasks inline while
+ * the pool is stuck; false: not counted (f ended, another executor's task, or too deep). */
+CONC_NOINLINE bool conc__executor_wait_enter(conc__future_helper *h, conc_future_t *f) {
+    conc__executor_worker *w = (conc__executor_worker *)(void *)h;
+    conc_executor_t *ex = w->ex;
+    if (conc__future_pool_of(f) != &ex->pool->base || w->help_depth >= CONC__EXECUTOR_HELP_DEPTH)
+        return false;
+    for (;;) {
+        w->wait_node.fn = conc__executor_waited_done;
+        w->wait_node.arg = ex;
+        w->wait_node.waker = true;
+        if (!conc__future_link(f, &w->wait_node))
+            return false; /* final already */
+        /* [executor.H1] relaxed, as [executor.H2]: the add that brings the count to every
+         * worker is the last one, and only one add can. */
+        uint32_t now_waiting = conc_fetch_add(&ex->waiting, 1u, CONC_RELAXED) + 1u;
+        if (now_waiting != conc_load(&ex->nthreads, CONC_RELAXED))
+            return true;
+        uint64_t s;
+        conc_future_t *next = conc__executor_take_now(ex, &s);
+        if (!next)
+            return true; /* nothing to take: another thread's cancel or completion ends it */
+        if (conc__future_unlink(f, &w->wait_node))
+            (void)conc_fetch_sub(&ex->waiting, 1u, CONC_RELAXED); /* as [executor.H2] */
+        CONC_EXECUTOR_HELP_HOOK();
+        w->help_depth++;
+        conc__executor_start(ex, next);
+        w->help_depth--;
+        if (conc__future_final(conc_load(&f->state, CONC_RELAXED)))
+            return false; /* done meanwhile: the caller's wait reads the outcome */
+    }
+}
+
+/* The wait on f ended (f is final): out of the count, unless the completer took us out. */
+CONC_NOINLINE void conc__executor_wait_leave(conc__future_helper *h, conc_future_t *f) {
+    conc__executor_worker *w = (conc__executor_worker *)(void *)h;
+    if (conc__future_unlink(f, &w->wait_node))
+        (void)conc_fetch_sub(&w->ex->waiting, 1u, CONC_RELAXED); /* as [executor.H2] */
+}
+
 /* Shutdown without the join: refuse new work, drop what is queued and staged if asked (drop:
  * 0, or CONC__EXECUTOR_DROP_CANCEL or _BROKEN), wake every worker. (conc_executor_shutdown
  * joins after it; shutdown_nowait and a failed initializer stop here.) */
@@ -1169,7 +1226,8 @@ CONC_COLD void conc__executor_worker_start_slow(conc_executor_t *ex, unsigned in
 static inline void *conc__executor_worker_main(void *arg) {
     conc__executor_worker *w = (conc__executor_worker *)arg;
     conc_executor_t *ex = w->ex;
-    w->helper.help = conc__executor_help_slow;
+    w->helper.enter = conc__executor_wait_enter;
+    w->helper.leave = conc__executor_wait_leave;
     conc__future_helper_self = &w->helper;
     if (ex->init_fn != NULL || ex->name_prefix[0] != '\0')
         conc__executor_worker_start_slow(ex, w->index);

@@ -99,7 +99,8 @@
  *   - At most 2^26 - 1 references to one future at a time (retain aborts past that).
  *   - At most 4095 threads blocked at once in next on one as-completed set (base.h's
  *     eventcount aborts past that).
- *   - A wait from an executor's worker may run the awaited task itself (executor.h).
+ *   - A wait from an executor's worker may run tasks of that executor itself, when every
+ *     worker waits for one (executor.h: "Running tasks while the pool is stuck").
  *   - fork(): the child gets a copy of every future. One done before the fork reads the same
  *     there; one still pending is completed in the child only by what the child runs itself
  *     (an executor's workers and a fork pool's monitor are threads: the child has none of
@@ -495,14 +496,17 @@ CONC_INLINE int conc__future_outcome(const conc_future_t *f, uint32_t v) {
     }
 }
 
-/* For other conc headers (executor.h): a thread that may run an awaited task itself (an
- * executor's worker) sets conc__future_helper_self; a wait on a pending task future calls
- * its help function first (a wait with a deadline does not: it would miss its deadline).
- * One variable for the whole program (weak: every translation unit that includes this header
- * defines it, the linker keeps one), so a task compiled in another file than the executor's
- * creator sees it too. */
+/* For other conc headers (executor.h): a thread that may run tasks while it waits (an
+ * executor's worker) sets conc__future_helper_self. A wait without a deadline on a pending
+ * task future calls its enter first, which may run tasks inline and returns whether it
+ * counted the caller as waiting; if so, leave follows once the wait ends. (A wait with a
+ * deadline does neither: a task run inline could keep it past its deadline.) One variable for
+ * the whole program (weak: every translation unit that includes this header defines it, the
+ * linker keeps one), so a task compiled in another file than the executor's creator sees it
+ * too. */
 typedef struct conc__future_helper {
-    void (*help)(struct conc__future_helper *self, conc_future_t *f);
+    bool (*enter)(struct conc__future_helper *self, conc_future_t *f);
+    void (*leave)(struct conc__future_helper *self, conc_future_t *f);
 } conc__future_helper;
 #if defined(__cplusplus)
 __attribute__((weak)) thread_local conc__future_helper *conc__future_helper_self;
@@ -513,11 +517,10 @@ __attribute__((weak)) _Thread_local conc__future_helper *conc__future_helper_sel
 CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
     uint32_t v = conc_load(&f->state, CONC_RELAXED);
     conc__future_helper *h = conc__future_helper_self;
-    /* Only a wait without a deadline: one that runs the task here cannot return at its
-     * deadline (and a task it ran might wait for something the caller does after it). */
+    bool counted = false; /* by h as waiting: h->leave(h, f) once the wait ends */
     if (h && f->fn && deadline == CONC_FOREVER &&
         (v & CONC__FUTURE_STATE_MASK) == CONC__FUTURE_PENDING) {
-        h->help(h, f); /* runs the task here if it is this helper's to run and unstarted */
+        counted = h->enter(h, f); /* may run tasks here first (executor.h) */
         v = conc_load(&f->state, CONC_RELAXED);
     }
     /* A completion usually follows soon (a worker on another CPU): spin before the syscall.
@@ -532,11 +535,13 @@ CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
     }
     for (;;) {
         if (conc__future_final(v)) {
+            if (counted)
+                h->leave(h, f);
             v = conc_load(&f->state, CONC_ACQUIRE); /* [future.A1] pairs with [future.R1] */
             return conc__future_outcome(f, v);
         }
         if (conc_deadline_passed(deadline))
-            return ETIMEDOUT;
+            return ETIMEDOUT; /* never counted: a deadline passes only for a timed wait */
         if (!(v & CONC__FUTURE_WAITERS)) {
             /* Relaxed: the kernel's re-check of the word orders the sleep (timeline above). */
             if (!conc_cas(&f->state, &v, v | CONC__FUTURE_WAITERS, CONC_RELAXED, CONC_RELAXED))
@@ -590,15 +595,18 @@ CONC_NOINLINE bool conc__future_link(conc_future_t *f, conc__future_node *n) {
     return true;
 }
 
-/* Unlinks a waker node if the completer has not run it yet. After this returns, no
- * completer touches n (waker nodes run under the lock). */
-CONC_NOINLINE void conc__future_unlink(conc_future_t *f, conc__future_node *n) {
+/* Unlinks a waker node if the completer has not run it yet: true if it was still linked
+ * (its fn never runs), false if the completer ran it. After this returns, no completer
+ * touches n (waker nodes run under the lock). */
+CONC_NOINLINE bool conc__future_unlink(conc_future_t *f, conc__future_node *n) {
     conc_lock_acquire(&f->lock);
-    if (n->linked) {
+    bool was_linked = n->linked;
+    if (was_linked) {
         CONC__BASE_DLIST_UNLINK(f, n);
         n->linked = false;
     }
     conc_lock_release(&f->lock);
+    return was_linked;
 }
 
 CONC_NODISCARD static inline int conc_future_on_done(conc_future_t *f, conc_future_cb fn,
@@ -710,7 +718,7 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
     }
     /* Unlinking under each future's lock waits out a completer still notifying w. */
     for (size_t i = 0; i < linked; i++)
-        conc__future_unlink(fs[i], &nodes[i]);
+        (void)conc__future_unlink(fs[i], &nodes[i]);
     conc_eventcount_leave(&w.word);
     if (conc__future_any_scan(fs, n, index))
         r = 0;
@@ -859,7 +867,7 @@ static inline void conc_as_completed_destroy(conc_as_completed_t *ac) {
      * running conc__future_as_completed_wake on this set. */
     for (conc__future_as_completed_entry *e = ac->all, *next; e; e = next) {
         next = e->all_next;
-        conc__future_unlink(e->f, &e->node);
+        (void)conc__future_unlink(e->f, &e->node);
         conc_future_release(e->f);
         free(e);
     }
@@ -959,7 +967,8 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  *   conc__future_link(f, n), conc__future_unlink(f, n)   a caller-owned waker node (n->fn,
  *       n->arg, n->waker = true): linked unless f is final (false: it is, run nothing);
  *       fn(f, arg) runs under f's lock on the completing thread; after unlink no completer
- *       touches n (wait_any, as-completed and coro_bridge.h's await use them)
+ *       touches n, and unlink says whether fn will never run (true) or ran (false)
+ *       (wait_any, as-completed, executor.h's waiting workers and coro_bridge.h's await)
  * Defined here:
  *   conc__future_gate(f, &v)         PENDING -> RUNNING from a guess v of the word
  *   conc__future_fresh_word(refs)    that guess for a future fresh from conc__future_init
