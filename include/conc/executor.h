@@ -1119,7 +1119,7 @@ CONC_INLINE conc_future_t *conc__executor_next(conc_executor_t *ex) {
  * completed or cancelled by another thread (not a task) during the last add can still make
  * that worker run one task early; only a pool that was already stuck gets there.
  * ------------------------------------------------------------------------------------------- */
-CONC_COLD void conc__executor_waited_done(conc_future_t *f, void *arg) {
+CONC_COLD void conc__executor_waited_done_slow(conc_future_t *f, void *arg) {
     (void)f;
     /* [executor.H2] relaxed: the count is a tally whose RMWs alone decide (their one order
      * per word); the completion's outcome is published by the future itself. */
@@ -1128,13 +1128,13 @@ CONC_COLD void conc__executor_waited_done(conc_future_t *f, void *arg) {
 
 /* Counts the calling worker as waiting for f (true), running the oldest tasks inline while
  * the pool is stuck; false: not counted (f ended, another executor's task, or too deep). */
-CONC_NOINLINE bool conc__executor_wait_enter(conc__future_helper *h, conc_future_t *f) {
+CONC_NOINLINE bool conc__executor_wait_enter_slow(conc__future_helper *h, conc_future_t *f) {
     conc__executor_worker *w = (conc__executor_worker *)(void *)h;
     conc_executor_t *ex = w->ex;
     if (conc__future_pool_of(f) != &ex->pool->base || w->help_depth >= CONC__EXECUTOR_HELP_DEPTH)
         return false;
     for (;;) {
-        w->wait_node.fn = conc__executor_waited_done;
+        w->wait_node.fn = conc__executor_waited_done_slow;
         w->wait_node.arg = ex;
         w->wait_node.waker = true;
         if (!conc__future_link(f, &w->wait_node))
@@ -1160,7 +1160,7 @@ CONC_NOINLINE bool conc__executor_wait_enter(conc__future_helper *h, conc_future
 }
 
 /* The wait on f ended (f is final): out of the count, unless the completer took us out. */
-CONC_NOINLINE void conc__executor_wait_leave(conc__future_helper *h, conc_future_t *f) {
+CONC_NOINLINE void conc__executor_wait_leave_slow(conc__future_helper *h, conc_future_t *f) {
     conc__executor_worker *w = (conc__executor_worker *)(void *)h;
     if (conc__future_unlink(f, &w->wait_node))
         (void)conc_fetch_sub(&w->ex->waiting, 1u, CONC_RELAXED); /* as [executor.H2] */
@@ -1226,8 +1226,8 @@ CONC_COLD void conc__executor_worker_start_slow(conc_executor_t *ex, unsigned in
 static inline void *conc__executor_worker_main(void *arg) {
     conc__executor_worker *w = (conc__executor_worker *)arg;
     conc_executor_t *ex = w->ex;
-    w->helper.enter = conc__executor_wait_enter;
-    w->helper.leave = conc__executor_wait_leave;
+    w->helper.enter = conc__executor_wait_enter_slow;
+    w->helper.leave = conc__executor_wait_leave_slow;
     conc__future_helper_self = &w->helper;
     if (ex->init_fn != NULL || ex->name_prefix[0] != '\0')
         conc__executor_worker_start_slow(ex, w->index);
