@@ -1118,7 +1118,7 @@ CONC_INLINE conc_future_t *conc__executor_next(conc_executor_t *ex) {
  * restores it; unlink says which side took the worker out, and exactly one does. A future
  * completed or cancelled by another thread (not a task) during the last add can still make
  * that worker run one task early; only a pool that was already stuck gets there.
- * tests/models/executor_stuck.pml checks that a worker decides "stuck" only while every
+ * tests/models/executor_stuck_wait.pml checks that a worker decides "stuck" only while every
  * worker waits for a future not yet final, and that a stuck pool always goes on (with
  * broken variants: waiters that subtract themselves, the add before the link, no second
  * look after a task run inline).

@@ -1,4 +1,4 @@
-/* tests/models/executor_stuck.pml - when a waiting worker of include/conc/executor.h runs a
+/* tests/models/executor_stuck_wait.pml - when a waiting worker of include/conc/executor.h runs a
  * task itself ("Running tasks while the pool is stuck"), for spin.
  * SPDX-License-Identifier: MIT
  *
