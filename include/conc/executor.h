@@ -1144,7 +1144,8 @@ CONC_NOINLINE bool conc__executor_wait_enter_slow(conc__future_helper *h, conc_f
         if (!conc__future_link(f, &w->wait_node))
             return false; /* final already */
         /* [executor.H1] relaxed, as [executor.H2]: the add that brings the count to every
-         * worker is the last one, and only one add can. */
+         * worker is the last one, and only one add can. nthreads relaxed: create stored its
+         * last value before any task could be submitted (the queue orders it before us). */
         uint32_t now_waiting = conc_fetch_add(&ex->waiting, 1u, CONC_RELAXED) + 1u;
         if (now_waiting != conc_load(&ex->nthreads, CONC_RELAXED))
             return true;
