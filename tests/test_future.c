@@ -985,6 +985,59 @@ static void executor_stuck_worker_runs_a_chain_inline_and_submits_past_full(void
     conc_executor_destroy(d->ex);
 }
 
+/* Two workers: A waits for B once B runs (a running task), B waits for C, which is queued.
+ * Every worker waits for a task of the executor (Python's pool stops), and whichever of them
+ * waited last runs C. A wait on a running task counts as much as one on a queued task: when
+ * only waits on queued tasks counted, A's wait went uncounted whenever B had started first,
+ * and the pool stopped. */
+typedef struct running_wait {
+    conc_executor_t *ex;
+    conc_event_t b_runs;
+    conc_future_t *b; /* set before B runs (B's submitter publishes it through b_runs) */
+} running_wait;
+
+static int task_running_wait_c(void *arg, void **result) {
+    (void)arg;
+    *result = (void *)(uintptr_t)7;
+    return 0;
+}
+
+static int task_running_wait_b(void *arg, void **result) {
+    running_wait *rw = (running_wait *)arg;
+    conc_future_t *c;
+    TH_CHECK_EQ(conc_executor_submit(rw->ex, task_running_wait_c, NULL, &c), 0);
+    conc_event_set(&rw->b_runs);
+    TH_CHECK_EQ(conc_future_wait(c), 0);
+    *result = conc_future_result(c);
+    conc_future_release(c);
+    return 0;
+}
+
+static int task_running_wait_a(void *arg, void **result) {
+    (void)result;
+    running_wait *rw = (running_wait *)arg;
+    TH_CHECK_EQ(conc_executor_submit(rw->ex, task_running_wait_b, rw, &rw->b), 0);
+    conc_event_wait(&rw->b_runs); /* B runs: this wait is on a running task */
+    TH_CHECK_EQ(conc_future_wait(rw->b), 0);
+    TH_CHECK(conc_future_result(rw->b) == (void *)(uintptr_t)7);
+    return 0;
+}
+
+static void executor_stuck_pool_counts_waits_on_running_tasks(void) {
+    for (int round = 0; round < 20; round++) {
+        running_wait rw;
+        memset(&rw, 0, sizeof rw);
+        conc_event_init(&rw.b_runs, 0);
+        TH_CHECK_EQ(conc_executor_create(&rw.ex, 2, 0), 0);
+        conc_future_t *a;
+        TH_CHECK_EQ(conc_executor_submit(rw.ex, task_running_wait_a, &rw, &a), 0);
+        TH_CHECK_EQ(conc_future_wait(a), 0); /* hung here before */
+        conc_future_release(a);
+        conc_future_release(rw.b);
+        conc_executor_destroy(rw.ex);
+    }
+}
+
 /* A waiting worker must not start a task ahead of Python's schedule. Two workers. A submits X
  * and then B, and waits for B; X (after a pause) takes L and sets E; B takes L and waits for E.
  * Python's pool runs X on the free worker, then B: done. A waiting worker that ran B at once,
@@ -3506,6 +3559,7 @@ TH_MAIN("future", TH_CASE(future_errno_untouched), TH_CASE(future_errno_untouche
         TH_CASE(future_as_completed_duplicates_come_out_once),
         TH_CASE(executor_workers_spawning_into_a_full_queue_finish),
         TH_CASE(executor_stuck_worker_runs_a_chain_inline_and_submits_past_full),
+        TH_CASE_T(executor_stuck_pool_counts_waits_on_running_tasks, 60),
         TH_CASE_T(executor_deadlock_waiter_starts_no_task_early, 120),
         TH_CASE(executor_task_submits_past_full_while_another_waits_for_it),
         TH_CASE(executor_task_submits_past_full_then_does_what_its_leaf_waits_for),

@@ -497,13 +497,13 @@ CONC_INLINE int conc__future_outcome(const conc_future_t *f, uint32_t v) {
 }
 
 /* For other conc headers (executor.h): a thread that may run tasks while it waits (an
- * executor's worker) sets conc__future_helper_self. A wait without a deadline on a pending
- * task future calls its enter first, which may run tasks inline and returns whether it
- * counted the caller as waiting; if so, leave follows once the wait ends. (A wait with a
- * deadline does neither: a task run inline could keep it past its deadline.) One variable for
- * the whole program (weak: every translation unit that includes this header defines it, the
- * linker keeps one), so a task compiled in another file than the executor's creator sees it
- * too. */
+ * executor's worker) sets conc__future_helper_self. A wait without a deadline on a task
+ * future not yet final (queued or running) calls its enter first, which may run tasks inline
+ * and returns whether it counted the caller as waiting; if so, leave follows once the wait
+ * ends. (A wait with a deadline does neither: a task run inline could keep it past its
+ * deadline.) One variable for the whole program (weak: every translation unit that includes
+ * this header defines it, the linker keeps one), so a task compiled in another file than the
+ * executor's creator sees it too. */
 typedef struct conc__future_helper {
     bool (*enter)(struct conc__future_helper *self, conc_future_t *f);
     void (*leave)(struct conc__future_helper *self, conc_future_t *f);
@@ -518,8 +518,7 @@ CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
     uint32_t v = conc_load(&f->state, CONC_RELAXED);
     conc__future_helper *h = conc__future_helper_self;
     bool counted = false; /* by h as waiting: h->leave(h, f) once the wait ends */
-    if (h && f->fn && deadline == CONC_FOREVER &&
-        (v & CONC__FUTURE_STATE_MASK) == CONC__FUTURE_PENDING) {
+    if (h && f->fn && deadline == CONC_FOREVER && !conc__future_final(v)) {
         counted = h->enter(h, f); /* may run tasks here first (executor.h) */
         v = conc_load(&f->state, CONC_RELAXED);
     }
