@@ -9,8 +9,7 @@
  *   API, ERRORS, ORDERING CONTRACT, THREAD SAFETY, CONFIGURATION, CAVEATS, DESIGN; then the
  *   code: the future pool (lifetime timeline); the executor (workers, the gate); staging
  *   (FIFO starts); the spill (submits past a full queue); idle workers (sleeping and
- *   waking); running tasks while the pool is stuck; create, submit, shutdown, destroy; the
- *   lazy map.
+ *   waking); create, submit, shutdown, destroy; the lazy map.
  *
  * QUICK START (examples/09_thread_pool_as_completed.c)
  *     static int work(void *arg, void **result) { *result = arg; return 0; }
@@ -45,8 +44,9 @@
  *             conc_executor_threads(ex), conc_executor_queue_size(ex)
  *   lazy map  conc_map_create(&m, ex, fn, args, n, window)   0, EINVAL, ENOMEM, EPIPE,
  *                                                  CONC_EXECUTOR_BROKEN
- *             conc_map_next(m, &i, &status, &result)         0, EPIPE (all n returned)
- *             conc_map_next_until(m, dl, &i, &status, &result)  0, ETIMEDOUT, EPIPE
+ *             conc_map_next(m, &i, &status, &result)         0, EPIPE (all n returned),
+ *                                                            EINVAL (m NULL)
+ *             conc_map_next_until(m, dl, &i, &status, &result)  0, ETIMEDOUT, EPIPE, EINVAL
  *             conc_map_destroy(m)                            cancels what is queued, waits
  *
  * ERRORS
@@ -125,9 +125,7 @@
  *                        64 MiB); past it, futures are malloc'd and freed one by one. 0: none.
  *   CONC_EXECUTOR_STAGE_HOOK(tasks)   called after every refill of staging from the queue
  *                        with the number of tasks moved; tests count refills with it.
- *   CONC_EXECUTOR_HELP_HOOK()  called when a waiting worker runs a task itself (the pool
- *                        is stuck: CAVEATS).
- *                        Both default to nothing.
+ *                        Default: nothing.
  *
  * CAVEATS
  *   - Tasks start in submission order, each as soon as a worker is free, as in Python's
@@ -135,17 +133,15 @@
  *     (tasks that wait for each other through futures, promises, events, semaphores, locks,
  *     sleeps, and tasks that submit more tasks), so does this executor. Like Python's, it
  *     stops when every worker blocks on something only a task not yet started would provide
- *     (an event, a semaphore: no worker is free to start it); give such waits a deadline, or
- *     size the executor for them. Waits on futures of the same executor go further: when
- *     every worker waits, with conc_future_wait (or wait_all) and no deadline, for a task of
- *     this executor that has not ended, Python's pool would stop for good; here the last of
- *     them runs the oldest task not yet started itself, as a pool with one more worker
- *     would, and again while the pool stays stuck, up to 8 such runs nested on its stack
- *     ("Running tasks while the pool is stuck"). Never sooner: a task started ahead of
- *     Python's schedule may take what an older task needs and then wait for it. Other waits
- *     wait as a Python worker would: one with a deadline (it would miss its deadline, and
- *     the task might wait for what the waiter does next), wait_any and as-completed, a wait
- *     on a promise (another thread may complete it), and a ninth nested run's wait.
+ *     (an event, a semaphore, or the future of such a task: no worker is free to start it);
+ *     give such waits a deadline, or size the executor for them. There, as in Python,
+ *     another thread may still go on: cancel the awaited task, or shut down with
+ *     cancel_pending, and the waits end (ECANCELED). So no worker ever runs a task that
+ *     Python's pool would not have started yet, not even when every worker waits: a task
+ *     started early (on a waiting worker's own stack, or on one more thread) may take a lock
+ *     or a permit an older task needs and wait for it, may run inside its waiter's critical
+ *     section (a recursive lock held by the waiter's thread), and cannot be cancelled any
+ *     more: each a deadlock, or worse, where Python's pool finishes.
  *   - Capacity 0 (create's default) is unbounded, as Python's pool: no submit ever waits for
  *     room. Past the queue's 1024 tasks, a submit appends to the spill, an unbounded list
  *     behind the queue ("The spill"), so a producer that outruns the workers holds every
@@ -179,9 +175,6 @@
  *     the most that were ever alive at once, up to CONC_EXECUTOR_POOL, until it is destroyed
  *     and its last future is released. A future released twice may already be someone
  *     else's (as with free): under ASan a released pooled future is poisoned until reused.
- *   - A worker of a stuck pool runs tasks on its own stack while it waits (at most 8 deep).
- *     So a task must not hold a non-recursive lock, across such a wait, that a task run
- *     there takes (Python's pool stops there anyway).
  *
  * DESIGN
  *   The executor's submission queue is the kit's own conc_queue (queue.h) of future pointers:
@@ -203,12 +196,10 @@
  *   stream of tiny tasks finds a worker awake; it watches one slot's stamp, never the
  *   queue's tail (the submitter's line). Idle workers sleep on the executor's own eventcount
  *   (not in the queue), so a refill reaches them. A worker that waits for a future blocks,
- *   as Python's does; only when every worker waits (no deadline) for a task of the executor
- *   does the last one run the oldest task inline (see "Running tasks while the pool is
- *   stuck"), so a workload where every worker waits for a task behind it still finishes,
- *   and no task ever starts before Python's would. A worker's submit to its own full
- *   queue goes to the spill, an unbounded FIFO behind the queue (see "The spill"): only
- *   workers take, so a worker that waited there for room could wait for good.
+ *   as Python's does, and no task ever starts before Python's would (CAVEATS). A worker's
+ *   submit to its own full queue goes to the spill, an unbounded FIFO behind the queue (see
+ *   "The spill"): only workers take, so a worker that waited there for room could wait for
+ *   good.
  *   tests/models/executor.pml checks the takes, the refills, FIFO order, idle sleep,
  *   cancelling and ending; tests/models/executor_spill.pml and executor_spill_wake.pml the
  *   spill.
@@ -243,9 +234,6 @@ extern "C" {
 #endif
 #ifndef CONC_EXECUTOR_STAGE_HOOK
 #define CONC_EXECUTOR_STAGE_HOOK(tasks) ((void)0)
-#endif
-#ifndef CONC_EXECUTOR_HELP_HOOK
-#define CONC_EXECUTOR_HELP_HOOK() ((void)0)
 #endif
 
 /* -------------------------------------------------------------------------------------------
@@ -443,7 +431,6 @@ CONC_NOINLINE void conc__executor_pool_recycle(conc_future_t *f) {
 #define CONC__EXECUTOR_STAGE_MAX 16  /* tasks one refill moves from the queue to staging */
 #define CONC__EXECUTOR_POLL_EVERY 8  /* a poller looks for work every 8 pauses */
 #define CONC__EXECUTOR_IDLE_YIELDS 4 /* an idle worker yields this often before it sleeps */
-#define CONC__EXECUTOR_HELP_DEPTH 8  /* tasks run inline by waits within waits, at most */
 /* References a submitted future starts with when the caller takes one: the executor's (dropped
  * when the task ends or is cancelled) and the caller's. Fire and forget: the executor's only. */
 #define CONC__EXECUTOR_SUBMIT_REFS 2u
@@ -503,15 +490,20 @@ typedef struct conc_executor conc_executor_t;
 
 /* One worker, on lines of its own. */
 typedef struct conc__executor_worker {
-    conc__future_helper helper; /* future.h's view of this worker (first: same address) */
-    unsigned help_depth; /* tasks this worker runs inline while waiting (its own thread only) */
-    /* While this worker is counted in ex->waiting: linked on the future it waits for, so that
-     * the completion takes it out of the count (see "Running tasks while the pool is stuck"). */
-    conc__future_node wait_node;
     conc_executor_t *ex;
     unsigned index;
     pthread_t thread;
 } __attribute__((aligned(CONC_CACHELINE))) conc__executor_worker;
+
+/* The calling thread's worker record, if it is a worker (see conc__executor_self). One variable
+ * for the whole program (weak: every translation unit that includes this header defines it,
+ * the linker keeps one), so a task compiled in another file than its executor's creator sees
+ * it too. */
+#if defined(__cplusplus)
+__attribute__((weak)) thread_local conc__executor_worker *conc__executor_worker_self;
+#else
+__attribute__((weak)) _Thread_local conc__executor_worker *conc__executor_worker_self;
+#endif
 
 struct conc_executor {
     /* Read by every submit and every worker, written only by create/shutdown: one line. */
@@ -530,9 +522,6 @@ struct conc_executor {
     bool joined; /* under shutdown_lock */
     /* Written each time a worker starts or stops polling: away from the lines above. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t polling; /* 1 while a worker polls (a hint) */
-    /* Workers waiting, without a deadline, for a task of this executor that has not ended
-     * (see "Running tasks while the pool is stuck"): written only by such waits. */
-    uint32_t waiting;
     /* Read by every submit, written when a worker goes to sleep or wakes: its own line. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t idle; /* the idle eventcount, see above */
     /* Staging (see "Staging"): the workers' lines, never the submitters'. */
@@ -642,14 +631,14 @@ CONC_INLINE void conc__executor_start(conc_executor_t *ex, conc_future_t *f) {
  *   cancelling (seq_cst) [executor.C1]: drop staged
  *   work left: wake one sleeper; start got[0]
  *
- * shutdown(cancel_pending) drops what is queued and what is staged: it sets `cancelling`
- * [executor.C1] (seq_cst), closes the queue, pops and drops every queued task, then takes
- * and drops every staged one with the takers' CAS. A refill racing it publishes, then reads
- * `cancelling` (seq_cst both sides, a Dekker pair): either the closer's takes see the
- * published tasks, or the refiller sees `cancelling` and drops them itself. Tasks in flight
+ * shutdown(cancel_pending) drops what is staged and what is queued, oldest first, as Python
+ * cancels its queue (a cancelled task's callback may wait for an older task): it sets
+ * `cancelling` [executor.C1] (seq_cst), closes the queue, takes and drops every staged task
+ * with the takers' CAS, then pops and drops every queued one. A refill racing it publishes,
+ * then reads `cancelling` (seq_cst both sides, a Dekker pair): either the closer's takes see
+ * the published tasks, or the refiller sees `cancelling` and drops them itself, the one it
+ * kept for itself first. Tasks in flight
  * in a worker's hand are dropped by conc__executor_start (it reads `cancelling` too).
- * A worker of a stuck pool takes the oldest task as any worker does ("Running tasks while
- * the pool is stuck"), so it runs tasks in this order too.
  * tests/models/executor.pml checks that each task is taken once, that takes follow
  * submission order, that no worker sleeps for good while a task is takeable, that cancel
  * and shutdown(cancel_pending) win or lose cleanly, and the ending.
@@ -981,7 +970,8 @@ CONC_COLD void conc__executor_sleep_slow(conc_executor_t *ex) {
 }
 
 /* Refills empty staging (word s: no task left, not REFILLING, not ENDED) from the queue: 0
- * with *out the oldest task (the caller's to start), EAGAIN (the queue had none ready),
+ * with *out the oldest task (the caller's to start; NULL once shutdown(cancel_pending) has
+ * begun: every task moved was dropped), EAGAIN (the queue had none ready),
  * EPIPE (closed and drained: ENDED is published and every sleeper woken), EBUSY (another
  * worker changed the word first: look again). *s is the word published (or seen). */
 CONC_NOINLINE int conc__executor_refill_slow(conc_executor_t *ex, uint64_t *s,
@@ -1018,10 +1008,17 @@ CONC_NOINLINE int conc__executor_refill_slow(conc_executor_t *ex, uint64_t *s,
     if (r != 0)
         return EAGAIN;
     CONC_EXECUTOR_STAGE_HOOK(n);
-    /* seq_cst: [executor.C1]'s other half (see "Staging"). */
-    if (n > 1 && CONC_UNLIKELY(conc_load(&ex->cancelling, CONC_SEQ_CST) != 0))
-        conc__executor_drop_staged_slow(ex);
     *out = got[0];
+    /* seq_cst: [executor.C1]'s other half (see "Staging"). Oldest first, got[0] before the
+     * staged, as Python cancels its queue: a cancelled task's callback may wait for an older
+     * task, which must not be the one left in our hand. */
+    uint32_t drop = conc_load(&ex->cancelling, CONC_SEQ_CST);
+    if (CONC_UNLIKELY(drop != 0)) {
+        conc__executor_drop_slow(got[0], drop);
+        *out = NULL;
+        if (n > 1)
+            conc__executor_drop_staged_slow(ex);
+    }
     return 0;
 }
 
@@ -1087,90 +1084,6 @@ CONC_INLINE conc_future_t *conc__executor_next(conc_executor_t *ex) {
     }
 }
 
-/* -------------------------------------------------------------------------------------------
- * Running tasks while the pool is stuck
- *
- * A worker that waits for a future blocks, as a Python worker does: the tasks behind it start
- * on the other workers, in submission order, when they are free ("Staging"). Only when every
- * worker waits, without a deadline, for a task of this executor that has not ended, no task
- * of the executor can run again: Python's pool stops there for good. Here the last worker to
- * wait then runs the oldest task not yet taken itself, inline, as a pool with one more
- * worker would, and again after it while the pool stays stuck, at most
- * CONC__EXECUTOR_HELP_DEPTH runs nested on its stack. Starting a task any earlier (the
- * awaited one, say, as soon as somebody waits for it) is not Python's schedule: it may take
- * a lock or a permit that an older task, due to start on a free worker first, needs, and
- * then wait for that older task: a deadlock where Python's pool finishes.
- *
- *   waiting worker (enter)                          completer of the awaited future
- *   -------------------------------------------     -------------------------------------
- *   link wait_node on f (f's lock; fails if f         [future.R1]: f final
- *     is final: not counted, nothing to do)           run f's waker nodes under f's lock:
- *   fetch_add waiting [executor.H1]                     wait_node: fetch_sub waiting [executor.H2]
- *   all nthreads waiting: take the oldest task,
- *     unlink (ours: fetch_sub), run it, link again
- *   ... sleep on f (future.h) ...
- *   leave: unlink (ours: fetch_sub)
- *
- * The count leaves a worker when its future completes, on the completer's thread and before
- * that thread returns, so a worker that completed a task others wait for and then waits
- * itself never sees them as still waiting. The link comes before the add, so a completion
- * that wins the race subtracts first (the count dips, never overstates) and the add
- * restores it; unlink says which side took the worker out, and exactly one does. A future
- * completed or cancelled by another thread (not a task) during the last add can still make
- * that worker run one task early; only a pool that was already stuck gets there.
- * tests/models/executor_stuck_wait.pml checks that a worker decides "stuck" only while every
- * worker waits for a future not yet final, and that a stuck pool always goes on (with
- * broken variants: waiters that subtract themselves, the add before the link, no second
- * look after a task run inline).
- * ------------------------------------------------------------------------------------------- */
-CONC_COLD void conc__executor_waited_done_slow(conc_future_t *f, void *arg) {
-    (void)f;
-    /* [executor.H2] relaxed: the count is a tally whose RMWs alone decide (their one order
-     * per word); the completion's outcome is published by the future itself. */
-    (void)conc_fetch_sub(&((conc_executor_t *)arg)->waiting, 1u, CONC_RELAXED);
-}
-
-/* Counts the calling worker as waiting for f (true), running the oldest tasks inline while
- * the pool is stuck; false: not counted (f ended, another executor's task, or too deep). */
-CONC_NOINLINE bool conc__executor_wait_enter_slow(conc__future_helper *h, conc_future_t *f) {
-    conc__executor_worker *w = (conc__executor_worker *)(void *)h;
-    conc_executor_t *ex = w->ex;
-    if (conc__future_pool_of(f) != &ex->pool->base || w->help_depth >= CONC__EXECUTOR_HELP_DEPTH)
-        return false;
-    for (;;) {
-        w->wait_node.fn = conc__executor_waited_done_slow;
-        w->wait_node.arg = ex;
-        w->wait_node.waker = true;
-        if (!conc__future_link(f, &w->wait_node))
-            return false; /* final already */
-        /* [executor.H1] relaxed, as [executor.H2]: the add that brings the count to every
-         * worker is the last one, and only one add can. nthreads relaxed: create stored its
-         * last value before any task could be submitted (the queue orders it before us). */
-        uint32_t now_waiting = conc_fetch_add(&ex->waiting, 1u, CONC_RELAXED) + 1u;
-        if (now_waiting != conc_load(&ex->nthreads, CONC_RELAXED))
-            return true;
-        uint64_t s;
-        conc_future_t *next = conc__executor_take_now(ex, &s);
-        if (!next)
-            return true; /* nothing to take: another thread's cancel or completion ends it */
-        if (conc__future_unlink(f, &w->wait_node))
-            (void)conc_fetch_sub(&ex->waiting, 1u, CONC_RELAXED); /* as [executor.H2] */
-        CONC_EXECUTOR_HELP_HOOK();
-        w->help_depth++;
-        conc__executor_start(ex, next);
-        w->help_depth--;
-        if (conc__future_final(conc_load(&f->state, CONC_RELAXED)))
-            return false; /* done meanwhile: the caller's wait reads the outcome */
-    }
-}
-
-/* The wait on f ended (f is final): out of the count, unless the completer took us out. */
-CONC_NOINLINE void conc__executor_wait_leave_slow(conc__future_helper *h, conc_future_t *f) {
-    conc__executor_worker *w = (conc__executor_worker *)(void *)h;
-    if (conc__future_unlink(f, &w->wait_node))
-        (void)conc_fetch_sub(&w->ex->waiting, 1u, CONC_RELAXED); /* as [executor.H2] */
-}
-
 /* Shutdown without the join: refuse new work, drop what is queued and staged if asked (drop:
  * 0, or CONC__EXECUTOR_DROP_CANCEL or _BROKEN), wake every worker. (conc_executor_shutdown
  * joins after it; shutdown_nowait and a failed initializer stop here.) */
@@ -1189,11 +1102,13 @@ CONC_INLINE void conc__executor_close(conc_executor_t *ex, uint32_t drop) {
     conc__executor_wake_unspilled(ex);
     conc__executor_wake_all_slow(ex); /* every sleeper re-checks and finds the close */
     if (drop != 0) {
+        /* Oldest first, as Python cancels its queue (a cancelled task's callback may wait
+         * for an older task): staging, then the queue, then the spill. */
+        conc__executor_drop_staged_slow(ex); /* races the takes: each task once */
         conc_future_t *f;
         while (conc_queue_try_pop(ex->q, &f) == 0) /* races the refills: each item once */
             conc__executor_drop_slow(f, conc_load(&ex->cancelling, CONC_RELAXED));
-        conc__executor_drop_staged_slow(ex); /* races the takes: each task once */
-        conc__executor_drop_spill_slow(ex);  /* races the refills: each task once */
+        conc__executor_drop_spill_slow(ex); /* races the refills: each task once */
     }
 }
 
@@ -1231,9 +1146,7 @@ CONC_COLD void conc__executor_worker_start_slow(conc_executor_t *ex, unsigned in
 static inline void *conc__executor_worker_main(void *arg) {
     conc__executor_worker *w = (conc__executor_worker *)arg;
     conc_executor_t *ex = w->ex;
-    w->helper.enter = conc__executor_wait_enter_slow;
-    w->helper.leave = conc__executor_wait_leave_slow;
-    conc__future_helper_self = &w->helper;
+    conc__executor_worker_self = w;
     if (ex->init_fn != NULL || ex->name_prefix[0] != '\0')
         conc__executor_worker_start_slow(ex, w->index);
     conc_future_t *f;
@@ -1243,11 +1156,12 @@ static inline void *conc__executor_worker_main(void *arg) {
 }
 
 /* The calling thread's record if it is one of ex's workers, else NULL: a worker's thread-local
- * helper (set first thing in conc__executor_worker_main) is its own record in ex->workers.
- * Not thread ids: once shutdown has joined a worker, the next thread created may get its
- * pthread_t, and would pass for a worker (destroy from it aborted, as if from a task). */
+ * conc__executor_worker_self (set first thing in conc__executor_worker_main) is its own record
+ * in ex->workers. Not thread ids: once shutdown has joined a worker, the next thread created
+ * may get its pthread_t, and would pass for a worker (destroy from it aborted, as if from a
+ * task). */
 CONC_INLINE conc__executor_worker *conc__executor_self(const conc_executor_t *ex) {
-    uintptr_t self = (uintptr_t)conc__future_helper_self, first = (uintptr_t)ex->workers;
+    uintptr_t self = (uintptr_t)conc__executor_worker_self, first = (uintptr_t)ex->workers;
     uintptr_t n = conc_load(&ex->nthreads, CONC_RELAXED);
     return self >= first && self - first < n * sizeof(conc__executor_worker)
                ? (conc__executor_worker *)self
@@ -1655,6 +1569,8 @@ CONC_NODISCARD static inline int conc_map_create(conc_map_t **out, conc_executor
 
 CONC_NODISCARD static inline int conc_map_next_until(conc_map_t *m, int64_t deadline, size_t *index,
                                                      int *status, void **result) {
+    if (!m)
+        return EINVAL;
     if (m->next_result == m->n)
         return EPIPE;
     conc__executor_map_fill(m, deadline); /* what a full queue left out last time */

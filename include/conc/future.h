@@ -44,9 +44,10 @@
  *             conc_as_completed_add(ac, f)                   0, ENOMEM, EINVAL
  *             (a set: a future given twice, or added again, is one member and comes out
  *             once, as Python's as_completed returns a duplicate once)
- *             conc_as_completed_next(ac, &f)                 0, EPIPE (every future returned)
- *             conc_as_completed_try_next(ac, &f)             0, EAGAIN, EPIPE
- *             conc_as_completed_next_until(ac, dl, &f)       0, ETIMEDOUT, EPIPE
+ *             conc_as_completed_next(ac, &f)                 0, EPIPE (every future returned),
+ *                                                            EINVAL (NULL ac or &f)
+ *             conc_as_completed_try_next(ac, &f)             0, EAGAIN, EPIPE, EINVAL
+ *             conc_as_completed_next_until(ac, dl, &f)       0, ETIMEDOUT, EPIPE, EINVAL
  *             conc_as_completed_destroy(ac)
  *
  * ERRORS
@@ -99,8 +100,10 @@
  *   - At most 2^26 - 1 references to one future at a time (retain aborts past that).
  *   - At most 4095 threads blocked at once in next on one as-completed set (base.h's
  *     eventcount aborts past that).
- *   - A wait from an executor's worker may run tasks of that executor itself, when every
- *     worker waits for one (executor.h: "Running tasks while the pool is stuck").
+ *   - A wait from an executor's worker blocks that worker, as in Python: when every worker
+ *     waits for a task of the executor that none is free to start, the waits end only when
+ *     another thread cancels those tasks or shuts the executor down with cancel_pending
+ *     (executor.h's CAVEATS).
  *   - fork(): the child gets a copy of every future. One done before the fork reads the same
  *     there; one still pending is completed in the child only by what the child runs itself
  *     (an executor's workers and a fork pool's monitor are threads: the child has none of
@@ -496,32 +499,8 @@ CONC_INLINE int conc__future_outcome(const conc_future_t *f, uint32_t v) {
     }
 }
 
-/* For other conc headers (executor.h): a thread that may run tasks while it waits (an
- * executor's worker) sets conc__future_helper_self. A wait without a deadline on a task
- * future not yet final (queued or running) calls its enter first, which may run tasks inline
- * and returns whether it counted the caller as waiting; if so, leave follows once the wait
- * ends. (A wait with a deadline does neither: a task run inline could keep it past its
- * deadline.) One variable for the whole program (weak: every translation unit that includes
- * this header defines it, the linker keeps one), so a task compiled in another file than the
- * executor's creator sees it too. */
-typedef struct conc__future_helper {
-    bool (*enter)(struct conc__future_helper *self, conc_future_t *f);
-    void (*leave)(struct conc__future_helper *self, conc_future_t *f);
-} conc__future_helper;
-#if defined(__cplusplus)
-__attribute__((weak)) thread_local conc__future_helper *conc__future_helper_self;
-#else
-__attribute__((weak)) _Thread_local conc__future_helper *conc__future_helper_self;
-#endif
-
 CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
     uint32_t v = conc_load(&f->state, CONC_RELAXED);
-    conc__future_helper *h = conc__future_helper_self;
-    bool counted = false; /* by h as waiting: h->leave(h, f) once the wait ends */
-    if (h && f->fn && deadline == CONC_FOREVER && !conc__future_final(v)) {
-        counted = h->enter(h, f); /* may run tasks here first (executor.h) */
-        v = conc_load(&f->state, CONC_RELAXED);
-    }
     /* A completion usually follows soon (a worker on another CPU): spin before the syscall.
      * Not for an ext future (forkpool.h): its completion is a process round trip away, and
      * the spin would only take a CPU from the processes that complete it. */
@@ -534,13 +513,11 @@ CONC_COLD int conc__future_wait_slow(conc_future_t *f, int64_t deadline) {
     }
     for (;;) {
         if (conc__future_final(v)) {
-            if (counted)
-                h->leave(h, f);
             v = conc_load(&f->state, CONC_ACQUIRE); /* [future.A1] pairs with [future.R1] */
             return conc__future_outcome(f, v);
         }
         if (conc_deadline_passed(deadline))
-            return ETIMEDOUT; /* never counted: a deadline passes only for a timed wait */
+            return ETIMEDOUT;
         if (!(v & CONC__FUTURE_WAITERS)) {
             /* Relaxed: the kernel's re-check of the word orders the sleep (timeline above). */
             if (!conc_cas(&f->state, &v, v | CONC__FUTURE_WAITERS, CONC_RELAXED, CONC_RELAXED))
@@ -831,7 +808,7 @@ static inline void conc__future_as_completed_wake(conc_future_t *f, void *arg) {
 
 /* Adds f unless it is a member already (then 0, and nothing changes: it comes out once). */
 CONC_NODISCARD static inline int conc_as_completed_add(conc_as_completed_t *ac, conc_future_t *f) {
-    if (!f)
+    if (!ac || !f)
         return EINVAL;
     conc__future_as_completed_entry *e =
         (conc__future_as_completed_entry *)conc_malloc_keep_errno(sizeof *e);
@@ -896,6 +873,8 @@ CONC_NODISCARD static inline int conc_as_completed_create(conc_as_completed_t **
 
 CONC_NODISCARD static inline int
 conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_future_t **out) {
+    if (!ac || !out)
+        return EINVAL;
     *out = NULL;
     conc_lock_acquire(&ac->lock);
     bool registered = false, last = false;
@@ -957,7 +936,7 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  * For other conc headers (executor.h, forkpool.h, and any header that runs tasks as futures)
  *
  * Defined above, where they belong, and meant for other conc headers:
- *   conc__future_pool, conc__future_helper, conc__future_helper_self   see their comments
+ *   conc__future_pool                see its comment
  *   conc__future_malloc()            an uninitialized future from malloc, owned by nobody
  *   conc__future_init(f, refs, fn, arg)   pending, `refs` references, task fn(arg)
  *   conc__future_free(f)             drop a future that never escaped (a failed submit)
@@ -967,7 +946,7 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  *       n->arg, n->waker = true): linked unless f is final (false: it is, run nothing);
  *       fn(f, arg) runs under f's lock on the completing thread; after unlink no completer
  *       touches n, and unlink says whether fn will never run (true) or ran (false)
- *       (wait_any, as-completed, executor.h's waiting workers and coro_bridge.h's await)
+ *       (wait_any, as-completed and coro_bridge.h's await)
  * Defined here:
  *   conc__future_gate(f, &v)         PENDING -> RUNNING from a guess v of the word
  *   conc__future_fresh_word(refs)    that guess for a future fresh from conc__future_init

@@ -27,8 +27,9 @@
  *     once shutdown(cancel_pending) began, for what it takes; the closer, for what it drops);
  *   - shutdown: the submitter pushes T tasks, then waits until every task is final or not,
  *     and shuts down with or without cancel_pending: `cancelling` [executor.C1], the close,
- *     a wake of all, then (cancelling) it pops and drops every queued task and takes and
- *     drops every staged one with the takers' CAS.
+ *     a wake of all, then (cancelling) it takes and drops every staged task with the
+ *     takers' CAS and pops and drops every queued one (oldest first); a refill that sees
+ *     `cancelling` drops the task it kept, then the ones it staged.
  * Checked (pan -DSAFETY): every process ends (a task stranded behind a blocked worker or a
  * lost wake leaves a worker asleep, task 0 blocked, or the submitter waiting: an invalid end
  * state); each task is taken exactly once (by a worker's take or refill, or by the closer);
@@ -275,7 +276,8 @@ top:
           :: else -> skip
           fi;
           if
-          :: n > 1 && cancelling -> drop_staged(k, look, h, tl, g) /* [executor.C1] */
+          :: n > 0 && cancelling ->          /* [executor.C1]: oldest first, ours first */
+             drop(t); drop_staged(k, look, h, tl, g); n = 0
           :: else -> skip
           fi;
           look = false;
@@ -351,11 +353,11 @@ proctype submitter() {
     wake_all();
     if
     :: cancelling ->
+       drop_staged(t, got, h, tl, g);                     /* staging: races the takes */
        do                                                 /* the queue: races the refills */
        :: atomic { head < pushed -> t = head; head++; assert(taken[t] == 0); taken[t]++ }; drop(t)
        :: head >= pushed -> break
-       od;
-       drop_staged(t, got, h, tl, g)                      /* staging: races the takes */
+       od
     :: else -> skip
     fi;
     exited == W;
