@@ -226,6 +226,15 @@ static void base_futex_word_the_kernel_refuses_aborts_in_debug(void) {
 #endif
 }
 
+/* tests/tu2_base.c: the headers included by a release build (NDEBUG) under -Wundef. */
+int tu2_base_conc_debug(void);
+
+/* CONC_DEBUG is always defined, 0 or 1: a release translation unit that reads it under -Wundef
+ * -Werror (tu2_base.c) builds, and sees 0. */
+static void base_conc_debug_is_defined_in_release_builds(void) {
+    TH_CHECK_EQ(tu2_base_conc_debug(), 0);
+}
+
 static void base_futex_halves_of_a_64_bit_word(void) {
     uint64_t word __attribute__((aligned(8))) = 0x1122334455667788ull;
     TH_CHECK_EQ(*conc_futex_half_low(&word), 0x55667788u);
@@ -583,6 +592,7 @@ static void base_abort_names_the_function(void) {
 TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_deadline_passed),
         TH_CASE(base_cpu_count_keeps_errno_when_sysconf_sets_it), TH_CASE(base_futex_wait_and_wake),
         TH_CASE(base_futex_flags), TH_CASE(base_futex_word_the_kernel_refuses_aborts_in_debug),
+        TH_CASE(base_conc_debug_is_defined_in_release_builds),
         TH_CASE(base_futex_halves_of_a_64_bit_word),
         TH_CASE(base_futex_tagged_wake_reaches_its_tag),
         TH_CASE(base_futex_wait_zero_returns_at_a_zero), TH_CASE(base_spin_budget_counts_pauses),

@@ -85,8 +85,8 @@
  *   wrappers take an explicit memory order; none has a default.
  *
  * CONFIGURATION (define before including)
- *   CONC_DEBUG    extra misuse checks that abort with a message (on by default when
- *                 NDEBUG is not defined).
+ *   CONC_DEBUG    extra misuse checks that abort with a message: 1 or 0, by default 1
+ *                 unless NDEBUG is defined (always defined after base.h: `#if CONC_DEBUG`).
  *   CONC_CHAOS    turn CONC_CHAOS_POINT() into seeded random delays and yields, so stress
  *                 tests shake out interleavings two cores rarely produce. Seed:
  *                 CONC_CHAOS_SEED in the environment (printed by the test harness).
@@ -175,8 +175,14 @@ extern "C" {
 #define CONC_STATIC_ASSERT(cond, why) _Static_assert(cond, why)
 #endif
 
-#if !defined(CONC_DEBUG) && !defined(NDEBUG)
+/* Always defined, 0 or 1, so `#if CONC_DEBUG` and `if (CONC_DEBUG)` read it under -Wundef in a
+ * release build too. */
+#ifndef CONC_DEBUG
+#ifdef NDEBUG
+#define CONC_DEBUG 0
+#else
 #define CONC_DEBUG 1
+#endif
 #endif
 
 #ifndef CONC_ABORT
