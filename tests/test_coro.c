@@ -2703,6 +2703,141 @@ static void coro_stack_overflow_reported_after_a_fault_another_handler_took(void
                  buf);
 }
 
+/* The debug canary: only on a scheduler without guard pages (a guard page already stops an
+ * overflow, and the canary's write makes the stack's bottom page resident). There, a write
+ * over it is caught at the coroutine's next switch, and the abort names the coroutine. */
+static int smash_own_canary(void *arg) {
+    (void)arg;
+    conc_coro_t *self = conc_coro_self();
+    uint64_t *bottom = (uint64_t *)(void *)self->stack_lo;
+    if (*bottom != (CONC__CORO_CANARY ^ (uint64_t)(uintptr_t)self)) {
+        fprintf(stderr, "no canary at the bottom of the stack\n");
+        _exit(3);
+    }
+    *bottom ^= 1u; /* what an overflow past the bottom would have done */
+    (void)conc_coro_yield();
+    return 0;
+}
+
+static void smashed_canary_child(void) {
+    conc_sched_opts_t so;
+    memset(&so, 0, sizeof so);
+    so.flags = CONC_SCHED_NO_GUARD;
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, &so), 0);
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.name = "smasher";
+    TH_CHECK_EQ(conc_coro_spawn(s, smash_own_canary, NULL, &o, NULL), 0);
+    int e = conc_sched_run(s);
+    printf("run returned %d\n", e); /* not reached */
+}
+
+static void coro_canary_without_guard_pages_names_the_coroutine(void) {
+    if (!CONC_DEBUG)
+        TH_SKIP("the canary is a debug-build check (CONC_DEBUG)");
+    char buf[4096];
+    int status = th_run_child_capturing_stderr(smashed_canary_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d, stderr: %s",
+                 status, buf);
+    TH_CHECK_MSG(strstr(buf, "stack overflow in coroutine \"smasher\"") != NULL, "stderr: %s", buf);
+}
+
+/* A guarded stack's bottom page stays untouched (not resident) while its coroutine lives: a
+ * debug build wrote the canary there on every scheduler, 4 KiB more per idle coroutine. A
+ * page in the middle of the stack, untouched too, is the control: resident, it says pages
+ * come in bigger units here (transparent huge pages), and the case cannot tell. */
+typedef struct bottom_pages {
+    conc_coro_t *child;
+    int bottom, middle; /* mincore's answers: 1 resident, 0 not, -1 failed */
+} bottom_pages;
+
+static int park_once(void *arg) {
+    (void)arg;
+    return conc_coro_yield();
+}
+
+static int resident(const char *page_start, size_t page) {
+    unsigned char v = 0;
+    if (mincore((void *)(uintptr_t)page_start, page, &v) != 0)
+        return -1;
+    return v & 1u;
+}
+
+static int look_at_bottom_pages(void *arg) {
+    bottom_pages *b = (bottom_pages *)arg;
+    TH_CHECK_EQ(conc_coro_spawn(NULL, park_once, NULL, NULL, &b->child), 0);
+    TH_CHECK_EQ(conc_coro_yield(), 0); /* the child has run, and is parked in its yield */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const char *lo = b->child->stack_lo;
+    TH_CHECK_EQ((uintptr_t)lo % page, 0u);
+    b->bottom = resident(lo, page);
+    b->middle = resident(lo + (b->child->stack_size / 2 / page) * page, page);
+    TH_CHECK_EQ(conc_coro_join(b->child, CONC_FOREVER, NULL), 0);
+    conc_coro_release(b->child);
+    return 0;
+}
+
+static void coro_guarded_stack_leaves_its_bottom_page_untouched(void) {
+    bottom_pages b = {NULL, -1, -1};
+    TH_CHECK_EQ(run_main(look_at_bottom_pages, &b), 0);
+    TH_CHECK_MSG(b.bottom >= 0 && b.middle >= 0, "mincore failed: errno %d", errno);
+    if (b.middle)
+        TH_SKIP("an untouched page of the stack is resident: pages come in bigger units here");
+    TH_CHECK_MSG(b.bottom == 0, "the bottom page of a guarded stack is resident");
+}
+
+/* tests/tu2_coro.c, a release (NDEBUG) file: a scheduler created there, a spawn there. Weak:
+ * the coroutine variants' builds (build/coro-*) are this file alone. */
+int tu2_coro_debug(void) __attribute__((weak));
+int tu2_coro_sched_create_unguarded(conc_sched_t **s) __attribute__((weak));
+int tu2_coro_spawn(conc_sched_t *s, conc_coro_fn fn, void *arg, const char *name)
+    __attribute__((weak));
+
+static int count_three_laps(void *arg) {
+    int *laps = (int *)arg;
+    for (int i = 0; i < 3; i++) {
+        ++*laps;
+        if (conc_coro_yield() != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Whether a scheduler's stacks carry the canary is the choice of the file that created it:
+ * every file's spawn writes it then, and only a debug file's switch checks it. A debug
+ * scheduler's coroutine spawned by a release file, and a release scheduler's coroutines
+ * spawned in either file, switch in this debug file without a false "stack overflow". */
+static void canary_across_files_child(void) {
+    int laps = 0;
+    conc_sched_t *s;
+    conc_sched_opts_t so;
+    memset(&so, 0, sizeof so);
+    so.flags = CONC_SCHED_NO_GUARD;
+    TH_CHECK_EQ(conc_sched_create(&s, &so), 0); /* here: a debug scheduler */
+    TH_CHECK_EQ(tu2_coro_spawn(s, count_three_laps, &laps, "spawned-in-release"), 0);
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    conc_sched_destroy(s);
+    TH_CHECK_EQ(laps, 3);
+    TH_CHECK_EQ(tu2_coro_sched_create_unguarded(&s), 0); /* there: a release scheduler */
+    TH_CHECK_EQ(tu2_coro_spawn(s, count_three_laps, &laps, "release-in-release"), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, count_three_laps, &laps, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    conc_sched_destroy(s);
+    TH_CHECK_EQ(laps, 9);
+}
+
+static void coro_canary_is_the_creating_files_choice(void) {
+    if (!tu2_coro_spawn)
+        TH_SKIP("built without tests/tu2_coro.c (a coroutine variant's build)");
+    if (!CONC_DEBUG || tu2_coro_debug() != 0)
+        TH_SKIP("needs this file built with CONC_DEBUG and tests/tu2_coro.c without");
+    char buf[4096];
+    int status = th_run_child_capturing_stderr(canary_across_files_child, buf, sizeof buf);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d, stderr: %s", status,
+                 buf);
+}
+
 /* Two threads that call conc_coro_catch_overflow at once (each thread calls it for its own
  * alternate stack) install the reporter once: the handler it keeps to pass foreign faults on
  * to is the one that was there before (here SIG_DFL), never the reporter itself. Both used
@@ -3523,6 +3658,9 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE(coro_stack_reuse_without_dangling_data), TH_CASE(coro_stack_usage_high_water_mark),
         TH_CASE(coro_stack_overflow_names_the_coroutine),
         TH_CASE(coro_stack_overflow_reported_after_a_fault_another_handler_took),
+        TH_CASE(coro_canary_without_guard_pages_names_the_coroutine),
+        TH_CASE(coro_guarded_stack_leaves_its_bottom_page_untouched),
+        TH_CASE(coro_canary_is_the_creating_files_choice),
         TH_CASE(coro_overflow_reporter_installed_once_by_racing_threads),
         TH_CASE_T(coro_mprotect_guards_name_vm_max_map_count, 120),
         TH_CASE(coro_deadlock_report_join_cycle_and_self_join),

@@ -153,9 +153,14 @@
  *                          EPOLL_CTL_ADD or _MOD); tests count syscalls with it. Default: nothing.
  *   CONC_CORO_NO_VALGRIND  do not register stacks with valgrind even if <valgrind/valgrind.h>
  *                          exists (it costs a few instructions per stack, never per switch).
- *   CONC_DEBUG             (base.h; on unless NDEBUG) check a canary at the bottom of the
- *                          stack at every switch and abort naming the coroutine. It touches
- *                          one more page per coroutine (about 4 KiB resident).
+ *   CONC_DEBUG             (base.h; on unless NDEBUG) on a scheduler without guard pages
+ *                          (CONC_SCHED_NO_GUARD), check a canary at the bottom of each stack
+ *                          at every switch and abort naming the coroutine. It touches one
+ *                          more page per coroutine (about 4 KiB resident), so guarded stacks,
+ *                          whose guard page already stops an overflow, go without it. The
+ *                          file that creates the scheduler decides; files built with and
+ *                          without NDEBUG may share it (every spawn writes the canary, only
+ *                          a debug file's switch checks it).
  *
  * CAVEATS
  *   - Coroutines never migrate between threads; use one scheduler per thread and
@@ -446,7 +451,7 @@ typedef struct conc_coro_waitq {
 #define CONC__CORO_EVFD_TAG UINT64_MAX
 #define CONC__CORO_FD_GEN_SHIFT 32u
 #define CONC__CORO_FD_NUM_MASK 0xffffffffu
-/* Debug canary at the bottom of each stack (xor the coroutine's address). */
+/* Debug canary at the bottom of each unguarded stack (xor the coroutine's address). */
 #define CONC__CORO_CANARY 0x5a17c0de0ddba11ull
 /* High-water painting: the byte, and the distance kept below the painter's own frame. */
 #define CONC__CORO_PAINT_BYTE 0xa5
@@ -745,6 +750,10 @@ struct conc_sched {
     conc__coro_arena *arenas;
     size_t page, stack_default;
     unsigned flags;
+    /* Its stacks carry the debug canary: fixed at creation (conc__coro_has_canary), so that every
+     * file's spawn writes it, and a file built with NDEBUG beside a debug one never leaves a
+     * debug file's switch checking a canary nobody wrote. */
+    uint8_t canary;
     int guard_mprotect; /* MADV_GUARD_INSTALL unavailable: mprotect guards */
     int running;
     int ran;         /* it has run (then it never changes thread: its coroutines started) */
@@ -1044,9 +1053,20 @@ static inline void conc__coro_sched_heap_remove(conc_sched_t *s, conc_coro_t *c)
 /* ---------------------------------------------------------------------------------------------
  * Park and wake: the one blocking mechanism (the public face is at the end of this header)
  * ------------------------------------------------------------------------------------------- */
-CONC_INLINE void conc__coro_check_canary(conc_coro_t *c) {
-#if CONC_DEBUG
-    if (CONC_UNLIKELY(*(uint64_t *)(void *)c->stack_lo !=
+/* Whether the stacks of a scheduler created with these flags carry the debug canary: in a
+ * debug build, and only without guard pages. Writing it touches the stack's bottom page, which
+ * doubles an idle coroutine's resident memory (4 to 8 KiB), and a guard page already stops the
+ * overflow it would catch (a frame larger than a page can jump either: the canary only if it
+ * skips the bottom 8 bytes too). Decided once, by the file that creates the scheduler
+ * (s->canary): files built with and without NDEBUG may share it. */
+CONC_INLINE bool conc__coro_has_canary(unsigned sched_flags) {
+    return CONC_DEBUG && (sched_flags & CONC_SCHED_NO_GUARD);
+}
+
+/* Only a debug file checks; any file's spawn writes the canary when s->canary says so. */
+CONC_INLINE void conc__coro_check_canary(const conc_sched_t *s, conc_coro_t *c) {
+    if (CONC_DEBUG && s->canary &&
+        CONC_UNLIKELY(*(uint64_t *)(void *)c->stack_lo !=
                       (CONC__CORO_CANARY ^ (uint64_t)(uintptr_t)c))) {
         fprintf(stderr,
                 "conc: stack overflow in coroutine \"%s\" (#%llu): the canary at the bottom of "
@@ -1054,9 +1074,6 @@ CONC_INLINE void conc__coro_check_canary(conc_coro_t *c) {
                 c->name, (unsigned long long)c->id, c->stack_size);
         CONC_ABORT("conc_coro: stack canary overwritten");
     }
-#else
-    CONC_UNUSED(c);
-#endif
 }
 
 CONC_NOINLINE int conc__coro_sched_service_due_slow(conc_sched_t *s) {
@@ -1102,7 +1119,7 @@ CONC_INLINE bool conc__coro_sched_look_due(conc_sched_t *s) {
  * when none is runnable or when timers, fds or the inbox need a look. Returns when `from`
  * is resumed (never, for a returned coroutine whose slot is not reused). */
 static inline void conc__coro_sched_switch_away(conc_sched_t *s, conc_coro_t *from) {
-    conc__coro_check_canary(from);
+    conc__coro_check_canary(s, from);
     conc_coro_t *next = NULL;
     if (CONC_LIKELY(!conc__coro_sched_look_due(s)) || !conc__coro_sched_service_due_slow(s))
         next = conc__coro_sched_pop(s);
@@ -1514,9 +1531,8 @@ static inline int conc__coro_spawn_on(conc_sched_t *s, conc_coro_fn fn, void *ar
         snprintf(co->name, sizeof co->name, "%s", o->name);
     else
         snprintf(co->name, sizeof co->name, "coro#%llu", (unsigned long long)co->id);
-#if CONC_DEBUG
-    *(uint64_t *)(void *)co->stack_lo = CONC__CORO_CANARY ^ (uint64_t)(uintptr_t)co;
-#endif
+    if (s->canary)
+        *(uint64_t *)(void *)co->stack_lo = CONC__CORO_CANARY ^ (uint64_t)(uintptr_t)co;
     CONC__CORO_LIST_PUSH(s->all, co, all_prev, all_next);
     s->live++;
     conc__coro_sched_ready(s, co, 0);
@@ -1961,6 +1977,7 @@ CONC_NODISCARD static inline int conc_sched_create(conc_sched_t **out, const con
     s->pid = getpid();
     s->stack_default = (o && o->stack_size) ? o->stack_size : CONC_CORO_STACK_DEFAULT;
     s->flags = o ? o->flags : 0u;
+    s->canary = conc__coro_has_canary(s->flags);
     s->guard_mprotect = (s->flags & CONC_SCHED_GUARD_MPROTECT) != 0;
     s->poll_ns = (o && o->poll_interval > 0) ? o->poll_interval : CONC_CORO_POLL_NS;
     conc_store(&s->owner, pthread_self(), CONC_RELAXED);
