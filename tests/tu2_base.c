@@ -1,11 +1,18 @@
 /* tests/tu2_base.c - test_base's second translation unit: every header as a release build
- * (NDEBUG) under -Wundef includes it (the Makefile links tests/tu2_NAME.c into test_NAME)
+ * (NDEBUG) includes it, under warnings a user's build may add (the Makefile links
+ * tests/tu2_NAME.c into test_NAME)
  * SPDX-License-Identifier: MIT
  *
  * base.h defined CONC_DEBUG only without NDEBUG, and the headers' `#if CONC_DEBUG` broke
- * -Wundef -Werror release builds: the pragma makes that a build failure of this suite.
+ * -Wundef -Werror release builds; `e == EAGAIN || e == EWOULDBLOCK` broke gcc's -Wlogical-op,
+ * a second declaration of a defined function -Wredundant-decls. The pragmas make each a build
+ * failure of this suite (tests/run.sh headers checks every header under them too).
  */
 #pragma GCC diagnostic error "-Wundef"
+#pragma GCC diagnostic error "-Wredundant-decls"
+#if !defined(__clang__)
+#pragma GCC diagnostic error "-Wlogical-op"
+#endif
 #define NDEBUG 1
 #include "conc/conc.h"
 

@@ -8,7 +8,8 @@
  *   QUICK START, API, CONVENTIONS (return codes, deadlines, CONC_NODISCARD, names),
  *   ORDERING CONTRACT, CONFIGURATION, CAVEATS; then the code: compiler vocabulary,
  *   sanitizers, atomics, time and deadlines, chaos points, futex seam, spinning, yields that
- *   pay, eventcount, and the section for other conc headers (intrusive lists, scratch arrays).
+ *   pay, eventcount, and the section for other conc headers (intrusive lists, scratch arrays,
+ *   the would-block test).
  *
  * QUICK START
  *     static conc_lock_t lock = CONC_LOCK_INIT;              // conc/lock.h
@@ -1045,7 +1046,8 @@ CONC_INLINE void conc_eventcount_close(uint32_t *word, int flags) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * For other conc headers: the list and scratch-array steps several modules write the same way.
+ * For other conc headers: the list, scratch-array and would-block steps several modules write
+ * the same way.
  * Not API. The list steps are macros because each module's nodes are its own types; their
  * arguments are lvalues evaluated more than once, so pass plain names and fields.
  * ------------------------------------------------------------------------------------------- */
@@ -1100,6 +1102,17 @@ static inline void *conc__base_scratch(void *local, size_t local_n, size_t n, si
 static inline void conc__base_scratch_free(void *scratch, void *local) {
     if (scratch != local)
         free(scratch);
+}
+
+/* Whether a non-blocking call's error e says it would have blocked. POSIX lets EWOULDBLOCK be
+ * its own value; where it is EAGAIN's (Linux), `e == EAGAIN || e == EWOULDBLOCK` is gcc's
+ * -Wlogical-op warning in every file that includes the header. */
+CONC_INLINE bool conc__base_would_block(int e) {
+#if EWOULDBLOCK != EAGAIN
+    return e == EAGAIN || e == EWOULDBLOCK;
+#else
+    return e == EAGAIN;
+#endif
 }
 
 #ifdef __cplusplus

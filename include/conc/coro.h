@@ -2095,7 +2095,6 @@ CONC_NODISCARD static inline int conc_sched_run(conc_sched_t *s) {
 
 static inline int conc__coro_cancel_on(conc_sched_t *s, conc_coro_t *c);
 static inline void conc__coro_sched_free(conc_sched_t *s);
-static inline int conc__coro_watch_fire(conc_sched_t *s, conc__coro_watch *wt);
 
 /* destroy: every pending watch's coroutine starts now, cancelled (s->destroying). One that
  * cannot (no memory) is dropped: its argument is the program's to free. So are all of them in
@@ -2771,7 +2770,7 @@ CONC_NODISCARD static inline int conc_coro_unwatch_fd(conc_sched_t *s, int fd) {
 static inline int conc__coro_io_retry(int fd, int e, int events, int64_t deadline) {
     if (e == EINTR)
         return 0;
-    if (e != EAGAIN && e != EWOULDBLOCK)
+    if (!conc__base_would_block(e))
         return e;
     return conc_coro_wait_fd(fd, events, deadline);
 }

@@ -1190,7 +1190,7 @@ CONC_NOINLINE bool conc__forkpool_flush(conc__forkpool_worker *w) {
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+            if (conc__base_would_block(errno))
                 return true;
             conc_store(&w->out_busy, (uint8_t)0, CONC_RELAXED); /* broken: EOF and a death follow */
             return false;
@@ -1792,7 +1792,7 @@ CONC_NOINLINE void conc__forkpool_read(conc_forkpool_t *p, unsigned k, conc__for
         ssize_t r = recv(w->sock, dst, want, MSG_DONTWAIT);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (r < 0 && conc__base_would_block(errno))
             return;
         if (r <= 0) {
             w->eof = true;
@@ -1820,7 +1820,7 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
         conc__forkpool_ctl m;
         int fds[2];
         int e = conc__forkpool_ctl_recv(p->ctl, &m, fds, MSG_DONTWAIT);
-        if (e == EAGAIN || e == EWOULDBLOCK)
+        if (conc__base_would_block(e))
             return true;
         if (e != 0)
             return false;
