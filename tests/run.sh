@@ -63,7 +63,11 @@ suite() {
 headers() {
     local log=$1 tmp
     tmp=$(mktemp -d)
-    local strict="-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Werror -Iinclude"
+    # Warnings a user's build may add: -Wundef, -Wredundant-decls and gcc's -Wlogical-op
+    # (clang has none); and every header twice, as a debug build and as a release build
+    # (NDEBUG: CONC_DEBUG is 0, and the code behind `#if CONC_DEBUG` is left out).
+    local strict="-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wundef -Wredundant-decls"
+    strict+=" -Werror -Iinclude"
     {
     for h in include/conc/*.h include/conc.h; do
         local rel=${h#include/}
@@ -72,9 +76,13 @@ headers() {
         for c in "gcc -std=c11 -D_DEFAULT_SOURCE $tmp/t.c" "clang -std=c11 -D_DEFAULT_SOURCE $tmp/t.c" \
                  "gcc -std=gnu11 $tmp/t.c" \
                  "g++ -std=c++17 $tmp/t.cpp" "clang++ -std=c++17 $tmp/t.cpp"; do
-            if ! $c $strict -c -o "$tmp/t.o" 2>"$tmp/err"; then
-                echo "FAIL header $rel: $c" ; cat "$tmp/err"
-            fi
+            local gcc_only=
+            [[ $c == gcc* || $c == g++* ]] && gcc_only=-Wlogical-op
+            for mode in "" -DNDEBUG; do
+                if ! $c $strict $gcc_only $mode -c -o "$tmp/t.o" 2>"$tmp/err"; then
+                    echo "FAIL header $rel: $c${gcc_only:+ $gcc_only}${mode:+ $mode}"; cat "$tmp/err"
+                fi
+            done
         done
     done
     # future.h and coro.h copied alone (with what they need) into a project whose own
@@ -138,9 +146,10 @@ LTO
     } 2>&1 | tee "$log"
     rm -rf "$tmp"
     local total fails
-    total=$(( $(ls include/conc/*.h include/conc.h | wc -l) * 5 + 1 + 2 ))
+    total=$(( $(ls include/conc/*.h include/conc.h | wc -l) * 5 * 2 + 1 + 2 ))
     fails=$(grep -c '^FAIL header' "$log")
-    echo "headers: each alone as C11 and C++17 with gcc and clang, -Werror; future.h and coro.h" \
+    echo "headers: each alone as C11 and C++17 with gcc and clang, -Werror, with and without" \
+        "NDEBUG; future.h and coro.h" \
         "copied alone beside an application's own executor.h and chan.h; conc.h in two" \
         "translation units linked with -flto (gcc, clang)" | tee -a "$log"
     echo "$((total - fails)) passed, $fails failed, 0 skipped" | tee -a "$log"
