@@ -457,6 +457,37 @@ static void cond_misuse_aborts_with_message(void) {
     TH_CHECK_MSG(strstr(err, "disagree on CONC_SHARED") != NULL, "stderr: %s", err);
 }
 
+/* A NULL pred: wait_for (a bool, no room for an error) aborts naming itself; wait_rlock_for
+ * (an int) is EINVAL, with nothing released. Both used to call it: a jump to 0. */
+static void wait_for_null_pred(void) {
+    conc_lock_t l = CONC_LOCK_INIT;
+    conc_cond_t c = CONC_COND_INIT;
+    conc_lock_acquire(&l);
+    bool r = conc_cond_wait_for(&c, &l, NULL, NULL, CONC_FOREVER);
+    printf("wait_for returned %d\n", r); /* not reached */
+}
+
+static void cond_wait_for_null_pred_aborts_naming_itself(void) {
+    char err[4096];
+    int status = th_run_child_capturing_stderr(wait_for_null_pred, err, sizeof err);
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
+    TH_CHECK_MSG(strstr(err, "conc_cond_wait_for: pred is NULL") != NULL, "stderr: %s", err);
+}
+
+static void cond_wait_rlock_for_null_pred_is_einval(void) {
+    conc_rlock_t r = CONC_RLOCK_INIT;
+    conc_cond_t c = CONC_COND_INIT;
+    conc_rlock_acquire(&r);
+    conc_rlock_acquire(&r);
+    TH_CHECK_EQ(conc_cond_wait_rlock_for(&c, &r, NULL, NULL, CONC_FOREVER), EINVAL);
+    TH_CHECK(conc_rlock_is_owned(&r));
+    TH_CHECK_EQ(r.depth, 2u);
+    TH_CHECK_EQ(c.state, 0); /* nothing registered */
+    TH_CHECK_EQ(conc_rlock_release(&r), 0);
+    TH_CHECK_EQ(conc_rlock_release(&r), 0);
+    TH_CHECK(!conc_lock_is_locked(&r.lock));
+}
+
 /* ---- race stress -------------------------------------------------------------------------- */
 
 /* A bounded buffer, two conditions, P producers and C consumers: every item is consumed
@@ -970,7 +1001,9 @@ TH_MAIN("cond", TH_CASE(cond_is_eight_bytes_and_zero_is_ready),
         TH_CASE(cond_until_survives_signals_keeps_deadline),
         TH_CASE(cond_wait_rlock_restores_full_depth),
         TH_CASE(cond_wait_rlock_by_non_owner_is_eperm), TH_CASE(cond_misuse_aborts_with_message),
-        TH_CASE_T(cond_stress_mpmc_handoff, 120), TH_CASE_T(cond_stress_rlock_handoff, 120),
+        TH_CASE(cond_wait_for_null_pred_aborts_naming_itself),
+        TH_CASE(cond_wait_rlock_for_null_pred_is_einval), TH_CASE_T(cond_stress_mpmc_handoff, 120),
+        TH_CASE_T(cond_stress_rlock_handoff, 120),
         TH_CASE_T(cond_stress_notify_races_timeouts, 120), TH_CASE_T(cond_deadlock_token_ring, 120),
         TH_CASE_T(cond_deadlock_notify_all_storm, 120),
         TH_CASE_T(cond_deadlock_timed_waits_under_contention_return, 120),

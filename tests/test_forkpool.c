@@ -2497,6 +2497,26 @@ static void forkpool_free_misuse_aborts(void) {
     conc_forkpool_destroy(fp_misuse_pool);
 }
 
+/* The queries on a NULL pool abort naming themselves, as alloc and pids do: workers read
+ * through the NULL and died of SIGSEGV. */
+static void fp_workers_of_null(void) {
+    printf("%u workers\n", conc_forkpool_workers(NULL)); /* not reached */
+}
+static void fp_pids_of_null(void) {
+    pid_t pids[1];
+    printf("%zu pids\n", conc_forkpool_pids(NULL, pids, 1)); /* not reached */
+}
+
+static void forkpool_queries_on_null_abort_naming_themselves(void) {
+    char buf[512];
+    int st = th_run_child_capturing_stderr(fp_workers_of_null, buf, sizeof buf);
+    TH_CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %d, stderr: %s", st, buf);
+    TH_CHECK_MSG(strstr(buf, "conc_forkpool_workers: NULL pool") != NULL, "stderr: %s", buf);
+    st = th_run_child_capturing_stderr(fp_pids_of_null, buf, sizeof buf);
+    TH_CHECK_MSG(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %d, stderr: %s", st, buf);
+    TH_CHECK_MSG(strstr(buf, "conc_forkpool_pids: NULL pool") != NULL, "stderr: %s", buf);
+}
+
 /* An on_done callback of a fork-pool future runs on the pool's monitor thread, which every
  * wait of shutdown and destroy needs. shutdown there refuses new work and returns (it waited
  * for the monitor, that is for itself, for good); a later destroy from another thread
@@ -3293,7 +3313,9 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_closed_stdio_keeps_pool_fds_above),
         TH_CASE(forkpool_destroy_leaves_nothing), TH_CASE(forkpool_host_fork_delays_no_destroy),
         TH_CASE(forkpool_alloc_free), TH_CASE(forkpool_shared_size_is_all_for_alloc),
-        TH_CASE(forkpool_free_misuse_aborts), TH_CASE(forkpool_shutdown_from_on_done),
+        TH_CASE(forkpool_free_misuse_aborts),
+        TH_CASE(forkpool_queries_on_null_abort_naming_themselves),
+        TH_CASE(forkpool_shutdown_from_on_done),
         TH_CASE(forkpool_blocking_calls_from_on_done_say_edeadlk),
         TH_CASE(forkpool_other_processes_are_refused),
         TH_CASE(forkpool_other_processes_are_refused_by_getpid),

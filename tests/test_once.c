@@ -61,6 +61,19 @@ static void once_failure_is_returned_and_retried(void) {
     TH_CHECK_EQ(calls, 3);
 }
 
+/* A NULL fn is EINVAL, and leaves the once as it was: it used to be called (a jump to 0). A
+ * done once returns 0 without looking at fn (its fast path is one load and a compare). */
+static void once_null_fn_is_einval(void) {
+    conc_once_t o = CONC_ONCE_INIT;
+    int calls = 2; /* fail_twice succeeds at its next call */
+    TH_CHECK_EQ(conc_once(&o, NULL, NULL), EINVAL);
+    TH_CHECK(!conc_once_is_done(&o));
+    TH_CHECK_EQ(o.state, 0u); /* not left running */
+    TH_CHECK_EQ(conc_once(&o, fail_twice, &calls), 0);
+    TH_CHECK_EQ(calls, 3);
+    TH_CHECK_EQ(conc_once(&o, NULL, NULL), 0);
+}
+
 static conc_once_t recursive_once = CONC_ONCE_INIT;
 static int recurse(void *arg) {
     (void)arg;
@@ -211,7 +224,8 @@ static void once_stress_failures_retried_by_waiters(void) {
 }
 
 TH_MAIN("once", TH_CASE(once_runs_once_then_one_load),
-        TH_CASE(once_failure_is_returned_and_retried), TH_CASE(once_recursion_aborts_with_message),
+        TH_CASE(once_failure_is_returned_and_retried), TH_CASE(once_null_fn_is_einval),
+        TH_CASE(once_recursion_aborts_with_message),
         TH_CASE(once_fork_inside_fn_recursion_aborts_in_child),
         TH_CASE(once_stress_concurrent_callers_see_output),
         TH_CASE(once_stress_failures_retried_by_waiters))

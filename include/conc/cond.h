@@ -32,7 +32,8 @@
  *             conc_cond_wait_for(c, lock, pred, arg, dl)  pred's last value (bool): waits
  *                                                       until pred(arg) holds or dl passes
  *             conc_cond_wait_rlock_for(c, rlock, pred, arg, dl)  0, ETIMEDOUT (pred still
- *                                                       false at dl), EPERM; as wait_for
+ *                                                       false at dl), EPERM, EINVAL (pred
+ *                                                       NULL); as wait_for
  *   notify    conc_cond_notify(c)                       wake at least one waiter, if any
  *             conc_cond_notify_all(c)                   wake every waiter
  *
@@ -44,6 +45,8 @@
  *   RuntimeError); nothing is released then. conc_cond_wait on a conc_lock_t that is not held
  *   aborts ("conc_cond_wait: the lock is not held"), as does mixing a CONC_SHARED cond with a
  *   private lock or the other way round (cross-process wakeups would silently never arrive).
+ *   A NULL pred: conc_cond_wait_rlock_for returns EINVAL (nothing released); conc_cond_wait_for,
+ *   whose bool has no room for an error, aborts ("conc_cond_wait_for: pred is NULL").
  *
  * ORDERING CONTRACT
  *   The lock orders the data: change the predicate while holding the lock, then notify (with
@@ -319,6 +322,8 @@ static inline void conc_cond_notify_all(conc_cond_t *c) {
 CONC_NODISCARD static inline bool conc_cond_wait_for(conc_cond_t *c, conc_lock_t *l,
                                                      bool (*pred)(void *), void *arg,
                                                      int64_t deadline) {
+    if (CONC_UNLIKELY(!pred))
+        CONC_ABORT("conc_cond_wait_for: pred is NULL");
     bool result = pred(arg);
     while (!result) {
         if (deadline != CONC_FOREVER && conc_now() >= deadline)
@@ -333,11 +338,14 @@ CONC_NODISCARD static inline bool conc_cond_wait_for(conc_cond_t *c, conc_lock_t
  * depth; pred(arg) runs with r held at that depth, and every wait gives up the full depth and
  * restores it (conc_cond_wait_rlock_until). Returns 0 as soon as pred holds, ETIMEDOUT once the
  * deadline passed with it false (checked one last time after the deadline's wait), EPERM if the
- * caller does not own r (pred never runs, nothing is released). An int, not wait_for's bool:
- * the rlock family reports EPERM (as wait_rlock does), which a bool could not carry. */
+ * caller does not own r, EINVAL if pred is NULL (either way pred never runs, nothing is
+ * released). An int, not wait_for's bool: the rlock family reports EPERM (as wait_rlock does),
+ * which a bool could not carry. */
 CONC_NODISCARD static inline int conc_cond_wait_rlock_for(conc_cond_t *c, conc_rlock_t *r,
                                                           bool (*pred)(void *), void *arg,
                                                           int64_t deadline) {
+    if (CONC_UNLIKELY(!pred))
+        return EINVAL;
     if (CONC_UNLIKELY(!conc_rlock_is_owned(r)))
         return EPERM;
     while (!pred(arg)) {

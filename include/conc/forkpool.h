@@ -74,8 +74,8 @@
  *   alloc, free, pids, shutdown and destroy in a process other than the pool's parent abort:
  *   "conc_forkpool_shutdown: called in a process other than the pool's parent ...".
  *   NULL for the pool (or create's out pointer): EINVAL from create, map, submit and
- *   try_submit; alloc, pids, shutdown and free of a block abort ("conc_forkpool_alloc: NULL
- *   pool"); destroy(NULL) does nothing. A NULL future: EINVAL from outcome and cancel, NULL
+ *   try_submit; alloc, pids, workers, shutdown and free of a block abort ("conc_forkpool_alloc:
+ *   NULL pool"); destroy(NULL) does nothing. A NULL future: EINVAL from outcome and cancel, NULL
  *   from result.
  *   No call changes errno, failing or not (what libc sets on the way is put back).
  *
@@ -2398,6 +2398,8 @@ CONC_NODISCARD static inline int conc_forkpool_create(conc_forkpool_t **out,
 }
 
 static inline unsigned conc_forkpool_workers(const conc_forkpool_t *p) {
+    if (CONC_UNLIKELY(!p))
+        CONC_ABORT("conc_forkpool_workers: NULL pool"); /* a query: no error to return */
     return p->nworkers;
 }
 

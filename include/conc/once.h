@@ -22,18 +22,21 @@
  * API
  *   init      = CONC_ONCE_INIT, or conc_once_init(o, flags)   flags: 0 or CONC_SHARED
  *   run       conc_once(o, fn, arg)         0 once fn has succeeded (here or in another
- *                                           thread), else what fn returned in this thread
+ *                                           thread), else what fn returned in this thread;
+ *                                           EINVAL for a NULL fn (unless already done)
  *   query     conc_once_is_done(o)          true once fn has succeeded (acquire)
  *
  * ERRORS
  *   conc_once returns 0, or the nonzero value fn returned when this caller ran it and it
- *   failed. A failed run leaves the once not done and wakes the callers that were waiting;
- *   the first of them runs fn again (C++'s std::call_once does the same when the callable
- *   throws). A caller never returns another thread's failure. fn calling conc_once on its own
- *   once (directly or not) would wait for itself: that aborts with "conc_once: the init
- *   function called conc_once on its own once". So does it in a child fn forked (the child's
- *   copy of fn runs on a thread with another id), with "conc_once: the thread running fn is
- *   not in this process ..." (CAVEATS).
+ *   failed, or EINVAL when fn is NULL and the once is not done (a done once returns 0
+ *   without looking at fn: the fast path stays one load and a compare). A failed run leaves
+ *   the once not done and wakes the callers that were waiting; the first of them runs fn
+ *   again (C++'s std::call_once does the same when the callable throws). A caller never
+ *   returns another thread's failure. fn calling conc_once on its own once (directly or not)
+ *   would wait for itself: that aborts with "conc_once: the init function called conc_once on
+ *   its own once". So does it in a child fn forked (the child's copy of fn runs on a thread
+ *   with another id), with "conc_once: the thread running fn is not in this process ..."
+ *   (CAVEATS).
  *
  * ORDERING CONTRACT
  *   Everything fn (and its thread before it) wrote is visible to every caller whose conc_once
@@ -139,6 +142,8 @@ CONC_COLD bool conc__once_run_lost_slow(conc_once_t *o, uint32_t s, uint32_t own
 }
 
 CONC_COLD int conc__once_slow(conc_once_t *o, int (*fn)(void *), void *arg) {
+    if (CONC_UNLIKELY(!fn))
+        return EINVAL; /* before it can become the runner: nothing would end the run */
     uint32_t s = conc_load(&o->state, CONC_ACQUIRE); /* [once.A1] */
     const uint32_t shared = s & CONC__ONCE_SHARED;
     int flags = shared ? CONC_SHARED : 0;
