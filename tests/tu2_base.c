@@ -6,7 +6,9 @@
  * base.h defined CONC_DEBUG only without NDEBUG, and the headers' `#if CONC_DEBUG` broke
  * -Wundef -Werror release builds; `e == EAGAIN || e == EWOULDBLOCK` broke gcc's -Wlogical-op,
  * a second declaration of a defined function -Wredundant-decls. The pragmas make each a build
- * failure of this suite (tests/run.sh headers checks every header under them too).
+ * failure of this suite (tests/run.sh headers checks every header under them too). And the
+ * umbrella's include guard was CONC_H, which a project's own conc.h may well use: defined
+ * first here, it left the file with none of conc.
  */
 #pragma GCC diagnostic error "-Wundef"
 #pragma GCC diagnostic error "-Wredundant-decls"
@@ -14,6 +16,7 @@
 #pragma GCC diagnostic error "-Wlogical-op"
 #endif
 #define NDEBUG 1
+#define CONC_H 1 /* an application's own conc.h, included before */
 #include "conc/conc.h"
 
 int tu2_base_conc_debug(void);

@@ -13,8 +13,9 @@
  *     conc_event_set(&done);
  *     conc_lock_release(&lock);
  */
-#ifndef CONC_H
-#define CONC_H
+/* Not CONC_H: a guard that general is any project's conc.h, and the umbrella would vanish. */
+#ifndef CONC_CONC_H
+#define CONC_CONC_H
 
 #include "base.h"
 #include "lock.h"
@@ -34,4 +35,4 @@
 #include "chan.h"
 #include "coro_bridge.h"
 
-#endif /* CONC_H */
+#endif /* CONC_CONC_H */
