@@ -478,7 +478,11 @@ typedef struct conc_coro_waitq {
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
 void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
                                      size_t *size_old);
-void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
+/* ASan's __asan_unpoison_memory_region under a name of coro.h's own (an asm label binds it to
+ * the runtime's symbol): executor.h declares it too, and a file that includes both would meet
+ * a second declaration, gcc's -Wredundant-decls. */
+void conc__coro_asan_unpoison(void const volatile *addr,
+                              size_t size) __asm__("__asan_unpoison_memory_region");
 #endif
 #if defined(CONC_TSAN)
 void *__tsan_get_current_fiber(void);
@@ -2209,7 +2213,7 @@ static inline void conc__coro_sched_free(conc_sched_t *s) {
         /* Frames left on the stacks (each slot's trampoline) keep their redzones poisoned in
          * ASan's shadow, which munmap does not reset: the next mmap of this range would
          * inherit them. */
-        __asan_unpoison_memory_region(a->base, a->len);
+        conc__coro_asan_unpoison(a->base, a->len);
 #endif
         int saved = conc_errno_save();
         munmap(a->base, a->len);
