@@ -26,8 +26,7 @@
  * WHERE C DIFFERS FROM PYTHON
  *   - A coroutine is a plain function with its own stack: it can wait anywhere, in any
  *     nested call, with no async/await colouring. The cost is the stack (64 KiB of address
- *     space, about 4 KiB resident while idle; 8 KiB in a build without NDEBUG, such as
- *     `make examples`, where a canary at the stack's bottom is checked at every switch).
+ *     space, about 4 KiB resident while idle).
  *   - Results come back through the status (an int) or memory the coroutine writes, here
  *     the `result` field: no boxed objects.
  *   - A handle must be released (like free); a coroutine spawned without one is detached
