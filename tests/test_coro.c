@@ -2633,25 +2633,38 @@ static int overflow_coro(void *arg) {
     return recurse(0);
 }
 
-static void overflow_child(void) {
-    TH_CHECK_EQ(conc_coro_catch_overflow(), 0);
+/* A child's whole run: one coroutine named `name` on a fresh scheduler, which must abort. */
+static void run_named_until_abort(unsigned sched_flags, conc_coro_fn fn, const char *name) {
+    conc_sched_opts_t so;
+    memset(&so, 0, sizeof so);
+    so.flags = sched_flags;
     conc_sched_t *s;
-    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    TH_CHECK_EQ(conc_sched_create(&s, &so), 0);
     conc_coro_opts_t o;
     memset(&o, 0, sizeof o);
-    o.name = "deep-diver";
-    TH_CHECK_EQ(conc_coro_spawn(s, overflow_coro, NULL, &o, NULL), 0);
+    o.name = name;
+    TH_CHECK_EQ(conc_coro_spawn(s, fn, NULL, &o, NULL), 0);
     int e = conc_sched_run(s);
     printf("run returned %d\n", e); /* not reached */
 }
 
-static void coro_stack_overflow_names_the_coroutine(void) {
-    char buf[4096];
-    int status = th_run_child_capturing_stderr(overflow_child, buf, sizeof buf);
+/* Runs child in a child process: it must abort with an overflow report naming `name`. */
+static void check_overflow_report(void (*child)(void), const char *name) {
+    char buf[4096], want[128];
+    int status = th_run_child_capturing_stderr(child, buf, sizeof buf);
     TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d, stderr: %s",
                  status, buf);
-    TH_CHECK_MSG(strstr(buf, "stack overflow in coroutine \"deep-diver\"") != NULL, "stderr: %s",
-                 buf);
+    snprintf(want, sizeof want, "stack overflow in coroutine \"%s\"", name);
+    TH_CHECK_MSG(strstr(buf, want) != NULL, "stderr: %s", buf);
+}
+
+static void overflow_child(void) {
+    TH_CHECK_EQ(conc_coro_catch_overflow(), 0);
+    run_named_until_abort(0, overflow_coro, "deep-diver");
+}
+
+static void coro_stack_overflow_names_the_coroutine(void) {
+    check_overflow_report(overflow_child, "deep-diver");
 }
 
 /* A program's own SIGSEGV handler, installed first, handles a fault of its own and returns
@@ -2720,27 +2733,13 @@ static int smash_own_canary(void *arg) {
 }
 
 static void smashed_canary_child(void) {
-    conc_sched_opts_t so;
-    memset(&so, 0, sizeof so);
-    so.flags = CONC_SCHED_NO_GUARD;
-    conc_sched_t *s;
-    TH_CHECK_EQ(conc_sched_create(&s, &so), 0);
-    conc_coro_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.name = "smasher";
-    TH_CHECK_EQ(conc_coro_spawn(s, smash_own_canary, NULL, &o, NULL), 0);
-    int e = conc_sched_run(s);
-    printf("run returned %d\n", e); /* not reached */
+    run_named_until_abort(CONC_SCHED_NO_GUARD, smash_own_canary, "smasher");
 }
 
 static void coro_canary_without_guard_pages_names_the_coroutine(void) {
     if (!CONC_DEBUG)
         TH_SKIP("the canary is a debug-build check (CONC_DEBUG)");
-    char buf[4096];
-    int status = th_run_child_capturing_stderr(smashed_canary_child, buf, sizeof buf);
-    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d, stderr: %s",
-                 status, buf);
-    TH_CHECK_MSG(strstr(buf, "stack overflow in coroutine \"smasher\"") != NULL, "stderr: %s", buf);
+    check_overflow_report(smashed_canary_child, "smasher");
 }
 
 /* A guarded stack's bottom page stays untouched (not resident) while its coroutine lives: a
