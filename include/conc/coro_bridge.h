@@ -250,7 +250,7 @@ CONC_NODISCARD static inline int conc_coro_await(conc_future_t *f, int64_t deadl
     a->waiter = NULL;
     /* [coro_bridge.A3] Unlinked, the node is ours: either it ran (the message is in the inbox
      * and its function drops the rest) or it never will (undo it all here). */
-    (void)conc__future_unlink(f, &a->node);
+    conc__future_unlink(f, &a->node);
     if (a->posted)
         conc__coro_bridge_await_put(a); /* the message keeps it */
     else

@@ -628,8 +628,8 @@ CONC_INLINE void conc__executor_start(conc_executor_t *ex, conc_future_t *f) {
  *   staged[1..n) = got[1..n) (relaxed)           work left (staged, or queued and staging
  *   [executor.F2] store stage: GEN+1, HEAD 1,      empty): wake one sleeper (the chain)
  *     TAIL n (seq_cst); n == 0: GEN+1 (or ENDED)
- *   cancelling (seq_cst) [executor.C1]: drop staged
- *   work left: wake one sleeper; start got[0]
+ *   cancelling (seq_cst) [executor.C1]: drop got[0], then the staged (oldest first)
+ *   else: work left: wake one sleeper; start got[0]
  *
  * shutdown(cancel_pending) drops what is staged and what is queued, oldest first, as Python
  * cancels its queue (a cancelled task's callback may wait for an older task): it sets
@@ -637,8 +637,8 @@ CONC_INLINE void conc__executor_start(conc_executor_t *ex, conc_future_t *f) {
  * with the takers' CAS, then pops and drops every queued one. A refill racing it publishes,
  * then reads `cancelling` (seq_cst both sides, a Dekker pair): either the closer's takes see
  * the published tasks, or the refiller sees `cancelling` and drops them itself, the one it
- * kept for itself first. Tasks in flight
- * in a worker's hand are dropped by conc__executor_start (it reads `cancelling` too).
+ * kept for itself first. Tasks in flight in a worker's hand are dropped by
+ * conc__executor_start (it reads `cancelling` too).
  * tests/models/executor.pml checks that each task is taken once, that takes follow
  * submission order, that no worker sleeps for good while a task is takeable, that cancel
  * and shutdown(cancel_pending) win or lose cleanly, and the ending.
@@ -1022,11 +1022,6 @@ CONC_NOINLINE int conc__executor_refill_slow(conc_executor_t *ex, uint64_t *s,
     return 0;
 }
 
-/* The next task for a worker: the oldest not yet taken (staging's front, else the queue's
- * through a refill), or NULL once the executor has ended. One idle worker at a time polls
- * for CONC_EXECUTOR_SPIN pauses before it sleeps (the others sleep at once: on two CPUs, two
- * pollers would starve the threads that submit and wait), so a steady stream of tiny tasks,
- * or a submit-then-wait loop, finds a worker awake and pays no wakeup. */
 /* The oldest task not yet taken, without sleeping: staging's front, else the queue's through
  * a refill; NULL when none is takeable now (*s says why: ENDED, REFILLING, or nothing ready). */
 CONC_INLINE conc_future_t *conc__executor_take_now(conc_executor_t *ex, uint64_t *s) {
@@ -1046,6 +1041,11 @@ CONC_INLINE conc_future_t *conc__executor_take_now(conc_executor_t *ex, uint64_t
     }
 }
 
+/* The next task for a worker: the oldest not yet taken (staging's front, else the queue's
+ * through a refill), or NULL once the executor has ended. One idle worker at a time polls
+ * for CONC_EXECUTOR_SPIN pauses before it sleeps (the others sleep at once: on two CPUs, two
+ * pollers would starve the threads that submit and wait), so a steady stream of tiny tasks,
+ * or a submit-then-wait loop, finds a worker awake and pays no wakeup. */
 CONC_INLINE conc_future_t *conc__executor_next(conc_executor_t *ex) {
     for (;;) {
         uint64_t s;

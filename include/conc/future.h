@@ -571,18 +571,15 @@ CONC_NOINLINE bool conc__future_link(conc_future_t *f, conc__future_node *n) {
     return true;
 }
 
-/* Unlinks a waker node if the completer has not run it yet: true if it was still linked
- * (its fn never runs), false if the completer ran it. After this returns, no completer
- * touches n (waker nodes run under the lock). */
-CONC_NOINLINE bool conc__future_unlink(conc_future_t *f, conc__future_node *n) {
+/* Unlinks a waker node if the completer has not run it yet. After this returns, no
+ * completer touches n (waker nodes run under the lock). */
+CONC_NOINLINE void conc__future_unlink(conc_future_t *f, conc__future_node *n) {
     conc_lock_acquire(&f->lock);
-    bool was_linked = n->linked;
-    if (was_linked) {
+    if (n->linked) {
         CONC__BASE_DLIST_UNLINK(f, n);
         n->linked = false;
     }
     conc_lock_release(&f->lock);
-    return was_linked;
 }
 
 CONC_NODISCARD static inline int conc_future_on_done(conc_future_t *f, conc_future_cb fn,
@@ -694,7 +691,7 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
     }
     /* Unlinking under each future's lock waits out a completer still notifying w. */
     for (size_t i = 0; i < linked; i++)
-        (void)conc__future_unlink(fs[i], &nodes[i]);
+        conc__future_unlink(fs[i], &nodes[i]);
     conc_eventcount_leave(&w.word);
     if (conc__future_any_scan(fs, n, index))
         r = 0;
@@ -843,7 +840,7 @@ static inline void conc_as_completed_destroy(conc_as_completed_t *ac) {
      * running conc__future_as_completed_wake on this set. */
     for (conc__future_as_completed_entry *e = ac->all, *next; e; e = next) {
         next = e->all_next;
-        (void)conc__future_unlink(e->f, &e->node);
+        conc__future_unlink(e->f, &e->node);
         conc_future_release(e->f);
         free(e);
     }
@@ -945,8 +942,7 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  *   conc__future_link(f, n), conc__future_unlink(f, n)   a caller-owned waker node (n->fn,
  *       n->arg, n->waker = true): linked unless f is final (false: it is, run nothing);
  *       fn(f, arg) runs under f's lock on the completing thread; after unlink no completer
- *       touches n, and unlink says whether fn will never run (true) or ran (false)
- *       (wait_any, as-completed and coro_bridge.h's await)
+ *       touches n (wait_any, as-completed and coro_bridge.h's await use them)
  * Defined here:
  *   conc__future_gate(f, &v)         PENDING -> RUNNING from a guess v of the word
  *   conc__future_fresh_word(refs)    that guess for a future fresh from conc__future_init
