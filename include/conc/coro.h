@@ -4,7 +4,10 @@
  * One scheduler per thread runs thousands of coroutines, each on its own stack, that wait for
  * time, file descriptors and each other without blocking the thread. A switch is a dozen
  * instructions and no syscall; when every coroutine is asleep for good, conc_sched_run says
- * so (EDEADLK, with one line per stuck coroutine) instead of hanging.
+ * so (EDEADLK, with one line per stuck coroutine) instead of hanging. Only what the scheduler
+ * can see counts: a hold (conc_sched_pin), and with it a coroutine parked in a bridge wait for
+ * another thread (an await, a mailbox receive), keeps run going, since the scheduler cannot
+ * know that thread's plans (coro_bridge.h, CAVEATS).
  *
  * Channels, select and the coroutine lock, semaphore, event and condition live in chan.h, and
  * conc_coro_await (a future.h future) in coro_bridge.h. As in the first design, where coro.h

@@ -141,9 +141,10 @@
  *     die with the parent (PR_SET_PDEATHSIG), keep only fds 0, 1 and 2 besides their
  *     socket to the parent at fd 3, leave with _exit (stdio is flushed after each task).
  *     fn must leave fd 3 alone: a worker whose socket fn closed or replaced (dup2, a loop
- *     that closes every fd past 2) dies when it answers, and that is its outcome (ECHILD,
- *     exit code 0); if fd 3 is then some other socket, the task ends only by task_timeout
- *     or cancel. fn that calls exit() runs, in the worker, the atexit handlers the parent
+ *     that closes every fd past 2) dies when it answers. A submitted task's outcome is then
+ *     that death (ECHILD, exit code 0); map items report through shared memory, so theirs
+ *     stand, and the pool replaces the worker. If fd 3 is then some other socket, a task
+ *     ends only by task_timeout or cancel. fn that calls exit() runs, in the worker, the atexit handlers the parent
  *     had at create (its outcome is ECHILD with that exit code): _exit skips them. No
  *     SIGCHLD handler is installed: the host's children are never touched. The pool's own
  *     fds are close-on-exec, and 3 or above in every process of the pool: where the host
