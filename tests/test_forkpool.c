@@ -534,8 +534,9 @@ static void forkpool_map_task_timeout(void) {
     conc_forkpool_destroy(p);
 }
 
-/* SIGINT to the whole process group mid-map: workers (and the fork server) ignore it, the
- * parent's own handler sees it, and the map completes exactly once. */
+/* SIGINT to the whole process group mid-map: it does not reach the pool's own group (whose
+ * processes ignore SIGINT besides), the parent's own handler sees it, and the map completes
+ * exactly once. */
 static volatile sig_atomic_t fp_sigints;
 static void fp_on_sigint(int sig) {
     (void)sig;
@@ -567,6 +568,92 @@ static void forkpool_map_sigint_to_group(void) {
     fp_check_once_except(s, n, SIZE_MAX);
     pid_t pids[2];
     TH_CHECK_EQ(conc_forkpool_pids(p, pids, 2), 2); /* nobody died of it */
+    conc_forkpool_destroy(p);
+}
+
+/* Signals sent to the host's whole process group (a terminal's hangup, Ctrl-\, kill(0, sig),
+ * timeout(1)) that the host handles or ignores leave the pool alone, a running task included:
+ * its processes are in a group of their own. The fork server had default dispositions, so the
+ * first such signal killed it, with the workers, and the pool gave up for good (later submits
+ * said EPIPE), while the host ran on. */
+static volatile sig_atomic_t fp_group_signals;
+static void fp_on_group_signal(int sig) {
+    (void)sig;
+    fp_group_signals++;
+}
+
+static int fp_flag_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)result, (void)result_len;
+    uint32_t *flag;
+    if (len != sizeof flag)
+        return EINVAL;
+    memcpy(&flag, arg, sizeof flag);
+    __atomic_store_n(flag, 1u, __ATOMIC_RELEASE);
+    fp_wait_flag(flag, 2);
+    return 0;
+}
+
+/* arg: the host's process group. 0 if the worker is outside it, and ignores the signals the
+ * header says it ignores; else which check failed. */
+static int fp_worker_signals_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)result, (void)result_len;
+    pid_t host_group;
+    if (len != sizeof host_group)
+        return EINVAL;
+    memcpy(&host_group, arg, sizeof host_group);
+    if (getpgid(0) == host_group)
+        return 100;
+    static const int ignored[] = {SIGINT, SIGTTOU, SIGTTIN};
+    for (int i = 0; i < 3; i++) {
+        struct sigaction now;
+        if (sigaction(ignored[i], NULL, &now) != 0 || now.sa_handler != SIG_IGN)
+            return 101 + i;
+    }
+    return 0;
+}
+
+static void forkpool_group_signals_leave_the_pool_alone(void) {
+    static const int handled[] = {SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM};
+    enum { HANDLED = sizeof handled / sizeof handled[0] };
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fp_on_group_signal;
+    sa.sa_flags = SA_RESTART;
+    for (int i = 0; i < HANDLED; i++)
+        TH_CHECK_EQ(sigaction(handled[i], &sa, NULL), 0);
+    TH_CHECK(signal(SIGHUP, SIG_IGN) != SIG_ERR); /* as under nohup */
+    conc_forkpool_t *p = fp_create(2);
+    pid_t before[2], after[2];
+    TH_CHECK_EQ(conc_forkpool_pids(p, before, 2), 2);
+    uint32_t *flag = (uint32_t *)conc_forkpool_alloc(p, sizeof *flag);
+    TH_CHECK(flag != NULL);
+    *flag = 0;
+    conc_future_t *running;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_flag_task, &flag, sizeof flag, &running), 0);
+    fp_wait_flag(flag, 1);
+    for (int i = 0; i < HANDLED; i++)
+        TH_CHECK_EQ(kill(0, handled[i]), 0);
+    TH_CHECK_EQ(kill(0, SIGHUP), 0);
+    while (fp_group_signals < HANDLED) /* any thread of ours may take them */
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    __atomic_store_n(flag, 2u, __ATOMIC_RELEASE);
+    TH_CHECK_EQ(conc_future_wait(running), 0);
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(running, &o), 0);
+    TH_CHECK_EQ(o.status, 0); /* it ran to its end: the server's death gave ECHILD here */
+    TH_CHECK_EQ(o.attempts, 1);
+    conc_future_release(running);
+    conc_future_t *f;
+    pid_t host_group = getpgid(0);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_worker_signals_task, &host_group, sizeof host_group, &f),
+                0); /* EPIPE before */
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
+    TH_CHECK_EQ(o.status, 0);
+    conc_future_release(f);
+    TH_CHECK_EQ(conc_forkpool_pids(p, after, 2), 2); /* nobody died of it */
+    TH_CHECK((after[0] == before[0] && after[1] == before[1]) ||
+             (after[0] == before[1] && after[1] == before[0]));
     conc_forkpool_destroy(p);
 }
 
@@ -2732,8 +2819,10 @@ static void forkpool_other_processes_are_refused_by_getpid(void) {
     fp_other_processes_are_refused(true);
 }
 
-/* The fork server SIGKILLed while a map runs: its workers die with it (PDEATHSIG), the map
- * returns ECHILD and later calls EPIPE. The monitor is held on the pool lock while they all
+/* The fork server SIGKILLed while a map runs: its workers die with it (PDEATHSIG), the pool
+ * gives up: the map returns EPIPE, its running items end as in any giving up (EPIPE, signal
+ * SIGKILL: they once said ECHILD with no signal, a death whose cause the pool could not
+ * know), and later calls say EPIPE. The monitor is held on the pool lock while they all
  * die, so that its next poll finds the server's end and the workers' at once: it settled the
  * workers' deaths before it gave up, and the round they left waited for replacements that
  * could never come. The map never returned. */
@@ -2741,6 +2830,7 @@ typedef struct fp_server_kill {
     conc_forkpool_t *pool;
     uint32_t started; /* items running */
     int status;       /* the map's */
+    conc_forkpool_outcome_t out[4];
 } fp_server_kill;
 
 static int fp_started_then_hang(size_t i, void *arg) {
@@ -2754,7 +2844,7 @@ static int fp_started_then_hang(size_t i, void *arg) {
 
 static void *fp_server_kill_map(void *arg) {
     fp_server_kill *k = (fp_server_kill *)arg;
-    k->status = conc_forkpool_map(k->pool, fp_started_then_hang, k, 4, NULL);
+    k->status = conc_forkpool_map(k->pool, fp_started_then_hang, k, 4, k->out);
     return NULL;
 }
 
@@ -2777,7 +2867,13 @@ static void forkpool_server_killed_with_its_workers(void) {
         th_sleep_ns(FP_FLAG_WAIT_NS);
     conc_lock_release(&p->lock);
     TH_CHECK_EQ(pthread_join(t, NULL), 0); /* hung here for good */
-    TH_CHECK_EQ(k->status, ECHILD);
+    TH_CHECK_EQ(k->status, EPIPE);
+    int killed = 0;
+    for (int i = 0; i < 4; i++) {
+        TH_CHECK_EQ(k->out[i].status, EPIPE);
+        killed += k->out[i].signal == SIGKILL && k->out[i].attempts == 1;
+    }
+    TH_CHECK_EQ(killed, 2); /* the two running items; the two others never started */
     TH_CHECK_EQ(conc_forkpool_map(p, fp_nothing_item, NULL, 1, NULL), EPIPE);
     TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "x", 1, NULL), EPIPE);
     conc_forkpool_destroy(p);
@@ -3288,9 +3384,10 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_maps_take_turns),
         TH_CASE(forkpool_map_crashes_named), TH_CASE(forkpool_map_retry_succeeds),
         TH_CASE(forkpool_map_round_without_room), TH_CASE(forkpool_map_task_timeout),
-        TH_CASE(forkpool_map_sigint_to_group), TH_CASE(forkpool_submit_future_api),
-        TH_CASE(forkpool_future_of_another_file), TH_CASE(forkpool_submit_big_result),
-        TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
+        TH_CASE(forkpool_map_sigint_to_group), TH_CASE(forkpool_group_signals_leave_the_pool_alone),
+        TH_CASE(forkpool_submit_future_api), TH_CASE(forkpool_future_of_another_file),
+        TH_CASE(forkpool_submit_big_result), TH_CASE(forkpool_submit_tiny_and_huge),
+        TH_CASE(forkpool_submit_cancel_running_and_queued),
         TH_CASE(forkpool_cancel_after_future_cancel),
         TH_CASE(forkpool_cancel_handed_over_not_started_drops),
         TH_CASE(forkpool_cancel_races_the_start_gate),

@@ -137,23 +137,28 @@
  *     a stream unbuffered (setvbuf) if other threads may write to it while create runs.
  *     Replacements never copy the live parent: they are forked from a fork server made at
  *     create, a single-threaded copy of the parent as it was then.
- *   - Workers ignore SIGINT (Ctrl-C reaches the whole process group: the parent decides),
- *     die with the parent (PR_SET_PDEATHSIG), keep only fds 0, 1 and 2 besides their
- *     socket to the parent at fd 3, leave with _exit (stdio is flushed after each task).
+ *   - The fork server and the workers run in a process group of their own: a signal sent to
+ *     the host's group (a terminal's hangup, Ctrl-C, Ctrl-\, kill(0, sig), timeout(1))
+ *     reaches the host only, which decides; a signal sent to a worker's pid is its death
+ *     (ECHILD), to the server's the pool's end (it gives up: EPIPE). Workers also ignore
+ *     SIGINT, SIGTTOU and SIGTTIN (outside the terminal's foreground group, a read from it
+ *     fails with EIO and a write goes through), die with the parent (PR_SET_PDEATHSIG),
+ *     keep only fds 0, 1 and 2 besides their socket to the parent at fd 3, leave with
+ *     _exit (stdio is flushed after each task).
  *     fn must leave fd 3 alone: a worker whose socket fn closed or replaced (dup2, a loop
  *     that closes every fd past 2) dies when it answers. A submitted task's outcome is then
  *     that death (ECHILD, exit code 0); map items report through shared memory, so theirs
  *     stand, and the pool replaces the worker. If fd 3 is then some other socket, a task
- *     ends only by task_timeout or cancel. fn that calls exit() runs, in the worker, the atexit handlers the parent
- *     had at create (its outcome is ECHILD with that exit code): _exit skips them. No
- *     SIGCHLD handler is installed: the host's children are never touched. The pool's own
- *     fds are close-on-exec, and 3 or above in every process of the pool: where the host
- *     closed 0, 1 or 2, the pool never takes those numbers (a printf there, the host's or
- *     fn's, fails rather than write into a pool socket). A child that fn forks without
- *     exec keeps a copy of its worker's socket; the pool never waits for it (a worker's
- *     death is settled when the server reaps it, not at its socket's EOF). A child the host
- *     forks without exec keeps copies of the pool's fds too; shutdown and destroy never wait
- *     for it either.
+ *     ends only by task_timeout or cancel. fn that calls exit() runs, in the worker, the
+ *     atexit handlers the parent had at create (its outcome is ECHILD with that exit code):
+ *     _exit skips them. No SIGCHLD handler is installed: the host's children are never
+ *     touched. The pool's own fds are close-on-exec, and 3 or above in every process of the
+ *     pool: where the host closed 0, 1 or 2, the pool never takes those numbers (a printf
+ *     there, the host's or fn's, fails rather than write into a pool socket). A child that
+ *     fn forks without exec keeps a copy of its worker's socket; the pool never waits for it
+ *     (a worker's death is settled when the server reaps it, not at its socket's EOF). A
+ *     child the host forks without exec keeps copies of the pool's fds too; shutdown and
+ *     destroy never wait for it either.
  *   - on_done callbacks of fork-pool futures run on the pool's monitor thread: keep them
  *     short and never block on the same pool: a map there returns EDEADLK, and so does a
  *     blocking submit that finds a bounded queue full (try_submit: EAGAIN), since only that
@@ -680,11 +685,11 @@ CONC_NOINLINE int conc__forkpool_socketpair(int type, int sv[2]) {
 }
 
 /* Process hygiene after fork (server and workers): nothing buffered in stdout and stderr, default
- * signal dispositions with SIGINT ignored, an empty mask, death with the parent, and no fd but
- * 0, 1, 2 and `keep`, which ends up as CONC__FORKPOOL_FD, close-on-exec (dup2 clears the flag):
- * neither ever execs, and a program a task starts must not hold the socket, or the worker's
- * death (its EOF) would wait for that program to exit. Returns false if the parent is already
- * gone. */
+ * signal dispositions with SIGINT, SIGTTOU and SIGTTIN ignored, an empty mask, death with the
+ * parent, and no fd but 0, 1, 2 and `keep`, which ends up as CONC__FORKPOOL_FD, close-on-exec
+ * (dup2 clears the flag): neither ever execs, and a program a task starts must not hold the
+ * socket, or the worker's death (its EOF) would wait for that program to exit. Returns false
+ * if the parent is already gone. */
 CONC_NOINLINE bool conc__forkpool_hygiene(int keep, pid_t parent) {
     /* What stdout and stderr held at the fork is the forking process's to write: another
      * thread of the parent may have printed between the monitor's fflush(NULL) and its fork
@@ -701,6 +706,11 @@ CONC_NOINLINE bool conc__forkpool_hygiene(int keep, pid_t parent) {
             (void)sigaction(s, &sa, NULL); /* fails harmlessly for the real-time ones libc owns */
     sa.sa_handler = SIG_IGN;
     (void)sigaction(SIGINT, &sa, NULL);
+    /* The pool's group is not the terminal's foreground group: a write to the terminal under
+     * `stty tostop`, or a read, would stop the worker (SIGTTOU, SIGTTIN) for good. Ignored,
+     * the write goes through and the read fails (EIO). */
+    (void)sigaction(SIGTTOU, &sa, NULL);
+    (void)sigaction(SIGTTIN, &sa, NULL);
     sigset_t none;
     sigemptyset(&none);
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
@@ -1910,6 +1920,14 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
     /* The fork server: forked from this thread, whose life is the pool's (PDEATHSIG). */
     fflush(NULL);
     pid_t server = fork();
+    /* A process group of its own for the server and the workers it forks, set on both sides
+     * of the fork so that no signal can come between: a signal sent to the host's group (a
+     * terminal's hangup, Ctrl-C or Ctrl-\, kill(0, ...), timeout(1)) is the host's to decide
+     * on. The server's default dispositions would let the first such signal the host handles
+     * or ignores kill the server, and a pool without its server gives up for good. The pool
+     * still dies with the host (PDEATHSIG). */
+    if (server >= 0)
+        (void)setpgid(server, server); /* 0, 0 in the child: whichever side runs first */
     if (server == 0) {
         if (!conc__forkpool_hygiene(p->ctl_server, p->parent_pid))
             _exit(0);
@@ -2143,7 +2161,11 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 if (w->state == CONC__FORKPOOL_W_SPAWNING) {
                     w->state = CONC__FORKPOOL_W_EMPTY;
                 } else if (w->state != CONC__FORKPOOL_W_EMPTY && w->eof && !w->caller_sends) {
-                    w->died = true; /* no report will come: its status is unknown */
+                    /* No report will come. The server's death killed it (PDEATHSIG: SIGKILL),
+                     * as a giving up does: what it ran ends EPIPE, as then. */
+                    w->died = true;
+                    w->wstatus = SIGKILL; /* a wait status: killed by SIGKILL */
+                    w->given_up = true;
                     conc__forkpool_death(p, k, &dl);
                 }
             }
