@@ -139,8 +139,8 @@
  *     create, a single-threaded copy of the parent as it was then.
  *   - The fork server and the workers run in a process group of their own: a signal sent to
  *     the host's group (a terminal's hangup, Ctrl-C, Ctrl-\, kill(0, sig), timeout(1))
- *     reaches the host only, which decides; a signal sent to a worker's pid is its death
- *     (ECHILD), to the server's the pool's end (it gives up: EPIPE). Workers also ignore
+ *     reaches the host only, which decides; a signal that kills a worker is its death
+ *     (ECHILD), one that kills the server the pool's end (it gives up: EPIPE). Workers ignore
  *     SIGINT, SIGTTOU and SIGTTIN (outside the terminal's foreground group, a read from it
  *     fails with EIO and a write goes through), die with the parent (PR_SET_PDEATHSIG),
  *     keep only fds 0, 1 and 2 besides their socket to the parent at fd 3, leave with
