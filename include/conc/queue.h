@@ -598,6 +598,20 @@ CONC_INLINE bool conc__queue_backoff(unsigned *round, int64_t deadline) {
     return true;
 }
 
+/* One yield, booked in a side's policy (base.h) from `before` (a clock read the caller has
+ * made), credited with how far `watched` moved meanwhile: the other side's end for a waiter
+ * (what frees it), the side's own end for a step aside (its peers' claims). Relaxed loads: a
+ * hint, as the policy is. False when this yield turned the side's yields off. */
+CONC_INLINE bool conc__queue_yield_booked(conc_queue_t *q, conc_yield_policy_t *yields,
+                                          const uint64_t *watched, int64_t before) {
+    uint64_t from = conc_load(watched, CONC_RELAXED) & ~CONC__QUEUE_CLOSED;
+    sched_yield();
+    int64_t after = conc_now();
+    uint64_t moved =
+        conc__queue_distance(q, from, conc_load(watched, CONC_RELAXED) & ~CONC__QUEUE_CLOSED);
+    return conc_yield_account(yields, before, after, moved, CONC__QUEUE_YIELD_ITEM_NS);
+}
+
 /* A blocking call whose claim a peer of its own side took: two of that side run at once, on
  * two CPUs, and each claim moves the end's cache line from one to the other (here 200 ns a
  * move, 5-15% of the claims lost in a 4P4C run on 2 CPUs, 60-150 ns an item). With more
@@ -611,16 +625,9 @@ CONC_COLD void conc__queue_step_aside_slow(conc_queue_t *q, bool push) {
     if (CONC_QUEUE_YIELDS <= 0)
         return; /* the build wants no yields */
     conc_yield_policy_t *yields = push ? &q->push_yields : &q->pop_yields;
-    const uint64_t *end = push ? &q->tail : &q->head;
     int64_t before = conc_now();
-    if (!conc_yield_allowed(yields, before))
-        return;
-    uint64_t from = conc_load(end, CONC_RELAXED) & ~CONC__QUEUE_CLOSED; /* a hint */
-    sched_yield();
-    int64_t after = conc_now();
-    uint64_t moved =
-        conc__queue_distance(q, from, conc_load(end, CONC_RELAXED) & ~CONC__QUEUE_CLOSED);
-    (void)conc_yield_account(yields, before, after, moved, CONC__QUEUE_YIELD_ITEM_NS);
+    if (conc_yield_allowed(yields, before))
+        (void)conc__queue_yield_booked(q, yields, push ? &q->tail : &q->head, before);
 }
 
 /* One claim of up to n (>= 1) slots at tail. 0 (*done >= 1), EAGAIN (full), EPIPE, ETIMEDOUT
@@ -855,12 +862,7 @@ CONC_COLD int conc__queue_spin_slow(conc_queue_t *q, bool push, conc__queue_try_
         int64_t before = conc_now();
         if (before >= deadline || (i == 0 && !conc_yield_allowed(yields, before)))
             break; /* the deadline decides in the caller; or yields are off: sleep at once */
-        uint64_t from = conc_load(other, CONC_RELAXED) & ~CONC__QUEUE_CLOSED;
-        sched_yield();
-        int64_t after = conc_now();
-        uint64_t moved =
-            conc__queue_distance(q, from, conc_load(other, CONC_RELAXED) & ~CONC__QUEUE_CLOSED);
-        if (!conc_yield_account(yields, before, after, moved, CONC__QUEUE_YIELD_ITEM_NS))
+        if (!conc__queue_yield_booked(q, yields, other, before))
             return conc__queue_worth_a_try(q, push) ? try_once(q, items, n, done, deadline)
                                                     : EAGAIN;
         if (!conc__queue_worth_a_try(q, push))
