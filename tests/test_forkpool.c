@@ -1030,6 +1030,109 @@ static void forkpool_cancel_handed_over_not_started_drops(void) {
     fp_check_no_children();
 }
 
+/* A worker that dies holding a task it has not started (read, not claimed at the start gate:
+ * killed while idle, say, as the task reached it) takes nothing with it: fn never ran there,
+ * so the task runs on the replacement, as if it had waited in the queue, with one attempt and
+ * no retry spent (retries is 0 here). Before the death took the gate, it ended ECHILD,
+ * SIGKILL, attempts 1: the death of a worker it never ran on. */
+static void forkpool_worker_dead_before_the_start_gate_runs_the_task_elsewhere(void) {
+    fp_start_hold *h = fp_start_hold_here = fp_start_hold_map();
+    __atomic_store_n(&h->armed, 1u, __ATOMIC_RELAXED); /* before create: workers see it */
+    conc_forkpool_t *p = fp_create(1);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    fp_mark_arg a = {s, 0};
+    conc_future_t *f, *pid_f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_mark_task, &a, sizeof a, &f), 0);
+    fp_wait_flag(&h->reached, 1); /* the only worker has read it and waits at the gate */
+    pid_t held = h->pid;
+    __atomic_store_n(&h->armed, 0u, __ATOMIC_RELAXED); /* the replacement goes straight on */
+    TH_CHECK_EQ(kill(held, SIGKILL), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_DONE);
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
+    TH_CHECK_MSG(o.status == 0 && o.signal == 0 && o.exit_code == 0 && o.attempts == 1,
+                 "outcome: status %d, signal %d, exit code %d, attempts %u", o.status, o.signal,
+                 o.exit_code, o.attempts);
+    TH_CHECK_EQ(__atomic_load_n(&s->count[0], __ATOMIC_RELAXED), 1u); /* once, elsewhere */
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &pid_f), 0);
+    TH_CHECK_EQ(conc_future_wait(pid_f), 0);
+    TH_CHECK(*(const pid_t *)conc_forkpool_result(pid_f, NULL) != held); /* a replacement */
+    conc_future_release(f);
+    conc_future_release(pid_f);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
+/* The replacement's init waits for the test (shared memory mapped before create, so every
+ * worker inherits it): the first worker's init passes, later ones stop until `open`. */
+typedef struct fp_init_hold {
+    uint32_t calls;   /* relaxed: instrumentation, raised at each init */
+    uint32_t reached; /* release/acquire: a replacement waits in init */
+    uint32_t open;    /* the test's go */
+} fp_init_hold;
+
+static int fp_init_held_after_first(void *arg) {
+    fp_init_hold *h = (fp_init_hold *)arg;
+    if (__atomic_fetch_add(&h->calls, 1u, __ATOMIC_RELAXED) == 0)
+        return 0;
+    __atomic_store_n(&h->reached, 1u, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&h->open, __ATOMIC_ACQUIRE))
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    return 0;
+}
+
+/* The task a death put back waits in the queue (the replacement is still in init): a cancel
+ * there drops it as any queued task, CANCELLED (its future had gone RUNNING when it was
+ * handed over), ECANCELED with no signal and no attempt, fn never run; the task behind it
+ * runs on the replacement. */
+static void forkpool_task_put_back_by_a_death_cancels_as_queued(void) {
+    fp_start_hold *h = fp_start_hold_here = fp_start_hold_map();
+    fp_init_hold *ih = (fp_init_hold *)mmap(NULL, sizeof(fp_init_hold), PROT_READ | PROT_WRITE,
+                                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(ih != MAP_FAILED);
+    memset(ih, 0, sizeof *ih);
+    __atomic_store_n(&h->armed, 1u, __ATOMIC_RELAXED);
+    conc_forkpool_opts_t opts;
+    memset(&opts, 0, sizeof opts);
+    opts.workers = 1;
+    opts.shared_size = 64u << 20;
+    opts.init = fp_init_held_after_first;
+    opts.init_arg = ih;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &opts), 0);
+    fp_shared *s = fp_shared_alloc(p, 2);
+    fp_mark_arg a0 = {s, 0}, a1 = {s, 1};
+    conc_future_t *f, *behind;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_mark_task, &a0, sizeof a0, &f), 0);
+    fp_wait_flag(&h->reached, 1);
+    __atomic_store_n(&h->armed, 0u, __ATOMIC_RELAXED);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_mark_task, &a1, sizeof a1, &behind), 0); /* queued */
+    TH_CHECK_EQ(kill(h->pid, SIGKILL), 0);
+    /* The replacement is asked for by the death's handling, after it put the task back. */
+    fp_wait_flag(&ih->reached, 1);
+    TH_CHECK_EQ(conc_forkpool_cancel(f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
+    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
+    TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == 0,
+                 "outcome: status %d, signal %d, attempts %u", o.status, o.signal, o.attempts);
+    TH_CHECK_EQ(conc_forkpool_cancel(f), EBUSY);
+    __atomic_store_n(&ih->open, 1u, __ATOMIC_RELEASE);
+    TH_CHECK_EQ(conc_future_wait(behind), 0);
+    TH_CHECK_EQ(conc_forkpool_outcome(behind, &o), 0);
+    TH_CHECK_EQ(o.attempts, 1u);
+    conc_forkpool_shutdown(p, false); /* every worker reaped: nothing runs fn any more */
+    TH_CHECK_EQ(__atomic_load_n(&s->count[0], __ATOMIC_RELAXED), 0u);
+    TH_CHECK_EQ(__atomic_load_n(&s->count[1], __ATOMIC_RELAXED), 1u);
+    conc_future_release(f);
+    conc_future_release(behind);
+    conc_forkpool_destroy(p);
+    munmap(ih, sizeof *ih);
+    fp_check_no_children();
+}
+
 /* Cancel right after submit, round after round, races the worker's claim at the start gate:
  * whoever wins, the outcome must say what happened. Dropped (no signal, no attempt): fn never
  * ran; killed (SIGKILL, one attempt): it may have; done first (cancel EBUSY): it ran once. */
@@ -3390,6 +3493,8 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_submit_cancel_running_and_queued),
         TH_CASE(forkpool_cancel_after_future_cancel),
         TH_CASE(forkpool_cancel_handed_over_not_started_drops),
+        TH_CASE(forkpool_worker_dead_before_the_start_gate_runs_the_task_elsewhere),
+        TH_CASE(forkpool_task_put_back_by_a_death_cancels_as_queued),
         TH_CASE(forkpool_cancel_races_the_start_gate),
         TH_CASE(forkpool_cancel_after_result_spares_next),
         TH_CASE(forkpool_cancel_returns_once_the_worker_is_dead),

@@ -109,7 +109,10 @@
  *   task_timeout         ns per map item and per submit task from its start (0: none); past
  *                        it: SIGTERM, SIGKILL CONC_FORKPOOL_GRACE later, then a replacement
  *   retries              re-runs of a map item or submit task whose worker died (ECHILD
- *                        only: timed-out and cancelled work is never re-run)
+ *                        only: timed-out and cancelled work is never re-run). A submit
+ *                        task whose worker died before it started it (handed over, not
+ *                        yet past the start gate) never ran: it goes back to the head of
+ *                        the queue with no attempt counted and no retry used
  *   queue_capacity       a bound on queued submit tasks, past which submit waits (0: none,
  *                        as Python's ProcessPoolExecutor: a submit never waits for room)
  *   shared_size          bytes reserved for the shared region (0: 1 GiB, paid as touched);
@@ -234,7 +237,9 @@
  *   monitor reads and writes without blocking, so a huge result never stalls other workers.
  *   A task handed over is claimed by its worker at a start gate (one CAS in its slot) before
  *   fn runs; cancel tries the same CAS first, so a task not yet started is dropped without
- *   a kill (see "The start gate").
+ *   a kill, and so does the death of its worker, so a task handed to a worker that died
+ *   before it started it (killed while idle, say) runs on the next worker, as if it had
+ *   waited in the queue (see "The start gate").
  *   Respawn. A worker that dies before it reported ready is an immediate death: the next
  *   spawn waits CONC_FORKPOOL_BACKOFF, doubling; after CONC_FORKPOOL_GIVE_UP in a row the
  *   pool gives up: every worker is killed, pending work fails with EPIPE, later calls EPIPE.
@@ -444,6 +449,8 @@ typedef struct conc__forkpool_task {
     int worker;     /* while RUNNING */
     bool cancelled; /* conc_forkpool_cancel killed its worker, or dropped it (below) */
     bool dropped;   /* conc_forkpool_cancel won the start gate: its worker skips it and stays */
+    bool handed;    /* handed over once (its future RUNNING), started or not: attempts may be 0
+                       again if its worker died before the start gate */
 } conc__forkpool_task;
 
 enum {                            /* worker states, under the pool lock */
@@ -749,11 +756,17 @@ CONC_NOINLINE bool conc__forkpool_hygiene(int keep, pid_t parent) {
  *                                            lost (STARTED): fn may be running: SIGKILL
  *
  * A dropped task never runs and its worker is not replaced; a started one is killed as
- * before. The gate value holds the id, so a stale value (an earlier task's STARTED) can never
- * match. Relaxed: the one word decides, and nothing else rides on it; the store at dispatch
- * reaches the worker before the task does (the socket's send and receive order them: the
- * kernel's locks on the socket buffer). tests/models/forkpool_gate.pml checks that fn never
- * runs for a task cancel dropped, and that cancel never reports a drop of a started task.
+ * before. The worker's death, once the server reports it (the process is gone), tries the
+ * canceller's CAS too [forkpool.G3]: won, fn never ran there and the task goes back to the
+ * head of the queue, its attempt undone; lost, the task started (or cancel dropped it) and
+ * the death is its outcome, as before. The gate value holds the id, so a stale value (an
+ * earlier task's STARTED) can never match. Relaxed: the one word decides, and nothing else
+ * rides on it; the store at dispatch reaches the worker before the task does (the socket's
+ * send and receive order them: the kernel's locks on the socket buffer); the death's CAS
+ * reads the dead worker's last store through the kernel's report.
+ * tests/models/forkpool_gate.pml checks that fn never runs for a task cancel dropped, that
+ * cancel never reports a drop of a started task, and that a death never puts back a task
+ * whose fn started.
  * ------------------------------------------------------------------------------------------- */
 #define CONC__FORKPOOL_GATE_HANDED 0u
 #define CONC__FORKPOOL_GATE_STARTED 1u
@@ -762,7 +775,8 @@ CONC_INLINE uint64_t conc__forkpool_gate(uint64_t id, unsigned state) {
     return id * 4 + state;
 }
 
-/* The canceller's side, under the pool lock for a RUNNING task: true if it won. */
+/* The canceller's side, under the pool lock for a RUNNING task: true if it won. The death
+ * of the task's worker takes the same side. */
 CONC_INLINE bool conc__forkpool_gate_drop(conc_forkpool_t *p, const conc__forkpool_task *t) {
     uint64_t handed = conc__forkpool_gate(t->id, CONC__FORKPOOL_GATE_HANDED);
     /* [forkpool.G2] relaxed: see above. */
@@ -1270,6 +1284,15 @@ CONC_NOINLINE void conc__forkpool_task_finish(conc_forkpool_t *p, conc__forkpool
     dl->head = t;
 }
 
+/* A task dropped before it ever ran ends CANCELLED, as conc_future_cancel would leave it:
+ * from PENDING (never handed over) or from RUNNING (handed over to a worker that died before
+ * its start gate). False if it ran once (a re-run) or the user settled its future first. */
+CONC_INLINE bool conc__forkpool_cancel_unrun(conc__forkpool_task *t) {
+    if (t->outcome.attempts != 0)
+        return false;
+    return (t->handed ? conc__future_unstarted_cancel(t->f) : conc_future_cancel(t->f)) == 0;
+}
+
 CONC_NOINLINE void conc__forkpool_complete(conc__forkpool_done_list *dl) {
     for (conc__forkpool_task *t = dl->head, *next; t; t = next) {
         next = t->next;
@@ -1279,8 +1302,7 @@ CONC_NOINLINE void conc__forkpool_complete(conc__forkpool_done_list *dl) {
         conc_store(&t->done, 1u, CONC_RELEASE);
         if (!t->cancelled) { /* a cancel completed it already */
             int st = t->outcome.status;
-            /* Dropped before it ran: CANCELLED, as conc_future_cancel would leave it. */
-            if (st != ECANCELED || conc_future_cancel(f) != 0) {
+            if (st != ECANCELED || !conc__forkpool_cancel_unrun(t)) {
                 int won = conc_future_complete(f, st, st == 0 ? t->result : NULL);
                 CONC_UNUSED(won); /* EBUSY: the user cancelled it first */
             }
@@ -1468,6 +1490,17 @@ CONC_NOINLINE void conc__forkpool_spawn_failed(conc_forkpool_t *p, conc__forkpoo
         conc__forkpool_give_up(p);
 }
 
+/* A RUNNING task goes back to the head of the queue, to be dispatched again. */
+CONC_INLINE void conc__forkpool_requeue_first(conc_forkpool_t *p, conc__forkpool_task *t) {
+    t->state = CONC__FORKPOOL_T_QUEUED;
+    p->running_tasks--;
+    t->next = p->qhead;
+    p->qhead = t;
+    if (!p->qtail)
+        p->qtail = t;
+    p->queued++;
+}
+
 /* A worker died: what it was doing gets its outcome. */
 CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
                                         conc__forkpool_done_list *dl) {
@@ -1488,16 +1521,24 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
         conc__forkpool_task *t = w->task;
         w->task = NULL;
         unsigned att = t->outcome.attempts;
-        if (!t->cancelled && o.status == ECHILD && att <= p->opts.retries && !p->broken) {
+        /* [forkpool.G3] relaxed, in conc__forkpool_gate_drop: see "The start gate". */
+        if (!t->cancelled && !w->timed_out && conc__forkpool_gate_drop(p, t)) {
+            /* Handed over but never started ("The start gate": the death took the gate, as a
+             * cancel would): fn never ran, so this death is not the task's. Back to the head
+             * of the queue with the attempt undone, its future still RUNNING; EPIPE with that
+             * count if the pool has given up (nothing dispatches any more), as fail_all says
+             * for the tasks that never ran. */
+            t->outcome.attempts = att - 1;
+            if (p->broken) {
+                t->outcome.status = EPIPE;
+                conc__forkpool_task_finish(p, t, dl);
+            } else {
+                conc__forkpool_requeue_first(p, t);
+            }
+        } else if (!t->cancelled && o.status == ECHILD && att <= p->opts.retries && !p->broken) {
             t->outcome = o; /* how it died: its outcome if the pool gives up before the re-run */
             t->outcome.attempts = att;
-            t->state = CONC__FORKPOOL_T_QUEUED; /* re-run at the head of the queue */
-            p->running_tasks--;
-            t->next = p->qhead;
-            p->qhead = t;
-            if (!p->qtail)
-                p->qtail = t;
-            p->queued++;
+            conc__forkpool_requeue_first(p, t); /* re-run at the head of the queue */
         } else {
             if (!t->cancelled) {
                 t->outcome = o;
@@ -1601,14 +1642,16 @@ CONC_NOINLINE bool conc__forkpool_dispatch(conc_forkpool_t *p, conc__forkpool_wo
             p->queued--;
             t->next = NULL;
             /* The gate: PENDING -> RUNNING, or the user cancelled it (conc_future_cancel). A
-             * re-run (retries) is RUNNING already. */
-            if (t->outcome.attempts == 0 && !conc__future_start(t->f)) {
+             * task handed over before (a re-run, or one whose worker died before it started
+             * it) is RUNNING already. */
+            if (!t->handed && !conc__future_start(t->f)) {
                 t->state = CONC__FORKPOOL_T_DONE; /* final already: no complete */
                 t->outcome.status = ECANCELED;
                 conc_store(&t->done, 1u, CONC_RELEASE); /* [forkpool.R5] */
                 conc_future_release(t->f);
                 continue;
             }
+            t->handed = true;
             t->state = CONC__FORKPOOL_T_RUNNING;
             t->worker = (int)k;
             /* [forkpool.G0] relaxed, before the send that hands the task over (see "The start
@@ -1908,7 +1951,7 @@ CONC_NOINLINE void conc__forkpool_fail_all(conc_forkpool_t *p, conc__forkpool_do
          * conc_future_cancel says EBUSY), so the future and the outcome agree. A re-run keeps
          * the death that asked for it. */
         if (t->outcome.attempts == 0)
-            t->outcome.status = conc__future_start(t->f) ? EPIPE : ECANCELED;
+            t->outcome.status = t->handed || conc__future_start(t->f) ? EPIPE : ECANCELED;
         conc__forkpool_task_finish(p, t, dl);
     }
     p->qtail = NULL;
@@ -2725,10 +2768,12 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
     int saved_errno = conc_errno_save(); /* no call sets errno: the kill and the lock's futex may */
     conc_lock_acquire(&p->lock);
     if (t->state == CONC__FORKPOOL_T_QUEUED) {
-        /* Dropped from the queue either way (no dispatch starts it now). Not yet started
-         * (no attempt): its future may be CANCELLED already by conc_future_cancel, which
-         * leaves the task queued for dispatch to drop; see the cancel below. */
-        dropped_first = t->outcome.attempts == 0;
+        /* Dropped from the queue either way (no dispatch starts it now). Never handed over:
+         * its future may be CANCELLED already by conc_future_cancel, which leaves the task
+         * queued for dispatch to drop; see the cancel below. Handed over once to a worker
+         * that died before it started it: its future is RUNNING, and the completion makes
+         * it CANCELLED (conc__forkpool_cancel_unrun). */
+        dropped_first = !t->handed;
         conc__forkpool_task **pp = &p->qhead, *prev = NULL;
         while (*pp != t) {
             prev = *pp;
