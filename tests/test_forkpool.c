@@ -949,8 +949,10 @@ static void forkpool_submit_cancel_running_and_queued(void) {
     TH_CHECK_EQ(conc_future_cancel(run), EBUSY); /* future.h cannot stop a running task */
     TH_CHECK_EQ(conc_forkpool_cancel(run), 0);   /* forkpool.h kills its worker */
     TH_CHECK_EQ(conc_future_wait(run), ECANCELED);
+    /* Cancelled, not failed: the state tells it from a task that returned ECANCELED. */
+    TH_CHECK_EQ(conc_future_state(run), CONC_FUTURE_CANCELLED);
     TH_CHECK_EQ(conc_forkpool_outcome(run, &o), 0);
-    TH_CHECK(o.status == ECANCELED && o.attempts == 1);
+    TH_CHECK(o.status == ECANCELED && o.signal == SIGKILL && o.attempts == 1);
     TH_CHECK_EQ(conc_forkpool_cancel(run), EBUSY);
     /* A replacement serves the next task. */
     TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &after), 0);
@@ -1171,6 +1173,7 @@ static void forkpool_cancel_races_the_start_gate(void) {
                          "round %zu: killed, but wait %d, status %d, signal %d, attempts %u, "
                          "ran %u",
                          i, w, o.status, o.signal, o.attempts, ran);
+            TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
             killed++;
         }
         conc_future_release(f);

@@ -67,7 +67,9 @@
  *     future CANCELLED, fn never runs, the worker stays, and the outcome is ECANCELED with
  *     signal 0 and attempts as before; running: its worker is SIGKILLed and replaced, and
  *     once that process has exited, so that fn writes nothing more to the shared region,
- *     cancel returns and the future completes with status ECANCELED), EBUSY
+ *     cancel returns and the future is CANCELLED too, and the outcome is ECANCELED with
+ *     signal SIGKILL and that start counted: conc_future_state tells a cancelled task from
+ *     one whose fn returned ECANCELED itself, FAILED), EBUSY
  *     (already done, or another cancel of it is under way), EINVAL (not a fork-pool future),
  *     EPERM (as map).
  *   free of memory this pool did not hand out aborts: "conc_forkpool_free: not a block ...".
@@ -1290,7 +1292,7 @@ CONC_NOINLINE void conc__forkpool_task_finish(conc_forkpool_t *p, conc__forkpool
 CONC_INLINE bool conc__forkpool_cancel_unrun(conc__forkpool_task *t) {
     if (t->outcome.attempts != 0)
         return false;
-    return (t->handed ? conc__future_unstarted_cancel(t->f) : conc_future_cancel(t->f)) == 0;
+    return (t->handed ? conc__future_cancel_started(t->f) : conc_future_cancel(t->f)) == 0;
 }
 
 CONC_NOINLINE void conc__forkpool_complete(conc__forkpool_done_list *dl) {
@@ -2820,7 +2822,10 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
      * pool); its death, once the server reports it, only takes the task off the books. The
      * pool's reference keeps f alive. */
     if (kill_done) {
-        int won = conc_future_complete(f, ECANCELED, NULL); /* EBUSY: conc_future_cancel won */
+        /* CANCELLED, as a dropped one: conc_future_state tells a cancelled task from one whose
+         * fn returned ECANCELED itself (future.h); the outcome's SIGKILL says it was killed.
+         * EBUSY only if the user settled it with conc_future_complete first. */
+        int won = conc__future_cancel_started(f);
         CONC_UNUSED(won);
     }
     /* The future's own PENDING -> CANCELLED decides who cancelled a queued task: EBUSY if
@@ -2831,7 +2836,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
     /* CANCELLED, as a task dropped while queued (EBUSY only if the user settled the future
      * with conc_future_complete first: that outcome stands). */
     if (dropped_handed) {
-        int won = conc__future_unstarted_cancel(f);
+        int won = conc__future_cancel_started(f);
         CONC_UNUSED(won);
     }
     conc__forkpool_complete(&dl);

@@ -956,9 +956,10 @@ CONC_NODISCARD static inline int conc_as_completed_try_next(conc_as_completed_t 
  *   conc__future_start(f)          PENDING -> RUNNING (true), the executor's gate; false if
  *       it was cancelled or completed. conc_future_cancel then says EBUSY, as it does for a
  *       running executor task, and conc_future_complete still settles it.
- *   conc__future_unstarted_cancel(f)   RUNNING -> CANCELLED, for a task its owner started
- *       (conc__future_start) and then learned never ran: forkpool.h's task dropped at its
- *       worker. As conc_future_cancel otherwise: 0, or EBUSY if it is done already.
+ *   conc__future_cancel_started(f)   RUNNING -> CANCELLED, for a task its owner started
+ *       (conc__future_start) and then cancelled itself: forkpool.h's task dropped at its
+ *       worker or put back by its worker's death, and one whose worker conc_forkpool_cancel
+ *       killed. As conc_future_cancel otherwise: 0, or EBUSY if it is done already.
  *   conc__future_call(f, &result)  runs the task: fn(arg, &result), its status
  *   conc__future_free_link(f)      the link of a released pooled future in its pool's free
  *       lists (the `arg` it had is gone then), until the pool hands it out again
@@ -1071,7 +1072,7 @@ static inline bool conc__future_start(conc_future_t *f) {
     return conc__future_gate(f, &v);
 }
 
-static inline int conc__future_unstarted_cancel(conc_future_t *f) {
+static inline int conc__future_cancel_started(conc_future_t *f) {
     return conc__future_settle(f, CONC__FUTURE_FROM(CONC__FUTURE_RUNNING), ECANCELED, NULL,
                                CONC__FUTURE_CANCELLED);
 }
