@@ -447,14 +447,44 @@ static void wait_with_shared_mismatch(void) {
     (void)r;
 }
 
+static void wait_until_on_unheld_lock(void) {
+    conc_lock_t l = CONC_LOCK_INIT;
+    conc_cond_t c = CONC_COND_INIT;
+    int r = conc_cond_wait_until(&c, &l, CONC_FOREVER);
+    (void)r;
+}
+
+static bool cond_never(void *arg) {
+    (void)arg;
+    return false;
+}
+
+static void wait_for_on_unheld_lock(void) {
+    conc_lock_t l = CONC_LOCK_INIT;
+    conc_cond_t c = CONC_COND_INIT;
+    bool r = conc_cond_wait_for(&c, &l, cond_never, NULL, CONC_FOREVER);
+    (void)r;
+}
+
+/* Each wait names itself, the call the user wrote. */
 static void cond_misuse_aborts_with_message(void) {
     char err[4096];
-    int status = th_run_child_capturing_stderr(wait_on_unheld_lock, err, sizeof err);
-    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
-    TH_CHECK_MSG(strstr(err, "conc_cond_wait: the lock is not held") != NULL, "stderr: %s", err);
-    status = th_run_child_capturing_stderr(wait_with_shared_mismatch, err, sizeof err);
-    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
-    TH_CHECK_MSG(strstr(err, "disagree on CONC_SHARED") != NULL, "stderr: %s", err);
+    static const struct {
+        void (*body)(void);
+        const char *message;
+    } cases[] = {
+        {wait_on_unheld_lock, "conc_cond_wait: the lock is not held"},
+        {wait_until_on_unheld_lock, "conc_cond_wait_until: the lock is not held"},
+        {wait_for_on_unheld_lock, "conc_cond_wait_for: the lock is not held"},
+        {wait_with_shared_mismatch,
+         "conc_cond_wait_until: the cond and the lock disagree on CONC_SHARED"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int status = th_run_child_capturing_stderr(cases[i].body, err, sizeof err);
+        TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
+        TH_CHECK_MSG(strstr(err, cases[i].message) != NULL, "want \"%s\", stderr: %s",
+                     cases[i].message, err);
+    }
 }
 
 /* A NULL pred: wait_for (a bool, no room for an error) aborts naming itself; wait_rlock_for

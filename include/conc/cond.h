@@ -43,8 +43,9 @@
  *   return. A past deadline still releases and re-acquires the lock once.
  *   wait_rlock / wait_rlock_until: EPERM if the calling thread does not own the rlock (Python:
  *   RuntimeError); nothing is released then. conc_cond_wait on a conc_lock_t that is not held
- *   aborts ("conc_cond_wait: the lock is not held"), as does mixing a CONC_SHARED cond with a
- *   private lock or the other way round (cross-process wakeups would silently never arrive).
+ *   aborts ("conc_cond_wait: the lock is not held"; wait_until and wait_for name themselves
+ *   the same way), as does mixing a CONC_SHARED cond with a private lock or the other way
+ *   round (cross-process wakeups would silently never arrive).
  *   A NULL pred: conc_cond_wait_rlock_for returns EINVAL (nothing released); conc_cond_wait_for,
  *   whose bool has no room for an error, aborts ("conc_cond_wait_for: pred is NULL").
  *
@@ -234,21 +235,31 @@ CONC_INLINE uint32_t conc__cond_enter(conc_cond_t *c) {
     return conc_load(&c->seq, CONC_RELAXED); /* read while the lock is held: see timeline */
 }
 
-CONC_INLINE void conc__cond_check_lock(const conc_cond_t *c, const conc_lock_t *l) {
+/* Misuse a wait cannot report: aborts with "<caller>: <what>". */
+CONC_COLD void conc__cond_misuse_slow(const char *caller, const char *what) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: %s", caller, what);
+    CONC_ABORT(msg);
+}
+
+CONC_INLINE void conc__cond_check_lock(const conc_cond_t *c, const conc_lock_t *l,
+                                       const char *caller) {
     if (CONC_UNLIKELY(!conc_lock_is_locked(l)))
-        CONC_ABORT("conc_cond_wait: the lock is not held");
+        conc__cond_misuse_slow(caller, "the lock is not held");
     if (CONC_UNLIKELY(conc__lock_is_shared(l) !=
                       ((conc_load(&c->state, CONC_RELAXED) & CONC__COND_SHARED) != 0)))
-        CONC_ABORT("conc_cond_wait: the cond and the lock disagree on CONC_SHARED");
+        conc__cond_misuse_slow(caller, "the cond and the lock disagree on CONC_SHARED");
 }
 
 /* -------------------------------------------------------------------------------------------
  * Waits
  * ------------------------------------------------------------------------------------------- */
 
-/* The lock wait, without CONC_NODISCARD so conc_cond_wait can drop the result. */
-CONC_INLINE int conc__cond_wait_lock(conc_cond_t *c, conc_lock_t *l, int64_t deadline) {
-    conc__cond_check_lock(c, l);
+/* The lock wait, without CONC_NODISCARD so conc_cond_wait can drop the result. caller: the
+ * public call, for the misuse message. */
+CONC_INLINE int conc__cond_wait_lock(conc_cond_t *c, conc_lock_t *l, int64_t deadline,
+                                     const char *caller) {
+    conc__cond_check_lock(c, l, caller);
     uint32_t seen = conc__cond_enter(c);
     conc_lock_release(l);
     int r = conc__cond_block_slow(c, seen, deadline);
@@ -260,12 +271,12 @@ CONC_INLINE int conc__cond_wait_lock(conc_cond_t *c, conc_lock_t *l, int64_t dea
 
 CONC_NODISCARD static inline int conc_cond_wait_until(conc_cond_t *c, conc_lock_t *l,
                                                       int64_t deadline) {
-    return conc__cond_wait_lock(c, l, deadline);
+    return conc__cond_wait_lock(c, l, deadline, "conc_cond_wait_until");
 }
 
 /* Returns 0 or, spuriously, without a notify: always re-check the predicate. */
 static inline void conc_cond_wait(conc_cond_t *c, conc_lock_t *l) {
-    (void)conc__cond_wait_lock(c, l, CONC_FOREVER);
+    (void)conc__cond_wait_lock(c, l, CONC_FOREVER, "conc_cond_wait");
 }
 
 CONC_NODISCARD static inline int conc_cond_wait_rlock_until(conc_cond_t *c, conc_rlock_t *r,
@@ -328,7 +339,7 @@ CONC_NODISCARD static inline bool conc_cond_wait_for(conc_cond_t *c, conc_lock_t
     while (!result) {
         if (deadline != CONC_FOREVER && conc_now() >= deadline)
             break;
-        (void)conc__cond_wait_lock(c, l, deadline);
+        (void)conc__cond_wait_lock(c, l, deadline, "conc_cond_wait_for");
         result = pred(arg);
     }
     return result;
