@@ -75,7 +75,8 @@ headers() {
         printf '#include "%s"\nint main() { return 0; }\n' "$rel" >"$tmp/t.cpp"
         for c in "gcc -std=c11 -D_DEFAULT_SOURCE $tmp/t.c" "clang -std=c11 -D_DEFAULT_SOURCE $tmp/t.c" \
                  "gcc -std=gnu11 $tmp/t.c" \
-                 "g++ -std=c++17 $tmp/t.cpp" "clang++ -std=c++17 $tmp/t.cpp"; do
+                 "g++ -std=c++17 $tmp/t.cpp" "clang++ -std=c++17 $tmp/t.cpp" \
+                 "clang++ -std=c++11 $tmp/t.cpp"; do
             local gcc_only=
             [[ $c == gcc* || $c == g++* ]] && gcc_only=-Wlogical-op
             for mode in "" -DNDEBUG; do
@@ -146,9 +147,10 @@ LTO
     } 2>&1 | tee "$log"
     rm -rf "$tmp"
     local total fails
-    total=$(( $(ls include/conc/*.h include/conc.h | wc -l) * 5 * 2 + 1 + 2 ))
+    total=$(( $(ls include/conc/*.h include/conc.h | wc -l) * 6 * 2 + 1 + 2 ))
     fails=$(grep -c '^FAIL header' "$log")
-    echo "headers: each alone as C11 and C++17 with gcc and clang, -Werror, with and without" \
+    echo "headers: each alone as C11 and C++17 with gcc and clang and as C++11 with clang," \
+        "-Werror, with and without" \
         "NDEBUG; future.h and coro.h" \
         "copied alone beside an application's own executor.h and chan.h; conc.h in two" \
         "translation units linked with -flto (gcc, clang)" | tee -a "$log"

@@ -103,8 +103,9 @@
  *   - Linux only for now: futex wait/wake live behind conc_futex_wait/conc_futex_wake,
  *     the one seam a port (macOS os_sync_wait_on_address, FreeBSD _umtx_op, Windows
  *     WaitOnAddress) replaces.
- *   - Needs C11 (or C++17) and the GCC/Clang __atomic builtins. With -std=c11 also
- *     define _DEFAULT_SOURCE (or use -std=gnu11): strict C11 hides syscall().
+ *   - Needs C11 (or C++11; from C++17 CONC_NODISCARD is [[nodiscard]]) and the GCC/Clang
+ *     __atomic builtins. With -std=c11 also define _DEFAULT_SOURCE (or use -std=gnu11):
+ *     strict C11 hides syscall().
  *   - conc_cpu_count() caches its answer in a static per translation unit: a harmless
  *     cache (every copy holds the same value). The other statics: coro.h's current
  *     scheduler and overflow-handler flag and future.h's helping-worker mark (weak: one per
@@ -160,9 +161,9 @@ extern "C" {
 #define CONC_NOINLINE static __attribute__((noinline, unused))
 #define CONC_LIKELY(x) __builtin_expect(!!(x), 1)
 #define CONC_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#if defined(__cplusplus)
-#define CONC_NODISCARD [[nodiscard]]
-#else
+#if defined(__cplusplus) && __cplusplus >= 201703L
+#define CONC_NODISCARD [[nodiscard]] /* a (void) cast discards it, as a C++ reader expects */
+#else /* C, and C++ before 17 (where [[nodiscard]] is an extension -Wpedantic rejects) */
 #define CONC_NODISCARD __attribute__((warn_unused_result))
 #endif
 #define CONC_CACHELINE 64
