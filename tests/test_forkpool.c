@@ -934,6 +934,12 @@ static void forkpool_submit_tiny_and_huge(void) {
     conc_forkpool_destroy(p);
 }
 
+/* Returns ECANCELED itself: a failure, not a cancel. */
+static int fp_returns_ecanceled(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)arg, (void)len, (void)result, (void)result_len;
+    return ECANCELED;
+}
+
 static void forkpool_submit_cancel_running_and_queued(void) {
     conc_forkpool_t *p = fp_create(1);
     fp_shared *s = fp_shared_alloc(p, 1);
@@ -954,6 +960,11 @@ static void forkpool_submit_cancel_running_and_queued(void) {
     TH_CHECK_EQ(conc_forkpool_outcome(run, &o), 0);
     TH_CHECK(o.status == ECANCELED && o.signal == SIGKILL && o.attempts == 1);
     TH_CHECK_EQ(conc_forkpool_cancel(run), EBUSY);
+    conc_future_t *own;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_returns_ecanceled, NULL, 0, &own), 0);
+    TH_CHECK_EQ(conc_future_wait(own), ECANCELED);
+    TH_CHECK_EQ(conc_future_state(own), CONC_FUTURE_FAILED);
+    conc_future_release(own);
     /* A replacement serves the next task. */
     TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &after), 0);
     TH_CHECK_EQ(conc_future_wait(after), 0);
@@ -1130,6 +1141,42 @@ static void forkpool_task_put_back_by_a_death_cancels_as_queued(void) {
     TH_CHECK_EQ(__atomic_load_n(&s->count[1], __ATOMIC_RELAXED), 1u);
     conc_future_release(f);
     conc_future_release(behind);
+    conc_forkpool_destroy(p);
+    munmap(ih, sizeof *ih);
+    fp_check_no_children();
+}
+
+/* A task whose worker died under it waits in the queue for its retry (the replacement is still
+ * in init): a cancel there ends it CANCELLED, as any queued task, with the death's start
+ * counted (attempts 1); fn does not run again. */
+static void forkpool_retry_cancelled_while_queued_is_cancelled(void) {
+    fp_init_hold *ih = (fp_init_hold *)mmap(NULL, sizeof(fp_init_hold), PROT_READ | PROT_WRITE,
+                                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(ih != MAP_FAILED);
+    memset(ih, 0, sizeof *ih);
+    conc_forkpool_opts_t opts;
+    memset(&opts, 0, sizeof opts);
+    opts.workers = 1;
+    opts.shared_size = 64u << 20;
+    opts.retries = 1;
+    opts.init = fp_init_held_after_first;
+    opts.init_arg = ih;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &opts), 0);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_kill_self, NULL, 0, &f), 0);
+    fp_wait_flag(&ih->reached, 1); /* it died; its replacement waits in init; f waits queued */
+    TH_CHECK_EQ(conc_forkpool_cancel(f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
+    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
+    TH_CHECK_MSG(o.status == ECANCELED && o.attempts == 1, "outcome: status %d, attempts %u",
+                 o.status, o.attempts);
+    __atomic_store_n(&ih->open, 1u, __ATOMIC_RELEASE);
+    conc_forkpool_shutdown(p, false);
+    TH_CHECK_EQ(__atomic_load_n(&ih->calls, __ATOMIC_RELAXED), 2u); /* no third worker */
+    conc_future_release(f);
     conc_forkpool_destroy(p);
     munmap(ih, sizeof *ih);
     fp_check_no_children();
@@ -3498,6 +3545,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_cancel_handed_over_not_started_drops),
         TH_CASE(forkpool_worker_dead_before_the_start_gate_runs_the_task_elsewhere),
         TH_CASE(forkpool_task_put_back_by_a_death_cancels_as_queued),
+        TH_CASE(forkpool_retry_cancelled_while_queued_is_cancelled),
         TH_CASE(forkpool_cancel_races_the_start_gate),
         TH_CASE(forkpool_cancel_after_result_spares_next),
         TH_CASE(forkpool_cancel_returns_once_the_worker_is_dead),

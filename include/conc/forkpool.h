@@ -453,6 +453,8 @@ typedef struct conc__forkpool_task {
     bool dropped;   /* conc_forkpool_cancel won the start gate: its worker skips it and stays */
     bool handed;    /* handed over once (its future RUNNING), started or not: attempts may be 0
                        again if its worker died before the start gate */
+    bool unqueued;  /* cancelled while queued (cancel, shutdown(cancel_pending)): its ECANCELED
+                       is a cancel's, not fn's */
 } conc__forkpool_task;
 
 enum {                            /* worker states, under the pool lock */
@@ -1286,12 +1288,10 @@ CONC_NOINLINE void conc__forkpool_task_finish(conc_forkpool_t *p, conc__forkpool
     dl->head = t;
 }
 
-/* A task dropped before it ever ran ends CANCELLED, as conc_future_cancel would leave it:
- * from PENDING (never handed over) or from RUNNING (handed over to a worker that died before
- * its start gate). False if it ran once (a re-run) or the user settled its future first. */
-CONC_INLINE bool conc__forkpool_cancel_unrun(conc__forkpool_task *t) {
-    if (t->outcome.attempts != 0)
-        return false;
+/* A task cancelled while queued ends CANCELLED, as conc_future_cancel leaves a pending one:
+ * from PENDING if it was never handed over, else from RUNNING (a re-run waiting for its retry,
+ * or a task its worker's death put back). False if the user settled its future first. */
+CONC_INLINE bool conc__forkpool_settle_cancelled(conc__forkpool_task *t) {
     return (t->handed ? conc__future_cancel_started(t->f) : conc_future_cancel(t->f)) == 0;
 }
 
@@ -1304,7 +1304,7 @@ CONC_NOINLINE void conc__forkpool_complete(conc__forkpool_done_list *dl) {
         conc_store(&t->done, 1u, CONC_RELEASE);
         if (!t->cancelled) { /* a cancel completed it already */
             int st = t->outcome.status;
-            if (st != ECANCELED || !conc__forkpool_cancel_unrun(t)) {
+            if (!t->unqueued || !conc__forkpool_settle_cancelled(t)) {
                 int won = conc_future_complete(f, st, st == 0 ? t->result : NULL);
                 CONC_UNUSED(won); /* EBUSY: the user cancelled it first */
             }
@@ -2309,6 +2309,7 @@ CONC_NOINLINE void conc__forkpool_shutdown_body(conc_forkpool_t *p, bool cancel_
             p->qhead = t->next;
             p->queued--;
             t->outcome.status = ECANCELED;
+            t->unqueued = true;
             conc__forkpool_task_finish(p, t, &dl);
         }
         p->qtail = NULL;
@@ -2773,8 +2774,8 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         /* Dropped from the queue either way (no dispatch starts it now). Never handed over:
          * its future may be CANCELLED already by conc_future_cancel, which leaves the task
          * queued for dispatch to drop; see the cancel below. Handed over once to a worker
-         * that died before it started it: its future is RUNNING, and the completion makes
-         * it CANCELLED (conc__forkpool_cancel_unrun). */
+         * that died before it started it, or a re-run waiting for its retry: its future is
+         * RUNNING, and the completion makes it CANCELLED (conc__forkpool_settle_cancelled). */
         dropped_first = !t->handed;
         conc__forkpool_task **pp = &p->qhead, *prev = NULL;
         while (*pp != t) {
@@ -2786,6 +2787,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
             p->qtail = prev;
         p->queued--;
         t->outcome.status = ECANCELED;
+        t->unqueued = true;
         conc__forkpool_task_finish(p, t, &dl);
         conc_cond_notify_all(&p->cond);
     } else if (t->state == CONC__FORKPOOL_T_RUNNING && !t->cancelled &&
