@@ -29,6 +29,15 @@ static void barrier_init_checks_parties(void) {
     TH_CHECK_EQ(conc_barrier_wait_until(&zero, 0), EINVAL);
     conc_barrier_t none = CONC_BARRIER_INIT(0);
     TH_CHECK_EQ(conc_barrier_wait(&none), EINVAL);
+    /* The initializer cannot refuse too many parties: wait does, before it counts an arrival
+     * (the arrived field would overflow), and the largest allowed count still arrives. */
+    conc_barrier_t too_many = CONC_BARRIER_INIT(CONC_BARRIER_PARTIES_MAX + 1u);
+    TH_CHECK_EQ(conc_barrier_wait_until(&too_many, 0), EINVAL);
+    conc_barrier_t minus_one = CONC_BARRIER_INIT(-1);
+    TH_CHECK_EQ(conc_barrier_wait(&minus_one), EINVAL);
+    conc_barrier_t most = CONC_BARRIER_INIT(CONC_BARRIER_PARTIES_MAX);
+    TH_CHECK_EQ(conc_barrier_wait_until(&most, 0), ETIMEDOUT); /* arrived, timed out: broken */
+    TH_CHECK_EQ(conc_barrier_wait_until(&most, 0), CONC_BARRIER_BROKEN);
 }
 
 /* init makes a fresh barrier of any memory, yield hints included (garbage there once turned

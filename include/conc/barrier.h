@@ -40,7 +40,8 @@
  *   still completes a round that its arrival completes); it breaks the barrier, so the other
  *   parties of that round get CONC_BARRIER_BROKEN. init: EINVAL for 0 parties or more than
  *   CONC_BARRIER_PARTIES_MAX, or flags other than CONC_SHARED. wait: EINVAL on a barrier that
- *   was never initialised (0 parties: zeroed memory, CONC_BARRIER_INIT(0)).
+ *   was never initialised (0 parties: zeroed memory, CONC_BARRIER_INIT(0)) or was given more
+ *   than CONC_BARRIER_PARTIES_MAX by CONC_BARRIER_INIT (which cannot report it).
  *
  * ORDERING CONTRACT
  *   Everything every party wrote before its wait of a round is visible to every party when its
@@ -293,8 +294,11 @@ CONC_COLD int conc__barrier_wait_slow(conc_barrier_t *b, uint64_t w, int64_t dea
 
 CONC_INLINE int conc__barrier_arrive(conc_barrier_t *b, int64_t deadline) {
     uint32_t parties = conc_load(&b->parties, CONC_RELAXED);
-    if (CONC_UNLIKELY(parties == 0))
-        return EINVAL; /* never initialised: zeroed memory, or CONC_BARRIER_INIT(0) */
+    /* Never initialised (zeroed memory, CONC_BARRIER_INIT(0)), or CONC_BARRIER_INIT past
+     * CONC_BARRIER_PARTIES_MAX (-1, say), whose arrivals would overflow the arrived field:
+     * one compare, parties - 1 wrapping 0 past the maximum. */
+    if (CONC_UNLIKELY(parties - 1u >= CONC_BARRIER_PARTIES_MAX))
+        return EINVAL;
     uint64_t w = conc_load(&b->word, CONC_RELAXED), next;
     bool leader;
     do {
