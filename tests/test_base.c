@@ -10,6 +10,12 @@ static unsigned long futex_calls;
 #include "conc/base.h"
 #include "harness.h"
 
+#include "conc/cond.h"
+#include "conc/event.h"
+#include "conc/latch.h"
+#include "conc/once.h"
+#include "conc/rwlock.h"
+
 #include <signal.h>
 
 static unsigned long futex_count(void) {
@@ -589,9 +595,69 @@ static void base_abort_names_the_function(void) {
     TH_CHECK_MSG(strstr(err, "test_base.c:") != NULL, "stderr: %s", err);
 }
 
-TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_deadline_passed),
-        TH_CASE(base_cpu_count_keeps_errno_when_sysconf_sets_it), TH_CASE(base_futex_wait_and_wake),
-        TH_CASE(base_futex_flags), TH_CASE(base_futex_word_the_kernel_refuses_aborts_in_debug),
+/* ---- base_check_init_flags: a void init cannot report flags it does not know --------------- */
+
+static int init_flags_bad = 0x2 | CONC_SHARED; /* not a constant: as a caller's variable */
+
+static void init_lock_bad_flags(void) {
+    conc_lock_t l;
+    conc_lock_init(&l, init_flags_bad);
+}
+static void init_cond_bad_flags(void) {
+    conc_cond_t c;
+    conc_cond_init(&c, init_flags_bad);
+}
+static void init_event_bad_flags(void) {
+    conc_event_t e;
+    conc_event_init(&e, init_flags_bad);
+}
+static void init_latch_bad_flags(void) {
+    conc_latch_t l;
+    conc_latch_init(&l, 1, init_flags_bad);
+}
+static void init_once_bad_flags(void) {
+    conc_once_t o;
+    conc_once_init(&o, init_flags_bad);
+}
+static void init_rwlock_bad_flags(void) {
+    static conc_rwlock_t rw;
+    conc_rwlock_init(&rw, init_flags_bad);
+}
+
+/* Each void init aborts naming itself on a flag other than CONC_SHARED (it used to drop it
+ * silently); 0 and CONC_SHARED still initialise. */
+static void base_void_inits_refuse_unknown_flags(void) {
+    static const struct {
+        void (*body)(void);
+        const char *message;
+    } cases[] = {
+        {init_lock_bad_flags, "conc_lock_init: flags 0x3: only 0 and CONC_SHARED are known"},
+        {init_cond_bad_flags, "conc_cond_init: flags 0x3"},
+        {init_event_bad_flags, "conc_event_init: flags 0x3"},
+        {init_latch_bad_flags, "conc_latch_init: flags 0x3"},
+        {init_once_bad_flags, "conc_once_init: flags 0x3"},
+        {init_rwlock_bad_flags, "conc_rwlock_init: flags 0x3"},
+    };
+    char err[4096];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int status = th_run_child_capturing_stderr(cases[i].body, err, sizeof err);
+        TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
+        TH_CHECK_MSG(strstr(err, cases[i].message) != NULL, "want \"%s\", stderr: %s",
+                     cases[i].message, err);
+    }
+    conc_lock_t l;
+    conc_lock_init(&l, CONC_SHARED);
+    TH_CHECK_EQ(conc_lock_try_acquire(&l), 0);
+    conc_lock_release(&l);
+    conc_event_t e;
+    conc_event_init(&e, 0);
+    TH_CHECK(!conc_event_is_set(&e));
+}
+
+TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_void_inits_refuse_unknown_flags),
+        TH_CASE(base_deadline_passed), TH_CASE(base_cpu_count_keeps_errno_when_sysconf_sets_it),
+        TH_CASE(base_futex_wait_and_wake), TH_CASE(base_futex_flags),
+        TH_CASE(base_futex_word_the_kernel_refuses_aborts_in_debug),
         TH_CASE(base_conc_debug_is_defined_in_release_builds),
         TH_CASE(base_futex_halves_of_a_64_bit_word),
         TH_CASE(base_futex_tagged_wake_reaches_its_tag),

@@ -54,6 +54,8 @@
  *             conc_eventcount_waiters(w)  registered waiters in a word
  *                                         sleep until a condition other threads make true
  *   compile   CONC_STATIC_ASSERT(cond, why)  a size or layout claim, C11 and C++17
+ *   init      conc__base_check_init_flags(flags, caller)  a void init's flags: any bit but
+ *                                         CONC_SHARED aborts, naming the caller
  *   errno     conc_errno_save(), conc_errno_restore(saved)  keep errno across libc calls;
  *             conc_malloc_keep_errno(n), _calloc_(k, n), _realloc_(p, n): failure is NULL only
  *   version   CONC_VERSION_MAJOR/MINOR/PATCH, CONC_VERSION_STRING
@@ -490,6 +492,20 @@ static inline void conc__base_chaos(void) {
  * blocking path goes through these two functions.
  * ------------------------------------------------------------------------------------------- */
 #define CONC_SHARED 1 /* init flag: the object lives in memory shared between processes */
+
+/* The void inits (lock, cond, event, once, latch, rwlock) cannot report flags other than
+ * CONC_SHARED: rather than drop them silently they abort, naming the caller. */
+CONC_COLD void conc__base_bad_init_flags_slow(const char *caller, int flags) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: flags 0x%x: only 0 and CONC_SHARED are known", caller,
+             (unsigned)flags);
+    CONC_ABORT(msg);
+}
+
+CONC_INLINE void conc__base_check_init_flags(int flags, const char *caller) {
+    if (CONC_UNLIKELY(flags & ~CONC_SHARED))
+        conc__base_bad_init_flags_slow(caller, flags);
+}
 
 /* CONC_FUTEX_HOOK(kind) runs before every futex syscall. Benchmarks and tests define it
  * (before including any conc header) to count syscalls: "no syscall when nobody waits"

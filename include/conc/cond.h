@@ -23,7 +23,7 @@
  *     conc_lock_release(&lock);                // producer
  *
  * API
- *   init      conc_cond_init(c, flags)                  flags: 0 or CONC_SHARED;
+ *   init      conc_cond_init(c, flags)                  flags: 0 or CONC_SHARED (others abort);
  *                                                       or = CONC_COND_INIT
  *   wait      conc_cond_wait(c, lock)                   releases lock, sleeps, re-acquires it
  *             conc_cond_wait_until(c, lock, dl)         0, ETIMEDOUT; lock held again either way
@@ -138,6 +138,7 @@ typedef struct conc_cond {
 #define CONC__COND_SHARED 0x80000000u      /* process-shared: non-private futex ops */
 
 static inline void conc_cond_init(conc_cond_t *c, int flags) {
+    conc__base_check_init_flags(flags, "conc_cond_init");
     conc_store(&c->seq, 0u, CONC_RELAXED);
     conc_store(&c->state, (flags & CONC_SHARED) ? CONC__COND_SHARED : 0u, CONC_RELAXED);
 }

@@ -18,7 +18,7 @@
  *         puts("nobody fired the gun within 2 s");
  *
  * API
- *   init      conc_event_init(e, flags)           flags: 0 or CONC_SHARED;
+ *   init      conc_event_init(e, flags)           flags: 0 or CONC_SHARED (others abort);
  *                                                 or = CONC_EVENT_INIT
  *   set       conc_event_set(e)                   raise the flag, wake every waiter
  *             conc_event_clear(e)                 lower it
@@ -109,6 +109,7 @@ CONC_STATIC_ASSERT(((CONC__EVENT_SET | CONC__EVENT_WAITERS) &
                    "the event word's fields are disjoint; one generation is the lowest bit");
 
 static inline void conc_event_init(conc_event_t *e, int flags) {
+    conc__base_check_init_flags(flags, "conc_event_init");
     conc_store(&e->word, (flags & CONC_SHARED) ? CONC__EVENT_SHARED : 0u, CONC_RELAXED);
 }
 

@@ -19,7 +19,7 @@
  *         puts("still running after 1 s");
  *
  * API
- *   init      conc_latch_init(l, count, flags)   flags: 0 or CONC_SHARED
+ *   init      conc_latch_init(l, count, flags)   flags: 0 or CONC_SHARED (others abort)
  *             = CONC_LATCH_INIT(count)            private
  *   count     conc_latch_add(l, n)                0, EOVERFLOW (past CONC_LATCH_MAX), EINVAL (n 0)
  *             conc_latch_done(l)                  0, EINVAL (the count is already 0)
@@ -96,6 +96,7 @@ CONC_INLINE int conc__latch_futex_flags(uint64_t w) {
 
 /* Cannot fail: any unsigned count fits (CONC_LATCH_MAX is UINT32_MAX). */
 static inline void conc_latch_init(conc_latch_t *l, unsigned count, int flags) {
+    conc__base_check_init_flags(flags, "conc_latch_init");
     conc_store(&l->word,
                ((uint64_t)count << CONC__LATCH_COUNT_SHIFT) |
                    ((flags & CONC_SHARED) ? CONC__LATCH_SHARED : (uint64_t)0),

@@ -17,7 +17,8 @@
  *         conc_lock_release(&lock);       // got it within 10 ms
  *
  * API
- *   init      conc_lock_init(l, flags)            flags: 0 or CONC_SHARED; or = CONC_LOCK_INIT
+ *   init      conc_lock_init(l, flags)            flags: 0 or CONC_SHARED (others abort);
+ *             = CONC_LOCK_INIT
  *   acquire   conc_lock_acquire(l)                blocks
  *             conc_lock_try_acquire(l)            0, EBUSY; never blocks
  *             conc_lock_acquire_until(l, dl)      0, ETIMEDOUT; dl is an absolute deadline
@@ -204,6 +205,7 @@ CONC_STATIC_ASSERT((CONC__LOCK_SLEEPER_MASK & -CONC__LOCK_SLEEPER_MASK) == CONC_
                    "one sleeper is the count's lowest bit");
 
 static inline void conc_lock_init(conc_lock_t *l, int flags) {
+    conc__base_check_init_flags(flags, "conc_lock_init");
     conc_store(&l->word, (flags & CONC_SHARED) ? CONC__LOCK_SHARED : 0u, CONC_RELAXED);
     CONC_TSAN_MUTEX_CREATE(l, 0);
 }

@@ -21,6 +21,7 @@
  *
  * API
  *   init      = CONC_ONCE_INIT, or conc_once_init(o, flags)   flags: 0 or CONC_SHARED
+ *                                           (others abort)
  *   run       conc_once(o, fn, arg)         0 once fn has succeeded (here or in another
  *                                           thread), else what fn returned in this thread;
  *                                           EINVAL for a NULL fn (unless already done)
@@ -95,6 +96,7 @@ typedef struct conc_once_control {
 #define CONC__ONCE_SHARED 0x8u
 
 static inline void conc_once_init(conc_once_t *o, int flags) {
+    conc__base_check_init_flags(flags, "conc_once_init");
     conc_store(&o->state, (flags & CONC_SHARED) ? CONC__ONCE_SHARED : 0u, CONC_RELAXED);
     conc_store(&o->owner, 0u, CONC_RELAXED);
 }

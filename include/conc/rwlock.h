@@ -21,7 +21,7 @@
  *     conc_rwlock_release_shared(&rw);
  *
  * API
- *   init       conc_rwlock_init(rw, flags)                flags: 0 or CONC_SHARED
+ *   init       conc_rwlock_init(rw, flags)                flags: 0 or CONC_SHARED (others abort)
  *              = CONC_RWLOCK_INIT                         private
  *   shared     conc_rwlock_acquire_shared(rw)             blocks
  *              conc_rwlock_try_acquire_shared(rw)         0, EBUSY; never blocks
@@ -354,6 +354,7 @@ CONC_INLINE bool conc__rwlock_drained(conc_rwlock_t *rw, uint64_t w) {
 }
 
 static inline void conc_rwlock_init(conc_rwlock_t *rw, int flags) {
+    conc__base_check_init_flags(flags, "conc_rwlock_init");
     conc_store(&rw->word, (flags & CONC_SHARED) ? CONC__RWLOCK_SHARED : (uint64_t)0, CONC_RELAXED);
     conc_lock_init(&rw->writers, flags);
     rw->reserved = 0;
