@@ -627,10 +627,7 @@ static void init_rwlock_bad_flags(void) {
 /* Each void init aborts naming itself on a flag other than CONC_SHARED (it used to drop it
  * silently); 0 and CONC_SHARED still initialise. */
 static void base_void_inits_refuse_unknown_flags(void) {
-    static const struct {
-        void (*body)(void);
-        const char *message;
-    } cases[] = {
+    static const th_abort_case cases[] = {
         {init_lock_bad_flags, "conc_lock_init: flags 0x3: only 0 and CONC_SHARED are known"},
         {init_cond_bad_flags, "conc_cond_init: flags 0x3"},
         {init_event_bad_flags, "conc_event_init: flags 0x3"},
@@ -638,13 +635,7 @@ static void base_void_inits_refuse_unknown_flags(void) {
         {init_once_bad_flags, "conc_once_init: flags 0x3"},
         {init_rwlock_bad_flags, "conc_rwlock_init: flags 0x3"},
     };
-    char err[4096];
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int status = th_run_child_capturing_stderr(cases[i].body, err, sizeof err);
-        TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
-        TH_CHECK_MSG(strstr(err, cases[i].message) != NULL, "want \"%s\", stderr: %s",
-                     cases[i].message, err);
-    }
+    th_check_each_aborts(cases, sizeof cases / sizeof cases[0]);
     conc_lock_t l;
     conc_lock_init(&l, CONC_SHARED);
     TH_CHECK_EQ(conc_lock_try_acquire(&l), 0);

@@ -468,23 +468,14 @@ static void wait_for_on_unheld_lock(void) {
 
 /* Each wait names itself, the call the user wrote. */
 static void cond_misuse_aborts_with_message(void) {
-    char err[4096];
-    static const struct {
-        void (*body)(void);
-        const char *message;
-    } cases[] = {
+    static const th_abort_case cases[] = {
         {wait_on_unheld_lock, "conc_cond_wait: the lock is not held"},
         {wait_until_on_unheld_lock, "conc_cond_wait_until: the lock is not held"},
         {wait_for_on_unheld_lock, "conc_cond_wait_for: the lock is not held"},
         {wait_with_shared_mismatch,
          "conc_cond_wait_until: the cond and the lock disagree on CONC_SHARED"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int status = th_run_child_capturing_stderr(cases[i].body, err, sizeof err);
-        TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d", status);
-        TH_CHECK_MSG(strstr(err, cases[i].message) != NULL, "want \"%s\", stderr: %s",
-                     cases[i].message, err);
-    }
+    th_check_each_aborts(cases, sizeof cases / sizeof cases[0]);
 }
 
 /* A NULL pred: wait_for (a bool, no room for an error) aborts naming itself; wait_rlock_for

@@ -1008,19 +1008,9 @@ static fp_start_hold *fp_start_hold_map(void) {
     return (fp_start_hold *)m;
 }
 
-/* A task handed over to its worker but not yet started is dropped, as a queued one is: its fn
- * never runs, its worker is not killed but takes the next task, its future is CANCELLED and its
- * outcome says ECANCELED with no signal and no attempt. (Before the start gate, cancel killed
- * the worker of every task handed over, started or not.) */
-static void forkpool_cancel_handed_over_not_started_drops(void) {
-    fp_start_hold *h = fp_start_hold_here = fp_start_hold_map();
-    __atomic_store_n(&h->armed, 1u, __ATOMIC_RELAXED); /* before create: workers see it */
-    conc_forkpool_t *p = fp_create(1);
-    fp_shared *s = fp_shared_alloc(p, 1);
-    fp_mark_arg a = {s, 0};
-    conc_future_t *f, *after;
-    TH_CHECK_EQ(conc_forkpool_submit(p, fp_mark_task, &a, sizeof a, &f), 0);
-    fp_wait_flag(&h->reached, 1); /* the only worker has read it and waits at the gate */
+/* cancel of a task that never started: dropped, CANCELLED, ECANCELED with no signal and no
+ * attempt; a second cancel finds it done. */
+static void fp_cancel_drops(conc_future_t *f) {
     TH_CHECK_EQ(conc_forkpool_cancel(f), 0);
     TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
     TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
@@ -1029,6 +1019,32 @@ static void forkpool_cancel_handed_over_not_started_drops(void) {
     TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == 0,
                  "outcome: status %d, signal %d, attempts %u", o.status, o.signal, o.attempts);
     TH_CHECK_EQ(conc_forkpool_cancel(f), EBUSY);
+}
+
+/* A one-worker pool whose worker has read a fp_mark_task (item 0 of *s) and waits at the
+ * start gate, held by *h (armed still: the next worker that gets there stops too). */
+static conc_forkpool_t *fp_one_held_at_the_gate(fp_start_hold **h, fp_shared **s,
+                                                conc_future_t **f) {
+    *h = fp_start_hold_here = fp_start_hold_map();
+    __atomic_store_n(&(*h)->armed, 1u, __ATOMIC_RELAXED); /* before create: workers see it */
+    conc_forkpool_t *p = fp_create(1);
+    *s = fp_shared_alloc(p, 2);
+    fp_mark_arg a = {*s, 0};
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_mark_task, &a, sizeof a, f), 0);
+    fp_wait_flag(&(*h)->reached, 1); /* the only worker has read it and waits at the gate */
+    return p;
+}
+
+/* A task handed over to its worker but not yet started is dropped, as a queued one is: its fn
+ * never runs, its worker is not killed but takes the next task, its future is CANCELLED and its
+ * outcome says ECANCELED with no signal and no attempt. (Before the start gate, cancel killed
+ * the worker of every task handed over, started or not.) */
+static void forkpool_cancel_handed_over_not_started_drops(void) {
+    fp_start_hold *h;
+    fp_shared *s;
+    conc_future_t *f, *after;
+    conc_forkpool_t *p = fp_one_held_at_the_gate(&h, &s, &f);
+    fp_cancel_drops(f);
     TH_CHECK(fp_pid_alive(h->pid)); /* cancel did not kill it */
     __atomic_store_n(&h->armed, 0u, __ATOMIC_RELAXED);
     __atomic_store_n(&h->open, 1u, __ATOMIC_RELEASE);
@@ -1049,14 +1065,10 @@ static void forkpool_cancel_handed_over_not_started_drops(void) {
  * no retry spent (retries is 0 here). Before the death took the gate, it ended ECHILD,
  * SIGKILL, attempts 1: the death of a worker it never ran on. */
 static void forkpool_worker_dead_before_the_start_gate_runs_the_task_elsewhere(void) {
-    fp_start_hold *h = fp_start_hold_here = fp_start_hold_map();
-    __atomic_store_n(&h->armed, 1u, __ATOMIC_RELAXED); /* before create: workers see it */
-    conc_forkpool_t *p = fp_create(1);
-    fp_shared *s = fp_shared_alloc(p, 1);
-    fp_mark_arg a = {s, 0};
+    fp_start_hold *h;
+    fp_shared *s;
     conc_future_t *f, *pid_f;
-    TH_CHECK_EQ(conc_forkpool_submit(p, fp_mark_task, &a, sizeof a, &f), 0);
-    fp_wait_flag(&h->reached, 1); /* the only worker has read it and waits at the gate */
+    conc_forkpool_t *p = fp_one_held_at_the_gate(&h, &s, &f);
     pid_t held = h->pid;
     __atomic_store_n(&h->armed, 0u, __ATOMIC_RELAXED); /* the replacement goes straight on */
     TH_CHECK_EQ(kill(held, SIGKILL), 0);
@@ -1095,25 +1107,33 @@ static int fp_init_held_after_first(void *arg) {
     return 0;
 }
 
+/* A one-worker pool (retries as given) whose replacements wait in init on *ih. */
+static conc_forkpool_t *fp_create_init_held(fp_init_hold **ih, unsigned retries) {
+    *ih = (fp_init_hold *)mmap(NULL, sizeof(fp_init_hold), PROT_READ | PROT_WRITE,
+                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(*ih != MAP_FAILED);
+    memset(*ih, 0, sizeof **ih);
+    conc_forkpool_opts_t opts;
+    memset(&opts, 0, sizeof opts);
+    opts.workers = 1;
+    opts.shared_size = 64u << 20;
+    opts.retries = retries;
+    opts.init = fp_init_held_after_first;
+    opts.init_arg = *ih;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &opts), 0);
+    return p;
+}
+
 /* The task a death put back waits in the queue (the replacement is still in init): a cancel
  * there drops it as any queued task, CANCELLED (its future had gone RUNNING when it was
  * handed over), ECANCELED with no signal and no attempt, fn never run; the task behind it
  * runs on the replacement. */
 static void forkpool_task_put_back_by_a_death_cancels_as_queued(void) {
     fp_start_hold *h = fp_start_hold_here = fp_start_hold_map();
-    fp_init_hold *ih = (fp_init_hold *)mmap(NULL, sizeof(fp_init_hold), PROT_READ | PROT_WRITE,
-                                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    TH_CHECK(ih != MAP_FAILED);
-    memset(ih, 0, sizeof *ih);
     __atomic_store_n(&h->armed, 1u, __ATOMIC_RELAXED);
-    conc_forkpool_opts_t opts;
-    memset(&opts, 0, sizeof opts);
-    opts.workers = 1;
-    opts.shared_size = 64u << 20;
-    opts.init = fp_init_held_after_first;
-    opts.init_arg = ih;
-    conc_forkpool_t *p;
-    TH_CHECK_EQ(conc_forkpool_create(&p, &opts), 0);
+    fp_init_hold *ih;
+    conc_forkpool_t *p = fp_create_init_held(&ih, 0);
     fp_shared *s = fp_shared_alloc(p, 2);
     fp_mark_arg a0 = {s, 0}, a1 = {s, 1};
     conc_future_t *f, *behind;
@@ -1124,16 +1144,10 @@ static void forkpool_task_put_back_by_a_death_cancels_as_queued(void) {
     TH_CHECK_EQ(kill(h->pid, SIGKILL), 0);
     /* The replacement is asked for by the death's handling, after it put the task back. */
     fp_wait_flag(&ih->reached, 1);
-    TH_CHECK_EQ(conc_forkpool_cancel(f), 0);
-    TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
-    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
-    conc_forkpool_outcome_t o;
-    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
-    TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == 0,
-                 "outcome: status %d, signal %d, attempts %u", o.status, o.signal, o.attempts);
-    TH_CHECK_EQ(conc_forkpool_cancel(f), EBUSY);
+    fp_cancel_drops(f);
     __atomic_store_n(&ih->open, 1u, __ATOMIC_RELEASE);
     TH_CHECK_EQ(conc_future_wait(behind), 0);
+    conc_forkpool_outcome_t o;
     TH_CHECK_EQ(conc_forkpool_outcome(behind, &o), 0);
     TH_CHECK_EQ(o.attempts, 1u);
     conc_forkpool_shutdown(p, false); /* every worker reaped: nothing runs fn any more */
@@ -1150,19 +1164,8 @@ static void forkpool_task_put_back_by_a_death_cancels_as_queued(void) {
  * in init): a cancel there ends it CANCELLED, as any queued task, with the death's start
  * counted (attempts 1); fn does not run again. */
 static void forkpool_retry_cancelled_while_queued_is_cancelled(void) {
-    fp_init_hold *ih = (fp_init_hold *)mmap(NULL, sizeof(fp_init_hold), PROT_READ | PROT_WRITE,
-                                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    TH_CHECK(ih != MAP_FAILED);
-    memset(ih, 0, sizeof *ih);
-    conc_forkpool_opts_t opts;
-    memset(&opts, 0, sizeof opts);
-    opts.workers = 1;
-    opts.shared_size = 64u << 20;
-    opts.retries = 1;
-    opts.init = fp_init_held_after_first;
-    opts.init_arg = ih;
-    conc_forkpool_t *p;
-    TH_CHECK_EQ(conc_forkpool_create(&p, &opts), 0);
+    fp_init_hold *ih;
+    conc_forkpool_t *p = fp_create_init_held(&ih, 1);
     conc_future_t *f;
     TH_CHECK_EQ(conc_forkpool_submit(p, fp_kill_self, NULL, 0, &f), 0);
     fp_wait_flag(&ih->reached, 1); /* it died; its replacement waits in init; f waits queued */
