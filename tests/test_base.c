@@ -628,12 +628,12 @@ static void init_rwlock_bad_flags(void) {
  * silently); 0 and CONC_SHARED still initialise. */
 static void base_void_inits_refuse_unknown_flags(void) {
     static const th_abort_case cases[] = {
-        {init_lock_bad_flags, "conc_lock_init: flags 0x3: only 0 and CONC_SHARED are known"},
-        {init_cond_bad_flags, "conc_cond_init: flags 0x3"},
-        {init_event_bad_flags, "conc_event_init: flags 0x3"},
-        {init_latch_bad_flags, "conc_latch_init: flags 0x3"},
-        {init_once_bad_flags, "conc_once_init: flags 0x3"},
-        {init_rwlock_bad_flags, "conc_rwlock_init: flags 0x3"},
+        {init_lock_bad_flags, "conc_lock_init: flags other than 0 and CONC_SHARED"},
+        {init_cond_bad_flags, "conc_cond_init: flags other than 0 and CONC_SHARED"},
+        {init_event_bad_flags, "conc_event_init: flags other than 0 and CONC_SHARED"},
+        {init_latch_bad_flags, "conc_latch_init: flags other than 0 and CONC_SHARED"},
+        {init_once_bad_flags, "conc_once_init: flags other than 0 and CONC_SHARED"},
+        {init_rwlock_bad_flags, "conc_rwlock_init: flags other than 0 and CONC_SHARED"},
     };
     th_check_each_aborts(cases, sizeof cases / sizeof cases[0]);
     conc_lock_t l;

@@ -54,7 +54,8 @@
  *             conc_eventcount_waiters(w)  registered waiters in a word
  *                                         sleep until a condition other threads make true
  *   compile   CONC_STATIC_ASSERT(cond, why)  a size or layout claim, C11 and C++17
- *   init      conc__base_check_init_flags(flags, caller)  a void init's flags: any bit but
+ *   misuse    conc__base_misuse_slow(caller, what)  abort with "caller: what"
+ *             conc__base_check_init_flags(flags, caller)  a void init's flags: any bit but
  *                                         CONC_SHARED aborts, naming the caller
  *   errno     conc_errno_save(), conc_errno_restore(saved)  keep errno across libc calls;
  *             conc_malloc_keep_errno(n), _calloc_(k, n), _realloc_(p, n): failure is NULL only
@@ -493,18 +494,19 @@ static inline void conc__base_chaos(void) {
  * ------------------------------------------------------------------------------------------- */
 #define CONC_SHARED 1 /* init flag: the object lives in memory shared between processes */
 
-/* The void inits (lock, cond, event, once, latch, rwlock) cannot report flags other than
- * CONC_SHARED: rather than drop them silently they abort, naming the caller. */
-CONC_COLD void conc__base_bad_init_flags_slow(const char *caller, int flags) {
+/* Misuse a call cannot report: aborts with "<caller>: <what>", naming the public call the
+ * user wrote where one internal path serves several. */
+CONC_COLD void conc__base_misuse_slow(const char *caller, const char *what) {
     char msg[160];
-    snprintf(msg, sizeof msg, "%s: flags 0x%x: only 0 and CONC_SHARED are known", caller,
-             (unsigned)flags);
+    snprintf(msg, sizeof msg, "%s: %s", caller, what);
     CONC_ABORT(msg);
 }
 
+/* The void inits (lock, cond, event, once, latch, rwlock) cannot report flags other than
+ * CONC_SHARED: rather than drop them silently they abort, naming the caller. */
 CONC_INLINE void conc__base_check_init_flags(int flags, const char *caller) {
     if (CONC_UNLIKELY(flags & ~CONC_SHARED))
-        conc__base_bad_init_flags_slow(caller, flags);
+        conc__base_misuse_slow(caller, "flags other than 0 and CONC_SHARED");
 }
 
 /* CONC_FUTEX_HOOK(kind) runs before every futex syscall. Benchmarks and tests define it

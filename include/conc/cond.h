@@ -236,20 +236,13 @@ CONC_INLINE uint32_t conc__cond_enter(conc_cond_t *c) {
     return conc_load(&c->seq, CONC_RELAXED); /* read while the lock is held: see timeline */
 }
 
-/* Misuse a wait cannot report: aborts with "<caller>: <what>". */
-CONC_COLD void conc__cond_misuse_slow(const char *caller, const char *what) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "%s: %s", caller, what);
-    CONC_ABORT(msg);
-}
-
 CONC_INLINE void conc__cond_check_lock(const conc_cond_t *c, const conc_lock_t *l,
                                        const char *caller) {
     if (CONC_UNLIKELY(!conc_lock_is_locked(l)))
-        conc__cond_misuse_slow(caller, "the lock is not held");
+        conc__base_misuse_slow(caller, "the lock is not held");
     if (CONC_UNLIKELY(conc__lock_is_shared(l) !=
                       ((conc_load(&c->state, CONC_RELAXED) & CONC__COND_SHARED) != 0)))
-        conc__cond_misuse_slow(caller, "the cond and the lock disagree on CONC_SHARED");
+        conc__base_misuse_slow(caller, "the cond and the lock disagree on CONC_SHARED");
 }
 
 /* -------------------------------------------------------------------------------------------
