@@ -333,25 +333,23 @@ static inline int th_run_child_capturing_stderr(void (*fn)(void), char *buf, siz
     return status;
 }
 
-/* A misuse case: body, run in a child, must abort (SIGABRT) with message in its stderr. */
-typedef struct th_abort_case {
-    void (*body)(void);
-    const char *message;
-} th_abort_case;
-
-static inline void th_check_aborts_with(void (*fn)(void), const char *message);
-
-static inline void th_check_each_aborts(const th_abort_case *cases, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        th_check_aborts_with(cases[i].body, cases[i].message);
-}
-
 /* fn, run in a child, must abort (SIGABRT) with message somewhere in its stderr. */
 static inline void th_check_aborts_with(void (*fn)(void), const char *message) {
     char err[4096];
     int status = th_run_child_capturing_stderr(fn, err, sizeof err);
     TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d: %s", status, err);
     TH_CHECK_MSG(strstr(err, message) != NULL, "want \"%s\", stderr: %s", message, err);
+}
+
+/* A table of misuse cases, each checked as above. */
+typedef struct th_abort_case {
+    void (*body)(void);
+    const char *message;
+} th_abort_case;
+
+static inline void th_check_each_aborts(const th_abort_case *cases, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        th_check_aborts_with(cases[i].body, cases[i].message);
 }
 
 static void th_ignore_signal(int sig) {
