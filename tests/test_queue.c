@@ -139,6 +139,28 @@ static void queue_init_in_attach(void) {
     free(mem);
 }
 
+/* A queue in a static array and in one on the stack, destroyed: the memory is the caller's,
+ * and destroy's free of create's block must not even be seen. gcc 12 -Werror failed such a
+ * file with -Wfree-nonheap-object when destroy was inlined where the array is known:
+ * flatten inlines it here, so this file no longer builds if the warning comes back. */
+static unsigned char static_queue_mem[1024];
+__attribute__((flatten)) static void queue_init_in_caller_arrays(void) {
+    unsigned char stack_mem[1024];
+    conc_queue_t *q;
+    uint64_t v = 42, out = 0;
+    TH_CHECK(conc_queue_footprint(4, 8) <= sizeof stack_mem);
+    TH_CHECK_EQ(conc_queue_init_in(&q, static_queue_mem, sizeof static_queue_mem, 4, 8, 0), 0);
+    TH_CHECK_EQ(conc_queue_try_push(q, &v), 0);
+    TH_CHECK_EQ(conc_queue_try_pop(q, &out), 0);
+    TH_CHECK_EQ(out, 42);
+    conc_queue_destroy(q);
+    TH_CHECK(conc_queue_attach(static_queue_mem) == NULL);
+    TH_CHECK_EQ(conc_queue_init_in(&q, stack_mem, sizeof stack_mem, 4, 8, 0), 0);
+    TH_CHECK_EQ(conc_queue_try_push(q, &v), 0);
+    conc_queue_destroy(q);
+    TH_CHECK(conc_queue_attach(stack_mem) == NULL);
+}
+
 /* DESIGN's footprint is "bytes for init_in": malloc(footprint) is enough, whatever malloc's
  * alignment, and so is footprint bytes from any offset into a buffer. The queue sits at the
  * first 64-byte boundary, attach finds it there, and one byte less than that needs fails. */
@@ -1304,14 +1326,15 @@ static void queue_shared_shm_attach(void) {
 }
 
 TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_attach),
-        TH_CASE(queue_init_in_any_offset), TH_CASE(queue_errno_untouched),
-        TH_CASE(queue_capacity_exact), TH_CASE(queue_item_sizes), TH_CASE(queue_batch_unit),
-        TH_CASE(queue_until_never_early), TH_CASE(queue_close_every_state),
-        TH_CASE(queue_no_syscall_without_waiters), TH_CASE_T(queue_stress_1p1c, 60),
-        TH_CASE_T(queue_stress_4p4c, 60), TH_CASE_T(queue_stress_8p1c, 60),
-        TH_CASE_T(queue_stress_1p8c, 60), TH_CASE_T(queue_stress_cap1_mixed, 60),
-        TH_CASE_T(queue_stress_wide_ring_mixed, 60), TH_CASE_T(queue_stress_yields_off, 60),
-        TH_CASE_T(queue_stress_yields_wasteful, 60), TH_CASE_T(queue_stress_close_race, 60),
+        TH_CASE(queue_init_in_caller_arrays), TH_CASE(queue_init_in_any_offset),
+        TH_CASE(queue_errno_untouched), TH_CASE(queue_capacity_exact), TH_CASE(queue_item_sizes),
+        TH_CASE(queue_batch_unit), TH_CASE(queue_until_never_early),
+        TH_CASE(queue_close_every_state), TH_CASE(queue_no_syscall_without_waiters),
+        TH_CASE_T(queue_stress_1p1c, 60), TH_CASE_T(queue_stress_4p4c, 60),
+        TH_CASE_T(queue_stress_8p1c, 60), TH_CASE_T(queue_stress_1p8c, 60),
+        TH_CASE_T(queue_stress_cap1_mixed, 60), TH_CASE_T(queue_stress_wide_ring_mixed, 60),
+        TH_CASE_T(queue_stress_yields_off, 60), TH_CASE_T(queue_stress_yields_wasteful, 60),
+        TH_CASE_T(queue_stress_close_race, 60),
         TH_CASE_T(queue_deadlock_close_releases_waiters, 60),
         TH_CASE_T(queue_deadlock_close_vs_timeouts, 60),
         TH_CASE_T(queue_deadlock_pingpong_cap1, 60), TH_CASE_T(queue_shared_fork_exactly_once, 60),
