@@ -3506,6 +3506,47 @@ static void coro_fd_calls_on_blocking_fds_park_the_coroutine(void) {
     close(b.listener);
 }
 
+/* An fd in blocking mode that the call cannot use is never ready for it, so waiting for
+ * readiness first (as for the fds above) waited for good: a read of a pipe's write end, a
+ * write of its read end, an accept of a pipe, a connected socket or a datagram socket. Each
+ * returns at once, with the error read(2), write(2) or accept(2) gives, even without a
+ * deadline (the run would never end) and with nothing lost: the pipe's byte is still there. */
+static int unusable_fds_main(void *arg) {
+    const int *fds = (const int *)arg; /* pipe read end, pipe write end, socketpair end, UDP */
+    char byte = 'x';
+    size_t n = 99;
+    TH_CHECK_EQ(conc_coro_read(fds[1], &byte, 1, CONC_FOREVER, &n), EBADF);
+    TH_CHECK_EQ(n, 0u);
+    TH_CHECK_EQ(conc_coro_write(fds[0], &byte, 1, CONC_FOREVER, &n), EBADF);
+    TH_CHECK_EQ(n, 0u);
+    int nfd = 123;
+    TH_CHECK_EQ(conc_coro_accept(fds[0], NULL, NULL, CONC_FOREVER, &nfd), ENOTSOCK);
+    TH_CHECK_EQ(nfd, -1);
+    TH_CHECK_EQ(conc_coro_accept(fds[2], NULL, NULL, CONC_FOREVER, &nfd), EINVAL);
+    TH_CHECK_EQ(conc_coro_accept(fds[3], NULL, NULL, CONC_FOREVER, &nfd), EOPNOTSUPP);
+    TH_CHECK_EQ(conc_coro_read(fds[0], &byte, 1, CONC_FOREVER, &n), 0); /* still there */
+    TH_CHECK_EQ(n, 1u);
+    TH_CHECK_EQ(byte, 'p');
+    return 0;
+}
+
+static void coro_fd_calls_on_fds_they_cannot_use_fail_at_once(void) {
+    int p[2], sv[2];
+    TH_CHECK_EQ(pipe(p), 0); /* blocking mode */
+    TH_CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int udp = socket(AF_INET, SOCK_DGRAM, 0);
+    TH_CHECK(udp >= 0);
+    TH_CHECK_EQ(write(p[1], "p", 1), 1);
+    int fds[4] = {p[0], p[1], sv[0], udp}, st = -1;
+    TH_CHECK_EQ(conc_run(unusable_fds_main, fds, &st), 0);
+    TH_CHECK_EQ(st, 0);
+    close(p[0]);
+    close(p[1]);
+    close(sv[0]);
+    close(sv[1]);
+    close(udp);
+}
+
 /* A regular file is never "not ready" (poll says so): conc_coro_write writes it with one
  * write(2), as write(2) itself would, not a pipe's PIPE_BUF chunk at a time with an epoll_ctl
  * before each (16 writes for 64 KiB, and an O_APPEND file's other writers could land between
@@ -3608,6 +3649,7 @@ static void coro_header_brings_chan_and_await(void) {
 
 TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE_T(coro_fd_calls_on_blocking_fds_park_the_coroutine, 20),
+        TH_CASE_T(coro_fd_calls_on_fds_they_cannot_use_fail_at_once, 20),
         TH_CASE(coro_write_to_a_file_is_one_write), TH_CASE(coro_lifecycle_spawn_join_status),
         TH_CASE(coro_bad_input_gets_error_codes),
         TH_CASE(coro_nested_destroy_waits_for_a_message_in_flight),

@@ -86,7 +86,10 @@
  * ERRORS
  *   EINVAL  NULL function, bad fd or events, a handle of another scheduler, a stack size
  *           below CONC_CORO_STACK_MIN or above CONC_CORO_STACK_MAX.
- *   EBADF   conc_coro_wait_fd (and the I/O calls) on an fd that is not open.
+ *   EBADF   conc_coro_wait_fd (and the I/O calls) on an fd that is not open; a read of an fd
+ *           opened write-only, a write of one opened read-only, at once (they wait for
+ *           nothing). An accept of anything but a listening socket fails at once as accept(2)
+ *           does (ENOTSOCK, EINVAL, EOPNOTSUPP).
  *   EPERM   a call that must run on the scheduler's own thread (spawn, join, cancel, run)
  *           made from another one once the scheduler has run (before its first run, such a
  *           call takes it over: THREAD SAFETY); a blocking call made outside any coroutine;
@@ -2782,17 +2785,30 @@ static inline int conc__coro_io_retry(int fd, int e, int events, int64_t deadlin
     return conc_coro_wait_fd(fd, events, deadline);
 }
 
-/* Whether fd is in blocking mode (no O_NONBLOCK): a read, write or accept on it would block
- * the thread, so the caller waits for readiness first. A regular file or a block device says
- * no: poll calls it always ready, and it is read and written whole, as read/write(2) do (an
- * O_APPEND file's write stays one write). An fstat or fcntl that fails says no: the call that
- * follows reports the error. */
-static inline bool conc__coro_fd_blocks(int fd) {
+#define CONC__CORO_FD_ACCEPT 4 /* conc__coro_fd_blocks: for accept (CONC_FD_READ | WRITE: 3) */
+
+/* Whether fd is in blocking mode (no O_NONBLOCK) and the call `use` names (CONC_FD_READ,
+ * CONC_FD_WRITE or CONC__CORO_FD_ACCEPT) would block the thread on it, so the caller waits for
+ * readiness first. A regular file or a block device says no: poll calls it always ready, and
+ * it is read and written whole, as read/write(2) do (an O_APPEND file's write stays one
+ * write). So does an fd the call cannot use, which would never be ready for it: a read of an
+ * fd opened write-only, a write of one opened read-only (EBADF), an accept of anything but a
+ * listening socket (ENOTSOCK, EINVAL): the call runs at once and reports its own error. An
+ * fstat, fcntl or getsockopt that fails says no too, for the same reason. */
+static inline bool conc__coro_fd_blocks(int fd, int use) {
     int saved = conc_errno_save();
     int fl = fcntl(fd, F_GETFL);
+    int mode = fl & O_ACCMODE;
     struct stat st; /* asked only of a blocking fd: a non-blocking pipe's read pays no fstat */
-    bool blocks = fl >= 0 && !(fl & O_NONBLOCK) && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) &&
-                  !S_ISBLK(st.st_mode);
+    bool blocks = fl >= 0 && !(fl & O_NONBLOCK) && !(use == CONC_FD_READ && mode == O_WRONLY) &&
+                  !(use == CONC_FD_WRITE && mode == O_RDONLY) && fstat(fd, &st) == 0 &&
+                  !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
+    if (blocks && use == CONC__CORO_FD_ACCEPT) {
+        int listening = 0;
+        socklen_t len = sizeof listening;
+        blocks = S_ISSOCK(st.st_mode) &&
+                 getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening;
+    }
     conc_errno_restore(saved);
     return blocks;
 }
@@ -2825,7 +2841,7 @@ CONC_NODISCARD static inline int conc_coro_read(int fd, void *buf, size_t n, int
         }
         if (e == ENOTSOCK && sock) { /* a pipe, a tty, a file: read(2) */
             sock = false;
-            wait_first = conc__coro_fd_blocks(fd);
+            wait_first = conc__coro_fd_blocks(fd, CONC_FD_READ);
             continue;
         }
         e = conc__coro_io_retry(fd, e, CONC_FD_READ, deadline);
@@ -2859,7 +2875,7 @@ CONC_NODISCARD static inline int conc_coro_write(int fd, const void *buf, size_t
         }
         if (e == ENOTSOCK && sock) { /* a pipe, a tty, a file: write(2) (CAVEATS: SIGPIPE) */
             sock = false;
-            wait_first = conc__coro_fd_blocks(fd);
+            wait_first = conc__coro_fd_blocks(fd, CONC_FD_WRITE);
             continue;
         }
         e = conc__coro_io_retry(fd, e, CONC_FD_WRITE, deadline);
@@ -2881,7 +2897,7 @@ CONC_NODISCARD static inline int conc_coro_accept(int fd, struct sockaddr *addr,
     if (!newfd)
         return EINVAL;
     *newfd = -1;
-    bool wait_first = conc__coro_fd_blocks(fd);
+    bool wait_first = conc__coro_fd_blocks(fd, CONC__CORO_FD_ACCEPT);
     for (;;) {
         int e0;
         if (wait_first && (e0 = conc_coro_wait_fd(fd, CONC_FD_READ, deadline)) != 0)
