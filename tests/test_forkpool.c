@@ -228,6 +228,56 @@ static void forkpool_map_first_failing_status(void) {
     conc_forkpool_destroy(p);
 }
 
+/* Every second item fails: the parent keeps no memory per failure, with an outcomes array or
+ * without one. It kept a 32-byte record of each (16 MiB here, doubled as it grew) and aborted
+ * the process when that ran out; now the failures go straight to the caller's array, or to
+ * the first failing item, under an address-space limit the old records would pass. A plain
+ * build only: a sanitizer reserves more address space than any limit a test can set. Then a
+ * map after shutdown leaves every outcome "never started". */
+static int fp_odd_items_fail(size_t i, void *arg) {
+    (void)arg;
+    return i % 2 ? (int)(i % 5) + 1 : 0;
+}
+
+static long fp_vm_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    long kb = -1;
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %ld", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+static void forkpool_map_failures_take_no_memory(void) {
+    if (TH_SANITIZED)
+        TH_SKIP("an address-space limit: plain builds only");
+    enum { N = 1 << 20 };
+    conc_forkpool_t *p = fp_create(2);
+    conc_forkpool_outcome_t *out = (conc_forkpool_outcome_t *)malloc(N * sizeof *out);
+    TH_CHECK(out != NULL);
+    memset(out, 0xff, N * sizeof *out); /* touched: the limit below counts it in */
+    long vm = fp_vm_bytes();
+    TH_CHECK(vm > 0);
+    struct rlimit old, rl;
+    TH_CHECK_EQ(getrlimit(RLIMIT_AS, &old), 0);
+    rl.rlim_cur = rl.rlim_max = (rlim_t)vm + (8u << 20); /* the records took 16 MiB */
+    TH_CHECK_EQ(setrlimit(RLIMIT_AS, &rl), 0);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_odd_items_fail, NULL, N, NULL), 2); /* item 1 */
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_odd_items_fail, NULL, N, out), 2);
+    for (size_t i = 0; i < N; i++)
+        TH_CHECK(out[i].status == fp_odd_items_fail(i, NULL) && out[i].attempts == 1 &&
+                 out[i].signal == 0 && out[i].exit_code == 0);
+    conc_forkpool_shutdown(p, false);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_odd_items_fail, NULL, 3, out), EPIPE);
+    for (size_t i = 0; i < 3; i++)
+        TH_CHECK(out[i].status == EPIPE && out[i].attempts == 0);
+    conc_forkpool_destroy(p);
+    free(out);
+}
+
 /* A worker SIGKILLed from outside while it runs item 777: that item is reported with the
  * signal, every other item runs exactly once, and a replacement serves the next map. */
 static void forkpool_map_worker_sigkilled(void) {
@@ -3536,6 +3586,7 @@ static void forkpool_errno_kept(void) {
 }
 
 TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_first_failing_status),
+        TH_CASE_T(forkpool_map_failures_take_no_memory, 120),
         TH_CASE(forkpool_map_worker_sigkilled), TH_CASE(forkpool_many_workers),
         TH_CASE(forkpool_maps_from_two_threads), TH_CASE(forkpool_maps_take_turns),
         TH_CASE(forkpool_map_crashes_named), TH_CASE(forkpool_map_retry_succeeds),

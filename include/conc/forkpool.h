@@ -43,16 +43,19 @@
  *     process, fd or mapping behind), ECHILD (a worker died in init).
  *   map: 0 if every item returned 0, else the final status of the first failing item in
  *     index order; EINVAL (fn NULL), ENOMEM (no room in the shared region for the chunk
- *     table), EPIPE (after shutdown, or the pool gave up), EDEADLK (from an on_done callback
- *     of the pool's futures: the map would wait for the thread it blocks), EPERM (in a
- *     process other than the pool's parent: a worker, or a fork of the parent). Per item
- *     (outcomes[i]):
+ *     table, or in the parent's heap for the items a death leaves to run again), EPIPE
+ *     (after shutdown, or the pool gave up), EDEADLK (from an on_done callback of the
+ *     pool's futures: the map would wait for the thread it blocks), EPERM (in a process
+ *     other than the pool's parent: a worker, or a fork of the parent). A failing item
+ *     costs the parent no memory: outcomes go straight to the caller's array. Per item
+ *     (outcomes[i], every one set once map gets past EINVAL, EPERM and EDEADLK):
  *       status    fn's return; ECHILD: its worker died (signal or exit_code says how);
  *                 ETIMEDOUT: it ran past task_timeout and was killed; EPIPE: it never ran
  *                 to the end because the pool gave up on repeated immediate deaths (never
- *                 started, or its worker killed in the giving up: signal SIGKILL), or
- *                 because a later round of the map (the items a death left) found no room
- *                 for its chunk table (map then returns ENOMEM); an item whose worker died
+ *                 started, or its worker killed in the giving up: signal SIGKILL), because
+ *                 the map could not begin (EPIPE, ENOMEM: attempts 0), or because a later
+ *                 round of the map (the items a death left) found no room for its chunk
+ *                 table or its ranges (map then returns ENOMEM); an item whose worker died
  *                 and whose retry never ran keeps the outcome of that death (so does such
  *                 a submit task, given up while it waited for its retry)
  *       attempts  times it was started (0: never), 1 plus one per retry
@@ -318,9 +321,7 @@ extern "C" {
  * (default 10) packets: with fewer requests in flight than that, the parent's blocking send
  * never waits for a server that is itself waiting to send to the parent. */
 #define CONC__FORKPOOL_SPAWN_BATCH 4u
-/* First capacities of the map's two growable arrays (doubled when full): outcomes of single
- * items (a round's failures and retries: usually few), and ranges to run again next round. */
-#define CONC__FORKPOOL_EVENTS_FIRST 64u
+/* First capacity of the map's ranges to run again next round (doubled when full). */
 #define CONC__FORKPOOL_RERUNS_FIRST 16u
 
 #ifndef SYS_pidfd_open
@@ -363,9 +364,8 @@ typedef struct conc__forkpool_range {
     uint64_t lo, hi;   /* item indexes [lo, hi) */
     uint64_t vstart;   /* the round's virtual index of lo */
     uint64_t attempts; /* what a start of these items makes their attempt count (parent only) */
-    uint64_t death;    /* a retry: index + 1 of the event naming how its last start ended, its
-                          outcome if the pool gives up before the retry runs; 0: none (parent
-                          only) */
+    conc_forkpool_outcome_t death; /* a retry: how its last start ended, its outcome if the
+                                      retry never runs; status 0: none (parent only) */
 } conc__forkpool_range;
 
 typedef struct conc__forkpool_round {
@@ -497,11 +497,6 @@ typedef struct conc__forkpool_worker {
                                 are its own, and the worker's death waits */
 } conc__forkpool_worker;
 
-typedef struct conc__forkpool_event { /* an item outcome (map), in the order they happened */
-    uint64_t lo, hi;
-    conc_forkpool_outcome_t o;
-} conc__forkpool_event;
-
 typedef struct conc__forkpool_block { /* the arena allocator's books, parent-private */
     size_t off, size;
     bool used;
@@ -541,8 +536,12 @@ struct conc_forkpool {
     uint64_t map_turns, map_serving; /* maps take turns in arrival order: tickets given, served */
     bool map_active, map_finished, round_live;
     int map_status;
-    conc__forkpool_event *events; /* single items, then (from final_from) EPIPE ranges */
-    size_t nevents, cap_events, final_from;
+    /* Item outcomes as they happen, later ones replacing earlier ones: into the caller's
+     * array, or without one only the first failing item in index order (map_first, UINT64_MAX:
+     * none), which is all map returns. No memory grows with the failures. */
+    conc_forkpool_outcome_t *map_out;
+    uint64_t map_first;
+    int map_first_status;
     conc__forkpool_range *next_ranges; /* orphans and retries for the next round (private) */
     size_t nnext, cap_next;
     conc__forkpool_range *cur_ranges; /* the round's ranges, private copy */
@@ -1314,38 +1313,53 @@ CONC_NOINLINE void conc__forkpool_complete(conc__forkpool_done_list *dl) {
     dl->head = NULL;
 }
 
-/* Room for one more item in a growable array of `size`-byte items holding n of *cap: doubles
- * the capacity (the first one is `first`) when it is full. Out of memory aborts with `oom`: the
- * map has no way to report it once its round is under way. */
-CONC_NOINLINE void *conc__forkpool_grow(void *items, size_t n, size_t *cap, size_t size,
-                                        size_t first, const char *oom) {
-    if (n < *cap)
-        return items;
-    size_t grown = *cap ? 2 * *cap : first;
-    void *more = grown <= SIZE_MAX / size ? realloc(items, grown * size) : NULL;
-    if (!more)
-        CONC_ABORT(oom);
-    *cap = grown;
-    return more;
+/* Items [lo, hi) of the map ended (for now) with o: a later outcome of the same item (its
+ * retry's) replaces it. Without the caller's array only a failure counts, as the first in
+ * index order; an item that will run again is given no failure here (its death rides with
+ * its range: conc__forkpool_next_add), so none is ever taken back. */
+CONC_NOINLINE void conc__forkpool_item_outcome(conc_forkpool_t *p, uint64_t lo, uint64_t hi,
+                                               conc_forkpool_outcome_t o) {
+    if (p->map_out) {
+        for (uint64_t i = lo; i < hi; i++)
+            p->map_out[i] = o;
+    } else if (o.status != 0 && lo < hi && lo < p->map_first) {
+        p->map_first = lo;
+        p->map_first_status = o.status;
+    }
 }
 
-CONC_NOINLINE void conc__forkpool_event_add(conc_forkpool_t *p, uint64_t lo, uint64_t hi,
-                                            conc_forkpool_outcome_t o) {
-    p->events = (conc__forkpool_event *)conc__forkpool_grow(
-        p->events, p->nevents, &p->cap_events, sizeof *p->events, CONC__FORKPOOL_EVENTS_FIRST,
-        "conc_forkpool_map: out of memory for item outcomes");
-    conc__forkpool_event e = {lo, hi, o};
-    p->events[p->nevents++] = e;
+/* The outcome of items that will not run again after all: their last start's death, or EPIPE
+ * (never ran to the end) with the starts they had. */
+CONC_INLINE conc_forkpool_outcome_t conc__forkpool_not_rerun(const conc__forkpool_range *r) {
+    conc_forkpool_outcome_t o = r->death;
+    if (o.status == 0) {
+        o.status = EPIPE;
+        o.attempts = (unsigned)r->attempts - 1;
+    }
+    return o;
 }
 
+/* Items [lo, hi) run again next round, starting their attempt number `attempts`; `death`
+ * (status 0: none) is how a retry's last start ended. With no memory for the range they
+ * cannot: they end as conc__forkpool_not_rerun says and map returns ENOMEM, as when a later
+ * round finds no room for its chunk table. */
 CONC_NOINLINE void conc__forkpool_next_add(conc_forkpool_t *p, uint64_t lo, uint64_t hi,
-                                           uint64_t attempts, uint64_t death) {
+                                           uint64_t attempts, conc_forkpool_outcome_t death) {
     if (lo >= hi)
         return;
-    p->next_ranges = (conc__forkpool_range *)conc__forkpool_grow(
-        p->next_ranges, p->nnext, &p->cap_next, sizeof *p->next_ranges, CONC__FORKPOOL_RERUNS_FIRST,
-        "conc_forkpool_map: out of memory for rerun ranges");
     conc__forkpool_range r = {lo, hi, 0, attempts, death}; /* vstart: set when a round starts */
+    if (p->nnext == p->cap_next) {
+        size_t grown = p->cap_next ? 2 * p->cap_next : CONC__FORKPOOL_RERUNS_FIRST;
+        void *more =
+            grown <= SIZE_MAX / sizeof r ? realloc(p->next_ranges, grown * sizeof r) : NULL;
+        if (!more) {
+            conc__forkpool_item_outcome(p, lo, hi, conc__forkpool_not_rerun(&r));
+            p->map_status = ENOMEM;
+            return;
+        }
+        p->next_ranges = (conc__forkpool_range *)more;
+        p->cap_next = grown;
+    }
     p->next_ranges[p->nnext++] = r;
 }
 
@@ -1370,7 +1384,7 @@ CONC_NOINLINE void conc__forkpool_orphan(conc_forkpool_t *p, uint64_t v0, uint64
         uint64_t rend = r->vstart + (r->hi - r->lo);
         uint64_t e = v1 < rend ? v1 : rend;
         conc__forkpool_next_add(p, r->lo + (v0 - r->vstart), r->lo + (e - r->vstart), r->attempts,
-                                r->death); /* not started again: a retry still names its death */
+                                r->death); /* not started again: a retry keeps its death */
         v0 = e;
     }
 }
@@ -1565,14 +1579,14 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
                 if (w->timed_out && w->victim_v != v)
                     vo.status = ECHILD; /* the timed-out item ended; this one was hit */
                 vo.attempts = (unsigned)rg->attempts;
-                conc__forkpool_event_add(p, i, i + 1, vo);
                 if (vo.status == ECHILD && rg->attempts <= p->opts.retries) {
-                    uint64_t death = p->nevents; /* vo's index + 1 */
-                    conc_forkpool_outcome_t reset;
+                    conc_forkpool_outcome_t reset; /* its outcome if the retry returns 0 */
                     memset(&reset, 0, sizeof reset);
                     reset.attempts = (unsigned)rg->attempts + 1;
-                    conc__forkpool_event_add(p, i, i + 1, reset); /* replaced by a failure */
-                    conc__forkpool_next_add(p, i, i + 1, rg->attempts + 1, death);
+                    conc__forkpool_item_outcome(p, i, i + 1, reset);
+                    conc__forkpool_next_add(p, i, i + 1, rg->attempts + 1, vo);
+                } else {
+                    conc__forkpool_item_outcome(p, i, i + 1, vo);
                 }
                 from = v + 1;
             }
@@ -1723,17 +1737,9 @@ CONC_NOINLINE void conc__forkpool_round_check(conc_forkpool_t *p) {
     /* Finished, or cannot go on (given up, or no room for the next round's table): what is
      * left fails with EPIPE (never ran to the end), but a retry that never ran keeps the
      * outcome of the death that asked for it. */
-    p->final_from = p->nevents;
-    for (size_t i = 0; i < p->nnext; i++) {
-        const conc__forkpool_range *nr = &p->next_ranges[i];
-        conc_forkpool_outcome_t o;
-        memset(&o, 0, sizeof o);
-        o.status = EPIPE;
-        o.attempts = (unsigned)nr->attempts - 1;
-        if (nr->death)
-            o = p->events[nr->death - 1].o; /* its own item's death (a retry is one item) */
-        conc__forkpool_event_add(p, nr->lo, nr->hi, o);
-    }
+    for (size_t i = 0; i < p->nnext; i++)
+        conc__forkpool_item_outcome(p, p->next_ranges[i].lo, p->next_ranges[i].hi,
+                                    conc__forkpool_not_rerun(&p->next_ranges[i]));
     p->nnext = 0;
     p->map_finished = true;
     conc_cond_notify_all(&p->cond);
@@ -1765,7 +1771,7 @@ CONC_NOINLINE void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
             memset(&o, 0, sizeof o);
             o.status = m->status;
             o.attempts = (unsigned)rg->attempts;
-            conc__forkpool_event_add(p, i, i + 1, o);
+            conc__forkpool_item_outcome(p, i, i + 1, o);
         }
         break;
     case CONC__FORKPOOL_MSG_DONE:
@@ -2285,7 +2291,6 @@ CONC_NOINLINE void conc__forkpool_free_all(conc_forkpool_t *p) {
         free(b);
     }
     free(p->w);
-    free(p->events);
     free(p->next_ranges);
     free(p);
 }
@@ -2489,17 +2494,15 @@ static inline size_t conc_forkpool_pids(conc_forkpool_t *p, pid_t *pids, size_t 
 /* -------------------------------------------------------------------------------------------
  * map
  * ------------------------------------------------------------------------------------------- */
-typedef struct conc__forkpool_order {
-    uint64_t lo;
-    size_t seq;
-} conc__forkpool_order;
-
-static int conc__forkpool_order_cmp(const void *a, const void *b) {
-    const conc__forkpool_order *x = (const conc__forkpool_order *)a;
-    const conc__forkpool_order *y = (const conc__forkpool_order *)b;
-    if (x->lo != y->lo)
-        return x->lo < y->lo ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+/* Every item's outcome before the map: never started (a map that cannot begin: EPIPE,
+ * attempts 0), or, until a later outcome replaces it, returned 0 on its first start. */
+CONC_INLINE void conc__forkpool_outcomes_fill(conc_forkpool_outcome_t *out, size_t n, int status,
+                                              unsigned attempts) {
+    for (size_t i = 0; out && i < n; i++) {
+        out[i].status = status;
+        out[i].signal = out[i].exit_code = 0;
+        out[i].attempts = attempts;
+    }
 }
 
 CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_fn fn, void *arg,
@@ -2508,6 +2511,9 @@ CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_
         return EINVAL;
     if (conc__forkpool_foreign(p))
         return EPERM;
+    /* Outside the pool lock (n may be large): the monitor writes them only once our round
+     * is set up, under the lock. */
+    conc__forkpool_outcomes_fill(outcomes, n, 0, 1);
     conc_lock_acquire(&p->lock);
     if (conc__forkpool_on_monitor(p)) { /* the map would wait for the thread it blocks */
         conc_lock_release(&p->lock);
@@ -2521,6 +2527,7 @@ CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_
         conc_cond_wait(&p->cond, &p->lock);
     if (p->closed) {
         conc_lock_release(&p->lock);
+        conc__forkpool_outcomes_fill(outcomes, n, EPIPE, 0);
         return EPIPE;
     }
     if (n == 0) {
@@ -2530,19 +2537,23 @@ CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_
         return 0;
     }
     conc__forkpool_range r0;
+    memset(&r0, 0, sizeof r0);
     r0.lo = 0;
     r0.hi = n;
     r0.attempts = 1;
-    r0.death = 0;
-    p->nevents = p->final_from = 0;
+    p->map_out = outcomes;
+    p->map_first = UINT64_MAX;
+    p->map_first_status = 0;
     p->nnext = 0;
     p->map_status = 0;
     p->map_finished = false;
     int e = conc__forkpool_round_setup(p, &r0, 1, fn, arg);
     if (e) {
+        p->map_out = NULL;
         p->map_serving++;
         conc_cond_notify_all(&p->cond);
         conc_lock_release(&p->lock);
+        conc__forkpool_outcomes_fill(outcomes, n, EPIPE, 0);
         return e;
     }
     p->map_active = true;
@@ -2554,62 +2565,17 @@ CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_
         (void)conc__forkpool_free_locked(p, p->round_mem);
         p->round_mem = NULL;
     }
-    conc__forkpool_event *ev = p->events;
-    size_t nev = p->nevents, final_from = p->final_from;
     int status = p->map_status;
-    p->events = NULL;
-    p->nevents = p->cap_events = 0;
+    if (status == 0 && !outcomes)
+        status = p->map_first_status;
+    p->map_out = NULL;
     p->map_active = false;
     p->map_serving++; /* the next turn's */
     conc_cond_notify_all(&p->cond);
     conc_lock_release(&p->lock);
-    /* Outcomes: the events in the order they happened; later ones win. */
-    if (outcomes) {
-        for (size_t i = 0; i < n; i++) {
-            outcomes[i].status = outcomes[i].signal = outcomes[i].exit_code = 0;
-            outcomes[i].attempts = 1;
-        }
-        for (size_t k = 0; k < nev; k++)
-            for (uint64_t i = ev[k].lo; i < ev[k].hi; i++)
-                outcomes[i] = ev[k].o;
-        if (status == 0)
-            for (size_t i = 0; i < n; i++)
-                if (outcomes[i].status != 0) {
-                    status = outcomes[i].status;
-                    break;
-                }
-    } else if (status == 0 && nev) {
-        /* The first failing item without an outcome array: each item's last single event
-         * (sorted by item, then by when), against the final ranges (EPIPE, or a retry's
-         * death), which came last of all
-         * (a range's first item is EPIPE, and it is at or before any item it covers). */
-        uint64_t first = UINT64_MAX;
-        size_t ns = final_from;
-        conc__forkpool_order *ord = (conc__forkpool_order *)malloc((ns ? ns : 1) * sizeof *ord);
-        if (!ord)
-            CONC_ABORT("conc_forkpool_map: out of memory for item outcomes");
-        for (size_t k = 0; k < ns; k++) {
-            ord[k].lo = ev[k].lo;
-            ord[k].seq = k;
-        }
-        qsort(ord, ns, sizeof *ord, conc__forkpool_order_cmp);
-        for (size_t k = 0; k < ns; k++) {
-            if (k + 1 < ns && ord[k + 1].lo == ord[k].lo)
-                continue; /* not the item's last event */
-            if (ev[ord[k].seq].o.status != 0) {
-                first = ord[k].lo;
-                status = ev[ord[k].seq].o.status;
-                break;
-            }
-        }
-        free(ord);
-        for (size_t k = ns; k < nev; k++)
-            if (ev[k].lo <= first) {
-                first = ev[k].lo;
-                status = ev[k].o.status; /* EPIPE, or a retry's death */
-            }
-    }
-    free(ev);
+    /* The first failing item in index order (an item's last outcome is in the array). */
+    for (size_t i = 0; outcomes && status == 0 && i < n; i++)
+        status = outcomes[i].status;
     return status;
 }
 
