@@ -464,7 +464,7 @@ static void *ec_waiter(void *arg) {
         if (r == ETIMEDOUT)
             break;
     }
-    conc_eventcount_leave(&c->word);
+    conc_eventcount_leave(&c->word, v);
     __atomic_store_n(&c->result, r, __ATOMIC_RELAXED); /* several waiters may share c */
     __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
     return NULL;
@@ -542,8 +542,55 @@ static void base_eventcount_pending_wake_is_taken_not_slept_on(void) {
     TH_CHECK_EQ(conc_eventcount_wait(&word, &v, 0, conc_now() - 1), 0); /* took it: no sleep */
     TH_CHECK_EQ(word & CONC__BASE_EC_PENDING_MASK, 0);
     TH_CHECK_EQ(conc_eventcount_wait(&word, &v, 0, conc_now() - 1), ETIMEDOUT);
-    conc_eventcount_leave(&word);
+    conc_eventcount_leave(&word, v);
     TH_CHECK_EQ(word & (CONC__BASE_EC_WAITER_MASK | CONC__BASE_EC_PENDING_MASK), 0);
+}
+
+/* Past CONC_EVENTCOUNT_WAITERS_MAX registered waiters (made here by counting 4,095 that do
+ * not exist, so that no test needs 4,096 threads), enter aborted the process. Now the next
+ * waiter polls off the futex: a notify or a close reaches it at its next look, its leave
+ * undoes nothing, and once a place frees up it registers and sleeps on the futex. */
+static void base_eventcount_past_its_waiters_a_waiter_polls(void) {
+    const uint32_t full = CONC_EVENTCOUNT_WAITERS_MAX;
+    for (int how = 0; how < 3; how++) { /* ended by: notify, close, a place then a notify */
+        ec_case c;
+        memset(&c, 0, sizeof c);
+        c.word = full;
+        c.deadline = CONC_FOREVER;
+        pthread_t t;
+        TH_CHECK_EQ(pthread_create(&t, NULL, ec_waiter, &c), 0);
+        th_sleep_ns(5 * CONC_MS); /* it polls (or would have aborted) */
+        TH_CHECK_EQ(c.word & CONC__BASE_EC_WAITER_MASK, full); /* it registered nobody */
+        TH_CHECK_EQ(__atomic_load_n(&c.done, __ATOMIC_ACQUIRE), 0);
+        if (how == 0) {
+            __atomic_fetch_add(&c.ready, 1, __ATOMIC_SEQ_CST);
+            conc_eventcount_notify(&c.word, 1, 0);
+        } else if (how == 1) {
+            conc_eventcount_close(&c.word, 0);
+        } else {
+            (void)__atomic_fetch_sub(&c.word, 1u, __ATOMIC_SEQ_CST); /* one of them left */
+            while ((conc_load(&c.word, CONC_RELAXED) & CONC__BASE_EC_WAITER_MASK) != full)
+                th_sleep_ns(100 * 1000); /* it took the place: registered, asleep or soon */
+            __atomic_fetch_add(&c.ready, 1, __ATOMIC_SEQ_CST);
+            conc_eventcount_notify(&c.word, 1, 0);
+        }
+        pthread_join(t, NULL);
+        TH_CHECK_EQ(c.result, 0);
+        /* Back to the counted waiters: its leave took away only what its enter added. */
+        TH_CHECK_EQ(c.word & CONC__BASE_EC_WAITER_MASK, how == 2 ? full - 1 : full);
+    }
+    /* A ticket's wait keeps its deadline, and leaving with it changes nothing. */
+    uint32_t word = full;
+    uint32_t v = conc_eventcount_enter(&word);
+    TH_CHECK_EQ(conc_eventcount_waiters(v), 0);
+    int64_t deadline = conc_deadline_in(3 * CONC_MS);
+    int r;
+    while ((r = conc_eventcount_wait(&word, &v, 0, deadline)) == 0)
+        TH_CHECK_EQ(conc_eventcount_waiters(v), 0);
+    TH_CHECK_EQ(r, ETIMEDOUT);
+    TH_CHECK_NOT_EARLY(deadline);
+    conc_eventcount_leave(&word, v);
+    TH_CHECK_EQ(word, full);
 }
 
 /* ---- chaos points and misuse reports -------------------------------------------------- */
@@ -659,6 +706,7 @@ TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_void_inits_refuse
         TH_CASE(base_eventcount_close_wakes_every_waiter),
         TH_CASE(base_eventcount_wait_times_out_not_early),
         TH_CASE(base_eventcount_pending_wake_is_taken_not_slept_on),
+        TH_CASE(base_eventcount_past_its_waiters_a_waiter_polls),
         TH_CASE(base_chaos_points_mix_and_replay), TH_CASE(base_abort_names_the_function),
         TH_CASE(base_futex_wait_takes_the_first_designs_argument_order),
         TH_CASE(base_futex_wait_wide_flags_are_flags),

@@ -898,10 +898,18 @@ static inline bool conc_yield_account(conc_yield_policy_t *policy, int64_t befor
  *   abstracted to a count (no lost wakeup, no waiter stranded by close, pending <= waiters),
  *   with a broken variant for each rule above. conc_queue (not_empty/not_full) uses it.
  *
+ *   Past CONC_EVENTCOUNT_WAITERS_MAX registered waiters, enter registers nobody and hands out
+ *   a ticket (a word with no waiters, which a registered waiter's never is): wait then sleeps
+ *   a while without the futex (1 ms, doubling up to 16 ms, never past the deadline), tries
+ *   to register again, and returns 0 either way, so the caller re-checks its condition
+ *   after every sleep and after the registration. Nothing is lost: such a waiter only learns
+ *   of a notify or a close later. It sleeps off the futex because a wake meant for k
+ *   registered sleepers may wake any k sleepers of the word, and it must not take one.
+ *
  *     uint32_t v = conc_eventcount_enter(&word);
  *     while (!condition())
  *         if (conc_eventcount_wait(&word, &v, flags, deadline) == ETIMEDOUT) break;
- *     conc_eventcount_leave(&word);
+ *     conc_eventcount_leave(&word, v);
  * ------------------------------------------------------------------------------------------- */
 #define CONC__BASE_EC_WAITER_ONE 0x1u        /* one registered waiter */
 #define CONC__BASE_EC_WAITER_MASK 0xfffu     /* the waiter count */
@@ -911,7 +919,10 @@ static inline bool conc_yield_account(conc_yield_policy_t *policy, int64_t befor
 #define CONC__BASE_EC_SEQ_ONE 0x1000000u   /* one wake sequence step */
 #define CONC__BASE_EC_SEQ_MASK 0x7f000000u /* the wake sequence */
 #define CONC__BASE_EC_CLOSED 0x80000000u   /* closed: nobody may sleep */
-#define CONC_EVENTCOUNT_WAITERS_MAX 4095u  /* the waiter field's capacity */
+#define CONC_EVENTCOUNT_WAITERS_MAX 4095u  /* registered at once; more poll (see above) */
+
+#define CONC__BASE_EC_POLL_FIRST_NS (1 * CONC_MS) /* a ticket's first sleep, doubled... */
+#define CONC__BASE_EC_POLL_MAX_NS (16 * CONC_MS)  /* ...up to this */
 CONC_STATIC_ASSERT((CONC__BASE_EC_WAITER_MASK & CONC__BASE_EC_PENDING_MASK) == 0 &&
                        (CONC__BASE_EC_PENDING_MASK & CONC__BASE_EC_SEQ_MASK) == 0 &&
                        (CONC__BASE_EC_SEQ_MASK & CONC__BASE_EC_CLOSED) == 0,
@@ -940,18 +951,47 @@ CONC_INLINE bool conc_eventcount_is_closed(uint32_t w) {
     return (w & CONC__BASE_EC_CLOSED) != 0;
 }
 
-/* Registers the caller as a waiter; returns the word to pass to conc_eventcount_wait. The
- * caller re-checks its condition after this and before every wait. Aborts past
- * CONC_EVENTCOUNT_WAITERS_MAX waiters on one word. */
+/* Registers the caller as a waiter; returns the word to pass to conc_eventcount_wait and
+ * conc_eventcount_leave. The caller re-checks its condition after this and before every
+ * wait. With CONC_EVENTCOUNT_WAITERS_MAX registered already, it returns a ticket instead
+ * (registered nobody; its wait polls: see above). */
 CONC_INLINE uint32_t conc_eventcount_enter(uint32_t *word) {
+    uint32_t w = conc_load(word, CONC_RELAXED);
+    do
+        if (conc__base_ec_waiters(w) >= CONC_EVENTCOUNT_WAITERS_MAX)
+            return w & CONC__BASE_EC_CLOSED; /* a ticket: no waiters, no sleeps polled yet */
     /* [eventcount.W1] seq_cst: forbids the re-check's loads from moving before the
      * registration (the waiter's half of the Dekker pair with F1). Its acquire half pairs
-     * with N1. */
-    uint32_t v =
-        conc_fetch_add(word, CONC__BASE_EC_WAITER_ONE, CONC_SEQ_CST) + CONC__BASE_EC_WAITER_ONE;
-    if (conc__base_ec_waiters(v) == 0)
-        CONC_ABORT("conc_eventcount_enter: more than 4095 threads blocked on one condition");
-    return v;
+     * with N1. The failure order is the relaxed load's: w is only a guess to try again. */
+    while (!conc_cas(word, &w, w + CONC__BASE_EC_WAITER_ONE, CONC_SEQ_CST, CONC_RELAXED));
+    return w + CONC__BASE_EC_WAITER_ONE;
+}
+
+/* A ticket's wait (conc_eventcount_enter): sleeps off the futex, the n-th time for
+ * CONC__BASE_EC_POLL_FIRST_NS << n (at most CONC__BASE_EC_POLL_MAX_NS, and not past the
+ * deadline), then registers if there is room. *v: a ticket again (the sleeps counted in its
+ * pending field), or the registered word. */
+CONC_COLD int conc__base_ec_poll_slow(uint32_t *word, uint32_t *v, int64_t deadline) {
+    if (conc_deadline_passed(deadline))
+        return ETIMEDOUT;
+    uint32_t polls = conc__base_ec_pending(*v);
+    int64_t ns = CONC__BASE_EC_POLL_MAX_NS;
+    if (polls < 4)
+        ns = CONC__BASE_EC_POLL_FIRST_NS << polls;
+    int64_t now = conc_now();
+    if (deadline != CONC_FOREVER && deadline - now < ns)
+        ns = deadline - now;
+    if (ns > 0) {
+        struct timespec ts = {(time_t)(ns / CONC_SEC), (long)(ns % CONC_SEC)};
+        int saved_errno = errno; /* EINTR: a signal cut the sleep short; re-check anyway */
+        (void)clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+        errno = saved_errno;
+    }
+    uint32_t w = conc_eventcount_enter(word);
+    if (conc__base_ec_waiters(w) == 0 && polls < CONC__BASE_EC_WAITER_MASK)
+        w |= (polls + 1) << CONC__BASE_EC_PENDING_SHIFT; /* a ticket still */
+    *v = w;
+    return 0;
 }
 
 /* After a re-check found the condition false: takes a pending wake if there is one, else
@@ -959,6 +999,12 @@ CONC_INLINE uint32_t conc_eventcount_enter(uint32_t *word) {
  * condition may be true now) or ETIMEDOUT (the deadline passed; still registered). */
 static inline int conc_eventcount_wait(uint32_t *word, uint32_t *v, int flags, int64_t deadline) {
     uint32_t w = *v;
+    if (CONC_UNLIKELY(conc__base_ec_waiters(w) == 0)) { /* a ticket: registered nobody */
+        if (!(w & CONC__BASE_EC_CLOSED))
+            return conc__base_ec_poll_slow(word, v, deadline);
+        sched_yield(); /* closed: as below, and *v stays a ticket */
+        return 0;
+    }
     if (conc__base_ec_pending(w) > 0) {
         /* Take the pending wake before sleeping: it may have been meant for us. Acquire:
          * pairs with N1. On failure w is fresh: the caller re-checks either way. */
@@ -986,8 +1032,11 @@ static inline int conc_eventcount_wait(uint32_t *word, uint32_t *v, int flags, i
 }
 
 /* Deregisters: one waiter fewer, and one pending wake fewer (it may have been ours; if it
- * was another's, that one re-checks anyway, and at worst a later notify wakes once more). */
-CONC_INLINE void conc_eventcount_leave(uint32_t *word) {
+ * was another's, that one re-checks anyway, and at worst a later notify wakes once more).
+ * v: the word enter or the last wait left (a ticket registered nobody: nothing to undo). */
+CONC_INLINE void conc_eventcount_leave(uint32_t *word, uint32_t v) {
+    if (conc__base_ec_waiters(v) == 0)
+        return;
     uint32_t w = conc_load(word, CONC_RELAXED);
     for (;;) {
         uint32_t next = w - CONC__BASE_EC_WAITER_ONE;

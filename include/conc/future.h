@@ -98,8 +98,9 @@
  *   - Spurious futex wakeups are absorbed; a signal does not interrupt a wait.
  *   - A future released twice may already be someone else's (as with free).
  *   - At most 2^26 - 1 references to one future at a time (retain aborts past that).
- *   - At most 4095 threads blocked at once in next on one as-completed set (base.h's
- *     eventcount aborts past that).
+ *   - Up to 4095 threads blocked at once in next on one as-completed set sleep until woken;
+ *     more wait too, but poll (base.h's eventcount: every 1 to 16 ms), so they may learn of
+ *     a completion that many ms late, until a place among the 4095 frees up.
  *   - A wait from an executor's worker blocks that worker, as in Python: when every worker
  *     waits for a task of the executor that none is free to start, the waits end only when
  *     another thread cancels those tasks or shuts the executor down with cancel_pending
@@ -692,7 +693,7 @@ CONC_NODISCARD static inline int conc_future_wait_any(conc_future_t *const *fs, 
     /* Unlinking under each future's lock waits out a completer still notifying w. */
     for (size_t i = 0; i < linked; i++)
         conc__future_unlink(fs[i], &nodes[i]);
-    conc_eventcount_leave(&w.word);
+    conc_eventcount_leave(&w.word, v);
     if (conc__future_any_scan(fs, n, index))
         r = 0;
     conc__base_scratch_free(nodes, stack_nodes);
@@ -908,7 +909,7 @@ conc_as_completed_next_until(conc_as_completed_t *ac, int64_t deadline, conc_fut
     }
     conc_lock_release(&ac->lock);
     if (registered)
-        conc_eventcount_leave(&ac->ec);
+        conc_eventcount_leave(&ac->ec, v);
     /* The last future is taken: every other thread asleep in next gets EPIPE now, not a
      * completion that will never come. After the unlock, as a completer's notify (the
      * timeline above): a sleeper's re-check under the lock sees remaining 0, or its

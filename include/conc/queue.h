@@ -125,7 +125,10 @@
  *   - fork(): a queue in private memory is copied, not shared: the child has its own copy,
  *     as the parent's other threads left it: a slot one of them had claimed stays stuck, and
  *     a sleeper stays counted (harmless: destroy of the copy in the child frees it).
- *   - Up to 4095 threads may be blocked on one side of one queue at once (aborts beyond).
+ *   - Up to 4095 threads blocked on one side of one queue at once sleep until woken; more
+ *     wait too, but poll (base.h's eventcount: every 1 to 16 ms), so they may learn of an
+ *     item, a free slot or a close that many ms late, until a place among the 4095 frees
+ *     up. (An executor's blocked submitters are such threads.)
  *   - A process killed while it sleeps in a push or pop of a CONC_SHARED queue stays counted
  *     as a sleeper for good: it counts toward those 4095, and costs up to one futex wake
  *     (a notifier's syscall) per wait of a live sleeper on that side, since wakes are issued
@@ -903,7 +906,7 @@ CONC_COLD int conc__queue_wait_slow(conc_queue_t *q, uint32_t *word, conc__queue
             break;
         }
     }
-    conc_eventcount_leave(word);
+    conc_eventcount_leave(word, v);
     return r;
 }
 
