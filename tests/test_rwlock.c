@@ -222,6 +222,39 @@ static void rwlock_holder_waiting_for_itself_aborts(void) {
     TH_CHECK_EQ(conc_rwlock_readers(&rw), 0u);
 }
 
+/* A slot counts holds, and a thread that held shared about 2^30 times over (recursion that
+ * never releases) carried its slot's count into the slot's two bits: the lock then showed no
+ * reader, and a writer got in. Past CONC__RWLOCK_SLOT_HOLDS_MAX the try and until forms say
+ * EAGAIN, the blocking form aborts naming itself, and nothing changes: the holds stay
+ * counted, and a writer still waits for them. The count is set by hand (no case needs a
+ * billion acquires). */
+static void acquire_shared_on_a_full_slot(void) {
+    static conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    conc_store(conc__rwlock_slot_of_self(&rw), CONC__RWLOCK_SLOT_HOLDS_MAX, CONC_RELAXED);
+    conc_rwlock_acquire_shared(&rw);
+}
+static void rwlock_slot_full_of_holds_refuses_more(void) {
+    conc_rwlock_t rw = CONC_RWLOCK_INIT;
+    uint32_t *slot = conc__rwlock_slot_of_self(&rw);
+    conc_store(slot, CONC__RWLOCK_SLOT_HOLDS_MAX - 1, CONC_RELAXED); /* as if held that often */
+    TH_CHECK_EQ(conc_rwlock_try_acquire_shared(&rw), 0);             /* the last hold that fits */
+    TH_CHECK_EQ(conc_rwlock_try_acquire_shared(&rw), EAGAIN);
+    TH_CHECK_EQ(conc_rwlock_acquire_shared_until(&rw, conc_deadline_in(CONC_MS)), EAGAIN);
+    TH_CHECK_EQ(conc_rwlock_acquire_shared_until(&rw, CONC_FOREVER), EAGAIN);
+    TH_CHECK_EQ(conc_load(slot, CONC_RELAXED), CONC__RWLOCK_SLOT_HOLDS_MAX);
+    TH_CHECK_EQ(conc_rwlock_readers(&rw), CONC__RWLOCK_SLOT_HOLDS_MAX);
+    TH_CHECK_EQ(conc_rwlock_try_acquire(&rw), EBUSY); /* readers inside: no writer */
+    conc_rwlock_release_shared(&rw);
+    TH_CHECK_EQ(conc_rwlock_try_acquire_shared(&rw), 0); /* room for one again */
+    conc_rwlock_release_shared(&rw);
+    conc_store(slot, 0u, CONC_RELAXED); /* the holds that never were */
+    TH_CHECK_EQ(conc_rwlock_try_acquire(&rw), 0);
+    conc_rwlock_release(&rw);
+    th_check_aborts_with(acquire_shared_on_a_full_slot,
+                         "conc_rwlock_acquire_shared: the calling thread's slot counts "
+                         "1,069,547,519 shared holds already");
+}
+
 /* ---- orderings of events between threads ------------------------------------------------- */
 
 typedef struct actor {
@@ -950,6 +983,7 @@ TH_MAIN("rwlock", TH_CASE(rwlock_is_a_line_per_slot_and_zero_is_free),
         TH_CASE(rwlock_downgrade_keeps_readers_out_of_nothing),
         TH_CASE(rwlock_shared_flag_in_private_memory), TH_CASE(rwlock_misuse_aborts_with_message),
         TH_CASE(rwlock_holder_waiting_for_itself_aborts),
+        TH_CASE(rwlock_slot_full_of_holds_refuses_more),
         TH_CASE(rwlock_writer_timeout_admits_queued_readers),
         TH_CASE(rwlock_shared_until_times_out_under_signals),
         TH_CASE(rwlock_release_admits_readers_before_next_writer),

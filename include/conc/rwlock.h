@@ -24,8 +24,8 @@
  *   init       conc_rwlock_init(rw, flags)                flags: 0 or CONC_SHARED (others abort)
  *              = CONC_RWLOCK_INIT                         private
  *   shared     conc_rwlock_acquire_shared(rw)             blocks
- *              conc_rwlock_try_acquire_shared(rw)         0, EBUSY; never blocks
- *              conc_rwlock_acquire_shared_until(rw, dl)   0, ETIMEDOUT
+ *              conc_rwlock_try_acquire_shared(rw)         0, EBUSY (EAGAIN); never blocks
+ *              conc_rwlock_acquire_shared_until(rw, dl)   0, ETIMEDOUT (EAGAIN)
  *              conc_rwlock_release_shared(rw)
  *   exclusive  conc_rwlock_acquire(rw)                    blocks
  *              conc_rwlock_try_acquire(rw)                0, EBUSY; never blocks
@@ -41,6 +41,10 @@
  *
  * ERRORS
  *   try_*: EBUSY when a writer holds or waits (shared), or anyone holds it (exclusive).
+ *   try_acquire_shared, acquire_shared_until: EAGAIN when the caller's reader slot counts
+ *   1,069,547,519 shared holds already (pthread_rwlock_rdlock's "too many read locks": a
+ *   thread's own recursive holds, with those of threads hashed to its slot); acquire_shared
+ *   aborts there ("conc_rwlock_acquire_shared: the calling thread's slot counts ...").
  *   *_until: ETIMEDOUT once the deadline has passed (never earlier); a past deadline tries
  *   once. A writer that times out while readers are still inside leaves no trace: the readers
  *   it held back are let in at once. At its deadline a writer first waits for the readers the
@@ -280,6 +284,19 @@ CONC_STATIC_ASSERT(CONC__RWLOCK_READERS_MASK == CONC__RWLOCK_THREADS_MAX - 1,
 CONC_STATIC_ASSERT(CONC__RWLOCK_PHASE_MASK >> 32 == 0, "the sleepers' fields are in the low half");
 CONC_STATIC_ASSERT(CONC__RWLOCK_THREADS_MAX <= CONC__RWLOCK_SLOT_COUNT_MASK,
                    "a slot's count holds every thread Linux can create, below its two bits");
+/* A slot counts holds, and a thread may hold shared many times over (recursion while no writer
+ * waits), so a count could climb into the slot's two bits: a writer would then find the
+ * readers gone. An acquire that finds its slot at this many holds takes its one back and
+ * fails; at most every thread Linux can create is between such an add and its undo at once
+ * (settling and downgrading threads add unchecked, one each), so the count stays below the
+ * bits. */
+#define CONC__RWLOCK_SLOT_HOLDS_MAX (CONC__RWLOCK_SLOT_COUNT_MASK - CONC__RWLOCK_THREADS_MAX)
+/* What conc__rwlock_enter_slot returns for a slot at CONC__RWLOCK_SLOT_HOLDS_MAX: WRITER (so
+ * the fast paths' one test sends it to their slow branch) and a bit no word has (queued
+ * readers never reach bit 63). */
+#define CONC__RWLOCK_SLOT_FULL (((uint64_t)1 << 63) | CONC__RWLOCK_WRITER)
+CONC_STATIC_ASSERT(CONC__RWLOCK_SLOT_HOLDS_MAX == 1069547519u,
+                   "conc_rwlock_acquire_shared's abort message names this number");
 CONC_STATIC_ASSERT(CONC_RWLOCK_SLOTS >= 1 && (CONC_RWLOCK_SLOTS & (CONC_RWLOCK_SLOTS - 1)) == 0,
                    "CONC_RWLOCK_SLOTS is a power of two");
 CONC_STATIC_ASSERT(sizeof(conc__rwlock_slot) == CONC_CACHELINE, "one slot per cache line");
@@ -766,11 +783,21 @@ CONC_INLINE int conc__rwlock_exclusive(conc_rwlock_t *rw, int64_t deadline) {
  * Fast paths (inline)
  * ------------------------------------------------------------------------------------------- */
 
+/* The slot held CONC__RWLOCK_SLOT_HOLDS_MAX already: take back the hold just added (as a
+ * release would: a writer may be asleep on the slot) and say so. */
+CONC_COLD uint64_t conc__rwlock_slot_full_slow(uint32_t *slot) {
+    (void)conc__rwlock_leave_slot(slot);
+    return CONC__RWLOCK_SLOT_FULL;
+}
+
 /* The slot fetch_add, then the load of the word. [rwlock.A1] seq_cst: the reader's half of
  * the Dekker pair; the load acquires the end of the last writer's phase ([rwlock.R2]). Returns
- * the word it saw; WRITER in it means the reader may not read (it is counted in its slot). */
+ * the word it saw; WRITER in it means the reader may not read (it is counted in its slot),
+ * unless it is CONC__RWLOCK_SLOT_FULL (it is not). */
 CONC_INLINE uint64_t conc__rwlock_enter_slot(conc_rwlock_t *rw, uint32_t *slot) {
-    (void)conc_fetch_add(slot, 1u, CONC_SEQ_CST);
+    uint32_t old = conc_fetch_add(slot, 1u, CONC_SEQ_CST);
+    if (CONC_UNLIKELY((old & CONC__RWLOCK_SLOT_COUNT_MASK) >= CONC__RWLOCK_SLOT_HOLDS_MAX))
+        return conc__rwlock_slot_full_slow(slot);
     return conc_load(&rw->word, CONC_SEQ_CST);
 }
 
@@ -778,8 +805,12 @@ static inline void conc_rwlock_acquire_shared(conc_rwlock_t *rw) {
     CONC_TSAN_MUTEX_PRE_LOCK(rw, CONC__RWLOCK_TSAN_READ);
     uint32_t *slot = conc__rwlock_slot_of_self(rw);
     uint64_t w = conc__rwlock_enter_slot(rw, slot);
-    if (CONC_UNLIKELY(w & CONC__RWLOCK_WRITER))
+    if (CONC_UNLIKELY(w & CONC__RWLOCK_WRITER)) {
+        if (w == CONC__RWLOCK_SLOT_FULL)
+            CONC_ABORT("conc_rwlock_acquire_shared: the calling thread's slot counts 1,069,547,519 "
+                       "shared holds already (recursion that never releases?)");
         (void)conc__rwlock_shared_slow(rw, slot, w, CONC_FOREVER);
+    }
     CONC_TSAN_MUTEX_POST_LOCK(rw, CONC__RWLOCK_TSAN_READ);
 }
 
@@ -788,9 +819,9 @@ CONC_NODISCARD static inline int conc_rwlock_acquire_shared_until(conc_rwlock_t 
     CONC_TSAN_MUTEX_PRE_LOCK(rw, CONC__RWLOCK_TSAN_READ | CONC_TSAN_MUTEX_TRY_LOCK);
     uint32_t *slot = conc__rwlock_slot_of_self(rw);
     uint64_t w = conc__rwlock_enter_slot(rw, slot);
-    int r = CONC_LIKELY(!(w & CONC__RWLOCK_WRITER))
-                ? 0
-                : conc__rwlock_shared_slow(rw, slot, w, deadline);
+    int r = CONC_LIKELY(!(w & CONC__RWLOCK_WRITER)) ? 0
+            : w == CONC__RWLOCK_SLOT_FULL           ? EAGAIN
+                                          : conc__rwlock_shared_slow(rw, slot, w, deadline);
     CONC_TSAN_MUTEX_POST_LOCK(rw, CONC__RWLOCK_TSAN_READ | CONC_TSAN_MUTEX_TRY_LOCK |
                                       (r ? CONC_TSAN_MUTEX_TRY_LOCK_FAILED : 0u));
     return r;
@@ -802,7 +833,10 @@ CONC_NODISCARD static inline int conc_rwlock_try_acquire_shared(conc_rwlock_t *r
     CONC_TSAN_MUTEX_PRE_LOCK(rw, CONC__RWLOCK_TSAN_READ | CONC_TSAN_MUTEX_TRY_LOCK);
     uint32_t *slot = conc__rwlock_slot_of_self(rw);
     int r = 0;
-    if (conc__rwlock_enter_slot(rw, slot) & CONC__RWLOCK_WRITER) { /* [rwlock.A1] */
+    uint64_t w = conc__rwlock_enter_slot(rw, slot); /* [rwlock.A1] */
+    if (w == CONC__RWLOCK_SLOT_FULL) {
+        r = EAGAIN;
+    } else if (w & CONC__RWLOCK_WRITER) {
         (void)conc__rwlock_leave_slot(slot);
         r = EBUSY;
     }
