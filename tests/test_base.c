@@ -107,6 +107,38 @@ static void base_futex_wait_and_wake(void) {
     TH_CHECK_EQ(errno, 12345);                    /* conc never changes errno */
 }
 
+/* "Wake up to n": n of 0 or less wakes nobody. The kernel's FUTEX_WAKE wakes one there, and
+ * conc_futex_wake passed it through (returned 1 with a sleeper). */
+typedef struct zero_wake {
+    uint32_t word;
+    pid_t tid; /* relaxed: /proc is read until the sleeper shows asleep */
+} zero_wake;
+
+static void *zero_wake_sleeper(void *arg) {
+    zero_wake *z = (zero_wake *)arg;
+    __atomic_store_n(&z->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELAXED);
+    while (__atomic_load_n(&z->word, __ATOMIC_ACQUIRE) == 0)
+        (void)conc_futex_wait(&z->word, 0, 0, CONC_FOREVER);
+    return NULL;
+}
+
+static void base_futex_wake_of_none_wakes_none(void) {
+    zero_wake z = {0, 0};
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, zero_wake_sleeper, &z), 0);
+    while (__atomic_load_n(&z.tid, __ATOMIC_RELAXED) == 0 ||
+           th_thread_state(__atomic_load_n(&z.tid, __ATOMIC_RELAXED)) != 'S')
+        th_sleep_ns(100 * 1000);
+    TH_CHECK_EQ(conc_futex_wake(&z.word, 0, 0), 0);
+    TH_CHECK_EQ(conc_futex_wake(&z.word, -1, 0), 0);
+    TH_CHECK_EQ(conc_futex_wake(&z.word, INT_MIN, 0), 0);
+    TH_CHECK_EQ(conc_futex_wake_tagged(&z.word, 0, 0, CONC_FUTEX_ANY), 0);
+    __atomic_store_n(&z.word, 1u, __ATOMIC_RELEASE);
+    while (conc_futex_wake(&z.word, 1, 0) != 1 && th_thread_state(z.tid) == 'S')
+        th_sleep_ns(100 * 1000); /* asleep, it is woken by this wake (or saw the 1 first) */
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+}
+
 /* DESIGN.md's order, (word, expected, deadline, flags), as a program written to it calls it. */
 typedef struct first_order_waiter {
     uint32_t word;
@@ -694,8 +726,8 @@ static void base_void_inits_refuse_unknown_flags(void) {
 
 TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_void_inits_refuse_unknown_flags),
         TH_CASE(base_deadline_passed), TH_CASE(base_cpu_count_keeps_errno_when_sysconf_sets_it),
-        TH_CASE(base_futex_wait_and_wake), TH_CASE(base_futex_flags),
-        TH_CASE(base_futex_word_the_kernel_refuses_aborts_in_debug),
+        TH_CASE(base_futex_wait_and_wake), TH_CASE(base_futex_wake_of_none_wakes_none),
+        TH_CASE(base_futex_flags), TH_CASE(base_futex_word_the_kernel_refuses_aborts_in_debug),
         TH_CASE(base_conc_debug_is_defined_in_release_builds),
         TH_CASE(base_futex_halves_of_a_64_bit_word),
         TH_CASE(base_futex_tagged_wake_reaches_its_tag),

@@ -613,8 +613,10 @@ static inline int conc_futex_wait_tagged(uint32_t *word, uint32_t expected, int 
 }
 
 /* Wake up to n threads sleeping on word whose tag intersects tags (n = INT_MAX: all).
- * Returns how many woke. */
+ * Returns how many woke. n <= 0 wakes nobody (the kernel would wake one). */
 static inline int conc_futex_wake_tagged(uint32_t *word, int n, int flags, uint32_t tags) {
+    if (n <= 0)
+        return 0;
     int op = FUTEX_WAKE_BITSET | ((flags & CONC_SHARED) ? 0 : FUTEX_PRIVATE_FLAG);
     int saved_errno = errno;
     CONC_FUTEX_HOOK(CONC_FUTEX_HOOK_WAKE);
