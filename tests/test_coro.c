@@ -124,6 +124,15 @@ static int long_name(void *arg) {
     return 0;
 }
 
+/* A spawn that fails on bad input takes no scheduler over: another thread's refused spawn,
+ * before the first run, left the creating thread's own spawns EPERM. */
+static void *spawn_with_a_bad_stack(void *arg) {
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.stack_size = CONC_CORO_STACK_MIN - 1;
+    return (void *)(intptr_t)conc_coro_spawn((conc_sched_t *)arg, return_arg, NULL, &o, NULL);
+}
+
 static void coro_bad_input_gets_error_codes(void) {
     conc_sched_t *s;
     TH_CHECK_EQ(conc_sched_create(NULL, NULL), EINVAL);
@@ -131,6 +140,13 @@ static void coro_bad_input_gets_error_codes(void) {
     memset(&so, 0, sizeof so);
     so.stack_size = 100;
     TH_CHECK_EQ(conc_sched_create(&s, &so), EINVAL);
+    so.stack_size = 0;
+    so.flags = 0x80u; /* no such flag: it was ignored */
+    TH_CHECK_EQ(conc_sched_create(&s, &so), EINVAL);
+    so.flags = 0;
+    so.poll_interval = -1; /* was taken for the default */
+    TH_CHECK_EQ(conc_sched_create(&s, &so), EINVAL);
+    TH_CHECK(s == NULL);
     TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
     conc_coro_t *c = (conc_coro_t *)0x1;
     TH_CHECK_EQ(conc_coro_spawn(s, NULL, NULL, NULL, &c), EINVAL);
@@ -142,6 +158,11 @@ static void coro_bad_input_gets_error_codes(void) {
     TH_CHECK_EQ(conc_coro_spawn(s, return_arg, NULL, &o, NULL), EINVAL);
     o.stack_size = CONC_CORO_STACK_MAX + 1;
     TH_CHECK_EQ(conc_coro_spawn(s, return_arg, NULL, &o, NULL), EINVAL);
+    pthread_t other;
+    void *refused = NULL;
+    TH_CHECK_EQ(pthread_create(&other, NULL, spawn_with_a_bad_stack, s), 0);
+    TH_CHECK_EQ(pthread_join(other, &refused), 0);
+    TH_CHECK_EQ((int)(intptr_t)refused, EINVAL); /* and s is still this thread's to run */
     /* blocking calls outside a coroutine */
     TH_CHECK_EQ(conc_coro_yield(), EPERM);
     TH_CHECK_EQ(conc_coro_sleep_until(CONC_FOREVER), EPERM);

@@ -85,7 +85,8 @@
  *
  * ERRORS
  *   EINVAL  NULL function, bad fd or events, a handle of another scheduler, a stack size
- *           below CONC_CORO_STACK_MIN or above CONC_CORO_STACK_MAX.
+ *           below CONC_CORO_STACK_MIN or above CONC_CORO_STACK_MAX; conc_sched_create with
+ *           an unknown flag or a negative poll_interval.
  *   EBADF   conc_coro_wait_fd (and the I/O calls) on an fd that is not open; a read of an fd
  *           opened write-only, a write of one opened read-only, at once (they wait for
  *           nothing). An accept of anything but a listening socket fails at once as accept(2)
@@ -346,6 +347,7 @@ typedef int (*conc_coro_fn)(void *arg); /* returns the coroutine's status */
 #define CONC_SCHED_NO_GUARD 0x1u       /* no guard pages (saves a madvise per new stack) */
 #define CONC_SCHED_GUARD_MPROTECT 0x2u /* mprotect guards even if MADV_GUARD_INSTALL works */
 #define CONC_SCHED_STACK_USAGE 0x4u    /* paint stacks so conc_coro_stack_usage can measure */
+#define CONC__SCHED_FLAGS (CONC_SCHED_NO_GUARD | CONC_SCHED_GUARD_MPROTECT | CONC_SCHED_STACK_USAGE)
 
 typedef struct conc_sched_opts {
     size_t stack_size;     /* default stack of its coroutines; 0: CONC_CORO_STACK_DEFAULT */
@@ -1973,6 +1975,8 @@ CONC_NODISCARD static inline int conc_sched_create(conc_sched_t **out, const con
     if (o && o->stack_size &&
         (o->stack_size < CONC_CORO_STACK_MIN || o->stack_size > CONC_CORO_STACK_MAX))
         return EINVAL;
+    if (o && ((o->flags & ~CONC__SCHED_FLAGS) || o->poll_interval < 0))
+        return EINVAL; /* a flag this header does not know, a negative interval */
     conc_sched_t *s = (conc_sched_t *)conc_calloc_keep_errno(1, sizeof *s);
     if (!s)
         return ENOMEM;
@@ -2305,7 +2309,8 @@ static inline void conc_sched_hold(conc_sched_t *s) {
     if (CONC_UNLIKELY(!s))
         CONC_ABORT("conc_sched_hold: NULL scheduler");
     /* Relaxed: a hold publishes nothing; the work it announces comes through the inbox. */
-    conc_fetch_add(&s->holds, 1u, CONC_RELAXED);
+    if (CONC_UNLIKELY(conc_fetch_add(&s->holds, 1u, CONC_RELAXED) == UINT32_MAX))
+        CONC_ABORT("conc_sched_hold: 4,294,967,295 holds already (an unhold missing?)");
 }
 
 static inline void conc_sched_unhold(conc_sched_t *s) {
@@ -2359,7 +2364,9 @@ CONC_NODISCARD static inline int conc__coro_spawn_at(conc_sched_t *s, conc_coro_
                                                      const char *file, int line) {
     if (c)
         *c = NULL;
-    if (!fn)
+    /* Bad input is refused before s is adopted: a failed spawn takes no scheduler over. */
+    if (!fn || (o && o->stack_size &&
+                (o->stack_size < CONC_CORO_STACK_MIN || o->stack_size > CONC_CORO_STACK_MAX)))
         return EINVAL;
     int e = conc__coro_sched_mine(&s);
     return e ? e : conc__coro_spawn_on(s, fn, arg, o, c, file, line);
