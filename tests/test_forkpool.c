@@ -1139,6 +1139,34 @@ static void forkpool_worker_dead_before_the_start_gate_runs_the_task_elsewhere(v
     fp_check_no_children();
 }
 
+/* A task whose worker dies before its start gate every time (one that cannot take the task's
+ * argument: out of memory for it, say) went back to the queue for good, handed to worker
+ * after worker. It goes back CONC__FORKPOOL_PUT_BACK_MAX times; the next such death is its
+ * own outcome: ECHILD with the signal, one attempt, fn never run. */
+static void forkpool_task_whose_workers_all_die_before_its_gate_ends(void) {
+    fp_start_hold *h;
+    fp_shared *s;
+    conc_future_t *f;
+    conc_forkpool_t *p = fp_one_held_at_the_gate(&h, &s, &f); /* held; stays armed */
+    for (unsigned death = 0; death <= CONC__FORKPOOL_PUT_BACK_MAX; death++) {
+        pid_t held = h->pid;
+        __atomic_store_n(&h->reached, 0u, __ATOMIC_RELAXED); /* the next holder raises it */
+        TH_CHECK_EQ(kill(held, SIGKILL), 0);
+        if (death < CONC__FORKPOOL_PUT_BACK_MAX)
+            fp_wait_flag(&h->reached, 1); /* put back: the replacement holds it at the gate */
+    }
+    TH_CHECK_EQ(conc_future_wait(f), ECHILD);
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
+    TH_CHECK_MSG(o.status == ECHILD && o.signal == SIGKILL && o.attempts == 1,
+                 "outcome: status %d, signal %d, attempts %u", o.status, o.signal, o.attempts);
+    TH_CHECK_EQ(__atomic_load_n(&s->count[0], __ATOMIC_RELAXED), 0u); /* fn never ran */
+    __atomic_store_n(&h->armed, 0u, __ATOMIC_RELAXED);
+    conc_future_release(f);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 /* The replacement's init waits for the test (shared memory mapped before create, so every
  * worker inherits it): the first worker's init passes, later ones stop until `open`. */
 typedef struct fp_init_hold {
@@ -3598,6 +3626,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_cancel_after_future_cancel),
         TH_CASE(forkpool_cancel_handed_over_not_started_drops),
         TH_CASE(forkpool_worker_dead_before_the_start_gate_runs_the_task_elsewhere),
+        TH_CASE(forkpool_task_whose_workers_all_die_before_its_gate_ends),
         TH_CASE(forkpool_task_put_back_by_a_death_cancels_as_queued),
         TH_CASE(forkpool_retry_cancelled_while_queued_is_cancelled),
         TH_CASE(forkpool_cancel_races_the_start_gate),

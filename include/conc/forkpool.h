@@ -117,7 +117,9 @@
  *                        only: timed-out and cancelled work is never re-run). A submit
  *                        task whose worker died before it started it (handed over, not
  *                        yet past the start gate) never ran: it goes back to the head of
- *                        the queue with no attempt counted and no retry used
+ *                        the queue with no attempt counted and no retry used, twice; a
+ *                        third such death in a row is its own (a worker that cannot take
+ *                        its argument would take it for good), as any other death
  *   queue_capacity       a bound on queued submit tasks, past which submit waits (0: none,
  *                        as Python's ProcessPoolExecutor: a submit never waits for room)
  *   shared_size          bytes reserved for the shared region (0: 1 GiB, paid as touched);
@@ -244,7 +246,7 @@
  *   fn runs; cancel tries the same CAS first, so a task not yet started is dropped without
  *   a kill, and so does the death of its worker, so a task handed to a worker that died
  *   before it started it (killed while idle, say) runs on the next worker, as if it had
- *   waited in the queue (see "The start gate").
+ *   waited in the queue (see "The start gate"), up to CONC__FORKPOOL_PUT_BACK_MAX times.
  *   Respawn. A worker that dies before it reported ready is an immediate death: the next
  *   spawn waits CONC_FORKPOOL_BACKOFF, doubling; after CONC_FORKPOOL_GIVE_UP in a row the
  *   pool gives up: every worker is killed, pending work fails with EPIPE, later calls EPIPE.
@@ -323,6 +325,10 @@ extern "C" {
 #define CONC__FORKPOOL_SPAWN_BATCH 4u
 /* First capacity of the map's ranges to run again next round (doubled when full). */
 #define CONC__FORKPOOL_RERUNS_FIRST 16u
+/* A task whose worker dies before its start gate goes back to the queue this many times; the
+ * next such death is its own (a worker that cannot take its argument, say: out of memory
+ * for it), or it would be handed to worker after worker for good. */
+#define CONC__FORKPOOL_PUT_BACK_MAX 2u
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434 /* one number on every architecture (new syscall table) */
@@ -455,6 +461,8 @@ typedef struct conc__forkpool_task {
                        again if its worker died before the start gate */
     bool unqueued;  /* cancelled while queued (cancel, shutdown(cancel_pending)): its ECANCELED
                        is a cancel's, not fn's */
+    /* Times a worker died with it before its start gate (CONC__FORKPOOL_PUT_BACK_MAX). */
+    uint8_t put_back;
 } conc__forkpool_task;
 
 enum {                            /* worker states, under the pool lock */
@@ -1538,12 +1546,15 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
         w->task = NULL;
         unsigned att = t->outcome.attempts;
         /* [forkpool.G3] relaxed, in conc__forkpool_gate_drop: see "The start gate". */
-        if (!t->cancelled && !w->timed_out && conc__forkpool_gate_drop(p, t)) {
+        if (!t->cancelled && !w->timed_out && t->put_back < CONC__FORKPOOL_PUT_BACK_MAX &&
+            conc__forkpool_gate_drop(p, t)) {
             /* Handed over but never started ("The start gate": the death took the gate, as a
              * cancel would): fn never ran, so this death is not the task's. Back to the head
              * of the queue with the attempt undone, its future still RUNNING; EPIPE with that
              * count if the pool has given up (nothing dispatches any more), as fail_all says
-             * for the tasks that never ran. */
+             * for the tasks that never ran. Past CONC__FORKPOOL_PUT_BACK_MAX such deaths, the
+             * death is the task's, as below. */
+            t->put_back++;
             t->outcome.attempts = att - 1;
             if (p->broken) {
                 t->outcome.status = EPIPE;
