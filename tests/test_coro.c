@@ -528,8 +528,33 @@ static int errno_main(void *arg) {
     return 0;
 }
 
+/* errno belongs to the thread, so every coroutine on it shares one: a coroutine that set
+ * errno and yielded or slept read the value another coroutine set meanwhile. Each keeps its
+ * own now, and the loop's caller keeps its own across the run. */
+static int errno_keeper(void *arg) {
+    int mine = (int)(intptr_t)arg;
+    for (int i = 0; i < 3; i++) {
+        errno = mine + i;
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+        TH_CHECK_EQ(errno, mine + i);
+        errno = mine + 10 + i;
+        TH_CHECK_EQ(conc_coro_sleep_until(conc_deadline_in(CONC_MS / 4)), 0);
+        TH_CHECK_EQ(errno, mine + 10 + i);
+    }
+    errno = mine + 99; /* set as it ends: not the loop's caller's either */
+    return 0;
+}
+
 static void coro_calls_leave_errno_alone(void) {
     TH_CHECK_EQ(run_main(errno_main, NULL), 0);
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    for (int k = 1; k <= 3; k++)
+        TH_CHECK_EQ(conc_coro_spawn(s, errno_keeper, (void *)(intptr_t)(k * 1000), NULL, NULL), 0);
+    errno = 4321;
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    TH_CHECK_EQ(errno, 4321);
+    conc_sched_destroy(s);
 }
 
 /* ---- run order ---------------------------------------------------------------------------- */

@@ -1142,7 +1142,11 @@ static inline void conc__coro_sched_switch_away(conc_sched_t *s, conc_coro_t *fr
     s->current = next;
     if (next)
         next->state = CONC__CORO_RUNNING;
+    /* errno is the thread's, and every coroutine of the thread shares it: each keeps its own
+     * across the switches its blocking calls make (no conc call changes errno). */
+    int saved_errno = conc_errno_save();
     conc__coro_switch(s, &from->ctx, 0, next);
+    conc_errno_restore(saved_errno);
 }
 
 /* Parks the running coroutine until conc__coro_wake, its deadline or a cancel. */
@@ -1830,7 +1834,9 @@ static inline int conc__coro_sched_loop(conc_sched_t *s, bool (*stop)(conc_sched
         if (next) {
             s->current = next;
             next->state = CONC__CORO_RUNNING;
+            int saved_errno = conc_errno_save(); /* the loop's, as a coroutine's above */
             conc__coro_switch(s, &s->main_ctx, 1, next);
+            conc_errno_restore(saved_errno);
             continue; /* a coroutine had nothing to run after it, or the loop is due */
         }
         if (stop(s, arg))
