@@ -1139,6 +1139,51 @@ static void forkpool_worker_dead_before_the_start_gate_runs_the_task_elsewhere(v
     fp_check_no_children();
 }
 
+/* The fork server dies while a map runs in another thread, and destroy comes at once (or a
+ * moment later): destroy waits for that map, which returns EPIPE (the pool's end). Shutdown
+ * stopped waiting for a map once the pool had given up, and the monitor ended without ending
+ * the map's round, so destroy freed the pool under the map (ASan: a use after free; or the
+ * map slept for good). */
+typedef struct fp_gave_up {
+    conc_forkpool_t *p;
+    fp_shared *s;
+    int map_result; /* read after the join */
+} fp_gave_up;
+
+static int fp_raise_and_hang(size_t i, void *arg) {
+    fp_shared *s = (fp_shared *)arg;
+    (void)i;
+    __atomic_fetch_add(&s->flag, 1u, __ATOMIC_RELEASE);
+    while (true)
+        pause(); /* killed here */
+    return 0;
+}
+
+static void *fp_gave_up_mapper(void *arg) {
+    fp_gave_up *g = (fp_gave_up *)arg;
+    g->map_result = conc_forkpool_map(g->p, fp_raise_and_hang, g->s, 8, NULL);
+    return NULL;
+}
+
+static void forkpool_destroy_waits_for_a_map_the_pool_gave_up_on(void) {
+    for (int round = 0; round < 6; round++) {
+        fp_gave_up g;
+        memset(&g, 0, sizeof g);
+        g.p = fp_create(2);
+        g.s = fp_shared_alloc(g.p, 1);
+        pthread_t mapper;
+        TH_CHECK_EQ(pthread_create(&mapper, NULL, fp_gave_up_mapper, &g), 0);
+        fp_wait_flag(&g.s->flag, 2); /* both workers run an item of the map */
+        TH_CHECK_EQ(kill(g.p->server_pid, SIGKILL), 0);
+        if (round % 2)
+            th_sleep_ns(round * 100 * 1000);
+        conc_forkpool_destroy(g.p);
+        TH_CHECK_EQ(pthread_join(mapper, NULL), 0);
+        TH_CHECK_EQ(g.map_result, EPIPE);
+    }
+    fp_check_no_children();
+}
+
 /* A task whose worker dies before its start gate every time (one that cannot take the task's
  * argument: out of memory for it, say) went back to the queue for good, handed to worker
  * after worker. It goes back CONC__FORKPOOL_PUT_BACK_MAX times; the next such death is its
@@ -3627,6 +3672,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_cancel_handed_over_not_started_drops),
         TH_CASE(forkpool_worker_dead_before_the_start_gate_runs_the_task_elsewhere),
         TH_CASE(forkpool_task_whose_workers_all_die_before_its_gate_ends),
+        TH_CASE_T(forkpool_destroy_waits_for_a_map_the_pool_gave_up_on, 60),
         TH_CASE(forkpool_task_put_back_by_a_death_cancels_as_queued),
         TH_CASE(forkpool_retry_cancelled_while_queued_is_cancelled),
         TH_CASE(forkpool_cancel_races_the_start_gate),

@@ -542,6 +542,7 @@ struct conc_forkpool {
     int64_t backoff;
     /* the map in progress */
     uint64_t map_turns, map_serving; /* maps take turns in arrival order: tickets given, served */
+    unsigned maps_inside; /* threads in a map, waiting their turn or not: destroy waits for 0 */
     bool map_active, map_finished, round_live;
     int map_status;
     /* Item outcomes as they happen, later ones replacing earlier ones: into the caller's
@@ -2266,6 +2267,13 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
         }
         conc__forkpool_worker_clear(w);
     }
+    /* A map's round still live (the pool gave up, or the server went, before a worker in it
+     * reported) has nobody left to run it: it ends as a round the pool gave up on does, what
+     * did not run to the end EPIPE, and the map returns. */
+    if (p->round_live) {
+        p->broken = true;
+        conc__forkpool_round_check(p);
+    }
     conc__forkpool_fail_all(p, &dl);
     conc_lock_release(&p->lock);
     conc__forkpool_complete(&dl);
@@ -2344,7 +2352,10 @@ CONC_NOINLINE void conc__forkpool_shutdown_body(conc_forkpool_t *p, bool cancel_
         conc_cond_wait(&p->cond, &p->lock);
     p->stopping = true;
     conc__forkpool_kick(p);
-    while (!p->stopped)
+    /* Stopped, the monitor has ended any map's round (no worker is left to run it); the map
+     * itself, and maps that were waiting their turn, still have to wake and leave before the
+     * pool may be freed. */
+    while (!p->stopped || p->maps_inside)
         conc_cond_wait(&p->cond, &p->lock);
     bool join = !p->joined;
     p->joined = true;
@@ -2381,8 +2392,11 @@ CONC_NOINLINE int conc__forkpool_create_body(conc_forkpool_t **out, const conc_f
     memset(&opts, 0, sizeof opts);
     if (o)
         opts = *o;
-    if (opts.workers == 0)
+    if (opts.workers == 0) { /* one per CPU, at most the most a pool may have */
         opts.workers = (unsigned)conc_cpu_count();
+        if (opts.workers > CONC_FORKPOOL_MAX_WORKERS)
+            opts.workers = CONC_FORKPOOL_MAX_WORKERS;
+    }
     if (opts.workers > CONC_FORKPOOL_MAX_WORKERS || opts.task_timeout < 0)
         return EINVAL;
     if (opts.queue_capacity == 0)
@@ -2516,6 +2530,14 @@ CONC_INLINE void conc__forkpool_outcomes_fill(conc_forkpool_outcome_t *out, size
     }
 }
 
+/* A map leaves the pool (under its lock, released here): the next turn may go, and a
+ * shutdown that waits for every map to be out may end. */
+CONC_INLINE void conc__forkpool_map_leave(conc_forkpool_t *p) {
+    p->maps_inside--;
+    conc_cond_notify_all(&p->cond);
+    conc_lock_release(&p->lock);
+}
+
 CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_fn fn, void *arg,
                                           size_t n, conc_forkpool_outcome_t *outcomes) {
     if (!p || !fn)
@@ -2530,6 +2552,7 @@ CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_
         conc_lock_release(&p->lock);
         return EDEADLK;
     }
+    p->maps_inside++; /* until conc__forkpool_map_leave */
     /* A turn in arrival order: a thread that maps again as soon as its map returns must not
      * pass one that was already waiting (woken, it would find the pool taken again). Once
      * the pool is closed every waiter leaves with EPIPE, and no turn matters any more. */
@@ -2537,14 +2560,13 @@ CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_
     while ((p->map_active || turn != p->map_serving) && !p->closed)
         conc_cond_wait(&p->cond, &p->lock);
     if (p->closed) {
-        conc_lock_release(&p->lock);
+        conc__forkpool_map_leave(p);
         conc__forkpool_outcomes_fill(outcomes, n, EPIPE, 0);
         return EPIPE;
     }
     if (n == 0) {
         p->map_serving++;
-        conc_cond_notify_all(&p->cond);
-        conc_lock_release(&p->lock);
+        conc__forkpool_map_leave(p);
         return 0;
     }
     conc__forkpool_range r0;
@@ -2562,8 +2584,7 @@ CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_
     if (e) {
         p->map_out = NULL;
         p->map_serving++;
-        conc_cond_notify_all(&p->cond);
-        conc_lock_release(&p->lock);
+        conc__forkpool_map_leave(p);
         conc__forkpool_outcomes_fill(outcomes, n, EPIPE, 0);
         return e;
     }
@@ -2582,8 +2603,7 @@ CONC_NOINLINE int conc__forkpool_map_body(conc_forkpool_t *p, conc_forkpool_map_
     p->map_out = NULL;
     p->map_active = false;
     p->map_serving++; /* the next turn's */
-    conc_cond_notify_all(&p->cond);
-    conc_lock_release(&p->lock);
+    conc__forkpool_map_leave(p);
     /* The first failing item in index order (an item's last outcome is in the array). */
     for (size_t i = 0; outcomes && status == 0 && i < n; i++)
         status = outcomes[i].status;
