@@ -2626,6 +2626,46 @@ static int reuse_main(void *arg) {
     return 0;
 }
 
+/* Coroutines of two stack sizes carve slots from two arenas, in turn: each carved slot is
+ * counted in its own arena, the one destroy walks to end its TSan fiber and clear its ASan
+ * shadow. The count went to the scheduler's newest arena, another size's: destroy then
+ * walked slots never carved (their fibers garbage) and missed carved ones. */
+static int park_until_cancelled(void *arg) {
+    (void)arg;
+    return conc_coro_sleep_until(CONC_FOREVER) == ECANCELED ? 0 : 1;
+}
+
+static int two_sizes_main(void *arg) {
+    (void)arg;
+    conc_coro_opts_t big;
+    memset(&big, 0, sizeof big);
+    big.stack_size = 256 * 1024;
+    conc_coro_t *c[7];
+    for (int i = 0; i < 7; i++)
+        TH_CHECK_EQ(conc_coro_spawn(NULL, park_until_cancelled, NULL, i == 3 ? &big : NULL, &c[i]),
+                    0);
+    conc_sched_t *s = conc_coro_self()->sched;
+    for (int i = 0; i < 7; i++) {
+        const conc__coro_arena *home = NULL;
+        for (const conc__coro_arena *a = s->arenas; a; a = a->next)
+            if ((const char *)c[i] > a->base && (const char *)c[i] <= a->base + a->len)
+                home = a;
+        TH_CHECK(home != NULL);
+        size_t slot = (size_t)((const char *)c[i] - home->base) / home->slot_size;
+        TH_CHECK_MSG(slot < home->carved, "coroutine %d: slot %zu of an arena counting %zu", i,
+                     slot, home->carved);
+    }
+    for (int i = 0; i < 7; i++) {
+        TH_CHECK_EQ(conc_coro_cancel(c[i]), 0);
+        TH_CHECK_EQ(join_release(c[i]), 0);
+    }
+    return 0;
+}
+
+static void coro_two_stack_sizes_count_their_own_slots(void) {
+    TH_CHECK_EQ(run_main(two_sizes_main, NULL), 0);
+}
+
 static void coro_stack_reuse_without_dangling_data(void) {
     TH_CHECK_EQ(run_main(reuse_main, NULL), 0);
 }
@@ -3742,8 +3782,9 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE(coro_sched_destroy_inside_a_coroutine_aborts_saying_why),
         TH_CASE(coro_connect_to_a_full_unix_backlog_retries_until_the_deadline),
         TH_CASE_T(coro_100k_alive_at_once_with_guards, 120),
-        TH_CASE(coro_stack_reuse_without_dangling_data), TH_CASE(coro_stack_usage_high_water_mark),
-        TH_CASE(coro_stack_overflow_names_the_coroutine),
+        TH_CASE(coro_stack_reuse_without_dangling_data),
+        TH_CASE(coro_two_stack_sizes_count_their_own_slots),
+        TH_CASE(coro_stack_usage_high_water_mark), TH_CASE(coro_stack_overflow_names_the_coroutine),
         TH_CASE(coro_stack_overflow_reported_after_a_fault_another_handler_took),
         TH_CASE(coro_canary_without_guard_pages_names_the_coroutine),
         TH_CASE(coro_guarded_stack_leaves_its_bottom_page_untouched),

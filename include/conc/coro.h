@@ -678,6 +678,8 @@ struct conc__coro_class {
     conc_coro_t *free;
     char *carve;       /* next uncarved slot in the newest arena */
     size_t carve_left; /* slots left there */
+    /* That arena (the scheduler's newest may be another class's). */
+    struct conc__coro_arena *arena;
     size_t next_slots; /* slots in the next arena */
 };
 
@@ -1416,6 +1418,7 @@ CONC_COLD int conc__coro_arena_slow(conc_sched_t *s, conc__coro_class *k) {
     s->arenas = a;
     k->carve = a->base;
     k->carve_left = slots;
+    k->arena = a;
     k->next_slots = slots < CONC__CORO_ARENA_SLOTS_MAX ? slots * 2 : slots; /* from what fit */
     return 0;
 }
@@ -1439,7 +1442,7 @@ CONC_COLD int conc__coro_carve_slow(conc_sched_t *s, conc__coro_class *k, conc_c
     }
     k->carve += k->slot_size;
     k->carve_left--;
-    s->arenas->carved++; /* the newest arena is the one being carved */
+    k->arena->carved++; /* this class's arena: destroy walks its carved slots */
     conc_coro_t *co = conc__coro_of_slot(slot, k->slot_size);
     memset(co, 0, sizeof *co);
     co->cls = k;
@@ -2228,8 +2231,10 @@ static inline void conc__coro_sched_free(conc_sched_t *s) {
 #if defined(CONC_ASAN)
         /* Frames left on the stacks (each slot's trampoline) keep their redzones poisoned in
          * ASan's shadow, which munmap does not reset: the next mmap of this range would
-         * inherit them. */
-        conc__coro_asan_unpoison(a->base, a->len);
+         * inherit them. Only carved slots ran: the arena's other slots (it reserves many)
+         * have a clean shadow, and writing it (1/8 of their size) cost a destroy seconds
+         * with large stacks. */
+        conc__coro_asan_unpoison(a->base, a->carved * a->slot_size);
 #endif
         int saved = conc_errno_save();
         munmap(a->base, a->len);
