@@ -3169,6 +3169,44 @@ static int release_helper(void *p) {
     return 0;
 }
 
+/* Another thread's unhold may come at any time while the scheduler exists, destroy's run of
+ * the cancelled coroutines included. Destroy wrote the hold count over (with the pins it
+ * waits for), so that unhold took the count below zero: "more unholds than holds", an abort
+ * (and with a pin outstanding it would have taken the pin's place). */
+static conc_sched_t *unhold_sched;
+static int unhold_phase; /* release/acquire: 1 destroy has begun (cleanup runs), 2 unheld */
+
+static int cleanup_waits_for_an_unhold(void *arg) {
+    (void)arg;
+    int r = conc_coro_sleep_until(CONC_FOREVER); /* destroy cancels it */
+    __atomic_store_n(&unhold_phase, 1, __ATOMIC_RELEASE);
+    while (__atomic_load_n(&unhold_phase, __ATOMIC_ACQUIRE) != 2)
+        th_sleep_ns(100 * 1000); /* cleanup that outlasts the other thread's unhold */
+    return r == ECANCELED ? 0 : 1;
+}
+
+static void *unhold_during_destroy(void *arg) {
+    (void)arg;
+    while (__atomic_load_n(&unhold_phase, __ATOMIC_ACQUIRE) != 1)
+        th_sleep_ns(100 * 1000);
+    conc_sched_unhold(unhold_sched);
+    __atomic_store_n(&unhold_phase, 2, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void coro_unhold_while_destroy_runs_is_harmless(void) {
+    TH_CHECK_EQ(conc_sched_create(&unhold_sched, NULL), 0);
+    conc_coro_t *c;
+    TH_CHECK_EQ(conc_coro_spawn(unhold_sched, cleanup_waits_for_an_unhold, NULL, NULL, &c), 0);
+    conc_coro_release(c);
+    conc_sched_hold(unhold_sched); /* the other thread's, taken before it starts */
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, unhold_during_destroy, NULL), 0);
+    conc_sched_destroy(unhold_sched);
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    TH_CHECK_EQ(__atomic_load_n(&unhold_phase, __ATOMIC_ACQUIRE), 2);
+}
+
 static void coro_hold_keeps_run_waiting_for_another_thread(void) {
     hold_ctx h;
     memset(&h, 0, sizeof h);
@@ -3793,6 +3831,7 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE_T(coro_mprotect_guards_name_vm_max_map_count, 120),
         TH_CASE(coro_deadlock_report_join_cycle_and_self_join),
         TH_CASE(coro_hold_keeps_run_waiting_for_another_thread),
+        TH_CASE(coro_unhold_while_destroy_runs_is_harmless),
         TH_CASE(coro_dump_lists_every_coroutine),
         TH_CASE(coro_fork_inside_a_coroutine_child_runs_new_schedulers),
         TH_CASE(coro_signal_mask_is_the_threads_across_switches),

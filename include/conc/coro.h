@@ -1816,6 +1816,14 @@ static inline bool conc__coro_sched_doze(conc_sched_t *s, uint32_t holds) {
     return ok;
 }
 
+/* Whether holds (the count, as read) keep s's loop going. Once destroy has begun only the
+ * pins do: conc_sched_hold's holds no longer matter, the scheduler is going away, but the
+ * count is left alone, since their unholds may still come from other threads meanwhile (an
+ * overwritten count took them below zero: an abort, or a pin's place). */
+CONC_INLINE bool conc__coro_sched_kept(const conc_sched_t *s, uint32_t holds) {
+    return s->destroying ? s->pins != 0 : holds != 0;
+}
+
 /* Runs the loop until stop(s, arg) holds (0) or nothing can ever run again (EDEADLK). */
 static inline int conc__coro_sched_loop(conc_sched_t *s, bool (*stop)(conc_sched_t *, void *),
                                         void *arg) {
@@ -1846,7 +1854,8 @@ static inline int conc__coro_sched_loop(conc_sched_t *s, bool (*stop)(conc_sched
             return 0;
         /* [coro.I4] holds is read (acquire) before the inbox hint, see conc_sched_unhold */
         uint32_t holds = conc_load(&s->holds, CONC_ACQUIRE);
-        if (!s->heap_len && !s->fd_waiters && !holds && !conc_load(&s->inbox_pending, CONC_RELAXED))
+        if (!s->heap_len && !s->fd_waiters && !conc__coro_sched_kept(s, holds) &&
+            !conc_load(&s->inbox_pending, CONC_RELAXED))
             return conc__coro_sched_deadlock_slow(s);
         /* A pending inbox nobody kicked (a drain that ran out of memory put it back): look
          * again at once rather than sleep on the eventfd. */
@@ -1857,7 +1866,7 @@ static inline int conc__coro_sched_loop(conc_sched_t *s, bool (*stop)(conc_sched
             int64_t ms = left <= 0 ? 0 : (left + CONC_MS - 1) / CONC_MS;
             timeout = ms > INT_MAX ? INT_MAX : (int)ms;
         }
-        if (timeout != 0 && holds && conc__coro_sched_spin_slow(s, holds))
+        if (timeout != 0 && conc__coro_sched_kept(s, holds) && conc__coro_sched_spin_slow(s, holds))
             continue; /* [coro.I7] the work came while we polled: no sleep, no wake */
         if (timeout != 0 && !conc__coro_sched_doze(s, holds))
             continue; /* [coro.I6] a message or an unhold came in between: look again */
@@ -1869,7 +1878,8 @@ static inline int conc__coro_sched_loop(conc_sched_t *s, bool (*stop)(conc_sched
 
 static inline bool conc__coro_sched_stop_all_done(conc_sched_t *s, void *arg) {
     CONC_UNUSED(arg);
-    return s->live == 0 && s->fd_watches == 0 && conc_load(&s->holds, CONC_ACQUIRE) == 0 &&
+    return s->live == 0 && s->fd_watches == 0 &&
+           !conc__coro_sched_kept(s, conc_load(&s->holds, CONC_ACQUIRE)) &&
            !conc_load(&s->inbox_pending, CONC_RELAXED);
 }
 
@@ -2196,8 +2206,8 @@ static inline void conc_sched_destroy(conc_sched_t *s) {
     if (s->live || s->pins) {
         /* conc_sched_hold's holds no longer matter: the scheduler is going away. A pin
          * does: a callback elsewhere (a future's, a mailbox sender's) will post to s and
-         * its message must find s alive, so the loop runs until every pin is gone. */
-        conc_store(&s->holds, (uint32_t)s->pins, CONC_RELAXED);
+         * its message must find s alive, so the loop runs until every pin is gone
+         * (conc__coro_sched_kept). */
         int e = conc__coro_sched_run_until(s, conc__coro_sched_stop_all_done, NULL);
         if (e)
             CONC_ABORT("conc_sched_destroy: coroutines still blocked after being cancelled");
