@@ -38,9 +38,10 @@
  * ERRORS
  *   create: EINVAL (workers past CONC_FORKPOOL_MAX_WORKERS, a negative task_timeout, a shared
  *     size so large that rounding it up, or adding the control pages, overflows), ENOMEM,
- *     the errno of mmap/socketpair/fork/pthread_create, EMFILE (no fd left for a worker's
- *     socket and pidfd), init's non-zero return (create fails with it and leaves no
- *     process, fd or mapping behind), ECHILD (a worker died in init).
+ *     the errno of mmap/socketpair/fork/pthread_create, ENOSYS (no pidfd_open: Linux before
+ *     5.3, or a seccomp sandbox that refuses it; there is no fallback), EMFILE (no fd left
+ *     for a worker's socket and pidfd), init's non-zero return (create fails with it and
+ *     leaves no process, fd or mapping behind), ECHILD (a worker died in init).
  *   map: 0 if every item returned 0, else the final status of the first failing item in
  *     index order; EINVAL (fn NULL), ENOMEM (no room in the shared region for the chunk
  *     table, or in the parent's heap for the items a death leaves to run again), EPIPE
