@@ -307,10 +307,10 @@ examples() {
 }
 
 summary() {
-    local p=0 f=0 s=0 log line
+    local p=0 f=0 s=0 log line logs=("$@") # kept: the loop's set -- takes over "$@"
     echo
     echo "== summary"
-    for log in "$@"; do
+    for log in "${logs[@]}"; do
         [ -e "$log" ] || continue
         local lp=0 lf=0 ls=0
         while read -r line; do
@@ -320,9 +320,23 @@ summary() {
         printf '%-40s %4d passed, %d failed, %d skipped\n' "$(basename "$log" .log)" $lp $lf $ls
         p=$((p + lp)); f=$((f + lf)); s=$((s + ls))
     done
-    [ $f -ne 0 ] && grep -h -E '^\[ FAIL \]|^DEADLOCK\?|^FAIL ' "$@" 2>/dev/null | sed 's/^/  /'
+    [ $f -ne 0 ] && failures "${logs[@]}"
     echo "$p passed, $f failed, $s skipped"
     [ $f -eq 0 ] && [ $p -gt 0 ]
+}
+
+# Each failure's lines, named by configuration and binary, wherever they start in their line:
+# a case's child (or a worker it forked) may leave half a line that the harness's verdict then
+# ends. A binary whose closing line counts a failure that no line explains is named too.
+failures() {
+    awk -v closing="$closing_re" '
+        FNR == 1 { cfg = FILENAME; sub(/.*\//, "", cfg); sub(/\.log$/, "", cfg); at = cfg; seen = 0 }
+        /^== / { bin = $2; sub(/.*\//, "", bin); at = cfg " " bin; seen = 0; next }
+        /\[ FAIL \]|DEADLOCK\?|^FAIL |[^A-Za-z_]FAIL [^ ]+:[0-9]+:/ {
+            printf "  %s: %s\n", at, substr($0, 1, 300); seen = 1; next }
+        $0 ~ closing && $3 != 0 && !seen {
+            printf "  %s: %s (no failure line: a crash, or a failing exit)\n", at, $0 }
+    ' "$@" 2>/dev/null
 }
 
 # The time is checked before each binary (at least one runs), so the run ends within one
