@@ -17,6 +17,7 @@ static unsigned long epoll_ctl_calls;
 #include "harness.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -3000,6 +3001,52 @@ static void coro_overflow_reporter_installed_once_by_racing_threads(void) {
     TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, buf);
 }
 
+/* conc_coro_catch_overflow gives a thread that has none an alternate stack of 64 KiB, kept for
+ * the thread's life: a pool whose threads each call it and end lost 64 KiB with every thread.
+ * mallinfo2 sums every arena's bytes in use; a thread that keeps 64 KiB first shows that it
+ * counts (under a sanitizer's or valgrind's malloc it does not, and the case is skipped). */
+enum { ALTSTACK_THREADS = 16 };
+
+static size_t malloc_bytes_in_use(void) {
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+static void *altstack_keeper(void *arg) {
+    *(void **)arg = malloc(CONC__CORO_ALTSTACK_SIZE);
+    return NULL;
+}
+
+static void *altstack_user(void *arg) {
+    CONC_UNUSED(arg);
+    TH_CHECK_EQ(conc_coro_catch_overflow(), 0);
+    stack_t cur;
+    TH_CHECK_EQ(sigaltstack(NULL, &cur), 0);
+    TH_CHECK(!(cur.ss_flags & SS_DISABLE)); /* it has one now */
+    return NULL;
+}
+
+static void coro_catch_overflow_frees_its_alternate_stack_with_its_thread(void) {
+    void *kept = NULL;
+    pthread_t t;
+    size_t before = malloc_bytes_in_use();
+    TH_CHECK_EQ(pthread_create(&t, NULL, altstack_keeper, &kept), 0);
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    TH_CHECK(kept != NULL);
+    bool counts = malloc_bytes_in_use() >= before + CONC__CORO_ALTSTACK_SIZE;
+    free(kept);
+    if (!counts)
+        TH_SKIP("mallinfo2 does not count this malloc's blocks");
+    before = malloc_bytes_in_use();
+    for (int i = 0; i < ALTSTACK_THREADS; i++) {
+        TH_CHECK_EQ(pthread_create(&t, NULL, altstack_user, NULL), 0);
+        TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    }
+    size_t after = malloc_bytes_in_use();
+    TH_CHECK_MSG(after < before + ALTSTACK_THREADS * CONC__CORO_ALTSTACK_SIZE / 2,
+                 "%zu bytes more in use after %d threads", after - before, ALTSTACK_THREADS);
+}
+
 /* mprotect guards (kernels before 6.13): hitting vm.max_map_count is ENOMEM with a message
  * that names the limit. The child first uses up all but `leave` mappings (isolated PROT_NONE
  * pages), so a few hundred coroutines reach the limit. */
@@ -3836,4 +3883,5 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE(coro_fork_inside_a_coroutine_child_runs_new_schedulers),
         TH_CASE(coro_signal_mask_is_the_threads_across_switches),
         TH_CASE(coro_thread_ended_inside_run_leaves_a_destroyable_scheduler),
+        TH_CASE(coro_catch_overflow_frees_its_alternate_stack_with_its_thread),
         TH_CASE_T(coro_stress_many_schedulers_spawn_across_threads, 120))

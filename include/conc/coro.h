@@ -92,11 +92,11 @@
  *           nothing). An accept of anything but a listening socket fails at once as accept(2)
  *           does (ENOTSOCK, EINVAL, EOPNOTSUPP).
  *   EPERM   a call that must run on the scheduler's own thread (spawn, join, cancel, run)
- *           made from another one once the scheduler has run (before its first run, such a
- *           call takes it over: THREAD SAFETY); a blocking call made outside any coroutine;
- *           conc_sched_run or conc_run inside a coroutine (a loop cannot run nested in
- *           another's: the outer one's coroutines would be stranded); conc_sched_run on a
- *           scheduler whose thread ended inside a run (CAVEATS).
+ *           made from another one (before its first run, a spawn or a run there takes it over
+ *           instead, and after that the others are the owner's: THREAD SAFETY); a blocking
+ *           call made outside any coroutine; conc_sched_run or conc_run inside a coroutine (a
+ *           loop cannot run nested in another's: the outer one's coroutines would be
+ *           stranded); conc_sched_run on a scheduler whose thread ended inside a run (CAVEATS).
  *   ENOMEM  no memory for a stack or a table. When guard pages come from mprotect (kernels
  *           before 6.13) and the process hits vm.max_map_count, spawn also prints one line
  *           naming that limit.
@@ -741,6 +741,7 @@ struct conc_sched {
     int from_main;     /* the switch in flight leaves the thread's context */
     conc_coro_t *boot; /* SJLJ: the slot whose context is being created */
     conc__coro_ctx boot_ctx;
+    void *boot_fake;    /* SJLJ under ASan: the creating context's fake stack meanwhile */
     conc_coro_t **heap; /* timers: min-heap on deadline */
     size_t heap_len, heap_cap;
     int epfd, evfd;
@@ -875,6 +876,40 @@ static inline void conc__coro_thread_exit(void *unused) {
 }
 static inline void conc__coro_exit_key_create(void) {
     conc__coro_exit_key_ok = pthread_key_create(&conc__coro_exit_key, conc__coro_thread_exit) == 0;
+}
+
+/* conc_coro_catch_overflow's alternate stack for its thread, freed as the thread ends: taken
+ * off first if it is still the thread's (a destructor runs outside any signal handler). */
+extern pthread_once_t conc__coro_altstack_once;
+__attribute__((weak)) pthread_once_t conc__coro_altstack_once = PTHREAD_ONCE_INIT;
+extern pthread_key_t conc__coro_altstack_key;
+__attribute__((weak)) pthread_key_t conc__coro_altstack_key;
+extern int conc__coro_altstack_key_ok;
+__attribute__((weak)) int conc__coro_altstack_key_ok = 0;
+static inline void conc__coro_altstack_free(void *mem) {
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == mem && !(cur.ss_flags & SS_DISABLE)) {
+        stack_t off;
+        memset(&off, 0, sizeof off);
+        off.ss_flags = SS_DISABLE;
+        (void)sigaltstack(&off, NULL);
+    }
+    free(mem);
+}
+static inline void conc__coro_altstack_key_create(void) {
+    conc__coro_altstack_key_ok =
+        pthread_key_create(&conc__coro_altstack_key, conc__coro_altstack_free) == 0;
+}
+/* Without a key (none left), or without memory for the value, it stays for the process's life.
+ * One the thread had before is no longer its alternate stack (this one was set in its place
+ * only because the thread had none), so it goes now. */
+static inline void conc__coro_altstack_keep(void *mem) {
+    (void)pthread_once(&conc__coro_altstack_once, conc__coro_altstack_key_create);
+    if (!conc__coro_altstack_key_ok)
+        return;
+    void *before = pthread_getspecific(conc__coro_altstack_key);
+    if (pthread_setspecific(conc__coro_altstack_key, mem) == 0)
+        free(before);
 }
 
 CONC_INLINE int conc__coro_on_owner(const conc_sched_t *s) {
@@ -1351,8 +1386,8 @@ static inline int conc__coro_ctx_make(conc_sched_t *s, conc_coro_t *co) {
 #endif
     if (!_setjmp(s->boot_ctx.jb)) {
 #if defined(CONC_ASAN)
-        void *fake = NULL;
-        __sanitizer_start_switch_fiber(&fake, co->stack_lo, co->stack_size);
+        /* In s, not a local: a local changed after _setjmp is indeterminate after the jump. */
+        __sanitizer_start_switch_fiber(&s->boot_fake, co->stack_lo, co->stack_size);
 #endif
 #if defined(CONC_TSAN)
         __tsan_switch_to_fiber(co->tsan_fiber, 0);
@@ -1361,7 +1396,8 @@ static inline int conc__coro_ctx_make(conc_sched_t *s, conc_coro_t *co) {
         CONC_ABORT("conc_coro: setcontext failed");
     }
 #if defined(CONC_ASAN)
-    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+    __sanitizer_finish_switch_fiber(s->boot_fake, NULL, NULL); /* the creator's frames go on */
+    s->boot_fake = NULL;
 #endif
 #if defined(CONC_TSAN)
     s->main_fiber = main_fiber;
@@ -3228,17 +3264,22 @@ static inline int conc_coro_catch_overflow(void) {
         break;
     }
     if (!e) {
-        /* The calling thread's alternate stack (kept for the thread's life). */
+        /* The calling thread's alternate stack, kept for the thread's life and freed at its
+         * end (a thread-specific value: a pool's threads that come and go leak nothing). */
         stack_t cur;
         if (sigaltstack(NULL, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
             stack_t st;
             memset(&st, 0, sizeof st);
             st.ss_sp = conc_malloc_keep_errno(CONC__CORO_ALTSTACK_SIZE);
             st.ss_size = CONC__CORO_ALTSTACK_SIZE;
-            if (!st.ss_sp)
+            if (!st.ss_sp) {
                 e = ENOMEM;
-            else if (sigaltstack(&st, NULL) != 0)
+            } else if (sigaltstack(&st, NULL) != 0) {
                 e = errno;
+                free(st.ss_sp);
+            } else {
+                conc__coro_altstack_keep(st.ss_sp);
+            }
         }
     }
     conc_errno_restore(saved);
