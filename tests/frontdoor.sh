@@ -124,6 +124,10 @@ snippets() {
             '#include "conc/sem.h"' 'static conc_sem_t s = CONC_SEM_INIT(-1);' \
             'static conc_sem_t s = CONC_SEM_INIT(0);' \
             'unsigned conc_snippet(void); unsigned conc_snippet(void) { return conc_sem_value(&s); }'
+        must_not_compile "$tmp" 'CONC_LATCH_INIT(-1): count past CONC_LATCH_MAX' \
+            '#include "conc/latch.h"' 'static conc_latch_t l = CONC_LATCH_INIT(-1);' \
+            'static conc_latch_t l = CONC_LATCH_INIT(CONC_LATCH_MAX);' \
+            'unsigned conc_snippet(void); unsigned conc_snippet(void) { return conc_latch_count(&l); }'
         echo "snippets: every QUICK START and README C block, -Werror, gcc/clang, C11/C++17"
         closing
     } 2>&1 | tee "$log"

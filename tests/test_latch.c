@@ -33,6 +33,36 @@ static void latch_counts_and_refuses_bad_input(void) {
     conc_latch_wait(&s);
 }
 
+/* CONC_LATCH_INIT(-1) with a constant does not compile (tests/frontdoor.sh); with a run-time
+ * count past CONC_LATCH_MAX a debug build aborts, naming the macro. It kept the count's low 32
+ * bits: -1 made a latch that waited for 4,294,967,295 dones, and 2^32 one that waited for none. */
+static volatile int negative_count = -1;
+static volatile uint64_t count_past_max = (uint64_t)CONC_LATCH_MAX + 1u;
+static void init_count_negative(void) {
+    conc_latch_t l = CONC_LATCH_INIT(negative_count);
+    fprintf(stderr, "not reached: count %u\n", conc_latch_count(&l));
+}
+static void init_count_past_max(void) {
+    conc_latch_t l = CONC_LATCH_INIT(count_past_max);
+    fprintf(stderr, "not reached: count %u\n", conc_latch_count(&l));
+}
+static void latch_init_count_past_max_aborts(void) {
+    conc_latch_t ok = CONC_LATCH_INIT(count_past_max - 1u);
+    TH_CHECK_EQ(conc_latch_count(&ok), CONC_LATCH_MAX);
+    TH_CHECK_EQ(conc_latch_add(&ok, 1), EOVERFLOW);
+    if (!CONC_DEBUG)
+        TH_SKIP("a release build leaves run-time counts unchecked");
+    void (*cases[])(void) = {init_count_negative, init_count_past_max};
+    for (int i = 0; i < 2; i++) {
+        char err[4096];
+        int status = th_run_child_capturing_stderr(cases[i], err, sizeof err);
+        TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "case %d: status %d: %s",
+                     i, status, err);
+        TH_CHECK_MSG(strstr(err, "CONC_LATCH_INIT: count > CONC_LATCH_MAX") != NULL,
+                     "case %d: stderr: %s", i, err);
+    }
+}
+
 /* Wait-group rounds: the coordinator adds n, n workers each write a plain slot and call done,
  * the coordinator waits and reads every slot. The same latch every round. */
 typedef struct group_ctx {
@@ -218,7 +248,7 @@ static void latch_shared_across_processes(void) {
 }
 
 TH_MAIN("latch", TH_CASE(latch_counts_and_refuses_bad_input),
-        TH_CASE(latch_stress_wait_group_rounds),
+        TH_CASE(latch_init_count_past_max_aborts), TH_CASE(latch_stress_wait_group_rounds),
         TH_CASE(latch_zero_then_add_releases_current_waiters),
         TH_CASE(latch_stress_many_waiters_many_counters),
         TH_CASE(latch_wait_until_times_out_under_signals), TH_CASE(latch_shared_across_processes))

@@ -54,6 +54,8 @@
  *             conc_eventcount_waiters(w)  registered waiters in a word
  *                                         sleep until a condition other threads make true
  *   compile   CONC_STATIC_ASSERT(cond, why)  a size or layout claim, C11 and C++17
+ *             CONC__INIT_REFUSE(bad)        0; a compile error in an initializer if a
+ *                                         constant `bad` holds
  *   misuse    conc__base_misuse_slow(caller, what)  abort with "caller: what"
  *             conc__base_check_init_flags(flags, caller)  a void init's flags: any bit but
  *                                         CONC_SHARED aborts, naming the caller
@@ -179,6 +181,12 @@ extern "C" {
 #else
 #define CONC_STATIC_ASSERT(cond, why) _Static_assert(cond, why)
 #endif
+
+/* A static initializer's check of its arguments (CONC_SEM_INIT, CONC_LATCH_INIT): 0, and when
+ * `bad` is a constant that holds, a negative array size, so the line does not compile. With
+ * run-time arguments it is 0, and the header's debug build checks them instead. */
+#define CONC__INIT_REFUSE(bad)                                                                     \
+    (0u * (uint32_t)sizeof(char[(__builtin_constant_p(bad) && (bad)) ? -1 : 1]))
 
 /* Always defined, 0 or 1, so `#if CONC_DEBUG` and `if (CONC_DEBUG)` read it under -Wundef in a
  * release build too. */

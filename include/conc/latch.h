@@ -73,9 +73,26 @@ typedef struct conc_latch {
 
 #define CONC_LATCH_MAX 0xffffffffu /* the count is the high half */
 
+/* The static initializer. count must be <= CONC_LATCH_MAX: with a constant count past it (-1,
+ * say) the line does not compile; with a run-time one a debug build aborts, naming the macro.
+ * It used to keep the count's low 32 bits: -1 waited for 4,294,967,295 dones, 2^32 for none. */
 // clang-format off
-#define CONC_LATCH_INIT(count) {(uint64_t)(count) << 32}
+#define CONC_LATCH_INIT(count) \
+    {((uint64_t)(count) << 32) + CONC__LATCH_INIT_CHECK(count) + \
+     CONC__INIT_REFUSE(CONC__LATCH_INIT_BAD(count))}
 // clang-format on
+#define CONC__LATCH_INIT_BAD(count) ((uint64_t)(count) > CONC_LATCH_MAX)
+#if CONC_DEBUG
+/* The call sits in the arm a valid constant never evaluates: the initializer stays constant. */
+#define CONC__LATCH_INIT_CHECK(count)                                                              \
+    (CONC__LATCH_INIT_BAD(count) ? conc__latch_init_invalid_slow() : (uint64_t)0)
+#else
+#define CONC__LATCH_INIT_CHECK(count) ((uint64_t)0)
+#endif
+CONC_COLD uint64_t conc__latch_init_invalid_slow(void) {
+    CONC_ABORT("CONC_LATCH_INIT: count > CONC_LATCH_MAX");
+    return 0;
+}
 
 #define CONC__LATCH_WAITERS ((uint64_t)0x1)
 #define CONC__LATCH_SHARED ((uint64_t)0x2)

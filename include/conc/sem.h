@@ -145,12 +145,7 @@ typedef struct conc_sem {
 #define CONC__SEM_BOUNDED_BAD(value, max)                                                          \
     ((uint64_t)(value) > CONC_SEM_VALUE_MAX || (uint64_t)(max) > CONC_SEM_VALUE_MAX ||             \
      ((uint64_t)(max) != 0 && (uint64_t)(value) > (uint64_t)(max)))
-/* 0, or for constant arguments that break the rule a negative array size: a compile error. */
-#define CONC__SEM_BOUNDED_CHECK(value, max)                                                        \
-    (0u * (uint32_t)sizeof(char[(__builtin_constant_p(CONC__SEM_BOUNDED_BAD(value, max)) &&        \
-                                 CONC__SEM_BOUNDED_BAD(value, max))                                \
-                                    ? -1                                                           \
-                                    : 1]))
+#define CONC__SEM_BOUNDED_CHECK(value, max) CONC__INIT_REFUSE(CONC__SEM_BOUNDED_BAD(value, max))
 #if CONC_DEBUG
 /* The call sits in the arm a valid constant never evaluates, so the initializer stays a
  * constant expression (C11 6.6p3) and a static semaphore needs no code to start. */
