@@ -3159,6 +3159,73 @@ static void forkpool_server_killed_with_its_workers(void) {
     fp_check_no_children();
 }
 
+/* The fork server SIGKILLed while a map's item has forked a child of its own, which holds a
+ * copy of its worker's socket: the worker dies with the server, but the socket's end stays
+ * open in that child. With no death report to come, the monitor settled a worker only at its
+ * socket's EOF, so the map waited for as long as the child lived. Now the worker's pidfd
+ * settles it: the map returns EPIPE while the child still lives, then the child is let go. */
+typedef struct fp_forked_holder {
+    uint32_t started;  /* the item runs, and its child is forked */
+    uint32_t release;  /* the child may exit */
+    int32_t child_pid; /* the item's child */
+    int status;        /* the map's */
+    uint32_t returned; /* the map has returned */
+    conc_forkpool_t *pool;
+} fp_forked_holder;
+
+#define FP_HOLDER_MAX_NS (60 * CONC_SEC) /* the child's own bound, if the test is gone */
+
+static int fp_fork_a_holder_then_hang(size_t i, void *arg) {
+    (void)i;
+    fp_forked_holder *h = (fp_forked_holder *)arg;
+    pid_t child = fork();
+    if (child == 0) { /* holds every fd its worker had, the worker's socket among them */
+        int64_t until = conc_deadline_in(FP_HOLDER_MAX_NS);
+        while (!__atomic_load_n(&h->release, __ATOMIC_ACQUIRE) && conc_now() < until)
+            th_sleep_ns(FP_FLAG_WAIT_NS);
+        _exit(0);
+    }
+    __atomic_store_n(&h->child_pid, (int32_t)child, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->started, 1u, __ATOMIC_RELEASE);
+    while (pause() == -1) { /* until its worker dies */
+    }
+    return 0;
+}
+
+static void *fp_forked_holder_map(void *arg) {
+    fp_forked_holder *h = (fp_forked_holder *)arg;
+    h->status = conc_forkpool_map(h->pool, fp_fork_a_holder_then_hang, h, 1, NULL);
+    __atomic_store_n(&h->returned, 1u, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void forkpool_server_killed_while_an_item_s_child_holds_its_socket(void) {
+    conc_forkpool_t *p = fp_create(1);
+    fp_forked_holder *h = (fp_forked_holder *)conc_forkpool_alloc(p, sizeof *h);
+    TH_CHECK(h != NULL);
+    memset(h, 0, sizeof *h);
+    h->pool = p;
+    pid_t worker = 0;
+    TH_CHECK_EQ(conc_forkpool_pids(p, &worker, 1), 1);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, fp_forked_holder_map, h), 0);
+    fp_wait_flag(&h->started, 1);
+    pid_t child = (pid_t)__atomic_load_n(&h->child_pid, __ATOMIC_RELAXED);
+    TH_CHECK(child > 0);
+    pid_t server = p->server_pid;
+    TH_CHECK_EQ(kill(server, SIGKILL), 0);
+    fp_wait_flag(&h->returned, 1); /* hung here until the child exited */
+    TH_CHECK(fp_pid_alive(child)); /* it did not wait for the child */
+    TH_CHECK_EQ(h->status, EPIPE);
+    TH_CHECK(!fp_pid_alive(worker));
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    __atomic_store_n(&h->release, 1u, __ATOMIC_RELEASE);
+    while (fp_pid_alive(child))
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 /* Shutdown after the fork server died while a submitter writes its task to a worker's socket
  * outside the pool lock: the monitor stopped at once with the server gone, and its clear of
  * the workers closed that socket under the submitter (whose send then went to whatever took
@@ -3702,6 +3769,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_other_processes_are_refused),
         TH_CASE(forkpool_other_processes_are_refused_by_getpid),
         TH_CASE(forkpool_server_killed_with_its_workers),
+        TH_CASE(forkpool_server_killed_while_an_item_s_child_holds_its_socket),
         TH_CASE(forkpool_shutdown_spares_a_socket_being_written),
         TH_CASE(forkpool_server_end_held_by_a_host_fork), TH_CASE(forkpool_map_of_size_max_items),
         TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),

@@ -2001,7 +2001,9 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
     conc_lock_acquire(&p->lock);
     close(p->ctl_server);
     p->ctl_server = -1;
-    size_t npf = 3 + p->nworkers; /* allocated after the fork: the server never sees them */
+    /* The event fd, the server's socket and pidfd; a socket per worker, and once the server
+     * is gone a pidfd per worker. Allocated after the fork: the server never sees them. */
+    size_t npf = 3 + 2 * (size_t)p->nworkers;
     struct pollfd *pf = server > 0 ? (struct pollfd *)calloc(npf, sizeof *pf) : NULL;
     int *who = server > 0 ? (int *)calloc(npf, sizeof *who) : NULL;
     if (server > 0 && (!pf || !who)) {
@@ -2163,6 +2165,13 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             pf[n].events =
                 (short)(POLLIN | (!w->caller_sends && conc__forkpool_out_busy(w) ? POLLOUT : 0));
             who[n++] = (int)k;
+            if (!server_ok && w->pidfd >= 0) {
+                /* No death report will come, and the socket's EOF may not either while a
+                 * child that fn forked holds a copy of the worker's end: its exit will. */
+                pf[n].fd = w->pidfd;
+                pf[n].events = POLLIN;
+                who[n++] = (int)(p->nworkers + k);
+            }
         }
         p->monitor_wake_at = next; /* [forkpool.T1]: a submitter kicks us for anything sooner */
         int timeout_ms = -1;
@@ -2190,6 +2199,14 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 if (!ctl_closed && (!conc__forkpool_server_read(p) || who[i] == -3)) {
                     server_ok = false;
                     ctl_closed = true;
+                }
+            } else if (who[i] >= (int)p->nworkers) {
+                /* The worker has exited, with the server gone: every byte it sent is queued
+                 * at our end; read them, and take that for the EOF (settled below). */
+                unsigned k = (unsigned)who[i] - p->nworkers;
+                if (!p->w[k].eof && p->w[k].sock >= 0) {
+                    conc__forkpool_read(p, k, &dl, true);
+                    p->w[k].eof = true;
                 }
             } else {
                 unsigned k = (unsigned)who[i];
