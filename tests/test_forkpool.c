@@ -2293,6 +2293,71 @@ static void forkpool_server_cannot_spawn_while_a_worker_lives(void) {
     fp_check_no_children();
 }
 
+/* This process short of fds (every number taken) while one worker lives and another is
+ * replaced: the replacement's socket and pidfd cannot be taken in (MSG_CTRUNC), so it is
+ * killed, and asked again at the backoff. That counted as a worker that died before it was
+ * ready, and five of those gave up: 31 ms of fd exhaustion killed the healthy worker's work
+ * and every later call said EPIPE. Now it counts as a spawn that failed, which gives up only
+ * once no worker is left. The dead worker's own two fds free up first: the case takes them
+ * holding the pool lock, before the monitor can take in the replacement's; if it was too
+ * late (the replacement came in), a task kills a worker again and the case tries once more. */
+enum { FP_FD_HOLD_MAX = 1 << 16, FP_FD_SHORT_TRIES = 50 };
+
+static void fp_take_every_fd(int *held, int *n) {
+    int fd;
+    while (*n < FP_FD_HOLD_MAX && (fd = dup(0)) >= 0)
+        held[(*n)++] = fd;
+}
+
+static void forkpool_parent_short_of_fds_while_a_worker_lives(void) {
+    conc_forkpool_t *p = fp_create(2);
+    struct rlimit rl;
+    TH_CHECK_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur > FP_FD_HOLD_MAX / 2) { /* a child of the harness: its own limit to lower */
+        rl.rlim_cur = FP_FD_HOLD_MAX / 2;
+        TH_CHECK_EQ(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+    int *held = (int *)malloc(FP_FD_HOLD_MAX * sizeof *held);
+    TH_CHECK(held != NULL);
+    int n = 0;
+    bool short_of_fds = false;
+    for (int tries = 0; tries < FP_FD_SHORT_TRIES && !short_of_fds; tries++) {
+        fp_take_every_fd(held, &n);
+        TH_CHECK_EQ(errno, EMFILE);
+        conc_future_t *f;
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_kill_self, NULL, 0, &f), 0);
+        TH_CHECK_EQ(conc_future_wait(f), ECHILD);
+        conc_future_release(f);
+        conc_lock_acquire(&p->lock);
+        fp_take_every_fd(held, &n); /* the dead worker's */
+        conc_lock_release(&p->lock);
+        /* Well past five failed replacements (31 ms of backoff), work runs on the other. */
+        int64_t until = th_now() + 300 * CONC_MS;
+        for (int maps = 0; th_now() < until || maps < 3; maps++) {
+            TH_CHECK_EQ(conc_forkpool_map(p, fp_nothing_item, NULL, 4, NULL), 0);
+            fp_take_every_fd(held, &n); /* one of a pair that came in, and was closed */
+            th_sleep_ns(20 * CONC_MS);
+        }
+        conc_lock_acquire(&p->lock);
+        short_of_fds = p->spawn_failing_since != 0;
+        conc_lock_release(&p->lock);
+    }
+    TH_CHECK_MSG(short_of_fds, "the replacement got its fds in each of %d tries",
+                 FP_FD_SHORT_TRIES);
+    while (n > 0)
+        close(held[--n]);
+    free(held);
+    pid_t pids[2];
+    while (conc_forkpool_pids(p, pids, 2) < 2) /* the next ask (at most 256 ms) succeeds */
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "x", 1, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    conc_future_release(f);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 static void forkpool_server_cannot_spawn_gives_up(void) {
     int fds = fp_fd_count();
     conc_forkpool_t *p = fp_create(1);
@@ -3756,6 +3821,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_gave_up_retry_keeps_its_death), TH_CASE(forkpool_gave_up_kill_says_epipe),
         TH_CASE(forkpool_gave_up_cancelled_stays_cancelled),
         TH_CASE(forkpool_server_cannot_spawn_while_a_worker_lives),
+        TH_CASE(forkpool_parent_short_of_fds_while_a_worker_lives),
         TH_CASE(forkpool_server_cannot_spawn_gives_up), TH_CASE(forkpool_host_children_untouched),
         TH_CASE(forkpool_exec_holds_no_pool_fd), TH_CASE(forkpool_forked_child_delays_no_death),
         TH_CASE(forkpool_output_at_create_written_once),

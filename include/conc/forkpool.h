@@ -487,6 +487,7 @@ typedef struct conc__forkpool_worker {
     int64_t kill_at;  /* a SIGTERM was sent: SIGKILL at this time (0: none) */
     bool timed_out;   /* killed for task_timeout: victim_v names the item (map) */
     bool given_up;    /* killed because the pool gave up: what it ran ends EPIPE */
+    bool fdless;      /* we had no fd for its socket or pidfd: its death was ours to cause */
     uint64_t victim_v;
     conc__forkpool_task *task;
     int64_t task_started;
@@ -1608,12 +1609,14 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
         }
     }
     /* The process is gone: close its fds and plan a replacement. */
-    bool immediate = prior == CONC__FORKPOOL_W_STARTING;
+    bool immediate = prior == CONC__FORKPOOL_W_STARTING, fdless = w->fdless;
     conc__forkpool_worker_clear(w);
     if (p->create_status == -1 && immediate)
         p->create_status = ECHILD; /* overwritten by INITFAIL's status if one came */
     int64_t now = conc_now();
-    if (immediate)
+    if (fdless)
+        conc__forkpool_spawn_failed(p, w, now);
+    else if (immediate)
         conc__forkpool_quick_death(p, w, now);
     else
         w->spawn_at = now;
@@ -1915,9 +1918,11 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
                  * closed its copy of our end, so the worker reads EOF and exits by itself; the
                  * kill is for one still in init. (The server reaps a worker once it has
                  * exited, so the pid could be reused between that exit and this kill only if
-                 * every other pid were handed out in those microseconds.) Its death counts as
-                 * an immediate one (backoff, give-up); a create still waiting fails with
-                 * EMFILE. */
+                 * every other pid were handed out in those microseconds.) Its death says
+                 * nothing of the workers, only that this process is short of fds for now: it
+                 * counts as a failed spawn (asked again at the backoff while other workers
+                 * carry on), not as a quick death (five of those give up, and a burst of fd
+                 * exhaustion took the pool down); a create still waiting fails with EMFILE. */
                 for (int i = 0; i < 2; i++)
                     if (fds[i] >= 0)
                         close(fds[i]);
@@ -1926,6 +1931,7 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
                 w->sock = w->pidfd = -1;
                 w->pid = m.pid;
                 w->eof = true; /* nothing to read: its death report settles it */
+                w->fdless = true;
                 w->state = CONC__FORKPOOL_W_STARTING;
                 if (p->create_status == -1)
                     p->create_status = EMFILE;
