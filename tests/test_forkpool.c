@@ -3291,6 +3291,28 @@ static void forkpool_server_killed_while_an_item_s_child_holds_its_socket(void) 
     fp_check_no_children();
 }
 
+/* A host that is a child subreaper, its fork server SIGKILLed: the workers, dying with it,
+ * are re-parented to the host, whose zombies they stayed for its whole life (nobody reaped
+ * them: the server was gone, and the pool never waited for a process it had not forked).
+ * Now the monitor reaps each one (waitid on its pidfd: exactly that process). */
+static void forkpool_server_killed_in_a_subreaper_leaves_no_zombie(void) {
+    TH_CHECK_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+    conc_forkpool_t *p = fp_create(2);
+    pid_t pids[2];
+    TH_CHECK_EQ(conc_forkpool_pids(p, pids, 2), 2);
+    fp_shared *s = fp_shared_alloc(p, 0);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_sleep_long_task, &s, sizeof s, &f), 0);
+    fp_wait_flag(&s->flag, 1);
+    TH_CHECK_EQ(kill(p->server_pid, SIGKILL), 0);
+    TH_CHECK_EQ(conc_future_wait(f), EPIPE);
+    conc_future_release(f);
+    while (fp_pid_alive(pids[0]) || fp_pid_alive(pids[1])) /* dead, or zombies */
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    conc_forkpool_destroy(p);
+    fp_check_no_children(); /* reaped a worker's zombie here, before */
+}
+
 /* Shutdown after the fork server died while a submitter writes its task to a worker's socket
  * outside the pool lock: the monitor stopped at once with the server gone, and its clear of
  * the workers closed that socket under the submitter (whose send then went to whatever took
@@ -3836,6 +3858,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_other_processes_are_refused_by_getpid),
         TH_CASE(forkpool_server_killed_with_its_workers),
         TH_CASE(forkpool_server_killed_while_an_item_s_child_holds_its_socket),
+        TH_CASE(forkpool_server_killed_in_a_subreaper_leaves_no_zombie),
         TH_CASE(forkpool_shutdown_spares_a_socket_being_written),
         TH_CASE(forkpool_server_end_held_by_a_host_fork), TH_CASE(forkpool_map_of_size_max_items),
         TH_CASE(forkpool_parent_killed_workers_die), TH_CASE(forkpool_errno_kept),

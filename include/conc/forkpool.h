@@ -1965,6 +1965,45 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
     }
 }
 
+#ifndef P_PIDFD
+#define P_PIDFD 3 /* waitid on a pidfd: Linux 5.4 (glibc 2.36 names it) */
+#endif
+
+/* With the server gone, worker w is its orphan: re-parented to init, or to this process if it
+ * is a child subreaper (PR_SET_CHILD_SUBREAPER), and then its zombie is ours to reap, or it
+ * stays one for the host's life. Whether w has exited: its pidfd says (false: not yet; the
+ * monitor polls that pidfd and looks again), or with `wait` the monitor's last look kills it
+ * (PDEATHSIG has already) and waits. waitid on the pidfd reaps exactly w, never another
+ * child of the host, and says ECHILD when w is not ours (or EINVAL before Linux 5.4). The
+ * dying server hands its children over only after it has signalled them, so an orphan that
+ * has exited may not be on a subreaper's list of children yet: a subreaper asks again for up
+ * to CONC__FORKPOOL_REAP_TRIES ms (ECHILD for all of them: the host reaped it itself). */
+#define CONC__FORKPOOL_REAP_TRIES 100
+CONC_NOINLINE bool conc__forkpool_reap_orphan(conc__forkpool_worker *w, bool wait) {
+    if (w->pidfd < 0)
+        return true; /* never had one (no fd for it): the death report was all there was */
+    if (wait) {
+        (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
+        conc__forkpool_wait_exit(w->pidfd);
+    } else {
+        struct pollfd pf = {w->pidfd, POLLIN, 0};
+        if (poll(&pf, 1, 0) != 1)
+            return false;
+    }
+    int saved = conc_errno_save(), subreaper = 0;
+    (void)prctl(PR_GET_CHILD_SUBREAPER, &subreaper, 0, 0, 0);
+    for (int tries = 0;; tries++) {
+        siginfo_t si;
+        if (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) == 0 ||
+            errno != ECHILD || !subreaper || tries == CONC__FORKPOOL_REAP_TRIES)
+            break;
+        struct timespec ms = {0, (long)CONC_MS};
+        (void)clock_nanosleep(CLOCK_MONOTONIC, 0, &ms, NULL);
+    }
+    conc_errno_restore(saved);
+    return true;
+}
+
 /* -------------------------------------------------------------------------------------------
  * The monitor thread
  * ------------------------------------------------------------------------------------------- */
@@ -2171,13 +2210,16 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             pf[n].events =
                 (short)(POLLIN | (!w->caller_sends && conc__forkpool_out_busy(w) ? POLLOUT : 0));
             who[n++] = (int)k;
-            if (!server_ok && w->pidfd >= 0) {
-                /* No death report will come, and the socket's EOF may not either while a
-                 * child that fn forked holds a copy of the worker's end: its exit will. */
-                pf[n].fd = w->pidfd;
-                pf[n].events = POLLIN;
-                who[n++] = (int)(p->nworkers + k);
-            }
+        }
+        for (unsigned k = 0; k < p->nworkers && !server_ok; k++) {
+            /* No death report will come, and the socket's EOF may not either while a child
+             * that fn forked holds a copy of the worker's end: the worker's exit will. */
+            conc__forkpool_worker *w = &p->w[k];
+            if (w->pidfd < 0 || w->state == CONC__FORKPOOL_W_EMPTY)
+                continue;
+            pf[n].fd = w->pidfd;
+            pf[n].events = POLLIN;
+            who[n++] = (int)(p->nworkers + k);
         }
         p->monitor_wake_at = next; /* [forkpool.T1]: a submitter kicks us for anything sooner */
         int timeout_ms = -1;
@@ -2247,7 +2289,8 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 conc__forkpool_worker *w = &p->w[k];
                 if (w->state == CONC__FORKPOOL_W_SPAWNING) {
                     w->state = CONC__FORKPOOL_W_EMPTY;
-                } else if (w->state != CONC__FORKPOOL_W_EMPTY && w->eof && !w->caller_sends) {
+                } else if (w->state != CONC__FORKPOOL_W_EMPTY && w->eof && !w->caller_sends &&
+                           conc__forkpool_reap_orphan(w, false)) {
                     /* No report will come. The server's death killed it (PDEATHSIG: SIGKILL),
                      * as a giving up does: what it ran ends EPIPE, as then. */
                     w->died = true;
@@ -2289,6 +2332,8 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             }
             conc__forkpool_task_finish(p, w->task, &dl);
         }
+        if (!server_ok && w->state != CONC__FORKPOOL_W_EMPTY)
+            (void)conc__forkpool_reap_orphan(w, true);
         conc__forkpool_worker_clear(w);
     }
     /* A map's round still live (the pool gave up, or the server went, before a worker in it
