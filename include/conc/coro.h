@@ -192,8 +192,9 @@
  *     frame larger than a page can jump it (keep big arrays off coroutine stacks, or use a
  *     bigger stack). conc_coro_catch_overflow turns the fault into a message naming the
  *     coroutine; it installs a SIGSEGV handler only when you call it (and an alternate
- *     signal stack on each thread that calls it or runs a scheduler). A fault elsewhere goes
- *     to the handler installed before it (called directly, on the alternate stack).
+ *     signal stack, 64 KiB, on each thread that calls it and has none: freed as the thread
+ *     ends; a run's own, while it runs). A fault elsewhere goes to the handler installed
+ *     before it (called directly, on the alternate stack).
  *   - conc_coro_write to a socket never raises SIGPIPE (it sends with MSG_NOSIGNAL); to a
  *     pipe whose reader is gone it does, as write(2) does, and SIGPIPE's default ends the
  *     process: ignore it (signal(SIGPIPE, SIG_IGN), as Python does) to get EPIPE instead.

@@ -167,9 +167,11 @@
  *     pool: where the host closed 0, 1 or 2, the pool never takes those numbers (a printf
  *     there, the host's or fn's, fails rather than write into a pool socket). A child that
  *     fn forks without exec keeps a copy of its worker's socket; the pool never waits for it
- *     (a worker's death is settled when the server reaps it, not at its socket's EOF). A
- *     child the host forks without exec keeps copies of the pool's fds too; shutdown and
- *     destroy never wait for it either.
+ *     (a worker's death is settled when the server reaps it, not at its socket's EOF; with
+ *     the server dead, at its exit, which its pidfd shows). A child the host forks without
+ *     exec keeps copies of the pool's fds too; shutdown and destroy never wait for it either.
+ *     A host that is a child subreaper inherits the workers of a server that died: the pool
+ *     reaps them (waitid on each one's pidfd, never another child of the host).
  *   - on_done callbacks of fork-pool futures run on the pool's monitor thread: keep them
  *     short and never block on the same pool: a map there returns EDEADLK, and so does a
  *     blocking submit that finds a bounded queue full (try_submit: EAGAIN), since only that
@@ -213,8 +215,9 @@
  *   first (a result sent just before dying is not lost). Those bytes are all queued on its
  *   socket by the time it is reaped, so the pool reads what is there then and does not wait
  *   for the socket's EOF, which a child that fn forked (and that holds a copy of the socket)
- *   would put off for as long as it lives. What it was doing is in the parent's books (a
- *   submit task) or in its slot in shared memory (a map).
+ *   would put off for as long as it lives. With the server dead no report comes: a worker is
+ *   dead once its pidfd polls readable (it has exited), and is read the same way. What it was
+ *   doing is in the parent's books (a submit task) or in its slot in shared memory (a map).
  *   map. The items of a round are a list of ranges; the round's index space is cut into
  *   chunks that shrink toward the end (each 1/(2 workers) of what remains) and written into
  *   a table in shared memory before the round starts. Workers take chunk numbers with one
@@ -252,9 +255,10 @@
  *   spawn waits CONC_FORKPOOL_BACKOFF, doubling; after CONC_FORKPOOL_GIVE_UP in a row the
  *   pool gives up: every worker is killed, pending work fails with EPIPE, later calls EPIPE.
  *   A worker the server could not make at all (fork, socketpair or pidfd_open failed there:
- *   out of processes, memory or fds, often for a moment) is asked for again at the same
- *   backoff while the other workers carry on; only with no worker left for 2 s of such
- *   failures (CONC__FORKPOOL_SPAWN_GIVE_UP_NS) does the pool give up.
+ *   out of processes, memory or fds, often for a moment), or whose socket and pidfd the
+ *   parent had no fd for (it is killed then), is asked for again at the same backoff while
+ *   the other workers carry on; only with no worker left for 2 s of such failures
+ *   (CONC__FORKPOOL_SPAWN_GIVE_UP_NS) does the pool give up.
  *   shutdown. Refuse new work, cancel or finish queued tasks, wait for the running map, send
  *   each worker QUIT (exit), wait for every death report, shut down and close the server's
  *   socket (it reaps what is left and exits), reap the server, join the monitor, close every fd.
