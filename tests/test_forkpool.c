@@ -1184,6 +1184,65 @@ static void forkpool_destroy_waits_for_a_map_the_pool_gave_up_on(void) {
     fp_check_no_children();
 }
 
+/* A worker with no memory for a task's argument (here: an address-space limit that init sets
+ * in every worker) exited with code 1 before the start gate, which read as fn's own exit(1)
+ * and cost a fork per try. Now it reads the bytes and drops them, and the task ends ENOMEM
+ * with one attempt and fn never run; the same worker then runs the next task. Plain builds
+ * only, like every address-space limit here. */
+enum { FP_ARG_HEADROOM = 16 << 20, FP_BIG_ARG = 64 << 20 };
+
+static int fp_limit_address_space(void *arg) {
+    (void)arg;
+    struct rlimit rl = {(rlim_t)fp_vm_bytes() + FP_ARG_HEADROOM, RLIM_INFINITY};
+    return setrlimit(RLIMIT_AS, &rl) == 0 ? 0 : errno;
+}
+
+static int fp_count_run(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_shared *s;
+    memcpy(&s, arg, sizeof s);
+    __atomic_fetch_add(&s->count[0], 1u, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static void forkpool_task_whose_argument_the_worker_cannot_hold_ends_enomem(void) {
+    if (TH_SANITIZED)
+        TH_SKIP("an address-space limit: plain builds only");
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.shared_size = 1u << 20;
+    o.init = fp_limit_address_space;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    pid_t before, after;
+    TH_CHECK_EQ(conc_forkpool_pids(p, &before, 1), 1);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    char *big = (char *)calloc(1, FP_BIG_ARG);
+    TH_CHECK(big != NULL);
+    memcpy(big, &s, sizeof s); /* fn, if it ran, would count */
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_count_run, big, FP_BIG_ARG, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ENOMEM);
+    conc_forkpool_outcome_t out;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &out), 0);
+    TH_CHECK_MSG(out.status == ENOMEM && out.signal == 0 && out.exit_code == 0 &&
+                     out.attempts == 1,
+                 "outcome: status %d, signal %d, exit %d, attempts %u", out.status, out.signal,
+                 out.exit_code, out.attempts);
+    conc_future_release(f);
+    free(big);
+    TH_CHECK_EQ(__atomic_load_n(&s->count[0], __ATOMIC_RELAXED), 0u); /* fn never ran */
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_count_run, &s, sizeof s, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0); /* the stream stayed in step */
+    conc_future_release(f);
+    TH_CHECK_EQ(__atomic_load_n(&s->count[0], __ATOMIC_RELAXED), 1u);
+    TH_CHECK_EQ(conc_forkpool_pids(p, &after, 1), 1);
+    TH_CHECK_EQ(after, before); /* the same worker */
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 /* A task whose worker dies before its start gate every time (one that cannot take the task's
  * argument: out of memory for it, say) went back to the queue for good, handed to worker
  * after worker. It goes back CONC__FORKPOOL_PUT_BACK_MAX times; the next such death is its
@@ -3826,6 +3885,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_cancel_handed_over_not_started_drops),
         TH_CASE(forkpool_worker_dead_before_the_start_gate_runs_the_task_elsewhere),
         TH_CASE(forkpool_task_whose_workers_all_die_before_its_gate_ends),
+        TH_CASE(forkpool_task_whose_argument_the_worker_cannot_hold_ends_enomem),
         TH_CASE_T(forkpool_destroy_waits_for_a_map_the_pool_gave_up_on, 60),
         TH_CASE(forkpool_task_put_back_by_a_death_cancels_as_queued),
         TH_CASE(forkpool_retry_cancelled_while_queued_is_cancelled),

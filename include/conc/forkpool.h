@@ -65,7 +65,8 @@
  *     blocking submit from an on_done callback of the pool's futures while a queue_capacity
  *     is reached: only that thread makes room), EPERM (as map). On error *f is NULL. A task the
  *     pool gave up on (queued, or running on a worker the giving up killed) ends with EPIPE,
- *     but one whose future was cancelled while queued keeps ECANCELED (outcome too).
+ *     but one whose future was cancelled while queued keeps ECANCELED (outcome too). A task
+ *     whose worker has no memory for its argument ends ENOMEM (one attempt, fn never run).
  *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future, or out NULL).
  *   cancel: 0 (queued, or handed over to a worker that has not started it: dropped, the
  *     future CANCELLED, fn never runs, the worker stays, and the outcome is ECANCELED with
@@ -357,7 +358,7 @@ typedef struct conc_forkpool_opts {
 } conc_forkpool_opts_t;
 
 typedef struct conc_forkpool_outcome_t { /* tag = typedef: C++ has a function of this name */
-    int status;        /* fn's return, or ECANCELED / ETIMEDOUT / ECHILD / EPIPE */
+    int status;        /* fn's return, or ECANCELED / ETIMEDOUT / ECHILD / EPIPE / ENOMEM */
     int signal;        /* the signal that ended the worker, 0 if it exited */
     int exit_code;     /* its exit status, 0 if signalled */
     unsigned attempts; /* times started: 1, plus one per retry; 0: never started */
@@ -944,15 +945,27 @@ CONC_NOINLINE void conc__forkpool_worker_main(const conc_forkpool_t *p, unsigned
         }
         /* TASK */
         void *arg = NULL;
+        bool no_memory = false;
         if (m.len) {
-            arg = malloc((size_t)m.len);
-            if (!arg)
-                conc__forkpool_worker_exit(1);
             size_t have = staged < m.len ? staged : (size_t)m.len;
-            memcpy(arg, stage + sizeof m, have);
-            if (have < m.len &&
-                conc__forkpool_read_full(fd, (char *)arg + have, (size_t)m.len - have) != 0)
-                conc__forkpool_worker_exit(0);
+            arg = malloc((size_t)m.len);
+            if (arg) {
+                memcpy(arg, stage + sizeof m, have);
+                if (have < m.len &&
+                    conc__forkpool_read_full(fd, (char *)arg + have, (size_t)m.len - have) != 0)
+                    conc__forkpool_worker_exit(0);
+            } else {
+                /* No memory here for the argument: its bytes are read and dropped (the stream
+                 * stays in step) and the task ends ENOMEM without fn, as a Python worker
+                 * reports its MemoryError. The worker exited, which read as fn's exit(1). */
+                no_memory = true;
+                for (size_t left = (size_t)m.len - have; left > 0;) {
+                    size_t chunk = left < sizeof stage ? left : sizeof stage;
+                    if (conc__forkpool_read_full(fd, stage, chunk) != 0)
+                        conc__forkpool_worker_exit(0);
+                    left -= chunk;
+                }
+            }
         }
         conc_forkpool_task_fn fn = (conc_forkpool_task_fn)(uintptr_t)m.a;
         void *res = NULL;
@@ -965,7 +978,7 @@ CONC_NOINLINE void conc__forkpool_worker_main(const conc_forkpool_t *p, unsigned
                      CONC_RELAXED, CONC_RELAXED);
         if (!started && handed != conc__forkpool_gate(m.id, CONC__FORKPOOL_GATE_DROPPED))
             CONC_ABORT("conc_forkpool: a worker's start gate holds another task's value");
-        int st = started ? fn(arg, (size_t)m.len, &res, &res_len) : ECANCELED;
+        int st = !started ? ECANCELED : no_memory ? ENOMEM : fn(arg, (size_t)m.len, &res, &res_len);
         free(arg);
         fflush(NULL);
         uint64_t id = m.id;
