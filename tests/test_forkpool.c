@@ -1243,6 +1243,45 @@ static void forkpool_task_whose_argument_the_worker_cannot_hold_ends_enomem(void
     fp_check_no_children();
 }
 
+/* SIGPIPE in the workers is the host's at create: ignored (as servers and Python ignore it),
+ * a task's write to a pipe whose reader is gone fails with EPIPE and the task's result
+ * stands; it was reset to the default, which killed the worker and lost the result (ECHILD,
+ * SIGPIPE). With the default in the host, the worker dies of it as the host would. */
+static int fp_write_to_a_readerless_pipe(const void *arg, size_t len, void **result,
+                                         size_t *result_len) {
+    (void)arg, (void)len, (void)result, (void)result_len;
+    int fds[2];
+    if (pipe(fds) != 0)
+        return errno;
+    close(fds[0]);
+    ssize_t r = write(fds[1], "x", 1);
+    int e = r < 0 ? errno : 0;
+    close(fds[1]);
+    return e == EPIPE ? 0 : -1; /* 0: the write failed with EPIPE, the task goes on */
+}
+
+static void forkpool_workers_keep_the_hosts_ignored_sigpipe(void) {
+    for (int ignored = 1; ignored >= 0; ignored--) {
+        signal(SIGPIPE, ignored ? SIG_IGN : SIG_DFL);
+        conc_forkpool_t *p = fp_create(1);
+        signal(SIGPIPE, ignored ? SIG_DFL : SIG_IGN); /* the pool keeps what create saw */
+        conc_future_t *f;
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_write_to_a_readerless_pipe, NULL, 0, &f), 0);
+        int st = conc_future_wait(f);
+        conc_forkpool_outcome_t out;
+        TH_CHECK_EQ(conc_forkpool_outcome(f, &out), 0);
+        if (ignored)
+            TH_CHECK_MSG(st == 0 && out.signal == 0, "status %d, signal %d", st, out.signal);
+        else
+            TH_CHECK_MSG(st == ECHILD && out.signal == SIGPIPE, "status %d, signal %d", st,
+                         out.signal);
+        conc_future_release(f);
+        conc_forkpool_destroy(p);
+    }
+    signal(SIGPIPE, SIG_DFL);
+    fp_check_no_children();
+}
+
 /* A task whose worker dies before its start gate every time (one that cannot take the task's
  * argument: out of memory for it, say) went back to the queue for good, handed to worker
  * after worker. It goes back CONC__FORKPOOL_PUT_BACK_MAX times; the next such death is its
@@ -3886,6 +3925,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_worker_dead_before_the_start_gate_runs_the_task_elsewhere),
         TH_CASE(forkpool_task_whose_workers_all_die_before_its_gate_ends),
         TH_CASE(forkpool_task_whose_argument_the_worker_cannot_hold_ends_enomem),
+        TH_CASE(forkpool_workers_keep_the_hosts_ignored_sigpipe),
         TH_CASE_T(forkpool_destroy_waits_for_a_map_the_pool_gave_up_on, 60),
         TH_CASE(forkpool_task_put_back_by_a_death_cancels_as_queued),
         TH_CASE(forkpool_retry_cancelled_while_queued_is_cancelled),

@@ -154,7 +154,10 @@
  *     reaches the host only, which decides; a signal that kills a worker is its death
  *     (ECHILD), one that kills the server the pool's end (it gives up: EPIPE). Workers ignore
  *     SIGINT, SIGTTOU and SIGTTIN (outside the terminal's foreground group, a read from it
- *     fails with EIO and a write goes through), die with the parent (PR_SET_PDEATHSIG),
+ *     fails with EIO and a write goes through), and SIGPIPE if the host ignored it at create
+ *     (a task's write to a pipe with no reader then fails with EPIPE, as in Python's workers;
+ *     with SIGPIPE's default it kills the worker, as it would the host), every other signal
+ *     at its default; they die with the parent (PR_SET_PDEATHSIG),
  *     keep only fds 0, 1 and 2 besides their socket to the parent at fd 3, leave with
  *     _exit (stdio is flushed after each task).
  *     fn must leave fd 3 alone: a worker whose socket fn closed or replaced (dup2, a loop
@@ -711,7 +714,9 @@ CONC_NOINLINE int conc__forkpool_socketpair(int type, int sv[2]) {
 }
 
 /* Process hygiene after fork (server and workers): nothing buffered in stdout and stderr, default
- * signal dispositions with SIGINT, SIGTTOU and SIGTTIN ignored, an empty mask, death with the
+ * signal dispositions with SIGINT, SIGTTOU and SIGTTIN ignored (and SIGPIPE if the host ignored
+ * it at create, as servers and Python do: a task's write to a pipe whose reader is gone then
+ * fails with EPIPE, where a default SIGPIPE killed the worker), an empty mask, death with the
  * parent, and no fd but 0, 1, 2 and `keep`, which ends up as CONC__FORKPOOL_FD, close-on-exec
  * (dup2 clears the flag): neither ever execs, and a program a task starts must not hold the
  * socket, or the worker's death (its EOF) would wait for that program to exit. Returns false
@@ -724,7 +729,8 @@ CONC_NOINLINE bool conc__forkpool_hygiene(int keep, pid_t parent) {
      * worker's own output starts now). Other streams cannot be enumerated: see CAVEATS. */
     __fpurge(stdout);
     __fpurge(stderr);
-    struct sigaction sa;
+    struct sigaction sa, pipe_was;
+    bool pipe_ignored = sigaction(SIGPIPE, NULL, &pipe_was) == 0 && pipe_was.sa_handler == SIG_IGN;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_DFL;
     for (int s = 1; s < NSIG; s++)
@@ -737,6 +743,8 @@ CONC_NOINLINE bool conc__forkpool_hygiene(int keep, pid_t parent) {
      * the write goes through and the read fails (EIO). */
     (void)sigaction(SIGTTOU, &sa, NULL);
     (void)sigaction(SIGTTIN, &sa, NULL);
+    if (pipe_ignored)
+        (void)sigaction(SIGPIPE, &sa, NULL);
     sigset_t none;
     sigemptyset(&none);
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
