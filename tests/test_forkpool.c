@@ -1226,8 +1226,7 @@ static void forkpool_task_whose_argument_the_worker_cannot_hold_ends_enomem(void
     TH_CHECK_EQ(conc_future_wait(f), ENOMEM);
     conc_forkpool_outcome_t out;
     TH_CHECK_EQ(conc_forkpool_outcome(f, &out), 0);
-    TH_CHECK_MSG(out.status == ENOMEM && out.signal == 0 && out.exit_code == 0 &&
-                     out.attempts == 1,
+    TH_CHECK_MSG(out.status == ENOMEM && out.signal == 0 && out.exit_code == 0 && out.attempts == 1,
                  "outcome: status %d, signal %d, exit %d, attempts %u", out.status, out.signal,
                  out.exit_code, out.attempts);
     conc_future_release(f);

@@ -966,14 +966,15 @@ CONC_INLINE bool conc_eventcount_is_closed(uint32_t w) {
  * wait. With CONC_EVENTCOUNT_WAITERS_MAX registered already, it returns a ticket instead
  * (registered nobody; its wait polls: see above). */
 CONC_INLINE uint32_t conc_eventcount_enter(uint32_t *word) {
+    /* Relaxed: a guess at the count, which the CAS checks. */
     uint32_t w = conc_load(word, CONC_RELAXED);
-    do
+    do {
         if (conc__base_ec_waiters(w) >= CONC_EVENTCOUNT_WAITERS_MAX)
             return w & CONC__BASE_EC_CLOSED; /* a ticket: no waiters, no sleeps polled yet */
-    /* [eventcount.W1] seq_cst: forbids the re-check's loads from moving before the
-     * registration (the waiter's half of the Dekker pair with F1). Its acquire half pairs
-     * with N1. The failure order is the relaxed load's: w is only a guess to try again. */
-    while (!conc_cas(word, &w, w + CONC__BASE_EC_WAITER_ONE, CONC_SEQ_CST, CONC_RELAXED));
+        /* [eventcount.W1] seq_cst: forbids the re-check's loads from moving before the
+         * registration (the waiter's half of the Dekker pair with F1). Its acquire half
+         * pairs with N1. Relaxed on failure: w is only a fresh guess to try again. */
+    } while (!conc_cas(word, &w, w + CONC__BASE_EC_WAITER_ONE, CONC_SEQ_CST, CONC_RELAXED));
     return w + CONC__BASE_EC_WAITER_ONE;
 }
 
