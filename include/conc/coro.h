@@ -855,18 +855,26 @@ CONC_INLINE void conc__coro_atfork_register(void) {
         (void)pthread_atfork(NULL, NULL, conc__coro_atfork_child);
 }
 
+/* A thread-specific key whose destructor runs at each thread's end, made once per process
+ * (weak: one for every file that includes this header): NAME_once, NAME_key, NAME_key_ok (0:
+ * no key was left) and NAME_key_create, for pthread_once(&NAME_once, NAME_key_create). */
+#define CONC__CORO_THREAD_END_KEY(name, destructor)                                                \
+    extern pthread_once_t name##_once;                                                             \
+    __attribute__((weak)) pthread_once_t name##_once = PTHREAD_ONCE_INIT;                          \
+    extern pthread_key_t name##_key;                                                               \
+    __attribute__((weak)) pthread_key_t name##_key;                                                \
+    extern int name##_key_ok;                                                                      \
+    __attribute__((weak)) int name##_key_ok = 0;                                                   \
+    static inline void name##_key_create(void) {                                                   \
+        name##_key_ok = pthread_key_create(&name##_key, destructor) == 0;                          \
+    }
+
 /* A thread that ends inside a run (pthread_exit in a coroutine; pthread_cancel acting at
  * epoll_wait or at a coroutine's syscall) orphans the schedulers it was running: their
  * coroutines never go on (they never migrate, and one may be half unwound), run says EPERM
  * from then on, and destroy, from any thread, frees them without running anything. A
  * thread-specific value set while a run is in progress calls this at the thread's end (no
  * setjmp-based cleanup on the hot path); the thread-local names what was running. */
-extern pthread_once_t conc__coro_exit_once;
-__attribute__((weak)) pthread_once_t conc__coro_exit_once = PTHREAD_ONCE_INIT;
-extern pthread_key_t conc__coro_exit_key;
-__attribute__((weak)) pthread_key_t conc__coro_exit_key;
-extern int conc__coro_exit_key_ok;
-__attribute__((weak)) int conc__coro_exit_key_ok = 0;
 CONC_COLD void conc__coro_sched_orphan_slow(conc_sched_t *s);
 static inline void conc__coro_thread_exit(void *unused) {
     CONC_UNUSED(unused);
@@ -875,18 +883,10 @@ static inline void conc__coro_thread_exit(void *unused) {
     for (; s; s = s->run_outer)
         conc__coro_sched_orphan_slow(s);
 }
-static inline void conc__coro_exit_key_create(void) {
-    conc__coro_exit_key_ok = pthread_key_create(&conc__coro_exit_key, conc__coro_thread_exit) == 0;
-}
+CONC__CORO_THREAD_END_KEY(conc__coro_exit, conc__coro_thread_exit)
 
 /* conc_coro_catch_overflow's alternate stack for its thread, freed as the thread ends: taken
  * off first if it is still the thread's (a destructor runs outside any signal handler). */
-extern pthread_once_t conc__coro_altstack_once;
-__attribute__((weak)) pthread_once_t conc__coro_altstack_once = PTHREAD_ONCE_INIT;
-extern pthread_key_t conc__coro_altstack_key;
-__attribute__((weak)) pthread_key_t conc__coro_altstack_key;
-extern int conc__coro_altstack_key_ok;
-__attribute__((weak)) int conc__coro_altstack_key_ok = 0;
 static inline void conc__coro_altstack_free(void *mem) {
     stack_t cur;
     if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == mem && !(cur.ss_flags & SS_DISABLE)) {
@@ -897,10 +897,8 @@ static inline void conc__coro_altstack_free(void *mem) {
     }
     free(mem);
 }
-static inline void conc__coro_altstack_key_create(void) {
-    conc__coro_altstack_key_ok =
-        pthread_key_create(&conc__coro_altstack_key, conc__coro_altstack_free) == 0;
-}
+CONC__CORO_THREAD_END_KEY(conc__coro_altstack, conc__coro_altstack_free)
+
 /* Without a key (none left), or without memory for the value, it stays for the process's life.
  * One the thread had before is no longer its alternate stack (this one was set in its place
  * only because the thread had none), so it goes now. */
