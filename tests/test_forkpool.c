@@ -1085,6 +1085,42 @@ static conc_forkpool_t *fp_one_held_at_the_gate(fp_start_hold **h, fp_shared **s
     return p;
 }
 
+/* task_timeout runs from fn's start. It ran from the dispatch, so a task whose worker was
+ * slow to reach its start gate (taking in a long argument; here a hold before the gate) was
+ * SIGTERMed before fn ever ran and ended ETIMEDOUT. Held for 1.5 timeouts, it now runs. */
+static void forkpool_task_timeout_runs_from_fn_s_start(void) {
+    fp_start_hold *h = fp_start_hold_here = fp_start_hold_map();
+    __atomic_store_n(&h->armed, 1u, __ATOMIC_RELAXED); /* before create: workers see it */
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.shared_size = 1u << 20;
+    o.task_timeout = fp_timeout_ns();
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    fp_mark_arg a = {s, 0};
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_mark_task, &a, sizeof a, &f), 0);
+    fp_wait_flag(&h->reached, 1);
+    int64_t held_until = th_now() + o.task_timeout * 3 / 2;
+    while (th_now() < held_until)
+        th_sleep_ns(CONC_MS);
+    TH_CHECK(!conc_future_is_done(f)); /* it was killed, and ETIMEDOUT, by now */
+    __atomic_store_n(&h->armed, 0u, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->open, 1u, __ATOMIC_RELEASE);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    conc_forkpool_outcome_t out;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &out), 0);
+    TH_CHECK_MSG(out.status == 0 && out.signal == 0 && out.attempts == 1,
+                 "outcome: status %d, signal %d, attempts %u", out.status, out.signal,
+                 out.attempts);
+    TH_CHECK_EQ(__atomic_load_n(&s->count[0], __ATOMIC_RELAXED), 1u);
+    conc_future_release(f);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
+}
+
 /* A task handed over to its worker but not yet started is dropped, as a queued one is: its fn
  * never runs, its worker is not killed but takes the next task, its future is CANCELLED and its
  * outcome says ECANCELED with no signal and no attempt. (Before the start gate, cancel killed
@@ -3924,6 +3960,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_worker_dead_before_the_start_gate_runs_the_task_elsewhere),
         TH_CASE(forkpool_task_whose_workers_all_die_before_its_gate_ends),
         TH_CASE(forkpool_task_whose_argument_the_worker_cannot_hold_ends_enomem),
+        TH_CASE(forkpool_task_timeout_runs_from_fn_s_start),
         TH_CASE(forkpool_workers_keep_the_hosts_ignored_sigpipe),
         TH_CASE_T(forkpool_destroy_waits_for_a_map_the_pool_gave_up_on, 60),
         TH_CASE(forkpool_task_put_back_by_a_death_cancels_as_queued),

@@ -787,10 +787,12 @@ CONC_NOINLINE bool conc__forkpool_hygiene(int keep, pid_t parent) {
  * canceller's CAS too [forkpool.G3]: won, fn never ran there and the task goes back to the
  * head of the queue, its attempt undone; lost, the task started (or cancel dropped it) and
  * the death is its outcome, as before. The gate value holds the id, so a stale value (an
- * earlier task's STARTED) can never match. Relaxed: the one word decides, and nothing else
- * rides on it; the store at dispatch reaches the worker before the task does (the socket's
- * send and receive order them: the kernel's locks on the socket buffer); the death's CAS
- * reads the dead worker's last store through the kernel's report.
+ * earlier task's STARTED) can never match. Relaxed: the one word decides; the store at
+ * dispatch reaches the worker before the task does (the socket's send and receive order them:
+ * the kernel's locks on the socket buffer); the death's CAS reads the dead worker's last store
+ * through the kernel's report. One thing rides on a win, for a pool with a task_timeout: the
+ * worker stamps the slot's started_ns before its CAS, whose success is a release for that,
+ * and the monitor reads STARTED with an acquire before it times the task from that stamp.
  * tests/models/forkpool_gate.pml checks that fn never runs for a task cancel dropped, that
  * cancel never reports a drop of a started task, and that a death never puts back a task
  * whose fn started.
@@ -979,11 +981,14 @@ CONC_NOINLINE void conc__forkpool_worker_main(const conc_forkpool_t *p, unsigned
         void *res = NULL;
         size_t res_len = 0;
         CONC_FORKPOOL_START_HOOK();
-        /* [forkpool.G1] relaxed: see "The start gate". */
+        if (p->opts.task_timeout > 0) /* its timeout runs from here: see "The start gate" */
+            conc_store(&slot->started_ns, conc_now(), CONC_RELAXED);
+        /* [forkpool.G1] release on success (the stamp above), relaxed on failure: see "The
+         * start gate". */
         uint64_t handed = conc__forkpool_gate(m.id, CONC__FORKPOOL_GATE_HANDED);
         bool started =
             conc_cas(&slot->gate, &handed, conc__forkpool_gate(m.id, CONC__FORKPOOL_GATE_STARTED),
-                     CONC_RELAXED, CONC_RELAXED);
+                     CONC_RELEASE, CONC_RELAXED);
         if (!started && handed != conc__forkpool_gate(m.id, CONC__FORKPOOL_GATE_DROPPED))
             CONC_ABORT("conc_forkpool: a worker's start gate holds another task's value");
         int st = !started ? ECANCELED : no_memory ? ENOMEM : fn(arg, (size_t)m.len, &res, &res_len);
@@ -1500,6 +1505,10 @@ CONC_INLINE void conc__forkpool_give_up(conc_forkpool_t *p) {
     p->closed = true;
 }
 
+CONC_INLINE int64_t conc__forkpool_min(int64_t a, int64_t b) {
+    return a < b ? a : b;
+}
+
 /* t + ns for a time t >= 0 and ns >= 0, saturating at CONC_FOREVER: a task_timeout may be as
  * large as CONC_FOREVER (no limit in practice), and a signed sum past it is undefined. */
 CONC_INLINE int64_t conc__forkpool_after(int64_t t, int64_t ns) {
@@ -1667,6 +1676,8 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
  *                                                   T3 came before poll began
  *                                                 [forkpool.T5] lock; read(evfd); T1 again:
  *                                                   sees task_started (T2's unlock, T5's lock)
+ * task_started is the earliest a task can time out: its timeout runs from fn's start, the
+ * stamp its worker leaves at the start gate; the monitor looks again until the task starts.
  * No atomics: monitor_wake_at and task_started are read and written under the pool lock only
  * (its acquire/release orders T1 before T2 or T2 before T1), and the eventfd counter keeps a
  * kick until T5 reads it. If T2 runs while the monitor is between poll and T5 (a stale
@@ -2183,8 +2194,20 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 continue;
             int64_t start = 0;
             uint64_t v = 0;
-            if (w->state == CONC__FORKPOOL_W_TASK) {
-                start = w->task_started;
+            if (w->state == CONC__FORKPOOL_W_TASK && w->task) {
+                /* From fn's start, not the dispatch: a worker still taking in a long argument
+                 * has not started the task. Acquire: pairs with the gate's release, so the
+                 * stamp is this task's. Not started yet: look at task_started + to (when it
+                 * could time out at the earliest), and from then on every quarter timeout. */
+                uint64_t g = conc_load(&p->slots[k].gate, CONC_ACQUIRE);
+                if (g == conc__forkpool_gate(w->task->id, CONC__FORKPOOL_GATE_STARTED)) {
+                    start = conc_load(&p->slots[k].started_ns, CONC_RELAXED);
+                } else if (g == conc__forkpool_gate(w->task->id, CONC__FORKPOOL_GATE_HANDED)) {
+                    int64_t look = now - w->task_started < to
+                                       ? conc__forkpool_after(w->task_started, to)
+                                       : now + (to / 4 > CONC_MS ? to / 4 : CONC_MS);
+                    next = conc__forkpool_min(next, look);
+                }
             } else if (w->state == CONC__FORKPOOL_W_MAP) {
                 /* Acquire: pairs with the worker's release of running, so start is this
                  * item's or a later one's (later only delays the timeout); a sample, the
