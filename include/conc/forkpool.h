@@ -1505,10 +1505,6 @@ CONC_INLINE void conc__forkpool_give_up(conc_forkpool_t *p) {
     p->closed = true;
 }
 
-CONC_INLINE int64_t conc__forkpool_min(int64_t a, int64_t b) {
-    return a < b ? a : b;
-}
-
 /* t + ns for a time t >= 0 and ns >= 0, saturating at CONC_FOREVER: a task_timeout may be as
  * large as CONC_FOREVER (no limit in practice), and a signed sum past it is undefined. */
 CONC_INLINE int64_t conc__forkpool_after(int64_t t, int64_t ns) {
@@ -2176,6 +2172,9 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
         /* Timeouts: SIGTERM past task_timeout, SIGKILL after the grace. */
         int64_t next = CONC_FOREVER;
         int64_t to = p->opts.task_timeout;
+        /* A look again in a quarter timeout, for what may start to count after this scan. */
+        int64_t relook =
+            to > 0 ? conc__forkpool_after(now, to / 4 > CONC_MS ? to / 4 : CONC_MS) : 0;
         for (unsigned k = 0; k < p->nworkers; k++) {
             conc__forkpool_worker *w = &p->w[k];
             if (w->kill_at) {
@@ -2205,8 +2204,9 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 } else if (g == conc__forkpool_gate(w->task->id, CONC__FORKPOOL_GATE_HANDED)) {
                     int64_t look = now - w->task_started < to
                                        ? conc__forkpool_after(w->task_started, to)
-                                       : now + (to / 4 > CONC_MS ? to / 4 : CONC_MS);
-                    next = conc__forkpool_min(next, look);
+                                       : relook;
+                    if (look < next)
+                        next = look;
                 }
             } else if (w->state == CONC__FORKPOOL_W_MAP) {
                 /* Acquire: pairs with the worker's release of running, so start is this
@@ -2233,8 +2233,8 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
         if (p->stopping && stop_deadline < next)
             next = stop_deadline;
         /* A map item that started after our sample may time out before we look again. */
-        if (to > 0 && p->round_live && conc__forkpool_after(now, to / 4) < next)
-            next = now + (to / 4 > CONC_MS ? to / 4 : CONC_MS);
+        if (to > 0 && p->round_live && relook < next)
+            next = relook;
         /* Poll set. */
         size_t n = 0;
         pf[n].fd = p->evfd;
