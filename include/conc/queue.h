@@ -160,15 +160,18 @@
  *   RMW, so every producer CAS after it fails and reports EPIPE, and a consumer that finds the
  *   ring empty with CLOSED in tail knows no item can ever come.
  *
- *   One item (push, pop and their try/until forms) takes an inline fast path: load tail,
- *   check the one stamp, claim, copy, publish. Everything the copy and the publish need (the
- *   slot's address, the item size, the next stamp) is computed before the claim: no load may
- *   pass a locked CAS, so loads of the queue's fields after it would hold back the stores that
- *   the next claim's CAS must drain (reading them after the claim made an item cost 9.6 ns
- *   instead of 7.5, pushed and popped by one thread). An earlier version checked a limit that
- *   a scan of 64 stamps had verified ahead instead of the stamp: the scan cost more than the
- *   loads it saved, and with several producers the limit's writes bounced a line the claims
- *   use (2P2C and 4P4C ran 1.2 to 1.9 times slower with it).
+ *   One item (push, pop and their try/until forms) takes an inline fast path: load tail, check the
+ *   one stamp, claim, copy, publish. Everything the copy and the publish need (the slot's address,
+ *   the item size, the next stamp) is computed before the claim: no load may pass a locked CAS, so
+ *   loads of the queue's fields after it would hold back the stores that the next claim's CAS must
+ *   drain (reading them after the claim made an item cost 9.6 ns instead of 7.5, pushed and popped
+ *   by one thread). An 8-byte item is read before the claim too, from the slot for a pop (as
+ *   ck_ring's dequeue does: the claim's success proves it was the item), so the copy does not wait
+ *   for the CAS (1 to 2% of an item pushed and popped on one thread; relaxed atomic words, so a
+ *   read that loses its claim races nothing). An earlier version checked a limit that a scan of 64
+ *   stamps had verified ahead instead of the stamp: the scan cost more than the loads it saved, and
+ *   with several producers the limit's writes bounced a line the claims use (2P2C and 4P4C ran 1.2
+ *   to 1.9 times slower with it).
  *
  *   Blocking: two eventcount words beside the ring (base.h's eventcount), not_empty
  *   (consumers sleep on it) and not_full (producers). Each word: the registered waiters,
@@ -516,11 +519,9 @@ CONC_INLINE void conc__queue_copy(void *dst, const void *src, uint64_t n) {
     /* Hide where the pointers come from: inlined into a push of an 8-byte object, gcc -O3
      * otherwise warns (-Warray-bounds) about the 16-byte branch, which n never takes there. */
     __asm__("" : "+r"(dst), "+r"(src));
-    /* Constant sizes become a register move; the common item sizes get one. Pointer-sized
-     * items (the executor's futures, handles, indices) are laid out as the straight path. */
-    if (CONC_LIKELY(n == 8))
-        memcpy(dst, src, 8);
-    else if (n == 16)
+    /* Constant sizes become a register move; the common item sizes get one (8 bytes, the
+     * executor's futures, handles and indices, travel as a word: conc__queue_word_in). */
+    if (n == 16)
         memcpy(dst, src, 16);
     else if (n == 4)
         memcpy(dst, src, 4);
@@ -528,19 +529,55 @@ CONC_INLINE void conc__queue_copy(void *dst, const void *src, uint64_t n) {
         memcpy(dst, src, (size_t)n);
 }
 
-/* Moves one item through a claimed slot: a producer's copy-in (push: from `in`) or a consumer's
- * copy-out (to `out`), then publishes the slot with its next stamp. */
-CONC_INLINE void conc__queue_move_at(unsigned char *slot, uint64_t item_size, uint64_t next_stamp,
-                                     bool push, unsigned char *out, const unsigned char *in) {
+/* An 8-byte item travels as one word, which the ring reads and writes with relaxed atomics
+ * (plain moves on x86 and arm64): a fast pop reads it before its claim (see the fast path),
+ * and when that claim then fails the read may overlap the next lap's write of the slot. As
+ * atomics the two are no data race; the failed pop drops what it read. */
+CONC_INLINE uint64_t *conc__queue_item_word(unsigned char *slot) {
+    return (uint64_t *)(void *)(slot + CONC__QUEUE_STAMP_SIZE);
+}
+
+/* The word a move carries: the producer's item (push), or the slot's (pop). */
+CONC_INLINE uint64_t conc__queue_word_in(unsigned char *slot, bool push, const unsigned char *in) {
+    uint64_t word;
+    __asm__("" : "+r"(in)); /* as in conc__queue_copy: gcc warns of a smaller caller's object */
     if (push)
-        conc__queue_copy(slot + CONC__QUEUE_STAMP_SIZE, in, item_size);
+        memcpy(&word, in, sizeof word);
+    else /* relaxed: ordered after the stamp's acquire [queue.A2] that let us here */
+        word = conc_load(conc__queue_item_word(slot), CONC_RELAXED);
+    return word;
+}
+
+/* Where the word goes: into the slot (push; relaxed, published by [queue.R1]) or to `out`. */
+CONC_INLINE void conc__queue_word_out(unsigned char *slot, uint64_t word, bool push,
+                                      unsigned char *out) {
+    __asm__("" : "+r"(out)); /* see conc__queue_word_in */
+    if (push)
+        conc_store(conc__queue_item_word(slot), word, CONC_RELAXED);
     else
-        conc__queue_copy(out, slot + CONC__QUEUE_STAMP_SIZE, item_size);
+        memcpy(out, &word, sizeof word);
+}
+
+/* Hands a moved slot on with its next stamp. */
+CONC_INLINE void conc__queue_publish(unsigned char *slot, uint64_t next_stamp) {
     CONC_CHAOS_POINT();
     /* [queue.R1] release (producer): pairs with the consumer's [queue.A2]: the item is in.
      * [queue.R2] release (consumer): pairs with the next lap's producer [queue.A1]: we are
      * done reading, the slot may be overwritten. */
     conc_store(conc__queue_stamp(slot), next_stamp, CONC_RELEASE);
+}
+
+/* Moves one item through a claimed slot: a producer's copy-in (push: from `in`) or a consumer's
+ * copy-out (to `out`), then publishes the slot with its next stamp. */
+CONC_INLINE void conc__queue_move_at(unsigned char *slot, uint64_t item_size, uint64_t next_stamp,
+                                     bool push, unsigned char *out, const unsigned char *in) {
+    if (item_size == 8)
+        conc__queue_word_out(slot, conc__queue_word_in(slot, push, in), push, out);
+    else if (push)
+        conc__queue_copy(slot + CONC__QUEUE_STAMP_SIZE, in, item_size);
+    else
+        conc__queue_copy(out, slot + CONC__QUEUE_STAMP_SIZE, item_size);
+    conc__queue_publish(slot, next_stamp);
 }
 
 /* The stamp a slot gets once its item at pos is moved: readable (pos + 1) after a push,
@@ -745,16 +782,25 @@ CONC_INLINE bool conc__queue_one_fast_sized(conc_queue_t *q, bool push, unsigned
     uint64_t stamp = conc_load(conc__queue_stamp(slot), CONC_ACQUIRE);
     if (CONC_UNLIKELY(stamp != pos + (push ? CONC__QUEUE_WRITABLE : CONC__QUEUE_READABLE)))
         return false;
-    /* What the move needs, computed before the claim (DESIGN: no load passes the locked CAS). */
+    /* What the move needs, computed before the claim (DESIGN: no load passes the locked CAS).
+     * That includes an 8-byte item: the producer's, and the slot's for a pop, as ck_ring's
+     * dequeue copies before its CAS. The claim's success proves the slot's word is the item we
+     * checked the stamp of: head was pos from our load to our CAS (positions never repeat), so
+     * no other consumer claimed pos, and the slot is not written again before our [queue.R2]. */
     uint64_t next_stamp = conc__queue_next_stamp(q, pos, push);
+    uint64_t word = item_size == 8 ? conc__queue_word_in(slot, push, in) : 0;
     CONC_CHAOS_POINT();
     /* [queue.C1] / [queue.C2] seq_cst, as in conc__queue_claim (the notifier's half of the
      * Dekker pair). Success means the position was still the one whose stamp we checked. */
     if (CONC_UNLIKELY(
             !conc_cas(end, &pos, conc__queue_advance(q, pos, 1), CONC_SEQ_CST, CONC_RELAXED)))
         return false;
-    /* [queue.R1] / [queue.R2] */
-    conc__queue_move_at(slot, item_size, next_stamp, push, out, in);
+    if (item_size == 8) {
+        conc__queue_word_out(slot, word, push, out);
+        conc__queue_publish(slot, next_stamp); /* [queue.R1] / [queue.R2] */
+    } else {
+        conc__queue_move_at(slot, item_size, next_stamp, push, out, in);
+    }
     return true;
 }
 
