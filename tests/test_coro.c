@@ -1920,30 +1920,57 @@ static void coro_fd_polled_while_coroutines_stay_runnable(void) {
  * least every few milliseconds even while coroutines are runnable"): coroutines that each
  * compute BUSY_SLICE_NS of wall time between yields must not delay a ready fd by dozens of
  * their runs (the look used to come every 64 switches: 64 slices). Counted in switches, not
- * time: each slice lasts at least its wall time, so a loaded machine only makes fewer. */
+ * time: each slice lasts at least its wall time, so a loaded machine only makes fewer.
+ * Counted from the coarse clock's next tick, which the look waits for: on a busy VM that
+ * clock fell 21 ms (5 ticks of 4 ms) behind CLOCK_MONOTONIC while its timekeeping vCPU was
+ * off the host's CPU (make test-shaken saw 13 slices where one tick's worth allowed 11). */
 #define BUSY_SLICE_NS (2 * CONC_MS)
 #define BUSY_COROS 4
 #define BUSY_ROUNDS 4
+#define BUSY_RUNS_KEPT 1024
 typedef struct busy_ctx {
     int fds[2];
     unsigned runs; /* slices computed by the busy coroutines */
     unsigned wrote_at[BUSY_ROUNDS], woke_at[BUSY_ROUNDS];
+    int64_t coarse_at_write[BUSY_ROUNDS];
+    int64_t started[BUSY_RUNS_KEPT]; /* the coarse clock as slice k (runs after it) began */
     int round, stop;
 } busy_ctx;
+
+static int64_t busy_coarse_now(void) {
+    struct timespec ts;
+    TH_CHECK_EQ(clock_gettime(CLOCK_MONOTONIC_COARSE, &ts), 0);
+    return (int64_t)ts.tv_sec * CONC_SEC + ts.tv_nsec;
+}
 
 static int busy_worker(void *p) {
     busy_ctx *c = (busy_ctx *)p;
     while (!c->stop) {
+        int64_t began = busy_coarse_now();
         int64_t end = conc_now() + BUSY_SLICE_NS;
         while (conc_now() < end) {
         }
-        if (++c->runs % 8 == 0 && c->round < BUSY_ROUNDS && !c->wrote_at[c->round]) {
+        if (++c->runs < BUSY_RUNS_KEPT)
+            c->started[c->runs] = began;
+        if (c->runs % 8 == 0 && c->round < BUSY_ROUNDS && !c->wrote_at[c->round]) {
             c->wrote_at[c->round] = c->runs;
             TH_CHECK_EQ(write(c->fds[1], "b", 1), 1);
+            c->coarse_at_write[c->round] = busy_coarse_now();
         }
         TH_CHECK_EQ(conc_coro_yield(), 0);
     }
     return 0;
+}
+
+/* The slice by whose end the scheduler has looked since round r's write: the first that began
+ * after the coarse clock moved past its reading at the write (the switch that ends it reads a
+ * value no look has seen), or the 64th switch after, whichever comes first. */
+static unsigned busy_look_by(const busy_ctx *c, int r) {
+    unsigned by = c->wrote_at[r] + CONC__CORO_TICKS_MASK + 1;
+    for (unsigned k = c->wrote_at[r] + 1; k < by && k < BUSY_RUNS_KEPT && k <= c->runs; k++)
+        if (c->started[k] > c->coarse_at_write[r])
+            return k;
+    return by;
 }
 
 static int busy_reader(void *p) {
@@ -1964,11 +1991,11 @@ static void coro_fd_polled_every_few_ms_between_long_runs(void) {
     int64_t tick = (int64_t)res.tv_sec * CONC_SEC + res.tv_nsec;
     if (tick > 10 * CONC_MS)
         TH_SKIP("the coarse clock ticks less often than every 10 ms");
-    /* After the write: the slices until the coarse clock ticks and the poll interval (2 ms)
-     * has passed, the one running then, the busy coroutines queued ahead of the reader, and
-     * slack. The 64-switch look left 0 to 63 more. */
-    int64_t wait = tick > CONC_CORO_POLL_NS ? tick : CONC_CORO_POLL_NS;
-    unsigned bound = (unsigned)((wait + BUSY_SLICE_NS - 1) / BUSY_SLICE_NS) + 1 + BUSY_COROS + 4;
+    /* After the look: the busy coroutines queued ahead of the reader, and slack. Each slice
+     * outlasts the poll interval (2 ms), so a look at a slice's end polls. The 64-switch look
+     * left 0 to 63 more. */
+    CONC_STATIC_ASSERT(BUSY_SLICE_NS >= CONC_CORO_POLL_NS, "a look after a slice polls");
+    unsigned bound = BUSY_COROS + 4;
     busy_ctx c;
     memset(&c, 0, sizeof c);
     TH_CHECK_EQ(pipe(c.fds), 0);
@@ -1978,10 +2005,14 @@ static void coro_fd_polled_every_few_ms_between_long_runs(void) {
     for (int i = 0; i < BUSY_COROS; i++)
         TH_CHECK_EQ(conc_coro_spawn(s, busy_worker, &c, NULL, NULL), 0);
     TH_CHECK_EQ(conc_sched_run(s), 0);
-    for (int r = 0; r < BUSY_ROUNDS; r++)
-        TH_CHECK_MSG(c.woke_at[r] - c.wrote_at[r] <= bound,
-                     "round %d: the ready fd waited %u runs of %lld ms (at most %u)", r,
-                     c.woke_at[r] - c.wrote_at[r], (long long)(BUSY_SLICE_NS / CONC_MS), bound);
+    for (int r = 0; r < BUSY_ROUNDS; r++) {
+        unsigned look = busy_look_by(&c, r);
+        TH_CHECK_MSG(c.woke_at[r] <= look + bound,
+                     "round %d: the ready fd waited %u runs of %lld ms after the write, %d after "
+                     "the coarse clock's tick (at most %u)",
+                     r, c.woke_at[r] - c.wrote_at[r], (long long)(BUSY_SLICE_NS / CONC_MS),
+                     (int)c.woke_at[r] - (int)look, bound);
+    }
     conc_sched_destroy(s);
     close(c.fds[0]);
     close(c.fds[1]);
