@@ -411,7 +411,9 @@ typedef struct conc_coro_waitq {
  * compute between switches make 64 switches long, so while a timer, an fd wait or a message
  * could be due, every switch also reads the coarse clock (4-5 ns: a vDSO load, no TSC) and
  * looks when it has ticked (every 1-4 ms, CONFIG_HZ): those then wait at most a tick plus
- * one coroutine's run, not 64 of them. */
+ * one coroutine's run, not 64 of them. On a loaded VM the coarse clock may stall for a few
+ * ticks while the vCPU that keeps time is off the host's CPU (21 ms, 5 ticks of 4 ms, seen
+ * beside a CPU hog on each core), and the wait stretches with it. */
 #define CONC__CORO_TICKS 64u
 #define CONC__CORO_TICKS_MASK (CONC__CORO_TICKS - 1u)
 /* How long a nested conc_sched_destroy waits for a message another thread is about to post:
