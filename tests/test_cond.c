@@ -466,12 +466,46 @@ static void wait_for_on_unheld_lock(void) {
     (void)r;
 }
 
+static bool cond_always(void *arg) {
+    (void)arg;
+    return true;
+}
+
+/* wait_for checks the lock before pred's first run: a pred that already holds, or a past
+ * deadline, never reaches a wait, and used to return with the lock never held. */
+static void wait_for_true_pred_on_unheld_lock(void) {
+    conc_lock_t l = CONC_LOCK_INIT;
+    conc_cond_t c = CONC_COND_INIT;
+    bool r = conc_cond_wait_for(&c, &l, cond_always, NULL, CONC_FOREVER);
+    printf("wait_for returned %d\n", r); /* not reached */
+}
+
+static void wait_for_past_deadline_on_unheld_lock(void) {
+    conc_lock_t l = CONC_LOCK_INIT;
+    conc_cond_t c = CONC_COND_INIT;
+    bool r = conc_cond_wait_for(&c, &l, cond_never, NULL, 0);
+    printf("wait_for returned %d\n", r); /* not reached */
+}
+
+static void wait_for_true_pred_with_shared_mismatch(void) {
+    conc_lock_t l = CONC_LOCK_INIT; /* private */
+    conc_cond_t c;
+    conc_cond_init(&c, CONC_SHARED);
+    conc_lock_acquire(&l);
+    bool r = conc_cond_wait_for(&c, &l, cond_always, NULL, CONC_FOREVER);
+    printf("wait_for returned %d\n", r); /* not reached */
+}
+
 /* Each wait names itself, the call the user wrote. */
 static void cond_misuse_aborts_with_message(void) {
     static const th_abort_case cases[] = {
         {wait_on_unheld_lock, "conc_cond_wait: the lock is not held"},
         {wait_until_on_unheld_lock, "conc_cond_wait_until: the lock is not held"},
         {wait_for_on_unheld_lock, "conc_cond_wait_for: the lock is not held"},
+        {wait_for_true_pred_on_unheld_lock, "conc_cond_wait_for: the lock is not held"},
+        {wait_for_past_deadline_on_unheld_lock, "conc_cond_wait_for: the lock is not held"},
+        {wait_for_true_pred_with_shared_mismatch,
+         "conc_cond_wait_for: the cond and the lock disagree on CONC_SHARED"},
         {wait_with_shared_mismatch,
          "conc_cond_wait_until: the cond and the lock disagree on CONC_SHARED"},
     };

@@ -329,6 +329,9 @@ CONC_NODISCARD static inline bool conc_cond_wait_for(conc_cond_t *c, conc_lock_t
                                                      int64_t deadline) {
     if (CONC_UNLIKELY(!pred))
         CONC_ABORT("conc_cond_wait_for: pred is NULL");
+    /* Before pred's first run, not only before a wait: misuse aborts even when pred already
+     * holds or the deadline has passed, and pred never runs without the lock. */
+    conc__cond_check_lock(c, l, "conc_cond_wait_for");
     bool result = pred(arg);
     while (!result) {
         if (deadline != CONC_FOREVER && conc_now() >= deadline)
