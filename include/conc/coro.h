@@ -222,7 +222,9 @@
  *     thread, only frees it, once the messages of its pending bridges (a conc_coro_await's
  *     completion, a mailbox's send) have come: it waits for them as a nested destroy does,
  *     then aborts naming the cause. To stop such a thread cleanly, tell its coroutines instead
- *     (conc_sched_spawn one that cancels them) and join it once its run has returned.
+ *     (conc_sched_spawn one that cancels them) and join it once its run has returned. Under
+ *     ThreadSanitizer a pthread_exit in a coroutine is not possible at all: TSan's pthread_exit
+ *     checks that it runs on the thread's own fiber, and aborts the program.
  *
  * DESIGN
  *   Contexts. A coroutine's stack is a slot carved from a large mmap arena: a guard page, the
@@ -2117,6 +2119,14 @@ CONC_COLD void conc__coro_sched_orphan_slow(conc_sched_t *s) {
 #if defined(CONC_TSAN)
     if (s->current) /* the thread left a coroutine's stack for good */
         __tsan_switch_to_fiber(s->main_fiber, 0);
+#endif
+#if defined(CONC_ASAN)
+    /* The unwind that ends the thread (uninstrumented: libc's) left the redzones of the
+     * frames it skipped poisoned on the thread's own stack, where ASan's teardown of the
+     * thread runs next; a pthread_exit in a coroutine jumps back there from the coroutine's
+     * stack, which ASan, told it was current, is the one it would clear. */
+    if (s->main_size)
+        conc__coro_asan_unpoison(s->main_lo, s->main_size);
 #endif
     s->orphaned = 1;
     if (s->altstack)
