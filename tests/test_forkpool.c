@@ -1961,6 +1961,135 @@ static void forkpool_shutdown_cancels_pending(void) {
     conc_forkpool_destroy(p);
 }
 
+static int fp_nothing_item(size_t i, void *arg);
+
+/* terminate (Python's Pool.terminate): running work is killed, queued work never runs, both
+ * end ECANCELED with CANCELLED futures; the pool then refuses work and leaves no process. */
+static void forkpool_terminate_cancels_running_and_queued(void) {
+    conc_forkpool_t *p = fp_create(1);
+    fp_shared *s = fp_shared_alloc(p, 2);
+    conc_future_t *run, *queued;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task, &s, sizeof s, &run), 0);
+    fp_wait_flag(&s->flag, 1); /* running in the only worker */
+    fp_mark_arg m0 = {s, 0}, m1 = {s, 1};
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_mark_task, &m0, sizeof m0, &queued), 0);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_mark_task, &m1, sizeof m1, NULL), 0);
+    conc_forkpool_terminate(p);
+    TH_CHECK(!fp_pid_alive(s->pid));
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_future_wait(run), ECANCELED);
+    TH_CHECK_EQ(conc_future_state(run), CONC_FUTURE_CANCELLED);
+    TH_CHECK_EQ(conc_forkpool_outcome(run, &o), 0);
+    TH_CHECK_MSG(o.status == ECANCELED && o.signal == SIGKILL && o.attempts == 1,
+                 "running: status %d signal %d attempts %u", o.status, o.signal, o.attempts);
+    TH_CHECK_EQ(conc_future_wait(queued), ECANCELED);
+    TH_CHECK_EQ(conc_future_state(queued), CONC_FUTURE_CANCELLED);
+    TH_CHECK_EQ(conc_forkpool_outcome(queued, &o), 0);
+    TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == 0,
+                 "queued: status %d signal %d attempts %u", o.status, o.signal, o.attempts);
+    TH_CHECK_EQ(s->count[0] + s->count[1], 0u); /* neither queued task ran */
+    TH_CHECK_EQ(conc_forkpool_cancel(run), EBUSY);
+    conc_future_t *late = NULL;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "x", 1, &late), EPIPE);
+    TH_CHECK(late == NULL);
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_nothing_item, NULL, 4, NULL), EPIPE);
+    conc_forkpool_terminate(p); /* idempotent, as are the shutdown and destroy after it */
+    conc_forkpool_shutdown(p, false);
+    fp_check_no_children();
+    conc_future_release(run);
+    conc_future_release(queued);
+    conc_forkpool_destroy(p);
+}
+
+/* A task nothing else can reach (submitted with no future, no task_timeout) kept shutdown
+ * and destroy waiting for good. terminate from another thread ends it, and the shutdown. */
+typedef struct fp_waiting_shutdown {
+    conc_forkpool_t *p;
+    int returned; /* 1 once shutdown returned (release) */
+} fp_waiting_shutdown;
+
+static void *fp_shutdown_cancelling(void *arg) {
+    fp_waiting_shutdown *w = (fp_waiting_shutdown *)arg;
+    conc_forkpool_shutdown(w->p, true);
+    __atomic_store_n(&w->returned, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void forkpool_terminate_ends_a_shutdown_waiting_for_a_hung_task(void) {
+    fp_waiting_shutdown w = {fp_create(2), 0};
+    fp_shared *s = fp_shared_alloc(w.p, 1);
+    TH_CHECK_EQ(conc_forkpool_submit(w.p, fp_hang_task, &s, sizeof s, NULL), 0);
+    fp_wait_flag(&s->flag, 1);
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, fp_shutdown_cancelling, &w), 0);
+    /* Not a timing: the shutdown cannot return while the task runs, whenever we look. */
+    th_sleep_ns(20 * 1000 * 1000);
+    TH_CHECK(!__atomic_load_n(&w.returned, __ATOMIC_ACQUIRE));
+    conc_forkpool_terminate(w.p);
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    TH_CHECK(!fp_pid_alive(s->pid));
+    conc_forkpool_destroy(w.p);
+    fp_check_no_children();
+}
+
+/* terminate during a map (from another thread): the map returns ECANCELED; each item either
+ * ran to the end (0, once), was killed running (ECANCELED, SIGKILL, one start) or never
+ * started (ECANCELED, no start, never run). */
+typedef struct fp_terminated_map {
+    conc_forkpool_t *p;
+    fp_map_arg *a;
+    conc_forkpool_outcome_t *out;
+    size_t n;
+    int result; /* read after the join */
+} fp_terminated_map;
+
+static void *fp_terminated_mapper(void *arg) {
+    fp_terminated_map *m = (fp_terminated_map *)arg;
+    m->result = conc_forkpool_map(m->p, fp_item, m->a, m->n, m->out);
+    return NULL;
+}
+
+static void forkpool_terminate_ends_a_running_map(void) {
+    enum { N = 256 };
+    for (int round = 0; round < 4; round++) {
+        fp_terminated_map m;
+        m.p = fp_create(2);
+        m.n = N;
+        fp_shared *s = fp_shared_alloc(m.p, N);
+        m.a = fp_arg(m.p, s);
+        m.a->special[0] = (size_t)(round % 2 ? N / 2 : 0); /* hangs, raising s->flag */
+        m.a->what[0] = FP_HANG;
+        m.out = (conc_forkpool_outcome_t *)calloc(N, sizeof *m.out);
+        TH_CHECK(m.out != NULL);
+        pthread_t t;
+        TH_CHECK_EQ(pthread_create(&t, NULL, fp_terminated_mapper, &m), 0);
+        fp_wait_flag(&s->flag, 1);
+        conc_forkpool_terminate(m.p);
+        TH_CHECK_EQ(pthread_join(t, NULL), 0);
+        TH_CHECK_EQ(m.result, ECANCELED);
+        size_t killed = 0;
+        for (size_t i = 0; i < N; i++) {
+            conc_forkpool_outcome_t o = m.out[i];
+            uint32_t runs = __atomic_load_n(&s->count[i], __ATOMIC_RELAXED);
+            bool done = o.status == 0 && o.attempts == 1 && runs == 1;
+            bool cut = o.status == ECANCELED && o.signal == SIGKILL && o.attempts == 1 && runs == 1;
+            bool never = o.status == ECANCELED && o.signal == 0 && o.attempts == 0 && runs == 0;
+            TH_CHECK_MSG(done || cut || never,
+                         "round %d item %zu: status %d signal %d attempts %u, ran %u times", round,
+                         i, o.status, o.signal, o.attempts, runs);
+            killed += cut;
+        }
+        size_t hung = m.a->special[0];
+        TH_CHECK_MSG(m.out[hung].status == ECANCELED && m.out[hung].attempts == 1,
+                     "the hung item: status %d attempts %u", m.out[hung].status,
+                     m.out[hung].attempts);
+        TH_CHECK(killed >= 1 && killed <= 2); /* one item a worker at most */
+        free(m.out);
+        conc_forkpool_destroy(m.p);
+        fp_check_no_children();
+    }
+}
+
 /* -------------------------------------------------------------------------------------------
  * Workers: init, recycling, the pristine image, a parent with threads
  * ------------------------------------------------------------------------------------------- */
@@ -3237,6 +3366,9 @@ static int fp_item_calls_the_pool(size_t i, void *arg) {
 static void fp_shutdown_in_a_fork(void) {
     conc_forkpool_shutdown(fp_misuse_pool, false);
 }
+static void fp_terminate_in_a_fork(void) {
+    conc_forkpool_terminate(fp_misuse_pool);
+}
 static void fp_pids_in_a_fork(void) {
     pid_t pids[4];
     (void)conc_forkpool_pids(fp_misuse_pool, pids, 4);
@@ -3275,6 +3407,9 @@ static void fp_other_processes_are_refused(bool with_getpid) {
     int st = th_run_child_capturing_stderr(fp_shutdown_in_a_fork, buf, sizeof buf);
     TH_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     TH_CHECK_MSG(strstr(buf, "conc_forkpool_shutdown") != NULL, "stderr: %s", buf);
+    st = th_run_child_capturing_stderr(fp_terminate_in_a_fork, buf, sizeof buf);
+    TH_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    TH_CHECK_MSG(strstr(buf, "conc_forkpool_terminate") != NULL, "stderr: %s", buf);
     st = th_run_child_capturing_stderr(fp_pids_in_a_fork, buf, sizeof buf);
     TH_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     TH_CHECK_MSG(strstr(buf, "conc_forkpool_pids") != NULL, "stderr: %s", buf);
@@ -3972,8 +4107,11 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_submit_timeout_caller_dispatched),
         TH_CASE(forkpool_submit_timeout_after_crash), TH_CASE(forkpool_task_timeout_forever),
         TH_CASE(forkpool_submit_timeout_result_in_grace), TH_CASE(forkpool_submit_bounded_queue),
-        TH_CASE(forkpool_shutdown_cancels_pending), TH_CASE(forkpool_init_failing_leaves_nothing),
-        TH_CASE(forkpool_max_tasks_per_child),
+        TH_CASE(forkpool_shutdown_cancels_pending),
+        TH_CASE(forkpool_terminate_cancels_running_and_queued),
+        TH_CASE(forkpool_terminate_ends_a_shutdown_waiting_for_a_hung_task),
+        TH_CASE(forkpool_terminate_ends_a_running_map),
+        TH_CASE(forkpool_init_failing_leaves_nothing), TH_CASE(forkpool_max_tasks_per_child),
         TH_CASE(forkpool_parent_threads_and_pristine_replacements),
         TH_CASE(forkpool_gives_up_on_immediate_deaths),
         TH_CASE(forkpool_gave_up_retry_keeps_its_death), TH_CASE(forkpool_gave_up_kill_says_epipe),

@@ -30,6 +30,7 @@
  *             conc_forkpool_cancel(f)                queued or handed over and not started:
  *                                                    dropped; running: worker killed
  *   stop      conc_forkpool_shutdown(p, cancel_pending)   idempotent, reaps every worker
+ *             conc_forkpool_terminate(p)             Pool.terminate(): kills running work too
  *             conc_forkpool_destroy(p)               shutdown(false), unmap, free
  *   query     conc_forkpool_workers(p), conc_forkpool_pids(p, pids, n)
  *   A fork-pool future is a future.h future: conc_future_wait, wait_until, wait_any,
@@ -67,6 +68,11 @@
  *     pool gave up on (queued, or running on a worker the giving up killed) ends with EPIPE,
  *     but one whose future was cancelled while queued keeps ECANCELED (outcome too). A task
  *     whose worker has no memory for its argument ends ENOMEM (one attempt, fn never run).
+ *   terminate: map items and submit tasks it ends (running: killed; queued or not yet
+ *     started: never run) end ECANCELED where a giving up says EPIPE: signal SIGKILL and that
+ *     start counted for the killed ones, signal 0 and no start for the others; the tasks'
+ *     futures end CANCELLED, as after conc_forkpool_cancel. A map waiting its turn, and every
+ *     call after, says EPIPE, as after shutdown.
  *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future, or out NULL).
  *   cancel: 0 (queued, or handed over to a worker that has not started it: dropped, the
  *     future CANCELLED, fn never runs, the worker stays, and the outcome is ECANCELED with
@@ -78,12 +84,12 @@
  *     (already done, or another cancel of it is under way), EINVAL (not a fork-pool future),
  *     EPERM (as map).
  *   free of memory this pool did not hand out aborts: "conc_forkpool_free: not a block ...".
- *   alloc, free, pids, shutdown and destroy in a process other than the pool's parent abort:
- *   "conc_forkpool_shutdown: called in a process other than the pool's parent ...".
+ *   alloc, free, pids, shutdown, terminate and destroy in a process other than the pool's
+ *   parent abort: "conc_forkpool_shutdown: called in a process other than the pool's parent".
  *   NULL for the pool (or create's out pointer): EINVAL from create, map, submit and
- *   try_submit; alloc, pids, workers, shutdown and free of a block abort ("conc_forkpool_alloc:
- *   NULL pool"); destroy(NULL) does nothing. A NULL future: EINVAL from outcome and cancel, NULL
- *   from result.
+ *   try_submit; alloc, pids, workers, shutdown, terminate and free of a block abort
+ *   ("conc_forkpool_alloc: NULL pool"); destroy(NULL) does nothing. A NULL future: EINVAL from
+ *   outcome and cancel, NULL from result.
  *   No call changes errno, failing or not (what libc sets on the way is put back).
  *
  * ORDERING CONTRACT
@@ -106,7 +112,7 @@
  *   alloc/free may overlap maps: the region is live.
  *   Workers, and every other process but the parent, must not call forkpool functions (they
  *   have no pool, only a copy of its memory): map, submit and cancel return EPERM there,
- *   alloc, free, pids, shutdown and destroy abort (ERRORS).
+ *   alloc, free, pids, shutdown, terminate and destroy abort (ERRORS).
  *
  * CONFIGURATION (conc_forkpool_opts_t, or NULL for defaults)
  *   workers              0: one per CPU (at most CONC_FORKPOOL_MAX_WORKERS = 1024)
@@ -183,6 +189,11 @@
  *     is queued if asked), then returns without waiting, as conc_executor_shutdown from a
  *     task does: a later shutdown or destroy from another thread finishes and reaps.
  *     conc_forkpool_destroy there aborts ("called from an on_done callback").
+ *   - shutdown and destroy wait for running work, as Python's close and join do: a task that
+ *     never returns, with no task_timeout and no future to conc_forkpool_cancel it by, keeps
+ *     them waiting. conc_forkpool_terminate, from any thread of the parent, ends it and them
+ *     (from an on_done callback it kills and cancels, then returns without waiting, as
+ *     shutdown does there).
  *   - conc_future_cancel on a fork-pool future drops a queued task but cannot stop a running
  *     one (EBUSY): use conc_forkpool_cancel to kill it.
  *   - A worker that dies holding a lock in the shared region leaves it held (as PostgreSQL's
@@ -266,6 +277,10 @@
  *   shutdown. Refuse new work, cancel or finish queued tasks, wait for the running map, send
  *   each worker QUIT (exit), wait for every death report, shut down and close the server's
  *   socket (it reaps what is left and exits), reap the server, join the monitor, close every fd.
+ *   terminate. The giving up on purpose: cancel the queue (under the same lock hold, so no
+ *   queued task reads as given up), kill every worker, then the shutdown above, which finds
+ *   no running work to wait for. The deaths settle what the workers ran, as any giving up's
+ *   do, with ECANCELED for EPIPE (conc__forkpool_given_up_status).
  */
 #ifndef CONC_FORKPOOL_H
 #define CONC_FORKPOOL_H
@@ -468,8 +483,9 @@ typedef struct conc__forkpool_task {
     bool dropped;   /* conc_forkpool_cancel won the start gate: its worker skips it and stays */
     bool handed;    /* handed over once (its future RUNNING), started or not: attempts may be 0
                        again if its worker died before the start gate */
-    bool unqueued;  /* cancelled while queued (cancel, shutdown(cancel_pending)): its ECANCELED
-                       is a cancel's, not fn's */
+    bool by_cancel; /* ended by a cancel other than conc_forkpool_cancel's kill (a cancel or
+                       shutdown(cancel_pending) while queued, or terminate): its ECANCELED is
+                       a cancel's, not fn's, and its future ends CANCELLED */
     /* Times a worker died with it before its start gate (CONC__FORKPOOL_PUT_BACK_MAX). */
     uint8_t put_back;
 } conc__forkpool_task;
@@ -547,6 +563,7 @@ struct conc_forkpool {
     int create_status;       /* -1 while create waits */
     int64_t monitor_wake_at; /* the monitor looks at the books again by then (see dispatch) */
     bool closed, stopping, stopped, broken, joined;
+    bool terminated; /* the giving up was terminate's: what it ends is ECANCELED, not EPIPE */
     unsigned quick_deaths;
     int64_t spawn_failing_since; /* the first of the server's failures in a row, 0: none */
     int64_t backoff;
@@ -1344,7 +1361,7 @@ CONC_NOINLINE void conc__forkpool_complete(conc__forkpool_done_list *dl) {
         conc_store(&t->done, 1u, CONC_RELEASE);
         if (!t->cancelled) { /* a cancel completed it already */
             int st = t->outcome.status;
-            if (!t->unqueued || !conc__forkpool_settle_cancelled(t)) {
+            if (!t->by_cancel || !conc__forkpool_settle_cancelled(t)) {
                 int won = conc_future_complete(f, st, st == 0 ? t->result : NULL);
                 CONC_UNUSED(won); /* EBUSY: the user cancelled it first */
             }
@@ -1505,6 +1522,23 @@ CONC_INLINE void conc__forkpool_give_up(conc_forkpool_t *p) {
     p->closed = true;
 }
 
+/* What the giving up ends (work it killed, or that never ran to the end): EPIPE, or
+ * ECANCELED when terminate asked for it. */
+CONC_INLINE int conc__forkpool_given_up_status(const conc_forkpool_t *p) {
+    return p->terminated ? ECANCELED : EPIPE;
+}
+
+/* The giving up's kill of every worker: one not reaped already is marked, so that its death
+ * (by SIGKILL) reads as ours. */
+CONC_NOINLINE void conc__forkpool_kill_all(conc_forkpool_t *p) {
+    for (unsigned k = 0; k < p->nworkers; k++)
+        if (p->w[k].pidfd >= 0) {
+            (void)conc__forkpool_pidfd_signal(p->w[k].pidfd, SIGKILL);
+            if (!p->w[k].died) /* not one already reaped: it died by itself */
+                p->w[k].given_up = true;
+        }
+}
+
 /* t + ns for a time t >= 0 and ns >= 0, saturating at CONC_FOREVER: a task_timeout may be as
  * large as CONC_FOREVER (no limit in practice), and a signed sum past it is undefined. */
 CONC_INLINE int64_t conc__forkpool_after(int64_t t, int64_t ns) {
@@ -1572,7 +1606,7 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
     if (w->timed_out)
         o.status = ETIMEDOUT;
     else if (w->given_up && WIFSIGNALED(w->wstatus) && WTERMSIG(w->wstatus) == SIGKILL)
-        o.status = EPIPE; /* our kill: the pool gave up on it, it did not die by itself */
+        o.status = conc__forkpool_given_up_status(p); /* our kill: it did not die by itself */
     int prior = w->state;
     if (prior == CONC__FORKPOOL_W_TASK && w->task) {
         conc__forkpool_task *t = w->task;
@@ -1590,7 +1624,8 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
             t->put_back++;
             t->outcome.attempts = att - 1;
             if (p->broken) {
-                t->outcome.status = EPIPE;
+                t->outcome.status = conc__forkpool_given_up_status(p);
+                t->by_cancel = p->terminated;
                 conc__forkpool_task_finish(p, t, dl);
             } else {
                 conc__forkpool_requeue_first(p, t);
@@ -1603,6 +1638,7 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
             if (!t->cancelled) {
                 t->outcome = o;
                 t->outcome.attempts = att;
+                t->by_cancel = p->terminated && o.status == ECANCELED; /* terminate's kill */
             }
             conc__forkpool_task_finish(p, t, dl);
         }
@@ -1785,9 +1821,12 @@ CONC_NOINLINE void conc__forkpool_round_check(conc_forkpool_t *p) {
     /* Finished, or cannot go on (given up, or no room for the next round's table): what is
      * left fails with EPIPE (never ran to the end), but a retry that never ran keeps the
      * outcome of the death that asked for it. */
-    for (size_t i = 0; i < p->nnext; i++)
-        conc__forkpool_item_outcome(p, p->next_ranges[i].lo, p->next_ranges[i].hi,
-                                    conc__forkpool_not_rerun(&p->next_ranges[i]));
+    for (size_t i = 0; i < p->nnext; i++) {
+        conc_forkpool_outcome_t o = conc__forkpool_not_rerun(&p->next_ranges[i]);
+        if (o.status == EPIPE)
+            o.status = conc__forkpool_given_up_status(p);
+        conc__forkpool_item_outcome(p, p->next_ranges[i].lo, p->next_ranges[i].hi, o);
+    }
     p->nnext = 0;
     p->map_finished = true;
     conc_cond_notify_all(&p->cond);
@@ -2111,12 +2150,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
         int64_t now = conc_now();
         /* Give up / shutdown: once stopping, no spawns; kill or QUIT what is there. */
         if (p->broken && !p->stopping) {
-            for (unsigned k = 0; k < p->nworkers; k++)
-                if (p->w[k].pidfd >= 0) {
-                    (void)conc__forkpool_pidfd_signal(p->w[k].pidfd, SIGKILL);
-                    if (!p->w[k].died) /* not one already reaped: it died by itself */
-                        p->w[k].given_up = true;
-                }
+            conc__forkpool_kill_all(p);
             conc__forkpool_fail_all(p, &dl);
             if (p->create_status == -1)
                 p->create_status = ECHILD;
@@ -2438,23 +2472,27 @@ CONC_INLINE bool conc__forkpool_on_monitor(const conc_forkpool_t *p) {
     return !p->joined && pthread_equal(pthread_self(), p->monitor);
 }
 
+/* Every queued task ends ECANCELED, never run, its future CANCELLED. */
+CONC_NOINLINE void conc__forkpool_cancel_queued(conc_forkpool_t *p, conc__forkpool_done_list *dl) {
+    while (p->qhead) {
+        conc__forkpool_task *t = p->qhead;
+        p->qhead = t->next;
+        p->queued--;
+        t->outcome.status = ECANCELED;
+        t->by_cancel = true;
+        conc__forkpool_task_finish(p, t, dl);
+    }
+    p->qtail = NULL;
+}
+
 CONC_NOINLINE void conc__forkpool_shutdown_body(conc_forkpool_t *p, bool cancel_pending) {
     conc__forkpool_done_list dl = {NULL};
     conc_lock_acquire(&p->lock);
     bool on_monitor = conc__forkpool_on_monitor(p);
     p->closed = true;
     conc_cond_notify_all(&p->cond); /* blocked submitters and maps get EPIPE */
-    if (cancel_pending) {
-        while (p->qhead) {
-            conc__forkpool_task *t = p->qhead;
-            p->qhead = t->next;
-            p->queued--;
-            t->outcome.status = ECANCELED;
-            t->unqueued = true;
-            conc__forkpool_task_finish(p, t, &dl);
-        }
-        p->qtail = NULL;
-    }
+    if (cancel_pending)
+        conc__forkpool_cancel_queued(p, &dl);
     conc_lock_release(&p->lock);
     conc__forkpool_complete(&dl);
     if (on_monitor)
@@ -2485,6 +2523,33 @@ static inline void conc_forkpool_shutdown(conc_forkpool_t *p, bool cancel_pendin
     CONC__FORKPOOL_CHECK_PARENT(p, "conc_forkpool_shutdown");
     int saved_errno = conc_errno_save(); /* no call sets errno: the waits, writes and join may */
     conc__forkpool_shutdown_body(p, cancel_pending);
+    conc_errno_restore(saved_errno);
+}
+
+/* Python's Pool.terminate(): the pool gives up on purpose (the giving up's path: every worker
+ * killed, nothing spawned, no retry), with ECANCELED where a giving up says EPIPE. The queue
+ * is cancelled first, under the same lock, so that no queued task reads as given up. A pool
+ * that has stopped or given up already has nothing running: the shutdown alone. */
+CONC_NOINLINE void conc__forkpool_terminate_body(conc_forkpool_t *p) {
+    conc__forkpool_done_list dl = {NULL};
+    conc_lock_acquire(&p->lock);
+    if (!p->stopping && !p->broken) {
+        p->terminated = true;
+        conc__forkpool_cancel_queued(p, &dl);
+        conc__forkpool_give_up(p);
+        conc__forkpool_kill_all(p);
+        conc_cond_notify_all(&p->cond); /* a shutdown waiting for the work: it is ending */
+        conc__forkpool_kick(p);
+    }
+    conc_lock_release(&p->lock);
+    conc__forkpool_complete(&dl);
+    conc__forkpool_shutdown_body(p, true);
+}
+
+static inline void conc_forkpool_terminate(conc_forkpool_t *p) {
+    CONC__FORKPOOL_CHECK_PARENT(p, "conc_forkpool_terminate");
+    int saved_errno = conc_errno_save(); /* as shutdown's, and the kills' */
+    conc__forkpool_terminate_body(p);
     conc_errno_restore(saved_errno);
 }
 
@@ -2901,7 +2966,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
             p->qtail = prev;
         p->queued--;
         t->outcome.status = ECANCELED;
-        t->unqueued = true;
+        t->by_cancel = true;
         conc__forkpool_task_finish(p, t, &dl);
         conc_cond_notify_all(&p->cond);
     } else if (t->state == CONC__FORKPOOL_T_RUNNING && !t->cancelled &&
