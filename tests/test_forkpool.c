@@ -1430,8 +1430,9 @@ static void forkpool_retry_cancelled_while_queued_is_cancelled(void) {
     TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
     conc_forkpool_outcome_t o;
     TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
-    TH_CHECK_MSG(o.status == ECANCELED && o.attempts == 1, "outcome: status %d, attempts %u",
-                 o.status, o.attempts);
+    /* No signal: the SIGKILL ended the first start, and the cancel ended the task. */
+    TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == 1,
+                 "outcome: status %d, signal %d, attempts %u", o.status, o.signal, o.attempts);
     __atomic_store_n(&ih->open, 1u, __ATOMIC_RELEASE);
     conc_forkpool_shutdown(p, false);
     TH_CHECK_EQ(__atomic_load_n(&ih->calls, __ATOMIC_RELAXED), 2u); /* no third worker */
@@ -2088,6 +2089,100 @@ static void forkpool_terminate_ends_a_running_map(void) {
         conc_forkpool_destroy(m.p);
         fp_check_no_children();
     }
+}
+
+/* A task that waits for its retry (its worker died; the replacement waits in init) ends as
+ * a cancelled queued one under terminate: CANCELLED, ECANCELED, its one start counted and no
+ * signal (the SIGKILL was that start's end). It kept the death's signal. */
+static void forkpool_terminate_cancels_a_retry_waiting(void) {
+    fp_init_hold *ih;
+    conc_forkpool_t *p = fp_create_init_held(&ih, 1);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_kill_self, NULL, 0, &f), 0);
+    fp_wait_flag(&ih->reached, 1); /* it died; its replacement waits in init; f waits queued */
+    conc_forkpool_terminate(p);    /* kills the replacement in its init too */
+    TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
+    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
+    TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == 1,
+                 "outcome: status %d, signal %d, attempts %u", o.status, o.signal, o.attempts);
+    TH_CHECK_EQ(__atomic_load_n(&ih->calls, __ATOMIC_RELAXED), 2u);
+    conc_future_release(f);
+    conc_forkpool_destroy(p);
+    munmap(ih, sizeof *ih);
+    fp_check_no_children();
+}
+
+/* The same for a map: item 0 died (its retry waits: the replacement is held in init) and
+ * item 1 never started. terminate ends both ECANCELED with no signal, with the starts they
+ * had. Item 0 kept its death (ECHILD, SIGKILL). */
+typedef struct fp_held_map {
+    conc_forkpool_t *p;
+    fp_map_arg *a;
+    conc_forkpool_outcome_t out[2];
+    int result; /* read after the join */
+} fp_held_map;
+
+static void *fp_held_mapper(void *arg) {
+    fp_held_map *m = (fp_held_map *)arg;
+    m->result = conc_forkpool_map(m->p, fp_item, m->a, 2, m->out);
+    return NULL;
+}
+
+static void forkpool_terminate_cancels_a_map_retry_waiting(void) {
+    fp_init_hold *ih;
+    fp_held_map m;
+    memset(&m, 0, sizeof m);
+    m.p = fp_create_init_held(&ih, 1);
+    fp_shared *s = fp_shared_alloc(m.p, 2);
+    m.a = fp_arg(m.p, s);
+    m.a->special[0] = 0;
+    m.a->what[0] = FP_FAIL_ONCE; /* SIGKILLs its worker on its first run */
+    pthread_t t;
+    TH_CHECK_EQ(pthread_create(&t, NULL, fp_held_mapper, &m), 0);
+    fp_wait_flag(&ih->reached, 1); /* item 0's worker died; nothing runs the map now */
+    conc_forkpool_terminate(m.p);
+    TH_CHECK_EQ(pthread_join(t, NULL), 0);
+    TH_CHECK_EQ(m.result, ECANCELED);
+    TH_CHECK_MSG(m.out[0].status == ECANCELED && m.out[0].signal == 0 && m.out[0].attempts == 1,
+                 "item 0: status %d, signal %d, attempts %u", m.out[0].status, m.out[0].signal,
+                 m.out[0].attempts);
+    TH_CHECK_MSG(m.out[1].status == ECANCELED && m.out[1].signal == 0 && m.out[1].attempts == 0,
+                 "item 1: status %d, signal %d, attempts %u", m.out[1].status, m.out[1].signal,
+                 m.out[1].attempts);
+    TH_CHECK_EQ(__atomic_load_n(&s->count[0], __ATOMIC_RELAXED), 1u);
+    TH_CHECK_EQ(__atomic_load_n(&s->count[1], __ATOMIC_RELAXED), 0u);
+    conc_forkpool_destroy(m.p);
+    munmap(ih, sizeof *ih);
+    fp_check_no_children();
+}
+
+/* A task held before its start gate after CONC__FORKPOOL_PUT_BACK_MAX deaths there: a
+ * further death is the task's own (ECHILD, forkpool_task_whose_workers_all_die_...), but not
+ * terminate's kill: fn never started, so ECANCELED with no signal and no start. */
+static void forkpool_terminate_ends_a_task_held_at_its_gate_unstarted(void) {
+    fp_start_hold *h;
+    fp_shared *s;
+    conc_future_t *f;
+    conc_forkpool_t *p = fp_one_held_at_the_gate(&h, &s, &f); /* held; stays armed */
+    for (unsigned death = 0; death < CONC__FORKPOOL_PUT_BACK_MAX; death++) {
+        __atomic_store_n(&h->reached, 0u, __ATOMIC_RELAXED); /* the next holder raises it */
+        TH_CHECK_EQ(kill(h->pid, SIGKILL), 0);
+        fp_wait_flag(&h->reached, 1); /* put back: the replacement holds it at the gate */
+    }
+    conc_forkpool_terminate(p);
+    TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
+    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
+    conc_forkpool_outcome_t o;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
+    TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == 0,
+                 "outcome: status %d, signal %d, attempts %u", o.status, o.signal, o.attempts);
+    TH_CHECK_EQ(__atomic_load_n(&s->count[0], __ATOMIC_RELAXED), 0u); /* fn never ran */
+    __atomic_store_n(&h->armed, 0u, __ATOMIC_RELAXED);
+    conc_future_release(f);
+    conc_forkpool_destroy(p);
+    fp_check_no_children();
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -4111,6 +4206,9 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_terminate_cancels_running_and_queued),
         TH_CASE(forkpool_terminate_ends_a_shutdown_waiting_for_a_hung_task),
         TH_CASE(forkpool_terminate_ends_a_running_map),
+        TH_CASE(forkpool_terminate_cancels_a_retry_waiting),
+        TH_CASE(forkpool_terminate_cancels_a_map_retry_waiting),
+        TH_CASE(forkpool_terminate_ends_a_task_held_at_its_gate_unstarted),
         TH_CASE(forkpool_init_failing_leaves_nothing), TH_CASE(forkpool_max_tasks_per_child),
         TH_CASE(forkpool_parent_threads_and_pristine_replacements),
         TH_CASE(forkpool_gives_up_on_immediate_deaths),

@@ -68,11 +68,12 @@
  *     pool gave up on (queued, or running on a worker the giving up killed) ends with EPIPE,
  *     but one whose future was cancelled while queued keeps ECANCELED (outcome too). A task
  *     whose worker has no memory for its argument ends ENOMEM (one attempt, fn never run).
- *   terminate: map items and submit tasks it ends (running: killed; queued or not yet
- *     started: never run) end ECANCELED where a giving up says EPIPE: signal SIGKILL and that
- *     start counted for the killed ones, signal 0 and no start for the others; the tasks'
- *     futures end CANCELLED, as after conc_forkpool_cancel. A map waiting its turn, and every
- *     call after, says EPIPE, as after shutdown.
+ *   terminate: map items and submit tasks it ends end ECANCELED where a giving up says
+ *     EPIPE. Running ones are killed: signal SIGKILL, that start counted. The others (queued,
+ *     not yet started, or waiting for a retry) never run again: signal 0, with the starts
+ *     they had (0 unless a death asked for the retry). The tasks' futures end CANCELLED, as
+ *     after conc_forkpool_cancel. A map waiting its turn, and every map and submit after,
+ *     says EPIPE, as after shutdown.
  *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future, or out NULL).
  *   cancel: 0 (queued, or handed over to a worker that has not started it: dropped, the
  *     future CANCELLED, fn never runs, the worker stays, and the outcome is ECANCELED with
@@ -191,9 +192,10 @@
  *     conc_forkpool_destroy there aborts ("called from an on_done callback").
  *   - shutdown and destroy wait for running work, as Python's close and join do: a task that
  *     never returns, with no task_timeout and no future to conc_forkpool_cancel it by, keeps
- *     them waiting. conc_forkpool_terminate, from any thread of the parent, ends it and them
- *     (from an on_done callback it kills and cancels, then returns without waiting, as
- *     shutdown does there).
+ *     them waiting. conc_forkpool_terminate ends it, and from another thread of the parent a
+ *     shutdown that waits for it; destroy overlaps no call (WHICH CALLS MAY OVERLAP), so shut
+ *     down (or terminate) first where such a task may run, then destroy. From an on_done
+ *     callback terminate kills and cancels, then returns without waiting, as shutdown does.
  *   - conc_future_cancel on a fork-pool future drops a queued task but cannot stop a running
  *     one (EBUSY): use conc_forkpool_cancel to kill it.
  *   - A worker that dies holding a lock in the shared region leaves it held (as PostgreSQL's
@@ -1386,15 +1388,34 @@ CONC_NOINLINE void conc__forkpool_item_outcome(conc_forkpool_t *p, uint64_t lo, 
     }
 }
 
+/* What the giving up ends (work it killed, or that never ran to the end): EPIPE, or
+ * ECANCELED when terminate asked for it. */
+CONC_INLINE int conc__forkpool_given_up_status(const conc_forkpool_t *p) {
+    return p->terminated ? ECANCELED : EPIPE;
+}
+
 /* The outcome of items that will not run again after all: their last start's death, or EPIPE
- * (never ran to the end) with the starts they had. */
-CONC_INLINE conc_forkpool_outcome_t conc__forkpool_not_rerun(const conc__forkpool_range *r) {
+ * (never ran to the end) with the starts they had. Under terminate, ECANCELED with the starts
+ * they had and no signal, a retry's too: terminate cancelled it, whatever ended its last
+ * start (as a submit task's retry waiting in the queue: conc__forkpool_cancelled_unstarted). */
+CONC_INLINE conc_forkpool_outcome_t conc__forkpool_not_rerun(const conc_forkpool_t *p,
+                                                             const conc__forkpool_range *r) {
     conc_forkpool_outcome_t o = r->death;
-    if (o.status == 0) {
-        o.status = EPIPE;
+    if (o.status == 0 || p->terminated) {
+        memset(&o, 0, sizeof o);
+        o.status = conc__forkpool_given_up_status(p);
         o.attempts = (unsigned)r->attempts - 1;
     }
     return o;
+}
+
+/* A task cancelled with its fn not running (queued, a retry waiting, or handed over and not
+ * started): ECANCELED, the starts it had, and no signal or exit code, which were an earlier
+ * start's. Its future ends CANCELLED (by_cancel), unless the caller settles it otherwise. */
+CONC_INLINE void conc__forkpool_cancelled_unstarted(conc__forkpool_task *t) {
+    t->outcome.status = ECANCELED;
+    t->outcome.signal = t->outcome.exit_code = 0;
+    t->by_cancel = true;
 }
 
 /* Items [lo, hi) run again next round, starting their attempt number `attempts`; `death`
@@ -1411,7 +1432,7 @@ CONC_NOINLINE void conc__forkpool_next_add(conc_forkpool_t *p, uint64_t lo, uint
         void *more =
             grown <= SIZE_MAX / sizeof r ? realloc(p->next_ranges, grown * sizeof r) : NULL;
         if (!more) {
-            conc__forkpool_item_outcome(p, lo, hi, conc__forkpool_not_rerun(&r));
+            conc__forkpool_item_outcome(p, lo, hi, conc__forkpool_not_rerun(p, &r));
             p->map_status = ENOMEM;
             return;
         }
@@ -1522,12 +1543,6 @@ CONC_INLINE void conc__forkpool_give_up(conc_forkpool_t *p) {
     p->closed = true;
 }
 
-/* What the giving up ends (work it killed, or that never ran to the end): EPIPE, or
- * ECANCELED when terminate asked for it. */
-CONC_INLINE int conc__forkpool_given_up_status(const conc_forkpool_t *p) {
-    return p->terminated ? ECANCELED : EPIPE;
-}
-
 /* The giving up's kill of every worker: one not reaped already is marked, so that its death
  * (by SIGKILL) reads as ours. */
 CONC_NOINLINE void conc__forkpool_kill_all(conc_forkpool_t *p) {
@@ -1613,19 +1628,23 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
         w->task = NULL;
         unsigned att = t->outcome.attempts;
         /* [forkpool.G3] relaxed, in conc__forkpool_gate_drop: see "The start gate". */
-        if (!t->cancelled && !w->timed_out && t->put_back < CONC__FORKPOOL_PUT_BACK_MAX &&
+        if (!t->cancelled && !w->timed_out &&
+            (t->put_back < CONC__FORKPOOL_PUT_BACK_MAX || p->broken) &&
             conc__forkpool_gate_drop(p, t)) {
             /* Handed over but never started ("The start gate": the death took the gate, as a
              * cancel would): fn never ran, so this death is not the task's. Back to the head
              * of the queue with the attempt undone, its future still RUNNING; EPIPE with that
              * count if the pool has given up (nothing dispatches any more), as fail_all says
-             * for the tasks that never ran. Past CONC__FORKPOOL_PUT_BACK_MAX such deaths, the
-             * death is the task's, as below. */
+             * for the tasks that never ran (ECANCELED under terminate, as a cancel's). Past
+             * CONC__FORKPOOL_PUT_BACK_MAX such deaths, the death is the task's, as below,
+             * unless the pool has given up: then the kill was ours. */
             t->put_back++;
             t->outcome.attempts = att - 1;
             if (p->broken) {
-                t->outcome.status = conc__forkpool_given_up_status(p);
-                t->by_cancel = p->terminated;
+                if (p->terminated)
+                    conc__forkpool_cancelled_unstarted(t);
+                else
+                    t->outcome.status = EPIPE;
                 conc__forkpool_task_finish(p, t, dl);
             } else {
                 conc__forkpool_requeue_first(p, t);
@@ -1821,12 +1840,9 @@ CONC_NOINLINE void conc__forkpool_round_check(conc_forkpool_t *p) {
     /* Finished, or cannot go on (given up, or no room for the next round's table): what is
      * left fails with EPIPE (never ran to the end), but a retry that never ran keeps the
      * outcome of the death that asked for it. */
-    for (size_t i = 0; i < p->nnext; i++) {
-        conc_forkpool_outcome_t o = conc__forkpool_not_rerun(&p->next_ranges[i]);
-        if (o.status == EPIPE)
-            o.status = conc__forkpool_given_up_status(p);
-        conc__forkpool_item_outcome(p, p->next_ranges[i].lo, p->next_ranges[i].hi, o);
-    }
+    for (size_t i = 0; i < p->nnext; i++)
+        conc__forkpool_item_outcome(p, p->next_ranges[i].lo, p->next_ranges[i].hi,
+                                    conc__forkpool_not_rerun(p, &p->next_ranges[i]));
     p->nnext = 0;
     p->map_finished = true;
     conc_cond_notify_all(&p->cond);
@@ -2478,8 +2494,7 @@ CONC_NOINLINE void conc__forkpool_cancel_queued(conc_forkpool_t *p, conc__forkpo
         conc__forkpool_task *t = p->qhead;
         p->qhead = t->next;
         p->queued--;
-        t->outcome.status = ECANCELED;
-        t->by_cancel = true;
+        conc__forkpool_cancelled_unstarted(t);
         conc__forkpool_task_finish(p, t, dl);
     }
     p->qtail = NULL;
@@ -2965,8 +2980,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         if (p->qtail == t)
             p->qtail = prev;
         p->queued--;
-        t->outcome.status = ECANCELED;
-        t->by_cancel = true;
+        conc__forkpool_cancelled_unstarted(t);
         conc__forkpool_task_finish(p, t, &dl);
         conc_cond_notify_all(&p->cond);
     } else if (t->state == CONC__FORKPOOL_T_RUNNING && !t->cancelled &&
@@ -2974,8 +2988,8 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         /* Handed over, not started, and now never will be. Its worker answers and stays;
          * that answer takes the task off the books. */
         t->cancelled = t->dropped = true;
-        t->outcome.status = ECANCELED;
-        t->outcome.attempts--; /* this attempt never started */
+        conc__forkpool_cancelled_unstarted(t); /* its future: conc__future_cancel_started */
+        t->outcome.attempts--;                 /* this attempt never started */
         dropped_handed = true;
     } else if (t->state == CONC__FORKPOOL_T_RUNNING && !t->cancelled) {
         conc__forkpool_worker *w = &p->w[t->worker];
