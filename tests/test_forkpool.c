@@ -1058,16 +1058,23 @@ static fp_start_hold *fp_start_hold_map(void) {
     return (fp_start_hold *)m;
 }
 
-/* cancel of a task that never started: dropped, CANCELLED, ECANCELED with no signal and no
- * attempt; a second cancel finds it done. */
-static void fp_cancel_drops(conc_future_t *f) {
-    TH_CHECK_EQ(conc_forkpool_cancel(f), 0);
+/* f ended by a cancel with its fn not running: CANCELLED, ECANCELED, no signal, and the
+ * starts it had. */
+static void fp_check_cancelled_unstarted(conc_future_t *f, unsigned attempts) {
     TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
     TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
     conc_forkpool_outcome_t o;
     TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
-    TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == 0,
-                 "outcome: status %d, signal %d, attempts %u", o.status, o.signal, o.attempts);
+    TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == attempts,
+                 "outcome: status %d, signal %d, attempts %u (%u)", o.status, o.signal, o.attempts,
+                 attempts);
+}
+
+/* cancel of a task that never started: dropped, CANCELLED, ECANCELED with no signal and no
+ * attempt; a second cancel finds it done. */
+static void fp_cancel_drops(conc_future_t *f) {
+    TH_CHECK_EQ(conc_forkpool_cancel(f), 0);
+    fp_check_cancelled_unstarted(f, 0);
     TH_CHECK_EQ(conc_forkpool_cancel(f), EBUSY);
 }
 
@@ -1417,22 +1424,21 @@ static void forkpool_task_put_back_by_a_death_cancels_as_queued(void) {
 }
 
 /* A task whose worker died under it waits in the queue for its retry (the replacement is still
- * in init): a cancel there ends it CANCELLED, as any queued task, with the death's start
- * counted (attempts 1); fn does not run again. */
-static void forkpool_retry_cancelled_while_queued_is_cancelled(void) {
+ * in init): a cancel there, or terminate, ends it CANCELLED, as any queued task, with the
+ * death's start counted (attempts 1) and no signal (the SIGKILL ended that start; the cancel
+ * ended the task: it kept the death's signal); fn does not run again. terminate kills the
+ * replacement in its init too. */
+static void fp_end_a_retry_waiting(bool terminate) {
     fp_init_hold *ih;
     conc_forkpool_t *p = fp_create_init_held(&ih, 1);
     conc_future_t *f;
     TH_CHECK_EQ(conc_forkpool_submit(p, fp_kill_self, NULL, 0, &f), 0);
     fp_wait_flag(&ih->reached, 1); /* it died; its replacement waits in init; f waits queued */
-    TH_CHECK_EQ(conc_forkpool_cancel(f), 0);
-    TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
-    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
-    conc_forkpool_outcome_t o;
-    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
-    /* No signal: the SIGKILL ended the first start, and the cancel ended the task. */
-    TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == 1,
-                 "outcome: status %d, signal %d, attempts %u", o.status, o.signal, o.attempts);
+    if (terminate)
+        conc_forkpool_terminate(p);
+    else
+        TH_CHECK_EQ(conc_forkpool_cancel(f), 0);
+    fp_check_cancelled_unstarted(f, 1);
     __atomic_store_n(&ih->open, 1u, __ATOMIC_RELEASE);
     conc_forkpool_shutdown(p, false);
     TH_CHECK_EQ(__atomic_load_n(&ih->calls, __ATOMIC_RELAXED), 2u); /* no third worker */
@@ -1440,6 +1446,10 @@ static void forkpool_retry_cancelled_while_queued_is_cancelled(void) {
     conc_forkpool_destroy(p);
     munmap(ih, sizeof *ih);
     fp_check_no_children();
+}
+
+static void forkpool_retry_cancelled_while_queued_is_cancelled(void) {
+    fp_end_a_retry_waiting(false);
 }
 
 /* Cancel right after submit, round after round, races the worker's claim at the start gate:
@@ -1983,11 +1993,7 @@ static void forkpool_terminate_cancels_running_and_queued(void) {
     TH_CHECK_EQ(conc_forkpool_outcome(run, &o), 0);
     TH_CHECK_MSG(o.status == ECANCELED && o.signal == SIGKILL && o.attempts == 1,
                  "running: status %d signal %d attempts %u", o.status, o.signal, o.attempts);
-    TH_CHECK_EQ(conc_future_wait(queued), ECANCELED);
-    TH_CHECK_EQ(conc_future_state(queued), CONC_FUTURE_CANCELLED);
-    TH_CHECK_EQ(conc_forkpool_outcome(queued, &o), 0);
-    TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == 0,
-                 "queued: status %d signal %d attempts %u", o.status, o.signal, o.attempts);
+    fp_check_cancelled_unstarted(queued, 0);
     TH_CHECK_EQ(s->count[0] + s->count[1], 0u); /* neither queued task ran */
     TH_CHECK_EQ(conc_forkpool_cancel(run), EBUSY);
     conc_future_t *late = NULL;
@@ -2091,27 +2097,8 @@ static void forkpool_terminate_ends_a_running_map(void) {
     }
 }
 
-/* A task that waits for its retry (its worker died; the replacement waits in init) ends as
- * a cancelled queued one under terminate: CANCELLED, ECANCELED, its one start counted and no
- * signal (the SIGKILL was that start's end). It kept the death's signal. */
 static void forkpool_terminate_cancels_a_retry_waiting(void) {
-    fp_init_hold *ih;
-    conc_forkpool_t *p = fp_create_init_held(&ih, 1);
-    conc_future_t *f;
-    TH_CHECK_EQ(conc_forkpool_submit(p, fp_kill_self, NULL, 0, &f), 0);
-    fp_wait_flag(&ih->reached, 1); /* it died; its replacement waits in init; f waits queued */
-    conc_forkpool_terminate(p);    /* kills the replacement in its init too */
-    TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
-    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
-    conc_forkpool_outcome_t o;
-    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
-    TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == 1,
-                 "outcome: status %d, signal %d, attempts %u", o.status, o.signal, o.attempts);
-    TH_CHECK_EQ(__atomic_load_n(&ih->calls, __ATOMIC_RELAXED), 2u);
-    conc_future_release(f);
-    conc_forkpool_destroy(p);
-    munmap(ih, sizeof *ih);
-    fp_check_no_children();
+    fp_end_a_retry_waiting(true);
 }
 
 /* The same for a map: item 0 died (its retry waits: the replacement is held in init) and
@@ -2172,12 +2159,7 @@ static void forkpool_terminate_ends_a_task_held_at_its_gate_unstarted(void) {
         fp_wait_flag(&h->reached, 1); /* put back: the replacement holds it at the gate */
     }
     conc_forkpool_terminate(p);
-    TH_CHECK_EQ(conc_future_wait(f), ECANCELED);
-    TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_CANCELLED);
-    conc_forkpool_outcome_t o;
-    TH_CHECK_EQ(conc_forkpool_outcome(f, &o), 0);
-    TH_CHECK_MSG(o.status == ECANCELED && o.signal == 0 && o.attempts == 0,
-                 "outcome: status %d, signal %d, attempts %u", o.status, o.signal, o.attempts);
+    fp_check_cancelled_unstarted(f, 0);
     TH_CHECK_EQ(__atomic_load_n(&s->count[0], __ATOMIC_RELAXED), 0u); /* fn never ran */
     __atomic_store_n(&h->armed, 0u, __ATOMIC_RELAXED);
     conc_future_release(f);
