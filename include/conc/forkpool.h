@@ -59,7 +59,8 @@
  *                 round of the map (the items a death left) found no room for its chunk
  *                 table or its ranges (map then returns ENOMEM); an item whose worker died
  *                 and whose retry never ran keeps the outcome of that death (so does such
- *                 a submit task, given up while it waited for its retry)
+ *                 a submit task, given up while it waited for its retry); ECANCELED:
+ *                 terminate ended it (below)
  *       attempts  times it was started (0: never), 1 plus one per retry
  *   submit: 0, EPIPE (after shutdown or once the pool gave up), EAGAIN (try_submit, a
  *     queue_capacity reached), EINVAL (fn NULL, or arg NULL with len > 0), ENOMEM, EDEADLK (a
