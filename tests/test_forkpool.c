@@ -2167,6 +2167,137 @@ static void forkpool_terminate_ends_a_task_held_at_its_gate_unstarted(void) {
     fp_check_no_children();
 }
 
+/* A task whose worker died by itself with a retry due, the death reaching the monitor only
+ * after terminate: the monitor is held in an on_done callback of another task, which lets the
+ * worker crash, waits for its exit, then terminates. Cancelled, as a retry waiting in the
+ * queue is; it ended FAILED with the death's ECHILD, so the outcome hung on which came first. */
+static conc_forkpool_t *fp_late_pool;
+
+static int fp_segv_when_told(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_shared *s;
+    memcpy(&s, arg, sizeof s);
+    s->pid = getpid();
+    __atomic_store_n(&s->count[0], 1u, __ATOMIC_RELEASE);
+    fp_wait_flag(&s->count[1], 1);
+    raise(SIGSEGV);
+    return 0;
+}
+
+static int fp_return_when_told(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_shared *s;
+    memcpy(&s, arg, sizeof s);
+    fp_wait_flag(&s->count[2], 1);
+    return 0;
+}
+
+static void fp_crash_then_terminate(conc_future_t *f, void *arg) {
+    (void)f;
+    fp_shared *s = (fp_shared *)arg;
+    __atomic_store_n(&s->count[1], 1u, __ATOMIC_RELEASE); /* the other task's worker crashes */
+    while (fp_pid_alive(s->pid))
+        th_sleep_ns(FP_FLAG_WAIT_NS);
+    conc_forkpool_terminate(fp_late_pool); /* on the monitor: kills, cancels, returns */
+    __atomic_store_n(&s->count[3], 1u, __ATOMIC_RELEASE);
+}
+
+static void forkpool_terminate_cancels_a_retry_its_death_asks_for_late(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 2;
+    o.retries = 1;
+    o.shared_size = 1u << 20;
+    TH_CHECK_EQ(conc_forkpool_create(&fp_late_pool, &o), 0);
+    fp_shared *s = fp_shared_alloc(fp_late_pool, 4);
+    conc_future_t *crasher, *holder;
+    TH_CHECK_EQ(conc_forkpool_submit(fp_late_pool, fp_segv_when_told, &s, sizeof s, &crasher), 0);
+    fp_wait_flag(&s->count[0], 1);
+    TH_CHECK_EQ(conc_forkpool_submit(fp_late_pool, fp_return_when_told, &s, sizeof s, &holder), 0);
+    TH_CHECK_EQ(conc_future_on_done(holder, fp_crash_then_terminate, s), 0);
+    __atomic_store_n(&s->count[2], 1u, __ATOMIC_RELEASE);
+    fp_check_cancelled_unstarted(crasher, 1);
+    conc_forkpool_shutdown(fp_late_pool, false);
+    TH_CHECK_EQ(__atomic_load_n(&s->count[3], __ATOMIC_ACQUIRE), 1u);
+    conc_future_release(crasher);
+    conc_future_release(holder);
+    conc_forkpool_destroy(fp_late_pool);
+    fp_check_no_children();
+}
+
+/* A plain giving up (no terminate) while a retry waits for a start it never gets: its first
+ * start died (SIGSEGV), the retry's worker died before its start gate (the task went back),
+ * then the pool gave up (mode 0: every replacement dies in init; mode 1: the fork server is
+ * killed while the retry is held at the gate). The task keeps the death that asked for the
+ * retry. It ended DONE with status 0 (mode 0), reading as a success of a task whose fn never
+ * returned, or EPIPE (mode 1): dispatch had cleared the death for the re-run. */
+typedef struct fp_retry_giving_up {
+    uint32_t runs;       /* relaxed: fn's starts */
+    uint32_t crash_init; /* release/acquire: replacements die in init */
+} fp_retry_giving_up;
+
+static int fp_init_crashes_when_told(void *arg) {
+    fp_retry_giving_up *g = (fp_retry_giving_up *)arg;
+    if (__atomic_load_n(&g->crash_init, __ATOMIC_ACQUIRE))
+        raise(SIGKILL);
+    return 0;
+}
+
+/* The first start arms the gate hold for the retry's worker, then crashes. */
+static int fp_segv_arming_the_hold(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_retry_giving_up *g;
+    memcpy(&g, arg, sizeof g);
+    if (__atomic_fetch_add(&g->runs, 1u, __ATOMIC_RELAXED) == 0) {
+        __atomic_store_n(&fp_start_hold_here->armed, 1u, __ATOMIC_RELAXED);
+        raise(SIGSEGV);
+    }
+    return 0;
+}
+
+static void forkpool_gave_up_retry_put_back_keeps_its_death(void) {
+    fp_start_hold *h = fp_start_hold_here = fp_start_hold_map();
+    fp_retry_giving_up *g = (fp_retry_giving_up *)mmap(NULL, sizeof *g, PROT_READ | PROT_WRITE,
+                                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    TH_CHECK(g != MAP_FAILED);
+    for (int mode = 0; mode < 2; mode++) {
+        memset(h, 0, sizeof *h);
+        memset(g, 0, sizeof *g);
+        conc_forkpool_opts_t o;
+        memset(&o, 0, sizeof o);
+        o.workers = 1;
+        o.retries = 1;
+        o.shared_size = 1u << 20;
+        o.init = fp_init_crashes_when_told;
+        o.init_arg = g;
+        conc_forkpool_t *p;
+        TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+        conc_future_t *f;
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_segv_arming_the_hold, &g, sizeof g, &f), 0);
+        fp_wait_flag(&h->reached, 1); /* the retry, handed over, held before its gate */
+        if (mode == 0) {
+            __atomic_store_n(&g->crash_init, 1u, __ATOMIC_RELEASE);
+            TH_CHECK_EQ(kill(h->pid, SIGKILL), 0);
+        } else {
+            TH_CHECK_EQ(kill(p->server_pid, SIGKILL), 0);
+        }
+        TH_CHECK_EQ(conc_future_wait(f), ECHILD);
+        TH_CHECK_EQ(conc_future_state(f), CONC_FUTURE_FAILED);
+        conc_forkpool_outcome_t out;
+        TH_CHECK_EQ(conc_forkpool_outcome(f, &out), 0);
+        TH_CHECK_MSG(out.status == ECHILD && out.signal == SIGSEGV && out.attempts == 1,
+                     "mode %d: status %d, signal %d, attempts %u", mode, out.status, out.signal,
+                     out.attempts);
+        TH_CHECK_EQ(__atomic_load_n(&g->runs, __ATOMIC_RELAXED), 1u);
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_echo, "x", 1, NULL), EPIPE); /* given up */
+        conc_future_release(f);
+        conc_forkpool_destroy(p);
+        fp_check_no_children();
+    }
+    munmap(g, sizeof *g);
+    munmap(h, sizeof *h);
+}
+
 /* -------------------------------------------------------------------------------------------
  * Workers: init, recycling, the pristine image, a parent with threads
  * ------------------------------------------------------------------------------------------- */
@@ -4191,6 +4322,8 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_terminate_cancels_a_retry_waiting),
         TH_CASE(forkpool_terminate_cancels_a_map_retry_waiting),
         TH_CASE(forkpool_terminate_ends_a_task_held_at_its_gate_unstarted),
+        TH_CASE(forkpool_terminate_cancels_a_retry_its_death_asks_for_late),
+        TH_CASE(forkpool_gave_up_retry_put_back_keeps_its_death),
         TH_CASE(forkpool_init_failing_leaves_nothing), TH_CASE(forkpool_max_tasks_per_child),
         TH_CASE(forkpool_parent_threads_and_pristine_replacements),
         TH_CASE(forkpool_gives_up_on_immediate_deaths),

@@ -70,11 +70,12 @@
  *     but one whose future was cancelled while queued keeps ECANCELED (outcome too). A task
  *     whose worker has no memory for its argument ends ENOMEM (one attempt, fn never run).
  *   terminate: map items and submit tasks it ends end ECANCELED where a giving up says
- *     EPIPE. Running ones are killed: signal SIGKILL, that start counted. The others (queued,
- *     not yet started, or waiting for a retry) never run again: signal 0, with the starts
- *     they had (0 unless a death asked for the retry). The tasks' futures end CANCELLED, as
- *     after conc_forkpool_cancel. A map waiting its turn, and every map and submit after,
- *     says EPIPE, as after shutdown.
+ *     EPIPE. Running ones are killed: signal SIGKILL, that start counted (one that its
+ *     task_timeout is killing already stays ETIMEDOUT). The others (queued, not yet started,
+ *     or waiting for a retry) never run again: signal 0, with the starts they had (0 unless
+ *     a death asked for the retry). The tasks' futures end CANCELLED, as after
+ *     conc_forkpool_cancel. A map waiting its turn, and every map and submit after, says
+ *     EPIPE, as after shutdown.
  *   outcome: 0, EAGAIN (not done), EINVAL (not a fork-pool future, or out NULL).
  *   cancel: 0 (queued, or handed over to a worker that has not started it: dropped, the
  *     future CANCELLED, fn never runs, the worker stays, and the outcome is ECANCELED with
@@ -491,6 +492,10 @@ typedef struct conc__forkpool_task {
                        a cancel's, not fn's, and its future ends CANCELLED */
     /* Times a worker died with it before its start gate (CONC__FORKPOOL_PUT_BACK_MAX). */
     uint8_t put_back;
+    /* How the start before a retry ended (status 0: no retry due). Dispatch clears the
+     * outcome for the re-run; a death before its gate puts this back, so a retry that never
+     * starts keeps the death that asked for it. */
+    conc_forkpool_outcome_t retry_death;
 } conc__forkpool_task;
 
 enum {                            /* worker states, under the pool lock */
@@ -1640,20 +1645,28 @@ CONC_NOINLINE void conc__forkpool_death(conc_forkpool_t *p, unsigned k,
              * CONC__FORKPOOL_PUT_BACK_MAX such deaths, the death is the task's, as below,
              * unless the pool has given up: then the kill was ours. */
             t->put_back++;
+            if (t->retry_death.status != 0) /* a retry that did not start: its death stands */
+                t->outcome = t->retry_death;
             t->outcome.attempts = att - 1;
             if (p->broken) {
                 if (p->terminated)
                     conc__forkpool_cancelled_unstarted(t);
-                else
+                else if (t->retry_death.status == 0)
                     t->outcome.status = EPIPE;
                 conc__forkpool_task_finish(p, t, dl);
             } else {
                 conc__forkpool_requeue_first(p, t);
             }
         } else if (!t->cancelled && o.status == ECHILD && att <= p->opts.retries && !p->broken) {
-            t->outcome = o; /* how it died: its outcome if the pool gives up before the re-run */
-            t->outcome.attempts = att;
+            /* How it died: its outcome if the pool gives up before the re-run starts. */
+            t->outcome = t->retry_death = o;
+            t->outcome.attempts = t->retry_death.attempts = att;
             conc__forkpool_requeue_first(p, t); /* re-run at the head of the queue */
+        } else if (!t->cancelled && o.status == ECHILD && att <= p->opts.retries && p->terminated) {
+            /* A retry was due; terminate cancels it, as one waiting in the queue. */
+            t->outcome.attempts = att;
+            conc__forkpool_cancelled_unstarted(t);
+            conc__forkpool_task_finish(p, t, dl);
         } else {
             if (!t->cancelled) {
                 t->outcome = o;
