@@ -119,6 +119,13 @@ static fp_shared *fp_shared_alloc(conc_forkpool_t *p, size_t n) {
     return s;
 }
 
+/* The fp_shared a submit task got the address of as its argument bytes. */
+static fp_shared *fp_task_shared(const void *arg) {
+    fp_shared *s;
+    memcpy(&s, arg, sizeof s);
+    return s;
+}
+
 static void fp_check_once_except(const fp_shared *s, size_t n, size_t skip) {
     for (size_t i = 0; i < n; i++)
         if (i != skip)
@@ -759,8 +766,7 @@ static void fp_check_big(conc_future_t *f, size_t n) {
 /* Hangs after raising the flag in the shared page it got the address of. */
 static int fp_hang_task(const void *arg, size_t len, void **result, size_t *result_len) {
     (void)len, (void)result, (void)result_len;
-    fp_shared *s;
-    memcpy(&s, arg, sizeof s);
+    fp_shared *s = fp_task_shared(arg);
     fp_hang(s);
     return 0;
 }
@@ -783,8 +789,7 @@ static int fp_kill_self(const void *arg, size_t len, void **result, size_t *resu
 /* Raises the flag, then sleeps far past any task_timeout a case sets; returns 0 if it woke. */
 static int fp_sleep_long_task(const void *arg, size_t len, void **result, size_t *result_len) {
     (void)len, (void)result, (void)result_len;
-    fp_shared *s;
-    memcpy(&s, arg, sizeof s);
+    fp_shared *s = fp_task_shared(arg);
     s->pid = getpid();
     __atomic_store_n(&s->flag, 1u, __ATOMIC_RELEASE);
     sleep(30);
@@ -798,8 +803,7 @@ static int fp_term_then_return(const void *arg, size_t len, void **result, size_
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
     sigprocmask(SIG_BLOCK, &term, NULL);
-    fp_shared *s;
-    memcpy(&s, arg, sizeof s);
+    fp_shared *s = fp_task_shared(arg);
     s->pid = getpid();
     __atomic_store_n(&s->flag, 1u, __ATOMIC_RELEASE);
     do {
@@ -1242,8 +1246,7 @@ static int fp_limit_address_space(void *arg) {
 
 static int fp_count_run(const void *arg, size_t len, void **result, size_t *result_len) {
     (void)len, (void)result, (void)result_len;
-    fp_shared *s;
-    memcpy(&s, arg, sizeof s);
+    fp_shared *s = fp_task_shared(arg);
     __atomic_fetch_add(&s->count[0], 1u, __ATOMIC_RELAXED);
     return 0;
 }
@@ -2175,8 +2178,7 @@ static conc_forkpool_t *fp_late_pool;
 
 static int fp_segv_when_told(const void *arg, size_t len, void **result, size_t *result_len) {
     (void)len, (void)result, (void)result_len;
-    fp_shared *s;
-    memcpy(&s, arg, sizeof s);
+    fp_shared *s = fp_task_shared(arg);
     s->pid = getpid();
     __atomic_store_n(&s->count[0], 1u, __ATOMIC_RELEASE);
     fp_wait_flag(&s->count[1], 1);
@@ -2186,8 +2188,7 @@ static int fp_segv_when_told(const void *arg, size_t len, void **result, size_t 
 
 static int fp_return_when_told(const void *arg, size_t len, void **result, size_t *result_len) {
     (void)len, (void)result, (void)result_len;
-    fp_shared *s;
-    memcpy(&s, arg, sizeof s);
+    fp_shared *s = fp_task_shared(arg);
     fp_wait_flag(&s->count[2], 1);
     return 0;
 }
@@ -2938,8 +2939,7 @@ static int fp_start_helper(fp_shared *s) {
 
 static int fp_helper_then_hang(const void *arg, size_t len, void **result, size_t *result_len) {
     (void)len, (void)result, (void)result_len;
-    fp_shared *s;
-    memcpy(&s, arg, sizeof s);
+    fp_shared *s = fp_task_shared(arg);
     int e = fp_start_helper(s);
     if (e != 0)
         return e;
@@ -2949,8 +2949,7 @@ static int fp_helper_then_hang(const void *arg, size_t len, void **result, size_
 
 static int fp_helper_then_return(const void *arg, size_t len, void **result, size_t *result_len) {
     (void)len, (void)result, (void)result_len;
-    fp_shared *s;
-    memcpy(&s, arg, sizeof s);
+    fp_shared *s = fp_task_shared(arg);
     return fp_start_helper(s);
 }
 
@@ -3019,8 +3018,7 @@ static void fp_fork_helper(fp_shared *s) {
 
 static int fp_fork_then_hang(const void *arg, size_t len, void **result, size_t *result_len) {
     (void)len, (void)result, (void)result_len;
-    fp_shared *s;
-    memcpy(&s, arg, sizeof s);
+    fp_shared *s = fp_task_shared(arg);
     fp_fork_helper(s);
     while (pause() != 0) { /* pause returns only -1: this waits for the timeout's SIGTERM */
     }
@@ -3029,8 +3027,7 @@ static int fp_fork_then_hang(const void *arg, size_t len, void **result, size_t 
 
 static int fp_fork_then_return(const void *arg, size_t len, void **result, size_t *result_len) {
     (void)len, (void)result, (void)result_len;
-    fp_shared *s;
-    memcpy(&s, arg, sizeof s);
+    fp_shared *s = fp_task_shared(arg);
     fp_fork_helper(s);
     return 0;
 }
@@ -3440,8 +3437,7 @@ static void fp_destroy_cb(conc_future_t *f, void *arg) {
  * the monitor thread, never at once in the registering thread. */
 static int fp_gated_task(const void *arg, size_t len, void **result, size_t *result_len) {
     (void)len, (void)result, (void)result_len;
-    fp_shared *s;
-    memcpy(&s, arg, sizeof s);
+    fp_shared *s = fp_task_shared(arg);
     fp_wait_flag(&s->flag, 1);
     return 0;
 }
