@@ -543,6 +543,38 @@ static void cond_wait_rlock_for_null_pred_is_einval(void) {
     TH_CHECK(!conc_lock_is_locked(&r.lock));
 }
 
+static bool count_runs_true(void *arg) {
+    (*(int *)arg)++;
+    return true;
+}
+
+/* An rlock is always private, so a CONC_SHARED cond refuses one: EINVAL from every rlock form,
+ * pred never run, nothing registered or released. They used to wait as with a private cond,
+ * where a conc_lock_t that disagrees with its cond on CONC_SHARED aborts. */
+static void cond_shared_cond_with_an_rlock_is_einval(void) {
+    conc_rlock_t r = CONC_RLOCK_INIT;
+    conc_cond_t c;
+    conc_cond_init(&c, CONC_SHARED);
+    uint32_t fresh = c.state;
+    conc_rlock_acquire(&r);
+    conc_rlock_acquire(&r);
+    int runs = 0;
+    int until = conc_cond_wait_rlock_until(&c, &r, conc_now()); /* past: never waits */
+    TH_CHECK_EQ(until, EINVAL);
+    TH_CHECK_EQ(conc_cond_wait_rlock_for(&c, &r, count_runs_true, &runs, CONC_FOREVER), EINVAL);
+    TH_CHECK_EQ(runs, 0);
+    if (until == EINVAL) /* else the form with no deadline would wait for good */
+        TH_CHECK_EQ(conc_cond_wait_rlock(&c, &r), EINVAL);
+    TH_CHECK(conc_rlock_is_owned(&r));
+    TH_CHECK_EQ(r.depth, 2u);
+    TH_CHECK_EQ(c.state, fresh); /* nobody registered */
+    TH_CHECK_EQ(conc_rlock_release(&r), 0);
+    TH_CHECK_EQ(conc_rlock_release(&r), 0);
+    /* Not owned either: the cond is wrong for every rlock, so EINVAL first. */
+    TH_CHECK_EQ(conc_cond_wait_rlock_until(&c, &r, conc_now()), EINVAL);
+    TH_CHECK(!conc_lock_is_locked(&r.lock));
+}
+
 /* ---- race stress -------------------------------------------------------------------------- */
 
 /* A bounded buffer, two conditions, P producers and C consumers: every item is consumed
@@ -1057,7 +1089,8 @@ TH_MAIN("cond", TH_CASE(cond_is_eight_bytes_and_zero_is_ready),
         TH_CASE(cond_wait_rlock_restores_full_depth),
         TH_CASE(cond_wait_rlock_by_non_owner_is_eperm), TH_CASE(cond_misuse_aborts_with_message),
         TH_CASE(cond_wait_for_null_pred_aborts_naming_itself),
-        TH_CASE(cond_wait_rlock_for_null_pred_is_einval), TH_CASE_T(cond_stress_mpmc_handoff, 120),
+        TH_CASE(cond_wait_rlock_for_null_pred_is_einval),
+        TH_CASE(cond_shared_cond_with_an_rlock_is_einval), TH_CASE_T(cond_stress_mpmc_handoff, 120),
         TH_CASE_T(cond_stress_rlock_handoff, 120),
         TH_CASE_T(cond_stress_notify_races_timeouts, 120), TH_CASE_T(cond_deadlock_token_ring, 120),
         TH_CASE_T(cond_deadlock_notify_all_storm, 120),

@@ -27,13 +27,14 @@
  *                                                       or = CONC_COND_INIT
  *   wait      conc_cond_wait(c, lock)                   releases lock, sleeps, re-acquires it
  *             conc_cond_wait_until(c, lock, dl)         0, ETIMEDOUT; lock held again either way
- *             conc_cond_wait_rlock(c, rlock)            0, EPERM; the full depth is given up
- *             conc_cond_wait_rlock_until(c, rlock, dl)  0, ETIMEDOUT, EPERM     and restored
+ *             conc_cond_wait_rlock(c, rlock)            0, EPERM, EINVAL; the full depth is
+ *             conc_cond_wait_rlock_until(c, rlock, dl)  0, ETIMEDOUT, EPERM,    given up and
+ *                                                       EINVAL                  restored
  *             conc_cond_wait_for(c, lock, pred, arg, dl)  pred's last value (bool): waits
  *                                                       until pred(arg) holds or dl passes
  *             conc_cond_wait_rlock_for(c, rlock, pred, arg, dl)  0, ETIMEDOUT (pred still
  *                                                       false at dl), EPERM, EINVAL (pred
- *                                                       NULL); as wait_for
+ *                                                       NULL, or c CONC_SHARED); as wait_for
  *   notify    conc_cond_notify(c)                       wake at least one waiter, if any
  *             conc_cond_notify_all(c)                   wake every waiter
  *
@@ -45,7 +46,8 @@
  *   RuntimeError); nothing is released then. conc_cond_wait on a conc_lock_t that is not held
  *   aborts ("conc_cond_wait: the lock is not held"; wait_until and wait_for name themselves
  *   the same way), as does mixing a CONC_SHARED cond with a private lock or the other way
- *   round (cross-process wakeups would silently never arrive).
+ *   round (cross-process wakeups would silently never arrive). An rlock is always private:
+ *   the rlock forms return EINVAL for a CONC_SHARED cond (nothing released).
  *   A NULL pred: conc_cond_wait_rlock_for returns EINVAL (nothing released); conc_cond_wait_for,
  *   whose bool has no room for an error, aborts ("conc_cond_wait_for: pred is NULL").
  *
@@ -273,10 +275,20 @@ static inline void conc_cond_wait(conc_cond_t *c, conc_lock_t *l) {
     (void)conc__cond_wait_lock(c, l, CONC_FOREVER, "conc_cond_wait");
 }
 
+/* An rlock is private (it keeps its owner's thread id), so a CONC_SHARED cond cannot wait
+ * with one: EINVAL, which the rlock forms can report where a conc_lock_t's wait aborts. Then
+ * EPERM if the caller does not own r. */
+CONC_INLINE int conc__cond_check_rlock(const conc_cond_t *c, const conc_rlock_t *r) {
+    if (CONC_UNLIKELY(conc_load(&c->state, CONC_RELAXED) & CONC__COND_SHARED))
+        return EINVAL;
+    return CONC_UNLIKELY(!conc_rlock_is_owned(r)) ? EPERM : 0;
+}
+
 CONC_NODISCARD static inline int conc_cond_wait_rlock_until(conc_cond_t *c, conc_rlock_t *r,
                                                             int64_t deadline) {
-    if (CONC_UNLIKELY(!conc_rlock_is_owned(r)))
-        return EPERM;
+    int bad = conc__cond_check_rlock(c, r);
+    if (CONC_UNLIKELY(bad))
+        return bad;
     uint32_t seen = conc__cond_enter(c);
     uint32_t depth = conc__rlock_release_save(r); /* gives up every level, not just one */
     int e = conc__cond_block_slow(c, seen, deadline);
@@ -287,7 +299,7 @@ CONC_NODISCARD static inline int conc_cond_wait_rlock_until(conc_cond_t *c, conc
 
 CONC_NODISCARD static inline int conc_cond_wait_rlock(conc_cond_t *c, conc_rlock_t *r) {
     int e = conc_cond_wait_rlock_until(c, r, CONC_FOREVER);
-    return e == ETIMEDOUT ? 0 : e; /* cannot time out; keeps the contract to 0 or EPERM */
+    return e == ETIMEDOUT ? 0 : e; /* cannot time out: 0, EPERM or EINVAL */
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -346,16 +358,15 @@ CONC_NODISCARD static inline bool conc_cond_wait_for(conc_cond_t *c, conc_lock_t
  * depth; pred(arg) runs with r held at that depth, and every wait gives up the full depth and
  * restores it (conc_cond_wait_rlock_until). Returns 0 as soon as pred holds, ETIMEDOUT once the
  * deadline passed with it false (checked one last time after the deadline's wait), EPERM if the
- * caller does not own r, EINVAL if pred is NULL (either way pred never runs, nothing is
- * released). An int, not wait_for's bool: the rlock family reports EPERM (as wait_rlock does),
- * which a bool could not carry. */
+ * caller does not own r, EINVAL if pred is NULL or c is CONC_SHARED (then pred never runs,
+ * nothing is released). An int, not wait_for's bool: the rlock family reports EPERM (as
+ * wait_rlock does), which a bool could not carry. */
 CONC_NODISCARD static inline int conc_cond_wait_rlock_for(conc_cond_t *c, conc_rlock_t *r,
                                                           bool (*pred)(void *), void *arg,
                                                           int64_t deadline) {
-    if (CONC_UNLIKELY(!pred))
-        return EINVAL;
-    if (CONC_UNLIKELY(!conc_rlock_is_owned(r)))
-        return EPERM;
+    int bad = pred ? conc__cond_check_rlock(c, r) : EINVAL;
+    if (CONC_UNLIKELY(bad))
+        return bad;
     while (!pred(arg)) {
         if (deadline != CONC_FOREVER && conc_now() >= deadline)
             return ETIMEDOUT;
