@@ -273,6 +273,18 @@ static void base_conc_debug_is_defined_in_release_builds(void) {
     TH_CHECK_EQ(tu2_base_conc_debug(), 0);
 }
 
+int tu2_base_cpu_count(void);
+
+/* The headers keep no state per file: conc_cpu_count()'s cache, filled by a call in the other
+ * file, is the one this file reads (a `static` cache gave each file its own). */
+static void base_cpu_count_cache_is_one_per_program(void) {
+    conc_store(&conc__base_cpu_count_cached, 0, CONC_RELAXED);
+    int n = tu2_base_cpu_count();
+    TH_CHECK(n >= 1);
+    TH_CHECK_EQ(conc_load(&conc__base_cpu_count_cached, CONC_RELAXED), n);
+    TH_CHECK_EQ(conc_cpu_count(), n);
+}
+
 static void base_futex_halves_of_a_64_bit_word(void) {
     uint64_t word __attribute__((aligned(8))) = 0x1122334455667788ull;
     TH_CHECK_EQ(*conc_futex_half_low(&word), 0x55667788u);
@@ -730,6 +742,7 @@ TH_MAIN("base", TH_CASE(base_time_and_deadlines), TH_CASE(base_void_inits_refuse
         TH_CASE(base_futex_wait_and_wake), TH_CASE(base_futex_wake_of_none_wakes_none),
         TH_CASE(base_futex_flags), TH_CASE(base_futex_word_the_kernel_refuses_aborts_in_debug),
         TH_CASE(base_conc_debug_is_defined_in_release_builds),
+        TH_CASE(base_cpu_count_cache_is_one_per_program),
         TH_CASE(base_futex_halves_of_a_64_bit_word),
         TH_CASE(base_futex_tagged_wake_reaches_its_tag),
         TH_CASE(base_futex_wait_zero_returns_at_a_zero), TH_CASE(base_spin_budget_counts_pauses),

@@ -574,6 +574,35 @@ static void chan_select_picks_fairly_among_ready_ops(void) {
     TH_CHECK_EQ(run_main(select_fair_main, NULL), 0);
 }
 
+/* tests/tu2_chan.c: the same header code, compiled in another file. */
+uint64_t *tu2_chan_select_random_state(void);
+uint64_t tu2_chan_select_draw(void);
+
+static void *select_random_state_of_thread(void *arg) {
+    (void)arg;
+    return &conc__chan_select_random_state;
+}
+
+/* Both files draw from one stream: from the same state, a draw here then one there gives what
+ * two draws here give (per-file states would not even start from it). And the state is the
+ * thread's own. */
+static void chan_select_random_state_is_one_per_program(void) {
+    TH_CHECK(tu2_chan_select_random_state() == &conc__chan_select_random_state);
+    const uint64_t start = 0x0123456789abcdefull;
+    conc__chan_select_random_state = start;
+    uint64_t here_first = conc__chan_random(), there_second = tu2_chan_select_draw();
+    conc__chan_select_random_state = start;
+    uint64_t first = conc__chan_random(), second = conc__chan_random();
+    TH_CHECK_EQ(here_first, first);
+    TH_CHECK_EQ(there_second, second);
+    TH_CHECK(first != second);
+    pthread_t t;
+    void *other = NULL;
+    TH_CHECK_EQ(pthread_create(&t, NULL, select_random_state_of_thread, NULL), 0);
+    TH_CHECK_EQ(pthread_join(t, &other), 0);
+    TH_CHECK(other != (void *)&conc__chan_select_random_state);
+}
+
 typedef struct sel_ctx {
     conc_chan_t *a, *b, *c;
     int result;
@@ -1745,6 +1774,7 @@ TH_MAIN("chan", TH_CASE(chan_bad_input_gets_error_codes),
         TH_CASE(chan_handoff_before_cancel_wins),
         TH_CASE(chan_timed_out_waiter_is_skipped_by_the_handoff),
         TH_CASE(chan_select_picks_fairly_among_ready_ops),
+        TH_CASE(chan_select_random_state_is_one_per_program),
         TH_CASE(chan_select_parked_completes_exactly_one_op),
         TH_CASE(chan_lock_fifo_handoff_no_barging_edeadlk),
         TH_CASE(chan_sem_bounded_and_event_release_all),

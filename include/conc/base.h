@@ -111,11 +111,10 @@
  *   - Needs C11 (or C++11; from C++17 CONC_NODISCARD is [[nodiscard]]) and the GCC/Clang
  *     __atomic builtins. With -std=c11 also define _DEFAULT_SOURCE (or use -std=gnu11):
  *     strict C11 hides syscall().
- *   - conc_cpu_count() caches its answer in a static per translation unit: a harmless
- *     cache (every copy holds the same value). The other statics: coro.h's current
- *     scheduler and overflow-handler flag and future.h's helping-worker mark (weak: one per
- *     program, thread-local where per thread), chan.h's select random state and base.h's
- *     chaos state (per translation unit and thread: seeds, never shared state).
+ *   - No state per translation unit: the headers' few variables are weak, one per program
+ *     whichever files include them, and thread-local where per thread (conc_cpu_count()'s
+ *     cache, base.h's chaos state, coro.h's current scheduler and overflow-handler flag,
+ *     executor.h's worker mark, chan.h's select random state).
  */
 #ifndef CONC_BASE_H
 #define CONC_BASE_H
@@ -394,15 +393,18 @@ CONC_INLINE void conc_cpu_relax(void) {
 /* Online CPUs. Cached: sysconf reads /sys on each call. Relaxed: every writer stores the
  * same value, so any value read is either 0 (not yet cached) or right. errno kept: without
  * /sys (containers, chroots) glibc falls back to /proc and leaves ENOENT behind. */
+extern int conc__base_cpu_count_cached;
+__attribute__((weak)) int conc__base_cpu_count_cached = 0; /* one per program (weak) */
+
 static inline int conc_cpu_count(void) {
-    static int cached; /* benign per-translation-unit cache, see CAVEATS */
-    int n = conc_load(&cached, CONC_RELAXED);
+    int *cached = &conc__base_cpu_count_cached;
+    int n = conc_load(cached, CONC_RELAXED);
     if (CONC_UNLIKELY(n == 0)) {
         int saved = conc_errno_save();
         long v = sysconf(_SC_NPROCESSORS_ONLN);
         conc_errno_restore(saved);
         n = v < 1 ? 1 : (v > INT_MAX ? INT_MAX : (int)v);
-        conc_store(&cached, n, CONC_RELAXED);
+        conc_store(cached, n, CONC_RELAXED);
     }
     return n;
 }
@@ -437,8 +439,9 @@ static inline bool conc_deadline_passed(int64_t deadline) {
 
 /* ---------------------------------------------------------------------------------------------
  * Chaos points: in CONC_CHAOS builds, a seeded random delay or yield at the library's racy
- * points; empty otherwise. The state is thread-local and per translation unit: it only has
- * to be random, not shared. Seeded from CONC_CHAOS_SEED and the thread's stack address.
+ * points; empty otherwise. The state is thread-local, one for the whole program (weak, as
+ * coro.h's current scheduler: a `static` one would give each file its own stream). Seeded
+ * from CONC_CHAOS_SEED and the address of the thread's state.
  * ------------------------------------------------------------------------------------------- */
 #define CONC__BASE_CHAOS_SEED_MIX 0x9E3779B97F4A7C15ull /* 2^64 / golden ratio: spreads seeds */
 #define CONC__BASE_CHAOS_DELAY_MASK 63u                 /* 1 point in 64 gets a busy delay... */
@@ -476,14 +479,17 @@ static inline int conc__base_chaos_draw(uint64_t *state, unsigned *pauses) {
 }
 
 #if defined(CONC_CHAOS)
+extern __thread uint64_t conc__base_chaos_state;
+__attribute__((weak)) __thread uint64_t conc__base_chaos_state = 0; /* 0: not seeded yet */
+
 static inline void conc__base_chaos(void) {
-    static __thread uint64_t state;
-    if (CONC_UNLIKELY(state == 0)) {
+    uint64_t *state = &conc__base_chaos_state;
+    if (CONC_UNLIKELY(*state == 0)) {
         const char *s = getenv("CONC_CHAOS_SEED");
-        state = conc__base_chaos_seed(s ? strtoull(s, NULL, 0) : 1u, &state);
+        *state = conc__base_chaos_seed(s ? strtoull(s, NULL, 0) : 1u, state);
     }
     unsigned pauses;
-    int what = conc__base_chaos_draw(&state, &pauses);
+    int what = conc__base_chaos_draw(state, &pauses);
     if (what == CONC__BASE_CHAOS_DELAY) {
         for (; pauses; pauses--)
             conc_cpu_relax();

@@ -532,15 +532,25 @@ static inline size_t conc_chan_capacity(const conc_chan_t *ch) {
 /* ---------------------------------------------------------------------------------------------
  * Select
  * ------------------------------------------------------------------------------------------- */
-/* xorshift64*: the select's fair pick. One state per thread (schedulers never share one). */
+/* The select's random state: one per thread (schedulers never share one), and one for the
+ * whole program, as coro.h's current scheduler is (weak: every translation unit that includes
+ * this header defines it, the linker keeps one; a `static` one would give each file its own
+ * stream). 0: not seeded yet. */
+extern __thread uint64_t conc__chan_select_random_state;
+__attribute__((weak)) __thread uint64_t conc__chan_select_random_state = 0;
+
+/* xorshift64*: the select's fair pick. */
 CONC_INLINE uint64_t conc__chan_random(void) {
-    static __thread uint64_t state;
-    if (CONC_UNLIKELY(state == 0))
-        state = (uint64_t)(uintptr_t)&state ^ (uint64_t)conc_now() ^ 0x9e3779b97f4a7c15ull;
-    state ^= state >> 12;
-    state ^= state << 25;
-    state ^= state >> 27;
-    return state * 0x2545f4914f6cdd1dull;
+    uint64_t x = conc__chan_select_random_state;
+    if (CONC_UNLIKELY(x == 0)) { /* the thread's first pick: its state's address, the time */
+        x = (uint64_t)(uintptr_t)&conc__chan_select_random_state ^ (uint64_t)conc_now();
+        x = (x ^ 0x9e3779b97f4a7c15ull) | 1u; /* never 0: xorshift would stay there */
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    conc__chan_select_random_state = x;
+    return x * 0x2545f4914f6cdd1dull;
 }
 
 CONC_INLINE bool conc__chan_op_ready(const conc_chan_op_t *op) {
