@@ -128,6 +128,37 @@ snippets() {
             '#include "conc/latch.h"' 'static conc_latch_t l = CONC_LATCH_INIT(-1);' \
             'static conc_latch_t l = CONC_LATCH_INIT(CONC_LATCH_MAX);' \
             'unsigned conc_snippet(void); unsigned conc_snippet(void) { return conc_latch_count(&l); }'
+        # Lines a user writes that must build under DESIGN's flags. The same initializers with
+        # run-time arguments, which their headers say a debug build checks when it runs,
+        # whatever the arguments' types (a uint16_t against a constant bound made gcc's
+        # -Wtype-limits stop the build, and the refusal's array was a variable-length one
+        # g++ -Wpedantic refused); and a wait_rlock loop, whose result was CONC_NODISCARD.
+        cat >"$tmp/init_args.c" <<'INIT'
+#include <stddef.h>
+#include <stdint.h>
+#include "conc/cond.h"
+#include "conc/latch.h"
+#include "conc/sem.h"
+void conc_wait_rlock_loop(conc_cond_t *c, conc_rlock_t *r, const int *ready);
+void conc_wait_rlock_loop(conc_cond_t *c, conc_rlock_t *r, const int *ready) {
+    while (!*ready)
+        conc_cond_wait_rlock(c, r);
+}
+unsigned conc_init_args(unsigned workers, uint16_t permits, uint8_t few, int n, size_t z);
+unsigned conc_init_args(unsigned workers, uint16_t permits, uint8_t few, int n, size_t z) {
+    conc_latch_t a = CONC_LATCH_INIT(workers), b = CONC_LATCH_INIT(permits);
+    conc_latch_t c = CONC_LATCH_INIT(n);
+    conc_sem_t s1 = CONC_SEM_INIT(permits), s2 = CONC_SEM_INIT(few), s3 = CONC_SEM_INIT(z);
+    conc_sem_t s4 = CONC_SEM_INIT_BOUNDED(few, permits);
+    conc_sem_t s5 = CONC_SEM_INIT_BOUNDED(permits, 100000);
+    conc_sem_t s6 = CONC_SEM_INIT_BOUNDED(workers, workers), s7 = CONC_SEM_INIT_BOUNDED(0, few);
+    return conc_latch_count(&a) + conc_latch_count(&b) + conc_latch_count(&c) +
+           conc_sem_value(&s1) + conc_sem_value(&s2) + conc_sem_value(&s3) +
+           conc_sem_value(&s4) + conc_sem_value(&s5) + conc_sem_value(&s6) + conc_sem_value(&s7);
+}
+INIT
+        STRICT="$STRICT -Wshadow -Wconversion" compile_all "run-time initializers, a wait_rlock loop" \
+            "$tmp/init_args.c"
         echo "snippets: every QUICK START and README C block, -Werror, gcc/clang, C11/C++17"
         closing
     } 2>&1 | tee "$log"

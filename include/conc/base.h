@@ -183,9 +183,13 @@ extern "C" {
 
 /* A static initializer's check of its arguments (CONC_SEM_INIT, CONC_LATCH_INIT): 0, and when
  * `bad` is a constant that holds, a negative array size, so the line does not compile. With
- * run-time arguments it is 0, and the header's debug build checks them instead. */
+ * run-time arguments it is 0, and the header's debug build checks them instead; the array is
+ * then variable-length, which C++ knows only as an extension (__extension__: no -Wpedantic
+ * error in g++). `bad` compares no argument with a constant outside the argument's type
+ * (a shift instead): with a uint16_t argument, gcc's -Wtype-limits calls such a comparison
+ * always false and -Werror stops the build. */
 #define CONC__INIT_REFUSE(bad)                                                                     \
-    (0u * (uint32_t)sizeof(char[(__builtin_constant_p(bad) && (bad)) ? -1 : 1]))
+    (__extension__(0u * (uint32_t)sizeof(char[(__builtin_constant_p(bad) && (bad)) ? -1 : 1])))
 
 /* Always defined, 0 or 1, so `#if CONC_DEBUG` and `if (CONC_DEBUG)` read it under -Wundef in a
  * release build too. */

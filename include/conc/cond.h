@@ -297,7 +297,10 @@ CONC_NODISCARD static inline int conc_cond_wait_rlock_until(conc_cond_t *c, conc
     return e;
 }
 
-CONC_NODISCARD static inline int conc_cond_wait_rlock(conc_cond_t *c, conc_rlock_t *r) {
+/* Not CONC_NODISCARD: its errors are the caller's own doing (base.h), and
+ * `while (!ready) conc_cond_wait_rlock(&c, &r);` is the loop Python's Condition(RLock()) waits
+ * in, as `conc_cond_wait` is the lock's. */
+static inline int conc_cond_wait_rlock(conc_cond_t *c, conc_rlock_t *r) {
     int e = conc_cond_wait_rlock_until(c, r, CONC_FOREVER);
     return e == ETIMEDOUT ? 0 : e; /* cannot time out: 0, EPERM or EINVAL */
 }

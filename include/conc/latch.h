@@ -81,7 +81,8 @@ typedef struct conc_latch {
     {((uint64_t)(count) << 32) + CONC__LATCH_INIT_CHECK(count) + \
      CONC__INIT_REFUSE(CONC__LATCH_INIT_BAD(count))}
 // clang-format on
-#define CONC__LATCH_INIT_BAD(count) ((uint64_t)(count) > CONC_LATCH_MAX)
+#define CONC__LATCH_INIT_BAD(count) (((uint64_t)(count) >> 32) != 0) /* > CONC_LATCH_MAX */
+CONC_STATIC_ASSERT(CONC_LATCH_MAX == ((uint64_t)1 << 32) - 1, "the shift above is the bound");
 #if CONC_DEBUG
 /* The call sits in the arm a valid constant never evaluates: the initializer stays constant. */
 #define CONC__LATCH_INIT_CHECK(count)                                                              \

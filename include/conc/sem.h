@@ -142,9 +142,13 @@ typedef struct conc_sem {
     {(uint64_t)(value) << CONC__SEM_COUNT_SHIFT, \
      CONC__SEM_BOUNDED_MAX(value, max) + CONC__SEM_BOUNDED_CHECK(value, max), 0}
 // clang-format on
+/* Shifts and a difference, not comparisons with constants: base.h's CONC__INIT_REFUSE says
+ * why. Both past CONC_SEM_VALUE_MAX (2^31 - 1) show in bit 31 and up; below it, value > max
+ * makes max - value wrap into bit 63. */
 #define CONC__SEM_BOUNDED_BAD(value, max)                                                          \
-    ((uint64_t)(value) > CONC_SEM_VALUE_MAX || (uint64_t)(max) > CONC_SEM_VALUE_MAX ||             \
-     ((uint64_t)(max) != 0 && (uint64_t)(value) > (uint64_t)(max)))
+    (((uint64_t)(value) >> 31) != 0 || ((uint64_t)(max) >> 31) != 0 ||                             \
+     ((uint64_t)(max) != 0 && (((uint64_t)(max) - (uint64_t)(value)) >> 63) != 0))
+CONC_STATIC_ASSERT(CONC_SEM_VALUE_MAX == ((uint64_t)1 << 31) - 1, "the shifts above are the bound");
 #define CONC__SEM_BOUNDED_CHECK(value, max) CONC__INIT_REFUSE(CONC__SEM_BOUNDED_BAD(value, max))
 #if CONC_DEBUG
 /* The call sits in the arm a valid constant never evaluates, so the initializer stays a
