@@ -48,7 +48,8 @@
  *   spawn      conc_coro_spawn(s, fn, arg, opts, &c)  s NULL: the current scheduler; c NULL:
  *                                                   detached, else the caller owns a handle
  *   lifecycle  conc_coro_join(c, deadline, &status) 0 (status: fn's return), ETIMEDOUT,
- *                                                   ECANCELED (the joiner was cancelled)
+ *                                                   ECANCELED (the joiner was cancelled),
+ *                                                   EDEADLK (c is the caller)
  *              conc_coro_cancel(c)                  its pending and later blocking calls fail
  *              conc_coro_release(c)                 drop the handle (exactly once)
  *              conc_coro_self()                     the running coroutine, NULL outside one
@@ -76,7 +77,8 @@
  *   groups     conc_group_create(s, &g)             asyncio.TaskGroup; s NULL: current
  *              conc_group_spawn(g, fn, arg, opts)   a child; ECANCELED once the group failed
  *              conc_group_wait(g, deadline, &status) 0 once every child finished (status: 0
- *                                                   or the first non-zero child status)
+ *                                                   or the first non-zero child status);
+ *                                                   EDEADLK from a child of g
  *              conc_group_destroy(g)                cancels and joins what is left, frees
  *                                                   (once its conc_group_wait calls returned)
  *   stacks     conc_coro_catch_overflow()           opt-in SIGSEGV reporter that names the
@@ -109,6 +111,8 @@
  *           once. conc_coro_sleep_until returns 0 at its deadline (sleeping was the point).
  *   EDEADLK conc_sched_run found nothing runnable, no timer, no fd wait or watch, no hold and
  *           no cross-thread spawn pending, with coroutines still waiting: they can never wake.
+ *           conc_coro_join of the calling coroutine itself, and conc_group_wait by a child of
+ *           the group, at once: each would wait for itself (asyncio raises RuntimeError).
  *   EBUSY   conc_coro_wait_fd: another coroutine is parked on that fd in that direction (one
  *           whose wait a timer, a cancel or the fd has already ended does not count), or the
  *           fd's watch waits for it. conc_coro_watch_fd: the same, or the fd has a watch
@@ -2499,9 +2503,7 @@ static inline int conc_coro_yield(void) {
 
 CONC_COLD void conc__coro_describe_join_slow(const conc_coro_wait_t *w, char *buf, size_t size) {
     const conc_coro_t *t = (const conc_coro_t *)w->object;
-    const conc_coro_t *self = conc_coro_self();
-    snprintf(buf, size, "join of coro \"%s\" (#%llu)%s", t->name, (unsigned long long)t->id,
-             (w->detail == 1 || t == self) ? " (itself)" : "");
+    snprintf(buf, size, "join of coro \"%s\" (#%llu)", t->name, (unsigned long long)t->id);
 }
 
 CONC_NODISCARD static inline int conc_coro_join(conc_coro_t *c, int64_t deadline, int *status) {
@@ -2514,9 +2516,10 @@ CONC_NODISCARD static inline int conc_coro_join(conc_coro_t *c, int64_t deadline
         return e;
     if (c->state == CONC__CORO_FREE)
         return EINVAL;
+    if (CONC_UNLIKELY(c == co))
+        return EDEADLK; /* it would wait for itself forever (asyncio: "cannot await itself") */
     while (c->state != CONC__CORO_DONE) {
-        const conc_coro_wait_t w =
-            conc_coro_wait_make("join", c, (long)(c == co), conc__coro_describe_join_slow);
+        const conc_coro_wait_t w = conc_coro_wait_make("join", c, 0, conc__coro_describe_join_slow);
         e = conc__coro_waitq_wait_on(&c->joiners, &w, deadline, 0);
         if (e)
             return e;
@@ -3125,6 +3128,8 @@ CONC_NODISCARD static inline int conc_group_wait(conc_group_t *g, int64_t deadli
     }
     if (e)
         return e;
+    if (CONC_UNLIKELY(co->group == g))
+        return EDEADLK; /* a child waiting for its own group waits for itself */
     if (g->live && co->cancelled)
         return ECANCELED;
     g->waiting++; /* a woken waiter reads g when it runs: destroy waits for it */
