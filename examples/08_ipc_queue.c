@@ -26,7 +26,10 @@
  *     so conc_queue_attach works on a mapping at any address (shm_open + mmap in an unrelated
  *     process); after fork the mapping happens to sit at the same address.
  *   - A worker that crashes is not replaced, and a process killed in the middle of a push can
- *     leave one slot stuck; a process pool built for that comes later (forkpool.h).
+ *     leave one slot stuck; a process pool built for that comes later (forkpool.h). What this
+ *     file does about it: the parent collects with a deadline and looks at its workers
+ *     between waits, so a worker killed with a task in hand ends the run with "FAILED" and
+ *     exit 1 instead of a parent waiting for a result that will never come.
  *
  * RUN
  *   make examples && build/examples/08_ipc_queue
@@ -81,6 +84,19 @@ static int work(void *tasks_mem, void *results_mem) {
     return 0;
 }
 
+typedef struct tally_t {
+    const pid_t *pids;
+    int done, bad, per_worker[WORKERS];
+} tally_t;
+
+/* One result in: checked against a count made here, and credited to its worker. */
+static void tally(tally_t *t, const result *r) {
+    t->done++;
+    t->bad += r->primes != count_primes_below(r->number);
+    for (int i = 0; i < WORKERS; i++)
+        t->per_worker[i] += t->pids[i] == r->pid;
+}
+
 int main(void) {
     size_t tasks_size = conc_queue_footprint(DEPTH, sizeof(long));
     size_t results_size = conc_queue_footprint(DEPTH, sizeof(result));
@@ -115,40 +131,51 @@ int main(void) {
     /* Hand out the tasks: 2500, 5000, ... 100000. The queue holds 16: push waits for room
      * while the workers catch up (backpressure across processes). Results may pile up
      * meanwhile: that queue holds 16 too, so we collect as we go with try_pop. */
-    int done = 0, bad = 0, per_worker[WORKERS] = {0};
+    tally_t t = {.pids = pids};
     result r;
-    for (long t = 1; t <= TASKS; t++) {
-        long n = t * 2500;
+    for (long k = 1; k <= TASKS; k++) {
+        long n = k * 2500;
         if (conc_queue_push(tasks, &n) != 0) /* EPIPE: only after close, which comes last */
             abort();
-        while (conc_queue_try_pop(results, &r) == 0) {
-            done++;
-            bad += r.primes != count_primes_below(r.number);
-            for (int i = 0; i < WORKERS; i++)
-                per_worker[i] += pids[i] == r.pid;
-        }
+        while (conc_queue_try_pop(results, &r) == 0)
+            tally(&t, &r);
     }
     conc_queue_close(tasks); /* workers finish what is queued, then their pop says EPIPE */
-    while (done < TASKS && conc_queue_pop(results, &r) == 0) {
-        done++;
-        bad += r.primes != count_primes_below(r.number);
-        for (int i = 0; i < WORKERS; i++)
-            per_worker[i] += pids[i] == r.pid;
+    /* A queue cannot tell that its producers died: a worker killed with a task in hand never
+     * pushes its result, and a plain pop would wait for good (so would Python's
+     * multiprocessing.Queue.get()). So wait a while at a time, and between waits look at the
+     * workers: once all of them have exited, what the queue holds is all there will be. */
+    int exited = 0, failed_workers = 0;
+    bool reaped[WORKERS] = {false};
+    while (t.done < TASKS && exited < WORKERS) {
+        if (conc_queue_pop_until(results, &r, conc_deadline_in(50 * CONC_MS)) == 0) {
+            tally(&t, &r);
+            continue;
+        }
+        for (int i = 0; i < WORKERS; i++) { /* ETIMEDOUT: nothing for 50 ms; who is left? */
+            int status = 0;
+            if (!reaped[i] && waitpid(pids[i], &status, WNOHANG) == pids[i]) {
+                reaped[i] = true;
+                exited++;
+                failed_workers += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+            }
+        }
     }
-    int failed_workers = 0;
+    while (t.done < TASKS && conc_queue_try_pop(results, &r) == 0) /* what the last ones left */
+        tally(&t, &r);
     for (int i = 0; i < WORKERS; i++) {
         int status = 0;
-        waitpid(pids[i], &status, 0);
-        failed_workers += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-        printf("%sworker %d: %d tasks", i ? ", " : "", (int)pids[i], per_worker[i]);
+        if (!reaped[i] && waitpid(pids[i], &status, 0) == pids[i])
+            failed_workers += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        printf("%sworker %d: %d tasks", i ? ", " : "", (int)pids[i], t.per_worker[i]);
     }
     printf("\n");
-    bool ok = done == TASKS && bad == 0 && failed_workers == 0;
+    bool ok = t.done == TASKS && t.bad == 0 && failed_workers == 0;
     if (ok)
         printf("all %d prime counts correct (primes below 100000: %ld)\n", TASKS,
                count_primes_below(100000));
     else
-        printf("FAILED: %d results, %d wrong, %d workers failed\n", done, bad, failed_workers);
+        printf("FAILED: %d results, %d wrong, %d workers failed\n", t.done, t.bad, failed_workers);
     munmap(shared, total);
     return ok ? 0 : 1;
 }
