@@ -18,10 +18,11 @@
  *       b.release()  # ValueError             conc_sem_release(&b, 1) == EOVERFLOW
  *
  * A LOCK WITH N KEYS
- *   A lock lets one thread in; a semaphore lets N in. Unlike a lock, a semaphore has no owner:
- *   any thread may release, and a token released by one thread can be taken by another. That
- *   makes it a counter of free resources, not a guard of shared data: three workers inside at
- *   once may still race on shared variables, so the count below uses atomic operations.
+ *   A lock lets one thread in; a semaphore lets N in. Like a plain lock (conc_lock_t, Python's
+ *   Lock; not an RLock), a semaphore has no owner: any thread may release, and a token
+ *   released by one thread can be taken by another. Unlike a lock it counts: it is a counter
+ *   of free resources, not a guard of shared data. Three workers inside at once may still
+ *   race on shared variables, so the count below uses atomic operations.
  *
  * WHERE C DIFFERS FROM PYTHON
  *   - No `with` block: every acquire needs its release on every path out. A worker that
@@ -41,7 +42,7 @@
  *   worker 1 in  (2 inside)
  *   ...
  *   highest concurrency seen: 3 (limit 3), 10 workers served
- *   bounded semaphore: 4th release -> EOVERFLOW, still 3 tokens
+ *   bounded semaphore, full: one more release -> EOVERFLOW, still 3 tokens
  *
  *   The program exits 1 if more than three workers were ever inside at once, if a worker
  *   was not served, or if the bounded semaphore accepted the extra release.
@@ -96,7 +97,7 @@ int main(void) {
     if (conc_sem_init(&bounded, SLOTS, SLOTS, 0) != 0)
         return 1;
     int r = conc_sem_release(&bounded, 1); /* a 4th token would be a bug in the caller */
-    printf("bounded semaphore: 4th release -> %s, still %u tokens\n",
+    printf("bounded semaphore, full: one more release -> %s, still %u tokens\n",
            r == EOVERFLOW ? "EOVERFLOW" : "accepted (wrong)", conc_sem_value(&bounded));
     ok = ok && r == EOVERFLOW && conc_sem_value(&bounded) == SLOTS;
     return ok ? 0 : 1;

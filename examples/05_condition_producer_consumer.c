@@ -6,8 +6,9 @@
  *   Three producers put 20,000 numbered items each into an 8-slot buffer; three consumers take
  *   them out. A producer that finds the buffer full waits on the condition "not full"; a
  *   consumer that finds it empty waits on "not empty". Every item arrives exactly once, and
- *   nobody spins or sleeps for a fixed time: each thread sleeps until the state it needs may
- *   have come about. Python's threading.Condition, in C:
+ *   nobody polls or sleeps for a fixed time: each thread sleeps until the state it needs may
+ *   have come about (a wait spins a few microseconds first, in case that is how close the
+ *   notify is). Python's threading.Condition, in C:
  *
  *       Python                                  C (this file)
  *       lock = threading.Lock()                 conc_lock_t lock = CONC_LOCK_INIT;
@@ -31,7 +32,8 @@
  *     before you did, and "stole" it: this program counts how often that happens);
  *   - notify_all wakes every waiter but only some can proceed;
  *   - a wait may return with no notify at all (a "spurious wakeup": signals, races inside
- *     the implementation; POSIX, Python and conc all allow them).
+ *     the implementation; POSIX and conc allow them, and Python's docs keep the right to wake
+ *     more threads than notify asked for).
  *   So the rule, in every language: re-check the predicate after every wait. Python's
  *   Condition.wait_for(predicate) is exactly this loop written for you.
  *

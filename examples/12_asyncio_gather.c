@@ -2,7 +2,8 @@
  * SPDX-License-Identifier: MIT
  *
  * WHAT IT SHOWS
- *   The asyncio example from the concept notes, in C:
+ *   The concept notes' asyncio example, in C (the notes' fetch_data sleeps 0.5 s; their
+ *   first sketch sleeps 1 s, as this file does, which makes the overlap plain):
  *       async def fetch(i): await asyncio.sleep(1); return {"id": i}
  *       async def main(): print(await asyncio.gather(fetch(1), fetch(2), fetch(3)))
  *       asyncio.run(main())

@@ -7,7 +7,7 @@
  *   part's total straight into memory the parent sees (conc_forkpool_alloc): nothing is
  *   pickled, nothing is copied back. It prints both times and the speed-up (close to the
  *   number of CPUs on an idle machine), then what the processes cost: the time to fork the
- *   pool and the memory model that comes with it.
+ *   pool. The memory model that comes with them is explained below.
  *
  *       Python (processes: true parallelism)          C (this file)
  *       with Pool() as pool:                          conc_forkpool_create(&p, NULL);

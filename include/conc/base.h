@@ -1,8 +1,10 @@
 /* conc/base.h - time, deadlines, futex seam, spinning, eventcount, atomics seam - conc v0.1.0
  * SPDX-License-Identifier: MIT
  *
- * The one header every conc module stands on. You rarely call it directly, but
- * three things in it are part of every module's API:
+ * The one header every conc module stands on. You rarely call it directly, but three things
+ * in it are part of every module's API: time and deadlines (conc_deadline_in, CONC_MS,
+ * CONC_FOREVER), the conventions every call follows (return codes, CONC_NODISCARD, names)
+ * and the CONC_SHARED flag.
  *
  * CONTENTS
  *   QUICK START, API, CONVENTIONS (return codes, deadlines, CONC_NODISCARD, names),
@@ -729,7 +731,8 @@ static inline int conc_futex_wait_zero(uint64_t *word, uint64_t w, uint64_t wait
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Spinning: the one loop every module runs before it sleeps.
+ * Spinning: the one loop lock, sem, cond, event, rwlock and barrier run before they sleep (the
+ * queue, future and executor spin their own way: their headers say how).
  *
  * A thread about to sleep first spins a little, in case the event it waits for is a few
  * microseconds away: a futex sleep and wake across CPUs costs 13-150 us on a VM, a pause

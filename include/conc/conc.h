@@ -2,8 +2,8 @@
  * SPDX-License-Identifier: MIT
  *
  * The umbrella: it lives in the folder with the modules, so copying the folder copies it.
- * Each module is one header here; copy the ones you use and the ones they need (README,
- * "Using conc", lists them). Installed, this is <conc/conc.h>.
+ * Each module is one header here; copy the ones you use and the ones they need (the README's
+ * opening lists what each needs). Installed, this is <conc/conc.h>.
  *
  * QUICK START
  *     #include "conc/conc.h"                   // cc -std=c11 -D_DEFAULT_SOURCE -Iinclude -pthread

@@ -86,9 +86,9 @@
  *     newcomer then takes the lock before those sleepers claim it, they sleep on WAKING for
  *     up to CONC__LOCK_WAKING_WAIT_NS (10 ms) while the lock passes among others (a sleeper
  *     alone retires that WAKING and is woken by the next release). On 2 CPUs with 4
- *     threads the worst single wait was 8.4 ms in the last bench run (12-15 ms before a
- *     sleeper alone retired it, about 9 ms before the release stopped looking): the price
- *     of freeing a lock as soon as it is unlocked.
+ *     threads the worst single wait moved between 8.4 and 20.1 ms from one bench run to
+ *     the next (a woken waiter may also wait a time slice for a CPU; 12-15 ms before a
+ *     sleeper alone retired it): the price of freeing a lock as soon as it is unlocked.
  *   - Signal handlers must not acquire a lock the interrupted code may hold.
  *   - Under ThreadSanitizer, a release by another thread than the acquirer (allowed, as in
  *     Python) is reported as "unlock of an unlocked mutex (or by a wrong thread)", as for a

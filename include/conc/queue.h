@@ -412,8 +412,9 @@ CONC_INLINE uint64_t conc__queue_distance(const conc_queue_t *q, uint64_t a, uin
     return ((b & ~mask) - (a & ~mask)) / q->one_lap * q->capacity + (b & mask) - (a & mask);
 }
 
-CONC_NODISCARD static inline int conc_queue_init_in(conc_queue_t **out, void *mem, size_t mem_size,
-                                                    size_t capacity, size_t item_size, int flags) {
+/* Not CONC_NODISCARD: the only error is EINVAL for arguments the caller chose (base.h). */
+static inline int conc_queue_init_in(conc_queue_t **out, void *mem, size_t mem_size,
+                                     size_t capacity, size_t item_size, int flags) {
     if (out) /* NULL on failure, as every create leaves it: a caller's cleanup may test it */
         *out = NULL;
     size_t need = conc__queue_bytes(capacity, item_size);
