@@ -213,6 +213,11 @@ static void forkpool_map_exactly_once(void) {
     TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, 0, NULL), 0);
     TH_CHECK_EQ(conc_forkpool_map(p, NULL, a, 1, NULL), EINVAL);
     TH_CHECK_EQ(conc_forkpool_map(NULL, fp_item, a, 1, NULL), EINVAL);
+    /* DESIGN's struct tag names the typedef's type in C (C++ keeps the typedef's name). */
+    struct conc_forkpool_outcome one[1];
+    conc_forkpool_outcome_t *same = one;
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, 1, same), 0);
+    TH_CHECK(one[0].status == 0 && one[0].attempts == 1);
     free(out);
     conc_forkpool_destroy(p);
 }

@@ -379,7 +379,13 @@ typedef struct conc_forkpool_opts {
     size_t shared_size;           /* bytes of the shared region; 0: 1 GiB */
 } conc_forkpool_opts_t;
 
-typedef struct conc_forkpool_outcome_t { /* tag = typedef: C++ has a function of this name */
+/* DESIGN's tag in C. In C++ the function conc_forkpool_outcome would hide a struct of that
+ * name (g++ -Wshadow says so), so there the tag is the typedef's name. */
+#if defined(__cplusplus)
+typedef struct conc_forkpool_outcome_t {
+#else
+typedef struct conc_forkpool_outcome {
+#endif
     int status;        /* fn's return, or ECANCELED / ETIMEDOUT / ECHILD / EPIPE / ENOMEM */
     int signal;        /* the signal that ended the worker, 0 if it exited */
     int exit_code;     /* its exit status, 0 if signalled */
