@@ -27,14 +27,13 @@
  *                                                       or = CONC_COND_INIT
  *   wait      conc_cond_wait(c, lock)                   releases lock, sleeps, re-acquires it
  *             conc_cond_wait_until(c, lock, dl)         0, ETIMEDOUT; lock held again either way
- *             conc_cond_wait_rlock(c, rlock)            0, EPERM, EINVAL; the full depth is
- *             conc_cond_wait_rlock_until(c, rlock, dl)  0, ETIMEDOUT, EPERM,    given up and
- *                                                       EINVAL                  restored
+ *             conc_cond_wait_rlock(c, rlock)            0, EPERM; the full depth is given up
+ *             conc_cond_wait_rlock_until(c, rlock, dl)  0, ETIMEDOUT, EPERM     and restored
  *             conc_cond_wait_for(c, lock, pred, arg, dl)  pred's last value (bool): waits
  *                                                       until pred(arg) holds or dl passes
  *             conc_cond_wait_rlock_for(c, rlock, pred, arg, dl)  0, ETIMEDOUT (pred still
  *                                                       false at dl), EPERM, EINVAL (pred
- *                                                       NULL, or c CONC_SHARED); as wait_for
+ *                                                       NULL); as wait_for
  *   notify    conc_cond_notify(c)                       wake at least one waiter, if any
  *             conc_cond_notify_all(c)                   wake every waiter
  *
@@ -47,7 +46,8 @@
  *   aborts ("conc_cond_wait: the lock is not held"; wait_until and wait_for name themselves
  *   the same way), as does mixing a CONC_SHARED cond with a private lock or the other way
  *   round (cross-process wakeups would silently never arrive). An rlock is always private:
- *   the rlock forms return EINVAL for a CONC_SHARED cond (nothing released).
+ *   the rlock forms abort with a CONC_SHARED cond ("conc_cond_wait_rlock: a CONC_SHARED cond
+ *   with an rlock (always private)").
  *   A NULL pred: conc_cond_wait_rlock_for returns EINVAL (nothing released); conc_cond_wait_for,
  *   whose bool has no room for an error, aborts ("conc_cond_wait_for: pred is NULL").
  *
@@ -275,18 +275,22 @@ static inline void conc_cond_wait(conc_cond_t *c, conc_lock_t *l) {
     (void)conc__cond_wait_lock(c, l, CONC_FOREVER, "conc_cond_wait");
 }
 
-/* An rlock is private (it keeps its owner's thread id), so a CONC_SHARED cond cannot wait
- * with one: EINVAL, which the rlock forms can report where a conc_lock_t's wait aborts. Then
- * EPERM if the caller does not own r. */
-CONC_INLINE int conc__cond_check_rlock(const conc_cond_t *c, const conc_rlock_t *r) {
+/* An rlock is private (it keeps its owner's thread id), so a CONC_SHARED cond with one
+ * aborts, as with a private conc_lock_t. Not an error code: `while (!ready)
+ * conc_cond_wait_rlock(&c, &r);` would spin on it holding r, and the thread that sets ready
+ * could never take r. Then EPERM if the caller does not own r (that loop spins without r,
+ * until ready). */
+CONC_INLINE int conc__cond_check_rlock(const conc_cond_t *c, const conc_rlock_t *r,
+                                       const char *caller) {
     if (CONC_UNLIKELY(conc_load(&c->state, CONC_RELAXED) & CONC__COND_SHARED))
-        return EINVAL;
+        conc__base_misuse_slow(caller, "a CONC_SHARED cond with an rlock (always private)");
     return CONC_UNLIKELY(!conc_rlock_is_owned(r)) ? EPERM : 0;
 }
 
-CONC_NODISCARD static inline int conc_cond_wait_rlock_until(conc_cond_t *c, conc_rlock_t *r,
-                                                            int64_t deadline) {
-    int bad = conc__cond_check_rlock(c, r);
+/* The rlock wait, without CONC_NODISCARD; caller: the public call, for the misuse message. */
+CONC_INLINE int conc__cond_wait_rlock(conc_cond_t *c, conc_rlock_t *r, int64_t deadline,
+                                      const char *caller) {
+    int bad = conc__cond_check_rlock(c, r, caller);
     if (CONC_UNLIKELY(bad))
         return bad;
     uint32_t seen = conc__cond_enter(c);
@@ -297,12 +301,17 @@ CONC_NODISCARD static inline int conc_cond_wait_rlock_until(conc_cond_t *c, conc
     return e;
 }
 
-/* Not CONC_NODISCARD: its errors are the caller's own doing (base.h), and
+CONC_NODISCARD static inline int conc_cond_wait_rlock_until(conc_cond_t *c, conc_rlock_t *r,
+                                                            int64_t deadline) {
+    return conc__cond_wait_rlock(c, r, deadline, "conc_cond_wait_rlock_until");
+}
+
+/* Not CONC_NODISCARD: its one error, EPERM, is the caller's own doing (base.h), and
  * `while (!ready) conc_cond_wait_rlock(&c, &r);` is the loop Python's Condition(RLock()) waits
  * in, as `conc_cond_wait` is the lock's. */
 static inline int conc_cond_wait_rlock(conc_cond_t *c, conc_rlock_t *r) {
-    int e = conc_cond_wait_rlock_until(c, r, CONC_FOREVER);
-    return e == ETIMEDOUT ? 0 : e; /* cannot time out: 0, EPERM or EINVAL */
+    int e = conc__cond_wait_rlock(c, r, CONC_FOREVER, "conc_cond_wait_rlock");
+    return e == ETIMEDOUT ? 0 : e; /* cannot time out: 0 or EPERM */
 }
 
 /* -------------------------------------------------------------------------------------------
@@ -361,13 +370,13 @@ CONC_NODISCARD static inline bool conc_cond_wait_for(conc_cond_t *c, conc_lock_t
  * depth; pred(arg) runs with r held at that depth, and every wait gives up the full depth and
  * restores it (conc_cond_wait_rlock_until). Returns 0 as soon as pred holds, ETIMEDOUT once the
  * deadline passed with it false (checked one last time after the deadline's wait), EPERM if the
- * caller does not own r, EINVAL if pred is NULL or c is CONC_SHARED (then pred never runs,
- * nothing is released). An int, not wait_for's bool: the rlock family reports EPERM (as
+ * caller does not own r, EINVAL if pred is NULL (either way pred never runs, nothing is
+ * released). An int, not wait_for's bool: the rlock family reports EPERM (as
  * wait_rlock does), which a bool could not carry. */
 CONC_NODISCARD static inline int conc_cond_wait_rlock_for(conc_cond_t *c, conc_rlock_t *r,
                                                           bool (*pred)(void *), void *arg,
                                                           int64_t deadline) {
-    int bad = pred ? conc__cond_check_rlock(c, r) : EINVAL;
+    int bad = pred ? conc__cond_check_rlock(c, r, "conc_cond_wait_rlock_for") : EINVAL;
     if (CONC_UNLIKELY(bad))
         return bad;
     while (!pred(arg)) {
@@ -375,7 +384,8 @@ CONC_NODISCARD static inline int conc_cond_wait_rlock_for(conc_cond_t *c, conc_r
             return ETIMEDOUT;
         /* Owned, so 0 or ETIMEDOUT; either way pred decides. EPERM would mean pred released
          * r (misuse): report it rather than run pred without the rlock. */
-        if (CONC_UNLIKELY(conc_cond_wait_rlock_until(c, r, deadline) == EPERM))
+        if (CONC_UNLIKELY(conc__cond_wait_rlock(c, r, deadline, "conc_cond_wait_rlock_for") ==
+                          EPERM))
             return EPERM;
     }
     return 0;
