@@ -27,9 +27,9 @@
  *     process); after fork the mapping happens to sit at the same address.
  *   - A worker that crashes is not replaced, and a process killed in the middle of a push can
  *     leave one slot stuck; a process pool built for that comes later (forkpool.h). What this
- *     file does about it: the parent collects with a deadline and looks at its workers
- *     between waits, so a worker killed with a task in hand ends the run with "FAILED" and
- *     exit 1 instead of a parent waiting for a result that will never come.
+ *     file does about it: the parent pushes and pops with deadlines and looks at its workers
+ *     between waits, so a worker killed with a task in hand (or every worker killed) ends the
+ *     run with "FAILED" and exit 1, not with a parent waiting for good.
  *
  * RUN
  *   make examples && build/examples/08_ipc_queue
@@ -87,6 +87,8 @@ static int work(void *tasks_mem, void *results_mem) {
 typedef struct tally_t {
     const pid_t *pids;
     int done, bad, per_worker[WORKERS];
+    bool reaped[WORKERS];
+    int exited, failed_workers;
 } tally_t;
 
 /* One result in: checked against a count made here, and credited to its worker. */
@@ -95,6 +97,20 @@ static void tally(tally_t *t, const result *r) {
     t->bad += r->primes != count_primes_below(r->number);
     for (int i = 0; i < WORKERS; i++)
         t->per_worker[i] += t->pids[i] == r->pid;
+}
+
+/* Reaps the workers that have exited (wait: all of them), counting those that failed; returns
+ * how many have exited so far. */
+static int look_at_workers(tally_t *t, bool wait) {
+    for (int i = 0; i < WORKERS; i++) {
+        int status = 0;
+        if (!t->reaped[i] && waitpid(t->pids[i], &status, wait ? 0 : WNOHANG) == t->pids[i]) {
+            t->reaped[i] = true;
+            t->exited++;
+            t->failed_workers += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+    }
+    return t->exited;
 }
 
 int main(void) {
@@ -128,54 +144,50 @@ int main(void) {
             _exit(work(shared, shared + offset)); /* the child never returns to main */
     }
 
-    /* Hand out the tasks: 2500, 5000, ... 100000. The queue holds 16: push waits for room
-     * while the workers catch up (backpressure across processes). Results may pile up
-     * meanwhile: that queue holds 16 too, so we collect as we go with try_pop. */
+    /* Hand out the tasks: 2500, 5000, ... 100000. The queue holds 16: a push waits for room
+     * while the workers catch up (backpressure across processes). Results pile up meanwhile:
+     * that queue holds 16 too, so we collect as we go with try_pop.
+     * A queue cannot tell that the processes on its other side died (neither can Python's
+     * multiprocessing.Queue: put() and get() would wait for good), and a worker killed with a
+     * task in hand never pushes its result. So every wait here lasts 50 ms at a time, and
+     * between waits we look at the workers: once all of them have exited, nobody will take
+     * another task, and what the results queue holds is all there will be. */
     tally_t t = {.pids = pids};
     result r;
-    for (long k = 1; k <= TASKS; k++) {
+    for (long k = 1; k <= TASKS && t.exited < WORKERS; k++) {
         long n = k * 2500;
-        if (conc_queue_push(tasks, &n) != 0) /* EPIPE: only after close, which comes last */
-            abort();
-        while (conc_queue_try_pop(results, &r) == 0)
-            tally(&t, &r);
+        for (;;) {
+            while (conc_queue_try_pop(results, &r) == 0)
+                tally(&t, &r);
+            int e = conc_queue_push_until(tasks, &n, conc_deadline_in(50 * CONC_MS));
+            if (e == 0)
+                break;
+            if (e != ETIMEDOUT) /* EPIPE: only after close, which comes last */
+                abort();
+            if (look_at_workers(&t, false) == WORKERS)
+                break; /* nobody is left to take it */
+        }
     }
     conc_queue_close(tasks); /* workers finish what is queued, then their pop says EPIPE */
-    /* A queue cannot tell that its producers died: a worker killed with a task in hand never
-     * pushes its result, and a plain pop would wait for good (so would Python's
-     * multiprocessing.Queue.get()). So wait a while at a time, and between waits look at the
-     * workers: once all of them have exited, what the queue holds is all there will be. */
-    int exited = 0, failed_workers = 0;
-    bool reaped[WORKERS] = {false};
-    while (t.done < TASKS && exited < WORKERS) {
-        if (conc_queue_pop_until(results, &r, conc_deadline_in(50 * CONC_MS)) == 0) {
+    while (t.done < TASKS && t.exited < WORKERS) {
+        if (conc_queue_pop_until(results, &r, conc_deadline_in(50 * CONC_MS)) == 0)
             tally(&t, &r);
-            continue;
-        }
-        for (int i = 0; i < WORKERS; i++) { /* ETIMEDOUT: nothing for 50 ms; who is left? */
-            int status = 0;
-            if (!reaped[i] && waitpid(pids[i], &status, WNOHANG) == pids[i]) {
-                reaped[i] = true;
-                exited++;
-                failed_workers += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-            }
-        }
+        else /* ETIMEDOUT: nothing for 50 ms; who is left? */
+            look_at_workers(&t, false);
     }
     while (t.done < TASKS && conc_queue_try_pop(results, &r) == 0) /* what the last ones left */
         tally(&t, &r);
-    for (int i = 0; i < WORKERS; i++) {
-        int status = 0;
-        if (!reaped[i] && waitpid(pids[i], &status, 0) == pids[i])
-            failed_workers += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    look_at_workers(&t, true);
+    for (int i = 0; i < WORKERS; i++)
         printf("%sworker %d: %d tasks", i ? ", " : "", (int)pids[i], t.per_worker[i]);
-    }
     printf("\n");
-    bool ok = t.done == TASKS && t.bad == 0 && failed_workers == 0;
+    bool ok = t.done == TASKS && t.bad == 0 && t.failed_workers == 0;
     if (ok)
         printf("all %d prime counts correct (primes below 100000: %ld)\n", TASKS,
                count_primes_below(100000));
     else
-        printf("FAILED: %d results, %d wrong, %d workers failed\n", t.done, t.bad, failed_workers);
+        printf("FAILED: %d results, %d wrong, %d workers failed\n", t.done, t.bad,
+               t.failed_workers);
     munmap(shared, total);
     return ok ? 0 : 1;
 }

@@ -380,7 +380,8 @@ typedef struct conc_forkpool_opts {
 } conc_forkpool_opts_t;
 
 /* DESIGN's tag in C. In C++ the function conc_forkpool_outcome would hide a struct of that
- * name (g++ -Wshadow says so), so there the tag is the typedef's name. */
+ * name (g++ -Wshadow says so), so there the tag is the typedef's name. Code shared by both
+ * languages names the type by its typedef, conc_forkpool_outcome_t. */
 #if defined(__cplusplus)
 typedef struct conc_forkpool_outcome_t {
 #else
