@@ -751,6 +751,7 @@ struct conc_sched {
     conc_coro_t *boot; /* SJLJ: the slot whose context is being created */
     conc__coro_ctx boot_ctx;
     void *boot_fake;    /* SJLJ under ASan: the creating context's fake stack meanwhile */
+    int retiring;       /* ASan: free is switching into each slot a last time (its fake stack) */
     conc_coro_t **heap; /* timers: min-heap on deadline */
     size_t heap_len, heap_cap;
     int epfd, evfd;
@@ -1314,6 +1315,21 @@ out:
 /* The slot's first context: a trampoline that runs coroutine after coroutine. */
 static inline void conc__coro_trampoline(void);
 
+#if defined(CONC_ASAN)
+/* With detect_stack_use_after_return, ASan gives every fiber a fake stack for the frames it
+ * moves off the real one, and frees it only when the fiber leaves for good: a last switch
+ * that saves none (NULL). A slot leaves for good only when its scheduler is freed, so free
+ * switches into each slot once more (every one is parked in conc__coro_finish then) and the
+ * trampoline comes here: 100 KB a scheduler stayed mapped before (4 yielding coroutines). */
+CONC_COLD void conc__coro_asan_retire_slot_slow(conc_sched_t *s) {
+    s->from_main = 0;
+    __sanitizer_start_switch_fiber(NULL, s->main_lo, s->main_size);
+    /* Not a local to save into: the NULL freed the fake stack that may hold this frame's. */
+    conc__coro_ctx_jump(&s->current->ctx, &s->main_ctx);
+    CONC_ABORT("conc_sched_destroy: a retired coroutine slot was resumed");
+}
+#endif
+
 #if defined(CONC__CORO_BACKEND_SJLJ)
 /* Creating a context with _setjmp: makecontext gives the new stack a first frame, setcontext
  * enters it once, and the trampoline saves itself with _setjmp and jumps back. */
@@ -1469,6 +1485,24 @@ CONC_COLD int conc__coro_arena_slow(conc_sched_t *s, conc__coro_class *k) {
 CONC_INLINE conc_coro_t *conc__coro_of_slot(char *slot, size_t slot_size) {
     return (conc_coro_t *)(void *)(slot + slot_size - conc__coro_struct_span());
 }
+
+#if defined(CONC_ASAN)
+/* Free's side of it: into each slot that ran and back (the orphaned scheduler's slots may
+ * be mid-body on a thread that ended: they keep theirs). */
+CONC_COLD void conc__coro_asan_retire_slots_slow(conc_sched_t *s, char *base, size_t carved,
+                                                 size_t slot_size) {
+    s->retiring = 1;
+    for (size_t i = 0; i < carved; i++) {
+        conc_coro_t *co = conc__coro_of_slot(base + i * slot_size, slot_size);
+        if (!co->fn || (co->state != CONC__CORO_DONE && co->state != CONC__CORO_FREE))
+            continue; /* never given a coroutine (its context failed), or never finished */
+        s->current = co;
+        conc__coro_switch(s, &s->main_ctx, 1, co);
+    }
+    s->current = NULL;
+    s->retiring = 0;
+}
+#endif
 
 /* A fresh slot: carve it, guard it, give it a context parked in the trampoline. */
 CONC_COLD int conc__coro_carve_slow(conc_sched_t *s, conc__coro_class *k, conc_coro_t **out) {
@@ -1634,7 +1668,12 @@ static inline void conc__coro_trampoline(void) {
         int status = co->fn(co->arg);
         s = co->sched; /* the same scheduler: a slot never changes owner */
         conc__coro_finish(s, co, status);
-        /* Resumed: the slot was reused by a new spawn; co is the same address. */
+        /* Resumed: the slot was reused by a new spawn (co is the same address), or the
+         * scheduler is being freed and wants the slot's fake stack back. */
+#if defined(CONC_ASAN)
+        if (CONC_UNLIKELY(s->retiring))
+            conc__coro_asan_retire_slot_slow(s);
+#endif
     }
 }
 
@@ -2290,6 +2329,8 @@ static inline void conc__coro_sched_free(conc_sched_t *s) {
 #endif
         }
 #if defined(CONC_ASAN)
+        if (!s->orphaned)
+            conc__coro_asan_retire_slots_slow(s, a->base, a->carved, a->slot_size);
         /* Frames left on the stacks (each slot's trampoline) keep their redzones poisoned in
          * ASan's shadow, which munmap does not reset: the next mmap of this range would
          * inherit them. Only carved slots ran: the arena's other slots (it reserves many)
