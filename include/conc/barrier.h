@@ -343,7 +343,10 @@ static inline void conc_barrier_abort(conc_barrier_t *b) {
 /* Break the round in progress (if anyone waits), wait until its waiters have left, then clear
  * BROKEN: the barrier is fresh when reset returns. Several threads may reset at once. It waits
  * for every party of the broken round to leave: with CONC_SHARED, one that died while waiting
- * never does (see CAVEATS). */
+ * never does (see CAVEATS). Relaxed throughout, as abort: reset publishes and reads no data,
+ * and every change it makes is an RMW of the one word, so each is decided against every
+ * arrival's RMW in the word's single modification order; the next round's parties order
+ * their data among themselves, through their own arrivals, never through reset. */
 static inline void conc_barrier_reset(conc_barrier_t *b) {
     uint64_t w = conc_load(&b->word, CONC_RELAXED);
     if (conc__barrier_arrived(w) != 0 && !(w & CONC__BARRIER_BROKEN))

@@ -143,15 +143,17 @@
  *     (else a sender posts: a spare wake)      function wakes every parked receiver,
  *   else park                                  unholds               [coro_bridge.M5]
  *
- *   The two fences order each side's store before its load: either the receiver's second
- *   try_pop sees the item, or the sender's load sees armed == 1 (or both; the swap then
- *   gives the message to exactly one party). The M1 release and the M4 acquire publish the msg
- *   pointer. tests/models/coro_bridge.pml checks this, and catches the receiver that parks
- *   without the second look and the sender that reads armed before it pushes. A push is done
- *   when its slot is published, and the sender's fence comes after that: so try_pop treats
- *   an item whose sender has claimed its slot but not finished copying in as not there yet
- *   (EAGAIN, never a wait on that sender with the scheduler's thread), and that sender's
- *   M3-M4, which follow its publish, wake the receiver that parked meanwhile.
+ *   The two fences order each side's store before its load: either the receiver's second try_pop
+ *   sees the item, or the sender's load sees armed == 1 (or both; the swap then gives the message
+ *   to exactly one party). The M1 release and the M4 acquire publish the msg pointer.
+ *   tests/models/coro_bridge.pml checks this, and catches the receiver that parks without the
+ *   second look and the sender that reads armed before it pushes; coro_bridge_two.pml adds a second
+ *   receiver that may time out, and catches a wake that wakes only the first waiter and a timed-out
+ *   receiver that disarms while another still sleeps (only the last one out may). A push is done
+ *   when its slot is published, and the sender's fence comes after that: so try_pop treats an item
+ *   whose sender has claimed its slot but not finished copying in as not there yet (EAGAIN, never a
+ *   wait on that sender with the scheduler's thread), and that sender's M3-M4, which follow its
+ *   publish, wake the receiver that parked meanwhile.
  */
 #ifndef CONC_CORO_BRIDGE_H
 #define CONC_CORO_BRIDGE_H

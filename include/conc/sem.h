@@ -100,7 +100,9 @@
  *   token meant for a sleeper; the sleeper, woken, finds none and sleeps again. That keeps
  *   the semaphore moving instead of waiting for a sleeper to be scheduled, as glibc and musl
  *   allow too. try_acquire takes a free token, or a handed one (claim and pick up in one CAS),
- *   and never leaves a claim behind. A spin model of the protocol is tests/models/sem.pml.
+ *   and never leaves a claim behind. A spin model of the protocol is tests/models/sem.pml;
+ *   sem_hand_two.pml runs it with two tokens handed at a time, where a release's one wake
+ *   must be for as many sleepers as it handed tokens.
  */
 #ifndef CONC_SEM_H
 #define CONC_SEM_H

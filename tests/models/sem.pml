@@ -26,7 +26,8 @@
  *
  * handed holds at most HANDED_MAX tokens (sem.h: 65,535; here 1, so release(2) with two
  * claims in the count hands its tokens in two steps, waiting for a pick-up in between, as
- * sem.h's conc__sem_release_slow does). An EOVERFLOW after a step (a bounded semaphore filled
+ * sem.h's conc__sem_release_slow does; sem_hand_two.pml checks this model with 2, where one
+ * wake must serve two tokens). An EOVERFLOW after a step (a bounded semaphore filled
  * up by a racing release between steps, see sem.h's CAVEATS) cannot happen here: the value
  * is at most HANDED_MAX while claims are in the count, and n + HANDED_MAX <= LIMIT; the
  * model asserts it.
@@ -41,8 +42,10 @@
 // pan-run: -m1000000
 
 #define TOKENS 4
+#ifndef HANDED_MAX /* sem_hand_two.pml sets it to 2 (and LIMIT to 4) */
 #define LIMIT 3
 #define HANDED_MAX 1
+#endif
 
 short count = 0;      /* free tokens, or minus the waiters no token was handed to yet */
 byte handed = 0;      /* released for waiters, not yet picked up */
@@ -171,7 +174,11 @@ next_step:
         };
         if
         :: hand > 0 && old_sleepers > 0 ->
+#ifdef BROKEN_WAKE_ONE
+            wake_n = 1;
+#else
             wake_n = (hand < old_sleepers -> hand : old_sleepers);
+#endif
             futex_wake(wake_n)
         :: else -> skip
         fi;
