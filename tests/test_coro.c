@@ -18,6 +18,11 @@ static unsigned long epoll_ctl_calls;
 
 #include <fcntl.h>
 #include <malloc.h>
+#if defined(__cplusplus)
+#include <cstring>
+#include <exception>
+#include <stdexcept>
+#endif
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -2702,6 +2707,71 @@ static void coro_stack_reuse_without_dangling_data(void) {
     TH_CHECK_EQ(run_main(reuse_main, NULL), 0);
 }
 
+#if defined(__cplusplus)
+/* C++: the exceptions being handled are each coroutine's own (coro.h swaps the runtime's
+ * per-thread record at every switch). Two coroutines yield while unwinding and inside their
+ * catch blocks; each must still count one exception in flight, rethrow its own, and end with
+ * none (shared, `throw;` rethrew the other's and leaving a block freed the other's). */
+struct yields_while_unwinding {
+    int *in_flight_before, *in_flight_after;
+    ~yields_while_unwinding() {
+        *in_flight_before = std::uncaught_exceptions();
+        TH_CHECK_EQ(conc_coro_yield(), 0); /* the other coroutine throws meanwhile */
+        *in_flight_after = std::uncaught_exceptions();
+    }
+};
+
+static int throw_yield_rethrow(void *arg) {
+    const char *name = static_cast<const char *>(arg);
+    int before = -1, after = -1;
+    try {
+        yields_while_unwinding guard = {&before, &after};
+        throw std::runtime_error(name);
+    } catch (const std::exception &) {
+        TH_CHECK_EQ(conc_coro_yield(), 0); /* the other coroutine is in its catch block too */
+        try {
+            throw;
+        } catch (const std::exception &again) {
+            TH_CHECK_MSG(std::strcmp(again.what(), name) == 0, "coroutine %s rethrew %s", name,
+                         again.what());
+        }
+        TH_CHECK_EQ(conc_coro_yield(), 0);
+    }
+    TH_CHECK_EQ(before, 1);
+    TH_CHECK_EQ(after, 1);
+    TH_CHECK(std::current_exception() == nullptr);
+    TH_CHECK_EQ(std::uncaught_exceptions(), 0);
+    return 0;
+}
+
+static int two_throwers(void *arg) {
+    (void)arg;
+    static char a_name[] = "A", b_name[] = "B";
+    conc_coro_t *a = spawn_h(throw_yield_rethrow, a_name, "A");
+    conc_coro_t *b = spawn_h(throw_yield_rethrow, b_name, "B");
+    TH_CHECK_EQ(join_release(a), 0);
+    TH_CHECK_EQ(join_release(b), 0);
+    return 0;
+}
+
+static void coro_cxx_exceptions_being_handled_are_each_coroutines_own(void) {
+    try {
+        throw std::logic_error("the thread's own"); /* the loop's context has one too */
+    } catch (const std::logic_error &) {
+        TH_CHECK_EQ(run_main(two_throwers, NULL), 0);
+        try {
+            throw;
+        } catch (const std::logic_error &again) {
+            TH_CHECK(std::strcmp(again.what(), "the thread's own") == 0);
+        }
+    }
+    TH_CHECK(std::current_exception() == nullptr);
+}
+#define CXX_ONLY_CASES TH_CASE(coro_cxx_exceptions_being_handled_are_each_coroutines_own),
+#else
+#define CXX_ONLY_CASES
+#endif
+
 /* Destroyed schedulers give their address space back: their stacks' arenas and, under ASan
  * with detect_stack_use_after_return (the suite's setting), each slot's fake stack, which ASan
  * frees only when the slot's fiber leaves for good (2.8 MB a scheduler stayed mapped). Each
@@ -4023,7 +4093,7 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE_T(coro_100k_alive_at_once_with_guards, 120),
         TH_CASE(coro_stack_reuse_without_dangling_data),
         TH_CASE(coro_destroyed_schedulers_give_their_address_space_back),
-        TH_CASE(coro_two_stack_sizes_count_their_own_slots),
+        CXX_ONLY_CASES TH_CASE(coro_two_stack_sizes_count_their_own_slots),
         TH_CASE(coro_stack_usage_high_water_mark), TH_CASE(coro_stack_overflow_names_the_coroutine),
         TH_CASE(coro_stack_overflow_reported_after_a_fault_another_handler_took),
         TH_CASE(coro_canary_without_guard_pages_names_the_coroutine),

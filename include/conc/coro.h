@@ -182,6 +182,11 @@
  *   - Cancellation is a return code, never an unwind: a cancelled coroutine keeps running
  *     until it returns; it is told by ECANCELED from every blocking call. One that was
  *     cancelled before it first ran still runs (so it can free its argument).
+ *   - C++: the exceptions being handled (what `throw;` rethrows, std::current_exception,
+ *     std::uncaught_exceptions) are each coroutine's own, so a coroutine may block inside a
+ *     catch block or a destructor that runs while unwinding. An exception must not leave
+ *     the coroutine's function: past it are the kit's C frames and the slot's first frame,
+ *     so the C++ runtime calls std::terminate (catch everything in the body if it can throw).
  *   - A blocking call that is not conc's (read(2) on a blocking fd, sleep, a pthread lock)
  *     blocks every coroutine of the thread. conc_coro_read/write/accept do not, on blocking
  *     fds too (a socket is read and written with MSG_DONTWAIT; another fd in blocking mode is
@@ -512,9 +517,33 @@ void __tsan_set_fiber_name(void *fiber, const char *name);
 /* ---------------------------------------------------------------------------------------------
  * The context switch
  * ------------------------------------------------------------------------------------------- */
+/* The C++ runtime keeps the exceptions being handled per thread (the Itanium C++ ABI's
+ * __cxa_eh_globals, libstdc++'s and libc++abi's alike): the caught ones, a stack threaded
+ * through the exception objects, and the count of those thrown and not yet caught. Coroutines
+ * share their thread, so a coroutine that blocks inside a catch block would find another's
+ * caught exception on top when it resumes: `throw;` rethrows the wrong one, and leaving the
+ * block frees an exception another still uses. Each context keeps its own, swapped in at
+ * every switch, as folly's fibers do. An asm label binds the runtime's function, so the
+ * declaration never meets <cxxabi.h>'s, whose return type differs. A C++ file is linked with
+ * its runtime; a C file's reference is weak: NULL in a program without a C++ runtime, which
+ * then pays one test a switch. (Weak in C++ too, it would make a call to __cxa_get_globals
+ * in the same file weak, and a linker with --as-needed drops a runtime only weakly used.) */
+typedef struct conc__coro_eh {
+    void *caught;      /* caughtExceptions */
+    unsigned uncaught; /* uncaughtExceptions */
+} conc__coro_eh;
+#if defined(__cplusplus)
+void *conc__coro_cxa_get_globals(void) __asm__("__cxa_get_globals");
+#define CONC__CORO_CXX_RUNTIME 1
+#else
+void *conc__coro_cxa_get_globals(void) __asm__("__cxa_get_globals") __attribute__((weak));
+#define CONC__CORO_CXX_RUNTIME (conc__coro_cxa_get_globals != NULL)
+#endif
+
 #if defined(CONC__CORO_BACKEND_ASM)
 typedef struct conc__coro_ctx {
     void *sp; /* the saved stack pointer; the registers sit on the stack below it */
+    conc__coro_eh eh;
 } conc__coro_ctx;
 
 /* void conc__coro_ctx_switch(void **save_sp, void *load_sp): saves the callee-saved state on
@@ -624,6 +653,7 @@ CONC_INLINE void conc__coro_ctx_jump(conc__coro_ctx *from, conc__coro_ctx *to) {
 #elif defined(CONC__CORO_BACKEND_SJLJ)
 typedef struct conc__coro_ctx {
     jmp_buf jb; /* _setjmp: no signal mask, so no syscall (plain setjmp may save it on BSDs) */
+    conc__coro_eh eh;
 } conc__coro_ctx;
 /* Noinline: the function that calls _setjmp must still exist when _longjmp comes back. */
 CONC_NOINLINE void conc__coro_ctx_jump(conc__coro_ctx *from, conc__coro_ctx *to) {
@@ -633,6 +663,7 @@ CONC_NOINLINE void conc__coro_ctx_jump(conc__coro_ctx *from, conc__coro_ctx *to)
 #else
 typedef struct conc__coro_ctx {
     ucontext_t uc;
+    conc__coro_eh eh;
 } conc__coro_ctx;
 CONC_NOINLINE void conc__coro_ctx_jump(conc__coro_ctx *from, conc__coro_ctx *to) {
     /* swapcontext loads the mask `to` saved when it last left (or its slot's first context
@@ -959,6 +990,17 @@ CONC_INLINE void conc__coro_arrived(conc_sched_t *s, void *fake) {
 #endif
 }
 
+/* The thread's C++ exception state goes with the context that leaves, and the arriving
+ * context's comes back (see conc__coro_eh). */
+CONC_INLINE void conc__coro_eh_swap(conc__coro_ctx *from, const conc__coro_ctx *to) {
+    if (!CONC__CORO_CXX_RUNTIME)
+        return;
+    conc__coro_eh *now = (conc__coro_eh *)conc__coro_cxa_get_globals();
+    if (from)
+        from->eh = *now;
+    *now = to->eh;
+}
+
 /* Switch from the context `from` to coroutine `to` (NULL: the scheduler's own context). */
 CONC_INLINE void conc__coro_switch(conc_sched_t *s, conc__coro_ctx *from, int from_main,
                                    conc_coro_t *to) {
@@ -976,6 +1018,7 @@ CONC_INLINE void conc__coro_switch(conc_sched_t *s, conc__coro_ctx *from, int fr
 #if defined(CONC_TSAN)
     __tsan_switch_to_fiber(to ? to->tsan_fiber : s->main_fiber, 0);
 #endif
+    conc__coro_eh_swap(from, dest);
     conc__coro_ctx_jump(from, dest);
     conc__coro_arrived(s, fake);
 }
@@ -1323,6 +1366,7 @@ static inline void conc__coro_trampoline(void);
  * trampoline comes here: 100 KB a scheduler stayed mapped before (4 yielding coroutines). */
 CONC_COLD void conc__coro_asan_retire_slot_slow(conc_sched_t *s) {
     s->from_main = 0;
+    conc__coro_eh_swap(NULL, &s->main_ctx);
     __sanitizer_start_switch_fiber(NULL, s->main_lo, s->main_size);
     /* Not a local to save into: the NULL freed the fake stack that may hold this frame's. */
     conc__coro_ctx_jump(&s->current->ctx, &s->main_ctx);
@@ -1488,17 +1532,27 @@ CONC_INLINE conc_coro_t *conc__coro_of_slot(char *slot, size_t slot_size) {
 
 #if defined(CONC_ASAN)
 /* Free's side of it: into each slot that ran and back (the orphaned scheduler's slots may
- * be mid-body on a thread that ended: they keep theirs). */
-CONC_COLD void conc__coro_asan_retire_slots_slow(conc_sched_t *s, char *base, size_t carved,
-                                                 size_t slot_size) {
+ * be mid-body on a thread that ended: they keep theirs). Only for schedulers of at most
+ * CONC__CORO_ASAN_RETIRE_MAX slots: ASan clears a freed fake stack's shadow (88 KB) by
+ * mapping fresh pages over it, which splits the shadow's mapping in three, and six threads
+ * freeing 20,000 slots each ran into the kernel's 65,530 mappings. Many small schedulers
+ * come and go (their fake stacks then get the same addresses again), few large ones do. */
+#define CONC__CORO_ASAN_RETIRE_MAX 256
+CONC_COLD void conc__coro_asan_retire_slots_slow(conc_sched_t *s) {
+    size_t slots = 0;
+    for (conc__coro_arena *a = s->arenas; a; a = a->next)
+        slots += a->carved;
+    if (s->orphaned || slots > CONC__CORO_ASAN_RETIRE_MAX)
+        return;
     s->retiring = 1;
-    for (size_t i = 0; i < carved; i++) {
-        conc_coro_t *co = conc__coro_of_slot(base + i * slot_size, slot_size);
-        if (!co->fn || (co->state != CONC__CORO_DONE && co->state != CONC__CORO_FREE))
-            continue; /* never given a coroutine (its context failed), or never finished */
-        s->current = co;
-        conc__coro_switch(s, &s->main_ctx, 1, co);
-    }
+    for (conc__coro_arena *a = s->arenas; a; a = a->next)
+        for (size_t i = 0; i < a->carved; i++) {
+            conc_coro_t *co = conc__coro_of_slot(a->base + i * a->slot_size, a->slot_size);
+            if (!co->fn || (co->state != CONC__CORO_DONE && co->state != CONC__CORO_FREE))
+                continue; /* never given a coroutine (its context failed), or never finished */
+            s->current = co;
+            conc__coro_switch(s, &s->main_ctx, 1, co);
+        }
     s->current = NULL;
     s->retiring = 0;
 }
@@ -2316,6 +2370,9 @@ static inline void conc__coro_sched_free(conc_sched_t *s) {
             break;
         }
     pthread_mutex_unlock(&conc__coro_registry_lock);
+#if defined(CONC_ASAN)
+    conc__coro_asan_retire_slots_slow(s);
+#endif
     for (conc__coro_arena *a = s->arenas, *an; a; a = an) {
         an = a->next;
         for (size_t i = 0; i < a->carved; i++) {
@@ -2329,8 +2386,6 @@ static inline void conc__coro_sched_free(conc_sched_t *s) {
 #endif
         }
 #if defined(CONC_ASAN)
-        if (!s->orphaned)
-            conc__coro_asan_retire_slots_slow(s, a->base, a->carved, a->slot_size);
         /* Frames left on the stacks (each slot's trampoline) keep their redzones poisoned in
          * ASan's shadow, which munmap does not reset: the next mmap of this range would
          * inherit them. Only carved slots ran: the arena's other slots (it reserves many)
