@@ -338,6 +338,31 @@ consumers() {
         if grep -q 'another package' "$other/include/conc.h" && [ -e "$other/include/conc/conc.h" ]
         then ok "make install keeps a conc.h that is not conc's"
         else bad "make install replaced another package's conc.h"; fi
+        # A shared library built with -fvisibility=hidden shares the program's state (the
+        # headers' weak variables are exported whatever the default): in a coroutine of the
+        # program's scheduler, the library's code is in a coroutine too.
+        mkdir -p "$tmp/so"
+        cat >"$tmp/so/lib.c" <<'EOF'
+#include <conc/conc.h>
+__attribute__((visibility("default"))) int lib_yields_in_a_coroutine(void) {
+    return conc_coro_self() != NULL && conc_coro_yield() == 0;
+}
+EOF
+        cat >"$tmp/so/app.c" <<'EOF'
+#include <conc/conc.h>
+#include <stdio.h>
+int lib_yields_in_a_coroutine(void);
+static int body(void *arg) { return (void)arg, lib_yields_in_a_coroutine() ? 0 : 1; }
+int main(void) {
+    int status = -1;
+    if (conc_run(body, NULL, &status) == 0 && status == 0)
+        puts("consumer ok");
+    return status;
+}
+EOF
+        run_consumer "a shared library built with -fvisibility=hidden shares the program's scheduler" \
+            "$tmp/so" "gcc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden -I$PWD/include lib.c -o libl.so &&
+                       gcc -std=gnu11 -O2 -I$PWD/include app.c -o app -L. -ll -Wl,-rpath,$tmp/so -pthread"
 
         # (b) CMake: strict C11 (no extensions), so the target must carry _DEFAULT_SOURCE.
         local head='cmake_minimum_required(VERSION 3.14)
@@ -393,7 +418,7 @@ EOF
         then ok "meson.build's version is CONC_VERSION_STRING"
         else bad "meson.build's project version differs from CONC_VERSION_STRING ($version)"; fi
 
-        echo "consumers: pkg-config, CMake (add_subdirectory, FetchContent, find_package x2), Meson"
+        echo "consumers: pkg-config, a hidden-visibility shared library, CMake (add_subdirectory, FetchContent, find_package x2), Meson"
         closing
     } 2>&1 | tee "$log"
     rm -rf "$tmp"

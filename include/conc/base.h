@@ -116,7 +116,12 @@
  *   - No state per translation unit: the headers' few variables are weak, one per program
  *     whichever files include them, and thread-local where per thread (conc_cpu_count()'s
  *     cache, base.h's chaos state, coro.h's current scheduler and overflow-handler flag,
- *     executor.h's worker mark, chan.h's select random state).
+ *     executor.h's worker mark, chan.h's select random state). Shared libraries share them
+ *     too, built with -fvisibility=hidden as well (they are exported whatever the default),
+ *     except a library linked with -Bsymbolic, or loaded with dlopen by a program that does
+ *     not export its own (link it with -rdynamic): such a library keeps its own copies, and
+ *     in a coroutine of the program's scheduler, or a worker of its executor, the library's
+ *     code finds none (conc_coro_self() is NULL there, its coroutine calls say EPERM).
  */
 #ifndef CONC_BASE_H
 #define CONC_BASE_H
@@ -399,8 +404,15 @@ CONC_INLINE void conc_cpu_relax(void) {
 /* Online CPUs. Cached: sysconf reads /sys on each call. Relaxed: every writer stores the
  * same value, so any value read is either 0 (not yet cached) or right. errno kept: without
  * /sys (containers, chroots) glibc falls back to /proc and leaves ENOENT behind. */
+/* The headers' few variables, and the one function whose address is a tag: weak, so that
+ * every file that includes a header may define them and the linker keeps one; of default
+ * visibility, so that a shared library built with -fvisibility=hidden exports them, and the
+ * dynamic linker binds its uses to the program's (linked with -Bsymbolic, or loaded with
+ * dlopen by a program that exports nothing, it keeps its own: see CAVEATS). */
+#define CONC__ONE_PER_PROGRAM __attribute__((weak, visibility("default")))
+
 extern int conc__base_cpu_count_cached;
-__attribute__((weak)) int conc__base_cpu_count_cached = 0; /* one per program (weak) */
+CONC__ONE_PER_PROGRAM int conc__base_cpu_count_cached = 0;
 
 static inline int conc_cpu_count(void) {
     int *cached = &conc__base_cpu_count_cached;
@@ -486,7 +498,7 @@ static inline int conc__base_chaos_draw(uint64_t *state, unsigned *pauses) {
 
 #if defined(CONC_CHAOS)
 extern __thread uint64_t conc__base_chaos_state;
-__attribute__((weak)) __thread uint64_t conc__base_chaos_state = 0; /* 0: not seeded yet */
+CONC__ONE_PER_PROGRAM __thread uint64_t conc__base_chaos_state = 0; /* 0: not seeded yet */
 
 static inline void conc__base_chaos(void) {
     uint64_t *state = &conc__base_chaos_state;

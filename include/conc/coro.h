@@ -847,13 +847,13 @@ CONC_STATIC_ASSERT((CONC__CORO_RING_INIT & (CONC__CORO_RING_INIT - 1u)) == 0,
  * migrate here, but the rule costs ~1 ns and removes the question).
  * ------------------------------------------------------------------------------------------- */
 extern __thread conc_sched_t *conc__coro_tls_sched;
-__attribute__((weak)) __thread conc_sched_t *conc__coro_tls_sched = NULL;
+CONC__ONE_PER_PROGRAM __thread conc_sched_t *conc__coro_tls_sched = NULL;
 /* The overflow reporter's process-wide state (weak: one copy for every translation unit).
  * installed: 0 not, 2 a thread is installing it, 1 installed. */
 extern int conc__coro_overflow_installed;
-__attribute__((weak)) int conc__coro_overflow_installed = 0;
+CONC__ONE_PER_PROGRAM int conc__coro_overflow_installed = 0;
 extern struct sigaction conc__coro_overflow_prev;
-__attribute__((weak)) struct sigaction conc__coro_overflow_prev;
+CONC__ONE_PER_PROGRAM struct sigaction conc__coro_overflow_prev;
 
 CONC_NOINLINE conc_sched_t *conc__coro_sched_here(void) {
     return conc__coro_tls_sched;
@@ -866,7 +866,7 @@ CONC_NOINLINE void conc__coro_sched_set_here(conc_sched_t *s) {
  * one forked inside a coroutine may build and run new ones, and its coroutine calls say EPERM
  * instead of switching into the copy of its parent's loop. Registered before the first run. */
 extern int conc__coro_atfork_registered;
-__attribute__((weak)) int conc__coro_atfork_registered = 0;
+CONC__ONE_PER_PROGRAM int conc__coro_atfork_registered = 0;
 
 /* The registry: every scheduler that exists, by serial, in one process-wide list (weak: one
  * for every translation unit) under one mutex. It answers, without following a pointer into
@@ -874,11 +874,11 @@ __attribute__((weak)) int conc__coro_atfork_registered = 0;
  * owner check and a coroutine lock's owner keep serials, not pointers (conc_sched_lookup,
  * conc_coro_find). create and free take the mutex; the lookups are cold. */
 extern pthread_mutex_t conc__coro_registry_lock;
-__attribute__((weak)) pthread_mutex_t conc__coro_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+CONC__ONE_PER_PROGRAM pthread_mutex_t conc__coro_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 extern conc_sched_t *conc__coro_registry;
-__attribute__((weak)) conc_sched_t *conc__coro_registry = NULL;
+CONC__ONE_PER_PROGRAM conc_sched_t *conc__coro_registry = NULL;
 extern uint64_t conc__coro_registry_serial; /* the last serial given, under the mutex */
-__attribute__((weak)) uint64_t conc__coro_registry_serial = 0;
+CONC__ONE_PER_PROGRAM uint64_t conc__coro_registry_serial = 0;
 
 static inline void conc__coro_atfork_child(void) {
     conc__coro_tls_sched = NULL;
@@ -900,11 +900,11 @@ CONC_INLINE void conc__coro_atfork_register(void) {
  * no key was left) and NAME_key_create, for pthread_once(&NAME_once, NAME_key_create). */
 #define CONC__CORO_THREAD_END_KEY(name, destructor)                                                \
     extern pthread_once_t name##_once;                                                             \
-    __attribute__((weak)) pthread_once_t name##_once = PTHREAD_ONCE_INIT;                          \
+    CONC__ONE_PER_PROGRAM pthread_once_t name##_once = PTHREAD_ONCE_INIT;                          \
     extern pthread_key_t name##_key;                                                               \
-    __attribute__((weak)) pthread_key_t name##_key;                                                \
+    CONC__ONE_PER_PROGRAM pthread_key_t name##_key;                                                \
     extern int name##_key_ok;                                                                      \
-    __attribute__((weak)) int name##_key_ok = 0;                                                   \
+    CONC__ONE_PER_PROGRAM int name##_key_ok = 0;                                                   \
     static inline void name##_key_create(void) {                                                   \
         name##_key_ok = pthread_key_create(&name##_key, destructor) == 0;                          \
     }

@@ -500,9 +500,11 @@ typedef struct conc__executor_worker {
  * the linker keeps one), so a task compiled in another file than its executor's creator sees
  * it too. */
 #if defined(__cplusplus)
-__attribute__((weak)) thread_local conc__executor_worker *conc__executor_worker_self;
+extern thread_local conc__executor_worker *conc__executor_worker_self;
+CONC__ONE_PER_PROGRAM thread_local conc__executor_worker *conc__executor_worker_self;
 #else
-__attribute__((weak)) _Thread_local conc__executor_worker *conc__executor_worker_self;
+extern _Thread_local conc__executor_worker *conc__executor_worker_self;
+CONC__ONE_PER_PROGRAM _Thread_local conc__executor_worker *conc__executor_worker_self;
 #endif
 
 struct conc_executor {

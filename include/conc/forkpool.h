@@ -1336,7 +1336,7 @@ CONC_NOINLINE void conc__forkpool_send(conc__forkpool_worker *w, uint32_t type, 
  * includes this header and kept once by the linker (a static one has an address per file,
  * and a future submitted in one file was "not a fork-pool future" in another). */
 void conc__forkpool_task_free(void *ext);
-__attribute__((weak)) void conc__forkpool_task_free(void *ext) {
+CONC__ONE_PER_PROGRAM void conc__forkpool_task_free(void *ext) {
     conc__forkpool_task *t = (conc__forkpool_task *)ext;
     free(t->arg);
     free(t->result);
