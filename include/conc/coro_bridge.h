@@ -97,12 +97,16 @@
  *     sender that never finishes (a process stopped or killed there, CONC_SHARED) holds up
  *     the items behind it, not the scheduler. try_send likewise says EAGAIN rather than wait
  *     for a consumer of q (another thread popping it) still copying out of the tail slot.
- *   - Destroy a mailbox only once it is closed or no receiver is parked on it: close it, or
- *     cancel them, first. Destroy wakes the receivers still parked on a closed mailbox (the
- *     wake close posts comes through the loop, maybe not yet). Each receiver whose wait has
- *     ended but which has not run yet (cancelled, timed out, woken by a send to look again, or
- *     by this destroy) is dropped: its receive returns without touching the mailbox or q
- *     (ECANCELED, ETIMEDOUT, or EPIPE: the mailbox is gone).
+ *   - Destroy a mailbox only once it is closed or no receiver is parked on it: close it, or cancel
+ *     them, first. A receiver that got the last item, or EPIPE, may destroy it at once: destroy
+ *     waits for the sends and closes still under way to let go of it (a send still waiting for room
+ *     in an open queue makes it abort after 10 s, naming the call). Not for
+ *     conc_coro_mailbox_notify after a plain push: its caller must have returned first. Destroy
+ *     wakes the receivers still parked on a closed mailbox (the wake close posts comes through the
+ *     loop, maybe not yet). Each receiver whose wait has ended but which has not run yet
+ *     (cancelled, timed out, woken by a send to look again, or by this destroy) is dropped: its
+ *     receive returns without touching the mailbox or q (ECANCELED, ETIMEDOUT, or EPIPE: the
+ *     mailbox is gone).
  *
  * DESIGN
  *   await: the coroutine allocates a wake record and a coro.h message, pins the scheduler,
@@ -267,6 +271,7 @@ CONC_NODISCARD static inline int conc_coro_await(conc_future_t *f, int64_t deadl
  * ------------------------------------------------------------------------------------------- */
 typedef struct conc_coro_mailbox {
     uint32_t armed;        /* atomic: a receiver sleeps and msg is ready to post */
+    uint32_t calls;        /* atomic: sends and closes under way (destroy waits them out) */
     conc_sched_msg_t *msg; /* written by the arming receiver, taken by whoever disarms */
     conc_queue_t *q;
     conc_sched_t *sched;
@@ -336,6 +341,31 @@ static inline void conc_coro_mailbox_notify(conc_coro_mailbox_t *mb) {
         conc_sched_msg_post(mb->sched, mb->msg);
 }
 
+/* A send or close is under way from before its push or close until its notify is done: a
+ * receiver that sees the item or the close may destroy the mailbox at once, and destroy
+ * waits until the call has let go of it. Relaxed: the push's (or close's) release, which
+ * comes after, carries the increment to whoever sees its effect, and the RMWs of calls are
+ * in one order, so destroy's load reads it or the decrement. Release on the way out: every
+ * access of the call happens before destroy's acquire load that reads the count back at 0. */
+CONC_INLINE void conc__coro_bridge_mailbox_call_begins(conc_coro_mailbox_t *mb) {
+    conc_fetch_add(&mb->calls, 1u, CONC_RELAXED);
+}
+
+CONC_INLINE void conc__coro_bridge_mailbox_call_ends(conc_coro_mailbox_t *mb) {
+    conc_fetch_sub(&mb->calls, 1u, CONC_RELEASE);
+}
+
+/* Push (without waiting past `deadline`) and notify, as one call destroy waits out. */
+CONC_INLINE int conc__coro_bridge_mailbox_push(conc_coro_mailbox_t *mb, const void *item,
+                                               int64_t deadline) {
+    conc__coro_bridge_mailbox_call_begins(mb);
+    int e = conc_queue_push_until(mb->q, item, deadline);
+    if (e == 0)
+        conc_coro_mailbox_notify(mb);
+    conc__coro_bridge_mailbox_call_ends(mb);
+    return e;
+}
+
 CONC_NODISCARD static inline int conc_coro_mailbox_try_send(conc_coro_mailbox_t *mb,
                                                             const void *item) {
     if (!mb || !item)
@@ -344,9 +374,7 @@ CONC_NODISCARD static inline int conc_coro_mailbox_try_send(conc_coro_mailbox_t 
      * claiming the slot at the tail and finishing its copy out, which would stop the
      * scheduler's thread when a coroutine sends. A past deadline gives such a slot a few
      * pauses and says ETIMEDOUT: EAGAIN, as for a full queue. */
-    int e = conc_queue_push_until(mb->q, item, 0);
-    if (e == 0)
-        conc_coro_mailbox_notify(mb);
+    int e = conc__coro_bridge_mailbox_push(mb, item, 0);
     return e == ETIMEDOUT ? EAGAIN : e;
 }
 
@@ -354,10 +382,7 @@ CONC_NODISCARD static inline int conc_coro_mailbox_send_until(conc_coro_mailbox_
                                                               const void *item, int64_t deadline) {
     if (!mb || !item)
         return EINVAL;
-    int e = conc_queue_push_until(mb->q, item, deadline);
-    if (e == 0)
-        conc_coro_mailbox_notify(mb);
-    return e;
+    return conc__coro_bridge_mailbox_push(mb, item, deadline);
 }
 
 CONC_NODISCARD static inline int conc_coro_mailbox_send(conc_coro_mailbox_t *mb, const void *item) {
@@ -367,8 +392,10 @@ CONC_NODISCARD static inline int conc_coro_mailbox_send(conc_coro_mailbox_t *mb,
 static inline void conc_coro_mailbox_close(conc_coro_mailbox_t *mb) {
     if (!mb)
         return;
+    conc__coro_bridge_mailbox_call_begins(mb);
     conc_queue_close(mb->q);
     conc_coro_mailbox_notify(mb);
+    conc__coro_bridge_mailbox_call_ends(mb);
 }
 
 /* conc_queue_try_pop, except that a sender caught between claiming the slot at the head and
@@ -463,6 +490,19 @@ CONC_NODISCARD static inline int conc_coro_mailbox_recv(conc_coro_mailbox_t *mb,
 static inline void conc_coro_mailbox_destroy(conc_coro_mailbox_t *mb) {
     if (!mb)
         return;
+    /* A send or close whose item or close a receiver has seen may not have let go of the
+     * mailbox yet (its notify comes after): it only has to run once more. Bounded, as a nested
+     * scheduler destroy's wait for a pin: a send still waiting for room in an open queue
+     * overlaps the destroy (the caller's mistake) and would keep it waiting for good. */
+    if (conc_load(&mb->calls, CONC_ACQUIRE)) {
+        int64_t until = conc_deadline_in(CONC__CORO_DESTROY_PIN_WAIT_NS);
+        while (conc_load(&mb->calls, CONC_ACQUIRE)) {
+            if (conc_deadline_passed(until))
+                CONC_ABORT("conc_coro_mailbox_destroy: a send or close of the mailbox is still "
+                           "under way (a send waiting for room? close the mailbox first)");
+            sched_yield();
+        }
+    }
     /* Every build: a receiver parked on an open mailbox would wake into freed memory. Once q
      * is closed, the wake close posted may not have run yet (it comes through the loop, which
      * a coroutine's yield reaches only now and then): destroy wakes those receivers itself.
