@@ -97,7 +97,9 @@ tests: $(TEST_BINS)
 $(BUILD)/test_%: tests/test_%.c $$(wildcard tests/tu2_$$*.c) tests/harness.h tests/group.h \
                  tests/lockish.h tests/futex_gate.h $(HEADERS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(TEST_LDFLAGS) -o $@ $< $(wildcard tests/tu2_$*.c) $(LDLIBS)
+	$(CC) $(CFLAGS_ALL) $(TEST_CFLAGS_$*) $(TEST_LDFLAGS) -o $@ $< $(wildcard tests/tu2_$*.c) $(LDLIBS)
+# test_once unwinds out of an init function (pthread_exit), as C++ files always can.
+TEST_CFLAGS_once := -fexceptions
 
 build/examples/%: examples/%.c $(HEADERS)
 	@mkdir -p $(@D)

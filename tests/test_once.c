@@ -223,9 +223,64 @@ static void once_stress_failures_retried_by_waiters(void) {
         run_race(3);
 }
 
+/* fn leaves by unwinding: pthread_exit in it (its forced unwinding is what a C++ exception's
+ * is; this file is built with -fexceptions, as a C++ file always is). The run ends as a
+ * failed one and wakes the caller sleeping on it, which runs its own fn (pthread_once resets
+ * on cancellation, std::call_once on an exception); before, both slept forever. */
+static conc_once_t unwound_once = CONC_ONCE_INIT;
+static int unwound_runs, retried_runs; /* plain: written only by the fn that runs */
+
+static int exit_inside_fn(void *arg) {
+    (void)arg;
+    unwound_runs++;
+    in_fn = 1; /* our wait for the sleeper is not the sleeper's */
+    while (__atomic_load_n(&futex_waits, __ATOMIC_RELAXED) == 0)
+        sched_yield(); /* until the other caller sleeps on the run */
+    pthread_exit(NULL);
+}
+
+static int succeed_after(void *arg) {
+    (void)arg;
+    retried_runs++;
+    return 0;
+}
+
+static void *run_exit_inside_fn(void *arg) {
+    (void)arg;
+    (void)!conc_once(&unwound_once, exit_inside_fn, NULL);
+    TH_CHECK_MSG(0, "pthread_exit inside fn returned");
+    return NULL;
+}
+
+static void *run_after(void *arg) {
+    (void)arg;
+    while (!__atomic_load_n(&unwound_once.state, __ATOMIC_RELAXED))
+        sched_yield(); /* until the first thread runs fn */
+    TH_CHECK_EQ(conc_once(&unwound_once, succeed_after, NULL), 0);
+    return NULL;
+}
+
+static void once_fn_left_by_unwinding_ends_a_failed_run(void) {
+#if !defined(__EXCEPTIONS)
+    TH_SKIP("built without -fexceptions: unwinding does not run conc_once's cleanup");
+#endif
+    __atomic_store_n(&futex_waits, 0, __ATOMIC_RELAXED);
+    pthread_t runner, waiter;
+    TH_CHECK_EQ(pthread_create(&runner, NULL, run_exit_inside_fn, NULL), 0);
+    TH_CHECK_EQ(pthread_create(&waiter, NULL, run_after, NULL), 0);
+    TH_CHECK_EQ(pthread_join(runner, NULL), 0);
+    TH_CHECK_EQ(pthread_join(waiter, NULL), 0);
+    TH_CHECK(conc_once_is_done(&unwound_once));
+    TH_CHECK_EQ(unwound_runs, 1);
+    TH_CHECK_EQ(retried_runs, 1);
+    TH_CHECK_EQ(conc_once(&unwound_once, succeed_after, NULL), 0);
+    TH_CHECK_EQ(retried_runs, 1);
+}
+
 TH_MAIN("once", TH_CASE(once_runs_once_then_one_load),
         TH_CASE(once_failure_is_returned_and_retried), TH_CASE(once_null_fn_is_einval),
         TH_CASE(once_recursion_aborts_with_message),
         TH_CASE(once_fork_inside_fn_recursion_aborts_in_child),
         TH_CASE(once_stress_concurrent_callers_see_output),
-        TH_CASE(once_stress_failures_retried_by_waiters))
+        TH_CASE(once_stress_failures_retried_by_waiters),
+        TH_CASE(once_fn_left_by_unwinding_ends_a_failed_run))

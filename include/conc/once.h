@@ -48,9 +48,12 @@
  *   before the once is shared, or use CONC_ONCE_INIT). No destroy.
  *
  * CAVEATS
- *   - fn must return to conc_once: a longjmp out of it, or pthread_exit/cancellation inside
- *     it, leaves the once running forever (pthread_once resets on cancellation; conc has no
- *     cancellation to reset on). Report failure by returning nonzero instead.
+ *   - fn should return to conc_once; report failure by returning nonzero. A C++ exception out
+ *     of fn ends the run as a failed one and goes on to the caller (std::call_once's rule),
+ *     and so do pthread_exit and cancellation inside fn (pthread_once's), when the file that
+ *     calls conc_once is C++ or C built with -fexceptions: the unwinding runs conc_once's
+ *     cleanup. Elsewhere they, and a longjmp out of fn in any file, leave the once running
+ *     forever.
  *   - A private once whose run has lost its thread never completes: fork() while another
  *     thread ran fn (in the child), or that thread exited inside fn. A conc_once on it from
  *     the process's first thread (the one fork() copies) aborts with "conc_once: the thread
@@ -143,6 +146,32 @@ CONC_COLD bool conc__once_run_lost_slow(conc_once_t *o, uint32_t s, uint32_t own
            conc_load(&o->owner, CONC_RELAXED) == owner;
 }
 
+/* The run ends: DONE on success, back to not run on failure (the waiters race to run fn
+ * again), waking the waiters if any raised WAITERS. */
+CONC_INLINE void conc__once_end(conc_once_t *o, uint32_t shared, bool done) {
+    conc_store(&o->owner, 0u, CONC_RELAXED);
+    /* [once.R1] release: fn's writes go out with DONE. */
+    uint32_t old = conc_swap(&o->state, shared | (done ? CONC__ONCE_DONE : 0u), CONC_RELEASE);
+    if (old & CONC__ONCE_WAITERS) {
+        CONC_CHAOS_POINT();
+        conc_futex_wake(&o->state, INT_MAX, shared ? CONC_SHARED : 0);
+    }
+}
+
+/* fn left by unwinding, not by returning: a C++ exception (in a C file only when it is built
+ * with -fexceptions), or pthread_exit or a cancellation, whose forced unwinding runs this too
+ * where exceptions are on. The run ends as a failed one, as std::call_once's does when the
+ * callable throws, and the unwinding goes on. */
+typedef struct conc__once_run {
+    conc_once_t *o;
+    uint32_t shared;
+    bool ended;
+} conc__once_run;
+CONC_COLD void conc__once_unwound_slow(conc__once_run *run) {
+    if (!run->ended)
+        conc__once_end(run->o, run->shared, false);
+}
+
 CONC_COLD int conc__once_slow(conc_once_t *o, int (*fn)(void *), void *arg) {
     if (CONC_UNLIKELY(!fn))
         return EINVAL; /* before it can become the runner: nothing would end the run */
@@ -161,15 +190,11 @@ CONC_COLD int conc__once_slow(conc_once_t *o, int (*fn)(void *), void *arg) {
             if (me == 0)
                 me = conc__once_tid();
             conc_store(&o->owner, me, CONC_RELAXED);
+            conc__once_run run
+                __attribute__((cleanup(conc__once_unwound_slow))) = {o, shared, false};
             int r = fn(arg);
-            conc_store(&o->owner, 0u, CONC_RELAXED);
-            /* [once.R1] release: fn's writes go out with DONE. */
-            uint32_t old =
-                conc_swap(&o->state, shared | (r == 0 ? CONC__ONCE_DONE : 0u), CONC_RELEASE);
-            if (old & CONC__ONCE_WAITERS) {
-                CONC_CHAOS_POINT();
-                conc_futex_wake(&o->state, INT_MAX, flags);
-            }
+            run.ended = true;
+            conc__once_end(o, shared, r == 0);
             return r;
         }
         /* Running. Relaxed: only the runner writes owner, so reading our own id there means
