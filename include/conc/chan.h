@@ -143,6 +143,7 @@
  *   - A condition wait can return 0 without the awaited state (another coroutine may run
  *     first and change it): test the predicate in a loop, as with asyncio.Condition.
  *   - A condition with its own lock (init with NULL) points into itself: do not move it.
+ *   - Items are copied as bytes (memcpy): in C++ send trivially copyable types, or pointers.
  *   - A coroutine in a condition wait re-taking its lock ignores cancels until the lock is
  *     its: conc_sched_destroy waits for the lock's holder to release it (a holder that never
  *     does makes destroy abort, naming the stuck coroutines).

@@ -128,6 +128,8 @@
  *                        Default: nothing.
  *
  * CAVEATS
+ *   - C++: a task must not throw. The worker calls it from C frames, so an exception that
+ *     leaves it ends the program (std::terminate): catch inside and return an error code.
  *   - Tasks start in submission order, each as soon as a worker is free, as in Python's
  *     ThreadPoolExecutor: whenever Python's pool with as many workers finishes a workload
  *     (tasks that wait for each other through futures, promises, events, semaphores, locks,

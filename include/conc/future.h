@@ -95,6 +95,9 @@
  *     once in the registering thread if it is already done: keep them short (one that blocks
  *     holds that thread, a worker of the executor, as long). A callback may submit to the
  *     executor: in one of its workers a submit never waits for room (executor.h).
+ *   - C++: a callback must not throw. It is called from C frames, and an exception that
+ *     leaves it skips the callbacks registered after it (never run, their nodes leaked) and
+ *     comes out of the call that completed the future (a worker's: std::terminate).
  *   - Spurious futex wakeups are absorbed; a signal does not interrupt a wait.
  *   - A future released twice may already be someone else's (as with free).
  *   - At most 2^26 - 1 references to one future at a time (retain aborts past that).

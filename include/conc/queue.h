@@ -116,6 +116,8 @@
  *     processes call conc_queue_attach on their mapping (any address: the queue holds offsets,
  *     never pointers). Items are copied bytes: pointers inside items mean nothing in another
  *     process. Every process must be built with the same conc version and word size.
+ *   - Items are copied as bytes (memcpy), never constructed or destroyed: in C++ queue
+ *     trivially copyable types (a std::string's bytes are not a string), or pointers.
  *   - Where the queue sits: init_in and attach both put it at the first 64-byte boundary at or
  *     after mem. So give attach the same place in the shared object that init_in got (the
  *     mapping's start plus the same offset), or the queue pointer itself: every mapping
