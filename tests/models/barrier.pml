@@ -3,7 +3,7 @@
  *
  * The word is {arrived, BROKEN, WAITERS, generation}; every CAS of barrier.h is one atomic
  * step, futex_wait(high half) the kernel's atomic "compare and queue" on {generation,
- * BROKEN}. Two parties wait two rounds each (so one round's waiter may still be on its way
+ * BROKEN}. Two parties (barrier_three.pml: three) wait two rounds each (so one round's waiter may still be on its way
  * out while the next round starts); one has a deadline that may come at any moment, and a
  * third thread may abort once. A thread that sees the barrier broken stops. Checked:
  *   - a party released from generation g (0 or LEADER) saw every party of g arrive;
@@ -26,7 +26,10 @@
 // pan-cc: -DSAFETY -DCOLLAPSE
 // pan-run: -m1000000
 
+#ifndef PARTIES /* barrier_three.pml: 3 */
 #define PARTIES 2
+#endif
+#define ROUNDS 2
 #define GENS 8
 
 byte arrived = 0;
@@ -57,9 +60,16 @@ inline futex_wait(expected) {
     fi
 }
 
+#ifdef BROKEN_WAKE_ONE
+inline wake_all() { /* futex_wake(high, 1): one sleeper, any */
+    atomic { if :: asleep[1] -> asleep[1] = false :: asleep[2] -> asleep[2] = false
+                :: asleep[3] -> asleep[3] = false :: else -> skip fi }
+}
+#else
 inline wake_all() {
     d_step { i = 0; do :: i < 8 -> asleep[i] = false; i++ :: else -> break od; i = 0 }
 }
+#endif
 
 proctype party(byte rounds; bool timed) {
     byte my_gen, i;
@@ -89,18 +99,14 @@ proctype party(byte rounds; bool timed) {
                     my_gen = gen; arrivals[my_gen]++; arrived++ };
            do
            :: atomic { gen != my_gen -> assert(arrivals[my_gen] == PARTIES); break }  /* released */
-           :: atomic { gen == my_gen && broken -> arrived--;
-                       if :: arrived == 0 -> had_waiters = waiters; waiters = false
-                          :: else -> had_waiters = false fi };
-              if :: had_waiters -> wake_all() :: else -> skip fi;
+           :: atomic { gen == my_gen && broken -> arrived-- };    /* leave_broken: no wake */
               stop = true; break
            :: atomic { gen == my_gen && !broken && past ->
 #ifndef BROKEN_TIMEOUT_NO_BREAK
                        broken = true;
 #endif
                        arrived--;
-                       had_waiters = waiters;
-                       if :: arrived == 0 -> waiters = false :: else -> skip fi };
+                       had_waiters = waiters };           /* WAITERS stays, for reset to clear */
               if :: had_waiters -> wake_all() :: else -> skip fi;
               stop = true; break                                         /* ETIMEDOUT */
            :: atomic { gen == my_gen && !broken && timed && !past -> past = true }
@@ -122,8 +128,11 @@ proctype aborter() {
 
 init {
     atomic {
-        run party(2, false);
-        run party(2, true);
+        run party(ROUNDS, false);
+        run party(ROUNDS, true);
+#if PARTIES == 3
+        run party(ROUNDS, false);
+#endif
         if :: true -> run aborter() :: true -> skip fi
     }
     (_nr_pr == 1);

@@ -129,6 +129,7 @@
 // broken: HANDOFF_DROPS_HELD the release hands off without keeping HELD: a free HANDOFF
 // broken: LOOK_AFTER_WAKE the old wake_one: after a wake that found nobody, retire WAKING
 // broken: NO_SOLE_RETIRE a sleeper alone keeps a WAKING whose wake missed it and sleeps on it
+// broken: TIMEOUT_ANY any ETIMEDOUT ends the wait as the caller's deadline: plain acquires give up
 // pan-cc: -DSAFETY
 // pan-run: -m1000000
 
@@ -312,6 +313,13 @@ next:
      * woken, not timed out, no handoff seen yet, not starving, WAKING clear: futex_wait(v). */
     goto futex_wait;
 
+/* A futex wait that ends in ETIMEDOUT on one of lock.h's own timers (the 10 ms fallback, the
+ * WAKING sleep, the shared re-check) is no timeout of the caller's: only the deadline's is. */
+#ifdef TIMEOUT_ANY
+#define GAVE_UP timedout = true
+#else
+#define GAVE_UP skip
+#endif
 sleep_loop:
     if
     /* leaving the kernel: on our deadline, on EINTR, on the handoff timeout (c), or dead */
@@ -320,11 +328,11 @@ sleep_loop:
     :: atomic { spurious > 0 && sleeping[me] -> spurious--; sleeping[me] = false;
                 goto sleep_loop }
     :: atomic { sleeping[me] && FALLBACK_EVENT -> sleeping[me] = false; expired = true;
-                goto sleep_loop }
+                GAVE_UP; goto sleep_loop }
     :: atomic { sleeping[me] && STALE_EVENT -> sleeping[me] = false; stale = true;
-                goto sleep_loop }
+                GAVE_UP; goto sleep_loop }
     :: atomic { sleeping[me] && RECHECK_EVENT -> sleeping[me] = false; stale = true;
-                goto sleep_loop }
+                GAVE_UP; goto sleep_loop }
     :: atomic { sleeping[me] && dead < DEAD -> sleeping[me] = false; DIE }
     :: atomic { woke[me] && dead < DEAD -> woke[me] = false; DIE } /* woken, dies before it runs */
 #ifdef ANYTIME
@@ -377,6 +385,8 @@ sleep_loop:
         fi;
         if
         :: timedout ->
+            /* conc_lock_acquire ignores the result: only a timed acquire may give up */
+            assert(mode == UNTIL);
             /* held by someone else at our deadline: deregister; the last one out ends
              * handoff mode and frees a pending HANDOFF [lock.R3] */
             nv = (v - SLEEPER) & ~WAKING;

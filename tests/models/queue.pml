@@ -11,10 +11,11 @@
  * sequentially consistent: the seq_cst claim [queue.C1], load [eventcount.F1] and RMW
  * [eventcount.W1] of the headers make the real code behave like this on hardware.
  *
- * Processes: one producer pushing 3 items, one blocking consumer wanting one item, one
- * consumer with a deadline (it may give up at any deadline check, or be timed out of its
- * sleep by the kernel), one plain consumer that never registers (a try only: it steals items
- * from under registered waiters), and a closer that may close at any moment (or never).
+ * Processes: one producer pushing 3 items (queue_batch.pml: two pushes of two), one blocking
+ * consumer wanting one item, one consumer with a deadline (it may give up at any deadline
+ * check, or be timed out of its sleep by the kernel), one plain consumer that never registers
+ * (a try only: it steals items from under registered waiters), and a closer that may close at
+ * any moment (or never).
  *
  * Checked: every blocking consumer ends with an item or with EPIPE (closed and drained): a
  * consumer left asleep in the kernel is an invalid end state (a lost wakeup, or a waiter
@@ -29,6 +30,12 @@
 // broken: BROKEN_NO_SEQ          the wake does not bump the sequence (the word can ABA)
  */
 
+#ifndef BATCH
+#define BATCH 1 /* items per push, and the notify's k (queue_batch.pml: 2) */
+#endif
+#ifndef NITEMS
+#define NITEMS 3
+#endif
 #define NCONS 3 /* consumer ids: 0 blocking, 1 timed, 2 try-only */
 
 byte items = 0;      /* published items in the ring */
@@ -140,17 +147,17 @@ done:
 }
 
 proctype Producer() {
-    byte k = 0, ww, wp, ws, woke;
+    byte k = 0, ww, wp, ws, woke, m;
     bool wc;
     do
-    :: k < 3 ->
+    :: k < NITEMS ->
         atomic {
             if
             :: tail_closed -> goto finished /* EPIPE */
-            :: else -> items++
+            :: else -> items = items + BATCH
             fi
         };
-        k++;
+        k = k + BATCH;
         /* [eventcount.F1] then load the word */
         atomic { ww = waiters; wp = pending; wc = wclosed; ws = seq };
 notify:
@@ -159,25 +166,34 @@ notify:
             atomic { /* [eventcount.N1] CAS w -> w + PENDING */
                 if
                 :: waiters == ww && pending == wp && wclosed == wc && seq == ws ->
-                   pending++; wp = 255;
+                   /* m = min(waiters - pending, k) pending wakes */
+                   if
+                   :: ww - wp < BATCH -> m = ww - wp
+                   :: else -> m = BATCH
+                   fi;
+                   pending = pending + m; wp = 255;
 #ifndef BROKEN_NO_SEQ
                    seq = (seq + 1) % 8;
 #endif
-                  
+
                    assert(pending <= waiters) /* every pending wake has a waiter to take it */
                 :: else -> ww = waiters; wp = pending; wc = wclosed; ws = seq
                 fi
             };
             if
-            :: wp == 255 -> futex_wake(1)
+#ifdef BROKEN_WAKE_ONE
+            :: wp == 255 -> futex_wake(1) /* wakes one though it made m wakes pending */
+#else
+            :: wp == 255 -> futex_wake(m)
+#endif
             :: else -> goto notify
             fi
         :: else -> skip
         fi
-    :: k == 3 -> break
+    :: k >= NITEMS -> break
     od;
 finished:
-    atomic { ww = 0; wp = 0; ws = 0; wc = false; woke = 0; k = 0 }
+    atomic { ww = 0; wp = 0; ws = 0; wc = false; woke = 0; k = 0; m = 0 }
 }
 
 proctype Closer() {
