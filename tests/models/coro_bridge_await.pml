@@ -17,15 +17,21 @@
  *
  * // broken: BROKEN_POST_OUTSIDE_LOCK   the node marks and posts after the lock is released
  * // broken: BROKEN_NO_UNLINK           an await that ended leaves its node on the future
+ * // broken: BROKEN_KEEP_WAITER         an await that ended by its deadline or a cancel keeps
+ *                                       the record's waiter: the message, run later, wakes the
+ *                                       coroutine out of whatever it waits on by then
  */
 // broken: BROKEN_POST_OUTSIDE_LOCK
 // broken: BROKEN_NO_UNLINK
+// broken: BROKEN_KEEP_WAITER
 
 bool final = false;   /* the future's state */
 bool linked = false;  /* the node is on the future's list (under its lock) */
 bool posted = false;  /* the record's flag (under the future's lock) */
 bool inbox = false;   /* the message sits in the scheduler's inbox */
 bool waiting = false; /* the coroutine is parked in the await */
+bool a_waiter = false; /* the record's waiter pointer: set at the park, NULL after it */
+bool parked_elsewhere = false; /* ghost: the coroutine, back from the await, waits on another */
 bool freed = false;   /* the record (and its message) are freed */
 byte pins = 0;
 byte refs = 0;        /* the record's: the waiter's and the message's */
@@ -40,7 +46,10 @@ inline put() {
 inline run_message() {
     assert(!freed);
     inbox = false;
-    if :: waiting -> waiting = false :: else -> skip fi;  /* conc_coro_wake */
+    if /* conc_coro_wake(a->waiter): never a wait the coroutine went on to */
+    :: a_waiter -> assert(!parked_elsewhere); waiting = false
+    :: else -> skip
+    fi;
     assert(pins > 0);
     pins--;
     put()
@@ -83,11 +92,15 @@ proctype scheduler() {
     :: no_wait -> skip
     :: else ->
         waiting = true;
+        a_waiter = true;
         do                                                /* parked */
         :: !waiting -> break                              /* woken by the message */
         :: waiting -> waiting = false; break              /* deadline or cancel */
         :: inbox -> run_message()                         /* the loop runs it */
         od;
+#ifndef BROKEN_KEEP_WAITER
+        a_waiter = false;                                 /* a->waiter = NULL */
+#endif
 #ifdef BROKEN_NO_UNLINK
         was_posted = posted;
 #else
@@ -98,6 +111,7 @@ proctype scheduler() {
         :: else -> assert(pins > 0); pins--; assert(!freed); freed = true; refs = 0
         fi
     fi;
+    parked_elsewhere = true; /* the coroutine goes on, and may park in another wait */
     do                                                    /* the loop, until run ends */
     :: inbox -> run_message()
     :: pins == 0 && !inbox -> break

@@ -24,6 +24,8 @@
 //         reruns a finished item)
 // broken: NO_RESOLVED_MARK the parent does not mark a resolved chunk done (the end scan reruns
 //         it all)
+// broken: NO_SLOT_RESET dispatch leaves the slots as the last round left them (a worker that dies
+//         before it records its first chunk has a chunk of this round resolved in its name)
 // pan-cc: -DSAFETY
 // pan-run: -m100000
  */
@@ -121,6 +123,12 @@ init {
     byte c, r, from, k, i;
     bool handled[2];
     starts[0] = 0; starts[1] = 2; starts[2] = 3; starts[3] = 4; starts[4] = 5;
+    /* The slots as the previous round left them (its last chunks were 3 and 4 here, 1-based):
+     * dispatch clears them before it sends MAP (conc__forkpool_dispatch). */
+    chunk[0] = 4; running[0] = 5; chunk[1] = 3; running[1] = 4;
+#ifndef NO_SLOT_RESET
+    chunk[0] = 0; running[0] = 0; chunk[1] = 0; running[1] = 0;
+#endif
     atomic { run worker(0); run worker(1) }
     /* Deaths are handled as they come; the round ends when neither worker is in it. */
     do

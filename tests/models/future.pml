@@ -20,7 +20,8 @@
  *     futex_wait(word, seen) = atomically "sleep if the word still equals seen", with one
  *     spurious wakeup allowed;
  *   - on_done: under the callback lock, read the word: final -> run the callback itself;
- *     else CAS CALLBACKS in (retry if the word moved) and link the callback;
+ *     else CAS CALLBACKS in (retry if the word moved), then link the callback (a second
+ *     step, as in C: a completer must not look at the list before it takes the lock);
  *   - references: every process holds one (the worker's is the executor's); release subtracts
  *     one, and the one that takes the count to zero frees the future. Every access to the
  *     future asserts it is not freed.
@@ -48,11 +49,13 @@
 //   has a wake or callbacks to do
 // broken: TASK_OUTCOME_IN_STATUS the worker writes its outcome into complete's fields (it races a
 //   complete that won)
+// broken: SCAN_UNLOCKED the completer looks at the callback list before taking its lock (a
+//   registrant between its CAS and its link is missed)
 // pan-cc: -DSAFETY -DCOLLAPSE
 // pan-run: -m1000000
 
 #ifndef WAITERS_N
-#define WAITERS_N 1 /* 2: some 650 M states; checked by supertrace only (-DBITSTATE -w33) */
+#define WAITERS_N 1 /* future_two_waiters.pml: 2, without the canceller and the completer */
 #endif
 
 #define PENDING 0
@@ -74,7 +77,11 @@
 #define OUT_CANCEL 3
 
 /* one reference each: worker, canceller, completer, registrant, waiters */
+#ifdef NO_SETTLERS
+short word = PENDING + (2 + WAITERS_N) * REF;
+#else
 short word = PENDING + (4 + WAITERS_N) * REF;
+#endif
 byte hand_out = 0;  /* status/result: written by the settle winner */
 byte task_out = 0;  /* task_status/task_result: written by the worker */
 byte winners = 0;
@@ -92,9 +99,17 @@ byte finished = 0;
 inline lock_cb() { atomic { assert(!freed); !cb_lock -> cb_lock = true } }
 inline unlock_cb() { cb_lock = false }
 
+#ifdef WAKE_ONE
+/* futex_wake(&f->state, 1, 0): one sleeper, any */
+inline futex_wake_all() {
+    atomic { assert(!freed); if :: sleeping[0] -> sleeping[0] = false
+                                :: sleeping[1] -> sleeping[1] = false :: else -> skip fi }
+}
+#else
 inline futex_wake_all() {
     atomic { assert(!freed); sleeping[0] = false; sleeping[1] = false }
 }
+#endif
 
 /* The slow path after a final step whose old word was `old`. */
 inline finish_slow(old) {
@@ -104,12 +119,21 @@ inline finish_slow(old) {
     fi;
     if
     :: old & CALLBACKS ->
+#ifdef SCAN_UNLOCKED
+        /* a look at the list before taking the lock: if (!f->head) return; */
+        if
+        :: atomic { !cb_linked -> skip }
+        :: atomic { cb_linked -> skip };
+#endif
         lock_cb();
         if
         :: cb_linked -> cb_runs++; cb_linked = false
         :: else -> skip
         fi;
         unlock_cb()
+#ifdef SCAN_UNLOCKED
+        fi
+#endif
     :: else -> skip
     fi
 }
@@ -309,10 +333,11 @@ proctype registrant() {
        :: (v & STATE) < DONE && !(v & CALLBACKS) ->
           atomic {
              if
-             :: word == v -> word = v | CALLBACKS; cb_linked = true; linked = true
+             :: word == v -> word = v | CALLBACKS; linked = true
              :: else -> skip
              fi
           };
+          if :: linked -> cb_linked = true :: else -> skip fi; /* then the link, a step apart */
           if
           :: linked -> unlock_cb(); break
           :: else -> skip
@@ -327,15 +352,21 @@ proctype registrant() {
 init {
     atomic {
         run worker();
+#ifndef NO_SETTLERS
         run canceller();
         run completer();
+#endif
         run waiter(0);
 #if WAITERS_N > 1
         run waiter(1);
 #endif
         run registrant()
     }
+#ifdef NO_SETTLERS
+    finished == 2 + WAITERS_N;
+#else
     finished == 4 + WAITERS_N;
+#endif
     assert(winners == 1);
     assert(!(task_ran && cancelled));
     assert(cancelled || task_ran || (word & STATE) == FAILED);
