@@ -32,8 +32,25 @@ static fp_start_hold *fp_start_hold_here;
 static void fp_start_hook(void);
 #define CONC_FORKPOOL_START_HOOK() fp_start_hook()
 
+/* The parent's buffer for the next task result of this many bytes fails (0: none does). */
+static size_t fp_fail_result_of;
+static void *fp_result_malloc(size_t n);
+#define CONC_FORKPOOL_RESULT_MALLOC(n) fp_result_malloc(n)
+
+/* calloc fails in the fork server (a direct child of the process whose pid this holds), for
+ * forkpool.h's code only: the macro is gone after the include. */
+static pid_t fp_calloc_fails_in_children_of;
+static void *fp_calloc(size_t k, size_t n) {
+    pid_t under = __atomic_load_n(&fp_calloc_fails_in_children_of, __ATOMIC_RELAXED);
+    if (under && getppid() == under)
+        return NULL;
+    return calloc(k, n);
+}
+
 #include "conc/event.h"
+#define calloc(k, n) fp_calloc(k, n)
 #include "conc/forkpool.h"
+#undef calloc
 
 #include <dirent.h>
 #include <spawn.h>
@@ -925,6 +942,82 @@ static void forkpool_future_of_another_file(void) {
     TH_CHECK_EQ(tu2_forkpool_cancel(here), EBUSY);
     conc_future_release(there);
     conc_future_release(here);
+    conc_forkpool_destroy(p);
+}
+
+static void *fp_result_malloc(size_t n) {
+    size_t fail = __atomic_load_n(&fp_fail_result_of, __ATOMIC_RELAXED);
+    if (fail && n == fail &&
+        __atomic_compare_exchange_n(&fp_fail_result_of, &fail, 0, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED))
+        return NULL;
+    return malloc(n);
+}
+
+/* Counts its run in the shared page it got the address of, and answers with fp_big's bytes. */
+static int fp_count_and_answer(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len;
+    fp_shared *s = fp_task_shared(arg);
+    s->pid = getpid();
+    __atomic_fetch_add(&s->count[0], 1u, __ATOMIC_RELAXED);
+    size_t n = 777777;
+    return fp_big(&n, sizeof n, result, result_len);
+}
+
+/* The parent has no memory for a task's result: the task ends ENOMEM (fn ran once: one
+ * attempt, no signal, result NULL) and its worker stays, with retries too. Before, the pool
+ * killed that worker: ECHILD with SIGKILL, and with a retry the task ran a second time. */
+static void forkpool_no_parent_memory_for_a_result_is_enomem(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 1;
+    o.retries = 1;
+    o.shared_size = 1u << 20;
+    conc_forkpool_t *p;
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0);
+    fp_shared *s = fp_shared_alloc(p, 1);
+    pid_t before, after;
+    TH_CHECK_EQ(conc_forkpool_pids(p, &before, 1), 1);
+    __atomic_store_n(&fp_fail_result_of, (size_t)777777, __ATOMIC_RELAXED);
+    conc_future_t *f;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_count_and_answer, &s, sizeof s, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), ENOMEM);
+    TH_CHECK_EQ(__atomic_load_n(&fp_fail_result_of, __ATOMIC_RELAXED), 0); /* it did fail */
+    conc_forkpool_outcome_t out;
+    TH_CHECK_EQ(conc_forkpool_outcome(f, &out), 0);
+    TH_CHECK_EQ(out.status, ENOMEM);
+    TH_CHECK_EQ(out.signal, 0);
+    TH_CHECK_EQ(out.attempts, 1u);
+    size_t len = 1;
+    TH_CHECK(conc_forkpool_result(f, &len) == NULL);
+    TH_CHECK_EQ(len, 0);
+    TH_CHECK_EQ(__atomic_load_n(&s->count[0], __ATOMIC_RELAXED), 1u);
+    conc_future_release(f);
+    /* The same worker answers the next one, whole. */
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_count_and_answer, &s, sizeof s, &f), 0);
+    TH_CHECK_EQ(conc_future_wait(f), 0);
+    fp_check_big(f, 777777);
+    conc_future_release(f);
+    TH_CHECK_EQ(conc_forkpool_pids(p, &after, 1), 1);
+    TH_CHECK_EQ(after, before);
+    TH_CHECK_EQ(__atomic_load_n(&s->count[0], __ATOMIC_RELAXED), 2u);
+    conc_forkpool_destroy(p);
+}
+
+/* The fork server has no memory for its books: create fails with ENOMEM, as the kit's own
+ * allocation failures do, and leaves nothing behind. It said ECHILD (a worker died). */
+static void forkpool_create_with_a_server_out_of_memory_is_enomem(void) {
+    conc_forkpool_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.workers = 2;
+    conc_forkpool_t *p = NULL;
+    __atomic_store_n(&fp_calloc_fails_in_children_of, getpid(), __ATOMIC_RELAXED);
+    int e = conc_forkpool_create(&p, &o);
+    __atomic_store_n(&fp_calloc_fails_in_children_of, 0, __ATOMIC_RELAXED);
+    TH_CHECK_EQ(e, ENOMEM);
+    TH_CHECK(p == NULL);
+    fp_check_no_children();
+    TH_CHECK_EQ(conc_forkpool_create(&p, &o), 0); /* and the next one works */
     conc_forkpool_destroy(p);
 }
 
@@ -4297,8 +4390,10 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_map_round_without_room), TH_CASE(forkpool_map_task_timeout),
         TH_CASE(forkpool_map_sigint_to_group), TH_CASE(forkpool_group_signals_leave_the_pool_alone),
         TH_CASE(forkpool_submit_future_api), TH_CASE(forkpool_future_of_another_file),
-        TH_CASE(forkpool_submit_big_result), TH_CASE(forkpool_submit_tiny_and_huge),
-        TH_CASE(forkpool_submit_cancel_running_and_queued),
+        TH_CASE(forkpool_submit_big_result),
+        TH_CASE(forkpool_no_parent_memory_for_a_result_is_enomem),
+        TH_CASE(forkpool_create_with_a_server_out_of_memory_is_enomem),
+        TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
         TH_CASE(forkpool_cancel_after_future_cancel),
         TH_CASE(forkpool_cancel_handed_over_not_started_drops),
         TH_CASE(forkpool_worker_dead_before_the_start_gate_runs_the_task_elsewhere),

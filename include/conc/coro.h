@@ -57,7 +57,7 @@
  *   wait       conc_coro_yield()                    0, ECANCELED (lets the others run, even
  *                                                   when cancelled: ECANCELED if cancelled
  *                                                   before or while it waited its turn)
- *              conc_coro_sleep_until(deadline)      0, ECANCELED; never early
+ *              conc_coro_sleep_until(deadline)      0, ECANCELED, ENOMEM (ERRORS); never early
  *              conc_coro_wait_fd(fd, ev, deadline)  CONC_FD_READ|CONC_FD_WRITE: 0 (ready, hung
  *                                                   up or in error), ETIMEDOUT, ECANCELED, EBUSY
  *              conc_coro_read(fd, buf, n, dl, &got) one read(2) that waits: 0 (got 0: EOF)
@@ -101,7 +101,10 @@
  *           stranded); conc_sched_run on a scheduler whose thread ended inside a run (CAVEATS).
  *   ENOMEM  no memory for a stack or a table. When guard pages come from mprotect (kernels
  *           before 6.13) and the process hits vm.max_map_count, spawn also prints one line
- *           naming that limit.
+ *           naming that limit. Also every wait with a deadline (conc_coro_sleep_until, join,
+ *           wait_fd and the I/O calls, group_wait, and chan.h's and coro_bridge.h's waits)
+ *           whose timer the scheduler's timer heap has no room for: it returns ENOMEM at once,
+ *           having waited for nothing (wait again, or without a deadline).
  *   ECANCELED  the calling coroutine was cancelled: every call that would block returns it
  *           from then on (a call that completes at once still completes: joining a finished
  *           coroutine returns its status). A wake that came first wins: a coroutine woken

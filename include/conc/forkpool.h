@@ -68,7 +68,9 @@
  *     is reached: only that thread makes room), EPERM (as map). On error *f is NULL. A task the
  *     pool gave up on (queued, or running on a worker the giving up killed) ends with EPIPE,
  *     but one whose future was cancelled while queued keeps ECANCELED (outcome too). A task
- *     whose worker has no memory for its argument ends ENOMEM (one attempt, fn never run).
+ *     whose worker has no memory for its argument ends ENOMEM (one attempt, fn never run);
+ *     so does one whose result the parent has no memory for (fn ran once; result NULL, the
+ *     worker stays).
  *   terminate: map items and submit tasks it ends end ECANCELED where a giving up says
  *     EPIPE. Running ones are killed: signal SIGKILL, that start counted (one that its
  *     task_timeout is killing already stays ETIMEDOUT). The others (queued, not yet started,
@@ -141,7 +143,9 @@
  *   CONC_FORKPOOL_SEND_HOOK(fd) (called in a submitter right before it writes its task to a
  *   worker's socket fd itself, outside the pool lock; tests hold it there; default nothing),
  *   CONC_FORKPOOL_START_HOOK() (called in a worker that has read a submit task, right before
- *   it claims it at the start gate; tests hold a worker there; default nothing).
+ *   it claims it at the start gate; tests hold a worker there; default nothing),
+ *   CONC_FORKPOOL_RESULT_MALLOC(n) (allocates, in the parent, the buffer for a task's result
+ *   of n bytes; tests fail it; default malloc).
  *
  * CAVEATS (fork)
  *   - A worker is a fork of the parent at create: pointers to memory made later (malloc'd
@@ -334,6 +338,11 @@ extern "C" {
  * there. Default: nothing. */
 #ifndef CONC_FORKPOOL_START_HOOK
 #define CONC_FORKPOOL_START_HOOK() ((void)0)
+#endif
+/* CONC_FORKPOOL_RESULT_MALLOC(n) allocates, in the parent's monitor, the buffer a task's
+ * result of n bytes is read into; tests fail it. Default: malloc. */
+#ifndef CONC_FORKPOOL_RESULT_MALLOC
+#define CONC_FORKPOOL_RESULT_MALLOC(n) malloc(n)
 #endif
 /* How long the fork server may fail to make any process (fork, socketpair or pidfd_open
  * failing: out of processes, memory or fds, often for a moment) while no worker is left,
@@ -536,6 +545,7 @@ typedef struct conc__forkpool_worker {
     size_t in_got;
     char *in_buf;
     size_t in_off;
+    bool in_lost; /* no memory for this payload: its bytes are read and dropped */
     /* output: one message at a time */
     conc__forkpool_msg out_hdr;
     const char *out_buf;
@@ -1052,8 +1062,20 @@ CONC_NOINLINE void conc__forkpool_server_main(const conc_forkpool_t *p) {
     pid_t self = getpid();
     pid_t *pids = (pid_t *)calloc(n, sizeof *pids);
     struct pollfd *pf = (struct pollfd *)calloc(n + 1, sizeof *pf);
-    if (!pids || !pf)
+    if (!pids || !pf) {
+        /* No memory for its books: answer every request with ENOMEM until the parent lets
+         * go, so that create fails with it (a server that just died would read as a worker's
+         * death, ECHILD, and one gone before create's last request as the pool's end). */
+        conc__forkpool_ctl m;
+        int fds[2];
+        while (conc__forkpool_ctl_recv(ctl, &m, fds, 0) == 0 &&
+               m.type == CONC__FORKPOOL_CTL_SPAWN) {
+            conc__forkpool_ctl r = {CONC__FORKPOOL_CTL_SPAWNFAIL, m.slot, 0, ENOMEM};
+            if (conc__forkpool_ctl_send(ctl, &r, NULL, 0) != 0)
+                break;
+        }
         _exit(1);
+    }
     for (unsigned k = 0; k < n; k++)
         pf[k + 1].fd = -1;
     pf[0].fd = ctl;
@@ -1917,9 +1939,9 @@ CONC_NOINLINE void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
             w->state = m->a || killed ? CONC__FORKPOOL_W_GONE : CONC__FORKPOOL_W_IDLE;
             if (!t->cancelled) { /* else its outcome is final already: readers may look */
                 t->result = w->in_buf;
-                t->result_len = (size_t)m->len;
+                t->result_len = w->in_lost ? 0 : (size_t)m->len;
                 w->in_buf = NULL;
-                t->outcome.status = m->status;
+                t->outcome.status = w->in_lost ? ENOMEM : m->status;
             }
             conc__forkpool_task_finish(p, t, dl);
         }
@@ -1929,11 +1951,14 @@ CONC_NOINLINE void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
     }
     free(w->in_buf);
     w->in_buf = NULL;
+    w->in_lost = false;
 }
 
 /* Takes bytes from a worker's stream (a header, then its payload) and handles each message
- * as it completes. false: no memory for a payload (the worker is killed, its task fails). */
-CONC_NOINLINE bool conc__forkpool_consume(conc_forkpool_t *p, unsigned k, const char *b, size_t n,
+ * as it completes. A payload the parent has no memory for is read and dropped, so the stream
+ * stays in step and the worker (which did nothing wrong) stays: its task ends ENOMEM, with
+ * the one attempt it had, as a task whose worker had no memory for its argument does. */
+CONC_NOINLINE void conc__forkpool_consume(conc_forkpool_t *p, unsigned k, const char *b, size_t n,
                                           conc__forkpool_done_list *dl) {
     conc__forkpool_worker *w = &p->w[k];
     while (n) {
@@ -1946,12 +1971,13 @@ CONC_NOINLINE bool conc__forkpool_consume(conc_forkpool_t *p, unsigned k, const 
                 break;
             w->in_off = 0;
             w->in_buf = NULL;
-            if (w->in_hdr.len && !(w->in_buf = (char *)malloc((size_t)w->in_hdr.len)))
-                return false;
+            w->in_lost = w->in_hdr.len &&
+                         !(w->in_buf = (char *)CONC_FORKPOOL_RESULT_MALLOC((size_t)w->in_hdr.len));
         } else {
             size_t c = (size_t)w->in_hdr.len - w->in_off;
             c = c < n ? c : n;
-            memcpy(w->in_buf + w->in_off, b, c);
+            if (!w->in_lost)
+                memcpy(w->in_buf + w->in_off, b, c);
             w->in_off += c, b += c, n -= c;
         }
         if (w->in_off == w->in_hdr.len) {
@@ -1959,7 +1985,6 @@ CONC_NOINLINE bool conc__forkpool_consume(conc_forkpool_t *p, unsigned k, const 
             conc__forkpool_message(p, k, dl);
         }
     }
-    return true;
 }
 
 /* Reads what worker k sent, without blocking, and sets eof at the end of the stream. A read
@@ -1971,7 +1996,7 @@ CONC_NOINLINE void conc__forkpool_read(conc_forkpool_t *p, unsigned k, conc__for
     conc__forkpool_worker *w = &p->w[k];
     char stage[CONC__FORKPOOL_STAGE];
     for (;;) {
-        bool direct = w->in_got == sizeof w->in_hdr &&
+        bool direct = w->in_got == sizeof w->in_hdr && !w->in_lost &&
                       (size_t)w->in_hdr.len - w->in_off >= CONC__FORKPOOL_STAGE;
         char *dst = direct ? w->in_buf + w->in_off : stage;
         size_t want = direct ? (size_t)w->in_hdr.len - w->in_off : sizeof stage;
@@ -1990,10 +2015,8 @@ CONC_NOINLINE void conc__forkpool_read(conc_forkpool_t *p, unsigned k, conc__for
                 w->in_got = 0;
                 conc__forkpool_message(p, k, dl);
             }
-        } else if (!conc__forkpool_consume(p, k, stage, (size_t)r, dl)) {
-            w->eof = true; /* no memory for its result: kill it; its task fails with ECHILD */
-            (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
-            return;
+        } else {
+            conc__forkpool_consume(p, k, stage, (size_t)r, dl);
         }
         if ((size_t)r < want && !drain)
             return;

@@ -3,9 +3,10 @@
  *
  * The word is {arrived, BROKEN, WAITERS, generation}; every CAS of barrier.h is one atomic
  * step, futex_wait(high half) the kernel's atomic "compare and queue" on {generation,
- * BROKEN}. Two parties (barrier_three.pml: three) wait two rounds each (so one round's waiter may still be on its way
- * out while the next round starts); one has a deadline that may come at any moment, and a
- * third thread may abort once. A thread that sees the barrier broken stops. Checked:
+ * BROKEN}. Two parties (barrier_three.pml: three) wait two rounds each (so one round's
+ * waiter may still be on its way out while the next round starts); one has a deadline that
+ * may come at any moment, and another thread may abort once. A thread that sees the barrier
+ * broken stops. Checked:
  *   - a party released from generation g (0 or LEADER) saw every party of g arrive;
  *   - exactly one LEADER per completed generation;
  *   - no lost wakeup: every thread finishes (invalid end state otherwise);
