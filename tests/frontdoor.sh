@@ -363,6 +363,57 @@ EOF
         run_consumer "a shared library built with -fvisibility=hidden shares the program's scheduler" \
             "$tmp/so" "gcc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden -I$PWD/include lib.c -o libl.so &&
                        gcc -std=gnu11 -O2 -I$PWD/include app.c -o app -L. -ll -Wl,-rpath,$tmp/so -pthread"
+        # A C file runs the scheduler, a C++ file the coroutines: two of them block inside their
+        # catch blocks, and each rethrows its own exception (the switches of the C file swap
+        # the C++ runtime's record too).
+        mkdir -p "$tmp/mixed"
+        cat >"$tmp/mixed/run.c" <<'EOF'
+#include <conc/conc.h>
+#include <stdio.h>
+int rethrows_its_own(void *name);
+static int two(void *arg) {
+    static char a[] = "A", b[] = "B";
+    conc_coro_t *ca, *cb;
+    int sa = -1, sb = -1;
+    (void)arg;
+    if (conc_coro_spawn(NULL, rethrows_its_own, a, NULL, &ca) ||
+        conc_coro_spawn(NULL, rethrows_its_own, b, NULL, &cb))
+        return 1;
+    if (conc_coro_join(ca, CONC_FOREVER, &sa) || conc_coro_join(cb, CONC_FOREVER, &sb))
+        return 1;
+    conc_coro_release(ca);
+    conc_coro_release(cb);
+    return sa || sb;
+}
+int main(void) {
+    int status = -1;
+    if (conc_run(two, NULL, &status) == 0 && status == 0)
+        puts("consumer ok");
+    return status;
+}
+EOF
+        cat >"$tmp/mixed/body.cpp" <<'EOF'
+#include <conc/conc.h>
+#include <cstring>
+#include <stdexcept>
+extern "C" int rethrows_its_own(void *name) {
+    try {
+        throw std::runtime_error(static_cast<const char *>(name));
+    } catch (const std::exception &) {
+        if (conc_coro_yield() != 0)
+            return 1;
+        try {
+            throw;
+        } catch (const std::exception &again) {
+            return std::strcmp(again.what(), static_cast<const char *>(name)) != 0;
+        }
+    }
+}
+EOF
+        run_consumer "a C file's scheduler runs C++ coroutines that block in catch blocks" \
+            "$tmp/mixed" "gcc -std=gnu11 -O2 -Wall -Wextra -Werror -I$PWD/include -c run.c &&
+                          g++ -std=c++17 -O2 -Wall -Wextra -Werror -I$PWD/include -c body.cpp &&
+                          g++ run.o body.o -o app -pthread"
 
         # (b) CMake: strict C11 (no extensions), so the target must carry _DEFAULT_SOURCE.
         local head='cmake_minimum_required(VERSION 3.14)
@@ -418,7 +469,7 @@ EOF
         then ok "meson.build's version is CONC_VERSION_STRING"
         else bad "meson.build's project version differs from CONC_VERSION_STRING ($version)"; fi
 
-        echo "consumers: pkg-config, a hidden-visibility shared library, CMake (add_subdirectory, FetchContent, find_package x2), Meson"
+        echo "consumers: pkg-config, a hidden-visibility shared library, C and C++ files, CMake (add_subdirectory, FetchContent, find_package x2), Meson"
         closing
     } 2>&1 | tee "$log"
     rm -rf "$tmp"

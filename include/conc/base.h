@@ -118,8 +118,9 @@
  *     cache, base.h's chaos state, coro.h's current scheduler and overflow-handler flag,
  *     executor.h's worker mark, chan.h's select random state). Shared libraries share them
  *     too, built with -fvisibility=hidden as well (they are exported whatever the default),
- *     except a library linked with -Bsymbolic, or loaded with dlopen by a program that does
- *     not export its own (link it with -rdynamic): such a library keeps its own copies, and
+ *     except a library linked with -Bsymbolic, --exclude-libs or a version script that makes
+ *     them local (local: *), or loaded with dlopen by a program that does not export its own
+ *     (link it with -rdynamic): such a library keeps its own copies, and
  *     in a coroutine of the program's scheduler, or a worker of its executor, the library's
  *     code finds none (conc_coro_self() is NULL there, its coroutine calls say EPERM).
  */

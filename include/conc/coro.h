@@ -101,10 +101,11 @@
  *           stranded); conc_sched_run on a scheduler whose thread ended inside a run (CAVEATS).
  *   ENOMEM  no memory for a stack or a table. When guard pages come from mprotect (kernels
  *           before 6.13) and the process hits vm.max_map_count, spawn also prints one line
- *           naming that limit. Also every wait with a deadline (conc_coro_sleep_until, join,
- *           wait_fd and the I/O calls, group_wait, and chan.h's and coro_bridge.h's waits)
- *           whose timer the scheduler's timer heap has no room for: it returns ENOMEM at once,
- *           having waited for nothing (wait again, or without a deadline).
+ *           naming that limit (once per scheduler). Also every wait with a deadline
+ *           (conc_coro_sleep_until, join, wait_fd and the I/O calls, group_wait, and chan.h's
+ *           and coro_bridge.h's waits) whose timer the scheduler's timer heap has no room for:
+ *           it returns ENOMEM at once, having waited for nothing (wait again, or without a
+ *           deadline).
  *   ECANCELED  the calling coroutine was cancelled: every call that would block returns it
  *           from then on (a call that completes at once still completes: joining a finished
  *           coroutine returns its status). A wake that came first wins: a coroutine woken
@@ -230,13 +231,17 @@
  *   - A thread that ends inside conc_sched_run (pthread_exit in a coroutine, or pthread_cancel:
  *     epoll_wait and the syscalls of the I/O calls are cancellation points) orphans the
  *     scheduler: its coroutines never run again (they never migrate; their cleanup does not
- *     run and what they own is lost), run says EPERM, and conc_sched_destroy, from any
+ *     run and what they own is lost, but for the C++ destructors pthread_exit unwinds through
+ *     in the coroutine that called it), run says EPERM, and conc_sched_destroy, from any
  *     thread, only frees it, once the messages of its pending bridges (a conc_coro_await's
  *     completion, a mailbox's send) have come: it waits for them as a nested destroy does,
  *     then aborts naming the cause. To stop such a thread cleanly, tell its coroutines instead
  *     (conc_sched_spawn one that cancels them) and join it once its run has returned. Under
  *     ThreadSanitizer a pthread_exit in a coroutine is not possible at all: TSan's pthread_exit
  *     checks that it runs on the thread's own fiber, and aborts the program.
+ *   - Under ThreadSanitizer every coroutine slot is a TSan fiber until its scheduler is freed,
+ *     and gcc 12's runtime allows 8,128 threads and fibers in all ("Thread limit exceeded"):
+ *     keep fewer coroutines alive at once in such builds (clang's runtime allows far more).
  *
  * DESIGN
  *   Contexts. A coroutine's stack is a slot carved from a large mmap arena: a guard page, the
@@ -527,20 +532,23 @@ void __tsan_set_fiber_name(void *fiber, const char *name);
  * caught exception on top when it resumes: `throw;` rethrows the wrong one, and leaving the
  * block frees an exception another still uses. Each context keeps its own, swapped in at
  * every switch, as folly's fibers do. An asm label binds the runtime's function, so the
- * declaration never meets <cxxabi.h>'s, whose return type differs. A C++ file is linked with
- * its runtime; a C file's reference is weak: NULL in a program without a C++ runtime, which
- * then pays one test a switch. (Weak in C++ too, it would make a call to __cxa_get_globals
- * in the same file weak, and a linker with --as-needed drops a runtime only weakly used.) */
+ * declaration never meets <cxxabi.h>'s, whose return type differs. A C++ file built with
+ * exceptions is linked with its runtime and refers to it plainly (weak, it would make a call
+ * to __cxa_get_globals in the same file weak, and a linker with --as-needed drops a runtime
+ * only weakly used); other files weakly: NULL in a program without a C++ runtime. Which one a
+ * scheduler uses is decided once, at create, and every file's switches of it use that one,
+ * so a swap is never done on one side of a switch only (a C program's scheduler, created
+ * before it loaded a C++ plugin, swaps nothing: its coroutines share the thread's record, as
+ * threads' code always does). Without one it costs a test a switch. */
 typedef struct conc__coro_eh {
     void *caught;      /* caughtExceptions */
     unsigned uncaught; /* uncaughtExceptions */
 } conc__coro_eh;
-#if defined(__cplusplus)
+typedef void *(*conc__coro_eh_globals_fn)(void);
+#if defined(__cplusplus) && (defined(__cpp_exceptions) || defined(__EXCEPTIONS))
 void *conc__coro_cxa_get_globals(void) __asm__("__cxa_get_globals");
-#define CONC__CORO_CXX_RUNTIME 1
 #else
 void *conc__coro_cxa_get_globals(void) __asm__("__cxa_get_globals") __attribute__((weak));
-#define CONC__CORO_CXX_RUNTIME (conc__coro_cxa_get_globals != NULL)
 #endif
 
 #if defined(CONC__CORO_BACKEND_ASM)
@@ -814,6 +822,8 @@ struct conc_sched {
      * debug file's switch checking a canary nobody wrote. */
     uint8_t canary;
     int guard_mprotect; /* MADV_GUARD_INSTALL unavailable: mprotect guards */
+    int told_map_count; /* spawn printed its vm.max_map_count line (once per scheduler) */
+    conc__coro_eh_globals_fn eh_globals; /* the C++ runtime's, or NULL (conc__coro_eh) */
     int running;
     int ran;         /* it has run (then it never changes thread: its coroutines started) */
     pthread_t owner; /* atomic (relaxed): conc_sched_spawn compares it from any thread */
@@ -995,10 +1005,11 @@ CONC_INLINE void conc__coro_arrived(conc_sched_t *s, void *fake) {
 
 /* The thread's C++ exception state goes with the context that leaves, and the arriving
  * context's comes back (see conc__coro_eh). */
-CONC_INLINE void conc__coro_eh_swap(conc__coro_ctx *from, const conc__coro_ctx *to) {
-    if (!CONC__CORO_CXX_RUNTIME)
+CONC_INLINE void conc__coro_eh_swap(const conc_sched_t *s, conc__coro_ctx *from,
+                                    const conc__coro_ctx *to) {
+    if (!s->eh_globals)
         return;
-    conc__coro_eh *now = (conc__coro_eh *)conc__coro_cxa_get_globals();
+    conc__coro_eh *now = (conc__coro_eh *)s->eh_globals();
     if (from)
         from->eh = *now;
     *now = to->eh;
@@ -1021,7 +1032,7 @@ CONC_INLINE void conc__coro_switch(conc_sched_t *s, conc__coro_ctx *from, int fr
 #if defined(CONC_TSAN)
     __tsan_switch_to_fiber(to ? to->tsan_fiber : s->main_fiber, 0);
 #endif
-    conc__coro_eh_swap(from, dest);
+    conc__coro_eh_swap(s, from, dest);
     conc__coro_ctx_jump(from, dest);
     conc__coro_arrived(s, fake);
 }
@@ -1116,8 +1127,10 @@ static inline void conc__coro_sched_heap_down(conc_sched_t *s, size_t i) {
     for (;;) {
         size_t l = 2 * i + 1, m = i;
         int64_t best = c->deadline;
-        if (l < s->heap_len && s->heap[l]->deadline < best)
-            m = l, best = s->heap[l]->deadline;
+        if (l < s->heap_len && s->heap[l]->deadline < best) {
+            m = l;
+            best = s->heap[l]->deadline;
+        }
         if (l + 1 < s->heap_len && s->heap[l + 1]->deadline < best)
             m = l + 1;
         if (m == i)
@@ -1334,11 +1347,15 @@ CONC_COLD int conc__coro_guard_slow(conc_sched_t *s, char *guard) {
     if (!s->guard_mprotect) {
         if (madvise(guard, s->page, MADV_GUARD_INSTALL) == 0)
             goto out;
-        s->guard_mprotect = 1; /* EINVAL: a kernel before 6.13 (or valgrind): mprotect */
+        /* EINVAL: a kernel before 6.13 (or valgrind): mprotect from now on. Another error
+         * (out of memory for the page tables, for a moment): mprotect this once. */
+        if (errno == EINVAL)
+            s->guard_mprotect = 1;
     }
     if (mprotect(guard, s->page, PROT_NONE) != 0) {
         e = errno == ENOMEM ? ENOMEM : errno;
-        if (e == ENOMEM) {
+        if (e == ENOMEM && !s->told_map_count) {
+            s->told_map_count = 1; /* one line per scheduler, not one per failed spawn */
             char line[96];
             FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
             if (!f || !fgets(line, sizeof line, f))
@@ -1369,7 +1386,7 @@ static inline void conc__coro_trampoline(void);
  * trampoline comes here: 100 KB a scheduler stayed mapped before (4 yielding coroutines). */
 CONC_COLD void conc__coro_asan_retire_slot_slow(conc_sched_t *s) {
     s->from_main = 0;
-    conc__coro_eh_swap(NULL, &s->main_ctx);
+    conc__coro_eh_swap(s, NULL, &s->main_ctx);
     __sanitizer_start_switch_fiber(NULL, s->main_lo, s->main_size);
     /* Not a local to save into: the NULL freed the fake stack that may hold this frame's. */
     conc__coro_ctx_jump(&s->current->ctx, &s->main_ctx);
@@ -1547,6 +1564,7 @@ CONC_COLD void conc__coro_asan_retire_slots_slow(conc_sched_t *s) {
         slots += a->carved;
     if (s->orphaned || slots > CONC__CORO_ASAN_RETIRE_MAX)
         return;
+    int saved_errno = conc_errno_save(); /* each slot's switch_away puts back the errno it had */
     s->retiring = 1;
     for (conc__coro_arena *a = s->arenas; a; a = a->next)
         for (size_t i = 0; i < a->carved; i++) {
@@ -1558,6 +1576,7 @@ CONC_COLD void conc__coro_asan_retire_slots_slow(conc_sched_t *s) {
         }
     s->current = NULL;
     s->retiring = 0;
+    conc_errno_restore(saved_errno);
 }
 #endif
 
@@ -2151,6 +2170,7 @@ CONC_NODISCARD static inline int conc_sched_create(conc_sched_t **out, const con
     s->flags = o ? o->flags : 0u;
     s->canary = conc__coro_has_canary(s->flags);
     s->guard_mprotect = (s->flags & CONC_SCHED_GUARD_MPROTECT) != 0;
+    s->eh_globals = conc__coro_cxa_get_globals; /* NULL here: no C++ runtime (conc__coro_eh) */
     s->poll_ns = (o && o->poll_interval > 0) ? o->poll_interval : CONC_CORO_POLL_NS;
     conc_store(&s->owner, pthread_self(), CONC_RELAXED);
     int saved = conc_errno_save();

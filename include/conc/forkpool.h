@@ -1966,7 +1966,9 @@ CONC_NOINLINE void conc__forkpool_consume(conc_forkpool_t *p, unsigned k, const 
             size_t c = sizeof w->in_hdr - w->in_got;
             c = c < n ? c : n;
             memcpy((char *)&w->in_hdr + w->in_got, b, c);
-            w->in_got += c, b += c, n -= c;
+            w->in_got += c;
+            b += c;
+            n -= c;
             if (w->in_got < sizeof w->in_hdr)
                 break;
             w->in_off = 0;
@@ -1978,7 +1980,9 @@ CONC_NOINLINE void conc__forkpool_consume(conc_forkpool_t *p, unsigned k, const 
             c = c < n ? c : n;
             if (!w->in_lost)
                 memcpy(w->in_buf + w->in_off, b, c);
-            w->in_off += c, b += c, n -= c;
+            w->in_off += c;
+            b += c;
+            n -= c;
         }
         if (w->in_off == w->in_hdr.len) {
             w->in_got = 0;

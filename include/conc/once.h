@@ -51,11 +51,12 @@
  *   - fn should return to conc_once; report failure by returning nonzero. A C++ exception out
  *     of fn ends the run as a failed one and goes on to the caller (std::call_once's rule),
  *     and so do pthread_exit and cancellation inside fn (pthread_once's), when the file that
- *     calls conc_once is C++ or C built with -fexceptions: the unwinding runs conc_once's
- *     cleanup. Elsewhere they, and a longjmp out of fn in any file, leave the once running
- *     forever.
+ *     calls conc_once is built with exceptions (C++ without -fno-exceptions, or C with
+ *     -fexceptions): the unwinding runs conc_once's cleanup. Elsewhere they, and a longjmp
+ *     out of fn in any file, leave the once running forever.
  *   - A private once whose run has lost its thread never completes: fork() while another
- *     thread ran fn (in the child), or that thread exited inside fn. A conc_once on it from
+ *     thread ran fn (in the child), or that thread exited inside fn (where, as above, the
+ *     exit did not end the run). A conc_once on it from
  *     the process's first thread (the one fork() copies) aborts with "conc_once: the thread
  *     running fn is not in this process ..." (unless the kernel gave a new thread of the
  *     process the lost thread's id); from other threads it sleeps forever.
