@@ -363,6 +363,40 @@ EOF
         run_consumer "a shared library built with -fvisibility=hidden shares the program's scheduler" \
             "$tmp/so" "gcc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden -I$PWD/include lib.c -o libl.so &&
                        gcc -std=gnu11 -O2 -I$PWD/include app.c -o app -L. -ll -Wl,-rpath,$tmp/so -pthread"
+        # Two libraries that vendor different builds of conc (here the setjmp backend and the
+        # default one, whose schedulers differ in layout), both -fvisibility=hidden, keep their
+        # state apart: with both schedulers alive, each finds its own in its own registry.
+        mkdir -p "$tmp/twolibs"
+        for side in a b; do
+            cat >"$tmp/twolibs/lib$side.c" <<EOF
+#include <conc/conc.h>
+#define EXPORTED __attribute__((visibility("default")))
+static conc_sched_t *s;
+EXPORTED int ${side}_create(void) { return conc_sched_create(&s, NULL) == 0; }
+EXPORTED int ${side}_finds_its_own(void) {
+    return conc_sched_lookup(conc_sched_serial(s)) == CONC_SCHED_OURS;
+}
+EXPORTED void ${side}_destroy(void) { conc_sched_destroy(s); }
+EOF
+        done
+        cat >"$tmp/twolibs/app.c" <<'EOF'
+#include <stdio.h>
+int a_create(void), b_create(void), a_finds_its_own(void), b_finds_its_own(void);
+void a_destroy(void), b_destroy(void);
+int main(void) {
+    if (!a_create() || !b_create())
+        return 1;
+    if (a_finds_its_own() && b_finds_its_own())
+        puts("consumer ok");
+    a_destroy();
+    b_destroy();
+    return 0;
+}
+EOF
+        run_consumer "two -fvisibility=hidden libraries with different conc builds keep their state apart" \
+            "$tmp/twolibs" "gcc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden -DCONC_CORO_SETJMP -I$PWD/include liba.c -o liba.so &&
+                            gcc -std=gnu11 -O2 -fPIC -shared -fvisibility=hidden -I$PWD/include libb.c -o libb.so &&
+                            gcc -std=gnu11 -O2 app.c -o app -L. -la -lb -Wl,-rpath,$tmp/twolibs -pthread"
         # A C file runs the scheduler, a C++ file the coroutines: two of them block inside their
         # catch blocks, and each rethrows its own exception (the switches of the C file swap
         # the C++ runtime's record too).

@@ -409,10 +409,21 @@ CONC_INLINE void conc_cpu_relax(void) {
  * every file that includes a header may define them and the linker keeps one; of default
  * visibility, so that a shared library built with -fvisibility=hidden exports them, and the
  * dynamic linker binds its uses to the program's (linked with -Bsymbolic, or loaded with
- * dlopen by a program that exports nothing, it keeps its own: see CAVEATS). */
+ * dlopen by a program that exports nothing, it keeps its own: see CAVEATS). Their symbols
+ * carry the kit's version (CONC__ABI_NAME, on the first declaration), and coro.h's the
+ * switch backend too (it changes the scheduler's layout): two libraries that vendor
+ * different builds of conc keep their state apart, as they must, instead of sharing
+ * variables whose layouts differ. */
 #define CONC__ONE_PER_PROGRAM __attribute__((weak, visibility("default")))
+#define CONC__ABI_STR_(x) #x
+#define CONC__ABI_STR(x) CONC__ABI_STR_(x)
+#define CONC__ABI_VERSION                                                                          \
+    "_v" CONC__ABI_STR(CONC_VERSION_MAJOR) "_" CONC__ABI_STR(                                      \
+        CONC_VERSION_MINOR) "_" CONC__ABI_STR(CONC_VERSION_PATCH)
+#define CONC__ABI_NAME(name, tag) __asm__(#name CONC__ABI_VERSION tag)
+#define CONC__ABI(name) CONC__ABI_NAME(name, "")
 
-extern int conc__base_cpu_count_cached;
+extern int conc__base_cpu_count_cached CONC__ABI(conc__base_cpu_count_cached);
 CONC__ONE_PER_PROGRAM int conc__base_cpu_count_cached = 0;
 
 static inline int conc_cpu_count(void) {
@@ -498,7 +509,7 @@ static inline int conc__base_chaos_draw(uint64_t *state, unsigned *pauses) {
 }
 
 #if defined(CONC_CHAOS)
-extern __thread uint64_t conc__base_chaos_state;
+extern __thread uint64_t conc__base_chaos_state CONC__ABI(conc__base_chaos_state);
 CONC__ONE_PER_PROGRAM __thread uint64_t conc__base_chaos_state = 0; /* 0: not seeded yet */
 
 static inline void conc__base_chaos(void) {

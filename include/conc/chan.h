@@ -537,7 +537,7 @@ static inline size_t conc_chan_capacity(const conc_chan_t *ch) {
  * whole program, as coro.h's current scheduler is (weak: every translation unit that includes
  * this header defines it, the linker keeps one; a `static` one would give each file its own
  * stream). 0: not seeded yet. */
-extern __thread uint64_t conc__chan_select_random_state;
+extern __thread uint64_t conc__chan_select_random_state CONC__ABI(conc__chan_select_random_state);
 CONC__ONE_PER_PROGRAM __thread uint64_t conc__chan_select_random_state = 0;
 
 /* xorshift64*: the select's fair pick. */

@@ -342,6 +342,17 @@ extern "C" {
 #define CONC__CORO_BACKEND_SJLJ 1
 #endif
 
+/* The backend changes the scheduler's layout: coro.h's one-per-program symbols name it
+ * (base.h's CONC__ABI_NAME), so that builds with different backends never share them. */
+#if defined(CONC__CORO_BACKEND_ASM)
+#define CONC__CORO_ABI_TAG "_asm"
+#elif defined(CONC__CORO_BACKEND_SJLJ)
+#define CONC__CORO_ABI_TAG "_sjlj"
+#else
+#define CONC__CORO_ABI_TAG "_ucontext"
+#endif
+#define CONC__CORO_ABI(name) CONC__ABI_NAME(name, CONC__CORO_ABI_TAG)
+
 /* ---------------------------------------------------------------------------------------------
  * Public types and constants
  * ------------------------------------------------------------------------------------------- */
@@ -859,13 +870,13 @@ CONC_STATIC_ASSERT((CONC__CORO_RING_INIT & (CONC__CORO_RING_INIT - 1u)) == 0,
  * so no compiler can keep its address across a switch (QEMU's lesson; coroutines never
  * migrate here, but the rule costs ~1 ns and removes the question).
  * ------------------------------------------------------------------------------------------- */
-extern __thread conc_sched_t *conc__coro_tls_sched;
+extern __thread conc_sched_t *conc__coro_tls_sched CONC__CORO_ABI(conc__coro_tls_sched);
 CONC__ONE_PER_PROGRAM __thread conc_sched_t *conc__coro_tls_sched = NULL;
 /* The overflow reporter's process-wide state (weak: one copy for every translation unit).
  * installed: 0 not, 2 a thread is installing it, 1 installed. */
-extern int conc__coro_overflow_installed;
+extern int conc__coro_overflow_installed CONC__CORO_ABI(conc__coro_overflow_installed);
 CONC__ONE_PER_PROGRAM int conc__coro_overflow_installed = 0;
-extern struct sigaction conc__coro_overflow_prev;
+extern struct sigaction conc__coro_overflow_prev CONC__CORO_ABI(conc__coro_overflow_prev);
 CONC__ONE_PER_PROGRAM struct sigaction conc__coro_overflow_prev;
 
 CONC_NOINLINE conc_sched_t *conc__coro_sched_here(void) {
@@ -878,7 +889,7 @@ CONC_NOINLINE void conc__coro_sched_set_here(conc_sched_t *s) {
 /* fork: the child's one thread runs no scheduler (its parent's are not its own, CAVEATS), so
  * one forked inside a coroutine may build and run new ones, and its coroutine calls say EPERM
  * instead of switching into the copy of its parent's loop. Registered before the first run. */
-extern int conc__coro_atfork_registered;
+extern int conc__coro_atfork_registered CONC__CORO_ABI(conc__coro_atfork_registered);
 CONC__ONE_PER_PROGRAM int conc__coro_atfork_registered = 0;
 
 /* The registry: every scheduler that exists, by serial, in one process-wide list (weak: one
@@ -886,11 +897,12 @@ CONC__ONE_PER_PROGRAM int conc__coro_atfork_registered = 0;
  * a scheduler that may be gone, whether the scheduler with a serial still exists: chan.h's
  * owner check and a coroutine lock's owner keep serials, not pointers (conc_sched_lookup,
  * conc_coro_find). create and free take the mutex; the lookups are cold. */
-extern pthread_mutex_t conc__coro_registry_lock;
+extern pthread_mutex_t conc__coro_registry_lock CONC__CORO_ABI(conc__coro_registry_lock);
 CONC__ONE_PER_PROGRAM pthread_mutex_t conc__coro_registry_lock = PTHREAD_MUTEX_INITIALIZER;
-extern conc_sched_t *conc__coro_registry;
+extern conc_sched_t *conc__coro_registry CONC__CORO_ABI(conc__coro_registry);
 CONC__ONE_PER_PROGRAM conc_sched_t *conc__coro_registry = NULL;
-extern uint64_t conc__coro_registry_serial; /* the last serial given, under the mutex */
+/* the last serial given, under the mutex */
+extern uint64_t conc__coro_registry_serial CONC__CORO_ABI(conc__coro_registry_serial);
 CONC__ONE_PER_PROGRAM uint64_t conc__coro_registry_serial = 0;
 
 static inline void conc__coro_atfork_child(void) {
@@ -912,11 +924,11 @@ CONC_INLINE void conc__coro_atfork_register(void) {
  * (weak: one for every file that includes this header): NAME_once, NAME_key, NAME_key_ok (0:
  * no key was left) and NAME_key_create, for pthread_once(&NAME_once, NAME_key_create). */
 #define CONC__CORO_THREAD_END_KEY(name, destructor)                                                \
-    extern pthread_once_t name##_once;                                                             \
+    extern pthread_once_t name##_once CONC__CORO_ABI(name##_once);                                 \
     CONC__ONE_PER_PROGRAM pthread_once_t name##_once = PTHREAD_ONCE_INIT;                          \
-    extern pthread_key_t name##_key;                                                               \
+    extern pthread_key_t name##_key CONC__CORO_ABI(name##_key);                                    \
     CONC__ONE_PER_PROGRAM pthread_key_t name##_key;                                                \
-    extern int name##_key_ok;                                                                      \
+    extern int name##_key_ok CONC__CORO_ABI(name##_key_ok);                                        \
     CONC__ONE_PER_PROGRAM int name##_key_ok = 0;                                                   \
     static inline void name##_key_create(void) {                                                   \
         name##_key_ok = pthread_key_create(&name##_key, destructor) == 0;                          \

@@ -502,10 +502,12 @@ typedef struct conc__executor_worker {
  * the linker keeps one), so a task compiled in another file than its executor's creator sees
  * it too. */
 #if defined(__cplusplus)
-extern thread_local conc__executor_worker *conc__executor_worker_self;
+extern thread_local conc__executor_worker *
+    conc__executor_worker_self CONC__ABI(conc__executor_worker_self);
 CONC__ONE_PER_PROGRAM thread_local conc__executor_worker *conc__executor_worker_self;
 #else
-extern _Thread_local conc__executor_worker *conc__executor_worker_self;
+extern _Thread_local conc__executor_worker *
+    conc__executor_worker_self CONC__ABI(conc__executor_worker_self);
 CONC__ONE_PER_PROGRAM _Thread_local conc__executor_worker *conc__executor_worker_self;
 #endif
 

@@ -1357,7 +1357,7 @@ CONC_NOINLINE void conc__forkpool_send(conc__forkpool_worker *w, uint32_t type, 
  * has one address for the whole program: weak, defined in every translation unit that
  * includes this header and kept once by the linker (a static one has an address per file,
  * and a future submitted in one file was "not a fork-pool future" in another). */
-void conc__forkpool_task_free(void *ext);
+void conc__forkpool_task_free(void *ext) CONC__ABI(conc__forkpool_task_free);
 CONC__ONE_PER_PROGRAM void conc__forkpool_task_free(void *ext) {
     conc__forkpool_task *t = (conc__forkpool_task *)ext;
     free(t->arg);
