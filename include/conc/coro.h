@@ -554,6 +554,9 @@ void __tsan_set_fiber_name(void *fiber, const char *name);
 typedef struct conc__coro_eh {
     void *caught;      /* caughtExceptions */
     unsigned uncaught; /* uncaughtExceptions */
+#if defined(__arm__)
+    void *propagating; /* propagatingExceptions: ARM EHABI's record has it too */
+#endif
 } conc__coro_eh;
 typedef void *(*conc__coro_eh_globals_fn)(void);
 #if defined(__cplusplus) && (defined(__cpp_exceptions) || defined(__EXCEPTIONS))

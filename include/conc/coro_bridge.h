@@ -98,14 +98,14 @@
  *     the items behind it, not the scheduler. try_send likewise says EAGAIN rather than wait
  *     for a consumer of q (another thread popping it) still copying out of the tail slot.
  *   - Destroy a mailbox only once it is closed or no receiver is parked on it: close it, or cancel
- *     them, first. A receiver that got the last item, or EPIPE, may destroy it at once: destroy
- *     waits for the sends and closes still under way to let go of it (a send still waiting for room
- *     in an open queue makes it abort after 10 s, naming the call). Not for
- *     conc_coro_mailbox_notify after a plain push: its caller must have returned first. Destroy
- *     wakes the receivers still parked on a closed mailbox (the wake close posts comes through the
- *     loop, maybe not yet). Each receiver whose wait has ended but which has not run yet
- *     (cancelled, timed out, woken by a send to look again, or by this destroy) is dropped: its
- *     receive returns without touching the mailbox or q (ECANCELED, ETIMEDOUT, or EPIPE: the
+ *     them, first. Once no send or close can still begin, a receiver that got the last item, or
+ *     EPIPE, may destroy it at once: destroy waits for the sends and closes still under way to let
+ *     go of it (a send still waiting for room in an open queue makes it abort after 10 s, naming
+ *     the call). Not for conc_coro_mailbox_notify after a plain push: its caller must have returned
+ *     first. Destroy wakes the receivers still parked on a closed mailbox (the wake close posts
+ *     comes through the loop, maybe not yet). Each receiver whose wait has ended but which has not
+ *     run yet (cancelled, timed out, woken by a send to look again, or by this destroy) is dropped:
+ *     its receive returns without touching the mailbox or q (ECANCELED, ETIMEDOUT, or EPIPE: the
  *     mailbox is gone).
  *
  * DESIGN
