@@ -56,10 +56,10 @@
  *     out of fn in any file, leave the once running forever.
  *   - A private once whose run has lost its thread never completes: fork() while another
  *     thread ran fn (in the child), or that thread exited inside fn (where, as above, the
- *     exit did not end the run). A conc_once on it from
- *     the process's first thread (the one fork() copies) aborts with "conc_once: the thread
- *     running fn is not in this process ..." (unless the kernel gave a new thread of the
- *     process the lost thread's id); from other threads it sleeps forever.
+ *     exit did not end the run). A conc_once on it from the process's first thread (the one
+ *     fork() copies) aborts with "conc_once: the thread running fn is not in this process
+ *     ..." (unless the kernel gave a new thread of the process the lost thread's id); from
+ *     other threads it sleeps forever.
  *   - fork() inside fn is fine: fn goes on in the child, on its first thread, and the run
  *     ends there as usual (a private once); fn calling conc_once on its own once there aborts,
  *     as above.
@@ -147,30 +147,26 @@ CONC_COLD bool conc__once_run_lost_slow(conc_once_t *o, uint32_t s, uint32_t own
            conc_load(&o->owner, CONC_RELAXED) == owner;
 }
 
-/* The run ends: DONE on success, back to not run on failure (the waiters race to run fn
- * again), waking the waiters if any raised WAITERS. */
-CONC_INLINE void conc__once_end(conc_once_t *o, uint32_t shared, bool done) {
-    conc_store(&o->owner, 0u, CONC_RELAXED);
-    /* [once.R1] release: fn's writes go out with DONE. */
-    uint32_t old = conc_swap(&o->state, shared | (done ? CONC__ONCE_DONE : 0u), CONC_RELEASE);
-    if (old & CONC__ONCE_WAITERS) {
-        CONC_CHAOS_POINT();
-        conc_futex_wake(&o->state, INT_MAX, shared ? CONC_SHARED : 0);
-    }
-}
-
-/* fn left by unwinding, not by returning: a C++ exception (in a C file only when it is built
- * with -fexceptions), or pthread_exit or a cancellation, whose forced unwinding runs this too
- * where exceptions are on. The run ends as a failed one, as std::call_once's does when the
- * callable throws, and the unwinding goes on. */
+/* The run ends, whichever way fn leaves: by returning (result: its value), or by unwinding
+ * (a C++ exception, or pthread_exit or a cancellation, whose forced unwinding runs this too
+ * where exceptions are on: result stays nonzero, a failed run, as std::call_once's is when
+ * the callable throws, and the unwinding goes on). DONE on success, else back to not run (the
+ * waiters race to run fn again), waking the waiters if any raised WAITERS. */
 typedef struct conc__once_run {
     conc_once_t *o;
     uint32_t shared;
-    bool ended;
+    int result;
 } conc__once_run;
-CONC_COLD void conc__once_unwound_slow(conc__once_run *run) {
-    if (!run->ended)
-        conc__once_end(run->o, run->shared, false);
+CONC_COLD void conc__once_run_ends_slow(conc__once_run *run) {
+    conc_once_t *o = run->o;
+    conc_store(&o->owner, 0u, CONC_RELAXED);
+    /* [once.R1] release: fn's writes go out with DONE. */
+    uint32_t old =
+        conc_swap(&o->state, run->shared | (run->result == 0 ? CONC__ONCE_DONE : 0u), CONC_RELEASE);
+    if (old & CONC__ONCE_WAITERS) {
+        CONC_CHAOS_POINT();
+        conc_futex_wake(&o->state, INT_MAX, run->shared ? CONC_SHARED : 0);
+    }
 }
 
 CONC_COLD int conc__once_slow(conc_once_t *o, int (*fn)(void *), void *arg) {
@@ -191,12 +187,9 @@ CONC_COLD int conc__once_slow(conc_once_t *o, int (*fn)(void *), void *arg) {
             if (me == 0)
                 me = conc__once_tid();
             conc_store(&o->owner, me, CONC_RELAXED);
-            conc__once_run run
-                __attribute__((cleanup(conc__once_unwound_slow))) = {o, shared, false};
-            int r = fn(arg);
-            run.ended = true;
-            conc__once_end(o, shared, r == 0);
-            return r;
+            conc__once_run run __attribute__((cleanup(conc__once_run_ends_slow))) = {o, shared, -1};
+            run.result = fn(arg);
+            return run.result; /* the run ends as this scope does */
         }
         /* Running. Relaxed: only the runner writes owner, so reading our own id there means
          * we are the runner, whatever the ordering. */
