@@ -544,8 +544,7 @@ typedef struct conc__forkpool_worker {
     conc__forkpool_msg in_hdr;
     size_t in_got;
     char *in_buf;
-    size_t in_off;
-    bool in_lost; /* no memory for this payload: its bytes are read and dropped */
+    size_t in_off; /* a payload of in_hdr.len bytes with no in_buf: no memory, read and dropped */
     /* output: one message at a time */
     conc__forkpool_msg out_hdr;
     const char *out_buf;
@@ -1938,10 +1937,11 @@ CONC_NOINLINE void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
             bool killed = t->cancelled && !t->dropped;
             w->state = m->a || killed ? CONC__FORKPOOL_W_GONE : CONC__FORKPOOL_W_IDLE;
             if (!t->cancelled) { /* else its outcome is final already: readers may look */
+                bool lost = m->len && !w->in_buf; /* no memory for it (conc__forkpool_consume) */
                 t->result = w->in_buf;
-                t->result_len = w->in_lost ? 0 : (size_t)m->len;
+                t->result_len = lost ? 0 : (size_t)m->len;
                 w->in_buf = NULL;
-                t->outcome.status = w->in_lost ? ENOMEM : m->status;
+                t->outcome.status = lost ? ENOMEM : m->status;
             }
             conc__forkpool_task_finish(p, t, dl);
         }
@@ -1951,7 +1951,6 @@ CONC_NOINLINE void conc__forkpool_message(conc_forkpool_t *p, unsigned k,
     }
     free(w->in_buf);
     w->in_buf = NULL;
-    w->in_lost = false;
 }
 
 /* Takes bytes from a worker's stream (a header, then its payload) and handles each message
@@ -1973,12 +1972,12 @@ CONC_NOINLINE void conc__forkpool_consume(conc_forkpool_t *p, unsigned k, const 
                 break;
             w->in_off = 0;
             w->in_buf = NULL;
-            w->in_lost = w->in_hdr.len &&
-                         !(w->in_buf = (char *)CONC_FORKPOOL_RESULT_MALLOC((size_t)w->in_hdr.len));
+            if (w->in_hdr.len)
+                w->in_buf = (char *)CONC_FORKPOOL_RESULT_MALLOC((size_t)w->in_hdr.len);
         } else {
             size_t c = (size_t)w->in_hdr.len - w->in_off;
             c = c < n ? c : n;
-            if (!w->in_lost)
+            if (w->in_buf) /* else no memory for it: dropped */
                 memcpy(w->in_buf + w->in_off, b, c);
             w->in_off += c;
             b += c;
@@ -2000,7 +1999,7 @@ CONC_NOINLINE void conc__forkpool_read(conc_forkpool_t *p, unsigned k, conc__for
     conc__forkpool_worker *w = &p->w[k];
     char stage[CONC__FORKPOOL_STAGE];
     for (;;) {
-        bool direct = w->in_got == sizeof w->in_hdr && !w->in_lost &&
+        bool direct = w->in_got == sizeof w->in_hdr && w->in_buf &&
                       (size_t)w->in_hdr.len - w->in_off >= CONC__FORKPOOL_STAGE;
         char *dst = direct ? w->in_buf + w->in_off : stage;
         size_t want = direct ? (size_t)w->in_hdr.len - w->in_off : sizeof stage;
