@@ -101,7 +101,8 @@
  *   CONC_ABORT(msg)  how misuse is reported (default: message and the caller's frames to
  *                 stderr, then abort()).
  *   CONC_NO_BACKTRACE  leave the caller's frames out of that message (they come from glibc's
- *                 backtrace(); function names need the program linked with -rdynamic).
+ *                 backtrace(); function names need the program linked with -rdynamic, and
+ *                 on 32-bit ARM, frames at all need C built with -funwind-tables).
  *   CONC_FUTEX_HOOK(kind)  called before every futex syscall (kind: CONC_FUTEX_HOOK_WAIT or
  *                 CONC_FUTEX_HOOK_WAKE); benchmarks count syscalls with it. Default: nothing.
  *   Every module's CONC_<MODULE>_SPIN counts pauses (see Spinning below).

@@ -253,7 +253,9 @@
  *   slot's first context runs a trampoline that loops: when a coroutine returns, the slot
  *   goes to the free list with its context parked in the loop, and the next spawn on it just
  *   resumes the loop with a new function (QEMU's pool). Creating a coroutine is therefore a
- *   pop from a free list and a push on the run queue.
+ *   pop from a free list and a push on the run queue. The trampoline's frame has a zero
+ *   return address, as a thread's first frame has: unwinders (backtrace, gdb, pthread_exit's
+ *   forced unwind) stop there instead of reading past the stack's top.
  *   Scheduling. A ring buffer of runnable coroutines plus a runnext slot. A coroutine that
  *   blocks switches straight to the next runnable one; only when none is runnable, or when
  *   timers, fds or the inbox are due (a look every CONC__CORO_TICKS switches and at every
@@ -664,10 +666,28 @@ __asm__(".ifndef .Lconc__coro_ctx_switch_emitted\n"
         "  ldp d12, d13, [sp, #128]\n"
         "  ldp d14, d15, [sp, #144]\n"
         "  add sp, sp, #176\n"
-        "  ret\n" /* to x30: the caller, or a new context's trampoline */
+        "  ret\n" /* to x30: the caller, or a new context's start */
         ".size conc__coro_ctx_switch,.-conc__coro_ctx_switch\n"
+        /* A new context's start: the switch returns here with the trampoline in x19. It
+         * enters the trampoline with a zero link register, which the trampoline saves as its
+         * return address: unwinders stop at a zero one (as at a thread's start). Returning
+         * into the trampoline itself, as x86-64's does, would leave its address in x30: the
+         * trampoline's frame would name its own entry as its caller, a frame that is not
+         * there, and the unwinder read on past the stack's top (pthread_exit in a coroutine
+         * hung in it). x16: the register a BTI "c" landing pad accepts an indirect branch
+         * from. */
+        ".weak conc__coro_ctx_start\n"
+        ".hidden conc__coro_ctx_start\n"
+        ".type conc__coro_ctx_start,%function\n"
+        ".p2align 2\n"
+        "conc__coro_ctx_start:\n"
+        "  mov x30, xzr\n"
+        "  mov x16, x19\n"
+        "  br x16\n"
+        ".size conc__coro_ctx_start,.-conc__coro_ctx_start\n"
         ".popsection\n"
         ".endif\n");
+void conc__coro_ctx_start(void);
 #define CONC__CORO_FRAME_WORDS 22u /* 176 bytes */
 #endif
 
@@ -1453,7 +1473,8 @@ static inline int conc__coro_ctx_make(conc_sched_t *s, conc_coro_t *co) {
 #else
     uint64_t fpcr;
     __asm__ __volatile__("mrs %0, fpcr" : "=r"(fpcr));
-    sp[11] = (void *)(uintptr_t)conc__coro_trampoline; /* x30: where `ret` goes */
+    sp[0] = (void *)(uintptr_t)conc__coro_trampoline; /* x19: where the start goes */
+    sp[11] = (void *)(uintptr_t)conc__coro_ctx_start;  /* x30: where `ret` goes */
     sp[20] = (void *)(uintptr_t)fpcr;
 #endif
     co->ctx.sp = sp;

@@ -334,14 +334,24 @@ CONC_INLINE uint64_t conc__queue_slot_size(size_t item_size) {
     return CONC__QUEUE_SLOT_SIZE(item_size);
 }
 
+/* Whether a size exceeds a 64-bit limit. A function, not `(uint64_t)n > limit` in place: where
+ * size_t has 32 bits (armhf, i386) that comparison with a constant is always false, and gcc's
+ * -Wtype-limits (in -Wextra) says so, which -Werror turns into a failed build of the user's
+ * file. */
+CONC_INLINE bool conc__queue_size_above(size_t n, uint64_t limit) {
+    uint64_t wide = n;
+    return wide > limit;
+}
+
 /* Bytes of the queue itself, from its aligned start to the end of the slots; 0 if invalid. */
 CONC_INLINE size_t conc__queue_bytes(size_t capacity, size_t item_size) {
-    if (capacity == 0 || item_size == 0 || (uint64_t)item_size > (UINT64_MAX >> 2))
+    if (capacity == 0 || item_size == 0 || conc__queue_size_above(item_size, UINT64_MAX >> 2))
         return 0;
     uint64_t slot = conc__queue_slot_size(item_size);
     /* room keeps bytes + CONC__QUEUE_ALIGN_SLACK (footprint) and create's rounding in size_t. */
     uint64_t room = (uint64_t)SIZE_MAX - sizeof(conc_queue_t) - CONC_CACHELINE;
-    if ((uint64_t)capacity > room / slot || (uint64_t)capacity > CONC_QUEUE_CAPACITY_MAX)
+    if ((uint64_t)capacity > room / slot ||
+        conc__queue_size_above(capacity, CONC_QUEUE_CAPACITY_MAX))
         return 0;
     return sizeof(conc_queue_t) + (size_t)((uint64_t)capacity * slot);
 }
