@@ -86,6 +86,26 @@
         TH_CHECK_MSG(th_errno_ == TH_ERRNO_SENTINEL, "%s set errno to %d", #call, th_errno_);      \
     } while (0)
 
+/* Whether the suite runs under a user-mode emulator (CONC_TEST_EMULATED set: make test runs the
+ * aarch64 and armhf builds under qemu-user). Such an emulator answers a few calls as no kernel
+ * does, and the cases that rely on them say how they differ there: qemu-user ignores RLIMIT_AS
+ * (it would limit the emulator), reports MADV_GUARD_INSTALL done without installing a guard,
+ * and its /proc shows the host's system calls. */
+static inline bool th_emulated(void) {
+    const char *e = getenv("CONC_TEST_EMULATED");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+/* A size no allocation can get: 2^bits64 where size_t has 64 bits; where it has 32 (armhf), the
+ * test's own choice, one that passes the callee's overflow checks and that a 32-bit address
+ * space cannot hold. Read through a volatile: a constant would let gcc see an allocator called
+ * with more than PTRDIFF_MAX and stop the build (-Walloc-size-larger-than). */
+static inline size_t th_huge(uint64_t size64, size_t size32) {
+    volatile size_t size = sizeof(size_t) >= 8 ? (size_t)size64 : size32;
+    return size;
+}
+#define TH_HUGE(bits64, size32) th_huge(UINT64_C(1) << (bits64), (size_t)(size32))
+
 #if TH_SANITIZED
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) {

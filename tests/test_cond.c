@@ -588,7 +588,7 @@ typedef struct mpmc {
     int head, count;
     long taken;
     unsigned char *seen;
-    long sum;
+    int64_t sum; /* 64 bits where long has 32: the sum of 200,000 items passes 2^31 */
     /* relaxed instruments */
     long timeouts, waits;
 } mpmc;
@@ -681,7 +681,7 @@ static void cond_stress_mpmc_handoff(void) {
     TH_CHECK_EQ(m->count, 0);
     for (long i = 0; i < m->total; i++)
         TH_CHECK_MSG(m->seen[i] == 1, "item %ld lost", i);
-    TH_CHECK_EQ(m->sum, m->total * (m->total - 1) / 2);
+    TH_CHECK_EQ(m->sum, (int64_t)m->total * (m->total - 1) / 2);
     TH_CHECK_EQ(m->not_empty.state, 0);
     TH_CHECK_EQ(m->not_full.state, 0);
     TH_CHECK(m->waits > 0); /* the buffer is small: the waits really happened */
@@ -700,7 +700,8 @@ typedef struct rmpmc {
     int producers;
     long ring[RING];
     int head, count;
-    long taken, sum;
+    long taken;
+    int64_t sum;
 } rmpmc;
 
 static void rmpmc_worker(int index, void *arg) {
@@ -759,7 +760,7 @@ static void cond_stress_rlock_handoff(void) {
     m->total = m->producers * m->per_producer;
     th_run_threads(n, rmpmc_worker, m);
     TH_CHECK_EQ(m->taken, m->total);
-    TH_CHECK_EQ(m->sum, m->total * (m->total - 1) / 2);
+    TH_CHECK_EQ(m->sum, (int64_t)m->total * (m->total - 1) / 2);
     TH_CHECK(!conc_lock_is_locked(&m->r.lock));
     TH_CHECK_EQ(m->cond.state, 0);
     free(m);

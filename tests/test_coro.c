@@ -16,6 +16,7 @@ static unsigned long epoll_ctl_calls;
 
 #include "harness.h"
 
+#include <execinfo.h>
 #include <fcntl.h>
 #include <malloc.h>
 #if defined(__cplusplus)
@@ -369,6 +370,8 @@ static void run_address_space_child(void (*child)(void)) {
 #else
     if (UNDER_VALGRIND())
         TH_SKIP("valgrind's own mappings need the address space");
+    if (th_emulated())
+        TH_SKIP("qemu-user does not apply RLIMIT_AS to the program it runs");
     char buf[256];
     int status = th_run_child_capturing_stderr(child, buf, sizeof buf);
     TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, buf);
@@ -2608,10 +2611,12 @@ static void coro_100k_alive_at_once_with_guards(void) {
     n = GCC_TSAN_FEWER(2000); /* every coroutine is a TSan fiber: TSan's thread table, memory
                                * and (gcc's) time bound it */
 #elif defined(CONC_ASAN)
-    n = 20000; /* ASan gives every fiber a fake stack */
+    n = 20000;    /* ASan gives every fiber a fake stack */
 #endif
     if (UNDER_VALGRIND())
         n = 2000;
+    else if (sizeof(void *) < 8)
+        n = 10000; /* 100,000 stacks of 64 KiB are more than a 32-bit address space */
     many_ctx m;
     memset(&m, 0, sizeof m);
     m.go = (int)n;
@@ -2911,7 +2916,9 @@ static void check_overflow_report(void (*child)(void), const char *name) {
 
 static void overflow_child(void) {
     TH_CHECK_EQ(conc_coro_catch_overflow(), 0);
-    run_named_until_abort(0, overflow_coro, "deep-diver");
+    /* qemu-user says MADV_GUARD_INSTALL worked and installs nothing: mprotect guards there */
+    run_named_until_abort(th_emulated() ? CONC_SCHED_GUARD_MPROTECT : 0, overflow_coro,
+                          "deep-diver");
 }
 
 static void coro_stack_overflow_names_the_coroutine(void) {
@@ -3724,6 +3731,38 @@ static void coro_signal_mask_is_the_threads_across_switches(void) {
     TH_CHECK_EQ(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
 }
 
+/* A coroutine's stack ends where its first frame does: an unwinder walking up from a coroutine
+ * (backtrace(), gdb, the forced unwind of pthread_exit or a cancellation) finds a zero return
+ * address in the trampoline's frame and stops. On aarch64 that frame once named the
+ * trampoline's own entry as its caller: backtrace() showed a third frame that is not there,
+ * and the unwinder then read on past the stack's top (pthread_exit in a coroutine hung in
+ * it, in coro_thread_ended_inside_run_leaves_a_destroyable_scheduler). */
+static int backtrace_depth(void *arg) {
+    void *frames[256];
+    *(int *)arg = backtrace(frames, 256);
+    return 0;
+}
+
+static void coro_backtrace_ends_at_the_coroutines_first_frame(void) {
+    int depth = 0;
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    TH_CHECK_EQ(conc_coro_spawn(s, backtrace_depth, &depth, NULL, NULL), 0);
+    TH_CHECK_EQ(conc_sched_run(s), 0);
+    conc_sched_destroy(s);
+#if defined(CONC__CORO_BACKEND_ASM)
+    int most = 2; /* the body's frame and the trampoline's */
+#else
+    int most = 4; /* and makecontext's start, and the setjmp backend's boot entry */
+#endif
+#if defined(__arm__)
+    int least = 0; /* ARM EHABI: C code built without -funwind-tables has no unwind tables */
+#else
+    int least = 2;
+#endif
+    TH_CHECK_MSG(depth >= least && depth <= most, "backtrace in a coroutine: %d frames", depth);
+}
+
 /* A thread that ends inside conc_sched_run, by pthread_cancel while the loop sleeps in
  * epoll_wait or by pthread_exit in a coroutine, orphans its scheduler: run says EPERM, and
  * destroy from another thread frees it (its coroutines never run again). destroy used to
@@ -4113,6 +4152,7 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE(coro_hold_keeps_run_waiting_for_another_thread),
         TH_CASE(coro_unhold_while_destroy_runs_is_harmless),
         TH_CASE(coro_dump_lists_every_coroutine),
+        TH_CASE(coro_backtrace_ends_at_the_coroutines_first_frame),
         TH_CASE(coro_fork_inside_a_coroutine_child_runs_new_schedulers),
         TH_CASE(coro_signal_mask_is_the_threads_across_switches),
         TH_CASE(coro_thread_ended_inside_run_leaves_a_destroyable_scheduler),

@@ -41,6 +41,10 @@ static bool sleeps_in_futex(pid_t tid, const void *addr) {
     unsigned long long a0 = 0;
     if (sscanf(buf, "%ld 0x%llx", &nr, &a0) != 2)
         return false; /* "running" */
+    /* Under qemu-user the file shows the host's call, number and address: asleep is all it
+     * can say (a waiter here sleeps nowhere but in the futex). */
+    if (th_emulated())
+        return th_thread_state(tid) == 'S';
     return nr == SYS_futex && (uintptr_t)a0 == (uintptr_t)addr;
 }
 

@@ -4312,7 +4312,7 @@ static void forkpool_errno_kept(void) {
     conc_forkpool_opts_t o;
     memset(&o, 0, sizeof o);
     o.workers = 1;
-    o.shared_size = (size_t)1 << 62; /* past any address space: mmap fails */
+    o.shared_size = TH_HUGE(62, SIZE_MAX - (1u << 20)); /* past any address space: mmap fails */
     FP_CHECK_ERRNO_KEPT(conc_forkpool_create(&p, &o), ENOMEM);
     TH_CHECK(p == NULL);
     o.shared_size = 0;
@@ -4346,7 +4346,7 @@ static void forkpool_errno_kept(void) {
     FP_CHECK_ERRNO_KEPT(conc_forkpool_map(p, NULL, NULL, 1, NULL), EINVAL);
     /* The arena full: no room for the chunk table. */
     errno = TH_ERRNO_SENTINEL;
-    TH_CHECK(conc_forkpool_alloc(p, (size_t)1 << 40) == NULL);
+    TH_CHECK(conc_forkpool_alloc(p, TH_HUGE(40, SIZE_MAX - 4096)) == NULL);
     size_t lo = 0, hi = 1u << 20; /* the largest block that fits: the whole arena */
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;

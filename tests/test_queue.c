@@ -291,8 +291,9 @@ static void queue_shared_attach_unaligned(void) {
 static void queue_errno_untouched(void) {
     conc_queue_t *q = NULL;
     int r = 0;
-    /* ENOMEM from the allocator itself: more than any machine has (2^40 items of 1 KiB). */
-    TH_CHECK_ERRNO_KEPT(r = conc_queue_create(&q, (size_t)1 << 40, 1024));
+    /* ENOMEM from the allocator itself: more than any machine has (2^40 items of 1 KiB; on a
+     * 32-bit target nearly 4 GiB). */
+    TH_CHECK_ERRNO_KEPT(r = conc_queue_create(&q, TH_HUGE(40, SIZE_MAX / 1088), 1024));
     TH_CHECK_EQ(r, ENOMEM);
     fail_alloc = 1; /* and from an allocator that fails as malloc does, setting errno */
     TH_CHECK_ERRNO_KEPT(r = conc_queue_create(&q, 16, 8));

@@ -45,15 +45,19 @@ static void rwlock_is_a_line_per_slot_and_zero_is_free(void) {
 /* glibc puts the thread pointers of default threads CONC__RWLOCK_GLIBC_STRIDE_PAGES apart
  * (an 8 MiB stack and its guard page): CONC_RWLOCK_SLOTS of them made in a row get a slot
  * each, wherever the first one sits (the golden-ratio hash put 8 such threads in 5 slots).
- * Pages of up to 35 bits (x86-64 user space) with the thread pointer's offset in its page,
- * from a fixed LCG. */
+ * Pages of up to 35 bits (x86-64 user space; on a 32-bit target, any page the whole run of
+ * threads fits above) with the thread pointer's offset in its page, from a fixed LCG. */
 static void rwlock_default_threads_in_a_row_get_a_slot_each(void) {
     enum { ROUNDS = 10000 };
     const uintptr_t page = (uintptr_t)1 << CONC__RWLOCK_PAGE_SHIFT;
+    const uint64_t pages = sizeof(uintptr_t) >= 8
+                               ? (uint64_t)1 << 35
+                               : ((uint64_t)1 << (32 - CONC__RWLOCK_PAGE_SHIFT)) -
+                                     (uint64_t)CONC_RWLOCK_SLOTS * CONC__RWLOCK_GLIBC_STRIDE_PAGES;
     uint64_t seed = 1;
     for (int round = 0; round < ROUNDS; round++) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull; /* Knuth's MMIX LCG */
-        uintptr_t first = (uintptr_t)(seed >> 29) * page + (uintptr_t)(seed & (page - 1));
+        uintptr_t first = (uintptr_t)((seed >> 29) % pages) * page + (uintptr_t)(seed & (page - 1));
         bool used[CONC_RWLOCK_SLOTS] = {false};
         for (uintptr_t k = 0; k < CONC_RWLOCK_SLOTS; k++) {
             uintptr_t self = first + k * CONC__RWLOCK_GLIBC_STRIDE_PAGES * page;

@@ -398,7 +398,7 @@ static void flow_worker(int index, void *p) {
         long left = st->per_producer;
         while (left > 0) {
             unsigned n = 1 + th_rand_below(&rng, 4);
-            if (n > left)
+            if ((long)n > left)
                 n = (unsigned)left;
             int r = conc_sem_release(&st->sem, n);
             if (r == EOVERFLOW) {
@@ -407,7 +407,7 @@ static void flow_worker(int index, void *p) {
                 continue;
             }
             TH_CHECK_EQ(r, 0);
-            left -= n;
+            left -= (long)n;
             __atomic_fetch_add(&st->released, n, __ATOMIC_RELAXED);
         }
     } else {
