@@ -6,6 +6,7 @@
 #   make bench                every benchmark, conc against its baselines, as markdown tables
 #   make stress DURATION=600  the stress cases, CONC_CHAOS delays on, for DURATION seconds
 #   make test-shaken ROUNDS=3 every configuration's tests ROUNDS times beside a CPU hog per core
+#   make test-emulated        every suite built for aarch64 and armhf, run under qemu-user
 #   make examples             build the examples (build/examples/)
 #   make check                one configuration's tests: make check CC=clang SANITIZE=thread
 #   make install PREFIX=/usr/local   headers, conc.pc (pkg-config), find_package(conc) files
@@ -83,7 +84,8 @@ RUN := bash tests/run.sh
 .PHONY: all test check tests bench stress examples install uninstall format lint clean \
         deps-test deps-bench test-headers test-models test-examples test-config test-frontdoor \
         test-snippets-copy test-consumers needs \
-        test-lint test-coro-variants test-shaken test-steps test-config-build test-config-run \
+        test-lint test-coro-variants test-emulated test-build-emulated test-run-emulated \
+        test-shaken test-steps test-config-build test-config-run \
         test-build-coro test-run-coro test-build-examples test-run-examples \
         test-models-worker-suites test-models-worker-builds test-models-collect step-models-collect
 
@@ -157,8 +159,8 @@ test: deps-test
 # spare, so the headers, lint, the examples' run, the front door's snippets, copy and consumer
 # projects go there (the headers, lint, examples and consumers are 30 s that the suites' lane,
 # the last to end, used to carry).
-SUITE_LANE := $(TEST_CONFIGS:%=run-%) run-coro models-worker-suites
-OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-examples headers lint run-examples \
+SUITE_LANE := $(TEST_CONFIGS:%=run-%) run-coro run-emulated models-worker-suites
+OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-emulated build-examples headers lint run-examples \
               snippets-copy consumers models-worker-builds
 test-steps: step-models-collect
 step-run-gcc: step-build-gcc
@@ -167,13 +169,15 @@ step-run-gcc-thread: step-run-clang step-build-gcc-thread
 step-run-clang-thread: step-run-gcc-thread step-build-clang-thread
 step-run-gcc-address+undefined: step-run-clang-thread step-build-gcc-address+undefined
 step-run-coro: step-run-gcc-address+undefined step-build-coro
-step-models-worker-suites: step-run-coro
+step-run-emulated: step-run-coro step-build-emulated
+step-models-worker-suites: step-run-emulated
 step-build-clang: step-build-gcc
 step-build-gcc-thread: step-build-clang
 step-build-clang-thread: step-build-gcc-thread
 step-build-gcc-address+undefined: step-build-clang-thread
 step-build-coro: step-build-gcc-address+undefined
-step-build-examples: step-build-coro
+step-build-emulated: step-build-coro
+step-build-examples: step-build-emulated
 step-headers: step-build-examples
 step-lint: step-headers
 step-run-examples: step-lint
@@ -277,6 +281,49 @@ test-run-coro:
 test-coro-variants: test-build-coro
 	@$(MAKE) --no-print-directory test-run-coro
 
+# Two more architectures, every suite, cross-built and run under qemu-user: aarch64 (the asm
+# switch's other half, and the atomics of a weakly ordered CPU, though the emulator on x86-64
+# does not reorder them) and armhf (32 bits: size_t and long, 64-bit atomics on a 32-bit CPU,
+# the setjmp switch). CONC_TEST_EMULATED tells the cases where qemu-user differs from a
+# kernel (tests/harness.h, th_emulated). Not test_forkpool nor test_harness: they test process
+# control that qemu-user 7.2 does not emulate (MADV_WIPEONFORK, PR_SET_CHILD_SUBREAPER, prlimit
+# on another process, RLIMIT_AS, running the test binary itself through sh), and fail ten and
+# seven of their cases there for those reasons; the five configurations above run them.
+EMULATED := aarch64 armhf
+EMU_SUITES := $(filter-out test_forkpool test_harness,$(TEST_SRCS:tests/%.c=%))
+EMU_CC_aarch64 := aarch64-linux-gnu-gcc
+EMU_QEMU_aarch64 := qemu-aarch64
+EMU_CC_armhf := arm-linux-gnueabihf-gcc
+EMU_QEMU_armhf := qemu-arm
+EMU_CFLAGS_armhf := -funwind-tables # EHABI: C has no unwind tables, so no backtrace, without it
+
+test-build-emulated:
+	@mkdir -p $(RESULTS)
+	@for a in $(EMULATED); do \
+	  case $$a in aarch64) cc=$(EMU_CC_aarch64) f=;; \
+	              armhf) cc=$(EMU_CC_armhf) f="$(EMU_CFLAGS_armhf)";; esac; \
+	  rm -f $(RESULTS)/emu-$$a.log; \
+	  $(MAKE) --no-print-directory $(SUBMAKE_JOBS) tests CC=$$cc OPT="$(TEST_OPT)" EXTRA_CFLAGS="$$f" \
+	    >$(RESULTS)/build-emu-$$a.out 2>&1 || \
+	    { cat $(RESULTS)/build-emu-$$a.out; \
+	      printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build %s\n' $$a >$(RESULTS)/emu-$$a.log; }; \
+	done
+
+test-run-emulated:
+	@for a in $(EMULATED); do \
+	  case $$a in aarch64) cc=$(EMU_CC_aarch64) q=$(EMU_QEMU_aarch64);; \
+	              armhf) cc=$(EMU_CC_armhf) q=$(EMU_QEMU_armhf);; esac; \
+	  echo "== tests: $$a (qemu-user)"; \
+	  if [ -e $(RESULTS)/emu-$$a.log ]; then cat $(RESULTS)/emu-$$a.log; continue; fi; \
+	  CONC_TEST_EMULATED=1 QEMU_LD_PREFIX=/usr/$${cc%-gcc} CONC_TEST_WRAPPER=$$q \
+	  CONC_TEST_TIMEOUT_SCALE=$${CONC_TEST_TIMEOUT_SCALE:-4} CONC_TEST_ITERS=$${CONC_TEST_ITERS:-25} \
+	  $(RUN) suite $(RESULTS)/emu-$$a.log $(EMU_SUITES:%=build/$$cc/%) | \
+	    grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true; \
+	done
+
+test-emulated: test-build-emulated
+	@$(MAKE) --no-print-directory test-run-emulated
+
 check: tests
 	@mkdir -p $(RESULTS)
 	@$(SAN_ENV) $(RUN) suite $(RESULTS)/$(CONFIG).log $(TEST_BINS)
@@ -341,7 +388,9 @@ deps-test:
 	@$(RUN) deps gcc:gcc clang:clang g++:g++ clang++:clang spin:spin gdb:gdb valgrind:valgrind \
 	  pkg-config:pkgconf cmake:cmake meson:meson ninja:ninja-build \
 	  cppcheck:cppcheck clang-format:clang-format \
-	  /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.tsan-x86_64.a:libclang-rt-14-dev
+	  /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.tsan-x86_64.a:libclang-rt-14-dev \
+	  aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf \
+	  qemu-aarch64:qemu-user
 
 # --- make test-shaken ---------------------------------------------------------------------------
 # A test that assumes timing fails here sooner or later: every test binary of every
