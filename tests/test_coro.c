@@ -3755,6 +3755,7 @@ static void coro_backtrace_ends_at_the_coroutines_first_frame(void) {
 #else
     int most = 4; /* and makecontext's start, and the setjmp backend's boot entry */
 #endif
+    most += TH_SANITIZED; /* the sanitizer's backtrace interceptor is a frame of its own */
 #if defined(__arm__)
     int least = 0; /* ARM EHABI: C code built without -funwind-tables has no unwind tables */
 #else
