@@ -1265,6 +1265,17 @@ CONC_INLINE bool conc__coro_sched_look_due(conc_sched_t *s) {
     return true;
 }
 
+/* Puts a coroutine's errno back once its switch returns. Out of line: errno's address is the
+ * thread's, and the compiler looks it up once per function (glibc and musl declare
+ * __errno_location const), so inline it reused the address found before the switch. A
+ * slot's context that last ran on thread A and resumes on B (a destroy on B runs a late spawn
+ * in it) then wrote into A's errno: a race with A, or, A gone, a write into its freed stack
+ * (musl unmaps it: SIGSEGV). A call, about a nanosecond of a 17 ns round trip. */
+CONC_NOINLINE void conc__coro_errno_put_back(int saved) {
+    __asm__ __volatile__("" ::: "memory"); /* as conc_errno_restore */
+    errno = saved;
+}
+
 /* The running coroutine `from` gives up the CPU: the caller queued it (yield), parked it or
  * it returned. Runs the next runnable coroutine directly, or returns to the scheduler's loop
  * when none is runnable or when timers, fds or the inbox need a look. Returns when `from`
@@ -1285,7 +1296,7 @@ static inline void conc__coro_sched_switch_away(conc_sched_t *s, conc_coro_t *fr
      * across the switches its blocking calls make (no conc call changes errno). */
     int saved_errno = conc_errno_save();
     conc__coro_switch(s, &from->ctx, 0, next);
-    conc_errno_restore(saved_errno);
+    conc__coro_errno_put_back(saved_errno); /* perhaps on another thread: see there */
 }
 
 /* Parks the running coroutine until conc__coro_wake, its deadline or a cancel. */
