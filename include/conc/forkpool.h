@@ -667,11 +667,13 @@ CONC_NOINLINE int conc__forkpool_ctl_send(int fd, const conc__forkpool_ctl *m, c
         mh.msg_controllen = 0;
     } else {
         memset(&u, 0, sizeof u);
-        mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+        /* The lengths' types differ by libc (glibc: size_t; musl, as POSIX: socklen_t), and
+         * -Wconversion stops a musl build that assigns them a size_t as it is. */
+        mh.msg_controllen = (__typeof__(mh.msg_controllen))CMSG_SPACE((size_t)nfds * sizeof(int));
         struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+        c->cmsg_len = (__typeof__(c->cmsg_len))CMSG_LEN((size_t)nfds * sizeof(int));
         memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
     }
     for (;;) {
@@ -698,11 +700,14 @@ CONC_NOINLINE int conc__forkpool_ctl_recv(int fd, conc__forkpool_ctl *m, int *fd
         return errno;
     if (n == 0)
         return EPIPE;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            memcpy(fds, CMSG_DATA(c), (k > 2 ? 2 : k) * sizeof(int));
-        }
+    /* One control message at most: the pool's sockets carry nothing but its own SCM_RIGHTS
+     * (no SO_PASSCRED). So no CMSG_NXTHDR, whose musl definition -Wsign-conversion rejects
+     * in the including file. */
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        memcpy(fds, CMSG_DATA(c), (k > 2 ? 2 : k) * sizeof(int));
+    }
     return (size_t)n == sizeof *m ? 0 : EPROTO;
 }
 
