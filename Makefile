@@ -7,6 +7,7 @@
 #   make stress DURATION=600  the stress cases, CONC_CHAOS delays on, for DURATION seconds
 #   make test-shaken ROUNDS=3 every configuration's tests ROUNDS times beside a CPU hog per core
 #   make test-emulated        every suite built for aarch64 and armhf, run under qemu-user
+#   make test-musl            every suite built with musl-gcc (Alpine's libc) and run
 #   make examples             build the examples (build/examples/)
 #   make check                one configuration's tests: make check CC=clang SANITIZE=thread
 #   make install PREFIX=/usr/local   headers, conc.pc (pkg-config), find_package(conc) files
@@ -85,6 +86,7 @@ RUN := bash tests/run.sh
         deps-test deps-bench test-headers test-models test-examples test-config test-frontdoor \
         test-snippets-copy test-consumers needs \
         test-lint test-coro-variants test-emulated test-build-emulated test-run-emulated \
+        test-musl test-build-musl test-run-musl \
         test-shaken test-steps test-config-build test-config-run \
         test-build-coro test-run-coro test-build-examples test-run-examples \
         test-models-worker-suites test-models-worker-builds test-models-collect step-models-collect
@@ -159,8 +161,9 @@ test: deps-test
 # spare, so the headers, lint, the examples' run, the front door's snippets, copy and consumer
 # projects go there (the headers, lint, examples and consumers are 30 s that the suites' lane,
 # the last to end, used to carry).
-SUITE_LANE := $(TEST_CONFIGS:%=run-%) run-coro run-emulated models-worker-suites
-OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-emulated build-examples headers lint run-examples \
+SUITE_LANE := $(TEST_CONFIGS:%=run-%) run-coro run-emulated run-musl models-worker-suites
+OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-emulated build-musl build-examples headers \
+              lint run-examples \
               snippets-copy consumers models-worker-builds
 test-steps: step-models-collect
 step-run-gcc: step-build-gcc
@@ -170,14 +173,16 @@ step-run-clang-thread: step-run-gcc-thread step-build-clang-thread
 step-run-gcc-address+undefined: step-run-clang-thread step-build-gcc-address+undefined
 step-run-coro: step-run-gcc-address+undefined step-build-coro
 step-run-emulated: step-run-coro step-build-emulated
-step-models-worker-suites: step-run-emulated
+step-run-musl: step-run-emulated step-build-musl
+step-models-worker-suites: step-run-musl
 step-build-clang: step-build-gcc
 step-build-gcc-thread: step-build-clang
 step-build-clang-thread: step-build-gcc-thread
 step-build-gcc-address+undefined: step-build-clang-thread
 step-build-coro: step-build-gcc-address+undefined
 step-build-emulated: step-build-coro
-step-build-examples: step-build-emulated
+step-build-musl: step-build-emulated
+step-build-examples: step-build-musl
 step-headers: step-build-examples
 step-lint: step-headers
 step-run-examples: step-lint
@@ -324,6 +329,34 @@ test-run-emulated:
 test-emulated: test-build-emulated
 	@$(MAKE) --no-print-directory test-run-emulated
 
+# musl, Alpine's libc: every suite built with Debian's musl-gcc and run here, but test_harness
+# (gdb shows no frames through musl's system call stubs). musl-gcc searches musl's headers
+# only: the kernel's (linux/futex.h) come from a directory of links to them, which is what
+# Alpine's linux-headers package installs. test_once without -fexceptions: Debian's
+# libgcc_eh is glibc's (it calls _dl_find_object), so musl programs cannot link it here.
+MUSL_CC := musl-gcc
+MUSL_INCLUDE := build/musl-include
+MUSL_SUITES := $(filter-out test_harness,$(TEST_SRCS:tests/%.c=%))
+
+test-build-musl:
+	@mkdir -p $(RESULTS) $(MUSL_INCLUDE) && rm -f $(RESULTS)/musl.log
+	@ln -sfn /usr/include/linux $(MUSL_INCLUDE)/linux && \
+	  ln -sfn /usr/include/asm-generic $(MUSL_INCLUDE)/asm-generic && \
+	  ln -sfn /usr/include/$$(gcc -print-multiarch)/asm $(MUSL_INCLUDE)/asm
+	@$(MAKE) --no-print-directory $(SUBMAKE_JOBS) tests CC=$(MUSL_CC) OPT="$(TEST_OPT)" \
+	  EXTRA_CFLAGS="-isystem $(MUSL_INCLUDE)" TEST_CFLAGS_once= >$(RESULTS)/build-musl.out 2>&1 || \
+	  { cat $(RESULTS)/build-musl.out; \
+	    printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build musl\n' >$(RESULTS)/musl.log; }
+
+test-run-musl:
+	@echo "== tests: musl"
+	@[ -e $(RESULTS)/musl.log ] && cat $(RESULTS)/musl.log || \
+	  $(RUN) suite $(RESULTS)/musl.log $(MUSL_SUITES:%=build/$(MUSL_CC)/%) | \
+	  grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true
+
+test-musl: test-build-musl
+	@$(MAKE) --no-print-directory test-run-musl
+
 check: tests
 	@mkdir -p $(RESULTS)
 	@$(SAN_ENV) $(RUN) suite $(RESULTS)/$(CONFIG).log $(TEST_BINS)
@@ -390,7 +423,7 @@ deps-test:
 	  cppcheck:cppcheck clang-format:clang-format \
 	  /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.tsan-x86_64.a:libclang-rt-14-dev \
 	  aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf \
-	  qemu-aarch64:qemu-user
+	  qemu-aarch64:qemu-user musl-gcc:musl-tools
 
 # --- make test-shaken ---------------------------------------------------------------------------
 # A test that assumes timing fails here sooner or later: every test binary of every

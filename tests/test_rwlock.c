@@ -656,7 +656,12 @@ static void rwlock_freed_by_the_next_holder_right_after_release(void) {
     memset(&sev, 0, sizeof sev);
     sev.sigev_notify = SIGEV_THREAD_ID;
     sev.sigev_signo = SIGUSR2;
-    sev._sigev_un._tid = (pid_t)syscall(SYS_gettid); /* main: the releaser */
+    pid_t releaser = (pid_t)syscall(SYS_gettid); /* main */
+#ifdef sigev_notify_thread_id
+    sev.sigev_notify_thread_id = releaser; /* musl; glibc from 2.37 */
+#else
+    sev._sigev_un._tid = releaser; /* glibc's only name for it before 2.37 */
+#endif
     timer_t timer;
     TH_CHECK_EQ(timer_create(CLOCK_MONOTONIC, &sev, &timer), 0);
     struct itimerspec every = {{0, 50000}, {0, 50000}};

@@ -108,9 +108,9 @@
  *   Every module's CONC_<MODULE>_SPIN counts pauses (see Spinning below).
  *
  * CAVEATS
- *   - Linux only for now: futex wait/wake live behind conc_futex_wait/conc_futex_wake,
- *     the one seam a port (macOS os_sync_wait_on_address, FreeBSD _umtx_op, Windows
- *     WaitOnAddress) replaces.
+ *   - Linux only for now (glibc or musl; x86-64, aarch64 and 32-bit armhf are tested):
+ *     futex wait/wake live behind conc_futex_wait/conc_futex_wake, the one seam a port
+ *     (macOS os_sync_wait_on_address, FreeBSD _umtx_op, Windows WaitOnAddress) replaces.
  *   - Needs C11 (or C++11; from C++17 CONC_NODISCARD is [[nodiscard]]) and the GCC/Clang
  *     __atomic builtins. With -std=c11 also define _DEFAULT_SOURCE (or use -std=gnu11):
  *     strict C11 hides syscall().
