@@ -253,9 +253,10 @@
  *   slot's first context runs a trampoline that loops: when a coroutine returns, the slot
  *   goes to the free list with its context parked in the loop, and the next spawn on it just
  *   resumes the loop with a new function (QEMU's pool). Creating a coroutine is therefore a
- *   pop from a free list and a push on the run queue. The trampoline's frame has a zero
- *   return address, as a thread's first frame has: unwinders (backtrace, gdb, pthread_exit's
- *   forced unwind) stop there instead of reading past the stack's top.
+ *   pop from a free list and a push on the run queue. With the asm switch the trampoline's
+ *   frame has a zero return address, as a thread's first frame has (with makecontext, the
+ *   libc's start function ends the chain): unwinders (backtrace, gdb, pthread_exit's forced
+ *   unwind) stop there instead of reading past the stack's top.
  *   Scheduling. A ring buffer of runnable coroutines plus a runnext slot. A coroutine that
  *   blocks switches straight to the next runnable one; only when none is runnable, or when
  *   timers, fds or the inbox are due (a look every CONC__CORO_TICKS switches and at every
@@ -1270,7 +1271,7 @@ CONC_INLINE bool conc__coro_sched_look_due(conc_sched_t *s) {
  * __errno_location const), so inline it reused the address found before the switch. A
  * slot's context that last ran on thread A and resumes on B (a destroy on B runs a late spawn
  * in it) then wrote into A's errno: a race with A, or, A gone, a write into its freed stack
- * (musl unmaps it: SIGSEGV). A call, about a nanosecond of a 17 ns round trip. */
+ * (musl unmaps it: SIGSEGV). A call: a nanosecond or two of a 15 to 23 ns round trip. */
 CONC_NOINLINE void conc__coro_errno_put_back(int saved) {
     __asm__ __volatile__("" ::: "memory"); /* as conc_errno_restore */
     errno = saved;
