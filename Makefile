@@ -226,10 +226,8 @@ test-config:
 # Under make test the build takes its jobs from the two lanes' (jobserver) instead of two more.
 SUBMAKE_JOBS = $(if $(findstring jobserver-auth,$(MAKEFLAGS)),,-j2)
 test-config-build:
-	@mkdir -p $(RESULTS) && rm -f $(RESULTS)/$(CONFIG).log
-	@$(MAKE) --no-print-directory $(SUBMAKE_JOBS) tests >$(RESULTS)/build-$(CONFIG).out 2>&1 || \
-	  { cat $(RESULTS)/build-$(CONFIG).out; echo "0 passed, 1 failed, 0 skipped" >$(RESULTS)/$(CONFIG).log; \
-	    echo "[ FAIL ] build $(CONFIG)" >>$(RESULTS)/$(CONFIG).log; }
+	@mkdir -p $(RESULTS)
+	@$(RUN) build $(RESULTS)/$(CONFIG).log $(CONFIG) $(MAKE) --no-print-directory $(SUBMAKE_JOBS) tests
 
 test-config-run:
 	@echo "== tests: $(CONFIG)"
@@ -258,16 +256,11 @@ build/coro-%/test_coro: tests/test_coro.c tests/harness.h $(HEADERS)
 test-build-coro:
 	@mkdir -p $(RESULTS)
 	@for v in $(CORO_VARIANTS); do \
-	  rm -f $(RESULTS)/coro-$$v.log; \
-	  $(MAKE) --no-print-directory build/coro-$$v/test_coro >$(RESULTS)/build-coro-$$v.out 2>&1 || \
-	    { cat $(RESULTS)/build-coro-$$v.out; \
-	      printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build coro-%s\n' $$v >$(RESULTS)/coro-$$v.log; }; \
+	  $(RUN) build $(RESULTS)/coro-$$v.log coro-$$v \
+	    $(MAKE) --no-print-directory build/coro-$$v/test_coro; \
 	done
-	@rm -f $(RESULTS)/coro-valgrind.log
-	@$(MAKE) --no-print-directory build/gcc/test_coro build/gcc/test_chan CC=gcc SANITIZE= \
-	  >$(RESULTS)/build-coro-valgrind.out 2>&1 || \
-	  { cat $(RESULTS)/build-coro-valgrind.out; \
-	    printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build coro-valgrind\n' >$(RESULTS)/coro-valgrind.log; }
+	@$(RUN) build $(RESULTS)/coro-valgrind.log coro-valgrind \
+	  $(MAKE) --no-print-directory build/gcc/test_coro build/gcc/test_chan CC=gcc SANITIZE=
 
 test-run-coro:
 	@for v in $(CORO_VARIANTS); do \
@@ -307,11 +300,8 @@ test-build-emulated:
 	@for a in $(EMULATED); do \
 	  case $$a in aarch64) cc=$(EMU_CC_aarch64) f=;; \
 	              armhf) cc=$(EMU_CC_armhf) f="$(EMU_CFLAGS_armhf)";; esac; \
-	  rm -f $(RESULTS)/emu-$$a.log; \
-	  $(MAKE) --no-print-directory $(SUBMAKE_JOBS) tests CC=$$cc OPT="$(TEST_OPT)" EXTRA_CFLAGS="$$f" \
-	    >$(RESULTS)/build-emu-$$a.out 2>&1 || \
-	    { cat $(RESULTS)/build-emu-$$a.out; \
-	      printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build %s\n' $$a >$(RESULTS)/emu-$$a.log; }; \
+	  $(RUN) build $(RESULTS)/emu-$$a.log $$a \
+	    $(MAKE) --no-print-directory $(SUBMAKE_JOBS) tests CC=$$cc OPT="$(TEST_OPT)" EXTRA_CFLAGS="$$f"; \
 	done
 
 test-run-emulated:
@@ -339,14 +329,13 @@ MUSL_INCLUDE := build/musl-include
 MUSL_SUITES := $(filter-out test_harness,$(TEST_SRCS:tests/%.c=%))
 
 test-build-musl:
-	@mkdir -p $(RESULTS) $(MUSL_INCLUDE) && rm -f $(RESULTS)/musl.log
+	@mkdir -p $(RESULTS) $(MUSL_INCLUDE)
 	@ln -sfn /usr/include/linux $(MUSL_INCLUDE)/linux && \
 	  ln -sfn /usr/include/asm-generic $(MUSL_INCLUDE)/asm-generic && \
 	  ln -sfn /usr/include/$$(gcc -print-multiarch)/asm $(MUSL_INCLUDE)/asm
-	@$(MAKE) --no-print-directory $(SUBMAKE_JOBS) tests CC=$(MUSL_CC) OPT="$(TEST_OPT)" \
-	  EXTRA_CFLAGS="-isystem $(MUSL_INCLUDE)" TEST_CFLAGS_once= >$(RESULTS)/build-musl.out 2>&1 || \
-	  { cat $(RESULTS)/build-musl.out; \
-	    printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build musl\n' >$(RESULTS)/musl.log; }
+	@$(RUN) build $(RESULTS)/musl.log musl \
+	  $(MAKE) --no-print-directory $(SUBMAKE_JOBS) tests CC=$(MUSL_CC) OPT="$(TEST_OPT)" \
+	  EXTRA_CFLAGS="-isystem $(MUSL_INCLUDE)" TEST_CFLAGS_once=
 
 test-run-musl:
 	@echo "== tests: musl"
@@ -407,10 +396,8 @@ test-examples: test-build-examples
 
 test-build-examples:
 	@mkdir -p $(RESULTS)
-	@rm -f $(RESULTS)/examples.log
-	@$(MAKE) --no-print-directory $(SUBMAKE_JOBS) examples >$(RESULTS)/build-examples.out 2>&1 || \
-	  { cat $(RESULTS)/build-examples.out; \
-	    printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build examples\n' >$(RESULTS)/examples.log; }
+	@$(RUN) build $(RESULTS)/examples.log examples \
+	  $(MAKE) --no-print-directory $(SUBMAKE_JOBS) examples
 
 test-run-examples:
 	@echo "== examples"

@@ -3,6 +3,9 @@
 # SPDX-License-Identifier: MIT
 #
 #   tests/run.sh deps CMD:PKG ...        install missing Debian packages (root) or name them
+#   tests/run.sh build LOG NAME CMD...   run a build (CMD), its output kept beside LOG; if it
+#                                        fails, show that output and leave LOG with one
+#                                        failure, "[ FAIL ] build NAME", for the run step
 #   tests/run.sh suite LOG BIN...        run test binaries, keep their output in LOG
 #                                        (under $CONC_TEST_WRAPPER if set: valgrind ...)
 #   tests/run.sh headers LOG             compile each header alone: C11/C++17 x gcc/clang;
@@ -40,6 +43,16 @@ deps() {
     fi
     echo "missing packages: run: sudo apt-get install ${missing[*]}"
     return 1
+}
+
+build() {
+    local log=$1 name=$2; shift 2
+    local out
+    out="$(dirname "$log")/build-$(basename "$log" .log).out"
+    rm -f "$log"
+    "$@" >"$out" 2>&1 && return 0
+    cat "$out"
+    printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build %s\n' "$name" >"$log"
 }
 
 suite() {
