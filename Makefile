@@ -230,10 +230,7 @@ test-config-build:
 	@$(RUN) build $(RESULTS)/$(CONFIG).log $(CONFIG) $(MAKE) --no-print-directory $(SUBMAKE_JOBS) tests
 
 test-config-run:
-	@echo "== tests: $(CONFIG)"
-	@[ -e $(RESULTS)/$(CONFIG).log ] && cat $(RESULTS)/$(CONFIG).log || \
-	  $(SAN_ENV) $(RUN) suite $(RESULTS)/$(CONFIG).log $(TEST_BINS) | \
-	  grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true
+	@$(SAN_ENV) $(RUN) run $(CONFIG) $(RESULTS)/$(CONFIG).log $(TEST_BINS)
 
 # The coroutine switch has backends and build modes the five configurations do not reach: a
 # C++17 build, a -D_FORTIFY_SOURCE=2 -O2 build (glibc's longjmp check), the swapcontext and
@@ -264,17 +261,11 @@ test-build-coro:
 
 test-run-coro:
 	@for v in $(CORO_VARIANTS); do \
-	  echo "== tests: coro-$$v"; \
-	  if [ -e $(RESULTS)/coro-$$v.log ]; then cat $(RESULTS)/coro-$$v.log; continue; fi; \
-	  $(RUN) suite $(RESULTS)/coro-$$v.log build/coro-$$v/test_coro | \
-	    grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true; \
+	  $(RUN) run coro-$$v $(RESULTS)/coro-$$v.log build/coro-$$v/test_coro; \
 	done
-	@echo "== tests: coro-valgrind"
-	@[ -e $(RESULTS)/coro-valgrind.log ] && cat $(RESULTS)/coro-valgrind.log || \
-	  CONC_TEST_WRAPPER="$(VALGRIND)" CONC_TEST_ITERS=$${CONC_TEST_ITERS:-5} \
+	@CONC_TEST_WRAPPER="$(VALGRIND)" CONC_TEST_ITERS=$${CONC_TEST_ITERS:-5} \
 	  CONC_TEST_TIMEOUT_SCALE=$${CONC_TEST_TIMEOUT_SCALE:-20} \
-	  $(RUN) suite $(RESULTS)/coro-valgrind.log build/gcc/test_coro build/gcc/test_chan | \
-	  grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true
+	  $(RUN) run coro-valgrind $(RESULTS)/coro-valgrind.log build/gcc/test_coro build/gcc/test_chan
 
 test-coro-variants: test-build-coro
 	@$(MAKE) --no-print-directory test-run-coro
@@ -308,12 +299,9 @@ test-run-emulated:
 	@for a in $(EMULATED); do \
 	  case $$a in aarch64) cc=$(EMU_CC_aarch64) q=$(EMU_QEMU_aarch64);; \
 	              armhf) cc=$(EMU_CC_armhf) q=$(EMU_QEMU_armhf);; esac; \
-	  echo "== tests: $$a (qemu-user)"; \
-	  if [ -e $(RESULTS)/emu-$$a.log ]; then cat $(RESULTS)/emu-$$a.log; continue; fi; \
 	  CONC_TEST_EMULATED=1 QEMU_LD_PREFIX=/usr/$${cc%-gcc} CONC_TEST_WRAPPER=$$q \
 	  CONC_TEST_TIMEOUT_SCALE=$${CONC_TEST_TIMEOUT_SCALE:-4} CONC_TEST_ITERS=$${CONC_TEST_ITERS:-25} \
-	  $(RUN) suite $(RESULTS)/emu-$$a.log $(EMU_SUITES:%=build/$$cc/%) | \
-	    grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true; \
+	  $(RUN) run "$$a (qemu-user)" $(RESULTS)/emu-$$a.log $(EMU_SUITES:%=build/$$cc/%); \
 	done
 
 test-emulated: test-build-emulated
@@ -338,10 +326,7 @@ test-build-musl:
 	  EXTRA_CFLAGS="-isystem $(MUSL_INCLUDE)" TEST_CFLAGS_once=
 
 test-run-musl:
-	@echo "== tests: musl"
-	@[ -e $(RESULTS)/musl.log ] && cat $(RESULTS)/musl.log || \
-	  $(RUN) suite $(RESULTS)/musl.log $(MUSL_SUITES:%=build/$(MUSL_CC)/%) | \
-	  grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true
+	@$(RUN) run musl $(RESULTS)/musl.log $(MUSL_SUITES:%=build/$(MUSL_CC)/%)
 
 test-musl: test-build-musl
 	@$(MAKE) --no-print-directory test-run-musl

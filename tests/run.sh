@@ -6,6 +6,9 @@
 #   tests/run.sh build LOG NAME CMD...   run a build (CMD), its output kept beside LOG; if it
 #                                        fails, show that output and leave LOG with one
 #                                        failure, "[ FAIL ] build NAME", for the run step
+#   tests/run.sh run NAME LOG BIN...     make test's run step: "== tests: NAME", then LOG if the
+#                                        build step left it there (a failed build), else the
+#                                        suite's run, showing its failures and closing line
 #   tests/run.sh suite LOG BIN...        run test binaries, keep their output in LOG
 #                                        (under $CONC_TEST_WRAPPER if set: valgrind ...)
 #   tests/run.sh headers LOG             compile each header alone: C11/C++17 x gcc/clang;
@@ -53,6 +56,16 @@ build() {
     "$@" >"$out" 2>&1 && return 0
     cat "$out"
     printf '0 passed, 1 failed, 0 skipped\n[ FAIL ] build %s\n' "$name" >"$log"
+}
+
+run() {
+    local name=$1 log=$2; shift 2
+    echo "== tests: $name"
+    if [ -e "$log" ]; then
+        cat "$log"
+        return 0
+    fi
+    suite "$log" "$@" | grep -E '^(==|\[ FAIL|DEADLOCK|    FAIL|[0-9]+ passed)' || true
 }
 
 suite() {
