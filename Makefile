@@ -86,7 +86,7 @@ RUN := bash tests/run.sh
         deps-test deps-bench test-headers test-models test-examples test-config test-frontdoor \
         test-snippets-copy test-consumers needs \
         test-lint test-coro-variants test-emulated test-build-emulated test-run-emulated \
-        test-musl test-build-musl test-run-musl \
+        test-musl test-build-musl test-run-musl test-nopidfd test-run-nopidfd \
         test-shaken test-steps test-config-build test-config-run \
         test-build-coro test-run-coro test-build-examples test-run-examples \
         test-models-worker-suites test-models-worker-builds test-models-collect step-models-collect
@@ -161,7 +161,8 @@ test: deps-test
 # spare, so the headers, lint, the examples' run, the front door's snippets, copy and consumer
 # projects go there (the headers, lint, examples and consumers are 30 s that the suites' lane,
 # the last to end, used to carry).
-SUITE_LANE := $(TEST_CONFIGS:%=run-%) run-coro run-emulated run-musl models-worker-suites
+SUITE_LANE := $(TEST_CONFIGS:%=run-%) run-coro run-nopidfd run-emulated run-musl \
+              models-worker-suites
 OTHER_LANE := $(TEST_CONFIGS:%=build-%) build-coro build-emulated build-musl build-examples headers \
               lint run-examples \
               snippets-copy consumers models-worker-builds
@@ -172,7 +173,8 @@ step-run-gcc-thread: step-run-clang step-build-gcc-thread
 step-run-clang-thread: step-run-gcc-thread step-build-clang-thread
 step-run-gcc-address+undefined: step-run-clang-thread step-build-gcc-address+undefined
 step-run-coro: step-run-gcc-address+undefined step-build-coro
-step-run-emulated: step-run-coro step-build-emulated
+step-run-nopidfd: step-run-coro
+step-run-emulated: step-run-nopidfd step-build-emulated
 step-run-musl: step-run-emulated step-build-musl
 step-models-worker-suites: step-run-musl
 step-build-clang: step-build-gcc
@@ -330,6 +332,27 @@ test-run-musl:
 
 test-musl: test-build-musl
 	@$(MAKE) --no-print-directory test-run-musl
+
+# The fork pool on a kernel without pidfds (Linux before 5.3, or a seccomp profile older than
+# them): test_forkpool again, plain, under TSan and under ASan+UBSan, with pidfd_open and
+# pidfd_send_signal refused (a seccomp filter the suite installs: CONC_TEST_NO_PIDFD).
+NOPIDFD_CONFIGS := gcc clang-thread gcc-address+undefined
+test-run-nopidfd:
+	@for c in $(NOPIDFD_CONFIGS); do \
+	  if [ $$c = gcc ]; then san=; else san="CONC_TEST_TIMEOUT_SCALE=$${CONC_TEST_TIMEOUT_SCALE:-4} \
+	    CONC_TEST_ITERS=$${CONC_TEST_ITERS:-25}"; fi; \
+	  env CONC_TEST_NO_PIDFD=1 $$san $(RUN) run nopidfd-$$c $(RESULTS)/nopidfd-$$c.log \
+	    build/$$c/test_forkpool; \
+	done
+
+test-nopidfd:
+	@for c in $(NOPIDFD_CONFIGS); do \
+	  $(MAKE) --no-print-directory build/$$c/test_forkpool CC=$$(case $$c in clang*) echo clang;; \
+	    *) echo gcc;; esac) SANITIZE=$$(case $$c in *thread) echo thread;; \
+	    *address*) echo address,undefined;; esac) || exit 1; \
+	done
+	@mkdir -p $(RESULTS)
+	@$(MAKE) --no-print-directory test-run-nopidfd
 
 check: tests
 	@mkdir -p $(RESULTS)

@@ -53,7 +53,11 @@ static void *fp_calloc(size_t k, size_t n) {
 #undef calloc
 
 #include <dirent.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <spawn.h>
+#include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -65,6 +69,70 @@ int tu2_forkpool_submit(conc_forkpool_t *p, const char *text, conc_future_t **f)
 const void *tu2_forkpool_result(conc_future_t *f, size_t *len);
 int tu2_forkpool_outcome(conc_future_t *f, conc_forkpool_outcome_t *out);
 int tu2_forkpool_cancel(conc_future_t *f);
+
+/* -------------------------------------------------------------------------------------------
+ * A kernel without pidfds: CONC_TEST_NO_PIDFD=1 runs the whole suite so (make test does),
+ * and forkpool_holds_pidfds_only_where_it_can_open_them one pool in any run.
+ * ------------------------------------------------------------------------------------------- */
+#if defined(__x86_64__)
+#define FP_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define FP_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#elif defined(__arm__)
+#define FP_AUDIT_ARCH AUDIT_ARCH_ARM
+#endif
+
+/* From here on, in this process and every process it forks, pidfd_open and
+ * pidfd_send_signal fail with ENOSYS, as before Linux 5.3 (5.1 for the second) or in a seccomp
+ * profile older than them. false where this test does not know the architecture's number. */
+static bool fp_refuse_pidfds(void) {
+#ifdef FP_AUDIT_ARCH
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FP_AUDIT_ARCH, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_send_signal, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+    };
+    struct sock_fprog prog = {(unsigned short)(sizeof code / sizeof code[0]), code};
+    /* Every thread at once (TSYNC): a sanitizer's threads are already running. */
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+           syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) == 0;
+#else
+    return false;
+#endif
+}
+
+__attribute__((constructor)) static void fp_no_pidfds_from_the_environment(void) {
+    const char *v = getenv("CONC_TEST_NO_PIDFD");
+    if (v && *v && strcmp(v, "0") != 0 && !fp_refuse_pidfds()) {
+        fprintf(stderr, "CONC_TEST_NO_PIDFD: cannot refuse pidfd_open here (%s)\n",
+                strerror(errno));
+        exit(2);
+    }
+}
+
+/* How many of this process's fds are pidfds. */
+static int fp_pidfd_count(void) {
+    DIR *d = opendir("/proc/self/fd");
+    TH_CHECK(d != NULL);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[300], link[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(path, link, sizeof link - 1);
+        if (len > 0) {
+            link[len] = 0;
+            n += strcmp(link, "anon_inode:[pidfd]") == 0;
+        }
+    }
+    closedir(d);
+    return n;
+}
 
 /* -------------------------------------------------------------------------------------------
  * Helpers
@@ -1126,6 +1194,74 @@ static void forkpool_submit_cancel_running_and_queued(void) {
     conc_future_release(queued);
     conc_future_release(after);
     conc_forkpool_destroy(p);
+}
+
+/* Where the kernel gives pidfds the pool watches by them: one per worker, one for the server.
+ * Where pidfd_open fails with ENOSYS (Linux before 5.3, or a seccomp profile older than it),
+ * create used to fail with ENOSYS; the same pool now runs watched without them (DESIGN,
+ * "Without pidfds"): it holds none, and a map, a crash, a cancel of a running task, a
+ * timeout and its replacements work there as anywhere. Under CONC_TEST_NO_PIDFD=1 (the
+ * whole suite so, in make test) the first half is refused too. */
+static conc_forkpool_t *fp_timed_pool(unsigned workers);
+#define FP_NO_FILTER_HERE 77
+
+static void forkpool_holds_pidfds_only_where_it_can_open_them(void) {
+    int probe = (int)syscall(SYS_pidfd_open, getpid(), 0), probe_errno = errno;
+    bool kernel_gives = probe >= 0;
+    if (probe >= 0)
+        close(probe);
+    int before = fp_pidfd_count();
+    conc_forkpool_t *p = fp_create(2);
+    TH_CHECK_EQ(fp_pidfd_count() - before, kernel_gives ? 3 : 0);
+    conc_forkpool_destroy(p);
+    if (!kernel_gives)
+        TH_CHECK_EQ(probe_errno, ENOSYS); /* refused, as by an old kernel */
+    pid_t child = fork();
+    TH_CHECK(child >= 0);
+    if (child == 0) {
+        if (kernel_gives && !fp_refuse_pidfds())
+            _exit(FP_NO_FILTER_HERE);
+        TH_CHECK(syscall(SYS_pidfd_open, getpid(), 0) == -1 && errno == ENOSYS);
+        p = fp_timed_pool(2);
+        TH_CHECK_EQ(fp_pidfd_count(), 0);
+        fp_shared *s = fp_shared_alloc(p, 100);
+        fp_map_arg *a = fp_arg(p, s);
+        a->special[0] = 37, a->what[0] = FP_SEGV;
+        conc_forkpool_outcome_t out[100];
+        TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, 100, out), ECHILD);
+        for (size_t i = 0; i < 100; i++)
+            TH_CHECK_EQ(s->count[i], 1u);
+        TH_CHECK(out[37].status == ECHILD && out[37].signal == SIGSEGV);
+        fp_shared *h = fp_shared_alloc(p, 1), *t = fp_shared_alloc(p, 1);
+        conc_future_t *run, *timed, *after;
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task, &h, sizeof h, &run), 0);
+        fp_wait_flag(&h->flag, 1);
+        TH_CHECK_EQ(conc_forkpool_cancel(run), 0); /* returns once that worker has exited */
+        TH_CHECK(!fp_pid_alive(h->pid));
+        TH_CHECK_EQ(conc_future_wait(run), ECANCELED);
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task_no_term, &t, sizeof t, &timed), 0);
+        TH_CHECK_EQ(conc_future_wait(timed), ETIMEDOUT);
+        TH_CHECK_EQ(conc_forkpool_outcome(timed, &out[0]), 0);
+        TH_CHECK(out[0].status == ETIMEDOUT && out[0].signal == SIGKILL);
+        TH_CHECK(!fp_pid_alive(t->pid));
+        TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &after), 0);
+        TH_CHECK_EQ(conc_future_wait(after), 0);
+        pid_t served = *(const pid_t *)conc_forkpool_result(after, NULL);
+        TH_CHECK(served != h->pid && served != t->pid);
+        conc_future_release(run);
+        conc_future_release(timed);
+        conc_future_release(after);
+        TH_CHECK_EQ(fp_pidfd_count(), 0);
+        conc_forkpool_destroy(p);
+        fp_check_no_children();
+        _exit(0);
+    }
+    int st;
+    TH_CHECK_EQ(waitpid(child, &st, 0), child);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == FP_NO_FILTER_HERE)
+        TH_SKIP("no seccomp filter for this architecture in the test");
+    TH_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the pool without pidfds: status %#x", st);
+    fp_check_no_children();
 }
 
 /* Counts its run in s->count[i] before anything else: arg is {fp_shared *s; size_t i}. */
@@ -3293,7 +3429,7 @@ static void fp_closed_stdio_child(void) {
     conc_lock_acquire(&p->lock);
     bool low = p->evfd < 3 || p->ctl < 3;
     for (unsigned k = 0; k < p->nworkers; k++)
-        low = low || p->w[k].sock < 3 || p->w[k].pidfd < 3;
+        low = low || p->w[k].sock < 3 || (p->pidfds && p->w[k].pidfd < 3);
     conc_lock_release(&p->lock);
     if (low)
         _exit(FP_STDIO_LOW_FD);
@@ -4394,6 +4530,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_no_parent_memory_for_a_result_is_enomem),
         TH_CASE(forkpool_create_with_a_server_out_of_memory_is_enomem),
         TH_CASE(forkpool_submit_tiny_and_huge), TH_CASE(forkpool_submit_cancel_running_and_queued),
+        TH_CASE(forkpool_holds_pidfds_only_where_it_can_open_them),
         TH_CASE(forkpool_cancel_after_future_cancel),
         TH_CASE(forkpool_cancel_handed_over_not_started_drops),
         TH_CASE(forkpool_worker_dead_before_the_start_gate_runs_the_task_elsewhere),

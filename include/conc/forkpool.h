@@ -39,8 +39,8 @@
  * ERRORS
  *   create: EINVAL (workers past CONC_FORKPOOL_MAX_WORKERS, a negative task_timeout, a shared
  *     size so large that rounding it up, or adding the control pages, overflows), ENOMEM,
- *     the errno of mmap/socketpair/fork/pthread_create, ENOSYS (no pidfd_open: Linux before
- *     5.3, or a seccomp sandbox that refuses it; there is no fallback), EMFILE (no fd left
+ *     the errno of mmap/socketpair/fork/pthread_create (and of the fork server's signalfd,
+ *     on a kernel without pidfds: DESIGN, "Without pidfds"), EMFILE (no fd left
  *     for a worker's socket and pidfd), init's non-zero return (create fails with it and
  *     leaves no process, fd or mapping behind), ECHILD (a worker died in init).
  *   map: 0 if every item returned 0, else the final status of the first failing item in
@@ -188,7 +188,8 @@
  *     the server dead, at its exit, which its pidfd shows). A child the host forks without
  *     exec keeps copies of the pool's fds too; shutdown and destroy never wait for it either.
  *     A host that is a child subreaper inherits the workers of a server that died: the pool
- *     reaps them (waitid on each one's pidfd, never another child of the host).
+ *     reaps them (waitid on each one's pidfd, never another child of the host; without
+ *     pidfds, by its pid while /proc shows it is our zombie).
  *   - on_done callbacks of fork-pool futures run on the pool's monitor thread: keep them
  *     short and never block on the same pool: a map there returns EDEADLK, and so does a
  *     blocking submit that finds a bounded queue full (try_submit: EAGAIN), since only that
@@ -289,6 +290,24 @@
  *   queued task reads as given up), kill every worker, then the shutdown above, which finds
  *   no running work to wait for. The deaths settle what the workers ran, as any giving up's
  *   do, with ECANCELED for EPIPE (conc__forkpool_given_up_status).
+ *   Without pidfds. pidfd_open is Linux 5.3 (RHEL 8's 4.18 has none), and seccomp profiles
+ *   written before it refuse it (ENOSYS, or EPERM as older container runtimes' did). create
+ *   tries it once; refused, the pool runs the same, watching its processes the older way,
+ *   each pidfd's job done by something a kernel of any age has:
+ *     the server learns of its workers' exits from SIGCHLD, blocked and read from a
+ *     signalfd (every child of the server is a worker), and reaps each by its pid;
+ *     a signal to a worker (timeout, cancel, kill at a stop or giving up) goes through the
+ *     server (a KILL packet), which sends it only while that worker is its unreaped child,
+ *     so the pid cannot name another process: the one thing a pidfd was for;
+ *     cancel waits for the killed worker's exit by its pid (conc__forkpool_pid_exited:
+ *     /proc shows it a zombie, or it is gone; the kernel gives a pid out again only after
+ *     its reap, and only once it has gone through every other free pid);
+ *     the monitor looks whether the server has exited every CONC__FORKPOOL_LOOK_NS (100
+ *     ms), as its socket's EOF may never come (a child the host forked holds its end), and
+ *     with the server gone it settles each worker at its exit by its pid, as above. A
+ *     packet to the server never blocks for good: a full socket with an exited server is
+ *     EPIPE. tests/test_forkpool.c runs whole under CONC_TEST_NO_PIDFD=1 (make test does),
+ *     a seccomp filter refusing pidfd_open and pidfd_send_signal with ENOSYS.
  */
 #ifndef CONC_FORKPOOL_H
 #define CONC_FORKPOOL_H
@@ -306,6 +325,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -327,6 +347,9 @@ extern "C" {
 #define CONC_FORKPOOL_BACKOFF (1 * CONC_MS) /* first respawn delay after an immediate death */
 #endif
 #define CONC_FORKPOOL_BACKOFF_MAX (256 * CONC_MS) /* the doubling stops here */
+/* How often the monitor looks whether the fork server has exited when it has no pidfd to poll
+ * for that (DESIGN, "Without pidfds"). */
+#define CONC__FORKPOOL_LOOK_NS (100 * CONC_MS)
 /* CONC_FORKPOOL_SEND_HOOK(fd) runs in a submitter that writes its task to an idle worker's
  * socket fd itself, outside the pool lock, right before the write; tests hold a thread there.
  * Default: nothing. */
@@ -468,9 +491,10 @@ CONC_STATIC_ASSERT(sizeof(conc__forkpool_msg) == 32, "a frame header is 32 bytes
 
 enum {
     CONC__FORKPOOL_CTL_SPAWN = 1, /* P->S: fork a worker for slot */
-    CONC__FORKPOOL_CTL_SPAWNED,   /* S->P: slot, pid; fds: socket, pidfd */
+    CONC__FORKPOOL_CTL_SPAWNED,   /* S->P: slot, pid; fds: socket, pidfd (none without) */
     CONC__FORKPOOL_CTL_SPAWNFAIL, /* S->P: slot, errno in status */
-    CONC__FORKPOOL_CTL_DIED       /* S->P: slot, pid, wait status */
+    CONC__FORKPOOL_CTL_DIED,      /* S->P: slot, pid, wait status */
+    CONC__FORKPOOL_CTL_KILL       /* P->S: send signal `status` to slot's pid if not reaped */
 };
 typedef struct conc__forkpool_ctl {
     int32_t type, slot, pid, status;
@@ -571,6 +595,7 @@ struct conc_forkpool {
     size_t arena_off;            /* where the arena starts in shm */
     conc__forkpool_block *blocks;
     pid_t parent_pid, server_pid;
+    bool pidfds; /* pidfd_open works here; else the pool watches without them (DESIGN) */
     /* A private page wiped in every fork (MADV_WIPEONFORK) holding CONC__FORKPOOL_HOME_MARK:
      * the parent reads the mark, any fork of it reads 0. NULL where the kernel has no
      * MADV_WIPEONFORK (before 4.14): getpid then. */
@@ -655,9 +680,9 @@ CONC_INLINE void conc__forkpool_ctl_msghdr(struct msghdr *mh, struct iovec *iov,
     mh->msg_controllen = sizeof u->buf;
 }
 
-/* One control packet, with up to two fds. */
+/* One control packet, with up to two fds; flags: 0 or MSG_DONTWAIT. */
 CONC_NOINLINE int conc__forkpool_ctl_send(int fd, const conc__forkpool_ctl *m, const int *fds,
-                                          int nfds) {
+                                          int nfds, int flags) {
     struct iovec iov;
     struct msghdr mh;
     conc__forkpool_ctl_fds u;
@@ -677,7 +702,7 @@ CONC_NOINLINE int conc__forkpool_ctl_send(int fd, const conc__forkpool_ctl *m, c
         memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
     }
     for (;;) {
-        ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | flags);
         if (n >= 0)
             return 0;
         if (errno != EINTR)
@@ -720,6 +745,69 @@ CONC_INLINE int conc__forkpool_pidfd_signal(int pidfd, int sig) {
 CONC_NOINLINE void conc__forkpool_wait_exit(int pidfd) {
     struct pollfd pf = {pidfd, POLLIN, 0};
     while (poll(&pf, 1, -1) < 0 && errno == EINTR) {
+    }
+}
+
+/* Whether this kernel, and the sandbox around us, gives pidfds: pidfd_open is Linux 5.3, and
+ * a seccomp profile older than that refuses it (ENOSYS, or EPERM, as container runtimes'
+ * default profiles did). Without them the pool watches its processes the older way (DESIGN,
+ * "Without pidfds"). Any other failure (EMFILE, ENOMEM) is for the moment: the pool takes
+ * pidfds, and a spawn that cannot have one fails and is asked for again. */
+CONC_NOINLINE bool conc__forkpool_pidfds_work(void) {
+    int saved = conc_errno_save();
+    int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    bool works = fd >= 0 || (errno != ENOSYS && errno != EPERM);
+    if (fd >= 0)
+        close(fd);
+    conc_errno_restore(saved);
+    return works;
+}
+
+/* Without pidfds: whether the process pid has exited, for a process that is not our child,
+ * or our child the server's death left us (this process is a child subreaper): it is our
+ * zombie (WNOWAIT leaves it to reap), another's zombie (/proc says Z: its parent, init among
+ * them, may reap it late), or gone (reaped). Its stores to the shared region came before
+ * any of these. The kernel hands a pid out again only after that reap, and only once it has
+ * gone through every other free pid: looked at every millisecond or so, as here, pid names
+ * the process we mean. Without /proc, a zombie counts once it is reaped. */
+CONC_NOINLINE bool conc__forkpool_pid_exited(pid_t pid, bool *our_zombie) {
+    int saved = conc_errno_save();
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    bool zombie =
+        waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+    bool exited = zombie;
+    if (!exited) {
+        char path[40], buf[256];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+        if (fd >= 0)
+            close(fd);
+        const char *paren = NULL;
+        if (n > 0) {
+            buf[n] = 0;
+            paren = strrchr(buf, ')'); /* the name, in parentheses, may hold anything */
+        }
+        if (paren && paren[1] == ' ')
+            exited = paren[2] == 'Z' || paren[2] == 'X';
+        else
+            exited = kill(pid, 0) != 0 && errno == ESRCH;
+    }
+    conc_errno_restore(saved);
+    if (our_zombie)
+        *our_zombie = zombie;
+    return exited;
+}
+
+/* Returns once pid has exited (conc__forkpool_pid_exited), looking every 50 us to 1 ms. */
+CONC_NOINLINE void conc__forkpool_wait_pid_exit(pid_t pid, bool *our_zombie) {
+    long ns = 50 * (long)CONC_US;
+    while (!conc__forkpool_pid_exited(pid, our_zombie)) {
+        struct timespec ts = {0, ns};
+        (void)clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+        if (ns < (long)CONC_MS)
+            ns *= 2;
     }
 }
 
@@ -1060,22 +1148,48 @@ CONC_NOINLINE void conc__forkpool_worker_main(const conc_forkpool_t *p, unsigned
 /* -------------------------------------------------------------------------------------------
  * The fork server (a child of the monitor thread, single-threaded)
  * ------------------------------------------------------------------------------------------- */
+/* The server has reaped worker k (wait status ws): tell the parent. */
+CONC_NOINLINE void conc__forkpool_server_reaped(int ctl, pid_t *pids, unsigned k, int ws,
+                                                bool *quit) {
+    conc__forkpool_ctl m = {CONC__FORKPOOL_CTL_DIED, (int32_t)k, pids[k], ws};
+    pids[k] = 0;
+    if (!*quit && conc__forkpool_ctl_send(ctl, &m, NULL, 0, 0) != 0)
+        *quit = true;
+}
+
 CONC_NOINLINE void conc__forkpool_server_main(const conc_forkpool_t *p) {
     int ctl = CONC__FORKPOOL_FD;
     unsigned n = p->nworkers;
     pid_t self = getpid();
     pid_t *pids = (pid_t *)calloc(n, sizeof *pids);
-    struct pollfd *pf = (struct pollfd *)calloc(n + 1, sizeof *pf);
-    if (!pids || !pf) {
-        /* No memory for its books: answer every request with ENOMEM until the parent lets
-         * go, so that create fails with it (a server that just died would read as a worker's
-         * death, ECHILD, and one gone before create's last request as the pool's end). */
+    /* The parent's socket, a pidfd per worker, and without pidfds a signalfd (below). */
+    struct pollfd *pf = (struct pollfd *)calloc(n + 2, sizeof *pf);
+    int watch_err = !pids || !pf ? ENOMEM : 0;
+    int chld = -1;
+    if (!watch_err && !p->pidfds) {
+        /* Without pidfds a worker's exit shows as a SIGCHLD, read from a signalfd: blocked
+         * here (a worker unblocks every signal: hygiene), at its default disposition (never
+         * SIG_IGN, which would reap the workers unseen). Every child of the server is a
+         * worker, each one reaped by its pid. */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGCHLD);
+        (void)sigprocmask(SIG_BLOCK, &set, NULL);
+        chld = conc__forkpool_fd_up(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+        if (chld < 0)
+            watch_err = errno;
+    }
+    if (watch_err) {
+        /* No memory for its books, or no fd to watch with: answer every request with that
+         * until the parent lets go, so that create fails with it (a server that just died
+         * would read as a worker's death, ECHILD, and one gone before create's last request
+         * as the pool's end). */
         conc__forkpool_ctl m;
         int fds[2];
         while (conc__forkpool_ctl_recv(ctl, &m, fds, 0) == 0 &&
                m.type == CONC__FORKPOOL_CTL_SPAWN) {
-            conc__forkpool_ctl r = {CONC__FORKPOOL_CTL_SPAWNFAIL, m.slot, 0, ENOMEM};
-            if (conc__forkpool_ctl_send(ctl, &r, NULL, 0) != 0)
+            conc__forkpool_ctl r = {CONC__FORKPOOL_CTL_SPAWNFAIL, m.slot, 0, watch_err};
+            if (conc__forkpool_ctl_send(ctl, &r, NULL, 0, 0) != 0)
                 break;
         }
         _exit(1);
@@ -1084,6 +1198,8 @@ CONC_NOINLINE void conc__forkpool_server_main(const conc_forkpool_t *p) {
         pf[k + 1].fd = -1;
     pf[0].fd = ctl;
     pf[0].events = POLLIN;
+    pf[n + 1].fd = chld;
+    pf[n + 1].events = POLLIN;
     bool quit = false;
     for (;;) {
         unsigned live = 0;
@@ -1091,7 +1207,7 @@ CONC_NOINLINE void conc__forkpool_server_main(const conc_forkpool_t *p) {
             live += pids[k] != 0;
         if (quit && live == 0)
             break;
-        if (poll(pf, n + 1, -1) < 0) {
+        if (poll(pf, n + 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
             break;
@@ -1104,19 +1220,35 @@ CONC_NOINLINE void conc__forkpool_server_main(const conc_forkpool_t *p) {
             do
                 r = waitpid(pids[k], &ws, 0);
             while (r < 0 && errno == EINTR);
-            conc__forkpool_ctl m = {CONC__FORKPOOL_CTL_DIED, (int32_t)k, pids[k], ws};
             close(pf[k + 1].fd);
             pf[k + 1].fd = -1;
-            pids[k] = 0;
-            if (!quit && conc__forkpool_ctl_send(ctl, &m, NULL, 0) != 0)
-                quit = true;
+            conc__forkpool_server_reaped(ctl, pids, k, ws, &quit);
+        }
+        if (chld >= 0 && pf[n + 1].revents) {
+            /* SIGCHLDs merge while pending: one read may stand for several exits. */
+            struct signalfd_siginfo si;
+            while (read(chld, &si, sizeof si) == (ssize_t)sizeof si) {
+            }
+            for (unsigned k = 0; k < n; k++) {
+                int ws = 0;
+                if (pids[k] != 0 && waitpid(pids[k], &ws, WNOHANG) == pids[k])
+                    conc__forkpool_server_reaped(ctl, pids, k, ws, &quit);
+            }
         }
         if (quit || !(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
             continue;
         conc__forkpool_ctl m;
         int fds[2];
-        if (conc__forkpool_ctl_recv(ctl, &m, fds, 0) != 0 || m.type != CONC__FORKPOOL_CTL_SPAWN ||
-            m.slot < 0 || (unsigned)m.slot >= n || pids[m.slot] != 0) {
+        int got = conc__forkpool_ctl_recv(ctl, &m, fds, 0);
+        if (got == 0 && m.type == CONC__FORKPOOL_CTL_KILL) {
+            /* Without pidfds the parent signals a worker through us: not yet reaped (still
+             * in pids), the pid is still that worker's. */
+            if (m.slot >= 0 && (unsigned)m.slot < n && m.pid > 0 && pids[m.slot] == m.pid)
+                (void)kill(m.pid, m.status);
+            continue;
+        }
+        if (got != 0 || m.type != CONC__FORKPOOL_CTL_SPAWN || m.slot < 0 || (unsigned)m.slot >= n ||
+            pids[m.slot] != 0) {
             quit = true; /* the parent closed us (shutdown) or is gone: kill what is left */
             for (unsigned k = 0; k < n; k++)
                 if (pids[k])
@@ -1142,8 +1274,10 @@ CONC_NOINLINE void conc__forkpool_server_main(const conc_forkpool_t *p) {
                 _exit(0);
             }
             close(sp[1]);
-            int pidfd = pid > 0 ? conc__forkpool_fd_up((int)syscall(SYS_pidfd_open, pid, 0)) : -1;
-            if (pid < 0 || pidfd < 0) {
+            int pidfd = pid > 0 && p->pidfds
+                            ? conc__forkpool_fd_up((int)syscall(SYS_pidfd_open, pid, 0))
+                            : -1;
+            if (pid < 0 || (p->pidfds && pidfd < 0)) {
                 err = errno;
                 if (pid > 0) {
                     kill(pid, SIGKILL);
@@ -1156,14 +1290,14 @@ CONC_NOINLINE void conc__forkpool_server_main(const conc_forkpool_t *p) {
                 pf[k + 1].events = POLLIN;
                 conc__forkpool_ctl r = {CONC__FORKPOOL_CTL_SPAWNED, (int32_t)k, pid, 0};
                 int out[2] = {sp[0], pidfd};
-                if (conc__forkpool_ctl_send(ctl, &r, out, 2) != 0)
+                if (conc__forkpool_ctl_send(ctl, &r, out, pidfd >= 0 ? 2 : 1, 0) != 0)
                     quit = true;
                 close(sp[0]);
             }
         }
         if (err) {
             conc__forkpool_ctl r = {CONC__FORKPOOL_CTL_SPAWNFAIL, (int32_t)k, 0, err};
-            if (conc__forkpool_ctl_send(ctl, &r, NULL, 0) != 0)
+            if (conc__forkpool_ctl_send(ctl, &r, NULL, 0, 0) != 0)
                 quit = true;
         }
     }
@@ -1576,6 +1710,45 @@ CONC_NOINLINE void conc__forkpool_worker_clear(conc__forkpool_worker *w) {
     w->state = CONC__FORKPOOL_W_EMPTY;
 }
 
+/* A packet to the fork server (a spawn request, or a kill without pidfds), under the pool
+ * lock. Never blocked for good: the server reads every packet as it comes, so a full socket
+ * means it is stopped or gone, and gone it may be with its end of the socket still open in a
+ * child the host forked (a blocking send would wait for that child, and the pool lock with
+ * it). 0, or EPIPE once the server has exited, or another errno of the send. */
+CONC_NOINLINE int conc__forkpool_to_server(conc_forkpool_t *p, const conc__forkpool_ctl *m) {
+    for (;;) {
+        int e = conc__forkpool_ctl_send(p->ctl, m, NULL, 0, MSG_DONTWAIT);
+        if (!conc__base_would_block(e))
+            return e;
+        if (conc__forkpool_pid_exited(p->server_pid, NULL))
+            return EPIPE;
+        struct pollfd pf = {p->ctl, POLLOUT, 0};
+        (void)poll(&pf, 1, (int)(CONC__FORKPOOL_LOOK_NS / CONC_MS));
+    }
+}
+
+/* Whether worker w's process can be signalled: through its pidfd, or without pidfds through
+ * the server, whose unreaped child it is until the server reports its death, so that its pid
+ * names it there (a kill by pid from here could reach a process that took the pid after the
+ * server reaped the worker). Neither for a worker we had no fd for (killed at once), nor
+ * once the server is gone (every worker dies with it: PDEATHSIG). */
+CONC_INLINE bool conc__forkpool_can_signal(const conc_forkpool_t *p,
+                                           const conc__forkpool_worker *w) {
+    return w->pidfd >= 0 || (!p->pidfds && !w->fdless && w->pid > 0 && p->ctl >= 0);
+}
+
+/* Sends sig to worker w's process, if it can be (above). Under the pool lock: the server's
+ * socket carries the monitor's and the lock holders' packets alone. */
+CONC_NOINLINE void conc__forkpool_signal(conc_forkpool_t *p, const conc__forkpool_worker *w,
+                                         int sig) {
+    if (w->pidfd >= 0) {
+        (void)conc__forkpool_pidfd_signal(w->pidfd, sig);
+    } else if (conc__forkpool_can_signal(p, w)) {
+        conc__forkpool_ctl m = {CONC__FORKPOOL_CTL_KILL, (int32_t)(w - p->w), w->pid, sig};
+        (void)conc__forkpool_to_server(p, &m);
+    }
+}
+
 /* The pool gives up: the monitor kills every worker, pending work fails, calls say EPIPE. */
 CONC_INLINE void conc__forkpool_give_up(conc_forkpool_t *p) {
     p->broken = true;
@@ -1586,8 +1759,8 @@ CONC_INLINE void conc__forkpool_give_up(conc_forkpool_t *p) {
  * (by SIGKILL) reads as ours. */
 CONC_NOINLINE void conc__forkpool_kill_all(conc_forkpool_t *p) {
     for (unsigned k = 0; k < p->nworkers; k++)
-        if (p->w[k].pidfd >= 0) {
-            (void)conc__forkpool_pidfd_signal(p->w[k].pidfd, SIGKILL);
+        if (conc__forkpool_can_signal(p, &p->w[k])) {
+            conc__forkpool_signal(p, &p->w[k], SIGKILL);
             if (!p->w[k].died) /* not one already reaped: it died by itself */
                 p->w[k].given_up = true;
         }
@@ -2051,7 +2224,7 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
             fds[i] = conc__forkpool_fd_up(fds[i]);
         conc__forkpool_worker *w = &p->w[m.slot];
         if (m.type == CONC__FORKPOOL_CTL_SPAWNED) {
-            if (fds[0] < 0 || fds[1] < 0) {
+            if (fds[0] < 0 || (p->pidfds && fds[1] < 0)) {
                 /* The kernel dropped the fds (MSG_CTRUNC), or none was free above stdio: this
                  * process has no fd left for them. The worker can never be reached. The server
                  * closed its copy of our end, so the worker reads EOF and exits by itself; the
@@ -2077,12 +2250,12 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
                 continue;
             }
             w->sock = fds[0];
-            w->pidfd = fds[1];
+            w->pidfd = fds[1]; /* -1 without pidfds */
             w->pid = m.pid;
             (void)fcntl(w->sock, F_SETFL, fcntl(w->sock, F_GETFL) | O_NONBLOCK);
             if (p->stopping) {
                 w->state = CONC__FORKPOOL_W_GONE;
-                (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
+                conc__forkpool_signal(p, w, SIGKILL);
             } else {
                 w->state = CONC__FORKPOOL_W_STARTING;
             }
@@ -2113,14 +2286,32 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
  * stays one for the host's life. Whether w has exited: its pidfd says (false: not yet; the
  * monitor polls that pidfd and looks again), or with `wait` the monitor's last look kills it
  * (PDEATHSIG has already) and waits. waitid on the pidfd reaps exactly w, never another
- * child of the host, and says ECHILD when w is not ours (or EINVAL before Linux 5.4). The
- * dying server hands its children over only after it has signalled them, so an orphan that
- * has exited may not be on a subreaper's list of children yet: a subreaper asks again for up
- * to CONC__FORKPOOL_REAP_TRIES ms (ECHILD for all of them: the host reaped it itself). */
+ * child of the host, and says ECHILD when w is not ours (EINVAL before Linux 5.4: then by
+ * its pid, which its zombie keeps). The dying server hands its children over only after it
+ * has signalled them, so an orphan that has exited may not be on a subreaper's list of
+ * children yet: a subreaper asks again for up to CONC__FORKPOOL_REAP_TRIES ms (ECHILD for all
+ * of them: the host reaped it itself). Without pidfds its pid says whether it has exited
+ * (conc__forkpool_pid_exited), and it is reaped by that pid only when it is our zombie: once
+ * gone, the pid may name another child of the host. No kill then: PDEATHSIG has killed it,
+ * and with its parent gone its pid is not ours to signal. */
 #define CONC__FORKPOOL_REAP_TRIES 100
-CONC_NOINLINE bool conc__forkpool_reap_orphan(conc__forkpool_worker *w, bool wait) {
-    if (w->pidfd < 0)
-        return true; /* never had one (no fd for it): the death report was all there was */
+CONC_NOINLINE bool conc__forkpool_reap_orphan(const conc_forkpool_t *p, conc__forkpool_worker *w,
+                                              bool wait) {
+    if (w->pidfd < 0) {
+        if (p->pidfds || w->fdless || w->pid <= 0)
+            return true; /* never had one (no fd for it): the death report was all there was */
+        bool our_zombie = false;
+        if (wait)
+            conc__forkpool_wait_pid_exit(w->pid, &our_zombie);
+        else if (!conc__forkpool_pid_exited(w->pid, &our_zombie))
+            return false;
+        if (our_zombie) {
+            int saved = conc_errno_save();
+            (void)waitpid(w->pid, NULL, WNOHANG);
+            conc_errno_restore(saved);
+        }
+        return true;
+    }
     if (wait) {
         (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
         conc__forkpool_wait_exit(w->pidfd);
@@ -2133,8 +2324,15 @@ CONC_NOINLINE bool conc__forkpool_reap_orphan(conc__forkpool_worker *w, bool wai
     (void)prctl(PR_GET_CHILD_SUBREAPER, &subreaper, 0, 0, 0);
     for (int tries = 0;; tries++) {
         siginfo_t si;
-        if (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) == 0 ||
-            errno != ECHILD || !subreaper || tries == CONC__FORKPOOL_REAP_TRIES)
+        if (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) == 0)
+            break;
+        if (errno == EINVAL) { /* Linux 5.3: pidfds, no waitid on one; by pid, as without */
+            bool our_zombie = false;
+            if (conc__forkpool_pid_exited(w->pid, &our_zombie) && our_zombie)
+                (void)waitpid(w->pid, NULL, WNOHANG);
+            break;
+        }
+        if (errno != ECHILD || !subreaper || tries == CONC__FORKPOOL_REAP_TRIES)
             break;
         struct timespec ms = {0, (long)CONC_MS};
         (void)clock_nanosleep(CLOCK_MONOTONIC, 0, &ms, NULL);
@@ -2208,8 +2406,11 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
     p->server_pid = server;
     /* The server's end of the control socket can outlive the server: a child the host forked
      * (no exec) while create ran, before our copy was closed above, holds one. Its EOF is
-     * then no sign of the server's death; the server's pidfd is (-1: EOF only). */
-    int server_pidfd = conc__forkpool_fd_up((int)syscall(SYS_pidfd_open, server, 0));
+     * then no sign of the server's death; the server's pidfd is. Without one (no pidfds, or
+     * no fd for it) the monitor looks at its child the server every CONC__FORKPOOL_LOOK_NS. */
+    int server_pidfd =
+        p->pidfds ? conc__forkpool_fd_up((int)syscall(SYS_pidfd_open, server, 0)) : -1;
+    int64_t server_look_at = 0;
     conc__forkpool_done_list dl = {NULL};
     bool server_ok = true;
     bool ctl_closed = false;
@@ -2238,10 +2439,10 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                     w->state = CONC__FORKPOOL_W_GONE;
                 } else if ((w->state == CONC__FORKPOOL_W_TASK || w->state == CONC__FORKPOOL_W_MAP ||
                             (w->state == CONC__FORKPOOL_W_GONE && now >= stop_deadline)) &&
-                           w->pidfd >= 0 && !w->kill_at) {
+                           conc__forkpool_can_signal(p, w) && !w->kill_at) {
                     /* Work still running at a stop is the give-up or create-failure case
                      * (shutdown waited for the rest): kill it; its death settles it. */
-                    (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
+                    conc__forkpool_signal(p, w, SIGKILL);
                     w->kill_at = CONC_FOREVER;
                 } else if (w->state == CONC__FORKPOOL_W_EMPTY) {
                     w->spawn_at = 0;
@@ -2264,7 +2465,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 if (w->state == CONC__FORKPOOL_W_EMPTY && !p->broken && w->spawn_at <= now) {
                     asked++;
                     conc__forkpool_ctl m = {CONC__FORKPOOL_CTL_SPAWN, (int32_t)k, 0, 0};
-                    if (conc__forkpool_ctl_send(p->ctl, &m, NULL, 0) != 0)
+                    if (conc__forkpool_to_server(p, &m) != 0)
                         server_ok = false;
                     w->state = CONC__FORKPOOL_W_SPAWNING;
                 }
@@ -2281,7 +2482,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             conc__forkpool_worker *w = &p->w[k];
             if (w->kill_at) {
                 if (now >= w->kill_at) {
-                    (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
+                    conc__forkpool_signal(p, w, SIGKILL);
                     w->kill_at = CONC_FOREVER;
                 } else if (w->kill_at < next) {
                     next = w->kill_at;
@@ -2324,7 +2525,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             if (now - start >= to) {
                 w->timed_out = true;
                 w->victim_v = v - 1;
-                (void)conc__forkpool_pidfd_signal(w->pidfd, SIGTERM);
+                conc__forkpool_signal(p, w, SIGTERM);
                 w->kill_at = now + CONC_FORKPOOL_GRACE;
                 if (w->kill_at < next)
                     next = w->kill_at;
@@ -2334,6 +2535,18 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
         }
         if (p->stopping && stop_deadline < next)
             next = stop_deadline;
+        /* No pidfd for the server: a look at it now and then (below). */
+        if (!ctl_closed && server_pidfd < 0) {
+            if (!server_look_at)
+                server_look_at = conc__forkpool_after(now, CONC__FORKPOOL_LOOK_NS);
+            if (server_look_at < next)
+                next = server_look_at;
+        }
+        /* The server gone, without pidfds: a look at each worker's pid every millisecond
+         * until it has exited (and is settled), as PDEATHSIG makes it do at once. */
+        for (unsigned k = 0; k < p->nworkers && !server_ok && !p->pidfds; k++)
+            if (p->w[k].state != CONC__FORKPOOL_W_EMPTY && now + CONC_MS < next)
+                next = now + CONC_MS;
         /* A map item that started after our sample may time out before we look again. */
         if (to > 0 && p->round_live && relook < next)
             next = relook;
@@ -2414,6 +2627,25 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                     conc__forkpool_read(p, k, &dl, false);
             }
         }
+        if (!ctl_closed && server_pidfd < 0 && conc_now() >= server_look_at) {
+            server_look_at = 0;
+            /* Our child: exited (its zombie), or reaped by the host's own wait. What it sent
+             * before is queued: read it all, as for its pidfd. */
+            if (conc__forkpool_pid_exited(server, NULL)) {
+                (void)conc__forkpool_server_read(p);
+                server_ok = false;
+                ctl_closed = true;
+            }
+        }
+        for (unsigned k = 0; k < p->nworkers && !server_ok && !p->pidfds; k++) {
+            /* As for a worker's pidfd with the server gone (above): by its pid. */
+            conc__forkpool_worker *w = &p->w[k];
+            if (w->state != CONC__FORKPOOL_W_EMPTY && !w->eof && w->sock >= 0 &&
+                conc__forkpool_pid_exited(w->pid, NULL)) {
+                conc__forkpool_read(p, k, &dl, true);
+                w->eof = true;
+            }
+        }
         for (unsigned k = 0; k < p->nworkers; k++) {
             conc__forkpool_worker *w = &p->w[k];
             if (w->died && !w->eof && w->sock >= 0) {
@@ -2440,7 +2672,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 if (w->state == CONC__FORKPOOL_W_SPAWNING) {
                     w->state = CONC__FORKPOOL_W_EMPTY;
                 } else if (w->state != CONC__FORKPOOL_W_EMPTY && w->eof && !w->caller_sends &&
-                           conc__forkpool_reap_orphan(w, false)) {
+                           conc__forkpool_reap_orphan(p, w, false)) {
                     /* No report will come. The server's death killed it (PDEATHSIG: SIGKILL),
                      * as a giving up does: what it ran ends EPIPE, as then. */
                     w->died = true;
@@ -2483,7 +2715,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             conc__forkpool_task_finish(p, w->task, &dl);
         }
         if (!server_ok && w->state != CONC__FORKPOOL_W_EMPTY)
-            (void)conc__forkpool_reap_orphan(w, true);
+            (void)conc__forkpool_reap_orphan(p, w, true);
         conc__forkpool_worker_clear(w);
     }
     /* A map's round still live (the pool gave up, or the server went, before a worker in it
@@ -2671,6 +2903,7 @@ CONC_NOINLINE int conc__forkpool_create_body(conc_forkpool_t **out, const conc_f
     conc_lock_init(&p->lock, 0);
     conc_cond_init(&p->cond, 0);
     p->parent_pid = getpid();
+    p->pidfds = conc__forkpool_pidfds_work();
     conc__forkpool_home_init(p);
     int e = 0;
     p->w = (conc__forkpool_worker *)calloc(opts.workers, sizeof *p->w);
@@ -3013,6 +3246,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         return EPERM;
     conc__forkpool_done_list dl = {NULL};
     int r = 0, watch = -1;
+    pid_t watch_pid = 0;
     bool kill_done = false, dropped_first = false, dropped_handed = false;
     int saved_errno = conc_errno_save(); /* no call sets errno: the kill and the lock's futex may */
     conc_lock_acquire(&p->lock);
@@ -3045,7 +3279,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         dropped_handed = true;
     } else if (t->state == CONC__FORKPOOL_T_RUNNING && !t->cancelled) {
         conc__forkpool_worker *w = &p->w[t->worker];
-        (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
+        conc__forkpool_signal(p, w, SIGKILL);
         /* The kill lands a moment later (an IPI away): until the process has exited, fn may
          * still write to the shared region. Wait for that outside the lock, on a copy of the
          * pidfd (the monitor closes w's once it hears of the death); with no fd to spare,
@@ -3053,6 +3287,8 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         watch = w->pidfd < 0 ? -1 : fcntl(w->pidfd, F_DUPFD_CLOEXEC, CONC__FORKPOOL_FD_MIN);
         if (watch < 0 && w->pidfd >= 0)
             conc__forkpool_wait_exit(w->pidfd);
+        else if (w->pidfd < 0 && !p->pidfds && !w->fdless)
+            watch_pid = w->pid; /* without pidfds: by its pid (conc__forkpool_pid_exited) */
         t->cancelled = true;
         t->outcome.status = ECANCELED;
         t->outcome.signal = SIGKILL;
@@ -3065,6 +3301,8 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         conc__forkpool_wait_exit(watch);
         close(watch);
     }
+    if (watch_pid > 0)
+        conc__forkpool_wait_pid_exit(watch_pid, NULL);
     /* Completed now that the worker has exited, outside the lock (callbacks may call into the
      * pool); its death, once the server reports it, only takes the task off the books. The
      * pool's reference keeps f alive. */
