@@ -338,6 +338,7 @@ test-musl: test-build-musl
 # pidfd_send_signal refused (a seccomp filter the suite installs: CONC_TEST_NO_PIDFD).
 NOPIDFD_CONFIGS := gcc clang-thread gcc-address+undefined
 test-run-nopidfd:
+	@rm -f $(NOPIDFD_CONFIGS:%=$(RESULTS)/nopidfd-%.log)
 	@for c in $(NOPIDFD_CONFIGS); do \
 	  if [ $$c = gcc ]; then san=; else san="CONC_TEST_TIMEOUT_SCALE=$${CONC_TEST_TIMEOUT_SCALE:-4} \
 	    CONC_TEST_ITERS=$${CONC_TEST_ITERS:-25}"; fi; \

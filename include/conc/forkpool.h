@@ -299,15 +299,17 @@
  *     a signal to a worker (timeout, cancel, kill at a stop or giving up) goes through the
  *     server (a KILL packet), which sends it only while that worker is its unreaped child,
  *     so the pid cannot name another process: the one thing a pidfd was for;
- *     cancel waits for the killed worker's exit by its pid (conc__forkpool_pid_exited:
- *     /proc shows it a zombie, or it is gone; the kernel gives a pid out again only after
- *     its reap, and only once it has gone through every other free pid);
+ *     cancel waits for the killed worker's exit by its pid (conc__forkpool_pid_look: /proc
+ *     shows it a zombie with no thread left, or it is gone; the kernel gives a pid out again
+ *     only after its reap, and only once it has gone through every other free pid);
  *     the monitor looks whether the server has exited every CONC__FORKPOOL_LOOK_NS (100
  *     ms), as its socket's EOF may never come (a child the host forked holds its end), and
- *     with the server gone it settles each worker at its exit by its pid, as above. A
- *     packet to the server never blocks for good: a full socket with an exited server is
- *     EPIPE. tests/test_forkpool.c runs whole under CONC_TEST_NO_PIDFD=1 (make test does),
- *     a seccomp filter refusing pidfd_open and pidfd_send_signal with ENOSYS.
+ *     with the server gone it settles each worker at its exit by its pid, as above, a
+ *     subreaper host reaping its zombie once the kernel has handed it over. A packet to the
+ *     server never blocks for good: while the socket is full the sender reads the server's
+ *     packets (the server may be waiting for room to answer), and a full socket with an
+ *     exited server is EPIPE. tests/test_forkpool.c runs whole under CONC_TEST_NO_PIDFD=1
+ *     (make test does), a seccomp filter refusing pidfd_open and pidfd_send_signal (ENOSYS).
  */
 #ifndef CONC_FORKPOOL_H
 #define CONC_FORKPOOL_H
@@ -763,22 +765,37 @@ CONC_NOINLINE bool conc__forkpool_pidfds_work(void) {
     return works;
 }
 
-/* Without pidfds: whether the process pid has exited, for a process that is not our child,
- * or our child the server's death left us (this process is a child subreaper): it is our
- * zombie (WNOWAIT leaves it to reap), another's zombie (/proc says Z: its parent, init among
- * them, may reap it late), or gone (reaped). Its stores to the shared region came before
- * any of these. The kernel hands a pid out again only after that reap, and only once it has
- * gone through every other free pid: looked at every millisecond or so, as here, pid names
- * the process we mean. Without /proc, a zombie counts once it is reaped. */
-CONC_NOINLINE bool conc__forkpool_pid_exited(pid_t pid, bool *our_zombie) {
+/* Without pidfds: what became of process pid, which may not be our child (a worker is the
+ * server's), or our child the server's death left us (this process a child subreaper).
+ *   OUR_ZOMBIE  it has exited and is ours to reap (waitid WNOWAIT, which leaves it there);
+ *   ZOMBIE      it has exited, another's zombie: /proc says Z with one thread left (a
+ *               group leader shows Z as soon as its own thread ends, while its other
+ *               threads may still store into the shared region); *ppid: its parent;
+ *   GONE        reaped (no /proc entry; without /proc, kill says ESRCH);
+ *   LIVE        anything else; *ppid its parent when /proc says (else 0).
+ * Its stores to the shared region came before any but LIVE. The kernel hands a pid out again
+ * only after that reap, and only once it has gone through every other free pid: looked at
+ * every millisecond or so, as here, pid names the process we mean. Without /proc, a zombie
+ * counts once it is reaped. */
+enum {
+    CONC__FORKPOOL_PID_LIVE,
+    CONC__FORKPOOL_PID_OUR_ZOMBIE,
+    CONC__FORKPOOL_PID_ZOMBIE,
+    CONC__FORKPOOL_PID_GONE
+};
+/* Fields 3, 4 and 20 of proc(5)'s /proc/<pid>/stat, after the name: state, ppid, num_threads. */
+#define CONC__FORKPOOL_STAT_FIELDS                                                                 \
+    " %c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %ld"
+CONC_NOINLINE int conc__forkpool_pid_look(pid_t pid, pid_t *ppid) {
     int saved = conc_errno_save();
     siginfo_t si;
     memset(&si, 0, sizeof si);
-    bool zombie =
-        waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
-    bool exited = zombie;
-    if (!exited) {
-        char path[40], buf[256];
+    *ppid = 0;
+    int state = CONC__FORKPOOL_PID_LIVE;
+    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid) {
+        state = CONC__FORKPOOL_PID_OUR_ZOMBIE;
+    } else {
+        char path[40], buf[512];
         snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
@@ -789,21 +806,30 @@ CONC_NOINLINE bool conc__forkpool_pid_exited(pid_t pid, bool *our_zombie) {
             buf[n] = 0;
             paren = strrchr(buf, ')'); /* the name, in parentheses, may hold anything */
         }
-        if (paren && paren[1] == ' ')
-            exited = paren[2] == 'Z' || paren[2] == 'X';
-        else
-            exited = kill(pid, 0) != 0 && errno == ESRCH;
+        char st = 0;
+        int parent = 0;
+        long threads = 0;
+        if (paren && sscanf(paren + 1, CONC__FORKPOOL_STAT_FIELDS, &st, &parent, &threads) == 3) {
+            *ppid = (pid_t)parent;
+            if ((st == 'Z' || st == 'X') && threads <= 1)
+                state = CONC__FORKPOOL_PID_ZOMBIE;
+        } else if (kill(pid, 0) != 0 && errno == ESRCH) {
+            state = CONC__FORKPOOL_PID_GONE; /* no /proc entry (or no /proc), no process */
+        }
     }
     conc_errno_restore(saved);
-    if (our_zombie)
-        *our_zombie = zombie;
-    return exited;
+    return state;
+}
+
+CONC_INLINE bool conc__forkpool_pid_exited(pid_t pid) {
+    pid_t ppid;
+    return conc__forkpool_pid_look(pid, &ppid) != CONC__FORKPOOL_PID_LIVE;
 }
 
 /* Returns once pid has exited (conc__forkpool_pid_exited), looking every 50 us to 1 ms. */
-CONC_NOINLINE void conc__forkpool_wait_pid_exit(pid_t pid, bool *our_zombie) {
+CONC_NOINLINE void conc__forkpool_wait_pid_exit(pid_t pid) {
     long ns = 50 * (long)CONC_US;
-    while (!conc__forkpool_pid_exited(pid, our_zombie)) {
+    while (!conc__forkpool_pid_exited(pid)) {
         struct timespec ts = {0, ns};
         (void)clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
         if (ns < (long)CONC_MS)
@@ -1710,28 +1736,35 @@ CONC_NOINLINE void conc__forkpool_worker_clear(conc__forkpool_worker *w) {
     w->state = CONC__FORKPOOL_W_EMPTY;
 }
 
+CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p);
+
 /* A packet to the fork server (a spawn request, or a kill without pidfds), under the pool
- * lock. Never blocked for good: the server reads every packet as it comes, so a full socket
- * means it is stopped or gone, and gone it may be with its end of the socket still open in a
- * child the host forked (a blocking send would wait for that child, and the pool lock with
- * it). 0, or EPIPE once the server has exited, or another errno of the send. */
+ * lock. Never blocked for good. The server reads one packet per turn of its loop and answers
+ * deaths and spawns with blocking sends, so a burst of packets (a kill for each of hundreds
+ * of workers) can fill our socket while the server waits for room in its own: while ours is
+ * full we read its packets into the books (the monitor, kicked, acts on them), and it goes
+ * on. A full socket and an exited server (its end of the socket kept open by a child the host
+ * forked, a blocking send would wait for that child, and the pool lock with it) is EPIPE.
+ * A send short of kernel memory is tried again. 0, EPIPE, or another errno of the send. */
 CONC_NOINLINE int conc__forkpool_to_server(conc_forkpool_t *p, const conc__forkpool_ctl *m) {
     for (;;) {
         int e = conc__forkpool_ctl_send(p->ctl, m, NULL, 0, MSG_DONTWAIT);
-        if (!conc__base_would_block(e))
+        if (!conc__base_would_block(e) && e != ENOBUFS && e != ENOMEM)
             return e;
-        if (conc__forkpool_pid_exited(p->server_pid, NULL))
+        if (!conc__forkpool_server_read(p) || conc__forkpool_pid_exited(p->server_pid))
             return EPIPE;
+        conc__forkpool_kick(p);
         struct pollfd pf = {p->ctl, POLLOUT, 0};
-        (void)poll(&pf, 1, (int)(CONC__FORKPOOL_LOOK_NS / CONC_MS));
+        (void)poll(&pf, 1, e == EAGAIN || e == EWOULDBLOCK ? 10 : 1);
     }
 }
 
 /* Whether worker w's process can be signalled: through its pidfd, or without pidfds through
  * the server, whose unreaped child it is until the server reports its death, so that its pid
  * names it there (a kill by pid from here could reach a process that took the pid after the
- * server reaped the worker). Neither for a worker we had no fd for (killed at once), nor
- * once the server is gone (every worker dies with it: PDEATHSIG). */
+ * server reaped the worker). Not for a worker we had no fd for (killed at once). Once the
+ * server is gone every worker dies with it (PDEATHSIG), and a kill sent there is lost
+ * (EPIPE) or waits unread at an end a child of the host holds: either way harmless. */
 CONC_INLINE bool conc__forkpool_can_signal(const conc_forkpool_t *p,
                                            const conc__forkpool_worker *w) {
     return w->pidfd >= 0 || (!p->pidfds && !w->fdless && w->pid > 0 && p->ctl >= 0);
@@ -2290,27 +2323,55 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
  * its pid, which its zombie keeps). The dying server hands its children over only after it
  * has signalled them, so an orphan that has exited may not be on a subreaper's list of
  * children yet: a subreaper asks again for up to CONC__FORKPOOL_REAP_TRIES ms (ECHILD for all
- * of them: the host reaped it itself). Without pidfds its pid says whether it has exited
- * (conc__forkpool_pid_exited), and it is reaped by that pid only when it is our zombie: once
- * gone, the pid may name another child of the host. No kill then: PDEATHSIG has killed it,
- * and with its parent gone its pid is not ours to signal. */
+ * of them: the host reaped it itself). Without pidfds: conc__forkpool_reap_orphan_by_pid. */
 #define CONC__FORKPOOL_REAP_TRIES 100
+
+/* The same by its pid (conc__forkpool_pid_look), without pidfds, or on Linux 5.3. Reaped by
+ * that pid only once it is our zombie, whose pid stays its own until we reap it: gone, the pid
+ * may name another child of the host. A zombie whose parent is still the dead server is on
+ * its way to a subreaper host: looked at again, as the pidfd path asks again. Killed only
+ * while it is our live child (its pid is its own until we reap it): one that is not ours,
+ * PDEATHSIG has killed, unless fn took that away (a change of credentials clears it); `wait`
+ * gives up on such a one after CONC__FORKPOOL_ORPHAN_WAIT_TRIES ms, as nothing of ours
+ * waits on it. */
+#define CONC__FORKPOOL_ORPHAN_WAIT_TRIES 2000
+CONC_NOINLINE bool conc__forkpool_reap_orphan_by_pid(pid_t server, pid_t pid, bool wait) {
+    int saved = conc_errno_save(), subreaper = 0;
+    (void)prctl(PR_GET_CHILD_SUBREAPER, &subreaper, 0, 0, 0);
+    pid_t self = getpid();
+    bool settled = false;
+    for (int tries = 0;; tries++) {
+        pid_t ppid;
+        int state = conc__forkpool_pid_look(pid, &ppid);
+        if (state == CONC__FORKPOOL_PID_OUR_ZOMBIE) {
+            (void)waitpid(pid, NULL, WNOHANG);
+            settled = true;
+        } else if (state == CONC__FORKPOOL_PID_GONE ||
+                   (state == CONC__FORKPOOL_PID_ZOMBIE &&
+                    (!subreaper || (ppid != server && ppid != self)))) {
+            settled = true; /* reaped, or another process's to reap */
+        } else if (state == CONC__FORKPOOL_PID_LIVE && wait && ppid == self) {
+            (void)kill(pid, SIGKILL);
+        }
+        if (settled || !wait)
+            break;
+        if (tries == CONC__FORKPOOL_ORPHAN_WAIT_TRIES) {
+            settled = true;
+            break;
+        }
+        struct timespec ms = {0, (long)CONC_MS};
+        (void)clock_nanosleep(CLOCK_MONOTONIC, 0, &ms, NULL);
+    }
+    conc_errno_restore(saved);
+    return settled;
+}
+
 CONC_NOINLINE bool conc__forkpool_reap_orphan(const conc_forkpool_t *p, conc__forkpool_worker *w,
                                               bool wait) {
     if (w->pidfd < 0) {
         if (p->pidfds || w->fdless || w->pid <= 0)
             return true; /* never had one (no fd for it): the death report was all there was */
-        bool our_zombie = false;
-        if (wait)
-            conc__forkpool_wait_pid_exit(w->pid, &our_zombie);
-        else if (!conc__forkpool_pid_exited(w->pid, &our_zombie))
-            return false;
-        if (our_zombie) {
-            int saved = conc_errno_save();
-            (void)waitpid(w->pid, NULL, WNOHANG);
-            conc_errno_restore(saved);
-        }
-        return true;
+        return conc__forkpool_reap_orphan_by_pid(p->server_pid, w->pid, wait);
     }
     if (wait) {
         (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
@@ -2327,9 +2388,7 @@ CONC_NOINLINE bool conc__forkpool_reap_orphan(const conc_forkpool_t *p, conc__fo
         if (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) == 0)
             break;
         if (errno == EINVAL) { /* Linux 5.3: pidfds, no waitid on one; by pid, as without */
-            bool our_zombie = false;
-            if (conc__forkpool_pid_exited(w->pid, &our_zombie) && our_zombie)
-                (void)waitpid(w->pid, NULL, WNOHANG);
+            (void)conc__forkpool_reap_orphan_by_pid(p->server_pid, w->pid, true);
             break;
         }
         if (errno != ECHILD || !subreaper || tries == CONC__FORKPOOL_REAP_TRIES)
@@ -2631,7 +2690,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             server_look_at = 0;
             /* Our child: exited (its zombie), or reaped by the host's own wait. What it sent
              * before is queued: read it all, as for its pidfd. */
-            if (conc__forkpool_pid_exited(server, NULL)) {
+            if (conc__forkpool_pid_exited(server)) {
                 (void)conc__forkpool_server_read(p);
                 server_ok = false;
                 ctl_closed = true;
@@ -2641,7 +2700,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             /* As for a worker's pidfd with the server gone (above): by its pid. */
             conc__forkpool_worker *w = &p->w[k];
             if (w->state != CONC__FORKPOOL_W_EMPTY && !w->eof && w->sock >= 0 &&
-                conc__forkpool_pid_exited(w->pid, NULL)) {
+                conc__forkpool_pid_exited(w->pid)) {
                 conc__forkpool_read(p, k, &dl, true);
                 w->eof = true;
             }
@@ -3302,7 +3361,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         close(watch);
     }
     if (watch_pid > 0)
-        conc__forkpool_wait_pid_exit(watch_pid, NULL);
+        conc__forkpool_wait_pid_exit(watch_pid);
     /* Completed now that the worker has exited, outside the lock (callbacks may call into the
      * pool); its death, once the server reports it, only takes the task off the books. The
      * pool's reference keeps f alive. */
