@@ -1969,6 +1969,81 @@ static void forkpool_cancel_returns_once_the_worker_is_dead(void) {
     conc_forkpool_destroy(p);
 }
 
+/* Without pidfds cancel kills through the server and waits for the worker's exit. From an
+ * on_done callback, on the monitor thread, after the same callback killed every other worker:
+ * the server reported those deaths until our socket was full and then waited for room, never
+ * reading the KILL, and the monitor, the one reader of its reports, was the thread waiting
+ * (40 workers, the pool's sockets shrunk by fp_shrink_pool_sockets: hung). Now that wait reads
+ * the server's packets too. */
+typedef struct fp_cb_cancel {
+    conc_forkpool_t *pool;
+    conc_future_t *victim;
+    fp_shared *s; /* the victim's: its pid */
+    int status;   /* the callback's cancel */
+    uint32_t called;
+} fp_cb_cancel;
+
+static void fp_kill_the_others_then_cancel(conc_future_t *f, void *arg) {
+    (void)f;
+    fp_cb_cancel *c = (fp_cb_cancel *)arg;
+    pid_t pids[64];
+    size_t n = conc_forkpool_pids(c->pool, pids, 64);
+    for (size_t i = 0; i < n; i++)
+        if (pids[i] != c->s->pid)
+            (void)kill(pids[i], SIGKILL);
+    for (size_t i = 0; i < n; i++) /* dead: the server reports each as it reaps it */
+        while (pids[i] != c->s->pid && fp_pid_alive(pids[i]))
+            th_sleep_ns(FP_FLAG_WAIT_NS);
+    c->status = conc_forkpool_cancel(c->victim); /* hung here */
+    __atomic_store_n(&c->called, 1u, __ATOMIC_RELEASE);
+}
+
+/* Returns once the test raises count[0] of the fp_shared it got the address of. */
+static int fp_wait_count_task(const void *arg, size_t len, void **result, size_t *result_len) {
+    (void)len, (void)result, (void)result_len;
+    fp_shared *g = fp_task_shared(arg);
+    fp_wait_flag(&g->count[0], 1);
+    return 0;
+}
+
+static void forkpool_cancel_from_on_done_after_many_deaths_without_pidfds(void) {
+    pid_t child = fork();
+    TH_CHECK(child >= 0);
+    if (child == 0) {
+        int probe = (int)syscall(SYS_pidfd_open, getpid(), 0);
+        if (probe >= 0 && !fp_refuse_pidfds())
+            _exit(FP_NO_FILTER_HERE);
+        TH_CHECK_EQ(pthread_atfork(fp_shrink_pool_sockets, NULL, NULL), 0);
+        fp_shrink_armed = 1;
+        fp_cb_cancel c;
+        memset(&c, 0, sizeof c);
+        c.pool = fp_create(40);
+        c.s = fp_shared_alloc(c.pool, 1);
+        TH_CHECK_EQ(conc_forkpool_submit(c.pool, fp_hang_task, &c.s, sizeof c.s, &c.victim), 0);
+        fp_wait_flag(&c.s->flag, 1);
+        fp_shared *g = fp_shared_alloc(c.pool, 1);
+        conc_future_t *gate;
+        TH_CHECK_EQ(conc_forkpool_submit(c.pool, fp_wait_count_task, &g, sizeof g, &gate), 0);
+        TH_CHECK_EQ(conc_future_on_done(gate, fp_kill_the_others_then_cancel, &c), 0);
+        __atomic_store_n(&g->count[0], 1u, __ATOMIC_RELEASE); /* the callback runs on the monitor */
+        TH_CHECK_EQ(conc_future_wait(gate), 0);
+        fp_wait_flag(&c.called, 1);
+        TH_CHECK_EQ(c.status, 0);
+        TH_CHECK_EQ(conc_future_wait(c.victim), ECANCELED);
+        TH_CHECK(!fp_pid_alive(c.s->pid));
+        conc_future_release(c.victim);
+        conc_future_release(gate);
+        conc_forkpool_destroy(c.pool);
+        fp_check_no_children();
+        _exit(0);
+    }
+    int st;
+    TH_CHECK_EQ(waitpid(child, &st, 0), child);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == FP_NO_FILTER_HERE)
+        TH_SKIP("no seccomp filter for this architecture in the test");
+    TH_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "cancel from on_done: status %#x", st);
+}
+
 /* conc_forkpool_cancel in a fork of the parent says EPERM, as map and submit do. The fork's
  * copy of the pool holds the parent's pidfds: its cancel returned 0 and SIGKILLed the
  * parent's worker, whose task then ended ECHILD in the parent. */
@@ -4623,6 +4698,7 @@ TH_MAIN("forkpool", TH_CASE(forkpool_map_exactly_once), TH_CASE(forkpool_map_fir
         TH_CASE(forkpool_cancel_races_the_start_gate),
         TH_CASE(forkpool_cancel_after_result_spares_next),
         TH_CASE(forkpool_cancel_returns_once_the_worker_is_dead),
+        TH_CASE(forkpool_cancel_from_on_done_after_many_deaths_without_pidfds),
         TH_CASE(forkpool_cancel_in_a_fork_says_eperm), TH_CASE(forkpool_submit_timeout_and_crash),
         TH_CASE(forkpool_submit_timeout_caller_dispatched),
         TH_CASE(forkpool_submit_timeout_after_crash), TH_CASE(forkpool_task_timeout_forever),

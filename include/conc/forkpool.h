@@ -826,17 +826,6 @@ CONC_INLINE bool conc__forkpool_pid_exited(pid_t pid) {
     return conc__forkpool_pid_look(pid, &ppid) != CONC__FORKPOOL_PID_LIVE;
 }
 
-/* Returns once pid has exited (conc__forkpool_pid_exited), looking every 50 us to 1 ms. */
-CONC_NOINLINE void conc__forkpool_wait_pid_exit(pid_t pid) {
-    long ns = 50 * (long)CONC_US;
-    while (!conc__forkpool_pid_exited(pid)) {
-        struct timespec ts = {0, ns};
-        (void)clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
-        if (ns < (long)CONC_MS)
-            ns *= 2;
-    }
-}
-
 CONC_INLINE void conc__forkpool_kick(conc_forkpool_t *p) {
     uint64_t one = 1;
     ssize_t r = write(p->evfd, &one, sizeof one); /* EAGAIN: the counter is already set */
@@ -1738,6 +1727,25 @@ CONC_NOINLINE void conc__forkpool_worker_clear(conc__forkpool_worker *w) {
 
 CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p);
 
+/* Without pidfds, cancel's wait (outside the pool lock) for the worker it killed through the
+ * server. The server must first read our KILL, and it reads none while it waits for room to
+ * report deaths; the monitor reads those, but from an on_done callback we are the monitor
+ * (a callback that killed many workers, then cancelled a task, waited for good). So the wait
+ * reads the server's packets too, as a send to it does (conc__forkpool_to_server). */
+CONC_NOINLINE void conc__forkpool_wait_killed(conc_forkpool_t *p, pid_t pid) {
+    long ns = 50 * (long)CONC_US;
+    while (!conc__forkpool_pid_exited(pid)) {
+        conc_lock_acquire(&p->lock);
+        if (p->ctl >= 0 && conc__forkpool_server_read(p))
+            conc__forkpool_kick(p);
+        conc_lock_release(&p->lock);
+        struct timespec ts = {0, ns};
+        (void)clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+        if (ns < (long)CONC_MS)
+            ns *= 2;
+    }
+}
+
 /* A packet to the fork server (a spawn request, or a kill without pidfds), under the pool
  * lock. Never blocked for good. The server reads one packet per turn of its loop and answers
  * deaths and spawns with blocking sends, so a burst of packets (a kill for each of hundreds
@@ -1754,8 +1762,8 @@ CONC_NOINLINE int conc__forkpool_to_server(conc_forkpool_t *p, const conc__forkp
         if (!conc__forkpool_server_read(p) || conc__forkpool_pid_exited(p->server_pid))
             return EPIPE;
         conc__forkpool_kick(p);
-        struct pollfd pf = {p->ctl, POLLOUT, 0};
-        (void)poll(&pf, 1, e == EAGAIN || e == EWOULDBLOCK ? 10 : 1);
+        struct pollfd pf = {p->ctl, POLLOUT | POLLIN, 0}; /* room, or more of its packets */
+        (void)poll(&pf, 1, conc__base_would_block(e) ? 10 : 1);
     }
 }
 
@@ -1993,7 +2001,10 @@ CONC_NOINLINE bool conc__forkpool_dispatch(conc_forkpool_t *p, conc__forkpool_wo
     for (unsigned k = 0; k < p->nworkers; k++) {
         conc__forkpool_worker *w = &p->w[k];
         /* timed_out: SIGTERM is on its way (a map whose chunk ended just then): no new work. */
-        if (w->state != CONC__FORKPOOL_W_IDLE || w->timed_out || conc__forkpool_out_busy(w))
+        /* died: reported, not settled yet (a send to the server may read reports while the
+         * monitor is elsewhere): no task for it. */
+        if (w->state != CONC__FORKPOOL_W_IDLE || w->timed_out || w->died ||
+            conc__forkpool_out_busy(w))
             continue;
         conc__forkpool_round *rd = p->round;
         /* Relaxed: a hint; a late worker just finds the cursor past the end. */
@@ -2331,16 +2342,17 @@ CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p) {
  * may name another child of the host. A zombie whose parent is still the dead server is on
  * its way to a subreaper host: looked at again, as the pidfd path asks again. Killed only
  * while it is our live child (its pid is its own until we reap it): one that is not ours,
- * PDEATHSIG has killed, unless fn took that away (a change of credentials clears it); `wait`
- * gives up on such a one after CONC__FORKPOOL_ORPHAN_WAIT_TRIES ms, as nothing of ours
- * waits on it. */
-#define CONC__FORKPOOL_ORPHAN_WAIT_TRIES 2000
-CONC_NOINLINE bool conc__forkpool_reap_orphan_by_pid(pid_t server, pid_t pid, bool wait) {
+ * PDEATHSIG has killed, unless fn took that away (a change of credentials clears it). With a
+ * wait_until (0: one look), looked at every millisecond until then, when the monitor's last
+ * look gives up on such an orphan: nothing of ours waits on it. The monitor's last look
+ * gives all its workers one deadline, CONC__FORKPOOL_ORPHAN_WAIT_NS away. */
+#define CONC__FORKPOOL_ORPHAN_WAIT_NS (2 * CONC_SEC)
+CONC_NOINLINE bool conc__forkpool_reap_orphan_by_pid(pid_t server, pid_t pid, int64_t wait_until) {
     int saved = conc_errno_save(), subreaper = 0;
     (void)prctl(PR_GET_CHILD_SUBREAPER, &subreaper, 0, 0, 0);
     pid_t self = getpid();
-    bool settled = false;
-    for (int tries = 0;; tries++) {
+    bool settled = false, wait = wait_until != 0;
+    for (;;) {
         pid_t ppid;
         int state = conc__forkpool_pid_look(pid, &ppid);
         if (state == CONC__FORKPOOL_PID_OUR_ZOMBIE) {
@@ -2355,7 +2367,7 @@ CONC_NOINLINE bool conc__forkpool_reap_orphan_by_pid(pid_t server, pid_t pid, bo
         }
         if (settled || !wait)
             break;
-        if (tries == CONC__FORKPOOL_ORPHAN_WAIT_TRIES) {
+        if (conc_now() >= wait_until) {
             settled = true;
             break;
         }
@@ -2366,12 +2378,14 @@ CONC_NOINLINE bool conc__forkpool_reap_orphan_by_pid(pid_t server, pid_t pid, bo
     return settled;
 }
 
+/* wait_until: 0, one look; else the monitor's last look, with the deadline by_pid needs. */
 CONC_NOINLINE bool conc__forkpool_reap_orphan(const conc_forkpool_t *p, conc__forkpool_worker *w,
-                                              bool wait) {
+                                              int64_t wait_until) {
+    bool wait = wait_until != 0;
     if (w->pidfd < 0) {
-        if (p->pidfds || w->fdless || w->pid <= 0)
+        if (p->pidfds || w->pid <= 0)
             return true; /* never had one (no fd for it): the death report was all there was */
-        return conc__forkpool_reap_orphan_by_pid(p->server_pid, w->pid, wait);
+        return conc__forkpool_reap_orphan_by_pid(p->server_pid, w->pid, wait_until);
     }
     if (wait) {
         (void)conc__forkpool_pidfd_signal(w->pidfd, SIGKILL);
@@ -2388,7 +2402,7 @@ CONC_NOINLINE bool conc__forkpool_reap_orphan(const conc_forkpool_t *p, conc__fo
         if (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) == 0)
             break;
         if (errno == EINVAL) { /* Linux 5.3: pidfds, no waitid on one; by pid, as without */
-            (void)conc__forkpool_reap_orphan_by_pid(p->server_pid, w->pid, true);
+            (void)conc__forkpool_reap_orphan_by_pid(p->server_pid, w->pid, wait_until);
             break;
         }
         if (errno != ECHILD || !subreaper || tries == CONC__FORKPOOL_REAP_TRIES)
@@ -2731,7 +2745,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
                 if (w->state == CONC__FORKPOOL_W_SPAWNING) {
                     w->state = CONC__FORKPOOL_W_EMPTY;
                 } else if (w->state != CONC__FORKPOOL_W_EMPTY && w->eof && !w->caller_sends &&
-                           conc__forkpool_reap_orphan(p, w, false)) {
+                           conc__forkpool_reap_orphan(p, w, 0)) {
                     /* No report will come. The server's death killed it (PDEATHSIG: SIGKILL),
                      * as a giving up does: what it ran ends EPIPE, as then. */
                     w->died = true;
@@ -2764,6 +2778,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
     (void)shutdown(p->ctl, SHUT_RDWR);
     close(p->ctl);
     p->ctl = -1;
+    int64_t orphans_until = conc__forkpool_after(conc_now(), CONC__FORKPOOL_ORPHAN_WAIT_NS);
     for (unsigned k = 0; k < p->nworkers; k++) {
         conc__forkpool_worker *w = &p->w[k];
         if (w->task) { /* the server vanished with it: no status will come */
@@ -2774,7 +2789,7 @@ CONC_NOINLINE void *conc__forkpool_monitor(void *arg) {
             conc__forkpool_task_finish(p, w->task, &dl);
         }
         if (!server_ok && w->state != CONC__FORKPOOL_W_EMPTY)
-            (void)conc__forkpool_reap_orphan(p, w, true);
+            (void)conc__forkpool_reap_orphan(p, w, orphans_until);
         conc__forkpool_worker_clear(w);
     }
     /* A map's round still live (the pool gave up, or the server went, before a worker in it
@@ -3361,7 +3376,7 @@ CONC_NODISCARD static inline int conc_forkpool_cancel(conc_future_t *f) {
         close(watch);
     }
     if (watch_pid > 0)
-        conc__forkpool_wait_pid_exit(watch_pid);
+        conc__forkpool_wait_killed(p, watch_pid);
     /* Completed now that the worker has exited, outside the lock (callbacks may call into the
      * pool); its death, once the server reports it, only takes the task off the books. The
      * pool's reference keeps f alive. */
