@@ -1202,14 +1202,74 @@ static void forkpool_submit_cancel_running_and_queued(void) {
     conc_forkpool_destroy(p);
 }
 
+static conc_forkpool_t *fp_timed_pool(unsigned workers);
+#define FP_NO_FILTER_HERE 77
+
+/* Runs body in a child process refused pidfds (fp_refuse_pidfds, if the kernel gives them:
+ * under CONC_TEST_NO_PIDFD the process is refused already) and checks that it exited 0
+ * leaving no child; skips where the test has no filter for the architecture. */
+static void fp_without_pidfds(void (*body)(void), const char *what) {
+    pid_t child = fork();
+    TH_CHECK(child >= 0);
+    if (child == 0) {
+        int probe = (int)syscall(SYS_pidfd_open, getpid(), 0);
+        if (probe >= 0) {
+            close(probe);
+            if (!fp_refuse_pidfds())
+                _exit(FP_NO_FILTER_HERE);
+        }
+        TH_CHECK(syscall(SYS_pidfd_open, getpid(), 0) == -1 && errno == ENOSYS);
+        body();
+        fp_check_no_children();
+        _exit(0);
+    }
+    int st;
+    TH_CHECK_EQ(waitpid(child, &st, 0), child);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == FP_NO_FILTER_HERE)
+        TH_SKIP("no seccomp filter for this architecture in the test");
+    TH_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s without pidfds: status %#x", what, st);
+    fp_check_no_children();
+}
+
 /* Where the kernel gives pidfds the pool watches by them: one per worker, one for the server.
  * Where pidfd_open fails with ENOSYS (Linux before 5.3, or a seccomp profile older than it),
  * create used to fail with ENOSYS; the same pool now runs watched without them (DESIGN,
  * "Without pidfds"): it holds none, and a map, a crash, a cancel of a running task, a
  * timeout and its replacements work there as anywhere. Under CONC_TEST_NO_PIDFD=1 (the
  * whole suite so, in make test) the first half is refused too. */
-static conc_forkpool_t *fp_timed_pool(unsigned workers);
-#define FP_NO_FILTER_HERE 77
+static void fp_pool_without_pidfds(void) {
+    conc_forkpool_t *p = fp_timed_pool(2);
+    TH_CHECK_EQ(fp_pidfd_count(), 0);
+    fp_shared *s = fp_shared_alloc(p, 100);
+    fp_map_arg *a = fp_arg(p, s);
+    a->special[0] = 37, a->what[0] = FP_SEGV;
+    conc_forkpool_outcome_t out[100];
+    TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, 100, out), ECHILD);
+    for (size_t i = 0; i < 100; i++)
+        TH_CHECK_EQ(s->count[i], 1u);
+    TH_CHECK(out[37].status == ECHILD && out[37].signal == SIGSEGV);
+    fp_shared *h = fp_shared_alloc(p, 1), *t = fp_shared_alloc(p, 1);
+    conc_future_t *run, *timed, *after;
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task, &h, sizeof h, &run), 0);
+    fp_wait_flag(&h->flag, 1);
+    TH_CHECK_EQ(conc_forkpool_cancel(run), 0); /* returns once that worker has exited */
+    TH_CHECK(!fp_pid_alive(h->pid));
+    TH_CHECK_EQ(conc_future_wait(run), ECANCELED);
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task_no_term, &t, sizeof t, &timed), 0);
+    TH_CHECK_EQ(conc_future_wait(timed), ETIMEDOUT);
+    TH_CHECK_EQ(conc_forkpool_outcome(timed, &out[0]), 0);
+    TH_CHECK(out[0].status == ETIMEDOUT && out[0].signal == SIGKILL);
+    TH_CHECK(!fp_pid_alive(t->pid));
+    TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &after), 0);
+    TH_CHECK_EQ(conc_future_wait(after), 0);
+    pid_t served = *(const pid_t *)conc_forkpool_result(after, NULL);
+    TH_CHECK(served != h->pid && served != t->pid);
+    conc_future_release(run);
+    conc_future_release(timed);
+    conc_future_release(after);
+    TH_CHECK_EQ(fp_pidfd_count(), 0);
+    conc_forkpool_destroy(p);
+}
 
 static void forkpool_holds_pidfds_only_where_it_can_open_them(void) {
     int probe = (int)syscall(SYS_pidfd_open, getpid(), 0), probe_errno = errno;
@@ -1222,52 +1282,7 @@ static void forkpool_holds_pidfds_only_where_it_can_open_them(void) {
     conc_forkpool_destroy(p);
     if (!kernel_gives)
         TH_CHECK_EQ(probe_errno, ENOSYS); /* refused, as by an old kernel */
-    pid_t child = fork();
-    TH_CHECK(child >= 0);
-    if (child == 0) {
-        if (kernel_gives && !fp_refuse_pidfds())
-            _exit(FP_NO_FILTER_HERE);
-        TH_CHECK(syscall(SYS_pidfd_open, getpid(), 0) == -1 && errno == ENOSYS);
-        p = fp_timed_pool(2);
-        TH_CHECK_EQ(fp_pidfd_count(), 0);
-        fp_shared *s = fp_shared_alloc(p, 100);
-        fp_map_arg *a = fp_arg(p, s);
-        a->special[0] = 37, a->what[0] = FP_SEGV;
-        conc_forkpool_outcome_t out[100];
-        TH_CHECK_EQ(conc_forkpool_map(p, fp_item, a, 100, out), ECHILD);
-        for (size_t i = 0; i < 100; i++)
-            TH_CHECK_EQ(s->count[i], 1u);
-        TH_CHECK(out[37].status == ECHILD && out[37].signal == SIGSEGV);
-        fp_shared *h = fp_shared_alloc(p, 1), *t = fp_shared_alloc(p, 1);
-        conc_future_t *run, *timed, *after;
-        TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task, &h, sizeof h, &run), 0);
-        fp_wait_flag(&h->flag, 1);
-        TH_CHECK_EQ(conc_forkpool_cancel(run), 0); /* returns once that worker has exited */
-        TH_CHECK(!fp_pid_alive(h->pid));
-        TH_CHECK_EQ(conc_future_wait(run), ECANCELED);
-        TH_CHECK_EQ(conc_forkpool_submit(p, fp_hang_task_no_term, &t, sizeof t, &timed), 0);
-        TH_CHECK_EQ(conc_future_wait(timed), ETIMEDOUT);
-        TH_CHECK_EQ(conc_forkpool_outcome(timed, &out[0]), 0);
-        TH_CHECK(out[0].status == ETIMEDOUT && out[0].signal == SIGKILL);
-        TH_CHECK(!fp_pid_alive(t->pid));
-        TH_CHECK_EQ(conc_forkpool_submit(p, fp_getpid, NULL, 0, &after), 0);
-        TH_CHECK_EQ(conc_future_wait(after), 0);
-        pid_t served = *(const pid_t *)conc_forkpool_result(after, NULL);
-        TH_CHECK(served != h->pid && served != t->pid);
-        conc_future_release(run);
-        conc_future_release(timed);
-        conc_future_release(after);
-        TH_CHECK_EQ(fp_pidfd_count(), 0);
-        conc_forkpool_destroy(p);
-        fp_check_no_children();
-        _exit(0);
-    }
-    int st;
-    TH_CHECK_EQ(waitpid(child, &st, 0), child);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == FP_NO_FILTER_HERE)
-        TH_SKIP("no seccomp filter for this architecture in the test");
-    TH_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the pool without pidfds: status %#x", st);
-    fp_check_no_children();
+    fp_without_pidfds(fp_pool_without_pidfds, "a pool");
 }
 
 /* Without pidfds every kill is a packet to the fork server, and terminate sends one for each
@@ -1291,27 +1306,17 @@ static void fp_shrink_pool_sockets(void) {
     }
 }
 
+static void fp_terminate_many(void) {
+    TH_CHECK_EQ(pthread_atfork(fp_shrink_pool_sockets, NULL, NULL), 0);
+    fp_shrink_armed = 1;
+    conc_forkpool_t *p = fp_create(40);
+    TH_CHECK(!p->pidfds);
+    conc_forkpool_terminate(p); /* hung here */
+    conc_forkpool_destroy(p);
+}
+
 static void forkpool_terminate_of_many_workers_without_pidfds_finishes(void) {
-    pid_t child = fork();
-    TH_CHECK(child >= 0);
-    if (child == 0) {
-        int probe = (int)syscall(SYS_pidfd_open, getpid(), 0);
-        if (probe >= 0 && !fp_refuse_pidfds())
-            _exit(FP_NO_FILTER_HERE);
-        TH_CHECK_EQ(pthread_atfork(fp_shrink_pool_sockets, NULL, NULL), 0);
-        fp_shrink_armed = 1;
-        conc_forkpool_t *p = fp_create(40);
-        TH_CHECK(!p->pidfds);
-        conc_forkpool_terminate(p); /* hung here */
-        conc_forkpool_destroy(p);
-        fp_check_no_children();
-        _exit(0);
-    }
-    int st;
-    TH_CHECK_EQ(waitpid(child, &st, 0), child);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == FP_NO_FILTER_HERE)
-        TH_SKIP("no seccomp filter for this architecture in the test");
-    TH_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "terminate without pidfds: status %#x", st);
+    fp_without_pidfds(fp_terminate_many, "terminate");
 }
 
 /* Counts its run in s->count[i] before anything else: arg is {fp_shared *s; size_t i}. */
@@ -2006,42 +2011,32 @@ static int fp_wait_count_task(const void *arg, size_t len, void **result, size_t
     return 0;
 }
 
+static void fp_cancel_from_on_done(void) {
+    TH_CHECK_EQ(pthread_atfork(fp_shrink_pool_sockets, NULL, NULL), 0);
+    fp_shrink_armed = 1;
+    fp_cb_cancel c;
+    memset(&c, 0, sizeof c);
+    c.pool = fp_create(40);
+    c.s = fp_shared_alloc(c.pool, 1);
+    TH_CHECK_EQ(conc_forkpool_submit(c.pool, fp_hang_task, &c.s, sizeof c.s, &c.victim), 0);
+    fp_wait_flag(&c.s->flag, 1);
+    fp_shared *g = fp_shared_alloc(c.pool, 1);
+    conc_future_t *gate;
+    TH_CHECK_EQ(conc_forkpool_submit(c.pool, fp_wait_count_task, &g, sizeof g, &gate), 0);
+    TH_CHECK_EQ(conc_future_on_done(gate, fp_kill_the_others_then_cancel, &c), 0);
+    __atomic_store_n(&g->count[0], 1u, __ATOMIC_RELEASE); /* the callback runs on the monitor */
+    TH_CHECK_EQ(conc_future_wait(gate), 0);
+    fp_wait_flag(&c.called, 1);
+    TH_CHECK_EQ(c.status, 0);
+    TH_CHECK_EQ(conc_future_wait(c.victim), ECANCELED);
+    TH_CHECK(!fp_pid_alive(c.s->pid));
+    conc_future_release(c.victim);
+    conc_future_release(gate);
+    conc_forkpool_destroy(c.pool);
+}
+
 static void forkpool_cancel_from_on_done_after_many_deaths_without_pidfds(void) {
-    pid_t child = fork();
-    TH_CHECK(child >= 0);
-    if (child == 0) {
-        int probe = (int)syscall(SYS_pidfd_open, getpid(), 0);
-        if (probe >= 0 && !fp_refuse_pidfds())
-            _exit(FP_NO_FILTER_HERE);
-        TH_CHECK_EQ(pthread_atfork(fp_shrink_pool_sockets, NULL, NULL), 0);
-        fp_shrink_armed = 1;
-        fp_cb_cancel c;
-        memset(&c, 0, sizeof c);
-        c.pool = fp_create(40);
-        c.s = fp_shared_alloc(c.pool, 1);
-        TH_CHECK_EQ(conc_forkpool_submit(c.pool, fp_hang_task, &c.s, sizeof c.s, &c.victim), 0);
-        fp_wait_flag(&c.s->flag, 1);
-        fp_shared *g = fp_shared_alloc(c.pool, 1);
-        conc_future_t *gate;
-        TH_CHECK_EQ(conc_forkpool_submit(c.pool, fp_wait_count_task, &g, sizeof g, &gate), 0);
-        TH_CHECK_EQ(conc_future_on_done(gate, fp_kill_the_others_then_cancel, &c), 0);
-        __atomic_store_n(&g->count[0], 1u, __ATOMIC_RELEASE); /* the callback runs on the monitor */
-        TH_CHECK_EQ(conc_future_wait(gate), 0);
-        fp_wait_flag(&c.called, 1);
-        TH_CHECK_EQ(c.status, 0);
-        TH_CHECK_EQ(conc_future_wait(c.victim), ECANCELED);
-        TH_CHECK(!fp_pid_alive(c.s->pid));
-        conc_future_release(c.victim);
-        conc_future_release(gate);
-        conc_forkpool_destroy(c.pool);
-        fp_check_no_children();
-        _exit(0);
-    }
-    int st;
-    TH_CHECK_EQ(waitpid(child, &st, 0), child);
-    if (WIFEXITED(st) && WEXITSTATUS(st) == FP_NO_FILTER_HERE)
-        TH_SKIP("no seccomp filter for this architecture in the test");
-    TH_CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "cancel from on_done: status %#x", st);
+    fp_without_pidfds(fp_cancel_from_on_done, "cancel from on_done");
 }
 
 /* conc_forkpool_cancel in a fork of the parent says EPERM, as map and submit do. The fork's
