@@ -335,7 +335,8 @@ test-musl: test-build-musl
 
 # The fork pool on a kernel without pidfds (Linux before 5.3, or a seccomp profile older than
 # them): test_forkpool again, plain, under TSan and under ASan+UBSan, with pidfd_open and
-# pidfd_send_signal refused (a seccomp filter the suite installs: CONC_TEST_NO_PIDFD).
+# pidfd_send_signal refused (a seccomp filter the suite installs: CONC_TEST_NO_PIDFD); and
+# plain on Linux 5.3's pidfds, which have no waitid (CONC_TEST_NO_PIDFD=waitid).
 NOPIDFD_CONFIGS := gcc clang-thread gcc-address+undefined
 test-run-nopidfd:
 	@rm -f $(NOPIDFD_CONFIGS:%=$(RESULTS)/nopidfd-%.log)
@@ -345,6 +346,9 @@ test-run-nopidfd:
 	  env CONC_TEST_NO_PIDFD=1 $$san $(RUN) run nopidfd-$$c $(RESULTS)/nopidfd-$$c.log \
 	    build/$$c/test_forkpool; \
 	done
+	@rm -f $(RESULTS)/nopidfd-waitid-gcc.log
+	@CONC_TEST_NO_PIDFD=waitid $(RUN) run nopidfd-waitid-gcc $(RESULTS)/nopidfd-waitid-gcc.log \
+	  build/gcc/test_forkpool
 
 test-nopidfd:
 	@for c in $(NOPIDFD_CONFIGS); do \

@@ -309,7 +309,8 @@
  *     server never blocks for good: while the socket is full the sender reads the server's
  *     packets (the server may be waiting for room to answer), and a full socket with an
  *     exited server is EPIPE. tests/test_forkpool.c runs whole under CONC_TEST_NO_PIDFD=1
- *     (make test does), a seccomp filter refusing pidfd_open and pidfd_send_signal (ENOSYS).
+ *     (make test does), a seccomp filter refusing pidfd_open and pidfd_send_signal (ENOSYS),
+ *     and under CONC_TEST_NO_PIDFD=waitid, refusing waitid on a pidfd as Linux 5.3 does.
  */
 #ifndef CONC_FORKPOOL_H
 #define CONC_FORKPOOL_H
@@ -2402,8 +2403,9 @@ CONC_NOINLINE bool conc__forkpool_reap_orphan(const conc_forkpool_t *p, conc__fo
         if (waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG) == 0)
             break;
         if (errno == EINVAL) { /* Linux 5.3: pidfds, no waitid on one; by pid, as without */
-            (void)conc__forkpool_reap_orphan_by_pid(p->server_pid, w->pid, wait_until);
-            break;
+            bool settled = conc__forkpool_reap_orphan_by_pid(p->server_pid, w->pid, wait_until);
+            conc_errno_restore(saved);
+            return settled; /* false: its zombie is on its way to us; its pidfd wakes us */
         }
         if (errno != ECHILD || !subreaper || tries == CONC__FORKPOOL_REAP_TRIES)
             break;
