@@ -51,7 +51,12 @@
 #include <string.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -94,6 +99,62 @@
 static inline bool th_emulated(void) {
     const char *e = getenv("CONC_TEST_EMULATED");
     return e && *e && strcmp(e, "0") != 0;
+}
+
+/* Kernels we do not have, and sandboxes: from here on, in this process and every process it
+ * forks, the listed system calls fail as an older kernel or a seccomp profile would have them
+ * fail (a seccomp filter, on every thread at once: a sanitizer's threads run already). Each
+ * refusal names a call, optionally one argument's value (arg -1: any call), and the errno.
+ * false where the harness does not know the architecture, or the filter cannot be installed
+ * (qemu-user, for one): the caller skips. */
+typedef struct th_refusal {
+    long nr; /* SYS_... */
+    int arg; /* which argument must equal value (its low 32 bits); -1: any */
+    uint32_t value;
+    int err;
+} th_refusal;
+
+#if defined(__x86_64__)
+#define TH_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define TH_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#elif defined(__arm__)
+#define TH_AUDIT_ARCH AUDIT_ARCH_ARM
+#endif
+
+static inline bool th_refuse_syscalls(const th_refusal *r, size_t n) {
+#ifdef TH_AUDIT_ARCH
+    struct sock_filter code[64];
+    size_t k = 0;
+    if (th_emulated() || 4 + 5 * n > sizeof code / sizeof code[0])
+        return false;
+    code[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                             (uint32_t)offsetof(struct seccomp_data, arch));
+    code[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TH_AUDIT_ARCH, 1, 0);
+    code[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    for (size_t i = 0; i < n; i++) { /* a block per refusal: on to the next unless it matches */
+        bool by_arg = r[i].arg >= 0;
+        uint32_t low = (uint32_t)(offsetof(struct seccomp_data, args) + 8 * (size_t)r[i].arg) +
+                       (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? 0 : 4);
+        code[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                                 (uint32_t)offsetof(struct seccomp_data, nr));
+        code[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)r[i].nr, 0,
+                                                 by_arg ? 3 : 1);
+        if (by_arg) {
+            code[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, low);
+            code[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, r[i].value, 0, 1);
+        }
+        code[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
+                                                 SECCOMP_RET_ERRNO | ((uint32_t)r[i].err & 0xffff));
+    }
+    code[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    struct sock_fprog prog = {(unsigned short)k, code};
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+           syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) == 0;
+#else
+    (void)r, (void)n;
+    return false;
+#endif
 }
 
 /* A size no allocation can get: 2^bits64 where size_t has 64 bits; where it has 32 (armhf), the
@@ -179,11 +240,12 @@ static void th_fail(const char *file, int line, const char *fmt, ...) {
                     (long long)(th_dl_ - th_now_));                                                \
     } while (0)
 
+#define TH_SKIP_CODE 77 /* a case's exit status that says "skipped" */
 #define TH_SKIP(why)                                                                               \
     do {                                                                                           \
         printf("    SKIP: %s\n", why);                                                             \
         fflush(stdout);                                                                            \
-        _exit(77);                                                                                 \
+        _exit(TH_SKIP_CODE);                                                                       \
     } while (0)
 
 /* ------------------------------------------------------------------------------------------
@@ -730,7 +792,7 @@ static int th_run_case(const char *suite, const th_case *c, double scale) {
         printf("[  OK  ] %s.%s (%.0f ms)\n", suite, c->name, ms);
         return 0;
     }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+    if (WIFEXITED(status) && WEXITSTATUS(status) == TH_SKIP_CODE) {
         printf("[ SKIP ] %s.%s\n", suite, c->name);
         return 2;
     }

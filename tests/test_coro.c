@@ -2931,6 +2931,49 @@ static void coro_stack_overflow_names_the_coroutine(void) {
     check_overflow_report(overflow_child, "deep-diver");
 }
 
+/* A kernel before 6.13 answers MADV_GUARD_INSTALL with EINVAL: the scheduler's guard pages
+ * fall back to mprotect for good, and an overflow is caught and named all the same. Any other
+ * error (ENOMEM: no memory for the page tables, for a moment) takes mprotect for that stack
+ * only. The kernel here has the call, so a seccomp filter refuses it (th_refuse_syscalls). */
+static int guard_refused_with;
+
+static void overflow_without_guard_madvise_child(void) {
+    const th_refusal r[] = {{SYS_madvise, 2, MADV_GUARD_INSTALL, guard_refused_with}};
+    if (!th_refuse_syscalls(r, 1))
+        _exit(TH_SKIP_CODE);
+    TH_CHECK_EQ(conc_coro_catch_overflow(), 0);
+    conc_sched_t *s;
+    TH_CHECK_EQ(conc_sched_create(&s, NULL), 0);
+    conc_coro_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.name = "deep-diver";
+    TH_CHECK_EQ(conc_coro_spawn(s, overflow_coro, NULL, &o, NULL), 0); /* its stack: guarded */
+    TH_CHECK_EQ(s->guard_mprotect, guard_refused_with == EINVAL);
+    int e = conc_sched_run(s);
+    printf("run returned %d\n", e); /* not reached */
+}
+
+static void check_overflow_without_guard_madvise(int err) {
+    guard_refused_with = err;
+    char buf[4096];
+    int status =
+        th_run_child_capturing_stderr(overflow_without_guard_madvise_child, buf, sizeof buf);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == TH_SKIP_CODE)
+        TH_SKIP("no seccomp filter here (an emulator, valgrind, or an unknown architecture)");
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d, stderr: %s",
+                 status, buf);
+    TH_CHECK_MSG(strstr(buf, "stack overflow in coroutine \"deep-diver\"") != NULL, "stderr: %s",
+                 buf);
+}
+
+static void coro_stack_overflow_caught_on_a_kernel_without_guard_madvise(void) {
+    check_overflow_without_guard_madvise(EINVAL);
+}
+
+static void coro_stack_overflow_caught_when_guard_madvise_fails_for_a_moment(void) {
+    check_overflow_without_guard_madvise(ENOMEM);
+}
+
 /* A program's own SIGSEGV handler, installed first, handles a fault of its own and returns
  * (a write barrier's protected page): the overflow reporter must still be there for the
  * overflow that comes later. */
@@ -4215,6 +4258,8 @@ TH_MAIN("coro", TH_CASE(coro_header_brings_chan_and_await),
         TH_CASE(coro_destroyed_schedulers_give_their_address_space_back),
         CXX_ONLY_CASES TH_CASE(coro_two_stack_sizes_count_their_own_slots),
         TH_CASE(coro_stack_usage_high_water_mark), TH_CASE(coro_stack_overflow_names_the_coroutine),
+        TH_CASE(coro_stack_overflow_caught_on_a_kernel_without_guard_madvise),
+        TH_CASE(coro_stack_overflow_caught_when_guard_madvise_fails_for_a_moment),
         TH_CASE(coro_stack_overflow_reported_after_a_fault_another_handler_took),
         TH_CASE(coro_canary_without_guard_pages_names_the_coroutine),
         TH_CASE(coro_guarded_stack_leaves_its_bottom_page_untouched),

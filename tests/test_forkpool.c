@@ -53,9 +53,6 @@ static void *fp_calloc(size_t k, size_t n) {
 #undef calloc
 
 #include <dirent.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <spawn.h>
 #include <stddef.h>
 #include <sys/prctl.h>
@@ -74,68 +71,18 @@ int tu2_forkpool_cancel(conc_future_t *f);
  * A kernel without pidfds: CONC_TEST_NO_PIDFD=1 runs the whole suite so (make test does),
  * and forkpool_holds_pidfds_only_where_it_can_open_them one pool in any run.
  * ------------------------------------------------------------------------------------------- */
-#if defined(__x86_64__)
-#define FP_AUDIT_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define FP_AUDIT_ARCH AUDIT_ARCH_AARCH64
-#elif defined(__arm__)
-#define FP_AUDIT_ARCH AUDIT_ARCH_ARM
-#endif
-
-#ifdef FP_AUDIT_ARCH
-/* Installs a seccomp filter whose first instructions send other architectures' calls on:
- * from here on it holds for this process and every process it forks. */
-static bool fp_install_filter(struct sock_filter *rest, size_t n) {
-    struct sock_filter code[16] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FP_AUDIT_ARCH, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    TH_CHECK(3 + n <= sizeof code / sizeof code[0]);
-    memcpy(code + 3, rest, n * sizeof *rest);
-    struct sock_fprog prog = {(unsigned short)(3 + n), code};
-    /* Every thread at once (TSYNC): a sanitizer's threads are already running. */
-    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
-           syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) == 0;
-}
-#endif
-
 /* pidfd_open and pidfd_send_signal fail with ENOSYS, as before Linux 5.3 (5.1 for the
- * second) or in a seccomp profile older than them. false where this test does not know the
- * architecture's number. */
+ * second) or in a seccomp profile older than them (th_refuse_syscalls). */
 static bool fp_refuse_pidfds(void) {
-#ifdef FP_AUDIT_ARCH
-    struct sock_filter rest[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 2, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_send_signal, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-    };
-    return fp_install_filter(rest, sizeof rest / sizeof rest[0]);
-#else
-    return false;
-#endif
+    const th_refusal r[] = {{SYS_pidfd_open, -1, 0, ENOSYS},
+                            {SYS_pidfd_send_signal, -1, 0, ENOSYS}};
+    return th_refuse_syscalls(r, 2);
 }
 
 /* waitid on a pidfd (P_PIDFD, 3) fails with EINVAL, as on Linux 5.3, which has pidfds. */
 static bool fp_refuse_waitid_on_pidfds(void) {
-#ifdef FP_AUDIT_ARCH
-    uint32_t idtype_low = (uint32_t)offsetof(struct seccomp_data, args[0]) +
-                          (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? 0 : 4);
-    struct sock_filter rest[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_waitid, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, idtype_low),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 3 /* P_PIDFD */, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
-    };
-    return fp_install_filter(rest, sizeof rest / sizeof rest[0]);
-#else
-    return false;
-#endif
+    const th_refusal r[] = {{SYS_waitid, 0, 3 /* P_PIDFD */, EINVAL}};
+    return th_refuse_syscalls(r, 1);
 }
 
 /* CONC_TEST_NO_PIDFD=1: no pidfds at all; =waitid: pidfds, but no waitid on one (Linux 5.3). */
