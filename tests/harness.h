@@ -122,33 +122,45 @@ typedef struct th_refusal {
 #define TH_AUDIT_ARCH AUDIT_ARCH_ARM
 #endif
 
+#ifdef TH_AUDIT_ARCH
+/* One BPF instruction (the kernel's macros are brace lists that C++ will not take here). */
+static inline struct sock_filter th_bpf(unsigned code, unsigned jt, unsigned jf, uint32_t k) {
+    struct sock_filter f;
+    f.code = (uint16_t)code;
+    f.jt = (uint8_t)jt;
+    f.jf = (uint8_t)jf;
+    f.k = k;
+    return f;
+}
+#endif
+
 static inline bool th_refuse_syscalls(const th_refusal *r, size_t n) {
 #ifdef TH_AUDIT_ARCH
     struct sock_filter code[64];
     size_t k = 0;
     if (th_emulated() || 4 + 5 * n > sizeof code / sizeof code[0])
         return false;
-    code[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-                                             (uint32_t)offsetof(struct seccomp_data, arch));
-    code[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TH_AUDIT_ARCH, 1, 0);
-    code[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    const uint32_t load = BPF_LD | BPF_W | BPF_ABS, equal = BPF_JMP | BPF_JEQ | BPF_K;
+    const uint32_t ret = BPF_RET | BPF_K;
+    code[k++] = th_bpf(load, 0, 0, (uint32_t)offsetof(struct seccomp_data, arch));
+    code[k++] = th_bpf(equal, 1, 0, TH_AUDIT_ARCH);
+    code[k++] = th_bpf(ret, 0, 0, SECCOMP_RET_ALLOW);
     for (size_t i = 0; i < n; i++) { /* a block per refusal: on to the next unless it matches */
         bool by_arg = r[i].arg >= 0;
         uint32_t low = (uint32_t)(offsetof(struct seccomp_data, args) + 8 * (size_t)r[i].arg) +
                        (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? 0 : 4);
-        code[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-                                                 (uint32_t)offsetof(struct seccomp_data, nr));
-        code[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)r[i].nr, 0,
-                                                 by_arg ? 3 : 1);
+        code[k++] = th_bpf(load, 0, 0, (uint32_t)offsetof(struct seccomp_data, nr));
+        code[k++] = th_bpf(equal, 0, by_arg ? 3 : 1, (uint32_t)r[i].nr);
         if (by_arg) {
-            code[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, low);
-            code[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, r[i].value, 0, 1);
+            code[k++] = th_bpf(load, 0, 0, low);
+            code[k++] = th_bpf(equal, 0, 1, r[i].value);
         }
-        code[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
-                                                 SECCOMP_RET_ERRNO | ((uint32_t)r[i].err & 0xffff));
+        code[k++] = th_bpf(ret, 0, 0, SECCOMP_RET_ERRNO | ((uint32_t)r[i].err & 0xffff));
     }
-    code[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-    struct sock_fprog prog = {(unsigned short)k, code};
+    code[k++] = th_bpf(ret, 0, 0, SECCOMP_RET_ALLOW);
+    struct sock_fprog prog;
+    prog.len = (unsigned short)k;
+    prog.filter = code;
     return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
            syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) == 0;
 #else
