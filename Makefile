@@ -215,8 +215,10 @@ $(TEST_CONFIGS:%=test-run-%): test-run-%:
 .PHONY: $(TEST_CONFIGS:%=test-build-%) $(TEST_CONFIGS:%=test-run-%)
 
 # Sanitizer builds run slower: stretch deadlines, shrink iteration counts.
+SANITIZED_ENV := CONC_TEST_TIMEOUT_SCALE=$${CONC_TEST_TIMEOUT_SCALE:-4} \
+                 CONC_TEST_ITERS=$${CONC_TEST_ITERS:-25}
 ifneq ($(SANITIZE),)
-SAN_ENV := CONC_TEST_TIMEOUT_SCALE=$${CONC_TEST_TIMEOUT_SCALE:-4} CONC_TEST_ITERS=$${CONC_TEST_ITERS:-25}
+SAN_ENV := $(SANITIZED_ENV)
 endif
 
 # One configuration's tests (test-shaken runs them through here): build, then run.
@@ -339,23 +341,15 @@ test-musl: test-build-musl
 # plain on Linux 5.3's pidfds, which have no waitid (CONC_TEST_NO_PIDFD=waitid).
 NOPIDFD_CONFIGS := gcc clang-thread gcc-address+undefined
 test-run-nopidfd:
-	@rm -f $(NOPIDFD_CONFIGS:%=$(RESULTS)/nopidfd-%.log)
-	@for c in $(NOPIDFD_CONFIGS); do \
-	  if [ $$c = gcc ]; then san=; else san="CONC_TEST_TIMEOUT_SCALE=$${CONC_TEST_TIMEOUT_SCALE:-4} \
-	    CONC_TEST_ITERS=$${CONC_TEST_ITERS:-25}"; fi; \
-	  env CONC_TEST_NO_PIDFD=1 $$san $(RUN) run nopidfd-$$c $(RESULTS)/nopidfd-$$c.log \
-	    build/$$c/test_forkpool; \
-	done
-	@rm -f $(RESULTS)/nopidfd-waitid-gcc.log
+	@rm -f $(NOPIDFD_CONFIGS:%=$(RESULTS)/nopidfd-%.log) $(RESULTS)/nopidfd-waitid-gcc.log
+	@$(foreach c,$(NOPIDFD_CONFIGS),CONC_TEST_NO_PIDFD=1 $(if $(CONFIG_SAN_$(c)),$(SANITIZED_ENV)) \
+	  $(RUN) run nopidfd-$(c) $(RESULTS)/nopidfd-$(c).log build/$(c)/test_forkpool;)
 	@CONC_TEST_NO_PIDFD=waitid $(RUN) run nopidfd-waitid-gcc $(RESULTS)/nopidfd-waitid-gcc.log \
 	  build/gcc/test_forkpool
 
 test-nopidfd:
-	@for c in $(NOPIDFD_CONFIGS); do \
-	  $(MAKE) --no-print-directory build/$$c/test_forkpool CC=$$(case $$c in clang*) echo clang;; \
-	    *) echo gcc;; esac) SANITIZE=$$(case $$c in *thread) echo thread;; \
-	    *address*) echo address,undefined;; esac) || exit 1; \
-	done
+	@$(foreach c,$(NOPIDFD_CONFIGS),$(MAKE) --no-print-directory build/$(c)/test_forkpool \
+	  CC=$(CONFIG_CC_$(c)) SANITIZE=$(CONFIG_SAN_$(c)) &&) true
 	@mkdir -p $(RESULTS)
 	@$(MAKE) --no-print-directory test-run-nopidfd
 

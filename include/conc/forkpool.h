@@ -1728,6 +1728,16 @@ CONC_NOINLINE void conc__forkpool_worker_clear(conc__forkpool_worker *w) {
 
 CONC_NOINLINE bool conc__forkpool_server_read(conc_forkpool_t *p);
 
+/* The server's packets read off the monitor's thread, under the pool lock: the server answers
+ * deaths and spawns with blocking sends and reads nothing of ours while it waits for room, so
+ * a thread that needs it to read (below) reads its answers into the books first, and kicks
+ * the monitor to act on them. false: the server is gone (EOF). */
+CONC_NOINLINE bool conc__forkpool_take_server_packets(conc_forkpool_t *p) {
+    bool alive = conc__forkpool_server_read(p);
+    conc__forkpool_kick(p);
+    return alive;
+}
+
 /* Without pidfds, cancel's wait (outside the pool lock) for the worker it killed through the
  * server. The server must first read our KILL, and it reads none while it waits for room to
  * report deaths; the monitor reads those, but from an on_done callback we are the monitor
@@ -1737,8 +1747,8 @@ CONC_NOINLINE void conc__forkpool_wait_killed(conc_forkpool_t *p, pid_t pid) {
     long ns = 50 * (long)CONC_US;
     while (!conc__forkpool_pid_exited(pid)) {
         conc_lock_acquire(&p->lock);
-        if (p->ctl >= 0 && conc__forkpool_server_read(p))
-            conc__forkpool_kick(p);
+        if (p->ctl >= 0)
+            (void)conc__forkpool_take_server_packets(p);
         conc_lock_release(&p->lock);
         struct timespec ts = {0, ns};
         (void)clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
@@ -1748,11 +1758,10 @@ CONC_NOINLINE void conc__forkpool_wait_killed(conc_forkpool_t *p, pid_t pid) {
 }
 
 /* A packet to the fork server (a spawn request, or a kill without pidfds), under the pool
- * lock. Never blocked for good. The server reads one packet per turn of its loop and answers
- * deaths and spawns with blocking sends, so a burst of packets (a kill for each of hundreds
- * of workers) can fill our socket while the server waits for room in its own: while ours is
- * full we read its packets into the books (the monitor, kicked, acts on them), and it goes
- * on. A full socket and an exited server (its end of the socket kept open by a child the host
+ * lock. Never blocked for good. The server reads one packet per turn of its loop, so a burst
+ * of packets (a kill for each of hundreds of workers) can fill our socket while the server
+ * waits for room in its own: while ours is full we take its packets, and it goes on. A full
+ * socket and an exited server (its end of the socket kept open by a child the host
  * forked, a blocking send would wait for that child, and the pool lock with it) is EPIPE.
  * A send short of kernel memory is tried again. 0, EPIPE, or another errno of the send. */
 CONC_NOINLINE int conc__forkpool_to_server(conc_forkpool_t *p, const conc__forkpool_ctl *m) {
@@ -1760,9 +1769,8 @@ CONC_NOINLINE int conc__forkpool_to_server(conc_forkpool_t *p, const conc__forkp
         int e = conc__forkpool_ctl_send(p->ctl, m, NULL, 0, MSG_DONTWAIT);
         if (!conc__base_would_block(e) && e != ENOBUFS && e != ENOMEM)
             return e;
-        if (!conc__forkpool_server_read(p) || conc__forkpool_pid_exited(p->server_pid))
+        if (!conc__forkpool_take_server_packets(p) || conc__forkpool_pid_exited(p->server_pid))
             return EPIPE;
-        conc__forkpool_kick(p);
         struct pollfd pf = {p->ctl, POLLOUT | POLLIN, 0}; /* room, or more of its packets */
         (void)poll(&pf, 1, conc__base_would_block(e) ? 10 : 1);
     }
