@@ -733,6 +733,9 @@ typedef struct stress {
     uint64_t popped;     /* relaxed counter */
     uint64_t *pushed_ok; /* per producer: how many went in (close races) */
     int close_after;     /* 0: producers finish, then main closes; else close racing */
+    uint64_t join_after; /* 0: all start at once; else producer 0 and consumer 0 run alone
+                          * until this many items were popped (each side's bias held) */
+    int producers_left;  /* join_after without a close race: the last producer closes */
 } stress;
 
 static inline uint64_t item_of(int producer, uint64_t seq) {
@@ -854,9 +857,16 @@ static void stress_consumer(int index, void *arg) {
 
 static void stress_thread(int index, void *arg) {
     stress *s = (stress *)arg;
-    if (index < s->producers)
+    if (index != 0 && index != s->producers)
+        while (__atomic_load_n(&s->popped, __ATOMIC_RELAXED) < s->join_after &&
+               !conc_queue_is_closed(s->q))
+            sched_yield();
+    if (index < s->producers) {
         stress_producer(index, s);
-    else
+        if (s->join_after && !s->close_after &&
+            __atomic_sub_fetch(&s->producers_left, 1, __ATOMIC_RELAXED) == 0)
+            conc_queue_close(s->q);
+    } else
         stress_consumer(index - s->producers, s);
 }
 
@@ -888,22 +898,28 @@ static void check_exactly_once(stress *s) {
     TH_CHECK_EQ(__atomic_load_n(&s->popped, __ATOMIC_RELAXED), expect);
 }
 
-/* The stress run on a queue the caller made (capacity and item size uint64_t); leaves it. */
-static void stress_case_on(conc_queue_t *q, int producers, int consumers, long iters,
-                           int close_race) {
+/* The stress run on a queue the caller made (capacity and item size uint64_t); leaves it.
+ * join_after: see the struct. */
+static void stress_case_joining(conc_queue_t *q, int producers, int consumers, long iters,
+                                int close_race, bool late_joiners) {
     stress s;
     memset(&s, 0, sizeof s);
     s.q = q;
+    s.producers_left = producers;
     s.producers = producers;
     s.consumers = consumers;
     s.per_producer = (uint64_t)th_iters(iters);
+    s.join_after = late_joiners ? s.per_producer / 4 + 1 : 0;
     uint64_t bits = (uint64_t)producers * s.per_producer;
     s.seen = (uint64_t *)calloc((size_t)(bits / 64 + 1), sizeof(uint64_t));
     s.pushed_ok = (uint64_t *)calloc((size_t)producers, sizeof(uint64_t));
     TH_CHECK(s.seen && s.pushed_ok);
-    if (close_race) {
-        s.close_after = (int)(bits / 3 + 1);
+    if (close_race || late_joiners) {
+        s.close_after = close_race ? (int)(bits / 3 + 1) : 0;
         th_run_threads(producers + consumers, stress_thread, &s);
+        if (!close_race) /* the last producer closed: the consumers drained everything */
+            for (int p = 0; p < producers; p++)
+                TH_CHECK_EQ(s.pushed_ok[p], s.per_producer);
         TH_CHECK(conc_queue_is_closed(s.q));
     } else {
         th_run_threads(consumers + 1, producers_then_close, &s);
@@ -914,6 +930,11 @@ static void stress_case_on(conc_queue_t *q, int producers, int consumers, long i
     TH_CHECK_EQ(conc_queue_size(s.q), 0);
     free(s.seen);
     free(s.pushed_ok);
+}
+
+static void stress_case_on(conc_queue_t *q, int producers, int consumers, long iters,
+                           int close_race) {
+    stress_case_joining(q, producers, consumers, iters, close_race, false);
 }
 
 static void stress_case(int producers, int consumers, size_t capacity, long iters, int close_race) {
@@ -1326,6 +1347,231 @@ static void queue_shared_shm_attach(void) {
     child_reaped_and_unmapped(pid, name, fd, base, total);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * The bias (queue.h): a side's first claimer claims by store until another claimer comes
+ * ---------------------------------------------------------------------------------------- */
+static uintptr_t bias_of(conc_queue_t *q, bool push) {
+    return __atomic_load_n(push ? &q->tail_bias : &q->head_bias, __ATOMIC_ACQUIRE);
+}
+
+/* What a first claim on a side leaves there: the claimer owns it, where membarrier works. */
+static uintptr_t owner_bias(void) {
+    return CONC_QUEUE_BIAS && conc_heavy_barrier_available() ? conc_thread_token()
+                                                             : CONC__QUEUE_REVOKED;
+}
+
+static void push_item_three(int index, void *arg) {
+    (void)index;
+    uint64_t x = 3;
+    TH_CHECK_EQ(conc_queue_push((conc_queue_t *)arg, &x), 0);
+}
+
+static void pop_item_two(int index, void *arg) {
+    (void)index;
+    uint64_t x = 0;
+    TH_CHECK_EQ(conc_queue_try_pop((conc_queue_t *)arg, &x), 0);
+    TH_CHECK_EQ(x, 2u);
+}
+
+static void queue_bias_first_claimer_owns_until_another_claims(void) {
+    conc_queue_t *q = make(8, sizeof(uint64_t));
+    uintptr_t fresh = CONC_QUEUE_BIAS ? CONC__QUEUE_UNOWNED : CONC__QUEUE_REVOKED;
+    TH_CHECK_EQ(bias_of(q, true), fresh);
+    TH_CHECK_EQ(bias_of(q, false), fresh);
+    uint64_t x = 1;
+    TH_CHECK_EQ(conc_queue_push(q, &x), 0);
+    x = 2;
+    TH_CHECK_EQ(conc_queue_try_push(q, &x), 0);
+    TH_CHECK_EQ(bias_of(q, true), owner_bias());
+    TH_CHECK_EQ(bias_of(q, false), fresh); /* a side's own: no pop yet */
+    TH_CHECK_EQ(conc_queue_pop(q, &x), 0);
+    TH_CHECK_EQ(x, 1u);
+    TH_CHECK_EQ(bias_of(q, false), owner_bias());
+    th_run_threads(1, push_item_three, q); /* a second producer: revokes, then its CAS */
+    TH_CHECK_EQ(bias_of(q, true), CONC__QUEUE_REVOKED);
+    x = 4;
+    TH_CHECK_EQ(conc_queue_push(q, &x), 0); /* the first owner claims by CAS now */
+    TH_CHECK_EQ(bias_of(q, true), CONC__QUEUE_REVOKED);
+    th_run_threads(1, pop_item_two, q);
+    TH_CHECK_EQ(bias_of(q, false), CONC__QUEUE_REVOKED);
+    uint64_t out[4];
+    size_t n = 0;
+    TH_CHECK_EQ(conc_queue_try_pop_batch(q, out, 4, &n), 0);
+    TH_CHECK_EQ(n, 2u);
+    TH_CHECK_EQ(out[0], 3u);
+    TH_CHECK_EQ(out[1], 4u);
+    conc_queue_destroy(q);
+
+    /* The owner's batches; and close by the owner revokes its bias before CLOSED goes in. */
+    q = make(4, sizeof(uint64_t));
+    uint64_t in[6] = {10, 11, 12, 13, 14, 15};
+    TH_CHECK_EQ(conc_queue_try_push_batch(q, in, 6, &n), 0);
+    TH_CHECK_EQ(n, 4u); /* a full ring: one claim of four */
+    TH_CHECK_EQ(conc_queue_try_push(q, &in[4]), EAGAIN);
+    TH_CHECK_EQ(bias_of(q, true), owner_bias());
+    TH_CHECK_EQ(conc_queue_pop_batch(q, out, 3, &n), 0);
+    TH_CHECK_EQ(n, 3u);
+    TH_CHECK_EQ(out[2], 12u);
+    TH_CHECK_EQ(conc_queue_push_batch(q, in + 4, 2, &n), 0);
+    conc_queue_close(q);
+    TH_CHECK_EQ(bias_of(q, true), CONC__QUEUE_REVOKED);
+    TH_CHECK(conc_queue_is_closed(q));
+    TH_CHECK_EQ(conc_queue_try_push(q, &x), EPIPE);
+    TH_CHECK_EQ(conc_queue_try_pop_batch(q, out, 4, &n), 0);
+    TH_CHECK_EQ(n, 3u);
+    TH_CHECK_EQ(out[0], 13u);
+    TH_CHECK_EQ(out[2], 15u);
+    TH_CHECK_EQ(conc_queue_pop(q, &x), EPIPE);
+    conc_queue_destroy(q);
+
+    /* A queue between processes never has one: the heavy barrier reaches one process. */
+    size_t size = conc_queue_footprint(4, sizeof(uint64_t));
+    void *mem = malloc(size);
+    TH_CHECK(mem != NULL);
+    TH_CHECK_EQ(conc_queue_init_in(&q, mem, size, 4, sizeof(uint64_t), CONC_SHARED), 0);
+    TH_CHECK_EQ(bias_of(q, true), CONC__QUEUE_REVOKED);
+    TH_CHECK_EQ(conc_queue_push(q, &x), 0);
+    TH_CHECK_EQ(conc_queue_pop(q, &x), 0);
+    TH_CHECK_EQ(bias_of(q, true), CONC__QUEUE_REVOKED);
+    TH_CHECK_EQ(bias_of(q, false), CONC__QUEUE_REVOKED);
+    free(mem);
+}
+
+/* One producer and one consumer own their sides for the first quarter of the stream; then
+ * three more of each join, revoking both biases while items flow: each item exactly once,
+ * each producer's items in order. With a close racing too. */
+static void queue_bias_revoked_mid_stream_loses_nothing(void) {
+    for (int close_race = 0; close_race < 2; close_race++) {
+        conc_queue_t *q = make(64, sizeof(uint64_t));
+        stress_case_joining(q, 4, 4, 20000, close_race, true);
+        TH_CHECK_EQ(bias_of(q, true), CONC__QUEUE_REVOKED); /* by the joiners, or the close */
+        conc_queue_destroy(q);
+    }
+    /* One producer, one consumer, a close while the producer still owns its side. */
+    conc_queue_t *q = make(64, sizeof(uint64_t));
+    stress_case_on(q, 1, 1, 50000, 1);
+    TH_CHECK_EQ(bias_of(q, true), CONC__QUEUE_REVOKED);
+    conc_queue_destroy(q);
+}
+
+/* A consumer that sleeps for every item while the producer owns its side: each push meets the
+ * consumer registered, somewhere between its registration, its barrier and its sleep, and
+ * must wake it. The barriers the sleeper pays are debt: the bias is revoked once they cost
+ * more than the owner's stores saved (with an item a sleep, soon). */
+typedef struct sleeper_case {
+    conc_queue_t *q;
+    uint64_t received; /* relaxed: the consumer's count, watched by the producer */
+} sleeper_case;
+
+static void sleeper_consumer(int index, void *arg) {
+    (void)index;
+    sleeper_case *c = (sleeper_case *)arg;
+    uint64_t x, expect = 0;
+    int r;
+    while ((r = conc_queue_pop_until(c->q, &x, conc_now() + 20 * CONC_SEC)) == 0) {
+        TH_CHECK_EQ(x, expect);
+        expect++;
+        __atomic_store_n(&c->received, expect, __ATOMIC_RELAXED);
+    }
+    TH_CHECK_EQ(r, EPIPE); /* ETIMEDOUT: a push that never woke us */
+}
+
+static void sleeper_producer(int index, void *arg) {
+    (void)index;
+    sleeper_case *c = (sleeper_case *)arg;
+    long rounds = 0, max_rounds = th_iters(200000);
+    uint64_t sent = 0;
+    th_rng rng = th_rng_make(th_seed());
+    /* First pushes at random moments of the consumer's way to sleep (its pauses, yields,
+     * registration, barrier), each once it took the item before: the lost wake the barrier
+     * prevents needs a push whose word load passes its own store just as the consumer
+     * registers. The barriers' debt may revoke the bias meanwhile. */
+    for (long i = 0, first = th_iters(10000); i < first; i++) {
+        while (__atomic_load_n(&c->received, __ATOMIC_RELAXED) != sent)
+            conc_cpu_relax();
+        for (uint32_t spin = th_rand_below(&rng, 2048); spin > 0; spin--)
+            conc_cpu_relax();
+        TH_CHECK_EQ(conc_queue_push(c->q, &sent), 0);
+        sent++;
+    }
+    while (rounds < max_rounds) {
+        /* Until the consumer is registered on not_empty (it took every item sent so far). */
+        int64_t give_up = conc_now() + 20 * CONC_SEC;
+        while (conc_eventcount_waiters(__atomic_load_n(&c->q->not_empty, __ATOMIC_RELAXED)) == 0 ||
+               __atomic_load_n(&c->received, __ATOMIC_RELAXED) != sent) {
+            TH_CHECK_MSG(conc_now() < give_up, "the consumer never slept again (%llu items)",
+                         (unsigned long long)sent);
+            sched_yield();
+        }
+        TH_CHECK_EQ(conc_queue_push(c->q, &sent), 0);
+        sent++;
+        rounds++;
+        if (bias_of(c->q, true) == CONC__QUEUE_REVOKED && rounds >= 100)
+            break; /* and a hundred pushes more with the CAS, sleepers unfenced */
+    }
+    TH_CHECK_EQ(bias_of(c->q, true), CONC__QUEUE_REVOKED);
+    conc_queue_close(c->q);
+}
+
+static void sleeper_thread(int index, void *arg) {
+    if (index == 0)
+        sleeper_producer(index, arg);
+    else
+        sleeper_consumer(index, arg);
+}
+
+static void queue_bias_sleepers_fence_then_revoke_it(void) {
+    sleeper_case c;
+    memset(&c, 0, sizeof c);
+    c.q = make(4, sizeof(uint64_t));
+    th_run_threads(2, sleeper_thread, &c);
+    TH_CHECK(__atomic_load_n(&c.received, __ATOMIC_RELAXED) >= 100);
+    conc_queue_destroy(c.q);
+}
+
+/* Where membarrier(2) is refused (an old kernel, a seccomp profile) nobody takes a bias; a
+ * refusal after a bias was taken cannot be reported (the owner's stores would go unordered):
+ * the revoker aborts, naming the queue. */
+static void membarrier_refused_from_the_start(void) {
+    const th_refusal r[] = {{SYS_membarrier, -1, 0, ENOSYS}};
+    if (!th_refuse_syscalls(r, 1))
+        _exit(TH_SKIP_CODE);
+    conc_queue_t *q = make(4, sizeof(uint64_t));
+    uint64_t x = 7;
+    TH_CHECK_EQ(conc_queue_push(q, &x), 0);
+    TH_CHECK_EQ(conc_queue_pop(q, &x), 0);
+    TH_CHECK_EQ(bias_of(q, true), CONC__QUEUE_REVOKED);
+    TH_CHECK_EQ(bias_of(q, false), CONC__QUEUE_REVOKED);
+    stress_case_on(q, 2, 2, 2000, 0);
+    conc_queue_destroy(q);
+}
+
+static void membarrier_refused_after_a_bias(void) {
+    conc_queue_t *q = make(4, sizeof(uint64_t));
+    uint64_t x = 7;
+    TH_CHECK_EQ(conc_queue_push(q, &x), 0);
+    if (bias_of(q, true) != conc_thread_token())
+        _exit(TH_SKIP_CODE); /* no membarrier here at all */
+    const th_refusal r[] = {{SYS_membarrier, -1, 0, EPERM}};
+    if (!th_refuse_syscalls(r, 1))
+        _exit(TH_SKIP_CODE);
+    th_run_threads(1, push_item_three, q); /* revokes: its heavy barrier is refused */
+}
+
+static void queue_bias_needs_membarrier(void) {
+    char buf[4096];
+    int status = th_run_child_capturing_stderr(membarrier_refused_from_the_start, buf, sizeof buf);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == TH_SKIP_CODE)
+        TH_SKIP("no seccomp filter here (an emulator, valgrind, or an unknown architecture)");
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, buf);
+    status = th_run_child_capturing_stderr(membarrier_refused_after_a_bias, buf, sizeof buf);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == TH_SKIP_CODE)
+        TH_SKIP("membarrier(2) or a seccomp filter missing here");
+    TH_CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "status %d: %s", status, buf);
+    TH_CHECK_MSG(strstr(buf, "conc_queue (revoking a side's bias): membarrier(2) refused") != NULL,
+                 "%s", buf);
+}
+
 TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_attach),
         TH_CASE(queue_init_in_caller_arrays), TH_CASE(queue_init_in_any_offset),
         TH_CASE(queue_errno_untouched), TH_CASE(queue_capacity_exact), TH_CASE(queue_item_sizes),
@@ -1345,4 +1591,8 @@ TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_atta
         TH_CASE_T(queue_until_deadline_past_stuck_peer, 20),
         TH_CASE_T(queue_stuck_peer_a_lap_behind, 20),
         TH_CASE_T(queue_destroy_under_blocked_waiter_aborts, 20),
-        TH_CASE_T(queue_destroy_in_forked_child_with_a_parent_sleeper, 20))
+        TH_CASE_T(queue_destroy_in_forked_child_with_a_parent_sleeper, 20),
+        TH_CASE(queue_bias_first_claimer_owns_until_another_claims),
+        TH_CASE_T(queue_bias_revoked_mid_stream_loses_nothing, 60),
+        TH_CASE_T(queue_bias_sleepers_fence_then_revoke_it, 60),
+        TH_CASE_T(queue_bias_needs_membarrier, 20))

@@ -899,7 +899,7 @@ CONC_COLD int conc__executor_wait_unspilled_slow(conc_executor_t *ex, int64_t de
  *   ----------------------------------------    -------------------------------------------
  *   push (seq_cst CAS on tail)  or             (a poller: [executor.E0] store polling = 0)
  *   take [executor.T1] / publish [executor.F2]  [executor.E1] v = fetch_add(idle, SLEEPER_ONE)
- *   [executor.E2] w = load(idle) (seq_cst)          fence seq_cst
+ *   [executor.E2] w = load(idle) (seq_cst)          fence seq_cst; the queue's sleeper fence
  *   w has SLEEPERS, not WAKING, and             re-check: staging (a task, ENDED; REFILLING:
  *   (a submit, or load(polling) == 0):            none), queue size, closed
  *     CAS idle: w -> w | WAKING + SEQ_ONE         -> work: leave, look again
@@ -908,7 +908,9 @@ CONC_COLD int conc__executor_wait_unspilled_slow(conc_executor_t *ex, int64_t de
  *
  *   [executor.E1] and [executor.E2] are a Dekker pair (seq_cst on both sides): either the
  *   waker's load sees the sleeper (and wakes it, or a wake is already on its way), or the
- *   sleeper's re-check sees the work. A sleeper that saw REFILLING counts on the refiller:
+ *   sleeper's re-check sees the work. (A push by the queue's bias owner is a plain store, not
+ *   a CAS: the queue's sleeper fence, a heavy barrier while the bias lasts, is the pair's
+ *   half for it: queue.h, "The bias".) A sleeper that saw REFILLING counts on the refiller:
  *   its publish [executor.F2] comes after that re-check, so its wake [executor.E2] sees the
  *   sleeper. A chain waker that sees a poller wakes nobody: the poller's stop [executor.E0]
  *   comes after that load in the single seq_cst order, so its look (or its re-check) sees the
@@ -960,6 +962,9 @@ CONC_COLD void conc__executor_sleep_slow(conc_executor_t *ex) {
     uint32_t v = conc_fetch_add(&ex->idle, CONC__EXECUTOR_IDLE_SLEEPER_ONE, CONC_SEQ_CST) +
                  CONC__EXECUTOR_IDLE_SLEEPER_ONE;
     conc_fence_seq_cst(&ex->idle);
+    /* A submit's push may be a plain store (queue.h's bias), not the seq_cst CAS the pair
+     * needs: the queue's half for sleepers of our own orders it. */
+    conc__queue_sleeper_fence(ex->q);
     /* seq_cst: the re-check's half of the Dekker pairs with [executor.T1], [executor.F2]. */
     if (!conc__executor_has_work(ex, conc_load(&ex->stage, CONC_SEQ_CST), true)) {
         CONC_CHAOS_POINT();

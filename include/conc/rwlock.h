@@ -330,19 +330,9 @@ CONC_INLINE bool conc__rwlock_admitted(uint64_t w, uint64_t phase) {
 }
 
 /* The calling thread's slot: the same one on every call, so a release finds the count its
- * acquire raised. The thread pointer (one register read; glibc's pthread_self() returns the
- * same value on x86-64 but costs a call) identifies the thread; threads that hash together
- * share a line (correct, only slower). */
-/* The calling thread, as a number no other live thread of this process has. */
-CONC_INLINE uintptr_t conc__rwlock_self(void) {
-#if (defined(__x86_64__) || defined(__aarch64__)) && (defined(__clang__) || __GNUC__ >= 11)
-    return (uintptr_t)__builtin_thread_pointer();
-#else
-    return (uintptr_t)pthread_self();
-#endif
-}
-
-/* The slot of the thread whose thread pointer is self: its page number times the multiplier,
+ * acquire raised. base.h's conc_thread_token (the thread pointer) identifies the thread;
+ * threads that hash together share a line (correct, only slower).
+ * The slot of the thread whose thread pointer is self: its page number times the multiplier,
  * top bits (multiplicative hashing). Thread pointers sit at a fixed stride (the stack size),
  * and the top bits of (first + k * stride) * M spread consecutive k (CONC__RWLOCK_HASH_MUL). */
 CONC_INLINE size_t conc__rwlock_slot_index(uintptr_t self) {
@@ -352,7 +342,7 @@ CONC_INLINE size_t conc__rwlock_slot_index(uintptr_t self) {
 }
 
 CONC_INLINE uint32_t *conc__rwlock_slot_of_self(conc_rwlock_t *rw) {
-    return &rw->slot[conc__rwlock_slot_index(conc__rwlock_self())].readers;
+    return &rw->slot[conc__rwlock_slot_index(conc_thread_token())].readers;
 }
 
 /* True when no reader is inside: the central count of `w` (read first) and then every slot.
@@ -573,7 +563,7 @@ CONC_COLD void conc__rwlock_settle_slow(conc_rwlock_t *rw, uint32_t *slot) {
  * the holder stores its own number. */
 CONC_COLD void conc__rwlock_check_not_holder_slow(const conc_rwlock_t *rw, const char *who) {
     if (!(conc_load(&rw->word, CONC_RELAXED) & CONC__RWLOCK_SHARED) &&
-        conc_load(&rw->holder, CONC_RELAXED) == conc__rwlock_self())
+        conc_load(&rw->holder, CONC_RELAXED) == conc_thread_token())
         CONC_ABORT(who);
 }
 
@@ -708,10 +698,10 @@ CONC_COLD int conc__rwlock_drain_slow(conc_rwlock_t *rw, uint64_t w, int64_t dea
  * then would end that writer's phase under it and leave it asleep for good. Relaxed: only
  * the holder stores its own number; another thread reads "not me" whatever it sees. */
 CONC_INLINE void conc__rwlock_hold(conc_rwlock_t *rw) {
-    conc_store(&rw->holder, conc__rwlock_self(), CONC_RELAXED);
+    conc_store(&rw->holder, conc_thread_token(), CONC_RELAXED);
 }
 CONC_INLINE void conc__rwlock_unhold(conc_rwlock_t *rw, const char *who) {
-    if (CONC_UNLIKELY(conc_load(&rw->holder, CONC_RELAXED) != conc__rwlock_self()))
+    if (CONC_UNLIKELY(conc_load(&rw->holder, CONC_RELAXED) != conc_thread_token()))
         CONC_ABORT(who);
     conc_store(&rw->holder, (uintptr_t)0, CONC_RELAXED);
 }
