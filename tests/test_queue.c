@@ -1350,13 +1350,13 @@ static void queue_shared_shm_attach(void) {
 /* ------------------------------------------------------------------------------------------
  * The bias (queue.h): a side's first claimer claims by store until another claimer comes
  * ---------------------------------------------------------------------------------------- */
-static uintptr_t bias_of(conc_queue_t *q, bool push) {
+static uint64_t bias_of(conc_queue_t *q, bool push) {
     return __atomic_load_n(push ? &q->tail_bias : &q->head_bias, __ATOMIC_ACQUIRE);
 }
 
 /* What a first claim on a side leaves there: the claimer owns it, where membarrier works. */
-static uintptr_t owner_bias(void) {
-    return CONC_QUEUE_BIAS && conc_heavy_barrier_available() ? conc_thread_token()
+static uint64_t owner_bias(void) {
+    return CONC_QUEUE_BIAS && conc_heavy_barrier_available() ? (uint64_t)conc_thread_token()
                                                              : CONC__QUEUE_REVOKED;
 }
 
@@ -1375,7 +1375,7 @@ static void pop_item_two(int index, void *arg) {
 
 static void queue_bias_first_claimer_owns_until_another_claims(void) {
     conc_queue_t *q = make(8, sizeof(uint64_t));
-    uintptr_t fresh = CONC_QUEUE_BIAS ? CONC__QUEUE_UNOWNED : CONC__QUEUE_REVOKED;
+    uint64_t fresh = CONC_QUEUE_BIAS ? CONC__QUEUE_UNOWNED : CONC__QUEUE_REVOKED;
     TH_CHECK_EQ(bias_of(q, true), fresh);
     TH_CHECK_EQ(bias_of(q, false), fresh);
     uint64_t x = 1;
@@ -1529,6 +1529,86 @@ static void queue_bias_sleepers_fence_then_revoke_it(void) {
     conc_queue_destroy(c.q);
 }
 
+/* An owner held inside its claim window (preempted there, for the test: the header's own
+ * step opens the window and the thread waits) holds up a revoker: an until form returns
+ * ETIMEDOUT at its deadline, and the claim goes in once the window closes. In a forked
+ * child's copy that owner thread does not exist: the child's revocation does not wait for
+ * it. A revocation left REVOKING (its revoker preempted, or interrupted by a signal handler
+ * that uses the queue) is finished by the next claimer. */
+typedef struct held_owner {
+    conc_queue_t *q;
+    int opened, release; /* relaxed: the test's own handshake */
+} held_owner;
+
+static void *owner_held_in_window(void *arg) {
+    held_owner *h = (held_owner *)arg;
+    uint64_t x = 1;
+    TH_CHECK_EQ(conc_queue_push(h->q, &x), 0); /* takes the producers' bias */
+    TH_CHECK_EQ(conc__queue_claim_way(h->q, true), CONC__QUEUE_BY_STORE);
+    __atomic_store_n(&h->opened, 1, __ATOMIC_RELAXED);
+    while (!__atomic_load_n(&h->release, __ATOMIC_RELAXED))
+        th_sleep_ns(100000);
+    conc__queue_window_close(h->q, true);
+    return NULL;
+}
+
+static void queue_bias_owner_held_in_its_window(void) {
+    if (!CONC_QUEUE_BIAS || !conc_heavy_barrier_available())
+        TH_SKIP("no bias here: membarrier(2) refused");
+    for (int in_child = 0; in_child < 2; in_child++) {
+        held_owner h = {make(8, sizeof(uint64_t)), 0, 0};
+        pthread_t t;
+        TH_CHECK_EQ(pthread_create(&t, NULL, owner_held_in_window, &h), 0);
+        while (!__atomic_load_n(&h.opened, __ATOMIC_RELAXED))
+            th_sleep_ns(100000);
+        uint64_t x = 2;
+        if (!in_child) {
+            TH_CHECK_EQ(conc_queue_push_until(h.q, &x, conc_now() + 20 * CONC_MS), ETIMEDOUT);
+            TH_CHECK_EQ(bias_of(h.q, true), CONC__QUEUE_REVOKING);
+            __atomic_store_n(&h.release, 1, __ATOMIC_RELAXED);
+            TH_CHECK_EQ(conc_queue_push(h.q, &x), 0); /* finishes the revocation */
+        } else {
+            pid_t pid = fork();
+            TH_CHECK(pid >= 0);
+            if (pid == 0) { /* the copy: its owner's window stays open for good */
+                alarm(20);
+                if (conc_queue_push_until(h.q, &x, conc_now() + 10 * CONC_SEC) != 0)
+                    _exit(3);
+                conc_queue_close(h.q);
+                uint64_t y[2];
+                size_t n = 0;
+                if (conc_queue_try_pop_batch(h.q, y, 2, &n) != 0 || n != 2 || y[0] != 1 ||
+                    y[1] != 2)
+                    _exit(4);
+                _exit(bias_of(h.q, true) == CONC__QUEUE_REVOKED ? 0 : 5);
+            }
+            int status;
+            TH_CHECK_EQ(waitpid(pid, &status, 0), pid);
+            TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+            __atomic_store_n(&h.release, 1, __ATOMIC_RELAXED);
+            TH_CHECK_EQ(conc_queue_push(h.q, &x), 0);
+        }
+        TH_CHECK_EQ(pthread_join(t, NULL), 0);
+        TH_CHECK_EQ(bias_of(h.q, true), CONC__QUEUE_REVOKED);
+        TH_CHECK_EQ(conc_queue_pop(h.q, &x), 0);
+        TH_CHECK_EQ(x, 1u);
+        TH_CHECK_EQ(conc_queue_pop(h.q, &x), 0);
+        TH_CHECK_EQ(x, 2u);
+        conc_queue_destroy(h.q);
+    }
+    /* A revocation nobody finishes (its revoker interrupted for good): the next claim does. */
+    conc_queue_t *q = make(8, sizeof(uint64_t));
+    th_run_threads(1, push_item_three, q); /* another thread owns the producers' side */
+    TH_CHECK(bias_of(q, true) > CONC__QUEUE_REVOKED);
+    __atomic_store_n(&q->tail_bias, CONC__QUEUE_REVOKING, __ATOMIC_SEQ_CST);
+    uint64_t x = 4;
+    TH_CHECK_EQ(conc_queue_try_push(q, &x), 0);
+    TH_CHECK_EQ(bias_of(q, true), CONC__QUEUE_REVOKED);
+    TH_CHECK_EQ(conc_queue_try_pop(q, &x), 0);
+    TH_CHECK_EQ(x, 3u);
+    conc_queue_destroy(q);
+}
+
 /* Where membarrier(2) is refused (an old kernel, a seccomp profile) nobody takes a bias; a
  * refusal after a bias was taken cannot be reported (the owner's stores would go unordered):
  * the revoker aborts, naming the queue. */
@@ -1550,7 +1630,7 @@ static void membarrier_refused_after_a_bias(void) {
     conc_queue_t *q = make(4, sizeof(uint64_t));
     uint64_t x = 7;
     TH_CHECK_EQ(conc_queue_push(q, &x), 0);
-    if (bias_of(q, true) != conc_thread_token())
+    if (bias_of(q, true) != (uint64_t)conc_thread_token())
         _exit(TH_SKIP_CODE); /* no membarrier here at all */
     const th_refusal r[] = {{SYS_membarrier, -1, 0, EPERM}};
     if (!th_refuse_syscalls(r, 1))
@@ -1595,4 +1675,5 @@ TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_atta
         TH_CASE(queue_bias_first_claimer_owns_until_another_claims),
         TH_CASE_T(queue_bias_revoked_mid_stream_loses_nothing, 60),
         TH_CASE_T(queue_bias_sleepers_fence_then_revoke_it, 60),
-        TH_CASE_T(queue_bias_needs_membarrier, 20))
+        TH_CASE_T(queue_bias_needs_membarrier, 20),
+        TH_CASE_T(queue_bias_owner_held_in_its_window, 30))

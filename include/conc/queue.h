@@ -129,8 +129,9 @@
  *     memcpy into a malloc'd buffer, a file read to any address) is not a queue to attach.
  *   - fork(): a queue in private memory is copied, not shared: the child has its own copy,
  *     as the parent's other threads left it: a slot one of them had claimed stays stuck, and
- *     a sleeper stays counted (harmless: destroy of the copy in the child frees it); a side
- *     whose owner (DESIGN: "The bias") was inside its claim window stays stuck the same way.
+ *     a sleeper stays counted (harmless: destroy of the copy in the child frees it). A side
+ *     whose owner (DESIGN: "The bias") was another thread is revoked in the child without
+ *     waiting for it (it ran in the parent): a claim it had made is such a stuck slot.
  *   - Up to 4095 threads blocked on one side of one queue at once sleep until woken; more
  *     wait too, but poll (base.h's eventcount: every 1 to 16 ms), so they may learn of an
  *     item, a free slot or a close that many ms late, until a place among the 4095 frees
@@ -146,10 +147,14 @@
  *     makes a futex call every 100 ms.
  *   - Signal handlers may use try_push/try_pop only if the interrupted thread is not itself
  *     inside a call on the same queue between claim and publish, or inside its claim window
- *     as a side's owner (it would wait on itself).
+ *     as a side's owner (it would wait on itself; close from such a handler too).
  *   - The bias needs membarrier(2) (Linux 4.14): where it is refused at a side's first claim,
  *     every claim is a CAS. A seccomp filter that refuses it after a side was biased leaves
- *     the owner's stores unordered: the next revocation or sleeper aborts, saying so.
+ *     the owner's stores unordered: the next revocation or sleeper aborts, saying so. So does
+ *     a thread whose own filter refuses it (seccomp filters can be per thread) when another
+ *     thread took a bias: install such filters on every thread, or before any queue is used.
+ *   - close revokes the producers' bias first: it waits, as a revoking producer does, for an
+ *     owner preempted inside its claim window (the rest of that owner's time slice).
  *   - conc_queue_size is exact when nothing runs concurrently, a snapshot otherwise.
  *
  * DESIGN
@@ -189,15 +194,18 @@
  *   good with membarrier(2), and the side's claims are CASes from then on. A sleeper of the
  *   other side pays a membarrier before its re-check while the bias lasts, and revokes it
  *   once those cost more than the owner's stores saved. Timelines and proof: the section
- *   "The bias" below, and tests/models/queue_bias.pml. With both threads on one CPU an item
- *   went from 2 locked CASes (11.6 ns) to none.
+ *   "The bias" below, and tests/models/queue_bias.pml. An item pushed and popped by one
+ *   thread took ck_ring's time before (two locked CASes: 10.7 and 11.5 ns against 10.4 and
+ *   11.1, the headers alternated) and 5.1 and 6.6 after (3.7 in a quieter run), and 1P1C
+ *   with both threads on one CPU went from parity with ck_ring + yield to 1.75x.
  *
  *   Blocking: two eventcount words beside the ring (base.h's eventcount), not_empty
  *   (consumers sleep on it) and not_full (producers). Each word: the registered waiters,
  *   pending wakes (issued, not yet taken), a wake sequence, and CLOSED. After every
  *   successful operation the notifier reads the other side's word (seq_cst, after its
- *   seq_cst claim: no fence; after a bias owner's store, the sleeper's membarrier stands in): if waiters <= pending, every waiter already has a wake coming
- *   and no syscall is made (the busy case: both sides running, waiters 0). Otherwise it adds
+ *   seq_cst claim: no fence; after a bias owner's store, the sleeper's membarrier stands
+ *   in): if waiters <= pending, every waiter already has a wake coming and no syscall is
+ *   made (the busy case: both sides running, waiters 0). Otherwise it adds
  *   up to k pending wakes (k = items moved) and futex-wakes that many, stepping the
  *   sequence: a sleeper is woken only for an item (or slot) it can take, and a burst of
  *   pushes while one consumer wakes up makes one syscall, not one per push. A waiter
@@ -284,18 +292,21 @@ typedef struct conc_queue {
     /* The producers' bias (see "The bias"): the thread that may claim with a plain store, and
      * its claim window. Beside tail, which the owner writes anyway. */
     uint32_t tail_busy;
-    uintptr_t tail_bias;
+    uint64_t tail_bias; /* 64 bits on every target: one layout, 8-byte aligned */
     /* What sleepers have paid in heavy barriers for this side's bias (see
      * conc__queue_bias_fence_slow): tail where the last one paid, and the debt, ns. Hints. */
     uint64_t tail_paid_at;
     uint32_t tail_debt;
+    /* The process the owner ran in: a forked child's copy has no owner thread to wait for. */
+    int32_t tail_owner_pid;
     /* Consumers' claim position. */
     __attribute__((aligned(CONC_CACHELINE))) uint64_t head;
     /* The consumers' bias, as the producers'. */
     uint32_t head_busy;
-    uintptr_t head_bias;
+    uint64_t head_bias;
     uint64_t head_paid_at;
     uint32_t head_debt;
+    int32_t head_owner_pid;
     /* The eventcount words (see DESIGN). Read by every notifier, written only when somebody
      * sleeps: one line for both keeps the busy path to one read-shared line. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t not_empty;
@@ -343,9 +354,9 @@ CONC_STATIC_ASSERT(sizeof(conc_queue_t) == 4 * CONC_CACHELINE, "the task word ad
 #define CONC__QUEUE_YIELD_ITEM_NS (1 * CONC_US)
 /* A side's bias (see "The bias"): nobody has claimed yet, a revocation is under way, or
  * revoked for good (every claim a CAS); else the owner's conc_thread_token (never 0, 1, 2). */
-#define CONC__QUEUE_UNOWNED ((uintptr_t)0)
-#define CONC__QUEUE_REVOKING ((uintptr_t)1)
-#define CONC__QUEUE_REVOKED ((uintptr_t)2)
+#define CONC__QUEUE_UNOWNED ((uint64_t)0)
+#define CONC__QUEUE_REVOKING ((uint64_t)1)
+#define CONC__QUEUE_REVOKED ((uint64_t)2)
 /* What an owner's claim saves against the CAS (5 ns a locked CAS here, 1 ns the window), and
  * the debt in heavy barriers that sleepers may run up for a side's bias beyond what its
  * owner's claims saved: past it, they revoke it. A sleeper's barrier costs it 0.3 us here with
@@ -500,7 +511,7 @@ static inline int conc_queue_init_in(conc_queue_t **out, void *mem, size_t mem_s
     q->flags = (uint32_t)(flags & CONC_SHARED);
     q->creator_pid = (int32_t)getpid();
     /* A queue between processes is never biased: the heavy barrier reaches one process. */
-    uintptr_t bias =
+    uint64_t bias =
         CONC_QUEUE_BIAS && !(flags & CONC_SHARED) ? CONC__QUEUE_UNOWNED : CONC__QUEUE_REVOKED;
     q->tail_bias = bias;
     q->head_bias = bias;
@@ -731,12 +742,17 @@ CONC_INLINE bool conc__queue_backoff(unsigned *round, int64_t deadline) {
  *   never taken; a queue between processes (CONC_SHARED) never has one; CONC_QUEUE_BIAS 0
  *   turns it off.
  * ------------------------------------------------------------------------------------------- */
-CONC_INLINE uintptr_t *conc__queue_bias_of(conc_queue_t *q, bool push) {
+CONC_INLINE uint64_t *conc__queue_bias_of(conc_queue_t *q, bool push) {
     return push ? &q->tail_bias : &q->head_bias;
 }
 
 CONC_INLINE uint32_t *conc__queue_busy_of(conc_queue_t *q, bool push) {
     return push ? &q->tail_busy : &q->head_busy;
+}
+
+/* The calling thread as a side's owner (base.h's token). */
+CONC_INLINE uint64_t conc__queue_self(void) {
+    return (uint64_t)conc_thread_token();
 }
 
 /* How a claim on a side is made now (conc__queue_claim_way). */
@@ -747,9 +763,9 @@ CONC_INLINE uint32_t *conc__queue_busy_of(conc_queue_t *q, bool push) {
 /* Opens the owner's window. False when the caller does not own the bias (read as `bias`), a
  * revoker came first, or the caller's own window is open already (a signal handler inside a
  * claim: it waits for itself, as CAVEATS says). */
-CONC_INLINE bool conc__queue_window_open(conc_queue_t *q, bool push, uintptr_t bias) {
+CONC_INLINE bool conc__queue_window_open(conc_queue_t *q, bool push, uint64_t bias) {
     uint32_t *busy = conc__queue_busy_of(q, push);
-    if (CONC_UNLIKELY(bias != conc_thread_token() || conc_load(busy, CONC_RELAXED) != 0))
+    if (CONC_UNLIKELY(bias != conc__queue_self() || conc_load(busy, CONC_RELAXED) != 0))
         return false;
     /* [queue.B1] relaxed, then the light barrier: the revoker's heavy barrier orders it
      * before our load of the bias below (base.h). */
@@ -772,7 +788,7 @@ CONC_INLINE void conc__queue_window_close(conc_queue_t *q, bool push) {
 /* [queue.B6] acquire on REVOKED: the owner's last store of the end comes before our CAS in
  * the end's order, so the CAS cannot be overwritten. */
 CONC_INLINE int conc__queue_claim_way(conc_queue_t *q, bool push) {
-    uintptr_t bias = conc_load(conc__queue_bias_of(q, push), CONC_ACQUIRE);
+    uint64_t bias = conc_load(conc__queue_bias_of(q, push), CONC_ACQUIRE);
     if (CONC_LIKELY(bias == CONC__QUEUE_REVOKED))
         return CONC__QUEUE_BY_CAS;
     return conc__queue_window_open(q, push, bias) ? CONC__QUEUE_BY_STORE : CONC__QUEUE_UNSETTLED;
@@ -792,64 +808,97 @@ CONC_INLINE bool conc__queue_take(conc_queue_t *q, uint64_t *end, uint64_t *pos,
     return conc_cas(end, pos, next, CONC_SEQ_CST, CONC_RELAXED);
 }
 
-/* Revokes the bias held by `owner` (the timeline above). A no-op if the bias has changed. */
-CONC_COLD void conc__queue_bias_revoke_slow(conc_queue_t *q, bool push, uintptr_t owner) {
-    uintptr_t *bias = conc__queue_bias_of(q, push);
-    /* [queue.B2] seq_cst: the revoker's store of the Dekker pair; the heavy barrier that
-     * follows orders it before our loads of busy. */
-    if (!conc_cas(bias, &owner, CONC__QUEUE_REVOKING, CONC_SEQ_CST, CONC_RELAXED))
-        return;
+/* Finishes a revocation that a revoker began (the bias reads REVOKING): the heavy barrier,
+ * the owner's window closed, REVOKED. Any claimer that finds REVOKING finishes it too, so a
+ * revoker preempted, or interrupted by a signal handler that uses the queue, holds up nobody.
+ * The barrier is as good from a helper: it comes after a load that saw REVOKING. 0, or
+ * ETIMEDOUT once the deadline passed while the owner's window stayed open (the revocation
+ * stays under way: the next claimer finishes it). */
+CONC_COLD int conc__queue_bias_finish_slow(conc_queue_t *q, bool push, int64_t deadline) {
+    uint64_t *bias = conc__queue_bias_of(q, push);
     conc_heavy_barrier("conc_queue (revoking a side's bias)");
     /* [queue.B3] acquire: once busy reads 0, the owner's last store of the end is ours. Its
-     * window holds no wait: a few ns, or the rest of its time slice if it was preempted. */
+     * window holds no wait: a few ns, or the rest of its time slice if it was preempted. In
+     * a forked child's copy the owner thread does not exist (it ran in the parent): nobody
+     * will close a window it left open, and nobody will store the end again. Relaxed: the
+     * pid is written once, before the CAS that made the owner. */
     unsigned rounds = 0;
-    while (conc_load(conc__queue_busy_of(q, push), CONC_ACQUIRE) != 0)
-        (void)conc__queue_backoff(&rounds, CONC_FOREVER);
-    conc_store(bias, CONC__QUEUE_REVOKED, CONC_RELEASE); /* [queue.B6] */
+    while (conc_load(conc__queue_busy_of(q, push), CONC_ACQUIRE) != 0 &&
+           conc_load(push ? &q->tail_owner_pid : &q->head_owner_pid, CONC_RELAXED) ==
+               (int32_t)getpid())
+        if (!conc__queue_backoff(&rounds, deadline))
+            return ETIMEDOUT;
+    uint64_t revoking = CONC__QUEUE_REVOKING;
+    /* [queue.B6] release: pairs with the claimers' acquire of REVOKED. Fails when a helper
+     * finished first. */
+    (void)conc_cas(bias, &revoking, CONC__QUEUE_REVOKED, CONC_RELEASE, CONC_RELAXED);
+    return 0;
 }
 
 /* A claimer whose claim way came back UNSETTLED, or one that needs the bias gone (may_own
  * false: close, a sleeper in debt): one step towards a way, then the caller asks again. The
  * first claimer of a side takes the bias where the heavy barrier works; any other claimer
- * revokes it; a revocation under way is waited out. */
-CONC_COLD void conc__queue_bias_settle_slow(conc_queue_t *q, bool push, bool may_own) {
-    uintptr_t *bias_at = conc__queue_bias_of(q, push);
-    uintptr_t bias = conc_load(bias_at, CONC_ACQUIRE);
-    uintptr_t self = conc_thread_token();
+ * revokes it, or finishes a revocation under way. 0, or ETIMEDOUT (the deadline passed
+ * while the owner's window stayed open). */
+CONC_COLD int conc__queue_bias_settle_slow(conc_queue_t *q, bool push, bool may_own,
+                                           int64_t deadline) {
+    uint64_t *bias_at = conc__queue_bias_of(q, push);
+    /* Relaxed: a look; the caller's claim way (acquire) decides, or the CASes below. */
+    uint64_t bias = conc_load(bias_at, CONC_RELAXED);
+    uint64_t self = conc__queue_self();
     if (bias == CONC__QUEUE_UNOWNED) {
-        uintptr_t to = may_own && conc_heavy_barrier_available() ? self : CONC__QUEUE_REVOKED;
+        /* A CONC_SHARED queue starts REVOKED; checked again for one that memory from
+         * elsewhere made (the heavy barrier reaches one process). */
+        bool own = may_own && !(q->flags & CONC_SHARED) && conc_heavy_barrier_available();
+        if (own) /* relaxed: the CAS below publishes it (see conc__queue_bias_finish_slow) */
+            conc_store(push ? &q->tail_owner_pid : &q->head_owner_pid, (int32_t)getpid(),
+                       CONC_RELAXED);
         /* [queue.B5] seq_cst: a sleeper that read UNOWNED after its registration [queue.B4]
          * skipped the barrier; this CAS comes after that read in the one seq_cst order, and
          * so does every later load of the word by the new owner (its notify's load is
          * seq_cst): it sees the registration. */
-        (void)conc_cas(bias_at, &bias, to, CONC_SEQ_CST, CONC_RELAXED);
-    } else if (bias == CONC__QUEUE_REVOKING || (bias == self && may_own)) {
-        /* Waiting: for the revoker; or, our own window open, for ourselves (a signal
-         * handler inside a claim of ours: CAVEATS). */
-        unsigned rounds = 0;
-        while (conc_load(bias_at, CONC_RELAXED) == bias && rounds < CONC__QUEUE_BACKOFF_ROUNDS)
-            (void)conc__queue_backoff(&rounds, CONC_FOREVER);
-        if (conc_load(bias_at, CONC_RELAXED) == bias)
-            sched_yield();
-    } else if (bias != CONC__QUEUE_REVOKED) {
-        conc__queue_bias_revoke_slow(q, push, bias);
+        (void)conc_cas(bias_at, &bias, own ? self : CONC__QUEUE_REVOKED, CONC_SEQ_CST,
+                       CONC_RELAXED);
+        return 0;
     }
+    if (bias == CONC__QUEUE_REVOKING)
+        return conc__queue_bias_finish_slow(q, push, deadline);
+    if (bias == self && may_own) {
+        /* Our own window is open: a signal handler inside a claim of ours waits for itself
+         * (CAVEATS), as for a peer mid-copy. */
+        unsigned rounds = 0;
+        while (conc_load(conc__queue_busy_of(q, push), CONC_RELAXED) != 0 &&
+               conc_load(bias_at, CONC_RELAXED) == bias)
+            if (!conc__queue_backoff(&rounds, deadline))
+                return ETIMEDOUT;
+        return 0;
+    }
+    /* [queue.B2] seq_cst: the revoker's store of the Dekker pair; the heavy barrier that
+     * follows orders it before our loads of busy. Failure: the bias changed; look again. */
+    if (bias != CONC__QUEUE_REVOKED &&
+        conc_cas(bias_at, &bias, CONC__QUEUE_REVOKING, CONC_SEQ_CST, CONC_RELAXED))
+        return conc__queue_bias_finish_slow(q, push, deadline);
+    return 0;
 }
 
-/* Until the side's bias is revoked (close: its RMW on tail must not meet an owner's store). */
-CONC_COLD void conc__queue_bias_drop_slow(conc_queue_t *q, bool push) {
+/* Until the side's bias is revoked (close: its RMW on tail must not meet an owner's store;
+ * a sleeper in debt). 0, or ETIMEDOUT at the deadline (see settle). */
+CONC_COLD int conc__queue_bias_drop_slow(conc_queue_t *q, bool push, int64_t deadline) {
+    /* Acquire on REVOKED ([queue.B6]): the owner's last store of the end comes first. */
     while (conc_load(conc__queue_bias_of(q, push), CONC_ACQUIRE) != CONC__QUEUE_REVOKED)
-        conc__queue_bias_settle_slow(q, push, false);
+        if (conc__queue_bias_settle_slow(q, push, false, deadline) == ETIMEDOUT)
+            return ETIMEDOUT;
+    return 0;
 }
 
 /* [queue.B4] A sleeper of the other side has registered: before its re-check, the owner's
  * plain claims must be ordered against its registration (the timeline above). Costs the
  * sleeper a heavy barrier while the side is biased, and revokes the bias once sleepers have
  * paid more in barriers than the owner's claims saved. */
-CONC_COLD void conc__queue_bias_fence_slow(conc_queue_t *q, bool push) {
+CONC_COLD void conc__queue_bias_fence_slow(conc_queue_t *q, bool push, int64_t deadline) {
     /* seq_cst: after the registration [eventcount.W1] in the one order; acquire on REVOKED
      * (B6), so the re-check sees the owner's last claim. */
-    uintptr_t bias = conc_load(conc__queue_bias_of(q, push), CONC_SEQ_CST);
+    uint64_t bias = conc_load(conc__queue_bias_of(q, push), CONC_SEQ_CST);
     if (bias == CONC__QUEUE_UNOWNED || bias == CONC__QUEUE_REVOKED)
         return;
     uint64_t *paid_at = push ? &q->tail_paid_at : &q->head_paid_at;
@@ -862,10 +911,10 @@ CONC_COLD void conc__queue_bias_fence_slow(conc_queue_t *q, bool push) {
     debt = moved >= (uint64_t)(debt / CONC__QUEUE_BIAS_ITEM_NS)
                ? 0
                : debt - (int64_t)moved * CONC__QUEUE_BIAS_ITEM_NS;
-    if (debt > CONC__QUEUE_BIAS_DEBT_NS) {
-        conc__queue_bias_drop_slow(q, push); /* its heavy barrier, then B3/B6: as a fence */
+    /* In debt: revoke (its barrier, then B3/B6, order the owner's claims as a fence would).
+     * At the deadline, with the owner's window still open, a barrier of our own does. */
+    if (debt > CONC__QUEUE_BIAS_DEBT_NS && conc__queue_bias_drop_slow(q, push, deadline) == 0)
         return;
-    }
     int64_t before = conc_now();
     conc_heavy_barrier("conc_queue (a sleeper's fence against a side's bias)");
     debt += 2 * (conc_now() - before); /* ours, and about as much again for the owner's CPU,
@@ -942,7 +991,8 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
     for (;;) {
         int way = conc__queue_claim_way(q, true);
         if (CONC_UNLIKELY(way == CONC__QUEUE_UNSETTLED)) {
-            conc__queue_bias_settle_slow(q, true, true);
+            if (conc__queue_bias_settle_slow(q, true, true, deadline) == ETIMEDOUT)
+                return ETIMEDOUT;
             continue;
         }
         uint64_t tail = conc_load(&q->tail, CONC_RELAXED);
@@ -995,7 +1045,8 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
     for (;;) {
         int way = conc__queue_claim_way(q, false);
         if (CONC_UNLIKELY(way == CONC__QUEUE_UNSETTLED)) {
-            conc__queue_bias_settle_slow(q, false, true);
+            if (conc__queue_bias_settle_slow(q, false, true, deadline) == ETIMEDOUT)
+                return ETIMEDOUT;
             continue;
         }
         uint64_t head = conc_load(&q->head, CONC_RELAXED);
@@ -1213,13 +1264,15 @@ CONC_COLD int conc__queue_wait_slow(conc_queue_t *q, uint32_t *word, conc__queue
         return r;
     /* Registered ([eventcount.W1]), every try below is the re-check the eventcount needs:
      * its loads of the stamp and of head/tail are seq_cst where they decide "wait". */
+    bool notifiers_push = word == &q->not_empty;
     uint32_t v = conc_eventcount_enter(word);
-    conc__queue_bias_fence_slow(q, word == &q->not_empty); /* [queue.B4]: the notifiers' side */
+    conc__queue_bias_fence_slow(q, notifiers_push, deadline); /* [queue.B4] */
     for (;;) {
         CONC_CHAOS_POINT();
         r = try_once(q, items, n, done, deadline);
         if (r != EAGAIN)
             break;
+        bool ticket = conc_eventcount_waiters(v) == 0; /* registered nobody (4,095 are) */
         /* A closed word: the try above sees CLOSED in tail (close sets it first), so a push
          * has returned EPIPE and a pop returns an item or EPIPE; only a peer mid-copy can
          * bring us here, and the eventcount yields while the try waits that out. */
@@ -1227,6 +1280,8 @@ CONC_COLD int conc__queue_wait_slow(conc_queue_t *q, uint32_t *word, conc__queue
             r = ETIMEDOUT;
             break;
         }
+        if (ticket && conc_eventcount_waiters(v) != 0) /* the poll registered us just now */
+            conc__queue_bias_fence_slow(q, notifiers_push, deadline);
     }
     conc_eventcount_leave(word, v);
     return r;
@@ -1400,9 +1455,10 @@ CONC_NODISCARD static inline int conc_queue_pop_batch_until(conc_queue_t *q, voi
  * Close and queries
  * ------------------------------------------------------------------------------------------- */
 static inline void conc_queue_close(conc_queue_t *q) {
-    /* An owner's store of tail would overwrite CLOSED: the producers' bias goes first. */
+    /* An owner's store of tail would overwrite CLOSED: the producers' bias goes first.
+     * Acquire on REVOKED ([queue.B6]): our RMW comes after the owner's last store. */
     if (conc_load(&q->tail_bias, CONC_ACQUIRE) != CONC__QUEUE_REVOKED)
-        conc__queue_bias_drop_slow(q, true);
+        (void)conc__queue_bias_drop_slow(q, true, CONC_FOREVER);
     /* Release: pairs with the acquire loads of tail in the tries. CLOSED goes into tail
      * first, so a waiter that sees CLOSED in its word also sees it in tail. */
     conc_fetch_or(&q->tail, CONC__QUEUE_CLOSED, CONC_RELEASE);
@@ -1577,7 +1633,7 @@ static inline bool conc__queue_item_ready(const conc_queue_t *q, size_t k) {
  * a push may be the producers' bias owner's plain store, not a seq_cst RMW ("The bias"), and
  * this is the sleeper's half of the pair that then orders it ([queue.B4]). */
 static inline void conc__queue_sleeper_fence(conc_queue_t *q) {
-    conc__queue_bias_fence_slow(q, true);
+    conc__queue_bias_fence_slow(q, true, CONC_FOREVER);
 }
 
 #ifdef __cplusplus

@@ -18,7 +18,15 @@
  * when the ring looks empty (the word reduced to waiters and a sequence; queue.pml checks
  * the rest of it): before its re-check it issues the heavy
  * barrier while the bias is held, or revokes the bias instead (the debt rule: either may
- * happen). The notifier's side of that pair: after each claim the claimer reads the word.
+ * happen); or it holds a ticket (4,095 waiters registered before it), registers later, and
+ * fences then. The notifier's side of that pair: after each claim the claimer reads the word.
+ * A revocation under way is finished by any revoker that finds it (the second producer's or
+ * the consumer's), with a barrier of its own.
+ *
+ * Left out: other memory models than TSO (on ARM the heavy barrier's argument is the same,
+ * base.h), the consumers' side (the same code), stamps and close (close revokes first, as
+ * the second producer does), two sleepers and pending wakes (queue.pml), the debt's
+ * arithmetic, thread tokens, fork and signal handlers (tests/test_queue.c).
  *
  * Checked: no position is claimed twice (an owner's store never meets a CAS); the end,
  * once every buffer is drained, equals the number of claims (no claim overwritten); the
@@ -27,8 +35,10 @@
  * Broken variants (each must produce errors):
 // broken: BROKEN_NO_RECHECK        the owner does not look at the bias again after busy = 1
 // broken: BROKEN_NO_HEAVY_BARRIER  the revoker waits for busy without the heavy barrier
+// broken: BROKEN_HELPER_UNFENCED   a claimer that finishes another's revocation skips the barrier
 // broken: BROKEN_NO_BUSY_WAIT      the revoker sets REVOKED without waiting for busy == 0
 // broken: BROKEN_NO_SLEEPER_FENCE  the sleeper re-checks without the heavy barrier
+// broken: BROKEN_TICKET_UNFENCED   a waiter registered late (after a ticket) skips the fence
 // broken: BROKEN_NO_LIGHT_BARRIER  the owner's notify reads the word before storing the end
  */
 
@@ -109,26 +119,32 @@ inline cas_claim(own) {
     notify(own)
 }
 
-/* Until the bias is revoked (conc__queue_bias_drop): UNOWNED goes straight to REVOKED; an
+/* Until the bias is revoked (conc__queue_bias_drop_slow): UNOWNED goes straight to REVOKED; an
  * owner's bias is revoked: CAS owner -> REVOKING, heavy barrier, wait for busy 0, REVOKED;
- * a revocation under way is waited out. */
+ * a revocation under way is finished by whoever finds it (conc__queue_bias_finish_slow: the
+ * same barrier, wait and CAS REVOKING -> REVOKED), so no revoker holds the side up. */
 inline revoke() {
     atomic {
         if
-        :: bias == OWNER -> bias = REVOKING; mine = true
+        :: bias == OWNER -> bias = REVOKING; mine = true; helping = false
         :: bias == UNOWNED -> bias = REVOKED; mine = false
+        :: bias == REVOKING -> mine = true; helping = true
         :: else -> mine = false
         fi
     };
     if
     :: mine ->
 #ifndef BROKEN_NO_HEAVY_BARRIER
+#ifdef BROKEN_HELPER_UNFENCED
+        if :: !helping -> atomic { drain() } :: else -> skip fi;
+#else
         atomic { drain() };
+#endif
 #endif
 #ifndef BROKEN_NO_BUSY_WAIT
         (mem[V_BUSY] == 0);
 #endif
-        bias = REVOKED
+        atomic { if :: bias == REVOKING -> bias = REVOKED :: else -> skip fi }
     :: else -> skip
     fi;
     (bias == REVOKED)
@@ -187,7 +203,7 @@ again:  skip
 
 active proctype producer2() {
     byte k, e;
-    bool mine;
+    bool mine, helping;
     if
     :: true ->
         revoke();
@@ -197,16 +213,8 @@ active proctype producer2() {
     atomic { finished++ }
 }
 
-active proctype consumer() {
-    byte k, myseq;
-    bool mine;
-    /* a try: the end moved past WANT means the items are, or soon are, ours to take */
-    if
-    :: mem[V_END] >= WANT -> goto got
-    :: else -> skip
-    fi;
-    atomic { waiters++; myseq = seq };     /* [eventcount.W1] */
-    /* [queue.B4]: while the bias is held, the heavy barrier, or revoke it (the debt rule) */
+/* [queue.B4]: while the bias is held, the heavy barrier, or revoke it (the debt rule). */
+inline sleeper_fence() {
     if
     :: bias == OWNER || bias == REVOKING ->
         if
@@ -218,6 +226,33 @@ active proctype consumer() {
         :: true -> revoke()
         fi
     :: else -> skip
+    fi
+}
+
+active proctype consumer() {
+    byte k, myseq;
+    bool mine, helping;
+    /* a try: the end moved past WANT means the items are, or soon are, ours to take */
+    if
+    :: mem[V_END] >= WANT -> goto got
+    :: else -> skip
+    fi;
+    if
+    :: atomic { waiters++; myseq = seq };      /* [eventcount.W1] */
+        sleeper_fence()
+    :: true ->
+        /* A ticket (4,095 waiters registered already): registered nobody; its fence finds
+         * nothing to order. It re-checks, polls off the futex, and registers later, inside
+         * the eventcount's wait: the fence must follow that registration too. */
+        sleeper_fence();
+        if
+        :: mem[V_END] >= WANT -> goto got
+        :: else -> skip
+        fi;
+        atomic { waiters++; myseq = seq };
+#ifndef BROKEN_TICKET_UNFENCED
+        sleeper_fence()
+#endif
     fi;
 recheck:
     if
