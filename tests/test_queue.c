@@ -1356,7 +1356,7 @@ static uint64_t bias_of(conc_queue_t *q, bool push) {
 
 /* What a first claim on a side leaves there: the claimer owns it, where membarrier works. */
 static uint64_t owner_bias(void) {
-    return CONC_QUEUE_BIAS && conc_heavy_barrier_available() ? (uint64_t)conc_thread_token()
+    return CONC_QUEUE_BIAS && conc_heavy_barrier_available() ? conc__queue_self()
                                                              : CONC__QUEUE_REVOKED;
 }
 
@@ -1538,7 +1538,15 @@ static void queue_bias_sleepers_fence_then_revoke_it(void) {
 typedef struct held_owner {
     conc_queue_t *q;
     int opened, release; /* relaxed: the test's own handshake */
+    int child_pushed;    /* in a forked child: its thread's push_until result */
 } held_owner;
+
+static void *push_until_in_child(void *arg) {
+    held_owner *h = (held_owner *)arg;
+    uint64_t x = 2;
+    h->child_pushed = conc_queue_push_until(h->q, &x, conc_now() + 10 * CONC_SEC);
+    return NULL;
+}
 
 static void *owner_held_in_window(void *arg) {
     held_owner *h = (held_owner *)arg;
@@ -1556,7 +1564,7 @@ static void queue_bias_owner_held_in_its_window(void) {
     if (!CONC_QUEUE_BIAS || !conc_heavy_barrier_available())
         TH_SKIP("no bias here: membarrier(2) refused");
     for (int in_child = 0; in_child < 2; in_child++) {
-        held_owner h = {make(8, sizeof(uint64_t)), 0, 0};
+        held_owner h = {make(8, sizeof(uint64_t)), 0, 0, 0};
         pthread_t t;
         TH_CHECK_EQ(pthread_create(&t, NULL, owner_held_in_window, &h), 0);
         while (!__atomic_load_n(&h.opened, __ATOMIC_RELAXED))
@@ -1564,7 +1572,7 @@ static void queue_bias_owner_held_in_its_window(void) {
         uint64_t x = 2;
         if (!in_child) {
             TH_CHECK_EQ(conc_queue_push_until(h.q, &x, conc_now() + 20 * CONC_MS), ETIMEDOUT);
-            TH_CHECK_EQ(bias_of(h.q, true), CONC__QUEUE_REVOKING);
+            TH_CHECK(conc__queue_revoking(bias_of(h.q, true)));
             __atomic_store_n(&h.release, 1, __ATOMIC_RELAXED);
             TH_CHECK_EQ(conc_queue_push(h.q, &x), 0); /* finishes the revocation */
         } else {
@@ -1572,7 +1580,21 @@ static void queue_bias_owner_held_in_its_window(void) {
             TH_CHECK(pid >= 0);
             if (pid == 0) { /* the copy: its owner's window stays open for good */
                 alarm(20);
-                if (conc_queue_push_until(h.q, &x, conc_now() + 10 * CONC_SEC) != 0)
+                /* A new thread here likely runs on the owner's old stack, with its thread
+                 * pointer: it is no owner of the parent's all the same (fork generation). */
+                /* TSan and qemu-user start no thread in the child of a multi-threaded process. */
+#ifdef CONC_TSAN
+                bool new_thread = false;
+#else
+                bool new_thread = !th_emulated();
+#endif
+                pthread_t child_thread;
+                if (!new_thread)
+                    (void)push_until_in_child(&h);
+                else if (pthread_create(&child_thread, NULL, push_until_in_child, &h) != 0 ||
+                         pthread_join(child_thread, NULL) != 0)
+                    _exit(3);
+                if (h.child_pushed != 0)
                     _exit(3);
                 conc_queue_close(h.q);
                 uint64_t y[2];
@@ -1599,14 +1621,84 @@ static void queue_bias_owner_held_in_its_window(void) {
     /* A revocation nobody finishes (its revoker interrupted for good): the next claim does. */
     conc_queue_t *q = make(8, sizeof(uint64_t));
     th_run_threads(1, push_item_three, q); /* another thread owns the producers' side */
-    TH_CHECK(bias_of(q, true) > CONC__QUEUE_REVOKED);
-    __atomic_store_n(&q->tail_bias, CONC__QUEUE_REVOKING, __ATOMIC_SEQ_CST);
+    uint64_t owner = bias_of(q, true);
+    TH_CHECK(owner > CONC__QUEUE_REVOKED);
+    __atomic_store_n(&q->tail_bias, (owner & CONC__QUEUE_GEN_MASK) | CONC__QUEUE_REVOKING,
+                     __ATOMIC_SEQ_CST);
     uint64_t x = 4;
     TH_CHECK_EQ(conc_queue_try_push(q, &x), 0);
     TH_CHECK_EQ(bias_of(q, true), CONC__QUEUE_REVOKED);
     TH_CHECK_EQ(conc_queue_try_pop(q, &x), 0);
     TH_CHECK_EQ(x, 3u);
     conc_queue_destroy(q);
+}
+
+/* A thread that owns a side and forks: in the child it is no owner (the fork generation is
+ * part of an owner's identity), so a second thread there cannot claim beside its stores, and
+ * close cannot lose CLOSED to them. Before, the forking owner kept its bias in the child, and
+ * a revocation there skipped waiting for it: a position claimed twice. */
+static void *push_many_in_child(void *arg) {
+    conc_queue_t *q = (conc_queue_t *)arg;
+    for (uint64_t i = 0; i < 1000; i++) {
+        uint64_t x = (1ull << 32) | i;
+        if (conc_queue_push(q, &x) != 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void owner_forks_child(void) {
+    conc_queue_t *q = make(4096, sizeof(uint64_t));
+    uint64_t x = 0;
+    TH_CHECK_EQ(conc_queue_push(q, &x), 0); /* the main thread owns the producers' side */
+    if (bias_of(q, true) <= CONC__QUEUE_REVOKED)
+        _exit(TH_SKIP_CODE);
+    pid_t pid = fork();
+    TH_CHECK(pid >= 0);
+    if (pid == 0) {
+        alarm(20);
+        if (conc__queue_claim_way(q, true) != CONC__QUEUE_UNSETTLED)
+            _exit(10); /* it would claim by store (or by CAS beside an unrevoked bias) */
+        pthread_t t;
+        if (pthread_create(&t, NULL, push_many_in_child, q) != 0)
+            _exit(3);
+        for (uint64_t i = 1; i <= 1000; i++)
+            if (conc_queue_push(q, &i) != 0)
+                _exit(4);
+        void *r;
+        if (pthread_join(t, &r) != 0 || r != NULL)
+            _exit(5);
+        if (bias_of(q, true) != CONC__QUEUE_REVOKED) /* the forking thread owned nothing here */
+            _exit(6);
+        conc_queue_close(q);
+        uint64_t mine = 0, theirs = 0, y;
+        while (conc_queue_try_pop(q, &y) == 0) {
+            if (y >> 32) {
+                if ((y & 0xffffffffu) != theirs++)
+                    _exit(7);
+            } else if (y != mine++) {
+                _exit(8);
+            }
+        }
+        _exit(mine == 1001 && theirs == 1000 && conc_queue_is_closed(q) ? 0 : 9);
+    }
+    int status;
+    TH_CHECK_EQ(waitpid(pid, &status, 0), pid);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == TH_SKIP_CODE)
+        _exit(TH_SKIP_CODE);
+    TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    TH_CHECK_EQ(bias_of(q, true), conc__queue_self()); /* the parent's owner keeps its bias */
+    conc_queue_destroy(q);
+}
+
+static void queue_bias_owner_forks(void) {
+    for (int round = 0; round < 20; round++) {
+        char buf[4096];
+        int status = th_run_child_capturing_stderr(owner_forks_child, buf, sizeof buf);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == TH_SKIP_CODE)
+            TH_SKIP("no bias here: membarrier(2) refused");
+        TH_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, buf);
+    }
 }
 
 /* Where membarrier(2) is refused (an old kernel, a seccomp profile) nobody takes a bias; a
@@ -1676,4 +1768,4 @@ TH_MAIN("queue", TH_CASE(queue_create_einval_enomem), TH_CASE(queue_init_in_atta
         TH_CASE_T(queue_bias_revoked_mid_stream_loses_nothing, 60),
         TH_CASE_T(queue_bias_sleepers_fence_then_revoke_it, 60),
         TH_CASE_T(queue_bias_needs_membarrier, 20),
-        TH_CASE_T(queue_bias_owner_held_in_its_window, 30))
+        TH_CASE_T(queue_bias_owner_held_in_its_window, 30), TH_CASE_T(queue_bias_owner_forks, 60))

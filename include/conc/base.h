@@ -50,6 +50,7 @@
  *             conc_heavy_barrier_available()  a Dekker pair whose frequent side pays no
  *                                         fence and whose rare side pays membarrier(2)
  *             conc_thread_token()         the calling thread, as a number (its pointer)
+ *             conc_fork_generation()      forks since the barrier was first asked for
  *   spin      conc_spin_begin(pauses, pace, dl), conc_spin_next(&spin)
  *                                         the one spin-before-sleeping loop (see Spinning)
  *   yield     conc_yield_policy_t (zero, or conc_yield_policy_init), conc_yield_allowed(&p, now),
@@ -574,6 +575,25 @@ CONC_INLINE void conc__base_check_init_flags(int flags, const char *caller) {
  * the rare store. (The liburcu and folly technique.) The rare side pays a syscall: 0.25 us
  * here with no other thread of ours running, 10 us when one runs on the other CPU of a VM.
  * ------------------------------------------------------------------------------------------- */
+/* Forks this process descends through since a header first asked for the heavy barrier: a
+ * child's handler (pthread_atfork, registered by conc_heavy_barrier_available) steps it, so a
+ * child tells its parent's threads from its own. A forking thread's pointer lives on in the
+ * child, and glibc gives the child's new threads stacks (and thread pointers) of the
+ * parent's threads: an identity kept across a fork must carry this too. One per program:
+ * every file's handler steps the same count (several steps a fork: still a change). */
+extern unsigned conc__base_fork_generation CONC__ABI(conc__base_fork_generation);
+CONC__ONE_PER_PROGRAM unsigned conc__base_fork_generation = 0;
+
+static void conc__base_forked_child(void) __attribute__((unused));
+static void conc__base_forked_child(void) {
+    conc_store(&conc__base_fork_generation, conc__base_fork_generation + 1, CONC_RELAXED);
+}
+
+/* Relaxed: it changes only in a child, before any thread but the forking one runs there. */
+CONC_INLINE unsigned conc_fork_generation(void) {
+    return conc_load(&conc__base_fork_generation, CONC_RELAXED);
+}
+
 /* The calling thread, as a number no other live thread of this process has (never 0, 1 or
  * 2: it is an aligned address). The thread pointer, one register read; glibc's pthread_self()
  * returns the same value on x86-64 but costs a call. */
@@ -616,7 +636,8 @@ static inline bool conc_heavy_barrier_available(void) {
     int s = conc_load(&state, CONC_RELAXED);
     if (s == 0) {
         long e = conc__base_membarrier_slow(CONC__BASE_MEMBARRIER_REGISTER_PRIVATE_EXPEDITED);
-        s = e == 0 ? 1 : -1;
+        /* A user of the barrier that keeps an identity across fork needs the generation. */
+        s = e == 0 && pthread_atfork(NULL, NULL, conc__base_forked_child) == 0 ? 1 : -1;
         conc_store(&state, s, CONC_RELAXED);
     }
     return s > 0;
@@ -1136,9 +1157,12 @@ static inline int conc_eventcount_wait(uint32_t *word, uint32_t *v, int flags, i
         return 0;
     }
     if (conc__base_ec_pending(w) > 0) {
-        /* Take the pending wake before sleeping: it may have been meant for us. Acquire:
-         * pairs with N1. On failure w is fresh: the caller re-checks either way. */
-        if (conc_cas(word, &w, w - CONC__BASE_EC_PENDING_ONE, CONC_ACQUIRE, CONC_ACQUIRE))
+        /* Take the pending wake before sleeping: it may have been meant for us. seq_cst: its
+         * acquire pairs with N1, and the caller's re-check that follows must not be ordered
+         * before it: a notifier that saw the wake still pending woke nobody, counting on
+         * that re-check (the pair with its seq_cst load, or its fence after a plain store:
+         * queue.h's bias). On failure w is fresh: the caller re-checks either way. */
+        if (conc_cas(word, &w, w - CONC__BASE_EC_PENDING_ONE, CONC_SEQ_CST, CONC_ACQUIRE))
             w -= CONC__BASE_EC_PENDING_ONE;
         *v = w;
         return 0;

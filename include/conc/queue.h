@@ -297,8 +297,6 @@ typedef struct conc_queue {
      * conc__queue_bias_fence_slow): tail where the last one paid, and the debt, ns. Hints. */
     uint64_t tail_paid_at;
     uint32_t tail_debt;
-    /* The process the owner ran in: a forked child's copy has no owner thread to wait for. */
-    int32_t tail_owner_pid;
     /* Consumers' claim position. */
     __attribute__((aligned(CONC_CACHELINE))) uint64_t head;
     /* The consumers' bias, as the producers'. */
@@ -306,7 +304,6 @@ typedef struct conc_queue {
     uint64_t head_bias;
     uint64_t head_paid_at;
     uint32_t head_debt;
-    int32_t head_owner_pid;
     /* The eventcount words (see DESIGN). Read by every notifier, written only when somebody
      * sleeps: one line for both keeps the busy path to one read-shared line. */
     __attribute__((aligned(CONC_CACHELINE))) uint32_t not_empty;
@@ -355,8 +352,12 @@ CONC_STATIC_ASSERT(sizeof(conc_queue_t) == 4 * CONC_CACHELINE, "the task word ad
 /* A side's bias (see "The bias"): nobody has claimed yet, a revocation is under way, or
  * revoked for good (every claim a CAS); else the owner's conc_thread_token (never 0, 1, 2). */
 #define CONC__QUEUE_UNOWNED ((uint64_t)0)
-#define CONC__QUEUE_REVOKING ((uint64_t)1)
+#define CONC__QUEUE_REVOKING ((uint64_t)1) /* with the owner's fork generation on top */
 #define CONC__QUEUE_REVOKED ((uint64_t)2)
+/* An owner is its thread's token with the fork generation in bits 48..63 (thread pointers
+ * sit below 2^48 on x86-64 and arm64 user space, and below 2^32 on 32-bit targets). */
+#define CONC__QUEUE_GEN_SHIFT 48
+#define CONC__QUEUE_GEN_MASK (~(uint64_t)0 << CONC__QUEUE_GEN_SHIFT)
 /* What an owner's claim saves against the CAS (5 ns a locked CAS here, 1 ns the window), and
  * the debt in heavy barriers that sleepers may run up for a side's bias beyond what its
  * owner's claims saved: past it, they revoke it. A sleeper's barrier costs it 0.3 us here with
@@ -750,9 +751,17 @@ CONC_INLINE uint32_t *conc__queue_busy_of(conc_queue_t *q, bool push) {
     return push ? &q->tail_busy : &q->head_busy;
 }
 
-/* The calling thread as a side's owner (base.h's token). */
+/* The calling thread as a side's owner: base.h's token, and the fork generation, so that in
+ * a forked child no thread (the forking one, or a new one on a parent thread's old stack)
+ * passes for an owner of the parent's: the child revokes that bias instead. */
 CONC_INLINE uint64_t conc__queue_self(void) {
-    return (uint64_t)conc_thread_token();
+    return (uint64_t)conc_thread_token() ^
+           ((uint64_t)conc_fork_generation() << CONC__QUEUE_GEN_SHIFT);
+}
+
+/* Whether a bias value is a revocation under way (of an owner of any generation). */
+CONC_INLINE bool conc__queue_revoking(uint64_t bias) {
+    return (bias & ~CONC__QUEUE_GEN_MASK) == CONC__QUEUE_REVOKING;
 }
 
 /* How a claim on a side is made now (conc__queue_claim_way). */
@@ -808,30 +817,29 @@ CONC_INLINE bool conc__queue_take(conc_queue_t *q, uint64_t *end, uint64_t *pos,
     return conc_cas(end, pos, next, CONC_SEQ_CST, CONC_RELAXED);
 }
 
-/* Finishes a revocation that a revoker began (the bias reads REVOKING): the heavy barrier,
+/* Finishes a revocation that a revoker began (the bias reads `revoking`): the heavy barrier,
  * the owner's window closed, REVOKED. Any claimer that finds REVOKING finishes it too, so a
  * revoker preempted, or interrupted by a signal handler that uses the queue, holds up nobody.
  * The barrier is as good from a helper: it comes after a load that saw REVOKING. 0, or
  * ETIMEDOUT once the deadline passed while the owner's window stayed open (the revocation
  * stays under way: the next claimer finishes it). */
-CONC_COLD int conc__queue_bias_finish_slow(conc_queue_t *q, bool push, int64_t deadline) {
-    uint64_t *bias = conc__queue_bias_of(q, push);
+CONC_COLD int conc__queue_bias_finish_slow(conc_queue_t *q, bool push, uint64_t revoking,
+                                           int64_t deadline) {
     conc_heavy_barrier("conc_queue (revoking a side's bias)");
     /* [queue.B3] acquire: once busy reads 0, the owner's last store of the end is ours. Its
-     * window holds no wait: a few ns, or the rest of its time slice if it was preempted. In
-     * a forked child's copy the owner thread does not exist (it ran in the parent): nobody
-     * will close a window it left open, and nobody will store the end again. Relaxed: the
-     * pid is written once, before the CAS that made the owner. */
+     * window holds no wait: a few ns, or the rest of its time slice if it was preempted. An
+     * owner of an older fork generation ran in an ancestor process: here nobody will close
+     * a window it left open, nor store the end again. */
+    bool owner_here = (revoking & CONC__QUEUE_GEN_MASK) ==
+                      ((uint64_t)conc_fork_generation() << CONC__QUEUE_GEN_SHIFT);
     unsigned rounds = 0;
-    while (conc_load(conc__queue_busy_of(q, push), CONC_ACQUIRE) != 0 &&
-           conc_load(push ? &q->tail_owner_pid : &q->head_owner_pid, CONC_RELAXED) ==
-               (int32_t)getpid())
+    while (owner_here && conc_load(conc__queue_busy_of(q, push), CONC_ACQUIRE) != 0)
         if (!conc__queue_backoff(&rounds, deadline))
             return ETIMEDOUT;
-    uint64_t revoking = CONC__QUEUE_REVOKING;
     /* [queue.B6] release: pairs with the claimers' acquire of REVOKED. Fails when a helper
      * finished first. */
-    (void)conc_cas(bias, &revoking, CONC__QUEUE_REVOKED, CONC_RELEASE, CONC_RELAXED);
+    (void)conc_cas(conc__queue_bias_of(q, push), &revoking, CONC__QUEUE_REVOKED, CONC_RELEASE,
+                   CONC_RELAXED);
     return 0;
 }
 
@@ -843,16 +851,13 @@ CONC_COLD int conc__queue_bias_finish_slow(conc_queue_t *q, bool push, int64_t d
 CONC_COLD int conc__queue_bias_settle_slow(conc_queue_t *q, bool push, bool may_own,
                                            int64_t deadline) {
     uint64_t *bias_at = conc__queue_bias_of(q, push);
-    /* Relaxed: a look; the caller's claim way (acquire) decides, or the CASes below. */
-    uint64_t bias = conc_load(bias_at, CONC_RELAXED);
+    /* Acquire: what the claimers before us did is ours; the CASes below decide. */
+    uint64_t bias = conc_load(bias_at, CONC_ACQUIRE);
     uint64_t self = conc__queue_self();
     if (bias == CONC__QUEUE_UNOWNED) {
         /* A CONC_SHARED queue starts REVOKED; checked again for one that memory from
          * elsewhere made (the heavy barrier reaches one process). */
         bool own = may_own && !(q->flags & CONC_SHARED) && conc_heavy_barrier_available();
-        if (own) /* relaxed: the CAS below publishes it (see conc__queue_bias_finish_slow) */
-            conc_store(push ? &q->tail_owner_pid : &q->head_owner_pid, (int32_t)getpid(),
-                       CONC_RELAXED);
         /* [queue.B5] seq_cst: a sleeper that read UNOWNED after its registration [queue.B4]
          * skipped the barrier; this CAS comes after that read in the one seq_cst order, and
          * so does every later load of the word by the new owner (its notify's load is
@@ -861,8 +866,8 @@ CONC_COLD int conc__queue_bias_settle_slow(conc_queue_t *q, bool push, bool may_
                        CONC_RELAXED);
         return 0;
     }
-    if (bias == CONC__QUEUE_REVOKING)
-        return conc__queue_bias_finish_slow(q, push, deadline);
+    if (conc__queue_revoking(bias))
+        return conc__queue_bias_finish_slow(q, push, bias, deadline);
     if (bias == self && may_own) {
         /* Our own window is open: a signal handler inside a claim of ours waits for itself
          * (CAVEATS), as for a peer mid-copy. */
@@ -873,11 +878,14 @@ CONC_COLD int conc__queue_bias_settle_slow(conc_queue_t *q, bool push, bool may_
                 return ETIMEDOUT;
         return 0;
     }
+    if (bias == CONC__QUEUE_REVOKED)
+        return 0;
     /* [queue.B2] seq_cst: the revoker's store of the Dekker pair; the heavy barrier that
-     * follows orders it before our loads of busy. Failure: the bias changed; look again. */
-    if (bias != CONC__QUEUE_REVOKED &&
-        conc_cas(bias_at, &bias, CONC__QUEUE_REVOKING, CONC_SEQ_CST, CONC_RELAXED))
-        return conc__queue_bias_finish_slow(q, push, deadline);
+     * follows orders it before our loads of busy. The owner's generation goes along, so a
+     * helper knows whether the owner runs in this process. Failure: the bias changed. */
+    uint64_t revoking = (bias & CONC__QUEUE_GEN_MASK) | CONC__QUEUE_REVOKING;
+    if (conc_cas(bias_at, &bias, revoking, CONC_SEQ_CST, CONC_RELAXED))
+        return conc__queue_bias_finish_slow(q, push, revoking, deadline);
     return 0;
 }
 
@@ -889,6 +897,17 @@ CONC_COLD int conc__queue_bias_drop_slow(conc_queue_t *q, bool push, int64_t dea
         if (conc__queue_bias_settle_slow(q, push, false, deadline) == ETIMEDOUT)
             return ETIMEDOUT;
     return 0;
+}
+
+/* The way a try claims on its side (conc__queue_claim_way), the bias settled first where it
+ * must be: BY_CAS, BY_STORE (the window open), or -1 once the deadline passed while an
+ * owner's window stayed open. */
+CONC_INLINE int conc__queue_settled_way(conc_queue_t *q, bool push, int64_t deadline) {
+    int way;
+    while (CONC_UNLIKELY((way = conc__queue_claim_way(q, push)) == CONC__QUEUE_UNSETTLED))
+        if (conc__queue_bias_settle_slow(q, push, true, deadline) == ETIMEDOUT)
+            return -1;
+    return way;
 }
 
 /* [queue.B4] A sleeper of the other side has registered: before its re-check, the owner's
@@ -989,12 +1008,9 @@ static inline int conc__queue_try_push_n(conc_queue_t *q, const unsigned char *i
     unsigned round = 0;
     *done = 0;
     for (;;) {
-        int way = conc__queue_claim_way(q, true);
-        if (CONC_UNLIKELY(way == CONC__QUEUE_UNSETTLED)) {
-            if (conc__queue_bias_settle_slow(q, true, true, deadline) == ETIMEDOUT)
-                return ETIMEDOUT;
-            continue;
-        }
+        int way = conc__queue_settled_way(q, true, deadline);
+        if (CONC_UNLIKELY(way < 0))
+            return ETIMEDOUT; /* an owner's window stayed open past the deadline */
         uint64_t tail = conc_load(&q->tail, CONC_RELAXED);
         unsigned char *slot = conc__queue_slot(q, tail);
         /* [queue.A1] acquire: pairs with [queue.R2], the consumer that freed this slot a lap ago,
@@ -1043,12 +1059,9 @@ static inline int conc__queue_try_pop_n(conc_queue_t *q, unsigned char *items, s
     unsigned round = 0;
     *done = 0;
     for (;;) {
-        int way = conc__queue_claim_way(q, false);
-        if (CONC_UNLIKELY(way == CONC__QUEUE_UNSETTLED)) {
-            if (conc__queue_bias_settle_slow(q, false, true, deadline) == ETIMEDOUT)
-                return ETIMEDOUT;
-            continue;
-        }
+        int way = conc__queue_settled_way(q, false, deadline);
+        if (CONC_UNLIKELY(way < 0))
+            return ETIMEDOUT; /* an owner's window stayed open past the deadline */
         uint64_t head = conc_load(&q->head, CONC_RELAXED);
         unsigned char *slot = conc__queue_slot(q, head);
         /* [queue.A2] acquire: pairs with [queue.R1], the producer's publish: its copy-in is
@@ -1181,13 +1194,27 @@ CONC_INLINE int conc__queue_futex_flags(const conc_queue_t *q) {
     return conc_futex_flags(q->flags, CONC_SHARED);
 }
 
-/* After k items (or slots) became available to the side that sleeps on word. The caller's
- * claim [queue.C1]/[queue.C2] was the seq_cst RMW that the eventcount's notify needs. */
-CONC_INLINE void conc__queue_notify(conc_queue_t *q, uint32_t *word, size_t k) {
-    /* The two halves of conc_eventcount_notify, so the flags are read only to wake. */
+/* With sleepers registered, after a claim that may have been a bias owner's plain store: the
+ * word again after a fence [queue.N2]. A notifier that finds every sleeper with a wake
+ * pending wakes nobody, counting on the holder of that wake to re-check after taking it (its
+ * seq_cst CAS): a pair with our store of the end that only a fence completes (the heavy
+ * barrier [queue.B4] covers a sleeper's registration, not its later takes). Found by a
+ * review; the model is tests/models/queue_bias_pending.pml. */
+CONC_COLD void conc__queue_notify_fenced_slow(conc_queue_t *q, uint32_t *word, size_t k) {
+    conc_fence_seq_cst(word);
     uint32_t w = conc_eventcount_wants_wake(word);
-    if (CONC_UNLIKELY(w != 0))
+    if (w != 0)
         conc_eventcount_wake_slow(word, w, k, conc__queue_futex_flags(q));
+}
+
+/* After k items (or slots) became available to the side that sleeps on word. The caller's
+ * claim [queue.C1]/[queue.C2] was the seq_cst RMW that the eventcount's notify needs, or a
+ * bias owner's store (the sleepers' barrier [queue.B4] and the fence above stand in). */
+CONC_INLINE void conc__queue_notify(conc_queue_t *q, uint32_t *word, size_t k) {
+    /* [eventcount.F1] seq_cst, as conc_eventcount_wants_wake's; nobody registered, the busy
+     * case, is one test and no fence. */
+    if (CONC_UNLIKELY(conc_eventcount_waiters(conc_load(word, CONC_SEQ_CST)) != 0))
+        conc__queue_notify_fenced_slow(q, word, k);
 }
 
 /* The blocking loop shared by every blocking form. try_once is the side's one-claim try; it
