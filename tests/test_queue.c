@@ -1722,7 +1722,7 @@ static void membarrier_refused_after_a_bias(void) {
     conc_queue_t *q = make(4, sizeof(uint64_t));
     uint64_t x = 7;
     TH_CHECK_EQ(conc_queue_push(q, &x), 0);
-    if (bias_of(q, true) != (uint64_t)conc_thread_token())
+    if (bias_of(q, true) != conc__queue_self())
         _exit(TH_SKIP_CODE); /* no membarrier here at all */
     const th_refusal r[] = {{SYS_membarrier, -1, 0, EPERM}};
     if (!th_refuse_syscalls(r, 1))

@@ -50,7 +50,7 @@
  *             conc_heavy_barrier_available()  a Dekker pair whose frequent side pays no
  *                                         fence and whose rare side pays membarrier(2)
  *             conc_thread_token()         the calling thread, as a number (its pointer)
- *             conc_fork_generation()      forks since the barrier was first asked for
+ *             conc_fork_generation()      fork() calls this process descends through
  *   spin      conc_spin_begin(pauses, pace, dl), conc_spin_next(&spin)
  *                                         the one spin-before-sleeping loop (see Spinning)
  *   yield     conc_yield_policy_t (zero, or conc_yield_policy_init), conc_yield_allowed(&p, now),
@@ -575,18 +575,28 @@ CONC_INLINE void conc__base_check_init_flags(int flags, const char *caller) {
  * the rare store. (The liburcu and folly technique.) The rare side pays a syscall: 0.25 us
  * here with no other thread of ours running, 10 us when one runs on the other CPU of a VM.
  * ------------------------------------------------------------------------------------------- */
-/* Forks this process descends through since a header first asked for the heavy barrier: a
- * child's handler (pthread_atfork, registered by conc_heavy_barrier_available) steps it, so a
+/* Forks this process descends through: a child's handler (pthread_atfork) steps it, so a
  * child tells its parent's threads from its own. A forking thread's pointer lives on in the
  * child, and glibc gives the child's new threads stacks (and thread pointers) of the
- * parent's threads: an identity kept across a fork must carry this too. One per program:
- * every file's handler steps the same count (several steps a fork: still a change). */
+ * parent's threads: an identity kept across a fork must carry this too. One per program,
+ * with its handler registered once, at load time (a constructor of the first file that runs
+ * one): never from a signal handler (pthread_atfork is not async-signal-safe and waits for a
+ * fork in progress), and every copy of the count (a library that keeps its own, CAVEATS) has
+ * a handler of its own. A child made without the handlers (_Fork, a raw clone) is not told. */
 extern unsigned conc__base_fork_generation CONC__ABI(conc__base_fork_generation);
 CONC__ONE_PER_PROGRAM unsigned conc__base_fork_generation = 0;
+extern int conc__base_fork_handler CONC__ABI(conc__base_fork_handler);
+CONC__ONE_PER_PROGRAM int conc__base_fork_handler = 0; /* 0 none, 1 registering, 2 registered */
 
-static void conc__base_forked_child(void) __attribute__((unused));
 static void conc__base_forked_child(void) {
     conc_store(&conc__base_fork_generation, conc__base_fork_generation + 1, CONC_RELAXED);
+}
+
+__attribute__((constructor)) static void conc__base_register_fork_handler(void) {
+    int none = 0; /* relaxed: the first constructor to run registers; the rest see it done */
+    if (conc_cas(&conc__base_fork_handler, &none, 1, CONC_RELAXED, CONC_RELAXED))
+        conc_store(&conc__base_fork_handler,
+                   pthread_atfork(NULL, NULL, conc__base_forked_child) == 0 ? 2 : -1, CONC_RELEASE);
 }
 
 /* Relaxed: it changes only in a child, before any thread but the forking one runs there. */
@@ -636,8 +646,9 @@ static inline bool conc_heavy_barrier_available(void) {
     int s = conc_load(&state, CONC_RELAXED);
     if (s == 0) {
         long e = conc__base_membarrier_slow(CONC__BASE_MEMBARRIER_REGISTER_PRIVATE_EXPEDITED);
-        /* A user of the barrier that keeps an identity across fork needs the generation. */
-        s = e == 0 && pthread_atfork(NULL, NULL, conc__base_forked_child) == 0 ? 1 : -1;
+        /* A user of the barrier that keeps an identity across fork needs the generation:
+         * acquire, pairs with the constructor's release. */
+        s = e == 0 && conc_load(&conc__base_fork_handler, CONC_ACQUIRE) == 2 ? 1 : -1;
         conc_store(&state, s, CONC_RELAXED);
     }
     return s > 0;

@@ -936,13 +936,29 @@ CONC_COLD void conc__executor_wake_slow(conc_executor_t *ex, uint32_t v) {
     conc_futex_wake(&ex->idle, 1, 0);
 }
 
+/* With sleepers and WAKING seen: the word again after a fence [executor.E4]. A waker that
+ * sees WAKING wakes nobody, counting on the woken worker's look after it clears WAKING; but a
+ * submit's look-able store is the queue's stamp publish (a plain release store) or a bias
+ * owner's claim (queue.h), which a store buffer may hold past this load, while that worker's
+ * look reads the stamps. The fence makes the pair: either we see WAKING cleared (and wake),
+ * or its look comes after our publish. Found by a review; a few ns wide on x86. */
+CONC_COLD void conc__executor_wake_fenced_slow(conc_executor_t *ex, bool chain) {
+    conc_fence_seq_cst(&ex->idle);
+    uint32_t v = conc_load(&ex->idle, CONC_SEQ_CST);
+    if ((v & CONC__EXECUTOR_IDLE_SLEEPERS_MASK) != 0 && !(v & CONC__EXECUTOR_IDLE_WAKING) &&
+        (!chain || conc_load(&ex->polling, CONC_SEQ_CST) == 0))
+        conc__executor_wake_slow(ex, v);
+}
+
 /* [executor.E2] seq_cst: after the caller's seq_cst push, take or publish (the timeline
  * above). A chain wake (take, refill) wakes nobody while a worker polls. */
 CONC_INLINE void conc__executor_wake(conc_executor_t *ex, bool chain) {
     uint32_t v = conc_load(&ex->idle, CONC_SEQ_CST);
-    if (CONC_UNLIKELY((v & CONC__EXECUTOR_IDLE_SLEEPERS_MASK) != 0 &&
-                      !(v & CONC__EXECUTOR_IDLE_WAKING)) &&
-        (!chain || conc_load(&ex->polling, CONC_SEQ_CST) == 0))
+    if (CONC_LIKELY((v & CONC__EXECUTOR_IDLE_SLEEPERS_MASK) == 0))
+        return;
+    if (v & CONC__EXECUTOR_IDLE_WAKING)
+        conc__executor_wake_fenced_slow(ex, chain);
+    else if (!chain || conc_load(&ex->polling, CONC_SEQ_CST) == 0)
         conc__executor_wake_slow(ex, v);
 }
 

@@ -129,9 +129,12 @@
  *     memcpy into a malloc'd buffer, a file read to any address) is not a queue to attach.
  *   - fork(): a queue in private memory is copied, not shared: the child has its own copy,
  *     as the parent's other threads left it: a slot one of them had claimed stays stuck, and
- *     a sleeper stays counted (harmless: destroy of the copy in the child frees it). A side
- *     whose owner (DESIGN: "The bias") was another thread is revoked in the child without
- *     waiting for it (it ran in the parent): a claim it had made is such a stuck slot.
+ *     a sleeper stays counted (harmless: destroy of the copy in the child frees it). A side's
+ *     owner (DESIGN: "The bias") of the parent's is no owner in the child, the forking
+ *     thread included: the child revokes without waiting for it (a claim another thread had
+ *     made is such a stuck slot). A child made without the fork handlers (_Fork, a raw
+ *     clone) cannot tell, and must not use the copy; nor may a child forked from a signal
+ *     handler that interrupted an owner's claim window (that window would resume there).
  *   - Up to 4095 threads blocked on one side of one queue at once sleep until woken; more
  *     wait too, but poll (base.h's eventcount: every 1 to 16 ms), so they may learn of an
  *     item, a free slot or a close that many ms late, until a place among the 4095 frees
@@ -856,8 +859,11 @@ CONC_COLD int conc__queue_bias_settle_slow(conc_queue_t *q, bool push, bool may_
     uint64_t self = conc__queue_self();
     if (bias == CONC__QUEUE_UNOWNED) {
         /* A CONC_SHARED queue starts REVOKED; checked again for one that memory from
-         * elsewhere made (the heavy barrier reaches one process). */
-        bool own = may_own && !(q->flags & CONC_SHARED) && conc_heavy_barrier_available();
+         * elsewhere made (the heavy barrier reaches one process). A thread pointer with bits
+         * in the generation's place (a stack mapped above 2^48) could not be told apart. */
+        bool own = may_own && !(q->flags & CONC_SHARED) &&
+                   ((uint64_t)conc_thread_token() & CONC__QUEUE_GEN_MASK) == 0 &&
+                   conc_heavy_barrier_available();
         /* [queue.B5] seq_cst: a sleeper that read UNOWNED after its registration [queue.B4]
          * skipped the barrier; this CAS comes after that read in the one seq_cst order, and
          * so does every later load of the word by the new owner (its notify's load is
