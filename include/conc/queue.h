@@ -721,13 +721,17 @@ CONC_INLINE bool conc__queue_backoff(unsigned *round, int64_t deadline) {
  *   store busy = 1                  [queue.B1]    heavy barrier
  *   light barrier                                 wait until busy == 0            [queue.B3]
  *   bias still me? else busy = 0, start over        (acquire: the owner's store of the end)
- *   load end, check the stamp, store end + k      store bias = REVOKED  (release) [queue.B6]
+ *   load end, check the stamp, store end + k      CAS REVOKING -> REVOKED (rel.)  [queue.B6]
  *   store busy = 0 (release)        [queue.B3]    claims: CAS, once bias reads REVOKED
  *   light barrier; copy, publish; notify            (acquire: the owner's last store first)
  *
  *   B1 and B2 are an asymmetric Dekker pair: either the revoker sees busy = 1 and waits for
  *   the window to close, or the owner sees REVOKING and claims nothing with a store. So no
- *   store of the owner's ever overwrites a CAS.
+ *   store of the owner's ever overwrites a CAS. Any claimer that finds REVOKING finishes the
+ *   revocation the same way (its own barrier, the wait, the CAS), so a revoker preempted or
+ *   interrupted holds up nobody. REVOKING carries the owner's fork generation, as the owner
+ *   value does: an owner of an older generation ran in an ancestor process (this is a forked
+ *   child's copy), and nobody waits for its window.
  *
  *   The sleepers of the other side (the eventcount's timeline, below) relied on the claim
  *   being a seq_cst RMW: the notifier's half of their Dekker pair. A plain store then a load
@@ -735,8 +739,11 @@ CONC_INLINE bool conc__queue_backoff(unsigned *round, int64_t deadline) {
  *   barrier before its re-check [queue.B4] while the side is biased: either the owner's load
  *   sees the registration, or the re-check sees the claim (end moved: it waits for the
  *   publish). Once the bias reads REVOKED, B3 and B6 carry the owner's last claim to the
- *   re-check, and later claims are CASes again. A barrier costs a sleeper 0.3 us with the
- *   owner off the CPU and 10 us with it running on another CPU (a VM's IPI): a side whose
+ *   re-check, and later claims are CASes again. A sleeper that holds a pending wake re-checks
+ *   after taking it, with no barrier of its own: a notifier that finds sleepers registered
+ *   fences before it trusts such a wake [queue.N2] (tests/models/queue_bias_pending.pml).
+ *   A barrier costs a sleeper 0.3 us with the owner off the CPU and 10 to 100 us with it
+ *   running on another CPU (a VM's IPI): a side whose
  *   sleepers pay more in barriers than its owner's claims saved (CONC__QUEUE_BIAS_DEBT_NS)
  *   is revoked, so a queue that hands over one item at a time ends with CASes, and a stream
  *   keeps its bias. tests/models/queue_bias.pml checks both pairs, with the owner's stores
